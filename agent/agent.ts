@@ -1,0 +1,79 @@
+/**
+ * The slave side: connects to the bus and serves this slave's filesystem under its agent id.
+ */
+import { randomUUID } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { hostname, platform, release } from 'node:os';
+import type { Logger } from 'pino';
+import {
+  DISCOVER_SUBJECT, OP_NAMES, PROTOCOL_VERSION, agentWildcard, opFromSubject,
+  type HelloInfo,
+} from '../protocol/index.js';
+import { connectBus, type Bus } from '../transport/bus.js';
+import type { AgentContext } from './context.js';
+import { createDispatcher } from './dispatch.js';
+import { HandleTable } from './fs/handle-table.js';
+import { ReaddirCursors } from './fs/readdir-cursors.js';
+import { handlers } from './handlers.js';
+import { RootJail } from './root-jail.js';
+
+export interface AgentOptions {
+  natsUrl: string;
+  agentId: string;
+  root: string;
+  readOnly: boolean;
+  /** Most files the agent keeps open for masters at once. */
+  maxHandles?: number;
+  log: Logger;
+}
+
+export interface RunningAgent {
+  readonly info: HelloInfo;
+  stop(): Promise<void>;
+}
+
+async function readHostBootId(): Promise<string> {
+  return (await readFile('/proc/sys/kernel/random/boot_id', 'utf8').catch(() => '')).trim();
+}
+
+export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
+  const log = options.log.child({ component: 'agent', agentId: options.agentId });
+  const jail = await RootJail.open(options.root);
+  // Modes arrive with the master's umask already applied by its kernel; ours must not apply again.
+  process.umask(0);
+  const bus: Bus = await connectBus({ url: options.natsUrl, name: `splitbrain-agent-${options.agentId}`, log });
+  const info: HelloInfo = {
+    protocol: PROTOCOL_VERSION,
+    agentId: options.agentId,
+    hostname: hostname(),
+    platform: platform(),
+    release: release(),
+    bootId: randomUUID(),
+    hostBootId: await readHostBootId(),
+    root: jail.root,
+    readOnly: options.readOnly,
+    capabilities: OP_NAMES.filter((op) => handlers[op] !== undefined),
+    maxPayload: bus.maxPayload,
+    pid: process.pid,
+    startedAt: Date.now(),
+  };
+  const handles = new HandleTable(options.maxHandles ?? 10_000);
+  const ctx: AgentContext = {
+    jail, handles, cursors: new ReaddirCursors(), readOnly: options.readOnly,
+    maxPayload: bus.maxPayload, log, hello: () => info,
+  };
+  const dispatch = createDispatcher(handlers, ctx, info.bootId);
+  const served = bus.serve(agentWildcard(options.agentId), async (subject, data) =>
+    dispatch(opFromSubject(options.agentId, subject) ?? '', data));
+  const discover = bus.serve(DISCOVER_SUBJECT, async (_subject, data) => dispatch('agent.hello', data));
+  log.info({ root: jail.root, readOnly: options.readOnly, bootId: info.bootId }, 'agent serving');
+  return {
+    info,
+    async stop() {
+      served.stop();
+      discover.stop();
+      await handles.closeAll();
+      await bus.close();
+    },
+  };
+}

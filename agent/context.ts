@@ -1,0 +1,28 @@
+/**
+ * What every op handler of the agent may use. Handlers get it as an argument, so a test can
+ * build one around a temp dir without a bus.
+ */
+import type { Logger } from 'pino';
+import type { HelloInfo, OpName, OpReply, OpRequest } from '../protocol/index.js';
+import type { HandleTable } from './fs/handle-table.js';
+import type { ReaddirCursors } from './fs/readdir-cursors.js';
+import type { RootJail } from './root-jail.js';
+
+export interface AgentContext {
+  readonly jail: RootJail;
+  readonly handles: HandleTable;
+  readonly cursors: ReaddirCursors;
+  readonly readOnly: boolean;
+  /** Largest reply the bus accepts; data replies are sized to fit. */
+  readonly maxPayload: number;
+  readonly log: Logger;
+  hello(): HelloInfo;
+}
+
+export type OpHandler<K extends OpName> = (args: OpRequest<K>, ctx: AgentContext) => Promise<OpReply<K>>;
+
+/** One handler per op. An op missing here answers ENOSYS. */
+export type HandlerTable = { [K in OpName]?: OpHandler<K> };
+
+/** Room kept in every reply for the envelope around the data. */
+export const REPLY_OVERHEAD = 4096;

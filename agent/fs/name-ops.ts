@@ -1,0 +1,71 @@
+/** Ops that add, remove or rename names. None follows a symlink in last place. */
+import { execFile } from 'node:child_process';
+import { constants } from 'node:fs';
+import { chmod, link, lstat, open, rename, symlink, unlink } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import { S_IFBLK, S_IFCHR, S_IFIFO, S_IFMT, S_IFREG, SlaveError } from '../../protocol/index.js';
+import type { HandlerTable } from '../context.js';
+import { statToWire } from './stat-attr.js';
+
+const run = promisify(execFile);
+
+/**
+ * Node has no mkfifo(2) or mknod(2), so special files are made by coreutils, which every slave
+ * has; existence is checked first so the caller gets EEXIST rather than a tool's message.
+ */
+async function makeSpecial(host: string, mode: number, rdev: number): Promise<void> {
+  if (await lstat(host).then(() => true, () => false)) {
+    throw new SlaveError('EEXIST', `file exists: ${host}`);
+  }
+  const type = mode & S_IFMT;
+  const args = type === S_IFIFO
+    ? ['mkfifo', [host]]
+    : ['mknod', [host, type === S_IFCHR ? 'c' : 'b', String(Math.floor(rdev / 256) & 0xfff), String((rdev & 0xff) | ((rdev >> 12) & 0xfff00))]];
+  try {
+    await run(args[0] as string, args[1] as string[]);
+  } catch (cause) {
+    const message = String((cause as { stderr?: string }).stderr ?? cause).trim();
+    const errno = /Permission denied|Operation not permitted/.test(message) ? 'EPERM'
+      : /No such file/.test(message) ? 'ENOENT' : 'EIO';
+    throw new SlaveError(errno, message, { cause });
+  }
+}
+
+export const nameOps: HandlerTable = {
+  'fs.unlink': async ({ path }, ctx) => {
+    await unlink(await ctx.jail.resolve(path));
+    return {};
+  },
+
+  'fs.rename': async ({ from, to }, ctx) => {
+    await rename(await ctx.jail.resolve(from), await ctx.jail.resolve(to));
+    return {};
+  },
+
+  'fs.link': async ({ existing, path }, ctx) => {
+    const host = await ctx.jail.resolve(path);
+    await link(await ctx.jail.resolve(existing), host);
+    return { attr: statToWire(await lstat(host)) };
+  },
+
+  'fs.symlink': async ({ target, path }, ctx) => {
+    const host = await ctx.jail.resolve(path);
+    await symlink(target, host);
+    return { attr: statToWire(await lstat(host)) };
+  },
+
+  'fs.mknod': async ({ path, mode, rdev }, ctx) => {
+    const host = await ctx.jail.resolve(path);
+    const type = mode & S_IFMT;
+    if (type === S_IFREG || type === 0) {
+      const { O_CREAT, O_EXCL, O_WRONLY, O_NOFOLLOW } = constants;
+      await (await open(host, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW, mode & 0o7777)).close();
+    } else if (type === S_IFIFO || type === S_IFCHR || type === S_IFBLK) {
+      await makeSpecial(host, mode, rdev);
+      await chmod(host, mode & 0o7777);
+    } else {
+      throw new SlaveError('EOPNOTSUPP', `cannot create a file of type ${type.toString(8)} remotely`);
+    }
+    return { attr: statToWire(await lstat(host)) };
+  },
+};

@@ -1,0 +1,14 @@
+/** The agent's one table of op handlers. Ops missing here answer ENOSYS. */
+import type { HandlerTable } from './context.js';
+import { attrOps } from './fs/attr-ops.js';
+import { dirOps } from './fs/dir-ops.js';
+import { fileOps } from './fs/file-ops.js';
+import { nameOps } from './fs/name-ops.js';
+
+export const handlers: HandlerTable = {
+  'agent.hello': async (_args, ctx) => ctx.hello(),
+  ...attrOps,
+  ...dirOps,
+  ...fileOps,
+  ...nameOps,
+};

@@ -1,0 +1,109 @@
+/**
+ * The export root: every slave path a request names is resolved inside it, so neither `..` nor
+ * a symlink (absolute, relative or a chain of them) can lead an operation outside the root.
+ *
+ * Fast path: the lexically normalised path's parent is realpath'd (one C call) and accepted when
+ * it lies inside the root. Only when it does not (a symlink points out, or is dangling on the
+ * host) do we walk the components ourselves with chroot semantics: absolute symlinks start again
+ * at the root and `..` stops there, as RESOLVE_IN_ROOT does.
+ *
+ * A process on the slave that swaps a directory for a symlink between our check and the syscall
+ * could still race us; Node has no openat2(), so this is as strong as a user-space server gets.
+ */
+import { lstat, readlink, realpath } from 'node:fs/promises';
+import { posix } from 'node:path';
+import { SlaveError } from '../protocol/index.js';
+
+const MAX_SYMLINKS = 40; // Linux's own limit before ELOOP.
+
+export class RootJail {
+  private constructor(readonly root: string) {}
+
+  /** `root` must exist and be a directory; it is canonicalised once. */
+  static async open(root: string): Promise<RootJail> {
+    const real = await realpath(root);
+    const st = await lstat(real);
+    if (!st.isDirectory()) throw new SlaveError('ENOTDIR', `export root ${root} is not a directory`);
+    return new RootJail(real);
+  }
+
+  get isHostRoot(): boolean {
+    return this.root === '/';
+  }
+
+  /**
+   * The host path for `slavePath`. The last component is not followed when `followLast` is false
+   * (lstat, unlink, rename, readlink, lchown...), and it need not exist.
+   */
+  async resolve(slavePath: string, followLast = false): Promise<string> {
+    const normal = posix.normalize(`/${slavePath}`); // leading '..' clamp at '/'
+    if (normal === '/') return this.root;
+    // Exporting '/' needs no jail: whatever a path or symlink names is inside it.
+    if (this.isHostRoot) return normal;
+    const parent = posix.dirname(normal);
+    const name = posix.basename(normal);
+    let hostParent: string | undefined;
+    try {
+      hostParent = await realpath(this.hostJoin(parent));
+    } catch {
+      hostParent = undefined; // maybe a symlink that only makes sense inside the jail: walk it
+    }
+    if (hostParent === undefined || !this.contains(hostParent)) {
+      return this.walk(normal, followLast);
+    }
+    const candidate = hostParent === '/' ? `/${name}` : `${hostParent}/${name}`;
+    if (!followLast) return candidate;
+    const st = await lstat(candidate).catch(() => undefined);
+    if (st?.isSymbolicLink()) return this.walk(this.toSlave(candidate), true);
+    return candidate;
+  }
+
+  /** The slave path (relative to the root) of a host path inside the root. */
+  toSlave(hostPath: string): string {
+    if (this.isHostRoot) return hostPath;
+    return hostPath === this.root ? '/' : hostPath.slice(this.root.length);
+  }
+
+  private hostJoin(slavePath: string): string {
+    if (this.isHostRoot) return slavePath;
+    return slavePath === '/' ? this.root : `${this.root}${slavePath}`;
+  }
+
+  private contains(hostPath: string): boolean {
+    return this.isHostRoot || hostPath === this.root || hostPath.startsWith(`${this.root}/`);
+  }
+
+  private async walk(slavePath: string, followLast: boolean): Promise<string> {
+    let done: string[] = [];
+    let todo = slavePath.split('/').filter((c) => c.length > 0);
+    let links = 0;
+    while (todo.length > 0) {
+      const component = todo.shift() as string;
+      if (component === '.') continue;
+      if (component === '..') {
+        done.pop();
+        continue;
+      }
+      const isLast = todo.length === 0;
+      const host = this.hostJoin(`/${[...done, component].join('/')}`);
+      if (isLast && !followLast) {
+        done.push(component);
+        break;
+      }
+      const st = await lstat(host).catch((err: NodeJS.ErrnoException) => {
+        if (isLast && err.code === 'ENOENT') return undefined; // may be about to be created
+        throw err;
+      });
+      if (st?.isSymbolicLink()) {
+        if (++links > MAX_SYMLINKS) throw new SlaveError('ELOOP', `too many symlinks in ${slavePath}`);
+        const target = await readlink(host);
+        if (target.startsWith('/')) done = [];
+        todo = [...target.split('/').filter((c) => c.length > 0), ...todo];
+        continue;
+      }
+      if (st && !isLast && !st.isDirectory()) throw new SlaveError('ENOTDIR', `not a directory: ${slavePath}`);
+      done.push(component);
+    }
+    return this.hostJoin(`/${done.join('/')}`);
+  }
+}

@@ -1,0 +1,116 @@
+#!/usr/bin/env node
+/**
+ * The `splitbrain` command: argument parsing only; the work is done by agent/, mount/ and the
+ * other folders. Exit status 0 on success, 1 on failure with a one-line message, 2 on misuse.
+ */
+import { execFile } from 'node:child_process';
+import { resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { hostname } from 'node:os';
+import { startAgent } from '../agent/agent.js';
+import { mountSlave } from '../mount/mount.js';
+import { whenUnmounted } from '../mount/mount-watch.js';
+import { agentIdFromHostname, isValidAgentId } from '../protocol/index.js';
+import { daemonize, reportStart } from './daemon.js';
+import { LOG_LEVELS, createLogger } from './logger.js';
+
+const DEFAULT_NATS = 'nats://127.0.0.1:4222';
+
+function agentId(value: string): string {
+  if (!isValidAgentId(value)) {
+    throw new InvalidArgumentError('use letters, digits, - and _ (at most 128), no dots or wildcards');
+  }
+  return value;
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+const logLevel = () => new Option('--log-level <level>', 'log verbosity').choices(LOG_LEVELS).default('warn');
+
+/** Runs until SIGINT/SIGTERM or until `stopped` settles, then runs `shutdown` once. */
+async function serveUntilSignal(shutdown: () => Promise<void>, stopped?: Promise<void>): Promise<void> {
+  await new Promise<void>((done) => {
+    process.once('SIGINT', done);
+    process.once('SIGTERM', done);
+    stopped?.then(done, done);
+  });
+  await shutdown();
+}
+
+const program = new Command()
+  .name('splitbrain')
+  .description('Run tests on a master machine against the files, devices and processes of a slave.')
+  .showHelpAfterError()
+  .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
+
+program.command('agent')
+  .description('serve this machine (the slave) to masters over NATS')
+  .option('--nats <url>', 'NATS server URL', DEFAULT_NATS)
+  .option('--id <name>', 'agent id masters address (default: hostname)', agentId)
+  .option('--root <dir>', 'export root: nothing outside it is reachable', '/')
+  .option('--read-only', 'refuse every change with EROFS', false)
+  .addOption(logLevel())
+  .action(async (opts: { nats: string; id?: string; root: string; readOnly: boolean; logLevel: string }) => {
+    const log = createLogger(opts.logLevel);
+    const agent = await startAgent({
+      natsUrl: opts.nats, agentId: opts.id ?? agentIdFromHostname(hostname()),
+      root: resolve(opts.root), readOnly: opts.readOnly, log,
+    });
+    await serveUntilSignal(() => agent.stop());
+  });
+
+program.command('mount')
+  .description('mount a slave\'s filesystem, like sshfs')
+  .argument('<url>', 'NATS server URL, e.g. nats://lab-box-7:4222')
+  .argument('<mountpoint>', 'an existing empty directory')
+  .option('--agent <id>', 'agent to mount (default: the only one on the bus)', agentId)
+  .option('-o, --options <opts>', 'mount options, comma separated (repeatable): '
+    + 'attr_timeout=S, entry_timeout=S, negative_timeout=S, cache=yes|no, timeout=S, '
+    + 'readahead=N, writes_in_flight=N, allow_other, allow_root, ro, default_permissions', collect, [])
+  .option('-f, --foreground', 'stay in the foreground', false)
+  .option('--log-file <path>', 'write logs here (in the background logs are discarded otherwise)')
+  .addOption(logLevel())
+  .action(async (url: string, mountpoint: string, opts: {
+    agent?: string; options: string[]; foreground: boolean; logFile?: string; logLevel: string;
+  }) => {
+    if (!opts.foreground) {
+      process.exitCode = await daemonize(process.argv.slice(1));
+      return;
+    }
+    const log = createLogger(opts.logLevel, opts.logFile);
+    const mountPath = resolve(mountpoint);
+    let mounted;
+    try {
+      mounted = await mountSlave({ natsUrl: url, agentId: opts.agent, mountPath, options: opts.options, log });
+    } catch (err) {
+      reportStart(err as Error);
+      throw err;
+    }
+    reportStart();
+    const watch = whenUnmounted(mountPath);
+    await serveUntilSignal(async () => {
+      watch.stop();
+      await mounted.unmount();
+    }, watch.done);
+  });
+
+program.command('umount')
+  .alias('unmount')
+  .description('unmount a splitbrain mount')
+  .argument('<mountpoint>')
+  .option('-z, --lazy', 'detach now, clean up when no longer busy', false)
+  .action(async (mountpoint: string, opts: { lazy: boolean }) => {
+    await promisify(execFile)('fusermount', [opts.lazy ? '-uz' : '-u', resolve(mountpoint)]);
+  });
+
+try {
+  await program.parseAsync(process.argv);
+  process.exit(process.exitCode ?? 0);
+} catch (err) {
+  const e = err as Error & { stderr?: string };
+  process.stderr.write(`splitbrain: ${(e.stderr ?? '').trim() || e.message}\n`);
+  process.exit(1);
+}

@@ -1,0 +1,130 @@
+/**
+ * The mount's metadata cache, by slave path: attributes, known-missing names, and complete
+ * directory listings (filled by readdir, which carries every entry's attributes, and by mkdir,
+ * which makes an empty one). A listing answers "no such file" for its directory without a round
+ * trip. Entries live `attrTtlMs`/`entryTtlMs`, as sshfs's cache does, and every change the mount
+ * itself makes is applied here at once.
+ */
+import { posix } from 'node:path';
+import { S_IFDIR, S_IFMT, type Attr } from '../protocol/index.js';
+
+interface Entry {
+  attr: Attr | null; // null: known not to exist
+  expires: number;
+}
+
+interface Listing {
+  names: Set<string>;
+  expires: number;
+}
+
+export interface CacheTimeouts {
+  attrTtlMs: number;
+  entryTtlMs: number;
+  negativeTtlMs: number;
+}
+
+// A rough bound on memory: past this many entries the oldest are dropped.
+const MAX_ENTRIES = 200_000;
+
+export class AttrCache {
+  private readonly entries = new Map<string, Entry>();
+  private readonly listings = new Map<string, Listing>();
+
+  constructor(private readonly ttl: CacheTimeouts) {}
+
+  get enabled(): boolean {
+    return this.ttl.attrTtlMs > 0 || this.ttl.entryTtlMs > 0;
+  }
+
+  /** The cached attributes, null when the path is known not to exist, undefined when unknown. */
+  lookup(path: string): Attr | null | undefined {
+    const now = Date.now();
+    const entry = this.entries.get(path);
+    if (entry && entry.expires > now) return entry.attr;
+    if (entry) this.entries.delete(path);
+    const listing = this.listings.get(posix.dirname(path));
+    if (listing && listing.expires > now && !listing.names.has(posix.basename(path))) return null;
+    return undefined;
+  }
+
+  set(path: string, attr: Attr): void {
+    if (this.ttl.attrTtlMs <= 0) return;
+    this.bound();
+    this.entries.set(path, { attr, expires: Date.now() + this.ttl.attrTtlMs });
+  }
+
+  /** Updates cached attributes in place (after a write), if any are cached. */
+  patch(path: string, change: (attr: Attr) => void): void {
+    const entry = this.entries.get(path);
+    if (entry?.attr) change(entry.attr);
+  }
+
+  setMissing(path: string): void {
+    if (this.ttl.negativeTtlMs <= 0) return;
+    this.bound();
+    this.entries.set(path, { attr: null, expires: Date.now() + this.ttl.negativeTtlMs });
+  }
+
+  setListing(dir: string, names: Iterable<string>): void {
+    if (this.ttl.entryTtlMs <= 0) return;
+    this.listings.set(dir, { names: new Set(names), expires: Date.now() + this.ttl.entryTtlMs });
+  }
+
+  /** A name appeared in its directory through us. */
+  added(path: string, attr: Attr | undefined): void {
+    this.listings.get(posix.dirname(path))?.names.add(posix.basename(path));
+    if (attr) this.set(path, attr);
+    else this.entries.delete(path);
+  }
+
+  /** A name disappeared from its directory through us; a directory takes its subtree along. */
+  removed(path: string, isDirectory: boolean): void {
+    this.listings.get(posix.dirname(path))?.names.delete(posix.basename(path));
+    if (isDirectory) this.dropTree(path);
+    else this.entries.delete(path);
+    this.setMissing(path);
+  }
+
+  renamed(from: string, to: string): void {
+    const moved = this.entries.get(from);
+    this.dropTree(to);
+    // Descendants of a moved directory are looked up afresh; a moved file has none to scan for.
+    if (moved?.attr && (moved.attr.mode & S_IFMT) !== S_IFDIR) this.entries.delete(from);
+    else this.dropTree(from);
+    this.listings.get(posix.dirname(from))?.names.delete(posix.basename(from));
+    this.listings.get(posix.dirname(to))?.names.add(posix.basename(to));
+    this.setMissing(from);
+    if (moved?.attr) this.set(to, moved.attr);
+  }
+
+  /** Forget what we know of `path` (its attributes changed in a way we cannot compute). */
+  forget(path: string): void {
+    this.entries.delete(path);
+  }
+
+  clear(): void {
+    this.entries.clear();
+    this.listings.clear();
+  }
+
+  private dropTree(path: string): void {
+    this.entries.delete(path);
+    this.listings.delete(path);
+    const prefix = `${path}/`;
+    for (const key of this.entries.keys()) if (key.startsWith(prefix)) this.entries.delete(key);
+    for (const key of this.listings.keys()) if (key.startsWith(prefix)) this.listings.delete(key);
+  }
+
+  private bound(): void {
+    if (this.entries.size < MAX_ENTRIES) return;
+    const now = Date.now();
+    for (const [key, entry] of this.entries) if (entry.expires <= now) this.entries.delete(key);
+    // Still full: drop the oldest tenth (Map keeps insertion order).
+    let drop = this.entries.size >= MAX_ENTRIES ? MAX_ENTRIES / 10 : 0;
+    for (const key of this.entries.keys()) {
+      if (drop-- <= 0) break;
+      this.entries.delete(key);
+    }
+  }
+}

@@ -1,0 +1,206 @@
+/**
+ * The only importer of fuse-native: turns kernel operations into MountFs calls and their
+ * outcomes into what fuse-native expects (negative errno numbers, stat objects).
+ *
+ * fuse-native 2.2.6 is used with a small patch (mount/patches/) that fixes utimens (it passed
+ * atime as mtime and lost UTIME_NOW/UTIME_OMIT), passes create()'s open flags, and turns a
+ * NULL path from libfuse into null instead of reading through it.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import Fuse from 'fuse-native';
+import type { Logger } from 'pino';
+import { errnoNumber, errnoOf, type Attr, type TimeSpec } from '../protocol/index.js';
+import type { MountFs } from './mount-fs.js';
+
+type Signal = (result: number, ...values: unknown[]) => void;
+type NativeCallback = (...args: unknown[]) => void;
+
+const U32_MAX = 0xffffffff;
+
+/** fuse-native's stat object (times in milliseconds). */
+function toFuseStat(attr: Attr) {
+  return {
+    mode: attr.mode, uid: attr.uid, gid: attr.gid, size: attr.size, dev: 0, nlink: attr.nlink,
+    ino: attr.ino, rdev: attr.rdev, blksize: attr.blksize, blocks: attr.blocks,
+    // Whole milliseconds: fuse-native carries no finer time, and truncating would drift by one.
+    atime: Math.max(0, Math.round(attr.atimeMs)), mtime: Math.max(0, Math.round(attr.mtimeMs)),
+    ctime: Math.max(0, Math.round(attr.ctimeMs)),
+  };
+}
+
+type FuseStat = ReturnType<typeof toFuseStat>;
+
+/** fuse-native's native stat layout: 18 uint32s, 64-bit values split low/high. */
+function statArray(stat: FuseStat): Uint32Array {
+  const ints = new Uint32Array(18);
+  const put64 = (at: number, value: number) => {
+    ints[at] = value % 0x100000000;
+    ints[at + 1] = Math.floor(value / 0x100000000);
+  };
+  ints[0] = stat.mode;
+  ints[1] = stat.uid;
+  ints[2] = stat.gid;
+  put64(3, stat.size);
+  ints[5] = stat.dev;
+  ints[6] = stat.nlink;
+  ints[7] = stat.ino;
+  ints[8] = stat.rdev;
+  ints[9] = stat.blksize;
+  put64(10, stat.blocks);
+  put64(12, stat.atime);
+  put64(14, stat.mtime);
+  put64(16, stat.ctime);
+  return ints;
+}
+
+/** The patched binding sends UTIME_OMIT as all ones and UTIME_NOW as all ones but the lowest bit. */
+function timeSpec(low: number, high: number): TimeSpec {
+  if (high === U32_MAX && low === U32_MAX) return 'omit';
+  if (high === U32_MAX && low === U32_MAX - 1) return 'now';
+  return low + high * 0x100000000;
+}
+
+export interface FuseMountOptions {
+  mountPath: string;
+  /** libfuse -o options, already validated (e.g. 'big_writes', 'attr_timeout=1'). */
+  fuseOptions: string[];
+}
+
+/** fuse-native with our option string and the patched native signatures. */
+class SplitbrainFuse extends Fuse {
+  constructor(mnt: string, ops: Record<string, NativeCallback>, private readonly optionList: string[]) {
+    // fuse-native's own timeout answers ETIMEDOUT after 15 s; RemoteFs has its own deadline.
+    super(mnt, ops, { timeout: false });
+  }
+
+  // fuse-native's option builder has no big_writes, max_write, hard_remove or use_ino.
+  protected override _fuseOptions(): string {
+    return `-o${this.optionList.join(',')}`;
+  }
+
+  // fuse-native routes fgetattr to getattr and drops the handle; we need the handle. Its
+  // native side takes the stat as the Uint32Array that fuse-native's getattr path builds.
+  _op_fgetattr(signal: Signal, path: string | null, fh: number): void {
+    this.ops.fgetattr(path, fh, (result: number, stat?: FuseStat) => {
+      if (result !== 0 || !stat) signal(result);
+      else signal(0, statArray(stat));
+    });
+  }
+
+  _op_create(signal: Signal, path: string, mode: number, flags: number): void {
+    this.ops.create(path, mode, flags, signal);
+  }
+
+  _op_utimens(signal: Signal, path: string, aLow: number, aHigh: number, mLow: number, mHigh: number): void {
+    this.ops.utimens(path, timeSpec(aLow, aHigh), timeSpec(mLow, mHigh), signal);
+  }
+}
+
+/**
+ * Without our build, node-gyp-build would silently load fuse-native's unpatched prebuilt binary
+ * and utimens would set mtime to atime: refuse instead.
+ */
+function assertPatchedBinding(): void {
+  const pkg = dirname(createRequire(import.meta.url).resolve('fuse-native'));
+  if (!existsSync(join(pkg, 'build', 'Release', 'fuse.node'))) {
+    throw new Error('fuse-native was not built with splitbrain\'s patch: run scripts/setup.sh');
+  }
+}
+
+export class FuseAdapter {
+  private readonly fuse: SplitbrainFuse;
+
+  constructor(private readonly fs: MountFs, options: FuseMountOptions, private readonly log: Logger) {
+    assertPatchedBinding();
+    this.fuse = new SplitbrainFuse(options.mountPath, this.operations(), options.fuseOptions);
+  }
+
+  mount(): Promise<void> {
+    return new Promise((resolve, reject) => this.fuse.mount((err) => (err ? reject(err) : resolve())));
+  }
+
+  unmount(): Promise<void> {
+    return new Promise((resolve, reject) => this.fuse.unmount((err) => (err ? reject(err) : resolve())));
+  }
+
+  /** Negative errno for fuse-native; errors without one are logged and become EIO. */
+  private failure(op: string, err: unknown): number {
+    const name = errnoOf(err);
+    if (!name) this.log.error({ err, op }, 'operation failed without an errno: answering EIO');
+    else if (this.log.isLevelEnabled('debug')) this.log.debug({ op, errno: name, msg: (err as Error).message }, 'operation failed');
+    return -errnoNumber(name ?? 'EIO');
+  }
+
+  /** Runs `work`; `ok` turns its value into fuse-native's callback arguments. */
+  private run<T>(op: string, cb: Signal, work: () => Promise<T>, ok: (value: T) => unknown[]): void {
+    work().then(
+      (value) => {
+        const [result, ...rest] = ok(value);
+        cb(result as number, ...rest);
+      },
+      (err: unknown) => cb(this.failure(op, err)),
+    );
+  }
+
+  private operations(): Record<string, NativeCallback> {
+    const fs = this.fs;
+    const done = (): unknown[] => [0];
+    const ops = {
+      init: (cb: Signal) => cb(0),
+      getattr: (path: string, cb: Signal) =>
+        this.run('getattr', cb, () => fs.getattr(path), (a) => [0, toFuseStat(a)]),
+      fgetattr: (path: string | null, fh: number, cb: Signal) =>
+        this.run('fgetattr', cb, () => fs.fgetattr(path, fh), (a) => [0, toFuseStat(a)]),
+      access: (path: string, mode: number, cb: Signal) =>
+        this.run('access', cb, () => fs.access(path, mode), done),
+      statfs: (path: string, cb: Signal) =>
+        this.run('statfs', cb, () => fs.statfs(path), (s) => [0, { ...s, favail: s.ffree, fsid: 0, flag: 0 }]),
+      readdir: (path: string, cb: Signal) =>
+        this.run('readdir', cb, () => fs.readdir(path), (names) => [0, ['.', '..', ...names]]),
+      open: (path: string, flags: number, cb: Signal) =>
+        this.run('open', cb, () => fs.open(path, flags), (fh) => [0, fh]),
+      create: (path: string, mode: number, flags: number, cb: Signal) =>
+        this.run('create', cb, () => fs.create(path, flags, mode), (fh) => [0, fh]),
+      read: (path: string | null, fh: number, buf: Buffer, len: number, pos: number, cb: Signal) =>
+        this.run('read', cb, () => fs.read(path, fh, buf, len, pos), (n) => [n]),
+      write: (path: string | null, fh: number, buf: Buffer, len: number, pos: number, cb: Signal) =>
+        this.run('write', cb, () => fs.write(path, fh, buf, len, pos), (n) => [n]),
+      flush: (path: string | null, fh: number, cb: Signal) =>
+        this.run('flush', cb, () => fs.flush(path, fh), done),
+      fsync: (path: string | null, datasync: number, fh: number, cb: Signal) =>
+        this.run('fsync', cb, () => fs.fsync(path, fh, datasync !== 0), done),
+      release: (path: string | null, fh: number, cb: Signal) =>
+        this.run('release', cb, () => fs.release(path, fh), done),
+      truncate: (path: string, size: number, cb: Signal) =>
+        this.run('truncate', cb, () => fs.truncate(path, size), done),
+      ftruncate: (path: string | null, fh: number, size: number, cb: Signal) =>
+        this.run('ftruncate', cb, () => fs.ftruncate(path, fh, size), done),
+      unlink: (path: string, cb: Signal) => this.run('unlink', cb, () => fs.unlink(path), done),
+      rename: (from: string, to: string, cb: Signal) => this.run('rename', cb, () => fs.rename(from, to), done),
+      // fuse-native passes (target, linkpath) for symlink and (existing, newpath) for link.
+      link: (existing: string, path: string, cb: Signal) =>
+        this.run('link', cb, () => fs.link(existing, path), done),
+      symlink: (target: string, path: string, cb: Signal) =>
+        this.run('symlink', cb, () => fs.symlink(target, path), done),
+      readlink: (path: string, cb: Signal) =>
+        this.run('readlink', cb, () => fs.readlink(path), (target) => [0, target]),
+      mkdir: (path: string, mode: number, cb: Signal) => this.run('mkdir', cb, () => fs.mkdir(path, mode), done),
+      rmdir: (path: string, cb: Signal) => this.run('rmdir', cb, () => fs.rmdir(path), done),
+      chmod: (path: string, mode: number, cb: Signal) => this.run('chmod', cb, () => fs.chmod(path, mode), done),
+      chown: (path: string, uid: number, gid: number, cb: Signal) =>
+        this.run('chown', cb, () => fs.chown(path, uid, gid), done),
+      utimens: (path: string, atime: TimeSpec, mtime: TimeSpec, cb: Signal) =>
+        this.run('utimens', cb, () => fs.utimens(path, atime, mtime), done),
+      mknod: (path: string, mode: number, rdev: number, cb: Signal) =>
+        this.run('mknod', cb, () => fs.mknod(path, mode, rdev), done),
+    };
+    return ops as unknown as Record<string, NativeCallback>;
+  }
+}
+
+/** Detaches whatever is mounted at `mountPath` (lazily, as `fusermount -uz` does). */
+export function forceUnmount(mountPath: string): Promise<void> {
+  return new Promise((resolve, reject) => Fuse.unmount(mountPath, (err) => (err ? reject(err) : resolve())));
+}

@@ -1,0 +1,103 @@
+/**
+ * sshfs-style `-o` options of `splitbrain mount`, turned into libfuse's option list, the cache's
+ * timeouts and the request deadline. Unknown options are an error, not silently ignored.
+ */
+import type { CacheTimeouts } from './attr-cache.js';
+
+export interface MountTuning {
+  fuseOptions: string[];
+  cache: CacheTimeouts;
+  requestTimeoutMs: number;
+  readAheadChunks: number;
+  writesInFlight: number;
+}
+
+export class MountOptionError extends Error {
+  override name = 'MountOptionError';
+}
+
+export const DEFAULTS = {
+  attrTimeout: 1,
+  entryTimeout: 1,
+  timeout: 30,
+  readAheadChunks: 4,
+  writesInFlight: 4,
+};
+
+function seconds(name: string, value: string | undefined): number {
+  const n = Number(value);
+  if (value === undefined || value === '' || !Number.isFinite(n) || n < 0) {
+    throw new MountOptionError(`option ${name} needs a number of seconds, got '${value ?? ''}'`);
+  }
+  return n;
+}
+
+function count(name: string, value: string | undefined, max: number): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > max) {
+    throw new MountOptionError(`option ${name} needs a whole number from 1 to ${max}, got '${value ?? ''}'`);
+  }
+  return n;
+}
+
+/** `options` are the comma-separated words of every -o given, in order. */
+export function parseMountOptions(options: string[], agentId: string): MountTuning {
+  let attrTimeout = DEFAULTS.attrTimeout;
+  let entryTimeout = DEFAULTS.entryTimeout;
+  let negativeTimeout: number | undefined;
+  let cache = true;
+  let timeout = DEFAULTS.timeout;
+  let readAheadChunks = DEFAULTS.readAheadChunks;
+  let writesInFlight = DEFAULTS.writesInFlight;
+  const passthrough: string[] = [];
+  for (const option of options.flatMap((o) => o.split(',')).filter((o) => o.length > 0)) {
+    const [name, value] = option.split('=', 2) as [string, string | undefined];
+    switch (name) {
+      case 'attr_timeout': attrTimeout = seconds(name, value); break;
+      case 'entry_timeout': entryTimeout = seconds(name, value); break;
+      case 'negative_timeout': negativeTimeout = seconds(name, value); break;
+      case 'cache':
+        if (value !== 'yes' && value !== 'no') throw new MountOptionError(`option cache takes yes or no, got '${value ?? ''}'`);
+        cache = value === 'yes';
+        break;
+      case 'timeout': timeout = seconds(name, value); break;
+      case 'readahead': readAheadChunks = count(name, value, 64); break;
+      case 'writes_in_flight': writesInFlight = count(name, value, 64); break;
+      case 'allow_other': case 'allow_root': case 'ro': case 'rw': case 'default_permissions':
+      case 'debug':
+        if (value !== undefined) throw new MountOptionError(`option ${name} takes no value`);
+        passthrough.push(name);
+        break;
+      default:
+        throw new MountOptionError(`unknown mount option '${option}'`);
+    }
+  }
+  if (!cache) {
+    attrTimeout = 0;
+    entryTimeout = 0;
+    negativeTimeout = 0;
+  }
+  const negative = negativeTimeout ?? entryTimeout;
+  if (timeout === 0) throw new MountOptionError('option timeout must be more than 0 seconds');
+  return {
+    fuseOptions: [
+      `fsname=splitbrain:${agentId}`,
+      'subtype=splitbrain',
+      // libfuse 2 splits writes into 4 KiB pieces unless told otherwise.
+      'big_writes',
+      'max_write=131072',
+      // The slave's inode numbers, so hard links look like hard links (tar, cp -a, rsync -H).
+      'use_ino',
+      // Keep the page cache across opens while the file's mtime and size are unchanged.
+      ...(cache ? ['auto_cache'] : []),
+      `attr_timeout=${attrTimeout}`,
+      `entry_timeout=${entryTimeout}`,
+      `negative_timeout=${negative}`,
+      ...passthrough,
+    ],
+    cache: { attrTtlMs: attrTimeout * 1000, entryTtlMs: entryTimeout * 1000, negativeTtlMs: negative * 1000 },
+    requestTimeoutMs: timeout * 1000,
+    readAheadChunks,
+    writesInFlight,
+  };
+}

@@ -1,0 +1,36 @@
+/**
+ * Notices when our mountpoint is gone (`splitbrain umount`, `fusermount -u`, a lazy unmount by
+ * someone else), so the serving process ends instead of lingering. libfuse's loop ends on its
+ * own thread and fuse-native does not tell JavaScript, so we look at /proc/self/mountinfo.
+ */
+import { readFile } from 'node:fs/promises';
+
+function unescapeMountinfo(field: string): string {
+  return field.replace(/\\([0-7]{3})/g, (_m, octal: string) => String.fromCharCode(parseInt(octal, 8)));
+}
+
+export async function isMounted(mountPath: string): Promise<boolean> {
+  const table = await readFile('/proc/self/mountinfo', 'utf8');
+  return table.split('\n').some((line) => {
+    const field = line.split(' ')[4];
+    return field !== undefined && unescapeMountinfo(field) === mountPath;
+  });
+}
+
+/** Resolves once `mountPath` is no longer a mountpoint; checks every `intervalMs`. */
+export function whenUnmounted(mountPath: string, intervalMs = 1000): { done: Promise<void>; stop(): void } {
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  const done = new Promise<void>((resolve) => {
+    const check = async () => {
+      if (stopped) return;
+      if (!(await isMounted(mountPath).catch(() => true))) {
+        resolve();
+        return;
+      }
+      timer = setTimeout(check, intervalMs);
+    };
+    timer = setTimeout(check, intervalMs);
+  });
+  return { done, stop: () => { stopped = true; clearTimeout(timer); } };
+}

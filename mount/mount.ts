@@ -1,0 +1,103 @@
+/**
+ * Mounting a slave: find its agent on the bus, say hello, clear a stale mountpoint, and serve
+ * the kernel through FUSE until unmounted. The sidecar uses this as a library.
+ */
+import { stat } from 'node:fs/promises';
+import type { Logger } from 'pino';
+import { SlaveError, type HelloInfo } from '../protocol/index.js';
+import { AgentClient, discoverAgents } from '../transport/agent-client.js';
+import { connectBus, type Bus } from '../transport/bus.js';
+import { AttrCache } from './attr-cache.js';
+import { FuseAdapter, forceUnmount } from './fuse-adapter.js';
+import { parseMountOptions } from './mount-options.js';
+import { RemoteFs } from './remote-fs.js';
+
+export interface MountOptions {
+  natsUrl: string;
+  /** Which agent; when absent, the only agent that answers on the bus. */
+  agentId?: string;
+  mountPath: string;
+  /** sshfs-style -o words. */
+  options: string[];
+  log: Logger;
+}
+
+export interface MountedSlave {
+  readonly hello: HelloInfo;
+  readonly mountPath: string;
+  readonly remoteFs: RemoteFs;
+  unmount(): Promise<void>;
+}
+
+export class MountError extends Error {
+  override name = 'MountError';
+}
+
+const DISCOVERY_WAIT_MS = 500;
+
+/** Bytes per coalesced write or read-ahead fetch: the largest 64 KiB multiple a message holds. */
+export function chunkSizeFor(maxPayload: number): number {
+  return Math.max(65536, Math.floor((maxPayload - 8192) / 65536) * 65536);
+}
+
+async function chooseAgent(bus: Bus): Promise<string> {
+  const agents = await discoverAgents(bus, DISCOVERY_WAIT_MS);
+  if (agents.length === 1) return (agents[0] as HelloInfo).agentId;
+  if (agents.length === 0) throw new MountError('no agent answered on the bus; is `splitbrain agent` running?');
+  const ids = agents.map((a) => `${a.agentId} (${a.hostname})`).join(', ');
+  throw new MountError(`several agents answer: ${ids}; choose one with --agent`);
+}
+
+/** A mountpoint left behind by a dead mount answers ENOTCONN: detach it so we can mount again. */
+async function clearStaleMount(mountPath: string, log: Logger): Promise<void> {
+  try {
+    const st = await stat(mountPath);
+    if (!st.isDirectory()) throw new MountError(`mountpoint ${mountPath} is not a directory`);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOTCONN') {
+      log.warn({ mountPath }, 'stale mountpoint (transport endpoint is not connected): unmounting it');
+      await forceUnmount(mountPath);
+      return;
+    }
+    if (code === 'ENOENT') throw new MountError(`mountpoint ${mountPath} does not exist`);
+    throw err;
+  }
+}
+
+export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
+  const log = options.log.child({ component: 'mount', mountPath: options.mountPath });
+  const bus = await connectBus({ url: options.natsUrl, name: 'splitbrain-mount', log: log.child({ component: 'bus' }) });
+  try {
+    const agentId = options.agentId ?? await chooseAgent(bus);
+    const tuning = parseMountOptions(options.options, agentId);
+    const client = new AgentClient(bus, agentId, { timeoutMs: tuning.requestTimeoutMs, log });
+    const hello = await client.hello().catch((err: unknown) => {
+      throw new MountError(`agent ${agentId} does not answer: ${(err as Error).message}`, { cause: err });
+    });
+    log.info({ agentId, hostname: hello.hostname, bootId: hello.bootId, root: hello.root }, 'agent found');
+    await clearStaleMount(options.mountPath, log);
+    const chunkSize = chunkSizeFor(bus.maxPayload);
+    const remoteFs = new RemoteFs(client, {
+      cache: new AttrCache(tuning.cache), chunkSize,
+      readAheadChunks: tuning.readAheadChunks, writesInFlight: tuning.writesInFlight,
+    }, log.child({ component: 'remote-fs' }));
+    const adapter = new FuseAdapter(remoteFs, { mountPath: options.mountPath, fuseOptions: tuning.fuseOptions }, log);
+    await adapter.mount().catch((err: unknown) => {
+      throw new MountError(`cannot mount on ${options.mountPath}: ${(err as Error).message}`, { cause: err });
+    });
+    log.info({ options: tuning.fuseOptions }, 'mounted');
+    return {
+      hello, mountPath: options.mountPath, remoteFs,
+      async unmount() {
+        await adapter.unmount().catch((err: unknown) => {
+          if (!(err instanceof SlaveError)) log.warn({ err }, 'unmount reported an error');
+        });
+        await bus.close();
+      },
+    };
+  } catch (err) {
+    await bus.close();
+    throw err;
+  }
+}

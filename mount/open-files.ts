@@ -1,0 +1,95 @@
+/**
+ * The mount's open files, by the handle number the kernel holds. Each keeps what is needed to
+ * open it again on a restarted agent: its current slave path and its flags. Handle numbers are
+ * the mount's own, not the agent's, so they can outlive an agent handle.
+ */
+import { SlaveError, type Attr } from '../protocol/index.js';
+import type { ReadAhead } from './read-ahead.js';
+import type { WriteBehind } from './write-behind.js';
+
+export interface OpenFile {
+  readonly fh: number;
+  agentFh: number;
+  /** Current slave path; null once the name was unlinked through the mount. */
+  path: string | null;
+  readonly flags: number;
+  readonly reader: ReadAhead;
+  /** Present when the file was opened for writing. */
+  readonly writer: WriteBehind | undefined;
+  attr: Attr;
+}
+
+export class OpenFiles {
+  private readonly byFh = new Map<number, OpenFile>();
+  private readonly byPath = new Map<string, Set<OpenFile>>();
+  private next = 1;
+
+  get size(): number {
+    return this.byFh.size;
+  }
+
+  add(make: (fh: number) => OpenFile): OpenFile {
+    while (this.byFh.has(this.next) || this.next === 0) this.next = (this.next + 1) >>> 0;
+    const file = make(this.next);
+    this.next = (this.next + 1) >>> 0;
+    this.byFh.set(file.fh, file);
+    this.index(file);
+    return file;
+  }
+
+  get(fh: number): OpenFile {
+    const file = this.byFh.get(fh);
+    if (!file) throw new SlaveError('EBADF', `no open file with handle ${fh} on this mount`);
+    return file;
+  }
+
+  remove(fh: number): OpenFile {
+    const file = this.get(fh);
+    this.byFh.delete(fh);
+    this.unindex(file);
+    return file;
+  }
+
+  /** Open files whose current name is `path`. */
+  at(path: string): Iterable<OpenFile> {
+    return this.byPath.get(path) ?? [];
+  }
+
+  unlinked(path: string): void {
+    for (const file of [...this.at(path)]) {
+      this.unindex(file);
+      file.path = null;
+    }
+  }
+
+  /** Open files follow a rename, including those inside a renamed directory. */
+  renamed(from: string, to: string): void {
+    const prefix = `${from}/`;
+    for (const [path, files] of [...this.byPath]) {
+      if (path !== from && !path.startsWith(prefix)) continue;
+      for (const file of [...files]) {
+        this.unindex(file);
+        file.path = to + path.slice(from.length);
+        this.index(file);
+      }
+    }
+  }
+
+  all(): Iterable<OpenFile> {
+    return this.byFh.values();
+  }
+
+  private index(file: OpenFile): void {
+    if (file.path === null) return;
+    let set = this.byPath.get(file.path);
+    if (!set) this.byPath.set(file.path, (set = new Set()));
+    set.add(file);
+  }
+
+  private unindex(file: OpenFile): void {
+    if (file.path === null) return;
+    const set = this.byPath.get(file.path);
+    set?.delete(file);
+    if (set?.size === 0) this.byPath.delete(file.path);
+  }
+}

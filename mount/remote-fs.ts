@@ -1,0 +1,296 @@
+/**
+ * The slave's filesystem as the FUSE adapter sees it: every kernel operation becomes at most one
+ * request to the agent, and many become none (metadata cache, read-ahead, write coalescing).
+ */
+import { posix } from 'node:path';
+import type { Logger } from 'pino';
+import {
+  SlaveError, attrFromWire, type Attr, type OpName, type OpReply, type OpRequest, type TimeSpec,
+} from '../protocol/index.js';
+import type { AgentClient } from '../transport/agent-client.js';
+import type { AttrCache } from './attr-cache.js';
+import type { MountFs, Statfs } from './mount-fs.js';
+import { OpenFiles, type OpenFile } from './open-files.js';
+import { ReadAhead } from './read-ahead.js';
+import { WriteBehind } from './write-behind.js';
+
+export interface RemoteFsOptions {
+  cache: AttrCache;
+  /** Bytes per read-ahead fetch and per coalesced write: as large as one bus message allows. */
+  chunkSize: number;
+  /** Chunks fetched ahead of a sequential reader. */
+  readAheadChunks: number;
+  /** Coalesced writes in flight per file; bounds the memory a writer can hold. */
+  writesInFlight: number;
+}
+
+const { O_ACCMODE, O_WRONLY, O_RDWR } = { O_ACCMODE: 3, O_WRONLY: 1, O_RDWR: 2 };
+
+/**
+ * libfuse 2 keeps a file that is unlinked (or renamed over) while open reachable by renaming it
+ * to `.fuse_hidden<hex>` in its directory, and unlinks that name at the last close. We unlink
+ * the file on the slave at once instead, as a local disk would (the agent's descriptor keeps it
+ * alive), and serve the hidden name from the open handle: nothing is left behind on the slave
+ * and the directory can be removed once empty.
+ */
+const HIDDEN_NAME = /^\.fuse_hidden[0-9a-f]{16,}$/;
+const UNCHANGED_ID = 0xffffffff; // chown(2)'s -1 as the kernel hands it over
+
+export class RemoteFs implements MountFs {
+  readonly files = new OpenFiles();
+  private readonly cache: AttrCache;
+  /** Hidden names (see HIDDEN_NAME) that stand for open files already unlinked on the slave. */
+  private readonly hidden = new Set<string>();
+
+  constructor(
+    private readonly client: AgentClient,
+    private readonly options: RemoteFsOptions,
+    private readonly log: Logger,
+  ) {
+    this.cache = options.cache;
+  }
+
+  private call<K extends OpName>(op: K, args: OpRequest<K>): Promise<OpReply<K>> {
+    return this.client.call(op, args);
+  }
+
+  /** Data written through any handle of `path` reaches the slave before anyone looks. */
+  private async settleWriters(path: string | null): Promise<void> {
+    if (path === null) return;
+    const pending: Promise<void>[] = [];
+    for (const file of this.files.at(path)) if (file.writer?.dirty) pending.push(file.writer.settle());
+    await Promise.all(pending);
+  }
+
+  private invalidateReaders(path: string | null, except?: OpenFile): void {
+    if (path === null) {
+      except?.reader.invalidate();
+      return;
+    }
+    for (const file of this.files.at(path)) file.reader.invalidate();
+    except?.reader.invalidate();
+  }
+
+  private remember(path: string, wire: number[]): Attr {
+    const attr = attrFromWire(wire);
+    this.cache.set(path, attr);
+    return attr;
+  }
+
+  async getattr(path: string): Promise<Attr> {
+    if (this.hidden.has(path)) return this.hiddenAttr(path);
+    const cached = this.cache.lookup(path);
+    if (cached === null) throw new SlaveError('ENOENT', `no such file: ${path}`);
+    if (cached) return cached;
+    await this.settleWriters(path);
+    try {
+      return this.remember(path, (await this.call('fs.getattr', { path })).attr);
+    } catch (err) {
+      if (err instanceof SlaveError && err.errnoName === 'ENOENT') this.cache.setMissing(path);
+      throw err;
+    }
+  }
+
+  private async hiddenAttr(path: string): Promise<Attr> {
+    const [file] = this.files.at(path);
+    if (!file) throw new SlaveError('ENOENT', `no such file: ${path}`);
+    await file.writer?.settle();
+    return attrFromWire((await this.call('fs.fgetattr', { fh: file.agentFh })).attr);
+  }
+
+  async fgetattr(path: string | null, fh: number): Promise<Attr> {
+    const file = this.files.get(fh);
+    if (path !== null) {
+      const cached = this.cache.lookup(path);
+      if (cached) return cached;
+    }
+    await file.writer?.settle();
+    const attr = attrFromWire((await this.call('fs.fgetattr', { fh: file.agentFh })).attr);
+    if (file.path !== null) this.cache.set(file.path, attr);
+    return attr;
+  }
+
+  async access(path: string, mode: number): Promise<void> {
+    await this.call('fs.access', { path, mode });
+  }
+
+  async statfs(path: string): Promise<Statfs> {
+    return this.call('fs.statfs', { path });
+  }
+
+  async readdir(path: string): Promise<string[]> {
+    const names: string[] = [];
+    let page = await this.call('fs.readdir', { path });
+    for (;;) {
+      for (const [name, wire] of page.entries) {
+        names.push(name);
+        if (wire) this.cache.set(path === '/' ? `/${name}` : `${path}/${name}`, attrFromWire(wire));
+      }
+      if (page.cursor === null) break;
+      page = await this.call('fs.readdir', { cursor: page.cursor });
+    }
+    this.cache.setListing(path, names);
+    return names;
+  }
+
+  private track(path: string, flags: number, agentFh: number, attr: Attr): number {
+    const writable = (flags & O_ACCMODE) === O_WRONLY || (flags & O_ACCMODE) === O_RDWR;
+    const { chunkSize, readAheadChunks, writesInFlight } = this.options;
+    return this.files.add((fh) => {
+      const file: OpenFile = {
+        fh, agentFh, path, flags, attr,
+        reader: new ReadAhead(async (offset, length) => {
+          const { data } = await this.call('fs.read', { fh: file.agentFh, offset, length });
+          return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+        }, chunkSize, readAheadChunks),
+        writer: writable
+          ? new WriteBehind(async (offset, data) => {
+            await this.call('fs.write', { fh: file.agentFh, offset, data });
+          }, chunkSize, writesInFlight)
+          : undefined,
+      };
+      return file;
+    }).fh;
+  }
+
+  async open(path: string, flags: number): Promise<number> {
+    await this.settleWriters(path);
+    const reply = await this.call('fs.open', { path, flags });
+    const attr = this.remember(path, reply.attr);
+    return this.track(path, flags, reply.fh, attr);
+  }
+
+  async create(path: string, flags: number, mode: number): Promise<number> {
+    const reply = await this.call('fs.create', { path, flags, mode });
+    const attr = attrFromWire(reply.attr);
+    this.cache.added(path, attr);
+    return this.track(path, flags, reply.fh, attr);
+  }
+
+  async read(_path: string | null, fh: number, target: Buffer, length: number, offset: number): Promise<number> {
+    const file = this.files.get(fh);
+    await this.settleWriters(file.path);
+    if (file.writer?.dirty) await file.writer.settle();
+    return file.reader.read(target, offset, length);
+  }
+
+  async write(_path: string | null, fh: number, data: Buffer, length: number, offset: number): Promise<number> {
+    const file = this.files.get(fh);
+    if (!file.writer) throw new SlaveError('EBADF', 'file is not open for writing');
+    await file.writer.write(offset, data, length);
+    this.invalidateReaders(file.path, file);
+    if (file.path !== null) {
+      const now = Date.now();
+      this.cache.patch(file.path, (attr) => {
+        attr.size = Math.max(attr.size, offset + length);
+        attr.mtimeMs = now;
+        attr.ctimeMs = now;
+      });
+    }
+    return length;
+  }
+
+  async flush(_path: string | null, fh: number): Promise<void> {
+    await this.files.get(fh).writer?.flush();
+  }
+
+  async fsync(_path: string | null, fh: number, datasync: boolean): Promise<void> {
+    const file = this.files.get(fh);
+    await file.writer?.flush();
+    await this.call('fs.fsync', { fh: file.agentFh, datasync });
+  }
+
+  async release(_path: string | null, fh: number): Promise<void> {
+    const file = this.files.remove(fh);
+    try {
+      await file.writer?.flush();
+    } catch (err) {
+      // close() already returned this error through flush; nobody is left to tell.
+      this.log.warn({ err, path: file.path }, 'write failed after the file was closed');
+    }
+    // The kernel does not wait for release; neither do we wait for the agent.
+    this.call('fs.release', { fh: file.agentFh }).catch((err: unknown) =>
+      this.log.warn({ err, path: file.path }, 'release failed on the agent'));
+  }
+
+  async truncate(path: string, size: number): Promise<void> {
+    await this.settleWriters(path);
+    this.remember(path, (await this.call('fs.truncate', { path, size })).attr);
+    this.invalidateReaders(path);
+  }
+
+  async ftruncate(_path: string | null, fh: number, size: number): Promise<void> {
+    const file = this.files.get(fh);
+    await file.writer?.flush();
+    const { attr } = await this.call('fs.ftruncate', { fh: file.agentFh, size });
+    if (file.path !== null) this.remember(file.path, attr);
+    this.invalidateReaders(file.path, file);
+  }
+
+  async unlink(path: string): Promise<void> {
+    if (this.hidden.delete(path)) return; // unlinked on the slave when it was hidden
+    await this.call('fs.unlink', { path });
+    this.cache.removed(path, false);
+    this.files.unlinked(path);
+  }
+
+  async rename(from: string, to: string): Promise<void> {
+    if (HIDDEN_NAME.test(posix.basename(to)) && !this.hidden.has(from) && [...this.files.at(from)].length > 0) {
+      await this.call('fs.unlink', { path: from });
+      this.cache.removed(from, false);
+      this.files.renamed(from, to);
+      this.hidden.add(to);
+      return;
+    }
+    await this.settleWriters(from);
+    await this.call('fs.rename', { from, to });
+    this.cache.renamed(from, to);
+    this.files.unlinked(to);
+    this.files.renamed(from, to);
+  }
+
+  async link(existing: string, path: string): Promise<void> {
+    const { attr } = await this.call('fs.link', { existing, path });
+    this.cache.added(path, attrFromWire(attr));
+    this.cache.set(existing, attrFromWire(attr)); // its link count changed too
+  }
+
+  async symlink(target: string, path: string): Promise<void> {
+    const { attr } = await this.call('fs.symlink', { target, path });
+    this.cache.added(path, attrFromWire(attr));
+  }
+
+  async readlink(path: string): Promise<string> {
+    return (await this.call('fs.readlink', { path })).target;
+  }
+
+  async mkdir(path: string, mode: number): Promise<void> {
+    const { attr } = await this.call('fs.mkdir', { path, mode });
+    this.cache.added(path, attrFromWire(attr));
+    this.cache.setListing(path, []); // a new directory is empty: lookups in it need no trip
+  }
+
+  async rmdir(path: string): Promise<void> {
+    await this.call('fs.rmdir', { path });
+    this.cache.removed(path, true);
+  }
+
+  async chmod(path: string, mode: number): Promise<void> {
+    this.remember(path, (await this.call('fs.chmod', { path, mode })).attr);
+  }
+
+  async chown(path: string, uid: number, gid: number): Promise<void> {
+    const args = { path, uid: uid === UNCHANGED_ID ? -1 : uid, gid: gid === UNCHANGED_ID ? -1 : gid };
+    this.remember(path, (await this.call('fs.chown', args)).attr);
+  }
+
+  async utimens(path: string, atime: TimeSpec, mtime: TimeSpec): Promise<void> {
+    await this.settleWriters(path); // a write landing later would move mtime again
+    this.remember(path, (await this.call('fs.utimens', { path, atime, mtime })).attr);
+  }
+
+  async mknod(path: string, mode: number, rdev: number): Promise<void> {
+    const { attr } = await this.call('fs.mknod', { path, mode, rdev });
+    this.cache.added(path, attrFromWire(attr));
+  }
+}

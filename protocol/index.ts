@@ -1,0 +1,8 @@
+/** The wire protocol, shared by agent and master. Pure: no I/O, imports nothing else of ours. */
+export * from './attr.js';
+export * from './codec.js';
+export * from './errno.js';
+export * from './errors.js';
+export * from './ops.js';
+export * from './subjects.js';
+export * from './version.js';

@@ -1,0 +1,120 @@
+/**
+ * Every operation of the wire protocol, declared once: its name (the last two subject tokens),
+ * its request and its reply. Both ends validate what they receive against these schemas, so a
+ * malformed message is an error reply, never a crash or a wrong answer.
+ *
+ * Paths are slave paths relative to the agent's export root, always starting with '/'.
+ * File data travels as raw bytes (msgpack bin), never as strings.
+ */
+import { z } from 'zod';
+import { ATTR_FIELDS } from './attr.js';
+
+const MAX_PATH = 4096;
+const MAX_NAME = 255;
+
+const slavePath = z.string().min(1).max(MAX_PATH).startsWith('/')
+  .refine((p) => !p.includes('\0'), 'path contains NUL');
+const u32 = z.number().int().min(0).max(0xffffffff);
+const u53 = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+const fh = u32;
+const bytes = z.custom<Uint8Array>((v) => v instanceof Uint8Array, 'expected raw bytes');
+const wireAttr = z.array(z.number()).length(ATTR_FIELDS.length);
+const attrReply = z.object({ attr: wireAttr });
+const empty = z.object({});
+/** utimensat's three kinds of time: milliseconds since the epoch, now, or leave unchanged. */
+const timeSpec = z.union([z.number().finite(), z.literal('now'), z.literal('omit')]);
+const xattrName = z.string().min(1).max(MAX_NAME);
+
+function op<Req extends z.ZodType, Res extends z.ZodType>(req: Req, res: Res) {
+  return { req, res };
+}
+
+export const helloInfo = z.object({
+  protocol: z.number().int(),
+  agentId: z.string(),
+  hostname: z.string(),
+  platform: z.string(),
+  release: z.string(),
+  /** Changes on every agent start: a new value means every handle of ours is gone. */
+  bootId: z.string(),
+  /** The slave kernel's boot id, where it has one: a new value means the slave rebooted. */
+  hostBootId: z.string(),
+  root: z.string(),
+  readOnly: z.boolean(),
+  /** Ops this agent serves. */
+  capabilities: z.array(z.string()),
+  /** Largest message the bus accepts, as the agent's server reported it. */
+  maxPayload: u53,
+  pid: u32,
+  startedAt: z.number(),
+});
+
+export const readdirEntry = z.tuple([z.string().min(1).max(MAX_NAME), wireAttr.nullable()]);
+
+export const ops = {
+  'agent.hello': op(empty, helloInfo),
+
+  'fs.getattr': op(z.object({ path: slavePath }), attrReply),
+  'fs.fgetattr': op(z.object({ fh }), attrReply),
+  'fs.access': op(z.object({ path: slavePath, mode: u32 }), empty),
+  'fs.statfs': op(z.object({ path: slavePath }), z.object({
+    bsize: u53, frsize: u53, blocks: u53, bfree: u53, bavail: u53, files: u53, ffree: u53,
+    namemax: u53,
+  })),
+  /** Either starts listing `path` or continues with the `cursor` a previous page returned. */
+  'fs.readdir': op(
+    z.union([z.object({ path: slavePath }), z.object({ cursor: u32 })]),
+    z.object({ entries: z.array(readdirEntry), cursor: u32.nullable() }),
+  ),
+
+  'fs.open': op(z.object({ path: slavePath, flags: u32 }), z.object({ fh, attr: wireAttr })),
+  'fs.create': op(
+    z.object({ path: slavePath, flags: u32, mode: u32 }),
+    z.object({ fh, attr: wireAttr }),
+  ),
+  'fs.read': op(z.object({ fh, offset: u53, length: u32 }), z.object({ data: bytes })),
+  'fs.write': op(z.object({ fh, offset: u53, data: bytes }), z.object({ written: u53 })),
+  'fs.flush': op(z.object({ fh }), empty),
+  'fs.fsync': op(z.object({ fh, datasync: z.boolean() }), empty),
+  'fs.release': op(z.object({ fh }), empty),
+  'fs.ftruncate': op(z.object({ fh, size: u53 }), attrReply),
+
+  'fs.truncate': op(z.object({ path: slavePath, size: u53 }), attrReply),
+  'fs.unlink': op(z.object({ path: slavePath }), empty),
+  'fs.rename': op(z.object({ from: slavePath, to: slavePath }), empty),
+  'fs.link': op(z.object({ existing: slavePath, path: slavePath }), attrReply),
+  /** `target` is the link's content, stored as given (it is not a path we resolve). */
+  'fs.symlink': op(z.object({ target: z.string().min(1).max(MAX_PATH), path: slavePath }), attrReply),
+  'fs.readlink': op(z.object({ path: slavePath }), z.object({ target: z.string() })),
+  'fs.mkdir': op(z.object({ path: slavePath, mode: u32 }), attrReply),
+  'fs.rmdir': op(z.object({ path: slavePath }), empty),
+  'fs.chmod': op(z.object({ path: slavePath, mode: u32 }), attrReply),
+  /** -1 leaves the id unchanged, as chown(2) does. */
+  'fs.chown': op(
+    z.object({ path: slavePath, uid: z.number().int().min(-1), gid: z.number().int().min(-1) }),
+    attrReply,
+  ),
+  'fs.utimens': op(z.object({ path: slavePath, atime: timeSpec, mtime: timeSpec }), attrReply),
+  'fs.mknod': op(z.object({ path: slavePath, mode: u32, rdev: u32 }), attrReply),
+
+  'fs.getxattr': op(z.object({ path: slavePath, name: xattrName }), z.object({ value: bytes })),
+  'fs.setxattr': op(
+    z.object({ path: slavePath, name: xattrName, value: bytes, flags: u32 }),
+    empty,
+  ),
+  'fs.listxattr': op(z.object({ path: slavePath }), z.object({ names: z.array(z.string()) })),
+  'fs.removexattr': op(z.object({ path: slavePath, name: xattrName }), empty),
+} as const;
+
+export type OpName = keyof typeof ops;
+export type OpRequest<K extends OpName> = z.infer<(typeof ops)[K]['req']>;
+export type OpReply<K extends OpName> = z.infer<(typeof ops)[K]['res']>;
+export type HelloInfo = z.infer<typeof helloInfo>;
+export type ReaddirEntry = z.infer<typeof readdirEntry>;
+export type TimeSpec = z.infer<typeof timeSpec>;
+
+export const OP_NAMES = Object.keys(ops) as OpName[];
+
+export function isOpName(name: string): name is OpName {
+  return Object.hasOwn(ops, name);
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs everything splitbrain needs on a Debian 12 machine and builds it. Idempotent: a
+# second run checks and does nothing it need not do. Run as root (apt-get).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages. libfuse2: fuse-native's binding links it. fuse3: fusermount (Debian's `fuse`
+# package would conflict with sshfs). sshfs, bindfs, openssh-server: the benchmarks' references.
+# socat: pty pairs in the device tests.
+packages=(nats-server libfuse2 fuse3 sshfs bindfs openssh-server openssh-client socat rsync git
+          python3 make g++ ca-certificates)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+[ -c /dev/fuse ] || { echo "setup: /dev/fuse is missing: load the fuse module (modprobe fuse)" >&2; exit 1; }
+
+# Node packages, exactly as locked.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
+
+# fuse-native, patched and built from source (see mount/patches/ and mount/fuse-adapter.ts).
+bash scripts/build-native.sh
+
+npm run --silent build

@@ -1,0 +1,77 @@
+/**
+ * The master's typed view of one agent: `call('fs.read', {...})` encodes with the protocol,
+ * sends with a deadline, validates the reply and notices a restarted agent by its boot id.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import {
+  DISCOVER_SUBJECT, ProtocolError, decodeReply, encodeRequest, helloInfo, opSubject,
+  type HelloInfo, type OpName, type OpReply, type OpRequest,
+} from '../protocol/index.js';
+import type { Bus } from './bus.js';
+
+export interface AgentClientOptions {
+  /** Deadline of one request; past it the operation fails with EIO. */
+  timeoutMs: number;
+  log: Logger;
+}
+
+export class AgentClient {
+  private seq = 0;
+  private readonly clientId = randomBytes(6).toString('hex');
+  private lastBoot: string | undefined;
+
+  constructor(
+    readonly bus: Bus,
+    readonly agentId: string,
+    private readonly options: AgentClientOptions,
+  ) {}
+
+  /** The boot id of the agent as of the last reply. */
+  get bootId(): string | undefined {
+    return this.lastBoot;
+  }
+
+  get timeoutMs(): number {
+    return this.options.timeoutMs;
+  }
+
+  async call<K extends OpName>(
+    op: K, args: OpRequest<K>, timeoutMs = this.options.timeoutMs,
+  ): Promise<OpReply<K>> {
+    // Ids are unique per client, so the agent can recognise a retried request.
+    const id = `${this.clientId}:${++this.seq}`;
+    const raw = await this.bus.request(opSubject(this.agentId, op), encodeRequest(op, id, args), timeoutMs);
+    const reply = decodeReply(op, raw);
+    this.noteBoot(reply.boot);
+    if (!reply.ok) throw reply.error;
+    return reply.result;
+  }
+
+  async hello(): Promise<HelloInfo> {
+    return this.call('agent.hello', {});
+  }
+
+  private noteBoot(boot: string): void {
+    if (this.lastBoot !== undefined && this.lastBoot !== boot) {
+      this.options.log.warn({ agentId: this.agentId, previousBootId: this.lastBoot, bootId: boot },
+        'agent restarted: its boot id changed');
+    }
+    this.lastBoot = boot;
+  }
+}
+
+/** Asks every agent on the bus for its hello; replies that do not decode are skipped. */
+export async function discoverAgents(bus: Bus, waitMs: number): Promise<HelloInfo[]> {
+  const replies = await bus.requestAll(DISCOVER_SUBJECT, encodeRequest('agent.hello', 'discover', {}), waitMs);
+  const agents: HelloInfo[] = [];
+  for (const raw of replies) {
+    try {
+      const reply = decodeReply('agent.hello', raw);
+      if (reply.ok) agents.push(helloInfo.parse(reply.result));
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+    }
+  }
+  return agents;
+}

@@ -1,0 +1,130 @@
+/**
+ * The NATS adapter: the only file that imports `nats`. Everything above it sees a `Bus`:
+ * request with a deadline, a scatter request for discovery, and a subscription that answers.
+ */
+import {
+  connect, ErrorCode, RequestStrategy, type NatsConnection, type NatsError, type Subscription,
+} from 'nats';
+import type { Logger } from 'pino';
+import { AgentUnreachableError, BusConnectError } from './errors.js';
+
+export interface BusOptions {
+  /** nats://host:port, or several separated by commas. */
+  url: string;
+  /** Connection name shown by the server's monitoring. */
+  name: string;
+  log: Logger;
+  /** How long the first connection may take. */
+  connectTimeoutMs?: number;
+}
+
+/** Answers one message; the reply bytes are sent back to the requester. */
+export type ServeHandler = (subject: string, data: Uint8Array) => Promise<Uint8Array>;
+
+export interface Bus {
+  /** The server's max_payload: no message we send may be larger. */
+  readonly maxPayload: number;
+  request(subject: string, data: Uint8Array, timeoutMs: number): Promise<Uint8Array>;
+  /** Sends one request and collects every reply that arrives within `waitMs`. */
+  requestAll(subject: string, data: Uint8Array, waitMs: number): Promise<Uint8Array[]>;
+  serve(subject: string, handler: ServeHandler): { stop(): void };
+  close(): Promise<void>;
+}
+
+class NatsBus implements Bus {
+  constructor(private readonly nc: NatsConnection, private readonly log: Logger) {}
+
+  get maxPayload(): number {
+    return this.nc.info?.max_payload ?? 1024 * 1024;
+  }
+
+  async request(subject: string, data: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
+    try {
+      const msg = await this.nc.request(subject, data, { timeout: timeoutMs });
+      return msg.data;
+    } catch (cause) {
+      throw translate(cause, subject, timeoutMs);
+    }
+  }
+
+  async requestAll(subject: string, data: Uint8Array, waitMs: number): Promise<Uint8Array[]> {
+    const replies: Uint8Array[] = [];
+    try {
+      const iter = await this.nc.requestMany(subject, data, {
+        strategy: RequestStrategy.Timer, maxWait: waitMs,
+      });
+      for await (const msg of iter) replies.push(msg.data);
+    } catch (cause) {
+      // No responders just means nobody is there to answer.
+      if ((cause as NatsError).code !== ErrorCode.NoResponders) throw translate(cause, subject, waitMs);
+    }
+    return replies;
+  }
+
+  serve(subject: string, handler: ServeHandler): { stop(): void } {
+    const sub: Subscription = this.nc.subscribe(subject, {
+      callback: (err, msg) => {
+        if (err) {
+          this.log.error({ err, subject }, 'subscription failed');
+          return;
+        }
+        // Not awaited: requests are served concurrently, a slow one never blocks the next.
+        handler(msg.subject, msg.data).then(
+          (reply) => {
+            if (msg.reply) msg.respond(reply);
+          },
+          (error: unknown) => this.log.error({ err: error, subject: msg.subject }, 'handler failed'),
+        );
+      },
+    });
+    return { stop: () => sub.unsubscribe() };
+  }
+
+  async close(): Promise<void> {
+    if (this.nc.isClosed()) return;
+    await this.nc.drain().catch(() => this.nc.close());
+  }
+}
+
+function translate(cause: unknown, subject: string, timeoutMs: number): Error {
+  const code = (cause as NatsError | undefined)?.code;
+  if (code === ErrorCode.Timeout) {
+    return new AgentUnreachableError('timeout', `no reply on ${subject} within ${timeoutMs} ms`, { cause });
+  }
+  if (code === ErrorCode.NoResponders) {
+    return new AgentUnreachableError('no-responders', `no agent is listening on ${subject}`, { cause });
+  }
+  if (code === ErrorCode.ConnectionClosed || code === ErrorCode.Disconnect
+      || code === ErrorCode.ConnectionDraining) {
+    return new AgentUnreachableError('disconnected', `bus connection is down (${code})`, { cause });
+  }
+  return cause instanceof Error ? cause : new Error(String(cause));
+}
+
+export async function connectBus(options: BusOptions): Promise<Bus> {
+  const log = options.log;
+  let nc: NatsConnection;
+  try {
+    nc = await connect({
+      servers: options.url.split(',').map((s) => s.trim()),
+      name: options.name,
+      timeout: options.connectTimeoutMs ?? 5000,
+      // Keep trying for ever once connected: the bus or the slave may come back.
+      reconnect: true,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+      pingInterval: 10_000,
+    });
+  } catch (cause) {
+    throw new BusConnectError(`cannot connect to ${options.url}: ${(cause as Error).message}`, { cause });
+  }
+  void (async () => {
+    for await (const status of nc.status()) {
+      const level = status.type === 'reconnect' || status.type === 'update' ? 'info' : 'warn';
+      if (status.type === 'pingTimer') continue;
+      log[level]({ event: status.type, data: status.data }, 'bus status');
+    }
+  })();
+  log.debug({ url: options.url, maxPayload: nc.info?.max_payload }, 'bus connected');
+  return new NatsBus(nc, log);
+}
