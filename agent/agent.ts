@@ -38,7 +38,7 @@ async function readHostBootId(): Promise<string> {
 
 export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const log = options.log.child({ component: 'agent', agentId: options.agentId });
-  const jail = await RootJail.open(options.root);
+  const jail = RootJail.open(options.root);
   // Modes arrive with the master's umask already applied by its kernel; ours must not apply again.
   process.umask(0);
   const bus: Bus = await connectBus({ url: options.natsUrl, name: `splitbrain-agent-${options.agentId}`, log });

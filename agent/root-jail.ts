@@ -9,20 +9,31 @@
  *
  * A process on the slave that swaps a directory for a symlink between our check and the syscall
  * could still race us; Node has no openat2(), so this is as strong as a user-space server gets.
+ *
+ * Resolution is synchronous: a realpath or lstat on a local disk takes microseconds, a trip
+ * through libuv's thread pool costs a hundred (see docs/performance.md).
  */
-import { lstat, readlink, realpath } from 'node:fs/promises';
+import { lstatSync, readlinkSync, realpathSync } from 'node:fs';
 import { posix } from 'node:path';
 import { SlaveError } from '../protocol/index.js';
 
 const MAX_SYMLINKS = 40; // Linux's own limit before ELOOP.
 
+function lstatOrUndefined(path: string) {
+  try {
+    return lstatSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
 export class RootJail {
   private constructor(readonly root: string) {}
 
   /** `root` must exist and be a directory; it is canonicalised once. */
-  static async open(root: string): Promise<RootJail> {
-    const real = await realpath(root);
-    const st = await lstat(real);
+  static open(root: string): RootJail {
+    const real = realpathSync.native(root);
+    const st = lstatSync(real);
     if (!st.isDirectory()) throw new SlaveError('ENOTDIR', `export root ${root} is not a directory`);
     return new RootJail(real);
   }
@@ -35,7 +46,7 @@ export class RootJail {
    * The host path for `slavePath`. The last component is not followed when `followLast` is false
    * (lstat, unlink, rename, readlink, lchown...), and it need not exist.
    */
-  async resolve(slavePath: string, followLast = false): Promise<string> {
+  resolve(slavePath: string, followLast = false): string {
     const normal = posix.normalize(`/${slavePath}`); // leading '..' clamp at '/'
     if (normal === '/') return this.root;
     // Exporting '/' needs no jail: whatever a path or symlink names is inside it.
@@ -44,7 +55,7 @@ export class RootJail {
     const name = posix.basename(normal);
     let hostParent: string | undefined;
     try {
-      hostParent = await realpath(this.hostJoin(parent));
+      hostParent = realpathSync.native(this.hostJoin(parent));
     } catch {
       hostParent = undefined; // maybe a symlink that only makes sense inside the jail: walk it
     }
@@ -53,7 +64,7 @@ export class RootJail {
     }
     const candidate = hostParent === '/' ? `/${name}` : `${hostParent}/${name}`;
     if (!followLast) return candidate;
-    const st = await lstat(candidate).catch(() => undefined);
+    const st = lstatOrUndefined(candidate);
     if (st?.isSymbolicLink()) return this.walk(this.toSlave(candidate), true);
     return candidate;
   }
@@ -73,7 +84,7 @@ export class RootJail {
     return this.isHostRoot || hostPath === this.root || hostPath.startsWith(`${this.root}/`);
   }
 
-  private async walk(slavePath: string, followLast: boolean): Promise<string> {
+  private walk(slavePath: string, followLast: boolean): string {
     let done: string[] = [];
     let todo = slavePath.split('/').filter((c) => c.length > 0);
     let links = 0;
@@ -90,13 +101,16 @@ export class RootJail {
         done.push(component);
         break;
       }
-      const st = await lstat(host).catch((err: NodeJS.ErrnoException) => {
-        if (isLast && err.code === 'ENOENT') return undefined; // may be about to be created
-        throw err;
-      });
+      let st;
+      try {
+        st = lstatSync(host);
+      } catch (err) {
+        // The last component may be about to be created.
+        if (!isLast || (err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
       if (st?.isSymbolicLink()) {
         if (++links > MAX_SYMLINKS) throw new SlaveError('ELOOP', `too many symlinks in ${slavePath}`);
-        const target = await readlink(host);
+        const target = readlinkSync(host);
         if (target.startsWith('/')) done = [];
         todo = [...target.split('/').filter((c) => c.length > 0), ...todo];
         continue;

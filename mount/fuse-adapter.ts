@@ -11,7 +11,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import Fuse from 'fuse-native';
 import type { Logger } from 'pino';
-import { errnoNumber, errnoOf, type Attr, type TimeSpec } from '../protocol/index.js';
+import { errnoName, errnoNumber, errnoOf, type Attr, type TimeSpec } from '../protocol/index.js';
 import type { MountFs } from './mount-fs.js';
 
 type Signal = (result: number, ...values: unknown[]) => void;
@@ -135,12 +135,22 @@ export class FuseAdapter {
 
   /** Runs `work`; `ok` turns its value into fuse-native's callback arguments. */
   private run<T>(op: string, cb: Signal, work: () => Promise<T>, ok: (value: T) => unknown[]): void {
+    const started = this.log.isLevelEnabled('debug') ? process.hrtime.bigint() : undefined;
+    const trace = (errno: string) => {
+      if (started === undefined) return;
+      this.log.debug({ op, errno, micros: Number(process.hrtime.bigint() - started) / 1000 }, 'fuse op');
+    };
     work().then(
       (value) => {
+        trace('OK');
         const [result, ...rest] = ok(value);
         cb(result as number, ...rest);
       },
-      (err: unknown) => cb(this.failure(op, err)),
+      (err: unknown) => {
+        const result = this.failure(op, err);
+        trace(errnoName(result));
+        cb(result);
+      },
     );
   }
 

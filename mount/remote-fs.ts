@@ -54,12 +54,13 @@ export class RemoteFs implements MountFs {
     return this.client.call(op, args);
   }
 
-  /** Data written through any handle of `path` reaches the slave before anyone looks. */
-  private async settleWriters(path: string | null): Promise<void> {
+  /**
+   * Data written through any handle of `path` is sent before the caller's request: the agent
+   * applies requests in order, so that request sees the data without waiting for a reply.
+   */
+  private async sendWriters(path: string | null): Promise<void> {
     if (path === null) return;
-    const pending: Promise<void>[] = [];
-    for (const file of this.files.at(path)) if (file.writer?.dirty) pending.push(file.writer.settle());
-    await Promise.all(pending);
+    for (const file of this.files.at(path)) if (file.writer?.dirty) await file.writer.send();
   }
 
   private invalidateReaders(path: string | null, except?: OpenFile): void {
@@ -82,7 +83,7 @@ export class RemoteFs implements MountFs {
     const cached = this.cache.lookup(path);
     if (cached === null) throw new SlaveError('ENOENT', `no such file: ${path}`);
     if (cached) return cached;
-    await this.settleWriters(path);
+    await this.sendWriters(path);
     try {
       return this.remember(path, (await this.call('fs.getattr', { path })).attr);
     } catch (err) {
@@ -94,7 +95,7 @@ export class RemoteFs implements MountFs {
   private async hiddenAttr(path: string): Promise<Attr> {
     const [file] = this.files.at(path);
     if (!file) throw new SlaveError('ENOENT', `no such file: ${path}`);
-    await file.writer?.settle();
+    await file.writer?.send();
     return attrFromWire((await this.call('fs.fgetattr', { fh: file.agentFh })).attr);
   }
 
@@ -104,7 +105,7 @@ export class RemoteFs implements MountFs {
       const cached = this.cache.lookup(path);
       if (cached) return cached;
     }
-    await file.writer?.settle();
+    await file.writer?.send();
     const attr = attrFromWire((await this.call('fs.fgetattr', { fh: file.agentFh })).attr);
     if (file.path !== null) this.cache.set(file.path, attr);
     return attr;
@@ -154,7 +155,7 @@ export class RemoteFs implements MountFs {
   }
 
   async open(path: string, flags: number): Promise<number> {
-    await this.settleWriters(path);
+    await this.sendWriters(path);
     const reply = await this.call('fs.open', { path, flags });
     const attr = this.remember(path, reply.attr);
     return this.track(path, flags, reply.fh, attr);
@@ -169,8 +170,8 @@ export class RemoteFs implements MountFs {
 
   async read(_path: string | null, fh: number, target: Buffer, length: number, offset: number): Promise<number> {
     const file = this.files.get(fh);
-    await this.settleWriters(file.path);
-    if (file.writer?.dirty) await file.writer.settle();
+    await this.sendWriters(file.path);
+    await file.writer?.send();
     return file.reader.read(target, offset, length);
   }
 
@@ -214,7 +215,7 @@ export class RemoteFs implements MountFs {
   }
 
   async truncate(path: string, size: number): Promise<void> {
-    await this.settleWriters(path);
+    await this.sendWriters(path);
     this.remember(path, (await this.call('fs.truncate', { path, size })).attr);
     this.invalidateReaders(path);
   }
@@ -242,7 +243,7 @@ export class RemoteFs implements MountFs {
       this.hidden.add(to);
       return;
     }
-    await this.settleWriters(from);
+    await this.sendWriters(from);
     await this.call('fs.rename', { from, to });
     this.cache.renamed(from, to);
     this.files.unlinked(to);
@@ -285,7 +286,7 @@ export class RemoteFs implements MountFs {
   }
 
   async utimens(path: string, atime: TimeSpec, mtime: TimeSpec): Promise<void> {
-    await this.settleWriters(path); // a write landing later would move mtime again
+    await this.sendWriters(path); // sent first, so a write cannot move mtime again
     this.remember(path, (await this.call('fs.utimens', { path, atime, mtime })).attr);
   }
 

@@ -2,8 +2,9 @@
  * Write coalescing for one open file. The kernel hands us 128 KiB writes; we gather contiguous
  * ones into chunks as large as a bus message allows and send them without waiting, several in
  * flight, so a sequential writer streams at the bus's speed. Memory is bounded by
- * `maxInFlight` chunks: past that the writer waits. Overlapping ranges are never in flight at the
- * same time, so the slave applies them in the order they were written.
+ * `maxInFlight` chunks: past that the writer waits. The agent applies writes in the order they
+ * arrive, so overlapping writes in flight land as they were written, and an operation sent after
+ * `send()` (a utimens, a read) sees the data without waiting for the write's reply.
  *
  * A failed send is reported on the next write, flush or fsync of the file, as NFS reports
  * asynchronous write errors at close.
@@ -12,21 +13,15 @@ import { SlaveError } from '../protocol/index.js';
 
 export type SendWrite = (offset: number, data: Buffer) => Promise<void>;
 
-interface InFlight {
-  start: number;
-  end: number;
-  done: Promise<void>;
-}
-
 export class WriteBehind {
   private buffer: Buffer | null = null;
   private bufferOffset = 0;
   private bufferLength = 0;
-  private readonly inFlight = new Set<InFlight>();
+  private readonly inFlight = new Set<Promise<void>>();
   private failure: unknown = null;
 
   constructor(
-    private readonly send: SendWrite,
+    private readonly sendWrite: SendWrite,
     private readonly chunkSize: number,
     private readonly maxInFlight: number,
   ) {}
@@ -65,7 +60,7 @@ export class WriteBehind {
   async settle(): Promise<void> {
     await this.dispatch();
     while (this.inFlight.size > 0) {
-      await Promise.allSettled([...this.inFlight].map((f) => f.done));
+      await Promise.allSettled([...this.inFlight]);
     }
   }
 
@@ -82,27 +77,27 @@ export class WriteBehind {
     throw failure instanceof Error ? failure : new SlaveError('EIO', String(failure));
   }
 
+  /** Sends what is buffered now (waiting only for room in flight); does not wait for replies. */
+  async send(): Promise<void> {
+    await this.dispatch();
+  }
+
   private async dispatch(): Promise<void> {
     if (this.buffer === null || this.bufferLength === 0) return;
     const data = this.buffer.subarray(0, this.bufferLength);
     const start = this.bufferOffset;
-    const end = start + data.length;
     this.buffer = null;
     this.bufferLength = 0;
-    // Wait for room, and for any earlier send that overlaps this range.
-    for (;;) {
-      const blockers = [...this.inFlight].filter((f) => f.start < end && start < f.end);
-      if (blockers.length === 0 && this.inFlight.size < this.maxInFlight) break;
-      await Promise.race((blockers.length > 0 ? blockers : [...this.inFlight]).map((f) => f.done));
+    while (this.inFlight.size >= this.maxInFlight) {
+      await Promise.race([...this.inFlight]);
     }
-    const entry: InFlight = { start, end, done: Promise.resolve() };
-    entry.done = this.send(start, data).then(
-      () => { this.inFlight.delete(entry); },
+    const done: Promise<void> = this.sendWrite(start, data).then(
+      () => { this.inFlight.delete(done); },
       (err: unknown) => {
-        this.inFlight.delete(entry);
+        this.inFlight.delete(done);
         this.failure ??= err;
       },
     );
-    this.inFlight.add(entry);
+    this.inFlight.add(done);
   }
 }

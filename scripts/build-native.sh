@@ -10,5 +10,12 @@ if [ ! -f "$pkg/build/Release/fuse.node" ] || [ "$pkg/fuse-native.c" -nt "$pkg/b
   # Build against the headers of the Node that runs us; never download any.
   nodedir=$(dirname "$(dirname "$(command -v node)")")
   [ -f "$nodedir/include/node/node_api.h" ] || nodedir=/usr
-  (cd "$pkg" && npx --no-install node-gyp rebuild --nodedir="$nodedir" >/dev/null)
+  log=$(mktemp)
+  if ! (cd "$pkg" && npx --no-install node-gyp rebuild --nodedir="$nodedir") >"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    echo "build-native: building fuse-native failed" >&2
+    exit 1
+  fi
+  rm -f "$log"
 fi

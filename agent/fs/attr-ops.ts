@@ -1,10 +1,14 @@
-/** Attribute ops: one handler each; paths resolve inside the root jail. */
-import { access, chmod, lchown, lstat, lutimes, readlink, statfs, truncate } from 'node:fs/promises';
+/**
+ * Attribute ops: one handler each; paths resolve inside the root jail. The calls are
+ * synchronous on purpose: metadata syscalls on a local disk take microseconds, while a trip
+ * through libuv's thread pool costs about a hundred (sftp-server serves this way too).
+ */
+import { accessSync, chmodSync, lchownSync, lstatSync, lutimesSync, readlinkSync, statfsSync, truncateSync } from 'node:fs';
 import type { TimeSpec } from '../../protocol/index.js';
 import type { HandlerTable } from '../context.js';
 import { statToWire } from './stat-attr.js';
 
-/** utimensat's time argument in the seconds Node's utimes takes; 'omit' keeps `current`. */
+/** utimensat's time argument in the seconds Node's utimes takes; 'omit' keeps `currentMs`. */
 function seconds(spec: TimeSpec, currentMs: number): number {
   if (spec === 'now') return Date.now() / 1000;
   if (spec === 'omit') return currentMs / 1000;
@@ -12,45 +16,45 @@ function seconds(spec: TimeSpec, currentMs: number): number {
 }
 
 export const attrOps: HandlerTable = {
-  'fs.getattr': async ({ path }, ctx) => ({ attr: statToWire(await lstat(await ctx.jail.resolve(path))) }),
+  'fs.getattr': async ({ path }, ctx) => ({ attr: statToWire(lstatSync(ctx.jail.resolve(path))) }),
 
   'fs.access': async ({ path, mode }, ctx) => {
-    await access(await ctx.jail.resolve(path, true), mode);
+    accessSync(ctx.jail.resolve(path, true), mode);
     return {};
   },
 
   'fs.statfs': async ({ path }, ctx) => {
-    const st = await statfs(await ctx.jail.resolve(path, true));
+    const st = statfsSync(ctx.jail.resolve(path, true));
     return {
       bsize: st.bsize, frsize: st.bsize, blocks: st.blocks, bfree: st.bfree, bavail: st.bavail,
       files: st.files, ffree: st.ffree, namemax: 255,
     };
   },
 
-  'fs.readlink': async ({ path }, ctx) => ({ target: await readlink(await ctx.jail.resolve(path)) }),
+  'fs.readlink': async ({ path }, ctx) => ({ target: readlinkSync(ctx.jail.resolve(path)) }),
 
   'fs.chmod': async ({ path, mode }, ctx) => {
-    const host = await ctx.jail.resolve(path, true);
-    await chmod(host, mode & 0o7777);
-    return { attr: statToWire(await lstat(host)) };
+    const host = ctx.jail.resolve(path, true);
+    chmodSync(host, mode & 0o7777);
+    return { attr: statToWire(lstatSync(host)) };
   },
 
   'fs.chown': async ({ path, uid, gid }, ctx) => {
-    const host = await ctx.jail.resolve(path);
-    await lchown(host, uid, gid);
-    return { attr: statToWire(await lstat(host)) };
+    const host = ctx.jail.resolve(path);
+    lchownSync(host, uid, gid);
+    return { attr: statToWire(lstatSync(host)) };
   },
 
   'fs.utimens': async ({ path, atime, mtime }, ctx) => {
-    const host = await ctx.jail.resolve(path);
-    const before = atime === 'omit' || mtime === 'omit' ? await lstat(host) : undefined;
-    await lutimes(host, seconds(atime, before?.atimeMs ?? 0), seconds(mtime, before?.mtimeMs ?? 0));
-    return { attr: statToWire(await lstat(host)) };
+    const host = ctx.jail.resolve(path);
+    const before = atime === 'omit' || mtime === 'omit' ? lstatSync(host) : undefined;
+    lutimesSync(host, seconds(atime, before?.atimeMs ?? 0), seconds(mtime, before?.mtimeMs ?? 0));
+    return { attr: statToWire(lstatSync(host)) };
   },
 
   'fs.truncate': async ({ path, size }, ctx) => {
-    const host = await ctx.jail.resolve(path, true);
-    await truncate(host, size);
-    return { attr: statToWire(await lstat(host)) };
+    const host = ctx.jail.resolve(path, true);
+    truncateSync(host, size);
+    return { attr: statToWire(lstatSync(host)) };
   },
 };

@@ -1,26 +1,26 @@
 /** Directory ops. A listing carries every entry's attributes, so `ls -l` is one round trip. */
-import { lstat, mkdir, readdir, rmdir } from 'node:fs/promises';
+import { lstatSync, mkdirSync, readdirSync, rmdirSync } from 'node:fs';
 import type { ReaddirEntry } from '../../protocol/index.js';
 import { REPLY_OVERHEAD, type AgentContext, type HandlerTable } from '../context.js';
 import { statToWire } from './stat-attr.js';
 
-// lstat calls in flight per listing: enough to keep libuv's pool busy, few enough to be fair.
-const LSTAT_BATCH = 64;
 // Per entry in a reply: the name plus about this much msgpack for its attributes.
 const ENTRY_OVERHEAD = 120;
 
-async function listWithAttrs(hostDir: string): Promise<ReaddirEntry[]> {
-  const names = await readdir(hostDir);
-  const entries: ReaddirEntry[] = [];
-  for (let i = 0; i < names.length; i += LSTAT_BATCH) {
-    const batch = names.slice(i, i + LSTAT_BATCH);
-    const stats = await Promise.all(batch.map((name) => lstat(`${hostDir}/${name}`).catch(() => null)));
-    batch.forEach((name, j) => {
-      const st = stats[j];
-      entries.push([name, st ? statToWire(st) : null]); // null: raced with an unlink
-    });
+function lstatOrNull(path: string) {
+  try {
+    return lstatSync(path);
+  } catch {
+    return null; // raced with an unlink
   }
-  return entries;
+}
+
+/** Synchronous: 5,000 lstat calls take a few milliseconds; 5,000 thread-pool trips take far more. */
+function listWithAttrs(hostDir: string): ReaddirEntry[] {
+  return readdirSync(hostDir).map((name) => {
+    const st = lstatOrNull(`${hostDir}/${name}`);
+    return [name, st ? statToWire(st) : null];
+  });
 }
 
 /** Takes as many entries as fit in one reply and parks the rest under a cursor. */
@@ -41,17 +41,17 @@ function page(entries: ReaddirEntry[], ctx: AgentContext) {
 export const dirOps: HandlerTable = {
   'fs.readdir': async (args, ctx) => {
     if ('cursor' in args) return page(ctx.cursors.take(args.cursor), ctx);
-    return page(await listWithAttrs(await ctx.jail.resolve(args.path, true)), ctx);
+    return page(listWithAttrs(ctx.jail.resolve(args.path, true)), ctx);
   },
 
   'fs.mkdir': async ({ path, mode }, ctx) => {
-    const host = await ctx.jail.resolve(path);
-    await mkdir(host, mode & 0o7777);
-    return { attr: statToWire(await lstat(host)) };
+    const host = ctx.jail.resolve(path);
+    mkdirSync(host, mode & 0o7777);
+    return { attr: statToWire(lstatSync(host)) };
   },
 
   'fs.rmdir': async ({ path }, ctx) => {
-    await rmdir(await ctx.jail.resolve(path));
+    rmdirSync(ctx.jail.resolve(path));
     return {};
   },
 };

@@ -1,9 +1,20 @@
-/** Ops on open files, by the handle number `fs.open`/`fs.create` returned. */
-import { constants } from 'node:fs';
-import { open } from 'node:fs/promises';
+/**
+ * Ops on open files, by the handle number `fs.open`/`fs.create` returned.
+ *
+ * Writes are synchronous, like every metadata op: the agent thereby applies the requests of one
+ * connection in the order they arrive, and the mount can send a write and then a utimens or a
+ * read without waiting for the write's reply (docs/protocol.md, "Ordering"). Reads and fsyncs
+ * are asynchronous: a cold read or a flush to disk can take long, and must not hold up others.
+ */
+import { closeSync, constants, fdatasync, fstatSync, fsync, ftruncateSync, openSync, read, writeSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { SlaveError } from '../../protocol/index.js';
 import { REPLY_OVERHEAD, type AgentContext, type HandlerTable } from '../context.js';
 import { statToWire } from './stat-attr.js';
+
+const readAsync = promisify(read);
+const fsyncAsync = promisify(fsync);
+const fdatasyncAsync = promisify(fdatasync);
 
 const {
   O_CREAT, O_EXCL, O_APPEND, O_DIRECT, O_NOATIME, O_NOFOLLOW, O_NOCTTY, O_WRONLY, O_RDWR, O_TRUNC,
@@ -20,15 +31,14 @@ export function writesWith(flags: number): boolean {
   return (flags & (O_WRONLY | O_RDWR)) !== 0 || (flags & O_TRUNC) !== 0;
 }
 
-async function openHandle(ctx: AgentContext, slavePath: string, flags: number, mode?: number) {
-  const host = await ctx.jail.resolve(slavePath);
-  const file = await open(host, flags, mode);
+function openHandle(ctx: AgentContext, slavePath: string, flags: number, mode?: number) {
+  const fd = openSync(ctx.jail.resolve(slavePath), flags, mode);
   try {
-    const st = await file.stat();
-    const fh = ctx.handles.add({ file, slavePath, flags, regular: st.isFile() });
+    const st = fstatSync(fd);
+    const fh = ctx.handles.add({ fd, slavePath, flags, regular: st.isFile() });
     return { fh, attr: statToWire(st) };
   } catch (err) {
-    await file.close();
+    closeSync(fd);
     throw err;
   }
 }
@@ -40,27 +50,26 @@ export const fileOps: HandlerTable = {
   'fs.create': async ({ path, flags, mode }, ctx) =>
     openHandle(ctx, path, (flags & ~STRIPPED) | O_CREAT | ADDED, mode & 0o7777),
 
-  'fs.read': async ({ fh, offset, length }, ctx) => {
-    const entry = ctx.handles.get(fh);
+  'fs.read': async ({ fh, offset, length }, ctx) => ctx.handles.use(fh, async ({ fd, regular }) => {
     const want = Math.min(length, ctx.maxPayload - REPLY_OVERHEAD);
     const buffer = Buffer.allocUnsafe(want);
     let filled = 0;
     // Regular files: fill the buffer unless EOF comes first. Devices and pipes: what is there.
     do {
-      const { bytesRead } = await entry.file.read(buffer, filled, want - filled, offset + filled);
+      const { bytesRead } = await readAsync(fd, buffer, filled, want - filled, offset + filled);
       if (bytesRead === 0) break;
       filled += bytesRead;
-    } while (entry.regular && filled < want);
+    } while (regular && filled < want);
     return { data: buffer.subarray(0, filled) };
-  },
+  }),
 
   'fs.write': async ({ fh, offset, data }, ctx) => {
-    const entry = ctx.handles.get(fh);
+    const { fd } = ctx.handles.get(fh);
     let written = 0;
     while (written < data.length) {
-      const { bytesWritten } = await entry.file.write(data, written, data.length - written, offset + written);
-      if (bytesWritten === 0) throw new SlaveError('EIO', `write to handle ${fh} made no progress`);
-      written += bytesWritten;
+      const n = writeSync(fd, data, written, data.length - written, offset + written);
+      if (n === 0) throw new SlaveError('EIO', `write to handle ${fh} made no progress`);
+      written += n;
     }
     return { written };
   },
@@ -70,22 +79,20 @@ export const fileOps: HandlerTable = {
     return {};
   },
 
-  'fs.fsync': async ({ fh, datasync }, ctx) => {
-    const { file } = ctx.handles.get(fh);
-    await (datasync ? file.datasync() : file.sync());
+  'fs.fsync': async ({ fh, datasync }, ctx) => ctx.handles.use(fh, async ({ fd }) => {
+    await (datasync ? fdatasyncAsync(fd) : fsyncAsync(fd));
     return {};
-  },
+  }),
 
   'fs.release': async ({ fh }, ctx) => {
-    await ctx.handles.take(fh).file.close();
+    await ctx.handles.close(fh);
     return {};
   },
 
-  'fs.fgetattr': async ({ fh }, ctx) => ({ attr: statToWire(await ctx.handles.get(fh).file.stat()) }),
+  'fs.fgetattr': async ({ fh }, ctx) => ({ attr: statToWire(fstatSync(ctx.handles.get(fh).fd)) }),
 
-  'fs.ftruncate': async ({ fh, size }, ctx) => {
-    const { file } = ctx.handles.get(fh);
-    await file.truncate(size);
-    return { attr: statToWire(await file.stat()) };
-  },
+  'fs.ftruncate': async ({ fh, size }, ctx) => ctx.handles.use(fh, async ({ fd }) => {
+    ftruncateSync(fd, size);
+    return { attr: statToWire(fstatSync(fd)) };
+  }),
 };

@@ -1,13 +1,16 @@
 /**
  * Open files of the agent, by the number the master holds. An unknown number is EBADF, never a
- * crash. Handles keep their FileHandle: Node defers a close until the reads and writes in flight
- * on it finish, so a late release cannot make a read land on a reused descriptor.
+ * crash. A release that arrives while a read or write on the same handle is still running
+ * waits for it, so a closed descriptor number can never be reused under a running operation.
  */
-import type { FileHandle } from 'node:fs/promises';
+import { close } from 'node:fs';
+import { promisify } from 'node:util';
 import { SlaveError } from '../../protocol/index.js';
 
+const closeFd = promisify(close);
+
 export interface OpenFile {
-  file: FileHandle;
+  fd: number;
   /** Slave path when opened (the file may since have been renamed or unlinked). */
   slavePath: string;
   flags: number;
@@ -15,8 +18,14 @@ export interface OpenFile {
   regular: boolean;
 }
 
+interface Slot {
+  file: OpenFile;
+  busy: number;
+  idle: (() => void) | undefined;
+}
+
 export class HandleTable {
-  private readonly open = new Map<number, OpenFile>();
+  private readonly open = new Map<number, Slot>();
   private next = 1;
 
   constructor(private readonly limit: number) {}
@@ -25,7 +34,7 @@ export class HandleTable {
     return this.open.size;
   }
 
-  add(entry: OpenFile): number {
+  add(file: OpenFile): number {
     if (this.open.size >= this.limit) {
       throw new SlaveError('EMFILE', `agent handle limit of ${this.limit} reached`);
     }
@@ -33,25 +42,40 @@ export class HandleTable {
     while (this.open.has(this.next) || this.next === 0) this.next = (this.next + 1) >>> 0;
     const fh = this.next;
     this.next = (this.next + 1) >>> 0;
-    this.open.set(fh, entry);
+    this.open.set(fh, { file, busy: 0, idle: undefined });
     return fh;
   }
 
   get(fh: number): OpenFile {
-    const entry = this.open.get(fh);
-    if (!entry) throw new SlaveError('EBADF', `no open file with handle ${fh}`);
-    return entry;
+    return this.slot(fh).file;
   }
 
-  take(fh: number): OpenFile {
-    const entry = this.get(fh);
+  /** Runs `work` with the file, keeping its descriptor open until `work` settles. */
+  async use<T>(fh: number, work: (file: OpenFile) => Promise<T>): Promise<T> {
+    const slot = this.slot(fh);
+    slot.busy++;
+    try {
+      return await work(slot.file);
+    } finally {
+      if (--slot.busy === 0) slot.idle?.();
+    }
+  }
+
+  /** Forgets the handle and closes its descriptor once no operation uses it. */
+  async close(fh: number): Promise<void> {
+    const slot = this.slot(fh);
     this.open.delete(fh);
-    return entry;
+    if (slot.busy > 0) await new Promise<void>((resolve) => { slot.idle = resolve; });
+    await closeFd(slot.file.fd);
   }
 
   async closeAll(): Promise<void> {
-    const all = [...this.open.values()];
-    this.open.clear();
-    await Promise.allSettled(all.map((e) => e.file.close()));
+    await Promise.allSettled([...this.open.keys()].map((fh) => this.close(fh)));
+  }
+
+  private slot(fh: number): Slot {
+    const slot = this.open.get(fh);
+    if (!slot) throw new SlaveError('EBADF', `no open file with handle ${fh}`);
+    return slot;
   }
 }

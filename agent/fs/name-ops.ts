@@ -1,7 +1,7 @@
 /** Ops that add, remove or rename names. None follows a symlink in last place. */
 import { execFile } from 'node:child_process';
 import { constants } from 'node:fs';
-import { chmod, link, lstat, open, rename, symlink, unlink } from 'node:fs/promises';
+import { chmodSync, closeSync, linkSync, lstatSync, openSync, renameSync, symlinkSync, unlinkSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { S_IFBLK, S_IFCHR, S_IFIFO, S_IFMT, S_IFREG, SlaveError } from '../../protocol/index.js';
 import type { HandlerTable } from '../context.js';
@@ -9,12 +9,21 @@ import { statToWire } from './stat-attr.js';
 
 const run = promisify(execFile);
 
+function exists(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Node has no mkfifo(2) or mknod(2), so special files are made by coreutils, which every slave
  * has; existence is checked first so the caller gets EEXIST rather than a tool's message.
  */
 async function makeSpecial(host: string, mode: number, rdev: number): Promise<void> {
-  if (await lstat(host).then(() => true, () => false)) {
+  if (exists(host)) {
     throw new SlaveError('EEXIST', `file exists: ${host}`);
   }
   const type = mode & S_IFMT;
@@ -33,39 +42,39 @@ async function makeSpecial(host: string, mode: number, rdev: number): Promise<vo
 
 export const nameOps: HandlerTable = {
   'fs.unlink': async ({ path }, ctx) => {
-    await unlink(await ctx.jail.resolve(path));
+    unlinkSync(ctx.jail.resolve(path));
     return {};
   },
 
   'fs.rename': async ({ from, to }, ctx) => {
-    await rename(await ctx.jail.resolve(from), await ctx.jail.resolve(to));
+    renameSync(ctx.jail.resolve(from), ctx.jail.resolve(to));
     return {};
   },
 
   'fs.link': async ({ existing, path }, ctx) => {
-    const host = await ctx.jail.resolve(path);
-    await link(await ctx.jail.resolve(existing), host);
-    return { attr: statToWire(await lstat(host)) };
+    const host = ctx.jail.resolve(path);
+    linkSync(ctx.jail.resolve(existing), host);
+    return { attr: statToWire(lstatSync(host)) };
   },
 
   'fs.symlink': async ({ target, path }, ctx) => {
-    const host = await ctx.jail.resolve(path);
-    await symlink(target, host);
-    return { attr: statToWire(await lstat(host)) };
+    const host = ctx.jail.resolve(path);
+    symlinkSync(target, host);
+    return { attr: statToWire(lstatSync(host)) };
   },
 
   'fs.mknod': async ({ path, mode, rdev }, ctx) => {
-    const host = await ctx.jail.resolve(path);
+    const host = ctx.jail.resolve(path);
     const type = mode & S_IFMT;
     if (type === S_IFREG || type === 0) {
       const { O_CREAT, O_EXCL, O_WRONLY, O_NOFOLLOW } = constants;
-      await (await open(host, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW, mode & 0o7777)).close();
+      closeSync(openSync(host, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW, mode & 0o7777));
     } else if (type === S_IFIFO || type === S_IFCHR || type === S_IFBLK) {
       await makeSpecial(host, mode, rdev);
-      await chmod(host, mode & 0o7777);
+      chmodSync(host, mode & 0o7777);
     } else {
       throw new SlaveError('EOPNOTSUPP', `cannot create a file of type ${type.toString(8)} remotely`);
     }
-    return { attr: statToWire(await lstat(host)) };
+    return { attr: statToWire(lstatSync(host)) };
   },
 };

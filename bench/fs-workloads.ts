@@ -1,0 +1,181 @@
+/**
+ * The filesystem workloads, one function each, in the order a pass runs them: the timed part is
+ * one real program (`dd`, `tar`, `find`, `git`, `rm`); preparation (making it cold, removing
+ * leftovers) is untimed. Checks compare what the mount shows and what landed on the slave side
+ * with the source; they run on the first pass only and never change a timing.
+ */
+import { access, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Fixtures } from './fixtures.js';
+import { goCold } from './page-cache.js';
+import { runCommand, sh } from './run-command.js';
+import type { Target } from './target.js';
+
+export type WorkloadId = 'seq-write' | 'seq-read' | 'untar' | 'find' | 'git-commit' | 'git-status' | 'rm';
+
+export interface WorkloadContext {
+  target: Target;
+  fixtures: Fixtures;
+  /** Run the correctness checks this pass. */
+  check: boolean;
+  /** Records something wrong that did not stop the workload. */
+  note(message: string): void;
+}
+
+export interface Workload {
+  id: WorkloadId;
+  label: string;
+  unit: 'MB/s' | 's';
+  /** Skipped when this one failed in the same pass. */
+  needs?: WorkloadId;
+  /** Resolves with the timed milliseconds. */
+  run(ctx: WorkloadContext): Promise<number>;
+}
+
+const TREE_TIMEOUT_MS = 300_000;
+
+function bigTimeoutMs(f: Fixtures): number {
+  // Generous: half a MB/s is a failure worth reporting, not waiting for.
+  return Math.max(120_000, (f.sizeBytes / 1e6) * 2000);
+}
+
+async function exists(path: string): Promise<boolean> {
+  return access(path).then(() => true, () => false);
+}
+
+/** `find` output that must be the same through the mount and on the slave: mtime to the second. */
+async function treeListing(dir: string): Promise<string[]> {
+  const { stdout } = await runCommand(`cd ${sh(dir)} && find . -printf '%y|%m|%s|%T@|%l|%p\\n'`, { timeoutMs: TREE_TIMEOUT_MS });
+  return stdout.split('\n').filter((l) => l.length > 0).map((line) => {
+    const [type, mode, size, mtime, link, ...path] = line.split('|');
+    // Directory sizes are the filesystem's business; sftp carries whole seconds only.
+    return [type, mode, type === 'd' ? '-' : size, Math.floor(Number(mtime)), link, path.join('|')].join('|');
+  }).sort();
+}
+
+async function checked(ctx: WorkloadContext, what: string, check: () => Promise<string | undefined>): Promise<void> {
+  try {
+    const problem = await check();
+    if (problem) ctx.note(`${what}: ${problem}`);
+  } catch (err) {
+    ctx.note(`${what}: ${(err as Error).message}`);
+  }
+}
+
+async function seqWrite(ctx: WorkloadContext): Promise<number> {
+  const { fixtures: f, target: t } = ctx;
+  const big = join(t.mountPath, 'big');
+  await runCommand(`rm -f ${sh(big)} && cat ${sh(f.randomFile)} > /dev/null`, { timeoutMs: bigTimeoutMs(f) });
+  const { ms } = await runCommand(`dd if=${sh(f.randomFile)} of=${sh(big)} bs=1M conv=fsync status=none`, { timeoutMs: bigTimeoutMs(f) });
+  if (ctx.check) {
+    await checked(ctx, 'written file on the slave side', async () => {
+      const size = (await stat(join(t.slavePath, 'big'))).size;
+      if (size !== f.sizeBytes) return `size ${size}, expected ${f.sizeBytes}`;
+      await runCommand(`cmp ${sh(f.randomFile)} ${sh(join(t.slavePath, 'big'))}`, { timeoutMs: bigTimeoutMs(f) });
+      return undefined;
+    });
+  }
+  return ms;
+}
+
+async function seqRead(ctx: WorkloadContext): Promise<number> {
+  const { fixtures: f, target: t } = ctx;
+  const big = join(t.mountPath, 'big');
+  try {
+    await goCold(t.userspaceCacheMs);
+    const { ms } = await runCommand(`dd if=${sh(big)} of=/dev/null bs=1M status=none`, { timeoutMs: bigTimeoutMs(f) });
+    if (ctx.check) {
+      await checked(ctx, 'file read back cold through the mount', async () => {
+        await goCold(t.userspaceCacheMs);
+        await runCommand(`cmp ${sh(f.randomFile)} ${sh(big)}`, { timeoutMs: bigTimeoutMs(f) });
+        return undefined;
+      });
+    }
+    return ms;
+  } finally {
+    await runCommand(`rm -f ${sh(big)}`, { timeoutMs: TREE_TIMEOUT_MS });
+  }
+}
+
+async function untar(ctx: WorkloadContext): Promise<number> {
+  const { fixtures: f, target: t } = ctx;
+  const tree = join(t.mountPath, 'tree');
+  await runCommand(`rm -rf ${sh(tree)} && mkdir ${sh(tree)} && cat ${sh(f.tarball)} > /dev/null`, { timeoutMs: TREE_TIMEOUT_MS });
+  const { ms } = await runCommand(`tar xf ${sh(f.tarball)} -C ${sh(tree)}`, { timeoutMs: TREE_TIMEOUT_MS });
+  if (ctx.check) {
+    await checked(ctx, 'tar --diff on the slave side', async () => {
+      await runCommand(`tar df ${sh(f.tarball)} -C ${sh(join(t.slavePath, 'tree'))}`, { timeoutMs: TREE_TIMEOUT_MS });
+      return undefined;
+    });
+    await checked(ctx, 'tar --diff through the mount', async () => {
+      await runCommand(`tar df ${sh(f.tarball)} -C ${sh(tree)}`, { timeoutMs: TREE_TIMEOUT_MS });
+      return undefined;
+    });
+  }
+  return ms;
+}
+
+async function findLs(ctx: WorkloadContext): Promise<number> {
+  const { fixtures: f, target: t } = ctx;
+  const tree = join(t.mountPath, 'tree');
+  await goCold(t.userspaceCacheMs);
+  const { ms } = await runCommand(`find ${sh(tree)} -ls > /dev/null`, { timeoutMs: TREE_TIMEOUT_MS });
+  if (ctx.check) {
+    await checked(ctx, 'find listing (type, mode, size, mtime, link, path) mount vs slave', async () => {
+      const [mounted, slave] = await Promise.all([treeListing(tree), treeListing(join(t.slavePath, 'tree'))]);
+      if (mounted.length !== f.tarEntries + 1) return `${mounted.length} entries through the mount, expected ${f.tarEntries + 1}`;
+      const slaveSet = new Set(slave);
+      const differing = mounted.filter((line) => !slaveSet.has(line));
+      return differing.length > 0 ? `${differing.length} entries differ, e.g. ${differing.slice(0, 2).join(' ; ')}` : undefined;
+    });
+  }
+  return ms;
+}
+
+async function gitCommit(ctx: WorkloadContext): Promise<number> {
+  const { fixtures: f, target: t } = ctx;
+  const tree = join(t.mountPath, 'tree');
+  await runCommand('git init -q', { cwd: tree, env: f.gitEnv, timeoutMs: TREE_TIMEOUT_MS });
+  const { ms } = await runCommand('git add -A && git commit -q -m x', { cwd: tree, env: f.gitEnv, timeoutMs: TREE_TIMEOUT_MS });
+  if (ctx.check) {
+    await checked(ctx, 'git fsck on the slave side', async () => {
+      const slaveTree = join(t.slavePath, 'tree');
+      await runCommand('git fsck --no-progress --no-dangling', { cwd: slaveTree, env: f.gitEnv, timeoutMs: TREE_TIMEOUT_MS });
+      const { stdout } = await runCommand('git rev-list --count HEAD', { cwd: slaveTree, env: f.gitEnv, timeoutMs: TREE_TIMEOUT_MS });
+      return stdout.trim() === '1' ? undefined : `${stdout.trim()} commits, expected 1`;
+    });
+  }
+  return ms;
+}
+
+async function gitStatus(ctx: WorkloadContext): Promise<number> {
+  const { fixtures: f, target: t } = ctx;
+  await goCold(t.userspaceCacheMs);
+  const { ms, stdout } = await runCommand('git status --porcelain', { cwd: join(t.mountPath, 'tree'), env: f.gitEnv, timeoutMs: TREE_TIMEOUT_MS });
+  // Always checked: it costs nothing, and a non-empty status right after a commit is a bug.
+  const changes = stdout.split('\n').filter((l) => l.length > 0);
+  if (changes.length > 0) ctx.note(`git status after the commit lists ${changes.length} changes, e.g. ${changes.slice(0, 3).join(' ; ')}`);
+  return ms;
+}
+
+async function rmTree(ctx: WorkloadContext): Promise<number> {
+  const { target: t } = ctx;
+  const tree = join(t.mountPath, 'tree');
+  const { ms } = await runCommand(`rm -rf ${sh(tree)}`, { timeoutMs: TREE_TIMEOUT_MS });
+  if (await exists(tree)) ctx.note(`${tree} still exists after rm -rf`);
+  if (await exists(join(t.slavePath, 'tree'))) ctx.note('the tree still exists on the slave side after rm -rf');
+  return ms;
+}
+
+export function workloads(f: Fixtures): Workload[] {
+  const mib = f.sizeBytes / 1024 / 1024;
+  return [
+    { id: 'seq-write', label: `Sequential write, ${mib} MiB + fsync`, unit: 'MB/s', run: seqWrite },
+    { id: 'seq-read', label: `Cold sequential read, ${mib} MiB`, unit: 'MB/s', needs: 'seq-write', run: seqRead },
+    { id: 'untar', label: `Untar npm (${f.tarEntries} entries)`, unit: 's', run: untar },
+    { id: 'find', label: 'Cold `find -ls` of the tree', unit: 's', needs: 'untar', run: findLs },
+    { id: 'git-commit', label: '`git add -A && git commit`', unit: 's', needs: 'untar', run: gitCommit },
+    { id: 'git-status', label: 'Cold `git status`', unit: 's', needs: 'git-commit', run: gitStatus },
+    { id: 'rm', label: '`rm -rf` of the tree', unit: 's', needs: 'untar', run: rmTree },
+  ];
+}

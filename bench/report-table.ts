@@ -1,0 +1,122 @@
+/**
+ * The results as Markdown: what was measured on what, the workload table, the transport floor,
+ * and every failure or check that went wrong. Printed as is, and written into the doc.
+ */
+import type { FsBenchResults, Outcome } from './fs-bench.js';
+import type { Workload } from './fs-workloads.js';
+import { median } from './stats.js';
+import { TARGET_NAMES, type TargetName } from './target.js';
+import { RTT_REQUESTS, type FloorResult } from './transport-floor.js';
+
+export interface BenchReport {
+  date: string;
+  machine: string;
+  tools: string;
+  sizeMb: number;
+  runs: number;
+  splitbrainOptions: string;
+  durationS: number;
+  /** Targets that could not be started, with why. */
+  startErrors: Map<TargetName, string>;
+  fs: FsBenchResults | undefined;
+  floor: FloorResult | undefined;
+  floorError: string | undefined;
+  /** Warnings and errors the splitbrain agent and mount logged during the run. */
+  logExcerpts: string[];
+}
+
+const MARK_NOTE = '†';
+/** The issue's bar: at least as fast as sshfs, and sequential I/O at 80 % of the raw floor. */
+const FLOOR_TARGET = 0.8;
+
+function formatValue(unit: Workload['unit'], v: number): string {
+  if (unit === 'MB/s') return `${v.toFixed(v >= 100 ? 0 : 1)} MB/s`;
+  return `${v.toFixed(v < 10 ? 2 : 1)} s`;
+}
+
+function summary(outcomes: Outcome[] | undefined): { value?: number; text: (unit: Workload['unit']) => string } {
+  const list = outcomes ?? [];
+  const values = list.flatMap((o) => (o.ok ? [o.value] : []));
+  const failures = list.flatMap((o) => (o.ok ? [] : [o]));
+  if (values.length === 0) {
+    const first = failures.find((f) => !f.skipped) ?? failures[0];
+    if (!first) return { text: () => 'not run' };
+    return { text: () => (first.skipped ? `skipped (${first.reason})` : `fails (${first.reason})`) };
+  }
+  const m = median(values);
+  const failed = failures.length > 0 ? ` (${failures.length}/${list.length} failed: ${failures[0]?.reason})` : '';
+  return { value: m, text: (unit) => `${formatValue(unit, m)}${failed}` };
+}
+
+/** > 1: splitbrain is faster. Throughput divides one way, times the other. */
+function speedup(unit: Workload['unit'], splitbrain: number | undefined, sshfs: number | undefined): number | undefined {
+  if (splitbrain === undefined || sshfs === undefined || splitbrain <= 0 || sshfs <= 0) return undefined;
+  return unit === 'MB/s' ? splitbrain / sshfs : sshfs / splitbrain;
+}
+
+function markdownTable(header: string[], rawRows: string[][]): string {
+  // A '|' inside a cell would end it.
+  const rows = rawRows.map((r) => r.map((c) => c.replace(/\|/g, '\\|')));
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(' | ')} |`;
+  return [line(header), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.map(line)].join('\n');
+}
+
+function workloadTable(report: BenchReport, fs: FsBenchResults): string {
+  const rows = fs.workloads.map((w) => {
+    const byTarget = fs.outcomes.get(w.id);
+    const cells = new Map(TARGET_NAMES.map((t) => {
+      const startError = report.startErrors.get(t);
+      if (startError !== undefined) return [t, { value: undefined, text: 'not started' }] as const;
+      const s = summary(byTarget?.get(t));
+      const noted = fs.notes.some((n) => n.target === t && n.workload === w.id);
+      return [t, { value: s.value, text: `${s.text(w.unit)}${noted ? ` ${MARK_NOTE}` : ''}` }] as const;
+    }));
+    const ratio = speedup(w.unit, cells.get('splitbrain')?.value, cells.get('sshfs')?.value);
+    let ratioText = '—';
+    if (ratio !== undefined) ratioText = `${ratio.toFixed(2)}× ${ratio >= 1 ? '✓' : '✗'}`;
+    else if (cells.get('splitbrain')?.value !== undefined) ratioText = 'sshfs fails: splitbrain only';
+    return [`${w.label} (${w.unit === 's' ? 'time' : 'MB/s'})`, ...TARGET_NAMES.map((t) => cells.get(t)?.text ?? ''), ratioText];
+  });
+  return markdownTable(['Workload', ...TARGET_NAMES, 'splitbrain vs sshfs (× faster)'], rows);
+}
+
+function floorTable(report: BenchReport, floor: FloorResult): string {
+  const fs = report.fs;
+  const splitbrain = (id: 'seq-read' | 'seq-write') => summary(fs?.outcomes.get(id)?.get('splitbrain')).value;
+  const row = (label: string, floorRuns: number[], ours: number | undefined) => {
+    const f = median(floorRuns);
+    const pct = ours === undefined ? '—' : `${((ours / f) * 100).toFixed(0)} % ${ours / f >= FLOOR_TARGET ? '✓' : '✗'}`;
+    return [label, formatValue('MB/s', f), ours === undefined ? '—' : formatValue('MB/s', ours), pct];
+  };
+  const msg = floor.messageBytes === 1024 * 1024 ? '1 MiB' : `${floor.messageBytes} B`;
+  return markdownTable(['Transport floor', 'raw nats.js', 'splitbrain mount', 'splitbrain as % of raw floor'], [
+    row(`Read: ${msg} replies, ${floor.inFlight} in flight`, floor.readMBps, splitbrain('seq-read')),
+    row(`Write: ${msg} requests, ${floor.inFlight} in flight`, floor.writeMBps, splitbrain('seq-write')),
+    [`Round trip of a 16-byte request (${report.runs} × ${RTT_REQUESTS} sequential)`,
+      `${floor.rttMedianUs.toFixed(0)} µs median, ${floor.rttP99Us.toFixed(0)} µs p99`, '—', '—'],
+  ]);
+}
+
+export function renderReport(report: BenchReport): string {
+  const out: string[] = [
+    `Measured ${report.date} on ${report.machine}; ${report.tools}.`,
+    `${report.sizeMb} MiB for the sequential tests, median of ${report.runs} run(s), `
+      + `splitbrain mount options: ${report.splitbrainOptions || 'defaults'}. The whole run took ${Math.round(report.durationS)} s.`,
+    '',
+  ];
+  if (report.fs) {
+    out.push(workloadTable(report, report.fs), '');
+    out.push('Throughput in MB/s (10^6 bytes per second), higher is better; times in seconds, lower is better. '
+      + '"× faster" is sshfs time ÷ splitbrain time (or splitbrain MB/s ÷ sshfs MB/s): above 1 splitbrain is faster; '
+      + '✓ marks the issue\'s "at least as fast as sshfs".', '');
+  }
+  if (report.floor) out.push(floorTable(report, report.floor), '', '✓ marks the issue\'s "at least 80 % of the raw floor".', '');
+  if (report.floorError) out.push(`Transport floor: fails (${report.floorError})`, '');
+  const problems: string[] = [];
+  for (const [target, error] of report.startErrors) problems.push(`- ${target}: could not start: ${error}`);
+  for (const n of report.fs?.notes ?? []) problems.push(`- ${MARK_NOTE} ${n.target}, ${n.workload}: ${n.message}`);
+  for (const line of report.logExcerpts) problems.push(`- log: ${line}`);
+  if (problems.length > 0) out.push('Failed checks, start errors and logged warnings:', '', ...problems, '');
+  return out.join('\n');
+}

@@ -1,0 +1,93 @@
+/**
+ * One-shot programs (`sh -c`, dd, tar, find, git), each with a deadline and timed by wall clock.
+ * Each runs in its own process group, so a timeout kills the shell and everything it started.
+ */
+import { spawn } from 'node:child_process';
+import { performance } from 'node:perf_hooks';
+
+/** Output beyond this is dropped: we only keep it to explain failures and to check results. */
+const MAX_CAPTURE = 256 * 1024;
+
+export interface CommandOptions {
+  timeoutMs: number;
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface CommandResult {
+  ms: number;
+  stdout: string;
+  stderr: string;
+}
+
+export class CommandFailedError extends Error {
+  override name = 'CommandFailedError';
+  constructor(readonly script: string, readonly status: string, readonly stderr: string, options?: { cause?: unknown }) {
+    super(`'${script}' ${status}${stderr.trim() ? `: ${stderr.trim().split('\n').slice(-3).join(' | ')}` : ''}`, options);
+  }
+}
+
+export class CommandTimeoutError extends Error {
+  override name = 'CommandTimeoutError';
+  constructor(readonly script: string, readonly timeoutMs: number) {
+    super(`'${script}' did not finish within ${timeoutMs / 1000} s`);
+  }
+}
+
+/** Process groups of the commands running now, so a signal handler can stop them. */
+const running = new Set<number>();
+
+export function killRunningCommands(): void {
+  for (const pgid of running) {
+    try {
+      process.kill(-pgid, 'SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  }
+  running.clear();
+}
+
+/** Quotes one word for sh. */
+export function sh(word: string): string {
+  return `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+export function runCommand(script: string, options: CommandOptions): Promise<CommandResult> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const child = spawn('sh', ['-c', script], {
+      cwd: options.cwd, env: options.env ?? process.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const pgid = child.pid;
+    if (pgid !== undefined) running.add(pgid);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => { if (stdout.length < MAX_CAPTURE) stdout += chunk.toString(); });
+    child.stderr.on('data', (chunk: Buffer) => { if (stderr.length < MAX_CAPTURE) stderr += chunk.toString(); });
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      if (pgid !== undefined) {
+        try {
+          process.kill(-pgid, 'SIGKILL');
+        } catch {
+          // Already gone.
+        }
+      }
+    }, options.timeoutMs);
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      if (pgid !== undefined) running.delete(pgid);
+      reject(new CommandFailedError(script, 'could not start', err.message, { cause: err }));
+    });
+    child.on('close', (code, signal) => {
+      const ms = performance.now() - started;
+      clearTimeout(timer);
+      if (pgid !== undefined) running.delete(pgid);
+      if (timedOut) reject(new CommandTimeoutError(script, options.timeoutMs));
+      else if (code !== 0) reject(new CommandFailedError(script, signal ? `killed by ${signal}` : `exited ${code}`, stderr));
+      else resolve({ ms, stdout, stderr });
+    });
+  });
+}

@@ -1,0 +1,119 @@
+/**
+ * `npm run bench`: starts everything on loopback, measures the raw transport floor and the
+ * filesystem workloads on splitbrain, sshfs, bindfs and the local disk, prints one report and
+ * rewrites docs/performance.md. Env: BENCH_RUNS (3), BENCH_SIZE_MB (256), BENCH_SPLITBRAIN_OPTS.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { startBindfs } from './bindfs-target.js';
+import { Cleanup, cleanUpOnSignals } from './cleanup.js';
+import { makeFixtures } from './fixtures.js';
+import { runFsBench, type FsBenchResults } from './fs-bench.js';
+import { logExcerpts } from './log-excerpts.js';
+import { describeMachine } from './machine-info.js';
+import { mountsUnder } from './mount-table.js';
+import { startNatsServer } from './nats-server.js';
+import { PERFORMANCE_DOC, writePerformanceDoc } from './performance-doc.js';
+import { renderReport, type BenchReport } from './report-table.js';
+import { killRunningCommands } from './run-command.js';
+import { startSplitbrain } from './splitbrain-target.js';
+import { startSshfs } from './sshfs-target.js';
+import { localTarget, type Target, type TargetName } from './target.js';
+import { measureTransportFloor, type FloorResult } from './transport-floor.js';
+
+class BenchConfigError extends Error {
+  override name = 'BenchConfigError';
+}
+
+function envInt(name: string, fallback: number, max: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1 || n > max) throw new BenchConfigError(`${name} must be a whole number from 1 to ${max}, got '${raw}'`);
+  return n;
+}
+
+const t0 = performance.now();
+function progress(line: string): void {
+  process.stderr.write(`[${((performance.now() - t0) / 1000).toFixed(0).padStart(4)} s] ${line}\n`);
+}
+
+async function main(): Promise<void> {
+  const runs = envInt('BENCH_RUNS', 3, 50);
+  const sizeMb = envInt('BENCH_SIZE_MB', 256, 16_384);
+  const splitbrainOptions = process.env.BENCH_SPLITBRAIN_OPTS ?? '';
+  if (process.getuid?.() !== 0) progress('warning: not root: dropping caches (cold tests), sshd and untar ownership will fail');
+
+  const cleanup = new Cleanup();
+  cleanUpOnSignals(cleanup, killRunningCommands);
+  const workDir = await mkdtemp(join(tmpdir(), 'splitbrain-bench-'));
+  cleanup.add(`remove ${workDir}`, async () => {
+    // Never recurse into a mount that is still there: rm would delete what is behind it.
+    const left = await mountsUnder(workDir);
+    if (left.length > 0) throw new Error(`still mounted, not removing ${workDir}: ${left.join(', ')}`);
+    await rm(workDir, { recursive: true, force: true });
+  });
+
+  const startErrors = new Map<TargetName, string>();
+  const logs: string[] = [];
+  let floor: FloorResult | undefined;
+  let floorError: string | undefined;
+  let fs: FsBenchResults | undefined;
+  try {
+    progress(`work dir ${workDir}; making fixtures (${sizeMb} MiB random file, npm tarball)`);
+    const fixtures = await makeFixtures(workDir, sizeMb);
+    const nats = await startNatsServer(workDir, cleanup);
+    progress(`nats-server at ${nats.url} (pid ${nats.daemon.pid})`);
+
+    try {
+      floor = await measureTransportFloor(nats.url, workDir, fixtures.sizeBytes, runs, cleanup, progress);
+    } catch (err) {
+      floorError = (err as Error).message;
+      progress(`transport floor failed: ${floorError}`);
+    }
+
+    const starters: [TargetName, () => Promise<Target>][] = [
+      ['splitbrain', () => startSplitbrain(workDir, nats.url, splitbrainOptions, cleanup)],
+      ['sshfs', () => startSshfs(workDir, cleanup)],
+      ['bindfs', () => startBindfs(workDir, cleanup)],
+      ['local', () => localTarget(workDir)],
+    ];
+    const targets: Target[] = [];
+    for (const [name, start] of starters) {
+      try {
+        targets.push(await start());
+        progress(`${name} ready`);
+      } catch (err) {
+        startErrors.set(name, (err as Error).message);
+        progress(`${name} could not start: ${(err as Error).message}`);
+      }
+    }
+    fs = await runFsBench(targets, fixtures, runs, progress);
+    for (const target of targets) {
+      for (const log of target.logs) logs.push(...(await logExcerpts(log.label, log.path)));
+    }
+  } finally {
+    progress('cleaning up');
+    await cleanup.runAll();
+  }
+
+  const machine = await describeMachine();
+  const report: BenchReport = {
+    date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'), machine: machine.machine, tools: machine.tools,
+    sizeMb, runs, splitbrainOptions, durationS: (performance.now() - t0) / 1000,
+    startErrors, fs, floor, floorError, logExcerpts: logs,
+  };
+  const text = renderReport(report);
+  process.stdout.write(`\n${text}\n`);
+  await writePerformanceDoc(text);
+  progress(`wrote ${PERFORMANCE_DOC}`);
+}
+
+try {
+  await main();
+} catch (err) {
+  process.stderr.write(`bench: ${(err as Error).message}\n`);
+  process.exitCode = 1;
+}

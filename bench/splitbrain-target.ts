@@ -1,0 +1,80 @@
+/**
+ * The system under test: `splitbrain agent` serving a temp dir, and `splitbrain mount -f` on
+ * another, both as real CLI processes; the mount tells us it is ready on fd 3.
+ */
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Readable } from 'node:stream';
+import { pino } from 'pino';
+import { AgentClient } from '../transport/agent-client.js';
+import { connectBus } from '../transport/bus.js';
+import type { Cleanup } from './cleanup.js';
+import { DaemonStartError, logTail, startDaemon, waitUntil, type Daemon } from './daemon.js';
+import { isMounted } from './mount-table.js';
+import { ONE_SECOND_CACHE_MS, unmountOnCleanup, type Target } from './target.js';
+
+const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+const AGENT_ID = 'bench';
+const AGENT_TIMEOUT_MS = 15_000;
+const MOUNT_TIMEOUT_MS = 30_000;
+
+/** Polls the agent's hello over the bus until it answers. */
+async function waitForAgent(agent: Daemon, natsUrl: string): Promise<void> {
+  const log = pino({ level: 'silent' });
+  const bus = await connectBus({ url: natsUrl, name: 'splitbrain-bench-probe', log });
+  try {
+    const client = new AgentClient(bus, AGENT_ID, { timeoutMs: 1000, log });
+    await waitUntil(agent, 'hello reply', AGENT_TIMEOUT_MS, () => client.hello().then(() => true, () => undefined));
+  } finally {
+    await bus.close();
+  }
+}
+
+/** Reads the mount's one-line start report from fd 3: "ready" or "error <message>". */
+function readyReport(mount: Daemon): Promise<string> {
+  const pipe = mount.child.stdio[3] as Readable | null | undefined;
+  if (!pipe) return Promise.resolve('error no fd 3 pipe');
+  return new Promise((resolve) => {
+    let said = '';
+    const timer = setTimeout(() => resolve(`error no report within ${MOUNT_TIMEOUT_MS / 1000} s`), MOUNT_TIMEOUT_MS);
+    pipe.on('data', (chunk: Buffer) => { said += chunk.toString(); });
+    pipe.on('end', () => {
+      clearTimeout(timer);
+      resolve(said.trim() || 'error the mount process closed fd 3 without a report');
+    });
+    pipe.on('error', () => undefined);
+  });
+}
+
+export async function startSplitbrain(
+  workDir: string, natsUrl: string, mountOptions: string, cleanup: Cleanup,
+): Promise<Target> {
+  const slavePath = join(workDir, 'splitbrain-slave');
+  const mountPath = join(workDir, 'splitbrain-mnt');
+  await mkdir(slavePath);
+  await mkdir(mountPath);
+  const agentLog = join(workDir, 'splitbrain-agent.log');
+  const agent = startDaemon({
+    label: 'splitbrain agent', command: process.execPath, logPath: agentLog,
+    args: [CLI, 'agent', '--nats', natsUrl, '--id', AGENT_ID, '--root', slavePath],
+  }, cleanup);
+  await waitForAgent(agent, natsUrl);
+
+  const mountLog = join(workDir, 'splitbrain-mount.log');
+  const mount = startDaemon({
+    label: 'splitbrain mount', command: process.execPath, logPath: mountLog, readyPipe: true,
+    args: [CLI, 'mount', natsUrl, mountPath, '--agent', AGENT_ID, '-f', ...(mountOptions ? ['-o', mountOptions] : [])],
+    env: { ...process.env, SPLITBRAIN_READY_FD: '3' },
+  }, cleanup);
+  unmountOnCleanup(cleanup, mountPath);
+  const report = await readyReport(mount);
+  if (report !== 'ready') {
+    throw new DaemonStartError(`splitbrain mount did not start: ${report.replace(/^error /, '')}: ${await logTail(mount)}`);
+  }
+  if (!(await isMounted(mountPath))) throw new DaemonStartError(`splitbrain mount said ready but ${mountPath} is not mounted`);
+  return {
+    name: 'splitbrain', mountPath, slavePath, userspaceCacheMs: ONE_SECOND_CACHE_MS,
+    logs: [{ label: 'splitbrain agent', path: agentLog }, { label: 'splitbrain mount', path: mountLog }],
+  };
+}

@@ -1,0 +1,81 @@
+/**
+ * Unmodified programs on the mount: cp -a, tar, git and find must leave on the slave exactly
+ * what they leave on a local disk.
+ */
+import assert from 'node:assert/strict';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { sh } from '../helpers/processes.js';
+import { startSlave, type Slave } from '../helpers/slave.js';
+
+const REPO = new URL('../../../', import.meta.url).pathname;
+
+/** A listing that must match between two trees: type, mode, size, links, owner, mtime, target. */
+function describeTree(dir: string): Promise<string> {
+  return sh(`cd '${dir}' && find . -printf '%y %m %s %n %U:%G %T@ %p -> %l\\n' | LC_ALL=C sort`);
+}
+
+describe('unmodified tools on the mount', () => {
+  let slave: Slave;
+  let source: string;
+
+  before(async () => {
+    slave = await startSlave();
+    // A source tree with the shapes tools care about: many files, symlinks, a hard link, a
+    // FIFO, an empty dir, an executable, odd names.
+    source = join(slave.tmp, 'source');
+    await mkdir(source);
+    await sh(`cp -a '${REPO}node_modules/zod' '${source}/zod' && cd '${source}' && mkdir empty && `
+      + `echo hi > 'name with spaces' && ln 'name with spaces' hardlink && ln -s zod/package.json link && `
+      + `ln -s /etc/hostname abslink && mkfifo fifo && printf '#!/bin/sh\\necho ok\\n' > run.sh && chmod 755 run.sh && `
+      + `touch -d '2001-02-03 04:05:06' empty run.sh`);
+  });
+  after(async () => { await slave?.stop(); });
+
+  it('cp -a copies a tree that diff -r finds identical, with the same metadata', async () => {
+    await sh(`cp -a '${source}' '${slave.mnt}/copy'`);
+    await sh(`diff -r --no-dereference -x fifo '${source}' '${slave.mnt}/copy'`);
+    await sh(`diff -r --no-dereference -x fifo '${source}' '${slave.root}/copy'`);
+    assert.equal(await describeTree(join(slave.root, 'copy')), await describeTree(source));
+    assert.equal(await describeTree(join(slave.mnt, 'copy')), await describeTree(source));
+  });
+
+  it('tar x then tar c round-trips the tree', async () => {
+    await sh(`tar -C '${source}' -cf '${slave.tmp}/src.tar' .`);
+    await sh(`mkdir '${slave.mnt}/untar' && tar -C '${slave.mnt}/untar' -xpf '${slave.tmp}/src.tar'`);
+    assert.equal(await describeTree(join(slave.root, 'untar')), await describeTree(source));
+    await sh(`tar -C '${slave.mnt}/untar' -cf '${slave.tmp}/again.tar' .`);
+    const listing = (file: string) => sh(`tar -tvf '${file}' | LC_ALL=C sort`);
+    assert.equal(await listing(join(slave.tmp, 'again.tar')), await listing(join(slave.tmp, 'src.tar')));
+  });
+
+  it('git init, commit, status and log work and the slave has a valid repository', async () => {
+    const repo = join(slave.mnt, 'repo');
+    const git = 'git -c user.name=Test -c user.email=test@example.invalid -c init.defaultBranch=main';
+    await sh(`mkdir '${repo}' && cp -a '${source}/zod' '${repo}/zod' && cd '${repo}' && ${git} init -q && `
+      + `${git} add -A && ${git} commit -qm first && echo change >> zod/package.json && ${git} commit -qam second`);
+    assert.equal(await sh(`cd '${repo}' && git status --porcelain`), '');
+    assert.equal(await sh(`cd '${repo}' && git log --format=%s`), 'second\nfirst\n');
+    const onSlave = join(slave.root, 'repo');
+    assert.equal(await sh(`cd '${onSlave}' && git status --porcelain`), '');
+    await sh(`cd '${onSlave}' && git fsck --strict --no-progress`);
+    await sh(`echo more >> '${repo}/zod/README.md'`);
+    assert.equal(await sh(`cd '${repo}' && git status --porcelain`), ' M zod/README.md\n');
+  });
+
+  it('find -ls on the mount prints what it prints on the slave', async () => {
+    await sh(`cp -a '${source}' '${slave.mnt}/findme'`);
+    const onMount = await sh(`cd '${slave.mnt}/findme' && find . -ls | LC_ALL=C sort`);
+    const onSlave = await sh(`cd '${slave.root}/findme' && find . -ls | LC_ALL=C sort`);
+    assert.equal(onMount, onSlave);
+    assert.ok(onMount.split('\n').length > 800);
+  });
+
+  it('rsync -a and rm -rf work', async () => {
+    await sh(`rsync -a '${source}/' '${slave.mnt}/synced/'`);
+    await sh(`diff -r --no-dereference -x fifo '${source}' '${slave.root}/synced'`);
+    await sh(`rm -rf '${slave.mnt}/synced'`);
+    await sh(`test ! -e '${slave.root}/synced'`);
+  });
+});
