@@ -8,7 +8,7 @@ import { access, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Fixtures } from './fixtures.js';
 import { goCold } from './page-cache.js';
-import { runCommand, sh } from './run-command.js';
+import { CommandFailedError, runCommand, sh } from './run-command.js';
 import type { Target } from './target.js';
 
 export type WorkloadId = 'seq-write' | 'seq-read' | 'untar' | 'find' | 'git-commit' | 'git-status' | 'rm';
@@ -53,12 +53,20 @@ async function treeListing(dir: string): Promise<string[]> {
   }).sort();
 }
 
+/** A failed check command in a few words: how many lines it printed, and the first two. */
+function complaint(err: unknown): string {
+  if (!(err instanceof CommandFailedError)) return (err as Error).message;
+  const lines = `${err.stdout}\n${err.stderr}`.split('\n').map((l) => l.trim()).filter((l) => l.length > 0);
+  if (lines.length === 0) return err.status;
+  return `${err.status}, ${lines.length} line(s) like: ${lines.slice(0, 2).join(' ; ')}`;
+}
+
 async function checked(ctx: WorkloadContext, what: string, check: () => Promise<string | undefined>): Promise<void> {
   try {
     const problem = await check();
     if (problem) ctx.note(`${what}: ${problem}`);
   } catch (err) {
-    ctx.note(`${what}: ${(err as Error).message}`);
+    ctx.note(`${what}: ${complaint(err)}`);
   }
 }
 

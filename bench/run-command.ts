@@ -22,7 +22,10 @@ export interface CommandResult {
 
 export class CommandFailedError extends Error {
   override name = 'CommandFailedError';
-  constructor(readonly script: string, readonly status: string, readonly stderr: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly script: string, readonly status: string, readonly stderr: string, readonly stdout = '',
+    options?: { cause?: unknown },
+  ) {
     super(`'${script}' ${status}${stderr.trim() ? `: ${stderr.trim().split('\n').slice(-3).join(' | ')}` : ''}`, options);
   }
 }
@@ -79,14 +82,14 @@ export function runCommand(script: string, options: CommandOptions): Promise<Com
     child.on('error', (err) => {
       clearTimeout(timer);
       if (pgid !== undefined) running.delete(pgid);
-      reject(new CommandFailedError(script, 'could not start', err.message, { cause: err }));
+      reject(new CommandFailedError(script, 'could not start', err.message, '', { cause: err }));
     });
     child.on('close', (code, signal) => {
       const ms = performance.now() - started;
       clearTimeout(timer);
       if (pgid !== undefined) running.delete(pgid);
       if (timedOut) reject(new CommandTimeoutError(script, options.timeoutMs));
-      else if (code !== 0) reject(new CommandFailedError(script, signal ? `killed by ${signal}` : `exited ${code}`, stderr));
+      else if (code !== 0) reject(new CommandFailedError(script, signal ? `killed by ${signal}` : `exited ${code}`, stderr, stdout));
       else resolve({ ms, stdout, stderr });
     });
   });

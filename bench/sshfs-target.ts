@@ -76,7 +76,7 @@ export async function startSshfs(workDir: string, cleanup: Cleanup): Promise<Tar
     label: 'sshfs', command: 'sshfs', logPath: sshfsLog,
     args: ['-f', '-o', [
       `IdentityFile=${join(dir, 'client_key')}`, 'StrictHostKeyChecking=no', 'UserKnownHostsFile=/dev/null',
-      'BatchMode=yes', `port=${port}`,
+      'BatchMode=yes', 'LogLevel=ERROR', `port=${port}`,
     ].join(','), `root@127.0.0.1:${slavePath}`, mountPath],
   }, cleanup);
   unmountOnCleanup(cleanup, mountPath);

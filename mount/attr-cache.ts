@@ -74,6 +74,7 @@ export class AttrCache {
   /** A name appeared in its directory through us. */
   added(path: string, attr: Attr | undefined): void {
     this.listings.get(posix.dirname(path))?.names.add(posix.basename(path));
+    this.entries.delete(posix.dirname(path)); // its mtime, size and link count changed
     if (attr) this.set(path, attr);
     else this.entries.delete(path);
   }
@@ -81,6 +82,8 @@ export class AttrCache {
   /** A name disappeared from its directory through us; a directory takes its subtree along. */
   removed(path: string, isDirectory: boolean): void {
     this.listings.get(posix.dirname(path))?.names.delete(posix.basename(path));
+    this.entries.delete(posix.dirname(path));
+    this.forgetOtherLinks(path);
     if (isDirectory) this.dropTree(path);
     else this.entries.delete(path);
     this.setMissing(path);
@@ -94,6 +97,8 @@ export class AttrCache {
     else this.dropTree(from);
     this.listings.get(posix.dirname(from))?.names.delete(posix.basename(from));
     this.listings.get(posix.dirname(to))?.names.add(posix.basename(to));
+    this.entries.delete(posix.dirname(from));
+    this.entries.delete(posix.dirname(to));
     this.setMissing(from);
     if (moved?.attr) this.set(to, moved.attr);
   }
@@ -106,6 +111,13 @@ export class AttrCache {
   clear(): void {
     this.entries.clear();
     this.listings.clear();
+  }
+
+  /** Other names of a hard-linked file see its link count drop: forget them too. */
+  private forgetOtherLinks(path: string): void {
+    const attr = this.entries.get(path)?.attr;
+    if (!attr || attr.nlink < 2 || (attr.mode & S_IFMT) === S_IFDIR) return;
+    for (const [key, entry] of this.entries) if (entry.attr?.ino === attr.ino) this.entries.delete(key);
   }
 
   private dropTree(path: string): void {

@@ -16,9 +16,19 @@ export class MountOptionError extends Error {
   override name = 'MountOptionError';
 }
 
+/**
+ * Two layers of cache. The kernel's (attr_timeout, entry_timeout, negative_timeout) cannot be
+ * invalidated from here, so by default it keeps only names (entry_timeout): attributes and
+ * "no such file" answers always come to the mount, whose own cache (cache_timeout) is updated by
+ * every change the mount makes (hard links included) and can be dropped when the slave changes
+ * behind our back. A test that reads a file right after a command on the slave changed it
+ * therefore sees the change. `-o attr_timeout=1,negative_timeout=1` trades that for speed.
+ */
 export const DEFAULTS = {
-  attrTimeout: 1,
+  attrTimeout: 0,
   entryTimeout: 1,
+  negativeTimeout: 0,
+  cacheTimeout: 1,
   timeout: 30,
   readAheadChunks: 4,
   writesInFlight: 4,
@@ -44,7 +54,8 @@ function count(name: string, value: string | undefined, max: number): number {
 export function parseMountOptions(options: string[], agentId: string): MountTuning {
   let attrTimeout = DEFAULTS.attrTimeout;
   let entryTimeout = DEFAULTS.entryTimeout;
-  let negativeTimeout: number | undefined;
+  let negativeTimeout = DEFAULTS.negativeTimeout;
+  let cacheTimeout = DEFAULTS.cacheTimeout;
   let cache = true;
   let timeout = DEFAULTS.timeout;
   let readAheadChunks = DEFAULTS.readAheadChunks;
@@ -56,6 +67,7 @@ export function parseMountOptions(options: string[], agentId: string): MountTuni
       case 'attr_timeout': attrTimeout = seconds(name, value); break;
       case 'entry_timeout': entryTimeout = seconds(name, value); break;
       case 'negative_timeout': negativeTimeout = seconds(name, value); break;
+      case 'cache_timeout': cacheTimeout = seconds(name, value); break;
       case 'cache':
         if (value !== 'yes' && value !== 'no') throw new MountOptionError(`option cache takes yes or no, got '${value ?? ''}'`);
         cache = value === 'yes';
@@ -76,8 +88,8 @@ export function parseMountOptions(options: string[], agentId: string): MountTuni
     attrTimeout = 0;
     entryTimeout = 0;
     negativeTimeout = 0;
+    cacheTimeout = 0;
   }
-  const negative = negativeTimeout ?? entryTimeout;
   if (timeout === 0) throw new MountOptionError('option timeout must be more than 0 seconds');
   return {
     fuseOptions: [
@@ -92,10 +104,10 @@ export function parseMountOptions(options: string[], agentId: string): MountTuni
       ...(cache ? ['auto_cache'] : []),
       `attr_timeout=${attrTimeout}`,
       `entry_timeout=${entryTimeout}`,
-      `negative_timeout=${negative}`,
+      `negative_timeout=${negativeTimeout}`,
       ...passthrough,
     ],
-    cache: { attrTtlMs: attrTimeout * 1000, entryTtlMs: entryTimeout * 1000, negativeTtlMs: negative * 1000 },
+    cache: { attrTtlMs: cacheTimeout * 1000, entryTtlMs: cacheTimeout * 1000, negativeTtlMs: cacheTimeout * 1000 },
     requestTimeoutMs: timeout * 1000,
     readAheadChunks,
     writesInFlight,
