@@ -15,6 +15,11 @@ export class Cleanup {
   private readonly steps: Step[] = [];
   private running: Promise<void> | undefined;
 
+  /** True once the cleanup has begun: nothing new may be started then. */
+  get started(): boolean {
+    return this.running !== undefined;
+  }
+
   add(label: string, run: () => Promise<void>): void {
     this.steps.push({ label, run });
   }
@@ -46,7 +51,8 @@ export class Cleanup {
   }
 }
 
-/** On SIGINT, SIGTERM or SIGHUP: run `beforeCleanup`, the cleanup, then exit 128+signal. */
+/** On SIGINT, SIGTERM or SIGHUP: run `beforeCleanup`, the cleanup, then exit 128+signal. The
+ * interrupted main flow may go on meanwhile, but can start nothing (see `started`). */
 export function cleanUpOnSignals(cleanup: Cleanup, beforeCleanup: () => void): void {
   const signals = { SIGINT: 2, SIGTERM: 15, SIGHUP: 1 } as const;
   for (const [name, number] of Object.entries(signals)) {

@@ -54,6 +54,7 @@ function signal(pid: number, name: NodeJS.Signals): void {
 }
 
 export function startDaemon(options: DaemonOptions, cleanup: Cleanup): Daemon {
+  if (cleanup.started) throw new DaemonStartError(`shutting down: not starting ${options.label}`);
   const logFd = openSync(options.logPath, 'a');
   let child: ChildProcess;
   try {

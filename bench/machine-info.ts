@@ -1,5 +1,5 @@
 /** What the numbers were measured on: one line for the table's header. */
-import { availableParallelism, cpus, release, totalmem } from 'node:os';
+import { availableParallelism, cpus, loadavg, release, totalmem } from 'node:os';
 import { runCommand } from './run-command.js';
 
 async function firstLine(script: string): Promise<string> {
@@ -16,4 +16,9 @@ export async function describeMachine(): Promise<{ machine: string; tools: strin
     firstLine('bindfs --version'), firstLine('git --version'),
   ]);
   return { machine, tools: [nats, sshfs, bindfs, git].join(', ') };
+}
+
+/** The 1-minute load average: other work on the machine makes the numbers noisier. */
+export function loadAverage(): string {
+  return (loadavg()[0] ?? 0).toFixed(2);
 }

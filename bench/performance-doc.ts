@@ -41,9 +41,9 @@ Each is one real program, timed by wall clock from spawn to exit; preparation is
 
 **Cold** means: \`sync\`, \`echo 3 > /proc/sys/vm/drop_caches\` (the page, dentry and inode
 caches of the mounts and of the directories behind them), then a wait for the caches each FUSE
-server keeps in its own memory to expire: 1.5 s for splitbrain (its attribute cache is 1 s),
-bindfs and the local disk, 21 s for sshfs (its directory cache keeps entries for 20 s by
-default). Passes are interleaved over the targets (pass 1 everywhere, then pass 2, ...), so
+server keeps in its own memory to expire: for splitbrain its \`cache_timeout\` (1 s by default)
+plus 0.5 s, 21 s for sshfs (its directory cache keeps entries for 20 s by default), 1.5 s for
+bindfs (the kernel's 1 s timeouts; it caches nothing itself), none for the local disk. Passes are interleaved over the targets (pass 1 everywhere, then pass 2, ...), so
 other load on the machine spreads evenly.
 
 On the first pass only, untimed checks compare the data: \`cmp\` of the written file on the

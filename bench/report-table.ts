@@ -16,6 +16,10 @@ export interface BenchReport {
   runs: number;
   splitbrainOptions: string;
   durationS: number;
+  /** How long each target waited before a cold workload, e.g. "splitbrain 1.5 s, sshfs 21 s". */
+  coldWaits: string;
+  /** 1-minute load average at the start and at the end of the run. */
+  load: [string, string];
   /** Targets that could not be started, with why. */
   startErrors: Map<TargetName, string>;
   fs: FsBenchResults | undefined;
@@ -102,7 +106,8 @@ export function renderReport(report: BenchReport): string {
   const out: string[] = [
     `Measured ${report.date} on ${report.machine}; ${report.tools}.`,
     `${report.sizeMb} MiB for the sequential tests, median of ${report.runs} run(s), `
-      + `splitbrain mount options: ${report.splitbrainOptions || 'defaults'}. The whole run took ${Math.round(report.durationS)} s.`,
+      + `splitbrain mount options: ${report.splitbrainOptions || 'defaults'}; waits before cold runs: ${report.coldWaits}. The whole run took ${Math.round(report.durationS)} s; `
+      + `load average ${report.load[0]} at the start, ${report.load[1]} at the end.`,
     '',
   ];
   if (report.fs) {

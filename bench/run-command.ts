@@ -12,6 +12,8 @@ export interface CommandOptions {
   timeoutMs: number;
   cwd?: string;
   env?: NodeJS.ProcessEnv;
+  /** A cleanup command (an unmount): runs even after stopAllCommands. */
+  cleanup?: boolean;
 }
 
 export interface CommandResult {
@@ -37,10 +39,17 @@ export class CommandTimeoutError extends Error {
   }
 }
 
+export class CommandsStoppedError extends Error {
+  override name = 'CommandsStoppedError';
+}
+
 /** Process groups of the commands running now, so a signal handler can stop them. */
 const running = new Set<number>();
+let stopped = false;
 
-export function killRunningCommands(): void {
+/** Kills every running command and refuses new ones: we are shutting down. */
+export function stopAllCommands(): void {
+  stopped = true;
   for (const pgid of running) {
     try {
       process.kill(-pgid, 'SIGKILL');
@@ -57,6 +66,7 @@ export function sh(word: string): string {
 }
 
 export function runCommand(script: string, options: CommandOptions): Promise<CommandResult> {
+  if (stopped && !options.cleanup) return Promise.reject(new CommandsStoppedError(`shutting down: not running '${script}'`));
   return new Promise((resolve, reject) => {
     const started = performance.now();
     const child = spawn('sh', ['-c', script], {

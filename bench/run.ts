@@ -12,12 +12,12 @@ import { Cleanup, cleanUpOnSignals } from './cleanup.js';
 import { makeFixtures } from './fixtures.js';
 import { runFsBench, type FsBenchResults } from './fs-bench.js';
 import { logExcerpts } from './log-excerpts.js';
-import { describeMachine } from './machine-info.js';
+import { describeMachine, loadAverage } from './machine-info.js';
 import { mountsUnder } from './mount-table.js';
 import { startNatsServer } from './nats-server.js';
 import { PERFORMANCE_DOC, writePerformanceDoc } from './performance-doc.js';
 import { renderReport, type BenchReport } from './report-table.js';
-import { killRunningCommands } from './run-command.js';
+import { stopAllCommands } from './run-command.js';
 import { startSplitbrain } from './splitbrain-target.js';
 import { startSshfs } from './sshfs-target.js';
 import { localTarget, type Target, type TargetName } from './target.js';
@@ -46,8 +46,13 @@ async function main(): Promise<void> {
   const splitbrainOptions = process.env.BENCH_SPLITBRAIN_OPTS ?? '';
   if (process.getuid?.() !== 0) progress('warning: not root: dropping caches (cold tests), sshd and untar ownership will fail');
 
+  const loadAtStart = loadAverage();
   const cleanup = new Cleanup();
-  cleanUpOnSignals(cleanup, killRunningCommands);
+  let interrupted = false;
+  cleanUpOnSignals(cleanup, () => {
+    interrupted = true;
+    stopAllCommands();
+  });
   const workDir = await mkdtemp(join(tmpdir(), 'splitbrain-bench-'));
   cleanup.add(`remove ${workDir}`, async () => {
     // Never recurse into a mount that is still there: rm would delete what is behind it.
@@ -61,6 +66,7 @@ async function main(): Promise<void> {
   let floor: FloorResult | undefined;
   let floorError: string | undefined;
   let fs: FsBenchResults | undefined;
+  let coldWaits = '';
   try {
     progress(`work dir ${workDir}; making fixtures (${sizeMb} MiB random file, npm tarball)`);
     const fixtures = await makeFixtures(workDir, sizeMb);
@@ -90,6 +96,7 @@ async function main(): Promise<void> {
         progress(`${name} could not start: ${(err as Error).message}`);
       }
     }
+    coldWaits = targets.map((t) => `${t.name} ${t.userspaceCacheMs / 1000} s`).join(', ');
     fs = await runFsBench(targets, fixtures, runs, progress);
     for (const target of targets) {
       for (const log of target.logs) logs.push(...(await logExcerpts(log.label, log.path)));
@@ -99,11 +106,13 @@ async function main(): Promise<void> {
     await cleanup.runAll();
   }
 
+  // The signal handler exits once its cleanup is done; partial results must not reach the doc.
+  if (interrupted) return new Promise<void>(() => undefined);
   const machine = await describeMachine();
   const report: BenchReport = {
     date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'), machine: machine.machine, tools: machine.tools,
-    sizeMb, runs, splitbrainOptions, durationS: (performance.now() - t0) / 1000,
-    startErrors, fs, floor, floorError, logExcerpts: logs,
+    sizeMb, runs, splitbrainOptions, durationS: (performance.now() - t0) / 1000, load: [loadAtStart, loadAverage()],
+    coldWaits, startErrors, fs, floor, floorError, logExcerpts: logs,
   };
   const text = renderReport(report);
   process.stdout.write(`\n${text}\n`);

@@ -7,17 +7,26 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Readable } from 'node:stream';
 import { pino } from 'pino';
+import { parseMountOptions } from '../mount/mount-options.js';
 import { AgentClient } from '../transport/agent-client.js';
 import { connectBus } from '../transport/bus.js';
 import type { Cleanup } from './cleanup.js';
 import { DaemonStartError, logTail, startDaemon, waitUntil, type Daemon } from './daemon.js';
 import { isMounted } from './mount-table.js';
-import { ONE_SECOND_CACHE_MS, unmountOnCleanup, type Target } from './target.js';
+import { unmountOnCleanup, type Target } from './target.js';
 
 const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
 const AGENT_ID = 'bench';
 const AGENT_TIMEOUT_MS = 15_000;
 const MOUNT_TIMEOUT_MS = 30_000;
+/** Past the mount's own cache lifetime, so a cold run really asks the agent. */
+const CACHE_MARGIN_MS = 500;
+
+/** How long the mount keeps attributes and names in its memory with these options. */
+function userspaceCacheMs(mountOptions: string): number {
+  const { cache } = parseMountOptions(mountOptions ? [mountOptions] : [], AGENT_ID);
+  return Math.max(cache.attrTtlMs, cache.entryTtlMs, cache.negativeTtlMs) + CACHE_MARGIN_MS;
+}
 
 /** Polls the agent's hello over the bus until it answers. */
 async function waitForAgent(agent: Daemon, natsUrl: string): Promise<void> {
@@ -50,6 +59,7 @@ function readyReport(mount: Daemon): Promise<string> {
 export async function startSplitbrain(
   workDir: string, natsUrl: string, mountOptions: string, cleanup: Cleanup,
 ): Promise<Target> {
+  const cacheMs = userspaceCacheMs(mountOptions);
   const slavePath = join(workDir, 'splitbrain-slave');
   const mountPath = join(workDir, 'splitbrain-mnt');
   await mkdir(slavePath);
@@ -74,7 +84,7 @@ export async function startSplitbrain(
   }
   if (!(await isMounted(mountPath))) throw new DaemonStartError(`splitbrain mount said ready but ${mountPath} is not mounted`);
   return {
-    name: 'splitbrain', mountPath, slavePath, userspaceCacheMs: ONE_SECOND_CACHE_MS,
+    name: 'splitbrain', mountPath, slavePath, userspaceCacheMs: cacheMs,
     logs: [{ label: 'splitbrain agent', path: agentLog }, { label: 'splitbrain mount', path: mountLog }],
   };
 }

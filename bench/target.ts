@@ -23,13 +23,13 @@ export interface Target {
   logs: { label: string; path: string }[];
 }
 
-/** Kernel attribute/entry timeouts and splitbrain's attr cache are 1 s; wait a bit more. */
+/** The kernel's default attribute and entry timeouts are 1 s; wait a bit more. */
 export const ONE_SECOND_CACHE_MS = 1500;
 
 /** Registers a lazy unmount; it runs before the cleanup of anything registered earlier. */
 export function unmountOnCleanup(cleanup: Cleanup, mountPath: string): void {
   cleanup.add(`unmount ${mountPath}`, async () => {
-    if (await isMounted(mountPath)) await runCommand(`fusermount -uz ${sh(mountPath)}`, { timeoutMs: 10_000 });
+    if (await isMounted(mountPath)) await runCommand(`fusermount -uz ${sh(mountPath)}`, { timeoutMs: 10_000, cleanup: true });
   });
 }
 

@@ -2,9 +2,14 @@
  * The only importer of fuse-native: turns kernel operations into MountFs calls and their
  * outcomes into what fuse-native expects (negative errno numbers, stat objects).
  *
- * fuse-native 2.2.6 is used with a small patch (mount/patches/) that fixes utimens (it passed
- * atime as mtime and lost UTIME_NOW/UTIME_OMIT), passes create()'s open flags, and turns a
- * NULL path from libfuse into null instead of reading through it.
+ * fuse-native 2.2.6 is used with a small patch (mount/patches/, applied and built by
+ * scripts/build-native.sh) that
+ *  - fixes utimens (it passed atime as mtime) and passes UTIME_NOW/UTIME_OMIT through;
+ *  - sets flag_utime_omit_ok, without which libfuse 2 drops a utimens that sets only one time
+ *    (touch -m; tar restores every mtime that way);
+ *  - passes create()'s open flags;
+ *  - sets flag_nullpath_ok and hands JS a null path, so reads and writes on a file unlinked
+ *    while open keep working after its directory is gone.
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
