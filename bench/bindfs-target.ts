@@ -3,7 +3,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Cleanup } from './cleanup.js';
 import { startDaemon, waitUntil } from './daemon.js';
-import { isMounted } from './mount-table.js';
+import { mountedYet } from './mount-table.js';
 import { ONE_SECOND_CACHE_MS, unmountOnCleanup, type Target } from './target.js';
 
 const START_TIMEOUT_MS = 15_000;
@@ -18,6 +18,9 @@ export async function startBindfs(workDir: string, cleanup: Cleanup): Promise<Ta
     label: 'bindfs', command: 'bindfs', args: ['-f', slavePath, mountPath], logPath,
   }, cleanup);
   unmountOnCleanup(cleanup, mountPath);
-  await waitUntil(bindfs, `mount on ${mountPath}`, START_TIMEOUT_MS, async () => ((await isMounted(mountPath)) ? true : undefined));
-  return { name: 'bindfs', mountPath, slavePath, userspaceCacheMs: ONE_SECOND_CACHE_MS, logs: [{ label: 'bindfs', path: logPath }] };
+  await waitUntil(bindfs, `mount on ${mountPath}`, START_TIMEOUT_MS, () => mountedYet(mountPath));
+  return {
+    name: 'bindfs', mountPath, slavePath, userspaceCacheMs: ONE_SECOND_CACHE_MS,
+    logs: [{ label: 'bindfs', path: logPath }],
+  };
 }

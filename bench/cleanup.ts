@@ -36,7 +36,8 @@ export class Cleanup {
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<void>((resolve) => {
         timer = setTimeout(() => {
-          process.stderr.write(`bench: cleanup step '${step.label}' took over ${STEP_TIMEOUT_MS / 1000} s; moving on\n`);
+          process.stderr.write(`bench: cleanup step '${step.label}' `
+            + `took over ${STEP_TIMEOUT_MS / 1000} s; moving on\n`);
           resolve();
         }, STEP_TIMEOUT_MS);
       });

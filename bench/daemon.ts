@@ -70,7 +70,10 @@ export function startDaemon(options: DaemonOptions, cleanup: Cleanup): Daemon {
   let running = true;
   const exited = new Promise<string>((resolve) => {
     child.once('error', (err) => { running = false; resolve(`could not start: ${err.message}`); });
-    child.once('exit', (code, signal) => { running = false; resolve(signal ? `killed by ${signal}` : `exited ${code}`); });
+    child.once('exit', (code, signal) => {
+      running = false;
+      resolve(signal ? `killed by ${signal}` : `exited ${code}`);
+    });
   });
   const pid = child.pid;
   if (pid === undefined) throw new DaemonStartError(`${options.label}: ${options.command} did not start`);

@@ -40,6 +40,13 @@ function value(w: Workload, ms: number, f: Fixtures): number {
   return w.unit === 'MB/s' ? f.sizeBytes / 1e6 / (ms / 1000) : ms / 1000;
 }
 
+/** Removes what a failed earlier pass left, so it cannot change what this one measures. */
+async function removeLeftovers(target: Target, progress: (line: string) => void): Promise<void> {
+  const leftovers = ['big', 'tree'].map((name) => sh(join(target.mountPath, name))).join(' ');
+  await runCommand(`rm -rf ${leftovers}`, { timeoutMs: 300_000 })
+    .catch((err: unknown) => progress(`${target.name}: cannot remove leftovers: ${(err as Error).message}`));
+}
+
 export async function runFsBench(
   targets: Target[], fixtures: Fixtures, runs: number, progress: (line: string) => void,
 ): Promise<FsBenchResults> {
@@ -47,45 +54,38 @@ export async function runFsBench(
   const outcomes = new Map<WorkloadId, Map<TargetName, Outcome[]>>(
     list.map((w) => [w.id, new Map(targets.map((t) => [t.name, []]))]));
   const notes: Note[] = [];
+  /** Targets a timeout took out of the run, with the reason shown in their remaining cells. */
   const retired = new Map<TargetName, string>();
-  const record = (w: WorkloadId, t: TargetName, outcome: Outcome) => outcomes.get(w)?.get(t)?.push(outcome);
 
   for (let pass = 1; pass <= runs; pass++) {
     for (const target of targets) {
+      if (!retired.has(target.name)) await removeLeftovers(target, progress);
       const failed = new Set<WorkloadId>();
-      const retiredBecause = retired.get(target.name);
-      if (retiredBecause === undefined) {
-        // Leftovers of a failed pass would change what the next one measures.
-        await runCommand(`rm -rf ${sh(join(target.mountPath, 'big'))} ${sh(join(target.mountPath, 'tree'))}`, { timeoutMs: 300_000 })
-          .catch((err: unknown) => progress(`${target.name}: cannot remove leftovers: ${(err as Error).message}`));
-      }
       for (const w of list) {
+        const record = (outcome: Outcome) => outcomes.get(w.id)?.get(target.name)?.push(outcome);
+        const where = `[pass ${pass}/${runs}] ${target.name.padEnd(10)} ${w.id.padEnd(10)}`;
         const stop = retired.get(target.name);
         if (stop !== undefined) {
-          record(w.id, target.name, { ok: false, skipped: true, reason: stop });
+          record({ ok: false, skipped: true, reason: stop });
           continue;
         }
         if (w.needs && failed.has(w.needs)) {
           failed.add(w.id);
-          record(w.id, target.name, { ok: false, skipped: true, reason: `${w.needs} failed` });
+          record({ ok: false, skipped: true, reason: `${w.needs} failed` });
           continue;
         }
-        const ctx = {
-          target, fixtures, check: pass === 1,
-          note: (message: string) => {
-            notes.push({ target: target.name, workload: w.id, message });
-            progress(`  ! ${target.name} ${w.id}: ${message}`);
-          },
+        const note = (message: string) => {
+          notes.push({ target: target.name, workload: w.id, message });
+          progress(`  ! ${target.name} ${w.id}: ${message}`);
         };
         try {
-          const v = value(w, await w.run(ctx), fixtures);
-          record(w.id, target.name, { ok: true, value: v });
-          progress(`[pass ${pass}/${runs}] ${target.name.padEnd(10)} ${w.id.padEnd(10)} ${v.toFixed(w.unit === 's' ? 2 : 0)} ${w.unit}`);
+          const v = value(w, await w.run({ target, fixtures, check: pass === 1, note }), fixtures);
+          record({ ok: true, value: v });
+          progress(`${where} ${v.toFixed(w.unit === 's' ? 2 : 0)} ${w.unit}`);
         } catch (err) {
           failed.add(w.id);
-          const reason = describeFailure(err);
-          record(w.id, target.name, { ok: false, skipped: false, reason });
-          progress(`[pass ${pass}/${runs}] ${target.name.padEnd(10)} ${w.id.padEnd(10)} FAILED: ${(err as Error).message}`);
+          record({ ok: false, skipped: false, reason: describeFailure(err) });
+          progress(`${where} FAILED: ${(err as Error).message}`);
           if (err instanceof CommandTimeoutError) retired.set(target.name, `${w.id} timed out earlier`);
         }
       }

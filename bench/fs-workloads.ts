@@ -45,7 +45,8 @@ async function exists(path: string): Promise<boolean> {
 
 /** `find` output that must be the same through the mount and on the slave: mtime to the second. */
 async function treeListing(dir: string): Promise<string[]> {
-  const { stdout } = await runCommand(`cd ${sh(dir)} && find . -printf '%y|%m|%s|%T@|%l|%p\\n'`, { timeoutMs: TREE_TIMEOUT_MS });
+  const script = `cd ${sh(dir)} && find . -printf '%y|%m|%s|%T@|%l|%p\\n'`;
+  const { stdout } = await runCommand(script, { timeoutMs: TREE_TIMEOUT_MS });
   return stdout.split('\n').filter((l) => l.length > 0).map((line) => {
     const [type, mode, size, mtime, link, ...path] = line.split('|');
     // Directory sizes are the filesystem's business; sftp carries whole seconds only.
@@ -53,10 +54,13 @@ async function treeListing(dir: string): Promise<string[]> {
   }).sort();
 }
 
-/** A failed check command in a few words: how many lines it printed, and the first two. */
+/** A failed check command in a few words: how many lines it complained, and the first two. */
 function complaint(err: unknown): string {
   if (!(err instanceof CommandFailedError)) return (err as Error).message;
-  const lines = `${err.stdout}\n${err.stderr}`.split('\n').map((l) => l.trim()).filter((l) => l.length > 0);
+  const nonEmpty = (text: string) => text.split('\n').map((l) => l.trim()).filter((l) => l.length > 0);
+  // tar --diff reports differences on stdout; find and cmp complain on stderr.
+  const stderr = nonEmpty(err.stderr);
+  const lines = stderr.length > 0 ? stderr : nonEmpty(err.stdout);
   if (lines.length === 0) return err.status;
   return `${err.status}, ${lines.length} line(s) like: ${lines.slice(0, 2).join(' ; ')}`;
 }
@@ -74,7 +78,8 @@ async function seqWrite(ctx: WorkloadContext): Promise<number> {
   const { fixtures: f, target: t } = ctx;
   const big = join(t.mountPath, 'big');
   await runCommand(`rm -f ${sh(big)} && cat ${sh(f.randomFile)} > /dev/null`, { timeoutMs: bigTimeoutMs(f) });
-  const { ms } = await runCommand(`dd if=${sh(f.randomFile)} of=${sh(big)} bs=1M conv=fsync status=none`, { timeoutMs: bigTimeoutMs(f) });
+  const dd = `dd if=${sh(f.randomFile)} of=${sh(big)} bs=1M conv=fsync status=none`;
+  const { ms } = await runCommand(dd, { timeoutMs: bigTimeoutMs(f) });
   if (ctx.check) {
     await checked(ctx, 'written file on the slave side', async () => {
       const size = (await stat(join(t.slavePath, 'big'))).size;
@@ -108,7 +113,8 @@ async function seqRead(ctx: WorkloadContext): Promise<number> {
 async function untar(ctx: WorkloadContext): Promise<number> {
   const { fixtures: f, target: t } = ctx;
   const tree = join(t.mountPath, 'tree');
-  await runCommand(`rm -rf ${sh(tree)} && mkdir ${sh(tree)} && cat ${sh(f.tarball)} > /dev/null`, { timeoutMs: TREE_TIMEOUT_MS });
+  const prepare = `rm -rf ${sh(tree)} && mkdir ${sh(tree)} && cat ${sh(f.tarball)} > /dev/null`;
+  await runCommand(prepare, { timeoutMs: TREE_TIMEOUT_MS });
   const { ms } = await runCommand(`tar xf ${sh(f.tarball)} -C ${sh(tree)}`, { timeoutMs: TREE_TIMEOUT_MS });
   if (ctx.check) {
     await checked(ctx, 'tar --diff on the slave side', async () => {
@@ -131,10 +137,12 @@ async function findLs(ctx: WorkloadContext): Promise<number> {
   if (ctx.check) {
     await checked(ctx, 'find listing (type, mode, size, mtime, link, path) mount vs slave', async () => {
       const [mounted, slave] = await Promise.all([treeListing(tree), treeListing(join(t.slavePath, 'tree'))]);
-      if (mounted.length !== f.tarEntries + 1) return `${mounted.length} entries through the mount, expected ${f.tarEntries + 1}`;
+      const expected = f.tarEntries + 1; // and the tree directory itself
+      if (mounted.length !== expected) return `${mounted.length} entries through the mount, expected ${expected}`;
       const slaveSet = new Set(slave);
       const differing = mounted.filter((line) => !slaveSet.has(line));
-      return differing.length > 0 ? `${differing.length} entries differ, e.g. ${differing.slice(0, 2).join(' ; ')}` : undefined;
+      if (differing.length === 0) return undefined;
+      return `${differing.length} entries differ, e.g. ${differing.slice(0, 2).join(' ; ')}`;
     });
   }
   return ms;
@@ -143,13 +151,14 @@ async function findLs(ctx: WorkloadContext): Promise<number> {
 async function gitCommit(ctx: WorkloadContext): Promise<number> {
   const { fixtures: f, target: t } = ctx;
   const tree = join(t.mountPath, 'tree');
-  await runCommand('git init -q', { cwd: tree, env: f.gitEnv, timeoutMs: TREE_TIMEOUT_MS });
-  const { ms } = await runCommand('git add -A && git commit -q -m x', { cwd: tree, env: f.gitEnv, timeoutMs: TREE_TIMEOUT_MS });
+  const inTree = { cwd: tree, env: f.gitEnv, timeoutMs: TREE_TIMEOUT_MS };
+  await runCommand('git init -q', inTree);
+  const { ms } = await runCommand('git add -A && git commit -q -m x', inTree);
   if (ctx.check) {
     await checked(ctx, 'git fsck on the slave side', async () => {
-      const slaveTree = join(t.slavePath, 'tree');
-      await runCommand('git fsck --no-progress --no-dangling', { cwd: slaveTree, env: f.gitEnv, timeoutMs: TREE_TIMEOUT_MS });
-      const { stdout } = await runCommand('git rev-list --count HEAD', { cwd: slaveTree, env: f.gitEnv, timeoutMs: TREE_TIMEOUT_MS });
+      const inSlaveTree = { cwd: join(t.slavePath, 'tree'), env: f.gitEnv, timeoutMs: TREE_TIMEOUT_MS };
+      await runCommand('git fsck --no-progress --no-dangling', inSlaveTree);
+      const { stdout } = await runCommand('git rev-list --count HEAD', inSlaveTree);
       return stdout.trim() === '1' ? undefined : `${stdout.trim()} commits, expected 1`;
     });
   }
@@ -159,10 +168,13 @@ async function gitCommit(ctx: WorkloadContext): Promise<number> {
 async function gitStatus(ctx: WorkloadContext): Promise<number> {
   const { fixtures: f, target: t } = ctx;
   await goCold(t.userspaceCacheMs);
-  const { ms, stdout } = await runCommand('git status --porcelain', { cwd: join(t.mountPath, 'tree'), env: f.gitEnv, timeoutMs: TREE_TIMEOUT_MS });
+  const inTree = { cwd: join(t.mountPath, 'tree'), env: f.gitEnv, timeoutMs: TREE_TIMEOUT_MS };
+  const { ms, stdout } = await runCommand('git status --porcelain', inTree);
   // Always checked: it costs nothing, and a non-empty status right after a commit is a bug.
   const changes = stdout.split('\n').filter((l) => l.length > 0);
-  if (changes.length > 0) ctx.note(`git status after the commit lists ${changes.length} changes, e.g. ${changes.slice(0, 3).join(' ; ')}`);
+  if (changes.length > 0) {
+    ctx.note(`git status after the commit lists ${changes.length} changes, e.g. ${changes.slice(0, 3).join(' ; ')}`);
+  }
   return ms;
 }
 

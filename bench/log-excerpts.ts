@@ -4,7 +4,9 @@
  */
 import { readFile } from 'node:fs/promises';
 
-const PINO_LEVELS: Record<number, string> = { 10: 'trace', 20: 'debug', 30: 'info', 40: 'warn', 50: 'error', 60: 'fatal' };
+const PINO_LEVELS: Record<number, string> = {
+  10: 'trace', 20: 'debug', 30: 'info', 40: 'warn', 50: 'error', 60: 'fatal',
+};
 const MAX_PER_LOG = 10;
 
 interface PinoLine {

@@ -15,6 +15,11 @@ export async function isMounted(mountPath: string): Promise<boolean> {
   return (await mountPoints()).includes(mountPath);
 }
 
+/** For polling: true once `mountPath` is mounted, undefined until then. */
+export async function mountedYet(mountPath: string): Promise<true | undefined> {
+  return (await isMounted(mountPath)) ? true : undefined;
+}
+
 /** Mountpoints at or below `dir`. */
 export async function mountsUnder(dir: string): Promise<string[]> {
   return (await mountPoints()).filter((m) => m === dir || m.startsWith(`${dir}/`));

@@ -53,7 +53,7 @@ function summary(outcomes: Outcome[] | undefined): { value?: number; text: (unit
 }
 
 /** > 1: splitbrain is faster. Throughput divides one way, times the other. */
-function speedup(unit: Workload['unit'], splitbrain: number | undefined, sshfs: number | undefined): number | undefined {
+function speedup(unit: Workload['unit'], splitbrain?: number, sshfs?: number): number | undefined {
   if (splitbrain === undefined || sshfs === undefined || splitbrain <= 0 || sshfs <= 0) return undefined;
   return unit === 'MB/s' ? splitbrain / sshfs : sshfs / splitbrain;
 }
@@ -80,7 +80,8 @@ function workloadTable(report: BenchReport, fs: FsBenchResults): string {
     let ratioText = '—';
     if (ratio !== undefined) ratioText = `${ratio.toFixed(2)}× ${ratio >= 1 ? '✓' : '✗'}`;
     else if (cells.get('splitbrain')?.value !== undefined) ratioText = 'sshfs fails: splitbrain only';
-    return [`${w.label} (${w.unit === 's' ? 'time' : 'MB/s'})`, ...TARGET_NAMES.map((t) => cells.get(t)?.text ?? ''), ratioText];
+    const label = `${w.label} (${w.unit === 's' ? 'time' : 'MB/s'})`;
+    return [label, ...TARGET_NAMES.map((t) => cells.get(t)?.text ?? ''), ratioText];
   });
   return markdownTable(['Workload', ...TARGET_NAMES, 'splitbrain vs sshfs (× faster)'], rows);
 }
@@ -90,7 +91,8 @@ function floorTable(report: BenchReport, floor: FloorResult): string {
   const splitbrain = (id: 'seq-read' | 'seq-write') => summary(fs?.outcomes.get(id)?.get('splitbrain')).value;
   const row = (label: string, floorRuns: number[], ours: number | undefined) => {
     const f = median(floorRuns);
-    const pct = ours === undefined ? '—' : `${((ours / f) * 100).toFixed(0)} % ${ours / f >= FLOOR_TARGET ? '✓' : '✗'}`;
+    const share = ours === undefined ? undefined : ours / f;
+    const pct = share === undefined ? '—' : `${(share * 100).toFixed(0)} % ${share >= FLOOR_TARGET ? '✓' : '✗'}`;
     return [label, formatValue('MB/s', f), ours === undefined ? '—' : formatValue('MB/s', ours), pct];
   };
   const msg = floor.messageBytes === 1024 * 1024 ? '1 MiB' : `${floor.messageBytes} B`;
@@ -106,17 +108,21 @@ export function renderReport(report: BenchReport): string {
   const out: string[] = [
     `Measured ${report.date} on ${report.machine}; ${report.tools}.`,
     `${report.sizeMb} MiB for the sequential tests, median of ${report.runs} run(s), `
-      + `splitbrain mount options: ${report.splitbrainOptions || 'defaults'}; waits before cold runs: ${report.coldWaits}. The whole run took ${Math.round(report.durationS)} s; `
+      + `splitbrain mount options: ${report.splitbrainOptions || 'defaults'}; `
+      + `waits before cold runs: ${report.coldWaits}. The whole run took ${Math.round(report.durationS)} s; `
       + `load average ${report.load[0]} at the start, ${report.load[1]} at the end.`,
     '',
   ];
   if (report.fs) {
     out.push(workloadTable(report, report.fs), '');
     out.push('Throughput in MB/s (10^6 bytes per second), higher is better; times in seconds, lower is better. '
-      + '"× faster" is sshfs time ÷ splitbrain time (or splitbrain MB/s ÷ sshfs MB/s): above 1 splitbrain is faster; '
+      + '"× faster" is sshfs time ÷ splitbrain time (or splitbrain MB/s ÷ sshfs MB/s): '
+      + 'above 1 splitbrain is faster; '
       + '✓ marks the issue\'s "at least as fast as sshfs".', '');
   }
-  if (report.floor) out.push(floorTable(report, report.floor), '', '✓ marks the issue\'s "at least 80 % of the raw floor".', '');
+  if (report.floor) {
+    out.push(floorTable(report, report.floor), '', '✓ marks the issue\'s "at least 80 % of the raw floor".', '');
+  }
   if (report.floorError) out.push(`Transport floor: fails (${report.floorError})`, '');
   const problems: string[] = [];
   for (const [target, error] of report.startErrors) problems.push(`- ${target}: could not start: ${error}`);

@@ -28,7 +28,8 @@ export class CommandFailedError extends Error {
     readonly script: string, readonly status: string, readonly stderr: string, readonly stdout = '',
     options?: { cause?: unknown },
   ) {
-    super(`'${script}' ${status}${stderr.trim() ? `: ${stderr.trim().split('\n').slice(-3).join(' | ')}` : ''}`, options);
+    const said = stderr.trim().split('\n').slice(-3).join(' | ');
+    super(`'${script}' ${status}${said ? `: ${said}` : ''}`, options);
   }
 }
 
@@ -66,7 +67,9 @@ export function sh(word: string): string {
 }
 
 export function runCommand(script: string, options: CommandOptions): Promise<CommandResult> {
-  if (stopped && !options.cleanup) return Promise.reject(new CommandsStoppedError(`shutting down: not running '${script}'`));
+  if (stopped && !options.cleanup) {
+    return Promise.reject(new CommandsStoppedError(`shutting down: not running '${script}'`));
+  }
   return new Promise((resolve, reject) => {
     const started = performance.now();
     const child = spawn('sh', ['-c', script], {
@@ -99,7 +102,9 @@ export function runCommand(script: string, options: CommandOptions): Promise<Com
       clearTimeout(timer);
       if (pgid !== undefined) running.delete(pgid);
       if (timedOut) reject(new CommandTimeoutError(script, options.timeoutMs));
-      else if (code !== 0) reject(new CommandFailedError(script, signal ? `killed by ${signal}` : `exited ${code}`, stderr, stdout));
+      else if (code !== 0) {
+        reject(new CommandFailedError(script, signal ? `killed by ${signal}` : `exited ${code}`, stderr, stdout));
+      }
       else resolve({ ms, stdout, stderr });
     });
   });

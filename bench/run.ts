@@ -31,7 +31,9 @@ function envInt(name: string, fallback: number, max: number): number {
   const raw = process.env[name];
   if (raw === undefined || raw === '') return fallback;
   const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1 || n > max) throw new BenchConfigError(`${name} must be a whole number from 1 to ${max}, got '${raw}'`);
+  if (!Number.isInteger(n) || n < 1 || n > max) {
+    throw new BenchConfigError(`${name} must be a whole number from 1 to ${max}, got '${raw}'`);
+  }
   return n;
 }
 
@@ -44,7 +46,9 @@ async function main(): Promise<void> {
   const runs = envInt('BENCH_RUNS', 3, 50);
   const sizeMb = envInt('BENCH_SIZE_MB', 256, 16_384);
   const splitbrainOptions = process.env.BENCH_SPLITBRAIN_OPTS ?? '';
-  if (process.getuid?.() !== 0) progress('warning: not root: dropping caches (cold tests), sshd and untar ownership will fail');
+  if (process.getuid?.() !== 0) {
+    progress('warning: not root: dropping caches (cold tests), sshd and untar ownership will fail');
+  }
 
   const loadAtStart = loadAverage();
   const cleanup = new Cleanup();

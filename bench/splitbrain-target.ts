@@ -80,9 +80,12 @@ export async function startSplitbrain(
   unmountOnCleanup(cleanup, mountPath);
   const report = await readyReport(mount);
   if (report !== 'ready') {
-    throw new DaemonStartError(`splitbrain mount did not start: ${report.replace(/^error /, '')}: ${await logTail(mount)}`);
+    const why = report.replace(/^error /, '');
+    throw new DaemonStartError(`splitbrain mount did not start: ${why}: ${await logTail(mount)}`);
   }
-  if (!(await isMounted(mountPath))) throw new DaemonStartError(`splitbrain mount said ready but ${mountPath} is not mounted`);
+  if (!(await isMounted(mountPath))) {
+    throw new DaemonStartError(`splitbrain mount said ready but ${mountPath} is not mounted`);
+  }
   return {
     name: 'splitbrain', mountPath, slavePath, userspaceCacheMs: cacheMs,
     logs: [{ label: 'splitbrain agent', path: agentLog }, { label: 'splitbrain mount', path: mountLog }],

@@ -7,7 +7,7 @@ import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import type { Cleanup } from './cleanup.js';
 import { startDaemon, waitUntil } from './daemon.js';
-import { isMounted } from './mount-table.js';
+import { mountedYet } from './mount-table.js';
 import { runCommand, sh } from './run-command.js';
 import { unmountOnCleanup, type Target } from './target.js';
 
@@ -22,7 +22,10 @@ export function freeLoopbackPort(): Promise<number> {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => {
       const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+      server.close(() => {
+        if (typeof address === 'object' && address) resolve(address.port);
+        else reject(new Error('the kernel gave no port'));
+      });
     });
   });
 }
@@ -80,7 +83,7 @@ export async function startSshfs(workDir: string, cleanup: Cleanup): Promise<Tar
     ].join(','), `root@127.0.0.1:${slavePath}`, mountPath],
   }, cleanup);
   unmountOnCleanup(cleanup, mountPath);
-  await waitUntil(sshfs, `mount on ${mountPath}`, START_TIMEOUT_MS, async () => ((await isMounted(mountPath)) ? true : undefined));
+  await waitUntil(sshfs, `mount on ${mountPath}`, START_TIMEOUT_MS, () => mountedYet(mountPath));
   return {
     name: 'sshfs', mountPath, slavePath, userspaceCacheMs: SSHFS_DCACHE_MS,
     logs: [{ label: 'sshfs', path: sshfsLog }],

@@ -29,7 +29,8 @@ export const ONE_SECOND_CACHE_MS = 1500;
 /** Registers a lazy unmount; it runs before the cleanup of anything registered earlier. */
 export function unmountOnCleanup(cleanup: Cleanup, mountPath: string): void {
   cleanup.add(`unmount ${mountPath}`, async () => {
-    if (await isMounted(mountPath)) await runCommand(`fusermount -uz ${sh(mountPath)}`, { timeoutMs: 10_000, cleanup: true });
+    if (!(await isMounted(mountPath))) return;
+    await runCommand(`fusermount -uz ${sh(mountPath)}`, { timeoutMs: 10_000, cleanup: true });
   });
 }
 

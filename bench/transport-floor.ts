@@ -20,6 +20,10 @@ const MAX_MESSAGE = 1024 * 1024;
 export const IN_FLIGHT = 4;
 export const RTT_REQUESTS = 2000;
 
+export class FloorReplyError extends Error {
+  override name = 'FloorReplyError';
+}
+
 export interface FloorResult {
   messageBytes: number;
   inFlight: number;
@@ -76,7 +80,9 @@ export async function measureTransportFloor(
     const block = randomBytes(messageBytes);
     const read = async () => {
       const reply = await bus.request(subjects.read, new Uint8Array(8), REQUEST_TIMEOUT_MS);
-      if (reply.length !== messageBytes) throw new Error(`read reply of ${reply.length} bytes, expected ${messageBytes}`);
+      if (reply.length !== messageBytes) {
+        throw new FloorReplyError(`read reply of ${reply.length} bytes, expected ${messageBytes}`);
+      }
     };
     const write = async () => { await bus.request(subjects.write, block, REQUEST_TIMEOUT_MS); };
     // Warm-up: connections, buffers, JIT.

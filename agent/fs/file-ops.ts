@@ -6,13 +6,14 @@
  * read without waiting for the write's reply (docs/protocol.md, "Ordering"). Reads and fsyncs
  * are asynchronous: a cold read or a flush to disk can take long, and must not hold up others.
  */
-import { closeSync, constants, fdatasync, fstatSync, fsync, ftruncateSync, openSync, read, writeSync } from 'node:fs';
+import { closeSync, constants, fdatasync, fstatSync, fsync, ftruncateSync, lstatSync, open, openSync, read, writeSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { SlaveError } from '../../protocol/index.js';
 import { REPLY_OVERHEAD, type AgentContext, type HandlerTable } from '../context.js';
 import { statToWire } from './stat-attr.js';
 
 const readAsync = promisify(read);
+const openAsync = promisify(open);
 const fsyncAsync = promisify(fsync);
 const fdatasyncAsync = promisify(fdatasync);
 
@@ -31,8 +32,15 @@ export function writesWith(flags: number): boolean {
   return (flags & (O_WRONLY | O_RDWR)) !== 0 || (flags & O_TRUNC) !== 0;
 }
 
-function openHandle(ctx: AgentContext, slavePath: string, flags: number, mode?: number) {
-  const fd = openSync(ctx.jail.resolve(slavePath), flags, mode);
+/**
+ * Regular files open synchronously (microseconds). Anything else may block in open(2) (a FIFO
+ * waits for its other end, a tty for carrier), so it opens on the thread pool.
+ */
+async function openHandle(ctx: AgentContext, slavePath: string, flags: number, mode?: number) {
+  const host = ctx.jail.resolve(slavePath);
+  const existing = (flags & O_CREAT) === 0 ? lstatSync(host, { throwIfNoEntry: false }) : undefined;
+  const mayBlock = existing !== undefined && !existing.isFile() && !existing.isDirectory();
+  const fd = mayBlock ? await openAsync(host, flags, mode) : openSync(host, flags, mode);
   try {
     const st = fstatSync(fd);
     const fh = ctx.handles.add({ fd, slavePath, flags, regular: st.isFile() });

@@ -4,7 +4,7 @@
  * stopped in `stop()`, mounts included.
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isMounted } from '../../mount/mount-watch.js';
@@ -88,6 +88,7 @@ export interface SlaveOptions {
 
 export async function startSlave(options: SlaveOptions = {}): Promise<Slave> {
   const tmp = await mkdtemp(join(tmpdir(), 'splitbrain-test-'));
+  await chmod(tmp, 0o755); // an agent may run as an unprivileged user
   const root = join(tmp, 'root');
   const mnt = join(tmp, 'mnt');
   await run('mkdir', ['-p', root, mnt]);

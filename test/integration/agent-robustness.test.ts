@@ -1,0 +1,85 @@
+/**
+ * Whatever arrives, the agent answers with an error reply and keeps serving: malformed bytes,
+ * unknown ops, wrong types, hostile values, unknown handles.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { Encoder } from '@msgpack/msgpack';
+import { SlaveError, decodeReply, opSubject } from '../../protocol/index.js';
+import { startNats, type NatsServer } from '../helpers/nats-server.js';
+import { rawClient, type RawClient } from '../helpers/raw-client.js';
+import { startAgentProcess, type AgentProcess } from '../helpers/slave.js';
+
+const pack = (value: unknown) => new Encoder().encode(value);
+
+describe('agent robustness', () => {
+  let nats: NatsServer;
+  let agent: AgentProcess;
+  let raw: RawClient;
+  let tmp: string;
+
+  before(async () => {
+    tmp = await mkdtemp(join(tmpdir(), 'splitbrain-robust-'));
+    nats = await startNats();
+    agent = await startAgentProcess(nats.url, 'robust', tmp);
+    raw = await rawClient(nats.url, 'robust');
+  });
+  after(async () => {
+    await raw?.close();
+    await agent?.stop();
+    await nats?.stop();
+    await rm(tmp, { recursive: true, force: true });
+  });
+
+  /** Sends raw bytes to an op subject and returns the errno of the (error) reply. */
+  async function errnoFor(op: string, body: Uint8Array): Promise<string> {
+    const reply = decodeReply('fs.getattr', await raw.bus.request(opSubject('robust', op), body, 5000));
+    assert.equal(reply.ok, false, `${op} should have failed`);
+    return reply.ok ? 'OK' : reply.error.errnoName;
+  }
+
+  it('answers malformed messages with EPROTO', async () => {
+    assert.equal(await errnoFor('fs.getattr', new Uint8Array(0)), 'EPROTO');
+    assert.equal(await errnoFor('fs.getattr', Buffer.from('not msgpack at all \xff\xfe')), 'EPROTO');
+    assert.equal(await errnoFor('fs.getattr', Buffer.from([0xdd, 0xff, 0xff, 0xff, 0xff])), 'EPROTO'); // array of 4 G entries
+    assert.equal(await errnoFor('fs.getattr', Buffer.from([0xc6, 0x7f, 0xff, 0xff, 0xff, 1, 2])), 'EPROTO'); // bin of 2 GiB, 2 bytes there
+    assert.equal(await errnoFor('fs.read', pack({ v: 1, id: 'x', a: { fh: 'one', offset: 0, length: 1 } })), 'EPROTO');
+    assert.equal(await errnoFor('fs.read', pack({ v: 1, id: 'x', a: { fh: 1, offset: -5, length: 1 } })), 'EPROTO');
+    assert.equal(await errnoFor('fs.getattr', pack({ v: 1, id: 'x', a: { path: 'relative' } })), 'EPROTO');
+    assert.equal(await errnoFor('fs.getattr', pack({ v: 1, id: 'x', a: { path: '/a\0b' } })), 'EPROTO');
+    assert.equal(await errnoFor('fs.getattr', pack({ v: 1, id: 'x', a: { path: `/${'x'.repeat(5000)}` } })), 'EPROTO');
+    assert.equal(await errnoFor('fs.write', pack({ v: 1, id: 'x', a: { fh: 1, offset: 0, data: 'text, not bytes' } })), 'EPROTO');
+  });
+
+  it('answers unknown ops with ENOSYS and newer protocols with EPROTONOSUPPORT', async () => {
+    assert.equal(await errnoFor('fs.teleport', pack({ v: 1, id: 'x', a: {} })), 'ENOSYS');
+    assert.equal(await errnoFor('nothing', new Uint8Array(3)), 'ENOSYS');
+    assert.equal(await errnoFor('fs.getattr', pack({ v: 99, id: 'x', a: { path: '/' } })), 'EPROTONOSUPPORT');
+  });
+
+  it('answers unknown handles with EBADF', async () => {
+    await assert.rejects(raw.client.call('fs.read', { fh: 424242, offset: 0, length: 10 }),
+      (err: unknown) => err instanceof SlaveError && err.errnoName === 'EBADF');
+    await assert.rejects(raw.client.call('fs.release', { fh: 424242 }),
+      (err: unknown) => err instanceof SlaveError && err.errnoName === 'EBADF');
+  });
+
+  it('clamps a read larger than a message to what fits', async () => {
+    await raw.client.call('fs.create', { path: '/big', flags: 2, mode: 0o644 }).then(async ({ fh }) => {
+      await raw.client.call('fs.write', { fh, offset: 0, data: new Uint8Array(900_000) });
+      await raw.client.call('fs.ftruncate', { fh, size: 4 << 20 });
+      const { data } = await raw.client.call('fs.read', { fh, offset: 0, length: 0xffffffff });
+      assert.ok(data.length > 0 && data.length < raw.bus.maxPayload);
+      await raw.client.call('fs.release', { fh });
+    });
+  });
+
+  it('is still serving after all of that', async () => {
+    const hello = await raw.client.hello();
+    assert.equal(hello.agentId, 'robust');
+    assert.equal(agent.child.exitCode, null);
+  });
+});

@@ -1,0 +1,87 @@
+/**
+ * Bulk data through the mount: a 256 MiB file and eight parallel writers arrive byte-identical,
+ * and a slow operation does not hold up others.
+ */
+import assert from 'node:assert/strict';
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { sh } from '../helpers/processes.js';
+import { startSlave, type Slave } from '../helpers/slave.js';
+
+const sha256 = async (path: string) => (await sh(`sha256sum < '${path}'`)).split(' ')[0];
+
+describe('data path', () => {
+  let slave: Slave;
+  let source: string;
+
+  before(async () => {
+    slave = await startSlave();
+    source = join(slave.tmp, 'random-256M');
+    await sh(`head -c 268435456 /dev/urandom > '${source}'`);
+  });
+  after(async () => { await slave?.stop(); });
+
+  it('a 256 MiB file written through the mount has the same sha256 on the slave', async () => {
+    await sh(`dd if='${source}' of='${slave.mnt}/big' bs=1M conv=fsync status=none`, { timeoutMs: 300_000 });
+    assert.equal((await stat(join(slave.root, 'big'))).size, 268_435_456);
+    assert.equal(await sha256(join(slave.root, 'big')), await sha256(source));
+  });
+
+  it('reads it back through the mount byte-identical', async () => {
+    await sh('sync; echo 3 > /proc/sys/vm/drop_caches');
+    assert.equal(await sha256(join(slave.mnt, 'big')), await sha256(source));
+  });
+
+  it('eight parallel writers to distinct files', async () => {
+    const writers = Array.from({ length: 8 }, (_, i) =>
+      sh(`dd if='${source}' of='${slave.mnt}/par-${i}' bs=128k skip=${i * 64} count=128 status=none`, { timeoutMs: 120_000 }));
+    await Promise.all(writers);
+    for (let i = 0; i < 8; i++) {
+      const expected = await sh(`dd if='${source}' bs=128k skip=${i * 64} count=128 status=none | sha256sum`);
+      const actual = await sh(`sha256sum < '${slave.root}/par-${i}'`);
+      assert.equal(actual, expected, `writer ${i}`);
+    }
+  });
+
+  it('random-offset writes and reads agree with the slave', async () => {
+    const script = `
+import os, random
+random.seed(7)
+p = '${slave.mnt}/random-io'
+fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
+model = bytearray(3 << 20)
+size = 0
+for i in range(400):
+    off = random.randrange(0, len(model) - 70000)
+    data = os.urandom(random.randrange(1, 70000))
+    os.pwrite(fd, data, off)
+    model[off:off + len(data)] = data
+    size = max(size, off + len(data))
+    if i % 50 == 0:
+        o = random.randrange(0, len(model) - 4096)
+        assert os.pread(fd, 4096, o) == bytes(model[o:min(o + 4096, size)]), 'read-after-write through the same handle'
+os.close(fd)
+assert os.stat(p).st_size == size
+print(size, bytes(model[:size]) == open('${slave.root}/random-io', 'rb').read())
+`;
+    const out = await sh(`python3 -c "${script.replace(/"/g, '\\"')}"`);
+    assert.match(out, / True\n$/);
+  });
+
+  it('a long read does not hold up a stat', async () => {
+    await sh(`echo hi > '${slave.root}/other' && sync && echo 3 > /proc/sys/vm/drop_caches`);
+    let reading = true;
+    const reader = sh(`cat '${slave.mnt}/big' > /dev/null`, { timeoutMs: 120_000 }).finally(() => { reading = false; });
+    await new Promise((r) => setTimeout(r, 100));
+    // A stat queued behind the read would only finish once the read is done: count the stats
+    // that finish while it still runs.
+    let duringRead = 0;
+    for (let i = 0; reading && i < 200; i++) {
+      await sh(`stat -c %s '${slave.mnt}/other' '${slave.mnt}/par-${i % 8}' > /dev/null`);
+      if (reading) duringRead++;
+    }
+    await reader;
+    assert.ok(duringRead >= 3, `only ${duringRead} stats finished while 256 MiB were being read`);
+  });
+});

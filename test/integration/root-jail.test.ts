@@ -1,0 +1,100 @@
+/**
+ * Nothing outside --root is reachable: not with '..', not through absolute or relative
+ * symlinks, not through chains of them, whether reading, writing or creating. These requests
+ * go straight to the agent, as a hostile master would send them.
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { SlaveError, attrFromWire } from '../../protocol/index.js';
+import { startNats, type NatsServer } from '../helpers/nats-server.js';
+import { rawClient, type RawClient } from '../helpers/raw-client.js';
+import { startAgentProcess, type AgentProcess } from '../helpers/slave.js';
+
+describe('root jail', () => {
+  let nats: NatsServer;
+  let agent: AgentProcess;
+  let raw: RawClient;
+  let tmp: string;
+  let root: string;
+  let outside: string;
+
+  before(async () => {
+    tmp = await mkdtemp(join(tmpdir(), 'splitbrain-jail-'));
+    root = join(tmp, 'root');
+    outside = join(tmp, 'outside');
+    await mkdir(root);
+    await mkdir(outside);
+    await writeFile(join(outside, 'secret'), 'outside the root');
+    await writeFile(join(root, 'inside'), 'inside the root');
+    await symlink('/', join(root, 'abs-root'));
+    await symlink(outside, join(root, 'abs-outside'));
+    await symlink('../outside', join(root, 'rel-outside'));
+    await symlink('../../../../../../..', join(root, 'far-up'));
+    await symlink('hop2', join(root, 'hop1'));
+    await symlink('rel-outside', join(root, 'hop2'));
+    await mkdir(join(root, 'sub'));
+    await symlink('../../outside/secret', join(root, 'sub', 'secret-link'));
+    nats = await startNats();
+    agent = await startAgentProcess(nats.url, 'jail', root);
+    raw = await rawClient(nats.url, 'jail');
+  });
+  after(async () => {
+    await raw?.close();
+    await agent?.stop();
+    await nats?.stop();
+    await rm(tmp, { recursive: true, force: true });
+  });
+
+  const escapes = [
+    '/../outside/secret', '/../../../../../../../' + 'etc/passwd', '/sub/../../outside/secret',
+    '/abs-outside/secret', '/rel-outside/secret', '/far-up/outside/secret', '/hop1/secret',
+    '/abs-root/etc/passwd',
+  ];
+
+  for (const path of escapes) {
+    it(`cannot read ${path}`, async () => {
+      await assert.rejects(async () => {
+        const { fh } = await raw.client.call('fs.open', { path, flags: 0 });
+        const { data } = await raw.client.call('fs.read', { fh, offset: 0, length: 100 });
+        throw new Error(`read ${Buffer.from(data).toString()}`);
+      }, (err: unknown) => err instanceof SlaveError && err.errnoName === 'ENOENT');
+    });
+  }
+
+  it('".." at the root stays at the root', async () => {
+    const viaDots = attrFromWire((await raw.client.call('fs.getattr', { path: '/../../inside' })).attr);
+    const direct = attrFromWire((await raw.client.call('fs.getattr', { path: '/inside' })).attr);
+    assert.equal(viaDots.ino, direct.ino);
+  });
+
+  it('cannot create, rename or link outside', async () => {
+    await assert.rejects(raw.client.call('fs.create', { path: '/abs-outside/created', flags: 1, mode: 0o644 }));
+    await assert.rejects(raw.client.call('fs.mkdir', { path: '/rel-outside/made', mode: 0o755 }));
+    await assert.rejects(raw.client.call('fs.rename', { from: '/inside', to: '/hop1/moved' }));
+    await assert.rejects(raw.client.call('fs.link', { existing: '/inside', path: '/far-up/outside/linked' }));
+    await raw.client.call('fs.symlink', { target: '/etc/passwd', path: '/made-link' }); // content is not resolved
+    assert.equal((await raw.client.call('fs.readlink', { path: '/made-link' })).target, '/etc/passwd');
+    await assert.rejects(raw.client.call('fs.open', { path: '/made-link', flags: 0 })); // never followed
+    for (const name of ['created', 'made', 'moved', 'linked']) assert.ok(!existsSync(join(outside, name)), name);
+    assert.ok(existsSync(join(root, 'inside')));
+  });
+
+  it('a symlink chain that loops gives ELOOP', async () => {
+    await symlink('loop-b', join(root, 'loop-a'));
+    await symlink('loop-a', join(root, 'loop-b'));
+    await assert.rejects(raw.client.call('fs.getattr', { path: '/loop-a/x' }),
+      (err: unknown) => err instanceof SlaveError && err.errnoName === 'ELOOP');
+  });
+
+  it('a symlink that stays inside still works', async () => {
+    await symlink('sub', join(root, 'to-sub'));
+    await writeFile(join(root, 'sub', 'file'), 'ok');
+    const { fh } = await raw.client.call('fs.open', { path: '/to-sub/file', flags: 0 });
+    const { data } = await raw.client.call('fs.read', { fh, offset: 0, length: 10 });
+    assert.equal(Buffer.from(data).toString(), 'ok');
+  });
+});
