@@ -4,7 +4,7 @@
  * result, so `splitbrain mount ... && ls MOUNTPOINT` works and errors reach the terminal.
  */
 import { spawn } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
+import { closeSync, writeSync } from 'node:fs';
 
 const READY_FD_ENV = 'SPLITBRAIN_READY_FD';
 const READY_FD = 3;
@@ -13,8 +13,9 @@ const READY_FD = 3;
 export function reportStart(error?: Error): void {
   if (process.env[READY_FD_ENV] !== String(READY_FD)) return;
   delete process.env[READY_FD_ENV];
-  const stream = createWriteStream('', { fd: READY_FD });
-  stream.end(error ? `error ${error.message}\n` : 'ready\n');
+  // Synchronous: the process may exit right after a failure is reported.
+  writeSync(READY_FD, error ? `error ${error.message}\n` : 'ready\n');
+  closeSync(READY_FD);
 }
 
 /** In the parent: starts the child and resolves with the exit status to use. */

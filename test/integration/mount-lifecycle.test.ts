@@ -1,0 +1,120 @@
+/**
+ * The mount as a process: clean unmount on SIGTERM and on `splitbrain umount`, a stale
+ * mountpoint left by a killed mount is taken over, a request the agent never answers fails with
+ * EIO after the timeout and the mount stays usable, and agent choice on a shared bus.
+ */
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { isMounted } from '../../mount/mount-watch.js';
+import { startNats, type NatsServer } from '../helpers/nats-server.js';
+import { CLI, run, sh, waitFor } from '../helpers/processes.js';
+import { startAgentProcess, startMountProcess, type AgentProcess } from '../helpers/slave.js';
+
+describe('mount lifecycle', () => {
+  let nats: NatsServer;
+  let agent: AgentProcess;
+  let tmp: string;
+  let root: string;
+  let mnt: string;
+
+  before(async () => {
+    tmp = await mkdtemp(join(tmpdir(), 'splitbrain-life-'));
+    root = join(tmp, 'root');
+    mnt = join(tmp, 'mnt');
+    await mkdir(root);
+    await mkdir(mnt);
+    await writeFile(join(root, 'hello'), 'hello\n');
+    nats = await startNats();
+    agent = await startAgentProcess(nats.url, 'life', root);
+  });
+  after(async () => {
+    if (await isMounted(mnt)) await run('fusermount', ['-uz', mnt]);
+    await agent?.stop();
+    await nats?.stop();
+    await rm(tmp, { recursive: true, force: true });
+  });
+
+  it('SIGTERM unmounts and exits 0', async () => {
+    const mount = await startMountProcess(nats.url, mnt, ['--agent', 'life']);
+    assert.equal(await sh(`cat '${mnt}/hello'`), 'hello\n');
+    mount.child.kill('SIGTERM');
+    const [code] = await once(mount.child, 'exit');
+    assert.equal(code, 0);
+    assert.equal(await isMounted(mnt), false);
+  });
+
+  it('splitbrain umount ends the mount process', async () => {
+    const mount = await startMountProcess(nats.url, mnt, ['--agent', 'life']);
+    await sh(`node '${CLI}' umount '${mnt}'`);
+    const [code] = await once(mount.child, 'exit');
+    assert.equal(code, 0);
+    assert.equal(await isMounted(mnt), false);
+  });
+
+  it('a stale mountpoint left by a killed mount is cleaned up by the next mount', async () => {
+    const first = await startMountProcess(nats.url, mnt, ['--agent', 'life']);
+    first.child.kill('SIGKILL');
+    await once(first.child, 'exit');
+    const stale = await run('stat', [mnt]);
+    assert.match(stale.stderr, /Transport endpoint is not connected/);
+    const second = await startMountProcess(nats.url, mnt, ['--agent', 'life']);
+    assert.equal(await sh(`cat '${mnt}/hello'`), 'hello\n');
+    await second.stop();
+  });
+
+  it('the background mount reports success, and errors on the terminal', async () => {
+    await sh(`node '${CLI}' mount '${nats.url}' '${mnt}' --agent life`);
+    assert.equal(await sh(`cat '${mnt}/hello'`), 'hello\n');
+    await sh(`node '${CLI}' umount '${mnt}'`);
+    await waitFor('background mount to go', async () => !(await isMounted(mnt)));
+    const missing = await run(process.execPath, [CLI, 'mount', nats.url, join(tmp, 'nowhere'), '--agent', 'life']);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /mountpoint .*nowhere does not exist/);
+    const noAgent = await run(process.execPath, [CLI, 'mount', nats.url, mnt, '--agent', 'nobody-here', '-o', 'timeout=1']);
+    assert.equal(noAgent.code, 1);
+    assert.match(noAgent.stderr, /agent nobody-here does not answer/);
+    const badOption = await run(process.execPath, [CLI, 'mount', nats.url, mnt, '-o', 'bogus=1']);
+    assert.equal(badOption.code, 1);
+    assert.match(badOption.stderr, /unknown mount option 'bogus=1'/);
+  });
+
+  it('an unanswered request fails with EIO after the timeout and the mount recovers', async () => {
+    const mount = await startMountProcess(nats.url, mnt, ['--agent', 'life', '-o', 'timeout=2,cache=no']);
+    try {
+      agent.child.kill('SIGSTOP');
+      const started = Date.now();
+      const frozen = await run('stat', [join(mnt, 'hello')], { timeoutMs: 30_000 });
+      const waited = Date.now() - started;
+      assert.notEqual(frozen.code, 0);
+      assert.match(frozen.stderr, /Input\/output error/);
+      assert.ok(waited >= 1500, `failed after ${waited} ms, before the timeout`);
+      agent.child.kill('SIGCONT');
+      await waitFor('the mount to answer again', async () => (await run('stat', [join(mnt, 'hello')])).code === 0, 10_000, 200);
+      assert.equal(await sh(`cat '${mnt}/hello'`), 'hello\n');
+    } finally {
+      agent.child.kill('SIGCONT');
+      await mount.stop();
+    }
+  });
+
+  it('with several agents on the bus, --agent is required and chooses', async () => {
+    const otherRoot = join(tmp, 'other');
+    await mkdir(otherRoot);
+    await writeFile(join(otherRoot, 'hello'), 'other\n');
+    const other = await startAgentProcess(nats.url, 'other', otherRoot);
+    try {
+      const ambiguous = await run(process.execPath, [CLI, 'mount', nats.url, mnt]);
+      assert.equal(ambiguous.code, 1);
+      assert.match(ambiguous.stderr, /several agents answer: .*life.*other|several agents answer: .*other.*life/);
+      const mount = await startMountProcess(nats.url, mnt, ['--agent', 'other']);
+      assert.equal(await sh(`cat '${mnt}/hello'`), 'other\n');
+      await mount.stop();
+    } finally {
+      await other.stop();
+    }
+  });
+});

@@ -1,0 +1,77 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { AttrCache } from '../../mount/attr-cache.js';
+import { MountOptionError, parseMountOptions } from '../../mount/mount-options.js';
+import type { Attr } from '../../protocol/index.js';
+
+const file = (ino: number, nlink = 1): Attr => ({
+  mode: 0o100644, nlink, uid: 0, gid: 0, size: 1, blocks: 8, atimeMs: 0, mtimeMs: 0, ctimeMs: 0, ino, rdev: 0, blksize: 4096,
+});
+const dir = (ino: number): Attr => ({ ...file(ino, 2), mode: 0o040755 });
+const cache = () => new AttrCache({ attrTtlMs: 60_000, entryTtlMs: 60_000, negativeTtlMs: 60_000 });
+
+describe('attribute cache', () => {
+  it('answers "missing" for names absent from a complete listing', () => {
+    const c = cache();
+    c.setListing('/d', ['a']);
+    assert.equal(c.lookup('/d/b'), null);
+    assert.equal(c.lookup('/d/a'), undefined); // listed but attributes unknown
+    c.added('/d/b', file(2));
+    assert.equal(c.lookup('/d/b')?.ino, 2);
+  });
+  it('forgets a directory\'s attributes when an entry in it changes', () => {
+    const c = cache();
+    c.set('/d', dir(1));
+    c.added('/d/x', file(2));
+    assert.equal(c.lookup('/d'), undefined);
+  });
+  it('forgets the other names of a hard-linked file when one is unlinked', () => {
+    const c = cache();
+    c.set('/a', file(9, 2));
+    c.set('/b', file(9, 2));
+    c.removed('/a', false);
+    assert.equal(c.lookup('/b'), undefined);
+    assert.equal(c.lookup('/a'), null);
+  });
+  it('moves a renamed file and drops a renamed directory\'s subtree', () => {
+    const c = cache();
+    c.set('/f', file(3));
+    c.renamed('/f', '/g');
+    assert.equal(c.lookup('/g')?.ino, 3);
+    assert.equal(c.lookup('/f'), null);
+    c.set('/dir', dir(4));
+    c.set('/dir/x', file(5));
+    c.renamed('/dir', '/dir2');
+    assert.equal(c.lookup('/dir/x'), undefined);
+  });
+  it('expires entries', () => {
+    const c = new AttrCache({ attrTtlMs: -1, entryTtlMs: 0, negativeTtlMs: 0 });
+    c.set('/x', file(1));
+    c.setMissing('/y');
+    assert.equal(c.lookup('/x'), undefined);
+    assert.equal(c.lookup('/y'), undefined);
+  });
+});
+
+describe('mount options', () => {
+  it('defaults to kernel caching of names only and big writes', () => {
+    const t = parseMountOptions([], 'a');
+    for (const o of ['big_writes', 'max_write=131072', 'use_ino', 'attr_timeout=0', 'entry_timeout=1', 'negative_timeout=0']) {
+      assert.ok(t.fuseOptions.includes(o), o);
+    }
+    assert.equal(t.cache.attrTtlMs, 1000);
+    assert.equal(t.requestTimeoutMs, 30_000);
+  });
+  it('parses sshfs-style options, cache=no turning every cache off', () => {
+    const t = parseMountOptions(['attr_timeout=2,entry_timeout=3', 'cache=no,timeout=5,allow_other'], 'a');
+    assert.ok(t.fuseOptions.includes('attr_timeout=0') && t.fuseOptions.includes('allow_other'));
+    assert.equal(t.cache.attrTtlMs, 0);
+    assert.equal(t.requestTimeoutMs, 5000);
+  });
+  it('refuses what it does not know', () => {
+    assert.throws(() => parseMountOptions(['nope'], 'a'), MountOptionError);
+    assert.throws(() => parseMountOptions(['attr_timeout=-1'], 'a'), MountOptionError);
+    assert.throws(() => parseMountOptions(['cache=maybe'], 'a'), MountOptionError);
+    assert.throws(() => parseMountOptions(['timeout=0'], 'a'), MountOptionError);
+  });
+});

@@ -1,0 +1,82 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ReadAhead } from '../../mount/read-ahead.js';
+import { WriteBehind } from '../../mount/write-behind.js';
+import { SlaveError } from '../../protocol/index.js';
+
+describe('write coalescing', () => {
+  it('gathers contiguous writes into chunks and keeps the bytes', async () => {
+    const sent: [number, Buffer][] = [];
+    const wb = new WriteBehind(async (offset, data) => { sent.push([offset, Buffer.from(data)]); }, 1024, 4);
+    for (let i = 0; i < 10; i++) await wb.write(i * 256, Buffer.alloc(256, i), 256);
+    await wb.flush();
+    assert.deepEqual(sent.map(([o, d]) => [o, d.length]), [[0, 1024], [1024, 1024], [2048, 512]]);
+    assert.equal(Buffer.concat(sent.map(([, d]) => d))[2304], 9);
+  });
+  it('copies the caller\'s buffer (FUSE reuses it)', async () => {
+    const sent: Buffer[] = [];
+    const wb = new WriteBehind(async (_o, data) => { sent.push(Buffer.from(data)); }, 1024, 4);
+    const buf = Buffer.from('abcd');
+    await wb.write(0, buf, 4);
+    buf.fill(0);
+    await wb.flush();
+    assert.equal(sent[0]?.toString(), 'abcd');
+  });
+  it('reports a failed send on the next flush, once', async () => {
+    const wb = new WriteBehind(async () => { throw new SlaveError('ENOSPC', 'full'); }, 1024, 4);
+    await wb.write(0, Buffer.alloc(10), 10);
+    await assert.rejects(wb.flush(), (e: unknown) => e instanceof SlaveError && e.errnoName === 'ENOSPC');
+    await wb.flush();
+  });
+  it('never has more than maxInFlight sends outstanding', async () => {
+    let inFlight = 0;
+    let peak = 0;
+    const wb = new WriteBehind(async () => {
+      peak = Math.max(peak, ++inFlight);
+      await new Promise((r) => setTimeout(r, 5));
+      inFlight--;
+    }, 100, 2);
+    for (let i = 0; i < 20; i++) await wb.write(i * 100, Buffer.alloc(100), 100);
+    await wb.flush();
+    assert.equal(peak, 2);
+  });
+});
+
+describe('read-ahead', () => {
+  const file = Buffer.from(Array.from({ length: 10_000 }, (_, i) => i % 251));
+  const reader = (requests: [number, number][]) => new ReadAhead(async (offset, length) => {
+    requests.push([offset, length]);
+    return file.subarray(offset, offset + length);
+  }, 1000, 2);
+
+  it('serves sequential reads from chunks fetched ahead', async () => {
+    const requests: [number, number][] = [];
+    const ra = reader(requests);
+    const out = Buffer.alloc(10_000);
+    for (let off = 0; off < 10_000; off += 300) {
+      const target = Buffer.alloc(300);
+      const n = await ra.read(target, off, 300);
+      target.copy(out, off, 0, n);
+    }
+    assert.deepEqual(out, file);
+    assert.ok(requests.every(([o, l]) => o % 1000 === 0 && l === 1000), JSON.stringify(requests));
+  });
+  it('costs one exact request for a random read', async () => {
+    const requests: [number, number][] = [];
+    const ra = reader(requests);
+    const target = Buffer.alloc(50);
+    assert.equal(await ra.read(target, 5123, 50), 50);
+    assert.deepEqual(requests, [[5123, 50]]);
+    assert.deepEqual(target, file.subarray(5123, 5173));
+  });
+  it('asks again at end of file, which may have grown', async () => {
+    let size = 100;
+    const ra = new ReadAhead(async (offset, length) => file.subarray(offset, Math.min(offset + length, size)), 1000, 2);
+    const target = Buffer.alloc(50);
+    assert.equal(await ra.read(target, 0, 50), 50);
+    assert.equal(await ra.read(target, 50, 50), 50);
+    assert.equal(await ra.read(target, 100, 50), 0);
+    size = 150;
+    assert.equal(await ra.read(target, 100, 50), 50);
+  });
+});

@@ -1,0 +1,68 @@
+import assert from 'node:assert/strict';
+import { constants } from 'node:os';
+import { describe, it } from 'node:test';
+import {
+  ProtocolError, SlaveError, agentIdFromHostname, attrFromWire, attrToWire, decodeReply,
+  decodeRequest, encodeErrorReply, encodeReply, encodeRequest, errnoName, errnoNumber, errnoOf,
+  isValidAgentId, opFromSubject, opSubject,
+} from '../../protocol/index.js';
+
+describe('errno', () => {
+  it('maps names and numbers both ways, whatever the sign', () => {
+    assert.equal(errnoNumber('ENOENT'), constants.errno.ENOENT);
+    assert.equal(errnoName(constants.errno.ENOTEMPTY), 'ENOTEMPTY');
+    assert.equal(errnoName(-constants.errno.EACCES), 'EACCES'); // Node's negative err.errno
+    assert.equal(errnoName(99999), 'EIO');
+    assert.equal(errnoNumber('ENOTANERRNO'), constants.errno.EIO);
+  });
+  it('finds the errno of Node errors and ours, and none elsewhere', () => {
+    assert.equal(errnoOf(Object.assign(new Error('x'), { code: 'EEXIST' })), 'EEXIST');
+    assert.equal(errnoOf(new SlaveError('ESTALE', 'gone')), 'ESTALE');
+    assert.equal(errnoOf(new Error('plain')), undefined);
+    assert.equal(errnoOf(Object.assign(new Error('x'), { code: 'ERR_INVALID_ARG_TYPE' })), undefined);
+  });
+});
+
+describe('codec', () => {
+  it('carries file data as the same raw bytes, all 256 values', () => {
+    const data = Uint8Array.from({ length: 4096 }, (_, i) => i % 256);
+    const decoded = decodeRequest('fs.write', encodeRequest('fs.write', 'c:1', { fh: 7, offset: 2 ** 40, data }));
+    assert.equal(decoded.id, 'c:1');
+    assert.equal(decoded.args.offset, 2 ** 40);
+    assert.deepEqual(Buffer.from(decoded.args.data), Buffer.from(data));
+  });
+  it('embeds the data without base64 (message barely larger than the data)', () => {
+    const data = new Uint8Array(100_000);
+    assert.ok(encodeRequest('fs.write', 'c:1', { fh: 1, offset: 0, data }).length < 100_100);
+  });
+  it('rejects malformed requests with ProtocolError', () => {
+    assert.throws(() => decodeRequest('fs.getattr', new Uint8Array([0xc1])), ProtocolError);
+    assert.throws(() => decodeRequest('fs.getattr', encodeRequest('fs.read', 'x', { fh: 1, offset: 0, length: 1 })), ProtocolError);
+    assert.throws(() => decodeRequest('fs.getattr', new Uint8Array([0xdf, 0xff, 0xff, 0xff, 0xff])), ProtocolError);
+  });
+  it('returns error replies with their errno and boot id', () => {
+    const reply = decodeReply('fs.getattr', encodeErrorReply('boot-1', 'ENOENT', 'no such file'));
+    assert.equal(reply.boot, 'boot-1');
+    assert.equal(reply.ok, false);
+    if (!reply.ok) assert.equal(reply.error.errnoName, 'ENOENT');
+  });
+  it('validates replies too', () => {
+    const attr = attrToWire({ mode: 0o100644, nlink: 1, uid: 0, gid: 0, size: 5, blocks: 8, atimeMs: 1, mtimeMs: 2, ctimeMs: 3, ino: 4, rdev: 0, blksize: 4096 });
+    const good = decodeReply('fs.getattr', encodeReply('fs.getattr', 'b', { attr }));
+    assert.ok(good.ok && attrFromWire(good.result.attr).size === 5);
+    assert.throws(() => decodeReply('fs.getattr', encodeReply('fs.readlink', 'b', { target: 'x' })), ProtocolError);
+  });
+});
+
+describe('subjects', () => {
+  it('namespaces every op under its agent', () => {
+    assert.equal(opSubject('lab-7', 'fs.read'), 'splitbrain.lab-7.fs.read');
+    assert.equal(opFromSubject('lab-7', 'splitbrain.lab-7.fs.read'), 'fs.read');
+    assert.equal(opFromSubject('lab-7', 'splitbrain.lab-8.fs.read'), undefined);
+  });
+  it('accepts only ids that are one NATS token', () => {
+    for (const bad of ['', 'a.b', 'a*', '>', 'a b', '_discover', 'x'.repeat(129)]) assert.equal(isValidAgentId(bad), false, bad);
+    assert.equal(isValidAgentId('board-7_a'), true);
+    assert.equal(agentIdFromHostname('lab-box-7.example.com'), 'lab-box-7_example_com');
+  });
+});
