@@ -4,7 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 pkg=node_modules/fuse-native
 if ! grep -q 'splitbrain:' "$pkg/fuse-native.c"; then
-  npx --no-install patch-package --patch-dir mount/patches fuse-native >/dev/null
+  # With no package named, patch-package applies every patch in the directory.
+  npx --no-install patch-package --patch-dir mount/patches --error-on-fail >/dev/null
 fi
 if [ ! -f "$pkg/build/Release/fuse.node" ] || [ "$pkg/fuse-native.c" -nt "$pkg/build/Release/fuse.node" ]; then
   # Build against the headers of the Node that runs us; never download any.
