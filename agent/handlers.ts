@@ -4,6 +4,7 @@ import { attrOps } from './fs/attr-ops.js';
 import { dirOps } from './fs/dir-ops.js';
 import { fileOps } from './fs/file-ops.js';
 import { nameOps } from './fs/name-ops.js';
+import { xattrOps } from './fs/xattr-ops.js';
 
 export const handlers: HandlerTable = {
   'agent.hello': async (_args, ctx) => ctx.hello(),
@@ -11,4 +12,5 @@ export const handlers: HandlerTable = {
   ...dirOps,
   ...fileOps,
   ...nameOps,
+  ...xattrOps,
 };

@@ -30,6 +30,12 @@ const MAX_ENTRIES = 200_000;
 export class AttrCache {
   private readonly entries = new Map<string, Entry>();
   private readonly listings = new Map<string, Listing>();
+  /**
+   * Extended attributes known to be absent, by path. The kernel asks for security.capability
+   * before every write(2) to a file; a file created through the mount has none, and a "no such
+   * attribute" answer is kept like any other cached attribute.
+   */
+  private readonly absentXattrs = new Map<string, { names: Set<string>; expires: number }>();
 
   constructor(private readonly ttl: CacheTimeouts) {}
 
@@ -86,6 +92,7 @@ export class AttrCache {
     this.forgetOtherLinks(path);
     if (isDirectory) this.dropTree(path);
     else this.entries.delete(path);
+    this.absentXattrs.delete(path);
     this.setMissing(path);
   }
 
@@ -95,12 +102,31 @@ export class AttrCache {
     // Descendants of a moved directory are looked up afresh; a moved file has none to scan for.
     if (moved?.attr && (moved.attr.mode & S_IFMT) !== S_IFDIR) this.entries.delete(from);
     else this.dropTree(from);
+    this.absentXattrs.delete(from);
+    this.absentXattrs.delete(to);
     this.listings.get(posix.dirname(from))?.names.delete(posix.basename(from));
     this.listings.get(posix.dirname(to))?.names.add(posix.basename(to));
     this.entries.delete(posix.dirname(from));
     this.entries.delete(posix.dirname(to));
     this.setMissing(from);
     if (moved?.attr) this.set(to, moved.attr);
+  }
+
+  isXattrAbsent(path: string, name: string): boolean {
+    const known = this.absentXattrs.get(path);
+    if (known && known.expires <= Date.now()) this.absentXattrs.delete(path);
+    return known !== undefined && known.expires > Date.now() && known.names.has(name);
+  }
+
+  setXattrAbsent(path: string, name: string): void {
+    if (this.ttl.attrTtlMs <= 0) return;
+    const known = this.absentXattrs.get(path);
+    if (known && known.expires > Date.now()) known.names.add(name);
+    else this.absentXattrs.set(path, { names: new Set([name]), expires: Date.now() + this.ttl.attrTtlMs });
+  }
+
+  forgetXattrs(path: string): void {
+    this.absentXattrs.delete(path);
   }
 
   /** Forget what we know of `path` (its attributes changed in a way we cannot compute). */
@@ -111,6 +137,7 @@ export class AttrCache {
   clear(): void {
     this.entries.clear();
     this.listings.clear();
+    this.absentXattrs.clear();
   }
 
   /** Other names of a hard-linked file see its link count drop: forget them too. */
@@ -126,6 +153,7 @@ export class AttrCache {
     const prefix = `${path}/`;
     for (const key of this.entries.keys()) if (key.startsWith(prefix)) this.entries.delete(key);
     for (const key of this.listings.keys()) if (key.startsWith(prefix)) this.listings.delete(key);
+    for (const key of this.absentXattrs.keys()) if (key.startsWith(prefix)) this.absentXattrs.delete(key);
   }
 
   private bound(): void {

@@ -60,6 +60,17 @@ function statArray(stat: FuseStat): Uint32Array {
   return ints;
 }
 
+const ERANGE = errnoNumber('ERANGE');
+
+/** xattr results: the size when asked for it (empty target), ERANGE when it does not fit. */
+function fitInto(result: number, value: Buffer | undefined, target: Buffer): number {
+  if (result !== 0 || value === undefined) return result;
+  if (target.length === 0) return value.length;
+  if (value.length > target.length) return -ERANGE;
+  value.copy(target);
+  return value.length;
+}
+
 /** The patched binding sends UTIME_OMIT as all ones and UTIME_NOW as all ones but the lowest bit. */
 function timeSpec(low: number, high: number): TimeSpec {
   if (high === U32_MAX && low === U32_MAX) return 'omit';
@@ -96,6 +107,21 @@ class SplitbrainFuse extends Fuse {
 
   _op_create(signal: Signal, path: string, mode: number, flags: number): void {
     this.ops.create(path, mode, flags, signal);
+  }
+
+  // fuse-native neither tells getxattr and listxattr how large the caller's buffer is nor
+  // answers ERANGE when the value does not fit; these wrappers do both.
+  _op_getxattr(signal: Signal, path: string, name: string, target: Buffer): void {
+    this.ops.getxattr(path, name, (result: number, value?: Buffer) => {
+      signal(fitInto(result, value, target), target.buffer);
+    });
+  }
+
+  _op_listxattr(signal: Signal, path: string, target: Buffer): void {
+    this.ops.listxattr(path, (result: number, names?: string[]) => {
+      const list = names ? Buffer.from(names.map((n) => `${n}\0`).join('')) : undefined;
+      signal(fitInto(result, list, target), target.buffer);
+    });
   }
 
   _op_utimens(signal: Signal, path: string, aLow: number, aHigh: number, mLow: number, mHigh: number): void {
@@ -210,6 +236,15 @@ export class FuseAdapter {
         this.run('utimens', cb, () => fs.utimens(path, atime, mtime), done),
       mknod: (path: string, mode: number, rdev: number, cb: Signal) =>
         this.run('mknod', cb, () => fs.mknod(path, mode, rdev), done),
+      getxattr: (path: string, name: string, cb: Signal) =>
+        this.run('getxattr', cb, () => fs.getxattr(path, name), (value) => [0, value]),
+      listxattr: (path: string, cb: Signal) =>
+        this.run('listxattr', cb, () => fs.listxattr(path), (names) => [0, names]),
+      // fuse-native's own wrapper passes (path, name, value, position, flags, cb).
+      setxattr: (path: string, name: string, value: Buffer, _position: number, flags: number, cb: Signal) =>
+        this.run('setxattr', cb, () => fs.setxattr(path, name, value, flags), done),
+      removexattr: (path: string, name: string, cb: Signal) =>
+        this.run('removexattr', cb, () => fs.removexattr(path, name), done),
     };
     return ops as unknown as Record<string, NativeCallback>;
   }

@@ -38,4 +38,10 @@ export interface MountFs {
   chown(path: string, uid: number, gid: number): Promise<void>;
   utimens(path: string, atime: TimeSpec, mtime: TimeSpec): Promise<void>;
   mknod(path: string, mode: number, rdev: number): Promise<void>;
+  /** The value, or a SlaveError ENODATA when the attribute is absent. */
+  getxattr(path: string, name: string): Promise<Buffer>;
+  /** `value` is only valid until the promise settles. `flags`: XATTR_CREATE 1, XATTR_REPLACE 2. */
+  setxattr(path: string, name: string, value: Buffer, flags: number): Promise<void>;
+  listxattr(path: string): Promise<string[]>;
+  removexattr(path: string, name: string): Promise<void>;
 }

@@ -35,6 +35,7 @@ const { O_ACCMODE, O_WRONLY, O_RDWR } = { O_ACCMODE: 3, O_WRONLY: 1, O_RDWR: 2 }
  */
 const HIDDEN_NAME = /^\.fuse_hidden[0-9a-f]{16,}$/;
 const UNCHANGED_ID = 0xffffffff; // chown(2)'s -1 as the kernel hands it over
+const FILE_CAPABILITIES = 'security.capability';
 
 export class RemoteFs implements MountFs {
   readonly files = new OpenFiles();
@@ -165,6 +166,7 @@ export class RemoteFs implements MountFs {
     const reply = await this.call('fs.create', { path, flags, mode });
     const attr = attrFromWire(reply.attr);
     this.cache.added(path, attr);
+    this.cache.setXattrAbsent(path, FILE_CAPABILITIES); // a new file has no capabilities
     return this.track(path, flags, reply.fh, attr);
   }
 
@@ -293,5 +295,32 @@ export class RemoteFs implements MountFs {
   async mknod(path: string, mode: number, rdev: number): Promise<void> {
     const { attr } = await this.call('fs.mknod', { path, mode, rdev });
     this.cache.added(path, attrFromWire(attr));
+  }
+
+  async getxattr(path: string, name: string): Promise<Buffer> {
+    if (this.cache.isXattrAbsent(path, name)) throw new SlaveError('ENODATA', `no attribute ${name} on ${path}`);
+    try {
+      const { value } = await this.call('fs.getxattr', { path, name });
+      return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+    } catch (err) {
+      if (err instanceof SlaveError && err.errnoName === 'ENODATA') this.cache.setXattrAbsent(path, name);
+      throw err;
+    }
+  }
+
+  async setxattr(path: string, name: string, value: Buffer, flags: number): Promise<void> {
+    this.cache.forgetXattrs(path);
+    await this.call('fs.setxattr', { path, name, value: Buffer.from(value), flags });
+    this.cache.forget(path); // ctime changed
+  }
+
+  async listxattr(path: string): Promise<string[]> {
+    return (await this.call('fs.listxattr', { path })).names;
+  }
+
+  async removexattr(path: string, name: string): Promise<void> {
+    this.cache.forgetXattrs(path);
+    await this.call('fs.removexattr', { path, name });
+    this.cache.forget(path);
   }
 }

@@ -46,6 +46,11 @@ describe('POSIX conformance: local directory and mount agree', () => {
       'rename dir into itself': 'error EINVAL',
       'rename dir over non-empty dir': 'error ENOTEMPTY',
       'readlink on a file': 'error EINVAL',
+      'getxattr missing': 'error ENODATA',
+      'getxattr on missing file': 'error ENOENT',
+      'setxattr XATTR_CREATE on existing': 'error EEXIST',
+      'setxattr XATTR_REPLACE on missing': 'error ENODATA',
+      'removexattr missing': 'error ENODATA',
     };
     const lines = new Map(onMount.trim().split('\n').map((l) => {
       const at = l.indexOf(': ');

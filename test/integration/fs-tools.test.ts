@@ -33,7 +33,8 @@ describe('unmodified tools on the mount', () => {
     await sh(`cp -a '${REPO}node_modules/zod' '${source}/zod' && cd '${source}' && mkdir empty && `
       + `echo hi > 'name with spaces' && ln 'name with spaces' hardlink && ln -s zod/package.json link && `
       + `ln -s /etc/hostname abslink && mkfifo fifo && printf '#!/bin/sh\\necho ok\\n' > run.sh && chmod 755 run.sh && `
-      + `touch -d '2001-02-03 04:05:06' empty run.sh`);
+      + `touch -d '2001-02-03 04:05:06' empty run.sh && `
+      + `python3 -c "import os; os.setxattr('run.sh', 'user.origin', b'fixture')"`);
   });
   after(async () => { await slave?.stop(); });
 
@@ -44,6 +45,8 @@ describe('unmodified tools on the mount', () => {
     const expected = await describeTree(source);
     assertSameLines(await describeTree(join(slave.root, 'copy')), expected, 'slave tree and source');
     assertSameLines(await describeTree(join(slave.mnt, 'copy')), expected, 'mounted tree and source');
+    const xattr = `python3 -c "import os, sys; print(os.getxattr(sys.argv[1], 'user.origin'))"`;
+    assert.equal(await sh(`${xattr} '${slave.root}/copy/run.sh'`), "b'fixture'\n");
   });
 
   it('tar x then tar c round-trips the tree', async () => {
