@@ -44,8 +44,49 @@ function describe(error: z.ZodError): string {
   return error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
 }
 
+// Byte fields larger than this skip msgpack's buffer (which grows by doubling and is then
+// copied out): the envelope is encoded with an empty placeholder in last place, and the bytes
+// are copied once, straight into the final message.
+const SPLICE_THRESHOLD = 16 * 1024;
+const EMPTY_BIN = new Uint8Array(0);
+const EMPTY_BIN_ENCODED = [0xc4, 0x00];
+
+function bytesField(body: object): string | undefined {
+  for (const [key, value] of Object.entries(body)) {
+    if (value instanceof Uint8Array && value.length >= SPLICE_THRESHOLD) return key;
+  }
+  return undefined;
+}
+
+/**
+ * Encodes `{ ...head, [outer]: body }` where `body[field]` holds bytes. The field is moved to
+ * the end of the innermost map so that the encoding ends with its (placeholder) bin.
+ */
+function encodeSpliced(head: object, outer: string, body: Record<string, unknown>, field: string): Uint8Array {
+  const data = body[field] as Uint8Array;
+  const rest = { ...body };
+  delete rest[field];
+  const prefix = encoder.encode({ ...head, [outer]: { ...rest, [field]: EMPTY_BIN } });
+  const cut = prefix.length - EMPTY_BIN_ENCODED.length;
+  if (prefix[cut] !== EMPTY_BIN_ENCODED[0] || prefix[cut + 1] !== EMPTY_BIN_ENCODED[1]) {
+    throw new Error('codec: the byte field did not encode last'); // a bug of ours, not input
+  }
+  const out = Buffer.allocUnsafe(cut + 5 + data.length);
+  out.set(prefix.subarray(0, cut), 0);
+  out[cut] = 0xc6; // bin 32
+  out.writeUInt32BE(data.length, cut + 1);
+  out.set(data, cut + 5);
+  return out;
+}
+
+function encodeEnvelope(head: object, outer: string, body: object): Uint8Array {
+  const field = bytesField(body);
+  if (field === undefined) return encoder.encode({ ...head, [outer]: body });
+  return encodeSpliced(head, outer, body as Record<string, unknown>, field);
+}
+
 export function encodeRequest<K extends OpName>(_op: K, id: string, args: OpRequest<K>): Uint8Array {
-  return encoder.encode({ v: PROTOCOL_VERSION, id, a: args });
+  return encodeEnvelope({ v: PROTOCOL_VERSION, id }, 'a', args);
 }
 
 export interface DecodedRequest<K extends OpName> {
@@ -74,7 +115,7 @@ export function requestIdOf(bytes: Uint8Array): string | undefined {
 }
 
 export function encodeReply<K extends OpName>(_op: K, boot: string, result: OpReply<K>): Uint8Array {
-  return encoder.encode({ v: PROTOCOL_VERSION, boot, ok: result });
+  return encodeEnvelope({ v: PROTOCOL_VERSION, boot }, 'ok', result);
 }
 
 export function encodeErrorReply(boot: string, errno: string, message: string): Uint8Array {

@@ -31,6 +31,15 @@ describe('codec', () => {
     assert.equal(decoded.args.offset, 2 ** 40);
     assert.deepEqual(Buffer.from(decoded.args.data), Buffer.from(data));
   });
+  it('splices large data into requests and replies byte for byte, whatever the key order', () => {
+    const data = Uint8Array.from({ length: 300_000 }, (_, i) => (i * 7) % 256);
+    const request = decodeRequest('fs.write', encodeRequest('fs.write', 'c:2', { data, fh: 3, offset: 5 }));
+    assert.equal(request.args.fh, 3);
+    assert.deepEqual(Buffer.from(request.args.data), Buffer.from(data));
+    const reply = decodeReply('fs.read', encodeReply('fs.read', 'boot', { data }));
+    assert.ok(reply.ok);
+    if (reply.ok) assert.deepEqual(Buffer.from(reply.result.data), Buffer.from(data));
+  });
   it('embeds the data without base64 (message barely larger than the data)', () => {
     const data = new Uint8Array(100_000);
     assert.ok(encodeRequest('fs.write', 'c:1', { fh: 1, offset: 0, data }).length < 100_100);
