@@ -11,7 +11,13 @@
  */
 import { SlaveError } from '../protocol/index.js';
 
+/**
+ * Sends one coalesced write. It must have copied `data` (into the request) by the time it
+ * returns its promise: the buffer is reused for the next chunk at once.
+ */
 export type SendWrite = (offset: number, data: Buffer) => Promise<void>;
+
+const MIN_BUFFER = 64 * 1024;
 
 export class WriteBehind {
   private buffer: Buffer | null = null;
@@ -34,17 +40,30 @@ export class WriteBehind {
   /** Takes a copy of `data`; resolves once the copy is buffered (or sent, for backpressure). */
   async write(offset: number, data: Buffer, length: number): Promise<void> {
     this.raisePending();
-    const contiguous = this.buffer !== null && offset === this.bufferOffset + this.bufferLength
+    const contiguous = this.bufferLength > 0 && offset === this.bufferOffset + this.bufferLength
       && this.bufferLength + length <= this.chunkSize;
     if (!contiguous) {
       await this.dispatch();
-      this.buffer = Buffer.allocUnsafe(Math.max(this.chunkSize, length));
       this.bufferOffset = offset;
-      this.bufferLength = 0;
     }
+    this.reserve(this.bufferLength + length);
     data.copy(this.buffer as Buffer, this.bufferLength, 0, length);
     this.bufferLength += length;
     if (this.bufferLength >= this.chunkSize) await this.dispatch();
+  }
+
+  /**
+   * One buffer per file, reused for every chunk (SendWrite copies before it returns). It starts
+   * small and doubles up to a chunk, so the many small files of an untar stay cheap.
+   */
+  private reserve(needed: number): void {
+    const size = this.buffer?.length ?? 0;
+    if (needed <= size) return;
+    let grown = Math.max(size * 2, MIN_BUFFER);
+    while (grown < needed) grown *= 2;
+    const next = Buffer.allocUnsafe(Math.min(Math.max(grown, needed), Math.max(this.chunkSize, needed)));
+    this.buffer?.copy(next, 0, 0, this.bufferLength);
+    this.buffer = next;
   }
 
   /** Sends what is buffered and waits for every send; raises the first failure. */
@@ -64,12 +83,6 @@ export class WriteBehind {
     }
   }
 
-  /** Drops buffered data without sending it (the file was truncated or released after an error). */
-  discard(): void {
-    this.buffer = null;
-    this.bufferLength = 0;
-  }
-
   private raisePending(): void {
     if (this.failure === null) return;
     const failure = this.failure;
@@ -84,13 +97,13 @@ export class WriteBehind {
 
   private async dispatch(): Promise<void> {
     if (this.buffer === null || this.bufferLength === 0) return;
-    const data = this.buffer.subarray(0, this.bufferLength);
-    const start = this.bufferOffset;
-    this.buffer = null;
-    this.bufferLength = 0;
     while (this.inFlight.size >= this.maxInFlight) {
       await Promise.race([...this.inFlight]);
     }
+    if (this.bufferLength === 0) return; // a concurrent dispatch sent it meanwhile
+    const data = this.buffer.subarray(0, this.bufferLength);
+    const start = this.bufferOffset;
+    this.bufferLength = 0;
     const done: Promise<void> = this.sendWrite(start, data).then(
       () => { this.inFlight.delete(done); },
       (err: unknown) => {
