@@ -6,19 +6,29 @@
  */
 export type FetchRange = (offset: number, length: number) => Promise<Buffer>;
 
+const FETCH_ALIGN = 64 * 1024;
+
 export class ReadAhead {
   private readonly chunks = new Map<number, Promise<Buffer>>();
   private nextExpected = 0;
   /** End of file as a short chunk showed it: nothing is prefetched past it. */
   private knownEnd = Number.POSITIVE_INFINITY;
 
+  /**
+   * `sizeHint` is the file's size as the mount last knew it (from open, getattr and its own
+   * writes): nothing is fetched ahead past it, so reading a small file costs one small request.
+   */
   constructor(
     private readonly fetch: FetchRange,
     private readonly chunkSize: number,
     private readonly window: number,
+    private readonly sizeHint: () => number = () => Number.POSITIVE_INFINITY,
   ) {}
 
-  /** Copies up to `length` bytes at `offset` into `target`; returns the count (0 at EOF). */
+  /**
+   * Copies up to `length` bytes at `offset` into `target`; returns the count. The count is
+   * short only at the end of the file: the kernel zero-fills past a short read.
+   */
   async read(target: Buffer, offset: number, length: number): Promise<number> {
     const first = Math.floor(offset / this.chunkSize);
     const sequential = offset === 0 || offset === this.nextExpected || this.chunks.has(first);
@@ -32,22 +42,26 @@ export class ReadAhead {
     this.prefetch(first, last + this.window);
     this.evictBefore(first);
     let copied = 0;
-    for (let index = first; index <= last; index++) {
+    while (copied < length) {
+      const position = offset + copied;
+      const index = Math.floor(position / this.chunkSize);
       const chunk = await (this.chunks.get(index) ?? this.load(index));
-      const from = offset + copied - index * this.chunkSize;
-      if (from >= chunk.length) {
-        // End of file as of that fetch. Ask again: the file may have grown since (tail -f).
-        this.chunks.delete(index);
-        if (copied > 0) break;
-        const fresh = await this.fetch(offset, length);
-        if (fresh.length > 0) this.knownEnd = Number.POSITIVE_INFINITY;
-        fresh.copy(target, 0, 0, fresh.length);
-        return fresh.length;
+      const from = position - index * this.chunkSize;
+      if (from < chunk.length) {
+        const n = Math.min(chunk.length - from, length - copied);
+        chunk.copy(target, copied, from, from + n);
+        copied += n;
+        continue;
       }
-      const n = Math.min(chunk.length - from, length - copied);
-      chunk.copy(target, copied, from, from + n);
-      copied += n;
-      if (chunk.length < this.chunkSize) break;
+      // Past what the chunk holds: the end of the file as far as we know it, or else (it grew,
+      // or the chunk was cut at an older size) ask the agent for the rest.
+      if (position >= this.sizeHint()) break;
+      this.chunks.delete(index);
+      const fresh = await this.fetch(position, length - copied);
+      if (fresh.length > 0) this.knownEnd = Number.POSITIVE_INFINITY;
+      fresh.copy(target, copied, 0, fresh.length);
+      copied += fresh.length;
+      break; // the agent reads regular files fully: a short answer is the end of the file
     }
     return copied;
   }
@@ -59,16 +73,22 @@ export class ReadAhead {
   }
 
   private prefetch(from: number, to: number): void {
+    const end = Math.min(this.knownEnd, this.sizeHint());
     for (let index = from; index <= to; index++) {
-      if (index * this.chunkSize >= this.knownEnd) break;
+      if (index > from && index * this.chunkSize >= end) break;
       if (!this.chunks.has(index)) this.load(index);
     }
   }
 
   private load(index: number): Promise<Buffer> {
     const start = index * this.chunkSize;
-    const pending = this.fetch(start, this.chunkSize).then((data) => {
-      if (data.length < this.chunkSize) this.knownEnd = Math.min(this.knownEnd, start + data.length);
+    // Up to the expected end of file (rounded up, in case it grew), at most one chunk.
+    const expected = this.sizeHint() - start;
+    const length = expected > 0 && expected < this.chunkSize
+      ? Math.min(this.chunkSize, Math.ceil(expected / FETCH_ALIGN) * FETCH_ALIGN)
+      : this.chunkSize;
+    const pending = this.fetch(start, length).then((data) => {
+      if (data.length < length) this.knownEnd = Math.min(this.knownEnd, start + data.length);
       return data;
     });
     // A failed prefetch must not poison later reads: drop it so the next read retries.

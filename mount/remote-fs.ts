@@ -109,6 +109,7 @@ export class RemoteFs implements MountFs {
     await file.writer?.send();
     const attr = attrFromWire((await this.call('fs.fgetattr', { fh: file.agentFh })).attr);
     if (file.path !== null) this.cache.set(file.path, attr);
+    file.attr = attr;
     return attr;
   }
 
@@ -144,7 +145,7 @@ export class RemoteFs implements MountFs {
         reader: new ReadAhead(async (offset, length) => {
           const { data } = await this.call('fs.read', { fh: file.agentFh, offset, length });
           return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-        }, chunkSize, readAheadChunks),
+        }, chunkSize, readAheadChunks, () => this.knownSize(file)),
         writer: writable
           ? new WriteBehind(async (offset, data) => {
             await this.call('fs.write', { fh: file.agentFh, offset, data });
@@ -153,6 +154,12 @@ export class RemoteFs implements MountFs {
       };
       return file;
     }).fh;
+  }
+
+  /** The size the kernel was last told for an open file. */
+  private knownSize(file: OpenFile): number {
+    const cached = file.path === null ? undefined : this.cache.lookup(file.path);
+    return cached ? cached.size : file.attr.size;
   }
 
   async open(path: string, flags: number): Promise<number> {
@@ -181,6 +188,7 @@ export class RemoteFs implements MountFs {
     const file = this.files.get(fh);
     if (!file.writer) throw new SlaveError('EBADF', 'file is not open for writing');
     await file.writer.write(offset, data, length);
+    file.attr.size = Math.max(file.attr.size, offset + length);
     this.invalidateReaders(file.path, file);
     if (file.path !== null) {
       const now = Date.now();

@@ -59,7 +59,9 @@ export const fileOps: HandlerTable = {
     openHandle(ctx, path, (flags & ~STRIPPED) | O_CREAT | ADDED, mode & 0o7777),
 
   'fs.read': async ({ fh, offset, length }, ctx) => ctx.handles.use(fh, async ({ fd, regular }) => {
-    const want = Math.min(length, ctx.maxPayload - REPLY_OVERHEAD);
+    let want = Math.min(length, ctx.maxPayload - REPLY_OVERHEAD);
+    // Allocate what the file holds, not what was asked for: read-ahead asks for whole chunks.
+    if (regular) want = Math.min(want, Math.max(0, fstatSync(fd).size - offset));
     const buffer = Buffer.allocUnsafe(want);
     let filled = 0;
     // Regular files: fill the buffer unless EOF comes first. Devices and pipes: what is there.

@@ -44,10 +44,10 @@ describe('write coalescing', () => {
 
 describe('read-ahead', () => {
   const file = Buffer.from(Array.from({ length: 10_000 }, (_, i) => i % 251));
-  const reader = (requests: [number, number][]) => new ReadAhead(async (offset, length) => {
+  const reader = (requests: [number, number][], size = file.length) => new ReadAhead(async (offset, length) => {
     requests.push([offset, length]);
     return file.subarray(offset, offset + length);
-  }, 1000, 2);
+  }, 1000, 2, () => size);
 
   it('serves sequential reads from chunks fetched ahead', async () => {
     const requests: [number, number][] = [];
@@ -61,6 +61,25 @@ describe('read-ahead', () => {
     assert.deepEqual(out, file);
     assert.ok(requests.every(([o, l]) => o % 1000 === 0 && l === 1000), JSON.stringify(requests));
   });
+  it('reads a small file with one request no larger than the file (rounded to 64 KiB)', async () => {
+    const requests: [number, number][] = [];
+    const ra = new ReadAhead(async (offset, length) => {
+      requests.push([offset, length]);
+      return file.subarray(offset, Math.min(offset + length, 3000));
+    }, 1 << 20, 4, () => 3000);
+    const target = Buffer.alloc(4096);
+    assert.equal(await ra.read(target, 0, 4096), 3000);
+    assert.deepEqual(requests, [[0, 65536]]);
+  });
+  it('never answers short before the end of the file, even past a chunk cut at an old size', async () => {
+    let size = 1500;
+    const ra = new ReadAhead(async (offset, length) => file.subarray(offset, Math.min(offset + length, size)), 1000, 2, () => size);
+    const target = Buffer.alloc(900);
+    assert.equal(await ra.read(target, 0, 900), 900);
+    size = 5000; // grew behind our back; the kernel learns it and reads on
+    assert.equal(await ra.read(target, 900, 900), 900);
+    assert.deepEqual(target, file.subarray(900, 1800));
+  });
   it('costs one exact request for a random read', async () => {
     const requests: [number, number][] = [];
     const ra = reader(requests);
@@ -71,7 +90,7 @@ describe('read-ahead', () => {
   });
   it('asks again at end of file, which may have grown', async () => {
     let size = 100;
-    const ra = new ReadAhead(async (offset, length) => file.subarray(offset, Math.min(offset + length, size)), 1000, 2);
+    const ra = new ReadAhead(async (offset, length) => file.subarray(offset, Math.min(offset + length, size)), 1000, 2, () => size);
     const target = Buffer.alloc(50);
     assert.equal(await ra.read(target, 0, 50), 50);
     assert.equal(await ra.read(target, 50, 50), 50);
