@@ -2,6 +2,7 @@
  * The slave's filesystem as the FUSE adapter sees it: every kernel operation becomes at most one
  * request to the agent, and many become none (metadata cache, read-ahead, write coalescing).
  */
+import { constants } from 'node:fs';
 import { posix } from 'node:path';
 import type { Logger } from 'pino';
 import {
@@ -24,7 +25,8 @@ export interface RemoteFsOptions {
   writesInFlight: number;
 }
 
-const { O_ACCMODE, O_WRONLY, O_RDWR } = { O_ACCMODE: 3, O_WRONLY: 1, O_RDWR: 2 };
+const { O_WRONLY, O_RDWR } = constants;
+const O_ACCMODE = 3; // not in fs.constants
 
 /**
  * libfuse 2 keeps a file that is unlinked (or renamed over) while open reachable by renaming it
@@ -79,14 +81,23 @@ export class RemoteFs implements MountFs {
     return attr;
   }
 
+  /**
+   * The kernel is about to learn these attributes of `path`: its open files must know the size
+   * (see knownSize). getattr and fgetattr are the only ways the kernel learns a size.
+   */
+  private tell(path: string | null, attr: Attr): Attr {
+    if (path !== null) for (const file of this.files.at(path)) file.attr = attr;
+    return attr;
+  }
+
   async getattr(path: string): Promise<Attr> {
     if (this.hidden.has(path)) return this.hiddenAttr(path);
     const cached = this.cache.lookup(path);
     if (cached === null) throw new SlaveError('ENOENT', `no such file: ${path}`);
-    if (cached) return cached;
+    if (cached) return this.tell(path, cached);
     await this.sendWriters(path);
     try {
-      return this.remember(path, (await this.call('fs.getattr', { path })).attr);
+      return this.tell(path, this.remember(path, (await this.call('fs.getattr', { path })).attr));
     } catch (err) {
       if (err instanceof SlaveError && err.errnoName === 'ENOENT') this.cache.setMissing(path);
       throw err;
@@ -97,20 +108,20 @@ export class RemoteFs implements MountFs {
     const [file] = this.files.at(path);
     if (!file) throw new SlaveError('ENOENT', `no such file: ${path}`);
     await file.writer?.send();
-    return attrFromWire((await this.call('fs.fgetattr', { fh: file.agentFh })).attr);
+    return this.tell(path, attrFromWire((await this.call('fs.fgetattr', { fh: file.agentFh })).attr));
   }
 
   async fgetattr(path: string | null, fh: number): Promise<Attr> {
     const file = this.files.get(fh);
     if (path !== null) {
       const cached = this.cache.lookup(path);
-      if (cached) return cached;
+      if (cached) return this.tell(path, cached);
     }
     await file.writer?.send();
     const attr = attrFromWire((await this.call('fs.fgetattr', { fh: file.agentFh })).attr);
     if (file.path !== null) this.cache.set(file.path, attr);
     file.attr = attr;
-    return attr;
+    return this.tell(file.path, attr);
   }
 
   async access(path: string, mode: number): Promise<void> {
@@ -156,10 +167,14 @@ export class RemoteFs implements MountFs {
     }).fh;
   }
 
-  /** The size the kernel was last told for an open file. */
+  /**
+   * The largest size the kernel may believe an open file has: read-ahead fetches nothing past
+   * it, and a read past it is the end of the file. Too large costs a request; too small would
+   * cut reads short, so every size we hand the kernel for the file updates `file.attr`.
+   */
   private knownSize(file: OpenFile): number {
     const cached = file.path === null ? undefined : this.cache.lookup(file.path);
-    return cached ? cached.size : file.attr.size;
+    return Math.max(file.attr.size, cached?.size ?? 0);
   }
 
   async open(path: string, flags: number): Promise<number> {

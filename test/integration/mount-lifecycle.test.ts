@@ -101,6 +101,24 @@ describe('mount lifecycle', () => {
     }
   });
 
+  it('a reader sees what the slave appended after its first read (regression: read-ahead cut it off at the old size)', async () => {
+    const mount = await startMountProcess(nats.url, mnt, ['--agent', 'life', '-o', 'cache=no']);
+    try {
+      await writeFile(join(root, 'growing'), 'a'.repeat(100));
+      const script = [
+        'import os, sys',
+        `f = open('${join(mnt, 'growing')}', 'rb')`,
+        'first = f.read()',
+        `open('${join(root, 'growing')}', 'ab').write(b'b' * 100)`,
+        'second = f.read()',
+        'print(len(first), second[:3].decode(), len(second))',
+      ].join('\n');
+      assert.equal(await sh(`python3 -c "${script}"`), '100 bbb 100\n');
+    } finally {
+      await mount.stop();
+    }
+  });
+
   it('with several agents on the bus, --agent is required and chooses', async () => {
     const otherRoot = join(tmp, 'other');
     await mkdir(otherRoot);
