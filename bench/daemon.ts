@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
 import type { Cleanup } from './cleanup.js';
 
 export interface DaemonOptions {
@@ -97,6 +98,25 @@ export function startDaemon(options: DaemonOptions, cleanup: Cleanup): Daemon {
 export async function logTail(daemon: Daemon, lines = 5): Promise<string> {
   const text = await readFile(daemon.logPath, 'utf8').catch(() => '');
   return text.trim().split('\n').slice(-lines).join(' | ');
+}
+
+/**
+ * Reads a child's one-line start report from fd 3 (`readyPipe`): "ready" or "error <message>",
+ * as `splitbrain mount` and the fuse-native floor's server write it.
+ */
+export function readyReport(daemon: Daemon, timeoutMs: number): Promise<string> {
+  const pipe = daemon.child.stdio[3] as Readable | null | undefined;
+  if (!pipe) return Promise.resolve('error no fd 3 pipe');
+  return new Promise((resolve) => {
+    let said = '';
+    const timer = setTimeout(() => resolve(`error no report within ${timeoutMs / 1000} s`), timeoutMs);
+    pipe.on('data', (chunk: Buffer) => { said += chunk.toString(); });
+    pipe.on('end', () => {
+      clearTimeout(timer);
+      resolve(said.trim() || `error ${daemon.label} closed fd 3 without a report`);
+    });
+    pipe.on('error', () => undefined);
+  });
 }
 
 /** Polls `check` every 100 ms until it returns a value, the daemon dies, or `timeoutMs` passes. */

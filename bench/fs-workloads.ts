@@ -74,12 +74,34 @@ async function checked(ctx: WorkloadContext, what: string, check: () => Promise<
   }
 }
 
+/** The commands of the two sequential workloads on one directory. */
+export interface SequentialCommands {
+  /** The file both write and read. */
+  big: string;
+  /** Untimed: no old file, and the source in the page cache. */
+  prepareWrite: string;
+  write: string;
+  read: string;
+  timeoutMs: number;
+}
+
+/** Shared with the fuse-native floor, so it times exactly what the targets are timed on. */
+export function sequentialCommands(f: Fixtures, dir: string): SequentialCommands {
+  const big = join(dir, 'big');
+  return {
+    big,
+    prepareWrite: `rm -f ${sh(big)} && cat ${sh(f.randomFile)} > /dev/null`,
+    write: `dd if=${sh(f.randomFile)} of=${sh(big)} bs=1M conv=fsync status=none`,
+    read: `dd if=${sh(big)} of=/dev/null bs=1M status=none`,
+    timeoutMs: bigTimeoutMs(f),
+  };
+}
+
 async function seqWrite(ctx: WorkloadContext): Promise<number> {
   const { fixtures: f, target: t } = ctx;
-  const big = join(t.mountPath, 'big');
-  await runCommand(`rm -f ${sh(big)} && cat ${sh(f.randomFile)} > /dev/null`, { timeoutMs: bigTimeoutMs(f) });
-  const dd = `dd if=${sh(f.randomFile)} of=${sh(big)} bs=1M conv=fsync status=none`;
-  const { ms } = await runCommand(dd, { timeoutMs: bigTimeoutMs(f) });
+  const seq = sequentialCommands(f, t.mountPath);
+  await runCommand(seq.prepareWrite, { timeoutMs: seq.timeoutMs });
+  const { ms } = await runCommand(seq.write, { timeoutMs: seq.timeoutMs });
   if (ctx.check) {
     await checked(ctx, 'written file on the slave side', async () => {
       const size = (await stat(join(t.slavePath, 'big'))).size;
@@ -93,14 +115,14 @@ async function seqWrite(ctx: WorkloadContext): Promise<number> {
 
 async function seqRead(ctx: WorkloadContext): Promise<number> {
   const { fixtures: f, target: t } = ctx;
-  const big = join(t.mountPath, 'big');
+  const { big, read, timeoutMs } = sequentialCommands(f, t.mountPath);
   try {
     await goCold(t.userspaceCacheMs);
-    const { ms } = await runCommand(`dd if=${sh(big)} of=/dev/null bs=1M status=none`, { timeoutMs: bigTimeoutMs(f) });
+    const { ms } = await runCommand(read, { timeoutMs });
     if (ctx.check) {
       await checked(ctx, 'file read back cold through the mount', async () => {
         await goCold(t.userspaceCacheMs);
-        await runCommand(`cmp ${sh(f.randomFile)} ${sh(big)}`, { timeoutMs: bigTimeoutMs(f) });
+        await runCommand(`cmp ${sh(f.randomFile)} ${sh(big)}`, { timeoutMs });
         return undefined;
       });
     }

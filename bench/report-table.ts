@@ -1,9 +1,11 @@
 /**
- * The results as Markdown: what was measured on what, the workload table, the transport floor,
- * and every failure or check that went wrong. Printed as is, and written into the doc.
+ * The results as Markdown: what was measured on what, the workload table, the floors (raw
+ * transport and fuse-native), and every failure or check that went wrong. Printed as is, and
+ * written into the doc.
  */
 import type { FsBenchResults, Outcome } from './fs-bench.js';
 import type { Workload } from './fs-workloads.js';
+import type { FuseFloorResult } from './fuse-floor.js';
 import { median } from './stats.js';
 import { TARGET_NAMES, type TargetName } from './target.js';
 import { RTT_REQUESTS, type FloorResult } from './transport-floor.js';
@@ -25,6 +27,8 @@ export interface BenchReport {
   fs: FsBenchResults | undefined;
   floor: FloorResult | undefined;
   floorError: string | undefined;
+  fuseFloor: FuseFloorResult | undefined;
+  fuseFloorError: string | undefined;
   /** Warnings and errors the splitbrain agent and mount logged during the run. */
   logExcerpts: string[];
 }
@@ -86,22 +90,38 @@ function workloadTable(report: BenchReport, fs: FsBenchResults): string {
   return markdownTable(['Workload', ...TARGET_NAMES, 'splitbrain vs sshfs (× faster)'], rows);
 }
 
-function floorTable(report: BenchReport, floor: FloorResult): string {
-  const fs = report.fs;
-  const splitbrain = (id: 'seq-read' | 'seq-write') => summary(fs?.outcomes.get(id)?.get('splitbrain')).value;
-  const row = (label: string, floorRuns: number[], ours: number | undefined) => {
-    const f = median(floorRuns);
-    const share = ours === undefined ? undefined : ours / f;
-    const pct = share === undefined ? '—' : `${(share * 100).toFixed(0)} % ${share >= FLOOR_TARGET ? '✓' : '✗'}`;
-    return [label, formatValue('MB/s', f), ours === undefined ? '—' : formatValue('MB/s', ours), pct];
+/** `ours` as a share of `floor`; ✓/✗ against the issue's bar where one applies. */
+function shareText(ours: number | undefined, floor: number | undefined, bar: boolean): string {
+  if (ours === undefined || floor === undefined || floor <= 0) return '—';
+  const share = ours / floor;
+  return `${(share * 100).toFixed(0)} %${bar ? ` ${share >= FLOOR_TARGET ? '✓' : '✗'}` : ''}`;
+}
+
+function floorTable(report: BenchReport): string {
+  const { floor, fuseFloor } = report;
+  const splitbrain = (id: 'seq-read' | 'seq-write') => summary(report.fs?.outcomes.get(id)?.get('splitbrain')).value;
+  const mbps = (v: number | undefined) => (v === undefined ? '—' : formatValue('MB/s', v));
+  const row = (label: string, id: 'seq-read' | 'seq-write', nats?: number[], fuse?: number[]) => {
+    const ours = splitbrain(id);
+    const n = nats && median(nats);
+    const f = fuse && median(fuse);
+    return [label, mbps(n), mbps(f), mbps(ours), shareText(ours, n, true), shareText(ours, f, false)];
   };
-  const msg = floor.messageBytes === 1024 * 1024 ? '1 MiB' : `${floor.messageBytes} B`;
-  return markdownTable(['Transport floor', 'raw nats.js', 'splitbrain mount', 'splitbrain as % of raw floor'], [
-    row(`Read: ${msg} replies, ${floor.inFlight} in flight`, floor.readMBps, splitbrain('seq-read')),
-    row(`Write: ${msg} requests, ${floor.inFlight} in flight`, floor.writeMBps, splitbrain('seq-write')),
-    [`Round trip of a 16-byte request (${report.runs} × ${RTT_REQUESTS} sequential)`,
-      `${floor.rttMedianUs.toFixed(0)} µs median, ${floor.rttP99Us.toFixed(0)} µs p99`, '—', '—'],
-  ]);
+  let natsHeader = 'raw nats.js';
+  if (floor) {
+    const msg = floor.messageBytes === 1024 * 1024 ? '1 MiB' : `${floor.messageBytes} B`;
+    natsHeader = `raw nats.js (${msg} messages, ${floor.inFlight} in flight)`;
+  }
+  const rows = [
+    row(`Sequential write, ${report.sizeMb} MiB + fsync`, 'seq-write', floor?.writeMBps, fuseFloor?.writeMBps),
+    row(`Cold sequential read, ${report.sizeMb} MiB`, 'seq-read', floor?.readMBps, fuseFloor?.readMBps),
+  ];
+  if (floor) {
+    rows.push([`Round trip of a 16-byte request (${report.runs} × ${RTT_REQUESTS} sequential)`,
+      `${floor.rttMedianUs.toFixed(0)} µs median, ${floor.rttP99Us.toFixed(0)} µs p99`, '—', '—', '—', '—']);
+  }
+  return markdownTable(['Floor', natsHeader, 'fuse-native, null fs', 'splitbrain mount',
+    'splitbrain as % of raw nats.js', 'splitbrain as % of fuse-native'], rows);
 }
 
 export function renderReport(report: BenchReport): string {
@@ -120,10 +140,14 @@ export function renderReport(report: BenchReport): string {
       + 'above 1 splitbrain is faster; '
       + '✓ marks the issue\'s "at least as fast as sshfs".', '');
   }
-  if (report.floor) {
-    out.push(floorTable(report, report.floor), '', '✓ marks the issue\'s "at least 80 % of the raw floor".', '');
+  if (report.floor || report.fuseFloor) {
+    out.push(floorTable(report), '', 'Each floor is the most splitbrain could reach if only that layer cost '
+      + 'anything: raw nats.js moves the bytes between two processes with no filesystem, fuse-native runs '
+      + 'the same `dd` on a null filesystem behind splitbrain\'s own FUSE adapter with no network. '
+      + '✓ marks the issue\'s "at least 80 % of the raw floor".', '');
   }
   if (report.floorError) out.push(`Transport floor: fails (${report.floorError})`, '');
+  if (report.fuseFloorError) out.push(`fuse-native floor: fails (${report.fuseFloorError})`, '');
   const problems: string[] = [];
   for (const [target, error] of report.startErrors) problems.push(`- ${target}: could not start: ${error}`);
   for (const n of report.fs?.notes ?? []) problems.push(`- ${MARK_NOTE} ${n.target}, ${n.workload}: ${n.message}`);

@@ -1,7 +1,8 @@
 /**
- * `npm run bench`: starts everything on loopback, measures the raw transport floor and the
- * filesystem workloads on splitbrain, sshfs, bindfs and the local disk, prints one report and
- * rewrites docs/performance.md. Env: BENCH_RUNS (3), BENCH_SIZE_MB (256), BENCH_SPLITBRAIN_OPTS.
+ * `npm run bench`: starts everything on loopback, measures the raw transport floor, the
+ * fuse-native floor and the filesystem workloads on splitbrain, sshfs, bindfs and the local
+ * disk, prints one report and rewrites docs/performance.md. Env: BENCH_RUNS (3),
+ * BENCH_SIZE_MB (256), BENCH_SPLITBRAIN_OPTS.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -11,6 +12,7 @@ import { startBindfs } from './bindfs-target.js';
 import { Cleanup, cleanUpOnSignals } from './cleanup.js';
 import { makeFixtures } from './fixtures.js';
 import { runFsBench, type FsBenchResults } from './fs-bench.js';
+import { measureFuseFloor, type FuseFloorResult } from './fuse-floor.js';
 import { logExcerpts } from './log-excerpts.js';
 import { describeMachine, loadAverage } from './machine-info.js';
 import { mountsUnder } from './mount-table.js';
@@ -69,6 +71,8 @@ async function main(): Promise<void> {
   const logs: string[] = [];
   let floor: FloorResult | undefined;
   let floorError: string | undefined;
+  let fuseFloor: FuseFloorResult | undefined;
+  let fuseFloorError: string | undefined;
   let fs: FsBenchResults | undefined;
   let coldWaits = '';
   try {
@@ -82,6 +86,12 @@ async function main(): Promise<void> {
     } catch (err) {
       floorError = (err as Error).message;
       progress(`transport floor failed: ${floorError}`);
+    }
+    try {
+      fuseFloor = await measureFuseFloor(workDir, fixtures, splitbrainOptions, runs, cleanup, progress);
+    } catch (err) {
+      fuseFloorError = (err as Error).message;
+      progress(`fuse-native floor failed: ${fuseFloorError}`);
     }
 
     const starters: [TargetName, () => Promise<Target>][] = [
@@ -116,7 +126,7 @@ async function main(): Promise<void> {
   const report: BenchReport = {
     date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'), machine: machine.machine, tools: machine.tools,
     sizeMb, runs, splitbrainOptions, durationS: (performance.now() - t0) / 1000, load: [loadAtStart, loadAverage()],
-    coldWaits, startErrors, fs, floor, floorError, logExcerpts: logs,
+    coldWaits, startErrors, fs, floor, floorError, fuseFloor, fuseFloorError, logExcerpts: logs,
   };
   const text = renderReport(report);
   process.stdout.write(`\n${text}\n`);

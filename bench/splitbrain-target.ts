@@ -5,13 +5,12 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Readable } from 'node:stream';
 import { pino } from 'pino';
 import { parseMountOptions } from '../mount/mount-options.js';
 import { AgentClient } from '../transport/agent-client.js';
 import { connectBus } from '../transport/bus.js';
 import type { Cleanup } from './cleanup.js';
-import { DaemonStartError, logTail, startDaemon, waitUntil, type Daemon } from './daemon.js';
+import { DaemonStartError, logTail, readyReport, startDaemon, waitUntil, type Daemon } from './daemon.js';
 import { isMounted } from './mount-table.js';
 import { unmountOnCleanup, type Target } from './target.js';
 
@@ -40,22 +39,6 @@ async function waitForAgent(agent: Daemon, natsUrl: string): Promise<void> {
   }
 }
 
-/** Reads the mount's one-line start report from fd 3: "ready" or "error <message>". */
-function readyReport(mount: Daemon): Promise<string> {
-  const pipe = mount.child.stdio[3] as Readable | null | undefined;
-  if (!pipe) return Promise.resolve('error no fd 3 pipe');
-  return new Promise((resolve) => {
-    let said = '';
-    const timer = setTimeout(() => resolve(`error no report within ${MOUNT_TIMEOUT_MS / 1000} s`), MOUNT_TIMEOUT_MS);
-    pipe.on('data', (chunk: Buffer) => { said += chunk.toString(); });
-    pipe.on('end', () => {
-      clearTimeout(timer);
-      resolve(said.trim() || 'error the mount process closed fd 3 without a report');
-    });
-    pipe.on('error', () => undefined);
-  });
-}
-
 export async function startSplitbrain(
   workDir: string, natsUrl: string, mountOptions: string, cleanup: Cleanup,
 ): Promise<Target> {
@@ -78,7 +61,7 @@ export async function startSplitbrain(
     env: { ...process.env, SPLITBRAIN_READY_FD: '3' },
   }, cleanup);
   unmountOnCleanup(cleanup, mountPath);
-  const report = await readyReport(mount);
+  const report = await readyReport(mount, MOUNT_TIMEOUT_MS);
   if (report !== 'ready') {
     const why = report.replace(/^error /, '');
     throw new DaemonStartError(`splitbrain mount did not start: ${why}: ${await logTail(mount)}`);

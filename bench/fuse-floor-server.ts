@@ -1,0 +1,53 @@
+/**
+ * The serving side of the fuse-native floor, a process of its own as `splitbrain mount -f` is (a
+ * FUSE server must never share a process with a program doing synchronous I/O on its mount):
+ * `node fuse-floor-server.js <mount-path> [<mount -o options>]`. Serves a NullFs through
+ * splitbrain's FuseAdapter with the libfuse options `splitbrain mount -o <options>` would use,
+ * reports "ready" or "error <message>" on fd 3, and unmounts on SIGTERM or SIGINT.
+ */
+import { closeSync, writeSync } from 'node:fs';
+import { pino } from 'pino';
+import { FuseAdapter } from '../mount/fuse-adapter.js';
+import { parseMountOptions } from '../mount/mount-options.js';
+import { NullFs } from './null-fs.js';
+
+const READY_FD = 3;
+/** Shows in /proc/mounts as fsname=splitbrain:fuse-floor. */
+const FSNAME_ID = 'fuse-floor';
+
+// server --"ready" or "error <message>"--> bench
+function report(line: string): void {
+  writeSync(READY_FD, `${line}\n`);
+  closeSync(READY_FD);
+}
+
+const [mountPath, options = ''] = process.argv.slice(2);
+if (!mountPath) {
+  process.stderr.write('usage: fuse-floor-server.js <mount-path> [<mount -o options>]\n');
+  process.exit(2);
+}
+
+const log = pino({ level: 'warn' });
+const nullFs = new NullFs();
+let adapter: FuseAdapter;
+try {
+  const { fuseOptions } = parseMountOptions(options ? [options] : [], FSNAME_ID);
+  adapter = new FuseAdapter(nullFs, { mountPath, fuseOptions }, log);
+  await adapter.mount();
+} catch (err) {
+  report(`error ${(err as Error).message}`);
+  process.exit(1);
+}
+report('ready');
+
+// fuse-native keeps the process running until we unmount.
+const stop = () => {
+  void adapter.unmount()
+    .catch((err: unknown) => log.warn({ err }, 'unmount reported an error'))
+    .finally(() => {
+      process.stderr.write(`fuse floor served ${JSON.stringify(nullFs.tally)}\n`);
+      process.exit(0);
+    });
+};
+process.once('SIGTERM', stop);
+process.once('SIGINT', stop);
