@@ -3,7 +3,7 @@
  * outcomes into what fuse-native expects (negative errno numbers, stat objects).
  *
  * fuse-native 2.2.6 is used with a small patch (mount/patches/, applied and built by
- * scripts/build-native.sh) that
+ * scripts/patch-deps.sh) that
  *  - fixes utimens (it passed atime as mtime) and passes UTIME_NOW/UTIME_OMIT through;
  *  - sets flag_utime_omit_ok, without which libfuse 2 drops a utimens that sets only one time
  *    (touch -m; tar restores every mtime that way);

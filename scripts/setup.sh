@@ -27,6 +27,6 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
 fi
 
 # fuse-native, patched and built from source (see mount/patches/ and mount/fuse-adapter.ts).
-bash scripts/build-native.sh
+bash scripts/patch-deps.sh
 
 npm run --silent build
