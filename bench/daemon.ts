@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
+import { START_REPORT_FD, readStartReport, startReportEnv, type StartReport } from '../cli/start-report.js';
 import type { Cleanup } from './cleanup.js';
 
 export interface DaemonOptions {
@@ -15,7 +16,7 @@ export interface DaemonOptions {
   /** stdout and stderr of the child are appended here. */
   logPath: string;
   env?: NodeJS.ProcessEnv;
-  /** Open a pipe on fd 3 (the child's readiness report). */
+  /** Open a pipe on fd 3 and ask the child for its start report (cli/start-report.ts). */
   readyPipe?: boolean;
 }
 
@@ -60,7 +61,8 @@ export function startDaemon(options: DaemonOptions, cleanup: Cleanup): Daemon {
   let child: ChildProcess;
   try {
     child = spawn(options.command, options.args, {
-      env: options.env ?? process.env,
+      // A child asked for a start report gets the environment that makes it write one.
+      env: { ...(options.env ?? process.env), ...(options.readyPipe ? startReportEnv() : {}) },
       // Its own process group: a Ctrl-C on our terminal reaches only us, and we stop it in order.
       detached: true,
       stdio: options.readyPipe ? ['ignore', logFd, logFd, 'pipe'] : ['ignore', logFd, logFd],
@@ -100,23 +102,11 @@ export async function logTail(daemon: Daemon, lines = 5): Promise<string> {
   return text.trim().split('\n').slice(-lines).join(' | ');
 }
 
-/**
- * Reads a child's one-line start report from fd 3 (`readyPipe`): "ready" or "error <message>",
- * as `splitbrain mount` and the fuse-native floor's server write it.
- */
-export function readyReport(daemon: Daemon, timeoutMs: number): Promise<string> {
-  const pipe = daemon.child.stdio[3] as Readable | null | undefined;
-  if (!pipe) return Promise.resolve('error no fd 3 pipe');
-  return new Promise((resolve) => {
-    let said = '';
-    const timer = setTimeout(() => resolve(`error no report within ${timeoutMs / 1000} s`), timeoutMs);
-    pipe.on('data', (chunk: Buffer) => { said += chunk.toString(); });
-    pipe.on('end', () => {
-      clearTimeout(timer);
-      resolve(said.trim() || `error ${daemon.label} closed fd 3 without a report`);
-    });
-    pipe.on('error', () => undefined);
-  });
+/** The child's start report (cli/start-report.ts), read from its fd 3 pipe (`readyPipe`). */
+export function readyReport(daemon: Daemon, timeoutMs: number): Promise<StartReport> {
+  const pipe = daemon.child.stdio[START_REPORT_FD] as Readable | null | undefined;
+  if (!pipe) return Promise.resolve({ ok: false, message: 'no start-report pipe' });
+  return readStartReport(pipe, timeoutMs);
 }
 
 /** Polls `check` every 100 ms until it returns a value, the daemon dies, or `timeoutMs` passes. */

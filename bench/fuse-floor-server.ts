@@ -3,23 +3,16 @@
  * FUSE server must never share a process with a program doing synchronous I/O on its mount):
  * `node fuse-floor-server.js <mount-path> [<mount -o options>]`. Serves a NullFs through
  * splitbrain's FuseAdapter with the libfuse options `splitbrain mount -o <options>` would use,
- * reports "ready" or "error <message>" on fd 3, and unmounts on SIGTERM or SIGINT.
+ * reports its start as cli/start-report.ts describes, and unmounts on SIGTERM or SIGINT.
  */
-import { closeSync, writeSync } from 'node:fs';
 import { pino } from 'pino';
+import { reportStart } from '../cli/start-report.js';
 import { FuseAdapter } from '../mount/fuse-adapter.js';
 import { parseMountOptions } from '../mount/mount-options.js';
 import { NullFs } from './null-fs.js';
 
-const READY_FD = 3;
 /** Shows in /proc/mounts as fsname=splitbrain:fuse-floor. */
 const FSNAME_ID = 'fuse-floor';
-
-// server --"ready" or "error <message>"--> bench
-function report(line: string): void {
-  writeSync(READY_FD, `${line}\n`);
-  closeSync(READY_FD);
-}
 
 const [mountPath, options = ''] = process.argv.slice(2);
 if (!mountPath) {
@@ -35,10 +28,10 @@ try {
   adapter = new FuseAdapter(nullFs, { mountPath, fuseOptions }, log);
   await adapter.mount();
 } catch (err) {
-  report(`error ${(err as Error).message}`);
+  reportStart(err as Error);
   process.exit(1);
 }
-report('ready');
+reportStart();
 
 // fuse-native keeps the process running until we unmount.
 const stop = () => {

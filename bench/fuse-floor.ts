@@ -43,8 +43,8 @@ export async function measureFuseFloor(
   unmountOnCleanup(cleanup, mountPath);
   try {
     const report = await readyReport(server, START_TIMEOUT_MS);
-    if (report !== 'ready') {
-      throw new DaemonStartError(`fuse-native floor did not start: ${report.replace(/^error /, '')}: ${await logTail(server)}`);
+    if (!report.ok) {
+      throw new DaemonStartError(`fuse-native floor did not start: ${report.message}: ${await logTail(server)}`);
     }
     if (!(await isMounted(mountPath))) throw new DaemonStartError(`fuse-native floor said ready but ${mountPath} is not mounted`);
 

@@ -58,13 +58,11 @@ export async function startSplitbrain(
   const mount = startDaemon({
     label: 'splitbrain mount', command: process.execPath, logPath: mountLog, readyPipe: true,
     args: [CLI, 'mount', natsUrl, mountPath, '--agent', AGENT_ID, '-f', ...(mountOptions ? ['-o', mountOptions] : [])],
-    env: { ...process.env, SPLITBRAIN_READY_FD: '3' },
   }, cleanup);
   unmountOnCleanup(cleanup, mountPath);
   const report = await readyReport(mount, MOUNT_TIMEOUT_MS);
-  if (report !== 'ready') {
-    const why = report.replace(/^error /, '');
-    throw new DaemonStartError(`splitbrain mount did not start: ${why}: ${await logTail(mount)}`);
+  if (!report.ok) {
+    throw new DaemonStartError(`splitbrain mount did not start: ${report.message}: ${await logTail(mount)}`);
   }
   if (!(await isMounted(mountPath))) {
     throw new DaemonStartError(`splitbrain mount said ready but ${mountPath} is not mounted`);

@@ -12,7 +12,8 @@ import { startAgent } from '../agent/agent.js';
 import { mountSlave } from '../mount/mount.js';
 import { whenUnmounted } from '../mount/mount-watch.js';
 import { agentIdFromHostname, isValidAgentId } from '../protocol/index.js';
-import { daemonize, reportStart } from './daemon.js';
+import { daemonize } from './daemon.js';
+import { reportStart } from './start-report.js';
 import { LOG_LEVELS, createLogger } from './logger.js';
 
 const DEFAULT_NATS = 'nats://127.0.0.1:4222';

@@ -7,6 +7,8 @@ import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { START_REPORT_FD, readStartReport, startReportEnv } from '../../cli/start-report.js';
 import { isMounted } from '../../mount/mount-watch.js';
 import { startNats, type NatsServer } from './nats-server.js';
 import { CLI, run, stopProcess, waitFor } from './processes.js';
@@ -46,19 +48,15 @@ export interface MountProcess {
 export async function startMountProcess(natsUrl: string, mountPath: string, args: string[] = []): Promise<MountProcess> {
   const child = spawn(process.execPath, [CLI, 'mount', natsUrl, mountPath, '-f', ...args], {
     stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
-    env: { ...process.env, SPLITBRAIN_READY_FD: '3' },
+    env: { ...process.env, ...startReportEnv() },
   });
   let log = '';
   child.stderr?.on('data', (d: Buffer) => { log = (log + d.toString()).slice(-50_000); });
-  let said = '';
-  child.stdio[3]?.on('data', (d: Buffer) => { said += d.toString(); });
-  try {
-    await waitFor('mount to be ready', () => said.length > 0 || child.exitCode !== null, 20_000);
-  } catch (err) {
+  const report = await readStartReport(child.stdio[START_REPORT_FD] as Readable, 20_000);
+  if (!report.ok) {
     child.kill('SIGKILL');
-    throw err;
+    throw new Error(`mount failed: ${report.message}\n${log}`);
   }
-  if (!said.startsWith('ready')) throw new Error(`mount failed: ${said}${log}`);
   return {
     child, mountPath, log: () => log,
     async stop() {
