@@ -68,19 +68,11 @@ export class WriteBehind {
 
   /** Sends what is buffered and waits for every send; raises the first failure. */
   async flush(): Promise<void> {
-    await this.settle();
-    this.raisePending();
-  }
-
-  /**
-   * Sends what is buffered and waits for every send, keeping a failure for the file's next
-   * write, flush or fsync: for readers of the same file, which must see the data first.
-   */
-  async settle(): Promise<void> {
     await this.dispatch();
     while (this.inFlight.size > 0) {
       await Promise.allSettled([...this.inFlight]);
     }
+    this.raisePending();
   }
 
   private raisePending(): void {
