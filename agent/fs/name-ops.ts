@@ -27,15 +27,18 @@ async function makeSpecial(host: string, mode: number, rdev: number): Promise<vo
     throw new SlaveError('EEXIST', `file exists: ${host}`);
   }
   const type = mode & S_IFMT;
-  const args = type === S_IFIFO
+  const major = Math.floor(rdev / 256) & 0xfff; // glibc's dev_t layout, as the kernel passes it
+  const minor = (rdev & 0xff) | ((rdev >> 12) & 0xfff00);
+  const [command, argv] = type === S_IFIFO
     ? ['mkfifo', [host]]
-    : ['mknod', [host, type === S_IFCHR ? 'c' : 'b', String(Math.floor(rdev / 256) & 0xfff), String((rdev & 0xff) | ((rdev >> 12) & 0xfff00))]];
+    : ['mknod', [host, type === S_IFCHR ? 'c' : 'b', String(major), String(minor)]];
   try {
-    await run(args[0] as string, args[1] as string[]);
+    await run(command, argv);
   } catch (cause) {
     const message = String((cause as { stderr?: string }).stderr ?? cause).trim();
-    const errno = /Permission denied|Operation not permitted/.test(message) ? 'EPERM'
-      : /No such file/.test(message) ? 'ENOENT' : 'EIO';
+    const errno = /Permission denied/.test(message) ? 'EACCES'
+      : /Operation not permitted/.test(message) ? 'EPERM'
+        : /No such file/.test(message) ? 'ENOENT' : 'EIO';
     throw new SlaveError(errno, message, { cause });
   }
 }
