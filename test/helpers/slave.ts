@@ -4,7 +4,7 @@
  * stopped in `stop()`, mounts included.
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -66,16 +66,55 @@ export async function startMountProcess(natsUrl: string, mountPath: string, args
   };
 }
 
-export interface Slave {
+/** A nats-server and an agent exporting `<tmp>/root`, with no mount. */
+export interface BareAgent {
   readonly nats: NatsServer;
   readonly agent: AgentProcess;
-  readonly mount: MountProcess;
   /** The agent's export root (the slave side). */
   readonly root: string;
-  /** Where the master sees it. */
-  readonly mnt: string;
+  /** A temp dir for the test, holding `root`; removed by `stop()`. */
   readonly tmp: string;
   stop(): Promise<void>;
+}
+
+export interface BareAgentOptions {
+  id?: string;
+  agentArgs?: string[];
+  agentSpawn?: SpawnOptions;
+  /** Fills the export root (or the temp dir around it) before the agent starts. */
+  prepare?: (root: string, tmp: string) => Promise<void>;
+}
+
+export async function startBareAgent(options: BareAgentOptions = {}): Promise<BareAgent> {
+  const tmp = await mkdtemp(join(tmpdir(), 'splitbrain-test-'));
+  await chmod(tmp, 0o755); // an agent may run as an unprivileged user
+  const root = join(tmp, 'root');
+  await mkdir(root);
+  let nats: NatsServer | undefined;
+  try {
+    await options.prepare?.(root, tmp);
+    nats = await startNats();
+    const agent = await startAgentProcess(nats.url, options.id ?? 'test-slave', root, options.agentArgs, options.agentSpawn);
+    const started = nats;
+    return {
+      nats: started, agent, root, tmp,
+      async stop() {
+        await agent.stop();
+        await started.stop();
+        await rm(tmp, { recursive: true, force: true });
+      },
+    };
+  } catch (err) {
+    await nats?.stop();
+    await rm(tmp, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+export interface Slave extends BareAgent {
+  readonly mount: MountProcess;
+  /** Where the master sees the slave's root. */
+  readonly mnt: string;
 }
 
 export interface SlaveOptions {
@@ -85,29 +124,20 @@ export interface SlaveOptions {
 }
 
 export async function startSlave(options: SlaveOptions = {}): Promise<Slave> {
-  const tmp = await mkdtemp(join(tmpdir(), 'splitbrain-test-'));
-  await chmod(tmp, 0o755); // an agent may run as an unprivileged user
-  const root = join(tmp, 'root');
-  const mnt = join(tmp, 'mnt');
-  await run('mkdir', ['-p', root, mnt]);
-  const nats = await startNats();
-  let agent: AgentProcess | undefined;
+  const bare = await startBareAgent({ agentArgs: options.agentArgs, agentSpawn: options.agentSpawn });
+  const mnt = join(bare.tmp, 'mnt');
   try {
-    agent = await startAgentProcess(nats.url, 'test-slave', root, options.agentArgs, options.agentSpawn);
-    const mount = await startMountProcess(nats.url, mnt, ['--agent', 'test-slave', ...(options.mountArgs ?? [])]);
+    await mkdir(mnt);
+    const mount = await startMountProcess(bare.nats.url, mnt, ['--agent', bare.agent.id, ...(options.mountArgs ?? [])]);
     return {
-      nats, agent, mount, root, mnt, tmp,
+      ...bare, mount, mnt,
       async stop() {
         await mount.stop();
-        await agent?.stop();
-        await nats.stop();
-        await rm(tmp, { recursive: true, force: true });
+        await bare.stop();
       },
     };
   } catch (err) {
-    await agent?.stop();
-    await nats.stop();
-    await rm(tmp, { recursive: true, force: true });
+    await bare.stop();
     throw err;
   }
 }

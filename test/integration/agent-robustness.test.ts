@@ -3,35 +3,25 @@
  * unknown ops, wrong types, hostile values, unknown handles.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Encoder } from '@msgpack/msgpack';
 import { SlaveError, decodeReply, opSubject } from '../../protocol/index.js';
-import { startNats, type NatsServer } from '../helpers/nats-server.js';
 import { rawClient, type RawClient } from '../helpers/raw-client.js';
-import { startAgentProcess, type AgentProcess } from '../helpers/slave.js';
+import { startBareAgent, type BareAgent } from '../helpers/slave.js';
 
 const pack = (value: unknown) => new Encoder().encode(value);
 
 describe('agent robustness', () => {
-  let nats: NatsServer;
-  let agent: AgentProcess;
+  let slave: BareAgent;
   let raw: RawClient;
-  let tmp: string;
 
   before(async () => {
-    tmp = await mkdtemp(join(tmpdir(), 'splitbrain-robust-'));
-    nats = await startNats();
-    agent = await startAgentProcess(nats.url, 'robust', tmp);
-    raw = await rawClient(nats.url, 'robust');
+    slave = await startBareAgent({ id: 'robust' });
+    raw = await rawClient(slave.nats.url, 'robust');
   });
   after(async () => {
     await raw?.close();
-    await agent?.stop();
-    await nats?.stop();
-    await rm(tmp, { recursive: true, force: true });
+    await slave?.stop();
   });
 
   /** Sends raw bytes to an op subject and returns the errno of the (error) reply. */
@@ -80,6 +70,6 @@ describe('agent robustness', () => {
   it('is still serving after all of that', async () => {
     const hello = await raw.client.hello();
     assert.equal(hello.agentId, 'robust');
-    assert.equal(agent.child.exitCode, null);
+    assert.equal(slave.agent.child.exitCode, null);
   });
 });

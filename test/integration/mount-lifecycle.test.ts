@@ -5,16 +5,16 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { isMounted } from '../../mount/mount-watch.js';
-import { startNats, type NatsServer } from '../helpers/nats-server.js';
+import type { NatsServer } from '../helpers/nats-server.js';
 import { CLI, run, sh, waitFor } from '../helpers/processes.js';
-import { startAgentProcess, startMountProcess, type AgentProcess } from '../helpers/slave.js';
+import { startAgentProcess, startBareAgent, startMountProcess, type AgentProcess, type BareAgent } from '../helpers/slave.js';
 
 describe('mount lifecycle', () => {
+  let slave: BareAgent;
   let nats: NatsServer;
   let agent: AgentProcess;
   let tmp: string;
@@ -22,20 +22,19 @@ describe('mount lifecycle', () => {
   let mnt: string;
 
   before(async () => {
-    tmp = await mkdtemp(join(tmpdir(), 'splitbrain-life-'));
-    root = join(tmp, 'root');
+    slave = await startBareAgent({
+      id: 'life',
+      prepare: async (exported, dir) => {
+        await writeFile(join(exported, 'hello'), 'hello\n');
+        await mkdir(join(dir, 'mnt'));
+      },
+    });
+    ({ nats, agent, tmp, root } = slave);
     mnt = join(tmp, 'mnt');
-    await mkdir(root);
-    await mkdir(mnt);
-    await writeFile(join(root, 'hello'), 'hello\n');
-    nats = await startNats();
-    agent = await startAgentProcess(nats.url, 'life', root);
   });
   after(async () => {
     if (await isMounted(mnt)) await run('fusermount', ['-uz', mnt]);
-    await agent?.stop();
-    await nats?.stop();
-    await rm(tmp, { recursive: true, force: true });
+    await slave?.stop();
   });
 
   it('SIGTERM unmounts and exits 0', async () => {

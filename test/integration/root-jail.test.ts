@@ -5,48 +5,43 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { SlaveError, attrFromWire } from '../../protocol/index.js';
-import { startNats, type NatsServer } from '../helpers/nats-server.js';
 import { rawClient, type RawClient } from '../helpers/raw-client.js';
-import { startAgentProcess, type AgentProcess } from '../helpers/slave.js';
+import { startBareAgent, type BareAgent } from '../helpers/slave.js';
 
 describe('root jail', () => {
-  let nats: NatsServer;
-  let agent: AgentProcess;
+  let slave: BareAgent;
   let raw: RawClient;
-  let tmp: string;
   let root: string;
   let outside: string;
 
   before(async () => {
-    tmp = await mkdtemp(join(tmpdir(), 'splitbrain-jail-'));
-    root = join(tmp, 'root');
-    outside = join(tmp, 'outside');
-    await mkdir(root);
-    await mkdir(outside);
-    await writeFile(join(outside, 'secret'), 'outside the root');
-    await writeFile(join(root, 'inside'), 'inside the root');
-    await symlink('/', join(root, 'abs-root'));
-    await symlink(outside, join(root, 'abs-outside'));
-    await symlink('../outside', join(root, 'rel-outside'));
-    await symlink('../../../../../../..', join(root, 'far-up'));
-    await symlink('hop2', join(root, 'hop1'));
-    await symlink('rel-outside', join(root, 'hop2'));
-    await mkdir(join(root, 'sub'));
-    await symlink('../../outside/secret', join(root, 'sub', 'secret-link'));
-    nats = await startNats();
-    agent = await startAgentProcess(nats.url, 'jail', root);
-    raw = await rawClient(nats.url, 'jail');
+    slave = await startBareAgent({
+      id: 'jail',
+      prepare: async (exported, tmp) => {
+        outside = join(tmp, 'outside');
+        await mkdir(outside);
+        await writeFile(join(outside, 'secret'), 'outside the root');
+        await writeFile(join(exported, 'inside'), 'inside the root');
+        await symlink('/', join(exported, 'abs-root'));
+        await symlink(outside, join(exported, 'abs-outside'));
+        await symlink('../outside', join(exported, 'rel-outside'));
+        await symlink('../../../../../../..', join(exported, 'far-up'));
+        await symlink('hop2', join(exported, 'hop1'));
+        await symlink('rel-outside', join(exported, 'hop2'));
+        await mkdir(join(exported, 'sub'));
+        await symlink('../../outside/secret', join(exported, 'sub', 'secret-link'));
+      },
+    });
+    root = slave.root;
+    raw = await rawClient(slave.nats.url, 'jail');
   });
   after(async () => {
     await raw?.close();
-    await agent?.stop();
-    await nats?.stop();
-    await rm(tmp, { recursive: true, force: true });
+    await slave?.stop();
   });
 
   const escapes = [
