@@ -4,7 +4,7 @@
  */
 import { stat } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { SlaveError, type HelloInfo } from '../protocol/index.js';
+import type { HelloInfo } from '../protocol/index.js';
 import { AgentClient, discoverAgents } from '../transport/agent-client.js';
 import { connectBus, type Bus } from '../transport/bus.js';
 import { AttrCache } from './attr-cache.js';
@@ -91,7 +91,7 @@ export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
       hello, mountPath: options.mountPath, remoteFs,
       async unmount() {
         await adapter.unmount().catch((err: unknown) => {
-          if (!(err instanceof SlaveError)) log.warn({ err }, 'unmount reported an error');
+          log.warn({ err }, 'unmount reported an error');
         });
         await bus.close();
       },

@@ -75,10 +75,6 @@ export class OpenFiles {
     }
   }
 
-  all(): Iterable<OpenFile> {
-    return this.byFh.values();
-  }
-
   private index(file: OpenFile): void {
     if (file.path === null) return;
     let set = this.byPath.get(file.path);

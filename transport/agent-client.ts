@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import {
-  DISCOVER_SUBJECT, ProtocolError, decodeReply, encodeRequest, helloInfo, opSubject,
+  DISCOVER_SUBJECT, ProtocolError, decodeReply, encodeRequest, opSubject,
   type HelloInfo, type OpName, type OpReply, type OpRequest,
 } from '../protocol/index.js';
 import type { Bus } from './bus.js';
@@ -30,10 +30,6 @@ export class AgentClient {
   /** The boot id of the agent as of the last reply. */
   get bootId(): string | undefined {
     return this.lastBoot;
-  }
-
-  get timeoutMs(): number {
-    return this.options.timeoutMs;
   }
 
   async call<K extends OpName>(
@@ -68,7 +64,7 @@ export async function discoverAgents(bus: Bus, waitMs: number): Promise<HelloInf
   for (const raw of replies) {
     try {
       const reply = decodeReply('agent.hello', raw);
-      if (reply.ok) agents.push(helloInfo.parse(reply.result));
+      if (reply.ok) agents.push(reply.result); // decodeReply validated it against the hello schema
     } catch (err) {
       if (!(err instanceof ProtocolError)) throw err;
     }
