@@ -55,6 +55,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     capabilities: OP_NAMES.filter((op) => handlers[op] !== undefined),
     maxPayload: bus.maxPayload,
     pid: process.pid,
+    euid: process.geteuid?.() ?? 0xffff_ffff,
     startedAt: Date.now(),
   };
   const handles = new HandleTable(options.maxHandles ?? 10_000);

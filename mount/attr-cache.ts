@@ -2,7 +2,7 @@
  * The mount's metadata cache, by slave path: attributes, known-missing names, and complete
  * directory listings (filled by readdir, which carries every entry's attributes, and by mkdir,
  * which makes an empty one). A listing answers "no such file" for its directory without a round
- * trip. Entries live `attrTtlMs`/`entryTtlMs`, as sshfs's cache does, and every change the mount
+ * trip, and the next readdir of the directory (rm -rf reads each directory twice). Entries live `attrTtlMs`/`entryTtlMs`, as sshfs's cache does, and every change the mount
  * itself makes is applied here at once.
  */
 import { posix } from 'node:path';
@@ -60,6 +60,15 @@ export class AttrCache {
     this.entries.set(path, { attr, expires: Date.now() + this.ttl.attrTtlMs });
   }
 
+  /**
+   * Replaces `expected` with `attr` only if `expected` is still what is cached for `path`: a
+   * reply that arrives late never overwrites what a later change put there.
+   */
+  replace(path: string, expected: Attr, attr: Attr): void {
+    const entry = this.entries.get(path);
+    if (entry?.attr === expected) this.set(path, attr);
+  }
+
   /** Updates cached attributes in place (after a write), if any are cached. */
   patch(path: string, change: (attr: Attr) => void): void {
     const entry = this.entries.get(path);
@@ -70,6 +79,15 @@ export class AttrCache {
     if (this.ttl.negativeTtlMs <= 0) return;
     this.bound();
     this.entries.set(path, { attr: null, expires: Date.now() + this.ttl.negativeTtlMs });
+  }
+
+  /** The names in `dir`, if a complete listing of it is cached. */
+  listing(dir: string): string[] | undefined {
+    const listing = this.listings.get(dir);
+    if (!listing) return undefined;
+    if (listing.expires > Date.now()) return [...listing.names];
+    this.listings.delete(dir);
+    return undefined;
   }
 
   setListing(dir: string, names: Iterable<string>): void {
@@ -132,6 +150,13 @@ export class AttrCache {
   /** Forget what we know of `path` (its attributes changed in a way we cannot compute). */
   forget(path: string): void {
     this.entries.delete(path);
+  }
+
+  /** A name we reported removed is there after all: forget that, and its directory's listing. */
+  reappeared(path: string): void {
+    this.entries.delete(path);
+    this.entries.delete(posix.dirname(path));
+    this.listings.delete(posix.dirname(path));
   }
 
   clear(): void {

@@ -81,6 +81,8 @@ export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
     const remoteFs = new RemoteFs(client, {
       cache: new AttrCache(tuning.cache), chunkSize,
       readAheadChunks: tuning.readAheadChunks, writesInFlight: tuning.writesInFlight,
+      pipeline: hello.euid === 0 && !hello.readOnly
+        && ['fs.fchmod', 'fs.fchown', 'fs.futimens'].every((op) => hello.capabilities.includes(op)),
     }, log.child({ component: 'remote-fs' }));
     const adapter = new FuseAdapter(remoteFs, { mountPath: options.mountPath, fuseOptions: tuning.fuseOptions }, log);
     await adapter.mount().catch((err: unknown) => {

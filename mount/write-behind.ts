@@ -7,7 +7,8 @@
  * `send()` (a utimens, a read) sees the data without waiting for the write's reply.
  *
  * A failed send is reported on the next write, flush or fsync of the file, as NFS reports
- * asynchronous write errors at close.
+ * asynchronous write errors at close. Other requests on the file can join the pipeline
+ * (`pipeline()`): sent after the data, not waited for, their failures reported the same way.
  */
 import { SlaveError } from '../protocol/index.js';
 
@@ -35,6 +36,11 @@ export class WriteBehind {
   /** True while data is buffered or on its way. */
   get dirty(): boolean {
     return this.bufferLength > 0 || this.inFlight.size > 0;
+  }
+
+  /** True while written data waits in the buffer (not yet sent). */
+  get buffered(): boolean {
+    return this.bufferLength > 0;
   }
 
   /** Takes a copy of `data`; resolves once the copy is buffered (or sent, for backpressure). */
@@ -87,16 +93,35 @@ export class WriteBehind {
     await this.dispatch();
   }
 
-  private async dispatch(): Promise<void> {
-    if (this.buffer === null || this.bufferLength === 0) return;
+  /**
+   * Sends what is buffered, then starts `request` without waiting for its reply (only for room
+   * in flight); its failure is raised by the next write, flush or fsync.
+   */
+  async pipeline(request: () => Promise<void>): Promise<void> {
+    this.raisePending();
+    await this.dispatch();
+    await this.room();
+    this.track(request());
+  }
+
+  private async room(): Promise<void> {
     while (this.inFlight.size >= this.maxInFlight) {
       await Promise.race([...this.inFlight]);
     }
+  }
+
+  private async dispatch(): Promise<void> {
+    if (this.buffer === null || this.bufferLength === 0) return;
+    await this.room();
     if (this.bufferLength === 0) return; // a concurrent dispatch sent it meanwhile
     const data = this.buffer.subarray(0, this.bufferLength);
     const start = this.bufferOffset;
     this.bufferLength = 0;
-    const done: Promise<void> = this.sendWrite(start, data).then(
+    this.track(this.sendWrite(start, data));
+  }
+
+  private track(request: Promise<void>): void {
+    const done: Promise<void> = request.then(
       () => { this.inFlight.delete(done); },
       (err: unknown) => {
         this.inFlight.delete(done);

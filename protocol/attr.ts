@@ -45,6 +45,10 @@ export const S_IFIFO = 0o010000;
 export const S_IFCHR = 0o020000;
 export const S_IFBLK = 0o060000;
 export const S_IFSOCK = 0o140000;
+/** Mode bits chown(2) may clear. */
+export const S_ISUID = 0o4000;
+export const S_ISGID = 0o2000;
+export const S_IXGRP = 0o0010;
 
 export function isDir(attr: Attr): boolean {
   return (attr.mode & S_IFMT) === S_IFDIR;

@@ -46,6 +46,8 @@ export const helloInfo = z.object({
   /** Largest message the bus accepts, as the agent's server reported it. */
   maxPayload: u53,
   pid: u32,
+  /** The agent's effective uid: 0 means chmod, chown and utimens of a file cannot be refused. */
+  euid: u32,
   startedAt: z.number(),
 });
 
@@ -78,6 +80,10 @@ export const ops = {
   'fs.fsync': op(z.object({ fh, datasync: z.boolean() }), empty),
   'fs.release': op(z.object({ fh }), empty),
   'fs.ftruncate': op(z.object({ fh, size: u53 }), attrReply),
+  /** chmod, chown and utimens of an open file, by its handle (fchmod, fchown, futimens). */
+  'fs.fchmod': op(z.object({ fh, mode: u32 }), attrReply),
+  'fs.fchown': op(z.object({ fh, uid: z.number().int().min(-1), gid: z.number().int().min(-1) }), attrReply),
+  'fs.futimens': op(z.object({ fh, atime: timeSpec, mtime: timeSpec }), attrReply),
 
   'fs.truncate': op(z.object({ path: slavePath, size: u53 }), attrReply),
   'fs.unlink': op(z.object({ path: slavePath }), empty),

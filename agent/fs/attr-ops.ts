@@ -4,16 +4,8 @@
  * through libuv's thread pool costs about a hundred (sftp-server serves this way too).
  */
 import { accessSync, chmodSync, lchownSync, lstatSync, lutimesSync, readlinkSync, statfsSync, truncateSync } from 'node:fs';
-import type { TimeSpec } from '../../protocol/index.js';
 import type { HandlerTable } from '../context.js';
-import { statToWire } from './stat-attr.js';
-
-/** utimensat's time argument in the seconds Node's utimes takes; 'omit' keeps `currentMs`. */
-function seconds(spec: TimeSpec, currentMs: number): number {
-  if (spec === 'now') return Date.now() / 1000;
-  if (spec === 'omit') return currentMs / 1000;
-  return spec / 1000;
-}
+import { statToWire, utimeSeconds } from './stat-attr.js';
 
 export const attrOps: HandlerTable = {
   'fs.getattr': async ({ path }, ctx) => ({ attr: statToWire(lstatSync(ctx.jail.resolve(path))) }),
@@ -48,7 +40,7 @@ export const attrOps: HandlerTable = {
   'fs.utimens': async ({ path, atime, mtime }, ctx) => {
     const host = ctx.jail.resolve(path);
     const before = atime === 'omit' || mtime === 'omit' ? lstatSync(host) : undefined;
-    lutimesSync(host, seconds(atime, before?.atimeMs ?? 0), seconds(mtime, before?.mtimeMs ?? 0));
+    lutimesSync(host, utimeSeconds(atime, before?.atimeMs ?? 0), utimeSeconds(mtime, before?.mtimeMs ?? 0));
     return { attr: statToWire(lstatSync(host)) };
   },
 

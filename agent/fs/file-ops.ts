@@ -6,11 +6,11 @@
  * read without waiting for the write's reply (docs/protocol.md, "Ordering"). Reads and fsyncs
  * are asynchronous: a cold read or a flush to disk can take long, and must not hold up others.
  */
-import { closeSync, constants, fdatasync, fstatSync, fsync, ftruncateSync, lstatSync, open, openSync, read, writeSync } from 'node:fs';
+import { closeSync, constants, fchmodSync, fchownSync, fdatasync, fstatSync, fsync, ftruncateSync, futimesSync, lstatSync, open, openSync, read, writeSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { SlaveError } from '../../protocol/index.js';
 import { REPLY_OVERHEAD, type AgentContext, type HandlerTable } from '../context.js';
-import { statToWire } from './stat-attr.js';
+import { statToWire, utimeSeconds } from './stat-attr.js';
 
 const readAsync = promisify(read);
 const openAsync = promisify(open);
@@ -36,11 +36,20 @@ export function writesWith(flags: number): boolean {
  * Regular files open synchronously (microseconds). Anything else may block in open(2) (a FIFO
  * waits for its other end, a tty for carrier), so it opens on the thread pool.
  */
-async function openHandle(ctx: AgentContext, slavePath: string, flags: number, mode?: number) {
+async function openHandle(ctx: AgentContext, slavePath: string, requested: number, flags: number, mode?: number) {
   const host = ctx.jail.resolve(slavePath);
   const existing = (flags & O_CREAT) === 0 ? lstatSync(host, { throwIfNoEntry: false }) : undefined;
   const mayBlock = existing !== undefined && !existing.isFile() && !existing.isDirectory();
-  const fd = mayBlock ? await openAsync(host, flags, mode) : openSync(host, flags, mode);
+  const openWith = async (f: number) => (mayBlock ? openAsync(host, f, mode) : openSync(host, f, mode));
+  let fd: number;
+  try {
+    fd = await openWith(flags);
+  } catch (err) {
+    // An append-only file (chattr +a) opens for writing only with O_APPEND, which we strip. It
+    // is safe to keep there: the master's kernel places every write of such an opener at the end.
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM' || (requested & O_APPEND) === 0) throw err;
+    fd = await openWith(flags | O_APPEND);
+  }
   try {
     const st = fstatSync(fd);
     const fh = ctx.handles.add({ fd, slavePath, flags, regular: st.isFile() });
@@ -53,10 +62,10 @@ async function openHandle(ctx: AgentContext, slavePath: string, flags: number, m
 
 export const fileOps: HandlerTable = {
   'fs.open': async ({ path, flags }, ctx) =>
-    openHandle(ctx, path, (flags & ~(STRIPPED | O_CREAT | O_EXCL)) | ADDED),
+    openHandle(ctx, path, flags, (flags & ~(STRIPPED | O_CREAT | O_EXCL)) | ADDED),
 
   'fs.create': async ({ path, flags, mode }, ctx) =>
-    openHandle(ctx, path, (flags & ~STRIPPED) | O_CREAT | ADDED, mode & 0o7777),
+    openHandle(ctx, path, flags, (flags & ~STRIPPED) | O_CREAT | ADDED, mode & 0o7777),
 
   'fs.read': async ({ fh, offset, length }, ctx) => ctx.handles.use(fh, async ({ fd, regular }) => {
     let want = Math.min(length, ctx.maxPayload - REPLY_OVERHEAD);
@@ -103,6 +112,22 @@ export const fileOps: HandlerTable = {
 
   'fs.ftruncate': async ({ fh, size }, ctx) => ctx.handles.use(fh, async ({ fd }) => {
     ftruncateSync(fd, size);
+    return { attr: statToWire(fstatSync(fd)) };
+  }),
+
+  'fs.fchmod': async ({ fh, mode }, ctx) => ctx.handles.use(fh, async ({ fd }) => {
+    fchmodSync(fd, mode & 0o7777);
+    return { attr: statToWire(fstatSync(fd)) };
+  }),
+
+  'fs.fchown': async ({ fh, uid, gid }, ctx) => ctx.handles.use(fh, async ({ fd }) => {
+    fchownSync(fd, uid, gid);
+    return { attr: statToWire(fstatSync(fd)) };
+  }),
+
+  'fs.futimens': async ({ fh, atime, mtime }, ctx) => ctx.handles.use(fh, async ({ fd }) => {
+    const before = atime === 'omit' || mtime === 'omit' ? fstatSync(fd) : undefined;
+    futimesSync(fd, utimeSeconds(atime, before?.atimeMs ?? 0), utimeSeconds(mtime, before?.mtimeMs ?? 0));
     return { attr: statToWire(fstatSync(fd)) };
   }),
 };

@@ -1,6 +1,6 @@
-/** Node's Stats into the protocol's attributes. */
+/** Node's Stats into the protocol's attributes, and the protocol's times into Node's. */
 import type { Stats } from 'node:fs';
-import { attrToWire, type WireAttr } from '../../protocol/index.js';
+import { attrToWire, type TimeSpec, type WireAttr } from '../../protocol/index.js';
 
 export function statToWire(st: Stats): WireAttr {
   return attrToWire({
@@ -17,4 +17,11 @@ export function statToWire(st: Stats): WireAttr {
     rdev: st.rdev,
     blksize: st.blksize,
   });
+}
+
+/** utimensat's time argument in the seconds Node's utimes takes; 'omit' keeps `currentMs`. */
+export function utimeSeconds(spec: TimeSpec, currentMs: number): number {
+  if (spec === 'now') return Date.now() / 1000;
+  if (spec === 'omit') return currentMs / 1000;
+  return spec / 1000;
 }

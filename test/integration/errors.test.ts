@@ -1,15 +1,23 @@
 /**
  * Refusals reach programs with the errno they would see on a local disk: EROFS from a
- * read-only agent, EACCES from an agent that runs as a user without permission.
+ * read-only agent, EACCES from an agent that runs as a user without permission, and the rare
+ * refusal of a root agent after the mount reported a pipelined change done (docs/architecture.md).
  */
 import assert from 'node:assert/strict';
-import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { run, sh } from '../helpers/processes.js';
 import { startSlave, type Slave } from '../helpers/slave.js';
 
 const NOBODY = 65534;
+
+/** Runs python3 on these lines (with `os` imported) and returns what it printed. */
+async function python(lines: string[]): Promise<string> {
+  const result = await run('python3', ['-c', ['import os', ...lines].join('\n')]);
+  assert.equal(result.code, 0, result.stderr);
+  return result.stdout;
+}
 
 async function failsWith(script: string, message: RegExp): Promise<void> {
   const result = await run('sh', ['-c', script]);
@@ -64,5 +72,77 @@ describe('agent without permission', () => {
     await failsWith(`cat '${slave.mnt}/secret'`, denied);
     await failsWith(`echo x >> '${slave.mnt}/frozen'`, denied);
     await failsWith(`chmod 777 '${slave.mnt}/frozen'`, /Operation not permitted/);
+  });
+
+  it('refuses a chown of an open file at the call itself: nothing is pipelined for a non-root agent', async () => {
+    const file = join(slave.root, 'mine');
+    await writeFile(file, '');
+    await chown(file, NOBODY, NOBODY);
+    const out = await python([
+      `fd = os.open('${slave.mnt}/mine', os.O_WRONLY)`,
+      'try:',
+      '    os.fchown(fd, 0, 0)',
+      "    print('fchown ok')",
+      'except PermissionError:',
+      "    print('fchown EPERM')",
+      'os.close(fd)',
+      "print('closed')",
+    ]);
+    assert.equal(out, 'fchown EPERM\nclosed\n');
+  });
+});
+
+/**
+ * A root agent is trusted to carry out chmod, chown and utimens of open files and unlinks of
+ * known files, so the mount does not wait for those replies. An immutable or append-only file
+ * (chattr) refuses them even to root: the refusal must still reach the program, and nothing is
+ * lost or left wrong in the cache.
+ */
+describe('root agent refusing a pipelined change', () => {
+  let slave: Slave;
+  let chattrWorks = false;
+  before(async () => {
+    slave = await startSlave();
+    await writeFile(join(slave.root, 'probe'), '');
+    chattrWorks = (await run('chattr', ['+i', join(slave.root, 'probe')])).code === 0;
+    if (chattrWorks) await run('chattr', ['-i', join(slave.root, 'probe')]);
+  });
+  after(async () => {
+    if (slave) await run('chattr', ['-R', '-ia', slave.root]);
+    await slave?.stop();
+  });
+
+  it('an fchmod refused by the slave fails the close with EPERM, and stat shows the real mode', async (t) => {
+    if (!chattrWorks) return t.skip(`chattr does not work on ${slave.root}'s filesystem`);
+    const file = join(slave.root, 'append-only');
+    await writeFile(file, 'log\n', { mode: 0o644 });
+    await sh(`chattr +a '${file}'`);
+    const out = await python([
+      `fd = os.open('${slave.mnt}/append-only', os.O_WRONLY | os.O_APPEND)`,
+      "os.write(fd, b'more\\n')",
+      'os.fchmod(fd, 0o600)',
+      "print('fchmod returned')",
+      'try:',
+      '    os.close(fd)',
+      "    print('close ok')",
+      'except PermissionError:',
+      "    print('close EPERM')",
+      `print(oct(os.stat('${slave.mnt}/append-only').st_mode & 0o777))`,
+    ]);
+    assert.equal(out, 'fchmod returned\nclose EPERM\n0o644\n');
+    assert.equal(await sh(`cat '${file}'`), 'log\nmore\n');
+  });
+
+  it('an unlink refused by the slave leaves the file visible and its directory not removable', async (t) => {
+    if (!chattrWorks) return t.skip(`chattr does not work on ${slave.root}'s filesystem`);
+    await mkdir(join(slave.root, 'keep'));
+    await writeFile(join(slave.root, 'keep', 'a'), 'a');
+    await writeFile(join(slave.root, 'keep', 'pinned'), 'pinned');
+    await sh(`chattr +i '${slave.root}/keep/pinned'`);
+    const result = await run('rm', ['-rf', join(slave.mnt, 'keep')]);
+    assert.notEqual(result.code, 0, 'rm -rf must fail');
+    assert.match(result.stderr, /Directory not empty|Operation not permitted/);
+    assert.equal(await sh(`ls '${slave.mnt}/keep'`), 'pinned\n');
+    assert.equal(await sh(`cat '${slave.mnt}/keep/pinned'`), 'pinned');
   });
 });

@@ -44,6 +44,38 @@ describe('attribute cache', () => {
     c.renamed('/dir', '/dir2');
     assert.equal(c.lookup('/dir/x'), undefined);
   });
+  it('serves a complete listing, kept current by changes made through the mount', () => {
+    const c = cache();
+    assert.equal(c.listing('/d'), undefined);
+    c.setListing('/d', ['a', 'b']);
+    c.added('/d/c', file(3));
+    c.removed('/d/a', false);
+    assert.deepEqual(c.listing('/d'), ['b', 'c']);
+  });
+  it('lets a late reply replace only the guess it answers', () => {
+    const c = cache();
+    const guess = file(4);
+    c.set('/f', guess);
+    c.replace('/f', guess, { ...file(4), size: 9 });
+    assert.equal(c.lookup('/f')?.size, 9);
+    const later = { ...file(4), size: 20 };
+    c.set('/f', later);
+    c.replace('/f', guess, { ...file(4), size: 1 }); // stale: a later change is cached
+    assert.equal(c.lookup('/f')?.size, 20);
+    c.forget('/f');
+    c.replace('/f', later, file(4)); // forgotten: stays unknown
+    assert.equal(c.lookup('/f'), undefined);
+  });
+  it('brings back a name whose removal the slave refused', () => {
+    const c = cache();
+    c.setListing('/d', ['x']);
+    c.set('/d/x', file(5));
+    c.removed('/d/x', false);
+    assert.equal(c.lookup('/d/x'), null);
+    c.reappeared('/d/x');
+    assert.equal(c.lookup('/d/x'), undefined);
+    assert.equal(c.listing('/d'), undefined);
+  });
   it('expires entries', () => {
     const c = new AttrCache({ attrTtlMs: -1, entryTtlMs: 0, negativeTtlMs: 0 });
     c.set('/x', file(1));
