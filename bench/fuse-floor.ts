@@ -2,7 +2,9 @@
  * The fuse-native floor: the two sequential workloads on a null filesystem served through the
  * same FUSE binding, adapter and libfuse options as splitbrain's mount, with no network and no
  * disk behind it. Splitbrain's share of it is what the protocol, the bus and the agent leave of
- * what FUSE in Node allows.
+ * what FUSE in Node allows. The same for metadata: cold `find -ls` and `rm -rf` of as many
+ * files as the untar makes entries (the null filesystem is one flat directory), which is what
+ * the kernel operations of those workloads cost through fuse-native with nothing behind them.
  */
 import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -27,6 +29,16 @@ export interface FuseFloorResult {
   /** One per run, MB/s (10^6 bytes). */
   writeMBps: number[];
   readMBps: number[];
+  /** One per run, seconds: `find -ls` and `rm -rf` of `entries` files. */
+  findS: number[];
+  rmS: number[];
+  entries: number;
+}
+
+/** Makes `count` empty files in `dir`, untimed (python: touch would also set times, ENOSYS here). */
+function makeFilesCommand(dir: string, count: number): string {
+  return `python3 -c 'import os, sys\nfor i in range(int(sys.argv[2])): open(os.path.join(sys.argv[1], "f%d" % i), "wb").close()' `
+    + `${sh(dir)} ${count}`;
 }
 
 /** `mountOptions`: splitbrain's `-o` options, so the floor gets the same libfuse options. */
@@ -50,7 +62,8 @@ export async function measureFuseFloor(
 
     const seq = sequentialCommands(fixtures, mountPath);
     const mb = fixtures.sizeBytes / 1e6;
-    const result: FuseFloorResult = { writeMBps: [], readMBps: [] };
+    const entries = fixtures.tarEntries;
+    const result: FuseFloorResult = { writeMBps: [], readMBps: [], findS: [], rmS: [], entries };
     for (let run = 1; run <= runs; run++) {
       await runCommand(seq.prepareWrite, { timeoutMs: seq.timeoutMs });
       const written = await runCommand(seq.write, { timeoutMs: seq.timeoutMs });
@@ -69,8 +82,19 @@ export async function measureFuseFloor(
       await runCommand(`rm -f ${sh(seq.big)}`, { timeoutMs: seq.timeoutMs });
       result.writeMBps.push(mb / (written.ms / 1000));
       result.readMBps.push(mb / (read.ms / 1000));
+
+      await runCommand(makeFilesCommand(mountPath, entries), { timeoutMs: seq.timeoutMs });
+      await goCold(0);
+      const find = await runCommand(`find ${sh(mountPath)} -ls > /dev/null`, { timeoutMs: seq.timeoutMs });
+      await goCold(0);
+      const rm = await runCommand(`rm -rf ${sh(mountPath)}/*`, { timeoutMs: seq.timeoutMs });
+      const left = (await runCommand(`ls -A ${sh(mountPath)} | wc -l`, { timeoutMs: seq.timeoutMs })).stdout.trim();
+      if (left !== '0') throw new FuseFloorCheckError(`rm -rf left ${left} entries on the null filesystem`);
+      result.findS.push(find.ms / 1000);
+      result.rmS.push(rm.ms / 1000);
       progress(`[pass ${run}/${runs}] fuse floor write ${result.writeMBps.at(-1)?.toFixed(0)} MB/s, `
-        + `read ${result.readMBps.at(-1)?.toFixed(0)} MB/s`);
+        + `read ${result.readMBps.at(-1)?.toFixed(0)} MB/s, find -ls ${result.findS.at(-1)?.toFixed(2)} s, `
+        + `rm -rf ${result.rmS.at(-1)?.toFixed(2)} s (${entries} files)`);
     }
     return result;
   } finally {

@@ -46,7 +46,10 @@ Each is one real program, timed by wall clock from spawn to exit; preparation is
   through splitbrain's own FUSE adapter (\`mount/fuse-adapter.ts\`, the patched fuse-native) with
   the libfuse options \`splitbrain mount\` uses (\`BENCH_SPLITBRAIN_OPTS\` included), in a
   process of its own. No network, no disk: what splitbrain loses below this is the price of
-  FUSE in Node; the rest of the gap to it is the protocol, the transport and the agent.
+  FUSE in Node; the rest of the gap to it is the protocol, the transport and the agent. The
+  same server also times a cold \`find -ls\` and an \`rm -rf\` of as many empty files as the
+  untar makes entries (the null filesystem is one flat directory): the kernel operations of
+  the metadata workloads, through fuse-native, with nothing behind them.
 
 Both floors are measured before the targets, \`BENCH_RUNS\` times each, not interleaved with them.
 

@@ -116,6 +116,17 @@ function floorTable(report: BenchReport): string {
     row(`Sequential write, ${report.sizeMb} MiB + fsync`, 'seq-write', floor?.writeMBps, fuseFloor?.writeMBps),
     row(`Cold sequential read, ${report.sizeMb} MiB`, 'seq-read', floor?.readMBps, fuseFloor?.readMBps),
   ];
+  if (fuseFloor) {
+    const secs = (v: number | undefined) => (v === undefined ? '—' : formatValue('s', v));
+    const timeRow = (label: string, id: 'find' | 'rm', fuse: number[]) => {
+      const ours = summary(report.fs?.outcomes.get(id)?.get('splitbrain')).value;
+      const f = median(fuse);
+      // For times the share is floor ÷ ours: 100 % would be the floor itself.
+      return [label, '—', secs(f), secs(ours), '—', ours ? `${((f / ours) * 100).toFixed(0)} %` : '—'];
+    };
+    rows.push(timeRow(`Cold \`find -ls\`, ${fuseFloor.entries} entries (null fs: one flat directory)`, 'find', fuseFloor.findS));
+    rows.push(timeRow(`\`rm -rf\`, ${fuseFloor.entries} entries (null fs: one flat directory)`, 'rm', fuseFloor.rmS));
+  }
   if (floor) {
     rows.push([`Round trip of a 16-byte request (${report.runs} × ${RTT_REQUESTS} sequential)`,
       `${floor.rttMedianUs.toFixed(0)} µs median, ${floor.rttP99Us.toFixed(0)} µs p99`, '—', '—', '—', '—']);
@@ -143,7 +154,9 @@ export function renderReport(report: BenchReport): string {
   if (report.floor || report.fuseFloor) {
     out.push(floorTable(report), '', 'Each floor is the most splitbrain could reach if only that layer cost '
       + 'anything: raw nats.js moves the bytes between two processes with no filesystem, fuse-native runs '
-      + 'the same `dd` on a null filesystem behind splitbrain\'s own FUSE adapter with no network. '
+      + 'the same `dd` on a null filesystem behind splitbrain\'s own FUSE adapter with no network, '
+      + 'and `find -ls` and `rm -rf` of as many files as the tree has entries (splitbrain\'s figures are the '
+      + 'tree workloads above; for times the share is floor time ÷ splitbrain time). '
       + '✓ marks the issue\'s "at least 80 % of the raw floor".', '');
   }
   if (report.floorError) out.push(`Transport floor: fails (${report.floorError})`, '');
