@@ -1,5 +1,6 @@
 /**
- * The slave side: connects to the bus and serves this slave's filesystem under its agent id.
+ * The slave side: connects to the bus and serves this slave's filesystem and processes under
+ * its agent id.
  */
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -15,6 +16,7 @@ import { createDispatcher } from './dispatch.js';
 import { HandleTable } from './fs/handle-table.js';
 import { ReaddirCursors } from './fs/readdir-cursors.js';
 import { handlers } from './handlers.js';
+import { ProcessTable } from './proc/process-table.js';
 import { RootJail } from './root-jail.js';
 
 export interface AgentOptions {
@@ -24,6 +26,8 @@ export interface AgentOptions {
   readOnly: boolean;
   /** Most files the agent keeps open for masters at once. */
   maxHandles?: number;
+  /** How long a process lives once its master stops renewing it (see proc/process-table.ts). */
+  procLeaseMs?: number;
   log: Logger;
 }
 
@@ -59,8 +63,12 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     startedAt: Date.now(),
   };
   const handles = new HandleTable(options.maxHandles ?? 10_000);
+  const procs = new ProcessTable({
+    publish: (subject, data) => bus.publish(subject, data),
+    leaseMs: options.procLeaseMs ?? 5000, maxProcesses: 1024, log: log.child({ component: 'proc' }),
+  });
   const ctx: AgentContext = {
-    jail, handles, cursors: new ReaddirCursors(), readOnly: options.readOnly,
+    jail, handles, procs, cursors: new ReaddirCursors(), readOnly: options.readOnly,
     maxPayload: bus.maxPayload, log, hello: () => info,
   };
   const dispatch = createDispatcher(handlers, ctx, info.bootId);
@@ -73,6 +81,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     async stop() {
       served.stop();
       discover.stop();
+      procs.close();
       await handles.closeAll();
       await bus.close();
     },

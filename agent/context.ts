@@ -6,12 +6,14 @@ import type { Logger } from 'pino';
 import type { HelloInfo, OpName, OpReply, OpRequest } from '../protocol/index.js';
 import type { HandleTable } from './fs/handle-table.js';
 import type { ReaddirCursors } from './fs/readdir-cursors.js';
+import type { ProcessTable } from './proc/process-table.js';
 import type { RootJail } from './root-jail.js';
 
 export interface AgentContext {
   readonly jail: RootJail;
   readonly handles: HandleTable;
   readonly cursors: ReaddirCursors;
+  readonly procs: ProcessTable;
   readonly readOnly: boolean;
   /** Largest reply the bus accepts; data replies are sized to fit. */
   readonly maxPayload: number;

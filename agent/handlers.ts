@@ -5,6 +5,7 @@ import { dirOps } from './fs/dir-ops.js';
 import { fileOps } from './fs/file-ops.js';
 import { nameOps } from './fs/name-ops.js';
 import { xattrOps } from './fs/xattr-ops.js';
+import { procOps } from './proc/proc-ops.js';
 
 export const handlers: HandlerTable = {
   'agent.hello': async (_args, ctx) => ctx.hello(),
@@ -13,4 +14,5 @@ export const handlers: HandlerTable = {
   ...fileOps,
   ...nameOps,
   ...xattrOps,
+  ...procOps,
 };

@@ -12,6 +12,7 @@ import { startAgent } from '../agent/agent.js';
 import { mountSlave } from '../mount/mount.js';
 import { whenUnmounted } from '../mount/mount-watch.js';
 import { agentIdFromHostname, isValidAgentId } from '../protocol/index.js';
+import { runExec } from '../sidecar/exec-session.js';
 import { daemonize } from './daemon.js';
 import { reportStart } from './start-report.js';
 import { LOG_LEVELS, createLogger } from './logger.js';
@@ -96,6 +97,35 @@ program.command('mount')
       watch.stop();
       await mounted.unmount();
     }, watch.done);
+  });
+
+program.command('exec')
+  .description('run a command on the slave with this terminal\'s stdin, stdout and stderr, like ssh host cmd')
+  .argument('<url>', 'NATS server URL, e.g. nats://lab-box-7:4222')
+  .argument('<command...>', 'the command and its arguments (put -- before them)')
+  .option('--agent <id>', 'agent to run on (default: the only one on the bus)', agentId)
+  .option('-t, --tty', 'give the command a terminal (when stdin is one), as ssh -t', false)
+  .option('-n, --no-stdin', 'do not read stdin (the command gets end of input), as ssh -n')
+  .option('-C, --cwd <dir>', 'working directory on the slave', '/')
+  .option('-e, --env <name=value>', 'set a variable for the command (repeatable)', collect, [])
+  .addOption(logLevel())
+  .action(async (url: string, command: string[], opts: {
+    agent?: string; tty: boolean; stdin: boolean; cwd: string; env: string[]; logLevel: string;
+  }) => {
+    const env: Record<string, string> = {};
+    // Locale crosses as ssh's default SendEnv does; nothing else of ours does (never PATH).
+    for (const [name, value] of Object.entries(process.env)) {
+      if (value !== undefined && (name === 'LANG' || name.startsWith('LC_'))) env[name] = value;
+    }
+    for (const pair of opts.env) {
+      const at = pair.indexOf('=');
+      if (at <= 0) throw new InvalidArgumentError(`-e ${pair}: expected NAME=VALUE`);
+      env[pair.slice(0, at)] = pair.slice(at + 1);
+    }
+    process.exitCode = await runExec({
+      natsUrl: url, agentId: opts.agent, argv: command, cwd: opts.cwd, env, tty: opts.tty,
+      noStdin: !opts.stdin, log: createLogger(opts.logLevel),
+    });
   });
 
 program.command('umount')

@@ -5,8 +5,8 @@
 import { stat } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { HelloInfo } from '../protocol/index.js';
-import { AgentClient, discoverAgents } from '../transport/agent-client.js';
-import { connectBus, type Bus } from '../transport/bus.js';
+import { AgentClient, chooseAgent } from '../transport/agent-client.js';
+import { connectBus } from '../transport/bus.js';
 import { AttrCache } from './attr-cache.js';
 import { FuseAdapter, forceUnmount } from './fuse-adapter.js';
 import { parseMountOptions } from './mount-options.js';
@@ -33,19 +33,9 @@ export class MountError extends Error {
   override name = 'MountError';
 }
 
-const DISCOVERY_WAIT_MS = 500;
-
 /** Bytes per coalesced write or read-ahead fetch: the largest 64 KiB multiple a message holds. */
 export function chunkSizeFor(maxPayload: number): number {
   return Math.max(65536, Math.floor((maxPayload - 8192) / 65536) * 65536);
-}
-
-async function chooseAgent(bus: Bus): Promise<string> {
-  const agents = await discoverAgents(bus, DISCOVERY_WAIT_MS);
-  if (agents.length === 1) return (agents[0] as HelloInfo).agentId;
-  if (agents.length === 0) throw new MountError('no agent answered on the bus; is `splitbrain agent` running?');
-  const ids = agents.map((a) => `${a.agentId} (${a.hostname})`).join(', ');
-  throw new MountError(`several agents answer: ${ids}; choose one with --agent`);
 }
 
 /** A mountpoint left behind by a dead mount answers ENOTCONN: detach it so we can mount again. */

@@ -5,12 +5,13 @@
  *
  *   request: { v: version, id: request id, a: op arguments }
  *   reply:   { v: version, boot: agent boot id, ok: result } | { v, boot, err: { errno, message } }
+ *   event:   { v: version, e: process event }   (published, not a reply: see ProcEvent)
  */
 import { Decoder, Encoder } from '@msgpack/msgpack';
 import { z } from 'zod';
 import { isErrnoName } from './errno.js';
 import { ProtocolError, SlaveError } from './errors.js';
-import { ops, type OpName, type OpReply, type OpRequest } from './ops.js';
+import { ops, procEvent, type OpName, type OpReply, type OpRequest, type ProcEvent } from './ops.js';
 import { PROTOCOL_VERSION } from './version.js';
 
 const encoder = new Encoder({ ignoreUndefined: true });
@@ -142,4 +143,19 @@ export function decodeReply<K extends OpName>(op: K, bytes: Uint8Array): Decoded
   const result = ops[op].res.safeParse(reply.ok);
   if (!result.success) throw new ProtocolError(`bad ${op} reply: ${describe(result.error)}`);
   return { boot: reply.boot, ok: true, result: result.data as OpReply<K> };
+}
+
+const eventEnvelope = z.object({ v: z.number().int(), e: z.unknown() });
+
+export function encodeEvent(event: ProcEvent): Uint8Array {
+  return encodeEnvelope({ v: PROTOCOL_VERSION }, 'e', event);
+}
+
+/** Decodes and validates a process event; throws ProtocolError on anything malformed. */
+export function decodeEvent(bytes: Uint8Array): ProcEvent {
+  const envelope = eventEnvelope.safeParse(unpack(bytes, 'event'));
+  if (!envelope.success) throw new ProtocolError(`bad event envelope: ${describe(envelope.error)}`);
+  const event = procEvent.safeParse(envelope.data.e);
+  if (!event.success) throw new ProtocolError(`bad process event: ${describe(event.error)}`);
+  return event.data;
 }

@@ -25,6 +25,19 @@ const empty = z.object({});
 const timeSpec = z.union([z.number().finite(), z.literal('now'), z.literal('omit')]);
 const xattrName = z.string().min(1).max(MAX_NAME);
 
+const u16 = z.number().int().min(0).max(0xffff);
+const procId = u32;
+/** The signals a master may send to a process it spawned (as ssh forwards them). */
+export const FORWARDED_SIGNALS = [
+  'SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGKILL', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH',
+] as const;
+const signalName = z.enum(FORWARDED_SIGNALS);
+/** A NATS subject to publish on: tokens of safe characters, no wildcards. */
+const publishSubject = z.string().max(256).regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, 'not a plain NATS subject');
+const MAX_ARGS = 4096;
+const MAX_ARG = 128 * 1024;
+const envName = z.string().min(1).max(1024).regex(/^[^=\0]+$/, 'not an environment variable name');
+
 function op<Req extends z.ZodType, Res extends z.ZodType>(req: Req, res: Res) {
   return { req, res };
 }
@@ -110,7 +123,47 @@ export const ops = {
   ),
   'fs.listxattr': op(z.object({ path: slavePath }), z.object({ names: z.array(z.string()) })),
   'fs.removexattr': op(z.object({ path: slavePath, name: xattrName }), empty),
+
+  /**
+   * Starts a process on the slave. Its output comes as `ProcEvent`s published on `output`
+   * (agent --stdout/stderr/exit--> master), at most `window` bytes ahead of the credit the
+   * master returns with `proc.credit`. `cwd` is a slave path (inside the export root).
+   */
+  'proc.spawn': op(z.object({
+    argv: z.array(z.string().min(1).max(MAX_ARG).refine((a) => !a.includes('\0'), 'argument contains NUL'))
+      .min(1).max(MAX_ARGS),
+    env: z.record(envName, z.string().max(MAX_ARG).refine((v) => !v.includes('\0'), 'value contains NUL')),
+    cwd: slavePath,
+    uid: u32.optional(),
+    gid: u32.optional(),
+    /** A pseudo-terminal of this size instead of pipes (stdout and stderr then merge). */
+    pty: z.object({ rows: u16, cols: u16 }).nullable(),
+    output: publishSubject,
+    window: u32.min(1),
+  }), z.object({ procId, pid: u32 })),
+  /** master --stdin--> process; answered once written into the process's stdin. */
+  'proc.stdin': op(z.object({ procId, data: bytes, eof: z.boolean() }), empty),
+  'proc.signal': op(z.object({ procId, signal: signalName }), empty),
+  'proc.resize': op(z.object({ procId, rows: u16, cols: u16 }), empty),
+  /** The master has written out `bytes` more of the output: the agent may send that much more. */
+  'proc.credit': op(z.object({ procId, bytes: u32 }), empty),
+  /**
+   * The master still wants these processes. A process not named for the agent's lease time is
+   * hung up on and killed: nothing outlives a master that went away. Replies with the ids the
+   * agent does not know (already reaped).
+   */
+  'proc.keepalive': op(z.object({ procIds: z.array(procId).max(65536) }), z.object({ gone: z.array(procId) })),
 } as const;
+
+/** agent --> master, on a `proc.spawn`'s output subject: output in order, then the exit. */
+export const procEvent = z.union([
+  z.object({ procId, seq: u53, stream: z.enum(['stdout', 'stderr']), data: bytes }),
+  z.object({
+    procId, seq: u53,
+    exit: z.object({ code: z.number().int().nullable(), signal: z.string().max(32).nullable() }),
+  }),
+]);
+export type ProcEvent = z.infer<typeof procEvent>;
 
 export type OpName = keyof typeof ops;
 export type OpRequest<K extends OpName> = z.infer<(typeof ops)[K]['req']>;

@@ -71,3 +71,19 @@ export async function discoverAgents(bus: Bus, waitMs: number): Promise<HelloInf
   }
   return agents;
 }
+
+/** No agent, or more than one, answered discovery: the user must say which (--agent). */
+export class NoAgentError extends Error {
+  override name = 'NoAgentError';
+}
+
+const DISCOVERY_WAIT_MS = 500;
+
+/** The only agent on the bus; a clear error when there is none or several. */
+export async function chooseAgent(bus: Bus): Promise<string> {
+  const agents = await discoverAgents(bus, DISCOVERY_WAIT_MS);
+  if (agents.length === 1) return (agents[0] as HelloInfo).agentId;
+  if (agents.length === 0) throw new NoAgentError('no agent answered on the bus; is `splitbrain agent` running?');
+  const ids = agents.map((a) => `${a.agentId} (${a.hostname})`).join(', ');
+  throw new NoAgentError(`several agents answer: ${ids}; choose one with --agent`);
+}

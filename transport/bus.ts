@@ -29,6 +29,12 @@ export interface Bus {
   /** Sends one request and collects every reply that arrives within `waitMs`. */
   requestAll(subject: string, data: Uint8Array, waitMs: number): Promise<Uint8Array[]>;
   serve(subject: string, handler: ServeHandler): { stop(): void };
+  /** Sends one message nobody answers (process output: see protocol ProcEvent). */
+  publish(subject: string, data: Uint8Array): void;
+  /** Receives the messages sent to `subject`, in the order they were published. */
+  subscribe(subject: string, handler: (data: Uint8Array) => void): { stop(): void };
+  /** A new subject only this connection listens on (under the inbox prefix agents may answer to). */
+  newInbox(): string;
   close(): Promise<void>;
 }
 
@@ -160,6 +166,24 @@ class NatsBus implements Bus {
       },
     });
     return { stop: () => sub.unsubscribe() };
+  }
+
+  publish(subject: string, data: Uint8Array): void {
+    this.nc.publish(subject, data);
+  }
+
+  subscribe(subject: string, handler: (data: Uint8Array) => void): { stop(): void } {
+    const sub = this.nc.subscribe(subject, {
+      callback: (err, msg) => {
+        if (err) this.log.error({ err, subject }, 'subscription failed');
+        else handler(msg.data);
+      },
+    });
+    return { stop: () => sub.unsubscribe() };
+  }
+
+  newInbox(): string {
+    return createInbox();
   }
 
   async close(): Promise<void> {

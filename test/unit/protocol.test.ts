@@ -3,7 +3,8 @@ import { constants } from 'node:os';
 import { describe, it } from 'node:test';
 import {
   ProtocolError, SlaveError, agentIdFromHostname, attrFromWire, attrToWire, decodeReply,
-  decodeRequest, encodeErrorReply, encodeReply, encodeRequest, errnoName, errnoNumber, errnoOf,
+  decodeEvent, decodeRequest, encodeErrorReply, encodeEvent, encodeReply, encodeRequest, errnoName,
+  errnoNumber, errnoOf,
   isValidAgentId, opFromSubject, opSubject,
 } from '../../protocol/index.js';
 
@@ -60,6 +61,19 @@ describe('codec', () => {
     const good = decodeReply('fs.getattr', encodeReply('fs.getattr', 'b', { attr }));
     assert.ok(good.ok && attrFromWire(good.result.attr).size === 5);
     assert.throws(() => decodeReply('fs.getattr', encodeReply('fs.readlink', 'b', { target: 'x' })), ProtocolError);
+  });
+});
+
+describe('process events', () => {
+  it('carry output as raw bytes, in order, and the exit', () => {
+    const data = Buffer.from(Array.from({ length: 70_000 }, (_, i) => i % 256));
+    const out = decodeEvent(encodeEvent({ procId: 3, seq: 0, stream: 'stdout', data }));
+    assert.ok('data' in out && Buffer.from(out.data).equals(data));
+    const exit = decodeEvent(encodeEvent({ procId: 3, seq: 1, exit: { code: null, signal: 'SIGTERM' } }));
+    assert.deepEqual(exit, { procId: 3, seq: 1, exit: { code: null, signal: 'SIGTERM' } });
+  });
+  it('reject what is not an event', () => {
+    assert.throws(() => decodeEvent(encodeRequest('agent.hello', 'x', {})), ProtocolError);
   });
 });
 

@@ -1,0 +1,64 @@
+/**
+ * Process ops: one handler each. The process runs on the slave as the agent's user (or the
+ * uid/gid asked for, which needs a root agent), in a slave directory resolved inside the export
+ * root, with the slave's PATH and login variables under the environment the master sent.
+ */
+import { statSync } from 'node:fs';
+import { SlaveError } from '../../protocol/index.js';
+import { REPLY_OVERHEAD, type HandlerTable } from '../context.js';
+import { DEFAULT_PATH, resolveCommand } from './command-path.js';
+
+/** Variables a session on the slave gets from the slave, unless the master sets them. */
+const SLAVE_VARIABLES = ['PATH', 'HOME', 'USER', 'LOGNAME', 'SHELL', 'LANG'] as const;
+
+function sessionEnv(requested: Record<string, string>): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const name of SLAVE_VARIABLES) {
+    const value = process.env[name];
+    if (value !== undefined) env[name] = value;
+  }
+  env.PATH ??= DEFAULT_PATH;
+  return { ...env, ...requested };
+}
+
+export const procOps: HandlerTable = {
+  'proc.spawn': async ({ argv, env, cwd, uid, gid, pty, output, window }, ctx) => {
+    const hostCwd = ctx.jail.resolve(cwd, true);
+    let isDir: boolean;
+    try {
+      isDir = statSync(hostCwd).isDirectory();
+    } catch {
+      throw new SlaveError('ENOENT', `working directory ${cwd} does not exist on the slave`);
+    }
+    if (!isDir) throw new SlaveError('ENOTDIR', `working directory ${cwd} is not a directory on the slave`);
+    const fullEnv = sessionEnv(env);
+    const file = resolveCommand(argv[0] as string, fullEnv.PATH ?? DEFAULT_PATH, hostCwd);
+    const proc = await ctx.procs.spawn({
+      file, argv, env: fullEnv, cwd: hostCwd, uid, gid, pty, window,
+      maxChunk: ctx.maxPayload - REPLY_OVERHEAD,
+    }, output);
+    return { procId: proc.procId, pid: proc.pid };
+  },
+
+  'proc.stdin': async ({ procId, data, eof }, ctx) => {
+    await ctx.procs.get(procId).writeStdin(data, eof);
+    return {};
+  },
+
+  'proc.signal': async ({ procId, signal }, ctx) => {
+    ctx.procs.get(procId).signal(signal);
+    return {};
+  },
+
+  'proc.resize': async ({ procId, rows, cols }, ctx) => {
+    ctx.procs.get(procId).resize(rows, cols);
+    return {};
+  },
+
+  'proc.credit': async ({ procId, bytes }, ctx) => {
+    ctx.procs.get(procId).credit(bytes);
+    return {};
+  },
+
+  'proc.keepalive': async ({ procIds }, ctx) => ({ gone: ctx.procs.keepalive(procIds) }),
+};

@@ -1,0 +1,83 @@
+/**
+ * The processes the agent runs for masters, by the id their spawn reply gave. Each lives on a
+ * lease that every request naming it renews (masters send `proc.keepalive` every second): a
+ * process whose master stops asking is hung up on, so nothing outlives a bridge or an
+ * `splitbrain exec` that died or lost the bus.
+ */
+import type { Logger } from 'pino';
+import { SlaveError, encodeEvent, type ProcEvent } from '../../protocol/index.js';
+import { SpawnedProcess, type SpawnSpec } from './spawned-process.js';
+
+export interface ProcessTableOptions {
+  /** Sends one event to the master's output subject. */
+  publish(subject: string, data: Uint8Array): void;
+  /** How long a process lives without a request naming it. */
+  leaseMs: number;
+  maxProcesses: number;
+  log: Logger;
+}
+
+export class ProcessTable {
+  private readonly procs = new Map<number, SpawnedProcess>();
+  private next = 1;
+  private readonly sweeper: NodeJS.Timeout;
+
+  constructor(private readonly options: ProcessTableOptions) {
+    this.sweeper = setInterval(() => this.sweep(), Math.max(100, Math.floor(options.leaseMs / 4)));
+    this.sweeper.unref();
+  }
+
+  get size(): number {
+    return this.procs.size;
+  }
+
+  async spawn(spec: SpawnSpec, output: string): Promise<SpawnedProcess> {
+    if (this.procs.size >= this.options.maxProcesses) {
+      throw new SlaveError('EAGAIN', `the agent runs ${this.procs.size} processes already (its limit)`);
+    }
+    while (this.procs.has(this.next) || this.next === 0) this.next = (this.next + 1) >>> 0;
+    const procId = this.next;
+    this.next = (this.next + 1) >>> 0;
+    const log = this.options.log;
+    const sink = (event: ProcEvent) => this.options.publish(output, encodeEvent(event));
+    const proc = await SpawnedProcess.start(procId, spec, sink, () => this.procs.delete(procId), log);
+    this.procs.set(procId, proc);
+    log.debug({ procId, pid: proc.pid, argv: spec.argv, pty: spec.pty !== null }, 'process started');
+    return proc;
+  }
+
+  /** The process, its lease renewed; ESRCH once it has ended and its exit was sent. */
+  get(procId: number): SpawnedProcess {
+    const proc = this.procs.get(procId);
+    if (!proc) throw new SlaveError('ESRCH', `no process ${procId} on this agent (it has ended)`);
+    proc.lastSeen = Date.now();
+    return proc;
+  }
+
+  /** Renews the leases of these processes; returns those the agent does not know. */
+  keepalive(procIds: number[]): number[] {
+    const now = Date.now();
+    const gone: number[] = [];
+    for (const id of procIds) {
+      const proc = this.procs.get(id);
+      if (proc) proc.lastSeen = now;
+      else gone.push(id);
+    }
+    return gone;
+  }
+
+  private sweep(): void {
+    const expired = Date.now() - this.options.leaseMs;
+    for (const proc of this.procs.values()) {
+      if (proc.lastSeen >= expired) continue;
+      this.options.log.warn({ procId: proc.procId, pid: proc.pid }, 'its master stopped asking for it: hanging up');
+      proc.hangUp();
+    }
+  }
+
+  /** Agent shutdown: every process is hung up on. */
+  close(): void {
+    clearInterval(this.sweeper);
+    for (const proc of this.procs.values()) proc.hangUp();
+  }
+}

@@ -1,0 +1,212 @@
+/**
+ * One process the agent started for a master: pipes or a pseudo-terminal, its output sent as
+ * events within a credit window, its stdin written on request, signals, resizes, and the hang-up
+ * that ends it when the master is gone.
+ *
+ *   master --proc.stdin--> agent --pipe/pty--> process --pipe/pty--> agent --events--> master
+ */
+import { spawn as spawnChild, type ChildProcess } from 'node:child_process';
+import { constants } from 'node:os';
+import type { Readable } from 'node:stream';
+import { spawn as spawnPty, type IPty } from 'node-pty';
+import type { Logger } from 'pino';
+import { SlaveError, type ProcEvent } from '../../protocol/index.js';
+
+export interface SpawnSpec {
+  /** argv[0] resolved to the executable's host path (see command-path.ts). */
+  file: string;
+  argv: string[];
+  env: Record<string, string>;
+  /** Host path. */
+  cwd: string;
+  uid?: number;
+  gid?: number;
+  pty: { rows: number; cols: number } | null;
+  /** Output bytes that may be on their way before the master returns credit. */
+  window: number;
+  /** Largest output event: what one bus message holds. */
+  maxChunk: number;
+}
+
+type Stream = 'stdout' | 'stderr';
+export type EventSink = (event: ProcEvent) => void;
+
+/** sshd gives sessions this umask; the agent itself runs with 0 (see agent.ts). */
+const CHILD_UMASK = 0o022;
+/** After the hang-up, how long a process may take before it is killed. */
+const HANGUP_GRACE_MS = 3000;
+
+/** Spawns with the umask a login session has: the fork happens inside the synchronous call. */
+function withChildUmask<T>(start: () => T): T {
+  const previous = process.umask(CHILD_UMASK);
+  try {
+    return start();
+  } finally {
+    process.umask(previous);
+  }
+}
+
+export class SpawnedProcess {
+  lastSeen = Date.now();
+  private seq = 0;
+  /** Output bytes sent and not yet credited back by the master. */
+  private inFlight = 0;
+  private paused = false;
+  private pending: { stream: Stream; chunks: Buffer[]; bytes: number } | null = null;
+  private flushScheduled = false;
+  private exited = false;
+  private killTimer: NodeJS.Timeout | undefined;
+
+  private constructor(
+    readonly procId: number,
+    readonly pid: number,
+    private readonly spec: SpawnSpec,
+    private readonly child: { pipes: ChildProcess } | { pty: IPty },
+    private readonly sink: EventSink,
+    private readonly onExit: () => void,
+    private readonly log: Logger,
+  ) {}
+
+  /** Resolves once the process runs (its pid known); spawn errors reject with their errno. */
+  static async start(procId: number, spec: SpawnSpec, sink: EventSink, onExit: () => void, log: Logger): Promise<SpawnedProcess> {
+    if (spec.pty) {
+      const pty = withChildUmask(() => spawnPty(spec.file, spec.argv.slice(1), {
+        name: spec.env.TERM ?? 'xterm', cols: spec.pty?.cols || 80, rows: spec.pty?.rows || 24,
+        cwd: spec.cwd, env: spec.env, uid: spec.uid, gid: spec.gid, encoding: null,
+      }));
+      const proc = new SpawnedProcess(procId, pty.pid, spec, { pty }, sink, onExit, log);
+      pty.onData((data: Buffer | string) => proc.output('stdout', typeof data === 'string' ? Buffer.from(data) : data));
+      pty.onExit(({ exitCode, signal }) => {
+        proc.finish(signal ? null : exitCode, signal ? signalName(signal) : null);
+      });
+      return proc;
+    }
+    const child = withChildUmask(() => spawnChild(spec.file, spec.argv.slice(1), {
+      argv0: spec.argv[0], cwd: spec.cwd, env: spec.env, uid: spec.uid, gid: spec.gid,
+      stdio: ['pipe', 'pipe', 'pipe'],
+      // Its own process group, so a hang-up reaches what it started too.
+      detached: true,
+    }));
+    await new Promise<void>((resolve, reject) => {
+      child.once('spawn', resolve);
+      child.once('error', (err) => reject(err));
+    });
+    const proc = new SpawnedProcess(procId, child.pid as number, spec, { pipes: child }, sink, onExit, log);
+    proc.pump('stdout', child.stdout as Readable);
+    proc.pump('stderr', child.stderr as Readable);
+    // The process may close its stdin early: a later write then answers EPIPE, no crash.
+    child.stdin?.on('error', (err) => log.debug({ err, procId }, 'stdin closed by the process'));
+    child.once('close', (code, signal) => proc.finish(code, signal));
+    return proc;
+  }
+
+  private pump(stream: Stream, source: Readable): void {
+    source.on('data', (chunk: Buffer) => this.output(stream, chunk));
+  }
+
+  /** Gathers output of one loop turn into one event (pipes deliver 64 KiB reads). */
+  private output(stream: Stream, chunk: Buffer): void {
+    if (this.pending && (this.pending.stream !== stream || this.pending.bytes + chunk.length > this.spec.maxChunk)) {
+      this.flush();
+    }
+    this.pending ??= { stream, chunks: [], bytes: 0 };
+    this.pending.chunks.push(chunk);
+    this.pending.bytes += chunk.length;
+    this.inFlight += chunk.length;
+    if (this.inFlight >= this.spec.window) this.pause();
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => {
+        this.flushScheduled = false;
+        this.flush();
+      });
+    }
+  }
+
+  private flush(): void {
+    const pending = this.pending;
+    if (!pending) return;
+    this.pending = null;
+    const data = pending.chunks.length === 1 ? pending.chunks[0] as Buffer : Buffer.concat(pending.chunks, pending.bytes);
+    this.sink({ procId: this.procId, seq: this.seq++, stream: pending.stream, data });
+  }
+
+  private pause(): void {
+    if (this.paused) return;
+    this.paused = true;
+    if ('pty' in this.child) this.child.pty.pause();
+    else {
+      this.child.pipes.stdout?.pause();
+      this.child.pipes.stderr?.pause();
+    }
+  }
+
+  credit(bytes: number): void {
+    this.inFlight = Math.max(0, this.inFlight - bytes);
+    if (!this.paused || this.inFlight >= this.spec.window) return;
+    this.paused = false;
+    if ('pty' in this.child) this.child.pty.resume();
+    else {
+      this.child.pipes.stdout?.resume();
+      this.child.pipes.stderr?.resume();
+    }
+  }
+
+  async writeStdin(data: Uint8Array, eof: boolean): Promise<void> {
+    if ('pty' in this.child) {
+      if (data.length > 0) this.child.pty.write(Buffer.from(data.buffer, data.byteOffset, data.byteLength));
+      if (eof) this.child.pty.write('\x04'); // what a terminal sends for end of input
+      return;
+    }
+    const stdin = this.child.pipes.stdin;
+    if (!stdin || stdin.destroyed || stdin.writableEnded) throw new SlaveError('EPIPE', 'the process closed its stdin');
+    if (data.length > 0) {
+      await new Promise<void>((resolve, reject) => {
+        stdin.write(data, (err) => (err ? reject(new SlaveError('EPIPE', 'the process closed its stdin', { cause: err })) : resolve()));
+      });
+    }
+    if (eof) stdin.end();
+  }
+
+  signal(name: NodeJS.Signals): void {
+    if (this.exited) return;
+    if ('pty' in this.child) this.child.pty.kill(name);
+    else this.child.pipes.kill(name);
+  }
+
+  resize(rows: number, cols: number): void {
+    if (!('pty' in this.child)) throw new SlaveError('ENOTTY', 'the process has no terminal');
+    if (!this.exited) this.child.pty.resize(cols || 80, rows || 24);
+  }
+
+  /** The master is gone: SIGHUP to the process group, as a dropped ssh session does; then SIGKILL. */
+  hangUp(): void {
+    if (this.exited || this.killTimer) return;
+    this.sendGroup('SIGHUP');
+    this.killTimer = setTimeout(() => this.sendGroup('SIGKILL'), HANGUP_GRACE_MS);
+    this.killTimer.unref();
+  }
+
+  private sendGroup(signal: NodeJS.Signals): void {
+    try {
+      process.kill(-this.pid, signal);
+    } catch {
+      // The group is gone already.
+    }
+  }
+
+  private finish(code: number | null, signal: string | null): void {
+    if (this.exited) return;
+    this.exited = true;
+    clearTimeout(this.killTimer);
+    this.flush();
+    this.sink({ procId: this.procId, seq: this.seq++, exit: { code, signal } });
+    this.log.debug({ procId: this.procId, pid: this.pid, code, signal }, 'process ended');
+    this.onExit();
+  }
+}
+
+function signalName(num: number): string {
+  for (const [name, value] of Object.entries(constants.signals)) if (value === num) return name;
+  return `SIG${num}`;
+}

@@ -1,0 +1,35 @@
+/**
+ * What a remote process's end means to the program that ran it on the master, as a shell and
+ * ssh report it: the exit code; 128+N after signal N; 127 for a command the slave does not have,
+ * 126 for one it may not run; 255 when the slave could not be asked at all.
+ */
+import { constants } from 'node:os';
+import { SlaveError } from '../protocol/index.js';
+import { AgentUnreachableError } from '../transport/errors.js';
+import type { ExitStatus } from './remote-process.js';
+
+export const STATUS_NOT_FOUND = 127;
+export const STATUS_NOT_EXECUTABLE = 126;
+export const STATUS_UNREACHABLE = 255;
+
+export function signalNumber(name: string): number | undefined {
+  return (constants.signals as Record<string, number>)[name];
+}
+
+export function exitStatusOf(status: ExitStatus): number {
+  if (status.code !== null) return status.code;
+  return 128 + (signalNumber(status.signal ?? '') ?? 0);
+}
+
+/** The status and message for a spawn or a session that failed before the process could end. */
+export function failureStatus(err: unknown, agentId: string): { status: number; message: string } {
+  if (err instanceof AgentUnreachableError) {
+    return { status: STATUS_UNREACHABLE, message: `cannot reach the slave's agent ${agentId}: ${err.message}` };
+  }
+  if (err instanceof SlaveError) {
+    if (err.errnoName === 'ENOENT') return { status: STATUS_NOT_FOUND, message: `${err.message} (on ${agentId})` };
+    if (err.errnoName === 'EACCES') return { status: STATUS_NOT_EXECUTABLE, message: `${err.message} (on ${agentId})` };
+    return { status: STATUS_UNREACHABLE, message: `${err.message} (${err.errnoName}, on ${agentId})` };
+  }
+  return { status: STATUS_UNREACHABLE, message: err instanceof Error ? err.message : String(err) };
+}

@@ -1,0 +1,220 @@
+/**
+ * The master's side of the agent's process service: start a process on the slave, feed its
+ * stdin, take its output in order (returning credit as it is written out, so a slow reader here
+ * slows the process there), forward signals and window sizes, learn how it ended.
+ *
+ *   caller --writeStdin--> agent --> process;  process --> agent --events--> output callbacks
+ *
+ * `ProcessClient` renews the lease of every live process once a second (proc.keepalive): if
+ * this side dies, the agent hangs up on its processes within its lease time.
+ */
+import type { Logger } from 'pino';
+import {
+  ProtocolError, SlaveError, decodeEvent, type FORWARDED_SIGNALS, type ProcEvent,
+} from '../protocol/index.js';
+import type { AgentClient } from '../transport/agent-client.js';
+import { AgentUnreachableError } from '../transport/errors.js';
+
+export type ForwardedSignal = (typeof FORWARDED_SIGNALS)[number];
+
+export interface ExitStatus {
+  /** The exit code, or null when a signal ended the process. */
+  code: number | null;
+  signal: string | null;
+}
+
+export interface ProcessOutput {
+  /** One chunk of output, in order; call `written` once it is written out (returns credit). */
+  stdout(data: Buffer, written: () => void): void;
+  stderr(data: Buffer, written: () => void): void;
+}
+
+export interface SpawnOptions {
+  argv: string[];
+  env: Record<string, string>;
+  /** A slave path. */
+  cwd: string;
+  pty: { rows: number; cols: number } | null;
+  uid?: number;
+  gid?: number;
+}
+
+/** Output the agent may send ahead of our credit: enough to stream, bounded memory here. */
+const WINDOW = 4 * 1024 * 1024;
+const KEEPALIVE_MS = 1000;
+/** After a hang-up, how long before the process is killed outright. */
+const ABANDON_KILL_MS = 2000;
+
+export class ProcessClient {
+  private readonly live = new Map<number, RemoteProcess>();
+  private readonly timer: NodeJS.Timeout;
+  private lastKeepalive = Date.now();
+
+  constructor(
+    readonly client: AgentClient,
+    private readonly log: Logger,
+    /** The agent's lease: past it without a keepalive, our processes are gone. */
+    private readonly leaseMs = 5000,
+  ) {
+    this.timer = setInterval(() => void this.keepalive(), KEEPALIVE_MS);
+    this.timer.unref();
+  }
+
+  async spawn(options: SpawnOptions, output: ProcessOutput): Promise<RemoteProcess> {
+    const bus = this.client.bus;
+    const subject = bus.newInbox();
+    let proc: RemoteProcess | undefined;
+    const early: ProcEvent[] = []; // events may beat the spawn's reply
+    const sub = bus.subscribe(subject, (data) => {
+      let event: ProcEvent;
+      try {
+        event = decodeEvent(data);
+      } catch (err) {
+        this.log.warn({ err }, 'undecodable process event dropped');
+        return;
+      }
+      if (proc) proc.receive(event);
+      else early.push(event);
+    });
+    try {
+      const { procId, pid } = await this.client.call('proc.spawn', { ...options, output: subject, window: WINDOW });
+      proc = new RemoteProcess(this.client, procId, pid, output, () => {
+        sub.stop();
+        this.live.delete(procId);
+      }, this.log);
+      this.live.set(procId, proc);
+      for (const event of early) proc.receive(event);
+      return proc;
+    } catch (err) {
+      sub.stop();
+      throw err;
+    }
+  }
+
+  private async keepalive(): Promise<void> {
+    if (this.live.size === 0) {
+      this.lastKeepalive = Date.now();
+      return;
+    }
+    try {
+      const { gone } = await this.client.call('proc.keepalive', { procIds: [...this.live.keys()] }, KEEPALIVE_MS * 3);
+      this.lastKeepalive = Date.now();
+      for (const id of gone) this.live.get(id)?.lost('the slave no longer knows this process');
+    } catch (err) {
+      if (Date.now() - this.lastKeepalive <= this.leaseMs) return;
+      for (const proc of this.live.values()) {
+        proc.fail(err instanceof Error ? err : new AgentUnreachableError('timeout', String(err)));
+      }
+    }
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+    for (const proc of this.live.values()) proc.abandon();
+  }
+}
+
+export class RemoteProcess {
+  readonly exited: Promise<ExitStatus>;
+  private resolveExit!: (status: ExitStatus) => void;
+  private rejectExit!: (err: Error) => void;
+  private nextSeq = 0;
+  private done = false;
+  private credit = 0;
+  private creditScheduled = false;
+
+  constructor(
+    private readonly client: AgentClient,
+    readonly procId: number,
+    /** The process id on the slave. */
+    readonly slavePid: number,
+    private readonly output: ProcessOutput,
+    private readonly onDone: () => void,
+    private readonly log: Logger,
+  ) {
+    this.exited = new Promise((resolve, reject) => {
+      this.resolveExit = resolve;
+      this.rejectExit = reject;
+    });
+    this.exited.catch(() => undefined); // callers that never await it must not crash us
+  }
+
+  receive(event: ProcEvent): void {
+    if (this.done) return;
+    if (event.seq !== this.nextSeq) {
+      this.fail(new ProtocolError(`process output lost: event ${event.seq} arrived, ${this.nextSeq} expected`));
+      return;
+    }
+    this.nextSeq++;
+    if ('exit' in event) {
+      this.finish();
+      this.resolveExit(event.exit);
+      return;
+    }
+    const data = Buffer.from(event.data.buffer, event.data.byteOffset, event.data.byteLength);
+    const written = () => this.returnCredit(data.length);
+    if (event.stream === 'stdout') this.output.stdout(data, written);
+    else this.output.stderr(data, written);
+  }
+
+  /** Credit goes back in batches: one request per loop turn at most. */
+  private returnCredit(bytes: number): void {
+    this.credit += bytes;
+    if (this.creditScheduled || this.done) return;
+    this.creditScheduled = true;
+    setImmediate(() => {
+      this.creditScheduled = false;
+      const bytes = this.credit;
+      this.credit = 0;
+      if (bytes > 0 && !this.done) this.quietly('proc.credit', this.client.call('proc.credit', { procId: this.procId, bytes }));
+    });
+  }
+
+  /** Resolves once the process has the bytes in its stdin; EPIPE if it closed it. */
+  async writeStdin(data: Uint8Array): Promise<void> {
+    await this.client.call('proc.stdin', { procId: this.procId, data, eof: false });
+  }
+
+  async endStdin(): Promise<void> {
+    await this.client.call('proc.stdin', { procId: this.procId, data: new Uint8Array(0), eof: true });
+  }
+
+  signal(signal: ForwardedSignal): void {
+    if (!this.done) this.quietly('proc.signal', this.client.call('proc.signal', { procId: this.procId, signal }));
+  }
+
+  resize(rows: number, cols: number): void {
+    if (!this.done) this.quietly('proc.resize', this.client.call('proc.resize', { procId: this.procId, rows, cols }));
+  }
+
+  /** Nobody waits for this process any more: hang up, then kill it if it lingers. */
+  abandon(): void {
+    if (this.done) return;
+    this.signal('SIGHUP');
+    setTimeout(() => this.signal('SIGKILL'), ABANDON_KILL_MS).unref();
+  }
+
+  /** The agent forgot the process without sending its exit (its exit event was lost). */
+  lost(reason: string): void {
+    this.fail(new SlaveError('EIO', `process ${this.slavePid} on the slave: ${reason}`));
+  }
+
+  fail(err: Error): void {
+    if (this.done) return;
+    this.finish();
+    this.rejectExit(err);
+  }
+
+  private finish(): void {
+    this.done = true;
+    this.onDone();
+  }
+
+  /** Fire and forget: a failure is logged; a lost agent shows up in the keepalive. */
+  private quietly(op: string, request: Promise<unknown>): void {
+    request.catch((err: unknown) => {
+      if (err instanceof SlaveError && err.errnoName === 'ESRCH') return; // it has just ended
+      this.log.debug({ err, op, procId: this.procId }, 'process request failed');
+    });
+  }
+}

@@ -1,0 +1,127 @@
+/**
+ * `splitbrain exec` and the agent's process service: exit statuses, signals both ways, stdio
+ * kept apart and intact, a terminal of the right size, and no process left behind when the
+ * master side dies.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { existsSync } from 'node:fs';
+import { chmod, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { CLI, run, sh, stopProcess, waitFor } from '../helpers/processes.js';
+import { startBareAgent, type BareAgent } from '../helpers/slave.js';
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('splitbrain exec', () => {
+  let slave: BareAgent;
+  let exec: string[];
+  const execRun = (args: string[], options: { input?: string; env?: NodeJS.ProcessEnv } = {}) =>
+    run(process.execPath, [...exec, ...args], { timeoutMs: 60_000, ...options });
+
+  before(async () => {
+    slave = await startBareAgent({ id: 'exec-slave' });
+    exec = [CLI, 'exec', slave.nats.url, '--agent', slave.agent.id];
+  });
+  after(async () => { await slave?.stop(); });
+
+  it('exits with the remote exit status, 127 for a missing command, 126 for one it may not run', async () => {
+    assert.equal((await execRun(['--', 'true'])).code, 0);
+    assert.equal((await execRun(['--', 'false'])).code, 1);
+    assert.equal((await execRun(['--', 'sh', '-c', 'exit 7'])).code, 7);
+    const missing = await execRun(['--', 'no-such-command-here']);
+    assert.equal(missing.code, 127);
+    assert.match(missing.stderr, /no-such-command-here: command not found/);
+    await writeFile(join(slave.root, 'not-executable.sh'), '#!/bin/sh\necho hi\n');
+    await chmod(join(slave.root, 'not-executable.sh'), 0o644);
+    const denied = await execRun(['--', './not-executable.sh']);
+    assert.equal(denied.code, 126);
+    assert.match(denied.stderr, /Permission denied/);
+  });
+
+  it('reports a remote process killed by signal N as 128+N', async () => {
+    assert.equal((await execRun(['--', 'sh', '-c', 'kill -KILL $$'])).code, 128 + 9);
+    assert.equal((await execRun(['--', 'sh', '-c', 'kill -TERM $$'])).code, 128 + 15);
+  });
+
+  it('keeps stdout and stderr apart', async () => {
+    const result = await execRun(['--', 'sh', '-c', 'echo out1; echo err1 >&2; echo out2; echo err2 >&2']);
+    assert.equal(result.stdout, 'out1\nout2\n');
+    assert.equal(result.stderr, 'err1\nerr2\n');
+  });
+
+  it('passes 64 MiB through stdin and back through stdout unchanged', async () => {
+    const input = join(slave.tmp, 'input.bin');
+    const data = randomBytes(64 * 1024 * 1024);
+    await writeFile(input, data);
+    const want = createHash('sha256').update(data).digest('hex');
+    const got = await sh(`node ${[...exec].map((a) => `'${a}'`).join(' ')} -- cat < '${input}' | sha256sum`, { timeoutMs: 120_000 });
+    assert.equal(got.split(' ')[0], want);
+  });
+
+  it('runs in a slave directory with the slave\'s PATH, and only the environment it is given', async () => {
+    const result = await execRun(['-C', '/', '-e', 'GIVEN=yes', '--', 'sh', '-c', 'pwd; echo "$GIVEN:${SECRET:-unset}"; echo "$PATH"'], {
+      env: { ...process.env, SECRET: 'master-only', PATH: `/master/only:${process.env.PATH ?? ''}` },
+    });
+    assert.equal(result.code, 0, result.stderr);
+    const [pwd, vars, path] = result.stdout.trim().split('\n');
+    assert.equal(pwd, slave.root);
+    assert.equal(vars, 'yes:unset');
+    assert.doesNotMatch(path ?? '', /\/master\/only/);
+  });
+
+  it('forwards SIGTERM to the remote process', async () => {
+    const flag = join(slave.root, 'trapped');
+    const child = spawn(process.execPath, [...exec, '--', 'sh', '-c',
+      `trap 'echo got > ${flag}; exit 3' TERM; echo ready; while :; do sleep 0.1; done`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    try {
+      await waitFor('the remote shell to start', () => out.includes('ready'), 15_000);
+      const exited = once(child, 'exit');
+      child.kill('SIGTERM');
+      const [code] = (await exited) as [number | null];
+      assert.equal(code, 3);
+      assert.equal(await readFile(flag, 'utf8'), 'got\n');
+    } finally {
+      await stopProcess(child, 'SIGKILL');
+    }
+  });
+
+  it('gives a terminal of the caller\'s size with -t', async () => {
+    const command = `stty rows 33 cols 91; '${process.execPath}' ${exec.map((a) => `'${a}'`).join(' ')} -t -- sh -c 'tty; stty size'`;
+    const result = await run('script', ['-qec', command, '/dev/null'], { timeoutMs: 60_000 });
+    assert.equal(result.code, 0, result.stderr + result.stdout);
+    assert.match(result.stdout, /\/dev\/pts\/\d+/);
+    assert.match(result.stdout, /33 91/);
+  });
+
+  it('leaves no process behind when the master side dies', async () => {
+    const child = spawn(process.execPath, [...exec, '--', 'sh', '-c', 'echo $$; exec sleep 300'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    await waitFor('the remote pid', () => /^\d+\n/.test(out), 15_000);
+    const remotePid = Number(out.trim());
+    assert.ok(alive(remotePid));
+    await stopProcess(child, 'SIGKILL');
+    // The agent's lease (5 s) runs out, then a hang-up ends it.
+    await waitFor('the orphan to be ended', () => !alive(remotePid), 20_000, 200);
+  });
+
+  it('says so and exits 255 when the agent cannot be reached', async () => {
+    const result = await run(process.execPath, [CLI, 'exec', slave.nats.url, '--agent', 'nobody-here', '--', 'true'], { timeoutMs: 60_000 });
+    assert.equal(result.code, 255);
+    assert.match(result.stderr, /cannot reach the slave's agent nobody-here/);
+    assert.ok(!existsSync(join(slave.root, 'nobody-here')));
+  });
+});
