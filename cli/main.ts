@@ -12,6 +12,7 @@ import { startAgent } from '../agent/agent.js';
 import { mountSlave } from '../mount/mount.js';
 import { whenUnmounted } from '../mount/mount-watch.js';
 import { agentIdFromHostname, isValidAgentId } from '../protocol/index.js';
+import { startBridgeService } from '../sidecar/bridge-service.js';
 import { runExec } from '../sidecar/exec-session.js';
 import { daemonize } from './daemon.js';
 import { reportStart } from './start-report.js';
@@ -126,6 +127,42 @@ program.command('exec')
       natsUrl: url, agentId: opts.agent, argv: command, cwd: opts.cwd, env, tty: opts.tty,
       noStdin: !opts.stdin, log: createLogger(opts.logLevel),
     });
+  });
+
+program.command('bridge')
+  .description('serve the exec shim: commands run through it run on the slave')
+  .argument('<url>', 'NATS server URL, e.g. nats://lab-box-7:4222')
+  .option('--agent <id>', 'agent to run on (default: the only one on the bus)', agentId)
+  .option('--socket <path>', 'Unix socket the shims connect to (their SPLITBRAIN_BRIDGE_SOCKET)', '/splitbrain/bridge.sock')
+  .option('--shim-dir <dir>', 'directory of command links for the front of the test\'s PATH')
+  .option('--command <name>', 'bridge this command (repeatable)', collect, [])
+  .option('--bridge-all', 'bridge every executable on the slave\'s PATH but the --keep ones', false)
+  .option('--keep <glob>', 'with --bridge-all, keep these local too (repeatable; shells and interpreters always are)', collect, [])
+  .option('--slave-mount <dir>', 'where the test sees the slave\'s root: a cwd inside it becomes the slave\'s')
+  .option('--default-cwd <dir>', 'slave directory for commands started anywhere else', '/')
+  .option('--env <name>', 'let this variable cross (repeatable; LANG, LC_*, TERM, COLORTERM, TZ always do)', collect, [])
+  .option('--env-prefix <prefix>', 'let variables with this prefix cross (repeatable)', collect, [])
+  .addOption(logLevel())
+  .action(async (url: string, opts: {
+    agent?: string; socket: string; shimDir?: string; command: string[]; bridgeAll: boolean; keep: string[];
+    slaveMount?: string; defaultCwd: string; env: string[]; envPrefix: string[]; logLevel: string;
+  }) => {
+    let bridge;
+    try {
+      bridge = await startBridgeService({
+        natsUrl: url, agentId: opts.agent, socketPath: resolve(opts.socket),
+        shimDir: opts.shimDir === undefined ? undefined : resolve(opts.shimDir),
+        commands: opts.command, bridgeAll: opts.bridgeAll, keep: opts.keep,
+        slaveMount: opts.slaveMount === undefined ? undefined : resolve(opts.slaveMount),
+        defaultCwd: opts.defaultCwd, envNames: opts.env, envPrefixes: opts.envPrefix,
+        log: createLogger(opts.logLevel),
+      });
+    } catch (err) {
+      reportStart(err as Error);
+      throw err;
+    }
+    reportStart();
+    await serveUntilSignal(() => bridge.stop());
   });
 
 program.command('umount')

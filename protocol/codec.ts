@@ -63,7 +63,7 @@ function bytesField(body: object): string | undefined {
  * Encodes `{ ...head, [outer]: body }` where `body[field]` holds bytes. The field is moved to
  * the end of the innermost map so that the encoding ends with its (placeholder) bin.
  */
-function encodeSpliced(head: object, outer: string, body: Record<string, unknown>, field: string): Uint8Array {
+function encodeSpliced(head: object, outer: string, body: Record<string, unknown>, field: string, parts?: Uint8Array[]): Uint8Array {
   const data = body[field] as Uint8Array;
   const rest = { ...body };
   delete rest[field];
@@ -72,11 +72,17 @@ function encodeSpliced(head: object, outer: string, body: Record<string, unknown
   if (prefix[cut] !== EMPTY_BIN_ENCODED[0] || prefix[cut + 1] !== EMPTY_BIN_ENCODED[1]) {
     throw new Error('codec: the byte field did not encode last'); // a bug of ours, not input
   }
-  const out = Buffer.allocUnsafe(cut + 5 + data.length);
+  const chunks = parts ?? [data];
+  const length = chunks.reduce((sum, c) => sum + c.length, 0);
+  const out = Buffer.allocUnsafe(cut + 5 + length);
   out.set(prefix.subarray(0, cut), 0);
   out[cut] = 0xc6; // bin 32
-  out.writeUInt32BE(data.length, cut + 1);
-  out.set(data, cut + 5);
+  out.writeUInt32BE(length, cut + 1);
+  let at = cut + 5;
+  for (const chunk of chunks) {
+    out.set(chunk, at);
+    at += chunk.length;
+  }
   return out;
 }
 
@@ -149,6 +155,11 @@ const eventEnvelope = z.object({ v: z.number().int(), e: z.unknown() });
 
 export function encodeEvent(event: ProcEvent): Uint8Array {
   return encodeEnvelope({ v: PROTOCOL_VERSION }, 'e', event);
+}
+
+/** An output event whose data is `parts` joined, copied once, straight into the message. */
+export function encodeOutputEvent(procId: number, seq: number, stream: 'stdout' | 'stderr', parts: Uint8Array[]): Uint8Array {
+  return encodeSpliced({ v: PROTOCOL_VERSION }, 'e', { procId, seq, stream, data: EMPTY_BIN }, 'data', parts);
 }
 
 /** Decodes and validates a process event; throws ProtocolError on anything malformed. */

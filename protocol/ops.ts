@@ -145,6 +145,12 @@ export const ops = {
   'proc.stdin': op(z.object({ procId, data: bytes, eof: z.boolean() }), empty),
   'proc.signal': op(z.object({ procId, signal: signalName }), empty),
   'proc.resize': op(z.object({ procId, rows: u16, cols: u16 }), empty),
+  /**
+   * The master is gone or stopped listening (its reader left, its shim died): as when an ssh
+   * session drops, the process's output pipes are closed (its writers get SIGPIPE), its process
+   * group gets SIGHUP, and SIGKILL a few seconds later if it is still there.
+   */
+  'proc.hangup': op(z.object({ procId }), empty),
   /** The master has written out `bytes` more of the output: the agent may send that much more. */
   'proc.credit': op(z.object({ procId, bytes: u32 }), empty),
   /**

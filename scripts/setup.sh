@@ -6,9 +6,10 @@ cd "$(dirname "$0")/.."
 
 # Debian packages. libfuse2: fuse-native's binding links it. fuse3: fusermount (Debian's `fuse`
 # package would conflict with sshfs). sshfs, bindfs, openssh-server: the benchmarks' references.
-# socat: pty pairs in the device tests.
+# socat: pty pairs in the device tests. gcc, libc6-dev (its static libc): the exec shim, linked
+# statically. bsdutils: `script`, a terminal for the pty tests.
 packages=(nats-server libfuse2 fuse3 sshfs bindfs openssh-server openssh-client socat rsync git
-          python3 make g++ ca-certificates)
+          python3 make g++ gcc libc6-dev bsdutils ca-certificates)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -47,9 +47,7 @@ enum frame_type {
     FT_STDOUT = 0x81, FT_STDERR = 0x82, FT_EXIT = 0x83, FT_ERROR = 0x84,
 };
 
-static const int forwarded_signals[] = {
-    SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH,
-};
+static const int forwarded_signals[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH };
 
 /* Write end of the self-pipe: a handler cannot take arguments, so this is the one global. */
 static int sig_pipe_wr = -1;
@@ -332,30 +330,20 @@ static int handle_frame(struct session *s, int type, const unsigned char *p, uin
     case FT_EXIT: {
         if (len != 5 || p[0] > 1)
             return fail(s, STATUS_BRIDGE_FAILED, "protocol error: malformed EXIT frame from the bridge");
-        int32_t value = (int32_t)get_u32(p + 1);
+        uint32_t value = get_u32(p + 1); /* as the low byte of an i32, like exit() would */
         restore_tty(s);
-        return p[0] == 0 ? (value & 0xff) : ((128 + value) & 0xff);
+        return (int)((p[0] == 0 ? value : 128 + value) & 0xff);
     }
     case FT_ERROR:
         if (len < 1)
             return fail(s, STATUS_BRIDGE_FAILED, "protocol error: empty ERROR frame from the bridge");
-        return fail(s, p[0], "%.*s", (int)(len - 1), (const char *)p + 1);
+        restore_tty(s);
+        if (s->stderr_ok) /* not through fail(): its buffer would cut a long message */
+            dprintf(STDERR_FILENO, SHIM_NAME ": %.*s\n", (int)(len - 1), (const char *)p + 1);
+        return p[0];
     default:
         return fail(s, STATUS_BRIDGE_FAILED, "protocol error: unknown frame type 0x%02x from the bridge", type);
     }
-}
-
-/* Validates a header as soon as it arrives, so a bogus length is refused before buffering it. */
-static int check_header(struct session *s, const unsigned char *hdr)
-{
-    int type = hdr[0];
-    uint32_t len = get_u32(hdr + 1);
-    if (type != FT_STDOUT && type != FT_STDERR && type != FT_EXIT && type != FT_ERROR)
-        return fail(s, STATUS_BRIDGE_FAILED, "protocol error: unknown frame type 0x%02x from the bridge", type);
-    if (len > MAX_PAYLOAD)
-        return fail(s, STATUS_BRIDGE_FAILED, "protocol error: the bridge sent a %lu-byte frame (limit %u)",
-                    (unsigned long)len, MAX_PAYLOAD);
-    return RUNNING;
 }
 
 static int read_bridge(struct session *s)
@@ -372,9 +360,11 @@ static int read_bridge(struct session *s)
     int status = RUNNING;
     while (status == RUNNING && in->len - pos >= HEADER_LEN) {
         const unsigned char *hdr = in->data + pos;
-        if ((status = check_header(s, hdr)) != RUNNING)
-            break;
         uint32_t len = get_u32(hdr + 1);
+        /* Checked as soon as the header is in, so a bogus length is never waited for. */
+        if (len > MAX_PAYLOAD)
+            return fail(s, STATUS_BRIDGE_FAILED, "protocol error: the bridge sent a %lu-byte frame "
+                        "(limit %u)", (unsigned long)len, MAX_PAYLOAD);
         if (in->len - pos < HEADER_LEN + len)
             break;
         status = handle_frame(s, hdr[0], hdr + HEADER_LEN, len);
@@ -472,7 +462,7 @@ static int pump(struct session *s)
         if (status == RUNNING && fds[0].revents & (POLLOUT | POLLERR))
             status = flush_out(s);
         /* POLLNVAL too: a closed fd 0 reads as EBADF, which read_stdin treats as EOF. */
-        if (status == RUNNING && fds[2].revents)
+        if (status == RUNNING && s->stdin_open && fds[2].revents)
             status = read_stdin(s);
     }
     return status;
@@ -500,20 +490,19 @@ static int run(struct session *s, char **argv, size_t argc, char **env)
     int stdin_readable = fl >= 0 && (fl & O_ACCMODE) != O_WRONLY;
     s->pty = stdin_readable && isatty(STDIN_FILENO);
 
-    int status = install_signals(s); /* before reading the size, so no resize is missed */
-    if (status == RUNNING)
-        status = queue_start(s, argv, argc, env);
-    if (status == RUNNING && !stdin_readable)
-        status = queue_frame(s, FT_STDIN_EOF, NULL, 0);
-    if (status == RUNNING && s->pty)
-        status = enter_raw_mode(s);
     s->stdin_open = stdin_readable;
     s->in.cap = HEADER_LEN + MAX_PAYLOAD;
-    if (status == RUNNING && !(s->in.data = malloc(s->in.cap)))
-        status = fail(s, STATUS_BRIDGE_FAILED, "out of memory");
-    if (status == RUNNING)
-        status = pump(s);
-    return status;
+    if (!(s->in.data = malloc(s->in.cap)))
+        return fail(s, STATUS_BRIDGE_FAILED, "out of memory");
+
+    int status; /* signals first, so a resize while START is built is not missed */
+    if ((status = install_signals(s)) != RUNNING || (status = queue_start(s, argv, argc, env)) != RUNNING)
+        return status;
+    if (!stdin_readable && (status = queue_frame(s, FT_STDIN_EOF, NULL, 0)) != RUNNING)
+        return status;
+    if (s->pty && (status = enter_raw_mode(s)) != RUNNING)
+        return status;
+    return pump(s);
 }
 
 int main(int argc, char **argv)

@@ -7,8 +7,9 @@
 import type { Logger } from 'pino';
 import { AgentClient, chooseAgent } from '../transport/agent-client.js';
 import { connectBus } from '../transport/bus.js';
-import { exitStatusOf, failureStatus } from './exit-status.js';
+import { exitStatusOf, failureStatus, signalNumber } from './exit-status.js';
 import { ProcessClient, type ForwardedSignal, type RemoteProcess } from './remote-process.js';
+import { StdinWriter } from './stdin-writer.js';
 
 export interface ExecOptions {
   natsUrl: string;
@@ -25,8 +26,6 @@ export interface ExecOptions {
 }
 
 const REQUEST_TIMEOUT_MS = 15_000;
-/** At most this much of our stdin on its way to the process: memory stays bounded. */
-const STDIN_IN_FLIGHT = 2;
 const FORWARDED: ForwardedSignal[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
 
 /** Runs the command and returns the exit status this process should exit with. */
@@ -43,20 +42,28 @@ export async function runExec(options: ExecOptions): Promise<number> {
     const tty = options.tty && process.stdin.isTTY === true;
     const env = { ...options.env };
     if (tty) env.TERM ??= process.env.TERM ?? 'xterm';
+    const output = new OutputWrites();
     let proc: RemoteProcess;
     try {
       proc = await procs.spawn({
         argv: options.argv, env, cwd: options.cwd,
         pty: tty ? { rows: process.stdout.rows ?? 24, cols: process.stdout.columns ?? 80 } : null,
       }, {
-        stdout: (data, written) => { process.stdout.write(data, () => written()); },
-        stderr: (data, written) => { process.stderr.write(data, () => written()); },
+        stdout: (data, written) => output.write(process.stdout, data, written),
+        stderr: (data, written) => output.write(process.stderr, data, written),
       });
     } catch (err) {
       const failure = failureStatus(err, agentId);
       process.stderr.write(`splitbrain: ${failure.message}\n`);
       return failure.status;
     }
+    // Our reader left (`| head -1`): hang up, so the process's writes fail as they would into
+    // that pipe, and exit as a process killed by SIGPIPE.
+    let brokenPipe = false;
+    output.onBroken = () => {
+      brokenPipe = true;
+      proc.abandon();
+    };
     if (tty) {
       process.stdin.setRawMode(true);
       cleanups.push(() => process.stdin.setRawMode(false));
@@ -71,8 +78,12 @@ export async function runExec(options: ExecOptions): Promise<number> {
     cleanups.push(() => process.off('SIGWINCH', winch));
     cleanups.push(pumpStdin(proc, options.noStdin, log));
     try {
-      return exitStatusOf(await proc.exited);
+      const status = exitStatusOf(await proc.exited);
+      // Writes to a pipe are asynchronous: exiting now would cut the output short.
+      await output.drained();
+      return status;
     } catch (err) {
+      if (brokenPipe) return 128 + (signalNumber('SIGPIPE') ?? 13);
       const failure = failureStatus(err, agentId);
       process.stderr.write(`splitbrain: ${failure.message}\n`);
       return failure.status;
@@ -83,34 +94,64 @@ export async function runExec(options: ExecOptions): Promise<number> {
   }
 }
 
-/** our stdin --> the process, a few chunks in flight at most. Returns its cleanup. */
+/** Output written to our stdout and stderr, and a way to wait until all of it is out. */
+class OutputWrites {
+  private pending = 0;
+  private waiters: (() => void)[] = [];
+  private broken = false;
+  /** Called once when our stdout's reader is gone (EPIPE). */
+  onBroken: () => void = () => undefined;
+
+  constructor() {
+    process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') throw err;
+      if (!this.broken) this.onBroken();
+      this.broken = true;
+    });
+  }
+
+  write(stream: NodeJS.WriteStream, data: Buffer, written: () => void): void {
+    if (this.broken && stream === process.stdout) {
+      written(); // nobody reads it any more
+      return;
+    }
+    this.pending++;
+    stream.write(data, () => {
+      written();
+      if (--this.pending === 0) for (const wake of this.waiters.splice(0)) wake();
+    });
+  }
+
+  async drained(): Promise<void> {
+    if (this.pending > 0) await new Promise<void>((resolve) => this.waiters.push(resolve));
+  }
+}
+
+/** our stdin --> the process (batched, bounded: see StdinWriter). Returns its cleanup. */
 function pumpStdin(proc: RemoteProcess, noStdin: boolean, log: Logger): () => void {
   const stdin = process.stdin;
-  if (noStdin) {
-    proc.endStdin().catch((err: unknown) => log.debug({ err }, 'closing stdin failed'));
-    return () => undefined;
-  }
-  let inFlight = 0;
   let stopped = false;
   const stop = () => {
     stopped = true;
     stdin.off('data', onData);
     stdin.pause();
   };
-  const onData = (chunk: Buffer) => {
-    if (++inFlight >= STDIN_IN_FLIGHT) stdin.pause();
-    proc.writeStdin(chunk).then(() => {
-      if (--inFlight < STDIN_IN_FLIGHT && !stopped) stdin.resume();
-    }, (err: unknown) => {
-      // The process closed its stdin (EPIPE) or is gone: stop reading ours, as ssh does.
+  const writer = new StdinWriter(proc, {
+    onDrain: () => { if (!stopped) stdin.resume(); },
+    // The process closed its stdin (EPIPE) or is gone: stop reading ours, as ssh does.
+    onClosed: (err) => {
       log.debug({ err }, 'stdin not delivered');
       stop();
-    });
-  };
-  stdin.on('data', onData);
-  stdin.once('end', () => {
-    if (stopped) return;
-    proc.endStdin().catch((err: unknown) => log.debug({ err }, 'closing stdin failed'));
+    },
   });
+  const onData = (chunk: Buffer) => {
+    if (!writer.write(chunk)) stdin.pause();
+  };
+  if (noStdin) {
+    writer.end();
+    return () => undefined;
+  }
+  stdin.on('data', onData);
+  stdin.once('end', () => writer.end());
   return stop;
 }

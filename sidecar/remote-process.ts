@@ -40,10 +40,12 @@ export interface SpawnOptions {
 }
 
 /** Output the agent may send ahead of our credit: enough to stream, bounded memory here. */
-const WINDOW = 4 * 1024 * 1024;
+const WINDOW = 8 * 1024 * 1024;
 const KEEPALIVE_MS = 1000;
-/** After a hang-up, how long before the process is killed outright. */
-const ABANDON_KILL_MS = 2000;
+/** `exited` of a process this side gave up on (see RemoteProcess.abandon). */
+export class AbandonedError extends Error {
+  override name = 'AbandonedError';
+}
 
 export class ProcessClient {
   private readonly live = new Map<number, RemoteProcess>();
@@ -187,11 +189,14 @@ export class RemoteProcess {
     if (!this.done) this.quietly('proc.resize', this.client.call('proc.resize', { procId: this.procId, rows, cols }));
   }
 
-  /** Nobody waits for this process any more: hang up, then kill it if it lingers. */
+  /**
+   * Nobody wants this process any more: the agent hangs up on it (output pipes closed, SIGHUP,
+   * SIGKILL if it lingers) and `exited` rejects with AbandonedError.
+   */
   abandon(): void {
     if (this.done) return;
-    this.signal('SIGHUP');
-    setTimeout(() => this.signal('SIGKILL'), ABANDON_KILL_MS).unref();
+    this.quietly('proc.hangup', this.client.call('proc.hangup', { procId: this.procId }));
+    this.fail(new AbandonedError(`process ${this.slavePid} on the slave was hung up on`));
   }
 
   /** The agent forgot the process without sending its exit (its exit event was lost). */

@@ -55,6 +55,11 @@ export const procOps: HandlerTable = {
     return {};
   },
 
+  'proc.hangup': async ({ procId }, ctx) => {
+    ctx.procs.get(procId).hangUp();
+    return {};
+  },
+
   'proc.credit': async ({ procId, bytes }, ctx) => {
     ctx.procs.get(procId).credit(bytes);
     return {};

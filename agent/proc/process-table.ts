@@ -5,7 +5,7 @@
  * `splitbrain exec` that died or lost the bus.
  */
 import type { Logger } from 'pino';
-import { SlaveError, encodeEvent, type ProcEvent } from '../../protocol/index.js';
+import { SlaveError } from '../../protocol/index.js';
 import { SpawnedProcess, type SpawnSpec } from './spawned-process.js';
 
 export interface ProcessTableOptions {
@@ -39,7 +39,7 @@ export class ProcessTable {
     const procId = this.next;
     this.next = (this.next + 1) >>> 0;
     const log = this.options.log;
-    const sink = (event: ProcEvent) => this.options.publish(output, encodeEvent(event));
+    const sink = (event: Uint8Array) => this.options.publish(output, event);
     const proc = await SpawnedProcess.start(procId, spec, sink, () => this.procs.delete(procId), log);
     this.procs.set(procId, proc);
     log.debug({ procId, pid: proc.pid, argv: spec.argv, pty: spec.pty !== null }, 'process started');

@@ -10,7 +10,7 @@ import { constants } from 'node:os';
 import type { Readable } from 'node:stream';
 import { spawn as spawnPty, type IPty } from 'node-pty';
 import type { Logger } from 'pino';
-import { SlaveError, type ProcEvent } from '../../protocol/index.js';
+import { SlaveError, encodeEvent, encodeOutputEvent } from '../../protocol/index.js';
 
 export interface SpawnSpec {
   /** argv[0] resolved to the executable's host path (see command-path.ts). */
@@ -29,10 +29,18 @@ export interface SpawnSpec {
 }
 
 type Stream = 'stdout' | 'stderr';
-export type EventSink = (event: ProcEvent) => void;
+/** Publishes one encoded event to the master's output subject. */
+export type EventSink = (event: Uint8Array) => void;
 
 /** sshd gives sessions this umask; the agent itself runs with 0 (see agent.ts). */
 const CHILD_UMASK = 0o022;
+/**
+ * Output is sent at the end of the loop turn it arrived in while the master keeps up (little
+ * uncredited), so interactive output is not delayed; while it streams, for up to this long more
+ * is gathered into one event: fewer, larger messages move more bytes per CPU second.
+ */
+const GATHER_MS = 1;
+const KEEPING_UP = 64 * 1024;
 /** After the hang-up, how long a process may take before it is killed. */
 const HANGUP_GRACE_MS = 3000;
 
@@ -112,23 +120,28 @@ export class SpawnedProcess {
     this.pending ??= { stream, chunks: [], bytes: 0 };
     this.pending.chunks.push(chunk);
     this.pending.bytes += chunk.length;
+    const keepingUp = this.inFlight < KEEPING_UP;
     this.inFlight += chunk.length;
     if (this.inFlight >= this.spec.window) this.pause();
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(() => {
-        this.flushScheduled = false;
-        this.flush();
-      });
+    if (this.paused) {
+      this.flush(); // nothing more comes until credit returns
+      return;
     }
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    const flush = () => {
+      this.flushScheduled = false;
+      this.flush();
+    };
+    if (keepingUp) setImmediate(flush);
+    else setTimeout(flush, GATHER_MS);
   }
 
   private flush(): void {
     const pending = this.pending;
     if (!pending) return;
     this.pending = null;
-    const data = pending.chunks.length === 1 ? pending.chunks[0] as Buffer : Buffer.concat(pending.chunks, pending.bytes);
-    this.sink({ procId: this.procId, seq: this.seq++, stream: pending.stream, data });
+    this.sink(encodeOutputEvent(this.procId, this.seq++, pending.stream, pending.chunks));
   }
 
   private pause(): void {
@@ -179,9 +192,16 @@ export class SpawnedProcess {
     if (!this.exited) this.child.pty.resize(cols || 80, rows || 24);
   }
 
-  /** The master is gone: SIGHUP to the process group, as a dropped ssh session does; then SIGKILL. */
+  /**
+   * The master is gone, as a dropped ssh session: the output pipes close (a writer gets SIGPIPE),
+   * the process group gets SIGHUP, then SIGKILL if it lingers.
+   */
   hangUp(): void {
     if (this.exited || this.killTimer) return;
+    if ('pipes' in this.child) {
+      this.child.pipes.stdout?.destroy();
+      this.child.pipes.stderr?.destroy();
+    }
     this.sendGroup('SIGHUP');
     this.killTimer = setTimeout(() => this.sendGroup('SIGKILL'), HANGUP_GRACE_MS);
     this.killTimer.unref();
@@ -200,7 +220,7 @@ export class SpawnedProcess {
     this.exited = true;
     clearTimeout(this.killTimer);
     this.flush();
-    this.sink({ procId: this.procId, seq: this.seq++, exit: { code, signal } });
+    this.sink(encodeEvent({ procId: this.procId, seq: this.seq++, exit: { code, signal } }));
     this.log.debug({ procId: this.procId, pid: this.pid, code, signal }, 'process ended');
     this.onExit();
   }

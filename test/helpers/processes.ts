@@ -39,7 +39,8 @@ export async function run(command: string, args: string[], options: SpawnOptions
   child.stdin?.end(options.input);
   const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 120_000);
   try {
-    const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
+    // 'close', not 'exit': output still in the pipes when the child exits arrives before it.
+    const [code, signal] = (await once(child, 'close')) as [number | null, NodeJS.Signals | null];
     return { code, signal, stdout, stderr };
   } finally {
     clearTimeout(timer);

@@ -118,6 +118,14 @@ describe('splitbrain exec', () => {
     await waitFor('the orphan to be ended', () => !alive(remotePid), 20_000, 200);
   });
 
+  it('ends like a local writer when its reader leaves: 141, and the remote writer is gone', async () => {
+    const command = `'${process.execPath}' ${exec.map((a) => `'${a}'`).join(' ')} -n -- sh -c 'echo $$ >&2; exec yes' 2>'${slave.tmp}/yes.pid' | head -n 2; echo "status \${PIPESTATUS[0]}"`;
+    const result = await run('bash', ['-c', command], { timeoutMs: 60_000 });
+    assert.equal(result.stdout, 'y\ny\nstatus 141\n', result.stderr);
+    const remotePid = Number((await readFile(join(slave.tmp, 'yes.pid'), 'utf8')).trim());
+    await waitFor('the remote writer to end', () => !alive(remotePid), 10_000, 50);
+  });
+
   it('says so and exits 255 when the agent cannot be reached', async () => {
     const result = await run(process.execPath, [CLI, 'exec', slave.nats.url, '--agent', 'nobody-here', '--', 'true'], { timeoutMs: 60_000 });
     assert.equal(result.code, 255);

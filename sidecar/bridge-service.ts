@@ -1,0 +1,77 @@
+/**
+ * `splitbrain bridge`: connect to the slave's agent, fill the shim directory, and serve shims on
+ * the bridge socket until stopped. The sidecar runs the same next to its mounts.
+ */
+import type { Logger } from 'pino';
+import { AgentClient, chooseAgent } from '../transport/agent-client.js';
+import { connectBus } from '../transport/bus.js';
+import { Bridge } from './bridge.js';
+import { BridgePolicy, DEFAULT_ENV_NAMES, DEFAULT_ENV_PREFIXES } from './bridge-policy.js';
+import { ProcessClient } from './remote-process.js';
+import { DEFAULT_KEEP, fillShimDir, keepFilter, listSlaveCommands } from './shim-dir.js';
+
+export interface BridgeServiceOptions {
+  natsUrl: string;
+  agentId?: string;
+  socketPath: string;
+  /** Where to put the shim and its command links; none: only the socket is served. */
+  shimDir?: string;
+  commands: string[];
+  bridgeAll: boolean;
+  keep: string[];
+  slaveMount?: string;
+  defaultCwd: string;
+  envNames: string[];
+  envPrefixes: string[];
+  log: Logger;
+  afterCommand?: () => void;
+}
+
+export interface RunningBridge {
+  readonly agentId: string;
+  /** The command links in the shim directory. */
+  readonly commands: string[];
+  stop(): Promise<void>;
+}
+
+const REQUEST_TIMEOUT_MS = 15_000;
+
+export async function startBridgeService(options: BridgeServiceOptions): Promise<RunningBridge> {
+  const log = options.log.child({ component: 'bridge' });
+  const bus = await connectBus({ url: options.natsUrl, name: 'splitbrain-bridge', log: log.child({ component: 'bus' }) });
+  try {
+    const agentId = options.agentId ?? await chooseAgent(bus);
+    const client = new AgentClient(bus, agentId, { timeoutMs: REQUEST_TIMEOUT_MS, log });
+    const hello = await client.hello();
+    const procs = new ProcessClient(client, log);
+    let commands: string[] = [];
+    if (options.shimDir !== undefined) {
+      const wanted = new Set(options.commands);
+      if (options.bridgeAll) {
+        const keep = keepFilter([...DEFAULT_KEEP, ...options.keep]);
+        for (const command of await listSlaveCommands(procs)) if (keep(command)) wanted.add(command);
+      }
+      commands = await fillShimDir(options.shimDir, wanted);
+    }
+    const policy = new BridgePolicy({
+      slaveMount: options.slaveMount, defaultCwd: options.defaultCwd,
+      envNames: [...DEFAULT_ENV_NAMES, ...options.envNames],
+      envPrefixes: [...DEFAULT_ENV_PREFIXES, ...options.envPrefixes],
+    });
+    const bridge = await Bridge.listen({
+      socketPath: options.socketPath, procs, policy, agentId, log, afterCommand: options.afterCommand,
+    });
+    log.info({ agentId, hostname: hello.hostname, socket: options.socketPath, commands: commands.length }, 'bridge serving');
+    return {
+      agentId, commands,
+      async stop() {
+        await bridge.close();
+        procs.close();
+        await bus.close();
+      },
+    };
+  } catch (err) {
+    await bus.close();
+    throw err;
+  }
+}
