@@ -27,6 +27,12 @@ function agentId(value: string): string {
   return value;
 }
 
+function nonNegative(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw new InvalidArgumentError('expected a number (0 or more)');
+  return n;
+}
+
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
@@ -109,9 +115,11 @@ program.command('exec')
   .option('-n, --no-stdin', 'do not read stdin (the command gets end of input), as ssh -n')
   .option('-C, --cwd <dir>', 'working directory on the slave', '/')
   .option('-e, --env <name=value>', 'set a variable for the command (repeatable)', collect, [])
+  .option('--uid <uid>', 'run as this user id on the slave (needs a root agent)', nonNegative)
+  .option('--gid <gid>', 'run with this group id on the slave (needs a root agent)', nonNegative)
   .addOption(logLevel())
   .action(async (url: string, command: string[], opts: {
-    agent?: string; tty: boolean; stdin: boolean; cwd: string; env: string[]; logLevel: string;
+    agent?: string; tty: boolean; stdin: boolean; cwd: string; env: string[]; uid?: number; gid?: number; logLevel: string;
   }) => {
     const env: Record<string, string> = {};
     // Locale crosses as ssh's default SendEnv does; nothing else of ours does (never PATH).
@@ -125,7 +133,7 @@ program.command('exec')
     }
     process.exitCode = await runExec({
       natsUrl: url, agentId: opts.agent, argv: command, cwd: opts.cwd, env, tty: opts.tty,
-      noStdin: !opts.stdin, log: createLogger(opts.logLevel),
+      noStdin: !opts.stdin, uid: opts.uid, gid: opts.gid, log: createLogger(opts.logLevel),
     });
   });
 

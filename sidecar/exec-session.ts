@@ -22,6 +22,9 @@ export interface ExecOptions {
   tty: boolean;
   /** Do not read our stdin (the process gets end of input at once), as ssh -n. */
   noStdin: boolean;
+  /** Run as this user and group on the slave (needs a root agent). */
+  uid?: number;
+  gid?: number;
   log: Logger;
 }
 
@@ -46,7 +49,7 @@ export async function runExec(options: ExecOptions): Promise<number> {
     let proc: RemoteProcess;
     try {
       proc = await procs.spawn({
-        argv: options.argv, env, cwd: options.cwd,
+        argv: options.argv, env, cwd: options.cwd, uid: options.uid, gid: options.gid,
         pty: tty ? { rows: process.stdout.rows ?? 24, cols: process.stdout.columns ?? 80 } : null,
       }, {
         stdout: (data, written) => output.write(process.stdout, data, written),
@@ -73,9 +76,16 @@ export async function runExec(options: ExecOptions): Promise<number> {
       process.on(signal, forward);
       cleanups.push(() => process.off(signal, forward));
     }
-    const winch = () => (tty ? proc.resize(process.stdout.rows ?? 24, process.stdout.columns ?? 80) : proc.signal('SIGWINCH'));
-    process.on('SIGWINCH', winch);
-    cleanups.push(() => process.off('SIGWINCH', winch));
+    if (tty) {
+      // Node re-reads the terminal's size on SIGWINCH, then emits 'resize'.
+      const resize = () => proc.resize(process.stdout.rows ?? 24, process.stdout.columns ?? 80);
+      process.stdout.on('resize', resize);
+      cleanups.push(() => process.stdout.off('resize', resize));
+    } else {
+      const winch = () => proc.signal('SIGWINCH');
+      process.on('SIGWINCH', winch);
+      cleanups.push(() => process.off('SIGWINCH', winch));
+    }
     cleanups.push(pumpStdin(proc, options.noStdin, log));
     try {
       const status = exitStatusOf(await proc.exited);

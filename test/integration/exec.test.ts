@@ -80,6 +80,12 @@ describe('splitbrain exec', () => {
     assert.doesNotMatch(path ?? '', /\/master\/only/);
   });
 
+  it('runs as another user and group when asked (a root agent)', async () => {
+    const result = await execRun(['--uid', '65534', '--gid', '65534', '--', 'sh', '-c', 'id -u; id -g']);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout, '65534\n65534\n');
+  });
+
   it('forwards SIGTERM to the remote process', async () => {
     const flag = join(slave.root, 'trapped');
     const child = spawn(process.execPath, [...exec, '--', 'sh', '-c',
@@ -104,6 +110,24 @@ describe('splitbrain exec', () => {
     assert.equal(result.code, 0, result.stderr + result.stdout);
     assert.match(result.stdout, /\/dev\/pts\/\d+/);
     assert.match(result.stdout, /33 91/);
+  });
+
+  it('follows the terminal\'s size changes with -t', async () => {
+    // The remote shell prints its size at start and again after its terminal is resized.
+    const remote = 'trap "stty size" WINCH; stty size; echo ready; sleep 3 & wait; sleep 0.3';
+    const execLine = `'${process.execPath}' ${exec.map((a) => `'${a}'`).join(' ')} -t -- sh -c '${remote}'`;
+    const script = `stty rows 33 cols 91; ${execLine} < /dev/tty & sleep 1.5; stty rows 40 cols 120; kill -WINCH $!; wait`;
+    const child = spawn('script', ['-qec', script, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    try {
+      const [code] = (await once(child, 'exit')) as [number | null];
+      assert.equal(code, 0, out);
+      assert.match(out, /33 91[\s\S]*ready[\s\S]*40 120/);
+    } finally {
+      child.stdin.end();
+      await stopProcess(child, 'SIGKILL');
+    }
   });
 
   it('leaves no process behind when the master side dies', async () => {
