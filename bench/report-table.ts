@@ -1,11 +1,14 @@
 /**
  * The results as Markdown: what was measured on what, the workload table, the floors (raw
- * transport and fuse-native), and every failure or check that went wrong. Printed as is, and
- * written into the doc.
+ * transport and fuse-native), the process table, and every failure or check that went wrong.
+ * Printed as is, and written into the doc.
  */
+import type { ExecBenchResults } from './exec-bench.js';
+import { EXEC_TABLE_LEGEND, execProblems, execTable } from './exec-table.js';
 import type { FsBenchResults, Outcome } from './fs-bench.js';
 import type { Workload } from './fs-workloads.js';
 import type { FuseFloorResult } from './fuse-floor.js';
+import { markdownTable } from './markdown-table.js';
 import { median } from './stats.js';
 import { TARGET_NAMES, type TargetName } from './target.js';
 import { RTT_REQUESTS, type FloorResult } from './transport-floor.js';
@@ -29,6 +32,8 @@ export interface BenchReport {
   floorError: string | undefined;
   fuseFloor: FuseFloorResult | undefined;
   fuseFloorError: string | undefined;
+  exec: ExecBenchResults | undefined;
+  execError: string | undefined;
   /** Warnings and errors the splitbrain agent and mount logged during the run. */
   logExcerpts: string[];
 }
@@ -60,14 +65,6 @@ function summary(outcomes: Outcome[] | undefined): { value?: number; text: (unit
 function speedup(unit: Workload['unit'], splitbrain?: number, sshfs?: number): number | undefined {
   if (splitbrain === undefined || sshfs === undefined || splitbrain <= 0 || sshfs <= 0) return undefined;
   return unit === 'MB/s' ? splitbrain / sshfs : sshfs / splitbrain;
-}
-
-function markdownTable(header: string[], rawRows: string[][]): string {
-  // A '|' inside a cell would end it.
-  const rows = rawRows.map((r) => r.map((c) => c.replace(/\|/g, '\\|')));
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(' | ')} |`;
-  return [line(header), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.map(line)].join('\n');
 }
 
 function workloadTable(report: BenchReport, fs: FsBenchResults): string {
@@ -161,9 +158,12 @@ export function renderReport(report: BenchReport): string {
   }
   if (report.floorError) out.push(`Transport floor: fails (${report.floorError})`, '');
   if (report.fuseFloorError) out.push(`fuse-native floor: fails (${report.fuseFloorError})`, '');
+  if (report.exec) out.push(execTable(report.exec), '', EXEC_TABLE_LEGEND, '');
+  if (report.execError) out.push(`Process bench: fails (${report.execError})`, '');
   const problems: string[] = [];
   for (const [target, error] of report.startErrors) problems.push(`- ${target}: could not start: ${error}`);
   for (const n of report.fs?.notes ?? []) problems.push(`- ${MARK_NOTE} ${n.target}, ${n.workload}: ${n.message}`);
+  if (report.exec) problems.push(...execProblems(report.exec));
   for (const line of report.logExcerpts) problems.push(`- log: ${line}`);
   if (problems.length > 0) out.push('Failed checks, start errors and logged warnings:', '', ...problems, '');
   return out.join('\n');

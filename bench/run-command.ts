@@ -1,6 +1,8 @@
 /**
  * One-shot programs (`sh -c`, dd, tar, find, git), each with a deadline and timed by wall clock.
  * Each runs in its own process group, so a timeout kills the shell and everything it started.
+ * `runArgv` starts a program with no shell in front, for timings where a shell's own start
+ * would count.
  */
 import { spawn } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
@@ -67,12 +69,23 @@ export function sh(word: string): string {
 }
 
 export function runCommand(script: string, options: CommandOptions): Promise<CommandResult> {
+  return run('sh', ['-c', script], script, options);
+}
+
+/** `argv[0]` run directly, found on PATH; `script` in errors is the words joined by spaces. */
+export function runArgv(argv: readonly string[], options: CommandOptions): Promise<CommandResult> {
+  const [file, ...args] = argv;
+  if (file === undefined) return Promise.reject(new CommandFailedError('', 'could not start', 'empty argv'));
+  return run(file, args, argv.join(' '), options);
+}
+
+function run(file: string, args: string[], script: string, options: CommandOptions): Promise<CommandResult> {
   if (stopped && !options.cleanup) {
     return Promise.reject(new CommandsStoppedError(`shutting down: not running '${script}'`));
   }
   return new Promise((resolve, reject) => {
     const started = performance.now();
-    const child = spawn('sh', ['-c', script], {
+    const child = spawn(file, args, {
       cwd: options.cwd, env: options.env ?? process.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'],
     });
     const pgid = child.pid;

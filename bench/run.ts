@@ -1,8 +1,9 @@
 /**
  * `npm run bench`: starts everything on loopback, measures the raw transport floor, the
- * fuse-native floor and the filesystem workloads on splitbrain, sshfs, bindfs and the local
- * disk, prints one report and rewrites docs/performance.md. Env: BENCH_RUNS (3),
- * BENCH_SIZE_MB (256), BENCH_SPLITBRAIN_OPTS.
+ * fuse-native floor, the process bench (the exec shim and CLI next to ssh and a local shell) and
+ * the filesystem workloads on splitbrain, sshfs, bindfs and the local disk, prints one report and
+ * rewrites docs/performance.md. Env: BENCH_RUNS (3), BENCH_SIZE_MB (256), BENCH_EXEC_RUNS (200),
+ * BENCH_SPLITBRAIN_OPTS.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -10,6 +11,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { startBindfs } from './bindfs-target.js';
 import { Cleanup, cleanUpOnSignals } from './cleanup.js';
+import { measureExecBench, type ExecBenchResults } from './exec-bench.js';
 import { makeFixtures } from './fixtures.js';
 import { runFsBench, type FsBenchResults } from './fs-bench.js';
 import { measureFuseFloor, type FuseFloorResult } from './fuse-floor.js';
@@ -21,6 +23,7 @@ import { PERFORMANCE_DOC, writePerformanceDoc } from './performance-doc.js';
 import { renderReport, type BenchReport } from './report-table.js';
 import { stopAllCommands } from './run-command.js';
 import { startSplitbrain } from './splitbrain-target.js';
+import { startSshd } from './sshd.js';
 import { startSshfs } from './sshfs-target.js';
 import { localTarget, type Target, type TargetName } from './target.js';
 import { measureTransportFloor, type FloorResult } from './transport-floor.js';
@@ -47,6 +50,7 @@ function progress(line: string): void {
 async function main(): Promise<void> {
   const runs = envInt('BENCH_RUNS', 3, 50);
   const sizeMb = envInt('BENCH_SIZE_MB', 256, 16_384);
+  const execRuns = envInt('BENCH_EXEC_RUNS', 200, 100_000);
   const splitbrainOptions = process.env.BENCH_SPLITBRAIN_OPTS ?? '';
   if (process.getuid?.() !== 0) {
     progress('warning: not root: dropping caches (cold tests), sshd and untar ownership will fail');
@@ -73,6 +77,8 @@ async function main(): Promise<void> {
   let floorError: string | undefined;
   let fuseFloor: FuseFloorResult | undefined;
   let fuseFloorError: string | undefined;
+  let exec: ExecBenchResults | undefined;
+  let execError: string | undefined;
   let fs: FsBenchResults | undefined;
   let coldWaits = '';
   try {
@@ -80,6 +86,20 @@ async function main(): Promise<void> {
     const fixtures = await makeFixtures(workDir, sizeMb);
     const nats = await startNatsServer(workDir, cleanup);
     progress(`nats-server at ${nats.url} (pid ${nats.daemon.pid})`);
+
+    // One sshd for the ssh rows of the process bench and for sshfs; if it fails, both say so.
+    const sshd = await startSshd(workDir, cleanup).catch((err: unknown) => err as Error);
+    if (sshd instanceof Error) progress(`sshd could not start: ${sshd.message}`);
+    // First, while this process is small: every timed run is a fork of it, and a fork costs more
+    // the more memory it maps (the transport floor's buffers double it), in every latency figure.
+    try {
+      exec = await measureExecBench({ workDir, natsUrl: nats.url, sshd, sizeBytes: fixtures.sizeBytes, runs, latencyRuns: execRuns },
+        cleanup, progress);
+      for (const log of exec.logs) logs.push(...(await logExcerpts(log.label, log.path)));
+    } catch (err) {
+      execError = (err as Error).message;
+      progress(`process bench failed: ${execError}`);
+    }
 
     try {
       floor = await measureTransportFloor(nats.url, workDir, fixtures.sizeBytes, runs, cleanup, progress);
@@ -96,7 +116,7 @@ async function main(): Promise<void> {
 
     const starters: [TargetName, () => Promise<Target>][] = [
       ['splitbrain', () => startSplitbrain(workDir, nats.url, splitbrainOptions, cleanup)],
-      ['sshfs', () => startSshfs(workDir, cleanup)],
+      ['sshfs', () => (sshd instanceof Error ? Promise.reject(sshd) : startSshfs(workDir, sshd, cleanup))],
       ['bindfs', () => startBindfs(workDir, cleanup)],
       ['local', () => localTarget(workDir)],
     ];
@@ -126,7 +146,7 @@ async function main(): Promise<void> {
   const report: BenchReport = {
     date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'), machine: machine.machine, tools: machine.tools,
     sizeMb, runs, splitbrainOptions, durationS: (performance.now() - t0) / 1000, load: [loadAtStart, loadAverage()],
-    coldWaits, startErrors, fs, floor, floorError, fuseFloor, fuseFloorError, logExcerpts: logs,
+    coldWaits, startErrors, fs, floor, floorError, fuseFloor, fuseFloorError, exec, execError, logExcerpts: logs,
   };
   const text = renderReport(report);
   process.stdout.write(`\n${text}\n`);

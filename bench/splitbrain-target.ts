@@ -4,19 +4,14 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { pino } from 'pino';
 import { parseMountOptions } from '../mount/mount-options.js';
-import { AgentClient } from '../transport/agent-client.js';
-import { connectBus } from '../transport/bus.js';
+import { CLI, startAgent } from './agent-daemon.js';
 import type { Cleanup } from './cleanup.js';
-import { DaemonStartError, logTail, readyReport, startDaemon, waitUntil, type Daemon } from './daemon.js';
+import { DaemonStartError, logTail, readyReport, startDaemon } from './daemon.js';
 import { isMounted } from './mount-table.js';
 import { unmountOnCleanup, type Target } from './target.js';
 
-const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
 const AGENT_ID = 'bench';
-const AGENT_TIMEOUT_MS = 15_000;
 const MOUNT_TIMEOUT_MS = 30_000;
 /** Past the mount's own cache lifetime, so a cold run really asks the agent. */
 const CACHE_MARGIN_MS = 500;
@@ -25,18 +20,6 @@ const CACHE_MARGIN_MS = 500;
 function userspaceCacheMs(mountOptions: string): number {
   const { cache } = parseMountOptions(mountOptions ? [mountOptions] : [], AGENT_ID);
   return Math.max(cache.attrTtlMs, cache.entryTtlMs, cache.negativeTtlMs) + CACHE_MARGIN_MS;
-}
-
-/** Polls the agent's hello over the bus until it answers. */
-async function waitForAgent(agent: Daemon, natsUrl: string): Promise<void> {
-  const log = pino({ level: 'silent' });
-  const bus = await connectBus({ url: natsUrl, name: 'splitbrain-bench-probe', log });
-  try {
-    const client = new AgentClient(bus, AGENT_ID, { timeoutMs: 1000, log });
-    await waitUntil(agent, 'hello reply', AGENT_TIMEOUT_MS, () => client.hello().then(() => true, () => undefined));
-  } finally {
-    await bus.close();
-  }
 }
 
 export async function startSplitbrain(
@@ -48,11 +31,7 @@ export async function startSplitbrain(
   await mkdir(slavePath);
   await mkdir(mountPath);
   const agentLog = join(workDir, 'splitbrain-agent.log');
-  const agent = startDaemon({
-    label: 'splitbrain agent', command: process.execPath, logPath: agentLog,
-    args: [CLI, 'agent', '--nats', natsUrl, '--id', AGENT_ID, '--root', slavePath],
-  }, cleanup);
-  await waitForAgent(agent, natsUrl);
+  await startAgent({ label: 'splitbrain agent', natsUrl, agentId: AGENT_ID, slavePath, logPath: agentLog }, cleanup);
 
   const mountLog = join(workDir, 'splitbrain-mount.log');
   const mount = startDaemon({
