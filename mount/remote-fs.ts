@@ -6,13 +6,14 @@ import { constants } from 'node:fs';
 import { posix } from 'node:path';
 import type { Logger } from 'pino';
 import {
-  S_IFMT, S_ISGID, S_ISUID, S_IXGRP, SlaveError, attrFromWire, isDir, type Attr, type OpName, type OpReply, type OpRequest, type TimeSpec,
+  SlaveError, attrFromWire, type Attr, type OpName, type OpReply, type OpRequest, type TimeSpec,
 } from '../protocol/index.js';
 import type { AgentClient } from '../transport/agent-client.js';
 import type { AttrCache } from './attr-cache.js';
 import type { MountFs, Statfs } from './mount-fs.js';
 import { OpenFiles, type OpenFile } from './open-files.js';
 import { ReadAhead } from './read-ahead.js';
+import { UnrefusedChanges } from './unrefused-changes.js';
 import { WriteBehind } from './write-behind.js';
 
 export interface RemoteFsOptions {
@@ -25,17 +26,11 @@ export interface RemoteFsOptions {
   writesInFlight: number;
   /**
    * Requests the agent cannot refuse (it runs as root and is writable) go out without waiting
-   * for their replies: chmod, chown and utimens of a file open for writing (see `pipelined`)
-   * and unlink of a file known to exist (see `unlink`).
+   * for their replies (see unrefused-changes.ts).
    */
   pipeline: boolean;
 }
 
-/** Pipelined unlinks in flight at most; past it the next unlink waits for room. */
-const MAX_PIPELINED_UNLINKS = 64;
-
-/** The requests `pipelined` sends, by the handle of an open file. */
-type HandleSetattr = 'fs.fchmod' | 'fs.fchown' | 'fs.futimens';
 
 const { O_WRONLY, O_RDWR } = constants;
 const O_ACCMODE = 3; // not in fs.constants
@@ -56,8 +51,7 @@ export class RemoteFs implements MountFs {
   private readonly cache: AttrCache;
   /** Hidden names (see HIDDEN_NAME) that stand for open files already unlinked on the slave. */
   private readonly hidden = new Set<string>();
-  /** Unlinks sent and reported done, whose replies have not arrived. */
-  private readonly unlinks = new Set<Promise<void>>();
+  private readonly unrefused: UnrefusedChanges;
 
   constructor(
     private readonly client: AgentClient,
@@ -65,6 +59,7 @@ export class RemoteFs implements MountFs {
     private readonly log: Logger,
   ) {
     this.cache = options.cache;
+    this.unrefused = new UnrefusedChanges(options.pipeline, (op, args) => this.call(op, args), this.cache, this.files, log);
   }
 
   private call<K extends OpName>(op: K, args: OpRequest<K>): Promise<OpReply<K>> {
@@ -271,40 +266,10 @@ export class RemoteFs implements MountFs {
 
   async unlink(path: string): Promise<void> {
     if (this.hidden.delete(path)) return; // unlinked on the slave when it was hidden
-    if (this.mayPipelineUnlink(path)) return this.pipelineUnlink(path);
+    if (this.unrefused.mayUnlink(path)) return this.unrefused.unlink(path);
     await this.call('fs.unlink', { path });
     this.cache.removed(path, false);
     this.files.unlinked(path);
-  }
-
-  /**
-   * An unlink the agent cannot refuse: it is root, and the name is known to exist and not to be
-   * a directory (so not ENOENT, EISDIR or EACCES). rm -rf then costs no round trip per file.
-   * Should the slave refuse it after all (an immutable file, a failing disk), the name comes
-   * back (the cache forgets it), the failure is logged, and removing its directory fails with
-   * ENOTEMPTY. A name removed on the slave meanwhile is no failure: gone is what was asked.
-   */
-  private mayPipelineUnlink(path: string): boolean {
-    if (!this.options.pipeline) return false;
-    const attr = this.cache.lookup(path);
-    if (!attr || isDir(attr)) return false;
-    for (const _file of this.files.at(path)) return false; // open: its handle needs the sync path
-    return true;
-  }
-
-  private async pipelineUnlink(path: string): Promise<void> {
-    while (this.unlinks.size >= MAX_PIPELINED_UNLINKS) await Promise.race(this.unlinks);
-    const done: Promise<void> = this.call('fs.unlink', { path }).then(
-      () => { this.unlinks.delete(done); },
-      (err: unknown) => {
-        this.unlinks.delete(done);
-        if (err instanceof SlaveError && err.errnoName === 'ENOENT') return;
-        this.cache.reappeared(path);
-        this.log.warn({ err, path }, 'unlink refused after it was reported done: the file is still there');
-      },
-    );
-    this.unlinks.add(done);
-    this.cache.removed(path, false);
   }
 
   async rename(from: string, to: string): Promise<void> {
@@ -349,85 +314,23 @@ export class RemoteFs implements MountFs {
   }
 
   async chmod(path: string, mode: number): Promise<void> {
-    const file = this.pipelineTarget(path);
-    if (file) {
-      return this.pipelined(file, 'fs.fchmod', { fh: file.agentFh, mode }, (attr) => {
-        attr.mode = (attr.mode & S_IFMT) | (mode & 0o7777);
-      });
-    }
+    const file = this.unrefused.target(path);
+    if (file) return this.unrefused.chmod(file, mode);
     this.remember(path, (await this.call('fs.chmod', { path, mode })).attr);
   }
 
   async chown(path: string, uid: number, gid: number): Promise<void> {
     const ids = { uid: uid === UNCHANGED_ID ? -1 : uid, gid: gid === UNCHANGED_ID ? -1 : gid };
-    const file = this.pipelineTarget(path);
-    if (file) {
-      return this.pipelined(file, 'fs.fchown', { fh: file.agentFh, ...ids }, (attr) => {
-        if (ids.uid !== -1) attr.uid = ids.uid;
-        if (ids.gid !== -1) attr.gid = ids.gid;
-        // Linux drops set-user-ID, and set-group-ID with group execute, on chown, even root's.
-        if (!isDir(attr)) {
-          attr.mode &= ~S_ISUID;
-          if (attr.mode & S_IXGRP) attr.mode &= ~S_ISGID;
-        }
-      });
-    }
+    const file = this.unrefused.target(path);
+    if (file) return this.unrefused.chown(file, ids.uid, ids.gid);
     this.remember(path, (await this.call('fs.chown', { path, ...ids })).attr);
   }
 
   async utimens(path: string, atime: TimeSpec, mtime: TimeSpec): Promise<void> {
-    const file = this.pipelineTarget(path);
-    if (file) {
-      return this.pipelined(file, 'fs.futimens', { fh: file.agentFh, atime, mtime }, (attr, now) => {
-        if (atime !== 'omit') attr.atimeMs = atime === 'now' ? now : atime;
-        if (mtime !== 'omit') attr.mtimeMs = mtime === 'now' ? now : mtime;
-      });
-    }
+    const file = this.unrefused.target(path);
+    if (file) return this.unrefused.utimens(file, atime, mtime);
     await this.sendWriters(path); // sent first, so a write cannot move mtime again
     this.remember(path, (await this.call('fs.utimens', { path, atime, mtime })).attr);
-  }
-
-  /** A file open for writing at `path` whose handle can carry a pipelined attribute change. */
-  private pipelineTarget(path: string): OpenFile | undefined {
-    if (!this.options.pipeline) return undefined;
-    for (const file of this.files.at(path)) if (file.writer) return file;
-    return undefined;
-  }
-
-  /**
-   * An attribute change that cannot fail (the agent is root) need not cost a round trip: it goes
-   * into the file's write pipeline, after the data written so far (tar's futimens, fchown and
-   * fchmod before close: three trips per file saved). The kernel gets the attributes the change
-   * will give, computed here, and later requests see them, since the agent applies one
-   * connection's requests in order. Were it refused after all (an immutable file, a uid the
-   * slave cannot map), the error reaches the program at close, as a failed write's does, and
-   * the cache forgets the guess.
-   */
-  private async pipelined<K extends HandleSetattr>(
-    file: OpenFile, op: K, args: OpRequest<K>, change: (attr: Attr, nowMs: number) => void,
-  ): Promise<void> {
-    const writer = file.writer as WriteBehind;
-    const cached = file.path === null ? undefined : this.cache.lookup(file.path);
-    const guess: Attr = { ...(cached || file.attr) };
-    const now = Date.now();
-    change(guess, now);
-    guess.ctimeMs = now;
-    file.attr = guess;
-    if (file.path !== null) this.cache.set(file.path, guess);
-    await writer.pipeline(async () => {
-      try {
-        const real = attrFromWire((await this.call(op, args)).attr);
-        // Data written since is not on the slave yet: its size stays the larger one.
-        if (writer.buffered) real.size = Math.max(real.size, guess.size);
-        // Replies of different requests can finish in any order here: only the reply to the
-        // change whose guess is still cached may replace it.
-        if (file.path !== null) this.cache.replace(file.path, guess, real);
-      } catch (err) {
-        if (file.path !== null) this.cache.forget(file.path);
-        this.log.warn({ err, op, path: file.path }, 'attribute change refused after it was reported done');
-        throw err;
-      }
-    });
   }
 
   async mknod(path: string, mode: number, rdev: number): Promise<void> {
