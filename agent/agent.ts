@@ -15,6 +15,8 @@ import type { AgentContext } from './context.js';
 import { createDispatcher } from './dispatch.js';
 import { HandleTable } from './fs/handle-table.js';
 import { ReaddirCursors } from './fs/readdir-cursors.js';
+import { DEFAULT_DEV_ALLOW, devAllowFilter } from './dev/dev-allow.js';
+import { DeviceHandles } from './dev/device-handles.js';
 import { handlers } from './handlers.js';
 import { ProcessTable } from './proc/process-table.js';
 import { RootJail } from './root-jail.js';
@@ -28,6 +30,10 @@ export interface AgentOptions {
   maxHandles?: number;
   /** How long a process lives once its master stops renewing it (see proc/process-table.ts). */
   procLeaseMs?: number;
+  /** The devices served to device mounts (default /dev). */
+  devRoot?: string;
+  /** Globs of device paths (relative to devRoot) masters may open (default: dev/dev-allow.ts). */
+  devAllow?: string[];
   log: Logger;
 }
 
@@ -67,8 +73,16 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     publish: (subject, data) => bus.publish(subject, data),
     leaseMs: options.procLeaseMs ?? 5000, maxProcesses: 1024, log: log.child({ component: 'proc' }),
   });
+  let devJail: RootJail | undefined;
+  try {
+    devJail = RootJail.open(options.devRoot ?? '/dev');
+  } catch (err) {
+    log.warn({ err, devRoot: options.devRoot ?? '/dev' }, 'no devices served');
+  }
+  const devices = new DeviceHandles(1024);
   const ctx: AgentContext = {
-    jail, handles, procs, cursors: new ReaddirCursors(), readOnly: options.readOnly,
+    jail, handles, procs, devJail, devices, devAllow: devAllowFilter(options.devAllow ?? DEFAULT_DEV_ALLOW),
+    cursors: new ReaddirCursors(), readOnly: options.readOnly,
     maxPayload: bus.maxPayload, log, hello: () => info,
   };
   const dispatch = createDispatcher(handlers, ctx, info.bootId);
@@ -82,6 +96,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       served.stop();
       discover.stop();
       procs.close();
+      devices.closeAll();
       await handles.closeAll();
       await bus.close();
     },

@@ -4,6 +4,7 @@
  */
 import type { Logger } from 'pino';
 import type { HelloInfo, OpName, OpReply, OpRequest } from '../protocol/index.js';
+import type { DeviceHandles } from './dev/device-handles.js';
 import type { HandleTable } from './fs/handle-table.js';
 import type { ReaddirCursors } from './fs/readdir-cursors.js';
 import type { ProcessTable } from './proc/process-table.js';
@@ -14,6 +15,11 @@ export interface AgentContext {
   readonly handles: HandleTable;
   readonly cursors: ReaddirCursors;
   readonly procs: ProcessTable;
+  /** The --dev-root, when it is a directory. */
+  readonly devJail: RootJail | undefined;
+  readonly devices: DeviceHandles;
+  /** Whether --dev-allow lets masters open this path (relative to the dev root). */
+  devAllow(relativePath: string): boolean;
   readonly readOnly: boolean;
   /** Largest reply the bus accepts; data replies are sized to fit. */
   readonly maxPayload: number;

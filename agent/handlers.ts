@@ -1,5 +1,6 @@
 /** The agent's one table of op handlers. Ops missing here answer ENOSYS. */
 import type { HandlerTable } from './context.js';
+import { devOps } from './dev/dev-ops.js';
 import { attrOps } from './fs/attr-ops.js';
 import { dirOps } from './fs/dir-ops.js';
 import { fileOps } from './fs/file-ops.js';
@@ -15,4 +16,5 @@ export const handlers: HandlerTable = {
   ...nameOps,
   ...xattrOps,
   ...procOps,
+  ...devOps,
 };

@@ -61,12 +61,18 @@ program.command('agent')
   .option('--id <name>', 'agent id masters address (default: hostname)', agentId)
   .option('--root <dir>', 'export root: nothing outside it is reachable', '/')
   .option('--read-only', 'refuse every change with EROFS', false)
+  .option('--dev-root <dir>', 'the devices device mounts see', '/dev')
+  .option('--dev-allow <glob>', 'devices (relative to --dev-root) masters may open (repeatable; '
+    + 'default: tty* pts/* null zero urandom random)', collect, [])
   .addOption(logLevel())
-  .action(async (opts: { nats: string; id?: string; root: string; readOnly: boolean; logLevel: string }) => {
+  .action(async (opts: {
+    nats: string; id?: string; root: string; readOnly: boolean; devRoot: string; devAllow: string[]; logLevel: string;
+  }) => {
     const log = createLogger(opts.logLevel);
     const agent = await startAgent({
       natsUrl: opts.nats, agentId: opts.id ?? agentIdFromHostname(hostname()),
-      root: resolve(opts.root), readOnly: opts.readOnly, log,
+      root: resolve(opts.root), readOnly: opts.readOnly, devRoot: resolve(opts.devRoot),
+      devAllow: opts.devAllow.length > 0 ? opts.devAllow : undefined, log,
     });
     await serveUntilSignal(() => agent.stop());
   });
@@ -80,10 +86,11 @@ program.command('mount')
     + 'attr_timeout=S, entry_timeout=S, negative_timeout=S, cache=yes|no, timeout=S, '
     + 'readahead=N, writes_in_flight=N, allow_other, allow_root, ro, default_permissions', collect, [])
   .option('-f, --foreground', 'stay in the foreground', false)
+  .option('--devices', 'mount the slave\'s devices (the agent\'s --dev-root) instead of its files', false)
   .option('--log-file <path>', 'write logs here (in the background logs are discarded otherwise)')
   .addOption(logLevel())
   .action(async (url: string, mountpoint: string, opts: {
-    agent?: string; options: string[]; foreground: boolean; logFile?: string; logLevel: string;
+    agent?: string; options: string[]; foreground: boolean; devices: boolean; logFile?: string; logLevel: string;
   }) => {
     if (!opts.foreground) {
       process.exitCode = await daemonize(process.argv.slice(1));
@@ -93,7 +100,7 @@ program.command('mount')
     const mountPath = resolve(mountpoint);
     let mounted;
     try {
-      mounted = await mountSlave({ natsUrl: url, agentId: opts.agent, mountPath, options: opts.options, log });
+      mounted = await mountSlave({ natsUrl: url, agentId: opts.agent, mountPath, options: opts.options, devices: opts.devices, log });
     } catch (err) {
       reportStart(err as Error);
       throw err;

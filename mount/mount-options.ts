@@ -113,3 +113,13 @@ export function parseMountOptions(options: string[], agentId: string): MountTuni
     writesInFlight,
   };
 }
+
+/**
+ * libfuse options for a device mount: direct I/O (no page cache: a read returns what the device
+ * has, and size-0 files stream) and no kernel caching of names or attributes (pts come and go).
+ */
+export function deviceFuseOptions(fuseOptions: string[]): string[] {
+  const kept = fuseOptions.filter((o) => !/^(auto_cache|attr_timeout|entry_timeout|negative_timeout|fsname)=?/.test(o));
+  const fsname = fuseOptions.find((o) => o.startsWith('fsname='))?.replace('fsname=splitbrain:', 'fsname=splitbrain-dev:');
+  return [...(fsname ? [fsname] : []), ...kept, 'direct_io', 'attr_timeout=0', 'entry_timeout=0', 'negative_timeout=0'];
+}

@@ -9,7 +9,9 @@ import { AgentClient, chooseAgent } from '../transport/agent-client.js';
 import { connectBus } from '../transport/bus.js';
 import { AttrCache } from './attr-cache.js';
 import { FuseAdapter, forceUnmount } from './fuse-adapter.js';
-import { parseMountOptions } from './mount-options.js';
+import { deviceFuseOptions, parseMountOptions } from './mount-options.js';
+import { DeviceFs } from './device-fs.js';
+import type { MountFs } from './mount-fs.js';
 import { RemoteFs } from './remote-fs.js';
 
 export interface MountOptions {
@@ -19,13 +21,16 @@ export interface MountOptions {
   mountPath: string;
   /** sshfs-style -o words. */
   options: string[];
+  /** Mount the agent's devices (its --dev-root) instead of its filesystem. */
+  devices?: boolean;
   log: Logger;
 }
 
 export interface MountedSlave {
   readonly hello: HelloInfo;
   readonly mountPath: string;
-  readonly remoteFs: RemoteFs;
+  /** Forgets what the mount caches of the slave (after a bridged command changed it). */
+  clearCache(): void;
   unmount(): Promise<void>;
 }
 
@@ -67,20 +72,29 @@ export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
     });
     log.info({ agentId, hostname: hello.hostname, bootId: hello.bootId, root: hello.root }, 'agent found');
     await clearStaleMount(options.mountPath, log);
-    const chunkSize = chunkSizeFor(bus.maxPayload);
-    const remoteFs = new RemoteFs(client, {
-      cache: new AttrCache(tuning.cache), chunkSize,
-      readAheadChunks: tuning.readAheadChunks, writesInFlight: tuning.writesInFlight,
-      pipeline: hello.euid === 0 && !hello.readOnly
-        && ['fs.fchmod', 'fs.fchown', 'fs.futimens'].every((op) => hello.capabilities.includes(op)),
-    }, log.child({ component: 'remote-fs' }));
-    const adapter = new FuseAdapter(remoteFs, { mountPath: options.mountPath, fuseOptions: tuning.fuseOptions }, log);
+    const cache = new AttrCache(tuning.cache);
+    let fs: MountFs;
+    let fuseOptions = tuning.fuseOptions;
+    if (options.devices) {
+      if (!hello.capabilities.includes('dev.open')) throw new MountError(`agent ${agentId} serves no devices`);
+      fs = new DeviceFs(client, log.child({ component: 'device-fs' }));
+      fuseOptions = deviceFuseOptions(fuseOptions);
+    } else {
+      fs = new RemoteFs(client, {
+        cache, chunkSize: chunkSizeFor(bus.maxPayload),
+        readAheadChunks: tuning.readAheadChunks, writesInFlight: tuning.writesInFlight,
+        pipeline: hello.euid === 0 && !hello.readOnly
+          && ['fs.fchmod', 'fs.fchown', 'fs.futimens'].every((op) => hello.capabilities.includes(op)),
+      }, log.child({ component: 'remote-fs' }));
+    }
+    const adapter = new FuseAdapter(fs, { mountPath: options.mountPath, fuseOptions }, log);
     await adapter.mount().catch((err: unknown) => {
       throw new MountError(`cannot mount on ${options.mountPath}: ${(err as Error).message}`, { cause: err });
     });
-    log.info({ options: tuning.fuseOptions }, 'mounted');
+    log.info({ options: fuseOptions }, 'mounted');
     return {
-      hello, mountPath: options.mountPath, remoteFs,
+      hello, mountPath: options.mountPath,
+      clearCache: () => cache.clear(),
       async unmount() {
         await adapter.unmount().catch((err: unknown) => {
           log.warn({ err }, 'unmount reported an error');

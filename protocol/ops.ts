@@ -159,6 +159,25 @@ export const ops = {
    * agent does not know (already reaped).
    */
   'proc.keepalive': op(z.object({ procIds: z.array(procId).max(65536) }), z.object({ gone: z.array(procId) })),
+
+  /**
+   * The slave's devices, under the agent's --dev-root: paths are relative to it. Character and
+   * block devices are presented as regular files of size 0 (never as device nodes: the master's
+   * kernel would open its own device with those numbers); reads and writes reach the device.
+   */
+  'dev.getattr': op(z.object({ path: slavePath }), attrReply),
+  'dev.readdir': op(z.object({ path: slavePath }), z.object({ entries: z.array(readdirEntry) })),
+  'dev.readlink': op(z.object({ path: slavePath }), z.object({ target: z.string() })),
+  /** EACCES outside --dev-allow. `flags` as open(2)'s; O_NONBLOCK makes reads answer EAGAIN. */
+  'dev.open': op(z.object({ path: slavePath, flags: u32 }), z.object({ fh })),
+  /**
+   * What the device has, up to `length` bytes, as soon as it has any. A blocking read with
+   * nothing after `waitMs` answers empty data with `eof` false: ask again (the wait stays bounded).
+   */
+  'dev.read': op(z.object({ fh, length: u32, waitMs: u32 }), z.object({ data: bytes, eof: z.boolean() })),
+  'dev.write': op(z.object({ fh, data: bytes }), z.object({ written: u53 })),
+  /** Closes the device; a read still waiting on it answers EINTR. */
+  'dev.release': op(z.object({ fh }), empty),
 } as const;
 
 /** agent --> master, on a `proc.spawn`'s output subject: output in order, then the exit. */

@@ -1,0 +1,72 @@
+/**
+ * Device ops: the slave's --dev-root as a tree of files. Directories and symlinks are as on the
+ * slave; character and block devices are presented as regular files of size 0 with their
+ * permissions (never as device nodes: on the master those numbers would be the master's own
+ * devices). Opening one needs --dev-allow; it is then read and written as a stream.
+ */
+import { constants, lstatSync, openSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
+import { SlaveError, S_IFREG, type ReaddirEntry, type WireAttr } from '../../protocol/index.js';
+import type { AgentContext, HandlerTable } from '../context.js';
+import type { RootJail } from '../root-jail.js';
+import { statToWire } from '../fs/stat-attr.js';
+
+const { O_NONBLOCK, O_NOCTTY, O_CREAT, O_EXCL, O_TRUNC, O_APPEND, O_NOFOLLOW } = constants;
+
+/** The attributes the master sees: devices become size-0 regular files. */
+function presented(st: Stats): WireAttr {
+  const wire = statToWire(st);
+  if (st.isCharacterDevice() || st.isBlockDevice()) {
+    wire[0] = S_IFREG | (st.mode & 0o7777); // mode
+    wire[4] = 0; // size
+    wire[5] = 0; // blocks
+    wire[10] = 0; // rdev
+  }
+  return wire;
+}
+
+function devJail(ctx: AgentContext): RootJail {
+  if (!ctx.devJail) throw new SlaveError('ENODEV', 'this agent serves no devices (its --dev-root is not a directory)');
+  return ctx.devJail;
+}
+
+export const devOps: HandlerTable = {
+  'dev.getattr': async ({ path }, ctx) => ({ attr: presented(lstatSync(devJail(ctx).resolve(path))) }),
+
+  'dev.readdir': async ({ path }, ctx) => {
+    const dir = devJail(ctx).resolve(path, true);
+    const entries: ReaddirEntry[] = readdirSync(dir).map((name) => {
+      try {
+        return [name, presented(lstatSync(`${dir}/${name}`))];
+      } catch {
+        return [name, null]; // gone meanwhile (a pts closed)
+      }
+    });
+    return { entries };
+  },
+
+  'dev.readlink': async ({ path }, ctx) => ({ target: readlinkSync(devJail(ctx).resolve(path)) }),
+
+  'dev.open': async ({ path, flags }, ctx) => {
+    const relative = path.replace(/^\/+/, '');
+    if (!ctx.devAllow(relative)) {
+      throw new SlaveError('EACCES', `${path}: not in the agent's --dev-allow list`);
+    }
+    if ((flags & (O_CREAT | O_EXCL | O_TRUNC)) !== 0) throw new SlaveError('EACCES', `${path}: devices are not created here`);
+    const host = devJail(ctx).resolve(path, true);
+    // Never blocking (no read holds a thread), never our controlling terminal.
+    const fd = openSync(host, (flags & ~(O_APPEND | O_NOFOLLOW)) | O_NONBLOCK | O_NOCTTY);
+    return { fh: ctx.devices.add(fd, (flags & O_NONBLOCK) !== 0) };
+  },
+
+  'dev.read': async ({ fh, length, waitMs }, ctx) => {
+    const want = Math.min(length, ctx.maxPayload - 4096);
+    return ctx.devices.get(fh).read(want, Math.min(waitMs, 60_000));
+  },
+
+  'dev.write': async ({ fh, data }, ctx) => ({ written: await ctx.devices.get(fh).write(data) }),
+
+  'dev.release': async ({ fh }, ctx) => {
+    ctx.devices.close(fh);
+    return {};
+  },
+};
