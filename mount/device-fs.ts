@@ -5,13 +5,38 @@
  *
  *   program --read/write--> kernel --> DeviceFs --dev.read/dev.write--> agent --> device
  */
+import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { SlaveError, attrFromWire, type Attr, type TimeSpec } from '../protocol/index.js';
 import type { AgentClient } from '../transport/agent-client.js';
 import type { MountFs, Statfs } from './mount-fs.js';
 
-/** How long one blocking read waits on the agent before asking again (requests stay bounded). */
-const READ_WAIT_MS = 10_000;
+/**
+ * How long one blocking read waits on the agent before asking again: requests stay bounded,
+ * and a killed reader's read ends within this long.
+ */
+const READ_WAIT_MS = 1000;
+
+const SIGKILL_BIT = 1n << 8n;
+
+/**
+ * False once the process is gone or dying. A process killed while its read waits in FUSE does
+ * not go away: the kernel keeps it until the read is answered, with SIGKILL pending (any fatal
+ * signal becomes one), which /proc shows.
+ */
+function readerAlive(pid: number): boolean {
+  let status: string;
+  try {
+    status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return false;
+  }
+  for (const line of status.split('\n')) {
+    const [name, value] = line.split(':\t');
+    if ((name === 'SigPnd' || name === 'ShdPnd') && value && (BigInt(`0x${value.trim()}`) & SIGKILL_BIT) !== 0n) return false;
+  }
+  return true;
+}
 
 function refuse(what: string): never {
   throw new SlaveError('EROFS', `${what}: the device mount does not change the slave's /dev`);
@@ -50,8 +75,12 @@ export class DeviceFs implements MountFs {
     return fh;
   }
 
-  /** Returns what the device has (short reads are normal); a blocking read waits for data. */
-  async read(_path: string | null, fh: number, target: Buffer, length: number): Promise<number> {
+  /**
+   * Returns what the device has (short reads are normal); a blocking read waits for data, in
+   * bounded waits on the agent, until the process it is for is gone (killed): then the read
+   * ends, so no read stays behind on the agent to eat the device's next data.
+   */
+  async read(_path: string | null, fh: number, target: Buffer, length: number, _offset: number, callerPid = 0): Promise<number> {
     for (;;) {
       const { data, eof } = await this.client.call('dev.read', { fh, length, waitMs: READ_WAIT_MS },
         READ_WAIT_MS + 15_000);
@@ -60,6 +89,7 @@ export class DeviceFs implements MountFs {
         return Math.min(data.length, length);
       }
       if (eof || !this.handles.has(fh)) return 0;
+      if (callerPid > 0 && !readerAlive(callerPid)) throw new SlaveError('EINTR', `reader ${callerPid} is gone`);
     }
   }
 

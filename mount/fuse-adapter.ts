@@ -127,6 +127,15 @@ class SplitbrainFuse extends Fuse {
   _op_utimens(signal: Signal, path: string, aLow: number, aHigh: number, mLow: number, mHigh: number): void {
     this.ops.utimens(path, timeSpec(aLow, aHigh), timeSpec(mLow, mHigh), signal);
   }
+
+  // Our patch adds the pid of the process the read is for (a read waiting on a device must
+  // notice that process is gone: the kernel cannot cancel the request for fuse-native).
+  _op_read(signal: Signal, path: string | null, fh: number, buf: Buffer, len: number, offLow: number, offHigh: number, pid: number): void {
+    // As fuse-native's own: the result (bytes or -errno), a count it ignores, the buffer to detach.
+    this.ops.read(path, fh, buf, len, offHigh * 4294967296 + offLow, (result: number) => {
+      signal(result, 0, buf.buffer);
+    }, pid);
+  }
 }
 
 /**
@@ -204,8 +213,8 @@ export class FuseAdapter {
         this.run('open', cb, () => fs.open(path, flags), (fh) => [0, fh]),
       create: (path: string, mode: number, flags: number, cb: Signal) =>
         this.run('create', cb, () => fs.create(path, flags, mode), (fh) => [0, fh]),
-      read: (path: string | null, fh: number, buf: Buffer, len: number, pos: number, cb: Signal) =>
-        this.run('read', cb, () => fs.read(path, fh, buf, len, pos), (n) => [n]),
+      read: (path: string | null, fh: number, buf: Buffer, len: number, pos: number, cb: Signal, pid?: number) =>
+        this.run('read', cb, () => fs.read(path, fh, buf, len, pos, pid), (n) => [n]),
       write: (path: string | null, fh: number, buf: Buffer, len: number, pos: number, cb: Signal) =>
         this.run('write', cb, () => fs.write(path, fh, buf, len, pos), (n) => [n]),
       flush: (path: string | null, fh: number, cb: Signal) =>

@@ -18,8 +18,11 @@ export interface MountFs {
   readdir(path: string): Promise<string[]>;
   open(path: string, flags: number): Promise<number>;
   create(path: string, flags: number, mode: number): Promise<number>;
-  /** Fills `target` (at most `length` bytes) and returns the count; 0 at end of file. */
-  read(path: string | null, fh: number, target: Buffer, length: number, offset: number): Promise<number>;
+  /**
+   * Fills `target` (at most `length` bytes) and returns the count; 0 at end of file.
+   * `callerPid`: the process the read is for (0 when the kernel did not say).
+   */
+  read(path: string | null, fh: number, target: Buffer, length: number, offset: number, callerPid?: number): Promise<number>;
   /** `data` is only valid until the promise settles: keep a copy, not the buffer. */
   write(path: string | null, fh: number, data: Buffer, length: number, offset: number): Promise<number>;
   flush(path: string | null, fh: number): Promise<void>;
