@@ -15,16 +15,19 @@ const INTRO = `# Performance
 
 How fast the splitbrain mount is next to sshfs (the tool it replaces), bindfs (FUSE with no
 network: the cost of FUSE alone), the local disk, the raw NATS transport it runs on, and its own
-FUSE binding with nothing behind it; and how fast a command runs on the slave through
-splitbrain's exec shim, next to ssh and a local shell.
+FUSE binding with nothing behind it; how fast a command runs on the slave through
+splitbrain's exec shim, next to ssh and a local shell; and how long a byte takes to come back
+from a terminal on the slave through the device mount, next to socat over TCP.
 
 Reproduce with \`npm run build && npm run bench\` (as root: the cold tests drop the kernel's
 caches). \`BENCH_RUNS\` (default 3) sets how many times each workload runs, the median is
 reported; \`BENCH_SIZE_MB\` (default 256) sets the size of the sequential tests and of the
 process bench's stdout; \`BENCH_EXEC_RUNS\` (default 200) sets how many times the process
-bench runs \`true\`; \`BENCH_SPLITBRAIN_OPTS\` passes \`-o\` options to \`splitbrain mount\`.
-Everything runs on loopback on one machine: a nats-server, \`splitbrain agent\` and
-\`splitbrain mount\`, a second agent with \`splitbrain bridge\` for the process bench, a
+bench runs \`true\`; \`BENCH_ECHO_ROUNDS\` (default 1000) sets how many one-byte round trips
+the device bench times on each route; \`BENCH_SPLITBRAIN_OPTS\` passes \`-o\` options to
+\`splitbrain mount\`. Everything runs on loopback on one machine: a nats-server,
+\`splitbrain agent\` and \`splitbrain mount\`, a second agent with \`splitbrain bridge\` for the
+process bench, a third with \`splitbrain mount --devices\` and socat for the device bench, a
 throwaway sshd on 127.0.0.1 with sshfs (default options) and ssh, bindfs, and a plain
 directory. The code is in \`bench/\`; everything above the Notes heading is rewritten by each
 run.
@@ -78,6 +81,21 @@ Both run first, before the floors, while the bench's own Node process is small: 
 is a fork of it, and a fork costs more the more memory the parent has. Runs are interleaved over
 the five ways; the second agent, the bridge and the ControlMaster are stopped before the floors.
 
+- **Device echo latency**: a board (\`bench/pty-board.py\`) makes a pseudo-terminal pair on this
+  machine, the slave's, raw on both ends, and echoes every byte that arrives on its end. A
+  client process (\`bench/echo-client.py\`) opens the other end, writes one byte and reads one
+  byte back, \`BENCH_ECHO_ROUNDS\` times after 20 untimed, each timed around the write and the
+  read alone; median and p90. It does so four ways, each with a board of its own: the pty
+  directly (\`/dev/pts/N\`, the floor); through \`splitbrain mount --devices -f\` of a third
+  agent serving this machine's \`/dev\` (\`MOUNT/pts/N\`: the mount's FUSE, NATS, the agent);
+  over a TCP connection to 127.0.0.1 with socat relaying it to the pty
+  (\`socat TCP-LISTEN:0,bind=127.0.0.1,reuseaddr,nodelay OPEN:/dev/pts/N,noctty\`, the
+  reference: the same job done by hand); and over TCP to socat echoing through a pipe
+  (\`PIPE\`, no terminal: TCP and socat alone). The client sets TCP_NODELAY. The ways run one
+  after the other, not round by round: interleaved, the work splitbrain's Node processes do
+  after each echo ran into the next way's round trip. It runs right after the process bench;
+  its agent, mount, boards and socats are stopped before the floors.
+
 **Cold** means: \`sync\`, \`echo 3 > /proc/sys/vm/drop_caches\` (the page, dentry and inode
 caches of the mounts and of the directories behind them), then a wait for the caches each FUSE
 server keeps in its own memory to expire: for splitbrain its \`cache_timeout\` (1 s by default)
@@ -100,6 +118,7 @@ marks its cell with † and is listed under the table.
   process stdout through the shim at least as fast as ssh's. (Measured on this kind of machine
   when the issue was written: local 2.2 ms, ssh 327 ms, ssh with ControlMaster 116 ms median;
   ssh stdout ~260 MB/s.)
+- Device echo latency: no target; splitbrain is reported next to socat over TCP.
 
 ## Latest results
 `;

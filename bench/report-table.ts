@@ -1,8 +1,11 @@
 /**
  * The results as Markdown: what was measured on what, the workload table, the floors (raw
- * transport and fuse-native), the process table, and every failure or check that went wrong.
+ * transport and fuse-native), the process table, the device table, and every failure or check
+ * that went wrong.
  * Printed as is, and written into the doc.
  */
+import type { DeviceBenchResults } from './device-bench.js';
+import { DEVICE_TABLE_LEGEND, deviceProblems, deviceTable } from './device-table.js';
 import type { ExecBenchResults } from './exec-bench.js';
 import { EXEC_TABLE_LEGEND, execProblems, execTable } from './exec-table.js';
 import type { FsBenchResults, Outcome } from './fs-bench.js';
@@ -34,6 +37,8 @@ export interface BenchReport {
   fuseFloorError: string | undefined;
   exec: ExecBenchResults | undefined;
   execError: string | undefined;
+  device: DeviceBenchResults | undefined;
+  deviceError: string | undefined;
   /** Warnings and errors the splitbrain agent and mount logged during the run. */
   logExcerpts: string[];
 }
@@ -160,10 +165,13 @@ export function renderReport(report: BenchReport): string {
   if (report.fuseFloorError) out.push(`fuse-native floor: fails (${report.fuseFloorError})`, '');
   if (report.exec) out.push(execTable(report.exec), '', EXEC_TABLE_LEGEND, '');
   if (report.execError) out.push(`Process bench: fails (${report.execError})`, '');
+  if (report.device) out.push(deviceTable(report.device), '', DEVICE_TABLE_LEGEND, '');
+  if (report.deviceError) out.push(`Device bench: fails (${report.deviceError})`, '');
   const problems: string[] = [];
   for (const [target, error] of report.startErrors) problems.push(`- ${target}: could not start: ${error}`);
   for (const n of report.fs?.notes ?? []) problems.push(`- ${MARK_NOTE} ${n.target}, ${n.workload}: ${n.message}`);
   if (report.exec) problems.push(...execProblems(report.exec));
+  if (report.device) problems.push(...deviceProblems(report.device));
   for (const line of report.logExcerpts) problems.push(`- log: ${line}`);
   if (problems.length > 0) out.push('Failed checks, start errors and logged warnings:', '', ...problems, '');
   return out.join('\n');

@@ -1,9 +1,10 @@
 /**
  * `npm run bench`: starts everything on loopback, measures the raw transport floor, the
- * fuse-native floor, the process bench (the exec shim and CLI next to ssh and a local shell) and
+ * fuse-native floor, the process bench (the exec shim and CLI next to ssh and a local shell), the
+ * device bench (a one-byte echo through a pty by the device mount, next to socat over TCP) and
  * the filesystem workloads on splitbrain, sshfs, bindfs and the local disk, prints one report and
  * rewrites docs/performance.md. Env: BENCH_RUNS (3), BENCH_SIZE_MB (256), BENCH_EXEC_RUNS (200),
- * BENCH_SPLITBRAIN_OPTS.
+ * BENCH_ECHO_ROUNDS (1000), BENCH_SPLITBRAIN_OPTS.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -11,6 +12,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { startBindfs } from './bindfs-target.js';
 import { Cleanup, cleanUpOnSignals } from './cleanup.js';
+import { measureDeviceBench, type DeviceBenchResults } from './device-bench.js';
 import { measureExecBench, type ExecBenchResults } from './exec-bench.js';
 import { makeFixtures } from './fixtures.js';
 import { runFsBench, type FsBenchResults } from './fs-bench.js';
@@ -51,6 +53,7 @@ async function main(): Promise<void> {
   const runs = envInt('BENCH_RUNS', 3, 50);
   const sizeMb = envInt('BENCH_SIZE_MB', 256, 16_384);
   const execRuns = envInt('BENCH_EXEC_RUNS', 200, 100_000);
+  const echoRounds = envInt('BENCH_ECHO_ROUNDS', 1000, 1_000_000);
   const splitbrainOptions = process.env.BENCH_SPLITBRAIN_OPTS ?? '';
   if (process.getuid?.() !== 0) {
     progress('warning: not root: dropping caches (cold tests), sshd and untar ownership will fail');
@@ -79,6 +82,8 @@ async function main(): Promise<void> {
   let fuseFloorError: string | undefined;
   let exec: ExecBenchResults | undefined;
   let execError: string | undefined;
+  let device: DeviceBenchResults | undefined;
+  let deviceError: string | undefined;
   let fs: FsBenchResults | undefined;
   let coldWaits = '';
   try {
@@ -99,6 +104,13 @@ async function main(): Promise<void> {
     } catch (err) {
       execError = (err as Error).message;
       progress(`process bench failed: ${execError}`);
+    }
+    try {
+      device = await measureDeviceBench({ workDir, natsUrl: nats.url, rounds: echoRounds }, cleanup, progress);
+      for (const log of device.logs) logs.push(...(await logExcerpts(log.label, log.path)));
+    } catch (err) {
+      deviceError = (err as Error).message;
+      progress(`device bench failed: ${deviceError}`);
     }
 
     try {
@@ -146,7 +158,8 @@ async function main(): Promise<void> {
   const report: BenchReport = {
     date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'), machine: machine.machine, tools: machine.tools,
     sizeMb, runs, splitbrainOptions, durationS: (performance.now() - t0) / 1000, load: [loadAtStart, loadAverage()],
-    coldWaits, startErrors, fs, floor, floorError, fuseFloor, fuseFloorError, exec, execError, logExcerpts: logs,
+    coldWaits, startErrors, fs, floor, floorError, fuseFloor, fuseFloorError, exec, execError, device, deviceError,
+    logExcerpts: logs,
   };
   const text = renderReport(report);
   process.stdout.write(`\n${text}\n`);

@@ -1,0 +1,52 @@
+/**
+ * The device bench's part of the report: one table with a column per route and splitbrain's
+ * median as a multiple of socat's, the sentences that say how to read it, and its start errors
+ * for the problems list. The issue sets no bar here: the figures are reported, not judged.
+ */
+import type { DeviceBenchResults, EchoResult } from './device-bench.js';
+import { ECHO_ROUTE_IDS, ECHO_ROUTE_LABELS, type EchoRouteId } from './echo-routes.js';
+import { markdownTable } from './markdown-table.js';
+import { median, percentile } from './stats.js';
+
+function us(v: number): string {
+  return `${v.toFixed(v < 100 ? 1 : 0)} µs`;
+}
+
+function echoCell(r: EchoResult | undefined, rounds: number): { value?: number; text: string } {
+  if (!r) return { text: 'not run' };
+  if (r.samplesUs.length === 0) return { text: `fails (${r.failure ?? 'no round trips'})` };
+  const m = median(r.samplesUs);
+  const partial = r.samplesUs.length < rounds ? `, ${r.samplesUs.length} of ${rounds} rounds` : '';
+  const stopped = r.failure !== undefined ? `; stopped: ${r.failure}` : '';
+  return { value: m, text: `${us(m)} (p90 ${us(percentile(r.samplesUs, 90))}${partial}${stopped})` };
+}
+
+function times(a: number | undefined, b: number | undefined, what: string): string | undefined {
+  return a === undefined || b === undefined || b <= 0 ? undefined : `${(a / b).toFixed(1)}× ${what}`;
+}
+
+export function deviceTable(results: DeviceBenchResults): string {
+  const cells = new Map(ECHO_ROUTE_IDS.map((id: EchoRouteId) => [id,
+    results.startErrors.has(id) ? { text: 'not started' } : echoCell(results.echo.get(id), results.rounds)]));
+  const splitbrain = cells.get('splitbrain')?.value;
+  const ratios = [
+    times(splitbrain, cells.get('socat-pty')?.value, 'socat → pty'),
+    times(splitbrain, cells.get('socat-pipe')?.value, 'socat echo'),
+  ].filter((t): t is string => t !== undefined);
+  const rows = [[`one-byte echo round trip: median (p90) of ${results.rounds} sequential`,
+    ...ECHO_ROUTE_IDS.map((id) => cells.get(id)?.text ?? ''), ratios.length > 0 ? ratios.join(', ') : '—']];
+  return markdownTable(['Device workload', ...ECHO_ROUTE_IDS.map((id) => ECHO_ROUTE_LABELS[id]),
+    'splitbrain ÷ socat (median)'], rows);
+}
+
+export const DEVICE_TABLE_LEGEND = 'Round trip in µs: one byte written and the same byte read back, '
+  + 'timed inside the client process around the write and the read alone (Python\'s '
+  + '`time.perf_counter_ns`; the client loop is the same on every route), lower is better. '
+  + 'Behind every terminal route a board process echoes on the pty\'s other end; "socat echo" is '
+  + 'TCP alone, with a pipe and no terminal behind socat. The last column is splitbrain\'s median '
+  + 'as a multiple of socat\'s; the issue sets no target for it.';
+
+/** Start errors, for the report's problems list. */
+export function deviceProblems(results: DeviceBenchResults): string[] {
+  return [...results.startErrors].map(([id, error]) => `- device ${id}: could not start: ${error}`);
+}
