@@ -14,6 +14,8 @@ import { whenUnmounted } from '../mount/mount-watch.js';
 import { agentIdFromHostname, isValidAgentId } from '../protocol/index.js';
 import { startBridgeService } from '../sidecar/bridge-service.js';
 import { runExec } from '../sidecar/exec-session.js';
+import { checkHealth } from '../sidecar/health.js';
+import { startSidecar } from '../sidecar/sidecar.js';
 import { daemonize } from './daemon.js';
 import { reportStart } from './start-report.js';
 import { LOG_LEVELS, createLogger } from './logger.js';
@@ -178,6 +180,53 @@ program.command('bridge')
     }
     reportStart();
     await serveUntilSignal(() => bridge.stop());
+  });
+
+program.command('sidecar')
+  .description('serve one slave to test containers: its files, devices and commands under one directory')
+  .argument('<url>', 'NATS server URL, e.g. nats://lab-box-7:4222')
+  .option('--agent <id>', 'the slave\'s agent (default: the only one on the bus)', agentId)
+  .option('--dir <dir>', 'the shared directory: slave/, dev/, bin/, bridge.sock', '/splitbrain')
+  .option('--slave-seen-at <dir>', 'where test containers see <dir>/slave (default: <dir>/slave)')
+  .option('-o, --options <opts>', 'mount options for the slave\'s files (as for mount)', collect, [])
+  .option('--command <name>', 'bridge this command (repeatable)', collect, [])
+  .option('--bridge-all', 'bridge every executable on the slave\'s PATH but the --keep ones', false)
+  .option('--keep <glob>', 'with --bridge-all, keep these local too (repeatable)', collect, [])
+  .option('--default-cwd <dir>', 'slave directory for bridged commands started outside the slave', '/')
+  .option('--env <name>', 'let this variable cross to bridged commands (repeatable)', collect, [])
+  .option('--env-prefix <prefix>', 'let variables with this prefix cross (repeatable)', collect, [])
+  .addOption(logLevel())
+  .action(async (url: string, opts: {
+    agent?: string; dir: string; slaveSeenAt?: string; options: string[]; command: string[]; bridgeAll: boolean;
+    keep: string[]; defaultCwd: string; env: string[]; envPrefix: string[]; logLevel: string;
+  }) => {
+    let sidecar;
+    try {
+      sidecar = await startSidecar({
+        natsUrl: url, agentId: opts.agent, dir: resolve(opts.dir), slaveSeenAt: opts.slaveSeenAt,
+        mountOptions: opts.options, log: createLogger(opts.logLevel),
+        bridge: {
+          commands: opts.command, bridgeAll: opts.bridgeAll, keep: opts.keep, defaultCwd: opts.defaultCwd,
+          envNames: opts.env, envPrefixes: opts.envPrefix,
+        },
+      });
+    } catch (err) {
+      reportStart(err as Error);
+      throw err;
+    }
+    reportStart();
+    await serveUntilSignal(() => sidecar.stop());
+  });
+
+program.command('health')
+  .description('exit 0 while a sidecar serves the directory (a compose healthcheck)')
+  .option('--dir <dir>', 'the sidecar\'s shared directory', '/splitbrain')
+  .action(async (opts: { dir: string }) => {
+    const problem = await checkHealth(resolve(opts.dir));
+    if (problem) {
+      process.stderr.write(`splitbrain: unhealthy: ${problem}\n`);
+      process.exitCode = 1;
+    }
   });
 
 program.command('umount')
