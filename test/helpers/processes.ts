@@ -3,6 +3,8 @@
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { once } from 'node:events';
+import type { Readable } from 'node:stream';
+import { START_REPORT_FD, readStartReport, startReportEnv } from '../../cli/start-report.js';
 
 export const CLI = new URL('../../cli/main.js', import.meta.url).pathname;
 
@@ -64,4 +66,46 @@ export async function waitFor(what: string, check: () => boolean | Promise<boole
     await new Promise((r) => setTimeout(r, intervalMs));
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+/** True while a process with this pid exists (a zombie included). */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export interface CollectingProcess {
+  readonly child: ChildProcess;
+  stdout(): string;
+  stderr(): string;
+}
+
+/** Starts a long-running child whose output the test watches while it runs (stdin /dev/null). */
+export function spawnCollecting(command: string, args: string[], options: SpawnOptions = {}): CollectingProcess {
+  const child = spawn(command, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (d: Buffer) => { stdout += d.toString(); });
+  child.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
+  return { child, stdout: () => stdout, stderr: () => stderr };
+}
+
+/** Runs `splitbrain ARGS` and resolves once it reports its start ready (cli/start-report.ts). */
+export async function startReportingCli(what: string, args: string[], timeoutMs = 30_000): Promise<{ child: ChildProcess; log(): string }> {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...startReportEnv() },
+  });
+  let log = '';
+  child.stderr?.on('data', (d: Buffer) => { log = (log + d.toString()).slice(-50_000); });
+  const report = await readStartReport(child.stdio[START_REPORT_FD] as Readable, timeoutMs);
+  if (!report.ok) {
+    child.kill('SIGKILL');
+    throw new Error(`${what} failed: ${report.message}\n${log}`);
+  }
+  return { child, log: () => log };
 }

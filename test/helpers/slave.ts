@@ -7,11 +7,9 @@ import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
-import { START_REPORT_FD, readStartReport, startReportEnv } from '../../cli/start-report.js';
 import { isMounted } from '../../mount/mount-watch.js';
 import { startNats, type NatsServer } from './nats-server.js';
-import { CLI, run, stopProcess, waitFor } from './processes.js';
+import { CLI, run, startReportingCli, stopProcess, waitFor } from './processes.js';
 
 export interface AgentProcess {
   readonly child: ChildProcess;
@@ -46,19 +44,9 @@ export interface MountProcess {
 
 /** Runs `splitbrain mount -f` and resolves once it reports the mount ready. */
 export async function startMountProcess(natsUrl: string, mountPath: string, args: string[] = []): Promise<MountProcess> {
-  const child = spawn(process.execPath, [CLI, 'mount', natsUrl, mountPath, '-f', ...args], {
-    stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
-    env: { ...process.env, ...startReportEnv() },
-  });
-  let log = '';
-  child.stderr?.on('data', (d: Buffer) => { log = (log + d.toString()).slice(-50_000); });
-  const report = await readStartReport(child.stdio[START_REPORT_FD] as Readable, 20_000);
-  if (!report.ok) {
-    child.kill('SIGKILL');
-    throw new Error(`mount failed: ${report.message}\n${log}`);
-  }
+  const { child, log } = await startReportingCli('mount', ['mount', natsUrl, mountPath, '-f', ...args], 20_000);
   return {
-    child, mountPath, log: () => log,
+    child, mountPath, log,
     async stop() {
       await stopProcess(child);
       if (await isMounted(mountPath)) await run('fusermount', ['-uz', mountPath]);

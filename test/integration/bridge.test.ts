@@ -10,19 +10,11 @@ import { mkdir, readFile, readdir, readlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startBridgeProcess, type BridgeProcess } from '../helpers/bridge.js';
-import { run, sh, stopProcess, waitFor } from '../helpers/processes.js';
+import { isAlive, run, sh, spawnCollecting, stopProcess, waitFor } from '../helpers/processes.js';
+import { assertSigtermReachesRemote } from '../helpers/remote-signals.js';
 import { startBareAgent, type BareAgent } from '../helpers/slave.js';
 
 const BRIDGED = ['uname', 'cat', 'head', 'env', 'sleep', 'true', 'false'];
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe('spawn bridge and exec shim', () => {
   let slave: BareAgent;
@@ -108,7 +100,7 @@ describe('spawn bridge and exec shim', () => {
       `'${shim()}' sh -c 'echo $$ >&2; exec yes' 2>'${pidFile}' | head -n 2; echo "status \${PIPESTATUS[0]}"`], { env, timeoutMs: 60_000 });
     assert.equal(result.stdout, 'y\ny\nstatus 141\n', result.stderr);
     const remotePid = Number((await readFile(pidFile, 'utf8')).trim());
-    await waitFor('the remote writer to end', () => !alive(remotePid), 10_000, 50);
+    await waitFor('the remote writer to end', () => !isAlive(remotePid), 10_000, 50);
   });
 
   it('mixes local and remote commands in one pipeline', async () => {
@@ -116,20 +108,7 @@ describe('spawn bridge and exec shim', () => {
   });
 
   it('forwards SIGTERM sent to the shim to the remote process', async () => {
-    const flag = join(slave.root, 'trapped');
-    const child = spawn(shim(), ['sh', '-c', `trap 'echo got > ${flag}; exit 3' TERM; echo ready; while :; do sleep 0.1; done`],
-      { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-    try {
-      await waitFor('the remote shell to start', () => out.includes('ready'), 15_000);
-      const exited = once(child, 'exit');
-      child.kill('SIGTERM');
-      assert.equal(((await exited) as [number | null])[0], 3);
-      assert.equal(await readFile(flag, 'utf8'), 'got\n');
-    } finally {
-      await stopProcess(child, 'SIGKILL');
-    }
+    await assertSigtermReachesRemote(shim(), [], join(slave.root, 'trapped'), { env });
   });
 
   it('gives a terminal of the right size when the shim runs on one', async () => {
@@ -179,23 +158,19 @@ describe('spawn bridge and exec shim', () => {
 
   // Last: it kills the bridge.
   it('when the bridge dies mid-command, the shim exits non-zero with a message and the remote process ends', async () => {
-    const child = spawn(shim(), ['sh', '-c', 'echo $$; exec sleep 300'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    const proc = spawnCollecting(shim(), ['sh', '-c', 'echo $$; exec sleep 300'], { env });
     try {
-      await waitFor('the remote pid', () => /^\d+\n/.test(out), 15_000);
-      const remotePid = Number(out.trim());
-      assert.ok(alive(remotePid));
-      const exited = once(child, 'exit');
+      await waitFor('the remote pid', () => /^\d+\n/.test(proc.stdout()), 15_000);
+      const remotePid = Number(proc.stdout().trim());
+      assert.ok(isAlive(remotePid));
+      const exited = once(proc.child, 'exit');
       await bridge.stop('SIGKILL');
       const [code] = (await exited) as [number | null];
       assert.notEqual(code, 0);
-      assert.match(err, /bridge closed the connection/);
-      await waitFor('the remote process to end', () => !alive(remotePid), 20_000, 200);
+      assert.match(proc.stderr(), /bridge closed the connection/);
+      await waitFor('the remote process to end', () => !isAlive(remotePid), 20_000, 200);
     } finally {
-      await stopProcess(child, 'SIGKILL');
+      await stopProcess(proc.child, 'SIGKILL');
     }
   });
 });

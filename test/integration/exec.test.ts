@@ -11,17 +11,9 @@ import { existsSync } from 'node:fs';
 import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { CLI, run, sh, stopProcess, waitFor } from '../helpers/processes.js';
+import { CLI, isAlive, run, sh, spawnCollecting, stopProcess, waitFor } from '../helpers/processes.js';
+import { assertSigtermReachesRemote } from '../helpers/remote-signals.js';
 import { startBareAgent, type BareAgent } from '../helpers/slave.js';
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe('splitbrain exec', () => {
   let slave: BareAgent;
@@ -87,21 +79,7 @@ describe('splitbrain exec', () => {
   });
 
   it('forwards SIGTERM to the remote process', async () => {
-    const flag = join(slave.root, 'trapped');
-    const child = spawn(process.execPath, [...exec, '--', 'sh', '-c',
-      `trap 'echo got > ${flag}; exit 3' TERM; echo ready; while :; do sleep 0.1; done`], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-    try {
-      await waitFor('the remote shell to start', () => out.includes('ready'), 15_000);
-      const exited = once(child, 'exit');
-      child.kill('SIGTERM');
-      const [code] = (await exited) as [number | null];
-      assert.equal(code, 3);
-      assert.equal(await readFile(flag, 'utf8'), 'got\n');
-    } finally {
-      await stopProcess(child, 'SIGKILL');
-    }
+    await assertSigtermReachesRemote(process.execPath, [...exec, '--'], join(slave.root, 'trapped'));
   });
 
   it('gives a terminal of the caller\'s size with -t', async () => {
@@ -131,15 +109,13 @@ describe('splitbrain exec', () => {
   });
 
   it('leaves no process behind when the master side dies', async () => {
-    const child = spawn(process.execPath, [...exec, '--', 'sh', '-c', 'echo $$; exec sleep 300'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-    await waitFor('the remote pid', () => /^\d+\n/.test(out), 15_000);
-    const remotePid = Number(out.trim());
-    assert.ok(alive(remotePid));
-    await stopProcess(child, 'SIGKILL');
+    const proc = spawnCollecting(process.execPath, [...exec, '--', 'sh', '-c', 'echo $$; exec sleep 300']);
+    await waitFor('the remote pid', () => /^\d+\n/.test(proc.stdout()), 15_000);
+    const remotePid = Number(proc.stdout().trim());
+    assert.ok(isAlive(remotePid));
+    await stopProcess(proc.child, 'SIGKILL');
     // The agent's lease (5 s) runs out, then a hang-up ends it.
-    await waitFor('the orphan to be ended', () => !alive(remotePid), 20_000, 200);
+    await waitFor('the orphan to be ended', () => !isAlive(remotePid), 20_000, 200);
   });
 
   it('ends like a local writer when its reader leaves: 141, and the remote writer is gone', async () => {
@@ -147,7 +123,7 @@ describe('splitbrain exec', () => {
     const result = await run('bash', ['-c', command], { timeoutMs: 60_000 });
     assert.equal(result.stdout, 'y\ny\nstatus 141\n', result.stderr);
     const remotePid = Number((await readFile(join(slave.tmp, 'yes.pid'), 'utf8')).trim());
-    await waitFor('the remote writer to end', () => !alive(remotePid), 10_000, 50);
+    await waitFor('the remote writer to end', () => !isAlive(remotePid), 10_000, 50);
   });
 
   it('says so and exits 255 when the agent cannot be reached', async () => {

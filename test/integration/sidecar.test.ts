@@ -4,34 +4,30 @@
  * clean stop on SIGTERM.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { lstat, readlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import { START_REPORT_FD, readStartReport, startReportEnv } from '../../cli/start-report.js';
 import { isMounted } from '../../mount/mount-watch.js';
-import { CLI, run, sh, stopProcess } from '../helpers/processes.js';
+import { CLI, run, sh, startReportingCli, stopProcess } from '../helpers/processes.js';
 import { startBareAgent, type BareAgent } from '../helpers/slave.js';
 
 describe('splitbrain sidecar', () => {
   let slave: BareAgent;
   let sidecar: ChildProcess;
   let dir: string;
-  let log = '';
+  let log: () => string = () => '';
   const health = () => run(process.execPath, [CLI, 'health', '--dir', dir]);
 
   before(async () => {
     slave = await startBareAgent({ id: 'sidecar-slave' });
     await writeFile(join(slave.root, 'hello.txt'), 'from the slave\n');
     dir = join(slave.tmp, 'splitbrain');
-    sidecar = spawn(process.execPath, [CLI, 'sidecar', slave.nats.url, '--agent', slave.agent.id, '--dir', dir,
-      '--command', 'touch', '--command', 'uname', '--log-level', 'info'],
-    { stdio: ['ignore', 'ignore', 'pipe', 'pipe'], env: { ...process.env, ...startReportEnv() } });
-    sidecar.stderr?.on('data', (d: Buffer) => { log = (log + d.toString()).slice(-20_000); });
-    const report = await readStartReport(sidecar.stdio[START_REPORT_FD] as Readable, 30_000);
-    if (!report.ok) throw new Error(`sidecar failed: ${report.message}\n${log}`);
+    const started = await startReportingCli('sidecar', ['sidecar', slave.nats.url, '--agent', slave.agent.id, '--dir', dir,
+      '--command', 'touch', '--command', 'uname', '--log-level', 'info']);
+    sidecar = started.child;
+    log = started.log;
   });
   after(async () => {
     if (sidecar) await stopProcess(sidecar);
@@ -64,7 +60,7 @@ describe('splitbrain sidecar', () => {
     const exited = once(sidecar, 'exit');
     sidecar.kill('SIGTERM');
     const [code] = (await exited) as [number | null];
-    assert.equal(code, 0, log);
+    assert.equal(code, 0, log());
     assert.equal(await isMounted(join(dir, 'slave')), false);
     assert.equal(await isMounted(join(dir, 'dev')), false);
     const after = await health();
