@@ -51,6 +51,49 @@ async function serveUntilSignal(shutdown: () => Promise<void>, stopped?: Promise
   await shutdown();
 }
 
+/**
+ * Starts a server and reports the start on fd 3 (cli/start-report.ts: the background mount and
+ * the tests wait for it), then serves until a signal or until the server says it stopped.
+ */
+async function serveReported(start: () => Promise<{ stop(): Promise<void>; stopped?: Promise<void> }>): Promise<void> {
+  let server;
+  try {
+    server = await start();
+  } catch (err) {
+    reportStart(err as Error);
+    throw err;
+  }
+  reportStart();
+  await serveUntilSignal(() => server.stop(), server.stopped);
+}
+
+/** What `bridge` and `sidecar` take to run the spawn bridge. */
+interface BridgeCliOptions {
+  command: string[];
+  bridgeAll: boolean;
+  keep: string[];
+  defaultCwd: string;
+  env: string[];
+  envPrefix: string[];
+}
+
+function withBridgeOptions(command: Command): Command {
+  return command
+    .option('--command <name>', 'bridge this command (repeatable)', collect, [])
+    .option('--bridge-all', 'bridge every executable on the slave\'s PATH but the --keep ones', false)
+    .option('--keep <glob>', 'with --bridge-all, keep these local too (repeatable; shells and interpreters always are)', collect, [])
+    .option('--default-cwd <dir>', 'slave directory for bridged commands started outside the slave\'s files', '/')
+    .option('--env <name>', 'let this variable cross (repeatable; LANG, LC_*, TERM, COLORTERM, TZ always do)', collect, [])
+    .option('--env-prefix <prefix>', 'let variables with this prefix cross (repeatable)', collect, []);
+}
+
+function bridgeSettings(opts: BridgeCliOptions) {
+  return {
+    commands: opts.command, bridgeAll: opts.bridgeAll, keep: opts.keep, defaultCwd: opts.defaultCwd,
+    envNames: opts.env, envPrefixes: opts.envPrefix,
+  };
+}
+
 const program = new Command()
   .name('splitbrain')
   .description('Run tests on a master machine against the files, devices and processes of a slave.')
@@ -100,19 +143,17 @@ program.command('mount')
     }
     const log = createLogger(opts.logLevel, opts.logFile);
     const mountPath = resolve(mountpoint);
-    let mounted;
-    try {
-      mounted = await mountSlave({ natsUrl: url, agentId: opts.agent, mountPath, options: opts.options, devices: opts.devices, log });
-    } catch (err) {
-      reportStart(err as Error);
-      throw err;
-    }
-    reportStart();
-    const watch = whenUnmounted(mountPath);
-    await serveUntilSignal(async () => {
-      watch.stop();
-      await mounted.unmount();
-    }, watch.done);
+    await serveReported(async () => {
+      const mounted = await mountSlave({ natsUrl: url, agentId: opts.agent, mountPath, options: opts.options, devices: opts.devices, log });
+      const watch = whenUnmounted(mountPath);
+      return {
+        stopped: watch.done,
+        async stop() {
+          watch.stop();
+          await mounted.unmount();
+        },
+      };
+    });
   });
 
 program.command('exec')
@@ -146,76 +187,41 @@ program.command('exec')
     });
   });
 
-program.command('bridge')
+withBridgeOptions(program.command('bridge')
   .description('serve the exec shim: commands run through it run on the slave')
   .argument('<url>', 'NATS server URL, e.g. nats://lab-box-7:4222')
   .option('--agent <id>', 'agent to run on (default: the only one on the bus)', agentId)
   .option('--socket <path>', 'Unix socket the shims connect to (their SPLITBRAIN_BRIDGE_SOCKET)', '/splitbrain/bridge.sock')
   .option('--shim-dir <dir>', 'directory of command links for the front of the test\'s PATH')
-  .option('--command <name>', 'bridge this command (repeatable)', collect, [])
-  .option('--bridge-all', 'bridge every executable on the slave\'s PATH but the --keep ones', false)
-  .option('--keep <glob>', 'with --bridge-all, keep these local too (repeatable; shells and interpreters always are)', collect, [])
-  .option('--slave-mount <dir>', 'where the test sees the slave\'s root: a cwd inside it becomes the slave\'s')
-  .option('--default-cwd <dir>', 'slave directory for commands started anywhere else', '/')
-  .option('--env <name>', 'let this variable cross (repeatable; LANG, LC_*, TERM, COLORTERM, TZ always do)', collect, [])
-  .option('--env-prefix <prefix>', 'let variables with this prefix cross (repeatable)', collect, [])
+  .option('--slave-mount <dir>', 'where the test sees the slave\'s root: a cwd inside it becomes the slave\'s'))
   .addOption(logLevel())
-  .action(async (url: string, opts: {
-    agent?: string; socket: string; shimDir?: string; command: string[]; bridgeAll: boolean; keep: string[];
-    slaveMount?: string; defaultCwd: string; env: string[]; envPrefix: string[]; logLevel: string;
+  .action(async (url: string, opts: BridgeCliOptions & {
+    agent?: string; socket: string; shimDir?: string; slaveMount?: string; logLevel: string;
   }) => {
-    let bridge;
-    try {
-      bridge = await startBridgeService({
-        natsUrl: url, agentId: opts.agent, socketPath: resolve(opts.socket),
-        shimDir: opts.shimDir === undefined ? undefined : resolve(opts.shimDir),
-        commands: opts.command, bridgeAll: opts.bridgeAll, keep: opts.keep,
-        slaveMount: opts.slaveMount === undefined ? undefined : resolve(opts.slaveMount),
-        defaultCwd: opts.defaultCwd, envNames: opts.env, envPrefixes: opts.envPrefix,
-        log: createLogger(opts.logLevel),
-      });
-    } catch (err) {
-      reportStart(err as Error);
-      throw err;
-    }
-    reportStart();
-    await serveUntilSignal(() => bridge.stop());
+    await serveReported(() => startBridgeService({
+      ...bridgeSettings(opts),
+      natsUrl: url, agentId: opts.agent, socketPath: resolve(opts.socket),
+      shimDir: opts.shimDir === undefined ? undefined : resolve(opts.shimDir),
+      slaveMount: opts.slaveMount === undefined ? undefined : resolve(opts.slaveMount),
+      log: createLogger(opts.logLevel),
+    }));
   });
 
-program.command('sidecar')
+withBridgeOptions(program.command('sidecar')
   .description('serve one slave to test containers: its files, devices and commands under one directory')
   .argument('<url>', 'NATS server URL, e.g. nats://lab-box-7:4222')
   .option('--agent <id>', 'the slave\'s agent (default: the only one on the bus)', agentId)
   .option('--dir <dir>', 'the shared directory: slave/, dev/, bin/, bridge.sock', '/splitbrain')
   .option('--slave-seen-at <dir>', 'where test containers see <dir>/slave (default: <dir>/slave)')
-  .option('-o, --options <opts>', 'mount options for the slave\'s files (as for mount)', collect, [])
-  .option('--command <name>', 'bridge this command (repeatable)', collect, [])
-  .option('--bridge-all', 'bridge every executable on the slave\'s PATH but the --keep ones', false)
-  .option('--keep <glob>', 'with --bridge-all, keep these local too (repeatable)', collect, [])
-  .option('--default-cwd <dir>', 'slave directory for bridged commands started outside the slave', '/')
-  .option('--env <name>', 'let this variable cross to bridged commands (repeatable)', collect, [])
-  .option('--env-prefix <prefix>', 'let variables with this prefix cross (repeatable)', collect, [])
+  .option('-o, --options <opts>', 'mount options for the slave\'s files (as for mount)', collect, []))
   .addOption(logLevel())
-  .action(async (url: string, opts: {
-    agent?: string; dir: string; slaveSeenAt?: string; options: string[]; command: string[]; bridgeAll: boolean;
-    keep: string[]; defaultCwd: string; env: string[]; envPrefix: string[]; logLevel: string;
+  .action(async (url: string, opts: BridgeCliOptions & {
+    agent?: string; dir: string; slaveSeenAt?: string; options: string[]; logLevel: string;
   }) => {
-    let sidecar;
-    try {
-      sidecar = await startSidecar({
-        natsUrl: url, agentId: opts.agent, dir: resolve(opts.dir), slaveSeenAt: opts.slaveSeenAt,
-        mountOptions: opts.options, log: createLogger(opts.logLevel),
-        bridge: {
-          commands: opts.command, bridgeAll: opts.bridgeAll, keep: opts.keep, defaultCwd: opts.defaultCwd,
-          envNames: opts.env, envPrefixes: opts.envPrefix,
-        },
-      });
-    } catch (err) {
-      reportStart(err as Error);
-      throw err;
-    }
-    reportStart();
-    await serveUntilSignal(() => sidecar.stop());
+    await serveReported(() => startSidecar({
+      natsUrl: url, agentId: opts.agent, dir: resolve(opts.dir), slaveSeenAt: opts.slaveSeenAt,
+      mountOptions: opts.options, log: createLogger(opts.logLevel), bridge: bridgeSettings(opts),
+    }));
   });
 
 program.command('health')
