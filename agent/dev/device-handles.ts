@@ -12,6 +12,7 @@ import { isatty, ReadStream } from 'node:tty';
 import { promisify } from 'node:util';
 import type { Readable } from 'node:stream';
 import { SlaveError } from '../../protocol/index.js';
+import { HandleIds } from '../handle-ids.js';
 
 const readAsync = promisify(readCallback);
 /** How long a write to a full terminal is retried before EAGAIN reaches the master. */
@@ -125,7 +126,7 @@ class OpenDevice {
 
 export class DeviceHandles {
   private readonly open = new Map<number, OpenDevice>();
-  private next = 1;
+  private readonly ids = new HandleIds();
 
   constructor(private readonly limit: number) {}
 
@@ -138,9 +139,7 @@ export class DeviceHandles {
     let stream: Readable | undefined;
     if (isatty(fd)) stream = new ReadStream(fd);
     else if (st.isFIFO() || st.isSocket()) stream = new Socket({ fd, readable: true, writable: false });
-    while (this.open.has(this.next) || this.next === 0) this.next = (this.next + 1) >>> 0;
-    const fh = this.next;
-    this.next = (this.next + 1) >>> 0;
+    const fh = this.ids.take((id) => this.open.has(id));
     this.open.set(fh, new OpenDevice(fd, nonBlocking, stream));
     return fh;
   }

@@ -6,6 +6,7 @@
 import { close } from 'node:fs';
 import { promisify } from 'node:util';
 import { SlaveError } from '../../protocol/index.js';
+import { HandleIds } from '../handle-ids.js';
 
 const closeFd = promisify(close);
 
@@ -26,7 +27,7 @@ interface Slot {
 
 export class HandleTable {
   private readonly open = new Map<number, Slot>();
-  private next = 1;
+  private readonly ids = new HandleIds();
 
   constructor(private readonly limit: number) {}
 
@@ -38,10 +39,7 @@ export class HandleTable {
     if (this.open.size >= this.limit) {
       throw new SlaveError('EMFILE', `agent handle limit of ${this.limit} reached`);
     }
-    // Numbers are not reused soon, so a stale handle of the master's hits EBADF, not a stranger.
-    while (this.open.has(this.next) || this.next === 0) this.next = (this.next + 1) >>> 0;
-    const fh = this.next;
-    this.next = (this.next + 1) >>> 0;
+    const fh = this.ids.take((id) => this.open.has(id));
     this.open.set(fh, { file, busy: 0, idle: undefined });
     return fh;
   }

@@ -6,6 +6,7 @@
  */
 import type { Logger } from 'pino';
 import { SlaveError } from '../../protocol/index.js';
+import { HandleIds } from '../handle-ids.js';
 import { SpawnedProcess, type SpawnSpec } from './spawned-process.js';
 
 export interface ProcessTableOptions {
@@ -19,7 +20,7 @@ export interface ProcessTableOptions {
 
 export class ProcessTable {
   private readonly procs = new Map<number, SpawnedProcess>();
-  private next = 1;
+  private readonly ids = new HandleIds();
   private readonly sweeper: NodeJS.Timeout;
 
   constructor(private readonly options: ProcessTableOptions) {
@@ -35,9 +36,7 @@ export class ProcessTable {
     if (this.procs.size >= this.options.maxProcesses) {
       throw new SlaveError('EAGAIN', `the agent runs ${this.procs.size} processes already (its limit)`);
     }
-    while (this.procs.has(this.next) || this.next === 0) this.next = (this.next + 1) >>> 0;
-    const procId = this.next;
-    this.next = (this.next + 1) >>> 0;
+    const procId = this.ids.take((id) => this.procs.has(id));
     const log = this.options.log;
     const sink = (event: Uint8Array) => this.options.publish(output, event);
     const proc = await SpawnedProcess.start(procId, spec, sink, () => this.procs.delete(procId), log);
