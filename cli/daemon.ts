@@ -28,3 +28,46 @@ export async function daemonize(argv: string[], startTimeoutMs = 60_000): Promis
   process.stderr.write(`splitbrain: ${report.message}\n`);
   return 1;
 }
+
+export interface ChildServer {
+  /** Resolves when the child has exited. */
+  readonly exited: Promise<void>;
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves once the child is gone. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+/**
+ * Runs `splitbrain <argv>` (a foreground server that reports its start) as our child, for as
+ * long as we run: the sidecar mounts the devices this way, because a FUSE mount on a directory
+ * of our own FUSE mount must not be made from the process that serves it (the mount's path
+ * lookup would wait for the event loop that waits for the mount).
+ */
+export async function startChildServer(argv: string[], startTimeoutMs = 60_000): Promise<ChildServer> {
+  const child = spawn(process.execPath, [...process.execArgv, process.argv[1] ?? '', ...argv], {
+    stdio: ['ignore', 'ignore', 'inherit', 'pipe'],
+    env: { ...process.env, ...startReportEnv() },
+  });
+  const exited = new Promise<void>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve();
+    else child.once('exit', () => resolve());
+  });
+  const stop = async (graceMs = 10_000) => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    await exited;
+    clearTimeout(timer);
+  };
+  const spawnFailed = new Promise<string>((resolve) => child.on('error', (err) => resolve(err.message)));
+  const pipe = child.stdio[START_REPORT_FD] as Readable;
+  const report = await Promise.race([
+    readStartReport(pipe, startTimeoutMs),
+    spawnFailed.then((message) => ({ ok: false as const, message })),
+  ]);
+  pipe.destroy();
+  if (!report.ok) {
+    await stop(1000);
+    throw new Error(report.message);
+  }
+  return { exited, stop };
+}

@@ -16,7 +16,7 @@ import { startBridgeService } from '../sidecar/bridge-service.js';
 import { runExec } from '../sidecar/exec-session.js';
 import { checkHealth } from '../sidecar/health.js';
 import { startSidecar } from '../sidecar/sidecar.js';
-import { daemonize } from './daemon.js';
+import { daemonize, startChildServer } from './daemon.js';
 import { reportStart } from './start-report.js';
 import { LOG_LEVELS, createLogger } from './logger.js';
 
@@ -37,6 +37,16 @@ function nonNegative(value: string): number {
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
+}
+
+/** An environment variable's value; unset and empty are the same (compose passes empty ones). */
+function fromEnv(name: string): string | undefined {
+  const value = process.env[name]?.trim();
+  return value === undefined || value === '' ? undefined : value;
+}
+
+function listFromEnv(name: string): string[] {
+  return (fromEnv(name) ?? '').split(/[\s,]+/).filter((word) => word !== '');
 }
 
 const logLevel = () => new Option('--log-level <level>', 'log verbosity').choices(LOG_LEVELS).default('warn');
@@ -209,18 +219,41 @@ withBridgeOptions(program.command('bridge')
 
 withBridgeOptions(program.command('sidecar')
   .description('serve one slave to test containers: its files, devices and commands under one directory')
-  .argument('<url>', 'NATS server URL, e.g. nats://lab-box-7:4222')
-  .option('--agent <id>', 'the slave\'s agent (default: the only one on the bus)', agentId)
-  .option('--dir <dir>', 'the shared directory: slave/, dev/, bin/, bridge.sock', '/splitbrain')
+  .argument('[url]', 'NATS server URL, e.g. nats://lab-box-7:4222 (default: $SPLITBRAIN_SLAVE)')
+  .option('--agent <id>', 'the slave\'s agent (default: $SPLITBRAIN_AGENT, else the only one on the bus)', agentId)
+  .option('--dir <dir>', 'the shared directory: slave/ (devices at slave/dev), map/, bin/, bridge.sock', '/splitbrain')
   .option('--slave-seen-at <dir>', 'where test containers see <dir>/slave (default: <dir>/slave)')
+  .option('--map <path>', 'offer the slave\'s directory <path> at <dir>/map/<path> (repeatable)', collect, [])
   .option('-o, --options <opts>', 'mount options for the slave\'s files (as for mount)', collect, []))
   .addOption(logLevel())
-  .action(async (url: string, opts: BridgeCliOptions & {
-    agent?: string; dir: string; slaveSeenAt?: string; options: string[]; logLevel: string;
-  }) => {
+  .addHelpText('after', `
+Environment (for compose files; each adds to the options above):
+  SPLITBRAIN_SLAVE        the NATS URL, when no <url> is given
+  SPLITBRAIN_AGENT        --agent
+  SPLITBRAIN_COMMANDS     commands to bridge, separated by spaces or commas (--command)
+  SPLITBRAIN_BRIDGE_ALL   1 or true: --bridge-all
+  SPLITBRAIN_KEEP         --keep globs, separated by spaces or commas
+  SPLITBRAIN_MAPS         slave directories to offer, separated by spaces or commas (--map)
+  SPLITBRAIN_LOG_LEVEL    --log-level, unless given`)
+  .action(async (url: string | undefined, opts: BridgeCliOptions & {
+    agent?: string; dir: string; slaveSeenAt?: string; map: string[]; options: string[]; logLevel: string;
+  }, command: Command) => {
+    const natsUrl = url ?? fromEnv('SPLITBRAIN_SLAVE');
+    if (natsUrl === undefined) throw new InvalidArgumentError('give the slave\'s NATS URL (or set SPLITBRAIN_SLAVE)');
+    const envAgent = fromEnv('SPLITBRAIN_AGENT');
+    const bridge = bridgeSettings({
+      ...opts,
+      command: [...opts.command, ...listFromEnv('SPLITBRAIN_COMMANDS')],
+      keep: [...opts.keep, ...listFromEnv('SPLITBRAIN_KEEP')],
+      bridgeAll: opts.bridgeAll || /^(1|true|yes)$/i.test(fromEnv('SPLITBRAIN_BRIDGE_ALL') ?? ''),
+    });
+    const level = command.getOptionValueSource('logLevel') === 'default' ? fromEnv('SPLITBRAIN_LOG_LEVEL') ?? opts.logLevel : opts.logLevel;
+    if (!(LOG_LEVELS as readonly string[]).includes(level)) throw new InvalidArgumentError(`SPLITBRAIN_LOG_LEVEL: one of ${LOG_LEVELS.join(', ')}`);
     await serveReported(() => startSidecar({
-      natsUrl: url, agentId: opts.agent, dir: resolve(opts.dir), slaveSeenAt: opts.slaveSeenAt,
-      mountOptions: opts.options, log: createLogger(opts.logLevel), bridge: bridgeSettings(opts),
+      natsUrl, agentId: opts.agent ?? (envAgent === undefined ? undefined : agentId(envAgent)), dir: resolve(opts.dir),
+      slaveSeenAt: opts.slaveSeenAt, maps: [...opts.map, ...listFromEnv('SPLITBRAIN_MAPS')],
+      mountOptions: opts.options, log: createLogger(level), bridge,
+      mountDevices: (at, agent) => startChildServer(['mount', natsUrl, at, '--devices', '--foreground', '--agent', agent, '--log-level', level]),
     }));
   });
 

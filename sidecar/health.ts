@@ -24,8 +24,8 @@ export async function checkHealth(dir: string): Promise<string | null> {
   } catch {
     return `the sidecar (pid ${report.pid}) is gone`;
   }
-  for (const sub of ['slave', 'dev']) {
-    if (!(await isMounted(join(dir, sub)))) return `${join(dir, sub)} is not mounted`;
+  for (const path of [join(dir, 'slave'), report.devices, ...report.maps.map((m) => m.at)]) {
+    if (!(await isMounted(path))) return `${path} is not mounted`;
   }
   const socket = join(dir, 'bridge.sock');
   const reachable = await new Promise<boolean>((resolve) => {

@@ -3,7 +3,13 @@
  * slave under one shared directory, which test containers bind-mount:
  *
  *   <dir>/slave        the slave's filesystem (FUSE)
- *   <dir>/dev          the slave's devices (FUSE, direct I/O)
+ *   <dir>/slave/dev    the slave's devices (FUSE, direct I/O), over the slave's own /dev, so one
+ *                      bind of <dir>/slave shows a test both at the slave's paths. Where the
+ *                      export has no dev/ directory: <dir>/dev.
+ *   <dir>/map/<path>   for each --map: the slave's <path>, for a test container to bind where it
+ *                      wants it (a bind made here, after the mount, reaches the test container by
+ *                      propagation; a bind of <dir>/slave/<path> made when the container was
+ *                      created would show the empty directory under the mount)
  *   <dir>/bin          the shim and one link per bridged command (first on the test's PATH)
  *   <dir>/bridge.sock  the spawn bridge
  *   <dir>/health.json  present while all of it is up (what `splitbrain health` checks)
@@ -11,8 +17,10 @@
  * A bridged command clears the filesystem mount's cache when it ends, so the test sees at once
  * what the command changed on the slave.
  */
-import { mkdir, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { execFile } from 'node:child_process';
+import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { join, posix } from 'node:path';
+import { promisify } from 'node:util';
 import type { Logger } from 'pino';
 import { mountSlave, type MountedSlave } from '../mount/mount.js';
 import { startBridgeService, type BridgeServiceOptions, type RunningBridge } from './bridge-service.js';
@@ -26,6 +34,14 @@ export interface SidecarOptions {
   slaveSeenAt?: string;
   /** sshfs-style -o words for the filesystem mount. */
   mountOptions: string[];
+  /** Slave paths to offer under <dir>/map (absolute). */
+  maps?: string[];
+  /**
+   * Mounts the slave's devices (as `splitbrain mount --devices`) in another process: a FUSE
+   * mount on a directory of our own files mount cannot be made from this process, whose event
+   * loop must answer the kernel's lookup of that directory while the mount is made.
+   */
+  mountDevices(at: string, agentId: string): Promise<{ stop(): Promise<void>; exited: Promise<void> }>;
   bridge: Pick<BridgeServiceOptions, 'commands' | 'bridgeAll' | 'keep' | 'defaultCwd' | 'envNames' | 'envPrefixes'>;
   log: Logger;
 }
@@ -37,6 +53,10 @@ export interface HealthReport {
   bootId: string;
   since: string;
   pid: number;
+  /** Where the devices are mounted. */
+  devices: string;
+  /** Each --map: the slave's path and where it is offered. */
+  maps: { slavePath: string; at: string }[];
 }
 
 export interface RunningSidecar {
@@ -48,9 +68,14 @@ export const HEALTH_FILE = 'health.json';
 
 export async function startSidecar(options: SidecarOptions): Promise<RunningSidecar> {
   const { dir, log } = options;
-  const paths = { slave: join(dir, 'slave'), dev: join(dir, 'dev'), bin: join(dir, 'bin'), socket: join(dir, 'bridge.sock') };
+  const paths = { slave: join(dir, 'slave'), bin: join(dir, 'bin'), socket: join(dir, 'bridge.sock') };
+  const maps = (options.maps ?? []).map((slavePath) => {
+    const clean = posix.normalize(`/${slavePath}`);
+    if (clean === '/') throw new Error(`--map ${slavePath}: map a directory below /; the slave's root is ${paths.slave}`);
+    return { slavePath: clean, source: join(paths.slave, clean), at: join(dir, 'map', clean) };
+  });
   await rm(join(dir, HEALTH_FILE), { force: true });
-  for (const path of [paths.slave, paths.dev, paths.bin]) await mkdir(path, { recursive: true });
+  for (const path of [paths.slave, paths.bin]) await mkdir(path, { recursive: true });
   const stops: (() => Promise<void>)[] = [];
   const stopAll = async () => {
     for (const stop of stops.reverse()) await stop().catch((err: unknown) => log.warn({ err }, 'sidecar shutdown step failed'));
@@ -61,8 +86,16 @@ export async function startSidecar(options: SidecarOptions): Promise<RunningSide
     });
     stops.push(() => files.unmount());
     const agentId = files.hello.agentId;
-    const devices = await mountSlave({ natsUrl: options.natsUrl, agentId, mountPath: paths.dev, options: [], devices: true, log });
-    stops.push(() => devices.unmount());
+    const devicesAt = await isDirectory(join(paths.slave, 'dev')) ? join(paths.slave, 'dev') : join(dir, 'dev');
+    await mkdir(devicesAt, { recursive: true });
+    const devices = await options.mountDevices(devicesAt, agentId);
+    stops.push(() => devices.stop());
+    for (const map of maps) {
+      if (!(await isDirectory(map.source))) throw new Error(`--map ${map.slavePath}: not a directory on the slave`);
+      await mkdir(map.at, { recursive: true });
+      await run('mount', ['--bind', map.source, map.at]);
+      stops.push(() => run('umount', ['-l', map.at]));
+    }
     const bridge: RunningBridge = await startBridgeService({
       ...options.bridge, natsUrl: options.natsUrl, agentId, socketPath: paths.socket, shimDir: paths.bin,
       slaveMount: options.slaveSeenAt ?? paths.slave, log, afterCommand: () => files.clearCache(),
@@ -70,7 +103,8 @@ export async function startSidecar(options: SidecarOptions): Promise<RunningSide
     stops.push(() => bridge.stop());
     const health: HealthReport = {
       healthy: true, agentId, hostname: files.hello.hostname, bootId: files.hello.bootId,
-      since: new Date().toISOString(), pid: process.pid,
+      since: new Date().toISOString(), pid: process.pid, devices: devicesAt,
+      maps: maps.map(({ slavePath, at }) => ({ slavePath, at })),
     };
     await writeFile(join(dir, HEALTH_FILE), `${JSON.stringify(health)}\n`);
     stops.push(() => rm(join(dir, HEALTH_FILE), { force: true }));
@@ -79,5 +113,18 @@ export async function startSidecar(options: SidecarOptions): Promise<RunningSide
   } catch (err) {
     await stopAll();
     throw err;
+  }
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  return stat(path).then((st) => st.isDirectory(), () => false);
+}
+
+async function run(command: string, args: string[]): Promise<void> {
+  try {
+    await promisify(execFile)(command, args);
+  } catch (err) {
+    const e = err as Error & { stderr?: string };
+    throw new Error(`${command} ${args.join(' ')}: ${(e.stderr ?? '').trim() || e.message}`);
   }
 }

@@ -4,6 +4,7 @@
  * permissions (never as device nodes: on the master those numbers would be the master's own
  * devices). Opening one needs --dev-allow; it is then read and written as a stream.
  */
+import { posix } from 'node:path';
 import { constants, lstatSync, openSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
 import { SlaveError, S_IFREG, type ReaddirEntry, type WireAttr } from '../../protocol/index.js';
 import type { AgentContext, HandlerTable } from '../context.js';
@@ -22,6 +23,22 @@ function presented(st: Stats): WireAttr {
     wire[10] = 0; // rdev
   }
   return wire;
+}
+
+/**
+ * A link to another device by absolute path (udev's /dev/serial/by-id/... are relative, a
+ * board's /dev/ttyBOARD -> /dev/pts/3 is not) is made relative to the link, so that on the
+ * master it leads to the slave's device, not to the master's own /dev/pts/3.
+ */
+function withinDevices(target: string, linkPath: string, devRoot: string): string {
+  if (!target.startsWith('/')) return target;
+  for (const prefix of [devRoot, '/dev']) {
+    if (target.startsWith(`${prefix}/`)) {
+      const inTree = posix.relative(posix.dirname(posix.join('/', linkPath)), target.slice(prefix.length));
+      return inTree === '' ? '.' : inTree;
+    }
+  }
+  return target;
 }
 
 function devJail(ctx: AgentContext): RootJail {
@@ -44,7 +61,10 @@ export const devOps: HandlerTable = {
     return { entries };
   },
 
-  'dev.readlink': async ({ path }, ctx) => ({ target: readlinkSync(devJail(ctx).resolve(path)) }),
+  'dev.readlink': async ({ path }, ctx) => {
+    const jail = devJail(ctx);
+    return { target: withinDevices(readlinkSync(jail.resolve(path)), path, jail.root) };
+  },
 
   'dev.open': async ({ path, flags }, ctx) => {
     const relative = path.replace(/^\/+/, '');

@@ -16,7 +16,7 @@ export interface BridgeProcess {
 export async function startBridgeProcess(natsUrl: string, agentId: string, socket: string, shimDir: string, args: string[] = []): Promise<BridgeProcess> {
   const { child, log } = await startReportingCli('bridge', [
     'bridge', natsUrl, '--agent', agentId, '--socket', socket, '--shim-dir', shimDir, '--log-level', 'info', ...args,
-  ], 20_000);
+  ], {}, 20_000);
   return {
     child, socket, shimDir, log,
     async stop(signal = 'SIGTERM') { await stopProcess(child, signal); },

@@ -95,10 +95,12 @@ export function spawnCollecting(command: string, args: string[], options: SpawnO
 }
 
 /** Runs `splitbrain ARGS` and resolves once it reports its start ready (cli/start-report.ts). */
-export async function startReportingCli(what: string, args: string[], timeoutMs = 30_000): Promise<{ child: ChildProcess; log(): string }> {
+export async function startReportingCli(
+  what: string, args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 30_000,
+): Promise<{ child: ChildProcess; log(): string }> {
   const child = spawn(process.execPath, [CLI, ...args], {
     stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
-    env: { ...process.env, ...startReportEnv() },
+    env: { ...process.env, ...env, ...startReportEnv() },
   });
   let log = '';
   child.stderr?.on('data', (d: Buffer) => { log = (log + d.toString()).slice(-50_000); });

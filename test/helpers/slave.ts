@@ -44,7 +44,7 @@ export interface MountProcess {
 
 /** Runs `splitbrain mount -f` and resolves once it reports the mount ready. */
 export async function startMountProcess(natsUrl: string, mountPath: string, args: string[] = []): Promise<MountProcess> {
-  const { child, log } = await startReportingCli('mount', ['mount', natsUrl, mountPath, '-f', ...args], 20_000);
+  const { child, log } = await startReportingCli('mount', ['mount', natsUrl, mountPath, '-f', ...args], {}, 20_000);
   return {
     child, mountPath, log,
     async stop() {

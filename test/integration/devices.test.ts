@@ -4,7 +4,8 @@
  * the agent's --dev-allow lets masters open.
  */
 import assert from 'node:assert/strict';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, mkdtemp, readlink, rm, symlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { run, sh } from '../helpers/processes.js';
@@ -53,5 +54,28 @@ describe('device mount', () => {
     assert.equal(result.code, 0, result.stdout + result.stderr);
     assert.doesNotMatch(result.stdout, /FAIL/);
     assert.equal(result.stdout.split('\n').filter((l) => l.startsWith('ok')).length, 8, result.stdout);
+  });
+});
+
+describe('device mount links', () => {
+  it('makes a link to another device relative, so that it leads to the slave\'s device on the master', async () => {
+    const devRoot = await mkdtemp(join(tmpdir(), 'splitbrain-devroot-'));
+    await mkdir(join(devRoot, 'serial', 'by-id'), { recursive: true });
+    await symlink(join(devRoot, 'pts', '7'), join(devRoot, 'ttyBOARD')); // by the agent's --dev-root
+    await symlink('/dev/ttyUSB0', join(devRoot, 'serial', 'by-id', 'usb-FTDI')); // by the slave's /dev
+    await symlink('/proc/self/fd', join(devRoot, 'fd')); // outside the devices: as it is
+    const slave = await startBareAgent({ id: 'device-links', agentArgs: ['--dev-root', devRoot] });
+    const dev = join(slave.tmp, 'dev');
+    await mkdir(dev);
+    const devices = await startMountProcess(slave.nats.url, dev, ['--agent', slave.agent.id, '--devices']);
+    try {
+      assert.equal(await readlink(join(dev, 'ttyBOARD')), 'pts/7');
+      assert.equal(await readlink(join(dev, 'serial', 'by-id', 'usb-FTDI')), '../../ttyUSB0');
+      assert.equal(await readlink(join(dev, 'fd')), '/proc/self/fd');
+    } finally {
+      await devices.stop();
+      await slave.stop();
+      await rm(devRoot, { recursive: true, force: true });
+    }
   });
 });

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { lstat, readlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readFile, readlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { isMounted } from '../../mount/mount-watch.js';
@@ -23,16 +23,22 @@ describe('splitbrain sidecar', () => {
   before(async () => {
     slave = await startBareAgent({ id: 'sidecar-slave' });
     await writeFile(join(slave.root, 'hello.txt'), 'from the slave\n');
+    await mkdir(join(slave.root, 'dev'));
+    await mkdir(join(slave.root, 'var', 'log', 'app'), { recursive: true });
+    await writeFile(join(slave.root, 'var', 'log', 'app', 'app.log'), 'started\n');
     dir = join(slave.tmp, 'splitbrain');
-    const started = await startReportingCli('sidecar', ['sidecar', slave.nats.url, '--agent', slave.agent.id, '--dir', dir,
-      '--command', 'touch', '--command', 'uname', '--log-level', 'info']);
+    // Configured partly from the environment, as compose configures it.
+    const started = await startReportingCli('sidecar', ['sidecar', '--dir', dir, '--command', 'touch'], {
+      SPLITBRAIN_SLAVE: slave.nats.url, SPLITBRAIN_AGENT: slave.agent.id, SPLITBRAIN_COMMANDS: 'uname, true',
+      SPLITBRAIN_MAPS: '/var/log/app', SPLITBRAIN_LOG_LEVEL: 'info',
+    });
     sidecar = started.child;
     log = started.log;
   });
   after(async () => {
     if (sidecar) await stopProcess(sidecar);
-    for (const sub of ['slave', 'dev']) {
-      if (dir && await isMounted(join(dir, sub))) await run('fusermount', ['-uz', join(dir, sub)]);
+    for (const sub of ['map/var/log/app', 'slave/dev', 'slave']) {
+      if (dir && await isMounted(join(dir, sub))) await run('umount', ['-l', join(dir, sub)]);
     }
     await slave?.stop();
   });
@@ -40,8 +46,9 @@ describe('splitbrain sidecar', () => {
   it('serves the slave\'s files, devices and commands under one directory, and says it is healthy', async () => {
     assert.equal((await health()).code, 0);
     assert.equal(await sh(`cat '${dir}/slave/hello.txt'`), 'from the slave\n');
-    assert.ok((await lstat(join(dir, 'dev', 'null'))).isFile(), 'dev/null is a plain file on the master');
-    assert.equal(await readlink(join(dir, 'bin', 'uname')), 'splitbrain-exec');
+    assert.ok((await lstat(join(dir, 'slave', 'dev', 'null'))).isFile(), 'the devices are over the slave\'s dev/, as plain files');
+    assert.equal(await readFile(join(dir, 'map', 'var', 'log', 'app', 'app.log'), 'utf8'), 'started\n');
+    for (const name of ['uname', 'true', 'touch']) assert.equal(await readlink(join(dir, 'bin', name)), 'splitbrain-exec');
     const env = { ...process.env, SPLITBRAIN_BRIDGE_SOCKET: join(dir, 'bridge.sock') };
     assert.equal((await run(join(dir, 'bin', 'uname'), [], { env })).stdout, (await sh('uname')));
   });
@@ -61,8 +68,7 @@ describe('splitbrain sidecar', () => {
     sidecar.kill('SIGTERM');
     const [code] = (await exited) as [number | null];
     assert.equal(code, 0, log());
-    assert.equal(await isMounted(join(dir, 'slave')), false);
-    assert.equal(await isMounted(join(dir, 'dev')), false);
+    for (const sub of ['slave', 'slave/dev', 'map/var/log/app']) assert.equal(await isMounted(join(dir, sub)), false, sub);
     const after = await health();
     assert.equal(after.code, 1);
     assert.match(after.stderr, /unhealthy/);
