@@ -9,16 +9,19 @@ import { promisify } from 'node:util';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { hostname } from 'node:os';
 import { startAgent } from '../agent/agent.js';
-import { mountSlave } from '../mount/mount.js';
 import { whenUnmounted } from '../mount/mount-watch.js';
 import { agentIdFromHostname, isValidAgentId } from '../protocol/index.js';
 import { startBridgeService } from '../sidecar/bridge-service.js';
 import { runExec } from '../sidecar/exec-session.js';
 import { checkHealth } from '../sidecar/health.js';
-import { startSidecar } from '../sidecar/sidecar.js';
 import { daemonize, startChildServer } from './daemon.js';
 import { reportStart } from './start-report.js';
 import { LOG_LEVELS, createLogger } from './logger.js';
+
+// The FUSE mount is loaded only by the commands that mount: its binding needs libfuse, which an
+// agent-only machine (or the agent image) does not have.
+const loadMount = () => import('../mount/mount.js');
+const loadSidecar = () => import('../sidecar/sidecar.js');
 
 const DEFAULT_NATS = 'nats://127.0.0.1:4222';
 
@@ -154,6 +157,7 @@ program.command('mount')
     const log = createLogger(opts.logLevel, opts.logFile);
     const mountPath = resolve(mountpoint);
     await serveReported(async () => {
+      const { mountSlave } = await loadMount();
       const mounted = await mountSlave({ natsUrl: url, agentId: opts.agent, mountPath, options: opts.options, devices: opts.devices, log });
       const watch = whenUnmounted(mountPath);
       return {
@@ -249,11 +253,15 @@ Environment (for compose files; each adds to the options above):
     });
     const level = command.getOptionValueSource('logLevel') === 'default' ? fromEnv('SPLITBRAIN_LOG_LEVEL') ?? opts.logLevel : opts.logLevel;
     if (!(LOG_LEVELS as readonly string[]).includes(level)) throw new InvalidArgumentError(`SPLITBRAIN_LOG_LEVEL: one of ${LOG_LEVELS.join(', ')}`);
+    const { startSidecar } = await loadSidecar();
     await serveReported(() => startSidecar({
       natsUrl, agentId: opts.agent ?? (envAgent === undefined ? undefined : agentId(envAgent)), dir: resolve(opts.dir),
       slaveSeenAt: opts.slaveSeenAt, maps: [...opts.map, ...listFromEnv('SPLITBRAIN_MAPS')],
       mountOptions: opts.options, log: createLogger(level), bridge,
-      mountDevices: (at, agent) => startChildServer(['mount', natsUrl, at, '--devices', '--foreground', '--agent', agent, '--log-level', level]),
+      mountDevices: (at, agent) => startChildServer([
+        // nonempty: over the slave's own dev/, which the files mount shows with entries.
+        'mount', natsUrl, at, '--devices', '--foreground', '-o', 'nonempty', '--agent', agent, '--log-level', level,
+      ]),
     }));
   });
 

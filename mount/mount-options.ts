@@ -76,7 +76,7 @@ export function parseMountOptions(options: string[], agentId: string): MountTuni
       case 'readahead': readAheadChunks = count(name, value, 64); break;
       case 'writes_in_flight': writesInFlight = count(name, value, 64); break;
       case 'allow_other': case 'allow_root': case 'ro': case 'rw': case 'default_permissions':
-      case 'debug':
+      case 'debug': case 'nonempty':
         if (value !== undefined) throw new MountOptionError(`option ${name} takes no value`);
         passthrough.push(name);
         break;

@@ -7,9 +7,24 @@ import { readFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { isMounted } from '../mount/mount-watch.js';
-import { HEALTH_FILE, type HealthReport } from './sidecar.js';
 
 const CONNECT_TIMEOUT_MS = 2000;
+
+export const HEALTH_FILE = 'health.json';
+
+/** What a sidecar writes to <dir>/health.json while it serves (its hostname is the slave's). */
+export interface HealthReport {
+  healthy: true;
+  agentId: string;
+  hostname: string;
+  bootId: string;
+  since: string;
+  pid: number;
+  /** Where the devices are mounted. */
+  devices: string;
+  /** Each --map: the slave's path and where it is offered. */
+  maps: { slavePath: string; at: string }[];
+}
 
 /** Null when healthy, else what is wrong. */
 export async function checkHealth(dir: string): Promise<string | null> {

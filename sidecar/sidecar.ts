@@ -23,6 +23,7 @@ import { join, posix } from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
 import { mountSlave, type MountedSlave } from '../mount/mount.js';
+import { HEALTH_FILE, type HealthReport } from './health.js';
 import { startBridgeService, type BridgeServiceOptions, type RunningBridge } from './bridge-service.js';
 
 export interface SidecarOptions {
@@ -46,25 +47,12 @@ export interface SidecarOptions {
   log: Logger;
 }
 
-export interface HealthReport {
-  healthy: true;
-  agentId: string;
-  hostname: string;
-  bootId: string;
-  since: string;
-  pid: number;
-  /** Where the devices are mounted. */
-  devices: string;
-  /** Each --map: the slave's path and where it is offered. */
-  maps: { slavePath: string; at: string }[];
-}
 
 export interface RunningSidecar {
   readonly health: HealthReport;
   stop(): Promise<void>;
 }
 
-export const HEALTH_FILE = 'health.json';
 
 export async function startSidecar(options: SidecarOptions): Promise<RunningSidecar> {
   const { dir, log } = options;

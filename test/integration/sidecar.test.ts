@@ -24,6 +24,7 @@ describe('splitbrain sidecar', () => {
     slave = await startBareAgent({ id: 'sidecar-slave' });
     await writeFile(join(slave.root, 'hello.txt'), 'from the slave\n');
     await mkdir(join(slave.root, 'dev'));
+    await writeFile(join(slave.root, 'dev', 'not-a-device'), ''); // the devices mount over a non-empty dev/
     await mkdir(join(slave.root, 'var', 'log', 'app'), { recursive: true });
     await writeFile(join(slave.root, 'var', 'log', 'app', 'app.log'), 'started\n');
     dir = join(slave.tmp, 'splitbrain');

@@ -1,0 +1,13 @@
+# A simulated slave for trying splitbrain on one machine: its own hostname (give it one with
+# --hostname), root filesystem, NATS server and a board console (/dev/ttyBOARD), with the agent
+# serving all of it. A real lab slave runs compose/slave.yml or the agent natively instead.
+ARG TAG=local
+FROM splitbrain/agent:${TAG}
+RUN apt-get update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nats-server python3 hostname >/dev/null \
+ && rm -rf /var/lib/apt/lists/*
+COPY board.py /usr/local/lib/board.py
+COPY slave-entrypoint.sh /usr/local/bin/slave-entrypoint
+RUN mkdir -p /var/log/board && printf 'boot ok\nsensor 21.5C\n' > /var/log/board/console.log
+EXPOSE 4222
+ENTRYPOINT ["/usr/local/bin/slave-entrypoint"]
