@@ -111,6 +111,7 @@ const program = new Command()
   .name('splitbrain')
   .description('Run tests on a master machine against the files, devices and processes of a slave.')
   .showHelpAfterError()
+  .enablePositionalOptions()
   .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
 
 program.command('agent')
@@ -263,6 +264,51 @@ Environment (for compose files; each adds to the options above):
         'mount', natsUrl, at, '--devices', '--foreground', '-o', 'nonempty', '--agent', agent, '--log-level', level,
       ]),
     }));
+  });
+
+program.command('run')
+  .description('run a test image against a slave: the sidecar and the test container, as compose/docker-compose.yml')
+  .argument('<image>', 'the test image (unmodified)')
+  .argument('[command...]', 'its command and arguments (default: the image\'s)')
+  .passThroughOptions()
+  .option('--slave <url>', 'the slave\'s NATS URL (default: $SPLITBRAIN_SLAVE)')
+  .option('--agent <id>', 'the slave\'s agent (default: the only one on the bus)', agentId)
+  .option('--command <name>', 'bridge this command (repeatable; default: hostname, uname)', collect, [])
+  .option('--bridge-all', 'bridge every executable on the slave\'s PATH but the --keep ones', false)
+  .option('--keep <glob>', 'with --bridge-all, keep these local too (repeatable)', collect, [])
+  .option('--map <slave-dir[:dir]>', 'show the slave\'s directory in the test at dir (default: the same path; repeatable)', collect, [])
+  .option('--slave-at <dir>', 'where the test sees the slave\'s root (its devices at <dir>/dev)', '/slave')
+  .option('-e, --env <name=value>', 'set a variable in the test container (repeatable)', collect, [])
+  .option('-t, --tty', 'give the test container a terminal', false)
+  .option('-i, --interactive', 'keep the test\'s stdin open and feed it ours', false)
+  .option('--network <mode>', 'network of both containers: bridge, host, or a network\'s name', 'bridge')
+  .option('--share-dir <dir>', 'host directory on a shared mount for the sidecar\'s mounts', '/run/splitbrain')
+  .option('--sidecar-image <image>', 'the sidecar image', 'splitbrain/sidecar:local')
+  .option('--start-timeout <seconds>', 'how long the sidecar may take to become healthy', nonNegative, 120)
+  .addOption(logLevel())
+  .action(async (image: string, command: string[], opts: {
+    slave?: string; agent?: string; command: string[]; bridgeAll: boolean; keep: string[]; map: string[];
+    slaveAt: string; env: string[]; tty: boolean; interactive: boolean; network: string; shareDir: string;
+    sidecarImage: string; startTimeout: number; logLevel: string;
+  }) => {
+    const slave = opts.slave ?? fromEnv('SPLITBRAIN_SLAVE');
+    if (slave === undefined) throw new InvalidArgumentError('give the slave\'s NATS URL with --slave (or set SPLITBRAIN_SLAVE)');
+    const maps = opts.map.map((spec) => {
+      const [slavePath = '', target = slavePath] = spec.split(':');
+      if (!slavePath.startsWith('/') || !target.startsWith('/')) throw new InvalidArgumentError(`--map ${spec}: absolute paths, slave-dir[:dir]`);
+      return { slavePath, target };
+    });
+    for (const pair of opts.env) {
+      if (pair.indexOf('=') <= 0) throw new InvalidArgumentError(`-e ${pair}: expected NAME=VALUE`);
+    }
+    const { runTest } = await import('../compose/run.js');
+    process.exitCode = await runTest({
+      slave, agentId: opts.agent, image, command, sidecarImage: opts.sidecarImage, shareRoot: resolve(opts.shareDir),
+      networkMode: opts.network, commands: opts.command.length > 0 ? opts.command : ['hostname', 'uname'],
+      bridgeAll: opts.bridgeAll, keep: opts.keep, maps, slaveAt: opts.slaveAt, env: opts.env, tty: opts.tty,
+      interactive: opts.interactive, startTimeoutMs: opts.startTimeout * 1000, logLevel: opts.logLevel,
+      log: createLogger(opts.logLevel),
+    });
   });
 
 program.command('health')

@@ -2,8 +2,9 @@
 
 They know nothing of splitbrain. Run against a slave through splitbrain, /slave is the slave's
 root, /slave/dev/ttyBOARD its board console and `hostname` on PATH runs on the slave.
-EXPECTED_HOSTNAME names the slave (default slave-1); EXAMPLE_FAIL=1 adds a failing test, to
-check that a test run's failure reaches whoever started it.
+EXPECTED_HOSTNAME names the slave (default slave-1). One test fails on purpose when the slave
+has /etc/example-fail (or EXAMPLE_FAIL=1 is set), to check that a failure reaches whoever
+started the run.
 """
 import os
 import platform
@@ -60,6 +61,9 @@ def test_board_log_is_the_slaves():
         assert "boot ok" in f.read()
 
 
-@pytest.mark.skipif(os.environ.get("EXAMPLE_FAIL") != "1", reason="EXAMPLE_FAIL=1 not set")
+FAIL_ASKED = os.environ.get("EXAMPLE_FAIL") == "1" or os.path.exists("/slave/etc/example-fail")
+
+
+@pytest.mark.skipif(not FAIL_ASKED, reason="the slave has no /etc/example-fail")
 def test_fails_on_purpose():
-    assert os.path.exists("/slave/no/such/file"), "failing on purpose (EXAMPLE_FAIL=1)"
+    assert os.path.exists("/slave/no/such/file"), "failing on purpose (asked by the slave or EXAMPLE_FAIL=1)"
