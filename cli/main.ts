@@ -10,6 +10,8 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { hostname } from 'node:os';
 import { startAgent } from '../agent/agent.js';
 import { whenUnmounted } from '../mount/mount-watch.js';
+import { AgentClient, chooseAgent } from '../transport/agent-client.js';
+import { connectBus } from '../transport/bus.js';
 import { agentIdFromHostname, isValidAgentId } from '../protocol/index.js';
 import { startBridgeService } from '../sidecar/bridge-service.js';
 import { runExec } from '../sidecar/exec-session.js';
@@ -309,6 +311,26 @@ program.command('run')
       interactive: opts.interactive, startTimeoutMs: opts.startTimeout * 1000, logLevel: opts.logLevel,
       log: createLogger(opts.logLevel),
     });
+  });
+
+program.command('hello')
+  .description('print a slave agent\'s hello (id, hostname, boot id, root, ...) as JSON, or one field of it')
+  .argument('<url>', 'NATS server URL, e.g. nats://lab-box-7:4222')
+  .option('--agent <id>', 'the agent (default: the only one on the bus)', agentId)
+  .option('--field <name>', 'print only this field, e.g. hostname (for SLAVE_HOSTNAME in compose)')
+  .addOption(logLevel())
+  .action(async (url: string, opts: { agent?: string; field?: string; logLevel: string }) => {
+    const log = createLogger(opts.logLevel);
+    const bus = await connectBus({ url, name: 'splitbrain-hello', log });
+    try {
+      const id = opts.agent ?? await chooseAgent(bus);
+      const hello: Record<string, unknown> = await new AgentClient(bus, id, { timeoutMs: 10_000, log }).hello();
+      if (opts.field === undefined) process.stdout.write(`${JSON.stringify(hello, null, 2)}\n`);
+      else if (opts.field in hello) process.stdout.write(`${String(hello[opts.field])}\n`);
+      else throw new InvalidArgumentError(`--field ${opts.field}: the hello has ${Object.keys(hello).join(', ')}`);
+    } finally {
+      await bus.close();
+    }
   });
 
 program.command('health')

@@ -41,3 +41,5 @@ if ! findmnt -n -o TARGET --mountpoint "$share" >/dev/null; then
   mount --bind "$share" "$share"
 fi
 [ "$(findmnt -n -o PROPAGATION --mountpoint "$share")" = shared ] || mount --make-shared "$share"
+# compose/docker-compose.yml's default SPLITBRAIN_DIR (bind sources must exist before `up`).
+mkdir -p "$share/default/slave"

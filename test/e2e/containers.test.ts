@@ -1,0 +1,148 @@
+/**
+ * End to end with a real Docker engine: a slave container (hostname slave-1, its own files, a
+ * board console on a pty, NATS and the agent) on an internal network this test creates, and the
+ * example test image, which knows nothing of splitbrain, run against it by the master compose
+ * file and by `splitbrain run`. Needs the images of scripts/build-images.sh and an engine
+ * (scripts/docker-setup.sh); scripts/test.sh runs both first.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { CLI, run, waitFor, type RunResult } from '../helpers/processes.js';
+
+const COMPOSE_FILE = new URL('../../../compose/docker-compose.yml', import.meta.url).pathname;
+const SHARE_ROOT = '/run/splitbrain';
+const TAG = process.env.TAG ?? 'local';
+
+async function docker(...args: string[]): Promise<string> {
+  const result = await run('docker', args, { timeoutMs: 120_000 });
+  if (result.code !== 0) throw new Error(`docker ${args.join(' ')}: ${result.stderr}`);
+  return result.stdout.trim();
+}
+
+describe('containers end to end', () => {
+  const id = `sbe2e${randomBytes(3).toString('hex')}`;
+  const network = `${id}-lab`;
+  const slave = `${id}-slave`;
+  const projects: string[] = [];
+  let volumesBefore = '';
+
+  const splitbrainRun = (args: string[], timeoutMs = 180_000): Promise<RunResult> => run(process.execPath, [
+    CLI, 'run', '--slave', 'nats://slave-1:4222', '--network', network, '--command', 'hostname', '--command', 'cat',
+    '--sidecar-image', `splitbrain/sidecar:${TAG}`, ...args,
+  ], { timeoutMs });
+
+  /** What `splitbrain run` must never leave: containers, volumes, mounts, directories. */
+  async function assertNothingLeft(): Promise<void> {
+    assert.equal(await docker('ps', '-a', '-q', '--filter', 'label=io.splitbrain.run'), '', 'a container is left');
+    assert.equal(await docker('volume', 'ls', '-q'), volumesBefore, 'a volume is left');
+    const mounts = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n')
+      .map((line) => line.split(' ')[4] ?? '').filter((p) => p.startsWith(`${SHARE_ROOT}/splitbrain-run-`));
+    assert.deepEqual(mounts, [], 'a mount is left');
+    assert.deepEqual((await readdir(SHARE_ROOT)).filter((n) => n.startsWith('splitbrain-run-')), [], 'a directory is left');
+  }
+
+  async function composeUp(project: string): Promise<RunResult> {
+    projects.push(project);
+    const dir = join(SHARE_ROOT, project);
+    await mkdir(join(dir, 'slave'), { recursive: true });
+    return run('docker-compose', ['-p', project, '-f', COMPOSE_FILE, 'up', '--exit-code-from', 'test'], {
+      timeoutMs: 240_000,
+      env: {
+        ...process.env, SLAVE: 'nats://slave-1:4222', TEST_IMAGE: `splitbrain/example-tests:${TAG}`,
+        SPLITBRAIN_IMAGE: `splitbrain/sidecar:${TAG}`, NETWORK_MODE: network, SPLITBRAIN_DIR: dir,
+        SLAVE_HOSTNAME: 'slave-1', BRIDGE_COMMANDS: 'hostname cat',
+      },
+    });
+  }
+
+  before(async () => {
+    volumesBefore = await docker('volume', 'ls', '-q');
+    // Internal: nothing in it reaches beyond it, and nothing is published on the host.
+    await docker('network', 'create', '--internal', network);
+    await docker('run', '-d', '--init', '--name', slave, '--hostname', 'slave-1', '--network', network,
+      '--network-alias', 'slave-1', `splitbrain/example-slave:${TAG}`);
+    await waitFor('the slave\'s agent', async () => (await run('docker', ['logs', slave])).stderr.includes('agent serving')
+      || (await run('docker', ['logs', slave])).stdout.includes('agent serving'), 60_000, 250);
+  });
+
+  after(async () => {
+    for (const project of projects) {
+      await run('docker-compose', ['-p', project, '-f', COMPOSE_FILE, 'down', '-v'], {
+        env: { ...process.env, SLAVE: 'x', TEST_IMAGE: 'x' }, timeoutMs: 120_000,
+      });
+      await run('rm', ['-r', '--one-file-system', join(SHARE_ROOT, project)]);
+    }
+    await run('docker', ['rm', '-f', '-v', slave]);
+    await run('docker', ['network', 'rm', network]);
+  });
+
+  it('keeps the lab inside its internal network: nothing published', async () => {
+    assert.equal(await docker('network', 'inspect', '-f', '{{.Internal}}', network), 'true');
+    assert.equal(await docker('inspect', '-f', '{{json .NetworkSettings.Ports}}', slave), '{}');
+  });
+
+  it('compose: the example tests pass against the slave, and what they wrote is on the slave', async () => {
+    const result = await composeUp(`${id}-pass`);
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    assert.match(result.stdout, /6 passed, 1 skipped/);
+    assert.equal(await docker('exec', slave, 'cat', '/tmp/written-by-test.txt'), 'hello from the master');
+  });
+
+  it('compose: --exit-code-from test returns the test\'s failure', async () => {
+    await docker('exec', slave, 'touch', '/etc/example-fail');
+    try {
+      const result = await composeUp(`${id}-fail`);
+      assert.equal(result.code, 1, result.stdout + result.stderr);
+      assert.match(result.stdout, /1 failed, 6 passed/);
+    } finally {
+      await docker('exec', slave, 'rm', '-f', '/etc/example-fail');
+    }
+  });
+
+  it('splitbrain run: the tests pass, with the slave\'s hostname from its hello, and nothing is left', async () => {
+    await docker('exec', slave, 'rm', '-f', '/tmp/written-by-test.txt');
+    const result = await splitbrainRun([`splitbrain/example-tests:${TAG}`]);
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    assert.match(result.stdout, /test_own_hostname_is_the_slaves PASSED/);
+    assert.match(result.stdout, /6 passed, 1 skipped/);
+    assert.equal(await docker('exec', slave, 'cat', '/tmp/written-by-test.txt'), 'hello from the master');
+    await assertNothingLeft();
+  });
+
+  it('splitbrain run: returns the test\'s failure, and nothing is left', async () => {
+    const result = await splitbrainRun(['-e', 'EXAMPLE_FAIL=1', `splitbrain/example-tests:${TAG}`,
+      'python3', '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '/tests']);
+    assert.equal(result.code, 1, result.stdout + result.stderr);
+    assert.match(result.stdout, /1 failed, 6 passed/);
+    await assertNothingLeft();
+  });
+
+  it('splitbrain run: SIGINT stops the test, returns 130, and nothing is left', async () => {
+    const child = spawn(process.execPath, [CLI, 'run', '--slave', 'nats://slave-1:4222', '--network', network,
+      '--sidecar-image', `splitbrain/sidecar:${TAG}`, `splitbrain/example-tests:${TAG}`, 'sleep', '600'], { stdio: 'ignore' });
+    const exited = once(child, 'exit');
+    try {
+      await waitFor('the test container to run', async () =>
+        (await docker('ps', '-q', '--filter', 'label=io.splitbrain.run', '--filter', 'name=-test')) !== '', 120_000, 250);
+      child.kill('SIGINT');
+      const [code] = (await exited) as [number | null];
+      assert.equal(code, 130);
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    }
+    await assertNothingLeft();
+  });
+
+  it('splitbrain run: a slave that cannot be reached fails the setup with 125 and a clear message, and nothing is left', async () => {
+    const result = await run(process.execPath, [CLI, 'run', '--slave', 'nats://127.0.0.1:1', '--network', 'none',
+      '--sidecar-image', `splitbrain/sidecar:${TAG}`, `splitbrain/example-tests:${TAG}`, 'true'], { timeoutMs: 120_000 });
+    assert.equal(result.code, 125, result.stderr);
+    assert.match(result.stderr, /cannot connect to nats:\/\/127\.0\.0\.1:1/);
+    await assertNothingLeft();
+  });
+});
