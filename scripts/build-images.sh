@@ -60,9 +60,18 @@ cp -a node_modules "$context/"
 find "$context/node_modules" -path '*/build/Release/obj.target' -prune -exec rm -rf {} + 2>/dev/null || true
 cp -a compose/entrypoints "$context/" 2>/dev/null || true
 
-build() { # <name> <Dockerfile> [context]
-  echo "build-images: splitbrain/$1:$TAG" >&2
-  docker build -q --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "TAG=$TAG" -t "splitbrain/$1:$TAG" -f "$2" "${3:-$context}" >/dev/null
+build() { # <name> <Dockerfile> [context]: quiet unless it fails
+  echo "build-images: splitbrain/$1:$TAG (on $BASE_IMAGE)" >&2
+  local log
+  log=$(mktemp)
+  if ! docker build --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "TAG=$TAG" -t "splitbrain/$1:$TAG" \
+      -f "$2" "${3:-$context}" >"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    echo "build-images: building splitbrain/$1:$TAG failed" >&2
+    exit 1
+  fi
+  rm -f "$log"
 }
 build sidecar compose/sidecar.Dockerfile
 build agent compose/agent.Dockerfile
