@@ -16,6 +16,7 @@ import { createDispatcher } from './dispatch.js';
 import { HandleTable } from './fs/handle-table.js';
 import { ReaddirCursors } from './fs/readdir-cursors.js';
 import { DEFAULT_DEV_ALLOW, devAllowFilter } from './dev/dev-allow.js';
+import { checkCanEnter, namespaceHostname } from './proc/namespaces.js';
 import { DeviceHandles } from './dev/device-handles.js';
 import { handlers } from './handlers.js';
 import { ProcessTable } from './proc/process-table.js';
@@ -34,6 +35,12 @@ export interface AgentOptions {
   devRoot?: string;
   /** Globs of device paths (relative to devRoot) masters may open (default: dev/dev-allow.ts). */
   devAllow?: string[];
+  /**
+   * Run spawned processes in the mount, UTS, IPC, network and cgroup namespaces of this process
+   * (1: the host's, for an agent in a container that shares the host's PID namespace and has the
+   * host's / as its root; see proc/namespaces.ts).
+   */
+  enterNamespaces?: number;
   log: Logger;
 }
 
@@ -49,13 +56,14 @@ async function readHostBootId(): Promise<string> {
 export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const log = options.log.child({ component: 'agent', agentId: options.agentId });
   const jail = RootJail.open(options.root);
+  if (options.enterNamespaces !== undefined) checkCanEnter(options.enterNamespaces);
   // Modes arrive with the master's umask already applied by its kernel; ours must not apply again.
   process.umask(0);
   const bus: Bus = await connectBus({ url: options.natsUrl, name: `splitbrain-agent-${options.agentId}`, log });
   const info: HelloInfo = {
     protocol: PROTOCOL_VERSION,
     agentId: options.agentId,
-    hostname: hostname(),
+    hostname: options.enterNamespaces === undefined ? hostname() : namespaceHostname(options.enterNamespaces),
     platform: platform(),
     release: release(),
     bootId: randomUUID(),
@@ -82,7 +90,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const devices = new DeviceHandles(1024);
   const ctx: AgentContext = {
     jail, handles, procs, devJail, devices, devAllow: devAllowFilter(options.devAllow ?? DEFAULT_DEV_ALLOW),
-    cursors: new ReaddirCursors(), readOnly: options.readOnly,
+    cursors: new ReaddirCursors(), readOnly: options.readOnly, enterNamespaces: options.enterNamespaces,
     maxPayload: bus.maxPayload, log, hello: () => info,
   };
   const dispatch = createDispatcher(handlers, ctx, info.bootId);

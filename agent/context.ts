@@ -21,6 +21,8 @@ export interface AgentContext {
   /** Whether --dev-allow lets masters open this path (relative to the dev root). */
   devAllow(relativePath: string): boolean;
   readonly readOnly: boolean;
+  /** Spawns enter the namespaces of this process (proc/namespaces.ts). */
+  readonly enterNamespaces?: number;
   /** Largest reply the bus accepts; data replies are sized to fit. */
   readonly maxPayload: number;
   readonly log: Logger;

@@ -50,6 +50,12 @@ function fromEnv(name: string): string | undefined {
   return value === undefined || value === '' ? undefined : value;
 }
 
+/** SPLITBRAIN_AGENT as an agent id (compose's way to set --id and --agent), checked. */
+function agentIdFromEnv(): string | undefined {
+  const value = fromEnv('SPLITBRAIN_AGENT');
+  return value === undefined ? undefined : agentId(value);
+}
+
 function listFromEnv(name: string): string[] {
   return (fromEnv(name) ?? '').split(/[\s,]+/).filter((word) => word !== '');
 }
@@ -119,21 +125,24 @@ const program = new Command()
 program.command('agent')
   .description('serve this machine (the slave) to masters over NATS')
   .option('--nats <url>', 'NATS server URL', DEFAULT_NATS)
-  .option('--id <name>', 'agent id masters address (default: hostname)', agentId)
+  .option('--id <name>', 'agent id masters address (default: $SPLITBRAIN_AGENT, else the hostname)', agentId)
   .option('--root <dir>', 'export root: nothing outside it is reachable', '/')
   .option('--read-only', 'refuse every change with EROFS', false)
   .option('--dev-root <dir>', 'the devices device mounts see', '/dev')
   .option('--dev-allow <glob>', 'devices (relative to --dev-root) masters may open (repeatable; '
     + 'default: tty* pts/* null zero urandom random)', collect, [])
+  .option('--enter-namespaces <pid>', 'run processes in the mount, UTS, IPC, network and cgroup namespaces of this '
+    + 'process: 1 for an agent in a container serving its host (compose/slave.yml)', nonNegative)
   .addOption(logLevel())
   .action(async (opts: {
-    nats: string; id?: string; root: string; readOnly: boolean; devRoot: string; devAllow: string[]; logLevel: string;
+    nats: string; id?: string; root: string; readOnly: boolean; devRoot: string; devAllow: string[];
+    enterNamespaces?: number; logLevel: string;
   }) => {
     const log = createLogger(opts.logLevel);
     const agent = await startAgent({
-      natsUrl: opts.nats, agentId: opts.id ?? agentIdFromHostname(hostname()),
+      natsUrl: opts.nats, agentId: opts.id ?? agentIdFromEnv() ?? agentIdFromHostname(hostname()),
       root: resolve(opts.root), readOnly: opts.readOnly, devRoot: resolve(opts.devRoot),
-      devAllow: opts.devAllow.length > 0 ? opts.devAllow : undefined, log,
+      devAllow: opts.devAllow.length > 0 ? opts.devAllow : undefined, enterNamespaces: opts.enterNamespaces, log,
     });
     await serveUntilSignal(() => agent.stop());
   });
@@ -247,7 +256,6 @@ Environment (for compose files; each adds to the options above):
   }, command: Command) => {
     const natsUrl = url ?? fromEnv('SPLITBRAIN_SLAVE');
     if (natsUrl === undefined) throw new InvalidArgumentError('give the slave\'s NATS URL (or set SPLITBRAIN_SLAVE)');
-    const envAgent = fromEnv('SPLITBRAIN_AGENT');
     const bridge = bridgeSettings({
       ...opts,
       command: [...opts.command, ...listFromEnv('SPLITBRAIN_COMMANDS')],
@@ -258,7 +266,7 @@ Environment (for compose files; each adds to the options above):
     if (!(LOG_LEVELS as readonly string[]).includes(level)) throw new InvalidArgumentError(`SPLITBRAIN_LOG_LEVEL: one of ${LOG_LEVELS.join(', ')}`);
     const { startSidecar } = await loadSidecar();
     await serveReported(() => startSidecar({
-      natsUrl, agentId: opts.agent ?? (envAgent === undefined ? undefined : agentId(envAgent)), dir: resolve(opts.dir),
+      natsUrl, agentId: opts.agent ?? agentIdFromEnv(), dir: resolve(opts.dir),
       slaveSeenAt: opts.slaveSeenAt, maps: [...opts.map, ...listFromEnv('SPLITBRAIN_MAPS')],
       mountOptions: opts.options, log: createLogger(level), bridge,
       mountDevices: (at, agent) => startChildServer([

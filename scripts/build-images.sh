@@ -8,7 +8,8 @@
 #                a local Debian bookworm base made with debootstrap, plus this machine's node.
 #   TAG          the images' tag (default: local).
 #
-# Makes splitbrain/sidecar:$TAG, splitbrain/agent:$TAG, and the example images under
+# Makes splitbrain/sidecar:$TAG, splitbrain/agent:$TAG, splitbrain/nats:$TAG (Debian's
+# nats-server, for machines that cannot pull the official image), and the example images under
 # compose/example/ (the test image and a simulated slave) tagged splitbrain/example-*:$TAG.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -75,5 +76,6 @@ build() { # <name> <Dockerfile> [context]: quiet unless it fails
 }
 build sidecar compose/sidecar.Dockerfile
 build agent compose/agent.Dockerfile
+build nats compose/nats.Dockerfile compose
 build example-slave compose/example/slave.Dockerfile compose/example
 build example-tests compose/example/tests.Dockerfile compose/example

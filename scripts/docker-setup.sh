@@ -33,8 +33,12 @@ if ! docker info >/dev/null 2>&1; then
   docker info >/dev/null 2>&1 || { echo "docker-setup: the Docker engine did not start:" >&2; tail -20 /var/log/splitbrain-dockerd.log >&2 || true; exit 1; }
 fi
 
+# Mount propagation, which Docker's rshared/rslave binds need from the source's mount: the
+# slave-side agent container (compose/slave.yml) binds the host's / with rslave, so / must be
+# shared, as systemd makes it on boot; where no systemd did, we do.
+[ "$(findmnt -n -o PROPAGATION --mountpoint /)" = private ] && mount --make-rshared /
 # Where sidecars share their mounts with test containers: a shared mount of its own, so that
-# propagation works whatever the propagation of / is.
+# propagation works even where / is shared with a peer we would rather not reach.
 share=${SPLITBRAIN_SHARE:-/run/splitbrain}
 mkdir -p "$share"
 if ! findmnt -n -o TARGET --mountpoint "$share" >/dev/null; then

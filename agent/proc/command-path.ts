@@ -10,7 +10,7 @@ import { SlaveError } from '../../protocol/index.js';
 /** execvp's default when PATH is unset. */
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
-function executable(path: string): 'yes' | 'missing' | 'denied' {
+function executableAt(path: string): 'yes' | 'missing' | 'denied' {
   try {
     if (!statSync(path).isFile()) return 'denied';
     accessSync(path, constants.X_OK);
@@ -21,8 +21,19 @@ function executable(path: string): 'yes' | 'missing' | 'denied' {
   }
 }
 
-/** The host path of `command` (a name looked up on `searchPath`, or a path relative to `cwd`). */
-export function resolveCommand(command: string, searchPath: string, cwd: string): string {
+/**
+ * The path of `command` (a name looked up on `searchPath`, or a path relative to `cwd`). With
+ * `hostPath`, paths are the slave's and checked where `hostPath` puts them (an agent whose
+ * export root is another machine's /); the slave's path is returned.
+ */
+export function resolveCommand(command: string, searchPath: string, cwd: string, hostPath = (p: string) => p): string {
+  const executable = (path: string) => {
+    try {
+      return executableAt(hostPath(path));
+    } catch {
+      return 'missing'; // a path the export root cannot hold
+    }
+  };
   if (command.includes('/')) {
     const path = posix.resolve(cwd, command);
     const found = executable(path);

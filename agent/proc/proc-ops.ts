@@ -7,6 +7,7 @@ import { statSync } from 'node:fs';
 import { SlaveError } from '../../protocol/index.js';
 import { REPLY_OVERHEAD, type HandlerTable } from '../context.js';
 import { DEFAULT_PATH, resolveCommand } from './command-path.js';
+import { enterArgv } from './namespaces.js';
 
 /** Variables a session on the slave gets from the slave, unless the master sets them. */
 const SLAVE_VARIABLES = ['PATH', 'HOME', 'USER', 'LOGNAME', 'SHELL', 'LANG'] as const;
@@ -32,11 +33,18 @@ export const procOps: HandlerTable = {
     }
     if (!isDir) throw new SlaveError('ENOTDIR', `working directory ${cwd} is not a directory on the slave`);
     const fullEnv = sessionEnv(env);
+    const maxChunk = ctx.maxPayload - REPLY_OVERHEAD;
+    if (ctx.enterNamespaces !== undefined) {
+      // Looked up in the export root (the slave's /), run by the slave's path (namespaces.ts).
+      const slaveFile = resolveCommand(argv[0] as string, fullEnv.PATH ?? DEFAULT_PATH, cwd, (p) => ctx.jail.resolve(p));
+      const entering = enterArgv(ctx.enterNamespaces, slaveFile, argv, cwd, uid, gid);
+      const proc = await ctx.procs.spawn({
+        file: resolveCommand('nsenter', DEFAULT_PATH, '/'), argv: entering, env: fullEnv, cwd: hostCwd, pty, window, maxChunk,
+      }, output);
+      return { procId: proc.procId, pid: proc.pid };
+    }
     const file = resolveCommand(argv[0] as string, fullEnv.PATH ?? DEFAULT_PATH, hostCwd);
-    const proc = await ctx.procs.spawn({
-      file, argv, env: fullEnv, cwd: hostCwd, uid, gid, pty, window,
-      maxChunk: ctx.maxPayload - REPLY_OVERHEAD,
-    }, output);
+    const proc = await ctx.procs.spawn({ file, argv, env: fullEnv, cwd: hostCwd, uid, gid, pty, window, maxChunk }, output);
     return { procId: proc.procId, pid: proc.pid };
   },
 
