@@ -3,9 +3,21 @@
  * waits until the child reports the mount ready (or failed) on its start-report pipe, and exits
  * with that result, so `splitbrain mount ... && ls MOUNTPOINT` works and errors reach the terminal.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import type { Readable } from 'node:stream';
-import { START_REPORT_FD, readStartReport, startReportEnv } from './start-report.js';
+import { START_REPORT_FD, readStartReport, startReportEnv, type StartReport } from './start-report.js';
+
+/** The child's start report, or its spawn failure; the report pipe is closed after. */
+async function startReportOf(child: ChildProcess, timeoutMs: number): Promise<StartReport> {
+  const spawnFailed = new Promise<string>((resolve) => child.on('error', (err) => resolve(err.message)));
+  const pipe = child.stdio[START_REPORT_FD] as Readable;
+  const report = await Promise.race([
+    readStartReport(pipe, timeoutMs),
+    spawnFailed.then((message) => ({ ok: false as const, message })),
+  ]);
+  pipe.destroy();
+  return report;
+}
 
 /** In the parent: starts the child and resolves with the exit status to use. */
 export async function daemonize(argv: string[], startTimeoutMs = 60_000): Promise<number> {
@@ -14,13 +26,7 @@ export async function daemonize(argv: string[], startTimeoutMs = 60_000): Promis
     stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
     env: { ...process.env, ...startReportEnv() },
   });
-  const spawnFailed = new Promise<string>((resolve) => child.on('error', (err) => resolve(err.message)));
-  const pipe = child.stdio[START_REPORT_FD] as Readable;
-  const report = await Promise.race([
-    readStartReport(pipe, startTimeoutMs),
-    spawnFailed.then((message) => ({ ok: false as const, message })),
-  ]);
-  pipe.destroy();
+  const report = await startReportOf(child, startTimeoutMs);
   // Nothing we start may hang for ever: a child that neither succeeds nor fails is stopped.
   if (!report.ok && child.exitCode === null) child.kill('SIGTERM');
   child.unref();
@@ -58,13 +64,7 @@ export async function startChildServer(argv: string[], startTimeoutMs = 60_000):
     await exited;
     clearTimeout(timer);
   };
-  const spawnFailed = new Promise<string>((resolve) => child.on('error', (err) => resolve(err.message)));
-  const pipe = child.stdio[START_REPORT_FD] as Readable;
-  const report = await Promise.race([
-    readStartReport(pipe, startTimeoutMs),
-    spawnFailed.then((message) => ({ ok: false as const, message })),
-  ]);
-  pipe.destroy();
+  const report = await startReportOf(child, startTimeoutMs);
   if (!report.ok) {
     await stop(1000);
     throw new Error(report.message);

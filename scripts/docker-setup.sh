@@ -9,16 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(docker.io docker-compose debootstrap)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "docker-setup: installing ${missing[*]}" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+bash scripts/apt-ensure.sh docker-setup "${packages[@]}"
 
 # The engine: the one that runs, else systemd's, else dockerd started by hand (its log in
 # /var/log/splitbrain-dockerd.log; it keeps running after this script, as a service would).

@@ -10,16 +10,7 @@ cd "$(dirname "$0")/.."
 # statically. bsdutils: `script`, a terminal for the pty tests.
 packages=(nats-server libfuse2 fuse3 sshfs bindfs openssh-server openssh-client socat rsync git
           python3 make g++ gcc libc6-dev bsdutils ca-certificates)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "setup: installing ${missing[*]}" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+bash scripts/apt-ensure.sh setup "${packages[@]}"
 [ -c /dev/fuse ] || { echo "setup: /dev/fuse is missing: load the fuse module (modprobe fuse)" >&2; exit 1; }
 
 # Node packages, exactly as locked.
