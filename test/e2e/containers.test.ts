@@ -114,6 +114,14 @@ describe('containers end to end', () => {
     await assertNothingLeft();
   });
 
+  it('splitbrain run: --map shows a slave directory at the test\'s own path, and exit statuses pass through', async () => {
+    const result = await splitbrainRun(['--map', '/var/log/board:/var/log/app', `splitbrain/example-tests:${TAG}`,
+      'sh', '-c', 'cat /var/log/app/console.log; ls /slave/dev/ttyBOARD; exit 7']);
+    assert.equal(result.code, 7, result.stderr);
+    assert.equal(result.stdout, 'boot ok\nsensor 21.5C\n/slave/dev/ttyBOARD\n');
+    await assertNothingLeft();
+  });
+
   it('splitbrain run: returns the test\'s failure, and nothing is left', async () => {
     const result = await splitbrainRun(['-e', 'EXAMPLE_FAIL=1', `splitbrain/example-tests:${TAG}`,
       'python3', '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '/tests']);
