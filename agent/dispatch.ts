@@ -4,9 +4,10 @@
  * arrives, the requester gets an answer and the agent keeps serving.
  */
 import {
-  PROTOCOL_VERSION, decodeRequest, encodeErrorReply, encodeReply, errnoOf, isOpName, requestIdOf,
-  type OpName, type OpReply, type OpRequest,
+  NOT_IDEMPOTENT, PROTOCOL_VERSION, decodeRequest, encodeErrorReply, encodeReply, errnoOf, isOpName, requestIdOf,
+  type DecodedRequest, type OpName, type OpReply, type OpRequest,
 } from '../protocol/index.js';
+import { ReplayCache } from './replay-cache.js';
 import type { AgentContext, HandlerTable, OpHandler } from './context.js';
 import { writesWith } from './fs/file-ops.js';
 
@@ -27,6 +28,27 @@ export type Dispatcher = (op: string, data: Uint8Array) => Promise<Uint8Array>;
 
 export function createDispatcher(table: HandlerTable, ctx: AgentContext, bootId: string): Dispatcher {
   const log = ctx.log;
+  const replays = new ReplayCache();
+
+  const execute = async <K extends OpName>(op: K, request: DecodedRequest<K>): Promise<[Uint8Array, string]> => {
+    try {
+      if (request.handleBoot !== undefined && request.handleBoot !== bootId) {
+        // A handle of an earlier run of this agent: its number may name another file now.
+        return [encodeErrorReply(bootId, 'ESTALE', `${op}: the handle is from agent boot ${request.handleBoot}; the agent restarted`), 'ESTALE'];
+      }
+      if (refusedByPolicy(op, request.args, ctx)) {
+        return [encodeErrorReply(bootId, 'EROFS', `${op}: the agent exports its root read-only`), 'EROFS'];
+      }
+      const handler = table[op] as OpHandler<K>;
+      const result: OpReply<K> = await handler(request.args, ctx);
+      return [encodeReply(op, bootId, result), 'OK'];
+    } catch (err) {
+      const known = errnoOf(err);
+      if (!known) log.error({ err, op }, 'op failed with an error that has no errno: answering EIO');
+      return [encodeErrorReply(bootId, known ?? 'EIO', (err as Error).message ?? String(err)), known ?? 'EIO'];
+    }
+  };
+
   return async (op, data) => {
     const started = process.hrtime.bigint();
     if (!isOpName(op) || !table[op]) {
@@ -34,28 +56,33 @@ export function createDispatcher(table: HandlerTable, ctx: AgentContext, bootId:
       return encodeErrorReply(bootId, 'ENOSYS', `operation ${op} is not served by this agent`);
     }
     let errno = 'OK';
+    let replayed = false;
     try {
       const request = decodeRequest(op, data);
       if (request.version > PROTOCOL_VERSION) {
         errno = 'EPROTONOSUPPORT';
         return encodeErrorReply(bootId, errno, `protocol ${request.version} is newer than this agent's ${PROTOCOL_VERSION}`);
       }
-      if (refusedByPolicy(op, request.args, ctx)) {
-        errno = 'EROFS';
-        return encodeErrorReply(bootId, errno, `${op}: the agent exports its root read-only`);
+      if (!NOT_IDEMPOTENT.has(op)) {
+        const [reply, outcome] = await execute(op, request);
+        errno = outcome;
+        return reply;
       }
-      const handler = table[op] as OpHandler<typeof op>;
-      const result: OpReply<typeof op> = await handler(request.args, ctx);
-      return encodeReply(op, bootId, result);
+      replayed = true;
+      const reply = await replays.run(`${op} ${request.id}`, async () => {
+        replayed = false;
+        const [bytes, outcome] = await execute(op, request);
+        errno = outcome;
+        return bytes;
+      });
+      return reply;
     } catch (err) {
-      const known = errnoOf(err);
-      errno = known ?? 'EIO';
-      if (!known) log.error({ err, op }, 'op failed with an error that has no errno: answering EIO');
+      errno = errnoOf(err) ?? 'EIO';
       return encodeErrorReply(bootId, errno, (err as Error).message ?? String(err));
     } finally {
       if (log.isLevelEnabled('debug')) {
         const micros = Number(process.hrtime.bigint() - started) / 1000;
-        log.debug({ op, errno, micros }, 'op');
+        log.debug({ op, errno: replayed ? 'replayed' : errno, micros }, 'op');
       }
     }
   };

@@ -60,6 +60,10 @@ function listFromEnv(name: string): string[] {
   return (fromEnv(name) ?? '').split(/[\s,]+/).filter((word) => word !== '');
 }
 
+const slaveWait = () => new Option('--slave-wait <seconds>',
+  'how long an operation waits for an unreachable slave before it fails (EIO; a process: exit 255); 0: at once')
+  .argParser(nonNegative).default(60);
+
 const logLevel = () => new Option('--log-level <level>', 'log verbosity').choices(LOG_LEVELS).default('warn');
 
 /** Runs until SIGINT/SIGTERM or until `stopped` settles, then runs `shutdown` once. */
@@ -96,6 +100,7 @@ interface BridgeCliOptions {
   defaultCwd: string;
   env: string[];
   envPrefix: string[];
+  slaveWait: number;
 }
 
 function withBridgeOptions(command: Command): Command {
@@ -105,13 +110,14 @@ function withBridgeOptions(command: Command): Command {
     .option('--keep <glob>', 'with --bridge-all, keep these local too (repeatable; shells and interpreters always are)', collect, [])
     .option('--default-cwd <dir>', 'slave directory for bridged commands started outside the slave\'s files', '/')
     .option('--env <name>', 'let this variable cross (repeatable; LANG, LC_*, TERM, COLORTERM, TZ always do)', collect, [])
-    .option('--env-prefix <prefix>', 'let variables with this prefix cross (repeatable)', collect, []);
+    .option('--env-prefix <prefix>', 'let variables with this prefix cross (repeatable)', collect, [])
+    .addOption(slaveWait());
 }
 
 function bridgeSettings(opts: BridgeCliOptions) {
   return {
     commands: opts.command, bridgeAll: opts.bridgeAll, keep: opts.keep, defaultCwd: opts.defaultCwd,
-    envNames: opts.env, envPrefixes: opts.envPrefix,
+    envNames: opts.env, envPrefixes: opts.envPrefix, slaveWaitMs: opts.slaveWait * 1000,
   };
 }
 
@@ -158,9 +164,10 @@ program.command('mount')
   .option('-f, --foreground', 'stay in the foreground', false)
   .option('--devices', 'mount the slave\'s devices (the agent\'s --dev-root) instead of its files', false)
   .option('--log-file <path>', 'write logs here (in the background logs are discarded otherwise)')
+  .addOption(slaveWait())
   .addOption(logLevel())
   .action(async (url: string, mountpoint: string, opts: {
-    agent?: string; options: string[]; foreground: boolean; devices: boolean; logFile?: string; logLevel: string;
+    agent?: string; options: string[]; foreground: boolean; devices: boolean; logFile?: string; slaveWait: number; logLevel: string;
   }) => {
     if (!opts.foreground) {
       process.exitCode = await daemonize(process.argv.slice(1));
@@ -170,7 +177,10 @@ program.command('mount')
     const mountPath = resolve(mountpoint);
     await serveReported(async () => {
       const { mountSlave } = await loadMount();
-      const mounted = await mountSlave({ natsUrl: url, agentId: opts.agent, mountPath, options: opts.options, devices: opts.devices, log });
+      const mounted = await mountSlave({
+        natsUrl: url, agentId: opts.agent, mountPath, options: opts.options, devices: opts.devices,
+        slaveWaitMs: opts.slaveWait * 1000, log,
+      });
       const watch = whenUnmounted(mountPath);
       return {
         stopped: watch.done,
@@ -193,9 +203,11 @@ program.command('exec')
   .option('-e, --env <name=value>', 'set a variable for the command (repeatable)', collect, [])
   .option('--uid <uid>', 'run as this user id on the slave (needs a root agent)', nonNegative)
   .option('--gid <gid>', 'run with this group id on the slave (needs a root agent)', nonNegative)
+  .addOption(slaveWait())
   .addOption(logLevel())
   .action(async (url: string, command: string[], opts: {
-    agent?: string; tty: boolean; stdin: boolean; cwd: string; env: string[]; uid?: number; gid?: number; logLevel: string;
+    agent?: string; tty: boolean; stdin: boolean; cwd: string; env: string[]; uid?: number; gid?: number;
+    slaveWait: number; logLevel: string;
   }) => {
     const env: Record<string, string> = {};
     // Locale crosses as ssh's default SendEnv does; nothing else of ours does (never PATH).
@@ -209,7 +221,7 @@ program.command('exec')
     }
     process.exitCode = await runExec({
       natsUrl: url, agentId: opts.agent, argv: command, cwd: opts.cwd, env, tty: opts.tty,
-      noStdin: !opts.stdin, uid: opts.uid, gid: opts.gid, log: createLogger(opts.logLevel),
+      noStdin: !opts.stdin, uid: opts.uid, gid: opts.gid, slaveWaitMs: opts.slaveWait * 1000, log: createLogger(opts.logLevel),
     });
   });
 
@@ -250,6 +262,7 @@ Environment (for compose files; each adds to the options above):
   SPLITBRAIN_BRIDGE_ALL   1 or true: --bridge-all
   SPLITBRAIN_KEEP         --keep globs, separated by spaces or commas
   SPLITBRAIN_MAPS         slave directories to offer, separated by spaces or commas (--map)
+  SPLITBRAIN_SLAVE_WAIT   --slave-wait, unless given
   SPLITBRAIN_LOG_LEVEL    --log-level, unless given`)
   .action(async (url: string | undefined, opts: BridgeCliOptions & {
     agent?: string; dir: string; slaveSeenAt?: string; map: string[]; options: string[]; logLevel: string;
@@ -263,15 +276,19 @@ Environment (for compose files; each adds to the options above):
       bridgeAll: opts.bridgeAll || /^(1|true|yes)$/i.test(fromEnv('SPLITBRAIN_BRIDGE_ALL') ?? ''),
     });
     const level = command.getOptionValueSource('logLevel') === 'default' ? fromEnv('SPLITBRAIN_LOG_LEVEL') ?? opts.logLevel : opts.logLevel;
+    const waitEnv = fromEnv('SPLITBRAIN_SLAVE_WAIT');
+    const slaveWaitS = command.getOptionValueSource('slaveWait') === 'default' && waitEnv !== undefined ? nonNegative(waitEnv) : opts.slaveWait;
     if (!(LOG_LEVELS as readonly string[]).includes(level)) throw new InvalidArgumentError(`SPLITBRAIN_LOG_LEVEL: one of ${LOG_LEVELS.join(', ')}`);
     const { startSidecar } = await loadSidecar();
     await serveReported(() => startSidecar({
       natsUrl, agentId: opts.agent ?? agentIdFromEnv(), dir: resolve(opts.dir),
       slaveSeenAt: opts.slaveSeenAt, maps: [...opts.map, ...listFromEnv('SPLITBRAIN_MAPS')],
-      mountOptions: opts.options, log: createLogger(level), bridge,
+      mountOptions: opts.options, log: createLogger(level), bridge: { ...bridge, slaveWaitMs: slaveWaitS * 1000 },
+      slaveWaitMs: slaveWaitS * 1000,
       mountDevices: (at, agent) => startChildServer([
         // nonempty: over the slave's own dev/, which the files mount shows with entries.
-        'mount', natsUrl, at, '--devices', '--foreground', '-o', 'nonempty', '--agent', agent, '--log-level', level,
+        'mount', natsUrl, at, '--devices', '--foreground', '-o', 'nonempty', '--agent', agent,
+        '--slave-wait', String(slaveWaitS), '--log-level', level,
       ]),
     }));
   });

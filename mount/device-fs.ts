@@ -83,7 +83,7 @@ export class DeviceFs implements MountFs {
   async read(_path: string | null, fh: number, target: Buffer, length: number, _offset: number, callerPid = 0): Promise<number> {
     for (;;) {
       const { data, eof } = await this.client.call('dev.read', { fh, length, waitMs: READ_WAIT_MS },
-        READ_WAIT_MS + 15_000);
+        { timeoutMs: READ_WAIT_MS + 15_000 });
       if (data.length > 0) {
         target.set(data.subarray(0, length));
         return Math.min(data.length, length);

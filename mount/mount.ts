@@ -23,6 +23,8 @@ export interface MountOptions {
   options: string[];
   /** Mount the agent's devices (its --dev-root) instead of its filesystem. */
   devices?: boolean;
+  /** How long an operation waits for an unreachable agent before EIO (default 60 s; 0: at once). */
+  slaveWaitMs?: number;
   log: Logger;
 }
 
@@ -66,13 +68,17 @@ export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
   try {
     const agentId = options.agentId ?? await chooseAgent(bus);
     const tuning = parseMountOptions(options.options, agentId);
-    const client = new AgentClient(bus, agentId, { timeoutMs: tuning.requestTimeoutMs, log });
-    const hello = await client.hello().catch((err: unknown) => {
+    const client = new AgentClient(bus, agentId, { timeoutMs: tuning.requestTimeoutMs, slaveWaitMs: options.slaveWaitMs, log });
+    // At mount time the agent must be there (as sshfs needs its server); later it may go and come back.
+    const hello = await client.hello({ slaveWaitMs: 0 }).catch((err: unknown) => {
       throw new MountError(`agent ${agentId} does not answer: ${(err as Error).message}`, { cause: err });
     });
     log.info({ agentId, hostname: hello.hostname, bootId: hello.bootId, root: hello.root }, 'agent found');
     await clearStaleMount(options.mountPath, log);
     const cache = new AttrCache(tuning.cache);
+    client.helloOnReconnect();
+    // A restarted slave may have changed anything: nothing cached stays (open files are reopened).
+    client.onRestart(() => cache.clear());
     let fs: MountFs;
     let fuseOptions = tuning.fuseOptions;
     if (options.devices) {

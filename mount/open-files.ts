@@ -10,6 +10,10 @@ import type { WriteBehind } from './write-behind.js';
 export interface OpenFile {
   readonly fh: number;
   agentFh: number;
+  /** The agent boot `agentFh` belongs to: a restarted agent answers ESTALE, and the file is reopened. */
+  agentBoot: string;
+  /** While the file is being opened again on a restarted agent. */
+  reopening?: Promise<void>;
   /** Current slave path; null once the name was unlinked through the mount. */
   path: string | null;
   readonly flags: number;

@@ -32,7 +32,7 @@ export interface RemoteFsOptions {
 }
 
 
-const { O_WRONLY, O_RDWR } = constants;
+const { O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_TRUNC } = constants;
 const O_ACCMODE = 3; // not in fs.constants
 
 /**
@@ -59,11 +59,51 @@ export class RemoteFs implements MountFs {
     private readonly log: Logger,
   ) {
     this.cache = options.cache;
-    this.unrefused = new UnrefusedChanges(options.pipeline, (op, args) => this.call(op, args), this.cache, this.files, log);
+    this.unrefused = new UnrefusedChanges(options.pipeline, (op, args) => this.call(op, args),
+      (file, op, args) => this.onFile(file, op, args), this.cache, this.files, log);
   }
 
   private call<K extends OpName>(op: K, args: OpRequest<K>): Promise<OpReply<K>> {
     return this.client.call(op, args);
+  }
+
+  /**
+   * A request by an open file's handle. The handle belongs to one run of the agent; a restarted
+   * agent answers ESTALE, and the file is opened again by its current path and flags (without
+   * O_CREAT, O_EXCL, O_TRUNC) and the request sent again: programs keep their open files across
+   * an agent restart. A file unlinked meanwhile, or gone on the slave, stays ESTALE.
+   */
+  private async onFile<K extends OpName>(file: OpenFile, op: K, args: (fh: number) => OpRequest<K>): Promise<OpReply<K>> {
+    for (let tries = 0; ; tries++) {
+      const boot = file.agentBoot;
+      try {
+        return await this.client.call(op, args(file.agentFh), { handleBoot: boot });
+      } catch (err) {
+        if (tries >= 2 || !(err instanceof SlaveError) || err.errnoName !== 'ESTALE') throw err;
+        if (file.agentBoot === boot) await this.reopen(file);
+      }
+    }
+  }
+
+  private reopen(file: OpenFile): Promise<void> {
+    file.reopening ??= (async () => {
+      try {
+        if (file.path === null) throw new SlaveError('ESTALE', 'the file was unlinked before the agent restarted');
+        const reply = await this.client.call('fs.open', { path: file.path, flags: file.flags & ~(O_CREAT | O_EXCL | O_TRUNC) })
+          .catch((err: unknown) => {
+            if (err instanceof SlaveError && err.errnoName === 'ENOENT') {
+              throw new SlaveError('ESTALE', `${file.path} is gone from the restarted slave`);
+            }
+            throw err;
+          });
+        file.agentFh = reply.fh;
+        file.agentBoot = this.client.bootId ?? '';
+        this.log.info({ path: file.path, boot: file.agentBoot }, 'file reopened on the restarted agent');
+      } finally {
+        file.reopening = undefined;
+      }
+    })();
+    return file.reopening;
   }
 
   /**
@@ -117,7 +157,7 @@ export class RemoteFs implements MountFs {
     const [file] = this.files.at(path);
     if (!file) throw new SlaveError('ENOENT', `no such file: ${path}`);
     await file.writer?.send();
-    return this.tell(path, attrFromWire((await this.call('fs.fgetattr', { fh: file.agentFh })).attr));
+    return this.tell(path, attrFromWire((await this.onFile(file, 'fs.fgetattr', (h) => ({ fh: h }))).attr));
   }
 
   async fgetattr(path: string | null, fh: number): Promise<Attr> {
@@ -127,7 +167,7 @@ export class RemoteFs implements MountFs {
       if (cached) return this.tell(path, cached);
     }
     await file.writer?.send();
-    const attr = attrFromWire((await this.call('fs.fgetattr', { fh: file.agentFh })).attr);
+    const attr = attrFromWire((await this.onFile(file, 'fs.fgetattr', (h) => ({ fh: h }))).attr);
     if (file.path !== null) this.cache.set(file.path, attr);
     file.attr = attr;
     return this.tell(file.path, attr);
@@ -163,14 +203,17 @@ export class RemoteFs implements MountFs {
     const { chunkSize, readAheadChunks, writesInFlight } = this.options;
     return this.files.add((fh) => {
       const file: OpenFile = {
-        fh, agentFh, path, flags, attr,
+        fh, agentFh, agentBoot: this.client.bootId ?? '', path, flags, attr,
         reader: new ReadAhead(async (offset, length) => {
-          const { data } = await this.call('fs.read', { fh: file.agentFh, offset, length });
+          const { data } = await this.onFile(file, 'fs.read', (h) => ({ fh: h, offset, length }));
           return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
         }, chunkSize, readAheadChunks, () => this.knownSize(file)),
         writer: writable
-          ? new WriteBehind(async (offset, data) => {
-            await this.call('fs.write', { fh: file.agentFh, offset, data });
+          ? new WriteBehind(async (offset, chunk) => {
+            // Our own copy: WriteBehind reuses `chunk` at once, and a write may be sent again
+            // (to a restarted agent, after the file is reopened).
+            const data = Buffer.from(chunk);
+            await this.onFile(file, 'fs.write', (h) => ({ fh: h, offset, data }));
           }, chunkSize, writesInFlight)
           : undefined,
       };
@@ -234,7 +277,7 @@ export class RemoteFs implements MountFs {
   async fsync(_path: string | null, fh: number, datasync: boolean): Promise<void> {
     const file = this.files.get(fh);
     await file.writer?.flush();
-    await this.call('fs.fsync', { fh: file.agentFh, datasync });
+    await this.onFile(file, 'fs.fsync', (h) => ({ fh: h, datasync }));
   }
 
   async release(_path: string | null, fh: number): Promise<void> {
@@ -246,8 +289,10 @@ export class RemoteFs implements MountFs {
       this.log.warn({ err, path: file.path }, 'write failed after the file was closed');
     }
     // The kernel does not wait for release; neither do we wait for the agent.
-    this.call('fs.release', { fh: file.agentFh }).catch((err: unknown) =>
-      this.log.warn({ err, path: file.path }, 'release failed on the agent'));
+    this.client.call('fs.release', { fh: file.agentFh }, { handleBoot: file.agentBoot }).catch((err: unknown) => {
+      // ESTALE: the agent restarted, and the handle went with it.
+      if (!(err instanceof SlaveError && err.errnoName === 'ESTALE')) this.log.warn({ err, path: file.path }, 'release failed on the agent');
+    });
   }
 
   async truncate(path: string, size: number): Promise<void> {
@@ -259,7 +304,7 @@ export class RemoteFs implements MountFs {
   async ftruncate(_path: string | null, fh: number, size: number): Promise<void> {
     const file = this.files.get(fh);
     await file.writer?.flush();
-    const { attr } = await this.call('fs.ftruncate', { fh: file.agentFh, size });
+    const { attr } = await this.onFile(file, 'fs.ftruncate', (h) => ({ fh: h, size }));
     if (file.path !== null) this.remember(file.path, attr);
     this.invalidateReaders(file.path, file);
   }

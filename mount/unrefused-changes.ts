@@ -22,6 +22,8 @@ const MAX_PIPELINED_UNLINKS = 64;
 
 type HandleSetattr = 'fs.fchmod' | 'fs.fchown' | 'fs.futimens';
 type Call = <K extends OpName>(op: K, args: OpRequest<K>) => Promise<OpReply<K>>;
+/** A request by a file's handle, reopened on a restarted agent (remote-fs.ts onFile). */
+type FileCall = <K extends OpName>(file: OpenFile, op: K, args: (fh: number) => OpRequest<K>) => Promise<OpReply<K>>;
 
 export class UnrefusedChanges {
   /** Unlinks sent and reported done, whose replies have not arrived. */
@@ -31,6 +33,7 @@ export class UnrefusedChanges {
     /** False unless the agent runs as root on a writable export. */
     private readonly enabled: boolean,
     private readonly call: Call,
+    private readonly onFile: FileCall,
     private readonly cache: AttrCache,
     private readonly files: OpenFiles,
     private readonly log: Logger,
@@ -44,14 +47,14 @@ export class UnrefusedChanges {
   }
 
   chmod(file: OpenFile, mode: number): Promise<void> {
-    return this.setattr(file, 'fs.fchmod', { fh: file.agentFh, mode }, (attr) => {
+    return this.setattr(file, 'fs.fchmod', (fh) => ({ fh, mode }), (attr) => {
       attr.mode = (attr.mode & S_IFMT) | (mode & 0o7777);
     });
   }
 
   /** `uid`/`gid` -1: unchanged. */
   chown(file: OpenFile, uid: number, gid: number): Promise<void> {
-    return this.setattr(file, 'fs.fchown', { fh: file.agentFh, uid, gid }, (attr) => {
+    return this.setattr(file, 'fs.fchown', (fh) => ({ fh, uid, gid }), (attr) => {
       if (uid !== -1) attr.uid = uid;
       if (gid !== -1) attr.gid = gid;
       // Linux drops set-user-ID, and set-group-ID with group execute, on chown, even root's.
@@ -63,7 +66,7 @@ export class UnrefusedChanges {
   }
 
   utimens(file: OpenFile, atime: TimeSpec, mtime: TimeSpec): Promise<void> {
-    return this.setattr(file, 'fs.futimens', { fh: file.agentFh, atime, mtime }, (attr, now) => {
+    return this.setattr(file, 'fs.futimens', (fh) => ({ fh, atime, mtime }), (attr, now) => {
       if (atime !== 'omit') attr.atimeMs = atime === 'now' ? now : atime;
       if (mtime !== 'omit') attr.mtimeMs = mtime === 'now' ? now : mtime;
     });
@@ -76,7 +79,7 @@ export class UnrefusedChanges {
    * write, flush or fsync (so `close` returns the error), and the cache forgets the guess.
    */
   private async setattr<K extends HandleSetattr>(
-    file: OpenFile, op: K, args: OpRequest<K>, change: (attr: Attr, nowMs: number) => void,
+    file: OpenFile, op: K, args: (fh: number) => OpRequest<K>, change: (attr: Attr, nowMs: number) => void,
   ): Promise<void> {
     const writer = file.writer as WriteBehind;
     const cached = file.path === null ? undefined : this.cache.lookup(file.path);
@@ -88,7 +91,7 @@ export class UnrefusedChanges {
     if (file.path !== null) this.cache.set(file.path, guess);
     await writer.pipeline(async () => {
       try {
-        const real = attrFromWire((await this.call(op, args)).attr);
+        const real = attrFromWire((await this.onFile(file, op, args)).attr);
         // Data written since is not on the slave yet: its size stays the larger one.
         if (writer.buffered) real.size = Math.max(real.size, guess.size);
         // Replies of different requests can finish in any order here: only the reply to the

@@ -23,7 +23,8 @@ const decoder = new Decoder({
   maxExtLength: 0,
 });
 
-const requestEnvelope = z.object({ v: z.number().int(), id: z.string().max(128), a: z.unknown() });
+/** hb: the agent boot the request's handle (fh, cursor, procId) came from; absent without one. */
+const requestEnvelope = z.object({ v: z.number().int(), id: z.string().max(128), hb: z.string().max(64).optional(), a: z.unknown() });
 const replyEnvelope = z.union([
   z.object({ v: z.number().int(), boot: z.string(), ok: z.unknown() }),
   z.object({
@@ -92,13 +93,15 @@ function encodeEnvelope(head: object, outer: string, body: object): Uint8Array {
   return encodeSpliced(head, outer, body as Record<string, unknown>, field);
 }
 
-export function encodeRequest<K extends OpName>(_op: K, id: string, args: OpRequest<K>): Uint8Array {
-  return encodeEnvelope({ v: PROTOCOL_VERSION, id }, 'a', args);
+export function encodeRequest<K extends OpName>(_op: K, id: string, args: OpRequest<K>, handleBoot?: string): Uint8Array {
+  return encodeEnvelope(handleBoot === undefined ? { v: PROTOCOL_VERSION, id } : { v: PROTOCOL_VERSION, id, hb: handleBoot }, 'a', args);
 }
 
 export interface DecodedRequest<K extends OpName> {
   id: string;
   version: number;
+  /** The agent boot the request's handle came from, when it carries one. */
+  handleBoot: string | undefined;
   args: OpRequest<K>;
 }
 
@@ -108,7 +111,7 @@ export function decodeRequest<K extends OpName>(op: K, bytes: Uint8Array): Decod
   if (!envelope.success) throw new ProtocolError(`bad request envelope: ${describe(envelope.error)}`);
   const args = ops[op].req.safeParse(envelope.data.a ?? {});
   if (!args.success) throw new ProtocolError(`bad ${op} request: ${describe(args.error)}`);
-  return { id: envelope.data.id, version: envelope.data.v, args: args.data as OpRequest<K> };
+  return { id: envelope.data.id, version: envelope.data.v, handleBoot: envelope.data.hb, args: args.data as OpRequest<K> };
 }
 
 /** Best effort: the id of a request we could not fully decode, to echo in the error reply. */

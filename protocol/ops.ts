@@ -202,3 +202,17 @@ export const OP_NAMES = Object.keys(ops) as OpName[];
 export function isOpName(name: string): name is OpName {
   return Object.hasOwn(ops, name);
 }
+
+/**
+ * Ops a retried request must not run twice: their effect or their answer changes if they do
+ * (a second rename finds no source, a second spawn starts a second process, a second stdin or
+ * device write repeats bytes, a second device read loses what the first took). The agent
+ * answers a retry of one of these from its duplicate request cache (agent/replay-cache.ts);
+ * every other op gives the same answer when run again, and is simply run again.
+ */
+export const NOT_IDEMPOTENT: ReadonlySet<OpName> = new Set<OpName>([
+  'fs.open', 'fs.create', 'fs.unlink', 'fs.rename', 'fs.link', 'fs.symlink', 'fs.mkdir', 'fs.rmdir',
+  'fs.mknod', 'fs.setxattr', 'fs.removexattr', 'fs.release',
+  'proc.spawn', 'proc.stdin', 'proc.signal', 'proc.hangup', 'proc.credit',
+  'dev.open', 'dev.read', 'dev.write', 'dev.release',
+]);

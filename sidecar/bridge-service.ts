@@ -25,6 +25,8 @@ export interface BridgeServiceOptions {
   envPrefixes: string[];
   log: Logger;
   afterCommand?: () => void;
+  /** How long a request waits for an unreachable agent (default 60 s; 0: at once). */
+  slaveWaitMs?: number;
 }
 
 export interface RunningBridge {
@@ -41,8 +43,9 @@ export async function startBridgeService(options: BridgeServiceOptions): Promise
   const bus = await connectBus({ url: options.natsUrl, name: 'splitbrain-bridge', log: log.child({ component: 'bus' }) });
   try {
     const agentId = options.agentId ?? await chooseAgent(bus);
-    const client = new AgentClient(bus, agentId, { timeoutMs: REQUEST_TIMEOUT_MS, log });
-    const hello = await client.hello();
+    const client = new AgentClient(bus, agentId, { timeoutMs: REQUEST_TIMEOUT_MS, slaveWaitMs: options.slaveWaitMs, log });
+    const hello = await client.hello({ slaveWaitMs: 0 });
+    client.helloOnReconnect();
     const procs = new ProcessClient(client, log);
     let commands: string[] = [];
     if (options.shimDir !== undefined) {

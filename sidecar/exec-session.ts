@@ -25,6 +25,8 @@ export interface ExecOptions {
   /** Run as this user and group on the slave (needs a root agent). */
   uid?: number;
   gid?: number;
+  /** How long a request waits for an unreachable agent (default 60 s; 0: at once). */
+  slaveWaitMs?: number;
   log: Logger;
 }
 
@@ -39,7 +41,8 @@ export async function runExec(options: ExecOptions): Promise<number> {
   const cleanups: (() => void)[] = [];
   try {
     agentId = options.agentId ?? await chooseAgent(bus);
-    const client = new AgentClient(bus, agentId, { timeoutMs: REQUEST_TIMEOUT_MS, log });
+    const client = new AgentClient(bus, agentId, { timeoutMs: REQUEST_TIMEOUT_MS, slaveWaitMs: options.slaveWaitMs, log });
+    client.helloOnReconnect();
     const procs = new ProcessClient(client, log.child({ component: 'proc' }));
     cleanups.push(() => procs.close());
     const tty = options.tty && process.stdin.isTTY === true;

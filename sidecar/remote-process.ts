@@ -80,7 +80,7 @@ export class ProcessClient {
     });
     try {
       const { procId, pid } = await this.client.call('proc.spawn', { ...options, output: subject, window: WINDOW });
-      proc = new RemoteProcess(this.client, procId, pid, output, () => {
+      proc = new RemoteProcess(this.client, procId, pid, this.client.bootId ?? '', output, () => {
         sub.stop();
         this.live.delete(procId);
       }, this.log);
@@ -98,10 +98,19 @@ export class ProcessClient {
       this.lastKeepalive = Date.now();
       return;
     }
+    for (const proc of [...this.live.values()]) {
+      if (proc.restartedUnder(this.client.bootId)) proc.lost('the slave restarted');
+    }
+    if (this.live.size === 0) return;
     try {
-      const { gone } = await this.client.call('proc.keepalive', { procIds: [...this.live.keys()] }, KEEPALIVE_MS * 3);
+      // One try: the lease decides how long a process outlives a silent agent.
+      const { gone } = await this.client.call('proc.keepalive', { procIds: [...this.live.keys()] },
+        { timeoutMs: KEEPALIVE_MS * 3, slaveWaitMs: 0 });
       this.lastKeepalive = Date.now();
       for (const id of gone) this.live.get(id)?.lost('the slave no longer knows this process');
+      for (const proc of [...this.live.values()]) {
+        if (proc.restartedUnder(this.client.bootId)) proc.lost('the slave restarted');
+      }
     } catch (err) {
       if (Date.now() - this.lastKeepalive <= this.leaseMs) return;
       for (const proc of this.live.values()) {
@@ -130,6 +139,8 @@ export class RemoteProcess {
     readonly procId: number,
     /** The process id on the slave. */
     readonly slavePid: number,
+    /** The agent boot that runs it: a restarted agent no longer has it (ESTALE). */
+    private readonly boot: string,
     private readonly output: ProcessOutput,
     private readonly onDone: () => void,
     private readonly log: Logger,
@@ -168,25 +179,25 @@ export class RemoteProcess {
       this.creditScheduled = false;
       const bytes = this.credit;
       this.credit = 0;
-      if (bytes > 0 && !this.done) this.quietly('proc.credit', this.client.call('proc.credit', { procId: this.procId, bytes }));
+      if (bytes > 0 && !this.done) this.quietly('proc.credit', this.client.call('proc.credit', { procId: this.procId, bytes }, { handleBoot: this.boot }));
     });
   }
 
   /** Resolves once the process has the bytes in its stdin; EPIPE if it closed it. */
   async writeStdin(data: Uint8Array): Promise<void> {
-    await this.client.call('proc.stdin', { procId: this.procId, data, eof: false });
+    await this.client.call('proc.stdin', { procId: this.procId, data, eof: false }, { handleBoot: this.boot });
   }
 
   async endStdin(): Promise<void> {
-    await this.client.call('proc.stdin', { procId: this.procId, data: new Uint8Array(0), eof: true });
+    await this.client.call('proc.stdin', { procId: this.procId, data: new Uint8Array(0), eof: true }, { handleBoot: this.boot });
   }
 
   signal(signal: ForwardedSignal): void {
-    if (!this.done) this.quietly('proc.signal', this.client.call('proc.signal', { procId: this.procId, signal }));
+    if (!this.done) this.quietly('proc.signal', this.client.call('proc.signal', { procId: this.procId, signal }, { handleBoot: this.boot }));
   }
 
   resize(rows: number, cols: number): void {
-    if (!this.done) this.quietly('proc.resize', this.client.call('proc.resize', { procId: this.procId, rows, cols }));
+    if (!this.done) this.quietly('proc.resize', this.client.call('proc.resize', { procId: this.procId, rows, cols }, { handleBoot: this.boot }));
   }
 
   /**
@@ -195,11 +206,16 @@ export class RemoteProcess {
    */
   abandon(): void {
     if (this.done) return;
-    this.quietly('proc.hangup', this.client.call('proc.hangup', { procId: this.procId }));
+    this.quietly('proc.hangup', this.client.call('proc.hangup', { procId: this.procId }, { handleBoot: this.boot }));
     this.fail(new AbandonedError(`process ${this.slavePid} on the slave was hung up on`));
   }
 
   /** The agent forgot the process without sending its exit (its exit event was lost). */
+  /** Whether the agent now answering is a later run than the one that started this process. */
+  restartedUnder(boot: string | undefined): boolean {
+    return boot !== undefined && boot !== this.boot;
+  }
+
   lost(reason: string): void {
     this.fail(new SlaveError('EIO', `process ${this.slavePid} on the slave: ${reason}`));
   }

@@ -35,6 +35,8 @@ export interface SidecarOptions {
   slaveSeenAt?: string;
   /** sshfs-style -o words for the filesystem mount. */
   mountOptions: string[];
+  /** How long an operation waits for an unreachable agent (default 60 s; 0: at once). */
+  slaveWaitMs?: number;
   /** Slave paths to offer under <dir>/map (absolute). */
   maps?: string[];
   /**
@@ -43,7 +45,7 @@ export interface SidecarOptions {
    * loop must answer the kernel's lookup of that directory while the mount is made.
    */
   mountDevices(at: string, agentId: string): Promise<{ stop(): Promise<void>; exited: Promise<void> }>;
-  bridge: Pick<BridgeServiceOptions, 'commands' | 'bridgeAll' | 'keep' | 'defaultCwd' | 'envNames' | 'envPrefixes'>;
+  bridge: Pick<BridgeServiceOptions, 'commands' | 'bridgeAll' | 'keep' | 'defaultCwd' | 'envNames' | 'envPrefixes' | 'slaveWaitMs'>;
   log: Logger;
 }
 
@@ -70,7 +72,8 @@ export async function startSidecar(options: SidecarOptions): Promise<RunningSide
   };
   try {
     const files: MountedSlave = await mountSlave({
-      natsUrl: options.natsUrl, agentId: options.agentId, mountPath: paths.slave, options: options.mountOptions, log,
+      natsUrl: options.natsUrl, agentId: options.agentId, mountPath: paths.slave, options: options.mountOptions,
+      slaveWaitMs: options.slaveWaitMs, log,
     });
     stops.push(() => files.unmount());
     const agentId = files.hello.agentId;

@@ -1,6 +1,13 @@
 /**
  * The master's typed view of one agent: `call('fs.read', {...})` encodes with the protocol,
  * sends with a deadline, validates the reply and notices a restarted agent by its boot id.
+ *
+ * It outlives the agent and the bus. A request that gets no answer (the agent is gone, NATS is
+ * down, a reply was lost) is sent again, with the same id, until the agent answers or
+ * `slaveWaitMs` has passed since the operation started; then it fails with EIO, and the next
+ * operation tries again. Only an agent that has answered once is waited for. The agent answers a retry of a request it has run from its duplicate
+ * request cache; a request whose first try reached an agent that has since restarted cannot be
+ * known to have run, and is taken as done when the second answer says it was (see `settled`).
  */
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -9,17 +16,67 @@ import {
   type HelloInfo, type OpName, type OpReply, type OpRequest,
 } from '../protocol/index.js';
 import type { Bus } from './bus.js';
+import { AgentUnreachableError } from './errors.js';
 
 export interface AgentClientOptions {
-  /** Deadline of one request; past it the operation fails with EIO. */
+  /** Deadline of one try of a request. */
   timeoutMs: number;
+  /** How long an operation waits for an unreachable agent before it fails with EIO (0: not at all). */
+  slaveWaitMs?: number;
   log: Logger;
+}
+
+export interface CallOptions {
+  /** Deadline of one try (default: the client's). */
+  timeoutMs?: number;
+  /** The agent boot the request's handle came from: a restarted agent answers ESTALE. */
+  handleBoot?: string;
+  /** Overrides the client's slaveWaitMs for this call (0: one try). */
+  slaveWaitMs?: number;
+}
+
+function lostSignal(): { promise: Promise<never>; fail(): void } {
+  let fail!: () => void;
+  const promise = new Promise<never>((_resolve, reject) => {
+    fail = () => reject(new AgentUnreachableError('disconnected', 'the agent went away or restarted before it answered'));
+  });
+  promise.catch(() => undefined);
+  return { promise, fail };
+}
+
+/** A request waiting longer than this has the agent probed (see watch). */
+const PROBE_AFTER_MS = 1000;
+
+/** Pause between tries while the agent cannot be reached. */
+const RETRY_PAUSE_MS = 200;
+export const DEFAULT_SLAVE_WAIT_MS = 60_000;
+
+/**
+ * Whether a retried request that reached a restarted agent got the answer its first try would
+ * cause had it run before the restart (as NFS clients judge a retry whose server rebooted):
+ * then the first try did the work. Ops whose reply carries attributes are asked again with
+ * fs.getattr.
+ */
+function settled(op: OpName, errno: string): boolean {
+  switch (op) {
+    case 'fs.unlink': case 'fs.rmdir': return errno === 'ENOENT';
+    case 'fs.mkdir': case 'fs.symlink': case 'fs.link': case 'fs.mknod': return errno === 'EEXIST';
+    default: return false;
+  }
 }
 
 export class AgentClient {
   private seq = 0;
   private readonly clientId = randomBytes(6).toString('hex');
   private lastBoot: string | undefined;
+  private readonly bootListeners: ((boot: string) => void)[] = [];
+  /** Rejected (and replaced) when the agent is seen gone or restarted: see agentLost. */
+  private lost = lostSignal();
+  /** When each try now waiting for its reply was sent (see watch). */
+  private readonly waiting = new Map<number, number>();
+  private nextTry = 0;
+  private watchdog: NodeJS.Timeout | undefined;
+  private probing = false;
 
   constructor(
     readonly bus: Bus,
@@ -27,31 +84,127 @@ export class AgentClient {
     private readonly options: AgentClientOptions,
   ) {}
 
+  /**
+   * A killed agent answers nothing, and a NATS server tells nobody that its subscriber is gone:
+   * requests already sent would wait out their deadlines. So while a request has waited more
+   * than PROBE_AFTER_MS, the agent is asked for its hello once a second: nobody listening, or
+   * another boot id, means the waiting requests are lost (agentLost); the same boot means the
+   * agent is only slow, and they keep waiting.
+   */
+  private watch(): void {
+    if (this.watchdog) return;
+    this.watchdog = setInterval(() => {
+      if (this.waiting.size === 0) {
+        clearInterval(this.watchdog);
+        this.watchdog = undefined;
+        return;
+      }
+      const oldest = Math.min(...this.waiting.values());
+      if (this.probing || Date.now() - oldest < PROBE_AFTER_MS) return;
+      this.probing = true;
+      const boot = this.lastBoot;
+      this.bus.request(opSubject(this.agentId, 'agent.hello'), encodeRequest('agent.hello', `${this.clientId}:probe`, {}), PROBE_AFTER_MS)
+        .then((raw) => {
+          try {
+            const reply = decodeReply('agent.hello', raw);
+            if (reply.boot !== boot) this.noteBoot(reply.boot);
+          } catch (err) {
+            this.options.log.warn({ err }, 'undecodable probe reply');
+          }
+        }, (err: unknown) => {
+          if (err instanceof AgentUnreachableError && err.reason === 'no-responders') this.agentLost();
+        })
+        .finally(() => { this.probing = false; });
+    }, PROBE_AFTER_MS);
+    this.watchdog.unref();
+  }
+
+  /**
+   * The agent is gone (nobody listens on its subjects) or has restarted: no reply will come to
+   * what was sent to it before, so those requests are tried again now rather than at their
+   * deadlines (the retry has the same id; a restarted agent answers handle requests ESTALE).
+   */
+  private agentLost(): void {
+    const old = this.lost;
+    this.lost = lostSignal();
+    old.fail();
+  }
+
+  /** Calls `listener` with the new boot id whenever the agent is seen to have restarted. */
+  onRestart(listener: (boot: string) => void): void {
+    this.bootListeners.push(listener);
+  }
+
   /** The boot id of the agent as of the last reply. */
   get bootId(): string | undefined {
     return this.lastBoot;
   }
 
-  async call<K extends OpName>(
-    op: K, args: OpRequest<K>, timeoutMs = this.options.timeoutMs,
-  ): Promise<OpReply<K>> {
+  async call<K extends OpName>(op: K, args: OpRequest<K>, options: CallOptions = {}): Promise<OpReply<K>> {
     // Ids are unique per client, so the agent can recognise a retried request.
     const id = `${this.clientId}:${++this.seq}`;
-    const raw = await this.bus.request(opSubject(this.agentId, op), encodeRequest(op, id, args), timeoutMs);
-    const reply = decodeReply(op, raw);
-    this.noteBoot(reply.boot);
-    if (!reply.ok) throw reply.error;
-    return reply.result;
+    const timeoutMs = options.timeoutMs ?? this.options.timeoutMs;
+    // Only an agent that has answered before is waited for: one never reached fails at once,
+    // as ssh does for a host it cannot reach (a typo'd agent id does not hang for a minute).
+    const waitMs = this.lastBoot === undefined ? 0 : options.slaveWaitMs ?? this.options.slaveWaitMs ?? DEFAULT_SLAVE_WAIT_MS;
+    const deadline = Date.now() + waitMs;
+    const message = encodeRequest(op, id, args, options.handleBoot);
+    const subject = opSubject(this.agentId, op);
+    let bootTried: string | undefined;
+    for (let attempt = 0; ; attempt++) {
+      let raw: Uint8Array;
+      try {
+        const request = this.bus.request(subject, message, timeoutMs);
+        request.catch(() => undefined); // abandoned when the agent is lost first
+        const tryId = ++this.nextTry;
+        this.waiting.set(tryId, Date.now());
+        this.watch();
+        try {
+          raw = await Promise.race([request, this.lost.promise]);
+        } finally {
+          this.waiting.delete(tryId);
+        }
+      } catch (err) {
+        if (err instanceof AgentUnreachableError && err.reason === 'no-responders') this.agentLost();
+        if (!(err instanceof AgentUnreachableError) || Date.now() + RETRY_PAUSE_MS > deadline) throw err;
+        if (attempt === 0) this.options.log.warn({ op, reason: err.reason, waitMs }, 'agent unreachable: waiting for it');
+        bootTried ??= this.lastBoot;
+        await new Promise((resolve) => setTimeout(resolve, RETRY_PAUSE_MS));
+        continue;
+      }
+      const reply = decodeReply(op, raw);
+      this.noteBoot(reply.boot);
+      if (attempt > 0) this.options.log.info({ op, attempts: attempt + 1 }, 'agent answered again');
+      if (reply.ok) return reply.result;
+      // A try may have run on an agent that restarted before it answered.
+      if (bootTried !== undefined && bootTried !== reply.boot && settled(op, reply.error.errnoName)) {
+        this.options.log.info({ op, errno: reply.error.errnoName }, 'retry after an agent restart: the first try had done it');
+        if (op === 'fs.unlink' || op === 'fs.rmdir') return {} as OpReply<K>;
+        const { path } = args as { path: string };
+        return (await this.call('fs.getattr', { path }, options)) as OpReply<K>;
+      }
+      throw reply.error;
+    }
   }
 
-  async hello(): Promise<HelloInfo> {
-    return this.call('agent.hello', {});
+  async hello(options?: CallOptions): Promise<HelloInfo> {
+    return this.call('agent.hello', {}, options);
+  }
+
+  /** Says hello again after every reconnection of the bus, so a restarted agent is noticed at once. */
+  helloOnReconnect(): void {
+    this.bus.onReconnect(() => {
+      this.hello({ slaveWaitMs: 0 }).catch((err: unknown) =>
+        this.options.log.info({ err }, 'no hello after reconnecting: the agent is not back yet'));
+    });
   }
 
   private noteBoot(boot: string): void {
     if (this.lastBoot !== undefined && this.lastBoot !== boot) {
       this.options.log.warn({ agentId: this.agentId, previousBootId: this.lastBoot, bootId: boot },
         'agent restarted: its boot id changed');
+      this.agentLost();
+      for (const listener of this.bootListeners) listener(boot);
     }
     this.lastBoot = boot;
   }

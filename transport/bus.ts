@@ -35,6 +35,10 @@ export interface Bus {
   subscribe(subject: string, handler: (data: Uint8Array) => void): { stop(): void };
   /** A new subject only this connection listens on (under the inbox prefix agents may answer to). */
   newInbox(): string;
+  /** False while the connection to the NATS server is down (nats.js keeps reconnecting). */
+  readonly connected: boolean;
+  /** Calls `listener` after every reconnection. */
+  onReconnect(listener: () => void): void;
   close(): Promise<void>;
 }
 
@@ -64,6 +68,8 @@ class NatsBus implements Bus {
   private nextToken = 0;
   private sweeper: NodeJS.Timeout | undefined;
   private closed = false;
+  private down = false;
+  private readonly reconnectListeners: (() => void)[] = [];
 
   constructor(private readonly nc: NatsConnection, private readonly log: Logger) {
     nc.subscribe(`${this.inbox}.*`, { callback: (err, msg) => this.onReply(err, msg) });
@@ -73,6 +79,29 @@ class NatsBus implements Bus {
     });
   }
 
+  get connected(): boolean {
+    return !this.down && !this.closed;
+  }
+
+  onReconnect(listener: () => void): void {
+    this.reconnectListeners.push(listener);
+  }
+
+  /**
+   * The connection dropped: what waits for a reply fails now (the caller retries once the bus
+   * is back, with the same request ids) instead of waiting out its deadline, and new requests
+   * fail at once until the reconnection.
+   */
+  markDown(): void {
+    this.down = true;
+    this.failAll('disconnected', 'the connection to the NATS server is down');
+  }
+
+  markUp(): void {
+    this.down = false;
+    for (const listener of this.reconnectListeners) listener();
+  }
+
   get maxPayload(): number {
     return this.nc.info?.max_payload ?? 1024 * 1024;
   }
@@ -80,6 +109,9 @@ class NatsBus implements Bus {
   request(subject: string, data: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
     if (this.closed) {
       return Promise.reject(new AgentUnreachableError('disconnected', `bus connection is closed (${subject})`));
+    }
+    if (this.down) {
+      return Promise.reject(new AgentUnreachableError('disconnected', `the connection to the NATS server is down (${subject})`));
     }
     const token = ++this.nextToken;
     return new Promise((resolve, reject) => {
@@ -226,13 +258,16 @@ export async function connectBus(options: BusOptions): Promise<Bus> {
   } catch (cause) {
     throw new BusConnectError(`cannot connect to ${options.url}: ${(cause as Error).message}`, { cause });
   }
+  const bus = new NatsBus(nc, log);
   void (async () => {
     for await (const status of nc.status()) {
       const level = status.type === 'reconnect' || status.type === 'update' ? 'info' : 'warn';
       if (status.type === 'pingTimer') continue;
       log[level]({ event: status.type, data: status.data }, 'bus status');
+      if (status.type === 'disconnect') bus.markDown();
+      if (status.type === 'reconnect') bus.markUp();
     }
   })();
   log.debug({ url: options.url, maxPayload: nc.info?.max_payload }, 'bus connected');
-  return new NatsBus(nc, log);
+  return bus;
 }

@@ -81,8 +81,8 @@ describe('mount lifecycle', () => {
     assert.match(badOption.stderr, /unknown mount option 'bogus=1'/);
   });
 
-  it('an unanswered request fails with EIO after the timeout and the mount recovers', async () => {
-    const mount = await startMountProcess(nats.url, mnt, ['--agent', 'life', '-o', 'timeout=2,cache=no']);
+  it('with --slave-wait 0, an unanswered request fails with EIO after the timeout and the mount recovers', async () => {
+    const mount = await startMountProcess(nats.url, mnt, ['--agent', 'life', '-o', 'timeout=2,cache=no', '--slave-wait', '0']);
     try {
       agent.child.kill('SIGSTOP');
       const started = Date.now();

@@ -1,0 +1,152 @@
+/**
+ * Surviving the slave: the agent killed and started again, NATS restarted, the agent gone for a
+ * while. The mount keeps running, open files are reopened, retried requests do not run twice,
+ * an operation waits --slave-wait for the agent and then fails with EIO, and a process whose
+ * slave went away ends with 255.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { createReadStream } from 'node:fs';
+import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { CLI, run, spawnCollecting, waitFor } from '../helpers/processes.js';
+import { startAgentProcess, startBareAgent, startMountProcess, type AgentProcess, type BareAgent, type MountProcess } from '../helpers/slave.js';
+
+const HOLDER = new URL('../../../test/fixtures/held-open.py', import.meta.url).pathname;
+const CHURN = new URL('../../../test/fixtures/name-churn.py', import.meta.url).pathname;
+
+async function sha256(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+describe('surviving the slave', () => {
+  let slave: BareAgent;
+  let agent: AgentProcess;
+  let mount: MountProcess;
+  let mnt: string;
+
+  /** SIGKILL the agent, wait, and start it again: a crash and a restart of the slave's agent. */
+  async function crashAgent(downMs: number): Promise<void> {
+    agent.child.kill('SIGKILL');
+    await once(agent.child, 'exit').catch(() => undefined);
+    await new Promise((r) => setTimeout(r, downMs));
+    agent = await startAgentProcess(slave.nats.url, slave.agent.id, slave.root);
+  }
+
+  before(async () => {
+    slave = await startBareAgent({ id: 'phoenix' });
+    agent = slave.agent;
+    mnt = join(slave.tmp, 'mnt');
+    await mkdir(mnt);
+    mount = await startMountProcess(slave.nats.url, mnt, ['--agent', 'phoenix', '--slave-wait', '30']);
+  });
+  after(async () => {
+    await mount?.stop();
+    await agent?.stop();
+    await slave?.stop();
+  });
+
+  it('a 256 MiB cp into the mount survives the agent killed and started again 3 s later', async () => {
+    const source = join(slave.tmp, 'source.bin');
+    const chunk = randomBytes(1 << 20);
+    await writeFile(source, Buffer.concat(Array.from({ length: 256 }, (_, i) => { chunk[0] = i; return Buffer.from(chunk); })));
+    const cp = spawnCollecting('cp', [source, join(mnt, 'copy.bin')]);
+    await waitFor('cp to be under way', async () => (await stat(join(slave.root, 'copy.bin')).catch(() => null))?.size !== undefined
+      && ((await stat(join(slave.root, 'copy.bin'))).size > 16 << 20), 60_000, 20);
+    await crashAgent(3000);
+    const [code] = (await once(cp.child, 'exit')) as [number | null];
+    assert.equal(code, 0, cp.stdout() + cp.stderr());
+    assert.equal(await sha256(join(slave.root, 'copy.bin')), await sha256(source));
+  });
+
+  it('a file held open across a restart is read and appended to after it; ls, stat and find work without remounting', async () => {
+    await writeFile(join(slave.root, 'held.txt'), 'before\n');
+    const holder = spawn('python3', [HOLDER, join(mnt, 'held.txt')], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    holder.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    holder.stderr.on('data', (d: Buffer) => { out += d.toString(); });
+    await waitFor('the file to be open', () => out.includes('open'), 20_000);
+    await crashAgent(1000);
+    holder.stdin.end('go\n');
+    const [code] = (await once(holder, 'exit')) as [number | null];
+    assert.equal(code, 0, out);
+    assert.match(out, /read after: before\n/);
+    assert.equal(await readFile(join(slave.root, 'held.txt'), 'utf8'), 'before\nappended after the restart\n');
+    const ls = await run('ls', [mnt]);
+    assert.equal(ls.code, 0, ls.stderr);
+    assert.match(ls.stdout, /held\.txt/);
+    assert.equal((await run('stat', [join(mnt, 'held.txt')])).code, 0);
+    const find = await run('find', [mnt, '-name', 'held.txt']);
+    assert.equal(find.stdout.trim(), join(mnt, 'held.txt'));
+  });
+
+  it('a NATS restart in the middle of 1,000 mkdir/O_EXCL create/rename/unlink leaves no spurious errno and exactly the expected tree', async () => {
+    const top = join(mnt, 'churn');
+    const churn = spawnCollecting('python3', [CHURN, top, '1000']);
+    await waitFor('the churn to be under way', async () => (await readdir(join(slave.root, 'churn')).catch(() => [])).length > 50, 60_000, 20);
+    await slave.nats.restart();
+    await waitFor('the churn to be under way again', async () => (await readdir(join(slave.root, 'churn')).catch(() => [])).length > 400, 60_000, 20);
+    await slave.nats.restart();
+    const [code] = (await once(churn.child, 'exit')) as [number | null];
+    assert.equal(code, 0, churn.stdout() + churn.stderr());
+    const names = (await readdir(join(slave.root, 'churn'))).sort();
+    assert.deepEqual(names, Array.from({ length: 1000 }, (_, i) => `d${String(i).padStart(4, '0')}`));
+    for (let i = 0; i < 1000; i++) {
+      const dir = join(slave.root, 'churn', `d${String(i).padStart(4, '0')}`);
+      const inside = await readdir(dir);
+      if (i % 2 === 0) {
+        assert.deepEqual(inside, ['b'], dir);
+        assert.equal(await readFile(join(dir, 'b'), 'utf8'), String(i));
+      } else {
+        assert.deepEqual(inside, [], dir);
+      }
+    }
+  });
+
+  it('with --slave-wait 2 and the agent gone, stat fails with EIO after about 2 s, and works once the agent is back', async () => {
+    const quick = join(slave.tmp, 'quick');
+    await mkdir(quick);
+    const m = await startMountProcess(slave.nats.url, quick, ['--agent', 'phoenix', '--slave-wait', '2']);
+    try {
+      await agent.stop();
+      const started = Date.now();
+      const gone = await run('stat', [join(quick, `never-seen-${randomBytes(4).toString('hex')}`)]);
+      const waited = Date.now() - started;
+      assert.notEqual(gone.code, 0);
+      assert.match(gone.stderr, /Input\/output error/);
+      assert.ok(waited >= 1500 && waited < 15_000, `failed after ${waited} ms`);
+      agent = await startAgentProcess(slave.nats.url, slave.agent.id, slave.root);
+      const back = await run('stat', [join(quick, 'held.txt')]);
+      assert.equal(back.code, 0, back.stderr);
+    } finally {
+      await m.stop();
+    }
+  });
+
+  it('a remote sleep 30 whose agent is killed ends with 255 and a message', async () => {
+    const exec = spawnCollecting(process.execPath, [CLI, 'exec', slave.nats.url, '--agent', 'phoenix', '--', 'sleep', '30']);
+    await new Promise((r) => setTimeout(r, 1000));
+    const killedAt = Date.now();
+    agent.child.kill('SIGKILL');
+    await once(agent.child, 'exit').catch(() => undefined);
+    const [code] = (await once(exec.child, 'exit')) as [number | null];
+    assert.equal(code, 255, exec.stdout() + exec.stderr());
+    assert.match(exec.stdout() + exec.stderr(), /splitbrain/);
+    assert.ok(Date.now() - killedAt < 20_000);
+    agent = await startAgentProcess(slave.nats.url, slave.agent.id, slave.root);
+  });
+
+  it('a remote process whose agent restarts ends with 255: the restarted slave does not have it', async () => {
+    const exec = spawnCollecting(process.execPath, [CLI, 'exec', slave.nats.url, '--agent', 'phoenix', '--', 'sleep', '30']);
+    await new Promise((r) => setTimeout(r, 1000));
+    await crashAgent(200);
+    const [code] = (await once(exec.child, 'exit')) as [number | null];
+    assert.equal(code, 255, exec.stdout() + exec.stderr());
+    assert.match(exec.stdout() + exec.stderr(), /restarted|no longer knows/);
+  });
+});
