@@ -122,6 +122,28 @@ describe('containers end to end', () => {
     await assertNothingLeft();
   });
 
+  it('splitbrain run: the slave container restarted between tests; the tests after it pass, and what was written before is intact', async () => {
+    const run1 = spawn(process.execPath, [CLI, 'run', '--slave', 'nats://slave-1:4222', '--network', network,
+      '--command', 'hostname', '--command', 'cat', '--sidecar-image', `splitbrain/sidecar:${TAG}`, `splitbrain/example-tests:${TAG}`,
+      'sh', '-c', 'python3 -m pytest -q -p no:cacheprovider /tests -k written && echo "phase 1 done" && sleep 12 '
+        + '&& head -n 1 /slave/tmp/written-by-test.txt && python3 -m pytest -q -p no:cacheprovider /tests'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    run1.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    run1.stderr.on('data', (d: Buffer) => { out += d.toString(); });
+    const exited = once(run1, 'exit');
+    try {
+      await waitFor('the first tests', () => out.includes('phase 1 done'), 120_000, 100);
+      await docker('restart', '-t', '1', slave);
+      const [code] = (await exited) as [number | null];
+      assert.equal(code, 0, out);
+      assert.match(out, /hello from the master\n/);
+      assert.match(out, /6 passed, 1 skipped/);
+    } finally {
+      if (run1.exitCode === null && run1.signalCode === null) run1.kill('SIGKILL');
+    }
+    await assertNothingLeft();
+  });
+
   it('splitbrain run: returns the test\'s failure, and nothing is left', async () => {
     const result = await splitbrainRun(['-e', 'EXAMPLE_FAIL=1', `splitbrain/example-tests:${TAG}`,
       'python3', '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '/tests']);
