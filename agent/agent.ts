@@ -17,6 +17,10 @@ import { HandleTable } from './fs/handle-table.js';
 import { ReaddirCursors } from './fs/readdir-cursors.js';
 import { DEFAULT_DEV_ALLOW, devAllowFilter } from './dev/dev-allow.js';
 import { checkCanEnter, namespaceHostname } from './proc/namespaces.js';
+import { Commits, dropUnsyncedWrites } from './fs/commits.js';
+
+/** Unsynced bytes past which a commit starts at once. */
+const COMMIT_THRESHOLD_BYTES = 32 * 1024 * 1024;
 import { DeviceHandles } from './dev/device-handles.js';
 import { handlers } from './handlers.js';
 import { ProcessTable } from './proc/process-table.js';
@@ -41,6 +45,8 @@ export interface AgentOptions {
    * host's / as its root; see proc/namespaces.ts).
    */
   enterNamespaces?: number;
+  /** How often written data is made durable in the background (fs/commits.ts); default 2 s. */
+  commitIntervalMs?: number;
   log: Logger;
 }
 
@@ -76,7 +82,9 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     euid: process.geteuid?.() ?? 0xffff_ffff,
     startedAt: Date.now(),
   };
-  const handles = new HandleTable(options.maxHandles ?? 10_000);
+  dropUnsyncedWrites(log);
+  const commits = new Commits(options.commitIntervalMs ?? 2000, COMMIT_THRESHOLD_BYTES, log.child({ component: 'commits' }));
+  const handles = new HandleTable(options.maxHandles ?? 10_000, (fd) => commits.release(fd));
   const procs = new ProcessTable({
     publish: (subject, data) => bus.publish(subject, data),
     leaseMs: options.procLeaseMs ?? 5000, maxProcesses: 1024, log: log.child({ component: 'proc' }),
@@ -89,7 +97,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   }
   const devices = new DeviceHandles(1024);
   const ctx: AgentContext = {
-    jail, handles, procs, devJail, devices, devAllow: devAllowFilter(options.devAllow ?? DEFAULT_DEV_ALLOW),
+    jail, handles, commits, procs, devJail, devices, devAllow: devAllowFilter(options.devAllow ?? DEFAULT_DEV_ALLOW),
     cursors: new ReaddirCursors(), readOnly: options.readOnly, enterNamespaces: options.enterNamespaces,
     maxPayload: bus.maxPayload, log, hello: () => info,
   };
@@ -106,6 +114,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       procs.close();
       devices.closeAll();
       await handles.closeAll();
+      await commits.close();
       await bus.close();
     },
   };

@@ -5,6 +5,7 @@
 import type { Logger } from 'pino';
 import type { HelloInfo, OpName, OpReply, OpRequest } from '../protocol/index.js';
 import type { DeviceHandles } from './dev/device-handles.js';
+import type { Commits } from './fs/commits.js';
 import type { HandleTable } from './fs/handle-table.js';
 import type { ReaddirCursors } from './fs/readdir-cursors.js';
 import type { ProcessTable } from './proc/process-table.js';
@@ -13,6 +14,8 @@ import type { RootJail } from './root-jail.js';
 export interface AgentContext {
   readonly jail: RootJail;
   readonly handles: HandleTable;
+  /** Durability of written data (fs/commits.ts). */
+  readonly commits: Commits;
   readonly cursors: ReaddirCursors;
   readonly procs: ProcessTable;
   /** The --dev-root, when it is a directory. */

@@ -137,18 +137,21 @@ program.command('agent')
   .option('--dev-root <dir>', 'the devices device mounts see', '/dev')
   .option('--dev-allow <glob>', 'devices (relative to --dev-root) masters may open (repeatable; '
     + 'default: tty* pts/* null zero urandom random)', collect, [])
+  .option('--commit-interval <seconds>', 'make written data durable (fsync) this often in the background; '
+    + 'masters keep what is not yet durable', nonNegative, 2)
   .option('--enter-namespaces <pid>', 'run processes in the mount, UTS, IPC, network and cgroup namespaces of this '
     + 'process: 1 for an agent in a container serving its host (compose/slave.yml)', nonNegative)
   .addOption(logLevel())
   .action(async (opts: {
     nats: string; id?: string; root: string; readOnly: boolean; devRoot: string; devAllow: string[];
-    enterNamespaces?: number; logLevel: string;
+    enterNamespaces?: number; commitInterval: number; logLevel: string;
   }) => {
     const log = createLogger(opts.logLevel);
     const agent = await startAgent({
       natsUrl: opts.nats, agentId: opts.id ?? agentIdFromEnv() ?? agentIdFromHostname(hostname()),
       root: resolve(opts.root), readOnly: opts.readOnly, devRoot: resolve(opts.devRoot),
-      devAllow: opts.devAllow.length > 0 ? opts.devAllow : undefined, enterNamespaces: opts.enterNamespaces, log,
+      devAllow: opts.devAllow.length > 0 ? opts.devAllow : undefined, enterNamespaces: opts.enterNamespaces,
+      commitIntervalMs: Math.max(opts.commitInterval, 0.05) * 1000, log,
     });
     await serveUntilSignal(() => agent.stop());
   });

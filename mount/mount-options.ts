@@ -10,6 +10,8 @@ export interface MountTuning {
   requestTimeoutMs: number;
   readAheadChunks: number;
   writesInFlight: number;
+  /** Bytes written but not yet durable on the slave the mount keeps (retained-writes.ts). */
+  unsyncedMaxBytes: number;
 }
 
 export class MountOptionError extends Error {
@@ -32,6 +34,7 @@ export const DEFAULTS = {
   timeout: 30,
   readAheadChunks: 4,
   writesInFlight: 4,
+  unsyncedMaxMiB: 64,
 };
 
 function seconds(name: string, value: string | undefined): number {
@@ -60,6 +63,7 @@ export function parseMountOptions(options: string[], agentId: string): MountTuni
   let timeout = DEFAULTS.timeout;
   let readAheadChunks = DEFAULTS.readAheadChunks;
   let writesInFlight = DEFAULTS.writesInFlight;
+  let unsyncedMaxMiB = DEFAULTS.unsyncedMaxMiB;
   const passthrough: string[] = [];
   for (const option of options.flatMap((o) => o.split(',')).filter((o) => o.length > 0)) {
     const [name, value] = option.split('=', 2) as [string, string | undefined];
@@ -75,6 +79,7 @@ export function parseMountOptions(options: string[], agentId: string): MountTuni
       case 'timeout': timeout = seconds(name, value); break;
       case 'readahead': readAheadChunks = count(name, value, 64); break;
       case 'writes_in_flight': writesInFlight = count(name, value, 64); break;
+      case 'unsynced_max': unsyncedMaxMiB = count(name, value, 65536); break;
       case 'allow_other': case 'allow_root': case 'ro': case 'rw': case 'default_permissions':
       case 'debug': case 'nonempty':
         if (value !== undefined) throw new MountOptionError(`option ${name} takes no value`);
@@ -111,6 +116,7 @@ export function parseMountOptions(options: string[], agentId: string): MountTuni
     requestTimeoutMs: timeout * 1000,
     readAheadChunks,
     writesInFlight,
+    unsyncedMaxBytes: unsyncedMaxMiB * 1024 * 1024,
   };
 }
 

@@ -88,7 +88,7 @@ export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
     } else {
       fs = new RemoteFs(client, {
         cache, chunkSize: chunkSizeFor(bus.maxPayload),
-        readAheadChunks: tuning.readAheadChunks, writesInFlight: tuning.writesInFlight,
+        readAheadChunks: tuning.readAheadChunks, writesInFlight: tuning.writesInFlight, unsyncedMaxBytes: tuning.unsyncedMaxBytes,
         pipeline: hello.euid === 0 && !hello.readOnly
           && ['fs.fchmod', 'fs.fchown', 'fs.futimens'].every((op) => hello.capabilities.includes(op)),
       }, log.child({ component: 'remote-fs' }));

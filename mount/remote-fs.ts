@@ -13,6 +13,7 @@ import type { AttrCache } from './attr-cache.js';
 import type { MountFs, Statfs } from './mount-fs.js';
 import { OpenFiles, type OpenFile } from './open-files.js';
 import { ReadAhead } from './read-ahead.js';
+import { RetainedWrites } from './retained-writes.js';
 import { UnrefusedChanges } from './unrefused-changes.js';
 import { WriteBehind } from './write-behind.js';
 
@@ -29,7 +30,12 @@ export interface RemoteFsOptions {
    * for their replies (see unrefused-changes.ts).
    */
   pipeline: boolean;
+  /** Most bytes written but not yet durable on the slave the mount keeps; past it writers wait. */
+  unsyncedMaxBytes: number;
 }
+
+/** How often the mount asks the agent what is durable while it keeps unsynced data. */
+const COMMIT_POLL_MS = 1000;
 
 
 const { O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_TRUNC } = constants;
@@ -52,6 +58,11 @@ export class RemoteFs implements MountFs {
   /** Hidden names (see HIDDEN_NAME) that stand for open files already unlinked on the slave. */
   private readonly hidden = new Set<string>();
   private readonly unrefused: UnrefusedChanges;
+  /** Written data the agent has not reported durable (retained-writes.ts). */
+  private readonly retained: RetainedWrites;
+  /** While data is written again to a restarted agent: every request waits for it. */
+  private recovering: Promise<void> | undefined;
+  private committer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly client: AgentClient,
@@ -59,12 +70,73 @@ export class RemoteFs implements MountFs {
     private readonly log: Logger,
   ) {
     this.cache = options.cache;
+    this.retained = new RetainedWrites(options.unsyncedMaxBytes);
+    client.onRestart((boot) => {
+      this.recovering ??= this.writeAgain(boot).finally(() => { this.recovering = undefined; });
+    });
     this.unrefused = new UnrefusedChanges(options.pipeline, (op, args) => this.call(op, args),
       (file, op, args) => this.onFile(file, op, args), this.cache, this.files, log);
   }
 
-  private call<K extends OpName>(op: K, args: OpRequest<K>): Promise<OpReply<K>> {
+  private async call<K extends OpName>(op: K, args: OpRequest<K>): Promise<OpReply<K>> {
+    if (this.recovering) await this.recovering;
     return this.client.call(op, args);
+  }
+
+  /**
+   * A restarted agent may have lost what it had not made durable: write it again, file by file
+   * in the order it was first written, before any other request goes out. The file is created
+   * if it is gone (its creation may not have been durable either); a file that cannot be opened
+   * loses its data, which is logged.
+   */
+  private async writeAgain(boot: string): Promise<void> {
+    const stale = this.retained.takeStale(boot);
+    if (stale.size === 0) return;
+    const bytes = [...stale.values()].flat().reduce((n, e) => n + e.data.length, 0);
+    this.log.warn({ files: stale.size, bytes }, 'the agent restarted: writing again what it had not made durable');
+    for (const [path, entries] of stale) {
+      let fh: number;
+      try {
+        fh = (await this.client.call('fs.create', { path, flags: O_WRONLY | O_CREAT, mode: 0o644 })).fh;
+      } catch (err) {
+        this.log.error({ err, path, bytes: entries.reduce((n, e) => n + e.data.length, 0) }, 'cannot write again: data lost');
+        continue;
+      }
+      try {
+        for (const entry of entries.sort((a, b) => a.seq - b.seq)) {
+          const reply = await this.client.call('fs.write', { fh, offset: entry.offset, data: entry.data });
+          this.keepUnsynced(path, entry.offset, entry.data, reply);
+        }
+      } catch (err) {
+        this.log.error({ err, path }, 'writing again failed: data may be lost');
+      } finally {
+        await this.client.call('fs.release', { fh }).catch(() => undefined);
+      }
+    }
+  }
+
+  /** Keeps a write until the agent reports it durable, and lets go of what it reports durable. */
+  private keepUnsynced(path: string | null, offset: number, data: Buffer, reply: OpReply<'fs.write'>): void {
+    const boot = this.client.bootId ?? '';
+    if (path !== null && reply.seq > reply.durable) this.retained.keep(path, { offset, data, boot, seq: reply.seq });
+    this.retained.durable(boot, reply.durable);
+    if (this.retained.bytes > 0 && !this.committer) {
+      this.committer = setInterval(() => {
+        if (this.retained.bytes === 0) {
+          clearInterval(this.committer);
+          this.committer = undefined;
+          return;
+        }
+        this.commit(false).catch((err: unknown) => this.log.debug({ err }, 'commit poll failed'));
+      }, COMMIT_POLL_MS);
+      this.committer.unref();
+    }
+  }
+
+  /** Asks what is durable (force: has the agent make everything durable first). */
+  private async commit(force: boolean): Promise<void> {
+    const { durable } = await this.call('fs.commit', { force });
+    this.retained.durable(this.client.bootId ?? '', durable);
   }
 
   /**
@@ -75,11 +147,13 @@ export class RemoteFs implements MountFs {
    */
   private async onFile<K extends OpName>(file: OpenFile, op: K, args: (fh: number) => OpRequest<K>): Promise<OpReply<K>> {
     for (let tries = 0; ; tries++) {
+      if (this.recovering) await this.recovering;
       const boot = file.agentBoot;
       try {
         return await this.client.call(op, args(file.agentFh), { handleBoot: boot });
       } catch (err) {
         if (tries >= 2 || !(err instanceof SlaveError) || err.errnoName !== 'ESTALE') throw err;
+        if (this.recovering) await this.recovering;
         if (file.agentBoot === boot) await this.reopen(file);
       }
     }
@@ -213,7 +287,9 @@ export class RemoteFs implements MountFs {
             // Our own copy: WriteBehind reuses `chunk` at once, and a write may be sent again
             // (to a restarted agent, after the file is reopened).
             const data = Buffer.from(chunk);
-            await this.onFile(file, 'fs.write', (h) => ({ fh: h, offset, data }));
+            while (this.retained.full) await this.commit(true);
+            const reply = await this.onFile(file, 'fs.write', (h) => ({ fh: h, offset, data }));
+            this.keepUnsynced(file.path, offset, data, reply);
           }, chunkSize, writesInFlight)
           : undefined,
       };
@@ -234,12 +310,14 @@ export class RemoteFs implements MountFs {
   async open(path: string, flags: number): Promise<number> {
     await this.sendWriters(path);
     const reply = await this.call('fs.open', { path, flags });
+    if (flags & O_TRUNC) this.retained.truncated(path, 0);
     const attr = this.remember(path, reply.attr);
     return this.track(path, flags, reply.fh, attr);
   }
 
   async create(path: string, flags: number, mode: number): Promise<number> {
     const reply = await this.call('fs.create', { path, flags, mode });
+    if (flags & O_TRUNC) this.retained.truncated(path, 0);
     const attr = attrFromWire(reply.attr);
     this.cache.added(path, attr);
     this.cache.setXattrAbsent(path, FILE_CAPABILITIES); // a new file has no capabilities
@@ -277,7 +355,10 @@ export class RemoteFs implements MountFs {
   async fsync(_path: string | null, fh: number, datasync: boolean): Promise<void> {
     const file = this.files.get(fh);
     await file.writer?.flush();
+    const upTo = file.path === null ? 0 : this.retained.lastSeq(file.path);
     await this.onFile(file, 'fs.fsync', (h) => ({ fh: h, datasync }));
+    // Everything written through the mount to this file before the fsync is on disk now.
+    if (file.path !== null) this.retained.durable(this.client.bootId ?? '', upTo, file.path);
   }
 
   async release(_path: string | null, fh: number): Promise<void> {
@@ -298,6 +379,7 @@ export class RemoteFs implements MountFs {
   async truncate(path: string, size: number): Promise<void> {
     await this.sendWriters(path);
     this.remember(path, (await this.call('fs.truncate', { path, size })).attr);
+    this.retained.truncated(path, size);
     this.invalidateReaders(path);
   }
 
@@ -305,22 +387,30 @@ export class RemoteFs implements MountFs {
     const file = this.files.get(fh);
     await file.writer?.flush();
     const { attr } = await this.onFile(file, 'fs.ftruncate', (h) => ({ fh: h, size }));
-    if (file.path !== null) this.remember(file.path, attr);
+    if (file.path !== null) {
+      this.remember(file.path, attr);
+      this.retained.truncated(file.path, size);
+    }
     this.invalidateReaders(file.path, file);
   }
 
   async unlink(path: string): Promise<void> {
     if (this.hidden.delete(path)) return; // unlinked on the slave when it was hidden
-    if (this.unrefused.mayUnlink(path)) return this.unrefused.unlink(path);
+    if (this.unrefused.mayUnlink(path)) {
+      this.retained.unlinked(path);
+      return this.unrefused.unlink(path);
+    }
     await this.call('fs.unlink', { path });
     this.cache.removed(path, false);
     this.files.unlinked(path);
+    this.retained.unlinked(path);
   }
 
   async rename(from: string, to: string): Promise<void> {
     if (HIDDEN_NAME.test(posix.basename(to)) && !this.hidden.has(from) && [...this.files.at(from)].length > 0) {
       await this.call('fs.unlink', { path: from });
       this.cache.removed(from, false);
+      this.retained.unlinked(from);
       this.files.renamed(from, to);
       this.hidden.add(to);
       return;
@@ -328,6 +418,7 @@ export class RemoteFs implements MountFs {
     await this.sendWriters(from);
     await this.call('fs.rename', { from, to });
     this.cache.renamed(from, to);
+    this.retained.renamed(from, to);
     this.files.unlinked(to);
     this.files.renamed(from, to);
   }

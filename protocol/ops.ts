@@ -88,7 +88,10 @@ export const ops = {
     z.object({ fh, attr: wireAttr }),
   ),
   'fs.read': op(z.object({ fh, offset: u53, length: u32 }), z.object({ data: bytes })),
-  'fs.write': op(z.object({ fh, offset: u53, data: bytes }), z.object({ written: u53 })),
+  /** seq: this write's place in the agent's commit order; durable: the highest seq on disk. */
+  'fs.write': op(z.object({ fh, offset: u53, data: bytes }), z.object({ written: u53, seq: u53, durable: u53 })),
+  /** The highest write seq on the slave's disk; force: sync everything written so far first. */
+  'fs.commit': op(z.object({ force: z.boolean() }), z.object({ durable: u53 })),
   'fs.flush': op(z.object({ fh }), empty),
   'fs.fsync': op(z.object({ fh, datasync: z.boolean() }), empty),
   'fs.release': op(z.object({ fh }), empty),

@@ -83,15 +83,19 @@ export const fileOps: HandlerTable = {
   }),
 
   'fs.write': async ({ fh, offset, data }, ctx) => {
-    const { fd } = ctx.handles.get(fh);
+    const { fd, slavePath } = ctx.handles.get(fh);
+    const before = ctx.commits.journaling ? { hostPath: ctx.jail.resolve(slavePath), size: fstatSync(fd).size } : undefined;
     let written = 0;
     while (written < data.length) {
       const n = writeSync(fd, data, written, data.length - written, offset + written);
       if (n === 0) throw new SlaveError('EIO', `write to handle ${fh} made no progress`);
       written += n;
     }
-    return { written };
+    const seq = ctx.commits.wrote(fd, offset, written, before);
+    return { written, seq, durable: ctx.commits.durable };
   },
+
+  'fs.commit': async ({ force }, ctx) => ({ durable: force ? await ctx.commits.commit() : ctx.commits.durable }),
 
   'fs.flush': async ({ fh }, ctx) => {
     ctx.handles.get(fh);

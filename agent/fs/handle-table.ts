@@ -29,7 +29,11 @@ export class HandleTable {
   private readonly open = new Map<number, Slot>();
   private readonly ids = new HandleIds();
 
-  constructor(private readonly limit: number) {}
+  constructor(
+    private readonly limit: number,
+    /** Closes a released descriptor (the agent's commits may keep it open until synced). */
+    private readonly closer: (fd: number) => Promise<void> = closeFd,
+  ) {}
 
   get size(): number {
     return this.open.size;
@@ -64,7 +68,7 @@ export class HandleTable {
     const slot = this.slot(fh);
     this.open.delete(fh);
     if (slot.busy > 0) await new Promise<void>((resolve) => { slot.idle = resolve; });
-    await closeFd(slot.file.fd);
+    await this.closer(slot.file.fd);
   }
 
   async closeAll(): Promise<void> {

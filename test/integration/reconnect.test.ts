@@ -12,11 +12,13 @@ import { createReadStream } from 'node:fs';
 import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { FAULT_ENV } from '../../agent/fs/commits.js';
 import { CLI, run, spawnCollecting, waitFor } from '../helpers/processes.js';
 import { startAgentProcess, startBareAgent, startMountProcess, type AgentProcess, type BareAgent, type MountProcess } from '../helpers/slave.js';
 
 const HOLDER = new URL('../../../test/fixtures/held-open.py', import.meta.url).pathname;
 const CHURN = new URL('../../../test/fixtures/name-churn.py', import.meta.url).pathname;
+const WRITER = new URL('../../../test/fixtures/unsynced-writer.py', import.meta.url).pathname;
 
 async function sha256(path: string): Promise<string> {
   const hash = createHash('sha256');
@@ -125,6 +127,38 @@ describe('surviving the slave', () => {
       assert.equal(back.code, 0, back.stderr);
     } finally {
       await m.stop();
+    }
+  });
+
+  it('data the agent had not made durable is written again after it restarts: 10 MiB without fsync, a restart that drops it (fault switch), then fsync', async () => {
+    const journal = join(slave.tmp, 'unsynced.journal');
+    const faulty = { env: { ...process.env, [FAULT_ENV]: journal } };
+    await agent.stop();
+    // No background commit: everything written stays unsynced until the fsync.
+    agent = await startAgentProcess(slave.nats.url, slave.agent.id, slave.root, ['--commit-interval', '3600'], faulty);
+    const source = join(slave.tmp, 'ten.bin');
+    await writeFile(source, randomBytes(10 << 20));
+    const writer = spawn('python3', [WRITER, source, join(mnt, 'unsynced.bin')], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    writer.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    writer.stderr.on('data', (d: Buffer) => { out += d.toString(); });
+    try {
+      await waitFor('the data written', () => out.includes('written'), 30_000);
+      // All but the mount's last coalesced chunk (sent by the fsync) reaches the slave's page cache.
+      await waitFor('the data on the slave', async () => (await stat(join(slave.root, 'unsynced.bin'))).size >= 8 << 20, 30_000);
+      agent.child.kill('SIGKILL');
+      await once(agent.child, 'exit').catch(() => undefined);
+      agent = await startAgentProcess(slave.nats.url, slave.agent.id, slave.root, ['--commit-interval', '3600'], faulty);
+      assert.equal((await stat(join(slave.root, 'unsynced.bin'))).size, 0, 'the fault switch dropped the unsynced data');
+      writer.stdin.end('go\n');
+      const [code] = (await once(writer, 'exit')) as [number | null];
+      assert.equal(code, 0, out);
+      assert.match(out, /synced/);
+      assert.equal(await sha256(join(slave.root, 'unsynced.bin')), await sha256(source));
+    } finally {
+      if (writer.exitCode === null) writer.kill('SIGKILL');
+      await agent.stop();
+      agent = await startAgentProcess(slave.nats.url, slave.agent.id, slave.root);
     }
   });
 

@@ -1,0 +1,154 @@
+/**
+ * Durability of written data, as NFSv3's unstable writes and COMMIT: a write is answered once it
+ * is in the slave's page cache, with a sequence number; the agent makes data durable in the
+ * background (every `intervalMs`, or once `thresholdBytes` are unsynced) by fsyncing every
+ * descriptor written since the last commit, and tells masters the highest sequence that is
+ * durable. A master keeps what it wrote until then, and writes it again to an agent that comes
+ * back with another boot id (mount/retained-writes.ts). Descriptors released while they hold
+ * unsynced data stay open until the next commit has synced them (close does not wait for the
+ * disk, as on a local filesystem).
+ *
+ * Test-only fault switch: with SPLITBRAIN_TEST_DROP_UNSYNCED=<journal file>, every unsynced
+ * write is journaled, and an agent starting with the switch set undoes what the journal names
+ * (ranges zeroed, files cut back to their size before), as a power cut would have. Never set
+ * it on a real slave.
+ */
+import {
+  appendFileSync, close, closeSync, existsSync, fstatSync, fsync, ftruncateSync, openSync, readFileSync, renameSync, rmSync, writeSync,
+} from 'node:fs';
+import { promisify } from 'node:util';
+import type { Logger } from 'pino';
+
+const fsyncAsync = promisify(fsync);
+const closeAsync = promisify(close);
+
+export const FAULT_ENV = 'SPLITBRAIN_TEST_DROP_UNSYNCED';
+
+interface Journaled { path: string; offset: number; length: number; sizeBefore: number }
+
+export class Commits {
+  private seq = 0;
+  private durableSeq = 0;
+  /** Descriptors with unsynced writes, and the host path each was opened at. */
+  private readonly dirty = new Map<number, string>();
+  /** Released descriptors that close after the next commit. */
+  private readonly closeAfterCommit = new Set<number>();
+  private dirtyBytes = 0;
+  private running: Promise<number> | undefined;
+  private readonly timer: NodeJS.Timeout;
+  private readonly journal = process.env[FAULT_ENV] || undefined;
+
+  constructor(intervalMs: number, private readonly thresholdBytes: number, private readonly log: Logger) {
+    this.timer = setInterval(() => { if (this.dirty.size > 0) void this.commit(); }, intervalMs);
+    this.timer.unref();
+  }
+
+  /** The highest write sequence known durable. */
+  get durable(): number {
+    return this.durableSeq;
+  }
+
+  /** True with the fault switch: writes need their path and prior size (see wrote). */
+  get journaling(): boolean {
+    return this.journal !== undefined;
+  }
+
+  /**
+   * Notes a write of `length` bytes at `offset` on `fd`; returns its sequence number. With the
+   * fault switch, `before` gives the host path and the size before the write.
+   */
+  wrote(fd: number, offset: number, length: number, before?: { hostPath: string; size: number }): number {
+    this.dirty.set(fd, before?.hostPath ?? '');
+    this.dirtyBytes += length;
+    if (this.journal && before) {
+      const entry: Journaled = { path: before.hostPath, offset, length, sizeBefore: before.size };
+      appendFileSync(this.journal, `${JSON.stringify(entry)}\n`);
+    }
+    if (this.dirtyBytes >= this.thresholdBytes) void this.commit();
+    return ++this.seq;
+  }
+
+  /** Closes `fd` now, or after the next commit when it holds unsynced data. */
+  async release(fd: number): Promise<void> {
+    if (this.dirty.has(fd)) this.closeAfterCommit.add(fd);
+    else await closeAsync(fd);
+  }
+
+  /** Makes every write answered so far durable; resolves with the durable sequence. */
+  async commit(): Promise<number> {
+    while (this.running) await this.running;
+    if (this.dirty.size === 0 && this.durableSeq === this.seq) return this.durableSeq;
+    this.running = this.sync().finally(() => { this.running = undefined; });
+    return this.running;
+  }
+
+  private async sync(): Promise<number> {
+    const upTo = this.seq;
+    const fds = [...this.dirty.keys()];
+    this.dirty.clear();
+    this.dirtyBytes = 0;
+    // Writes after this point journal to a new file; this commit's journal goes once it is synced.
+    const committing = this.journal && existsSync(this.journal) ? `${this.journal}.committing` : undefined;
+    if (committing) renameSync(this.journal as string, committing);
+    const started = Date.now();
+    const results = await Promise.allSettled(fds.map((fd) => fsyncAsync(fd)));
+    for (const [i, result] of results.entries()) {
+      if (result.status === 'rejected') this.log.error({ err: result.reason, fd: fds[i] }, 'fsync failed: data may not be durable');
+    }
+    if (committing) rmSync(committing, { force: true });
+    this.durableSeq = Math.max(this.durableSeq, upTo);
+    for (const fd of fds) {
+      if (this.closeAfterCommit.delete(fd)) await closeAsync(fd).catch(() => undefined);
+    }
+    this.log.debug({ files: fds.length, durable: upTo, ms: Date.now() - started }, 'commit');
+    return upTo;
+  }
+
+  /** Commits what is left and closes what waits for it (agent shutdown). */
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    await this.commit().catch(() => undefined);
+  }
+}
+
+/** Undoes the writes a previous run journaled as unsynced (the test-only fault switch). */
+export function dropUnsyncedWrites(log: Logger): void {
+  const journal = process.env[FAULT_ENV];
+  if (!journal) return;
+  const lines = [`${journal}.committing`, journal].flatMap((file) => {
+    try {
+      return readFileSync(file, 'utf8').split('\n').filter((l) => l !== '');
+    } catch {
+      return [];
+    }
+  });
+  if (lines.length === 0) return;
+  const byPath = new Map<string, Journaled[]>();
+  for (const line of lines) {
+    const entry = JSON.parse(line) as Journaled;
+    byPath.set(entry.path, [...(byPath.get(entry.path) ?? []), entry]);
+  }
+  for (const [path, entries] of byPath) {
+    try {
+      const before = Math.min(...entries.map((e) => e.sizeBefore));
+      const fd = openSync(path, 'r+');
+      try {
+        for (const e of entries) {
+          const end = Math.min(e.offset + e.length, before);
+          if (end > e.offset) writeSync(fd, Buffer.alloc(end - e.offset), 0, end - e.offset, e.offset);
+        }
+        if (fstatSync(fd).size > before) ftruncateSync(fd, before);
+      } finally {
+        closeSync(fd);
+      }
+    } catch (err) {
+      log.warn({ err, path }, 'fault switch: could not undo unsynced writes');
+    }
+  }
+  rmSync(journal, { force: true });
+  rmSync(`${journal}.committing`, { force: true });
+  log.warn({ files: byPath.size, journal }, `fault switch ${FAULT_ENV}: dropped the previous run's unsynced writes (test only)`);
+}
+
+
+

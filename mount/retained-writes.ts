@@ -1,0 +1,96 @@
+/**
+ * Data written through the mount that the agent has not yet reported durable (NFSv3's unstable
+ * writes, kept for COMMIT): by slave path, in the order the agent applied it, with the agent
+ * boot that answered and the write's sequence number there. The agent reports the highest
+ * durable sequence (agent/fs/commits.ts); what is at or below it is let go. An agent that comes
+ * back with another boot id may have lost the rest: it is written again (remote-fs.ts).
+ * Unlinks, renames and truncations keep it in step with the slave's names and sizes.
+ */
+export interface Retained {
+  offset: number;
+  data: Buffer;
+  boot: string;
+  seq: number;
+}
+
+export class RetainedWrites {
+  private readonly byPath = new Map<string, Retained[]>();
+  private held = 0;
+
+  constructor(readonly limitBytes: number) {}
+
+  /** Bytes held. */
+  get bytes(): number {
+    return this.held;
+  }
+
+  get full(): boolean {
+    return this.held >= this.limitBytes;
+  }
+
+  keep(path: string, entry: Retained): void {
+    let list = this.byPath.get(path);
+    if (!list) this.byPath.set(path, (list = []));
+    list.push(entry);
+    this.held += entry.data.length;
+  }
+
+  /** The highest sequence kept for `path` (0: none). */
+  lastSeq(path: string): number {
+    return Math.max(0, ...(this.byPath.get(path) ?? []).map((e) => e.seq));
+  }
+
+  /** The agent of `boot` has everything up to `seq` on disk (of `path`, when given). */
+  durable(boot: string, seq: number, path?: string): void {
+    for (const [p, list] of path === undefined ? this.byPath : [[path, this.byPath.get(path) ?? []] as const]) {
+      const left = list.filter((e) => e.boot !== boot || e.seq > seq);
+      this.replace(p, list, left);
+    }
+  }
+
+  /** Everything kept under another boot than `boot`, by path, oldest first; it leaves the store. */
+  takeStale(boot: string): Map<string, Retained[]> {
+    const stale = new Map<string, Retained[]>();
+    for (const [path, list] of [...this.byPath]) {
+      const old = list.filter((e) => e.boot !== boot);
+      if (old.length === 0) continue;
+      stale.set(path, old);
+      this.replace(path, list, list.filter((e) => e.boot === boot));
+    }
+    return stale;
+  }
+
+  unlinked(path: string): void {
+    this.replace(path, this.byPath.get(path) ?? [], []);
+  }
+
+  renamed(from: string, to: string): void {
+    this.unlinked(to);
+    const prefix = `${from}/`;
+    for (const [path, list] of [...this.byPath]) {
+      if (path !== from && !path.startsWith(prefix)) continue;
+      this.byPath.delete(path);
+      this.byPath.set(to + path.slice(from.length), list);
+    }
+  }
+
+  /** The file was cut to `size`: nothing beyond it is to be written again. */
+  truncated(path: string, size: number): void {
+    const list = this.byPath.get(path);
+    if (!list) return;
+    const left: Retained[] = [];
+    for (const e of list) {
+      if (e.offset >= size) continue;
+      left.push(e.offset + e.data.length <= size ? e : { ...e, data: e.data.subarray(0, size - e.offset) });
+    }
+    this.replace(path, list, left);
+  }
+
+  private replace(path: string, before: Retained[], after: Retained[]): void {
+    if (after.length === before.length && after.every((e, i) => e === before[i])) return;
+    this.held -= before.reduce((n, e) => n + e.data.length, 0);
+    this.held += after.reduce((n, e) => n + e.data.length, 0);
+    if (after.length === 0) this.byPath.delete(path);
+    else this.byPath.set(path, after);
+  }
+}
