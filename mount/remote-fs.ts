@@ -13,7 +13,8 @@ import type { AttrCache } from './attr-cache.js';
 import type { MountFs, Statfs } from './mount-fs.js';
 import { OpenFiles, type OpenFile } from './open-files.js';
 import { ReadAhead } from './read-ahead.js';
-import { RetainedWrites } from './retained-writes.js';
+import { ChunkPool } from './chunk-pool.js';
+import { RetainedWrites, type Retained } from './retained-writes.js';
 import { UnrefusedChanges } from './unrefused-changes.js';
 import { WriteBehind } from './write-behind.js';
 
@@ -60,6 +61,7 @@ export class RemoteFs implements MountFs {
   private readonly unrefused: UnrefusedChanges;
   /** Written data the agent has not reported durable (retained-writes.ts). */
   private readonly retained: RetainedWrites;
+  private readonly pool: ChunkPool;
   /** While data is written again to a restarted agent: every request waits for it. */
   private recovering: Promise<void> | undefined;
   private committer: NodeJS.Timeout | undefined;
@@ -70,7 +72,8 @@ export class RemoteFs implements MountFs {
     private readonly log: Logger,
   ) {
     this.cache = options.cache;
-    this.retained = new RetainedWrites(options.unsyncedMaxBytes);
+    this.pool = new ChunkPool(options.chunkSize, Math.ceil(options.unsyncedMaxBytes / options.chunkSize) + 2 * options.writesInFlight);
+    this.retained = new RetainedWrites(options.unsyncedMaxBytes, (data) => this.pool.give(data));
     client.onRestart((boot) => {
       this.recovering ??= this.writeAgain(boot).finally(() => { this.recovering = undefined; });
     });
@@ -100,15 +103,20 @@ export class RemoteFs implements MountFs {
         fh = (await this.client.call('fs.create', { path, flags: O_WRONLY | O_CREAT, mode: 0o644 })).fh;
       } catch (err) {
         this.log.error({ err, path, bytes: entries.reduce((n, e) => n + e.data.length, 0) }, 'cannot write again: data lost');
+        for (const entry of entries) this.pool.give(entry.data);
         continue;
       }
+      const pending = entries.sort((a, b) => a.seq - b.seq);
       try {
-        for (const entry of entries.sort((a, b) => a.seq - b.seq)) {
+        while (pending.length > 0) {
+          const entry = pending[0] as Retained;
           const reply = await this.client.call('fs.write', { fh, offset: entry.offset, data: entry.data });
+          pending.shift();
           this.keepUnsynced(path, entry.offset, entry.data, reply);
         }
       } catch (err) {
         this.log.error({ err, path }, 'writing again failed: data may be lost');
+        for (const entry of pending) this.pool.give(entry.data);
       } finally {
         await this.client.call('fs.release', { fh }).catch(() => undefined);
       }
@@ -119,6 +127,7 @@ export class RemoteFs implements MountFs {
   private keepUnsynced(path: string | null, offset: number, data: Buffer, reply: OpReply<'fs.write'>): void {
     const boot = this.client.bootId ?? '';
     if (path !== null && reply.seq > reply.durable) this.retained.keep(path, { offset, data, boot, seq: reply.seq });
+    else this.pool.give(data);
     this.retained.durable(boot, reply.durable);
     if (this.retained.bytes > 0 && !this.committer) {
       this.committer = setInterval(() => {
@@ -283,14 +292,18 @@ export class RemoteFs implements MountFs {
           return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
         }, chunkSize, readAheadChunks, () => this.knownSize(file)),
         writer: writable
-          ? new WriteBehind(async (offset, chunk) => {
-            // Our own copy: WriteBehind reuses `chunk` at once, and a write may be sent again
-            // (to a restarted agent, after the file is reopened).
-            const data = Buffer.from(chunk);
-            while (this.retained.full) await this.commit(true);
-            const reply = await this.onFile(file, 'fs.write', (h) => ({ fh: h, offset, data }));
+          ? new WriteBehind(async (offset, data) => {
+            // `data` is ours now: kept until durable, sent again if the agent restarts.
+            let reply: OpReply<'fs.write'>;
+            try {
+              while (this.retained.full) await this.commit(true);
+              reply = await this.onFile(file, 'fs.write', (h) => ({ fh: h, offset, data }));
+            } catch (err) {
+              this.pool.give(data);
+              throw err;
+            }
             this.keepUnsynced(file.path, offset, data, reply);
-          }, chunkSize, writesInFlight)
+          }, chunkSize, writesInFlight, this.pool)
           : undefined,
       };
       return file;

@@ -17,7 +17,11 @@ export class RetainedWrites {
   private readonly byPath = new Map<string, Retained[]>();
   private held = 0;
 
-  constructor(readonly limitBytes: number) {}
+  constructor(
+    readonly limitBytes: number,
+    /** Called with the data of every entry let go (its buffer may go back to a pool). */
+    private readonly release: (data: Buffer) => void = () => undefined,
+  ) {}
 
   /** Bytes held. */
   get bytes(): number {
@@ -55,7 +59,7 @@ export class RetainedWrites {
       const old = list.filter((e) => e.boot !== boot);
       if (old.length === 0) continue;
       stale.set(path, old);
-      this.replace(path, list, list.filter((e) => e.boot === boot));
+      this.replace(path, list, list.filter((e) => e.boot === boot), false); // the caller's now
     }
     return stale;
   }
@@ -86,8 +90,12 @@ export class RetainedWrites {
     this.replace(path, list, left);
   }
 
-  private replace(path: string, before: Retained[], after: Retained[]): void {
+  private replace(path: string, before: Retained[], after: Retained[], release = true): void {
     if (after.length === before.length && after.every((e, i) => e === before[i])) return;
+    if (release) {
+      const kept = new Set(after.map((e) => e.data.buffer));
+      for (const e of before) if (!kept.has(e.data.buffer)) this.release(e.data);
+    }
     this.held -= before.reduce((n, e) => n + e.data.length, 0);
     this.held += after.reduce((n, e) => n + e.data.length, 0);
     if (after.length === 0) this.byPath.delete(path);

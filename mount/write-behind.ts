@@ -13,10 +13,17 @@
 import { SlaveError } from '../protocol/index.js';
 
 /**
- * Sends one coalesced write. It must have copied `data` (into the request) by the time it
- * returns its promise: the buffer is reused for the next chunk at once.
+ * Sends one coalesced write. `data` is the sender's from then on: it may keep it, to send it
+ * again after an agent restart (remote-fs.ts); a full-size chunk's memory comes from `pool`
+ * and goes back to it when let go.
  */
 export type SendWrite = (offset: number, data: Buffer) => Promise<void>;
+
+/** Where full-size chunk buffers come from (chunk-pool.ts). */
+export interface ChunkSource {
+  readonly size: number;
+  take(): Buffer;
+}
 
 const MIN_BUFFER = 64 * 1024;
 
@@ -26,11 +33,14 @@ export class WriteBehind {
   private bufferLength = 0;
   private readonly inFlight = new Set<Promise<void>>();
   private failure: unknown = null;
+  /** The last chunk sent was full: the writer streams, so the next buffer is a full one at once. */
+  private streaming = false;
 
   constructor(
     private readonly sendWrite: SendWrite,
     private readonly chunkSize: number,
     private readonly maxInFlight: number,
+    private readonly pool?: ChunkSource,
   ) {}
 
   /** True while data is buffered or on its way. */
@@ -59,15 +69,17 @@ export class WriteBehind {
   }
 
   /**
-   * One buffer per file, reused for every chunk (SendWrite copies before it returns). It starts
-   * small and doubles up to a chunk, so the many small files of an untar stay cheap.
+   * A buffer per chunk, handed to SendWrite with the chunk. It starts small and doubles up to a
+   * chunk, so the many small files of an untar stay cheap; a streaming writer gets a full chunk
+   * from the pool at once.
    */
   private reserve(needed: number): void {
     const size = this.buffer?.length ?? 0;
     if (needed <= size) return;
-    let grown = Math.max(size * 2, MIN_BUFFER);
+    let grown = Math.max(size * 2, this.streaming ? this.chunkSize : MIN_BUFFER);
     while (grown < needed) grown *= 2;
-    const next = Buffer.allocUnsafe(Math.min(Math.max(grown, needed), Math.max(this.chunkSize, needed)));
+    const length = Math.min(Math.max(grown, needed), Math.max(this.chunkSize, needed));
+    const next = this.pool && length === this.pool.size ? this.pool.take() : Buffer.allocUnsafe(length);
     this.buffer?.copy(next, 0, 0, this.bufferLength);
     this.buffer = next;
   }
@@ -116,7 +128,9 @@ export class WriteBehind {
     if (this.bufferLength === 0) return; // a concurrent dispatch sent it meanwhile
     const data = this.buffer.subarray(0, this.bufferLength);
     const start = this.bufferOffset;
+    this.streaming = this.bufferLength >= this.chunkSize;
     this.bufferLength = 0;
+    this.buffer = null; // SendWrite's now
     this.track(this.sendWrite(start, data));
   }
 

@@ -35,13 +35,10 @@ export interface CallOptions {
   slaveWaitMs?: number;
 }
 
-function lostSignal(): { promise: Promise<never>; fail(): void } {
-  let fail!: () => void;
-  const promise = new Promise<never>((_resolve, reject) => {
-    fail = () => reject(new AgentUnreachableError('disconnected', 'the agent went away or restarted before it answered'));
-  });
-  promise.catch(() => undefined);
-  return { promise, fail };
+/** A try waiting for its reply, which agentLost can give up on. */
+interface WaitingTry {
+  sentAt: number;
+  giveUp(): void;
 }
 
 /** A request waiting longer than this has the agent probed (see watch). */
@@ -70,11 +67,8 @@ export class AgentClient {
   private readonly clientId = randomBytes(6).toString('hex');
   private lastBoot: string | undefined;
   private readonly bootListeners: ((boot: string) => void)[] = [];
-  /** Rejected (and replaced) when the agent is seen gone or restarted: see agentLost. */
-  private lost = lostSignal();
-  /** When each try now waiting for its reply was sent (see watch). */
-  private readonly waiting = new Map<number, number>();
-  private nextTry = 0;
+  /** The tries waiting for their replies (see watch and agentLost). */
+  private readonly waiting = new Set<WaitingTry>();
   private watchdog: NodeJS.Timeout | undefined;
   private probing = false;
 
@@ -99,7 +93,8 @@ export class AgentClient {
         this.watchdog = undefined;
         return;
       }
-      const oldest = Math.min(...this.waiting.values());
+      let oldest = Infinity;
+      for (const waiting of this.waiting) oldest = Math.min(oldest, waiting.sentAt);
       if (this.probing || Date.now() - oldest < PROBE_AFTER_MS) return;
       this.probing = true;
       const boot = this.lastBoot;
@@ -125,9 +120,9 @@ export class AgentClient {
    * deadlines (the retry has the same id; a restarted agent answers handle requests ESTALE).
    */
   private agentLost(): void {
-    const old = this.lost;
-    this.lost = lostSignal();
-    old.fail();
+    const lost = [...this.waiting];
+    this.waiting.clear();
+    for (const waiting of lost) waiting.giveUp();
   }
 
   /** Calls `listener` with the new boot id whenever the agent is seen to have restarted. */
@@ -154,16 +149,20 @@ export class AgentClient {
     for (let attempt = 0; ; attempt++) {
       let raw: Uint8Array;
       try {
-        const request = this.bus.request(subject, message, timeoutMs);
-        request.catch(() => undefined); // abandoned when the agent is lost first
-        const tryId = ++this.nextTry;
-        this.waiting.set(tryId, Date.now());
-        this.watch();
-        try {
-          raw = await Promise.race([request, this.lost.promise]);
-        } finally {
-          this.waiting.delete(tryId);
-        }
+        // Not Promise.race with one shared "lost" promise: every race would leave a reaction on
+        // it until it settles, a leak of one closure per request.
+        raw = await new Promise<Uint8Array>((resolve, reject) => {
+          const waiting: WaitingTry = {
+            sentAt: Date.now(),
+            giveUp: () => reject(new AgentUnreachableError('disconnected', 'the agent went away or restarted before it answered')),
+          };
+          this.waiting.add(waiting);
+          this.watch();
+          this.bus.request(subject, message, timeoutMs).then(
+            (data) => { this.waiting.delete(waiting); resolve(data); },
+            (err: unknown) => { this.waiting.delete(waiting); reject(err); },
+          );
+        });
       } catch (err) {
         if (err instanceof AgentUnreachableError && err.reason === 'no-responders') this.agentLost();
         if (!(err instanceof AgentUnreachableError) || Date.now() + RETRY_PAUSE_MS > deadline) throw err;
