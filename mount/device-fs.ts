@@ -7,7 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { SlaveError, attrFromWire, type Attr, type TimeSpec } from '../protocol/index.js';
+import { SlaveError, attrFromWire, type Attr, type OpReply, type OpRequest, type TimeSpec } from '../protocol/index.js';
 import type { AgentClient } from '../transport/agent-client.js';
 import type { MountFs, Statfs } from './mount-fs.js';
 
@@ -42,11 +42,63 @@ function refuse(what: string): never {
   throw new SlaveError('EROFS', `${what}: the device mount does not change the slave's /dev`);
 }
 
+/** An open device: what the kernel's handle stands for on the agent, and how to open it again. */
+interface OpenDevice {
+  agentFh: number;
+  /** The agent boot `agentFh` belongs to. */
+  boot: string;
+  readonly path: string;
+  readonly flags: number;
+  reopening?: Promise<void>;
+}
+
 export class DeviceFs implements MountFs {
-  /** Open devices, by the agent's handle (the kernel holds the same number). */
-  private readonly handles = new Set<number>();
+  /** Open devices, by the mount's own handle numbers (they outlive an agent's). */
+  private readonly handles = new Map<number, OpenDevice>();
+  private next = 1;
 
   constructor(private readonly client: AgentClient, private readonly log: Logger) {}
+
+  private device(fh: number): OpenDevice {
+    const device = this.handles.get(fh);
+    if (!device) throw new SlaveError('EBADF', `no open device with handle ${fh} on this mount`);
+    return device;
+  }
+
+  /**
+   * A request by an open device's handle. A restarted agent answers ESTALE: the device is opened
+   * again by its path (a serial adapter that came back with the slave) and the request sent
+   * again; a device that did not come back is EIO.
+   */
+  private async onDevice<K extends 'dev.read' | 'dev.write'>(
+    device: OpenDevice, op: K, args: (fh: number) => OpRequest<K>, timeoutMs?: number,
+  ): Promise<OpReply<K>> {
+    for (let tries = 0; ; tries++) {
+      const boot = device.boot;
+      try {
+        return await this.client.call(op, args(device.agentFh), { handleBoot: boot, timeoutMs });
+      } catch (err) {
+        if (tries >= 2 || !(err instanceof SlaveError) || err.errnoName !== 'ESTALE') throw err;
+        if (device.boot === boot) await this.reopen(device);
+      }
+    }
+  }
+
+  private reopen(device: OpenDevice): Promise<void> {
+    device.reopening ??= (async () => {
+      try {
+        const { fh } = await this.client.call('dev.open', { path: device.path, flags: device.flags });
+        device.agentFh = fh;
+        device.boot = this.client.bootId ?? '';
+        this.log.info({ path: device.path }, 'device opened again on the restarted agent');
+      } catch (err) {
+        throw new SlaveError('EIO', `${device.path} did not come back with the restarted slave: ${(err as Error).message}`);
+      } finally {
+        device.reopening = undefined;
+      }
+    })();
+    return device.reopening;
+  }
 
   async getattr(path: string): Promise<Attr> {
     return attrFromWire((await this.client.call('dev.getattr', { path })).attr);
@@ -70,8 +122,11 @@ export class DeviceFs implements MountFs {
   }
 
   async open(path: string, flags: number): Promise<number> {
-    const { fh } = await this.client.call('dev.open', { path, flags });
-    this.handles.add(fh);
+    const { fh: agentFh } = await this.client.call('dev.open', { path, flags });
+    while (this.handles.has(this.next) || this.next === 0) this.next = (this.next + 1) >>> 0;
+    const fh = this.next;
+    this.next = (this.next + 1) >>> 0;
+    this.handles.set(fh, { agentFh, boot: this.client.bootId ?? '', path, flags });
     return fh;
   }
 
@@ -81,9 +136,10 @@ export class DeviceFs implements MountFs {
    * ends, so no read stays behind on the agent to eat the device's next data.
    */
   async read(_path: string | null, fh: number, target: Buffer, length: number, _offset: number, callerPid = 0): Promise<number> {
+    const device = this.device(fh);
     for (;;) {
-      const { data, eof } = await this.client.call('dev.read', { fh, length, waitMs: READ_WAIT_MS },
-        { timeoutMs: READ_WAIT_MS + 15_000 });
+      const { data, eof } = await this.onDevice(device, 'dev.read', (h) => ({ fh: h, length, waitMs: READ_WAIT_MS }),
+        READ_WAIT_MS + 15_000);
       if (data.length > 0) {
         target.set(data.subarray(0, length));
         return Math.min(data.length, length);
@@ -94,7 +150,8 @@ export class DeviceFs implements MountFs {
   }
 
   async write(_path: string | null, fh: number, data: Buffer, length: number): Promise<number> {
-    return (await this.client.call('dev.write', { fh, data: Buffer.from(data.subarray(0, length)) })).written;
+    const copy = Buffer.from(data.subarray(0, length));
+    return (await this.onDevice(this.device(fh), 'dev.write', (h) => ({ fh: h, data: copy }))).written;
   }
 
   async flush(): Promise<void> {}
@@ -102,8 +159,10 @@ export class DeviceFs implements MountFs {
   async fsync(): Promise<void> {}
 
   async release(_path: string | null, fh: number): Promise<void> {
+    const device = this.handles.get(fh);
     this.handles.delete(fh);
-    await this.client.call('dev.release', { fh }).catch((err: unknown) =>
+    if (!device) return;
+    await this.client.call('dev.release', { fh: device.agentFh }, { handleBoot: device.boot }).catch((err: unknown) =>
       this.log.debug({ err, fh }, 'device release failed'));
   }
 

@@ -13,11 +13,13 @@ import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { FAULT_ENV } from '../../agent/fs/commits.js';
+import { startBridgeProcess } from '../helpers/bridge.js';
 import { CLI, run, spawnCollecting, waitFor } from '../helpers/processes.js';
 import { startAgentProcess, startBareAgent, startMountProcess, type AgentProcess, type BareAgent, type MountProcess } from '../helpers/slave.js';
 
 const HOLDER = new URL('../../../test/fixtures/held-open.py', import.meta.url).pathname;
 const CHURN = new URL('../../../test/fixtures/name-churn.py', import.meta.url).pathname;
+const DEVICE_HOLDER = new URL('../../../test/fixtures/held-device.py', import.meta.url).pathname;
 const WRITER = new URL('../../../test/fixtures/unsynced-writer.py', import.meta.url).pathname;
 
 async function sha256(path: string): Promise<string> {
@@ -162,6 +164,26 @@ describe('surviving the slave', () => {
     }
   });
 
+  it('an open device is opened again when it is there on the restarted agent', async () => {
+    const devices = join(slave.tmp, 'dev');
+    await mkdir(devices);
+    const m = await startMountProcess(slave.nats.url, devices, ['--agent', 'phoenix', '--devices', '--slave-wait', '30']);
+    try {
+      const holder = spawn('python3', [DEVICE_HOLDER, devices], { stdio: ['pipe', 'pipe', 'pipe'] });
+      let out = '';
+      holder.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+      holder.stderr.on('data', (d: Buffer) => { out += d.toString(); });
+      await waitFor('the device to be open', () => out.includes('open') || holder.exitCode !== null, 20_000);
+      await crashAgent(500);
+      holder.stdin.end('go\n');
+      const [code] = (await once(holder, 'exit')) as [number | null];
+      assert.equal(code, 0, out);
+      assert.match(out, /done/);
+    } finally {
+      await m.stop();
+    }
+  });
+
   it('a remote sleep 30 whose agent is killed ends with 255 and a message', async () => {
     const exec = spawnCollecting(process.execPath, [CLI, 'exec', slave.nats.url, '--agent', 'phoenix', '--', 'sleep', '30']);
     await new Promise((r) => setTimeout(r, 1000));
@@ -173,6 +195,27 @@ describe('surviving the slave', () => {
     assert.match(exec.stdout() + exec.stderr(), /splitbrain/);
     assert.ok(Date.now() - killedAt < 20_000);
     agent = await startAgentProcess(slave.nats.url, slave.agent.id, slave.root);
+  });
+
+  it('a bridged sleep 30 whose agent is killed exits 255; the bridge serves the next command once the agent is back', async () => {
+    const bridge = await startBridgeProcess(slave.nats.url, 'phoenix', join(slave.tmp, 'bridge.sock'), join(slave.tmp, 'bin'),
+      ['--command', 'sleep', '--command', 'echo']);
+    try {
+      const env = { ...process.env, SPLITBRAIN_BRIDGE_SOCKET: bridge.socket };
+      const sleeping = spawnCollecting(join(bridge.shimDir, 'sleep'), ['30'], { env });
+      await new Promise((r) => setTimeout(r, 1000));
+      agent.child.kill('SIGKILL');
+      await once(agent.child, 'exit').catch(() => undefined);
+      const [code] = (await once(sleeping.child, 'exit')) as [number | null];
+      assert.equal(code, 255, sleeping.stderr());
+      assert.match(sleeping.stderr(), /splitbrain/);
+      agent = await startAgentProcess(slave.nats.url, slave.agent.id, slave.root);
+      const echoed = await run(join(bridge.shimDir, 'echo'), ['back'], { env });
+      assert.equal(echoed.code, 0, echoed.stderr);
+      assert.equal(echoed.stdout, 'back\n');
+    } finally {
+      await bridge.stop();
+    }
   });
 
   it('a remote process whose agent restarts ends with 255: the restarted slave does not have it', async () => {
