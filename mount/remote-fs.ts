@@ -267,18 +267,28 @@ export class RemoteFs implements MountFs {
   async readdir(path: string): Promise<string[]> {
     const cached = this.cache.listing(path);
     if (cached) return cached;
-    const names: string[] = [];
-    let page = await this.call('fs.readdir', { path });
-    for (;;) {
-      for (const [name, wire] of page.entries) {
-        names.push(name);
-        if (wire) this.cache.set(path === '/' ? `/${name}` : `${path}/${name}`, attrFromWire(wire));
+    // A listing's later pages come by a cursor of the agent's: one that restarted meanwhile
+    // answers ESTALE for it, and the listing starts again (once).
+    for (let attempt = 0; ; attempt++) {
+      const names: string[] = [];
+      try {
+        let page = await this.call('fs.readdir', { path });
+        const boot = this.client.bootId;
+        for (;;) {
+          for (const [name, wire] of page.entries) {
+            names.push(name);
+            if (wire) this.cache.set(path === '/' ? `/${name}` : `${path}/${name}`, attrFromWire(wire));
+          }
+          if (page.cursor === null) break;
+          page = await this.client.call('fs.readdir', { cursor: page.cursor }, { handleBoot: boot });
+        }
+      } catch (err) {
+        if (attempt === 0 && err instanceof SlaveError && err.errnoName === 'ESTALE') continue;
+        throw err;
       }
-      if (page.cursor === null) break;
-      page = await this.call('fs.readdir', { cursor: page.cursor });
+      this.cache.setListing(path, names);
+      return names;
     }
-    this.cache.setListing(path, names);
-    return names;
   }
 
   private track(path: string, flags: number, agentFh: number, attr: Attr): number {
