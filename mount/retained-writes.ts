@@ -16,6 +16,8 @@ export interface Retained {
 export class RetainedWrites {
   private readonly byPath = new Map<string, Retained[]>();
   private held = 0;
+  private durableBoot = '';
+  private durableSeq = -1;
 
   constructor(
     readonly limitBytes: number,
@@ -46,6 +48,13 @@ export class RetainedWrites {
 
   /** The agent of `boot` has everything up to `seq` on disk (of `path`, when given). */
   durable(boot: string, seq: number, path?: string): void {
+    // Every write reply says what is durable, and it moves only at the agent's commits: the
+    // same answer again lets nothing go, and is not worth a pass over every path kept.
+    if (path === undefined) {
+      if (boot === this.durableBoot && seq <= this.durableSeq) return;
+      this.durableBoot = boot;
+      this.durableSeq = seq;
+    }
     for (const [p, list] of path === undefined ? this.byPath : [[path, this.byPath.get(path) ?? []] as const]) {
       const left = list.filter((e) => e.boot !== boot || e.seq > seq);
       this.replace(p, list, left);

@@ -5,9 +5,10 @@
  * It outlives the agent and the bus. A request that gets no answer (the agent is gone, NATS is
  * down, a reply was lost) is sent again, with the same id, until the agent answers or
  * `slaveWaitMs` has passed since the operation started; then it fails with EIO, and the next
- * operation tries again. Only an agent that has answered once is waited for. The agent answers a retry of a request it has run from its duplicate
- * request cache; a request whose first try reached an agent that has since restarted cannot be
- * known to have run, and is taken as done when the second answer says it was (see `settled`).
+ * operation tries again. Only an agent that has answered once is waited for. The agent answers
+ * a retry of a request it has run from its duplicate request cache; a request whose first try
+ * reached an agent that has since restarted cannot be known to have run, and is taken as done
+ * when the second answer says it was (see `settled`).
  */
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -148,6 +149,7 @@ export class AgentClient {
     let bootTried: string | undefined;
     for (let attempt = 0; ; attempt++) {
       let raw: Uint8Array;
+      const sentTo = this.lastBoot;
       try {
         // Not Promise.race with one shared "lost" promise: every race would leave a reaction on
         // it until it settles, a leak of one closure per request.
@@ -167,7 +169,7 @@ export class AgentClient {
         if (err instanceof AgentUnreachableError && err.reason === 'no-responders') this.agentLost();
         if (!(err instanceof AgentUnreachableError) || Date.now() + RETRY_PAUSE_MS > deadline) throw err;
         if (attempt === 0) this.options.log.warn({ op, reason: err.reason, waitMs }, 'agent unreachable: waiting for it');
-        bootTried ??= this.lastBoot;
+        bootTried ??= sentTo; // the boot this try went to (lastBoot may already be the new one)
         await new Promise((resolve) => setTimeout(resolve, RETRY_PAUSE_MS));
         continue;
       }

@@ -33,6 +33,8 @@ export class Commits {
   private readonly dirty = new Map<number, string>();
   /** Released descriptors that close after the next commit. */
   private readonly closeAfterCommit = new Set<number>();
+  /** Descriptors the running commit is fsyncing: not closed under it (the number could be reused). */
+  private readonly syncing = new Set<number>();
   private dirtyBytes = 0;
   private running: Promise<number> | undefined;
   private readonly timer: NodeJS.Timeout;
@@ -70,7 +72,7 @@ export class Commits {
 
   /** Closes `fd` now, or after the next commit when it holds unsynced data. */
   async release(fd: number): Promise<void> {
-    if (this.dirty.has(fd)) this.closeAfterCommit.add(fd);
+    if (this.dirty.has(fd) || this.syncing.has(fd)) this.closeAfterCommit.add(fd);
     else await closeAsync(fd);
   }
 
@@ -85,6 +87,7 @@ export class Commits {
   private async sync(): Promise<number> {
     const upTo = this.seq;
     const fds = [...this.dirty.keys()];
+    for (const fd of fds) this.syncing.add(fd);
     this.dirty.clear();
     this.dirtyBytes = 0;
     // Writes after this point journal to a new file; this commit's journal goes once it is synced.
@@ -97,7 +100,10 @@ export class Commits {
     }
     if (committing) rmSync(committing, { force: true });
     this.durableSeq = Math.max(this.durableSeq, upTo);
+    this.syncing.clear();
     for (const fd of fds) {
+      // Written again since the snapshot: it closes after the commit that syncs that.
+      if (this.dirty.has(fd)) continue;
       if (this.closeAfterCommit.delete(fd)) await closeAsync(fd).catch(() => undefined);
     }
     this.log.debug({ files: fds.length, durable: upTo, ms: Date.now() - started }, 'commit');
