@@ -86,20 +86,35 @@ export class Commits {
 
   private async sync(): Promise<number> {
     const upTo = this.seq;
-    const fds = [...this.dirty.keys()];
+    const snapshot = new Map(this.dirty);
+    const fds = [...snapshot.keys()];
     for (const fd of fds) this.syncing.add(fd);
     this.dirty.clear();
     this.dirtyBytes = 0;
     // Writes after this point journal to a new file; this commit's journal goes once it is synced.
-    const committing = this.journal && existsSync(this.journal) ? `${this.journal}.committing` : undefined;
-    if (committing) renameSync(this.journal as string, committing);
+    const committing = this.journal ? `${this.journal}.committing` : undefined;
+    if (this.journal && committing && existsSync(this.journal)) {
+      // A failed commit's journal is still there: this one's entries join it.
+      if (existsSync(committing)) {
+        appendFileSync(committing, readFileSync(this.journal));
+        rmSync(this.journal);
+      } else {
+        renameSync(this.journal, committing);
+      }
+    }
     const started = Date.now();
     const results = await Promise.allSettled(fds.map((fd) => fsyncAsync(fd)));
+    let failed = false;
     for (const [i, result] of results.entries()) {
-      if (result.status === 'rejected') this.log.error({ err: result.reason, fd: fds[i] }, 'fsync failed: data may not be durable');
+      if (result.status === 'fulfilled') continue;
+      // Not durable: tried again at the next commit, and masters keep the data meanwhile.
+      failed = true;
+      const fd = fds[i] as number;
+      this.dirty.set(fd, snapshot.get(fd) ?? '');
+      this.log.error({ err: result.reason, fd }, 'fsync failed: the data is not durable yet');
     }
-    if (committing) rmSync(committing, { force: true });
-    this.durableSeq = Math.max(this.durableSeq, upTo);
+    if (committing && !failed) rmSync(committing, { force: true });
+    if (!failed) this.durableSeq = Math.max(this.durableSeq, upTo);
     this.syncing.clear();
     for (const fd of fds) {
       // Written again since the snapshot: it closes after the commit that syncs that.
