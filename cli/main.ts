@@ -12,6 +12,7 @@ import { startAgent } from '../agent/agent.js';
 import { whenUnmounted } from '../mount/mount-watch.js';
 import { AgentClient, chooseAgent } from '../transport/agent-client.js';
 import { connectBus } from '../transport/bus.js';
+import { AUTH_ENV, busAuthFromEnv } from '../transport/bus-auth.js';
 import { agentIdFromHostname, isValidAgentId } from '../protocol/index.js';
 import { startBridgeService } from '../sidecar/bridge-service.js';
 import { runExec } from '../sidecar/exec-session.js';
@@ -64,6 +65,30 @@ const slaveWait = () => new Option('--slave-wait <seconds>',
   'how long an operation waits for an unreachable slave before it fails (EIO; a process: exit 255); 0: at once')
   .argParser(nonNegative).default(60);
 
+/**
+ * The NATS credentials and TLS options every command that talks to the bus takes. They go into
+ * the environment (transport/bus-auth.ts), where the bus and every process we start find them;
+ * secrets are better given there directly than on a command line others can read.
+ */
+function withBusAuth(command: Command): Command {
+  const files = new Set(['creds', 'tlsCa', 'tlsCert', 'tlsKey']);
+  return command
+    .option('--creds <file>', 'NATS credentials file (user JWT and nkey seed) [$SPLITBRAIN_NATS_CREDS]')
+    .option('--user <name>', 'NATS user [$SPLITBRAIN_NATS_USER]')
+    .option('--password <password>', 'NATS password (prefer $SPLITBRAIN_NATS_PASSWORD: a command line is visible to others)')
+    .option('--token <token>', 'NATS token (prefer $SPLITBRAIN_NATS_TOKEN)')
+    .option('--tls-ca <file>', 'CA certificate the NATS server\'s must chain to (TLS) [$SPLITBRAIN_NATS_TLS_CA]')
+    .option('--tls-cert <file>', 'client certificate, for servers that verify clients [$SPLITBRAIN_NATS_TLS_CERT]')
+    .option('--tls-key <file>', 'the client certificate\'s key [$SPLITBRAIN_NATS_TLS_KEY]')
+    .hook('preAction', (_program, action) => {
+      const given = action.opts<Record<string, unknown>>();
+      for (const [key, name] of Object.entries(AUTH_ENV)) {
+        const value = given[key];
+        if (typeof value === 'string') process.env[name] = files.has(key) ? resolve(value) : value;
+      }
+    });
+}
+
 const logLevel = () => new Option('--log-level <level>', 'log verbosity').choices(LOG_LEVELS).default('warn');
 
 /** Runs until SIGINT/SIGTERM or until `stopped` settles, then runs `shutdown` once. */
@@ -104,7 +129,7 @@ interface BridgeCliOptions {
 }
 
 function withBridgeOptions(command: Command): Command {
-  return command
+  return withBusAuth(command)
     .option('--command <name>', 'bridge this command (repeatable)', collect, [])
     .option('--bridge-all', 'bridge every executable on the slave\'s PATH but the --keep ones', false)
     .option('--keep <glob>', 'with --bridge-all, keep these local too (repeatable; shells and interpreters always are)', collect, [])
@@ -128,7 +153,7 @@ const program = new Command()
   .enablePositionalOptions()
   .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
 
-program.command('agent')
+withBusAuth(program.command('agent'))
   .description('serve this machine (the slave) to masters over NATS')
   .option('--nats <url>', 'NATS server URL', DEFAULT_NATS)
   .option('--id <name>', 'agent id masters address (default: $SPLITBRAIN_AGENT, else the hostname)', agentId)
@@ -156,7 +181,7 @@ program.command('agent')
     await serveUntilSignal(() => agent.stop());
   });
 
-program.command('mount')
+withBusAuth(program.command('mount'))
   .description('mount a slave\'s filesystem, like sshfs')
   .argument('<url>', 'NATS server URL, e.g. nats://lab-box-7:4222')
   .argument('<mountpoint>', 'an existing empty directory')
@@ -195,7 +220,7 @@ program.command('mount')
     });
   });
 
-program.command('exec')
+withBusAuth(program.command('exec'))
   .description('run a command on the slave with this terminal\'s stdin, stdout and stderr, like ssh host cmd')
   .argument('<url>', 'NATS server URL, e.g. nats://lab-box-7:4222')
   .argument('<command...>', 'the command and its arguments (put -- before them)')
@@ -296,7 +321,7 @@ Environment (for compose files; each adds to the options above):
     }));
   });
 
-program.command('run')
+withBusAuth(program.command('run'))
   .description('run a test image against a slave: the sidecar and the test container, as compose/docker-compose.yml')
   .argument('<image>', 'the test image (unmodified)')
   .argument('[command...]', 'its command and arguments (default: the image\'s)')
@@ -336,12 +361,12 @@ program.command('run')
       slave, agentId: opts.agent, image, command, sidecarImage: opts.sidecarImage, shareRoot: resolve(opts.shareDir),
       networkMode: opts.network, commands: opts.command.length > 0 ? opts.command : ['hostname', 'uname'],
       bridgeAll: opts.bridgeAll, keep: opts.keep, maps, slaveAt: opts.slaveAt, env: opts.env, tty: opts.tty,
-      interactive: opts.interactive, startTimeoutMs: opts.startTimeout * 1000, logLevel: opts.logLevel,
+      interactive: opts.interactive, startTimeoutMs: opts.startTimeout * 1000, logLevel: opts.logLevel, auth: busAuthFromEnv(),
       log: createLogger(opts.logLevel),
     });
   });
 
-program.command('hello')
+withBusAuth(program.command('hello'))
   .description('print a slave agent\'s hello (id, hostname, boot id, root, ...) as JSON, or one field of it')
   .argument('<url>', 'NATS server URL, e.g. nats://lab-box-7:4222')
   .option('--agent <id>', 'the agent (default: the only one on the bus)', agentId)

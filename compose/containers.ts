@@ -4,6 +4,7 @@
  * (the slave's hostname from the sidecar's hello, the test image's own PATH).
  */
 import type Docker from 'dockerode';
+import { AUTH_ENV, type BusAuth } from '../transport/bus-auth.js';
 
 export const SHARED = '/splitbrain';
 
@@ -11,14 +12,28 @@ export interface SidecarSpec {
   name: string; image: string; shareDir: string; networkMode: string; labels: Record<string, string>;
   slave: string; agentId?: string; commands: string[]; bridgeAll: boolean; keep: string[];
   maps: string[]; slaveAt: string; logLevel: string;
+  /** NATS credentials and TLS files, handed to the sidecar (files bind-mounted read-only). */
+  auth: BusAuth;
 }
 
+const AUTH_DIR = '/run/splitbrain-auth';
+const AUTH_FILES = new Set<keyof BusAuth>(['creds', 'tlsCa', 'tlsCert', 'tlsKey']);
+
 export function sidecarContainer(spec: SidecarSpec): Docker.ContainerCreateOptions {
-  const env = {
+  const env: Record<string, string> = {
     SPLITBRAIN_SLAVE: spec.slave, SPLITBRAIN_AGENT: spec.agentId ?? '', SPLITBRAIN_COMMANDS: spec.commands.join(' '),
     SPLITBRAIN_BRIDGE_ALL: spec.bridgeAll ? '1' : '', SPLITBRAIN_KEEP: spec.keep.join(' '),
     SPLITBRAIN_MAPS: spec.maps.join(' '), SPLITBRAIN_LOG_LEVEL: spec.logLevel,
   };
+  const authMounts: Docker.MountSettings[] = [];
+  for (const [key, value] of Object.entries(spec.auth) as [keyof BusAuth, string][]) {
+    if (AUTH_FILES.has(key)) {
+      authMounts.push({ Type: 'bind', Source: value, Target: `${AUTH_DIR}/${key}`, ReadOnly: true });
+      env[AUTH_ENV[key]] = `${AUTH_DIR}/${key}`;
+    } else {
+      env[AUTH_ENV[key]] = value;
+    }
+  }
   return {
     name: spec.name,
     Image: spec.image,
@@ -36,7 +51,7 @@ export function sidecarContainer(spec: SidecarSpec): Docker.ContainerCreateOptio
       CapAdd: ['SYS_ADMIN'],
       SecurityOpt: ['apparmor:unconfined'],
       NetworkMode: spec.networkMode,
-      Mounts: [{ Type: 'bind', Source: spec.shareDir, Target: SHARED, BindOptions: { Propagation: 'rshared' } }],
+      Mounts: [{ Type: 'bind', Source: spec.shareDir, Target: SHARED, BindOptions: { Propagation: 'rshared' } }, ...authMounts],
     },
   };
 }

@@ -15,6 +15,7 @@ import type { Writable } from 'node:stream';
 import Docker from 'dockerode';
 import type { Logger } from 'pino';
 import type { HealthReport } from '../sidecar/health.js';
+import type { BusAuth } from '../transport/bus-auth.js';
 import { sidecarContainer, testContainer } from './containers.js';
 import { prepareShareDir, releaseShareDir } from './share-dir.js';
 
@@ -42,6 +43,8 @@ export interface RunOptions {
   interactive: boolean;
   startTimeoutMs: number;
   logLevel: string;
+  /** NATS credentials and TLS for the sidecar. */
+  auth: BusAuth;
   log: Logger;
   stdout?: Writable;
   stderr?: Writable;
@@ -84,6 +87,7 @@ export async function runTest(options: RunOptions): Promise<number> {
       name: `${id}-sidecar`, image: options.sidecarImage, shareDir, networkMode: options.networkMode, labels,
       slave: options.slave, agentId: options.agentId, commands: options.commands, bridgeAll: options.bridgeAll,
       keep: options.keep, maps: options.maps.map((m) => m.slavePath), slaveAt: options.slaveAt, logLevel: options.logLevel,
+      auth: options.auth,
     }));
     created.push(sidecar);
     await sidecar.start();

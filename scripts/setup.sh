@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 # socat: pty pairs in the device tests. gcc, libc6-dev (its static libc): the exec shim, linked
 # statically. bsdutils: `script`, a terminal for the pty tests.
 packages=(nats-server libfuse2 fuse3 sshfs bindfs openssh-server openssh-client socat rsync git
-          python3 make g++ gcc libc6-dev bsdutils ca-certificates)
+          python3 make g++ gcc libc6-dev bsdutils ca-certificates openssl)
 bash scripts/apt-ensure.sh setup "${packages[@]}"
 [ -c /dev/fuse ] || { echo "setup: /dev/fuse is missing: load the fuse module (modprobe fuse)" >&2; exit 1; }
 

@@ -7,6 +7,7 @@ import {
   type Msg, type NatsConnection, type NatsError, type Subscription,
 } from 'nats';
 import type { Logger } from 'pino';
+import { busAuthFromEnv, natsAuthOptions, type BusAuth } from './bus-auth.js';
 import { AgentUnreachableError, BusConnectError } from './errors.js';
 
 export interface BusOptions {
@@ -17,6 +18,8 @@ export interface BusOptions {
   log: Logger;
   /** How long the first connection may take. */
   connectTimeoutMs?: number;
+  /** Credentials and TLS (default: from the environment, see bus-auth.ts). */
+  auth?: BusAuth;
 }
 
 /** Answers one message; the reply bytes are sent back to the requester. */
@@ -244,6 +247,7 @@ export async function connectBus(options: BusOptions): Promise<Bus> {
   let nc: NatsConnection;
   try {
     nc = await connect({
+      ...natsAuthOptions(options.auth ?? busAuthFromEnv()),
       servers: options.url.split(',').map((s) => s.trim()),
       name: options.name,
       timeout: options.connectTimeoutMs ?? 5000,
@@ -256,7 +260,7 @@ export async function connectBus(options: BusOptions): Promise<Bus> {
       noAsyncTraces: true,
     });
   } catch (cause) {
-    throw new BusConnectError(`cannot connect to ${options.url}: ${(cause as Error).message}`, { cause });
+    throw new BusConnectError(`cannot connect to ${options.url}: ${explainConnectError(cause)}`, { cause });
   }
   const bus = new NatsBus(nc, log);
   void (async () => {
@@ -270,4 +274,19 @@ export async function connectBus(options: BusOptions): Promise<Bus> {
   })();
   log.debug({ url: options.url, maxPayload: nc.info?.max_payload }, 'bus connected');
   return bus;
+}
+
+/** What went wrong at connect, in the words a user can act on. */
+function explainConnectError(cause: unknown): string {
+  const err = cause as NatsError & { code?: string };
+  if (err.code === ErrorCode.AuthorizationViolation || /authorization violation/i.test(err.message ?? '')) {
+    return 'the NATS server refused our credentials (authorization violation): give --creds, --user/--password or --token';
+  }
+  if (/certificate|self.signed|altnames/i.test(err.message ?? '')) {
+    return `TLS: the NATS server's certificate is not trusted (${err.message}): give its CA with --tls-ca`;
+  }
+  if (/tls/i.test(err.message ?? '') || /tls/i.test(String(err.code ?? ''))) {
+    return `TLS: ${err.message} (the server may require TLS: give --tls-ca, and --tls-cert/--tls-key if it verifies clients)`;
+  }
+  return err.message ?? String(cause);
 }

@@ -14,6 +14,8 @@ import { CLI, run, startReportingCli, stopProcess, waitFor } from './processes.j
 export interface AgentProcess {
   readonly child: ChildProcess;
   readonly id: string;
+  /** The last 20,000 characters it logged. */
+  log(): string;
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
@@ -31,7 +33,7 @@ export async function startAgentProcess(natsUrl: string, id: string, root: strin
     throw err;
   }
   if (child.exitCode !== null) throw new Error(`agent exited with ${child.exitCode}:\n${log}`);
-  return { child, id, stop: async (signal = 'SIGTERM') => { await stopProcess(child, signal); } };
+  return { child, id, log: () => log, stop: async (signal = 'SIGTERM') => { await stopProcess(child, signal); } };
 }
 
 export interface MountProcess {
