@@ -18,6 +18,7 @@ import { ReaddirCursors } from './fs/readdir-cursors.js';
 import { DEFAULT_DEV_ALLOW, devAllowFilter } from './dev/dev-allow.js';
 import { checkCanEnter, namespaceHostname } from './proc/namespaces.js';
 import { Commits, dropUnsyncedWrites } from './fs/commits.js';
+import type { ExecPolicy } from './proc/exec-policy.js';
 
 /** Unsynced bytes past which a commit starts at once. */
 const COMMIT_THRESHOLD_BYTES = 32 * 1024 * 1024;
@@ -45,6 +46,8 @@ export interface AgentOptions {
    * host's / as its root; see proc/namespaces.ts).
    */
   enterNamespaces?: number;
+  /** Which commands masters may run (default: all). */
+  execPolicy?: ExecPolicy;
   /** How often written data is made durable in the background (fs/commits.ts); default 2 s. */
   commitIntervalMs?: number;
   log: Logger;
@@ -81,6 +84,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     pid: process.pid,
     euid: process.geteuid?.() ?? 0xffff_ffff,
     startedAt: Date.now(),
+    policy: { devAllow: options.devAllow ?? DEFAULT_DEV_ALLOW, exec: options.execPolicy ?? 'all' },
   };
   dropUnsyncedWrites(log);
   const commits = new Commits(options.commitIntervalMs ?? 2000, COMMIT_THRESHOLD_BYTES, log.child({ component: 'commits' }));
@@ -99,6 +103,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const ctx: AgentContext = {
     jail, handles, commits, procs, devJail, devices, devAllow: devAllowFilter(options.devAllow ?? DEFAULT_DEV_ALLOW),
     cursors: new ReaddirCursors(), readOnly: options.readOnly, enterNamespaces: options.enterNamespaces,
+    execPolicy: options.execPolicy ?? 'all',
     maxPayload: bus.maxPayload, log, hello: () => info,
   };
   const dispatch = createDispatcher(handlers, ctx, info.bootId);

@@ -10,6 +10,7 @@ import type { HandleTable } from './fs/handle-table.js';
 import type { ReaddirCursors } from './fs/readdir-cursors.js';
 import type { ProcessTable } from './proc/process-table.js';
 import type { RootJail } from './root-jail.js';
+import type { ExecPolicy } from './proc/exec-policy.js';
 
 export interface AgentContext {
   readonly jail: RootJail;
@@ -24,6 +25,8 @@ export interface AgentContext {
   /** Whether --dev-allow lets masters open this path (relative to the dev root). */
   devAllow(relativePath: string): boolean;
   readonly readOnly: boolean;
+  /** Which commands masters may run (proc/exec-policy.ts). */
+  readonly execPolicy: ExecPolicy;
   /** Spawns enter the namespaces of this process (proc/namespaces.ts). */
   readonly enterNamespaces?: number;
   /** Largest reply the bus accepts; data replies are sized to fit. */

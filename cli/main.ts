@@ -162,6 +162,9 @@ withBusAuth(program.command('agent'))
   .option('--dev-root <dir>', 'the devices device mounts see', '/dev')
   .option('--dev-allow <glob>', 'devices (relative to --dev-root) masters may open (repeatable; '
     + 'default: tty* pts/* null zero urandom random)', collect, [])
+  .option('--no-exec', 'refuse every process masters ask for (EACCES; exit status 126 on the master)')
+  .option('--exec-allow <glob>', 'let masters run only matching commands (repeatable): a glob with / against the '
+    + 'path found on PATH (/usr/bin/*), else against the name (systemctl)', collect, [])
   .option('--commit-interval <seconds>', 'make written data durable (fsync) this often in the background; '
     + 'masters keep what is not yet durable', nonNegative, 2)
   .option('--enter-namespaces <pid>', 'run processes in the mount, UTS, IPC, network and cgroup namespaces of this '
@@ -169,14 +172,16 @@ withBusAuth(program.command('agent'))
   .addOption(logLevel())
   .action(async (opts: {
     nats: string; id?: string; root: string; readOnly: boolean; devRoot: string; devAllow: string[];
-    enterNamespaces?: number; commitInterval: number; logLevel: string;
+    enterNamespaces?: number; commitInterval: number; exec: boolean; execAllow: string[]; logLevel: string;
   }) => {
+    if (!opts.exec && opts.execAllow.length > 0) throw new InvalidArgumentError('--no-exec and --exec-allow exclude each other');
     const log = createLogger(opts.logLevel);
     const agent = await startAgent({
       natsUrl: opts.nats, agentId: opts.id ?? agentIdFromEnv() ?? agentIdFromHostname(hostname()),
       root: resolve(opts.root), readOnly: opts.readOnly, devRoot: resolve(opts.devRoot),
       devAllow: opts.devAllow.length > 0 ? opts.devAllow : undefined, enterNamespaces: opts.enterNamespaces,
-      commitIntervalMs: Math.max(opts.commitInterval, 0.05) * 1000, log,
+      commitIntervalMs: Math.max(opts.commitInterval, 0.05) * 1000,
+      execPolicy: !opts.exec ? 'none' : opts.execAllow.length > 0 ? opts.execAllow : 'all', log,
     });
     await serveUntilSignal(() => agent.stop());
   });
@@ -412,5 +417,6 @@ try {
 } catch (err) {
   const e = err as Error & { stderr?: string };
   process.stderr.write(`splitbrain: ${(e.stderr ?? '').trim() || e.message}\n`);
-  process.exit(1);
+  // Arguments found wrong only once the command ran are misuse too (2), as commander's own.
+  process.exit(err instanceof InvalidArgumentError ? 2 : 1);
 }

@@ -62,6 +62,12 @@ export const helloInfo = z.object({
   /** The agent's effective uid: 0 means chmod, chown and utimens of a file cannot be refused. */
   euid: u32,
   startedAt: z.number(),
+  /** The agent's own policy: which devices and commands masters may use (read-only is above). */
+  policy: z.object({
+    devAllow: z.array(z.string()),
+    /** 'all', 'none', or the --exec-allow globs. */
+    exec: z.union([z.literal('all'), z.literal('none'), z.array(z.string())]),
+  }),
 });
 
 export const readdirEntry = z.tuple([z.string().min(1).max(MAX_NAME), wireAttr.nullable()]);

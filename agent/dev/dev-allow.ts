@@ -10,7 +10,10 @@ function globToRegExp(glob: string): RegExp {
   return new RegExp(`^${body}$`);
 }
 
-export function devAllowFilter(globs: string[]): (relativePath: string) => boolean {
+/** A test for paths matching any of `globs` (also the agent's --exec-allow: proc/exec-policy.ts). */
+export function globFilter(globs: string[]): (path: string) => boolean {
   const patterns = globs.map(globToRegExp);
-  return (relativePath) => patterns.some((p) => p.test(relativePath));
+  return (path) => patterns.some((p) => p.test(path));
 }
+
+export const devAllowFilter = globFilter;

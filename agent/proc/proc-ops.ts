@@ -5,7 +5,8 @@
  */
 import { statSync } from 'node:fs';
 import { SlaveError } from '../../protocol/index.js';
-import { REPLY_OVERHEAD, type HandlerTable } from '../context.js';
+import { REPLY_OVERHEAD, type AgentContext, type HandlerTable } from '../context.js';
+import { execAllowed } from './exec-policy.js';
 import { DEFAULT_PATH, resolveCommand } from './command-path.js';
 import { enterArgv } from './namespaces.js';
 
@@ -20,6 +21,12 @@ function sessionEnv(requested: Record<string, string>): Record<string, string> {
   }
   env.PATH ??= DEFAULT_PATH;
   return { ...env, ...requested };
+}
+
+function checkPolicy(ctx: AgentContext, file: string, command: string): void {
+  if (execAllowed(ctx.execPolicy, file)) return;
+  ctx.log.warn({ command, file }, 'spawn refused by the exec policy');
+  throw new SlaveError('EACCES', `${command}: not allowed by the agent's exec policy`);
 }
 
 export const procOps: HandlerTable = {
@@ -37,6 +44,7 @@ export const procOps: HandlerTable = {
     if (ctx.enterNamespaces !== undefined) {
       // Looked up in the export root (the slave's /), run by the slave's path (namespaces.ts).
       const slaveFile = resolveCommand(argv[0] as string, fullEnv.PATH ?? DEFAULT_PATH, cwd, (p) => ctx.jail.resolve(p));
+      checkPolicy(ctx, slaveFile, argv[0] as string);
       const entering = enterArgv(ctx.enterNamespaces, slaveFile, argv, cwd, uid, gid);
       const proc = await ctx.procs.spawn({
         file: resolveCommand('nsenter', DEFAULT_PATH, '/'), argv: entering, env: fullEnv, cwd: hostCwd, pty, window, maxChunk,
@@ -44,6 +52,7 @@ export const procOps: HandlerTable = {
       return { procId: proc.procId, pid: proc.pid };
     }
     const file = resolveCommand(argv[0] as string, fullEnv.PATH ?? DEFAULT_PATH, hostCwd);
+    checkPolicy(ctx, file, argv[0] as string);
     const proc = await ctx.procs.spawn({ file, argv, env: fullEnv, cwd: hostCwd, uid, gid, pty, window, maxChunk }, output);
     return { procId: proc.procId, pid: proc.pid };
   },
