@@ -18,6 +18,7 @@ import { ReaddirCursors } from './fs/readdir-cursors.js';
 import { DEFAULT_DEV_ALLOW, devAllowFilter } from './dev/dev-allow.js';
 import { checkCanEnter, namespaceHostname } from './proc/namespaces.js';
 import { Commits, dropUnsyncedWrites } from './fs/commits.js';
+import { watchHandles } from './agent-metrics.js';
 import type { ExecPolicy } from './proc/exec-policy.js';
 
 /** Unsynced bytes past which a commit starts at once. */
@@ -100,6 +101,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     log.warn({ err, devRoot: options.devRoot ?? '/dev' }, 'no devices served');
   }
   const devices = new DeviceHandles(1024);
+  watchHandles(() => ({ files: handles.size, devices: devices.size, processes: procs.size }));
   const ctx: AgentContext = {
     jail, handles, commits, procs, devJail, devices, devAllow: devAllowFilter(options.devAllow ?? DEFAULT_DEV_ALLOW),
     cursors: new ReaddirCursors(), readOnly: options.readOnly, enterNamespaces: options.enterNamespaces,

@@ -7,6 +7,7 @@ import {
   NOT_IDEMPOTENT, PROTOCOL_VERSION, decodeRequest, encodeErrorReply, encodeReply, errnoOf, isOpName, requestIdOf,
   type DecodedRequest, type OpName, type OpReply, type OpRequest,
 } from '../protocol/index.js';
+import { agentMetrics } from './agent-metrics.js';
 import { ReplayCache } from './replay-cache.js';
 import type { AgentContext, HandlerTable, OpHandler } from './context.js';
 import { writesWith } from './fs/file-ops.js';
@@ -57,6 +58,7 @@ export function createDispatcher(table: HandlerTable, ctx: AgentContext, bootId:
     }
     let errno = 'OK';
     let replayed = false;
+    agentMetrics.inFlight.inc();
     try {
       const request = decodeRequest(op, data);
       if (request.version > PROTOCOL_VERSION) {
@@ -80,10 +82,11 @@ export function createDispatcher(table: HandlerTable, ctx: AgentContext, bootId:
       errno = errnoOf(err) ?? 'EIO';
       return encodeErrorReply(bootId, errno, (err as Error).message ?? String(err));
     } finally {
-      if (log.isLevelEnabled('debug')) {
-        const micros = Number(process.hrtime.bigint() - started) / 1000;
-        log.debug({ op, errno: replayed ? 'replayed' : errno, micros }, 'op');
-      }
+      const micros = Number(process.hrtime.bigint() - started) / 1000;
+      agentMetrics.inFlight.dec();
+      agentMetrics.ops.inc({ op, errno: replayed ? 'replayed' : errno });
+      agentMetrics.latency.observe({ op }, micros / 1e6);
+      if (log.isLevelEnabled('debug')) log.debug({ op, errno: replayed ? 'replayed' : errno, micros }, 'op');
     }
   };
 }

@@ -13,6 +13,7 @@ import { whenUnmounted } from '../mount/mount-watch.js';
 import { AgentClient, chooseAgent } from '../transport/agent-client.js';
 import { connectBus } from '../transport/bus.js';
 import { AUTH_ENV, busAuthFromEnv } from '../transport/bus-auth.js';
+import { serveMetrics } from '../transport/metrics.js';
 import { agentIdFromHostname, isValidAgentId } from '../protocol/index.js';
 import { startBridgeService } from '../sidecar/bridge-service.js';
 import { runExec } from '../sidecar/exec-session.js';
@@ -89,6 +90,8 @@ function withBusAuth(command: Command): Command {
     });
 }
 
+const metrics = () => new Option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics');
+
 const logLevel = () => new Option('--log-level <level>', 'log verbosity').choices(LOG_LEVELS).default('warn');
 
 /** Runs until SIGINT/SIGTERM or until `stopped` settles, then runs `shutdown` once. */
@@ -126,6 +129,7 @@ interface BridgeCliOptions {
   env: string[];
   envPrefix: string[];
   slaveWait: number;
+  metrics?: string;
 }
 
 function withBridgeOptions(command: Command): Command {
@@ -136,7 +140,8 @@ function withBridgeOptions(command: Command): Command {
     .option('--default-cwd <dir>', 'slave directory for bridged commands started outside the slave\'s files', '/')
     .option('--env <name>', 'let this variable cross (repeatable; LANG, LC_*, TERM, COLORTERM, TZ always do)', collect, [])
     .option('--env-prefix <prefix>', 'let variables with this prefix cross (repeatable)', collect, [])
-    .addOption(slaveWait());
+    .addOption(slaveWait())
+    .addOption(metrics());
 }
 
 function bridgeSettings(opts: BridgeCliOptions) {
@@ -165,6 +170,7 @@ withBusAuth(program.command('agent'))
   .option('--no-exec', 'refuse every process masters ask for (EACCES; exit status 126 on the master)')
   .option('--exec-allow <glob>', 'let masters run only matching commands (repeatable): a glob with / against the '
     + 'path found on PATH (/usr/bin/*), else against the name (systemctl)', collect, [])
+  .addOption(metrics())
   .option('--commit-interval <seconds>', 'make written data durable (fsync) this often in the background; '
     + 'masters keep what is not yet durable', nonNegative, 2)
   .option('--enter-namespaces <pid>', 'run processes in the mount, UTS, IPC, network and cgroup namespaces of this '
@@ -172,8 +178,9 @@ withBusAuth(program.command('agent'))
   .addOption(logLevel())
   .action(async (opts: {
     nats: string; id?: string; root: string; readOnly: boolean; devRoot: string; devAllow: string[];
-    enterNamespaces?: number; commitInterval: number; exec: boolean; execAllow: string[]; logLevel: string;
+    enterNamespaces?: number; commitInterval: number; exec: boolean; execAllow: string[]; metrics?: string; logLevel: string;
   }) => {
+    if (opts.metrics) await serveMetrics(opts.metrics);
     if (!opts.exec && opts.execAllow.length > 0) throw new InvalidArgumentError('--no-exec and --exec-allow exclude each other');
     const log = createLogger(opts.logLevel);
     const agent = await startAgent({
@@ -197,10 +204,12 @@ withBusAuth(program.command('mount'))
   .option('-f, --foreground', 'stay in the foreground', false)
   .option('--devices', 'mount the slave\'s devices (the agent\'s --dev-root) instead of its files', false)
   .option('--log-file <path>', 'write logs here (in the background logs are discarded otherwise)')
+  .addOption(metrics())
   .addOption(slaveWait())
   .addOption(logLevel())
   .action(async (url: string, mountpoint: string, opts: {
-    agent?: string; options: string[]; foreground: boolean; devices: boolean; logFile?: string; slaveWait: number; logLevel: string;
+    agent?: string; options: string[]; foreground: boolean; devices: boolean; logFile?: string; slaveWait: number;
+    metrics?: string; logLevel: string;
   }) => {
     if (!opts.foreground) {
       process.exitCode = await daemonize(process.argv.slice(1));
@@ -208,6 +217,7 @@ withBusAuth(program.command('mount'))
     }
     const log = createLogger(opts.logLevel, opts.logFile);
     const mountPath = resolve(mountpoint);
+    if (opts.metrics) await serveMetrics(opts.metrics);
     await serveReported(async () => {
       const { mountSlave } = await loadMount();
       const mounted = await mountSlave({
@@ -269,6 +279,7 @@ withBridgeOptions(program.command('bridge')
   .action(async (url: string, opts: BridgeCliOptions & {
     agent?: string; socket: string; shimDir?: string; slaveMount?: string; logLevel: string;
   }) => {
+    if (opts.metrics) await serveMetrics(opts.metrics);
     await serveReported(() => startBridgeService({
       ...bridgeSettings(opts),
       natsUrl: url, agentId: opts.agent, socketPath: resolve(opts.socket),
@@ -312,6 +323,7 @@ Environment (for compose files; each adds to the options above):
     const waitEnv = fromEnv('SPLITBRAIN_SLAVE_WAIT');
     const slaveWaitS = command.getOptionValueSource('slaveWait') === 'default' && waitEnv !== undefined ? nonNegative(waitEnv) : opts.slaveWait;
     if (!(LOG_LEVELS as readonly string[]).includes(level)) throw new InvalidArgumentError(`SPLITBRAIN_LOG_LEVEL: one of ${LOG_LEVELS.join(', ')}`);
+    if (opts.metrics) await serveMetrics(opts.metrics);
     const { startSidecar } = await loadSidecar();
     await serveReported(() => startSidecar({
       natsUrl, agentId: opts.agent ?? agentIdFromEnv(), dir: resolve(opts.dir),

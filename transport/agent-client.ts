@@ -18,6 +18,7 @@ import {
 } from '../protocol/index.js';
 import type { Bus } from './bus.js';
 import { AgentUnreachableError } from './errors.js';
+import { clientMetrics } from './metrics.js';
 
 export interface AgentClientOptions {
   /** Deadline of one try of a request. */
@@ -137,6 +138,22 @@ export class AgentClient {
   }
 
   async call<K extends OpName>(op: K, args: OpRequest<K>, options: CallOptions = {}): Promise<OpReply<K>> {
+    const started = process.hrtime.bigint();
+    clientMetrics.inFlight.inc();
+    let result = 'OK';
+    try {
+      return await this.tryCall(op, args, options);
+    } catch (err) {
+      result = err instanceof AgentUnreachableError ? 'unreachable' : (err as { errnoName?: string }).errnoName ?? 'error';
+      throw err;
+    } finally {
+      clientMetrics.inFlight.dec();
+      clientMetrics.requests.inc({ op, result });
+      clientMetrics.latency.observe({ op }, Number(process.hrtime.bigint() - started) / 1e9);
+    }
+  }
+
+  private async tryCall<K extends OpName>(op: K, args: OpRequest<K>, options: CallOptions): Promise<OpReply<K>> {
     // Ids are unique per client, so the agent can recognise a retried request.
     const id = `${this.clientId}:${++this.seq}`;
     const timeoutMs = options.timeoutMs ?? this.options.timeoutMs;
@@ -170,6 +187,7 @@ export class AgentClient {
         if (!(err instanceof AgentUnreachableError) || Date.now() + RETRY_PAUSE_MS > deadline) throw err;
         if (attempt === 0) this.options.log.warn({ op, reason: err.reason, waitMs }, 'agent unreachable: waiting for it');
         bootTried ??= sentTo; // the boot this try went to (lastBoot may already be the new one)
+        clientMetrics.retries.inc();
         await new Promise((resolve) => setTimeout(resolve, RETRY_PAUSE_MS));
         continue;
       }
@@ -204,6 +222,7 @@ export class AgentClient {
     if (this.lastBoot !== undefined && this.lastBoot !== boot) {
       this.options.log.warn({ agentId: this.agentId, previousBootId: this.lastBoot, bootId: boot },
         'agent restarted: its boot id changed');
+      clientMetrics.restarts.inc();
       this.agentLost();
       for (const listener of this.bootListeners) listener(boot);
     }

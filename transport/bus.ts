@@ -9,6 +9,7 @@ import {
 import type { Logger } from 'pino';
 import { busAuthFromEnv, natsAuthOptions, type BusAuth } from './bus-auth.js';
 import { AgentUnreachableError, BusConnectError } from './errors.js';
+import { busMetrics } from './metrics.js';
 
 export interface BusOptions {
   /** nats://host:port, or several separated by commas. */
@@ -268,8 +269,14 @@ export async function connectBus(options: BusOptions): Promise<Bus> {
       const level = status.type === 'reconnect' || status.type === 'update' ? 'info' : 'warn';
       if (status.type === 'pingTimer') continue;
       log[level]({ event: status.type, data: status.data }, 'bus status');
-      if (status.type === 'disconnect') bus.markDown();
-      if (status.type === 'reconnect') bus.markUp();
+      if (status.type === 'disconnect') {
+        busMetrics.disconnects.inc();
+        bus.markDown();
+      }
+      if (status.type === 'reconnect') {
+        busMetrics.reconnects.inc();
+        bus.markUp();
+      }
     }
   })();
   log.debug({ url: options.url, maxPayload: nc.info?.max_payload }, 'bus connected');

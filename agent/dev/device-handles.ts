@@ -130,6 +130,10 @@ export class DeviceHandles {
 
   constructor(private readonly limit: number) {}
 
+  get size(): number {
+    return this.open.size;
+  }
+
   add(fd: number, nonBlocking: boolean): number {
     if (this.open.size >= this.limit) {
       closeSync(fd);

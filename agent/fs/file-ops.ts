@@ -10,6 +10,7 @@ import { closeSync, constants, fchmodSync, fchownSync, fdatasync, fstatSync, fsy
 import { promisify } from 'node:util';
 import { SlaveError } from '../../protocol/index.js';
 import { REPLY_OVERHEAD, type AgentContext, type HandlerTable } from '../context.js';
+import { agentMetrics } from '../agent-metrics.js';
 import { statToWire, utimeSeconds } from './stat-attr.js';
 
 const readAsync = promisify(read);
@@ -79,6 +80,7 @@ export const fileOps: HandlerTable = {
       if (bytesRead === 0) break;
       filled += bytesRead;
     } while (regular && filled < want);
+    agentMetrics.bytes.inc({ direction: 'read' }, filled);
     return { data: buffer.subarray(0, filled) };
   }),
 
@@ -92,6 +94,7 @@ export const fileOps: HandlerTable = {
       written += n;
     }
     const seq = ctx.commits.wrote(fd, offset, written, before);
+    agentMetrics.bytes.inc({ direction: 'written' }, written);
     return { written, seq, durable: ctx.commits.durable };
   },
 

@@ -6,6 +6,7 @@
 import { statSync } from 'node:fs';
 import { SlaveError } from '../../protocol/index.js';
 import { REPLY_OVERHEAD, type AgentContext, type HandlerTable } from '../context.js';
+import { agentMetrics } from '../agent-metrics.js';
 import { execAllowed } from './exec-policy.js';
 import { DEFAULT_PATH, resolveCommand } from './command-path.js';
 import { enterArgv } from './namespaces.js';
@@ -49,11 +50,13 @@ export const procOps: HandlerTable = {
       const proc = await ctx.procs.spawn({
         file: resolveCommand('nsenter', DEFAULT_PATH, '/'), argv: entering, env: fullEnv, cwd: hostCwd, pty, window, maxChunk,
       }, output);
+      agentMetrics.spawned.inc();
       return { procId: proc.procId, pid: proc.pid };
     }
     const file = resolveCommand(argv[0] as string, fullEnv.PATH ?? DEFAULT_PATH, hostCwd);
     checkPolicy(ctx, file, argv[0] as string);
     const proc = await ctx.procs.spawn({ file, argv, env: fullEnv, cwd: hostCwd, uid, gid, pty, window, maxChunk }, output);
+    agentMetrics.spawned.inc();
     return { procId: proc.procId, pid: proc.pid };
   },
 
