@@ -46,6 +46,11 @@ function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
 
+/** One hello field as a shell wants it: strings bare, anything else as JSON. */
+function fieldText(value: unknown): string {
+  return typeof value === 'string' ? value : JSON.stringify(value);
+}
+
 /** An environment variable's value; unset and empty are the same (compose passes empty ones). */
 function fromEnv(name: string): string | undefined {
   const value = process.env[name]?.trim();
@@ -396,7 +401,7 @@ withBusAuth(program.command('hello'))
       const id = opts.agent ?? await chooseAgent(bus);
       const hello: Record<string, unknown> = await new AgentClient(bus, id, { timeoutMs: 10_000, log }).hello();
       if (opts.field === undefined) process.stdout.write(`${JSON.stringify(hello, null, 2)}\n`);
-      else if (opts.field in hello) process.stdout.write(`${String(hello[opts.field])}\n`);
+      else if (opts.field in hello) process.stdout.write(`${fieldText(hello[opts.field])}\n`);
       else throw new InvalidArgumentError(`--field ${opts.field}: the hello has ${Object.keys(hello).join(', ')}`);
     } finally {
       await bus.close();
