@@ -7,8 +7,9 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { SlaveError, attrFromWire, type Attr, type OpReply, type OpRequest, type TimeSpec } from '../protocol/index.js';
+import { HandleIds, SlaveError, attrFromWire, type Attr, type OpReply, type OpRequest, type TimeSpec } from '../protocol/index.js';
 import type { AgentClient } from '../transport/agent-client.js';
+import { sendByHandle, type AgentHandle, type Reopened } from './agent-handles.js';
 import type { MountFs, Statfs } from './mount-fs.js';
 
 /**
@@ -43,19 +44,15 @@ function refuse(what: string): never {
 }
 
 /** An open device: what the kernel's handle stands for on the agent, and how to open it again. */
-interface OpenDevice {
-  agentFh: number;
-  /** The agent boot `agentFh` belongs to. */
-  boot: string;
+interface OpenDevice extends AgentHandle {
   readonly path: string;
   readonly flags: number;
-  reopening?: Promise<void>;
 }
 
 export class DeviceFs implements MountFs {
   /** Open devices, by the mount's own handle numbers (they outlive an agent's). */
   private readonly handles = new Map<number, OpenDevice>();
-  private next = 1;
+  private readonly ids = new HandleIds();
 
   constructor(private readonly client: AgentClient, private readonly log: Logger) {}
 
@@ -70,34 +67,21 @@ export class DeviceFs implements MountFs {
    * again by its path (a serial adapter that came back with the slave) and the request sent
    * again; a device that did not come back is EIO.
    */
-  private async onDevice<K extends 'dev.read' | 'dev.write'>(
+  private onDevice<K extends 'dev.read' | 'dev.write'>(
     device: OpenDevice, op: K, args: (fh: number) => OpRequest<K>, timeoutMs?: number,
   ): Promise<OpReply<K>> {
-    for (let tries = 0; ; tries++) {
-      const boot = device.boot;
-      try {
-        return await this.client.call(op, args(device.agentFh), { handleBoot: boot, timeoutMs });
-      } catch (err) {
-        if (tries >= 2 || !(err instanceof SlaveError) || err.errnoName !== 'ESTALE') throw err;
-        if (device.boot === boot) await this.reopen(device);
-      }
-    }
+    return sendByHandle(device, (fh, boot) => this.client.call(op, args(fh), { handleBoot: boot, timeoutMs }),
+      () => this.reopen(device));
   }
 
-  private reopen(device: OpenDevice): Promise<void> {
-    device.reopening ??= (async () => {
-      try {
-        const { fh } = await this.client.call('dev.open', { path: device.path, flags: device.flags });
-        device.agentFh = fh;
-        device.boot = this.client.bootId ?? '';
-        this.log.info({ path: device.path }, 'device opened again on the restarted agent');
-      } catch (err) {
-        throw new SlaveError('EIO', `${device.path} did not come back with the restarted slave: ${(err as Error).message}`);
-      } finally {
-        device.reopening = undefined;
-      }
-    })();
-    return device.reopening;
+  private async reopen(device: OpenDevice): Promise<Reopened> {
+    try {
+      const { fh } = await this.client.call('dev.open', { path: device.path, flags: device.flags });
+      this.log.info({ path: device.path }, 'device opened again on the restarted agent');
+      return { agentFh: fh, agentBoot: this.client.bootId ?? '' };
+    } catch (err) {
+      throw new SlaveError('EIO', `${device.path} did not come back with the restarted slave: ${(err as Error).message}`);
+    }
   }
 
   async getattr(path: string): Promise<Attr> {
@@ -123,10 +107,8 @@ export class DeviceFs implements MountFs {
 
   async open(path: string, flags: number): Promise<number> {
     const { fh: agentFh } = await this.client.call('dev.open', { path, flags });
-    while (this.handles.has(this.next) || this.next === 0) this.next = (this.next + 1) >>> 0;
-    const fh = this.next;
-    this.next = (this.next + 1) >>> 0;
-    this.handles.set(fh, { agentFh, boot: this.client.bootId ?? '', path, flags });
+    const fh = this.ids.take((id) => this.handles.has(id));
+    this.handles.set(fh, { agentFh, agentBoot: this.client.bootId ?? '', path, flags });
     return fh;
   }
 
@@ -162,7 +144,7 @@ export class DeviceFs implements MountFs {
     const device = this.handles.get(fh);
     this.handles.delete(fh);
     if (!device) return;
-    await this.client.call('dev.release', { fh: device.agentFh }, { handleBoot: device.boot }).catch((err: unknown) =>
+    await this.client.call('dev.release', { fh: device.agentFh }, { handleBoot: device.agentBoot }).catch((err: unknown) =>
       this.log.debug({ err, fh }, 'device release failed'));
   }
 

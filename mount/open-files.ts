@@ -3,17 +3,14 @@
  * open it again on a restarted agent: its current slave path and its flags. Handle numbers are
  * the mount's own, not the agent's, so they can outlive an agent handle.
  */
-import { SlaveError, type Attr } from '../protocol/index.js';
+import { HandleIds, SlaveError, type Attr } from '../protocol/index.js';
+import type { AgentHandle } from './agent-handles.js';
 import type { ReadAhead } from './read-ahead.js';
 import type { WriteBehind } from './write-behind.js';
 
-export interface OpenFile {
+/** `agentFh`/`agentBoot`: the agent's handle, reopened after a restart (agent-handles.ts). */
+export interface OpenFile extends AgentHandle {
   readonly fh: number;
-  agentFh: number;
-  /** The agent boot `agentFh` belongs to: a restarted agent answers ESTALE, and the file is reopened. */
-  agentBoot: string;
-  /** While the file is being opened again on a restarted agent. */
-  reopening?: Promise<void>;
   /** Current slave path; null once the name was unlinked through the mount. */
   path: string | null;
   readonly flags: number;
@@ -26,16 +23,14 @@ export interface OpenFile {
 export class OpenFiles {
   private readonly byFh = new Map<number, OpenFile>();
   private readonly byPath = new Map<string, Set<OpenFile>>();
-  private next = 1;
+  private readonly ids = new HandleIds();
 
   get size(): number {
     return this.byFh.size;
   }
 
   add(make: (fh: number) => OpenFile): OpenFile {
-    while (this.byFh.has(this.next) || this.next === 0) this.next = (this.next + 1) >>> 0;
-    const file = make(this.next);
-    this.next = (this.next + 1) >>> 0;
+    const file = make(this.ids.take((fh) => this.byFh.has(fh)));
     this.byFh.set(file.fh, file);
     this.index(file);
     return file;

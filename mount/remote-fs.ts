@@ -13,6 +13,7 @@ import type { AttrCache } from './attr-cache.js';
 import type { MountFs, Statfs } from './mount-fs.js';
 import { OpenFiles, type OpenFile } from './open-files.js';
 import { ReadAhead } from './read-ahead.js';
+import { sendByHandle, type Reopened } from './agent-handles.js';
 import { ChunkPool } from './chunk-pool.js';
 import { RetainedWrites, type Retained } from './retained-writes.js';
 import { UnrefusedChanges } from './unrefused-changes.js';
@@ -154,39 +155,23 @@ export class RemoteFs implements MountFs {
    * O_CREAT, O_EXCL, O_TRUNC) and the request sent again: programs keep their open files across
    * an agent restart. A file unlinked meanwhile, or gone on the slave, stays ESTALE.
    */
-  private async onFile<K extends OpName>(file: OpenFile, op: K, args: (fh: number) => OpRequest<K>): Promise<OpReply<K>> {
-    for (let tries = 0; ; tries++) {
-      if (this.recovering) await this.recovering;
-      const boot = file.agentBoot;
-      try {
-        return await this.client.call(op, args(file.agentFh), { handleBoot: boot });
-      } catch (err) {
-        if (tries >= 2 || !(err instanceof SlaveError) || err.errnoName !== 'ESTALE') throw err;
-        if (this.recovering) await this.recovering;
-        if (file.agentBoot === boot) await this.reopen(file);
-      }
-    }
+  private onFile<K extends OpName>(file: OpenFile, op: K, args: (fh: number) => OpRequest<K>): Promise<OpReply<K>> {
+    return sendByHandle(file, (fh, boot) => this.client.call(op, args(fh), { handleBoot: boot }),
+      () => this.reopen(file), async () => { if (this.recovering) await this.recovering; });
   }
 
-  private reopen(file: OpenFile): Promise<void> {
-    file.reopening ??= (async () => {
-      try {
-        if (file.path === null) throw new SlaveError('ESTALE', 'the file was unlinked before the agent restarted');
-        const reply = await this.client.call('fs.open', { path: file.path, flags: file.flags & ~(O_CREAT | O_EXCL | O_TRUNC) })
-          .catch((err: unknown) => {
-            if (err instanceof SlaveError && err.errnoName === 'ENOENT') {
-              throw new SlaveError('ESTALE', `${file.path} is gone from the restarted slave`);
-            }
-            throw err;
-          });
-        file.agentFh = reply.fh;
-        file.agentBoot = this.client.bootId ?? '';
-        this.log.info({ path: file.path, boot: file.agentBoot }, 'file reopened on the restarted agent');
-      } finally {
-        file.reopening = undefined;
-      }
-    })();
-    return file.reopening;
+  private async reopen(file: OpenFile): Promise<Reopened> {
+    if (file.path === null) throw new SlaveError('ESTALE', 'the file was unlinked before the agent restarted');
+    const reply = await this.client.call('fs.open', { path: file.path, flags: file.flags & ~(O_CREAT | O_EXCL | O_TRUNC) })
+      .catch((err: unknown) => {
+        if (err instanceof SlaveError && err.errnoName === 'ENOENT') {
+          throw new SlaveError('ESTALE', `${file.path} is gone from the restarted slave`);
+        }
+        throw err;
+      });
+    const agentBoot = this.client.bootId ?? '';
+    this.log.info({ path: file.path, boot: agentBoot }, 'file reopened on the restarted agent');
+    return { agentFh: reply.fh, agentBoot };
   }
 
   /**

@@ -3,6 +3,7 @@ export * from './attr.js';
 export * from './codec.js';
 export * from './errno.js';
 export * from './errors.js';
+export * from './handle-ids.js';
 export * from './ops.js';
 export * from './subjects.js';
 export * from './version.js';

@@ -11,8 +11,7 @@ import { Socket } from 'node:net';
 import { isatty, ReadStream } from 'node:tty';
 import { promisify } from 'node:util';
 import type { Readable } from 'node:stream';
-import { SlaveError } from '../../protocol/index.js';
-import { HandleIds } from '../handle-ids.js';
+import { HandleIds, SlaveError } from '../../protocol/index.js';
 
 const readAsync = promisify(readCallback);
 /** How long a write to a full terminal is retried before EAGAIN reaches the master. */

@@ -5,8 +5,7 @@
  */
 import { close } from 'node:fs';
 import { promisify } from 'node:util';
-import { SlaveError } from '../../protocol/index.js';
-import { HandleIds } from '../handle-ids.js';
+import { HandleIds, SlaveError } from '../../protocol/index.js';
 
 const closeFd = promisify(close);
 

@@ -5,8 +5,7 @@
  * `splitbrain exec` that died or lost the bus.
  */
 import type { Logger } from 'pino';
-import { SlaveError } from '../../protocol/index.js';
-import { HandleIds } from '../handle-ids.js';
+import { HandleIds, SlaveError } from '../../protocol/index.js';
 import { SpawnedProcess, type SpawnSpec } from './spawned-process.js';
 
 export interface ProcessTableOptions {

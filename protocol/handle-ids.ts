@@ -1,6 +1,7 @@
 /**
- * Numbers the agent hands masters for open files, devices and processes: 32-bit, never 0, and
- * not reused soon, so a master's stale number meets EBADF or ESRCH, not a stranger's handle.
+ * Handle numbers: 32-bit, never 0, and not reused soon. The agent's for open files, devices and
+ * processes (a master's stale number meets EBADF or ESRCH, not a stranger's handle), and the
+ * mount's for the kernel (which outlive the agent's across a restart).
  */
 export class HandleIds {
   private next = 1;
