@@ -15,7 +15,8 @@ import type { AgentContext } from './context.js';
 import { createDispatcher } from './dispatch.js';
 import { HandleTable } from './fs/handle-table.js';
 import { ReaddirCursors } from './fs/readdir-cursors.js';
-import { DEFAULT_DEV_ALLOW, devAllowFilter } from './dev/dev-allow.js';
+import { DEFAULT_DEV_ALLOW } from './dev/dev-allow.js';
+import { globFilter } from './path-globs.js';
 import { checkCanEnter, namespaceHostname } from './proc/namespaces.js';
 import { Commits, dropUnsyncedWrites } from './fs/commits.js';
 import { watchHandles } from './agent-metrics.js';
@@ -103,7 +104,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const devices = new DeviceHandles(1024);
   watchHandles(() => ({ files: handles.size, devices: devices.size, processes: procs.size }));
   const ctx: AgentContext = {
-    jail, handles, commits, procs, devJail, devices, devAllow: devAllowFilter(options.devAllow ?? DEFAULT_DEV_ALLOW),
+    jail, handles, commits, procs, devJail, devices, devAllow: globFilter(options.devAllow ?? DEFAULT_DEV_ALLOW),
     cursors: new ReaddirCursors(), readOnly: options.readOnly, enterNamespaces: options.enterNamespaces,
     execPolicy: options.execPolicy ?? 'all',
     maxPayload: bus.maxPayload, log, hello: () => info,

@@ -6,7 +6,7 @@
  * path component. A refused spawn is EACCES, which the master reports as exit status 126.
  */
 import { posix } from 'node:path';
-import { globFilter } from '../dev/dev-allow.js';
+import { globFilter } from '../path-globs.js';
 
 export type ExecPolicy = 'all' | 'none' | string[];
 

@@ -8,6 +8,7 @@ import { SlaveError } from '../../protocol/index.js';
 import { REPLY_OVERHEAD, type AgentContext, type HandlerTable } from '../context.js';
 import { agentMetrics } from '../agent-metrics.js';
 import { execAllowed } from './exec-policy.js';
+import type { SpawnSpec } from './spawned-process.js';
 import { DEFAULT_PATH, resolveCommand } from './command-path.js';
 import { enterArgv } from './namespaces.js';
 
@@ -41,21 +42,22 @@ export const procOps: HandlerTable = {
     }
     if (!isDir) throw new SlaveError('ENOTDIR', `working directory ${cwd} is not a directory on the slave`);
     const fullEnv = sessionEnv(env);
-    const maxChunk = ctx.maxPayload - REPLY_OVERHEAD;
-    if (ctx.enterNamespaces !== undefined) {
+    const command = argv[0] as string;
+    const searchPath = fullEnv.PATH ?? DEFAULT_PATH;
+    let how: Pick<SpawnSpec, 'file' | 'argv' | 'uid' | 'gid'>;
+    if (ctx.enterNamespaces === undefined) {
+      const file = resolveCommand(command, searchPath, hostCwd);
+      checkPolicy(ctx, file, command);
+      how = { file, argv, uid, gid };
+    } else {
       // Looked up in the export root (the slave's /), run by the slave's path (namespaces.ts).
-      const slaveFile = resolveCommand(argv[0] as string, fullEnv.PATH ?? DEFAULT_PATH, cwd, (p) => ctx.jail.resolve(p));
-      checkPolicy(ctx, slaveFile, argv[0] as string);
-      const entering = enterArgv(ctx.enterNamespaces, slaveFile, argv, cwd, uid, gid);
-      const proc = await ctx.procs.spawn({
-        file: resolveCommand('nsenter', DEFAULT_PATH, '/'), argv: entering, env: fullEnv, cwd: hostCwd, pty, window, maxChunk,
-      }, output);
-      agentMetrics.spawned.inc();
-      return { procId: proc.procId, pid: proc.pid };
+      const slaveFile = resolveCommand(command, searchPath, cwd, (p) => ctx.jail.resolve(p));
+      checkPolicy(ctx, slaveFile, command);
+      how = { file: resolveCommand('nsenter', DEFAULT_PATH, '/'), argv: enterArgv(ctx.enterNamespaces, slaveFile, argv, cwd, uid, gid) };
     }
-    const file = resolveCommand(argv[0] as string, fullEnv.PATH ?? DEFAULT_PATH, hostCwd);
-    checkPolicy(ctx, file, argv[0] as string);
-    const proc = await ctx.procs.spawn({ file, argv, env: fullEnv, cwd: hostCwd, uid, gid, pty, window, maxChunk }, output);
+    const proc = await ctx.procs.spawn({
+      ...how, env: fullEnv, cwd: hostCwd, pty, window, maxChunk: ctx.maxPayload - REPLY_OVERHEAD,
+    }, output);
     agentMetrics.spawned.inc();
     return { procId: proc.procId, pid: proc.pid };
   },
