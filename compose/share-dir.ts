@@ -6,21 +6,10 @@
  * and the directory removed without ever crossing into a mount: it never deletes a slave's file.
  */
 import { execFile } from 'node:child_process';
-import { lstat, mkdir, readdir, readFile, realpath, rmdir, unlink } from 'node:fs/promises';
+import { lstat, mkdir, readdir, realpath, rmdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-
-interface MountEntry { mountPoint: string; shared: boolean }
-
-async function mountTable(): Promise<MountEntry[]> {
-  const text = await readFile('/proc/self/mountinfo', 'utf8');
-  return text.split('\n').filter((line) => line !== '').map((line) => {
-    const fields = line.split(' ');
-    const optional = fields.slice(6, fields.indexOf('-'));
-    const mountPoint = (fields[4] ?? '').replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
-    return { mountPoint, shared: optional.some((f) => f.startsWith('shared:')) };
-  });
-}
+import { mountTable } from '../mount/mount-watch.js';
 
 const within = (path: string, dir: string) => path === dir || path.startsWith(dir === '/' ? '/' : `${dir}/`);
 

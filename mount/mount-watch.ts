@@ -9,12 +9,24 @@ function unescapeMountinfo(field: string): string {
   return field.replace(/\\([0-7]{3})/g, (_m, octal: string) => String.fromCharCode(parseInt(octal, 8)));
 }
 
-export async function isMounted(mountPath: string): Promise<boolean> {
-  const table = await readFile('/proc/self/mountinfo', 'utf8');
-  return table.split('\n').some((line) => {
-    const field = line.split(' ')[4];
-    return field !== undefined && unescapeMountinfo(field) === mountPath;
+export interface MountEntry {
+  mountPoint: string;
+  /** In a shared peer group: mounts made under it propagate (compose/share-dir.ts). */
+  shared: boolean;
+}
+
+/** This process's mount table, from /proc/self/mountinfo. */
+export async function mountTable(): Promise<MountEntry[]> {
+  const text = await readFile('/proc/self/mountinfo', 'utf8');
+  return text.split('\n').filter((line) => line !== '').map((line) => {
+    const fields = line.split(' ');
+    const optional = fields.slice(6, fields.indexOf('-'));
+    return { mountPoint: unescapeMountinfo(fields[4] ?? ''), shared: optional.some((f) => f.startsWith('shared:')) };
   });
+}
+
+export async function isMounted(mountPath: string): Promise<boolean> {
+  return (await mountTable()).some((m) => m.mountPoint === mountPath);
 }
 
 /** Resolves once `mountPath` is no longer a mountpoint; checks every `intervalMs`. */

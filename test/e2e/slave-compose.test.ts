@@ -7,10 +7,10 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, readlink, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { freePort } from '../helpers/ports.js';
 import { CLI, run, waitFor } from '../helpers/processes.js';
 import { startMountProcess, type MountProcess } from '../helpers/slave.js';
 
@@ -31,15 +31,6 @@ const OVERRIDE = `services:
     security_opt: ["seccomp:unconfined", "apparmor:unconfined"]
     device_cgroup_rules: ["c *:* rmw", "b *:* rmw"]
 `;
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return address.port;
-}
 
 describe('compose/slave.yml: an agent container serving its host', () => {
   const project = `sbslave${randomBytes(3).toString('hex')}`;
