@@ -4,6 +4,7 @@
  * spawned, open handles.
  */
 import { Counter, Gauge, Histogram } from 'prom-client';
+import type { AgentStats } from '../protocol/index.js';
 import { LATENCY_BUCKETS } from '../transport/metrics.js';
 
 export const agentMetrics = {
@@ -30,4 +31,33 @@ new Gauge({
 /** Where the open-handles gauge reads its numbers when scraped (the running agent's tables). */
 export function watchHandles(count: HandleCounts): void {
   countHandles = count;
+}
+
+/** The same numbers as `agent.stats` answers them: one source for /metrics and the bus. */
+export async function statsSnapshot(): Promise<AgentStats> {
+  const byOp = new Map<string, { op: string; count: number; errors: number; seconds: number }>();
+  const entry = (op: string) => {
+    let found = byOp.get(op);
+    if (!found) byOp.set(op, found = { op, count: 0, errors: 0, seconds: 0 });
+    return found;
+  };
+  for (const { labels, value } of (await agentMetrics.ops.get()).values) {
+    const counted = entry(String(labels.op));
+    counted.count += value;
+    if (labels.errno !== 'OK' && labels.errno !== 'replayed') counted.errors += value;
+  }
+  for (const { labels, value, metricName } of (await agentMetrics.latency.get()).values) {
+    if (metricName === 'splitbrain_agent_op_seconds_sum') entry(String(labels.op)).seconds += value;
+  }
+  const bytes = (await agentMetrics.bytes.get()).values;
+  const moved = (direction: string) => bytes.find((v) => v.labels.direction === direction)?.value ?? 0;
+  return {
+    ops: [...byOp.values()].filter((o) => o.count > 0),
+    bytesRead: moved('read'),
+    bytesWritten: moved('written'),
+    // Not counting the agent.stats request that asks.
+    inFlight: Math.max(0, ((await agentMetrics.inFlight.get()).values[0]?.value ?? 1) - 1),
+    processesSpawned: (await agentMetrics.spawned.get()).values[0]?.value ?? 0,
+    handles: countHandles(),
+  };
 }

@@ -52,6 +52,8 @@ export interface AgentOptions {
   execPolicy?: ExecPolicy;
   /** How often written data is made durable in the background (fs/commits.ts); default 2 s. */
   commitIntervalMs?: number;
+  /** This software's version, reported by hello. */
+  version?: string;
   log: Logger;
 }
 
@@ -86,6 +88,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     pid: process.pid,
     euid: process.geteuid?.() ?? 0xffff_ffff,
     startedAt: Date.now(),
+    ...(options.version === undefined ? {} : { version: options.version }),
     policy: { devAllow: options.devAllow ?? DEFAULT_DEV_ALLOW, exec: options.execPolicy ?? 'all' },
   };
   dropUnsyncedWrites(log);
@@ -110,9 +113,20 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     maxPayload: bus.maxPayload, log, hello: () => info,
   };
   const dispatch = createDispatcher(handlers, ctx, info.bootId);
-  const served = bus.serve(agentWildcard(options.agentId), async (subject, data) =>
-    dispatch(opFromSubject(options.agentId, subject) ?? '', data));
-  const discover = bus.serve(DISCOVER_SUBJECT, async (_subject, data) => dispatch('agent.hello', data));
+  let served: { stop(): void };
+  let discover: { stop(): void };
+  try {
+    // Refused when these credentials are not this agent id's (docs/security.md): then nothing
+    // may serve under that id, and the agent fails to start with the server's reason.
+    served = await bus.serve(agentWildcard(options.agentId), async (subject, data) =>
+      dispatch(opFromSubject(options.agentId, subject) ?? '', data));
+    discover = await bus.serve(DISCOVER_SUBJECT, async (_subject, data) => dispatch('agent.hello', data));
+  } catch (err) {
+    procs.close();
+    await commits.close();
+    await bus.close();
+    throw err;
+  }
   log.info({ root: jail.root, readOnly: options.readOnly, bootId: info.bootId }, 'agent serving');
   return {
     info,

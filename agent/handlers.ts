@@ -1,4 +1,5 @@
 /** The agent's one table of op handlers. Ops missing here answer ENOSYS. */
+import { statsSnapshot } from './agent-metrics.js';
 import type { HandlerTable } from './context.js';
 import { devOps } from './dev/dev-ops.js';
 import { attrOps } from './fs/attr-ops.js';
@@ -10,6 +11,7 @@ import { procOps } from './proc/proc-ops.js';
 
 export const handlers: HandlerTable = {
   'agent.hello': async (_args, ctx) => ctx.hello(),
+  'agent.stats': async () => statsSnapshot(),
   ...attrOps,
   ...dirOps,
   ...fileOps,

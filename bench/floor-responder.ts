@@ -20,11 +20,11 @@ const subjects = floorSubjects(prefix);
 // One buffer for every reply: the floor measures moving bytes, not producing them.
 const block = randomBytes(messageBytes);
 const ack = new Uint8Array(8);
-const served = [
+const served = await Promise.all([
   bus.serve(subjects.read, async () => block), // responder --1 message--> requester
   bus.serve(subjects.write, async () => ack), // requester --1 message--> responder
   bus.serve(subjects.ping, async (_subject, data) => data),
-];
+]);
 
 const stop = () => {
   for (const s of served) s.stop();

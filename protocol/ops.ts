@@ -62,6 +62,8 @@ export const helloInfo = z.object({
   /** The agent's effective uid: 0 means chmod, chown and utimens of a file cannot be refused. */
   euid: u32,
   startedAt: z.number(),
+  /** The agent's software version (package.json); absent from agents older than it. */
+  version: z.string().max(64).optional(),
   /** The agent's own policy: which devices and commands masters may use (read-only is above). */
   policy: z.object({
     devAllow: z.array(z.string()),
@@ -70,10 +72,24 @@ export const helloInfo = z.object({
   }),
 });
 
+/**
+ * What an agent has done since it started, as totals (a watcher such as `splitbrain top` turns
+ * two of them into rates). `errors` counts answers with an errno; `seconds` is serving time.
+ */
+export const agentStats = z.object({
+  ops: z.array(z.object({ op: z.string().max(64), count: u53, errors: u53, seconds: z.number().min(0) })).max(256),
+  bytesRead: u53,
+  bytesWritten: u53,
+  inFlight: u53,
+  processesSpawned: u53,
+  handles: z.object({ files: u53, devices: u53, processes: u53 }),
+});
+
 export const readdirEntry = z.tuple([z.string().min(1).max(MAX_NAME), wireAttr.nullable()]);
 
 export const ops = {
   'agent.hello': op(empty, helloInfo),
+  'agent.stats': op(empty, agentStats),
 
   'fs.getattr': op(z.object({ path: slavePath }), attrReply),
   'fs.fgetattr': op(z.object({ fh }), attrReply),
@@ -203,6 +219,7 @@ export type OpName = keyof typeof ops;
 export type OpRequest<K extends OpName> = z.infer<(typeof ops)[K]['req']>;
 export type OpReply<K extends OpName> = z.infer<(typeof ops)[K]['res']>;
 export type HelloInfo = z.infer<typeof helloInfo>;
+export type AgentStats = z.infer<typeof agentStats>;
 export type ReaddirEntry = z.infer<typeof readdirEntry>;
 export type TimeSpec = z.infer<typeof timeSpec>;
 

@@ -1,11 +1,12 @@
 /**
  * What a remote process's end means to the program that ran it on the master, as a shell and
  * ssh report it: the exit code; 128+N after signal N; 127 for a command the slave does not have,
- * 126 for one it may not run; 255 when the slave could not be asked at all.
+ * 126 for one it may not run; 255 when the slave could not be asked at all (or the bus does not
+ * let us ask it).
  */
 import { constants } from 'node:os';
 import { SlaveError } from '../protocol/index.js';
-import { AgentUnreachableError } from '../transport/errors.js';
+import { AgentUnreachableError, BusPermissionError } from '../transport/errors.js';
 import type { ExitStatus } from './remote-process.js';
 
 export const STATUS_NOT_FOUND = 127;
@@ -23,7 +24,7 @@ export function exitStatusOf(status: ExitStatus): number {
 
 /** The status and message for a spawn or a session that failed before the process could end. */
 export function failureStatus(err: unknown, agentId: string): { status: number; message: string } {
-  if (err instanceof AgentUnreachableError) {
+  if (err instanceof AgentUnreachableError || err instanceof BusPermissionError) {
     return { status: STATUS_UNREACHABLE, message: `cannot reach the slave's agent ${agentId}: ${err.message}` };
   }
   if (err instanceof SlaveError) {

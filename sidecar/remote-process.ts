@@ -8,9 +8,10 @@
  * `ProcessClient` renews the lease of every live process once a second (proc.keepalive): if
  * this side dies, the agent hangs up on its processes within its lease time.
  */
+import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import {
-  ProtocolError, SlaveError, decodeEvent, type FORWARDED_SIGNALS, type ProcEvent,
+  ProtocolError, SlaveError, decodeEvent, outputSubject, type FORWARDED_SIGNALS, type ProcEvent,
 } from '../protocol/index.js';
 import type { AgentClient } from '../transport/agent-client.js';
 import { AgentUnreachableError } from '../transport/errors.js';
@@ -64,10 +65,11 @@ export class ProcessClient {
 
   async spawn(options: SpawnOptions, output: ProcessOutput): Promise<RemoteProcess> {
     const bus = this.client.bus;
-    const subject = bus.newInbox();
+    // Under the agent's own output subjects, which the bus lets only its masters read.
+    const subject = outputSubject(this.client.agentId, randomBytes(12).toString('hex'));
     let proc: RemoteProcess | undefined;
     const early: ProcEvent[] = []; // events may beat the spawn's reply
-    const sub = bus.subscribe(subject, (data) => {
+    const sub = await bus.subscribe(subject, (data) => {
       let event: ProcEvent;
       try {
         event = decodeEvent(data);

@@ -147,9 +147,12 @@ export class AgentClient {
       result = err instanceof AgentUnreachableError ? 'unreachable' : (err as { errnoName?: string }).errnoName ?? 'error';
       throw err;
     } finally {
+      const micros = Number(process.hrtime.bigint() - started) / 1000;
       clientMetrics.inFlight.dec();
       clientMetrics.requests.inc({ op, result });
-      clientMetrics.latency.observe({ op }, Number(process.hrtime.bigint() - started) / 1e9);
+      clientMetrics.latency.observe({ op }, micros / 1e6);
+      // One line per request, as the agent logs one per op: the two sides can be lined up.
+      if (this.options.log.isLevelEnabled('debug')) this.options.log.debug({ agentId: this.agentId, op, result, micros: Math.round(micros) }, 'request');
     }
   }
 

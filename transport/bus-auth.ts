@@ -1,7 +1,8 @@
 /**
  * How we prove ourselves to the NATS server, and how we make sure we talk to the right one: the
  * mechanisms NATS users already know (a credentials file with a JWT and nkey, a user and
- * password, a token) and TLS with a CA, a client certificate and key. Every command takes them
+ * password, a token) and TLS with a CA, a client certificate and key; and the inbox prefix a
+ * server that keeps users' replies apart grants this user. Every command takes them
  * as options (cli/main.ts), which set these environment variables, so that the processes a
  * command starts (the device mount, the background mount) and containers get the same. The
  * values are secrets: nothing here logs them.
@@ -17,7 +18,11 @@ export const AUTH_ENV = {
   tlsCa: 'SPLITBRAIN_NATS_TLS_CA',
   tlsCert: 'SPLITBRAIN_NATS_TLS_CERT',
   tlsKey: 'SPLITBRAIN_NATS_TLS_KEY',
+  inboxPrefix: 'SPLITBRAIN_NATS_INBOX_PREFIX',
 } as const;
+
+/** One or more NATS subject tokens: no wildcards, no empty tokens. */
+const INBOX_PREFIX = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
 
 export type BusAuth = Partial<Record<keyof typeof AUTH_ENV, string>>;
 
@@ -38,6 +43,12 @@ export function natsAuthOptions(auth: BusAuth): Partial<ConnectionOptions> {
   if (auth.user !== undefined) options.user = auth.user;
   if (auth.password !== undefined) options.pass = auth.password;
   if (auth.token !== undefined) options.token = auth.token;
+  if (auth.inboxPrefix !== undefined) {
+    if (!INBOX_PREFIX.test(auth.inboxPrefix)) {
+      throw new Error(`inbox prefix ${auth.inboxPrefix}: use subject tokens of letters, digits, - and _, separated by dots`);
+    }
+    options.inboxPrefix = auth.inboxPrefix;
+  }
   if (auth.tlsCa !== undefined || auth.tlsCert !== undefined || auth.tlsKey !== undefined) {
     if ((auth.tlsCert === undefined) !== (auth.tlsKey === undefined)) {
       throw new Error('TLS: give both the client certificate (--tls-cert) and its key (--tls-key), or neither');

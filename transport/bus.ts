@@ -8,7 +8,7 @@ import {
 } from 'nats';
 import type { Logger } from 'pino';
 import { busAuthFromEnv, natsAuthOptions, type BusAuth } from './bus-auth.js';
-import { AgentUnreachableError, BusConnectError } from './errors.js';
+import { AgentUnreachableError, BusConnectError, BusPermissionError } from './errors.js';
 import { busMetrics } from './metrics.js';
 
 export interface BusOptions {
@@ -32,13 +32,12 @@ export interface Bus {
   request(subject: string, data: Uint8Array, timeoutMs: number): Promise<Uint8Array>;
   /** Sends one request and collects every reply that arrives within `waitMs`. */
   requestAll(subject: string, data: Uint8Array, waitMs: number): Promise<Uint8Array[]>;
-  serve(subject: string, handler: ServeHandler): { stop(): void };
+  /** Serves `subject`; rejects if the server refuses the subscription (BusPermissionError). */
+  serve(subject: string, handler: ServeHandler): Promise<{ stop(): void }>;
   /** Sends one message nobody answers (process output: see protocol ProcEvent). */
   publish(subject: string, data: Uint8Array): void;
   /** Receives the messages sent to `subject`, in the order they were published. */
-  subscribe(subject: string, handler: (data: Uint8Array) => void): { stop(): void };
-  /** A new subject only this connection listens on (under the inbox prefix agents may answer to). */
-  newInbox(): string;
+  subscribe(subject: string, handler: (data: Uint8Array) => void): Promise<{ stop(): void }>;
   /** False while the connection to the NATS server is down (nats.js keeps reconnecting). */
   readonly connected: boolean;
   /** Calls `listener` after every reconnection. */
@@ -67,16 +66,24 @@ class NatsBus implements Bus {
    * the mount's CPU in an untar of small files. Here a request is a map entry, and one interval
    * checks the deadlines while any request waits.
    */
-  private readonly inbox = createInbox();
+  private readonly inbox: string;
+  /** Made at the first request: an agent never asks, and may not be allowed an inbox at all. */
+  private replies: Subscription | undefined;
   private readonly pending = new Map<number, Pending>();
   private nextToken = 0;
   private sweeper: NodeJS.Timeout | undefined;
   private closed = false;
   private down = false;
   private readonly reconnectListeners: (() => void)[] = [];
+  /** Subjects the server refused us to publish on lately (requestAll's replies never come). */
+  private readonly refused = new Set<string>();
 
-  constructor(private readonly nc: NatsConnection, private readonly log: Logger) {
-    nc.subscribe(`${this.inbox}.*`, { callback: (err, msg) => this.onReply(err, msg) });
+  /**
+   * `inboxPrefix` is where replies come: a server that grants each user only its own prefix
+   * (`_INBOX_<user>`) keeps other users from reading them (compose/nats/permissions.conf).
+   */
+  constructor(private readonly nc: NatsConnection, private readonly log: Logger, inboxPrefix?: string) {
+    this.inbox = createInbox(inboxPrefix);
     void nc.closed().then(() => {
       this.closed = true;
       this.failAll('disconnected', 'bus connection is closed');
@@ -117,6 +124,7 @@ class NatsBus implements Bus {
     if (this.down) {
       return Promise.reject(new AgentUnreachableError('disconnected', `the connection to the NATS server is down (${subject})`));
     }
+    this.replies ??= this.nc.subscribe(`${this.inbox}.*`, { callback: (err, msg) => this.onReply(err, msg) });
     const token = ++this.nextToken;
     return new Promise((resolve, reject) => {
       this.pending.set(token, { resolve, reject, subject, timeoutMs, deadline: Date.now() + timeoutMs });
@@ -133,8 +141,13 @@ class NatsBus implements Bus {
 
   private onReply(err: NatsError | null, msg: Msg): void {
     if (err) {
-      this.log.error({ err }, 'reply subscription failed');
-      this.failAll('disconnected', `reply subscription failed: ${err.message}`);
+      logSubscriptionError(this.log, err, `${this.inbox}.*`);
+      this.replies = undefined; // the next request subscribes again
+      if (err.code === ErrorCode.PermissionsViolation) {
+        this.failAllWith(() => new BusPermissionError('subscription', `${this.inbox}.*`));
+      } else {
+        this.failAll('disconnected', `reply subscription failed: ${err.message}`);
+      }
       return;
     }
     const token = Number(msg.subject.slice(this.inbox.length + 1));
@@ -163,12 +176,28 @@ class NatsBus implements Bus {
   }
 
   private failAll(reason: 'disconnected', message: string): void {
-    for (const request of this.pending.values()) {
-      request.reject(new AgentUnreachableError(reason, `${message} (${request.subject})`));
-    }
+    this.failAllWith((request) => new AgentUnreachableError(reason, `${message} (${request.subject})`));
+  }
+
+  private failAllWith(error: (request: Pending) => Error): void {
+    for (const request of this.pending.values()) request.reject(error(request));
     this.pending.clear();
     clearInterval(this.sweeper);
     this.sweeper = undefined;
+  }
+
+  /**
+   * The server refused a publish (it says so asynchronously, naming the subject): the requests
+   * sent there fail now with a permission error, rather than wait for their deadline and retry.
+   */
+  publishRefused(subject: string): void {
+    this.refused.add(subject);
+    setTimeout(() => this.refused.delete(subject), 10_000).unref();
+    for (const [token, request] of this.pending) {
+      if (request.subject !== subject) continue;
+      this.pending.delete(token);
+      request.reject(new BusPermissionError('publish', subject));
+    }
   }
 
   async requestAll(subject: string, data: Uint8Array, waitMs: number): Promise<Uint8Array[]> {
@@ -182,14 +211,17 @@ class NatsBus implements Bus {
       // No responders just means nobody is there to answer.
       if ((cause as NatsError).code !== ErrorCode.NoResponders) throw translate(cause, subject, waitMs);
     }
+    if (this.refused.has(subject)) throw new BusPermissionError('publish', subject);
     return replies;
   }
 
-  serve(subject: string, handler: ServeHandler): { stop(): void } {
+  async serve(subject: string, handler: ServeHandler): Promise<{ stop(): void }> {
+    let failed: NatsError | undefined;
     const sub: Subscription = this.nc.subscribe(subject, {
       callback: (err, msg) => {
         if (err) {
-          this.log.error({ err, subject }, 'subscription failed');
+          failed = err;
+          logSubscriptionError(this.log, err, subject);
           return;
         }
         // Not awaited: requests are served concurrently, a slow one never blocks the next.
@@ -201,6 +233,7 @@ class NatsBus implements Bus {
         );
       },
     });
+    await this.checkSubscribed(subject, () => failed);
     return { stop: () => sub.unsubscribe() };
   }
 
@@ -208,24 +241,44 @@ class NatsBus implements Bus {
     this.nc.publish(subject, data);
   }
 
-  subscribe(subject: string, handler: (data: Uint8Array) => void): { stop(): void } {
+  async subscribe(subject: string, handler: (data: Uint8Array) => void): Promise<{ stop(): void }> {
+    let failed: NatsError | undefined;
     const sub = this.nc.subscribe(subject, {
       callback: (err, msg) => {
-        if (err) this.log.error({ err, subject }, 'subscription failed');
-        else handler(msg.data);
+        if (err) {
+          failed = err;
+          logSubscriptionError(this.log, err, subject);
+        } else {
+          handler(msg.data);
+        }
       },
     });
+    await this.checkSubscribed(subject, () => failed);
     return { stop: () => sub.unsubscribe() };
   }
 
-  newInbox(): string {
-    return createInbox();
+  /**
+   * A server refuses a subscription asynchronously, but before it answers a later PING: after a
+   * flush we know whether this one stands (an agent started with another agent's credentials,
+   * a master not granted a slave's output, must fail now, not wait for messages that never come).
+   */
+  private async checkSubscribed(subject: string, failed: () => NatsError | undefined): Promise<void> {
+    await this.nc.flush().catch((cause: unknown) => { throw translate(cause, subject, 0); });
+    const err = failed();
+    if (err?.code === ErrorCode.PermissionsViolation) throw new BusPermissionError('subscription', subject);
+    if (err) throw err;
   }
 
   async close(): Promise<void> {
     if (this.nc.isClosed()) return;
     await this.nc.drain().catch(() => this.nc.close());
   }
+}
+
+/** A refused subscription reaches its caller as an error (checkSubscribed); others are news. */
+function logSubscriptionError(log: Logger, err: NatsError, subject: string): void {
+  if (err.code === ErrorCode.PermissionsViolation) log.debug({ subject }, 'subscription refused');
+  else log.error({ err, subject }, 'subscription failed');
 }
 
 function translate(cause: unknown, subject: string, timeoutMs: number): Error {
@@ -236,6 +289,10 @@ function translate(cause: unknown, subject: string, timeoutMs: number): Error {
   if (code === ErrorCode.NoResponders) {
     return new AgentUnreachableError('no-responders', `no agent is listening on ${subject}`, { cause });
   }
+  if (code === ErrorCode.PermissionsViolation) {
+    const refused = (cause as NatsError).permissionContext;
+    return new BusPermissionError(refused?.operation === 'subscription' ? 'subscription' : 'publish', refused?.subject ?? subject);
+  }
   if (code === ErrorCode.ConnectionClosed || code === ErrorCode.Disconnect
       || code === ErrorCode.ConnectionDraining) {
     return new AgentUnreachableError('disconnected', `bus connection is down (${code})`, { cause });
@@ -245,10 +302,11 @@ function translate(cause: unknown, subject: string, timeoutMs: number): Error {
 
 export async function connectBus(options: BusOptions): Promise<Bus> {
   const log = options.log;
+  const auth = options.auth ?? busAuthFromEnv();
   let nc: NatsConnection;
   try {
     nc = await connect({
-      ...natsAuthOptions(options.auth ?? busAuthFromEnv()),
+      ...natsAuthOptions(auth),
       servers: options.url.split(',').map((s) => s.trim()),
       name: options.name,
       timeout: options.connectTimeoutMs ?? 5000,
@@ -263,12 +321,14 @@ export async function connectBus(options: BusOptions): Promise<Bus> {
   } catch (cause) {
     throw new BusConnectError(`cannot connect to ${options.url}: ${explainConnectError(cause)}`, { cause });
   }
-  const bus = new NatsBus(nc, log);
+  const bus = new NatsBus(nc, log, auth.inboxPrefix);
   void (async () => {
     for await (const status of nc.status()) {
-      const level = status.type === 'reconnect' || status.type === 'update' ? 'info' : 'warn';
+      // A refusal reaches the request it failed as an error: logging it louder would say it twice.
+      const level = status.type === 'reconnect' || status.type === 'update' || status.permissionContext ? 'info' : 'warn';
       if (status.type === 'pingTimer') continue;
-      log[level]({ event: status.type, data: status.data }, 'bus status');
+      log[level]({ event: status.type, data: status.data, refused: status.permissionContext }, 'bus status');
+      if (status.permissionContext?.operation === 'publish') bus.publishRefused(status.permissionContext.subject);
       if (status.type === 'disconnect') {
         busMetrics.disconnects.inc();
         bus.markDown();

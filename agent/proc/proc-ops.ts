@@ -4,7 +4,7 @@
  * root, with the slave's PATH and login variables under the environment the master sent.
  */
 import { statSync } from 'node:fs';
-import { SlaveError } from '../../protocol/index.js';
+import { SlaveError, isOutputSubjectOf, outputSubject } from '../../protocol/index.js';
 import { REPLY_OVERHEAD, type AgentContext, type HandlerTable } from '../context.js';
 import { agentMetrics } from '../agent-metrics.js';
 import { execAllowed } from './exec-policy.js';
@@ -33,6 +33,11 @@ function checkPolicy(ctx: AgentContext, file: string, command: string): void {
 
 export const procOps: HandlerTable = {
   'proc.spawn': async ({ argv, env, cwd, uid, gid, pty, output, window }, ctx) => {
+    // Output goes only to this agent's own output subjects, which the bus's permissions let
+    // exactly the masters granted this slave read: never to a subject a request names freely.
+    if (!isOutputSubjectOf(ctx.hello().agentId, output)) {
+      throw new SlaveError('EINVAL', `output subject ${output} is not one of ${outputSubject(ctx.hello().agentId, '*')}`);
+    }
     const hostCwd = ctx.jail.resolve(cwd, true);
     let isDir: boolean;
     try {

@@ -11,10 +11,12 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { freePort } from '../helpers/ports.js';
+import { makeTestPki, plainTcpAnswer } from '../helpers/pki.js';
 import { CLI, run, waitFor } from '../helpers/processes.js';
 import { startMountProcess, type MountProcess } from '../helpers/slave.js';
 
 const SLAVE_FILE = new URL('../../../compose/slave.yml', import.meta.url).pathname;
+const SECURE_FILE = new URL('../../../compose/slave-secure.yml', import.meta.url).pathname;
 const TAG = process.env.TAG ?? 'local';
 
 /**
@@ -88,5 +90,62 @@ describe('compose/slave.yml: an agent container serving its host', () => {
     assert.equal(await readFile(join(at, tmp, 'on-the-host.txt'), 'utf8'), 'written on the host\n');
     await writeFile(join(at, tmp, 'from-the-master.txt'), 'through the container\n');
     assert.equal(await readFile(join(tmp, 'from-the-master.txt'), 'utf8'), 'through the container\n');
+  });
+});
+
+describe('compose/slave.yml with compose/slave-secure.yml: TLS and per-slave permissions', () => {
+  const project = `sbsecure${randomBytes(3).toString('hex')}`;
+  let tmp: string;
+  let hostProcess: ChildProcess;
+  let url: string;
+  let ca: string;
+  let env: NodeJS.ProcessEnv;
+  const compose = (...args: string[]) => run('docker-compose',
+    ['-p', project, '-f', SLAVE_FILE, '-f', SECURE_FILE, '-f', join(tmp, 'override.yml'), ...args], { env, timeoutMs: 120_000 });
+  const alice = () => ['--user', 'alice', '--password', 'pw-alice', '--inbox-prefix', '_INBOX_alice', '--tls-ca', ca];
+
+  before(async () => {
+    tmp = await mkdtemp(join(tmpdir(), 'splitbrain-slave-secure-'));
+    await writeFile(join(tmp, 'override.yml'), OVERRIDE);
+    const pki = await makeTestPki(join(tmp, 'pki'));
+    ca = pki.ca;
+    await writeFile(join(tmp, 'secrets.env'),
+      'SLAVE_A_PASSWORD=pw-slave-a\nSLAVE_B_PASSWORD=pw-slave-b\nALICE_PASSWORD=pw-alice\nBOB_PASSWORD=pw-bob\nOPS_PASSWORD=pw-ops\n');
+    hostProcess = spawn('sleep', ['600'], { stdio: 'ignore' });
+    const port = await freePort();
+    url = `nats://127.0.0.1:${port}`;
+    env = {
+      ...process.env, NATS_IMAGE: `splitbrain/nats:${TAG}`, SPLITBRAIN_IMAGE: `splitbrain/agent:${TAG}`,
+      NATS_LISTEN: '127.0.0.1', NATS_PORT: String(port), HOST_PID: String(hostProcess.pid),
+      AGENT_ID: 'slave-a', NATS_USER: 'slave-a', NATS_PASSWORD: 'pw-slave-a',
+      NATS_SECRETS: join(tmp, 'secrets.env'), NATS_SERVER_CERT: pki.serverCert, NATS_SERVER_KEY: pki.serverKey, NATS_TLS_CA: pki.ca,
+    };
+    const up = await compose('up', '-d');
+    assert.equal(up.code, 0, up.stderr);
+    await waitFor('the agent', async () =>
+      (await run(process.execPath, [CLI, 'hello', url, '--agent', 'slave-a', '--field', 'agentId', ...alice()])).stdout === 'slave-a\n', 60_000, 250);
+  });
+
+  after(async () => {
+    if (tmp) {
+      await compose('down', '-v');
+      await rm(tmp, { recursive: true, force: true });
+    }
+    hostProcess?.kill('SIGKILL');
+  });
+
+  it('serves the granted master over TLS, and refuses anonymous clients, plain TCP and other slaves', async () => {
+    const ran = await run(process.execPath, [CLI, 'exec', url, '--agent', 'slave-a', ...alice(), '--', 'echo', 'through TLS']);
+    assert.equal(ran.code, 0, ran.stderr);
+    assert.equal(ran.stdout, 'through TLS\n');
+    const anonymous = await run(process.execPath, [CLI, 'hello', url, '--agent', 'slave-a', '--tls-ca', ca]);
+    assert.equal(anonymous.code, 1);
+    assert.match(anonymous.stderr, /authorization violation/);
+    const other = await run(process.execPath, [CLI, 'hello', url, '--agent', 'slave-b', ...alice()]);
+    assert.equal(other.code, 1);
+    assert.match(other.stderr, /permissions violation/);
+    const plain = await plainTcpAnswer(Number(new URL(url).port));
+    assert.match(plain.said, /"tls_required":true/);
+    assert.equal(plain.closed, true);
   });
 });

@@ -10,10 +10,10 @@ export interface NatsServer {
   restart(): Promise<void>;
 }
 
-function launch(port: number, extraArgs: string[]): Promise<{ child: ChildProcess; port: number }> {
+function launch(port: number, extraArgs: string[], env?: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; port: number }> {
   return new Promise((resolve, reject) => {
     const child = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(port), ...extraArgs], {
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: ['ignore', 'pipe', 'pipe'], env: env === undefined ? process.env : { ...process.env, ...env },
     });
     let log = '';
     const timer = setTimeout(() => {
@@ -39,15 +39,16 @@ function launch(port: number, extraArgs: string[]): Promise<{ child: ChildProces
   });
 }
 
-export async function startNats(extraArgs: string[] = []): Promise<NatsServer> {
-  let { child, port } = await launch(-1, extraArgs);
+/** `env` is added to ours (a configuration file may name secrets by environment variable). */
+export async function startNats(extraArgs: string[] = [], env?: NodeJS.ProcessEnv): Promise<NatsServer> {
+  let { child, port } = await launch(-1, extraArgs, env);
   return {
     get url() { return `nats://127.0.0.1:${port}`; },
     get port() { return port; },
     async stop() { await stopProcess(child); },
     async restart() {
       await stopProcess(child);
-      ({ child, port } = await launch(port, extraArgs));
+      ({ child, port } = await launch(port, extraArgs, env));
     },
   };
 }

@@ -6,25 +6,13 @@
  */
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startNats, type NatsServer } from '../helpers/nats-server.js';
-import { CLI, run, sh } from '../helpers/processes.js';
+import { makeTestPki, plainTcpAnswer } from '../helpers/pki.js';
+import { CLI, run } from '../helpers/processes.js';
 import { startAgentProcess, type AgentProcess } from '../helpers/slave.js';
-
-/** What a NATS server says to a client that sends CONNECT and PING over plain TCP, and whether it hung up. */
-function plainTcpAnswer(port: number): Promise<{ said: string; closed: boolean }> {
-  return new Promise((resolve) => {
-    let said = '';
-    const socket = connect(port, '127.0.0.1', () => socket.write('CONNECT {"verbose":false}\r\nPING\r\n'));
-    const timer = setTimeout(() => { socket.destroy(); resolve({ said, closed: false }); }, 5000);
-    socket.on('data', (d: Buffer) => { said += d.toString(); });
-    socket.on('close', () => { clearTimeout(timer); resolve({ said, closed: true }); });
-    socket.on('error', () => undefined);
-  });
-}
 
 const hello = (url: string, args: string[], env: NodeJS.ProcessEnv = {}) =>
   run(process.execPath, [CLI, 'hello', url, '--field', 'agentId', ...args], { env: { ...process.env, ...env }, timeoutMs: 30_000 });
@@ -94,18 +82,9 @@ describe('bus authentication and TLS', () => {
     let nats: NatsServer;
     let ca: string;
     before(async () => {
-      const dir = join(tmp, 'pki');
-      await mkdir(dir);
-      ca = join(dir, 'ca.pem');
-      // A CA, and a server certificate for 127.0.0.1 signed by it.
-      await sh([
-        `cd '${dir}'`,
-        'openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 1 -subj /CN=splitbrain-test-ca 2>/dev/null',
-        'openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1 2>/dev/null',
-        'printf "subjectAltName=IP:127.0.0.1,DNS:localhost\\n" > san.ext',
-        'openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 1 -extfile san.ext 2>/dev/null',
-      ].join(' && '));
-      nats = await startNats(['--tls', '--tlscert', join(dir, 'server.pem'), '--tlskey', join(dir, 'server.key')]);
+      const pki = await makeTestPki(join(tmp, 'pki'));
+      ca = pki.ca;
+      nats = await startNats(['--tls', '--tlscert', pki.serverCert, '--tlskey', pki.serverKey]);
     });
     after(async () => { await nats?.stop(); });
 

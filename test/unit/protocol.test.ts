@@ -5,7 +5,7 @@ import {
   ProtocolError, SlaveError, agentIdFromHostname, attrFromWire, attrToWire, decodeReply,
   decodeEvent, decodeRequest, encodeErrorReply, encodeEvent, encodeReply, encodeRequest, errnoName,
   errnoNumber, errnoOf,
-  isValidAgentId, opFromSubject, opSubject,
+  isOutputSubjectOf, isValidAgentId, opFromSubject, opSubject, outputSubject,
 } from '../../protocol/index.js';
 
 describe('errno', () => {
@@ -84,8 +84,18 @@ describe('subjects', () => {
     assert.equal(opFromSubject('lab-7', 'splitbrain.lab-8.fs.read'), undefined);
   });
   it('accepts only ids that are one NATS token', () => {
-    for (const bad of ['', 'a.b', 'a*', '>', 'a b', '_discover', 'x'.repeat(129)]) assert.equal(isValidAgentId(bad), false, bad);
+    for (const bad of ['', 'a.b', 'a*', '>', 'a b', '_discover', '_out', '_x', 'x'.repeat(129)]) assert.equal(isValidAgentId(bad), false, bad);
     assert.equal(isValidAgentId('board-7_a'), true);
     assert.equal(agentIdFromHostname('lab-box-7.example.com'), 'lab-box-7_example_com');
+    assert.equal(agentIdFromHostname('_x.y'), 'x_y');
+  });
+  it('keeps each agent\'s process output under its own subjects', () => {
+    const subject = outputSubject('lab-7', 'abc_1');
+    assert.equal(subject, 'splitbrain._out.lab-7.abc_1');
+    assert.equal(isOutputSubjectOf('lab-7', subject), true);
+    for (const bad of [subject.replace('lab-7', 'lab-8'), 'splitbrain._out.lab-7', 'splitbrain._out.lab-7.a.b',
+      'splitbrain._out.lab-7.>', 'splitbrain.lab-7.fs.read', '_INBOX.x.1']) {
+      assert.equal(isOutputSubjectOf('lab-7', bad), false, bad);
+    }
   });
 });

@@ -1,0 +1,70 @@
+/**
+ * How `splitbrain status` and `splitbrain top` print: aligned columns for people, as `docker ps`
+ * and `iostat` do (their --json is for programs).
+ */
+import type { HelloInfo } from '../protocol/index.js';
+import type { ActivitySample, AgentStatus } from '../transport/agent-status.js';
+
+function table(rows: string[][]): string {
+  const widths = rows[0]?.map((_, column) => Math.max(...rows.map((row) => row[column]?.length ?? 0))) ?? [];
+  return rows.map((row) => row.map((cell, column) =>
+    (column === row.length - 1 ? cell : cell.padEnd(widths[column] ?? 0))).join('  ')).join('\n') + '\n';
+}
+
+export function formatDuration(ms: number): string {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  const [d, h, m] = [Math.floor(s / 86_400), Math.floor((s % 86_400) / 3600), Math.floor((s % 3600) / 60)];
+  if (d > 0) return `${d}d${String(h).padStart(2, '0')}h`;
+  if (h > 0) return `${h}h${String(m).padStart(2, '0')}m`;
+  if (m > 0) return `${m}m${String(s % 60).padStart(2, '0')}s`;
+  return `${s}s`;
+}
+
+function formatRate(bytesPerSecond: number): string {
+  const units = ['B/s', 'kB/s', 'MB/s', 'GB/s'];
+  let value = bytesPerSecond;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit++;
+  }
+  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
+}
+
+/** The agent's own guards in one cell: rw/ro, which commands, which devices. */
+function policyCell(hello: HelloInfo): string {
+  const exec = hello.policy.exec;
+  const commands = exec === 'all' || exec === 'none' ? exec : exec.join(',');
+  return `${hello.readOnly ? 'ro' : 'rw'} exec=${commands} dev=${hello.policy.devAllow.join(',')}`;
+}
+
+/** One line per agent; uptime by the master's clock against the agent's start time. */
+export function formatStatus(agents: AgentStatus[], now: number): string {
+  const rows = [['AGENT', 'HOSTNAME', 'BOOT ID', 'UPTIME', 'VERSION', 'PID', 'ROOT', 'POLICY']];
+  for (const { agentId, hello, error } of agents) {
+    if (!hello) {
+      rows.push([agentId, '-', '-', '-', '-', '-', '-', `no answer: ${error ?? 'unknown'}`]);
+      continue;
+    }
+    rows.push([
+      agentId, hello.hostname, hello.bootId.slice(0, 8), formatDuration(now - hello.startedAt),
+      `${hello.version ?? '?'}/p${hello.protocol}`, String(hello.pid), hello.root, policyCell(hello),
+    ]);
+  }
+  return table(rows);
+}
+
+/** One interval of one agent: a summary line, then its ops, busiest first. */
+export function formatActivity(agentId: string, sample: ActivitySample, at: Date): string {
+  const head = `${at.toISOString().slice(11, 19)}  ${agentId}${sample.restarted ? '  (agent restarted)' : ''}  `
+    + `${sample.opsPerSecond.toFixed(1)} ops/s  ${sample.errorsPerSecond.toFixed(1)} err/s  `
+    + `read ${formatRate(sample.readBytesPerSecond)}  written ${formatRate(sample.writtenBytesPerSecond)}  `
+    + `in flight ${sample.inFlight}  open: ${sample.handles.files} files ${sample.handles.devices} devices `
+    + `${sample.handles.processes} processes\n`;
+  if (sample.ops.length === 0) return `${head}(idle)\n\n`;
+  const rows = [['OP', 'OPS/S', 'ERR/S', 'MEAN MS']];
+  for (const op of sample.ops) {
+    rows.push([op.op, op.perSecond.toFixed(1), op.errorsPerSecond.toFixed(1), op.meanMs.toFixed(3)]);
+  }
+  return `${head}${table(rows)}\n`;
+}
