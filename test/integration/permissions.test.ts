@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { connect, type NatsConnection } from 'nats';
 import { startNats, type NatsServer } from '../helpers/nats-server.js';
+import { makeJwtAuth } from '../helpers/nats-jwt.js';
 import { makeTestPki, plainTcpAnswer, type TestPki } from '../helpers/pki.js';
 import { CLI, run, stopProcess, spawnCollecting, waitFor } from '../helpers/processes.js';
 import { startAgentProcess, startMountProcess, type AgentProcess } from '../helpers/slave.js';
@@ -179,5 +180,45 @@ describe('per-slave permissions (compose/nats/permissions.conf)', () => {
     // The real slave-a still serves alice.
     const ok = await cli(['hello', nats.url, '--agent', 'slave-a', '--field', 'agentId', ...alice()]);
     assert.equal(ok.stdout, 'slave-a\n', ok.stderr);
+  });
+});
+
+describe('the same permissions in NATS JWTs (--creds), as nsc makes them', () => {
+  let tmp: string;
+  let nats: NatsServer;
+  let agent: AgentProcess;
+  const creds = (user: string) => ['--creds', join(tmp, `${user}.creds`)];
+  const cli = (args: string[]) => run(process.execPath, [CLI, ...args], { timeoutMs: 30_000 });
+
+  before(async () => {
+    tmp = await mkdtemp(join(tmpdir(), 'splitbrain-jwt-'));
+    const root = join(tmp, 'root');
+    await mkdir(root);
+    const config = await makeJwtAuth(tmp, [
+      { name: 'slave-a', subscribe: ['splitbrain.slave-a.>', 'splitbrain._discover'], publish: ['splitbrain._out.slave-a.>'], respond: true },
+      { name: 'alice', publish: ['splitbrain.slave-a.>'], subscribe: ['_INBOX_alice.>', 'splitbrain._out.slave-a.>'] },
+    ]);
+    nats = await startNats(['-c', config]);
+    agent = await startAgentProcess(nats.url, 'slave-a', root, creds('slave-a'));
+  });
+  after(async () => {
+    await agent?.stop();
+    await nats?.stop();
+    if (tmp) await rm(tmp, { recursive: true, force: true });
+  });
+
+  it('serves the granted master with its credentials file, and refuses it another slave', async () => {
+    const ran = await cli(['exec', nats.url, '--agent', 'slave-a', ...creds('alice'), '--inbox-prefix', '_INBOX_alice', '--', 'echo', 'signed']);
+    assert.equal(ran.code, 0, ran.stderr);
+    assert.equal(ran.stdout, 'signed\n');
+    const other = await cli(['hello', nats.url, '--agent', 'slave-b', ...creds('alice'), '--inbox-prefix', '_INBOX_alice']);
+    assert.equal(other.code, 1);
+    assert.match(other.stderr, /send to splitbrain\.slave-b\.agent\.hello \(permissions violation\)/);
+    const anonymous = await cli(['hello', nats.url, '--agent', 'slave-a']);
+    assert.equal(anonymous.code, 1);
+    assert.match(anonymous.stderr, /authorization violation/);
+    const missing = await cli(['hello', nats.url, '--agent', 'slave-a', '--creds', join(tmp, 'nobody.creds')]);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /cannot read the credentials file .*nobody\.creds: ENOENT/);
   });
 });
