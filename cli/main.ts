@@ -4,121 +4,31 @@
  * other folders. Exit status 0 on success, 1 on failure with a one-line message, 2 on misuse.
  */
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
 import { hostname } from 'node:os';
 import { startAgent } from '../agent/agent.js';
 import { whenUnmounted } from '../mount/mount-watch.js';
-import { AgentClient, chooseAgent } from '../transport/agent-client.js';
-import { connectBus } from '../transport/bus.js';
-import { listAgents, watchActivity } from '../transport/agent-status.js';
-import { AUTH_ENV, busAuthFromEnv } from '../transport/bus-auth.js';
+import { busAuthFromEnv } from '../transport/bus-auth.js';
 import { serveMetrics } from '../transport/metrics.js';
-import { agentIdFromHostname, isValidAgentId } from '../protocol/index.js';
+import { agentIdFromHostname } from '../protocol/index.js';
 import { startBridgeService } from '../sidecar/bridge-service.js';
 import { runExec } from '../sidecar/exec-session.js';
 import { checkHealth } from '../sidecar/health.js';
 import { daemonize, startChildServer } from './daemon.js';
+import { addInspectCommands } from './inspect-commands.js';
 import { reportStart } from './start-report.js';
 import { LOG_LEVELS, createLogger } from './logger.js';
-import { formatActivity, formatStatus } from './status-view.js';
+import {
+  DEFAULT_NATS, VERSION, agentId, agentIdFromEnv, collect, fromEnv, listFromEnv, logLevel, metrics, nonNegative,
+  slaveWait, withBusAuth,
+} from './options.js';
 
 // The FUSE mount is loaded only by the commands that mount: its binding needs libfuse, which an
 // agent-only machine (or the agent image) does not have.
 const loadMount = () => import('../mount/mount.js');
 const loadSidecar = () => import('../sidecar/sidecar.js');
-
-const DEFAULT_NATS = 'nats://127.0.0.1:4222';
-
-/** Our version, from the package.json beside dist/ (in the images too). */
-const VERSION = ((): string => {
-  try {
-    const pkg: unknown = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
-    const version = (pkg as { version?: unknown }).version;
-    return typeof version === 'string' ? version : 'unknown';
-  } catch {
-    return 'unknown';
-  }
-})();
-
-function agentId(value: string): string {
-  if (!isValidAgentId(value)) {
-    throw new InvalidArgumentError('use letters, digits, - and _ (at most 128, not first), no dots or wildcards');
-  }
-  return value;
-}
-
-function nonNegative(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw new InvalidArgumentError('expected a number (0 or more)');
-  return n;
-}
-
-function positiveSeconds(value: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0 || n > 86_400) throw new InvalidArgumentError('expected seconds (more than 0)');
-  return n;
-}
-
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
-}
-
-/** One hello field as a shell wants it: strings bare, anything else as JSON. */
-function fieldText(value: unknown): string {
-  return typeof value === 'string' ? value : JSON.stringify(value);
-}
-
-/** An environment variable's value; unset and empty are the same (compose passes empty ones). */
-function fromEnv(name: string): string | undefined {
-  const value = process.env[name]?.trim();
-  return value === undefined || value === '' ? undefined : value;
-}
-
-/** SPLITBRAIN_AGENT as an agent id (compose's way to set --id and --agent), checked. */
-function agentIdFromEnv(): string | undefined {
-  const value = fromEnv('SPLITBRAIN_AGENT');
-  return value === undefined ? undefined : agentId(value);
-}
-
-function listFromEnv(name: string): string[] {
-  return (fromEnv(name) ?? '').split(/[\s,]+/).filter((word) => word !== '');
-}
-
-const slaveWait = () => new Option('--slave-wait <seconds>',
-  'how long an operation waits for an unreachable slave before it fails (EIO; a process: exit 255); 0: at once')
-  .argParser(nonNegative).default(60);
-
-/**
- * The NATS credentials and TLS options every command that talks to the bus takes. They go into
- * the environment (transport/bus-auth.ts), where the bus and every process we start find them;
- * secrets are better given there directly than on a command line others can read.
- */
-function withBusAuth(command: Command): Command {
-  const files = new Set(['creds', 'tlsCa', 'tlsCert', 'tlsKey']);
-  return command
-    .option('--creds <file>', 'NATS credentials file (user JWT and nkey seed) [$SPLITBRAIN_NATS_CREDS]')
-    .option('--user <name>', 'NATS user [$SPLITBRAIN_NATS_USER]')
-    .option('--password <password>', 'NATS password (prefer $SPLITBRAIN_NATS_PASSWORD: a command line is visible to others)')
-    .option('--token <token>', 'NATS token (prefer $SPLITBRAIN_NATS_TOKEN)')
-    .option('--tls-ca <file>', 'CA certificate the NATS server\'s must chain to (TLS) [$SPLITBRAIN_NATS_TLS_CA]')
-    .option('--tls-cert <file>', 'client certificate, for servers that verify clients [$SPLITBRAIN_NATS_TLS_CERT]')
-    .option('--tls-key <file>', 'the client certificate\'s key [$SPLITBRAIN_NATS_TLS_KEY]')
-    .option('--inbox-prefix <prefix>', 'subject prefix for replies, as the server grants this user (e.g. _INBOX_alice) [$SPLITBRAIN_NATS_INBOX_PREFIX]')
-    .hook('preAction', (_program, action) => {
-      const given = action.opts<Record<string, unknown>>();
-      for (const [key, name] of Object.entries(AUTH_ENV)) {
-        const value = given[key];
-        if (typeof value === 'string') process.env[name] = files.has(key) ? resolve(value) : value;
-      }
-    });
-}
-
-const metrics = () => new Option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics');
-
-const logLevel = () => new Option('--log-level <level>', 'log verbosity').choices(LOG_LEVELS).default('warn');
 
 /** Runs until SIGINT/SIGTERM or until `stopped` settles, then runs `shutdown` once. */
 async function serveUntilSignal(shutdown: () => Promise<void>, stopped?: Promise<void>): Promise<void> {
@@ -410,91 +320,7 @@ withBusAuth(program.command('run'))
     });
   });
 
-withBusAuth(program.command('hello'))
-  .description('print a slave agent\'s hello (id, hostname, boot id, root, ...) as JSON, or one field of it')
-  .argument('<url>', 'NATS server URL, e.g. nats://lab-box-7:4222')
-  .option('--agent <id>', 'the agent (default: the only one on the bus)', agentId)
-  .option('--field <name>', 'print only this field, e.g. hostname (for SLAVE_HOSTNAME in compose)')
-  .addOption(logLevel())
-  .action(async (url: string, opts: { agent?: string; field?: string; logLevel: string }) => {
-    const log = createLogger(opts.logLevel);
-    const bus = await connectBus({ url, name: 'splitbrain-hello', log });
-    try {
-      const id = opts.agent ?? await chooseAgent(bus);
-      const hello: Record<string, unknown> = await new AgentClient(bus, id, { timeoutMs: 10_000, log }).hello();
-      if (opts.field === undefined) process.stdout.write(`${JSON.stringify(hello, null, 2)}\n`);
-      else if (opts.field in hello) process.stdout.write(`${fieldText(hello[opts.field])}\n`);
-      else throw new InvalidArgumentError(`--field ${opts.field}: the hello has ${Object.keys(hello).join(', ')}`);
-    } finally {
-      await bus.close();
-    }
-  });
-
-withBusAuth(program.command('status'))
-  .description('list the agents on a bus: id, hostname, boot id, uptime, version, policy')
-  .argument('<url>', 'NATS server URL, e.g. nats://lab-box-7:4222')
-  .option('--agent <id>', 'ask these agents (repeatable; default: every agent that answers discovery)',
-    (value: string, previous: string[]) => [...previous, agentId(value)], [])
-  .option('--wait <seconds>', 'how long to wait for answers', positiveSeconds, 1)
-  .option('--json', 'print the agents\' hellos as JSON', false)
-  .addOption(logLevel())
-  .action(async (url: string, opts: { agent: string[]; wait: number; json: boolean; logLevel: string }) => {
-    const log = createLogger(opts.logLevel);
-    const bus = await connectBus({ url, name: 'splitbrain-status', log });
-    try {
-      const agents = await listAgents(bus, { agentIds: opts.agent, waitMs: opts.wait * 1000, log });
-      if (opts.json) process.stdout.write(`${JSON.stringify(agents, null, 2)}\n`);
-      else if (agents.length > 0) process.stdout.write(formatStatus(agents, Date.now()));
-      if (agents.length === 0) throw new Error('no agent answered on the bus; is `splitbrain agent` running?');
-      const silent = agents.filter((a) => a.hello === undefined).map((a) => a.agentId);
-      if (silent.length > 0) throw new Error(`no answer from ${silent.join(', ')}`);
-    } finally {
-      await bus.close();
-    }
-  });
-
-withBusAuth(program.command('top'))
-  .description('show what an agent is doing: operations per second by op, errors, bytes, open handles')
-  .argument('<url>', 'NATS server URL, e.g. nats://lab-box-7:4222')
-  .option('--agent <id>', 'the agent (default: the only one on the bus)', agentId)
-  .option('-i, --interval <seconds>', 'time between samples', positiveSeconds, 2)
-  .option('-n, --count <n>', 'stop after this many samples (default: at SIGINT)', nonNegative)
-  .option('--json', 'print one JSON object per sample', false)
-  .addOption(logLevel())
-  .action(async (url: string, opts: { agent?: string; interval: number; count?: number; json: boolean; logLevel: string }) => {
-    const log = createLogger(opts.logLevel);
-    const bus = await connectBus({ url, name: 'splitbrain-top', log });
-    const stop = new AbortController();
-    const abort = () => stop.abort();
-    process.once('SIGINT', abort);
-    process.once('SIGTERM', abort);
-    // A terminal gets a refreshed screen, as top; a pipe gets one block per sample, as iostat.
-    const clear = process.stdout.isTTY && !opts.json ? '\x1b[H\x1b[2J' : '';
-    let answered = 0;
-    try {
-      const id = opts.agent ?? await chooseAgent(bus);
-      for await (const sample of watchActivity(bus, id, {
-        intervalMs: opts.interval * 1000, count: opts.count, signal: stop.signal, log,
-      })) {
-        const at = new Date();
-        if (sample instanceof Error) {
-          process.stdout.write(opts.json
-            ? `${JSON.stringify({ time: at.toISOString(), agentId: id, error: sample.message })}\n`
-            : `${clear}${at.toISOString().slice(11, 19)}  ${id}  no answer: ${sample.message}\n\n`);
-          continue;
-        }
-        answered++;
-        process.stdout.write(opts.json
-          ? `${JSON.stringify({ time: at.toISOString(), agentId: id, ...sample })}\n`
-          : `${clear}${formatActivity(id, sample, at)}`);
-      }
-      if (answered === 0 && opts.count !== 0 && !stop.signal.aborted) throw new Error(`no answer from ${id}`);
-    } finally {
-      process.off('SIGINT', abort);
-      process.off('SIGTERM', abort);
-      await bus.close();
-    }
-  });
+addInspectCommands(program);
 
 program.command('health')
   .description('exit 0 while a sidecar serves the directory (a compose healthcheck)')

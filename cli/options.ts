@@ -1,0 +1,96 @@
+/**
+ * What several commands take: argument parsers, the options every bus command shares (NATS
+ * credentials, log level, metrics, slave wait), and settings read from the environment (compose
+ * sets them) and from package.json (the version).
+ */
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { isValidAgentId } from '../protocol/index.js';
+import { AUTH_ENV } from '../transport/bus-auth.js';
+import { LOG_LEVELS } from './logger.js';
+
+export const DEFAULT_NATS = 'nats://127.0.0.1:4222';
+
+/** Our version, from the package.json beside dist/ (in the images too). */
+export const VERSION = ((): string => {
+  try {
+    const pkg: unknown = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
+    const version = (pkg as { version?: unknown }).version;
+    return typeof version === 'string' ? version : 'unknown';
+  } catch {
+    return 'unknown';
+  }
+})();
+
+export function agentId(value: string): string {
+  if (!isValidAgentId(value)) {
+    throw new InvalidArgumentError('use letters, digits, - and _ (at most 128, not first), no dots or wildcards');
+  }
+  return value;
+}
+
+export function nonNegative(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw new InvalidArgumentError('expected a number (0 or more)');
+  return n;
+}
+
+export function positiveSeconds(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0 || n > 86_400) throw new InvalidArgumentError('expected seconds (more than 0)');
+  return n;
+}
+
+export function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+/** An environment variable's value; unset and empty are the same (compose passes empty ones). */
+export function fromEnv(name: string): string | undefined {
+  const value = process.env[name]?.trim();
+  return value === undefined || value === '' ? undefined : value;
+}
+
+/** SPLITBRAIN_AGENT as an agent id (compose's way to set --id and --agent), checked. */
+export function agentIdFromEnv(): string | undefined {
+  const value = fromEnv('SPLITBRAIN_AGENT');
+  return value === undefined ? undefined : agentId(value);
+}
+
+export function listFromEnv(name: string): string[] {
+  return (fromEnv(name) ?? '').split(/[\s,]+/).filter((word) => word !== '');
+}
+
+export const slaveWait = () => new Option('--slave-wait <seconds>',
+  'how long an operation waits for an unreachable slave before it fails (EIO; a process: exit 255); 0: at once')
+  .argParser(nonNegative).default(60);
+
+/**
+ * The NATS credentials and TLS options every command that talks to the bus takes. They go into
+ * the environment (transport/bus-auth.ts), where the bus and every process we start find them;
+ * secrets are better given there directly than on a command line others can read.
+ */
+export function withBusAuth(command: Command): Command {
+  const files = new Set(['creds', 'tlsCa', 'tlsCert', 'tlsKey']);
+  return command
+    .option('--creds <file>', 'NATS credentials file (user JWT and nkey seed) [$SPLITBRAIN_NATS_CREDS]')
+    .option('--user <name>', 'NATS user [$SPLITBRAIN_NATS_USER]')
+    .option('--password <password>', 'NATS password (prefer $SPLITBRAIN_NATS_PASSWORD: a command line is visible to others)')
+    .option('--token <token>', 'NATS token (prefer $SPLITBRAIN_NATS_TOKEN)')
+    .option('--tls-ca <file>', 'CA certificate the NATS server\'s must chain to (TLS) [$SPLITBRAIN_NATS_TLS_CA]')
+    .option('--tls-cert <file>', 'client certificate, for servers that verify clients [$SPLITBRAIN_NATS_TLS_CERT]')
+    .option('--tls-key <file>', 'the client certificate\'s key [$SPLITBRAIN_NATS_TLS_KEY]')
+    .option('--inbox-prefix <prefix>', 'subject prefix for replies, as the server grants this user (e.g. _INBOX_alice) [$SPLITBRAIN_NATS_INBOX_PREFIX]')
+    .hook('preAction', (_program, action) => {
+      const given = action.opts<Record<string, unknown>>();
+      for (const [key, name] of Object.entries(AUTH_ENV)) {
+        const value = given[key];
+        if (typeof value === 'string') process.env[name] = files.has(key) ? resolve(value) : value;
+      }
+    });
+}
+
+export const metrics = () => new Option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics');
+
+export const logLevel = () => new Option('--log-level <level>', 'log verbosity').choices(LOG_LEVELS).default('warn');
