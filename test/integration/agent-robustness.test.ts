@@ -67,6 +67,19 @@ describe('agent robustness', () => {
     });
   });
 
+  it('answers what the fuzz test (hostile-input.test.ts) found with the right errno', async () => {
+    // Were: EIO (Node's argument errors carry no errno), ENODATA for a NUL in an attribute name
+    // (the xattr library cut the name there), and, for the last, a success.
+    assert.equal(await errnoFor('fs.symlink', pack({ v: 1, id: 'x', a: { target: 'a\0b', path: '/l' } })), 'EPROTO');
+    assert.equal(await errnoFor('fs.getxattr', pack({ v: 1, id: 'x', a: { path: '/', name: 'user.a\0b' } })), 'EPROTO');
+    assert.equal(await errnoFor('fs.chown', pack({ v: 1, id: 'x', a: { path: '/', uid: 2 ** 40, gid: 0 } })), 'EPROTO');
+    assert.equal(await errnoFor('fs.access', pack({ v: 1, id: 'x', a: { path: '/', mode: 8 } })), 'EPROTO');
+    assert.equal(await errnoFor('fs.mknod', pack({ v: 1, id: 'x', a: { path: `/${'x'.repeat(300)}`, mode: 0o010644, rdev: 0 } })), 'ENAMETOOLONG');
+    assert.equal(await errnoFor('fs.getattr', pack({ v: 2, id: 'x', a: 'a newer shape' })), 'EPROTONOSUPPORT');
+    // '/pts/..' matched the default --dev-allow 'pts/*' and opened the dev root.
+    assert.equal(await errnoFor('dev.open', pack({ v: 1, id: 'x', a: { path: '/pts/..', flags: 0 } })), 'EACCES');
+  });
+
   it('is still serving after all of that', async () => {
     const hello = await raw.client.hello();
     assert.equal(hello.agentId, 'robust');
