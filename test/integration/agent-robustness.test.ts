@@ -3,6 +3,7 @@
  * unknown ops, wrong types, hostile values, unknown handles.
  */
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { Encoder } from '@msgpack/msgpack';
 import { SlaveError, decodeReply, opSubject } from '../../protocol/index.js';
@@ -30,6 +31,14 @@ describe('agent robustness', () => {
     assert.equal(reply.ok, false, `${op} should have failed`);
     return reply.ok ? 'OK' : reply.error.errnoName;
   }
+
+  // First, while the export root is still empty.
+  it('does not remove the export root itself, even empty', async () => {
+    for (const path of ['/', '/x/..', '/../..']) {
+      await assert.rejects(raw.client.call('fs.rmdir', { path }), (err: unknown) => err instanceof SlaveError && err.errnoName === 'EBUSY');
+    }
+    assert.ok(existsSync(slave.root));
+  });
 
   it('answers malformed messages with EPROTO', async () => {
     assert.equal(await errnoFor('fs.getattr', new Uint8Array(0)), 'EPROTO');
