@@ -147,6 +147,20 @@ export function encodeErrorReply(boot: string, errno: string, message: string): 
   return encoder.encode({ v: PROTOCOL_VERSION, boot, err: { errno, message } });
 }
 
+/** Most of an agent's error message a master keeps. */
+const MAX_MESSAGE = 2048;
+
+/**
+ * An agent's error message as a master may print it: masters show it on terminals and in logs
+ * as it is, so control characters (a terminal's escape sequences) are spelt out and the length
+ * is bounded.
+ */
+function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  const clean = text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  return clean.length > MAX_MESSAGE ? `${clean.slice(0, MAX_MESSAGE)}...` : clean;
+}
+
 export type DecodedReply<K extends OpName> =
   | { boot: string; ok: true; result: OpReply<K> }
   | { boot: string; ok: false; error: SlaveError };
@@ -161,8 +175,9 @@ export function decodeReply<K extends OpName>(op: K, bytes: Uint8Array): Decoded
   if (!envelope.success) throw new ProtocolError(`bad reply envelope: ${describe(envelope.error)}`);
   const reply = envelope.data;
   if ('err' in reply) {
-    const errno = isErrnoName(reply.err.errno) ? reply.err.errno : 'EIO';
-    return { boot: reply.boot, ok: false, error: new SlaveError(errno, reply.err.message) };
+    const known = isErrnoName(reply.err.errno);
+    const message = known ? reply.err.message : `${reply.err.message} (errno ${reply.err.errno.slice(0, 32)})`;
+    return { boot: reply.boot, ok: false, error: new SlaveError(known ? reply.err.errno : 'EIO', printable(message)) };
   }
   const result = ops[op].res.safeParse(reply.ok);
   if (!result.success) throw new ProtocolError(`bad ${op} reply: ${describe(result.error)}`);

@@ -64,6 +64,11 @@ describe('codec', () => {
     const future = new Encoder().encode({ v: 7, request: ['of', 'a', 'shape', 'we', 'do', 'not', 'know'] });
     assert.throws(() => decodeRequest('fs.getattr', future), (err: unknown) => err instanceof SlaveError && err.errnoName === 'EPROTONOSUPPORT');
   });
+  it('keeps an agent\'s error message printable and bounded, and an unknown errno as EIO', () => {
+    const reply = decodeReply('fs.getattr', encodeErrorReply('b', 'EBOGUS', `\x1b[2J${'x'.repeat(5000)}`));
+    assert.ok(!reply.ok && reply.error.errnoName === 'EIO');
+    if (!reply.ok) assert.ok(reply.error.message.startsWith('\\x1b[2Jxxx') && reply.error.message.length < 2100);
+  });
   it('returns error replies with their errno and boot id', () => {
     const reply = decodeReply('fs.getattr', encodeErrorReply('boot-1', 'ENOENT', 'no such file'));
     assert.equal(reply.boot, 'boot-1');
