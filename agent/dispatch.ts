@@ -4,7 +4,7 @@
  * arrives, the requester gets an answer and the agent keeps serving.
  */
 import {
-  NOT_IDEMPOTENT, PROTOCOL_VERSION, decodeRequest, encodeErrorReply, encodeReply, errnoOf, isOpName, requestIdOf,
+  NOT_IDEMPOTENT, decodeRequest, encodeErrorReply, encodeReply, errnoOf, isOpName, requestIdOf,
   type DecodedRequest, type OpName, type OpReply, type OpRequest,
 } from '../protocol/index.js';
 import { agentMetrics } from './agent-metrics.js';
@@ -60,11 +60,7 @@ export function createDispatcher(table: HandlerTable, ctx: AgentContext, bootId:
     let replayed = false;
     agentMetrics.inFlight.inc();
     try {
-      const request = decodeRequest(op, data);
-      if (request.version > PROTOCOL_VERSION) {
-        errno = 'EPROTONOSUPPORT';
-        return encodeErrorReply(bootId, errno, `protocol ${request.version} is newer than this agent's ${PROTOCOL_VERSION}`);
-      }
+      const request = decodeRequest(op, data); // a newer protocol's request throws EPROTONOSUPPORT
       if (!NOT_IDEMPOTENT.has(op)) {
         const [reply, outcome] = await execute(op, request);
         errno = outcome;

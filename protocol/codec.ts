@@ -11,6 +11,7 @@ import { Decoder, Encoder } from '@msgpack/msgpack';
 import { z } from 'zod';
 import { isErrnoName } from './errno.js';
 import { ProtocolError, SlaveError } from './errors.js';
+import { msgpackBoundsProblem } from './msgpack-bounds.js';
 import { ops, procEvent, type OpName, type OpReply, type OpRequest, type ProcEvent } from './ops.js';
 import { PROTOCOL_VERSION } from './version.js';
 
@@ -24,6 +25,7 @@ const decoder = new Decoder({
 });
 
 /** hb: the agent boot the request's handle (fh, cursor, procId) came from; absent without one. */
+const versionOnly = z.object({ v: z.number().int() });
 const requestEnvelope = z.object({ v: z.number().int(), id: z.string().max(128), hb: z.string().max(64).optional(), a: z.unknown() });
 const replyEnvelope = z.union([
   z.object({ v: z.number().int(), boot: z.string(), ok: z.unknown() }),
@@ -34,7 +36,13 @@ const replyEnvelope = z.union([
   }),
 ]);
 
+/** No message of ours nests deeper than 5 (a readdir reply's attributes): room to grow. */
+const MAX_DEPTH = 16;
+
 function unpack(bytes: Uint8Array, what: string): unknown {
+  // Before the decoder, which would allocate what hostile headers declare (msgpack-bounds.ts).
+  const problem = msgpackBoundsProblem(bytes, MAX_DEPTH);
+  if (problem !== undefined) throw new ProtocolError(`undecodable ${what}: ${problem}`);
   try {
     return decoder.decode(bytes);
   } catch (cause) {
@@ -107,7 +115,14 @@ export interface DecodedRequest<K extends OpName> {
 
 /** Decodes and validates a request; throws ProtocolError on anything malformed. */
 export function decodeRequest<K extends OpName>(op: K, bytes: Uint8Array): DecodedRequest<K> {
-  const envelope = requestEnvelope.safeParse(unpack(bytes, 'request'));
+  const message = unpack(bytes, 'request');
+  // The version before the shape: a newer peer's request may look like nothing this version knows,
+  // and must learn that its version is the problem (EPROTONOSUPPORT), not its message (EPROTO).
+  const version = versionOnly.safeParse(message);
+  if (version.success && version.data.v > PROTOCOL_VERSION) {
+    throw new SlaveError('EPROTONOSUPPORT', `protocol ${version.data.v} is newer than this agent's ${PROTOCOL_VERSION}`);
+  }
+  const envelope = requestEnvelope.safeParse(message);
   if (!envelope.success) throw new ProtocolError(`bad request envelope: ${describe(envelope.error)}`);
   const args = ops[op].req.safeParse(envelope.data.a ?? {});
   if (!args.success) throw new ProtocolError(`bad ${op} request: ${describe(args.error)}`);
@@ -117,7 +132,7 @@ export function decodeRequest<K extends OpName>(op: K, bytes: Uint8Array): Decod
 /** Best effort: the id of a request we could not fully decode, to echo in the error reply. */
 export function requestIdOf(bytes: Uint8Array): string | undefined {
   try {
-    const parsed = requestEnvelope.safeParse(decoder.decode(bytes));
+    const parsed = requestEnvelope.safeParse(unpack(bytes, 'request'));
     return parsed.success ? parsed.data.id : undefined;
   } catch {
     return undefined;
@@ -130,6 +145,20 @@ export function encodeReply<K extends OpName>(_op: K, boot: string, result: OpRe
 
 export function encodeErrorReply(boot: string, errno: string, message: string): Uint8Array {
   return encoder.encode({ v: PROTOCOL_VERSION, boot, err: { errno, message } });
+}
+
+/** Most of an agent's error message a master keeps. */
+const MAX_MESSAGE = 2048;
+
+/**
+ * An agent's error message as a master may print it: masters show it on terminals and in logs
+ * as it is, so control characters (a terminal's escape sequences) are spelt out and the length
+ * is bounded.
+ */
+function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  const clean = text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  return clean.length > MAX_MESSAGE ? `${clean.slice(0, MAX_MESSAGE)}...` : clean;
 }
 
 export type DecodedReply<K extends OpName> =
@@ -146,8 +175,9 @@ export function decodeReply<K extends OpName>(op: K, bytes: Uint8Array): Decoded
   if (!envelope.success) throw new ProtocolError(`bad reply envelope: ${describe(envelope.error)}`);
   const reply = envelope.data;
   if ('err' in reply) {
-    const errno = isErrnoName(reply.err.errno) ? reply.err.errno : 'EIO';
-    return { boot: reply.boot, ok: false, error: new SlaveError(errno, reply.err.message) };
+    const known = isErrnoName(reply.err.errno);
+    const message = known ? reply.err.message : `${reply.err.message} (errno ${reply.err.errno.slice(0, 32)})`;
+    return { boot: reply.boot, ok: false, error: new SlaveError(known ? reply.err.errno : 'EIO', printable(message)) };
   }
   const result = ops[op].res.safeParse(reply.ok);
   if (!result.success) throw new ProtocolError(`bad ${op} reply: ${describe(result.error)}`);

@@ -12,8 +12,8 @@ import { ATTR_FIELDS } from './attr.js';
 const MAX_PATH = 4096;
 const MAX_NAME = 255;
 
-const slavePath = z.string().min(1).max(MAX_PATH).startsWith('/')
-  .refine((p) => !p.includes('\0'), 'path contains NUL');
+const noNul = (what: string) => [(s: string) => !s.includes('\0'), `${what} contains NUL`] as const;
+const slavePath = z.string().min(1).max(MAX_PATH).startsWith('/').refine(...noNul('path'));
 const u32 = z.number().int().min(0).max(0xffffffff);
 const u53 = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const fh = u32;
@@ -23,7 +23,10 @@ const attrReply = z.object({ attr: wireAttr });
 const empty = z.object({});
 /** utimensat's three kinds of time: milliseconds since the epoch, now, or leave unchanged. */
 const timeSpec = z.union([z.number().finite(), z.literal('now'), z.literal('omit')]);
-const xattrName = z.string().min(1).max(MAX_NAME);
+// No NUL in a name or link target either: no syscall can take one (Node throws, not an errno).
+const xattrName = z.string().min(1).max(MAX_NAME).refine(...noNul('attribute name'));
+/** A uid or gid as chown(2) takes it: a uid_t, or -1 to keep it. */
+const ownerId = z.number().int().min(-1).max(0xffffffff);
 
 const u16 = z.number().int().min(0).max(0xffff);
 const procId = u32;
@@ -93,7 +96,8 @@ export const ops = {
 
   'fs.getattr': op(z.object({ path: slavePath }), attrReply),
   'fs.fgetattr': op(z.object({ fh }), attrReply),
-  'fs.access': op(z.object({ path: slavePath, mode: u32 }), empty),
+  /** mode: F_OK (0), or R_OK | W_OK | X_OK (4, 2, 1); access(2) knows no other bits. */
+  'fs.access': op(z.object({ path: slavePath, mode: z.number().int().min(0).max(7) }), empty),
   'fs.statfs': op(z.object({ path: slavePath }), z.object({
     bsize: u53, frsize: u53, blocks: u53, bfree: u53, bavail: u53, files: u53, ffree: u53,
     namemax: u53,
@@ -120,7 +124,7 @@ export const ops = {
   'fs.ftruncate': op(z.object({ fh, size: u53 }), attrReply),
   /** chmod, chown and utimens of an open file, by its handle (fchmod, fchown, futimens). */
   'fs.fchmod': op(z.object({ fh, mode: u32 }), attrReply),
-  'fs.fchown': op(z.object({ fh, uid: z.number().int().min(-1), gid: z.number().int().min(-1) }), attrReply),
+  'fs.fchown': op(z.object({ fh, uid: ownerId, gid: ownerId }), attrReply),
   'fs.futimens': op(z.object({ fh, atime: timeSpec, mtime: timeSpec }), attrReply),
 
   'fs.truncate': op(z.object({ path: slavePath, size: u53 }), attrReply),
@@ -128,14 +132,14 @@ export const ops = {
   'fs.rename': op(z.object({ from: slavePath, to: slavePath }), empty),
   'fs.link': op(z.object({ existing: slavePath, path: slavePath }), attrReply),
   /** `target` is the link's content, stored as given (it is not a path we resolve). */
-  'fs.symlink': op(z.object({ target: z.string().min(1).max(MAX_PATH), path: slavePath }), attrReply),
+  'fs.symlink': op(z.object({ target: z.string().min(1).max(MAX_PATH).refine(...noNul('target')), path: slavePath }), attrReply),
   'fs.readlink': op(z.object({ path: slavePath }), z.object({ target: z.string() })),
   'fs.mkdir': op(z.object({ path: slavePath, mode: u32 }), attrReply),
   'fs.rmdir': op(z.object({ path: slavePath }), empty),
   'fs.chmod': op(z.object({ path: slavePath, mode: u32 }), attrReply),
   /** -1 leaves the id unchanged, as chown(2) does. */
   'fs.chown': op(
-    z.object({ path: slavePath, uid: z.number().int().min(-1), gid: z.number().int().min(-1) }),
+    z.object({ path: slavePath, uid: ownerId, gid: ownerId }),
     attrReply,
   ),
   'fs.utimens': op(z.object({ path: slavePath, atime: timeSpec, mtime: timeSpec }), attrReply),

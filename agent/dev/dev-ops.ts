@@ -67,7 +67,9 @@ export const devOps: HandlerTable = {
   },
 
   'dev.open': async ({ path, flags }, ctx) => {
-    const relative = path.replace(/^\/+/, '');
+    // The policy judges the path as it resolves: unnormalised, '/pts/..' matched 'pts/*' and
+    // opened the dev root itself (found by test/integration/hostile-input.test.ts).
+    const relative = posix.normalize(`/${path}`).replace(/^\/+/, '');
     if (!ctx.devAllow(relative)) {
       throw new SlaveError('EACCES', `${path}: not in the agent's --dev-allow list`);
     }

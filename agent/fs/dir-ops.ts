@@ -1,6 +1,6 @@
 /** Directory ops. A listing carries every entry's attributes, so `ls -l` is one round trip. */
 import { lstatSync, mkdirSync, readdirSync, rmdirSync } from 'node:fs';
-import type { ReaddirEntry } from '../../protocol/index.js';
+import { SlaveError, type ReaddirEntry } from '../../protocol/index.js';
 import { REPLY_OVERHEAD, type AgentContext, type HandlerTable } from '../context.js';
 import { statToWire } from './stat-attr.js';
 
@@ -51,7 +51,11 @@ export const dirOps: HandlerTable = {
   },
 
   'fs.rmdir': async ({ path }, ctx) => {
-    rmdirSync(ctx.jail.resolve(path));
+    const host = ctx.jail.resolve(path);
+    // '/', '/a/..': an empty export root would go, a change in the directory above it. Linux
+    // answers rmdir("/") with EBUSY too.
+    if (host === ctx.jail.root) throw new SlaveError('EBUSY', 'the export root cannot be removed');
+    rmdirSync(host);
     return {};
   },
 };

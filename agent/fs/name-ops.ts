@@ -9,13 +9,18 @@ import { statToWire } from './stat-attr.js';
 
 const run = promisify(execFile);
 
-function exists(path: string): boolean {
+/**
+ * EEXIST when `path` exists; its own errno when it cannot be looked up (ENAMETOOLONG, ENOTDIR,
+ * ELOOP), which the tools below would only report as text.
+ */
+function mustNotExist(path: string): void {
   try {
     lstatSync(path);
-    return true;
-  } catch {
-    return false;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
   }
+  throw new SlaveError('EEXIST', `file exists: ${path}`);
 }
 
 /**
@@ -23,9 +28,7 @@ function exists(path: string): boolean {
  * has; existence is checked first so the caller gets EEXIST rather than a tool's message.
  */
 async function makeSpecial(host: string, mode: number, rdev: number): Promise<void> {
-  if (exists(host)) {
-    throw new SlaveError('EEXIST', `file exists: ${host}`);
-  }
+  mustNotExist(host);
   const type = mode & S_IFMT;
   const major = Math.floor(rdev / 256) & 0xfff; // glibc's dev_t layout, as the kernel passes it
   const minor = (rdev & 0xff) | ((rdev >> 12) & 0xfff00);

@@ -3,6 +3,7 @@
  * unknown ops, wrong types, hostile values, unknown handles.
  */
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { Encoder } from '@msgpack/msgpack';
 import { SlaveError, decodeReply, opSubject } from '../../protocol/index.js';
@@ -30,6 +31,14 @@ describe('agent robustness', () => {
     assert.equal(reply.ok, false, `${op} should have failed`);
     return reply.ok ? 'OK' : reply.error.errnoName;
   }
+
+  // First, while the export root is still empty.
+  it('does not remove the export root itself, even empty', async () => {
+    for (const path of ['/', '/x/..', '/../..']) {
+      await assert.rejects(raw.client.call('fs.rmdir', { path }), (err: unknown) => err instanceof SlaveError && err.errnoName === 'EBUSY');
+    }
+    assert.ok(existsSync(slave.root));
+  });
 
   it('answers malformed messages with EPROTO', async () => {
     assert.equal(await errnoFor('fs.getattr', new Uint8Array(0)), 'EPROTO');
@@ -65,6 +74,19 @@ describe('agent robustness', () => {
       assert.ok(data.length > 0 && data.length < raw.bus.maxPayload);
       await raw.client.call('fs.release', { fh });
     });
+  });
+
+  it('answers what the fuzz test (hostile-input.test.ts) found with the right errno', async () => {
+    // Were: EIO (Node's argument errors carry no errno), ENODATA for a NUL in an attribute name
+    // (the xattr library cut the name there), and, for the last, a success.
+    assert.equal(await errnoFor('fs.symlink', pack({ v: 1, id: 'x', a: { target: 'a\0b', path: '/l' } })), 'EPROTO');
+    assert.equal(await errnoFor('fs.getxattr', pack({ v: 1, id: 'x', a: { path: '/', name: 'user.a\0b' } })), 'EPROTO');
+    assert.equal(await errnoFor('fs.chown', pack({ v: 1, id: 'x', a: { path: '/', uid: 2 ** 40, gid: 0 } })), 'EPROTO');
+    assert.equal(await errnoFor('fs.access', pack({ v: 1, id: 'x', a: { path: '/', mode: 8 } })), 'EPROTO');
+    assert.equal(await errnoFor('fs.mknod', pack({ v: 1, id: 'x', a: { path: `/${'x'.repeat(300)}`, mode: 0o010644, rdev: 0 } })), 'ENAMETOOLONG');
+    assert.equal(await errnoFor('fs.getattr', pack({ v: 2, id: 'x', a: 'a newer shape' })), 'EPROTONOSUPPORT');
+    // '/pts/..' matched the default --dev-allow 'pts/*' and opened the dev root.
+    assert.equal(await errnoFor('dev.open', pack({ v: 1, id: 'x', a: { path: '/pts/..', flags: 0 } })), 'EACCES');
   });
 
   it('is still serving after all of that', async () => {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { constants } from 'node:os';
 import { describe, it } from 'node:test';
+import { Encoder } from '@msgpack/msgpack';
 import {
   ProtocolError, SlaveError, agentIdFromHostname, attrFromWire, attrToWire, decodeReply,
   decodeEvent, decodeRequest, encodeErrorReply, encodeEvent, encodeReply, encodeRequest, errnoName,
@@ -49,6 +50,24 @@ describe('codec', () => {
     assert.throws(() => decodeRequest('fs.getattr', new Uint8Array([0xc1])), ProtocolError);
     assert.throws(() => decodeRequest('fs.getattr', encodeRequest('fs.read', 'x', { fh: 1, offset: 0, length: 1 })), ProtocolError);
     assert.throws(() => decodeRequest('fs.getattr', new Uint8Array([0xdf, 0xff, 0xff, 0xff, 0xff])), ProtocolError);
+  });
+  it('refuses hostile nesting and declared lengths before decoding (found by hostile-input.test.ts)', () => {
+    const nested = new Uint8Array(1 << 20).fill(0x91); // a million one-element arrays: ~200 MB to decode
+    nested[nested.length - 1] = 0xc0;
+    assert.throws(() => decodeRequest('fs.getattr', nested), /nest deeper/);
+    assert.throws(() => decodeReply('fs.getattr', nested), /nest deeper/); // replies are untrusted too
+    assert.throws(() => decodeRequest('fs.getattr', Uint8Array.from([0xdd, 0, 0x0f, 0xff, 0xff])), /declares 1048575 elements/);
+    const readdir = encodeReply('fs.readdir', 'boot', { entries: [['a', attrToWire(attrFromWire([]))]], cursor: null });
+    assert.ok(decodeReply('fs.readdir', readdir).ok); // the deepest message of ours still decodes
+  });
+  it('answers a newer protocol with EPROTONOSUPPORT whatever its request looks like', () => {
+    const future = new Encoder().encode({ v: 7, request: ['of', 'a', 'shape', 'we', 'do', 'not', 'know'] });
+    assert.throws(() => decodeRequest('fs.getattr', future), (err: unknown) => err instanceof SlaveError && err.errnoName === 'EPROTONOSUPPORT');
+  });
+  it('keeps an agent\'s error message printable and bounded, and an unknown errno as EIO', () => {
+    const reply = decodeReply('fs.getattr', encodeErrorReply('b', 'EBOGUS', `\x1b[2J${'x'.repeat(5000)}`));
+    assert.ok(!reply.ok && reply.error.errnoName === 'EIO');
+    if (!reply.ok) assert.ok(reply.error.message.startsWith('\\x1b[2Jxxx') && reply.error.message.length < 2100);
   });
   it('returns error replies with their errno and boot id', () => {
     const reply = decodeReply('fs.getattr', encodeErrorReply('boot-1', 'ENOENT', 'no such file'));
