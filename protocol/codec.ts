@@ -20,7 +20,9 @@ const decoder = new Decoder({
   maxStrLength: 1 << 20,
   maxBinLength: 256 << 20,
   maxArrayLength: 1 << 20,
-  maxMapLength: 64,
+  // A spawn's environment is a map: a CI job's can hold hundreds of variables. Entries take at
+  // least two bytes each, and msgpack-bounds.ts refuses a map declaring more than the bytes left.
+  maxMapLength: 1 << 16,
   maxExtLength: 0,
 });
 

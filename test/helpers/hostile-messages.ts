@@ -267,6 +267,7 @@ export class HostileMessages {
     const bool = () => (r.chance(0.95) ? r.chance(0.5) : r.int(2));
     return {
       'agent.hello': () => (r.chance(0.8) ? {} : { extra: randomValue(r) }),
+      'agent.stats': () => (r.chance(0.8) ? {} : { extra: randomValue(r) }),
       'fs.getattr': () => ({ path: path() }),
       'fs.fgetattr': () => ({ fh: fh() }),
       'fs.access': () => ({ path: path(), mode: r.chance(0.8) ? r.int(8) : edgeInteger(r) }),

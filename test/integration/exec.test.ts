@@ -72,6 +72,13 @@ describe('splitbrain exec', () => {
     assert.doesNotMatch(path ?? '', /\/master\/only/);
   });
 
+  it('passes hundreds of variables (a CI job\'s environment): the decoder once refused maps above 64 entries', async () => {
+    const given = Array.from({ length: 300 }, (_, i) => ['-e', `CI_VAR_${i}=value-${i}`]).flat();
+    const result = await execRun([...given, '--', 'sh', '-c', 'env | grep -c "^CI_VAR_"; echo "$CI_VAR_299"']);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout, '300\nvalue-299\n');
+  });
+
   it('runs as another user and group when asked (a root agent)', async () => {
     const result = await execRun(['--uid', '65534', '--gid', '65534', '--', 'sh', '-c', 'id -u; id -g']);
     assert.equal(result.code, 0, result.stderr);
