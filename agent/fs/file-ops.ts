@@ -6,7 +6,7 @@
  * read without waiting for the write's reply (docs/protocol.md, "Ordering"). Reads and fsyncs
  * are asynchronous: a cold read or a flush to disk can take long, and must not hold up others.
  */
-import { closeSync, constants, fchmodSync, fchownSync, fdatasync, fstatSync, fsync, ftruncateSync, futimesSync, lstatSync, open, openSync, read, writeSync } from 'node:fs';
+import { closeSync, constants, fchmodSync, fchownSync, fdatasync, fstatSync, fsync, ftruncateSync, futimesSync, openSync, read, writeSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { SlaveError } from '../../protocol/index.js';
 import { REPLY_OVERHEAD, type AgentContext, type HandlerTable } from '../context.js';
@@ -14,12 +14,11 @@ import { agentMetrics } from '../agent-metrics.js';
 import { statToWire, utimeSeconds } from './stat-attr.js';
 
 const readAsync = promisify(read);
-const openAsync = promisify(open);
 const fsyncAsync = promisify(fsync);
 const fdatasyncAsync = promisify(fdatasync);
 
 const {
-  O_CREAT, O_EXCL, O_APPEND, O_DIRECT, O_NOATIME, O_NOFOLLOW, O_NOCTTY, O_WRONLY, O_RDWR, O_TRUNC,
+  O_CREAT, O_EXCL, O_APPEND, O_DIRECT, O_NOATIME, O_NOFOLLOW, O_NOCTTY, O_NONBLOCK, O_WRONLY, O_RDWR, O_TRUNC,
 } = constants;
 
 // The master writes at explicit offsets (the kernel already placed O_APPEND writes at the end),
@@ -34,25 +33,34 @@ export function writesWith(flags: number): boolean {
 }
 
 /**
- * Regular files open synchronously (microseconds). Anything else may block in open(2) (a FIFO
- * waits for its other end, a tty for carrier), so it opens on the thread pool.
+ * Regular files and directories only. The master's kernel serves FIFOs and device nodes on the
+ * mount itself, and devices reach the agent through `dev.open` and its --dev-allow policy, so a
+ * request to open anything else here is not from our mount, and must not bypass that policy or
+ * block: a FIFO waits in open(2) for its other end, and four such waits would hold every thread
+ * Node reads and syncs files with. O_NONBLOCK makes open(2) return at once whatever the path
+ * has become since the master looked; Linux ignores the flag for regular files and directories,
+ * so it changes nothing for what we keep open.
  */
-async function openHandle(ctx: AgentContext, slavePath: string, requested: number, flags: number, mode?: number) {
+function openHandle(ctx: AgentContext, slavePath: string, requested: number, flags: number, mode?: number) {
   const host = ctx.jail.resolve(slavePath);
-  const existing = (flags & O_CREAT) === 0 ? lstatSync(host, { throwIfNoEntry: false }) : undefined;
-  const mayBlock = existing !== undefined && !existing.isFile() && !existing.isDirectory();
-  const openWith = async (f: number) => (mayBlock ? openAsync(host, f, mode) : openSync(host, f, mode));
+  const openWith = (f: number) => openSync(host, f | O_NONBLOCK, mode);
   let fd: number;
   try {
-    fd = await openWith(flags);
+    fd = openWith(flags);
   } catch (err) {
     // An append-only file (chattr +a) opens for writing only with O_APPEND, which we strip. It
     // is safe to keep there: the master's kernel places every write of such an opener at the end.
     if ((err as NodeJS.ErrnoException).code !== 'EPERM' || (requested & O_APPEND) === 0) throw err;
-    fd = await openWith(flags | O_APPEND);
+    fd = openWith(flags | O_APPEND);
   }
   try {
     const st = fstatSync(fd);
+    if (st.isCharacterDevice() || st.isBlockDevice()) {
+      throw new SlaveError('EACCES', `${slavePath} is a device: devices open through the device mount, as --dev-allow permits`);
+    }
+    if (!st.isFile() && !st.isDirectory()) {
+      throw new SlaveError('ENXIO', `${slavePath} is a FIFO or socket: the master's kernel serves those, the agent does not open them`);
+    }
     const fh = ctx.handles.add({ fd, slavePath, flags, regular: st.isFile() });
     return { fh, attr: statToWire(st) };
   } catch (err) {
@@ -74,7 +82,7 @@ export const fileOps: HandlerTable = {
     if (regular) want = Math.min(want, Math.max(0, fstatSync(fd).size - offset));
     const buffer = Buffer.allocUnsafe(want);
     let filled = 0;
-    // Regular files: fill the buffer unless EOF comes first. Devices and pipes: what is there.
+    // Fill the buffer unless EOF comes first (a directory's handle gets EISDIR from read(2)).
     do {
       const { bytesRead } = await readAsync(fd, buffer, filled, want - filled, offset + filled);
       if (bytesRead === 0) break;

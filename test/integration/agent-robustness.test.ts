@@ -3,10 +3,11 @@
  * unknown ops, wrong types, hostile values, unknown handles.
  */
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { constants, existsSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { Encoder } from '@msgpack/msgpack';
 import { SlaveError, decodeReply, opSubject } from '../../protocol/index.js';
+import { sh } from '../helpers/processes.js';
 import { rawClient, type RawClient } from '../helpers/raw-client.js';
 import { startBareAgent, type BareAgent } from '../helpers/slave.js';
 
@@ -38,6 +39,20 @@ describe('agent robustness', () => {
       await assert.rejects(raw.client.call('fs.rmdir', { path }), (err: unknown) => err instanceof SlaveError && err.errnoName === 'EBUSY');
     }
     assert.ok(existsSync(slave.root));
+  });
+
+  it('opens only regular files and directories: a FIFO (which once held a thread-pool thread until its other end came) is ENXIO at once, a device EACCES', async () => {
+    await sh(`mkfifo '${slave.root}/fifo' && mknod '${slave.root}/null-device' c 1 3 && echo data > '${slave.root}/plain'`);
+    const refused = (errno: string) => (err: unknown) => err instanceof SlaveError && err.errnoName === errno;
+    // More opens than Node has threads: had any of them blocked, the read below would wait.
+    await Promise.all(Array.from({ length: 8 }, () =>
+      assert.rejects(raw.client.call('fs.open', { path: '/fifo', flags: constants.O_RDONLY }), refused('ENXIO'))));
+    await assert.rejects(raw.client.call('fs.open', { path: '/fifo', flags: constants.O_WRONLY }), refused('ENXIO'));
+    await assert.rejects(raw.client.call('fs.open', { path: '/null-device', flags: constants.O_RDWR }), refused('EACCES'));
+    const { fh } = await raw.client.call('fs.open', { path: '/plain', flags: constants.O_RDONLY });
+    const { data } = await raw.client.call('fs.read', { fh, offset: 0, length: 100 });
+    assert.equal(Buffer.from(data).toString(), 'data\n');
+    await raw.client.call('fs.release', { fh });
   });
 
   it('answers malformed messages with EPROTO', async () => {
