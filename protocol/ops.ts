@@ -45,20 +45,26 @@ function op<Req extends z.ZodType, Res extends z.ZodType>(req: Req, res: Res) {
   return { req, res };
 }
 
+/**
+ * A string an agent reports that people will read (`status`, `hello`): bounded, and without
+ * control characters, so a hostile agent cannot write terminal escapes onto an operator's screen.
+ */
+const shown = (max: number) => z.string().max(max).regex(/^[^\p{Cc}]*$/u, 'contains control characters');
+
 export const helloInfo = z.object({
   protocol: z.number().int(),
-  agentId: z.string(),
-  hostname: z.string(),
-  platform: z.string(),
-  release: z.string(),
+  agentId: shown(128),
+  hostname: shown(255),
+  platform: shown(64),
+  release: shown(256),
   /** Changes on every agent start: a new value means every handle of ours is gone. */
-  bootId: z.string(),
+  bootId: shown(64),
   /** The slave kernel's boot id, where it has one: a new value means the slave rebooted. */
-  hostBootId: z.string(),
-  root: z.string(),
+  hostBootId: shown(64),
+  root: shown(MAX_PATH),
   readOnly: z.boolean(),
   /** Ops this agent serves. */
-  capabilities: z.array(z.string()),
+  capabilities: z.array(shown(64)).max(256),
   /** Largest message the bus accepts, as the agent's server reported it. */
   maxPayload: u53,
   pid: u32,
@@ -66,12 +72,12 @@ export const helloInfo = z.object({
   euid: u32,
   startedAt: z.number(),
   /** The agent's software version (package.json); absent from agents older than it. */
-  version: z.string().max(64).optional(),
+  version: shown(64).optional(),
   /** The agent's own policy: which devices and commands masters may use (read-only is above). */
   policy: z.object({
-    devAllow: z.array(z.string()),
+    devAllow: z.array(shown(MAX_PATH)).max(1024),
     /** 'all', 'none', or the --exec-allow globs. */
-    exec: z.union([z.literal('all'), z.literal('none'), z.array(z.string())]),
+    exec: z.union([z.literal('all'), z.literal('none'), z.array(shown(MAX_PATH)).max(1024)]),
   }),
 });
 
@@ -80,7 +86,7 @@ export const helloInfo = z.object({
  * two of them into rates). `errors` counts answers with an errno; `seconds` is serving time.
  */
 export const agentStats = z.object({
-  ops: z.array(z.object({ op: z.string().max(64), count: u53, errors: u53, seconds: z.number().min(0) })).max(256),
+  ops: z.array(z.object({ op: shown(64), count: u53, errors: u53, seconds: z.number().min(0) })).max(256),
   bytesRead: u53,
   bytesWritten: u53,
   inFlight: u53,

@@ -227,7 +227,14 @@ class NatsBus implements Bus {
         // Not awaited: requests are served concurrently, a slow one never blocks the next.
         handler(msg.subject, msg.data).then(
           (reply) => {
-            if (msg.reply) msg.respond(reply);
+            // A reply the bus refuses (larger than max_payload, or the connection just closed)
+            // is lost, and the requester's retry or deadline takes over; it must not throw out of
+            // here, where nothing would catch it and Node would end the process.
+            try {
+              if (msg.reply) msg.respond(reply);
+            } catch (err) {
+              this.log.error({ err, subject: msg.subject, bytes: reply.length }, 'reply not sent');
+            }
           },
           (error: unknown) => this.log.error({ err: error, subject: msg.subject }, 'handler failed'),
         );

@@ -36,6 +36,12 @@ const REPLIES: Record<string, () => Uint8Array> = {
   // Printed on the master's terminal: must not retitle it, clear it or forge lines.
   'terminal escapes in an error': () => encodeErrorReply('boot-1', 'EIO', '\x1b]0;pwned\x07\x1b[2J\rforged\nsplitbrain: ok'),
   'nesting a million deep': () => deepNesting(1_000_000, 'array'),
+  // status and hello print the hello's strings: they must not carry escapes to the screen.
+  'terminal escapes in its hostname': () => encodeReply('agent.hello', 'boot-1', {
+    protocol: 1, agentId: 'fake', hostname: '\x1b]0;pwned\x07\x1b[2Jforged', platform: 'linux', release: '6', bootId: 'boot-1',
+    hostBootId: '', root: '/', readOnly: false, capabilities: [], maxPayload: 1 << 20, pid: 1, euid: 0, startedAt: 0,
+    policy: { devAllow: [], exec: 'all' },
+  }),
   'a length header of 4 GiB': () => Uint8Array.from([0x83, 0xa1, 0x76, 0x01, 0xa4, 0x62, 0x6f, 0x6f, 0x74, ...hugeHeader(rng)]),
 };
 
@@ -81,6 +87,12 @@ describe('a hostile agent', () => {
       assertCleanFailure(await cli(['hello', nats.url, '--agent', 'fake']), [1], 'hello --agent');
       // Discovery skips what does not decode: no agent, said so.
       assertCleanFailure(await cli(['hello', nats.url]), [1], 'hello');
+      // status lists no such agent (by discovery) or says it did not answer (by name).
+      assertCleanFailure(await cli(['status', nats.url, '--wait', '0.5']), [1], 'status');
+      const named = await cli(['status', nats.url, '--agent', 'fake', '--wait', '2']);
+      assert.equal(named.code, 1);
+      // eslint-disable-next-line no-control-regex
+      assert.doesNotMatch(named.stdout, /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/, 'status: control characters');
       // exec's own failure status, as ssh's: 255.
       assertCleanFailure(await cli(['exec', nats.url, '--agent', 'fake', '-n', '--slave-wait', '2', '--', 'true']), [255], 'exec');
     });
