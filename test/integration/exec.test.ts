@@ -79,6 +79,18 @@ describe('splitbrain exec', () => {
     assert.equal(result.stdout, '300\nvalue-299\n');
   });
 
+  it('logs one line per request with its op, result and latency at --log-level debug', async () => {
+    const result = await execRun(['--log-level', 'debug', '--', 'true']);
+    assert.equal(result.code, 0, result.stderr);
+    const requests = result.stderr.split('\n').filter((line) => line.includes('"msg":"request"'))
+      .map((line) => JSON.parse(line) as { op: string; result: string; micros: number; agentId: string });
+    const spawn = requests.find((r) => r.op === 'proc.spawn');
+    assert.ok(spawn, result.stderr);
+    assert.equal(spawn.result, 'OK');
+    assert.equal(spawn.agentId, slave.agent.id);
+    assert.ok(spawn.micros > 0);
+  });
+
   it('runs as another user and group when asked (a root agent)', async () => {
     const result = await execRun(['--uid', '65534', '--gid', '65534', '--', 'sh', '-c', 'id -u; id -g']);
     assert.equal(result.code, 0, result.stderr);
