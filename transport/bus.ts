@@ -56,6 +56,8 @@ interface Pending {
 
 /** How often deadlines are checked while requests are waiting: their precision. */
 const SWEEP_MS = 50;
+/** How long a new subscription waits to learn whether the server refused it (checkSubscribed). */
+const SUBSCRIBE_CHECK_MS = 5000;
 /** NATS answers a request nobody is subscribed to with an empty 503 status message. */
 const NO_RESPONDERS = 503;
 
@@ -270,7 +272,20 @@ class NatsBus implements Bus {
    * a master not granted a slave's output, must fail now, not wait for messages that never come).
    */
   private async checkSubscribed(subject: string, failed: () => NatsError | undefined): Promise<void> {
-    await this.nc.flush().catch((cause: unknown) => { throw translate(cause, subject, 0); });
+    // While the connection is down there is no verdict to wait for: go on without it (a refusal
+    // that comes later is logged), as when the server is slow to answer, and let the caller's own
+    // retries and --slave-wait deal with the outage.
+    // A flush the connection's loss rejects says nothing either.
+    if (!this.connected) return;
+    let timer: NodeJS.Timeout | undefined;
+    const answered = await Promise.race([
+      this.nc.flush().then(() => true, () => false),
+      new Promise<false>((resolve) => { timer = setTimeout(() => resolve(false), SUBSCRIBE_CHECK_MS); }),
+    ]).finally(() => clearTimeout(timer));
+    if (!answered) {
+      this.log.debug({ subject }, 'no answer to the subscription check: going on without it');
+      return;
+    }
     const err = failed();
     if (err?.code === ErrorCode.PermissionsViolation) throw new BusPermissionError('subscription', subject);
     if (err) throw err;

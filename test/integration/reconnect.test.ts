@@ -218,6 +218,35 @@ describe('surviving the slave', () => {
     }
   });
 
+  it('a bridged command started while NATS is down waits for it within --slave-wait, and exits 255 past it', async () => {
+    const bridge = await startBridgeProcess(slave.nats.url, 'phoenix', join(slave.tmp, 'bridge.sock'), join(slave.tmp, 'bin'),
+      ['--command', 'echo', '--slave-wait', '4']);
+    try {
+      const env = { ...process.env, SPLITBRAIN_BRIDGE_SOCKET: bridge.socket };
+      assert.equal((await run(join(bridge.shimDir, 'echo'), ['before'], { env })).stdout, 'before\n');
+      // Back within the wait: the command runs (it once failed at once, its subscription's check
+      // rejected by the lost connection).
+      await slave.nats.stop();
+      const waiting = run(join(bridge.shimDir, 'echo'), ['during'], { env, timeoutMs: 30_000 });
+      await new Promise((r) => setTimeout(r, 1500));
+      await slave.nats.restart();
+      const during = await waiting;
+      assert.equal(during.code, 0, during.stderr);
+      assert.equal(during.stdout, 'during\n');
+      // Gone for longer than the wait: 255, after it and not only once NATS is back.
+      await slave.nats.stop();
+      const startedAt = Date.now();
+      const past = await run(join(bridge.shimDir, 'echo'), ['past'], { env, timeoutMs: 30_000 });
+      assert.equal(past.code, 255, past.stderr);
+      assert.ok(Date.now() - startedAt < 15_000, `took ${Date.now() - startedAt} ms`);
+      await slave.nats.restart();
+      await waitFor('the bridge to serve again', async () =>
+        (await run(join(bridge.shimDir, 'echo'), ['after'], { env })).stdout === 'after\n', 20_000, 250);
+    } finally {
+      await bridge.stop();
+    }
+  });
+
   it('a remote process whose agent restarts ends with 255: the restarted slave does not have it', async () => {
     const exec = spawnCollecting(process.execPath, [CLI, 'exec', slave.nats.url, '--agent', 'phoenix', '--', 'sleep', '30']);
     await new Promise((r) => setTimeout(r, 1000));
