@@ -63,6 +63,26 @@ const SPLICE_THRESHOLD = 16 * 1024;
 const EMPTY_BIN = new Uint8Array(0);
 const EMPTY_BIN_ENCODED = [0xc4, 0x00];
 
+/**
+ * Room a byte buffer may keep in front of its bytes for the message's head (the envelope before
+ * the bin), so that a request can be sent without copying its data: 256 bytes hold any head of
+ * ours (an `fs.write`'s is about 90).
+ */
+export const MESSAGE_HEADROOM = 256;
+
+/**
+ * Memory whose first MESSAGE_HEADROOM bytes are free for a message head whenever a byte field
+ * starts right after them (mount/chunk-pool.ts makes such memory for written data). The head is
+ * written there each time the bytes are encoded: whoever registers memory promises that nothing
+ * else lives in front of the bytes, and that a message built on them is sent before the same
+ * bytes are encoded again with another head.
+ */
+const withHeadroom = new WeakSet<ArrayBufferLike>();
+
+export function allowHeadInPlace(memory: ArrayBuffer): void {
+  withHeadroom.add(memory);
+}
+
 function bytesField(body: object): string | undefined {
   for (const [key, value] of Object.entries(body)) {
     if (value instanceof Uint8Array && value.length >= SPLICE_THRESHOLD) return key;
@@ -82,6 +102,16 @@ function encodeSpliced(head: object, outer: string, body: Record<string, unknown
   const cut = prefix.length - EMPTY_BIN_ENCODED.length;
   if (prefix[cut] !== EMPTY_BIN_ENCODED[0] || prefix[cut + 1] !== EMPTY_BIN_ENCODED[1]) {
     throw new Error('codec: the byte field did not encode last'); // a bug of ours, not input
+  }
+  const headLength = cut + 5;
+  if (parts === undefined && data.byteOffset === MESSAGE_HEADROOM && headLength <= MESSAGE_HEADROOM && withHeadroom.has(data.buffer)) {
+    // The head goes in front of the bytes, where they already are: no 1 MiB buffer to allocate
+    // and fill per write (a sixth of the mount's CPU in a sequential write, and most of its GC).
+    const out = Buffer.from(data.buffer, data.byteOffset - headLength, headLength + data.length);
+    out.set(prefix.subarray(0, cut), 0);
+    out[cut] = 0xc6; // bin 32
+    out.writeUInt32BE(data.length, cut + 1);
+    return out;
   }
   const chunks = parts ?? [data];
   const length = chunks.reduce((sum, c) => sum + c.length, 0);

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ReadAhead } from '../../mount/read-ahead.js';
 import { WriteBehind } from '../../mount/write-behind.js';
-import { SlaveError } from '../../protocol/index.js';
+import { ChunkPool } from '../../mount/chunk-pool.js';
+import { SlaveError, decodeRequest, encodeRequest } from '../../protocol/index.js';
 
 describe('write coalescing', () => {
   it('gathers contiguous writes into chunks and keeps the bytes', async () => {
@@ -97,5 +98,36 @@ describe('read-ahead', () => {
     assert.equal(await ra.read(target, 100, 50), 0);
     size = 150;
     assert.equal(await ra.read(target, 100, 50), 50);
+  });
+});
+
+describe('chunk pool', () => {
+  it('builds a write request around a pooled chunk where it lies, and decodes to the same bytes, head after head', () => {
+    const pool = new ChunkPool(64 * 1024, 4);
+    const chunk = pool.take();
+    chunk.fill(7);
+    const data = chunk.subarray(0, 40_000);
+    const first = encodeRequest('fs.write', 'client:1', { fh: 3, offset: 4096, data });
+    assert.equal(first.buffer, chunk.buffer, 'the message is the chunk\'s own memory');
+    assert.equal(first.byteOffset + first.length, data.byteOffset + data.length);
+    const decoded = decodeRequest('fs.write', first);
+    assert.equal(decoded.id, 'client:1');
+    assert.deepEqual(Buffer.from(decoded.args.data), data);
+    // Sent again with another id and handle boot (a retry after an agent restart): a new head.
+    const again = encodeRequest('fs.write', 'client:123456', { fh: 9, offset: 4096, data }, 'boot-2');
+    const redecoded = decodeRequest('fs.write', again);
+    assert.equal(redecoded.handleBoot, 'boot-2');
+    assert.equal(redecoded.args.fh, 9);
+    assert.deepEqual(Buffer.from(redecoded.args.data), data);
+  });
+
+  it('copies bytes that do not sit at a pooled chunk\'s start', () => {
+    const pool = new ChunkPool(64 * 1024, 4);
+    const chunk = pool.take();
+    const data = chunk.subarray(100, 40_100);
+    const message = encodeRequest('fs.write', 'client:1', { fh: 3, offset: 0, data });
+    assert.notEqual(message.buffer, chunk.buffer);
+    const plain = Buffer.alloc(40_000, 1);
+    assert.notEqual(encodeRequest('fs.write', 'client:2', { fh: 3, offset: 0, data: plain }).buffer, plain.buffer);
   });
 });
