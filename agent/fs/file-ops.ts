@@ -8,7 +8,7 @@
  */
 import { closeSync, constants, fchmodSync, fchownSync, fdatasync, fstatSync, fsync, ftruncateSync, futimesSync, openSync, read, writeSync } from 'node:fs';
 import { promisify } from 'node:util';
-import { SlaveError } from '../../protocol/index.js';
+import { MESSAGE_HEADROOM, SlaveError, allowHeadInPlace } from '../../protocol/index.js';
 import { REPLY_OVERHEAD, type AgentContext, type HandlerTable } from '../context.js';
 import { agentMetrics } from '../agent-metrics.js';
 import { statToWire, utimeSeconds } from './stat-attr.js';
@@ -80,7 +80,11 @@ export const fileOps: HandlerTable = {
     let want = Math.min(length, ctx.maxPayload - REPLY_OVERHEAD);
     // Allocate what the file holds, not what was asked for: read-ahead asks for whole chunks.
     if (regular) want = Math.min(want, Math.max(0, fstatSync(fd).size - offset));
-    const buffer = Buffer.allocUnsafe(want);
+    // With the codec's headroom in front, so the reply is built around the data where it was
+    // read instead of being copied into a message of its own (protocol/codec.ts).
+    const memory = Buffer.allocUnsafeSlow(MESSAGE_HEADROOM + want);
+    allowHeadInPlace(memory.buffer as ArrayBuffer);
+    const buffer = memory.subarray(MESSAGE_HEADROOM);
     let filled = 0;
     // Fill the buffer unless EOF comes first (a directory's handle gets EISDIR from read(2)).
     do {
