@@ -72,10 +72,10 @@ export const MESSAGE_HEADROOM = 256;
 
 /**
  * Memory whose first MESSAGE_HEADROOM bytes are free for a message head whenever a byte field
- * starts right after them (mount/chunk-pool.ts makes such memory for written data). The head is
- * written there each time the bytes are encoded: whoever registers memory promises that nothing
- * else lives in front of the bytes, and that a message built on them is sent before the same
- * bytes are encoded again with another head.
+ * starts right after them (mount/chunk-pool.ts for written data, the agent's fs.read for read
+ * data). The head is written there each time the bytes are encoded: whoever registers memory
+ * promises that nothing else lives in front of the bytes, and that a message built on them is
+ * sent before the same bytes are encoded again with another head.
  */
 const withHeadroom = new WeakSet<ArrayBufferLike>();
 
