@@ -3,6 +3,7 @@
  * agents are there, and what one of them is doing. Discovery finds every agent that answers;
  * naming agents asks just those, so a user the bus grants no discovery can still ask its own.
  */
+import { setTimeout } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { AgentStats, HelloInfo } from '../protocol/index.js';
 import { AgentClient, discoverAgents } from './agent-client.js';
@@ -118,7 +119,7 @@ export async function* watchActivity(bus: Bus, agentId: string, options: WatchOp
     yield err instanceof Error ? err : new Error(String(err));
   }
   while (!options.signal.aborted && (options.count === undefined || taken < options.count)) {
-    await sleep(options.intervalMs, options.signal);
+    await setTimeout(options.intervalMs, undefined, { signal: options.signal }).catch(() => undefined); // aborted: stop
     if (options.signal.aborted) return;
     taken++;
     try {
@@ -133,16 +134,4 @@ export async function* watchActivity(bus: Bus, agentId: string, options: WatchOp
       yield err instanceof Error ? err : new Error(String(err));
     }
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-  });
 }

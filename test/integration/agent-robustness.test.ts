@@ -5,13 +5,11 @@
 import assert from 'node:assert/strict';
 import { constants, existsSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { Encoder } from '@msgpack/msgpack';
 import { SlaveError, decodeReply, opSubject } from '../../protocol/index.js';
+import { pack } from '../helpers/hostile-values.js';
 import { sh } from '../helpers/processes.js';
 import { rawClient, type RawClient } from '../helpers/raw-client.js';
 import { startBareAgent, type BareAgent } from '../helpers/slave.js';
-
-const pack = (value: unknown) => new Encoder().encode(value);
 
 describe('agent robustness', () => {
   let slave: BareAgent;

@@ -19,11 +19,12 @@ import { CLI, run, type RunResult } from '../helpers/processes.js';
 import { SeededRandom } from '../helpers/seeded-random.js';
 
 const rng = new SeededRandom(7);
-const hello = encodeReply('agent.hello', 'boot-1', {
+const HELLO = {
   protocol: 1, agentId: 'fake', hostname: 'fake', platform: 'linux', release: '6', bootId: 'boot-1', hostBootId: '',
   root: '/', readOnly: false, capabilities: [], maxPayload: 1 << 20, pid: 1, euid: 0, startedAt: 0,
-  policy: { devAllow: [], exec: 'all' },
-});
+  policy: { devAllow: [], exec: 'all' as const },
+};
+const hello = encodeReply('agent.hello', 'boot-1', HELLO);
 
 /** What the fake agent answers to anything, by name. */
 const REPLIES: Record<string, () => Uint8Array> = {
@@ -37,11 +38,7 @@ const REPLIES: Record<string, () => Uint8Array> = {
   'terminal escapes in an error': () => encodeErrorReply('boot-1', 'EIO', '\x1b]0;pwned\x07\x1b[2J\rforged\nsplitbrain: ok'),
   'nesting a million deep': () => deepNesting(1_000_000, 'array'),
   // status and hello print the hello's strings: they must not carry escapes to the screen.
-  'terminal escapes in its hostname': () => encodeReply('agent.hello', 'boot-1', {
-    protocol: 1, agentId: 'fake', hostname: '\x1b]0;pwned\x07\x1b[2Jforged', platform: 'linux', release: '6', bootId: 'boot-1',
-    hostBootId: '', root: '/', readOnly: false, capabilities: [], maxPayload: 1 << 20, pid: 1, euid: 0, startedAt: 0,
-    policy: { devAllow: [], exec: 'all' },
-  }),
+  'terminal escapes in its hostname': () => encodeReply('agent.hello', 'boot-1', { ...HELLO, hostname: '\x1b]0;pwned\x07\x1b[2Jforged' }),
   'a length header of 4 GiB': () => Uint8Array.from([0x83, 0xa1, 0x76, 0x01, 0xa4, 0x62, 0x6f, 0x6f, 0x74, ...hugeHeader(rng)]),
 };
 

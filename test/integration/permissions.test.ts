@@ -38,9 +38,18 @@ describe('per-slave permissions (compose/nats/permissions.conf)', () => {
   const alice = () => as('alice', PASSWORDS.ALICE_PASSWORD);
   const cli = (args: string[]) => run(process.execPath, [CLI, ...args], { timeoutMs: 30_000 });
 
-  /** A raw NATS connection as `user`, to try what splitbrain itself never would. */
-  const raw = (user: string, password: string): Promise<NatsConnection> =>
-    connect({ servers: nats.url, user, pass: password, tls: { caFile: pki.ca }, inboxPrefix: `_INBOX_${user}` });
+  /**
+   * A raw NATS connection as `user`, to try what splitbrain itself never would, and what the
+   * server refused it so far ("publish SUBJECT", "subscription SUBJECT").
+   */
+  const raw = async (user: string, password: string): Promise<{ nc: NatsConnection; refused: string[] }> => {
+    const nc = await connect({ servers: nats.url, user, pass: password, tls: { caFile: pki.ca }, inboxPrefix: `_INBOX_${user}` });
+    const refused: string[] = [];
+    void (async () => {
+      for await (const status of nc.status()) if (status.permissionContext) refused.push(`${status.permissionContext.operation} ${status.permissionContext.subject}`);
+    })();
+    return { nc, refused };
+  };
 
   before(async () => {
     tmp = await mkdtemp(join(tmpdir(), 'splitbrain-perm-'));
@@ -127,11 +136,7 @@ describe('per-slave permissions (compose/nats/permissions.conf)', () => {
   });
 
   it('keeps masters from reading each other\'s answers or another agent\'s requests', async () => {
-    const nc = await raw('alice', PASSWORDS.ALICE_PASSWORD);
-    const refused: string[] = [];
-    void (async () => {
-      for await (const status of nc.status()) if (status.permissionContext) refused.push(`${status.permissionContext.operation} ${status.permissionContext.subject}`);
-    })();
+    const { nc, refused } = await raw('alice', PASSWORDS.ALICE_PASSWORD);
     try {
       for (const subject of ['_INBOX_bob.>', 'splitbrain.slave-a.>', 'splitbrain._out.slave-b.>', '>']) nc.subscribe(subject);
       nc.publish('splitbrain._out.slave-a.forged', new Uint8Array(1));
@@ -158,11 +163,7 @@ describe('per-slave permissions (compose/nats/permissions.conf)', () => {
       await stopProcess(impostor.child);
     }
     // Nor can it answer slave-a's requests some other way, or send requests of its own.
-    const nc = await raw('slave-b', PASSWORDS.SLAVE_B_PASSWORD);
-    const refused: string[] = [];
-    void (async () => {
-      for await (const status of nc.status()) if (status.permissionContext) refused.push(`${status.permissionContext.operation} ${status.permissionContext.subject}`);
-    })();
+    const { nc, refused } = await raw('slave-b', PASSWORDS.SLAVE_B_PASSWORD);
     try {
       nc.subscribe('splitbrain.*.fs.read');
       nc.publish('splitbrain.slave-a.fs.unlink', new Uint8Array(1));
