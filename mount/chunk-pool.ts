@@ -5,11 +5,12 @@
  * external memory). Buffers return here when the data is let go; only buffers this pool made
  * are taken back, each once.
  */
-import { MESSAGE_HEADROOM, allowHeadInPlace } from '../protocol/index.js';
+import { allocWithHeadroom } from '../protocol/index.js';
 
 export class ChunkPool {
-  private readonly free: ArrayBuffer[] = [];
-  private readonly out = new WeakSet<ArrayBuffer>();
+  private readonly free: Buffer[] = [];
+  /** The chunks out, by their memory (what a subarray of one still shares). */
+  private readonly out = new WeakMap<ArrayBufferLike, Buffer>();
 
   constructor(readonly size: number, private readonly maxFree: number) {}
 
@@ -18,20 +19,16 @@ export class ChunkPool {
    * around the chunk where it lies, not copied into a message of its own (protocol/codec.ts).
    */
   take(): Buffer {
-    let memory = this.free.pop();
-    if (memory === undefined) {
-      memory = new ArrayBuffer(MESSAGE_HEADROOM + this.size);
-      allowHeadInPlace(memory);
-    }
-    this.out.add(memory);
-    return Buffer.from(memory, MESSAGE_HEADROOM, this.size);
+    const chunk = this.free.pop() ?? allocWithHeadroom(this.size);
+    this.out.set(chunk.buffer, chunk);
+    return chunk;
   }
 
   /** Takes back the memory under `data` if it is ours and out; anything else is left to the GC. */
   give(data: Buffer): void {
-    const memory = data.buffer;
-    if (!(memory instanceof ArrayBuffer) || !this.out.has(memory)) return;
-    this.out.delete(memory);
-    if (this.free.length < this.maxFree) this.free.push(memory);
+    const chunk = this.out.get(data.buffer);
+    if (chunk === undefined) return;
+    this.out.delete(data.buffer);
+    if (this.free.length < this.maxFree) this.free.push(chunk);
   }
 }

@@ -68,19 +68,25 @@ const EMPTY_BIN_ENCODED = [0xc4, 0x00];
  * the bin), so that a request can be sent without copying its data: 256 bytes hold any head of
  * ours (an `fs.write`'s is about 90).
  */
-export const MESSAGE_HEADROOM = 256;
+const MESSAGE_HEADROOM = 256;
 
 /**
- * Memory whose first MESSAGE_HEADROOM bytes are free for a message head whenever a byte field
- * starts right after them (mount/chunk-pool.ts for written data, the agent's fs.read for read
- * data). The head is written there each time the bytes are encoded: whoever registers memory
- * promises that nothing else lives in front of the bytes, and that a message built on them is
- * sent before the same bytes are encoded again with another head.
+ * Memory made by allocWithHeadroom: its first MESSAGE_HEADROOM bytes are free for a message
+ * head, written there each time the bytes after them are encoded. Whoever takes such memory
+ * promises that a message built on it is sent before the same bytes are encoded again with
+ * another head (the mount's write chunks, the agent's read buffers: each message is sent before
+ * its bytes are encoded again).
  */
 const withHeadroom = new WeakSet<ArrayBufferLike>();
 
-export function allowHeadInPlace(memory: ArrayBuffer): void {
-  withHeadroom.add(memory);
+/**
+ * `length` uninitialised bytes with the head's room in front of them, in memory of their own: a
+ * request or reply carrying them as its byte field is built around them, not copied.
+ */
+export function allocWithHeadroom(length: number): Buffer {
+  const memory = Buffer.allocUnsafeSlow(MESSAGE_HEADROOM + length);
+  withHeadroom.add(memory.buffer);
+  return memory.subarray(MESSAGE_HEADROOM);
 }
 
 function bytesField(body: object): string | undefined {

@@ -8,7 +8,7 @@
  */
 import { closeSync, constants, fchmodSync, fchownSync, fdatasync, fstatSync, fsync, ftruncateSync, futimesSync, openSync, read, writeSync } from 'node:fs';
 import { promisify } from 'node:util';
-import { MESSAGE_HEADROOM, SlaveError, allowHeadInPlace } from '../../protocol/index.js';
+import { SlaveError, allocWithHeadroom } from '../../protocol/index.js';
 import { REPLY_OVERHEAD, type AgentContext, type HandlerTable } from '../context.js';
 import { agentMetrics } from '../agent-metrics.js';
 import { statToWire, utimeSeconds } from './stat-attr.js';
@@ -82,9 +82,7 @@ export const fileOps: HandlerTable = {
     if (regular) want = Math.min(want, Math.max(0, fstatSync(fd).size - offset));
     // With the codec's headroom in front, so the reply is built around the data where it was
     // read instead of being copied into a message of its own (protocol/codec.ts).
-    const memory = Buffer.allocUnsafeSlow(MESSAGE_HEADROOM + want);
-    allowHeadInPlace(memory.buffer as ArrayBuffer);
-    const buffer = memory.subarray(MESSAGE_HEADROOM);
+    const buffer = allocWithHeadroom(want);
     let filled = 0;
     // Fill the buffer unless EOF comes first (a directory's handle gets EISDIR from read(2)).
     do {
