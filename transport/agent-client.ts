@@ -187,7 +187,7 @@ export class AgentClient {
         });
       } catch (err) {
         if (err instanceof AgentUnreachableError && err.reason === 'no-responders') this.agentLost();
-        if (!(err instanceof AgentUnreachableError) || Date.now() + RETRY_PAUSE_MS > deadline) throw err;
+        if (!(err instanceof AgentUnreachableError) || err.reason === 'closed' || Date.now() + RETRY_PAUSE_MS > deadline) throw err;
         if (attempt === 0) this.options.log.warn({ op, reason: err.reason, waitMs }, 'agent unreachable: waiting for it');
         bootTried ??= sentTo; // the boot this try went to (lastBoot may already be the new one)
         clientMetrics.retries.inc();

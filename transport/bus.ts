@@ -88,7 +88,7 @@ class NatsBus implements Bus {
     this.inbox = createInbox(inboxPrefix);
     void nc.closed().then(() => {
       this.closed = true;
-      this.failAll('disconnected', 'bus connection is closed');
+      this.failAll('closed', 'bus connection is closed');
     });
   }
 
@@ -121,7 +121,7 @@ class NatsBus implements Bus {
 
   request(subject: string, data: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
     if (this.closed) {
-      return Promise.reject(new AgentUnreachableError('disconnected', `bus connection is closed (${subject})`));
+      return Promise.reject(new AgentUnreachableError('closed', `bus connection is closed (${subject})`));
     }
     if (this.down) {
       return Promise.reject(new AgentUnreachableError('disconnected', `the connection to the NATS server is down (${subject})`));
@@ -177,7 +177,7 @@ class NatsBus implements Bus {
     }
   }
 
-  private failAll(reason: 'disconnected', message: string): void {
+  private failAll(reason: 'disconnected' | 'closed', message: string): void {
     this.failAllWith((request) => new AgentUnreachableError(reason, `${message} (${request.subject})`));
   }
 
@@ -292,6 +292,9 @@ class NatsBus implements Bus {
   }
 
   async close(): Promise<void> {
+    // What still waits, and whatever is asked from now on, fails at once: nobody will answer.
+    this.closed = true;
+    this.failAll('closed', 'bus connection is closed');
     if (this.nc.isClosed()) return;
     await this.nc.drain().catch(() => this.nc.close());
   }
@@ -315,8 +318,10 @@ function translate(cause: unknown, subject: string, timeoutMs: number): Error {
     const refused = (cause as NatsError).permissionContext;
     return new BusPermissionError(refused?.operation === 'subscription' ? 'subscription' : 'publish', refused?.subject ?? subject);
   }
-  if (code === ErrorCode.ConnectionClosed || code === ErrorCode.Disconnect
-      || code === ErrorCode.ConnectionDraining) {
+  if (code === ErrorCode.ConnectionClosed || code === ErrorCode.ConnectionDraining) {
+    return new AgentUnreachableError('closed', `bus connection is closed (${code})`, { cause });
+  }
+  if (code === ErrorCode.Disconnect) {
     return new AgentUnreachableError('disconnected', `bus connection is down (${code})`, { cause });
   }
   return cause instanceof Error ? cause : new Error(String(cause));

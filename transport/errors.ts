@@ -4,7 +4,11 @@
  */
 import { DISCOVER_SUBJECT, SlaveError } from '../protocol/index.js';
 
-export type UnreachableReason = 'timeout' | 'no-responders' | 'disconnected';
+/**
+ * 'closed': our own connection was closed (we are shutting down, or nats.js gave up on it), so
+ * asking again cannot help: unlike the others, it is never retried.
+ */
+export type UnreachableReason = 'timeout' | 'no-responders' | 'disconnected' | 'closed';
 
 export class AgentUnreachableError extends SlaveError {
   override name = 'AgentUnreachableError';

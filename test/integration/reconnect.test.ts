@@ -13,7 +13,9 @@ import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { FAULT_ENV } from '../../agent/fs/commits.js';
+import { AgentUnreachableError } from '../../transport/errors.js';
 import { startBridgeProcess } from '../helpers/bridge.js';
+import { rawClient } from '../helpers/raw-client.js';
 import { CLI, run, spawnCollecting, waitFor } from '../helpers/processes.js';
 import { startAgentProcess, startBareAgent, startMountProcess, type AgentProcess, type BareAgent, type MountProcess } from '../helpers/slave.js';
 
@@ -129,6 +131,26 @@ describe('surviving the slave', () => {
       assert.equal(back.code, 0, back.stderr);
     } finally {
       await m.stop();
+    }
+  });
+
+  it('closing our own connection fails what still waits for a frozen agent at once, instead of retrying for --slave-wait', async () => {
+    const raw = await rawClient(slave.nats.url, 'phoenix', 1000);
+    await raw.client.hello(); // only an agent that answered once is waited for
+    agent.child.kill('SIGSTOP');
+    try {
+      const waiting = raw.client.call('fs.getattr', { path: '/' }, { slaveWaitMs: 60_000 });
+      await new Promise((r) => setTimeout(r, 300));
+      const failed = assert.rejects(waiting, (err: unknown) => err instanceof AgentUnreachableError && err.reason === 'closed');
+      const closedAt = Date.now();
+      await raw.close();
+      await failed;
+      assert.ok(Date.now() - closedAt < 3000, `failed after ${Date.now() - closedAt} ms`);
+    } catch (err) {
+      await raw.close();
+      throw err;
+    } finally {
+      agent.child.kill('SIGCONT');
     }
   });
 
