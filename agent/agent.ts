@@ -27,6 +27,7 @@ const COMMIT_THRESHOLD_BYTES = 32 * 1024 * 1024;
 import { DeviceHandles } from './dev/device-handles.js';
 import { handlers } from './handlers.js';
 import { ProcessTable } from './proc/process-table.js';
+import { CallerAccess } from './caller-access.js';
 import { RootJail } from './root-jail.js';
 
 export interface AgentOptions {
@@ -54,6 +55,8 @@ export interface AgentOptions {
   commitIntervalMs?: number;
   /** This software's version, reported by hello. */
   version?: string;
+  /** Let masters create block and character device nodes (mknod) on the slave. */
+  allowDeviceNodes?: boolean;
   log: Logger;
 }
 
@@ -87,10 +90,15 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     maxPayload: bus.maxPayload,
     pid: process.pid,
     euid: process.geteuid?.() ?? 0xffff_ffff,
+    identity: process.geteuid?.() === 0 ? 'caller' : 'agent',
     startedAt: Date.now(),
     ...(options.version === undefined ? {} : { version: options.version }),
-    policy: { devAllow: options.devAllow ?? DEFAULT_DEV_ALLOW, exec: options.execPolicy ?? 'all' },
+    policy: {
+      devAllow: options.devAllow ?? DEFAULT_DEV_ALLOW, exec: options.execPolicy ?? 'all',
+      deviceNodes: options.allowDeviceNodes ?? false,
+    },
   };
+  const actsForCallers = info.identity === 'caller';
   dropUnsyncedWrites(log);
   const commits = new Commits(options.commitIntervalMs ?? 2000, COMMIT_THRESHOLD_BYTES, log.child({ component: 'commits' }));
   const handles = new HandleTable(options.maxHandles ?? 10_000, (fd) => commits.release(fd));
@@ -109,7 +117,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const ctx: AgentContext = {
     jail, handles, commits, procs, devJail, devices, devAllow: globFilter(options.devAllow ?? DEFAULT_DEV_ALLOW),
     cursors: new ReaddirCursors(), readOnly: options.readOnly, enterNamespaces: options.enterNamespaces,
-    execPolicy: options.execPolicy ?? 'all',
+    execPolicy: options.execPolicy ?? 'all', actsForCallers, allowDeviceNodes: options.allowDeviceNodes ?? false,
+    access: (caller, root = jail) => new CallerAccess(caller, root, actsForCallers),
     maxPayload: bus.maxPayload, log, hello: () => info,
   };
   const dispatch = createDispatcher(handlers, ctx, info.bootId);

@@ -3,7 +3,8 @@
  * build one around a temp dir without a bus.
  */
 import type { Logger } from 'pino';
-import type { HelloInfo, OpName, OpReply, OpRequest } from '../protocol/index.js';
+import type { Caller, HelloInfo, OpName, OpReply, OpRequest } from '../protocol/index.js';
+import type { CallerAccess } from './caller-access.js';
 import type { DeviceHandles } from './dev/device-handles.js';
 import type { Commits } from './fs/commits.js';
 import type { HandleTable } from './fs/handle-table.js';
@@ -25,6 +26,12 @@ export interface AgentContext {
   /** Whether --dev-allow lets masters open this path (relative to the dev root). */
   devAllow(relativePath: string): boolean;
   readonly readOnly: boolean;
+  /** The agent runs as root: it acts as each request's caller (caller-access.ts). */
+  readonly actsForCallers: boolean;
+  /** Creating block and character device nodes through the mount (--allow-device-nodes). */
+  readonly allowDeviceNodes: boolean;
+  /** The checks and ownership of one request's caller, for paths of `jail` (default: the root's). */
+  access(caller: Caller | undefined, jail?: RootJail): CallerAccess;
   /** Which commands masters may run (proc/exec-policy.ts). */
   readonly execPolicy: ExecPolicy;
   /** Spawns enter the namespaces of this process (proc/namespaces.ts). */
@@ -35,7 +42,8 @@ export interface AgentContext {
   hello(): HelloInfo;
 }
 
-export type OpHandler<K extends OpName> = (args: OpRequest<K>, ctx: AgentContext) => Promise<OpReply<K>>;
+/** `caller`: who the request is for, when the master said (protocol/caller.ts). */
+export type OpHandler<K extends OpName> = (args: OpRequest<K>, ctx: AgentContext, caller?: Caller) => Promise<OpReply<K>>;
 
 /** One handler per op. An op missing here answers ENOSYS. */
 export type HandlerTable = { [K in OpName]?: OpHandler<K> };

@@ -41,7 +41,7 @@ export function createDispatcher(table: HandlerTable, ctx: AgentContext, bootId:
         return [encodeErrorReply(bootId, 'EROFS', `${op}: the agent exports its root read-only`), 'EROFS'];
       }
       const handler = table[op] as OpHandler<K>;
-      const result: OpReply<K> = await handler(request.args, ctx);
+      const result: OpReply<K> = await handler(request.args, ctx, request.caller);
       return [encodeReply(op, bootId, result), 'OK'];
     } catch (err) {
       const known = errnoOf(err);

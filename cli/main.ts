@@ -112,10 +112,13 @@ withBusAuth(program.command('agent'))
     + 'masters keep what is not yet durable', nonNegative, 2)
   .option('--enter-namespaces <pid>', 'run processes in the mount, UTS, IPC, network and cgroup namespaces of this '
     + 'process: 1 for an agent in a container serving its host (compose/slave.yml)', nonNegative)
+  .option('--allow-device-nodes', 'let masters create block and character device nodes (mknod) on the slave; '
+    + 'refused with EPERM otherwise', false)
   .addOption(logLevel())
   .action(async (opts: {
     nats: string; id?: string; root: string; readOnly: boolean; devRoot: string; devAllow: string[];
     enterNamespaces?: number; commitInterval: number; exec: boolean; execAllow: string[]; metrics?: string; logLevel: string;
+    allowDeviceNodes: boolean;
   }) => {
     if (opts.metrics) await serveMetrics(opts.metrics);
     if (!opts.exec && opts.execAllow.length > 0) throw new InvalidArgumentError('--no-exec and --exec-allow exclude each other');
@@ -126,6 +129,7 @@ withBusAuth(program.command('agent'))
       devAllow: opts.devAllow.length > 0 ? opts.devAllow : undefined, enterNamespaces: opts.enterNamespaces,
       commitIntervalMs: Math.max(opts.commitInterval, 0.05) * 1000,
       execPolicy: !opts.exec ? 'none' : opts.execAllow.length > 0 ? opts.execAllow : 'all', version: VERSION, log,
+      allowDeviceNodes: opts.allowDeviceNodes,
     });
     await serveUntilSignal(() => agent.stop());
   });
@@ -265,11 +269,12 @@ Environment (for compose files; each adds to the options above):
     await serveReported(() => startSidecar({
       natsUrl, agentId: opts.agent ?? agentIdFromEnv(), dir: resolve(opts.dir),
       slaveSeenAt: opts.slaveSeenAt, maps: [...opts.map, ...listFromEnv('SPLITBRAIN_MAPS')],
-      mountOptions: opts.options, log: createLogger(level), bridge: { ...bridge, slaveWaitMs: slaveWaitS * 1000 },
+      // allow_other: the test may run as any user; the agent then acts as that user on the slave.
+      mountOptions: ['allow_other', ...opts.options], log: createLogger(level), bridge: { ...bridge, slaveWaitMs: slaveWaitS * 1000 },
       slaveWaitMs: slaveWaitS * 1000,
       mountDevices: (at, agent) => startChildServer([
         // nonempty: over the slave's own dev/, which the files mount shows with entries.
-        'mount', natsUrl, at, '--devices', '--foreground', '-o', 'nonempty', '--agent', agent,
+        'mount', natsUrl, at, '--devices', '--foreground', '-o', 'nonempty,allow_other', '--agent', agent,
         '--slave-wait', String(slaveWaitS), '--log-level', level,
       ]),
     }));

@@ -31,11 +31,17 @@ function formatRate(bytesPerSecond: number): string {
   return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
 }
 
-/** The agent's own guards in one cell: rw/ro, which commands, which devices. */
+/**
+ * The agent's own guards in one cell: rw/ro, whose rights requests get (as=caller: a root agent
+ * acts as each master process; as=agent: as itself), which commands, which devices, and
+ * whether masters may make device nodes.
+ */
 function policyCell(hello: HelloInfo): string {
   const exec = hello.policy.exec;
   const commands = exec === 'all' || exec === 'none' ? exec : exec.join(',');
-  return `${hello.readOnly ? 'ro' : 'rw'} exec=${commands} dev=${hello.policy.devAllow.join(',')}`;
+  const identity = hello.identity ?? 'agent';
+  const nodes = hello.policy.deviceNodes ? ' mknod=yes' : '';
+  return `${hello.readOnly ? 'ro' : 'rw'} as=${identity} exec=${commands} dev=${hello.policy.devAllow.join(',')}${nodes}`;
 }
 
 /** One line per agent; uptime by the master's clock against the agent's start time. */

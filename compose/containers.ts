@@ -46,6 +46,9 @@ export function sidecarContainer(spec: SidecarSpec): Docker.ContainerCreateOptio
     },
     HostConfig: {
       Init: true,
+      // The host's PID namespace: the mount reads each caller's supplementary groups from
+      // /proc/<pid>, and sees the test container's processes only from there.
+      PidMode: 'host',
       // FUSE in a container: the device, the right to mount, no AppArmor profile forbidding it.
       Devices: [{ PathOnHost: '/dev/fuse', PathInContainer: '/dev/fuse', CgroupPermissions: 'rwm' }],
       CapAdd: ['SYS_ADMIN'],

@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import { HandleIds, SlaveError, attrFromWire, type Attr, type OpReply, type OpRequest, type TimeSpec } from '../protocol/index.js';
 import type { AgentClient } from '../transport/agent-client.js';
 import { sendByHandle, type AgentHandle, type Reopened } from './agent-handles.js';
+import { CallerGroups, type FuseCaller } from './callers.js';
 import type { MountFs, Statfs } from './mount-fs.js';
 
 /**
@@ -53,6 +54,7 @@ export class DeviceFs implements MountFs {
   /** Open devices, by the mount's own handle numbers (they outlive an agent's). */
   private readonly handles = new Map<number, OpenDevice>();
   private readonly ids = new HandleIds();
+  private readonly groups = new CallerGroups();
 
   constructor(private readonly client: AgentClient, private readonly log: Logger) {}
 
@@ -105,8 +107,9 @@ export class DeviceFs implements MountFs {
     return (await this.client.call('dev.readdir', { path })).entries.map(([name]) => name);
   }
 
-  async open(path: string, flags: number): Promise<number> {
-    const { fh: agentFh } = await this.client.call('dev.open', { path, flags });
+  /** The agent decides, by --dev-allow and the device's own modes and groups for `caller`. */
+  async open(path: string, flags: number, caller: FuseCaller): Promise<number> {
+    const { fh: agentFh } = await this.client.call('dev.open', { path, flags }, { caller: this.groups.wire(caller) });
     const fh = this.ids.take((id) => this.handles.has(id));
     this.handles.set(fh, { agentFh, agentBoot: this.client.bootId ?? '', path, flags });
     return fh;
@@ -117,7 +120,8 @@ export class DeviceFs implements MountFs {
    * bounded waits on the agent, until the process it is for is gone (killed): then the read
    * ends, so no read stays behind on the agent to eat the device's next data.
    */
-  async read(_path: string | null, fh: number, target: Buffer, length: number, _offset: number, callerPid = 0): Promise<number> {
+  async read(_path: string | null, fh: number, target: Buffer, length: number, _offset: number, caller: FuseCaller): Promise<number> {
+    const callerPid = caller.pid;
     const device = this.device(fh);
     for (;;) {
       const { data, eof } = await this.onDevice(device, 'dev.read', (h) => ({ fh: h, length, waitMs: READ_WAIT_MS }),

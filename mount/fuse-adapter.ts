@@ -9,7 +9,9 @@
  *    (touch -m; tar restores every mtime that way);
  *  - passes create()'s open flags;
  *  - sets flag_nullpath_ok and hands JS a null path, so reads and writes on a file unlinked
- *    while open keep working after its directory is gone.
+ *    while open keep working after its directory is gone;
+ *  - records every operation's caller (uid, gid, pid), which `fuse_native_current_caller` gives
+ *    JS while that operation is being dispatched (fuse-native's own API never says who asks).
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -17,6 +19,7 @@ import { dirname, join } from 'node:path';
 import Fuse from 'fuse-native';
 import type { Logger } from 'pino';
 import { errnoName, errnoNumber, errnoOf, type Attr, type TimeSpec } from '../protocol/index.js';
+import type { FuseCaller } from './callers.js';
 import type { MountFs } from './mount-fs.js';
 
 type Signal = (result: number, ...values: unknown[]) => void;
@@ -128,33 +131,48 @@ class SplitbrainFuse extends Fuse {
     this.ops.utimens(path, timeSpec(aLow, aHigh), timeSpec(mLow, mHigh), signal);
   }
 
-  // Our patch adds the pid of the process the read is for (a read waiting on a device must
-  // notice that process is gone: the kernel cannot cancel the request for fuse-native).
-  _op_read(signal: Signal, path: string | null, fh: number, buf: Buffer, len: number, offLow: number, offHigh: number, pid: number): void {
+  _op_read(signal: Signal, path: string | null, fh: number, buf: Buffer, len: number, offLow: number, offHigh: number): void {
     // As fuse-native's own: the result (bytes or -errno), a count it ignores, the buffer to detach.
     this.ops.read(path, fh, buf, len, offHigh * 4294967296 + offLow, (result: number) => {
       signal(result, 0, buf.buffer);
-    }, pid);
+    });
   }
 }
 
+interface PatchedBinding {
+  fuse_native_current_caller(ids: Buffer): void;
+}
+
 /**
- * Without our build, node-gyp-build would silently load fuse-native's unpatched prebuilt binary
- * and utimens would set mtime to atime: refuse instead.
+ * Our build of fuse-native (the same file its index.js loads, so the same module). Without it,
+ * node-gyp-build would silently load fuse-native's unpatched prebuilt binary and utimens would
+ * set mtime to atime, and nobody would know who asks: refuse instead.
  */
-function assertPatchedBinding(): void {
-  const pkg = dirname(createRequire(import.meta.url).resolve('fuse-native'));
-  if (!existsSync(join(pkg, 'build', 'Release', 'fuse.node'))) {
+function patchedBinding(): PatchedBinding {
+  const require = createRequire(import.meta.url);
+  const built = join(dirname(require.resolve('fuse-native')), 'build', 'Release', 'fuse.node');
+  const binding = existsSync(built) ? require(built) as Partial<PatchedBinding> : {};
+  if (typeof binding.fuse_native_current_caller !== 'function') {
     throw new Error('fuse-native was not built with splitbrain\'s patch: run scripts/setup.sh');
   }
+  return binding as PatchedBinding;
 }
 
 export class FuseAdapter {
   private readonly fuse: SplitbrainFuse;
+  private readonly binding: PatchedBinding;
+  private readonly ids = Buffer.alloc(12);
+  private readonly idWords = new Uint32Array(this.ids.buffer, this.ids.byteOffset, 3);
 
   constructor(private readonly fs: MountFs, options: FuseMountOptions, private readonly log: Logger) {
-    assertPatchedBinding();
+    this.binding = patchedBinding();
     this.fuse = new SplitbrainFuse(options.mountPath, this.operations(), options.fuseOptions);
+  }
+
+  /** Who the operation being dispatched is for: valid only before the dispatch returns. */
+  private caller(): FuseCaller {
+    this.binding.fuse_native_current_caller(this.ids);
+    return { uid: this.idWords[0] as number, gid: this.idWords[1] as number, pid: this.idWords[2] as number };
   }
 
   mount(): Promise<void> {
@@ -173,14 +191,18 @@ export class FuseAdapter {
     return -errnoNumber(name ?? 'EIO');
   }
 
-  /** Runs `work`; `ok` turns its value into fuse-native's callback arguments. */
-  private run<T>(op: string, cb: Signal, work: () => Promise<T>, ok: (value: T) => unknown[]): void {
+  /**
+   * Runs `work` for the operation's caller (read here: fuse-native dispatches one operation at a
+   * time and calls us synchronously); `ok` turns its value into fuse-native's callback arguments.
+   */
+  private run<T>(op: string, cb: Signal, work: (caller: FuseCaller) => Promise<T>, ok: (value: T) => unknown[]): void {
+    const caller = this.caller();
     const started = this.log.isLevelEnabled('debug') ? process.hrtime.bigint() : undefined;
     const trace = (errno: string) => {
       if (started === undefined) return;
       this.log.debug({ op, errno, micros: Number(process.hrtime.bigint() - started) / 1000 }, 'fuse op');
     };
-    work().then(
+    work(caller).then(
       (value) => {
         trace('OK');
         const [result, ...rest] = ok(value);
@@ -200,60 +222,60 @@ export class FuseAdapter {
     const ops = {
       init: (cb: Signal) => cb(0),
       getattr: (path: string, cb: Signal) =>
-        this.run('getattr', cb, () => fs.getattr(path), (a) => [0, toFuseStat(a)]),
+        this.run('getattr', cb, (who) => fs.getattr(path, who), (a) => [0, toFuseStat(a)]),
       fgetattr: (path: string | null, fh: number, cb: Signal) =>
-        this.run('fgetattr', cb, () => fs.fgetattr(path, fh), (a) => [0, toFuseStat(a)]),
+        this.run('fgetattr', cb, (who) => fs.fgetattr(path, fh, who), (a) => [0, toFuseStat(a)]),
       access: (path: string, mode: number, cb: Signal) =>
-        this.run('access', cb, () => fs.access(path, mode), done),
+        this.run('access', cb, (who) => fs.access(path, mode, who), done),
       statfs: (path: string, cb: Signal) =>
-        this.run('statfs', cb, () => fs.statfs(path), (s) => [0, { ...s, favail: s.ffree, fsid: 0, flag: 0 }]),
+        this.run('statfs', cb, (who) => fs.statfs(path, who), (s) => [0, { ...s, favail: s.ffree, fsid: 0, flag: 0 }]),
       readdir: (path: string, cb: Signal) =>
-        this.run('readdir', cb, () => fs.readdir(path), (names) => [0, ['.', '..', ...names]]),
+        this.run('readdir', cb, (who) => fs.readdir(path, who), (names) => [0, ['.', '..', ...names]]),
       open: (path: string, flags: number, cb: Signal) =>
-        this.run('open', cb, () => fs.open(path, flags), (fh) => [0, fh]),
+        this.run('open', cb, (who) => fs.open(path, flags, who), (fh) => [0, fh]),
       create: (path: string, mode: number, flags: number, cb: Signal) =>
-        this.run('create', cb, () => fs.create(path, flags, mode), (fh) => [0, fh]),
-      read: (path: string | null, fh: number, buf: Buffer, len: number, pos: number, cb: Signal, pid?: number) =>
-        this.run('read', cb, () => fs.read(path, fh, buf, len, pos, pid), (n) => [n]),
+        this.run('create', cb, (who) => fs.create(path, flags, mode, who), (fh) => [0, fh]),
+      read: (path: string | null, fh: number, buf: Buffer, len: number, pos: number, cb: Signal) =>
+        this.run('read', cb, (who) => fs.read(path, fh, buf, len, pos, who), (n) => [n]),
       write: (path: string | null, fh: number, buf: Buffer, len: number, pos: number, cb: Signal) =>
-        this.run('write', cb, () => fs.write(path, fh, buf, len, pos), (n) => [n]),
+        this.run('write', cb, (who) => fs.write(path, fh, buf, len, pos, who), (n) => [n]),
       flush: (path: string | null, fh: number, cb: Signal) =>
-        this.run('flush', cb, () => fs.flush(path, fh), done),
+        this.run('flush', cb, (who) => fs.flush(path, fh, who), done),
       fsync: (path: string | null, datasync: number, fh: number, cb: Signal) =>
-        this.run('fsync', cb, () => fs.fsync(path, fh, datasync !== 0), done),
+        this.run('fsync', cb, (who) => fs.fsync(path, fh, datasync !== 0, who), done),
       release: (path: string | null, fh: number, cb: Signal) =>
-        this.run('release', cb, () => fs.release(path, fh), done),
+        this.run('release', cb, (who) => fs.release(path, fh, who), done),
       truncate: (path: string, size: number, cb: Signal) =>
-        this.run('truncate', cb, () => fs.truncate(path, size), done),
+        this.run('truncate', cb, (who) => fs.truncate(path, size, who), done),
       ftruncate: (path: string | null, fh: number, size: number, cb: Signal) =>
-        this.run('ftruncate', cb, () => fs.ftruncate(path, fh, size), done),
-      unlink: (path: string, cb: Signal) => this.run('unlink', cb, () => fs.unlink(path), done),
-      rename: (from: string, to: string, cb: Signal) => this.run('rename', cb, () => fs.rename(from, to), done),
+        this.run('ftruncate', cb, (who) => fs.ftruncate(path, fh, size, who), done),
+      unlink: (path: string, cb: Signal) => this.run('unlink', cb, (who) => fs.unlink(path, who), done),
+      rename: (from: string, to: string, cb: Signal) => this.run('rename', cb, (who) => fs.rename(from, to, who), done),
       // fuse-native passes (target, linkpath) for symlink and (existing, newpath) for link.
       link: (existing: string, path: string, cb: Signal) =>
-        this.run('link', cb, () => fs.link(existing, path), done),
+        this.run('link', cb, (who) => fs.link(existing, path, who), done),
       symlink: (target: string, path: string, cb: Signal) =>
-        this.run('symlink', cb, () => fs.symlink(target, path), done),
+        this.run('symlink', cb, (who) => fs.symlink(target, path, who), done),
       readlink: (path: string, cb: Signal) =>
-        this.run('readlink', cb, () => fs.readlink(path), (target) => [0, target]),
-      mkdir: (path: string, mode: number, cb: Signal) => this.run('mkdir', cb, () => fs.mkdir(path, mode), done),
-      rmdir: (path: string, cb: Signal) => this.run('rmdir', cb, () => fs.rmdir(path), done),
-      chmod: (path: string, mode: number, cb: Signal) => this.run('chmod', cb, () => fs.chmod(path, mode), done),
+        this.run('readlink', cb, (who) => fs.readlink(path, who), (target) => [0, target]),
+      mkdir: (path: string, mode: number, cb: Signal) => this.run('mkdir', cb, (who) => fs.mkdir(path, mode, who), done),
+      rmdir: (path: string, cb: Signal) => this.run('rmdir', cb, (who) => fs.rmdir(path, who), done),
+      chmod: (path: string, mode: number, cb: Signal) => this.run('chmod', cb, (who) => fs.chmod(path, mode, who), done),
       chown: (path: string, uid: number, gid: number, cb: Signal) =>
-        this.run('chown', cb, () => fs.chown(path, uid, gid), done),
+        this.run('chown', cb, (who) => fs.chown(path, uid, gid, who), done),
       utimens: (path: string, atime: TimeSpec, mtime: TimeSpec, cb: Signal) =>
-        this.run('utimens', cb, () => fs.utimens(path, atime, mtime), done),
+        this.run('utimens', cb, (who) => fs.utimens(path, atime, mtime, who), done),
       mknod: (path: string, mode: number, rdev: number, cb: Signal) =>
-        this.run('mknod', cb, () => fs.mknod(path, mode, rdev), done),
+        this.run('mknod', cb, (who) => fs.mknod(path, mode, rdev, who), done),
       getxattr: (path: string, name: string, cb: Signal) =>
-        this.run('getxattr', cb, () => fs.getxattr(path, name), (value) => [0, value]),
+        this.run('getxattr', cb, (who) => fs.getxattr(path, name, who), (value) => [0, value]),
       listxattr: (path: string, cb: Signal) =>
-        this.run('listxattr', cb, () => fs.listxattr(path), (names) => [0, names]),
+        this.run('listxattr', cb, (who) => fs.listxattr(path, who), (names) => [0, names]),
       // fuse-native's own wrapper passes (path, name, value, position, flags, cb).
       setxattr: (path: string, name: string, value: Buffer, _position: number, flags: number, cb: Signal) =>
-        this.run('setxattr', cb, () => fs.setxattr(path, name, value, flags), done),
+        this.run('setxattr', cb, (who) => fs.setxattr(path, name, value, flags, who), done),
       removexattr: (path: string, name: string, cb: Signal) =>
-        this.run('removexattr', cb, () => fs.removexattr(path, name), done),
+        this.run('removexattr', cb, (who) => fs.removexattr(path, name, who), done),
     };
     return ops as unknown as Record<string, NativeCallback>;
   }

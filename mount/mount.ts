@@ -2,7 +2,7 @@
  * Mounting a slave: find its agent on the bus, say hello, clear a stale mountpoint, and serve
  * the kernel through FUSE until unmounted. The sidecar uses this as a library.
  */
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { HelloInfo } from '../protocol/index.js';
 import { AgentClient, chooseAgent } from '../transport/agent-client.js';
@@ -62,8 +62,22 @@ async function clearStaleMount(mountPath: string, log: Logger): Promise<void> {
   }
 }
 
+/**
+ * fusermount lets a non-root user mount for other users (allow_other, allow_root) only where
+ * /etc/fuse.conf says `user_allow_other`; its own refusal reaches us as a bare mount failure.
+ */
+async function checkAllowOther(fuseOptions: string[]): Promise<void> {
+  const other = fuseOptions.find((o) => o === 'allow_other' || o === 'allow_root');
+  if (other === undefined || process.geteuid?.() === 0) return;
+  const conf = await readFile('/etc/fuse.conf', 'utf8').catch(() => '');
+  if (/^\s*user_allow_other\s*$/m.test(conf)) return;
+  throw new MountError(`-o ${other}: a non-root user may mount for other users only where /etc/fuse.conf has the line `
+    + '\'user_allow_other\' (as root: echo user_allow_other >> /etc/fuse.conf)');
+}
+
 export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
   const log = options.log.child({ component: 'mount', mountPath: options.mountPath });
+  await checkAllowOther(parseMountOptions(options.options, '').fuseOptions);
   const bus = await connectBus({ url: options.natsUrl, name: 'splitbrain-mount', log: log.child({ component: 'bus' }) });
   try {
     const agentId = options.agentId ?? await chooseAgent(bus);

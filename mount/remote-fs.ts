@@ -6,7 +6,8 @@ import { constants } from 'node:fs';
 import { posix } from 'node:path';
 import type { Logger } from 'pino';
 import {
-  SlaveError, attrFromWire, type Attr, type OpName, type OpReply, type OpRequest, type TimeSpec,
+  MAY_EXEC, MAY_READ, SlaveError, attrFromWire, permits, type Attr, type OpName, type OpReply, type OpRequest,
+  type TimeSpec,
 } from '../protocol/index.js';
 import type { AgentClient } from '../transport/agent-client.js';
 import type { AttrCache } from './attr-cache.js';
@@ -14,6 +15,7 @@ import type { MountFs, Statfs } from './mount-fs.js';
 import { OpenFiles, type OpenFile } from './open-files.js';
 import { ReadAhead } from './read-ahead.js';
 import { sendByHandle, type Reopened } from './agent-handles.js';
+import { CallerGroups, type FuseCaller } from './callers.js';
 import { ChunkPool } from './chunk-pool.js';
 import { RetainedWrites, type Retained } from './retained-writes.js';
 import { UnrefusedChanges } from './unrefused-changes.js';
@@ -66,6 +68,7 @@ export class RemoteFs implements MountFs {
   /** While data is written again to a restarted agent: every request waits for it. */
   private recovering: Promise<void> | undefined;
   private committer: NodeJS.Timeout | undefined;
+  private readonly groups = new CallerGroups();
 
   constructor(
     private readonly client: AgentClient,
@@ -82,9 +85,30 @@ export class RemoteFs implements MountFs {
       (file, op, args) => this.onFile(file, op, args), this.cache, this.files, log);
   }
 
-  private async call<K extends OpName>(op: K, args: OpRequest<K>): Promise<OpReply<K>> {
+  /** A request for `caller`: the agent checks and creates as that caller (protocol/caller.ts). */
+  private async call<K extends OpName>(op: K, args: OpRequest<K>, caller?: FuseCaller): Promise<OpReply<K>> {
     if (this.recovering) await this.recovering;
-    return this.client.call(op, args);
+    return this.client.call(op, args, caller === undefined ? {} : { caller: this.groups.wire(caller) });
+  }
+
+  /**
+   * Whether the cache may answer `caller` about `path` (its attributes, its absence, its
+   * listing with `want` MAY_READ): root always; anyone else only if the cached attributes of
+   * every directory above it let them search it (and the wanted access to `path` itself). What
+   * the cache does not know, or would refuse, the agent decides, on the slave's current inodes.
+   */
+  private cacheAnswers(path: string, caller: FuseCaller, want = 0): boolean {
+    if (caller.uid === 0) return true;
+    const who = this.groups.wire(caller);
+    if (want !== 0) {
+      const self = this.cache.lookup(path);
+      if (!self || !permits(who, self, want)) return false;
+    }
+    for (let dir = posix.dirname(path); ; dir = posix.dirname(dir)) {
+      const attr = this.cache.lookup(dir);
+      if (!attr || !permits(who, attr, MAY_EXEC)) return false;
+      if (dir === '/') return true;
+    }
   }
 
   /**
@@ -207,14 +231,14 @@ export class RemoteFs implements MountFs {
     return attr;
   }
 
-  async getattr(path: string): Promise<Attr> {
+  async getattr(path: string, caller: FuseCaller): Promise<Attr> {
     if (this.hidden.has(path)) return this.hiddenAttr(path);
-    const cached = this.cache.lookup(path);
+    const cached = path === '/' || this.cacheAnswers(path, caller) ? this.cache.lookup(path) : undefined;
     if (cached === null) throw new SlaveError('ENOENT', `no such file: ${path}`);
     if (cached) return this.tell(path, cached);
     await this.sendWriters(path);
     try {
-      return this.tell(path, this.remember(path, (await this.call('fs.getattr', { path })).attr));
+      return this.tell(path, this.remember(path, (await this.call('fs.getattr', { path }, caller)).attr));
     } catch (err) {
       if (err instanceof SlaveError && err.errnoName === 'ENOENT') this.cache.setMissing(path);
       throw err;
@@ -228,7 +252,7 @@ export class RemoteFs implements MountFs {
     return this.tell(path, attrFromWire((await this.onFile(file, 'fs.fgetattr', (h) => ({ fh: h }))).attr));
   }
 
-  async fgetattr(path: string | null, fh: number): Promise<Attr> {
+  async fgetattr(path: string | null, fh: number, _caller: FuseCaller): Promise<Attr> {
     const file = this.files.get(fh);
     if (path !== null) {
       const cached = this.cache.lookup(path);
@@ -241,23 +265,23 @@ export class RemoteFs implements MountFs {
     return this.tell(file.path, attr);
   }
 
-  async access(path: string, mode: number): Promise<void> {
-    await this.call('fs.access', { path, mode });
+  async access(path: string, mode: number, caller: FuseCaller): Promise<void> {
+    await this.call('fs.access', { path, mode }, caller);
   }
 
-  async statfs(path: string): Promise<Statfs> {
-    return this.call('fs.statfs', { path });
+  async statfs(path: string, caller: FuseCaller): Promise<Statfs> {
+    return this.call('fs.statfs', { path }, caller);
   }
 
-  async readdir(path: string): Promise<string[]> {
-    const cached = this.cache.listing(path);
+  async readdir(path: string, caller: FuseCaller): Promise<string[]> {
+    const cached = this.cacheAnswers(path, caller, MAY_READ) ? this.cache.listing(path) : undefined;
     if (cached) return cached;
     // A listing's later pages come by a cursor of the agent's: one that restarted meanwhile
     // answers ESTALE for it, and the listing starts again (once).
     for (let attempt = 0; ; attempt++) {
       const names: string[] = [];
       try {
-        let page = await this.call('fs.readdir', { path });
+        let page = await this.call('fs.readdir', { path }, caller);
         const boot = this.client.bootId;
         for (;;) {
           for (const [name, wire] of page.entries) {
@@ -315,16 +339,16 @@ export class RemoteFs implements MountFs {
     return Math.max(file.attr.size, cached?.size ?? 0);
   }
 
-  async open(path: string, flags: number): Promise<number> {
+  async open(path: string, flags: number, caller: FuseCaller): Promise<number> {
     await this.sendWriters(path);
-    const reply = await this.call('fs.open', { path, flags });
+    const reply = await this.call('fs.open', { path, flags }, caller);
     if (flags & O_TRUNC) this.retained.truncated(path, 0);
     const attr = this.remember(path, reply.attr);
     return this.track(path, flags, reply.fh, attr);
   }
 
-  async create(path: string, flags: number, mode: number): Promise<number> {
-    const reply = await this.call('fs.create', { path, flags, mode });
+  async create(path: string, flags: number, mode: number, caller: FuseCaller): Promise<number> {
+    const reply = await this.call('fs.create', { path, flags, mode }, caller);
     if (flags & O_TRUNC) this.retained.truncated(path, 0);
     const attr = attrFromWire(reply.attr);
     this.cache.added(path, attr);
@@ -332,14 +356,14 @@ export class RemoteFs implements MountFs {
     return this.track(path, flags, reply.fh, attr);
   }
 
-  async read(_path: string | null, fh: number, target: Buffer, length: number, offset: number): Promise<number> {
+  async read(_path: string | null, fh: number, target: Buffer, length: number, offset: number, _caller: FuseCaller): Promise<number> {
     const file = this.files.get(fh);
     await this.sendWriters(file.path);
     await file.writer?.send();
     return file.reader.read(target, offset, length);
   }
 
-  async write(_path: string | null, fh: number, data: Buffer, length: number, offset: number): Promise<number> {
+  async write(_path: string | null, fh: number, data: Buffer, length: number, offset: number, _caller: FuseCaller): Promise<number> {
     const file = this.files.get(fh);
     if (!file.writer) throw new SlaveError('EBADF', 'file is not open for writing');
     await file.writer.write(offset, data, length);
@@ -356,11 +380,11 @@ export class RemoteFs implements MountFs {
     return length;
   }
 
-  async flush(_path: string | null, fh: number): Promise<void> {
+  async flush(_path: string | null, fh: number, _caller: FuseCaller): Promise<void> {
     await this.files.get(fh).writer?.flush();
   }
 
-  async fsync(_path: string | null, fh: number, datasync: boolean): Promise<void> {
+  async fsync(_path: string | null, fh: number, datasync: boolean, _caller: FuseCaller): Promise<void> {
     const file = this.files.get(fh);
     await file.writer?.flush();
     const upTo = file.path === null ? 0 : this.retained.lastSeq(file.path);
@@ -369,7 +393,7 @@ export class RemoteFs implements MountFs {
     if (file.path !== null) this.retained.durable(this.client.bootId ?? '', upTo, file.path);
   }
 
-  async release(_path: string | null, fh: number): Promise<void> {
+  async release(_path: string | null, fh: number, _caller: FuseCaller): Promise<void> {
     const file = this.files.remove(fh);
     try {
       await file.writer?.flush();
@@ -384,14 +408,14 @@ export class RemoteFs implements MountFs {
     });
   }
 
-  async truncate(path: string, size: number): Promise<void> {
+  async truncate(path: string, size: number, caller: FuseCaller): Promise<void> {
     await this.sendWriters(path);
-    this.remember(path, (await this.call('fs.truncate', { path, size })).attr);
+    this.remember(path, (await this.call('fs.truncate', { path, size }, caller)).attr);
     this.retained.truncated(path, size);
     this.invalidateReaders(path);
   }
 
-  async ftruncate(_path: string | null, fh: number, size: number): Promise<void> {
+  async ftruncate(_path: string | null, fh: number, size: number, _caller: FuseCaller): Promise<void> {
     const file = this.files.get(fh);
     await file.writer?.flush();
     const { attr } = await this.onFile(file, 'fs.ftruncate', (h) => ({ fh: h, size }));
@@ -402,21 +426,21 @@ export class RemoteFs implements MountFs {
     this.invalidateReaders(file.path, file);
   }
 
-  async unlink(path: string): Promise<void> {
+  async unlink(path: string, caller: FuseCaller): Promise<void> {
     if (this.hidden.delete(path)) return; // unlinked on the slave when it was hidden
-    if (this.unrefused.mayUnlink(path)) {
+    if (this.unrefused.mayUnlink(path, caller)) {
       this.retained.unlinked(path);
       return this.unrefused.unlink(path);
     }
-    await this.call('fs.unlink', { path });
+    await this.call('fs.unlink', { path }, caller);
     this.cache.removed(path, false);
     this.files.unlinked(path);
     this.retained.unlinked(path);
   }
 
-  async rename(from: string, to: string): Promise<void> {
+  async rename(from: string, to: string, caller: FuseCaller): Promise<void> {
     if (HIDDEN_NAME.test(posix.basename(to)) && !this.hidden.has(from) && [...this.files.at(from)].length > 0) {
-      await this.call('fs.unlink', { path: from });
+      await this.call('fs.unlink', { path: from }, caller);
       this.cache.removed(from, false);
       this.retained.unlinked(from);
       this.files.renamed(from, to);
@@ -424,68 +448,68 @@ export class RemoteFs implements MountFs {
       return;
     }
     await this.sendWriters(from);
-    await this.call('fs.rename', { from, to });
+    await this.call('fs.rename', { from, to }, caller);
     this.cache.renamed(from, to);
     this.retained.renamed(from, to);
     this.files.unlinked(to);
     this.files.renamed(from, to);
   }
 
-  async link(existing: string, path: string): Promise<void> {
-    const { attr } = await this.call('fs.link', { existing, path });
+  async link(existing: string, path: string, caller: FuseCaller): Promise<void> {
+    const { attr } = await this.call('fs.link', { existing, path }, caller);
     this.cache.added(path, attrFromWire(attr));
     this.cache.set(existing, attrFromWire(attr)); // its link count changed too
   }
 
-  async symlink(target: string, path: string): Promise<void> {
-    const { attr } = await this.call('fs.symlink', { target, path });
+  async symlink(target: string, path: string, caller: FuseCaller): Promise<void> {
+    const { attr } = await this.call('fs.symlink', { target, path }, caller);
     this.cache.added(path, attrFromWire(attr));
   }
 
-  async readlink(path: string): Promise<string> {
-    return (await this.call('fs.readlink', { path })).target;
+  async readlink(path: string, caller: FuseCaller): Promise<string> {
+    return (await this.call('fs.readlink', { path }, caller)).target;
   }
 
-  async mkdir(path: string, mode: number): Promise<void> {
-    const { attr } = await this.call('fs.mkdir', { path, mode });
+  async mkdir(path: string, mode: number, caller: FuseCaller): Promise<void> {
+    const { attr } = await this.call('fs.mkdir', { path, mode }, caller);
     this.cache.added(path, attrFromWire(attr));
     this.cache.setListing(path, []); // a new directory is empty: lookups in it need no trip
   }
 
-  async rmdir(path: string): Promise<void> {
-    await this.call('fs.rmdir', { path });
+  async rmdir(path: string, caller: FuseCaller): Promise<void> {
+    await this.call('fs.rmdir', { path }, caller);
     this.cache.removed(path, true);
   }
 
-  async chmod(path: string, mode: number): Promise<void> {
-    const file = this.unrefused.target(path);
+  async chmod(path: string, mode: number, caller: FuseCaller): Promise<void> {
+    const file = this.unrefused.target(path, caller);
     if (file) return this.unrefused.chmod(file, mode);
-    this.remember(path, (await this.call('fs.chmod', { path, mode })).attr);
+    this.remember(path, (await this.call('fs.chmod', { path, mode }, caller)).attr);
   }
 
-  async chown(path: string, uid: number, gid: number): Promise<void> {
+  async chown(path: string, uid: number, gid: number, caller: FuseCaller): Promise<void> {
     const ids = { uid: uid === UNCHANGED_ID ? -1 : uid, gid: gid === UNCHANGED_ID ? -1 : gid };
-    const file = this.unrefused.target(path);
+    const file = this.unrefused.target(path, caller);
     if (file) return this.unrefused.chown(file, ids.uid, ids.gid);
-    this.remember(path, (await this.call('fs.chown', { path, ...ids })).attr);
+    this.remember(path, (await this.call('fs.chown', { path, ...ids }, caller)).attr);
   }
 
-  async utimens(path: string, atime: TimeSpec, mtime: TimeSpec): Promise<void> {
-    const file = this.unrefused.target(path);
+  async utimens(path: string, atime: TimeSpec, mtime: TimeSpec, caller: FuseCaller): Promise<void> {
+    const file = this.unrefused.target(path, caller);
     if (file) return this.unrefused.utimens(file, atime, mtime);
     await this.sendWriters(path); // sent first, so a write cannot move mtime again
-    this.remember(path, (await this.call('fs.utimens', { path, atime, mtime })).attr);
+    this.remember(path, (await this.call('fs.utimens', { path, atime, mtime }, caller)).attr);
   }
 
-  async mknod(path: string, mode: number, rdev: number): Promise<void> {
-    const { attr } = await this.call('fs.mknod', { path, mode, rdev });
+  async mknod(path: string, mode: number, rdev: number, caller: FuseCaller): Promise<void> {
+    const { attr } = await this.call('fs.mknod', { path, mode, rdev }, caller);
     this.cache.added(path, attrFromWire(attr));
   }
 
-  async getxattr(path: string, name: string): Promise<Buffer> {
-    if (this.cache.isXattrAbsent(path, name)) throw new SlaveError('ENODATA', `no attribute ${name} on ${path}`);
+  async getxattr(path: string, name: string, caller: FuseCaller): Promise<Buffer> {
+    if (caller.uid === 0 && this.cache.isXattrAbsent(path, name)) throw new SlaveError('ENODATA', `no attribute ${name} on ${path}`);
     try {
-      const { value } = await this.call('fs.getxattr', { path, name });
+      const { value } = await this.call('fs.getxattr', { path, name }, caller);
       return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
     } catch (err) {
       if (err instanceof SlaveError && err.errnoName === 'ENODATA') this.cache.setXattrAbsent(path, name);
@@ -493,19 +517,19 @@ export class RemoteFs implements MountFs {
     }
   }
 
-  async setxattr(path: string, name: string, value: Buffer, flags: number): Promise<void> {
+  async setxattr(path: string, name: string, value: Buffer, flags: number, caller: FuseCaller): Promise<void> {
     this.cache.forgetXattrs(path);
-    await this.call('fs.setxattr', { path, name, value: Buffer.from(value), flags });
+    await this.call('fs.setxattr', { path, name, value: Buffer.from(value), flags }, caller);
     this.cache.forget(path); // ctime changed
   }
 
-  async listxattr(path: string): Promise<string[]> {
-    return (await this.call('fs.listxattr', { path })).names;
+  async listxattr(path: string, caller: FuseCaller): Promise<string[]> {
+    return (await this.call('fs.listxattr', { path }, caller)).names;
   }
 
-  async removexattr(path: string, name: string): Promise<void> {
+  async removexattr(path: string, name: string, caller: FuseCaller): Promise<void> {
     this.cache.forgetXattrs(path);
-    await this.call('fs.removexattr', { path, name });
+    await this.call('fs.removexattr', { path, name }, caller);
     this.cache.forget(path);
   }
 }

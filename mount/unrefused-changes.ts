@@ -14,6 +14,7 @@ import {
   type OpReply, type OpRequest, type TimeSpec,
 } from '../protocol/index.js';
 import type { AttrCache } from './attr-cache.js';
+import type { FuseCaller } from './callers.js';
 import type { OpenFile, OpenFiles } from './open-files.js';
 import type { WriteBehind } from './write-behind.js';
 
@@ -39,9 +40,12 @@ export class UnrefusedChanges {
     private readonly log: Logger,
   ) {}
 
-  /** A file open for writing at `path` whose handle can carry an attribute change. */
-  target(path: string): OpenFile | undefined {
-    if (!this.enabled) return undefined;
+  /**
+   * A file open for writing at `path` whose handle can carry an attribute change. Only root's
+   * changes: the agent checks anyone else's as the slave's kernel would, and may refuse them.
+   */
+  target(path: string, caller: FuseCaller): OpenFile | undefined {
+    if (!this.enabled || caller.uid !== 0) return undefined;
     for (const file of this.files.at(path)) if (file.writer) return file;
     return undefined;
   }
@@ -105,9 +109,12 @@ export class UnrefusedChanges {
     });
   }
 
-  /** The name is known to exist and not to be a directory (so not ENOENT, EISDIR), and is not open. */
-  mayUnlink(path: string): boolean {
-    if (!this.enabled) return false;
+  /**
+   * The name is known to exist and not to be a directory (so not ENOENT, EISDIR), is not open,
+   * and root removes it (EACCES and EPERM cannot happen).
+   */
+  mayUnlink(path: string, caller: FuseCaller): boolean {
+    if (!this.enabled || caller.uid !== 0) return false;
     const attr = this.cache.lookup(path);
     if (!attr || isDir(attr)) return false;
     for (const _file of this.files.at(path)) return false; // open: its handle needs the sync path

@@ -49,6 +49,7 @@ export const S_IFSOCK = 0o140000;
 export const S_ISUID = 0o4000;
 export const S_ISGID = 0o2000;
 export const S_IXGRP = 0o0010;
+export const S_ISVTX = 0o1000;
 
 export function isDir(attr: Attr): boolean {
   return (attr.mode & S_IFMT) === S_IFDIR;

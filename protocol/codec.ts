@@ -3,12 +3,13 @@
  * `bin` (raw bytes, copied once, never base64). Decoding is bounded so a hostile length field
  * cannot make us allocate more than the message itself holds.
  *
- *   request: { v: version, id: request id, a: op arguments }
+ *   request: { v: version, id: request id, hb?: handle boot, c?: caller, a: op arguments }
  *   reply:   { v: version, boot: agent boot id, ok: result } | { v, boot, err: { errno, message } }
  *   event:   { v: version, e: process event }   (published, not a reply: see ProcEvent)
  */
 import { Decoder, Encoder } from '@msgpack/msgpack';
 import { z } from 'zod';
+import { callerSchema, type Caller } from './caller.js';
 import { isErrnoName } from './errno.js';
 import { ProtocolError, SlaveError } from './errors.js';
 import { msgpackBoundsProblem } from './msgpack-bounds.js';
@@ -26,9 +27,14 @@ const decoder = new Decoder({
   maxExtLength: 0,
 });
 
-/** hb: the agent boot the request's handle (fh, cursor, procId) came from; absent without one. */
+/**
+ * hb: the agent boot the request's handle (fh, cursor, procId) came from; absent without one.
+ * c: who the operation is for (caller.ts); absent: the agent acts as itself, as before it.
+ */
 const versionOnly = z.object({ v: z.number().int() });
-const requestEnvelope = z.object({ v: z.number().int(), id: z.string().max(128), hb: z.string().max(64).optional(), a: z.unknown() });
+const requestEnvelope = z.object({
+  v: z.number().int(), id: z.string().max(128), hb: z.string().max(64).optional(), c: callerSchema.optional(), a: z.unknown(),
+});
 const replyEnvelope = z.union([
   z.object({ v: z.number().int(), boot: z.string(), ok: z.unknown() }),
   z.object({
@@ -139,8 +145,11 @@ function encodeEnvelope(head: object, outer: string, body: object): Uint8Array {
   return encodeSpliced(head, outer, body as Record<string, unknown>, field);
 }
 
-export function encodeRequest<K extends OpName>(_op: K, id: string, args: OpRequest<K>, handleBoot?: string): Uint8Array {
-  return encodeEnvelope(handleBoot === undefined ? { v: PROTOCOL_VERSION, id } : { v: PROTOCOL_VERSION, id, hb: handleBoot }, 'a', args);
+export function encodeRequest<K extends OpName>(_op: K, id: string, args: OpRequest<K>, handleBoot?: string, caller?: Caller): Uint8Array {
+  const head: { v: number; id: string; hb?: string; c?: Caller } = { v: PROTOCOL_VERSION, id };
+  if (handleBoot !== undefined) head.hb = handleBoot;
+  if (caller !== undefined) head.c = caller;
+  return encodeEnvelope(head, 'a', args);
 }
 
 export interface DecodedRequest<K extends OpName> {
@@ -148,6 +157,8 @@ export interface DecodedRequest<K extends OpName> {
   version: number;
   /** The agent boot the request's handle came from, when it carries one. */
   handleBoot: string | undefined;
+  /** Who the operation is for, when the master said. */
+  caller: Caller | undefined;
   args: OpRequest<K>;
 }
 
@@ -164,7 +175,7 @@ export function decodeRequest<K extends OpName>(op: K, bytes: Uint8Array): Decod
   if (!envelope.success) throw new ProtocolError(`bad request envelope: ${describe(envelope.error)}`);
   const args = ops[op].req.safeParse(envelope.data.a ?? {});
   if (!args.success) throw new ProtocolError(`bad ${op} request: ${describe(args.error)}`);
-  return { id: envelope.data.id, version: envelope.data.v, handleBoot: envelope.data.hb, args: args.data as OpRequest<K> };
+  return { id: envelope.data.id, version: envelope.data.v, handleBoot: envelope.data.hb, caller: envelope.data.c, args: args.data as OpRequest<K> };
 }
 
 /** Best effort: the id of a request we could not fully decode, to echo in the error reply. */

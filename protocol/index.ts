@@ -1,5 +1,6 @@
 /** The wire protocol, shared by agent and master. Pure: no I/O, imports nothing else of ours. */
 export * from './attr.js';
+export * from './caller.js';
 export * from './codec.js';
 export * from './errno.js';
 export * from './errors.js';

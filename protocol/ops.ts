@@ -70,6 +70,12 @@ export const helloInfo = z.object({
   pid: u32,
   /** The agent's effective uid: 0 means chmod, chown and utimens of a file cannot be refused. */
   euid: u32,
+  /**
+   * Whose rights requests get, and whose files they create: 'caller' (a root agent acts as the
+   * master process that asks, protocol/caller.ts), 'agent' (a non-root agent acts as itself, as
+   * sshfs's server does). Absent from agents older than it, which act as themselves.
+   */
+  identity: z.enum(['caller', 'agent']).optional(),
   startedAt: z.number(),
   /** The agent's software version (package.json); absent from agents older than it. */
   version: shown(64).optional(),
@@ -78,6 +84,8 @@ export const helloInfo = z.object({
     devAllow: z.array(shown(MAX_PATH)).max(1024),
     /** 'all', 'none', or the --exec-allow globs. */
     exec: z.union([z.literal('all'), z.literal('none'), z.array(shown(MAX_PATH)).max(1024)]),
+    /** Whether masters may create block and character device nodes (--allow-device-nodes). */
+    deviceNodes: z.boolean().optional(),
   }),
 });
 

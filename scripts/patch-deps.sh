@@ -7,13 +7,29 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apply() { # <patch dir> <patched file>: patch-package applies every patch in the directory
-  if ! grep -q 'splitbrain:' "$2"; then
+# apply <patch dir>: patch-package applies every patch in the directory. A stamp in each package
+# records the patch it carries: a package patched by an older version of the patch is first
+# restored from its published tarball (npm's cache), since a patch applies only to the original.
+apply() {
+  local patch name version pkg want
+  for patch in "$1"/*.patch; do
+    name=$(basename "$patch" .patch); version=${name##*+}; name=${name%+*}
+    pkg=node_modules/$name
+    want=$(sha256sum "$patch" | cut -d' ' -f1)
+    [ "$(cat "$pkg/.splitbrain-patch" 2>/dev/null)" = "$want" ] && continue
+    if grep -rqs --include='*.js' --include='*.c' 'splitbrain:' "$pkg"; then
+      local tmp
+      tmp=$(mktemp -d)
+      (cd "$tmp" && npm pack --silent "$name@$version" >/dev/null && tar -xzf ./*.tgz)
+      cp -r "$tmp/package/." "$pkg/"
+      rm -rf "$tmp"
+    fi
     npx --no-install patch-package --patch-dir "$1" --error-on-fail >/dev/null
-  fi
+    echo "$want" > "$pkg/.splitbrain-patch"
+  done
 }
-apply mount/patches node_modules/fuse-native/fuse-native.c
-apply transport/patches node_modules/nats/lib/nats-base-client/parser.js
+apply mount/patches
+apply transport/patches
 
 # build <package dir> <binary it makes>: node-gyp against the headers of the Node that runs us;
 # never downloads any. Rebuilds when the binary is missing or older than a patched source.

@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import {
   DISCOVER_SUBJECT, ProtocolError, decodeReply, encodeRequest, opSubject,
-  type HelloInfo, type OpName, type OpReply, type OpRequest,
+  type Caller, type HelloInfo, type OpName, type OpReply, type OpRequest,
 } from '../protocol/index.js';
 import type { Bus } from './bus.js';
 import { AgentUnreachableError } from './errors.js';
@@ -35,6 +35,8 @@ export interface CallOptions {
   handleBoot?: string;
   /** Overrides the client's slaveWaitMs for this call (0: one try). */
   slaveWaitMs?: number;
+  /** Who the operation is for: a root agent acts as this caller (protocol/caller.ts). */
+  caller?: Caller;
 }
 
 /** A try waiting for its reply, which agentLost can give up on. */
@@ -164,7 +166,7 @@ export class AgentClient {
     // as ssh does for a host it cannot reach (a typo'd agent id does not hang for a minute).
     const waitMs = this.lastBoot === undefined ? 0 : options.slaveWaitMs ?? this.options.slaveWaitMs ?? DEFAULT_SLAVE_WAIT_MS;
     const deadline = Date.now() + waitMs;
-    const message = encodeRequest(op, id, args, options.handleBoot);
+    const message = encodeRequest(op, id, args, options.handleBoot, options.caller);
     const subject = opSubject(this.agentId, op);
     let bootTried: string | undefined;
     for (let attempt = 0; ; attempt++) {

@@ -6,7 +6,7 @@
  */
 import { posix } from 'node:path';
 import { constants, lstatSync, openSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
-import { SlaveError, S_IFREG, type ReaddirEntry, type WireAttr } from '../../protocol/index.js';
+import { SlaveError, S_IFREG, openAccess, type ReaddirEntry, type WireAttr } from '../../protocol/index.js';
 import type { AgentContext, HandlerTable } from '../context.js';
 import type { RootJail } from '../root-jail.js';
 import { statToWire } from '../fs/stat-attr.js';
@@ -66,7 +66,7 @@ export const devOps: HandlerTable = {
     return { target: withinDevices(readlinkSync(jail.resolve(path)), path, jail.root) };
   },
 
-  'dev.open': async ({ path, flags }, ctx) => {
+  'dev.open': async ({ path, flags }, ctx, caller) => {
     // The policy judges the path as it resolves: unnormalised, '/pts/..' matched 'pts/*' and
     // opened the dev root itself (found by test/integration/hostile-input.test.ts).
     const relative = posix.normalize(`/${path}`).replace(/^\/+/, '');
@@ -74,7 +74,10 @@ export const devOps: HandlerTable = {
       throw new SlaveError('EACCES', `${path}: not in the agent's --dev-allow list`);
     }
     if ((flags & (O_CREAT | O_EXCL | O_TRUNC)) !== 0) throw new SlaveError('EACCES', `${path}: devices are not created here`);
-    const host = devJail(ctx).resolve(path, true);
+    const jail = devJail(ctx);
+    const host = jail.resolve(path, true);
+    // The device's own modes and groups decide, as for the caller on the slave (dialout...).
+    ctx.access(caller, jail).need(host, openAccess(flags), `open ${path}`);
     // Never blocking (no read holds a thread), never our controlling terminal.
     const fd = openSync(host, (flags & ~(O_APPEND | O_NOFOLLOW)) | O_NONBLOCK | O_NOCTTY);
     return { fh: ctx.devices.add(fd, (flags & O_NONBLOCK) !== 0) };

@@ -2,50 +2,115 @@
  * Attribute ops: one handler each; paths resolve inside the root jail. The calls are
  * synchronous on purpose: metadata syscalls on a local disk take microseconds, while a trip
  * through libuv's thread pool costs about a hundred (sftp-server serves this way too).
+ *
+ * Each checks what the slave's kernel would check for the request's caller (caller-access.ts)
+ * before doing the change as root.
  */
-import { accessSync, chmodSync, lchownSync, lstatSync, lutimesSync, readlinkSync, statfsSync, truncateSync } from 'node:fs';
+import { accessSync, chmodSync, lchownSync, lstatSync, lutimesSync, readlinkSync, statSync, statfsSync, truncateSync } from 'node:fs';
+import {
+  MAY_WRITE, S_ISGID, S_ISUID, SlaveError, chmodMode, mayChown, owns, permits, type Caller, type TimeSpec,
+} from '../../protocol/index.js';
+import type { CallerAccess } from '../caller-access.js';
 import type { HandlerTable } from '../context.js';
 import { statToWire, utimeSeconds } from './stat-attr.js';
 
-export const attrOps: HandlerTable = {
-  'fs.getattr': async ({ path }, ctx) => ({ attr: statToWire(lstatSync(ctx.jail.resolve(path))) }),
+/**
+ * The mode chmod may set: the owner's (less set-group-ID outside its group). Anyone who may
+ * write the file may clear its set-user-ID and set-group-ID bits and nothing else: the master's
+ * kernel asks for exactly that when a non-owner writes to such a file (file_remove_privs).
+ */
+export function checkedMode(who: CallerAccess, st: { mode: number; uid: number; gid: number }, mode: number, what: string): number {
+  if (!who.checking) return mode;
+  const caller = who.caller as Caller;
+  if (owns(caller, st)) return chmodMode(caller, st, mode);
+  const dropsPrivilegesOnly = (mode & 0o7777) === (st.mode & 0o7777 & ~(S_ISUID | S_ISGID)) && mode !== (st.mode & 0o7777);
+  if (dropsPrivilegesOnly && permits(caller, st, MAY_WRITE)) return mode;
+  throw new SlaveError('EPERM', `${what}: only the owner may change the mode`);
+}
 
-  'fs.access': async ({ path, mode }, ctx) => {
-    accessSync(ctx.jail.resolve(path, true), mode);
+export function checkedOwner(who: CallerAccess, st: { mode: number; uid: number; gid: number }, uid: number, gid: number, what: string): void {
+  if (who.checking && !mayChown(who.caller as Caller, st, uid, gid)) {
+    throw new SlaveError('EPERM', `${what}: only root may give a file away, and its owner change its group to one of theirs`);
+  }
+}
+
+/**
+ * utimensat's rule: setting both times to now needs ownership or write permission (EACCES);
+ * setting any time to a given value needs ownership (EPERM); leaving both needs nothing.
+ */
+export function checkedTimes(who: CallerAccess, st: { mode: number; uid: number; gid: number }, atime: TimeSpec, mtime: TimeSpec, what: string): void {
+  if (!who.checking || (atime === 'omit' && mtime === 'omit')) return;
+  const caller = who.caller as Caller;
+  if (owns(caller, st)) return;
+  if (atime === 'now' && mtime === 'now') {
+    if (permits(caller, st, MAY_WRITE)) return;
+    throw new SlaveError('EACCES', `${what}: permission denied`);
+  }
+  throw new SlaveError('EPERM', `${what}: only the owner may set a file's times`);
+}
+
+export const attrOps: HandlerTable = {
+  'fs.getattr': async ({ path }, ctx, caller) => {
+    const host = ctx.jail.resolve(path);
+    ctx.access(caller).search(host, 'stat');
+    return { attr: statToWire(lstatSync(host)) };
+  },
+
+  'fs.access': async ({ path, mode }, ctx, caller) => {
+    const host = ctx.jail.resolve(path, true);
+    const who = ctx.access(caller);
+    if (who.checking) who.need(host, mode, 'access');
+    else accessSync(host, mode);
     return {};
   },
 
-  'fs.statfs': async ({ path }, ctx) => {
-    const st = statfsSync(ctx.jail.resolve(path, true));
+  'fs.statfs': async ({ path }, ctx, caller) => {
+    const host = ctx.jail.resolve(path, true);
+    ctx.access(caller).search(host, 'statfs');
+    const st = statfsSync(host);
     return {
       bsize: st.bsize, frsize: st.bsize, blocks: st.blocks, bfree: st.bfree, bavail: st.bavail,
       files: st.files, ffree: st.ffree, namemax: 255,
     };
   },
 
-  'fs.readlink': async ({ path }, ctx) => ({ target: readlinkSync(ctx.jail.resolve(path)) }),
+  'fs.readlink': async ({ path }, ctx, caller) => {
+    const host = ctx.jail.resolve(path);
+    ctx.access(caller).search(host, 'readlink');
+    return { target: readlinkSync(host) };
+  },
 
-  'fs.chmod': async ({ path, mode }, ctx) => {
+  'fs.chmod': async ({ path, mode }, ctx, caller) => {
     const host = ctx.jail.resolve(path, true);
-    chmodSync(host, mode & 0o7777);
+    const who = ctx.access(caller);
+    who.search(host, 'chmod');
+    const st = who.checking ? statSync(host) : undefined;
+    chmodSync(host, (st ? checkedMode(who, st, mode, `chmod ${path}`) : mode) & 0o7777);
     return { attr: statToWire(lstatSync(host)) };
   },
 
-  'fs.chown': async ({ path, uid, gid }, ctx) => {
+  'fs.chown': async ({ path, uid, gid }, ctx, caller) => {
     const host = ctx.jail.resolve(path);
+    const who = ctx.access(caller);
+    who.search(host, 'chown');
+    if (who.checking) checkedOwner(who, lstatSync(host), uid, gid, `chown ${path}`);
     lchownSync(host, uid, gid);
     return { attr: statToWire(lstatSync(host)) };
   },
 
-  'fs.utimens': async ({ path, atime, mtime }, ctx) => {
+  'fs.utimens': async ({ path, atime, mtime }, ctx, caller) => {
     const host = ctx.jail.resolve(path);
-    const before = atime === 'omit' || mtime === 'omit' ? lstatSync(host) : undefined;
+    const who = ctx.access(caller);
+    who.search(host, 'utimens');
+    const before = atime === 'omit' || mtime === 'omit' || who.checking ? lstatSync(host) : undefined;
+    if (before) checkedTimes(who, before, atime, mtime, `utimens ${path}`);
     lutimesSync(host, utimeSeconds(atime, before?.atimeMs ?? 0), utimeSeconds(mtime, before?.mtimeMs ?? 0));
     return { attr: statToWire(lstatSync(host)) };
   },
 
-  'fs.truncate': async ({ path, size }, ctx) => {
+  'fs.truncate': async ({ path, size }, ctx, caller) => {
     const host = ctx.jail.resolve(path, true);
+    ctx.access(caller).need(host, MAY_WRITE, 'truncate');
     truncateSync(host, size);
     return { attr: statToWire(lstatSync(host)) };
   },

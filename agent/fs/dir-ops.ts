@@ -1,6 +1,6 @@
 /** Directory ops. A listing carries every entry's attributes, so `ls -l` is one round trip. */
 import { lstatSync, mkdirSync, readdirSync, rmdirSync } from 'node:fs';
-import { SlaveError, type ReaddirEntry } from '../../protocol/index.js';
+import { MAY_EXEC, MAY_READ, SlaveError, permits, type Caller, type ReaddirEntry } from '../../protocol/index.js';
 import { REPLY_OVERHEAD, type AgentContext, type HandlerTable } from '../context.js';
 import { statToWire } from './stat-attr.js';
 
@@ -15,9 +15,13 @@ function lstatOrNull(path: string) {
   }
 }
 
-/** Synchronous: 5,000 lstat calls take a few milliseconds; 5,000 thread-pool trips take far more. */
-function listWithAttrs(hostDir: string): ReaddirEntry[] {
+/**
+ * Synchronous: 5,000 lstat calls take a few milliseconds; 5,000 thread-pool trips take far more.
+ * `withAttrs` false: names only, for a caller who may read the directory but not search it.
+ */
+function listWithAttrs(hostDir: string, withAttrs: boolean): ReaddirEntry[] {
   return readdirSync(hostDir).map((name) => {
+    if (!withAttrs) return [name, null];
     const st = lstatOrNull(`${hostDir}/${name}`);
     return [name, st ? statToWire(st) : null];
   });
@@ -39,22 +43,29 @@ function page(entries: ReaddirEntry[], ctx: AgentContext) {
 }
 
 export const dirOps: HandlerTable = {
-  'fs.readdir': async (args, ctx) => {
+  'fs.readdir': async (args, ctx, caller) => {
     if ('cursor' in args) return page(ctx.cursors.take(args.cursor), ctx);
-    return page(listWithAttrs(ctx.jail.resolve(args.path, true)), ctx);
+    const host = ctx.jail.resolve(args.path, true);
+    const who = ctx.access(caller);
+    const dir = who.need(host, MAY_READ, `readdir ${args.path}`);
+    return page(listWithAttrs(host, !dir || permits(who.caller as Caller, dir, MAY_EXEC)), ctx);
   },
 
-  'fs.mkdir': async ({ path, mode }, ctx) => {
+  'fs.mkdir': async ({ path, mode }, ctx, caller) => {
     const host = ctx.jail.resolve(path);
+    const who = ctx.access(caller);
+    const dir = who.parent(host, `mkdir ${path}`);
     mkdirSync(host, mode & 0o7777);
+    who.own(host, mode, dir);
     return { attr: statToWire(lstatSync(host)) };
   },
 
-  'fs.rmdir': async ({ path }, ctx) => {
+  'fs.rmdir': async ({ path }, ctx, caller) => {
     const host = ctx.jail.resolve(path);
     // '/', '/a/..': an empty export root would go, a change in the directory above it. Linux
     // answers rmdir("/") with EBUSY too.
     if (host === ctx.jail.root) throw new SlaveError('EBUSY', 'the export root cannot be removed');
+    ctx.access(caller).removable(host, `rmdir ${path}`);
     rmdirSync(host);
     return {};
   },

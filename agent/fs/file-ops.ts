@@ -6,11 +6,16 @@
  * read without waiting for the write's reply (docs/protocol.md, "Ordering"). Reads and fsyncs
  * are asynchronous: a cold read or a flush to disk can take long, and must not hold up others.
  */
-import { closeSync, constants, fchmodSync, fchownSync, fdatasync, fstatSync, fsync, ftruncateSync, futimesSync, openSync, read, writeSync } from 'node:fs';
+import {
+  closeSync, constants, existsSync, fchmodSync, fchownSync, fdatasync, fstatSync, fsync, ftruncateSync, futimesSync,
+  lstatSync, openSync, read, writeSync,
+} from 'node:fs';
 import { promisify } from 'node:util';
-import { SlaveError, allocWithHeadroom } from '../../protocol/index.js';
+import { SlaveError, allocWithHeadroom, openAccess, type Caller } from '../../protocol/index.js';
 import { REPLY_OVERHEAD, type AgentContext, type HandlerTable } from '../context.js';
+import type { CallerAccess } from '../caller-access.js';
 import { agentMetrics } from '../agent-metrics.js';
+import { checkedMode, checkedOwner, checkedTimes } from './attr-ops.js';
 import { statToWire, utimeSeconds } from './stat-attr.js';
 
 const readAsync = promisify(read);
@@ -41,8 +46,11 @@ export function writesWith(flags: number): boolean {
  * has become since the master looked; Linux ignores the flag for regular files and directories,
  * so it changes nothing for what we keep open.
  */
-function openHandle(ctx: AgentContext, slavePath: string, requested: number, flags: number, mode?: number) {
+function openHandle(ctx: AgentContext, slavePath: string, requested: number, flags: number, mode?: number, who?: CallerAccess) {
   const host = ctx.jail.resolve(slavePath);
+  // Only a file that exists is checked: one made by this open was checked by create (its
+  // creator may then write it whatever its mode says, as open(O_CREAT, 0444) may).
+  if (who?.checking && (flags & O_CREAT) === 0) who.need(host, openAccess(requested), `open ${slavePath}`);
   const openWith = (f: number) => openSync(host, f | O_NONBLOCK, mode);
   let fd: number;
   try {
@@ -69,12 +77,40 @@ function openHandle(ctx: AgentContext, slavePath: string, requested: number, fla
   }
 }
 
-export const fileOps: HandlerTable = {
-  'fs.open': async ({ path, flags }, ctx) =>
-    openHandle(ctx, path, flags, (flags & ~(STRIPPED | O_CREAT | O_EXCL)) | ADDED),
+/**
+ * open(O_CREAT): an existing file is opened as `fs.open` would (EEXIST with O_EXCL); a new one
+ * needs write and search on its directory and becomes the caller's.
+ */
+function create(ctx: AgentContext, slavePath: string, flags: number, mode: number, caller: Caller | undefined) {
+  const who = ctx.access(caller);
+  const base = (flags & ~STRIPPED) | ADDED;
+  if (!who.active) return openHandle(ctx, slavePath, flags, base | O_CREAT, mode & 0o7777);
+  const host = ctx.jail.resolve(slavePath);
+  const openExisting = () => openHandle(ctx, slavePath, flags, base & ~O_CREAT, undefined, who);
+  if ((flags & O_EXCL) === 0 && existsSync(host)) return openExisting();
+  const dir = who.parent(host, `create ${slavePath}`);
+  let opened: ReturnType<typeof openHandle>;
+  try {
+    opened = openHandle(ctx, slavePath, flags, base | O_CREAT | O_EXCL, mode & 0o7777);
+  } catch (err) {
+    // Made by someone else since we looked: then it is theirs, and we open it.
+    if ((flags & O_EXCL) === 0 && (err as NodeJS.ErrnoException).code === 'EEXIST') return openExisting();
+    throw err;
+  }
+  try {
+    who.own(host, mode, dir);
+  } catch (err) {
+    void ctx.handles.close(opened.fh);
+    throw err;
+  }
+  return { ...opened, attr: statToWire(lstatSync(host)) };
+}
 
-  'fs.create': async ({ path, flags, mode }, ctx) =>
-    openHandle(ctx, path, flags, (flags & ~STRIPPED) | O_CREAT | ADDED, mode & 0o7777),
+export const fileOps: HandlerTable = {
+  'fs.open': async ({ path, flags }, ctx, caller) =>
+    openHandle(ctx, path, flags, (flags & ~(STRIPPED | O_CREAT | O_EXCL)) | ADDED, undefined, ctx.access(caller)),
+
+  'fs.create': async ({ path, flags, mode }, ctx, caller) => create(ctx, path, flags, mode, caller),
 
   'fs.read': async ({ fh, offset, length }, ctx) => ctx.handles.use(fh, async ({ fd, regular }) => {
     let want = Math.min(length, ctx.maxPayload - REPLY_OVERHEAD);
@@ -132,18 +168,23 @@ export const fileOps: HandlerTable = {
     return { attr: statToWire(fstatSync(fd)) };
   }),
 
-  'fs.fchmod': async ({ fh, mode }, ctx) => ctx.handles.use(fh, async ({ fd }) => {
-    fchmodSync(fd, mode & 0o7777);
+  'fs.fchmod': async ({ fh, mode }, ctx, caller) => ctx.handles.use(fh, async ({ fd }) => {
+    const who = ctx.access(caller);
+    fchmodSync(fd, (who.checking ? checkedMode(who, fstatSync(fd), mode, `fchmod ${fh}`) : mode) & 0o7777);
     return { attr: statToWire(fstatSync(fd)) };
   }),
 
-  'fs.fchown': async ({ fh, uid, gid }, ctx) => ctx.handles.use(fh, async ({ fd }) => {
+  'fs.fchown': async ({ fh, uid, gid }, ctx, caller) => ctx.handles.use(fh, async ({ fd }) => {
+    const who = ctx.access(caller);
+    if (who.checking) checkedOwner(who, fstatSync(fd), uid, gid, `fchown ${fh}`);
     fchownSync(fd, uid, gid);
     return { attr: statToWire(fstatSync(fd)) };
   }),
 
-  'fs.futimens': async ({ fh, atime, mtime }, ctx) => ctx.handles.use(fh, async ({ fd }) => {
-    const before = atime === 'omit' || mtime === 'omit' ? fstatSync(fd) : undefined;
+  'fs.futimens': async ({ fh, atime, mtime }, ctx, caller) => ctx.handles.use(fh, async ({ fd }) => {
+    const who = ctx.access(caller);
+    const before = atime === 'omit' || mtime === 'omit' || who.checking ? fstatSync(fd) : undefined;
+    if (before) checkedTimes(who, before, atime, mtime, `futimens ${fh}`);
     futimesSync(fd, utimeSeconds(atime, before?.atimeMs ?? 0), utimeSeconds(mtime, before?.mtimeMs ?? 0));
     return { attr: statToWire(fstatSync(fd)) };
   }),

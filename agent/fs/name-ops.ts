@@ -1,10 +1,23 @@
-/** Ops that add, remove or rename names. None follows a symlink in last place. */
+/**
+ * Ops that add, remove or rename names. None follows a symlink in last place. Each checks what
+ * the slave's kernel would check for the request's caller, and what it creates becomes the
+ * caller's (caller-access.ts).
+ */
 import { execFile } from 'node:child_process';
-import { constants } from 'node:fs';
-import { chmodSync, closeSync, linkSync, lstatSync, openSync, renameSync, symlinkSync, unlinkSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import {
+  chmodSync, closeSync, constants, linkSync, lstatSync, openSync, readFileSync, renameSync, symlinkSync, unlinkSync,
+  type Stats,
+} from 'node:fs';
+import { createServer } from 'node:net';
+import { posix } from 'node:path';
 import { promisify } from 'node:util';
-import { S_IFBLK, S_IFCHR, S_IFIFO, S_IFMT, S_IFREG, SlaveError } from '../../protocol/index.js';
-import type { HandlerTable } from '../context.js';
+import {
+  MAY_READ, MAY_WRITE, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFMT, S_IFREG, S_IFSOCK, S_ISGID, S_ISUID, SlaveError, owns, permits,
+  type Caller,
+} from '../../protocol/index.js';
+import type { CallerAccess } from '../caller-access.js';
+import type { AgentContext, HandlerTable } from '../context.js';
 import { statToWire } from './stat-attr.js';
 
 const run = promisify(execFile);
@@ -46,41 +59,136 @@ async function makeSpecial(host: string, mode: number, rdev: number): Promise<vo
   }
 }
 
-export const nameOps: HandlerTable = {
-  'fs.unlink': async ({ path }, ctx) => {
-    unlinkSync(ctx.jail.resolve(path));
-    return {};
-  },
-
-  'fs.rename': async ({ from, to }, ctx) => {
-    renameSync(ctx.jail.resolve(from), ctx.jail.resolve(to));
-    return {};
-  },
-
-  'fs.link': async ({ existing, path }, ctx) => {
-    const host = ctx.jail.resolve(path);
-    linkSync(ctx.jail.resolve(existing), host);
-    return { attr: statToWire(lstatSync(host)) };
-  },
-
-  'fs.symlink': async ({ target, path }, ctx) => {
-    const host = ctx.jail.resolve(path);
-    symlinkSync(target, host);
-    return { attr: statToWire(lstatSync(host)) };
-  },
-
-  'fs.mknod': async ({ path, mode, rdev }, ctx) => {
-    const host = ctx.jail.resolve(path);
-    const type = mode & S_IFMT;
-    if (type === S_IFREG || type === 0) {
-      const { O_CREAT, O_EXCL, O_WRONLY, O_NOFOLLOW } = constants;
-      closeSync(openSync(host, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW, mode & 0o7777));
-    } else if (type === S_IFIFO || type === S_IFCHR || type === S_IFBLK) {
-      await makeSpecial(host, mode, rdev);
-      chmodSync(host, mode & 0o7777);
-    } else {
-      throw new SlaveError('EOPNOTSUPP', `cannot create a file of type ${type.toString(8)} remotely`);
+/**
+ * A Unix socket inode at `host`, as bind(2) under the mount makes one. Node binds only to
+ * listen, and removes the name when the server closes, so the socket is bound under a temporary
+ * name and hard-linked to its place first. The name is reached through the directory's
+ * descriptor: a socket path is limited to 108 bytes, a slave path is not.
+ */
+async function makeSocket(host: string): Promise<void> {
+  mustNotExist(host);
+  const dirFd = openSync(posix.dirname(host), constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    const temporary = `.splitbrain-socket-${randomBytes(6).toString('hex')}`;
+    const server = createServer();
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(`/proc/self/fd/${dirFd}/${temporary}`, () => resolve());
+    });
+    try {
+      linkSync(`${posix.dirname(host)}/${temporary}`, host);
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
     }
+  } finally {
+    closeSync(dirFd);
+  }
+}
+
+let protectedHardlinks: boolean | undefined;
+
+/** fs.protected_hardlinks of the slave (on by default on every current distribution). */
+function hardlinksProtected(): boolean {
+  if (protectedHardlinks === undefined) {
+    try {
+      protectedHardlinks = readFileSync('/proc/sys/fs/protected_hardlinks', 'utf8').trim() === '1';
+    } catch {
+      protectedHardlinks = false;
+    }
+  }
+  return protectedHardlinks;
+}
+
+/**
+ * may_linkat's rule under protected_hardlinks: a caller may link to a file it does not own only
+ * if it is a regular file it may read and write that would give no privilege.
+ */
+function mayLinkTo(who: CallerAccess, st: Stats): boolean {
+  const caller = who.caller as Caller;
+  if (!who.checking || !hardlinksProtected() || owns(caller, st)) return true;
+  if (!st.isFile() || (st.mode & S_ISUID) !== 0) return false;
+  if ((st.mode & (S_ISGID | 0o010)) === (S_ISGID | 0o010)) return false;
+  return permits(caller, st, MAY_READ | MAY_WRITE);
+}
+
+async function mknod(ctx: AgentContext, who: CallerAccess, host: string, mode: number, rdev: number): Promise<void> {
+  const type = mode & S_IFMT;
+  if (type === S_IFREG || type === 0) {
+    const { O_CREAT, O_EXCL, O_WRONLY, O_NOFOLLOW } = constants;
+    closeSync(openSync(host, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW, mode & 0o7777));
+  } else if (type === S_IFIFO) {
+    await makeSpecial(host, mode, rdev);
+    chmodSync(host, mode & 0o7777);
+  } else if (type === S_IFCHR || type === S_IFBLK) {
+    // A master allowed files must not make itself a raw disk of the slave's: refused as in a
+    // container without CAP_MKNOD unless the slave's operator allows it.
+    if (!ctx.allowDeviceNodes) {
+      throw new SlaveError('EPERM', 'this agent does not let masters create device nodes (start it with --allow-device-nodes)');
+    }
+    if (who.checking) throw new SlaveError('EPERM', 'only root may create device nodes');
+    await makeSpecial(host, mode, rdev);
+    chmodSync(host, mode & 0o7777);
+  } else if (type === S_IFSOCK) {
+    await makeSocket(host);
+    chmodSync(host, mode & 0o7777);
+  } else {
+    throw new SlaveError(type === S_IFDIR ? 'EPERM' : 'EINVAL', `mknod cannot create a file of type ${type.toString(8)}`);
+  }
+}
+
+export const nameOps: HandlerTable = {
+  'fs.unlink': async ({ path }, ctx, caller) => {
+    const host = ctx.jail.resolve(path);
+    ctx.access(caller).removable(host, `unlink ${path}`);
+    unlinkSync(host);
+    return {};
+  },
+
+  'fs.rename': async ({ from, to }, ctx, caller) => {
+    const hostFrom = ctx.jail.resolve(from);
+    const hostTo = ctx.jail.resolve(to);
+    const who = ctx.access(caller);
+    if (who.checking) {
+      who.removable(hostFrom, `rename ${from}`);
+      who.removable(hostTo, `rename to ${to}`);
+      // A directory moved to another directory has its '..' rewritten: it must be writable.
+      const moved = lstatSync(hostFrom);
+      if (moved.isDirectory() && posix.dirname(hostFrom) !== posix.dirname(hostTo)) who.inode(moved, hostFrom, MAY_WRITE, `rename ${from}`);
+    }
+    renameSync(hostFrom, hostTo);
+    return {};
+  },
+
+  'fs.link': async ({ existing, path }, ctx, caller) => {
+    const host = ctx.jail.resolve(path);
+    const hostExisting = ctx.jail.resolve(existing);
+    const who = ctx.access(caller);
+    if (who.checking) {
+      who.search(hostExisting, `link ${existing}`);
+      who.parent(host, `link ${path}`);
+      if (!mayLinkTo(who, lstatSync(hostExisting))) {
+        throw new SlaveError('EPERM', `link ${existing}: another user's file (fs.protected_hardlinks)`);
+      }
+    }
+    linkSync(hostExisting, host);
+    return { attr: statToWire(lstatSync(host)) };
+  },
+
+  'fs.symlink': async ({ target, path }, ctx, caller) => {
+    const host = ctx.jail.resolve(path);
+    const who = ctx.access(caller);
+    const dir = who.parent(host, `symlink ${path}`);
+    symlinkSync(target, host);
+    who.own(host, 0o777, dir);
+    return { attr: statToWire(lstatSync(host)) };
+  },
+
+  'fs.mknod': async ({ path, mode, rdev }, ctx, caller) => {
+    const host = ctx.jail.resolve(path);
+    const who = ctx.access(caller);
+    const dir = who.parent(host, `mknod ${path}`);
+    await mknod(ctx, who, host, mode, rdev);
+    who.own(host, mode, dir);
     return { attr: statToWire(lstatSync(host)) };
   },
 };

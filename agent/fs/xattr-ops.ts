@@ -5,7 +5,8 @@
  */
 import { lstatSync } from 'node:fs';
 import { getAttributeSync, listAttributesSync, removeAttributeSync, setAttributeSync } from '@napi-rs/xattr';
-import { SlaveError, errnoName } from '../../protocol/index.js';
+import { MAY_READ, MAY_WRITE, S_ISVTX, SlaveError, errnoName, owns, type Caller } from '../../protocol/index.js';
+import type { CallerAccess } from '../caller-access.js';
 import type { HandlerTable } from '../context.js';
 
 const XATTR_CREATE = 1;
@@ -32,15 +33,47 @@ function valueOf(host: string, name: string): Buffer | null {
   return value;
 }
 
+/**
+ * xattr_permission's rules for a caller: user.* only on files and directories, with read or
+ * write permission (and ownership on a sticky directory); trusted.* only for root, hidden from
+ * others; security.* and system.* readable by anyone, set by root (and ACLs by the owner).
+ */
+function checkXattr(who: CallerAccess, host: string, name: string, write: boolean, what: string): void {
+  who.search(host, what);
+  if (!who.checking) return;
+  const caller = who.caller as Caller;
+  const st = lstatSync(host);
+  const refuse = (errno: 'EPERM' | 'ENODATA', why: string) => new SlaveError(errno, `${what}: ${why}`);
+  if (name.startsWith('trusted.')) {
+    throw write ? refuse('EPERM', 'trusted attributes are root\'s') : refuse('ENODATA', 'no such attribute');
+  }
+  if (name.startsWith('user.')) {
+    if (!st.isFile() && !st.isDirectory()) {
+      throw write ? refuse('EPERM', 'user attributes belong to files and directories') : refuse('ENODATA', 'no such attribute');
+    }
+    if (write && st.isDirectory() && (st.mode & S_ISVTX) !== 0 && !owns(caller, st)) {
+      throw refuse('EPERM', 'only the owner sets attributes of a sticky directory');
+    }
+    who.inode(st, host, write ? MAY_WRITE : MAY_READ, what);
+    return;
+  }
+  if (!write) return;
+  if (name.startsWith('system.') && owns(caller, st)) return;
+  throw refuse('EPERM', `only root may set ${name}`);
+}
+
 export const xattrOps: HandlerTable = {
-  'fs.getxattr': async ({ path, name }, ctx) => {
-    const value = valueOf(ctx.jail.resolve(path), name);
+  'fs.getxattr': async ({ path, name }, ctx, caller) => {
+    const host = ctx.jail.resolve(path);
+    checkXattr(ctx.access(caller), host, name, false, `getxattr ${path}`);
+    const value = valueOf(host, name);
     if (value === null) throw new SlaveError('ENODATA', `no attribute ${name} on ${path}`);
     return { value };
   },
 
-  'fs.setxattr': async ({ path, name, value, flags }, ctx) => {
+  'fs.setxattr': async ({ path, name, value, flags }, ctx, caller) => {
     const host = ctx.jail.resolve(path);
+    checkXattr(ctx.access(caller), host, name, true, `setxattr ${path}`);
     if (flags & (XATTR_CREATE | XATTR_REPLACE)) {
       const exists = valueOf(host, name) !== null;
       if (flags & XATTR_CREATE && exists) throw new SlaveError('EEXIST', `attribute ${name} exists on ${path}`);
@@ -50,13 +83,17 @@ export const xattrOps: HandlerTable = {
     return {};
   },
 
-  'fs.listxattr': async ({ path }, ctx) => {
+  'fs.listxattr': async ({ path }, ctx, caller) => {
     const host = ctx.jail.resolve(path);
-    return { names: call('listxattr', () => listAttributesSync(host)) };
+    const who = ctx.access(caller);
+    who.search(host, `listxattr ${path}`);
+    const names = call('listxattr', () => listAttributesSync(host));
+    return { names: who.checking ? names.filter((n) => !n.startsWith('trusted.')) : names };
   },
 
-  'fs.removexattr': async ({ path, name }, ctx) => {
+  'fs.removexattr': async ({ path, name }, ctx, caller) => {
     const host = ctx.jail.resolve(path);
+    checkXattr(ctx.access(caller), host, name, true, `removexattr ${path}`);
     if (valueOf(host, name) === null) throw new SlaveError('ENODATA', `no attribute ${name} on ${path}`);
     call(`removexattr ${name}`, () => removeAttributeSync(host, name));
     return {};

@@ -1,0 +1,134 @@
+/**
+ * A root agent acts for the master process whose system call a request is (protocol/caller.ts):
+ * it refuses what the slave's kernel would refuse that caller, with the same errno, and what the
+ * caller creates becomes the caller's. The checks run here, on the slave's own inodes, rather
+ * than in the master's kernel (`default_permissions`), because the master's kernel would first
+ * ask the mount for the attributes of every directory on every path (docs/architecture.md).
+ *
+ * A root caller, a request without a caller (older masters, the agent's own work) and a non-root
+ * agent (which acts as itself, as sftp-server does for sshfs) skip every check: the slave's
+ * kernel applies the agent's own rights.
+ */
+import { chmodSync, lchownSync, lstatSync, statSync, type Stats } from 'node:fs';
+import { posix } from 'node:path';
+import {
+  MAY_EXEC, MAY_WRITE, S_ISGID, S_ISUID, SlaveError, inGroup, isRoot, mayRemoveFrom, newOwner, permits,
+  type Caller,
+} from '../protocol/index.js';
+import type { RootJail } from './root-jail.js';
+
+export class CallerAccess {
+  /** Whether requests are checked: a non-root caller of a root agent. */
+  readonly checking: boolean;
+
+  /**
+   * `actsForCallers`: the agent runs as root, so it can (and must) act as each caller. Without a
+   * caller, it acts as itself.
+   */
+  constructor(readonly caller: Caller | undefined, private readonly jail: RootJail, private readonly actsForCallers: boolean) {
+    this.checking = actsForCallers && caller !== undefined && !isRoot(caller);
+  }
+
+  /**
+   * Whether anything differs from the agent acting as itself: checks, or new objects to give
+   * to their caller (a root caller whose group is not 0 gets its group too).
+   */
+  get active(): boolean {
+    return this.checking || (this.actsForCallers && this.caller !== undefined && this.caller.gid !== 0);
+  }
+
+  private slavePath(host: string): string {
+    return this.jail.toSlave(host);
+  }
+
+  private denied(host: string, what: string): SlaveError {
+    return new SlaveError('EACCES', `${what}: permission denied: ${this.slavePath(host)}`);
+  }
+
+  /**
+   * EACCES unless the caller may search every directory from the export root down to the one
+   * holding `host` (the jail hands us canonical host paths: each component is a real directory).
+   */
+  search(host: string, what: string): void {
+    if (!this.checking) return;
+    const caller = this.caller as Caller;
+    const root = this.jail.root;
+    const inside = root === '/' ? '/' : `${root}/`;
+    const dirs: string[] = [];
+    if (host === root) return;
+    for (let dir = posix.dirname(host); dir === root || dir.startsWith(inside); dir = posix.dirname(dir)) {
+      dirs.push(dir);
+      if (dir === root) break;
+    }
+    // From the root down, so the first refusal is the one the kernel would meet first.
+    for (let i = dirs.length - 1; i >= 0; i--) {
+      const dir = dirs[i] as string;
+      let st: Stats;
+      try {
+        st = statSync(dir);
+      } catch {
+        return; // gone or not a directory: the operation itself reports that
+      }
+      if (!permits(caller, st, MAY_EXEC)) throw this.denied(dir, what);
+    }
+  }
+
+  /** Search to `host`, then `want` (MAY_* bits) on the inode itself; its stats when checking. */
+  need(host: string, want: number, what: string, follow = true): Stats | undefined {
+    if (!this.checking) return undefined;
+    this.search(host, what);
+    const st = follow ? statSync(host) : lstatSync(host);
+    this.inode(st, host, want, what);
+    return st;
+  }
+
+  /** `want` on inode `st` (at `host`), without the path's search. */
+  inode(st: Stats, host: string, want: number, what: string): void {
+    if (this.checking && !permits(this.caller as Caller, st, want)) throw this.denied(host, what);
+  }
+
+  /**
+   * Adding or removing a name in `host`'s directory: search to it, write and search on it. The
+   * directory's stats when checking, for sticky and set-group-ID rules.
+   */
+  parent(host: string, what: string): Stats | undefined {
+    if (!this.checking) return undefined;
+    return this.need(posix.dirname(host), MAY_WRITE | MAY_EXEC, what);
+  }
+
+  /** Removing or replacing the entry at `host` (unlink, rmdir, rename): also the sticky rule. */
+  removable(host: string, what: string): void {
+    const dir = this.parent(host, what);
+    if (!dir) return;
+    let entry: Stats;
+    try {
+      entry = lstatSync(host);
+    } catch {
+      return; // nothing there: the operation reports ENOENT
+    }
+    if (!mayRemoveFrom(this.caller as Caller, dir, entry)) {
+      throw new SlaveError('EPERM', `${what}: ${this.slavePath(host)} is another user's, in a sticky directory`);
+    }
+  }
+
+  /**
+   * Gives what was just created at `host` (with `mode`'s permission bits) to the caller: its uid,
+   * and the caller's gid unless the directory is set-group-ID (the kernel already gave the new
+   * inode that directory's group). chown clears set-user-ID and set-group-ID, so a mode that had
+   * them is set again, less set-group-ID where the caller is outside the group, as the kernel's
+   * inode_init_owner does.
+   */
+  own(host: string, mode: number, parentStats?: Stats): void {
+    const caller = this.caller;
+    // What the kernel gave a root agent creating as itself: nothing to change.
+    if (!this.active || caller === undefined) return;
+    const dir = parentStats ?? statSync(posix.dirname(host));
+    const owner = newOwner(caller, dir);
+    const st = lstatSync(host);
+    if (st.uid === owner.uid && st.gid === owner.gid) return;
+    lchownSync(host, owner.uid, owner.gid);
+    if (st.isSymbolicLink() || st.isDirectory() || (mode & (S_ISUID | S_ISGID)) === 0) return;
+    const kept = !isRoot(caller) && !inGroup(caller, owner.gid) ? mode & ~S_ISGID : mode;
+    chmodSync(host, kept & 0o7777);
+  }
+}

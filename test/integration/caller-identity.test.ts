@@ -1,0 +1,103 @@
+/**
+ * Whose the slave's files become, and what masters may make there (issue 13): device nodes
+ * are the agent's policy, sockets made with bind() are sockets on the slave, and a non-root
+ * agent acts as itself and says so. Several users' rules are in test/conformance/identity.
+ */
+import assert from 'node:assert/strict';
+import { lstatSync } from 'node:fs';
+import { chmod, chown, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { CLI, run, sh } from '../helpers/processes.js';
+import { startBareAgent, startMountProcess, startSlave, type BareAgent, type MountProcess, type Slave } from '../helpers/slave.js';
+
+/** os.mknod through python, as `uid` (0: root): the errno name, or OK. */
+async function mknod(path: string, kind: 'chr' | 'fifo', uid = 0): Promise<string> {
+  const mode = kind === 'chr' ? 'stat.S_IFCHR | 0o600, os.makedev(1, 3)' : 'stat.S_IFIFO | 0o600';
+  const become = uid === 0 ? '' : `os.setgroups([]); os.setgid(${uid}); os.setuid(${uid}); `;
+  return sh(`python3 -c "import errno, os, stat
+try:
+    ${become}os.mknod('${path}', ${mode}); print('OK')
+except OSError as e:
+    print(errno.errorcode[e.errno])"`);
+}
+
+describe('device nodes are the agent\'s policy', () => {
+  let plain: Slave;
+  let allowing: Slave;
+
+  before(async () => {
+    plain = await startSlave({ mountArgs: ['-o', 'allow_other'] });
+    allowing = await startSlave({ agentArgs: ['--allow-device-nodes'], mountArgs: ['-o', 'allow_other'] });
+    await chmod(plain.mnt, 0o1777);
+    await chmod(allowing.mnt, 0o1777);
+  });
+  after(async () => {
+    await plain?.stop();
+    await allowing?.stop();
+  });
+
+  it('refuses a device node with EPERM, even to root, and makes FIFOs', async () => {
+    assert.equal((await mknod(join(plain.mnt, 'disk'), 'chr')).trim(), 'EPERM');
+    assert.throws(() => lstatSync(join(plain.root, 'disk')), /ENOENT/);
+    assert.equal((await mknod(join(plain.mnt, 'fifo'), 'fifo')).trim(), 'OK');
+    assert.ok(lstatSync(join(plain.root, 'fifo')).isFIFO());
+    const hello = JSON.parse((await run(process.execPath, [CLI, 'hello', plain.nats.url])).stdout) as { policy: { deviceNodes?: boolean } };
+    assert.equal(hello.policy.deviceNodes, false);
+  });
+
+  it('makes one for root with --allow-device-nodes, never for another user', async () => {
+    assert.equal((await mknod(join(allowing.mnt, 'null'), 'chr')).trim(), 'OK');
+    const made = lstatSync(join(allowing.root, 'null'));
+    assert.ok(made.isCharacterDevice());
+    assert.equal(made.rdev, lstatSync('/dev/null').rdev);
+    assert.equal((await mknod(join(allowing.mnt, 'null2'), 'chr', 1000)).trim(), 'EPERM');
+    const status = (await run(process.execPath, [CLI, 'status', allowing.nats.url])).stdout;
+    assert.match(status, /rw as=caller exec=all dev=\S+ mknod=yes/);
+  });
+
+  it('makes a socket bound under the mount a socket on the slave, which connects', async () => {
+    const out = await sh(`python3 -c "import os, socket
+os.setgroups([]); os.setgid(1000); os.setuid(1000)
+s = socket.socket(socket.AF_UNIX); s.bind('${plain.mnt}/sock'); s.listen(1)
+c = socket.socket(socket.AF_UNIX); c.connect('${plain.mnt}/sock'); print('connected')"`);
+    assert.equal(out.trim(), 'connected');
+    const made = lstatSync(join(plain.root, 'sock'));
+    assert.ok(made.isSocket());
+    assert.deepEqual([made.uid, made.gid], [1000, 1000]);
+  });
+});
+
+describe('a non-root agent acts as itself', () => {
+  let bare: BareAgent;
+  let mount: MountProcess;
+
+  before(async () => {
+    bare = await startBareAgent({
+      agentSpawn: { uid: 1000, gid: 1000 },
+      prepare: async (root) => {
+        await chown(root, 1000, 1000);
+        await chmod(root, 0o777);
+      },
+    });
+    const mnt = join(bare.tmp, 'mnt');
+    await mkdir(mnt);
+    mount = await startMountProcess(bare.nats.url, mnt, ['--agent', bare.agent.id, '-o', 'allow_other']);
+  });
+  after(async () => {
+    await mount?.stop();
+    await bare?.stop();
+  });
+
+  it('says so in hello and status, and what anyone creates is the agent user\'s', async () => {
+    const identity = await run(process.execPath, [CLI, 'hello', bare.nats.url, '--field', 'identity']);
+    assert.equal(identity.stdout.trim(), 'agent');
+    assert.match((await run(process.execPath, [CLI, 'status', bare.nats.url])).stdout, / as=agent /);
+    await sh(`setpriv --reuid=1001 --regid=1001 --clear-groups sh -c 'echo hi > ${mount.mountPath}/by-1001'`);
+    await sh(`echo hi > ${mount.mountPath}/by-root`);
+    for (const name of ['by-1001', 'by-root']) {
+      const st = lstatSync(join(bare.root, name));
+      assert.deepEqual([st.uid, st.gid], [1000, 1000], name);
+    }
+  });
+});
