@@ -27,7 +27,7 @@ const COMMIT_THRESHOLD_BYTES = 32 * 1024 * 1024;
 import { DeviceHandles } from './dev/device-handles.js';
 import { handlers } from './handlers.js';
 import { ProcessTable } from './proc/process-table.js';
-import { CallerAccess } from './caller-access.js';
+import { CallerAccess, SearchCache } from './caller-access.js';
 import { RootJail } from './root-jail.js';
 
 export interface AgentOptions {
@@ -99,6 +99,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     },
   };
   const actsForCallers = info.identity === 'caller';
+  const searched = new SearchCache();
   dropUnsyncedWrites(log);
   const commits = new Commits(options.commitIntervalMs ?? 2000, COMMIT_THRESHOLD_BYTES, log.child({ component: 'commits' }));
   const handles = new HandleTable(options.maxHandles ?? 10_000, (fd) => commits.release(fd));
@@ -118,7 +119,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     jail, handles, commits, procs, devJail, devices, devAllow: globFilter(options.devAllow ?? DEFAULT_DEV_ALLOW),
     cursors: new ReaddirCursors(), readOnly: options.readOnly, enterNamespaces: options.enterNamespaces,
     execPolicy: options.execPolicy ?? 'all', actsForCallers, allowDeviceNodes: options.allowDeviceNodes ?? false,
-    access: (caller, root = jail) => new CallerAccess(caller, root, actsForCallers),
+    searched, access: (caller, root = jail) => new CallerAccess(caller, root, actsForCallers, searched),
     maxPayload: bus.maxPayload, log, hello: () => info,
   };
   const dispatch = createDispatcher(handlers, ctx, info.bootId);

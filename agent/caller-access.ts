@@ -17,6 +17,47 @@ import {
 } from '../protocol/index.js';
 import type { RootJail } from './root-jail.js';
 
+/** What search checks need of a directory. */
+interface DirModes {
+  mode: number;
+  uid: number;
+  gid: number;
+  expires: number;
+}
+
+const DIR_MODES_TTL_MS = 1000;
+const MAX_DIRS = 20_000;
+
+/**
+ * The modes and owners of directories that searches have looked at, kept for a second: a check
+ * of a 200-deep path would otherwise stat 200 paths of growing length on every call (3 ms on
+ * every call at that depth). The agent forgets them all when it changes a mode or an owner or
+ * moves or removes a directory itself; a change by another process on the slave is seen within
+ * DIR_MODES_TTL_MS, as the mount's own cache of attributes sees it (docs/architecture.md).
+ */
+export class SearchCache {
+  private readonly dirs = new Map<string, DirModes>();
+
+  get(dir: string, now: number): DirModes | undefined {
+    const hit = this.dirs.get(dir);
+    if (hit && hit.expires > now) return hit;
+    let st: Stats;
+    try {
+      st = statSync(dir);
+    } catch {
+      return undefined;
+    }
+    if (this.dirs.size >= MAX_DIRS) this.dirs.clear();
+    const fresh = { mode: st.mode, uid: st.uid, gid: st.gid, expires: now + DIR_MODES_TTL_MS };
+    this.dirs.set(dir, fresh);
+    return fresh;
+  }
+
+  clear(): void {
+    this.dirs.clear();
+  }
+}
+
 export class CallerAccess {
   /** Whether requests are checked: a non-root caller of a root agent. */
   readonly checking: boolean;
@@ -25,7 +66,12 @@ export class CallerAccess {
    * `actsForCallers`: the agent runs as root, so it can (and must) act as each caller. Without a
    * caller, it acts as itself.
    */
-  constructor(readonly caller: Caller | undefined, private readonly jail: RootJail, private readonly actsForCallers: boolean) {
+  constructor(
+    readonly caller: Caller | undefined,
+    private readonly jail: RootJail,
+    private readonly actsForCallers: boolean,
+    private readonly searched: SearchCache,
+  ) {
     this.checking = actsForCallers && caller !== undefined && !isRoot(caller);
   }
 
@@ -61,15 +107,12 @@ export class CallerAccess {
       if (dir === root) break;
     }
     // From the root down, so the first refusal is the one the kernel would meet first.
+    const now = Date.now();
     for (let i = dirs.length - 1; i >= 0; i--) {
       const dir = dirs[i] as string;
-      let st: Stats;
-      try {
-        st = statSync(dir);
-      } catch {
-        return; // gone or not a directory: the operation itself reports that
-      }
-      if (!permits(caller, st, MAY_EXEC)) throw this.denied(dir, what);
+      const modes = this.searched.get(dir, now);
+      if (!modes) return; // gone or not a directory: the operation itself reports that
+      if (!permits(caller, modes, MAY_EXEC)) throw this.denied(dir, what);
     }
   }
 

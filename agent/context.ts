@@ -4,7 +4,7 @@
  */
 import type { Logger } from 'pino';
 import type { Caller, HelloInfo, OpName, OpReply, OpRequest } from '../protocol/index.js';
-import type { CallerAccess } from './caller-access.js';
+import type { CallerAccess, SearchCache } from './caller-access.js';
 import type { DeviceHandles } from './dev/device-handles.js';
 import type { Commits } from './fs/commits.js';
 import type { HandleTable } from './fs/handle-table.js';
@@ -32,6 +32,8 @@ export interface AgentContext {
   readonly allowDeviceNodes: boolean;
   /** The checks and ownership of one request's caller, for paths of `jail` (default: the root's). */
   access(caller: Caller | undefined, jail?: RootJail): CallerAccess;
+  /** Directory modes search checks remember (caller-access.ts); dispatch clears it on changes. */
+  readonly searched: SearchCache;
   /** Which commands masters may run (proc/exec-policy.ts). */
   readonly execPolicy: ExecPolicy;
   /** Spawns enter the namespaces of this process (proc/namespaces.ts). */

@@ -19,6 +19,11 @@ const MUTATING: ReadonlySet<OpName> = new Set<OpName>([
   'fs.setxattr', 'fs.removexattr', 'fs.fchmod', 'fs.fchown', 'fs.futimens',
 ]);
 
+/** Ops after which a directory's search permission may differ: checks forget what they knew. */
+const CHANGING_SEARCH: ReadonlySet<OpName> = new Set<OpName>([
+  'fs.chmod', 'fs.chown', 'fs.fchmod', 'fs.fchown', 'fs.rename', 'fs.rmdir', 'fs.setxattr', 'fs.removexattr',
+]);
+
 function refusedByPolicy<K extends OpName>(op: K, args: OpRequest<K>, ctx: AgentContext): boolean {
   if (!ctx.readOnly) return false;
   if (MUTATING.has(op)) return true;
@@ -41,7 +46,12 @@ export function createDispatcher(table: HandlerTable, ctx: AgentContext, bootId:
         return [encodeErrorReply(bootId, 'EROFS', `${op}: the agent exports its root read-only`), 'EROFS'];
       }
       const handler = table[op] as OpHandler<K>;
-      const result: OpReply<K> = await handler(request.args, ctx, request.caller);
+      let result: OpReply<K>;
+      try {
+        result = await handler(request.args, ctx, request.caller);
+      } finally {
+        if (CHANGING_SEARCH.has(op)) ctx.searched.clear();
+      }
       return [encodeReply(op, bootId, result), 'OK'];
     } catch (err) {
       const known = errnoOf(err);

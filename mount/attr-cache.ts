@@ -36,6 +36,14 @@ export class AttrCache {
    * attribute" answer is kept like any other cached attribute.
    */
   private readonly absentXattrs = new Map<string, { names: Set<string>; expires: number }>();
+  /**
+   * The last mode and owner seen of each directory, kept past its attributes' expiry: the mount
+   * answers a non-root caller from this cache only if these let it search every directory above
+   * (remote-fs.ts cacheAnswers). They gate answers that expire themselves within the cache
+   * timeout, are replaced whenever the directory's attributes arrive, and are dropped with the
+   * directory, or when the agent refuses a caller (the modes may have changed on the slave).
+   */
+  private readonly dirModes = new Map<string, { mode: number; uid: number; gid: number }>();
 
   constructor(private readonly ttl: CacheTimeouts) {}
 
@@ -56,6 +64,10 @@ export class AttrCache {
 
   set(path: string, attr: Attr): void {
     if (this.ttl.attrTtlMs <= 0) return;
+    if ((attr.mode & S_IFMT) === S_IFDIR) {
+      if (this.dirModes.size >= MAX_ENTRIES) this.dirModes.clear();
+      this.dirModes.set(path, { mode: attr.mode, uid: attr.uid, gid: attr.gid });
+    }
     this.bound();
     this.entries.set(path, { attr, expires: Date.now() + this.ttl.attrTtlMs });
   }
@@ -147,9 +159,23 @@ export class AttrCache {
     this.absentXattrs.delete(path);
   }
 
+  /** The last mode and owner seen of directory `dir`, for search checks. */
+  searchModes(dir: string): { mode: number; uid: number; gid: number } | undefined {
+    return this.dirModes.get(dir);
+  }
+
+  /** The agent refused a caller below these directories: what we knew of their modes may be old. */
+  forgetSearchModes(path: string): void {
+    for (let dir = path; ; dir = posix.dirname(dir)) {
+      this.dirModes.delete(dir);
+      if (dir === '/') return;
+    }
+  }
+
   /** Forget what we know of `path` (its attributes changed in a way we cannot compute). */
   forget(path: string): void {
     this.entries.delete(path);
+    this.dirModes.delete(path);
   }
 
   /** A name we reported removed is there after all: forget that, and its directory's listing. */
@@ -163,6 +189,7 @@ export class AttrCache {
     this.entries.clear();
     this.listings.clear();
     this.absentXattrs.clear();
+    this.dirModes.clear();
   }
 
   /** Other names of a hard-linked file see its link count drop: forget them too. */
@@ -175,7 +202,9 @@ export class AttrCache {
   private dropTree(path: string): void {
     this.entries.delete(path);
     this.listings.delete(path);
+    this.dirModes.delete(path);
     const prefix = `${path}/`;
+    for (const key of this.dirModes.keys()) if (key.startsWith(prefix)) this.dirModes.delete(key);
     for (const key of this.entries.keys()) if (key.startsWith(prefix)) this.entries.delete(key);
     for (const key of this.listings.keys()) if (key.startsWith(prefix)) this.listings.delete(key);
     for (const key of this.absentXattrs.keys()) if (key.startsWith(prefix)) this.absentXattrs.delete(key);

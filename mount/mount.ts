@@ -8,6 +8,7 @@ import type { HelloInfo } from '../protocol/index.js';
 import { AgentClient, chooseAgent } from '../transport/agent-client.js';
 import { connectBus } from '../transport/bus.js';
 import { AttrCache } from './attr-cache.js';
+import { MOUNT_ITSELF } from './callers.js';
 import { FuseAdapter, forceUnmount } from './fuse-adapter.js';
 import { deviceFuseOptions, parseMountOptions } from './mount-options.js';
 import { DeviceFs } from './device-fs.js';
@@ -106,6 +107,9 @@ export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
         pipeline: hello.euid === 0 && !hello.readOnly
           && ['fs.fchmod', 'fs.fchown', 'fs.futimens'].every((op) => hello.capabilities.includes(op)),
       }, log.child({ component: 'remote-fs' }));
+      // The root's mode gates every answer the cache gives a non-root caller (cacheAnswers), and
+      // the kernel, which never looks the root up, may not ask for it.
+      await fs.getattr('/', MOUNT_ITSELF);
     }
     const adapter = new FuseAdapter(fs, { mountPath: options.mountPath, fuseOptions }, log);
     await adapter.mount().catch((err: unknown) => {

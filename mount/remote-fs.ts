@@ -88,7 +88,19 @@ export class RemoteFs implements MountFs {
   /** A request for `caller`: the agent checks and creates as that caller (protocol/caller.ts). */
   private async call<K extends OpName>(op: K, args: OpRequest<K>, caller?: FuseCaller): Promise<OpReply<K>> {
     if (this.recovering) await this.recovering;
-    return this.client.call(op, args, caller === undefined ? {} : { caller: this.groups.wire(caller) });
+    if (caller === undefined) return this.client.call(op, args);
+    try {
+      return await this.client.call(op, args, { caller: this.groups.wire(caller) });
+    } catch (err) {
+      const path = (args as { path?: unknown }).path;
+      if (err instanceof SlaveError && err.errnoName === 'EACCES' && typeof path === 'string') {
+        this.cache.forgetSearchModes(path);
+        // The kernel never asks for the root again: ask for it now, without holding the caller up.
+        this.client.call('fs.getattr', { path: '/' }).then(({ attr }) => this.remember('/', attr),
+          (failure: unknown) => this.log.debug({ err: failure }, 'refreshing the root\'s attributes failed'));
+      }
+      throw err;
+    }
   }
 
   /**
@@ -105,8 +117,8 @@ export class RemoteFs implements MountFs {
       if (!self || !permits(who, self, want)) return false;
     }
     for (let dir = posix.dirname(path); ; dir = posix.dirname(dir)) {
-      const attr = this.cache.lookup(dir);
-      if (!attr || !permits(who, attr, MAY_EXEC)) return false;
+      const modes = this.cache.searchModes(dir);
+      if (!modes || !permits(who, modes, MAY_EXEC)) return false;
       if (dir === '/') return true;
     }
   }
