@@ -79,3 +79,4 @@ build agent compose/agent.Dockerfile
 build nats compose/nats.Dockerfile compose
 build example-slave compose/example/slave.Dockerfile compose/example
 build example-tests compose/example/tests.Dockerfile compose/example
+build example-tests-user compose/example/tests-user.Dockerfile compose/example

@@ -46,7 +46,7 @@ describe('containers end to end', () => {
     assert.deepEqual((await readdir(SHARE_ROOT)).filter((n) => n.startsWith('splitbrain-run-')), [], 'a directory is left');
   }
 
-  async function composeUp(project: string): Promise<RunResult> {
+  async function composeUp(project: string, env: Record<string, string> = {}): Promise<RunResult> {
     projects.push(project);
     const dir = join(SHARE_ROOT, project);
     await mkdir(join(dir, 'slave'), { recursive: true });
@@ -55,7 +55,7 @@ describe('containers end to end', () => {
       env: {
         ...process.env, SLAVE: 'nats://slave-1:4222', TEST_IMAGE: `splitbrain/example-tests:${TAG}`,
         SPLITBRAIN_IMAGE: `splitbrain/sidecar:${TAG}`, NETWORK_MODE: network, SPLITBRAIN_DIR: dir,
-        SLAVE_HOSTNAME: 'slave-1', BRIDGE_COMMANDS: 'hostname cat',
+        SLAVE_HOSTNAME: 'slave-1', BRIDGE_COMMANDS: 'hostname cat', ...env,
       },
     });
   }
@@ -120,6 +120,46 @@ describe('containers end to end', () => {
     assert.equal(result.code, 7, result.stderr);
     assert.equal(result.stdout, 'boot ok\nsensor 21.5C\n/slave/dev/ttyBOARD\n');
     await assertNothingLeft();
+  });
+
+  /**
+   * What a test sees of the slave as its user: a file it reads, one it writes (whose owner on the
+   * slave the caller checks), one it may not create, and the uid the slave's `id` reports.
+   */
+  const asUserScript = 'cat /slave/etc/hostname; echo hi > /slave/tmp/by-$(/usr/bin/id -u) && echo wrote; '
+    + 'touch /slave/etc/by-test 2>&1; echo "bridged uid $(id -u)"; echo "local uid $(/usr/bin/id -u)"';
+
+  it('splitbrain run: a test image running as uid 1000 uses the slave with uid 1000\'s rights; a root image stays root', async () => {
+    await docker('exec', slave, 'rm', '-f', '/tmp/by-1000', '/tmp/by-0');
+    const user = await splitbrainRun(['--command', 'id', `splitbrain/example-tests-user:${TAG}`, 'sh', '-c', asUserScript]);
+    assert.equal(user.code, 0, user.stdout + user.stderr);
+    assert.match(user.stdout, /^slave-1\nwrote\n/);
+    assert.match(user.stdout, /touch: cannot touch '\/slave\/etc\/by-test': Permission denied\n/);
+    assert.match(user.stdout, /bridged uid 1000\nlocal uid 1000\n/);
+    assert.equal(await docker('exec', slave, 'stat', '-c', '%u:%g', '/tmp/by-1000'), '1000:1000');
+
+    const root = await splitbrainRun(['--command', 'id', `splitbrain/example-tests:${TAG}`, 'sh', '-c', asUserScript]);
+    assert.equal(root.code, 0, root.stdout + root.stderr);
+    assert.match(root.stdout, /bridged uid 0\nlocal uid 0\n/);
+    assert.equal(await docker('exec', slave, 'stat', '-c', '%u:%g', '/tmp/by-0'), '0:0');
+    assert.equal((await run('docker', ['exec', slave, 'test', '-e', '/etc/by-test'])).code, 0, 'root may create in /etc');
+    await docker('exec', slave, 'rm', '-f', '/etc/by-test', '/tmp/by-1000', '/tmp/by-0');
+    await assertNothingLeft();
+  });
+
+  it('compose: the test image running as uid 1000 gets uid 1000\'s rights on the slave', async () => {
+    await docker('exec', slave, 'rm', '-f', '/tmp/by-1000');
+    const result = await composeUp(`${id}-user`, {
+      TEST_IMAGE: `splitbrain/example-tests-user:${TAG}`, BRIDGE_COMMANDS: 'hostname cat id',
+      // Compose substitutes its variables in the file once: the value's own $ reach the shell.
+      TEST_COMMAND: `sh -c '${asUserScript}'`,
+    });
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    assert.match(result.stdout, /slave-1/);
+    assert.match(result.stdout, /Permission denied/);
+    assert.match(result.stdout, /bridged uid 1000/);
+    assert.equal(await docker('exec', slave, 'stat', '-c', '%u:%g', '/tmp/by-1000'), '1000:1000');
+    await docker('exec', slave, 'rm', '-f', '/tmp/by-1000');
   });
 
   it('splitbrain run: the slave container restarted between tests; the tests after it pass, and what was written before is intact', async () => {
