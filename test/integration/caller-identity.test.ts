@@ -4,7 +4,7 @@
  * agent acts as itself and says so. Several users' rules are in test/conformance/identity.
  */
 import assert from 'node:assert/strict';
-import { lstatSync } from 'node:fs';
+import { lstatSync, readFileSync } from 'node:fs';
 import { chmod, chown, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -65,6 +65,28 @@ c = socket.socket(socket.AF_UNIX); c.connect('${plain.mnt}/sock'); print('connec
     const made = lstatSync(join(plain.root, 'sock'));
     assert.ok(made.isSocket());
     assert.deepEqual([made.uid, made.gid], [1000, 1000]);
+  });
+});
+
+describe('a non-root mounter', () => {
+  it('is told that -o allow_other needs user_allow_other in /etc/fuse.conf', async (t) => {
+    const conf = (() => { try { return readFileSync('/etc/fuse.conf', 'utf8'); } catch { return ''; } })();
+    if (/^\s*user_allow_other\s*$/m.test(conf)) {
+      t.skip('this machine\'s /etc/fuse.conf allows it');
+      return;
+    }
+    const bare = await startBareAgent();
+    try {
+      const mnt = join(bare.tmp, 'user-mnt');
+      await mkdir(mnt);
+      await chown(mnt, 1000, 1000);
+      const result = await run('setpriv', ['--reuid=1000', '--regid=1000', '--clear-groups', process.execPath, CLI,
+        'mount', bare.nats.url, mnt, '-o', 'allow_other'], { timeoutMs: 30_000 });
+      assert.equal(result.code, 1, result.stdout + result.stderr);
+      assert.match(result.stderr, /-o allow_other: a non-root user .* \/etc\/fuse\.conf has the line 'user_allow_other'/);
+    } finally {
+      await bare.stop();
+    }
   });
 });
 
