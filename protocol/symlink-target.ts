@@ -46,8 +46,9 @@ function lexicalWalk(from: string[], path: string): string[] {
  *
  * A target that names a directory by its end (`/etc/`, `/etc/.`, `..`) still does. Whatever is
  * shown has its `..` only in front, no more of them than the link's depth: it cannot leave the
- * mount. A shown target too long for the kernel (a deep link to `/`-near paths) is ENAMETOOLONG
- * rather than cut short, which could turn a name like `..x` into `..`.
+ * mount. A shown target too long for the kernel (an absolute target of a link some thousand
+ * directories deep) is ENAMETOOLONG rather than cut short, which could turn a name like `..x`
+ * into `..`.
  */
 export function shownSymlinkTarget(linkPath: string, target: string): string {
   const linkDir = lexicalWalk([], linkPath).slice(0, -1);
@@ -77,7 +78,7 @@ export function shownSymlinkTarget(linkPath: string, target: string): string {
   const namesDirectory = last === '' || last === '.' || last === '..';
   if (namesDirectory && steps.length > 0 && steps[steps.length - 1] !== '..') shown += '/';
   if (Buffer.byteLength(shown) > MAX_TARGET_BYTES) {
-    throw new SlaveError('ENAMETOOLONG', `the link ${linkPath} -> ${target} would show as a target longer than ${MAX_TARGET_BYTES} bytes`);
+    throw new SlaveError('ENAMETOOLONG', `${linkPath}: its target would show as more than ${MAX_TARGET_BYTES} bytes`);
   }
   return shown;
 }
