@@ -4,6 +4,14 @@
  */
 import type { CacheTimeouts } from './attr-cache.js';
 
+/**
+ * How the file mount shows a slave's symlinks (protocol/symlink-target.ts). `relative`: every
+ * target relative to the link and inside the mount, so following a link lands on the slave,
+ * never on the master's own files. `raw`: as stored, for a mount placed at the slave's own paths
+ * (absolute targets then name the master's files wherever the mount is not).
+ */
+export type SymlinkMode = 'relative' | 'raw';
+
 export interface MountTuning {
   fuseOptions: string[];
   cache: CacheTimeouts;
@@ -12,6 +20,7 @@ export interface MountTuning {
   writesInFlight: number;
   /** Bytes written but not yet durable on the slave the mount keeps (retained-writes.ts). */
   unsyncedMaxBytes: number;
+  symlinks: SymlinkMode;
 }
 
 export class MountOptionError extends Error {
@@ -35,6 +44,7 @@ export const DEFAULTS = {
   readAheadChunks: 4,
   writesInFlight: 4,
   unsyncedMaxMiB: 64,
+  symlinks: 'relative' as SymlinkMode,
 };
 
 function seconds(name: string, value: string | undefined): number {
@@ -64,6 +74,7 @@ export function parseMountOptions(options: string[], agentId: string): MountTuni
   let readAheadChunks = DEFAULTS.readAheadChunks;
   let writesInFlight = DEFAULTS.writesInFlight;
   let unsyncedMaxMiB = DEFAULTS.unsyncedMaxMiB;
+  let symlinks = DEFAULTS.symlinks;
   const passthrough: string[] = [];
   for (const option of options.flatMap((o) => o.split(',')).filter((o) => o.length > 0)) {
     const [name, value] = option.split('=', 2) as [string, string | undefined];
@@ -80,6 +91,10 @@ export function parseMountOptions(options: string[], agentId: string): MountTuni
       case 'readahead': readAheadChunks = count(name, value, 64); break;
       case 'writes_in_flight': writesInFlight = count(name, value, 64); break;
       case 'unsynced_max': unsyncedMaxMiB = count(name, value, 65536); break;
+      case 'symlinks':
+        if (value !== 'relative' && value !== 'raw') throw new MountOptionError(`option symlinks takes relative or raw, got '${value ?? ''}'`);
+        symlinks = value;
+        break;
       case 'allow_other': case 'allow_root': case 'ro': case 'rw': case 'default_permissions':
       case 'debug': case 'nonempty':
         if (value !== undefined) throw new MountOptionError(`option ${name} takes no value`);
@@ -117,6 +132,7 @@ export function parseMountOptions(options: string[], agentId: string): MountTuni
     readAheadChunks,
     writesInFlight,
     unsyncedMaxBytes: unsyncedMaxMiB * 1024 * 1024,
+    symlinks,
   };
 }
 

@@ -104,6 +104,7 @@ export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
       fs = new RemoteFs(client, {
         cache, chunkSize: chunkSizeFor(bus.maxPayload),
         readAheadChunks: tuning.readAheadChunks, writesInFlight: tuning.writesInFlight, unsyncedMaxBytes: tuning.unsyncedMaxBytes,
+        symlinks: tuning.symlinks,
         pipeline: hello.euid === 0 && !hello.readOnly
           && ['fs.fchmod', 'fs.fchown', 'fs.futimens'].every((op) => hello.capabilities.includes(op)),
       }, log.child({ component: 'remote-fs' }));

@@ -6,11 +6,12 @@ import { constants } from 'node:fs';
 import { posix } from 'node:path';
 import type { Logger } from 'pino';
 import {
-  MAY_EXEC, MAY_READ, SlaveError, attrFromWire, permits, type Attr, type OpName, type OpReply, type OpRequest,
-  type TimeSpec,
+  MAY_EXEC, MAY_READ, SlaveError, attrFromWire, permits, shownSymlinkTarget, type Attr, type OpName, type OpReply,
+  type OpRequest, type TimeSpec,
 } from '../protocol/index.js';
 import type { AgentClient } from '../transport/agent-client.js';
 import type { AttrCache } from './attr-cache.js';
+import type { SymlinkMode } from './mount-options.js';
 import type { MountFs, Statfs } from './mount-fs.js';
 import { OpenFiles, type OpenFile } from './open-files.js';
 import { ReadAhead } from './read-ahead.js';
@@ -36,6 +37,8 @@ export interface RemoteFsOptions {
   pipeline: boolean;
   /** Most bytes written but not yet durable on the slave the mount keeps; past it writers wait. */
   unsyncedMaxBytes: number;
+  /** How readlink shows the slave's targets (`-o symlinks`); created links are stored as given. */
+  symlinks: SymlinkMode;
 }
 
 /** How often the mount asks the agent what is durable while it keeps unsynced data. */
@@ -478,8 +481,16 @@ export class RemoteFs implements MountFs {
     this.cache.added(path, attrFromWire(attr));
   }
 
+  /**
+   * A link's size (getattr, listings) stays the slave's, the stored target's length, as sshfs
+   * reports it with transform_symlinks: the shown target's would cost a readlink per link in
+   * every lstat and listing. Most programs read a link with a buffer that grows (coreutils, GNU
+   * tar, rsync, glibc, Python, git) or PATH_MAX; libarchive (bsdtar) reads st_size bytes and cuts
+   * a shown target longer than the stored one (docs/architecture.md, known limits).
+   */
   async readlink(path: string, caller: FuseCaller): Promise<string> {
-    return (await this.call('fs.readlink', { path }, caller)).target;
+    const { target } = await this.call('fs.readlink', { path }, caller);
+    return this.options.symlinks === 'raw' ? target : shownSymlinkTarget(path, target);
   }
 
   async mkdir(path: string, mode: number, caller: FuseCaller): Promise<void> {

@@ -7,4 +7,5 @@ export * from './errors.js';
 export * from './handle-ids.js';
 export * from './ops.js';
 export * from './subjects.js';
+export * from './symlink-target.js';
 export * from './version.js';

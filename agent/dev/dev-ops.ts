@@ -6,7 +6,7 @@
  */
 import { posix } from 'node:path';
 import { constants, lstatSync, openSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
-import { SlaveError, S_IFREG, openAccess, type ReaddirEntry, type WireAttr } from '../../protocol/index.js';
+import { SlaveError, S_IFREG, openAccess, shownSymlinkTarget, type ReaddirEntry, type WireAttr } from '../../protocol/index.js';
 import type { AgentContext, HandlerTable } from '../context.js';
 import type { RootJail } from '../root-jail.js';
 import { statToWire } from '../fs/stat-attr.js';
@@ -26,19 +26,28 @@ function presented(st: Stats): WireAttr {
 }
 
 /**
- * A link to another device by absolute path (udev's /dev/serial/by-id/... are relative, a
- * board's /dev/ttyBOARD -> /dev/pts/3 is not) is made relative to the link, so that on the
- * master it leads to the slave's device, not to the master's own /dev/pts/3.
+ * What a device link shows on the master: a link to another device by absolute path (udev's
+ * /dev/serial/by-id/... are relative, a board's /dev/ttyBOARD -> /dev/pts/3 is not) leads to
+ * the slave's device, not to the master's own /dev/pts/3: the slave's /dev (or the --dev-root
+ * it names) is the device tree's root, and the target is shown relative to the link as the
+ * file mount shows them (protocol/symlink-target.ts). Any other absolute target is taken inside
+ * the device tree too, and `..` stops at its root, so no link leads to the master's files, as
+ * /dev/core -> /proc/kcore or /dev/log -> /run/systemd/journal/dev-log did when shown as they
+ * are. Not even /dev/fd -> /proc/self/fd: on the master that is the test's own descriptors,
+ * and a root test opening a link to /proc/self/fd/N for writing would write a master file it
+ * had open for reading. Such links lead nowhere on the device mount (ENOENT).
  */
-function withinDevices(target: string, linkPath: string, devRoot: string): string {
-  if (!target.startsWith('/')) return target;
-  for (const prefix of [devRoot, '/dev']) {
-    if (target.startsWith(`${prefix}/`)) {
-      const inTree = posix.relative(posix.dirname(posix.join('/', linkPath)), target.slice(prefix.length));
-      return inTree === '' ? '.' : inTree;
+function shownDeviceTarget(linkPath: string, target: string, devRoot: string): string {
+  let inTree = target;
+  if (devRoot !== '/') {
+    for (const prefix of [devRoot, '/dev']) {
+      if (target === prefix || target.startsWith(`${prefix}/`)) {
+        inTree = `/${target.slice(prefix.length)}`;
+        break;
+      }
     }
   }
-  return target;
+  return shownSymlinkTarget(linkPath, inTree);
 }
 
 function devJail(ctx: AgentContext): RootJail {
@@ -63,7 +72,7 @@ export const devOps: HandlerTable = {
 
   'dev.readlink': async ({ path }, ctx) => {
     const jail = devJail(ctx);
-    return { target: withinDevices(readlinkSync(jail.resolve(path)), path, jail.root) };
+    return { target: shownDeviceTarget(path, readlinkSync(jail.resolve(path)), jail.root) };
   },
 
   'dev.open': async ({ path, flags }, ctx, caller) => {

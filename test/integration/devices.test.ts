@@ -4,9 +4,9 @@
  * the agent's --dev-allow lets masters open.
  */
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readlink, rm, symlink } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { run, sh } from '../helpers/processes.js';
 import { startBareAgent, startMountProcess, type BareAgent, type MountProcess } from '../helpers/slave.js';
@@ -58,12 +58,19 @@ describe('device mount', () => {
 });
 
 describe('device mount links', () => {
-  it('makes a link to another device relative, so that it leads to the slave\'s device on the master', async () => {
+  it('makes a link to another device relative, so that it leads to the slave\'s device on the master, and no link leads out of the devices', async () => {
     const devRoot = await mkdtemp(join(tmpdir(), 'splitbrain-devroot-'));
+    // A master file a hostile slave's links name: absolutely, and climbing out of the devices.
+    const victim = join(devRoot, '..', `${basename(devRoot)}-victim`);
+    await writeFile(victim, 'the master\'s file\n');
     await mkdir(join(devRoot, 'serial', 'by-id'), { recursive: true });
     await symlink(join(devRoot, 'pts', '7'), join(devRoot, 'ttyBOARD')); // by the agent's --dev-root
     await symlink('/dev/ttyUSB0', join(devRoot, 'serial', 'by-id', 'usb-FTDI')); // by the slave's /dev
-    await symlink('/proc/self/fd', join(devRoot, 'fd')); // outside the devices: as it is
+    await symlink('/dev/pts/', join(devRoot, 'pts-dir')); // a directory, by its end
+    await symlink('/dev', join(devRoot, 'dev-root'));
+    await symlink('/proc/self/fd', join(devRoot, 'fd')); // outside the devices
+    await symlink(victim, join(devRoot, 'abs-out'));
+    await symlink(`../../../../../../../..${victim}`, join(devRoot, 'serial', 'rel-out'));
     const slave = await startBareAgent({ id: 'device-links', agentArgs: ['--dev-root', devRoot] });
     const dev = join(slave.tmp, 'dev');
     await mkdir(dev);
@@ -71,11 +78,25 @@ describe('device mount links', () => {
     try {
       assert.equal(await readlink(join(dev, 'ttyBOARD')), 'pts/7');
       assert.equal(await readlink(join(dev, 'serial', 'by-id', 'usb-FTDI')), '../../ttyUSB0');
-      assert.equal(await readlink(join(dev, 'fd')), '/proc/self/fd');
+      assert.equal(await readlink(join(dev, 'pts-dir')), 'pts/');
+      assert.equal(await readlink(join(dev, 'dev-root')), '.');
+      // Outside the devices: inside the device tree (where nothing is), never the master's files.
+      // Until issue 13 these were shown as they are: /proc/self/fd, the victim's path, and a
+      // climb that the master's kernel followed out of the mount.
+      assert.equal(await readlink(join(dev, 'fd')), 'proc/self/fd');
+      assert.equal(await readlink(join(dev, 'abs-out')), victim.slice(1));
+      assert.equal(await readlink(join(dev, 'serial', 'rel-out')), `..${victim}`);
+      for (const link of ['abs-out', 'serial/rel-out']) {
+        const result = await run('cat', [join(dev, link)]);
+        assert.notEqual(result.code, 0, `${link} led to ${result.stdout}`);
+        assert.match(result.stderr, /No such file or directory/);
+      }
+      assert.equal(await readFile(victim, 'utf8'), 'the master\'s file\n');
     } finally {
       await devices.stop();
       await slave.stop();
       await rm(devRoot, { recursive: true, force: true });
+      await rm(victim, { force: true });
     }
   });
 });

@@ -100,6 +100,15 @@ describe('mount options', () => {
     assert.equal(t.cache.attrTtlMs, 0);
     assert.equal(t.requestTimeoutMs, 5000);
   });
+  it('shows symlinks relative by default; symlinks=raw keeps them as stored', () => {
+    assert.equal(parseMountOptions([], 'a').symlinks, 'relative');
+    assert.equal(parseMountOptions(['symlinks=raw'], 'a').symlinks, 'raw');
+    assert.equal(parseMountOptions(['symlinks=raw,symlinks=relative'], 'a').symlinks, 'relative');
+    for (const bad of ['symlinks', 'symlinks=', 'symlinks=absolute', 'symlinks=RAW']) {
+      assert.throws(() => parseMountOptions([bad], 'a'), MountOptionError, bad);
+    }
+    assert.ok(!parseMountOptions(['symlinks=raw'], 'a').fuseOptions.some((o) => o.startsWith('symlinks')), 'not for libfuse');
+  });
   it('refuses what it does not know', () => {
     assert.throws(() => parseMountOptions(['nope'], 'a'), MountOptionError);
     assert.throws(() => parseMountOptions(['attr_timeout=-1'], 'a'), MountOptionError);
