@@ -44,6 +44,12 @@ export class AttrCache {
    * directory, or when the agent refuses a caller (the modes may have changed on the slave).
    */
   private readonly dirModes = new Map<string, { mode: number; uid: number; gid: number }>();
+  /**
+   * The names cached for each inode with several links (not directories): their attributes are
+   * the inode's, so a change made through one name must not leave the others' stale. Entries may
+   * outlive their names (checked against the cached inode number when used).
+   */
+  private readonly names = new Map<number, Set<string>>();
 
   constructor(private readonly ttl: CacheTimeouts) {}
 
@@ -70,6 +76,34 @@ export class AttrCache {
     }
     this.bound();
     this.entries.set(path, { attr, expires: Date.now() + this.ttl.attrTtlMs });
+    if (attr.nlink > 1 && (attr.mode & S_IFMT) !== S_IFDIR) {
+      let known = this.names.get(attr.ino);
+      if (!known) {
+        if (this.names.size >= MAX_ENTRIES) this.names.clear();
+        known = new Set();
+        this.names.set(attr.ino, known);
+      }
+      known.add(path);
+    }
+  }
+
+  /**
+   * `path`'s inode changed through us (mode, owner, times, size, link count): `attr` is what it
+   * is now, for every name of it.
+   */
+  changed(path: string, attr: Attr): void {
+    this.forgetOtherNames(path, attr.ino);
+    this.set(path, attr);
+  }
+
+  /** Other cached names of `path`'s inode are forgotten (asked afresh at their next use). */
+  private forgetOtherNames(path: string, ino: number): void {
+    const known = this.names.get(ino);
+    if (!known) return;
+    for (const other of known) {
+      if (other !== path && this.entries.get(other)?.attr?.ino === ino) this.entries.delete(other);
+    }
+    this.names.delete(ino);
   }
 
   /**
@@ -84,7 +118,9 @@ export class AttrCache {
   /** Updates cached attributes in place (after a write), if any are cached. */
   patch(path: string, change: (attr: Attr) => void): void {
     const entry = this.entries.get(path);
-    if (entry?.attr) change(entry.attr);
+    if (!entry?.attr) return;
+    change(entry.attr);
+    if (entry.attr.nlink > 1) this.forgetOtherNames(path, entry.attr.ino);
   }
 
   setMissing(path: string): void {
@@ -190,13 +226,14 @@ export class AttrCache {
     this.listings.clear();
     this.absentXattrs.clear();
     this.dirModes.clear();
+    this.names.clear();
   }
 
   /** Other names of a hard-linked file see its link count drop: forget them too. */
   private forgetOtherLinks(path: string): void {
     const attr = this.entries.get(path)?.attr;
     if (!attr || attr.nlink < 2 || (attr.mode & S_IFMT) === S_IFDIR) return;
-    for (const [key, entry] of this.entries) if (entry.attr?.ino === attr.ino) this.entries.delete(key);
+    this.forgetOtherNames(path, attr.ino);
   }
 
   private dropTree(path: string): void {

@@ -237,6 +237,13 @@ export class RemoteFs implements MountFs {
     return attr;
   }
 
+  /** Attributes after a change through `path`: the inode's, whatever its other names. */
+  private rememberChange(path: string, wire: number[]): Attr {
+    const attr = attrFromWire(wire);
+    this.cache.changed(path, attr);
+    return attr;
+  }
+
   /**
    * The kernel is about to learn these attributes of `path`: its open files must know the size
    * (see knownSize). getattr and fgetattr are the only ways the kernel learns a size.
@@ -358,7 +365,7 @@ export class RemoteFs implements MountFs {
     await this.sendWriters(path);
     const reply = await this.call('fs.open', { path, flags }, caller);
     if (flags & O_TRUNC) this.retained.truncated(path, 0);
-    const attr = this.remember(path, reply.attr);
+    const attr = flags & O_TRUNC ? this.rememberChange(path, reply.attr) : this.remember(path, reply.attr);
     return this.track(path, flags, reply.fh, attr);
   }
 
@@ -425,7 +432,7 @@ export class RemoteFs implements MountFs {
 
   async truncate(path: string, size: number, caller: FuseCaller): Promise<void> {
     await this.sendWriters(path);
-    this.remember(path, (await this.call('fs.truncate', { path, size }, caller)).attr);
+    this.rememberChange(path, (await this.call('fs.truncate', { path, size }, caller)).attr);
     this.retained.truncated(path, size);
     this.invalidateReaders(path);
   }
@@ -435,7 +442,7 @@ export class RemoteFs implements MountFs {
     await file.writer?.flush();
     const { attr } = await this.onFile(file, 'fs.ftruncate', (h) => ({ fh: h, size }));
     if (file.path !== null) {
-      this.remember(file.path, attr);
+      this.rememberChange(file.path, attr);
       this.retained.truncated(file.path, size);
     }
     this.invalidateReaders(file.path, file);
@@ -472,8 +479,8 @@ export class RemoteFs implements MountFs {
 
   async link(existing: string, path: string, caller: FuseCaller): Promise<void> {
     const { attr } = await this.call('fs.link', { existing, path }, caller);
+    this.cache.changed(existing, attrFromWire(attr)); // its link count changed, for every name
     this.cache.added(path, attrFromWire(attr));
-    this.cache.set(existing, attrFromWire(attr)); // its link count changed too
   }
 
   async symlink(target: string, path: string, caller: FuseCaller): Promise<void> {
@@ -507,21 +514,21 @@ export class RemoteFs implements MountFs {
   async chmod(path: string, mode: number, caller: FuseCaller): Promise<void> {
     const file = this.unrefused.target(path, caller);
     if (file) return this.unrefused.chmod(file, mode);
-    this.remember(path, (await this.call('fs.chmod', { path, mode }, caller)).attr);
+    this.rememberChange(path, (await this.call('fs.chmod', { path, mode }, caller)).attr);
   }
 
   async chown(path: string, uid: number, gid: number, caller: FuseCaller): Promise<void> {
     const ids = { uid: uid === UNCHANGED_ID ? -1 : uid, gid: gid === UNCHANGED_ID ? -1 : gid };
     const file = this.unrefused.target(path, caller);
     if (file) return this.unrefused.chown(file, ids.uid, ids.gid);
-    this.remember(path, (await this.call('fs.chown', { path, ...ids }, caller)).attr);
+    this.rememberChange(path, (await this.call('fs.chown', { path, ...ids }, caller)).attr);
   }
 
   async utimens(path: string, atime: TimeSpec, mtime: TimeSpec, caller: FuseCaller): Promise<void> {
     const file = this.unrefused.target(path, caller);
     if (file) return this.unrefused.utimens(file, atime, mtime);
     await this.sendWriters(path); // sent first, so a write cannot move mtime again
-    this.remember(path, (await this.call('fs.utimens', { path, atime, mtime }, caller)).attr);
+    this.rememberChange(path, (await this.call('fs.utimens', { path, atime, mtime }, caller)).attr);
   }
 
   async mknod(path: string, mode: number, rdev: number, caller: FuseCaller): Promise<void> {

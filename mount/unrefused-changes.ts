@@ -92,7 +92,7 @@ export class UnrefusedChanges {
     change(guess, now);
     guess.ctimeMs = now;
     file.attr = guess;
-    if (file.path !== null) this.cache.set(file.path, guess);
+    if (file.path !== null) this.cache.changed(file.path, guess);
     await writer.pipeline(async () => {
       try {
         const real = attrFromWire((await this.onFile(file, op, args)).attr);
