@@ -1,9 +1,10 @@
 /**
  * The results as Markdown: what was measured on what, the workload table, the floors (raw
- * transport and fuse-native), the process table, the device table, and every failure or check
+ * transport and fuse-native), the process table, the device table, the caller table, and every failure or check
  * that went wrong.
  * Printed as is, and written into the doc.
  */
+import { CALLER_TABLE_LEGEND, callerTable, type CallerBenchResults } from './caller-bench.js';
 import type { DeviceBenchResults } from './device-bench.js';
 import { DEVICE_TABLE_LEGEND, deviceProblems, deviceTable } from './device-table.js';
 import type { ExecBenchResults } from './exec-bench.js';
@@ -39,6 +40,8 @@ export interface BenchReport {
   execError: string | undefined;
   device: DeviceBenchResults | undefined;
   deviceError: string | undefined;
+  callers: CallerBenchResults | undefined;
+  callersError: string | undefined;
   /** Warnings and errors the splitbrain agent and mount logged during the run. */
   logExcerpts: string[];
 }
@@ -167,6 +170,8 @@ export function renderReport(report: BenchReport): string {
   if (report.execError) out.push(`Process bench: fails (${report.execError})`, '');
   if (report.device) out.push(deviceTable(report.device), '', DEVICE_TABLE_LEGEND, '');
   if (report.deviceError) out.push(`Device bench: fails (${report.deviceError})`, '');
+  if (report.callers) out.push(callerTable(report.callers), '', CALLER_TABLE_LEGEND, '');
+  if (report.callersError) out.push(`Caller bench: fails (${report.callersError})`, '');
   const problems: string[] = [];
   for (const [target, error] of report.startErrors) problems.push(`- ${target}: could not start: ${error}`);
   for (const n of report.fs?.notes ?? []) problems.push(`- ${MARK_NOTE} ${n.target}, ${n.workload}: ${n.message}`);

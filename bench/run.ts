@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { startBindfs } from './bindfs-target.js';
 import { Cleanup, cleanUpOnSignals } from './cleanup.js';
+import { measureCallerBench, type CallerBenchResults } from './caller-bench.js';
 import { measureDeviceBench, type DeviceBenchResults } from './device-bench.js';
 import { measureExecBench, type ExecBenchResults } from './exec-bench.js';
 import { makeFixtures } from './fixtures.js';
@@ -85,6 +86,8 @@ async function main(): Promise<void> {
   let device: DeviceBenchResults | undefined;
   let deviceError: string | undefined;
   let fs: FsBenchResults | undefined;
+  let callers: CallerBenchResults | undefined;
+  let callersError: string | undefined;
   let coldWaits = '';
   try {
     progress(`work dir ${workDir}; making fixtures (${sizeMb} MiB random file, npm tarball)`);
@@ -144,6 +147,12 @@ async function main(): Promise<void> {
     }
     coldWaits = targets.map((t) => `${t.name} ${t.userspaceCacheMs / 1000} s`).join(', ');
     fs = await runFsBench(targets, fixtures, runs, progress);
+    try {
+      callers = await measureCallerBench(workDir, nats.url, runs, cleanup, progress);
+    } catch (err) {
+      callersError = (err as Error).message;
+      progress(`caller bench failed: ${callersError}`);
+    }
     for (const target of targets) {
       for (const log of target.logs) logs.push(...(await logExcerpts(log.label, log.path)));
     }
@@ -159,6 +168,7 @@ async function main(): Promise<void> {
     date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'), machine: machine.machine, tools: machine.tools,
     sizeMb, runs, splitbrainOptions, durationS: (performance.now() - t0) / 1000, load: [loadAtStart, loadAverage()],
     coldWaits, startErrors, fs, floor, floorError, fuseFloor, fuseFloorError, exec, execError, device, deviceError,
+    callers, callersError,
     logExcerpts: logs,
   };
   const text = renderReport(report);

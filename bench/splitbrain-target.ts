@@ -23,7 +23,7 @@ function userspaceCacheMs(mountOptions: string): number {
 }
 
 export async function startSplitbrain(
-  workDir: string, natsUrl: string, mountOptions: string, cleanup: Cleanup,
+  workDir: string, natsUrl: string, mountOptions: string, cleanup: Cleanup, agentId = AGENT_ID,
 ): Promise<Target> {
   const cacheMs = userspaceCacheMs(mountOptions);
   const slavePath = join(workDir, 'splitbrain-slave');
@@ -31,12 +31,12 @@ export async function startSplitbrain(
   await mkdir(slavePath);
   await mkdir(mountPath);
   const agentLog = join(workDir, 'splitbrain-agent.log');
-  await startAgent({ label: 'splitbrain agent', natsUrl, agentId: AGENT_ID, slavePath, logPath: agentLog }, cleanup);
+  await startAgent({ label: 'splitbrain agent', natsUrl, agentId, slavePath, logPath: agentLog }, cleanup);
 
   const mountLog = join(workDir, 'splitbrain-mount.log');
   const mount = startDaemon({
     label: 'splitbrain mount', command: process.execPath, logPath: mountLog, readyPipe: true,
-    args: [CLI, 'mount', natsUrl, mountPath, '--agent', AGENT_ID, '-f', ...(mountOptions ? ['-o', mountOptions] : [])],
+    args: [CLI, 'mount', natsUrl, mountPath, '--agent', agentId, '-f', ...(mountOptions ? ['-o', mountOptions] : [])],
   }, cleanup);
   unmountOnCleanup(cleanup, mountPath);
   const report = await readyReport(mount, MOUNT_TIMEOUT_MS);
