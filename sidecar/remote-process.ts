@@ -36,8 +36,10 @@ export interface SpawnOptions {
   /** A slave path. */
   cwd: string;
   pty: { rows: number; cols: number } | null;
+  /** Run as this user, group and supplementary groups on the slave (a root agent's; see proc.spawn). */
   uid?: number;
   gid?: number;
+  groups?: number[];
 }
 
 /** Output the agent may send ahead of our credit: enough to stream, bounded memory here. */

@@ -5,7 +5,7 @@ import { Encoder } from '@msgpack/msgpack';
 import {
   ProtocolError, SlaveError, agentIdFromHostname, attrFromWire, attrToWire, decodeReply,
   decodeEvent, decodeRequest, encodeErrorReply, encodeEvent, encodeReply, encodeRequest, errnoName,
-  errnoNumber, errnoOf,
+  errnoNumber, errnoOf, MAX_SPAWN_GROUPS,
   isOutputSubjectOf, isValidAgentId, opFromSubject, opSubject, outputSubject,
 } from '../../protocol/index.js';
 
@@ -80,6 +80,24 @@ describe('codec', () => {
     const good = decodeReply('fs.getattr', encodeReply('fs.getattr', 'b', { attr }));
     assert.ok(good.ok && attrFromWire(good.result.attr).size === 5);
     assert.throws(() => decodeReply('fs.getattr', encodeReply('fs.readlink', 'b', { target: 'x' })), ProtocolError);
+  });
+});
+
+describe('proc.spawn identity', () => {
+  const spawn = { argv: ['id'], env: {}, cwd: '/', pty: null, output: 'splitbrain._out.a.b', window: 1 };
+  it('carries uid, gid and supplementary groups', () => {
+    const { args } = decodeRequest('proc.spawn', encodeRequest('proc.spawn', 'c:1', { ...spawn, uid: 1000, gid: 1000, groups: [1000, 27] }));
+    assert.deepEqual([args.uid, args.gid, args.groups], [1000, 1000, [1000, 27]]);
+  });
+  it('refuses (uid_t)-1, which setresuid(2) would read as "unchanged" (the process would stay root)', () => {
+    for (const ids of [{ uid: 0xffffffff }, { gid: 0xffffffff }, { groups: [0xffffffff] }]) {
+      assert.throws(() => decodeRequest('proc.spawn', encodeRequest('proc.spawn', 'c:2', { ...spawn, ...ids })), ProtocolError);
+    }
+  });
+  it('bounds the groups', () => {
+    const groups = (n: number) => Array.from({ length: n }, (_, i) => i);
+    assert.equal(decodeRequest('proc.spawn', encodeRequest('proc.spawn', 'c:3', { ...spawn, groups: groups(MAX_SPAWN_GROUPS) })).args.groups?.length, MAX_SPAWN_GROUPS);
+    assert.throws(() => decodeRequest('proc.spawn', encodeRequest('proc.spawn', 'c:4', { ...spawn, groups: groups(MAX_SPAWN_GROUPS + 1) })), ProtocolError);
   });
 });
 
