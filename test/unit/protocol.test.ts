@@ -60,6 +60,20 @@ describe('codec', () => {
     const readdir = encodeReply('fs.readdir', 'boot', { entries: [['a', attrToWire(attrFromWire([]))]], cursor: null });
     assert.ok(decodeReply('fs.readdir', readdir).ok); // the deepest message of ours still decodes
   });
+  it('names a few of a malformed request\'s issues, not all: one per element of 65,536 made an error reply over max_payload, never sent (hostile-input seed 4100289559)', () => {
+    const procIds = Array.from({ length: 65536 }, (_, i) => (i % 2 === 0 ? -1 : 2 ** 40));
+    const error = (() => {
+      try {
+        decodeRequest('proc.keepalive', encodeRequest('proc.keepalive', 'c:1', { procIds }));
+      } catch (err) {
+        return err as Error;
+      }
+      return undefined;
+    })();
+    assert.ok(error instanceof ProtocolError);
+    assert.ok(error.message.length < 1024, `${error.message.length} characters`);
+    assert.match(error.message, /procIds\.0: .*; and 65528 more$/);
+  });
   it('answers a newer protocol with EPROTONOSUPPORT whatever its request looks like', () => {
     const future = new Encoder().encode({ v: 7, request: ['of', 'a', 'shape', 'we', 'do', 'not', 'know'] });
     assert.throws(() => decodeRequest('fs.getattr', future), (err: unknown) => err instanceof SlaveError && err.errnoName === 'EPROTONOSUPPORT');
