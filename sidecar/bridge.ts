@@ -1,7 +1,8 @@
 /**
  * The spawn bridge: a Unix socket server for the exec shim. Each connection is one command:
- * START names it, the policy decides its slave cwd and environment, the agent runs it, and the
- * frames carry its stdio, signals, window size and end (shim/README.md).
+ * START names it, the policy decides its slave cwd and environment, `identity` who it runs as
+ * (exec-user.ts), the agent runs it, and the frames carry its stdio, signals, window size and end
+ * (shim/README.md).
  *
  *   shim --STDIN--> bridge --proc.stdin--> agent;  agent --events--> bridge --STDOUT/STDERR--> shim
  *
@@ -14,17 +15,20 @@ import { constants } from 'node:os';
 import type { Logger } from 'pino';
 import { FORWARDED_SIGNALS } from '../protocol/index.js';
 import type { BridgePolicy } from './bridge-policy.js';
-import { failureStatus, signalNumber } from './exit-status.js';
+import { ExecUserError, type SpawnIds } from './exec-user.js';
+import { STATUS_NOT_EXECUTABLE, failureStatus, signalNumber } from './exit-status.js';
 import type { ForwardedSignal, ProcessClient, RemoteProcess } from './remote-process.js';
 import { StdinWriter } from './stdin-writer.js';
 import {
-  FrameDecoder, FrameType, decodeStart, decodeWinsize, encodeError, encodeExit, outputFrames, type Frame,
+  FrameDecoder, FrameType, decodeStart, decodeWinsize, encodeError, encodeExit, outputFrames, type Frame, type ShimCaller,
 } from './shim-frames.js';
 
 export interface BridgeOptions {
   socketPath: string;
   procs: ProcessClient;
   policy: BridgePolicy;
+  /** The ids a command's spawn asks for, given who the shim says runs it (undefined: it did not say). */
+  identity: (caller: ShimCaller | undefined) => SpawnIds;
   agentId: string;
   log: Logger;
   /** Runs after every bridged command (the sidecar clears the slave mount's cache). */
@@ -131,8 +135,16 @@ class ShimSession {
     }
     const { policy, procs, agentId } = this.options;
     const env = policy.environment(request.env);
+    let ids: SpawnIds;
+    try {
+      ids = this.options.identity(request.caller);
+    } catch (err) {
+      if (!(err instanceof ExecUserError)) throw err;
+      this.fail(STATUS_NOT_EXECUTABLE, err.message);
+      return;
+    }
     const spawned = procs.spawn({
-      argv: request.argv, env, cwd: policy.slaveCwd(request.cwd),
+      argv: request.argv, env, cwd: policy.slaveCwd(request.cwd), ...ids,
       pty: request.pty ? { rows: request.rows, cols: request.cols } : null,
     }, {
       stdout: (data, written) => this.output(FrameType.Stdout, data, written),
