@@ -7,9 +7,9 @@ import { AgentClient, chooseAgent } from '../transport/agent-client.js';
 import { connectBus } from '../transport/bus.js';
 import { Bridge } from './bridge.js';
 import { BridgePolicy, DEFAULT_ENV_NAMES, DEFAULT_ENV_PREFIXES } from './bridge-policy.js';
-import { formatExecUser, spawnIds, type ExecUser } from './exec-user.js';
+import { AgentIdentity } from './bridge-identity.js';
+import { formatExecUser, type ExecUser } from './exec-user.js';
 import { ProcessClient } from './remote-process.js';
-import type { ShimCaller } from './shim-frames.js';
 import { DEFAULT_KEEP, fillShimDir, keepFilter, listSlaveCommands } from './shim-dir.js';
 
 export interface BridgeServiceOptions {
@@ -50,24 +50,7 @@ export async function startBridgeService(options: BridgeServiceOptions): Promise
     const client = new AgentClient(bus, agentId, { timeoutMs: REQUEST_TIMEOUT_MS, slaveWaitMs: options.slaveWaitMs, log });
     const hello = await client.hello({ slaveWaitMs: 0 });
     client.helloOnReconnect();
-    // Whether the agent is root decides what `caller` asks for; an agent may come back as another user.
-    let agentEuid = hello.euid;
-    client.onRestart(() => {
-      client.hello({ slaveWaitMs: 0 }).then((again) => { agentEuid = again.euid; }, () => undefined);
-    });
-    const { execUser } = options;
-    if (execUser.kind === 'fixed' && hello.euid !== 0 && execUser.uid !== hello.euid) {
-      log.warn({ execUser: formatExecUser(execUser), agentEuid: hello.euid },
-        'the agent is not root: bridged commands will fail (EPERM) unless it runs as that user');
-    }
-    let saidOldShim = false;
-    const identity = (caller: ShimCaller | undefined) => {
-      if (caller === undefined && execUser.kind === 'caller' && !saidOldShim) {
-        saidOldShim = true;
-        log.warn('a shim of an older bridge does not say who runs it: its commands run as the agent\'s user');
-      }
-      return spawnIds(execUser, caller, agentEuid);
-    };
+    const identity = new AgentIdentity(options.execUser, hello, () => client.hello({ slaveWaitMs: 0 }), log);
     const procs = new ProcessClient(client, log);
     let commands: string[] = [];
     if (options.shimDir !== undefined) {
@@ -88,7 +71,7 @@ export async function startBridgeService(options: BridgeServiceOptions): Promise
     });
     log.info({
       agentId, hostname: hello.hostname, socket: options.socketPath, commands: commands.length,
-      execUser: formatExecUser(execUser), agentEuid: hello.euid,
+      execUser: formatExecUser(options.execUser), agentEuid: hello.euid,
     }, 'bridge serving');
     return {
       agentId, commands,

@@ -223,6 +223,20 @@ describe('who a slave process runs as', () => {
       assert.equal(b.log().split('a shim of an older bridge does not say who runs it').length - 1, 1, b.log());
     });
 
+    // Last: it replaces the agent running as nobody.
+    it('follows an agent that restarts as another user: the first command after it runs as the caller, not as root', async () => {
+      const nobody = agents.find((a) => a.id === nobodyAgent) as AgentProcess;
+      await nobody.stop();
+      agents.splice(agents.indexOf(nobody), 1);
+      agents.push(await startAgentProcess(nats.url, nobodyAgent, join(tmp, 'root')));
+      // The bridge decided for the boot that ran as nobody (ask for nothing); the root agent of
+      // the new boot answers that spawn ESTALE, and the bridge decides again.
+      const result = await shimAs('nobody', tester, ids);
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(result.stdout, '1000\n1000\n1000 27\n');
+      assert.match((bridge.nobody as BridgeProcess).log(), /"agentEuid":0,"previousEuid":65534,"msg":"the agent restarted as another user"/);
+    });
+
     it('refuses a bad --exec-user (bridge, run) or SPLITBRAIN_EXEC_USER (sidecar) as misuse, 2, before connecting anywhere', async () => {
       // Each value is checked by the unit tests (exec-user.test.ts); here, how each command reports one.
       const [bridgeCommand, runCommand, sidecar] = await Promise.all([
