@@ -1,8 +1,8 @@
 /**
  * The spawn bridge: a Unix socket server for the exec shim. Each connection is one command:
  * START names it, the policy decides its slave cwd and environment, `identity` who it runs as
- * (exec-user.ts), the agent runs it, and the frames carry its stdio, signals, window size and end
- * (shim/README.md).
+ * (bridge-identity.ts), the agent runs it, and the frames carry its stdio, signals, window size
+ * and end (shim/README.md).
  *
  *   shim --STDIN--> bridge --proc.stdin--> agent;  agent --events--> bridge --STDOUT/STDERR--> shim
  *
