@@ -15,14 +15,15 @@ import { serveMetrics } from '../transport/metrics.js';
 import { agentIdFromHostname } from '../protocol/index.js';
 import { startBridgeService } from '../sidecar/bridge-service.js';
 import { runExec } from '../sidecar/exec-session.js';
+import type { ExecUser } from '../sidecar/exec-user.js';
 import { checkHealth } from '../sidecar/health.js';
 import { daemonize, startChildServer } from './daemon.js';
 import { addInspectCommands } from './inspect-commands.js';
 import { reportStart } from './start-report.js';
 import { LOG_LEVELS, createLogger } from './logger.js';
 import {
-  DEFAULT_NATS, VERSION, agentId, agentIdFromEnv, collect, fromEnv, listFromEnv, logLevel, metrics, nonNegative,
-  slaveWait, withBusAuth,
+  DEFAULT_NATS, VERSION, agentId, agentIdFromEnv, collect, execUser, execUserArg, fromEnv, listFromEnv, logLevel, metrics,
+  nonNegative, slaveWait, withBusAuth,
 } from './options.js';
 
 // The FUSE mount is loaded only by the commands that mount: its binding needs libfuse, which an
@@ -64,6 +65,7 @@ interface BridgeCliOptions {
   defaultCwd: string;
   env: string[];
   envPrefix: string[];
+  execUser: ExecUser;
   slaveWait: number;
   metrics?: string;
 }
@@ -76,6 +78,7 @@ function withBridgeOptions(command: Command): Command {
     .option('--default-cwd <dir>', 'slave directory for bridged commands started outside the slave\'s files', '/')
     .option('--env <name>', 'let this variable cross (repeatable; LANG, LC_*, TERM, COLORTERM, TZ always do)', collect, [])
     .option('--env-prefix <prefix>', 'let variables with this prefix cross (repeatable)', collect, [])
+    .addOption(execUser())
     .addOption(slaveWait())
     .addOption(metrics());
 }
@@ -83,7 +86,7 @@ function withBridgeOptions(command: Command): Command {
 function bridgeSettings(opts: BridgeCliOptions) {
   return {
     commands: opts.command, bridgeAll: opts.bridgeAll, keep: opts.keep, defaultCwd: opts.defaultCwd,
-    envNames: opts.env, envPrefixes: opts.envPrefix, slaveWaitMs: opts.slaveWait * 1000,
+    envNames: opts.env, envPrefixes: opts.envPrefix, execUser: opts.execUser, slaveWaitMs: opts.slaveWait * 1000,
   };
 }
 
@@ -247,6 +250,7 @@ Environment (for compose files; each adds to the options above):
   SPLITBRAIN_BRIDGE_ALL   1 or true: --bridge-all
   SPLITBRAIN_KEEP         --keep globs, separated by spaces or commas
   SPLITBRAIN_MAPS         slave directories to offer, separated by spaces or commas (--map)
+  SPLITBRAIN_EXEC_USER    --exec-user, unless given
   SPLITBRAIN_SLAVE_WAIT   --slave-wait, unless given
   SPLITBRAIN_LOG_LEVEL    --log-level, unless given`)
   .action(async (url: string | undefined, opts: BridgeCliOptions & {
@@ -259,6 +263,8 @@ Environment (for compose files; each adds to the options above):
       command: [...opts.command, ...listFromEnv('SPLITBRAIN_COMMANDS')],
       keep: [...opts.keep, ...listFromEnv('SPLITBRAIN_KEEP')],
       bridgeAll: opts.bridgeAll || /^(1|true|yes)$/i.test(fromEnv('SPLITBRAIN_BRIDGE_ALL') ?? ''),
+      execUser: command.getOptionValueSource('execUser') === 'default'
+        ? execUserArg(fromEnv('SPLITBRAIN_EXEC_USER') ?? 'caller', 'SPLITBRAIN_EXEC_USER') : opts.execUser,
     });
     const level = command.getOptionValueSource('logLevel') === 'default' ? fromEnv('SPLITBRAIN_LOG_LEVEL') ?? opts.logLevel : opts.logLevel;
     const waitEnv = fromEnv('SPLITBRAIN_SLAVE_WAIT');
@@ -299,11 +305,12 @@ withBusAuth(program.command('run'))
   .option('--share-dir <dir>', 'host directory on a shared mount for the sidecar\'s mounts', '/run/splitbrain')
   .option('--sidecar-image <image>', 'the sidecar image', 'splitbrain/sidecar:local')
   .option('--start-timeout <seconds>', 'how long the sidecar may take to become healthy', nonNegative, 120)
+  .addOption(execUser())
   .addOption(logLevel())
   .action(async (image: string, command: string[], opts: {
     slave?: string; agent?: string; command: string[]; bridgeAll: boolean; keep: string[]; map: string[];
     slaveAt: string; env: string[]; tty: boolean; interactive: boolean; network: string; shareDir: string;
-    sidecarImage: string; startTimeout: number; logLevel: string;
+    sidecarImage: string; startTimeout: number; execUser: ExecUser; logLevel: string;
   }) => {
     const slave = opts.slave ?? fromEnv('SPLITBRAIN_SLAVE');
     if (slave === undefined) throw new InvalidArgumentError('give the slave\'s NATS URL with --slave (or set SPLITBRAIN_SLAVE)');
@@ -319,7 +326,7 @@ withBusAuth(program.command('run'))
     process.exitCode = await runTest({
       slave, agentId: opts.agent, image, command, sidecarImage: opts.sidecarImage, shareRoot: resolve(opts.shareDir),
       networkMode: opts.network, commands: opts.command.length > 0 ? opts.command : ['hostname', 'uname'],
-      bridgeAll: opts.bridgeAll, keep: opts.keep, maps, slaveAt: opts.slaveAt, env: opts.env, tty: opts.tty,
+      bridgeAll: opts.bridgeAll, keep: opts.keep, execUser: opts.execUser, maps, slaveAt: opts.slaveAt, env: opts.env, tty: opts.tty,
       interactive: opts.interactive, startTimeoutMs: opts.startTimeout * 1000, logLevel: opts.logLevel, auth: busAuthFromEnv(),
       log: createLogger(opts.logLevel),
     });

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { isValidAgentId } from '../protocol/index.js';
+import { ExecUserError, parseExecUser, type ExecUser } from '../sidecar/exec-user.js';
 import { AUTH_ENV } from '../transport/bus-auth.js';
 import { LOG_LEVELS } from './logger.js';
 
@@ -90,6 +91,21 @@ export function withBusAuth(command: Command): Command {
       }
     });
 }
+
+/** `--exec-user`'s value (or `where`'s, an environment variable), checked: misuse (2) if wrong. */
+export function execUserArg(value: string, where?: string): ExecUser {
+  try {
+    return parseExecUser(value);
+  } catch (err) {
+    if (!(err instanceof ExecUserError)) throw err;
+    throw new InvalidArgumentError(where === undefined ? err.message : `${where}: ${err.message}`);
+  }
+}
+
+export const execUser = () => new Option('--exec-user <who>',
+  'who bridged commands run as on the slave (a root agent): caller (the shim\'s uid, gid and groups; root stays root), '
+  + 'agent (the agent\'s user), or UID[:GID] (GID default: UID)')
+  .argParser((value: string) => execUserArg(value)).default(parseExecUser('caller'), 'caller');
 
 export const metrics = () => new Option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics');
 

@@ -4,13 +4,14 @@
  * (the slave's hostname from the sidecar's hello, the test image's own PATH).
  */
 import type Docker from 'dockerode';
+import { formatExecUser, type ExecUser } from '../sidecar/exec-user.js';
 import { AUTH_ENV, type BusAuth } from '../transport/bus-auth.js';
 
 export const SHARED = '/splitbrain';
 
 export interface SidecarSpec {
   name: string; image: string; shareDir: string; networkMode: string; labels: Record<string, string>;
-  slave: string; agentId?: string; commands: string[]; bridgeAll: boolean; keep: string[];
+  slave: string; agentId?: string; commands: string[]; bridgeAll: boolean; keep: string[]; execUser: ExecUser;
   maps: string[]; slaveAt: string; logLevel: string;
   /** NATS credentials and TLS files, handed to the sidecar (files bind-mounted read-only). */
   auth: BusAuth;
@@ -23,6 +24,7 @@ export function sidecarContainer(spec: SidecarSpec): Docker.ContainerCreateOptio
   const env: Record<string, string> = {
     SPLITBRAIN_SLAVE: spec.slave, SPLITBRAIN_AGENT: spec.agentId ?? '', SPLITBRAIN_COMMANDS: spec.commands.join(' '),
     SPLITBRAIN_BRIDGE_ALL: spec.bridgeAll ? '1' : '', SPLITBRAIN_KEEP: spec.keep.join(' '),
+    SPLITBRAIN_EXEC_USER: formatExecUser(spec.execUser),
     SPLITBRAIN_MAPS: spec.maps.join(' '), SPLITBRAIN_LOG_LEVEL: spec.logLevel,
   };
   const authMounts: Docker.MountSettings[] = [];

@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import Docker from 'dockerode';
 import type { Logger } from 'pino';
+import type { ExecUser } from '../sidecar/exec-user.js';
 import type { HealthReport } from '../sidecar/health.js';
 import type { BusAuth } from '../transport/bus-auth.js';
 import { sidecarContainer, testContainer } from './containers.js';
@@ -35,6 +36,8 @@ export interface RunOptions {
   commands: string[];
   bridgeAll: boolean;
   keep: string[];
+  /** Who bridged commands run as on the slave (the sidecar's --exec-user). */
+  execUser: ExecUser;
   /** Slave directories to show the test at its own paths. */
   maps: { slavePath: string; target: string }[];
   slaveAt: string;
@@ -86,7 +89,8 @@ export async function runTest(options: RunOptions): Promise<number> {
     const sidecar = await docker.createContainer(sidecarContainer({
       name: `${id}-sidecar`, image: options.sidecarImage, shareDir, networkMode: options.networkMode, labels,
       slave: options.slave, agentId: options.agentId, commands: options.commands, bridgeAll: options.bridgeAll,
-      keep: options.keep, maps: options.maps.map((m) => m.slavePath), slaveAt: options.slaveAt, logLevel: options.logLevel,
+      keep: options.keep, execUser: options.execUser, maps: options.maps.map((m) => m.slavePath), slaveAt: options.slaveAt,
+      logLevel: options.logLevel,
       auth: options.auth,
     }));
     created.push(sidecar);

@@ -58,8 +58,14 @@ function unpack(bytes: Uint8Array, what: string): unknown {
   }
 }
 
+/** Issues a schema error names; the rest are counted. Every element of a 65,536-long array may
+ * have one, and an error reply listing them all would not fit in a message (none was sent). */
+const MAX_ISSUES = 8;
+
 function describe(error: z.ZodError): string {
-  return error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
+  const shown = error.issues.slice(0, MAX_ISSUES).map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
+  const more = error.issues.length - shown.length;
+  return `${shown.join('; ')}${more > 0 ? `; and ${more} more` : ''}`;
 }
 
 // Byte fields larger than this skip msgpack's buffer (which grows by doubling and is then

@@ -30,6 +30,13 @@ const ownerId = z.number().int().min(-1).max(0xffffffff);
 
 const u16 = z.number().int().min(0).max(0xffff);
 const procId = u32;
+/** A uid or gid a process takes: a uid_t, but never (uid_t)-1, which set*id(2) read as "unchanged". */
+const processId = z.number().int().min(0).max(0xfffffffe);
+/**
+ * Supplementary groups a spawn may ask for: far more than anyone has (NFS's AUTH_SYS carries 16),
+ * few enough that their list fits in one argument of the slave's setpriv (128 KiB).
+ */
+export const MAX_SPAWN_GROUPS = 4096;
 /** The signals a master may send to a process it spawned (as ssh forwards them). */
 export const FORWARDED_SIGNALS = [
   'SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGKILL', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH',
@@ -171,14 +178,19 @@ export const ops = {
    * Starts a process on the slave. Its output comes as `ProcEvent`s published on `output`
    * (agent --stdout/stderr/exit--> master), at most `window` bytes ahead of the credit the
    * master returns with `proc.credit`. `cwd` is a slave path (inside the export root).
+   * `uid`, `gid` and `groups` (supplementary, exactly these; none when only uid or gid is given)
+   * need a root agent; a non-root agent asked for its own uid and gid runs as itself, asked for
+   * anyone else answers EPERM. An agent older than `groups` ignores it (zod strips unknown keys)
+   * and runs the process with uid and gid but no supplementary groups.
    */
   'proc.spawn': op(z.object({
     argv: z.array(z.string().min(1).max(MAX_ARG).refine((a) => !a.includes('\0'), 'argument contains NUL'))
       .min(1).max(MAX_ARGS),
     env: z.record(envName, z.string().max(MAX_ARG).refine((v) => !v.includes('\0'), 'value contains NUL')),
     cwd: slavePath,
-    uid: u32.optional(),
-    gid: u32.optional(),
+    uid: processId.optional(),
+    gid: processId.optional(),
+    groups: z.array(processId).max(MAX_SPAWN_GROUPS).optional(),
     /** A pseudo-terminal of this size instead of pipes (stdout and stderr then merge). */
     pty: z.object({ rows: u16, cols: u16 }).nullable(),
     output: publishSubject,

@@ -3,7 +3,7 @@
  *
  * Installed as a symlink named after the bridged command (uname -> splitbrain-exec)
  * or called as `splitbrain-exec CMD ARGS...`. It connects to the bridge's Unix socket,
- * sends START (argv, cwd, environ, pty wish), then pumps stdin/stdout/stderr and
+ * sends START (argv, cwd, environ, pty wish, who is asking), then pumps stdin/stdout/stderr and
  * signals until the bridge reports how the remote process ended. README.md holds the
  * normative frame protocol.
  *
@@ -29,11 +29,11 @@
 
 #define SHIM_NAME "splitbrain-exec"
 #define DEFAULT_SOCKET "/splitbrain/bridge.sock"
-#define PROTOCOL_VERSION 1
+#define PROTOCOL_VERSION 2
 #define HEADER_LEN 5
 #define MAX_PAYLOAD (1024u * 1024u)
 #define STDIN_CHUNK (64u * 1024u)
-#define START_FIXED_LEN 14 /* version, flags, rows, cols, argc, envc */
+#define START_FIXED_LEN 26 /* version, flags, rows, cols, argc, envc, uid, gid, ngroups */
 
 #define RUNNING (-1) /* step functions return this, or the shim's final exit status */
 #define STATUS_USAGE 2
@@ -168,18 +168,44 @@ static struct winsize window_size(void)
     return ws;
 }
 
+/* Our supplementary groups (NULL and 0 when there are none or they cannot be read). */
+static gid_t *caller_groups(size_t *count)
+{
+    *count = 0;
+    for (;;) {
+        int n = getgroups(0, NULL);
+        if (n <= 0)
+            return NULL;
+        gid_t *groups = malloc(n * sizeof *groups);
+        if (!groups)
+            return NULL;
+        int got = getgroups(n, groups);
+        if (got >= 0) {
+            *count = got;
+            return groups;
+        }
+        free(groups);
+        if (errno != EINVAL) /* EINVAL: they grew in between, ask again */
+            return NULL;
+    }
+}
+
 static int queue_start(struct session *s, char **argv, size_t argc, char **env)
 {
     char cwd[PATH_MAX];
     if (!getcwd(cwd, sizeof cwd))
         strcpy(cwd, "/");
 
-    size_t len = START_FIXED_LEN + strlen(cwd) + 1;
+    size_t ngroups;
+    gid_t *groups = caller_groups(&ngroups);
+    size_t len = START_FIXED_LEN + 4 * ngroups + strlen(cwd) + 1;
     for (size_t i = 0; i < argc; i++)
         len += strlen(argv[i]) + 1;
-    if (len > MAX_PAYLOAD)
+    if (len > MAX_PAYLOAD) {
+        free(groups);
         return fail(s, STATUS_TOO_LONG, "the command line is too long for the bridge "
                     "(%zu bytes, limit %u)", len, MAX_PAYLOAD);
+    }
     /* The bridge filters the environment anyway, so a huge one is cut, not refused. */
     size_t envc = 0;
     for (; env && env[envc]; envc++) {
@@ -190,8 +216,10 @@ static int queue_start(struct session *s, char **argv, size_t argc, char **env)
     }
 
     unsigned char *p = frame_begin(&s->out, FT_START, len);
-    if (!p)
+    if (!p) {
+        free(groups);
         return fail(s, STATUS_BRIDGE_FAILED, "out of memory");
+    }
     struct winsize ws = s->pty ? window_size() : (struct winsize){0};
     p[0] = PROTOCOL_VERSION;
     p[1] = s->pty ? 1 : 0;
@@ -199,7 +227,15 @@ static int queue_start(struct session *s, char **argv, size_t argc, char **env)
     put_u16(p + 4, ws.ws_col);
     put_u32(p + 6, argc);
     put_u32(p + 10, envc);
+    /* Effective ids: what the kernel checks our file accesses against, and what a command we
+     * exec'd locally would run with. The bridge decides what to make of them (--exec-user). */
+    put_u32(p + 14, geteuid());
+    put_u32(p + 18, getegid());
+    put_u32(p + 22, ngroups);
     p += START_FIXED_LEN;
+    for (size_t i = 0; i < ngroups; i++, p += 4)
+        put_u32(p, groups[i]);
+    free(groups);
     p = (unsigned char *)stpcpy((char *)p, cwd) + 1;
     for (size_t i = 0; i < argc; i++)
         p = (unsigned char *)stpcpy((char *)p, argv[i]) + 1;

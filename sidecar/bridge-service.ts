@@ -7,6 +7,8 @@ import { AgentClient, chooseAgent } from '../transport/agent-client.js';
 import { connectBus } from '../transport/bus.js';
 import { Bridge } from './bridge.js';
 import { BridgePolicy, DEFAULT_ENV_NAMES, DEFAULT_ENV_PREFIXES } from './bridge-policy.js';
+import { AgentIdentity } from './bridge-identity.js';
+import { formatExecUser, type ExecUser } from './exec-user.js';
 import { ProcessClient } from './remote-process.js';
 import { DEFAULT_KEEP, fillShimDir, keepFilter, listSlaveCommands } from './shim-dir.js';
 
@@ -23,6 +25,8 @@ export interface BridgeServiceOptions {
   defaultCwd: string;
   envNames: string[];
   envPrefixes: string[];
+  /** Who bridged commands run as on the slave (--exec-user). */
+  execUser: ExecUser;
   log: Logger;
   afterCommand?: () => void;
   /** How long a request waits for an unreachable agent (default 60 s; 0: at once). */
@@ -46,6 +50,7 @@ export async function startBridgeService(options: BridgeServiceOptions): Promise
     const client = new AgentClient(bus, agentId, { timeoutMs: REQUEST_TIMEOUT_MS, slaveWaitMs: options.slaveWaitMs, log });
     const hello = await client.hello({ slaveWaitMs: 0 });
     client.helloOnReconnect();
+    const identity = new AgentIdentity(options.execUser, hello, () => client.hello({ slaveWaitMs: 0 }), log);
     const procs = new ProcessClient(client, log);
     let commands: string[] = [];
     if (options.shimDir !== undefined) {
@@ -62,9 +67,12 @@ export async function startBridgeService(options: BridgeServiceOptions): Promise
       envPrefixes: [...DEFAULT_ENV_PREFIXES, ...options.envPrefixes],
     });
     const bridge = await Bridge.listen({
-      socketPath: options.socketPath, procs, policy, agentId, log, afterCommand: options.afterCommand,
+      socketPath: options.socketPath, procs, policy, identity, agentId, log, afterCommand: options.afterCommand,
     });
-    log.info({ agentId, hostname: hello.hostname, socket: options.socketPath, commands: commands.length }, 'bridge serving');
+    log.info({
+      agentId, hostname: hello.hostname, socket: options.socketPath, commands: commands.length,
+      execUser: formatExecUser(options.execUser), agentEuid: hello.euid,
+    }, 'bridge serving');
     return {
       agentId, commands,
       async stop() {

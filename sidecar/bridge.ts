@@ -1,7 +1,8 @@
 /**
  * The spawn bridge: a Unix socket server for the exec shim. Each connection is one command:
- * START names it, the policy decides its slave cwd and environment, the agent runs it, and the
- * frames carry its stdio, signals, window size and end (shim/README.md).
+ * START names it, the policy decides its slave cwd and environment, `identity` who it runs as
+ * (bridge-identity.ts), the agent runs it, and the frames carry its stdio, signals, window size
+ * and end (shim/README.md).
  *
  *   shim --STDIN--> bridge --proc.stdin--> agent;  agent --events--> bridge --STDOUT/STDERR--> shim
  *
@@ -12,19 +13,23 @@ import { chmod, rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { constants } from 'node:os';
 import type { Logger } from 'pino';
-import { FORWARDED_SIGNALS } from '../protocol/index.js';
+import { FORWARDED_SIGNALS, SlaveError } from '../protocol/index.js';
+import type { BridgeIdentity } from './bridge-identity.js';
 import type { BridgePolicy } from './bridge-policy.js';
-import { failureStatus, signalNumber } from './exit-status.js';
+import { ExecUserError } from './exec-user.js';
+import { STATUS_NOT_EXECUTABLE, failureStatus, signalNumber } from './exit-status.js';
 import type { ForwardedSignal, ProcessClient, RemoteProcess } from './remote-process.js';
 import { StdinWriter } from './stdin-writer.js';
 import {
-  FrameDecoder, FrameType, decodeStart, decodeWinsize, encodeError, encodeExit, outputFrames, type Frame,
+  FrameDecoder, FrameType, decodeStart, decodeWinsize, encodeError, encodeExit, outputFrames, type Frame, type StartRequest,
 } from './shim-frames.js';
 
 export interface BridgeOptions {
   socketPath: string;
   procs: ProcessClient;
   policy: BridgePolicy;
+  /** Who a command runs as on the slave, given who the shim says runs it. */
+  identity: BridgeIdentity;
   agentId: string;
   log: Logger;
   /** Runs after every bridged command (the sidecar clears the slave mount's cache). */
@@ -129,16 +134,8 @@ class ShimSession {
       this.fail(STATUS_PROTOCOL_ERROR, `bad START frame: ${(err as Error).message}`);
       return;
     }
-    const { policy, procs, agentId } = this.options;
-    const env = policy.environment(request.env);
-    const spawned = procs.spawn({
-      argv: request.argv, env, cwd: policy.slaveCwd(request.cwd),
-      pty: request.pty ? { rows: request.rows, cols: request.cols } : null,
-    }, {
-      stdout: (data, written) => this.output(FrameType.Stdout, data, written),
-      stderr: (data, written) => this.output(FrameType.Stderr, data, written),
-    });
-    spawned.then((proc) => {
+    const { agentId } = this.options;
+    this.spawn(request).then((proc) => {
       this.log.debug({ argv: request.argv, slavePid: proc.slavePid }, 'bridged command started');
       if (this.finished) {
         proc.abandon(); // the shim left while we were starting it
@@ -156,9 +153,32 @@ class ShimSession {
         this.fail(failure.status, failure.message);
       });
     }, (err: unknown) => {
+      if (err instanceof ExecUserError) {
+        this.fail(STATUS_NOT_EXECUTABLE, err.message);
+        return;
+      }
       const failure = failureStatus(err, agentId);
       this.fail(failure.status, failure.message);
     });
+  }
+
+  /** Asks the agent to run it; once more if the agent restarted since its user was last learnt. */
+  private async spawn(request: StartRequest, again = true): Promise<RemoteProcess> {
+    const { policy, procs, identity } = this.options;
+    const { ids, boot } = identity.forCaller(request.caller);
+    try {
+      return await procs.spawn({
+        argv: request.argv, env: policy.environment(request.env), cwd: policy.slaveCwd(request.cwd), ...ids,
+        pty: request.pty ? { rows: request.rows, cols: request.cols } : null,
+      }, {
+        stdout: (data, written) => this.output(FrameType.Stdout, data, written),
+        stderr: (data, written) => this.output(FrameType.Stderr, data, written),
+      }, boot);
+    } catch (err) {
+      if (!again || !(err instanceof SlaveError) || err.errnoName !== 'ESTALE') throw err;
+      await identity.relearn();
+      return this.spawn(request, false);
+    }
   }
 
   private handle(proc: RemoteProcess, frame: Frame): void {

@@ -36,8 +36,10 @@ export interface SpawnOptions {
   /** A slave path. */
   cwd: string;
   pty: { rows: number; cols: number } | null;
+  /** Run as this user, group and supplementary groups on the slave (a root agent's; see proc.spawn). */
   uid?: number;
   gid?: number;
+  groups?: number[];
 }
 
 /** Output the agent may send ahead of our credit: enough to stream, bounded memory here. */
@@ -63,7 +65,8 @@ export class ProcessClient {
     this.timer.unref();
   }
 
-  async spawn(options: SpawnOptions, output: ProcessOutput): Promise<RemoteProcess> {
+  /** `handleBoot`: run it only on that agent boot (else ESTALE), as a decision about its user was made for it. */
+  async spawn(options: SpawnOptions, output: ProcessOutput, handleBoot?: string): Promise<RemoteProcess> {
     const bus = this.client.bus;
     // Under the agent's own output subjects, which the bus lets only its masters read.
     const subject = outputSubject(this.client.agentId, randomBytes(12).toString('hex'));
@@ -81,7 +84,7 @@ export class ProcessClient {
       else early.push(event);
     });
     try {
-      const { procId, pid } = await this.client.call('proc.spawn', { ...options, output: subject, window: WINDOW });
+      const { procId, pid } = await this.client.call('proc.spawn', { ...options, output: subject, window: WINDOW }, { handleBoot });
       proc = new RemoteProcess(this.client, procId, pid, this.client.bootId ?? '', output, () => {
         sub.stop();
         this.live.delete(procId);

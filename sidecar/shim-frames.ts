@@ -20,8 +20,9 @@ export const FrameType = {
 
 export const MAX_FRAME_PAYLOAD = 1024 * 1024;
 const HEADER = 5;
-const START_VERSION = 1;
-const START_FIXED = 14; // version, flags, rows, cols, argc, envc
+/** START's fixed part by version: v1 version, flags, rows, cols, argc, envc; v2 adds uid, gid, ngroups. */
+const START_FIXED: Record<number, number> = { 1: 14, 2: 26 };
+const START_VERSIONS = Object.keys(START_FIXED).join(' and ');
 
 export class FrameError extends Error {
   override name = 'FrameError';
@@ -78,6 +79,13 @@ export function* outputFrames(type: number, data: Buffer): Generator<Buffer> {
   }
 }
 
+/** Who ran the shim, as it says (its effective uid and gid, and getgroups(2)). */
+export interface ShimCaller {
+  uid: number;
+  gid: number;
+  groups: number[];
+}
+
 export interface StartRequest {
   pty: boolean;
   rows: number;
@@ -87,18 +95,32 @@ export interface StartRequest {
   argv: string[];
   /** NAME=value entries as the shim's environ held them. */
   env: string[];
+  /** Absent from a version 1 shim, which did not say. */
+  caller?: ShimCaller;
 }
 
+/** A START of either version: a shim of an older bridge (version 1) still runs, as the agent's user. */
 export function decodeStart(payload: Buffer): StartRequest {
-  if (payload.length < START_FIXED) throw new FrameError('START frame too short');
-  const version = payload[0];
-  if (version !== START_VERSION) throw new FrameError(`START version ${version}, this bridge speaks ${START_VERSION}`);
+  const version = payload[0] ?? 0;
+  const fixed = START_FIXED[version];
+  if (fixed === undefined) throw new FrameError(`START version ${version}, this bridge speaks ${START_VERSIONS}`);
+  if (payload.length < fixed) throw new FrameError('START frame too short');
   const flags = payload[1] as number;
   const rows = payload.readUInt16BE(2);
   const cols = payload.readUInt16BE(4);
   const argc = payload.readUInt32BE(6);
   const envc = payload.readUInt32BE(10);
-  const strings = payload.subarray(START_FIXED).toString('utf8').split('\0');
+  let caller: ShimCaller | undefined;
+  let at = fixed;
+  if (version >= 2) {
+    const ngroups = payload.readUInt32BE(22);
+    if (ngroups > (payload.length - fixed) / 4) throw new FrameError(`START frame too short for ${ngroups} groups`);
+    const groups: number[] = [];
+    for (let i = 0; i < ngroups; i++) groups.push(payload.readUInt32BE(fixed + 4 * i));
+    caller = { uid: payload.readUInt32BE(14), gid: payload.readUInt32BE(18), groups };
+    at += 4 * ngroups;
+  }
+  const strings = payload.subarray(at).toString('utf8').split('\0');
   // Each string ends with NUL, so the split leaves one empty string after the last.
   if (strings.pop() !== '' || strings.length !== 1 + argc + envc) {
     throw new FrameError(`START frame holds ${strings.length} strings, expected ${1 + argc + envc}`);
@@ -109,6 +131,7 @@ export function decodeStart(payload: Buffer): StartRequest {
     cwd: strings[0] as string,
     argv: strings.slice(1, 1 + argc),
     env: strings.slice(1 + argc),
+    ...(caller === undefined ? {} : { caller }),
   };
 }
 

@@ -45,7 +45,7 @@ export interface SidecarOptions {
    * loop must answer the kernel's lookup of that directory while the mount is made.
    */
   mountDevices(at: string, agentId: string): Promise<{ stop(): Promise<void>; exited: Promise<void> }>;
-  bridge: Pick<BridgeServiceOptions, 'commands' | 'bridgeAll' | 'keep' | 'defaultCwd' | 'envNames' | 'envPrefixes' | 'slaveWaitMs'>;
+  bridge: Pick<BridgeServiceOptions, 'commands' | 'bridgeAll' | 'keep' | 'defaultCwd' | 'envNames' | 'envPrefixes' | 'execUser' | 'slaveWaitMs'>;
   log: Logger;
 }
 

@@ -42,13 +42,17 @@ export function namespaceHostname(pid: number): string {
   }
 }
 
-/** nsenter's argv to run `file` (a slave path) as `argv` in `pid`'s namespaces, in `cwd`. */
-export function enterArgv(pid: number, file: string, argv: string[], cwd: string, uid?: number, gid?: number): string[] {
+/**
+ * nsenter's argv to run `file` (a slave path) as `argv` in `pid`'s namespaces, in `cwd`, taking
+ * `uid` last. Only the uid: nsenter's --setgid drops every supplementary group, so the gid and
+ * groups are set before it (identity.ts), while it is still root and can enter namespaces.
+ */
+export function enterArgv(pid: number, file: string, argv: string[], cwd: string, uid?: number): string[] {
   return [
     // nsenter opens --wd before it enters: through /proc/<pid>/root the directory is the one of
     // the target's mount namespace, so the command's getcwd() works there.
     'nsenter', `--target=${pid}`, ...NAMESPACES.map((ns) => FLAGS[ns]), `--wd=/proc/${pid}/root${cwd}`,
-    ...(gid === undefined ? [] : [`--setgid=${gid}`]), ...(uid === undefined ? [] : [`--setuid=${uid}`]),
+    ...(uid === undefined ? [] : [`--setuid=${uid}`]),
     '--', file, ...argv.slice(1),
   ];
 }

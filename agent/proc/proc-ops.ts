@@ -1,7 +1,8 @@
 /**
  * Process ops: one handler each. The process runs on the slave as the agent's user (or the
- * uid/gid asked for, which needs a root agent), in a slave directory resolved inside the export
- * root, with the slave's PATH and login variables under the environment the master sent.
+ * uid, gid and groups asked for, which needs a root agent: identity.ts), in a slave directory
+ * resolved inside the export root, with the slave's PATH and login variables under the
+ * environment the master sent.
  */
 import { statSync } from 'node:fs';
 import { SlaveError, isOutputSubjectOf, outputSubject } from '../../protocol/index.js';
@@ -10,6 +11,7 @@ import { agentMetrics } from '../agent-metrics.js';
 import { execAllowed } from './exec-policy.js';
 import type { SpawnSpec } from './spawned-process.js';
 import { DEFAULT_PATH, resolveCommand } from './command-path.js';
+import { agentIds, setprivArgv, spawnIdentity } from './identity.js';
 import { enterArgv } from './namespaces.js';
 
 /** Variables a session on the slave gets from the slave, unless the master sets them. */
@@ -25,6 +27,15 @@ function sessionEnv(requested: Record<string, string>): Record<string, string> {
   return { ...env, ...requested };
 }
 
+/** One of the agent's own tools (util-linux), looked up on the agent's side, not the export's. */
+function agentTool(name: string, why: string): string {
+  try {
+    return resolveCommand(name, DEFAULT_PATH, '/');
+  } catch (err) {
+    throw new SlaveError('ENOENT', `${name} (util-linux) is not on the agent's PATH; it is needed ${why}`, { cause: err });
+  }
+}
+
 function checkPolicy(ctx: AgentContext, file: string, command: string): void {
   if (execAllowed(ctx.execPolicy, file)) return;
   ctx.log.warn({ command, file }, 'spawn refused by the exec policy');
@@ -32,7 +43,7 @@ function checkPolicy(ctx: AgentContext, file: string, command: string): void {
 }
 
 export const procOps: HandlerTable = {
-  'proc.spawn': async ({ argv, env, cwd, uid, gid, pty, output, window }, ctx) => {
+  'proc.spawn': async ({ argv, env, cwd, uid, gid, groups, pty, output, window }, ctx) => {
     // Output goes only to this agent's own output subjects, which the bus's permissions let
     // exactly the masters granted this slave read: never to a subject a request names freely.
     if (!isOutputSubjectOf(ctx.hello().agentId, output)) {
@@ -46,19 +57,32 @@ export const procOps: HandlerTable = {
       throw new SlaveError('ENOENT', `working directory ${cwd} does not exist on the slave`);
     }
     if (!isDir) throw new SlaveError('ENOTDIR', `working directory ${cwd} is not a directory on the slave`);
+    // Before anything is looked up: a non-root agent asked for another user refuses (EPERM).
+    const identity = spawnIdentity({ uid, gid, groups }, agentIds());
     const fullEnv = sessionEnv(env);
     const command = argv[0] as string;
     const searchPath = fullEnv.PATH ?? DEFAULT_PATH;
-    let how: Pick<SpawnSpec, 'file' | 'argv' | 'uid' | 'gid'>;
+    let how: Pick<SpawnSpec, 'file' | 'argv'>;
     if (ctx.enterNamespaces === undefined) {
       const file = resolveCommand(command, searchPath, hostCwd);
       checkPolicy(ctx, file, command);
-      how = { file, argv, uid, gid };
+      how = { file, argv };
     } else {
       // Looked up in the export root (the slave's /), run by the slave's path (namespaces.ts).
       const slaveFile = resolveCommand(command, searchPath, cwd, (p) => ctx.jail.resolve(p));
       checkPolicy(ctx, slaveFile, command);
-      how = { file: resolveCommand('nsenter', DEFAULT_PATH, '/'), argv: enterArgv(ctx.enterNamespaces, slaveFile, argv, cwd, uid, gid) };
+      how = {
+        file: agentTool('nsenter', 'to run commands in the host\'s namespaces'),
+        argv: enterArgv(ctx.enterNamespaces, slaveFile, argv, cwd, identity?.uid),
+      };
+    }
+    if (identity) {
+      // setpriv runs on the agent's side, before nsenter (which then only takes the uid).
+      const inner = [how.file, ...how.argv.slice(1)];
+      how = {
+        file: agentTool('setpriv', 'to run commands as another user'),
+        argv: setprivArgv(identity, inner, { uid: ctx.enterNamespaces === undefined }),
+      };
     }
     const proc = await ctx.procs.spawn({
       ...how, env: fullEnv, cwd: hostCwd, pty, window, maxChunk: ctx.maxPayload - REPLY_OVERHEAD,

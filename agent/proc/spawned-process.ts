@@ -13,14 +13,15 @@ import type { Logger } from 'pino';
 import { SlaveError, encodeEvent, encodeOutputEvent } from '../../protocol/index.js';
 
 export interface SpawnSpec {
-  /** argv[0] resolved to the executable's host path (see command-path.ts). */
+  /**
+   * argv[0] resolved to the executable's host path (see command-path.ts), or the wrapper that
+   * runs it (nsenter, setpriv: the user it runs as is in its argv, see identity.ts).
+   */
   file: string;
   argv: string[];
   env: Record<string, string>;
   /** Host path. */
   cwd: string;
-  uid?: number;
-  gid?: number;
   pty: { rows: number; cols: number } | null;
   /** Output bytes that may be on their way before the master returns credit. */
   window: number;
@@ -80,7 +81,7 @@ export class SpawnedProcess {
     if (spec.pty) {
       const pty = withChildUmask(() => spawnPty(spec.file, spec.argv.slice(1), {
         name: spec.env.TERM ?? 'xterm', cols: spec.pty?.cols || 80, rows: spec.pty?.rows || 24,
-        cwd: spec.cwd, env: spec.env, uid: spec.uid, gid: spec.gid, encoding: null,
+        cwd: spec.cwd, env: spec.env, encoding: null,
       }));
       const proc = new SpawnedProcess(procId, pty.pid, spec, { pty }, sink, onExit, log);
       pty.onData((data: Buffer | string) => proc.output('stdout', typeof data === 'string' ? Buffer.from(data) : data));
@@ -90,7 +91,7 @@ export class SpawnedProcess {
       return proc;
     }
     const child = withChildUmask(() => spawnChild(spec.file, spec.argv.slice(1), {
-      argv0: spec.argv[0], cwd: spec.cwd, env: spec.env, uid: spec.uid, gid: spec.gid,
+      argv0: spec.argv[0], cwd: spec.cwd, env: spec.env,
       stdio: ['pipe', 'pipe', 'pipe'],
       // Its own process group, so a hang-up reaches what it started too.
       detached: true,

@@ -308,6 +308,10 @@ export class HostileMessages {
         cwd: path(), pty: r.chance(0.5) ? null : { rows: r.int(70000), cols: r.int(70000) },
         output: r.pick(['_INBOX.fuzz', `splitbrain.${this.world.agentId}.fs.unlink`, 'a..b', '>', 'x'.repeat(300)]),
         window: this.count(),
+        ...(r.chance(0.2) ? {
+          uid: this.ownerId(), gid: this.ownerId(),
+          groups: Array.from({ length: r.pick([0, 1, 3, 4096, 4097]) }, () => this.ownerId()),
+        } : {}),
       }),
       'proc.stdin': () => ({ procId: fh(), data: this.data(), eof: bool() }),
       'proc.signal': () => ({ procId: fh(), signal: r.chance(0.8) ? r.pick(FORWARDED_SIGNALS) : r.pick(['SIGSTOP', 'KILL', '9', '']) }),

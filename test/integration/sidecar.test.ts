@@ -31,7 +31,7 @@ describe('splitbrain sidecar', () => {
     // Configured partly from the environment, as compose configures it.
     const started = await startReportingCli('sidecar', ['sidecar', '--dir', dir, '--command', 'touch'], {
       SPLITBRAIN_SLAVE: slave.nats.url, SPLITBRAIN_AGENT: slave.agent.id, SPLITBRAIN_COMMANDS: 'uname, true',
-      SPLITBRAIN_MAPS: '/var/log/app', SPLITBRAIN_LOG_LEVEL: 'info',
+      SPLITBRAIN_MAPS: '/var/log/app', SPLITBRAIN_LOG_LEVEL: 'info', SPLITBRAIN_EXEC_USER: 'agent',
     });
     sidecar = started.child;
     log = started.log;
@@ -52,6 +52,8 @@ describe('splitbrain sidecar', () => {
     for (const name of ['uname', 'true', 'touch']) assert.equal(await readlink(join(dir, 'bin', name)), 'splitbrain-exec');
     const env = { ...process.env, SPLITBRAIN_BRIDGE_SOCKET: join(dir, 'bridge.sock') };
     assert.equal((await run(join(dir, 'bin', 'uname'), [], { env })).stdout, (await sh('uname')));
+    assert.match(log(), /"msg":"bridge serving"/);
+    assert.match(log(), /"execUser":"agent"/); // from SPLITBRAIN_EXEC_USER
   });
 
   it('shows what a bridged command changed on the slave at once', async () => {

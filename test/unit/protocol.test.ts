@@ -5,7 +5,7 @@ import { Encoder } from '@msgpack/msgpack';
 import {
   ProtocolError, SlaveError, agentIdFromHostname, attrFromWire, attrToWire, decodeReply,
   decodeEvent, decodeRequest, encodeErrorReply, encodeEvent, encodeReply, encodeRequest, errnoName,
-  errnoNumber, errnoOf,
+  errnoNumber, errnoOf, MAX_SPAWN_GROUPS,
   isOutputSubjectOf, isValidAgentId, opFromSubject, opSubject, outputSubject,
 } from '../../protocol/index.js';
 
@@ -60,6 +60,20 @@ describe('codec', () => {
     const readdir = encodeReply('fs.readdir', 'boot', { entries: [['a', attrToWire(attrFromWire([]))]], cursor: null });
     assert.ok(decodeReply('fs.readdir', readdir).ok); // the deepest message of ours still decodes
   });
+  it('names a few of a malformed request\'s issues, not all: one per element of 65,536 made an error reply over max_payload, never sent (hostile-input seed 4100289559)', () => {
+    const procIds = Array.from({ length: 65536 }, (_, i) => (i % 2 === 0 ? -1 : 2 ** 40));
+    const error = (() => {
+      try {
+        decodeRequest('proc.keepalive', encodeRequest('proc.keepalive', 'c:1', { procIds }));
+      } catch (err) {
+        return err as Error;
+      }
+      return undefined;
+    })();
+    assert.ok(error instanceof ProtocolError);
+    assert.ok(error.message.length < 1024, `${error.message.length} characters`);
+    assert.match(error.message, /procIds\.0: .*; and 65528 more$/);
+  });
   it('answers a newer protocol with EPROTONOSUPPORT whatever its request looks like', () => {
     const future = new Encoder().encode({ v: 7, request: ['of', 'a', 'shape', 'we', 'do', 'not', 'know'] });
     assert.throws(() => decodeRequest('fs.getattr', future), (err: unknown) => err instanceof SlaveError && err.errnoName === 'EPROTONOSUPPORT');
@@ -80,6 +94,24 @@ describe('codec', () => {
     const good = decodeReply('fs.getattr', encodeReply('fs.getattr', 'b', { attr }));
     assert.ok(good.ok && attrFromWire(good.result.attr).size === 5);
     assert.throws(() => decodeReply('fs.getattr', encodeReply('fs.readlink', 'b', { target: 'x' })), ProtocolError);
+  });
+});
+
+describe('proc.spawn identity', () => {
+  const spawn = { argv: ['id'], env: {}, cwd: '/', pty: null, output: 'splitbrain._out.a.b', window: 1 };
+  it('carries uid, gid and supplementary groups', () => {
+    const { args } = decodeRequest('proc.spawn', encodeRequest('proc.spawn', 'c:1', { ...spawn, uid: 1000, gid: 1000, groups: [1000, 27] }));
+    assert.deepEqual([args.uid, args.gid, args.groups], [1000, 1000, [1000, 27]]);
+  });
+  it('refuses (uid_t)-1, which setresuid(2) would read as "unchanged" (the process would stay root)', () => {
+    for (const ids of [{ uid: 0xffffffff }, { gid: 0xffffffff }, { groups: [0xffffffff] }]) {
+      assert.throws(() => decodeRequest('proc.spawn', encodeRequest('proc.spawn', 'c:2', { ...spawn, ...ids })), ProtocolError);
+    }
+  });
+  it('bounds the groups', () => {
+    const groups = (n: number) => Array.from({ length: n }, (_, i) => i);
+    assert.equal(decodeRequest('proc.spawn', encodeRequest('proc.spawn', 'c:3', { ...spawn, groups: groups(MAX_SPAWN_GROUPS) })).args.groups?.length, MAX_SPAWN_GROUPS);
+    assert.throws(() => decodeRequest('proc.spawn', encodeRequest('proc.spawn', 'c:4', { ...spawn, groups: groups(MAX_SPAWN_GROUPS + 1) })), ProtocolError);
   });
 });
 
