@@ -123,10 +123,11 @@ describe('containers end to end', () => {
   });
 
   /**
-   * What a test sees of the slave as its user: a file it reads, one it writes (whose owner on the
-   * slave the caller checks), one it may not create, and the uid the slave's `id` reports.
+   * What a test sees of the slave as its user: a file it reads (with head: cat is bridged), one it
+   * writes (whose owner on the slave the caller checks), one it may not create, and the uid the
+   * slave's `id` reports.
    */
-  const asUserScript = 'cat /slave/etc/hostname; echo hi > /slave/tmp/by-$(/usr/bin/id -u) && echo wrote; '
+  const asUserScript = 'head -n 1 /slave/etc/hostname; echo hi > /slave/tmp/by-$(/usr/bin/id -u) && echo wrote; '
     + 'touch /slave/etc/by-test 2>&1; echo "bridged uid $(id -u)"; echo "local uid $(/usr/bin/id -u)"';
 
   it('splitbrain run: a test image running as uid 1000 uses the slave with uid 1000\'s rights; a root image stays root', async () => {
@@ -155,7 +156,8 @@ describe('containers end to end', () => {
       TEST_COMMAND: `sh -c '${asUserScript}'`,
     });
     assert.equal(result.code, 0, result.stdout + result.stderr);
-    assert.match(result.stdout, /slave-1/);
+    assert.match(result.stdout, /\|\S*\s*slave-1\s*$/m);
+    assert.match(result.stdout, /\|\S*\s*wrote\s*$/m);
     assert.match(result.stdout, /Permission denied/);
     assert.match(result.stdout, /bridged uid 1000/);
     assert.equal(await docker('exec', slave, 'stat', '-c', '%u:%g', '/tmp/by-1000'), '1000:1000');
