@@ -6,8 +6,8 @@ import { constants } from 'node:fs';
 import { posix } from 'node:path';
 import type { Logger } from 'pino';
 import {
-  MAY_EXEC, MAY_READ, SlaveError, attrFromWire, permits, shownSymlinkTarget, type Attr, type OpName, type OpReply,
-  type OpRequest, type TimeSpec,
+  MAY_EXEC, MAY_READ, MAY_WRITE, SlaveError, attrFromWire, chmodMode, mayRemoveFrom, owns, permits, shownSymlinkTarget,
+  type Attr, type Caller, type OpName, type OpReply, type OpRequest, type TimeSpec,
 } from '../protocol/index.js';
 import type { AgentClient } from '../transport/agent-client.js';
 import type { AttrCache } from './attr-cache.js';
@@ -253,6 +253,30 @@ export class RemoteFs implements MountFs {
     return attr;
   }
 
+  /**
+   * Whether the agent will let `caller` remove `path`, judged as it would from what the cache
+   * knows (root: always): search to it, write and search on its directory, the sticky rule.
+   */
+  private predictsRemoval(path: string, caller: FuseCaller): boolean {
+    if (caller.uid === 0) return true;
+    const who = this.groups.wire(caller);
+    const dir = this.cache.searchModes(posix.dirname(path));
+    const entry = this.cache.lookup(path);
+    if (!dir || !entry || !this.cacheAnswers(path, caller)) return false;
+    return permits(who, dir, MAY_WRITE | MAY_EXEC) && mayRemoveFrom(who, dir, entry);
+  }
+
+  /**
+   * An open file whose handle may carry `caller`'s attribute change unanswered: root's, or one
+   * `allowed` says the agent would make exactly as asked (the handle's request goes without a
+   * caller, as root's). The file is open, so the path was searched.
+   */
+  private unrefusedTarget(path: string, caller: FuseCaller, allowed: (who: Caller, attr: Attr) => boolean): OpenFile | undefined {
+    const file = this.unrefused.target(path);
+    if (!file || caller.uid === 0) return file;
+    return allowed(this.groups.wire(caller), file.attr) ? file : undefined;
+  }
+
   async getattr(path: string, caller: FuseCaller): Promise<Attr> {
     if (this.hidden.has(path)) return this.hiddenAttr(path);
     const cached = path === '/' || this.cacheAnswers(path, caller) ? this.cache.lookup(path) : undefined;
@@ -450,7 +474,7 @@ export class RemoteFs implements MountFs {
 
   async unlink(path: string, caller: FuseCaller): Promise<void> {
     if (this.hidden.delete(path)) return; // unlinked on the slave when it was hidden
-    if (this.unrefused.mayUnlink(path, caller)) {
+    if (this.unrefused.mayUnlink(path) && this.predictsRemoval(path, caller)) {
       this.retained.unlinked(path);
       return this.unrefused.unlink(path);
     }
@@ -512,20 +536,21 @@ export class RemoteFs implements MountFs {
   }
 
   async chmod(path: string, mode: number, caller: FuseCaller): Promise<void> {
-    const file = this.unrefused.target(path, caller);
+    // The owner's, unless it sets set-group-ID outside the file's group (the agent clears it).
+    const file = this.unrefusedTarget(path, caller, (who, attr) => owns(who, attr) && chmodMode(who, attr, mode) === mode);
     if (file) return this.unrefused.chmod(file, mode);
     this.rememberChange(path, (await this.call('fs.chmod', { path, mode }, caller)).attr);
   }
 
   async chown(path: string, uid: number, gid: number, caller: FuseCaller): Promise<void> {
     const ids = { uid: uid === UNCHANGED_ID ? -1 : uid, gid: gid === UNCHANGED_ID ? -1 : gid };
-    const file = this.unrefused.target(path, caller);
+    const file = this.unrefusedTarget(path, caller, () => false);
     if (file) return this.unrefused.chown(file, ids.uid, ids.gid);
     this.rememberChange(path, (await this.call('fs.chown', { path, ...ids }, caller)).attr);
   }
 
   async utimens(path: string, atime: TimeSpec, mtime: TimeSpec, caller: FuseCaller): Promise<void> {
-    const file = this.unrefused.target(path, caller);
+    const file = this.unrefusedTarget(path, caller, owns);
     if (file) return this.unrefused.utimens(file, atime, mtime);
     await this.sendWriters(path); // sent first, so a write cannot move mtime again
     this.rememberChange(path, (await this.call('fs.utimens', { path, atime, mtime }, caller)).attr);

@@ -1,9 +1,12 @@
 /**
- * Changes a root agent cannot refuse, sent without waiting for their replies: chmod, chown and
+ * Changes a root agent will not refuse, sent without waiting for their replies: chmod, chown and
  * utimens of a file open for writing (by its handle, in the file's write pipeline) and unlinks
- * of files the cache knows. Only when `hello` says the agent is root and writable: then EPERM,
- * EACCES and ENOENT cannot happen, and what still can (an immutable or append-only file, a
- * failing disk) reaches the program later, as a failed asynchronous write does on NFS.
+ * of files the cache knows. Only when `hello` says the agent is root and writable, and only
+ * for root, or for a caller whom the cached modes allow the change (the agent's own check then
+ * agrees unless the slave changed them within the cache's lifetime): then EPERM, EACCES and
+ * ENOENT do not happen, and what still can (an immutable or append-only file, a failing disk,
+ * modes changed behind our back) reaches the program later, as a failed asynchronous write does
+ * on NFS.
  *
  *   tar: futimens, fchown, fchmod, close  -> one round trip (the close) instead of four
  *   rm -rf: unlink per file                -> none per file
@@ -14,7 +17,6 @@ import {
   type OpReply, type OpRequest, type TimeSpec,
 } from '../protocol/index.js';
 import type { AttrCache } from './attr-cache.js';
-import type { FuseCaller } from './callers.js';
 import type { OpenFile, OpenFiles } from './open-files.js';
 import type { WriteBehind } from './write-behind.js';
 
@@ -41,11 +43,12 @@ export class UnrefusedChanges {
   ) {}
 
   /**
-   * A file open for writing at `path` whose handle can carry an attribute change. Only root's
-   * changes: the agent checks anyone else's as the slave's kernel would, and may refuse them.
+   * A file open for writing at `path` whose handle can carry an attribute change. The caller
+   * (remote-fs.ts) also judges that the agent will allow it: root's always; another caller's
+   * when the cached attributes say so, as the agent would judge them.
    */
-  target(path: string, caller: FuseCaller): OpenFile | undefined {
-    if (!this.enabled || caller.uid !== 0) return undefined;
+  target(path: string): OpenFile | undefined {
+    if (!this.enabled) return undefined;
     for (const file of this.files.at(path)) if (file.writer) return file;
     return undefined;
   }
@@ -110,11 +113,11 @@ export class UnrefusedChanges {
   }
 
   /**
-   * The name is known to exist and not to be a directory (so not ENOENT, EISDIR), is not open,
-   * and root removes it (EACCES and EPERM cannot happen).
+   * The name is known to exist and not to be a directory (so not ENOENT, EISDIR) and is not open;
+   * the caller (remote-fs.ts) judges that the agent will let whoever asks remove it.
    */
-  mayUnlink(path: string, caller: FuseCaller): boolean {
-    if (!this.enabled || caller.uid !== 0) return false;
+  mayUnlink(path: string): boolean {
+    if (!this.enabled) return false;
     const attr = this.cache.lookup(path);
     if (!attr || isDir(attr)) return false;
     for (const _file of this.files.at(path)) return false; // open: its handle needs the sync path

@@ -46,8 +46,10 @@ export function writesWith(flags: number): boolean {
  * has become since the master looked; Linux ignores the flag for regular files and directories,
  * so it changes nothing for what we keep open.
  */
-function openHandle(ctx: AgentContext, slavePath: string, requested: number, flags: number, mode?: number, who?: CallerAccess) {
-  const host = ctx.jail.resolve(slavePath);
+function openHandle(
+  ctx: AgentContext, slavePath: string, requested: number, flags: number, mode?: number, who?: CallerAccess,
+  host = ctx.jail.resolve(slavePath),
+) {
   // Only a file that exists is checked: one made by this open was checked by create (its
   // creator may then write it whatever its mode says, as open(O_CREAT, 0444) may).
   if (who?.checking && (flags & O_CREAT) === 0) who.need(host, openAccess(requested), `open ${slavePath}`);
@@ -86,12 +88,12 @@ function create(ctx: AgentContext, slavePath: string, flags: number, mode: numbe
   const base = (flags & ~STRIPPED) | ADDED;
   if (!who.active) return openHandle(ctx, slavePath, flags, base | O_CREAT, mode & 0o7777);
   const host = ctx.jail.resolve(slavePath);
-  const openExisting = () => openHandle(ctx, slavePath, flags, base & ~O_CREAT, undefined, who);
+  const openExisting = () => openHandle(ctx, slavePath, flags, base & ~O_CREAT, undefined, who, host);
   if ((flags & O_EXCL) === 0 && existsSync(host)) return openExisting();
   const dir = who.parent(host, `create ${slavePath}`);
   let opened: ReturnType<typeof openHandle>;
   try {
-    opened = openHandle(ctx, slavePath, flags, base | O_CREAT | O_EXCL, mode & 0o7777);
+    opened = openHandle(ctx, slavePath, flags, base | O_CREAT | O_EXCL, mode & 0o7777, undefined, host);
   } catch (err) {
     // Made by someone else since we looked: then it is theirs, and we open it.
     if ((flags & O_EXCL) === 0 && (err as NodeJS.ErrnoException).code === 'EEXIST') return openExisting();
