@@ -12,16 +12,27 @@
 import { chmodSync, lchownSync, lstatSync, statSync, type Stats } from 'node:fs';
 import { posix } from 'node:path';
 import {
-  MAY_EXEC, MAY_WRITE, S_ISGID, S_ISUID, SlaveError, inGroup, isRoot, mayRemoveFrom, newOwner, permits,
+  MAY_EXEC, MAY_WRITE, S_ISGID, S_ISUID, SlaveError, inGroup, isRoot, mayRemoveFrom, newOwner, permitsWithAcl,
   type Caller,
 } from '../protocol/index.js';
+import { accessAcl } from './fs/xattr-ops.js';
 import type { RootJail } from './root-jail.js';
+
+/**
+ * An ACL matters only where the mode's group class is not empty (acl_permission_check); a
+ * symlink has none. Reading it costs a getxattr, for non-root callers only.
+ */
+function aclOf(host: string, mode: number): Buffer | null {
+  if ((mode & 0o070) === 0 || (mode & 0o170000) === 0o120000) return null;
+  return accessAcl(host);
+}
 
 /** What search checks need of a directory. */
 interface DirModes {
   mode: number;
   uid: number;
   gid: number;
+  acl: Buffer | null;
   expires: number;
 }
 
@@ -48,7 +59,7 @@ export class SearchCache {
       return undefined;
     }
     if (this.dirs.size >= MAX_DIRS) this.dirs.clear();
-    const fresh = { mode: st.mode, uid: st.uid, gid: st.gid, expires: now + DIR_MODES_TTL_MS };
+    const fresh = { mode: st.mode, uid: st.uid, gid: st.gid, acl: aclOf(dir, st.mode), expires: now + DIR_MODES_TTL_MS };
     this.dirs.set(dir, fresh);
     return fresh;
   }
@@ -112,7 +123,7 @@ export class CallerAccess {
       const dir = dirs[i] as string;
       const modes = this.searched.get(dir, now);
       if (!modes) return; // gone or not a directory: the operation itself reports that
-      if (!permits(caller, modes, MAY_EXEC)) throw this.denied(dir, what);
+      if (!permitsWithAcl(caller, modes, modes.acl, MAY_EXEC)) throw this.denied(dir, what);
     }
   }
 
@@ -127,7 +138,12 @@ export class CallerAccess {
 
   /** `want` on inode `st` (at `host`), without the path's search. */
   inode(st: Stats, host: string, want: number, what: string): void {
-    if (this.checking && !permits(this.caller as Caller, st, want)) throw this.denied(host, what);
+    if (this.checking && !this.allows(st, host, want)) throw this.denied(host, what);
+  }
+
+  /** Whether the caller may `want` inode `st` at `host`, its ACL included. */
+  allows(st: { mode: number; uid: number; gid: number }, host: string, want: number): boolean {
+    return permitsWithAcl(this.caller as Caller, st, aclOf(host, st.mode), want);
   }
 
   /**

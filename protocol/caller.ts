@@ -2,9 +2,9 @@
  * Who an operation is for: the uid, gid and supplementary groups of the master process whose
  * system call it is (FUSE tells the mount), carried in the request envelope. A root agent acts
  * for that caller: what it creates belongs to the caller, and it refuses what the slave's kernel
- * would refuse the caller. The rules below are Linux's discretionary access rules (no ACLs),
- * written once and used by both ends: the agent checks against the slave's inodes, the mount
- * against the attributes it has cached before it answers from its cache.
+ * would refuse the caller. The rules below are Linux's discretionary access rules, written once
+ * and used by both ends: the agent checks against the slave's inodes and their POSIX ACLs, the
+ * mount against the attributes it has cached (without ACLs) before it answers from its cache.
  */
 import { z } from 'zod';
 import { S_IFDIR, S_IFMT, S_ISGID, S_ISVTX } from './attr.js';
@@ -72,6 +72,55 @@ export function openAccess(flags: number): number {
   if (flags & O_TRUNC) want |= MAY_WRITE;
   if (flags & FMODE_EXEC) want |= MAY_EXEC;
   return want;
+}
+
+const ACL_USER = 0x02;
+const ACL_GROUP_OBJ = 0x04;
+const ACL_GROUP = 0x08;
+const ACL_MASK = 0x10;
+const ACL_OTHER = 0x20;
+
+interface AclEntry { tag: number; perm: number; id: number }
+
+/** `system.posix_acl_access` as Linux stores it: version 2, then (tag u16, perm u16, id u32) LE. */
+function aclEntries(xattr: Uint8Array): AclEntry[] | undefined {
+  if (xattr.length < 4 || (xattr.length - 4) % 8 !== 0) return undefined;
+  const view = new DataView(xattr.buffer, xattr.byteOffset, xattr.byteLength);
+  if (view.getUint32(0, true) !== 2) return undefined;
+  const entries: AclEntry[] = [];
+  for (let at = 4; at < xattr.length; at += 8) {
+    entries.push({ tag: view.getUint16(at, true), perm: view.getUint16(at + 2, true), id: view.getUint32(at + 4, true) });
+  }
+  return entries;
+}
+
+/**
+ * `permits` for an inode with a POSIX access ACL (posix_acl_permission): the owner by the owner
+ * entry; a named user by its entry under the mask; the owning and named groups the caller is in
+ * by any entry that grants it all, under the mask; anyone else by the other entry, unless one of
+ * their groups was named. An unreadable ACL falls back to the mode bits.
+ */
+export function permitsWithAcl(caller: Caller, inode: Owned, acl: Uint8Array | null | undefined, want: number): boolean {
+  const entries = acl ? aclEntries(acl) : undefined;
+  // As acl_permission_check: the owner, and any inode whose group class (the ACL's mask) is
+  // empty, by the mode bits.
+  if (!entries || isRoot(caller) || caller.uid === inode.uid || want === 0 || (inode.mode & 0o070) === 0) {
+    return permits(caller, inode, want);
+  }
+  const mask = entries.find((e) => e.tag === ACL_MASK)?.perm ?? 7;
+  const masked = (perm: number) => (perm & mask & want) === want;
+  const named = entries.find((e) => e.tag === ACL_USER && e.id === caller.uid);
+  if (named) return masked(named.perm);
+  let found = false;
+  for (const e of entries) {
+    const member = (e.tag === ACL_GROUP_OBJ && inGroup(caller, inode.gid)) || (e.tag === ACL_GROUP && inGroup(caller, e.id));
+    if (!member) continue;
+    found = true;
+    if ((e.perm & want) === want) return masked(e.perm);
+  }
+  if (found) return false;
+  const other = entries.find((e) => e.tag === ACL_OTHER);
+  return other ? (other.perm & want) === want : permits(caller, inode, want);
 }
 
 /** chmod's rule: only the owner (or root). */

@@ -8,7 +8,7 @@
  */
 import { accessSync, chmodSync, lchownSync, lstatSync, lutimesSync, readlinkSync, statSync, statfsSync, truncateSync } from 'node:fs';
 import {
-  MAY_WRITE, S_ISGID, S_ISUID, SlaveError, chmodMode, mayChown, owns, permits, type Caller, type TimeSpec,
+  MAY_WRITE, S_ISGID, S_ISUID, SlaveError, chmodMode, mayChown, owns, type Caller, type Owned, type TimeSpec,
 } from '../../protocol/index.js';
 import type { CallerAccess } from '../caller-access.js';
 import type { HandlerTable } from '../context.js';
@@ -19,16 +19,16 @@ import { statToWire, utimeSeconds } from './stat-attr.js';
  * write the file may clear its set-user-ID and set-group-ID bits and nothing else: the master's
  * kernel asks for exactly that when a non-owner writes to such a file (file_remove_privs).
  */
-export function checkedMode(who: CallerAccess, st: { mode: number; uid: number; gid: number }, mode: number, what: string): number {
+export function checkedMode(who: CallerAccess, st: Owned, where: string, mode: number, what: string): number {
   if (!who.checking) return mode;
   const caller = who.caller as Caller;
   if (owns(caller, st)) return chmodMode(caller, st, mode);
   const dropsPrivilegesOnly = (mode & 0o7777) === (st.mode & 0o7777 & ~(S_ISUID | S_ISGID)) && mode !== (st.mode & 0o7777);
-  if (dropsPrivilegesOnly && permits(caller, st, MAY_WRITE)) return mode;
+  if (dropsPrivilegesOnly && who.allows(st, where, MAY_WRITE)) return mode;
   throw new SlaveError('EPERM', `${what}: only the owner may change the mode`);
 }
 
-export function checkedOwner(who: CallerAccess, st: { mode: number; uid: number; gid: number }, uid: number, gid: number, what: string): void {
+export function checkedOwner(who: CallerAccess, st: Owned, uid: number, gid: number, what: string): void {
   if (who.checking && !mayChown(who.caller as Caller, st, uid, gid)) {
     throw new SlaveError('EPERM', `${what}: only root may give a file away, and its owner change its group to one of theirs`);
   }
@@ -38,12 +38,12 @@ export function checkedOwner(who: CallerAccess, st: { mode: number; uid: number;
  * utimensat's rule: setting both times to now needs ownership or write permission (EACCES);
  * setting any time to a given value needs ownership (EPERM); leaving both needs nothing.
  */
-export function checkedTimes(who: CallerAccess, st: { mode: number; uid: number; gid: number }, atime: TimeSpec, mtime: TimeSpec, what: string): void {
+export function checkedTimes(who: CallerAccess, st: Owned, where: string, atime: TimeSpec, mtime: TimeSpec, what: string): void {
   if (!who.checking || (atime === 'omit' && mtime === 'omit')) return;
   const caller = who.caller as Caller;
   if (owns(caller, st)) return;
   if (atime === 'now' && mtime === 'now') {
-    if (permits(caller, st, MAY_WRITE)) return;
+    if (who.allows(st, where, MAY_WRITE)) return;
     throw new SlaveError('EACCES', `${what}: permission denied`);
   }
   throw new SlaveError('EPERM', `${what}: only the owner may set a file's times`);
@@ -85,7 +85,7 @@ export const attrOps: HandlerTable = {
     const who = ctx.access(caller);
     who.search(host, 'chmod');
     const st = who.checking ? statSync(host) : undefined;
-    chmodSync(host, (st ? checkedMode(who, st, mode, `chmod ${path}`) : mode) & 0o7777);
+    chmodSync(host, (st ? checkedMode(who, st, host, mode, `chmod ${path}`) : mode) & 0o7777);
     return { attr: statToWire(lstatSync(host)) };
   },
 
@@ -103,7 +103,7 @@ export const attrOps: HandlerTable = {
     const who = ctx.access(caller);
     who.search(host, 'utimens');
     const before = atime === 'omit' || mtime === 'omit' || who.checking ? lstatSync(host) : undefined;
-    if (before) checkedTimes(who, before, atime, mtime, `utimens ${path}`);
+    if (before) checkedTimes(who, before, host, atime, mtime, `utimens ${path}`);
     lutimesSync(host, utimeSeconds(atime, before?.atimeMs ?? 0), utimeSeconds(mtime, before?.mtimeMs ?? 0));
     return { attr: statToWire(lstatSync(host)) };
   },

@@ -1,6 +1,6 @@
 /** Directory ops. A listing carries every entry's attributes, so `ls -l` is one round trip. */
 import { lstatSync, mkdirSync, readdirSync, rmdirSync } from 'node:fs';
-import { MAY_EXEC, MAY_READ, SlaveError, permits, type Caller, type ReaddirEntry } from '../../protocol/index.js';
+import { MAY_EXEC, MAY_READ, SlaveError, type ReaddirEntry } from '../../protocol/index.js';
 import { REPLY_OVERHEAD, type AgentContext, type HandlerTable } from '../context.js';
 import { statToWire } from './stat-attr.js';
 
@@ -48,7 +48,7 @@ export const dirOps: HandlerTable = {
     const host = ctx.jail.resolve(args.path, true);
     const who = ctx.access(caller);
     const dir = who.need(host, MAY_READ, `readdir ${args.path}`);
-    return page(listWithAttrs(host, !dir || permits(who.caller as Caller, dir, MAY_EXEC)), ctx);
+    return page(listWithAttrs(host, !dir || who.allows(dir, host, MAY_EXEC)), ctx);
   },
 
   'fs.mkdir': async ({ path, mode }, ctx, caller) => {

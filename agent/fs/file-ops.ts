@@ -172,7 +172,7 @@ export const fileOps: HandlerTable = {
 
   'fs.fchmod': async ({ fh, mode }, ctx, caller) => ctx.handles.use(fh, async ({ fd }) => {
     const who = ctx.access(caller);
-    fchmodSync(fd, (who.checking ? checkedMode(who, fstatSync(fd), mode, `fchmod ${fh}`) : mode) & 0o7777);
+    fchmodSync(fd, (who.checking ? checkedMode(who, fstatSync(fd), `/proc/self/fd/${fd}`, mode, `fchmod ${fh}`) : mode) & 0o7777);
     return { attr: statToWire(fstatSync(fd)) };
   }),
 
@@ -186,7 +186,7 @@ export const fileOps: HandlerTable = {
   'fs.futimens': async ({ fh, atime, mtime }, ctx, caller) => ctx.handles.use(fh, async ({ fd }) => {
     const who = ctx.access(caller);
     const before = atime === 'omit' || mtime === 'omit' || who.checking ? fstatSync(fd) : undefined;
-    if (before) checkedTimes(who, before, atime, mtime, `futimens ${fh}`);
+    if (before) checkedTimes(who, before, `/proc/self/fd/${fd}`, atime, mtime, `futimens ${fh}`);
     futimesSync(fd, utimeSeconds(atime, before?.atimeMs ?? 0), utimeSeconds(mtime, before?.mtimeMs ?? 0));
     return { attr: statToWire(fstatSync(fd)) };
   }),

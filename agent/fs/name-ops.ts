@@ -13,7 +13,7 @@ import { createServer } from 'node:net';
 import { posix } from 'node:path';
 import { promisify } from 'node:util';
 import {
-  MAY_READ, MAY_WRITE, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFMT, S_IFREG, S_IFSOCK, S_ISGID, S_ISUID, SlaveError, owns, permits,
+  MAY_READ, MAY_WRITE, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFMT, S_IFREG, S_IFSOCK, S_ISGID, S_ISUID, SlaveError, owns,
   type Caller,
 } from '../../protocol/index.js';
 import type { CallerAccess } from '../caller-access.js';
@@ -103,12 +103,12 @@ function hardlinksProtected(): boolean {
  * may_linkat's rule under protected_hardlinks: a caller may link to a file it does not own only
  * if it is a regular file it may read and write that would give no privilege.
  */
-function mayLinkTo(who: CallerAccess, st: Stats): boolean {
+function mayLinkTo(who: CallerAccess, st: Stats, host: string): boolean {
   const caller = who.caller as Caller;
   if (!who.checking || !hardlinksProtected() || owns(caller, st)) return true;
   if (!st.isFile() || (st.mode & S_ISUID) !== 0) return false;
   if ((st.mode & (S_ISGID | 0o010)) === (S_ISGID | 0o010)) return false;
-  return permits(caller, st, MAY_READ | MAY_WRITE);
+  return who.allows(st, host, MAY_READ | MAY_WRITE);
 }
 
 async function mknod(ctx: AgentContext, who: CallerAccess, host: string, mode: number, rdev: number): Promise<void> {
@@ -166,7 +166,7 @@ export const nameOps: HandlerTable = {
     if (who.checking) {
       who.search(hostExisting, `link ${existing}`);
       who.parent(host, `link ${path}`);
-      if (!mayLinkTo(who, lstatSync(hostExisting))) {
+      if (!mayLinkTo(who, lstatSync(hostExisting), hostExisting)) {
         throw new SlaveError('EPERM', `link ${existing}: another user's file (fs.protected_hardlinks)`);
       }
     }

@@ -26,6 +26,18 @@ function call<T>(what: string, work: () => T): T {
   }
 }
 
+/**
+ * The POSIX access ACL of `host` (as the kernel stores it), or null: none, or a filesystem
+ * without ACLs. Caller checks (caller-access.ts) judge by it as the slave's kernel would.
+ */
+export function accessAcl(host: string): Buffer | null {
+  try {
+    return getAttributeSync(host, 'system.posix_acl_access');
+  } catch {
+    return null;
+  }
+}
+
 /** The attribute's value, or null when the file (which must exist) has no such attribute. */
 function valueOf(host: string, name: string): Buffer | null {
   const value = call(`getxattr ${name}`, () => getAttributeSync(host, name));

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
   MAY_EXEC, MAY_READ, MAY_WRITE, ROOT_CALLER, chmodMode, decodeRequest, encodeRequest, mayChown, mayRemoveFrom,
-  newOwner, openAccess, permits, type Caller,
+  newOwner, openAccess, permits, permitsWithAcl, type Caller,
 } from '../../protocol/index.js';
 
 const alice: Caller = { uid: 1000, gid: 1000, groups: [2000] };
@@ -57,6 +57,32 @@ describe('caller rules', () => {
     assert.equal(openAccess(2), MAY_READ | MAY_WRITE);
     assert.equal(openAccess(0o1000), MAY_READ | MAY_WRITE); // O_TRUNC
     assert.equal(openAccess(0o40), MAY_READ | MAY_EXEC); // execve's open
+  });
+
+  it('follows a POSIX ACL: a named user under the mask, named groups, other only when no group matched', () => {
+    const acl = (...entries: [number, number, number][]) => {
+      const out = Buffer.alloc(4 + 8 * entries.length);
+      out.writeUInt32LE(2, 0);
+      entries.forEach(([tag, perm, id], i) => {
+        out.writeUInt16LE(tag, 4 + i * 8);
+        out.writeUInt16LE(perm, 6 + i * 8);
+        out.writeUInt32LE(id, 8 + i * 8);
+      });
+      return out;
+    };
+    const none = 0xffffffff;
+    const named = acl([0x01, 6, none], [0x02, 6, 1000], [0x04, 0, none], [0x08, 4, 2000], [0x10, 4, none], [0x20, 0, none]);
+    const inode = file(0o640, 0, 0); // group class 4: the mask
+    assert.equal(permitsWithAcl(alice, inode, named, MAY_READ), true, 'named user, under the mask');
+    assert.equal(permitsWithAcl(alice, inode, named, MAY_WRITE), false, 'the mask takes write away');
+    const bob: Caller = { uid: 1001, gid: 1001, groups: [2000] };
+    assert.equal(permitsWithAcl(bob, inode, named, MAY_READ), true, 'a named group');
+    const carol: Caller = { uid: 1002, gid: 0, groups: [] };
+    assert.equal(permitsWithAcl(carol, inode, named, MAY_READ), false, 'in the owning group, which grants nothing: not other');
+    const dave: Caller = { uid: 1003, gid: 1003, groups: [] };
+    assert.equal(permitsWithAcl(dave, file(0o644), acl([0x01, 6, none], [0x04, 4, none], [0x20, 4, none]), MAY_READ), true);
+    assert.equal(permitsWithAcl(alice, inode, null, MAY_READ), false, 'no ACL: the mode bits');
+    assert.equal(permitsWithAcl(alice, file(0o600), named, MAY_READ), false, 'an empty group class skips the ACL');
   });
 
   it('carries the caller in the request envelope', () => {
