@@ -28,6 +28,7 @@ import { DeviceHandles } from './dev/device-handles.js';
 import { handlers } from './handlers.js';
 import { ProcessTable } from './proc/process-table.js';
 import { CallerAccess, SearchCache } from './caller-access.js';
+import { accessAcl } from './fs/xattr-ops.js';
 import { RootJail } from './root-jail.js';
 
 export interface AgentOptions {
@@ -99,7 +100,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     },
   };
   const actsForCallers = info.identity === 'caller';
-  const searched = new SearchCache();
+  const searched = new SearchCache(accessAcl);
   dropUnsyncedWrites(log);
   const commits = new Commits(options.commitIntervalMs ?? 2000, COMMIT_THRESHOLD_BYTES, log.child({ component: 'commits' }));
   const handles = new HandleTable(options.maxHandles ?? 10_000, (fd) => commits.release(fd));

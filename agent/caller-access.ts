@@ -15,16 +15,18 @@ import {
   MAY_EXEC, MAY_WRITE, S_ISGID, S_ISUID, SlaveError, inGroup, isRoot, mayRemoveFrom, newOwner, permitsWithAcl,
   type Caller,
 } from '../protocol/index.js';
-import { accessAcl } from './fs/xattr-ops.js';
 import type { RootJail } from './root-jail.js';
+
+/** The POSIX access ACL of a host path, or null (fs/xattr-ops.ts reads them). */
+export type AclReader = (host: string) => Buffer | null;
 
 /**
  * An ACL matters only where the mode's group class is not empty (acl_permission_check); a
  * symlink has none. Reading it costs a getxattr, for non-root callers only.
  */
-function aclOf(host: string, mode: number): Buffer | null {
+function aclOf(readAcl: AclReader, host: string, mode: number): Buffer | null {
   if ((mode & 0o070) === 0 || (mode & 0o170000) === 0o120000) return null;
-  return accessAcl(host);
+  return readAcl(host);
 }
 
 /** What search checks need of a directory. */
@@ -49,6 +51,8 @@ const MAX_DIRS = 20_000;
 export class SearchCache {
   private readonly dirs = new Map<string, DirModes>();
 
+  constructor(readonly readAcl: AclReader) {}
+
   get(dir: string, now: number): DirModes | undefined {
     const hit = this.dirs.get(dir);
     if (hit && hit.expires > now) return hit;
@@ -59,7 +63,7 @@ export class SearchCache {
       return undefined;
     }
     if (this.dirs.size >= MAX_DIRS) this.dirs.clear();
-    const fresh = { mode: st.mode, uid: st.uid, gid: st.gid, acl: aclOf(dir, st.mode), expires: now + DIR_MODES_TTL_MS };
+    const fresh = { mode: st.mode, uid: st.uid, gid: st.gid, acl: aclOf(this.readAcl, dir, st.mode), expires: now + DIR_MODES_TTL_MS };
     this.dirs.set(dir, fresh);
     return fresh;
   }
@@ -143,7 +147,7 @@ export class CallerAccess {
 
   /** Whether the caller may `want` inode `st` at `host`, its ACL included. */
   allows(st: { mode: number; uid: number; gid: number }, host: string, want: number): boolean {
-    return permitsWithAcl(this.caller as Caller, st, aclOf(host, st.mode), want);
+    return permitsWithAcl(this.caller as Caller, st, aclOf(this.searched.readAcl, host, st.mode), want);
   }
 
   /**

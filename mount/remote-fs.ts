@@ -6,8 +6,8 @@ import { constants } from 'node:fs';
 import { posix } from 'node:path';
 import type { Logger } from 'pino';
 import {
-  MAY_EXEC, MAY_READ, MAY_WRITE, SlaveError, attrFromWire, chmodMode, mayRemoveFrom, owns, permits, shownSymlinkTarget,
-  type Attr, type Caller, type OpName, type OpReply, type OpRequest, type TimeSpec,
+  MAY_READ, SlaveError, attrFromWire, chmodMode, owns, shownSymlinkTarget, type Attr, type Caller, type OpName,
+  type OpReply, type OpRequest, type TimeSpec,
 } from '../protocol/index.js';
 import type { AgentClient } from '../transport/agent-client.js';
 import type { AttrCache } from './attr-cache.js';
@@ -16,7 +16,8 @@ import type { MountFs, Statfs } from './mount-fs.js';
 import { OpenFiles, type OpenFile } from './open-files.js';
 import { ReadAhead } from './read-ahead.js';
 import { sendByHandle, type Reopened } from './agent-handles.js';
-import { CallerGroups, type FuseCaller } from './callers.js';
+import { CallerGate } from './caller-gate.js';
+import type { FuseCaller } from './callers.js';
 import { ChunkPool } from './chunk-pool.js';
 import { RetainedWrites, type Retained } from './retained-writes.js';
 import { UnrefusedChanges } from './unrefused-changes.js';
@@ -71,7 +72,8 @@ export class RemoteFs implements MountFs {
   /** While data is written again to a restarted agent: every request waits for it. */
   private recovering: Promise<void> | undefined;
   private committer: NodeJS.Timeout | undefined;
-  private readonly groups = new CallerGroups();
+  /** What the cache may answer each caller, and what the agent will allow them (caller-gate.ts). */
+  private readonly gate: CallerGate;
 
   constructor(
     private readonly client: AgentClient,
@@ -79,6 +81,7 @@ export class RemoteFs implements MountFs {
     private readonly log: Logger,
   ) {
     this.cache = options.cache;
+    this.gate = new CallerGate(options.cache);
     this.pool = new ChunkPool(options.chunkSize, Math.ceil(options.unsyncedMaxBytes / options.chunkSize) + 2 * options.writesInFlight);
     this.retained = new RetainedWrites(options.unsyncedMaxBytes, (data) => this.pool.give(data));
     client.onRestart((boot) => {
@@ -93,7 +96,7 @@ export class RemoteFs implements MountFs {
     if (this.recovering) await this.recovering;
     if (caller === undefined) return this.client.call(op, args);
     try {
-      return await this.client.call(op, args, { caller: this.groups.wire(caller) });
+      return await this.client.call(op, args, { caller: this.gate.wire(caller) });
     } catch (err) {
       const path = (args as { path?: unknown }).path;
       if (err instanceof SlaveError && err.errnoName === 'EACCES' && typeof path === 'string') {
@@ -103,26 +106,6 @@ export class RemoteFs implements MountFs {
           (failure: unknown) => this.log.debug({ err: failure }, 'refreshing the root\'s attributes failed'));
       }
       throw err;
-    }
-  }
-
-  /**
-   * Whether the cache may answer `caller` about `path` (its attributes, its absence, its
-   * listing with `want` MAY_READ): root always; anyone else only if the cached attributes of
-   * every directory above it let them search it (and the wanted access to `path` itself). What
-   * the cache does not know, or would refuse, the agent decides, on the slave's current inodes.
-   */
-  private cacheAnswers(path: string, caller: FuseCaller, want = 0): boolean {
-    if (caller.uid === 0) return true;
-    const who = this.groups.wire(caller);
-    if (want !== 0) {
-      const self = this.cache.lookup(path);
-      if (!self || !permits(who, self, want)) return false;
-    }
-    for (let dir = posix.dirname(path); ; dir = posix.dirname(dir)) {
-      const modes = this.cache.searchModes(dir);
-      if (!modes || !permits(who, modes, MAY_EXEC)) return false;
-      if (dir === '/') return true;
     }
   }
 
@@ -254,32 +237,18 @@ export class RemoteFs implements MountFs {
   }
 
   /**
-   * Whether the agent will let `caller` remove `path`, judged as it would from what the cache
-   * knows (root: always): search to it, write and search on its directory, the sticky rule.
-   */
-  private predictsRemoval(path: string, caller: FuseCaller): boolean {
-    if (caller.uid === 0) return true;
-    const who = this.groups.wire(caller);
-    const dir = this.cache.searchModes(posix.dirname(path));
-    const entry = this.cache.lookup(path);
-    if (!dir || !entry || !this.cacheAnswers(path, caller)) return false;
-    return permits(who, dir, MAY_WRITE | MAY_EXEC) && mayRemoveFrom(who, dir, entry);
-  }
-
-  /**
    * An open file whose handle may carry `caller`'s attribute change unanswered: root's, or one
    * `allowed` says the agent would make exactly as asked (the handle's request goes without a
    * caller, as root's). The file is open, so the path was searched.
    */
   private unrefusedTarget(path: string, caller: FuseCaller, allowed: (who: Caller, attr: Attr) => boolean): OpenFile | undefined {
     const file = this.unrefused.target(path);
-    if (!file || caller.uid === 0) return file;
-    return allowed(this.groups.wire(caller), file.attr) ? file : undefined;
+    return file && this.gate.allows(caller, file.attr, allowed) ? file : undefined;
   }
 
   async getattr(path: string, caller: FuseCaller): Promise<Attr> {
     if (this.hidden.has(path)) return this.hiddenAttr(path);
-    const cached = path === '/' || this.cacheAnswers(path, caller) ? this.cache.lookup(path) : undefined;
+    const cached = path === '/' || this.gate.cacheAnswers(path, caller) ? this.cache.lookup(path) : undefined;
     if (cached === null) throw new SlaveError('ENOENT', `no such file: ${path}`);
     if (cached) return this.tell(path, cached);
     await this.sendWriters(path);
@@ -320,7 +289,7 @@ export class RemoteFs implements MountFs {
   }
 
   async readdir(path: string, caller: FuseCaller): Promise<string[]> {
-    const cached = this.cacheAnswers(path, caller, MAY_READ) ? this.cache.listing(path) : undefined;
+    const cached = this.gate.cacheAnswers(path, caller, MAY_READ) ? this.cache.listing(path) : undefined;
     if (cached) return cached;
     // A listing's later pages come by a cursor of the agent's: one that restarted meanwhile
     // answers ESTALE for it, and the listing starts again (once).
@@ -474,7 +443,7 @@ export class RemoteFs implements MountFs {
 
   async unlink(path: string, caller: FuseCaller): Promise<void> {
     if (this.hidden.delete(path)) return; // unlinked on the slave when it was hidden
-    if (this.unrefused.mayUnlink(path) && this.predictsRemoval(path, caller)) {
+    if (this.unrefused.mayUnlink(path) && this.gate.predictsRemoval(path, caller)) {
       this.retained.unlinked(path);
       return this.unrefused.unlink(path);
     }

@@ -1,0 +1,59 @@
+/**
+ * What the mount may do for a caller without asking the agent, judged by the rules the agent
+ * applies (protocol/caller.ts) to what the cache knows: answer from the cache, send a removal or
+ * an attribute change unanswered. Root may have everything; anyone else only what the cached
+ * modes allow, and the agent decides the rest on the slave's current inodes.
+ */
+import { posix } from 'node:path';
+import { MAY_EXEC, MAY_WRITE, mayRemoveFrom, permits, type Attr, type Caller } from '../protocol/index.js';
+import type { AttrCache } from './attr-cache.js';
+import { CallerGroups, type FuseCaller } from './callers.js';
+
+export class CallerGate {
+  private readonly groups = new CallerGroups();
+
+  constructor(private readonly cache: AttrCache) {}
+
+  /** The caller as the wire carries it, groups included. */
+  wire(caller: FuseCaller): Caller {
+    return this.groups.wire(caller);
+  }
+
+  /**
+   * Whether the cache may answer `caller` about `path` (its attributes, its absence, its
+   * listing with `want` MAY_READ): root always; anyone else only if the cached attributes of
+   * every directory above it let them search it (and the wanted access to `path` itself). What
+   * the cache does not know, or would refuse, the agent decides, on the slave's current inodes.
+   */
+  cacheAnswers(path: string, caller: FuseCaller, want = 0): boolean {
+    if (caller.uid === 0) return true;
+    const who = this.wire(caller);
+    if (want !== 0) {
+      const self = this.cache.lookup(path);
+      if (!self || !permits(who, self, want)) return false;
+    }
+    for (let dir = posix.dirname(path); ; dir = posix.dirname(dir)) {
+      const modes = this.cache.searchModes(dir);
+      if (!modes || !permits(who, modes, MAY_EXEC)) return false;
+      if (dir === '/') return true;
+    }
+  }
+
+  /**
+   * Whether the agent will let `caller` remove `path`, judged as it would from what the cache
+   * knows: search to it, write and search on its directory, the sticky rule.
+   */
+  predictsRemoval(path: string, caller: FuseCaller): boolean {
+    if (caller.uid === 0) return true;
+    const who = this.wire(caller);
+    const dir = this.cache.searchModes(posix.dirname(path));
+    const entry = this.cache.lookup(path);
+    if (!dir || !entry || !this.cacheAnswers(path, caller)) return false;
+    return permits(who, dir, MAY_WRITE | MAY_EXEC) && mayRemoveFrom(who, dir, entry);
+  }
+
+  /** Root's change of an inode with `attr`, or one `allowed` says the agent makes as asked. */
+  allows(caller: FuseCaller, attr: Attr, allowed: (who: Caller, attr: Attr) => boolean): boolean {
+    return caller.uid === 0 || allowed(this.wire(caller), attr);
+  }
+}
