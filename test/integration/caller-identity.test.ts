@@ -5,7 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { lstatSync, readFileSync } from 'node:fs';
-import { chmod, chown, mkdir } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CLI, run, sh } from '../helpers/processes.js';
@@ -65,6 +66,40 @@ c = socket.socket(socket.AF_UNIX); c.connect('${plain.mnt}/sock'); print('connec
     const made = lstatSync(join(plain.root, 'sock'));
     assert.ok(made.isSocket());
     assert.deepEqual([made.uid, made.gid], [1000, 1000]);
+  });
+});
+
+describe('the device mount, for other users', () => {
+  let bare: BareAgent;
+  let devices: MountProcess;
+  let devRoot: string;
+
+  before(async () => {
+    // Real device nodes with a lab's modes: null root's alone, zero for group 2000.
+    devRoot = await mkdtemp(join(tmpdir(), 'splitbrain-devroot-'));
+    await sh(`chmod 755 '${devRoot}' && mknod -m 600 '${devRoot}/null' c 1 3 `
+      + `&& mknod -m 660 '${devRoot}/zero' c 1 5 && chgrp 2000 '${devRoot}/zero'`);
+    bare = await startBareAgent({ agentArgs: ['--dev-root', devRoot, '--dev-allow', 'null', '--dev-allow', 'zero'] });
+    const at = join(bare.tmp, 'dev');
+    await mkdir(at);
+    devices = await startMountProcess(bare.nats.url, at, ['--agent', bare.agent.id, '--devices', '-o', 'allow_other']);
+  });
+  after(async () => {
+    await devices?.stop();
+    await bare?.stop();
+    await rm(devRoot, { recursive: true, force: true });
+  });
+
+  it('opens a device for a user its modes and groups allow, and refuses one they do not', async () => {
+    const as = (ids: string, script: string) => run('setpriv', [...ids.split(' '), 'sh', '-c', script]);
+    const member = await as('--reuid=1000 --regid=1000 --groups=2000', `head -c 5 '${devices.mountPath}/zero' | wc -c`);
+    assert.equal(member.stdout.trim(), '5', member.stderr);
+    const other = await as('--reuid=1001 --regid=1001 --clear-groups', `head -c 5 '${devices.mountPath}/zero'`);
+    assert.notEqual(other.code, 0);
+    assert.match(other.stderr, /Permission denied/);
+    const notOwner = await as('--reuid=1000 --regid=1000 --groups=2000', `echo x > '${devices.mountPath}/null'`);
+    assert.match(notOwner.stderr, /Permission denied/);
+    assert.equal((await sh(`echo x > '${devices.mountPath}/null' && echo root`)).trim(), 'root');
   });
 });
 
