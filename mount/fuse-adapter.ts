@@ -11,7 +11,8 @@
  *  - sets flag_nullpath_ok and hands JS a null path, so reads and writes on a file unlinked
  *    while open keep working after its directory is gone;
  *  - records every operation's caller (uid, gid, pid), which `fuse_native_current_caller` gives
- *    JS while that operation is being dispatched (fuse-native's own API never says who asks).
+ *    JS while that operation is being dispatched (fuse-native's own API never says who asks);
+ *  - answers root's opendir in C, so that only other callers' opens of a directory reach JS.
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -106,6 +107,12 @@ class SplitbrainFuse extends Fuse {
       if (result !== 0 || !stat) signal(result);
       else signal(0, statArray(stat));
     });
+  }
+
+  // fuse-native's own wrapper takes the handle for the flags; only other callers than root get
+  // here (our patch answers root's opens in C).
+  _op_opendir(signal: Signal, path: string, _fh: number, flags: number): void {
+    this.ops.opendir(path, flags, signal);
   }
 
   _op_create(signal: Signal, path: string, mode: number, flags: number): void {
@@ -233,6 +240,10 @@ export class FuseAdapter {
         this.run('readdir', cb, (who) => fs.readdir(path, who), (names) => [0, ['.', '..', ...names]]),
       open: (path: string, flags: number, cb: Signal) =>
         this.run('open', cb, (who) => fs.open(path, flags, who), (fh) => [0, fh]),
+      ...(fs.opendir ? {
+        opendir: (path: string, flags: number, cb: Signal) =>
+          this.run('opendir', cb, (who) => (fs.opendir as NonNullable<MountFs['opendir']>)(path, flags, who), () => [0, 0]),
+      } : {}),
       create: (path: string, mode: number, flags: number, cb: Signal) =>
         this.run('create', cb, (who) => fs.create(path, flags, mode, who), (fh) => [0, fh]),
       read: (path: string | null, fh: number, buf: Buffer, len: number, pos: number, cb: Signal) =>

@@ -19,6 +19,8 @@ export interface MountFs {
   /** Names in the directory, without '.' and '..'. */
   readdir(path: string, caller: FuseCaller): Promise<string[]>;
   open(path: string, flags: number, caller: FuseCaller): Promise<number>;
+  /** May `caller` (never root: the adapter lets root through) open the directory? */
+  opendir?(path: string, flags: number, caller: FuseCaller): Promise<void>;
   create(path: string, flags: number, mode: number, caller: FuseCaller): Promise<number>;
   /** Fills `target` (at most `length` bytes) and returns the count; 0 at end of file. */
   read(path: string | null, fh: number, target: Buffer, length: number, offset: number, caller: FuseCaller): Promise<number>;

@@ -288,6 +288,12 @@ export class RemoteFs implements MountFs {
     return this.call('fs.statfs', { path }, caller);
   }
 
+  /** Opening a directory needs read permission: from the cache when it says so, else the agent's verdict. */
+  async opendir(path: string, _flags: number, caller: FuseCaller): Promise<void> {
+    if (this.gate.cacheAnswers(path, caller, MAY_READ)) return;
+    await this.call('fs.access', { path, mode: MAY_READ }, caller);
+  }
+
   async readdir(path: string, caller: FuseCaller): Promise<string[]> {
     const cached = this.gate.cacheAnswers(path, caller, MAY_READ) ? this.cache.listing(path) : undefined;
     if (cached) return cached;
