@@ -62,6 +62,9 @@ export class SearchCache {
     } catch {
       return undefined;
     }
+    // A file where a directory should be: the operation answers ENOTDIR, as the kernel would
+    // before it asked for search permission on it.
+    if (!st.isDirectory()) return undefined;
     if (this.dirs.size >= MAX_DIRS) this.dirs.clear();
     const fresh = { mode: st.mode, uid: st.uid, gid: st.gid, acl: aclOf(this.readAcl, dir, st.mode), expires: now + DIR_MODES_TTL_MS };
     this.dirs.set(dir, fresh);
@@ -126,7 +129,7 @@ export class CallerAccess {
     for (let i = dirs.length - 1; i >= 0; i--) {
       const dir = dirs[i] as string;
       const modes = this.searched.get(dir, now);
-      if (!modes) return; // gone or not a directory: the operation itself reports that
+      if (!modes) return; // gone or not a directory: the operation itself reports ENOENT or ENOTDIR
       if (!permitsWithAcl(caller, modes, modes.acl, MAY_EXEC)) throw this.denied(dir, what);
     }
   }
