@@ -200,12 +200,13 @@ export class AttrCache {
     return this.dirModes.get(dir);
   }
 
-  /** The agent refused a caller below these directories: what we knew of their modes may be old. */
+  /**
+   * The agent refused a caller below these directories: what we knew of their modes may be old.
+   * The root's stay (the kernel never asks for them again; the mount fetched them at start):
+   * stale, they only let the cache answer what it holds for a cache timeout anyway.
+   */
   forgetSearchModes(path: string): void {
-    for (let dir = path; ; dir = posix.dirname(dir)) {
-      this.dirModes.delete(dir);
-      if (dir === '/') return;
-    }
+    for (let dir = path; dir !== '/'; dir = posix.dirname(dir)) this.dirModes.delete(dir);
   }
 
   /** Forget what we know of `path` (its attributes changed in a way we cannot compute). */

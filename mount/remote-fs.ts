@@ -99,12 +99,7 @@ export class RemoteFs implements MountFs {
       return await this.client.call(op, args, { caller: this.gate.wire(caller) });
     } catch (err) {
       const path = (args as { path?: unknown }).path;
-      if (err instanceof SlaveError && err.errnoName === 'EACCES' && typeof path === 'string') {
-        this.cache.forgetSearchModes(path);
-        // The kernel never asks for the root again: ask for it now, without holding the caller up.
-        this.client.call('fs.getattr', { path: '/' }).then(({ attr }) => this.remember('/', attr),
-          (failure: unknown) => this.log.debug({ err: failure }, 'refreshing the root\'s attributes failed'));
-      }
+      if (err instanceof SlaveError && err.errnoName === 'EACCES' && typeof path === 'string') this.cache.forgetSearchModes(path);
       throw err;
     }
   }
