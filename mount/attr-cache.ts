@@ -18,6 +18,14 @@ interface Listing {
   expires: number;
 }
 
+/** What the cache keeps of a directory past its attributes' expiry. */
+export interface DirModes {
+  mode: number;
+  uid: number;
+  gid: number;
+  ino: number;
+}
+
 export interface CacheTimeouts {
   attrTtlMs: number;
   entryTtlMs: number;
@@ -43,7 +51,7 @@ export class AttrCache {
    * timeout, are replaced whenever the directory's attributes arrive, and are dropped with the
    * directory, or when the agent refuses a caller (the modes may have changed on the slave).
    */
-  private readonly dirModes = new Map<string, { mode: number; uid: number; gid: number }>();
+  private readonly dirModes = new Map<string, DirModes>();
   /**
    * The names cached for each inode with several links (not directories): their attributes are
    * the inode's, so a change made through one name must not leave the others' stale. Entries may
@@ -72,7 +80,7 @@ export class AttrCache {
     if (this.ttl.attrTtlMs <= 0) return;
     if ((attr.mode & S_IFMT) === S_IFDIR) {
       if (this.dirModes.size >= MAX_ENTRIES) this.dirModes.clear();
-      this.dirModes.set(path, { mode: attr.mode, uid: attr.uid, gid: attr.gid });
+      this.dirModes.set(path, { mode: attr.mode, uid: attr.uid, gid: attr.gid, ino: attr.ino });
     }
     this.bound();
     this.entries.set(path, { attr, expires: Date.now() + this.ttl.attrTtlMs });
@@ -195,8 +203,8 @@ export class AttrCache {
     this.absentXattrs.delete(path);
   }
 
-  /** The last mode and owner seen of directory `dir`, for search checks. */
-  searchModes(dir: string): { mode: number; uid: number; gid: number } | undefined {
+  /** The last mode, owner and inode number seen of directory `dir`, for search checks and listings. */
+  searchModes(dir: string): DirModes | undefined {
     return this.dirModes.get(dir);
   }
 

@@ -41,6 +41,11 @@ function toFuseStat(attr: Attr) {
 
 type FuseStat = ReturnType<typeof toFuseStat>;
 
+/** The stat a directory entry needs: the rest is read by getattr, never from a listing. */
+function direntStat(mode: number, ino: number): FuseStat {
+  return { mode, uid: 0, gid: 0, size: 0, dev: 0, nlink: 1, ino, rdev: 0, blksize: 0, blocks: 0, atime: 0, mtime: 0, ctime: 0 };
+}
+
 /** fuse-native's native stat layout: 18 uint32s, 64-bit values split low/high. */
 function statArray(stat: FuseStat): Uint32Array {
   const ints = new Uint32Array(18);
@@ -237,7 +242,13 @@ export class FuseAdapter {
       statfs: (path: string, cb: Signal) =>
         this.run('statfs', cb, (who) => fs.statfs(path, who), (s) => [0, { ...s, favail: s.ffree, fsid: 0, flag: 0 }]),
       readdir: (path: string, cb: Signal) =>
-        this.run('readdir', cb, (who) => fs.readdir(path, who), (names) => [0, ['.', '..', ...names]]),
+        this.run('readdir', cb, (who) => fs.readdir(path, who), (names) => {
+          const inodes = fs.listingInodes?.(path, names);
+          if (!inodes) return [0, ['.', '..', ...names]];
+          // With use_ino, libfuse takes d_ino and d_type from these (only st_ino and st_mode count).
+          const stats = [inodes.dot, inodes.dotDot, ...inodes.entries].map(({ mode, ino }) => direntStat(mode, ino));
+          return [0, ['.', '..', ...names], stats];
+        }),
       open: (path: string, flags: number, cb: Signal) =>
         this.run('open', cb, (who) => fs.open(path, flags, who), (fh) => [0, fh]),
       ...(fs.opendir ? {

@@ -11,11 +11,24 @@ import type { FuseCaller } from './callers.js';
 
 export type Statfs = OpReply<'fs.statfs'>;
 
+/** Mode and inode number of '.', '..' and each entry of a listing, in its order. */
+export interface ListingInodes {
+  dot: { mode: number; ino: number };
+  dotDot: { mode: number; ino: number };
+  entries: { mode: number; ino: number }[];
+}
+
 export interface MountFs {
   getattr(path: string, caller: FuseCaller): Promise<Attr>;
   fgetattr(path: string | null, fh: number, caller: FuseCaller): Promise<Attr>;
   access(path: string, mode: number, caller: FuseCaller): Promise<void>;
   statfs(path: string, caller: FuseCaller): Promise<Statfs>;
+  /**
+   * The inode numbers and types of a listing `readdir` just gave, where the filesystem knows them
+   * all (else undefined): the kernel then hands programs the slave's inode numbers in d_ino, as
+   * `stat` reports them, and each entry's type in d_type.
+   */
+  listingInodes?(path: string, names: string[]): ListingInodes | undefined;
   /** Names in the directory, without '.' and '..'. */
   readdir(path: string, caller: FuseCaller): Promise<string[]>;
   open(path: string, flags: number, caller: FuseCaller): Promise<number>;

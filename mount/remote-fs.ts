@@ -12,7 +12,7 @@ import {
 import type { AgentClient } from '../transport/agent-client.js';
 import type { AttrCache } from './attr-cache.js';
 import type { SymlinkMode } from './mount-options.js';
-import type { MountFs, Statfs } from './mount-fs.js';
+import type { ListingInodes, MountFs, Statfs } from './mount-fs.js';
 import { OpenFiles, type OpenFile } from './open-files.js';
 import { ReadAhead } from './read-ahead.js';
 import { sendByHandle, type Reopened } from './agent-handles.js';
@@ -281,6 +281,19 @@ export class RemoteFs implements MountFs {
 
   async statfs(path: string, caller: FuseCaller): Promise<Statfs> {
     return this.call('fs.statfs', { path }, caller);
+  }
+
+  listingInodes(path: string, names: string[]): ListingInodes | undefined {
+    const dot = this.cache.searchModes(path);
+    const dotDot = this.cache.searchModes(posix.dirname(path));
+    if (!dot || !dotDot) return undefined;
+    const entries: ListingInodes['entries'] = [];
+    for (const name of names) {
+      const attr = this.cache.lookup(path === '/' ? `/${name}` : `${path}/${name}`);
+      if (!attr) return undefined;
+      entries.push(attr);
+    }
+    return { dot, dotDot, entries };
   }
 
   /** Opening a directory needs read permission: from the cache when it says so, else the agent's verdict. */
