@@ -29,7 +29,9 @@ export class CallerGate {
     if (caller.uid === 0) return true;
     const who = this.wire(caller);
     if (want !== 0) {
-      const self = this.cache.lookup(path);
+      // Only directories are asked this of (opendir, readdir): by the last modes seen of them,
+      // as for the directories above, not by attributes that every change in them expires.
+      const self = this.cache.searchModes(path);
       if (!self || !permits(who, self, want)) return false;
     }
     for (let dir = posix.dirname(path); ; dir = posix.dirname(dir)) {
