@@ -1,8 +1,8 @@
 /**
- * The serving side of the fuse-native floor, a process of its own as `splitbrain mount -f` is (a
+ * The serving side of the FUSE floor, a process of its own as `splitbrain mount -f` is (a
  * FUSE server must never share a process with a program doing synchronous I/O on its mount):
  * `node fuse-floor-server.js <mount-path> [<mount -o options>]`. Serves a NullFs through
- * splitbrain's FuseAdapter with the libfuse options `splitbrain mount -o <options>` would use,
+ * splitbrain's FuseAdapter with the kernel options and timeouts `splitbrain mount -o <options>` would use,
  * reports its start as cli/start-report.ts describes, and unmounts on SIGTERM or SIGINT.
  */
 import { pino } from 'pino';
@@ -24,8 +24,10 @@ const log = pino({ level: 'warn' });
 const nullFs = new NullFs();
 let adapter: FuseAdapter;
 try {
-  const { fuseOptions } = parseMountOptions(options ? [options] : [], FSNAME_ID);
-  adapter = new FuseAdapter(nullFs, { mountPath, fuseOptions }, log);
+  const tuning = parseMountOptions(options ? [options] : [], FSNAME_ID);
+  adapter = new FuseAdapter(nullFs, {
+    mountPath, kernelOptions: tuning.kernelOptions, timeouts: tuning.kernel, directIo: false, kernelChecks: tuning.kernelChecks,
+  }, log);
   await adapter.mount();
 } catch (err) {
   reportStart(err as Error);
@@ -33,7 +35,7 @@ try {
 }
 reportStart();
 
-// fuse-native keeps the process running until we unmount.
+// The mount keeps the process running until we unmount.
 const stop = () => {
   void adapter.unmount()
     .catch((err: unknown) => log.warn({ err }, 'unmount reported an error'))

@@ -1,10 +1,10 @@
 /**
- * The fuse-native floor's filesystem: one root directory of files whose bytes are never kept.
+ * The FUSE floor's filesystem: one root directory of files whose bytes are never kept.
  * Writes are dropped (only the size is kept, so stat is right), reads return zeros up to the
- * size. What a workload on it still pays is the kernel, libfuse, fuse-native and our adapter:
+ * size. What a workload on it still pays is the kernel, libfuse, our binding and adapter:
  * splitbrain's mount minus the protocol, the bus and the slave's disk.
  */
-import type { MountFs, Statfs } from '../mount/mount-fs.js';
+import type { DirEntry, MountFs, Statfs } from '../mount/mount-fs.js';
 import { S_IFDIR, S_IFREG, SlaveError, type Attr } from '../protocol/index.js';
 
 interface NullFile {
@@ -109,20 +109,20 @@ export class NullFs implements MountFs {
     };
   }
 
-  async readdir(path: string): Promise<string[]> {
+  async readdir(path: string): Promise<DirEntry[]> {
     if (path !== '/') throw new SlaveError(this.files.has(path.slice(1)) ? 'ENOTDIR' : 'ENOENT', `${path}: not a directory`);
-    return [...this.files.keys()];
+    return [...this.files].map(([name, file]) => ({ name, attr: this.attr(file) }));
   }
 
   async open(path: string): Promise<number> {
     return this.openHandle(this.file(path));
   }
 
-  async create(path: string): Promise<number> {
+  async create(path: string): Promise<{ fh: number; attr: Attr }> {
     const now = Date.now();
     const file: NullFile = { ino: this.nextIno++, size: 0, mtimeMs: now, ctimeMs: now };
     this.files.set(this.nameOf(path), file);
-    return this.openHandle(file);
+    return { fh: this.openHandle(file), attr: this.attr(file) };
   }
 
   async read(_path: string | null, fh: number, target: Buffer, length: number, offset: number): Promise<number> {
@@ -181,15 +181,15 @@ export class NullFs implements MountFs {
   }
 
   async rename(): Promise<void> { unsupported('rename'); }
-  async link(): Promise<void> { unsupported('link'); }
-  async symlink(): Promise<void> { unsupported('symlink'); }
+  async link(): Promise<Attr> { unsupported('link'); }
+  async symlink(): Promise<Attr> { unsupported('symlink'); }
   async readlink(): Promise<string> { unsupported('readlink'); }
-  async mkdir(): Promise<void> { unsupported('mkdir'); }
+  async mkdir(): Promise<Attr> { unsupported('mkdir'); }
   async rmdir(): Promise<void> { unsupported('rmdir'); }
   async chmod(): Promise<void> { unsupported('chmod'); }
   async chown(): Promise<void> { unsupported('chown'); }
   async utimens(): Promise<void> { unsupported('utimens'); }
-  async mknod(): Promise<void> { unsupported('mknod'); }
+  async mknod(): Promise<Attr> { unsupported('mknod'); }
   async setxattr(): Promise<void> { unsupported('setxattr'); }
   async removexattr(): Promise<void> { unsupported('removexattr'); }
 }

@@ -11,7 +11,7 @@ import { HandleIds, SlaveError, attrFromWire, type Attr, type OpReply, type OpRe
 import type { AgentClient } from '../transport/agent-client.js';
 import { sendByHandle, type AgentHandle, type Reopened } from './agent-handles.js';
 import { CallerGroups, type FuseCaller } from './callers.js';
-import type { MountFs, Statfs } from './mount-fs.js';
+import type { DirEntry, MountFs, Statfs } from './mount-fs.js';
 
 /**
  * How long one blocking read waits on the agent before asking again: requests stay bounded,
@@ -103,8 +103,8 @@ export class DeviceFs implements MountFs {
     return { bsize: 4096, frsize: 4096, blocks: 0, bfree: 0, bavail: 0, files: 0, ffree: 0, namemax: 255 };
   }
 
-  async readdir(path: string): Promise<string[]> {
-    return (await this.client.call('dev.readdir', { path })).entries.map(([name]) => name);
+  async readdir(path: string): Promise<DirEntry[]> {
+    return (await this.client.call('dev.readdir', { path })).entries.map(([name, wire]) => ({ name, attr: wire ? attrFromWire(wire) : null }));
   }
 
   /** The agent decides, by --dev-allow and the device's own modes and groups for `caller`. */
@@ -169,17 +169,17 @@ export class DeviceFs implements MountFs {
     return [];
   }
 
-  async create(path: string): Promise<number> { refuse(`create ${path}`); }
+  async create(path: string): Promise<{ fh: number; attr: Attr }> { refuse(`create ${path}`); }
   async unlink(path: string): Promise<void> { refuse(`unlink ${path}`); }
   async rename(from: string): Promise<void> { refuse(`rename ${from}`); }
-  async link(_existing: string, path: string): Promise<void> { refuse(`link ${path}`); }
-  async symlink(_target: string, path: string): Promise<void> { refuse(`symlink ${path}`); }
-  async mkdir(path: string): Promise<void> { refuse(`mkdir ${path}`); }
+  async link(_existing: string, path: string): Promise<Attr> { refuse(`link ${path}`); }
+  async symlink(_target: string, path: string): Promise<Attr> { refuse(`symlink ${path}`); }
+  async mkdir(path: string): Promise<Attr> { refuse(`mkdir ${path}`); }
   async rmdir(path: string): Promise<void> { refuse(`rmdir ${path}`); }
   async chmod(path: string): Promise<void> { refuse(`chmod ${path}`); }
   async chown(path: string): Promise<void> { refuse(`chown ${path}`); }
   async utimens(path: string, _atime: TimeSpec, _mtime: TimeSpec): Promise<void> { refuse(`utimens ${path}`); }
-  async mknod(path: string): Promise<void> { refuse(`mknod ${path}`); }
+  async mknod(path: string): Promise<Attr> { refuse(`mknod ${path}`); }
   async setxattr(path: string): Promise<void> { refuse(`setxattr ${path}`); }
   async removexattr(path: string): Promise<void> { refuse(`removexattr ${path}`); }
 }

@@ -1,309 +1,487 @@
 /**
- * The only importer of fuse-native: turns kernel operations into MountFs calls and their
- * outcomes into what fuse-native expects (negative errno numbers, stat objects).
+ * The only importer of the FUSE binding (mount/native/): turns the kernel's node-based requests
+ * into MountFs calls by path, answers with what the kernel may cache and for how long, and
+ * sends it invalidations when the slave changes.
  *
- * fuse-native 2.2.6 is used with a small patch (mount/patches/, applied and built by
- * scripts/patch-deps.sh) that
- *  - fixes utimens (it passed atime as mtime) and passes UTIME_NOW/UTIME_OMIT through;
- *  - sets flag_utime_omit_ok, without which libfuse 2 drops a utimens that sets only one time
- *    (touch -m; tar restores every mtime that way);
- *  - passes create()'s open flags;
- *  - sets flag_nullpath_ok and hands JS a null path, so reads and writes on a file unlinked
- *    while open keep working after its directory is gone;
- *  - records every operation's caller (uid, gid, pid), which `fuse_native_current_caller` gives
- *    JS while that operation is being dispatched (fuse-native's own API never says who asks);
- *  - answers root's opendir in C, so that only other callers' opens of a directory reach JS.
+ * The kernel keeps names, attributes and "no such name" answers for the timeouts given here
+ * (`-o entry_timeout`, ...), so most stat calls never leave it. What keeps those answers true:
+ * the kernel applies the mount's own changes itself, and everything else (a change on the slave,
+ * a bridged command, a restarted agent) reaches it through invalidate*().
  */
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import Fuse from 'fuse-native';
 import type { Logger } from 'pino';
-import { errnoName, errnoNumber, errnoOf, type Attr, type TimeSpec } from '../protocol/index.js';
+import { errnoNumber, errnoOf, SlaveError, type Attr, type TimeSpec } from '../protocol/index.js';
 import type { FuseCaller } from './callers.js';
-import type { MountFs } from './mount-fs.js';
+import type { DirEntry, MountFs } from './mount-fs.js';
+import {
+  ATTR_SLOTS, Op, OpenFlag, SetAttr, fuseBinding, type FuseBinding, type MountHandle, type OpCode, type RequestHandle,
+} from './native/binding.js';
+import { NodeTable, type FsNode } from './node-table.js';
 
-type Signal = (result: number, ...values: unknown[]) => void;
-type NativeCallback = (...args: unknown[]) => void;
-
-const U32_MAX = 0xffffffff;
-
-/** fuse-native's stat object (times in milliseconds). */
-function toFuseStat(attr: Attr) {
-  return {
-    mode: attr.mode, uid: attr.uid, gid: attr.gid, size: attr.size, dev: 0, nlink: attr.nlink,
-    ino: attr.ino, rdev: attr.rdev, blksize: attr.blksize, blocks: attr.blocks,
-    // Whole milliseconds: fuse-native carries no finer time, and truncating would drift by one.
-    atime: Math.max(0, Math.round(attr.atimeMs)), mtime: Math.max(0, Math.round(attr.mtimeMs)),
-    ctime: Math.max(0, Math.round(attr.ctimeMs)),
-  };
-}
-
-type FuseStat = ReturnType<typeof toFuseStat>;
-
-/** The stat a directory entry needs: the rest is read by getattr, never from a listing. */
-function direntStat(mode: number, ino: number): FuseStat {
-  return { mode, uid: 0, gid: 0, size: 0, dev: 0, nlink: 1, ino, rdev: 0, blksize: 0, blocks: 0, atime: 0, mtime: 0, ctime: 0 };
-}
-
-/** fuse-native's native stat layout: 18 uint32s, 64-bit values split low/high. */
-function statArray(stat: FuseStat): Uint32Array {
-  const ints = new Uint32Array(18);
-  const put64 = (at: number, value: number) => {
-    ints[at] = value % 0x100000000;
-    ints[at + 1] = Math.floor(value / 0x100000000);
-  };
-  ints[0] = stat.mode;
-  ints[1] = stat.uid;
-  ints[2] = stat.gid;
-  put64(3, stat.size);
-  ints[5] = stat.dev;
-  ints[6] = stat.nlink;
-  ints[7] = stat.ino;
-  ints[8] = stat.rdev;
-  ints[9] = stat.blksize;
-  put64(10, stat.blocks);
-  put64(12, stat.atime);
-  put64(14, stat.mtime);
-  put64(16, stat.ctime);
-  return ints;
-}
-
-const ERANGE = errnoNumber('ERANGE');
-
-/** xattr results: the size when asked for it (empty target), ERANGE when it does not fit. */
-function fitInto(result: number, value: Buffer | undefined, target: Buffer): number {
-  if (result !== 0 || value === undefined) return result;
-  if (target.length === 0) return value.length;
-  if (value.length > target.length) return -ERANGE;
-  value.copy(target);
-  return value.length;
-}
-
-/** The patched binding sends UTIME_OMIT as all ones and UTIME_NOW as all ones but the lowest bit. */
-function timeSpec(low: number, high: number): TimeSpec {
-  if (high === U32_MAX && low === U32_MAX) return 'omit';
-  if (high === U32_MAX && low === U32_MAX - 1) return 'now';
-  return low + high * 0x100000000;
+/** Seconds the kernel may keep an answer. */
+export interface KernelTimeouts {
+  entry: number;
+  attr: number;
+  negative: number;
 }
 
 export interface FuseMountOptions {
   mountPath: string;
-  /** libfuse -o options, already validated (e.g. 'big_writes', 'attr_timeout=1'). */
-  fuseOptions: string[];
+  /** Mount options for the kernel (allow_other, ro, fsname=...), already validated. */
+  kernelOptions: string[];
+  timeouts: KernelTimeouts;
+  /** No page cache: reads and writes go to the filesystem as made (devices). */
+  directIo: boolean;
+  /** The kernel checks permissions (and POSIX ACLs) itself: allow_other mounts. */
+  kernelChecks: boolean;
 }
 
-/** fuse-native with our option string and the patched native signatures. */
-class SplitbrainFuse extends Fuse {
-  constructor(mnt: string, ops: Record<string, NativeCallback>, private readonly optionList: string[]) {
-    // fuse-native's own timeout answers ETIMEDOUT after 15 s; RemoteFs has its own deadline.
-    super(mnt, ops, { timeout: false });
-  }
+const UNCHANGED_ID = 0xffffffff;
+const ENOENT = errnoNumber('ENOENT');
+const ERANGE = errnoNumber('ERANGE');
+const EINVAL = errnoNumber('EINVAL');
+const EIO = errnoNumber('EIO');
+/** The largest read or write the kernel sends (libfuse 3 raises max_pages to fit it). */
+const MAX_TRANSFER = 1 << 20;
 
-  // fuse-native's option builder has no big_writes, max_write, hard_remove or use_ino.
-  protected override _fuseOptions(): string {
-    return `-o${this.optionList.join(',')}`;
-  }
+/** Attributes in the binding's layout. */
+function packAttr(attr: Attr, into = new Float64Array(ATTR_SLOTS), at = 0): Float64Array {
+  into[at] = attr.ino;
+  into[at + 1] = attr.mode;
+  into[at + 2] = attr.nlink;
+  into[at + 3] = attr.uid;
+  into[at + 4] = attr.gid;
+  into[at + 5] = attr.rdev;
+  into[at + 6] = attr.size;
+  into[at + 7] = attr.blocks;
+  into[at + 8] = attr.blksize;
+  packTime(into, at + 9, attr.atimeMs);
+  packTime(into, at + 11, attr.mtimeMs);
+  packTime(into, at + 13, attr.ctimeMs);
+  return into;
+}
 
-  // fuse-native routes fgetattr to getattr and drops the handle; we need the handle. Its
-  // native side takes the stat as the Uint32Array that fuse-native's getattr path builds.
-  _op_fgetattr(signal: Signal, path: string | null, fh: number): void {
-    this.ops.fgetattr(path, fh, (result: number, stat?: FuseStat) => {
-      if (result !== 0 || !stat) signal(result);
-      else signal(0, statArray(stat));
-    });
-  }
+function packTime(into: Float64Array, at: number, ms: number): void {
+  const sec = Math.floor(ms / 1000);
+  into[at] = sec;
+  into[at + 1] = Math.min(999_999_999, Math.max(0, Math.round((ms - sec * 1000) * 1e6)));
+}
 
-  // fuse-native's own wrapper takes the handle for the flags; only other callers than root get
-  // here (our patch answers root's opens in C).
-  _op_opendir(signal: Signal, path: string, _fh: number, flags: number): void {
-    this.ops.opendir(path, flags, signal);
-  }
+/** A setattr's time: now, unchanged, or seconds and nanoseconds given. */
+function timeSpec(toSet: number, given: number, now: number, sec: number, nsec: number): TimeSpec {
+  if (toSet & now) return 'now';
+  if (!(toSet & given)) return 'omit';
+  return sec * 1000 + nsec / 1e6;
+}
 
-  _op_create(signal: Signal, path: string, mode: number, flags: number): void {
-    this.ops.create(path, mode, flags, signal);
-  }
+/** Names cross the kernel boundary as bytes. */
+function nameOf(bytes: Buffer): string {
+  return bytes.toString('utf8');
+}
 
-  // fuse-native neither tells getxattr and listxattr how large the caller's buffer is nor
-  // answers ERANGE when the value does not fit; these wrappers do both.
-  _op_getxattr(signal: Signal, path: string, name: string, target: Buffer): void {
-    this.ops.getxattr(path, name, (result: number, value?: Buffer) => {
-      signal(fitInto(result, value, target), target.buffer);
-    });
-  }
+function nameBytes(name: string): Buffer {
+  return Buffer.from(name, 'utf8');
+}
 
-  _op_listxattr(signal: Signal, path: string, target: Buffer): void {
-    this.ops.listxattr(path, (result: number, names?: string[]) => {
-      const list = names ? Buffer.from(names.map((n) => `${n}\0`).join('')) : undefined;
-      signal(fitInto(result, list, target), target.buffer);
-    });
-  }
+function joinPath(parent: string, name: string): string {
+  return parent === '/' ? `/${name}` : `${parent}/${name}`;
+}
 
-  _op_utimens(signal: Signal, path: string, aLow: number, aHigh: number, mLow: number, mHigh: number): void {
-    this.ops.utimens(path, timeSpec(aLow, aHigh), timeSpec(mLow, mHigh), signal);
-  }
-
-  _op_read(signal: Signal, path: string | null, fh: number, buf: Buffer, len: number, offLow: number, offHigh: number): void {
-    // As fuse-native's own: the result (bytes or -errno), a count it ignores, the buffer to detach.
-    this.ops.read(path, fh, buf, len, offHigh * 4294967296 + offLow, (result: number) => {
-      signal(result, 0, buf.buffer);
-    });
+class NoSuchNode extends SlaveError {
+  constructor(what: string) {
+    super('ENOENT', `${what} is no longer known`);
   }
 }
 
-interface PatchedBinding {
-  fuse_native_current_caller(ids: Buffer): void;
-}
-
-/**
- * Our build of fuse-native (the same file its index.js loads, so the same module). Without it,
- * node-gyp-build would silently load fuse-native's unpatched prebuilt binary and utimens would
- * set mtime to atime, and nobody would know who asks: refuse instead.
- */
-function patchedBinding(): PatchedBinding {
-  const require = createRequire(import.meta.url);
-  const built = join(dirname(require.resolve('fuse-native')), 'build', 'Release', 'fuse.node');
-  const binding = existsSync(built) ? require(built) as Partial<PatchedBinding> : {};
-  if (typeof binding.fuse_native_current_caller !== 'function') {
-    throw new Error('fuse-native was not built with splitbrain\'s patch: run scripts/setup.sh');
-  }
-  return binding as PatchedBinding;
+interface OpenDir {
+  node: FsNode;
+  entries?: DirEntry[];
 }
 
 export class FuseAdapter {
-  private readonly fuse: SplitbrainFuse;
-  private readonly binding: PatchedBinding;
-  private readonly ids = Buffer.alloc(12);
-  private readonly idWords = new Uint32Array(this.ids.buffer, this.ids.byteOffset, 3);
+  private readonly binding: FuseBinding;
+  private readonly nodes = new NodeTable();
+  private readonly dirs = new Map<number, OpenDir>();
+  private nextDir = 1;
+  private mounted?: MountHandle;
+  private ended?: () => void;
+  private readonly endedPromise = new Promise<void>((resolve) => { this.ended = resolve; });
+  private readonly fences = new Map<number, () => void>();
+  private nextFence = 1;
+  private timeouts: KernelTimeouts;
 
-  constructor(private readonly fs: MountFs, options: FuseMountOptions, private readonly log: Logger) {
-    this.binding = patchedBinding();
-    this.fuse = new SplitbrainFuse(options.mountPath, this.operations(), options.fuseOptions);
+  constructor(private readonly fs: MountFs, private readonly options: FuseMountOptions, private readonly log: Logger) {
+    this.binding = fuseBinding();
+    this.timeouts = options.timeouts;
   }
 
-  /** Who the operation being dispatched is for: valid only before the dispatch returns. */
-  private caller(): FuseCaller {
-    this.binding.fuse_native_current_caller(this.ids);
-    return { uid: this.idWords[0] as number, gid: this.idWords[1] as number, pid: this.idWords[2] as number };
+  /** New answers are cached this long (the feed of slave changes came or went). */
+  setTimeouts(timeouts: KernelTimeouts): void {
+    this.timeouts = timeouts;
   }
 
-  mount(): Promise<void> {
-    return new Promise((resolve, reject) => this.fuse.mount((err) => (err ? reject(err) : resolve())));
+  get knownNodes(): number {
+    return this.nodes.size;
   }
 
-  unmount(): Promise<void> {
-    return new Promise((resolve, reject) => this.fuse.unmount((err) => (err ? reject(err) : resolve())));
-  }
-
-  /** Negative errno for fuse-native; errors without one are logged and become EIO. */
-  private failure(op: string, err: unknown): number {
-    const name = errnoOf(err);
-    if (!name) this.log.error({ err, op }, 'operation failed without an errno: answering EIO');
-    else if (this.log.isLevelEnabled('debug')) this.log.debug({ op, errno: name, msg: (err as Error).message }, 'operation failed');
-    return -errnoNumber(name ?? 'EIO');
-  }
-
-  /**
-   * Runs `work` for the operation's caller (read here: fuse-native dispatches one operation at a
-   * time and calls us synchronously); `ok` turns its value into fuse-native's callback arguments.
-   */
-  private run<T>(op: string, cb: Signal, work: (caller: FuseCaller) => Promise<T>, ok: (value: T) => unknown[]): void {
-    const caller = this.caller();
-    const started = this.log.isLevelEnabled('debug') ? process.hrtime.bigint() : undefined;
-    const trace = (errno: string) => {
-      if (started === undefined) return;
-      this.log.debug({ op, errno, micros: Number(process.hrtime.bigint() - started) / 1000 }, 'fuse op');
-    };
-    work(caller).then(
-      (value) => {
-        trace('OK');
-        const [result, ...rest] = ok(value);
-        cb(result as number, ...rest);
-      },
-      (err: unknown) => {
-        const result = this.failure(op, err);
-        trace(errnoName(result));
-        cb(result);
-      },
+  async mount(): Promise<void> {
+    this.mounted = this.binding.mount(
+      this.options.mountPath, this.options.kernelOptions.join(','),
+      { posixAcl: this.options.kernelChecks, writeback: false, maxWrite: MAX_TRANSFER },
+      (...args) => this.dispatch(...args),
+      (id) => { this.fences.get(id)?.(); this.fences.delete(id); },
     );
   }
 
-  private operations(): Record<string, NativeCallback> {
-    const fs = this.fs;
-    const done = (): unknown[] => [0];
-    const ops = {
-      init: (cb: Signal) => cb(0),
-      getattr: (path: string, cb: Signal) =>
-        this.run('getattr', cb, (who) => fs.getattr(path, who), (a) => [0, toFuseStat(a)]),
-      fgetattr: (path: string | null, fh: number, cb: Signal) =>
-        this.run('fgetattr', cb, (who) => fs.fgetattr(path, fh, who), (a) => [0, toFuseStat(a)]),
-      access: (path: string, mode: number, cb: Signal) =>
-        this.run('access', cb, (who) => fs.access(path, mode, who), done),
-      statfs: (path: string, cb: Signal) =>
-        this.run('statfs', cb, (who) => fs.statfs(path, who), (s) => [0, { ...s, favail: s.ffree, fsid: 0, flag: 0 }]),
-      readdir: (path: string, cb: Signal) =>
-        this.run('readdir', cb, (who) => fs.readdir(path, who), (names) => {
-          const inodes = fs.listingInodes?.(path, names);
-          if (!inodes) return [0, ['.', '..', ...names]];
-          // With use_ino, libfuse takes d_ino and d_type from these (only st_ino and st_mode count).
-          const stats = [inodes.dot, inodes.dotDot, ...inodes.entries].map(({ mode, ino }) => direntStat(mode, ino));
-          return [0, ['.', '..', ...names], stats];
-        }),
-      open: (path: string, flags: number, cb: Signal) =>
-        this.run('open', cb, (who) => fs.open(path, flags, who), (fh) => [0, fh]),
-      ...(fs.opendir ? {
-        opendir: (path: string, flags: number, cb: Signal) =>
-          this.run('opendir', cb, (who) => (fs.opendir as NonNullable<MountFs['opendir']>)(path, flags, who), () => [0, 0]),
-      } : {}),
-      create: (path: string, mode: number, flags: number, cb: Signal) =>
-        this.run('create', cb, (who) => fs.create(path, flags, mode, who), (fh) => [0, fh]),
-      read: (path: string | null, fh: number, buf: Buffer, len: number, pos: number, cb: Signal) =>
-        this.run('read', cb, (who) => fs.read(path, fh, buf, len, pos, who), (n) => [n]),
-      write: (path: string | null, fh: number, buf: Buffer, len: number, pos: number, cb: Signal) =>
-        this.run('write', cb, (who) => fs.write(path, fh, buf, len, pos, who), (n) => [n]),
-      flush: (path: string | null, fh: number, cb: Signal) =>
-        this.run('flush', cb, (who) => fs.flush(path, fh, who), done),
-      fsync: (path: string | null, datasync: number, fh: number, cb: Signal) =>
-        this.run('fsync', cb, (who) => fs.fsync(path, fh, datasync !== 0, who), done),
-      release: (path: string | null, fh: number, cb: Signal) =>
-        this.run('release', cb, (who) => fs.release(path, fh, who), done),
-      truncate: (path: string, size: number, cb: Signal) =>
-        this.run('truncate', cb, (who) => fs.truncate(path, size, who), done),
-      ftruncate: (path: string | null, fh: number, size: number, cb: Signal) =>
-        this.run('ftruncate', cb, (who) => fs.ftruncate(path, fh, size, who), done),
-      unlink: (path: string, cb: Signal) => this.run('unlink', cb, (who) => fs.unlink(path, who), done),
-      rename: (from: string, to: string, cb: Signal) => this.run('rename', cb, (who) => fs.rename(from, to, who), done),
-      // fuse-native passes (target, linkpath) for symlink and (existing, newpath) for link.
-      link: (existing: string, path: string, cb: Signal) =>
-        this.run('link', cb, (who) => fs.link(existing, path, who), done),
-      symlink: (target: string, path: string, cb: Signal) =>
-        this.run('symlink', cb, (who) => fs.symlink(target, path, who), done),
-      readlink: (path: string, cb: Signal) =>
-        this.run('readlink', cb, (who) => fs.readlink(path, who), (target) => [0, target]),
-      mkdir: (path: string, mode: number, cb: Signal) => this.run('mkdir', cb, (who) => fs.mkdir(path, mode, who), done),
-      rmdir: (path: string, cb: Signal) => this.run('rmdir', cb, (who) => fs.rmdir(path, who), done),
-      chmod: (path: string, mode: number, cb: Signal) => this.run('chmod', cb, (who) => fs.chmod(path, mode, who), done),
-      chown: (path: string, uid: number, gid: number, cb: Signal) =>
-        this.run('chown', cb, (who) => fs.chown(path, uid, gid, who), done),
-      utimens: (path: string, atime: TimeSpec, mtime: TimeSpec, cb: Signal) =>
-        this.run('utimens', cb, (who) => fs.utimens(path, atime, mtime, who), done),
-      mknod: (path: string, mode: number, rdev: number, cb: Signal) =>
-        this.run('mknod', cb, (who) => fs.mknod(path, mode, rdev, who), done),
-      getxattr: (path: string, name: string, cb: Signal) =>
-        this.run('getxattr', cb, (who) => fs.getxattr(path, name, who), (value) => [0, value]),
-      listxattr: (path: string, cb: Signal) =>
-        this.run('listxattr', cb, (who) => fs.listxattr(path, who), (names) => [0, names]),
-      // fuse-native's own wrapper passes (path, name, value, position, flags, cb).
-      setxattr: (path: string, name: string, value: Buffer, _position: number, flags: number, cb: Signal) =>
-        this.run('setxattr', cb, (who) => fs.setxattr(path, name, value, flags, who), done),
-      removexattr: (path: string, name: string, cb: Signal) =>
-        this.run('removexattr', cb, (who) => fs.removexattr(path, name, who), done),
-    };
-    return ops as unknown as Record<string, NativeCallback>;
+  /** Detaches the mount; resolves when the kernel has let go (bounded: it may keep open files). */
+  async unmount(): Promise<void> {
+    if (!this.mounted) return;
+    this.binding.unmount(this.mounted);
+    const bound = new Promise<void>((resolve) => setTimeout(resolve, 2000).unref());
+    await Promise.race([this.endedPromise, bound]);
+    // Still held (a process has files open on it): serve what comes, without keeping Node up.
+    if (this.mounted) this.binding.ref(this.mounted, false);
   }
-}
 
-/** Detaches whatever is mounted at `mountPath` (lazily, as `fusermount -uz` does). */
-export function forceUnmount(mountPath: string): Promise<void> {
-  return new Promise((resolve, reject) => Fuse.unmount(mountPath, (err) => (err ? reject(err) : resolve())));
+  /** The slave changed `name` in directory `dirPath` (null: anything in it). */
+  invalidate(dirPath: string, name: string | null, entry: boolean): void {
+    const mount = this.mounted;
+    if (!mount) return;
+    const dir = this.nodes.find(dirPath);
+    if (!dir) return;
+    if (name === null) {
+      this.binding.invalInode(mount, dir.id, 0, 0);
+      for (const node of this.nodes.nodes()) {
+        for (const link of node.links) if (link.parent === dir) this.binding.invalEntry(mount, dir.id, nameBytes(link.name));
+      }
+      return;
+    }
+    const child = this.nodes.child(dir, name);
+    if (entry) {
+      this.binding.invalEntry(mount, dir.id, nameBytes(name));
+      this.binding.invalInode(mount, dir.id, 0, 0);
+    }
+    if (child) this.binding.invalInode(mount, child.id, 0, 0);
+  }
+
+  /** Everything the kernel holds of the slave may be stale: drop it all. */
+  invalidateAll(): void {
+    const mount = this.mounted;
+    if (!mount) return;
+    for (const node of this.nodes.nodes()) {
+      this.binding.invalInode(mount, node.id, 0, 0);
+      for (const link of node.links) this.binding.invalEntry(mount, link.parent.id, nameBytes(link.name));
+    }
+  }
+
+  /** Resolves once every invalidation asked for so far has reached the kernel. */
+  applied(): Promise<void> {
+    const mount = this.mounted;
+    if (!mount) return Promise.resolve();
+    const id = this.nextFence++;
+    return new Promise((resolve) => {
+      this.fences.set(id, resolve);
+      this.binding.fence(mount, id);
+    });
+  }
+
+  private node(id: number): FsNode {
+    const node = this.nodes.get(id);
+    if (!node) throw new NoSuchNode(`node ${id}`);
+    return node;
+  }
+
+  private pathOf(id: number): string {
+    const path = this.nodes.pathOf(this.node(id));
+    if (path === null) throw new NoSuchNode(`node ${id}'s name`);
+    return path;
+  }
+
+  private childPath(parentId: number, name: string): string {
+    return joinPath(this.pathOf(parentId), name);
+  }
+
+  /** Negative errno for logs; positive for the kernel. Errors without one are logged as EIO. */
+  private errno(op: string, err: unknown): number {
+    const name = errnoOf(err);
+    if (!name) this.log.error({ err, op }, 'operation failed without an errno: answering EIO');
+    else if (this.log.isLevelEnabled('debug')) this.log.debug({ op, errno: name, msg: (err as Error).message }, 'operation failed');
+    return name ? errnoNumber(name) : EIO;
+  }
+
+  /** Runs `work`, then answers with `reply`, or with the error's errno: exactly once. */
+  private run<T>(handle: RequestHandle, op: string, work: () => Promise<T>, reply: (value: T) => void): void {
+    const started = this.log.isLevelEnabled('debug') ? process.hrtime.bigint() : undefined;
+    work().then(
+      (value) => {
+        if (started !== undefined) this.log.debug({ op, micros: Number(process.hrtime.bigint() - started) / 1000 }, 'fuse op');
+        try {
+          reply(value);
+        } catch (err) {
+          // Only our own reply code can throw here, before the binding answered.
+          this.binding.replyErr(handle, this.errno(op, err));
+        }
+      },
+      (err: unknown) => this.binding.replyErr(handle, this.errno(op, err)),
+    );
+  }
+
+  private entry(handle: RequestHandle, parentId: number, name: string, attr: Attr): void {
+    const node = this.nodes.looked(this.node(parentId), name, attr);
+    this.binding.replyEntry(handle, node.id, packAttr(attr), this.timeouts.entry, this.timeouts.attr);
+  }
+
+  private dispatch(
+    handle: RequestHandle, op: OpCode, ino: number, uid: number, gid: number, pid: number,
+    a: number, b: number, c: number, rawName: Buffer | undefined, rawName2: Buffer | undefined,
+    data: Buffer | undefined, ino2: number, setattr: Float64Array | undefined,
+  ): void {
+    const who: FuseCaller = { uid, gid, pid };
+    const fs = this.fs;
+    const name = rawName ? nameOf(rawName) : '';
+    const done = () => this.binding.replyErr(handle, 0);
+    try {
+      switch (op) {
+        case Op.LOOKUP:
+          return this.lookup(handle, ino, name, who);
+        case Op.FORGET:
+          return this.nodes.forget(ino, a);
+        case Op.GETATTR:
+          return this.run(handle, 'getattr', () => this.getattr(ino, a, who), (attr) => {
+            this.binding.replyAttr(handle, packAttr(attr), this.timeouts.attr);
+          });
+        case Op.SETATTR:
+          return this.run(handle, 'setattr', () => this.setattr(ino, a, setattr ?? new Float64Array(9), who), (attr) => {
+            this.binding.replyAttr(handle, packAttr(attr), this.timeouts.attr);
+          });
+        case Op.READLINK:
+          return this.run(handle, 'readlink', () => fs.readlink(this.pathOf(ino), who), (target) => {
+            this.binding.replyReadlink(handle, nameBytes(target));
+          });
+        case Op.MKNOD:
+          return this.run(handle, 'mknod', () => fs.mknod(this.childPath(ino, name), a, b, who), (attr) => this.entry(handle, ino, name, attr));
+        case Op.MKDIR:
+          return this.run(handle, 'mkdir', () => fs.mkdir(this.childPath(ino, name), a, who), (attr) => this.entry(handle, ino, name, attr));
+        case Op.SYMLINK: {
+          const target = data ? nameOf(data) : '';
+          return this.run(handle, 'symlink', () => fs.symlink(target, this.childPath(ino, name), who), (attr) => this.entry(handle, ino, name, attr));
+        }
+        case Op.LINK:
+          return this.run(handle, 'link', () => fs.link(this.pathOf(ino), this.childPath(ino2, name), who), (attr) => {
+            const node = this.nodes.linked(this.node(ino), this.node(ino2), name, attr);
+            this.binding.replyEntry(handle, node.id, packAttr(attr), this.timeouts.entry, this.timeouts.attr);
+          });
+        case Op.UNLINK:
+          return this.run(handle, 'unlink', () => fs.unlink(this.childPath(ino, name), who), () => {
+            this.nodes.unlinkName(this.node(ino), name);
+            done();
+          });
+        case Op.RMDIR:
+          return this.run(handle, 'rmdir', () => fs.rmdir(this.childPath(ino, name), who), () => {
+            this.nodes.unlinkName(this.node(ino), name);
+            done();
+          });
+        case Op.RENAME: {
+          // renameat2's flags (RENAME_NOREPLACE, RENAME_EXCHANGE): not on the wire, as with ENOSYS.
+          if (a !== 0) return this.binding.replyErr(handle, EINVAL);
+          const newName = rawName2 ? nameOf(rawName2) : '';
+          return this.run(handle, 'rename', () => fs.rename(this.childPath(ino, name), this.childPath(ino2, newName), who), () => {
+            this.nodes.renamed(this.node(ino), name, this.node(ino2), newName);
+            done();
+          });
+        }
+        case Op.OPEN:
+          return this.run(handle, 'open', () => fs.open(this.pathOf(ino), a, who), (fh) => this.binding.replyOpen(handle, fh, this.openFlags()));
+        case Op.CREATE:
+          return this.run(handle, 'create', () => fs.create(this.childPath(ino, name), b, a, who), ({ fh, attr }) => {
+            const node = this.nodes.looked(this.node(ino), name, attr);
+            this.binding.replyCreate(handle, node.id, packAttr(attr), this.timeouts.entry, this.timeouts.attr, fh, this.openFlags());
+          });
+        case Op.READ: {
+          const target = Buffer.allocUnsafe(b);
+          return this.run(handle, 'read', () => fs.read(this.maybePath(ino), a, target, b, c, who), (n) => this.binding.replyBuf(handle, target, n));
+        }
+        case Op.WRITE: {
+          const bytes = data ?? Buffer.alloc(0);
+          return this.run(handle, 'write', () => fs.write(this.maybePath(ino), a, bytes, bytes.length, c, who), (n) => this.binding.replyWrite(handle, n));
+        }
+        case Op.FLUSH:
+          return this.run(handle, 'flush', () => fs.flush(this.maybePath(ino), a, who), done);
+        case Op.RELEASE:
+          return this.run(handle, 'release', () => fs.release(this.maybePath(ino), a, who), done);
+        case Op.FSYNC:
+          return this.run(handle, 'fsync', () => fs.fsync(this.maybePath(ino), a, b !== 0, who), done);
+        case Op.OPENDIR:
+          return this.run(handle, 'opendir', () => this.opendir(ino, a, who), (fh) => this.binding.replyOpen(handle, fh, 0));
+        case Op.READDIR:
+        case Op.READDIRPLUS:
+          return this.run(handle, 'readdir', () => this.listing(a, c, who), (entries) => this.replyDir(handle, op === Op.READDIRPLUS, a, b, c, entries));
+        case Op.RELEASEDIR:
+          this.dirs.delete(a);
+          return done();
+        case Op.STATFS:
+          return this.run(handle, 'statfs', () => fs.statfs(this.pathOf(ino), who), (s) => {
+            this.binding.replyStatfs(handle, Float64Array.of(s.bsize, s.frsize, s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.namemax));
+          });
+        case Op.ACCESS:
+          return this.run(handle, 'access', () => fs.access(this.pathOf(ino), a, who), done);
+        case Op.GETXATTR:
+          return this.run(handle, 'getxattr', () => fs.getxattr(this.pathOf(ino), name, who), (value) => this.replySized(handle, value, b));
+        case Op.LISTXATTR:
+          return this.run(handle, 'listxattr', () => fs.listxattr(this.pathOf(ino), who), (names) => {
+            this.replySized(handle, Buffer.from(names.map((n) => `${n}\0`).join('')), b);
+          });
+        case Op.SETXATTR: {
+          const value = data ?? Buffer.alloc(0);
+          return this.run(handle, 'setxattr', () => fs.setxattr(this.pathOf(ino), name, value, a, who), done);
+        }
+        case Op.REMOVEXATTR:
+          return this.run(handle, 'removexattr', () => fs.removexattr(this.pathOf(ino), name, who), done);
+        case Op.DESTROY:
+          return this.destroyed();
+        default:
+          return this.binding.replyErr(handle, errnoNumber('ENOSYS'));
+      }
+    } catch (err) {
+      // Thrown before any answer (a node the kernel named is unknown): answer it now.
+      if (op !== Op.FORGET && op !== Op.DESTROY) this.binding.replyErr(handle, this.errno(String(op), err));
+    }
+  }
+
+  /** A path for operations on an open file: null once its names are gone (it is reached by handle). */
+  private maybePath(id: number): string | null {
+    const node = this.nodes.get(id);
+    return node ? this.nodes.pathOf(node) : null;
+  }
+
+  private openFlags(): number {
+    return this.options.directIo ? OpenFlag.DIRECT_IO : 0;
+  }
+
+  private lookup(handle: RequestHandle, parentId: number, name: string, who: FuseCaller): void {
+    this.run(handle, 'lookup', async () => {
+      try {
+        return await this.fs.getattr(this.childPath(parentId, name), who);
+      } catch (err) {
+        if (errnoOf(err) === 'ENOENT' && !(err instanceof NoSuchNode)) return null;
+        throw err;
+      }
+    }, (attr) => {
+      if (attr) return this.entry(handle, parentId, name, attr);
+      if (this.timeouts.negative > 0) {
+        this.binding.replyEntry(handle, 0, new Float64Array(ATTR_SLOTS), this.timeouts.negative, 0);
+      } else {
+        this.binding.replyErr(handle, ENOENT);
+      }
+    });
+  }
+
+  private async getattr(id: number, fh: number, who: FuseCaller): Promise<Attr> {
+    const node = this.node(id);
+    const path = this.nodes.pathOf(node);
+    if (fh < 0 && path === null) throw new NoSuchNode(`node ${id}'s name`);
+    const attr = fh >= 0 ? await this.fs.fgetattr(path, fh, who) : await this.fs.getattr(path as string, who);
+    // The root is never looked up: its inode number ('.' in listings) comes from here.
+    if (node === this.nodes.root) node.ino = attr.ino;
+    return attr;
+  }
+
+  private async setattr(id: number, fh: number, s: Float64Array, who: FuseCaller): Promise<Attr> {
+    const path = this.nodes.pathOf(this.node(id));
+    const at = (i: number) => s[i] as number;
+    const toSet = at(8);
+    const needPath = (): string => {
+      if (path === null) throw new NoSuchNode(`node ${id}'s name`);
+      return path;
+    };
+    if (toSet & SetAttr.MODE) await this.fs.chmod(needPath(), at(0) & 0o7777, who);
+    if (toSet & (SetAttr.UID | SetAttr.GID)) {
+      await this.fs.chown(needPath(), toSet & SetAttr.UID ? at(1) : UNCHANGED_ID, toSet & SetAttr.GID ? at(2) : UNCHANGED_ID, who);
+    }
+    if (toSet & SetAttr.SIZE) {
+      if (fh >= 0) await this.fs.ftruncate(path, fh, at(3), who);
+      else await this.fs.truncate(needPath(), at(3), who);
+    }
+    if (toSet & (SetAttr.ATIME | SetAttr.MTIME | SetAttr.ATIME_NOW | SetAttr.MTIME_NOW)) {
+      const atime = timeSpec(toSet, SetAttr.ATIME, SetAttr.ATIME_NOW, at(4), at(5));
+      const mtime = timeSpec(toSet, SetAttr.MTIME, SetAttr.MTIME_NOW, at(6), at(7));
+      await this.fs.utimens(needPath(), atime, mtime, who);
+    }
+    return fh >= 0 ? this.fs.fgetattr(path, fh, who) : this.fs.getattr(needPath(), who);
+  }
+
+  private async opendir(id: number, flags: number, who: FuseCaller): Promise<number> {
+    const node = this.node(id);
+    // Where the kernel does not check permissions, the slave judges whether others may list.
+    if (who.uid !== 0 && !this.options.kernelChecks && this.fs.opendir) {
+      const path = this.nodes.pathOf(node);
+      if (path === null) throw new NoSuchNode(`node ${id}'s name`);
+      await this.fs.opendir(path, flags, who);
+    }
+    const fh = this.nextDir++;
+    this.dirs.set(fh, { node });
+    return fh;
+  }
+
+  /** The open directory's entries ('.' and '..' first); read again when read from the start. */
+  private async listing(fh: number, offset: number, who: FuseCaller): Promise<DirEntry[]> {
+    const dir = this.dirs.get(fh);
+    if (!dir) throw new SlaveError('EBADF', `directory handle ${fh} is not open`);
+    if (dir.entries && offset > 0) return dir.entries;
+    const path = this.nodes.pathOf(dir.node);
+    if (path === null) throw new NoSuchNode(`directory ${dir.node.id}'s name`);
+    const entries = await this.fs.readdir(path, who);
+    const parent = dir.node.links[0]?.parent ?? dir.node;
+    dir.entries = [
+      { name: '.', attr: null, ino: dir.node.ino },
+      { name: '..', attr: null, ino: parent.ino },
+      ...entries,
+    ];
+    return dir.entries;
+  }
+
+  private replyDir(handle: RequestHandle, plus: boolean, fh: number, size: number, offset: number, entries: DirEntry[]): void {
+    const dir = this.dirs.get(fh);
+    const slice = entries.slice(offset);
+    const names = slice.map((e) => nameBytes(e.name));
+    const attrs = new Float64Array(slice.length * ATTR_SLOTS);
+    const ids = new Float64Array(slice.length);
+    const offsets = new Float64Array(slice.length);
+    const fresh: FsNode[] = [];
+    slice.forEach((entry, i) => {
+      offsets[i] = offset + i + 1;
+      if (entry.attr) {
+        packAttr(entry.attr, attrs, i * ATTR_SLOTS);
+        if (plus && dir && entry.name !== '.' && entry.name !== '..') {
+          const node = this.nodes.looked(dir.node, entry.name, entry.attr, 0);
+          ids[i] = node.id;
+          fresh[i] = node;
+        }
+      } else {
+        // Without attributes the kernel learns only the type and inode number (d_type, d_ino).
+        attrs[i * ATTR_SLOTS] = entry.ino ?? 0;
+        attrs[i * ATTR_SLOTS + 1] = entry.name === '.' || entry.name === '..' ? 0o040000 : 0;
+      }
+    });
+    const added = this.binding.replyDir(handle, plus, size, names, attrs, ids, offsets, this.timeouts.entry, this.timeouts.attr);
+    // The kernel now holds a lookup of each node that went in; the others were never seen.
+    fresh.forEach((node, i) => {
+      if (i < added) node.lookups++;
+      else this.nodes.forget(node.id, 0);
+    });
+  }
+
+  private replySized(handle: RequestHandle, value: Buffer, size: number): void {
+    if (size === 0) this.binding.replyXattrSize(handle, value.length);
+    else if (value.length > size) this.binding.replyErr(handle, ERANGE);
+    else this.binding.replyBuf(handle, value, value.length);
+  }
+
+  private destroyed(): void {
+    const mount = this.mounted;
+    this.mounted = undefined;
+    for (const resolve of this.fences.values()) resolve();
+    this.fences.clear();
+    if (mount) this.binding.dispose(mount);
+    this.ended?.();
+  }
 }

@@ -1,7 +1,7 @@
 /**
  * What the FUSE adapter asks of a filesystem: one async method per kernel operation, throwing
  * a SlaveError (or any error with an errno name) on failure. RemoteFs implements it over the
- * protocol; the adapter alone knows fuse-native.
+ * protocol; the adapter alone knows the FUSE binding, and turns the kernel's nodes into paths.
  *
  * `path` is null for operations on an open file whose name was unlinked while it was open.
  * `caller` is the process the kernel asks for: the slave checks and owns as that caller.
@@ -11,11 +11,14 @@ import type { FuseCaller } from './callers.js';
 
 export type Statfs = OpReply<'fs.statfs'>;
 
-/** Mode and inode number of '.', '..' and each entry of a listing, in its order. */
-export interface ListingInodes {
-  dot: { mode: number; ino: number };
-  dotDot: { mode: number; ino: number };
-  entries: { mode: number; ino: number }[];
+/**
+ * One name of a listing: its attributes where the filesystem has them (the kernel then caches
+ * them with the name: readdirplus), else at least its inode number where known (d_ino).
+ */
+export interface DirEntry {
+  name: string;
+  attr: Attr | null;
+  ino?: number;
 }
 
 export interface MountFs {
@@ -23,18 +26,12 @@ export interface MountFs {
   fgetattr(path: string | null, fh: number, caller: FuseCaller): Promise<Attr>;
   access(path: string, mode: number, caller: FuseCaller): Promise<void>;
   statfs(path: string, caller: FuseCaller): Promise<Statfs>;
-  /**
-   * The inode numbers and types of a listing `readdir` just gave, where the filesystem knows them
-   * all (else undefined): the kernel then hands programs the slave's inode numbers in d_ino, as
-   * `stat` reports them, and each entry's type in d_type.
-   */
-  listingInodes?(path: string, names: string[]): ListingInodes | undefined;
-  /** Names in the directory, without '.' and '..'. */
-  readdir(path: string, caller: FuseCaller): Promise<string[]>;
+  /** The directory's entries, without '.' and '..'. */
+  readdir(path: string, caller: FuseCaller): Promise<DirEntry[]>;
   open(path: string, flags: number, caller: FuseCaller): Promise<number>;
-  /** May `caller` (never root: the adapter lets root through) open the directory? */
+  /** May `caller` (never root: the adapter lets root through) open the directory? Asked only where the kernel does not check. */
   opendir?(path: string, flags: number, caller: FuseCaller): Promise<void>;
-  create(path: string, flags: number, mode: number, caller: FuseCaller): Promise<number>;
+  create(path: string, flags: number, mode: number, caller: FuseCaller): Promise<{ fh: number; attr: Attr }>;
   /** Fills `target` (at most `length` bytes) and returns the count; 0 at end of file. */
   read(path: string | null, fh: number, target: Buffer, length: number, offset: number, caller: FuseCaller): Promise<number>;
   /** `data` is only valid until the promise settles: keep a copy, not the buffer. */
@@ -46,15 +43,19 @@ export interface MountFs {
   ftruncate(path: string | null, fh: number, size: number, caller: FuseCaller): Promise<void>;
   unlink(path: string, caller: FuseCaller): Promise<void>;
   rename(from: string, to: string, caller: FuseCaller): Promise<void>;
-  link(existing: string, path: string, caller: FuseCaller): Promise<void>;
-  symlink(target: string, path: string, caller: FuseCaller): Promise<void>;
+  /** Returns the new name's attributes. */
+  link(existing: string, path: string, caller: FuseCaller): Promise<Attr>;
+  /** Returns the new name's attributes. */
+  symlink(target: string, path: string, caller: FuseCaller): Promise<Attr>;
   readlink(path: string, caller: FuseCaller): Promise<string>;
-  mkdir(path: string, mode: number, caller: FuseCaller): Promise<void>;
+  /** Returns the new name's attributes. */
+  mkdir(path: string, mode: number, caller: FuseCaller): Promise<Attr>;
   rmdir(path: string, caller: FuseCaller): Promise<void>;
   chmod(path: string, mode: number, caller: FuseCaller): Promise<void>;
   chown(path: string, uid: number, gid: number, caller: FuseCaller): Promise<void>;
   utimens(path: string, atime: TimeSpec, mtime: TimeSpec, caller: FuseCaller): Promise<void>;
-  mknod(path: string, mode: number, rdev: number, caller: FuseCaller): Promise<void>;
+  /** Returns the new name's attributes. */
+  mknod(path: string, mode: number, rdev: number, caller: FuseCaller): Promise<Attr>;
   /** The value, or a SlaveError ENODATA when the attribute is absent. */
   getxattr(path: string, name: string, caller: FuseCaller): Promise<Buffer>;
   /** `value` is only valid until the promise settles. `flags`: XATTR_CREATE 1, XATTR_REPLACE 2. */

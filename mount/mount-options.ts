@@ -3,6 +3,7 @@
  * timeouts and the request deadline. Unknown options are an error, not silently ignored.
  */
 import type { CacheTimeouts } from './attr-cache.js';
+import type { KernelTimeouts } from './fuse-adapter.js';
 
 /**
  * How the file mount shows a slave's symlinks (protocol/symlink-target.ts). `relative`: every
@@ -13,7 +14,12 @@ import type { CacheTimeouts } from './attr-cache.js';
 export type SymlinkMode = 'relative' | 'raw';
 
 export interface MountTuning {
-  fuseOptions: string[];
+  /** Options for the kernel's mount (libfuse 3's session options). */
+  kernelOptions: string[];
+  /** How long the kernel keeps names, attributes and "no such name" answers. */
+  kernel: KernelTimeouts;
+  /** The kernel checks permissions against the slave's modes and ACLs (allow_other mounts). */
+  kernelChecks: boolean;
   cache: CacheTimeouts;
   requestTimeoutMs: number;
   readAheadChunks: number;
@@ -28,17 +34,16 @@ export class MountOptionError extends Error {
 }
 
 /**
- * Two layers of cache. The kernel's (attr_timeout, entry_timeout, negative_timeout) cannot be
- * invalidated from here, so by default it keeps only names (entry_timeout): attributes and
- * "no such file" answers always come to the mount, whose own cache (cache_timeout) is updated by
- * every change the mount makes (hard links included) and can be dropped when the slave changes
- * behind our back. A test that reads a file right after a command on the slave changed it
- * therefore sees the change. `-o attr_timeout=1,negative_timeout=1` trades that for speed.
+ * Two layers of cache: the kernel's (attr_timeout, entry_timeout, negative_timeout), which
+ * answers stat and lookups without leaving the kernel, and the mount's own (cache_timeout),
+ * which answers the kernel without a round trip. The mount's own changes update both at once;
+ * the slave's reach them by invalidation (fuse-adapter.ts), a bridged command's likewise.
+ * `-o cache=no` turns both off.
  */
 export const DEFAULTS = {
-  attrTimeout: 0,
+  attrTimeout: 1,
   entryTimeout: 1,
-  negativeTimeout: 0,
+  negativeTimeout: 1,
   cacheTimeout: 1,
   timeout: 30,
   readAheadChunks: 4,
@@ -96,9 +101,13 @@ export function parseMountOptions(options: string[], agentId: string): MountTuni
         symlinks = value;
         break;
       case 'allow_other': case 'allow_root': case 'ro': case 'rw': case 'default_permissions':
-      case 'debug': case 'nonempty':
+      case 'debug':
         if (value !== undefined) throw new MountOptionError(`option ${name} takes no value`);
         passthrough.push(name);
+        break;
+      // libfuse 3 mounts on a non-empty directory anyway; accepted for sshfs users' habits.
+      case 'nonempty':
+        if (value !== undefined) throw new MountOptionError(`option ${name} takes no value`);
         break;
       default:
         throw new MountOptionError(`unknown mount option '${option}'`);
@@ -111,22 +120,14 @@ export function parseMountOptions(options: string[], agentId: string): MountTuni
     cacheTimeout = 0;
   }
   if (timeout === 0) throw new MountOptionError('option timeout must be more than 0 seconds');
+  // Where other users may enter, the kernel checks their permissions against what it caches of
+  // the slave's modes and ACLs (cheap: the caches stay coherent); the agent checks again.
+  const kernelChecks = passthrough.includes('allow_other') || passthrough.includes('default_permissions');
+  if (kernelChecks && !passthrough.includes('default_permissions')) passthrough.push('default_permissions');
   return {
-    fuseOptions: [
-      `fsname=splitbrain:${agentId}`,
-      'subtype=splitbrain',
-      // libfuse 2 splits writes into 4 KiB pieces unless told otherwise.
-      'big_writes',
-      'max_write=131072',
-      // The slave's inode numbers, so hard links look like hard links (tar, cp -a, rsync -H).
-      'use_ino',
-      // Keep the page cache across opens while the file's mtime and size are unchanged.
-      ...(cache ? ['auto_cache'] : []),
-      `attr_timeout=${attrTimeout}`,
-      `entry_timeout=${entryTimeout}`,
-      `negative_timeout=${negativeTimeout}`,
-      ...passthrough,
-    ],
+    kernelOptions: [`fsname=splitbrain:${agentId}`, 'subtype=splitbrain', ...passthrough],
+    kernel: { attr: attrTimeout, entry: entryTimeout, negative: negativeTimeout },
+    kernelChecks,
     cache: { attrTtlMs: cacheTimeout * 1000, entryTtlMs: cacheTimeout * 1000, negativeTtlMs: cacheTimeout * 1000 },
     requestTimeoutMs: timeout * 1000,
     readAheadChunks,
@@ -137,11 +138,10 @@ export function parseMountOptions(options: string[], agentId: string): MountTuni
 }
 
 /**
- * libfuse options for a device mount: direct I/O (no page cache: a read returns what the device
- * has, and size-0 files stream) and no kernel caching of names or attributes (pts come and go).
+ * A device mount: the devices' own names (fsname), and no kernel caching of names or attributes
+ * (pts come and go); the adapter adds direct I/O (a read returns what the device has).
  */
-export function deviceFuseOptions(fuseOptions: string[]): string[] {
-  const kept = fuseOptions.filter((o) => !/^(auto_cache|attr_timeout|entry_timeout|negative_timeout|fsname)=?/.test(o));
-  const fsname = fuseOptions.find((o) => o.startsWith('fsname='))?.replace('fsname=splitbrain:', 'fsname=splitbrain-dev:');
-  return [...(fsname ? [fsname] : []), ...kept, 'direct_io', 'attr_timeout=0', 'entry_timeout=0', 'negative_timeout=0'];
+export function deviceTuning(tuning: MountTuning): MountTuning {
+  const kernelOptions = tuning.kernelOptions.map((o) => o.replace(/^fsname=splitbrain:/, 'fsname=splitbrain-dev:'));
+  return { ...tuning, kernelOptions, kernel: { attr: 0, entry: 0, negative: 0 } };
 }

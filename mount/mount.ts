@@ -2,15 +2,17 @@
  * Mounting a slave: find its agent on the bus, say hello, clear a stale mountpoint, and serve
  * the kernel through FUSE until unmounted. The sidecar uses this as a library.
  */
+import { execFile } from 'node:child_process';
 import { readFile, stat } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import type { Logger } from 'pino';
 import type { HelloInfo } from '../protocol/index.js';
 import { AgentClient, chooseAgent } from '../transport/agent-client.js';
 import { connectBus } from '../transport/bus.js';
 import { AttrCache } from './attr-cache.js';
 import { MOUNT_ITSELF } from './callers.js';
-import { FuseAdapter, forceUnmount } from './fuse-adapter.js';
-import { deviceFuseOptions, parseMountOptions } from './mount-options.js';
+import { FuseAdapter } from './fuse-adapter.js';
+import { deviceTuning, parseMountOptions } from './mount-options.js';
 import { DeviceFs } from './device-fs.js';
 import type { MountFs } from './mount-fs.js';
 import { RemoteFs } from './remote-fs.js';
@@ -46,6 +48,11 @@ export function chunkSizeFor(maxPayload: number): number {
   return Math.max(65536, Math.floor((maxPayload - 8192) / 65536) * 65536);
 }
 
+/** Detaches whatever is mounted at `mountPath` (lazily), as `fusermount3 -uz` does. */
+export async function forceUnmount(mountPath: string): Promise<void> {
+  await promisify(execFile)('fusermount3', ['-u', '-z', mountPath], { timeout: 10_000 });
+}
+
 /** A mountpoint left behind by a dead mount answers ENOTCONN: detach it so we can mount again. */
 async function clearStaleMount(mountPath: string, log: Logger): Promise<void> {
   try {
@@ -67,8 +74,8 @@ async function clearStaleMount(mountPath: string, log: Logger): Promise<void> {
  * fusermount lets a non-root user mount for other users (allow_other, allow_root) only where
  * /etc/fuse.conf says `user_allow_other`; its own refusal reaches us as a bare mount failure.
  */
-async function checkAllowOther(fuseOptions: string[]): Promise<void> {
-  const other = fuseOptions.find((o) => o === 'allow_other' || o === 'allow_root');
+async function checkAllowOther(kernelOptions: string[]): Promise<void> {
+  const other = kernelOptions.find((o) => o === 'allow_other' || o === 'allow_root');
   if (other === undefined || process.geteuid?.() === 0) return;
   const conf = await readFile('/etc/fuse.conf', 'utf8').catch(() => '');
   if (/^\s*user_allow_other\s*$/m.test(conf)) return;
@@ -78,11 +85,11 @@ async function checkAllowOther(fuseOptions: string[]): Promise<void> {
 
 export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
   const log = options.log.child({ component: 'mount', mountPath: options.mountPath });
-  await checkAllowOther(parseMountOptions(options.options, '').fuseOptions);
+  await checkAllowOther(parseMountOptions(options.options, '').kernelOptions);
   const bus = await connectBus({ url: options.natsUrl, name: 'splitbrain-mount', log: log.child({ component: 'bus' }) });
   try {
     const agentId = options.agentId ?? await chooseAgent(bus);
-    const tuning = parseMountOptions(options.options, agentId);
+    let tuning = parseMountOptions(options.options, agentId);
     const client = new AgentClient(bus, agentId, { timeoutMs: tuning.requestTimeoutMs, slaveWaitMs: options.slaveWaitMs, log });
     // At mount time the agent must be there (as sshfs needs its server); later it may go and come back.
     const hello = await client.hello({ slaveWaitMs: 0 }).catch((err: unknown) => {
@@ -95,11 +102,10 @@ export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
     // A restarted slave may have changed anything: nothing cached stays (open files are reopened).
     client.onRestart(() => cache.clear());
     let fs: MountFs;
-    let fuseOptions = tuning.fuseOptions;
     if (options.devices) {
       if (!hello.capabilities.includes('dev.open')) throw new MountError(`agent ${agentId} serves no devices`);
       fs = new DeviceFs(client, log.child({ component: 'device-fs' }));
-      fuseOptions = deviceFuseOptions(fuseOptions);
+      tuning = deviceTuning(tuning);
     } else {
       fs = new RemoteFs(client, {
         cache, chunkSize: chunkSizeFor(bus.maxPayload),
@@ -112,14 +118,22 @@ export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
       // the kernel, which never looks the root up, may not ask for it.
       await fs.getattr('/', MOUNT_ITSELF);
     }
-    const adapter = new FuseAdapter(fs, { mountPath: options.mountPath, fuseOptions }, log);
+    const adapter = new FuseAdapter(fs, {
+      mountPath: options.mountPath, kernelOptions: tuning.kernelOptions, timeouts: tuning.kernel,
+      directIo: options.devices === true, kernelChecks: tuning.kernelChecks,
+    }, log);
+    // A restarted slave may have changed anything: the kernel forgets it too.
+    client.onRestart(() => adapter.invalidateAll());
     await adapter.mount().catch((err: unknown) => {
       throw new MountError(`cannot mount on ${options.mountPath}: ${(err as Error).message}`, { cause: err });
     });
-    log.info({ options: fuseOptions }, 'mounted');
+    log.info({ options: tuning.kernelOptions, timeouts: tuning.kernel }, 'mounted');
     return {
       hello, mountPath: options.mountPath,
-      clearCache: () => cache.clear(),
+      clearCache: () => {
+        cache.clear();
+        adapter.invalidateAll();
+      },
       async unmount() {
         await adapter.unmount().catch((err: unknown) => {
           log.warn({ err }, 'unmount reported an error');

@@ -12,7 +12,7 @@ import {
 import type { AgentClient } from '../transport/agent-client.js';
 import type { AttrCache } from './attr-cache.js';
 import type { SymlinkMode } from './mount-options.js';
-import type { ListingInodes, MountFs, Statfs } from './mount-fs.js';
+import type { DirEntry, MountFs, Statfs } from './mount-fs.js';
 import { OpenFiles, type OpenFile } from './open-files.js';
 import { ReadAhead } from './read-ahead.js';
 import { sendByHandle, type Reopened } from './agent-handles.js';
@@ -283,39 +283,27 @@ export class RemoteFs implements MountFs {
     return this.call('fs.statfs', { path }, caller);
   }
 
-  listingInodes(path: string, names: string[]): ListingInodes | undefined {
-    const dot = this.cache.searchModes(path);
-    const dotDot = this.cache.searchModes(posix.dirname(path));
-    if (!dot || !dotDot) return undefined;
-    const entries: ListingInodes['entries'] = [];
-    for (const name of names) {
-      const attr = this.cache.lookup(path === '/' ? `/${name}` : `${path}/${name}`);
-      if (!attr) return undefined;
-      entries.push(attr);
-    }
-    return { dot, dotDot, entries };
-  }
-
   /** Opening a directory needs read permission: from the cache when it says so, else the agent's verdict. */
   async opendir(path: string, _flags: number, caller: FuseCaller): Promise<void> {
     if (this.gate.cacheAnswers(path, caller, MAY_READ)) return;
     await this.call('fs.access', { path, mode: MAY_READ }, caller);
   }
 
-  async readdir(path: string, caller: FuseCaller): Promise<string[]> {
+  async readdir(path: string, caller: FuseCaller): Promise<DirEntry[]> {
     const cached = this.gate.cacheAnswers(path, caller, MAY_READ) ? this.cache.listing(path) : undefined;
-    if (cached) return cached;
+    if (cached) return cached.map((name) => ({ name, attr: this.cache.lookup(posix.join(path, name)) ?? null }));
     // A listing's later pages come by a cursor of the agent's: one that restarted meanwhile
     // answers ESTALE for it, and the listing starts again (once).
     for (let attempt = 0; ; attempt++) {
-      const names: string[] = [];
+      const entries: DirEntry[] = [];
       try {
         let page = await this.call('fs.readdir', { path }, caller);
         const boot = this.client.bootId;
         for (;;) {
           for (const [name, wire] of page.entries) {
-            names.push(name);
-            if (wire) this.cache.set(path === '/' ? `/${name}` : `${path}/${name}`, attrFromWire(wire));
+            const attr = wire ? attrFromWire(wire) : null;
+            entries.push({ name, attr });
+            if (attr) this.cache.set(path === '/' ? `/${name}` : `${path}/${name}`, attr);
           }
           if (page.cursor === null) break;
           page = await this.client.call('fs.readdir', { cursor: page.cursor }, { handleBoot: boot });
@@ -324,8 +312,8 @@ export class RemoteFs implements MountFs {
         if (attempt === 0 && err instanceof SlaveError && err.errnoName === 'ESTALE') continue;
         throw err;
       }
-      this.cache.setListing(path, names);
-      return names;
+      this.cache.setListing(path, entries.map((e) => e.name));
+      return entries;
     }
   }
 
@@ -376,13 +364,13 @@ export class RemoteFs implements MountFs {
     return this.track(path, flags, reply.fh, attr);
   }
 
-  async create(path: string, flags: number, mode: number, caller: FuseCaller): Promise<number> {
+  async create(path: string, flags: number, mode: number, caller: FuseCaller): Promise<{ fh: number; attr: Attr }> {
     const reply = await this.call('fs.create', { path, flags, mode }, caller);
     if (flags & O_TRUNC) this.retained.truncated(path, 0);
     const attr = attrFromWire(reply.attr);
     this.cache.added(path, attr);
     this.cache.setXattrAbsent(path, FILE_CAPABILITIES); // a new file has no capabilities
-    return this.track(path, flags, reply.fh, attr);
+    return { fh: this.track(path, flags, reply.fh, attr), attr };
   }
 
   async read(_path: string | null, fh: number, target: Buffer, length: number, offset: number, _caller: FuseCaller): Promise<number> {
@@ -484,15 +472,17 @@ export class RemoteFs implements MountFs {
     this.files.renamed(from, to);
   }
 
-  async link(existing: string, path: string, caller: FuseCaller): Promise<void> {
-    const { attr } = await this.call('fs.link', { existing, path }, caller);
-    this.cache.changed(existing, attrFromWire(attr)); // its link count changed, for every name
-    this.cache.added(path, attrFromWire(attr));
+  async link(existing: string, path: string, caller: FuseCaller): Promise<Attr> {
+    const attr = attrFromWire((await this.call('fs.link', { existing, path }, caller)).attr);
+    this.cache.changed(existing, attr); // its link count changed, for every name
+    this.cache.added(path, attr);
+    return attr;
   }
 
-  async symlink(target: string, path: string, caller: FuseCaller): Promise<void> {
-    const { attr } = await this.call('fs.symlink', { target, path }, caller);
-    this.cache.added(path, attrFromWire(attr));
+  async symlink(target: string, path: string, caller: FuseCaller): Promise<Attr> {
+    const attr = attrFromWire((await this.call('fs.symlink', { target, path }, caller)).attr);
+    this.cache.added(path, attr);
+    return attr;
   }
 
   /**
@@ -507,10 +497,11 @@ export class RemoteFs implements MountFs {
     return this.options.symlinks === 'raw' ? target : shownSymlinkTarget(path, target);
   }
 
-  async mkdir(path: string, mode: number, caller: FuseCaller): Promise<void> {
-    const { attr } = await this.call('fs.mkdir', { path, mode }, caller);
-    this.cache.added(path, attrFromWire(attr));
+  async mkdir(path: string, mode: number, caller: FuseCaller): Promise<Attr> {
+    const attr = attrFromWire((await this.call('fs.mkdir', { path, mode }, caller)).attr);
+    this.cache.added(path, attr);
     this.cache.setListing(path, []); // a new directory is empty: lookups in it need no trip
+    return attr;
   }
 
   async rmdir(path: string, caller: FuseCaller): Promise<void> {
@@ -539,9 +530,10 @@ export class RemoteFs implements MountFs {
     this.rememberChange(path, (await this.call('fs.utimens', { path, atime, mtime }, caller)).attr);
   }
 
-  async mknod(path: string, mode: number, rdev: number, caller: FuseCaller): Promise<void> {
-    const { attr } = await this.call('fs.mknod', { path, mode, rdev }, caller);
-    this.cache.added(path, attrFromWire(attr));
+  async mknod(path: string, mode: number, rdev: number, caller: FuseCaller): Promise<Attr> {
+    const attr = attrFromWire((await this.call('fs.mknod', { path, mode, rdev }, caller)).attr);
+    this.cache.added(path, attr);
+    return attr;
   }
 
   async getxattr(path: string, name: string, caller: FuseCaller): Promise<Buffer> {

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Applies splitbrain's patches to its dependencies and builds the native bindings npm does not
-# build for us (npm runs no install scripts unless approved): fuse-native's and node-pty's
+# build for us (npm runs no install scripts unless approved): node-pty's
 # (node-pty ships prebuilt binaries for macOS and Windows only). Idempotent. The patches are small and explained in the files that depend on them:
-#   mount/patches/      fuse-native (see mount/fuse-adapter.ts)
 #   transport/patches/  nats.js (see transport/README.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +27,6 @@ apply() {
     echo "$want" > "$pkg/.splitbrain-patch"
   done
 }
-apply mount/patches
 apply transport/patches
 
 # build <package dir> <binary it makes>: node-gyp against the headers of the Node that runs us;
@@ -50,5 +48,4 @@ build() {
   fi
   rm -f "$log"
 }
-build node_modules/fuse-native build/Release/fuse.node
 build node_modules/node-pty build/Release/pty.node

@@ -4,11 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages. libfuse2: fuse-native's binding links it. fuse3: fusermount (Debian's `fuse`
+# Debian packages. libfuse3-dev, pkg-config: our FUSE binding (mount/native/) is built against
+# them. fuse3: fusermount3 and libfuse3 (Debian's `fuse`
 # package would conflict with sshfs). sshfs, bindfs, openssh-server: the benchmarks' references.
 # socat: pty pairs in the device tests. gcc, libc6-dev (its static libc): the exec shim, linked
 # statically. bsdutils: `script`, a terminal for the pty tests.
-packages=(nats-server libfuse2 fuse3 sshfs bindfs openssh-server openssh-client socat rsync git
+packages=(nats-server fuse3 libfuse3-dev pkg-config sshfs bindfs openssh-server openssh-client socat rsync git
           python3 make g++ gcc libc6-dev bsdutils ca-certificates openssl)
 bash scripts/apt-ensure.sh setup "${packages[@]}"
 [ -c /dev/fuse ] || { echo "setup: /dev/fuse is missing: load the fuse module (modprobe fuse)" >&2; exit 1; }
@@ -18,7 +19,7 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   npm ci --no-audit --no-fund
 fi
 
-# fuse-native, patched and built from source (see mount/patches/ and mount/fuse-adapter.ts).
+# Patched dependencies and node-pty's binding (see scripts/patch-deps.sh).
 bash scripts/patch-deps.sh
 
 npm run --silent build

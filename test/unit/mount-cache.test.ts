@@ -86,17 +86,20 @@ describe('attribute cache', () => {
 });
 
 describe('mount options', () => {
-  it('defaults to kernel caching of names only and big writes', () => {
+  it('defaults to kernel caching of names, attributes and missing names, and names the agent', () => {
     const t = parseMountOptions([], 'a');
-    for (const o of ['big_writes', 'max_write=131072', 'use_ino', 'attr_timeout=0', 'entry_timeout=1', 'negative_timeout=0']) {
-      assert.ok(t.fuseOptions.includes(o), o);
-    }
+    assert.deepEqual(t.kernel, { attr: 1, entry: 1, negative: 1 });
+    assert.deepEqual(t.kernelOptions, ['fsname=splitbrain:a', 'subtype=splitbrain']);
+    assert.equal(t.kernelChecks, false);
     assert.equal(t.cache.attrTtlMs, 1000);
     assert.equal(t.requestTimeoutMs, 30_000);
   });
   it('parses sshfs-style options, cache=no turning every cache off', () => {
     const t = parseMountOptions(['attr_timeout=2,entry_timeout=3', 'cache=no,timeout=5,allow_other'], 'a');
-    assert.ok(t.fuseOptions.includes('attr_timeout=0') && t.fuseOptions.includes('allow_other'));
+    assert.deepEqual(t.kernel, { attr: 0, entry: 0, negative: 0 });
+    // Other users' permissions are the kernel's to check, as on a local disk.
+    assert.ok(t.kernelOptions.includes('allow_other') && t.kernelOptions.includes('default_permissions'));
+    assert.equal(t.kernelChecks, true);
     assert.equal(t.cache.attrTtlMs, 0);
     assert.equal(t.requestTimeoutMs, 5000);
   });
@@ -107,7 +110,7 @@ describe('mount options', () => {
     for (const bad of ['symlinks', 'symlinks=', 'symlinks=absolute', 'symlinks=RAW']) {
       assert.throws(() => parseMountOptions([bad], 'a'), MountOptionError, bad);
     }
-    assert.ok(!parseMountOptions(['symlinks=raw'], 'a').fuseOptions.some((o) => o.startsWith('symlinks')), 'not for libfuse');
+    assert.ok(!parseMountOptions(['symlinks=raw'], 'a').kernelOptions.some((o) => o.startsWith('symlinks')), 'not for the kernel');
   });
   it('refuses what it does not know', () => {
     assert.throws(() => parseMountOptions(['nope'], 'a'), MountOptionError);

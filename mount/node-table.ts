@@ -1,0 +1,174 @@
+/**
+ * The kernel's nodes and the slave paths they stand for. The kernel names files by node id
+ * (libfuse's low-level API); the agent by path. A node is one slave inode: its links (parent
+ * node, name) give its paths, so hard links share one node and the kernel sees one inode, whose
+ * attributes and link count change at once through every name.
+ *
+ * Node ids are ours, never reused within a mount, and mean paths, not agent handles: they
+ * survive an agent restart. A node lives while the kernel holds lookups of it (forget), and
+ * loses its links when its names go (unlink, rename over it); one without links is a file
+ * unlinked while open, reached by its handle only.
+ */
+import { S_IFDIR, S_IFMT, type Attr } from '../protocol/index.js';
+
+export const ROOT_NODE = 1;
+
+export interface FsNode {
+  readonly id: number;
+  /** The slave's inode number, as last seen. */
+  ino: number;
+  isDir: boolean;
+  /** How many lookups the kernel holds (its nlookup). The root's never runs out. */
+  lookups: number;
+  /** (parent, name) pairs; the first names the node's path. */
+  links: { parent: FsNode; name: string }[];
+  /** The path, as of the table's `epoch`. */
+  path?: string;
+  epoch: number;
+}
+
+const key = (parent: FsNode, name: string) => `${parent.id}/${name}`;
+
+export class NodeTable {
+  private readonly byId = new Map<number, FsNode>();
+  private readonly byLink = new Map<string, FsNode>();
+  /** Inodes with several links, so a lookup through another name finds the same node. */
+  private readonly byIno = new Map<number, FsNode>();
+  private nextId = ROOT_NODE + 1;
+  /** Moves when a rename changes paths below a node: cached paths older than it recompute. */
+  private epoch = 0;
+  readonly root: FsNode;
+
+  constructor() {
+    this.root = { id: ROOT_NODE, ino: 0, isDir: true, lookups: 1, links: [], path: '/', epoch: Number.MAX_SAFE_INTEGER };
+    this.byId.set(ROOT_NODE, this.root);
+  }
+
+  get size(): number {
+    return this.byId.size;
+  }
+
+  get(id: number): FsNode | undefined {
+    return this.byId.get(id);
+  }
+
+  /** The node's path on the slave; null once all its names are gone. */
+  pathOf(node: FsNode): string | null {
+    if (node === this.root) return '/';
+    if (node.path !== undefined && node.epoch === this.epoch) return node.path;
+    const link = node.links[0];
+    if (!link) return null;
+    const parent = this.pathOf(link.parent);
+    if (parent === null) return null;
+    node.path = parent === '/' ? `/${link.name}` : `${parent}/${link.name}`;
+    node.epoch = this.epoch;
+    return node.path;
+  }
+
+  child(parent: FsNode, name: string): FsNode | undefined {
+    return this.byLink.get(key(parent, name));
+  }
+
+  /** The node a path names, through known links only. */
+  find(path: string): FsNode | undefined {
+    let node: FsNode | undefined = this.root;
+    for (const name of path.split('/')) {
+      if (name === '') continue;
+      node = this.child(node, name);
+      if (!node) return undefined;
+    }
+    return node;
+  }
+
+  /**
+   * The node for `name` in `parent` with attributes `attr`, counting one kernel lookup of it: the
+   * known node when it is still the same inode, the node of another link of the same inode, or a
+   * new one (a name that now means another inode gets a new node: the kernel would refuse an
+   * inode whose type changed under the same id).
+   */
+  looked(parent: FsNode, name: string, attr: Attr, count = 1): FsNode {
+    const isDir = (attr.mode & S_IFMT) === S_IFDIR;
+    let node = this.child(parent, name);
+    if (node && (node.ino !== attr.ino || node.isDir !== isDir)) {
+      this.unlinkName(parent, name);
+      node = undefined;
+    }
+    if (!node && !isDir && attr.nlink > 1) {
+      node = this.byIno.get(attr.ino);
+      if (node && node.isDir) node = undefined;
+      if (node) this.addLink(node, parent, name);
+    }
+    if (!node) {
+      node = { id: this.nextId++, ino: attr.ino, isDir, lookups: 0, links: [], epoch: -1 };
+      this.byId.set(node.id, node);
+      this.addLink(node, parent, name);
+    }
+    if (!isDir && attr.nlink > 1) this.byIno.set(attr.ino, node);
+    node.lookups += count;
+    return node;
+  }
+
+  /** A hard link made through the mount: `node` gains the name, and the kernel a lookup of it. */
+  linked(node: FsNode, parent: FsNode, name: string, attr: Attr): FsNode {
+    if (node.ino !== attr.ino) return this.looked(parent, name, attr);
+    this.unlinkName(parent, name);
+    this.addLink(node, parent, name);
+    this.byIno.set(attr.ino, node);
+    node.lookups++;
+    return node;
+  }
+
+  private addLink(node: FsNode, parent: FsNode, name: string): void {
+    node.links.push({ parent, name });
+    this.byLink.set(key(parent, name), node);
+  }
+
+  /** The name is gone from the slave (unlink, rmdir, or replaced by a rename). */
+  unlinkName(parent: FsNode, name: string): FsNode | undefined {
+    const k = key(parent, name);
+    const node = this.byLink.get(k);
+    if (!node) return undefined;
+    this.byLink.delete(k);
+    const at = node.links.findIndex((l) => l.parent === parent && l.name === name);
+    if (at >= 0) node.links.splice(at, 1);
+    if (at === 0) this.epoch++;
+    if (node.links.length === 0 && this.byIno.get(node.ino) === node) this.byIno.delete(node.ino);
+    return node;
+  }
+
+  /** A rename on the slave: the name moves, and with it every path below it. */
+  renamed(parent: FsNode, name: string, newParent: FsNode, newName: string): void {
+    this.unlinkName(newParent, newName);
+    const k = key(parent, name);
+    const node = this.byLink.get(k);
+    if (!node) return;
+    this.byLink.delete(k);
+    const link = node.links.find((l) => l.parent === parent && l.name === name);
+    if (link) {
+      link.parent = newParent;
+      link.name = newName;
+    }
+    this.byLink.set(key(newParent, newName), node);
+    this.epoch++;
+  }
+
+  /** The kernel forgot `count` lookups of the node; at none it goes. */
+  forget(id: number, count: number): void {
+    const node = this.byId.get(id);
+    if (!node || node === this.root) return;
+    node.lookups -= count;
+    if (node.lookups > 0) return;
+    this.byId.delete(id);
+    for (const { parent, name } of node.links) {
+      const k = key(parent, name);
+      if (this.byLink.get(k) === node) this.byLink.delete(k);
+    }
+    if (this.byIno.get(node.ino) === node) this.byIno.delete(node.ino);
+    node.links = [];
+  }
+
+  /** Every node (the root first): what a full invalidation walks. */
+  nodes(): IterableIterator<FsNode> {
+    return this.byId.values();
+  }
+}
