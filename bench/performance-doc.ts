@@ -1,13 +1,16 @@
 /**
  * Regenerates docs/performance.md: the fixed intro and the latest results are rewritten, and
  * everything from the `## Notes` heading on, written by hand, is kept as it is. A doc whose
- * heading cannot be found is not overwritten: its hand-written part would be lost.
+ * heading cannot be found is not overwritten: its hand-written part would be lost. A part run on
+ * its own (`--only calls`) rewrites only its own section, found between its two markers.
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 
 export const PERFORMANCE_DOC = fileURLToPath(new URL('../../docs/performance.md', import.meta.url));
 const NOTES_HEADING = '## Notes';
+/** The last line of the fixed intro; the results follow it. */
+const LATEST_HEADING = '## Latest results\n';
 
 const INTRO = `# Performance
 
@@ -24,8 +27,12 @@ caches). \`BENCH_RUNS\` (default 3) sets how many times each workload runs, the 
 reported; \`BENCH_SIZE_MB\` (default 256) sets the size of the sequential tests and of the
 process bench's stdout; \`BENCH_EXEC_RUNS\` (default 200) sets how many times the process
 bench runs \`true\`; \`BENCH_ECHO_ROUNDS\` (default 1000) sets how many one-byte round trips
-the device bench times on each route; \`BENCH_SPLITBRAIN_OPTS\` passes \`-o\` options to
-\`splitbrain mount\`. Everything runs on loopback on one machine: a nats-server,
+the device bench times on each route; \`BENCH_CALL_ITERATIONS\` (default 300) sets how many
+times each single call is timed; \`BENCH_COHERENCE_CHANGES\` (default 200) sets how many changes
+the coherence probe makes on each target; \`BENCH_SPLITBRAIN_OPTS\` passes \`-o\` options to
+\`splitbrain mount\`. \`npm run bench -- --only calls\` runs the single-call, depth and
+coherence part alone (about four minutes) and rewrites only its section of the results.
+Everything runs on loopback on one machine: a nats-server,
 \`splitbrain agent\` and \`splitbrain mount\`, a second agent with \`splitbrain bridge\` for the
 process bench, a third with \`splitbrain mount --devices\` and socat for the device bench, a
 throwaway sshd on 127.0.0.1 with sshfs (default options) and ssh, bindfs, and a plain
@@ -96,6 +103,13 @@ the five ways; the second agent, the bridge and the ControlMaster are stopped be
   after each echo ran into the next way's round trip. It runs right after the process bench;
   its agent, mount, boards and socats are stopped before the floors.
 
+The single-call part times one filesystem call at a time, the way a test calls \`os\`
+functions, on the local disk, bindfs, sshfs and splitbrain, after the workloads (or alone with
+\`--only calls\`): each call in a loop in one Python process per target, the median per call;
+\`stat\`, create and \`unlink\` again at the end of chains of 1 to 200 directories; and the
+time until a file rewritten on the slave side, not through the mount, shows its new size
+through the mount (coherence), p50 and p99. The details are under its tables.
+
 **Cold** means: \`sync\`, \`echo 3 > /proc/sys/vm/drop_caches\` (the page, dentry and inode
 caches of the mounts and of the directories behind them), then a wait for the caches each FUSE
 server keeps in its own memory to expire: for splitbrain its \`cache_timeout\` (1 s by default)
@@ -132,6 +146,10 @@ export class NotesNotFoundError extends Error {
   override name = 'NotesNotFoundError';
 }
 
+export class PartMarkerError extends Error {
+  override name = 'PartMarkerError';
+}
+
 /** The hand-written part of `existing`: from the line that is exactly the heading to the end. */
 function handWritten(existing: string): string {
   if (existing.trim() === '') return DEFAULT_NOTES;
@@ -144,8 +162,35 @@ function handWritten(existing: string): string {
   throw new NotesNotFoundError(`${PERFORMANCE_DOC} has no line '${NOTES_HEADING}': not overwriting its hand-written part`);
 }
 
+/** `text` between the markers of `part`, so a later run of that part alone can find it. */
+export function markPart(part: string, text: string): string {
+  return `<!-- part ${part}: rewritten alone by --only ${part} -->\n${text.trimEnd()}\n<!-- end of part ${part} -->`;
+}
+
 export async function writePerformanceDoc(results: string): Promise<void> {
   const existing = await readFile(PERFORMANCE_DOC, 'utf8').catch(() => '');
   const notes = handWritten(existing);
   await writeFile(PERFORMANCE_DOC, `${INTRO}\n${results.trimEnd()}\n\n${notes.trimEnd()}\n`);
+}
+
+/**
+ * Replaces the section of `part` alone (see markPart) and keeps everything else; a doc without
+ * the section gets it at the end of the results, just above the Notes heading.
+ */
+export async function writePerformanceDocPart(part: string, text: string): Promise<void> {
+  const existing = await readFile(PERFORMANCE_DOC, 'utf8').catch(() => '');
+  const notes = handWritten(existing);
+  // The fixed intro is rewritten too, so it describes the bench as it is now.
+  const generated = existing.slice(0, existing.length - notes.length);
+  const at = generated.indexOf(LATEST_HEADING);
+  const results = at >= 0 ? generated.slice(at + LATEST_HEADING.length) : '\n';
+  const marked = markPart(part, text);
+  const endMarker = `<!-- end of part ${part} -->`;
+  const start = results.indexOf(`<!-- part ${part}:`);
+  const end = start >= 0 ? results.indexOf(endMarker, start) : -1;
+  if (start >= 0 && end < 0) throw new PartMarkerError(`${PERFORMANCE_DOC}: part ${part} has no end marker: not overwriting`);
+  const updated = end > start
+    ? `${results.slice(0, start)}${marked}${results.slice(end + endMarker.length)}`
+    : `${results.trimEnd()}\n\n${marked}`;
+  await writeFile(PERFORMANCE_DOC, `${INTRO}\n${updated.trim()}\n\n${notes.trimEnd()}\n`);
 }

@@ -1,7 +1,7 @@
 /**
  * The results as Markdown: what was measured on what, the workload table, the floors (raw
- * transport and fuse-native), the process table, the device table, the caller table, and every failure or check
- * that went wrong.
+ * transport and fuse-native), the process table, the device table, the caller table, the single-call section,
+ * and every failure or check that went wrong.
  * Printed as is, and written into the doc.
  */
 import { CALLER_TABLE_LEGEND, callerTable, type CallerBenchResults } from './caller-bench.js';
@@ -42,6 +42,8 @@ export interface BenchReport {
   deviceError: string | undefined;
   callers: CallerBenchResults | undefined;
   callersError: string | undefined;
+  /** The single-call, depth and coherence section, rendered (call-table.ts) and marked (performance-doc.ts). */
+  callSection: string | undefined;
   /** Warnings and errors the splitbrain agent and mount logged during the run. */
   logExcerpts: string[];
 }
@@ -172,6 +174,7 @@ export function renderReport(report: BenchReport): string {
   if (report.deviceError) out.push(`Device bench: fails (${report.deviceError})`, '');
   if (report.callers) out.push(callerTable(report.callers), '', CALLER_TABLE_LEGEND, '');
   if (report.callersError) out.push(`Caller bench: fails (${report.callersError})`, '');
+  if (report.callSection) out.push(report.callSection, '');
   const problems: string[] = [];
   for (const [target, error] of report.startErrors) problems.push(`- ${target}: could not start: ${error}`);
   for (const n of report.fs?.notes ?? []) problems.push(`- ${MARK_NOTE} ${n.target}, ${n.workload}: ${n.message}`);

@@ -3,8 +3,11 @@
  * fuse-native floor, the process bench (the exec shim and CLI next to ssh and a local shell), the
  * device bench (a one-byte echo through a pty by the device mount, next to socat over TCP) and
  * the filesystem workloads on splitbrain, sshfs, bindfs and the local disk, prints one report and
- * rewrites docs/performance.md. Env: BENCH_RUNS (3), BENCH_SIZE_MB (256), BENCH_EXEC_RUNS (200),
- * BENCH_ECHO_ROUNDS (1000), BENCH_SPLITBRAIN_OPTS.
+ * rewrites docs/performance.md; then the single calls, by depth, and coherence on the same targets.
+ * Env: BENCH_RUNS (3), BENCH_SIZE_MB (256), BENCH_EXEC_RUNS (200), BENCH_ECHO_ROUNDS (1000),
+ * BENCH_CALL_ITERATIONS (300), BENCH_COHERENCE_CHANGES (200), BENCH_SPLITBRAIN_OPTS.
+ * `--only calls`: start the targets and run that last part alone; only its section of the doc is
+ * rewritten.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -12,7 +15,10 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { startBindfs } from './bindfs-target.js';
 import { Cleanup, cleanUpOnSignals } from './cleanup.js';
+import { measureCallBench, type CallBenchResults } from './call-bench.js';
+import { renderCallSection, type CallSection } from './call-table.js';
 import { measureCallerBench, type CallerBenchResults } from './caller-bench.js';
+import { measureCoherence, type CoherenceResults } from './coherence-bench.js';
 import { measureDeviceBench, type DeviceBenchResults } from './device-bench.js';
 import { measureExecBench, type ExecBenchResults } from './exec-bench.js';
 import { makeFixtures } from './fixtures.js';
@@ -22,7 +28,7 @@ import { logExcerpts } from './log-excerpts.js';
 import { describeMachine, loadAverage } from './machine-info.js';
 import { mountsUnder } from './mount-table.js';
 import { startNatsServer } from './nats-server.js';
-import { PERFORMANCE_DOC, writePerformanceDoc } from './performance-doc.js';
+import { markPart, PERFORMANCE_DOC, writePerformanceDoc, writePerformanceDocPart } from './performance-doc.js';
 import { renderReport, type BenchReport } from './report-table.js';
 import { stopAllCommands } from './run-command.js';
 import { startSplitbrain } from './splitbrain-target.js';
@@ -45,6 +51,20 @@ function envInt(name: string, fallback: number, max: number): number {
   return n;
 }
 
+/** Parts that `--only` can run alone. */
+const PARTS = ['calls'] as const;
+type Part = (typeof PARTS)[number];
+
+function onlyPart(args: readonly string[]): Part | undefined {
+  if (args.length === 0) return undefined;
+  const [flag, part, ...rest] = args;
+  const known = PARTS.find((p) => p === part);
+  if (flag !== '--only' || known === undefined || rest.length > 0) {
+    throw new BenchConfigError(`usage: run.js [--only ${PARTS.join('|')}], got '${args.join(' ')}'`);
+  }
+  return known;
+}
+
 const t0 = performance.now();
 function progress(line: string): void {
   process.stderr.write(`[${((performance.now() - t0) / 1000).toFixed(0).padStart(4)} s] ${line}\n`);
@@ -55,7 +75,11 @@ async function main(): Promise<void> {
   const sizeMb = envInt('BENCH_SIZE_MB', 256, 16_384);
   const execRuns = envInt('BENCH_EXEC_RUNS', 200, 100_000);
   const echoRounds = envInt('BENCH_ECHO_ROUNDS', 1000, 1_000_000);
+  const callIterations = envInt('BENCH_CALL_ITERATIONS', 300, 100_000);
+  const coherenceChanges = envInt('BENCH_COHERENCE_CHANGES', 200, 10_000);
   const splitbrainOptions = process.env.BENCH_SPLITBRAIN_OPTS ?? '';
+  const only = onlyPart(process.argv.slice(2));
+  const full = only === undefined;
   if (process.getuid?.() !== 0) {
     progress('warning: not root: dropping caches (cold tests), sshd and untar ownership will fail');
   }
@@ -89,9 +113,15 @@ async function main(): Promise<void> {
   let callers: CallerBenchResults | undefined;
   let callersError: string | undefined;
   let coldWaits = '';
+  let calls: CallBenchResults | undefined;
+  let callsError: string | undefined;
+  let coherence: CoherenceResults | undefined;
+  let coherenceError: string | undefined;
+  let callsStarted = 0;
+  let callsLoad = '';
   try {
-    progress(`work dir ${workDir}; making fixtures (${sizeMb} MiB random file, npm tarball)`);
-    const fixtures = await makeFixtures(workDir, sizeMb);
+    progress(`work dir ${workDir}${full ? `; making fixtures (${sizeMb} MiB random file, npm tarball)` : ''}`);
+    const fixtures = full ? await makeFixtures(workDir, sizeMb) : undefined;
     const nats = await startNatsServer(workDir, cleanup);
     progress(`nats-server at ${nats.url} (pid ${nats.daemon.pid})`);
 
@@ -100,33 +130,35 @@ async function main(): Promise<void> {
     if (sshd instanceof Error) progress(`sshd could not start: ${sshd.message}`);
     // First, while this process is small: every timed run is a fork of it, and a fork costs more
     // the more memory it maps (the transport floor's buffers double it), in every latency figure.
-    try {
-      exec = await measureExecBench({ workDir, natsUrl: nats.url, sshd, sizeBytes: fixtures.sizeBytes, runs, latencyRuns: execRuns },
-        cleanup, progress);
-      for (const log of exec.logs) logs.push(...(await logExcerpts(log.label, log.path)));
-    } catch (err) {
-      execError = (err as Error).message;
-      progress(`process bench failed: ${execError}`);
-    }
-    try {
-      device = await measureDeviceBench({ workDir, natsUrl: nats.url, rounds: echoRounds }, cleanup, progress);
-      for (const log of device.logs) logs.push(...(await logExcerpts(log.label, log.path)));
-    } catch (err) {
-      deviceError = (err as Error).message;
-      progress(`device bench failed: ${deviceError}`);
-    }
+    if (fixtures) {
+      try {
+        exec = await measureExecBench({ workDir, natsUrl: nats.url, sshd, sizeBytes: fixtures.sizeBytes, runs, latencyRuns: execRuns },
+          cleanup, progress);
+        for (const log of exec.logs) logs.push(...(await logExcerpts(log.label, log.path)));
+      } catch (err) {
+        execError = (err as Error).message;
+        progress(`process bench failed: ${execError}`);
+      }
+      try {
+        device = await measureDeviceBench({ workDir, natsUrl: nats.url, rounds: echoRounds }, cleanup, progress);
+        for (const log of device.logs) logs.push(...(await logExcerpts(log.label, log.path)));
+      } catch (err) {
+        deviceError = (err as Error).message;
+        progress(`device bench failed: ${deviceError}`);
+      }
 
-    try {
-      floor = await measureTransportFloor(nats.url, workDir, fixtures.sizeBytes, runs, cleanup, progress);
-    } catch (err) {
-      floorError = (err as Error).message;
-      progress(`transport floor failed: ${floorError}`);
-    }
-    try {
-      fuseFloor = await measureFuseFloor(workDir, fixtures, splitbrainOptions, runs, cleanup, progress);
-    } catch (err) {
-      fuseFloorError = (err as Error).message;
-      progress(`fuse-native floor failed: ${fuseFloorError}`);
+      try {
+        floor = await measureTransportFloor(nats.url, workDir, fixtures.sizeBytes, runs, cleanup, progress);
+      } catch (err) {
+        floorError = (err as Error).message;
+        progress(`transport floor failed: ${floorError}`);
+      }
+      try {
+        fuseFloor = await measureFuseFloor(workDir, fixtures, splitbrainOptions, runs, cleanup, progress);
+      } catch (err) {
+        fuseFloorError = (err as Error).message;
+        progress(`fuse-native floor failed: ${fuseFloorError}`);
+      }
     }
 
     const starters: [TargetName, () => Promise<Target>][] = [
@@ -146,12 +178,28 @@ async function main(): Promise<void> {
       }
     }
     coldWaits = targets.map((t) => `${t.name} ${t.userspaceCacheMs / 1000} s`).join(', ');
-    fs = await runFsBench(targets, fixtures, runs, progress);
+    if (fixtures) {
+      fs = await runFsBench(targets, fixtures, runs, progress);
+      try {
+        callers = await measureCallerBench(workDir, nats.url, runs, cleanup, progress);
+      } catch (err) {
+        callersError = (err as Error).message;
+        progress(`caller bench failed: ${callersError}`);
+      }
+    }
+    callsStarted = performance.now();
+    callsLoad = loadAverage();
     try {
-      callers = await measureCallerBench(workDir, nats.url, runs, cleanup, progress);
+      calls = await measureCallBench(targets, callIterations, progress);
     } catch (err) {
-      callersError = (err as Error).message;
-      progress(`caller bench failed: ${callersError}`);
+      callsError = (err as Error).message;
+      progress(`call bench failed: ${callsError}`);
+    }
+    try {
+      coherence = await measureCoherence(targets, coherenceChanges, progress);
+    } catch (err) {
+      coherenceError = (err as Error).message;
+      progress(`coherence bench failed: ${coherenceError}`);
     }
     for (const target of targets) {
       for (const log of target.logs) logs.push(...(await logExcerpts(log.label, log.path)));
@@ -164,11 +212,24 @@ async function main(): Promise<void> {
   // The signal handler exits once its cleanup is done; partial results must not reach the doc.
   if (interrupted) return new Promise<void>(() => undefined);
   const machine = await describeMachine();
+  const date = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+  const section: CallSection = {
+    date, machine: machine.machine, command: full ? 'npm run bench' : `npm run bench -- --only ${only}`,
+    durationS: (performance.now() - callsStarted) / 1000, load: [callsLoad, loadAverage()], startErrors,
+    calls, callsError, coherence, coherenceError,
+  };
+  if (only === 'calls') {
+    const text = renderCallSection(section);
+    process.stdout.write(`\n${text}\n`);
+    await writePerformanceDocPart(only, text);
+    progress(`rewrote the ${only} section of ${PERFORMANCE_DOC}`);
+    return;
+  }
   const report: BenchReport = {
-    date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'), machine: machine.machine, tools: machine.tools,
+    date, machine: machine.machine, tools: machine.tools,
     sizeMb, runs, splitbrainOptions, durationS: (performance.now() - t0) / 1000, load: [loadAtStart, loadAverage()],
     coldWaits, startErrors, fs, floor, floorError, fuseFloor, fuseFloorError, exec, execError, device, deviceError,
-    callers, callersError,
+    callers, callersError, callSection: markPart('calls', renderCallSection(section)),
     logExcerpts: logs,
   };
   const text = renderReport(report);
