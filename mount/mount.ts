@@ -34,6 +34,12 @@ export interface MountedSlave {
   readonly mountPath: string;
   /** Forgets what the mount caches of the slave (after a bridged command changed it). */
   clearCache(): void;
+  /**
+   * Resolves once the mount has applied every change the slave's feed reported up to
+   * `changeSeq` (a bridged command's exit: protocol/changes.ts); undefined: not known, so
+   * forget what may have changed.
+   */
+  changesApplied(changeSeq: number | undefined): Promise<void>;
   unmount(): Promise<void>;
 }
 
@@ -120,6 +126,7 @@ export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
     return {
       hello, mountPath: options.mountPath,
       clearCache: () => cache.clear(),
+      changesApplied: async () => cache.clear(),
       async unmount() {
         await adapter.unmount().catch((err: unknown) => {
           log.warn({ err }, 'unmount reported an error');
