@@ -17,7 +17,7 @@ import {
 import type { RootJail } from '../root-jail.js';
 import { IN, meaningOf } from './change-kinds.js';
 import { WatchHelper } from './watch-helper.js';
-import { WatchSet, dirsOf } from './watch-set.js';
+import { WatchSet, dirsOf, normalDir } from './watch-set.js';
 
 export interface AgentChangeFeedOptions {
   /** The watcher binary (native/); missing or failing: no feed (state off). */
@@ -143,7 +143,7 @@ export class AgentChangeFeed {
     if (helper === undefined) return;
     let host: string;
     try {
-      host = this.options.jail.resolve(posix.normalize(key), true);
+      host = this.options.jail.resolve(normalDir(key), true);
     } catch {
       return; // nothing there: nothing to cache either
     }

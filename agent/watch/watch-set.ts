@@ -11,9 +11,15 @@ export interface Watch {
   readonly keys: Set<string>;
 }
 
-/** The slave directories a watch stands for, normalised, as changes name them. */
+/** A request's directory as changes name it: normalised, no trailing slash. */
+export function normalDir(key: string): string {
+  const normal = posix.normalize(key);
+  return normal.length > 1 && normal.endsWith('/') ? normal.slice(0, -1) : normal;
+}
+
+/** The slave directories a watch stands for, as changes name them. */
 export function dirsOf(watch: Watch): string[] {
-  return [...new Set([...watch.keys].map((key) => posix.normalize(key)))];
+  return [...new Set([...watch.keys].map(normalDir))];
 }
 
 export class WatchSet {
@@ -59,7 +65,7 @@ export class WatchSet {
       if (this.byWd.size <= this.max) break;
       this.byKey.delete(key);
       watch.keys.delete(key);
-      dirs.push(posix.normalize(key));
+      dirs.push(normalDir(key));
       if (watch.keys.size === 0) {
         this.byWd.delete(watch.wd);
         unused.push(watch.wd);
