@@ -6,8 +6,8 @@ cd "$(dirname "$0")/.."
 
 # Debian packages. libfuse2: fuse-native's binding links it. fuse3: fusermount (Debian's `fuse`
 # package would conflict with sshfs). sshfs, bindfs, openssh-server: the benchmarks' references.
-# socat: pty pairs in the device tests. gcc, libc6-dev (its static libc): the exec shim, linked
-# statically. bsdutils: `script`, a terminal for the pty tests.
+# socat: pty pairs in the device tests. gcc, libc6-dev (its static libc): the exec shim and the
+# agent's change watcher (agent/watch/native), both linked statically. bsdutils: `script`, a terminal for the pty tests.
 packages=(nats-server libfuse2 fuse3 sshfs bindfs openssh-server openssh-client socat rsync git
           python3 make g++ gcc libc6-dev bsdutils ca-certificates openssl)
 bash scripts/apt-ensure.sh setup "${packages[@]}"
