@@ -11,11 +11,10 @@
  */
 import { posix } from 'node:path';
 import type { Logger } from 'pino';
-import {
-  encodeChangeMessage, type FeedMode, type FeedState, type LostReason, type OpName, type SlaveChangeTuple,
-} from '../../protocol/index.js';
+import type { FeedMode, FeedState, OpName } from '../../protocol/index.js';
 import type { RootJail } from '../root-jail.js';
 import { IN, meaningOf } from './change-kinds.js';
+import { ChangePublisher } from './change-publisher.js';
 import { WatchHelper } from './watch-helper.js';
 import { WatchSet, dirsOf, normalDir } from './watch-set.js';
 
@@ -41,6 +40,7 @@ const WATCH_FAILED_HOLD_MS = 1000;
 const RESTART_MIN_MS = 100;
 const RESTART_MAX_MS = 5000;
 const NOTHING_THERE = new Set([-2 /* ENOENT */, -20 /* ENOTDIR */]);
+const ENOSPC = -28;
 const PATH_FIELDS = ['path', 'from', 'to', 'existing'] as const;
 
 /** The default --watch-max: half the kernel's per-user limit, at most 65,536. */
@@ -65,29 +65,25 @@ export class AgentChangeFeed {
   private gate: Promise<void> | undefined;
   /** Bumped when the watcher's watches are all dropped: answers of before are stale. */
   private epoch = 0;
-  private seq = 0;
-  private readonly pending = new Map<string, SlaveChangeTuple>();
-  private pendingLost: LostReason | undefined;
-  private flushScheduled = false;
-  private lastState: FeedState | undefined;
   private overflowing = false;
   private watchFailedUntil = 0;
-  private lostCount = 0;
   private restartDelay = RESTART_MIN_MS;
   private restartTimer: NodeJS.Timeout | undefined;
-  private readonly heartbeat: NodeJS.Timeout;
+  private readonly out: ChangePublisher;
 
   constructor(private readonly options: AgentChangeFeedOptions) {
     this.watches = new WatchSet(options.watchMax);
-    this.heartbeat = setInterval(() => this.beat(), options.heartbeatMs ?? HEARTBEAT_MS);
-    this.heartbeat.unref();
+    this.out = new ChangePublisher({
+      boot: options.boot, maxPayload: options.maxPayload, publish: options.publish, state: () => this.state,
+      heartbeatMs: options.heartbeatMs ?? HEARTBEAT_MS,
+    });
   }
 
   /** Starts the watcher; without one the feed stays off (logged once). */
   async start(): Promise<void> {
     if (this.options.watchMax > 0) await this.startWatcher();
     if (this.mode === undefined) this.options.log.warn({ binary: this.options.binary, watchMax: this.options.watchMax }, 'no change feed: masters will not keep caches for long');
-    this.beat();
+    this.out.beat();
   }
 
   get state(): FeedState {
@@ -103,7 +99,7 @@ export class AgentChangeFeed {
   }
 
   stats(): { mode: FeedMode; seq: number; watches: number; lost: number } {
-    return { mode: this.feedMode, seq: this.seq, watches: this.watches.size, lost: this.lostCount };
+    return { mode: this.feedMode, seq: this.out.seq, watches: this.watches.size, lost: this.out.lost };
   }
 
   /**
@@ -138,7 +134,7 @@ export class AgentChangeFeed {
     return adding;
   }
 
-  private async add(key: string): Promise<void> {
+  private async add(key: string, retry = true): Promise<void> {
     const helper = this.helper;
     if (helper === undefined) return;
     let host: string;
@@ -149,23 +145,35 @@ export class AgentChangeFeed {
     }
     const epoch = this.epoch;
     const wd = await withTimeout(helper.add(host).catch(() => undefined), COMMAND_TIMEOUT_MS);
-    if (epoch !== this.epoch) return this.add(key); // answered by a watcher instance since dropped
+    if (epoch !== this.epoch) return this.add(key, retry); // answered by a watcher instance since dropped
     if (wd === undefined) return this.watchFailed(key, 'no answer from the watcher');
+    if (wd === ENOSPC && retry && this.watches.size > 1) {
+      // The user's inotify watches are used up (fs.inotify.max_user_watches, shared with every
+      // process of this user): watch fewer directories rather than lose every cache each time.
+      this.watches.max = Math.max(1, Math.floor(this.watches.size * 0.9));
+      this.options.log.warn({ watchMax: this.watches.max }, 'no more inotify watches for this user: watching fewer directories');
+      this.evict(helper);
+      return this.add(key, false);
+    }
     if (wd < 0) {
       if (!NOTHING_THERE.has(wd)) this.watchFailed(key, `errno ${-wd}`);
       return;
     }
     this.watches.add(key, wd);
+    this.evict(helper);
+  }
+
+  private evict(helper: WatchHelper): void {
     const { dirs, unused } = this.watches.evict();
-    for (const dir of dirs) this.change([dir, null, 'entry']);
+    for (const dir of dirs) this.out.change([dir, null, 'entry']);
     for (const old of unused) helper.remove(old);
   }
 
   private watchFailed(key: string, why: string): void {
     this.options.log.warn({ dir: key, why }, 'a directory could not be watched: the feed is degraded');
     this.watchFailedUntil = Date.now() + WATCH_FAILED_HOLD_MS;
-    this.lose('watch-failed');
-    setTimeout(() => this.schedule(), WATCH_FAILED_HOLD_MS + 10).unref();
+    this.out.lose('watch-failed');
+    setTimeout(() => this.out.schedule(), WATCH_FAILED_HOLD_MS + 10).unref();
   }
 
   /**
@@ -175,15 +183,15 @@ export class AgentChangeFeed {
   async sync(): Promise<{ seq: number; state: FeedState }> {
     const helper = this.helper;
     if (helper !== undefined) await withTimeout(helper.sync().catch(() => undefined), COMMAND_TIMEOUT_MS);
-    this.flush();
-    return { seq: this.seq, state: this.state };
+    this.out.flush();
+    return { seq: this.out.seq, state: this.state };
   }
 
   private async startWatcher(): Promise<void> {
     try {
       const { helper, mode } = await WatchHelper.start(this.options.binary, {
         event: (wd, mask, name) => this.onEvent(wd, mask, name),
-        turn: () => this.schedule(),
+        turn: () => this.out.schedule(),
         died: (reason) => this.onDied(reason),
       }, this.options.log);
       if (this.stopped) {
@@ -195,7 +203,7 @@ export class AgentChangeFeed {
       this.everStarted = true;
       this.restartDelay = RESTART_MIN_MS;
       this.options.log.info({ mode, pid: helper.pid }, 'change feed watching');
-      this.schedule();
+      this.out.schedule();
     } catch (err) {
       if (this.everStarted) {
         this.options.log.warn({ err }, 'the change watcher did not start again');
@@ -208,7 +216,7 @@ export class AgentChangeFeed {
     this.options.log.warn({ reason }, 'the change watcher died: the feed is degraded until it runs again');
     this.helper = undefined;
     this.dropAll();
-    this.lose('restart');
+    this.out.lose('restart');
     this.restartLater();
   }
 
@@ -236,7 +244,7 @@ export class AgentChangeFeed {
     for (const dir of dirsOf(watch)) {
       const meaning = meaningOf(dir, mask, name);
       ended ||= meaning.ended;
-      for (const change of meaning.changes) this.change(change);
+      for (const change of meaning.changes) this.out.change(change);
     }
     if (ended) {
       this.watches.drop(wd);
@@ -251,76 +259,16 @@ export class AgentChangeFeed {
     this.options.log.warn('the change watcher\'s queue overflowed: masters forget what they cached');
     this.overflowing = true;
     this.dropAll();
-    this.lose('overflow');
+    this.out.lose('overflow');
     helper.reset().then(() => {
       this.overflowing = false;
-      this.schedule();
+      this.out.schedule();
     }, () => undefined); // its death is reported as such
-  }
-
-  private lose(reason: LostReason): void {
-    this.lostCount++;
-    this.pendingLost ??= reason;
-    this.pending.clear(); // masters forget everything anyway
-    this.schedule();
-  }
-
-  private change(change: SlaveChangeTuple): void {
-    this.pending.set(`${change[0]}\0${change[1] ?? ''}\0${change[2]}`, change);
-  }
-
-  /** Sends what gathered once this turn's records are all in (one watcher read, one message). */
-  private schedule(): void {
-    if (this.flushScheduled) return;
-    this.flushScheduled = true;
-    setImmediate(() => {
-      this.flushScheduled = false;
-      this.flush();
-    });
-  }
-
-  private flush(): void {
-    const state = this.state;
-    if (this.pending.size === 0 && this.pendingLost === undefined && state === this.lastState) return;
-    const changes = [...this.pending.values()];
-    this.pending.clear();
-    const lost = this.pendingLost;
-    this.pendingLost = undefined;
-    const budget = Math.max(4096, this.options.maxPayload - 1024);
-    let at = 0;
-    do {
-      let bytes = 0;
-      let end = at;
-      while (end < changes.length) {
-        const [dir, name] = changes[end] as SlaveChangeTuple;
-        const cost = Buffer.byteLength(dir) + Buffer.byteLength(name ?? '') + 16;
-        if (bytes + cost > budget && end > at) break;
-        bytes += cost;
-        end++;
-      }
-      const batch = changes.slice(at, end);
-      const first = at === 0 && lost !== undefined;
-      this.seq += batch.length + (first ? 1 : 0);
-      this.send(batch, state, first ? lost : undefined);
-      at = end;
-    } while (at < changes.length);
-  }
-
-  private beat(): void {
-    this.flush();
-    this.send([], this.state, undefined);
-  }
-
-  private send(changes: SlaveChangeTuple[], state: FeedState, lost: LostReason | undefined): void {
-    this.lastState = state;
-    this.options.publish(encodeChangeMessage({
-      boot: this.options.boot, seq: this.seq, changes, state, ...(lost === undefined ? {} : { lost }),
-    }));
   }
 
   stop(): void {
     this.stopped = true;
-    clearInterval(this.heartbeat);
+    this.out.stop();
     clearTimeout(this.restartTimer);
     this.helper?.stop();
     this.helper = undefined;

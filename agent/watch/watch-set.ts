@@ -27,7 +27,7 @@ export class WatchSet {
   private readonly byKey = new Map<string, Watch>();
   private readonly byWd = new Map<number, Watch>();
 
-  constructor(readonly max: number) {}
+  constructor(public max: number) {}
 
   get size(): number {
     return this.byWd.size;
