@@ -5,9 +5,10 @@
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { hostname, platform, release } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import {
-  DISCOVER_SUBJECT, OP_NAMES, PROTOCOL_VERSION, agentWildcard, opFromSubject,
+  DISCOVER_SUBJECT, OP_NAMES, PROTOCOL_VERSION, agentWildcard, changeSubject, opFromSubject,
   type HelloInfo,
 } from '../protocol/index.js';
 import { connectBus, type Bus } from '../transport/bus.js';
@@ -30,6 +31,7 @@ import { ProcessTable } from './proc/process-table.js';
 import { CallerAccess, SearchCache } from './caller-access.js';
 import { accessAcl } from './fs/xattr-ops.js';
 import { RootJail } from './root-jail.js';
+import { AgentChangeFeed, defaultWatchMax } from './watch/change-feed.js';
 
 export interface AgentOptions {
   natsUrl: string;
@@ -58,12 +60,24 @@ export interface AgentOptions {
   version?: string;
   /** Let masters create block and character device nodes (mknod) on the slave. */
   allowDeviceNodes?: boolean;
+  /** Most directories the change feed watches (default: defaultWatchMax); 0: no feed. */
+  watchMax?: number;
+  /** The change watcher binary (default: the one built next to this code). */
+  watchHelper?: string;
   log: Logger;
 }
 
 export interface RunningAgent {
   readonly info: HelloInfo;
   stop(): Promise<void>;
+}
+
+/** Built by `npm run build` (agent/watch/native/Makefile) next to the compiled agent/watch/. */
+const WATCH_HELPER = fileURLToPath(new URL('./watch/splitbrain-watch', import.meta.url));
+
+async function readMaxUserWatches(): Promise<number | undefined> {
+  const text = await readFile('/proc/sys/fs/inotify/max_user_watches', 'utf8').catch(() => '');
+  return Number.parseInt(text, 10) || undefined;
 }
 
 async function readHostBootId(): Promise<string> {
@@ -104,8 +118,18 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   dropUnsyncedWrites(log);
   const commits = new Commits(options.commitIntervalMs ?? 2000, COMMIT_THRESHOLD_BYTES, log.child({ component: 'commits' }));
   const handles = new HandleTable(options.maxHandles ?? 10_000, (fd) => commits.release(fd));
+  const changes = new AgentChangeFeed({
+    binary: options.watchHelper ?? WATCH_HELPER, watchMax: options.watchMax ?? defaultWatchMax(await readMaxUserWatches()),
+    jail, boot: info.bootId, maxPayload: bus.maxPayload, publish: (data) => bus.publish(changeSubject(options.agentId), data),
+    log: log.child({ component: 'changes' }),
+  });
+  await changes.start();
   const procs = new ProcessTable({
     publish: (subject, data) => bus.publish(subject, data),
+    changeSeq: async () => {
+      const { seq, state } = await changes.sync();
+      return state === 'off' ? undefined : seq;
+    },
     leaseMs: options.procLeaseMs ?? 5000, maxProcesses: 1024, log: log.child({ component: 'proc' }),
   });
   let devJail: RootJail | undefined;
@@ -121,7 +145,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     cursors: new ReaddirCursors(), readOnly: options.readOnly, enterNamespaces: options.enterNamespaces,
     execPolicy: options.execPolicy ?? 'all', actsForCallers, allowDeviceNodes: options.allowDeviceNodes ?? false,
     searched, access: (caller, root = jail) => new CallerAccess(caller, root, actsForCallers, searched),
-    maxPayload: bus.maxPayload, log, hello: () => info,
+    changes, maxPayload: bus.maxPayload, log, hello: () => ({ ...info, changes: changes.feedMode }),
   };
   const dispatch = createDispatcher(handlers, ctx, info.bootId);
   let served: { stop(): void };
@@ -134,6 +158,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     discover = await bus.serve(DISCOVER_SUBJECT, async (_subject, data) => dispatch('agent.hello', data));
   } catch (err) {
     procs.close();
+    changes.stop();
     await commits.close();
     await bus.close();
     throw err;
@@ -145,6 +170,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       served.stop();
       discover.stop();
       procs.close();
+      changes.stop();
       devices.closeAll();
       await handles.closeAll();
       await commits.close();

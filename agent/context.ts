@@ -12,6 +12,7 @@ import type { ReaddirCursors } from './fs/readdir-cursors.js';
 import type { ProcessTable } from './proc/process-table.js';
 import type { RootJail } from './root-jail.js';
 import type { ExecPolicy } from './proc/exec-policy.js';
+import type { AgentChangeFeed } from './watch/change-feed.js';
 
 export interface AgentContext {
   readonly jail: RootJail;
@@ -38,6 +39,8 @@ export interface AgentContext {
   readonly execPolicy: ExecPolicy;
   /** Spawns enter the namespaces of this process (proc/namespaces.ts). */
   readonly enterNamespaces?: number;
+  /** The change feed: watches what requests name, answers fs.changes (watch/change-feed.ts). */
+  readonly changes: AgentChangeFeed;
   /** Largest reply the bus accepts; data replies are sized to fit. */
   readonly maxPayload: number;
   readonly log: Logger;

@@ -71,6 +71,10 @@ export function createDispatcher(table: HandlerTable, ctx: AgentContext, bootId:
     agentMetrics.inFlight.inc();
     try {
       const request = decodeRequest(op, data); // a newer protocol's request throws EPROTONOSUPPORT
+      // The directories it names are watched before it runs, or what it answers could change
+      // unreported (watch/change-feed.ts); no wait when they are watched already.
+      const covered = ctx.changes.cover(op, request.args);
+      if (covered !== undefined) await covered;
       if (!NOT_IDEMPOTENT.has(op)) {
         const [reply, outcome] = await execute(op, request);
         errno = outcome;

@@ -117,11 +117,14 @@ withBusAuth(program.command('agent'))
     + 'process: 1 for an agent in a container serving its host (compose/slave.yml)', nonNegative)
   .option('--allow-device-nodes', 'let masters create block and character device nodes (mknod) on the slave; '
     + 'refused with EPERM otherwise', false)
+  .option('--watch-max <dirs>', 'most directories the change feed watches for masters\' caches (least recently used '
+    + 'go first); 0: no feed (default: half of fs.inotify.max_user_watches, at most 65536)', nonNegative)
+  .option('--watch-helper <path>', 'the change watcher binary (default: the one built with splitbrain)')
   .addOption(logLevel())
   .action(async (opts: {
     nats: string; id?: string; root: string; readOnly: boolean; devRoot: string; devAllow: string[];
     enterNamespaces?: number; commitInterval: number; exec: boolean; execAllow: string[]; metrics?: string; logLevel: string;
-    allowDeviceNodes: boolean;
+    allowDeviceNodes: boolean; watchMax?: number; watchHelper?: string;
   }) => {
     if (opts.metrics) await serveMetrics(opts.metrics);
     if (!opts.exec && opts.execAllow.length > 0) throw new InvalidArgumentError('--no-exec and --exec-allow exclude each other');
@@ -132,7 +135,8 @@ withBusAuth(program.command('agent'))
       devAllow: opts.devAllow.length > 0 ? opts.devAllow : undefined, enterNamespaces: opts.enterNamespaces,
       commitIntervalMs: Math.max(opts.commitInterval, 0.05) * 1000,
       execPolicy: !opts.exec ? 'none' : opts.execAllow.length > 0 ? opts.execAllow : 'all', version: VERSION, log,
-      allowDeviceNodes: opts.allowDeviceNodes,
+      allowDeviceNodes: opts.allowDeviceNodes, watchMax: opts.watchMax,
+      watchHelper: opts.watchHelper === undefined ? undefined : resolve(opts.watchHelper),
     });
     await serveUntilSignal(() => agent.stop());
   });

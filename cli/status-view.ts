@@ -34,14 +34,16 @@ function formatRate(bytesPerSecond: number): string {
 /**
  * The agent's own guards in one cell: rw/ro, whose rights requests get (as=caller: a root agent
  * acts as each master process; as=agent: as itself), which commands, which devices, and
- * whether masters may make device nodes.
+ * whether masters may make device nodes; then how the change feed learns of changes
+ * (changes=inotify, fanotify, degraded or off; absent from agents older than the feed).
  */
 function policyCell(hello: HelloInfo): string {
   const exec = hello.policy.exec;
   const commands = exec === 'all' || exec === 'none' ? exec : exec.join(',');
   const identity = hello.identity ?? 'agent';
   const nodes = hello.policy.deviceNodes ? ' mknod=yes' : '';
-  return `${hello.readOnly ? 'ro' : 'rw'} as=${identity} exec=${commands} dev=${hello.policy.devAllow.join(',')}${nodes}`;
+  const changes = hello.changes === undefined ? '' : ` changes=${hello.changes}`;
+  return `${hello.readOnly ? 'ro' : 'rw'} as=${identity} exec=${commands} dev=${hello.policy.devAllow.join(',')}${nodes}${changes}`;
 }
 
 /** One line per agent; uptime by the master's clock against the agent's start time. */

@@ -59,7 +59,41 @@ export class AttrCache {
    */
   private readonly names = new Map<number, Set<string>>();
 
-  constructor(private readonly ttl: CacheTimeouts) {}
+  /**
+   * Moves whenever the slave is known to have changed behind our back: an answer fetched across
+   * a move may predate the change, so it is not kept (see RemoteFs.getattr).
+   */
+  generation = 0;
+
+  constructor(private ttl: CacheTimeouts) {}
+
+  /** New entries live this long (the slave's change feed came or went). */
+  setTimeouts(ttl: CacheTimeouts): void {
+    this.ttl = ttl;
+  }
+
+  /**
+   * The slave changed `name` in `dir` (null: anything in it); `entry`: the name may now mean
+   * another file or none, and the directory's own attributes changed with it.
+   */
+  slaveChanged(dir: string, name: string | null, entry: boolean): void {
+    this.generation++;
+    if (name === null) {
+      this.dropTree(dir);
+      return;
+    }
+    const path = posix.join(dir, name);
+    this.forgetOtherLinks(path);
+    this.entries.delete(path);
+    this.absentXattrs.delete(path);
+    this.dirModes.delete(path);
+    if (entry) {
+      this.dropTree(path);
+      this.entries.delete(dir);
+      this.listings.delete(dir);
+    }
+  }
+
 
   get enabled(): boolean {
     return this.ttl.attrTtlMs > 0 || this.ttl.entryTtlMs > 0;
@@ -231,6 +265,7 @@ export class AttrCache {
   }
 
   clear(): void {
+    this.generation++;
     this.entries.clear();
     this.listings.clear();
     this.absentXattrs.clear();

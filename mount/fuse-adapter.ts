@@ -36,6 +36,7 @@ export interface FuseMountOptions {
 }
 
 const UNCHANGED_ID = 0xffffffff;
+const NO_CACHING: KernelTimeouts = Object.freeze({ entry: 0, attr: 0, negative: 0 });
 const ENOENT = errnoNumber('ENOENT');
 const ERANGE = errnoNumber('ERANGE');
 const EINVAL = errnoNumber('EINVAL');
@@ -108,6 +109,8 @@ export class FuseAdapter {
   private readonly fences = new Map<number, () => void>();
   private nextFence = 1;
   private timeouts: KernelTimeouts;
+  /** Moves with every invalidation: an answer fetched across one is given, not cached. */
+  private generation = 0;
 
   constructor(private readonly fs: MountFs, private readonly options: FuseMountOptions, private readonly log: Logger) {
     this.binding = fuseBinding();
@@ -144,6 +147,7 @@ export class FuseAdapter {
 
   /** The slave changed `name` in directory `dirPath` (null: anything in it). */
   invalidate(dirPath: string, name: string | null, entry: boolean): void {
+    this.generation++;
     const mount = this.mounted;
     if (!mount) return;
     const dir = this.nodes.find(dirPath);
@@ -165,6 +169,7 @@ export class FuseAdapter {
 
   /** Everything the kernel holds of the slave may be stale: drop it all. */
   invalidateAll(): void {
+    this.generation++;
     const mount = this.mounted;
     if (!mount) return;
     for (const node of this.nodes.nodes()) {
@@ -225,9 +230,15 @@ export class FuseAdapter {
     );
   }
 
-  private entry(handle: RequestHandle, parentId: number, name: string, attr: Attr): void {
+  /** The timeouts for an answer fetched since `generation`: none if the slave changed meanwhile. */
+  private since(generation: number): KernelTimeouts {
+    return generation === this.generation ? this.timeouts : NO_CACHING;
+  }
+
+  private entry(handle: RequestHandle, parentId: number, name: string, attr: Attr, generation = this.generation): void {
     const node = this.nodes.looked(this.node(parentId), name, attr);
-    this.binding.replyEntry(handle, node.id, packAttr(attr), this.timeouts.entry, this.timeouts.attr);
+    const t = this.since(generation);
+    this.binding.replyEntry(handle, node.id, packAttr(attr), t.entry, t.attr);
   }
 
   private dispatch(
@@ -245,10 +256,12 @@ export class FuseAdapter {
           return this.lookup(handle, ino, name, who);
         case Op.FORGET:
           return this.nodes.forget(ino, a);
-        case Op.GETATTR:
+        case Op.GETATTR: {
+          const generation = this.generation;
           return this.run(handle, 'getattr', () => this.getattr(ino, a, who), (attr) => {
-            this.binding.replyAttr(handle, packAttr(attr), this.timeouts.attr);
+            this.binding.replyAttr(handle, packAttr(attr), this.since(generation).attr);
           });
+        }
         case Op.SETATTR:
           return this.run(handle, 'setattr', () => this.setattr(ino, a, setattr ?? new Float64Array(9), who), (attr) => {
             this.binding.replyAttr(handle, packAttr(attr), this.timeouts.attr);
@@ -313,8 +326,12 @@ export class FuseAdapter {
         case Op.OPENDIR:
           return this.run(handle, 'opendir', () => this.opendir(ino, a, who), (fh) => this.binding.replyOpen(handle, fh, 0));
         case Op.READDIR:
-        case Op.READDIRPLUS:
-          return this.run(handle, 'readdir', () => this.listing(a, c, who), (entries) => this.replyDir(handle, op === Op.READDIRPLUS, a, b, c, entries));
+        case Op.READDIRPLUS: {
+          const generation = this.generation;
+          return this.run(handle, 'readdir', () => this.listing(a, c, who), (entries) => {
+            this.replyDir(handle, op === Op.READDIRPLUS, a, b, c, entries, this.since(generation));
+          });
+        }
         case Op.RELEASEDIR:
           this.dirs.delete(a);
           return done();
@@ -358,6 +375,7 @@ export class FuseAdapter {
   }
 
   private lookup(handle: RequestHandle, parentId: number, name: string, who: FuseCaller): void {
+    const generation = this.generation;
     this.run(handle, 'lookup', async () => {
       try {
         return await this.fs.getattr(this.childPath(parentId, name), who);
@@ -366,9 +384,10 @@ export class FuseAdapter {
         throw err;
       }
     }, (attr) => {
-      if (attr) return this.entry(handle, parentId, name, attr);
-      if (this.timeouts.negative > 0) {
-        this.binding.replyEntry(handle, 0, new Float64Array(ATTR_SLOTS), this.timeouts.negative, 0);
+      if (attr) return this.entry(handle, parentId, name, attr, generation);
+      const negative = this.since(generation).negative;
+      if (negative > 0) {
+        this.binding.replyEntry(handle, 0, new Float64Array(ATTR_SLOTS), negative, 0);
       } else {
         this.binding.replyErr(handle, ENOENT);
       }
@@ -439,7 +458,7 @@ export class FuseAdapter {
     return dir.entries;
   }
 
-  private replyDir(handle: RequestHandle, plus: boolean, fh: number, size: number, offset: number, entries: DirEntry[]): void {
+  private replyDir(handle: RequestHandle, plus: boolean, fh: number, size: number, offset: number, entries: DirEntry[], t: KernelTimeouts): void {
     const dir = this.dirs.get(fh);
     const slice = entries.slice(offset);
     const names = slice.map((e) => nameBytes(e.name));
@@ -462,7 +481,7 @@ export class FuseAdapter {
         attrs[i * ATTR_SLOTS + 1] = entry.name === '.' || entry.name === '..' ? 0o040000 : 0;
       }
     });
-    const added = this.binding.replyDir(handle, plus, size, names, attrs, ids, offsets, this.timeouts.entry, this.timeouts.attr);
+    const added = this.binding.replyDir(handle, plus, size, names, attrs, ids, offsets, t.entry, t.attr);
     // The kernel now holds a lookup of each node that went in; the others were never seen.
     fresh.forEach((node, i) => {
       if (i < added) node.lookups++;

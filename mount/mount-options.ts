@@ -16,10 +16,13 @@ export type SymlinkMode = 'relative' | 'raw';
 export interface MountTuning {
   /** Options for the kernel's mount (libfuse 3's session options). */
   kernelOptions: string[];
-  /** How long the kernel keeps names, attributes and "no such name" answers. */
+  /** How long the kernel keeps names, attributes and "no such name" answers while the slave's change feed is live. */
   kernel: KernelTimeouts;
+  /** How long the kernel and the mount keep anything when it is not (cache_timeout). */
+  fallbackSeconds: number;
   /** The kernel checks permissions against the slave's modes and ACLs (allow_other mounts). */
   kernelChecks: boolean;
+  /** The mount's own cache while the feed is live. */
   cache: CacheTimeouts;
   requestTimeoutMs: number;
   readAheadChunks: number;
@@ -35,15 +38,17 @@ export class MountOptionError extends Error {
 
 /**
  * Two layers of cache: the kernel's (attr_timeout, entry_timeout, negative_timeout), which
- * answers stat and lookups without leaving the kernel, and the mount's own (cache_timeout),
+ * answers stat and lookups without leaving the kernel, and the mount's own, which answers the
  * which answers the kernel without a round trip. The mount's own changes update both at once;
- * the slave's reach them by invalidation (fuse-adapter.ts), a bridged command's likewise.
+ * the slave's reach them through the agent's change feed (invalidation, fuse-adapter.ts), so
+ * both keep answers long while the feed is live; without it (an agent that has none, a watch
+ * lost or overflowed) they keep them `cache_timeout` seconds, as sshfs does its 20.
  * `-o cache=no` turns both off.
  */
 export const DEFAULTS = {
-  attrTimeout: 1,
-  entryTimeout: 1,
-  negativeTimeout: 1,
+  attrTimeout: 60,
+  entryTimeout: 60,
+  negativeTimeout: 60,
   cacheTimeout: 1,
   timeout: 30,
   readAheadChunks: 4,
@@ -127,8 +132,9 @@ export function parseMountOptions(options: string[], agentId: string): MountTuni
   return {
     kernelOptions: [`fsname=splitbrain:${agentId}`, 'subtype=splitbrain', ...passthrough],
     kernel: { attr: attrTimeout, entry: entryTimeout, negative: negativeTimeout },
+    fallbackSeconds: cacheTimeout,
     kernelChecks,
-    cache: { attrTtlMs: cacheTimeout * 1000, entryTtlMs: cacheTimeout * 1000, negativeTtlMs: cacheTimeout * 1000 },
+    cache: { attrTtlMs: attrTimeout * 1000, entryTtlMs: entryTimeout * 1000, negativeTtlMs: negativeTimeout * 1000 },
     requestTimeoutMs: timeout * 1000,
     readAheadChunks,
     writesInFlight,
@@ -143,5 +149,5 @@ export function parseMountOptions(options: string[], agentId: string): MountTuni
  */
 export function deviceTuning(tuning: MountTuning): MountTuning {
   const kernelOptions = tuning.kernelOptions.map((o) => o.replace(/^fsname=splitbrain:/, 'fsname=splitbrain-dev:'));
-  return { ...tuning, kernelOptions, kernel: { attr: 0, entry: 0, negative: 0 } };
+  return { ...tuning, kernelOptions, kernel: { attr: 0, entry: 0, negative: 0 }, fallbackSeconds: 0 };
 }

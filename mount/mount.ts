@@ -6,9 +6,10 @@ import { execFile } from 'node:child_process';
 import { readFile, stat } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
-import type { HelloInfo } from '../protocol/index.js';
+import type { FeedState, HelloInfo } from '../protocol/index.js';
 import { AgentClient, chooseAgent } from '../transport/agent-client.js';
 import { connectBus } from '../transport/bus.js';
+import { ChangeFeed } from '../transport/change-feed.js';
 import { AttrCache } from './attr-cache.js';
 import { MOUNT_ITSELF } from './callers.js';
 import { FuseAdapter } from './fuse-adapter.js';
@@ -34,10 +35,21 @@ export interface MountOptions {
 export interface MountedSlave {
   readonly hello: HelloInfo;
   readonly mountPath: string;
-  /** Forgets what the mount caches of the slave (after a bridged command changed it). */
+  /** Whether every change on the slave reaches the mount's caches ('live'), or they keep answers briefly. */
+  readonly coherence: FeedState;
+  /** Forgets what the mount and the kernel cache of the slave. */
   clearCache(): void;
+  /**
+   * Resolves once the mount has applied every change the slave's feed reported up to
+   * `changeSeq` (a bridged command's exit: protocol/changes.ts); undefined: not known, so
+   * forget what may have changed.
+   */
+  changesApplied(changeSeq: number | undefined): Promise<void>;
   unmount(): Promise<void>;
 }
+
+/** How long a bridged command's exit waits for the mount to apply its changes (then: forget all). */
+const BARRIER_TIMEOUT_MS = 5000;
 
 export class MountError extends Error {
   override name = 'MountError';
@@ -97,7 +109,9 @@ export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
     });
     log.info({ agentId, hostname: hello.hostname, bootId: hello.bootId, root: hello.root }, 'agent found');
     await clearStaleMount(options.mountPath, log);
-    const cache = new AttrCache(tuning.cache);
+    const fallback = tuning.fallbackSeconds;
+    const shortTimeouts = { attr: fallback, entry: fallback, negative: fallback };
+    const cache = new AttrCache({ attrTtlMs: fallback * 1000, entryTtlMs: fallback * 1000, negativeTtlMs: fallback * 1000 });
     client.helloOnReconnect();
     // A restarted slave may have changed anything: nothing cached stays (open files are reopened).
     client.onRestart(() => cache.clear());
@@ -119,22 +133,59 @@ export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
       await fs.getattr('/', MOUNT_ITSELF);
     }
     const adapter = new FuseAdapter(fs, {
-      mountPath: options.mountPath, kernelOptions: tuning.kernelOptions, timeouts: tuning.kernel,
+      mountPath: options.mountPath, kernelOptions: tuning.kernelOptions, timeouts: shortTimeouts,
       directIo: options.devices === true, kernelChecks: tuning.kernelChecks,
     }, log);
+    const forgetAll = () => {
+      cache.clear();
+      adapter.invalidateAll();
+    };
     // A restarted slave may have changed anything: the kernel forgets it too.
-    client.onRestart(() => adapter.invalidateAll());
+    client.onRestart(forgetAll);
+    const feed = options.devices || !hello.capabilities.includes('fs.changes')
+      ? undefined : await ChangeFeed.open(bus, agentId, log);
+    if (feed) {
+      const live = tuning.kernel;
+      // Long caching only while every change on the slave reaches us; otherwise sshfs-like.
+      const coherent = (state: FeedState) => {
+        const on = state === 'live';
+        adapter.setTimeouts(on ? live : shortTimeouts);
+        cache.setTimeouts(on ? tuning.cache : { attrTtlMs: fallback * 1000, entryTtlMs: fallback * 1000, negativeTtlMs: fallback * 1000 });
+        if (on) log.info({ timeouts: live }, 'slave change feed live: caching long');
+        else log.warn({ state, fallbackSeconds: fallback }, 'slave change feed not live: caching briefly');
+      };
+      coherent(feed.state);
+      feed.onState(coherent);
+      feed.onChanges((changes) => {
+        for (const { dir, name, kind } of changes) {
+          cache.slaveChanged(dir, name, kind === 'entry');
+          adapter.invalidate(dir, name, kind === 'entry');
+        }
+      });
+      feed.onLost((reason) => {
+        log.warn({ reason }, 'slave changes may have been missed: forgetting everything cached');
+        forgetAll();
+      });
+    } else if (!options.devices) {
+      log.warn({ fallbackSeconds: fallback }, 'the agent has no change feed: caching briefly');
+    }
     await adapter.mount().catch((err: unknown) => {
       throw new MountError(`cannot mount on ${options.mountPath}: ${(err as Error).message}`, { cause: err });
     });
     log.info({ options: tuning.kernelOptions, timeouts: tuning.kernel }, 'mounted');
     return {
       hello, mountPath: options.mountPath,
-      clearCache: () => {
-        cache.clear();
-        adapter.invalidateAll();
+      get coherence(): FeedState { return feed?.state ?? 'off'; },
+      clearCache: () => forgetAll(),
+      async changesApplied(changeSeq: number | undefined) {
+        // The bridged command's changes, as the feed reports them, are in the kernel's caches
+        // before its exit is: the test reads what it wrote. Without a position, forget all.
+        if (feed && changeSeq !== undefined && feed.state !== 'off') await feed.applied(changeSeq, BARRIER_TIMEOUT_MS);
+        else forgetAll();
+        await adapter.applied();
       },
       async unmount() {
+        await feed?.close();
         await adapter.unmount().catch((err: unknown) => {
           log.warn({ err }, 'unmount reported an error');
         });

@@ -247,10 +247,13 @@ export class RemoteFs implements MountFs {
     if (cached === null) throw new SlaveError('ENOENT', `no such file: ${path}`);
     if (cached) return this.tell(path, cached);
     await this.sendWriters(path);
+    // An answer that crossed a change on the slave may predate it: give it, but do not keep it.
+    const generation = this.cache.generation;
     try {
-      return this.tell(path, this.remember(path, (await this.call('fs.getattr', { path }, caller)).attr));
+      const { attr } = await this.call('fs.getattr', { path }, caller);
+      return this.tell(path, this.cache.generation === generation ? this.remember(path, attr) : attrFromWire(attr));
     } catch (err) {
-      if (err instanceof SlaveError && err.errnoName === 'ENOENT') this.cache.setMissing(path);
+      if (err instanceof SlaveError && err.errnoName === 'ENOENT' && this.cache.generation === generation) this.cache.setMissing(path);
       throw err;
     }
   }
@@ -296,6 +299,7 @@ export class RemoteFs implements MountFs {
     // answers ESTALE for it, and the listing starts again (once).
     for (let attempt = 0; ; attempt++) {
       const entries: DirEntry[] = [];
+      const generation = this.cache.generation;
       try {
         let page = await this.call('fs.readdir', { path }, caller);
         const boot = this.client.bootId;
@@ -303,7 +307,7 @@ export class RemoteFs implements MountFs {
           for (const [name, wire] of page.entries) {
             const attr = wire ? attrFromWire(wire) : null;
             entries.push({ name, attr });
-            if (attr) this.cache.set(path === '/' ? `/${name}` : `${path}/${name}`, attr);
+            if (attr && this.cache.generation === generation) this.cache.set(path === '/' ? `/${name}` : `${path}/${name}`, attr);
           }
           if (page.cursor === null) break;
           page = await this.client.call('fs.readdir', { cursor: page.cursor }, { handleBoot: boot });
@@ -312,7 +316,7 @@ export class RemoteFs implements MountFs {
         if (attempt === 0 && err instanceof SlaveError && err.errnoName === 'ESTALE') continue;
         throw err;
       }
-      this.cache.setListing(path, entries.map((e) => e.name));
+      if (this.cache.generation === generation) this.cache.setListing(path, entries.map((e) => e.name));
       return entries;
     }
   }

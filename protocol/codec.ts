@@ -6,6 +6,7 @@
  *   request: { v: version, id: request id, hb?: handle boot, c?: caller, a: op arguments }
  *   reply:   { v: version, boot: agent boot id, ok: result } | { v, boot, err: { errno, message } }
  *   event:   { v: version, e: process event }   (published, not a reply: see ProcEvent)
+ *   changes: { v: version, chg: change message } (published on the agent's change subject)
  */
 import { Decoder, Encoder } from '@msgpack/msgpack';
 import { z } from 'zod';
@@ -13,6 +14,7 @@ import { callerSchema, type Caller } from './caller.js';
 import { isErrnoName } from './errno.js';
 import { ProtocolError, SlaveError } from './errors.js';
 import { msgpackBoundsProblem } from './msgpack-bounds.js';
+import { changeMessage, type ChangeMessage } from './changes.js';
 import { ops, procEvent, type OpName, type OpReply, type OpRequest, type ProcEvent } from './ops.js';
 import { PROTOCOL_VERSION } from './version.js';
 
@@ -257,4 +259,20 @@ export function decodeEvent(bytes: Uint8Array): ProcEvent {
   const event = procEvent.safeParse(envelope.data.e);
   if (!event.success) throw new ProtocolError(`bad process event: ${describe(event.error)}`);
   return event.data;
+}
+
+const changeEnvelope = z.object({ v: z.number().int(), chg: z.unknown() });
+
+/** agent --change feed--> masters: `{ v, chg: ChangeMessage }` (changes.ts). */
+export function encodeChangeMessage(message: ChangeMessage): Uint8Array {
+  return encoder.encode({ v: PROTOCOL_VERSION, chg: message });
+}
+
+/** Decodes and validates a change feed message; throws ProtocolError on anything malformed. */
+export function decodeChangeMessage(bytes: Uint8Array): ChangeMessage {
+  const envelope = changeEnvelope.safeParse(unpack(bytes, 'change message'));
+  if (!envelope.success) throw new ProtocolError(`bad change message envelope: ${describe(envelope.error)}`);
+  const message = changeMessage.safeParse(envelope.data.chg);
+  if (!message.success) throw new ProtocolError(`bad change message: ${describe(message.error)}`);
+  return message.data;
 }

@@ -1,6 +1,7 @@
 /** The wire protocol, shared by agent and master. Pure: no I/O, imports nothing else of ours. */
 export * from './attr.js';
 export * from './caller.js';
+export * from './changes.js';
 export * from './codec.js';
 export * from './errno.js';
 export * from './errors.js';

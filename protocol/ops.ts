@@ -8,6 +8,7 @@
  */
 import { z } from 'zod';
 import { ATTR_FIELDS } from './attr.js';
+import { FEED_MODES, FEED_STATES } from './changes.js';
 
 const MAX_PATH = 4096;
 const MAX_NAME = 255;
@@ -94,6 +95,8 @@ export const helloInfo = z.object({
     /** Whether masters may create block and character device nodes (--allow-device-nodes). */
     deviceNodes: z.boolean().optional(),
   }),
+  /** How the agent learns of changes for its feed (changes.ts); absent from agents older than it. */
+  changes: z.enum(FEED_MODES).optional(),
 });
 
 /**
@@ -107,6 +110,8 @@ export const agentStats = z.object({
   inFlight: u53,
   processesSpawned: u53,
   handles: z.object({ files: u53, devices: u53, processes: u53 }),
+  /** The change feed: its mode, last sequence number, directories watched, losses since start. */
+  changes: z.object({ mode: z.enum(FEED_MODES), seq: u53, watches: u53, lost: u53 }).optional(),
 });
 
 export const readdirEntry = z.tuple([z.string().min(1).max(MAX_NAME), wireAttr.nullable()]);
@@ -124,6 +129,12 @@ export const ops = {
     namemax: u53,
   })),
   /** Either starts listing `path` or continues with the `cursor` a previous page returned. */
+  /**
+   * The change feed's position: `seq` covers every change the slave made before this request
+   * arrived (the agent drains its watcher first), so a master that has applied the feed up to
+   * `seq` has seen them all (changes.ts).
+   */
+  'fs.changes': op(empty, z.object({ seq: u53, state: z.enum(FEED_STATES) })),
   'fs.readdir': op(
     z.union([z.object({ path: slavePath }), z.object({ cursor: u32 })]),
     z.object({ entries: z.array(readdirEntry), cursor: u32.nullable() }),
@@ -240,7 +251,12 @@ export const procEvent = z.union([
   z.object({ procId, seq: u53, stream: z.enum(['stdout', 'stderr']), data: bytes }),
   z.object({
     procId, seq: u53,
-    exit: z.object({ code: z.number().int().nullable(), signal: z.string().max(32).nullable() }),
+    /**
+     * changeSeq: the change feed's sequence number once the process had exited (changes.ts):
+     * everything it changed on the slave is at or below it. Absent from agents older than it,
+     * and when the agent has no feed.
+     */
+    exit: z.object({ code: z.number().int().nullable(), signal: z.string().max(32).nullable(), changeSeq: u53.optional() }),
   }),
 ]);
 export type ProcEvent = z.infer<typeof procEvent>;

@@ -1,6 +1,6 @@
 /**
- * NATS subjects. Every agent serves `splitbrain.<agentId>.>` and publishes process output only
- * under `splitbrain._out.<agentId>.>`, so NATS subject permissions can grant a master exactly
+ * NATS subjects. Every agent serves `splitbrain.<agentId>.>` and publishes only process output
+ * under `splitbrain._out.<agentId>.>` and its change feed on `splitbrain._chg.<agentId>`, so NATS subject permissions can grant a master exactly
  * the slaves it may reach, and an agent exactly its own subjects (compose/nats/permissions.conf,
  * docs/security.md). Op names contain one dot (`fs.read`), so an op subject is
  * `splitbrain.<agentId>.fs.read`.
@@ -9,6 +9,9 @@ import { SUBJECT_ROOT } from './version.js';
 
 /** All agents answer `agent.hello` here too, so a master can find the agents on a bus. */
 export const DISCOVER_SUBJECT = `${SUBJECT_ROOT}._discover`;
+
+/** Where agents publish their change feed: `splitbrain._chg.<agentId>` (changes.ts). */
+const CHANGES_ROOT = `${SUBJECT_ROOT}._chg`;
 
 /** Where agents publish process output: `splitbrain._out.<agentId>.<token>`. */
 const OUTPUT_ROOT = `${SUBJECT_ROOT}._out`;
@@ -58,4 +61,9 @@ export function outputSubject(agentId: string, token: string): string {
 export function isOutputSubjectOf(agentId: string, subject: string): boolean {
   const prefix = `${OUTPUT_ROOT}.${agentId}.`;
   return subject.startsWith(prefix) && /^[A-Za-z0-9_-]+$/.test(subject.slice(prefix.length));
+}
+
+/** The subject `agentId` publishes its change feed on; its masters subscribe to it. */
+export function changeSubject(agentId: string): string {
+  return `${CHANGES_ROOT}.${agentId}`;
 }

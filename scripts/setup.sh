@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 # Debian packages. libfuse3-dev, pkg-config: our FUSE binding (mount/native/) is built against
 # them. fuse3: fusermount3 and libfuse3 (Debian's `fuse`
 # package would conflict with sshfs). sshfs, bindfs, openssh-server: the benchmarks' references.
-# socat: pty pairs in the device tests. gcc, libc6-dev (its static libc): the exec shim, linked
-# statically. bsdutils: `script`, a terminal for the pty tests.
+# socat: pty pairs in the device tests. gcc, libc6-dev (its static libc): the exec shim and the
+# agent's change watcher (agent/watch/native), both linked statically. bsdutils: `script`, a terminal for the pty tests.
 packages=(nats-server fuse3 libfuse3-dev pkg-config sshfs bindfs openssh-server openssh-client socat rsync git
           python3 make g++ gcc libc6-dev bsdutils ca-certificates openssl)
 bash scripts/apt-ensure.sh setup "${packages[@]}"

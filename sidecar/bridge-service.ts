@@ -28,7 +28,8 @@ export interface BridgeServiceOptions {
   /** Who bridged commands run as on the slave (--exec-user). */
   execUser: ExecUser;
   log: Logger;
-  afterCommand?: () => void;
+  /** See BridgeOptions.afterCommand. */
+  afterCommand?: (changeSeq: number | undefined) => Promise<void>;
   /** How long a request waits for an unreachable agent (default 60 s; 0: at once). */
   slaveWaitMs?: number;
 }

@@ -32,8 +32,12 @@ export interface BridgeOptions {
   identity: BridgeIdentity;
   agentId: string;
   log: Logger;
-  /** Runs after every bridged command (the sidecar clears the slave mount's cache). */
-  afterCommand?: () => void;
+  /**
+   * Runs after every bridged command, before the shim hears it ended, with the change feed's
+   * position at its exit (undefined when not known): the sidecar waits for the slave mount to
+   * have applied those changes, so what the command wrote is seen at once.
+   */
+  afterCommand?: (changeSeq: number | undefined) => Promise<void>;
 }
 
 const STATUS_PROTOCOL_ERROR = 255;
@@ -147,7 +151,7 @@ class ShimSession {
         const frame = status.code !== null
           ? encodeExit('exited', status.code)
           : encodeExit('signaled', signalNumber(status.signal ?? '') ?? 0);
-        this.end(frame);
+        this.end(frame, status.changeSeq);
       }, (err: unknown) => {
         const failure = failureStatus(err, agentId);
         this.fail(failure.status, failure.message);
@@ -240,11 +244,17 @@ class ShimSession {
     this.socket.uncork();
   }
 
-  private end(frame: Buffer): void {
+  private end(frame: Buffer, changeSeq?: number): void {
     if (this.finished) return;
     this.finished = true;
-    this.socket.end(frame);
-    this.options.afterCommand?.();
+    const after = this.options.afterCommand;
+    if (after === undefined) {
+      this.socket.end(frame);
+      return;
+    }
+    after(changeSeq)
+      .catch((err: unknown) => this.log.warn({ err }, 'the slave mount did not apply the command\'s changes'))
+      .finally(() => this.socket.end(frame));
   }
 
   private fail(status: number, message: string): void {

@@ -22,6 +22,8 @@ export interface ExitStatus {
   /** The exit code, or null when a signal ended the process. */
   code: number | null;
   signal: string | null;
+  /** The slave's change feed position once the process had exited (protocol/changes.ts). */
+  changeSeq?: number;
 }
 
 export interface ProcessOutput {

@@ -89,7 +89,7 @@ export async function startSidecar(options: SidecarOptions): Promise<RunningSide
     }
     const bridge: RunningBridge = await startBridgeService({
       ...options.bridge, natsUrl: options.natsUrl, agentId, socketPath: paths.socket, shimDir: paths.bin,
-      slaveMount: options.slaveSeenAt ?? paths.slave, log, afterCommand: () => files.clearCache(),
+      slaveMount: options.slaveSeenAt ?? paths.slave, log, afterCommand: (changeSeq) => files.changesApplied(changeSeq),
     });
     stops.push(() => bridge.stop());
     const health: HealthReport = {

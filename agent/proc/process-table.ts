@@ -14,6 +14,11 @@ export interface ProcessTableOptions {
   /** How long a process lives without a request naming it. */
   leaseMs: number;
   maxProcesses: number;
+  /**
+   * The change feed's position once everything a process changed is published (its exit
+   * event carries it); undefined without a feed.
+   */
+  changeSeq?: () => Promise<number | undefined>;
   log: Logger;
 }
 
@@ -38,7 +43,7 @@ export class ProcessTable {
     const procId = this.ids.take((id) => this.procs.has(id));
     const log = this.options.log;
     const sink = (event: Uint8Array) => this.options.publish(output, event);
-    const proc = await SpawnedProcess.start(procId, spec, sink, () => this.procs.delete(procId), log);
+    const proc = await SpawnedProcess.start(procId, spec, sink, () => this.procs.delete(procId), log, this.options.changeSeq);
     this.procs.set(procId, proc);
     log.debug({ procId, pid: proc.pid, argv: spec.argv, pty: spec.pty !== null }, 'process started');
     return proc;

@@ -74,19 +74,23 @@ export class SpawnedProcess {
     private readonly sink: EventSink,
     private readonly onExit: () => void,
     private readonly log: Logger,
+    private readonly changeSeq: (() => Promise<number | undefined>) | undefined,
   ) {}
 
   /** Resolves once the process runs (its pid known); spawn errors reject with their errno. */
-  static async start(procId: number, spec: SpawnSpec, sink: EventSink, onExit: () => void, log: Logger): Promise<SpawnedProcess> {
+  static async start(
+    procId: number, spec: SpawnSpec, sink: EventSink, onExit: () => void, log: Logger,
+    changeSeq?: () => Promise<number | undefined>,
+  ): Promise<SpawnedProcess> {
     if (spec.pty) {
       const pty = withChildUmask(() => spawnPty(spec.file, spec.argv.slice(1), {
         name: spec.env.TERM ?? 'xterm', cols: spec.pty?.cols || 80, rows: spec.pty?.rows || 24,
         cwd: spec.cwd, env: spec.env, encoding: null,
       }));
-      const proc = new SpawnedProcess(procId, pty.pid, spec, { pty }, sink, onExit, log);
+      const proc = new SpawnedProcess(procId, pty.pid, spec, { pty }, sink, onExit, log, changeSeq);
       pty.onData((data: Buffer | string) => proc.output('stdout', typeof data === 'string' ? Buffer.from(data) : data));
       pty.onExit(({ exitCode, signal }) => {
-        proc.finish(signal ? null : exitCode, signal ? signalName(signal) : null);
+        void proc.finish(signal ? null : exitCode, signal ? signalName(signal) : null);
       });
       return proc;
     }
@@ -100,12 +104,12 @@ export class SpawnedProcess {
       child.once('spawn', resolve);
       child.once('error', (err) => reject(err));
     });
-    const proc = new SpawnedProcess(procId, child.pid as number, spec, { pipes: child }, sink, onExit, log);
+    const proc = new SpawnedProcess(procId, child.pid as number, spec, { pipes: child }, sink, onExit, log, changeSeq);
     proc.pump('stdout', child.stdout as Readable);
     proc.pump('stderr', child.stderr as Readable);
     // The process may close its stdin early: a later write then answers EPIPE, no crash.
     child.stdin?.on('error', (err) => log.debug({ err, procId }, 'stdin closed by the process'));
-    child.once('close', (code, signal) => proc.finish(code, signal));
+    child.once('close', (code, signal) => void proc.finish(code, signal));
     return proc;
   }
 
@@ -216,12 +220,17 @@ export class SpawnedProcess {
     }
   }
 
-  private finish(code: number | null, signal: string | null): void {
+  private async finish(code: number | null, signal: string | null): Promise<void> {
     if (this.exited) return;
     this.exited = true;
     clearTimeout(this.killTimer);
     this.flush();
-    this.sink(encodeEvent({ procId: this.procId, seq: this.seq++, exit: { code, signal } }));
+    // What the process changed on the slave is published before its exit: a master that applies
+    // the feed up to changeSeq sees it all (the bridge's barrier).
+    const changeSeq = await this.changeSeq?.().catch(() => undefined);
+    this.sink(encodeEvent({
+      procId: this.procId, seq: this.seq++, exit: { code, signal, ...(changeSeq === undefined ? {} : { changeSeq }) },
+    }));
     this.log.debug({ procId: this.procId, pid: this.pid, code, signal }, 'process ended');
     this.onExit();
   }

@@ -272,6 +272,7 @@ export class HostileMessages {
       'fs.fgetattr': () => ({ fh: fh() }),
       'fs.access': () => ({ path: path(), mode: r.chance(0.8) ? r.int(8) : edgeInteger(r) }),
       'fs.statfs': () => ({ path: path() }),
+      'fs.changes': () => (r.chance(0.8) ? {} : { extra: randomValue(r) }),
       'fs.readdir': () => (r.chance(0.7) || this.world.cursors.length === 0
         ? { path: path() } : { cursor: r.chance(0.5) ? r.pick(this.world.cursors) : edgeInteger(r) }),
       'fs.open': () => ({ path: path(), flags: this.flags() }),

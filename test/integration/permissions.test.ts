@@ -196,8 +196,8 @@ describe('the same permissions in NATS JWTs (--creds), as nsc makes them', () =>
     const root = join(tmp, 'root');
     await mkdir(root);
     const config = await makeJwtAuth(tmp, [
-      { name: 'slave-a', subscribe: ['splitbrain.slave-a.>', 'splitbrain._discover'], publish: ['splitbrain._out.slave-a.>'], respond: true },
-      { name: 'alice', publish: ['splitbrain.slave-a.>'], subscribe: ['_INBOX_alice.>', 'splitbrain._out.slave-a.>'] },
+      { name: 'slave-a', subscribe: ['splitbrain.slave-a.>', 'splitbrain._discover'], publish: ['splitbrain._out.slave-a.>', 'splitbrain._chg.slave-a'], respond: true },
+      { name: 'alice', publish: ['splitbrain.slave-a.>'], subscribe: ['_INBOX_alice.>', 'splitbrain._out.slave-a.>', 'splitbrain._chg.slave-a'] },
     ]);
     nats = await startNats(['-c', config]);
     agent = await startAgentProcess(nats.url, 'slave-a', root, creds('slave-a'));

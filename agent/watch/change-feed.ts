@@ -1,0 +1,276 @@
+/**
+ * The slave's change feed (protocol/changes.ts): watches the directories masters have asked
+ * about, and publishes what changes in them, numbered, batched, with a heartbeat, and with a
+ * `lost` mark whenever a change may have gone unseen (overflow, a watch that failed, the
+ * watcher's death). Masters keep names and attributes in their kernels for long on the strength
+ * of it, so the rule is: never a silent gap.
+ *
+ * A directory is watched *before* the first request naming it runs (cover): what that request
+ * answers is then either unchanged or reported. Requests that arrive meanwhile wait behind it,
+ * so the agent still applies one connection's requests in order (docs/protocol.md, Ordering).
+ */
+import { posix } from 'node:path';
+import type { Logger } from 'pino';
+import type { FeedMode, FeedState, OpName } from '../../protocol/index.js';
+import type { RootJail } from '../root-jail.js';
+import { IN, meaningOf } from './change-kinds.js';
+import { ChangePublisher } from './change-publisher.js';
+import { WatchHelper } from './watch-helper.js';
+import { WatchSet, dirsOf, normalDir } from './watch-set.js';
+
+export interface AgentChangeFeedOptions {
+  /** The watcher binary (native/); missing or failing: no feed (state off). */
+  binary: string;
+  /** Most directories watched at once; 0: no feed. */
+  watchMax: number;
+  jail: RootJail;
+  boot: string;
+  maxPayload: number;
+  /** agent --change messages--> masters */
+  publish(data: Uint8Array): void;
+  log: Logger;
+  heartbeatMs?: number;
+}
+
+const HEARTBEAT_MS = 1000;
+/** How long a watcher may take over one command before the agent goes on without it. */
+const COMMAND_TIMEOUT_MS = 1000;
+/** After a watch could not be added: degraded at least this long. */
+const WATCH_FAILED_HOLD_MS = 1000;
+const RESTART_MIN_MS = 100;
+const RESTART_MAX_MS = 5000;
+const NOTHING_THERE = new Set([-2 /* ENOENT */, -20 /* ENOTDIR */]);
+const ENOSPC = -28;
+const PATH_FIELDS = ['path', 'from', 'to', 'existing'] as const;
+
+/** The default --watch-max: half the kernel's per-user limit, at most 65,536. */
+export function defaultWatchMax(maxUserWatches: number | undefined): number {
+  return Math.max(1, Math.min(65_536, Math.floor((maxUserWatches ?? 8192) / 2)));
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([promise, new Promise<undefined>((resolve) => { timer = setTimeout(() => resolve(undefined), ms); })])
+    .finally(() => clearTimeout(timer));
+}
+
+export class AgentChangeFeed {
+  private helper: WatchHelper | undefined;
+  private mode: 'inotify' | 'fanotify' | undefined;
+  private everStarted = false;
+  private stopped = false;
+  private readonly watches: WatchSet;
+  private readonly adding = new Map<string, Promise<void>>();
+  /** Resolves once every watch asked for so far is in place: later requests wait for it. */
+  private gate: Promise<void> | undefined;
+  /** Bumped when the watcher's watches are all dropped: answers of before are stale. */
+  private epoch = 0;
+  private overflowing = false;
+  private watchFailedUntil = 0;
+  private restartDelay = RESTART_MIN_MS;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private readonly out: ChangePublisher;
+
+  constructor(private readonly options: AgentChangeFeedOptions) {
+    this.watches = new WatchSet(options.watchMax);
+    this.out = new ChangePublisher({
+      boot: options.boot, maxPayload: options.maxPayload, publish: options.publish, state: () => this.state,
+      heartbeatMs: options.heartbeatMs ?? HEARTBEAT_MS,
+    });
+  }
+
+  /** Starts the watcher; without one the feed stays off (logged once). */
+  async start(): Promise<void> {
+    if (this.options.watchMax > 0) await this.startWatcher();
+    if (this.mode === undefined) this.options.log.warn({ binary: this.options.binary, watchMax: this.options.watchMax }, 'no change feed: masters will not keep caches for long');
+    this.out.beat();
+  }
+
+  get state(): FeedState {
+    if (!this.everStarted) return 'off';
+    if (this.helper === undefined || this.overflowing || Date.now() < this.watchFailedUntil) return 'degraded';
+    return 'live';
+  }
+
+  /** As hello and status show it. */
+  get feedMode(): FeedMode {
+    const state = this.state;
+    return state === 'live' ? this.mode ?? 'off' : state;
+  }
+
+  stats(): { mode: FeedMode; seq: number; watches: number; lost: number } {
+    return { mode: this.feedMode, seq: this.out.seq, watches: this.watches.size, lost: this.out.lost };
+  }
+
+  /**
+   * Watches the directories a request names, before it runs. Undefined when every one is
+   * watched already and nothing waits (the common case: Map lookups only); else a promise the
+   * request must await before running.
+   */
+  cover(op: OpName, args: object): Promise<void> | undefined {
+    if (this.helper === undefined || !op.startsWith('fs.')) return this.gate;
+    const fields = args as Partial<Record<(typeof PATH_FIELDS)[number], unknown>>;
+    let misses: Promise<void>[] | undefined;
+    const need = (dir: string) => {
+      if (this.watches.touch(dir)) return;
+      (misses ??= []).push(this.adding.get(dir) ?? this.watch(dir));
+    };
+    for (const field of PATH_FIELDS) {
+      const path = fields[field];
+      if (typeof path === 'string') need(path === '/' ? '/' : posix.dirname(path));
+    }
+    if (op === 'fs.readdir' && typeof fields.path === 'string') need(fields.path);
+    if (misses === undefined) return this.gate;
+    const gate = Promise.all(this.gate === undefined ? misses : [this.gate, ...misses]).then(() => undefined);
+    this.gate = gate;
+    void gate.then(() => { if (this.gate === gate) this.gate = undefined; });
+    return gate;
+  }
+
+  /** Adds the watch for the request directory `key`; never rejects. */
+  private watch(key: string): Promise<void> {
+    const adding = this.add(key).finally(() => this.adding.delete(key));
+    this.adding.set(key, adding);
+    return adding;
+  }
+
+  private async add(key: string, retry = true): Promise<void> {
+    const helper = this.helper;
+    if (helper === undefined) return;
+    let host: string;
+    try {
+      host = this.options.jail.resolve(normalDir(key), true);
+    } catch {
+      return; // nothing there: nothing to cache either
+    }
+    const epoch = this.epoch;
+    const wd = await withTimeout(helper.add(host).catch(() => undefined), COMMAND_TIMEOUT_MS);
+    if (epoch !== this.epoch) return this.add(key, retry); // answered by a watcher instance since dropped
+    if (wd === undefined) return this.watchFailed(key, 'no answer from the watcher');
+    if (wd === ENOSPC && retry && this.watches.size > 1) {
+      // The user's inotify watches are used up (fs.inotify.max_user_watches, shared with every
+      // process of this user): watch fewer directories rather than lose every cache each time.
+      this.watches.max = Math.max(1, Math.floor(this.watches.size * 0.9));
+      this.options.log.warn({ watchMax: this.watches.max }, 'no more inotify watches for this user: watching fewer directories');
+      this.evict(helper);
+      return this.add(key, false);
+    }
+    if (wd < 0) {
+      if (!NOTHING_THERE.has(wd)) this.watchFailed(key, `errno ${-wd}`);
+      return;
+    }
+    this.watches.add(key, wd);
+    this.evict(helper);
+  }
+
+  private evict(helper: WatchHelper): void {
+    const { dirs, unused } = this.watches.evict();
+    for (const dir of dirs) this.out.change([dir, null, 'entry']);
+    for (const old of unused) helper.remove(old);
+  }
+
+  private watchFailed(key: string, why: string): void {
+    this.options.log.warn({ dir: key, why }, 'a directory could not be watched: the feed is degraded');
+    this.watchFailedUntil = Date.now() + WATCH_FAILED_HOLD_MS;
+    this.out.lose('watch-failed');
+    setTimeout(() => this.out.schedule(), WATCH_FAILED_HOLD_MS + 10).unref();
+  }
+
+  /**
+   * Resolves once every change the slave made before now has been published; answers the
+   * feed's position then (fs.changes, and a process's exit).
+   */
+  async sync(): Promise<{ seq: number; state: FeedState }> {
+    const helper = this.helper;
+    if (helper !== undefined) await withTimeout(helper.sync().catch(() => undefined), COMMAND_TIMEOUT_MS);
+    this.out.flush();
+    return { seq: this.out.seq, state: this.state };
+  }
+
+  private async startWatcher(): Promise<void> {
+    try {
+      const { helper, mode } = await WatchHelper.start(this.options.binary, {
+        event: (wd, mask, name) => this.onEvent(wd, mask, name),
+        turn: () => this.out.schedule(),
+        died: (reason) => this.onDied(reason),
+      }, this.options.log);
+      if (this.stopped) {
+        helper.stop();
+        return;
+      }
+      this.helper = helper;
+      this.mode = mode === 'fanotify' ? 'fanotify' : 'inotify';
+      this.everStarted = true;
+      this.restartDelay = RESTART_MIN_MS;
+      this.options.log.info({ mode, pid: helper.pid }, 'change feed watching');
+      this.out.schedule();
+    } catch (err) {
+      if (this.everStarted) {
+        this.options.log.warn({ err }, 'the change watcher did not start again');
+        this.restartLater();
+      }
+    }
+  }
+
+  private onDied(reason: string): void {
+    this.options.log.warn({ reason }, 'the change watcher died: the feed is degraded until it runs again');
+    this.helper = undefined;
+    this.dropAll();
+    this.out.lose('restart');
+    this.restartLater();
+  }
+
+  private restartLater(): void {
+    if (this.stopped) return;
+    this.restartTimer = setTimeout(() => void this.startWatcher(), this.restartDelay);
+    this.restartDelay = Math.min(RESTART_MAX_MS, this.restartDelay * 2);
+  }
+
+  private dropAll(): void {
+    this.epoch++;
+    this.watches.clear();
+  }
+
+  private onEvent(wd: number, mask: number, rawName: Buffer): void {
+    if (mask & IN.Q_OVERFLOW) {
+      this.overflowed();
+      return;
+    }
+    const watch = this.watches.byDescriptor(wd);
+    if (watch === undefined) return; // one we dropped
+    // Names as Node's readdir gives them (the protocol's names are strings today).
+    const name = rawName.toString();
+    let ended = false;
+    for (const dir of dirsOf(watch)) {
+      const meaning = meaningOf(dir, mask, name);
+      ended ||= meaning.ended;
+      for (const change of meaning.changes) this.out.change(change);
+    }
+    if (ended) {
+      this.watches.drop(wd);
+      if (!(mask & IN.IGNORED)) this.helper?.remove(wd);
+    }
+  }
+
+  /** The kernel dropped events: masters forget everything; so do we, and start over. */
+  private overflowed(): void {
+    const helper = this.helper;
+    if (helper === undefined || this.overflowing) return;
+    this.options.log.warn('the change watcher\'s queue overflowed: masters forget what they cached');
+    this.overflowing = true;
+    this.dropAll();
+    this.out.lose('overflow');
+    helper.reset().then(() => {
+      this.overflowing = false;
+      this.out.schedule();
+    }, () => undefined); // its death is reported as such
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.out.stop();
+    clearTimeout(this.restartTimer);
+    this.helper?.stop();
+    this.helper = undefined;
+  }
+}

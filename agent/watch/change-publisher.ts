@@ -1,0 +1,109 @@
+/**
+ * The change feed's wire side (protocol/changes.ts): numbers changes, gathers those of one turn
+ * into one message (deduplicated, split to fit max_payload), marks losses, and beats every
+ * second. What is watched and why lives in change-feed.ts.
+ */
+import {
+  encodeChangeMessage, type FeedState, type LostReason, type SlaveChangeTuple,
+} from '../../protocol/index.js';
+
+export interface ChangePublisherOptions {
+  boot: string;
+  maxPayload: number;
+  /** agent --change messages--> masters */
+  publish(data: Uint8Array): void;
+  /** The feed's state now (sent in every message; a change of it is sent at once). */
+  state(): FeedState;
+  heartbeatMs: number;
+}
+
+export class ChangePublisher {
+  private seqNow = 0;
+  private readonly pending = new Map<string, SlaveChangeTuple>();
+  private pendingLost: LostReason | undefined;
+  private flushScheduled = false;
+  private lastState: FeedState | undefined;
+  private losses = 0;
+  private readonly heartbeat: NodeJS.Timeout;
+
+  constructor(private readonly options: ChangePublisherOptions) {
+    this.heartbeat = setInterval(() => this.beat(), options.heartbeatMs);
+    this.heartbeat.unref();
+  }
+
+  /** The sequence number of the last change (or loss) published. */
+  get seq(): number {
+    return this.seqNow;
+  }
+
+  get lost(): number {
+    return this.losses;
+  }
+
+  change(change: SlaveChangeTuple): void {
+    this.pending.set(`${change[0]}\0${change[1] ?? ''}\0${change[2]}`, change);
+  }
+
+  /** Changes may have gone unseen: masters forget everything, so what waits is dropped. */
+  lose(reason: LostReason): void {
+    this.losses++;
+    this.pendingLost ??= reason;
+    this.pending.clear();
+    this.schedule();
+  }
+
+  /** Sends what gathered once this turn's records are all in (one watcher read, one message). */
+  schedule(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      this.flush();
+    });
+  }
+
+  /** Sends what waits now (and the state, if it changed). */
+  flush(): void {
+    const state = this.options.state();
+    if (this.pending.size === 0 && this.pendingLost === undefined && state === this.lastState) return;
+    const changes = [...this.pending.values()];
+    this.pending.clear();
+    const lost = this.pendingLost;
+    this.pendingLost = undefined;
+    const budget = Math.max(4096, this.options.maxPayload - 1024);
+    let at = 0;
+    do {
+      let bytes = 0;
+      let end = at;
+      while (end < changes.length) {
+        const [dir, name] = changes[end] as SlaveChangeTuple;
+        const cost = Buffer.byteLength(dir) + Buffer.byteLength(name ?? '') + 16;
+        if (bytes + cost > budget && end > at) break;
+        bytes += cost;
+        end++;
+      }
+      const batch = changes.slice(at, end);
+      const first = at === 0 && lost !== undefined;
+      this.seqNow += batch.length + (first ? 1 : 0);
+      this.send(batch, state, first ? lost : undefined);
+      at = end;
+    } while (at < changes.length);
+  }
+
+  /** The heartbeat: the current seq and state, so masters can tell a quiet feed from a dead one. */
+  beat(): void {
+    this.flush();
+    this.send([], this.options.state(), undefined);
+  }
+
+  private send(changes: SlaveChangeTuple[], state: FeedState, lost: LostReason | undefined): void {
+    this.lastState = state;
+    this.options.publish(encodeChangeMessage({
+      boot: this.options.boot, seq: this.seqNow, changes, state, ...(lost === undefined ? {} : { lost }),
+    }));
+  }
+
+  stop(): void {
+    clearInterval(this.heartbeat);
+  }
+}

@@ -1,0 +1,57 @@
+/**
+ * The change feed: what an agent publishes on `changeSubject(agentId)` when something on the
+ * slave changes names or attributes that masters may cache (docs/protocol.md, "Change feed").
+ *
+ * A change is `[dir, name, kind]`, slave paths as everywhere in the protocol:
+ *   [dir, name, 'entry']  the name now means another inode or none (created, removed, renamed);
+ *                         `dir`'s own attributes (mtime, ctime, nlink, size) changed with it
+ *   [dir, name, 'attr']   same inode, its attributes or data changed
+ *   [dir, null, 'entry']  forget everything cached in `dir` (its watch ended, or was evicted)
+ *   [dir, null, 'attr']   `dir`'s own attributes changed: only for the export root, which has
+ *                         no parent to name it in
+ *
+ * Every change takes the next sequence number; so does a `lost` mark, so a master that missed
+ * the message saying changes were lost still sees a gap. A message's `seq` is that of its last
+ * change (or mark); a heartbeat (no changes) repeats the current one.
+ */
+import { z } from 'zod';
+
+export const CHANGE_KINDS = ['entry', 'attr'] as const;
+export type ChangeKind = (typeof CHANGE_KINDS)[number];
+
+/** live: every change is reported; degraded: some may not be (masters use short timeouts); off: no feed. */
+export const FEED_STATES = ['live', 'degraded', 'off'] as const;
+export type FeedState = (typeof FEED_STATES)[number];
+
+/** Why changes may have been missed: the mounts then forget everything they cached. */
+export const LOST_REASONS = ['overflow', 'watch-failed', 'restart'] as const;
+export type LostReason = (typeof LOST_REASONS)[number];
+
+/** How the agent learns of changes, as `hello` and `status` show it (degraded and off as above). */
+export const FEED_MODES = ['inotify', 'fanotify', 'degraded', 'off'] as const;
+export type FeedMode = (typeof FEED_MODES)[number];
+
+const u53 = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+const dir = z.string().min(1).max(4096).startsWith('/');
+const name = z.string().min(1).max(255).nullable();
+
+export const slaveChange = z.tuple([dir, name, z.enum(CHANGE_KINDS)]);
+export type SlaveChangeTuple = z.infer<typeof slaveChange>;
+
+/** Most changes in one message: the agent splits bigger batches to fit max_payload anyway. */
+export const MAX_CHANGES_PER_MESSAGE = 65_536;
+
+export const changeMessage = z.object({
+  /** The agent's boot id: a new one means its sequence started again. */
+  boot: z.string().max(64),
+  seq: u53,
+  changes: z.array(slaveChange).max(MAX_CHANGES_PER_MESSAGE),
+  state: z.enum(FEED_STATES),
+  lost: z.enum(LOST_REASONS).optional(),
+});
+export type ChangeMessage = z.infer<typeof changeMessage>;
+
+/** The first sequence number a message covers: its changes, and its `lost` mark, end at `seq`. */
+export function firstSeqOf(message: ChangeMessage): number {
+  return message.seq - message.changes.length - (message.lost === undefined ? 0 : 1) + 1;
+}

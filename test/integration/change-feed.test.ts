@@ -1,0 +1,249 @@
+/**
+ * The slave's change feed, end to end: a real agent and its native watcher, a real nats-server,
+ * and the master's ChangeFeed (transport/change-feed.ts). Changes are made by processes on the
+ * slave (this machine, in the agent's export root), never through the agent.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { chmod, mkdir, readFile, readdir, rename, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import pino from 'pino';
+import { ProcessClient } from '../../sidecar/remote-process.js';
+import { AgentClient } from '../../transport/agent-client.js';
+import { connectBus, type Bus } from '../../transport/bus.js';
+import { ChangeFeed, type SlaveChange } from '../../transport/change-feed.js';
+import { waitFor } from '../helpers/processes.js';
+import { startAgentProcess, startBareAgent, type AgentProcess, type BareAgent } from '../helpers/slave.js';
+
+const log = pino({ level: 'silent' });
+
+/** Collects what a feed hands over, and waits for what a test expects. */
+class Seen {
+  readonly changes: { at: number; change: SlaveChange }[] = [];
+  readonly lost: string[] = [];
+  readonly states: string[] = [];
+
+  constructor(readonly feed: ChangeFeed) {
+    feed.onChanges((changes) => { for (const change of changes) this.changes.push({ at: performance.now(), change }); });
+    feed.onLost((reason) => this.lost.push(reason));
+    feed.onState((state) => this.states.push(state));
+  }
+
+  async change(dir: string, name: string | null, kind: string, timeoutMs = 2000): Promise<number> {
+    let found: { at: number } | undefined;
+    await waitFor(`change ${dir} ${name} ${kind}`, () => {
+      found = this.changes.find(({ change }) => change.dir === dir && change.name === name && change.kind === kind);
+      return found !== undefined;
+    }, timeoutMs, 2);
+    return (found as { at: number }).at;
+  }
+
+  has(dir: string, name: string | null, kind: string): boolean {
+    return this.changes.some(({ change }) => change.dir === dir && change.name === name && change.kind === kind);
+  }
+}
+
+/** The agent's watcher: its child named splitbrain-watch. */
+async function watcherPid(agent: AgentProcess): Promise<number> {
+  const pid = agent.child.pid as number;
+  const children = (await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8')).trim().split(/\s+/).filter(Boolean);
+  for (const child of children) {
+    const comm = (await readFile(`/proc/${child}/comm`, 'utf8').catch(() => '')).trim();
+    if (comm.startsWith('splitbrain-watc')) return Number(child);
+  }
+  throw new Error(`no watcher among the agent's children ${children.join(' ')}`);
+}
+
+describe('change feed', () => {
+  let slave: BareAgent;
+  let bus: Bus;
+  let client: AgentClient;
+  let feed: ChangeFeed;
+  let seen: Seen;
+
+  before(async () => {
+    slave = await startBareAgent({ id: 'feed-slave', prepare: async (root) => { await mkdir(join(root, 'd')); } });
+    bus = await connectBus({ url: slave.nats.url, name: 'test', log });
+    client = new AgentClient(bus, 'feed-slave', { timeoutMs: 5000, log });
+    feed = await ChangeFeed.open(bus, 'feed-slave', log);
+    seen = new Seen(feed);
+  });
+  after(async () => {
+    await feed?.close();
+    await bus?.close();
+    await slave?.stop();
+  });
+
+  it('is live, and says so in hello and stats', async () => {
+    assert.equal(feed.state, 'live');
+    assert.equal((await client.hello()).changes, 'inotify');
+    assert.equal((await client.call('agent.stats', {})).changes?.mode, 'inotify');
+    assert.ok((await client.hello()).capabilities.includes('fs.changes'));
+  });
+
+  it('reports a file a slave process creates in a listed directory within 100 ms', async () => {
+    await client.call('fs.readdir', { path: '/d' });
+    const made = performance.now();
+    execFileSync('touch', [join(slave.root, 'd', 'new-file')]);
+    const at = await seen.change('/d', 'new-file', 'entry');
+    assert.ok(at - made < 100, `seen after ${(at - made).toFixed(1)} ms`);
+  });
+
+  it('watches the parent of a path a request names, and tells entry from attr changes', async () => {
+    await mkdir(join(slave.root, 'k'));
+    await writeFile(join(slave.root, 'k', 'f'), 'one');
+    await client.call('fs.getattr', { path: '/k/f' });
+    await writeFile(join(slave.root, 'k', 'f'), 'two'); // same inode, new data
+    await seen.change('/k', 'f', 'attr');
+    await chmod(join(slave.root, 'k', 'f'), 0o600);
+    const before = seen.changes.length;
+    await seen.change('/k', 'f', 'attr');
+    await rename(join(slave.root, 'k', 'f'), join(slave.root, 'k', 'g'));
+    await seen.change('/k', 'g', 'entry');
+    assert.ok(seen.changes.slice(before).some(({ change }) => change.name === 'f' && change.kind === 'entry'), 'the old name is an entry change');
+    await unlink(join(slave.root, 'k', 'g'));
+    await waitFor('unlink reported', () => seen.changes.filter(({ change }) => change.name === 'g' && change.kind === 'entry').length >= 2, 2000, 2);
+  });
+
+  it('fs.changes answers a seq that covers a change made just before it', async () => {
+    await client.call('fs.readdir', { path: '/d' });
+    for (let i = 0; i < 20; i++) {
+      await writeFile(join(slave.root, 'd', `barrier-${i}`), 'x');
+      const { seq, state } = await client.call('fs.changes', {});
+      assert.equal(state, 'live');
+      await feed.applied(seq, 2000);
+      assert.ok(seen.has('/d', `barrier-${i}`, 'entry'), `barrier-${i} applied by seq ${seq}`);
+    }
+    assert.deepEqual(seen.lost, []);
+  });
+
+  it('a process\'s exit event carries a changeSeq covering what it wrote', async () => {
+    await client.call('fs.readdir', { path: '/d' });
+    const procs = new ProcessClient(client, log);
+    try {
+      for (let i = 0; i < 5; i++) {
+        const proc = await procs.spawn({
+          argv: ['sh', '-c', `echo hi > proc-${i} && chmod 600 proc-${i}`], env: {}, cwd: '/d', pty: null,
+        }, { stdout: (_d, written) => written(), stderr: (_d, written) => written() });
+        const status = await proc.exited;
+        assert.equal(status.code, 0);
+        assert.equal(typeof status.changeSeq, 'number');
+        await feed.applied(status.changeSeq as number, 2000);
+        assert.ok(seen.has('/d', `proc-${i}`, 'entry') && seen.has('/d', `proc-${i}`, 'attr'), `proc-${i} applied by ${status.changeSeq}`);
+      }
+    } finally {
+      procs.close();
+    }
+    assert.deepEqual(seen.lost, []);
+  });
+
+  it('a removed watched directory makes masters forget it', async () => {
+    await mkdir(join(slave.root, 'gone'));
+    await client.call('fs.readdir', { path: '/gone' });
+    execFileSync('rmdir', [join(slave.root, 'gone')]);
+    await seen.change('/', 'gone', 'entry');
+    await seen.change('/gone', null, 'entry');
+  });
+
+  it('a watcher that dies is a loss: degraded, restarted, then live again', async () => {
+    const lostBefore = seen.lost.length;
+    process.kill(await watcherPid(slave.agent), 'SIGKILL');
+    await waitFor('lost', () => seen.lost.slice(lostBefore).some((r) => r.includes('restart')), 3000, 5);
+    assert.ok(seen.states.includes('degraded'));
+    await waitFor('live again', () => feed.state === 'live', 5000, 5);
+    await client.call('fs.readdir', { path: '/d' });
+    execFileSync('touch', [join(slave.root, 'd', 'after-restart')]);
+    await seen.change('/d', 'after-restart', 'entry');
+  });
+});
+
+describe('change feed limits', () => {
+  let slave: BareAgent;
+  let bus: Bus;
+
+  before(async () => {
+    slave = await startBareAgent({
+      id: 'feed-limits',
+      agentArgs: ['--watch-max', '2'],
+      prepare: async (root) => { for (const d of ['a', 'b', 'c', 'o']) await mkdir(join(root, d)); },
+    });
+    bus = await connectBus({ url: slave.nats.url, name: 'test', log });
+  });
+  after(async () => {
+    await bus?.close();
+    await slave?.stop();
+  });
+
+  it('evicts the least recently used watch past --watch-max, and says to forget that directory', async () => {
+    const client = new AgentClient(bus, 'feed-limits', { timeoutMs: 5000, log });
+    const feed = await ChangeFeed.open(bus, 'feed-limits', log);
+    const seen = new Seen(feed);
+    try {
+      await client.call('fs.readdir', { path: '/a' }); // watches /a and /
+      await client.call('fs.getattr', { path: '/a/x' }).catch(() => undefined);
+      await client.call('fs.readdir', { path: '/b' }); // / is used again, /a is the oldest
+      await seen.change('/a', null, 'entry');
+      assert.equal((await client.call('agent.stats', {})).changes?.watches, 2);
+      execFileSync('touch', [join(slave.root, 'b', 'seen')]);
+      await seen.change('/b', 'seen', 'entry');
+      assert.deepEqual(seen.lost, []);
+    } finally {
+      await feed.close();
+    }
+  });
+
+  it('an inotify queue overflow is a loss: degraded, then live again, and changes flow after', async () => {
+    const queued = '/proc/sys/fs/inotify/max_queued_events';
+    const saved = (await readFile(queued, 'utf8')).trim();
+    let agent: AgentProcess;
+    // The limit is read when the watcher makes its inotify instance, so only this agent gets it.
+    await writeFile(queued, '32');
+    try {
+      agent = await startAgentProcess(slave.nats.url, 'feed-overflow', slave.root);
+    } finally {
+      await writeFile(queued, saved);
+    }
+    assert.equal((await readFile(queued, 'utf8')).trim(), saved);
+    const client = new AgentClient(bus, 'feed-overflow', { timeoutMs: 5000, log });
+    const feed = await ChangeFeed.open(bus, 'feed-overflow', log);
+    const seen = new Seen(feed);
+    try {
+      await client.call('fs.readdir', { path: '/o' });
+      const watcher = await watcherPid(agent);
+      process.kill(watcher, 'SIGSTOP');
+      try {
+        for (let i = 0; i < 100; i++) await writeFile(join(slave.root, 'o', `f${i}`), 'x');
+      } finally {
+        process.kill(watcher, 'SIGCONT');
+      }
+      await waitFor('overflow reported', () => seen.lost.some((r) => r.includes('overflow')), 3000, 5);
+      assert.ok(seen.states.includes('degraded'), `states: ${seen.states.join(',')}`);
+      await waitFor('live again', () => feed.state === 'live', 3000, 5);
+      await client.call('fs.readdir', { path: '/o' }); // watched again
+      execFileSync('touch', [join(slave.root, 'o', 'after')]);
+      await seen.change('/o', 'after', 'entry');
+      assert.equal((await readdir(join(slave.root, 'o'))).length, 101);
+    } finally {
+      await feed.close();
+      await agent.stop();
+    }
+  });
+
+  it('without its watcher binary the agent serves with the feed off', async () => {
+    const agent = await startAgentProcess(slave.nats.url, 'feed-off', slave.root, ['--watch-helper', join(slave.tmp, 'no-such-watcher')]);
+    const client = new AgentClient(bus, 'feed-off', { timeoutMs: 5000, log });
+    const feed = await ChangeFeed.open(bus, 'feed-off', log);
+    try {
+      assert.equal(feed.state, 'off');
+      assert.equal((await client.hello()).changes, 'off');
+      assert.equal((await client.call('fs.changes', {})).state, 'off');
+      const listed = await client.call('fs.readdir', { path: '/a' });
+      assert.ok(Array.isArray(listed.entries));
+      assert.match(agent.log(), /no change feed/);
+    } finally {
+      await feed.close();
+      await agent.stop();
+    }
+  });
+});
