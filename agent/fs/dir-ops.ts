@@ -2,14 +2,14 @@
 import { lstatSync, mkdirSync, readdirSync, rmdirSync } from 'node:fs';
 import { MAY_EXEC, MAY_READ, SlaveError, type ReaddirEntry } from '../../protocol/index.js';
 import { REPLY_OVERHEAD, type AgentContext, type HandlerTable } from '../context.js';
-import { statToWire } from './stat-attr.js';
+import { lstatWire, statToWire } from './stat-attr.js';
 
 // Per entry in a reply: the name plus about this much msgpack for its attributes.
 const ENTRY_OVERHEAD = 120;
 
 function lstatOrNull(path: string) {
   try {
-    return lstatSync(path);
+    return lstatSync(path, { bigint: true });
   } catch {
     return null; // raced with an unlink
   }
@@ -57,7 +57,7 @@ export const dirOps: HandlerTable = {
     const dir = who.parent(host, `mkdir ${path}`);
     mkdirSync(host, mode & 0o7777);
     who.own(host, mode, dir);
-    return { attr: statToWire(lstatSync(host)) };
+    return { attr: lstatWire(host) };
   },
 
   'fs.rmdir': async ({ path }, ctx, caller) => {

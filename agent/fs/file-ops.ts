@@ -7,8 +7,8 @@
  * are asynchronous: a cold read or a flush to disk can take long, and must not hold up others.
  */
 import {
-  closeSync, constants, existsSync, fchmodSync, fchownSync, fdatasync, fstatSync, fsync, ftruncateSync, futimesSync,
-  lstatSync, openSync, read, writeSync,
+  closeSync, constants, existsSync, fchmodSync, fchownSync, fdatasync, fstatSync, fsync, ftruncateSync,
+  openSync, read, writeSync,
 } from 'node:fs';
 import { promisify } from 'node:util';
 import { SlaveError, allocWithHeadroom, openAccess, type Caller } from '../../protocol/index.js';
@@ -16,7 +16,8 @@ import { REPLY_OVERHEAD, type AgentContext, type HandlerTable } from '../context
 import type { CallerAccess } from '../caller-access.js';
 import { agentMetrics } from '../agent-metrics.js';
 import { checkedMode, checkedOwner, checkedTimes } from './attr-ops.js';
-import { statToWire, utimeSeconds } from './stat-attr.js';
+import { setFileTimes } from './exact-times.js';
+import { fstatWire, lstatWire, statToWire } from './stat-attr.js';
 
 const readAsync = promisify(read);
 const fsyncAsync = promisify(fsync);
@@ -64,7 +65,7 @@ function openHandle(
     fd = openWith(flags | O_APPEND);
   }
   try {
-    const st = fstatSync(fd);
+    const st = fstatSync(fd, { bigint: true });
     if (st.isCharacterDevice() || st.isBlockDevice()) {
       throw new SlaveError('EACCES', `${slavePath} is a device: devices open through the device mount, as --dev-allow permits`);
     }
@@ -105,7 +106,7 @@ function create(ctx: AgentContext, slavePath: string, flags: number, mode: numbe
     void ctx.handles.close(opened.fh);
     throw err;
   }
-  return { ...opened, attr: statToWire(lstatSync(host)) };
+  return { ...opened, attr: lstatWire(host) };
 }
 
 export const fileOps: HandlerTable = {
@@ -163,31 +164,30 @@ export const fileOps: HandlerTable = {
     return {};
   },
 
-  'fs.fgetattr': async ({ fh }, ctx) => ({ attr: statToWire(fstatSync(ctx.handles.get(fh).fd)) }),
+  'fs.fgetattr': async ({ fh }, ctx) => ({ attr: fstatWire(ctx.handles.get(fh).fd) }),
 
   'fs.ftruncate': async ({ fh, size }, ctx) => ctx.handles.use(fh, async ({ fd }) => {
     ftruncateSync(fd, size);
-    return { attr: statToWire(fstatSync(fd)) };
+    return { attr: fstatWire(fd) };
   }),
 
   'fs.fchmod': async ({ fh, mode }, ctx, caller) => ctx.handles.use(fh, async ({ fd }) => {
     const who = ctx.access(caller);
     fchmodSync(fd, (who.checking ? checkedMode(who, fstatSync(fd), `/proc/self/fd/${fd}`, mode, `fchmod ${fh}`) : mode) & 0o7777);
-    return { attr: statToWire(fstatSync(fd)) };
+    return { attr: fstatWire(fd) };
   }),
 
   'fs.fchown': async ({ fh, uid, gid }, ctx, caller) => ctx.handles.use(fh, async ({ fd }) => {
     const who = ctx.access(caller);
     if (who.checking) checkedOwner(who, fstatSync(fd), uid, gid, `fchown ${fh}`);
     fchownSync(fd, uid, gid);
-    return { attr: statToWire(fstatSync(fd)) };
+    return { attr: fstatWire(fd) };
   }),
 
   'fs.futimens': async ({ fh, atime, mtime }, ctx, caller) => ctx.handles.use(fh, async ({ fd }) => {
     const who = ctx.access(caller);
-    const before = atime === 'omit' || mtime === 'omit' || who.checking ? fstatSync(fd) : undefined;
-    if (before) checkedTimes(who, before, `/proc/self/fd/${fd}`, atime, mtime, `futimens ${fh}`);
-    futimesSync(fd, utimeSeconds(atime, before?.atimeMs ?? 0), utimeSeconds(mtime, before?.mtimeMs ?? 0));
-    return { attr: statToWire(fstatSync(fd)) };
+    if (who.checking) checkedTimes(who, fstatSync(fd), `/proc/self/fd/${fd}`, atime, mtime, `futimens ${fh}`);
+    setFileTimes(fd, atime, mtime);
+    return { attr: fstatWire(fd) };
   }),
 };

@@ -18,7 +18,7 @@ import {
 } from '../../protocol/index.js';
 import type { CallerAccess } from '../caller-access.js';
 import type { AgentContext, HandlerTable } from '../context.js';
-import { statToWire } from './stat-attr.js';
+import { lstatWire } from './stat-attr.js';
 
 const run = promisify(execFile);
 
@@ -171,7 +171,7 @@ export const nameOps: HandlerTable = {
       }
     }
     linkSync(hostExisting, host);
-    return { attr: statToWire(lstatSync(host)) };
+    return { attr: lstatWire(host) };
   },
 
   'fs.symlink': async ({ target, path }, ctx, caller) => {
@@ -180,7 +180,7 @@ export const nameOps: HandlerTable = {
     const dir = who.parent(host, `symlink ${path}`);
     symlinkSync(target, host);
     who.own(host, 0o777, dir);
-    return { attr: statToWire(lstatSync(host)) };
+    return { attr: lstatWire(host) };
   },
 
   'fs.mknod': async ({ path, mode, rdev }, ctx, caller) => {
@@ -189,6 +189,6 @@ export const nameOps: HandlerTable = {
     const dir = who.parent(host, `mknod ${path}`);
     await mknod(ctx, who, host, mode, rdev);
     who.own(host, mode, dir);
-    return { attr: statToWire(lstatSync(host)) };
+    return { attr: lstatWire(host) };
   },
 };
