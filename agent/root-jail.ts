@@ -15,13 +15,14 @@
  */
 import { lstatSync, readlinkSync, realpathSync } from 'node:fs';
 import { posix } from 'node:path';
-import { SlaveError } from '../protocol/index.js';
+import { SlaveError, nameFromBytes } from '../protocol/index.js';
+import { fsPath } from './host-path.js';
 
 const MAX_SYMLINKS = 40; // Linux's own limit before ELOOP.
 
 function lstatOrUndefined(path: string) {
   try {
-    return lstatSync(path);
+    return lstatSync(fsPath(path));
   } catch {
     return undefined;
   }
@@ -55,7 +56,7 @@ export class RootJail {
     const name = posix.basename(normal);
     let hostParent: string | undefined;
     try {
-      hostParent = realpathSync.native(this.hostJoin(parent));
+      hostParent = nameFromBytes(realpathSync.native(fsPath(this.hostJoin(parent)), { encoding: 'buffer' }));
     } catch {
       hostParent = undefined; // maybe a symlink that only makes sense inside the jail: walk it
     }
@@ -103,14 +104,14 @@ export class RootJail {
       }
       let st;
       try {
-        st = lstatSync(host);
+        st = lstatSync(fsPath(host));
       } catch (err) {
         // The last component may be about to be created.
         if (!isLast || (err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       }
       if (st?.isSymbolicLink()) {
         if (++links > MAX_SYMLINKS) throw new SlaveError('ELOOP', `too many symlinks in ${slavePath}`);
-        const target = readlinkSync(host);
+        const target = nameFromBytes(readlinkSync(fsPath(host), { encoding: 'buffer' }));
         if (target.startsWith('/')) done = [];
         todo = [...target.split('/').filter((c) => c.length > 0), ...todo];
         continue;

@@ -8,12 +8,13 @@
  */
 import { accessSync, chmodSync, lchownSync, lstatSync, readlinkSync, statSync, statfsSync, truncateSync } from 'node:fs';
 import {
-  MAY_WRITE, S_ISGID, S_ISUID, SlaveError, chmodMode, mayChown, owns, type Caller, type Owned, type TimeSpec,
+  MAY_WRITE, S_ISGID, S_ISUID, SlaveError, chmodMode, nameFromBytes, mayChown, owns, type Caller, type Owned, type TimeSpec,
 } from '../../protocol/index.js';
 import type { CallerAccess } from '../caller-access.js';
 import type { HandlerTable } from '../context.js';
 import { setPathTimes } from './exact-times.js';
 import { lstatWire } from './stat-attr.js';
+import { fsPath } from '../host-path.js';
 
 /**
  * The mode chmod may set: the owner's (less set-group-ID outside its group). Anyone who may
@@ -61,14 +62,14 @@ export const attrOps: HandlerTable = {
     const host = ctx.jail.resolve(path, true);
     const who = ctx.access(caller);
     if (who.checking) who.need(host, mode, 'access');
-    else accessSync(host, mode);
+    else accessSync(fsPath(host), mode);
     return {};
   },
 
   'fs.statfs': async ({ path }, ctx, caller) => {
     const host = ctx.jail.resolve(path, true);
     ctx.access(caller).search(host, 'statfs');
-    const st = statfsSync(host);
+    const st = statfsSync(fsPath(host));
     return {
       bsize: st.bsize, frsize: st.bsize, blocks: st.blocks, bfree: st.bfree, bavail: st.bavail,
       files: st.files, ffree: st.ffree, namemax: 255,
@@ -78,15 +79,15 @@ export const attrOps: HandlerTable = {
   'fs.readlink': async ({ path }, ctx, caller) => {
     const host = ctx.jail.resolve(path);
     ctx.access(caller).search(host, 'readlink');
-    return { target: readlinkSync(host) };
+    return { target: nameFromBytes(readlinkSync(fsPath(host), { encoding: 'buffer' })) };
   },
 
   'fs.chmod': async ({ path, mode }, ctx, caller) => {
     const host = ctx.jail.resolve(path, true);
     const who = ctx.access(caller);
     who.search(host, 'chmod');
-    const st = who.checking ? statSync(host) : undefined;
-    chmodSync(host, (st ? checkedMode(who, st, host, mode, `chmod ${path}`) : mode) & 0o7777);
+    const st = who.checking ? statSync(fsPath(host)) : undefined;
+    chmodSync(fsPath(host), (st ? checkedMode(who, st, host, mode, `chmod ${path}`) : mode) & 0o7777);
     return { attr: lstatWire(host) };
   },
 
@@ -94,8 +95,8 @@ export const attrOps: HandlerTable = {
     const host = ctx.jail.resolve(path);
     const who = ctx.access(caller);
     who.search(host, 'chown');
-    if (who.checking) checkedOwner(who, lstatSync(host), uid, gid, `chown ${path}`);
-    lchownSync(host, uid, gid);
+    if (who.checking) checkedOwner(who, lstatSync(fsPath(host)), uid, gid, `chown ${path}`);
+    lchownSync(fsPath(host), uid, gid);
     return { attr: lstatWire(host) };
   },
 
@@ -103,7 +104,7 @@ export const attrOps: HandlerTable = {
     const host = ctx.jail.resolve(path);
     const who = ctx.access(caller);
     who.search(host, 'utimens');
-    if (who.checking) checkedTimes(who, lstatSync(host), host, atime, mtime, `utimens ${path}`);
+    if (who.checking) checkedTimes(who, lstatSync(fsPath(host)), host, atime, mtime, `utimens ${path}`);
     setPathTimes(host, atime, mtime);
     return { attr: lstatWire(host) };
   },
@@ -111,7 +112,7 @@ export const attrOps: HandlerTable = {
   'fs.truncate': async ({ path, size }, ctx, caller) => {
     const host = ctx.jail.resolve(path, true);
     ctx.access(caller).need(host, MAY_WRITE, 'truncate');
-    truncateSync(host, size);
+    truncateSync(fsPath(host), size);
     return { attr: lstatWire(host) };
   },
 };

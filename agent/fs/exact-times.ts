@@ -10,9 +10,9 @@
  * asynchronous calls run on other threads, where errno would not be ours to read. Where libc
  * cannot be loaded (a slave without glibc), Node's microsecond path is used, and logged once.
  */
-import { futimesSync, lstatSync, fstatSync, lutimesSync, type PathLike } from 'node:fs';
+import { futimesSync, lstatSync, fstatSync, lutimesSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { SlaveError, errnoName, timestampFromMs, type TimeSpec, type Timestamp } from '../../protocol/index.js';
+import { SlaveError, errnoName, nameToBytes, timestampFromMs, type TimeSpec, type Timestamp } from '../../protocol/index.js';
 
 /** utimensat's special nanosecond values (<sys/stat.h> on Linux). */
 const UTIME_NOW = (1 << 30) - 1;
@@ -70,8 +70,8 @@ function failed(lib: Libc, what: string): SlaveError {
 }
 
 /** A NUL-terminated C string of a path's bytes (a Buffer path may hold any byte but NUL). */
-function cPath(path: string | Buffer): Buffer {
-  return Buffer.concat([typeof path === 'string' ? Buffer.from(path, 'utf8') : path, Buffer.of(0)]);
+function cPath(path: string): Buffer {
+  return Buffer.concat([nameToBytes(path), Buffer.of(0)]);
 }
 
 /** Node's seconds for the fallback: 'omit' keeps the current time. */
@@ -82,12 +82,12 @@ function seconds(spec: TimeSpec, currentNs: bigint): number {
   return time.sec + time.nsec / 1e9;
 }
 
-/** utimensat(path, times, AT_SYMLINK_NOFOLLOW): a symlink's own times, as lutimes. */
-export function setPathTimes(path: string | Buffer, atime: TimeSpec, mtime: TimeSpec): void {
+/** utimensat(path, times, AT_SYMLINK_NOFOLLOW) (`path` a host path, maybe with escaped bytes): a symlink's own times, as lutimes. */
+export function setPathTimes(path: string, atime: TimeSpec, mtime: TimeSpec): void {
   const lib = loadLibc();
   if (lib === null) {
-    const st = lstatSync(path as PathLike, { bigint: true });
-    lutimesSync(path, seconds(atime, st.atimeNs), seconds(mtime, st.mtimeNs));
+    const st = lstatSync(nameToBytes(path), { bigint: true });
+    lutimesSync(nameToBytes(path), seconds(atime, st.atimeNs), seconds(mtime, st.mtimeNs));
     return;
   }
   if (lib.utimensat(AT_FDCWD, cPath(path), [timespecOf(atime), timespecOf(mtime)], AT_SYMLINK_NOFOLLOW) !== 0) {

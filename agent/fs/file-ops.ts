@@ -18,6 +18,7 @@ import { agentMetrics } from '../agent-metrics.js';
 import { checkedMode, checkedOwner, checkedTimes } from './attr-ops.js';
 import { setFileTimes } from './exact-times.js';
 import { fstatWire, lstatWire, statToWire } from './stat-attr.js';
+import { fsPath } from '../host-path.js';
 
 const readAsync = promisify(read);
 const fsyncAsync = promisify(fsync);
@@ -54,7 +55,7 @@ function openHandle(
   // Only a file that exists is checked: one made by this open was checked by create (its
   // creator may then write it whatever its mode says, as open(O_CREAT, 0444) may).
   if (who?.checking && (flags & O_CREAT) === 0) who.need(host, openAccess(requested), `open ${slavePath}`);
-  const openWith = (f: number) => openSync(host, f | O_NONBLOCK, mode);
+  const openWith = (f: number) => openSync(fsPath(host), f | O_NONBLOCK, mode);
   let fd: number;
   try {
     fd = openWith(flags);
@@ -90,7 +91,7 @@ function create(ctx: AgentContext, slavePath: string, flags: number, mode: numbe
   if (!who.active) return openHandle(ctx, slavePath, flags, base | O_CREAT, mode & 0o7777);
   const host = ctx.jail.resolve(slavePath);
   const openExisting = () => openHandle(ctx, slavePath, flags, base & ~O_CREAT, undefined, who, host);
-  if ((flags & O_EXCL) === 0 && existsSync(host)) return openExisting();
+  if ((flags & O_EXCL) === 0 && existsSync(fsPath(host))) return openExisting();
   const dir = who.parent(host, `create ${slavePath}`);
   let opened: ReturnType<typeof openHandle>;
   try {

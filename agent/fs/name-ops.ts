@@ -19,6 +19,7 @@ import {
 import type { CallerAccess } from '../caller-access.js';
 import type { AgentContext, HandlerTable } from '../context.js';
 import { lstatWire } from './stat-attr.js';
+import { fsPath } from '../host-path.js';
 
 const run = promisify(execFile);
 
@@ -28,7 +29,7 @@ const run = promisify(execFile);
  */
 function mustNotExist(path: string): void {
   try {
-    lstatSync(path);
+    lstatSync(fsPath(path));
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
     throw err;
@@ -67,7 +68,7 @@ async function makeSpecial(host: string, mode: number, rdev: number): Promise<vo
  */
 async function makeSocket(host: string): Promise<void> {
   mustNotExist(host);
-  const dirFd = openSync(posix.dirname(host), constants.O_RDONLY | constants.O_DIRECTORY);
+  const dirFd = openSync(fsPath(posix.dirname(host)), constants.O_RDONLY | constants.O_DIRECTORY);
   try {
     const temporary = `.splitbrain-socket-${randomBytes(6).toString('hex')}`;
     const server = createServer();
@@ -76,7 +77,7 @@ async function makeSocket(host: string): Promise<void> {
       server.listen(`/proc/self/fd/${dirFd}/${temporary}`, () => resolve());
     });
     try {
-      linkSync(`${posix.dirname(host)}/${temporary}`, host);
+      linkSync(fsPath(`${posix.dirname(host)}/${temporary}`), fsPath(host));
     } finally {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
@@ -115,10 +116,10 @@ async function mknod(ctx: AgentContext, who: CallerAccess, host: string, mode: n
   const type = mode & S_IFMT;
   if (type === S_IFREG || type === 0) {
     const { O_CREAT, O_EXCL, O_WRONLY, O_NOFOLLOW } = constants;
-    closeSync(openSync(host, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW, mode & 0o7777));
+    closeSync(openSync(fsPath(host), O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW, mode & 0o7777));
   } else if (type === S_IFIFO) {
     await makeSpecial(host, mode, rdev);
-    chmodSync(host, mode & 0o7777);
+    chmodSync(fsPath(host), mode & 0o7777);
   } else if (type === S_IFCHR || type === S_IFBLK) {
     // A master allowed files must not make itself a raw disk of the slave's: refused as in a
     // container without CAP_MKNOD unless the slave's operator allows it.
@@ -127,10 +128,10 @@ async function mknod(ctx: AgentContext, who: CallerAccess, host: string, mode: n
     }
     if (who.checking) throw new SlaveError('EPERM', 'only root may create device nodes');
     await makeSpecial(host, mode, rdev);
-    chmodSync(host, mode & 0o7777);
+    chmodSync(fsPath(host), mode & 0o7777);
   } else if (type === S_IFSOCK) {
     await makeSocket(host);
-    chmodSync(host, mode & 0o7777);
+    chmodSync(fsPath(host), mode & 0o7777);
   } else {
     throw new SlaveError(type === S_IFDIR ? 'EPERM' : 'EINVAL', `mknod cannot create a file of type ${type.toString(8)}`);
   }
@@ -140,7 +141,7 @@ export const nameOps: HandlerTable = {
   'fs.unlink': async ({ path }, ctx, caller) => {
     const host = ctx.jail.resolve(path);
     ctx.access(caller).removable(host, `unlink ${path}`);
-    unlinkSync(host);
+    unlinkSync(fsPath(host));
     return {};
   },
 
@@ -152,10 +153,10 @@ export const nameOps: HandlerTable = {
       who.removable(hostFrom, `rename ${from}`);
       who.removable(hostTo, `rename to ${to}`);
       // A directory moved to another directory has its '..' rewritten: it must be writable.
-      const moved = lstatSync(hostFrom);
+      const moved = lstatSync(fsPath(hostFrom));
       if (moved.isDirectory() && posix.dirname(hostFrom) !== posix.dirname(hostTo)) who.inode(moved, hostFrom, MAY_WRITE, `rename ${from}`);
     }
-    renameSync(hostFrom, hostTo);
+    renameSync(fsPath(hostFrom), fsPath(hostTo));
     return {};
   },
 
@@ -166,11 +167,11 @@ export const nameOps: HandlerTable = {
     if (who.checking) {
       who.search(hostExisting, `link ${existing}`);
       who.parent(host, `link ${path}`);
-      if (!mayLinkTo(who, lstatSync(hostExisting), hostExisting)) {
+      if (!mayLinkTo(who, lstatSync(fsPath(hostExisting)), hostExisting)) {
         throw new SlaveError('EPERM', `link ${existing}: another user's file (fs.protected_hardlinks)`);
       }
     }
-    linkSync(hostExisting, host);
+    linkSync(fsPath(hostExisting), fsPath(host));
     return { attr: lstatWire(host) };
   },
 
@@ -178,7 +179,7 @@ export const nameOps: HandlerTable = {
     const host = ctx.jail.resolve(path);
     const who = ctx.access(caller);
     const dir = who.parent(host, `symlink ${path}`);
-    symlinkSync(target, host);
+    symlinkSync(fsPath(target), fsPath(host));
     who.own(host, 0o777, dir);
     return { attr: lstatWire(host) };
   },

@@ -2,7 +2,8 @@
  * The slave's attributes as the protocol's. Stats are read as bigints: a file time in
  * nanoseconds since the epoch needs 61 bits, more than a double holds exactly.
  */
-import { fstatSync, lstatSync, type BigIntStats, type PathLike } from 'node:fs';
+import { fstatSync, lstatSync, type BigIntStats } from 'node:fs';
+import { fsPath } from '../host-path.js';
 import { attrToWire, msOfTimestamp, timestampFromNs, type WireAttr } from '../../protocol/index.js';
 
 export function statToWire(st: BigIntStats): WireAttr {
@@ -29,8 +30,8 @@ export function statToWire(st: BigIntStats): WireAttr {
 }
 
 /** lstat(2) as the protocol's attributes. */
-export function lstatWire(host: PathLike): WireAttr {
-  return statToWire(lstatSync(host, { bigint: true }));
+export function lstatWire(host: string): WireAttr {
+  return statToWire(lstatSync(fsPath(host), { bigint: true }));
 }
 
 /** fstat(2) as the protocol's attributes. */

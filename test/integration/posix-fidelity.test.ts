@@ -3,7 +3,7 @@
  * are bytes. Requests go straight to a real agent, as the mount sends them.
  */
 import assert from 'node:assert/strict';
-import { lstatSync, writeFileSync } from 'node:fs';
+import { lstatSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { decode } from '@msgpack/msgpack';
@@ -66,5 +66,65 @@ describe('nanosecond times', () => {
     const reply = decode(await raw.bus.request(opSubject(AGENT_ID, 'fs.getattr'), request, 5000)) as { v: number; ok: { attr: number[] } };
     assert.equal(reply.v, PROTOCOL_VERSION); // the agent's own; the forms are the request's
     assert.equal(reply.ok.attr.length, ATTR_FIELDS_V1);
+  });
+});
+
+describe('file names that are not UTF-8', () => {
+  let slave: BareAgent;
+  let raw: RawClient;
+  const names = () => readdirSync(slave.root, { encoding: 'buffer' }).map((b) => b.toString('hex')).sort();
+
+  before(async () => {
+    slave = await startBareAgent({ id: AGENT_ID });
+    raw = await rawClient(slave.nats.url, AGENT_ID);
+  });
+  after(async () => {
+    await raw?.close();
+    await slave?.stop();
+  });
+
+  it("round-trips b'a\\xffb' through create, listdir, stat, rename and unlink", async () => {
+    const odd = '/a\udcffb'; // b'/a\xffb' in surrogateescape form
+    const { fh, attr } = await raw.client.call('fs.create', { path: odd, flags: 1, mode: 0o644 });
+    await raw.client.call('fs.write', { fh, offset: 0, data: Buffer.from('bytes') });
+    await raw.client.call('fs.release', { fh });
+    assert.deepEqual(names(), ['61ff62']);
+    const { entries } = await raw.client.call('fs.readdir', { path: '/' });
+    assert.deepEqual(entries.map(([name]) => name), ['a\udcffb']);
+    assert.equal(attrFromWire(entries[0]?.[1] as number[]).ino, attrFromWire(attr).ino);
+    assert.equal(attrFromWire((await raw.client.call('fs.getattr', { path: odd })).attr).size, 5);
+    await raw.client.call('fs.utimens', { path: odd, atime: { sec: 7, nsec: 8 }, mtime: 'omit' });
+    assert.equal(lstatSync(Buffer.concat([Buffer.from(`${slave.root}/`), Buffer.of(0x61, 0xff, 0x62)]), { bigint: true }).atimeNs, 7_000_000_008n);
+
+    await raw.client.call('fs.rename', { from: odd, to: '/\udcfe\udcff' });
+    assert.deepEqual(names(), ['feff']);
+    await raw.client.call('fs.rename', { from: '/\udcfe\udcff', to: '/plain' });
+    await raw.client.call('fs.rename', { from: '/plain', to: '/\udce9t\u00e9' }); // b'\xe9t\xc3\xa9': bytes and UTF-8 mixed
+    assert.deepEqual(names(), ['e974c3a9']);
+    await raw.client.call('fs.unlink', { path: '/\udce9t\u00e9' });
+    assert.deepEqual(names(), []);
+  });
+
+  it('carries such names in symlink targets and in directories on the way', async () => {
+    await raw.client.call('fs.mkdir', { path: '/d\udcff', mode: 0o755 });
+    const { fh } = await raw.client.call('fs.create', { path: '/d\udcff/f\udc80', flags: 1, mode: 0o644 });
+    await raw.client.call('fs.release', { fh });
+    const inside = readdirSync(Buffer.concat([Buffer.from(`${slave.root}/d`), Buffer.of(0xff)]), { encoding: 'buffer' });
+    assert.deepEqual(inside.map((b) => b.toString('hex')), ['6680']);
+    await raw.client.call('fs.symlink', { target: 'd\udcff/f\udc80', path: '/link\udcfe' });
+    assert.equal((await raw.client.call('fs.readlink', { path: '/link\udcfe' })).target, 'd\udcff/f\udc80');
+    const { entries } = await raw.client.call('fs.readdir', { path: '/d\udcff' });
+    assert.deepEqual(entries.map(([name]) => name), ['f\udc80']);
+    await raw.client.call('fs.unlink', { path: '/link\udcfe' });
+    await raw.client.call('fs.unlink', { path: '/d\udcff/f\udc80' });
+    await raw.client.call('fs.rmdir', { path: '/d\udcff' });
+    assert.deepEqual(names(), []);
+  });
+
+  it('lists them to a protocol-1 master as U+FFFD, as before', async () => {
+    writeFileSync(Buffer.concat([Buffer.from(`${slave.root}/`), Buffer.of(0xff)]), '');
+    const request = encodeRequest('fs.readdir', 'old:2', { path: '/' }, undefined, undefined, 1);
+    const reply = decode(await raw.bus.request(opSubject(AGENT_ID, 'fs.readdir'), request, 5000)) as { ok: { entries: [unknown][] } };
+    assert.deepEqual(reply.ok.entries.map(([name]) => name), ['\uFFFD']);
   });
 });
