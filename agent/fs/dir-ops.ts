@@ -69,6 +69,7 @@ export const dirOps: HandlerTable = {
     if (host === ctx.jail.root) throw new SlaveError('EBUSY', 'the export root cannot be removed');
     ctx.access(caller).removable(host, `rmdir ${path}`);
     rmdirSync(fsPath(host));
+    ctx.jail.forgetPrefix(ctx.jail.toSlave(host));
     return {};
   },
 };

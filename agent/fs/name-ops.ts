@@ -157,6 +157,9 @@ export const nameOps: HandlerTable = {
       if (moved.isDirectory() && posix.dirname(hostFrom) !== posix.dirname(hostTo)) who.inode(moved, hostFrom, MAY_WRITE, `rename ${from}`);
     }
     renameSync(fsPath(hostFrom), fsPath(hostTo));
+    // A directory moved, or one replaced: what the jail verified under either name is elsewhere.
+    ctx.jail.forgetPrefix(ctx.jail.toSlave(hostFrom));
+    ctx.jail.forgetPrefix(ctx.jail.toSlave(hostTo));
     return {};
   },
 
