@@ -13,7 +13,8 @@ import { createServer } from 'node:net';
 import { posix } from 'node:path';
 import { promisify } from 'node:util';
 import {
-  MAY_READ, MAY_WRITE, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFMT, S_IFREG, S_IFSOCK, S_ISGID, S_ISUID, SlaveError, owns,
+  MAY_READ, MAY_WRITE, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFMT, S_IFREG, S_IFSOCK, S_ISGID, S_ISUID, SlaveError,
+  hasLoneSurrogates, owns,
   type Caller,
 } from '../../protocol/index.js';
 import type { CallerAccess } from '../caller-access.js';
@@ -43,6 +44,24 @@ function mustNotExist(path: string): void {
  */
 async function makeSpecial(host: string, mode: number, rdev: number): Promise<void> {
   mustNotExist(host);
+  if (hasLoneSurrogates(host)) {
+    // A tool's arguments are UTF-8 strings: it makes the file under a plain temporary name,
+    // reached through the directory's descriptor, which is then linked to the name's bytes.
+    const dir = posix.dirname(host);
+    const temporary = `.splitbrain-node-${randomBytes(6).toString('hex')}`;
+    const dirFd = openSync(fsPath(dir), constants.O_RDONLY | constants.O_DIRECTORY);
+    try {
+      await makeSpecial(`/proc/${process.pid}/fd/${dirFd}/${temporary}`, mode, rdev);
+    } finally {
+      closeSync(dirFd);
+    }
+    try {
+      linkSync(fsPath(`${dir}/${temporary}`), fsPath(host));
+    } finally {
+      unlinkSync(fsPath(`${dir}/${temporary}`));
+    }
+    return;
+  }
   const type = mode & S_IFMT;
   const major = Math.floor(rdev / 256) & 0xfff; // glibc's dev_t layout, as the kernel passes it
   const minor = (rdev & 0xff) | ((rdev >> 12) & 0xfff00);

@@ -121,6 +121,15 @@ describe('file names that are not UTF-8', () => {
     assert.deepEqual(names(), []);
   });
 
+  it('makes FIFOs and sockets under such names (mknod)', async () => {
+    await raw.client.call('fs.mknod', { path: '/fifo\udcff', mode: 0o010644, rdev: 0 });
+    await raw.client.call('fs.mknod', { path: '/sock\udcff', mode: 0o140644, rdev: 0 });
+    const made = readdirSync(slave.root, { encoding: 'buffer' }).map((b) => b.toString('hex')).sort();
+    assert.deepEqual(made, [Buffer.from('fifo').toString('hex') + 'ff', Buffer.from('sock').toString('hex') + 'ff']);
+    assert.ok(lstatSync(Buffer.concat([Buffer.from(`${slave.root}/fifo`), Buffer.of(0xff)])).isFIFO());
+    for (const path of ['/fifo\udcff', '/sock\udcff']) await raw.client.call('fs.unlink', { path });
+  });
+
   it('lists them to a protocol-1 master as U+FFFD, as before', async () => {
     writeFileSync(Buffer.concat([Buffer.from(`${slave.root}/`), Buffer.of(0xff)]), '');
     const request = encodeRequest('fs.readdir', 'old:2', { path: '/' }, undefined, undefined, 1);
