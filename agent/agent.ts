@@ -31,6 +31,7 @@ import { ProcessTable } from './proc/process-table.js';
 import { CallerAccess, SearchCache } from './caller-access.js';
 import { accessAcl } from './fs/xattr-ops.js';
 import { RootJail } from './root-jail.js';
+import { exactTimesProblem } from './fs/exact-times.js';
 import { AgentChangeFeed, defaultWatchMax } from './watch/change-feed.js';
 
 export interface AgentOptions {
@@ -164,6 +165,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     throw err;
   }
   log.info({ root: jail.root, readOnly: options.readOnly, bootId: info.bootId }, 'agent serving');
+  const timesProblem = exactTimesProblem();
+  if (timesProblem !== undefined) log.warn(timesProblem);
   return {
     info,
     async stop() {

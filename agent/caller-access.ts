@@ -16,6 +16,7 @@ import {
   type Caller,
 } from '../protocol/index.js';
 import type { RootJail } from './root-jail.js';
+import { fsPath } from './host-path.js';
 
 /** The POSIX access ACL of a host path, or null (fs/xattr-ops.ts reads them). */
 export type AclReader = (host: string) => Buffer | null;
@@ -58,7 +59,7 @@ export class SearchCache {
     if (hit && hit.expires > now) return hit;
     let st: Stats;
     try {
-      st = statSync(dir);
+      st = statSync(fsPath(dir));
     } catch {
       return undefined;
     }
@@ -138,7 +139,7 @@ export class CallerAccess {
   need(host: string, want: number, what: string, follow = true): Stats | undefined {
     if (!this.checking) return undefined;
     this.search(host, what);
-    const st = follow ? statSync(host) : lstatSync(host);
+    const st = follow ? statSync(fsPath(host)) : lstatSync(fsPath(host));
     this.inode(st, host, want, what);
     return st;
   }
@@ -168,7 +169,7 @@ export class CallerAccess {
     if (!dir) return;
     let entry: Stats;
     try {
-      entry = lstatSync(host);
+      entry = lstatSync(fsPath(host));
     } catch {
       return; // nothing there: the operation reports ENOENT
     }
@@ -190,11 +191,11 @@ export class CallerAccess {
     if (!this.active || caller === undefined) return;
     const dir = parentStats ?? statSync(posix.dirname(host));
     const owner = newOwner(caller, dir);
-    const st = lstatSync(host);
+    const st = lstatSync(fsPath(host));
     if (st.uid === owner.uid && st.gid === owner.gid) return;
-    lchownSync(host, owner.uid, owner.gid);
+    lchownSync(fsPath(host), owner.uid, owner.gid);
     if (st.isSymbolicLink() || st.isDirectory() || (mode & (S_ISUID | S_ISGID)) === 0) return;
     const kept = !isRoot(caller) && !inGroup(caller, owner.gid) ? mode & ~S_ISGID : mode;
-    chmodSync(host, kept & 0o7777);
+    chmodSync(fsPath(host), kept & 0o7777);
   }
 }

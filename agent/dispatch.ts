@@ -52,7 +52,7 @@ export function createDispatcher(table: HandlerTable, ctx: AgentContext, bootId:
       } finally {
         if (CHANGING_SEARCH.has(op)) ctx.searched.clear();
       }
-      return [encodeReply(op, bootId, result), 'OK'];
+      return [encodeReply(op, bootId, result, request.version), 'OK']; // in the forms the master reads
     } catch (err) {
       const known = errnoOf(err);
       if (!known) log.error({ err, op }, 'op failed with an error that has no errno: answering EIO');

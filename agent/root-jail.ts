@@ -2,10 +2,11 @@
  * The export root: every slave path a request names is resolved inside it, so neither `..` nor
  * a symlink (absolute, relative or a chain of them) can lead an operation outside the root.
  *
- * Fast path: the lexically normalised path's parent is realpath'd (one C call) and accepted when
- * it lies inside the root. Only when it does not (a symlink points out, or is dangling on the
- * host) do we walk the components ourselves with chroot semantics: absolute symlinks start again
- * at the root and `..` stops there, as RESOLVE_IN_ROOT does.
+ * Fast path: the lexically normalised path's parent is a directory verified before, reached
+ * without a symlink (verified-dirs.ts: one lstat, whatever the depth). Else it is realpath'd
+ * and accepted when it lies inside the root. Only when it does not (a symlink points out, or is
+ * dangling on the host) do we walk the components ourselves with chroot semantics: absolute
+ * symlinks start again at the root and `..` stops there, as RESOLVE_IN_ROOT does.
  *
  * A process on the slave that swaps a directory for a symlink between our check and the syscall
  * could still race us; Node has no openat2(), so this is as strong as a user-space server gets.
@@ -15,20 +16,26 @@
  */
 import { lstatSync, readlinkSync, realpathSync } from 'node:fs';
 import { posix } from 'node:path';
-import { SlaveError } from '../protocol/index.js';
+import { SlaveError, nameFromBytes } from '../protocol/index.js';
+import { fsPath } from './host-path.js';
+import { VerifiedDirs } from './verified-dirs.js';
 
 const MAX_SYMLINKS = 40; // Linux's own limit before ELOOP.
 
 function lstatOrUndefined(path: string) {
   try {
-    return lstatSync(path);
+    return lstatSync(fsPath(path));
   } catch {
     return undefined;
   }
 }
 
 export class RootJail {
-  private constructor(readonly root: string) {}
+  private readonly verified: VerifiedDirs;
+
+  private constructor(readonly root: string) {
+    this.verified = new VerifiedDirs((slavePath) => this.hostJoin(slavePath));
+  }
 
   /** `root` must exist and be a directory; it is canonicalised once. */
   static open(root: string): RootJail {
@@ -52,21 +59,34 @@ export class RootJail {
     // Exporting '/' needs no jail: whatever a path or symlink names is inside it.
     if (this.isHostRoot) return normal;
     const parent = posix.dirname(normal);
-    const name = posix.basename(normal);
-    let hostParent: string | undefined;
-    try {
-      hostParent = realpathSync.native(this.hostJoin(parent));
-    } catch {
-      hostParent = undefined; // maybe a symlink that only makes sense inside the jail: walk it
-    }
-    if (hostParent === undefined || !this.contains(hostParent)) {
-      return this.walk(normal, followLast);
-    }
-    const candidate = hostParent === '/' ? `/${name}` : `${hostParent}/${name}`;
+    const candidate = this.verified.verify(parent) ? this.hostJoin(normal) : this.realParent(normal);
+    if (candidate === undefined) return this.walk(normal, followLast);
     if (!followLast) return candidate;
     const st = lstatOrUndefined(candidate);
     if (st?.isSymbolicLink()) return this.walk(this.toSlave(candidate), true);
     return candidate;
+  }
+
+  /**
+   * Forgets what was verified of `slaveDir` and below (agent/fs calls it when it renames or
+   * removes a directory; a change feed of the slave's may call it too).
+   */
+  forgetPrefix(slaveDir: string): void {
+    this.verified.forgetPrefix(slaveDir);
+  }
+
+  /** The host path of `normal` by realpath of its parent; undefined when that leads outside. */
+  private realParent(normal: string): string | undefined {
+    const parent = posix.dirname(normal);
+    const name = posix.basename(normal);
+    let hostParent: string | undefined;
+    try {
+      hostParent = nameFromBytes(realpathSync.native(fsPath(this.hostJoin(parent)), { encoding: 'buffer' }));
+    } catch {
+      hostParent = undefined; // maybe a symlink that only makes sense inside the jail: walk it
+    }
+    if (hostParent === undefined || !this.contains(hostParent)) return undefined;
+    return hostParent === '/' ? `/${name}` : `${hostParent}/${name}`;
   }
 
   /** The slave path (relative to the root) of a host path inside the root. */
@@ -103,14 +123,14 @@ export class RootJail {
       }
       let st;
       try {
-        st = lstatSync(host);
+        st = lstatSync(fsPath(host));
       } catch (err) {
         // The last component may be about to be created.
         if (!isLast || (err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       }
       if (st?.isSymbolicLink()) {
         if (++links > MAX_SYMLINKS) throw new SlaveError('ELOOP', `too many symlinks in ${slavePath}`);
-        const target = readlinkSync(host);
+        const target = nameFromBytes(readlinkSync(fsPath(host), { encoding: 'buffer' }));
         if (target.startsWith('/')) done = [];
         todo = [...target.split('/').filter((c) => c.length > 0), ...todo];
         continue;

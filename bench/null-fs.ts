@@ -64,7 +64,8 @@ export class NullFs implements MountFs {
   }
 
   private attr(file: NullFile | undefined): Attr {
-    const common = { uid: this.uid, gid: this.gid, rdev: 0, blksize: BLOCK, atimeMs: this.startedMs };
+    const common = { uid: this.uid, gid: this.gid, rdev: 0, blksize: BLOCK, atimeMs: this.startedMs,
+      atimeNsec: 0, mtimeNsec: 0, ctimeNsec: 0 };
     if (!file) {
       return {
         ...common, mode: S_IFDIR | 0o755, nlink: 2, size: BLOCK, blocks: BLOCK / 512, ino: ROOT_INO,

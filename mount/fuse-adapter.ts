@@ -9,7 +9,7 @@
  * a bridged command, a restarted agent) reaches it through invalidate*().
  */
 import type { Logger } from 'pino';
-import { errnoNumber, errnoOf, SlaveError, type Attr, type TimeSpec } from '../protocol/index.js';
+import { errnoNumber, errnoOf, nameFromBytes, nameToBytes, SlaveError, type Attr, type TimeSpec } from '../protocol/index.js';
 import type { FuseCaller } from './callers.js';
 import type { DirEntry, MountFs } from './mount-fs.js';
 import {
@@ -55,32 +55,32 @@ function packAttr(attr: Attr, into = new Float64Array(ATTR_SLOTS), at = 0): Floa
   into[at + 6] = attr.size;
   into[at + 7] = attr.blocks;
   into[at + 8] = attr.blksize;
-  packTime(into, at + 9, attr.atimeMs);
-  packTime(into, at + 11, attr.mtimeMs);
-  packTime(into, at + 13, attr.ctimeMs);
+  packTime(into, at + 9, attr.atimeMs, attr.atimeNsec);
+  packTime(into, at + 11, attr.mtimeMs, attr.mtimeNsec);
+  packTime(into, at + 13, attr.ctimeMs, attr.ctimeNsec);
   return into;
 }
 
-function packTime(into: Float64Array, at: number, ms: number): void {
-  const sec = Math.floor(ms / 1000);
-  into[at] = sec;
-  into[at + 1] = Math.min(999_999_999, Math.max(0, Math.round((ms - sec * 1000) * 1e6)));
+/** Attr times are whole milliseconds (floor of the second exact) plus the second's nanoseconds. */
+function packTime(into: Float64Array, at: number, ms: number, nsec: number): void {
+  into[at] = Math.floor(ms / 1000);
+  into[at + 1] = nsec;
 }
 
 /** A setattr's time: now, unchanged, or seconds and nanoseconds given. */
 function timeSpec(toSet: number, given: number, now: number, sec: number, nsec: number): TimeSpec {
   if (toSet & now) return 'now';
   if (!(toSet & given)) return 'omit';
-  return sec * 1000 + nsec / 1e6;
+  return { sec, nsec };
 }
 
-/** Names cross the kernel boundary as bytes. */
+/** Names cross the kernel boundary as bytes; ours are strings, non-UTF-8 bytes escaped (name-bytes.ts). */
 function nameOf(bytes: Buffer): string {
-  return bytes.toString('utf8');
+  return nameFromBytes(bytes);
 }
 
 function nameBytes(name: string): Buffer {
-  return Buffer.from(name, 'utf8');
+  return nameToBytes(name);
 }
 
 function joinPath(parent: string, name: string): string {

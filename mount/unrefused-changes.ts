@@ -13,7 +13,7 @@
  */
 import type { Logger } from 'pino';
 import {
-  S_IFMT, S_ISGID, S_ISUID, S_IXGRP, SlaveError, attrFromWire, isDir, type Attr, type OpName,
+  S_IFMT, S_ISGID, S_ISUID, S_IXGRP, SlaveError, attrFromWire, isDir, setAttrTime, timestampOf, type Attr, type OpName,
   type OpReply, type OpRequest, type TimeSpec,
 } from '../protocol/index.js';
 import type { AttrCache } from './attr-cache.js';
@@ -74,8 +74,8 @@ export class UnrefusedChanges {
 
   utimens(file: OpenFile, atime: TimeSpec, mtime: TimeSpec): Promise<void> {
     return this.setattr(file, 'fs.futimens', (fh) => ({ fh, atime, mtime }), (attr, now) => {
-      if (atime !== 'omit') attr.atimeMs = atime === 'now' ? now : atime;
-      if (mtime !== 'omit') attr.mtimeMs = mtime === 'now' ? now : mtime;
+      if (atime !== 'omit') setAttrTime(attr, 'atime', timestampOf(atime === 'now' ? now : atime));
+      if (mtime !== 'omit') setAttrTime(attr, 'mtime', timestampOf(mtime === 'now' ? now : mtime));
     });
   }
 

@@ -16,7 +16,8 @@ import { ProtocolError, SlaveError } from './errors.js';
 import { msgpackBoundsProblem } from './msgpack-bounds.js';
 import { changeMessage, type ChangeMessage } from './changes.js';
 import { ops, procEvent, type OpName, type OpReply, type OpRequest, type ProcEvent } from './ops.js';
-import { PROTOCOL_VERSION } from './version.js';
+import { MIN_PROTOCOL_VERSION, PROTOCOL_VERSION } from './version.js';
+import { outgoingForm } from './wire-forms.js';
 
 const encoder = new Encoder({ ignoreUndefined: true });
 const decoder = new Decoder({
@@ -153,11 +154,17 @@ function encodeEnvelope(head: object, outer: string, body: object): Uint8Array {
   return encodeSpliced(head, outer, body as Record<string, unknown>, field);
 }
 
-export function encodeRequest<K extends OpName>(_op: K, id: string, args: OpRequest<K>, handleBoot?: string, caller?: Caller): Uint8Array {
-  const head: { v: number; id: string; hb?: string; c?: Caller } = { v: PROTOCOL_VERSION, id };
+/**
+ * `version`: the protocol the agent speaks (an older agent is sent protocol 1's forms, and a
+ * request those cannot carry throws EILSEQ: protocol/wire-forms.ts).
+ */
+export function encodeRequest<K extends OpName>(
+  _op: K, id: string, args: OpRequest<K>, handleBoot?: string, caller?: Caller, version = PROTOCOL_VERSION,
+): Uint8Array {
+  const head: { v: number; id: string; hb?: string; c?: Caller } = { v: version, id };
   if (handleBoot !== undefined) head.hb = handleBoot;
   if (caller !== undefined) head.c = caller;
-  return encodeEnvelope(head, 'a', args);
+  return encodeEnvelope(head, 'a', outgoingForm(args, version, 'request'));
 }
 
 export interface DecodedRequest<K extends OpName> {
@@ -179,6 +186,9 @@ export function decodeRequest<K extends OpName>(op: K, bytes: Uint8Array): Decod
   if (version.success && version.data.v > PROTOCOL_VERSION) {
     throw new SlaveError('EPROTONOSUPPORT', `protocol ${version.data.v} is newer than this agent's ${PROTOCOL_VERSION}`);
   }
+  if (version.success && version.data.v < MIN_PROTOCOL_VERSION) {
+    throw new SlaveError('EPROTONOSUPPORT', `protocol ${version.data.v} is older than this agent's oldest, ${MIN_PROTOCOL_VERSION}`);
+  }
   const envelope = requestEnvelope.safeParse(message);
   if (!envelope.success) throw new ProtocolError(`bad request envelope: ${describe(envelope.error)}`);
   const args = ops[op].req.safeParse(envelope.data.a ?? {});
@@ -196,8 +206,12 @@ export function requestIdOf(bytes: Uint8Array): string | undefined {
   }
 }
 
-export function encodeReply<K extends OpName>(_op: K, boot: string, result: OpReply<K>): Uint8Array {
-  return encodeEnvelope({ v: PROTOCOL_VERSION, boot }, 'ok', result);
+/**
+ * `version`: the request's, whose forms the result takes (protocol/wire-forms.ts); the
+ * envelope's `v` is always the agent's own, as in error replies.
+ */
+export function encodeReply<K extends OpName>(_op: K, boot: string, result: OpReply<K>, version = PROTOCOL_VERSION): Uint8Array {
+  return encodeEnvelope({ v: PROTOCOL_VERSION, boot }, 'ok', outgoingForm(result, version, 'reply'));
 }
 
 export function encodeErrorReply(boot: string, errno: string, message: string): Uint8Array {

@@ -7,23 +7,45 @@
  * File data travels as raw bytes (msgpack bin), never as strings.
  */
 import { z } from 'zod';
-import { ATTR_FIELDS } from './attr.js';
+import { ATTR_FIELDS, ATTR_FIELDS_V1, wireAttrTimesValid } from './attr.js';
+import { NSEC_PER_SEC } from './file-times.js';
+import { nameFromBytes } from './name-bytes.js';
 import { FEED_MODES, FEED_STATES } from './changes.js';
 
 const MAX_PATH = 4096;
 const MAX_NAME = 255;
 
 const noNul = (what: string) => [(s: string) => !s.includes('\0'), `${what} contains NUL`] as const;
-const slavePath = z.string().min(1).max(MAX_PATH).startsWith('/').refine(...noNul('path'));
+/**
+ * A slave name, path or link target: a str, or (protocol 2) bin holding its exact bytes when they
+ * are not UTF-8, read back as the surrogateescape string (name-bytes.ts, wire-forms.ts). Bytes
+ * longer than any name are left as they are, for the string check to refuse.
+ */
+const slaveName = <T extends z.ZodType>(schema: T) =>
+  z.preprocess((v) => (v instanceof Uint8Array && v.length <= MAX_PATH * 4 ? nameFromBytes(v) : v), schema);
+const slavePath = slaveName(z.string().min(1).max(MAX_PATH).startsWith('/').refine(...noNul('path')));
 const u32 = z.number().int().min(0).max(0xffffffff);
 const u53 = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const fh = u32;
 const bytes = z.custom<Uint8Array>((v) => v instanceof Uint8Array, 'expected raw bytes');
-const wireAttr = z.array(z.number()).length(ATTR_FIELDS.length);
+/**
+ * Protocol 1 agents send ATTR_FIELDS_V1 numbers, newer ones ATTR_FIELDS; more, from a newer
+ * agent, are ignored (attrFromWire reads the fields it knows).
+ */
+const wireAttr = z.array(z.number()).min(ATTR_FIELDS_V1).max(ATTR_FIELDS.length + 16)
+  .refine(wireAttrTimesValid, 'nanoseconds out of range');
 const attrReply = z.object({ attr: wireAttr });
 const empty = z.object({});
-/** utimensat's three kinds of time: milliseconds since the epoch, now, or leave unchanged. */
-const timeSpec = z.union([z.number().finite(), z.literal('now'), z.literal('omit')]);
+/**
+ * utimensat's kinds of time: seconds and nanoseconds since the epoch (exact; protocol 2),
+ * milliseconds since the epoch (protocol 1 masters), now, or leave unchanged.
+ */
+const timeSpec = z.union([
+  z.number().finite(),
+  z.literal('now'),
+  z.literal('omit'),
+  z.object({ sec: z.number().int().min(Number.MIN_SAFE_INTEGER).max(Number.MAX_SAFE_INTEGER), nsec: z.number().int().min(0).max(NSEC_PER_SEC - 1) }),
+]);
 // No NUL in a name or link target either: no syscall can take one (Node throws, not an errno).
 const xattrName = z.string().min(1).max(MAX_NAME).refine(...noNul('attribute name'));
 /** A uid or gid as chown(2) takes it: a uid_t, or -1 to keep it. */
@@ -114,7 +136,7 @@ export const agentStats = z.object({
   changes: z.object({ mode: z.enum(FEED_MODES), seq: u53, watches: u53, lost: u53 }).optional(),
 });
 
-export const readdirEntry = z.tuple([z.string().min(1).max(MAX_NAME), wireAttr.nullable()]);
+export const readdirEntry = z.tuple([slaveName(z.string().min(1).max(MAX_NAME)), wireAttr.nullable()]);
 
 export const ops = {
   'agent.hello': op(empty, helloInfo),
@@ -164,8 +186,8 @@ export const ops = {
   'fs.rename': op(z.object({ from: slavePath, to: slavePath }), empty),
   'fs.link': op(z.object({ existing: slavePath, path: slavePath }), attrReply),
   /** `target` is the link's content, stored as given (it is not a path we resolve). */
-  'fs.symlink': op(z.object({ target: z.string().min(1).max(MAX_PATH).refine(...noNul('target')), path: slavePath }), attrReply),
-  'fs.readlink': op(z.object({ path: slavePath }), z.object({ target: z.string() })),
+  'fs.symlink': op(z.object({ target: slaveName(z.string().min(1).max(MAX_PATH).refine(...noNul('target'))), path: slavePath }), attrReply),
+  'fs.readlink': op(z.object({ path: slavePath }), z.object({ target: slaveName(z.string()) })),
   'fs.mkdir': op(z.object({ path: slavePath, mode: u32 }), attrReply),
   'fs.rmdir': op(z.object({ path: slavePath }), empty),
   'fs.chmod': op(z.object({ path: slavePath, mode: u32 }), attrReply),

@@ -13,7 +13,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import {
-  DISCOVER_SUBJECT, ProtocolError, decodeReply, encodeRequest, opSubject,
+  DISCOVER_SUBJECT, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, ProtocolError, decodeReply, encodeRequest, opSubject,
   type Caller, type HelloInfo, type OpName, type OpReply, type OpRequest,
 } from '../protocol/index.js';
 import type { Bus } from './bus.js';
@@ -75,6 +75,11 @@ export class AgentClient {
   private readonly waiting = new Set<WaitingTry>();
   private watchdog: NodeJS.Timeout | undefined;
   private probing = false;
+  /**
+   * The protocol the agent speaks: ours until its hello says it is older (or it refuses ours).
+   * Hellos go in the oldest version, which every agent answers (protocol/wire-forms.ts).
+   */
+  private version = PROTOCOL_VERSION;
 
   constructor(
     readonly bus: Bus,
@@ -102,7 +107,7 @@ export class AgentClient {
       if (this.probing || Date.now() - oldest < PROBE_AFTER_MS) return;
       this.probing = true;
       const boot = this.lastBoot;
-      this.bus.request(opSubject(this.agentId, 'agent.hello'), encodeRequest('agent.hello', `${this.clientId}:probe`, {}), PROBE_AFTER_MS)
+      this.bus.request(opSubject(this.agentId, 'agent.hello'), encodeRequest('agent.hello', `${this.clientId}:probe`, {}, undefined, undefined, MIN_PROTOCOL_VERSION), PROBE_AFTER_MS)
         .then((raw) => {
           try {
             const reply = decodeReply('agent.hello', raw);
@@ -166,7 +171,8 @@ export class AgentClient {
     // as ssh does for a host it cannot reach (a typo'd agent id does not hang for a minute).
     const waitMs = this.lastBoot === undefined ? 0 : options.slaveWaitMs ?? this.options.slaveWaitMs ?? DEFAULT_SLAVE_WAIT_MS;
     const deadline = Date.now() + waitMs;
-    const message = encodeRequest(op, id, args, options.handleBoot, options.caller);
+    const version = op === 'agent.hello' ? MIN_PROTOCOL_VERSION : this.version;
+    const message = encodeRequest(op, id, args, options.handleBoot, options.caller, version);
     const subject = opSubject(this.agentId, op);
     let bootTried: string | undefined;
     for (let attempt = 0; ; attempt++) {
@@ -199,7 +205,15 @@ export class AgentClient {
       const reply = decodeReply(op, raw);
       this.noteBoot(reply.boot);
       if (attempt > 0) this.options.log.info({ op, attempts: attempt + 1 }, 'agent answered again');
-      if (reply.ok) return reply.result;
+      if (reply.ok) {
+        if (op === 'agent.hello') this.version = Math.min(PROTOCOL_VERSION, Math.max(MIN_PROTOCOL_VERSION, (reply.result as HelloInfo).protocol));
+        return reply.result;
+      }
+      if (reply.error.errnoName === 'EPROTONOSUPPORT' && version > MIN_PROTOCOL_VERSION) {
+        // An older agent, met before its hello: ask again in the oldest protocol.
+        this.version = MIN_PROTOCOL_VERSION;
+        return this.tryCall(op, args, options);
+      }
       // A try may have run on an agent that restarted before it answered.
       if (bootTried !== undefined && bootTried !== reply.boot && settled(op, reply.error.errnoName)) {
         this.options.log.info({ op, errno: reply.error.errnoName }, 'retry after an agent restart: the first try had done it');
@@ -237,7 +251,7 @@ export class AgentClient {
 
 /** Asks every agent on the bus for its hello; replies that do not decode are skipped. */
 export async function discoverAgents(bus: Bus, waitMs: number): Promise<HelloInfo[]> {
-  const replies = await bus.requestAll(DISCOVER_SUBJECT, encodeRequest('agent.hello', 'discover', {}), waitMs);
+  const replies = await bus.requestAll(DISCOVER_SUBJECT, encodeRequest('agent.hello', 'discover', {}, undefined, undefined, MIN_PROTOCOL_VERSION), waitMs);
   const agents: HelloInfo[] = [];
   for (const raw of replies) {
     try {

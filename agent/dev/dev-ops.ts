@@ -5,7 +5,7 @@
  * devices). Opening one needs --dev-allow; it is then read and written as a stream.
  */
 import { posix } from 'node:path';
-import { constants, lstatSync, openSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
+import { constants, lstatSync, openSync, readdirSync, readlinkSync, type BigIntStats } from 'node:fs';
 import { SlaveError, S_IFREG, openAccess, shownSymlinkTarget, type ReaddirEntry, type WireAttr } from '../../protocol/index.js';
 import type { AgentContext, HandlerTable } from '../context.js';
 import type { RootJail } from '../root-jail.js';
@@ -14,10 +14,10 @@ import { statToWire } from '../fs/stat-attr.js';
 const { O_NONBLOCK, O_NOCTTY, O_CREAT, O_EXCL, O_TRUNC, O_APPEND, O_NOFOLLOW } = constants;
 
 /** The attributes the master sees: devices become size-0 regular files. */
-function presented(st: Stats): WireAttr {
+function presented(st: BigIntStats): WireAttr {
   const wire = statToWire(st);
   if (st.isCharacterDevice() || st.isBlockDevice()) {
-    wire[0] = S_IFREG | (st.mode & 0o7777); // mode
+    wire[0] = S_IFREG | (Number(st.mode) & 0o7777); // mode
     wire[4] = 0; // size
     wire[5] = 0; // blocks
     wire[10] = 0; // rdev
@@ -56,13 +56,13 @@ function devJail(ctx: AgentContext): RootJail {
 }
 
 export const devOps: HandlerTable = {
-  'dev.getattr': async ({ path }, ctx) => ({ attr: presented(lstatSync(devJail(ctx).resolve(path))) }),
+  'dev.getattr': async ({ path }, ctx) => ({ attr: presented(lstatSync(devJail(ctx).resolve(path), { bigint: true })) }),
 
   'dev.readdir': async ({ path }, ctx) => {
     const dir = devJail(ctx).resolve(path, true);
     const entries: ReaddirEntry[] = readdirSync(dir).map((name) => {
       try {
-        return [name, presented(lstatSync(`${dir}/${name}`))];
+        return [name, presented(lstatSync(`${dir}/${name}`, { bigint: true }))];
       } catch {
         return [name, null]; // gone meanwhile (a pts closed)
       }

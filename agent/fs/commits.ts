@@ -18,6 +18,7 @@ import {
 } from 'node:fs';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
+import { fsPath } from '../host-path.js';
 
 const fsyncAsync = promisify(fsync);
 const closeAsync = promisify(close);
@@ -152,7 +153,7 @@ export function dropUnsyncedWrites(log: Logger): void {
   for (const [path, entries] of byPath) {
     try {
       const before = Math.min(...entries.map((e) => e.sizeBefore));
-      const fd = openSync(path, 'r+');
+      const fd = openSync(fsPath(path), 'r+');
       try {
         for (const e of entries) {
           const end = Math.min(e.offset + e.length, before);

@@ -1,15 +1,16 @@
 /** Directory ops. A listing carries every entry's attributes, so `ls -l` is one round trip. */
 import { lstatSync, mkdirSync, readdirSync, rmdirSync } from 'node:fs';
-import { MAY_EXEC, MAY_READ, SlaveError, type ReaddirEntry } from '../../protocol/index.js';
+import { MAY_EXEC, MAY_READ, SlaveError, nameFromBytes, type ReaddirEntry } from '../../protocol/index.js';
 import { REPLY_OVERHEAD, type AgentContext, type HandlerTable } from '../context.js';
-import { statToWire } from './stat-attr.js';
+import { lstatWire, statToWire } from './stat-attr.js';
+import { fsPath } from '../host-path.js';
 
 // Per entry in a reply: the name plus about this much msgpack for its attributes.
 const ENTRY_OVERHEAD = 120;
 
 function lstatOrNull(path: string) {
   try {
-    return lstatSync(path);
+    return lstatSync(fsPath(path), { bigint: true });
   } catch {
     return null; // raced with an unlink
   }
@@ -20,7 +21,8 @@ function lstatOrNull(path: string) {
  * `withAttrs` false: names only, for a caller who may read the directory but not search it.
  */
 function listWithAttrs(hostDir: string, withAttrs: boolean): ReaddirEntry[] {
-  return readdirSync(hostDir).map((name) => {
+  return readdirSync(fsPath(hostDir), { encoding: 'buffer' }).map((bytes) => {
+    const name = nameFromBytes(bytes);
     if (!withAttrs) return [name, null];
     const st = lstatOrNull(`${hostDir}/${name}`);
     return [name, st ? statToWire(st) : null];
@@ -33,7 +35,7 @@ function page(entries: ReaddirEntry[], ctx: AgentContext) {
   let used = 0;
   let count = 0;
   for (const [name] of entries) {
-    const cost = Buffer.byteLength(name) + ENTRY_OVERHEAD;
+    const cost = Buffer.byteLength(name) + ENTRY_OVERHEAD; // escaped bytes: 3, sent as 1
     if (used + cost > budget && count > 0) break;
     used += cost;
     count++;
@@ -55,9 +57,9 @@ export const dirOps: HandlerTable = {
     const host = ctx.jail.resolve(path);
     const who = ctx.access(caller);
     const dir = who.parent(host, `mkdir ${path}`);
-    mkdirSync(host, mode & 0o7777);
+    mkdirSync(fsPath(host), mode & 0o7777);
     who.own(host, mode, dir);
-    return { attr: statToWire(lstatSync(host)) };
+    return { attr: lstatWire(host) };
   },
 
   'fs.rmdir': async ({ path }, ctx, caller) => {
@@ -66,7 +68,8 @@ export const dirOps: HandlerTable = {
     // answers rmdir("/") with EBUSY too.
     if (host === ctx.jail.root) throw new SlaveError('EBUSY', 'the export root cannot be removed');
     ctx.access(caller).removable(host, `rmdir ${path}`);
-    rmdirSync(host);
+    rmdirSync(fsPath(host));
+    ctx.jail.forgetPrefix(ctx.jail.toSlave(host));
     return {};
   },
 };

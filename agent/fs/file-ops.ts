@@ -7,8 +7,8 @@
  * are asynchronous: a cold read or a flush to disk can take long, and must not hold up others.
  */
 import {
-  closeSync, constants, existsSync, fchmodSync, fchownSync, fdatasync, fstatSync, fsync, ftruncateSync, futimesSync,
-  lstatSync, openSync, read, writeSync,
+  closeSync, constants, existsSync, fchmodSync, fchownSync, fdatasync, fstatSync, fsync, ftruncateSync,
+  openSync, read, writeSync,
 } from 'node:fs';
 import { promisify } from 'node:util';
 import { SlaveError, allocWithHeadroom, openAccess, type Caller } from '../../protocol/index.js';
@@ -16,7 +16,9 @@ import { REPLY_OVERHEAD, type AgentContext, type HandlerTable } from '../context
 import type { CallerAccess } from '../caller-access.js';
 import { agentMetrics } from '../agent-metrics.js';
 import { checkedMode, checkedOwner, checkedTimes } from './attr-ops.js';
-import { statToWire, utimeSeconds } from './stat-attr.js';
+import { setFileTimes } from './exact-times.js';
+import { fstatWire, lstatWire, statToWire } from './stat-attr.js';
+import { fsPath } from '../host-path.js';
 
 const readAsync = promisify(read);
 const fsyncAsync = promisify(fsync);
@@ -53,7 +55,7 @@ function openHandle(
   // Only a file that exists is checked: one made by this open was checked by create (its
   // creator may then write it whatever its mode says, as open(O_CREAT, 0444) may).
   if (who?.checking && (flags & O_CREAT) === 0) who.need(host, openAccess(requested), `open ${slavePath}`);
-  const openWith = (f: number) => openSync(host, f | O_NONBLOCK, mode);
+  const openWith = (f: number) => openSync(fsPath(host), f | O_NONBLOCK, mode);
   let fd: number;
   try {
     fd = openWith(flags);
@@ -64,7 +66,7 @@ function openHandle(
     fd = openWith(flags | O_APPEND);
   }
   try {
-    const st = fstatSync(fd);
+    const st = fstatSync(fd, { bigint: true });
     if (st.isCharacterDevice() || st.isBlockDevice()) {
       throw new SlaveError('EACCES', `${slavePath} is a device: devices open through the device mount, as --dev-allow permits`);
     }
@@ -89,7 +91,7 @@ function create(ctx: AgentContext, slavePath: string, flags: number, mode: numbe
   if (!who.active) return openHandle(ctx, slavePath, flags, base | O_CREAT, mode & 0o7777);
   const host = ctx.jail.resolve(slavePath);
   const openExisting = () => openHandle(ctx, slavePath, flags, base & ~O_CREAT, undefined, who, host);
-  if ((flags & O_EXCL) === 0 && existsSync(host)) return openExisting();
+  if ((flags & O_EXCL) === 0 && existsSync(fsPath(host))) return openExisting();
   const dir = who.parent(host, `create ${slavePath}`);
   let opened: ReturnType<typeof openHandle>;
   try {
@@ -105,7 +107,7 @@ function create(ctx: AgentContext, slavePath: string, flags: number, mode: numbe
     void ctx.handles.close(opened.fh);
     throw err;
   }
-  return { ...opened, attr: statToWire(lstatSync(host)) };
+  return { ...opened, attr: lstatWire(host) };
 }
 
 export const fileOps: HandlerTable = {
@@ -163,31 +165,30 @@ export const fileOps: HandlerTable = {
     return {};
   },
 
-  'fs.fgetattr': async ({ fh }, ctx) => ({ attr: statToWire(fstatSync(ctx.handles.get(fh).fd)) }),
+  'fs.fgetattr': async ({ fh }, ctx) => ({ attr: fstatWire(ctx.handles.get(fh).fd) }),
 
   'fs.ftruncate': async ({ fh, size }, ctx) => ctx.handles.use(fh, async ({ fd }) => {
     ftruncateSync(fd, size);
-    return { attr: statToWire(fstatSync(fd)) };
+    return { attr: fstatWire(fd) };
   }),
 
   'fs.fchmod': async ({ fh, mode }, ctx, caller) => ctx.handles.use(fh, async ({ fd }) => {
     const who = ctx.access(caller);
     fchmodSync(fd, (who.checking ? checkedMode(who, fstatSync(fd), `/proc/self/fd/${fd}`, mode, `fchmod ${fh}`) : mode) & 0o7777);
-    return { attr: statToWire(fstatSync(fd)) };
+    return { attr: fstatWire(fd) };
   }),
 
   'fs.fchown': async ({ fh, uid, gid }, ctx, caller) => ctx.handles.use(fh, async ({ fd }) => {
     const who = ctx.access(caller);
     if (who.checking) checkedOwner(who, fstatSync(fd), uid, gid, `fchown ${fh}`);
     fchownSync(fd, uid, gid);
-    return { attr: statToWire(fstatSync(fd)) };
+    return { attr: fstatWire(fd) };
   }),
 
   'fs.futimens': async ({ fh, atime, mtime }, ctx, caller) => ctx.handles.use(fh, async ({ fd }) => {
     const who = ctx.access(caller);
-    const before = atime === 'omit' || mtime === 'omit' || who.checking ? fstatSync(fd) : undefined;
-    if (before) checkedTimes(who, before, `/proc/self/fd/${fd}`, atime, mtime, `futimens ${fh}`);
-    futimesSync(fd, utimeSeconds(atime, before?.atimeMs ?? 0), utimeSeconds(mtime, before?.mtimeMs ?? 0));
-    return { attr: statToWire(fstatSync(fd)) };
+    if (who.checking) checkedTimes(who, fstatSync(fd), `/proc/self/fd/${fd}`, atime, mtime, `futimens ${fh}`);
+    setFileTimes(fd, atime, mtime);
+    return { attr: fstatWire(fd) };
   }),
 };

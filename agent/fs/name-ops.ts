@@ -13,12 +13,14 @@ import { createServer } from 'node:net';
 import { posix } from 'node:path';
 import { promisify } from 'node:util';
 import {
-  MAY_READ, MAY_WRITE, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFMT, S_IFREG, S_IFSOCK, S_ISGID, S_ISUID, SlaveError, owns,
+  MAY_READ, MAY_WRITE, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFMT, S_IFREG, S_IFSOCK, S_ISGID, S_ISUID, SlaveError,
+  hasLoneSurrogates, owns,
   type Caller,
 } from '../../protocol/index.js';
 import type { CallerAccess } from '../caller-access.js';
 import type { AgentContext, HandlerTable } from '../context.js';
-import { statToWire } from './stat-attr.js';
+import { lstatWire } from './stat-attr.js';
+import { fsPath } from '../host-path.js';
 
 const run = promisify(execFile);
 
@@ -28,7 +30,7 @@ const run = promisify(execFile);
  */
 function mustNotExist(path: string): void {
   try {
-    lstatSync(path);
+    lstatSync(fsPath(path));
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
     throw err;
@@ -42,6 +44,24 @@ function mustNotExist(path: string): void {
  */
 async function makeSpecial(host: string, mode: number, rdev: number): Promise<void> {
   mustNotExist(host);
+  if (hasLoneSurrogates(host)) {
+    // A tool's arguments are UTF-8 strings: it makes the file under a plain temporary name,
+    // reached through the directory's descriptor, which is then linked to the name's bytes.
+    const dir = posix.dirname(host);
+    const temporary = `.splitbrain-node-${randomBytes(6).toString('hex')}`;
+    const dirFd = openSync(fsPath(dir), constants.O_RDONLY | constants.O_DIRECTORY);
+    try {
+      await makeSpecial(`/proc/${process.pid}/fd/${dirFd}/${temporary}`, mode, rdev);
+    } finally {
+      closeSync(dirFd);
+    }
+    try {
+      linkSync(fsPath(`${dir}/${temporary}`), fsPath(host));
+    } finally {
+      unlinkSync(fsPath(`${dir}/${temporary}`));
+    }
+    return;
+  }
   const type = mode & S_IFMT;
   const major = Math.floor(rdev / 256) & 0xfff; // glibc's dev_t layout, as the kernel passes it
   const minor = (rdev & 0xff) | ((rdev >> 12) & 0xfff00);
@@ -67,7 +87,7 @@ async function makeSpecial(host: string, mode: number, rdev: number): Promise<vo
  */
 async function makeSocket(host: string): Promise<void> {
   mustNotExist(host);
-  const dirFd = openSync(posix.dirname(host), constants.O_RDONLY | constants.O_DIRECTORY);
+  const dirFd = openSync(fsPath(posix.dirname(host)), constants.O_RDONLY | constants.O_DIRECTORY);
   try {
     const temporary = `.splitbrain-socket-${randomBytes(6).toString('hex')}`;
     const server = createServer();
@@ -76,7 +96,7 @@ async function makeSocket(host: string): Promise<void> {
       server.listen(`/proc/self/fd/${dirFd}/${temporary}`, () => resolve());
     });
     try {
-      linkSync(`${posix.dirname(host)}/${temporary}`, host);
+      linkSync(fsPath(`${posix.dirname(host)}/${temporary}`), fsPath(host));
     } finally {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
@@ -115,10 +135,10 @@ async function mknod(ctx: AgentContext, who: CallerAccess, host: string, mode: n
   const type = mode & S_IFMT;
   if (type === S_IFREG || type === 0) {
     const { O_CREAT, O_EXCL, O_WRONLY, O_NOFOLLOW } = constants;
-    closeSync(openSync(host, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW, mode & 0o7777));
+    closeSync(openSync(fsPath(host), O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW, mode & 0o7777));
   } else if (type === S_IFIFO) {
     await makeSpecial(host, mode, rdev);
-    chmodSync(host, mode & 0o7777);
+    chmodSync(fsPath(host), mode & 0o7777);
   } else if (type === S_IFCHR || type === S_IFBLK) {
     // A master allowed files must not make itself a raw disk of the slave's: refused as in a
     // container without CAP_MKNOD unless the slave's operator allows it.
@@ -127,10 +147,10 @@ async function mknod(ctx: AgentContext, who: CallerAccess, host: string, mode: n
     }
     if (who.checking) throw new SlaveError('EPERM', 'only root may create device nodes');
     await makeSpecial(host, mode, rdev);
-    chmodSync(host, mode & 0o7777);
+    chmodSync(fsPath(host), mode & 0o7777);
   } else if (type === S_IFSOCK) {
     await makeSocket(host);
-    chmodSync(host, mode & 0o7777);
+    chmodSync(fsPath(host), mode & 0o7777);
   } else {
     throw new SlaveError(type === S_IFDIR ? 'EPERM' : 'EINVAL', `mknod cannot create a file of type ${type.toString(8)}`);
   }
@@ -140,7 +160,7 @@ export const nameOps: HandlerTable = {
   'fs.unlink': async ({ path }, ctx, caller) => {
     const host = ctx.jail.resolve(path);
     ctx.access(caller).removable(host, `unlink ${path}`);
-    unlinkSync(host);
+    unlinkSync(fsPath(host));
     return {};
   },
 
@@ -152,10 +172,13 @@ export const nameOps: HandlerTable = {
       who.removable(hostFrom, `rename ${from}`);
       who.removable(hostTo, `rename to ${to}`);
       // A directory moved to another directory has its '..' rewritten: it must be writable.
-      const moved = lstatSync(hostFrom);
+      const moved = lstatSync(fsPath(hostFrom));
       if (moved.isDirectory() && posix.dirname(hostFrom) !== posix.dirname(hostTo)) who.inode(moved, hostFrom, MAY_WRITE, `rename ${from}`);
     }
-    renameSync(hostFrom, hostTo);
+    renameSync(fsPath(hostFrom), fsPath(hostTo));
+    // A directory moved, or one replaced: what the jail verified under either name is elsewhere.
+    ctx.jail.forgetPrefix(ctx.jail.toSlave(hostFrom));
+    ctx.jail.forgetPrefix(ctx.jail.toSlave(hostTo));
     return {};
   },
 
@@ -166,21 +189,21 @@ export const nameOps: HandlerTable = {
     if (who.checking) {
       who.search(hostExisting, `link ${existing}`);
       who.parent(host, `link ${path}`);
-      if (!mayLinkTo(who, lstatSync(hostExisting), hostExisting)) {
+      if (!mayLinkTo(who, lstatSync(fsPath(hostExisting)), hostExisting)) {
         throw new SlaveError('EPERM', `link ${existing}: another user's file (fs.protected_hardlinks)`);
       }
     }
-    linkSync(hostExisting, host);
-    return { attr: statToWire(lstatSync(host)) };
+    linkSync(fsPath(hostExisting), fsPath(host));
+    return { attr: lstatWire(host) };
   },
 
   'fs.symlink': async ({ target, path }, ctx, caller) => {
     const host = ctx.jail.resolve(path);
     const who = ctx.access(caller);
     const dir = who.parent(host, `symlink ${path}`);
-    symlinkSync(target, host);
+    symlinkSync(fsPath(target), fsPath(host));
     who.own(host, 0o777, dir);
-    return { attr: statToWire(lstatSync(host)) };
+    return { attr: lstatWire(host) };
   },
 
   'fs.mknod': async ({ path, mode, rdev }, ctx, caller) => {
@@ -189,6 +212,6 @@ export const nameOps: HandlerTable = {
     const dir = who.parent(host, `mknod ${path}`);
     await mknod(ctx, who, host, mode, rdev);
     who.own(host, mode, dir);
-    return { attr: statToWire(lstatSync(host)) };
+    return { attr: lstatWire(host) };
   },
 };

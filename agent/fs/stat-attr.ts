@@ -1,27 +1,40 @@
-/** Node's Stats into the protocol's attributes, and the protocol's times into Node's. */
-import type { Stats } from 'node:fs';
-import { attrToWire, type TimeSpec, type WireAttr } from '../../protocol/index.js';
+/**
+ * The slave's attributes as the protocol's. Stats are read as bigints: a file time in
+ * nanoseconds since the epoch needs 61 bits, more than a double holds exactly.
+ */
+import { fstatSync, lstatSync, type BigIntStats } from 'node:fs';
+import { fsPath } from '../host-path.js';
+import { attrToWire, msOfTimestamp, timestampFromNs, type WireAttr } from '../../protocol/index.js';
 
-export function statToWire(st: Stats): WireAttr {
+export function statToWire(st: BigIntStats): WireAttr {
+  const atime = timestampFromNs(st.atimeNs);
+  const mtime = timestampFromNs(st.mtimeNs);
+  const ctime = timestampFromNs(st.ctimeNs);
   return attrToWire({
-    mode: st.mode,
-    nlink: st.nlink,
-    uid: st.uid,
-    gid: st.gid,
-    size: st.size,
-    blocks: st.blocks,
-    atimeMs: st.atimeMs,
-    mtimeMs: st.mtimeMs,
-    ctimeMs: st.ctimeMs,
-    ino: st.ino,
-    rdev: st.rdev,
-    blksize: st.blksize,
+    mode: Number(st.mode),
+    nlink: Number(st.nlink),
+    uid: Number(st.uid),
+    gid: Number(st.gid),
+    size: Number(st.size),
+    blocks: Number(st.blocks),
+    atimeMs: msOfTimestamp(atime),
+    mtimeMs: msOfTimestamp(mtime),
+    ctimeMs: msOfTimestamp(ctime),
+    ino: Number(st.ino),
+    rdev: Number(st.rdev),
+    blksize: Number(st.blksize),
+    atimeNsec: atime.nsec,
+    mtimeNsec: mtime.nsec,
+    ctimeNsec: ctime.nsec,
   });
 }
 
-/** utimensat's time argument in the seconds Node's utimes takes; 'omit' keeps `currentMs`. */
-export function utimeSeconds(spec: TimeSpec, currentMs: number): number {
-  if (spec === 'now') return Date.now() / 1000;
-  if (spec === 'omit') return currentMs / 1000;
-  return spec / 1000;
+/** lstat(2) as the protocol's attributes. */
+export function lstatWire(host: string): WireAttr {
+  return statToWire(lstatSync(fsPath(host), { bigint: true }));
+}
+
+/** fstat(2) as the protocol's attributes. */
+export function fstatWire(fd: number): WireAttr {
+  return statToWire(fstatSync(fd, { bigint: true }));
 }

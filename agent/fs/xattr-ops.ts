@@ -3,11 +3,29 @@
  * library reports a missing attribute, and some failures, as null rather than an error, and
  * other errors as "(os error N)" messages: both are turned into the errno a program expects.
  */
-import { lstatSync } from 'node:fs';
+import { closeSync, constants, lstatSync, openSync } from 'node:fs';
 import { getAttributeSync, listAttributesSync, removeAttributeSync, setAttributeSync } from '@napi-rs/xattr';
-import { MAY_READ, MAY_WRITE, S_ISVTX, SlaveError, errnoName, owns, type Caller } from '../../protocol/index.js';
+import { MAY_READ, MAY_WRITE, S_ISVTX, SlaveError, errnoName, errnoOf, hasLoneSurrogates, nameToBytes, owns, type Caller } from '../../protocol/index.js';
 import type { CallerAccess } from '../caller-access.js';
 import type { HandlerTable } from '../context.js';
+import { fsPath } from '../host-path.js';
+
+/** open(2)'s O_PATH on Linux (Node does not export it): a handle to name a file by, not to read. */
+const O_PATH = 0o10000000;
+
+/**
+ * Runs `work` with a path the xattr library can take: it takes UTF-8 strings only, so a name
+ * that is not UTF-8 is reached through a descriptor of it, as /proc/self/fd/N.
+ */
+function withXattrPath<T>(host: string, work: (path: string) => T): T {
+  if (!hasLoneSurrogates(host)) return work(host);
+  const fd = openSync(nameToBytes(host), O_PATH | constants.O_NOFOLLOW);
+  try {
+    return work(`/proc/self/fd/${fd}`);
+  } finally {
+    closeSync(fd);
+  }
+}
 
 const XATTR_CREATE = 1;
 const XATTR_REPLACE = 2;
@@ -22,6 +40,7 @@ function call<T>(what: string, work: () => T): T {
   try {
     return work();
   } catch (err) {
+    if (errnoOf(err) !== undefined) throw err; // ours, or Node's (a name's bytes, its descriptor)
     throw osError(err, what);
   }
 }
@@ -32,7 +51,7 @@ function call<T>(what: string, work: () => T): T {
  */
 export function accessAcl(host: string): Buffer | null {
   try {
-    return getAttributeSync(host, 'system.posix_acl_access');
+    return withXattrPath(host, (p) => getAttributeSync(p, 'system.posix_acl_access'));
   } catch {
     return null;
   }
@@ -40,8 +59,8 @@ export function accessAcl(host: string): Buffer | null {
 
 /** The attribute's value, or null when the file (which must exist) has no such attribute. */
 function valueOf(host: string, name: string): Buffer | null {
-  const value = call(`getxattr ${name}`, () => getAttributeSync(host, name));
-  if (value === null) lstatSync(host); // a missing file is ENOENT, not "no such attribute"
+  const value = call(`getxattr ${name}`, () => withXattrPath(host, (p) => getAttributeSync(p, name)));
+  if (value === null) lstatSync(fsPath(host)); // a missing file is ENOENT, not "no such attribute"
   return value;
 }
 
@@ -54,7 +73,7 @@ function checkXattr(who: CallerAccess, host: string, name: string, write: boolea
   who.search(host, what);
   if (!who.checking) return;
   const caller = who.caller as Caller;
-  const st = lstatSync(host);
+  const st = lstatSync(fsPath(host));
   const refuse = (errno: 'EPERM' | 'ENODATA', why: string) => new SlaveError(errno, `${what}: ${why}`);
   if (name.startsWith('trusted.')) {
     throw write ? refuse('EPERM', 'trusted attributes are root\'s') : refuse('ENODATA', 'no such attribute');
@@ -91,7 +110,7 @@ export const xattrOps: HandlerTable = {
       if (flags & XATTR_CREATE && exists) throw new SlaveError('EEXIST', `attribute ${name} exists on ${path}`);
       if (flags & XATTR_REPLACE && !exists) throw new SlaveError('ENODATA', `no attribute ${name} on ${path}`);
     }
-    call(`setxattr ${name}`, () => setAttributeSync(host, name, value));
+    call(`setxattr ${name}`, () => withXattrPath(host, (p) => setAttributeSync(p, name, value)));
     return {};
   },
 
@@ -99,7 +118,7 @@ export const xattrOps: HandlerTable = {
     const host = ctx.jail.resolve(path);
     const who = ctx.access(caller);
     who.search(host, `listxattr ${path}`);
-    const names = call('listxattr', () => listAttributesSync(host));
+    const names = call('listxattr', () => withXattrPath(host, (p) => listAttributesSync(p)));
     return { names: who.checking ? names.filter((n) => !n.startsWith('trusted.')) : names };
   },
 
@@ -107,7 +126,7 @@ export const xattrOps: HandlerTable = {
     const host = ctx.jail.resolve(path);
     checkXattr(ctx.access(caller), host, name, true, `removexattr ${path}`);
     if (valueOf(host, name) === null) throw new SlaveError('ENODATA', `no attribute ${name} on ${path}`);
-    call(`removexattr ${name}`, () => removeAttributeSync(host, name));
+    call(`removexattr ${name}`, () => withXattrPath(host, (p) => removeAttributeSync(p, name)));
     return {};
   },
 };

@@ -12,7 +12,7 @@
 import { Decoder } from '@msgpack/msgpack';
 import {
   DISCOVER_SUBJECT, OP_NAMES, FORWARDED_SIGNALS, S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFREG, S_IFSOCK,
-  encodeRequest, opSubject, ops, type OpName, type OpRequest,
+  PROTOCOL_VERSION, SlaveError, encodeRequest, opSubject, ops, type OpName, type OpRequest,
 } from '../../protocol/index.js';
 import {
   deepNesting, edgeInteger, hostileDevicePath, hostilePath, hugeHeader, pack, randomString, randomValue, rawMap,
@@ -106,7 +106,7 @@ export class HostileMessages {
         this.valid(op, args) ? ['ESTALE'] : ['EPROTO']);
     }
     if (roll < 65) {
-      const v = rng.pick([2, 3, 255, 0x7fffffff, 2 ** 40]);
+      const v = rng.pick([PROTOCOL_VERSION + 1, PROTOCOL_VERSION + 2, 255, 0x7fffffff, 2 ** 40]);
       const args = rng.chance(0.5) ? this.argsFor(op) : randomValue(rng);
       // Whatever its arguments, if it decodes at all (a __proto__ key does not).
       return this.make('future-version', op, pack({ v, id: this.id(), a: args }), this.decodes(args) ? ['EPROTONOSUPPORT'] : ['EPROTO']);
@@ -135,7 +135,16 @@ export class HostileMessages {
 
   private request(op: OpName, args: Args, hb?: string): Uint8Array {
     if (hb !== undefined) return pack({ v: 1, id: this.id(), hb, a: args });
-    return encodeRequest(op, this.id(true), args as OpRequest<typeof op>, this.rng.chance(0.3) ? this.world.bootId : undefined);
+    const id = this.id(true);
+    const handleBoot = this.rng.chance(0.3) ? this.world.bootId : undefined;
+    try {
+      return encodeRequest(op, id, args as OpRequest<typeof op>, handleBoot);
+    } catch (err) {
+      // A lone surrogate that is no escaped byte: our encoder refuses it (EILSEQ); a hostile
+      // master sends it anyway, as whatever msgpack makes of it.
+      if (!(err instanceof SlaveError && err.errnoName === 'EILSEQ')) throw err;
+      return pack({ v: PROTOCOL_VERSION, id, ...(handleBoot === undefined ? {} : { hb: handleBoot }), a: args });
+    }
   }
 
   private decodes(value: unknown): boolean {

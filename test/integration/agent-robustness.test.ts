@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { constants, existsSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { SlaveError, decodeReply, opSubject } from '../../protocol/index.js';
+import { PROTOCOL_VERSION, SlaveError, decodeReply, opSubject } from '../../protocol/index.js';
 import { pack } from '../helpers/hostile-values.js';
 import { sh } from '../helpers/processes.js';
 import { rawClient, type RawClient } from '../helpers/raw-client.js';
@@ -97,7 +97,7 @@ describe('agent robustness', () => {
     assert.equal(await errnoFor('fs.chown', pack({ v: 1, id: 'x', a: { path: '/', uid: 2 ** 40, gid: 0 } })), 'EPROTO');
     assert.equal(await errnoFor('fs.access', pack({ v: 1, id: 'x', a: { path: '/', mode: 8 } })), 'EPROTO');
     assert.equal(await errnoFor('fs.mknod', pack({ v: 1, id: 'x', a: { path: `/${'x'.repeat(300)}`, mode: 0o010644, rdev: 0 } })), 'ENAMETOOLONG');
-    assert.equal(await errnoFor('fs.getattr', pack({ v: 2, id: 'x', a: 'a newer shape' })), 'EPROTONOSUPPORT');
+    assert.equal(await errnoFor('fs.getattr', pack({ v: PROTOCOL_VERSION + 1, id: 'x', a: 'a newer shape' })), 'EPROTONOSUPPORT');
     // '/pts/..' matched the default --dev-allow 'pts/*' and opened the dev root.
     assert.equal(await errnoFor('dev.open', pack({ v: 1, id: 'x', a: { path: '/pts/..', flags: 0 } })), 'EACCES');
   });

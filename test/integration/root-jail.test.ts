@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdir, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { SlaveError, attrFromWire } from '../../protocol/index.js';
@@ -91,5 +91,22 @@ describe('root jail', () => {
     const { fh } = await raw.client.call('fs.open', { path: '/to-sub/file', flags: 0 });
     const { data } = await raw.client.call('fs.read', { fh, offset: 0, length: 10 });
     assert.equal(Buffer.from(data).toString(), 'ok');
+  });
+
+  it('a directory used before, moved and replaced by a symlink leading out, leads nowhere (issue 14, point 4)', async () => {
+    await raw.client.call('fs.mkdir', { path: '/verified', mode: 0o755 });
+    await raw.client.call('fs.mkdir', { path: '/verified/deeper', mode: 0o755 });
+    await assert.rejects(raw.client.call('fs.getattr', { path: '/verified/deeper/secret' })); // verifies both
+    await raw.client.call('fs.rename', { from: '/verified', to: '/elsewhere' });
+    await raw.client.call('fs.symlink', { target: '../outside', path: '/verified' });
+    for (const path of ['/verified/secret', '/verified/deeper/secret']) {
+      await assert.rejects(raw.client.call('fs.getattr', { path }), (err: unknown) => err instanceof SlaveError && err.errnoName === 'ENOENT', path);
+    }
+    // Swapped by a process on the slave: the directory itself is checked at every use.
+    await raw.client.call('fs.mkdir', { path: '/swapped', mode: 0o755 });
+    await assert.rejects(raw.client.call('fs.getattr', { path: '/swapped/secret' }));
+    await rm(join(root, 'swapped'), { recursive: true });
+    await symlink(outside, join(root, 'swapped'));
+    await assert.rejects(raw.client.call('fs.getattr', { path: '/swapped/secret' }), (err: unknown) => err instanceof SlaveError && err.errnoName === 'ENOENT');
   });
 });

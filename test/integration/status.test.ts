@@ -44,7 +44,7 @@ describe('status and top', () => {
     const lines = listed.stdout.trimEnd().split('\n');
     assert.match(lines[0] ?? '', /^AGENT\s+HOSTNAME\s+BOOT ID\s+UPTIME\s+VERSION\s+PID\s+ROOT\s+POLICY$/);
     assert.equal(lines.length, 3);
-    assert.match(lines[1] ?? '', /^board-1\s+\S+\s+[0-9a-f]{8}\s+\d+s\s+0\.1\.0\/p1\s+\d+\s+\S+\s+rw as=caller exec=all dev=tty\*/);
+    assert.match(lines[1] ?? '', /^board-1\s+\S+\s+[0-9a-f]{8}\s+\d+s\s+0\.1\.0\/p2\s+\d+\s+\S+\s+rw as=caller exec=all dev=tty\*/);
     assert.match(lines[2] ?? '', /^board-2\s.*\sro as=caller exec=none dev=/);
 
     const json = await cli(['status', slave.nats.url, '--json']);

@@ -6,6 +6,7 @@ import type { Attr } from '../../protocol/index.js';
 
 const file = (ino: number, nlink = 1): Attr => ({
   mode: 0o100644, nlink, uid: 0, gid: 0, size: 1, blocks: 8, atimeMs: 0, mtimeMs: 0, ctimeMs: 0, ino, rdev: 0, blksize: 4096,
+  atimeNsec: 0, mtimeNsec: 0, ctimeNsec: 0,
 });
 const dir = (ino: number): Attr => ({ ...file(ino, 2), mode: 0o040755 });
 const cache = () => new AttrCache({ attrTtlMs: 60_000, entryTtlMs: 60_000, negativeTtlMs: 60_000 });

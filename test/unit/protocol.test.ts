@@ -90,7 +90,7 @@ describe('codec', () => {
     if (!reply.ok) assert.equal(reply.error.errnoName, 'ENOENT');
   });
   it('validates replies too', () => {
-    const attr = attrToWire({ mode: 0o100644, nlink: 1, uid: 0, gid: 0, size: 5, blocks: 8, atimeMs: 1, mtimeMs: 2, ctimeMs: 3, ino: 4, rdev: 0, blksize: 4096 });
+    const attr = attrToWire({ mode: 0o100644, nlink: 1, uid: 0, gid: 0, size: 5, blocks: 8, atimeMs: 1, mtimeMs: 2, ctimeMs: 3, ino: 4, rdev: 0, blksize: 4096, atimeNsec: 1e6, mtimeNsec: 2e6, ctimeNsec: 3e6 });
     const good = decodeReply('fs.getattr', encodeReply('fs.getattr', 'b', { attr }));
     assert.ok(good.ok && attrFromWire(good.result.attr).size === 5);
     assert.throws(() => decodeReply('fs.getattr', encodeReply('fs.readlink', 'b', { target: 'x' })), ProtocolError);
