@@ -7,7 +7,7 @@
  */
 import { pino } from 'pino';
 import { reportStart } from '../cli/start-report.js';
-import { FuseAdapter } from '../mount/fuse-adapter.js';
+import { FuseAdapter, MAX_TRANSFER } from '../mount/fuse-adapter.js';
 import { parseMountOptions } from '../mount/mount-options.js';
 import { NullFs } from './null-fs.js';
 
@@ -26,7 +26,7 @@ let adapter: FuseAdapter;
 try {
   const tuning = parseMountOptions(options ? [options] : [], FSNAME_ID);
   adapter = new FuseAdapter(nullFs, {
-    mountPath, kernelOptions: tuning.kernelOptions, timeouts: tuning.kernel, directIo: false, kernelChecks: tuning.kernelChecks,
+    mountPath, kernelOptions: tuning.kernelOptions, timeouts: tuning.kernel, directIo: false, kernelChecks: tuning.kernelChecks, maxTransfer: MAX_TRANSFER,
   }, log);
   await adapter.mount();
 } catch (err) {

@@ -3,10 +3,10 @@
 # Build context: .build/image, made by scripts/build-images.sh from the compiled project.
 ARG BASE_IMAGE=node:20-bookworm-slim
 FROM ${BASE_IMAGE}
-# libfuse2: fuse-native's binding links it. fuse3: fusermount (Debian's `fuse` would do too).
+# fuse3: libfuse3 (our FUSE binding, dist/native/, links it) and fusermount3.
 # util-linux: mount --bind for the sidecar's path mappings (essential in Debian, listed for clarity).
 RUN apt-get update -qq \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libfuse2 fuse3 util-linux >/dev/null \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fuse3 util-linux >/dev/null \
  && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json /opt/splitbrain/
 COPY node_modules /opt/splitbrain/node_modules

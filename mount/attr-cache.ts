@@ -65,6 +65,12 @@ export class AttrCache {
    */
   generation = 0;
 
+  /**
+   * Told when the cache learns that an answer it gave may have been wrong (a change sent ahead
+   * of the agent's verdict was refused): the kernel holds that answer too, and must drop it.
+   */
+  onStale?: (path: string, entry: boolean) => void;
+
   constructor(private ttl: CacheTimeouts) {}
 
   /** New entries live this long (the slave's change feed came or went). */
@@ -155,6 +161,7 @@ export class AttrCache {
   replace(path: string, expected: Attr, attr: Attr): void {
     const entry = this.entries.get(path);
     if (entry?.attr === expected) this.set(path, attr);
+    this.onStale?.(path, false);
   }
 
   /** Updates cached attributes in place (after a write), if any are cached. */
@@ -255,6 +262,7 @@ export class AttrCache {
   forget(path: string): void {
     this.entries.delete(path);
     this.dirModes.delete(path);
+    this.onStale?.(path, false);
   }
 
   /** A name we reported removed is there after all: forget that, and its directory's listing. */
@@ -262,6 +270,7 @@ export class AttrCache {
     this.entries.delete(path);
     this.entries.delete(posix.dirname(path));
     this.listings.delete(posix.dirname(path));
+    this.onStale?.(path, true);
   }
 
   clear(): void {

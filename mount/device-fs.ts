@@ -5,7 +5,7 @@
  *
  *   program --read/write--> kernel --> DeviceFs --dev.read/dev.write--> agent --> device
  */
-import { readFileSync } from 'node:fs';
+import { constants, readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { HandleIds, SlaveError, attrFromWire, type Attr, type OpReply, type OpRequest, type TimeSpec } from '../protocol/index.js';
 import type { AgentClient } from '../transport/agent-client.js';
@@ -108,7 +108,9 @@ export class DeviceFs implements MountFs {
   }
 
   /** The agent decides, by --dev-allow and the device's own modes and groups for `caller`. */
-  async open(path: string, flags: number, caller: FuseCaller): Promise<number> {
+  async open(path: string, openFlags: number, caller: FuseCaller): Promise<number> {
+    // O_TRUNC on a device is ignored, as the kernel ignores it for device nodes.
+    const flags = openFlags & ~constants.O_TRUNC;
     const { fh: agentFh } = await this.client.call('dev.open', { path, flags }, { caller: this.groups.wire(caller) });
     const fh = this.ids.take((id) => this.handles.has(id));
     this.handles.set(fh, { agentFh, agentBoot: this.client.bootId ?? '', path, flags });

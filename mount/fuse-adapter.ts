@@ -33,16 +33,19 @@ export interface FuseMountOptions {
   directIo: boolean;
   /** The kernel checks permissions (and POSIX ACLs) itself: allow_other mounts. */
   kernelChecks: boolean;
+  /** Largest write (and read) the kernel sends: what one bus message holds, at most 1 MiB. */
+  maxTransfer: number;
 }
 
 const UNCHANGED_ID = 0xffffffff;
+const UNKNOWN_INO = 0xffffffff;
 const NO_CACHING: KernelTimeouts = Object.freeze({ entry: 0, attr: 0, negative: 0 });
 const ENOENT = errnoNumber('ENOENT');
 const ERANGE = errnoNumber('ERANGE');
 const EINVAL = errnoNumber('EINVAL');
 const EIO = errnoNumber('EIO');
 /** The largest read or write the kernel sends (libfuse 3 raises max_pages to fit it). */
-const MAX_TRANSFER = 1 << 20;
+export const MAX_TRANSFER = 1 << 20;
 
 /** Attributes in the binding's layout. */
 function packAttr(attr: Attr, into = new Float64Array(ATTR_SLOTS), at = 0): Float64Array {
@@ -102,6 +105,8 @@ export class FuseAdapter {
   private readonly binding: FuseBinding;
   private readonly nodes = new NodeTable();
   private readonly dirs = new Map<number, OpenDir>();
+  /** Open file handles by node: a file unlinked while open is reached through one of them. */
+  private readonly openFiles = new Map<number, Set<number>>();
   private nextDir = 1;
   private mounted?: MountHandle;
   private ended?: () => void;
@@ -129,7 +134,7 @@ export class FuseAdapter {
   async mount(): Promise<void> {
     this.mounted = this.binding.mount(
       this.options.mountPath, this.options.kernelOptions.join(','),
-      { posixAcl: this.options.kernelChecks, writeback: false, maxWrite: MAX_TRANSFER },
+      { posixAcl: this.options.kernelChecks, writeback: false, maxWrite: Math.min(MAX_TRANSFER, this.options.maxTransfer) },
       (...args) => this.dispatch(...args),
       (id) => { this.fences.get(id)?.(); this.fences.delete(id); },
     );
@@ -303,10 +308,14 @@ export class FuseAdapter {
           });
         }
         case Op.OPEN:
-          return this.run(handle, 'open', () => fs.open(this.pathOf(ino), a, who), (fh) => this.binding.replyOpen(handle, fh, this.openFlags()));
+          return this.run(handle, 'open', () => fs.open(this.pathOf(ino), a, who), (fh) => {
+            this.opened(ino, fh);
+            this.binding.replyOpen(handle, fh, this.openFlags());
+          });
         case Op.CREATE:
           return this.run(handle, 'create', () => fs.create(this.childPath(ino, name), b, a, who), ({ fh, attr }) => {
             const node = this.nodes.looked(this.node(ino), name, attr);
+            this.opened(node.id, fh);
             this.binding.replyCreate(handle, node.id, packAttr(attr), this.timeouts.entry, this.timeouts.attr, fh, this.openFlags());
           });
         case Op.READ: {
@@ -320,6 +329,8 @@ export class FuseAdapter {
         case Op.FLUSH:
           return this.run(handle, 'flush', () => fs.flush(this.maybePath(ino), a, who), done);
         case Op.RELEASE:
+          this.openFiles.get(ino)?.delete(a);
+          if (this.openFiles.get(ino)?.size === 0) this.openFiles.delete(ino);
           return this.run(handle, 'release', () => fs.release(this.maybePath(ino), a, who), done);
         case Op.FSYNC:
           return this.run(handle, 'fsync', () => fs.fsync(this.maybePath(ino), a, b !== 0, who), done);
@@ -370,6 +381,18 @@ export class FuseAdapter {
     return node ? this.nodes.pathOf(node) : null;
   }
 
+  private opened(id: number, fh: number): void {
+    const handles = this.openFiles.get(id);
+    if (handles) handles.add(fh);
+    else this.openFiles.set(id, new Set([fh]));
+  }
+
+  /** A handle open on the node, for asking about a file whose names are gone (fstat after unlink). */
+  private anyHandle(id: number): number {
+    for (const fh of this.openFiles.get(id) ?? []) return fh;
+    return -1;
+  }
+
   private openFlags(): number {
     return this.options.directIo ? OpenFlag.DIRECT_IO : 0;
   }
@@ -394,9 +417,10 @@ export class FuseAdapter {
     });
   }
 
-  private async getattr(id: number, fh: number, who: FuseCaller): Promise<Attr> {
+  private async getattr(id: number, fhGiven: number, who: FuseCaller): Promise<Attr> {
     const node = this.node(id);
     const path = this.nodes.pathOf(node);
+    const fh = fhGiven >= 0 || path !== null ? fhGiven : this.anyHandle(id);
     if (fh < 0 && path === null) throw new NoSuchNode(`node ${id}'s name`);
     const attr = fh >= 0 ? await this.fs.fgetattr(path, fh, who) : await this.fs.getattr(path as string, who);
     // The root is never looked up: its inode number ('.' in listings) comes from here.
@@ -404,8 +428,9 @@ export class FuseAdapter {
     return attr;
   }
 
-  private async setattr(id: number, fh: number, s: Float64Array, who: FuseCaller): Promise<Attr> {
+  private async setattr(id: number, fhGiven: number, s: Float64Array, who: FuseCaller): Promise<Attr> {
     const path = this.nodes.pathOf(this.node(id));
+    const fh = fhGiven >= 0 || path !== null ? fhGiven : this.anyHandle(id);
     const at = (i: number) => s[i] as number;
     const toSet = at(8);
     const needPath = (): string => {
@@ -476,8 +501,9 @@ export class FuseAdapter {
           fresh[i] = node;
         }
       } else {
-        // Without attributes the kernel learns only the type and inode number (d_type, d_ino).
-        attrs[i * ATTR_SLOTS] = entry.ino ?? 0;
+        // Without attributes the kernel learns only the type and inode number (d_type, d_ino);
+        // an unknown one is libfuse's FUSE_UNKNOWN_INO: glibc's readdir skips entries of inode 0.
+        attrs[i * ATTR_SLOTS] = entry.ino || UNKNOWN_INO;
         attrs[i * ATTR_SLOTS + 1] = entry.name === '.' || entry.name === '..' ? 0o040000 : 0;
       }
     });

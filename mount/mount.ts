@@ -3,6 +3,7 @@
  * the kernel through FUSE until unmounted. The sidecar uses this as a library.
  */
 import { execFile } from 'node:child_process';
+import { posix } from 'node:path';
 import { readFile, stat } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
@@ -135,7 +136,10 @@ export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
     const adapter = new FuseAdapter(fs, {
       mountPath: options.mountPath, kernelOptions: tuning.kernelOptions, timeouts: shortTimeouts,
       directIo: options.devices === true, kernelChecks: tuning.kernelChecks,
+      maxTransfer: chunkSizeFor(bus.maxPayload),
     }, log);
+    // What the mount told the kernel ahead of the agent's verdict, and the verdict differed.
+    cache.onStale = (path, entry) => adapter.invalidate(posix.dirname(path), posix.basename(path), entry);
     const forgetAll = () => {
       cache.clear();
       adapter.invalidateAll();

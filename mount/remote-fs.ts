@@ -294,7 +294,11 @@ export class RemoteFs implements MountFs {
 
   async readdir(path: string, caller: FuseCaller): Promise<DirEntry[]> {
     const cached = this.gate.cacheAnswers(path, caller, MAY_READ) ? this.cache.listing(path) : undefined;
-    if (cached) return cached.map((name) => ({ name, attr: this.cache.lookup(posix.join(path, name)) ?? null }));
+    if (cached) {
+      // Only whole: the kernel takes a listing's attributes (readdirplus); one without them costs it a lookup each.
+      const entries = cached.map((name) => ({ name, attr: this.cache.lookup(posix.join(path, name)) ?? null }));
+      if (entries.every((e) => e.attr !== null)) return entries;
+    }
     // A listing's later pages come by a cursor of the agent's: one that restarted meanwhile
     // answers ESTALE for it, and the listing starts again (once).
     for (let attempt = 0; ; attempt++) {
@@ -396,6 +400,8 @@ export class RemoteFs implements MountFs {
         attr.size = Math.max(attr.size, offset + length);
         attr.mtimeMs = now;
         attr.ctimeMs = now;
+        attr.mtimeNsec = (now % 1000) * 1e6;
+        attr.ctimeNsec = (now % 1000) * 1e6;
       });
     }
     return length;

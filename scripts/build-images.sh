@@ -52,7 +52,7 @@ rm -rf "$context"
 mkdir -p "$context"
 cp package.json package-lock.json "$context/"
 mkdir -p "$context/dist"
-for d in protocol transport agent mount sidecar compose cli shim; do
+for d in protocol transport agent mount native sidecar compose cli shim; do
   [ -e "dist/$d" ] && cp -a "dist/$d" "$context/dist/"
 done
 cp -a node_modules "$context/"
