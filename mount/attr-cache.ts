@@ -122,17 +122,15 @@ export class AttrCache {
       if (this.dirModes.size >= MAX_ENTRIES) this.dirModes.clear();
       this.dirModes.set(path, { mode: attr.mode, uid: attr.uid, gid: attr.gid, ino: attr.ino });
     }
+    // A file with several names is one inode: the kernel keeps its attributes once for all of
+    // them (one node, mount/node-table.ts), and this cache, by name, would keep a copy per name
+    // that a change through another name leaves stale. So the agent is asked.
+    if (attr.nlink > 1 && (attr.mode & S_IFMT) !== S_IFDIR) {
+      this.entries.delete(path);
+      return;
+    }
     this.bound();
     this.entries.set(path, { attr, expires: Date.now() + this.ttl.attrTtlMs });
-    if (attr.nlink > 1 && (attr.mode & S_IFMT) !== S_IFDIR) {
-      let known = this.names.get(attr.ino);
-      if (!known) {
-        if (this.names.size >= MAX_ENTRIES) this.names.clear();
-        known = new Set();
-        this.names.set(attr.ino, known);
-      }
-      known.add(path);
-    }
   }
 
   /**

@@ -39,6 +39,8 @@ export interface FuseMountOptions {
 
 const UNCHANGED_ID = 0xffffffff;
 const UNKNOWN_INO = 0xffffffff;
+/** Where a refused change, sent ahead of the agent's verdict, comes to light (see settle()). */
+const SETTLING_OPS = new Set(['flush', 'fsync', 'release', 'getattr']);
 const NO_CACHING: KernelTimeouts = Object.freeze({ entry: 0, attr: 0, negative: 0 });
 const ENOENT = errnoNumber('ENOENT');
 const ERANGE = errnoNumber('ERANGE');
@@ -116,6 +118,8 @@ export class FuseAdapter {
   private timeouts: KernelTimeouts;
   /** Moves with every invalidation: an answer fetched across one is given, not cached. */
   private generation = 0;
+  /** The generation the kernel has applied every invalidation up to (see settle()). */
+  private appliedGeneration = 0;
 
   constructor(private readonly fs: MountFs, private readonly options: FuseMountOptions, private readonly log: Logger) {
     this.binding = fuseBinding();
@@ -188,10 +192,23 @@ export class FuseAdapter {
     const mount = this.mounted;
     if (!mount) return Promise.resolve();
     const id = this.nextFence++;
+    const generation = this.generation;
     return new Promise((resolve) => {
-      this.fences.set(id, resolve);
+      this.fences.set(id, () => {
+        this.appliedGeneration = Math.max(this.appliedGeneration, generation);
+        resolve();
+      });
       this.binding.fence(mount, id);
     });
+  }
+
+  /**
+   * Before an answer that followed invalidations (a change the agent refused after the mount
+   * had told the kernel it was made): the kernel must have dropped what it held first, or the
+   * caller's next stat would still see it.
+   */
+  private async settle(started: number): Promise<void> {
+    if (this.generation !== started && this.appliedGeneration < this.generation) await this.applied();
   }
 
   private node(id: number): FsNode {
@@ -221,18 +238,34 @@ export class FuseAdapter {
   /** Runs `work`, then answers with `reply`, or with the error's errno: exactly once. */
   private run<T>(handle: RequestHandle, op: string, work: () => Promise<T>, reply: (value: T) => void): void {
     const started = this.log.isLevelEnabled('debug') ? process.hrtime.bigint() : undefined;
-    work().then(
-      (value) => {
-        if (started !== undefined) this.log.debug({ op, micros: Number(process.hrtime.bigint() - started) / 1000 }, 'fuse op');
-        try {
-          reply(value);
-        } catch (err) {
-          // Only our own reply code can throw here, before the binding answered.
-          this.binding.replyErr(handle, this.errno(op, err));
-        }
-      },
-      (err: unknown) => this.binding.replyErr(handle, this.errno(op, err)),
-    );
+    const generation = this.generation;
+    // Only ops the kernel serves holding no directory or page lock may wait for invalidations:
+    // an invalidation can itself wait for such a lock, held until the op is answered.
+    if (!SETTLING_OPS.has(op)) {
+      work().then((value) => this.answer(handle, op, started, value, reply), (err: unknown) => this.binding.replyErr(handle, this.errno(op, err)));
+      return;
+    }
+    const settled = async () => {
+      try {
+        const value = await work();
+        await this.settle(generation);
+        return value;
+      } catch (err) {
+        await this.settle(generation);
+        throw err;
+      }
+    };
+    settled().then((value) => this.answer(handle, op, started, value, reply), (err: unknown) => this.binding.replyErr(handle, this.errno(op, err)));
+  }
+
+  private answer<T>(handle: RequestHandle, op: string, started: bigint | undefined, value: T, reply: (value: T) => void): void {
+    if (started !== undefined) this.log.debug({ op, micros: Number(process.hrtime.bigint() - started) / 1000 }, 'fuse op');
+    try {
+      reply(value);
+    } catch (err) {
+      // Only our own reply code can throw here, before the binding answered.
+      this.binding.replyErr(handle, this.errno(op, err));
+    }
   }
 
   /** The timeouts for an answer fetched since `generation`: none if the slave changed meanwhile. */

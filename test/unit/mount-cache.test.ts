@@ -87,12 +87,13 @@ describe('attribute cache', () => {
 });
 
 describe('mount options', () => {
-  it('defaults to kernel caching of names, attributes and missing names, and names the agent', () => {
+  it('defaults to a minute of kernel caching while coherent, a second otherwise, and names the agent', () => {
     const t = parseMountOptions([], 'a');
-    assert.deepEqual(t.kernel, { attr: 1, entry: 1, negative: 1 });
+    assert.deepEqual(t.kernel, { attr: 60, entry: 60, negative: 60 });
+    assert.equal(t.fallbackSeconds, 1);
     assert.deepEqual(t.kernelOptions, ['fsname=splitbrain:a', 'subtype=splitbrain']);
     assert.equal(t.kernelChecks, false);
-    assert.equal(t.cache.attrTtlMs, 1000);
+    assert.equal(t.cache.attrTtlMs, 60_000);
     assert.equal(t.requestTimeoutMs, 30_000);
   });
   it('parses sshfs-style options, cache=no turning every cache off', () => {
