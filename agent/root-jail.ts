@@ -2,7 +2,7 @@
  * The export root: every slave path a request names is resolved inside it, so neither `..` nor
  * a symlink (absolute, relative or a chain of them) can lead an operation outside the root.
  *
- * Fast path: the lexically normalised path's parent is a directory verified before, reached
+ * Fast path: the lexically normalised path's (slave-path.ts) parent is a directory verified before, reached
  * without a symlink (verified-dirs.ts: one lstat, whatever the depth). Else it is realpath'd
  * and accepted when it lies inside the root. Only when it does not (a symlink points out, or is
  * dangling on the host) do we walk the components ourselves with chroot semantics: absolute
@@ -18,6 +18,7 @@ import { lstatSync, readlinkSync, realpathSync } from 'node:fs';
 import { posix } from 'node:path';
 import { SlaveError, nameFromBytes } from '../protocol/index.js';
 import { fsPath } from './host-path.js';
+import { normalSlavePath } from './slave-path.js';
 import { VerifiedDirs } from './verified-dirs.js';
 
 const MAX_SYMLINKS = 40; // Linux's own limit before ELOOP.
@@ -54,7 +55,7 @@ export class RootJail {
    * (lstat, unlink, rename, readlink, lchown...), and it need not exist.
    */
   resolve(slavePath: string, followLast = false): string {
-    const normal = posix.normalize(`/${slavePath}`); // leading '..' clamp at '/'
+    const normal = normalSlavePath(slavePath); // never a trailing slash: the host would follow it
     if (normal === '/') return this.root;
     // Exporting '/' needs no jail: whatever a path or symlink names is inside it.
     if (this.isHostRoot) return normal;

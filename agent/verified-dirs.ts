@@ -20,6 +20,7 @@
 import { lstatSync, type BigIntStats } from 'node:fs';
 import { posix } from 'node:path';
 import { fsPath } from './host-path.js';
+import { isNormalSlavePath, normalSlavePath } from './slave-path.js';
 
 export const VERIFIED_TTL_MS = 1000;
 const MAX_VERIFIED = 8192;
@@ -47,10 +48,12 @@ export class VerifiedDirs {
   /**
    * Whether `slaveDir` (normalised) is a directory reached from the root without a symlink: then
    * its host path is `hostJoin(slaveDir)`. False for anything else (a symlink on the way, a
-   * missing directory): the caller resolves such paths the slow way.
+   * missing directory, a path not in normal form): the caller resolves such paths the slow way.
    */
   verify(slaveDir: string): boolean {
     if (slaveDir === '/') return true;
+    // `hostJoin` of '/d/' or '/d/../x' would be resolved by the host, through whatever is there.
+    if (!isNormalSlavePath(slaveDir)) return false;
     const now = Date.now();
     const unverified: string[] = [];
     for (let dir = slaveDir; dir !== '/'; dir = posix.dirname(dir)) {
@@ -73,7 +76,7 @@ export class VerifiedDirs {
 
   /** Forgets `slaveDir` and every directory below it: they may be elsewhere now, or gone. */
   forgetPrefix(slaveDir: string): void {
-    const dir = posix.normalize(`/${slaveDir}`);
+    const dir = normalSlavePath(slaveDir); // '/d/' must forget '/d' and all below
     if (dir === '/') {
       this.dirs.clear();
       return;

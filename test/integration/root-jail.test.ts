@@ -4,7 +4,7 @@
  * go straight to the agent, as a hostile master would send them.
  */
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, lstatSync } from 'node:fs';
 import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -108,5 +108,21 @@ describe('root jail', () => {
     await rm(join(root, 'swapped'), { recursive: true });
     await symlink(outside, join(root, 'swapped'));
     await assert.rejects(raw.client.call('fs.getattr', { path: '/swapped/secret' }), (err: unknown) => err instanceof SlaveError && err.errnoName === 'ENOENT');
+  });
+
+  it('a trailing or repeated slash does not follow a link out (hostile-input seed 2617279891: fs.readdir of "/////rel-out/")', async () => {
+    const outsideIno = lstatSync(outside).ino;
+    const { mode: outsideMode, mtimeMs: outsideMtime } = lstatSync(outside);
+    const enoent = (err: unknown) => err instanceof SlaveError && err.errnoName === 'ENOENT';
+    for (const path of ['/////rel-outside/', '/rel-outside//', '//abs-outside/', '/sub/../rel-outside/', '/hop1/']) {
+      await assert.rejects(raw.client.call('fs.readdir', { path }), enoent, `readdir ${path}`);
+      await assert.rejects(raw.client.call('fs.chmod', { path, mode: 0o777 }), enoent, `chmod ${path}`);
+      const { attr } = await raw.client.call('fs.getattr', { path }); // the link itself
+      assert.notEqual(attrFromWire(attr).ino, outsideIno, `getattr ${path}`);
+      await raw.client.call('fs.utimens', { path, atime: 0, mtime: 0 }); // the link itself
+    }
+    assert.equal(lstatSync(outside).mode, outsideMode);
+    assert.equal(lstatSync(outside).mtimeMs, outsideMtime);
+    assert.ok(existsSync(join(outside, 'secret')));
   });
 });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, realpathSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { RootJail } from '../../agent/root-jail.js';
 import { VerifiedDirs } from '../../agent/verified-dirs.js';
@@ -92,5 +92,80 @@ describe('root jail: directories verified before (issue 14, point 4)', () => {
     renameSync(join(root, 'expire'), join(tmp, 'outside-expire', 'gone'));
     symlinkSync(join(tmp, 'outside-expire', 'gone'), join(root, 'expire'));
     assert.equal(verified.verify('/expire/b'), false);
+  });
+});
+
+describe('root jail: trailing and repeated slashes (hostile-input seed 2617279891)', () => {
+  // The bug: the fast path built the host path from posix.normalize('/////rel-out/'), which keeps
+  // one trailing slash: '<root>/rel-out/'. The host follows a symlink before a trailing slash even
+  // for lstat, so fs.readdir listed ../outside, and chmod, chown, utimens, getattr acted on it.
+  const tmp = mkdtempSync(join(tmpdir(), 'splitbrain-jail-slashes-'));
+  const root = join(tmp, 'root');
+  mkdirSync(join(root, 'a', 'b'), { recursive: true });
+  mkdirSync(join(tmp, 'outside'));
+  writeFileSync(join(tmp, 'outside', 'canary'), 'outside');
+  writeFileSync(join(root, 'a', 'b', 'f'), 'inside');
+  symlinkSync('../outside', join(root, 'rel-out'));
+  symlinkSync(join(tmp, 'outside'), join(root, 'abs-out'));
+  symlinkSync('..', join(root, 'up'));
+  symlinkSync('../../../outside', join(root, 'a', 'b', 'deep-out'));
+  symlinkSync('b', join(root, 'a', 'to-b'));
+  after(() => rmSync(tmp, { recursive: true, force: true }));
+  const jail = RootJail.open(root);
+
+  /** A host path the host resolves nothing of: inside the root, canonical, its parents real. */
+  const leftNothingToTheHost = (host: string, follow: boolean, path: string) => {
+    const what = `${path} (follow ${follow}) -> ${host}`;
+    assert.ok(host === jail.root || host.startsWith(`${jail.root}/`), what);
+    assert.ok(!/\/\/|\/\.{1,2}(\/|$)|.\/$/.test(host), what);
+    if (host !== jail.root) assert.equal(realpathSync(dirname(host)), dirname(host), what);
+    if (follow && existsSync(host)) assert.ok(!lstatSync(host).isSymbolicLink(), what);
+  };
+
+  const names = ['rel-out', 'abs-out', 'up', 'a/b/deep-out', 'a/to-b', 'a/b', 'a/b/f', 'new', 'rel-out/canary', 'up/rel-out'];
+  const shapes = (name: string) => {
+    const out: string[] = [];
+    for (let lead = 1; lead <= 5; lead++) {
+      for (let trail = 0; trail <= 3; trail++) {
+        out.push(`${'/'.repeat(lead)}${name.split('/').join('/'.repeat(lead))}${'/'.repeat(trail)}`);
+      }
+    }
+    return [...out, `/${name}/.`, `/./${name}/./`, `/a/../${name}/`, `/up/../${name}//`, `${name}/`];
+  };
+
+  for (const follow of [false, true]) {
+    it(`never leaves a slash, '.' or '..' for the host to resolve (follow the last: ${follow})`, () => {
+      // Twice: cold, then with every directory on the way verified.
+      for (let pass = 0; pass < 2; pass++) {
+        for (const name of names) {
+          for (const path of shapes(name)) {
+            let host: string;
+            try {
+              host = jail.resolve(path, follow);
+            } catch (err) {
+              assert.ok(['ENOENT', 'ENOTDIR'].includes((err as NodeJS.ErrnoException).code ?? ''), `${path}: ${String(err)}`);
+              continue;
+            }
+            leftNothingToTheHost(host, follow, path);
+          }
+        }
+      }
+    });
+  }
+
+  it('reads "/////rel-out/" as "/rel-out": the link itself, or followed inside the root', () => {
+    assert.equal(jail.resolve('/////rel-out/'), join(jail.root, 'rel-out'));
+    assert.equal(jail.resolve('/////rel-out/', true), join(jail.root, 'outside'));
+    assert.equal(jail.resolve('/////up//', true), jail.root);
+    assert.equal(jail.resolve('//a//to-b//', true), join(jail.root, 'a/b'));
+  });
+
+  it('a cache asked about a path not in normal form says no, and forgets "/d/" as "/d"', () => {
+    const verified = new VerifiedDirs((p) => `${jail.root}${p}`);
+    for (const dir of ['/rel-out/', '//a', '/a/./b', '/a/b/..', 'a']) assert.equal(verified.verify(dir), false, dir);
+    assert.equal(verified.verify('/a/b'), true);
+    assert.equal(verified.size, 2);
+    verified.forgetPrefix('/a/');
+    assert.equal(verified.size, 0);
   });
 });
