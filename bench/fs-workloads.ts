@@ -85,7 +85,7 @@ export interface SequentialCommands {
   timeoutMs: number;
 }
 
-/** Shared with the fuse-native floor, so it times exactly what the targets are timed on. */
+/** Shared with the FUSE floor, so it times exactly what the targets are timed on. */
 export function sequentialCommands(f: Fixtures, dir: string): SequentialCommands {
   const big = join(dir, 'big');
   return {

@@ -1,10 +1,10 @@
 /**
- * The fuse-native floor: the two sequential workloads on a null filesystem served through the
+ * The FUSE floor: the two sequential workloads on a null filesystem served through the
  * same FUSE binding, adapter and libfuse options as splitbrain's mount, with no network and no
  * disk behind it. Splitbrain's share of it is what the protocol, the bus and the agent leave of
  * what FUSE in Node allows. The same for metadata: cold `find -ls` and `rm -rf` of as many
  * files as the untar makes entries (the null filesystem is one flat directory), which is what
- * the kernel operations of those workloads cost through fuse-native with nothing behind them.
+ * the kernel operations of those workloads cost through our FUSE binding with nothing behind them.
  */
 import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -49,16 +49,16 @@ export async function measureFuseFloor(
   const mountPath = join(workDir, 'fuse-floor-mnt');
   await mkdir(mountPath);
   const server = startDaemon({
-    label: 'fuse-native floor', command: process.execPath, logPath: join(workDir, 'fuse-floor.log'),
+    label: 'FUSE floor', command: process.execPath, logPath: join(workDir, 'fuse-floor.log'),
     args: [SERVER, mountPath, mountOptions], readyPipe: true,
   }, cleanup);
   unmountOnCleanup(cleanup, mountPath);
   try {
     const report = await readyReport(server, START_TIMEOUT_MS);
     if (!report.ok) {
-      throw new DaemonStartError(`fuse-native floor did not start: ${report.message}: ${await logTail(server)}`);
+      throw new DaemonStartError(`FUSE floor did not start: ${report.message}: ${await logTail(server)}`);
     }
-    if (!(await isMounted(mountPath))) throw new DaemonStartError(`fuse-native floor said ready but ${mountPath} is not mounted`);
+    if (!(await isMounted(mountPath))) throw new DaemonStartError(`FUSE floor said ready but ${mountPath} is not mounted`);
 
     const seq = sequentialCommands(fixtures, mountPath);
     const mb = fixtures.sizeBytes / 1e6;

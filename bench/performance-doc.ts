@@ -56,15 +56,15 @@ Each is one real program, timed by wall clock from spawn to exit; preparation is
   through the same nats-server: 1 MiB (or max_payload) messages, 4 in flight, the same number of
   bytes each way as the sequential tests; and the median round trip of 2,000 sequential
   16-byte requests. No filesystem is involved: this is the most a mount could reach.
-- **fuse-native floor**: the two sequential \`dd\`s above (the read cold) on a null filesystem
+- **FUSE floor**: the two sequential \`dd\`s above (the read cold) on a null filesystem
   (\`bench/null-fs.ts\`: writes are dropped and only the size kept, reads return zeros) served
-  through splitbrain's own FUSE adapter (\`mount/fuse-adapter.ts\`, the patched fuse-native) with
+  through splitbrain's own FUSE adapter and binding (\`mount/fuse-adapter.ts\`, \`mount/native/\`) with
   the libfuse options \`splitbrain mount\` uses (\`BENCH_SPLITBRAIN_OPTS\` included), in a
   process of its own. No network, no disk: what splitbrain loses below this is the price of
   FUSE in Node; the rest of the gap to it is the protocol, the transport and the agent. The
   same server also times a cold \`find -ls\` and an \`rm -rf\` of as many empty files as the
   untar makes entries (the null filesystem is one flat directory): the kernel operations of
-  the metadata workloads, through fuse-native, with nothing behind them.
+  the metadata workloads, through our FUSE binding, with nothing behind them.
 
 Both floors are measured before the targets, \`BENCH_RUNS\` times each, not interleaved with them.
 

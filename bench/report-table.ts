@@ -1,6 +1,6 @@
 /**
  * The results as Markdown: what was measured on what, the workload table, the floors (raw
- * transport and fuse-native), the process table, the device table, the caller table, the single-call section,
+ * transport and FUSE), the process table, the device table, the caller table, the single-call section,
  * and every failure or check that went wrong.
  * Printed as is, and written into the doc.
  */
@@ -138,8 +138,8 @@ function floorTable(report: BenchReport): string {
     rows.push([`Round trip of a 16-byte request (${report.runs} × ${RTT_REQUESTS} sequential)`,
       `${floor.rttMedianUs.toFixed(0)} µs median, ${floor.rttP99Us.toFixed(0)} µs p99`, '—', '—', '—', '—']);
   }
-  return markdownTable(['Floor', natsHeader, 'fuse-native, null fs', 'splitbrain mount',
-    'splitbrain as % of raw nats.js', 'splitbrain as % of fuse-native'], rows);
+  return markdownTable(['Floor', natsHeader, 'FUSE binding, null fs', 'splitbrain mount',
+    'splitbrain as % of raw nats.js', 'splitbrain as % of FUSE floor'], rows);
 }
 
 export function renderReport(report: BenchReport): string {
@@ -160,14 +160,14 @@ export function renderReport(report: BenchReport): string {
   }
   if (report.floor || report.fuseFloor) {
     out.push(floorTable(report), '', 'Each floor is the most splitbrain could reach if only that layer cost '
-      + 'anything: raw nats.js moves the bytes between two processes with no filesystem, fuse-native runs '
-      + 'the same `dd` on a null filesystem behind splitbrain\'s own FUSE adapter with no network, '
+      + 'anything: raw nats.js moves the bytes between two processes with no filesystem, the FUSE floor runs '
+      + 'the same `dd` on a null filesystem behind splitbrain\'s own FUSE binding and adapter with no network, '
       + 'and `find -ls` and `rm -rf` of as many files as the tree has entries (splitbrain\'s figures are the '
       + 'tree workloads above; for times the share is floor time ÷ splitbrain time). '
       + '✓ marks the issue\'s "at least 80 % of the raw floor".', '');
   }
   if (report.floorError) out.push(`Transport floor: fails (${report.floorError})`, '');
-  if (report.fuseFloorError) out.push(`fuse-native floor: fails (${report.fuseFloorError})`, '');
+  if (report.fuseFloorError) out.push(`FUSE floor: fails (${report.fuseFloorError})`, '');
   if (report.exec) out.push(execTable(report.exec), '', EXEC_TABLE_LEGEND, '');
   if (report.execError) out.push(`Process bench: fails (${report.execError})`, '');
   if (report.device) out.push(deviceTable(report.device), '', DEVICE_TABLE_LEGEND, '');

@@ -1,6 +1,6 @@
 /**
  * `npm run bench`: starts everything on loopback, measures the raw transport floor, the
- * fuse-native floor, the process bench (the exec shim and CLI next to ssh and a local shell), the
+ * FUSE floor, the process bench (the exec shim and CLI next to ssh and a local shell), the
  * device bench (a one-byte echo through a pty by the device mount, next to socat over TCP) and
  * the filesystem workloads on splitbrain, sshfs, bindfs and the local disk, prints one report and
  * rewrites docs/performance.md; then the single calls, by depth, and coherence on the same targets.
@@ -157,7 +157,7 @@ async function main(): Promise<void> {
         fuseFloor = await measureFuseFloor(workDir, fixtures, splitbrainOptions, runs, cleanup, progress);
       } catch (err) {
         fuseFloorError = (err as Error).message;
-        progress(`fuse-native floor failed: ${fuseFloorError}`);
+        progress(`FUSE floor failed: ${fuseFloorError}`);
       }
     }
 

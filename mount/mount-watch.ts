@@ -1,7 +1,8 @@
 /**
  * Notices when our mountpoint is gone (`splitbrain umount`, `fusermount -u`, a lazy unmount by
- * someone else), so the serving process ends instead of lingering. libfuse's loop ends on its
- * own thread and fuse-native does not tell JavaScript, so we look at /proc/self/mountinfo.
+ * someone else), so the serving process ends instead of lingering. The binding's session ends
+ * only once the kernel lets go of the mount, which after a lazy unmount waits for the last open
+ * file to close; /proc/self/mountinfo shows the mountpoint gone at once.
  */
 import { readFile } from 'node:fs/promises';
 

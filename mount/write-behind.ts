@@ -1,6 +1,7 @@
 /**
- * Write coalescing for one open file. The kernel hands us 128 KiB writes; we gather contiguous
- * ones into chunks as large as a bus message allows and send them without waiting, several in
+ * Write coalescing for one open file. The kernel hands us writes of up to one chunk (max_write
+ * is what a bus message holds, at most 1 MiB); we gather contiguous ones into chunks as large as
+ * a bus message allows and send them without waiting, several in
  * flight, so a sequential writer streams at the bus's speed. Memory is bounded by
  * `maxInFlight` chunks: past that the writer waits. The agent applies writes in the order they
  * arrive, so overlapping writes in flight land as they were written, and an operation sent after

@@ -2,8 +2,8 @@
  * The one place where POSIX errno names and numbers meet.
  *
  * Errors cross the wire as names ('ENOENT'), because numbers differ between platforms. Signs:
- * os.constants.errno is positive, Node's `err.errno` is negative (libuv), fuse-native callbacks
- * take negative numbers. Anything we cannot name becomes EIO.
+ * os.constants.errno is positive, Node's `err.errno` is negative (libuv), and our FUSE binding's
+ * replyErr takes the positive number (libfuse's fuse_reply_err). Anything we cannot name becomes EIO.
  */
 import { constants } from 'node:os';
 
