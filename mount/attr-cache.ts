@@ -52,12 +52,6 @@ export class AttrCache {
    * directory, or when the agent refuses a caller (the modes may have changed on the slave).
    */
   private readonly dirModes = new Map<string, DirModes>();
-  /**
-   * The names cached for each inode with several links (not directories): their attributes are
-   * the inode's, so a change made through one name must not leave the others' stale. Entries may
-   * outlive their names (checked against the cached inode number when used).
-   */
-  private readonly names = new Map<number, Set<string>>();
 
   /**
    * Moves whenever the slave is known to have changed behind our back: an answer fetched across
@@ -89,7 +83,6 @@ export class AttrCache {
       return;
     }
     const path = posix.join(dir, name);
-    this.forgetOtherLinks(path);
     this.entries.delete(path);
     this.absentXattrs.delete(path);
     this.dirModes.delete(path);
@@ -138,18 +131,8 @@ export class AttrCache {
    * is now, for every name of it.
    */
   changed(path: string, attr: Attr): void {
-    this.forgetOtherNames(path, attr.ino);
+    // Other names of a hard-linked inode are never cached (see set()), so none goes stale.
     this.set(path, attr);
-  }
-
-  /** Other cached names of `path`'s inode are forgotten (asked afresh at their next use). */
-  private forgetOtherNames(path: string, ino: number): void {
-    const known = this.names.get(ino);
-    if (!known) return;
-    for (const other of known) {
-      if (other !== path && this.entries.get(other)?.attr?.ino === ino) this.entries.delete(other);
-    }
-    this.names.delete(ino);
   }
 
   /**
@@ -167,7 +150,6 @@ export class AttrCache {
     const entry = this.entries.get(path);
     if (!entry?.attr) return;
     change(entry.attr);
-    if (entry.attr.nlink > 1) this.forgetOtherNames(path, entry.attr.ino);
   }
 
   setMissing(path: string): void {
@@ -202,7 +184,6 @@ export class AttrCache {
   removed(path: string, isDirectory: boolean): void {
     this.listings.get(posix.dirname(path))?.names.delete(posix.basename(path));
     this.entries.delete(posix.dirname(path));
-    this.forgetOtherLinks(path);
     if (isDirectory) this.dropTree(path);
     else this.entries.delete(path);
     this.absentXattrs.delete(path);
@@ -277,14 +258,6 @@ export class AttrCache {
     this.listings.clear();
     this.absentXattrs.clear();
     this.dirModes.clear();
-    this.names.clear();
-  }
-
-  /** Other names of a hard-linked file see its link count drop: forget them too. */
-  private forgetOtherLinks(path: string): void {
-    const attr = this.entries.get(path)?.attr;
-    if (!attr || attr.nlink < 2 || (attr.mode & S_IFMT) === S_IFDIR) return;
-    this.forgetOtherNames(path, attr.ino);
   }
 
   private dropTree(path: string): void {

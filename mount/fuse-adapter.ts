@@ -138,7 +138,11 @@ export class FuseAdapter {
   async mount(): Promise<void> {
     this.mounted = this.binding.mount(
       this.options.mountPath, this.options.kernelOptions.join(','),
-      { posixAcl: this.options.kernelChecks, writeback: false, maxWrite: Math.min(MAX_TRANSFER, this.options.maxTransfer) },
+      {
+        posixAcl: this.options.kernelChecks, writeback: false, maxWrite: Math.min(MAX_TRANSFER, this.options.maxTransfer),
+        // Devices come and go with no feed to say so (a restarted board's pty links): never kept.
+        cacheSymlinks: !this.options.directIo,
+      },
       (...args) => this.dispatch(...args),
       (id) => { this.fences.get(id)?.(); this.fences.delete(id); },
     );

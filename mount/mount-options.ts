@@ -22,6 +22,8 @@ export interface MountTuning {
   fallbackSeconds: number;
   /** The kernel checks permissions against the slave's modes and ACLs (allow_other mounts). */
   kernelChecks: boolean;
+  /** -o default_permissions was given (not only implied by allow_other). */
+  askedChecks: boolean;
   /** The mount's own cache while the feed is live. */
   cache: CacheTimeouts;
   requestTimeoutMs: number;
@@ -127,13 +129,15 @@ export function parseMountOptions(options: string[], agentId: string): MountTuni
   if (timeout === 0) throw new MountOptionError('option timeout must be more than 0 seconds');
   // Where other users may enter, the kernel checks their permissions against what it caches of
   // the slave's modes and ACLs (cheap: the caches stay coherent); the agent checks again.
-  const kernelChecks = passthrough.includes('allow_other') || passthrough.includes('default_permissions');
-  if (kernelChecks && !passthrough.includes('default_permissions')) passthrough.push('default_permissions');
+  const askedChecks = passthrough.includes('default_permissions');
+  const kernelChecks = askedChecks || passthrough.includes('allow_other');
+  const kernelOptions = [`fsname=splitbrain:${agentId}`, 'subtype=splitbrain', ...passthrough.filter((o) => o !== 'default_permissions')];
   return {
-    kernelOptions: [`fsname=splitbrain:${agentId}`, 'subtype=splitbrain', ...passthrough],
+    kernelOptions: kernelChecks ? [...kernelOptions, 'default_permissions'] : kernelOptions,
+    kernelChecks,
+    askedChecks,
     kernel: { attr: attrTimeout, entry: entryTimeout, negative: negativeTimeout },
     fallbackSeconds: cacheTimeout,
-    kernelChecks,
     cache: { attrTtlMs: attrTimeout * 1000, entryTtlMs: entryTimeout * 1000, negativeTtlMs: negativeTimeout * 1000 },
     requestTimeoutMs: timeout * 1000,
     readAheadChunks,
@@ -145,9 +149,13 @@ export function parseMountOptions(options: string[], agentId: string): MountTuni
 
 /**
  * A device mount: the devices' own names (fsname), and no kernel caching of names or attributes
- * (pts come and go); the adapter adds direct I/O (a read returns what the device has).
+ * (pts come and go); the adapter adds direct I/O (a read returns what the device has). With
+ * nothing cached, every open reaches the agent, which judges it as the caller: the kernel checks
+ * only where asked (-o default_permissions).
  */
 export function deviceTuning(tuning: MountTuning): MountTuning {
-  const kernelOptions = tuning.kernelOptions.map((o) => o.replace(/^fsname=splitbrain:/, 'fsname=splitbrain-dev:'));
-  return { ...tuning, kernelOptions, kernel: { attr: 0, entry: 0, negative: 0 }, fallbackSeconds: 0 };
+  const kernelOptions = tuning.kernelOptions
+    .map((o) => o.replace(/^fsname=splitbrain:/, 'fsname=splitbrain-dev:'))
+    .filter((o) => tuning.askedChecks || o !== 'default_permissions');
+  return { ...tuning, kernelOptions, kernelChecks: tuning.askedChecks, kernel: { attr: 0, entry: 0, negative: 0 }, fallbackSeconds: 0 };
 }

@@ -49,22 +49,12 @@ const COMMIT_POLL_MS = 1000;
 const { O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_TRUNC } = constants;
 const O_ACCMODE = 3; // not in fs.constants
 
-/**
- * libfuse 2 keeps a file that is unlinked (or renamed over) while open reachable by renaming it
- * to `.fuse_hidden<hex>` in its directory, and unlinks that name at the last close. We unlink
- * the file on the slave at once instead, as a local disk would (the agent's descriptor keeps it
- * alive), and serve the hidden name from the open handle: nothing is left behind on the slave
- * and the directory can be removed once empty.
- */
-const HIDDEN_NAME = /^\.fuse_hidden[0-9a-f]{16,}$/;
 const UNCHANGED_ID = 0xffffffff; // chown(2)'s -1 as the kernel hands it over
 const FILE_CAPABILITIES = 'security.capability';
 
 export class RemoteFs implements MountFs {
   readonly files = new OpenFiles();
   private readonly cache: AttrCache;
-  /** Hidden names (see HIDDEN_NAME) that stand for open files already unlinked on the slave. */
-  private readonly hidden = new Set<string>();
   private readonly unrefused: UnrefusedChanges;
   /** Written data the agent has not reported durable (retained-writes.ts). */
   private readonly retained: RetainedWrites;
@@ -242,7 +232,6 @@ export class RemoteFs implements MountFs {
   }
 
   async getattr(path: string, caller: FuseCaller): Promise<Attr> {
-    if (this.hidden.has(path)) return this.hiddenAttr(path);
     const cached = path === '/' || this.gate.cacheAnswers(path, caller) ? this.cache.lookup(path) : undefined;
     if (cached === null) throw new SlaveError('ENOENT', `no such file: ${path}`);
     if (cached) return this.tell(path, cached);
@@ -256,13 +245,6 @@ export class RemoteFs implements MountFs {
       if (err instanceof SlaveError && err.errnoName === 'ENOENT' && this.cache.generation === generation) this.cache.setMissing(path);
       throw err;
     }
-  }
-
-  private async hiddenAttr(path: string): Promise<Attr> {
-    const [file] = this.files.at(path);
-    if (!file) throw new SlaveError('ENOENT', `no such file: ${path}`);
-    await file.writer?.send();
-    return this.tell(path, attrFromWire((await this.onFile(file, 'fs.fgetattr', (h) => ({ fh: h }))).attr));
   }
 
   async fgetattr(path: string | null, fh: number, _caller: FuseCaller): Promise<Attr> {
@@ -454,7 +436,6 @@ export class RemoteFs implements MountFs {
   }
 
   async unlink(path: string, caller: FuseCaller): Promise<void> {
-    if (this.hidden.delete(path)) return; // unlinked on the slave when it was hidden
     if (this.unrefused.mayUnlink(path) && this.gate.predictsRemoval(path, caller)) {
       this.retained.unlinked(path);
       return this.unrefused.unlink(path);
@@ -466,14 +447,6 @@ export class RemoteFs implements MountFs {
   }
 
   async rename(from: string, to: string, caller: FuseCaller): Promise<void> {
-    if (HIDDEN_NAME.test(posix.basename(to)) && !this.hidden.has(from) && [...this.files.at(from)].length > 0) {
-      await this.call('fs.unlink', { path: from }, caller);
-      this.cache.removed(from, false);
-      this.retained.unlinked(from);
-      this.files.renamed(from, to);
-      this.hidden.add(to);
-      return;
-    }
     await this.sendWriters(from);
     await this.call('fs.rename', { from, to }, caller);
     this.cache.renamed(from, to);

@@ -58,6 +58,8 @@ export interface MountConfig {
   posixAcl: boolean;
   /** The kernel's writeback cache: writes are gathered in the page cache. */
   writeback: boolean;
+  /** The kernel keeps symlink targets (dropped with the node's other caches on invalidation). */
+  cacheSymlinks: boolean;
   /** Largest write the kernel sends (and read it asks for), at most 1 MiB. */
   maxWrite: number;
 }

@@ -65,7 +65,7 @@ struct sb_mount {
   struct fuse_session *se;
   pthread_t loop_thread, note_thread;
   napi_threadsafe_function dispatch, fenced;
-  int posix_acl, writeback, max_write;
+  int posix_acl, writeback, cache_symlinks, max_write;
   int unmounted, disposed;
   /* the notifier's queue */
   pthread_mutex_t lock;
@@ -139,7 +139,8 @@ static void ll_init(void *userdata, struct fuse_conn_info *conn) {
   conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
   if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
   if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
-  if (conn->capable & FUSE_CAP_CACHE_SYMLINKS) conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+  if (m->cache_symlinks && (conn->capable & FUSE_CAP_CACHE_SYMLINKS)) conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+  else conn->want &= ~FUSE_CAP_CACHE_SYMLINKS;
   if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA) conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
   if (m->posix_acl && (conn->capable & FUSE_CAP_POSIX_ACL)) conn->want |= FUSE_CAP_POSIX_ACL;
   if (m->writeback && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) conn->want |= FUSE_CAP_WRITEBACK_CACHE;
@@ -855,7 +856,7 @@ static char *string_of(napi_env env, napi_value v) {
 }
 
 /*
- * mount(mountPath, optionString, config {posixAcl, writeback, maxWrite}, dispatch, fenced):
+ * mount(mountPath, optionString, config {posixAcl, writeback, cacheSymlinks, maxWrite}, dispatch, fenced):
  * returns the mount (an external) once the kernel has it; throws with libfuse's reason if not.
  */
 static napi_value do_mount(napi_env env, napi_callback_info info) {
@@ -876,6 +877,9 @@ static napi_value do_mount(napi_env env, napi_callback_info info) {
   flag = false;
   if (napi_get_named_property(env, argv[2], "writeback", &v) == napi_ok) napi_get_value_bool(env, v, &flag);
   m->writeback = flag;
+  flag = false;
+  if (napi_get_named_property(env, argv[2], "cacheSymlinks", &v) == napi_ok) napi_get_value_bool(env, v, &flag);
+  m->cache_symlinks = flag;
   m->max_write = 1 << 20;
   if (napi_get_named_property(env, argv[2], "maxWrite", &v) == napi_ok) {
     double d = num(env, v);

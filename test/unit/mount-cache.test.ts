@@ -26,13 +26,16 @@ describe('attribute cache', () => {
     c.added('/d/x', file(2));
     assert.equal(c.lookup('/d'), undefined);
   });
-  it('forgets the other names of a hard-linked file when one is unlinked', () => {
+  it('keeps no per-name copy of a hard-linked file\'s attributes, which a change through another name would leave stale', () => {
     const c = cache();
     c.set('/a', file(9, 2));
-    c.set('/b', file(9, 2));
-    c.removed('/a', false);
+    c.changed('/b', file(9, 2));
+    assert.equal(c.lookup('/a'), undefined);
     assert.equal(c.lookup('/b'), undefined);
+    c.removed('/a', false);
     assert.equal(c.lookup('/a'), null);
+    c.set('/b', file(9, 1)); // its last name: cached again
+    assert.equal(c.lookup('/b')?.nlink, 1);
   });
   it('moves a renamed file and drops a renamed directory\'s subtree', () => {
     const c = cache();
