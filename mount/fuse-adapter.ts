@@ -15,6 +15,7 @@ import type { DirEntry, MountFs } from './mount-fs.js';
 import {
   ATTR_SLOTS, Op, OpenFlag, SetAttr, fuseBinding, type FuseBinding, type MountHandle, type OpCode, type RequestHandle,
 } from './native/binding.js';
+import { mountpointsUnder } from './mount-watch.js';
 import { NodeTable, type FsNode } from './node-table.js';
 
 /** Seconds the kernel may keep an answer. */
@@ -167,8 +168,9 @@ export class FuseAdapter {
     if (!dir) return;
     if (name === null) {
       this.binding.invalInode(mount, dir.id, 0, 0);
+      const mounted = mountpointsUnder(this.options.mountPath);
       for (const node of this.nodes.nodes()) {
-        for (const link of node.links) if (link.parent === dir) this.binding.invalEntry(mount, dir.id, nameBytes(link.name));
+        for (const link of node.links) if (link.parent === dir) this.invalidateName(mount, link, mounted);
       }
       return;
     }
@@ -185,10 +187,24 @@ export class FuseAdapter {
     this.generation++;
     const mount = this.mounted;
     if (!mount) return;
+    const mounted = mountpointsUnder(this.options.mountPath);
     for (const node of this.nodes.nodes()) {
       this.binding.invalInode(mount, node.id, 0, 0);
-      for (const link of node.links) this.binding.invalEntry(mount, link.parent.id, nameBytes(link.name));
+      for (const link of node.links) this.invalidateName(mount, link, mounted);
     }
+  }
+
+  /**
+   * A name is dropped, unless something is mounted on it (a sidecar's device tree over the
+   * slave's /dev): older kernels detach such mounts with the name. Its inode is still
+   * invalidated, and the binding only expires names where the kernel can.
+   */
+  private invalidateName(mount: MountHandle, link: { parent: FsNode; name: string }, mounted: Set<string>): void {
+    if (mounted.size > 0) {
+      const parent = this.nodes.pathOf(link.parent);
+      if (parent !== null && mounted.has(joinPath(parent, link.name))) return;
+    }
+    this.binding.invalEntry(mount, link.parent.id, nameBytes(link.name));
   }
 
   /** Resolves once every invalidation asked for so far has reached the kernel. */

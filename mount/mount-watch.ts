@@ -4,6 +4,7 @@
  * only once the kernel lets go of the mount, which after a lazy unmount waits for the last open
  * file to close; /proc/self/mountinfo shows the mountpoint gone at once.
  */
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 
 function unescapeMountinfo(field: string): string {
@@ -24,6 +25,27 @@ export async function mountTable(): Promise<MountEntry[]> {
     const optional = fields.slice(6, fields.indexOf('-'));
     return { mountPoint: unescapeMountinfo(fields[4] ?? ''), shared: optional.some((f) => f.startsWith('shared:')) };
   });
+}
+
+/**
+ * Paths below `mountPath` that something is mounted on, relative to it ('/dev' for
+ * `<mountPath>/dev`): names the FUSE mount must not invalidate on kernels that would detach
+ * those mounts with the name (fuse-adapter.ts).
+ */
+export function mountpointsUnder(mountPath: string): Set<string> {
+  const under = new Set<string>();
+  let text: string;
+  try {
+    text = readFileSync('/proc/self/mountinfo', 'utf8');
+  } catch {
+    return under;
+  }
+  const prefix = `${mountPath.replace(/\/+$/, '')}/`;
+  for (const line of text.split('\n')) {
+    const point = unescapeMountinfo(line.split(' ')[4] ?? '');
+    if (point.startsWith(prefix)) under.add(point.slice(prefix.length - 1));
+  }
+  return under;
 }
 
 export async function isMounted(mountPath: string): Promise<boolean> {

@@ -66,6 +66,7 @@ struct sb_mount {
   pthread_t loop_thread, note_thread;
   napi_threadsafe_function dispatch, fenced;
   int posix_acl, writeback, cache_symlinks, max_write;
+  int expire_only; /* the kernel can expire a name without detaching what is mounted on it */
   int unmounted, disposed;
   /* the notifier's queue */
   pthread_mutex_t lock;
@@ -142,6 +143,7 @@ static void ll_init(void *userdata, struct fuse_conn_info *conn) {
   if (m->cache_symlinks && (conn->capable & FUSE_CAP_CACHE_SYMLINKS)) conn->want |= FUSE_CAP_CACHE_SYMLINKS;
   else conn->want &= ~FUSE_CAP_CACHE_SYMLINKS;
   if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA) conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
+  m->expire_only = (conn->capable & FUSE_CAP_EXPIRE_ONLY) != 0;
   if (m->posix_acl && (conn->capable & FUSE_CAP_POSIX_ACL)) conn->want |= FUSE_CAP_POSIX_ACL;
   if (m->writeback && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) conn->want |= FUSE_CAP_WRITEBACK_CACHE;
   else conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
@@ -363,6 +365,12 @@ static void *note_main(void *arg) {
     /* ENOENT: the kernel no longer knows the node or name; nothing to invalidate. */
     if (!stopping) {
       if (n->kind == 1) fuse_lowlevel_notify_inval_inode(m->se, n->ino, n->off, n->len);
+      /*
+       * Invalidating a name drops its dentry, and with it whatever is mounted there (a sidecar
+       * binds the device tree over the slave's /dev): where the kernel can, the name only expires,
+       * and is looked up again at its next use, mounts kept (Linux >= 6.2).
+       */
+      else if (n->kind == 2 && m->expire_only) fuse_lowlevel_notify_expire_entry(m->se, n->ino, n->name, n->name_len, FUSE_LL_EXPIRE_ONLY);
       else if (n->kind == 2) fuse_lowlevel_notify_inval_entry(m->se, n->ino, n->name, n->name_len);
       else if (n->kind == 3) fuse_lowlevel_notify_delete(m->se, n->ino, n->child, n->name, n->name_len);
     }

@@ -182,4 +182,29 @@ describe('a lost change feed', () => {
     await waitFor('the loss logged', () => /changes may have been missed|not live/.test(mounted.log()), SEEN_WITHIN_MS, 5);
     assert.equal((await sh(`ls '${join(mnt, 'o')}' | wc -l`)).trim(), '101');
   });
+
+  it('keeps what is mounted on a name inside the mount when it forgets everything (an agent restart)', async () => {
+    // As a sidecar binds the device tree over the slave's /dev: dropping the name would detach it.
+    const source = join(slave.tmp, 'bound');
+    await mkdir(source);
+    await writeFile(join(source, 'marker'), 'bound');
+    await mkdir(join(slave.root, 'over'));
+    const target = join(mnt, 'over');
+    await sh(`mount --bind '${source}' '${target}'`);
+    try {
+      await agent.stop();
+      agent = await startAgentProcess(slave.nats.url, 'feed-lost', slave.root);
+      // The restart is seen at the next request: the mount then forgets all it cached.
+      await waitFor('the restart noticed', async () => {
+        await stat(join(mnt, 'o')).catch(() => undefined);
+        return /restart|changes may have been missed|not live/.test(mounted.log());
+      }, 15_000, 100);
+      await new Promise((r) => setTimeout(r, 500));
+      assert.equal(await readFile(join(target, 'marker'), 'utf8'), 'bound');
+      assert.ok((await readFile('/proc/self/mountinfo', 'utf8')).includes(` ${target} `), 'the bind mount was detached');
+    } finally {
+      await sh(`umount -l '${target}'`).catch(() => undefined);
+    }
+  });
 });
+
