@@ -11,7 +11,7 @@
  */
 import { posix } from 'node:path';
 import type { Logger } from 'pino';
-import type { FeedMode, FeedState, OpName } from '../../protocol/index.js';
+import { nameFromBytes, type FeedMode, type FeedState, type OpName } from '../../protocol/index.js';
 import type { RootJail } from '../root-jail.js';
 import { IN, meaningOf } from './change-kinds.js';
 import { ChangePublisher } from './change-publisher.js';
@@ -238,8 +238,9 @@ export class AgentChangeFeed {
     }
     const watch = this.watches.byDescriptor(wd);
     if (watch === undefined) return; // one we dropped
-    // Names as Node's readdir gives them (the protocol's names are strings today).
-    const name = rawName.toString();
+    // Bytes as the slave has them: names that are not UTF-8 in surrogateescape form, as readdir
+    // answers them (protocol/name-bytes.ts), so masters invalidate exactly that name.
+    const name = nameFromBytes(rawName);
     let ended = false;
     for (const dir of dirsOf(watch)) {
       const meaning = meaningOf(dir, mask, name);

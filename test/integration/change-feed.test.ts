@@ -9,6 +9,7 @@ import { chmod, mkdir, readFile, readdir, rename, unlink, writeFile } from 'node
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
+import { nameFromBytes } from '../../protocol/index.js';
 import { ProcessClient } from '../../sidecar/remote-process.js';
 import { AgentClient } from '../../transport/agent-client.js';
 import { connectBus, type Bus } from '../../transport/bus.js';
@@ -104,6 +105,17 @@ describe('change feed', () => {
     assert.ok(seen.changes.slice(before).some(({ change }) => change.name === 'f' && change.kind === 'entry'), 'the old name is an entry change');
     await unlink(join(slave.root, 'k', 'g'));
     await waitFor('unlink reported', () => seen.changes.filter(({ change }) => change.name === 'g' && change.kind === 'entry').length >= 2, 2000, 2);
+  });
+
+  it('names a file that is not UTF-8 by its bytes: the surrogateescape name, as readdir gives it', async () => {
+    await client.call('fs.readdir', { path: '/d' });
+    const bytes = Buffer.from([0x61, 0xff, 0x62]); // b'a\xffb'
+    const name = nameFromBytes(bytes);
+    await writeFile(Buffer.concat([Buffer.from(`${join(slave.root, 'd')}/`), bytes]), 'x');
+    await seen.change('/d', name, 'entry');
+    assert.equal(name, 'a\udcffb');
+    const listed = await client.call('fs.readdir', { path: '/d' });
+    assert.ok(listed.entries.some(([entry]) => entry === name), 'readdir gives the same name');
   });
 
   it('fs.changes answers a seq that covers a change made just before it', async () => {

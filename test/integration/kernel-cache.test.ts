@@ -108,6 +108,28 @@ describe('kernel caching kept coherent by the slave', () => {
     assert.equal(out, "[b'a\\xffb'] [b'a\\xffb']\n[b'\\xfe'] [b'\\xfe'] b'z'\n");
   });
 
+  it('shows a slave change to a name that is not UTF-8 through exactly that name', async () => {
+    const out = await python([
+      'import os, time',
+      `m = "${mnt}".encode(); s = "${slave.root}".encode()`,
+      'os.mkdir(s + b"/slave-bytes")',
+      'open(s + b"/slave-bytes/a\\xffb", "wb").write(b"v0")',
+      'open(s + b"/slave-bytes/a\\xfeb", "wb").write(b"other")',
+      'print(os.stat(m + b"/slave-bytes/a\\xffb").st_size, os.stat(m + b"/slave-bytes/a\\xfeb").st_size, os.path.exists(m + b"/slave-bytes/n\\xff"))',
+      'open(s + b"/slave-bytes/a\\xffb", "ab").write(b"123")',
+      'open(s + b"/slave-bytes/n\\xff", "wb").write(b"new")',
+      'def seen(test):',
+      '    end = time.time() + 2',
+      '    while time.time() < end:',
+      '        if test(): return True',
+      '        time.sleep(0.005)',
+      '    return False',
+      'print(seen(lambda: os.stat(m + b"/slave-bytes/a\\xffb").st_size == 5), seen(lambda: os.path.exists(m + b"/slave-bytes/n\\xff")))',
+      'print(sorted(os.listdir(m + b"/slave-bytes")))',
+    ].join('\n'));
+    assert.equal(out, "2 5 False\nTrue True\n[b'a\\xfeb', b'a\\xffb', b'n\\xff']\n");
+  });
+
   it('lists the slave\'s inode numbers, as stat reports them', async () => {
     await mkdir(join(mnt, 'inodes'));
     for (let i = 0; i < 20; i++) await writeFile(join(mnt, 'inodes', `f${i}`), 'x');

@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import { IN, meaningOf } from '../../agent/watch/change-kinds.js';
 import { Command, RecordDecoder, WatcherProtocolError, encodeCommand } from '../../agent/watch/watch-frames.js';
 import { WatchSet, dirsOf } from '../../agent/watch/watch-set.js';
-import { ProtocolError, decodeChangeMessage, encodeChangeMessage, firstSeqOf } from '../../protocol/index.js';
+import { ProtocolError, decodeChangeMessage, encodeChangeMessage, firstSeqOf, nameFromBytes } from '../../protocol/index.js';
 
 describe('change kinds', () => {
   it('names in a directory: entry for what rebinds a name, attr for what changes an inode', () => {
@@ -88,6 +88,15 @@ describe('change message', () => {
     assert.deepEqual(decodeChangeMessage(encodeChangeMessage(message)), message);
     assert.equal(firstSeqOf(message), 8);
     assert.equal(firstSeqOf({ ...message, changes: [], lost: undefined }), 11);
+  });
+
+  it('carries names that are not UTF-8 as bin, read back as the same surrogateescape strings', () => {
+    const dir = nameFromBytes(Buffer.from('/d\xfe', 'latin1'));
+    const name = nameFromBytes(Buffer.from('a\xffb', 'latin1'));
+    const message = { boot: 'b', seq: 2, changes: [[dir, name, 'entry'], ['/d', 'plain', 'attr']] as [string, string | null, 'entry' | 'attr'][], state: 'live' as const };
+    const bytes = encodeChangeMessage(message);
+    assert.ok(Buffer.from(bytes).includes(Buffer.from([0xc4, 3, 0x61, 0xff, 0x62])), 'the name as bin');
+    assert.deepEqual(decodeChangeMessage(bytes), message);
   });
 
   it('refuses a malformed one', () => {
