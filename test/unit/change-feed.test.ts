@@ -34,6 +34,7 @@ describe('watcher frames', () => {
     assert.deepEqual([...encodeCommand(Command.Add, Buffer.from('/x'))], [0x41, 2, 0, 0, 0, 0x2f, 0x78]);
     assert.deepEqual([...encodeCommand(Command.Sync, 258)], [0x53, 4, 0, 0, 0, 2, 1, 0, 0]);
     assert.deepEqual([...encodeCommand(Command.Reset)], [0x5a, 0, 0, 0, 0]);
+    assert.deepEqual([...encodeCommand(Command.AddInotify, Buffer.from('/x'))], [0x49, 2, 0, 0, 0, 0x2f, 0x78]);
   });
 
   it('decodes records split anywhere, names as bytes', () => {
@@ -50,6 +51,17 @@ describe('watcher frames', () => {
         { type: 'reset' },
       ]);
     }
+  });
+
+  it('decodes fanotify events (directory and name as bytes) and the hello saying why not fanotify', () => {
+    const why = Buffer.from('inotify\0fanotify_init: Operation not permitted');
+    const dirEvent = Buffer.concat([Buffer.from([0x66, 14, 0, 0, 0]), Buffer.from([0x00, 0x01, 0x00, 0x40, 3, 0, 0, 0]), Buffer.from('/d\xfe', 'latin1'), Buffer.from('a\xffb', 'latin1')]);
+    const records = new RecordDecoder().push(Buffer.concat([Buffer.from([0x48, why.length, 0, 0, 0]), why, dirEvent]));
+    assert.deepEqual(records, [
+      { type: 'hello', mode: 'inotify', why: 'fanotify_init: Operation not permitted' },
+      { type: 'dir-event', mask: IN.CREATE | 0x4000_0000, dir: Buffer.from('/d\xfe', 'latin1'), name: Buffer.from('a\xffb', 'latin1') },
+    ]);
+    assert.throws(() => new RecordDecoder().push(Buffer.from([0x66, 8, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0])), WatcherProtocolError);
   });
 
   it('refuses what is not its framing', () => {
