@@ -33,6 +33,9 @@ import { accessAcl } from './fs/xattr-ops.js';
 import { RootJail } from './root-jail.js';
 import { exactTimesProblem } from './fs/exact-times.js';
 import { AgentChangeFeed, defaultWatchMax } from './watch/change-feed.js';
+import type { WatchMode } from './watch/watch-helper.js';
+
+export { WATCH_MODES, type WatchMode } from './watch/watch-helper.js';
 
 export interface AgentOptions {
   natsUrl: string;
@@ -65,6 +68,8 @@ export interface AgentOptions {
   watchMax?: number;
   /** The change watcher binary (default: the one built next to this code). */
   watchHelper?: string;
+  /** How the change feed learns of changes (default auto: fanotify where allowed, else inotify). */
+  watchMode?: WatchMode;
   log: Logger;
 }
 
@@ -122,7 +127,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const changes = new AgentChangeFeed({
     binary: options.watchHelper ?? WATCH_HELPER, watchMax: options.watchMax ?? defaultWatchMax(await readMaxUserWatches()),
     jail, boot: info.bootId, maxPayload: bus.maxPayload, publish: (data) => bus.publish(changeSubject(options.agentId), data),
-    log: log.child({ component: 'changes' }),
+    log: log.child({ component: 'changes' }), mode: options.watchMode,
   });
   await changes.start();
   const procs = new ProcessTable({

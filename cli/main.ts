@@ -6,9 +6,9 @@
 import { execFile } from 'node:child_process';
 import { resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { hostname } from 'node:os';
-import { startAgent } from '../agent/agent.js';
+import { WATCH_MODES, startAgent, type WatchMode } from '../agent/agent.js';
 import { whenUnmounted } from '../mount/mount-watch.js';
 import { busAuthFromEnv } from '../transport/bus-auth.js';
 import { serveMetrics } from '../transport/metrics.js';
@@ -120,11 +120,13 @@ withBusAuth(program.command('agent'))
   .option('--watch-max <dirs>', 'most directories the change feed watches for masters\' caches (least recently used '
     + 'go first); 0: no feed (default: half of fs.inotify.max_user_watches, at most 65536)', nonNegative)
   .option('--watch-helper <path>', 'the change watcher binary (default: the one built with splitbrain)')
+  .addOption(new Option('--watch-mode <mode>', 'how the change feed learns of slave changes: auto (fanotify on the export\'s '
+    + 'filesystem where the kernel and privileges allow, else inotify per directory) or inotify').choices(WATCH_MODES).default('auto'))
   .addOption(logLevel())
   .action(async (opts: {
     nats: string; id?: string; root: string; readOnly: boolean; devRoot: string; devAllow: string[];
     enterNamespaces?: number; commitInterval: number; exec: boolean; execAllow: string[]; metrics?: string; logLevel: string;
-    allowDeviceNodes: boolean; watchMax?: number; watchHelper?: string;
+    allowDeviceNodes: boolean; watchMax?: number; watchHelper?: string; watchMode: WatchMode;
   }) => {
     if (opts.metrics) await serveMetrics(opts.metrics);
     if (!opts.exec && opts.execAllow.length > 0) throw new InvalidArgumentError('--no-exec and --exec-allow exclude each other');
@@ -136,7 +138,7 @@ withBusAuth(program.command('agent'))
       commitIntervalMs: Math.max(opts.commitInterval, 0.05) * 1000,
       execPolicy: !opts.exec ? 'none' : opts.execAllow.length > 0 ? opts.execAllow : 'all', version: VERSION, log,
       allowDeviceNodes: opts.allowDeviceNodes, watchMax: opts.watchMax,
-      watchHelper: opts.watchHelper === undefined ? undefined : resolve(opts.watchHelper),
+      watchHelper: opts.watchHelper === undefined ? undefined : resolve(opts.watchHelper), watchMode: opts.watchMode,
     });
     await serveUntilSignal(() => agent.stop());
   });

@@ -10,11 +10,15 @@
  *   [dir, null, 'attr']   `dir`'s own attributes changed: only for the export root, which has
  *                         no parent to name it in
  *
+ * `dir` and `name` are slave names as everywhere (protocol 2): a name that is not UTF-8 travels as
+ * msgpack bin, its exact bytes, and is read back as the surrogateescape string (name-bytes.ts).
+ *
  * Every change takes the next sequence number; so does a `lost` mark, so a master that missed
  * the message saying changes were lost still sees a gap. A message's `seq` is that of its last
  * change (or mark); a heartbeat (no changes) repeats the current one.
  */
 import { z } from 'zod';
+import { nameFromBytes } from './name-bytes.js';
 
 export const CHANGE_KINDS = ['entry', 'attr'] as const;
 export type ChangeKind = (typeof CHANGE_KINDS)[number];
@@ -32,8 +36,11 @@ export const FEED_MODES = ['inotify', 'fanotify', 'degraded', 'off'] as const;
 export type FeedMode = (typeof FEED_MODES)[number];
 
 const u53 = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
-const dir = z.string().min(1).max(4096).startsWith('/');
-const name = z.string().min(1).max(255).nullable();
+/** bin (bytes that are not UTF-8) read back as the surrogateescape string; longer bytes than any
+ * path are left for the string check to refuse. */
+const bytesAsName = (v: unknown) => (v instanceof Uint8Array && v.length <= 4096 * 4 ? nameFromBytes(v) : v);
+const dir = z.preprocess(bytesAsName, z.string().min(1).max(4096).startsWith('/'));
+const name = z.preprocess(bytesAsName, z.string().min(1).max(255).nullable());
 
 export const slaveChange = z.tuple([dir, name, z.enum(CHANGE_KINDS)]);
 export type SlaveChangeTuple = z.infer<typeof slaveChange>;

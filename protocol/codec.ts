@@ -17,7 +17,7 @@ import { msgpackBoundsProblem } from './msgpack-bounds.js';
 import { changeMessage, type ChangeMessage } from './changes.js';
 import { ops, procEvent, type OpName, type OpReply, type OpRequest, type ProcEvent } from './ops.js';
 import { MIN_PROTOCOL_VERSION, PROTOCOL_VERSION } from './version.js';
-import { outgoingForm } from './wire-forms.js';
+import { changesOutgoingForm, outgoingForm } from './wire-forms.js';
 
 const encoder = new Encoder({ ignoreUndefined: true });
 const decoder = new Decoder({
@@ -279,7 +279,7 @@ const changeEnvelope = z.object({ v: z.number().int(), chg: z.unknown() });
 
 /** agent --change feed--> masters: `{ v, chg: ChangeMessage }` (changes.ts). */
 export function encodeChangeMessage(message: ChangeMessage): Uint8Array {
-  return encoder.encode({ v: PROTOCOL_VERSION, chg: message });
+  return encoder.encode({ v: PROTOCOL_VERSION, chg: { ...message, changes: changesOutgoingForm(message.changes) } });
 }
 
 /** Decodes and validates a change feed message; throws ProtocolError on anything malformed. */

@@ -12,6 +12,7 @@
  * name that is not UTF-8) fails with EILSEQ before it is sent.
  */
 import { ATTR_FIELDS_V1, type WireAttr } from './attr.js';
+import type { ChangeKind, SlaveChangeTuple } from './changes.js';
 import { SlaveError } from './errors.js';
 import type { Timestamp } from './file-times.js';
 import { hasLoneSurrogates, nameAsUnicode, nameToBytes } from './name-bytes.js';
@@ -70,4 +71,16 @@ export function outgoingForm(body: object, version: number, direction: Direction
     }
   }
   return out ?? body;
+}
+
+/**
+ * A change feed message's changes as they go on the wire (protocol/changes.ts): a dir or name
+ * holding escaped bytes as bin, as in protocol 2 replies. The feed is published to every master
+ * at once, so there is no older form: a protocol-1 master cannot decode such a message and
+ * counts it as lost changes (it forgets what it cached), never as a wrong name.
+ */
+export function changesOutgoingForm(changes: SlaveChangeTuple[]): (SlaveChangeTuple | [string | Uint8Array, string | Uint8Array | null, ChangeKind])[] {
+  if (!changes.some(([dir, name]) => hasLoneSurrogates(dir) || (name !== null && hasLoneSurrogates(name)))) return changes;
+  const bin = (s: string) => (hasLoneSurrogates(s) ? nameToBytes(s) : s);
+  return changes.map(([dir, name, kind]) => [bin(dir), name === null ? null : bin(name), kind]);
 }

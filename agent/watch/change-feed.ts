@@ -8,14 +8,20 @@
  * A directory is watched *before* the first request naming it runs (cover): what that request
  * answers is then either unchanged or reported. Requests that arrive meanwhile wait behind it,
  * so the agent still applies one connection's requests in order (docs/protocol.md, Ordering).
+ *
+ * In fanotify mode the watcher's filesystem mark reports every change on the export root's
+ * filesystem by slave path, so a directory needs no watch of its own: the watcher says it is
+ * covered (answer 0) and the agent remembers that (a Map, as for watches), or gives it an
+ * inotify watch when the mark would not report it under the path requests name (another
+ * filesystem mounted inside the root, a bind mount, a path through a symlink).
  */
 import { posix } from 'node:path';
 import type { Logger } from 'pino';
-import type { FeedMode, FeedState, OpName } from '../../protocol/index.js';
+import { nameFromBytes, type FeedMode, type FeedState, type OpName } from '../../protocol/index.js';
 import type { RootJail } from '../root-jail.js';
 import { IN, meaningOf } from './change-kinds.js';
 import { ChangePublisher } from './change-publisher.js';
-import { WatchHelper } from './watch-helper.js';
+import { WatchHelper, type WatchMode } from './watch-helper.js';
 import { WatchSet, dirsOf, normalDir } from './watch-set.js';
 
 export interface AgentChangeFeedOptions {
@@ -30,6 +36,8 @@ export interface AgentChangeFeedOptions {
   publish(data: Uint8Array): void;
   log: Logger;
   heartbeatMs?: number;
+  /** auto (default): fanotify where the kernel and privileges allow, else inotify. */
+  mode?: WatchMode;
 }
 
 const HEARTBEAT_MS = 1000;
@@ -42,6 +50,12 @@ const RESTART_MAX_MS = 5000;
 const NOTHING_THERE = new Set([-2 /* ENOENT */, -20 /* ENOTDIR */]);
 const ENOSPC = -28;
 const PATH_FIELDS = ['path', 'from', 'to', 'existing'] as const;
+/** Most directories remembered as covered by the fanotify mark (the oldest is forgotten first: it
+ * costs a round trip to the watcher when named again, and nothing to masters). */
+const COVERED_MAX = 65_536;
+/** A directory's own entry changed: what was cached below it is wrong too. */
+const DIR_ENTRY = IN.DELETE | IN.MOVED_FROM | IN.MOVED_TO;
+const ONDIR = 0x4000_0000;
 
 /** The default --watch-max: half the kernel's per-user limit, at most 65,536. */
 export function defaultWatchMax(maxUserWatches: number | undefined): number {
@@ -60,6 +74,9 @@ export class AgentChangeFeed {
   private everStarted = false;
   private stopped = false;
   private readonly watches: WatchSet;
+  /** fanotify mode: request directories the mark reports under that very path. */
+  private readonly covered = new Map<string, true>();
+  private fallbackLogged = false;
   private readonly adding = new Map<string, Promise<void>>();
   /** Resolves once every watch asked for so far is in place: later requests wait for it. */
   private gate: Promise<void> | undefined;
@@ -112,7 +129,7 @@ export class AgentChangeFeed {
     const fields = args as Partial<Record<(typeof PATH_FIELDS)[number], unknown>>;
     let misses: Promise<void>[] | undefined;
     const need = (dir: string) => {
-      if (this.watches.touch(dir)) return;
+      if (this.covered.has(dir) || this.watches.touch(dir)) return;
       (misses ??= []).push(this.adding.get(dir) ?? this.watch(dir));
     };
     for (const field of PATH_FIELDS) {
@@ -144,7 +161,10 @@ export class AgentChangeFeed {
       return; // nothing there: nothing to cache either
     }
     const epoch = this.epoch;
-    const wd = await withTimeout(helper.add(host).catch(() => undefined), COMMAND_TIMEOUT_MS);
+    // Through a symlink the host path is not the root joined with the slave path: the mark would
+    // report it under its own path, so it gets a watch that reports it under this one.
+    const aliased = host !== this.direct(key);
+    const wd = await withTimeout(helper.add(host, aliased).catch(() => undefined), COMMAND_TIMEOUT_MS);
     if (epoch !== this.epoch) return this.add(key, retry); // answered by a watcher instance since dropped
     if (wd === undefined) return this.watchFailed(key, 'no answer from the watcher');
     if (wd === ENOSPC && retry && this.watches.size > 1) {
@@ -159,8 +179,21 @@ export class AgentChangeFeed {
       if (!NOTHING_THERE.has(wd)) this.watchFailed(key, `errno ${-wd}`);
       return;
     }
+    if (wd === 0) {
+      if (this.covered.size >= COVERED_MAX) this.covered.delete(this.covered.keys().next().value as string);
+      this.covered.set(key, true);
+      return;
+    }
     this.watches.add(key, wd);
     this.evict(helper);
+  }
+
+  /** The host path of slave directory `key` when no symlink is on the way. */
+  private direct(key: string): string {
+    const dir = normalDir(key);
+    const root = this.options.jail.root;
+    if (dir === '/') return root;
+    return root === '/' ? dir : root + dir;
   }
 
   private evict(helper: WatchHelper): void {
@@ -189,8 +222,9 @@ export class AgentChangeFeed {
 
   private async startWatcher(): Promise<void> {
     try {
-      const { helper, mode } = await WatchHelper.start(this.options.binary, {
+      const { helper, mode, why } = await WatchHelper.start(this.options.binary, this.options.jail.root, this.options.mode ?? 'auto', {
         event: (wd, mask, name) => this.onEvent(wd, mask, name),
+        dirEvent: (mask, dir, name) => this.onDirEvent(mask, dir, name),
         turn: () => this.out.schedule(),
         died: (reason) => this.onDied(reason),
       }, this.options.log);
@@ -203,6 +237,10 @@ export class AgentChangeFeed {
       this.everStarted = true;
       this.restartDelay = RESTART_MIN_MS;
       this.options.log.info({ mode, pid: helper.pid }, 'change feed watching');
+      if (why !== undefined && !this.fallbackLogged) {
+        this.fallbackLogged = true;
+        this.options.log.info({ why }, 'no fanotify: the change feed watches each directory with inotify');
+      }
       this.out.schedule();
     } catch (err) {
       if (this.everStarted) {
@@ -229,6 +267,7 @@ export class AgentChangeFeed {
   private dropAll(): void {
     this.epoch++;
     this.watches.clear();
+    this.covered.clear();
   }
 
   private onEvent(wd: number, mask: number, rawName: Buffer): void {
@@ -238,8 +277,9 @@ export class AgentChangeFeed {
     }
     const watch = this.watches.byDescriptor(wd);
     if (watch === undefined) return; // one we dropped
-    // Names as Node's readdir gives them (the protocol's names are strings today).
-    const name = rawName.toString();
+    // Bytes as the slave has them: names that are not UTF-8 in surrogateescape form, as readdir
+    // answers them (protocol/name-bytes.ts), so masters invalidate exactly that name.
+    const name = nameFromBytes(rawName);
     let ended = false;
     for (const dir of dirsOf(watch)) {
       const meaning = meaningOf(dir, mask, name);
@@ -250,6 +290,18 @@ export class AgentChangeFeed {
       this.watches.drop(wd);
       if (!(mask & IN.IGNORED)) this.helper?.remove(wd);
     }
+  }
+
+  /** A fanotify event: the watcher named the slave directory itself. */
+  private onDirEvent(mask: number, rawDir: Buffer, rawName: Buffer): void {
+    const dir = nameFromBytes(rawDir);
+    const name = nameFromBytes(rawName);
+    const meaning = meaningOf(dir, mask, name);
+    for (const change of meaning.changes) this.out.change(change);
+    // The mark has no watch that ends with a directory (its children's events name it by its
+    // new path, or not at all once it is gone), so its own entry says to forget what was below.
+    if (name !== '' && (mask & ONDIR) && (mask & DIR_ENTRY)) this.out.change([posix.join(dir, name), null, 'entry']);
+    if (meaning.ended) this.covered.delete(dir);
   }
 
   /** The kernel dropped events: masters forget everything; so do we, and start over. */

@@ -4,16 +4,19 @@
  */
 
 export const enum Command {
-  Add = 0x41, // 'A' path
+  Add = 0x41, // 'A' path: fanotify mode answers 0 when its mark covers the directory
+  AddInotify = 0x49, // 'I' path: an inotify watch in any mode
   Remove = 0x52, // 'R' i32 wd
   Sync = 0x53, // 'S' u32 token
   Reset = 0x5a, // 'Z'
 }
 
 export type WatcherRecord =
-  | { type: 'hello'; mode: string }
+  | { type: 'hello'; mode: string; why?: string } // why: the reason fanotify is not used
   | { type: 'added'; result: number } // a watch descriptor, or -errno
   | { type: 'event'; wd: number; mask: number; name: Buffer }
+  /** fanotify: the slave directory (bytes, '/' the root) and the name in it ('' itself). */
+  | { type: 'dir-event'; mask: number; dir: Buffer; name: Buffer }
   | { type: 'synced'; token: number }
   | { type: 'reset' };
 
@@ -62,9 +65,18 @@ export class RecordDecoder {
 
 function parse(type: number, payload: Buffer): WatcherRecord {
   switch (String.fromCharCode(type)) {
-    case 'H': return { type: 'hello', mode: payload.toString('latin1') };
+    case 'H': {
+      const nul = payload.indexOf(0);
+      if (nul < 0) return { type: 'hello', mode: payload.toString('latin1') };
+      return { type: 'hello', mode: payload.subarray(0, nul).toString('latin1'), why: payload.subarray(nul + 1).toString() };
+    }
     case 'a': return { type: 'added', result: payload.readInt32LE(0) };
     case 'e': return { type: 'event', wd: payload.readInt32LE(0), mask: payload.readUInt32LE(4), name: payload.subarray(8) };
+    case 'f': {
+      const dirLength = payload.readUInt32LE(4);
+      if (8 + dirLength > payload.length) throw new WatcherProtocolError('a watcher event whose directory overruns it');
+      return { type: 'dir-event', mask: payload.readUInt32LE(0), dir: payload.subarray(8, 8 + dirLength), name: payload.subarray(8 + dirLength) };
+    }
     case 's': return { type: 'synced', token: payload.length >= 4 ? payload.readUInt32LE(0) : 0 };
     case 'z': return { type: 'reset' };
     default: throw new WatcherProtocolError(`unknown watcher record type ${type}`);

@@ -5,11 +5,19 @@
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import type { Logger } from 'pino';
+import { nameToBytes } from '../../protocol/index.js';
 import { Command, RecordDecoder, encodeCommand, type WatcherRecord } from './watch-frames.js';
 
+/** auto: fanotify where the kernel and the agent's privileges allow, else inotify. */
+export type WatchMode = 'auto' | 'inotify';
+export const WATCH_MODES: readonly WatchMode[] = ['auto', 'inotify'];
+
+
 export interface WatcherListener {
-  /** One inotify event (wd -1: the queue overflowed). */
+  /** One inotify event (wd -1: a queue overflowed). */
   event(wd: number, mask: number, name: Buffer): void;
+  /** One fanotify event: slave directory and name as bytes ('' the directory itself). */
+  dirEvent(mask: number, dir: Buffer, name: Buffer): void;
   /** The records of one read from the watcher have been handed over: a batch may be sent. */
   turn(): void;
   /** The watcher is gone (it exited, or spoke something that is not our framing). */
@@ -32,19 +40,23 @@ export class WatchHelper {
   /** Resets sent and not answered: events until the answer are of the old instance. */
   private resetting = 0;
   private gone: string | undefined;
-  private hello: ((mode: string) => void) | undefined;
+  private hello: ((mode: string, why: string | undefined) => void) | undefined;
 
   private constructor(private readonly child: ChildProcessWithoutNullStreams, private readonly listener: WatcherListener, private readonly log: Logger) {}
 
-  /** Runs `binary`; resolves with it once it has said which mode it watches in. */
-  static start(binary: string, listener: WatcherListener, log: Logger): Promise<{ helper: WatchHelper; mode: string }> {
-    const child = spawn(binary, [], { stdio: ['pipe', 'pipe', 'pipe'] });
+  /**
+   * Runs `binary` for the export root `hostRoot` (fanotify marks its filesystem when `mode` is
+   * auto and the kernel lets it); resolves once it has said which mode it watches in, and why
+   * not fanotify.
+   */
+  static start(binary: string, hostRoot: string, mode: WatchMode, listener: WatcherListener, log: Logger): Promise<{ helper: WatchHelper; mode: string; why?: string }> {
+    const child = spawn(binary, ['--mode', mode, hostRoot], { stdio: ['pipe', 'pipe', 'pipe'] });
     const helper = new WatchHelper(child, listener, log);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => helper.fail(`no hello within ${HELLO_TIMEOUT_MS} ms`), HELLO_TIMEOUT_MS);
-      helper.hello = (mode) => {
+      helper.hello = (mode, why) => {
         clearTimeout(timer);
-        resolve({ helper, mode });
+        resolve({ helper, mode, ...(why === undefined ? {} : { why }) });
       };
       helper.onGone = (reason) => {
         clearTimeout(timer);
@@ -83,11 +95,14 @@ export class WatchHelper {
         const hello = this.hello;
         this.hello = undefined;
         this.onGone = undefined;
-        hello?.(record.mode);
+        hello?.(record.mode, record.why);
         return;
       }
       case 'event':
         if (this.resetting === 0) this.listener.event(record.wd, record.mask, record.name);
+        return;
+      case 'dir-event':
+        if (this.resetting === 0) this.listener.dirEvent(record.mask, record.dir, record.name);
         return;
       case 'synced':
         this.syncs.get(record.token)?.resolve();
@@ -111,10 +126,15 @@ export class WatchHelper {
     this.child.stdin.write(encodeCommand(command, payload));
   }
 
-  /** Watches the directory at `hostPath`: its watch descriptor, or -errno. */
-  add(hostPath: string): Promise<number> {
+  /**
+   * Watches the directory at `hostPath`: its watch descriptor, 0 when the fanotify mark covers
+   * it under that path, or -errno. `inotify`: a watch even in fanotify mode (the slave path
+   * reaches it through a symlink, so the mark would report it under another path).
+   */
+  add(hostPath: string, inotify = false): Promise<number> {
     return new Promise((resolve, reject) => {
-      this.send(Command.Add, Buffer.from(hostPath));
+      // Escaped bytes as they are (protocol/name-bytes.ts).
+      this.send(inotify ? Command.AddInotify : Command.Add, nameToBytes(hostPath));
       this.answers.push({ resolve, reject, reset: false });
     });
   }

@@ -1,20 +1,23 @@
 /**
  * The slave's change feed, end to end: a real agent and its native watcher, a real nats-server,
  * and the master's ChangeFeed (transport/change-feed.ts). Changes are made by processes on the
- * slave (this machine, in the agent's export root), never through the agent.
+ * slave (this machine, in the agent's export root), never through the agent. Every suite runs
+ * in both watch modes: auto (fanotify here, when the tests run as root) and inotify.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmod, mkdir, readFile, readdir, rename, unlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, rename, rm, symlink, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
+import { nameFromBytes } from '../../protocol/index.js';
 import { ProcessClient } from '../../sidecar/remote-process.js';
 import { AgentClient } from '../../transport/agent-client.js';
 import { connectBus, type Bus } from '../../transport/bus.js';
 import { ChangeFeed, type SlaveChange } from '../../transport/change-feed.js';
 import { waitFor } from '../helpers/processes.js';
 import { startAgentProcess, startBareAgent, type AgentProcess, type BareAgent } from '../helpers/slave.js';
+import { WATCH_MODES, expectedFeedMode, watchModeArgs, watcherPid, withSmallQueues } from '../helpers/watch-modes.js';
 
 const log = pino({ level: 'silent' });
 
@@ -44,18 +47,7 @@ class Seen {
   }
 }
 
-/** The agent's watcher: its child named splitbrain-watch. */
-async function watcherPid(agent: AgentProcess): Promise<number> {
-  const pid = agent.child.pid as number;
-  const children = (await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8')).trim().split(/\s+/).filter(Boolean);
-  for (const child of children) {
-    const comm = (await readFile(`/proc/${child}/comm`, 'utf8').catch(() => '')).trim();
-    if (comm.startsWith('splitbrain-watc')) return Number(child);
-  }
-  throw new Error(`no watcher among the agent's children ${children.join(' ')}`);
-}
-
-describe('change feed', () => {
+for (const mode of WATCH_MODES) describe(`change feed (--watch-mode ${mode})`, () => {
   let slave: BareAgent;
   let bus: Bus;
   let client: AgentClient;
@@ -63,7 +55,7 @@ describe('change feed', () => {
   let seen: Seen;
 
   before(async () => {
-    slave = await startBareAgent({ id: 'feed-slave', prepare: async (root) => { await mkdir(join(root, 'd')); } });
+    slave = await startBareAgent({ id: 'feed-slave', agentArgs: watchModeArgs(mode), prepare: async (root) => { await mkdir(join(root, 'd')); } });
     bus = await connectBus({ url: slave.nats.url, name: 'test', log });
     client = new AgentClient(bus, 'feed-slave', { timeoutMs: 5000, log });
     feed = await ChangeFeed.open(bus, 'feed-slave', log);
@@ -77,8 +69,9 @@ describe('change feed', () => {
 
   it('is live, and says so in hello and stats', async () => {
     assert.equal(feed.state, 'live');
-    assert.equal((await client.hello()).changes, 'inotify');
-    assert.equal((await client.call('agent.stats', {})).changes?.mode, 'inotify');
+    const expected = await expectedFeedMode(mode);
+    assert.equal((await client.hello()).changes, expected);
+    assert.equal((await client.call('agent.stats', {})).changes?.mode, expected);
     assert.ok((await client.hello()).capabilities.includes('fs.changes'));
   });
 
@@ -104,6 +97,17 @@ describe('change feed', () => {
     assert.ok(seen.changes.slice(before).some(({ change }) => change.name === 'f' && change.kind === 'entry'), 'the old name is an entry change');
     await unlink(join(slave.root, 'k', 'g'));
     await waitFor('unlink reported', () => seen.changes.filter(({ change }) => change.name === 'g' && change.kind === 'entry').length >= 2, 2000, 2);
+  });
+
+  it('names a file that is not UTF-8 by its bytes: the surrogateescape name, as readdir gives it', async () => {
+    await client.call('fs.readdir', { path: '/d' });
+    const bytes = Buffer.from([0x61, 0xff, 0x62]); // b'a\xffb'
+    const name = nameFromBytes(bytes);
+    await writeFile(Buffer.concat([Buffer.from(`${join(slave.root, 'd')}/`), bytes]), 'x');
+    await seen.change('/d', name, 'entry');
+    assert.equal(name, 'a\udcffb');
+    const listed = await client.call('fs.readdir', { path: '/d' });
+    assert.ok(listed.entries.some(([entry]) => entry === name), 'readdir gives the same name');
   });
 
   it('fs.changes answers a seq that covers a change made just before it', async () => {
@@ -146,6 +150,39 @@ describe('change feed', () => {
     await seen.change('/gone', null, 'entry');
   });
 
+  it('reports a directory through the path requests name: through a symlink, and on another filesystem mounted inside', async () => {
+    await mkdir(join(slave.root, 'real'));
+    await symlink('real', join(slave.root, 'link'));
+    await client.call('fs.readdir', { path: '/link' });
+    execFileSync('touch', [join(slave.root, 'real', 'via-link')]);
+    await seen.change('/link', 'via-link', 'entry');
+    const inside = join(slave.root, 'tmpfs');
+    await mkdir(inside);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'splitbrain-test', inside]);
+    try {
+      await client.call('fs.readdir', { path: '/tmpfs' });
+      execFileSync('touch', [join(inside, 'on-tmpfs')]);
+      await seen.change('/tmpfs', 'on-tmpfs', 'entry');
+    } finally {
+      execFileSync('umount', ['-l', inside]);
+    }
+  });
+
+  it('in fanotify mode watches no directory with inotify but those it must', async () => {
+    if (await expectedFeedMode(mode) !== 'fanotify') return;
+    const before = (await client.call('agent.stats', {})).changes?.watches ?? 0;
+    await mkdir(join(slave.root, 'plain', 'deeper'), { recursive: true });
+    await client.call('fs.readdir', { path: '/plain/deeper' });
+    execFileSync('touch', [join(slave.root, 'plain', 'deeper', 'x')]);
+    await seen.change('/plain/deeper', 'x', 'entry');
+    execFileSync('mv', [join(slave.root, 'plain'), join(slave.root, 'moved')]);
+    await seen.change('/', 'plain', 'entry');
+    await seen.change('/plain', null, 'entry'); // forget what was cached below the old name
+    execFileSync('touch', [join(slave.root, 'moved', 'deeper', 'y')]);
+    await seen.change('/moved/deeper', 'y', 'entry'); // the new path: the handle cache forgot
+    assert.equal((await client.call('agent.stats', {})).changes?.watches, before);
+  });
+
   it('a watcher that dies is a loss: degraded, restarted, then live again', async () => {
     const lostBefore = seen.lost.length;
     process.kill(await watcherPid(slave.agent), 'SIGKILL');
@@ -165,7 +202,8 @@ describe('change feed limits', () => {
   before(async () => {
     slave = await startBareAgent({
       id: 'feed-limits',
-      agentArgs: ['--watch-max', '2'],
+      // Eviction is of inotify watches: fanotify mode has none to evict here.
+      agentArgs: ['--watch-max', '2', '--watch-mode', 'inotify'],
       prepare: async (root) => { for (const d of ['a', 'b', 'c', 'o']) await mkdir(join(root, d)); },
     });
     bus = await connectBus({ url: slave.nats.url, name: 'test', log });
@@ -193,20 +231,12 @@ describe('change feed limits', () => {
     }
   });
 
-  it('an inotify queue overflow is a loss: degraded, then live again, and changes flow after', async () => {
-    const queued = '/proc/sys/fs/inotify/max_queued_events';
-    const saved = (await readFile(queued, 'utf8')).trim();
-    let agent: AgentProcess;
-    // The limit is read when the watcher makes its inotify instance, so only this agent gets it.
-    await writeFile(queued, '32');
-    try {
-      agent = await startAgentProcess(slave.nats.url, 'feed-overflow', slave.root);
-    } finally {
-      await writeFile(queued, saved);
-    }
-    assert.equal((await readFile(queued, 'utf8')).trim(), saved);
-    const client = new AgentClient(bus, 'feed-overflow', { timeoutMs: 5000, log });
-    const feed = await ChangeFeed.open(bus, 'feed-overflow', log);
+  for (const mode of WATCH_MODES) it(`a queue overflow is a loss: degraded, then live again, and changes flow after (--watch-mode ${mode})`, async () => {
+    const id = `feed-overflow-${mode}`;
+    const agent: AgentProcess = await withSmallQueues(() => startAgentProcess(slave.nats.url, id, slave.root, watchModeArgs(mode)));
+    const client = new AgentClient(bus, id, { timeoutMs: 5000, log });
+    assert.equal((await client.hello()).changes, await expectedFeedMode(mode));
+    const feed = await ChangeFeed.open(bus, id, log);
     const seen = new Seen(feed);
     try {
       await client.call('fs.readdir', { path: '/o' });
@@ -224,6 +254,8 @@ describe('change feed limits', () => {
       execFileSync('touch', [join(slave.root, 'o', 'after')]);
       await seen.change('/o', 'after', 'entry');
       assert.equal((await readdir(join(slave.root, 'o'))).length, 101);
+      await rm(join(slave.root, 'o'), { recursive: true });
+      await mkdir(join(slave.root, 'o'));
     } finally {
       await feed.close();
       await agent.stop();

@@ -4,7 +4,8 @@
  * change feed, a lost feed (an inotify overflow) makes the mount forget, never answer stale.
  * Also the POSIX fidelity a node-based mount gives: hard links are one inode, times keep their
  * nanoseconds, names are bytes, listings carry the slave's inode numbers, and depth costs
- * nothing but a path.
+ * nothing but a path. Both suites run in both watch modes: auto (fanotify here, as root) and
+ * inotify.
  */
 import assert from 'node:assert/strict';
 import { readFile, writeFile, stat, mkdir, appendFile } from 'node:fs/promises';
@@ -12,6 +13,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { sh, waitFor } from '../helpers/processes.js';
 import { startAgentProcess, startBareAgent, startMountProcess, type AgentProcess, type BareAgent, type MountProcess } from '../helpers/slave.js';
+import { WATCH_MODES, watchModeArgs, watcherPid, withSmallQueues } from '../helpers/watch-modes.js';
 
 /** Far below the kernel's 60 s: a change seen this soon was pushed, not expired. */
 const SEEN_WITHIN_MS = 2000;
@@ -20,24 +22,13 @@ async function python(code: string): Promise<string> {
   return sh(`python3 -c '${code.replace(/'/g, '\'"\'"\'')}'`);
 }
 
-/** The agent's watcher: its child named splitbrain-watch. */
-async function watcherPid(agent: AgentProcess): Promise<number> {
-  const pid = agent.child.pid as number;
-  const children = (await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8')).trim().split(/\s+/).filter(Boolean);
-  for (const child of children) {
-    const comm = (await readFile(`/proc/${child}/comm`, 'utf8').catch(() => '')).trim();
-    if (comm.startsWith('splitbrain-watc')) return Number(child);
-  }
-  throw new Error(`no watcher among the agent's children ${children.join(' ')}`);
-}
-
-describe('kernel caching kept coherent by the slave', () => {
+for (const mode of WATCH_MODES) describe(`kernel caching kept coherent by the slave (--watch-mode ${mode})`, () => {
   let slave: BareAgent;
   let mounted: MountProcess;
   let mnt: string;
 
   before(async () => {
-    slave = await startBareAgent({ id: 'kernel-cache' });
+    slave = await startBareAgent({ id: 'kernel-cache', agentArgs: watchModeArgs(mode) });
     mnt = join(slave.tmp, 'mnt');
     await mkdir(mnt);
     mounted = await startMountProcess(slave.nats.url, mnt, ['--agent', slave.agent.id, '--log-level', 'info']);
@@ -108,6 +99,28 @@ describe('kernel caching kept coherent by the slave', () => {
     assert.equal(out, "[b'a\\xffb'] [b'a\\xffb']\n[b'\\xfe'] [b'\\xfe'] b'z'\n");
   });
 
+  it('shows a slave change to a name that is not UTF-8 through exactly that name', async () => {
+    const out = await python([
+      'import os, time',
+      `m = "${mnt}".encode(); s = "${slave.root}".encode()`,
+      'os.mkdir(s + b"/slave-bytes")',
+      'open(s + b"/slave-bytes/a\\xffb", "wb").write(b"v0")',
+      'open(s + b"/slave-bytes/a\\xfeb", "wb").write(b"other")',
+      'print(os.stat(m + b"/slave-bytes/a\\xffb").st_size, os.stat(m + b"/slave-bytes/a\\xfeb").st_size, os.path.exists(m + b"/slave-bytes/n\\xff"))',
+      'open(s + b"/slave-bytes/a\\xffb", "ab").write(b"123")',
+      'open(s + b"/slave-bytes/n\\xff", "wb").write(b"new")',
+      'def seen(test):',
+      '    end = time.time() + 2',
+      '    while time.time() < end:',
+      '        if test(): return True',
+      '        time.sleep(0.005)',
+      '    return False',
+      'print(seen(lambda: os.stat(m + b"/slave-bytes/a\\xffb").st_size == 5), seen(lambda: os.path.exists(m + b"/slave-bytes/n\\xff")))',
+      'print(sorted(os.listdir(m + b"/slave-bytes")))',
+    ].join('\n'));
+    assert.equal(out, "2 5 False\nTrue True\n[b'a\\xfeb', b'a\\xffb', b'n\\xff']\n");
+  });
+
   it('lists the slave\'s inode numbers, as stat reports them', async () => {
     await mkdir(join(mnt, 'inodes'));
     for (let i = 0; i < 20; i++) await writeFile(join(mnt, 'inodes', `f${i}`), 'x');
@@ -138,23 +151,15 @@ describe('kernel caching kept coherent by the slave', () => {
   });
 });
 
-describe('a lost change feed', () => {
+for (const mode of WATCH_MODES) describe(`a lost change feed (--watch-mode ${mode})`, () => {
   let slave: BareAgent;
   let agent: AgentProcess;
   let mounted: MountProcess;
   let mnt: string;
 
   before(async () => {
-    const queued = '/proc/sys/fs/inotify/max_queued_events';
-    const saved = (await readFile(queued, 'utf8')).trim();
     slave = await startBareAgent({ id: 'feed-keeper' });
-    // The limit is read when the watcher makes its inotify instance: only this agent's is small.
-    await writeFile(queued, '32');
-    try {
-      agent = await startAgentProcess(slave.nats.url, 'feed-lost', slave.root);
-    } finally {
-      await writeFile(queued, saved);
-    }
+    agent = await withSmallQueues(() => startAgentProcess(slave.nats.url, 'feed-lost', slave.root, watchModeArgs(mode)));
     mnt = join(slave.tmp, 'mnt');
     await mkdir(mnt);
     mounted = await startMountProcess(slave.nats.url, mnt, ['--agent', 'feed-lost', '--log-level', 'info']);
@@ -166,7 +171,7 @@ describe('a lost change feed', () => {
     await slave?.stop();
   });
 
-  it('after an inotify overflow, forgets what it cached instead of answering stale', async () => {
+  it('after a queue overflow, forgets what it cached instead of answering stale', async () => {
     await mkdir(join(slave.root, 'o'));
     await writeFile(join(slave.root, 'o', 'cached'), 'old');
     assert.equal(await readFile(join(mnt, 'o', 'cached'), 'utf8'), 'old');

@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import { IN, meaningOf } from '../../agent/watch/change-kinds.js';
 import { Command, RecordDecoder, WatcherProtocolError, encodeCommand } from '../../agent/watch/watch-frames.js';
 import { WatchSet, dirsOf } from '../../agent/watch/watch-set.js';
-import { ProtocolError, decodeChangeMessage, encodeChangeMessage, firstSeqOf } from '../../protocol/index.js';
+import { ProtocolError, decodeChangeMessage, encodeChangeMessage, firstSeqOf, nameFromBytes } from '../../protocol/index.js';
 
 describe('change kinds', () => {
   it('names in a directory: entry for what rebinds a name, attr for what changes an inode', () => {
@@ -34,6 +34,7 @@ describe('watcher frames', () => {
     assert.deepEqual([...encodeCommand(Command.Add, Buffer.from('/x'))], [0x41, 2, 0, 0, 0, 0x2f, 0x78]);
     assert.deepEqual([...encodeCommand(Command.Sync, 258)], [0x53, 4, 0, 0, 0, 2, 1, 0, 0]);
     assert.deepEqual([...encodeCommand(Command.Reset)], [0x5a, 0, 0, 0, 0]);
+    assert.deepEqual([...encodeCommand(Command.AddInotify, Buffer.from('/x'))], [0x49, 2, 0, 0, 0, 0x2f, 0x78]);
   });
 
   it('decodes records split anywhere, names as bytes', () => {
@@ -50,6 +51,17 @@ describe('watcher frames', () => {
         { type: 'reset' },
       ]);
     }
+  });
+
+  it('decodes fanotify events (directory and name as bytes) and the hello saying why not fanotify', () => {
+    const why = Buffer.from('inotify\0fanotify_init: Operation not permitted');
+    const dirEvent = Buffer.concat([Buffer.from([0x66, 14, 0, 0, 0]), Buffer.from([0x00, 0x01, 0x00, 0x40, 3, 0, 0, 0]), Buffer.from('/d\xfe', 'latin1'), Buffer.from('a\xffb', 'latin1')]);
+    const records = new RecordDecoder().push(Buffer.concat([Buffer.from([0x48, why.length, 0, 0, 0]), why, dirEvent]));
+    assert.deepEqual(records, [
+      { type: 'hello', mode: 'inotify', why: 'fanotify_init: Operation not permitted' },
+      { type: 'dir-event', mask: IN.CREATE | 0x4000_0000, dir: Buffer.from('/d\xfe', 'latin1'), name: Buffer.from('a\xffb', 'latin1') },
+    ]);
+    assert.throws(() => new RecordDecoder().push(Buffer.from([0x66, 8, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0])), WatcherProtocolError);
   });
 
   it('refuses what is not its framing', () => {
@@ -88,6 +100,15 @@ describe('change message', () => {
     assert.deepEqual(decodeChangeMessage(encodeChangeMessage(message)), message);
     assert.equal(firstSeqOf(message), 8);
     assert.equal(firstSeqOf({ ...message, changes: [], lost: undefined }), 11);
+  });
+
+  it('carries names that are not UTF-8 as bin, read back as the same surrogateescape strings', () => {
+    const dir = nameFromBytes(Buffer.from('/d\xfe', 'latin1'));
+    const name = nameFromBytes(Buffer.from('a\xffb', 'latin1'));
+    const message = { boot: 'b', seq: 2, changes: [[dir, name, 'entry'], ['/d', 'plain', 'attr']] as [string, string | null, 'entry' | 'attr'][], state: 'live' as const };
+    const bytes = encodeChangeMessage(message);
+    assert.ok(Buffer.from(bytes).includes(Buffer.from([0xc4, 3, 0x61, 0xff, 0x62])), 'the name as bin');
+    assert.deepEqual(decodeChangeMessage(bytes), message);
   });
 
   it('refuses a malformed one', () => {

@@ -1,23 +1,40 @@
 /*
  * splitbrain-watch: the agent's change watcher (agent/watch/watch-helper.ts runs it).
  *
+ *   splitbrain-watch [--mode auto|inotify] [EXPORT_ROOT]
+ *
  * Why native: Node's fs.watch hides inotify's IN_Q_OVERFLOW (a lost event must become a
  * `lost` on the feed, never a silent gap) and cannot drain the queue on demand, which the
- * feed's barriers need. This program only moves bytes: the agent decides what to watch and
- * what an event means (agent/watch/change-kinds.ts).
+ * feed's barriers need; fanotify is not reachable from Node at all. This program only moves
+ * bytes: the agent decides what to watch and what an event means (agent/watch/change-kinds.ts).
+ *
+ * Modes. inotify: one watch per directory the agent asks for. fanotify (auto, given the export
+ * root, when fanotify_init and a FAN_MARK_FILESYSTEM mark on the root succeed: root with
+ * CAP_SYS_ADMIN, Linux >= 5.9, a filesystem whose handles open_by_handle_at decodes): every
+ * change on the root's filesystem arrives with its directory's file handle and the name; the
+ * directory's path is found with open_by_handle_at + readlink(/proc/self/fd/N) (cached by
+ * handle, the cache dropped whenever a directory moves or goes), and only changes under the
+ * export root are reported, as slave paths. A directory the mark does not report under the path
+ * the agent names (another filesystem mounted inside the root, a bind mount, a path through a
+ * symlink) still gets an inotify watch.
  *
  * Framing, both ways: records of [u8 type][u32 little-endian payload length][payload]. Paths
  * and names are bytes, never text.
  *
  *   agent --stdin--> watcher
- *     'A' path           inotify_add_watch(path)        answered by 'a'
+ *     'A' path           watch the directory at host path `path`: answered by 'a'. fanotify
+ *                        mode: 0 when the mark reports it under that very path, else inotify
+ *     'I' path           inotify_add_watch(path) in any mode (a path through a symlink)
  *     'R' i32 wd         inotify_rm_watch(wd)           no answer (IN_IGNORED follows)
  *     'S' u32 token      read every queued event, then answer 's' token: a barrier
- *     'Z'                a new inotify instance (after an overflow): answered by 'z'
+ *     'Z'                new inotify and fanotify instances (after an overflow): answered by 'z'
  *   watcher --stdout--> agent
- *     'H' mode           once, at start ("inotify")
- *     'a' i32            the new watch descriptor, or -errno
- *     'e' i32 wd, u32 mask, name bytes (empty: the watched directory itself)
+ *     'H' mode [NUL why] once, at start ("inotify" or "fanotify"; why fanotify is not used)
+ *     'a' i32            the new watch descriptor (0: covered by the fanotify mark), or -errno
+ *     'e' i32 wd, u32 mask, name bytes (empty: the watched directory itself); wd -1 with
+ *                        IN_Q_OVERFLOW: either queue overflowed
+ *     'f' u32 mask, u32 dir length, dir (slave path, "/" the root), name bytes (empty: the
+ *                        directory itself): a fanotify event (FAN_* bits, which are IN_*'s)
  *     's' u32 token, 'z'
  *
  * Answers and events leave in the order they happened, on one stream: an event queued before
@@ -31,7 +48,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sys/fanotify.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define WATCH_MASK (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_ATTRIB | IN_MODIFY | \
@@ -44,6 +65,16 @@
 static unsigned char out[OUT_LIMIT + MAX_COMMAND + 64];
 static size_t out_len;
 static int ino = -1;
+
+/* fanotify mode: the group, the export root (canonical, no trailing slash but "/"), a descriptor
+ * of it to decode handles against, and its device (only its filesystem is marked). */
+#define FAN_WATCH_MASK (FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_TO | FAN_ATTRIB | \
+                        FAN_MODIFY | FAN_CLOSE_WRITE | FAN_DELETE_SELF | FAN_MOVE_SELF | FAN_ONDIR)
+static int fan = -1;
+static const char *root;
+static size_t root_len;
+static int root_fd = -1;
+static dev_t root_dev;
 
 static void die(const char *what) {
     fprintf(stderr, "splitbrain-watch: %s: %s\n", what, strerror(errno));
@@ -87,6 +118,192 @@ static void open_inotify(void) {
     if (ino < 0) die("inotify_init1");
 }
 
+/* Directory handle -> slave path, direct-mapped. Outside the root is remembered too (most of a
+ * filesystem's changes are elsewhere). Dropped whole when any directory moves or goes, the only
+ * way a directory's path changes. */
+#define CACHE_SLOTS 4096
+#define HANDLE_MAX 128
+struct cached {
+    unsigned int key_len; /* 0: empty slot */
+    unsigned char key[8 + HANDLE_MAX];
+    char *path;           /* NULL: outside the export root */
+};
+static struct cached cache[CACHE_SLOTS];
+
+static void cache_clear(void) {
+    for (size_t i = 0; i < CACHE_SLOTS; i++) {
+        free(cache[i].path);
+        cache[i].path = NULL;
+        cache[i].key_len = 0;
+    }
+}
+
+static size_t hash(const unsigned char *p, size_t n) {
+    size_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 16777619u;
+    return h % CACHE_SLOTS;
+}
+
+/* The slave path ("/", "/a/b") of the directory at host path `host`, or NULL outside the root. */
+static const char *slave_of(const char *host) {
+    if (root_len == 1) return host;
+    if (strncmp(host, root, root_len) != 0) return NULL;
+    if (host[root_len] == 0) return "/";
+    return host[root_len] == '/' ? host + root_len : NULL;
+}
+
+/* The directory's host path by its handle, in `host`; 0, or -1 when it cannot be named (gone). */
+static int host_of(struct file_handle *fh, char *host) {
+    int fd = open_by_handle_at(root_fd, fh, O_PATH | O_CLOEXEC);
+    if (fd < 0) return -1;
+    char link[64];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, host, PATH_MAX - 1);
+    struct stat st;
+    int gone = n <= 0 || fstat(fd, &st) != 0 || st.st_nlink == 0; /* unlinked: "... (deleted)" */
+    close(fd);
+    if (gone) return -1;
+    host[n] = 0;
+    return 0;
+}
+
+/* The slave path of the directory `fh` names; NULL outside the root or gone. */
+static const char *resolve(struct file_handle *fh) {
+    static char host[PATH_MAX];
+    unsigned char key[8 + HANDLE_MAX];
+    if (fh->handle_bytes > HANDLE_MAX) return NULL;
+    size_t key_len = 8 + fh->handle_bytes;
+    memcpy(key, &fh->handle_type, 4);
+    memcpy(key + 4, &fh->handle_bytes, 4);
+    memcpy(key + 8, fh->f_handle, fh->handle_bytes);
+    struct cached *slot = &cache[hash(key, key_len)];
+    if (slot->key_len == key_len && memcmp(slot->key, key, key_len) == 0) return slot->path;
+    if (host_of(fh, host) != 0) return NULL;
+    const char *slave = slave_of(host);
+    free(slot->path);
+    slot->path = slave ? strdup(slave) : NULL;
+    if (slave && !slot->path) die("strdup");
+    slot->key_len = (unsigned int)key_len;
+    memcpy(slot->key, key, key_len);
+    return slot->path;
+}
+
+/* Marks the export root's filesystem; the reason it cannot be, else NULL. */
+static const char *open_fanotify(void) {
+    static char why[256];
+    if (fan >= 0) close(fan);
+    cache_clear();
+    fan = fanotify_init(FAN_CLASS_NOTIF | FAN_REPORT_DFID_NAME | FAN_NONBLOCK | FAN_CLOEXEC, O_RDONLY | O_CLOEXEC | O_LARGEFILE);
+    if (fan < 0) {
+        snprintf(why, sizeof why, "fanotify_init: %s", strerror(errno));
+        return why;
+    }
+    if (fanotify_mark(fan, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, FAN_WATCH_MASK, AT_FDCWD, root) != 0) {
+        snprintf(why, sizeof why, "fanotify_mark: %s", strerror(errno));
+        close(fan);
+        fan = -1;
+        return why;
+    }
+    return NULL;
+}
+
+/* Whether the handles of the root's filesystem lead back to their paths (decodable, /proc). */
+static const char *check_handles(void) {
+    static char why[256];
+    struct { struct file_handle fh; unsigned char room[HANDLE_MAX]; } h;
+    static char host[PATH_MAX];
+    int mount_id;
+    struct stat st;
+    root_fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC); /* handles decode against it: not O_PATH */
+    if (root_fd < 0 || fstat(root_fd, &st) != 0) {
+        snprintf(why, sizeof why, "open %s: %s", root, strerror(errno));
+        return why;
+    }
+    root_dev = st.st_dev;
+    h.fh.handle_bytes = HANDLE_MAX;
+    if (name_to_handle_at(root_fd, "", &h.fh, &mount_id, AT_EMPTY_PATH) != 0) {
+        snprintf(why, sizeof why, "name_to_handle_at: %s", strerror(errno));
+        return why;
+    }
+    if (host_of(&h.fh, host) != 0) {
+        snprintf(why, sizeof why, "open_by_handle_at/readlink: %s", strerror(errno));
+        return why;
+    }
+    if (strcmp(host, root) != 0) {
+        snprintf(why, sizeof why, "the root's handle leads to %.200s", host);
+        return why;
+    }
+    return NULL;
+}
+
+/* 'A' in fanotify mode: 0 when the mark reports `path`'s changes under `path` itself. */
+static int covered(const char *path) {
+    struct { struct file_handle fh; unsigned char room[HANDLE_MAX]; } h;
+    static char host[PATH_MAX];
+    int mount_id;
+    struct stat st;
+    if (stat(path, &st) != 0) return -errno;
+    if (!S_ISDIR(st.st_mode)) return -ENOTDIR;
+    if (st.st_dev != root_dev) return 1;
+    h.fh.handle_bytes = HANDLE_MAX;
+    if (name_to_handle_at(AT_FDCWD, path, &h.fh, &mount_id, 0) != 0) return 1;
+    if (host_of(&h.fh, host) != 0 || strcmp(host, path) != 0) return 1;
+    return 0;
+}
+
+static void drain_fanotify(void) {
+    static char buf[64 * 1024] __attribute__((aligned(__alignof__(struct fanotify_event_metadata))));
+    static const unsigned char overflow[8] = { 0xff, 0xff, 0xff, 0xff, 0x00, 0x40, 0x00, 0x00 }; /* wd -1, IN_Q_OVERFLOW */
+    for (;;) {
+        ssize_t n = read(fan, buf, sizeof buf);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN) return;
+            die("read fanotify");
+        }
+        if (n == 0) return;
+        struct fanotify_event_metadata *md = (struct fanotify_event_metadata *)buf;
+        for (; FAN_EVENT_OK(md, n); md = FAN_EVENT_NEXT(md, n)) {
+            if (md->vers != FANOTIFY_METADATA_VERSION) {
+                fprintf(stderr, "splitbrain-watch: fanotify metadata version %u\n", md->vers);
+                exit(2);
+            }
+            if (md->fd >= 0) close(md->fd);
+            if (md->mask & FAN_Q_OVERFLOW) {
+                record('e', overflow, sizeof overflow, NULL, 0);
+                continue;
+            }
+            const char *end = (const char *)md + md->event_len;
+            for (const char *p = (const char *)md + md->metadata_len; p + sizeof(struct fanotify_event_info_header) <= end;) {
+                const struct fanotify_event_info_header *hdr = (const struct fanotify_event_info_header *)p;
+                if (hdr->len == 0 || p + hdr->len > end) break;
+                if (hdr->info_type == FAN_EVENT_INFO_TYPE_DFID_NAME || hdr->info_type == FAN_EVENT_INFO_TYPE_DFID) {
+                    struct fanotify_event_info_fid *fid = (struct fanotify_event_info_fid *)p;
+                    struct file_handle *fh = (struct file_handle *)fid->handle;
+                    const char *name = "";
+                    if (hdr->info_type == FAN_EVENT_INFO_TYPE_DFID_NAME) {
+                        name = (const char *)fh->f_handle + fh->handle_bytes;
+                        if (strcmp(name, ".") == 0) name = ""; /* an event on the directory itself */
+                    }
+                    const char *dir = resolve(fh);
+                    if (dir) {
+                        static unsigned char head[8 + PATH_MAX];
+                        size_t dir_len = strlen(dir);
+                        put_u32(head, md->mask);
+                        put_u32(head + 4, (uint32_t)dir_len);
+                        memcpy(head + 8, dir, dir_len);
+                        record('f', head, 8 + dir_len, name, strlen(name));
+                    }
+                    break;
+                }
+                p += hdr->len;
+            }
+            /* A directory moved or went: paths cached of it and below are wrong from here on. */
+            if ((md->mask & FAN_ONDIR) && (md->mask & (FAN_MOVED_FROM | FAN_MOVED_TO | FAN_DELETE | FAN_MOVE_SELF | FAN_DELETE_SELF))) cache_clear();
+        }
+    }
+}
+
 /* Reads what the kernel has queued, without waiting; returns once the queue is empty. */
 static void drain(void) {
     static char buf[64 * 1024] __attribute__((aligned(__alignof__(struct inotify_event))));
@@ -113,12 +330,17 @@ static void drain(void) {
 static void command(unsigned char type, unsigned char *payload, uint32_t len) {
     unsigned char answer[4];
     switch (type) {
-    case 'A': {
-        char path[MAX_COMMAND + 1];
+    case 'A':
+    case 'I': {
+        static char path[MAX_COMMAND + 1];
         memcpy(path, payload, len);
         path[len] = 0;
-        int wd = inotify_add_watch(ino, path, WATCH_MASK);
-        put_u32(answer, (uint32_t)(wd < 0 ? -errno : wd));
+        int wd = type == 'A' && fan >= 0 ? covered(path) : 1;
+        if (wd == 1) {
+            wd = inotify_add_watch(ino, path, WATCH_MASK);
+            if (wd < 0) wd = -errno;
+        }
+        put_u32(answer, (uint32_t)wd);
         record('a', answer, 4, NULL, 0);
         break;
     }
@@ -127,10 +349,18 @@ static void command(unsigned char type, unsigned char *payload, uint32_t len) {
         break;
     case 'S':
         drain();
+        if (fan >= 0) drain_fanotify();
         record('s', payload, len == 4 ? 4 : 0, NULL, 0);
         break;
     case 'Z':
         open_inotify();
+        if (fan >= 0) {
+            const char *why = open_fanotify();
+            if (why) {
+                fprintf(stderr, "splitbrain-watch: fanotify again: %s\n", why);
+                exit(2);
+            }
+        }
         record('z', NULL, 0, NULL, 0);
         break;
     default:
@@ -139,19 +369,33 @@ static void command(unsigned char type, unsigned char *payload, uint32_t len) {
     }
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     static unsigned char in[2 * (MAX_COMMAND + 5)];
     size_t in_len = 0;
+    int fanotify_wanted = 1;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--mode") == 0 && i + 1 < argc) fanotify_wanted = strcmp(argv[++i], "inotify") != 0;
+        else root = argv[i];
+    }
     open_inotify();
-    record('H', "inotify", 7, NULL, 0);
+    const char *why = "no export root given";
+    if (root && !fanotify_wanted) why = "--watch-mode inotify";
+    else if (root) {
+        root_len = strlen(root);
+        why = check_handles();
+        if (!why) why = open_fanotify();
+    }
+    if (why) record('H', "inotify", 8, why, strlen(why));
+    else record('H', "fanotify", 8, NULL, 0);
     flush_out();
     for (;;) {
-        struct pollfd fds[2] = { { .fd = 0, .events = POLLIN }, { .fd = ino, .events = POLLIN } };
-        if (poll(fds, 2, -1) < 0) {
+        struct pollfd fds[3] = { { .fd = 0, .events = POLLIN }, { .fd = ino, .events = POLLIN }, { .fd = fan, .events = POLLIN } };
+        if (poll(fds, fan >= 0 ? 3 : 2, -1) < 0) {
             if (errno == EINTR) continue;
             die("poll");
         }
         if (fds[1].revents & POLLIN) drain();
+        if (fan >= 0 && (fds[2].revents & POLLIN)) drain_fanotify();
         if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
             ssize_t n = read(0, in + in_len, sizeof in - in_len);
             if (n < 0 && errno != EINTR) die("read stdin");
