@@ -55,9 +55,12 @@ export class AttrCache {
 
   /**
    * Moves whenever the slave is known to have changed behind our back: an answer fetched across
-   * a move may predate the change, so it is not kept (see RemoteFs.getattr).
+   * a change of its path (or of its directory) may predate it, so it is not kept (see
+   * RemoteFs.getattr). By path, so that a busy directory elsewhere does not stop caching here.
    */
   generation = 0;
+  private readonly changedAt = new Map<string, number>();
+  private allChangedAt = 0;
 
   /**
    * Told when the cache learns that an answer it gave may have been wrong (a change sent ahead
@@ -79,10 +82,13 @@ export class AttrCache {
   slaveChanged(dir: string, name: string | null, entry: boolean): void {
     this.generation++;
     if (name === null) {
+      this.allChangedAt = this.generation;
       this.dropTree(dir);
       return;
     }
     const path = posix.join(dir, name);
+    this.markChanged(dir);
+    this.markChanged(path);
     this.entries.delete(path);
     this.absentXattrs.delete(path);
     this.dirModes.delete(path);
@@ -93,6 +99,21 @@ export class AttrCache {
     }
   }
 
+
+  private markChanged(path: string): void {
+    if (this.changedAt.size >= MAX_ENTRIES) {
+      this.changedAt.clear();
+      this.allChangedAt = this.generation;
+    }
+    this.changedAt.set(path, this.generation);
+  }
+
+  /** Whether an answer about `path` (or a listing of it) fetched at `generation` may be kept. */
+  unchangedSince(path: string, generation: number): boolean {
+    if (generation === this.generation) return true;
+    if (this.allChangedAt > generation) return false;
+    return (this.changedAt.get(path) ?? 0) <= generation && (this.changedAt.get(posix.dirname(path)) ?? 0) <= generation;
+  }
 
   get enabled(): boolean {
     return this.ttl.attrTtlMs > 0 || this.ttl.entryTtlMs > 0;
@@ -254,6 +275,8 @@ export class AttrCache {
 
   clear(): void {
     this.generation++;
+    this.allChangedAt = this.generation;
+    this.changedAt.clear();
     this.entries.clear();
     this.listings.clear();
     this.absentXattrs.clear();

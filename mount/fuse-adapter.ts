@@ -40,6 +40,8 @@ export interface FuseMountOptions {
 
 const UNCHANGED_ID = 0xffffffff;
 const UNKNOWN_INO = 0xffffffff;
+/** Nodes whose last invalidation is remembered; past it, everything counts as just changed. */
+const MAX_CHANGED_NODES = 100_000;
 /** Where a refused change, sent ahead of the agent's verdict, comes to light (see settle()). */
 const SETTLING_OPS = new Set(['flush', 'fsync', 'release', 'getattr']);
 const NO_CACHING: KernelTimeouts = Object.freeze({ entry: 0, attr: 0, negative: 0 });
@@ -117,10 +119,20 @@ export class FuseAdapter {
   private readonly fences = new Map<number, () => void>();
   private nextFence = 1;
   private timeouts: KernelTimeouts;
-  /** Moves with every invalidation: an answer fetched across one is given, not cached. */
+  /** Moves with every invalidation. */
   private generation = 0;
-  /** The generation the kernel has applied every invalidation up to (see settle()). */
-  private appliedGeneration = 0;
+  /**
+   * When each node was last invalidated (a directory also when a name in it was): an answer
+   * about a node fetched across its invalidation may predate the change, so it is given but not
+   * cached. Per node, so that a busy directory elsewhere does not stop caching here.
+   */
+  private readonly changedAt = new Map<number, number>();
+  /** Everything counts as changed at this generation (invalidateAll, or changedAt overflowing). */
+  private allChangedAt = 0;
+  /** Moves when the mount corrects what it told the kernel (a refused pipelined change). */
+  private staleGeneration = 0;
+  /** The stale generation the kernel has applied every invalidation up to (see settle()). */
+  private appliedStale = 0;
 
   constructor(private readonly fs: MountFs, private readonly options: FuseMountOptions, private readonly log: Logger) {
     this.binding = fuseBinding();
@@ -159,6 +171,20 @@ export class FuseAdapter {
     if (this.mounted) this.binding.ref(this.mounted, false);
   }
 
+  private changed(id: number): void {
+    if (this.changedAt.size >= MAX_CHANGED_NODES) {
+      this.changedAt.clear();
+      this.allChangedAt = this.generation;
+    }
+    this.changedAt.set(id, this.generation);
+  }
+
+  /** What the mount told the kernel of `dirPath`/`name` was wrong: drop it before answering on. */
+  invalidateStale(dirPath: string, name: string, entry: boolean): void {
+    this.staleGeneration++;
+    this.invalidate(dirPath, name, entry);
+  }
+
   /** The slave changed `name` in directory `dirPath` (null: anything in it). */
   invalidate(dirPath: string, name: string | null, entry: boolean): void {
     this.generation++;
@@ -166,7 +192,10 @@ export class FuseAdapter {
     if (!mount) return;
     const dir = this.nodes.find(dirPath);
     if (!dir) return;
+    this.changed(dir.id);
     if (name === null) {
+      // Anything below: answers in flight about it are not kept.
+      this.allChangedAt = this.generation;
       this.binding.invalInode(mount, dir.id, 0, 0);
       const mounted = mountpointsUnder(this.options.mountPath);
       for (const node of this.nodes.nodes()) {
@@ -175,6 +204,7 @@ export class FuseAdapter {
       return;
     }
     const child = this.nodes.child(dir, name);
+    if (child) this.changed(child.id);
     if (entry) {
       this.binding.invalEntry(mount, dir.id, nameBytes(name));
       this.binding.invalInode(mount, dir.id, 0, 0);
@@ -185,6 +215,7 @@ export class FuseAdapter {
   /** Everything the kernel holds of the slave may be stale: drop it all. */
   invalidateAll(): void {
     this.generation++;
+    this.allChangedAt = this.generation;
     const mount = this.mounted;
     if (!mount) return;
     const mounted = mountpointsUnder(this.options.mountPath);
@@ -212,10 +243,10 @@ export class FuseAdapter {
     const mount = this.mounted;
     if (!mount) return Promise.resolve();
     const id = this.nextFence++;
-    const generation = this.generation;
+    const stale = this.staleGeneration;
     return new Promise((resolve) => {
       this.fences.set(id, () => {
-        this.appliedGeneration = Math.max(this.appliedGeneration, generation);
+        this.appliedStale = Math.max(this.appliedStale, stale);
         resolve();
       });
       this.binding.fence(mount, id);
@@ -228,7 +259,7 @@ export class FuseAdapter {
    * caller's next stat would still see it.
    */
   private async settle(started: number): Promise<void> {
-    if (this.generation !== started && this.appliedGeneration < this.generation) await this.applied();
+    if (this.staleGeneration !== started && this.appliedStale < this.staleGeneration) await this.applied();
   }
 
   private node(id: number): FsNode {
@@ -258,7 +289,7 @@ export class FuseAdapter {
   /** Runs `work`, then answers with `reply`, or with the error's errno: exactly once. */
   private run<T>(handle: RequestHandle, op: string, work: () => Promise<T>, reply: (value: T) => void): void {
     const started = this.log.isLevelEnabled('debug') ? process.hrtime.bigint() : undefined;
-    const generation = this.generation;
+    const generation = this.staleGeneration;
     // Only ops the kernel serves holding no directory or page lock may wait for invalidations:
     // an invalidation can itself wait for such a lock, held until the op is answered.
     if (!SETTLING_OPS.has(op)) {
@@ -288,14 +319,17 @@ export class FuseAdapter {
     }
   }
 
-  /** The timeouts for an answer fetched since `generation`: none if the slave changed meanwhile. */
-  private since(generation: number): KernelTimeouts {
-    return generation === this.generation ? this.timeouts : NO_CACHING;
+  /** The timeouts for an answer about `nodes` fetched since `generation`: none if one changed meanwhile. */
+  private since(generation: number, ...nodes: number[]): KernelTimeouts {
+    if (generation === this.generation) return this.timeouts;
+    if (this.allChangedAt > generation) return NO_CACHING;
+    for (const id of nodes) if ((this.changedAt.get(id) ?? 0) > generation) return NO_CACHING;
+    return this.timeouts;
   }
 
   private entry(handle: RequestHandle, parentId: number, name: string, attr: Attr, generation = this.generation): void {
     const node = this.nodes.looked(this.node(parentId), name, attr);
-    const t = this.since(generation);
+    const t = this.since(generation, parentId, node.id);
     this.binding.replyEntry(handle, node.id, packAttr(attr), t.entry, t.attr);
   }
 
@@ -317,7 +351,7 @@ export class FuseAdapter {
         case Op.GETATTR: {
           const generation = this.generation;
           return this.run(handle, 'getattr', () => this.getattr(ino, a, who), (attr) => {
-            this.binding.replyAttr(handle, packAttr(attr), this.since(generation).attr);
+            this.binding.replyAttr(handle, packAttr(attr), this.since(generation, ino).attr);
           });
         }
         case Op.SETATTR:
@@ -393,7 +427,7 @@ export class FuseAdapter {
         case Op.READDIRPLUS: {
           const generation = this.generation;
           return this.run(handle, 'readdir', () => this.listing(a, c, who), (entries) => {
-            this.replyDir(handle, op === Op.READDIRPLUS, a, b, c, entries, this.since(generation));
+            this.replyDir(handle, op === Op.READDIRPLUS, a, b, c, entries, this.since(generation, ino));
           });
         }
         case Op.RELEASEDIR:
@@ -461,7 +495,7 @@ export class FuseAdapter {
       }
     }, (attr) => {
       if (attr) return this.entry(handle, parentId, name, attr, generation);
-      const negative = this.since(generation).negative;
+      const negative = this.since(generation, parentId).negative;
       if (negative > 0) {
         this.binding.replyEntry(handle, 0, new Float64Array(ATTR_SLOTS), negative, 0);
       } else {

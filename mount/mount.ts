@@ -139,7 +139,7 @@ export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
       maxTransfer: chunkSizeFor(bus.maxPayload),
     }, log);
     // What the mount told the kernel ahead of the agent's verdict, and the verdict differed.
-    cache.onStale = (path, entry) => adapter.invalidate(posix.dirname(path), posix.basename(path), entry);
+    cache.onStale = (path, entry) => adapter.invalidateStale(posix.dirname(path), posix.basename(path), entry);
     const forgetAll = () => {
       cache.clear();
       adapter.invalidateAll();

@@ -240,9 +240,9 @@ export class RemoteFs implements MountFs {
     const generation = this.cache.generation;
     try {
       const { attr } = await this.call('fs.getattr', { path }, caller);
-      return this.tell(path, this.cache.generation === generation ? this.remember(path, attr) : attrFromWire(attr));
+      return this.tell(path, this.cache.unchangedSince(path, generation) ? this.remember(path, attr) : attrFromWire(attr));
     } catch (err) {
-      if (err instanceof SlaveError && err.errnoName === 'ENOENT' && this.cache.generation === generation) this.cache.setMissing(path);
+      if (err instanceof SlaveError && err.errnoName === 'ENOENT' && this.cache.unchangedSince(path, generation)) this.cache.setMissing(path);
       throw err;
     }
   }
@@ -293,7 +293,7 @@ export class RemoteFs implements MountFs {
           for (const [name, wire] of page.entries) {
             const attr = wire ? attrFromWire(wire) : null;
             entries.push({ name, attr });
-            if (attr && this.cache.generation === generation) this.cache.set(path === '/' ? `/${name}` : `${path}/${name}`, attr);
+            if (attr && this.cache.unchangedSince(path, generation)) this.cache.set(path === '/' ? `/${name}` : `${path}/${name}`, attr);
           }
           if (page.cursor === null) break;
           page = await this.client.call('fs.readdir', { cursor: page.cursor }, { handleBoot: boot });
@@ -302,7 +302,7 @@ export class RemoteFs implements MountFs {
         if (attempt === 0 && err instanceof SlaveError && err.errnoName === 'ESTALE') continue;
         throw err;
       }
-      if (this.cache.generation === generation) this.cache.setListing(path, entries.map((e) => e.name));
+      if (this.cache.unchangedSince(path, generation)) this.cache.setListing(path, entries.map((e) => e.name));
       return entries;
     }
   }
