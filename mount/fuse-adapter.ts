@@ -38,7 +38,8 @@ export interface FuseMountOptions {
   maxTransfer: number;
 }
 
-const UNCHANGED_ID = 0xffffffff;
+/** chown(2)'s "keep this id", as MountFs.chown and the protocol take it. */
+const UNCHANGED_ID = -1;
 const UNKNOWN_INO = 0xffffffff;
 /** Nodes whose last invalidation is remembered; past it, everything counts as just changed. */
 const MAX_CHANGED_NODES = 100_000;
@@ -82,14 +83,6 @@ function timeSpec(toSet: number, given: number, now: number, sec: number, nsec: 
   return { sec, nsec };
 }
 
-/** Names cross the kernel boundary as bytes; ours are strings, non-UTF-8 bytes escaped (name-bytes.ts). */
-function nameOf(bytes: Buffer): string {
-  return nameFromBytes(bytes);
-}
-
-function nameBytes(name: string): Buffer {
-  return nameToBytes(name);
-}
 
 function joinPath(parent: string, name: string): string {
   return parent === '/' ? `/${name}` : `${parent}/${name}`;
@@ -206,7 +199,7 @@ export class FuseAdapter {
     const child = this.nodes.child(dir, name);
     if (child) this.changed(child.id);
     if (entry) {
-      this.binding.invalEntry(mount, dir.id, nameBytes(name));
+      this.binding.invalEntry(mount, dir.id, nameToBytes(name));
       this.binding.invalInode(mount, dir.id, 0, 0);
     }
     if (child) this.binding.invalInode(mount, child.id, 0, 0);
@@ -235,7 +228,7 @@ export class FuseAdapter {
       const parent = this.nodes.pathOf(link.parent);
       if (parent !== null && mounted.has(joinPath(parent, link.name))) return;
     }
-    this.binding.invalEntry(mount, link.parent.id, nameBytes(link.name));
+    this.binding.invalEntry(mount, link.parent.id, nameToBytes(link.name));
   }
 
   /** Resolves once every invalidation asked for so far has reached the kernel. */
@@ -340,7 +333,7 @@ export class FuseAdapter {
   ): void {
     const who: FuseCaller = { uid, gid, pid };
     const fs = this.fs;
-    const name = rawName ? nameOf(rawName) : '';
+    const name = rawName ? nameFromBytes(rawName) : '';
     const done = () => this.binding.replyErr(handle, 0);
     try {
       switch (op) {
@@ -360,14 +353,14 @@ export class FuseAdapter {
           });
         case Op.READLINK:
           return this.run(handle, 'readlink', () => fs.readlink(this.pathOf(ino), who), (target) => {
-            this.binding.replyReadlink(handle, nameBytes(target));
+            this.binding.replyReadlink(handle, nameToBytes(target));
           });
         case Op.MKNOD:
           return this.run(handle, 'mknod', () => fs.mknod(this.childPath(ino, name), a, b, who), (attr) => this.entry(handle, ino, name, attr));
         case Op.MKDIR:
           return this.run(handle, 'mkdir', () => fs.mkdir(this.childPath(ino, name), a, who), (attr) => this.entry(handle, ino, name, attr));
         case Op.SYMLINK: {
-          const target = data ? nameOf(data) : '';
+          const target = data ? nameFromBytes(data) : '';
           return this.run(handle, 'symlink', () => fs.symlink(target, this.childPath(ino, name), who), (attr) => this.entry(handle, ino, name, attr));
         }
         case Op.LINK:
@@ -388,7 +381,7 @@ export class FuseAdapter {
         case Op.RENAME: {
           // renameat2's flags (RENAME_NOREPLACE, RENAME_EXCHANGE): not on the wire, as with ENOSYS.
           if (a !== 0) return this.binding.replyErr(handle, EINVAL);
-          const newName = rawName2 ? nameOf(rawName2) : '';
+          const newName = rawName2 ? nameFromBytes(rawName2) : '';
           return this.run(handle, 'rename', () => fs.rename(this.childPath(ino, name), this.childPath(ino2, newName), who), () => {
             this.nodes.renamed(this.node(ino), name, this.node(ino2), newName);
             done();
@@ -573,7 +566,7 @@ export class FuseAdapter {
   private replyDir(handle: RequestHandle, plus: boolean, fh: number, size: number, offset: number, entries: DirEntry[], t: KernelTimeouts): void {
     const dir = this.dirs.get(fh);
     const slice = entries.slice(offset);
-    const names = slice.map((e) => nameBytes(e.name));
+    const names = slice.map((e) => nameToBytes(e.name));
     const attrs = new Float64Array(slice.length * ATTR_SLOTS);
     const ids = new Float64Array(slice.length);
     const offsets = new Float64Array(slice.length);

@@ -52,6 +52,7 @@ export interface MountFs {
   mkdir(path: string, mode: number, caller: FuseCaller): Promise<Attr>;
   rmdir(path: string, caller: FuseCaller): Promise<void>;
   chmod(path: string, mode: number, caller: FuseCaller): Promise<void>;
+  /** -1 keeps the id, as chown(2) does. */
   chown(path: string, uid: number, gid: number, caller: FuseCaller): Promise<void>;
   utimens(path: string, atime: TimeSpec, mtime: TimeSpec, caller: FuseCaller): Promise<void>;
   /** Returns the new name's attributes. */

@@ -17,14 +17,17 @@ export interface MountEntry {
   shared: boolean;
 }
 
-/** This process's mount table, from /proc/self/mountinfo. */
-export async function mountTable(): Promise<MountEntry[]> {
-  const text = await readFile('/proc/self/mountinfo', 'utf8');
+function parseMountinfo(text: string): MountEntry[] {
   return text.split('\n').filter((line) => line !== '').map((line) => {
     const fields = line.split(' ');
     const optional = fields.slice(6, fields.indexOf('-'));
     return { mountPoint: unescapeMountinfo(fields[4] ?? ''), shared: optional.some((f) => f.startsWith('shared:')) };
   });
+}
+
+/** This process's mount table, from /proc/self/mountinfo. */
+export async function mountTable(): Promise<MountEntry[]> {
+  return parseMountinfo(await readFile('/proc/self/mountinfo', 'utf8'));
 }
 
 /**
@@ -41,9 +44,8 @@ export function mountpointsUnder(mountPath: string): Set<string> {
     return under;
   }
   const prefix = `${mountPath.replace(/\/+$/, '')}/`;
-  for (const line of text.split('\n')) {
-    const point = unescapeMountinfo(line.split(' ')[4] ?? '');
-    if (point.startsWith(prefix)) under.add(point.slice(prefix.length - 1));
+  for (const { mountPoint } of parseMountinfo(text)) {
+    if (mountPoint.startsWith(prefix)) under.add(mountPoint.slice(prefix.length - 1));
   }
   return under;
 }

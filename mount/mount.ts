@@ -112,7 +112,8 @@ export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
     await clearStaleMount(options.mountPath, log);
     const fallback = tuning.fallbackSeconds;
     const shortTimeouts = { attr: fallback, entry: fallback, negative: fallback };
-    const cache = new AttrCache({ attrTtlMs: fallback * 1000, entryTtlMs: fallback * 1000, negativeTtlMs: fallback * 1000 });
+    const shortCache = { attrTtlMs: fallback * 1000, entryTtlMs: fallback * 1000, negativeTtlMs: fallback * 1000 };
+    const cache = new AttrCache(shortCache);
     client.helloOnReconnect();
     // A restarted slave may have changed anything: nothing cached stays (open files are reopened).
     client.onRestart(() => cache.clear());
@@ -154,7 +155,7 @@ export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
       const coherent = (state: FeedState) => {
         const on = state === 'live';
         adapter.setTimeouts(on ? live : shortTimeouts);
-        cache.setTimeouts(on ? tuning.cache : { attrTtlMs: fallback * 1000, entryTtlMs: fallback * 1000, negativeTtlMs: fallback * 1000 });
+        cache.setTimeouts(on ? tuning.cache : shortCache);
         if (on) log.info({ timeouts: live }, 'slave change feed live: caching long');
         else log.warn({ state, fallbackSeconds: fallback }, 'slave change feed not live: caching briefly');
       };

@@ -49,7 +49,6 @@ const COMMIT_POLL_MS = 1000;
 const { O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_TRUNC } = constants;
 const O_ACCMODE = 3; // not in fs.constants
 
-const UNCHANGED_ID = 0xffffffff; // chown(2)'s -1 as the kernel hands it over
 const FILE_CAPABILITIES = 'security.capability';
 
 export class RemoteFs implements MountFs {
@@ -500,10 +499,9 @@ export class RemoteFs implements MountFs {
   }
 
   async chown(path: string, uid: number, gid: number, caller: FuseCaller): Promise<void> {
-    const ids = { uid: uid === UNCHANGED_ID ? -1 : uid, gid: gid === UNCHANGED_ID ? -1 : gid };
     const file = this.unrefusedTarget(path, caller, () => false);
-    if (file) return this.unrefused.chown(file, ids.uid, ids.gid);
-    this.rememberChange(path, (await this.call('fs.chown', { path, ...ids }, caller)).attr);
+    if (file) return this.unrefused.chown(file, uid, gid);
+    this.rememberChange(path, (await this.call('fs.chown', { path, uid, gid }, caller)).attr);
   }
 
   async utimens(path: string, atime: TimeSpec, mtime: TimeSpec, caller: FuseCaller): Promise<void> {
