@@ -4,7 +4,7 @@
  * arrives, the requester gets an answer and the agent keeps serving.
  */
 import {
-  NOT_IDEMPOTENT, decodeRequest, encodeErrorReply, encodeReply, errnoOf, isOpName, requestIdOf,
+  NOT_IDEMPOTENT, decodeRequest, originOfRequest, encodeErrorReply, encodeReply, errnoOf, isOpName, requestIdOf,
   type DecodedRequest, type OpName, type OpReply, type OpRequest,
 } from '../protocol/index.js';
 import { agentMetrics } from './agent-metrics.js';
@@ -23,6 +23,19 @@ const MUTATING: ReadonlySet<OpName> = new Set<OpName>([
 const CHANGING_SEARCH: ReadonlySet<OpName> = new Set<OpName>([
   'fs.chmod', 'fs.chown', 'fs.fchmod', 'fs.fchown', 'fs.rename', 'fs.rmdir', 'fs.setxattr', 'fs.removexattr',
 ]);
+
+/** The slave paths a request changes, if it changes any: its path arguments, or its handle's file. */
+function changedPaths<K extends OpName>(op: K, args: OpRequest<K>, ctx: AgentContext): string[] | undefined {
+  const fields = args as { path?: unknown; from?: unknown; to?: unknown; existing?: unknown; fh?: unknown; flags?: unknown };
+  if (op === 'fs.open' ? !writesWith(fields.flags as number) : !MUTATING.has(op) && op !== 'fs.release') return undefined;
+  const paths: string[] = [];
+  for (const value of [fields.path, fields.from, fields.to, fields.existing]) if (typeof value === 'string') paths.push(value);
+  if (typeof fields.fh === 'number') {
+    const file = ctx.handles.find(fields.fh);
+    if (file !== undefined) paths.push(file.slavePath);
+  }
+  return paths;
+}
 
 function refusedByPolicy<K extends OpName>(op: K, args: OpRequest<K>, ctx: AgentContext): boolean {
   if (!ctx.readOnly) return false;
@@ -75,6 +88,10 @@ export function createDispatcher(table: HandlerTable, ctx: AgentContext, bootId:
       // unreported (watch/change-feed.ts); no wait when they are watched already.
       const covered = ctx.changes.cover(op, request.args);
       if (covered !== undefined) await covered;
+      // So that the master that asked can tell this change from the slave's (watch/change-feed.ts).
+      const origin = originOfRequest(request.id);
+      const changing = origin === null ? undefined : changedPaths(op, request.args, ctx);
+      if (changing !== undefined && origin !== null) ctx.changes.madeBy(origin, changing);
       if (!NOT_IDEMPOTENT.has(op)) {
         const [reply, outcome] = await execute(op, request);
         errno = outcome;

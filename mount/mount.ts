@@ -148,7 +148,7 @@ export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
     // A restarted slave may have changed anything: the kernel forgets it too.
     client.onRestart(forgetAll);
     const feed = options.devices || !hello.capabilities.includes('fs.changes')
-      ? undefined : await ChangeFeed.open(bus, agentId, log);
+      ? undefined : await ChangeFeed.open(bus, agentId, log, { ownOrigin: client.origin });
     if (feed) {
       const live = tuning.kernel;
       // Long caching only while every change on the slave reaches us; otherwise sshfs-like.

@@ -13,6 +13,12 @@
  * `dir` and `name` are slave names as everywhere (protocol 2): a name that is not UTF-8 travels as
  * msgpack bin, its exact bytes, and is read back as the surrogateescape string (name-bytes.ts).
  *
+ * `origins`, when present, runs parallel to `changes`: the master whose request made each change
+ * (masters number their requests `<master id>:<n>`, docs/protocol.md), null where the slave made
+ * it or nobody knows. That master applied the change to its own caches when its request was
+ * answered and may skip it here; every other master applies it. Agents that cannot tell (no
+ * fanotify) send no origins, and masters that do not know the field apply everything.
+ *
  * Every change takes the next sequence number; so does a `lost` mark, so a master that missed
  * the message saying changes were lost still sees a gap. A message's `seq` is that of its last
  * change (or mark); a heartbeat (no changes) repeats the current one.
@@ -55,8 +61,15 @@ export const changeMessage = z.object({
   changes: z.array(slaveChange).max(MAX_CHANGES_PER_MESSAGE),
   state: z.enum(FEED_STATES),
   lost: z.enum(LOST_REASONS).optional(),
+  origins: z.array(z.string().max(64).nullable()).max(MAX_CHANGES_PER_MESSAGE).optional(),
 });
 export type ChangeMessage = z.infer<typeof changeMessage>;
+
+/** The master that sent a request with id `requestId` (`<master id>:<n>`): its changes' origin. */
+export function originOfRequest(requestId: string): string | null {
+  const colon = requestId.lastIndexOf(':');
+  return colon > 0 ? requestId.slice(0, colon) : null;
+}
 
 /** The first sequence number a message covers: its changes, and its `lost` mark, end at `seq`. */
 export function firstSeqOf(message: ChangeMessage): number {

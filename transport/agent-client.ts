@@ -139,6 +139,11 @@ export class AgentClient {
     this.bootListeners.push(listener);
   }
 
+  /** This client's id, the first part of its request ids: the origin of the changes it makes (protocol/changes.ts). */
+  get origin(): string {
+    return this.clientId;
+  }
+
   /** The boot id of the agent as of the last reply. */
   get bootId(): string | undefined {
     return this.lastBoot;

@@ -25,6 +25,11 @@ export interface ChangeFeedOptions {
   silenceMs?: number;
   /** Deadline of the starting fs.changes request. */
   timeoutMs?: number;
+  /**
+   * This master's id as its requests carry it (AgentClient.origin): changes the agent made for
+   * it are not handed on, since the mount corrected its caches when each request was answered.
+   */
+  ownOrigin?: string;
 }
 
 const SILENCE_MS = 3000;
@@ -52,14 +57,14 @@ export class ChangeFeed {
   private readonly checker: NodeJS.Timeout;
   private closed = false;
 
-  private constructor(private readonly log: Logger, private readonly silenceMs: number) {
+  private constructor(private readonly log: Logger, private readonly silenceMs: number, private readonly ownOrigin: string | undefined) {
     this.checker = setInterval(() => this.checkSilence(), CHECK_MS);
     this.checker.unref();
   }
 
   /** Subscribes, then asks the agent where its feed stands (an agent without one: state off). */
   static async open(bus: Bus, agentId: string, log: Logger, options: ChangeFeedOptions = {}): Promise<ChangeFeed> {
-    const feed = new ChangeFeed(log.child({ component: 'change-feed', agentId }), options.silenceMs ?? SILENCE_MS);
+    const feed = new ChangeFeed(log.child({ component: 'change-feed', agentId }), options.silenceMs ?? SILENCE_MS, options.ownOrigin);
     // Until the starting position is known, messages wait here (those it covers are dropped).
     let early: ChangeMessage[] | undefined = [];
     feed.subscription = await bus.subscribe(changeSubject(agentId), (data) => {
@@ -142,10 +147,12 @@ export class ChangeFeed {
     } else {
       if (firstSeqOf(message) > this.lastSeq + 1) this.lose(`gap in the feed: ${firstSeqOf(message)} after ${this.lastSeq}`);
       if (message.lost !== undefined) this.lose(`the agent lost changes (${message.lost})`);
-      if (message.changes.length > 0) {
-        const changes = message.changes.map(([dir, name, kind]) => ({ dir, name, kind }));
-        for (const handler of this.changeHandlers) handler(changes);
-      }
+      const { origins } = message;
+      const changes: SlaveChange[] = [];
+      message.changes.forEach(([dir, name, kind], i) => {
+        if (this.ownOrigin === undefined || origins?.[i] !== this.ownOrigin) changes.push({ dir, name, kind });
+      });
+      if (changes.length > 0) for (const handler of this.changeHandlers) handler(changes);
       this.lastSeq = message.seq;
     }
     this.agentState = message.state;

@@ -51,6 +51,11 @@ export class HandleTable {
     return this.slot(fh).file;
   }
 
+  /** The open file `fh`, undefined when there is none. */
+  find(fh: number): OpenFile | undefined {
+    return this.open.get(fh)?.file;
+  }
+
   /** Runs `work` with the file, keeping its descriptor open until `work` settles. */
   async use<T>(fh: number, work: (file: OpenFile) => Promise<T>): Promise<T> {
     const slot = this.slot(fh);

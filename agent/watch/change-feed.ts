@@ -56,6 +56,10 @@ const COVERED_MAX = 65_536;
 /** A directory's own entry changed: what was cached below it is wrong too. */
 const DIR_ENTRY = IN.DELETE | IN.MOVED_FROM | IN.MOVED_TO;
 const ONDIR = 0x4000_0000;
+/** How long a change made for a master is recognised in the events that report it. */
+const MADE_FOR_MS = 2000;
+/** Most such changes remembered (the oldest go first: their events then reach every master). */
+const MADE_FOR_MAX = 65_536;
 
 /** The default --watch-max: half the kernel's per-user limit, at most 65,536. */
 export function defaultWatchMax(maxUserWatches: number | undefined): number {
@@ -87,6 +91,11 @@ export class AgentChangeFeed {
   private restartDelay = RESTART_MIN_MS;
   private restartTimer: NodeJS.Timeout | undefined;
   private readonly out: ChangePublisher;
+  /**
+   * Names the agent is changing for a master, by the slave path fanotify reports them under
+   * (the real one, through no symlink): the master's id (null: several), and when.
+   */
+  private readonly madeFor = new Map<string, { origin: string | null; at: number }>();
 
   constructor(private readonly options: AgentChangeFeedOptions) {
     this.watches = new WatchSet(options.watchMax);
@@ -142,6 +151,55 @@ export class AgentChangeFeed {
     this.gate = gate;
     void gate.then(() => { if (this.gate === gate) this.gate = undefined; });
     return gate;
+  }
+
+  /**
+   * A request of master `origin` is about to change `paths` (slave paths: their entries or their
+   * inodes). fanotify will report those changes as the agent's own doing, under their real
+   * paths; so tagged (protocol/changes.ts), the master that asked can skip them: it corrected
+   * its caches when it was answered, and its own changes coming back would only make it forget
+   * what it knows (a directory it listed, the names it just made). inotify cannot say who made a
+   * change: in that mode nothing is tagged. A name changed for two masters at once, or through
+   * paths this cannot see (a hard link's other names), is tagged for nobody: every master applies it.
+   */
+  madeBy(origin: string, paths: readonly string[]): void {
+    if (this.mode !== 'fanotify') return;
+    const now = Date.now();
+    for (const path of paths) {
+      const key = this.realKey(path);
+      if (key === undefined) continue;
+      const known = this.madeFor.get(key);
+      const mixed = known !== undefined && now - known.at < MADE_FOR_MS && known.origin !== origin;
+      this.madeFor.delete(key); // kept in the order of use, the oldest first
+      this.madeFor.set(key, { origin: mixed ? null : origin, at: now });
+    }
+    while (this.madeFor.size > MADE_FOR_MAX) this.madeFor.delete(this.madeFor.keys().next().value as string);
+  }
+
+  /** The name `path` as fanotify reports it: `dir\0name` with dir its real slave path. */
+  private realKey(path: string): string | undefined {
+    const slave = normalDir(path);
+    if (slave === '/') return '/\0';
+    let host: string;
+    try {
+      host = this.options.jail.resolve(posix.dirname(slave), true);
+    } catch {
+      return undefined; // nothing there: the request fails, and changes nothing
+    }
+    const root = this.options.jail.root;
+    let dir: string;
+    if (root === '/') dir = host;
+    else if (host === root) dir = '/';
+    else if (host.startsWith(`${root}/`)) dir = host.slice(root.length);
+    else return undefined;
+    return `${dir}\0${posix.basename(slave)}`;
+  }
+
+  /** Who made the change an event of process `pid` reports (null: the slave, or not known). */
+  private originOf(pid: number, dir: string, name: string): string | null {
+    if (pid !== process.pid) return null;
+    const made = this.madeFor.get(`${dir}\0${name}`);
+    return made !== undefined && Date.now() - made.at < MADE_FOR_MS ? made.origin : null;
   }
 
   /** Adds the watch for the request directory `key`; never rejects. */
@@ -224,7 +282,7 @@ export class AgentChangeFeed {
     try {
       const { helper, mode, why } = await WatchHelper.start(this.options.binary, this.options.jail.root, this.options.mode ?? 'auto', {
         event: (wd, mask, name) => this.onEvent(wd, mask, name),
-        dirEvent: (mask, dir, name) => this.onDirEvent(mask, dir, name),
+        dirEvent: (mask, dir, name, pid) => this.onDirEvent(mask, dir, name, pid),
         turn: () => this.out.schedule(),
         died: (reason) => this.onDied(reason),
       }, this.options.log);
@@ -293,14 +351,15 @@ export class AgentChangeFeed {
   }
 
   /** A fanotify event: the watcher named the slave directory itself. */
-  private onDirEvent(mask: number, rawDir: Buffer, rawName: Buffer): void {
+  private onDirEvent(mask: number, rawDir: Buffer, rawName: Buffer, pid: number): void {
     const dir = nameFromBytes(rawDir);
     const name = nameFromBytes(rawName);
+    const origin = this.originOf(pid, dir, name);
     const meaning = meaningOf(dir, mask, name);
-    for (const change of meaning.changes) this.out.change(change);
+    for (const change of meaning.changes) this.out.change(change, origin);
     // The mark has no watch that ends with a directory (its children's events name it by its
     // new path, or not at all once it is gone), so its own entry says to forget what was below.
-    if (name !== '' && (mask & ONDIR) && (mask & DIR_ENTRY)) this.out.change([posix.join(dir, name), null, 'entry']);
+    if (name !== '' && (mask & ONDIR) && (mask & DIR_ENTRY)) this.out.change([posix.join(dir, name), null, 'entry'], origin);
     if (meaning.ended) this.covered.delete(dir);
   }
 

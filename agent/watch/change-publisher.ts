@@ -19,7 +19,8 @@ export interface ChangePublisherOptions {
 
 export class ChangePublisher {
   private seqNow = 0;
-  private readonly pending = new Map<string, SlaveChangeTuple>();
+  /** What waits, once per change, with the master that made it (null: the slave, or mixed). */
+  private readonly pending = new Map<string, { change: SlaveChangeTuple; origin: string | null }>();
   private pendingLost: LostReason | undefined;
   private flushScheduled = false;
   private lastState: FeedState | undefined;
@@ -40,8 +41,13 @@ export class ChangePublisher {
     return this.losses;
   }
 
-  change(change: SlaveChangeTuple): void {
-    this.pending.set(`${change[0]}\0${change[1] ?? ''}\0${change[2]}`, change);
+  /** `origin`: the master whose request made the change (protocol/changes.ts), null if not one. */
+  change(change: SlaveChangeTuple, origin: string | null = null): void {
+    const key = `${change[0]}\0${change[1] ?? ''}\0${change[2]}`;
+    const waiting = this.pending.get(key);
+    // Made by two parties in one turn: whoever skips it as its own would miss the other's.
+    if (waiting !== undefined) waiting.origin = waiting.origin === origin ? origin : null;
+    else this.pending.set(key, { change, origin });
   }
 
   /** Changes may have gone unseen: masters forget everything, so what waits is dropped. */
@@ -76,8 +82,8 @@ export class ChangePublisher {
       let bytes = 0;
       let end = at;
       while (end < changes.length) {
-        const [dir, name] = changes[end] as SlaveChangeTuple;
-        const cost = Buffer.byteLength(dir) + Buffer.byteLength(name ?? '') + 16;
+        const { change: [dir, name], origin } = changes[end] as { change: SlaveChangeTuple; origin: string | null };
+        const cost = Buffer.byteLength(dir) + Buffer.byteLength(name ?? '') + (origin?.length ?? 0) + 16;
         if (bytes + cost > budget && end > at) break;
         bytes += cost;
         end++;
@@ -96,10 +102,12 @@ export class ChangePublisher {
     this.send([], this.options.state(), undefined);
   }
 
-  private send(changes: SlaveChangeTuple[], state: FeedState, lost: LostReason | undefined): void {
+  private send(batch: { change: SlaveChangeTuple; origin: string | null }[], state: FeedState, lost: LostReason | undefined): void {
     this.lastState = state;
+    const origins = batch.some((c) => c.origin !== null) ? batch.map((c) => c.origin) : undefined;
     this.options.publish(encodeChangeMessage({
-      boot: this.options.boot, seq: this.seqNow, changes, state, ...(lost === undefined ? {} : { lost }),
+      boot: this.options.boot, seq: this.seqNow, changes: batch.map((c) => c.change), state,
+      ...(lost === undefined ? {} : { lost }), ...(origins === undefined ? {} : { origins }),
     }));
   }
 

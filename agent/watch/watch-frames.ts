@@ -15,8 +15,9 @@ export type WatcherRecord =
   | { type: 'hello'; mode: string; why?: string } // why: the reason fanotify is not used
   | { type: 'added'; result: number } // a watch descriptor, or -errno
   | { type: 'event'; wd: number; mask: number; name: Buffer }
-  /** fanotify: the slave directory (bytes, '/' the root) and the name in it ('' itself). */
-  | { type: 'dir-event'; mask: number; dir: Buffer; name: Buffer }
+  /** fanotify: the slave directory (bytes, '/' the root), the name in it ('' itself), and the
+   * process that made the change (0: not known). */
+  | { type: 'dir-event'; mask: number; pid: number; dir: Buffer; name: Buffer }
   | { type: 'synced'; token: number }
   | { type: 'reset' };
 
@@ -73,9 +74,13 @@ function parse(type: number, payload: Buffer): WatcherRecord {
     case 'a': return { type: 'added', result: payload.readInt32LE(0) };
     case 'e': return { type: 'event', wd: payload.readInt32LE(0), mask: payload.readUInt32LE(4), name: payload.subarray(8) };
     case 'f': {
-      const dirLength = payload.readUInt32LE(4);
-      if (8 + dirLength > payload.length) throw new WatcherProtocolError('a watcher event whose directory overruns it');
-      return { type: 'dir-event', mask: payload.readUInt32LE(0), dir: payload.subarray(8, 8 + dirLength), name: payload.subarray(8 + dirLength) };
+      if (payload.length < 12) throw new WatcherProtocolError('a watcher event shorter than its header');
+      const dirLength = payload.readUInt32LE(8);
+      if (12 + dirLength > payload.length) throw new WatcherProtocolError('a watcher event whose directory overruns it');
+      return {
+        type: 'dir-event', mask: payload.readUInt32LE(0), pid: payload.readUInt32LE(4),
+        dir: payload.subarray(12, 12 + dirLength), name: payload.subarray(12 + dirLength),
+      };
     }
     case 's': return { type: 'synced', token: payload.length >= 4 ? payload.readUInt32LE(0) : 0 };
     case 'z': return { type: 'reset' };

@@ -16,8 +16,9 @@ export const WATCH_MODES: readonly WatchMode[] = ['auto', 'inotify'];
 export interface WatcherListener {
   /** One inotify event (wd -1: a queue overflowed). */
   event(wd: number, mask: number, name: Buffer): void;
-  /** One fanotify event: slave directory and name as bytes ('' the directory itself). */
-  dirEvent(mask: number, dir: Buffer, name: Buffer): void;
+  /** One fanotify event: slave directory and name as bytes ('' the directory itself), and the
+   * process that made the change (0: not known). */
+  dirEvent(mask: number, dir: Buffer, name: Buffer, pid: number): void;
   /** The records of one read from the watcher have been handed over: a batch may be sent. */
   turn(): void;
   /** The watcher is gone (it exited, or spoke something that is not our framing). */
@@ -102,7 +103,7 @@ export class WatchHelper {
         if (this.resetting === 0) this.listener.event(record.wd, record.mask, record.name);
         return;
       case 'dir-event':
-        if (this.resetting === 0) this.listener.dirEvent(record.mask, record.dir, record.name);
+        if (this.resetting === 0) this.listener.dirEvent(record.mask, record.dir, record.name, record.pid);
         return;
       case 'synced':
         this.syncs.get(record.token)?.resolve();

@@ -99,6 +99,40 @@ for (const mode of WATCH_MODES) describe(`change feed (--watch-mode ${mode})`, (
     await waitFor('unlink reported', () => seen.changes.filter(({ change }) => change.name === 'g' && change.kind === 'entry').length >= 2, 2000, 2);
   });
 
+  it('keeps a master\'s own changes from coming back to it (fanotify), never another\'s or the slave\'s', async () => {
+    // Two masters on one bus: A's feed skips what A made, and must still hear B and the slave.
+    const clientB = new AgentClient(bus, 'feed-slave', { timeoutMs: 5000, log });
+    const feedA = await ChangeFeed.open(bus, 'feed-slave', log, { ownOrigin: client.origin });
+    const seenA = new Seen(feedA);
+    try {
+      await client.call('fs.readdir', { path: '/d' });
+      const own = await expectedFeedMode(mode) === 'fanotify';
+      for (let i = 0; i < 5; i++) {
+        await client.call('fs.mkdir', { path: `/d/by-a-${i}`, mode: 0o755 });
+        const made = await client.call('fs.create', { path: `/d/by-a-${i}/f`, flags: 0o101, mode: 0o644 });
+        await client.call('fs.write', { fh: made.fh, offset: 0, data: Buffer.from('a') });
+        await client.call('fs.release', { fh: made.fh });
+        await client.call('fs.rename', { from: `/d/by-a-${i}/f`, to: `/d/by-a-${i}/g` });
+        await client.call('fs.mkdir', { path: `/d/by-b-${i}`, mode: 0o755 });
+        await clientB.call('fs.chmod', { path: `/d/by-a-${i}/g`, mode: 0o600 });
+        execFileSync('touch', [join(slave.root, 'd', `by-slave-${i}`)]);
+        // B's change to a name A changed a moment ago is B's, and reaches A.
+        await seenA.change(`/d/by-a-${i}`, 'g', 'attr');
+        await seenA.change('/d', `by-slave-${i}`, 'entry');
+        // What A did is in the feed (the other feed, which skips nothing, saw it) ...
+        await seen.change('/d', `by-a-${i}`, 'entry');
+        await seen.change(`/d/by-a-${i}`, 'f', 'entry');
+        const { seq } = await client.call('fs.changes', {});
+        await feedA.applied(seq, 2000);
+        // ... and reaches A only where the agent cannot tell who made it.
+        assert.equal(seenA.has('/d', `by-a-${i}`, 'entry'), !own, `A's mkdir ${i} handed to A`);
+        assert.equal(seenA.has(`/d/by-a-${i}`, 'f', 'entry'), !own, `A's rename ${i} handed to A`);
+      }
+    } finally {
+      await feedA.close();
+    }
+  });
+
   it('names a file that is not UTF-8 by its bytes: the surrogateescape name, as readdir gives it', async () => {
     await client.call('fs.readdir', { path: '/d' });
     const bytes = Buffer.from([0x61, 0xff, 0x62]); // b'a\xffb'

@@ -55,11 +55,11 @@ describe('watcher frames', () => {
 
   it('decodes fanotify events (directory and name as bytes) and the hello saying why not fanotify', () => {
     const why = Buffer.from('inotify\0fanotify_init: Operation not permitted');
-    const dirEvent = Buffer.concat([Buffer.from([0x66, 14, 0, 0, 0]), Buffer.from([0x00, 0x01, 0x00, 0x40, 3, 0, 0, 0]), Buffer.from('/d\xfe', 'latin1'), Buffer.from('a\xffb', 'latin1')]);
+    const dirEvent = Buffer.concat([Buffer.from([0x66, 18, 0, 0, 0]), Buffer.from([0x00, 0x01, 0x00, 0x40, 0x39, 0x30, 0, 0, 3, 0, 0, 0]), Buffer.from('/d\xfe', 'latin1'), Buffer.from('a\xffb', 'latin1')]);
     const records = new RecordDecoder().push(Buffer.concat([Buffer.from([0x48, why.length, 0, 0, 0]), why, dirEvent]));
     assert.deepEqual(records, [
       { type: 'hello', mode: 'inotify', why: 'fanotify_init: Operation not permitted' },
-      { type: 'dir-event', mask: IN.CREATE | 0x4000_0000, dir: Buffer.from('/d\xfe', 'latin1'), name: Buffer.from('a\xffb', 'latin1') },
+      { type: 'dir-event', mask: IN.CREATE | 0x4000_0000, pid: 12345, dir: Buffer.from('/d\xfe', 'latin1'), name: Buffer.from('a\xffb', 'latin1') },
     ]);
     assert.throws(() => new RecordDecoder().push(Buffer.from([0x66, 8, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0])), WatcherProtocolError);
   });

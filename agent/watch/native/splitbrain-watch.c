@@ -33,8 +33,10 @@
  *     'a' i32            the new watch descriptor (0: covered by the fanotify mark), or -errno
  *     'e' i32 wd, u32 mask, name bytes (empty: the watched directory itself); wd -1 with
  *                        IN_Q_OVERFLOW: either queue overflowed
- *     'f' u32 mask, u32 dir length, dir (slave path, "/" the root), name bytes (empty: the
- *                        directory itself): a fanotify event (FAN_* bits, which are IN_*'s)
+ *     'f' u32 mask, u32 pid, u32 dir length, dir (slave path, "/" the root), name bytes
+ *                        (empty: the directory itself): a fanotify event (FAN_* bits, which
+ *                        are IN_*'s) and the process that caused it (0: not known), so the
+ *                        agent can tell its own changes, made for a master, from the slave's
  *     's' u32 token, 'z'
  *
  * Answers and events leave in the order they happened, on one stream: an event queued before
@@ -287,12 +289,13 @@ static void drain_fanotify(void) {
                     }
                     const char *dir = resolve(fh);
                     if (dir) {
-                        static unsigned char head[8 + PATH_MAX];
+                        static unsigned char head[12 + PATH_MAX];
                         size_t dir_len = strlen(dir);
                         put_u32(head, md->mask);
-                        put_u32(head + 4, (uint32_t)dir_len);
-                        memcpy(head + 8, dir, dir_len);
-                        record('f', head, 8 + dir_len, name, strlen(name));
+                        put_u32(head + 4, md->pid > 0 ? (uint32_t)md->pid : 0);
+                        put_u32(head + 8, (uint32_t)dir_len);
+                        memcpy(head + 12, dir, dir_len);
+                        record('f', head, 12 + dir_len, name, strlen(name));
                     }
                     break;
                 }
