@@ -8,9 +8,10 @@ import { hostname, platform, release } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import {
-  DISCOVER_SUBJECT, OP_NAMES, PROTOCOL_VERSION, agentWildcard, changeSubject, opFromSubject,
-  type HelloInfo,
+  DISCOVER_SUBJECT, MIN_PROTOCOL_VERSION, OP_NAMES, PROTOCOL_VERSION, agentWildcard, changeSubject, decodeReply,
+  encodeRequest, opFromSubject, opSubject, type HelloInfo,
 } from '../protocol/index.js';
+import { AgentUnreachableError } from '../transport/errors.js';
 import { connectBus, type Bus } from '../transport/bus.js';
 import type { AgentContext } from './context.js';
 import { createDispatcher } from './dispatch.js';
@@ -90,6 +91,55 @@ async function readHostBootId(): Promise<string> {
   return (await readFile('/proc/sys/kernel/random/boot_id', 'utf8').catch(() => '')).trim();
 }
 
+/** Another agent serves this agent's id: two would both answer every request (issue: "one id, one agent"). */
+export class AgentIdTakenError extends Error {
+  override name = 'AgentIdTakenError';
+}
+
+/** How long the check after subscribing waits for every agent serving the id to answer. */
+const TAKEN_ID_WAIT_MS = 300;
+
+function describeAgent(other: HelloInfo): string {
+  const where = other.server === undefined ? '' : `, connected to ${other.server.name || other.server.url}`;
+  return `pid ${other.pid} on ${other.hostname} (root ${other.root}, boot ${other.bootId}, up since ${new Date(other.startedAt).toISOString()}${where})`;
+}
+
+/**
+ * Refuses to serve an id another agent serves anywhere on the bus (a cluster, its leaf nodes).
+ * Before subscribing, one request: NATS answers "no responders" at once when nobody serves it.
+ * After subscribing (`serving`), every agent on the id answers: another one that started
+ * earlier (or at the same moment with a smaller boot id) keeps the id, this one stops.
+ * A bus that does not let the agent ask its own id (docs/security.md) skips the check, saying so.
+ */
+async function refuseTakenId(bus: Bus, info: HelloInfo, log: Logger, serving = false): Promise<void> {
+  const subject = opSubject(info.agentId, 'agent.hello');
+  const hello = encodeRequest('agent.hello', `${info.bootId}:id-check`, {}, undefined, undefined, MIN_PROTOCOL_VERSION);
+  let replies: Uint8Array[];
+  try {
+    replies = serving ? await bus.requestAll(subject, hello, TAKEN_ID_WAIT_MS) : [await bus.request(subject, hello, 2000)];
+  } catch (err) {
+    if (err instanceof AgentUnreachableError && err.reason === 'no-responders') return;
+    log.warn({ err }, 'could not check whether another agent serves this id');
+    return;
+  }
+  for (const raw of replies) {
+    let other: HelloInfo;
+    try {
+      const reply = decodeReply('agent.hello', raw);
+      if (!reply.ok) continue;
+      other = reply.result;
+    } catch {
+      continue;
+    }
+    if (other.bootId === info.bootId) continue;
+    const earlier = other.startedAt < info.startedAt || (other.startedAt === info.startedAt && other.bootId < info.bootId);
+    if (!serving || earlier) {
+      throw new AgentIdTakenError(`agent id '${info.agentId}' is already served on this bus, by ${describeAgent(other)}: `
+        + 'two agents with one id would both answer every request. Stop that agent, or start this one with another --id');
+    }
+  }
+}
+
 export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const log = options.log.child({ component: 'agent', agentId: options.agentId });
   const jail = RootJail.open(options.root);
@@ -137,6 +187,11 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       return state === 'off' ? undefined : seq;
     },
     leaseMs: options.procLeaseMs ?? 5000, maxProcesses: 1024, log: log.child({ component: 'proc' }),
+    connected: () => bus.connected,
+  });
+  bus.onReconnect(() => {
+    procs.renewAll();
+    log.info({ server: bus.server }, 'back on the bus');
   });
   let devJail: RootJail | undefined;
   try {
@@ -146,22 +201,28 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   }
   const devices = new DeviceHandles(1024);
   watchHandles(() => ({ files: handles.size, devices: devices.size, processes: procs.size }));
+  const serving = { count: 0 };
   const ctx: AgentContext = {
     jail, handles, commits, procs, devJail, devices, devAllow: globFilter(options.devAllow ?? DEFAULT_DEV_ALLOW),
     cursors: new ReaddirCursors(), readOnly: options.readOnly, enterNamespaces: options.enterNamespaces,
     execPolicy: options.execPolicy ?? 'all', actsForCallers, allowDeviceNodes: options.allowDeviceNodes ?? false,
     searched, access: (caller, root = jail) => new CallerAccess(caller, root, actsForCallers, searched),
-    changes, maxPayload: bus.maxPayload, log, hello: () => ({ ...info, changes: changes.feedMode }),
+    changes, maxPayload: bus.maxPayload, log,
+    serving,
+    hello: () => ({ ...info, changes: changes.feedMode, server: bus.server, reconnects: bus.reconnects, busy: serving.count }),
   };
   const dispatch = createDispatcher(handlers, ctx, info.bootId);
   let served: { stop(): void };
   let discover: { stop(): void };
   try {
+    await refuseTakenId(bus, info, log);
     // Refused when these credentials are not this agent id's (docs/security.md): then nothing
     // may serve under that id, and the agent fails to start with the server's reason.
     served = await bus.serve(agentWildcard(options.agentId), async (subject, data) =>
       dispatch(opFromSubject(options.agentId, subject) ?? '', data));
     discover = await bus.serve(DISCOVER_SUBJECT, async (_subject, data) => dispatch('agent.hello', data));
+    // Two agents that started together both found nobody: now each sees the other, and the later one yields.
+    await refuseTakenId(bus, info, log, true);
   } catch (err) {
     procs.close();
     changes.stop();

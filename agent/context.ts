@@ -45,6 +45,8 @@ export interface AgentContext {
   readonly maxPayload: number;
   readonly log: Logger;
   hello(): HelloInfo;
+  /** Requests being served now, hellos aside (dispatch.ts keeps it): what a hello reports as `busy`. */
+  readonly serving: { count: number };
 }
 
 /** `caller`: who the request is for, when the master said (protocol/caller.ts). */

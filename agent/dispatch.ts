@@ -81,6 +81,8 @@ export function createDispatcher(table: HandlerTable, ctx: AgentContext, bootId:
     }
     let errno = 'OK';
     let replayed = false;
+    const counted = op !== 'agent.hello';
+    if (counted) ctx.serving.count++;
     agentMetrics.inFlight.inc();
     try {
       const request = decodeRequest(op, data); // a newer protocol's request throws EPROTONOSUPPORT
@@ -110,6 +112,7 @@ export function createDispatcher(table: HandlerTable, ctx: AgentContext, bootId:
       return encodeErrorReply(bootId, errno, (err as Error).message ?? String(err));
     } finally {
       const micros = Number(process.hrtime.bigint() - started) / 1000;
+      if (counted) ctx.serving.count--;
       agentMetrics.inFlight.dec();
       agentMetrics.ops.inc({ op, errno: replayed ? 'replayed' : errno });
       agentMetrics.latency.observe({ op }, micros / 1e6);

@@ -110,6 +110,14 @@ functions, on the local disk, bindfs, sshfs and splitbrain, after the workloads 
 time until a file rewritten on the slave side, not through the mount, shows its new size
 through the mount (coherence), p50 and p99. The details are under its tables.
 
+The cluster part, last (or alone with \`--only cluster\`), runs on a NATS deployment of its
+own: three clustered nats-servers and a leaf node connected out to them, as a test farm has
+(\`bench/nats-farm.ts\`). It times the raw transport and a mount's sequential write and cold
+read with the agent on the leaf node and the master on the cluster, next to both on one server;
+reports an agent's and a mount's memory, idle and at their peak; and runs a load test, 20
+agents on the leaf and 10 masters on the cluster, each master checking every result of a mixed
+workload for \`BENCH_LOAD_SECONDS\` (default 20), next to one master and one agent alone.
+
 **Cold** means: \`sync\`, \`echo 3 > /proc/sys/vm/drop_caches\` (the page, dentry and inode
 caches of the mounts and of the directories behind them), then a wait for the caches each FUSE
 server keeps in its own memory to expire: for splitbrain its \`cache_timeout\` (1 s by default)

@@ -44,6 +44,8 @@ export interface BenchReport {
   callersError: string | undefined;
   /** The single-call, depth and coherence section, rendered (call-table.ts) and marked (performance-doc.ts). */
   callSection: string | undefined;
+  /** The cluster part (cluster-bench.ts), already marked. */
+  clusterSection?: string;
   /** Warnings and errors the splitbrain agent and mount logged during the run. */
   logExcerpts: string[];
 }
@@ -175,6 +177,7 @@ export function renderReport(report: BenchReport): string {
   if (report.callers) out.push(callerTable(report.callers), '', CALLER_TABLE_LEGEND, '');
   if (report.callersError) out.push(`Caller bench: fails (${report.callersError})`, '');
   if (report.callSection) out.push(report.callSection, '');
+  if (report.clusterSection) out.push(report.clusterSection, '');
   const problems: string[] = [];
   for (const [target, error] of report.startErrors) problems.push(`- ${target}: could not start: ${error}`);
   for (const n of report.fs?.notes ?? []) problems.push(`- ${MARK_NOTE} ${n.target}, ${n.workload}: ${n.message}`);

@@ -7,7 +7,8 @@
  * Env: BENCH_RUNS (3), BENCH_SIZE_MB (256), BENCH_EXEC_RUNS (200), BENCH_ECHO_ROUNDS (1000),
  * BENCH_CALL_ITERATIONS (300), BENCH_COHERENCE_CHANGES (200), BENCH_SPLITBRAIN_OPTS.
  * `--only calls`: start the targets and run that last part alone; only its section of the doc is
- * rewritten.
+ * rewritten. Last, the cluster part (cluster-bench.ts: a leaf node, memory, a load test with
+ * BENCH_LOAD_SECONDS, default 20), also alone with `--only cluster`.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -18,6 +19,7 @@ import { Cleanup, cleanUpOnSignals } from './cleanup.js';
 import { measureCallBench, type CallBenchResults } from './call-bench.js';
 import { renderCallSection, type CallSection } from './call-table.js';
 import { measureCallerBench, type CallerBenchResults } from './caller-bench.js';
+import { measureClusterBench, renderClusterSection, type ClusterBenchResults } from './cluster-bench.js';
 import { measureCoherence, type CoherenceResults } from './coherence-bench.js';
 import { measureDeviceBench, type DeviceBenchResults } from './device-bench.js';
 import { measureExecBench, type ExecBenchResults } from './exec-bench.js';
@@ -52,7 +54,7 @@ function envInt(name: string, fallback: number, max: number): number {
 }
 
 /** Parts that `--only` can run alone. */
-const PARTS = ['calls'] as const;
+const PARTS = ['calls', 'cluster'] as const;
 type Part = (typeof PARTS)[number];
 
 function onlyPart(args: readonly string[]): Part | undefined {
@@ -78,8 +80,10 @@ async function main(): Promise<void> {
   const callIterations = envInt('BENCH_CALL_ITERATIONS', 300, 100_000);
   const coherenceChanges = envInt('BENCH_COHERENCE_CHANGES', 200, 10_000);
   const splitbrainOptions = process.env.BENCH_SPLITBRAIN_OPTS ?? '';
+  const loadSeconds = envInt('BENCH_LOAD_SECONDS', 20, 3600);
   const only = onlyPart(process.argv.slice(2));
   const full = only === undefined;
+  const mainParts = only !== 'cluster';
   if (process.getuid?.() !== 0) {
     progress('warning: not root: dropping caches (cold tests), sshd and untar ownership will fail');
   }
@@ -119,18 +123,22 @@ async function main(): Promise<void> {
   let coherenceError: string | undefined;
   let callsStarted = 0;
   let callsLoad = '';
+  let cluster: ClusterBenchResults | undefined;
+  let clusterError: string | undefined;
+  let clusterHeading = '';
   try {
-    progress(`work dir ${workDir}${full ? `; making fixtures (${sizeMb} MiB random file, npm tarball)` : ''}`);
-    const fixtures = full ? await makeFixtures(workDir, sizeMb) : undefined;
+    const withFixtures = full || only === 'cluster';
+    progress(`work dir ${workDir}${withFixtures ? `; making fixtures (${sizeMb} MiB random file, npm tarball)` : ''}`);
+    const fixtures = withFixtures ? await makeFixtures(workDir, sizeMb) : undefined;
     const nats = await startNatsServer(workDir, cleanup);
     progress(`nats-server at ${nats.url} (pid ${nats.daemon.pid})`);
 
     // One sshd for the ssh rows of the process bench and for sshfs; if it fails, both say so.
-    const sshd = await startSshd(workDir, cleanup).catch((err: unknown) => err as Error);
-    if (sshd instanceof Error) progress(`sshd could not start: ${sshd.message}`);
+    const sshd = mainParts ? await startSshd(workDir, cleanup).catch((err: unknown) => err as Error) : new Error('not started: --only cluster');
+    if (sshd instanceof Error && mainParts) progress(`sshd could not start: ${sshd.message}`);
     // First, while this process is small: every timed run is a fork of it, and a fork costs more
     // the more memory it maps (the transport floor's buffers double it), in every latency figure.
-    if (fixtures) {
+    if (fixtures && full) {
       try {
         exec = await measureExecBench({ workDir, natsUrl: nats.url, sshd, sizeBytes: fixtures.sizeBytes, runs, latencyRuns: execRuns },
           cleanup, progress);
@@ -168,7 +176,7 @@ async function main(): Promise<void> {
       ['local', () => localTarget(workDir)],
     ];
     const targets: Target[] = [];
-    for (const [name, start] of starters) {
+    for (const [name, start] of mainParts ? starters : []) {
       try {
         targets.push(await start());
         progress(`${name} ready`);
@@ -178,7 +186,7 @@ async function main(): Promise<void> {
       }
     }
     coldWaits = targets.map((t) => `${t.name} ${t.userspaceCacheMs / 1000} s`).join(', ');
-    if (fixtures) {
+    if (fixtures && full) {
       fs = await runFsBench(targets, fixtures, runs, progress);
       try {
         callers = await measureCallerBench(workDir, nats.url, runs, cleanup, progress);
@@ -189,20 +197,35 @@ async function main(): Promise<void> {
     }
     callsStarted = performance.now();
     callsLoad = loadAverage();
-    try {
-      calls = await measureCallBench(targets, callIterations, progress);
-    } catch (err) {
-      callsError = (err as Error).message;
-      progress(`call bench failed: ${callsError}`);
-    }
-    try {
-      coherence = await measureCoherence(targets, coherenceChanges, progress);
-    } catch (err) {
-      coherenceError = (err as Error).message;
-      progress(`coherence bench failed: ${coherenceError}`);
+    if (mainParts) {
+      try {
+        calls = await measureCallBench(targets, callIterations, progress);
+      } catch (err) {
+        callsError = (err as Error).message;
+        progress(`call bench failed: ${callsError}`);
+      }
+      try {
+        coherence = await measureCoherence(targets, coherenceChanges, progress);
+      } catch (err) {
+        coherenceError = (err as Error).message;
+        progress(`coherence bench failed: ${coherenceError}`);
+      }
     }
     for (const target of targets) {
       for (const log of target.logs) logs.push(...(await logExcerpts(log.label, log.path)));
+    }
+    if (fixtures && (full || only === 'cluster')) {
+      const started = performance.now();
+      const load = loadAverage();
+      try {
+        cluster = await measureClusterBench(workDir, fixtures, runs, loadSeconds, cleanup, progress);
+      } catch (err) {
+        clusterError = (err as Error).message;
+        progress(`cluster bench failed: ${clusterError}`);
+      }
+      const machine = await describeMachine();
+      clusterHeading = `Measured ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')} on ${machine.machine} by \`${full ? 'npm run bench' : 'npm run bench -- --only cluster'}\`; `
+        + `this part took ${((performance.now() - started) / 1000).toFixed(0)} s, load average ${load} at its start, ${loadAverage()} at its end.`;
     }
   } finally {
     progress('cleaning up');
@@ -218,6 +241,13 @@ async function main(): Promise<void> {
     durationS: (performance.now() - callsStarted) / 1000, load: [callsLoad, loadAverage()], startErrors,
     calls, callsError, coherence, coherenceError,
   };
+  if (only === 'cluster') {
+    const text = renderClusterSection(cluster, clusterError, clusterHeading);
+    process.stdout.write(`\n${text}\n`);
+    await writePerformanceDocPart(only, text);
+    progress(`rewrote the ${only} section of ${PERFORMANCE_DOC}`);
+    return;
+  }
   if (only === 'calls') {
     const text = renderCallSection(section);
     process.stdout.write(`\n${text}\n`);
@@ -230,6 +260,7 @@ async function main(): Promise<void> {
     sizeMb, runs, splitbrainOptions, durationS: (performance.now() - t0) / 1000, load: [loadAtStart, loadAverage()],
     coldWaits, startErrors, fs, floor, floorError, fuseFloor, fuseFloorError, exec, execError, device, deviceError,
     callers, callersError, callSection: markPart('calls', renderCallSection(section)),
+    clusterSection: markPart('cluster', renderClusterSection(cluster, clusterError, clusterHeading)),
     logExcerpts: logs,
   };
   const text = renderReport(report);

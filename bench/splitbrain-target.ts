@@ -22,18 +22,19 @@ function userspaceCacheMs(mountOptions: string): number {
   return Math.max(cache.attrTtlMs, cache.entryTtlMs, cache.negativeTtlMs) + CACHE_MARGIN_MS;
 }
 
+/** `agentUrl`: where the agent connects (default: the mount's `natsUrl`; a leaf node's, for the cluster part). */
 export async function startSplitbrain(
-  workDir: string, natsUrl: string, mountOptions: string, cleanup: Cleanup, agentId = AGENT_ID,
+  workDir: string, natsUrl: string, mountOptions: string, cleanup: Cleanup, agentId = AGENT_ID, agentUrl = natsUrl,
 ): Promise<Target> {
   const cacheMs = userspaceCacheMs(mountOptions);
-  const slavePath = join(workDir, 'splitbrain-slave');
-  const mountPath = join(workDir, 'splitbrain-mnt');
+  const slavePath = join(workDir, `${agentId}-slave`);
+  const mountPath = join(workDir, `${agentId}-mnt`);
   await mkdir(slavePath);
   await mkdir(mountPath);
-  const agentLog = join(workDir, 'splitbrain-agent.log');
-  await startAgent({ label: 'splitbrain agent', natsUrl, agentId, slavePath, logPath: agentLog }, cleanup);
+  const agentLog = join(workDir, `${agentId}-agent.log`);
+  const agent = await startAgent({ label: agentId === AGENT_ID ? 'splitbrain agent' : `agent ${agentId}`, natsUrl: agentUrl, agentId, slavePath, logPath: agentLog }, cleanup);
 
-  const mountLog = join(workDir, 'splitbrain-mount.log');
+  const mountLog = join(workDir, `${agentId}-mount.log`);
   const mount = startDaemon({
     label: 'splitbrain mount', command: process.execPath, logPath: mountLog, readyPipe: true,
     args: [CLI, 'mount', natsUrl, mountPath, '--agent', agentId, '-f', ...(mountOptions ? ['-o', mountOptions] : [])],
@@ -49,5 +50,6 @@ export async function startSplitbrain(
   return {
     name: 'splitbrain', mountPath, slavePath, userspaceCacheMs: cacheMs,
     logs: [{ label: 'splitbrain agent', path: agentLog }, { label: 'splitbrain mount', path: mountLog }],
+    pids: { agent: agent.pid, mount: mount.pid },
   };
 }

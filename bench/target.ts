@@ -21,6 +21,8 @@ export interface Target {
   userspaceCacheMs: number;
   /** Logs of the processes serving it, read for warnings after the run. */
   logs: { label: string; path: string }[];
+  /** splitbrain's agent and mount processes (their memory is reported by the cluster part). */
+  pids?: { agent: number; mount: number };
 }
 
 /** The kernel's default attribute and entry timeouts are 1 s; wait a bit more. */

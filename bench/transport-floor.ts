@@ -60,17 +60,21 @@ async function roundTrips(bus: Bus, subject: string, count: number): Promise<num
   return samples;
 }
 
+/**
+ * `responderUrl`: where the responder connects (default: `natsUrl`, the requester's server); a
+ * leaf node's URL measures the path through the leaf connection.
+ */
 export async function measureTransportFloor(
   natsUrl: string, workDir: string, sizeBytes: number, runs: number, cleanup: Cleanup,
-  progress: (line: string) => void,
+  progress: (line: string) => void, responderUrl = natsUrl, label = 'raw floor',
 ): Promise<FloorResult> {
   const bus = await connectBus({ url: natsUrl, name: 'splitbrain-bench-floor', log: pino({ level: 'warn' }) });
   const prefix = `bench.floor.${randomBytes(4).toString('hex')}`;
   const subjects = floorSubjects(prefix);
   const messageBytes = Math.min(MAX_MESSAGE, bus.maxPayload);
   const responder = startDaemon({
-    label: 'floor responder', command: process.execPath, logPath: join(workDir, 'floor-responder.log'),
-    args: [RESPONDER, natsUrl, prefix, String(messageBytes)],
+    label: 'floor responder', command: process.execPath, logPath: join(workDir, `floor-responder-${prefix}.log`),
+    args: [RESPONDER, responderUrl, prefix, String(messageBytes)],
   }, cleanup);
   try {
     // Its subscriptions reach the server a moment after it starts: ping until one is answered.
@@ -99,7 +103,7 @@ export async function measureTransportFloor(
       result.readMBps.push(mb / ((await pump(count, IN_FLIGHT, read)) / 1000));
       result.writeMBps.push(mb / ((await pump(count, IN_FLIGHT, write)) / 1000));
       rtts.push(...(await roundTrips(bus, subjects.ping, RTT_REQUESTS)));
-      progress(`[pass ${run}/${runs}] raw floor  read ${result.readMBps.at(-1)?.toFixed(0)} MB/s, `
+      progress(`[pass ${run}/${runs}] ${label}  read ${result.readMBps.at(-1)?.toFixed(0)} MB/s, `
         + `write ${result.writeMBps.at(-1)?.toFixed(0)} MB/s, round trip median ${median(rtts).toFixed(0)} µs`);
     }
     rtts.sort((a, b) => a - b);

@@ -7,7 +7,7 @@ import { AgentClient, chooseAgent } from '../transport/agent-client.js';
 import { listAgents, watchActivity } from '../transport/agent-status.js';
 import { connectBus } from '../transport/bus.js';
 import { createLogger } from './logger.js';
-import { agentId, logLevel, nonNegative, positiveSeconds, withBusAuth } from './options.js';
+import { NATS_URL_HELP, agentId, logLevel, nonNegative, positiveSeconds, withBusAuth } from './options.js';
 import { formatActivity, formatStatus } from './status-view.js';
 
 /** One hello field as a shell wants it: strings bare, anything else as JSON. */
@@ -19,7 +19,7 @@ function fieldText(value: unknown): string {
 export function addInspectCommands(program: Command): void {
   withBusAuth(program.command('hello'))
     .description('print a slave agent\'s hello (id, hostname, boot id, root, ...) as JSON, or one field of it')
-    .argument('<url>', 'NATS server URL, e.g. nats://lab-box-7:4222')
+    .argument('<url>', NATS_URL_HELP)
     .option('--agent <id>', 'the agent (default: the only one on the bus)', agentId)
     .option('--field <name>', 'print only this field, e.g. hostname (for SLAVE_HOSTNAME in compose)')
     .addOption(logLevel())
@@ -39,7 +39,7 @@ export function addInspectCommands(program: Command): void {
 
   withBusAuth(program.command('status'))
     .description('list the agents on a bus: id, hostname, boot id, uptime, version, policy')
-    .argument('<url>', 'NATS server URL, e.g. nats://lab-box-7:4222')
+    .argument('<url>', NATS_URL_HELP)
     .option('--agent <id>', 'ask these agents (repeatable; default: every agent that answers discovery)',
       (value: string, previous: string[]) => [...previous, agentId(value)], [])
     .option('--wait <seconds>', 'how long to wait for answers', positiveSeconds, 1)
@@ -62,7 +62,7 @@ export function addInspectCommands(program: Command): void {
 
   withBusAuth(program.command('top'))
     .description('show what an agent is doing: operations per second by op, errors, bytes, open handles')
-    .argument('<url>', 'NATS server URL, e.g. nats://lab-box-7:4222')
+    .argument('<url>', NATS_URL_HELP)
     .option('--agent <id>', 'the agent (default: the only one on the bus)', agentId)
     .option('-i, --interval <seconds>', 'time between samples', positiveSeconds, 2)
     .option('-n, --count <n>', 'stop after this many samples (default: at SIGINT)', nonNegative)

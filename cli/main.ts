@@ -22,7 +22,7 @@ import { addInspectCommands } from './inspect-commands.js';
 import { reportStart } from './start-report.js';
 import { LOG_LEVELS, createLogger } from './logger.js';
 import {
-  DEFAULT_NATS, VERSION, agentId, agentIdFromEnv, collect, execUser, execUserArg, fromEnv, listFromEnv, logLevel, metrics,
+  DEFAULT_NATS, NATS_URL_HELP, VERSION, agentId, agentIdFromEnv, collect, execUser, execUserArg, fromEnv, listFromEnv, logLevel, metrics,
   nonNegative, slaveWait, withBusAuth,
 } from './options.js';
 
@@ -100,7 +100,7 @@ const program = new Command()
 
 withBusAuth(program.command('agent'))
   .description('serve this machine (the slave) to masters over NATS')
-  .option('--nats <url>', 'NATS server URL', DEFAULT_NATS)
+  .option('--nats <url>', NATS_URL_HELP, DEFAULT_NATS)
   .option('--id <name>', 'agent id masters address (default: $SPLITBRAIN_AGENT, else the hostname)', agentId)
   .option('--root <dir>', 'export root: nothing outside it is reachable', '/')
   .option('--read-only', 'refuse every change with EROFS', false)
@@ -145,7 +145,7 @@ withBusAuth(program.command('agent'))
 
 withBusAuth(program.command('mount'))
   .description('mount a slave\'s filesystem, like sshfs')
-  .argument('<url>', 'NATS server URL, e.g. nats://lab-box-7:4222')
+  .argument('<url>', NATS_URL_HELP)
   .argument('<mountpoint>', 'an existing empty directory')
   .option('--agent <id>', 'agent to mount (default: the only one on the bus)', agentId)
   .option('-o, --options <opts>', 'mount options, comma separated (repeatable): '
@@ -187,7 +187,7 @@ withBusAuth(program.command('mount'))
 
 withBusAuth(program.command('exec'))
   .description('run a command on the slave with this terminal\'s stdin, stdout and stderr, like ssh host cmd')
-  .argument('<url>', 'NATS server URL, e.g. nats://lab-box-7:4222')
+  .argument('<url>', NATS_URL_HELP)
   .argument('<command...>', 'the command and its arguments (put -- before them)')
   .option('--agent <id>', 'agent to run on (default: the only one on the bus)', agentId)
   .option('-t, --tty', 'give the command a terminal (when stdin is one), as ssh -t', false)
@@ -220,7 +220,7 @@ withBusAuth(program.command('exec'))
 
 withBridgeOptions(program.command('bridge')
   .description('serve the exec shim: commands run through it run on the slave')
-  .argument('<url>', 'NATS server URL, e.g. nats://lab-box-7:4222')
+  .argument('<url>', NATS_URL_HELP)
   .option('--agent <id>', 'agent to run on (default: the only one on the bus)', agentId)
   .option('--socket <path>', 'Unix socket the shims connect to (their SPLITBRAIN_BRIDGE_SOCKET)', '/splitbrain/bridge.sock')
   .option('--shim-dir <dir>', 'directory of command links for the front of the test\'s PATH')
@@ -241,7 +241,7 @@ withBridgeOptions(program.command('bridge')
 
 withBridgeOptions(program.command('sidecar')
   .description('serve one slave to test containers: its files, devices and commands under one directory')
-  .argument('[url]', 'NATS server URL, e.g. nats://lab-box-7:4222 (default: $SPLITBRAIN_SLAVE)')
+  .argument('[url]', `${NATS_URL_HELP} (default: $SPLITBRAIN_SLAVE)`)
   .option('--agent <id>', 'the slave\'s agent (default: $SPLITBRAIN_AGENT, else the only one on the bus)', agentId)
   .option('--dir <dir>', 'the shared directory: slave/ (devices at slave/dev), map/, bin/, bridge.sock', '/splitbrain')
   .option('--slave-seen-at <dir>', 'where test containers see <dir>/slave (default: <dir>/slave)')

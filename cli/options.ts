@@ -12,6 +12,9 @@ import { AUTH_ENV } from '../transport/bus-auth.js';
 import { LOG_LEVELS } from './logger.js';
 
 export const DEFAULT_NATS = 'nats://127.0.0.1:4222';
+/** Every command reaches the bus this way: one server, or a cluster's (any one will do, and the next when it goes). */
+export const NATS_URL_HELP = 'NATS server URL, e.g. nats://lab-box-7:4222, or several separated by commas (a cluster: '
+  + 'any one will do, and another when it goes away)';
 
 /** Our version, from the package.json beside dist/ (in the images too). */
 export const VERSION = ((): string => {

@@ -46,17 +46,26 @@ function policyCell(hello: HelloInfo): string {
   return `${hello.readOnly ? 'ro' : 'rw'} as=${identity} exec=${commands} dev=${hello.policy.devAllow.join(',')}${nodes}${changes}`;
 }
 
+/**
+ * The NATS server an agent is connected to: its name (a cluster's servers and leaf nodes are
+ * named in their configuration), else the address; '?' from agents older than the field.
+ */
+function serverCell(hello: HelloInfo): string {
+  if (hello.server === undefined) return '?';
+  return hello.server.name || hello.server.url || '?';
+}
+
 /** One line per agent; uptime by the master's clock against the agent's start time. */
 export function formatStatus(agents: AgentStatus[], now: number): string {
-  const rows = [['AGENT', 'HOSTNAME', 'BOOT ID', 'UPTIME', 'VERSION', 'PID', 'ROOT', 'POLICY']];
+  const rows = [['AGENT', 'HOSTNAME', 'BOOT ID', 'UPTIME', 'VERSION', 'PID', 'SERVER', 'ROOT', 'POLICY']];
   for (const { agentId, hello, error } of agents) {
     if (!hello) {
-      rows.push([agentId, '-', '-', '-', '-', '-', '-', `no answer: ${error ?? 'unknown'}`]);
+      rows.push([agentId, '-', '-', '-', '-', '-', '-', '-', `no answer: ${error ?? 'unknown'}`]);
       continue;
     }
     rows.push([
       agentId, hello.hostname, hello.bootId.slice(0, 8), formatDuration(now - hello.startedAt),
-      `${hello.version ?? '?'}/p${hello.protocol}`, String(hello.pid), hello.root, policyCell(hello),
+      `${hello.version ?? '?'}/p${hello.protocol}`, String(hello.pid), serverCell(hello), hello.root, policyCell(hello),
     ]);
   }
   return table(rows);

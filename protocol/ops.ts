@@ -119,6 +119,20 @@ export const helloInfo = z.object({
   }),
   /** How the agent learns of changes for its feed (changes.ts); absent from agents older than it. */
   changes: z.enum(FEED_MODES).optional(),
+  /**
+   * The NATS server the agent is connected to now (its name as the server reports it, and the
+   * address it was reached at), and how many times it has connected again since it started: a
+   * reply to a request sent before the agent moved servers may have been lost with the old
+   * connection (transport/agent-client.ts asks again). Absent from agents older than them.
+   */
+  server: z.object({ name: shown(256), url: shown(512) }).optional(),
+  reconnects: u53.optional(),
+  /**
+   * Requests the agent is serving as it answers (hellos aside). 0 while a master still waits
+   * for replies sent long ago: they were lost on the way (a leaf node's link to the cluster
+   * went away), and the master asks again at once instead of at its deadline.
+   */
+  busy: u53.optional(),
 });
 
 /**
@@ -239,14 +253,31 @@ export const ops = {
    * group gets SIGHUP, and SIGKILL a few seconds later if it is still there.
    */
   'proc.hangup': op(z.object({ procId }), empty),
-  /** The master has written out `bytes` more of the output: the agent may send that much more. */
-  'proc.credit': op(z.object({ procId, bytes: u32 }), empty),
+  /**
+   * The master has written out `bytes` more of the output: the agent may send that much more.
+   * `received`: the seq of the next event the master expects (it has every one before it): the
+   * agent keeps every event it sent until it is received (credited output was received too),
+   * to send again on `proc.resend`, and forgets an ended process once its exit is received.
+   * Agents older than `received` ignore it.
+   */
+  'proc.credit': op(z.object({ procId, bytes: u32, received: u53.optional() }), empty),
+  /**
+   * The master missed events from `from` on (its connection to the bus moved to another server,
+   * or the agent's did, and NATS dropped what was published meanwhile): the agent publishes
+   * again, in order, every event it still keeps from that seq on. ESRCH: it keeps none.
+   */
+  'proc.resend': op(z.object({ procId, from: u53 }), empty),
   /**
    * The master still wants these processes. A process not named for the agent's lease time is
    * hung up on and killed: nothing outlives a master that went away. Replies with the ids the
-   * agent does not know (already reaped).
+   * agent does not know (already reaped), and `next`: for each process it knows, the seq its
+   * next event will have (a master behind it lost events and asks for them with proc.resend).
+   * An ended process is known until its exit is received, or its lease runs out.
    */
-  'proc.keepalive': op(z.object({ procIds: z.array(procId).max(65536) }), z.object({ gone: z.array(procId) })),
+  'proc.keepalive': op(z.object({ procIds: z.array(procId).max(65536) }), z.object({
+    gone: z.array(procId),
+    next: z.array(z.tuple([procId, u53])).max(65536).optional(),
+  })),
 
   /**
    * The slave's devices, under the agent's --dev-root: paths are relative to it. Character and

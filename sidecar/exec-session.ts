@@ -31,6 +31,8 @@ export interface ExecOptions {
 }
 
 const REQUEST_TIMEOUT_MS = 15_000;
+/** How long a command whose reader left waits for the agent to take its hang-up. */
+const HANGUP_WAIT_MS = 2000;
 const FORWARDED: ForwardedSignal[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
 
 /** Runs the command and returns the exit status this process should exit with. */
@@ -65,10 +67,9 @@ export async function runExec(options: ExecOptions): Promise<number> {
     }
     // Our reader left (`| head -1`): hang up, so the process's writes fail as they would into
     // that pipe, and exit as a process killed by SIGPIPE.
-    let brokenPipe = false;
+    let brokenPipe: Promise<void> | undefined;
     output.onBroken = () => {
-      brokenPipe = true;
-      proc.abandon();
+      brokenPipe = proc.abandon();
     };
     if (tty) {
       process.stdin.setRawMode(true);
@@ -96,7 +97,12 @@ export async function runExec(options: ExecOptions): Promise<number> {
       await output.drained();
       return status;
     } catch (err) {
-      if (brokenPipe) return 128 + (signalNumber('SIGPIPE') ?? 13);
+      if (brokenPipe) {
+        // Exiting at once could close the bus before the hang-up left: then only the agent's
+        // lease (5 s) would end the process.
+        await Promise.race([brokenPipe, new Promise((resolve) => setTimeout(resolve, HANGUP_WAIT_MS).unref())]);
+        return 128 + (signalNumber('SIGPIPE') ?? 13);
+      }
       const failure = failureStatus(err, agentId);
       process.stderr.write(`splitbrain: ${failure.message}\n`);
       return failure.status;

@@ -7,6 +7,12 @@
  *
  * `ProcessClient` renews the lease of every live process once a second (proc.keepalive): if
  * this side dies, the agent hangs up on its processes within its lease time.
+ *
+ * No output is lost when this side or the agent moves to another NATS server (NATS drops what
+ * is published while a subscriber moves): events arrive numbered, and one that skips a number,
+ * a reconnection of our bus, or a keepalive saying the agent has sent more than arrived, makes
+ * us ask the agent to send again from the first missing one (proc.resend). The agent keeps
+ * every event until we say we have it (`received` with each credit, and after the exit).
  */
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -65,6 +71,10 @@ export class ProcessClient {
   ) {
     this.timer = setInterval(() => void this.keepalive(), KEEPALIVE_MS);
     this.timer.unref();
+    // Our subscriptions moved with us: what was published meanwhile is asked for again.
+    client.bus.onReconnect(() => {
+      for (const proc of this.live.values()) proc.askAgain('our bus reconnected');
+    });
   }
 
   /** `handleBoot`: run it only on that agent boot (else ESTALE), as a decision about its user was made for it. */
@@ -111,10 +121,11 @@ export class ProcessClient {
     if (this.live.size === 0) return;
     try {
       // One try: the lease decides how long a process outlives a silent agent.
-      const { gone } = await this.client.call('proc.keepalive', { procIds: [...this.live.keys()] },
+      const { gone, next = [] } = await this.client.call('proc.keepalive', { procIds: [...this.live.keys()] },
         { timeoutMs: KEEPALIVE_MS * 3, slaveWaitMs: 0 });
       this.lastKeepalive = Date.now();
       for (const id of gone) this.live.get(id)?.lost('the slave no longer knows this process');
+      for (const [id, sent] of next) this.live.get(id)?.agentSent(sent);
       for (const proc of [...this.live.values()]) {
         if (proc.restartedUnder(this.client.bootId)) proc.lost('the slave restarted');
       }
@@ -140,6 +151,10 @@ export class RemoteProcess {
   private done = false;
   private credit = 0;
   private creditScheduled = false;
+  /** A proc.resend is on its way: gaps meanwhile are what it fills. */
+  private resending = false;
+  /** nextSeq at the last keepalive that showed the agent ahead of us. */
+  private behindAt: number | undefined;
 
   constructor(
     private readonly client: AgentClient,
@@ -161,14 +176,17 @@ export class RemoteProcess {
 
   receive(event: ProcEvent): void {
     if (this.done) return;
-    if (event.seq !== this.nextSeq) {
-      this.fail(new ProtocolError(`process output lost: event ${event.seq} arrived, ${this.nextSeq} expected`));
+    if (event.seq < this.nextSeq) return; // sent again, and we had it
+    if (event.seq > this.nextSeq) {
+      this.askAgain(`event ${event.seq} arrived, ${this.nextSeq} expected`);
       return;
     }
     this.nextSeq++;
     if ('exit' in event) {
       this.finish();
       this.resolveExit(event.exit);
+      // The agent keeps an ended process until it knows we have its exit.
+      this.quietly('proc.credit', this.client.call('proc.credit', { procId: this.procId, bytes: 0, received: this.nextSeq }, { handleBoot: this.boot }));
       return;
     }
     const data = Buffer.from(event.data.buffer, event.data.byteOffset, event.data.byteLength);
@@ -186,8 +204,40 @@ export class RemoteProcess {
       this.creditScheduled = false;
       const bytes = this.credit;
       this.credit = 0;
-      if (bytes > 0 && !this.done) this.quietly('proc.credit', this.client.call('proc.credit', { procId: this.procId, bytes }, { handleBoot: this.boot }));
+      if (bytes > 0 && !this.done) {
+        this.quietly('proc.credit', this.client.call('proc.credit', { procId: this.procId, bytes, received: this.nextSeq }, { handleBoot: this.boot }));
+      }
     });
+  }
+
+  /**
+   * Events from nextSeq on did not arrive (a gap, a reconnection): the agent sends them again.
+   * One request at a time; what is still missing after it shows up as a gap again, or at the
+   * next keepalive. A protocol error (an agent older than proc.resend) is what it always was.
+   */
+  askAgain(why: string): void {
+    if (this.done || this.resending) return;
+    this.resending = true;
+    this.log.info({ procId: this.procId, from: this.nextSeq, why }, 'process output missed: asking the agent to send it again');
+    this.client.call('proc.resend', { procId: this.procId, from: this.nextSeq }, { handleBoot: this.boot })
+      .catch((err: unknown) => {
+        if (err instanceof SlaveError && err.errnoName === 'ENOSYS') {
+          this.fail(new ProtocolError(`process output lost (${why}), and the agent cannot send it again`));
+        } else {
+          this.log.debug({ err, procId: this.procId }, 'proc.resend failed');
+        }
+      })
+      .finally(() => { this.resending = false; });
+  }
+
+  /** A keepalive says the agent's next event will be `next`: behind it twice running, we lost some. */
+  agentSent(next: number): void {
+    if (next <= this.nextSeq) {
+      this.behindAt = undefined;
+      return;
+    }
+    if (this.behindAt === this.nextSeq) this.askAgain(`the agent has sent up to ${next - 1}, ${this.nextSeq} is missing`);
+    this.behindAt = this.nextSeq;
   }
 
   /** Resolves once the process has the bytes in its stdin; EPIPE if it closed it. */
@@ -209,12 +259,16 @@ export class RemoteProcess {
 
   /**
    * Nobody wants this process any more: the agent hangs up on it (output pipes closed, SIGHUP,
-   * SIGKILL if it lingers) and `exited` rejects with AbandonedError.
+   * SIGKILL if it lingers) and `exited` rejects with AbandonedError. Resolves once the agent
+   * answered the hang-up (or could not be asked).
    */
-  abandon(): void {
-    if (this.done) return;
-    this.quietly('proc.hangup', this.client.call('proc.hangup', { procId: this.procId }, { handleBoot: this.boot }));
+  abandon(): Promise<void> {
+    if (this.done) return Promise.resolve();
+    const hangup = this.client.call('proc.hangup', { procId: this.procId }, { handleBoot: this.boot, slaveWaitMs: 0 });
+    this.quietly('proc.hangup', hangup);
     this.fail(new AbandonedError(`process ${this.slavePid} on the slave was hung up on`));
+    // Settles once the agent has it: a caller about to exit waits, or only the lease would end it.
+    return hangup.then(() => undefined, () => undefined);
   }
 
   /** The agent forgot the process without sending its exit (its exit event was lost). */

@@ -80,6 +80,8 @@ export class AgentClient {
    * Hellos go in the oldest version, which every agent answers (protocol/wire-forms.ts).
    */
   private version = PROTOCOL_VERSION;
+  /** How often the agent had reconnected to the bus, as its last hello said. */
+  private agentReconnects: number | undefined;
 
   constructor(
     readonly bus: Bus,
@@ -107,11 +109,23 @@ export class AgentClient {
       if (this.probing || Date.now() - oldest < PROBE_AFTER_MS) return;
       this.probing = true;
       const boot = this.lastBoot;
+      const probedAt = Date.now();
       this.bus.request(opSubject(this.agentId, 'agent.hello'), encodeRequest('agent.hello', `${this.clientId}:probe`, {}, undefined, undefined, MIN_PROTOCOL_VERSION), PROBE_AFTER_MS)
         .then((raw) => {
           try {
             const reply = decodeReply('agent.hello', raw);
             if (reply.boot !== boot) this.noteBoot(reply.boot);
+            else if (reply.ok && this.noteReconnects(reply.result.reconnects)) {
+              // The same agent, on another connection: what it answered on the old one may be
+              // lost, so what waits is sent again (it answers a repeat from its replay cache).
+              this.options.log.info({ agentId: this.agentId, server: reply.result.server }, 'the agent moved to another server: asking again');
+              this.agentLost();
+            } else if (reply.ok && reply.result.busy === 0) {
+              // It serves nothing, yet we waited over a second: the requests or their replies
+              // were lost on the way (a link between servers went), so they are sent again.
+              this.options.log.info({ agentId: this.agentId, waiting: this.waiting.size }, 'the agent has nothing in hand: asking again');
+              this.agentLost(probedAt - PROBE_AFTER_MS); // those sent just now may be on their way
+            }
           } catch (err) {
             this.options.log.warn({ err }, 'undecodable probe reply');
           }
@@ -128,10 +142,20 @@ export class AgentClient {
    * what was sent to it before, so those requests are tried again now rather than at their
    * deadlines (the retry has the same id; a restarted agent answers handle requests ESTALE).
    */
-  private agentLost(): void {
-    const lost = [...this.waiting];
-    this.waiting.clear();
-    for (const waiting of lost) waiting.giveUp();
+  private agentLost(sentBefore = Infinity): void {
+    for (const waiting of [...this.waiting]) {
+      if (waiting.sentAt >= sentBefore) continue;
+      this.waiting.delete(waiting);
+      waiting.giveUp();
+    }
+  }
+
+  /** Notes the agent's reconnection count from a hello; true when it moved since the last one. */
+  private noteReconnects(reconnects: number | undefined): boolean {
+    if (reconnects === undefined) return false;
+    const moved = this.agentReconnects !== undefined && reconnects !== this.agentReconnects;
+    this.agentReconnects = reconnects;
+    return moved;
   }
 
   /** Calls `listener` with the new boot id whenever the agent is seen to have restarted. */
@@ -211,7 +235,11 @@ export class AgentClient {
       this.noteBoot(reply.boot);
       if (attempt > 0) this.options.log.info({ op, attempts: attempt + 1 }, 'agent answered again');
       if (reply.ok) {
-        if (op === 'agent.hello') this.version = Math.min(PROTOCOL_VERSION, Math.max(MIN_PROTOCOL_VERSION, (reply.result as HelloInfo).protocol));
+        if (op === 'agent.hello') {
+          const hello = reply.result as HelloInfo;
+          this.version = Math.min(PROTOCOL_VERSION, Math.max(MIN_PROTOCOL_VERSION, hello.protocol));
+          if (this.noteReconnects(hello.reconnects)) this.agentLost(); // as in watch()
+        }
         return reply.result;
       }
       if (reply.error.errnoName === 'EPROTONOSUPPORT' && version > MIN_PROTOCOL_VERSION) {

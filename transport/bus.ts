@@ -42,6 +42,10 @@ export interface Bus {
   readonly connected: boolean;
   /** Calls `listener` after every reconnection. */
   onReconnect(listener: () => void): void;
+  /** The server connected to now: its name as it reports it, and the address it was reached at. */
+  readonly server: { name: string; url: string };
+  /** How many times the connection was made again since the first. */
+  readonly reconnects: number;
   close(): Promise<void>;
 }
 
@@ -92,6 +96,8 @@ class NatsBus implements Bus {
     });
   }
 
+  private reconnectCount = 0;
+
   get connected(): boolean {
     return !this.down && !this.closed;
   }
@@ -112,7 +118,17 @@ class NatsBus implements Bus {
 
   markUp(): void {
     this.down = false;
+    this.reconnectCount++;
     for (const listener of this.reconnectListeners) listener();
+  }
+
+  get reconnects(): number {
+    return this.reconnectCount;
+  }
+
+  get server(): { name: string; url: string } {
+    const info = this.nc.info;
+    return { name: info?.server_name ?? info?.server_id ?? '', url: this.nc.getServer() };
   }
 
   get maxPayload(): number {

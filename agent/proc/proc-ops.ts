@@ -111,10 +111,16 @@ export const procOps: HandlerTable = {
     return {};
   },
 
-  'proc.credit': async ({ procId, bytes }, ctx) => {
-    ctx.procs.get(procId).credit(bytes);
+  'proc.credit': async ({ procId, bytes, received }, ctx) => {
+    ctx.procs.find(procId).credit(bytes, received);
     return {};
   },
 
-  'proc.keepalive': async ({ procIds }, ctx) => ({ gone: ctx.procs.keepalive(procIds) }),
+  'proc.resend': async ({ procId, from }, ctx) => {
+    const sent = ctx.procs.find(procId).resend(from);
+    ctx.log.debug({ procId, from, sent }, 'process events sent again');
+    return {};
+  },
+
+  'proc.keepalive': async ({ procIds }, ctx) => ctx.procs.keepalive(procIds),
 };

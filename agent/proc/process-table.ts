@@ -2,7 +2,9 @@
  * The processes the agent runs for masters, by the id their spawn reply gave. Each lives on a
  * lease that every request naming it renews (masters send `proc.keepalive` every second): a
  * process whose master stops asking is hung up on, so nothing outlives a bridge or an
- * `splitbrain exec` that died or lost the bus.
+ * `splitbrain exec` that died or lost the bus. While the agent's own connection to the bus is
+ * down no master can reach it: leases do not run out then, and start again when it is back.
+ * An ended process is kept until its master has its exit (spawned-process.ts), or its lease runs out.
  */
 import type { Logger } from 'pino';
 import { HandleIds, SlaveError } from '../../protocol/index.js';
@@ -19,6 +21,8 @@ export interface ProcessTableOptions {
    * event carries it); undefined without a feed.
    */
   changeSeq?: () => Promise<number | undefined>;
+  /** False while the agent's connection to the bus is down (leases then wait). */
+  connected?: () => boolean;
   log: Logger;
 }
 
@@ -49,30 +53,53 @@ export class ProcessTable {
     return proc;
   }
 
-  /** The process, its lease renewed; ESRCH once it has ended and its exit was sent. */
+  /** The running process, its lease renewed; ESRCH once it has ended. */
   get(procId: number): SpawnedProcess {
+    const proc = this.find(procId);
+    if (proc.ended) throw new SlaveError('ESRCH', `process ${procId} on this agent has ended`);
+    return proc;
+  }
+
+  /** The process, running or ended but not yet received as such, its lease renewed; else ESRCH. */
+  find(procId: number): SpawnedProcess {
     const proc = this.procs.get(procId);
     if (!proc) throw new SlaveError('ESRCH', `no process ${procId} on this agent (it has ended)`);
     proc.lastSeen = Date.now();
     return proc;
   }
 
-  /** Renews the leases of these processes; returns those the agent does not know. */
-  keepalive(procIds: number[]): number[] {
+  /** Renews the leases of these processes; returns those the agent does not know, and where the others' events are. */
+  keepalive(procIds: number[]): { gone: number[]; next: [number, number][] } {
     const now = Date.now();
     const gone: number[] = [];
+    const next: [number, number][] = [];
     for (const id of procIds) {
       const proc = this.procs.get(id);
-      if (proc) proc.lastSeen = now;
-      else gone.push(id);
+      if (!proc) {
+        gone.push(id);
+        continue;
+      }
+      proc.lastSeen = now;
+      next.push([id, proc.nextSeq]);
     }
-    return gone;
+    return { gone, next };
+  }
+
+  /** The agent is back on the bus: its masters get a whole lease to find it again. */
+  renewAll(): void {
+    const now = Date.now();
+    for (const proc of this.procs.values()) proc.lastSeen = now;
   }
 
   private sweep(): void {
+    if (this.options.connected?.() === false) return;
     const expired = Date.now() - this.options.leaseMs;
-    for (const proc of this.procs.values()) {
+    for (const proc of [...this.procs.values()]) {
       if (proc.lastSeen >= expired) continue;
+      if (proc.ended) {
+        this.procs.delete(proc.procId); // its master is gone, or had the exit and said nothing
+        continue;
+      }
       this.options.log.warn({ procId: proc.procId, pid: proc.pid }, 'its master stopped asking for it: hanging up');
       proc.hangUp();
     }

@@ -3,6 +3,12 @@
  * events within a credit window, its stdin written on request, signals, resizes, and the hang-up
  * that ends it when the master is gone.
  *
+ * Every event sent is kept until the master has it (it says so with `received`, or by crediting
+ * the output: credited bytes were received), and sent again on request (`resend`): NATS drops
+ * what is published while a subscriber moves to another server, and the master asks again from
+ * the first event it missed. The window bounds what is kept, as it bounds what is in flight. An
+ * ended process stays known until its exit is received, or its lease runs out.
+ *
  *   master --proc.stdin--> agent --pipe/pty--> process --pipe/pty--> agent --events--> master
  */
 import { spawn as spawnChild, type ChildProcess } from 'node:child_process';
@@ -65,6 +71,16 @@ export class SpawnedProcess {
   private flushScheduled = false;
   private exited = false;
   private killTimer: NodeJS.Timeout | undefined;
+  /**
+   * Events sent and not known received, in seq order. `end`: the output bytes sent up to and
+   * including it (Infinity for the exit, which only `received` can clear).
+   */
+  private readonly kept: { seq: number; end: number; event: Uint8Array }[] = [];
+  private sentBytes = 0;
+  private creditedBytes = 0;
+  /** The exit event's seq, once sent. */
+  private exitSeq: number | undefined;
+  private forgotten = false;
 
   private constructor(
     readonly procId: number,
@@ -72,6 +88,7 @@ export class SpawnedProcess {
     private readonly spec: SpawnSpec,
     private readonly child: { pipes: ChildProcess } | { pty: IPty },
     private readonly sink: EventSink,
+    /** The process ended and its master has the exit: the table may forget it. */
     private readonly onExit: () => void,
     private readonly log: Logger,
     private readonly changeSeq: (() => Promise<number | undefined>) | undefined,
@@ -146,7 +163,53 @@ export class SpawnedProcess {
     const pending = this.pending;
     if (!pending) return;
     this.pending = null;
-    this.sink(encodeOutputEvent(this.procId, this.seq++, pending.stream, pending.chunks));
+    this.sentBytes += pending.bytes;
+    this.send(encodeOutputEvent(this.procId, this.seq++, pending.stream, pending.chunks), this.sentBytes);
+  }
+
+  private send(event: Uint8Array, end: number): void {
+    this.kept.push({ seq: this.seq - 1, end, event });
+    this.sink(event);
+  }
+
+  /** The seq the next event will have. */
+  get nextSeq(): number {
+    return this.seq;
+  }
+
+  /** Whether the process has ended (its exit is sent; it stays known until received). */
+  get ended(): boolean {
+    return this.exitSeq !== undefined;
+  }
+
+  /** Publishes again every kept event from `from` on (the master missed them). */
+  resend(from: number): number {
+    let sent = 0;
+    for (const kept of this.kept) {
+      if (kept.seq < from) continue;
+      this.sink(kept.event);
+      sent++;
+    }
+    return sent;
+  }
+
+  /** The master has every event before `next`: they need not be kept. */
+  received(next: number): void {
+    this.forget(next);
+  }
+
+  private forget(next: number): void {
+    let drop = 0;
+    while (drop < this.kept.length) {
+      const kept = this.kept[drop] as { seq: number; end: number };
+      if (kept.seq >= next && kept.end > this.creditedBytes) break;
+      drop++;
+    }
+    if (drop > 0) this.kept.splice(0, drop);
+    if (this.exitSeq !== undefined && next > this.exitSeq && !this.forgotten) {
+      this.forgotten = true;
+      this.onExit();
+    }
   }
 
   private pause(): void {
@@ -159,7 +222,10 @@ export class SpawnedProcess {
     }
   }
 
-  credit(bytes: number): void {
+  /** The master wrote out `bytes` more (so it received them); `received`: see received(). */
+  credit(bytes: number, received?: number): void {
+    this.creditedBytes += bytes;
+    this.forget(received ?? 0);
     this.inFlight = Math.max(0, this.inFlight - bytes);
     if (!this.paused || this.inFlight >= this.spec.window) return;
     this.paused = false;
@@ -228,11 +294,11 @@ export class SpawnedProcess {
     // What the process changed on the slave is published before its exit: a master that applies
     // the feed up to changeSeq sees it all (the bridge's barrier).
     const changeSeq = await this.changeSeq?.().catch(() => undefined);
-    this.sink(encodeEvent({
+    this.exitSeq = this.seq;
+    this.send(encodeEvent({
       procId: this.procId, seq: this.seq++, exit: { code, signal, ...(changeSeq === undefined ? {} : { changeSeq }) },
-    }));
+    }), Infinity);
     this.log.debug({ procId: this.procId, pid: this.pid, code, signal }, 'process ended');
-    this.onExit();
   }
 }
 

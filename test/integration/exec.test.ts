@@ -142,7 +142,10 @@ describe('splitbrain exec', () => {
     const result = await run('bash', ['-c', command], { timeoutMs: 60_000 });
     assert.equal(result.stdout, 'y\ny\nstatus 141\n', result.stderr);
     const remotePid = Number((await readFile(join(slave.tmp, 'yes.pid'), 'utf8')).trim());
-    await waitFor('the remote writer to end', () => !isAlive(remotePid), 10_000, 50);
+    await waitFor('the remote writer to end', () => !isAlive(remotePid), 10_000, 50).catch((err: unknown) => {
+      // What the agent said of the hang-up (or its lease) tells why the process outlived it.
+      throw new Error(`${(err as Error).message}\nagent log: ${slave.agent.log().slice(-3000)}\nexec stderr: ${result.stderr}`);
+    });
   });
 
   it('says so and exits 255 when the agent cannot be reached', async () => {

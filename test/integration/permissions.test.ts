@@ -60,8 +60,8 @@ describe('per-slave permissions (compose/nats/permissions.conf)', () => {
     await mkdir(roots.b);
     await writeFile(join(roots.b, 'secret'), 'slave b only\n');
     nats = await startNats(['-c', CONFIG], { ...PASSWORDS, NATS_TLS_CERT: pki.serverCert, NATS_TLS_KEY: pki.serverKey });
-    agentA = await startAgentProcess(nats.url, 'slave-a', roots.a, as('slave-a', PASSWORDS.SLAVE_A_PASSWORD, false));
-    agentB = await startAgentProcess(nats.url, 'slave-b', roots.b, as('slave-b', PASSWORDS.SLAVE_B_PASSWORD, false));
+    agentA = await startAgentProcess(nats.url, 'slave-a', roots.a, as('slave-a', PASSWORDS.SLAVE_A_PASSWORD));
+    agentB = await startAgentProcess(nats.url, 'slave-b', roots.b, as('slave-b', PASSWORDS.SLAVE_B_PASSWORD));
   });
   after(async () => {
     await agentA?.stop();
