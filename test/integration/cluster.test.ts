@@ -13,6 +13,7 @@ import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { startBridgeProcess, type BridgeProcess } from '../helpers/bridge.js';
 import { startCluster, leafHub, type ClusterServer, type NatsCluster } from '../helpers/nats-cluster.js';
 import { CLI, run, waitFor } from '../helpers/processes.js';
 import { startAgentProcess, startMountProcess, type AgentProcess, type MountProcess } from '../helpers/slave.js';
@@ -59,6 +60,7 @@ describe('on a NATS cluster with a leaf node (agents on the leaf, masters on the
   let agent: AgentProcess;
   let ciAgent: AgentProcess;
   let mount: MountProcess;
+  let bridge: BridgeProcess;
   let root: string;
   let mnt: string;
 
@@ -73,8 +75,10 @@ describe('on a NATS cluster with a leaf node (agents on the leaf, masters on the
     agent = await startAgentProcess(cluster.leaf.url, 'lab-board', root);
     ciAgent = await startAgentProcess(cluster.hubs[0]?.url ?? '', 'ci-runner', join(tmp, 'ci-root'));
     mount = await startMountProcess(cluster.hubUrls, mnt, ['--agent', 'lab-board', '--log-level', 'info']);
+    bridge = await startBridgeProcess(cluster.hubUrls, 'lab-board', join(tmp, 'bridge.sock'), join(tmp, 'bin'), ['--command', 'cat']);
   });
   after(async () => {
+    await bridge?.stop();
     await mount?.stop();
     await agent?.stop();
     await ciAgent?.stop();
@@ -93,19 +97,23 @@ describe('on a NATS cluster with a leaf node (agents on the leaf, masters on the
     const bigSum = await sha256File(join(root, 'big'));
     expected.push(...await tree(root));
 
-    // The bridged command: the slave streams the file to us, hashed here as sha256sum would.
-    const streamed = createHash('sha256');
-    // (A process on the slave sees the slave's own filesystem, where the export root is `root`.)
-    const exec = spawn(process.execPath, [CLI, 'exec', cluster.hubUrls, '--agent', 'lab-board', '-n', '--', 'cat', join(root, 'big')],
-      { stdio: ['ignore', 'pipe', 'pipe'] });
-    let execErr = '';
-    let streamedBytes = 0;
-    exec.stdout.on('data', (d: Buffer) => {
-      streamed.update(d);
-      streamedBytes += d.length;
+    // Commands on the slave stream the file to us, hashed here as sha256sum would: one through
+    // the bridge's shim (as a test in a container runs it), one by `splitbrain exec`. (A process
+    // on the slave sees the slave's own filesystem, where the export root is `root`.)
+    const streams = [
+      { what: 'the bridged command', argv: [join(bridge.shimDir, 'cat'), join(root, 'big')], env: { ...process.env, SPLITBRAIN_BRIDGE_SOCKET: bridge.socket } },
+      { what: 'splitbrain exec', argv: [process.execPath, CLI, 'exec', cluster.hubUrls, '--agent', 'lab-board', '-n', '--', 'cat', join(root, 'big')], env: process.env },
+    ].map(({ what, argv, env }) => {
+      const hash = createHash('sha256');
+      const child = spawn(argv[0] as string, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env });
+      const stream = { what, child, hash, bytes: 0, stderr: '', done: new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code))) };
+      child.stdout.on('data', (d: Buffer) => {
+        hash.update(d);
+        stream.bytes += d.length;
+      });
+      child.stderr.on('data', (d: Buffer) => { stream.stderr += d.toString(); });
+      return stream;
     });
-    exec.stderr.on('data', (d: Buffer) => { execErr += d.toString(); });
-    const execDone = new Promise<number | null>((resolve) => exec.on('close', (code) => resolve(code)));
     const copy = run('cp', [join(mnt, 'big'), join(mnt, 'copy')], { timeoutMs: 300_000 });
     let finds = 0;
     let stop = false;
@@ -120,7 +128,7 @@ describe('on a NATS cluster with a leaf node (agents on the leaf, masters on the
 
     try {
       // The servers fail while all of that runs: once the output streams and the copy has begun.
-      await waitFor('the command streaming and the copy begun', async () => streamedBytes > 16 << 20
+      await waitFor('the commands streaming and the copy begun', async () => streams.every((st) => st.bytes > 16 << 20)
         && (await stat(join(root, 'copy')).then((st) => st.size > 16 << 20, () => false)), 60_000, 20);
       const leafSide = await leafHub(cluster);
       assert.ok(leafSide, 'the leaf node is connected to a hub');
@@ -135,16 +143,16 @@ describe('on a NATS cluster with a leaf node (agents on the leaf, masters on the
 
       const copied = await copy;
       assert.equal(copied.code, 0, copied.stderr);
-      assert.equal(await execDone, 0, execErr);
+      for (const st of streams) assert.equal(await st.done, 0, `${st.what}: ${st.stderr}`);
     } finally {
       stop = true;
-      if (exec.exitCode === null) exec.kill('SIGKILL');
+      for (const st of streams) if (st.child.exitCode === null) st.child.kill('SIGKILL');
       await walker.catch(() => undefined); // its own failures are asserted below
       await copy.catch(() => undefined);
     }
     await walker;
     assert.ok(finds > 0);
-    assert.equal(streamed.digest('hex'), bigSum, 'the streamed output is whole');
+    for (const st of streams) assert.equal(st.hash.digest('hex'), bigSum, `the output of ${st.what} is whole`);
     assert.equal(await sha256File(join(root, 'copy')), bigSum, 'the copy on the slave is whole');
     assert.equal(await sha256File(join(mnt, 'copy')), bigSum, 'and reads back whole through the mount');
     assert.deepEqual(await tree(root), [...expected, 'copy'].sort());
