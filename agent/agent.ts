@@ -76,6 +76,11 @@ export interface AgentOptions {
 
 export interface RunningAgent {
   readonly info: HelloInfo;
+  /**
+   * Settles once the check after subscribing is done: with the reason when another agent, started
+   * earlier, serves this id too (this one must stop), undefined when none does.
+   */
+  readonly displaced: Promise<Error | undefined>;
   stop(): Promise<void>;
 }
 
@@ -221,8 +226,6 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     served = await bus.serve(agentWildcard(options.agentId), async (subject, data) =>
       dispatch(opFromSubject(options.agentId, subject) ?? '', data));
     discover = await bus.serve(DISCOVER_SUBJECT, async (_subject, data) => dispatch('agent.hello', data));
-    // Two agents that started together both found nobody: now each sees the other, and the later one yields.
-    await refuseTakenId(bus, info, log, true);
   } catch (err) {
     procs.close();
     changes.stop();
@@ -231,10 +234,17 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     throw err;
   }
   log.info({ root: jail.root, readOnly: options.readOnly, bootId: info.bootId }, 'agent serving');
+  // Two agents that started together both found nobody: now each sees the other, and the later
+  // one yields. In the background: this one serves meanwhile, as it would have anyway.
+  const displaced = refuseTakenId(bus, info, log, true).then(() => undefined, (err: unknown) => {
+    log.error({ err }, 'another agent serves this id: stopping');
+    return err instanceof Error ? err : new Error(String(err));
+  });
   const timesProblem = exactTimesProblem();
   if (timesProblem !== undefined) log.warn(timesProblem);
   return {
     info,
+    displaced,
     async stop() {
       served.stop();
       discover.stop();

@@ -22,7 +22,7 @@ import { addInspectCommands } from './inspect-commands.js';
 import { reportStart } from './start-report.js';
 import { LOG_LEVELS, createLogger } from './logger.js';
 import {
-  DEFAULT_NATS, NATS_URL_HELP, VERSION, agentId, agentIdFromEnv, collect, execUser, execUserArg, fromEnv, listFromEnv, logLevel, metrics,
+  DEFAULT_NATS, NATS_URL_HELP, VERSION, agentId, agentIdFromEnv, collect, envFlag, execUser, execUserArg, fromEnv, listFromEnv, logLevel, metrics,
   nonNegative, slaveWait, withBusAuth,
 } from './options.js';
 
@@ -61,6 +61,7 @@ async function serveReported(start: () => Promise<{ stop(): Promise<void>; stopp
 interface BridgeCliOptions {
   command: string[];
   bridgeAll: boolean;
+  bridgeMissing: boolean;
   keep: string[];
   defaultCwd: string;
   env: string[];
@@ -75,6 +76,8 @@ function withBridgeOptions(command: Command): Command {
     .option('--command <name>', 'bridge this command (repeatable)', collect, [])
     .option('--bridge-all', 'bridge every executable on the slave\'s PATH but the --keep ones', false)
     .option('--keep <glob>', 'with --bridge-all, keep these local too (repeatable; shells and interpreters always are)', collect, [])
+    .option('--bridge-missing', 'bridge every executable on the slave\'s PATH into a directory for the END of the test\'s '
+      + 'PATH: what the test has runs locally, the rest on the slave', false)
     .option('--default-cwd <dir>', 'slave directory for bridged commands started outside the slave\'s files', '/')
     .option('--env <name>', 'let this variable cross (repeatable; LANG, LC_*, TERM, COLORTERM, TZ always do)', collect, [])
     .option('--env-prefix <prefix>', 'let variables with this prefix cross (repeatable)', collect, [])
@@ -85,7 +88,7 @@ function withBridgeOptions(command: Command): Command {
 
 function bridgeSettings(opts: BridgeCliOptions) {
   return {
-    commands: opts.command, bridgeAll: opts.bridgeAll, keep: opts.keep, defaultCwd: opts.defaultCwd,
+    commands: opts.command, bridgeAll: opts.bridgeAll, bridgeMissing: opts.bridgeMissing, keep: opts.keep, defaultCwd: opts.defaultCwd,
     envNames: opts.env, envPrefixes: opts.envPrefix, execUser: opts.execUser, slaveWaitMs: opts.slaveWait * 1000,
   };
 }
@@ -140,7 +143,13 @@ withBusAuth(program.command('agent'))
       allowDeviceNodes: opts.allowDeviceNodes, watchMax: opts.watchMax,
       watchHelper: opts.watchHelper === undefined ? undefined : resolve(opts.watchHelper), watchMode: opts.watchMode,
     });
-    await serveUntilSignal(() => agent.stop());
+    let displaced: Error | undefined;
+    await serveUntilSignal(() => agent.stop(), agent.displaced.then((err) => {
+      if (err === undefined) return new Promise<void>(() => undefined); // serve on
+      displaced = err;
+      return undefined;
+    }));
+    if (displaced) throw displaced;
   });
 
 withBusAuth(program.command('mount'))
@@ -223,19 +232,23 @@ withBridgeOptions(program.command('bridge')
   .argument('<url>', NATS_URL_HELP)
   .option('--agent <id>', 'agent to run on (default: the only one on the bus)', agentId)
   .option('--socket <path>', 'Unix socket the shims connect to (their SPLITBRAIN_BRIDGE_SOCKET)', '/splitbrain/bridge.sock')
-  .option('--shim-dir <dir>', 'directory of command links for the front of the test\'s PATH')
+  .option('--shim-dir <dir>', 'directory of command links for the front of the test\'s PATH (with --bridge-missing: '
+    + 'its end, unless --fallback-dir)')
+  .option('--fallback-dir <dir>', 'with --bridge-missing: the links go here instead, for the end of the test\'s PATH')
+  .option('--python-fallback <dir>', 'write a Python hook here (the test\'s PYTHONPATH starts with it): modules the '
+    + 'test lacks are imported from the slave\'s sys.path, seen under --slave-mount')
   .option('--slave-mount <dir>', 'where the test sees the slave\'s root: a cwd inside it becomes the slave\'s'))
   .addOption(logLevel())
   .action(async (url: string, opts: BridgeCliOptions & {
-    agent?: string; socket: string; shimDir?: string; slaveMount?: string; logLevel: string;
+    agent?: string; socket: string; shimDir?: string; fallbackDir?: string; pythonFallback?: string; slaveMount?: string; logLevel: string;
   }) => {
     if (opts.metrics) await serveMetrics(opts.metrics);
+    const dir = (d: string | undefined) => (d === undefined ? undefined : resolve(d));
     await serveReported(() => startBridgeService({
       ...bridgeSettings(opts),
       natsUrl: url, agentId: opts.agent, socketPath: resolve(opts.socket),
-      shimDir: opts.shimDir === undefined ? undefined : resolve(opts.shimDir),
-      slaveMount: opts.slaveMount === undefined ? undefined : resolve(opts.slaveMount),
-      log: createLogger(opts.logLevel),
+      shimDir: dir(opts.shimDir), fallbackDir: dir(opts.fallbackDir), pythonDir: dir(opts.pythonFallback),
+      slaveMount: dir(opts.slaveMount), log: createLogger(opts.logLevel),
     }));
   });
 
@@ -243,7 +256,8 @@ withBridgeOptions(program.command('sidecar')
   .description('serve one slave to test containers: its files, devices and commands under one directory')
   .argument('[url]', `${NATS_URL_HELP} (default: $SPLITBRAIN_SLAVE)`)
   .option('--agent <id>', 'the slave\'s agent (default: $SPLITBRAIN_AGENT, else the only one on the bus)', agentId)
-  .option('--dir <dir>', 'the shared directory: slave/ (devices at slave/dev), map/, bin/, bridge.sock', '/splitbrain')
+  .option('--dir <dir>', 'the shared directory: slave/ (devices at slave/dev), map/, bin/, fallback/, python/, bridge.sock', '/splitbrain')
+  .option('--python-fallback', 'modules a Python test lacks come from the slave\'s sys.path (<dir>/python first on its PYTHONPATH)', false)
   .option('--slave-seen-at <dir>', 'where test containers see <dir>/slave (default: <dir>/slave)')
   .option('--map <path>', 'offer the slave\'s directory <path> at <dir>/map/<path> (repeatable)', collect, [])
   .option('-o, --options <opts>', 'mount options for the slave\'s files (as for mount)', collect, []))
@@ -254,13 +268,15 @@ Environment (for compose files; each adds to the options above):
   SPLITBRAIN_AGENT        --agent
   SPLITBRAIN_COMMANDS     commands to bridge, separated by spaces or commas (--command)
   SPLITBRAIN_BRIDGE_ALL   1 or true: --bridge-all
+  SPLITBRAIN_BRIDGE_MISSING  1 or true: --bridge-missing (links in <dir>/fallback, the end of the test's PATH)
+  SPLITBRAIN_PYTHON_FALLBACK 1 or true: --python-fallback
   SPLITBRAIN_KEEP         --keep globs, separated by spaces or commas
   SPLITBRAIN_MAPS         slave directories to offer, separated by spaces or commas (--map)
   SPLITBRAIN_EXEC_USER    --exec-user, unless given
   SPLITBRAIN_SLAVE_WAIT   --slave-wait, unless given
   SPLITBRAIN_LOG_LEVEL    --log-level, unless given`)
   .action(async (url: string | undefined, opts: BridgeCliOptions & {
-    agent?: string; dir: string; slaveSeenAt?: string; map: string[]; options: string[]; logLevel: string;
+    agent?: string; dir: string; slaveSeenAt?: string; map: string[]; options: string[]; logLevel: string; pythonFallback: boolean;
   }, command: Command) => {
     const natsUrl = url ?? fromEnv('SPLITBRAIN_SLAVE');
     if (natsUrl === undefined) throw new InvalidArgumentError('give the slave\'s NATS URL (or set SPLITBRAIN_SLAVE)');
@@ -268,7 +284,8 @@ Environment (for compose files; each adds to the options above):
       ...opts,
       command: [...opts.command, ...listFromEnv('SPLITBRAIN_COMMANDS')],
       keep: [...opts.keep, ...listFromEnv('SPLITBRAIN_KEEP')],
-      bridgeAll: opts.bridgeAll || /^(1|true|yes)$/i.test(fromEnv('SPLITBRAIN_BRIDGE_ALL') ?? ''),
+      bridgeAll: opts.bridgeAll || envFlag('SPLITBRAIN_BRIDGE_ALL'),
+      bridgeMissing: opts.bridgeMissing || envFlag('SPLITBRAIN_BRIDGE_MISSING'),
       execUser: command.getOptionValueSource('execUser') === 'default'
         ? execUserArg(fromEnv('SPLITBRAIN_EXEC_USER') ?? 'caller', 'SPLITBRAIN_EXEC_USER') : opts.execUser,
     });
@@ -281,6 +298,7 @@ Environment (for compose files; each adds to the options above):
     await serveReported(() => startSidecar({
       natsUrl, agentId: opts.agent ?? agentIdFromEnv(), dir: resolve(opts.dir),
       slaveSeenAt: opts.slaveSeenAt, maps: [...opts.map, ...listFromEnv('SPLITBRAIN_MAPS')],
+      pythonFallback: opts.pythonFallback || envFlag('SPLITBRAIN_PYTHON_FALLBACK'),
       // allow_other: the test may run as any user; the agent then acts as that user on the slave.
       mountOptions: ['allow_other', ...opts.options], log: createLogger(level), bridge: { ...bridge, slaveWaitMs: slaveWaitS * 1000 },
       slaveWaitMs: slaveWaitS * 1000,
@@ -302,6 +320,8 @@ withBusAuth(program.command('run'))
   .option('--command <name>', 'bridge this command (repeatable; default: hostname, uname)', collect, [])
   .option('--bridge-all', 'bridge every executable on the slave\'s PATH but the --keep ones', false)
   .option('--keep <glob>', 'with --bridge-all, keep these local too (repeatable)', collect, [])
+  .option('--bridge-missing', 'bridge the slave\'s commands the image lacks: its own stay local', false)
+  .option('--python-fallback', 'Python modules the image lacks come from the slave', false)
   .option('--map <slave-dir[:dir]>', 'show the slave\'s directory in the test at dir (default: the same path; repeatable)', collect, [])
   .option('--slave-at <dir>', 'where the test sees the slave\'s root (its devices at <dir>/dev)', '/slave')
   .option('-e, --env <name=value>', 'set a variable in the test container (repeatable)', collect, [])
@@ -313,8 +333,17 @@ withBusAuth(program.command('run'))
   .option('--start-timeout <seconds>', 'how long the sidecar may take to become healthy', nonNegative, 120)
   .addOption(execUser())
   .addOption(logLevel())
+  .addHelpText('after', `
+Which commands run on the slave:
+  named (--command, default hostname and uname)  these on the slave, everything else in the image:
+                        the usual choice, nothing else changes
+  missing only (--bridge-missing)   every command of the slave, after the image's own on PATH: the
+                        image's ls and python3 stay local, what it lacks runs on the slave
+  everything (--bridge-all)         every command of the slave first on PATH (shells, interpreters
+                        and --keep excepted): even ls runs on the slave
+--python-fallback does for Python modules what --bridge-missing does for commands.`)
   .action(async (image: string, command: string[], opts: {
-    slave?: string; agent?: string; command: string[]; bridgeAll: boolean; keep: string[]; map: string[];
+    slave?: string; agent?: string; command: string[]; bridgeAll: boolean; bridgeMissing: boolean; pythonFallback: boolean; keep: string[]; map: string[];
     slaveAt: string; env: string[]; tty: boolean; interactive: boolean; network: string; shareDir: string;
     sidecarImage: string; startTimeout: number; execUser: ExecUser; logLevel: string;
   }) => {
@@ -332,7 +361,8 @@ withBusAuth(program.command('run'))
     process.exitCode = await runTest({
       slave, agentId: opts.agent, image, command, sidecarImage: opts.sidecarImage, shareRoot: resolve(opts.shareDir),
       networkMode: opts.network, commands: opts.command.length > 0 ? opts.command : ['hostname', 'uname'],
-      bridgeAll: opts.bridgeAll, keep: opts.keep, execUser: opts.execUser, maps, slaveAt: opts.slaveAt, env: opts.env, tty: opts.tty,
+      bridgeAll: opts.bridgeAll, bridgeMissing: opts.bridgeMissing, pythonFallback: opts.pythonFallback,
+      keep: opts.keep, execUser: opts.execUser, maps, slaveAt: opts.slaveAt, env: opts.env, tty: opts.tty,
       interactive: opts.interactive, startTimeoutMs: opts.startTimeout * 1000, logLevel: opts.logLevel, auth: busAuthFromEnv(),
       log: createLogger(opts.logLevel),
     });

@@ -66,6 +66,11 @@ export function listFromEnv(name: string): string[] {
   return (fromEnv(name) ?? '').split(/[\s,]+/).filter((word) => word !== '');
 }
 
+/** A yes/no variable of a compose file: 1, true or yes (any case) is yes. */
+export function envFlag(name: string): boolean {
+  return /^(1|true|yes)$/i.test(fromEnv(name) ?? '');
+}
+
 export const slaveWait = () => new Option('--slave-wait <seconds>',
   'how long an operation waits for an unreachable slave before it fails (EIO; a process: exit 255); 0: at once')
   .argParser(nonNegative).default(60);

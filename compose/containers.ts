@@ -11,7 +11,8 @@ export const SHARED = '/splitbrain';
 
 export interface SidecarSpec {
   name: string; image: string; shareDir: string; networkMode: string; labels: Record<string, string>;
-  slave: string; agentId?: string; commands: string[]; bridgeAll: boolean; keep: string[]; execUser: ExecUser;
+  slave: string; agentId?: string; commands: string[]; bridgeAll: boolean; bridgeMissing: boolean; pythonFallback: boolean;
+  keep: string[]; execUser: ExecUser;
   maps: string[]; slaveAt: string; logLevel: string;
   /** NATS credentials and TLS files, handed to the sidecar (files bind-mounted read-only). */
   auth: BusAuth;
@@ -24,6 +25,7 @@ export function sidecarContainer(spec: SidecarSpec): Docker.ContainerCreateOptio
   const env: Record<string, string> = {
     SPLITBRAIN_SLAVE: spec.slave, SPLITBRAIN_AGENT: spec.agentId ?? '', SPLITBRAIN_COMMANDS: spec.commands.join(' '),
     SPLITBRAIN_BRIDGE_ALL: spec.bridgeAll ? '1' : '', SPLITBRAIN_KEEP: spec.keep.join(' '),
+    SPLITBRAIN_BRIDGE_MISSING: spec.bridgeMissing ? '1' : '', SPLITBRAIN_PYTHON_FALLBACK: spec.pythonFallback ? '1' : '',
     SPLITBRAIN_EXEC_USER: formatExecUser(spec.execUser),
     SPLITBRAIN_MAPS: spec.maps.join(' '), SPLITBRAIN_LOG_LEVEL: spec.logLevel,
   };
@@ -64,6 +66,8 @@ export function sidecarContainer(spec: SidecarSpec): Docker.ContainerCreateOptio
 export interface TestSpec {
   name: string; image: string; command: string[]; shareDir: string; networkMode: string;
   labels: Record<string, string>; hostname: string; imagePath: string; env: string[];
+  /** The image's own PYTHONPATH, if it sets one (kept after ours). */
+  imagePythonPath?: string;
   slaveAt: string; maps: { slavePath: string; target: string }[]; tty: boolean; interactive: boolean;
 }
 
@@ -76,7 +80,12 @@ export function testContainer(spec: TestSpec): Docker.ContainerCreateOptions {
     Image: spec.image,
     ...(spec.command.length > 0 ? { Cmd: spec.command } : {}),
     Hostname: spec.hostname,
-    Env: [`PATH=${SHARED}/bin:${spec.imagePath}`, `SPLITBRAIN_BRIDGE_SOCKET=${SHARED}/bridge.sock`, ...spec.env],
+    // Named commands (bin/) before the image's, the slave's others (fallback/, --bridge-missing)
+    // after; the Python fallback's hook (python/, empty without it) first on PYTHONPATH.
+    Env: [
+      `PATH=${SHARED}/bin:${spec.imagePath}:${SHARED}/fallback`, `SPLITBRAIN_BRIDGE_SOCKET=${SHARED}/bridge.sock`,
+      `PYTHONPATH=${SHARED}/python${spec.imagePythonPath ? `:${spec.imagePythonPath}` : ''}`, ...spec.env,
+    ],
     Labels: spec.labels,
     Tty: spec.tty,
     OpenStdin: spec.interactive,

@@ -35,6 +35,8 @@ export interface RunOptions {
   networkMode: string;
   commands: string[];
   bridgeAll: boolean;
+  bridgeMissing: boolean;
+  pythonFallback: boolean;
   keep: string[];
   /** Who bridged commands run as on the slave (the sidecar's --exec-user). */
   execUser: ExecUser;
@@ -89,6 +91,7 @@ export async function runTest(options: RunOptions): Promise<number> {
     const sidecar = await docker.createContainer(sidecarContainer({
       name: `${id}-sidecar`, image: options.sidecarImage, shareDir, networkMode: options.networkMode, labels,
       slave: options.slave, agentId: options.agentId, commands: options.commands, bridgeAll: options.bridgeAll,
+      bridgeMissing: options.bridgeMissing, pythonFallback: options.pythonFallback,
       keep: options.keep, execUser: options.execUser, maps: options.maps.map((m) => m.slavePath), slaveAt: options.slaveAt,
       logLevel: options.logLevel,
       auth: options.auth,
@@ -102,7 +105,8 @@ export async function runTest(options: RunOptions): Promise<number> {
 
     const test = await docker.createContainer(testContainer({
       name: `${id}-test`, image: options.image, command: options.command, shareDir, networkMode: options.networkMode,
-      labels, hostname: health.hostname, imagePath: imagePath(testImage), env: options.env, slaveAt: options.slaveAt,
+      labels, hostname: health.hostname, imagePath: imagePath(testImage), imagePythonPath: imageEnv(testImage, 'PYTHONPATH'),
+      env: options.env, slaveAt: options.slaveAt,
       maps: options.maps, tty: options.tty, interactive: options.interactive,
     }));
     created.push(test);
@@ -153,9 +157,12 @@ async function ensureImage(docker: Docker, name: string, log: Logger): Promise<D
   }
 }
 
+function imageEnv(image: Docker.ImageInspectInfo, name: string): string | undefined {
+  return image.Config.Env?.find((e) => e.startsWith(`${name}=`))?.slice(name.length + 1);
+}
+
 function imagePath(image: Docker.ImageInspectInfo): string {
-  const path = image.Config.Env?.find((e) => e.startsWith('PATH='));
-  return path?.slice(5) ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+  return imageEnv(image, 'PATH') ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 }
 
 async function waitHealthy(sidecar: Docker.Container, shareDir: string, timeoutMs: number, stop: () => boolean): Promise<HealthReport> {

@@ -10,7 +10,8 @@ import { BridgePolicy, DEFAULT_ENV_NAMES, DEFAULT_ENV_PREFIXES } from './bridge-
 import { AgentIdentity } from './bridge-identity.js';
 import { formatExecUser, type ExecUser } from './exec-user.js';
 import { ProcessClient } from './remote-process.js';
-import { DEFAULT_KEEP, fillShimDir, keepFilter, listSlaveCommands } from './shim-dir.js';
+import { PythonFallbackError, slavePythonPath, writePythonFallback } from './python-fallback.js';
+import { DEFAULT_KEEP, SHIM_NAME, fillShimDir, keepFilter, listSlaveCommands } from './shim-dir.js';
 
 export interface BridgeServiceOptions {
   natsUrl: string;
@@ -21,6 +22,15 @@ export interface BridgeServiceOptions {
   commands: string[];
   bridgeAll: boolean;
   keep: string[];
+  /**
+   * Link every executable on the slave's PATH into `fallbackDir` (default: the shim directory),
+   * which goes at the END of the test's PATH: what the test's image has runs locally, anything
+   * else on the slave.
+   */
+  bridgeMissing?: boolean;
+  fallbackDir?: string;
+  /** Write the Python fallback (python-fallback.ts) here; the test's PYTHONPATH starts with it. */
+  pythonDir?: string;
   slaveMount?: string;
   defaultCwd: string;
   envNames: string[];
@@ -38,6 +48,8 @@ export interface RunningBridge {
   readonly agentId: string;
   /** The command links in the shim directory. */
   readonly commands: string[];
+  /** The command links in the fallback directory (--bridge-missing). */
+  readonly missing: string[];
   stop(): Promise<void>;
 }
 
@@ -54,13 +66,30 @@ export async function startBridgeService(options: BridgeServiceOptions): Promise
     const identity = new AgentIdentity(options.execUser, hello, () => client.hello({ slaveWaitMs: 0 }), log);
     const procs = new ProcessClient(client, log);
     let commands: string[] = [];
+    let missing: string[] = [];
+    const fallbackDir = options.fallbackDir ?? options.shimDir;
+    const slaveCommands = options.bridgeAll || options.bridgeMissing ? (await listSlaveCommands(procs)).filter((c) => c !== SHIM_NAME) : [];
     if (options.shimDir !== undefined) {
       const wanted = new Set(options.commands);
       if (options.bridgeAll) {
         const keep = keepFilter([...DEFAULT_KEEP, ...options.keep]);
-        for (const command of await listSlaveCommands(procs)) if (keep(command)) wanted.add(command);
+        for (const command of slaveCommands) if (keep(command)) wanted.add(command);
       }
+      // Missing mode into the shim directory itself (`splitbrain bridge`): it holds them all.
+      if (options.bridgeMissing && fallbackDir === options.shimDir) for (const command of slaveCommands) wanted.add(command);
       commands = await fillShimDir(options.shimDir, wanted);
+    }
+    if (options.bridgeMissing && fallbackDir !== undefined) {
+      missing = fallbackDir === options.shimDir ? commands : await fillShimDir(fallbackDir, slaveCommands);
+      log.info({ dir: fallbackDir, commands: missing.length }, 'the slave\'s commands bridged where the test has none: '
+        + 'this directory goes at the end of its PATH');
+      log.debug({ commands: missing }, 'bridged where missing');
+    }
+    if (options.pythonDir !== undefined) {
+      if (options.slaveMount === undefined) throw new PythonFallbackError('--python-fallback needs --slave-mount: where the test sees the slave\'s files');
+      const paths = await writePythonFallback(options.pythonDir, options.slaveMount, hello.root, await slavePythonPath(procs));
+      log.info({ dir: options.pythonDir, paths: paths.map(([seen]) => seen) }, 'python fallback: modules the test lacks come from '
+        + 'the slave\'s sys.path (PYTHONPATH must start with this directory)');
     }
     const policy = new BridgePolicy({
       slaveMount: options.slaveMount, defaultCwd: options.defaultCwd,
@@ -75,7 +104,7 @@ export async function startBridgeService(options: BridgeServiceOptions): Promise
       execUser: formatExecUser(options.execUser), agentEuid: hello.euid,
     }, 'bridge serving');
     return {
-      agentId, commands,
+      agentId, commands, missing,
       async stop() {
         await bridge.close();
         procs.close();

@@ -11,6 +11,10 @@
  *                      propagation; a bind of <dir>/slave/<path> made when the container was
  *                      created would show the empty directory under the mount)
  *   <dir>/bin          the shim and one link per bridged command (first on the test's PATH)
+ *   <dir>/fallback     with --bridge-missing: a link per command on the slave's PATH (last on
+ *                      the test's PATH: the image's own commands come first)
+ *   <dir>/python       with --python-fallback: a sitecustomize.py that imports what the test's
+ *                      Python lacks from the slave (first on the test's PYTHONPATH; empty without)
  *   <dir>/bridge.sock  the spawn bridge
  *   <dir>/health.json  present while all of it is up (what `splitbrain health` checks)
  *
@@ -25,6 +29,7 @@ import type { Logger } from 'pino';
 import { mountSlave, type MountedSlave } from '../mount/mount.js';
 import { HEALTH_FILE, type HealthReport } from './health.js';
 import { startBridgeService, type BridgeServiceOptions, type RunningBridge } from './bridge-service.js';
+import { fillShimDir } from './shim-dir.js';
 
 export interface SidecarOptions {
   natsUrl: string;
@@ -45,7 +50,9 @@ export interface SidecarOptions {
    * loop must answer the kernel's lookup of that directory while the mount is made.
    */
   mountDevices(at: string, agentId: string): Promise<{ stop(): Promise<void>; exited: Promise<void> }>;
-  bridge: Pick<BridgeServiceOptions, 'commands' | 'bridgeAll' | 'keep' | 'defaultCwd' | 'envNames' | 'envPrefixes' | 'execUser' | 'slaveWaitMs'>;
+  bridge: Pick<BridgeServiceOptions, 'commands' | 'bridgeAll' | 'bridgeMissing' | 'keep' | 'defaultCwd' | 'envNames' | 'envPrefixes' | 'execUser' | 'slaveWaitMs'>;
+  /** Python modules the test lacks come from the slave (<dir>/python). */
+  pythonFallback?: boolean;
   log: Logger;
 }
 
@@ -58,14 +65,23 @@ export interface RunningSidecar {
 
 export async function startSidecar(options: SidecarOptions): Promise<RunningSidecar> {
   const { dir, log } = options;
-  const paths = { slave: join(dir, 'slave'), bin: join(dir, 'bin'), socket: join(dir, 'bridge.sock') };
+  const paths = {
+    slave: join(dir, 'slave'), bin: join(dir, 'bin'), fallback: join(dir, 'fallback'), python: join(dir, 'python'),
+    socket: join(dir, 'bridge.sock'),
+  };
   const maps = (options.maps ?? []).map((slavePath) => {
     const clean = posix.normalize(`/${slavePath}`);
     if (clean === '/') throw new Error(`--map ${slavePath}: map a directory below /; the slave's root is ${paths.slave}`);
     return { slavePath: clean, source: join(paths.slave, clean), at: join(dir, 'map', clean) };
   });
   await rm(join(dir, HEALTH_FILE), { force: true });
-  for (const path of [paths.slave, paths.bin]) await mkdir(path, { recursive: true });
+  // fallback/ and python/ always exist (empty when off): the test's PATH and PYTHONPATH name them.
+  for (const path of [paths.slave, paths.bin, paths.fallback, paths.python]) await mkdir(path, { recursive: true });
+  // What an earlier run with them left must not act now.
+  if (!options.bridge.bridgeMissing) await fillShimDir(paths.fallback, []);
+  if (!options.pythonFallback) {
+    for (const name of ['sitecustomize.py', 'slave-path.json']) await rm(join(paths.python, name), { force: true });
+  }
   const stops: (() => Promise<void>)[] = [];
   const stopAll = async () => {
     for (const stop of stops.reverse()) await stop().catch((err: unknown) => log.warn({ err }, 'sidecar shutdown step failed'));
@@ -88,7 +104,8 @@ export async function startSidecar(options: SidecarOptions): Promise<RunningSide
       stops.push(() => run('umount', ['-l', map.at]));
     }
     const bridge: RunningBridge = await startBridgeService({
-      ...options.bridge, natsUrl: options.natsUrl, agentId, socketPath: paths.socket, shimDir: paths.bin,
+      ...options.bridge, natsUrl: options.natsUrl, agentId, socketPath: paths.socket, shimDir: paths.bin, fallbackDir: paths.fallback,
+      pythonDir: options.pythonFallback ? paths.python : undefined,
       slaveMount: options.slaveSeenAt ?? paths.slave, log, afterCommand: (changeSeq) => files.changesApplied(changeSeq),
     });
     stops.push(() => bridge.stop());
@@ -99,7 +116,10 @@ export async function startSidecar(options: SidecarOptions): Promise<RunningSide
     };
     await writeFile(join(dir, HEALTH_FILE), `${JSON.stringify(health)}\n`);
     stops.push(() => rm(join(dir, HEALTH_FILE), { force: true }));
-    log.info({ dir, agentId, hostname: health.hostname, commands: bridge.commands.length }, 'sidecar ready');
+    log.info({
+      dir, agentId, hostname: health.hostname, commands: bridge.commands.length, missing: bridge.missing.length,
+      pythonFallback: options.pythonFallback ?? false,
+    }, 'sidecar ready');
     return { health, stop: stopAll };
   } catch (err) {
     await stopAll();

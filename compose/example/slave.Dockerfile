@@ -9,5 +9,10 @@ RUN apt-get update -qq \
 COPY board.py /usr/local/lib/board.py
 COPY slave-entrypoint.sh /usr/local/bin/slave-entrypoint
 RUN mkdir -p /var/log/board && printf 'boot ok\nsensor 21.5C\n' > /var/log/board/console.log
+# What the example test image lacks, for --bridge-missing and --python-fallback: a lab tool on
+# the slave's PATH, and a pure-Python module in the slave's site-packages.
+RUN printf '#!/bin/sh\necho "labctl on $(uname -n)"\n' > /usr/local/bin/labctl && chmod 755 /usr/local/bin/labctl \
+ && site=$(python3 -c 'import site; print(site.getsitepackages()[0])') && mkdir -p "$site" \
+ && printf 'GREETING = "labtools from the slave"\n' > "$site/labtools.py"
 EXPOSE 4222
 ENTRYPOINT ["/usr/local/bin/slave-entrypoint"]

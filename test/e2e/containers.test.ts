@@ -186,6 +186,23 @@ describe('containers end to end', () => {
     await assertNothingLeft();
   });
 
+  it('splitbrain run: --bridge-missing and --python-fallback bring what the image lacks from the slave; its own tools stay local', async () => {
+    const script = 'command -v ls; command -v python3; command -v labctl; labctl; '
+      + 'python3 -c "import json, labtools; print(labtools.GREETING); print(labtools.__file__); print(json.__file__)"';
+    const result = await run(process.execPath, [
+      CLI, 'run', '--slave', 'nats://slave-1:4222', '--network', network, '--sidecar-image', `splitbrain/sidecar:${TAG}`,
+      '--bridge-missing', '--python-fallback', `splitbrain/example-tests:${TAG}`, 'sh', '-c', script,
+    ], { timeoutMs: 180_000 });
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    const lines = result.stdout.trim().split('\n');
+    // The image's ls and python3, the slave's labctl (only the slave has it), run on the slave.
+    assert.deepEqual(lines.slice(0, 4), ['/usr/bin/ls', '/usr/bin/python3', '/splitbrain/fallback/labctl', 'labctl on slave-1']);
+    assert.equal(lines[4], 'labtools from the slave');
+    assert.match(lines[5] ?? '', /^\/slave\/usr\/.*\/labtools\.py$/);
+    assert.match(lines[6] ?? '', /^\/usr\/lib\/python3[^/]*\/json\/__init__\.py$/);
+    await assertNothingLeft();
+  });
+
   it('splitbrain run: returns the test\'s failure, and nothing is left', async () => {
     const result = await splitbrainRun(['-e', 'EXAMPLE_FAIL=1', `splitbrain/example-tests:${TAG}`,
       'python3', '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '/tests']);

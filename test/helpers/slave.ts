@@ -71,6 +71,8 @@ export interface BareAgentOptions {
   id?: string;
   agentArgs?: string[];
   agentSpawn?: SpawnOptions;
+  /** The agent's environment, once its export root is known (default: ours). */
+  agentEnv?: (root: string, tmp: string) => NodeJS.ProcessEnv;
   /** Fills the export root (or the temp dir around it) before the agent starts. */
   prepare?: (root: string, tmp: string) => Promise<void>;
 }
@@ -84,7 +86,8 @@ export async function startBareAgent(options: BareAgentOptions = {}): Promise<Ba
   try {
     await options.prepare?.(root, tmp);
     nats = await startNats();
-    const agent = await startAgentProcess(nats.url, options.id ?? 'test-slave', root, options.agentArgs, options.agentSpawn);
+    const spawnOptions = options.agentEnv ? { ...options.agentSpawn, env: options.agentEnv(root, tmp) } : options.agentSpawn;
+    const agent = await startAgentProcess(nats.url, options.id ?? 'test-slave', root, options.agentArgs, spawnOptions);
     const started = nats;
     return {
       nats: started, agent, root, tmp,

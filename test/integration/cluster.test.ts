@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { createReadStream } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -169,6 +170,30 @@ describe('on a NATS cluster with a leaf node (agents on the leaf, masters on the
     await writeFile(join(mnt, 'still-served'), marker);
     assert.equal((await run('cat', [join(root, 'still-served')])).stdout, marker);
     assert.equal(agent.child.exitCode, null);
+  });
+
+  it('keeps one of two agents started at the same moment with one id, on two servers: the other exits 1', async () => {
+    const twin = (url: string) => spawn(process.execPath, [CLI, 'agent', '--nats', url, '--id', 'twin', '--root', join(tmp, 'ci-root')],
+      { stdio: ['ignore', 'ignore', 'pipe'] });
+    const twins = [twin(cluster.hubs[1]?.url ?? ''), twin(cluster.leaf.url)];
+    const said = twins.map((child) => {
+      let text = '';
+      child.stderr?.on('data', (d: Buffer) => { text += d.toString(); });
+      return () => text;
+    });
+    try {
+      await waitFor('one twin to give up', () => twins.some((t) => t.exitCode !== null), 20_000, 50);
+      await new Promise((resolve) => setTimeout(resolve, 1500)); // the other must not follow
+      const gone = twins.filter((t) => t.exitCode !== null);
+      assert.equal(gone.length, 1, said.map((s) => s()).join('\n'));
+      assert.equal(gone[0]?.exitCode, 1);
+      assert.match(said[twins.indexOf(gone[0] as typeof twins[number])]?.() ?? '', /agent id 'twin' is already served on this bus/);
+      const hello = await run(process.execPath, [CLI, 'hello', cluster.hubUrls, '--agent', 'twin', '--field', 'agentId'], { timeoutMs: 30_000 });
+      assert.equal(hello.stdout, 'twin\n', hello.stderr);
+    } finally {
+      for (const t of twins) if (t.exitCode === null) t.kill('SIGTERM');
+      await Promise.all(twins.map((t) => (t.exitCode === null ? once(t, 'exit') : undefined)));
+    }
   });
 
   it('lists the agents of the leaf node and of the cluster, with the server each is connected to', async () => {

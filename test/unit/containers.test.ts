@@ -13,7 +13,7 @@ const envExample = readFileSync(new URL('../../../compose/.env.example', import.
 
 const spec: SidecarSpec = {
   name: 'x', image: 'splitbrain/sidecar:local', shareDir: '/run/splitbrain/x', networkMode: 'bridge', labels: {},
-  slave: 'nats://lab-box-7:4222', commands: ['uname'], bridgeAll: false, keep: [], execUser: parseExecUser('1000'),
+  slave: 'nats://lab-box-7:4222', commands: ['uname'], bridgeAll: false, bridgeMissing: false, pythonFallback: false, keep: [], execUser: parseExecUser('1000'),
   maps: [], slaveAt: '/slave', logLevel: 'info', auth: {},
 };
 const env = (s: SidecarSpec) => new Map((sidecarContainer(s).Env ?? []).map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]));
