@@ -245,8 +245,13 @@ export class RemoteProcess {
     await this.client.call('proc.stdin', { procId: this.procId, data, eof: false }, { handleBoot: this.boot });
   }
 
+  /** Closes the process's stdin; a process that has ended has none to close, and that is no error. */
   async endStdin(): Promise<void> {
-    await this.client.call('proc.stdin', { procId: this.procId, data: new Uint8Array(0), eof: true }, { handleBoot: this.boot });
+    try {
+      await this.client.call('proc.stdin', { procId: this.procId, data: new Uint8Array(0), eof: true }, { handleBoot: this.boot });
+    } catch (err) {
+      if (!(err instanceof SlaveError && err.errnoName === 'ESRCH')) throw err;
+    }
   }
 
   signal(signal: ForwardedSignal): void {
