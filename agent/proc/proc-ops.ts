@@ -107,7 +107,9 @@ export const procOps: HandlerTable = {
   },
 
   'proc.hangup': async ({ procId }, ctx) => {
-    ctx.procs.get(procId).hangUp();
+    const proc = ctx.procs.get(procId);
+    ctx.log.debug({ procId, pid: proc.pid }, 'its master hung up: hanging up on the process');
+    proc.hangUp();
     return {};
   },
 

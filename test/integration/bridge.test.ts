@@ -95,12 +95,18 @@ describe('spawn bridge and exec shim', () => {
   });
 
   it('ends like a local writer when its reader leaves: 141, and the remote writer is gone', async () => {
+    // The remote shell writes its pid on the slave itself: sent as output, on stderr, it could
+    // arrive after the stdout that ends the shim (two pipes, read in whichever order).
     const pidFile = join(slave.tmp, 'shim-yes.pid');
     const result = await run('bash', ['-c',
-      `'${shim()}' sh -c 'echo $$ >&2; exec yes' 2>'${pidFile}' | head -n 2; echo "status \${PIPESTATUS[0]}"`], { env, timeoutMs: 60_000 });
+      `'${shim()}' sh -c 'echo $$ > ${pidFile}; exec yes' | head -n 2; echo "status \${PIPESTATUS[0]}"`], { env, timeoutMs: 60_000 });
     assert.equal(result.stdout, 'y\ny\nstatus 141\n', result.stderr);
     const remotePid = Number((await readFile(pidFile, 'utf8')).trim());
-    await waitFor('the remote writer to end', () => !isAlive(remotePid), 10_000, 50);
+    assert.ok(remotePid > 0, 'the remote shell wrote its pid');
+    await waitFor('the remote writer to end', () => !isAlive(remotePid), 10_000, 50).catch((err: unknown) => {
+      // What the agent and the bridge said of the hang-up (or the lease) tells why it outlived them.
+      throw new Error(`${(err as Error).message}\nagent log: ${slave.agent.log().slice(-3000)}\nbridge log: ${bridge.log().slice(-3000)}`);
+    });
   });
 
   it('mixes local and remote commands in one pipeline', async () => {

@@ -138,10 +138,13 @@ describe('splitbrain exec', () => {
   });
 
   it('ends like a local writer when its reader leaves: 141, and the remote writer is gone', async () => {
-    const command = `'${process.execPath}' ${exec.map((a) => `'${a}'`).join(' ')} -n -- sh -c 'echo $$ >&2; exec yes' 2>'${slave.tmp}/yes.pid' | head -n 2; echo "status \${PIPESTATUS[0]}"`;
+    // The remote shell writes its pid on the slave itself: sent as output, on stderr, it could
+    // arrive after the stdout that ends the command (two pipes, read in whichever order).
+    const command = `'${process.execPath}' ${exec.map((a) => `'${a}'`).join(' ')} -n -- sh -c 'echo $$ > ${slave.tmp}/yes.pid; exec yes' | head -n 2; echo "status \${PIPESTATUS[0]}"`;
     const result = await run('bash', ['-c', command], { timeoutMs: 60_000 });
     assert.equal(result.stdout, 'y\ny\nstatus 141\n', result.stderr);
     const remotePid = Number((await readFile(join(slave.tmp, 'yes.pid'), 'utf8')).trim());
+    assert.ok(remotePid > 0, 'the remote shell wrote its pid');
     await waitFor('the remote writer to end', () => !isAlive(remotePid), 10_000, 50).catch((err: unknown) => {
       // What the agent said of the hang-up (or its lease) tells why the process outlived it.
       throw new Error(`${(err as Error).message}\nagent log: ${slave.agent.log().slice(-3000)}\nexec stderr: ${result.stderr}`);
