@@ -193,11 +193,7 @@ export class SpawnedProcess {
     return sent;
   }
 
-  /** The master has every event before `next`: they need not be kept. */
-  received(next: number): void {
-    this.forget(next);
-  }
-
+  /** Events before `next`, and output the master credited, were received: no need to keep them. */
   private forget(next: number): void {
     let drop = 0;
     while (drop < this.kept.length) {
@@ -222,7 +218,7 @@ export class SpawnedProcess {
     }
   }
 
-  /** The master wrote out `bytes` more (so it received them); `received`: see received(). */
+  /** The master wrote out `bytes` more (so it received them), and has every event before `received`. */
   credit(bytes: number, received?: number): void {
     this.creditedBytes += bytes;
     this.forget(received ?? 0);
