@@ -66,7 +66,8 @@ export function sidecarContainer(spec: SidecarSpec): Docker.ContainerCreateOptio
 export interface TestSpec {
   name: string; image: string; command: string[]; shareDir: string; networkMode: string;
   labels: Record<string, string>; hostname: string; imagePath: string; env: string[];
-  /** The image's own PYTHONPATH, if it sets one (kept after ours). */
+  /** --python-fallback: the hook first on PYTHONPATH, the image's own (if it sets one) after it. */
+  pythonFallback: boolean;
   imagePythonPath?: string;
   slaveAt: string; maps: { slavePath: string; target: string }[]; tty: boolean; interactive: boolean;
 }
@@ -81,10 +82,11 @@ export function testContainer(spec: TestSpec): Docker.ContainerCreateOptions {
     ...(spec.command.length > 0 ? { Cmd: spec.command } : {}),
     Hostname: spec.hostname,
     // Named commands (bin/) before the image's, the slave's others (fallback/, --bridge-missing)
-    // after; the Python fallback's hook (python/, empty without it) first on PYTHONPATH.
+    // after; with --python-fallback its hook (python/) first on PYTHONPATH, else the image's own.
     Env: [
       `PATH=${SHARED}/bin:${spec.imagePath}:${SHARED}/fallback`, `SPLITBRAIN_BRIDGE_SOCKET=${SHARED}/bridge.sock`,
-      `PYTHONPATH=${SHARED}/python${spec.imagePythonPath ? `:${spec.imagePythonPath}` : ''}`, ...spec.env,
+      ...(spec.pythonFallback ? [`PYTHONPATH=${SHARED}/python${spec.imagePythonPath ? `:${spec.imagePythonPath}` : ''}`] : []),
+      ...spec.env,
     ],
     Labels: spec.labels,
     Tty: spec.tty,

@@ -105,7 +105,7 @@ export async function runTest(options: RunOptions): Promise<number> {
 
     const test = await docker.createContainer(testContainer({
       name: `${id}-test`, image: options.image, command: options.command, shareDir, networkMode: options.networkMode,
-      labels, hostname: health.hostname, imagePath: imagePath(testImage), imagePythonPath: imageEnv(testImage, 'PYTHONPATH'),
+      labels, hostname: health.hostname, imagePath: imagePath(testImage), pythonFallback: options.pythonFallback, imagePythonPath: imageEnv(testImage, 'PYTHONPATH'),
       env: options.env, slaveAt: options.slaveAt,
       maps: options.maps, tty: options.tty, interactive: options.interactive,
     }));
