@@ -8,9 +8,9 @@ import { hostname, platform, release } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import {
-  DISCOVER_SUBJECT, MIN_PROTOCOL_VERSION, OP_NAMES, PROTOCOL_VERSION, agentWildcard, changeSubject, decodeReply,
-  encodeRequest, opFromSubject, opSubject, type HelloInfo,
+  DISCOVER_SUBJECT, OP_NAMES, PROTOCOL_VERSION, agentWildcard, changeSubject, opFromSubject, opSubject, type HelloInfo,
 } from '../protocol/index.js';
+import { decodeHellos, helloRequest } from '../transport/agent-client.js';
 import { AgentUnreachableError } from '../transport/errors.js';
 import { connectBus, type Bus } from '../transport/bus.js';
 import type { AgentContext } from './context.js';
@@ -118,7 +118,7 @@ function describeAgent(other: HelloInfo): string {
  */
 async function refuseTakenId(bus: Bus, info: HelloInfo, log: Logger, serving = false): Promise<void> {
   const subject = opSubject(info.agentId, 'agent.hello');
-  const hello = encodeRequest('agent.hello', `${info.bootId}:id-check`, {}, undefined, undefined, MIN_PROTOCOL_VERSION);
+  const hello = helloRequest(`${info.bootId}:id-check`);
   let replies: Uint8Array[];
   try {
     replies = serving ? await bus.requestAll(subject, hello, TAKEN_ID_WAIT_MS) : [await bus.request(subject, hello, 2000)];
@@ -127,15 +127,7 @@ async function refuseTakenId(bus: Bus, info: HelloInfo, log: Logger, serving = f
     log.warn({ err }, 'could not check whether another agent serves this id');
     return;
   }
-  for (const raw of replies) {
-    let other: HelloInfo;
-    try {
-      const reply = decodeReply('agent.hello', raw);
-      if (!reply.ok) continue;
-      other = reply.result;
-    } catch {
-      continue;
-    }
+  for (const other of decodeHellos(replies)) {
     if (other.bootId === info.bootId) continue;
     const earlier = other.startedAt < info.startedAt || (other.startedAt === info.startedAt && other.bootId < info.bootId);
     if (!serving || earlier) {

@@ -93,7 +93,7 @@ export function createDispatcher(table: HandlerTable, ctx: AgentContext, bootId:
       // So that the master that asked can tell this change from the slave's (watch/change-feed.ts).
       const origin = originOfRequest(request.id);
       const changing = origin === null ? undefined : changedPaths(op, request.args, ctx);
-      if (changing !== undefined && origin !== null) ctx.changes.madeBy(origin, changing);
+      if (origin !== null && changing !== undefined) ctx.changes.madeBy(origin, changing);
       if (!NOT_IDEMPOTENT.has(op)) {
         const [reply, outcome] = await execute(op, request);
         errno = outcome;

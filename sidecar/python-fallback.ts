@@ -18,16 +18,7 @@ export class PythonFallbackError extends Error {
 
 /** The slave's python3's sys.path: absolute entries only (not its working directory). */
 export async function slavePythonPath(procs: ProcessClient): Promise<string[]> {
-  let out = '';
-  let err = '';
-  const proc = await procs.spawn({
-    argv: ['python3', '-c', 'import json, sys; print(json.dumps(sys.path))'], env: {}, cwd: '/', pty: null,
-  }, {
-    stdout: (data, written) => { out += data.toString('utf8'); written(); },
-    stderr: (data, written) => { err += data.toString('utf8'); written(); },
-  });
-  await proc.endStdin();
-  const status = await proc.exited;
+  const { out, err, status } = await procs.capture(['python3', '-c', 'import json, sys; print(json.dumps(sys.path))']);
   if (status.code !== 0) throw new PythonFallbackError(`the slave's python3 did not say its sys.path (${status.code ?? status.signal}): ${err.trim()}`);
   let paths: unknown;
   try {

@@ -110,6 +110,22 @@ export class ProcessClient {
     }
   }
 
+  /**
+   * Runs `argv` on the slave (in /, no stdin, the slave's own environment) and collects its
+   * output as text: for the bridge's own questions to the slave (its commands, its sys.path).
+   */
+  async capture(argv: string[]): Promise<{ out: string; err: string; status: ExitStatus }> {
+    let out = '';
+    let err = '';
+    const proc = await this.spawn({ argv, env: {}, cwd: '/', pty: null }, {
+      stdout: (data, written) => { out += data.toString('utf8'); written(); },
+      stderr: (data, written) => { err += data.toString('utf8'); written(); },
+    });
+    await proc.endStdin();
+    const status = await proc.exited; // before `out` and `err` are read: they fill until then
+    return { out, err, status };
+  }
+
   private async keepalive(): Promise<void> {
     if (this.live.size === 0) {
       this.lastKeepalive = Date.now();

@@ -70,14 +70,7 @@ export async function fillShimDir(dir: string, commands: Iterable<string>, shimB
 export async function listSlaveCommands(procs: ProcessClient): Promise<string[]> {
   const script = 'IFS=:; for d in $PATH; do for f in "$d"/*; do '
     + '[ -f "$f" ] && [ -x "$f" ] && printf "%s\\n" "${f##*/}"; done; done; true';
-  let out = '';
-  let err = '';
-  const proc = await procs.spawn({ argv: ['sh', '-c', script], env: {}, cwd: '/', pty: null }, {
-    stdout: (data, written) => { out += data.toString('utf8'); written(); },
-    stderr: (data, written) => { err += data.toString('utf8'); written(); },
-  });
-  await proc.endStdin();
-  const status = await proc.exited;
+  const { out, err, status } = await procs.capture(['sh', '-c', script]);
   if (status.code !== 0) throw new ShimDirError(`listing the slave's commands failed (${status.code ?? status.signal}): ${err.trim()}`);
   return [...new Set(out.split('\n').filter((name) => COMMAND.test(name)))].sort();
 }

@@ -110,7 +110,7 @@ export class AgentClient {
       this.probing = true;
       const boot = this.lastBoot;
       const probedAt = Date.now();
-      this.bus.request(opSubject(this.agentId, 'agent.hello'), encodeRequest('agent.hello', `${this.clientId}:probe`, {}, undefined, undefined, MIN_PROTOCOL_VERSION), PROBE_AFTER_MS)
+      this.bus.request(opSubject(this.agentId, 'agent.hello'), helloRequest(`${this.clientId}:probe`), PROBE_AFTER_MS)
         .then((raw) => {
           try {
             const reply = decodeReply('agent.hello', raw);
@@ -282,9 +282,13 @@ export class AgentClient {
   }
 }
 
-/** Asks every agent on the bus for its hello; replies that do not decode are skipped. */
-export async function discoverAgents(bus: Bus, waitMs: number): Promise<HelloInfo[]> {
-  const replies = await bus.requestAll(DISCOVER_SUBJECT, encodeRequest('agent.hello', 'discover', {}, undefined, undefined, MIN_PROTOCOL_VERSION), waitMs);
+/** A hello request with this id, in the oldest protocol, which every agent answers. */
+export function helloRequest(id: string): Uint8Array {
+  return encodeRequest('agent.hello', id, {}, undefined, undefined, MIN_PROTOCOL_VERSION);
+}
+
+/** The hellos among replies to helloRequest; replies that do not decode are skipped. */
+export function decodeHellos(replies: Uint8Array[]): HelloInfo[] {
   const agents: HelloInfo[] = [];
   for (const raw of replies) {
     try {
@@ -295,6 +299,11 @@ export async function discoverAgents(bus: Bus, waitMs: number): Promise<HelloInf
     }
   }
   return agents;
+}
+
+/** Asks every agent on the bus for its hello. */
+export async function discoverAgents(bus: Bus, waitMs: number): Promise<HelloInfo[]> {
+  return decodeHellos(await bus.requestAll(DISCOVER_SUBJECT, helloRequest('discover'), waitMs));
 }
 
 /** No agent, or more than one, answered discovery: the user must say which (--agent). */
