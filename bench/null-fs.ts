@@ -5,6 +5,7 @@
  * splitbrain's mount minus the protocol, the bus and the slave's disk.
  */
 import type { DirEntry, MountFs, Statfs } from '../mount/mount-fs.js';
+import type { ShownLink } from '../mount/symlink-view.js';
 import { S_IFDIR, S_IFREG, SlaveError, type Attr } from '../protocol/index.js';
 
 interface NullFile {
@@ -184,7 +185,7 @@ export class NullFs implements MountFs {
   async rename(): Promise<void> { unsupported('rename'); }
   async link(): Promise<Attr> { unsupported('link'); }
   async symlink(): Promise<Attr> { unsupported('symlink'); }
-  async readlink(): Promise<string> { unsupported('readlink'); }
+  async readlink(): Promise<ShownLink> { unsupported('readlink'); }
   async mkdir(): Promise<Attr> { unsupported('mkdir'); }
   async rmdir(): Promise<void> { unsupported('rmdir'); }
   async chmod(): Promise<void> { unsupported('chmod'); }

@@ -302,9 +302,9 @@ Environment (for compose files; each adds to the options above):
       // allow_other: the test may run as any user; the agent then acts as that user on the slave.
       mountOptions: ['allow_other', ...opts.options], log: createLogger(level), bridge: { ...bridge, slaveWaitMs: slaveWaitS * 1000 },
       slaveWaitMs: slaveWaitS * 1000,
-      mountDevices: (at, agent) => startChildServer([
+      mountDevices: (at, agent, seenAt) => startChildServer([
         // nonempty: over the slave's own dev/, which the files mount shows with entries.
-        'mount', natsUrl, at, '--devices', '--foreground', '-o', 'nonempty,allow_other', '--agent', agent,
+        'mount', natsUrl, at, '--devices', '--foreground', '-o', 'nonempty,allow_other', '-o', `seen_at=${seenAt}`, '--agent', agent,
         '--slave-wait', String(slaveWaitS), '--log-level', level,
       ]),
     }));

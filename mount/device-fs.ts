@@ -12,6 +12,7 @@ import type { AgentClient } from '../transport/agent-client.js';
 import { sendByHandle, type AgentHandle, type Reopened } from './agent-handles.js';
 import { CallerGroups, type FuseCaller } from './callers.js';
 import type { DirEntry, MountFs, Statfs } from './mount-fs.js';
+import type { ShownLink, SymlinkView } from './symlink-view.js';
 
 /**
  * How long one blocking read waits on the agent before asking again: requests stay bounded,
@@ -56,7 +57,7 @@ export class DeviceFs implements MountFs {
   private readonly ids = new HandleIds();
   private readonly groups = new CallerGroups();
 
-  constructor(private readonly client: AgentClient, private readonly log: Logger) {}
+  constructor(private readonly client: AgentClient, private readonly symlinks: SymlinkView, private readonly log: Logger) {}
 
   private device(fh: number): OpenDevice {
     const device = this.handles.get(fh);
@@ -159,8 +160,13 @@ export class DeviceFs implements MountFs {
 
   async ftruncate(): Promise<void> {}
 
-  async readlink(path: string): Promise<string> {
-    return (await this.client.call('dev.readlink', { path })).target;
+  /**
+   * Shown as the file mount shows its links (symlink-view.ts), from the device tree's root: an
+   * agent that predates `inTree` answers relative targets, which show as they are.
+   */
+  async readlink(path: string): Promise<ShownLink> {
+    const target = async (link: string) => (await this.client.call('dev.readlink', { path: link, inTree: true })).target;
+    return this.symlinks.shown(path, await target(path), { attr: (name) => this.getattr(name).catch(() => null), target });
   }
 
   async getxattr(path: string, name: string): Promise<Buffer> {

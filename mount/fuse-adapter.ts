@@ -352,8 +352,10 @@ export class FuseAdapter {
             this.binding.replyAttr(handle, packAttr(attr), this.timeouts.attr);
           });
         case Op.READLINK:
-          return this.run(handle, 'readlink', () => fs.readlink(this.pathOf(ino), who), (target) => {
-            this.binding.replyReadlink(handle, nameToBytes(target));
+          return this.run(handle, 'readlink', () => fs.readlink(this.pathOf(ino), who), (shown) => {
+            this.binding.replyReadlink(handle, nameToBytes(shown.target));
+            // Dropped once the kernel has it: it is asked again, and checked again, at each use.
+            if (!shown.keep && this.mounted) this.binding.invalInode(this.mounted, ino, 0, 0);
           });
         case Op.MKNOD:
           return this.run(handle, 'mknod', () => fs.mknod(this.childPath(ino, name), a, b, who), (attr) => this.entry(handle, ino, name, attr));

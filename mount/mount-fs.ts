@@ -8,6 +8,7 @@
  */
 import type { Attr, OpReply, TimeSpec } from '../protocol/index.js';
 import type { FuseCaller } from './callers.js';
+import type { ShownLink } from './symlink-view.js';
 
 export type Statfs = OpReply<'fs.statfs'>;
 
@@ -47,7 +48,8 @@ export interface MountFs {
   link(existing: string, path: string, caller: FuseCaller): Promise<Attr>;
   /** Returns the new name's attributes. */
   symlink(target: string, path: string, caller: FuseCaller): Promise<Attr>;
-  readlink(path: string, caller: FuseCaller): Promise<string>;
+  /** The target shown to the kernel, and whether it may keep it (symlink-view.ts). */
+  readlink(path: string, caller: FuseCaller): Promise<ShownLink>;
   /** Returns the new name's attributes. */
   mkdir(path: string, mode: number, caller: FuseCaller): Promise<Attr>;
   rmdir(path: string, caller: FuseCaller): Promise<void>;

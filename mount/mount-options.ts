@@ -2,16 +2,21 @@
  * sshfs-style `-o` options of `splitbrain mount`, turned into libfuse's option list, the cache's
  * timeouts and the request deadline. Unknown options are an error, not silently ignored.
  */
+import { posix } from 'node:path';
 import type { CacheTimeouts } from './attr-cache.js';
 import type { KernelTimeouts } from './fuse-adapter.js';
 
 /**
- * How the file mount shows a slave's symlinks (protocol/symlink-target.ts). `relative`: every
- * target relative to the link and inside the mount, so following a link lands on the slave,
- * never on the master's own files. `raw`: as stored, for a mount placed at the slave's own paths
- * (absolute targets then name the master's files wherever the mount is not).
+ * How a mount shows a slave's symlinks and stores the ones made through it
+ * (protocol/symlink-target.ts). `translate`: absolute targets shown under the path where the
+ * mount's callers see the slave's root (`seen_at`, by default the mountpoint) and stored with that
+ * prefix replaced by `/`; relative ones byte for byte, clamped at the root. `relative`: every
+ * target shown relative to the link. Both lead only into the slave, never to the master's own
+ * files. `raw`: as stored, both ways, for a mount placed at the slave's own paths (absolute
+ * targets then name the master's files wherever the mount is not).
  */
-export type SymlinkMode = 'relative' | 'raw';
+export type SymlinkMode = 'translate' | 'relative' | 'raw';
+const SYMLINK_MODES: readonly SymlinkMode[] = ['translate', 'relative', 'raw'];
 
 export interface MountTuning {
   /** Options for the kernel's mount (libfuse 3's session options). */
@@ -32,6 +37,8 @@ export interface MountTuning {
   /** Bytes written but not yet durable on the slave the mount keeps (retained-writes.ts). */
   unsyncedMaxBytes: number;
   symlinks: SymlinkMode;
+  /** -o seen_at: where the mount's callers see the slave's root (absolute, normalised); else the mountpoint. */
+  seenAt?: string;
 }
 
 export class MountOptionError extends Error {
@@ -56,7 +63,7 @@ export const DEFAULTS = {
   readAheadChunks: 4,
   writesInFlight: 4,
   unsyncedMaxMiB: 64,
-  symlinks: 'relative' as SymlinkMode,
+  symlinks: 'translate' as SymlinkMode,
 };
 
 function seconds(name: string, value: string | undefined): number {
@@ -87,6 +94,7 @@ export function parseMountOptions(options: string[], agentId: string): MountTuni
   let writesInFlight = DEFAULTS.writesInFlight;
   let unsyncedMaxMiB = DEFAULTS.unsyncedMaxMiB;
   let symlinks = DEFAULTS.symlinks;
+  let seenAt: string | undefined;
   const passthrough: string[] = [];
   for (const option of options.flatMap((o) => o.split(',')).filter((o) => o.length > 0)) {
     const [name, value] = option.split('=', 2) as [string, string | undefined];
@@ -104,9 +112,12 @@ export function parseMountOptions(options: string[], agentId: string): MountTuni
       case 'writes_in_flight': writesInFlight = count(name, value, 64); break;
       case 'unsynced_max': unsyncedMaxMiB = count(name, value, 65536); break;
       case 'symlinks':
-        if (value !== 'relative' && value !== 'raw') throw new MountOptionError(`option symlinks takes relative or raw, got '${value ?? ''}'`);
-        symlinks = value;
+        if (!SYMLINK_MODES.includes(value as SymlinkMode)) {
+          throw new MountOptionError(`option symlinks takes ${SYMLINK_MODES.join(', ')}, got '${value ?? ''}'`);
+        }
+        symlinks = value as SymlinkMode;
         break;
+      case 'seen_at': seenAt = absolutePath(name, value); break;
       case 'allow_other': case 'allow_root': case 'ro': case 'rw': case 'default_permissions':
       case 'debug':
         if (value !== undefined) throw new MountOptionError(`option ${name} takes no value`);
@@ -144,7 +155,16 @@ export function parseMountOptions(options: string[], agentId: string): MountTuni
     writesInFlight,
     unsyncedMaxBytes: unsyncedMaxMiB * 1024 * 1024,
     symlinks,
+    ...(seenAt === undefined ? {} : { seenAt }),
   };
+}
+
+/** An absolute path, normalised (no `.`, `..`, doubled or trailing slash): what targets are compared with. */
+function absolutePath(name: string, value: string | undefined): string {
+  if (value === undefined || !value.startsWith('/') || value.includes('\0')) {
+    throw new MountOptionError(`option ${name} needs an absolute path, got '${value ?? ''}'`);
+  }
+  return posix.normalize(value).replace(/(.)\/$/, '$1');
 }
 
 /**

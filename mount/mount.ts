@@ -4,7 +4,7 @@
  */
 import { execFile } from 'node:child_process';
 import { posix } from 'node:path';
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, realpath, stat } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
 import type { FeedState, HelloInfo } from '../protocol/index.js';
@@ -18,6 +18,7 @@ import { deviceTuning, parseMountOptions } from './mount-options.js';
 import { DeviceFs } from './device-fs.js';
 import type { MountFs } from './mount-fs.js';
 import { RemoteFs } from './remote-fs.js';
+import { SymlinkView } from './symlink-view.js';
 
 export interface MountOptions {
   natsUrl: string;
@@ -64,6 +65,17 @@ export function chunkSizeFor(maxPayload: number): number {
 /** Detaches whatever is mounted at `mountPath` (lazily), as `fusermount3 -uz` does. */
 export async function forceUnmount(mountPath: string): Promise<void> {
   await promisify(execFile)('fusermount3', ['-u', '-z', mountPath], { timeout: 10_000 });
+}
+
+/**
+ * The names this machine's programs may give the mountpoint: as given, as the kernel has it
+ * (through no symlink), and from a shell's logical `$PWD` where it was given relative.
+ */
+async function mountpointNames(mountPath: string): Promise<string[]> {
+  const names = new Set([posix.resolve(mountPath), await realpath(mountPath)]);
+  const shellDir = process.env.PWD;
+  if (!mountPath.startsWith('/') && shellDir?.startsWith('/')) names.add(posix.resolve(shellDir, mountPath));
+  return [...names];
 }
 
 /** A mountpoint left behind by a dead mount answers ENOTCONN: detach it so we can mount again. */
@@ -117,16 +129,19 @@ export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
     client.helloOnReconnect();
     // A restarted slave may have changed anything: nothing cached stays (open files are reopened).
     client.onRestart(() => cache.clear());
+    // Where this mount's callers see the slave's root: absolute link targets are translated by it.
+    const symlinks = new SymlinkView(options.devices && tuning.symlinks === 'raw' ? 'relative' : tuning.symlinks,
+      tuning.seenAt ?? posix.resolve(options.mountPath), await mountpointNames(options.mountPath));
     let fs: MountFs;
     if (options.devices) {
       if (!hello.capabilities.includes('dev.open')) throw new MountError(`agent ${agentId} serves no devices`);
-      fs = new DeviceFs(client, log.child({ component: 'device-fs' }));
+      fs = new DeviceFs(client, symlinks, log.child({ component: 'device-fs' }));
       tuning = deviceTuning(tuning);
     } else {
       fs = new RemoteFs(client, {
         cache, chunkSize: chunkSizeFor(bus.maxPayload),
         readAheadChunks: tuning.readAheadChunks, writesInFlight: tuning.writesInFlight, unsyncedMaxBytes: tuning.unsyncedMaxBytes,
-        symlinks: tuning.symlinks,
+        symlinks,
         pipeline: hello.euid === 0 && !hello.readOnly
           && ['fs.fchmod', 'fs.fchown', 'fs.futimens'].every((op) => hello.capabilities.includes(op)),
       }, log.child({ component: 'remote-fs' }));

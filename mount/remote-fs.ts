@@ -6,12 +6,11 @@ import { constants } from 'node:fs';
 import { posix } from 'node:path';
 import type { Logger } from 'pino';
 import {
-  MAY_READ, SlaveError, attrFromWire, chmodMode, owns, shownSymlinkTarget, type Attr, type Caller, type OpName,
+  MAY_READ, SlaveError, attrFromWire, chmodMode, owns, type Attr, type Caller, type OpName,
   type OpReply, type OpRequest, type TimeSpec,
 } from '../protocol/index.js';
 import type { AgentClient } from '../transport/agent-client.js';
 import type { AttrCache } from './attr-cache.js';
-import type { SymlinkMode } from './mount-options.js';
 import type { DirEntry, MountFs, Statfs } from './mount-fs.js';
 import { OpenFiles, type OpenFile } from './open-files.js';
 import { ReadAhead } from './read-ahead.js';
@@ -19,6 +18,7 @@ import { sendByHandle, type Reopened } from './agent-handles.js';
 import { CallerGate } from './caller-gate.js';
 import type { FuseCaller } from './callers.js';
 import { ChunkPool } from './chunk-pool.js';
+import type { ShownLink, SymlinkView } from './symlink-view.js';
 import { RetainedWrites, type Retained } from './retained-writes.js';
 import { UnrefusedChanges } from './unrefused-changes.js';
 import { WriteBehind } from './write-behind.js';
@@ -38,8 +38,8 @@ export interface RemoteFsOptions {
   pipeline: boolean;
   /** Most bytes written but not yet durable on the slave the mount keeps; past it writers wait. */
   unsyncedMaxBytes: number;
-  /** How readlink shows the slave's targets (`-o symlinks`); created links are stored as given. */
-  symlinks: SymlinkMode;
+  /** How readlink shows the slave's targets and symlink stores new ones (`-o symlinks`, `-o seen_at`). */
+  symlinks: SymlinkView;
 }
 
 /** How often the mount asks the agent what is durable while it keeps unsynced data. */
@@ -462,7 +462,8 @@ export class RemoteFs implements MountFs {
   }
 
   async symlink(target: string, path: string, caller: FuseCaller): Promise<Attr> {
-    const attr = attrFromWire((await this.call('fs.symlink', { target, path }, caller)).attr);
+    const stored = this.options.symlinks.stored(target);
+    const attr = attrFromWire((await this.call('fs.symlink', { target: stored, path }, caller)).attr);
     this.cache.added(path, attr);
     return attr;
   }
@@ -474,9 +475,12 @@ export class RemoteFs implements MountFs {
    * tar, rsync, glibc, Python, git) or PATH_MAX; libarchive (bsdtar) reads st_size bytes and cuts
    * a shown target longer than the stored one (docs/architecture.md, known limits).
    */
-  async readlink(path: string, caller: FuseCaller): Promise<string> {
-    const { target } = await this.call('fs.readlink', { path }, caller);
-    return this.options.symlinks === 'raw' ? target : shownSymlinkTarget(path, target);
+  async readlink(path: string, caller: FuseCaller): Promise<ShownLink> {
+    const target = async (link: string) => (await this.call('fs.readlink', { path: link }, caller)).target;
+    return this.options.symlinks.shown(path, await target(path), {
+      attr: (name) => this.getattr(name, caller).catch(() => null),
+      target,
+    });
   }
 
   async mkdir(path: string, mode: number, caller: FuseCaller): Promise<Attr> {

@@ -286,7 +286,12 @@ export const ops = {
    */
   'dev.getattr': op(z.object({ path: slavePath }), attrReply),
   'dev.readdir': op(z.object({ path: slavePath }), z.object({ entries: z.array(readdirEntry) })),
-  'dev.readlink': op(z.object({ path: slavePath }), z.object({ target: z.string() })),
+  /**
+   * `inTree`: the target as a path in the device tree (absolute ones from the tree's root), for the
+   * master to show (mount/symlink-view.ts). Without it (masters before it; agents before it ignore
+   * it) the target comes shown relative to the link, which any master may show as it is.
+   */
+  'dev.readlink': op(z.object({ path: slavePath, inTree: z.boolean().optional() }), z.object({ target: z.string() })),
   /** EACCES outside --dev-allow. `flags` as open(2)'s; O_NONBLOCK makes reads answer EAGAIN. */
   'dev.open': op(z.object({ path: slavePath, flags: u32 }), z.object({ fh })),
   /**

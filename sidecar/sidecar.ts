@@ -49,7 +49,7 @@ export interface SidecarOptions {
    * mount on a directory of our own files mount cannot be made from this process, whose event
    * loop must answer the kernel's lookup of that directory while the mount is made.
    */
-  mountDevices(at: string, agentId: string): Promise<{ stop(): Promise<void>; exited: Promise<void> }>;
+  mountDevices(at: string, agentId: string, seenAt: string): Promise<{ stop(): Promise<void>; exited: Promise<void> }>;
   bridge: Pick<BridgeServiceOptions, 'commands' | 'bridgeAll' | 'bridgeMissing' | 'keep' | 'defaultCwd' | 'envNames' | 'envPrefixes' | 'execUser' | 'slaveWaitMs'>;
   /** Python modules the test lacks come from the slave (<dir>/python). */
   pythonFallback?: boolean;
@@ -87,15 +87,20 @@ export async function startSidecar(options: SidecarOptions): Promise<RunningSide
     for (const stop of stops.reverse()) await stop().catch((err: unknown) => log.warn({ err }, 'sidecar shutdown step failed'));
   };
   try {
+    // Absolute link targets are shown, and stored, by where the test sees them (symlink-view.ts).
+    const slaveSeenAt = options.slaveSeenAt ?? paths.slave;
     const files: MountedSlave = await mountSlave({
-      natsUrl: options.natsUrl, agentId: options.agentId, mountPath: paths.slave, options: options.mountOptions,
+      natsUrl: options.natsUrl, agentId: options.agentId, mountPath: paths.slave,
+      options: [`seen_at=${slaveSeenAt}`, ...options.mountOptions],
       slaveWaitMs: options.slaveWaitMs, log,
     });
     stops.push(() => files.unmount());
     const agentId = files.hello.agentId;
     const devicesAt = await isDirectory(join(paths.slave, 'dev')) ? join(paths.slave, 'dev') : join(dir, 'dev');
     await mkdir(devicesAt, { recursive: true });
-    const devices = await options.mountDevices(devicesAt, agentId);
+    // Test containers see <dir>/slave at slaveSeenAt, and <dir> itself at the same path.
+    const devicesSeenAt = devicesAt === join(paths.slave, 'dev') ? posix.join(slaveSeenAt, 'dev') : devicesAt;
+    const devices = await options.mountDevices(devicesAt, agentId, devicesSeenAt);
     stops.push(() => devices.stop());
     for (const map of maps) {
       if (!(await isDirectory(map.source))) throw new Error(`--map ${map.slavePath}: not a directory on the slave`);
@@ -106,7 +111,7 @@ export async function startSidecar(options: SidecarOptions): Promise<RunningSide
     const bridge: RunningBridge = await startBridgeService({
       ...options.bridge, natsUrl: options.natsUrl, agentId, socketPath: paths.socket, shimDir: paths.bin, fallbackDir: paths.fallback,
       pythonDir: options.pythonFallback ? paths.python : undefined,
-      slaveMount: options.slaveSeenAt ?? paths.slave, log, afterCommand: (changeSeq) => files.changesApplied(changeSeq),
+      slaveMount: slaveSeenAt, log, afterCommand: (changeSeq) => files.changesApplied(changeSeq),
     });
     stops.push(() => bridge.stop());
     const health: HealthReport = {

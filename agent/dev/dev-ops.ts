@@ -26,28 +26,24 @@ function presented(st: BigIntStats): WireAttr {
 }
 
 /**
- * What a device link shows on the master: a link to another device by absolute path (udev's
- * /dev/serial/by-id/... are relative, a board's /dev/ttyBOARD -> /dev/pts/3 is not) leads to
- * the slave's device, not to the master's own /dev/pts/3: the slave's /dev (or the --dev-root
- * it names) is the device tree's root, and the target is shown relative to the link as the
- * file mount shows them (protocol/symlink-target.ts). Any other absolute target is taken inside
- * the device tree too, and `..` stops at its root, so no link leads to the master's files, as
- * /dev/core -> /proc/kcore or /dev/log -> /run/systemd/journal/dev-log did when shown as they
- * are. Not even /dev/fd -> /proc/self/fd: on the master that is the test's own descriptors,
- * and a root test opening a link to /proc/self/fd/N for writing would write a master file it
- * had open for reading. Such links lead nowhere on the device mount (ENOENT).
+ * A device link's target as a path in the device tree. A link to another device by absolute path
+ * (udev's /dev/serial/by-id/... are relative, a board's /dev/ttyBOARD -> /dev/pts/3 is not) must
+ * lead to the slave's device, not to the master's own /dev/pts/3: the slave's /dev (or the
+ * --dev-root it names) is the device tree's root. Any other absolute target is taken inside the
+ * device tree too, and the master's mount stops `..` at its root (protocol/symlink-target.ts), so
+ * no link leads to the master's files, as /dev/core -> /proc/kcore or /dev/log ->
+ * /run/systemd/journal/dev-log did when shown as they are. Not even /dev/fd -> /proc/self/fd: on
+ * the master that is the test's own descriptors, and a root test opening a link to
+ * /proc/self/fd/N for writing would write a master file it had open for reading. Such links lead
+ * nowhere on the device mount (ENOENT).
  */
-function shownDeviceTarget(linkPath: string, target: string, devRoot: string): string {
-  let inTree = target;
+function deviceTreeTarget(target: string, devRoot: string): string {
   if (devRoot !== '/') {
     for (const prefix of [devRoot, '/dev']) {
-      if (target === prefix || target.startsWith(`${prefix}/`)) {
-        inTree = `/${target.slice(prefix.length)}`;
-        break;
-      }
+      if (target === prefix || target.startsWith(`${prefix}/`)) return target.slice(prefix.length) || '/';
     }
   }
-  return shownSymlinkTarget(linkPath, inTree);
+  return target;
 }
 
 function devJail(ctx: AgentContext): RootJail {
@@ -70,9 +66,11 @@ export const devOps: HandlerTable = {
     return { entries };
   },
 
-  'dev.readlink': async ({ path }, ctx) => {
+  'dev.readlink': async ({ path, inTree }, ctx) => {
     const jail = devJail(ctx);
-    return { target: shownDeviceTarget(path, readlinkSync(jail.resolve(path)), jail.root) };
+    const target = deviceTreeTarget(readlinkSync(jail.resolve(path)), jail.root);
+    // A master that does not ask for the tree's path shows what it gets: relative, inside.
+    return { target: inTree === true ? target : shownSymlinkTarget(path, target) };
   },
 
   'dev.open': async ({ path, flags }, ctx, caller) => {

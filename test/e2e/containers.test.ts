@@ -122,6 +122,26 @@ describe('containers end to end', () => {
     await assertNothingLeft();
   });
 
+  it('splitbrain run: absolute links show under /slave both ways, and leave the test container\'s own files alone', async () => {
+    await docker('exec', slave, 'sh', '-c',
+      'mkdir -p /opt/fw/v2 && echo slave-2.0 > /opt/fw/v2/version && ln -sfn /opt/fw/v2 /opt/fw/current && rm -f /opt/fw/made');
+    // The test container has its own /opt/fw/v2/version (the sentinel): no slave link reaches it.
+    const script = 'mkdir -p /opt/fw/v2 && echo test-image > /opt/fw/v2/version; readlink /slave/opt/fw/current; '
+      + 'head -n 1 /slave/opt/fw/current/version; ln -s /slave/opt/fw/v2 /slave/opt/fw/made && readlink /slave/opt/fw/made; '
+      + 'python3 -c "import os; print(os.path.realpath(\'/slave/opt/fw/made/version\'))"; '
+      + 'echo written > /slave/opt/fw/current/written; head -n 1 /opt/fw/v2/version; ls /opt/fw/v2; readlink /slave/dev/ttyBOARD';
+    const result = await splitbrainRun([`splitbrain/example-tests:${TAG}`, 'sh', '-c', script]);
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    const lines = result.stdout.trim().split('\n');
+    assert.deepEqual(lines.slice(0, 6), [
+      '/slave/opt/fw/v2', 'slave-2.0', '/slave/opt/fw/v2', '/slave/opt/fw/v2/version', 'test-image', 'version',
+    ], result.stdout);
+    assert.match(lines[6] ?? '', /^\/slave\/dev\/pts\/\d+$/, result.stdout);
+    assert.equal(await docker('exec', slave, 'readlink', '/opt/fw/made'), '/opt/fw/v2');
+    assert.equal(await docker('exec', slave, 'cat', '/opt/fw/v2/written'), 'written');
+    await assertNothingLeft();
+  });
+
   /**
    * What a test sees of the slave as its user: a file it reads (with head: cat is bridged), one it
    * writes (whose owner on the slave the caller checks), one it may not create, and the uid the

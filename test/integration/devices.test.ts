@@ -58,41 +58,55 @@ describe('device mount', () => {
 });
 
 describe('device mount links', () => {
-  it('makes a link to another device relative, so that it leads to the slave\'s device on the master, and no link leads out of the devices', async () => {
+  it('shows a link to another device under the device mount\'s path, so that it leads to the slave\'s device, and no link leads out of the devices', async () => {
     const devRoot = await mkdtemp(join(tmpdir(), 'splitbrain-devroot-'));
     // A master file a hostile slave's links name: absolutely, and climbing out of the devices.
     const victim = join(devRoot, '..', `${basename(devRoot)}-victim`);
     await writeFile(victim, 'the master\'s file\n');
     await mkdir(join(devRoot, 'serial', 'by-id'), { recursive: true });
+    await mkdir(join(devRoot, 'pts'));
     await symlink(join(devRoot, 'pts', '7'), join(devRoot, 'ttyBOARD')); // by the agent's --dev-root
     await symlink('/dev/ttyUSB0', join(devRoot, 'serial', 'by-id', 'usb-FTDI')); // by the slave's /dev
+    await symlink('../../ttyUSB1', join(devRoot, 'serial', 'by-id', 'usb-rel')); // as udev makes them
     await symlink('/dev/pts/', join(devRoot, 'pts-dir')); // a directory, by its end
     await symlink('/dev', join(devRoot, 'dev-root'));
     await symlink('/proc/self/fd', join(devRoot, 'fd')); // outside the devices
     await symlink(victim, join(devRoot, 'abs-out'));
     await symlink(`../../../../../../../..${victim}`, join(devRoot, 'serial', 'rel-out'));
+    await symlink('../dev-root/..', join(devRoot, 'serial', 'up-root')); // a `..` after a link to the root
     const slave = await startBareAgent({ id: 'device-links', agentArgs: ['--dev-root', devRoot] });
     const dev = join(slave.tmp, 'dev');
+    const devRel = join(slave.tmp, 'dev-rel');
     await mkdir(dev);
+    await mkdir(devRel);
     const devices = await startMountProcess(slave.nats.url, dev, ['--agent', slave.agent.id, '--devices']);
+    const relative = await startMountProcess(slave.nats.url, devRel, ['--agent', slave.agent.id, '--devices', '-o', 'symlinks=relative']);
     try {
-      assert.equal(await readlink(join(dev, 'ttyBOARD')), 'pts/7');
-      assert.equal(await readlink(join(dev, 'serial', 'by-id', 'usb-FTDI')), '../../ttyUSB0');
-      assert.equal(await readlink(join(dev, 'pts-dir')), 'pts/');
-      assert.equal(await readlink(join(dev, 'dev-root')), '.');
+      assert.equal(await readlink(join(dev, 'ttyBOARD')), `${dev}/pts/7`);
+      assert.equal(await readlink(join(dev, 'serial', 'by-id', 'usb-FTDI')), `${dev}/ttyUSB0`);
+      assert.equal(await readlink(join(dev, 'serial', 'by-id', 'usb-rel')), '../../ttyUSB1');
+      assert.equal(await readlink(join(dev, 'pts-dir')), `${dev}/pts/`);
+      assert.equal(await readlink(join(dev, 'dev-root')), dev);
+      assert.equal(await readlink(join(dev, 'serial', 'up-root')), dev);
       // Outside the devices: inside the device tree (where nothing is), never the master's files.
       // Until issue 13 these were shown as they are: /proc/self/fd, the victim's path, and a
       // climb that the master's kernel followed out of the mount.
-      assert.equal(await readlink(join(dev, 'fd')), 'proc/self/fd');
-      assert.equal(await readlink(join(dev, 'abs-out')), victim.slice(1));
+      assert.equal(await readlink(join(dev, 'fd')), `${dev}/proc/self/fd`);
+      assert.equal(await readlink(join(dev, 'abs-out')), `${dev}${victim}`);
       assert.equal(await readlink(join(dev, 'serial', 'rel-out')), `..${victim}`);
-      for (const link of ['abs-out', 'serial/rel-out']) {
+      // -o symlinks=relative: as the device mount showed them before issue 21.
+      assert.equal(await readlink(join(devRel, 'ttyBOARD')), 'pts/7');
+      assert.equal(await readlink(join(devRel, 'serial', 'by-id', 'usb-FTDI')), '../../ttyUSB0');
+      assert.equal(await readlink(join(devRel, 'dev-root')), '.');
+      assert.equal(await readlink(join(devRel, 'abs-out')), victim.slice(1));
+      for (const link of ['abs-out', 'serial/rel-out', 'serial/up-root/abs-out']) {
         const result = await run('cat', [join(dev, link)]);
         assert.notEqual(result.code, 0, `${link} led to ${result.stdout}`);
         assert.match(result.stderr, /No such file or directory/);
       }
       assert.equal(await readFile(victim, 'utf8'), 'the master\'s file\n');
     } finally {
+      await relative.stop();
       await devices.stop();
       await slave.stop();
       await rm(devRoot, { recursive: true, force: true });

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { lstat, mkdir, readFile, readlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readFile, readlink, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { isMounted } from '../../mount/mount-watch.js';
@@ -75,5 +75,74 @@ describe('splitbrain sidecar', () => {
     const after = await health();
     assert.equal(after.code, 1);
     assert.match(after.stderr, /unhealthy/);
+  });
+});
+
+/**
+ * Issue 21 in the sidecar: the test container sees `<dir>/slave` at `--slave-seen-at` (`/slave`),
+ * so absolute link targets are translated by that path, on the files and on the devices. Here a
+ * bind of `<dir>/slave` (with the device mount on its dev/) stands for the container's view.
+ */
+describe('splitbrain sidecar: symlinks at the path the test sees', () => {
+  let slave: BareAgent;
+  let sidecar: ChildProcess;
+  let dir: string;
+  let seen: string;
+  let victim: string;
+
+  before(async () => {
+    slave = await startBareAgent({
+      id: 'sidecar-links',
+      prepare: async (root, tmp) => {
+        // A master file, and its twin on the slave, which an absolute slave link names.
+        victim = join(tmp, 'victim');
+        await writeFile(victim, 'the master\'s own file\n');
+        await mkdir(join(root, tmp), { recursive: true });
+        await writeFile(join(root, victim), 'the slave\'s file\n');
+        await mkdir(join(root, 'opt', 'fw', 'v2'), { recursive: true });
+        await writeFile(join(root, 'opt', 'fw', 'v2', 'version'), '2.0\n');
+        await symlink('/opt/fw/v2', join(root, 'opt', 'fw', 'current'));
+        await symlink(victim, join(root, 'opt', 'victim'));
+        await mkdir(join(root, 'dev'));
+      },
+    });
+    dir = join(slave.tmp, 'splitbrain');
+    seen = join(slave.tmp, 'seen');
+    await mkdir(seen);
+    const started = await startReportingCli('sidecar', ['sidecar', slave.nats.url, '--agent', slave.agent.id, '--dir', dir, '--slave-seen-at', seen], {});
+    sidecar = started.child;
+    await run('mount', ['--rbind', join(dir, 'slave'), seen]);
+  });
+  after(async () => {
+    if (seen && await isMounted(seen)) await run('umount', ['-R', '-l', seen]);
+    if (sidecar) await stopProcess(sidecar);
+    for (const sub of ['slave/dev', 'slave']) {
+      if (dir && await isMounted(join(dir, sub))) await run('umount', ['-l', join(dir, sub)]);
+    }
+    await slave?.stop();
+  });
+
+  it('shows the slave\'s absolute links under the path the test sees, leading into the slave', async () => {
+    assert.equal(await readlink(join(seen, 'opt', 'fw', 'current')), `${seen}/opt/fw/v2`);
+    assert.equal(await sh(`readlink -f '${seen}/opt/fw/current'`), `${seen}/opt/fw/v2\n`);
+    assert.equal(await readFile(join(seen, 'opt', 'fw', 'current', 'version'), 'utf8'), '2.0\n');
+    await sh(`echo 'written through the link' > '${seen}/opt/victim'`);
+    assert.equal(await readFile(join(slave.root, victim), 'utf8'), 'written through the link\n');
+    assert.equal(await readFile(victim, 'utf8'), 'the master\'s own file\n');
+  });
+
+  it('stores a link the test makes to a path it sees as the slave\'s own path, and reads it back as made', async () => {
+    await sh(`ln -s '${seen}/opt/fw/v2' '${seen}/opt/made' && cd '${seen}/opt' && ln -s "$PWD/fw/v2/version" made-file`);
+    assert.equal(await readlink(join(slave.root, 'opt', 'made')), '/opt/fw/v2');
+    assert.equal(await readlink(join(slave.root, 'opt', 'made-file')), '/opt/fw/v2/version');
+    assert.equal(await readlink(join(seen, 'opt', 'made')), `${seen}/opt/fw/v2`);
+    assert.equal(await readFile(join(seen, 'opt', 'made-file'), 'utf8'), '2.0\n');
+  });
+
+  it('shows device links under the path the test sees the devices at', async () => {
+    // The agent's devices are this machine's /dev, where fd -> /proc/self/fd: inside the
+    // device tree, where nothing is, never the test's own descriptors.
+    assert.equal(await readlink(join(seen, 'dev', 'fd')), `${seen}/dev/proc/self/fd`);
+    assert.equal((await run('cat', [join(seen, 'dev', 'stdin')])).code, 1);
   });
 });

@@ -108,14 +108,22 @@ describe('mount options', () => {
     assert.equal(t.cache.attrTtlMs, 0);
     assert.equal(t.requestTimeoutMs, 5000);
   });
-  it('shows symlinks relative by default; symlinks=raw keeps them as stored', () => {
-    assert.equal(parseMountOptions([], 'a').symlinks, 'relative');
+  it('translates absolute symlink targets by default; relative and raw on request; seen_at names where callers see the mount', () => {
+    assert.equal(parseMountOptions([], 'a').symlinks, 'translate');
     assert.equal(parseMountOptions(['symlinks=raw'], 'a').symlinks, 'raw');
     assert.equal(parseMountOptions(['symlinks=raw,symlinks=relative'], 'a').symlinks, 'relative');
     for (const bad of ['symlinks', 'symlinks=', 'symlinks=absolute', 'symlinks=RAW']) {
       assert.throws(() => parseMountOptions([bad], 'a'), MountOptionError, bad);
     }
     assert.ok(!parseMountOptions(['symlinks=raw'], 'a').kernelOptions.some((o) => o.startsWith('symlinks')), 'not for the kernel');
+    assert.equal(parseMountOptions([], 'a').seenAt, undefined);
+    assert.equal(parseMountOptions(['seen_at=/slave'], 'a').seenAt, '/slave');
+    assert.equal(parseMountOptions(['seen_at=/slave//x/../y/'], 'a').seenAt, '/slave/y');
+    assert.equal(parseMountOptions(['seen_at=/'], 'a').seenAt, '/');
+    for (const bad of ['seen_at', 'seen_at=', 'seen_at=slave', 'seen_at=./x']) {
+      assert.throws(() => parseMountOptions([bad], 'a'), MountOptionError, bad);
+    }
+    assert.ok(!parseMountOptions(['seen_at=/slave'], 'a').kernelOptions.some((o) => o.startsWith('seen_at')), 'not for the kernel');
   });
   it('refuses what it does not know', () => {
     assert.throws(() => parseMountOptions(['nope'], 'a'), MountOptionError);

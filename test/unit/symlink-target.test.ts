@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { SlaveError, shownSymlinkTarget } from '../../protocol/index.js';
+import { SlaveError, shownSymlinkTarget, storedSymlinkTarget, translatedSymlinkTarget } from '../../protocol/index.js';
 import { SeededRandom } from '../helpers/seeded-random.js';
 
 /** [link path, stored target, shown target] */
@@ -178,3 +178,76 @@ function walk(from: string[], path: string): string[] {
   }
   return at;
 }
+
+describe('absolute targets translated by the mount\'s path (issue 21)', () => {
+  const MNT = '/home/me/mnt';
+  it('shows an absolute target under the mount\'s path, byte for byte', () => {
+    for (const [linkPath, target, shown] of [
+      ['/opt/fw/current', '/opt/fw/v2', `${MNT}/opt/fw/v2`],
+      ['/etc/x', '/etc/shadow', `${MNT}/etc/shadow`],
+      ['/a/l', '/', MNT],
+      ['/a/l', '//etc//hosts', `${MNT}//etc//hosts`],
+      ['/a/l', '/etc/./hosts/', `${MNT}/etc/./hosts/`],
+      ['/a/l', '/ünï/名前', `${MNT}/ünï/名前`],
+    ]) {
+      assert.equal(translatedSymlinkTarget(MNT, linkPath as string, target as string), shown, `${linkPath} -> ${target}`);
+    }
+  });
+
+  it('resolves the `..` of an absolute target at the root, as the slave does, unless the mount followed it', () => {
+    assert.equal(translatedSymlinkTarget(MNT, '/l', '/../../etc/x'), `${MNT}/etc/x`);
+    assert.equal(translatedSymlinkTarget(MNT, '/l', '/a/s/../x'), `${MNT}/a/x`);
+    assert.equal(translatedSymlinkTarget(MNT, '/l', '/a/s/../x', true), `${MNT}/a/s/../x`);
+    assert.equal(translatedSymlinkTarget(MNT, '/l', '/etc/ssl/..'), `${MNT}/etc/`);
+    assert.equal(translatedSymlinkTarget(MNT, '/l', '/..'), MNT);
+  });
+
+  it('shows relative targets as the relative mode does', () => {
+    assert.equal(translatedSymlinkTarget(MNT, '/a/b/l', '../../x'), '../../x');
+    assert.equal(translatedSymlinkTarget(MNT, '/a/l', '../../../x'), '../x');
+    assert.equal(translatedSymlinkTarget(MNT, '/a/l', 'current/..'), '.');
+    assert.equal(translatedSymlinkTarget(MNT, '/a/l', 'current/..', true), 'current/..');
+  });
+
+  it('with the mount at the slave\'s own paths (seen at /), shows absolute targets as stored', () => {
+    assert.equal(translatedSymlinkTarget('/', '/a/l', '/etc/hosts'), '/etc/hosts');
+    assert.equal(translatedSymlinkTarget('/', '/a/l', '/../etc'), '/etc');
+    assert.equal(storedSymlinkTarget('/', '/etc/hosts'), '/etc/hosts');
+  });
+
+  it('refuses a target the kernel would cut short', () => {
+    const long = `/${'d/'.repeat(2050)}x`;
+    assert.throws(() => translatedSymlinkTarget(MNT, '/l', long), (err: unknown) => err instanceof SlaveError && err.errnoName === 'ENAMETOOLONG');
+  });
+
+  it('stores a link to the mount\'s own paths from the slave\'s root, and every other as given', () => {
+    for (const [target, stored] of [
+      [`${MNT}/d`, '/d'],
+      [`${MNT}/d/`, '/d/'],
+      [`${MNT}//d`, '//d'],
+      [MNT, '/'],
+      [`${MNT}/`, '/'],
+      [`${MNT}x/d`, `${MNT}x/d`],
+      ['/home/me', '/home/me'],
+      ['/etc/hosts', '/etc/hosts'],
+      ['d/../e', 'd/../e'],
+      ['', ''],
+    ]) {
+      assert.equal(storedSymlinkTarget(MNT, target as string), stored, target);
+    }
+  });
+
+  it('reads a stored link back exactly as it was written, for every target under the mount\'s path (seeded)', () => {
+    const seed = SeededRandom.seedFromEnv();
+    const r = new SeededRandom(seed);
+    const parts = ['a', 'b', 'ü', '..x', '.', ''];
+    for (let n = 0; n < 5000; n++) {
+      const written = `${MNT}/${Array.from({ length: 1 + r.int(5) }, () => r.pick(parts)).join('/')}`;
+      const stored = storedSymlinkTarget(MNT, written);
+      assert.ok(stored.startsWith('/') && !stored.startsWith(MNT), `seed ${seed}: ${written} stored as ${stored}`);
+      const shown = translatedSymlinkTarget(MNT, '/some/link', stored);
+      // `MNT/` is stored as `/`, which shows as MNT: the one target that does not come back as written.
+      assert.equal(shown, written === `${MNT}/` ? MNT : written, `seed ${seed}: ${written} stored as ${stored}`);
+    }
+  });
+});
