@@ -196,7 +196,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   } catch (err) {
     log.warn({ err, devRoot: options.devRoot ?? '/dev' }, 'no devices served');
   }
-  const devices = new DeviceHandles(1024);
+  const devices = new DeviceHandles(1024, (subject, data) => bus.publish(subject, data));
   watchHandles(() => ({ files: handles.size, devices: devices.size, processes: procs.size }));
   const serving = { count: 0 };
   const ctx: AgentContext = {

@@ -259,7 +259,7 @@ withBridgeOptions(program.command('sidecar')
   .option('--dir <dir>', 'the shared directory: slave/ (devices at slave/dev), map/, bin/, fallback/, python/, bridge.sock', '/splitbrain')
   .option('--python-fallback', 'modules a Python test lacks come from the slave\'s sys.path (<dir>/python first on its PYTHONPATH)', false)
   .option('--slave-seen-at <dir>', 'where test containers see <dir>/slave (default: <dir>/slave)')
-  .option('--map <path>', 'offer the slave\'s directory <path> at <dir>/map/<path> (repeatable)', collect, [])
+  .option('--map <path>', 'offer the slave\'s directory, file or device <path> at <dir>/map/<path> (a terminal as a real one; repeatable)', collect, [])
   .option('-o, --options <opts>', 'mount options for the slave\'s files (as for mount)', collect, []))
   .addOption(logLevel())
   .addHelpText('after', `
@@ -271,7 +271,7 @@ Environment (for compose files; each adds to the options above):
   SPLITBRAIN_BRIDGE_MISSING  1 or true: --bridge-missing (links in <dir>/fallback, the end of the test's PATH)
   SPLITBRAIN_PYTHON_FALLBACK 1 or true: --python-fallback
   SPLITBRAIN_KEEP         --keep globs, separated by spaces or commas
-  SPLITBRAIN_MAPS         slave directories to offer, separated by spaces or commas (--map)
+  SPLITBRAIN_MAPS         slave directories, files or devices to offer, separated by spaces or commas (--map)
   SPLITBRAIN_EXEC_USER    --exec-user, unless given
   SPLITBRAIN_SLAVE_WAIT   --slave-wait, unless given
   SPLITBRAIN_LOG_LEVEL    --log-level, unless given`)
@@ -302,9 +302,10 @@ Environment (for compose files; each adds to the options above):
       // allow_other: the test may run as any user; the agent then acts as that user on the slave.
       mountOptions: ['allow_other', ...opts.options], log: createLogger(level), bridge: { ...bridge, slaveWaitMs: slaveWaitS * 1000 },
       slaveWaitMs: slaveWaitS * 1000,
-      mountDevices: (at, agent, seenAt) => startChildServer([
+      mountDevices: (at, agent, seenAt, ptys) => startChildServer([
         // nonempty: over the slave's own dev/, which the files mount shows with entries.
-        'mount', natsUrl, at, '--devices', '--foreground', '-o', 'nonempty,allow_other', '-o', `seen_at=${seenAt}`, '--agent', agent,
+        'mount', natsUrl, at, '--devices', '--foreground', '-o', 'nonempty,allow_other', '-o', `seen_at=${seenAt}`,
+        ...(ptys === undefined ? [] : ['-o', `ptys=${ptys}`]), '--agent', agent,
         '--slave-wait', String(slaveWaitS), '--log-level', level,
       ]),
     }));
@@ -322,7 +323,7 @@ withBusAuth(program.command('run'))
   .option('--keep <glob>', 'with --bridge-all, keep these local too (repeatable)', collect, [])
   .option('--bridge-missing', 'bridge the slave\'s commands the image lacks: its own stay local', false)
   .option('--python-fallback', 'Python modules the image lacks come from the slave', false)
-  .option('--map <slave-dir[:dir]>', 'show the slave\'s directory in the test at dir (default: the same path; repeatable)', collect, [])
+  .option('--map <slave-path[:path]>', 'show the slave\'s directory, file or device (a terminal as a real one: --map /dev/ttyUSB0) in the test at path (default: the same path; repeatable)', collect, [])
   .option('--slave-at <dir>', 'where the test sees the slave\'s root (its devices at <dir>/dev)', '/slave')
   .option('-e, --env <name=value>', 'set a variable in the test container (repeatable)', collect, [])
   .option('-t, --tty', 'give the test container a terminal', false)
@@ -351,7 +352,7 @@ Which commands run on the slave:
     if (slave === undefined) throw new InvalidArgumentError('give the slave\'s NATS URL with --slave (or set SPLITBRAIN_SLAVE)');
     const maps = opts.map.map((spec) => {
       const [slavePath = '', target = slavePath] = spec.split(':');
-      if (!slavePath.startsWith('/') || !target.startsWith('/')) throw new InvalidArgumentError(`--map ${spec}: absolute paths, slave-dir[:dir]`);
+      if (!slavePath.startsWith('/') || !target.startsWith('/')) throw new InvalidArgumentError(`--map ${spec}: absolute paths, slave-path[:path]`);
       return { slavePath, target };
     });
     for (const pair of opts.env) {

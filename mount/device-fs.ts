@@ -7,12 +7,15 @@
  */
 import { constants, readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { HandleIds, SlaveError, attrFromWire, type Attr, type OpReply, type OpRequest, type TimeSpec } from '../protocol/index.js';
+import { HandleIds, SlaveError, S_IFCHR, S_IFLNK, S_IFMT, attrFromWire, type Attr, type OpReply, type OpRequest, type TimeSpec } from '../protocol/index.js';
 import type { AgentClient } from '../transport/agent-client.js';
 import { sendByHandle, type AgentHandle, type Reopened } from './agent-handles.js';
 import { CallerGroups, type FuseCaller } from './callers.js';
-import type { DirEntry, MountFs, Statfs } from './mount-fs.js';
+import { PollEvents, type DirEntry, type MountFs, type Statfs } from './mount-fs.js';
 import type { ShownLink, SymlinkView } from './symlink-view.js';
+import type { TerminalRelays } from './terminal/terminal-relays.js';
+import { DeviceStream } from './device-stream.js';
+import { PushedDevice } from './pushed-device.js';
 
 /**
  * How long one blocking read waits on the agent before asking again: requests stay bounded,
@@ -45,10 +48,14 @@ function refuse(what: string): never {
   throw new SlaveError('EROFS', `${what}: the device mount does not change the slave's /dev`);
 }
 
-/** An open device: what the kernel's handle stands for on the agent, and how to open it again. */
+/**
+ * An open device: what the kernel's handle stands for on the agent, and how to open it again;
+ * `pushed` where the agent pushes its data (dev.stream), else reads are asked for (older agents).
+ */
 interface OpenDevice extends AgentHandle {
   readonly path: string;
   readonly flags: number;
+  readonly pushed?: PushedDevice;
 }
 
 export class DeviceFs implements MountFs {
@@ -57,7 +64,21 @@ export class DeviceFs implements MountFs {
   private readonly ids = new HandleIds();
   private readonly groups = new CallerGroups();
 
-  constructor(private readonly client: AgentClient, private readonly symlinks: SymlinkView, private readonly log: Logger) {}
+  /**
+   * `terminals`: where the slave's terminals are relayed through pseudo-terminals of the master's
+   * (each shown here as a link to one); absent, they are streams like other devices.
+   */
+  constructor(
+    private readonly client: AgentClient, private readonly symlinks: SymlinkView, private readonly log: Logger,
+    private readonly terminals?: TerminalRelays,
+  ) {}
+
+  /** A slave terminal (the agent says S_IFCHR to a master that relays them) as the link to its relay. */
+  private async shown(path: string, attr: Attr): Promise<Attr> {
+    if (!this.terminals || (attr.mode & S_IFMT) !== S_IFCHR) return attr;
+    const relay = await this.terminals.relayFor(path, attr);
+    return { ...attr, mode: S_IFLNK | 0o777, size: Buffer.byteLength(relay.slavePath), nlink: 1 };
+  }
 
   private device(fh: number): OpenDevice {
     const device = this.handles.get(fh);
@@ -88,7 +109,8 @@ export class DeviceFs implements MountFs {
   }
 
   async getattr(path: string): Promise<Attr> {
-    return attrFromWire((await this.client.call('dev.getattr', { path })).attr);
+    const terminals = this.terminals !== undefined;
+    return this.shown(path, attrFromWire((await this.client.call('dev.getattr', { path, ...(terminals ? { terminals } : {}) })).attr));
   }
 
   async fgetattr(path: string | null, _fh: number): Promise<Attr> {
@@ -105,17 +127,43 @@ export class DeviceFs implements MountFs {
   }
 
   async readdir(path: string): Promise<DirEntry[]> {
-    return (await this.client.call('dev.readdir', { path })).entries.map(([name, wire]) => ({ name, attr: wire ? attrFromWire(wire) : null }));
+    const terminals = this.terminals !== undefined;
+    const { entries } = await this.client.call('dev.readdir', { path, ...(terminals ? { terminals } : {}) });
+    return entries.map(([name, wire]) => {
+      const attr = wire ? attrFromWire(wire) : null;
+      // Listed as links; the relay is made when the name is looked up.
+      if (attr && terminals && (attr.mode & S_IFMT) === S_IFCHR) return { name, attr: { ...attr, mode: S_IFLNK | 0o777 } };
+      return { name, attr };
+    });
   }
 
   /** The agent decides, by --dev-allow and the device's own modes and groups for `caller`. */
   async open(path: string, openFlags: number, caller: FuseCaller): Promise<number> {
     // O_TRUNC on a device is ignored, as the kernel ignores it for device nodes.
     const flags = openFlags & ~constants.O_TRUNC;
-    const { fh: agentFh } = await this.client.call('dev.open', { path, flags }, { caller: this.groups.wire(caller) });
+    const wire = this.groups.wire(caller);
+    if (this.terminals) {
+      const log = this.log.child({ device: path });
+      const pushed = await PushedDevice.open((events) => DeviceStream.open(this.client, path, flags, false, wire, events, log), log);
+      const fh = this.ids.take((id) => this.handles.has(id));
+      this.handles.set(fh, { agentFh: 0, agentBoot: '', path, flags, pushed });
+      return fh;
+    }
+    const { fh: agentFh } = await this.client.call('dev.open', { path, flags }, { caller: wire });
     const fh = this.ids.take((id) => this.handles.has(id));
     this.handles.set(fh, { agentFh, agentBoot: this.client.bootId ?? '', path, flags });
     return fh;
+  }
+
+  /** poll(2): what an open device is ready for (pushed devices know; older agents' always are). */
+  async poll(fh: number, wake: (() => void) | undefined): Promise<number> {
+    const device = this.device(fh);
+    return device.pushed ? device.pushed.poll(wake) : PollEvents.IN | PollEvents.OUT;
+  }
+
+  /** The agent restarted (slaveRebooted: its host too): open devices are opened again, or go away. */
+  async agentRestarted(slaveRebooted: boolean): Promise<void> {
+    await Promise.all([...this.handles.values()].map((device) => device.pushed?.agentRestarted(slaveRebooted)));
   }
 
   /**
@@ -126,6 +174,10 @@ export class DeviceFs implements MountFs {
   async read(_path: string | null, fh: number, target: Buffer, length: number, _offset: number, caller: FuseCaller): Promise<number> {
     const callerPid = caller.pid;
     const device = this.device(fh);
+    if (device.pushed) {
+      const nonBlocking = (device.flags & constants.O_NONBLOCK) !== 0;
+      return device.pushed.read(target, length, nonBlocking, () => callerPid <= 0 || readerAlive(callerPid), READ_WAIT_MS);
+    }
     for (;;) {
       const { data, eof } = await this.onDevice(device, 'dev.read', (h) => ({ fh: h, length, waitMs: READ_WAIT_MS }),
         READ_WAIT_MS + 15_000);
@@ -140,10 +192,15 @@ export class DeviceFs implements MountFs {
 
   async write(_path: string | null, fh: number, data: Buffer, length: number): Promise<number> {
     const copy = Buffer.from(data.subarray(0, length));
-    return (await this.onDevice(this.device(fh), 'dev.write', (h) => ({ fh: h, data: copy }))).written;
+    const device = this.device(fh);
+    if (device.pushed) return device.pushed.write(copy);
+    return (await this.onDevice(device, 'dev.write', (h) => ({ fh: h, data: copy }))).written;
   }
 
-  async flush(): Promise<void> {}
+  /** close(2): a write the device refused after it was answered is reported here. */
+  async flush(_path: string | null, fh: number): Promise<void> {
+    await this.handles.get(fh)?.pushed?.settled();
+  }
 
   async fsync(): Promise<void> {}
 
@@ -151,6 +208,10 @@ export class DeviceFs implements MountFs {
     const device = this.handles.get(fh);
     this.handles.delete(fh);
     if (!device) return;
+    if (device.pushed) {
+      await device.pushed.close();
+      return;
+    }
     await this.client.call('dev.release', { fh: device.agentFh }, { handleBoot: device.agentBoot }).catch((err: unknown) =>
       this.log.debug({ err, fh }, 'device release failed'));
   }
@@ -165,6 +226,8 @@ export class DeviceFs implements MountFs {
    * agent that predates `inTree` answers relative targets, which show as they are.
    */
   async readlink(path: string): Promise<ShownLink> {
+    const relay = this.terminals?.get(path) ?? (this.terminals && (await this.getattr(path), this.terminals.get(path)));
+    if (relay) return { target: relay.slavePath, keep: false };
     const target = async (link: string) => (await this.client.call('dev.readlink', { path: link, inTree: true })).target;
     return this.symlinks.shown(path, await target(path), { attr: (name) => this.getattr(name).catch(() => null), target });
   }

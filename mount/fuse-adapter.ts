@@ -448,6 +448,14 @@ export class FuseAdapter {
           return this.run(handle, 'removexattr', () => fs.removexattr(this.pathOf(ino), name, who), done);
         case Op.DESTROY:
           return this.destroyed();
+        case Op.POLL: {
+          // A filesystem without readiness (files are always ready) says ENOSYS once: the kernel
+          // then stops asking and answers poll(2) itself.
+          if (!fs.poll) return this.binding.replyErr(handle, errnoNumber('ENOSYS'));
+          const mount = this.mounted;
+          const wake = b !== 0 && mount ? () => this.binding.notifyPoll(mount, a) : undefined;
+          return this.run(handle, 'poll', () => (fs.poll as NonNullable<MountFs['poll']>)(a, wake), (revents) => this.binding.replyPoll(handle, revents));
+        }
         default:
           return this.binding.replyErr(handle, errnoNumber('ENOSYS'));
       }

@@ -12,6 +12,9 @@ import type { ShownLink } from './symlink-view.js';
 
 export type Statfs = OpReply<'fs.statfs'>;
 
+/** poll(2)'s bits, as `poll` answers them (and a FUSE poll reply takes them). */
+export const PollEvents = { IN: 0x001, OUT: 0x004, ERR: 0x008, HUP: 0x010 } as const;
+
 /**
  * One name of a listing: its attributes where the filesystem has them (the kernel then caches
  * them with the name: readdirplus), else at least its inode number where known (d_ino).
@@ -65,4 +68,9 @@ export interface MountFs {
   setxattr(path: string, name: string, value: Buffer, flags: number, caller: FuseCaller): Promise<void>;
   listxattr(path: string, caller: FuseCaller): Promise<string[]>;
   removexattr(path: string, name: string, caller: FuseCaller): Promise<void>;
+  /**
+   * poll(2) on open file `fh`: what it is ready for now (PollEvents), and, when `wake`
+   * is given and it is not ready, `wake()` once it becomes so. Absent: always ready (files).
+   */
+  poll?(fh: number, wake: (() => void) | undefined): Promise<number>;
 }

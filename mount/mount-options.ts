@@ -39,6 +39,8 @@ export interface MountTuning {
   symlinks: SymlinkMode;
   /** -o seen_at: where the mount's callers see the slave's root (absolute, normalised); else the mountpoint. */
   seenAt?: string;
+  /** -o ptys: the devpts instance the device mount takes its terminals' pseudo-terminals from; else /dev/ptmx's. */
+  ptys?: string;
 }
 
 export class MountOptionError extends Error {
@@ -95,6 +97,7 @@ export function parseMountOptions(options: string[], agentId: string): MountTuni
   let unsyncedMaxMiB = DEFAULTS.unsyncedMaxMiB;
   let symlinks = DEFAULTS.symlinks;
   let seenAt: string | undefined;
+  let ptys: string | undefined;
   const passthrough: string[] = [];
   for (const option of options.flatMap((o) => o.split(',')).filter((o) => o.length > 0)) {
     const [name, value] = option.split('=', 2) as [string, string | undefined];
@@ -118,6 +121,7 @@ export function parseMountOptions(options: string[], agentId: string): MountTuni
         symlinks = value as SymlinkMode;
         break;
       case 'seen_at': seenAt = absolutePath(name, value); break;
+      case 'ptys': ptys = absolutePath(name, value); break;
       case 'allow_other': case 'allow_root': case 'ro': case 'rw': case 'default_permissions':
       case 'debug':
         if (value !== undefined) throw new MountOptionError(`option ${name} takes no value`);
@@ -156,6 +160,7 @@ export function parseMountOptions(options: string[], agentId: string): MountTuni
     unsyncedMaxBytes: unsyncedMaxMiB * 1024 * 1024,
     symlinks,
     ...(seenAt === undefined ? {} : { seenAt }),
+    ...(ptys === undefined ? {} : { ptys }),
   };
 }
 

@@ -4,6 +4,7 @@
  */
 import { execFile } from 'node:child_process';
 import { posix } from 'node:path';
+import { constants } from 'node:fs';
 import { readFile, realpath, stat } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
@@ -19,6 +20,8 @@ import { DeviceFs } from './device-fs.js';
 import type { MountFs } from './mount-fs.js';
 import { RemoteFs } from './remote-fs.js';
 import { SymlinkView } from './symlink-view.js';
+import { DeviceStream } from './device-stream.js';
+import { TerminalRelays } from './terminal/terminal-relays.js';
 
 export interface MountOptions {
   natsUrl: string;
@@ -65,6 +68,26 @@ export function chunkSizeFor(maxPayload: number): number {
 /** Detaches whatever is mounted at `mountPath` (lazily), as `fusermount3 -uz` does. */
 export async function forceUnmount(mountPath: string): Promise<void> {
   await promisify(execFile)('fusermount3', ['-u', '-z', mountPath], { timeout: 10_000 });
+}
+
+/**
+ * The device mount's relay of the slave's terminals through the master's pseudo-terminals, from
+ * the host's /dev/ptmx or a devpts instance (`-o ptys=DIR`: the sidecar's, which test containers
+ * see), where the agent can stream them; none where it cannot (older agents: their terminals are
+ * plain streams then).
+ */
+function relayTerminals(client: AgentClient, hello: HelloInfo, ptys: string | undefined, log: Logger): TerminalRelays | undefined {
+  if (!hello.capabilities.includes('dev.stream')) {
+    log.info('the agent cannot stream devices: its terminals are served as plain files');
+    return undefined;
+  }
+  const relayLog = log.child({ component: 'terminals' });
+  return new TerminalRelays(
+    ptys === undefined ? '/dev/ptmx' : posix.join(ptys, 'ptmx'),
+    async (path) => hello.capabilities.includes('dev.tcgetattr') ? (await client.call('dev.tcgetattr', { path })).termios : null,
+    (path, events) => DeviceStream.open(client, path, constants.O_RDWR | constants.O_NOCTTY, true, undefined, events, relayLog),
+    relayLog,
+  );
 }
 
 /**
@@ -133,9 +156,11 @@ export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
     const symlinks = new SymlinkView(options.devices && tuning.symlinks === 'raw' ? 'relative' : tuning.symlinks,
       tuning.seenAt ?? posix.resolve(options.mountPath), await mountpointNames(options.mountPath));
     let fs: MountFs;
+    let terminals: TerminalRelays | undefined;
     if (options.devices) {
       if (!hello.capabilities.includes('dev.open')) throw new MountError(`agent ${agentId} serves no devices`);
-      fs = new DeviceFs(client, symlinks, log.child({ component: 'device-fs' }));
+      terminals = relayTerminals(client, hello, tuning.ptys, log);
+      fs = new DeviceFs(client, symlinks, log.child({ component: 'device-fs' }), terminals);
       tuning = deviceTuning(tuning);
     } else {
       fs = new RemoteFs(client, {
@@ -162,6 +187,21 @@ export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
     };
     // A restarted slave may have changed anything: the kernel forgets it too.
     client.onRestart(forgetAll);
+    if (options.devices) {
+      // Its devices were closed with it: opened again, unless the slave itself rebooted.
+      let hostBootId = hello.hostBootId;
+      client.onRestart(() => void client.hello({ slaveWaitMs: 0 }).then((now) => {
+        const slaveRebooted = now.hostBootId !== hostBootId;
+        hostBootId = now.hostBootId;
+        log.info({ slaveRebooted }, 'agent restarted: opening its devices again where the slave did not reboot');
+        terminals?.agentRestarted(slaveRebooted);
+        void (fs as DeviceFs).agentRestarted(slaveRebooted);
+      }, (err: unknown) => {
+        log.warn({ err }, 'agent restarted but does not answer: its devices went away');
+        terminals?.agentRestarted(true);
+        void (fs as DeviceFs).agentRestarted(true);
+      }));
+    }
     const feed = options.devices || !hello.capabilities.includes('fs.changes')
       ? undefined : await ChangeFeed.open(bus, agentId, log, { ownOrigin: client.origin });
     if (feed) {
@@ -207,6 +247,7 @@ export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
       },
       async unmount() {
         await feed?.close();
+        terminals?.close();
         await adapter.unmount().catch((err: unknown) => {
           log.warn({ err }, 'unmount reported an error');
         });

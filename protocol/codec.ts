@@ -15,7 +15,7 @@ import { isErrnoName } from './errno.js';
 import { ProtocolError, SlaveError } from './errors.js';
 import { msgpackBoundsProblem } from './msgpack-bounds.js';
 import { changeMessage, type ChangeMessage } from './changes.js';
-import { ops, procEvent, type OpName, type OpReply, type OpRequest, type ProcEvent } from './ops.js';
+import { devEvent, ops, procEvent, type DevEvent, type OpName, type OpReply, type OpRequest, type ProcEvent } from './ops.js';
 import { MIN_PROTOCOL_VERSION, PROTOCOL_VERSION } from './version.js';
 import { changesOutgoingForm, outgoingForm } from './wire-forms.js';
 
@@ -272,6 +272,31 @@ export function decodeEvent(bytes: Uint8Array): ProcEvent {
   if (!envelope.success) throw new ProtocolError(`bad event envelope: ${describe(envelope.error)}`);
   const event = procEvent.safeParse(envelope.data.e);
   if (!event.success) throw new ProtocolError(`bad process event: ${describe(event.error)}`);
+  return event.data;
+}
+
+/**
+ * A device event (dev.stream): data copied once, straight into the message, with the inputs
+ * acknowledged so far (dev.input).
+ */
+export function encodeDevData(fh: number, seq: number, parts: Uint8Array[], acked: number): Uint8Array {
+  return encodeSpliced({ v: PROTOCOL_VERSION }, 'e', { fh, seq, acked, data: EMPTY_BIN }, 'data', parts);
+}
+
+export function encodeDevAck(fh: number, acked: number, errno: string | null): Uint8Array {
+  return encodeEnvelope({ v: PROTOCOL_VERSION }, 'e', { fh, ack: { acked, errno } });
+}
+
+export function encodeDevEnd(fh: number, seq: number, errno: string | null): Uint8Array {
+  return encodeEnvelope({ v: PROTOCOL_VERSION }, 'e', { fh, seq, end: { errno } });
+}
+
+/** Decodes and validates a device event; throws ProtocolError on anything malformed. */
+export function decodeDevEvent(bytes: Uint8Array): DevEvent {
+  const envelope = eventEnvelope.safeParse(unpack(bytes, 'event'));
+  if (!envelope.success) throw new ProtocolError(`bad event envelope: ${describe(envelope.error)}`);
+  const event = devEvent.safeParse(envelope.data.e);
+  if (!event.success) throw new ProtocolError(`bad device event: ${describe(event.error)}`);
   return event.data;
 }
 

@@ -11,5 +11,6 @@ export * from './name-bytes.js';
 export * from './ops.js';
 export * from './subjects.js';
 export * from './symlink-target.js';
+export * from './termios.js';
 export * from './version.js';
 export * from './wire-forms.js';

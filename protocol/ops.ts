@@ -52,6 +52,21 @@ const xattrName = z.string().min(1).max(MAX_NAME).refine(...noNul('attribute nam
 const ownerId = z.number().int().min(-1).max(0xffffffff);
 
 const u16 = z.number().int().min(0).max(0xffff);
+/**
+ * A terminal's settings as Linux's termios2 holds them (<asm-generic/termbits.h>): flags, line
+ * discipline, control characters and the two speeds in bits per second.
+ */
+const wireTermios = z.object({
+  iflag: u32, oflag: u32, cflag: u32, lflag: u32, line: z.number().int().min(0).max(255),
+  cc: bytes.refine((cc) => cc.length <= 64, 'too many control characters'), ispeed: u32, ospeed: u32,
+});
+export type WireTermios = z.infer<typeof wireTermios>;
+/**
+ * Asked by masters that relay terminals through pseudo-terminals of their own: the slave's
+ * terminals (serial ports, USB adapters, ptys) are then presented as character devices of size 0
+ * instead of regular files. Agents before it ignore it.
+ */
+const terminals = z.boolean().optional();
 const procId = u32;
 /** A uid or gid a process takes: a uid_t, but never (uid_t)-1, which set*id(2) read as "unchanged". */
 const processId = z.number().int().min(0).max(0xfffffffe);
@@ -284,8 +299,8 @@ export const ops = {
    * block devices are presented as regular files of size 0 (never as device nodes: the master's
    * kernel would open its own device with those numbers); reads and writes reach the device.
    */
-  'dev.getattr': op(z.object({ path: slavePath }), attrReply),
-  'dev.readdir': op(z.object({ path: slavePath }), z.object({ entries: z.array(readdirEntry) })),
+  'dev.getattr': op(z.object({ path: slavePath, terminals }), attrReply),
+  'dev.readdir': op(z.object({ path: slavePath, terminals }), z.object({ entries: z.array(readdirEntry) })),
   /**
    * `inTree`: the target as a path in the device tree (absolute ones from the tree's root), for the
    * master to show (mount/symlink-view.ts). Without it (masters before it; agents before it ignore
@@ -302,7 +317,62 @@ export const ops = {
   'dev.write': op(z.object({ fh, data: bytes }), z.object({ written: u53 })),
   /** Closes the device; a read still waiting on it answers EINTR. */
   'dev.release': op(z.object({ fh }), empty),
+  /**
+   * Opens a device as a stream pushed to the master: the agent reads it as data arrives and
+   * publishes `DevEvent`s on `output` (agent --data--> master), at most `window` bytes ahead of
+   * the credit the master returns with `dev.credit`; the end of the stream (the device gone, end
+   * of file) is an event too. Writes are `dev.write`s, applied in the order they arrive, so a
+   * master need not wait for one before sending the next. A terminal (`terminal`: asked by a
+   * master that relays it through a pseudo-terminal) is put in raw mode on the slave, its line
+   * settings being the master's to apply, and the reply carries the settings it had.
+   */
+  'dev.stream': op(z.object({ path: slavePath, flags: u32, output: publishSubject, window: u32.min(1), terminal: z.boolean() }),
+    z.object({ fh, termios: wireTermios.nullable() })),
+  /**
+   * Data for a device stream's device, published without waiting for an answer (a reply, if asked
+   * for, says nothing): the agent writes inputs in `seq` order, each once (one already written, or
+   * one after a gap, is dropped: the master sends again what the agent's acknowledgements do not
+   * cover), and acknowledges them in the stream's events (`acked`: the next seq it expects;
+   * `errno`: the first write the device refused). `credit` and `received` ride along as in
+   * `dev.credit`, so a terminal's typing needs no message of its own for them.
+   */
+  'dev.input': op(z.object({ fh, seq: u53, data: bytes, credit: u32, received: u53 }), empty),
+  /** As `proc.credit`, for a device stream (a master may publish it without waiting). */
+  'dev.credit': op(z.object({ fh, bytes: u32, received: u53 }), empty),
+  /** As `proc.resend`, for a device stream. */
+  'dev.resend': op(z.object({ fh, from: u53 }), empty),
+  /**
+   * A terminal's settings without opening it for a stream, for a master to give its relay before
+   * a program opens it: a pseudo-terminal's are read (opening one changes nothing); a serial
+   * port's are those the last relay left (opening one raises its modem lines, which resets some
+   * boards), null when the agent has not had it open.
+   */
+  'dev.tcgetattr': op(z.object({ path: slavePath }), z.object({ termios: wireTermios.nullable() })),
+  /**
+   * A change a test made to a relayed terminal's line on the master: new speeds (null: as they
+   * are) and the `cflagMask` bits of c_cflag (character size, parity, stop bits, flow control,
+   * modem control: protocol/termios.ts) set to `cflagBits`. The slave's device takes them; the
+   * rest of the settings stay raw there, the master's pseudo-terminal applying them. Applied in
+   * order with the stream's writes.
+   */
+  'dev.termios': op(z.object({ fh, ispeed: u32.nullable(), ospeed: u32.nullable(), cflagBits: u32, cflagMask: u32 }), empty),
+  /** tcflush(3) on the slave's device: what it received and has not delivered, what it has not sent, or both. */
+  'dev.flush': op(z.object({ fh, queue: z.enum(['input', 'output', 'both']) }), empty),
+  /** tcsendbreak(3): a break of `ms` milliseconds (0: the device's default), after the writes before it. */
+  'dev.break': op(z.object({ fh, ms: z.number().int().min(0).max(10_000) }), empty),
 } as const;
+
+/**
+ * agent --> master, on a `dev.stream`'s output subject: the device's data in order, then its
+ * end: `errno` null for end of file, else why it ended (EIO: the device went away).
+ */
+export const devEvent = z.union([
+  z.object({ fh, seq: u53, data: bytes, acked: u53.optional() }),
+  z.object({ fh, seq: u53, end: z.object({ errno: z.string().max(32).nullable() }) }),
+  /** Not numbered (the latest one says all): what `dev.input` the device has taken. */
+  z.object({ fh, ack: z.object({ acked: u53, errno: z.string().max(32).nullable() }) }),
+]);
+export type DevEvent = z.infer<typeof devEvent>;
 
 /** agent --> master, on a `proc.spawn`'s output subject: output in order, then the exit. */
 export const procEvent = z.union([
@@ -344,5 +414,5 @@ export const NOT_IDEMPOTENT: ReadonlySet<OpName> = new Set<OpName>([
   'fs.open', 'fs.create', 'fs.unlink', 'fs.rename', 'fs.link', 'fs.symlink', 'fs.mkdir', 'fs.rmdir',
   'fs.mknod', 'fs.setxattr', 'fs.removexattr', 'fs.release',
   'proc.spawn', 'proc.stdin', 'proc.signal', 'proc.hangup', 'proc.credit',
-  'dev.open', 'dev.read', 'dev.write', 'dev.release',
+  'dev.open', 'dev.read', 'dev.write', 'dev.release', 'dev.stream', 'dev.credit', 'dev.break',
 ]);

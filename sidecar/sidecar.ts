@@ -6,10 +6,14 @@
  *   <dir>/slave/dev    the slave's devices (FUSE, direct I/O), over the slave's own /dev, so one
  *                      bind of <dir>/slave shows a test both at the slave's paths. Where the
  *                      export has no dev/ directory: <dir>/dev.
- *   <dir>/map/<path>   for each --map: the slave's <path>, for a test container to bind where it
- *                      wants it (a bind made here, after the mount, reaches the test container by
- *                      propagation; a bind of <dir>/slave/<path> made when the container was
- *                      created would show the empty directory under the mount)
+ *   <dir>/map/<path>   for each --map: the slave's <path> (a directory, file or device), for a test
+ *                      container to bind where it wants it (a bind made here, after the mount,
+ *                      reaches the test container by propagation; a bind of <dir>/slave/<path>
+ *                      made when the container was created would show the empty directory under
+ *                      the mount). A slave terminal's is its pseudo-terminal (<dir>/pts/N) itself
+ *   <dir>/pts          a devpts instance of the sidecar's: the pseudo-terminals the device mount
+ *                      relays the slave's terminals through (its links lead there), which test
+ *                      containers see at the same path
  *   <dir>/bin          the shim and one link per bridged command (first on the test's PATH)
  *   <dir>/fallback     with --bridge-missing: a link per command on the slave's PATH (last on
  *                      the test's PATH: the image's own commands come first)
@@ -22,7 +26,7 @@
  * what the command changed on the slave.
  */
 import { execFile } from 'node:child_process';
-import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readlink, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
@@ -49,7 +53,7 @@ export interface SidecarOptions {
    * mount on a directory of our own files mount cannot be made from this process, whose event
    * loop must answer the kernel's lookup of that directory while the mount is made.
    */
-  mountDevices(at: string, agentId: string, seenAt: string): Promise<{ stop(): Promise<void>; exited: Promise<void> }>;
+  mountDevices(at: string, agentId: string, seenAt: string, ptys: string | undefined): Promise<{ stop(): Promise<void>; exited: Promise<void> }>;
   bridge: Pick<BridgeServiceOptions, 'commands' | 'bridgeAll' | 'bridgeMissing' | 'keep' | 'defaultCwd' | 'envNames' | 'envPrefixes' | 'execUser' | 'slaveWaitMs'>;
   /** Python modules the test lacks come from the slave (<dir>/python). */
   pythonFallback?: boolean;
@@ -67,11 +71,11 @@ export async function startSidecar(options: SidecarOptions): Promise<RunningSide
   const { dir, log } = options;
   const paths = {
     slave: join(dir, 'slave'), bin: join(dir, 'bin'), fallback: join(dir, 'fallback'), python: join(dir, 'python'),
-    socket: join(dir, 'bridge.sock'),
+    socket: join(dir, 'bridge.sock'), pts: join(dir, 'pts'),
   };
   const maps = (options.maps ?? []).map((slavePath) => {
     const clean = posix.normalize(`/${slavePath}`);
-    if (clean === '/') throw new Error(`--map ${slavePath}: map a directory below /; the slave's root is ${paths.slave}`);
+    if (clean === '/') throw new Error(`--map ${slavePath}: map a path below /; the slave's root is ${paths.slave}`);
     return { slavePath: clean, source: join(paths.slave, clean), at: join(dir, 'map', clean) };
   });
   await rm(join(dir, HEALTH_FILE), { force: true });
@@ -100,12 +104,12 @@ export async function startSidecar(options: SidecarOptions): Promise<RunningSide
     await mkdir(devicesAt, { recursive: true });
     // Test containers see <dir>/slave at slaveSeenAt, and <dir> itself at the same path.
     const devicesSeenAt = devicesAt === join(paths.slave, 'dev') ? posix.join(slaveSeenAt, 'dev') : devicesAt;
-    const devices = await options.mountDevices(devicesAt, agentId, devicesSeenAt);
+    const ptys = await mountPtys(paths.pts, log);
+    if (ptys) stops.push(() => run('umount', ['-l', paths.pts]));
+    const devices = await options.mountDevices(devicesAt, agentId, devicesSeenAt, ptys);
     stops.push(() => devices.stop());
     for (const map of maps) {
-      if (!(await isDirectory(map.source))) throw new Error(`--map ${map.slavePath}: not a directory on the slave`);
-      await mkdir(map.at, { recursive: true });
-      await run('mount', ['--bind', map.source, map.at]);
+      await bindMap(map, { at: slaveSeenAt, here: paths.slave });
       stops.push(() => run('umount', ['-l', map.at]));
     }
     const bridge: RunningBridge = await startBridgeService({
@@ -130,6 +134,57 @@ export async function startSidecar(options: SidecarOptions): Promise<RunningSide
     await stopAll();
     throw err;
   }
+}
+
+/**
+ * A devpts instance of our own at `at` (new instance: its terminals are ours alone, and test
+ * containers, which bind <dir>, see them at the same path): the device mount's relayed
+ * terminals. Undefined where it cannot be mounted (not root): the host's /dev/ptmx then, whose
+ * terminals test containers do not see.
+ */
+async function mountPtys(at: string, log: Logger): Promise<string | undefined> {
+  await mkdir(at, { recursive: true });
+  try {
+    await run('mount', ['-t', 'devpts', '-o', 'newinstance,ptmxmode=0666,mode=0620', 'devpts', at]);
+    return at;
+  } catch (err) {
+    log.warn({ err, at }, 'no devpts instance for relayed terminals: test containers will not reach the slave\'s terminals');
+    return undefined;
+  }
+}
+
+/**
+ * Offers the slave's `map.slavePath` at `map.at`: a directory bound on a directory; a file or
+ * device on a file; a relayed terminal (a link into <dir>/pts) as its pseudo-terminal itself,
+ * so that a test opening /dev/ttyBOARD gets a real terminal.
+ */
+async function bindMap(map: { slavePath: string; source: string; at: string }, seen: { at: string; here: string }): Promise<void> {
+  const source = await followSeen(map.source, seen).catch(() => {
+    throw new Error(`--map ${map.slavePath}: no such file, directory or device on the slave`);
+  });
+  if (await isDirectory(source)) {
+    await mkdir(map.at, { recursive: true });
+  } else {
+    await mkdir(posix.dirname(map.at), { recursive: true });
+    await writeFile(map.at, '', { flag: 'a' }); // the mountpoint a file's bind needs
+  }
+  await run('mount', ['--bind', source, map.at]);
+}
+
+/**
+ * `path` with the links at its end followed as the test container will follow them: the mounts
+ * show absolute links under where the test sees the slave (`seen.at`, mount/symlink-view.ts),
+ * which is `seen.here` in this container.
+ */
+async function followSeen(path: string, seen: { at: string; here: string }): Promise<string> {
+  let at = path;
+  for (let links = 0; links < 40; links++) {
+    if (!(await lstat(at)).isSymbolicLink()) return realpath(at);
+    const target = await readlink(at);
+    if (target === seen.at || target.startsWith(`${seen.at}/`)) at = seen.here + target.slice(seen.at.length);
+    else at = posix.resolve(posix.dirname(at), target);
+  }
+  throw new Error(`${path}: too many links`);
 }
 
 async function isDirectory(path: string): Promise<boolean> {

@@ -192,6 +192,22 @@ export class AgentClient {
     }
   }
 
+  /**
+   * Publishes a request without asking for an answer or waiting: for ops whose effect the agent
+   * reports otherwise (dev.input, acknowledged in the device's events; dev.credit). What the bus
+   * cannot take now (closed) is dropped, and the stream's own resending takes over.
+   */
+  send<K extends OpName>(op: K, args: OpRequest<K>, options: Pick<CallOptions, 'handleBoot'> = {}): void {
+    const id = `${this.clientId}:${++this.seq}`;
+    try {
+      this.bus.publish(opSubject(this.agentId, op), encodeRequest(op, id, args, options.handleBoot, undefined, this.version));
+      clientMetrics.requests.inc({ op, result: 'sent' });
+    } catch (err) {
+      clientMetrics.requests.inc({ op, result: 'unsent' });
+      this.options.log.debug({ err, op }, 'request not sent');
+    }
+  }
+
   private async tryCall<K extends OpName>(op: K, args: OpRequest<K>, options: CallOptions): Promise<OpReply<K>> {
     // Ids are unique per client, so the agent can recognise a retried request.
     const id = `${this.clientId}:${++this.seq}`;

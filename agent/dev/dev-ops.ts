@@ -5,19 +5,37 @@
  * devices). Opening one needs --dev-allow; it is then read and written as a stream.
  */
 import { posix } from 'node:path';
-import { constants, lstatSync, openSync, readdirSync, readlinkSync, type BigIntStats } from 'node:fs';
-import { SlaveError, S_IFREG, openAccess, shownSymlinkTarget, type ReaddirEntry, type WireAttr } from '../../protocol/index.js';
-import type { AgentContext, HandlerTable } from '../context.js';
+import { closeSync, constants, lstatSync, openSync, readdirSync, readlinkSync, type BigIntStats } from 'node:fs';
+import { isatty } from 'node:tty';
+import {
+  SlaveError, S_IFCHR, S_IFREG, isOutputSubjectOf, openAccess, outputSubject, shownSymlinkTarget, type Caller, type ReaddirEntry,
+  type WireAttr,
+} from '../../protocol/index.js';
+import { REPLY_OVERHEAD, type AgentContext, type HandlerTable } from '../context.js';
 import type { RootJail } from '../root-jail.js';
 import { statToWire } from '../fs/stat-attr.js';
+import { changeLine, flush, getTermios, makeRaw, sendBreak } from './termios.js';
+import { TerminalDrivers } from './terminals.js';
 
 const { O_NONBLOCK, O_NOCTTY, O_CREAT, O_EXCL, O_TRUNC, O_APPEND, O_NOFOLLOW } = constants;
+const O_ACCMODE = 3; // not in fs.constants
 
-/** The attributes the master sees: devices become size-0 regular files. */
-function presented(st: BigIntStats): WireAttr {
+const terminalDrivers = new TerminalDrivers();
+/**
+ * Most a pushed device may have sent and not yet credited, whatever a master asks: what the agent
+ * keeps for it is bounded by this (a terminal needs a few KiB; /dev/urandom streams well with it).
+ */
+const MAX_DEVICE_WINDOW = 1024 * 1024;
+
+/**
+ * The attributes the master sees: devices become size-0 regular files, or, for a master that
+ * relays terminals (`terminals`), the slave's terminals character devices without numbers.
+ */
+function presented(st: BigIntStats, terminals = false): WireAttr {
   const wire = statToWire(st);
   if (st.isCharacterDevice() || st.isBlockDevice()) {
-    wire[0] = S_IFREG | (Number(st.mode) & 0o7777); // mode
+    const relayed = terminals && st.isCharacterDevice() && terminalDrivers.isTerminal(st.rdev);
+    wire[0] = (relayed ? S_IFCHR : S_IFREG) | (Number(st.mode) & 0o7777); // mode
     wire[4] = 0; // size
     wire[5] = 0; // blocks
     wire[10] = 0; // rdev
@@ -46,19 +64,42 @@ function deviceTreeTarget(target: string, devRoot: string): string {
   return target;
 }
 
+/** Opens a device for `caller` as the agent's policy and the device's modes allow. */
+function openDevice(path: string, flags: number, ctx: AgentContext, caller: Caller | undefined): number {
+  // The policy judges the path as it resolves: unnormalised, '/pts/..' matched 'pts/*' and
+  // opened the dev root itself (found by test/integration/hostile-input.test.ts).
+  const relative = posix.normalize(`/${path}`).replace(/^\/+/, '');
+  if (!ctx.devAllow(relative)) {
+    throw new SlaveError('EACCES', `${path}: not in the agent's --dev-allow list`);
+  }
+  if ((flags & (O_CREAT | O_EXCL | O_TRUNC)) !== 0) throw new SlaveError('EACCES', `${path}: devices are not created here`);
+  const jail = devJail(ctx);
+  const host = jail.resolve(path, true);
+  // The device's own modes and groups decide, as for the caller on the slave (dialout...).
+  ctx.access(caller, jail).need(host, openAccess(flags), `open ${path}`);
+  // Never blocking (no read holds a thread), never our controlling terminal.
+  return openSync(host, (flags & ~(O_APPEND | O_NOFOLLOW)) | O_NONBLOCK | O_NOCTTY);
+}
+
+function pushed(ctx: AgentContext, fh: number): NonNullable<ReturnType<AgentContext['devices']['get']>['push']> {
+  const push = ctx.devices.get(fh).push;
+  if (!push) throw new SlaveError('EINVAL', `device handle ${fh} was not opened with dev.stream`);
+  return push;
+}
+
 function devJail(ctx: AgentContext): RootJail {
   if (!ctx.devJail) throw new SlaveError('ENODEV', 'this agent serves no devices (its --dev-root is not a directory)');
   return ctx.devJail;
 }
 
 export const devOps: HandlerTable = {
-  'dev.getattr': async ({ path }, ctx) => ({ attr: presented(lstatSync(devJail(ctx).resolve(path), { bigint: true })) }),
+  'dev.getattr': async ({ path, terminals }, ctx) => ({ attr: presented(lstatSync(devJail(ctx).resolve(path), { bigint: true }), terminals) }),
 
-  'dev.readdir': async ({ path }, ctx) => {
+  'dev.readdir': async ({ path, terminals }, ctx) => {
     const dir = devJail(ctx).resolve(path, true);
     const entries: ReaddirEntry[] = readdirSync(dir).map((name) => {
       try {
-        return [name, presented(lstatSync(`${dir}/${name}`, { bigint: true }))];
+        return [name, presented(lstatSync(`${dir}/${name}`, { bigint: true }), terminals)];
       } catch {
         return [name, null]; // gone meanwhile (a pts closed)
       }
@@ -74,20 +115,85 @@ export const devOps: HandlerTable = {
   },
 
   'dev.open': async ({ path, flags }, ctx, caller) => {
-    // The policy judges the path as it resolves: unnormalised, '/pts/..' matched 'pts/*' and
-    // opened the dev root itself (found by test/integration/hostile-input.test.ts).
-    const relative = posix.normalize(`/${path}`).replace(/^\/+/, '');
-    if (!ctx.devAllow(relative)) {
-      throw new SlaveError('EACCES', `${path}: not in the agent's --dev-allow list`);
+    const fd = openDevice(path, flags, ctx, caller);
+    return { fh: ctx.devices.add(fd, (flags & O_NONBLOCK) !== 0) };
+  },
+
+  'dev.stream': async ({ path, flags, output, window, terminal }, ctx, caller) => {
+    // As a process's output: only to this agent's own output subjects (proc-ops.ts).
+    if (!isOutputSubjectOf(ctx.hello().agentId, output)) {
+      throw new SlaveError('EINVAL', `output subject ${output} is not one of ${outputSubject(ctx.hello().agentId, '*')}`);
     }
-    if ((flags & (O_CREAT | O_EXCL | O_TRUNC)) !== 0) throw new SlaveError('EACCES', `${path}: devices are not created here`);
+    const fd = openDevice(path, flags, ctx, caller);
+    let termios = null;
+    try {
+      // The master's pseudo-terminal applies the line discipline; the device passes bytes as they are.
+      if (terminal && isatty(fd)) {
+        termios = makeRaw(fd);
+        // As a serial port that was not open hears nothing: what came while nobody had it goes.
+        flush(fd, 'input');
+      }
+    } catch (err) {
+      ctx.log.warn({ err, path }, 'terminal settings could not be read: relaying it as a plain stream');
+    }
+    const sink = (data: Uint8Array) => ctx.devices.publish(output, data);
+    const fh = ctx.devices.add(fd, false, () => ({
+      hostPath: devJail(ctx).resolve(path, true),
+      sink, window: Math.min(window, MAX_DEVICE_WINDOW), maxChunk: ctx.maxPayload - REPLY_OVERHEAD, terminal: termios,
+    }), (flags & O_ACCMODE) !== constants.O_WRONLY);
+    return { fh, termios };
+  },
+
+  'dev.input': async ({ fh, seq, data, credit, received }, ctx) => {
+    const device = ctx.devices.get(fh);
+    if (!device.push) throw new SlaveError('EINVAL', `device handle ${fh} was not opened with dev.stream`);
+    device.input(seq, data);
+    if (credit > 0 || received > 0) device.push.credit(credit, received);
+    return {};
+  },
+
+  'dev.tcgetattr': async ({ path }, ctx) => {
     const jail = devJail(ctx);
     const host = jail.resolve(path, true);
-    // The device's own modes and groups decide, as for the caller on the slave (dialout...).
-    ctx.access(caller, jail).need(host, openAccess(flags), `open ${path}`);
-    // Never blocking (no read holds a thread), never our controlling terminal.
-    const fd = openSync(host, (flags & ~(O_APPEND | O_NOFOLLOW)) | O_NONBLOCK | O_NOCTTY);
-    return { fh: ctx.devices.add(fd, (flags & O_NONBLOCK) !== 0) };
+    const st = lstatSync(host, { bigint: true });
+    const kind = st.isCharacterDevice() ? terminalDrivers.kind(st.rdev) : undefined;
+    if (kind === undefined) throw new SlaveError('ENOTTY', `${path} is not a terminal`);
+    if (kind === 'serial') return { termios: ctx.devices.lastTermios(host) ?? null };
+    const fd = openSync(host, constants.O_RDONLY | O_NONBLOCK | O_NOCTTY);
+    try {
+      return { termios: getTermios(fd) };
+    } finally {
+      closeSync(fd);
+    }
+  },
+
+  'dev.credit': async ({ fh, bytes, received }, ctx) => {
+    pushed(ctx, fh).credit(bytes, received);
+    return {};
+  },
+
+  'dev.resend': async ({ fh, from }, ctx) => {
+    const sent = pushed(ctx, fh).resend(from);
+    ctx.log.debug({ fh, from, sent }, 'device events sent again');
+    return {};
+  },
+
+  'dev.termios': async ({ fh, ...change }, ctx) => {
+    const device = ctx.devices.get(fh);
+    await device.inOrder(() => changeLine(device.fd, change));
+    return {};
+  },
+
+  'dev.flush': async ({ fh, queue }, ctx) => {
+    const device = ctx.devices.get(fh);
+    await device.inOrder(() => flush(device.fd, queue));
+    return {};
+  },
+
+  'dev.break': async ({ fh, ms }, ctx) => {
+    const device = ctx.devices.get(fh);
+    await device.inOrder(() => sendBreak(device.fd, ms));
+    return {};
   },
 
   'dev.read': async ({ fh, length, waitMs }, ctx) => {

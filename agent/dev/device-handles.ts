@@ -5,13 +5,19 @@
  * wait. A blocking read from the master waits here, bounded, until the stream has data.
  *
  *   master --dev.write--> device;  device --stream--> buffer --dev.read--> master
+ *
+ * A device opened with dev.stream is pushed instead (device-push.ts): no buffer here, no reads
+ * asked for. Writes, and a relayed terminal's line changes, are applied one after the other in
+ * the order they came: a master sends them without waiting for each.
  */
 import { closeSync, fstatSync, read as readCallback, writeSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { isatty, ReadStream } from 'node:tty';
 import { promisify } from 'node:util';
 import type { Readable } from 'node:stream';
-import { HandleIds, SlaveError } from '../../protocol/index.js';
+import { HandleIds, SlaveError, type WireTermios } from '../../protocol/index.js';
+import { DevicePush, type EventSink } from './device-push.js';
+import { getTermios, setTermios } from './termios.js';
 
 const readAsync = promisify(readCallback);
 /** How long a write to a full terminal is retried before EAGAIN reaches the master. */
@@ -24,11 +30,37 @@ interface Waiter {
   timer: NodeJS.Timeout;
 }
 
+/** How an open device's data reaches its master: asked for (dev.read), or pushed (dev.stream). */
+export interface PushTo {
+  sink: EventSink;
+  window: number;
+  maxChunk: number;
+  /** A relayed terminal's settings before it was made raw: its own flags come back at close. */
+  terminal: WireTermios | null;
+  /** Where it is on the slave: a terminal's settings at close are kept by it (dev.tcgetattr). */
+  hostPath: string;
+  /** Opened for reading: its data is pushed (a write-only device has none to push). */
+  readable?: boolean;
+}
+
 class OpenDevice {
   private ended = false;
   private readonly waiters: Waiter[] = [];
+  /** The last write or line change queued: the next runs after it. */
+  private queue: Promise<unknown> = Promise.resolve();
+  readonly push: DevicePush | undefined;
+  /** The master's inputs (dev.input) taken so far: the next seq, and the first the device refused. */
+  private readonly inputs = { acked: 0, errno: null as string | null };
 
-  constructor(readonly fd: number, readonly nonBlocking: boolean, private readonly stream: Readable | undefined) {
+  constructor(
+    readonly fh: number, readonly fd: number, readonly nonBlocking: boolean,
+    private readonly stream: Readable | undefined, private readonly pushTo?: PushTo,
+    private readonly keepTermios?: (hostPath: string, termios: WireTermios) => void,
+  ) {
+    if (pushTo) {
+      this.push = new DevicePush(fh, pushTo.readable === false ? null : stream, fd, pushTo.sink, pushTo.window, pushTo.maxChunk, () => this.inputs);
+      return;
+    }
     if (!stream) return;
     stream.pause();
     stream.on('readable', () => this.serve());
@@ -97,7 +129,34 @@ class OpenDevice {
     if (at >= 0) this.waiters.splice(at, 1);
   }
 
-  async write(data: Uint8Array): Promise<number> {
+  /** Runs `step` after every write and change queued before it. */
+  inOrder<T>(step: () => Promise<T> | T): Promise<T> {
+    const run = this.queue.then(step, step);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  write(data: Uint8Array): Promise<number> {
+    return this.inOrder(() => this.writeNow(data));
+  }
+
+  /**
+   * The master's input `seq`, written in order after what came before: one already taken, or one
+   * after a gap (NATS lost the one before), is dropped; the master sends again what is not acked.
+   */
+  input(seq: number, data: Uint8Array): void {
+    if (seq !== this.inputs.acked) return;
+    this.inputs.acked++;
+    if (this.inputs.errno !== null) {
+      this.push?.inputTaken();
+      return;
+    }
+    this.write(data).catch((err: unknown) => {
+      this.inputs.errno ??= (err as NodeJS.ErrnoException).code ?? 'EIO';
+    }).finally(() => this.push?.inputTaken());
+  }
+
+  private async writeNow(data: Uint8Array): Promise<number> {
     const deadline = Date.now() + WRITE_RETRY_MS;
     let done = 0;
     while (done < data.length) {
@@ -114,6 +173,18 @@ class OpenDevice {
   }
 
   close(): void {
+    this.push?.stop();
+    if (this.pushTo?.terminal) {
+      // Its own line discipline back, the line as the master left it: as a port keeps its speed.
+      try {
+        const { iflag, oflag, lflag, cc } = this.pushTo.terminal;
+        const left = { ...getTermiosOr(this.fd, this.pushTo.terminal), iflag, oflag, lflag, cc };
+        setTermios(this.fd, left);
+        this.keepTermios?.(this.pushTo.hostPath, left);
+      } catch {
+        // The device is gone.
+      }
+    }
     for (const waiter of this.waiters.splice(0)) {
       clearTimeout(waiter.timer);
       waiter.reject(new SlaveError('EINTR', 'the device was closed while a read waited'));
@@ -123,27 +194,56 @@ class OpenDevice {
   }
 }
 
+function getTermiosOr(fd: number, fallback: WireTermios): WireTermios {
+  try {
+    return getTermios(fd);
+  } catch {
+    return fallback;
+  }
+}
+
 export class DeviceHandles {
   private readonly open = new Map<number, OpenDevice>();
   private readonly ids = new HandleIds();
 
-  constructor(private readonly limit: number) {}
+  constructor(
+    private readonly limit: number,
+    /** Publishes a pushed device's events on its master's output subject. */
+    readonly publish: (subject: string, data: Uint8Array) => void = () => undefined,
+  ) {}
+
+  /** Serial ports' settings as relays left them, by host path: opening one to ask would reset boards. */
+  private readonly keptTermios = new Map<string, WireTermios>();
 
   get size(): number {
     return this.open.size;
   }
 
-  add(fd: number, nonBlocking: boolean): number {
+  lastTermios(hostPath: string): WireTermios | undefined {
+    return this.keptTermios.get(hostPath);
+  }
+
+  /**
+   * `fd` open (O_NONBLOCK) as a handle; with `push`, its data is pushed to the master.
+   * `readable`: false for a device opened write-only, which nothing reads.
+   */
+  add(fd: number, nonBlocking: boolean, push?: (fh: number) => PushTo, readable = true): number {
     if (this.open.size >= this.limit) {
       closeSync(fd);
       throw new SlaveError('EMFILE', `agent device handle limit of ${this.limit} reached`);
     }
     const st = fstatSync(fd);
     let stream: Readable | undefined;
-    if (isatty(fd)) stream = new ReadStream(fd);
-    else if (st.isFIFO() || st.isSocket()) stream = new Socket({ fd, readable: true, writable: false });
+    if (readable && isatty(fd)) stream = new ReadStream(fd);
+    else if (readable && (st.isFIFO() || st.isSocket())) stream = new Socket({ fd, readable: true, writable: false });
     const fh = this.ids.take((id) => this.open.has(id));
-    this.open.set(fh, new OpenDevice(fd, nonBlocking, stream));
+    const pushTo = push?.(fh);
+    this.open.set(fh, new OpenDevice(fh, fd, nonBlocking, stream, pushTo && { ...pushTo, readable }, (path, termios) => {
+      this.keptTermios.delete(path);
+      this.keptTermios.set(path, termios);
+      // Bounded: the oldest go first (a slave has a few ports; a hostile master, any number of paths).
+      if (this.keptTermios.size > 1024) this.keptTermios.delete(this.keptTermios.keys().next().value as string);
+    }));
     return fh;
   }
 

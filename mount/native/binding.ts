@@ -12,7 +12,7 @@ export const Op = {
   RMDIR: 9, SYMLINK: 10, RENAME: 11, LINK: 12, OPEN: 13, READ: 14, WRITE: 15, FLUSH: 16,
   RELEASE: 17, FSYNC: 18, OPENDIR: 19, READDIR: 20, RELEASEDIR: 21, STATFS: 22, SETXATTR: 23,
   GETXATTR: 24, LISTXATTR: 25, REMOVEXATTR: 26, ACCESS: 27, CREATE: 28, READDIRPLUS: 29,
-  DESTROY: 30,
+  DESTROY: 30, POLL: 31,
 } as const;
 
 export type OpCode = (typeof Op)[keyof typeof Op];
@@ -93,6 +93,10 @@ export interface FuseBinding {
   notifyDelete(mount: MountHandle, parent: number, child: number, name: Buffer): void;
   /** `fenced(id)` is called once every invalidation queued before this one was sent. */
   fence(mount: MountHandle, id: number): void;
+  /** The poll events (mount-fs.ts PollEvents) open file `fh` is ready for (POLL: a = fh, b = 1 when the kernel wants notifyPoll). */
+  replyPoll(handle: RequestHandle, revents: number): void;
+  /** Open file `fh` became ready: a poll(2) waiting on it asks again (once: the kernel asks anew). */
+  notifyPoll(mount: MountHandle, fh: number): void;
 }
 
 export class BindingMissingError extends Error {

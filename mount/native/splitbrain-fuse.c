@@ -40,7 +40,7 @@ enum op {
   OP_LOOKUP = 1, OP_FORGET, OP_GETATTR, OP_SETATTR, OP_READLINK, OP_MKNOD, OP_MKDIR, OP_UNLINK,
   OP_RMDIR, OP_SYMLINK, OP_RENAME, OP_LINK, OP_OPEN, OP_READ, OP_WRITE, OP_FLUSH, OP_RELEASE,
   OP_FSYNC, OP_OPENDIR, OP_READDIR, OP_RELEASEDIR, OP_STATFS, OP_SETXATTR, OP_GETXATTR,
-  OP_LISTXATTR, OP_REMOVEXATTR, OP_ACCESS, OP_CREATE, OP_READDIRPLUS, OP_DESTROY,
+  OP_LISTXATTR, OP_REMOVEXATTR, OP_ACCESS, OP_CREATE, OP_READDIRPLUS, OP_DESTROY, OP_POLL,
 };
 
 /* One kernel request on its way to JavaScript. Names and data are copies owned by it. */
@@ -58,7 +58,8 @@ struct sb_req {
 /* A cache invalidation waiting for the notifier thread; fence: tell JavaScript we got here. */
 struct sb_note {
   struct sb_note *next;
-  int kind; /* 1 inode, 2 entry, 3 delete, 4 fence */
+  int kind; /* 1 inode, 2 entry, 3 delete, 4 fence, 5 poll (ph: notified, then destroyed) */
+  struct fuse_pollhandle *ph;
   uint64_t ino, child;
   int64_t off, len;
   char *name;
@@ -86,7 +87,29 @@ struct sb_mount {
   pthread_cond_t wake;
   struct sb_note *head, *tail;
   int stopping;
+  /* Poll handles the kernel gave with FUSE_POLL, one per open file (the latest), JS thread only. */
+  struct sb_poll *polls;
 };
+
+/* The kernel waits in poll(2) on open file `fh`: notify `ph` when it becomes ready. */
+struct sb_poll {
+  struct sb_poll *next;
+  uint64_t fh;
+  struct fuse_pollhandle *ph;
+};
+
+/* Takes the poll handle kept for `fh` out of the table (NULL if none): the caller owns it. */
+static struct fuse_pollhandle *take_poll(struct sb_mount *m, uint64_t fh) {
+  for (struct sb_poll **at = &m->polls; *at; at = &(*at)->next) {
+    if ((*at)->fh != fh) continue;
+    struct sb_poll *p = *at;
+    struct fuse_pollhandle *ph = p->ph;
+    *at = p->next;
+    free(p);
+    return ph;
+  }
+  return NULL;
+}
 
 /* ---------------------------------------------------------------- requests, on the JS thread */
 
@@ -288,7 +311,38 @@ static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 }
 
 static void ll_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) { with_fi(req, OP_FLUSH, ino, fi); }
-static void ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) { with_fi(req, OP_RELEASE, ino, fi); }
+static void ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  /* No poll(2) waits on a released file: its handle goes with it. */
+  struct fuse_pollhandle *ph = take_poll(fuse_req_userdata(req), fi->fh);
+  if (ph) fuse_pollhandle_destroy(ph);
+  with_fi(req, OP_RELEASE, ino, fi);
+}
+
+/*
+ * poll(2) on an open file: JavaScript answers what it is ready for (replyPoll), and, when the
+ * kernel asked to be told (ph), calls notifyPoll(fh) once it becomes ready. The handle stays
+ * here, never in JavaScript: the latest one per file, the one before destroyed.
+ */
+static void ll_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, struct fuse_pollhandle *ph) {
+  struct sb_mount *m = fuse_req_userdata(req);
+  if (ph) {
+    struct fuse_pollhandle *old = take_poll(m, fi->fh);
+    if (old) fuse_pollhandle_destroy(old);
+    struct sb_poll *p = malloc(sizeof *p);
+    if (!p) {
+      fuse_pollhandle_destroy(ph);
+      fuse_reply_err(req, ENOMEM);
+      return;
+    }
+    p->fh = fi->fh;
+    p->ph = ph;
+    p->next = m->polls;
+    m->polls = p;
+  }
+  struct sb_req *r = new_req(req, OP_POLL, ino);
+  if (r) { r->a = (double)fi->fh; r->b = ph != NULL; r->fh = fi->fh; }
+  send_req(r, req);
+}
 static void ll_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   struct sb_req *r = new_req(req, OP_OPENDIR, ino);
   if (r) r->a = fi->flags;
@@ -362,7 +416,7 @@ static const struct fuse_lowlevel_ops ll_ops = {
   .fsync = ll_fsync, .opendir = ll_opendir, .readdir = ll_readdir, .releasedir = ll_releasedir,
   .statfs = ll_statfs, .setxattr = ll_setxattr, .getxattr = ll_getxattr,
   .listxattr = ll_listxattr, .removexattr = ll_removexattr, .access = ll_access,
-  .create = ll_create, .readdirplus = ll_readdirplus,
+  .create = ll_create, .readdirplus = ll_readdirplus, .poll = ll_poll,
 };
 
 /*
@@ -446,7 +500,9 @@ static void *note_main(void *arg) {
       else if (n->kind == 2 && m->expire_only) fuse_lowlevel_notify_expire_entry(m->se, n->ino, n->name, n->name_len, FUSE_LL_EXPIRE_ONLY);
       else if (n->kind == 2) fuse_lowlevel_notify_inval_entry(m->se, n->ino, n->name, n->name_len);
       else if (n->kind == 3) fuse_lowlevel_notify_delete(m->se, n->ino, n->child, n->name, n->name_len);
+      else if (n->kind == 5) fuse_lowlevel_notify_poll(n->ph);
     }
+    if (n->kind == 5) fuse_pollhandle_destroy(n->ph);
     if (n->kind == 4) {
       double *id = malloc(sizeof *id);
       if (id) {
@@ -916,6 +972,34 @@ static napi_value entry_note(napi_env env, napi_callback_info info, int kind) {
 static napi_value inval_entry(napi_env env, napi_callback_info info) { return entry_note(env, info, 2); }
 static napi_value notify_delete(napi_env env, napi_callback_info info) { return entry_note(env, info, 3); }
 
+/* replyPoll(handle, revents) */
+static napi_value reply_poll(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (get_args(env, info, 2, argv)) return NULL;
+  struct sb_req *r = req_of(env, argv[0]);
+  fuse_reply_poll(r->req, (unsigned)num(env, argv[1]));
+  answered(r);
+  return NULL;
+}
+
+/* notifyPoll(mount, fh): the file became ready; a poll(2) waiting on it asks again. */
+static napi_value notify_poll(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (get_args(env, info, 2, argv)) return NULL;
+  struct sb_mount *m = mount_of(env, argv[0]);
+  struct fuse_pollhandle *ph = take_poll(m, (uint64_t)num(env, argv[1]));
+  if (!ph) return NULL;
+  struct sb_note *n = calloc(1, sizeof *n);
+  if (!n) {
+    fuse_pollhandle_destroy(ph);
+    return NULL;
+  }
+  n->kind = 5;
+  n->ph = ph;
+  queue_note(m, n);
+  return NULL;
+}
+
 /* fence(mount, id): `fenced(id)` is called once every invalidation queued before it was sent. */
 static napi_value fence(napi_env env, napi_callback_info info) {
   napi_value argv[2];
@@ -1093,6 +1177,8 @@ static napi_value init(napi_env env, napi_value exports) {
     {"invalInode", NULL, inval_inode, NULL, NULL, NULL, napi_default, NULL},
     {"invalEntry", NULL, inval_entry, NULL, NULL, NULL, napi_default, NULL},
     {"notifyDelete", NULL, notify_delete, NULL, NULL, NULL, napi_default, NULL},
+    {"replyPoll", NULL, reply_poll, NULL, NULL, NULL, napi_default, NULL},
+    {"notifyPoll", NULL, notify_poll, NULL, NULL, NULL, napi_default, NULL},
     {"fence", NULL, fence, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

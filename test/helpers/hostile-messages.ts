@@ -330,13 +330,27 @@ export class HostileMessages {
       'proc.credit': () => ({ procId: fh(), bytes: this.count(), ...(r.chance(0.5) ? { received: this.count() } : {}) }),
       'proc.resend': () => ({ procId: fh(), from: this.count() }),
       'proc.keepalive': () => ({ procIds: Array.from({ length: r.chance(0.01) ? 65536 + r.int(2) : r.size(64) }, () => fh()) }),
-      'dev.getattr': () => ({ path: dev() }),
-      'dev.readdir': () => ({ path: dev() }),
+      'dev.getattr': () => ({ path: dev(), ...(r.chance(0.5) ? { terminals: bool() } : {}) }),
+      'dev.readdir': () => ({ path: dev(), ...(r.chance(0.5) ? { terminals: bool() } : {}) }),
       'dev.readlink': () => ({ path: dev() }),
       'dev.open': () => ({ path: dev(), flags: this.flags() }),
       'dev.read': () => ({ fh: fh(), length: this.count(), waitMs: r.chance(0.8) ? r.int(100) : edgeInteger(r) }),
       'dev.write': () => ({ fh: fh(), data: this.data() }),
       'dev.release': () => ({ fh: fh() }),
+      'dev.stream': () => ({
+        path: dev(), flags: this.flags(), terminal: bool(), window: this.count(),
+        output: r.pick(['_INBOX.fuzz', `splitbrain.${this.world.agentId}.dev.write`, `splitbrain._out.${this.world.agentId}.fuzz`, '>', 'x'.repeat(300)]),
+      }),
+      'dev.input': () => ({ fh: fh(), seq: this.count(), data: this.data(), credit: this.count(), received: this.count() }),
+      'dev.credit': () => ({ fh: fh(), bytes: this.count(), received: this.count() }),
+      'dev.resend': () => ({ fh: fh(), from: this.count() }),
+      'dev.tcgetattr': () => ({ path: dev() }),
+      'dev.termios': () => ({
+        fh: fh(), ispeed: r.chance(0.5) ? null : this.count(), ospeed: r.chance(0.5) ? null : this.count(),
+        cflagBits: this.count(), cflagMask: this.count(),
+      }),
+      'dev.flush': () => ({ fh: fh(), queue: r.chance(0.9) ? r.pick(['input', 'output', 'both']) : randomString(r, 6) }),
+      'dev.break': () => ({ fh: fh(), ms: r.chance(0.8) ? r.int(300) : edgeInteger(r) }),
     };
   }
 }

@@ -1,0 +1,62 @@
+/**
+ * The libc calls Node does not make, through koffi (a maintained FFI whose npm package ships its
+ * prebuilt binaries: no compiler, no code of ours in C): utimensat/futimens for file times to
+ * the nanosecond (fs/exact-times.ts) and ioctl for terminals (dev/termios.ts). This file is the
+ * agent's only importer of koffi.
+ *
+ * The calls are synchronous, as the agent's other metadata calls are: koffi's asynchronous calls
+ * run on other threads, where errno would not be ours to read. Where libc cannot be loaded (a
+ * slave without glibc), `libc()` is null and `libcProblem()` says why.
+ */
+import { createRequire } from 'node:module';
+import { SlaveError, errnoName } from '../protocol/index.js';
+
+type KoffiFunction = (...args: unknown[]) => number;
+export interface Libc {
+  utimensat: KoffiFunction;
+  futimens: KoffiFunction;
+  /** ioctl(fd, request, buffer): the argument is a pointer to `buffer`'s bytes. */
+  ioctlBuffer(fd: number, request: number, buffer: Buffer): number;
+  /** ioctl(fd, request, value): the argument is the number itself. */
+  ioctlValue(fd: number, request: number, value: number): number;
+  errno(): number;
+}
+
+/** koffi and libc, loaded at first use; null where they cannot be. */
+let loaded: Libc | null | undefined;
+let problem: string | undefined;
+
+export function libc(): Libc | null {
+  if (loaded !== undefined) return loaded;
+  try {
+    // Not a static import: an agent whose koffi cannot load still serves, without these calls.
+    const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
+    const lib = koffi.load('libc.so.6');
+    koffi.struct('splitbrain_timespec', { tv_sec: 'int64_t', tv_nsec: 'long' });
+    const ioctlBuffer = lib.func('int ioctl(int fd, unsigned long request, _Inout_ uint8_t *arg)') as KoffiFunction;
+    const ioctlValue = lib.func('ioctl', 'int', ['int', 'unsigned long', 'long']) as KoffiFunction;
+    loaded = {
+      utimensat: lib.func('int utimensat(int dirfd, const char *path, const splitbrain_timespec *times, int flags)') as KoffiFunction,
+      futimens: lib.func('int futimens(int fd, const splitbrain_timespec *times)') as KoffiFunction,
+      ioctlBuffer: (fd, request, buffer) => ioctlBuffer(fd, request, buffer),
+      ioctlValue: (fd, request, value) => ioctlValue(fd, request, value),
+      errno: () => koffi.errno(),
+    };
+  } catch (err) {
+    problem = (err as Error).message;
+    loaded = null;
+  }
+  return loaded;
+}
+
+/** Why libc's calls are not available here, or undefined. */
+export function libcProblem(): string | undefined {
+  libc();
+  return problem;
+}
+
+/** The error of the call that just failed, as its errno. */
+export function libcFailure(lib: Libc, what: string): SlaveError {
+  const errno = errnoName(lib.errno());
+  return new SlaveError(errno, `${what}: ${errno}`);
+}

@@ -1,0 +1,272 @@
+/**
+ * The master's side of a device the agent pushes (dev.stream): its data in order as it arrives,
+ * credit returned as it is used (so a slow reader here slows the agent's reading there, within a
+ * window), writes published without an answer (dev.input: numbered, written in order by the
+ * agent, acknowledged in the stream's events; a refusal is reported at the next write or at
+ * `settled`), line changes in order with them. A keystroke and its echo are one message each way.
+ *
+ *   agent --events--> DeviceStream --data--> reader;  writer --write--> DeviceStream --dev.input--> agent
+ *
+ * Events lost by NATS (a server failover) are asked for again (dev.resend), as a process's output
+ * is (sidecar/remote-process.ts); inputs not acknowledged for a while are sent again (the agent
+ * takes each seq once). The stream ends with the device (end of file, EIO when it went away), or
+ * when the agent that had it restarted.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import { SlaveError, decodeDevEvent, outputSubject, type Caller, type DevEvent, type OpRequest, type WireTermios } from '../protocol/index.js';
+import type { AgentClient } from '../transport/agent-client.js';
+
+/** What the agent may push ahead of our credit: a terminal's bursts, and /dev/urandom at speed. */
+const WINDOW = 512 * 1024;
+/** Written bytes the agent has not acknowledged, past which `write` waits. */
+const WRITES_AHEAD = 256 * 1024;
+/** Credit goes back on its own once this much is owed; less rides on the next input, or waits CREDIT_MS. */
+const CREDIT_BATCH = WINDOW / 8;
+const CREDIT_MS = 20;
+/** Inputs not acknowledged for this long are sent again (NATS lost them, or their acknowledgement). */
+const INPUT_RESEND_MS = 1000;
+
+export interface DeviceStreamEvents {
+  /** One chunk of the device's data, in order; call `used` once it is taken (returns credit). */
+  data(chunk: Buffer, used: () => void): void;
+  /** The stream ended: null at end of file, else why (EIO: the device or the agent went away). */
+  end(errno: string | null): void;
+}
+
+export class DeviceStream {
+  private nextSeq = 0;
+  private credit = 0;
+  private creditTimer: NodeJS.Timeout | undefined;
+  private resending = false;
+  private ended = false;
+  private failure: SlaveError | undefined;
+  /** Inputs sent and not acknowledged, in seq order, to send again if they do not come. */
+  private readonly unacked: { seq: number; data: Uint8Array }[] = [];
+  private unackedBytes = 0;
+  private nextInput = 0;
+  private lastAckAt = Date.now();
+  private readonly resendTimer: NodeJS.Timeout;
+  private readonly waiters: (() => void)[] = [];
+  private outstanding: Promise<unknown> = Promise.resolve();
+
+  private constructor(
+    private readonly client: AgentClient,
+    readonly path: string,
+    readonly fh: number,
+    private readonly boot: string,
+    /** The terminal's settings on the slave before it was made raw (terminals only). */
+    readonly termios: WireTermios | null,
+    private readonly events: DeviceStreamEvents,
+    private readonly stopSubscription: () => void,
+    private readonly log: Logger,
+  ) {
+    this.resendTimer = setInterval(() => this.resendInputs(), INPUT_RESEND_MS).unref();
+  }
+
+  static async open(
+    client: AgentClient, path: string, flags: number, terminal: boolean, caller: Caller | undefined,
+    events: DeviceStreamEvents, log: Logger,
+  ): Promise<DeviceStream> {
+    // Under the agent's own output subjects, which the bus lets only its masters read.
+    const subject = outputSubject(client.agentId, randomBytes(12).toString('hex'));
+    let stream: DeviceStream | undefined;
+    const early: DevEvent[] = []; // events may beat the reply
+    const sub = await client.bus.subscribe(subject, (data) => {
+      let event: DevEvent;
+      try {
+        event = decodeDevEvent(data);
+      } catch (err) {
+        log.warn({ err, path }, 'undecodable device event dropped');
+        return;
+      }
+      if (stream) stream.receive(event);
+      else early.push(event);
+    });
+    try {
+      const { fh, termios } = await client.call('dev.stream', { path, flags, output: subject, window: WINDOW, terminal }, { caller });
+      stream = new DeviceStream(client, path, fh, client.bootId ?? '', termios, events, () => sub.stop(), log);
+      for (const event of early) stream.receive(event);
+      return stream;
+    } catch (err) {
+      sub.stop();
+      throw err;
+    }
+  }
+
+  get isEnded(): boolean {
+    return this.ended;
+  }
+
+  /** Whether a write now would wait for acknowledgements. */
+  get full(): boolean {
+    return this.unackedBytes >= WRITES_AHEAD;
+  }
+
+  private receive(event: DevEvent): void {
+    if (this.ended) return;
+    if ('ack' in event) {
+      this.acknowledged(event.ack.acked, event.ack.errno);
+      return;
+    }
+    if (event.seq < this.nextSeq) return;
+    if (event.seq > this.nextSeq) {
+      this.askAgain(`event ${event.seq} arrived, ${this.nextSeq} expected`);
+      return;
+    }
+    this.nextSeq++;
+    if ('end' in event) {
+      // End of file ends reading only: /dev/null still takes writes, acknowledged as before.
+      if (event.end.errno === null) this.events.end(null);
+      else this.finish(event.end.errno);
+      return;
+    }
+    if (event.acked !== undefined) this.acknowledged(event.acked, null);
+    const chunk = Buffer.from(event.data.buffer, event.data.byteOffset, event.data.byteLength);
+    this.events.data(chunk, () => this.returnCredit(chunk.length));
+  }
+
+  private askAgain(why: string): void {
+    if (this.resending) return;
+    this.resending = true;
+    this.log.info({ path: this.path, from: this.nextSeq, why }, 'device data missed: asking the agent to send it again');
+    this.client.call('dev.resend', { fh: this.fh, from: this.nextSeq }, { handleBoot: this.boot })
+      .catch((err: unknown) => this.log.debug({ err, path: this.path }, 'dev.resend failed'))
+      .finally(() => { this.resending = false; });
+  }
+
+  /** Credit rides on the next input; past CREDIT_BATCH, or after CREDIT_MS, it goes on its own. */
+  private returnCredit(bytes: number): void {
+    this.credit += bytes;
+    if (this.ended) return;
+    if (this.credit >= CREDIT_BATCH) {
+      this.sendCredit();
+      return;
+    }
+    this.creditTimer ??= setTimeout(() => this.sendCredit(), CREDIT_MS);
+  }
+
+  private sendCredit(): void {
+    clearTimeout(this.creditTimer);
+    this.creditTimer = undefined;
+    const bytes = this.takeCredit();
+    if (bytes > 0 && !this.ended) this.client.send('dev.credit', { fh: this.fh, bytes, received: this.nextSeq }, { handleBoot: this.boot });
+  }
+
+  private takeCredit(): number {
+    const bytes = this.credit;
+    this.credit = 0;
+    return bytes;
+  }
+
+  /**
+   * Sends `data` to the device without waiting for the agent to have written it; waits only
+   * while too much is unacknowledged. A write the agent refused makes the next one throw.
+   */
+  async write(data: Uint8Array): Promise<void> {
+    this.throwFailure();
+    while (this.unackedBytes >= WRITES_AHEAD && !this.failure && !this.ended) await new Promise<void>((resolve) => this.waiters.push(resolve));
+    this.throwFailure();
+    if (this.ended) throw new SlaveError('EIO', `${this.path}: the device is gone`);
+    const input = { seq: this.nextInput++, data };
+    this.unacked.push(input);
+    this.unackedBytes += data.length;
+    if (this.unacked.length === 1) this.lastAckAt = Date.now();
+    this.sendInput(input, this.takeCredit());
+  }
+
+  private sendInput(input: { seq: number; data: Uint8Array }, credit: number): void {
+    this.client.send('dev.input', { fh: this.fh, seq: input.seq, data: input.data, credit, received: this.nextSeq }, { handleBoot: this.boot });
+  }
+
+  private acknowledged(acked: number, errno: string | null): void {
+    if (errno !== null) this.failure ??= new SlaveError(errno, `${this.path}: the device refused a write (${errno})`);
+    let drop = 0;
+    while (drop < this.unacked.length && (this.unacked[drop] as { seq: number }).seq < acked) {
+      this.unackedBytes -= (this.unacked[drop] as { data: Uint8Array }).data.length;
+      drop++;
+    }
+    if (drop > 0) {
+      this.unacked.splice(0, drop);
+      this.lastAckAt = Date.now();
+    }
+    for (const wake of this.waiters.splice(0)) wake();
+  }
+
+  /**
+   * Inputs long unacknowledged go again; the first as a request, whose answer also tells whether
+   * the agent is still the one that has the device (a restarted one answers ESTALE, and the
+   * client's onRestart takes it from there).
+   */
+  private resendInputs(): void {
+    if (this.ended || this.unacked.length === 0 || Date.now() - this.lastAckAt < INPUT_RESEND_MS) return;
+    this.log.info({ path: this.path, inputs: this.unacked.length }, 'device input not acknowledged: sending it again');
+    this.lastAckAt = Date.now();
+    const [first, ...rest] = this.unacked as [{ seq: number; data: Uint8Array }, ...{ seq: number; data: Uint8Array }[]];
+    this.client.call('dev.input', { fh: this.fh, seq: first.seq, data: first.data, credit: 0, received: this.nextSeq }, { handleBoot: this.boot, slaveWaitMs: 0 })
+      .catch((err: unknown) => this.log.debug({ err, path: this.path }, 'device input probe failed'));
+    for (const input of rest) this.sendInput(input, 0);
+  }
+
+  /** A line change, a flush or a break, in order with the writes. */
+  control<K extends 'dev.termios' | 'dev.flush' | 'dev.break'>(op: K, args: Omit<OpRequest<K>, 'fh'>): void {
+    const request = this.client.call(op, { ...args, fh: this.fh } as OpRequest<K>, { handleBoot: this.boot }).catch((err: unknown) => {
+      this.failure ??= err instanceof SlaveError ? err : new SlaveError('EIO', `${this.path}: ${(err as Error).message}`);
+      this.log.debug({ err, path: this.path, op }, 'device request refused');
+    });
+    this.outstanding = Promise.all([this.outstanding, request]);
+  }
+
+  /** Resolves once every input sent so far is acknowledged and every control answered; throws the first refusal. */
+  async settled(): Promise<void> {
+    while (this.unacked.length > 0 && !this.failure && !this.ended) await new Promise<void>((resolve) => this.waiters.push(resolve));
+    await this.outstanding;
+    this.throwFailure();
+  }
+
+
+
+  private throwFailure(): void {
+    if (this.failure) throw this.failure;
+  }
+
+  /**
+   * The agent that had the device is gone (it restarted): the stream stops, nothing to tell it.
+   * Returns the inputs it had not acknowledged, for the device opened again: sent again there,
+   * at least once (a keystroke sent just before the agent died may come twice; none is lost).
+   */
+  abandon(): Uint8Array[] {
+    if (!this.ended) this.stop();
+    return this.unacked.splice(0).map((input) => input.data);
+  }
+
+  private finish(errno: string | null): void {
+    if (this.ended) return;
+    this.stop();
+    this.events.end(errno);
+  }
+
+  private stop(): void {
+    this.ended = true;
+    clearInterval(this.resendTimer);
+    clearTimeout(this.creditTimer);
+    this.stopSubscription();
+    for (const wake of this.waiters.splice(0)) wake();
+  }
+
+  /** Closes the device on the agent, after the writes sent before (bounded: the agent may be gone). */
+  async close(): Promise<void> {
+    const wasEnded = this.ended;
+    if (!wasEnded) {
+      const bound = new Promise<void>((resolve) => setTimeout(resolve, INPUT_RESEND_MS * 2).unref());
+      await Promise.race([this.settled().catch(() => undefined), bound]);
+    }
+    this.stop();
+    await this.outstanding;
+    if (!wasEnded || this.client.bootId === this.boot) {
+      await this.client.call('dev.release', { fh: this.fh }, { handleBoot: this.boot, slaveWaitMs: 0 })
+        .catch((err: unknown) => this.log.debug({ err, path: this.path }, 'device release failed'));
+    }
+  }
+
+}

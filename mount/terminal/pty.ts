@@ -1,0 +1,141 @@
+/**
+ * The master's pseudo-terminals, by the ioctls Node does not make (through koffi, as the agent's
+ * libc.ts does: a maintained FFI with prebuilt binaries): a new pair from a ptmx (the host's, or
+ * a devpts instance of the sidecar's that test containers see), packet mode, the settings of its
+ * terminal side, the peer opened from the master side (TIOCGPTPEER) to hang it up, and poll.
+ * The only importer of koffi on the master. Request numbers are the generic Linux ABI's (x86,
+ * Arm, RISC-V), as in agent/dev/termios.ts.
+ */
+import { closeSync, constants, openSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { posix } from 'node:path';
+import { SlaveError, TERMIOS2_SIZE, decodeTermios2, encodeTermios2, errnoName, type WireTermios } from '../../protocol/index.js';
+
+const TCGETS2 = 0x802c542a;
+const TCSETS2 = 0x402c542b;
+const TIOCPKT = 0x5420;
+const TIOCSPTLCK = 0x40045431;
+const TIOCGPTN = 0x80045430;
+const TIOCGPTPEER = 0x5441;
+const TIOCVHANGUP = 0x5437;
+const POLLHUP = 0x10;
+
+type KoffiFunction = (...args: unknown[]) => number;
+interface PtyCalls {
+  ioctlBuffer: KoffiFunction;
+  ioctlValue: KoffiFunction;
+  poll: KoffiFunction;
+  dup: KoffiFunction;
+  errno(): number;
+}
+
+let calls: PtyCalls | undefined;
+
+function ptyCalls(): PtyCalls {
+  if (calls) return calls;
+  const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
+  const lib = koffi.load('libc.so.6');
+  calls = {
+    ioctlBuffer: lib.func('int ioctl(int fd, unsigned long request, _Inout_ uint8_t *arg)') as KoffiFunction,
+    ioctlValue: lib.func('ioctl', 'int', ['int', 'unsigned long', 'long']) as KoffiFunction,
+    poll: lib.func('int poll(_Inout_ uint8_t *fds, unsigned long nfds, int timeout)') as KoffiFunction,
+    dup: lib.func('int dup(int fd)') as KoffiFunction,
+    errno: () => koffi.errno(),
+  };
+  return calls;
+}
+
+function check(result: number, what: string): number {
+  if (result < 0) {
+    const errno = errnoName(ptyCalls().errno());
+    throw new SlaveError(errno, `${what}: ${errno}`);
+  }
+  return result;
+}
+
+export interface PtyPair {
+  /** The master side, ours: non-blocking, in packet mode. */
+  masterFd: number;
+  /** The terminal side's path, which programs open. */
+  slavePath: string;
+}
+
+/**
+ * A new pair from `ptmx` (`/dev/ptmx`, whose terminals are in /dev/pts, or a devpts instance's
+ * `DIR/ptmx`, whose are in DIR). Packet mode, so that a tcflush(3) on the terminal side shows.
+ */
+export function openPty(ptmx: string): PtyPair {
+  const masterFd = openSync(ptmx, constants.O_RDWR | constants.O_NOCTTY | constants.O_NONBLOCK);
+  try {
+    const lib = ptyCalls();
+    check(lib.ioctlBuffer(masterFd, TIOCSPTLCK, Buffer.alloc(4)), 'unlockpt');
+    const number = Buffer.alloc(4);
+    check(lib.ioctlBuffer(masterFd, TIOCGPTN, number), 'ptsname');
+    const one = Buffer.alloc(4);
+    one.writeInt32LE(1);
+    check(lib.ioctlBuffer(masterFd, TIOCPKT, one), 'packet mode');
+    const dir = ptmx === '/dev/ptmx' ? '/dev/pts' : posix.dirname(ptmx);
+    return { masterFd, slavePath: posix.join(dir, String(number.readUInt32LE(0))) };
+  } catch (err) {
+    closeSync(masterFd);
+    throw err;
+  }
+}
+
+/** The terminal side's settings (ioctls on the master act on it). */
+export function getTermios(masterFd: number): WireTermios {
+  const buffer = Buffer.alloc(TERMIOS2_SIZE);
+  check(ptyCalls().ioctlBuffer(masterFd, TCGETS2, buffer), 'tcgetattr');
+  return decodeTermios2(buffer);
+}
+
+export function setTermios(masterFd: number, termios: WireTermios): void {
+  check(ptyCalls().ioctlBuffer(masterFd, TCSETS2, encodeTermios2(termios)), 'tcsetattr');
+}
+
+/** The terminal side, opened from the master (no path, no controlling terminal). */
+function openPeer(masterFd: number): number {
+  return check(ptyCalls().ioctlValue(masterFd, TIOCGPTPEER, constants.O_RDWR | constants.O_NOCTTY | constants.O_NONBLOCK), 'TIOCGPTPEER');
+}
+
+/**
+ * Opens and closes the terminal side once: from then on the master polls POLLHUP while nobody
+ * has it open (a pair whose terminal was never opened does not say so).
+ */
+export function markClosed(masterFd: number): void {
+  closeSync(openPeer(masterFd));
+}
+
+/**
+ * Hangs up every open descriptor of the terminal side, as a modem hang-up or an unplugged adapter
+ * does: their reads return end of file, writes EIO, poll POLLHUP. The pair stays: opening the
+ * terminal again works. Needs CAP_SYS_ADMIN (the mount runs as root where it relays terminals).
+ */
+export function hangUp(masterFd: number): void {
+  const peer = openPeer(masterFd);
+  try {
+    check(ptyCalls().ioctlValue(peer, TIOCVHANGUP, 0), 'TIOCVHANGUP');
+  } finally {
+    closeSync(peer);
+  }
+}
+
+/** Which of `fds` nobody has open on the terminal side (POLLHUP), in one poll(2). */
+export function closedTerminals(fds: number[]): Set<number> {
+  const entries = Buffer.alloc(8 * fds.length);
+  fds.forEach((fd, i) => {
+    entries.writeInt32LE(fd, i * 8);
+    entries.writeInt16LE(0, i * 8 + 4); // POLLHUP is reported whatever is asked
+  });
+  check(ptyCalls().poll(entries, fds.length, 0), 'poll');
+  const closed = new Set<number>();
+  fds.forEach((fd, i) => {
+    if ((entries.readInt16LE(i * 8 + 6) & POLLHUP) !== 0) closed.add(fd);
+  });
+  return closed;
+}
+
+/** Another descriptor of `fd`: a stream over it may close it without closing ours. */
+export function dup(fd: number): number {
+  return check(ptyCalls().dup(fd), 'dup');
+}

@@ -1,0 +1,256 @@
+/**
+ * One of the slave's terminals as a real terminal on the master: a pseudo-terminal whose
+ * terminal side programs open (tcgetattr, select, pyserial, picocom all work on it), and whose
+ * master side this relay joins to the slave's device through the agent.
+ *
+ *   test --write--> pty --read--> relay --dev.write--> agent --> device
+ *   device --> agent --events--> relay --write--> pty --read--> test
+ *
+ * The device is open on the slave while the terminal is open on the master, as a serial port's
+ * line is up while a program has it open: the relay notices the first open (TerminalRelays polls
+ * for it) and the last close (the master side reads EIO), and opens and closes the device then.
+ * What the test sets on the terminal is split (protocol/termios.ts): the line discipline stays
+ * with the pseudo-terminal, the line (speed, stop bits, flow control) goes to the device. A
+ * tcflush(3) shows in packet mode and is passed on. The device going away (EIO: unplugged, its
+ * agent restarted) hangs the terminal up, as a modem does; opening it again opens the device again.
+ */
+import { closeSync } from 'node:fs';
+import { ReadStream, WriteStream } from 'node:tty';
+import type { Logger } from 'pino';
+import { lineChange, type WireTermios } from '../../protocol/index.js';
+import type { DeviceStream, DeviceStreamEvents } from '../device-stream.js';
+import { dup, getTermios, hangUp, markClosed, openPty, setTermios, type PtyPair } from './pty.js';
+
+/** Opens the slave's device as a pushed stream (terminal: made raw there). */
+export type OpenDevice = (path: string, events: DeviceStreamEvents) => Promise<DeviceStream>;
+
+type State = 'closed' | 'open' | 'hungup';
+
+// The first byte of each read in packet mode (tty_ioctl(4), TIOCPKT).
+const TIOCPKT_DATA = 0;
+const TIOCPKT_FLUSHREAD = 1;
+const TIOCPKT_FLUSHWRITE = 2;
+
+export class TerminalRelay {
+  private state: State = 'closed';
+  private reader: ReadStream | undefined;
+  private writer: WriteStream | undefined;
+  private stream: DeviceStream | undefined;
+  /** The open in progress: writes wait for it, in order. */
+  private opening: Promise<DeviceStream | undefined> | undefined;
+  /** The line as the device has it, as far as the relay knows: changes from it go to the device. */
+  private line: WireTermios;
+  /** The terminal's settings as the relay made it: a test that has not changed them gets the device's. */
+  private readonly fresh: WireTermios;
+  private readonly pty: PtyPair;
+
+  /**
+   * `initial`: the device's settings as the agent knows them without opening it (dev.tcgetattr),
+   * given to the terminal before any program opens it, as the slave's device has them.
+   */
+  constructor(
+    readonly devicePath: string, ptmx: string, initial: WireTermios | null,
+    private readonly openDevice: OpenDevice, private readonly log: Logger,
+  ) {
+    this.pty = openPty(ptmx);
+    try {
+      if (initial) setTermios(this.pty.masterFd, initial);
+      markClosed(this.pty.masterFd);
+      this.fresh = getTermios(this.pty.masterFd);
+    } catch (err) {
+      closeSync(this.pty.masterFd);
+      throw err;
+    }
+    this.line = this.fresh;
+  }
+
+  /** Where programs open it. */
+  get slavePath(): string {
+    return this.pty.slavePath;
+  }
+
+  get masterFd(): number {
+    return this.pty.masterFd;
+  }
+
+  /**
+   * What TerminalRelays watches for: an open ('closed': nobody has it open), the last close
+   * after a hang-up ('hungup': programs may still hold the hung-up terminal), or nothing.
+   */
+  get watching(): State {
+    return this.state;
+  }
+
+  /** Every program closed the hung-up terminal: the next open opens the device again. */
+  allClosed(): void {
+    if (this.state === 'hungup') this.state = 'closed';
+  }
+
+  /** A program opened the terminal (TerminalRelays saw it): read what it writes, open the device. */
+  opened(): void {
+    if (this.state === 'open') return;
+    this.state = 'open';
+    const readFd = dup(this.pty.masterFd);
+    this.reader = new ReadStream(readFd);
+    this.reader.on('data', (chunk: Buffer) => this.fromTest(chunk));
+    // EIO: the last program closed the terminal (or it was hung up and then closed).
+    this.reader.on('error', () => void this.closed());
+    this.writer = new WriteStream(dup(this.pty.masterFd));
+    this.writer.on('error', () => undefined); // the reader's error says what happened
+    this.opening = this.startDevice();
+  }
+
+  /** Opens the slave's device; `unsent`: what the test wrote that a restarted agent never took. */
+  private async startDevice(unsent: Uint8Array[] = [], reopened = false): Promise<DeviceStream | undefined> {
+    try {
+      const stream = await this.openDevice(this.devicePath, {
+        data: (chunk, used) => this.toTest(chunk, used),
+        end: (errno) => this.deviceEnded(errno),
+      });
+      if (this.state !== 'open') {
+        void stream.close();
+        return undefined;
+      }
+      this.stream = stream;
+      this.startLine(stream, reopened);
+      for (const data of unsent) await stream.write(data);
+      return stream;
+    } catch (err) {
+      this.log.warn({ err, path: this.devicePath }, 'terminal could not be opened on the slave: hanging it up');
+      this.hangUp();
+      return undefined;
+    }
+  }
+
+  /**
+   * A test that has not set the terminal yet sees the device's settings, as on the slave; one
+   * that has (pyserial sets it right after opening) has its line applied to the device. Opened
+   * again on a restarted agent, the device (left raw by the agent that died) takes the line only.
+   */
+  private startLine(stream: DeviceStream, reopened: boolean): void {
+    if (!stream.termios) return;
+    let current = getTermios(this.pty.masterFd);
+    if (!reopened && sameTermios(current, this.fresh)) {
+      setTermios(this.pty.masterFd, stream.termios);
+      current = getTermios(this.pty.masterFd);
+      this.line = stream.termios;
+    } else {
+      this.line = stream.termios;
+    }
+    this.syncLine(current);
+  }
+
+  /** Sends what changed in the terminal's line (TerminalRelays asks at every tick, and before data). */
+  syncLine(current = this.state === 'open' && this.stream ? getTermios(this.pty.masterFd) : undefined): void {
+    if (!current || !this.stream) return;
+    const change = lineChange(this.line, current);
+    this.line = current;
+    if (change) this.stream.control('dev.termios', change);
+  }
+
+  private fromTest(packet: Buffer): void {
+    const status = packet[0];
+    if (status === undefined) return;
+    if (status !== TIOCPKT_DATA) {
+      if (status & TIOCPKT_FLUSHREAD) void this.whenOpen((s) => s.control('dev.flush', { queue: 'input' }));
+      if (status & TIOCPKT_FLUSHWRITE) void this.whenOpen((s) => s.control('dev.flush', { queue: 'output' }));
+      return;
+    }
+    const data = packet.subarray(1);
+    const stream = this.stream;
+    if (stream && !stream.isEnded && !stream.full) {
+      // The common case, a keystroke: sent in this turn of the loop, nothing awaited.
+      this.syncLine(); // a speed set just before the data goes first
+      stream.write(data).catch((err: unknown) => this.log.warn({ err, path: this.devicePath }, 'write to the slave\'s terminal failed'));
+      return;
+    }
+    this.reader?.pause(); // the next read waits for this write's turn: order, and back-pressure
+    void this.whenOpen(async (stream) => {
+      this.syncLine(); // a speed set just before the data goes first
+      await stream.write(data);
+    }).finally(() => this.reader?.resume());
+  }
+
+  private async whenOpen(use: (stream: DeviceStream) => void | Promise<void>): Promise<void> {
+    const stream = this.stream ?? await this.opening;
+    if (!stream || stream.isEnded) return;
+    try {
+      await use(stream);
+    } catch (err) {
+      // A write the device refused: the terminal cannot report it, as a real line would not.
+      this.log.warn({ err, path: this.devicePath }, 'write to the slave\'s terminal failed');
+    }
+  }
+
+  private toTest(chunk: Buffer, used: () => void): void {
+    if (!this.writer || this.state !== 'open') {
+      used();
+      return;
+    }
+    this.writer.write(chunk, () => used());
+  }
+
+  private deviceEnded(errno: string | null): void {
+    this.log.info({ path: this.devicePath, errno }, 'the slave\'s terminal went away: hanging up');
+    this.hangUp();
+  }
+
+  /**
+   * The agent restarted. Unless the slave rebooted (its devices were closed: a board on the line
+   * was reset), an open terminal's device is opened again on the new agent and the test's
+   * terminal goes on; else, or when the device is not there, it hangs up.
+   */
+  agentRestarted(slaveRebooted: boolean): void {
+    if (this.state !== 'open') return;
+    if (slaveRebooted) {
+      this.hangUp();
+      return;
+    }
+    const unsent = this.stream?.abandon() ?? [];
+    this.stream = undefined;
+    this.opening = this.startDevice(unsent, true);
+  }
+
+  /** The device is gone: programs that have the terminal open get a hang-up. */
+  hangUp(): void {
+    if (this.state !== 'open') return;
+    this.state = 'hungup';
+    this.stopStreams();
+    try {
+      hangUp(this.pty.masterFd);
+    } catch (err) {
+      this.log.warn({ err, path: this.devicePath }, 'terminal could not be hung up');
+    }
+  }
+
+  private async closed(): Promise<void> {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.stopStreams();
+  }
+
+  private stopStreams(): void {
+    this.reader?.destroy();
+    this.writer?.destroy();
+    this.reader = undefined;
+    this.writer = undefined;
+    const stream = this.stream;
+    const opening = this.opening;
+    this.stream = undefined;
+    this.opening = undefined;
+    void (stream ? stream.close() : opening?.then((s) => s?.close()));
+  }
+
+  /** Nobody may open it any more: the device closes, the pair goes. */
+  dispose(): void {
+    if (this.state === 'open') this.hangUp();
+    this.stopStreams();
+    this.state = 'closed';
+    closeSync(this.pty.masterFd);
+  }
+}
+
+function sameTermios(a: WireTermios, b: WireTermios): boolean {
+  return a.iflag === b.iflag && a.oflag === b.oflag && a.cflag === b.cflag && a.lflag === b.lflag
+    && a.ispeed === b.ispeed && a.ospeed === b.ospeed && Buffer.compare(Buffer.from(a.cc), Buffer.from(b.cc)) === 0;
+}
