@@ -9,8 +9,10 @@ cd "$(dirname "$0")/.."
 # package would conflict with sshfs). sshfs, bindfs, openssh-server: the benchmarks' references.
 # socat: pty pairs in the device tests. gcc, libc6-dev (its static libc): the exec shim and the
 # agent's change watcher (agent/watch/native), both linked statically. bsdutils: `script`, a terminal for the pty tests.
+# python3-serial, python3-pexpect, picocom, tmux: unmodified serial-console tools in the terminal
+# tests (test/integration/terminals.test.ts), run with Debian's /usr/bin/python3.
 packages=(nats-server fuse3 libfuse3-dev pkg-config sshfs bindfs openssh-server openssh-client socat rsync git
-          python3 make g++ gcc libc6-dev bsdutils ca-certificates openssl)
+          python3 make g++ gcc libc6-dev bsdutils ca-certificates openssl python3-serial python3-pexpect picocom tmux)
 bash scripts/apt-ensure.sh setup "${packages[@]}"
 [ -c /dev/fuse ] || { echo "setup: /dev/fuse is missing: load the fuse module (modprobe fuse)" >&2; exit 1; }
 

@@ -5,7 +5,7 @@
  * devices). Opening one needs --dev-allow; it is then read and written as a stream.
  */
 import { posix } from 'node:path';
-import { closeSync, constants, lstatSync, openSync, readdirSync, readlinkSync, type BigIntStats } from 'node:fs';
+import { closeSync, constants, lstatSync, openSync, readdirSync, readlinkSync, statSync, type BigIntStats } from 'node:fs';
 import { isatty } from 'node:tty';
 import {
   SlaveError, S_IFCHR, S_IFREG, isOutputSubjectOf, openAccess, outputSubject, shownSymlinkTarget, type Caller, type ReaddirEntry,
@@ -29,18 +29,60 @@ const MAX_DEVICE_WINDOW = 1024 * 1024;
 
 /**
  * The attributes the master sees: devices become size-0 regular files, or, for a master that
- * relays terminals (`terminals`), the slave's terminals character devices without numbers.
+ * relays terminals (`terminals`), the slave's terminals character devices without numbers. A link
+ * to a terminal (a board's /dev/ttyBOARD -> pts/3, udev's serial/by-id/...) is presented as the
+ * terminal too, with the terminal's owner and modes: the master relays it by that name, so that
+ * it opens whatever the link names when it opens, after the slave restarted as before.
  */
-function presented(st: BigIntStats, terminals = false): WireAttr {
-  const wire = statToWire(st);
-  if (st.isCharacterDevice() || st.isBlockDevice()) {
-    const relayed = terminals && st.isCharacterDevice() && terminalDrivers.isTerminal(st.rdev);
-    wire[0] = (relayed ? S_IFCHR : S_IFREG) | (Number(st.mode) & 0o7777); // mode
+function presented(st: BigIntStats, terminals = false, target?: () => BigIntStats | undefined): WireAttr {
+  let device = st;
+  if (terminals && st.isSymbolicLink() && target) {
+    const linked = target();
+    if (linked?.isCharacterDevice() && terminalDrivers.isTerminal(linked.rdev)) device = linked;
+  }
+  const wire = statToWire(device);
+  if (device.isCharacterDevice() || device.isBlockDevice()) {
+    const relayed = terminals && device.isCharacterDevice() && terminalDrivers.isTerminal(device.rdev);
+    wire[0] = (relayed ? S_IFCHR : S_IFREG) | (Number(device.mode) & 0o7777); // mode
     wire[4] = 0; // size
     wire[5] = 0; // blocks
     wire[10] = 0; // rdev
   }
   return wire;
+}
+
+/** Links followed to a device at most, as Linux's own limit before ELOOP. */
+const MAX_LINKS = 40;
+
+/**
+ * The host path of the device at `path` of the device tree, its links followed as the device
+ * tree reads them (deviceTreeTarget): /dev/ttyBOARD -> /dev/pts/3 leads to the tree's pts/3.
+ * The root jail alone would take /dev/pts/3 inside the tree as <dev root>/dev/pts/3.
+ */
+function devicePath(jail: RootJail, path: string): string {
+  let slavePath = path;
+  for (let links = 0; links <= MAX_LINKS; links++) {
+    const host = jail.resolve(slavePath);
+    let target: string;
+    try {
+      if (!lstatSync(host).isSymbolicLink()) return host;
+      target = readlinkSync(host);
+    } catch {
+      return host; // not there: the caller's stat or open says so
+    }
+    const inTree = deviceTreeTarget(target, jail.root);
+    slavePath = inTree.startsWith('/') ? inTree : posix.join(posix.dirname(slavePath), inTree);
+  }
+  throw new SlaveError('ELOOP', `${path}: too many links`);
+}
+
+/** What the link at `path` of the device tree leads to, inside the tree, or undefined. */
+function linkedStat(jail: RootJail, path: string): BigIntStats | undefined {
+  try {
+    return statSync(devicePath(jail, path), { bigint: true });
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -74,7 +116,7 @@ function openDevice(path: string, flags: number, ctx: AgentContext, caller: Call
   }
   if ((flags & (O_CREAT | O_EXCL | O_TRUNC)) !== 0) throw new SlaveError('EACCES', `${path}: devices are not created here`);
   const jail = devJail(ctx);
-  const host = jail.resolve(path, true);
+  const host = devicePath(jail, path);
   // The device's own modes and groups decide, as for the caller on the slave (dialout...).
   ctx.access(caller, jail).need(host, openAccess(flags), `open ${path}`);
   // Never blocking (no read holds a thread), never our controlling terminal.
@@ -93,13 +135,17 @@ function devJail(ctx: AgentContext): RootJail {
 }
 
 export const devOps: HandlerTable = {
-  'dev.getattr': async ({ path, terminals }, ctx) => ({ attr: presented(lstatSync(devJail(ctx).resolve(path), { bigint: true }), terminals) }),
+  'dev.getattr': async ({ path, terminals }, ctx) => {
+    const jail = devJail(ctx);
+    return { attr: presented(lstatSync(jail.resolve(path), { bigint: true }), terminals, () => linkedStat(jail, path)) };
+  },
 
   'dev.readdir': async ({ path, terminals }, ctx) => {
     const dir = devJail(ctx).resolve(path, true);
     const entries: ReaddirEntry[] = readdirSync(dir).map((name) => {
       try {
-        return [name, presented(lstatSync(`${dir}/${name}`, { bigint: true }), terminals)];
+        const slavePath = posix.join(path, name);
+        return [name, presented(lstatSync(`${dir}/${name}`, { bigint: true }), terminals, () => linkedStat(devJail(ctx), slavePath))];
       } catch {
         return [name, null]; // gone meanwhile (a pts closed)
       }
@@ -138,7 +184,7 @@ export const devOps: HandlerTable = {
     }
     const sink = (data: Uint8Array) => ctx.devices.publish(output, data);
     const fh = ctx.devices.add(fd, false, () => ({
-      hostPath: devJail(ctx).resolve(path, true),
+      hostPath: devicePath(devJail(ctx), path),
       sink, window: Math.min(window, MAX_DEVICE_WINDOW), maxChunk: ctx.maxPayload - REPLY_OVERHEAD, terminal: termios,
     }), (flags & O_ACCMODE) !== constants.O_WRONLY);
     return { fh, termios };
@@ -154,7 +200,7 @@ export const devOps: HandlerTable = {
 
   'dev.tcgetattr': async ({ path }, ctx) => {
     const jail = devJail(ctx);
-    const host = jail.resolve(path, true);
+    const host = devicePath(jail, path); // through a link to the terminal
     const st = lstatSync(host, { bigint: true });
     const kind = st.isCharacterDevice() ? terminalDrivers.kind(st.rdev) : undefined;
     if (kind === undefined) throw new SlaveError('ENOTTY', `${path} is not a terminal`);

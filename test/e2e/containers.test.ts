@@ -142,6 +142,25 @@ describe('containers end to end', () => {
     await assertNothingLeft();
   });
 
+  it('splitbrain run: --map /dev/ttyBOARD gives the test the slave\'s console as a real terminal; pyserial drives it', async () => {
+    const script = [
+      'import select, subprocess, serial',
+      's = serial.Serial("/dev/ttyBOARD", 115200, bytesize=8, parity="N", stopbits=1, timeout=5)',
+      's.write(b"ping\\n"); print(s.read_until(b"\\n").decode().strip())',
+      'r, _, _ = select.select([s.fd], [], [], 0.3); print("quiet" if not r else "readable")',
+      's.baudrate = 57600; s.send_break(0.05)',
+      's.write(b"version\\n"); print(s.read_until(b"\\n").decode().strip())',
+      'print(subprocess.run(["stty", "-F", "/dev/ttyBOARD"], capture_output=True, text=True).stdout.split(";")[0])',
+      's.close()',
+    ].join('\n');
+    const result = await splitbrainRun(['--map', '/dev/ttyBOARD', `splitbrain/example-tests:${TAG}`, 'python3', '-c', script]);
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    assert.equal(result.stdout, 'pong\nquiet\nboard-fw 1.4.2\nspeed 57600 baud\n');
+    // What the test set is the slave's device's.
+    assert.match(await docker('exec', slave, 'stty', '-F', '/dev/ttyBOARD'), /^speed 57600 baud/);
+    await assertNothingLeft();
+  });
+
   /**
    * What a test sees of the slave as its user: a file it reads (with head: cat is bridged), one it
    * writes (whose owner on the slave the caller checks), one it may not create, and the uid the

@@ -1,0 +1,190 @@
+/**
+ * Issue 22: the slave's serial consoles as real terminals on the master. A board (a pty pair,
+ * test/fixtures/board.py) sits behind the slave's /dev/ttyBOARD; through the device mount the
+ * test opens it as a pseudo-terminal of the master's, relayed to the slave's device: tcgetattr,
+ * pyserial, stty, picocom and pexpect work unmodified, settings reach the slave's device,
+ * select says readable only when a read will not block, and the board going away hangs the
+ * terminal up as an unplugged adapter does.
+ *
+ * The slave's devices are a directory of this machine's (the agent's --dev-root) holding the
+ * host's /dev/pts (bound) and the board's link, so the test makes and removes its own boards.
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdir, mkdtemp, readlink, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { isMounted } from '../../mount/mount-watch.js';
+import { run, waitFor } from '../helpers/processes.js';
+import { startBareAgent, startMountProcess, type BareAgent, type MountProcess } from '../helpers/slave.js';
+
+const BOARD = new URL('../../../test/fixtures/board.py', import.meta.url).pathname;
+/** Debian's python3, which has pyserial and pexpect (scripts/setup.sh installs them). */
+const PYTHON = '/usr/bin/python3';
+
+interface Board {
+  child: ChildProcess;
+  /** The device end's path on the slave (this machine's /dev/pts/N). */
+  device: string;
+}
+
+async function startBoard(link: string): Promise<Board> {
+  const child = spawn('python3', [BOARD, link], { stdio: ['pipe', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
+  await waitFor('the board', () => out.includes('\n') || child.exitCode !== null, 10_000);
+  return { child, device: out.trim() };
+}
+
+/** The board goes away as an unplugged adapter does: its end of the pair closes. */
+async function unplug(board: Board): Promise<void> {
+  const exited = once(board.child, 'exit');
+  board.child.stdin?.end();
+  await exited;
+}
+
+async function python(code: string, ...args: string[]): Promise<string> {
+  const result = await run(PYTHON, ['-c', code, ...args], { timeoutMs: 60_000 });
+  assert.equal(result.code, 0, result.stdout + result.stderr);
+  return result.stdout;
+}
+
+describe('the slave\'s terminals as real terminals on the master', () => {
+  let slave: BareAgent;
+  let devices: MountProcess;
+  let devRoot: string;
+  let dev: string;
+  let board: Board;
+  let tty: string;
+
+  before(async () => {
+    devRoot = await mkdtemp(join(tmpdir(), 'splitbrain-slave-dev-'));
+    await mkdir(join(devRoot, 'pts'));
+    await run('mount', ['--bind', '/dev/pts', join(devRoot, 'pts')]);
+    board = await startBoard(join(devRoot, 'ttyBOARD'));
+    slave = await startBareAgent({ id: 'terminals', agentArgs: ['--dev-root', devRoot, '--dev-allow', 'ttyBOARD', '--dev-allow', 'pts/*'] });
+    dev = join(slave.tmp, 'dev');
+    await mkdir(dev);
+    devices = await startMountProcess(slave.nats.url, dev, ['--agent', slave.agent.id, '--devices']);
+    tty = join(dev, 'ttyBOARD');
+  });
+  after(async () => {
+    if (board?.child.exitCode === null) await unplug(board);
+    await devices?.stop();
+    await slave?.stop();
+    if (devRoot && await isMounted(join(devRoot, 'pts'))) await run('umount', ['-l', join(devRoot, 'pts')]);
+    if (devRoot) await rm(devRoot, { recursive: true, force: true });
+  });
+
+  it('is a terminal on the master: a link to a pseudo-terminal, tcgetattr works', async () => {
+    const target = await readlink(tty);
+    assert.match(target, /^\/dev\/pts\/\d+$/);
+    assert.notEqual(target, board.device);
+    assert.equal(await python('import os, sys, termios; fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY); '
+      + 'print(os.isatty(fd), len(termios.tcgetattr(fd)))', tty), 'True 7\n');
+  });
+
+  it('pyserial: opens at 115200 8N1 with a timeout, read_until, a speed change and stop bits reach the slave\'s device, send_break works', async () => {
+    const out = await python([
+      'import serial, subprocess, sys',
+      's = serial.Serial(sys.argv[1], 115200, bytesize=8, parity="N", stopbits=1, timeout=5)',
+      's.write(b"ping\\n"); print(s.read_until(b"\\n").decode().strip())',
+      's.baudrate = 57600; s.stopbits = 2; s.send_break(0.05)',
+      's.write(b"version\\n"); print(s.read_until(b"\\n").decode().strip())',
+      'print(subprocess.run(["stty", "-F", sys.argv[2]], capture_output=True, text=True).stdout.split(";")[0])',
+      'print(subprocess.run(["stty", "-F", sys.argv[2], "-a"], capture_output=True, text=True).stdout.count(" cstopb"))',
+      's.timeout = 0.3; print(repr(s.read(1)))',
+      's.close()',
+    ].join('\n'), tty, board.device);
+    assert.equal(out, 'pong\nboard-fw 1.4.2\nspeed 57600 baud\n1\nb\'\'\n');
+  });
+
+  it('stty -F on the master shows what was set, and the slave\'s device has the line', async () => {
+    await run('stty', ['-F', tty, '38400', '-cstopb', 'raw', '-echo']);
+    assert.match((await run('stty', ['-F', tty])).stdout, /^speed 38400 baud/);
+    // The line (speed) is the device's once a program has the terminal open on the master.
+    const out = await python([
+      'import os, sys, subprocess, time',
+      'fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY)',
+      'os.write(fd, b"ping\\n"); got = b""',
+      'while not got.endswith(b"\\n"): got += os.read(fd, 100)',
+      'print(subprocess.run(["stty", "-F", sys.argv[2]], capture_output=True, text=True).stdout.split(";")[0])',
+    ].join('\n'), tty, board.device);
+    assert.equal(out, 'speed 38400 baud\n');
+  });
+
+  it('select with a timeout on a quiet terminal returns after the timeout with nothing readable; readable once the board answers', async () => {
+    const out = await python([
+      'import os, select, sys, time',
+      'fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY)',
+      't = time.monotonic(); r, _, _ = select.select([fd], [], [], 0.4); waited = time.monotonic() - t',
+      'print(r == [], 0.35 < waited < 2)',
+      'os.write(fd, b"ping\\n"); r, _, _ = select.select([fd], [], [], 10); print(r == [fd], os.read(fd, 100))',
+    ].join('\n'), tty);
+    assert.equal(out, 'True True\nTrue b\'pong\\n\'\n');
+  });
+
+  it('pexpect over the terminal (fdspawn) and picocom through tmux work unmodified', async () => {
+    assert.equal(await python([
+      'import os, sys, pexpect.fdpexpect',
+      'fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY)',
+      'p = pexpect.fdpexpect.fdspawn(fd, timeout=10); p.sendline("version"); p.expect("board-fw [0-9.]+"); print(p.after.decode())',
+    ].join('\n'), tty), 'board-fw 1.4.2\n');
+    const session = `sbterm${process.pid}`;
+    await run('tmux', ['new-session', '-d', '-s', session, '-x', '120', '-y', '20', 'picocom', '-b', '115200', '--omap', 'crlf', '--echo', tty]);
+    try {
+      await waitFor('picocom', async () => (await run('tmux', ['capture-pane', '-p', '-t', session])).stdout.includes('Terminal ready'), 10_000);
+      await run('tmux', ['send-keys', '-t', session, 'ping', 'Enter']);
+      await waitFor('the board\'s answer in picocom', async () => (await run('tmux', ['capture-pane', '-p', '-t', session])).stdout.includes('pong'), 10_000);
+    } finally {
+      await run('tmux', ['kill-session', '-t', session]);
+    }
+  });
+
+  it('tcflush drops what arrived and was not read', async () => {
+    const out = await python([
+      'import os, sys, termios, time, tty',
+      'fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY); tty.setraw(fd)',
+      'os.write(fd, b"chatter\\n"); time.sleep(1)',
+      'termios.tcflush(fd, termios.TCIFLUSH)',
+      'os.write(fd, b"ping\\n"); got = b""',
+      'while not got.endswith(b"pong\\n"): got += os.read(fd, 4096)',
+      'print(got.count(b"noise"))',
+    ].join('\n'), tty);
+    assert.equal(out, '0\n');
+  });
+
+  it('the board going away hangs the terminal up (end of file, POLLHUP); opened again once it is back, it works', async () => {
+    const reader = spawn(PYTHON, ['-c', [
+      'import os, select, sys',
+      'fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY)',
+      'os.write(fd, b"ping\\n"); got = b""',
+      'while not got.endswith(b"\\n"): got += os.read(fd, 100)',
+      'print("open", got.decode().strip(), flush=True)',
+      'p = select.poll(); p.register(fd, select.POLLIN)',
+      'events = p.poll(30000)',
+      'print("hup", bool(events and events[0][1] & select.POLLHUP), repr(os.read(fd, 100)), flush=True)',
+    ].join('\n'), tty], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    reader.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    reader.stderr.on('data', (d: Buffer) => { out += d.toString(); });
+    await waitFor('the reader to have the terminal', () => out.includes('open') || reader.exitCode !== null, 20_000);
+    assert.match(out, /open pong/);
+    const exited = once(reader, 'exit');
+    await unplug(board);
+    const [code] = (await exited) as [number | null];
+    assert.equal(code, 0, out);
+    assert.match(out, /hup True b''/);
+    board = await startBoard(join(devRoot, 'ttyBOARD'));
+    const again = await python([
+      'import os, sys',
+      'fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY)',
+      'os.write(fd, b"ping\\n"); got = b""',
+      'while not got.endswith(b"\\n"): got += os.read(fd, 100)',
+      'print(got.decode().strip())',
+    ].join('\n'), tty);
+    assert.equal(again, 'pong\n');
+  });
+});
