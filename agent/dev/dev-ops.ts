@@ -1,8 +1,9 @@
 /**
  * Device ops: the slave's --dev-root as a tree of files. Directories and symlinks are as on the
- * slave; character and block devices are presented as regular files of size 0 with their
- * permissions (never as device nodes: on the master those numbers would be the master's own
- * devices). Opening one needs --dev-allow; it is then read and written as a stream.
+ * slave; character and block devices and FIFOs are presented as regular files of size 0 with
+ * their permissions (never as device nodes: on the master those numbers would be the master's own
+ * devices, and a FIFO the master's own pipe). Opening one needs --dev-allow; it is then read and
+ * written as a stream.
  */
 import { posix } from 'node:path';
 import { closeSync, constants, lstatSync, openSync, readdirSync, readlinkSync, statSync, type BigIntStats } from 'node:fs';
@@ -41,7 +42,8 @@ function presented(st: BigIntStats, terminals = false, target?: () => BigIntStat
     if (linked?.isCharacterDevice() && terminalDrivers.isTerminal(linked.rdev)) device = linked;
   }
   const wire = statToWire(device);
-  if (device.isCharacterDevice() || device.isBlockDevice()) {
+  // FIFOs too: shown as they are, the master's kernel would serve them as pipes of its own.
+  if (device.isCharacterDevice() || device.isBlockDevice() || device.isFIFO()) {
     const relayed = terminals && device.isCharacterDevice() && terminalDrivers.isTerminal(device.rdev);
     wire[0] = (relayed ? S_IFCHR : S_IFREG) | (Number(device.mode) & 0o7777); // mode
     wire[4] = 0; // size

@@ -64,7 +64,10 @@ describe('the slave\'s terminals as real terminals on the master', () => {
     await mkdir(join(devRoot, 'pts'));
     await run('mount', ['--bind', '/dev/pts', join(devRoot, 'pts')]);
     board = await startBoard(join(devRoot, 'ttyBOARD'));
-    slave = await startBareAgent({ id: 'terminals', agentArgs: ['--dev-root', devRoot, '--dev-allow', 'ttyBOARD', '--dev-allow', 'pts/*'] });
+    await run('mkfifo', [join(devRoot, 'fifo')]);
+    slave = await startBareAgent({
+      id: 'terminals', agentArgs: ['--dev-root', devRoot, '--dev-allow', 'ttyBOARD', '--dev-allow', 'pts/*', '--dev-allow', 'fifo'],
+    });
     dev = join(slave.tmp, 'dev');
     await mkdir(dev);
     devices = await startMountProcess(slave.nats.url, dev, ['--agent', slave.agent.id, '--devices']);
@@ -186,5 +189,32 @@ describe('the slave\'s terminals as real terminals on the master', () => {
       'print(got.decode().strip())',
     ].join('\n'), tty);
     assert.equal(again, 'pong\n');
+  });
+
+  it('a device that is not a terminal: select is truthful through FUSE poll (quiet: times out; readable once data came)', async () => {
+    // A writer on the slave that holds the FIFO open and writes only when told.
+    const writer = spawn(PYTHON, ['-c', 'import sys; f = open(sys.argv[1], "wb", 0); sys.stdin.readline(); f.write(b"late\\n"); sys.stdin.readline()',
+      join(devRoot, 'fifo')], { stdio: ['pipe', 'ignore', 'inherit'] });
+    const reader = spawn(PYTHON, ['-c', [
+      'import os, select, sys, time',
+      'fd = os.open(sys.argv[1], os.O_RDONLY)',
+      't = time.monotonic(); r, _, _ = select.select([fd], [], [], 0.4); waited = time.monotonic() - t',
+      'print("quiet", r == [], 0.35 < waited < 2, flush=True)',
+      'r, _, _ = select.select([fd], [], [], 20); print("then", r == [fd], os.read(fd, 100), flush=True)',
+    ].join('\n'), join(dev, 'fifo')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    reader.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    reader.stderr.on('data', (d: Buffer) => { out += d.toString(); });
+    try {
+      await waitFor('the quiet select', () => out.includes('quiet') || reader.exitCode !== null, 20_000);
+      writer.stdin?.write('go\n');
+      const [code] = (await once(reader, 'exit')) as [number | null];
+      assert.equal(code, 0, out);
+      assert.equal(out, 'quiet True True\nthen True b\'late\\n\'\n');
+    } finally {
+      writer.stdin?.end();
+      if (reader.exitCode === null) reader.kill();
+      await once(writer, 'exit');
+    }
   });
 });
