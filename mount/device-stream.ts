@@ -45,7 +45,9 @@ export class DeviceStream {
   private readonly unacked: { seq: number; data: Uint8Array }[] = [];
   private unackedBytes = 0;
   private nextInput = 0;
+  /** When the inputs last made progress (or the first of them was sent). */
   private lastAckAt = Date.now();
+  private lastResendAt = 0;
   private readonly resendTimer: NodeJS.Timeout;
   private readonly waiters: (() => void)[] = [];
   private outstanding: Promise<unknown> = Promise.resolve();
@@ -199,9 +201,16 @@ export class DeviceStream {
    * client's onRestart takes it from there).
    */
   private resendInputs(): void {
-    if (this.ended || this.unacked.length === 0 || Date.now() - this.lastAckAt < INPUT_RESEND_MS) return;
+    const now = Date.now();
+    if (this.ended || this.unacked.length === 0 || now - this.lastAckAt < INPUT_RESEND_MS || now - this.lastResendAt < INPUT_RESEND_MS) return;
+    if (now - this.lastAckAt > Math.max(this.client.slaveWaitMs, INPUT_RESEND_MS * 2)) {
+      // Nothing hangs past --slave-wait: the writer waiting on a full terminal gets a hang-up.
+      this.log.warn({ path: this.path, waitedMs: Date.now() - this.lastAckAt }, 'device input not taken within the slave wait: the device went away');
+      this.finish('EIO');
+      return;
+    }
     this.log.info({ path: this.path, inputs: this.unacked.length }, 'device input not acknowledged: sending it again');
-    this.lastAckAt = Date.now();
+    this.lastResendAt = now;
     const [first, ...rest] = this.unacked as [{ seq: number; data: Uint8Array }, ...{ seq: number; data: Uint8Array }[]];
     this.client.call('dev.input', { fh: this.fh, seq: first.seq, data: first.data, credit: 0, received: this.nextSeq }, { handleBoot: this.boot, slaveWaitMs: 0 })
       .catch((err: unknown) => this.log.debug({ err, path: this.path }, 'device input probe failed'));

@@ -168,6 +168,11 @@ export class AgentClient {
     return this.clientId;
   }
 
+  /** How long an operation waits for an unreachable agent before it fails (--slave-wait). */
+  get slaveWaitMs(): number {
+    return this.options.slaveWaitMs ?? DEFAULT_SLAVE_WAIT_MS;
+  }
+
   /** The boot id of the agent as of the last reply. */
   get bootId(): string | undefined {
     return this.lastBoot;
