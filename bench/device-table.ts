@@ -1,7 +1,7 @@
 /**
  * The device bench's part of the report: one table with a column per route and splitbrain's
  * median as a multiple of socat's, the sentences that say how to read it, and its start errors
- * for the problems list. The issue sets no bar here: the figures are reported, not judged.
+ * for the problems list. Issue 22's target: splitbrain's echo at most 3× socat → pty's.
  */
 import type { DeviceBenchResults, EchoResult } from './device-bench.js';
 import { ECHO_ROUTE_IDS, ECHO_ROUTE_LABELS, type EchoRouteId } from './echo-routes.js';
@@ -43,8 +43,10 @@ export const DEVICE_TABLE_LEGEND = 'Round trip in µs: one byte written and the 
   + 'timed inside the client process around the write and the read alone (Python\'s '
   + '`time.perf_counter_ns`; the client loop is the same on every route), lower is better. '
   + 'Behind every terminal route a board process echoes on the pty\'s other end; "socat echo" is '
-  + 'TCP alone, with a pipe and no terminal behind socat. The last column is splitbrain\'s median '
-  + 'as a multiple of socat\'s; the issue sets no target for it.';
+  + 'TCP alone, with a pipe and no terminal behind socat. splitbrain\'s route opens the device '
+  + 'mount\'s link to the board\'s terminal, which leads to a pseudo-terminal of the master\'s relayed '
+  + 'to the slave\'s device (docs/architecture.md, "Terminals"). The last column is splitbrain\'s '
+  + 'median as a multiple of socat\'s; the target (issue 22) is at most 3× socat → pty.';
 
 /** Start errors, for the report's problems list. */
 export function deviceProblems(results: DeviceBenchResults): string[] {
