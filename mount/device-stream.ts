@@ -26,6 +26,12 @@ const CREDIT_BATCH = WINDOW / 8;
 const CREDIT_MS = 20;
 /** Inputs not acknowledged for this long are sent again (NATS lost them, or their acknowledgement). */
 const INPUT_RESEND_MS = 1000;
+/**
+ * A stream the agent has said nothing on for this long is asked after (dev.credit, answered): the
+ * answer is the agent's lease on the stream (it closes streams nobody asks after, agent/dev/), and
+ * tells a restarted agent (ESTALE) or one gone past --slave-wait (the stream ends: EIO).
+ */
+export const STREAM_KEEPALIVE_MS = 5000;
 
 export interface DeviceStreamEvents {
   /** One chunk of the device's data, in order; call `used` once it is taken (returns credit). */
@@ -48,6 +54,9 @@ export class DeviceStream {
   /** When the inputs last made progress (or the first of them was sent). */
   private lastAckAt = Date.now();
   private lastResendAt = 0;
+  /** When the agent last said anything of this stream (an event, or an answer to a keepalive). */
+  private lastHeardAt = Date.now();
+  private probing = false;
   private readonly resendTimer: NodeJS.Timeout;
   private readonly waiters: (() => void)[] = [];
   private outstanding: Promise<unknown> = Promise.resolve();
@@ -63,7 +72,10 @@ export class DeviceStream {
     private readonly stopSubscription: () => void,
     private readonly log: Logger,
   ) {
-    this.resendTimer = setInterval(() => this.resendInputs(), INPUT_RESEND_MS).unref();
+    this.resendTimer = setInterval(() => {
+      this.resendInputs();
+      this.keepAlive();
+    }, INPUT_RESEND_MS).unref();
   }
 
   static async open(
@@ -107,6 +119,7 @@ export class DeviceStream {
 
   private receive(event: DevEvent): void {
     if (this.ended) return;
+    this.lastHeardAt = Date.now();
     if ('ack' in event) {
       this.acknowledged(event.ack.acked, event.ack.errno);
       return;
@@ -215,6 +228,25 @@ export class DeviceStream {
     this.client.call('dev.input', { fh: this.fh, seq: first.seq, data: first.data, credit: 0, received: this.nextSeq }, { handleBoot: this.boot, slaveWaitMs: 0 })
       .catch((err: unknown) => this.log.debug({ err, path: this.path }, 'device input probe failed'));
     for (const input of rest) this.sendInput(input, 0);
+  }
+
+  private keepAlive(): void {
+    const now = Date.now();
+    if (this.ended || this.probing || now - this.lastHeardAt < STREAM_KEEPALIVE_MS) return;
+    if (now - this.lastHeardAt > Math.max(this.client.slaveWaitMs, STREAM_KEEPALIVE_MS * 2)) {
+      this.log.warn({ path: this.path, silentMs: now - this.lastHeardAt }, 'the agent said nothing of the device within the slave wait: it went away');
+      this.finish('EIO');
+      return;
+    }
+    this.probing = true;
+    this.client.call('dev.credit', { fh: this.fh, bytes: this.takeCredit(), received: this.nextSeq }, { handleBoot: this.boot, slaveWaitMs: 0, timeoutMs: STREAM_KEEPALIVE_MS })
+      .then(() => { this.lastHeardAt = Date.now(); })
+      .catch((err: unknown) => {
+        // ESTALE: a restarted agent (the client's onRestart opens the device again, or not).
+        if (err instanceof SlaveError && err.errnoName !== 'ESTALE') this.finish(err.errnoName);
+        else this.log.debug({ err, path: this.path }, 'device keepalive unanswered');
+      })
+      .finally(() => { this.probing = false; });
   }
 
   /** A line change, a flush or a break, in order with the writes. */

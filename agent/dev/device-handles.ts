@@ -20,6 +20,8 @@ import { DevicePush, type EventSink } from './device-push.js';
 import { getTermios, setTermios } from './termios.js';
 
 const readAsync = promisify(readCallback);
+/** Six of a master's keepalives (mount/device-stream.ts): one that died leaves nothing open for long. */
+const DEVICE_LEASE_MS = 30_000;
 /** How long a write to a full terminal is retried before EAGAIN reaches the master. */
 const WRITE_RETRY_MS = 5000;
 
@@ -210,7 +212,11 @@ export class DeviceHandles {
     private readonly limit: number,
     /** Publishes a pushed device's events on its master's output subject. */
     readonly publish: (subject: string, data: Uint8Array) => void = () => undefined,
-  ) {}
+    /** A pushed device whose master sends nothing for this long is closed (its lease). */
+    leaseMs = DEVICE_LEASE_MS,
+  ) {
+    setInterval(() => this.closeSilent(leaseMs), Math.min(leaseMs, 5000)).unref();
+  }
 
   /** Serial ports' settings as relays left them, by host path: opening one to ask would reset boards. */
   private readonly keptTermios = new Map<string, WireTermios>();
@@ -261,5 +267,22 @@ export class DeviceHandles {
 
   closeAll(): void {
     for (const fh of [...this.open.keys()]) this.close(fh);
+  }
+
+  /**
+   * Closes pushed devices whose master has sent nothing (not even its keepalive, every 5 s:
+   * mount/device-stream.ts) for `leaseMs`: a master that died leaves no device open here.
+   * Returns how many it closed.
+   */
+  closeSilent(leaseMs: number): number {
+    const now = Date.now();
+    let closed = 0;
+    for (const [fh, device] of this.open) {
+      if (device.push && now - device.push.lastHeard > leaseMs) {
+        this.close(fh);
+        closed++;
+      }
+    }
+    return closed;
   }
 }

@@ -82,8 +82,12 @@ export class DevicePush {
     return this.seq;
   }
 
+  /** When its master last sent anything for it (credit, input, a keepalive): its lease. */
+  lastHeard = Date.now();
+
   /** The master has `bytes` more (written out), and every event before `received`. */
   credit(bytes: number, received: number): void {
+    this.lastHeard = Date.now();
     this.creditedBytes += bytes;
     this.inFlight = Math.max(0, this.inFlight - bytes);
     let drop = 0;
@@ -113,6 +117,7 @@ export class DevicePush {
 
   /** An input was written (or refused): the master hears of it with the next data, or soon. */
   inputTaken(): void {
+    this.lastHeard = Date.now();
     if (this.ackTimer || this.stopped) return;
     this.ackTimer = setTimeout(() => {
       this.ackTimer = undefined;
