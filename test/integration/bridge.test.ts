@@ -169,7 +169,8 @@ describe('spawn bridge and exec shim', () => {
       await waitFor('the remote pid', () => /^\d+\n/.test(proc.stdout()), 15_000);
       const remotePid = Number(proc.stdout().trim());
       assert.ok(isAlive(remotePid));
-      const exited = once(proc.child, 'exit');
+      // 'close', not 'exit': the process may exit before its stderr is all read (the test saw '' under load).
+      const exited = once(proc.child, 'close');
       await bridge.stop('SIGKILL');
       const [code] = (await exited) as [number | null];
       assert.notEqual(code, 0);
