@@ -3,8 +3,8 @@
  * operations by op and errno with their latency, bytes moved, operations in flight, processes
  * spawned, open handles.
  */
-import { Counter, Gauge, Histogram } from 'prom-client';
 import type { AgentStats } from '../protocol/index.js';
+import { Counter, Gauge, Histogram } from '../transport/metric-registry.js';
 import { LATENCY_BUCKETS } from '../transport/metrics.js';
 
 export const agentMetrics = {
@@ -20,11 +20,11 @@ let countHandles: HandleCounts = () => ({ files: 0, devices: 0, processes: 0 });
 
 new Gauge({
   name: 'splitbrain_agent_open_handles', help: 'Open handles, by kind', labelNames: ['kind'],
-  collect() {
+  collect(gauge) {
     const now = countHandles();
-    this.set({ kind: 'file' }, now.files);
-    this.set({ kind: 'device' }, now.devices);
-    this.set({ kind: 'process' }, now.processes);
+    gauge.set({ kind: 'file' }, now.files);
+    gauge.set({ kind: 'device' }, now.devices);
+    gauge.set({ kind: 'process' }, now.processes);
   },
 });
 
@@ -34,30 +34,30 @@ export function watchHandles(count: HandleCounts): void {
 }
 
 /** The same numbers as `agent.stats` answers them: one source for /metrics and the bus. */
-export async function statsSnapshot(): Promise<AgentStats> {
+export function statsSnapshot(): AgentStats {
   const byOp = new Map<string, { op: string; count: number; errors: number; seconds: number }>();
   const entry = (op: string) => {
     let found = byOp.get(op);
     if (!found) byOp.set(op, found = { op, count: 0, errors: 0, seconds: 0 });
     return found;
   };
-  for (const { labels, value } of (await agentMetrics.ops.get()).values) {
+  for (const { labels, value } of agentMetrics.ops.samples()) {
     const counted = entry(String(labels.op));
     counted.count += value;
     if (labels.errno !== 'OK' && labels.errno !== 'replayed') counted.errors += value;
   }
-  for (const { labels, value, metricName } of (await agentMetrics.latency.get()).values) {
+  for (const { labels, value, metricName } of agentMetrics.latency.samples()) {
     if (metricName === 'splitbrain_agent_op_seconds_sum') entry(String(labels.op)).seconds += value;
   }
-  const bytes = (await agentMetrics.bytes.get()).values;
+  const bytes = agentMetrics.bytes.samples();
   const moved = (direction: string) => bytes.find((v) => v.labels.direction === direction)?.value ?? 0;
   return {
     ops: [...byOp.values()].filter((o) => o.count > 0),
     bytesRead: moved('read'),
     bytesWritten: moved('written'),
     // Not counting the agent.stats request that asks.
-    inFlight: Math.max(0, ((await agentMetrics.inFlight.get()).values[0]?.value ?? 1) - 1),
-    processesSpawned: (await agentMetrics.spawned.get()).values[0]?.value ?? 0,
+    inFlight: Math.max(0, (agentMetrics.inFlight.samples()[0]?.value ?? 1) - 1),
+    processesSpawned: agentMetrics.spawned.samples()[0]?.value ?? 0,
     handles: countHandles(),
   };
 }

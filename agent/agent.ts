@@ -24,6 +24,9 @@ import { Commits, dropUnsyncedWrites } from './fs/commits.js';
 import { watchHandles } from './agent-metrics.js';
 import type { ExecPolicy } from './proc/exec-policy.js';
 
+/** Ops that set file times: the first one loads what exact times need (checkExactTimes). */
+const TIME_OPS: ReadonlySet<string> = new Set(['fs.utimens', 'fs.futimens']);
+
 /** Unsynced bytes past which a commit starts at once. */
 const COMMIT_THRESHOLD_BYTES = 32 * 1024 * 1024;
 import { DeviceHandles } from './dev/device-handles.js';
@@ -209,14 +212,26 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     hello: () => ({ ...info, changes: changes.feedMode, server: bus.server, reconnects: bus.reconnects, busy: serving.count }),
   };
   const dispatch = createDispatcher(handlers, ctx, info.bootId);
+  // Exact file times need koffi and libc (fs/exact-times.ts), loaded at the first time change
+  // rather than at start: an idle agent does not map them (docs/performance.md, "Agent memory").
+  let timesChecked = false;
+  const checkExactTimes = () => {
+    if (timesChecked) return;
+    timesChecked = true;
+    const problem = exactTimesProblem();
+    if (problem !== undefined) log.warn(problem);
+  };
   let served: { stop(): void };
   let discover: { stop(): void };
   try {
     await refuseTakenId(bus, info, log);
     // Refused when these credentials are not this agent id's (docs/security.md): then nothing
     // may serve under that id, and the agent fails to start with the server's reason.
-    served = await bus.serve(agentWildcard(options.agentId), async (subject, data) =>
-      dispatch(opFromSubject(options.agentId, subject) ?? '', data));
+    served = await bus.serve(agentWildcard(options.agentId), async (subject, data) => {
+      const op = opFromSubject(options.agentId, subject) ?? '';
+      if (TIME_OPS.has(op)) checkExactTimes();
+      return dispatch(op, data);
+    });
     discover = await bus.serve(DISCOVER_SUBJECT, async (_subject, data) => dispatch('agent.hello', data));
   } catch (err) {
     procs.close();
@@ -232,8 +247,6 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     log.error({ err }, 'another agent serves this id: stopping');
     return err instanceof Error ? err : new Error(String(err));
   });
-  const timesProblem = exactTimesProblem();
-  if (timesProblem !== undefined) log.warn(timesProblem);
   return {
     info,
     displaced,

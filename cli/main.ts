@@ -13,10 +13,7 @@ import { whenUnmounted } from '../mount/mount-watch.js';
 import { busAuthFromEnv } from '../transport/bus-auth.js';
 import { serveMetrics } from '../transport/metrics.js';
 import { agentIdFromHostname } from '../protocol/index.js';
-import { startBridgeService } from '../sidecar/bridge-service.js';
-import { runExec } from '../sidecar/exec-session.js';
 import type { ExecUser } from '../sidecar/exec-user.js';
-import { checkHealth } from '../sidecar/health.js';
 import { daemonize, startChildServer } from './daemon.js';
 import { addInspectCommands } from './inspect-commands.js';
 import { reportStart } from './start-report.js';
@@ -30,6 +27,10 @@ import {
 // agent-only machine (or the agent image) does not have.
 const loadMount = () => import('../mount/mount.js');
 const loadSidecar = () => import('../sidecar/sidecar.js');
+// Nor do the master's other commands load at every start: an agent stays small (docs/performance.md).
+const loadBridge = () => import('../sidecar/bridge-service.js');
+const loadExec = () => import('../sidecar/exec-session.js');
+const loadHealth = () => import('../sidecar/health.js');
 
 /** Runs until SIGINT/SIGTERM or until `stopped` settles, then runs `shutdown` once. */
 async function serveUntilSignal(shutdown: () => Promise<void>, stopped?: Promise<void>): Promise<void> {
@@ -221,6 +222,7 @@ withBusAuth(program.command('exec'))
       if (at <= 0) throw new InvalidArgumentError(`-e ${pair}: expected NAME=VALUE`);
       env[pair.slice(0, at)] = pair.slice(at + 1);
     }
+    const { runExec } = await loadExec();
     process.exitCode = await runExec({
       natsUrl: url, agentId: opts.agent, argv: command, cwd: opts.cwd, env, tty: opts.tty,
       noStdin: !opts.stdin, uid: opts.uid, gid: opts.gid, slaveWaitMs: opts.slaveWait * 1000, log: createLogger(opts.logLevel),
@@ -244,6 +246,7 @@ withBridgeOptions(program.command('bridge')
   }) => {
     if (opts.metrics) await serveMetrics(opts.metrics);
     const dir = (d: string | undefined) => (d === undefined ? undefined : resolve(d));
+    const { startBridgeService } = await loadBridge();
     await serveReported(() => startBridgeService({
       ...bridgeSettings(opts),
       natsUrl: url, agentId: opts.agent, socketPath: resolve(opts.socket),
@@ -374,6 +377,7 @@ program.command('health')
   .description('exit 0 while a sidecar serves the directory (a compose healthcheck)')
   .option('--dir <dir>', 'the sidecar\'s shared directory', '/splitbrain')
   .action(async (opts: { dir: string }) => {
+    const { checkHealth } = await loadHealth();
     const problem = await checkHealth(resolve(opts.dir));
     if (problem) {
       process.stderr.write(`splitbrain: unhealthy: ${problem}\n`);

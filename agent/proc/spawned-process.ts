@@ -14,7 +14,7 @@
 import { spawn as spawnChild, type ChildProcess } from 'node:child_process';
 import { constants } from 'node:os';
 import type { Readable } from 'node:stream';
-import { spawn as spawnPty, type IPty } from 'node-pty';
+import type { IPty } from 'node-pty';
 import type { Logger } from 'pino';
 import { SlaveError, encodeEvent, encodeOutputEvent } from '../../protocol/index.js';
 
@@ -100,6 +100,9 @@ export class SpawnedProcess {
     changeSeq?: () => Promise<number | undefined>,
   ): Promise<SpawnedProcess> {
     if (spec.pty) {
+      // Loaded at the first terminal asked for: most agents never run one, and an idle agent
+      // need not map node-pty's native code (docs/performance.md, "Agent memory").
+      const { spawn: spawnPty } = await import('node-pty');
       const pty = withChildUmask(() => spawnPty(spec.file, spec.argv.slice(1), {
         name: spec.env.TERM ?? 'xterm', cols: spec.pty?.cols || 80, rows: spec.pty?.rows || 24,
         cwd: spec.cwd, env: spec.env, encoding: null,
