@@ -1,7 +1,7 @@
 /**
  * The agent's Prometheus metrics (served with `--metrics HOST:PORT`, transport/metrics.ts):
  * operations by op and errno with their latency, bytes moved, operations in flight, processes
- * spawned, open handles.
+ * spawned, open handles, process output kept (proc/output-budget.ts).
  */
 import type { AgentStats } from '../protocol/index.js';
 import { Counter, Gauge, Histogram } from '../transport/metric-registry.js';
@@ -13,6 +13,7 @@ export const agentMetrics = {
   inFlight: new Gauge({ name: 'splitbrain_agent_ops_in_flight', help: 'Operations being served' }),
   bytes: new Counter({ name: 'splitbrain_agent_bytes_total', help: 'File and device data moved, by direction', labelNames: ['direction'] }),
   spawned: new Counter({ name: 'splitbrain_agent_processes_spawned_total', help: 'Processes started for masters' }),
+  outputCuts: new Counter({ name: 'splitbrain_agent_output_cuts_total', help: 'Processes cut off because their masters fell behind the output budget' }),
 };
 
 type HandleCounts = () => { files: number; devices: number; processes: number };
@@ -31,6 +32,23 @@ new Gauge({
 /** Where the open-handles gauge reads its numbers when scraped (the running agent's tables). */
 export function watchHandles(count: HandleCounts): void {
   countHandles = count;
+}
+
+type OutputCounts = () => NonNullable<AgentStats['output']>;
+let countOutput: OutputCounts = () => ({ kept: 0, budget: 0, cuts: 0 });
+
+new Gauge({
+  name: 'splitbrain_agent_output_kept_bytes', help: 'Process output kept until its masters have it, all processes',
+  collect: (gauge) => gauge.set({}, countOutput().kept),
+});
+new Gauge({
+  name: 'splitbrain_agent_output_budget_bytes', help: 'The most process output the agent keeps (--output-budget)',
+  collect: (gauge) => gauge.set({}, countOutput().budget),
+});
+
+/** Where the output gauges read their numbers (proc/output-budget.ts). */
+export function watchOutput(count: OutputCounts): void {
+  countOutput = count;
 }
 
 /** The same numbers as `agent.stats` answers them: one source for /metrics and the bus. */
@@ -59,5 +77,6 @@ export function statsSnapshot(): AgentStats {
     inFlight: Math.max(0, (agentMetrics.inFlight.samples()[0]?.value ?? 1) - 1),
     processesSpawned: agentMetrics.spawned.samples()[0]?.value ?? 0,
     handles: countHandles(),
+    output: countOutput(),
   };
 }

@@ -19,8 +19,8 @@ import { addInspectCommands } from './inspect-commands.js';
 import { reportStart } from './start-report.js';
 import { LOG_LEVELS, createLogger } from './logger.js';
 import {
-  DEFAULT_NATS, NATS_URL_HELP, VERSION, agentId, agentIdFromEnv, collect, envFlag, execUser, execUserArg, fromEnv, listFromEnv, logLevel, metrics,
-  nonNegative, slaveWait, withBusAuth,
+  DEFAULT_NATS, NATS_URL_HELP, VERSION, agentId, agentIdFromEnv, byteSize, collect, envFlag, execUser, execUserArg, fromEnv, listFromEnv, logLevel,
+  metrics, nonNegative, positiveSeconds, slaveWait, withBusAuth,
 } from './options.js';
 
 // The FUSE mount is loaded only by the commands that mount: its binding needs libfuse, which an
@@ -126,11 +126,14 @@ withBusAuth(program.command('agent'))
   .option('--watch-helper <path>', 'the change watcher binary (default: the one built with splitbrain)')
   .addOption(new Option('--watch-mode <mode>', 'how the change feed learns of slave changes: auto (fanotify on the export\'s '
     + 'filesystem where the kernel and privileges allow, else inotify per directory) or inotify').choices(WATCH_MODES).default('auto'))
+  .option('--output-budget <size>', 'process output kept until masters have it, all processes together (e.g. 64M); '
+    + 'each process gets its share (default: 256M, or an eighth of this machine\'s memory if less)', byteSize)
+  .option('--output-grace <seconds>', 'how long a master may stay behind the output budget before its process is cut off', positiveSeconds, 10)
   .addOption(logLevel())
   .action(async (opts: {
     nats: string; id?: string; root: string; readOnly: boolean; devRoot: string; devAllow: string[];
     enterNamespaces?: number; commitInterval: number; exec: boolean; execAllow: string[]; metrics?: string; logLevel: string;
-    allowDeviceNodes: boolean; watchMax?: number; watchHelper?: string; watchMode: WatchMode;
+    allowDeviceNodes: boolean; watchMax?: number; watchHelper?: string; watchMode: WatchMode; outputBudget?: number; outputGrace: number;
   }) => {
     if (opts.metrics) await serveMetrics(opts.metrics);
     if (!opts.exec && opts.execAllow.length > 0) throw new InvalidArgumentError('--no-exec and --exec-allow exclude each other');
@@ -143,6 +146,7 @@ withBusAuth(program.command('agent'))
       execPolicy: !opts.exec ? 'none' : opts.execAllow.length > 0 ? opts.execAllow : 'all', version: VERSION, log,
       allowDeviceNodes: opts.allowDeviceNodes, watchMax: opts.watchMax,
       watchHelper: opts.watchHelper === undefined ? undefined : resolve(opts.watchHelper), watchMode: opts.watchMode,
+      outputBudget: opts.outputBudget, outputGraceMs: opts.outputGrace * 1000,
     });
     let displaced: Error | undefined;
     await serveUntilSignal(() => agent.stop(), agent.displaced.then((err) => {
