@@ -109,7 +109,7 @@ export const procOps: HandlerTable = {
   'proc.hangup': async ({ procId }, ctx) => {
     const proc = ctx.procs.get(procId);
     ctx.log.debug({ procId, pid: proc.pid }, 'its master hung up: hanging up on the process');
-    proc.hangUp();
+    proc.hangUp(true);
     return {};
   },
 

@@ -281,15 +281,13 @@ export class SpawnedProcess implements BudgetMember {
     if (this.cutOff || this.exitSeq !== undefined) return;
     this.cutOff = true;
     this.pending = null;
-    const dropped = this.kept.reduce((sum, kept) => sum + kept.event.length, 0);
-    this.kept.length = 0;
-    this.keep(-dropped);
+    const dropped = this.keptBytes;
+    this.hangUp(true);
     this.log.warn({ procId: this.procId, pid: this.pid, dropped, toldMaster: this.spec.cuts }, message);
     if (this.spec.cuts) {
       // Kept until received, as the exit: credit for the output before it says nothing of it.
       this.send(encodeEvent({ procId: this.procId, seq: this.seq++, cut: { errno: 'ENOBUFS', message } }), Infinity);
     }
-    this.hangUp();
   }
 
   async writeStdin(data: Uint8Array, eof: boolean): Promise<void> {
@@ -321,9 +319,15 @@ export class SpawnedProcess implements BudgetMember {
 
   /**
    * The master is gone, as a dropped ssh session: the output pipes close (a writer gets SIGPIPE),
-   * the process group gets SIGHUP, then SIGKILL if it lingers.
+   * the process group gets SIGHUP, then SIGKILL if it lingers. `masterGone`: it said so itself
+   * (proc.hangup; not a lease that ran out, whose master may come back and ask for the output).
    */
-  hangUp(): void {
+  hangUp(masterGone = false): void {
+    if (masterGone) {
+      // Nobody will ask for it again: what is kept of the output is freed now, not at the lease's end.
+      this.keep(-this.kept.reduce((sum, kept) => sum + kept.event.length, 0));
+      this.kept.length = 0;
+    }
     if (this.exited || this.killTimer) return;
     if ('pipes' in this.child) {
       this.child.pipes.stdout?.destroy();
