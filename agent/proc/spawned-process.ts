@@ -19,6 +19,7 @@ import type { Readable } from 'node:stream';
 import type { IPty } from 'node-pty';
 import type { Logger } from 'pino';
 import { SlaveError, encodeEvent, encodeOutputEvent } from '../../protocol/index.js';
+import { KeptEvents } from './kept-events.js';
 import type { BudgetMember, OutputBudget } from './output-budget.js';
 
 export interface SpawnSpec {
@@ -69,8 +70,6 @@ function withChildUmask<T>(start: () => T): T {
 export class SpawnedProcess implements BudgetMember {
   lastSeen = Date.now();
   behindSince: number | undefined;
-  /** Bytes of the events in `kept`, as the agent's output budget counts them. */
-  keptBytes = 0;
   /** Set once cut off: output that still comes is dropped. */
   private cutOff = false;
   private seq = 0;
@@ -81,11 +80,8 @@ export class SpawnedProcess implements BudgetMember {
   private flushScheduled = false;
   private exited = false;
   private killTimer: NodeJS.Timeout | undefined;
-  /**
-   * Events sent and not known received, in seq order. `end`: the output bytes sent up to and
-   * including it (Infinity for the exit, which only `received` can clear).
-   */
-  private readonly kept: { seq: number; end: number; event: Uint8Array }[] = [];
+  /** Events sent and not known received, counted against the agent's output budget. */
+  private readonly kept: KeptEvents;
   private sentBytes = 0;
   private creditedBytes = 0;
   /** The exit event's seq, once sent. */
@@ -104,6 +100,7 @@ export class SpawnedProcess implements BudgetMember {
     private readonly budget: OutputBudget,
     private readonly changeSeq: (() => Promise<number | undefined>) | undefined,
   ) {
+    this.kept = new KeptEvents((delta) => budget.changed(this, delta));
     budget.join(this);
   }
 
@@ -191,14 +188,13 @@ export class SpawnedProcess implements BudgetMember {
   }
 
   private send(event: Uint8Array, end: number): void {
-    this.kept.push({ seq: this.seq - 1, end, event });
-    this.keep(event.length);
+    this.kept.push(this.seq - 1, end, event);
     this.sink(event);
   }
 
-  private keep(delta: number): void {
-    this.keptBytes += delta;
-    this.budget.changed(this, delta);
+  /** Bytes of the events kept, as the agent's output budget counts them. */
+  get keptBytes(): number {
+    return this.kept.bytes;
   }
 
   /** The seq the next event will have. */
@@ -213,29 +209,14 @@ export class SpawnedProcess implements BudgetMember {
 
   /** Publishes again every kept event from `from` on (the master missed them). */
   resend(from: number): number {
-    let sent = 0;
-    for (const kept of this.kept) {
-      if (kept.seq < from) continue;
-      this.sink(kept.event);
-      sent++;
-    }
-    return sent;
+    const events = this.kept.from(from);
+    for (const event of events) this.sink(event);
+    return events.length;
   }
 
   /** Events before `next`, and output the master credited, were received: no need to keep them. */
   private forget(next: number): void {
-    let drop = 0;
-    let freed = 0;
-    while (drop < this.kept.length) {
-      const kept = this.kept[drop] as { seq: number; end: number; event: Uint8Array };
-      if (kept.seq >= next && kept.end > this.creditedBytes) break;
-      freed += kept.event.length;
-      drop++;
-    }
-    if (drop > 0) {
-      this.kept.splice(0, drop);
-      this.keep(-freed);
-    }
+    this.kept.forget(next, this.creditedBytes);
     if (this.exitSeq !== undefined && next > this.exitSeq && !this.forgotten) {
       this.forgotten = true;
       this.onExit();
@@ -325,8 +306,7 @@ export class SpawnedProcess implements BudgetMember {
   hangUp(masterGone = false): void {
     if (masterGone) {
       // Nobody will ask for it again: what is kept of the output is freed now, not at the lease's end.
-      this.keep(-this.kept.reduce((sum, kept) => sum + kept.event.length, 0));
-      this.kept.length = 0;
+      this.kept.clear();
     }
     if (this.exited || this.killTimer) return;
     if ('pipes' in this.child) {
