@@ -4,7 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { hostname, platform, release } from 'node:os';
+import { hostname, platform, release, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import {
@@ -21,14 +21,18 @@ import { DEFAULT_DEV_ALLOW } from './dev/dev-allow.js';
 import { globFilter } from './path-globs.js';
 import { checkCanEnter, namespaceHostname } from './proc/namespaces.js';
 import { Commits, dropUnsyncedWrites } from './fs/commits.js';
-import { watchHandles } from './agent-metrics.js';
+import { watchHandles, watchOutput } from './agent-metrics.js';
 import type { ExecPolicy } from './proc/exec-policy.js';
+
+/** Ops that set file times: the first one loads what exact times need (checkExactTimes). */
+const TIME_OPS: ReadonlySet<string> = new Set(['fs.utimens', 'fs.futimens']);
 
 /** Unsynced bytes past which a commit starts at once. */
 const COMMIT_THRESHOLD_BYTES = 32 * 1024 * 1024;
 import { DeviceHandles } from './dev/device-handles.js';
 import { handlers } from './handlers.js';
 import { ProcessTable } from './proc/process-table.js';
+import { DEFAULT_OUTPUT_GRACE_MS, defaultOutputBudget } from './proc/output-budget.js';
 import { CallerAccess, SearchCache } from './caller-access.js';
 import { accessAcl } from './fs/xattr-ops.js';
 import { RootJail } from './root-jail.js';
@@ -71,6 +75,12 @@ export interface AgentOptions {
   watchHelper?: string;
   /** How the change feed learns of changes (default auto: fanotify where allowed, else inotify). */
   watchMode?: WatchMode;
+  /**
+   * Process output kept for masters that have not received it, all processes together (bytes;
+   * default: proc/output-budget.ts), and how long one may stay behind it before it is cut off.
+   */
+  outputBudget?: number;
+  outputGraceMs?: number;
   log: Logger;
 }
 
@@ -185,6 +195,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     },
     leaseMs: options.procLeaseMs ?? 5000, maxProcesses: 1024, log: log.child({ component: 'proc' }),
     connected: () => bus.connected,
+    outputBudget: options.outputBudget ?? defaultOutputBudget(totalmem()), outputGraceMs: options.outputGraceMs ?? DEFAULT_OUTPUT_GRACE_MS,
   });
   bus.onReconnect(() => {
     procs.renewAll();
@@ -198,6 +209,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   }
   const devices = new DeviceHandles(1024, (subject, data) => bus.publish(subject, data));
   watchHandles(() => ({ files: handles.size, devices: devices.size, processes: procs.size }));
+  watchOutput(() => ({ kept: procs.budget.kept, budget: procs.budget.bytes, cuts: procs.budget.cuts }));
   const serving = { count: 0 };
   const ctx: AgentContext = {
     jail, handles, commits, procs, devJail, devices, devAllow: globFilter(options.devAllow ?? DEFAULT_DEV_ALLOW),
@@ -209,14 +221,26 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     hello: () => ({ ...info, changes: changes.feedMode, server: bus.server, reconnects: bus.reconnects, busy: serving.count }),
   };
   const dispatch = createDispatcher(handlers, ctx, info.bootId);
+  // Exact file times need koffi and libc (fs/exact-times.ts), loaded at the first time change
+  // rather than at start: an idle agent does not map them (docs/performance.md, "Agent memory").
+  let timesChecked = false;
+  const checkExactTimes = () => {
+    if (timesChecked) return;
+    timesChecked = true;
+    const problem = exactTimesProblem();
+    if (problem !== undefined) log.warn(problem);
+  };
   let served: { stop(): void };
   let discover: { stop(): void };
   try {
     await refuseTakenId(bus, info, log);
     // Refused when these credentials are not this agent id's (docs/security.md): then nothing
     // may serve under that id, and the agent fails to start with the server's reason.
-    served = await bus.serve(agentWildcard(options.agentId), async (subject, data) =>
-      dispatch(opFromSubject(options.agentId, subject) ?? '', data));
+    served = await bus.serve(agentWildcard(options.agentId), async (subject, data) => {
+      const op = opFromSubject(options.agentId, subject) ?? '';
+      if (TIME_OPS.has(op)) checkExactTimes();
+      return dispatch(op, data);
+    });
     discover = await bus.serve(DISCOVER_SUBJECT, async (_subject, data) => dispatch('agent.hello', data));
   } catch (err) {
     procs.close();
@@ -232,8 +256,6 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     log.error({ err }, 'another agent serves this id: stopping');
     return err instanceof Error ? err : new Error(String(err));
   });
-  const timesProblem = exactTimesProblem();
-  if (timesProblem !== undefined) log.warn(timesProblem);
   return {
     info,
     displaced,

@@ -11,7 +11,7 @@ import { procOps } from './proc/proc-ops.js';
 
 export const handlers: HandlerTable = {
   'agent.hello': async (_args, ctx) => ctx.hello(),
-  'agent.stats': async (_args, ctx) => ({ ...await statsSnapshot(), changes: ctx.changes.stats() }),
+  'agent.stats': async (_args, ctx) => ({ ...statsSnapshot(), changes: ctx.changes.stats() }),
   'fs.changes': async (_args, ctx) => ctx.changes.sync(),
   ...attrOps,
   ...dirOps,

@@ -19,6 +19,8 @@ export interface AgentOptions {
   /** The agent's --root: the slave-side directory it serves. */
   slavePath: string;
   logPath: string;
+  /** More `splitbrain agent` options (the memory part's --output-budget). */
+  args?: string[];
 }
 
 /** Polls the agent's hello over the bus until it answers. */
@@ -36,7 +38,7 @@ async function waitForAgent(agent: Daemon, natsUrl: string, agentId: string): Pr
 export async function startAgent(options: AgentOptions, cleanup: Cleanup): Promise<Daemon> {
   const agent = startDaemon({
     label: options.label, command: process.execPath, logPath: options.logPath,
-    args: [CLI, 'agent', '--nats', options.natsUrl, '--id', options.agentId, '--root', options.slavePath],
+    args: [CLI, 'agent', '--nats', options.natsUrl, '--id', options.agentId, '--root', options.slavePath, ...(options.args ?? [])],
   }, cleanup);
   await waitForAgent(agent, options.natsUrl, options.agentId);
   return agent;

@@ -14,7 +14,7 @@
  *    agent and mount.
  */
 import { spawn } from 'node:child_process';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startAgent } from './agent-daemon.js';
@@ -23,6 +23,7 @@ import type { Fixtures } from './fixtures.js';
 import { workloads } from './fs-workloads.js';
 import { markdownTable } from './markdown-table.js';
 import { startNatsFarm } from './nats-farm.js';
+import { procMemory } from './proc-memory.js';
 import { startSplitbrain } from './splitbrain-target.js';
 import { median, percentile } from './stats.js';
 import type { Target } from './target.js';
@@ -63,18 +64,13 @@ export interface ClusterBenchResults {
 
 /** VmRSS or VmHWM of a process, in MiB. */
 async function residentMb(pid: number, field: 'VmRSS' | 'VmHWM'): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  const kb = Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
-  return kb / 1024;
+  const memory = await procMemory(pid);
+  return field === 'VmRSS' ? memory.resident : memory.peak;
 }
 
-/**
- * Proportional set size, MiB: resident memory with each page shared by N processes counted 1/N.
- * RSS counts Node's own code (~40 MiB) in full for every agent; 50 agents on one host share it.
- */
+/** Proportional set size, MiB (proc-memory.ts): Node's own code is shared by all the agents of a host. */
 async function proportionalMb(pid: number): Promise<number> {
-  const rollup = await readFile(`/proc/${pid}/smaps_rollup`, 'utf8');
-  return Number(/^Pss:\s+(\d+) kB/m.exec(rollup)?.[1] ?? NaN) / 1024;
+  return (await procMemory(pid)).proportional;
 }
 
 function meanMax(values: number[]): [number, number] {

@@ -118,6 +118,11 @@ reports an agent's and a mount's memory, idle and at their peak; and runs a load
 agents on the leaf and 10 masters on the cluster, each master checking every result of a mixed
 workload for \`BENCH_LOAD_SECONDS\` (default 20), next to one master and one agent alone.
 
+The agent memory part, last (or alone with \`npm run bench -- --only memory\`, about two
+minutes), measures an agent's resident size idle (2 s and 20 s after it started) and with 100
+stalled readers: \`splitbrain bridge\` runs 100 bridged \`yes\` whose stdout nobody reads, with
+the default \`--output-budget\` and with one above every window together (as before the budget).
+
 **Cold** means: \`sync\`, \`echo 3 > /proc/sys/vm/drop_caches\` (the page, dentry and inode
 caches of the mounts and of the directories behind them), then a wait for the caches each FUSE
 server keeps in its own memory to expire: for splitbrain its \`cache_timeout\` (1 s by default)

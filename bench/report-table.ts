@@ -46,6 +46,8 @@ export interface BenchReport {
   callSection: string | undefined;
   /** The cluster part (cluster-bench.ts), already marked. */
   clusterSection?: string;
+  /** The agent memory part (memory-bench.ts), already marked. */
+  memorySection?: string;
   /** Warnings and errors the splitbrain agent and mount logged during the run. */
   logExcerpts: string[];
 }
@@ -178,6 +180,7 @@ export function renderReport(report: BenchReport): string {
   if (report.callersError) out.push(`Caller bench: fails (${report.callersError})`, '');
   if (report.callSection) out.push(report.callSection, '');
   if (report.clusterSection) out.push(report.clusterSection, '');
+  if (report.memorySection) out.push(report.memorySection, '');
   const problems: string[] = [];
   for (const [target, error] of report.startErrors) problems.push(`- ${target}: could not start: ${error}`);
   for (const n of report.fs?.notes ?? []) problems.push(`- ${MARK_NOTE} ${n.target}, ${n.workload}: ${n.message}`);

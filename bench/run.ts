@@ -7,8 +7,9 @@
  * Env: BENCH_RUNS (3), BENCH_SIZE_MB (256), BENCH_EXEC_RUNS (200), BENCH_ECHO_ROUNDS (1000),
  * BENCH_CALL_ITERATIONS (300), BENCH_COHERENCE_CHANGES (200), BENCH_SPLITBRAIN_OPTS.
  * `--only calls`: start the targets and run that last part alone; only its section of the doc is
- * rewritten. Last, the cluster part (cluster-bench.ts: a leaf node, memory, a load test with
- * BENCH_LOAD_SECONDS, default 20), also alone with `--only cluster`.
+ * rewritten. Then the cluster part (cluster-bench.ts: a leaf node, memory, a load test with
+ * BENCH_LOAD_SECONDS, default 20), also alone with `--only cluster`; last, the agent memory part
+ * (memory-bench.ts: an idle agent, and one with 100 stalled readers), alone with `--only memory`.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -26,6 +27,7 @@ import { measureExecBench, type ExecBenchResults } from './exec-bench.js';
 import { makeFixtures } from './fixtures.js';
 import { runFsBench, type FsBenchResults } from './fs-bench.js';
 import { measureFuseFloor, type FuseFloorResult } from './fuse-floor.js';
+import { measureMemoryBench, renderMemorySection, type MemoryBenchResults } from './memory-bench.js';
 import { logExcerpts } from './log-excerpts.js';
 import { describeMachine, loadAverage } from './machine-info.js';
 import { mountsUnder } from './mount-table.js';
@@ -54,7 +56,7 @@ function envInt(name: string, fallback: number, max: number): number {
 }
 
 /** Parts that `--only` can run alone. */
-const PARTS = ['calls', 'cluster'] as const;
+const PARTS = ['calls', 'cluster', 'memory'] as const;
 type Part = (typeof PARTS)[number];
 
 function onlyPart(args: readonly string[]): Part | undefined {
@@ -83,7 +85,7 @@ async function main(): Promise<void> {
   const loadSeconds = envInt('BENCH_LOAD_SECONDS', 20, 3600);
   const only = onlyPart(process.argv.slice(2));
   const full = only === undefined;
-  const mainParts = only !== 'cluster';
+  const mainParts = only === undefined || only === 'calls';
   if (process.getuid?.() !== 0) {
     progress('warning: not root: dropping caches (cold tests), sshd and untar ownership will fail');
   }
@@ -126,6 +128,9 @@ async function main(): Promise<void> {
   let cluster: ClusterBenchResults | undefined;
   let clusterError: string | undefined;
   let clusterHeading = '';
+  let memory: MemoryBenchResults | undefined;
+  let memoryError: string | undefined;
+  let memoryHeading = '';
   try {
     const withFixtures = full || only === 'cluster';
     progress(`work dir ${workDir}${withFixtures ? `; making fixtures (${sizeMb} MiB random file, npm tarball)` : ''}`);
@@ -227,6 +232,18 @@ async function main(): Promise<void> {
       clusterHeading = `Measured ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')} on ${machine.machine} by \`${full ? 'npm run bench' : 'npm run bench -- --only cluster'}\`; `
         + `this part took ${((performance.now() - started) / 1000).toFixed(0)} s, load average ${load} at its start, ${loadAverage()} at its end.`;
     }
+    if (full || only === 'memory') {
+      const load = loadAverage();
+      try {
+        memory = await measureMemoryBench(workDir, nats.url, cleanup, progress);
+      } catch (err) {
+        memoryError = (err as Error).message;
+        progress(`memory bench failed: ${memoryError}`);
+      }
+      const machine = await describeMachine();
+      memoryHeading = `Measured ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')} on ${machine.machine} by \`${full ? 'npm run bench' : 'npm run bench -- --only memory'}\`; `
+        + `this part took ${(memory?.durationS ?? 0).toFixed(0)} s, load average ${load} at its start, ${loadAverage()} at its end.`;
+    }
   } finally {
     progress('cleaning up');
     await cleanup.runAll();
@@ -241,6 +258,13 @@ async function main(): Promise<void> {
     durationS: (performance.now() - callsStarted) / 1000, load: [callsLoad, loadAverage()], startErrors,
     calls, callsError, coherence, coherenceError,
   };
+  if (only === 'memory') {
+    const text = renderMemorySection(memory, memoryError, memoryHeading);
+    process.stdout.write(`\n${text}\n`);
+    await writePerformanceDocPart(only, text);
+    progress(`rewrote the ${only} section of ${PERFORMANCE_DOC}`);
+    return;
+  }
   if (only === 'cluster') {
     const text = renderClusterSection(cluster, clusterError, clusterHeading);
     process.stdout.write(`\n${text}\n`);
@@ -261,6 +285,7 @@ async function main(): Promise<void> {
     coldWaits, startErrors, fs, floor, floorError, fuseFloor, fuseFloorError, exec, execError, device, deviceError,
     callers, callersError, callSection: markPart('calls', renderCallSection(section)),
     clusterSection: markPart('cluster', renderClusterSection(cluster, clusterError, clusterHeading)),
+    memorySection: markPart('memory', renderMemorySection(memory, memoryError, memoryHeading)),
     logExcerpts: logs,
   };
   const text = renderReport(report);

@@ -13,23 +13,24 @@ import { whenUnmounted } from '../mount/mount-watch.js';
 import { busAuthFromEnv } from '../transport/bus-auth.js';
 import { serveMetrics } from '../transport/metrics.js';
 import { agentIdFromHostname } from '../protocol/index.js';
-import { startBridgeService } from '../sidecar/bridge-service.js';
-import { runExec } from '../sidecar/exec-session.js';
 import type { ExecUser } from '../sidecar/exec-user.js';
-import { checkHealth } from '../sidecar/health.js';
 import { daemonize, startChildServer } from './daemon.js';
 import { addInspectCommands } from './inspect-commands.js';
 import { reportStart } from './start-report.js';
 import { LOG_LEVELS, createLogger } from './logger.js';
 import {
-  DEFAULT_NATS, NATS_URL_HELP, VERSION, agentId, agentIdFromEnv, collect, envFlag, execUser, execUserArg, fromEnv, listFromEnv, logLevel, metrics,
-  nonNegative, slaveWait, withBusAuth,
+  DEFAULT_NATS, NATS_URL_HELP, VERSION, agentId, agentIdFromEnv, byteSize, collect, envFlag, execUser, execUserArg, fromEnv, listFromEnv, logLevel,
+  metrics, nonNegative, positiveSeconds, slaveWait, withBusAuth,
 } from './options.js';
 
 // The FUSE mount is loaded only by the commands that mount: its binding needs libfuse, which an
 // agent-only machine (or the agent image) does not have.
 const loadMount = () => import('../mount/mount.js');
 const loadSidecar = () => import('../sidecar/sidecar.js');
+// Nor do the master's other commands load at every start: an agent stays small (docs/performance.md).
+const loadBridge = () => import('../sidecar/bridge-service.js');
+const loadExec = () => import('../sidecar/exec-session.js');
+const loadHealth = () => import('../sidecar/health.js');
 
 /** Runs until SIGINT/SIGTERM or until `stopped` settles, then runs `shutdown` once. */
 async function serveUntilSignal(shutdown: () => Promise<void>, stopped?: Promise<void>): Promise<void> {
@@ -125,11 +126,14 @@ withBusAuth(program.command('agent'))
   .option('--watch-helper <path>', 'the change watcher binary (default: the one built with splitbrain)')
   .addOption(new Option('--watch-mode <mode>', 'how the change feed learns of slave changes: auto (fanotify on the export\'s '
     + 'filesystem where the kernel and privileges allow, else inotify per directory) or inotify').choices(WATCH_MODES).default('auto'))
+  .option('--output-budget <size>', 'process output kept until masters have it, all processes together (e.g. 64M); '
+    + 'each process gets its share (default: 256M, or an eighth of this machine\'s memory if less)', byteSize)
+  .option('--output-grace <seconds>', 'how long a master may stay behind the output budget before its process is cut off', positiveSeconds, 10)
   .addOption(logLevel())
   .action(async (opts: {
     nats: string; id?: string; root: string; readOnly: boolean; devRoot: string; devAllow: string[];
     enterNamespaces?: number; commitInterval: number; exec: boolean; execAllow: string[]; metrics?: string; logLevel: string;
-    allowDeviceNodes: boolean; watchMax?: number; watchHelper?: string; watchMode: WatchMode;
+    allowDeviceNodes: boolean; watchMax?: number; watchHelper?: string; watchMode: WatchMode; outputBudget?: number; outputGrace: number;
   }) => {
     if (opts.metrics) await serveMetrics(opts.metrics);
     if (!opts.exec && opts.execAllow.length > 0) throw new InvalidArgumentError('--no-exec and --exec-allow exclude each other');
@@ -142,6 +146,7 @@ withBusAuth(program.command('agent'))
       execPolicy: !opts.exec ? 'none' : opts.execAllow.length > 0 ? opts.execAllow : 'all', version: VERSION, log,
       allowDeviceNodes: opts.allowDeviceNodes, watchMax: opts.watchMax,
       watchHelper: opts.watchHelper === undefined ? undefined : resolve(opts.watchHelper), watchMode: opts.watchMode,
+      outputBudget: opts.outputBudget, outputGraceMs: opts.outputGrace * 1000,
     });
     let displaced: Error | undefined;
     await serveUntilSignal(() => agent.stop(), agent.displaced.then((err) => {
@@ -221,6 +226,7 @@ withBusAuth(program.command('exec'))
       if (at <= 0) throw new InvalidArgumentError(`-e ${pair}: expected NAME=VALUE`);
       env[pair.slice(0, at)] = pair.slice(at + 1);
     }
+    const { runExec } = await loadExec();
     process.exitCode = await runExec({
       natsUrl: url, agentId: opts.agent, argv: command, cwd: opts.cwd, env, tty: opts.tty,
       noStdin: !opts.stdin, uid: opts.uid, gid: opts.gid, slaveWaitMs: opts.slaveWait * 1000, log: createLogger(opts.logLevel),
@@ -244,6 +250,7 @@ withBridgeOptions(program.command('bridge')
   }) => {
     if (opts.metrics) await serveMetrics(opts.metrics);
     const dir = (d: string | undefined) => (d === undefined ? undefined : resolve(d));
+    const { startBridgeService } = await loadBridge();
     await serveReported(() => startBridgeService({
       ...bridgeSettings(opts),
       natsUrl: url, agentId: opts.agent, socketPath: resolve(opts.socket),
@@ -375,6 +382,7 @@ program.command('health')
   .description('exit 0 while a sidecar serves the directory (a compose healthcheck)')
   .option('--dir <dir>', 'the sidecar\'s shared directory', '/splitbrain')
   .action(async (opts: { dir: string }) => {
+    const { checkHealth } = await loadHealth();
     const problem = await checkHealth(resolve(opts.dir));
     if (problem) {
       process.stderr.write(`splitbrain: unhealthy: ${problem}\n`);

@@ -46,6 +46,15 @@ export function positiveSeconds(value: string): number {
   return n;
 }
 
+/** A size in bytes: a whole number, or one with K, M or G (KiB, MiB, GiB); at least 1 MiB. */
+export function byteSize(value: string): number {
+  const m = /^(\d+)([KMG]?)(i?B)?$/i.exec(value.trim());
+  const scale = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[(m?.[2] ?? '').toUpperCase()] ?? 1;
+  const n = m ? Number(m[1]) * scale : NaN;
+  if (!Number.isSafeInteger(n) || n < 1024 * 1024) throw new InvalidArgumentError('expected a size of 1M or more, such as 256M or 2G');
+  return n;
+}
+
 export function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }

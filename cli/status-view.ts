@@ -71,13 +71,20 @@ export function formatStatus(agents: AgentStatus[], now: number): string {
   return table(rows);
 }
 
+/** Process output the agent keeps for its masters, against its budget; and cuts, if any. */
+function outputCell(output: ActivitySample['output']): string {
+  if (output === undefined) return '';
+  const mib = (n: number) => `${(n / (1024 * 1024)).toFixed(1)} MiB`;
+  return `  output kept ${mib(output.kept)} of ${mib(output.budget)}${output.cuts > 0 ? ` (${output.cuts} cut off)` : ''}`;
+}
+
 /** One interval of one agent: a summary line, then its ops, busiest first. */
 export function formatActivity(agentId: string, sample: ActivitySample, at: Date): string {
   const head = `${at.toISOString().slice(11, 19)}  ${agentId}${sample.restarted ? '  (agent restarted)' : ''}  `
     + `${sample.opsPerSecond.toFixed(1)} ops/s  ${sample.errorsPerSecond.toFixed(1)} err/s  `
     + `read ${formatRate(sample.readBytesPerSecond)}  written ${formatRate(sample.writtenBytesPerSecond)}  `
     + `in flight ${sample.inFlight}  open: ${sample.handles.files} files ${sample.handles.devices} devices `
-    + `${sample.handles.processes} processes\n`;
+    + `${sample.handles.processes} processes${outputCell(sample.output)}\n`;
   if (sample.ops.length === 0) return `${head}(idle)\n\n`;
   const rows = [['OP', 'OPS/S', 'ERR/S', 'MEAN MS']];
   for (const op of sample.ops) {

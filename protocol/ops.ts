@@ -163,6 +163,12 @@ export const agentStats = z.object({
   handles: z.object({ files: u53, devices: u53, processes: u53 }),
   /** The change feed: its mode, last sequence number, directories watched, losses since start. */
   changes: z.object({ mode: z.enum(FEED_MODES), seq: u53, watches: u53, lost: u53 }).optional(),
+  /**
+   * Process output the agent keeps until its masters have it (bytes, all processes), its
+   * --output-budget, and the processes it cut off since start for falling behind (`cut` events).
+   * Absent from agents older than it.
+   */
+  output: z.object({ kept: u53, budget: u53, cuts: u53 }).optional(),
 });
 
 export const readdirEntry = z.tuple([slaveName(z.string().min(1).max(MAX_NAME)), wireAttr.nullable()]);
@@ -257,6 +263,12 @@ export const ops = {
     pty: z.object({ rows: u16, cols: u16 }).nullable(),
     output: publishSubject,
     window: u32.min(1),
+    /**
+     * The master reads `cut` events (below). Without it (older masters) the agent still cuts a
+     * process whose master falls behind, and such a master sees only how the process ended.
+     * Agents older than it ignore it (zod strips unknown keys) and never cut.
+     */
+    cuts: z.boolean().optional(),
   }), z.object({ procId, pid: u32 })),
   /** master --stdin--> process; answered once written into the process's stdin. */
   'proc.stdin': op(z.object({ procId, data: bytes, eof: z.boolean() }), empty),
@@ -386,6 +398,13 @@ export const procEvent = z.union([
      */
     exit: z.object({ code: z.number().int().nullable(), signal: z.string().max(32).nullable(), changeSeq: u53.optional() }),
   }),
+  /**
+   * Only to masters that asked for it (proc.spawn's `cuts`): the process's output ends here. Its
+   * master fell behind the agent's output budget, so the agent dropped what it kept of it (an
+   * event before this seq that did not arrive never will), closed its output and hung up on it;
+   * its exit follows. `errno` says why (ENOBUFS), `message` for the user.
+   */
+  z.object({ procId, seq: u53, cut: z.object({ errno: z.string().max(32), message: shown(1024) }) }),
 ]);
 export type ProcEvent = z.infer<typeof procEvent>;
 

@@ -17,7 +17,7 @@ import { FORWARDED_SIGNALS, SlaveError } from '../protocol/index.js';
 import type { BridgeIdentity } from './bridge-identity.js';
 import type { BridgePolicy } from './bridge-policy.js';
 import { ExecUserError } from './exec-user.js';
-import { STATUS_NOT_EXECUTABLE, failureStatus, signalNumber } from './exit-status.js';
+import { STATUS_NOT_EXECUTABLE, cutMessage, exitStatusOf, failureStatus, signalNumber } from './exit-status.js';
 import type { ForwardedSignal, ProcessClient, RemoteProcess } from './remote-process.js';
 import { StdinWriter } from './stdin-writer.js';
 import {
@@ -148,6 +148,11 @@ class ShimSession {
       this.proc = proc;
       for (const queued of this.queued.splice(0)) this.handle(proc, queued);
       proc.exited.then((status) => {
+        if (status.cut !== undefined) {
+          // The shim prints the message and exits with the status (exit-status.ts).
+          this.end(encodeError(exitStatusOf(status), cutMessage(status.cut, request.argv[0] ?? '', agentId)), status.changeSeq);
+          return;
+        }
         const frame = status.code !== null
           ? encodeExit('exited', status.code)
           : encodeExit('signaled', signalNumber(status.signal ?? '') ?? 0);

@@ -7,7 +7,7 @@
 import type { Logger } from 'pino';
 import { AgentClient, chooseAgent } from '../transport/agent-client.js';
 import { connectBus } from '../transport/bus.js';
-import { exitStatusOf, failureStatus, signalNumber } from './exit-status.js';
+import { cutMessage, exitStatusOf, failureStatus, signalNumber } from './exit-status.js';
 import { ProcessClient, type ForwardedSignal, type RemoteProcess } from './remote-process.js';
 import { StdinWriter } from './stdin-writer.js';
 
@@ -92,10 +92,11 @@ export async function runExec(options: ExecOptions): Promise<number> {
     }
     cleanups.push(pumpStdin(proc, options.noStdin, log));
     try {
-      const status = exitStatusOf(await proc.exited);
+      const exit = await proc.exited;
       // Writes to a pipe are asynchronous: exiting now would cut the output short.
       await output.drained();
-      return status;
+      if (exit.cut !== undefined) process.stderr.write(`splitbrain: ${cutMessage(exit.cut, options.argv[0] ?? '', agentId)}\n`);
+      return exitStatusOf(exit);
     } catch (err) {
       if (brokenPipe) {
         // Exiting at once could close the bus before the hang-up left: then only the agent's

@@ -17,9 +17,20 @@ export function signalNumber(name: string): number | undefined {
   return (constants.signals as Record<string, number>)[name];
 }
 
+/**
+ * A process whose output the agent cut off because this master fell behind (ExitStatus.cut)
+ * ends as a writer whose reader went away: 128 + SIGPIPE, whatever signal the hang-up that
+ * followed ended it with. Its reader got the output up to the cut, and a message says why.
+ */
 export function exitStatusOf(status: ExitStatus): number {
+  if (status.cut !== undefined) return 128 + (signalNumber('SIGPIPE') ?? 13);
   if (status.code !== null) return status.code;
   return 128 + (signalNumber(status.signal ?? '') ?? 0);
+}
+
+/** What the user is told of a cut, on the command's stderr. */
+export function cutMessage(cut: NonNullable<ExitStatus['cut']>, command: string, agentId: string): string {
+  return `${command} on ${agentId}: ${cut.message} (${cut.errno})`;
 }
 
 /** The status and message for a spawn or a session that failed before the process could end. */

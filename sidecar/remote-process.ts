@@ -12,7 +12,9 @@
  * is published while a subscriber moves): events arrive numbered, and one that skips a number,
  * a reconnection of our bus, or a keepalive saying the agent has sent more than arrived, makes
  * us ask the agent to send again from the first missing one (proc.resend). The agent keeps
- * every event until we say we have it (`received` with each credit, and after the exit).
+ * every event until we say we have it (`received` with each credit, and after the exit), within
+ * its output budget: a master that falls behind it is cut off (a `cut` event, then the exit),
+ * and `exited` says so (ExitStatus.cut).
  */
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -30,6 +32,11 @@ export interface ExitStatus {
   signal: string | null;
   /** The slave's change feed position once the process had exited (protocol/changes.ts). */
   changeSeq?: number;
+  /**
+   * The agent cut the process off because this side fell behind its output budget: the output
+   * ended there (what was not received by then is lost) and the process was hung up on.
+   */
+  cut?: { errno: string; message: string };
 }
 
 export interface ProcessOutput {
@@ -96,7 +103,7 @@ export class ProcessClient {
       else early.push(event);
     });
     try {
-      const { procId, pid } = await this.client.call('proc.spawn', { ...options, output: subject, window: WINDOW }, { handleBoot });
+      const { procId, pid } = await this.client.call('proc.spawn', { ...options, output: subject, window: WINDOW, cuts: true }, { handleBoot });
       proc = new RemoteProcess(this.client, procId, pid, this.client.bootId ?? '', output, () => {
         sub.stop();
         this.live.delete(procId);
@@ -171,6 +178,8 @@ export class RemoteProcess {
   private resending = false;
   /** nextSeq at the last keepalive that showed the agent ahead of us. */
   private behindAt: number | undefined;
+  /** Set by a `cut` event: the exit that follows carries it. */
+  private cut: ExitStatus['cut'];
 
   constructor(
     private readonly client: AgentClient,
@@ -193,6 +202,14 @@ export class RemoteProcess {
   receive(event: ProcEvent): void {
     if (this.done) return;
     if (event.seq < this.nextSeq) return; // sent again, and we had it
+    if ('cut' in event) {
+      // The agent dropped what it kept: events before this one that did not arrive never will.
+      if (event.seq > this.nextSeq) this.log.warn({ procId: this.procId, lost: event.seq - this.nextSeq }, 'process output events lost at a cut');
+      this.log.warn({ procId: this.procId, slavePid: this.slavePid, reason: event.cut.message }, 'the agent cut off a process\'s output');
+      this.nextSeq = event.seq + 1;
+      this.cut = event.cut;
+      return;
+    }
     if (event.seq > this.nextSeq) {
       this.askAgain(`event ${event.seq} arrived, ${this.nextSeq} expected`);
       return;
@@ -200,7 +217,7 @@ export class RemoteProcess {
     this.nextSeq++;
     if ('exit' in event) {
       this.finish();
-      this.resolveExit(event.exit);
+      this.resolveExit(this.cut === undefined ? event.exit : { ...event.exit, cut: this.cut });
       // The agent keeps an ended process until it knows we have its exit.
       this.quietly('proc.credit', this.client.call('proc.credit', { procId: this.procId, bytes: 0, received: this.nextSeq }, { handleBoot: this.boot }));
       return;

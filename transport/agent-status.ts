@@ -60,6 +60,8 @@ export interface ActivitySample {
   /** At the end of the interval. */
   readonly inFlight: number;
   readonly handles: AgentStats['handles'];
+  /** Process output kept for masters at the end of the interval (absent from older agents). */
+  readonly output?: AgentStats['output'];
   /** The agent restarted during the interval: its counters started again from zero. */
   readonly restarted: boolean;
 }
@@ -89,6 +91,7 @@ export function activityBetween(before: AgentStats | undefined, after: AgentStat
     writtenBytesPerSecond: per(after.bytesWritten - start.bytesWritten),
     spawnedPerSecond: per(after.processesSpawned - start.processesSpawned),
     inFlight: after.inFlight, handles: after.handles, restarted: false,
+    ...(after.output === undefined ? {} : { output: after.output }),
   };
 }
 

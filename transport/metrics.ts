@@ -1,10 +1,10 @@
 /**
- * Prometheus metrics (prom-client's default registry), for `--metrics HOST:PORT`: what the bus
- * and the requests through it did. The agent adds its own (agent/agent-metrics.ts). Metrics
- * are counted whether or not anyone scrapes them; the counting is a map update per request.
+ * Prometheus metrics (metric-registry.ts), for `--metrics HOST:PORT`: what the bus and the
+ * requests through it did. The agent adds its own (agent/agent-metrics.ts). Metrics are counted
+ * whether or not anyone scrapes them; the counting is a map update per request.
  */
-import { createServer, type Server } from 'node:http';
-import { Counter, Gauge, Histogram, register } from 'prom-client';
+import type { Server } from 'node:http';
+import { Counter, EXPOSITION_CONTENT_TYPE, Gauge, Histogram, exposition } from './metric-registry.js';
 
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
@@ -30,15 +30,14 @@ export async function serveMetrics(hostPort: string): Promise<Server> {
   const host = at > 0 ? hostPort.slice(0, at) : '127.0.0.1';
   const port = Number(at >= 0 ? hostPort.slice(at + 1) : hostPort);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--metrics ${hostPort}: expected HOST:PORT`);
+  // Loaded here: a process that serves no metrics does not carry an HTTP server.
+  const { createServer } = await import('node:http');
   const server = createServer((req, res) => {
     if (req.url !== '/metrics') {
       res.writeHead(404).end('only /metrics here\n');
       return;
     }
-    register.metrics().then(
-      (text) => res.writeHead(200, { 'content-type': register.contentType }).end(text),
-      (err: unknown) => res.writeHead(500).end(String(err)),
-    );
+    res.writeHead(200, { 'content-type': EXPOSITION_CONTENT_TYPE }).end(exposition());
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

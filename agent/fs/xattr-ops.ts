@@ -4,11 +4,23 @@
  * other errors as "(os error N)" messages: both are turned into the errno a program expects.
  */
 import { closeSync, constants, lstatSync, openSync } from 'node:fs';
-import { getAttributeSync, listAttributesSync, removeAttributeSync, setAttributeSync } from '@napi-rs/xattr';
+import { createRequire } from 'node:module';
 import { MAY_READ, MAY_WRITE, S_ISVTX, SlaveError, errnoName, errnoOf, hasLoneSurrogates, nameToBytes, owns, type Caller } from '../../protocol/index.js';
 import type { CallerAccess } from '../caller-access.js';
 import type { HandlerTable } from '../context.js';
 import { fsPath } from '../host-path.js';
+
+type XattrLibrary = typeof import('@napi-rs/xattr');
+let library: XattrLibrary | undefined;
+
+/**
+ * The native library, loaded at the first attribute a request needs: an idle agent, and one
+ * whose masters never ask, does not map it (docs/performance.md, "Agent memory").
+ */
+function xattr(): XattrLibrary {
+  library ??= createRequire(import.meta.url)('@napi-rs/xattr') as XattrLibrary;
+  return library;
+}
 
 /** open(2)'s O_PATH on Linux (Node does not export it): a handle to name a file by, not to read. */
 const O_PATH = 0o10000000;
@@ -51,7 +63,7 @@ function call<T>(what: string, work: () => T): T {
  */
 export function accessAcl(host: string): Buffer | null {
   try {
-    return withXattrPath(host, (p) => getAttributeSync(p, 'system.posix_acl_access'));
+    return withXattrPath(host, (p) => xattr().getAttributeSync(p, 'system.posix_acl_access'));
   } catch {
     return null;
   }
@@ -59,7 +71,7 @@ export function accessAcl(host: string): Buffer | null {
 
 /** The attribute's value, or null when the file (which must exist) has no such attribute. */
 function valueOf(host: string, name: string): Buffer | null {
-  const value = call(`getxattr ${name}`, () => withXattrPath(host, (p) => getAttributeSync(p, name)));
+  const value = call(`getxattr ${name}`, () => withXattrPath(host, (p) => xattr().getAttributeSync(p, name)));
   if (value === null) lstatSync(fsPath(host)); // a missing file is ENOENT, not "no such attribute"
   return value;
 }
@@ -110,7 +122,7 @@ export const xattrOps: HandlerTable = {
       if (flags & XATTR_CREATE && exists) throw new SlaveError('EEXIST', `attribute ${name} exists on ${path}`);
       if (flags & XATTR_REPLACE && !exists) throw new SlaveError('ENODATA', `no attribute ${name} on ${path}`);
     }
-    call(`setxattr ${name}`, () => withXattrPath(host, (p) => setAttributeSync(p, name, value)));
+    call(`setxattr ${name}`, () => withXattrPath(host, (p) => xattr().setAttributeSync(p, name, value)));
     return {};
   },
 
@@ -118,7 +130,7 @@ export const xattrOps: HandlerTable = {
     const host = ctx.jail.resolve(path);
     const who = ctx.access(caller);
     who.search(host, `listxattr ${path}`);
-    const names = call('listxattr', () => withXattrPath(host, (p) => listAttributesSync(p)));
+    const names = call('listxattr', () => withXattrPath(host, (p) => xattr().listAttributesSync(p)));
     return { names: who.checking ? names.filter((n) => !n.startsWith('trusted.')) : names };
   },
 
@@ -126,7 +138,7 @@ export const xattrOps: HandlerTable = {
     const host = ctx.jail.resolve(path);
     checkXattr(ctx.access(caller), host, name, true, `removexattr ${path}`);
     if (valueOf(host, name) === null) throw new SlaveError('ENODATA', `no attribute ${name} on ${path}`);
-    call(`removexattr ${name}`, () => withXattrPath(host, (p) => removeAttributeSync(p, name)));
+    call(`removexattr ${name}`, () => withXattrPath(host, (p) => xattr().removeAttributeSync(p, name)));
     return {};
   },
 };

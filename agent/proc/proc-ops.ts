@@ -43,7 +43,7 @@ function checkPolicy(ctx: AgentContext, file: string, command: string): void {
 }
 
 export const procOps: HandlerTable = {
-  'proc.spawn': async ({ argv, env, cwd, uid, gid, groups, pty, output, window }, ctx) => {
+  'proc.spawn': async ({ argv, env, cwd, uid, gid, groups, pty, output, window, cuts }, ctx) => {
     // Output goes only to this agent's own output subjects, which the bus's permissions let
     // exactly the masters granted this slave read: never to a subject a request names freely.
     if (!isOutputSubjectOf(ctx.hello().agentId, output)) {
@@ -85,7 +85,7 @@ export const procOps: HandlerTable = {
       };
     }
     const proc = await ctx.procs.spawn({
-      ...how, env: fullEnv, cwd: hostCwd, pty, window, maxChunk: ctx.maxPayload - REPLY_OVERHEAD,
+      ...how, env: fullEnv, cwd: hostCwd, pty, window, maxChunk: ctx.maxPayload - REPLY_OVERHEAD, cuts: cuts ?? false,
     }, output);
     agentMetrics.spawned.inc();
     return { procId: proc.procId, pid: proc.pid };
@@ -109,7 +109,7 @@ export const procOps: HandlerTable = {
   'proc.hangup': async ({ procId }, ctx) => {
     const proc = ctx.procs.get(procId);
     ctx.log.debug({ procId, pid: proc.pid }, 'its master hung up: hanging up on the process');
-    proc.hangUp();
+    proc.hangUp(true);
     return {};
   },
 

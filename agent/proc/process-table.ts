@@ -8,6 +8,8 @@
  */
 import type { Logger } from 'pino';
 import { HandleIds, SlaveError } from '../../protocol/index.js';
+import { agentMetrics } from '../agent-metrics.js';
+import { OutputBudget } from './output-budget.js';
 import { SpawnedProcess, type SpawnSpec } from './spawned-process.js';
 
 export interface ProcessTableOptions {
@@ -23,6 +25,9 @@ export interface ProcessTableOptions {
   changeSeq?: () => Promise<number | undefined>;
   /** False while the agent's connection to the bus is down (leases then wait). */
   connected?: () => boolean;
+  /** Output kept for all processes (bytes), and how long a master may stay behind it (output-budget.ts). */
+  outputBudget: number;
+  outputGraceMs: number;
   log: Logger;
 }
 
@@ -30,14 +35,22 @@ export class ProcessTable {
   private readonly procs = new Map<number, SpawnedProcess>();
   private readonly ids = new HandleIds();
   private readonly sweeper: NodeJS.Timeout;
+  readonly budget: OutputBudget;
 
   constructor(private readonly options: ProcessTableOptions) {
     this.sweeper = setInterval(() => this.sweep(), Math.max(100, Math.floor(options.leaseMs / 4)));
     this.sweeper.unref();
+    this.budget = new OutputBudget(options.outputBudget, options.outputGraceMs, () => agentMetrics.outputCuts.inc());
   }
 
   get size(): number {
     return this.procs.size;
+  }
+
+  /** Forgets a process: the budget frees what it kept. */
+  private remove(proc: SpawnedProcess): void {
+    if (this.procs.get(proc.procId) === proc) this.procs.delete(proc.procId);
+    this.budget.leave(proc);
   }
 
   async spawn(spec: SpawnSpec, output: string): Promise<SpawnedProcess> {
@@ -47,7 +60,7 @@ export class ProcessTable {
     const procId = this.ids.take((id) => this.procs.has(id));
     const log = this.options.log;
     const sink = (event: Uint8Array) => this.options.publish(output, event);
-    const proc = await SpawnedProcess.start(procId, spec, sink, () => this.procs.delete(procId), log, this.options.changeSeq);
+    const proc: SpawnedProcess = await SpawnedProcess.start(procId, spec, sink, () => this.remove(proc), log, this.budget, this.options.changeSeq);
     this.procs.set(procId, proc);
     log.debug({ procId, pid: proc.pid, argv: spec.argv, pty: spec.pty !== null }, 'process started');
     return proc;
@@ -97,7 +110,7 @@ export class ProcessTable {
     for (const proc of [...this.procs.values()]) {
       if (proc.lastSeen >= expired) continue;
       if (proc.ended) {
-        this.procs.delete(proc.procId); // its master is gone, or had the exit and said nothing
+        this.remove(proc); // its master is gone, or had the exit and said nothing
         continue;
       }
       this.options.log.warn({ procId: proc.procId, pid: proc.pid }, 'its master stopped asking for it: hanging up');
@@ -108,6 +121,7 @@ export class ProcessTable {
   /** Agent shutdown: every process is hung up on. */
   close(): void {
     clearInterval(this.sweeper);
+    this.budget.close();
     for (const proc of this.procs.values()) proc.hangUp();
   }
 }

@@ -6,7 +6,9 @@
  * Every event sent is kept until the master has it (it says so with `received`, or by crediting
  * the output: credited bytes were received), and sent again on request (`resend`): NATS drops
  * what is published while a subscriber moves to another server, and the master asks again from
- * the first event it missed. The window bounds what is kept, as it bounds what is in flight. An
+ * the first event it missed. The window bounds what is kept, as it bounds what is in flight: the
+ * master's window or the process's share of the agent's output budget, whichever is smaller
+ * (output-budget.ts). A process whose master falls behind that budget is cut off (`cut`). An
  * ended process stays known until its exit is received, or its lease runs out.
  *
  *   master --proc.stdin--> agent --pipe/pty--> process --pipe/pty--> agent --events--> master
@@ -14,9 +16,11 @@
 import { spawn as spawnChild, type ChildProcess } from 'node:child_process';
 import { constants } from 'node:os';
 import type { Readable } from 'node:stream';
-import { spawn as spawnPty, type IPty } from 'node-pty';
+import type { IPty } from 'node-pty';
 import type { Logger } from 'pino';
 import { SlaveError, encodeEvent, encodeOutputEvent } from '../../protocol/index.js';
+import { KeptEvents } from './kept-events.js';
+import type { BudgetMember, OutputBudget } from './output-budget.js';
 
 export interface SpawnSpec {
   /**
@@ -33,6 +37,8 @@ export interface SpawnSpec {
   window: number;
   /** Largest output event: what one bus message holds. */
   maxChunk: number;
+  /** The master reads `cut` events (proc.spawn's `cuts`). */
+  cuts: boolean;
 }
 
 type Stream = 'stdout' | 'stderr';
@@ -61,8 +67,11 @@ function withChildUmask<T>(start: () => T): T {
   }
 }
 
-export class SpawnedProcess {
+export class SpawnedProcess implements BudgetMember {
   lastSeen = Date.now();
+  behindSince: number | undefined;
+  /** Set once cut off: output that still comes is dropped. */
+  private cutOff = false;
   private seq = 0;
   /** Output bytes sent and not yet credited back by the master. */
   private inFlight = 0;
@@ -71,11 +80,8 @@ export class SpawnedProcess {
   private flushScheduled = false;
   private exited = false;
   private killTimer: NodeJS.Timeout | undefined;
-  /**
-   * Events sent and not known received, in seq order. `end`: the output bytes sent up to and
-   * including it (Infinity for the exit, which only `received` can clear).
-   */
-  private readonly kept: { seq: number; end: number; event: Uint8Array }[] = [];
+  /** Events sent and not known received, counted against the agent's output budget. */
+  private readonly kept: KeptEvents;
   private sentBytes = 0;
   private creditedBytes = 0;
   /** The exit event's seq, once sent. */
@@ -91,20 +97,27 @@ export class SpawnedProcess {
     /** The process ended and its master has the exit: the table may forget it. */
     private readonly onExit: () => void,
     private readonly log: Logger,
+    private readonly budget: OutputBudget,
     private readonly changeSeq: (() => Promise<number | undefined>) | undefined,
-  ) {}
+  ) {
+    this.kept = new KeptEvents((delta) => budget.changed(this, delta));
+    budget.join(this);
+  }
 
   /** Resolves once the process runs (its pid known); spawn errors reject with their errno. */
   static async start(
-    procId: number, spec: SpawnSpec, sink: EventSink, onExit: () => void, log: Logger,
+    procId: number, spec: SpawnSpec, sink: EventSink, onExit: () => void, log: Logger, budget: OutputBudget,
     changeSeq?: () => Promise<number | undefined>,
   ): Promise<SpawnedProcess> {
     if (spec.pty) {
+      // Loaded at the first terminal asked for: most agents never run one, and an idle agent
+      // need not map node-pty's native code (docs/performance.md, "Agent memory").
+      const { spawn: spawnPty } = await import('node-pty');
       const pty = withChildUmask(() => spawnPty(spec.file, spec.argv.slice(1), {
         name: spec.env.TERM ?? 'xterm', cols: spec.pty?.cols || 80, rows: spec.pty?.rows || 24,
         cwd: spec.cwd, env: spec.env, encoding: null,
       }));
-      const proc = new SpawnedProcess(procId, pty.pid, spec, { pty }, sink, onExit, log, changeSeq);
+      const proc = new SpawnedProcess(procId, pty.pid, spec, { pty }, sink, onExit, log, budget, changeSeq);
       pty.onData((data: Buffer | string) => proc.output('stdout', typeof data === 'string' ? Buffer.from(data) : data));
       pty.onExit(({ exitCode, signal }) => {
         void proc.finish(signal ? null : exitCode, signal ? signalName(signal) : null);
@@ -121,7 +134,7 @@ export class SpawnedProcess {
       child.once('spawn', resolve);
       child.once('error', (err) => reject(err));
     });
-    const proc = new SpawnedProcess(procId, child.pid as number, spec, { pipes: child }, sink, onExit, log, changeSeq);
+    const proc = new SpawnedProcess(procId, child.pid as number, spec, { pipes: child }, sink, onExit, log, budget, changeSeq);
     proc.pump('stdout', child.stdout as Readable);
     proc.pump('stderr', child.stderr as Readable);
     // The process may close its stdin early: a later write then answers EPIPE, no crash.
@@ -134,8 +147,14 @@ export class SpawnedProcess {
     source.on('data', (chunk: Buffer) => this.output(stream, chunk));
   }
 
+  /** What may be sent and not credited now: the master's window, or less, the process's share of the budget. */
+  private window(): number {
+    return Math.min(this.spec.window, this.budget.share());
+  }
+
   /** Gathers output of one loop turn into one event (pipes deliver 64 KiB reads). */
   private output(stream: Stream, chunk: Buffer): void {
+    if (this.cutOff) return; // what the pipe or terminal still held: nobody will take it
     if (this.pending && (this.pending.stream !== stream || this.pending.bytes + chunk.length > this.spec.maxChunk)) {
       this.flush();
     }
@@ -144,7 +163,7 @@ export class SpawnedProcess {
     this.pending.bytes += chunk.length;
     const keepingUp = this.inFlight < KEEPING_UP;
     this.inFlight += chunk.length;
-    if (this.inFlight >= this.spec.window) this.pause();
+    if (this.inFlight >= this.window()) this.pause();
     if (this.paused) {
       this.flush(); // nothing more comes until credit returns
       return;
@@ -163,13 +182,19 @@ export class SpawnedProcess {
     const pending = this.pending;
     if (!pending) return;
     this.pending = null;
+    if (this.cutOff) return;
     this.sentBytes += pending.bytes;
     this.send(encodeOutputEvent(this.procId, this.seq++, pending.stream, pending.chunks), this.sentBytes);
   }
 
   private send(event: Uint8Array, end: number): void {
-    this.kept.push({ seq: this.seq - 1, end, event });
+    this.kept.push(this.seq - 1, end, event);
     this.sink(event);
+  }
+
+  /** Bytes of the events kept, as the agent's output budget counts them. */
+  get keptBytes(): number {
+    return this.kept.bytes;
   }
 
   /** The seq the next event will have. */
@@ -184,24 +209,14 @@ export class SpawnedProcess {
 
   /** Publishes again every kept event from `from` on (the master missed them). */
   resend(from: number): number {
-    let sent = 0;
-    for (const kept of this.kept) {
-      if (kept.seq < from) continue;
-      this.sink(kept.event);
-      sent++;
-    }
-    return sent;
+    const events = this.kept.from(from);
+    for (const event of events) this.sink(event);
+    return events.length;
   }
 
   /** Events before `next`, and output the master credited, were received: no need to keep them. */
   private forget(next: number): void {
-    let drop = 0;
-    while (drop < this.kept.length) {
-      const kept = this.kept[drop] as { seq: number; end: number };
-      if (kept.seq >= next && kept.end > this.creditedBytes) break;
-      drop++;
-    }
-    if (drop > 0) this.kept.splice(0, drop);
+    this.kept.forget(next, this.creditedBytes);
     if (this.exitSeq !== undefined && next > this.exitSeq && !this.forgotten) {
       this.forgotten = true;
       this.onExit();
@@ -223,12 +238,36 @@ export class SpawnedProcess {
     this.creditedBytes += bytes;
     this.forget(received ?? 0);
     this.inFlight = Math.max(0, this.inFlight - bytes);
-    if (!this.paused || this.inFlight >= this.spec.window) return;
+    this.resumeIfRoom();
+  }
+
+  /** Reads the process's output again once its window has room. */
+  private resumeIfRoom(): void {
+    if (!this.paused || this.cutOff || this.inFlight >= this.window()) return;
     this.paused = false;
     if ('pty' in this.child) this.child.pty.resume();
     else {
       this.child.pipes.stdout?.resume();
       this.child.pipes.stderr?.resume();
+    }
+  }
+
+  /**
+   * Its master fell behind the agent's output budget (output-budget.ts): what is kept of its
+   * output is dropped, and the process is hung up on as when its master goes away (its output
+   * closed: a writer gets SIGPIPE, as when a pipe's reader leaves; then SIGHUP, SIGKILL).
+   * A master that reads `cut` events is told so at this seq; its exit follows.
+   */
+  cut(message: string): void {
+    if (this.cutOff || this.exitSeq !== undefined) return;
+    this.cutOff = true;
+    this.pending = null;
+    const dropped = this.keptBytes;
+    this.hangUp(true);
+    this.log.warn({ procId: this.procId, pid: this.pid, dropped, toldMaster: this.spec.cuts }, message);
+    if (this.spec.cuts) {
+      // Kept until received, as the exit: credit for the output before it says nothing of it.
+      this.send(encodeEvent({ procId: this.procId, seq: this.seq++, cut: { errno: 'ENOBUFS', message } }), Infinity);
     }
   }
 
@@ -261,9 +300,14 @@ export class SpawnedProcess {
 
   /**
    * The master is gone, as a dropped ssh session: the output pipes close (a writer gets SIGPIPE),
-   * the process group gets SIGHUP, then SIGKILL if it lingers.
+   * the process group gets SIGHUP, then SIGKILL if it lingers. `masterGone`: it said so itself
+   * (proc.hangup; not a lease that ran out, whose master may come back and ask for the output).
    */
-  hangUp(): void {
+  hangUp(masterGone = false): void {
+    if (masterGone) {
+      // Nobody will ask for it again: what is kept of the output is freed now, not at the lease's end.
+      this.kept.clear();
+    }
     if (this.exited || this.killTimer) return;
     if ('pipes' in this.child) {
       this.child.pipes.stdout?.destroy();

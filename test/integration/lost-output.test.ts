@@ -7,39 +7,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
-import { decodeEvent, isOutputSubjectOf } from '../../protocol/index.js';
+import { decodeEvent } from '../../protocol/index.js';
 import { ProcessClient } from '../../sidecar/remote-process.js';
 import { AgentClient } from '../../transport/agent-client.js';
 import { connectBus, type Bus } from '../../transport/bus.js';
+import { lossyBus } from '../helpers/lossy-bus.js';
 import { startBareAgent, type BareAgent } from '../helpers/slave.js';
 
 const log = pino({ level: 'silent' });
-
-/** `inner`, except that output messages `lose` picks never reach their subscriber. */
-function lossy(inner: Bus, lose: (data: Uint8Array, index: number) => boolean): Bus & { lost: number } {
-  let index = 0;
-  const bus = {
-    lost: 0,
-    get maxPayload() { return inner.maxPayload; },
-    get connected() { return inner.connected; },
-    get server() { return inner.server; },
-    get reconnects() { return inner.reconnects; },
-    request: (subject: string, data: Uint8Array, timeoutMs: number) => inner.request(subject, data, timeoutMs),
-    requestAll: (subject: string, data: Uint8Array, waitMs: number) => inner.requestAll(subject, data, waitMs),
-    serve: (subject: string, handler: Parameters<Bus['serve']>[1]) => inner.serve(subject, handler),
-    publish: (subject: string, data: Uint8Array) => inner.publish(subject, data),
-    onReconnect: (listener: () => void) => inner.onReconnect(listener),
-    close: () => inner.close(),
-    subscribe: (subject: string, handler: (data: Uint8Array) => void) => inner.subscribe(subject, (data) => {
-      if (isOutputSubjectOf('lossy-slave', subject) && lose(data, index++)) {
-        bus.lost++;
-        return;
-      }
-      handler(data);
-    }),
-  };
-  return bus;
-}
 
 describe('process output lost on the bus', () => {
   let slave: BareAgent;
@@ -55,7 +30,7 @@ describe('process output lost on the bus', () => {
   });
 
   async function runLossy(script: string, lose: (data: Uint8Array, index: number) => boolean): Promise<{ out: string; code: number | null; lost: number }> {
-    const bus = lossy(inner, lose);
+    const bus = lossyBus(inner, 'lossy-slave', lose);
     const procs = new ProcessClient(new AgentClient(bus, 'lossy-slave', { timeoutMs: 5000, log }), log);
     try {
       let out = '';

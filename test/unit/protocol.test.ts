@@ -126,6 +126,11 @@ describe('process events', () => {
   it('reject what is not an event', () => {
     assert.throws(() => decodeEvent(encodeRequest('agent.hello', 'x', {})), ProtocolError);
   });
+  it('carry a cut (the agent dropped the output it kept), with its errno and a message without control characters', () => {
+    const cut = { procId: 3, seq: 7, cut: { errno: 'ENOBUFS', message: 'output cut off: this master fell behind' } };
+    assert.deepEqual(decodeEvent(encodeEvent(cut)), cut);
+    assert.throws(() => decodeEvent(encodeEvent({ ...cut, cut: { errno: 'ENOBUFS', message: 'a\u001b[2Jb' } })), ProtocolError);
+  });
 });
 
 describe('subjects', () => {

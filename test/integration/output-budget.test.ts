@@ -1,0 +1,278 @@
+/**
+ * Issue 22, point 6: the process output an agent keeps for masters that have not received it
+ * (to send it again after a NATS failover) is bounded for the whole agent, not only per process
+ * (agent/proc/output-budget.ts). A real agent and nats-server per case; a "stalled" master is a
+ * ProcessClient whose output callbacks never return credit, as a master whose reader stopped
+ * reading, and the bridged case is a real shim whose stdout nobody reads. What the agent keeps
+ * is read from its `agent.stats`, never guessed from timing.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import pino from 'pino';
+import { decodeEvent, outputSubject, type AgentStats, type ProcEvent } from '../../protocol/index.js';
+import { ProcessClient, type ExitStatus, type RemoteProcess } from '../../sidecar/remote-process.js';
+import { AgentClient } from '../../transport/agent-client.js';
+import { connectBus, type Bus } from '../../transport/bus.js';
+import { startBridgeProcess, type BridgeProcess } from '../helpers/bridge.js';
+import { lossyBus } from '../helpers/lossy-bus.js';
+import { stopProcess, waitFor } from '../helpers/processes.js';
+import { startBareAgent, type BareAgent } from '../helpers/slave.js';
+
+const log = pino({ level: 'silent' });
+const MiB = 1024 * 1024;
+/** The master's window (sidecar/remote-process.ts). */
+const WINDOW = 8 * MiB;
+/** What one pipe read may add past a full window, and an event's envelope (output-budget.ts's READ_SLACK, and some). */
+const SLACK = 64 * 1024 + 16 * 1024;
+
+/** One agent with these output options, and a master's client of it. */
+async function agentWith(id: string, budget: string, graceS: number): Promise<{
+  slave: BareAgent; bus: Bus; client: AgentClient; procs: ProcessClient; output(): Promise<NonNullable<AgentStats['output']>>; stop(): Promise<void>;
+}> {
+  const slave = await startBareAgent({ id, agentArgs: ['--output-budget', budget, '--output-grace', String(graceS)] });
+  const bus = await connectBus({ url: slave.nats.url, name: 'test', log });
+  const client = new AgentClient(bus, id, { timeoutMs: 5000, log });
+  const procs = new ProcessClient(client, log);
+  return {
+    slave, bus, client, procs,
+    async output() {
+      const { output } = await client.call('agent.stats', {});
+      assert.ok(output, 'the agent reports its kept output');
+      return output;
+    },
+    async stop() {
+      procs.close();
+      await bus.close();
+      await slave.stop();
+    },
+  };
+}
+
+/** A process whose master never takes its output: no credit ever returns. */
+interface Stalled {
+  proc: RemoteProcess;
+  /** The exit, or the error `exited` rejected with; undefined while it runs. */
+  outcome: ExitStatus | Error | undefined;
+}
+
+async function spawnStalled(procs: ProcessClient, argv: string[]): Promise<Stalled> {
+  const proc = await procs.spawn({ argv, env: {}, cwd: '/', pty: null }, { stdout: () => undefined, stderr: () => undefined });
+  const stalled: Stalled = { proc, outcome: undefined };
+  proc.exited.then((status) => { stalled.outcome = status; }, (err: unknown) => { stalled.outcome = err as Error; });
+  return stalled;
+}
+
+/** Runs a command whose master takes every byte at once; resolves with its output and exit. */
+async function runReading(procs: ProcessClient, argv: string[]): Promise<{ out: Buffer; status: ExitStatus }> {
+  const chunks: Buffer[] = [];
+  const proc = await procs.spawn({ argv, env: {}, cwd: '/', pty: null }, {
+    stdout: (data, written) => { chunks.push(Buffer.from(data)); written(); },
+    stderr: (_data, written) => written(),
+  });
+  const status = await proc.exited;
+  return { out: Buffer.concat(chunks), status };
+}
+
+function wasCut(outcome: Stalled['outcome']): boolean {
+  return outcome !== undefined && !(outcome instanceof Error) && outcome.cut !== undefined;
+}
+
+describe('output budget', () => {
+  describe('regression (issue 22): 100 stalled readers could hold 800 MiB of an agent, 8 MiB each', () => {
+    let agent: Awaited<ReturnType<typeof agentWith>>;
+    const stalled: Stalled[] = [];
+    before(async () => {
+      agent = await agentWith('budget-100', '16M', 2);
+    });
+    after(async () => {
+      for (const s of stalled) if (s.outcome === undefined) await s.proc.abandon();
+      await agent?.stop();
+    });
+
+    it('keeps the agent within its budget: the readers that fell furthest behind are cut off with ENOBUFS, the rest wait', async () => {
+      const budget = 16 * MiB;
+      let peak = 0;
+      let polling = true;
+      const poller = (async () => {
+        while (polling) {
+          peak = Math.max(peak, (await agent.output()).kept);
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      })();
+      try {
+        for (let i = 0; i < 100; i++) stalled.push(await spawnStalled(agent.procs, ['yes', `stalled reader ${i}`]));
+        const bound = budget + stalled.length * SLACK;
+        // Shares shrank as the 100 started, so the first ones hold more than theirs: after the
+        // grace, as many as it takes are cut off, the fullest first.
+        await waitFor('the agent back within its budget', async () => {
+          const now = await agent.output();
+          return now.cuts > 0 && now.kept <= bound;
+        }, 30_000, 200);
+        for (let sample = 0; sample < 5; sample++) {
+          const now = await agent.output();
+          assert.ok(now.kept <= bound, `kept ${now.kept} > ${bound}`);
+          await new Promise((r) => setTimeout(r, 200));
+        }
+        const { cuts } = await agent.output();
+        await waitFor('the cut processes\' exits', () => stalled.filter((s) => wasCut(s.outcome)).length === cuts, 15_000);
+        for (const s of stalled.filter((x) => x.outcome !== undefined)) {
+          const status = s.outcome as ExitStatus;
+          assert.equal(status.cut?.errno, 'ENOBUFS');
+          assert.match(status.cut?.message ?? '', /output cut off: this master fell behind, leaving [\d.]+ MiB of it untaken for 2 s/);
+        }
+        assert.ok(cuts < stalled.length, 'the readers within their share are left waiting, not cut');
+      } finally {
+        polling = false;
+        await poller;
+      }
+      // Reader i started when the agent had at least i processes: it never held more than its
+      // window or an i-th of the budget. Without the budget: 100 windows, 800 MiB.
+      let most = 0;
+      for (let i = 1; i <= stalled.length; i++) most += Math.min(WINDOW, Math.floor(budget / i)) + SLACK;
+      assert.ok(peak <= most, `the agent kept ${peak} bytes at its peak, more than ${most}`);
+      assert.ok(peak < 100 * MiB);
+    });
+  });
+
+  describe('a bridged command whose reader stops, next to readers that read', () => {
+    let agent: Awaited<ReturnType<typeof agentWith>>;
+    let bridge: BridgeProcess;
+    const stalled: Stalled[] = [];
+    before(async () => {
+      agent = await agentWith('budget-bridge', '8M', 2);
+      const bin = join(agent.slave.tmp, 'bin');
+      bridge = await startBridgeProcess(agent.slave.nats.url, 'budget-bridge', join(agent.slave.tmp, 'bridge.sock'), bin, ['--command', 'yes']);
+    });
+    after(async () => {
+      for (const s of stalled) if (s.outcome === undefined) await s.proc.abandon();
+      await bridge?.stop();
+      await agent?.stop();
+    });
+
+    it('cuts the one that fell behind (its shim says why on stderr and exits 141); the others get all their output', async () => {
+      // Its stdout is a pipe nobody reads (yet): the shim blocks, and the bridge returns credit
+      // only for what its socket, the shim and the pipe took (a few MiB at most); the agent keeps
+      // the rest of its window, which is the whole budget while it runs alone.
+      const shim = spawn(join(bridge.shimDir, 'yes'), [], {
+        env: { ...process.env, SPLITBRAIN_BRIDGE_SOCKET: bridge.socket }, stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stderr = '';
+      shim.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+      const closed = once(shim, 'close');
+      try {
+        await waitFor('the stalled command to fill its window', async () => (await agent.output()).kept >= 4 * MiB, 15_000)
+          .catch(async (err: unknown) => {
+            throw new Error(`${(err as Error).message}: kept ${(await agent.output()).kept}, shim said ${stderr}, bridge logged ${bridge.log().slice(-2000)}`);
+          });
+        // Three stalled masters after it get 4, 2.7 and 2 MiB: whichever are cut first, the
+        // agent is over its budget until the bridged one is; two readers stream meanwhile.
+        for (let i = 0; i < 3; i++) stalled.push(await spawnStalled(agent.procs, ['yes', `other ${i}`]));
+        const zeros = runReading(agent.procs, ['head', '-c', '20000000', '/dev/zero']);
+        const lines = runReading(agent.procs, ['seq', '1', '300000']);
+        const [z, l] = await Promise.all([zeros, lines]);
+        assert.equal(z.status.code, 0);
+        assert.equal(z.status.cut, undefined);
+        assert.equal(z.out.length, 20_000_000);
+        assert.ok(z.out.every((b) => b === 0));
+        assert.equal(l.status.cut, undefined);
+        assert.equal(l.out.toString(), `${Array.from({ length: 300_000 }, (_, i) => i + 1).join('\n')}\n`);
+
+        // Now read it: what came before the cut, then the shim's message and status.
+        let out = '';
+        await waitFor('a cut', async () => (await agent.output()).cuts >= 1, 20_000, 100);
+        const timer = setTimeout(() => shim.kill('SIGKILL'), 20_000);
+        shim.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+        const [code] = (await closed) as [number | null];
+        clearTimeout(timer);
+        assert.equal(code, 141, stderr);
+        assert.match(stderr, /yes on budget-bridge: output cut off: this master fell behind, leaving [\d.]+ MiB of it untaken .*\(ENOBUFS\)/);
+        assert.ok(['', 'y'].includes(out.replaceAll('y\n', '')), 'what arrived before the cut is yes\'s output');
+        const now = await agent.output();
+        assert.ok(now.kept <= 8 * MiB + 6 * SLACK, `kept ${now.kept} after the cuts`);
+      } finally {
+        await stopProcess(shim, 'SIGKILL');
+      }
+    });
+  });
+
+  describe('failover', () => {
+    let agent: Awaited<ReturnType<typeof agentWith>>;
+    before(async () => {
+      agent = await agentWith('budget-lossy', '1M', 2);
+    });
+    after(async () => {
+      await agent?.stop();
+    });
+
+    it('sends again what the bus lost, from what it keeps within a small budget: every stream arrives whole', async () => {
+      // Three streams on a 1 MiB budget (a third of it each); of each, events 1, 4, 7... and the
+      // exit are lost the first time they are sent.
+      const lostOnce = new Set<string>();
+      const bus = lossyBus(agent.bus, 'budget-lossy', (data) => {
+        const event = decodeEvent(data);
+        const key = `${event.procId}:${event.seq}`;
+        if (lostOnce.has(key) || !('exit' in event || event.seq % 3 === 1)) return false;
+        lostOnce.add(key);
+        return true;
+      });
+      const procs = new ProcessClient(new AgentClient(bus, 'budget-lossy', { timeoutMs: 5000, log }), log);
+      try {
+        const results = await Promise.all([1, 2, 3].map(() => runReading(procs, ['seq', '1', '100000'])));
+        const expected = `${Array.from({ length: 100_000 }, (_, i) => i + 1).join('\n')}\n`;
+        for (const { out, status } of results) {
+          assert.equal(status.code, 0);
+          assert.equal(out.toString(), expected);
+        }
+        assert.ok(bus.lost >= 6, `only ${bus.lost} messages were lost`);
+        const now = await agent.output();
+        assert.equal(now.cuts, 0);
+        assert.equal(now.budget, MiB);
+      } finally {
+        procs.close();
+      }
+    });
+  });
+
+  describe('a master older than cut events', () => {
+    let agent: Awaited<ReturnType<typeof agentWith>>;
+    const stalled: Stalled[] = [];
+    before(async () => {
+      agent = await agentWith('budget-old', '2M', 1);
+    });
+    after(async () => {
+      for (const s of stalled) if (s.outcome === undefined) await s.proc.abandon();
+      await agent?.stop();
+    });
+
+    it('gets no cut event: the process it fell behind on ends from the hang-up, its exit sent as ever', async () => {
+      // proc.spawn without `cuts`, as masters before it send it; no credit ever returns.
+      const subject = outputSubject('budget-old', 'old-master');
+      const events: ProcEvent[] = [];
+      const sub = await agent.bus.subscribe(subject, (data) => events.push(decodeEvent(data)));
+      try {
+        const { procId } = await agent.client.call('proc.spawn', {
+          argv: ['yes', 'old'], env: {}, cwd: '/', pty: null, output: subject, window: WINDOW,
+        });
+        const keepalive = setInterval(() => void agent.client.call('proc.keepalive', { procIds: [procId] }).catch(() => undefined), 1000);
+        try {
+          await waitFor('it to fill the budget', async () => (await agent.output()).kept >= 1.5 * MiB, 15_000);
+          for (let i = 0; i < 3; i++) stalled.push(await spawnStalled(agent.procs, ['yes', `other ${i}`]));
+          await waitFor('its exit', () => events.some((e) => 'exit' in e), 20_000, 100);
+        } finally {
+          clearInterval(keepalive);
+        }
+        assert.ok(!events.some((e) => 'cut' in e), 'no cut event for a master that did not ask for them');
+        const exit = events.find((e) => 'exit' in e);
+        assert.ok(exit && 'exit' in exit);
+        assert.ok(exit.exit.signal !== null || exit.exit.code !== 0, JSON.stringify(exit.exit));
+        assert.ok((await agent.output()).cuts >= 1);
+        await agent.client.call('proc.credit', { procId, bytes: 0, received: exit.seq + 1 }).catch(() => undefined);
+      } finally {
+        sub.stop();
+      }
+    });
+  });
+});
