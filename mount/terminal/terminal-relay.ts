@@ -38,6 +38,13 @@ export class TerminalRelay {
   private stream: DeviceStream | undefined;
   /** The open in progress: writes wait for it, in order. */
   private opening: Promise<DeviceStream | undefined> | undefined;
+  /**
+   * The last session's device, closing (after the writes the program made before it closed): a
+   * new session opens the device only after it, or two readers on the agent would share its data.
+   */
+  private closing: Promise<void> = Promise.resolve();
+  /** The device session whose events the relay takes (startDevice). */
+  private session: object | undefined;
   /** The line as the device has it, as far as the relay knows: changes from it go to the device. */
   private line: WireTermios;
   /** The terminal's settings as the relay made it: a test that has not changed them gets the device's. */
@@ -97,17 +104,21 @@ export class TerminalRelay {
     this.reader.on('error', () => void this.closed());
     this.writer = new WriteStream(dup(this.pty.masterFd));
     this.writer.on('error', () => undefined); // the reader's error says what happened
-    this.opening = this.startDevice();
+    this.opening = this.closing.then(() => this.startDevice());
   }
 
   /** Opens the slave's device; `unsent`: what the test wrote that a restarted agent never took. */
   private async startDevice(unsent: Uint8Array[] = [], reopened = false): Promise<DeviceStream | undefined> {
+    // Events of a device session this relay no longer has (closed, or replaced) go nowhere.
+    const session = {};
+    this.session = session;
+    const current = () => this.session === session;
     try {
       const stream = await this.openDevice(this.devicePath, {
-        data: (chunk, used) => this.toTest(chunk, used),
-        end: (errno) => this.deviceEnded(errno),
+        data: (chunk, used) => (current() ? this.toTest(chunk, used) : used()),
+        end: (errno) => (current() ? this.deviceEnded(errno) : undefined),
       });
-      if (this.state !== 'open') {
+      if (this.state !== 'open' || !current()) {
         void stream.close();
         return undefined;
       }
@@ -238,7 +249,9 @@ export class TerminalRelay {
     const opening = this.opening;
     this.stream = undefined;
     this.opening = undefined;
-    void (stream ? stream.close() : opening?.then((s) => s?.close()));
+    this.session = undefined;
+    const closed = stream ? stream.close() : opening?.then((s) => s?.close());
+    this.closing = Promise.all([this.closing, closed]).then(() => undefined, () => undefined);
   }
 
   /** Nobody may open it any more: the device closes, the pair goes. */
