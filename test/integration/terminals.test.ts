@@ -38,11 +38,13 @@ async function startBoard(link: string): Promise<Board> {
   return { child, device: out.trim() };
 }
 
-/** The board goes away as an unplugged adapter does: its end of the pair closes. */
+/** The board goes away as an unplugged adapter does: its end of the pair closes (killed if it lingers). */
 async function unplug(board: Board): Promise<void> {
   const exited = once(board.child, 'exit');
   board.child.stdin?.end();
+  const timer = setTimeout(() => board.child.kill('SIGKILL'), 10_000);
   await exited;
+  clearTimeout(timer);
 }
 
 async function python(code: string, ...args: string[]): Promise<string> {
@@ -112,7 +114,7 @@ describe('the slave\'s terminals as real terminals on the master', () => {
       'import os, sys, subprocess, time',
       'fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY)',
       'os.write(fd, b"ping\\n"); got = b""',
-      'while not got.endswith(b"\\n"): got += os.read(fd, 100)',
+      'while not got.endswith(b"\\n"):\n  chunk = os.read(fd, 100)\n  if not chunk: sys.exit("hung up: " + repr(got))\n  got += chunk',
       'print(subprocess.run(["stty", "-F", sys.argv[2]], capture_output=True, text=True).stdout.split(";")[0])',
     ].join('\n'), tty, board.device);
     assert.equal(out, 'speed 38400 baud\n');
@@ -153,7 +155,7 @@ describe('the slave\'s terminals as real terminals on the master', () => {
       'os.write(fd, b"chatter\\n"); time.sleep(1)',
       'termios.tcflush(fd, termios.TCIFLUSH)',
       'os.write(fd, b"ping\\n"); got = b""',
-      'while not got.endswith(b"pong\\n"): got += os.read(fd, 4096)',
+      'while not got.endswith(b"pong\\n"):\n  chunk = os.read(fd, 4096)\n  if not chunk: sys.exit("hung up: " + repr(got))\n  got += chunk',
       'print(got.count(b"noise"))',
     ].join('\n'), tty);
     assert.equal(out, '0\n');
@@ -164,7 +166,7 @@ describe('the slave\'s terminals as real terminals on the master', () => {
       'import os, select, sys',
       'fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY)',
       'os.write(fd, b"ping\\n"); got = b""',
-      'while not got.endswith(b"\\n"): got += os.read(fd, 100)',
+      'while not got.endswith(b"\\n"):\n  chunk = os.read(fd, 100)\n  if not chunk: sys.exit("hung up: " + repr(got))\n  got += chunk',
       'print("open", got.decode().strip(), flush=True)',
       'p = select.poll(); p.register(fd, select.POLLIN)',
       'events = p.poll(30000)',
@@ -173,19 +175,23 @@ describe('the slave\'s terminals as real terminals on the master', () => {
     let out = '';
     reader.stdout.on('data', (d: Buffer) => { out += d.toString(); });
     reader.stderr.on('data', (d: Buffer) => { out += d.toString(); });
-    await waitFor('the reader to have the terminal', () => out.includes('open') || reader.exitCode !== null, 20_000);
-    assert.match(out, /open pong/);
-    const exited = once(reader, 'exit');
-    await unplug(board);
-    const [code] = (await exited) as [number | null];
-    assert.equal(code, 0, out);
-    assert.match(out, /hup True b''/);
+    try {
+      await waitFor('the reader to have the terminal', () => out.includes('open') || reader.exitCode !== null, 20_000);
+      assert.match(out, /open pong/);
+      const exited = once(reader, 'exit');
+      await unplug(board);
+      const [code] = (await exited) as [number | null];
+      assert.equal(code, 0, out);
+      assert.match(out, /hup True b''/);
+    } finally {
+      if (reader.exitCode === null) reader.kill('SIGKILL');
+    }
     board = await startBoard(join(devRoot, 'ttyBOARD'));
     const again = await python([
       'import os, sys',
       'fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY)',
       'os.write(fd, b"ping\\n"); got = b""',
-      'while not got.endswith(b"\\n"): got += os.read(fd, 100)',
+      'while not got.endswith(b"\\n"):\n  chunk = os.read(fd, 100)\n  if not chunk: sys.exit("hung up: " + repr(got))\n  got += chunk',
       'print(got.decode().strip())',
     ].join('\n'), tty);
     assert.equal(again, 'pong\n');
