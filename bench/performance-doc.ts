@@ -31,7 +31,10 @@ the device bench times on each route; \`BENCH_CALL_ITERATIONS\` (default 300) se
 times each single call is timed; \`BENCH_COHERENCE_CHANGES\` (default 200) sets how many changes
 the coherence probe makes on each target; \`BENCH_SPLITBRAIN_OPTS\` passes \`-o\` options to
 \`splitbrain mount\`. \`npm run bench -- --only calls\` runs the single-call, depth and
-coherence part alone (about four minutes) and rewrites only its section of the results.
+coherence part alone (about four minutes) and rewrites only its section of the results;
+\`npm run bench -- --only streams\` does the same for the stream part (a bridged command's
+stdout and the mount's sequential write and read against the raw floor, with the CPU each
+process spends per GiB: under a minute).
 Everything runs on loopback on one machine: a nats-server,
 \`splitbrain agent\` and \`splitbrain mount\`, a second agent with \`splitbrain bridge\` for the
 process bench, a third with \`splitbrain mount --devices\` and socat for the device bench, a
@@ -141,6 +144,9 @@ marks its cell with † and is listed under the table.
   when the issue was written: local 2.2 ms, ssh 327 ms, ssh with ControlMaster 116 ms median;
   ssh stdout ~260 MB/s.)
 - Device echo latency: no target; splitbrain is reported next to socat over TCP.
+- Streams (issue 22): a bridged command's stdout, the mount's sequential write and its cold
+  read each at least 80 % of the raw nats.js floor in the same direction, measured side by
+  side in one run (the stream part).
 
 ## Latest results
 `;

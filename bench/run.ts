@@ -8,7 +8,9 @@
  * BENCH_CALL_ITERATIONS (300), BENCH_COHERENCE_CHANGES (200), BENCH_SPLITBRAIN_OPTS.
  * `--only calls`: start the targets and run that last part alone; only its section of the doc is
  * rewritten. Last, the cluster part (cluster-bench.ts: a leaf node, memory, a load test with
- * BENCH_LOAD_SECONDS, default 20), also alone with `--only cluster`.
+ * BENCH_LOAD_SECONDS, default 20), also alone with `--only cluster`. The stream part
+ * (stream-bench.ts: stdout, sequential write and read against the raw floor, with CPU per GiB),
+ * after the device bench, also alone with `--only streams`.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -30,6 +32,8 @@ import { logExcerpts } from './log-excerpts.js';
 import { describeMachine, loadAverage } from './machine-info.js';
 import { mountsUnder } from './mount-table.js';
 import { startNatsServer } from './nats-server.js';
+import { renderStreamSection } from './stream-table.js';
+import { measureStreamBench, type StreamBenchResults } from './stream-bench.js';
 import { markPart, PERFORMANCE_DOC, writePerformanceDoc, writePerformanceDocPart } from './performance-doc.js';
 import { renderReport, type BenchReport } from './report-table.js';
 import { stopAllCommands } from './run-command.js';
@@ -54,7 +58,7 @@ function envInt(name: string, fallback: number, max: number): number {
 }
 
 /** Parts that `--only` can run alone. */
-const PARTS = ['calls', 'cluster'] as const;
+const PARTS = ['calls', 'cluster', 'streams'] as const;
 type Part = (typeof PARTS)[number];
 
 function onlyPart(args: readonly string[]): Part | undefined {
@@ -83,7 +87,7 @@ async function main(): Promise<void> {
   const loadSeconds = envInt('BENCH_LOAD_SECONDS', 20, 3600);
   const only = onlyPart(process.argv.slice(2));
   const full = only === undefined;
-  const mainParts = only !== 'cluster';
+  const mainParts = only !== 'cluster' && only !== 'streams';
   if (process.getuid?.() !== 0) {
     progress('warning: not root: dropping caches (cold tests), sshd and untar ownership will fail');
   }
@@ -126,8 +130,11 @@ async function main(): Promise<void> {
   let cluster: ClusterBenchResults | undefined;
   let clusterError: string | undefined;
   let clusterHeading = '';
+  let streams: StreamBenchResults | undefined;
+  let streamsError: string | undefined;
+  let streamsHeading = '';
   try {
-    const withFixtures = full || only === 'cluster';
+    const withFixtures = full || only === 'cluster' || only === 'streams';
     progress(`work dir ${workDir}${withFixtures ? `; making fixtures (${sizeMb} MiB random file, npm tarball)` : ''}`);
     const fixtures = withFixtures ? await makeFixtures(workDir, sizeMb) : undefined;
     const nats = await startNatsServer(workDir, cleanup);
@@ -154,7 +161,23 @@ async function main(): Promise<void> {
         deviceError = (err as Error).message;
         progress(`device bench failed: ${deviceError}`);
       }
-
+    }
+    if (fixtures && (full || only === 'streams')) {
+      const started = performance.now();
+      const load = loadAverage();
+      try {
+        streams = await measureStreamBench({ workDir, nats, fixtures, runs, splitbrainOptions }, cleanup, progress);
+        for (const log of streams.logs) logs.push(...(await logExcerpts(log.label, log.path)));
+      } catch (err) {
+        streamsError = (err as Error).message;
+        progress(`stream part failed: ${streamsError}`);
+      }
+      const machine = await describeMachine();
+      streamsHeading = `Measured ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')} on ${machine.machine} by \`${full ? 'npm run bench' : 'npm run bench -- --only streams'}\`, `
+        + `${fixtures.sizeBytes / 2 ** 20} MiB per stream, ${runs} passes, splitbrain mount options: ${splitbrainOptions || 'defaults'}; `
+        + `this part took ${((performance.now() - started) / 1000).toFixed(0)} s, load average ${load} at its start, ${loadAverage()} at its end.`;
+    }
+    if (fixtures && full) {
       try {
         floor = await measureTransportFloor(nats.url, workDir, fixtures.sizeBytes, runs, cleanup, progress);
       } catch (err) {
@@ -248,6 +271,13 @@ async function main(): Promise<void> {
     progress(`rewrote the ${only} section of ${PERFORMANCE_DOC}`);
     return;
   }
+  if (only === 'streams') {
+    const text = renderStreamSection(streams, streamsError, streamsHeading);
+    process.stdout.write(`\n${text}\n`);
+    await writePerformanceDocPart(only, text);
+    progress(`rewrote the ${only} section of ${PERFORMANCE_DOC}`);
+    return;
+  }
   if (only === 'calls') {
     const text = renderCallSection(section);
     process.stdout.write(`\n${text}\n`);
@@ -260,6 +290,7 @@ async function main(): Promise<void> {
     sizeMb, runs, splitbrainOptions, durationS: (performance.now() - t0) / 1000, load: [loadAtStart, loadAverage()],
     coldWaits, startErrors, fs, floor, floorError, fuseFloor, fuseFloorError, exec, execError, device, deviceError,
     callers, callersError, callSection: markPart('calls', renderCallSection(section)),
+    streamSection: markPart('streams', renderStreamSection(streams, streamsError, streamsHeading)),
     clusterSection: markPart('cluster', renderClusterSection(cluster, clusterError, clusterHeading)),
     logExcerpts: logs,
   };
