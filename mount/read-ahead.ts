@@ -30,17 +30,34 @@ export class ReadAhead {
    * short only at the end of the file: the kernel zero-fills past a short read.
    */
   async read(target: Buffer, offset: number, length: number): Promise<number> {
+    const data = await this.readData(offset, length);
+    data.copy(target, 0, 0, data.length);
+    return data.length;
+  }
+
+  /**
+   * Up to `length` bytes at `offset` (short only at the end of the file). Where they lie in one
+   * fetched chunk they are a view of it, not a copy: the kernel's reads (128 KiB each) are
+   * answered from the chunk itself, with no buffer to allocate and fill per read. Chunks are
+   * never written to once fetched, so a view stays true while it is being answered.
+   */
+  async readData(offset: number, length: number): Promise<Buffer> {
     const first = Math.floor(offset / this.chunkSize);
     const sequential = offset === 0 || offset === this.nextExpected || this.chunks.has(first);
     this.nextExpected = offset + length;
-    if (!sequential) {
-      const data = await this.fetch(offset, length);
-      data.copy(target, 0, 0, data.length);
-      return data.length;
-    }
+    if (!sequential) return this.fetch(offset, length);
     const last = Math.floor((offset + length - 1) / this.chunkSize);
     this.prefetch(first, last + this.window);
     this.evictBefore(first);
+    const chunk = await (this.chunks.get(first) ?? this.load(first));
+    const from = offset - first * this.chunkSize;
+    if (from + length <= chunk.length) return chunk.subarray(from, from + length);
+    // Across two chunks, or past what this one holds.
+    const target = Buffer.allocUnsafe(length);
+    return target.subarray(0, await this.copyInto(target, offset, length));
+  }
+
+  private async copyInto(target: Buffer, offset: number, length: number): Promise<number> {
     let copied = 0;
     while (copied < length) {
       const position = offset + copied;

@@ -362,11 +362,18 @@ export class RemoteFs implements MountFs {
     return { fh: this.track(path, flags, reply.fh, attr), attr };
   }
 
-  async read(_path: string | null, fh: number, target: Buffer, length: number, offset: number, _caller: FuseCaller): Promise<number> {
+  async read(path: string | null, fh: number, target: Buffer, length: number, offset: number, caller: FuseCaller): Promise<number> {
+    const data = await this.readData(path, fh, length, offset, caller);
+    data.copy(target, 0, 0, data.length);
+    return data.length;
+  }
+
+  /** A view of the read-ahead chunk where the bytes lie in one (read-ahead.ts). */
+  async readData(_path: string | null, fh: number, length: number, offset: number, _caller: FuseCaller): Promise<Buffer> {
     const file = this.files.get(fh);
     await this.sendWriters(file.path);
     await file.writer?.send();
-    return file.reader.read(target, offset, length);
+    return file.reader.readData(offset, length);
   }
 
   async write(_path: string | null, fh: number, data: Buffer, length: number, offset: number, _caller: FuseCaller): Promise<number> {
