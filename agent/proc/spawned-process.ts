@@ -16,7 +16,8 @@ import { constants } from 'node:os';
 import type { Readable } from 'node:stream';
 import { spawn as spawnPty, type IPty } from 'node-pty';
 import type { Logger } from 'pino';
-import { SlaveError, encodeEvent, encodeOutputEvent } from '../../protocol/index.js';
+import { SlaveError, encodeEvent, encodeOutputEvent, encodeOutputEventInPlace } from '../../protocol/index.js';
+import type { OutputBuffers } from './output-buffers.js';
 
 export interface SpawnSpec {
   /**
@@ -44,9 +45,11 @@ const CHILD_UMASK = 0o022;
 /**
  * Output is sent at the end of the loop turn it arrived in while the master keeps up (little
  * uncredited), so interactive output is not delayed; while it streams, for up to this long more
- * is gathered into one event: fewer, larger messages move more bytes per CPU second.
+ * is gathered into one event: fewer, larger messages move more bytes per CPU second. Long
+ * enough to fill an event's buffer (about 1 MiB) at a few hundred MB/s: 1 ms made events of
+ * ~300 KB, two to three messages per MiB (issue 22).
  */
-const GATHER_MS = 1;
+const GATHER_MS = 8;
 const KEEPING_UP = 64 * 1024;
 /** After the hang-up, how long a process may take before it is killed. */
 const HANGUP_GRACE_MS = 3000;
@@ -67,7 +70,8 @@ export class SpawnedProcess {
   /** Output bytes sent and not yet credited back by the master. */
   private inFlight = 0;
   private paused = false;
-  private pending: { stream: Stream; chunks: Buffer[]; bytes: number } | null = null;
+  /** Output gathered for the next event, in a buffer of `buffers` (output-buffers.ts). */
+  private pending: { stream: Stream; buffer: Buffer; bytes: number } | null = null;
   private flushScheduled = false;
   private exited = false;
   private killTimer: NodeJS.Timeout | undefined;
@@ -75,7 +79,9 @@ export class SpawnedProcess {
    * Events sent and not known received, in seq order. `end`: the output bytes sent up to and
    * including it (Infinity for the exit, which only `received` can clear).
    */
-  private readonly kept: { seq: number; end: number; event: Uint8Array }[] = [];
+  private readonly kept: { seq: number; end: number; event: Uint8Array; pinned?: boolean; resent?: boolean }[] = [];
+  /** Kept events built in a buffer of `buffers`, which they hold until received. */
+  private pinned = 0;
   private sentBytes = 0;
   private creditedBytes = 0;
   /** The exit event's seq, once sent. */
@@ -92,11 +98,12 @@ export class SpawnedProcess {
     private readonly onExit: () => void,
     private readonly log: Logger,
     private readonly changeSeq: (() => Promise<number | undefined>) | undefined,
+    private readonly buffers: OutputBuffers,
   ) {}
 
   /** Resolves once the process runs (its pid known); spawn errors reject with their errno. */
   static async start(
-    procId: number, spec: SpawnSpec, sink: EventSink, onExit: () => void, log: Logger,
+    procId: number, spec: SpawnSpec, sink: EventSink, onExit: () => void, log: Logger, buffers: OutputBuffers,
     changeSeq?: () => Promise<number | undefined>,
   ): Promise<SpawnedProcess> {
     if (spec.pty) {
@@ -104,7 +111,7 @@ export class SpawnedProcess {
         name: spec.env.TERM ?? 'xterm', cols: spec.pty?.cols || 80, rows: spec.pty?.rows || 24,
         cwd: spec.cwd, env: spec.env, encoding: null,
       }));
-      const proc = new SpawnedProcess(procId, pty.pid, spec, { pty }, sink, onExit, log, changeSeq);
+      const proc = new SpawnedProcess(procId, pty.pid, spec, { pty }, sink, onExit, log, changeSeq, buffers);
       pty.onData((data: Buffer | string) => proc.output('stdout', typeof data === 'string' ? Buffer.from(data) : data));
       pty.onExit(({ exitCode, signal }) => {
         void proc.finish(signal ? null : exitCode, signal ? signalName(signal) : null);
@@ -121,7 +128,7 @@ export class SpawnedProcess {
       child.once('spawn', resolve);
       child.once('error', (err) => reject(err));
     });
-    const proc = new SpawnedProcess(procId, child.pid as number, spec, { pipes: child }, sink, onExit, log, changeSeq);
+    const proc = new SpawnedProcess(procId, child.pid as number, spec, { pipes: child }, sink, onExit, log, changeSeq, buffers);
     proc.pump('stdout', child.stdout as Readable);
     proc.pump('stderr', child.stderr as Readable);
     // The process may close its stdin early: a later write then answers EPIPE, no crash.
@@ -136,12 +143,15 @@ export class SpawnedProcess {
 
   /** Gathers output of one loop turn into one event (pipes deliver 64 KiB reads). */
   private output(stream: Stream, chunk: Buffer): void {
-    if (this.pending && (this.pending.stream !== stream || this.pending.bytes + chunk.length > this.spec.maxChunk)) {
-      this.flush();
+    if (this.pending && this.pending.stream !== stream) this.flush();
+    // Copied into the event's own buffer as it arrives; an event is sent when its buffer is full.
+    for (let at = 0; at < chunk.length;) {
+      this.pending ??= { stream, buffer: this.buffers.take(), bytes: 0 };
+      const copied = chunk.copy(this.pending.buffer, this.pending.bytes, at);
+      this.pending.bytes += copied;
+      at += copied;
+      if (this.pending.bytes === this.pending.buffer.length) this.flush();
     }
-    this.pending ??= { stream, chunks: [], bytes: 0 };
-    this.pending.chunks.push(chunk);
-    this.pending.bytes += chunk.length;
     const keepingUp = this.inFlight < KEEPING_UP;
     this.inFlight += chunk.length;
     if (this.inFlight >= this.spec.window) this.pause();
@@ -164,11 +174,21 @@ export class SpawnedProcess {
     if (!pending) return;
     this.pending = null;
     this.sentBytes += pending.bytes;
-    this.send(encodeOutputEvent(this.procId, this.seq++, pending.stream, pending.chunks), this.sentBytes);
+    const data = pending.buffer.subarray(0, pending.bytes);
+    // Built in its buffer when it fills much of it, and the process pins no more buffers than
+    // its window needs: what kept events hold stays near what the window bounds. Otherwise
+    // copied into a message of its size, and the buffer is free at once.
+    const inPlace = this.buffers.worthPinning(pending.bytes) && this.pinned < this.buffers.pinsFor(this.spec.window);
+    const event = inPlace
+      ? encodeOutputEventInPlace(this.procId, this.seq++, pending.stream, data)
+      : encodeOutputEvent(this.procId, this.seq++, pending.stream, [data]);
+    if (inPlace) this.pinned++;
+    else this.buffers.give(pending.buffer);
+    this.send(event, this.sentBytes, inPlace);
   }
 
-  private send(event: Uint8Array, end: number): void {
-    this.kept.push({ seq: this.seq - 1, end, event });
+  private send(event: Uint8Array, end: number, pinned = false): void {
+    this.kept.push({ seq: this.seq - 1, end, event, pinned });
     this.sink(event);
   }
 
@@ -187,6 +207,9 @@ export class SpawnedProcess {
     let sent = 0;
     for (const kept of this.kept) {
       if (kept.seq < from) continue;
+      // Its memory is never used again: a credit for the first copy could come while this one
+      // is still being written.
+      kept.resent = true;
       this.sink(kept.event);
       sent++;
     }
@@ -201,7 +224,12 @@ export class SpawnedProcess {
       if (kept.seq >= next && kept.end > this.creditedBytes) break;
       drop++;
     }
-    if (drop > 0) this.kept.splice(0, drop);
+    // Received: the connection wrote them, and their buffers hold the next output.
+    for (const kept of drop > 0 ? this.kept.splice(0, drop) : []) {
+      if (!kept.pinned) continue;
+      this.pinned--;
+      if (!kept.resent) this.buffers.give(kept.event);
+    }
     if (this.exitSeq !== undefined && next > this.exitSeq && !this.forgotten) {
       this.forgotten = true;
       this.onExit();
