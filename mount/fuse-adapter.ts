@@ -411,8 +411,8 @@ export class FuseAdapter {
         case Op.READ: {
           const readData = this.readData;
           if (readData) {
-            // Answered with the filesystem's bytes where they lie (read-ahead's chunk): no copy.
-            return this.run(handle, 'read', () => readData(this.maybePath(ino), a, b, c, who), (data) => this.binding.replyBuf(handle, data, data.length));
+            // Answered with the filesystem's bytes where they lie (read-ahead's chunks): no copy.
+            return this.run(handle, 'read', () => readData(this.maybePath(ino), a, b, c, who), (pieces) => this.binding.replyIov(handle, pieces));
           }
           const target = Buffer.allocUnsafe(b);
           return this.run(handle, 'read', () => fs.read(this.maybePath(ino), a, target, b, c, who), (n) => this.binding.replyBuf(handle, target, n));

@@ -30,31 +30,47 @@ export class ReadAhead {
    * short only at the end of the file: the kernel zero-fills past a short read.
    */
   async read(target: Buffer, offset: number, length: number): Promise<number> {
-    const data = await this.readData(offset, length);
-    data.copy(target, 0, 0, data.length);
-    return data.length;
+    let copied = 0;
+    for (const piece of await this.readData(offset, length)) copied += piece.copy(target, copied);
+    return copied;
   }
 
   /**
-   * Up to `length` bytes at `offset` (short only at the end of the file). Where they lie in one
-   * fetched chunk they are a view of it, not a copy: the kernel's reads (128 KiB each) are
-   * answered from the chunk itself, with no buffer to allocate and fill per read. Chunks are
-   * never written to once fetched, so a view stays true while it is being answered.
+   * Up to `length` bytes at `offset` (short only at the end of the file), as views of the
+   * fetched chunks they lie in (one, or two across a chunk's end): the kernel's reads are
+   * answered from the chunks themselves, with no buffer to allocate and fill per read. Chunks
+   * are never written to once fetched, so a view stays true while it is being answered.
    */
-  async readData(offset: number, length: number): Promise<Buffer> {
+  async readData(offset: number, length: number): Promise<Buffer[]> {
     const first = Math.floor(offset / this.chunkSize);
     const sequential = offset === 0 || offset === this.nextExpected || this.chunks.has(first);
     this.nextExpected = offset + length;
-    if (!sequential) return this.fetch(offset, length);
+    if (!sequential) return [await this.fetch(offset, length)];
     const last = Math.floor((offset + length - 1) / this.chunkSize);
     this.prefetch(first, last + this.window);
     this.evictBefore(first);
-    const chunk = await (this.chunks.get(first) ?? this.load(first));
-    const from = offset - first * this.chunkSize;
-    if (from + length <= chunk.length) return chunk.subarray(from, from + length);
-    // Across two chunks, or past what this one holds.
-    const target = Buffer.allocUnsafe(length);
-    return target.subarray(0, await this.copyInto(target, offset, length));
+    // Taken before the first wait: the kernel sends reads several at a time, and a later one
+    // evicts the chunks behind it, which this one may still need (it would fetch them again).
+    const loads: Promise<Buffer>[] = [];
+    for (let index = first; index <= last; index++) loads.push(this.chunks.get(index) ?? this.load(index));
+    const pieces: Buffer[] = [];
+    let at = offset;
+    const end = offset + length;
+    for (let index = first; index <= last && at < end; index++) {
+      const chunk = await (loads[index - first] as Promise<Buffer>);
+      const from = at - index * this.chunkSize;
+      const to = Math.min(chunk.length, end - index * this.chunkSize);
+      if (to >= this.chunkSize || at + (to - from) === end) {
+        pieces.push(chunk.subarray(from, to));
+        at += to - from;
+        continue;
+      }
+      // Short of its end: the end of the file, or a chunk cut at an older size (see copyInto).
+      const target = Buffer.allocUnsafe(end - at);
+      pieces.push(target.subarray(0, await this.copyInto(target, at, end - at)));
+      return pieces;
+    }
+    return pieces;
   }
 
   private async copyInto(target: Buffer, offset: number, length: number): Promise<number> {

@@ -363,13 +363,13 @@ export class RemoteFs implements MountFs {
   }
 
   async read(path: string | null, fh: number, target: Buffer, length: number, offset: number, caller: FuseCaller): Promise<number> {
-    const data = await this.readData(path, fh, length, offset, caller);
-    data.copy(target, 0, 0, data.length);
-    return data.length;
+    let copied = 0;
+    for (const piece of await this.readData(path, fh, length, offset, caller)) copied += piece.copy(target, copied);
+    return copied;
   }
 
-  /** A view of the read-ahead chunk where the bytes lie in one (read-ahead.ts). */
-  async readData(_path: string | null, fh: number, length: number, offset: number, _caller: FuseCaller): Promise<Buffer> {
+  /** Views of the read-ahead chunks the bytes lie in (read-ahead.ts). */
+  async readData(_path: string | null, fh: number, length: number, offset: number, _caller: FuseCaller): Promise<Buffer[]> {
     const file = this.files.get(fh);
     await this.sendWriters(file.path);
     await file.writer?.send();

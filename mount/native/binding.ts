@@ -81,6 +81,8 @@ export interface FuseBinding {
   replyOpen(handle: RequestHandle, fh: number, openFlags: number): void;
   replyWrite(handle: RequestHandle, count: number): void;
   replyBuf(handle: RequestHandle, data: Buffer, length: number): void;
+  /** Read data in pieces (at most 8), given to the kernel as one reply without joining them first. */
+  replyIov(handle: RequestHandle, pieces: Buffer[]): void;
   replyReadlink(handle: RequestHandle, target: Buffer): void;
   replyXattrSize(handle: RequestHandle, size: number): void;
   /** bsize, frsize, blocks, bfree, bavail, files, ffree, namemax. */

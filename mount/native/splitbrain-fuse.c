@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 
 enum op {
   OP_LOOKUP = 1, OP_FORGET, OP_GETATTR, OP_SETATTR, OP_READLINK, OP_MKNOD, OP_MKDIR, OP_UNLINK,
@@ -824,6 +825,34 @@ static napi_value reply_buf(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * replyIov(handle, buffers): read data in several pieces (a read across two read-ahead chunks),
+ * handed to the kernel in one reply with no copy into one buffer first.
+ */
+#define MAX_IOV 8
+static napi_value reply_iov(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (get_args(env, info, 2, argv)) return NULL;
+  uint32_t count = 0;
+  if (napi_get_array_length(env, argv[1], &count) != napi_ok || count > MAX_IOV) {
+    napi_throw_type_error(env, NULL, "splitbrain-fuse: expected an array of at most 8 Buffers");
+    return NULL;
+  }
+  struct iovec iov[MAX_IOV];
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value item;
+    char *data;
+    size_t len;
+    if (napi_get_element(env, argv[1], i, &item) != napi_ok || bytes_of(env, item, &data, &len)) return NULL;
+    iov[i].iov_base = data;
+    iov[i].iov_len = len;
+  }
+  struct sb_req *r = req_of(env, argv[0]);
+  fuse_reply_iov(r->req, iov, (int)count);
+  answered(r);
+  return NULL;
+}
+
 /* replyReadlink(handle, target): the target as bytes, without a NUL. */
 static napi_value reply_readlink(napi_env env, napi_callback_info info) {
   napi_value argv[2];
@@ -1154,6 +1183,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"replyOpen", NULL, reply_open, NULL, NULL, NULL, napi_default, NULL},
     {"replyWrite", NULL, reply_write, NULL, NULL, NULL, napi_default, NULL},
     {"replyBuf", NULL, reply_buf, NULL, NULL, NULL, napi_default, NULL},
+    {"replyIov", NULL, reply_iov, NULL, NULL, NULL, napi_default, NULL},
     {"replyReadlink", NULL, reply_readlink, NULL, NULL, NULL, napi_default, NULL},
     {"replyXattrSize", NULL, reply_xattr_size, NULL, NULL, NULL, napi_default, NULL},
     {"replyStatfs", NULL, reply_statfs, NULL, NULL, NULL, napi_default, NULL},
