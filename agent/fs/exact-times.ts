@@ -3,16 +3,14 @@
  * seconds as a double, and libuv turns that into a timespec truncated to microseconds
  * (uv__fs_to_timespec), so 1.002003004 s is set as 1.002003 s, and a 2024 time, whose
  * nanoseconds need 61 bits, cannot be a double at all. So utimensat(2) and futimens(2) are
- * called in libc through koffi (a maintained FFI whose npm package ships its prebuilt binaries:
- * no compiler, no code of ours in C). This file is the only importer of koffi.
+ * called in libc (../libc.ts).
  *
- * The calls are synchronous, as the agent's other metadata calls are (attr-ops.ts): koffi's
- * asynchronous calls run on other threads, where errno would not be ours to read. Where libc
+ * The calls are synchronous, as the agent's other metadata calls are (attr-ops.ts). Where libc
  * cannot be loaded (a slave without glibc), Node's microsecond path is used, and logged once.
  */
 import { futimesSync, lstatSync, fstatSync, lutimesSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { SlaveError, errnoName, nameToBytes, timestampFromMs, type TimeSpec, type Timestamp } from '../../protocol/index.js';
+import { libc, libcProblem, type Libc } from '../libc.js';
 
 /** utimensat's special nanosecond values (<sys/stat.h> on Linux). */
 const UTIME_NOW = (1 << 30) - 1;
@@ -21,40 +19,15 @@ const AT_FDCWD = -100;
 const AT_SYMLINK_NOFOLLOW = 0x100;
 
 interface Timespec { tv_sec: number; tv_nsec: number }
-type KoffiFunction = (...args: unknown[]) => number;
-interface Libc {
-  utimensat: KoffiFunction;
-  futimens: KoffiFunction;
-  errno(): number;
-}
-
-/** koffi and libc, loaded at first use; null where they cannot be. */
-let libc: Libc | null | undefined;
-let problem: string | undefined;
 
 function loadLibc(): Libc | null {
-  if (libc !== undefined) return libc;
-  try {
-    // Not a static import: an agent whose koffi cannot load still serves, times to the µs.
-    const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
-    const lib = koffi.load('libc.so.6');
-    koffi.struct('splitbrain_timespec', { tv_sec: 'int64_t', tv_nsec: 'long' });
-    libc = {
-      utimensat: lib.func('int utimensat(int dirfd, const char *path, const splitbrain_timespec *times, int flags)') as KoffiFunction,
-      futimens: lib.func('int futimens(int fd, const splitbrain_timespec *times)') as KoffiFunction,
-      errno: () => koffi.errno(),
-    };
-  } catch (err) {
-    problem = `file times are set to the microsecond only: ${(err as Error).message}`;
-    libc = null;
-  }
-  return libc;
+  return libc();
 }
 
 /** Why times are set to the microsecond only on this slave, or undefined: they are exact. */
 export function exactTimesProblem(): string | undefined {
-  loadLibc();
-  return problem;
+  const why = libcProblem();
+  return why === undefined ? undefined : `file times are set to the microsecond only: ${why}`;
 }
 
 function timespecOf(spec: TimeSpec): Timespec {

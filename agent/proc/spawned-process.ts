@@ -18,6 +18,7 @@ import { spawn as spawnPty, type IPty } from 'node-pty';
 import type { Logger } from 'pino';
 import { SlaveError, encodeEvent, encodeOutputEvent, encodeOutputEventInPlace } from '../../protocol/index.js';
 import type { OutputBuffers } from './output-buffers.js';
+import { OutputPipes } from './output-pipes.js';
 
 export interface SpawnSpec {
   /**
@@ -92,7 +93,7 @@ export class SpawnedProcess {
     readonly procId: number,
     readonly pid: number,
     private readonly spec: SpawnSpec,
-    private readonly child: { pipes: ChildProcess } | { pty: IPty },
+    private readonly child: { pipes: ChildProcess; output: OutputControl } | { pty: IPty },
     private readonly sink: EventSink,
     /** The process ended and its master has the exit: the table may forget it. */
     private readonly onExit: () => void,
@@ -118,22 +119,37 @@ export class SpawnedProcess {
       });
       return proc;
     }
-    const child = withChildUmask(() => spawnChild(spec.file, spec.argv.slice(1), {
-      argv0: spec.argv[0], cwd: spec.cwd, env: spec.env,
-      stdio: ['pipe', 'pipe', 'pipe'],
-      // Its own process group, so a hang-up reaches what it started too.
-      detached: true,
-    }));
-    await new Promise<void>((resolve, reject) => {
-      child.once('spawn', resolve);
-      child.once('error', (err) => reject(err));
-    });
-    const proc = new SpawnedProcess(procId, child.pid as number, spec, { pipes: child }, sink, onExit, log, changeSeq, buffers);
-    proc.pump('stdout', child.stdout as Readable);
-    proc.pump('stderr', child.stderr as Readable);
+    // Output pipes of the agent's own, read without a buffer per read (output-pipes.ts); Node's where it cannot make them.
+    const pipes = OutputPipes.make();
+    let child: ChildProcess;
+    try {
+      child = withChildUmask(() => spawnChild(spec.file, spec.argv.slice(1), {
+        argv0: spec.argv[0], cwd: spec.cwd, env: spec.env,
+        stdio: ['pipe', pipes?.childFds[0] ?? 'pipe', pipes?.childFds[1] ?? 'pipe'],
+        // Its own process group, so a hang-up reaches what it started too.
+        detached: true,
+      }));
+      await new Promise<void>((resolve, reject) => {
+        child.once('spawn', resolve);
+        child.once('error', (err) => reject(err));
+      });
+    } catch (err) {
+      pipes?.close();
+      throw err;
+    }
+    const output = pipes ?? nodePipes(child);
+    const proc = new SpawnedProcess(procId, child.pid as number, spec, { pipes: child, output }, sink, onExit, log, changeSeq, buffers);
     // The process may close its stdin early: a later write then answers EPIPE, no crash.
     child.stdin?.on('error', (err) => log.debug({ err, procId }, 'stdin closed by the process'));
-    child.once('close', (code, signal) => void proc.finish(code, signal));
+    if (pipes) {
+      pipes.start((stream, data) => proc.output(stream, data), (err) => log.debug({ err, procId }, 'output pipe failed'));
+      // The exit follows the output: once every writer (a background child too) closed the pipes.
+      child.once('exit', (code, signal) => void pipes.ended.then(() => proc.finish(code, signal)));
+    } else {
+      proc.pump('stdout', child.stdout as Readable);
+      proc.pump('stderr', child.stderr as Readable);
+      child.once('close', (code, signal) => void proc.finish(code, signal));
+    }
     return proc;
   }
 
@@ -240,10 +256,7 @@ export class SpawnedProcess {
     if (this.paused) return;
     this.paused = true;
     if ('pty' in this.child) this.child.pty.pause();
-    else {
-      this.child.pipes.stdout?.pause();
-      this.child.pipes.stderr?.pause();
-    }
+    else this.child.output.pause();
   }
 
   /** The master wrote out `bytes` more (so it received them), and has every event before `received`. */
@@ -254,10 +267,7 @@ export class SpawnedProcess {
     if (!this.paused || this.inFlight >= this.spec.window) return;
     this.paused = false;
     if ('pty' in this.child) this.child.pty.resume();
-    else {
-      this.child.pipes.stdout?.resume();
-      this.child.pipes.stderr?.resume();
-    }
+    else this.child.output.resume();
   }
 
   async writeStdin(data: Uint8Array, eof: boolean): Promise<void> {
@@ -293,10 +303,7 @@ export class SpawnedProcess {
    */
   hangUp(): void {
     if (this.exited || this.killTimer) return;
-    if ('pipes' in this.child) {
-      this.child.pipes.stdout?.destroy();
-      this.child.pipes.stderr?.destroy();
-    }
+    if ('pipes' in this.child) this.child.output.destroy();
     this.sendGroup('SIGHUP');
     this.killTimer = setTimeout(() => this.sendGroup('SIGKILL'), HANGUP_GRACE_MS);
     this.killTimer.unref();
@@ -324,6 +331,23 @@ export class SpawnedProcess {
     }), Infinity);
     this.log.debug({ procId: this.procId, pid: this.pid, code, signal }, 'process ended');
   }
+}
+
+/** What the process's output pipes let the agent do: stop and start reading them, close them. */
+interface OutputControl {
+  pause(): void;
+  resume(): void;
+  destroy(): void;
+}
+
+/** Node's own stdio pipes, where the agent could not make its own. */
+function nodePipes(child: ChildProcess): OutputControl {
+  const streams = [child.stdout, child.stderr];
+  return {
+    pause: () => { for (const s of streams) s?.pause(); },
+    resume: () => { for (const s of streams) s?.resume(); },
+    destroy: () => { for (const s of streams) s?.destroy(); },
+  };
 }
 
 function signalName(num: number): string {
