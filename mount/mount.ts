@@ -57,9 +57,13 @@ export class MountError extends Error {
   override name = 'MountError';
 }
 
-/** Bytes per coalesced write or read-ahead fetch: the largest 64 KiB multiple a message holds. */
+/**
+ * Bytes per coalesced write or read-ahead fetch: the most whole pages a message holds with room
+ * for its head (about 100 bytes; 4 KiB kept, as the agent keeps for its replies). 1020 KiB with
+ * the default 1 MiB max_payload: the 64 KiB multiple it was (960 KiB) cost 7 % more messages.
+ */
 export function chunkSizeFor(maxPayload: number): number {
-  return Math.max(65536, Math.floor((maxPayload - 8192) / 65536) * 65536);
+  return Math.max(65536, Math.floor((maxPayload - 4096) / 4096) * 4096);
 }
 
 /** Detaches whatever is mounted at `mountPath` (lazily), as `fusermount3 -uz` does. */
