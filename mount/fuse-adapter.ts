@@ -34,7 +34,11 @@ export interface FuseMountOptions {
   directIo: boolean;
   /** The kernel checks permissions (and POSIX ACLs) itself: allow_other mounts. */
   kernelChecks: boolean;
-  /** Largest write (and read) the kernel sends: what one bus message holds, at most 1 MiB. */
+  /**
+   * Largest write (and read) the kernel sends, at most 1 MiB: what one bus message holds where
+   * each write goes as a message of its own (devices); any size where writes are gathered into
+   * chunks (files: write-behind.ts).
+   */
   maxTransfer: number;
 }
 

@@ -13,7 +13,7 @@ import { connectBus } from '../transport/bus.js';
 import { ChangeFeed } from '../transport/change-feed.js';
 import { AttrCache } from './attr-cache.js';
 import { MOUNT_ITSELF } from './callers.js';
-import { FuseAdapter } from './fuse-adapter.js';
+import { FuseAdapter, MAX_TRANSFER } from './fuse-adapter.js';
 import { deviceTuning, parseMountOptions } from './mount-options.js';
 import { DeviceFs } from './device-fs.js';
 import type { MountFs } from './mount-fs.js';
@@ -156,7 +156,10 @@ export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
     const adapter = new FuseAdapter(fs, {
       mountPath: options.mountPath, kernelOptions: tuning.kernelOptions, timeouts: shortTimeouts,
       directIo: options.devices === true, kernelChecks: tuning.kernelChecks,
-      maxTransfer: chunkSizeFor(bus.maxPayload),
+      // File writes are gathered into chunks whatever their size, so the kernel may hand over a
+      // program's 1 MiB write whole: one FUSE request per MiB, not 1020 + 4 KiB (issue 22). A
+      // device write goes as one message, so it must fit one.
+      maxTransfer: options.devices ? chunkSizeFor(bus.maxPayload) : MAX_TRANSFER,
     }, log);
     // What the mount told the kernel ahead of the agent's verdict, and the verdict differed.
     cache.onStale = (path, entry) => adapter.invalidateStale(posix.dirname(path), posix.basename(path), entry);

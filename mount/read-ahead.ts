@@ -45,7 +45,7 @@ export class ReadAhead {
     const first = Math.floor(offset / this.chunkSize);
     const sequential = offset === 0 || offset === this.nextExpected || this.chunks.has(first);
     this.nextExpected = offset + length;
-    if (!sequential) return [await this.fetch(offset, length)];
+    if (!sequential) return this.fetchRange(offset, length);
     const last = Math.floor((offset + length - 1) / this.chunkSize);
     this.prefetch(first, last + this.window);
     this.evictBefore(first);
@@ -69,6 +69,21 @@ export class ReadAhead {
       const target = Buffer.allocUnsafe(end - at);
       pieces.push(target.subarray(0, await this.copyInto(target, at, end - at)));
       return pieces;
+    }
+    return pieces;
+  }
+
+  /**
+   * A random read, in requests of at most a chunk (the kernel may ask more than a reply holds):
+   * all at once, then as many as came back whole.
+   */
+  private async fetchRange(offset: number, length: number): Promise<Buffer[]> {
+    const requests: Promise<Buffer>[] = [];
+    for (let at = 0; at < length; at += this.chunkSize) requests.push(this.fetch(offset + at, Math.min(this.chunkSize, length - at)));
+    const pieces: Buffer[] = [];
+    for (const [i, piece] of (await Promise.all(requests)).entries()) {
+      pieces.push(piece);
+      if (piece.length < Math.min(this.chunkSize, length - i * this.chunkSize)) break; // the end of the file
     }
     return pieces;
   }

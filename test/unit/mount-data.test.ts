@@ -120,6 +120,15 @@ describe('read-ahead', () => {
     const last = await ra.readData(9900, 300);
     assert.deepEqual(Buffer.concat(last), file.subarray(9900), 'short at the end of the file');
   });
+  it('asks a random read longer than a chunk in chunks, and stops at the end of the file', async () => {
+    const requests: [number, number][] = [];
+    const ra = reader(requests);
+    const pieces = await ra.readData(5123, 2500);
+    assert.deepEqual(requests, [[5123, 1000], [6123, 1000], [7123, 500]]);
+    assert.deepEqual(Buffer.concat(pieces), file.subarray(5123, 7623));
+    const tail = await ra.readData(8777, 2000);
+    assert.deepEqual(Buffer.concat(tail), file.subarray(8777), 'short: the end of the file');
+  });
   it('costs one exact request for a random read', async () => {
     const requests: [number, number][] = [];
     const ra = reader(requests);
