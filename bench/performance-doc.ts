@@ -113,6 +113,15 @@ functions, on the local disk, bindfs, sshfs and splitbrain, after the workloads 
 time until a file rewritten on the slave side, not through the mount, shows its new size
 through the mount (coherence), p50 and p99. The details are under its tables.
 
+The stream part, after the device bench (or alone with \`--only streams\`), holds the three
+streams of issue 22 against the raw floor side by side, on the run's nats-server with agents,
+a bridge and a mount of its own: each pass runs the raw floor both ways, a bridged \`head\`'s
+stdout through the shim, and the mount's sequential write and cold read (the dd commands
+above, the read after dropping the page caches), \`BENCH_SIZE_MB\` each, \`BENCH_RUNS\`
+passes; each stream is held against the floor of its direction in the same pass. It reports
+the CPU every process spends per GiB (\`/proc/PID/stat\`, the shell's \`times\` for the shim
+and dd) and the messages nats-server carries per MiB (its \`/varz\`).
+
 The cluster part, last (or alone with \`--only cluster\`), runs on a NATS deployment of its
 own: three clustered nats-servers and a leaf node connected out to them, as a test farm has
 (\`bench/nats-farm.ts\`). It times the raw transport and a mount's sequential write and cold

@@ -35,6 +35,8 @@ export type ProcessName = 'bench' | 'floor responder' | 'nats-server' | 'exec ag
   | 'change watcher' | 'mount' | 'shim' | 'dd';
 
 export interface StreamSample {
+  /** Which pass (from 1): a stream is held against the floor measured in the same pass. */
+  pass: number;
   bytes: number;
   seconds: number;
   /** CPU seconds each process spent on this sample. */
@@ -89,7 +91,7 @@ class StreamCheckError extends Error {
 
 /** Runs `step`, which returns the bytes it moved and the programs' CPU, and measures around it. */
 async function measure(
-  running: Running, nats: NatsServer, step: () => Promise<{ bytes: number; programs: Map<ProcessName, number> }>,
+  running: Running, nats: NatsServer, pass: number, step: () => Promise<{ bytes: number; programs: Map<ProcessName, number> }>,
 ): Promise<StreamSample> {
   const before: ServerCounts = await nats.counts();
   const meter = cpuMeter(running.pids);
@@ -99,7 +101,7 @@ async function measure(
   const cpu = meter() as Map<ProcessName, number>;
   const after = await nats.counts();
   for (const [name, value] of programs) cpu.set(name, value);
-  return { bytes, seconds, cpu, messages: after.inMsgs - before.inMsgs };
+  return { pass, bytes, seconds, cpu, messages: after.inMsgs - before.inMsgs };
 }
 
 export async function measureStreamBench(
@@ -200,7 +202,7 @@ export async function measureStreamBench(
         }
         try {
           await before[id]?.();
-          const sample = await measure(running, nats, () => steps[id](pass));
+          const sample = await measure(running, nats, pass, () => steps[id](pass));
           samples.get(id)?.push(sample);
           const cpu = [...sample.cpu].filter(([, s]) => s >= 0.05).map(([n, s]) => `${n} ${s.toFixed(2)}`).join(', ');
           progress(`${where} ${(sample.bytes / 1e6 / sample.seconds).toFixed(0)} MB/s, `
