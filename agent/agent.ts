@@ -13,9 +13,10 @@ import {
 import { decodeHellos, helloRequest } from '../transport/agent-client.js';
 import { AgentUnreachableError } from '../transport/errors.js';
 import { connectBus, type Bus } from '../transport/bus.js';
-import type { AgentContext } from './context.js';
+import { REPLY_OVERHEAD, type AgentContext } from './context.js';
 import { createDispatcher } from './dispatch.js';
 import { HandleTable } from './fs/handle-table.js';
+import { ReadBuffers } from './fs/read-buffers.js';
 import { ReaddirCursors } from './fs/readdir-cursors.js';
 import { DEFAULT_DEV_ALLOW } from './dev/dev-allow.js';
 import { globFilter } from './path-globs.js';
@@ -29,6 +30,8 @@ const TIME_OPS: ReadonlySet<string> = new Set(['fs.utimens', 'fs.futimens']);
 
 /** Unsynced bytes past which a commit starts at once. */
 const COMMIT_THRESHOLD_BYTES = 32 * 1024 * 1024;
+/** Reply buffers the agent keeps for `fs.read` (fs/read-buffers.ts), about 1 MiB each. */
+const READ_BUFFERS = 16;
 import { DeviceHandles } from './dev/device-handles.js';
 import { handlers } from './handlers.js';
 import { ProcessTable } from './proc/process-table.js';
@@ -211,12 +214,14 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   watchHandles(() => ({ files: handles.size, devices: devices.size, processes: procs.size }));
   watchOutput(() => ({ kept: procs.budget.kept, budget: procs.budget.bytes, cuts: procs.budget.cuts }));
   const serving = { count: 0 };
+  // A master reads ahead four chunks per file: room for four files at once.
+  const readBuffers = new ReadBuffers(bus.maxPayload - REPLY_OVERHEAD, READ_BUFFERS, () => bus.flushed());
   const ctx: AgentContext = {
     jail, handles, commits, procs, devJail, devices, devAllow: globFilter(options.devAllow ?? DEFAULT_DEV_ALLOW),
     cursors: new ReaddirCursors(), readOnly: options.readOnly, enterNamespaces: options.enterNamespaces,
     execPolicy: options.execPolicy ?? 'all', actsForCallers, allowDeviceNodes: options.allowDeviceNodes ?? false,
     searched, access: (caller, root = jail) => new CallerAccess(caller, root, actsForCallers, searched),
-    changes, maxPayload: bus.maxPayload, log,
+    changes, maxPayload: bus.maxPayload, readBuffers, log,
     serving,
     hello: () => ({ ...info, changes: changes.feedMode, server: bus.server, reconnects: bus.reconnects, busy: serving.count }),
   };
@@ -240,7 +245,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       const op = opFromSubject(options.agentId, subject) ?? '';
       if (TIME_OPS.has(op)) checkExactTimes();
       return dispatch(op, data);
-    });
+    }, (reply) => readBuffers.sent(reply));
     discover = await bus.serve(DISCOVER_SUBJECT, async (_subject, data) => dispatch('agent.hello', data));
   } catch (err) {
     procs.close();

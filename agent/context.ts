@@ -8,6 +8,7 @@ import type { CallerAccess, SearchCache } from './caller-access.js';
 import type { DeviceHandles } from './dev/device-handles.js';
 import type { Commits } from './fs/commits.js';
 import type { HandleTable } from './fs/handle-table.js';
+import type { ReadBuffers } from './fs/read-buffers.js';
 import type { ReaddirCursors } from './fs/readdir-cursors.js';
 import type { ProcessTable } from './proc/process-table.js';
 import type { RootJail } from './root-jail.js';
@@ -43,6 +44,8 @@ export interface AgentContext {
   readonly changes: AgentChangeFeed;
   /** Largest reply the bus accepts; data replies are sized to fit. */
   readonly maxPayload: number;
+  /** Memory for `fs.read` replies, used again once sent (fs/read-buffers.ts). */
+  readonly readBuffers: ReadBuffers;
   readonly log: Logger;
   hello(): HelloInfo;
   /** Requests being served now, hellos aside (dispatch.ts keeps it): what a hello reports as `busy`. */

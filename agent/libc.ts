@@ -1,20 +1,24 @@
 /**
- * The libc calls Node does not make, through koffi (a maintained FFI whose npm package ships its
- * prebuilt binaries: no compiler, no code of ours in C): utimensat/futimens for file times to
- * the nanosecond (fs/exact-times.ts) and ioctl for terminals (dev/termios.ts). This file is the
+ * The libc calls the agent needs that Node does not make, through koffi (a maintained FFI whose
+ * npm package ships its prebuilt binaries: no compiler, no code of ours in C): utimensat(2) and
+ * futimens(2) for file times to the nanosecond (fs/exact-times.ts), pipe2(2) for a process's
+ * output pipes (proc/output-pipes.ts), ioctl(2) for terminals (dev/termios.ts). This file is the
  * agent's only importer of koffi.
  *
- * The calls are synchronous, as the agent's other metadata calls are: koffi's asynchronous calls
- * run on other threads, where errno would not be ours to read. Where libc cannot be loaded (a
- * slave without glibc), `libc()` is null and `libcProblem()` says why.
+ * Synchronous calls only: koffi's asynchronous calls run on other threads, where errno would not
+ * be ours to read. Where koffi or libc cannot be loaded (a slave without glibc), `libc()` is null,
+ * `libcProblem()` says why, and each caller falls back to what Node can do.
  */
 import { createRequire } from 'node:module';
 import { SlaveError, errnoName } from '../protocol/index.js';
 
 type KoffiFunction = (...args: unknown[]) => number;
+
 export interface Libc {
   utimensat: KoffiFunction;
   futimens: KoffiFunction;
+  /** pipe2(fds, flags): `fds` an array of two numbers, filled in. */
+  pipe2: KoffiFunction;
   /** ioctl(fd, request, buffer): the argument is a pointer to `buffer`'s bytes. */
   ioctlBuffer(fd: number, request: number, buffer: Buffer): number;
   /** ioctl(fd, request, value): the argument is the number itself. */
@@ -22,7 +26,7 @@ export interface Libc {
   errno(): number;
 }
 
-/** koffi and libc, loaded at first use; null where they cannot be. */
+/** Loaded at first use; null where it cannot be. */
 let loaded: Libc | null | undefined;
 let problem: string | undefined;
 
@@ -38,6 +42,7 @@ export function libc(): Libc | null {
     loaded = {
       utimensat: lib.func('int utimensat(int dirfd, const char *path, const splitbrain_timespec *times, int flags)') as KoffiFunction,
       futimens: lib.func('int futimens(int fd, const splitbrain_timespec *times)') as KoffiFunction,
+      pipe2: lib.func('int pipe2(_Out_ int *fds, int flags)') as KoffiFunction,
       ioctlBuffer: (fd, request, buffer) => ioctlBuffer(fd, request, buffer),
       ioctlValue: (fd, request, value) => ioctlValue(fd, request, value),
       errno: () => koffi.errno(),
@@ -49,7 +54,7 @@ export function libc(): Libc | null {
   return loaded;
 }
 
-/** Why libc's calls are not available here, or undefined. */
+/** Why libc could not be loaded, or undefined. */
 export function libcProblem(): string | undefined {
   libc();
   return problem;

@@ -20,19 +20,23 @@ export interface BridgeRoutes {
   /** Stopped once the process bench is done, so they cost the filesystem workloads nothing. */
   daemons: Daemon[];
   logs: { label: string; path: string }[];
+  /** The agent's and the bridge's, whose CPU the stream part measures. */
+  pids: { agent: number; bridge: number };
 }
 
-export async function startBridgeRoutes(workDir: string, natsUrl: string, cleanup: Cleanup): Promise<BridgeRoutes> {
-  const slavePath = join(workDir, 'exec-slave');
-  const shimDir = join(workDir, 'exec-shim');
-  const socket = join(workDir, 'exec-bridge.sock');
+/** `agentId`: another than the process bench's, for a second set in the same run (the stream part). */
+export async function startBridgeRoutes(workDir: string, natsUrl: string, cleanup: Cleanup, agentId = AGENT_ID): Promise<BridgeRoutes> {
+  const name = agentId === AGENT_ID ? 'exec' : agentId;
+  const slavePath = join(workDir, `${name}-slave`);
+  const shimDir = join(workDir, `${name}-shim`);
+  const socket = join(workDir, `${name}-bridge.sock`);
   await mkdir(slavePath);
-  const agentLog = join(workDir, 'exec-agent.log');
-  const agent = await startAgent({ label: 'exec agent', natsUrl, agentId: AGENT_ID, slavePath, logPath: agentLog }, cleanup);
-  const bridgeLog = join(workDir, 'exec-bridge.log');
+  const agentLog = join(workDir, `${name}-agent.log`);
+  const agent = await startAgent({ label: `${name} agent`, natsUrl, agentId, slavePath, logPath: agentLog }, cleanup);
+  const bridgeLog = join(workDir, `${name}-bridge.log`);
   const bridge = startDaemon({
     label: 'splitbrain bridge', command: process.execPath, logPath: bridgeLog, readyPipe: true,
-    args: [CLI, 'bridge', natsUrl, '--agent', AGENT_ID, '--socket', socket, '--shim-dir', shimDir,
+    args: [CLI, 'bridge', natsUrl, '--agent', agentId, '--socket', socket, '--shim-dir', shimDir,
       ...BRIDGED.flatMap((c) => ['--command', c])],
   }, cleanup);
   const report = await readyReport(bridge, BRIDGE_TIMEOUT_MS);
@@ -41,7 +45,7 @@ export async function startBridgeRoutes(workDir: string, natsUrl: string, cleanu
   }
   const shimEnv = { ...process.env, SPLITBRAIN_BRIDGE_SOCKET: socket };
   // --agent names the agent: no discovery wait in the CLI's figures.
-  const cli = [process.execPath, CLI, 'exec', natsUrl, '--agent', AGENT_ID, '--'];
+  const cli = [process.execPath, CLI, 'exec', natsUrl, '--agent', agentId, '--'];
   return {
     routes: [
       {
@@ -54,6 +58,7 @@ export async function startBridgeRoutes(workDir: string, natsUrl: string, cleanu
       },
     ],
     daemons: [bridge, agent],
-    logs: [{ label: 'exec agent', path: agentLog }, { label: 'splitbrain bridge', path: bridgeLog }],
+    pids: { agent: agent.pid, bridge: bridge.pid },
+    logs: [{ label: `${name} agent`, path: agentLog }, { label: 'splitbrain bridge', path: bridgeLog }],
   };
 }

@@ -31,7 +31,10 @@ the device bench times on each route; \`BENCH_CALL_ITERATIONS\` (default 300) se
 times each single call is timed; \`BENCH_COHERENCE_CHANGES\` (default 200) sets how many changes
 the coherence probe makes on each target; \`BENCH_SPLITBRAIN_OPTS\` passes \`-o\` options to
 \`splitbrain mount\`. \`npm run bench -- --only calls\` runs the single-call, depth and
-coherence part alone (about four minutes) and rewrites only its section of the results.
+coherence part alone (about four minutes) and rewrites only its section of the results;
+\`npm run bench -- --only streams\` does the same for the stream part (a bridged command's
+stdout and the mount's sequential write and read against the raw floor, with the CPU each
+process spends per GiB: under a minute).
 Everything runs on loopback on one machine: a nats-server,
 \`splitbrain agent\` and \`splitbrain mount\`, a second agent with \`splitbrain bridge\` for the
 process bench, a third with \`splitbrain mount --devices\` and socat for the device bench, a
@@ -110,6 +113,15 @@ functions, on the local disk, bindfs, sshfs and splitbrain, after the workloads 
 time until a file rewritten on the slave side, not through the mount, shows its new size
 through the mount (coherence), p50 and p99. The details are under its tables.
 
+The stream part, after the device bench (or alone with \`--only streams\`), holds the three
+streams of issue 22 against the raw floor side by side, on the run's nats-server with agents,
+a bridge and a mount of its own: each pass runs the raw floor both ways, a bridged \`head\`'s
+stdout through the shim, and the mount's sequential write and cold read (the dd commands
+above, the read after dropping the page caches), \`BENCH_SIZE_MB\` each, \`BENCH_RUNS\`
+passes; each stream is held against the floor of its direction in the same pass. It reports
+the CPU every process spends per GiB (\`/proc/PID/stat\`, the shell's \`times\` for the shim
+and dd) and the messages nats-server carries per MiB (its \`/varz\`).
+
 The cluster part, last (or alone with \`--only cluster\`), runs on a NATS deployment of its
 own: three clustered nats-servers and a leaf node connected out to them, as a test farm has
 (\`bench/nats-farm.ts\`). It times the raw transport and a mount's sequential write and cold
@@ -146,6 +158,9 @@ marks its cell with † and is listed under the table.
   when the issue was written: local 2.2 ms, ssh 327 ms, ssh with ControlMaster 116 ms median;
   ssh stdout ~260 MB/s.)
 - Device echo latency: no target; splitbrain is reported next to socat over TCP.
+- Streams (issue 22): a bridged command's stdout, the mount's sequential write and its cold
+  read each at least 80 % of the raw nats.js floor in the same direction, measured side by
+  side in one run (the stream part).
 
 ## Latest results
 `;

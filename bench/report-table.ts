@@ -44,6 +44,8 @@ export interface BenchReport {
   callersError: string | undefined;
   /** The single-call, depth and coherence section, rendered (call-table.ts) and marked (performance-doc.ts). */
   callSection: string | undefined;
+  /** The stream part (stream-table.ts), already marked. */
+  streamSection?: string;
   /** The cluster part (cluster-bench.ts), already marked. */
   clusterSection?: string;
   /** The agent memory part (memory-bench.ts), already marked. */
@@ -176,6 +178,7 @@ export function renderReport(report: BenchReport): string {
   if (report.execError) out.push(`Process bench: fails (${report.execError})`, '');
   if (report.device) out.push(deviceTable(report.device), '', DEVICE_TABLE_LEGEND, '');
   if (report.deviceError) out.push(`Device bench: fails (${report.deviceError})`, '');
+  if (report.streamSection) out.push(report.streamSection, '');
   if (report.callers) out.push(callerTable(report.callers), '', CALLER_TABLE_LEGEND, '');
   if (report.callersError) out.push(`Caller bench: fails (${report.callersError})`, '');
   if (report.callSection) out.push(report.callSection, '');

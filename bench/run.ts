@@ -8,8 +8,10 @@
  * BENCH_CALL_ITERATIONS (300), BENCH_COHERENCE_CHANGES (200), BENCH_SPLITBRAIN_OPTS.
  * `--only calls`: start the targets and run that last part alone; only its section of the doc is
  * rewritten. Then the cluster part (cluster-bench.ts: a leaf node, memory, a load test with
- * BENCH_LOAD_SECONDS, default 20), also alone with `--only cluster`; last, the agent memory part
+ * BENCH_LOAD_SECONDS, default 20), also alone with `--only cluster`; the agent memory part
  * (memory-bench.ts: an idle agent, and one with 100 stalled readers), alone with `--only memory`.
+ * The stream part (stream-bench.ts: stdout, sequential write and read against the raw floor, with
+ * CPU per GiB), after the device bench, also alone with `--only streams`.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -32,6 +34,8 @@ import { logExcerpts } from './log-excerpts.js';
 import { describeMachine, loadAverage } from './machine-info.js';
 import { mountsUnder } from './mount-table.js';
 import { startNatsServer } from './nats-server.js';
+import { renderStreamSection } from './stream-table.js';
+import { measureStreamBench, type StreamBenchResults } from './stream-bench.js';
 import { markPart, PERFORMANCE_DOC, writePerformanceDoc, writePerformanceDocPart } from './performance-doc.js';
 import { renderReport, type BenchReport } from './report-table.js';
 import { stopAllCommands } from './run-command.js';
@@ -56,7 +60,7 @@ function envInt(name: string, fallback: number, max: number): number {
 }
 
 /** Parts that `--only` can run alone. */
-const PARTS = ['calls', 'cluster', 'memory'] as const;
+const PARTS = ['calls', 'cluster', 'memory', 'streams'] as const;
 type Part = (typeof PARTS)[number];
 
 function onlyPart(args: readonly string[]): Part | undefined {
@@ -131,8 +135,11 @@ async function main(): Promise<void> {
   let memory: MemoryBenchResults | undefined;
   let memoryError: string | undefined;
   let memoryHeading = '';
+  let streams: StreamBenchResults | undefined;
+  let streamsError: string | undefined;
+  let streamsHeading = '';
   try {
-    const withFixtures = full || only === 'cluster';
+    const withFixtures = full || only === 'cluster' || only === 'streams';
     progress(`work dir ${workDir}${withFixtures ? `; making fixtures (${sizeMb} MiB random file, npm tarball)` : ''}`);
     const fixtures = withFixtures ? await makeFixtures(workDir, sizeMb) : undefined;
     const nats = await startNatsServer(workDir, cleanup);
@@ -159,7 +166,23 @@ async function main(): Promise<void> {
         deviceError = (err as Error).message;
         progress(`device bench failed: ${deviceError}`);
       }
-
+    }
+    if (fixtures && (full || only === 'streams')) {
+      const started = performance.now();
+      const load = loadAverage();
+      try {
+        streams = await measureStreamBench({ workDir, nats, fixtures, runs, splitbrainOptions }, cleanup, progress);
+        for (const log of streams.logs) logs.push(...(await logExcerpts(log.label, log.path)));
+      } catch (err) {
+        streamsError = (err as Error).message;
+        progress(`stream part failed: ${streamsError}`);
+      }
+      const machine = await describeMachine();
+      streamsHeading = `Measured ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')} on ${machine.machine} by \`${full ? 'npm run bench' : 'npm run bench -- --only streams'}\`, `
+        + `${fixtures.sizeBytes / 2 ** 20} MiB per stream, ${runs} passes, splitbrain mount options: ${splitbrainOptions || 'defaults'}; `
+        + `this part took ${((performance.now() - started) / 1000).toFixed(0)} s, load average ${load} at its start, ${loadAverage()} at its end.`;
+    }
+    if (fixtures && full) {
       try {
         floor = await measureTransportFloor(nats.url, workDir, fixtures.sizeBytes, runs, cleanup, progress);
       } catch (err) {
@@ -272,6 +295,13 @@ async function main(): Promise<void> {
     progress(`rewrote the ${only} section of ${PERFORMANCE_DOC}`);
     return;
   }
+  if (only === 'streams') {
+    const text = renderStreamSection(streams, streamsError, streamsHeading);
+    process.stdout.write(`\n${text}\n`);
+    await writePerformanceDocPart(only, text);
+    progress(`rewrote the ${only} section of ${PERFORMANCE_DOC}`);
+    return;
+  }
   if (only === 'calls') {
     const text = renderCallSection(section);
     process.stdout.write(`\n${text}\n`);
@@ -284,6 +314,7 @@ async function main(): Promise<void> {
     sizeMb, runs, splitbrainOptions, durationS: (performance.now() - t0) / 1000, load: [loadAtStart, loadAverage()],
     coldWaits, startErrors, fs, floor, floorError, fuseFloor, fuseFloorError, exec, execError, device, deviceError,
     callers, callersError, callSection: markPart('calls', renderCallSection(section)),
+    streamSection: markPart('streams', renderStreamSection(streams, streamsError, streamsHeading)),
     clusterSection: markPart('cluster', renderClusterSection(cluster, clusterError, clusterHeading)),
     memorySection: markPart('memory', renderMemorySection(memory, memoryError, memoryHeading)),
     logExcerpts: logs,

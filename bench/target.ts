@@ -23,6 +23,8 @@ export interface Target {
   logs: { label: string; path: string }[];
   /** splitbrain's agent and mount processes (their memory is reported by the cluster part). */
   pids?: { agent: number; mount: number };
+  /** Unmounts and stops what serves it before the run's cleanup would (a part done with it). */
+  stop?: () => Promise<void>;
 }
 
 /** The kernel's default attribute and entry timeouts are 1 s; wait a bit more. */

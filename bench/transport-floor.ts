@@ -60,14 +60,28 @@ async function roundTrips(bus: Bus, subject: string, count: number): Promise<num
   return samples;
 }
 
+/** A floor responder running, and the requests that time it from this process. */
+export interface FloorSession {
+  messageBytes: number;
+  /** The answering process, a Node process of its own as the agent is. */
+  responderPid: number;
+  /** Moves `count` messages responder --> requester (replies); resolves with the milliseconds. */
+  read(count: number): Promise<number>;
+  /** Moves `count` messages requester --> responder (requests); resolves with the milliseconds. */
+  write(count: number): Promise<number>;
+  /** `count` sequential 16-byte round trips, microseconds each. */
+  roundTrips(count: number): Promise<number[]>;
+  stop(): Promise<void>;
+}
+
 /**
- * `responderUrl`: where the responder connects (default: `natsUrl`, the requester's server); a
- * leaf node's URL measures the path through the leaf connection.
+ * Starts the responder and warms the path up. `responderUrl`: where the responder connects
+ * (default: `natsUrl`, the requester's server); a leaf node's URL measures the path through the
+ * leaf connection.
  */
-export async function measureTransportFloor(
-  natsUrl: string, workDir: string, sizeBytes: number, runs: number, cleanup: Cleanup,
-  progress: (line: string) => void, responderUrl = natsUrl, label = 'raw floor',
-): Promise<FloorResult> {
+export async function startFloor(
+  natsUrl: string, workDir: string, cleanup: Cleanup, responderUrl = natsUrl,
+): Promise<FloorSession> {
   const bus = await connectBus({ url: natsUrl, name: 'splitbrain-bench-floor', log: pino({ level: 'warn' }) });
   const prefix = `bench.floor.${randomBytes(4).toString('hex')}`;
   const subjects = floorSubjects(prefix);
@@ -76,33 +90,57 @@ export async function measureTransportFloor(
     label: 'floor responder', command: process.execPath, logPath: join(workDir, `floor-responder-${prefix}.log`),
     args: [RESPONDER, responderUrl, prefix, String(messageBytes)],
   }, cleanup);
+  const stop = async () => {
+    await responder.stop();
+    await bus.close();
+  };
   try {
     // Its subscriptions reach the server a moment after it starts: ping until one is answered.
     await waitUntil(responder, 'answer to a ping', 10_000,
       () => bus.request(subjects.ping, new Uint8Array(1), 500).then(() => true, () => undefined));
-    const count = Math.ceil(sizeBytes / messageBytes);
     const block = randomBytes(messageBytes);
-    const read = async () => {
+    const readOne = async () => {
       const reply = await bus.request(subjects.read, new Uint8Array(8), REQUEST_TIMEOUT_MS);
       if (reply.length !== messageBytes) {
         throw new FloorReplyError(`read reply of ${reply.length} bytes, expected ${messageBytes}`);
       }
     };
-    const write = async () => { await bus.request(subjects.write, block, REQUEST_TIMEOUT_MS); };
+    const writeOne = async () => { await bus.request(subjects.write, block, REQUEST_TIMEOUT_MS); };
+    const session: FloorSession = {
+      messageBytes, responderPid: responder.pid,
+      read: (count) => pump(count, IN_FLIGHT, readOne),
+      write: (count) => pump(count, IN_FLIGHT, writeOne),
+      roundTrips: (count) => roundTrips(bus, subjects.ping, count),
+      stop,
+    };
     // Warm-up: connections, buffers, JIT.
-    await pump(Math.min(count, 16), IN_FLIGHT, read);
-    await pump(Math.min(count, 16), IN_FLIGHT, write);
-    await roundTrips(bus, subjects.ping, 100);
+    await session.read(16);
+    await session.write(16);
+    await session.roundTrips(100);
+    return session;
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
 
+export async function measureTransportFloor(
+  natsUrl: string, workDir: string, sizeBytes: number, runs: number, cleanup: Cleanup,
+  progress: (line: string) => void, responderUrl = natsUrl, label = 'raw floor',
+): Promise<FloorResult> {
+  const floor = await startFloor(natsUrl, workDir, cleanup, responderUrl);
+  try {
+    const { messageBytes } = floor;
+    const count = Math.ceil(sizeBytes / messageBytes);
     const result: FloorResult = {
       messageBytes, inFlight: IN_FLIGHT, readMBps: [], writeMBps: [], rttMedianUs: 0, rttP99Us: 0,
     };
     const rtts: number[] = [];
     const mb = (count * messageBytes) / 1e6;
     for (let run = 1; run <= runs; run++) {
-      result.readMBps.push(mb / ((await pump(count, IN_FLIGHT, read)) / 1000));
-      result.writeMBps.push(mb / ((await pump(count, IN_FLIGHT, write)) / 1000));
-      rtts.push(...(await roundTrips(bus, subjects.ping, RTT_REQUESTS)));
+      result.readMBps.push(mb / ((await floor.read(count)) / 1000));
+      result.writeMBps.push(mb / ((await floor.write(count)) / 1000));
+      rtts.push(...(await floor.roundTrips(RTT_REQUESTS)));
       progress(`[pass ${run}/${runs}] ${label}  read ${result.readMBps.at(-1)?.toFixed(0)} MB/s, `
         + `write ${result.writeMBps.at(-1)?.toFixed(0)} MB/s, round trip median ${median(rtts).toFixed(0)} µs`);
     }
@@ -111,7 +149,6 @@ export async function measureTransportFloor(
     result.rttP99Us = rtts[Math.min(rtts.length - 1, Math.floor(rtts.length * 0.99))] ?? 0;
     return result;
   } finally {
-    await responder.stop();
-    await bus.close();
+    await floor.stop();
   }
 }

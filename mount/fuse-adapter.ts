@@ -34,7 +34,11 @@ export interface FuseMountOptions {
   directIo: boolean;
   /** The kernel checks permissions (and POSIX ACLs) itself: allow_other mounts. */
   kernelChecks: boolean;
-  /** Largest write (and read) the kernel sends: what one bus message holds, at most 1 MiB. */
+  /**
+   * Largest write (and read) the kernel sends, at most 1 MiB: what one bus message holds where
+   * each write goes as a message of its own (devices); any size where writes are gathered into
+   * chunks (files: write-behind.ts).
+   */
   maxTransfer: number;
 }
 
@@ -83,6 +87,11 @@ function timeSpec(toSet: number, given: number, now: number, sec: number, nsec: 
   return { sec, nsec };
 }
 
+/** The binding's bytes as a Buffer, without a copy (a write's come as a plain Uint8Array view). */
+function bufferOf(data: Uint8Array | undefined): Buffer {
+  if (data === undefined) return Buffer.alloc(0);
+  return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+}
 
 function joinPath(parent: string, name: string): string {
   return parent === '/' ? `/${name}` : `${parent}/${name}`;
@@ -126,10 +135,13 @@ export class FuseAdapter {
   private staleGeneration = 0;
   /** The stale generation the kernel has applied every invalidation up to (see settle()). */
   private appliedStale = 0;
+  /** The filesystem's reads that answer with its own bytes, when it has them (MountFs.readData). */
+  private readonly readData: MountFs['readData'];
 
   constructor(private readonly fs: MountFs, private readonly options: FuseMountOptions, private readonly log: Logger) {
     this.binding = fuseBinding();
     this.timeouts = options.timeouts;
+    this.readData = fs.readData?.bind(fs);
   }
 
   /** New answers are cached this long (the feed of slave changes came or went). */
@@ -329,7 +341,7 @@ export class FuseAdapter {
   private dispatch(
     handle: RequestHandle, op: OpCode, ino: number, uid: number, gid: number, pid: number,
     a: number, b: number, c: number, rawName: Buffer | undefined, rawName2: Buffer | undefined,
-    data: Buffer | undefined, ino2: number, setattr: Float64Array | undefined,
+    data: Uint8Array | undefined, ino2: number, setattr: Float64Array | undefined,
   ): void {
     const who: FuseCaller = { uid, gid, pid };
     const fs = this.fs;
@@ -362,7 +374,7 @@ export class FuseAdapter {
         case Op.MKDIR:
           return this.run(handle, 'mkdir', () => fs.mkdir(this.childPath(ino, name), a, who), (attr) => this.entry(handle, ino, name, attr));
         case Op.SYMLINK: {
-          const target = data ? nameFromBytes(data) : '';
+          const target = data ? nameFromBytes(bufferOf(data)) : '';
           return this.run(handle, 'symlink', () => fs.symlink(target, this.childPath(ino, name), who), (attr) => this.entry(handle, ino, name, attr));
         }
         case Op.LINK:
@@ -401,11 +413,17 @@ export class FuseAdapter {
             this.binding.replyCreate(handle, node.id, packAttr(attr), this.timeouts.entry, this.timeouts.attr, fh, this.openFlags());
           });
         case Op.READ: {
+          const readData = this.readData;
+          if (readData) {
+            // Answered with the filesystem's bytes where they lie (read-ahead's chunks): no copy.
+            return this.run(handle, 'read', () => readData(this.maybePath(ino), a, b, c, who), (pieces) => this.binding.replyIov(handle, pieces));
+          }
           const target = Buffer.allocUnsafe(b);
           return this.run(handle, 'read', () => fs.read(this.maybePath(ino), a, target, b, c, who), (n) => this.binding.replyBuf(handle, target, n));
         }
         case Op.WRITE: {
-          const bytes = data ?? Buffer.alloc(0);
+          // A view of the binding's memory for written data, valid until answered (MountFs.write).
+          const bytes = bufferOf(data);
           return this.run(handle, 'write', () => fs.write(this.maybePath(ino), a, bytes, bytes.length, c, who), (n) => this.binding.replyWrite(handle, n));
         }
         case Op.FLUSH:
@@ -441,7 +459,7 @@ export class FuseAdapter {
             this.replySized(handle, Buffer.from(names.map((n) => `${n}\0`).join('')), b);
           });
         case Op.SETXATTR: {
-          const value = data ?? Buffer.alloc(0);
+          const value = bufferOf(data);
           return this.run(handle, 'setxattr', () => fs.setxattr(this.pathOf(ino), name, value, a, who), done);
         }
         case Op.REMOVEXATTR:

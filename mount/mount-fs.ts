@@ -38,6 +38,13 @@ export interface MountFs {
   create(path: string, flags: number, mode: number, caller: FuseCaller): Promise<{ fh: number; attr: Attr }>;
   /** Fills `target` (at most `length` bytes) and returns the count; 0 at end of file. */
   read(path: string | null, fh: number, target: Buffer, length: number, offset: number, caller: FuseCaller): Promise<number>;
+  /**
+   * The same read, answered with the filesystem's own bytes (at most `length` in all, in order;
+   * none at end of file, at most 8 pieces) instead of a copy into the adapter's buffer: they may
+   * be views of memory it keeps, which must not change until the adapter has answered the
+   * kernel (it does so at once).
+   */
+  readData?(path: string | null, fh: number, length: number, offset: number, caller: FuseCaller): Promise<Buffer[]>;
   /** `data` is only valid until the promise settles: keep a copy, not the buffer. */
   write(path: string | null, fh: number, data: Buffer, length: number, offset: number, caller: FuseCaller): Promise<number>;
   flush(path: string | null, fh: number, caller: FuseCaller): Promise<void>;

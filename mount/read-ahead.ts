@@ -30,17 +30,65 @@ export class ReadAhead {
    * short only at the end of the file: the kernel zero-fills past a short read.
    */
   async read(target: Buffer, offset: number, length: number): Promise<number> {
+    let copied = 0;
+    for (const piece of await this.readData(offset, length)) copied += piece.copy(target, copied);
+    return copied;
+  }
+
+  /**
+   * Up to `length` bytes at `offset` (short only at the end of the file), as views of the
+   * fetched chunks they lie in (one, or two across a chunk's end): the kernel's reads are
+   * answered from the chunks themselves, with no buffer to allocate and fill per read. Chunks
+   * are never written to once fetched, so a view stays true while it is being answered.
+   */
+  async readData(offset: number, length: number): Promise<Buffer[]> {
     const first = Math.floor(offset / this.chunkSize);
     const sequential = offset === 0 || offset === this.nextExpected || this.chunks.has(first);
     this.nextExpected = offset + length;
-    if (!sequential) {
-      const data = await this.fetch(offset, length);
-      data.copy(target, 0, 0, data.length);
-      return data.length;
-    }
+    if (!sequential) return this.fetchRange(offset, length);
     const last = Math.floor((offset + length - 1) / this.chunkSize);
     this.prefetch(first, last + this.window);
     this.evictBefore(first);
+    // Taken before the first wait: the kernel sends reads several at a time, and a later one
+    // evicts the chunks behind it, which this one may still need (it would fetch them again).
+    const loads: Promise<Buffer>[] = [];
+    for (let index = first; index <= last; index++) loads.push(this.chunks.get(index) ?? this.load(index));
+    const pieces: Buffer[] = [];
+    let at = offset;
+    const end = offset + length;
+    for (let index = first; index <= last && at < end; index++) {
+      const chunk = await (loads[index - first] as Promise<Buffer>);
+      const from = at - index * this.chunkSize;
+      const to = Math.min(chunk.length, end - index * this.chunkSize);
+      if (to >= this.chunkSize || at + (to - from) === end) {
+        pieces.push(chunk.subarray(from, to));
+        at += to - from;
+        continue;
+      }
+      // Short of its end: the end of the file, or a chunk cut at an older size (see copyInto).
+      const target = Buffer.allocUnsafe(end - at);
+      pieces.push(target.subarray(0, await this.copyInto(target, at, end - at)));
+      return pieces;
+    }
+    return pieces;
+  }
+
+  /**
+   * A random read, in requests of at most a chunk (the kernel may ask more than a reply holds):
+   * all at once, then as many as came back whole.
+   */
+  private async fetchRange(offset: number, length: number): Promise<Buffer[]> {
+    const requests: Promise<Buffer>[] = [];
+    for (let at = 0; at < length; at += this.chunkSize) requests.push(this.fetch(offset + at, Math.min(this.chunkSize, length - at)));
+    const pieces: Buffer[] = [];
+    for (const [i, piece] of (await Promise.all(requests)).entries()) {
+      pieces.push(piece);
+      if (piece.length < Math.min(this.chunkSize, length - i * this.chunkSize)) break; // the end of the file
+    }
+    return pieces;
+  }
+
+  private async copyInto(target: Buffer, offset: number, length: number): Promise<number> {
     let copied = 0;
     while (copied < length) {
       const position = offset + copied;

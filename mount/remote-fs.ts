@@ -362,11 +362,18 @@ export class RemoteFs implements MountFs {
     return { fh: this.track(path, flags, reply.fh, attr), attr };
   }
 
-  async read(_path: string | null, fh: number, target: Buffer, length: number, offset: number, _caller: FuseCaller): Promise<number> {
+  async read(path: string | null, fh: number, target: Buffer, length: number, offset: number, caller: FuseCaller): Promise<number> {
+    let copied = 0;
+    for (const piece of await this.readData(path, fh, length, offset, caller)) copied += piece.copy(target, copied);
+    return copied;
+  }
+
+  /** Views of the read-ahead chunks the bytes lie in (read-ahead.ts). */
+  async readData(_path: string | null, fh: number, length: number, offset: number, _caller: FuseCaller): Promise<Buffer[]> {
     const file = this.files.get(fh);
     await this.sendWriters(file.path);
     await file.writer?.send();
-    return file.reader.read(target, offset, length);
+    return file.reader.readData(offset, length);
   }
 
   async write(_path: string | null, fh: number, data: Buffer, length: number, offset: number, _caller: FuseCaller): Promise<number> {

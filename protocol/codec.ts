@@ -266,6 +266,14 @@ export function encodeOutputEvent(procId: number, seq: number, stream: 'stdout' 
   return encodeSpliced({ v: PROTOCOL_VERSION }, 'e', { procId, seq, stream, data: EMPTY_BIN }, 'data', parts);
 }
 
+/**
+ * An output event built around `data` where it lies, when allocWithHeadroom made its memory
+ * (else copied, as encodeOutputEvent would): the message shares the memory.
+ */
+export function encodeOutputEventInPlace(procId: number, seq: number, stream: 'stdout' | 'stderr', data: Uint8Array): Uint8Array {
+  return encodeSpliced({ v: PROTOCOL_VERSION }, 'e', { procId, seq, stream, data }, 'data');
+}
+
 /** Decodes and validates a process event; throws ProtocolError on anything malformed. */
 export function decodeEvent(bytes: Uint8Array): ProcEvent {
   const envelope = eventEnvelope.safeParse(unpack(bytes, 'event'));

@@ -59,6 +59,10 @@ export interface SpawnOptions {
 
 /** Output the agent may send ahead of our credit: enough to stream, bounded memory here. */
 const WINDOW = 8 * 1024 * 1024;
+/** Written output worth a credit request of its own at once (a quarter of the window)... */
+const CREDIT_BATCH = WINDOW / 4;
+/** ...else credit goes back this long after the first bytes written: the agent is far from the window. */
+const CREDIT_DELAY_MS = 10;
 const KEEPALIVE_MS = 1000;
 /** `exited` of a process this side gave up on (see RemoteProcess.abandon). */
 export class AbandonedError extends Error {
@@ -174,6 +178,7 @@ export class RemoteProcess {
   private done = false;
   private credit = 0;
   private creditScheduled = false;
+  private creditTimer: NodeJS.Timeout | undefined;
   /** A proc.resend is on its way: gaps meanwhile are what it fills. */
   private resending = false;
   /** nextSeq at the last keepalive that showed the agent ahead of us. */
@@ -228,19 +233,34 @@ export class RemoteProcess {
     else this.output.stderr(data, written);
   }
 
-  /** Credit goes back in batches: one request per loop turn at most. */
+  /**
+   * Credit goes back in batches: at the end of the loop turn once a batch's worth is written
+   * out, else a moment later with whatever was written meanwhile. Per loop turn it was a
+   * request (and a reply) for every ~700 KB of a streaming command's output (issue 22).
+   */
   private returnCredit(bytes: number): void {
     this.credit += bytes;
-    if (this.creditScheduled || this.done) return;
-    this.creditScheduled = true;
-    setImmediate(() => {
-      this.creditScheduled = false;
-      const bytes = this.credit;
-      this.credit = 0;
-      if (bytes > 0 && !this.done) {
-        this.quietly('proc.credit', this.client.call('proc.credit', { procId: this.procId, bytes, received: this.nextSeq }, { handleBoot: this.boot }));
-      }
-    });
+    if (this.done) return;
+    if (this.credit >= CREDIT_BATCH) {
+      if (this.creditTimer !== undefined) clearTimeout(this.creditTimer);
+      this.creditTimer = undefined;
+      if (this.creditScheduled) return;
+      this.creditScheduled = true;
+      setImmediate(() => this.sendCredit());
+      return;
+    }
+    if (this.creditTimer === undefined && !this.creditScheduled) this.creditTimer = setTimeout(() => this.sendCredit(), CREDIT_DELAY_MS);
+  }
+
+  private sendCredit(): void {
+    this.creditScheduled = false;
+    clearTimeout(this.creditTimer);
+    this.creditTimer = undefined;
+    const bytes = this.credit;
+    this.credit = 0;
+    if (bytes > 0 && !this.done) {
+      this.quietly('proc.credit', this.client.call('proc.credit', { procId: this.procId, bytes, received: this.nextSeq }, { handleBoot: this.boot }));
+    }
   }
 
   /**
@@ -327,6 +347,7 @@ export class RemoteProcess {
 
   private finish(): void {
     this.done = true;
+    clearTimeout(this.creditTimer);
     this.onDone();
   }
 

@@ -32,8 +32,17 @@ export interface Bus {
   request(subject: string, data: Uint8Array, timeoutMs: number): Promise<Uint8Array>;
   /** Sends one request and collects every reply that arrives within `waitMs`. */
   requestAll(subject: string, data: Uint8Array, waitMs: number): Promise<Uint8Array[]>;
-  /** Serves `subject`; rejects if the server refuses the subscription (BusPermissionError). */
-  serve(subject: string, handler: ServeHandler): Promise<{ stop(): void }>;
+  /**
+   * Serves `subject`; rejects if the server refuses the subscription (BusPermissionError).
+   * `sent` is told of every reply once it is handed to the connection (see flushed).
+   */
+  serve(subject: string, handler: ServeHandler, sent?: (reply: Uint8Array) => void): Promise<{ stop(): void }>;
+  /**
+   * Resolves once the server has everything published before the call (it answered a PING
+   * sent after it): the connection has written those messages, and their memory may be used
+   * again. Rejects when the connection is lost first.
+   */
+  flushed(): Promise<void>;
   /** Sends one message nobody answers (process output: see protocol ProcEvent). */
   publish(subject: string, data: Uint8Array): void;
   /** Receives the messages sent to `subject`, in the order they were published. */
@@ -233,7 +242,7 @@ class NatsBus implements Bus {
     return replies;
   }
 
-  async serve(subject: string, handler: ServeHandler): Promise<{ stop(): void }> {
+  async serve(subject: string, handler: ServeHandler, sent?: (reply: Uint8Array) => void): Promise<{ stop(): void }> {
     let failed: NatsError | undefined;
     const sub: Subscription = this.nc.subscribe(subject, {
       callback: (err, msg) => {
@@ -252,6 +261,8 @@ class NatsBus implements Bus {
               if (msg.reply) msg.respond(reply);
             } catch (err) {
               this.log.error({ err, subject: msg.subject, bytes: reply.length }, 'reply not sent');
+            } finally {
+              sent?.(reply);
             }
           },
           (error: unknown) => this.log.error({ err: error, subject: msg.subject }, 'handler failed'),
@@ -264,6 +275,10 @@ class NatsBus implements Bus {
 
   publish(subject: string, data: Uint8Array): void {
     this.nc.publish(subject, data);
+  }
+
+  flushed(): Promise<void> {
+    return this.nc.flush();
   }
 
   async subscribe(subject: string, handler: (data: Uint8Array) => void): Promise<{ stop(): void }> {

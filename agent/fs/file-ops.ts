@@ -11,7 +11,7 @@ import {
   openSync, read, writeSync,
 } from 'node:fs';
 import { promisify } from 'node:util';
-import { SlaveError, allocWithHeadroom, openAccess, type Caller } from '../../protocol/index.js';
+import { SlaveError, openAccess, type Caller } from '../../protocol/index.js';
 import { REPLY_OVERHEAD, type AgentContext, type HandlerTable } from '../context.js';
 import type { CallerAccess } from '../caller-access.js';
 import { agentMetrics } from '../agent-metrics.js';
@@ -121,15 +121,21 @@ export const fileOps: HandlerTable = {
     // Allocate what the file holds, not what was asked for: read-ahead asks for whole chunks.
     if (regular) want = Math.min(want, Math.max(0, fstatSync(fd).size - offset));
     // With the codec's headroom in front, so the reply is built around the data where it was
-    // read instead of being copied into a message of its own (protocol/codec.ts).
-    const buffer = allocWithHeadroom(want);
+    // read instead of being copied into a message of its own (protocol/codec.ts); large ones
+    // in memory used again once the reply is sent (read-buffers.ts).
+    const buffer = ctx.readBuffers.take(want);
     let filled = 0;
-    // Fill the buffer unless EOF comes first (a directory's handle gets EISDIR from read(2)).
-    do {
-      const { bytesRead } = await readAsync(fd, buffer, filled, want - filled, offset + filled);
-      if (bytesRead === 0) break;
-      filled += bytesRead;
-    } while (regular && filled < want);
+    try {
+      // Fill the buffer unless EOF comes first (a directory's handle gets EISDIR from read(2)).
+      do {
+        const { bytesRead } = await readAsync(fd, buffer, filled, want - filled, offset + filled);
+        if (bytesRead === 0) break;
+        filled += bytesRead;
+      } while (regular && filled < want);
+    } catch (err) {
+      ctx.readBuffers.giveBack(buffer);
+      throw err;
+    }
     agentMetrics.bytes.inc({ direction: 'read' }, filled);
     return { data: buffer.subarray(0, filled) };
   }),

@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import { HandleIds, SlaveError } from '../../protocol/index.js';
 import { agentMetrics } from '../agent-metrics.js';
 import { OutputBudget } from './output-budget.js';
+import { OutputBuffers } from './output-buffers.js';
 import { SpawnedProcess, type SpawnSpec } from './spawned-process.js';
 
 export interface ProcessTableOptions {
@@ -31,11 +32,16 @@ export interface ProcessTableOptions {
   log: Logger;
 }
 
+/** Free output buffers kept (about 1 MiB each): a streaming command's window, 8 MiB, and one more. */
+const OUTPUT_BUFFERS_FREE = 9;
+
 export class ProcessTable {
   private readonly procs = new Map<number, SpawnedProcess>();
   private readonly ids = new HandleIds();
   private readonly sweeper: NodeJS.Timeout;
   readonly budget: OutputBudget;
+  /** Memory for output events, shared by every process (output-buffers.ts). */
+  private buffers: OutputBuffers | undefined;
 
   constructor(private readonly options: ProcessTableOptions) {
     this.sweeper = setInterval(() => this.sweep(), Math.max(100, Math.floor(options.leaseMs / 4)));
@@ -60,7 +66,10 @@ export class ProcessTable {
     const procId = this.ids.take((id) => this.procs.has(id));
     const log = this.options.log;
     const sink = (event: Uint8Array) => this.options.publish(output, event);
-    const proc: SpawnedProcess = await SpawnedProcess.start(procId, spec, sink, () => this.remove(proc), log, this.budget, this.options.changeSeq);
+    if (this.buffers?.size !== spec.maxChunk) this.buffers = new OutputBuffers(spec.maxChunk, OUTPUT_BUFFERS_FREE);
+    const proc: SpawnedProcess = await SpawnedProcess.start(
+      procId, spec, sink, () => this.remove(proc), log, this.budget, this.buffers, this.options.changeSeq,
+    );
     this.procs.set(procId, proc);
     log.debug({ procId, pid: proc.pid, argv: spec.argv, pty: spec.pty !== null }, 'process started');
     return proc;

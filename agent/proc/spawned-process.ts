@@ -18,8 +18,10 @@ import { constants } from 'node:os';
 import type { Readable } from 'node:stream';
 import type { IPty } from 'node-pty';
 import type { Logger } from 'pino';
-import { SlaveError, encodeEvent, encodeOutputEvent } from '../../protocol/index.js';
-import { KeptEvents } from './kept-events.js';
+import { SlaveError, encodeEvent, encodeOutputEvent, encodeOutputEventInPlace } from '../../protocol/index.js';
+import type { OutputBuffers } from './output-buffers.js';
+import { OutputPipes } from './output-pipes.js';
+import { KeptEvents, type Kept } from './kept-events.js';
 import type { BudgetMember, OutputBudget } from './output-budget.js';
 
 export interface SpawnSpec {
@@ -50,9 +52,11 @@ const CHILD_UMASK = 0o022;
 /**
  * Output is sent at the end of the loop turn it arrived in while the master keeps up (little
  * uncredited), so interactive output is not delayed; while it streams, for up to this long more
- * is gathered into one event: fewer, larger messages move more bytes per CPU second.
+ * is gathered into one event: fewer, larger messages move more bytes per CPU second. Long
+ * enough to fill an event's buffer (about 1 MiB) at a few hundred MB/s: 1 ms made events of
+ * ~300 KB, two to three messages per MiB (issue 22).
  */
-const GATHER_MS = 1;
+const GATHER_MS = 8;
 const KEEPING_UP = 64 * 1024;
 /** After the hang-up, how long a process may take before it is killed. */
 const HANGUP_GRACE_MS = 3000;
@@ -76,12 +80,15 @@ export class SpawnedProcess implements BudgetMember {
   /** Output bytes sent and not yet credited back by the master. */
   private inFlight = 0;
   private paused = false;
-  private pending: { stream: Stream; chunks: Buffer[]; bytes: number } | null = null;
+  /** Output gathered for the next event, in a buffer of `buffers` (output-buffers.ts). */
+  private pending: { stream: Stream; buffer: Buffer; bytes: number } | null = null;
   private flushScheduled = false;
   private exited = false;
   private killTimer: NodeJS.Timeout | undefined;
   /** Events sent and not known received, counted against the agent's output budget. */
   private readonly kept: KeptEvents;
+  /** Kept events built in a buffer of `buffers`, which they hold until received. */
+  private pinned = 0;
   private sentBytes = 0;
   private creditedBytes = 0;
   /** The exit event's seq, once sent. */
@@ -92,12 +99,13 @@ export class SpawnedProcess implements BudgetMember {
     readonly procId: number,
     readonly pid: number,
     private readonly spec: SpawnSpec,
-    private readonly child: { pipes: ChildProcess } | { pty: IPty },
+    private readonly child: { pipes: ChildProcess; output: OutputControl } | { pty: IPty },
     private readonly sink: EventSink,
     /** The process ended and its master has the exit: the table may forget it. */
     private readonly onExit: () => void,
     private readonly log: Logger,
     private readonly budget: OutputBudget,
+    private readonly buffers: OutputBuffers,
     private readonly changeSeq: (() => Promise<number | undefined>) | undefined,
   ) {
     this.kept = new KeptEvents((delta) => budget.changed(this, delta));
@@ -107,7 +115,7 @@ export class SpawnedProcess implements BudgetMember {
   /** Resolves once the process runs (its pid known); spawn errors reject with their errno. */
   static async start(
     procId: number, spec: SpawnSpec, sink: EventSink, onExit: () => void, log: Logger, budget: OutputBudget,
-    changeSeq?: () => Promise<number | undefined>,
+    buffers: OutputBuffers, changeSeq?: () => Promise<number | undefined>,
   ): Promise<SpawnedProcess> {
     if (spec.pty) {
       // Loaded at the first terminal asked for: most agents never run one, and an idle agent
@@ -117,29 +125,44 @@ export class SpawnedProcess implements BudgetMember {
         name: spec.env.TERM ?? 'xterm', cols: spec.pty?.cols || 80, rows: spec.pty?.rows || 24,
         cwd: spec.cwd, env: spec.env, encoding: null,
       }));
-      const proc = new SpawnedProcess(procId, pty.pid, spec, { pty }, sink, onExit, log, budget, changeSeq);
+      const proc = new SpawnedProcess(procId, pty.pid, spec, { pty }, sink, onExit, log, budget, buffers, changeSeq);
       pty.onData((data: Buffer | string) => proc.output('stdout', typeof data === 'string' ? Buffer.from(data) : data));
       pty.onExit(({ exitCode, signal }) => {
         void proc.finish(signal ? null : exitCode, signal ? signalName(signal) : null);
       });
       return proc;
     }
-    const child = withChildUmask(() => spawnChild(spec.file, spec.argv.slice(1), {
-      argv0: spec.argv[0], cwd: spec.cwd, env: spec.env,
-      stdio: ['pipe', 'pipe', 'pipe'],
-      // Its own process group, so a hang-up reaches what it started too.
-      detached: true,
-    }));
-    await new Promise<void>((resolve, reject) => {
-      child.once('spawn', resolve);
-      child.once('error', (err) => reject(err));
-    });
-    const proc = new SpawnedProcess(procId, child.pid as number, spec, { pipes: child }, sink, onExit, log, budget, changeSeq);
-    proc.pump('stdout', child.stdout as Readable);
-    proc.pump('stderr', child.stderr as Readable);
+    // Output pipes of the agent's own, read without a buffer per read (output-pipes.ts); Node's where it cannot make them.
+    const pipes = OutputPipes.make();
+    let child: ChildProcess;
+    try {
+      child = withChildUmask(() => spawnChild(spec.file, spec.argv.slice(1), {
+        argv0: spec.argv[0], cwd: spec.cwd, env: spec.env,
+        stdio: ['pipe', pipes?.childFds[0] ?? 'pipe', pipes?.childFds[1] ?? 'pipe'],
+        // Its own process group, so a hang-up reaches what it started too.
+        detached: true,
+      }));
+      await new Promise<void>((resolve, reject) => {
+        child.once('spawn', resolve);
+        child.once('error', (err) => reject(err));
+      });
+    } catch (err) {
+      pipes?.close();
+      throw err;
+    }
+    const output = pipes ?? nodePipes(child);
+    const proc = new SpawnedProcess(procId, child.pid as number, spec, { pipes: child, output }, sink, onExit, log, budget, buffers, changeSeq);
     // The process may close its stdin early: a later write then answers EPIPE, no crash.
     child.stdin?.on('error', (err) => log.debug({ err, procId }, 'stdin closed by the process'));
-    child.once('close', (code, signal) => void proc.finish(code, signal));
+    if (pipes) {
+      pipes.start((stream, data) => proc.output(stream, data), (err) => log.debug({ err, procId }, 'output pipe failed'));
+      // The exit follows the output: once every writer (a background child too) closed the pipes.
+      child.once('exit', (code, signal) => void pipes.ended.then(() => proc.finish(code, signal)));
+    } else {
+      proc.pump('stdout', child.stdout as Readable);
+      proc.pump('stderr', child.stderr as Readable);
+      child.once('close', (code, signal) => void proc.finish(code, signal));
+    }
     return proc;
   }
 
@@ -155,12 +178,15 @@ export class SpawnedProcess implements BudgetMember {
   /** Gathers output of one loop turn into one event (pipes deliver 64 KiB reads). */
   private output(stream: Stream, chunk: Buffer): void {
     if (this.cutOff) return; // what the pipe or terminal still held: nobody will take it
-    if (this.pending && (this.pending.stream !== stream || this.pending.bytes + chunk.length > this.spec.maxChunk)) {
-      this.flush();
+    if (this.pending && this.pending.stream !== stream) this.flush();
+    // Copied into the event's own buffer as it arrives; an event is sent when its buffer is full.
+    for (let at = 0; at < chunk.length;) {
+      this.pending ??= { stream, buffer: this.buffers.take(), bytes: 0 };
+      const copied = chunk.copy(this.pending.buffer, this.pending.bytes, at);
+      this.pending.bytes += copied;
+      at += copied;
+      if (this.pending.bytes === this.pending.buffer.length) this.flush();
     }
-    this.pending ??= { stream, chunks: [], bytes: 0 };
-    this.pending.chunks.push(chunk);
-    this.pending.bytes += chunk.length;
     const keepingUp = this.inFlight < KEEPING_UP;
     this.inFlight += chunk.length;
     if (this.inFlight >= this.window()) this.pause();
@@ -182,14 +208,36 @@ export class SpawnedProcess implements BudgetMember {
     const pending = this.pending;
     if (!pending) return;
     this.pending = null;
-    if (this.cutOff) return;
+    if (this.cutOff) {
+      this.buffers.give(pending.buffer);
+      return;
+    }
     this.sentBytes += pending.bytes;
-    this.send(encodeOutputEvent(this.procId, this.seq++, pending.stream, pending.chunks), this.sentBytes);
+    const data = pending.buffer.subarray(0, pending.bytes);
+    // Built in its buffer when it fills much of it, and the process pins no more buffers than
+    // its window needs: what kept events hold stays near what the window bounds. Otherwise
+    // copied into a message of its size, and the buffer is free at once.
+    const inPlace = this.buffers.worthPinning(pending.bytes) && this.pinned < this.buffers.pinsFor(this.spec.window);
+    const event = inPlace
+      ? encodeOutputEventInPlace(this.procId, this.seq++, pending.stream, data)
+      : encodeOutputEvent(this.procId, this.seq++, pending.stream, [data]);
+    if (inPlace) this.pinned++;
+    else this.buffers.give(pending.buffer);
+    this.send(event, this.sentBytes, inPlace);
   }
 
-  private send(event: Uint8Array, end: number): void {
-    this.kept.push(this.seq - 1, end, event);
+  private send(event: Uint8Array, end: number, pinned = false): void {
+    this.kept.push(this.seq - 1, end, event, pinned);
     this.sink(event);
+  }
+
+  /** Received (or dropped): the connection wrote them, and their buffers hold the next output. */
+  private release(dropped: Kept[]): void {
+    for (const kept of dropped) {
+      if (!kept.pinned) continue;
+      this.pinned--;
+      if (!kept.resent) this.buffers.give(kept.event);
+    }
   }
 
   /** Bytes of the events kept, as the agent's output budget counts them. */
@@ -216,7 +264,7 @@ export class SpawnedProcess implements BudgetMember {
 
   /** Events before `next`, and output the master credited, were received: no need to keep them. */
   private forget(next: number): void {
-    this.kept.forget(next, this.creditedBytes);
+    this.release(this.kept.forget(next, this.creditedBytes));
     if (this.exitSeq !== undefined && next > this.exitSeq && !this.forgotten) {
       this.forgotten = true;
       this.onExit();
@@ -227,10 +275,7 @@ export class SpawnedProcess implements BudgetMember {
     if (this.paused) return;
     this.paused = true;
     if ('pty' in this.child) this.child.pty.pause();
-    else {
-      this.child.pipes.stdout?.pause();
-      this.child.pipes.stderr?.pause();
-    }
+    else this.child.output.pause();
   }
 
   /** The master wrote out `bytes` more (so it received them), and has every event before `received`. */
@@ -246,10 +291,7 @@ export class SpawnedProcess implements BudgetMember {
     if (!this.paused || this.cutOff || this.inFlight >= this.window()) return;
     this.paused = false;
     if ('pty' in this.child) this.child.pty.resume();
-    else {
-      this.child.pipes.stdout?.resume();
-      this.child.pipes.stderr?.resume();
-    }
+    else this.child.output.resume();
   }
 
   /**
@@ -306,13 +348,10 @@ export class SpawnedProcess implements BudgetMember {
   hangUp(masterGone = false): void {
     if (masterGone) {
       // Nobody will ask for it again: what is kept of the output is freed now, not at the lease's end.
-      this.kept.clear();
+      this.release(this.kept.clear());
     }
     if (this.exited || this.killTimer) return;
-    if ('pipes' in this.child) {
-      this.child.pipes.stdout?.destroy();
-      this.child.pipes.stderr?.destroy();
-    }
+    if ('pipes' in this.child) this.child.output.destroy();
     this.sendGroup('SIGHUP');
     this.killTimer = setTimeout(() => this.sendGroup('SIGKILL'), HANGUP_GRACE_MS);
     this.killTimer.unref();
@@ -346,3 +385,21 @@ function signalName(num: number): string {
   for (const [name, value] of Object.entries(constants.signals)) if (value === num) return name;
   return `SIG${num}`;
 }
+
+/** What the process's output pipes let the agent do: stop and start reading them, close them. */
+interface OutputControl {
+  pause(): void;
+  resume(): void;
+  destroy(): void;
+}
+
+/** Node's own stdio pipes, where the agent could not make its own. */
+function nodePipes(child: ChildProcess): OutputControl {
+  const streams = [child.stdout, child.stderr];
+  return {
+    pause: () => { for (const s of streams) s?.pause(); },
+    resume: () => { for (const s of streams) s?.resume(); },
+    destroy: () => { for (const s of streams) s?.destroy(); },
+  };
+}
+

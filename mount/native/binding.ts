@@ -45,12 +45,13 @@ export type MountHandle = object & { readonly __mount: unique symbol };
  * open/opendir (a: flags); read/readdir(plus) (a: fh, b: size, c: offset); write (a: fh, c:
  * offset, data); flush/release/releasedir (a: fh, b: flags); fsync (a: fh, b: datasync);
  * setxattr (name, data, a: flags); getxattr (name, b: size); listxattr (b: size); access (a:
- * mask); create (a: mode, b: flags).
+ * mask); create (a: mode, b: flags). A write's data is a view of memory the binding reuses for
+ * the next writes: valid until the request is answered (a Uint8Array, not a Buffer).
  */
 export type Dispatch = (
   handle: RequestHandle, op: OpCode, ino: number, uid: number, gid: number, pid: number,
   a: number, b: number, c: number, name: Buffer | undefined, name2: Buffer | undefined,
-  data: Buffer | undefined, ino2: number, setattr: Float64Array | undefined,
+  data: Uint8Array | undefined, ino2: number, setattr: Float64Array | undefined,
 ) => void;
 
 export interface MountConfig {
@@ -80,6 +81,8 @@ export interface FuseBinding {
   replyOpen(handle: RequestHandle, fh: number, openFlags: number): void;
   replyWrite(handle: RequestHandle, count: number): void;
   replyBuf(handle: RequestHandle, data: Buffer, length: number): void;
+  /** Read data in pieces (at most 8), given to the kernel as one reply without joining them first. */
+  replyIov(handle: RequestHandle, pieces: Buffer[]): void;
   replyReadlink(handle: RequestHandle, target: Buffer): void;
   replyXattrSize(handle: RequestHandle, size: number): void;
   /** bsize, frsize, blocks, bfree, bavail, files, ffree, namemax. */

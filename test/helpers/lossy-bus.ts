@@ -17,8 +17,9 @@ export function lossyBus(inner: Bus, agentId: string, lose: (data: Uint8Array, i
     get reconnects() { return inner.reconnects; },
     request: (subject: string, data: Uint8Array, timeoutMs: number) => inner.request(subject, data, timeoutMs),
     requestAll: (subject: string, data: Uint8Array, waitMs: number) => inner.requestAll(subject, data, waitMs),
-    serve: (subject: string, handler: Parameters<Bus['serve']>[1]) => inner.serve(subject, handler),
+    serve: (subject: string, handler: Parameters<Bus['serve']>[1], sent?: Parameters<Bus['serve']>[2]) => inner.serve(subject, handler, sent),
     publish: (subject: string, data: Uint8Array) => inner.publish(subject, data),
+    flushed: () => inner.flushed(),
     onReconnect: (listener: () => void) => inner.onReconnect(listener),
     close: () => inner.close(),
     subscribe: (subject: string, handler: (data: Uint8Array) => void) => inner.subscribe(subject, (data) => {

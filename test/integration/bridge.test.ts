@@ -94,6 +94,19 @@ describe('spawn bridge and exec shim', () => {
     assert.equal(got.split(' ')[0], want);
   });
 
+  it('hands a slow reader every byte of interleaved stdout and stderr, in order (issue 22: output gathered in reused buffers, credit in batches)', async () => {
+    // The slave writes 24 MiB to stdout with a line on stderr every MiB; the master reads
+    // stdout slower than it comes, so the agent fills its window, pauses, and takes its buffers
+    // back only as credit returns.
+    const source = join(slave.root, 'slow-reader.bin');
+    await writeFile(source, randomBytes(24 * 1024 * 1024));
+    const script = `for i in $(seq 0 23); do dd if=slow-reader.bin bs=1M skip=$i count=1 status=none; echo "mark $i" >&2; done`;
+    const reader = 'import sys, time, hashlib\nh = hashlib.sha256()\nwhile True:\n  b = sys.stdin.buffer.read(262144)\n  if not b: break\n  h.update(b)\n  time.sleep(0.005)\nprint(h.hexdigest())';
+    const out = await sh(`cd / && { '${shim()}' sh -c '${script}' 2>'${join(slave.tmp, 'slow-reader.err')}'; } | python3 -c '${reader}'`, { env, timeoutMs: 120_000 });
+    assert.equal(out.trim(), createHash('sha256').update(await readFile(source)).digest('hex'));
+    assert.equal(await readFile(join(slave.tmp, 'slow-reader.err'), 'utf8'), Array.from({ length: 24 }, (_, i) => `mark ${i}\n`).join(''));
+  });
+
   it('ends like a local writer when its reader leaves: 141, and the remote writer is gone', async () => {
     // The remote shell writes its pid on the slave itself: sent as output, on stderr, it could
     // arrive after the stdout that ends the shim (two pipes, read in whichever order).

@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
-import { chmod, readFile, writeFile } from 'node:fs/promises';
+import { chmod, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CLI, isAlive, run, sh, spawnCollecting, stopProcess, waitFor } from '../helpers/processes.js';
@@ -50,6 +50,23 @@ describe('splitbrain exec', () => {
     const result = await execRun(['--', 'sh', '-c', 'echo out1; echo err1 >&2; echo out2; echo err2 >&2']);
     assert.equal(result.stdout, 'out1\nout2\n');
     assert.equal(result.stderr, 'err1\nerr2\n');
+  });
+
+  it('gives the process pipes of the agent\'s own for its output, and leaves no descriptor open after it (issue 22)', async () => {
+    const pid = slave.agent.child.pid as number;
+    const descriptors = async () => (await readdir(`/proc/${pid}/fd`)).length;
+    const result = await execRun(['--', 'sh', '-c', 'readlink /proc/self/fd/1 /proc/self/fd/2']);
+    assert.match(result.stdout, /^pipe:\[\d+\]\npipe:\[\d+\]\n$/);
+    const before = await descriptors();
+    for (let i = 0; i < 10; i++) assert.equal((await execRun(['--', 'sh', '-c', 'echo out; echo err >&2'])).stdout, 'out\n');
+    // A few may be in flight elsewhere in the agent (its bus, its watcher): none per command.
+    assert.ok(await descriptors() <= before + 2, `agent descriptors: ${before} before, ${await descriptors()} after`);
+  });
+
+  it('ends after the output of a background child that keeps stdout open', async () => {
+    const result = await execRun(['--', 'sh', '-c', '(sleep 0.3; echo late) & echo early']);
+    assert.equal(result.code, 0);
+    assert.equal(result.stdout, 'early\nlate\n');
   });
 
   it('passes 64 MiB through stdin and back through stdout unchanged', async () => {

@@ -14,6 +14,27 @@ describe('write coalescing', () => {
     assert.deepEqual(sent.map(([o, d]) => [o, d.length]), [[0, 1024], [1024, 1024], [2048, 512]]);
     assert.equal(Buffer.concat(sent.map(([, d]) => d))[2304], 9);
   });
+  it('fills every chunk to the brim when writes do not divide it (issue 22: 1 MiB writes come as 960 + 64 KiB)', async () => {
+    const sent: [number, Buffer][] = [];
+    const wb = new WriteBehind(async (offset, data) => { sent.push([offset, Buffer.from(data)]); }, 1024, 4);
+    const source = Buffer.from(Array.from({ length: 4096 }, (_, i) => i % 251));
+    for (let at = 0, i = 0; at < source.length; i++) {
+      const length = i % 2 === 0 ? 960 : 64;
+      await wb.write(at, source.subarray(at, at + length), length);
+      at += length;
+    }
+    await wb.flush();
+    assert.deepEqual(sent.map(([o, d]) => [o, d.length]), [[0, 1024], [1024, 1024], [2048, 1024], [3072, 1024]]);
+    assert.deepEqual(Buffer.concat(sent.map(([, d]) => d)), source);
+  });
+  it('starts a new chunk where a write is not contiguous', async () => {
+    const sent: [number, number][] = [];
+    const wb = new WriteBehind(async (offset, data) => { sent.push([offset, data.length]); }, 1024, 4);
+    await wb.write(0, Buffer.alloc(700), 700);
+    await wb.write(5000, Buffer.alloc(700), 700);
+    await wb.flush();
+    assert.deepEqual(sent, [[0, 700], [5000, 700]]);
+  });
   it('copies the caller\'s buffer (FUSE reuses it)', async () => {
     const sent: Buffer[] = [];
     const wb = new WriteBehind(async (_o, data) => { sent.push(Buffer.from(data)); }, 1024, 4);
@@ -80,6 +101,33 @@ describe('read-ahead', () => {
     size = 5000; // grew behind our back; the kernel learns it and reads on
     assert.equal(await ra.read(target, 900, 900), 900);
     assert.deepEqual(target, file.subarray(900, 1800));
+  });
+  it('answers a read with views of the chunks it lies in, one or two, no copy (issue 22)', async () => {
+    const fetched: Buffer[] = [];
+    const ra = new ReadAhead(async (offset, length) => {
+      const chunk = Buffer.allocUnsafeSlow(Math.min(length, file.length - offset)); // memory of its own
+      file.copy(chunk, 0, offset, offset + chunk.length);
+      fetched.push(chunk);
+      return chunk;
+    }, 1000, 2, () => file.length);
+    const inside = await ra.readData(0, 300);
+    assert.equal(inside.length, 1);
+    assert.deepEqual(inside[0], file.subarray(0, 300));
+    assert.equal(inside[0]?.buffer, fetched[0]?.buffer, 'a view of the fetched chunk');
+    const across = await ra.readData(900, 300);
+    assert.deepEqual(Buffer.concat(across), file.subarray(900, 1200));
+    assert.deepEqual(across.map((piece) => piece.buffer), [fetched[0]?.buffer, fetched[1]?.buffer], 'views of both chunks');
+    const last = await ra.readData(9900, 300);
+    assert.deepEqual(Buffer.concat(last), file.subarray(9900), 'short at the end of the file');
+  });
+  it('asks a random read longer than a chunk in chunks, and stops at the end of the file', async () => {
+    const requests: [number, number][] = [];
+    const ra = reader(requests);
+    const pieces = await ra.readData(5123, 2500);
+    assert.deepEqual(requests, [[5123, 1000], [6123, 1000], [7123, 500]]);
+    assert.deepEqual(Buffer.concat(pieces), file.subarray(5123, 7623));
+    const tail = await ra.readData(8777, 2000);
+    assert.deepEqual(Buffer.concat(tail), file.subarray(8777), 'short: the end of the file');
   });
   it('costs one exact request for a random read', async () => {
     const requests: [number, number][] = [];
