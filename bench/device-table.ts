@@ -1,7 +1,7 @@
 /**
  * The device bench's part of the report: one table with a column per route and splitbrain's
- * median as a multiple of socat's, the sentences that say how to read it, and its start errors
- * for the problems list. Issue 22's target: splitbrain's echo at most 3× socat → pty's.
+ * median as a multiple of socat's, the sentences that say how to read it, and its start errors,
+ * as a section of its own. Issue 22's target: splitbrain's echo at most 3× socat → pty's.
  */
 import type { DeviceBenchResults, EchoResult } from './device-bench.js';
 import { ECHO_ROUTE_IDS, ECHO_ROUTE_LABELS, type EchoRouteId } from './echo-routes.js';
@@ -32,23 +32,40 @@ export function deviceTable(results: DeviceBenchResults): string {
   const ratios = [
     times(splitbrain, cells.get('socat-pty')?.value, 'socat → pty'),
     times(splitbrain, cells.get('socat-pipe')?.value, 'socat echo'),
+    times(splitbrain, cells.get('nats-relay')?.value, 'the raw nats.js relay'),
   ].filter((t): t is string => t !== undefined);
   const rows = [[`one-byte echo round trip: median (p90) of ${results.rounds} sequential`,
     ...ECHO_ROUTE_IDS.map((id) => cells.get(id)?.text ?? ''), ratios.length > 0 ? ratios.join(', ') : '—']];
   return markdownTable(['Device workload', ...ECHO_ROUTE_IDS.map((id) => ECHO_ROUTE_LABELS[id]),
-    'splitbrain ÷ socat (median)'], rows);
+    'splitbrain ÷ the others (median)'], rows);
 }
 
 export const DEVICE_TABLE_LEGEND = 'Round trip in µs: one byte written and the same byte read back, '
   + 'timed inside the client process around the write and the read alone (Python\'s '
   + '`time.perf_counter_ns`; the client loop is the same on every route), lower is better. '
   + 'Behind every terminal route a board process echoes on the pty\'s other end; "socat echo" is '
-  + 'TCP alone, with a pipe and no terminal behind socat. splitbrain\'s route opens the device '
+  + 'TCP alone, with a pipe and no terminal behind socat. The raw nats.js relay is the least any '
+  + 'relay through NATS can do, with the processes splitbrain\'s route has (bench/nats-echo-relay.ts: '
+  + 'a Node process on each side of the run\'s nats-server, one plain publish per byte each way, '
+  + 'reached over TCP by the client): the floor of the bus. splitbrain\'s route opens the device '
   + 'mount\'s link to the board\'s terminal, which leads to a pseudo-terminal of the master\'s relayed '
   + 'to the slave\'s device (docs/architecture.md, "Terminals"). The last column is splitbrain\'s '
-  + 'median as a multiple of socat\'s; the target (issue 22) is at most 3× socat → pty.';
+  + 'median as a multiple of the other routes\'; the target (issue 22) is at most 3× socat → pty.';
 
-/** Start errors, for the report's problems list. */
-export function deviceProblems(results: DeviceBenchResults): string[] {
+/** Start errors, listed under the section's table. */
+function deviceProblems(results: DeviceBenchResults): string[] {
   return [...results.startErrors].map(([id, error]) => `- device ${id}: could not start: ${error}`);
+}
+
+/**
+ * The device part as one section, so `--only devices` can rewrite it alone: the table, how to
+ * read it and the routes that could not start.
+ */
+export function renderDeviceSection(results: DeviceBenchResults | undefined, error: string | undefined, heading: string): string {
+  const out = ['### Device echo', '', heading, ''];
+  if (!results) return [...out, `Device bench: fails (${error ?? 'unknown'})`].join('\n');
+  out.push(deviceTable(results), '', DEVICE_TABLE_LEGEND);
+  const problems = deviceProblems(results);
+  if (problems.length > 0) out.push('', ...problems);
+  return out.join('\n');
 }

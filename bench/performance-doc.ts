@@ -34,7 +34,8 @@ the coherence probe makes on each target; \`BENCH_SPLITBRAIN_OPTS\` passes \`-o\
 coherence part alone (about four minutes) and rewrites only its section of the results;
 \`npm run bench -- --only streams\` does the same for the stream part (a bridged command's
 stdout and the mount's sequential write and read against the raw floor, with the CPU each
-process spends per GiB: under a minute).
+process spends per GiB: under a minute), \`--only devices\` for the device echo (seconds) and
+\`--only memory\` for the agent's memory.
 Everything runs on loopback on one machine: a nats-server,
 \`splitbrain agent\` and \`splitbrain mount\`, a second agent with \`splitbrain bridge\` for the
 process bench, a third with \`splitbrain mount --devices\` and socat for the device bench, a
@@ -95,16 +96,20 @@ the five ways; the second agent, the bridge and the ControlMaster are stopped be
   machine, the slave's, raw on both ends, and echoes every byte that arrives on its end. A
   client process (\`bench/echo-client.py\`) opens the other end, writes one byte and reads one
   byte back, \`BENCH_ECHO_ROUNDS\` times after 20 untimed, each timed around the write and the
-  read alone; median and p90. It does so four ways, each with a board of its own: the pty
+  read alone; median and p90. It does so five ways, each with a board of its own: the pty
   directly (\`/dev/pts/N\`, the floor); through \`splitbrain mount --devices -f\` of a third
   agent serving this machine's \`/dev\` (\`MOUNT/pts/N\`: the mount's FUSE, NATS, the agent);
   over a TCP connection to 127.0.0.1 with socat relaying it to the pty
   (\`socat TCP-LISTEN:0,bind=127.0.0.1,reuseaddr,nodelay OPEN:/dev/pts/N,noctty\`, the
-  reference: the same job done by hand); and over TCP to socat echoing through a pipe
-  (\`PIPE\`, no terminal: TCP and socat alone). The client sets TCP_NODELAY. The ways run one
+  reference: the same job done by hand); over TCP to socat echoing through a pipe
+  (\`PIPE\`, no terminal: TCP and socat alone); and over TCP to the least a relay through NATS
+  can do (\`bench/nats-echo-relay.ts\`: a Node process on each side of the run's nats-server,
+  one plain publish per byte each way, as many processes as splitbrain's way and none of its
+  protocol: the floor of the bus). The client sets TCP_NODELAY. The ways run one
   after the other, not round by round: interleaved, the work splitbrain's Node processes do
-  after each echo ran into the next way's round trip. It runs right after the process bench;
-  its agent, mount, boards and socats are stopped before the floors.
+  after each echo ran into the next way's round trip. It runs right after the process bench (or
+  alone with \`--only devices\`); its agent, mount, boards, relays and socats are stopped before
+  the floors.
 
 The single-call part times one filesystem call at a time, the way a test calls \`os\`
 functions, on the local disk, bindfs, sshfs and splitbrain, after the workloads (or alone with

@@ -5,8 +5,6 @@
  * Printed as is, and written into the doc.
  */
 import { CALLER_TABLE_LEGEND, callerTable, type CallerBenchResults } from './caller-bench.js';
-import type { DeviceBenchResults } from './device-bench.js';
-import { DEVICE_TABLE_LEGEND, deviceProblems, deviceTable } from './device-table.js';
 import type { ExecBenchResults } from './exec-bench.js';
 import { EXEC_TABLE_LEGEND, execProblems, execTable } from './exec-table.js';
 import type { FsBenchResults, Outcome } from './fs-bench.js';
@@ -38,8 +36,8 @@ export interface BenchReport {
   fuseFloorError: string | undefined;
   exec: ExecBenchResults | undefined;
   execError: string | undefined;
-  device: DeviceBenchResults | undefined;
-  deviceError: string | undefined;
+  /** The device part's section, rendered and marked by the caller (renderDeviceSection). */
+  deviceSection: string | undefined;
   callers: CallerBenchResults | undefined;
   callersError: string | undefined;
   /** The single-call, depth and coherence section, rendered (call-table.ts) and marked (performance-doc.ts). */
@@ -176,8 +174,7 @@ export function renderReport(report: BenchReport): string {
   if (report.fuseFloorError) out.push(`FUSE floor: fails (${report.fuseFloorError})`, '');
   if (report.exec) out.push(execTable(report.exec), '', EXEC_TABLE_LEGEND, '');
   if (report.execError) out.push(`Process bench: fails (${report.execError})`, '');
-  if (report.device) out.push(deviceTable(report.device), '', DEVICE_TABLE_LEGEND, '');
-  if (report.deviceError) out.push(`Device bench: fails (${report.deviceError})`, '');
+  if (report.deviceSection) out.push(report.deviceSection, '');
   if (report.streamSection) out.push(report.streamSection, '');
   if (report.callers) out.push(callerTable(report.callers), '', CALLER_TABLE_LEGEND, '');
   if (report.callersError) out.push(`Caller bench: fails (${report.callersError})`, '');
@@ -188,7 +185,6 @@ export function renderReport(report: BenchReport): string {
   for (const [target, error] of report.startErrors) problems.push(`- ${target}: could not start: ${error}`);
   for (const n of report.fs?.notes ?? []) problems.push(`- ${MARK_NOTE} ${n.target}, ${n.workload}: ${n.message}`);
   if (report.exec) problems.push(...execProblems(report.exec));
-  if (report.device) problems.push(...deviceProblems(report.device));
   for (const line of report.logExcerpts) problems.push(`- log: ${line}`);
   if (problems.length > 0) out.push('Failed checks, start errors and logged warnings:', '', ...problems, '');
   return out.join('\n');

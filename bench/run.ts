@@ -9,7 +9,8 @@
  * `--only calls`: start the targets and run that last part alone; only its section of the doc is
  * rewritten. Then the cluster part (cluster-bench.ts: a leaf node, memory, a load test with
  * BENCH_LOAD_SECONDS, default 20), also alone with `--only cluster`; the agent memory part
- * (memory-bench.ts: an idle agent, and one with 100 stalled readers), alone with `--only memory`.
+ * (memory-bench.ts: an idle agent, and one with 100 stalled readers), alone with `--only memory`;
+ * the device bench alone with `--only devices`.
  * The stream part (stream-bench.ts: stdout, sequential write and read against the raw floor, with
  * CPU per GiB), after the device bench, also alone with `--only streams`.
  */
@@ -25,6 +26,7 @@ import { measureCallerBench, type CallerBenchResults } from './caller-bench.js';
 import { measureClusterBench, renderClusterSection, type ClusterBenchResults } from './cluster-bench.js';
 import { measureCoherence, type CoherenceResults } from './coherence-bench.js';
 import { measureDeviceBench, type DeviceBenchResults } from './device-bench.js';
+import { renderDeviceSection } from './device-table.js';
 import { measureExecBench, type ExecBenchResults } from './exec-bench.js';
 import { makeFixtures } from './fixtures.js';
 import { runFsBench, type FsBenchResults } from './fs-bench.js';
@@ -60,7 +62,7 @@ function envInt(name: string, fallback: number, max: number): number {
 }
 
 /** Parts that `--only` can run alone. */
-const PARTS = ['calls', 'cluster', 'memory', 'streams'] as const;
+const PARTS = ['calls', 'cluster', 'devices', 'memory', 'streams'] as const;
 type Part = (typeof PARTS)[number];
 
 function onlyPart(args: readonly string[]): Part | undefined {
@@ -119,6 +121,7 @@ async function main(): Promise<void> {
   let execError: string | undefined;
   let device: DeviceBenchResults | undefined;
   let deviceError: string | undefined;
+  let deviceHeading = '';
   let fs: FsBenchResults | undefined;
   let callers: CallerBenchResults | undefined;
   let callersError: string | undefined;
@@ -146,7 +149,7 @@ async function main(): Promise<void> {
     progress(`nats-server at ${nats.url} (pid ${nats.daemon.pid})`);
 
     // One sshd for the ssh rows of the process bench and for sshfs; if it fails, both say so.
-    const sshd = mainParts ? await startSshd(workDir, cleanup).catch((err: unknown) => err as Error) : new Error('not started: --only cluster');
+    const sshd = mainParts ? await startSshd(workDir, cleanup).catch((err: unknown) => err as Error) : new Error(`not started: --only ${only ?? ''}`);
     if (sshd instanceof Error && mainParts) progress(`sshd could not start: ${sshd.message}`);
     // First, while this process is small: every timed run is a fork of it, and a fork costs more
     // the more memory it maps (the transport floor's buffers double it), in every latency figure.
@@ -159,6 +162,10 @@ async function main(): Promise<void> {
         execError = (err as Error).message;
         progress(`process bench failed: ${execError}`);
       }
+    }
+    if (full || only === 'devices') {
+      const started = performance.now();
+      const load = loadAverage();
       try {
         device = await measureDeviceBench({ workDir, natsUrl: nats.url, rounds: echoRounds }, cleanup, progress);
         for (const log of device.logs) logs.push(...(await logExcerpts(log.label, log.path)));
@@ -166,6 +173,9 @@ async function main(): Promise<void> {
         deviceError = (err as Error).message;
         progress(`device bench failed: ${deviceError}`);
       }
+      const machine = await describeMachine();
+      deviceHeading = `Measured ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')} on ${machine.machine} by \`${full ? 'npm run bench' : 'npm run bench -- --only devices'}\`, `
+        + `${echoRounds} rounds per route; this part took ${((performance.now() - started) / 1000).toFixed(0)} s, load average ${load} at its start, ${loadAverage()} at its end.`;
     }
     if (fixtures && (full || only === 'streams')) {
       const started = performance.now();
@@ -281,6 +291,13 @@ async function main(): Promise<void> {
     durationS: (performance.now() - callsStarted) / 1000, load: [callsLoad, loadAverage()], startErrors,
     calls, callsError, coherence, coherenceError,
   };
+  if (only === 'devices') {
+    const text = renderDeviceSection(device, deviceError, deviceHeading);
+    process.stdout.write(`\n${text}\n`);
+    await writePerformanceDocPart(only, text);
+    progress(`rewrote the ${only} section of ${PERFORMANCE_DOC}`);
+    return;
+  }
   if (only === 'memory') {
     const text = renderMemorySection(memory, memoryError, memoryHeading);
     process.stdout.write(`\n${text}\n`);
@@ -312,7 +329,8 @@ async function main(): Promise<void> {
   const report: BenchReport = {
     date, machine: machine.machine, tools: machine.tools,
     sizeMb, runs, splitbrainOptions, durationS: (performance.now() - t0) / 1000, load: [loadAtStart, loadAverage()],
-    coldWaits, startErrors, fs, floor, floorError, fuseFloor, fuseFloorError, exec, execError, device, deviceError,
+    coldWaits, startErrors, fs, floor, floorError, fuseFloor, fuseFloorError, exec, execError,
+    deviceSection: markPart('devices', renderDeviceSection(device, deviceError, deviceHeading)),
     callers, callersError, callSection: markPart('calls', renderCallSection(section)),
     streamSection: markPart('streams', renderStreamSection(streams, streamsError, streamsHeading)),
     clusterSection: markPart('cluster', renderClusterSection(cluster, clusterError, clusterHeading)),
