@@ -9,6 +9,8 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
@@ -137,39 +139,57 @@ describe('output budget', () => {
     });
   });
 
-  describe('a bridged command whose reader stops, next to readers that read', () => {
+  describe('a bridged command whose master stops taking its output, next to readers that read', () => {
     let agent: Awaited<ReturnType<typeof agentWith>>;
     let bridge: BridgeProcess;
     const stalled: Stalled[] = [];
     before(async () => {
-      agent = await agentWith('budget-bridge', '8M', 2);
+      agent = await agentWith('budget-bridge', '8M', 1);
       const bin = join(agent.slave.tmp, 'bin');
-      bridge = await startBridgeProcess(agent.slave.nats.url, 'budget-bridge', join(agent.slave.tmp, 'bridge.sock'), bin, ['--command', 'yes']);
+      bridge = await startBridgeProcess(agent.slave.nats.url, 'budget-bridge', join(agent.slave.tmp, 'bridge.sock'), bin, ['--command', 'sh']);
     });
     after(async () => {
+      if (bridge?.child.pid !== undefined) process.kill(bridge.child.pid, 'SIGCONT');
       for (const s of stalled) if (s.outcome === undefined) await s.proc.abandon();
       await bridge?.stop();
       await agent?.stop();
     });
 
-    it('cuts the one that fell behind (its shim says why on stderr and exits 141); the others get all their output', async () => {
-      // Its stdout is a pipe nobody reads (yet): the shim blocks, and the bridge returns credit
-      // only for what its socket, the shim and the pipe took (a few MiB at most); the agent keeps
-      // the rest of its window, which is the whole budget while it runs alone.
-      const shim = spawn(join(bridge.shimDir, 'yes'), [], {
+    it('cuts it (its shim says why on stderr and exits 141); the others get all their output', async () => {
+      // The agent keeps what its master has not said it received. A live bridge says so with
+      // every credit, and holds what its shim did not take itself (within its window): only a
+      // master that stops answering leaves its output on the agent. So the bridge is stopped
+      // (SIGSTOP) once the command runs and before its output starts (it waits for `go`), and
+      // continued once the cut is made: well within the agent's 5 s lease on the process.
+      const started = join(agent.slave.tmp, 'started');
+      const go = join(agent.slave.tmp, 'go');
+      const shim = spawn(join(bridge.shimDir, 'sh'), ['-c', `touch ${started}; while [ ! -e ${go} ]; do sleep 0.02; done; exec yes`], {
         env: { ...process.env, SPLITBRAIN_BRIDGE_SOCKET: bridge.socket }, stdio: ['ignore', 'pipe', 'pipe'],
       });
       let stderr = '';
+      let out = '';
       shim.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+      shim.stdout.on('data', (d: Buffer) => { out += d.toString(); });
       const closed = once(shim, 'close');
+      const bridgePid = bridge.child.pid as number;
+      let frozen = false;
       try {
+        await waitFor('the bridged command to start on the slave', async () => existsSync(started), 15_000);
+        process.kill(bridgePid, 'SIGSTOP');
+        frozen = true;
+        await writeFile(go, '');
         await waitFor('the stalled command to fill its window', async () => (await agent.output()).kept >= 4 * MiB, 15_000)
           .catch(async (err: unknown) => {
-            throw new Error(`${(err as Error).message}: kept ${(await agent.output()).kept}, shim said ${stderr}, bridge logged ${bridge.log().slice(-2000)}`);
+            throw new Error(`${(err as Error).message}: kept ${(await agent.output()).kept}, shim said ${stderr}`);
           });
-        // Three stalled masters after it get 4, 2.7 and 2 MiB: whichever are cut first, the
-        // agent is over its budget until the bridged one is; two readers stream meanwhile.
+        // Three stalled masters after it get 4, 2.7 and 2 MiB: the agent is over its budget
+        // until the fullest, the bridged one, is cut off, 1 s (--output-grace) later.
         for (let i = 0; i < 3; i++) stalled.push(await spawnStalled(agent.procs, ['yes', `other ${i}`]));
+        await waitFor('a cut', async () => (await agent.output()).cuts >= 1, 20_000, 50);
+        process.kill(bridgePid, 'SIGCONT');
+        frozen = false;
+
+        // Readers that read stream meanwhile, whole.
         const zeros = runReading(agent.procs, ['head', '-c', '20000000', '/dev/zero']);
         const lines = runReading(agent.procs, ['seq', '1', '300000']);
         const [z, l] = await Promise.all([zeros, lines]);
@@ -180,19 +200,17 @@ describe('output budget', () => {
         assert.equal(l.status.cut, undefined);
         assert.equal(l.out.toString(), `${Array.from({ length: 300_000 }, (_, i) => i + 1).join('\n')}\n`);
 
-        // Now read it: what came before the cut, then the shim's message and status.
-        let out = '';
-        await waitFor('a cut', async () => (await agent.output()).cuts >= 1, 20_000, 100);
+        // The shim has what came before the cut, then the cut's message and status.
         const timer = setTimeout(() => shim.kill('SIGKILL'), 20_000);
-        shim.stdout.on('data', (d: Buffer) => { out += d.toString(); });
         const [code] = (await closed) as [number | null];
         clearTimeout(timer);
         assert.equal(code, 141, stderr);
-        assert.match(stderr, /yes on budget-bridge: output cut off: this master fell behind, leaving [\d.]+ MiB of it untaken .*\(ENOBUFS\)/);
+        assert.match(stderr, /sh on budget-bridge: output cut off: this master fell behind, leaving [\d.]+ MiB of it untaken .*\(ENOBUFS\)/);
         assert.ok(['', 'y'].includes(out.replaceAll('y\n', '')), 'what arrived before the cut is yes\'s output');
         const now = await agent.output();
         assert.ok(now.kept <= 8 * MiB + 6 * SLACK, `kept ${now.kept} after the cuts`);
       } finally {
+        if (frozen) process.kill(bridgePid, 'SIGCONT');
         await stopProcess(shim, 'SIGKILL');
       }
     });
