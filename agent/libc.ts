@@ -1,8 +1,8 @@
 /**
  * The libc calls the agent needs that Node does not make, through koffi (a maintained FFI whose
  * npm package ships its prebuilt binaries: no compiler, no code of ours in C): utimensat(2) and
- * futimens(2) for file times to the nanosecond (fs/exact-times.ts), pipe2(2) for a process's
- * output pipes (proc/output-pipes.ts), ioctl(2) for terminals (dev/termios.ts). This file is the
+ * futimens(2) for file times to the nanosecond (fs/exact-times.ts), pipe2(2) and fcntl(2) for a
+ * process's output pipes (proc/output-pipes.ts), ioctl(2) for terminals (dev/termios.ts). This file is the
  * agent's only importer of koffi.
  *
  * Synchronous calls only: koffi's asynchronous calls run on other threads, where errno would not
@@ -23,6 +23,8 @@ export interface Libc {
   ioctlBuffer(fd: number, request: number, buffer: Buffer): number;
   /** ioctl(fd, request, value): the argument is the number itself. */
   ioctlValue(fd: number, request: number, value: number): number;
+  /** fcntl(fd, command, value): for commands whose argument is a number. */
+  fcntlValue(fd: number, command: number, value: number): number;
   errno(): number;
 }
 
@@ -39,12 +41,14 @@ export function libc(): Libc | null {
     koffi.struct('splitbrain_timespec', { tv_sec: 'int64_t', tv_nsec: 'long' });
     const ioctlBuffer = lib.func('int ioctl(int fd, unsigned long request, _Inout_ uint8_t *arg)') as KoffiFunction;
     const ioctlValue = lib.func('ioctl', 'int', ['int', 'unsigned long', 'long']) as KoffiFunction;
+    const fcntlValue = lib.func('fcntl', 'int', ['int', 'int', 'long']) as KoffiFunction;
     loaded = {
       utimensat: lib.func('int utimensat(int dirfd, const char *path, const splitbrain_timespec *times, int flags)') as KoffiFunction,
       futimens: lib.func('int futimens(int fd, const splitbrain_timespec *times)') as KoffiFunction,
       pipe2: lib.func('int pipe2(_Out_ int *fds, int flags)') as KoffiFunction,
       ioctlBuffer: (fd, request, buffer) => ioctlBuffer(fd, request, buffer),
       ioctlValue: (fd, request, value) => ioctlValue(fd, request, value),
+      fcntlValue: (fd, command, value) => fcntlValue(fd, command, value),
       errno: () => koffi.errno(),
     };
   } catch (err) {

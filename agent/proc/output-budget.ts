@@ -17,6 +17,7 @@
  * processes started meanwhile were given. "Over" allows READ_SLACK per process: output is
  * paused once its window is full, and the read that filled it may have gone past.
  */
+import { OUTPUT_READ_BYTES } from './output-pipes.js';
 
 /** What a process keeps and may send, as the budget sees it. */
 export interface BudgetMember {
@@ -37,8 +38,11 @@ export function defaultOutputBudget(totalMemory: number): number {
 
 export const DEFAULT_OUTPUT_GRACE_MS = 10_000;
 
-/** The most one read of a pipe or terminal may add past a full window (libuv reads 64 KiB). */
-export const READ_SLACK = 64 * 1024;
+/**
+ * The most one read of a pipe or terminal may add past a full window: the agent's own output
+ * pipes are read up to OUTPUT_READ_BYTES at a time (libuv's pipes, and terminals, 64 KiB).
+ */
+export const READ_SLACK = OUTPUT_READ_BYTES;
 
 export class OutputBudget {
   /** Bytes kept by every process together. */

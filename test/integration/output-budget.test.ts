@@ -28,7 +28,7 @@ const MiB = 1024 * 1024;
 /** The master's window (sidecar/remote-process.ts). */
 const WINDOW = 8 * MiB;
 /** What one pipe read may add past a full window, and an event's envelope (output-budget.ts's READ_SLACK, and some). */
-const SLACK = 64 * 1024 + 16 * 1024;
+const SLACK = 256 * 1024 + 16 * 1024;
 
 /** One agent with these output options, and a master's client of it. */
 async function agentWith(id: string, budget: string, graceS: number): Promise<{
