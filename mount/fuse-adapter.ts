@@ -13,7 +13,7 @@ import { errnoNumber, errnoOf, nameFromBytes, nameToBytes, SlaveError, type Attr
 import type { FuseCaller } from './callers.js';
 import type { DirEntry, MountFs } from './mount-fs.js';
 import {
-  ATTR_SLOTS, Op, OpenFlag, SetAttr, fuseBinding, type FuseBinding, type MountHandle, type OpCode, type RequestHandle,
+  fuseBinding, type FuseBinding, type FuseRequest, type MountHandle, type RequestHandle,
 } from './native/binding.js';
 import { mountpointsUnder } from './mount-watch.js';
 import { NodeTable, type FsNode } from './node-table.js';
@@ -57,27 +57,28 @@ const EIO = errnoNumber('EIO');
 /** The largest read or write the kernel sends (libfuse 3 raises max_pages to fit it). */
 export const MAX_TRANSFER = 1 << 20;
 
-/** Attributes in the binding's layout. */
-function packAttr(attr: Attr, into = new Float64Array(ATTR_SLOTS), at = 0): Float64Array {
-  into[at] = attr.ino;
-  into[at + 1] = attr.mode;
-  into[at + 2] = attr.nlink;
-  into[at + 3] = attr.uid;
-  into[at + 4] = attr.gid;
-  into[at + 5] = attr.rdev;
-  into[at + 6] = attr.size;
-  into[at + 7] = attr.blocks;
-  into[at + 8] = attr.blksize;
-  packTime(into, at + 9, attr.atimeMs, attr.atimeNsec);
-  packTime(into, at + 11, attr.mtimeMs, attr.mtimeNsec);
-  packTime(into, at + 13, attr.ctimeMs, attr.ctimeNsec);
+/**
+ * Attributes in the binding's layout (its `attrSlot` order, `attrSlots` numbers per node). Attr
+ * times are whole milliseconds (the second exact) plus the second's nanoseconds.
+ */
+function packAttr(b: FuseBinding, attr: Attr, into = new Float64Array(b.attrSlots), at = 0): Float64Array {
+  const s = b.attrSlot;
+  into[at + s.INO] = attr.ino;
+  into[at + s.MODE] = attr.mode;
+  into[at + s.NLINK] = attr.nlink;
+  into[at + s.UID] = attr.uid;
+  into[at + s.GID] = attr.gid;
+  into[at + s.RDEV] = attr.rdev;
+  into[at + s.SIZE] = attr.size;
+  into[at + s.BLOCKS] = attr.blocks;
+  into[at + s.BLKSIZE] = attr.blksize;
+  into[at + s.ATIME_S] = Math.floor(attr.atimeMs / 1000);
+  into[at + s.ATIME_NS] = attr.atimeNsec;
+  into[at + s.MTIME_S] = Math.floor(attr.mtimeMs / 1000);
+  into[at + s.MTIME_NS] = attr.mtimeNsec;
+  into[at + s.CTIME_S] = Math.floor(attr.ctimeMs / 1000);
+  into[at + s.CTIME_NS] = attr.ctimeNsec;
   return into;
-}
-
-/** Attr times are whole milliseconds (floor of the second exact) plus the second's nanoseconds. */
-function packTime(into: Float64Array, at: number, ms: number, nsec: number): void {
-  into[at] = Math.floor(ms / 1000);
-  into[at + 1] = nsec;
 }
 
 /** A setattr's time: now, unchanged, or seconds and nanoseconds given. */
@@ -161,7 +162,7 @@ export class FuseAdapter {
         // Devices come and go with no feed to say so (a restarted board's pty links): never kept.
         cacheSymlinks: !this.options.directIo,
       },
-      (...args) => this.dispatch(...args),
+      (request) => this.dispatch(request),
       (id) => { this.fences.get(id)?.(); this.fences.delete(id); },
     );
   }
@@ -335,33 +336,31 @@ export class FuseAdapter {
   private entry(handle: RequestHandle, parentId: number, name: string, attr: Attr, generation = this.generation): void {
     const node = this.nodes.looked(this.node(parentId), name, attr);
     const t = this.since(generation, parentId, node.id);
-    this.binding.replyEntry(handle, node.id, packAttr(attr), t.entry, t.attr);
+    this.binding.replyEntry(handle, node.id, packAttr(this.binding, attr), t.entry, t.attr);
   }
 
-  private dispatch(
-    handle: RequestHandle, op: OpCode, ino: number, uid: number, gid: number, pid: number,
-    a: number, b: number, c: number, rawName: Buffer | undefined, rawName2: Buffer | undefined,
-    data: Uint8Array | undefined, ino2: number, setattr: Float64Array | undefined,
-  ): void {
-    const who: FuseCaller = { uid, gid, pid };
+  private dispatch(request: FuseRequest): void {
+    const { handle, op, ino, fh } = request;
+    const Op = this.binding.ops;
+    const who: FuseCaller = { uid: request.uid, gid: request.gid, pid: request.pid };
     const fs = this.fs;
-    const name = rawName ? nameFromBytes(rawName) : '';
+    const name = request.name ? nameFromBytes(request.name) : '';
     const done = () => this.binding.replyErr(handle, 0);
     try {
       switch (op) {
         case Op.LOOKUP:
           return this.lookup(handle, ino, name, who);
         case Op.FORGET:
-          return this.nodes.forget(ino, a);
+          return this.nodes.forget(ino, request.nlookup);
         case Op.GETATTR: {
           const generation = this.generation;
-          return this.run(handle, 'getattr', () => this.getattr(ino, a, who), (attr) => {
-            this.binding.replyAttr(handle, packAttr(attr), this.since(generation, ino).attr);
+          return this.run(handle, 'getattr', () => this.getattr(ino, fh, who), (attr) => {
+            this.binding.replyAttr(handle, packAttr(this.binding, attr), this.since(generation, ino).attr);
           });
         }
         case Op.SETATTR:
-          return this.run(handle, 'setattr', () => this.setattr(ino, a, setattr ?? new Float64Array(9), who), (attr) => {
-            this.binding.replyAttr(handle, packAttr(attr), this.timeouts.attr);
+          return this.run(handle, 'setattr', () => this.setattr(ino, fh, request.setattr ?? new Float64Array(0), who), (attr) => {
+            this.binding.replyAttr(handle, packAttr(this.binding, attr), this.timeouts.attr);
           });
         case Op.READLINK:
           return this.run(handle, 'readlink', () => fs.readlink(this.pathOf(ino), who), (shown) => {
@@ -370,17 +369,17 @@ export class FuseAdapter {
             if (!shown.keep && this.mounted) this.binding.invalInode(this.mounted, ino, 0, 0);
           });
         case Op.MKNOD:
-          return this.run(handle, 'mknod', () => fs.mknod(this.childPath(ino, name), a, b, who), (attr) => this.entry(handle, ino, name, attr));
+          return this.run(handle, 'mknod', () => fs.mknod(this.childPath(ino, name), request.mode, request.rdev, who), (attr) => this.entry(handle, ino, name, attr));
         case Op.MKDIR:
-          return this.run(handle, 'mkdir', () => fs.mkdir(this.childPath(ino, name), a, who), (attr) => this.entry(handle, ino, name, attr));
+          return this.run(handle, 'mkdir', () => fs.mkdir(this.childPath(ino, name), request.mode, who), (attr) => this.entry(handle, ino, name, attr));
         case Op.SYMLINK: {
-          const target = data ? nameFromBytes(bufferOf(data)) : '';
+          const target = request.data ? nameFromBytes(bufferOf(request.data)) : '';
           return this.run(handle, 'symlink', () => fs.symlink(target, this.childPath(ino, name), who), (attr) => this.entry(handle, ino, name, attr));
         }
         case Op.LINK:
-          return this.run(handle, 'link', () => fs.link(this.pathOf(ino), this.childPath(ino2, name), who), (attr) => {
-            const node = this.nodes.linked(this.node(ino), this.node(ino2), name, attr);
-            this.binding.replyEntry(handle, node.id, packAttr(attr), this.timeouts.entry, this.timeouts.attr);
+          return this.run(handle, 'link', () => fs.link(this.pathOf(ino), this.childPath(request.ino2, name), who), (attr) => {
+            const node = this.nodes.linked(this.node(ino), this.node(request.ino2), name, attr);
+            this.binding.replyEntry(handle, node.id, packAttr(this.binding, attr), this.timeouts.entry, this.timeouts.attr);
           });
         case Op.UNLINK:
           return this.run(handle, 'unlink', () => fs.unlink(this.childPath(ino, name), who), () => {
@@ -394,73 +393,77 @@ export class FuseAdapter {
           });
         case Op.RENAME: {
           // renameat2's flags (RENAME_NOREPLACE, RENAME_EXCHANGE): not on the wire, as with ENOSYS.
-          if (a !== 0) return this.binding.replyErr(handle, EINVAL);
-          const newName = rawName2 ? nameFromBytes(rawName2) : '';
-          return this.run(handle, 'rename', () => fs.rename(this.childPath(ino, name), this.childPath(ino2, newName), who), () => {
-            this.nodes.renamed(this.node(ino), name, this.node(ino2), newName);
+          if (request.flags !== 0) return void this.binding.replyErr(handle, EINVAL);
+          const newParent = request.ino2;
+          const newName = request.name2 ? nameFromBytes(request.name2) : '';
+          return this.run(handle, 'rename', () => fs.rename(this.childPath(ino, name), this.childPath(newParent, newName), who), () => {
+            this.nodes.renamed(this.node(ino), name, this.node(newParent), newName);
             done();
           });
         }
         case Op.OPEN:
-          return this.run(handle, 'open', () => fs.open(this.pathOf(ino), a, who), (fh) => {
-            this.opened(ino, fh);
-            this.binding.replyOpen(handle, fh, this.openFlags());
+          return this.run(handle, 'open', () => fs.open(this.pathOf(ino), request.flags, who), (opened) => {
+            this.opened(ino, opened);
+            if (!this.binding.replyOpen(handle, opened, this.openFlags())) this.unsentOpen(ino, opened, who, 0);
           });
         case Op.CREATE:
-          return this.run(handle, 'create', () => fs.create(this.childPath(ino, name), b, a, who), ({ fh, attr }) => {
-            const node = this.nodes.looked(this.node(ino), name, attr);
-            this.opened(node.id, fh);
-            this.binding.replyCreate(handle, node.id, packAttr(attr), this.timeouts.entry, this.timeouts.attr, fh, this.openFlags());
+          return this.run(handle, 'create', () => fs.create(this.childPath(ino, name), request.flags, request.mode, who), (created) => {
+            const node = this.nodes.looked(this.node(ino), name, created.attr);
+            this.opened(node.id, created.fh);
+            const sent = this.binding.replyCreate(handle, node.id, packAttr(this.binding, created.attr), this.timeouts.entry, this.timeouts.attr, created.fh, this.openFlags());
+            if (!sent) this.unsentOpen(node.id, created.fh, who, 1);
           });
         case Op.READ: {
+          const { size, offset } = request;
           const readData = this.readData;
           if (readData) {
             // Answered with the filesystem's bytes where they lie (read-ahead's chunks): no copy.
-            return this.run(handle, 'read', () => readData(this.maybePath(ino), a, b, c, who), (pieces) => this.binding.replyIov(handle, pieces));
+            return this.run(handle, 'read', () => readData(this.maybePath(ino), fh, size, offset, who), (pieces) => this.binding.replyIov(handle, pieces));
           }
-          const target = Buffer.allocUnsafe(b);
-          return this.run(handle, 'read', () => fs.read(this.maybePath(ino), a, target, b, c, who), (n) => this.binding.replyBuf(handle, target, n));
+          const target = Buffer.allocUnsafe(size);
+          return this.run(handle, 'read', () => fs.read(this.maybePath(ino), fh, target, size, offset, who), (n) => this.binding.replyBuf(handle, target, n));
         }
         case Op.WRITE: {
           // A view of the binding's memory for written data, valid until answered (MountFs.write).
-          const bytes = bufferOf(data);
-          return this.run(handle, 'write', () => fs.write(this.maybePath(ino), a, bytes, bytes.length, c, who), (n) => this.binding.replyWrite(handle, n));
+          const bytes = bufferOf(request.data);
+          return this.run(handle, 'write', () => fs.write(this.maybePath(ino), fh, bytes, bytes.length, request.offset, who), (n) => this.binding.replyWrite(handle, n));
         }
         case Op.FLUSH:
-          return this.run(handle, 'flush', () => fs.flush(this.maybePath(ino), a, who), done);
+          return this.run(handle, 'flush', () => fs.flush(this.maybePath(ino), fh, who), done);
         case Op.RELEASE:
-          this.openFiles.get(ino)?.delete(a);
-          if (this.openFiles.get(ino)?.size === 0) this.openFiles.delete(ino);
-          return this.run(handle, 'release', () => fs.release(this.maybePath(ino), a, who), done);
+          this.closed(ino, fh);
+          return this.run(handle, 'release', () => fs.release(this.maybePath(ino), fh, who), done);
         case Op.FSYNC:
-          return this.run(handle, 'fsync', () => fs.fsync(this.maybePath(ino), a, b !== 0, who), done);
+          return this.run(handle, 'fsync', () => fs.fsync(this.maybePath(ino), fh, request.datasync, who), done);
         case Op.OPENDIR:
-          return this.run(handle, 'opendir', () => this.opendir(ino, a, who), (fh) => this.binding.replyOpen(handle, fh, 0));
+          return this.run(handle, 'opendir', () => this.opendir(ino, request.flags, who), (dir) => {
+            if (!this.binding.replyOpen(handle, dir, 0)) this.dirs.delete(dir);
+          });
         case Op.READDIR:
         case Op.READDIRPLUS: {
           const generation = this.generation;
-          return this.run(handle, 'readdir', () => this.listing(a, c, who), (entries) => {
-            this.replyDir(handle, op === Op.READDIRPLUS, a, b, c, entries, this.since(generation, ino));
+          return this.run(handle, 'readdir', () => this.listing(fh, request.offset, who), (entries) => {
+            this.replyDir(handle, op === Op.READDIRPLUS, fh, request.size, request.offset, entries, this.since(generation, ino));
           });
         }
         case Op.RELEASEDIR:
-          this.dirs.delete(a);
-          return done();
+          this.dirs.delete(fh);
+          return void done();
         case Op.STATFS:
           return this.run(handle, 'statfs', () => fs.statfs(this.pathOf(ino), who), (s) => {
             this.binding.replyStatfs(handle, Float64Array.of(s.bsize, s.frsize, s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.namemax));
           });
         case Op.ACCESS:
-          return this.run(handle, 'access', () => fs.access(this.pathOf(ino), a, who), done);
+          return this.run(handle, 'access', () => fs.access(this.pathOf(ino), request.mask, who), done);
         case Op.GETXATTR:
-          return this.run(handle, 'getxattr', () => fs.getxattr(this.pathOf(ino), name, who), (value) => this.replySized(handle, value, b));
+          return this.run(handle, 'getxattr', () => fs.getxattr(this.pathOf(ino), name, who), (value) => this.replySized(handle, value, request.size));
         case Op.LISTXATTR:
           return this.run(handle, 'listxattr', () => fs.listxattr(this.pathOf(ino), who), (names) => {
-            this.replySized(handle, Buffer.from(names.map((n) => `${n}\0`).join('')), b);
+            this.replySized(handle, Buffer.from(names.map((n) => `${n}\0`).join('')), request.size);
           });
         case Op.SETXATTR: {
-          const value = bufferOf(data);
-          return this.run(handle, 'setxattr', () => fs.setxattr(this.pathOf(ino), name, value, a, who), done);
+          const value = bufferOf(request.data);
+          return this.run(handle, 'setxattr', () => fs.setxattr(this.pathOf(ino), name, value, request.flags, who), done);
         }
         case Op.REMOVEXATTR:
           return this.run(handle, 'removexattr', () => fs.removexattr(this.pathOf(ino), name, who), done);
@@ -469,18 +472,37 @@ export class FuseAdapter {
         case Op.POLL: {
           // A filesystem without readiness (files are always ready) says ENOSYS once: the kernel
           // then stops asking and answers poll(2) itself.
-          if (!fs.poll) return this.binding.replyErr(handle, errnoNumber('ENOSYS'));
+          if (!fs.poll) return void this.binding.replyErr(handle, errnoNumber('ENOSYS'));
           const mount = this.mounted;
-          const wake = b !== 0 && mount ? () => this.binding.notifyPoll(mount, a) : undefined;
-          return this.run(handle, 'poll', () => (fs.poll as NonNullable<MountFs['poll']>)(a, wake), (revents) => this.binding.replyPoll(handle, revents));
+          const wake = request.notify && mount ? () => this.binding.notifyPoll(mount, fh) : undefined;
+          return this.run(handle, 'poll', () => (fs.poll as NonNullable<MountFs['poll']>)(fh, wake), (revents) => this.binding.replyPoll(handle, revents));
         }
         default:
-          return this.binding.replyErr(handle, errnoNumber('ENOSYS'));
+          return void this.binding.replyErr(handle, errnoNumber('ENOSYS'));
       }
     } catch (err) {
       // Thrown before any answer (a node the kernel named is unknown): answer it now.
       if (op !== Op.FORGET && op !== Op.DESTROY) this.binding.replyErr(handle, this.errno(String(op), err));
     }
+  }
+
+  /**
+   * The kernel did not take an open or create's answer (its caller was interrupted): it will
+   * never release `fh`, so the filesystem's handle is released here, and a create's lookup of
+   * the node, which the kernel never got, is undone.
+   */
+  private unsentOpen(id: number, fh: number, who: FuseCaller, lookups: number): void {
+    this.closed(id, fh);
+    if (lookups > 0) this.nodes.forget(id, lookups);
+    this.fs.release(this.maybePath(id), fh, who).catch((err: unknown) => {
+      this.log.debug({ err, fh }, 'release of a handle the kernel never got failed');
+    });
+  }
+
+  private closed(id: number, fh: number): void {
+    const handles = this.openFiles.get(id);
+    handles?.delete(fh);
+    if (handles?.size === 0) this.openFiles.delete(id);
   }
 
   /** A path for operations on an open file: null once its names are gone (it is reached by handle). */
@@ -502,7 +524,7 @@ export class FuseAdapter {
   }
 
   private openFlags(): number {
-    return this.options.directIo ? OpenFlag.DIRECT_IO : 0;
+    return this.options.directIo ? this.binding.openFlags.DIRECT_IO : 0;
   }
 
   private lookup(handle: RequestHandle, parentId: number, name: string, who: FuseCaller): void {
@@ -518,7 +540,7 @@ export class FuseAdapter {
       if (attr) return this.entry(handle, parentId, name, attr, generation);
       const negative = this.since(generation, parentId).negative;
       if (negative > 0) {
-        this.binding.replyEntry(handle, 0, new Float64Array(ATTR_SLOTS), negative, 0);
+        this.binding.replyEntry(handle, 0, new Float64Array(this.binding.attrSlots), negative, 0);
       } else {
         this.binding.replyErr(handle, ENOENT);
       }
@@ -539,23 +561,25 @@ export class FuseAdapter {
   private async setattr(id: number, fhGiven: number, s: Float64Array, who: FuseCaller): Promise<Attr> {
     const path = this.nodes.pathOf(this.node(id));
     const fh = fhGiven >= 0 || path !== null ? fhGiven : this.anyHandle(id);
-    const at = (i: number) => s[i] as number;
-    const toSet = at(8);
+    const slot = this.binding.setattrSlot;
+    const bit = this.binding.setattrBits;
+    const at = (i: number) => s[i] ?? 0;
+    const toSet = at(slot.TO_SET);
     const needPath = (): string => {
       if (path === null) throw new NoSuchNode(`node ${id}'s name`);
       return path;
     };
-    if (toSet & SetAttr.MODE) await this.fs.chmod(needPath(), at(0) & 0o7777, who);
-    if (toSet & (SetAttr.UID | SetAttr.GID)) {
-      await this.fs.chown(needPath(), toSet & SetAttr.UID ? at(1) : UNCHANGED_ID, toSet & SetAttr.GID ? at(2) : UNCHANGED_ID, who);
+    if (toSet & bit.MODE) await this.fs.chmod(needPath(), at(slot.MODE) & 0o7777, who);
+    if (toSet & (bit.UID | bit.GID)) {
+      await this.fs.chown(needPath(), toSet & bit.UID ? at(slot.UID) : UNCHANGED_ID, toSet & bit.GID ? at(slot.GID) : UNCHANGED_ID, who);
     }
-    if (toSet & SetAttr.SIZE) {
-      if (fh >= 0) await this.fs.ftruncate(path, fh, at(3), who);
-      else await this.fs.truncate(needPath(), at(3), who);
+    if (toSet & bit.SIZE) {
+      if (fh >= 0) await this.fs.ftruncate(path, fh, at(slot.SIZE), who);
+      else await this.fs.truncate(needPath(), at(slot.SIZE), who);
     }
-    if (toSet & (SetAttr.ATIME | SetAttr.MTIME | SetAttr.ATIME_NOW | SetAttr.MTIME_NOW)) {
-      const atime = timeSpec(toSet, SetAttr.ATIME, SetAttr.ATIME_NOW, at(4), at(5));
-      const mtime = timeSpec(toSet, SetAttr.MTIME, SetAttr.MTIME_NOW, at(6), at(7));
+    if (toSet & (bit.ATIME | bit.MTIME | bit.ATIME_NOW | bit.MTIME_NOW)) {
+      const atime = timeSpec(toSet, bit.ATIME, bit.ATIME_NOW, at(slot.ATIME_S), at(slot.ATIME_NS));
+      const mtime = timeSpec(toSet, bit.MTIME, bit.MTIME_NOW, at(slot.MTIME_S), at(slot.MTIME_NS));
       await this.fs.utimens(needPath(), atime, mtime, who);
     }
     return fh >= 0 ? this.fs.fgetattr(path, fh, who) : this.fs.getattr(needPath(), who);
@@ -595,14 +619,15 @@ export class FuseAdapter {
     const dir = this.dirs.get(fh);
     const slice = entries.slice(offset);
     const names = slice.map((e) => nameToBytes(e.name));
-    const attrs = new Float64Array(slice.length * ATTR_SLOTS);
+    const slots = this.binding.attrSlots;
+    const attrs = new Float64Array(slice.length * slots);
     const ids = new Float64Array(slice.length);
     const offsets = new Float64Array(slice.length);
     const fresh: FsNode[] = [];
     slice.forEach((entry, i) => {
       offsets[i] = offset + i + 1;
       if (entry.attr) {
-        packAttr(entry.attr, attrs, i * ATTR_SLOTS);
+        packAttr(this.binding, entry.attr, attrs, i * slots);
         if (plus && dir && entry.name !== '.' && entry.name !== '..') {
           const node = this.nodes.looked(dir.node, entry.name, entry.attr, 0);
           ids[i] = node.id;
@@ -611,8 +636,8 @@ export class FuseAdapter {
       } else {
         // Without attributes the kernel learns only the type and inode number (d_type, d_ino);
         // an unknown one is libfuse's FUSE_UNKNOWN_INO: glibc's readdir skips entries of inode 0.
-        attrs[i * ATTR_SLOTS] = entry.ino || UNKNOWN_INO;
-        attrs[i * ATTR_SLOTS + 1] = entry.name === '.' || entry.name === '..' ? 0o040000 : 0;
+        attrs[i * slots + this.binding.attrSlot.INO] = entry.ino || UNKNOWN_INO;
+        attrs[i * slots + this.binding.attrSlot.MODE] = entry.name === '.' || entry.name === '..' ? 0o040000 : 0;
       }
     });
     const added = this.binding.replyDir(handle, plus, size, names, attrs, ids, offsets, t.entry, t.attr);

@@ -1,58 +1,80 @@
 /**
- * The typed face of splitbrain-fuse.node (splitbrain-fuse.c, built by scripts/setup.sh into
- * dist/native/): libfuse 3's low-level API. Only mount/fuse-adapter.ts imports this.
+ * The typed face of splitbrain-fuse.node (mount/native/*.c, built by scripts/setup.sh into
+ * dist/native/): libfuse 3's low-level API. Only mount/fuse-adapter.ts imports this. Numbers
+ * (op codes, attribute slots, flags) come from the binding itself.
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
-/** Kernel operations, as splitbrain-fuse.c numbers them. */
-export const Op = {
-  LOOKUP: 1, FORGET: 2, GETATTR: 3, SETATTR: 4, READLINK: 5, MKNOD: 6, MKDIR: 7, UNLINK: 8,
-  RMDIR: 9, SYMLINK: 10, RENAME: 11, LINK: 12, OPEN: 13, READ: 14, WRITE: 15, FLUSH: 16,
-  RELEASE: 17, FSYNC: 18, OPENDIR: 19, READDIR: 20, RELEASEDIR: 21, STATFS: 22, SETXATTR: 23,
-  GETXATTR: 24, LISTXATTR: 25, REMOVEXATTR: 26, ACCESS: 27, CREATE: 28, READDIRPLUS: 29,
-  DESTROY: 30, POLL: 31,
-} as const;
+/**
+ * The kernel operations the binding passes on, by name. Their numbers are the binding's own
+ * (sb-fuse.h's SB_OPS, exported as `ops`): nothing here is numbered, and loading the binding
+ * checks that both sides name the same operations.
+ */
+export const OP_NAMES = [
+  'LOOKUP', 'FORGET', 'GETATTR', 'SETATTR', 'READLINK', 'MKNOD', 'MKDIR', 'UNLINK', 'RMDIR',
+  'SYMLINK', 'RENAME', 'LINK', 'OPEN', 'READ', 'WRITE', 'FLUSH', 'RELEASE', 'FSYNC', 'OPENDIR',
+  'READDIR', 'RELEASEDIR', 'STATFS', 'SETXATTR', 'GETXATTR', 'LISTXATTR', 'REMOVEXATTR', 'ACCESS',
+  'CREATE', 'READDIRPLUS', 'DESTROY', 'POLL',
+] as const;
+export type OpName = (typeof OP_NAMES)[number];
 
-export type OpCode = (typeof Op)[keyof typeof Op];
-
-/** libfuse's FUSE_SET_ATTR_* bits of a setattr. */
-export const SetAttr = {
-  MODE: 1 << 0, UID: 1 << 1, GID: 1 << 2, SIZE: 1 << 3, ATIME: 1 << 4, MTIME: 1 << 5,
-  ATIME_NOW: 1 << 7, MTIME_NOW: 1 << 8,
-} as const;
-
-/** Bits of an open reply. */
-export const OpenFlag = { DIRECT_IO: 1, KEEP_CACHE: 2, NONSEEKABLE: 4, CACHE_DIR: 8 } as const;
+/** A node's attributes as the binding takes them, `attrSlots` numbers per node, by slot name. */
+export type AttrSlotName = 'INO' | 'MODE' | 'NLINK' | 'UID' | 'GID' | 'RDEV' | 'SIZE' | 'BLOCKS' | 'BLKSIZE'
+  | 'ATIME_S' | 'ATIME_NS' | 'MTIME_S' | 'MTIME_NS' | 'CTIME_S' | 'CTIME_NS';
+/** A setattr's values (FuseRequest.setattr), by slot name. */
+export type SetattrSlotName = 'MODE' | 'UID' | 'GID' | 'SIZE' | 'ATIME_S' | 'ATIME_NS' | 'MTIME_S' | 'MTIME_NS' | 'TO_SET';
+/** libfuse's FUSE_SET_ATTR_* bits of a setattr's TO_SET. */
+export type SetattrBitName = 'MODE' | 'UID' | 'GID' | 'SIZE' | 'ATIME' | 'MTIME' | 'ATIME_NOW' | 'MTIME_NOW' | 'CTIME';
+/** Bits of an open or create reply. */
+export type OpenFlagName = 'DIRECT_IO' | 'KEEP_CACHE' | 'NONSEEKABLE' | 'CACHE_DIR';
 
 /**
- * Attributes as the binding takes them, ATTR_SLOTS numbers per node: ino, mode, nlink, uid, gid,
- * rdev, size, blocks, blksize, then atime, mtime and ctime as seconds and nanoseconds.
+ * An opaque handle of one kernel request: answer it once. A second answer, or one after the
+ * mount was disposed, names no request: the reply does nothing and returns false.
  */
-export const ATTR_SLOTS = 15;
-
-/** An opaque handle of one kernel request: answer it exactly once. */
 export type RequestHandle = number;
 /** An opaque handle of one mount. */
 export type MountHandle = object & { readonly __mount: unique symbol };
 
 /**
- * One kernel request. a/b/c by op: lookup/unlink/rmdir (parent in ino, name); forget (a:
- * nlookup); getattr (a: fh or -1); setattr (a: fh or -1, setattr: mode, uid, gid, size, atime s,
- * ns, mtime s, ns, to_set); mknod (a: mode, b: rdev); mkdir (a: mode); symlink (name, data:
- * target); rename (name, ino2: new parent, name2, a: flags); link (ino2: new parent, name);
- * open/opendir (a: flags); read/readdir(plus) (a: fh, b: size, c: offset); write (a: fh, c:
- * offset, data); flush/release/releasedir (a: fh, b: flags); fsync (a: fh, b: datasync);
- * setxattr (name, data, a: flags); getxattr (name, b: size); listxattr (b: size); access (a:
- * mask); create (a: mode, b: flags). A write's data is a view of memory the binding reuses for
- * the next writes: valid until the request is answered (a Uint8Array, not a Buffer).
+ * One kernel request, its arguments by name; which an op fills (the others are 0, -1 for `fh`,
+ * or undefined): lookup, unlink, rmdir, removexattr: ino (the parent, or the node), name;
+ * forget: nlookup; getattr: fh (an open file's, or -1); setattr: fh, setattr; readlink, statfs:
+ * ino; mknod: name, mode, rdev; mkdir: name, mode; symlink: name, data (the target); rename:
+ * name, ino2 (the new parent), name2, flags; link: ino2, name; open, opendir: flags; read,
+ * readdir, readdirplus: fh, size, offset; write: fh, offset, data; flush, release, releasedir:
+ * fh, flags; fsync: fh, datasync; setxattr: name, data, flags; getxattr: name, size; listxattr:
+ * size; access: mask; create: name, mode, flags; poll: fh, notify. A write's data is a view of
+ * memory the binding reuses for the next writes: valid until the request is answered.
  */
-export type Dispatch = (
-  handle: RequestHandle, op: OpCode, ino: number, uid: number, gid: number, pid: number,
-  a: number, b: number, c: number, name: Buffer | undefined, name2: Buffer | undefined,
-  data: Uint8Array | undefined, ino2: number, setattr: Float64Array | undefined,
-) => void;
+export interface FuseRequest {
+  readonly handle: RequestHandle;
+  readonly op: number;
+  readonly ino: number;
+  readonly uid: number;
+  readonly gid: number;
+  readonly pid: number;
+  readonly fh: number;
+  readonly ino2: number;
+  readonly mode: number;
+  readonly rdev: number;
+  readonly flags: number;
+  readonly size: number;
+  readonly offset: number;
+  readonly mask: number;
+  readonly nlookup: number;
+  readonly datasync: boolean;
+  /** poll: the kernel wants notifyPoll once the file is ready. */
+  readonly notify: boolean;
+  readonly name: Buffer | undefined;
+  readonly name2: Buffer | undefined;
+  readonly data: Uint8Array | undefined;
+  readonly setattr: Float64Array | undefined;
+}
+
+export type Dispatch = (request: FuseRequest) => void;
 
 export interface MountConfig {
   /** The kernel checks POSIX ACLs (with default_permissions, which it then implies). */
@@ -66,6 +88,13 @@ export interface MountConfig {
 }
 
 export interface FuseBinding {
+  /** The op numbers of FuseRequest.op, by name. */
+  readonly ops: Readonly<Record<OpName, number>>;
+  readonly attrSlots: number;
+  readonly attrSlot: Readonly<Record<AttrSlotName, number>>;
+  readonly setattrSlot: Readonly<Record<SetattrSlotName, number>>;
+  readonly setattrBits: Readonly<Record<SetattrBitName, number>>;
+  readonly openFlags: Readonly<Record<OpenFlagName, number>>;
   /** Mounts and starts serving; throws when libfuse refuses the options or the mount. */
   mount(mountPath: string, options: string, config: MountConfig, dispatch: Dispatch, fenced: (id: number) => void): MountHandle;
   /** Detaches lazily; the session ends with a DESTROY dispatch, after which dispose() frees it. */
@@ -73,20 +102,26 @@ export interface FuseBinding {
   dispose(mount: MountHandle): void;
   /** Whether the mount keeps Node's event loop alive. */
   ref(mount: MountHandle, keepAlive: boolean): void;
-  replyErr(handle: RequestHandle, errno: number): void;
+  /*
+   * Each reply returns whether the kernel took it: false for a handle that names no request
+   * (answered already, or its mount disposed), or a request whose caller was interrupted.
+   */
+  replyErr(handle: RequestHandle, errno: number): boolean;
   /** node 0 with a timeout caches "no such name" in the kernel. */
-  replyEntry(handle: RequestHandle, node: number, attr: Float64Array, entryTimeout: number, attrTimeout: number): void;
-  replyCreate(handle: RequestHandle, node: number, attr: Float64Array, entryTimeout: number, attrTimeout: number, fh: number, openFlags: number): void;
-  replyAttr(handle: RequestHandle, attr: Float64Array, timeout: number): void;
-  replyOpen(handle: RequestHandle, fh: number, openFlags: number): void;
-  replyWrite(handle: RequestHandle, count: number): void;
-  replyBuf(handle: RequestHandle, data: Buffer, length: number): void;
+  replyEntry(handle: RequestHandle, node: number, attr: Float64Array, entryTimeout: number, attrTimeout: number): boolean;
+  /** False: the kernel never got `fh`, and will not release it: the caller does. */
+  replyCreate(handle: RequestHandle, node: number, attr: Float64Array, entryTimeout: number, attrTimeout: number, fh: number, openFlags: number): boolean;
+  replyAttr(handle: RequestHandle, attr: Float64Array, timeout: number): boolean;
+  /** False: the kernel never got `fh`, and will not release it: the caller does. */
+  replyOpen(handle: RequestHandle, fh: number, openFlags: number): boolean;
+  replyWrite(handle: RequestHandle, count: number): boolean;
+  replyBuf(handle: RequestHandle, data: Buffer, length: number): boolean;
   /** Read data in pieces (at most 8), given to the kernel as one reply without joining them first. */
-  replyIov(handle: RequestHandle, pieces: Buffer[]): void;
-  replyReadlink(handle: RequestHandle, target: Buffer): void;
-  replyXattrSize(handle: RequestHandle, size: number): void;
+  replyIov(handle: RequestHandle, pieces: Buffer[]): boolean;
+  replyReadlink(handle: RequestHandle, target: Buffer): boolean;
+  replyXattrSize(handle: RequestHandle, size: number): boolean;
   /** bsize, frsize, blocks, bfree, bavail, files, ffree, namemax. */
-  replyStatfs(handle: RequestHandle, fields: Float64Array): void;
+  replyStatfs(handle: RequestHandle, fields: Float64Array): boolean;
   /** Entries from the first until `size` bytes are full; returns how many went in. */
   replyDir(handle: RequestHandle, plus: boolean, size: number, names: Buffer[], attrs: Float64Array,
     nodes: Float64Array, offsets: Float64Array, entryTimeout: number, attrTimeout: number): number;
@@ -96,8 +131,8 @@ export interface FuseBinding {
   notifyDelete(mount: MountHandle, parent: number, child: number, name: Buffer): void;
   /** `fenced(id)` is called once every invalidation queued before this one was sent. */
   fence(mount: MountHandle, id: number): void;
-  /** The poll events (mount-fs.ts PollEvents) open file `fh` is ready for (POLL: a = fh, b = 1 when the kernel wants notifyPoll). */
-  replyPoll(handle: RequestHandle, revents: number): void;
+  /** The poll events (mount-fs.ts PollEvents) open file `fh` is ready for. */
+  replyPoll(handle: RequestHandle, revents: number): boolean;
   /** Open file `fh` became ready: a poll(2) waiting on it asks again (once: the kernel asks anew). */
   notifyPoll(mount: MountHandle, fh: number): void;
 }
@@ -115,6 +150,12 @@ export function fuseBinding(): FuseBinding {
   if (!existsSync(file)) {
     throw new BindingMissingError(`the FUSE binding ${file} is missing: run scripts/setup.sh (it needs libfuse3-dev)`);
   }
-  loaded = createRequire(import.meta.url)(file) as FuseBinding;
+  const binding = createRequire(import.meta.url)(file) as FuseBinding;
+  const theirs = Object.keys(binding.ops ?? {}).sort().join(' ');
+  const ours = [...OP_NAMES].sort().join(' ');
+  if (theirs !== ours) {
+    throw new BindingMissingError(`the FUSE binding ${file} names other operations than this code (${theirs || 'none'}): rebuild it (npm run build)`);
+  }
+  loaded = binding;
   return loaded;
 }

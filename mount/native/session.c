@@ -1,0 +1,85 @@
+/*
+ * The session loop: /dev/fuse, non-blocking, watched by Node's own event loop (a uv_poll
+ * handle). Each wakeup reads what the kernel has queued and processes it at once on the JS
+ * thread (capture.c's callbacks call JavaScript directly): no thread of its own, no hop.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include "sb-fuse.h"
+
+/* Requests read per wakeup at most, so that replies from the bus are not held up behind a burst. */
+#define BURST 64
+
+static void on_closed(uv_handle_t *handle) {
+  struct sb_mount *m = handle->data;
+  m->poll_closing = 0;
+  if (m->free_when_closed) sb_free_mount(m);
+}
+
+/* Stops watching /dev/fuse (before its descriptor goes); the handle closes on a later loop turn. */
+void sb_session_stop(struct sb_mount *m) {
+  if (!m->polling) return;
+  m->polling = 0;
+  m->poll_closing = 1;
+  uv_poll_stop(&m->poll);
+  uv_close((uv_handle_t *)&m->poll, on_closed);
+}
+
+/*
+ * The session is over (unmounted from outside, or by us): stop watching /dev/fuse and tell
+ * JavaScript, on a later turn of the loop (we may be inside a JavaScript call: unmount()).
+ */
+void sb_end_session(struct sb_mount *m) {
+  if (!m->polling) return;
+  sb_session_stop(m);
+  struct sb_req *r = sb_new_req(m, NULL, OP_DESTROY, 0);
+  if (r && napi_call_threadsafe_function(m->dispatch, r, napi_tsfn_nonblocking) != napi_ok) sb_free_req(r);
+}
+
+/*
+ * /dev/fuse is readable: read and process what the kernel has queued, calling the handlers
+ * directly. In a callback scope, as Node calls JavaScript from its loop: promises and
+ * process.nextTick callbacks the handlers queued run when it closes.
+ */
+static void on_readable(uv_poll_t *handle, int status, int events) {
+  (void)events;
+  struct sb_mount *m = handle->data;
+  if (!m->polling) return;
+  if (status < 0) {
+    fuse_session_exit(m->se);
+    sb_end_session(m);
+    return;
+  }
+  napi_env env = m->env;
+  napi_handle_scope scope;
+  napi_callback_scope callback_scope;
+  napi_value resource;
+  napi_open_handle_scope(env, &scope);
+  napi_get_reference_value(env, m->resource, &resource);
+  int scoped = napi_open_callback_scope(env, resource, m->async, &callback_scope) == napi_ok;
+  for (int i = 0; i < BURST && !fuse_session_exited(m->se); i++) {
+    int res = fuse_session_receive_buf(m->se, &m->buf);
+    if (res == -EINTR) continue;
+    if (res == -EAGAIN) break;
+    if (res <= 0) { /* 0: the kernel ended the session (ENODEV); else a read error */
+      fuse_session_exit(m->se);
+      break;
+    }
+    fuse_session_process_buf(m->se, &m->buf);
+  }
+  if (fuse_session_exited(m->se)) sb_end_session(m);
+  if (scoped) napi_close_callback_scope(env, callback_scope);
+  napi_close_handle_scope(env, scope);
+}
+
+/* Starts watching the mounted session's descriptor; 0, or -1 when libuv cannot. */
+int sb_session_start(struct sb_mount *m, uv_loop_t *loop) {
+  int fd = fuse_session_fd(m->se);
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  if (uv_poll_init(loop, &m->poll, fd) != 0) return -1;
+  m->poll.data = m;
+  m->polling = 1;
+  uv_poll_start(&m->poll, UV_READABLE, on_readable);
+  return 0;
+}
