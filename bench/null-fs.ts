@@ -4,8 +4,7 @@
  * size. What a workload on it still pays is the kernel, libfuse, our binding and adapter:
  * splitbrain's mount minus the protocol, the bus and the slave's disk.
  */
-import type { DirEntry, MountFs, Statfs } from '../mount/mount-fs.js';
-import type { ShownLink } from '../mount/symlink-view.js';
+import { MountFsBase, type DirEntry, type Statfs } from '../mount/mount-fs.js';
 import { S_IFDIR, S_IFREG, SlaveError, type Attr } from '../protocol/index.js';
 
 interface NullFile {
@@ -27,11 +26,8 @@ export interface NullFsTally {
 const ROOT_INO = 1;
 const BLOCK = 4096;
 
-function unsupported(op: string): never {
-  throw new SlaveError('ENOSYS', `${op}: the null filesystem does not implement it`);
-}
-
-export class NullFs implements MountFs {
+/** Serves files in its root, none of their names' other operations: those answer ENOSYS (MountFsBase). */
+export class NullFs extends MountFsBase {
   /** By name in the root directory (no slash). */
   private readonly files = new Map<string, NullFile>();
   /** Open handles keep their file, so one unlinked while open still reads and writes. */
@@ -90,19 +86,19 @@ export class NullFs implements MountFs {
     return fh;
   }
 
-  async getattr(path: string): Promise<Attr> {
+  override async getattr(path: string): Promise<Attr> {
     return this.attr(path === '/' ? undefined : this.file(path));
   }
 
-  async fgetattr(_path: string | null, fh: number): Promise<Attr> {
+  override async fgetattr(_path: string | null, fh: number): Promise<Attr> {
     return this.attr(this.handle(fh));
   }
 
-  async access(path: string): Promise<void> {
+  override async access(path: string): Promise<void> {
     if (path !== '/') this.file(path);
   }
 
-  async statfs(): Promise<Statfs> {
+  override async statfs(): Promise<Statfs> {
     const blocks = 2 ** 32;
     const files = 1_000_000;
     return {
@@ -111,23 +107,23 @@ export class NullFs implements MountFs {
     };
   }
 
-  async readdir(path: string): Promise<DirEntry[]> {
+  override async readdir(path: string): Promise<DirEntry[]> {
     if (path !== '/') throw new SlaveError(this.files.has(path.slice(1)) ? 'ENOTDIR' : 'ENOENT', `${path}: not a directory`);
     return [...this.files].map(([name, file]) => ({ name, attr: this.attr(file) }));
   }
 
-  async open(path: string): Promise<number> {
+  override async open(path: string): Promise<number> {
     return this.openHandle(this.file(path));
   }
 
-  async create(path: string): Promise<{ fh: number; attr: Attr }> {
+  override async create(path: string): Promise<{ fh: number; attr: Attr }> {
     const now = Date.now();
     const file: NullFile = { ino: this.nextIno++, size: 0, mtimeMs: now, ctimeMs: now };
     this.files.set(this.nameOf(path), file);
     return { fh: this.openHandle(file), attr: this.attr(file) };
   }
 
-  async read(_path: string | null, fh: number, target: Buffer, length: number, offset: number): Promise<number> {
+  override async read(_path: string | null, fh: number, target: Buffer, length: number, offset: number): Promise<number> {
     const count = Math.max(0, Math.min(length, target.length, this.handle(fh).size - offset));
     // The buffer is libfuse's: whatever it held before would otherwise reach the reader.
     target.fill(0, 0, count);
@@ -136,7 +132,7 @@ export class NullFs implements MountFs {
     return count;
   }
 
-  async write(_path: string | null, fh: number, _data: Buffer, length: number, offset: number): Promise<number> {
+  override async write(_path: string | null, fh: number, _data: Buffer, length: number, offset: number): Promise<number> {
     const file = this.handle(fh);
     this.resize(file, Math.max(file.size, offset + length));
     this.tally.writes++;
@@ -144,54 +140,41 @@ export class NullFs implements MountFs {
     return length;
   }
 
-  async flush(_path: string | null, fh: number): Promise<void> {
+  override async flush(_path: string | null, fh: number): Promise<void> {
     this.handle(fh);
   }
 
-  async fsync(_path: string | null, fh: number): Promise<void> {
+  override async fsync(_path: string | null, fh: number): Promise<void> {
     this.handle(fh);
   }
 
-  async release(_path: string | null, fh: number): Promise<void> {
+  override async release(_path: string | null, fh: number): Promise<void> {
     this.handles.delete(fh);
   }
 
-  async truncate(path: string, size: number): Promise<void> {
+  override async truncate(path: string, size: number): Promise<void> {
     this.resize(this.file(path), size);
   }
 
-  async ftruncate(_path: string | null, fh: number, size: number): Promise<void> {
+  override async ftruncate(_path: string | null, fh: number, size: number): Promise<void> {
     this.resize(this.handle(fh), size);
   }
 
-  async unlink(path: string): Promise<void> {
+  override async unlink(path: string): Promise<void> {
     this.file(path);
     this.files.delete(this.nameOf(path));
   }
 
   /** No file has attributes: the answer splitbrain gives from its cache for security.capability,
    * which the kernel asks about before writes. ENOSYS would make the kernel stop asking. */
-  async getxattr(path: string, name: string): Promise<Buffer> {
+  override async getxattr(path: string, name: string): Promise<Buffer> {
     this.tally.getxattrs++;
     if (path !== '/') this.file(path);
     throw new SlaveError('ENODATA', `${path}: no attribute ${name}`);
   }
 
-  async listxattr(path: string): Promise<string[]> {
+  override async listxattr(path: string): Promise<string[]> {
     if (path !== '/') this.file(path);
     return [];
   }
-
-  async rename(): Promise<void> { unsupported('rename'); }
-  async link(): Promise<Attr> { unsupported('link'); }
-  async symlink(): Promise<Attr> { unsupported('symlink'); }
-  async readlink(): Promise<ShownLink> { unsupported('readlink'); }
-  async mkdir(): Promise<Attr> { unsupported('mkdir'); }
-  async rmdir(): Promise<void> { unsupported('rmdir'); }
-  async chmod(): Promise<void> { unsupported('chmod'); }
-  async chown(): Promise<void> { unsupported('chown'); }
-  async utimens(): Promise<void> { unsupported('utimens'); }
-  async mknod(): Promise<Attr> { unsupported('mknod'); }
-  async setxattr(): Promise<void> { unsupported('setxattr'); }
-  async removexattr(): Promise<void> { unsupported('removexattr'); }
 }

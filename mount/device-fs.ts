@@ -11,7 +11,7 @@ import { HandleIds, SlaveError, S_IFCHR, S_IFLNK, S_IFMT, attrFromWire, type Att
 import type { AgentClient } from '../transport/agent-client.js';
 import { sendByHandle, type AgentHandle, type Reopened } from './agent-handles.js';
 import { CallerGroups, type FuseCaller } from './callers.js';
-import { PollEvents, type DirEntry, type MountFs, type Statfs } from './mount-fs.js';
+import { MountFsBase, PollEvents, type DirEntry, type Statfs } from './mount-fs.js';
 import type { ShownLink, SymlinkView } from './symlink-view.js';
 import type { TerminalRelays } from './terminal/terminal-relays.js';
 import { DeviceStream } from './device-stream.js';
@@ -58,7 +58,7 @@ interface OpenDevice extends AgentHandle {
   readonly pushed?: PushedDevice;
 }
 
-export class DeviceFs implements MountFs {
+export class DeviceFs extends MountFsBase {
   /** Open devices, by the mount's own handle numbers (they outlive an agent's). */
   private readonly handles = new Map<number, OpenDevice>();
   private readonly ids = new HandleIds();
@@ -71,7 +71,9 @@ export class DeviceFs implements MountFs {
   constructor(
     private readonly client: AgentClient, private readonly symlinks: SymlinkView, private readonly log: Logger,
     private readonly terminals?: TerminalRelays,
-  ) {}
+  ) {
+    super();
+  }
 
   /** A slave terminal (the agent says S_IFCHR to a master that relays them) as the link to its relay. */
   private async shown(path: string, attr: Attr): Promise<Attr> {
@@ -108,25 +110,25 @@ export class DeviceFs implements MountFs {
     }
   }
 
-  async getattr(path: string): Promise<Attr> {
+  override async getattr(path: string): Promise<Attr> {
     const terminals = this.terminals !== undefined;
     return this.shown(path, attrFromWire((await this.client.call('dev.getattr', { path, ...(terminals ? { terminals } : {}) })).attr));
   }
 
-  async fgetattr(path: string | null, _fh: number): Promise<Attr> {
+  override async fgetattr(path: string | null, _fh: number): Promise<Attr> {
     if (path === null) throw new SlaveError('ENOENT', 'the device is gone');
     return this.getattr(path);
   }
 
-  async access(): Promise<void> {
+  override async access(): Promise<void> {
     // The agent decides at open (--dev-allow and the device's own permissions).
   }
 
-  async statfs(): Promise<Statfs> {
+  override async statfs(): Promise<Statfs> {
     return { bsize: 4096, frsize: 4096, blocks: 0, bfree: 0, bavail: 0, files: 0, ffree: 0, namemax: 255 };
   }
 
-  async readdir(path: string): Promise<DirEntry[]> {
+  override async readdir(path: string): Promise<DirEntry[]> {
     const terminals = this.terminals !== undefined;
     const { entries } = await this.client.call('dev.readdir', { path, ...(terminals ? { terminals } : {}) });
     return entries.map(([name, wire]) => {
@@ -138,7 +140,7 @@ export class DeviceFs implements MountFs {
   }
 
   /** The agent decides, by --dev-allow and the device's own modes and groups for `caller`. */
-  async open(path: string, openFlags: number, caller: FuseCaller): Promise<number> {
+  override async open(path: string, openFlags: number, caller: FuseCaller): Promise<number> {
     // O_TRUNC on a device is ignored, as the kernel ignores it for device nodes.
     const flags = openFlags & ~constants.O_TRUNC;
     const wire = this.groups.wire(caller);
@@ -171,7 +173,7 @@ export class DeviceFs implements MountFs {
    * bounded waits on the agent, until the process it is for is gone (killed): then the read
    * ends, so no read stays behind on the agent to eat the device's next data.
    */
-  async read(_path: string | null, fh: number, target: Buffer, length: number, _offset: number, caller: FuseCaller): Promise<number> {
+  override async read(_path: string | null, fh: number, target: Buffer, length: number, _offset: number, caller: FuseCaller): Promise<number> {
     const callerPid = caller.pid;
     const device = this.device(fh);
     if (device.pushed) {
@@ -190,7 +192,7 @@ export class DeviceFs implements MountFs {
     }
   }
 
-  async write(_path: string | null, fh: number, data: Buffer, length: number): Promise<number> {
+  override async write(_path: string | null, fh: number, data: Buffer, length: number): Promise<number> {
     const copy = Buffer.from(data.subarray(0, length));
     const device = this.device(fh);
     if (device.pushed) return device.pushed.write(copy);
@@ -198,13 +200,13 @@ export class DeviceFs implements MountFs {
   }
 
   /** close(2): a write the device refused after it was answered is reported here. */
-  async flush(_path: string | null, fh: number): Promise<void> {
+  override async flush(_path: string | null, fh: number): Promise<void> {
     await this.handles.get(fh)?.pushed?.settled();
   }
 
-  async fsync(): Promise<void> {}
+  override async fsync(): Promise<void> {}
 
-  async release(_path: string | null, fh: number): Promise<void> {
+  override async release(_path: string | null, fh: number): Promise<void> {
     const device = this.handles.get(fh);
     this.handles.delete(fh);
     if (!device) return;
@@ -217,40 +219,40 @@ export class DeviceFs implements MountFs {
   }
 
   /** O_TRUNC on a device is ignored, as the kernel ignores it for device nodes. */
-  async truncate(): Promise<void> {}
+  override async truncate(): Promise<void> {}
 
-  async ftruncate(): Promise<void> {}
+  override async ftruncate(): Promise<void> {}
 
   /**
    * Shown as the file mount shows its links (symlink-view.ts), from the device tree's root: an
    * agent that predates `inTree` answers relative targets, which show as they are.
    */
-  async readlink(path: string): Promise<ShownLink> {
+  override async readlink(path: string): Promise<ShownLink> {
     const relay = this.terminals?.get(path) ?? (this.terminals && (await this.getattr(path), this.terminals.get(path)));
     if (relay) return { target: relay.slavePath, keep: false };
     const target = async (link: string) => (await this.client.call('dev.readlink', { path: link, inTree: true })).target;
     return this.symlinks.shown(path, await target(path), { attr: (name) => this.getattr(name).catch(() => null), target });
   }
 
-  async getxattr(path: string, name: string): Promise<Buffer> {
+  override async getxattr(path: string, name: string): Promise<Buffer> {
     throw new SlaveError('ENODATA', `no attribute ${name} on ${path}`);
   }
 
-  async listxattr(): Promise<string[]> {
+  override async listxattr(): Promise<string[]> {
     return [];
   }
 
-  async create(path: string): Promise<{ fh: number; attr: Attr }> { refuse(`create ${path}`); }
-  async unlink(path: string): Promise<void> { refuse(`unlink ${path}`); }
-  async rename(from: string): Promise<void> { refuse(`rename ${from}`); }
-  async link(_existing: string, path: string): Promise<Attr> { refuse(`link ${path}`); }
-  async symlink(_target: string, path: string): Promise<Attr> { refuse(`symlink ${path}`); }
-  async mkdir(path: string): Promise<Attr> { refuse(`mkdir ${path}`); }
-  async rmdir(path: string): Promise<void> { refuse(`rmdir ${path}`); }
-  async chmod(path: string): Promise<void> { refuse(`chmod ${path}`); }
-  async chown(path: string): Promise<void> { refuse(`chown ${path}`); }
-  async utimens(path: string, _atime: TimeSpec, _mtime: TimeSpec): Promise<void> { refuse(`utimens ${path}`); }
-  async mknod(path: string): Promise<Attr> { refuse(`mknod ${path}`); }
-  async setxattr(path: string): Promise<void> { refuse(`setxattr ${path}`); }
-  async removexattr(path: string): Promise<void> { refuse(`removexattr ${path}`); }
+  override async create(path: string): Promise<{ fh: number; attr: Attr }> { refuse(`create ${path}`); }
+  override async unlink(path: string): Promise<void> { refuse(`unlink ${path}`); }
+  override async rename(from: string): Promise<void> { refuse(`rename ${from}`); }
+  override async link(_existing: string, path: string): Promise<Attr> { refuse(`link ${path}`); }
+  override async symlink(_target: string, path: string): Promise<Attr> { refuse(`symlink ${path}`); }
+  override async mkdir(path: string): Promise<Attr> { refuse(`mkdir ${path}`); }
+  override async rmdir(path: string): Promise<void> { refuse(`rmdir ${path}`); }
+  override async chmod(path: string): Promise<void> { refuse(`chmod ${path}`); }
+  override async chown(path: string): Promise<void> { refuse(`chown ${path}`); }
+  override async utimens(path: string, _atime: TimeSpec, _mtime: TimeSpec): Promise<void> { refuse(`utimens ${path}`); }
+  override async mknod(path: string): Promise<Attr> { refuse(`mknod ${path}`); }
+  override async setxattr(path: string): Promise<void> { refuse(`setxattr ${path}`); }
+  override async removexattr(path: string): Promise<void> { refuse(`removexattr ${path}`); }
 }

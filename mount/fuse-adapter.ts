@@ -13,17 +13,12 @@ import { errnoNumber, errnoOf, nameFromBytes, nameToBytes, SlaveError, type Attr
 import type { FuseCaller } from './callers.js';
 import type { DirEntry, MountFs } from './mount-fs.js';
 import {
-  fuseBinding, type FuseBinding, type FuseRequest, type MountHandle, type RequestHandle,
+  fuseBinding, OP_NAMES, type FuseBinding, type FuseRequest, type MountHandle, type OpName, type RequestHandle,
 } from './native/binding.js';
-import { mountpointsUnder } from './mount-watch.js';
+import { joinPath, KernelCache, type KernelTimeouts } from './kernel-cache.js';
 import { NodeTable, type FsNode } from './node-table.js';
 
-/** Seconds the kernel may keep an answer. */
-export interface KernelTimeouts {
-  entry: number;
-  attr: number;
-  negative: number;
-}
+export type { KernelTimeouts } from './kernel-cache.js';
 
 export interface FuseMountOptions {
   mountPath: string;
@@ -45,15 +40,16 @@ export interface FuseMountOptions {
 /** chown(2)'s "keep this id", as MountFs.chown and the protocol take it. */
 const UNCHANGED_ID = -1;
 const UNKNOWN_INO = 0xffffffff;
-/** Nodes whose last invalidation is remembered; past it, everything counts as just changed. */
-const MAX_CHANGED_NODES = 100_000;
 /** Where a refused change, sent ahead of the agent's verdict, comes to light (see settle()). */
 const SETTLING_OPS = new Set(['flush', 'fsync', 'release', 'getattr']);
-const NO_CACHING: KernelTimeouts = Object.freeze({ entry: 0, attr: 0, negative: 0 });
 const ENOENT = errnoNumber('ENOENT');
 const ERANGE = errnoNumber('ERANGE');
 const EINVAL = errnoNumber('EINVAL');
 const EIO = errnoNumber('EIO');
+const ENOSYS = errnoNumber('ENOSYS');
+
+/** One kernel operation's entry: its request, who asks, and the name it carries (decoded). */
+type OpHandler = (request: FuseRequest, who: FuseCaller, name: string) => void;
 /** The largest read or write the kernel sends (libfuse 3 raises max_pages to fit it). */
 export const MAX_TRANSFER = 1 << 20;
 
@@ -94,10 +90,6 @@ function bufferOf(data: Uint8Array | undefined): Buffer {
   return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
 }
 
-function joinPath(parent: string, name: string): string {
-  return parent === '/' ? `/${name}` : `${parent}/${name}`;
-}
-
 class NoSuchNode extends SlaveError {
   constructor(what: string) {
     super('ENOENT', `${what} is no longer known`);
@@ -119,35 +111,24 @@ export class FuseAdapter {
   private mounted?: MountHandle;
   private ended?: () => void;
   private readonly endedPromise = new Promise<void>((resolve) => { this.ended = resolve; });
-  private readonly fences = new Map<number, () => void>();
-  private nextFence = 1;
-  private timeouts: KernelTimeouts;
-  /** Moves with every invalidation. */
-  private generation = 0;
-  /**
-   * When each node was last invalidated (a directory also when a name in it was): an answer
-   * about a node fetched across its invalidation may predate the change, so it is given but not
-   * cached. Per node, so that a busy directory elsewhere does not stop caching here.
-   */
-  private readonly changedAt = new Map<number, number>();
-  /** Everything counts as changed at this generation (invalidateAll, or changedAt overflowing). */
-  private allChangedAt = 0;
-  /** Moves when the mount corrects what it told the kernel (a refused pipelined change). */
-  private staleGeneration = 0;
-  /** The stale generation the kernel has applied every invalidation up to (see settle()). */
-  private appliedStale = 0;
+  /** How long the kernel may keep answers, and what it must drop (generations, invalidations, fences). */
+  private readonly cache: KernelCache;
+  /** The op table (opTable) by the binding's op codes. */
+  private readonly byCode: (OpHandler | undefined)[] = [];
   /** The filesystem's reads that answer with its own bytes, when it has them (MountFs.readData). */
   private readonly readData: MountFs['readData'];
 
   constructor(private readonly fs: MountFs, private readonly options: FuseMountOptions, private readonly log: Logger) {
     this.binding = fuseBinding();
-    this.timeouts = options.timeouts;
+    this.cache = new KernelCache(this.binding, this.nodes, options.mountPath, options.timeouts);
+    const table = this.opTable();
+    for (const op of OP_NAMES) this.byCode[this.binding.ops[op]] = table[op];
     this.readData = fs.readData?.bind(fs);
   }
 
   /** New answers are cached this long (the feed of slave changes came or went). */
   setTimeouts(timeouts: KernelTimeouts): void {
-    this.timeouts = timeouts;
+    this.cache.setTimeouts(timeouts);
   }
 
   get knownNodes(): number {
@@ -163,8 +144,9 @@ export class FuseAdapter {
         cacheSymlinks: !this.options.directIo,
       },
       (request) => this.dispatch(request),
-      (id) => { this.fences.get(id)?.(); this.fences.delete(id); },
+      (id) => this.cache.fenced(id),
     );
+    this.cache.mount = this.mounted;
   }
 
   /** Detaches the mount; resolves when the kernel has let go (bounded: it may keep open files). */
@@ -177,95 +159,24 @@ export class FuseAdapter {
     if (this.mounted) this.binding.ref(this.mounted, false);
   }
 
-  private changed(id: number): void {
-    if (this.changedAt.size >= MAX_CHANGED_NODES) {
-      this.changedAt.clear();
-      this.allChangedAt = this.generation;
-    }
-    this.changedAt.set(id, this.generation);
-  }
-
   /** What the mount told the kernel of `dirPath`/`name` was wrong: drop it before answering on. */
   invalidateStale(dirPath: string, name: string, entry: boolean): void {
-    this.staleGeneration++;
-    this.invalidate(dirPath, name, entry);
+    this.cache.invalidateStale(dirPath, name, entry);
   }
 
   /** The slave changed `name` in directory `dirPath` (null: anything in it). */
   invalidate(dirPath: string, name: string | null, entry: boolean): void {
-    this.generation++;
-    const mount = this.mounted;
-    if (!mount) return;
-    const dir = this.nodes.find(dirPath);
-    if (!dir) return;
-    this.changed(dir.id);
-    if (name === null) {
-      // Anything below: answers in flight about it are not kept.
-      this.allChangedAt = this.generation;
-      this.binding.invalInode(mount, dir.id, 0, 0);
-      const mounted = mountpointsUnder(this.options.mountPath);
-      for (const node of this.nodes.nodes()) {
-        for (const link of node.links) if (link.parent === dir) this.invalidateName(mount, link, mounted);
-      }
-      return;
-    }
-    const child = this.nodes.child(dir, name);
-    if (child) this.changed(child.id);
-    if (entry) {
-      this.binding.invalEntry(mount, dir.id, nameToBytes(name));
-      this.binding.invalInode(mount, dir.id, 0, 0);
-    }
-    if (child) this.binding.invalInode(mount, child.id, 0, 0);
+    this.cache.invalidate(dirPath, name, entry);
   }
 
   /** Everything the kernel holds of the slave may be stale: drop it all. */
   invalidateAll(): void {
-    this.generation++;
-    this.allChangedAt = this.generation;
-    const mount = this.mounted;
-    if (!mount) return;
-    const mounted = mountpointsUnder(this.options.mountPath);
-    for (const node of this.nodes.nodes()) {
-      this.binding.invalInode(mount, node.id, 0, 0);
-      for (const link of node.links) this.invalidateName(mount, link, mounted);
-    }
-  }
-
-  /**
-   * A name is dropped, unless something is mounted on it (a sidecar's device tree over the
-   * slave's /dev): older kernels detach such mounts with the name. Its inode is still
-   * invalidated, and the binding only expires names where the kernel can.
-   */
-  private invalidateName(mount: MountHandle, link: { parent: FsNode; name: string }, mounted: Set<string>): void {
-    if (mounted.size > 0) {
-      const parent = this.nodes.pathOf(link.parent);
-      if (parent !== null && mounted.has(joinPath(parent, link.name))) return;
-    }
-    this.binding.invalEntry(mount, link.parent.id, nameToBytes(link.name));
+    this.cache.invalidateAll();
   }
 
   /** Resolves once every invalidation asked for so far has reached the kernel. */
   applied(): Promise<void> {
-    const mount = this.mounted;
-    if (!mount) return Promise.resolve();
-    const id = this.nextFence++;
-    const stale = this.staleGeneration;
-    return new Promise((resolve) => {
-      this.fences.set(id, () => {
-        this.appliedStale = Math.max(this.appliedStale, stale);
-        resolve();
-      });
-      this.binding.fence(mount, id);
-    });
-  }
-
-  /**
-   * Before an answer that followed invalidations (a change the agent refused after the mount
-   * had told the kernel it was made): the kernel must have dropped what it held first, or the
-   * caller's next stat would still see it.
-   */
-  private async settle(started: number): Promise<void> {
-    if (this.staleGeneration !== started && this.appliedStale < this.staleGeneration) await this.applied();
+    return this.cache.applied();
   }
 
   private node(id: number): FsNode {
@@ -295,7 +206,7 @@ export class FuseAdapter {
   /** Runs `work`, then answers with `reply`, or with the error's errno: exactly once. */
   private run<T>(handle: RequestHandle, op: string, work: () => Promise<T>, reply: (value: T) => void): void {
     const started = this.log.isLevelEnabled('debug') ? process.hrtime.bigint() : undefined;
-    const generation = this.staleGeneration;
+    const generation = this.cache.staleNow;
     // Only ops the kernel serves holding no directory or page lock may wait for invalidations:
     // an invalidation can itself wait for such a lock, held until the op is answered.
     if (!SETTLING_OPS.has(op)) {
@@ -305,10 +216,10 @@ export class FuseAdapter {
     const settled = async () => {
       try {
         const value = await work();
-        await this.settle(generation);
+        await this.cache.settle(generation);
         return value;
       } catch (err) {
-        await this.settle(generation);
+        await this.cache.settle(generation);
         throw err;
       }
     };
@@ -325,165 +236,154 @@ export class FuseAdapter {
     }
   }
 
-  /** The timeouts for an answer about `nodes` fetched since `generation`: none if one changed meanwhile. */
-  private since(generation: number, ...nodes: number[]): KernelTimeouts {
-    if (generation === this.generation) return this.timeouts;
-    if (this.allChangedAt > generation) return NO_CACHING;
-    for (const id of nodes) if ((this.changedAt.get(id) ?? 0) > generation) return NO_CACHING;
-    return this.timeouts;
-  }
-
-  private entry(handle: RequestHandle, parentId: number, name: string, attr: Attr, generation = this.generation): void {
+  private entry(handle: RequestHandle, parentId: number, name: string, attr: Attr, generation = this.cache.now): void {
     const node = this.nodes.looked(this.node(parentId), name, attr);
-    const t = this.since(generation, parentId, node.id);
+    const t = this.cache.since(generation, parentId, node.id);
     this.binding.replyEntry(handle, node.id, packAttr(this.binding, attr), t.entry, t.attr);
   }
 
+  /** One kernel request: to its op's entry in the table (an op with none answers ENOSYS). */
   private dispatch(request: FuseRequest): void {
-    const { handle, op, ino, fh } = request;
-    const Op = this.binding.ops;
     const who: FuseCaller = { uid: request.uid, gid: request.gid, pid: request.pid };
-    const fs = this.fs;
     const name = request.name ? nameFromBytes(request.name) : '';
-    const done = () => this.binding.replyErr(handle, 0);
     try {
-      switch (op) {
-        case Op.LOOKUP:
-          return this.lookup(handle, ino, name, who);
-        case Op.FORGET:
-          return this.nodes.forget(ino, request.nlookup);
-        case Op.GETATTR: {
-          const generation = this.generation;
-          return this.run(handle, 'getattr', () => this.getattr(ino, fh, who), (attr) => {
-            this.binding.replyAttr(handle, packAttr(this.binding, attr), this.since(generation, ino).attr);
-          });
-        }
-        case Op.SETATTR:
-          return this.run(handle, 'setattr', () => this.setattr(ino, fh, request.setattr ?? new Float64Array(0), who), (attr) => {
-            this.binding.replyAttr(handle, packAttr(this.binding, attr), this.timeouts.attr);
-          });
-        case Op.READLINK:
-          return this.run(handle, 'readlink', () => fs.readlink(this.pathOf(ino), who), (shown) => {
-            this.binding.replyReadlink(handle, nameToBytes(shown.target));
-            // Dropped once the kernel has it: it is asked again, and checked again, at each use.
-            if (!shown.keep && this.mounted) this.binding.invalInode(this.mounted, ino, 0, 0);
-          });
-        case Op.MKNOD:
-          return this.run(handle, 'mknod', () => fs.mknod(this.childPath(ino, name), request.mode, request.rdev, who), (attr) => this.entry(handle, ino, name, attr));
-        case Op.MKDIR:
-          return this.run(handle, 'mkdir', () => fs.mkdir(this.childPath(ino, name), request.mode, who), (attr) => this.entry(handle, ino, name, attr));
-        case Op.SYMLINK: {
-          const target = request.data ? nameFromBytes(bufferOf(request.data)) : '';
-          return this.run(handle, 'symlink', () => fs.symlink(target, this.childPath(ino, name), who), (attr) => this.entry(handle, ino, name, attr));
-        }
-        case Op.LINK:
-          return this.run(handle, 'link', () => fs.link(this.pathOf(ino), this.childPath(request.ino2, name), who), (attr) => {
-            const node = this.nodes.linked(this.node(ino), this.node(request.ino2), name, attr);
-            this.binding.replyEntry(handle, node.id, packAttr(this.binding, attr), this.timeouts.entry, this.timeouts.attr);
-          });
-        case Op.UNLINK:
-          return this.run(handle, 'unlink', () => fs.unlink(this.childPath(ino, name), who), () => {
-            this.nodes.unlinkName(this.node(ino), name);
-            done();
-          });
-        case Op.RMDIR:
-          return this.run(handle, 'rmdir', () => fs.rmdir(this.childPath(ino, name), who), () => {
-            this.nodes.unlinkName(this.node(ino), name);
-            done();
-          });
-        case Op.RENAME: {
-          // renameat2's flags (RENAME_NOREPLACE, RENAME_EXCHANGE): not on the wire, as with ENOSYS.
-          if (request.flags !== 0) return void this.binding.replyErr(handle, EINVAL);
-          const newParent = request.ino2;
-          const newName = request.name2 ? nameFromBytes(request.name2) : '';
-          return this.run(handle, 'rename', () => fs.rename(this.childPath(ino, name), this.childPath(newParent, newName), who), () => {
-            this.nodes.renamed(this.node(ino), name, this.node(newParent), newName);
-            done();
-          });
-        }
-        case Op.OPEN:
-          return this.run(handle, 'open', () => fs.open(this.pathOf(ino), request.flags, who), (opened) => {
-            this.opened(ino, opened);
-            if (!this.binding.replyOpen(handle, opened, this.openFlags())) this.unsentOpen(ino, opened, who, 0);
-          });
-        case Op.CREATE:
-          return this.run(handle, 'create', () => fs.create(this.childPath(ino, name), request.flags, request.mode, who), (created) => {
-            const node = this.nodes.looked(this.node(ino), name, created.attr);
-            this.opened(node.id, created.fh);
-            const sent = this.binding.replyCreate(handle, node.id, packAttr(this.binding, created.attr), this.timeouts.entry, this.timeouts.attr, created.fh, this.openFlags());
-            if (!sent) this.unsentOpen(node.id, created.fh, who, 1);
-          });
-        case Op.READ: {
-          const { size, offset } = request;
-          const readData = this.readData;
-          if (readData) {
-            // Answered with the filesystem's bytes where they lie (read-ahead's chunks): no copy.
-            return this.run(handle, 'read', () => readData(this.maybePath(ino), fh, size, offset, who), (pieces) => this.binding.replyIov(handle, pieces));
-          }
-          const target = Buffer.allocUnsafe(size);
-          return this.run(handle, 'read', () => fs.read(this.maybePath(ino), fh, target, size, offset, who), (n) => this.binding.replyBuf(handle, target, n));
-        }
-        case Op.WRITE: {
-          // A view of the binding's memory for written data, valid until answered (MountFs.write).
-          const bytes = bufferOf(request.data);
-          return this.run(handle, 'write', () => fs.write(this.maybePath(ino), fh, bytes, bytes.length, request.offset, who), (n) => this.binding.replyWrite(handle, n));
-        }
-        case Op.FLUSH:
-          return this.run(handle, 'flush', () => fs.flush(this.maybePath(ino), fh, who), done);
-        case Op.RELEASE:
-          this.closed(ino, fh);
-          return this.run(handle, 'release', () => fs.release(this.maybePath(ino), fh, who), done);
-        case Op.FSYNC:
-          return this.run(handle, 'fsync', () => fs.fsync(this.maybePath(ino), fh, request.datasync, who), done);
-        case Op.OPENDIR:
-          return this.run(handle, 'opendir', () => this.opendir(ino, request.flags, who), (dir) => {
-            if (!this.binding.replyOpen(handle, dir, 0)) this.dirs.delete(dir);
-          });
-        case Op.READDIR:
-        case Op.READDIRPLUS: {
-          const generation = this.generation;
-          return this.run(handle, 'readdir', () => this.listing(fh, request.offset, who), (entries) => {
-            this.replyDir(handle, op === Op.READDIRPLUS, fh, request.size, request.offset, entries, this.since(generation, ino));
-          });
-        }
-        case Op.RELEASEDIR:
-          this.dirs.delete(fh);
-          return void done();
-        case Op.STATFS:
-          return this.run(handle, 'statfs', () => fs.statfs(this.pathOf(ino), who), (s) => {
-            this.binding.replyStatfs(handle, Float64Array.of(s.bsize, s.frsize, s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.namemax));
-          });
-        case Op.ACCESS:
-          return this.run(handle, 'access', () => fs.access(this.pathOf(ino), request.mask, who), done);
-        case Op.GETXATTR:
-          return this.run(handle, 'getxattr', () => fs.getxattr(this.pathOf(ino), name, who), (value) => this.replySized(handle, value, request.size));
-        case Op.LISTXATTR:
-          return this.run(handle, 'listxattr', () => fs.listxattr(this.pathOf(ino), who), (names) => {
-            this.replySized(handle, Buffer.from(names.map((n) => `${n}\0`).join('')), request.size);
-          });
-        case Op.SETXATTR: {
-          const value = bufferOf(request.data);
-          return this.run(handle, 'setxattr', () => fs.setxattr(this.pathOf(ino), name, value, request.flags, who), done);
-        }
-        case Op.REMOVEXATTR:
-          return this.run(handle, 'removexattr', () => fs.removexattr(this.pathOf(ino), name, who), done);
-        case Op.DESTROY:
-          return this.destroyed();
-        case Op.POLL: {
-          // A filesystem without readiness (files are always ready) says ENOSYS once: the kernel
-          // then stops asking and answers poll(2) itself.
-          if (!fs.poll) return void this.binding.replyErr(handle, errnoNumber('ENOSYS'));
-          const mount = this.mounted;
-          const wake = request.notify && mount ? () => this.binding.notifyPoll(mount, fh) : undefined;
-          return this.run(handle, 'poll', () => (fs.poll as NonNullable<MountFs['poll']>)(fh, wake), (revents) => this.binding.replyPoll(handle, revents));
-        }
-        default:
-          return void this.binding.replyErr(handle, errnoNumber('ENOSYS'));
-      }
+      const handler = this.byCode[request.op];
+      if (handler) handler(request, who, name);
+      else this.binding.replyErr(request.handle, ENOSYS);
     } catch (err) {
       // Thrown before any answer (a node the kernel named is unknown): answer it now.
-      if (op !== Op.FORGET && op !== Op.DESTROY) this.binding.replyErr(handle, this.errno(String(op), err));
+      if (request.op !== this.binding.ops.FORGET && request.op !== this.binding.ops.DESTROY) {
+        this.binding.replyErr(request.handle, this.errno(String(request.op), err));
+      }
     }
+  }
+
+  /** Answers success with no data. */
+  private ok(handle: RequestHandle): () => void {
+    return () => void this.binding.replyErr(handle, 0);
+  }
+
+  /**
+   * One function per kernel operation, by the binding's name for it: the request's arguments
+   * by name (FuseRequest), the filesystem's call (MountFs), and the answer.
+   */
+  private opTable(): Record<OpName, OpHandler> {
+    const fs = this.fs;
+    const b = this.binding;
+    return {
+      LOOKUP: ({ handle, ino }, who, name) => this.lookup(handle, ino, name, who),
+      FORGET: ({ ino, nlookup }) => this.nodes.forget(ino, nlookup),
+      GETATTR: ({ handle, ino, fh }, who) => {
+        const generation = this.cache.now;
+        this.run(handle, 'getattr', () => this.getattr(ino, fh, who), (attr) => {
+          b.replyAttr(handle, packAttr(b, attr), this.cache.since(generation, ino).attr);
+        });
+      },
+      SETATTR: ({ handle, ino, fh, setattr }, who) => this.run(handle, 'setattr', () => this.setattr(ino, fh, setattr ?? new Float64Array(0), who), (attr) => {
+        b.replyAttr(handle, packAttr(b, attr), this.cache.current.attr);
+      }),
+      READLINK: ({ handle, ino }, who) => this.run(handle, 'readlink', () => fs.readlink(this.pathOf(ino), who), (shown) => {
+        b.replyReadlink(handle, nameToBytes(shown.target));
+        // Dropped once the kernel has it: it is asked again, and checked again, at each use.
+        if (!shown.keep) this.cache.forgetInode(ino);
+      }),
+      MKNOD: ({ handle, ino, mode, rdev }, who, name) => this.run(handle, 'mknod', () => fs.mknod(this.childPath(ino, name), mode, rdev, who), (attr) => this.entry(handle, ino, name, attr)),
+      MKDIR: ({ handle, ino, mode }, who, name) => this.run(handle, 'mkdir', () => fs.mkdir(this.childPath(ino, name), mode, who), (attr) => this.entry(handle, ino, name, attr)),
+      SYMLINK: ({ handle, ino, data }, who, name) => {
+        const target = data ? nameFromBytes(bufferOf(data)) : '';
+        this.run(handle, 'symlink', () => fs.symlink(target, this.childPath(ino, name), who), (attr) => this.entry(handle, ino, name, attr));
+      },
+      LINK: ({ handle, ino, ino2 }, who, name) => this.run(handle, 'link', () => fs.link(this.pathOf(ino), this.childPath(ino2, name), who), (attr) => {
+        const node = this.nodes.linked(this.node(ino), this.node(ino2), name, attr);
+        b.replyEntry(handle, node.id, packAttr(b, attr), this.cache.current.entry, this.cache.current.attr);
+      }),
+      UNLINK: ({ handle, ino }, who, name) => this.run(handle, 'unlink', () => fs.unlink(this.childPath(ino, name), who), () => {
+        this.nodes.unlinkName(this.node(ino), name);
+        this.ok(handle)();
+      }),
+      RMDIR: ({ handle, ino }, who, name) => this.run(handle, 'rmdir', () => fs.rmdir(this.childPath(ino, name), who), () => {
+        this.nodes.unlinkName(this.node(ino), name);
+        this.ok(handle)();
+      }),
+      RENAME: ({ handle, ino, ino2, name2, flags }, who, name) => {
+        // renameat2's flags (RENAME_NOREPLACE, RENAME_EXCHANGE): not on the wire, as with ENOSYS.
+        if (flags !== 0) return void b.replyErr(handle, EINVAL);
+        const newName = name2 ? nameFromBytes(name2) : '';
+        this.run(handle, 'rename', () => fs.rename(this.childPath(ino, name), this.childPath(ino2, newName), who), () => {
+          this.nodes.renamed(this.node(ino), name, this.node(ino2), newName);
+          this.ok(handle)();
+        });
+      },
+      OPEN: ({ handle, ino, flags }, who) => this.run(handle, 'open', () => fs.open(this.pathOf(ino), flags, who), (fh) => {
+        this.opened(ino, fh);
+        if (!b.replyOpen(handle, fh, this.openFlags())) this.unsentOpen(ino, fh, who, 0);
+      }),
+      CREATE: ({ handle, ino, flags, mode }, who, name) => this.run(handle, 'create', () => fs.create(this.childPath(ino, name), flags, mode, who), ({ fh, attr }) => {
+        const node = this.nodes.looked(this.node(ino), name, attr);
+        this.opened(node.id, fh);
+        const t = this.cache.current;
+        if (!b.replyCreate(handle, node.id, packAttr(b, attr), t.entry, t.attr, fh, this.openFlags())) this.unsentOpen(node.id, fh, who, 1);
+      }),
+      READ: ({ handle, ino, fh, size, offset }, who) => {
+        const readData = this.readData;
+        if (readData) {
+          // Answered with the filesystem's bytes where they lie (read-ahead's chunks): no copy.
+          return this.run(handle, 'read', () => readData(this.maybePath(ino), fh, size, offset, who), (pieces) => b.replyIov(handle, pieces));
+        }
+        const target = Buffer.allocUnsafe(size);
+        this.run(handle, 'read', () => fs.read(this.maybePath(ino), fh, target, size, offset, who), (n) => b.replyBuf(handle, target, n));
+      },
+      WRITE: ({ handle, ino, fh, data, offset }, who) => {
+        // A view of the binding's memory for written data, valid until answered (MountFs.write).
+        const bytes = bufferOf(data);
+        this.run(handle, 'write', () => fs.write(this.maybePath(ino), fh, bytes, bytes.length, offset, who), (n) => b.replyWrite(handle, n));
+      },
+      FLUSH: ({ handle, ino, fh }, who) => this.run(handle, 'flush', () => fs.flush(this.maybePath(ino), fh, who), this.ok(handle)),
+      RELEASE: ({ handle, ino, fh }, who) => {
+        this.closed(ino, fh);
+        this.run(handle, 'release', () => fs.release(this.maybePath(ino), fh, who), this.ok(handle));
+      },
+      FSYNC: ({ handle, ino, fh, datasync }, who) => this.run(handle, 'fsync', () => fs.fsync(this.maybePath(ino), fh, datasync, who), this.ok(handle)),
+      OPENDIR: ({ handle, ino, flags }, who) => this.run(handle, 'opendir', () => this.opendir(ino, flags, who), (dir) => {
+        if (!b.replyOpen(handle, dir, 0)) this.dirs.delete(dir);
+      }),
+      READDIR: (request, who) => this.readdir(request, false, who),
+      READDIRPLUS: (request, who) => this.readdir(request, true, who),
+      RELEASEDIR: ({ handle, fh }) => {
+        this.dirs.delete(fh);
+        this.ok(handle)();
+      },
+      STATFS: ({ handle, ino }, who) => this.run(handle, 'statfs', () => fs.statfs(this.pathOf(ino), who), (s) => {
+        b.replyStatfs(handle, Float64Array.of(s.bsize, s.frsize, s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.namemax));
+      }),
+      ACCESS: ({ handle, ino, mask }, who) => this.run(handle, 'access', () => fs.access(this.pathOf(ino), mask, who), this.ok(handle)),
+      GETXATTR: ({ handle, ino, size }, who, name) => this.run(handle, 'getxattr', () => fs.getxattr(this.pathOf(ino), name, who), (value) => this.replySized(handle, value, size)),
+      LISTXATTR: ({ handle, ino, size }, who) => this.run(handle, 'listxattr', () => fs.listxattr(this.pathOf(ino), who), (names) => {
+        this.replySized(handle, Buffer.from(names.map((n) => `${n}\0`).join('')), size);
+      }),
+      SETXATTR: ({ handle, ino, data, flags }, who, name) => {
+        const value = bufferOf(data);
+        this.run(handle, 'setxattr', () => fs.setxattr(this.pathOf(ino), name, value, flags, who), this.ok(handle));
+      },
+      REMOVEXATTR: ({ handle, ino }, who, name) => this.run(handle, 'removexattr', () => fs.removexattr(this.pathOf(ino), name, who), this.ok(handle)),
+      DESTROY: () => this.destroyed(),
+      POLL: ({ handle, fh, notify }) => {
+        // A filesystem without readiness (files are always ready) says ENOSYS once: the kernel
+        // then stops asking and answers poll(2) itself.
+        const poll = fs.poll?.bind(fs);
+        if (!poll) return void b.replyErr(handle, ENOSYS);
+        const mount = this.mounted;
+        const wake = notify && mount ? () => b.notifyPoll(mount, fh) : undefined;
+        this.run(handle, 'poll', () => poll(fh, wake), (revents) => b.replyPoll(handle, revents));
+      },
+    };
+  }
+
+  private readdir({ handle, ino, fh, size, offset }: FuseRequest, plus: boolean, who: FuseCaller): void {
+    const generation = this.cache.now;
+    this.run(handle, 'readdir', () => this.listing(fh, offset, who), (entries) => {
+      this.replyDir(handle, plus, fh, size, offset, entries, this.cache.since(generation, ino));
+    });
   }
 
   /**
@@ -528,7 +428,7 @@ export class FuseAdapter {
   }
 
   private lookup(handle: RequestHandle, parentId: number, name: string, who: FuseCaller): void {
-    const generation = this.generation;
+    const generation = this.cache.now;
     this.run(handle, 'lookup', async () => {
       try {
         return await this.fs.getattr(this.childPath(parentId, name), who);
@@ -538,7 +438,7 @@ export class FuseAdapter {
       }
     }, (attr) => {
       if (attr) return this.entry(handle, parentId, name, attr, generation);
-      const negative = this.since(generation, parentId).negative;
+      const negative = this.cache.since(generation, parentId).negative;
       if (negative > 0) {
         this.binding.replyEntry(handle, 0, new Float64Array(this.binding.attrSlots), negative, 0);
       } else {
@@ -657,8 +557,7 @@ export class FuseAdapter {
   private destroyed(): void {
     const mount = this.mounted;
     this.mounted = undefined;
-    for (const resolve of this.fences.values()) resolve();
-    this.fences.clear();
+    this.cache.ended();
     if (mount) this.binding.dispose(mount);
     this.ended?.();
   }

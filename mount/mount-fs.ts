@@ -5,8 +5,11 @@
  *
  * `path` is null for operations on an open file whose name was unlinked while it was open.
  * `caller` is the process the kernel asks for: the slave checks and owns as that caller.
+ *
+ * A filesystem extends MountFsBase and implements only what it serves: every other operation
+ * answers ENOSYS, as a kernel filesystem without it would.
  */
-import type { Attr, OpReply, TimeSpec } from '../protocol/index.js';
+import { SlaveError, type Attr, type OpReply, type TimeSpec } from '../protocol/index.js';
 import type { FuseCaller } from './callers.js';
 import type { ShownLink } from './symlink-view.js';
 
@@ -80,4 +83,45 @@ export interface MountFs {
    * is given and it is not ready, `wake()` once it becomes so. Absent: always ready (files).
    */
   poll?(fh: number, wake: (() => void) | undefined): Promise<number>;
+}
+
+/** What an operation a filesystem does not serve answers. */
+function unserved<T>(op: string): Promise<T> {
+  return Promise.reject(new SlaveError('ENOSYS', `${op} is not served by this filesystem`));
+}
+
+/**
+ * Every operation answers ENOSYS: a filesystem overrides what it serves. The optional ones
+ * (opendir, readData, poll) are absent, and the adapter does without them.
+ */
+export abstract class MountFsBase implements MountFs {
+  getattr(_path: string, _caller: FuseCaller): Promise<Attr> { return unserved('getattr'); }
+  fgetattr(_path: string | null, _fh: number, _caller: FuseCaller): Promise<Attr> { return unserved('fgetattr'); }
+  access(_path: string, _mode: number, _caller: FuseCaller): Promise<void> { return unserved('access'); }
+  statfs(_path: string, _caller: FuseCaller): Promise<Statfs> { return unserved('statfs'); }
+  readdir(_path: string, _caller: FuseCaller): Promise<DirEntry[]> { return unserved('readdir'); }
+  open(_path: string, _flags: number, _caller: FuseCaller): Promise<number> { return unserved('open'); }
+  create(_path: string, _flags: number, _mode: number, _caller: FuseCaller): Promise<{ fh: number; attr: Attr }> { return unserved('create'); }
+  read(_path: string | null, _fh: number, _target: Buffer, _length: number, _offset: number, _caller: FuseCaller): Promise<number> { return unserved('read'); }
+  write(_path: string | null, _fh: number, _data: Buffer, _length: number, _offset: number, _caller: FuseCaller): Promise<number> { return unserved('write'); }
+  flush(_path: string | null, _fh: number, _caller: FuseCaller): Promise<void> { return unserved('flush'); }
+  fsync(_path: string | null, _fh: number, _datasync: boolean, _caller: FuseCaller): Promise<void> { return unserved('fsync'); }
+  release(_path: string | null, _fh: number, _caller: FuseCaller): Promise<void> { return unserved('release'); }
+  truncate(_path: string, _size: number, _caller: FuseCaller): Promise<void> { return unserved('truncate'); }
+  ftruncate(_path: string | null, _fh: number, _size: number, _caller: FuseCaller): Promise<void> { return unserved('ftruncate'); }
+  unlink(_path: string, _caller: FuseCaller): Promise<void> { return unserved('unlink'); }
+  rename(_from: string, _to: string, _caller: FuseCaller): Promise<void> { return unserved('rename'); }
+  link(_existing: string, _path: string, _caller: FuseCaller): Promise<Attr> { return unserved('link'); }
+  symlink(_target: string, _path: string, _caller: FuseCaller): Promise<Attr> { return unserved('symlink'); }
+  readlink(_path: string, _caller: FuseCaller): Promise<ShownLink> { return unserved('readlink'); }
+  mkdir(_path: string, _mode: number, _caller: FuseCaller): Promise<Attr> { return unserved('mkdir'); }
+  rmdir(_path: string, _caller: FuseCaller): Promise<void> { return unserved('rmdir'); }
+  chmod(_path: string, _mode: number, _caller: FuseCaller): Promise<void> { return unserved('chmod'); }
+  chown(_path: string, _uid: number, _gid: number, _caller: FuseCaller): Promise<void> { return unserved('chown'); }
+  utimens(_path: string, _atime: TimeSpec, _mtime: TimeSpec, _caller: FuseCaller): Promise<void> { return unserved('utimens'); }
+  mknod(_path: string, _mode: number, _rdev: number, _caller: FuseCaller): Promise<Attr> { return unserved('mknod'); }
+  getxattr(_path: string, _name: string, _caller: FuseCaller): Promise<Buffer> { return unserved('getxattr'); }
+  setxattr(_path: string, _name: string, _value: Buffer, _flags: number, _caller: FuseCaller): Promise<void> { return unserved('setxattr'); }
+  listxattr(_path: string, _caller: FuseCaller): Promise<string[]> { return unserved('listxattr'); }
+  removexattr(_path: string, _name: string, _caller: FuseCaller): Promise<void> { return unserved('removexattr'); }
 }

@@ -11,7 +11,7 @@ import {
 } from '../protocol/index.js';
 import type { AgentClient } from '../transport/agent-client.js';
 import type { AttrCache } from './attr-cache.js';
-import type { DirEntry, MountFs, Statfs } from './mount-fs.js';
+import { MountFsBase, type DirEntry, type Statfs } from './mount-fs.js';
 import { OpenFiles, type OpenFile } from './open-files.js';
 import { ReadAhead } from './read-ahead.js';
 import { sendByHandle, type Reopened } from './agent-handles.js';
@@ -51,7 +51,7 @@ const O_ACCMODE = 3; // not in fs.constants
 
 const FILE_CAPABILITIES = 'security.capability';
 
-export class RemoteFs implements MountFs {
+export class RemoteFs extends MountFsBase {
   readonly files = new OpenFiles();
   private readonly cache: AttrCache;
   private readonly unrefused: UnrefusedChanges;
@@ -69,6 +69,7 @@ export class RemoteFs implements MountFs {
     private readonly options: RemoteFsOptions,
     private readonly log: Logger,
   ) {
+    super();
     this.cache = options.cache;
     this.gate = new CallerGate(options.cache);
     this.pool = new ChunkPool(options.chunkSize, Math.ceil(options.unsyncedMaxBytes / options.chunkSize) + 2 * options.writesInFlight);
@@ -230,7 +231,7 @@ export class RemoteFs implements MountFs {
     return file && this.gate.allows(caller, file.attr, allowed) ? file : undefined;
   }
 
-  async getattr(path: string, caller: FuseCaller): Promise<Attr> {
+  override async getattr(path: string, caller: FuseCaller): Promise<Attr> {
     const cached = path === '/' || this.gate.cacheAnswers(path, caller) ? this.cache.lookup(path) : undefined;
     if (cached === null) throw new SlaveError('ENOENT', `no such file: ${path}`);
     if (cached) return this.tell(path, cached);
@@ -246,7 +247,7 @@ export class RemoteFs implements MountFs {
     }
   }
 
-  async fgetattr(path: string | null, fh: number, _caller: FuseCaller): Promise<Attr> {
+  override async fgetattr(path: string | null, fh: number, _caller: FuseCaller): Promise<Attr> {
     const file = this.files.get(fh);
     if (path !== null) {
       const cached = this.cache.lookup(path);
@@ -259,11 +260,11 @@ export class RemoteFs implements MountFs {
     return this.tell(file.path, attr);
   }
 
-  async access(path: string, mode: number, caller: FuseCaller): Promise<void> {
+  override async access(path: string, mode: number, caller: FuseCaller): Promise<void> {
     await this.call('fs.access', { path, mode }, caller);
   }
 
-  async statfs(path: string, caller: FuseCaller): Promise<Statfs> {
+  override async statfs(path: string, caller: FuseCaller): Promise<Statfs> {
     return this.call('fs.statfs', { path }, caller);
   }
 
@@ -273,7 +274,7 @@ export class RemoteFs implements MountFs {
     await this.call('fs.access', { path, mode: MAY_READ }, caller);
   }
 
-  async readdir(path: string, caller: FuseCaller): Promise<DirEntry[]> {
+  override async readdir(path: string, caller: FuseCaller): Promise<DirEntry[]> {
     const cached = this.gate.cacheAnswers(path, caller, MAY_READ) ? this.cache.listing(path) : undefined;
     if (cached) {
       // Only whole: the kernel takes a listing's attributes (readdirplus); one without them costs it a lookup each.
@@ -345,7 +346,7 @@ export class RemoteFs implements MountFs {
     return Math.max(file.attr.size, cached?.size ?? 0);
   }
 
-  async open(path: string, flags: number, caller: FuseCaller): Promise<number> {
+  override async open(path: string, flags: number, caller: FuseCaller): Promise<number> {
     await this.sendWriters(path);
     const reply = await this.call('fs.open', { path, flags }, caller);
     if (flags & O_TRUNC) this.retained.truncated(path, 0);
@@ -353,7 +354,7 @@ export class RemoteFs implements MountFs {
     return this.track(path, flags, reply.fh, attr);
   }
 
-  async create(path: string, flags: number, mode: number, caller: FuseCaller): Promise<{ fh: number; attr: Attr }> {
+  override async create(path: string, flags: number, mode: number, caller: FuseCaller): Promise<{ fh: number; attr: Attr }> {
     const reply = await this.call('fs.create', { path, flags, mode }, caller);
     if (flags & O_TRUNC) this.retained.truncated(path, 0);
     const attr = attrFromWire(reply.attr);
@@ -362,7 +363,7 @@ export class RemoteFs implements MountFs {
     return { fh: this.track(path, flags, reply.fh, attr), attr };
   }
 
-  async read(path: string | null, fh: number, target: Buffer, length: number, offset: number, caller: FuseCaller): Promise<number> {
+  override async read(path: string | null, fh: number, target: Buffer, length: number, offset: number, caller: FuseCaller): Promise<number> {
     let copied = 0;
     for (const piece of await this.readData(path, fh, length, offset, caller)) copied += piece.copy(target, copied);
     return copied;
@@ -376,7 +377,7 @@ export class RemoteFs implements MountFs {
     return file.reader.readData(offset, length);
   }
 
-  async write(_path: string | null, fh: number, data: Buffer, length: number, offset: number, _caller: FuseCaller): Promise<number> {
+  override async write(_path: string | null, fh: number, data: Buffer, length: number, offset: number, _caller: FuseCaller): Promise<number> {
     const file = this.files.get(fh);
     if (!file.writer) throw new SlaveError('EBADF', 'file is not open for writing');
     await file.writer.write(offset, data, length);
@@ -395,11 +396,11 @@ export class RemoteFs implements MountFs {
     return length;
   }
 
-  async flush(_path: string | null, fh: number, _caller: FuseCaller): Promise<void> {
+  override async flush(_path: string | null, fh: number, _caller: FuseCaller): Promise<void> {
     await this.files.get(fh).writer?.flush();
   }
 
-  async fsync(_path: string | null, fh: number, datasync: boolean, _caller: FuseCaller): Promise<void> {
+  override async fsync(_path: string | null, fh: number, datasync: boolean, _caller: FuseCaller): Promise<void> {
     const file = this.files.get(fh);
     await file.writer?.flush();
     const upTo = file.path === null ? 0 : this.retained.lastSeq(file.path);
@@ -408,7 +409,7 @@ export class RemoteFs implements MountFs {
     if (file.path !== null) this.retained.durable(this.client.bootId ?? '', upTo, file.path);
   }
 
-  async release(_path: string | null, fh: number, _caller: FuseCaller): Promise<void> {
+  override async release(_path: string | null, fh: number, _caller: FuseCaller): Promise<void> {
     const file = this.files.remove(fh);
     try {
       await file.writer?.flush();
@@ -423,14 +424,14 @@ export class RemoteFs implements MountFs {
     });
   }
 
-  async truncate(path: string, size: number, caller: FuseCaller): Promise<void> {
+  override async truncate(path: string, size: number, caller: FuseCaller): Promise<void> {
     await this.sendWriters(path);
     this.rememberChange(path, (await this.call('fs.truncate', { path, size }, caller)).attr);
     this.retained.truncated(path, size);
     this.invalidateReaders(path);
   }
 
-  async ftruncate(_path: string | null, fh: number, size: number, _caller: FuseCaller): Promise<void> {
+  override async ftruncate(_path: string | null, fh: number, size: number, _caller: FuseCaller): Promise<void> {
     const file = this.files.get(fh);
     await file.writer?.flush();
     const { attr } = await this.onFile(file, 'fs.ftruncate', (h) => ({ fh: h, size }));
@@ -441,7 +442,7 @@ export class RemoteFs implements MountFs {
     this.invalidateReaders(file.path, file);
   }
 
-  async unlink(path: string, caller: FuseCaller): Promise<void> {
+  override async unlink(path: string, caller: FuseCaller): Promise<void> {
     if (this.unrefused.mayUnlink(path) && this.gate.predictsRemoval(path, caller)) {
       this.retained.unlinked(path);
       return this.unrefused.unlink(path);
@@ -452,7 +453,7 @@ export class RemoteFs implements MountFs {
     this.retained.unlinked(path);
   }
 
-  async rename(from: string, to: string, caller: FuseCaller): Promise<void> {
+  override async rename(from: string, to: string, caller: FuseCaller): Promise<void> {
     await this.sendWriters(from);
     await this.call('fs.rename', { from, to }, caller);
     this.cache.renamed(from, to);
@@ -461,14 +462,14 @@ export class RemoteFs implements MountFs {
     this.files.renamed(from, to);
   }
 
-  async link(existing: string, path: string, caller: FuseCaller): Promise<Attr> {
+  override async link(existing: string, path: string, caller: FuseCaller): Promise<Attr> {
     const attr = attrFromWire((await this.call('fs.link', { existing, path }, caller)).attr);
     this.cache.changed(existing, attr); // its link count changed, for every name
     this.cache.added(path, attr);
     return attr;
   }
 
-  async symlink(target: string, path: string, caller: FuseCaller): Promise<Attr> {
+  override async symlink(target: string, path: string, caller: FuseCaller): Promise<Attr> {
     const stored = this.options.symlinks.stored(target);
     const attr = attrFromWire((await this.call('fs.symlink', { target: stored, path }, caller)).attr);
     this.cache.added(path, attr);
@@ -482,7 +483,7 @@ export class RemoteFs implements MountFs {
    * tar, rsync, glibc, Python, git) or PATH_MAX; libarchive (bsdtar) reads st_size bytes and cuts
    * a shown target longer than the stored one (docs/architecture.md, known limits).
    */
-  async readlink(path: string, caller: FuseCaller): Promise<ShownLink> {
+  override async readlink(path: string, caller: FuseCaller): Promise<ShownLink> {
     const target = async (link: string) => (await this.call('fs.readlink', { path: link }, caller)).target;
     return this.options.symlinks.shown(path, await target(path), {
       attr: (name) => this.getattr(name, caller).catch(() => null),
@@ -490,45 +491,45 @@ export class RemoteFs implements MountFs {
     });
   }
 
-  async mkdir(path: string, mode: number, caller: FuseCaller): Promise<Attr> {
+  override async mkdir(path: string, mode: number, caller: FuseCaller): Promise<Attr> {
     const attr = attrFromWire((await this.call('fs.mkdir', { path, mode }, caller)).attr);
     this.cache.added(path, attr);
     this.cache.setListing(path, []); // a new directory is empty: lookups in it need no trip
     return attr;
   }
 
-  async rmdir(path: string, caller: FuseCaller): Promise<void> {
+  override async rmdir(path: string, caller: FuseCaller): Promise<void> {
     await this.call('fs.rmdir', { path }, caller);
     this.cache.removed(path, true);
   }
 
-  async chmod(path: string, mode: number, caller: FuseCaller): Promise<void> {
+  override async chmod(path: string, mode: number, caller: FuseCaller): Promise<void> {
     // The owner's, unless it sets set-group-ID outside the file's group (the agent clears it).
     const file = this.unrefusedTarget(path, caller, (who, attr) => owns(who, attr) && chmodMode(who, attr, mode) === mode);
     if (file) return this.unrefused.chmod(file, mode);
     this.rememberChange(path, (await this.call('fs.chmod', { path, mode }, caller)).attr);
   }
 
-  async chown(path: string, uid: number, gid: number, caller: FuseCaller): Promise<void> {
+  override async chown(path: string, uid: number, gid: number, caller: FuseCaller): Promise<void> {
     const file = this.unrefusedTarget(path, caller, () => false);
     if (file) return this.unrefused.chown(file, uid, gid);
     this.rememberChange(path, (await this.call('fs.chown', { path, uid, gid }, caller)).attr);
   }
 
-  async utimens(path: string, atime: TimeSpec, mtime: TimeSpec, caller: FuseCaller): Promise<void> {
+  override async utimens(path: string, atime: TimeSpec, mtime: TimeSpec, caller: FuseCaller): Promise<void> {
     const file = this.unrefusedTarget(path, caller, owns);
     if (file) return this.unrefused.utimens(file, atime, mtime);
     await this.sendWriters(path); // sent first, so a write cannot move mtime again
     this.rememberChange(path, (await this.call('fs.utimens', { path, atime, mtime }, caller)).attr);
   }
 
-  async mknod(path: string, mode: number, rdev: number, caller: FuseCaller): Promise<Attr> {
+  override async mknod(path: string, mode: number, rdev: number, caller: FuseCaller): Promise<Attr> {
     const attr = attrFromWire((await this.call('fs.mknod', { path, mode, rdev }, caller)).attr);
     this.cache.added(path, attr);
     return attr;
   }
 
-  async getxattr(path: string, name: string, caller: FuseCaller): Promise<Buffer> {
+  override async getxattr(path: string, name: string, caller: FuseCaller): Promise<Buffer> {
     if (caller.uid === 0 && this.cache.isXattrAbsent(path, name)) throw new SlaveError('ENODATA', `no attribute ${name} on ${path}`);
     try {
       const { value } = await this.call('fs.getxattr', { path, name }, caller);
@@ -539,17 +540,17 @@ export class RemoteFs implements MountFs {
     }
   }
 
-  async setxattr(path: string, name: string, value: Buffer, flags: number, caller: FuseCaller): Promise<void> {
+  override async setxattr(path: string, name: string, value: Buffer, flags: number, caller: FuseCaller): Promise<void> {
     this.cache.forgetXattrs(path);
     await this.call('fs.setxattr', { path, name, value: Buffer.from(value), flags }, caller);
     this.cache.forget(path); // ctime changed
   }
 
-  async listxattr(path: string, caller: FuseCaller): Promise<string[]> {
+  override async listxattr(path: string, caller: FuseCaller): Promise<string[]> {
     return (await this.call('fs.listxattr', { path }, caller)).names;
   }
 
-  async removexattr(path: string, name: string, caller: FuseCaller): Promise<void> {
+  override async removexattr(path: string, name: string, caller: FuseCaller): Promise<void> {
     this.cache.forgetXattrs(path);
     await this.call('fs.removexattr', { path, name }, caller);
     this.cache.forget(path);

@@ -1,0 +1,194 @@
+/**
+ * What keeps the kernel's caches of the mount true: how long it may keep each answer, and the
+ * invalidations that drop what it holds when the slave changes. The adapter (fuse-adapter.ts)
+ * answers the kernel; this decides for how long, and tells the kernel what to forget.
+ *
+ * - Generations: every invalidation moves the generation. An answer fetched across an
+ *   invalidation of a node it is about may predate the change: it is given, but not cached
+ *   (`since`). Per node, so that a busy directory elsewhere does not stop caching here.
+ * - Invalidations: of an inode, a name, or everything, sent in order by the binding's notifier
+ *   thread; names something is mounted on are kept (a sidecar's device tree over /dev).
+ * - Fences: `applied()` resolves once every invalidation asked for so far reached the kernel;
+ *   an answer that corrects what the mount told the kernel waits for it (`settle`).
+ */
+import { nameToBytes } from '../protocol/index.js';
+import { mountpointsUnder } from './mount-watch.js';
+import type { FuseBinding, MountHandle } from './native/binding.js';
+import type { FsNode, NodeTable } from './node-table.js';
+
+/** Seconds the kernel may keep an answer. */
+export interface KernelTimeouts {
+  entry: number;
+  attr: number;
+  negative: number;
+}
+
+/** Nodes whose last invalidation is remembered; past it, everything counts as just changed. */
+const MAX_CHANGED_NODES = 100_000;
+const NO_CACHING: KernelTimeouts = Object.freeze({ entry: 0, attr: 0, negative: 0 });
+
+export function joinPath(parent: string, name: string): string {
+  return parent === '/' ? `/${name}` : `${parent}/${name}`;
+}
+
+export class KernelCache {
+  /** The mount the invalidations go to, once mounted. */
+  mount: MountHandle | undefined;
+  private timeouts: KernelTimeouts;
+  /** Moves with every invalidation. */
+  private generation = 0;
+  /** When each node was last invalidated (a directory also when a name in it was). */
+  private readonly changedAt = new Map<number, number>();
+  /** Everything counts as changed at this generation (invalidateAll, or changedAt overflowing). */
+  private allChangedAt = 0;
+  /** Moves when the mount corrects what it told the kernel (a refused pipelined change). */
+  private staleGeneration = 0;
+  /** The stale generation the kernel has applied every invalidation up to (see settle()). */
+  private appliedStale = 0;
+  private readonly fences = new Map<number, () => void>();
+  private nextFence = 1;
+
+  constructor(
+    private readonly binding: FuseBinding, private readonly nodes: NodeTable,
+    private readonly mountPath: string, timeouts: KernelTimeouts,
+  ) {
+    this.timeouts = timeouts;
+  }
+
+  /** The timeouts for answers about nothing that changed meanwhile. */
+  get current(): KernelTimeouts {
+    return this.timeouts;
+  }
+
+  /** New answers are cached this long (the feed of slave changes came or went). */
+  setTimeouts(timeouts: KernelTimeouts): void {
+    this.timeouts = timeouts;
+  }
+
+  /** The generation now: an answer fetched from here on is checked against it (`since`). */
+  get now(): number {
+    return this.generation;
+  }
+
+  /** The stale generation now: an answer started here settles against it (`settle`). */
+  get staleNow(): number {
+    return this.staleGeneration;
+  }
+
+  /** The timeouts for an answer about `nodes` fetched since `generation`: none if one changed meanwhile. */
+  since(generation: number, ...nodes: number[]): KernelTimeouts {
+    if (generation === this.generation) return this.timeouts;
+    if (this.allChangedAt > generation) return NO_CACHING;
+    for (const id of nodes) if ((this.changedAt.get(id) ?? 0) > generation) return NO_CACHING;
+    return this.timeouts;
+  }
+
+  private changed(id: number): void {
+    if (this.changedAt.size >= MAX_CHANGED_NODES) {
+      this.changedAt.clear();
+      this.allChangedAt = this.generation;
+    }
+    this.changedAt.set(id, this.generation);
+  }
+
+  /** What the mount told the kernel of `dirPath`/`name` was wrong: drop it before answering on. */
+  invalidateStale(dirPath: string, name: string, entry: boolean): void {
+    this.staleGeneration++;
+    this.invalidate(dirPath, name, entry);
+  }
+
+  /** The slave changed `name` in directory `dirPath` (null: anything in it). */
+  invalidate(dirPath: string, name: string | null, entry: boolean): void {
+    this.generation++;
+    const mount = this.mount;
+    if (!mount) return;
+    const dir = this.nodes.find(dirPath);
+    if (!dir) return;
+    this.changed(dir.id);
+    if (name === null) {
+      // Anything below: answers in flight about it are not kept.
+      this.allChangedAt = this.generation;
+      this.binding.invalInode(mount, dir.id, 0, 0);
+      const mounted = mountpointsUnder(this.mountPath);
+      for (const node of this.nodes.nodes()) {
+        for (const link of node.links) if (link.parent === dir) this.invalidateName(mount, link, mounted);
+      }
+      return;
+    }
+    const child = this.nodes.child(dir, name);
+    if (child) this.changed(child.id);
+    if (entry) {
+      this.binding.invalEntry(mount, dir.id, nameToBytes(name));
+      this.binding.invalInode(mount, dir.id, 0, 0);
+    }
+    if (child) this.binding.invalInode(mount, child.id, 0, 0);
+  }
+
+  /** Everything the kernel holds of the slave may be stale: drop it all. */
+  invalidateAll(): void {
+    this.generation++;
+    this.allChangedAt = this.generation;
+    const mount = this.mount;
+    if (!mount) return;
+    const mounted = mountpointsUnder(this.mountPath);
+    for (const node of this.nodes.nodes()) {
+      this.binding.invalInode(mount, node.id, 0, 0);
+      for (const link of node.links) this.invalidateName(mount, link, mounted);
+    }
+  }
+
+  /** The kernel drops what it holds of one node's inode (a link target it must ask for again). */
+  forgetInode(id: number): void {
+    if (this.mount) this.binding.invalInode(this.mount, id, 0, 0);
+  }
+
+  /**
+   * A name is dropped, unless something is mounted on it (a sidecar's device tree over the
+   * slave's /dev): older kernels detach such mounts with the name. Its inode is still
+   * invalidated, and the binding only expires names where the kernel can.
+   */
+  private invalidateName(mount: MountHandle, link: { parent: FsNode; name: string }, mounted: Set<string>): void {
+    if (mounted.size > 0) {
+      const parent = this.nodes.pathOf(link.parent);
+      if (parent !== null && mounted.has(joinPath(parent, link.name))) return;
+    }
+    this.binding.invalEntry(mount, link.parent.id, nameToBytes(link.name));
+  }
+
+  /** Resolves once every invalidation asked for so far has reached the kernel. */
+  applied(): Promise<void> {
+    const mount = this.mount;
+    if (!mount) return Promise.resolve();
+    const id = this.nextFence++;
+    const stale = this.staleGeneration;
+    return new Promise((resolve) => {
+      this.fences.set(id, () => {
+        this.appliedStale = Math.max(this.appliedStale, stale);
+        resolve();
+      });
+      this.binding.fence(mount, id);
+    });
+  }
+
+  /** The binding reached fence `id` (its notifier thread sent everything queued before it). */
+  fenced(id: number): void {
+    this.fences.get(id)?.();
+    this.fences.delete(id);
+  }
+
+  /** The session ended: nothing more reaches the kernel, and nobody waits for a fence. */
+  ended(): void {
+    this.mount = undefined;
+    for (const resolve of this.fences.values()) resolve();
+    this.fences.clear();
+  }
+
+  /**
+   * Before an answer that followed invalidations (a change the agent refused after the mount
+   * had told the kernel it was made): the kernel must have dropped what it held first, or the
+   * caller's next stat would still see it.
+   */
+  async settle(started: number): Promise<void> {
+    if (this.staleGeneration !== started && this.appliedStale < this.staleGeneration) await this.applied();
+  }
+}
