@@ -25,21 +25,26 @@ export type OutputStream = 'stdout' | 'stderr';
 
 const F_SETPIPE_SZ = 1031;
 /**
- * Each output pipe holds this much (the kernel's default is 64 KiB): a streaming command's
- * output is read in reads of up to OUTPUT_READ_BYTES, four times fewer than 64 KiB ones (fewer system
+ * A stdout pipe holds this much (the kernel's default is 64 KiB): a streaming command's output
+ * is read in reads of up to OUTPUT_READ_BYTES, four times fewer than 64 KiB ones (fewer system
  * calls and loop turns in the agent, fewer waits for the writer). A stalled reader's command
  * fills it before it blocks: kernel memory per process, besides what the agent keeps.
  */
 const PIPE_BYTES = OUTPUT_READ_BYTES;
+/**
+ * Only a root agent enlarges them: an unprivileged user's pipes count against
+ * /proc/sys/fs/pipe-user-pages-soft (64 MiB), past which every new pipe of that user, the test's
+ * own included, is cut to two pages. Root is not counted.
+ */
+const ENLARGE = process.geteuid?.() === 0;
 
-function pipe(): [number, number] | undefined {
+function pipe(enlarge: boolean): [number, number] | undefined {
   const lib = libc();
   if (lib === null) return undefined;
   const fds = [-1, -1];
   if (lib.pipe2(fds, O_CLOEXEC) !== 0) return undefined;
-  // Best effort: past /proc/sys/fs/pipe-max-size (or an unprivileged user's pipe quota) the
-  // pipe keeps the kernel's default size, and works as well.
-  lib.fcntlValue(fds[0] as number, F_SETPIPE_SZ, PIPE_BYTES);
+  // Best effort: past /proc/sys/fs/pipe-max-size the pipe keeps the kernel's default size.
+  if (enlarge && ENLARGE) lib.fcntlValue(fds[0] as number, F_SETPIPE_SZ, PIPE_BYTES);
   return [fds[0] as number, fds[1] as number];
 }
 
@@ -57,9 +62,9 @@ export class OutputPipes {
 
   /** Two pipes, or undefined where the agent cannot make them (then Node's pipes serve). */
   static make(): OutputPipes | undefined {
-    const stdout = pipe();
+    const stdout = pipe(true);
     if (stdout === undefined) return undefined;
-    const stderr = pipe();
+    const stderr = pipe(false); // rarely a stream: the kernel's size
     if (stderr === undefined) {
       for (const fd of stdout) closeSync(fd);
       return undefined;
