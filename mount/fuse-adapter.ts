@@ -18,7 +18,6 @@ import {
 import { joinPath, KernelCache, type KernelTimeouts } from './kernel-cache.js';
 import { NodeTable, type FsNode } from './node-table.js';
 
-export type { KernelTimeouts } from './kernel-cache.js';
 
 export interface FuseMountOptions {
   mountPath: string;

@@ -4,7 +4,7 @@
  */
 import { posix } from 'node:path';
 import type { CacheTimeouts } from './attr-cache.js';
-import type { KernelTimeouts } from './fuse-adapter.js';
+import type { KernelTimeouts } from './kernel-cache.js';
 
 /**
  * How a mount shows a slave's symlinks and stores the ones made through it

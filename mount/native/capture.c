@@ -10,40 +10,8 @@
 #include <string.h>
 #include "sb-fuse.h"
 
-struct sb_req *sb_new_req(struct sb_mount *m, fuse_req_t req, enum sb_op op, uint64_t ino) {
-  struct sb_req *r = calloc(1, sizeof *r);
-  if (!r) return NULL;
-  r->mount = m;
-  r->req = req;
-  r->op = op;
-  r->ino = ino;
-  if (req) {
-    const struct fuse_ctx *ctx = fuse_req_ctx(req);
-    r->uid = ctx->uid;
-    r->gid = ctx->gid;
-    r->pid = (uint32_t)ctx->pid;
-  }
-  return r;
-}
-
-int sb_copy_into(char **to, size_t *len, const char *from, size_t n) {
-  *to = malloc(n ? n : 1);
-  if (!*to) return -1;
-  memcpy(*to, from, n);
-  *len = n;
-  return 0;
-}
-
 static int copy_name(char **to, size_t *len, const char *name) {
   return sb_copy_into(to, len, name, strlen(name));
-}
-
-void sb_free_req(struct sb_req *r) {
-  free(r->name);
-  free(r->name2);
-  free(r->data);
-  if (r->slot) r->slot->busy = 0;
-  free(r);
 }
 
 /* Takes the poll handle kept for `fh` out of the table (NULL if none): the caller owns it. */

@@ -31,34 +31,6 @@ static int flag_of(napi_env env, napi_value config, const char *name) {
   return flag;
 }
 
-/*
- * Frees what a mount holds outside the session (its session, if any, is gone already): now, or
- * once the loop has closed its poll handle, which lives in the struct.
- */
-void sb_free_mount(struct sb_mount *m) {
-  if (m->poll_closing) {
-    m->free_when_closed = 1;
-    return;
-  }
-  while (m->head) {
-    struct sb_note *n = m->head;
-    m->head = n->next;
-    if (n->kind == NOTE_POLL) fuse_pollhandle_destroy(n->ph);
-    free(n->name);
-    free(n);
-  }
-  while (m->polls) {
-    struct sb_poll *p = m->polls;
-    m->polls = p->next;
-    fuse_pollhandle_destroy(p->ph);
-    free(p);
-  }
-  free(m->buf.mem);
-  pthread_mutex_destroy(&m->lock);
-  pthread_cond_destroy(&m->wake);
-  free(m);
-}
-
 /* The JavaScript object naming the mount is gone: a disposed mount's memory goes with it. */
 static void finalize_mount(napi_env env, void *data, void *hint) {
   (void)env;

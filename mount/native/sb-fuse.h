@@ -2,6 +2,7 @@
  * splitbrain's FUSE binding: libfuse 3's low-level API for Node, as an N-API module. This header
  * is what its files share; each file has one job:
  *
+ *   records.c   the memory of requests (sb_req) and mounts (sb_mount)
  *   capture.c   the kernel's requests, copied into sb_req records (libfuse's ll_* callbacks)
  *   session.c   /dev/fuse read by Node's own event loop, each request processed at once
  *   crossing.c  into JavaScript: the dispatch call, request handles, the values both sides use
@@ -164,11 +165,14 @@ struct sb_mount {
   struct sb_poll *polls;
 };
 
-/* capture.c */
-extern const struct fuse_lowlevel_ops sb_ll_ops;
+/* records.c */
 struct sb_req *sb_new_req(struct sb_mount *m, fuse_req_t req, enum sb_op op, uint64_t ino);
 void sb_free_req(struct sb_req *r);
 int sb_copy_into(char **to, size_t *len, const char *from, size_t n);
+void sb_free_mount(struct sb_mount *m);
+
+/* capture.c */
+extern const struct fuse_lowlevel_ops sb_ll_ops;
 struct fuse_pollhandle *sb_take_poll(struct sb_mount *m, uint64_t fh);
 
 /* session.c */
@@ -176,8 +180,6 @@ int sb_session_start(struct sb_mount *m, uv_loop_t *loop);
 void sb_session_stop(struct sb_mount *m);
 void sb_end_session(struct sb_mount *m);
 
-/* module.c */
-void sb_free_mount(struct sb_mount *m);
 
 /* crossing.c */
 #define SB_CHECK(env, call)                                               \
