@@ -18,7 +18,6 @@ import {
 import { joinPath, KernelCache, type KernelTimeouts } from './kernel-cache.js';
 import { NodeTable, type FsNode } from './node-table.js';
 
-
 export interface FuseMountOptions {
   mountPath: string;
   /** Mount options for the kernel (allow_other, ro, fsname=...), already validated. */
@@ -46,11 +45,11 @@ const ERANGE = errnoNumber('ERANGE');
 const EINVAL = errnoNumber('EINVAL');
 const EIO = errnoNumber('EIO');
 const ENOSYS = errnoNumber('ENOSYS');
+/** The largest read or write the kernel sends (libfuse 3 raises max_pages to fit it). */
+export const MAX_TRANSFER = 1 << 20;
 
 /** One kernel operation's entry: its request, who asks, and the name it carries (decoded). */
 type OpHandler = (request: FuseRequest, who: FuseCaller, name: string) => void;
-/** The largest read or write the kernel sends (libfuse 3 raises max_pages to fit it). */
-export const MAX_TRANSFER = 1 << 20;
 
 /**
  * Attributes in the binding's layout (its `attrSlot` order, `attrSlots` numbers per node). Attr

@@ -97,7 +97,7 @@ struct sb_req *sb_req_of(napi_env env, napi_value handle) {
   if (!t || !(h >= INDEX_SPAN)) return NULL;
   double generation = (double)(uint64_t)(h / INDEX_SPAN);
   double index = h - generation * INDEX_SPAN;
-  if (index < 1 || index >= t->size) return NULL;
+  if (index < 1 || index >= t->size || index != (double)(uint32_t)index) return NULL;
   struct handle_entry *e = &t->entries[(uint32_t)index];
   if (!e->req || (double)e->generation != generation) return NULL;
   return e->req;
