@@ -3,8 +3,9 @@
  * floor), socat echoing over loopback TCP through a pipe (no terminal), socat relaying loopback
  * TCP to a pty (the reference: what one would set up by hand to reach a slave's serial console),
  * the least a relay through NATS can do (bench/nats-echo-relay.ts: the same processes as
- * splitbrain's route, none of its protocol), and splitbrain's device mount. Each terminal route has a board of its own (bench/pty-board.py,
- * a pty pair that echoes), so no route's bytes can reach another's reader.
+ * splitbrain's route, none of its protocol), and splitbrain's device mount. Each terminal route
+ * has a board of its own (bench/pty-board.py, a pty pair that echoes), so no route's bytes can
+ * reach another's reader.
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';

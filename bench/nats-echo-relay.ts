@@ -34,6 +34,10 @@ if (role === 'device') {
   const fd = openSync(tty as string, 'r+');
   const terminal = new ReadStream(fd);
   terminal.on('data', (chunk: Buffer) => bus.publish(toMaster, chunk));
+  terminal.on('error', (err) => { // the board went away: this route is over
+    process.stderr.write(`terminal ${tty as string}: ${err.message}\n`);
+    stop();
+  });
   // A byte into a raw terminal's queue does not block: written at once, the least a relay can do.
   await bus.subscribe(toDevice, (data) => writeSync(fd, data));
   process.stdout.write('ready\n');
