@@ -32,6 +32,7 @@ const TIME_OPS: ReadonlySet<string> = new Set(['fs.utimens', 'fs.futimens']);
 const COMMIT_THRESHOLD_BYTES = 32 * 1024 * 1024;
 /** Reply buffers the agent keeps for `fs.read` (fs/read-buffers.ts), about 1 MiB each. */
 const READ_BUFFERS = 16;
+import { backendFor } from './backends/agent-backend.js';
 import { DeviceHandles } from './dev/device-handles.js';
 import { handlers } from './handlers.js';
 import { ProcessTable } from './proc/process-table.js';
@@ -90,8 +91,8 @@ export interface AgentOptions {
 export interface RunningAgent {
   readonly info: HelloInfo;
   /**
-   * Settles once the check after subscribing is done: with the reason when another agent, started
-   * earlier, serves this id too (this one must stop), undefined when none does.
+   * Settles with the reason when another agent, started earlier, is found serving this id too
+   * (this one must stop); with undefined once the agent is stopped without that happening.
    */
   readonly displaced: Promise<Error | undefined>;
   stop(): Promise<void>;
@@ -129,7 +130,7 @@ function describeAgent(other: HelloInfo): string {
  * earlier (or at the same moment with a smaller boot id) keeps the id, this one stops.
  * A bus that does not let the agent ask its own id (docs/security.md) skips the check, saying so.
  */
-async function refuseTakenId(bus: Bus, info: HelloInfo, log: Logger, serving = false): Promise<void> {
+async function refuseTakenId(bus: Bus, info: HelloInfo, log: Logger, serving = false, again = false): Promise<void> {
   const subject = opSubject(info.agentId, 'agent.hello');
   const hello = helloRequest(`${info.bootId}:id-check`);
   let replies: Uint8Array[];
@@ -137,7 +138,9 @@ async function refuseTakenId(bus: Bus, info: HelloInfo, log: Logger, serving = f
     replies = serving ? await bus.requestAll(subject, hello, TAKEN_ID_WAIT_MS) : [await bus.request(subject, hello, 2000)];
   } catch (err) {
     if (err instanceof AgentUnreachableError && err.reason === 'no-responders') return;
-    log.warn({ err }, 'could not check whether another agent serves this id');
+    // Said once; the checks that follow (watchForTwin) would only repeat it.
+    if (again) log.debug({ err }, 'could not check whether another agent serves this id');
+    else log.warn({ err }, 'could not check whether another agent serves this id');
     return;
   }
   for (const other of decodeHellos(replies)) {
@@ -150,8 +153,42 @@ async function refuseTakenId(bus: Bus, info: HelloInfo, log: Logger, serving = f
   }
 }
 
+/** When the agent looks again for another agent on its id: soon after starting, then now and then. */
+const TWIN_CHECKS_MS = [0, 1000, 3000, 10_000];
+const TWIN_CHECK_EVERY_MS = 60_000;
+
+function watchForTwin(bus: Bus, info: HelloInfo, log: Logger): { displaced: Promise<Error | undefined>; stop(): void } {
+  let timer: NodeJS.Timeout | undefined;
+  let settle: (err: Error | undefined) => void = () => undefined;
+  const displaced = new Promise<Error | undefined>((resolve) => { settle = resolve; });
+  let stopped = false;
+  const check = (round: number): void => {
+    timer = setTimeout(() => {
+      refuseTakenId(bus, info, log, true, round > 0).then(() => {
+        if (!stopped) check(round + 1);
+      }, (err: unknown) => {
+        if (stopped) return;
+        log.error({ err }, 'another agent serves this id: stopping');
+        stopped = true;
+        settle(err instanceof Error ? err : new Error(String(err)));
+      });
+    }, TWIN_CHECKS_MS[round] ?? TWIN_CHECK_EVERY_MS);
+  };
+  check(0);
+  return {
+    displaced,
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+      settle(undefined);
+    },
+  };
+}
+
 export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const log = options.log.child({ component: 'agent', agentId: options.agentId });
+  // Before anything else: on a platform without one, the agent says so and does not start.
+  const backend = backendFor(process.platform);
   const jail = RootJail.open(options.root);
   if (options.enterNamespaces !== undefined) checkCanEnter(options.enterNamespaces);
   // Modes arrive with the master's umask already applied by its kernel; ours must not apply again.
@@ -162,6 +199,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     agentId: options.agentId,
     hostname: options.enterNamespaces === undefined ? hostname() : namespaceHostname(options.enterNamespaces),
     platform: platform(),
+    backend: backend.name,
     release: release(),
     bootId: randomUUID(),
     hostBootId: await readHostBootId(),
@@ -210,14 +248,14 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   } catch (err) {
     log.warn({ err, devRoot: options.devRoot ?? '/dev' }, 'no devices served');
   }
-  const devices = new DeviceHandles(1024, (subject, data) => bus.publish(subject, data));
+  const devices = new DeviceHandles(backend.devices, 1024, (subject, data) => bus.publish(subject, data));
   watchHandles(() => ({ files: handles.size, devices: devices.size, processes: procs.size }));
   watchOutput(() => ({ kept: procs.budget.kept, budget: procs.budget.bytes, cuts: procs.budget.cuts }));
   const serving = { count: 0 };
   // A master reads ahead four chunks per file: room for four files at once.
   const readBuffers = new ReadBuffers(bus.maxPayload - REPLY_OVERHEAD, READ_BUFFERS, () => bus.flushed());
   const ctx: AgentContext = {
-    jail, handles, commits, procs, devJail, devices, devAllow: globFilter(options.devAllow ?? DEFAULT_DEV_ALLOW),
+    backend, jail, handles, commits, procs, devJail, devices, devAllow: globFilter(options.devAllow ?? DEFAULT_DEV_ALLOW),
     cursors: new ReaddirCursors(), readOnly: options.readOnly, enterNamespaces: options.enterNamespaces,
     execPolicy: options.execPolicy ?? 'all', actsForCallers, allowDeviceNodes: options.allowDeviceNodes ?? false,
     searched, access: (caller, root = jail) => new CallerAccess(caller, root, actsForCallers, searched),
@@ -256,15 +294,15 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   }
   log.info({ root: jail.root, readOnly: options.readOnly, bootId: info.bootId }, 'agent serving');
   // Two agents that started together both found nobody: now each sees the other, and the later
-  // one yields. In the background: this one serves meanwhile, as it would have anyway.
-  const displaced = refuseTakenId(bus, info, log, true).then(() => undefined, (err: unknown) => {
-    log.error({ err }, 'another agent serves this id: stopping');
-    return err instanceof Error ? err : new Error(String(err));
-  });
+  // one yields. In the background: this one serves meanwhile, as it would have anyway. Asked
+  // again and again: across a cluster and its leaf nodes a new subscription reaches the other
+  // servers some time later, so one look right after subscribing can see nobody.
+  const twinWatch = watchForTwin(bus, info, log);
   return {
     info,
-    displaced,
+    displaced: twinWatch.displaced,
     async stop() {
+      twinWatch.stop();
       served.stop();
       discover.stop();
       procs.close();
