@@ -4,6 +4,7 @@
  */
 import type { Logger } from 'pino';
 import type { Caller, HelloInfo, OpName, OpReply, OpRequest } from '../protocol/index.js';
+import type { AgentBackend } from './backends/agent-backend.js';
 import type { CallerAccess, SearchCache } from './caller-access.js';
 import type { DeviceHandles } from './dev/device-handles.js';
 import type { Commits } from './fs/commits.js';
@@ -16,6 +17,8 @@ import type { ExecPolicy } from './proc/exec-policy.js';
 import type { AgentChangeFeed } from './watch/change-feed.js';
 
 export interface AgentContext {
+  /** The slave's operating system, behind one interface per service (backends/agent-backend.ts). */
+  readonly backend: AgentBackend;
   readonly jail: RootJail;
   readonly handles: HandleTable;
   /** Durability of written data (fs/commits.ts). */

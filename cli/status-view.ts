@@ -57,15 +57,15 @@ function serverCell(hello: HelloInfo): string {
 
 /** One line per agent; uptime by the master's clock against the agent's start time. */
 export function formatStatus(agents: AgentStatus[], now: number): string {
-  const rows = [['AGENT', 'HOSTNAME', 'BOOT ID', 'UPTIME', 'VERSION', 'PID', 'SERVER', 'ROOT', 'POLICY']];
+  const rows = [['AGENT', 'HOSTNAME', 'BOOT ID', 'UPTIME', 'VERSION', 'BACKEND', 'PID', 'SERVER', 'ROOT', 'POLICY']];
   for (const { agentId, hello, error } of agents) {
     if (!hello) {
-      rows.push([agentId, '-', '-', '-', '-', '-', '-', '-', `no answer: ${error ?? 'unknown'}`]);
+      rows.push([agentId, '-', '-', '-', '-', '-', '-', '-', '-', `no answer: ${error ?? 'unknown'}`]);
       continue;
     }
     rows.push([
       agentId, hello.hostname, hello.bootId.slice(0, 8), formatDuration(now - hello.startedAt),
-      `${hello.version ?? '?'}/p${hello.protocol}`, String(hello.pid), serverCell(hello), hello.root, policyCell(hello),
+      `${hello.version ?? '?'}/p${hello.protocol}`, hello.backend ?? '?', String(hello.pid), serverCell(hello), hello.root, policyCell(hello),
     ]);
   }
   return table(rows);

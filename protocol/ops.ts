@@ -101,6 +101,11 @@ export const helloInfo = z.object({
   agentId: shown(128),
   hostname: shown(255),
   platform: shown(64),
+  /**
+   * The implementation of the agent's services for its platform (agent/backends/: 'linux').
+   * Absent from agents older than it.
+   */
+  backend: shown(64).optional(),
   release: shown(256),
   /** Changes on every agent start: a new value means every handle of ours is gone. */
   bootId: shown(64),

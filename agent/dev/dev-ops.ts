@@ -6,7 +6,7 @@
  * written as a stream.
  */
 import { posix } from 'node:path';
-import { closeSync, constants, lstatSync, openSync, readdirSync, readlinkSync, statSync, type BigIntStats } from 'node:fs';
+import { closeSync, constants, lstatSync, readdirSync, readlinkSync, statSync, type BigIntStats } from 'node:fs';
 import { isatty } from 'node:tty';
 import {
   SlaveError, S_IFCHR, S_IFREG, isOutputSubjectOf, openAccess, outputSubject, shownSymlinkTarget, type Caller, type ReaddirEntry,
@@ -15,13 +15,11 @@ import {
 import { REPLY_OVERHEAD, type AgentContext, type HandlerTable } from '../context.js';
 import type { RootJail } from '../root-jail.js';
 import { statToWire } from '../fs/stat-attr.js';
-import { changeLine, flush, getTermios, makeRaw, sendBreak } from './termios.js';
-import { TerminalDrivers } from './terminals.js';
+import type { DevicesBackend } from '../backends/devices-backend.js';
 
-const { O_NONBLOCK, O_NOCTTY, O_CREAT, O_EXCL, O_TRUNC, O_APPEND, O_NOFOLLOW } = constants;
+const { O_NONBLOCK, O_CREAT, O_EXCL, O_TRUNC } = constants;
 const O_ACCMODE = 3; // not in fs.constants
 
-const terminalDrivers = new TerminalDrivers();
 /**
  * Most a pushed device may have sent and not yet credited, whatever a master asks: what the agent
  * keeps for it is bounded by this (a terminal needs a few KiB; /dev/urandom streams well with it).
@@ -35,16 +33,17 @@ const MAX_DEVICE_WINDOW = 1024 * 1024;
  * terminal too, with the terminal's owner and modes: the master relays it by that name, so that
  * it opens whatever the link names when it opens, after the slave restarted as before.
  */
-function presented(st: BigIntStats, terminals = false, target?: () => BigIntStats | undefined): WireAttr {
+function presented(os: DevicesBackend, st: BigIntStats, terminals = false, target?: () => BigIntStats | undefined): WireAttr {
+  const isTerminal = (rdev: bigint) => os.terminalKind(rdev) !== undefined;
   let device = st;
   if (terminals && st.isSymbolicLink() && target) {
     const linked = target();
-    if (linked?.isCharacterDevice() && terminalDrivers.isTerminal(linked.rdev)) device = linked;
+    if (linked?.isCharacterDevice() && isTerminal(linked.rdev)) device = linked;
   }
   const wire = statToWire(device);
   // FIFOs too: shown as they are, the master's kernel would serve them as pipes of its own.
   if (device.isCharacterDevice() || device.isBlockDevice() || device.isFIFO()) {
-    const relayed = terminals && device.isCharacterDevice() && terminalDrivers.isTerminal(device.rdev);
+    const relayed = terminals && device.isCharacterDevice() && isTerminal(device.rdev);
     wire[0] = (relayed ? S_IFCHR : S_IFREG) | (Number(device.mode) & 0o7777); // mode
     wire[4] = 0; // size
     wire[5] = 0; // blocks
@@ -121,8 +120,8 @@ function openDevice(path: string, flags: number, ctx: AgentContext, caller: Call
   const host = devicePath(jail, path);
   // The device's own modes and groups decide, as for the caller on the slave (dialout...).
   ctx.access(caller, jail).need(host, openAccess(flags), `open ${path}`);
-  // Never blocking (no read holds a thread), never our controlling terminal.
-  return openSync(host, (flags & ~(O_APPEND | O_NOFOLLOW)) | O_NONBLOCK | O_NOCTTY);
+  // Never blocking (no read holds a thread), never our controlling terminal: the backend's open.
+  return ctx.backend.devices.openDevice(host, flags);
 }
 
 function pushed(ctx: AgentContext, fh: number): NonNullable<ReturnType<AgentContext['devices']['get']>['push']> {
@@ -139,7 +138,7 @@ function devJail(ctx: AgentContext): RootJail {
 export const devOps: HandlerTable = {
   'dev.getattr': async ({ path, terminals }, ctx) => {
     const jail = devJail(ctx);
-    return { attr: presented(lstatSync(jail.resolve(path), { bigint: true }), terminals, () => linkedStat(jail, path)) };
+    return { attr: presented(ctx.backend.devices, lstatSync(jail.resolve(path), { bigint: true }), terminals, () => linkedStat(jail, path)) };
   },
 
   'dev.readdir': async ({ path, terminals }, ctx) => {
@@ -147,7 +146,7 @@ export const devOps: HandlerTable = {
     const entries: ReaddirEntry[] = readdirSync(dir).map((name) => {
       try {
         const slavePath = posix.join(path, name);
-        return [name, presented(lstatSync(`${dir}/${name}`, { bigint: true }), terminals, () => linkedStat(devJail(ctx), slavePath))];
+        return [name, presented(ctx.backend.devices, lstatSync(`${dir}/${name}`, { bigint: true }), terminals, () => linkedStat(devJail(ctx), slavePath))];
       } catch {
         return [name, null]; // gone meanwhile (a pts closed)
       }
@@ -177,9 +176,9 @@ export const devOps: HandlerTable = {
     try {
       // The master's pseudo-terminal applies the line discipline; the device passes bytes as they are.
       if (terminal && isatty(fd)) {
-        termios = makeRaw(fd);
+        termios = ctx.backend.devices.makeRaw(fd);
         // As a serial port that was not open hears nothing: what came while nobody had it goes.
-        flush(fd, 'input');
+        ctx.backend.devices.flush(fd, 'input');
       }
     } catch (err) {
       ctx.log.warn({ err, path }, 'terminal settings could not be read: relaying it as a plain stream');
@@ -204,12 +203,12 @@ export const devOps: HandlerTable = {
     const jail = devJail(ctx);
     const host = devicePath(jail, path); // through a link to the terminal
     const st = lstatSync(host, { bigint: true });
-    const kind = st.isCharacterDevice() ? terminalDrivers.kind(st.rdev) : undefined;
+    const kind = st.isCharacterDevice() ? ctx.backend.devices.terminalKind(st.rdev) : undefined;
     if (kind === undefined) throw new SlaveError('ENOTTY', `${path} is not a terminal`);
     if (kind === 'serial') return { termios: ctx.devices.lastTermios(host) ?? null };
-    const fd = openSync(host, constants.O_RDONLY | O_NONBLOCK | O_NOCTTY);
+    const fd = ctx.backend.devices.openDevice(host, constants.O_RDONLY);
     try {
-      return { termios: getTermios(fd) };
+      return { termios: ctx.backend.devices.getTermios(fd) };
     } finally {
       closeSync(fd);
     }
@@ -228,19 +227,19 @@ export const devOps: HandlerTable = {
 
   'dev.termios': async ({ fh, ...change }, ctx) => {
     const device = ctx.devices.get(fh);
-    await device.inOrder(() => changeLine(device.fd, change));
+    await device.inOrder(() => ctx.backend.devices.changeLine(device.fd, change));
     return {};
   },
 
   'dev.flush': async ({ fh, queue }, ctx) => {
     const device = ctx.devices.get(fh);
-    await device.inOrder(() => flush(device.fd, queue));
+    await device.inOrder(() => ctx.backend.devices.flush(device.fd, queue));
     return {};
   },
 
   'dev.break': async ({ fh, ms }, ctx) => {
     const device = ctx.devices.get(fh);
-    await device.inOrder(() => sendBreak(device.fd, ms));
+    await device.inOrder(() => ctx.backend.devices.sendBreak(device.fd, ms));
     return {};
   },
 

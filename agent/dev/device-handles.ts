@@ -17,7 +17,7 @@ import { promisify } from 'node:util';
 import type { Readable } from 'node:stream';
 import { HandleIds, SlaveError, type WireTermios } from '../../protocol/index.js';
 import { DevicePush, type EventSink } from './device-push.js';
-import { getTermios, setTermios } from './termios.js';
+import type { DevicesBackend } from '../backends/devices-backend.js';
 
 const readAsync = promisify(readCallback);
 /** Six of a master's keepalives (mount/device-stream.ts): one that died leaves nothing open for long. */
@@ -58,6 +58,7 @@ class OpenDevice {
     readonly fh: number, readonly fd: number, readonly nonBlocking: boolean,
     private readonly stream: Readable | undefined, private readonly pushTo?: PushTo,
     private readonly keepTermios?: (hostPath: string, termios: WireTermios) => void,
+    private readonly os?: DevicesBackend,
   ) {
     if (pushTo) {
       this.push = new DevicePush(fh, pushTo.readable === false ? null : stream, fd, pushTo.sink, pushTo.window, pushTo.maxChunk, () => this.inputs);
@@ -176,12 +177,12 @@ class OpenDevice {
 
   close(): void {
     this.push?.stop();
-    if (this.pushTo?.terminal) {
+    if (this.pushTo?.terminal && this.os) {
       // Its own line discipline back, the line as the master left it: as a port keeps its speed.
       try {
         const { iflag, oflag, lflag, cc } = this.pushTo.terminal;
-        const left = { ...getTermiosOr(this.fd, this.pushTo.terminal), iflag, oflag, lflag, cc };
-        setTermios(this.fd, left);
+        const left = { ...getTermiosOr(this.os, this.fd, this.pushTo.terminal), iflag, oflag, lflag, cc };
+        this.os.setTermios(this.fd, left);
         this.keepTermios?.(this.pushTo.hostPath, left);
       } catch {
         // The device is gone.
@@ -196,9 +197,9 @@ class OpenDevice {
   }
 }
 
-function getTermiosOr(fd: number, fallback: WireTermios): WireTermios {
+function getTermiosOr(os: DevicesBackend, fd: number, fallback: WireTermios): WireTermios {
   try {
-    return getTermios(fd);
+    return os.getTermios(fd);
   } catch {
     return fallback;
   }
@@ -209,6 +210,8 @@ export class DeviceHandles {
   private readonly ids = new HandleIds();
 
   constructor(
+    /** The slave's system calls for devices: terminals' settings are restored through them at close. */
+    private readonly os: DevicesBackend,
     private readonly limit: number,
     /** Publishes a pushed device's events on its master's output subject. */
     readonly publish: (subject: string, data: Uint8Array) => void = () => undefined,
@@ -249,7 +252,7 @@ export class DeviceHandles {
       this.keptTermios.set(path, termios);
       // Bounded: the oldest go first (a slave has a few ports; a hostile master, any number of paths).
       if (this.keptTermios.size > 1024) this.keptTermios.delete(this.keptTermios.keys().next().value as string);
-    }));
+    }, this.os));
     return fh;
   }
 

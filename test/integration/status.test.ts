@@ -12,7 +12,7 @@ import {
   startAgentProcess, startBareAgent, startMountProcess, type AgentProcess, type BareAgent, type MountProcess,
 } from '../helpers/slave.js';
 
-interface StatusEntry { agentId: string; hello?: { hostname: string; bootId: string; version?: string; readOnly: boolean; policy: { exec: unknown }; server?: { name: string; url: string } }; error?: string }
+interface StatusEntry { agentId: string; hello?: { hostname: string; bootId: string; version?: string; backend?: string; readOnly: boolean; policy: { exec: unknown }; server?: { name: string; url: string } }; error?: string }
 interface Sample { agentId: string; seconds: number; writtenBytesPerSecond: number; ops: { op: string; perSecond: number }[] }
 
 const cli = (args: string[]) => run(process.execPath, [CLI, ...args], { timeoutMs: 30_000 });
@@ -38,13 +38,13 @@ describe('status and top', () => {
     await slave?.stop();
   });
 
-  it('lists every agent on the bus with its id, hostname, boot id, uptime, version, server and policy', async () => {
+  it('lists every agent on the bus with its id, hostname, boot id, uptime, version, backend, server and policy', async () => {
     const listed = await cli(['status', slave.nats.url]);
     assert.equal(listed.code, 0, listed.stderr);
     const lines = listed.stdout.trimEnd().split('\n');
-    assert.match(lines[0] ?? '', /^AGENT\s+HOSTNAME\s+BOOT ID\s+UPTIME\s+VERSION\s+PID\s+SERVER\s+ROOT\s+POLICY$/);
+    assert.match(lines[0] ?? '', /^AGENT\s+HOSTNAME\s+BOOT ID\s+UPTIME\s+VERSION\s+BACKEND\s+PID\s+SERVER\s+ROOT\s+POLICY$/);
     assert.equal(lines.length, 3);
-    assert.match(lines[1] ?? '', /^board-1\s+\S+\s+[0-9a-f]{8}\s+\d+s\s+0\.1\.0\/p2\s+\d+\s+\S+\s+\S+\s+rw as=caller exec=all dev=tty\*/);
+    assert.match(lines[1] ?? '', /^board-1\s+\S+\s+[0-9a-f]{8}\s+\d+s\s+0\.1\.0\/p2\s+linux\s+\d+\s+\S+\s+\S+\s+rw as=caller exec=all dev=tty\*/);
     assert.match(lines[2] ?? '', /^board-2\s.*\sro as=caller exec=none dev=/);
 
     const json = await cli(['status', slave.nats.url, '--json']);
@@ -52,6 +52,7 @@ describe('status and top', () => {
     assert.deepEqual(entries.map((e) => e.agentId), ['board-1', 'board-2']);
     assert.equal(entries[1]?.hello?.readOnly, true);
     assert.equal(entries[1]?.hello?.policy.exec, 'none');
+    assert.equal(entries[0]?.hello?.backend, 'linux');
     assert.match(entries[0]?.hello?.bootId ?? '', /^[0-9a-f-]{36}$/);
     // The server each agent is connected to: one server here, so the same for both.
     assert.equal(entries[0]?.hello?.server?.url, `127.0.0.1:${slave.nats.port}`);

@@ -8,7 +8,7 @@ import {
   BOTHER, CBAUD, CRTSCTS, CS8, CSIZE, CSTOPB, HUPCL, PARENB, applyLineChange, decodeTermios2, encodeTermios2, lineChange,
   rawLine, withSpeeds, type WireTermios,
 } from '../../protocol/index.js';
-import { parseTerminalDrivers } from '../../agent/dev/terminals.js';
+import { parseTerminalDrivers } from '../../agent/backends/linux/tty-drivers.js';
 
 const cooked: WireTermios = {
   iflag: 0o2406, oflag: 0o5, cflag: 0o277 | HUPCL, lflag: 0o105073, line: 0,

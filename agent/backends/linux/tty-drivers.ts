@@ -6,8 +6,8 @@
  * else. Where the list cannot be read, no device is taken for a terminal.
  */
 import { readFileSync } from 'node:fs';
+import type { TerminalKind } from '../devices-backend.js';
 
-export type TerminalKind = 'serial' | 'pty';
 interface TerminalDriver { major: number; minorFrom: number; minorTo: number; kind: TerminalKind }
 
 /** Drivers come with modules (usbserial, cdc-acm): the list is read again after this long. */

@@ -1,0 +1,25 @@
+/**
+ * The agent's operating system, one interface per service; the agent picks the implementation
+ * for the platform it runs on and names it in its hello and `status`. The services' policy (the
+ * root jail, caller checks, --dev-allow, --exec-allow) stays with the services; what is behind
+ * these interfaces is system calls. So far the devices service is behind one; the files,
+ * processes and change-watch services still call Linux directly (issue 23).
+ */
+import type { DevicesBackend } from './devices-backend.js';
+import { linuxDevices } from './linux/linux-devices.js';
+
+export interface AgentBackend {
+  /** As hello and status show it. */
+  readonly name: string;
+  readonly devices: DevicesBackend;
+}
+
+export class NoBackendError extends Error {
+  override name = 'NoBackendError';
+}
+
+/** The backend for `platform` (process.platform); a clear error where there is none. */
+export function backendFor(platform: NodeJS.Platform): AgentBackend {
+  if (platform === 'linux') return { name: 'linux', devices: linuxDevices() };
+  throw new NoBackendError(`the agent has no backend for ${platform} yet: it runs on Linux slaves`);
+}

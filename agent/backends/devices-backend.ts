@@ -1,0 +1,40 @@
+/**
+ * What the devices service (agent/dev/) asks of the slave's operating system: opening a device
+ * as a stream, telling its terminals from other devices, and a terminal's settings and line
+ * controls. The tree of devices, --dev-allow and the pushed streams stay in agent/dev/; the
+ * system calls are here. One implementation per platform (linux/linux-devices.ts).
+ */
+import type { WireTermios } from '../../protocol/index.js';
+
+/** What a device that is a terminal is: relayed to the master as a terminal either way. */
+export type TerminalKind = 'serial' | 'pty';
+
+/** A line change as the master sends it (dev.termios): speeds, and bits of the control flags. */
+export interface LineChange {
+  ispeed: number | null;
+  ospeed: number | null;
+  cflagBits: number;
+  cflagMask: number;
+}
+
+export interface DevicesBackend {
+  /**
+   * Opens the device at host path `path` for streaming: never as the agent's controlling
+   * terminal, never blocking (a serial port without carrier waits in open otherwise). `flags`
+   * are the master's open flags (read, write, both); others the device does not need are dropped.
+   */
+  openDevice(path: string, flags: number): number;
+  /** What kind of terminal the character device `rdev` (as stat gives it) is, if it is one. */
+  terminalKind(rdev: bigint): TerminalKind | undefined;
+  /** The terminal's settings; ENOTTY where the platform cannot read them. */
+  getTermios(fd: number): WireTermios;
+  setTermios(fd: number, termios: WireTermios): void;
+  /** Makes the terminal raw (no line discipline of the slave's own) and returns its settings before. */
+  makeRaw(fd: number): WireTermios;
+  /** Applies a line change (speed, stop bits, parity, flow control) to the terminal. */
+  changeLine(fd: number, change: LineChange): void;
+  /** Drops what the terminal's queue holds, as tcflush(3). */
+  flush(fd: number, queue: 'input' | 'output' | 'both'): void;
+  /** A break on the line for `ms` (0: the platform's default), as tcsendbreak(3). */
+  sendBreak(fd: number, ms: number): Promise<void>;
+}
