@@ -20,7 +20,6 @@ import { ReadBuffers } from './fs/read-buffers.js';
 import { ReaddirCursors } from './fs/readdir-cursors.js';
 import { DEFAULT_DEV_ALLOW } from './dev/dev-allow.js';
 import { globFilter } from './path-globs.js';
-import { checkCanEnter, namespaceHostname } from './proc/namespaces.js';
 import { Commits, dropUnsyncedWrites } from './fs/commits.js';
 import { watchHandles, watchOutput } from './agent-metrics.js';
 import type { ExecPolicy } from './proc/exec-policy.js';
@@ -62,7 +61,7 @@ export interface AgentOptions {
   /**
    * Run spawned processes in the mount, UTS, IPC, network and cgroup namespaces of this process
    * (1: the host's, for an agent in a container that shares the host's PID namespace and has the
-   * host's / as its root; see proc/namespaces.ts).
+   * host's / as its root; see backends/linux/namespaces.ts).
    */
   enterNamespaces?: number;
   /** Which commands masters may run (default: all). */
@@ -190,14 +189,14 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   // Before anything else: on a platform without one, the agent says so and does not start.
   const backend = backendFor(process.platform);
   const jail = RootJail.open(options.root);
-  if (options.enterNamespaces !== undefined) checkCanEnter(options.enterNamespaces);
+  if (options.enterNamespaces !== undefined) backend.processes.checkCanEnter(options.enterNamespaces);
   // Modes arrive with the master's umask already applied by its kernel; ours must not apply again.
   process.umask(0);
   const bus: Bus = await connectBus({ url: options.natsUrl, name: `splitbrain-agent-${options.agentId}`, log });
   const info: HelloInfo = {
     protocol: PROTOCOL_VERSION,
     agentId: options.agentId,
-    hostname: options.enterNamespaces === undefined ? hostname() : namespaceHostname(options.enterNamespaces),
+    hostname: options.enterNamespaces === undefined ? hostname() : backend.processes.namespaceHostname(options.enterNamespaces),
     platform: platform(),
     backend: backend.name,
     release: release(),
@@ -229,6 +228,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   });
   await changes.start();
   const procs = new ProcessTable({
+    backend: backend.processes,
     publish: (subject, data) => bus.publish(subject, data),
     changeSeq: async () => {
       const { seq, state } = await changes.sync();

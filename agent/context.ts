@@ -41,7 +41,7 @@ export interface AgentContext {
   readonly searched: SearchCache;
   /** Which commands masters may run (proc/exec-policy.ts). */
   readonly execPolicy: ExecPolicy;
-  /** Spawns enter the namespaces of this process (proc/namespaces.ts). */
+  /** Spawns enter the namespaces of this process (backends/linux/namespaces.ts). */
   readonly enterNamespaces?: number;
   /** The change feed: watches what requests name, answers fs.changes (watch/change-feed.ts). */
   readonly changes: AgentChangeFeed;

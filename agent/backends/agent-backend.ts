@@ -7,11 +7,14 @@
  */
 import type { DevicesBackend } from './devices-backend.js';
 import { linuxDevices } from './linux/linux-devices.js';
+import { linuxProcesses } from './linux/linux-processes.js';
+import type { ProcessesBackend } from './processes-backend.js';
 
 export interface AgentBackend {
   /** As hello and status show it. */
   readonly name: string;
   readonly devices: DevicesBackend;
+  readonly processes: ProcessesBackend;
 }
 
 export class NoBackendError extends Error {
@@ -20,6 +23,6 @@ export class NoBackendError extends Error {
 
 /** The backend for `platform` (process.platform); a clear error where there is none. */
 export function backendFor(platform: NodeJS.Platform): AgentBackend {
-  if (platform === 'linux') return { name: 'linux', devices: linuxDevices() };
+  if (platform === 'linux') return { name: 'linux', devices: linuxDevices(), processes: linuxProcesses() };
   throw new NoBackendError(`the agent has no backend for ${platform} yet: it runs on Linux slaves`);
 }

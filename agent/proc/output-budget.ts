@@ -14,10 +14,9 @@
  * its budget. A process that still holds more than its share `graceMs` later while the agent is
  * over its budget has fallen behind: it is cut off (SpawnedProcess.cut), which frees what it
  * held. So the agent is over its budget only for `graceMs` at a time, by at most what the
- * processes started meanwhile were given. "Over" allows READ_SLACK per process: output is
+ * processes started meanwhile were given. "Over" allows `readSlack` per process: output is
  * paused once its window is full, and the read that filled it may have gone past.
  */
-import { OUTPUT_READ_BYTES } from './output-pipes.js';
 
 /** What a process keeps and may send, as the budget sees it. */
 export interface BudgetMember {
@@ -38,12 +37,6 @@ export function defaultOutputBudget(totalMemory: number): number {
 
 export const DEFAULT_OUTPUT_GRACE_MS = 10_000;
 
-/**
- * The most one read of a pipe or terminal may add past a full window: the agent's own output
- * pipes are read up to OUTPUT_READ_BYTES at a time (libuv's pipes, and terminals, 64 KiB).
- */
-export const READ_SLACK = OUTPUT_READ_BYTES;
-
 export class OutputBudget {
   /** Bytes kept by every process together. */
   private keptTotal = 0;
@@ -54,6 +47,8 @@ export class OutputBudget {
   constructor(
     readonly bytes: number,
     readonly graceMs: number,
+    /** The most one read of a pipe or terminal may add past a full window (the backend's outputReadBytes). */
+    private readonly readSlack: number,
     private readonly onCut: (member: BudgetMember, message: string) => void = () => undefined,
   ) {
     // Checked often enough that a cut comes within a quarter of the grace after it is due.
@@ -103,7 +98,7 @@ export class OutputBudget {
     const share = this.share();
     const behind: BudgetMember[] = [];
     for (const member of this.members) {
-      if (member.ended || member.keptBytes <= share + READ_SLACK) {
+      if (member.ended || member.keptBytes <= share + this.readSlack) {
         member.behindSince = undefined;
         continue;
       }
@@ -124,7 +119,7 @@ export class OutputBudget {
 
   /** More is kept than the budget allows, reads past full windows aside. */
   private get exceeded(): boolean {
-    return this.keptTotal > this.bytes + this.members.size * READ_SLACK;
+    return this.keptTotal > this.bytes + this.members.size * this.readSlack;
   }
 
   close(): void {

@@ -10,30 +10,19 @@ import { REPLY_OVERHEAD, type AgentContext, type HandlerTable } from '../context
 import { agentMetrics } from '../agent-metrics.js';
 import { execAllowed } from './exec-policy.js';
 import type { SpawnSpec } from './spawned-process.js';
-import { DEFAULT_PATH, resolveCommand } from './command-path.js';
-import { agentIds, setprivArgv, spawnIdentity } from './identity.js';
-import { enterArgv } from './namespaces.js';
+import { agentIds, spawnIdentity } from './identity.js';
 
 /** Variables a session on the slave gets from the slave, unless the master sets them. */
 const SLAVE_VARIABLES = ['PATH', 'HOME', 'USER', 'LOGNAME', 'SHELL', 'LANG'] as const;
 
-function sessionEnv(requested: Record<string, string>): Record<string, string> {
+function sessionEnv(requested: Record<string, string>, defaultPath: string): Record<string, string> {
   const env: Record<string, string> = {};
   for (const name of SLAVE_VARIABLES) {
     const value = process.env[name];
     if (value !== undefined) env[name] = value;
   }
-  env.PATH ??= DEFAULT_PATH;
+  env.PATH ??= defaultPath;
   return { ...env, ...requested };
-}
-
-/** One of the agent's own tools (util-linux), looked up on the agent's side, not the export's. */
-function agentTool(name: string, why: string): string {
-  try {
-    return resolveCommand(name, DEFAULT_PATH, '/');
-  } catch (err) {
-    throw new SlaveError('ENOENT', `${name} (util-linux) is not on the agent's PATH; it is needed ${why}`, { cause: err });
-  }
 }
 
 function checkPolicy(ctx: AgentContext, file: string, command: string): void {
@@ -59,31 +48,23 @@ export const procOps: HandlerTable = {
     if (!isDir) throw new SlaveError('ENOTDIR', `working directory ${cwd} is not a directory on the slave`);
     // Before anything is looked up: a non-root agent asked for another user refuses (EPERM).
     const identity = spawnIdentity({ uid, gid, groups }, agentIds());
-    const fullEnv = sessionEnv(env);
+    const processes = ctx.backend.processes;
+    const fullEnv = sessionEnv(env, processes.defaultPath);
     const command = argv[0] as string;
-    const searchPath = fullEnv.PATH ?? DEFAULT_PATH;
+    const searchPath = fullEnv.PATH ?? processes.defaultPath;
     let how: Pick<SpawnSpec, 'file' | 'argv'>;
     if (ctx.enterNamespaces === undefined) {
-      const file = resolveCommand(command, searchPath, hostCwd);
+      const file = processes.findCommand(command, searchPath, hostCwd);
       checkPolicy(ctx, file, command);
       how = { file, argv };
     } else {
-      // Looked up in the export root (the slave's /), run by the slave's path (namespaces.ts).
-      const slaveFile = resolveCommand(command, searchPath, cwd, (p) => ctx.jail.resolve(p));
+      // Looked up in the export root (the slave's /), run by the slave's path.
+      const slaveFile = processes.findCommand(command, searchPath, cwd, (p) => ctx.jail.resolve(p));
       checkPolicy(ctx, slaveFile, command);
-      how = {
-        file: agentTool('nsenter', 'to run commands in the host\'s namespaces'),
-        argv: enterArgv(ctx.enterNamespaces, slaveFile, argv, cwd, identity?.uid),
-      };
+      how = processes.enterNamespaces(ctx.enterNamespaces, slaveFile, argv, cwd, identity?.uid);
     }
-    if (identity) {
-      // setpriv runs on the agent's side, before nsenter (which then only takes the uid).
-      const inner = [how.file, ...how.argv.slice(1)];
-      how = {
-        file: agentTool('setpriv', 'to run commands as another user'),
-        argv: setprivArgv(identity, inner, { uid: ctx.enterNamespaces === undefined }),
-      };
-    }
+    // Taken on the agent's side, before entering namespaces (which then takes only the uid).
+    if (identity) how = processes.runAs(identity, how, { uid: ctx.enterNamespaces === undefined });
     const proc = await ctx.procs.spawn({
       ...how, env: fullEnv, cwd: hostCwd, pty, window, maxChunk: ctx.maxPayload - REPLY_OVERHEAD, cuts: cuts ?? false,
     }, output);

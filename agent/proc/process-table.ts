@@ -9,11 +9,14 @@
 import type { Logger } from 'pino';
 import { HandleIds, SlaveError } from '../../protocol/index.js';
 import { agentMetrics } from '../agent-metrics.js';
+import type { ProcessesBackend } from '../backends/processes-backend.js';
 import { OutputBudget } from './output-budget.js';
 import { OutputBuffers } from './output-buffers.js';
 import { SpawnedProcess, type SpawnSpec } from './spawned-process.js';
 
 export interface ProcessTableOptions {
+  /** Starts the processes: the platform's (agent/backends). */
+  backend: ProcessesBackend;
   /** Sends one event to the master's output subject. */
   publish(subject: string, data: Uint8Array): void;
   /** How long a process lives without a request naming it. */
@@ -46,7 +49,7 @@ export class ProcessTable {
   constructor(private readonly options: ProcessTableOptions) {
     this.sweeper = setInterval(() => this.sweep(), Math.max(100, Math.floor(options.leaseMs / 4)));
     this.sweeper.unref();
-    this.budget = new OutputBudget(options.outputBudget, options.outputGraceMs, () => agentMetrics.outputCuts.inc());
+    this.budget = new OutputBudget(options.outputBudget, options.outputGraceMs, options.backend.outputReadBytes, () => agentMetrics.outputCuts.inc());
   }
 
   get size(): number {
@@ -68,7 +71,7 @@ export class ProcessTable {
     const sink = (event: Uint8Array) => this.options.publish(output, event);
     if (this.buffers?.size !== spec.maxChunk) this.buffers = new OutputBuffers(spec.maxChunk, OUTPUT_BUFFERS_FREE);
     const proc: SpawnedProcess = await SpawnedProcess.start(
-      procId, spec, sink, () => this.remove(proc), log, this.budget, this.buffers, this.options.changeSeq,
+      procId, spec, sink, () => this.remove(proc), log, this.budget, this.buffers, this.options.backend, this.options.changeSeq,
     );
     this.procs.set(procId, proc);
     log.debug({ procId, pid: proc.pid, argv: spec.argv, pty: spec.pty !== null }, 'process started');

@@ -13,20 +13,16 @@
  *
  *   master --proc.stdin--> agent --pipe/pty--> process --pipe/pty--> agent --events--> master
  */
-import { spawn as spawnChild, type ChildProcess } from 'node:child_process';
-import { constants } from 'node:os';
-import type { Readable } from 'node:stream';
-import type { IPty } from 'node-pty';
 import type { Logger } from 'pino';
 import { SlaveError, encodeEvent, encodeOutputEvent, encodeOutputEventInPlace } from '../../protocol/index.js';
+import type { OutputStream, ProcessEvents, ProcessesBackend, RunningProcess } from '../backends/processes-backend.js';
 import type { OutputBuffers } from './output-buffers.js';
-import { OutputPipes } from './output-pipes.js';
 import { KeptEvents, type Kept } from './kept-events.js';
 import type { BudgetMember, OutputBudget } from './output-budget.js';
 
 export interface SpawnSpec {
   /**
-   * argv[0] resolved to the executable's host path (see command-path.ts), or the wrapper that
+   * argv[0] resolved to the executable's host path (ProcessesBackend.findCommand), or the wrapper that
    * runs it (nsenter, setpriv: the user it runs as is in its argv, see identity.ts).
    */
   file: string;
@@ -43,12 +39,10 @@ export interface SpawnSpec {
   cuts: boolean;
 }
 
-type Stream = 'stdout' | 'stderr';
+type Stream = OutputStream;
 /** Publishes one encoded event to the master's output subject. */
 export type EventSink = (event: Uint8Array) => void;
 
-/** sshd gives sessions this umask; the agent itself runs with 0 (see agent.ts). */
-const CHILD_UMASK = 0o022;
 /**
  * Output is sent at the end of the loop turn it arrived in while the master keeps up (little
  * uncredited), so interactive output is not delayed; while it streams, for up to this long more
@@ -60,16 +54,6 @@ const GATHER_MS = 8;
 const KEEPING_UP = 64 * 1024;
 /** After the hang-up, how long a process may take before it is killed. */
 const HANGUP_GRACE_MS = 3000;
-
-/** Spawns with the umask a login session has: the fork happens inside the synchronous call. */
-function withChildUmask<T>(start: () => T): T {
-  const previous = process.umask(CHILD_UMASK);
-  try {
-    return start();
-  } finally {
-    process.umask(previous);
-  }
-}
 
 export class SpawnedProcess implements BudgetMember {
   lastSeen = Date.now();
@@ -99,7 +83,7 @@ export class SpawnedProcess implements BudgetMember {
     readonly procId: number,
     readonly pid: number,
     private readonly spec: SpawnSpec,
-    private readonly child: { pipes: ChildProcess; output: OutputControl } | { pty: IPty },
+    private readonly child: RunningProcess,
     private readonly sink: EventSink,
     /** The process ended and its master has the exit: the table may forget it. */
     private readonly onExit: () => void,
@@ -115,59 +99,16 @@ export class SpawnedProcess implements BudgetMember {
   /** Resolves once the process runs (its pid known); spawn errors reject with their errno. */
   static async start(
     procId: number, spec: SpawnSpec, sink: EventSink, onExit: () => void, log: Logger, budget: OutputBudget,
-    buffers: OutputBuffers, changeSeq?: () => Promise<number | undefined>,
+    buffers: OutputBuffers, backend: ProcessesBackend, changeSeq?: () => Promise<number | undefined>,
   ): Promise<SpawnedProcess> {
-    if (spec.pty) {
-      // Loaded at the first terminal asked for: most agents never run one, and an idle agent
-      // need not map node-pty's native code (docs/performance.md, "Agent memory").
-      const { spawn: spawnPty } = await import('node-pty');
-      const pty = withChildUmask(() => spawnPty(spec.file, spec.argv.slice(1), {
-        name: spec.env.TERM ?? 'xterm', cols: spec.pty?.cols || 80, rows: spec.pty?.rows || 24,
-        cwd: spec.cwd, env: spec.env, encoding: null,
-      }));
-      const proc = new SpawnedProcess(procId, pty.pid, spec, { pty }, sink, onExit, log, budget, buffers, changeSeq);
-      pty.onData((data: Buffer | string) => proc.output('stdout', typeof data === 'string' ? Buffer.from(data) : data));
-      pty.onExit(({ exitCode, signal }) => {
-        void proc.finish(signal ? null : exitCode, signal ? signalName(signal) : null);
-      });
-      return proc;
-    }
-    // Output pipes of the agent's own, read without a buffer per read (output-pipes.ts); Node's where it cannot make them.
-    const pipes = OutputPipes.make();
-    let child: ChildProcess;
-    try {
-      child = withChildUmask(() => spawnChild(spec.file, spec.argv.slice(1), {
-        argv0: spec.argv[0], cwd: spec.cwd, env: spec.env,
-        stdio: ['pipe', pipes?.childFds[0] ?? 'pipe', pipes?.childFds[1] ?? 'pipe'],
-        // Its own process group, so a hang-up reaches what it started too.
-        detached: true,
-      }));
-      await new Promise<void>((resolve, reject) => {
-        child.once('spawn', resolve);
-        child.once('error', (err) => reject(err));
-      });
-    } catch (err) {
-      pipes?.close();
-      throw err;
-    }
-    const output = pipes ?? nodePipes(child);
-    const proc = new SpawnedProcess(procId, child.pid as number, spec, { pipes: child, output }, sink, onExit, log, budget, buffers, changeSeq);
-    // The process may close its stdin early: a later write then answers EPIPE, no crash.
-    child.stdin?.on('error', (err) => log.debug({ err, procId }, 'stdin closed by the process'));
-    if (pipes) {
-      pipes.start((stream, data) => proc.output(stream, data), (err) => log.debug({ err, procId }, 'output pipe failed'));
-      // The exit follows the output: once every writer (a background child too) closed the pipes.
-      child.once('exit', (code, signal) => void pipes.ended.then(() => proc.finish(code, signal)));
-    } else {
-      proc.pump('stdout', child.stdout as Readable);
-      proc.pump('stderr', child.stderr as Readable);
-      child.once('close', (code, signal) => void proc.finish(code, signal));
-    }
+    const events = new EarlyEvents(log, procId);
+    const child = await backend.start(spec, events);
+    const proc = new SpawnedProcess(procId, child.pid, spec, child, sink, onExit, log, budget, buffers, changeSeq);
+    events.deliverTo({
+      output: (stream, data) => proc.output(stream, data),
+      exit: (code, signal) => void proc.finish(code, signal),
+    });
     return proc;
-  }
-
-  private pump(stream: Stream, source: Readable): void {
-    source.on('data', (chunk: Buffer) => this.output(stream, chunk));
   }
 
   /** What may be sent and not credited now: the master's window, or less, the process's share of the budget. */
@@ -274,8 +215,7 @@ export class SpawnedProcess implements BudgetMember {
   private pause(): void {
     if (this.paused) return;
     this.paused = true;
-    if ('pty' in this.child) this.child.pty.pause();
-    else this.child.output.pause();
+    this.child.pauseOutput();
   }
 
   /** The master wrote out `bytes` more (so it received them), and has every event before `received`. */
@@ -290,8 +230,7 @@ export class SpawnedProcess implements BudgetMember {
   private resumeIfRoom(): void {
     if (!this.paused || this.cutOff || this.inFlight >= this.window()) return;
     this.paused = false;
-    if ('pty' in this.child) this.child.pty.resume();
-    else this.child.output.resume();
+    this.child.resumeOutput();
   }
 
   /**
@@ -314,30 +253,16 @@ export class SpawnedProcess implements BudgetMember {
   }
 
   async writeStdin(data: Uint8Array, eof: boolean): Promise<void> {
-    if ('pty' in this.child) {
-      if (data.length > 0) this.child.pty.write(Buffer.from(data.buffer, data.byteOffset, data.byteLength));
-      if (eof) this.child.pty.write('\x04'); // what a terminal sends for end of input
-      return;
-    }
-    const stdin = this.child.pipes.stdin;
-    if (!stdin || stdin.destroyed || stdin.writableEnded) throw new SlaveError('EPIPE', 'the process closed its stdin');
-    if (data.length > 0) {
-      await new Promise<void>((resolve, reject) => {
-        stdin.write(data, (err) => (err ? reject(new SlaveError('EPIPE', 'the process closed its stdin', { cause: err })) : resolve()));
-      });
-    }
-    if (eof) stdin.end();
+    await this.child.writeStdin(data, eof);
   }
 
   signal(name: NodeJS.Signals): void {
-    if (this.exited) return;
-    if ('pty' in this.child) this.child.pty.kill(name);
-    else this.child.pipes.kill(name);
+    if (!this.exited) this.child.signal(name);
   }
 
   resize(rows: number, cols: number): void {
-    if (!('pty' in this.child)) throw new SlaveError('ENOTTY', 'the process has no terminal');
-    if (!this.exited) this.child.pty.resize(cols || 80, rows || 24);
+    if (!this.child.terminal) throw new SlaveError('ENOTTY', 'the process has no terminal');
+    if (!this.exited) this.child.resize(rows, cols);
   }
 
   /**
@@ -351,18 +276,10 @@ export class SpawnedProcess implements BudgetMember {
       this.release(this.kept.clear());
     }
     if (this.exited || this.killTimer) return;
-    if ('pipes' in this.child) this.child.output.destroy();
-    this.sendGroup('SIGHUP');
-    this.killTimer = setTimeout(() => this.sendGroup('SIGKILL'), HANGUP_GRACE_MS);
+    this.child.closeOutput();
+    this.child.signalGroup('SIGHUP');
+    this.killTimer = setTimeout(() => this.child.signalGroup('SIGKILL'), HANGUP_GRACE_MS);
     this.killTimer.unref();
-  }
-
-  private sendGroup(signal: NodeJS.Signals): void {
-    try {
-      process.kill(-this.pid, signal);
-    } catch {
-      // The group is gone already.
-    }
   }
 
   private async finish(code: number | null, signal: string | null): Promise<void> {
@@ -381,25 +298,33 @@ export class SpawnedProcess implements BudgetMember {
   }
 }
 
-function signalName(num: number): string {
-  for (const [name, value] of Object.entries(constants.signals)) if (value === num) return name;
-  return `SIG${num}`;
-}
+/**
+ * The process's events until its SpawnedProcess exists (the backend reports from the moment it
+ * starts), then straight through. Output is copied while it waits: its bytes are lent.
+ */
+class EarlyEvents implements ProcessEvents {
+  private target: Pick<ProcessEvents, 'output' | 'exit'> | undefined;
+  private readonly early: (() => void)[] = [];
 
-/** What the process's output pipes let the agent do: stop and start reading them, close them. */
-interface OutputControl {
-  pause(): void;
-  resume(): void;
-  destroy(): void;
-}
+  constructor(private readonly log: Logger, private readonly procId: number) {}
 
-/** Node's own stdio pipes, where the agent could not make its own. */
-function nodePipes(child: ChildProcess): OutputControl {
-  const streams = [child.stdout, child.stderr];
-  return {
-    pause: () => { for (const s of streams) s?.pause(); },
-    resume: () => { for (const s of streams) s?.resume(); },
-    destroy: () => { for (const s of streams) s?.destroy(); },
-  };
-}
+  output(stream: Stream, data: Buffer): void {
+    if (this.target) return this.target.output(stream, data);
+    const copy = Buffer.from(data);
+    this.early.push(() => this.target?.output(stream, copy));
+  }
 
+  exit(code: number | null, signal: string | null): void {
+    if (this.target) return this.target.exit(code, signal);
+    this.early.push(() => this.target?.exit(code, signal));
+  }
+
+  noted(err: Error, what: string): void {
+    this.log.debug({ err, procId: this.procId }, what);
+  }
+
+  deliverTo(target: Pick<ProcessEvents, 'output' | 'exit'>): void {
+    this.target = target;
+    for (const event of this.early.splice(0)) event();
+  }
+}

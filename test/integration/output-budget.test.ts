@@ -27,7 +27,7 @@ const log = pino({ level: 'silent' });
 const MiB = 1024 * 1024;
 /** The master's window (sidecar/remote-process.ts). */
 const WINDOW = 8 * MiB;
-/** What one pipe read may add past a full window, and an event's envelope (output-budget.ts's READ_SLACK, and some). */
+/** What one pipe read may add past a full window, and an event's envelope (the budget's readSlack, the backend's outputReadBytes, and some). */
 const SLACK = 256 * 1024 + 16 * 1024;
 
 /** One agent with these output options, and a master's client of it. */

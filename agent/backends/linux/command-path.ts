@@ -5,7 +5,7 @@
  */
 import { accessSync, constants, statSync } from 'node:fs';
 import { posix } from 'node:path';
-import { SlaveError } from '../../protocol/index.js';
+import { SlaveError } from '../../../protocol/index.js';
 
 /** execvp's default when PATH is unset. */
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';

@@ -3,7 +3,7 @@
  * than by Node, so that they are read into one buffer used for every read: Node's own stdio
  * pipes allocate a fresh 64 KiB buffer per read, a GiB of them per GiB of output, and in a busy
  * agent V8 then ran a full garbage collection every few MiB (issue 22). A read's bytes are
- * handed over synchronously, and copied into the event being gathered (spawned-process.ts)
+ * handed over synchronously, and copied into the event being gathered (agent/proc/spawned-process.ts)
  * before any other read, of any pipe, can reuse the buffer. Where libc cannot be loaded, the
  * agent falls back to Node's pipes.
  *
@@ -11,7 +11,8 @@
  */
 import { closeSync } from 'node:fs';
 import { Socket, type OnReadOpts, type SocketConstructorOpts } from 'node:net';
-import { libc } from '../libc.js';
+import { libc } from '../../libc.js';
+import type { OutputStream } from '../processes-backend.js';
 
 const O_CLOEXEC = 0o2000000;
 /** Most one read takes: a pipe holds 64 KiB unless enlarged, so this is never the limit. */
@@ -20,8 +21,6 @@ export const OUTPUT_READ_BYTES = 256 * 1024;
 
 /** Shared by every pipe of the agent: each read is consumed before the next one starts. */
 let readBuffer: Buffer | undefined;
-
-export type OutputStream = 'stdout' | 'stderr';
 
 const F_SETPIPE_SZ = 1031;
 /**
