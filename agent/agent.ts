@@ -5,7 +5,6 @@
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { hostname, platform, release, totalmem } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import {
   DISCOVER_SUBJECT, OP_NAMES, PROTOCOL_VERSION, agentWildcard, changeSubject, opFromSubject, opSubject, type HelloInfo,
@@ -41,9 +40,9 @@ import { accessAcl } from './fs/xattr-ops.js';
 import { RootJail } from './root-jail.js';
 import { exactTimesProblem } from './fs/exact-times.js';
 import { AgentChangeFeed, defaultWatchMax } from './watch/change-feed.js';
-import type { WatchMode } from './watch/watch-helper.js';
+import type { WatchMode } from './backends/change-watch-backend.js';
 
-export { WATCH_MODES, type WatchMode } from './watch/watch-helper.js';
+export { WATCH_MODES, type WatchMode } from './backends/change-watch-backend.js';
 
 export interface AgentOptions {
   natsUrl: string;
@@ -95,14 +94,6 @@ export interface RunningAgent {
    */
   readonly displaced: Promise<Error | undefined>;
   stop(): Promise<void>;
-}
-
-/** Built by `npm run build` (agent/watch/native/Makefile) next to the compiled agent/watch/. */
-const WATCH_HELPER = fileURLToPath(new URL('./watch/splitbrain-watch', import.meta.url));
-
-async function readMaxUserWatches(): Promise<number | undefined> {
-  const text = await readFile('/proc/sys/fs/inotify/max_user_watches', 'utf8').catch(() => '');
-  return Number.parseInt(text, 10) || undefined;
 }
 
 async function readHostBootId(): Promise<string> {
@@ -222,7 +213,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const commits = new Commits(options.commitIntervalMs ?? 2000, COMMIT_THRESHOLD_BYTES, log.child({ component: 'commits' }));
   const handles = new HandleTable(options.maxHandles ?? 10_000, (fd) => commits.release(fd));
   const changes = new AgentChangeFeed({
-    binary: options.watchHelper ?? WATCH_HELPER, watchMax: options.watchMax ?? defaultWatchMax(await readMaxUserWatches()),
+    backend: backend.changeWatch, program: options.watchHelper, watchMax: options.watchMax ?? defaultWatchMax(await backend.changeWatch.perDirectoryLimit()),
     jail, boot: info.bootId, maxPayload: bus.maxPayload, publish: (data) => bus.publish(changeSubject(options.agentId), data),
     log: log.child({ component: 'changes' }), mode: options.watchMode,
   });

@@ -66,7 +66,7 @@ export interface StreamBenchConfig {
 const STREAM_AGENT = 'bench-streams';
 const EXEC_AGENT = 'bench-streams-exec';
 
-/** The agent's change watcher (agent/watch/native), a child process of its own; its name as /proc shows it (15 characters). */
+/** The agent's change watcher (agent/backends/linux/watcher), a child process of its own; its name as /proc shows it (15 characters). */
 function watcherOf(agentPid: number): number | undefined {
   for (const task of readdirSync(`/proc/${agentPid}/task`)) {
     const children = readFileSync(`/proc/${agentPid}/task/${task}/children`, 'utf8').trim();

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # them. fuse3: fusermount3 and libfuse3 (Debian's `fuse`
 # package would conflict with sshfs). sshfs, bindfs, openssh-server: the benchmarks' references.
 # socat: pty pairs in the device tests. gcc, libc6-dev (its static libc): the exec shim and the
-# agent's change watcher (agent/watch/native), both linked statically. bsdutils: `script`, a terminal for the pty tests.
+# agent's change watcher (agent/backends/linux/watcher), both linked statically. bsdutils: `script`, a terminal for the pty tests.
 # python3-serial, python3-pexpect, picocom, tmux: unmodified serial-console tools in the terminal
 # tests (test/integration/terminals.test.ts), run with Debian's /usr/bin/python3.
 packages=(nats-server fuse3 libfuse3-dev pkg-config sshfs bindfs openssh-server openssh-client socat rsync git

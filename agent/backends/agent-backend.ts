@@ -5,7 +5,9 @@
  * these interfaces is system calls. So far the devices service is behind one; the files,
  * processes and change-watch services still call Linux directly (issue 23).
  */
+import type { ChangeWatchBackend } from './change-watch-backend.js';
 import type { DevicesBackend } from './devices-backend.js';
+import { linuxChangeWatch } from './linux/linux-change-watch.js';
 import { linuxDevices } from './linux/linux-devices.js';
 import { linuxProcesses } from './linux/linux-processes.js';
 import type { ProcessesBackend } from './processes-backend.js';
@@ -15,6 +17,7 @@ export interface AgentBackend {
   readonly name: string;
   readonly devices: DevicesBackend;
   readonly processes: ProcessesBackend;
+  readonly changeWatch: ChangeWatchBackend;
 }
 
 export class NoBackendError extends Error {
@@ -23,6 +26,6 @@ export class NoBackendError extends Error {
 
 /** The backend for `platform` (process.platform); a clear error where there is none. */
 export function backendFor(platform: NodeJS.Platform): AgentBackend {
-  if (platform === 'linux') return { name: 'linux', devices: linuxDevices(), processes: linuxProcesses() };
+  if (platform === 'linux') return { name: 'linux', devices: linuxDevices(), processes: linuxProcesses(), changeWatch: linuxChangeWatch() };
   throw new NoBackendError(`the agent has no backend for ${platform} yet: it runs on Linux slaves`);
 }

@@ -21,12 +21,14 @@ import { nameFromBytes, type FeedMode, type FeedState, type OpName } from '../..
 import type { RootJail } from '../root-jail.js';
 import { IN, meaningOf } from './change-kinds.js';
 import { ChangePublisher } from './change-publisher.js';
-import { WatchHelper, type WatchMode } from './watch-helper.js';
+import type { ChangeWatchBackend, Watcher, WatchMode } from '../backends/change-watch-backend.js';
 import { WatchSet, dirsOf, normalDir } from './watch-set.js';
 
 export interface AgentChangeFeedOptions {
-  /** The watcher binary (native/); missing or failing: no feed (state off). */
-  binary: string;
+  /** The platform's watcher (agent/backends); failing to start: no feed (state off). */
+  backend: ChangeWatchBackend;
+  /** The watcher program to run instead of the platform's own (--watch-watcher). */
+  program?: string;
   /** Most directories watched at once; 0: no feed. */
   watchMax: number;
   jail: RootJail;
@@ -73,7 +75,7 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | undefined>
 }
 
 export class AgentChangeFeed {
-  private helper: WatchHelper | undefined;
+  private watcher: Watcher | undefined;
   private mode: 'inotify' | 'fanotify' | undefined;
   private everStarted = false;
   private stopped = false;
@@ -108,13 +110,13 @@ export class AgentChangeFeed {
   /** Starts the watcher; without one the feed stays off (logged once). */
   async start(): Promise<void> {
     if (this.options.watchMax > 0) await this.startWatcher();
-    if (this.mode === undefined) this.options.log.warn({ binary: this.options.binary, watchMax: this.options.watchMax }, 'no change feed: masters will not keep caches for long');
+    if (this.mode === undefined) this.options.log.warn({ program: this.options.program, watchMax: this.options.watchMax }, 'no change feed: masters will not keep caches for long');
     this.out.beat();
   }
 
   get state(): FeedState {
     if (!this.everStarted) return 'off';
-    if (this.helper === undefined || this.overflowing || Date.now() < this.watchFailedUntil) return 'degraded';
+    if (this.watcher === undefined || this.overflowing || Date.now() < this.watchFailedUntil) return 'degraded';
     return 'live';
   }
 
@@ -134,7 +136,7 @@ export class AgentChangeFeed {
    * request must await before running.
    */
   cover(op: OpName, args: object): Promise<void> | undefined {
-    if (this.helper === undefined || !op.startsWith('fs.')) return this.gate;
+    if (this.watcher === undefined || !op.startsWith('fs.')) return this.gate;
     const fields = args as Partial<Record<(typeof PATH_FIELDS)[number], unknown>>;
     let misses: Promise<void>[] | undefined;
     const need = (dir: string) => {
@@ -210,8 +212,8 @@ export class AgentChangeFeed {
   }
 
   private async add(key: string, retry = true): Promise<void> {
-    const helper = this.helper;
-    if (helper === undefined) return;
+    const watcher = this.watcher;
+    if (watcher === undefined) return;
     let host: string;
     try {
       host = this.options.jail.resolve(normalDir(key), true);
@@ -222,7 +224,7 @@ export class AgentChangeFeed {
     // Through a symlink the host path is not the root joined with the slave path: the mark would
     // report it under its own path, so it gets a watch that reports it under this one.
     const aliased = host !== this.direct(key);
-    const wd = await withTimeout(helper.add(host, aliased).catch(() => undefined), COMMAND_TIMEOUT_MS);
+    const wd = await withTimeout(watcher.add(host, aliased).catch(() => undefined), COMMAND_TIMEOUT_MS);
     if (epoch !== this.epoch) return this.add(key, retry); // answered by a watcher instance since dropped
     if (wd === undefined) return this.watchFailed(key, 'no answer from the watcher');
     if (wd === ENOSPC && retry && this.watches.size > 1) {
@@ -230,7 +232,7 @@ export class AgentChangeFeed {
       // process of this user): watch fewer directories rather than lose every cache each time.
       this.watches.max = Math.max(1, Math.floor(this.watches.size * 0.9));
       this.options.log.warn({ watchMax: this.watches.max }, 'no more inotify watches for this user: watching fewer directories');
-      this.evict(helper);
+      this.evict(watcher);
       return this.add(key, false);
     }
     if (wd < 0) {
@@ -243,7 +245,7 @@ export class AgentChangeFeed {
       return;
     }
     this.watches.add(key, wd);
-    this.evict(helper);
+    this.evict(watcher);
   }
 
   /** The host path of slave directory `key` when no symlink is on the way. */
@@ -254,10 +256,10 @@ export class AgentChangeFeed {
     return root === '/' ? dir : root + dir;
   }
 
-  private evict(helper: WatchHelper): void {
+  private evict(watcher: Watcher): void {
     const { dirs, unused } = this.watches.evict();
     for (const dir of dirs) this.out.change([dir, null, 'entry']);
-    for (const old of unused) helper.remove(old);
+    for (const old of unused) watcher.remove(old);
   }
 
   private watchFailed(key: string, why: string): void {
@@ -272,29 +274,31 @@ export class AgentChangeFeed {
    * feed's position then (fs.changes, and a process's exit).
    */
   async sync(): Promise<{ seq: number; state: FeedState }> {
-    const helper = this.helper;
-    if (helper !== undefined) await withTimeout(helper.sync().catch(() => undefined), COMMAND_TIMEOUT_MS);
+    const watcher = this.watcher;
+    if (watcher !== undefined) await withTimeout(watcher.sync().catch(() => undefined), COMMAND_TIMEOUT_MS);
     this.out.flush();
     return { seq: this.out.seq, state: this.state };
   }
 
   private async startWatcher(): Promise<void> {
     try {
-      const { helper, mode, why } = await WatchHelper.start(this.options.binary, this.options.jail.root, this.options.mode ?? 'auto', {
+      const { watcher, mode, why } = await this.options.backend.start({
+        hostRoot: this.options.jail.root, mode: this.options.mode ?? 'auto', program: this.options.program, log: this.options.log,
+      }, {
         event: (wd, mask, name) => this.onEvent(wd, mask, name),
         dirEvent: (mask, dir, name, pid) => this.onDirEvent(mask, dir, name, pid),
         turn: () => this.out.schedule(),
         died: (reason) => this.onDied(reason),
-      }, this.options.log);
+      });
       if (this.stopped) {
-        helper.stop();
+        watcher.stop();
         return;
       }
-      this.helper = helper;
+      this.watcher = watcher;
       this.mode = mode === 'fanotify' ? 'fanotify' : 'inotify';
       this.everStarted = true;
       this.restartDelay = RESTART_MIN_MS;
-      this.options.log.info({ mode, pid: helper.pid }, 'change feed watching');
+      this.options.log.info({ mode, pid: watcher.pid }, 'change feed watching');
       if (why !== undefined && !this.fallbackLogged) {
         this.fallbackLogged = true;
         this.options.log.info({ why }, 'no fanotify: the change feed watches each directory with inotify');
@@ -310,7 +314,7 @@ export class AgentChangeFeed {
 
   private onDied(reason: string): void {
     this.options.log.warn({ reason }, 'the change watcher died: the feed is degraded until it runs again');
-    this.helper = undefined;
+    this.watcher = undefined;
     this.dropAll();
     this.out.lose('restart');
     this.restartLater();
@@ -346,7 +350,7 @@ export class AgentChangeFeed {
     }
     if (ended) {
       this.watches.drop(wd);
-      if (!(mask & IN.IGNORED)) this.helper?.remove(wd);
+      if (!(mask & IN.IGNORED)) this.watcher?.remove(wd);
     }
   }
 
@@ -365,13 +369,13 @@ export class AgentChangeFeed {
 
   /** The kernel dropped events: masters forget everything; so do we, and start over. */
   private overflowed(): void {
-    const helper = this.helper;
-    if (helper === undefined || this.overflowing) return;
+    const watcher = this.watcher;
+    if (watcher === undefined || this.overflowing) return;
     this.options.log.warn('the change watcher\'s queue overflowed: masters forget what they cached');
     this.overflowing = true;
     this.dropAll();
     this.out.lose('overflow');
-    helper.reset().then(() => {
+    watcher.reset().then(() => {
       this.overflowing = false;
       this.out.schedule();
     }, () => undefined); // its death is reported as such
@@ -381,7 +385,7 @@ export class AgentChangeFeed {
     this.stopped = true;
     this.out.stop();
     clearTimeout(this.restartTimer);
-    this.helper?.stop();
-    this.helper = undefined;
+    this.watcher?.stop();
+    this.watcher = undefined;
   }
 }

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { IN, meaningOf } from '../../agent/watch/change-kinds.js';
-import { Command, RecordDecoder, WatcherProtocolError, encodeCommand } from '../../agent/watch/watch-frames.js';
+import { Command, RecordDecoder, WatcherProtocolError, encodeCommand } from '../../agent/backends/linux/watch-frames.js';
 import { WatchSet, dirsOf } from '../../agent/watch/watch-set.js';
 import { ProtocolError, decodeChangeMessage, encodeChangeMessage, firstSeqOf, nameFromBytes } from '../../protocol/index.js';
 

@@ -1,5 +1,5 @@
 /**
- * The framing between the agent and its watcher (native/splitbrain-watch.c, whose header is the
+ * The framing between the agent and its watcher (watcher/splitbrain-watch.c, whose header is the
  * reference): records of [u8 type][u32 LE length][payload], paths and names as bytes. Pure.
  */
 

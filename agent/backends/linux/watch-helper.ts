@@ -1,29 +1,13 @@
 /**
- * The watcher process (native/splitbrain-watch.c) seen from the agent: commands in, records
- * out (watch-frames.ts). One instance is one run of the binary; the feed (change-feed.ts)
+ * The watcher process (watcher/splitbrain-watch.c) seen from the agent: commands in, records
+ * out (watch-frames.ts). One instance is one run of the binary; the feed (agent/watch/change-feed.ts)
  * starts another when it dies.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import type { Logger } from 'pino';
-import { nameToBytes } from '../../protocol/index.js';
+import { nameToBytes } from '../../../protocol/index.js';
+import type { Watcher, WatcherListener, WatchMode } from '../change-watch-backend.js';
 import { Command, RecordDecoder, encodeCommand, type WatcherRecord } from './watch-frames.js';
-
-/** auto: fanotify where the kernel and the agent's privileges allow, else inotify. */
-export type WatchMode = 'auto' | 'inotify';
-export const WATCH_MODES: readonly WatchMode[] = ['auto', 'inotify'];
-
-
-export interface WatcherListener {
-  /** One inotify event (wd -1: a queue overflowed). */
-  event(wd: number, mask: number, name: Buffer): void;
-  /** One fanotify event: slave directory and name as bytes ('' the directory itself), and the
-   * process that made the change (0: not known). */
-  dirEvent(mask: number, dir: Buffer, name: Buffer, pid: number): void;
-  /** The records of one read from the watcher have been handed over: a batch may be sent. */
-  turn(): void;
-  /** The watcher is gone (it exited, or spoke something that is not our framing). */
-  died(reason: string): void;
-}
 
 export class WatcherGoneError extends Error {
   override name = 'WatcherGoneError';
@@ -32,7 +16,7 @@ export class WatcherGoneError extends Error {
 /** How long the watcher may take to say hello before it counts as failed. */
 const HELLO_TIMEOUT_MS = 5000;
 
-export class WatchHelper {
+export class WatchHelper implements Watcher {
   private readonly decoder = new RecordDecoder();
   /** Answers to Add and Reset come in the order the commands went. */
   private readonly answers: { resolve(value: number): void; reject(err: Error): void; reset: boolean }[] = [];

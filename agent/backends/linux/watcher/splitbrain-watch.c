@@ -1,5 +1,5 @@
 /*
- * splitbrain-watch: the agent's change watcher (agent/watch/watch-helper.ts runs it).
+ * splitbrain-watch: the agent's change watcher (agent/backends/linux/watch-helper.ts runs it).
  *
  *   splitbrain-watch [--mode auto|inotify] [EXPORT_ROOT]
  *
