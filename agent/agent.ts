@@ -36,9 +36,7 @@ import { handlers } from './handlers.js';
 import { ProcessTable } from './proc/process-table.js';
 import { DEFAULT_OUTPUT_GRACE_MS, defaultOutputBudget } from './proc/output-budget.js';
 import { CallerAccess, SearchCache } from './caller-access.js';
-import { accessAcl } from './fs/xattr-ops.js';
 import { RootJail } from './root-jail.js';
-import { exactTimesProblem } from './fs/exact-times.js';
 import { AgentChangeFeed, defaultWatchMax } from './watch/change-feed.js';
 import type { WatchMode } from './backends/change-watch-backend.js';
 
@@ -208,9 +206,9 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     },
   };
   const actsForCallers = info.identity === 'caller';
-  const searched = new SearchCache(accessAcl);
+  const searched = new SearchCache((host) => backend.files.accessAcl(host));
   dropUnsyncedWrites(log);
-  const commits = new Commits(options.commitIntervalMs ?? 2000, COMMIT_THRESHOLD_BYTES, log.child({ component: 'commits' }));
+  const commits = new Commits(backend.files, options.commitIntervalMs ?? 2000, COMMIT_THRESHOLD_BYTES, log.child({ component: 'commits' }));
   const handles = new HandleTable(options.maxHandles ?? 10_000, (fd) => commits.release(fd));
   const changes = new AgentChangeFeed({
     backend: backend.changeWatch, program: options.watchHelper, watchMax: options.watchMax ?? defaultWatchMax(await backend.changeWatch.perDirectoryLimit()),
@@ -255,13 +253,13 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     hello: () => ({ ...info, changes: changes.feedMode, server: bus.server, reconnects: bus.reconnects, busy: serving.count }),
   };
   const dispatch = createDispatcher(handlers, ctx, info.bootId);
-  // Exact file times need koffi and libc (fs/exact-times.ts), loaded at the first time change
-  // rather than at start: an idle agent does not map them (docs/performance.md, "Agent memory").
+  // Exact file times need koffi and libc (backends/linux/file-times.ts), loaded at the first
+  // time change rather than at start: an idle agent does not map them (docs/performance.md, "Agent memory").
   let timesChecked = false;
   const checkExactTimes = () => {
     if (timesChecked) return;
     timesChecked = true;
-    const problem = exactTimesProblem();
+    const problem = backend.files.exactTimesProblem();
     if (problem !== undefined) log.warn(problem);
   };
   let served: { stop(): void };

@@ -18,7 +18,7 @@ import {
 import type { RootJail } from './root-jail.js';
 import { fsPath } from './host-path.js';
 
-/** The POSIX access ACL of a host path, or null (fs/xattr-ops.ts reads them). */
+/** The POSIX access ACL of a host path, or null (the files backend reads them: accessAcl). */
 export type AclReader = (host: string) => Buffer | null;
 
 /**

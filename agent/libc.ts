@@ -1,7 +1,7 @@
 /**
  * The libc calls the agent needs that Node does not make, through koffi (a maintained FFI whose
  * npm package ships its prebuilt binaries: no compiler, no code of ours in C): utimensat(2) and
- * futimens(2) for file times to the nanosecond (fs/exact-times.ts), pipe2(2) and fcntl(2) for a
+ * futimens(2) for file times to the nanosecond (backends/linux/file-times.ts), pipe2(2) and fcntl(2) for a
  * process's output pipes (backends/linux/output-pipes.ts), ioctl(2) for terminals (backends/linux/termios.ts). This file is the
  * agent's only importer of koffi.
  *

@@ -6,15 +6,12 @@
  * Each checks what the slave's kernel would check for the request's caller (caller-access.ts)
  * before doing the change as root.
  */
-import { accessSync, chmodSync, lchownSync, lstatSync, readlinkSync, statSync, statfsSync, truncateSync } from 'node:fs';
 import {
-  MAY_WRITE, S_ISGID, S_ISUID, SlaveError, chmodMode, nameFromBytes, mayChown, owns, type Caller, type Owned, type TimeSpec,
+  MAY_WRITE, S_ISGID, S_ISUID, SlaveError, chmodMode, mayChown, owns, type Caller, type Owned, type TimeSpec,
 } from '../../protocol/index.js';
 import type { CallerAccess } from '../caller-access.js';
 import type { HandlerTable } from '../context.js';
-import { setPathTimes } from './exact-times.js';
 import { lstatWire } from './stat-attr.js';
-import { fsPath } from '../host-path.js';
 
 /**
  * The mode chmod may set: the owner's (less set-group-ID outside its group). Anyone who may
@@ -55,21 +52,21 @@ export const attrOps: HandlerTable = {
   'fs.getattr': async ({ path }, ctx, caller) => {
     const host = ctx.jail.resolve(path);
     ctx.access(caller).search(host, 'stat');
-    return { attr: lstatWire(host) };
+    return { attr: lstatWire(ctx.backend.files, host) };
   },
 
   'fs.access': async ({ path, mode }, ctx, caller) => {
     const host = ctx.jail.resolve(path, true);
     const who = ctx.access(caller);
     if (who.checking) who.need(host, mode, 'access');
-    else accessSync(fsPath(host), mode);
+    else ctx.backend.files.access(host, mode);
     return {};
   },
 
   'fs.statfs': async ({ path }, ctx, caller) => {
     const host = ctx.jail.resolve(path, true);
     ctx.access(caller).search(host, 'statfs');
-    const st = statfsSync(fsPath(host));
+    const st = ctx.backend.files.statfs(host);
     return {
       bsize: st.bsize, frsize: st.bsize, blocks: st.blocks, bfree: st.bfree, bavail: st.bavail,
       files: st.files, ffree: st.ffree, namemax: 255,
@@ -79,40 +76,40 @@ export const attrOps: HandlerTable = {
   'fs.readlink': async ({ path }, ctx, caller) => {
     const host = ctx.jail.resolve(path);
     ctx.access(caller).search(host, 'readlink');
-    return { target: nameFromBytes(readlinkSync(fsPath(host), { encoding: 'buffer' })) };
+    return { target: ctx.backend.files.readlink(host) };
   },
 
   'fs.chmod': async ({ path, mode }, ctx, caller) => {
     const host = ctx.jail.resolve(path, true);
     const who = ctx.access(caller);
     who.search(host, 'chmod');
-    const st = who.checking ? statSync(fsPath(host)) : undefined;
-    chmodSync(fsPath(host), (st ? checkedMode(who, st, host, mode, `chmod ${path}`) : mode) & 0o7777);
-    return { attr: lstatWire(host) };
+    const st = who.checking ? ctx.backend.files.stat(host) : undefined;
+    ctx.backend.files.chmod(host, (st ? checkedMode(who, st, host, mode, `chmod ${path}`) : mode) & 0o7777);
+    return { attr: lstatWire(ctx.backend.files, host) };
   },
 
   'fs.chown': async ({ path, uid, gid }, ctx, caller) => {
     const host = ctx.jail.resolve(path);
     const who = ctx.access(caller);
     who.search(host, 'chown');
-    if (who.checking) checkedOwner(who, lstatSync(fsPath(host)), uid, gid, `chown ${path}`);
-    lchownSync(fsPath(host), uid, gid);
-    return { attr: lstatWire(host) };
+    if (who.checking) checkedOwner(who, ctx.backend.files.lstat(host), uid, gid, `chown ${path}`);
+    ctx.backend.files.lchown(host, uid, gid);
+    return { attr: lstatWire(ctx.backend.files, host) };
   },
 
   'fs.utimens': async ({ path, atime, mtime }, ctx, caller) => {
     const host = ctx.jail.resolve(path);
     const who = ctx.access(caller);
     who.search(host, 'utimens');
-    if (who.checking) checkedTimes(who, lstatSync(fsPath(host)), host, atime, mtime, `utimens ${path}`);
-    setPathTimes(host, atime, mtime);
-    return { attr: lstatWire(host) };
+    if (who.checking) checkedTimes(who, ctx.backend.files.lstat(host), host, atime, mtime, `utimens ${path}`);
+    ctx.backend.files.utimens(host, atime, mtime);
+    return { attr: lstatWire(ctx.backend.files, host) };
   },
 
   'fs.truncate': async ({ path, size }, ctx, caller) => {
     const host = ctx.jail.resolve(path, true);
     ctx.access(caller).need(host, MAY_WRITE, 'truncate');
-    truncateSync(fsPath(host), size);
-    return { attr: lstatWire(host) };
+    ctx.backend.files.truncate(host, size);
+    return { attr: lstatWire(ctx.backend.files, host) };
   },
 };

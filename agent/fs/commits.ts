@@ -11,17 +11,15 @@
  * Test-only fault switch: with SPLITBRAIN_TEST_DROP_UNSYNCED=<journal file>, every unsynced
  * write is journaled, and an agent starting with the switch set undoes what the journal names
  * (ranges zeroed, files cut back to their size before), as a power cut would have. Never set
- * it on a real slave.
+ * it on a real slave. The journal, and undoing what it names, are the test's power cut, not the
+ * files service: they use node:fs whatever the backend.
  */
 import {
-  appendFileSync, close, closeSync, existsSync, fstatSync, fsync, ftruncateSync, openSync, readFileSync, renameSync, rmSync, writeSync,
+  appendFileSync, closeSync, existsSync, fstatSync, ftruncateSync, openSync, readFileSync, renameSync, rmSync, writeSync,
 } from 'node:fs';
-import { promisify } from 'node:util';
 import type { Logger } from 'pino';
+import type { FilesBackend } from '../backends/files-backend.js';
 import { fsPath } from '../host-path.js';
-
-const fsyncAsync = promisify(fsync);
-const closeAsync = promisify(close);
 
 export const FAULT_ENV = 'SPLITBRAIN_TEST_DROP_UNSYNCED';
 
@@ -41,7 +39,11 @@ export class Commits {
   private readonly timer: NodeJS.Timeout;
   private readonly journal = process.env[FAULT_ENV] || undefined;
 
-  constructor(intervalMs: number, private readonly thresholdBytes: number, private readonly log: Logger) {
+  constructor(
+    /** Where written descriptors are synced and closed: the agent's files backend. */
+    private readonly files: Pick<FilesBackend, 'fsync' | 'close'>,
+    intervalMs: number, private readonly thresholdBytes: number, private readonly log: Logger,
+  ) {
     this.timer = setInterval(() => { if (this.dirty.size > 0) void this.commit(); }, intervalMs);
     this.timer.unref();
   }
@@ -74,7 +76,7 @@ export class Commits {
   /** Closes `fd` now, or after the next commit when it holds unsynced data. */
   async release(fd: number): Promise<void> {
     if (this.dirty.has(fd) || this.syncing.has(fd)) this.closeAfterCommit.add(fd);
-    else await closeAsync(fd);
+    else await this.files.close(fd);
   }
 
   /** Makes every write answered so far durable; resolves with the durable sequence. */
@@ -104,7 +106,7 @@ export class Commits {
       }
     }
     const started = Date.now();
-    const results = await Promise.allSettled(fds.map((fd) => fsyncAsync(fd)));
+    const results = await Promise.allSettled(fds.map((fd) => this.files.fsync(fd)));
     let failed = false;
     for (const [i, result] of results.entries()) {
       if (result.status === 'fulfilled') continue;
@@ -120,7 +122,7 @@ export class Commits {
     for (const fd of fds) {
       // Written again since the snapshot: it closes after the commit that syncs that.
       if (this.dirty.has(fd)) continue;
-      if (this.closeAfterCommit.delete(fd)) await closeAsync(fd).catch(() => undefined);
+      if (this.closeAfterCommit.delete(fd)) await this.files.close(fd).catch(() => undefined);
     }
     this.log.debug({ files: fds.length, durable: upTo, ms: Date.now() - started }, 'commit');
     return upTo;
@@ -171,6 +173,3 @@ export function dropUnsyncedWrites(log: Logger): void {
   rmSync(`${journal}.committing`, { force: true });
   log.warn({ files: byPath.size, journal }, `fault switch ${FAULT_ENV}: dropped the previous run's unsynced writes (test only)`);
 }
-
-
-

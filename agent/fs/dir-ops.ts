@@ -1,16 +1,15 @@
 /** Directory ops. A listing carries every entry's attributes, so `ls -l` is one round trip. */
-import { lstatSync, mkdirSync, readdirSync, rmdirSync } from 'node:fs';
-import { MAY_EXEC, MAY_READ, SlaveError, nameFromBytes, type ReaddirEntry } from '../../protocol/index.js';
+import { MAY_EXEC, MAY_READ, SlaveError, type ReaddirEntry } from '../../protocol/index.js';
+import type { FilesBackend } from '../backends/files-backend.js';
 import { REPLY_OVERHEAD, type AgentContext, type HandlerTable } from '../context.js';
 import { lstatWire, statToWire } from './stat-attr.js';
-import { fsPath } from '../host-path.js';
 
 // Per entry in a reply: the name plus about this much msgpack for its attributes.
 const ENTRY_OVERHEAD = 120;
 
-function lstatOrNull(path: string) {
+function lstatOrNull(files: FilesBackend, path: string) {
   try {
-    return lstatSync(fsPath(path), { bigint: true });
+    return files.lstat(path, { bigint: true });
   } catch {
     return null; // raced with an unlink
   }
@@ -20,11 +19,10 @@ function lstatOrNull(path: string) {
  * Synchronous: 5,000 lstat calls take a few milliseconds; 5,000 thread-pool trips take far more.
  * `withAttrs` false: names only, for a caller who may read the directory but not search it.
  */
-function listWithAttrs(hostDir: string, withAttrs: boolean): ReaddirEntry[] {
-  return readdirSync(fsPath(hostDir), { encoding: 'buffer' }).map((bytes) => {
-    const name = nameFromBytes(bytes);
+function listWithAttrs(files: FilesBackend, hostDir: string, withAttrs: boolean): ReaddirEntry[] {
+  return files.readdir(hostDir).map((name) => {
     if (!withAttrs) return [name, null];
-    const st = lstatOrNull(`${hostDir}/${name}`);
+    const st = lstatOrNull(files, `${hostDir}/${name}`);
     return [name, st ? statToWire(st) : null];
   });
 }
@@ -50,16 +48,16 @@ export const dirOps: HandlerTable = {
     const host = ctx.jail.resolve(args.path, true);
     const who = ctx.access(caller);
     const dir = who.need(host, MAY_READ, `readdir ${args.path}`);
-    return page(listWithAttrs(host, !dir || who.allows(dir, host, MAY_EXEC)), ctx);
+    return page(listWithAttrs(ctx.backend.files, host, !dir || who.allows(dir, host, MAY_EXEC)), ctx);
   },
 
   'fs.mkdir': async ({ path, mode }, ctx, caller) => {
     const host = ctx.jail.resolve(path);
     const who = ctx.access(caller);
     const dir = who.parent(host, `mkdir ${path}`);
-    mkdirSync(fsPath(host), mode & 0o7777);
+    ctx.backend.files.mkdir(host, mode & 0o7777);
     who.own(host, mode, dir);
-    return { attr: lstatWire(host) };
+    return { attr: lstatWire(ctx.backend.files, host) };
   },
 
   'fs.rmdir': async ({ path }, ctx, caller) => {
@@ -68,7 +66,7 @@ export const dirOps: HandlerTable = {
     // answers rmdir("/") with EBUSY too.
     if (host === ctx.jail.root) throw new SlaveError('EBUSY', 'the export root cannot be removed');
     ctx.access(caller).removable(host, `rmdir ${path}`);
-    rmdirSync(fsPath(host));
+    ctx.backend.files.rmdir(host);
     ctx.jail.forgetPrefix(ctx.jail.toSlave(host));
     return {};
   },

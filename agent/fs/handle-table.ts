@@ -3,11 +3,7 @@
  * crash. A release that arrives while a read or write on the same handle is still running
  * waits for it, so a closed descriptor number can never be reused under a running operation.
  */
-import { close } from 'node:fs';
-import { promisify } from 'node:util';
 import { HandleIds, SlaveError } from '../../protocol/index.js';
-
-const closeFd = promisify(close);
 
 export interface OpenFile {
   fd: number;
@@ -31,7 +27,7 @@ export class HandleTable {
   constructor(
     private readonly limit: number,
     /** Closes a released descriptor (the agent's commits may keep it open until synced). */
-    private readonly closer: (fd: number) => Promise<void> = closeFd,
+    private readonly closer: (fd: number) => Promise<void>,
   ) {}
 
   get size(): number {

@@ -2,9 +2,9 @@
  * The slave's attributes as the protocol's. Stats are read as bigints: a file time in
  * nanoseconds since the epoch needs 61 bits, more than a double holds exactly.
  */
-import { fstatSync, lstatSync, type BigIntStats } from 'node:fs';
-import { fsPath } from '../host-path.js';
+import type { BigIntStats } from 'node:fs';
 import { attrToWire, msOfTimestamp, timestampFromNs, type WireAttr } from '../../protocol/index.js';
+import type { FilesBackend } from '../backends/files-backend.js';
 
 export function statToWire(st: BigIntStats): WireAttr {
   const atime = timestampFromNs(st.atimeNs);
@@ -30,11 +30,11 @@ export function statToWire(st: BigIntStats): WireAttr {
 }
 
 /** lstat(2) as the protocol's attributes. */
-export function lstatWire(host: string): WireAttr {
-  return statToWire(lstatSync(fsPath(host), { bigint: true }));
+export function lstatWire(files: FilesBackend, host: string): WireAttr {
+  return statToWire(files.lstat(host, { bigint: true }));
 }
 
 /** fstat(2) as the protocol's attributes. */
-export function fstatWire(fd: number): WireAttr {
-  return statToWire(fstatSync(fd, { bigint: true }));
+export function fstatWire(files: FilesBackend, fd: number): WireAttr {
+  return statToWire(files.fstat(fd, { bigint: true }));
 }

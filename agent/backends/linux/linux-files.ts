@@ -1,0 +1,115 @@
+/**
+ * The files service on Linux: node:fs, with every path given as its bytes where it is not UTF-8
+ * (host-path.ts); file times by libc (file-times.ts), special files as mknod(2) would make them
+ * (make-node.ts), extended attributes by @napi-rs/xattr (xattrs.ts).
+ */
+import {
+  accessSync, chmodSync, close, closeSync, constants, existsSync, fchmodSync, fchownSync, fdatasync, fstatSync, fsync,
+  ftruncateSync, lchownSync, linkSync, lstatSync, mkdirSync, openSync, read, readdirSync, readFileSync, readlinkSync,
+  renameSync, rmdirSync, statSync, statfsSync, symlinkSync, truncateSync, unlinkSync, writeSync,
+  type BigIntStats, type Stats,
+} from 'node:fs';
+import { promisify } from 'node:util';
+import { nameFromBytes } from '../../../protocol/index.js';
+import { fsPath } from '../../host-path.js';
+import type { FilesBackend } from '../files-backend.js';
+import { exactTimesProblem, setFileTimes, setPathTimes } from './file-times.js';
+import { makeNode } from './make-node.js';
+import { accessAcl, getxattr, listxattr, removexattr, setxattr } from './xattrs.js';
+
+const readAsync = promisify(read);
+const fsyncAsync = promisify(fsync);
+const fdatasyncAsync = promisify(fdatasync);
+const closeAsync = promisify(close);
+
+const { O_APPEND, O_DIRECT, O_NOATIME, O_NOFOLLOW, O_NOCTTY, O_NONBLOCK } = constants;
+
+// The master writes at explicit offsets (its kernel already placed O_APPEND writes at the end),
+// and never with O_DIRECT's alignment rules; O_NOATIME fails for files we do not own.
+const STRIPPED = O_APPEND | O_DIRECT | O_NOATIME;
+// Paths reaching us were resolved component by component by the master's kernel: a symlink in
+// last place means the master's view is stale, and following it could leave the root. A FIFO
+// waits in open(2) for its other end, and four such waits would hold every thread Node reads
+// and syncs files with: O_NONBLOCK makes open(2) return at once whatever the path has become
+// since the master looked. Linux ignores that flag for regular files and directories, so it
+// changes nothing for what the service keeps open.
+const ADDED = O_NOFOLLOW | O_NOCTTY | O_NONBLOCK;
+
+function openFile(host: string, flags: number, mode?: number): number {
+  try {
+    return openSync(fsPath(host), (flags & ~STRIPPED) | ADDED, mode);
+  } catch (err) {
+    // An append-only file (chattr +a) opens for writing only with O_APPEND, which we strip. It
+    // is safe to keep there: the master's kernel places every write of such an opener at the end.
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM' || (flags & O_APPEND) === 0) throw err;
+    return openSync(fsPath(host), (flags & ~STRIPPED) | ADDED | O_APPEND, mode);
+  }
+}
+
+function lstat(host: string): Stats;
+function lstat(host: string, options: { bigint: true }): BigIntStats;
+function lstat(host: string, options?: { bigint: true }): Stats | BigIntStats {
+  return options ? lstatSync(fsPath(host), options) : lstatSync(fsPath(host));
+}
+
+function fstat(fd: number): Stats;
+function fstat(fd: number, options: { bigint: true }): BigIntStats;
+function fstat(fd: number, options?: { bigint: true }): Stats | BigIntStats {
+  return options ? fstatSync(fd, options) : fstatSync(fd);
+}
+
+let protectedHardlinks: boolean | undefined;
+
+/** fs.protected_hardlinks, read once (on by default on every current distribution). */
+function hardlinksProtected(): boolean {
+  if (protectedHardlinks === undefined) {
+    try {
+      protectedHardlinks = readFileSync('/proc/sys/fs/protected_hardlinks', 'utf8').trim() === '1';
+    } catch {
+      protectedHardlinks = false;
+    }
+  }
+  return protectedHardlinks;
+}
+
+export function linuxFiles(): FilesBackend {
+  return {
+    lstat,
+    stat: (host) => statSync(fsPath(host)),
+    exists: (host) => existsSync(fsPath(host)),
+    access: (host, mode) => accessSync(fsPath(host), mode),
+    readlink: (host) => nameFromBytes(readlinkSync(fsPath(host), { encoding: 'buffer' })),
+    readdir: (host) => readdirSync(fsPath(host), { encoding: 'buffer' }).map((bytes) => nameFromBytes(bytes)),
+    statfs: (host) => statfsSync(fsPath(host)),
+    hardlinksProtected,
+
+    mkdir: (host, mode) => mkdirSync(fsPath(host), mode),
+    rmdir: (host) => rmdirSync(fsPath(host)),
+    unlink: (host) => unlinkSync(fsPath(host)),
+    rename: (from, to) => renameSync(fsPath(from), fsPath(to)),
+    link: (existing, host) => linkSync(fsPath(existing), fsPath(host)),
+    symlink: (target, host) => symlinkSync(fsPath(target), fsPath(host)),
+    mknod: makeNode,
+
+    chmod: (host, mode) => chmodSync(fsPath(host), mode),
+    lchown: (host, uid, gid) => lchownSync(fsPath(host), uid, gid),
+    truncate: (host, size) => truncateSync(fsPath(host), size),
+    utimens: setPathTimes,
+    exactTimesProblem,
+
+    openFile,
+    fstat,
+    read: async (fd, buffer, offset, length, position) => (await readAsync(fd, buffer, offset, length, position)).bytesRead,
+    write: (fd, data, offset, length, position) => writeSync(fd, data, offset, length, position),
+    fsync: (fd) => fsyncAsync(fd),
+    fdatasync: (fd) => fdatasyncAsync(fd),
+    ftruncate: (fd, size) => ftruncateSync(fd, size),
+    fchmod: (fd, mode) => fchmodSync(fd, mode),
+    fchown: (fd, uid, gid) => fchownSync(fd, uid, gid),
+    futimens: setFileTimes,
+    close: (fd) => closeAsync(fd),
+    closeNow: (fd) => closeSync(fd),
+
+    getxattr, setxattr, listxattr, removexattr, accessAcl,
+  };
+}
