@@ -4,6 +4,7 @@
  * controls. The tree of devices, --dev-allow and the pushed streams stay in agent/dev/; the
  * system calls are here. One implementation per platform (linux/linux-devices.ts).
  */
+import type { Readable } from 'node:stream';
 import type { WireTermios } from '../../protocol/index.js';
 
 /** What a device that is a terminal is: relayed to the master as a terminal either way. */
@@ -24,6 +25,17 @@ export interface DevicesBackend {
    * are the master's open flags (read, write, both); others the device does not need are dropped.
    */
   openDevice(path: string, flags: number): number;
+  /**
+   * A stream of the device's data where the platform can wait for it (a terminal, FIFO or
+   * socket), which owns the descriptor (destroying it closes it); undefined for devices read by
+   * plain reads, which never wait (null, zero, urandom, disks).
+   */
+  streamOf(fd: number): Readable | undefined;
+  /** read(2) of what the device has now: how many bytes, 0 at its end; EAGAIN (thrown) when nothing is there yet. */
+  read(fd: number, buffer: Buffer, length: number): Promise<number>;
+  /** write(2): how many bytes of `data` (from `offset`) it took; EAGAIN (thrown) when it takes none now. */
+  write(fd: number, data: Uint8Array, offset: number, length: number): number;
+  close(fd: number): void;
   /** What kind of terminal the character device `rdev` (as stat gives it) is, if it is one. */
   terminalKind(rdev: bigint): TerminalKind | undefined;
   /** The terminal's settings; ENOTTY where the platform cannot read them. */

@@ -21,6 +21,7 @@ export interface FilesBackend {
   lstat(hostPath: string, options: { bigint: true }): BigIntStats;
   /** stat(2): a symlink's target's attributes. */
   stat(hostPath: string): Stats;
+  stat(hostPath: string, options: { bigint: true }): BigIntStats;
   /** Whether the path names anything, a symlink's target if it is one (never throws). */
   exists(hostPath: string): boolean;
   /** access(2) with the agent's own rights: `mode` as R_OK, W_OK, X_OK (or F_OK). */

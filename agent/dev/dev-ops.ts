@@ -6,7 +6,7 @@
  * written as a stream.
  */
 import { posix } from 'node:path';
-import { closeSync, constants, lstatSync, readdirSync, readlinkSync, statSync, type BigIntStats } from 'node:fs';
+import { constants, type BigIntStats } from 'node:fs';
 import { isatty } from 'node:tty';
 import {
   SlaveError, S_IFCHR, S_IFREG, isOutputSubjectOf, openAccess, outputSubject, shownSymlinkTarget, type Caller, type ReaddirEntry,
@@ -16,6 +16,7 @@ import { REPLY_OVERHEAD, type AgentContext, type HandlerTable } from '../context
 import type { RootJail } from '../root-jail.js';
 import { statToWire } from '../fs/stat-attr.js';
 import type { DevicesBackend } from '../backends/devices-backend.js';
+import type { FilesBackend } from '../backends/files-backend.js';
 
 const { O_NONBLOCK, O_CREAT, O_EXCL, O_TRUNC } = constants;
 const O_ACCMODE = 3; // not in fs.constants
@@ -60,14 +61,14 @@ const MAX_LINKS = 40;
  * tree reads them (deviceTreeTarget): /dev/ttyBOARD -> /dev/pts/3 leads to the tree's pts/3.
  * The root jail alone would take /dev/pts/3 inside the tree as <dev root>/dev/pts/3.
  */
-function devicePath(jail: RootJail, path: string): string {
+function devicePath(files: FilesBackend, jail: RootJail, path: string): string {
   let slavePath = path;
   for (let links = 0; links <= MAX_LINKS; links++) {
     const host = jail.resolve(slavePath);
     let target: string;
     try {
-      if (!lstatSync(host).isSymbolicLink()) return host;
-      target = readlinkSync(host);
+      if (!files.lstat(host).isSymbolicLink()) return host;
+      target = files.readlink(host);
     } catch {
       return host; // not there: the caller's stat or open says so
     }
@@ -78,9 +79,9 @@ function devicePath(jail: RootJail, path: string): string {
 }
 
 /** What the link at `path` of the device tree leads to, inside the tree, or undefined. */
-function linkedStat(jail: RootJail, path: string): BigIntStats | undefined {
+function linkedStat(files: FilesBackend, jail: RootJail, path: string): BigIntStats | undefined {
   try {
-    return statSync(devicePath(jail, path), { bigint: true });
+    return files.stat(devicePath(files, jail, path), { bigint: true });
   } catch {
     return undefined;
   }
@@ -117,7 +118,7 @@ function openDevice(path: string, flags: number, ctx: AgentContext, caller: Call
   }
   if ((flags & (O_CREAT | O_EXCL | O_TRUNC)) !== 0) throw new SlaveError('EACCES', `${path}: devices are not created here`);
   const jail = devJail(ctx);
-  const host = devicePath(jail, path);
+  const host = devicePath(ctx.backend.files, jail, path);
   // The device's own modes and groups decide, as for the caller on the slave (dialout...).
   ctx.access(caller, jail).need(host, openAccess(flags), `open ${path}`);
   // Never blocking (no read holds a thread), never our controlling terminal: the backend's open.
@@ -138,15 +139,17 @@ function devJail(ctx: AgentContext): RootJail {
 export const devOps: HandlerTable = {
   'dev.getattr': async ({ path, terminals }, ctx) => {
     const jail = devJail(ctx);
-    return { attr: presented(ctx.backend.devices, lstatSync(jail.resolve(path), { bigint: true }), terminals, () => linkedStat(jail, path)) };
+    const files = ctx.backend.files;
+    return { attr: presented(ctx.backend.devices, files.lstat(jail.resolve(path), { bigint: true }), terminals, () => linkedStat(files, jail, path)) };
   },
 
   'dev.readdir': async ({ path, terminals }, ctx) => {
+    const files = ctx.backend.files;
     const dir = devJail(ctx).resolve(path, true);
-    const entries: ReaddirEntry[] = readdirSync(dir).map((name) => {
+    const entries: ReaddirEntry[] = files.readdir(dir).map((name) => {
       try {
         const slavePath = posix.join(path, name);
-        return [name, presented(ctx.backend.devices, lstatSync(`${dir}/${name}`, { bigint: true }), terminals, () => linkedStat(devJail(ctx), slavePath))];
+        return [name, presented(ctx.backend.devices, files.lstat(`${dir}/${name}`, { bigint: true }), terminals, () => linkedStat(files, devJail(ctx), slavePath))];
       } catch {
         return [name, null]; // gone meanwhile (a pts closed)
       }
@@ -156,7 +159,7 @@ export const devOps: HandlerTable = {
 
   'dev.readlink': async ({ path, inTree }, ctx) => {
     const jail = devJail(ctx);
-    const target = deviceTreeTarget(readlinkSync(jail.resolve(path)), jail.root);
+    const target = deviceTreeTarget(ctx.backend.files.readlink(jail.resolve(path)), jail.root);
     // A master that does not ask for the tree's path shows what it gets: relative, inside.
     return { target: inTree === true ? target : shownSymlinkTarget(path, target) };
   },
@@ -185,7 +188,7 @@ export const devOps: HandlerTable = {
     }
     const sink = (data: Uint8Array) => ctx.devices.publish(output, data);
     const fh = ctx.devices.add(fd, false, () => ({
-      hostPath: devicePath(devJail(ctx), path),
+      hostPath: devicePath(ctx.backend.files, devJail(ctx), path),
       sink, window: Math.min(window, MAX_DEVICE_WINDOW), maxChunk: ctx.maxPayload - REPLY_OVERHEAD, terminal: termios,
     }), (flags & O_ACCMODE) !== constants.O_WRONLY);
     return { fh, termios };
@@ -201,8 +204,8 @@ export const devOps: HandlerTable = {
 
   'dev.tcgetattr': async ({ path }, ctx) => {
     const jail = devJail(ctx);
-    const host = devicePath(jail, path); // through a link to the terminal
-    const st = lstatSync(host, { bigint: true });
+    const host = devicePath(ctx.backend.files, jail, path); // through a link to the terminal
+    const st = ctx.backend.files.lstat(host, { bigint: true });
     const kind = st.isCharacterDevice() ? ctx.backend.devices.terminalKind(st.rdev) : undefined;
     if (kind === undefined) throw new SlaveError('ENOTTY', `${path} is not a terminal`);
     if (kind === 'serial') return { termios: ctx.devices.lastTermios(host) ?? null };
@@ -210,7 +213,7 @@ export const devOps: HandlerTable = {
     try {
       return { termios: ctx.backend.devices.getTermios(fd) };
     } finally {
-      closeSync(fd);
+      ctx.backend.devices.close(fd);
     }
   },
 

@@ -10,16 +10,11 @@
  * asked for. Writes, and a relayed terminal's line changes, are applied one after the other in
  * the order they came: a master sends them without waiting for each.
  */
-import { closeSync, fstatSync, read as readCallback, writeSync } from 'node:fs';
-import { Socket } from 'node:net';
-import { isatty, ReadStream } from 'node:tty';
-import { promisify } from 'node:util';
 import type { Readable } from 'node:stream';
 import { HandleIds, SlaveError, type WireTermios } from '../../protocol/index.js';
 import { DevicePush, type EventSink } from './device-push.js';
 import type { DevicesBackend } from '../backends/devices-backend.js';
 
-const readAsync = promisify(readCallback);
 /** Six of a master's keepalives (mount/device-stream.ts): one that died leaves nothing open for long. */
 const DEVICE_LEASE_MS = 30_000;
 /** How long a write to a full terminal is retried before EAGAIN reaches the master. */
@@ -56,12 +51,13 @@ class OpenDevice {
 
   constructor(
     readonly fh: number, readonly fd: number, readonly nonBlocking: boolean,
-    private readonly stream: Readable | undefined, private readonly pushTo?: PushTo,
-    private readonly keepTermios?: (hostPath: string, termios: WireTermios) => void,
-    private readonly os?: DevicesBackend,
+    private readonly stream: Readable | undefined, private readonly pushTo: PushTo | undefined,
+    private readonly keepTermios: (hostPath: string, termios: WireTermios) => void,
+    private readonly os: DevicesBackend,
   ) {
     if (pushTo) {
-      this.push = new DevicePush(fh, pushTo.readable === false ? null : stream, fd, pushTo.sink, pushTo.window, pushTo.maxChunk, () => this.inputs);
+      const read = (buffer: Buffer) => os.read(fd, buffer, buffer.length);
+      this.push = new DevicePush(fh, pushTo.readable === false ? null : stream, read, pushTo.sink, pushTo.window, pushTo.maxChunk, () => this.inputs);
       return;
     }
     if (!stream) return;
@@ -82,7 +78,7 @@ class OpenDevice {
     if (!this.stream) {
       const buffer = Buffer.allocUnsafe(length);
       try {
-        const { bytesRead } = await readAsync(this.fd, buffer, 0, length, null);
+        const bytesRead = await this.os.read(this.fd, buffer, length);
         return { data: buffer.subarray(0, bytesRead), eof: bytesRead === 0 };
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'EAGAIN' && !this.nonBlocking) return { data: Buffer.alloc(0), eof: false };
@@ -164,7 +160,7 @@ class OpenDevice {
     let done = 0;
     while (done < data.length) {
       try {
-        done += writeSync(this.fd, data, done, data.length - done);
+        done += this.os.write(this.fd, data, done, data.length - done);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
         if (this.nonBlocking && done > 0) return done;
@@ -177,13 +173,13 @@ class OpenDevice {
 
   close(): void {
     this.push?.stop();
-    if (this.pushTo?.terminal && this.os) {
+    if (this.pushTo?.terminal) {
       // Its own line discipline back, the line as the master left it: as a port keeps its speed.
       try {
         const { iflag, oflag, lflag, cc } = this.pushTo.terminal;
         const left = { ...getTermiosOr(this.os, this.fd, this.pushTo.terminal), iflag, oflag, lflag, cc };
         this.os.setTermios(this.fd, left);
-        this.keepTermios?.(this.pushTo.hostPath, left);
+        this.keepTermios(this.pushTo.hostPath, left);
       } catch {
         // The device is gone.
       }
@@ -193,7 +189,7 @@ class OpenDevice {
       waiter.reject(new SlaveError('EINTR', 'the device was closed while a read waited'));
     }
     if (this.stream) this.stream.destroy(); // closes the descriptor it owns
-    else closeSync(this.fd);
+    else this.os.close(this.fd);
   }
 }
 
@@ -238,13 +234,10 @@ export class DeviceHandles {
    */
   add(fd: number, nonBlocking: boolean, push?: (fh: number) => PushTo, readable = true): number {
     if (this.open.size >= this.limit) {
-      closeSync(fd);
+      this.os.close(fd);
       throw new SlaveError('EMFILE', `agent device handle limit of ${this.limit} reached`);
     }
-    const st = fstatSync(fd);
-    let stream: Readable | undefined;
-    if (readable && isatty(fd)) stream = new ReadStream(fd);
-    else if (readable && (st.isFIFO() || st.isSocket())) stream = new Socket({ fd, readable: true, writable: false });
+    const stream = readable ? this.os.streamOf(fd) : undefined;
     const fh = this.ids.take((id) => this.open.has(id));
     const pushTo = push?.(fh);
     this.open.set(fh, new OpenDevice(fh, fd, nonBlocking, stream, pushTo && { ...pushTo, readable }, (path, termios) => {

@@ -6,12 +6,9 @@
  *
  *   device --stream or reads--> DevicePush --events--> master
  */
-import { read as readCallback } from 'node:fs';
 import type { Readable } from 'node:stream';
-import { promisify } from 'node:util';
 import { encodeDevAck, encodeDevData, encodeDevEnd, errnoOf } from '../../protocol/index.js';
 
-const readAsync = promisify(readCallback);
 
 /** Publishes one encoded event on the master's output subject. */
 export type EventSink = (event: Uint8Array) => void;
@@ -60,7 +57,8 @@ export class DevicePush {
      * reads; null: it is not read at all (opened write-only).
      */
     private readonly stream: Readable | undefined | null,
-    private readonly fd: number,
+    /** A plain read of the device (DevicesBackend.read). */
+    private readonly readDevice: (buffer: Buffer) => Promise<number>,
     private readonly sink: EventSink,
     private readonly window: number,
     private readonly maxChunk: number,
@@ -193,7 +191,7 @@ export class DevicePush {
         const buffer = Buffer.allocUnsafe(Math.min(this.maxChunk, Math.max(4096, this.window - this.inFlight)));
         let bytesRead: number;
         try {
-          ({ bytesRead } = await readAsync(this.fd, buffer, 0, buffer.length, null));
+          bytesRead = await this.readDevice(buffer);
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code === 'EAGAIN') {
             await new Promise((resolve) => setTimeout(resolve, 10));

@@ -4,7 +4,6 @@
  * resolved inside the export root, with the slave's PATH and login variables under the
  * environment the master sent.
  */
-import { statSync } from 'node:fs';
 import { SlaveError, isOutputSubjectOf, outputSubject } from '../../protocol/index.js';
 import { REPLY_OVERHEAD, type AgentContext, type HandlerTable } from '../context.js';
 import { agentMetrics } from '../agent-metrics.js';
@@ -41,7 +40,7 @@ export const procOps: HandlerTable = {
     const hostCwd = ctx.jail.resolve(cwd, true);
     let isDir: boolean;
     try {
-      isDir = statSync(hostCwd).isDirectory();
+      isDir = ctx.backend.files.stat(hostCwd).isDirectory();
     } catch {
       throw new SlaveError('ENOENT', `working directory ${cwd} does not exist on the slave`);
     }

@@ -4,7 +4,7 @@
  * a devpts instance of the sidecar's that test containers see), packet mode, the settings of its
  * terminal side, the peer opened from the master side (TIOCGPTPEER) to hang it up, and poll.
  * The only importer of koffi on the master. Request numbers are the generic Linux ABI's (x86,
- * Arm, RISC-V), as in agent/dev/termios.ts.
+ * Arm, RISC-V), as in agent/backends/linux/termios.ts.
  */
 import { closeSync, constants, openSync } from 'node:fs';
 import { createRequire } from 'node:module';

@@ -1,6 +1,6 @@
 /**
  * A terminal's settings on the wire and in termios2 form (protocol/termios.ts), and which
- * devices the agent takes for terminals (agent/dev/terminals.ts).
+ * devices the agent takes for terminals (agent/backends/linux/tty-drivers.ts).
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';

@@ -3,12 +3,12 @@
  * seconds as a double, and libuv turns that into a timespec truncated to microseconds
  * (uv__fs_to_timespec), so 1.002003004 s is set as 1.002003 s, and a 2024 time, whose
  * nanoseconds need 61 bits, cannot be a double at all. So utimensat(2) and futimens(2) are
- * called in libc (agent/libc.ts). Where libc cannot be loaded (a slave without glibc), Node's
+ * called in libc (libc.ts). Where libc cannot be loaded (a slave without glibc), Node's
  * microsecond path is used, and logged once.
  */
 import { futimesSync, lstatSync, fstatSync, lutimesSync } from 'node:fs';
 import { nameToBytes, timestampFromMs, type TimeSpec, type Timestamp } from '../../../protocol/index.js';
-import { libc, libcFailure, libcProblem } from '../../libc.js';
+import { libc, libcFailure, libcProblem } from './libc.js';
 
 /** utimensat's special nanosecond values (<sys/stat.h> on Linux). */
 const UTIME_NOW = (1 << 30) - 1;

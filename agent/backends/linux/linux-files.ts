@@ -46,6 +46,12 @@ function openFile(host: string, flags: number, mode?: number): number {
   }
 }
 
+function stat(host: string): Stats;
+function stat(host: string, options: { bigint: true }): BigIntStats;
+function stat(host: string, options?: { bigint: true }): Stats | BigIntStats {
+  return options ? statSync(fsPath(host), options) : statSync(fsPath(host));
+}
+
 function lstat(host: string): Stats;
 function lstat(host: string, options: { bigint: true }): BigIntStats;
 function lstat(host: string, options?: { bigint: true }): Stats | BigIntStats {
@@ -75,7 +81,7 @@ function hardlinksProtected(): boolean {
 export function linuxFiles(): FilesBackend {
   return {
     lstat,
-    stat: (host) => statSync(fsPath(host)),
+    stat,
     exists: (host) => existsSync(fsPath(host)),
     access: (host, mode) => accessSync(fsPath(host), mode),
     readlink: (host) => nameFromBytes(readlinkSync(fsPath(host), { encoding: 'buffer' })),

@@ -11,7 +11,7 @@
  */
 import { closeSync } from 'node:fs';
 import { Socket, type OnReadOpts, type SocketConstructorOpts } from 'node:net';
-import { libc } from '../../libc.js';
+import { libc } from './libc.js';
 import type { OutputStream } from '../processes-backend.js';
 
 const O_CLOEXEC = 0o2000000;

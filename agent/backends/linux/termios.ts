@@ -1,5 +1,5 @@
 /**
- * A terminal device's settings and line controls on the slave, by ioctl (agent/libc.ts): termios2
+ * A terminal device's settings and line controls on the slave, by ioctl (libc.ts): termios2
  * (any speed, in bits per second), flushing its queues and sending a break. The request
  * numbers are those of the generic Linux ABI (<asm-generic/ioctls.h>), which x86, Arm and
  * RISC-V use; on other platforms a terminal is served as a plain stream (ENOTTY here).
@@ -8,7 +8,7 @@ import { arch, platform } from 'node:os';
 import {
   SlaveError, TERMIOS2_SIZE, applyLineChange, decodeTermios2, encodeTermios2, rawLine, type WireTermios,
 } from '../../../protocol/index.js';
-import { libc, libcFailure, type Libc } from '../../libc.js';
+import { libc, libcFailure, type Libc } from './libc.js';
 
 const TCGETS2 = 0x802c542a;
 const TCSETS2 = 0x402c542b;

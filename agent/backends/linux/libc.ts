@@ -1,8 +1,8 @@
 /**
  * The libc calls the agent needs that Node does not make, through koffi (a maintained FFI whose
  * npm package ships its prebuilt binaries: no compiler, no code of ours in C): utimensat(2) and
- * futimens(2) for file times to the nanosecond (backends/linux/file-times.ts), pipe2(2) and fcntl(2) for a
- * process's output pipes (backends/linux/output-pipes.ts), ioctl(2) for terminals (backends/linux/termios.ts). This file is the
+ * futimens(2) for file times to the nanosecond (file-times.ts), pipe2(2) and fcntl(2) for a
+ * process's output pipes (output-pipes.ts), ioctl(2) for terminals (termios.ts). This file is the
  * agent's only importer of koffi.
  *
  * Synchronous calls only: koffi's asynchronous calls run on other threads, where errno would not
@@ -10,7 +10,7 @@
  * `libcProblem()` says why, and each caller falls back to what Node can do.
  */
 import { createRequire } from 'node:module';
-import { SlaveError, errnoName } from '../protocol/index.js';
+import { SlaveError, errnoName } from '../../../protocol/index.js';
 
 type KoffiFunction = (...args: unknown[]) => number;
 
