@@ -19,7 +19,7 @@ import { CallerGate } from './caller-gate.js';
 import type { FuseCaller } from './callers.js';
 import { ChunkPool } from './chunk-pool.js';
 import type { ShownLink, SymlinkView } from './symlink-view.js';
-import { RetainedWrites, type Retained } from './retained-writes.js';
+import { RetainedWrites, type AcknowledgedTimes, type Retained } from './retained-writes.js';
 import { UnrefusedChanges } from './unrefused-changes.js';
 import { WriteBehind } from './write-behind.js';
 
@@ -51,6 +51,14 @@ const O_ACCMODE = 3; // not in fs.constants
 
 const FILE_CAPABILITIES = 'security.capability';
 
+/** The times of `attr` as a time change takes them. */
+function timesOf(attr: Attr): AcknowledgedTimes {
+  return {
+    atime: { sec: Math.floor(attr.atimeMs / 1000), nsec: attr.atimeNsec },
+    mtime: { sec: Math.floor(attr.mtimeMs / 1000), nsec: attr.mtimeNsec },
+  };
+}
+
 export class RemoteFs extends MountFsBase {
   readonly files = new OpenFiles();
   private readonly cache: AttrCache;
@@ -78,7 +86,8 @@ export class RemoteFs extends MountFsBase {
       this.recovering ??= this.writeAgain(boot).finally(() => { this.recovering = undefined; });
     });
     this.unrefused = new UnrefusedChanges(options.pipeline, (op, args) => this.call(op, args),
-      (file, op, args) => this.onFile(file, op, args), this.cache, this.files, log);
+      (file, op, args) => this.onFile(file, op, args), this.cache, this.files, log,
+      (path, attr) => this.retained.acknowledgedTimes(path, timesOf(attr)));
   }
 
   /** A request for `caller`: the agent checks and creates as that caller (protocol/caller.ts). */
@@ -103,9 +112,12 @@ export class RemoteFs extends MountFsBase {
   private async writeAgain(boot: string): Promise<void> {
     const stale = this.retained.takeStale(boot);
     if (stale.size === 0) return;
-    const bytes = [...stale.values()].flat().reduce((n, e) => n + e.data.length, 0);
+    const bytes = [...stale.values()].flatMap((f) => f.entries).reduce((n, e) => n + e.data.length, 0);
     this.log.warn({ files: stale.size, bytes }, 'the agent restarted: writing again what it had not made durable');
-    for (const [path, entries] of stale) {
+    for (const [path, { entries, times }] of stale) {
+      // The times to leave it with: those a program was told after its last write, else those
+      // the slave has now (its last write's, unless it lost that write too).
+      const keep = times ?? await this.client.call('fs.getattr', { path }).then((r) => timesOf(attrFromWire(r.attr)), () => undefined);
       let fh: number;
       try {
         fh = (await this.client.call('fs.create', { path, flags: O_WRONLY | O_CREAT, mode: 0o644 })).fh;
@@ -121,6 +133,10 @@ export class RemoteFs extends MountFsBase {
           const reply = await this.client.call('fs.write', { fh, offset: entry.offset, data: entry.data });
           pending.shift();
           this.keepUnsynced(path, entry.offset, entry.data, reply);
+        }
+        if (keep) {
+          await this.client.call('fs.futimens', { fh, atime: keep.atime, mtime: keep.mtime });
+          this.retained.acknowledgedTimes(path, keep); // and again, should this agent restart too
         }
       } catch (err) {
         this.log.error({ err, path }, 'writing again failed: data may be lost');
@@ -209,6 +225,7 @@ export class RemoteFs extends MountFsBase {
   private rememberChange(path: string, wire: number[]): Attr {
     const attr = attrFromWire(wire);
     this.cache.changed(path, attr);
+    this.retained.acknowledgedTimes(path, timesOf(attr));
     return attr;
   }
 

@@ -5,7 +5,25 @@
  * durable sequence (agent/fs/commits.ts); what is at or below it is let go. An agent that comes
  * back with another boot id may have lost the rest: it is written again (remote-fs.ts).
  * Unlinks, renames and truncations keep it in step with the slave's names and sizes.
+ *
+ * Writing again makes the file's times those of the rewrite, so the times a program was told
+ * after its writes (tar's futimens, `os.utime`) are kept too, to be set again after the rewrite.
  */
+import type { Timestamp } from '../protocol/index.js';
+
+/** A file's times as a program was last told them, after its last write. */
+export interface AcknowledgedTimes {
+  atime: Timestamp;
+  mtime: Timestamp;
+}
+
+/** What a restarted agent must be given again for one file. */
+export interface StaleFile {
+  entries: Retained[];
+  /** Undefined: its last write came after any time change (its mtime is that write's). */
+  times: AcknowledgedTimes | undefined;
+}
+
 export interface Retained {
   offset: number;
   data: Buffer;
@@ -15,6 +33,7 @@ export interface Retained {
 
 export class RetainedWrites {
   private readonly byPath = new Map<string, Retained[]>();
+  private readonly timesByPath = new Map<string, AcknowledgedTimes>();
   private held = 0;
   private durableBoot = '';
   private durableSeq = -1;
@@ -39,6 +58,12 @@ export class RetainedWrites {
     if (!list) this.byPath.set(path, (list = []));
     list.push(entry);
     this.held += entry.data.length;
+    this.timesByPath.delete(path); // the write set mtime; a later change of times comes after it
+  }
+
+  /** A program was told `path`'s times are these; kept while the path has writes kept. */
+  acknowledgedTimes(path: string, times: AcknowledgedTimes): void {
+    if (this.byPath.has(path)) this.timesByPath.set(path, times);
   }
 
   /** The highest sequence kept for `path` (0: none). */
@@ -62,12 +87,12 @@ export class RetainedWrites {
   }
 
   /** Everything kept under another boot than `boot`, by path, oldest first; it leaves the store. */
-  takeStale(boot: string): Map<string, Retained[]> {
-    const stale = new Map<string, Retained[]>();
+  takeStale(boot: string): Map<string, StaleFile> {
+    const stale = new Map<string, StaleFile>();
     for (const [path, list] of [...this.byPath]) {
       const old = list.filter((e) => e.boot !== boot);
       if (old.length === 0) continue;
-      stale.set(path, old);
+      stale.set(path, { entries: old, times: this.timesByPath.get(path) });
       this.replace(path, list, list.filter((e) => e.boot === boot), false); // the caller's now
     }
     return stale;
@@ -84,6 +109,9 @@ export class RetainedWrites {
       if (path !== from && !path.startsWith(prefix)) continue;
       this.byPath.delete(path);
       this.byPath.set(to + path.slice(from.length), list);
+      const times = this.timesByPath.get(path);
+      this.timesByPath.delete(path);
+      if (times) this.timesByPath.set(to + path.slice(from.length), times);
     }
   }
 
@@ -107,7 +135,11 @@ export class RetainedWrites {
     }
     this.held -= before.reduce((n, e) => n + e.data.length, 0);
     this.held += after.reduce((n, e) => n + e.data.length, 0);
-    if (after.length === 0) this.byPath.delete(path);
-    else this.byPath.set(path, after);
+    if (after.length === 0) {
+      this.byPath.delete(path);
+      this.timesByPath.delete(path);
+    } else {
+      this.byPath.set(path, after);
+    }
   }
 }

@@ -40,6 +40,8 @@ export class UnrefusedChanges {
     private readonly cache: AttrCache,
     private readonly files: OpenFiles,
     private readonly log: Logger,
+    /** The agent applied a change to `path` and has these attributes (retained-writes.ts keeps the times). */
+    private readonly applied: (path: string, attr: Attr) => void = () => undefined,
   ) {}
 
   /**
@@ -104,6 +106,8 @@ export class UnrefusedChanges {
         // Replies of different requests can finish in any order here: only the reply to the
         // change whose guess is still cached may replace it.
         if (file.path !== null) this.cache.replace(file.path, guess, real);
+        // After the reply to every write before it (one connection's replies come in order).
+        if (file.path !== null) this.applied(file.path, real);
       } catch (err) {
         if (file.path !== null) this.cache.forget(file.path);
         this.log.warn({ err, op, path: file.path }, 'attribute change refused after it was reported done');

@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createReadStream } from 'node:fs';
-import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { FAULT_ENV } from '../../agent/fs/commits.js';
@@ -181,6 +181,42 @@ describe('surviving the slave', () => {
       assert.equal(await sha256(join(slave.root, 'unsynced.bin')), await sha256(source));
     } finally {
       if (writer.exitCode === null) writer.kill('SIGKILL');
+      await agent.stop();
+      agent = await startAgentProcess(slave.nats.url, slave.agent.id, slave.root);
+    }
+  });
+
+  it('files written, closed and given their times just before the agent is killed keep those times after their data is written again', async () => {
+    await agent.stop();
+    // No background commit: what is written stays unsynced, and is written again after the restart.
+    agent = await startAgentProcess(slave.nats.url, slave.agent.id, slave.root, ['--commit-interval', '3600']);
+    const dir = join(mnt, 'timed');
+    await mkdir(dir);
+    const files = Array.from({ length: 20 }, (_, i) => ({ name: `f${i}`, data: randomBytes(1000 + i), sec: 1_000_000_000 + i * 7 }));
+    for (const [i, f] of files.entries()) {
+      if (i % 2 === 0) {
+        await writeFile(join(dir, f.name), f.data);
+        await utimes(join(dir, f.name), f.sec, f.sec + 0.5); // as os.utime does after the data
+      } else {
+        const handle = await open(join(dir, f.name), 'w'); // as tar does: futimens before close
+        await handle.write(f.data);
+        await handle.utimes(f.sec, f.sec + 0.5);
+        await handle.close();
+      }
+    }
+    try {
+      agent.child.kill('SIGKILL');
+      await once(agent.child, 'exit').catch(() => undefined);
+      agent = await startAgentProcess(slave.nats.url, slave.agent.id, slave.root);
+      await readdir(dir); // the mount meets the restarted agent and writes the data again first
+      for (const f of files) {
+        const st = await stat(join(slave.root, 'timed', f.name));
+        assert.deepEqual(await readFile(join(slave.root, 'timed', f.name)), f.data, `${f.name}'s data`);
+        assert.equal(st.atimeMs, f.sec * 1000, `${f.name}'s atime is the one it was given`);
+        assert.equal(st.mtimeMs, f.sec * 1000 + 500, `${f.name}'s mtime is the one it was given, not the rewrite's`);
+      }
+      assert.match(mount.log(), /writing again what it had not made durable/);
+    } finally {
       await agent.stop();
       agent = await startAgentProcess(slave.nats.url, slave.agent.id, slave.root);
     }
