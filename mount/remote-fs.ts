@@ -19,7 +19,7 @@ import { CallerGate } from './caller-gate.js';
 import type { FuseCaller } from './callers.js';
 import { ChunkPool } from './chunk-pool.js';
 import type { ShownLink, SymlinkView } from './symlink-view.js';
-import { RetainedWrites, type AcknowledgedTimes, type Retained } from './retained-writes.js';
+import { RetainedWrites, type AcknowledgedOwner, type AcknowledgedTimes, type Retained } from './retained-writes.js';
 import { UnrefusedChanges } from './unrefused-changes.js';
 import { WriteBehind } from './write-behind.js';
 
@@ -50,6 +50,10 @@ const { O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_TRUNC } = constants;
 const O_ACCMODE = 3; // not in fs.constants
 
 const FILE_CAPABILITIES = 'security.capability';
+
+function ownerOf(attr: Attr): AcknowledgedOwner {
+  return { mode: attr.mode & 0o7777, uid: attr.uid, gid: attr.gid };
+}
 
 /** The times of `attr` as a time change takes them. */
 function timesOf(attr: Attr): AcknowledgedTimes {
@@ -87,7 +91,7 @@ export class RemoteFs extends MountFsBase {
     });
     this.unrefused = new UnrefusedChanges(options.pipeline, (op, args) => this.call(op, args),
       (file, op, args) => this.onFile(file, op, args), this.cache, this.files, log,
-      (path, attr) => this.retained.acknowledgedTimes(path, timesOf(attr)));
+      (path, attr) => this.retained.acknowledged(path, timesOf(attr), ownerOf(attr)));
   }
 
   /** A request for `caller`: the agent checks and creates as that caller (protocol/caller.ts). */
@@ -114,13 +118,22 @@ export class RemoteFs extends MountFsBase {
     if (stale.size === 0) return;
     const bytes = [...stale.values()].flatMap((f) => f.entries).reduce((n, e) => n + e.data.length, 0);
     this.log.warn({ files: stale.size, bytes }, 'the agent restarted: writing again what it had not made durable');
-    for (const [path, { entries, times }] of stale) {
+    for (const [path, { entries, times, owner }] of stale) {
       // The times to leave it with: those a program was told after its last write, else those
       // the slave has now (its last write's, unless it lost that write too).
-      const keep = times ?? await this.client.call('fs.getattr', { path }).then((r) => timesOf(attrFromWire(r.attr)), () => undefined);
+      const there = await this.client.call('fs.getattr', { path }).then((r) => attrFromWire(r.attr), () => undefined);
+      const keep = times ?? (there && timesOf(there));
       let fh: number;
       try {
-        fh = (await this.client.call('fs.create', { path, flags: O_WRONLY | O_CREAT, mode: 0o644 })).fh;
+        // A file whose creation was lost too is made as the program knew it (root's agent gives
+        // it its owner below); the mode is taken as given, the agent's umask being 0.
+        fh = (await this.client.call('fs.create', { path, flags: O_WRONLY | O_CREAT, mode: owner?.mode ?? 0o644 })).fh;
+        if (!there && owner) {
+          await this.client.call('fs.fchown', { fh, uid: owner.uid, gid: owner.gid }).catch((err: unknown) => {
+            this.log.warn({ err, path, uid: owner.uid, gid: owner.gid }, 'made again, but not given its owner back');
+          });
+          await this.client.call('fs.fchmod', { fh, mode: owner.mode }).catch(() => undefined); // chown clears set-id bits
+        }
       } catch (err) {
         this.log.error({ err, path, bytes: entries.reduce((n, e) => n + e.data.length, 0) }, 'cannot write again: data lost');
         for (const entry of entries) this.pool.give(entry.data);
@@ -132,11 +145,11 @@ export class RemoteFs extends MountFsBase {
           const entry = pending[0] as Retained;
           const reply = await this.client.call('fs.write', { fh, offset: entry.offset, data: entry.data });
           pending.shift();
-          this.keepUnsynced(path, entry.offset, entry.data, reply);
+          this.keepUnsynced(path, entry.offset, entry.data, reply, owner);
         }
         if (keep) {
           await this.client.call('fs.futimens', { fh, atime: keep.atime, mtime: keep.mtime });
-          this.retained.acknowledgedTimes(path, keep); // and again, should this agent restart too
+          this.retained.acknowledged(path, keep, owner); // and again, should this agent restart too
         }
       } catch (err) {
         this.log.error({ err, path }, 'writing again failed: data may be lost');
@@ -148,9 +161,9 @@ export class RemoteFs extends MountFsBase {
   }
 
   /** Keeps a write until the agent reports it durable, and lets go of what it reports durable. */
-  private keepUnsynced(path: string | null, offset: number, data: Buffer, reply: OpReply<'fs.write'>): void {
+  private keepUnsynced(path: string | null, offset: number, data: Buffer, reply: OpReply<'fs.write'>, owner?: AcknowledgedOwner): void {
     const boot = this.client.bootId ?? '';
-    if (path !== null && reply.seq > reply.durable) this.retained.keep(path, { offset, data, boot, seq: reply.seq });
+    if (path !== null && reply.seq > reply.durable) this.retained.keep(path, { offset, data, boot, seq: reply.seq }, owner);
     else this.pool.give(data);
     this.retained.durable(boot, reply.durable);
     if (this.retained.bytes > 0 && !this.committer) {
@@ -225,7 +238,7 @@ export class RemoteFs extends MountFsBase {
   private rememberChange(path: string, wire: number[]): Attr {
     const attr = attrFromWire(wire);
     this.cache.changed(path, attr);
-    this.retained.acknowledgedTimes(path, timesOf(attr));
+    this.retained.acknowledged(path, timesOf(attr), ownerOf(attr));
     return attr;
   }
 
@@ -345,7 +358,7 @@ export class RemoteFs extends MountFsBase {
               this.pool.give(data);
               throw err;
             }
-            this.keepUnsynced(file.path, offset, data, reply);
+            this.keepUnsynced(file.path, offset, data, reply, ownerOf(file.attr));
           }, chunkSize, writesInFlight, this.pool)
           : undefined,
       };

@@ -7,7 +7,9 @@
  * Unlinks, renames and truncations keep it in step with the slave's names and sizes.
  *
  * Writing again makes the file's times those of the rewrite, so the times a program was told
- * after its writes (tar's futimens, `os.utime`) are kept too, to be set again after the rewrite.
+ * after its writes (tar's futimens, `os.utime`) are kept too, to be set again after the rewrite;
+ * and a file whose creation was lost with the data is made again with the mode and owner the
+ * program knew, not the agent's defaults.
  */
 import type { Timestamp } from '../protocol/index.js';
 
@@ -17,11 +19,19 @@ export interface AcknowledgedTimes {
   mtime: Timestamp;
 }
 
+/** A file's mode (permission bits) and owner as a program last knew them. */
+export interface AcknowledgedOwner {
+  mode: number;
+  uid: number;
+  gid: number;
+}
+
 /** What a restarted agent must be given again for one file. */
 export interface StaleFile {
   entries: Retained[];
   /** Undefined: its last write came after any time change (its mtime is that write's). */
   times: AcknowledgedTimes | undefined;
+  owner: AcknowledgedOwner | undefined;
 }
 
 export interface Retained {
@@ -34,6 +44,7 @@ export interface Retained {
 export class RetainedWrites {
   private readonly byPath = new Map<string, Retained[]>();
   private readonly timesByPath = new Map<string, AcknowledgedTimes>();
+  private readonly ownerByPath = new Map<string, AcknowledgedOwner>();
   private held = 0;
   private durableBoot = '';
   private durableSeq = -1;
@@ -53,17 +64,21 @@ export class RetainedWrites {
     return this.held >= this.limitBytes;
   }
 
-  keep(path: string, entry: Retained): void {
+  /** `owner`: the file's mode and owner as the mount knows them when the write is applied. */
+  keep(path: string, entry: Retained, owner?: AcknowledgedOwner): void {
     let list = this.byPath.get(path);
     if (!list) this.byPath.set(path, (list = []));
     list.push(entry);
     this.held += entry.data.length;
     this.timesByPath.delete(path); // the write set mtime; a later change of times comes after it
+    if (owner) this.ownerByPath.set(path, owner);
   }
 
-  /** A program was told `path`'s times are these; kept while the path has writes kept. */
-  acknowledgedTimes(path: string, times: AcknowledgedTimes): void {
-    if (this.byPath.has(path)) this.timesByPath.set(path, times);
+  /** A program was told `path`'s attributes are these; kept while the path has writes kept. */
+  acknowledged(path: string, times: AcknowledgedTimes, owner?: AcknowledgedOwner): void {
+    if (!this.byPath.has(path)) return;
+    this.timesByPath.set(path, times);
+    if (owner) this.ownerByPath.set(path, owner);
   }
 
   /** The highest sequence kept for `path` (0: none). */
@@ -92,7 +107,7 @@ export class RetainedWrites {
     for (const [path, list] of [...this.byPath]) {
       const old = list.filter((e) => e.boot !== boot);
       if (old.length === 0) continue;
-      stale.set(path, { entries: old, times: this.timesByPath.get(path) });
+      stale.set(path, { entries: old, times: this.timesByPath.get(path), owner: this.ownerByPath.get(path) });
       this.replace(path, list, list.filter((e) => e.boot === boot), false); // the caller's now
     }
     return stale;
@@ -109,9 +124,11 @@ export class RetainedWrites {
       if (path !== from && !path.startsWith(prefix)) continue;
       this.byPath.delete(path);
       this.byPath.set(to + path.slice(from.length), list);
-      const times = this.timesByPath.get(path);
-      this.timesByPath.delete(path);
-      if (times) this.timesByPath.set(to + path.slice(from.length), times);
+      for (const map of [this.timesByPath, this.ownerByPath] as Map<string, unknown>[]) {
+        const known = map.get(path);
+        map.delete(path);
+        if (known !== undefined) map.set(to + path.slice(from.length), known);
+      }
     }
   }
 
@@ -138,6 +155,7 @@ export class RetainedWrites {
     if (after.length === 0) {
       this.byPath.delete(path);
       this.timesByPath.delete(path);
+      this.ownerByPath.delete(path);
     } else {
       this.byPath.set(path, after);
     }

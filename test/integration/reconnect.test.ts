@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readFile, readdir, stat, utimes, writeFile } from 'node:fs/promises';
+import { chown, mkdir, open, readFile, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { FAULT_ENV } from '../../agent/fs/commits.js';
@@ -216,6 +216,32 @@ describe('surviving the slave', () => {
         assert.equal(st.mtimeMs, f.sec * 1000 + 500, `${f.name}'s mtime is the one it was given, not the rewrite's`);
       }
       assert.match(mount.log(), /writing again what it had not made durable/);
+    } finally {
+      await agent.stop();
+      agent = await startAgentProcess(slave.nats.url, slave.agent.id, slave.root);
+    }
+  });
+
+  it('a file whose creation was lost with its data is made again with the mode, owner and times the program knew', async () => {
+    await agent.stop();
+    agent = await startAgentProcess(slave.nats.url, slave.agent.id, slave.root, ['--commit-interval', '3600']);
+    const path = join(mnt, 'lost-creation');
+    const data = randomBytes(5000);
+    await writeFile(path, data, { mode: 0o640 });
+    await chown(path, 1234, 2345);
+    await utimes(path, 1_100_000_000, 1_100_000_001);
+    try {
+      agent.child.kill('SIGKILL');
+      await once(agent.child, 'exit').catch(() => undefined);
+      // As a power cut that took the file's creation with its data.
+      await rm(join(slave.root, 'lost-creation'));
+      agent = await startAgentProcess(slave.nats.url, slave.agent.id, slave.root);
+      await readdir(mnt);
+      const st = await stat(join(slave.root, 'lost-creation'));
+      assert.deepEqual(await readFile(join(slave.root, 'lost-creation')), data);
+      assert.equal(st.mode & 0o7777, 0o640);
+      assert.deepEqual([st.uid, st.gid], [1234, 2345]);
+      assert.deepEqual([st.atimeMs, st.mtimeMs], [1_100_000_000_000, 1_100_000_001_000]);
     } finally {
       await agent.stop();
       agent = await startAgentProcess(slave.nats.url, slave.agent.id, slave.root);
