@@ -23,6 +23,14 @@ export interface FsBenchResults {
   /** outcomes[workload][target]: one per pass, in pass order. */
   outcomes: Map<WorkloadId, Map<TargetName, Outcome[]>>;
   notes: Note[];
+  /** Bus messages per pass of each workload on the metered target (see runFsBench's `meter`). */
+  messages: Map<WorkloadId, number[]>;
+}
+
+/** Counts what one target's workloads cost on the bus: nats-server's messages received so far. */
+export interface BusMeter {
+  target: TargetName;
+  count(): Promise<number>;
 }
 
 /** A short reason for the table cell; the full error goes to the progress log. */
@@ -48,12 +56,13 @@ async function removeLeftovers(target: Target, progress: (line: string) => void)
 }
 
 export async function runFsBench(
-  targets: Target[], fixtures: Fixtures, runs: number, progress: (line: string) => void,
+  targets: Target[], fixtures: Fixtures, runs: number, progress: (line: string) => void, meter?: BusMeter,
 ): Promise<FsBenchResults> {
   const list = workloads(fixtures);
   const outcomes = new Map<WorkloadId, Map<TargetName, Outcome[]>>(
     list.map((w) => [w.id, new Map(targets.map((t) => [t.name, []]))]));
   const notes: Note[] = [];
+  const messages = new Map<WorkloadId, number[]>(list.map((w) => [w.id, []]));
   /** Targets a timeout took out of the run, with the reason shown in their remaining cells. */
   const retired = new Map<TargetName, string>();
 
@@ -79,7 +88,10 @@ export async function runFsBench(
           progress(`  ! ${target.name} ${w.id}: ${message}`);
         };
         try {
+          const metered = meter?.target === target.name ? meter : undefined;
+          const before = await metered?.count();
           const v = value(w, await w.run({ target, fixtures, check: pass === 1, note }), fixtures);
+          if (metered && before !== undefined) messages.get(w.id)?.push((await metered.count()) - before);
           record({ ok: true, value: v });
           progress(`${where} ${v.toFixed(w.unit === 's' ? 2 : 0)} ${w.unit}`);
         } catch (err) {
@@ -91,5 +103,5 @@ export async function runFsBench(
       }
     }
   }
-  return { workloads: list, outcomes, notes };
+  return { workloads: list, outcomes, notes, messages };
 }

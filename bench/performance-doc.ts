@@ -34,8 +34,11 @@ the coherence probe makes on each target; \`BENCH_SPLITBRAIN_OPTS\` passes \`-o\
 coherence part alone (about four minutes) and rewrites only its section of the results;
 \`npm run bench -- --only streams\` does the same for the stream part (a bridged command's
 stdout and the mount's sequential write and read against the raw floor, with the CPU each
-process spends per GiB: under a minute), \`--only devices\` for the device echo (seconds) and
-\`--only memory\` for the agent's memory.
+process spends per GiB: under a minute), \`--only devices\` for the device echo (seconds),
+\`--only memory\` for the agent's memory and \`--only delayed\` for the workloads and single
+calls over a delayed link (a user-space delay proxy of D ms each way in front of the agent's
+nats-server and of sshfs's sshd; \`BENCH_DELAYS\`, default \`1,5\`, sets the values of D, and
+\`BENCH_DELAYED_CALL_ITERATIONS\`, default 100, the calls timed).
 Everything runs on loopback on one machine: a nats-server,
 \`splitbrain agent\` and \`splitbrain mount\`, a second agent with \`splitbrain bridge\` for the
 process bench, a third with \`splitbrain mount --devices\` and socat for the device bench, a

@@ -44,6 +44,8 @@ export interface BenchReport {
   callSection: string | undefined;
   /** The stream part (stream-table.ts), already marked. */
   streamSection?: string;
+  /** The delayed-link part (delayed-table.ts), already marked. */
+  delayedSection?: string;
   /** The cluster part (cluster-bench.ts), already marked. */
   clusterSection?: string;
   /** The agent memory part (memory-bench.ts), already marked. */
@@ -61,7 +63,7 @@ function formatValue(unit: Workload['unit'], v: number): string {
   return `${v.toFixed(v < 10 ? 2 : 1)} s`;
 }
 
-function summary(outcomes: Outcome[] | undefined): { value?: number; text: (unit: Workload['unit']) => string } {
+export function summary(outcomes: Outcome[] | undefined): { value?: number; text: (unit: Workload['unit']) => string } {
   const list = outcomes ?? [];
   const values = list.flatMap((o) => (o.ok ? [o.value] : []));
   const failures = list.flatMap((o) => (o.ok ? [] : [o]));
@@ -76,7 +78,7 @@ function summary(outcomes: Outcome[] | undefined): { value?: number; text: (unit
 }
 
 /** > 1: splitbrain is faster. Throughput divides one way, times the other. */
-function speedup(unit: Workload['unit'], splitbrain?: number, sshfs?: number): number | undefined {
+export function speedup(unit: Workload['unit'], splitbrain?: number, sshfs?: number): number | undefined {
   if (splitbrain === undefined || sshfs === undefined || splitbrain <= 0 || sshfs <= 0) return undefined;
   return unit === 'MB/s' ? splitbrain / sshfs : sshfs / splitbrain;
 }
@@ -179,6 +181,7 @@ export function renderReport(report: BenchReport): string {
   if (report.callers) out.push(callerTable(report.callers), '', CALLER_TABLE_LEGEND, '');
   if (report.callersError) out.push(`Caller bench: fails (${report.callersError})`, '');
   if (report.callSection) out.push(report.callSection, '');
+  if (report.delayedSection) out.push(report.delayedSection, '');
   if (report.clusterSection) out.push(report.clusterSection, '');
   if (report.memorySection) out.push(report.memorySection, '');
   const problems: string[] = [];

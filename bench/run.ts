@@ -13,6 +13,9 @@
  * the device bench alone with `--only devices`.
  * The stream part (stream-bench.ts: stdout, sequential write and read against the raw floor, with
  * CPU per GiB), after the device bench, also alone with `--only streams`.
+ * The delayed-link part (delayed-link-bench.ts: the workloads and single calls on splitbrain and
+ * sshfs through a delay proxy of D ms each way, for each D of BENCH_DELAYS, default "1,5", with
+ * BENCH_DELAYED_CALL_ITERATIONS calls, default 100), after the calls, also alone with `--only delayed`.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -42,6 +45,8 @@ import { markPart, PERFORMANCE_DOC, writePerformanceDoc, writePerformanceDocPart
 import { renderReport, type BenchReport } from './report-table.js';
 import { stopAllCommands } from './run-command.js';
 import { startSplitbrain } from './splitbrain-target.js';
+import { measureDelayedLink, type DelayedLinkResults } from './delayed-link-bench.js';
+import { renderDelayedSection } from './delayed-table.js';
 import { startSshd } from './sshd.js';
 import { startSshfs } from './sshfs-target.js';
 import { localTarget, type Target, type TargetName } from './target.js';
@@ -62,7 +67,7 @@ function envInt(name: string, fallback: number, max: number): number {
 }
 
 /** Parts that `--only` can run alone. */
-const PARTS = ['calls', 'cluster', 'devices', 'memory', 'streams'] as const;
+const PARTS = ['calls', 'cluster', 'delayed', 'devices', 'memory', 'streams'] as const;
 type Part = (typeof PARTS)[number];
 
 function onlyPart(args: readonly string[]): Part | undefined {
@@ -73,6 +78,15 @@ function onlyPart(args: readonly string[]): Part | undefined {
     throw new BenchConfigError(`usage: run.js [--only ${PARTS.join('|')}], got '${args.join(' ')}'`);
   }
   return known;
+}
+
+/** BENCH_DELAYS: the one-way delays of the delayed-link part, in ms, comma separated. */
+function delaysFromEnv(text: string): number[] {
+  const delays = text.split(',').map((d) => Number(d.trim()));
+  if (delays.length === 0 || delays.some((d) => !Number.isFinite(d) || d <= 0 || d > 1000)) {
+    throw new BenchConfigError(`BENCH_DELAYS must be delays in ms (0 < D <= 1000) separated by commas, got '${text}'`);
+  }
+  return delays;
 }
 
 const t0 = performance.now();
@@ -89,6 +103,8 @@ async function main(): Promise<void> {
   const coherenceChanges = envInt('BENCH_COHERENCE_CHANGES', 200, 10_000);
   const splitbrainOptions = process.env.BENCH_SPLITBRAIN_OPTS ?? '';
   const loadSeconds = envInt('BENCH_LOAD_SECONDS', 20, 3600);
+  const delayedCallIterations = envInt('BENCH_DELAYED_CALL_ITERATIONS', 100, 100_000);
+  const delaysMs = delaysFromEnv(process.env.BENCH_DELAYS ?? '1,5');
   const only = onlyPart(process.argv.slice(2));
   const full = only === undefined;
   const mainParts = only === undefined || only === 'calls';
@@ -141,16 +157,19 @@ async function main(): Promise<void> {
   let streams: StreamBenchResults | undefined;
   let streamsError: string | undefined;
   let streamsHeading = '';
+  let delayed: DelayedLinkResults | undefined;
+  let delayedError: string | undefined;
+  let delayedHeading = '';
   try {
-    const withFixtures = full || only === 'cluster' || only === 'streams';
+    const withFixtures = full || only === 'cluster' || only === 'streams' || only === 'delayed';
     progress(`work dir ${workDir}${withFixtures ? `; making fixtures (${sizeMb} MiB random file, npm tarball)` : ''}`);
     const fixtures = withFixtures ? await makeFixtures(workDir, sizeMb) : undefined;
     const nats = await startNatsServer(workDir, cleanup);
     progress(`nats-server at ${nats.url} (pid ${nats.daemon.pid})`);
 
     // One sshd for the ssh rows of the process bench and for sshfs; if it fails, both say so.
-    const sshd = mainParts ? await startSshd(workDir, cleanup).catch((err: unknown) => err as Error) : new Error(`not started: --only ${only ?? ''}`);
-    if (sshd instanceof Error && mainParts) progress(`sshd could not start: ${sshd.message}`);
+    const sshd = mainParts || only === 'delayed' ? await startSshd(workDir, cleanup).catch((err: unknown) => err as Error) : new Error(`not started: --only ${only ?? ''}`);
+    if (sshd instanceof Error && (mainParts || only === 'delayed')) progress(`sshd could not start: ${sshd.message}`);
     // First, while this process is small: every timed run is a fork of it, and a fork costs more
     // the more memory it maps (the transport floor's buffers double it), in every latency figure.
     if (fixtures && full) {
@@ -252,6 +271,22 @@ async function main(): Promise<void> {
     for (const target of targets) {
       for (const log of target.logs) logs.push(...(await logExcerpts(log.label, log.path)));
     }
+    if (fixtures && (full || only === 'delayed')) {
+      const started = performance.now();
+      const load = loadAverage();
+      try {
+        delayed = await measureDelayedLink({
+          workDir, sshd, fixtures, runs, callIterations: delayedCallIterations, delaysMs, splitbrainOptions,
+        }, cleanup, progress);
+      } catch (err) {
+        delayedError = (err as Error).message;
+        progress(`delayed-link part failed: ${delayedError}`);
+      }
+      const machine = await describeMachine();
+      delayedHeading = `Measured ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')} on ${machine.machine} by \`${full ? 'npm run bench' : 'npm run bench -- --only delayed'}\`, `
+        + `${runs} pass${runs === 1 ? '' : 'es'}, ${delayedCallIterations} calls per single call, splitbrain mount options: ${splitbrainOptions || 'defaults'}; `
+        + `this part took ${((performance.now() - started) / 1000).toFixed(0)} s, load average ${load} at its start, ${loadAverage()} at its end.`;
+    }
     if (fixtures && (full || only === 'cluster')) {
       const started = performance.now();
       const load = loadAverage();
@@ -319,6 +354,13 @@ async function main(): Promise<void> {
     progress(`rewrote the ${only} section of ${PERFORMANCE_DOC}`);
     return;
   }
+  if (only === 'delayed') {
+    const text = renderDelayedSection(delayed, delayedError, delayedHeading);
+    process.stdout.write(`\n${text}\n`);
+    await writePerformanceDocPart(only, text);
+    progress(`rewrote the ${only} section of ${PERFORMANCE_DOC}`);
+    return;
+  }
   if (only === 'calls') {
     const text = renderCallSection(section);
     process.stdout.write(`\n${text}\n`);
@@ -333,6 +375,7 @@ async function main(): Promise<void> {
     deviceSection: markPart('devices', renderDeviceSection(device, deviceError, deviceHeading)),
     callers, callersError, callSection: markPart('calls', renderCallSection(section)),
     streamSection: markPart('streams', renderStreamSection(streams, streamsError, streamsHeading)),
+    delayedSection: markPart('delayed', renderDelayedSection(delayed, delayedError, delayedHeading)),
     clusterSection: markPart('cluster', renderClusterSection(cluster, clusterError, clusterHeading)),
     memorySection: markPart('memory', renderMemorySection(memory, memoryError, memoryHeading)),
     logExcerpts: logs,

@@ -14,19 +14,24 @@ const START_TIMEOUT_MS = 15_000;
 /** sshfs keeps directory entries and attributes for dcache_timeout, 20 s by default. */
 const SSHFS_DCACHE_MS = 21_000;
 
-export async function startSshfs(workDir: string, sshd: Sshd, cleanup: Cleanup): Promise<Target> {
-  const slavePath = join(workDir, 'sshfs-slave');
-  const mountPath = join(workDir, 'sshfs-mnt');
+/**
+ * `via`: reach sshd through this port instead (the delayed link's proxy), with its own dirs and
+ * log named by `label`.
+ */
+export async function startSshfs(workDir: string, sshd: Sshd, cleanup: Cleanup, via?: { port: number; label: string }): Promise<Target> {
+  const label = via?.label ?? 'sshfs';
+  const slavePath = join(workDir, `${label}-slave`);
+  const mountPath = join(workDir, `${label}-mnt`);
   await Promise.all([mkdir(slavePath), mkdir(mountPath)]);
-  const sshfsLog = join(workDir, 'sshfs.log');
+  const sshfsLog = join(workDir, `${label}.log`);
   const sshfs = startDaemon({
     label: 'sshfs', command: 'sshfs', logPath: sshfsLog,
-    args: ['-f', '-o', [...sshClientOptions(sshd), `port=${sshd.port}`].join(','), `root@127.0.0.1:${slavePath}`, mountPath],
+    args: ['-f', '-o', [...sshClientOptions(sshd), `port=${via?.port ?? sshd.port}`].join(','), `root@127.0.0.1:${slavePath}`, mountPath],
   }, cleanup);
   unmountOnCleanup(cleanup, mountPath);
   await waitUntil(sshfs, `mount on ${mountPath}`, START_TIMEOUT_MS, () => mountedYet(mountPath));
   return {
     name: 'sshfs', mountPath, slavePath, userspaceCacheMs: SSHFS_DCACHE_MS,
-    logs: [{ label: 'sshfs', path: sshfsLog }],
+    logs: [{ label, path: sshfsLog }],
   };
 }
