@@ -1,7 +1,13 @@
 /**
- * The change feed's wire side (protocol/changes.ts): numbers changes, gathers those of one turn
- * into one message (deduplicated, split to fit max_payload), marks losses, and beats every
- * second. What is watched and why lives in change-feed.ts.
+ * The change feed's wire side (protocol/changes.ts): numbers changes, gathers them into one
+ * message (deduplicated, split to fit max_payload), marks losses, and beats every second. What is
+ * watched and why lives in change-feed.ts.
+ *
+ * A change after a quiet spell goes out at the end of the turn it was read in: another master
+ * sees it at once. Changes that keep coming (an untar, `rm -rf`, a build) are gathered for up
+ * to GATHER_MS into one message: one an operation was three bus messages per file of an untar
+ * (issue 24), for masters that mostly skip them as their own. A barrier (change-feed.ts sync)
+ * flushes at once.
  */
 import {
   encodeChangeMessage, type FeedState, type LostReason, type SlaveChangeTuple,
@@ -17,6 +23,9 @@ export interface ChangePublisherOptions {
   heartbeatMs: number;
 }
 
+/** While changes keep coming, how long they are gathered into one message. */
+const GATHER_MS = 10;
+
 export class ChangePublisher {
   private seqNow = 0;
   /** What waits, once per change, with the master that made it (null: the slave, or mixed). */
@@ -26,6 +35,8 @@ export class ChangePublisher {
   private lastState: FeedState | undefined;
   private losses = 0;
   private readonly heartbeat: NodeJS.Timeout;
+  /** When the last message with changes went out (performance.now()). */
+  private lastChanges = -Infinity;
 
   constructor(private readonly options: ChangePublisherOptions) {
     this.heartbeat = setInterval(() => this.beat(), options.heartbeatMs);
@@ -58,14 +69,16 @@ export class ChangePublisher {
     this.schedule();
   }
 
-  /** Sends what gathered once this turn's records are all in (one watcher read, one message). */
+  /** Sends what gathered once this turn's records are all in, or, while changes keep coming, a little later. */
   schedule(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    setImmediate(() => {
+    const flush = () => {
       this.flushScheduled = false;
       this.flush();
-    });
+    };
+    if (performance.now() - this.lastChanges < GATHER_MS) setTimeout(flush, GATHER_MS);
+    else setImmediate(flush);
   }
 
   /** Sends what waits now (and the state, if it changed). */
@@ -76,6 +89,7 @@ export class ChangePublisher {
     this.pending.clear();
     const lost = this.pendingLost;
     this.pendingLost = undefined;
+    if (changes.length > 0) this.lastChanges = performance.now();
     const budget = Math.max(4096, this.options.maxPayload - 1024);
     let at = 0;
     do {
