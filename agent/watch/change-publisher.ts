@@ -3,11 +3,12 @@
  * message (deduplicated, split to fit max_payload), marks losses, and beats every second. What is
  * watched and why lives in change-feed.ts.
  *
- * A change after a quiet spell goes out at the end of the turn it was read in: another master
- * sees it at once. Changes that keep coming (an untar, `rm -rf`, a build) are gathered for up
- * to GATHER_MS into one message: one an operation was three bus messages per file of an untar
- * (issue 24), for masters that mostly skip them as their own. A barrier (change-feed.ts sync)
- * flushes at once.
+ * A change goes out at the end of the turn it was read in: a master sees what the slave's own
+ * processes change at once, however often. Only a burst of changes that masters made (BURST
+ * messages within GATHER_MS: an untar, `rm -rf`, a build through a mount) is gathered for
+ * GATHER_MS into one message: one per operation was three bus messages per file of an untar
+ * (issue 24), which the master that made them skips as its own, and other masters see
+ * GATHER_MS later, well within the coherence bound. A barrier (change-feed.ts sync) flushes at once.
  */
 import {
   encodeChangeMessage, type FeedState, type LostReason, type SlaveChangeTuple,
@@ -23,8 +24,10 @@ export interface ChangePublisherOptions {
   heartbeatMs: number;
 }
 
-/** While changes keep coming, how long they are gathered into one message. */
+/** In a burst, how long changes are gathered into one message. */
 const GATHER_MS = 10;
+/** Messages with changes within GATHER_MS that make a burst. */
+const BURST = 4;
 
 export class ChangePublisher {
   private seqNow = 0;
@@ -35,8 +38,12 @@ export class ChangePublisher {
   private lastState: FeedState | undefined;
   private losses = 0;
   private readonly heartbeat: NodeJS.Timeout;
-  /** When the last message with changes went out (performance.now()). */
-  private lastChanges = -Infinity;
+  /** When the last BURST messages with changes went out (performance.now()), oldest first. */
+  private readonly recent: number[] = [];
+  /** In a burst: gathering goes on while each window gathers more than one change. */
+  private bursting = false;
+  /** The burst's window, while one is open. */
+  private gatherTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: ChangePublisherOptions) {
     this.heartbeat = setInterval(() => this.beat(), options.heartbeatMs);
@@ -71,25 +78,41 @@ export class ChangePublisher {
 
   /** Sends what gathered once this turn's records are all in, or, while changes keep coming, a little later. */
   schedule(): void {
-    if (this.flushScheduled) return;
+    const slaveMade = [...this.pending.values()].some((c) => c.origin === null) || this.pendingLost !== undefined;
+    if (this.flushScheduled) {
+      // A window is open, and the slave changed something itself: that goes now, with the rest.
+      if (slaveMade && this.gatherTimer !== undefined) {
+        clearTimeout(this.gatherTimer);
+        this.gatherTimer = undefined;
+        setImmediate(() => this.scheduledFlush(false));
+      }
+      return;
+    }
     this.flushScheduled = true;
-    const flush = () => {
-      this.flushScheduled = false;
-      this.flush();
-    };
-    if (performance.now() - this.lastChanges < GATHER_MS) setTimeout(flush, GATHER_MS);
-    else setImmediate(flush);
+    const burst = this.bursting || (this.recent.length === BURST && performance.now() - (this.recent[0] as number) < GATHER_MS);
+    if (burst && !slaveMade) this.gatherTimer = setTimeout(() => this.scheduledFlush(true), GATHER_MS);
+    else setImmediate(() => this.scheduledFlush(false));
   }
 
-  /** Sends what waits now (and the state, if it changed). */
-  flush(): void {
+  private scheduledFlush(gathered: boolean): void {
+    this.flushScheduled = false;
+    this.gatherTimer = undefined;
+    this.flush(gathered);
+  }
+
+  /** Sends what waits now (and the state, if it changed). `gathered`: the end of a burst's window. */
+  flush(gathered = false): void {
+    if (gathered) this.bursting = this.pending.size > 1;
     const state = this.options.state();
     if (this.pending.size === 0 && this.pendingLost === undefined && state === this.lastState) return;
     const changes = [...this.pending.values()];
     this.pending.clear();
     const lost = this.pendingLost;
     this.pendingLost = undefined;
-    if (changes.length > 0) this.lastChanges = performance.now();
+    if (changes.length > 0) {
+      this.recent.push(performance.now());
+      if (this.recent.length > BURST) this.recent.shift();
+    }
     const budget = Math.max(4096, this.options.maxPayload - 1024);
     let at = 0;
     do {
