@@ -23,7 +23,7 @@ import type { BudgetMember, OutputBudget } from './output-budget.js';
 export interface SpawnSpec {
   /**
    * argv[0] resolved to the executable's host path (ProcessesBackend.findCommand), or the wrapper that
-   * runs it (nsenter, setpriv: the user it runs as is in its argv, see identity.ts).
+   * runs it (ProcessesBackend.enterNamespaces and runAs: the user it runs as is in its argv).
    */
   file: string;
   argv: string[];
