@@ -20,15 +20,25 @@ function delayed(from: Socket, to: Socket, delayMs: number): void {
   let queued = 0;
   let timer: NodeJS.Timeout | undefined;
   let ended = false;
+  /** `to` holds more than it can send: reading waits for its drain, as a link would push back. */
+  let blocked = false;
+  const resumeIfRoom = (): void => {
+    if (!blocked && queued < HIGH_WATER && from.isPaused()) from.resume();
+  };
+  to.on('drain', () => {
+    blocked = false;
+    resumeIfRoom();
+  });
   const drain = (): void => {
     timer = undefined;
     const now = performance.now();
     while (queue.length > 0 && (queue[0] as { due: number }).due <= now) {
       const { data } = queue.shift() as { due: number; data: Buffer };
       queued -= data.length;
-      to.write(data);
+      if (!to.write(data)) blocked = true;
     }
-    if (queued < HIGH_WATER && from.isPaused()) from.resume();
+    if (blocked) from.pause();
+    resumeIfRoom();
     if (queue.length > 0) schedule();
     else if (ended) to.end();
   };
