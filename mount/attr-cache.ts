@@ -43,7 +43,7 @@ export class AttrCache {
    * before every write(2) to a file; a file created through the mount has none, and a "no such
    * attribute" answer is kept like any other cached attribute.
    */
-  private readonly absentXattrs = new Map<string, { names: Set<string>; expires: number }>();
+  private readonly absentXattrs = new Map<string, { names: Set<string>; all: boolean; expires: number }>();
   /**
    * The last mode and owner seen of each directory, kept past its attributes' expiry: the mount
    * answers a non-root caller from this cache only if these let it search every directory above
@@ -227,17 +227,32 @@ export class AttrCache {
     if (moved?.attr) this.set(to, moved.attr);
   }
 
-  isXattrAbsent(path: string, name: string): boolean {
+  private absentNow(path: string) {
     const known = this.absentXattrs.get(path);
     if (known && known.expires <= Date.now()) this.absentXattrs.delete(path);
-    return known !== undefined && known.expires > Date.now() && known.names.has(name);
+    return known !== undefined && known.expires > Date.now() ? known : undefined;
+  }
+
+  isXattrAbsent(path: string, name: string): boolean {
+    const known = this.absentNow(path);
+    return known !== undefined && (known.all || known.names.has(name));
+  }
+
+  /** Whether the agent said `path` has no extended attribute at all (its listing's `bare`). */
+  hasNoXattrs(path: string): boolean {
+    return this.absentNow(path)?.all === true;
   }
 
   setXattrAbsent(path: string, name: string): void {
     if (this.ttl.attrTtlMs <= 0) return;
-    const known = this.absentXattrs.get(path);
-    if (known && known.expires > Date.now()) known.names.add(name);
-    else this.absentXattrs.set(path, { names: new Set([name]), expires: Date.now() + this.ttl.attrTtlMs });
+    const known = this.absentNow(path);
+    if (known) known.names.add(name);
+    else this.absentXattrs.set(path, { names: new Set([name]), all: false, expires: Date.now() + this.ttl.attrTtlMs });
+  }
+
+  setNoXattrs(path: string): void {
+    if (this.ttl.attrTtlMs <= 0) return;
+    this.absentXattrs.set(path, { names: new Set(), all: true, expires: Date.now() + this.ttl.attrTtlMs });
   }
 
   forgetXattrs(path: string): void {

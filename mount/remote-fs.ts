@@ -320,10 +320,14 @@ export class RemoteFs extends MountFsBase {
         let page = await this.call('fs.readdir', { path }, caller);
         const boot = this.client.bootId;
         for (;;) {
-          for (const [name, wire] of page.entries) {
+          const bare = new Set(page.bare ?? []);
+          for (const [i, [name, wire]] of page.entries.entries()) {
             const attr = wire ? attrFromWire(wire) : null;
             entries.push({ name, attr });
-            if (attr && this.cache.unchangedSince(path, generation)) this.cache.set(path === '/' ? `/${name}` : `${path}/${name}`, attr);
+            if (!attr || !this.cache.unchangedSince(path, generation)) continue;
+            const child = path === '/' ? `/${name}` : `${path}/${name}`;
+            this.cache.set(child, attr);
+            if (bare.has(i)) this.cache.setNoXattrs(child);
           }
           if (page.cursor === null) break;
           page = await this.client.call('fs.readdir', { cursor: page.cursor }, { handleBoot: boot });
@@ -560,7 +564,10 @@ export class RemoteFs extends MountFsBase {
   }
 
   override async getxattr(path: string, name: string, caller: FuseCaller): Promise<Buffer> {
-    if (caller.uid === 0 && this.cache.isXattrAbsent(path, name)) throw new SlaveError('ENODATA', `no attribute ${name} on ${path}`);
+    // Absent for root is absent for everyone, but a user.* attribute's reader needs read
+    // permission first (EACCES), which only the agent judges.
+    const absent = caller.uid === 0 ? this.cache.isXattrAbsent(path, name) : !name.startsWith('user.') && this.cache.hasNoXattrs(path);
+    if (absent) throw new SlaveError('ENODATA', `no attribute ${name} on ${path}`);
     try {
       const { value } = await this.call('fs.getxattr', { path, name }, caller);
       return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
@@ -577,6 +584,7 @@ export class RemoteFs extends MountFsBase {
   }
 
   override async listxattr(path: string, caller: FuseCaller): Promise<string[]> {
+    if (this.cache.hasNoXattrs(path)) return [];
     return (await this.call('fs.listxattr', { path }, caller)).names;
   }
 

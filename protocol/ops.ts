@@ -197,9 +197,10 @@ export const ops = {
    * `seq` has seen them all (changes.ts).
    */
   'fs.changes': op(empty, z.object({ seq: u53, state: z.enum(FEED_STATES) })),
+  /** bare: indices into `entries` of those with no extended attribute at all (older agents: none said). */
   'fs.readdir': op(
     z.union([z.object({ path: slavePath }), z.object({ cursor: u32 })]),
-    z.object({ entries: z.array(readdirEntry), cursor: u32.nullable() }),
+    z.object({ entries: z.array(readdirEntry), cursor: u32.nullable(), bare: z.array(u32).optional() }),
   ),
 
   'fs.open': op(z.object({ path: slavePath, flags: u32 }), z.object({ fh, attr: wireAttr })),

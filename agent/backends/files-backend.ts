@@ -105,6 +105,8 @@ export interface FilesBackend {
   /** Sets the attribute, made or replaced; XATTR_CREATE and XATTR_REPLACE are the service's to check. */
   setxattr(hostPath: string, name: string, value: Uint8Array): void;
   listxattr(hostPath: string): string[];
+  /** Whether the path (a symlink's own) has any extended attribute; undefined where it cannot tell. */
+  hasXattrs(hostPath: string): boolean | undefined;
   removexattr(hostPath: string, name: string): void;
   /**
    * The POSIX access ACL of the path as the kernel stores it, or null: none, no file, or a

@@ -2,6 +2,7 @@
 import { MAY_EXEC, MAY_READ, SlaveError, type ReaddirEntry } from '../../protocol/index.js';
 import type { FilesBackend } from '../backends/files-backend.js';
 import { REPLY_OVERHEAD, type AgentContext, type HandlerTable } from '../context.js';
+import type { ListedEntry } from './readdir-cursors.js';
 import { lstatWire, statToWire } from './stat-attr.js';
 
 // Per entry in a reply: the name plus about this much msgpack for its attributes.
@@ -18,17 +19,21 @@ function lstatOrNull(files: FilesBackend, path: string) {
 /**
  * Synchronous: 5,000 lstat calls take a few milliseconds; 5,000 thread-pool trips take far more.
  * `withAttrs` false: names only, for a caller who may read the directory but not search it.
+ * Each entry also says whether it has no extended attribute at all (one listxattr each, as
+ * cheap as the lstat): `ls -l` and `cp -a` then ask the mount, not the slave, for the ACLs and
+ * security labels they probe for every file (issue 24).
  */
-function listWithAttrs(files: FilesBackend, hostDir: string, withAttrs: boolean): ReaddirEntry[] {
+function listWithAttrs(files: FilesBackend, hostDir: string, withAttrs: boolean): ListedEntry[] {
   return files.readdir(hostDir).map((name) => {
-    if (!withAttrs) return [name, null];
-    const st = lstatOrNull(files, `${hostDir}/${name}`);
-    return [name, st ? statToWire(st) : null];
+    if (!withAttrs) return [name, null, false];
+    const host = `${hostDir}/${name}`;
+    const st = lstatOrNull(files, host);
+    return [name, st ? statToWire(st) : null, st !== null && files.hasXattrs(host) === false];
   });
 }
 
 /** Takes as many entries as fit in one reply and parks the rest under a cursor. */
-function page(entries: ReaddirEntry[], ctx: AgentContext) {
+function page(entries: ListedEntry[], ctx: AgentContext) {
   const budget = ctx.maxPayload - REPLY_OVERHEAD;
   let used = 0;
   let count = 0;
@@ -38,8 +43,13 @@ function page(entries: ReaddirEntry[], ctx: AgentContext) {
     used += cost;
     count++;
   }
-  if (count === entries.length) return { entries, cursor: null };
-  return { entries: entries.slice(0, count), cursor: ctx.cursors.park(entries.slice(count)) };
+  const sent = entries.slice(0, count);
+  const bare = sent.flatMap(([, , none], i) => (none ? [i] : []));
+  return {
+    entries: sent.map(([name, attr]): ReaddirEntry => [name, attr]),
+    cursor: count === entries.length ? null : ctx.cursors.park(entries.slice(count)),
+    ...(bare.length > 0 ? { bare } : {}),
+  };
 }
 
 export const dirOps: HandlerTable = {

@@ -6,8 +6,11 @@
 import type { ReaddirEntry } from '../../protocol/index.js';
 import { SlaveError } from '../../protocol/index.js';
 
+/** A listed entry, and whether it has no extended attribute at all (the reply's `bare`). */
+export type ListedEntry = [...ReaddirEntry, boolean];
+
 interface Pending {
-  entries: ReaddirEntry[];
+  entries: ListedEntry[];
   expires: number;
 }
 
@@ -17,7 +20,7 @@ export class ReaddirCursors {
 
   constructor(private readonly maxCursors = 256, private readonly ttlMs = 30_000) {}
 
-  park(entries: ReaddirEntry[]): number {
+  park(entries: ListedEntry[]): number {
     this.expire();
     if (this.pending.size >= this.maxCursors) {
       const oldest = this.pending.keys().next().value as number;
@@ -29,7 +32,7 @@ export class ReaddirCursors {
     return cursor;
   }
 
-  take(cursor: number): ReaddirEntry[] {
+  take(cursor: number): ListedEntry[] {
     const found = this.pending.get(cursor);
     this.pending.delete(cursor);
     if (!found || found.expires < Date.now()) {

@@ -7,7 +7,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { assertSameLines } from '../helpers/compare.js';
-import { sh } from '../helpers/processes.js';
+import { sh, waitFor } from '../helpers/processes.js';
 import { startSlave, type Slave } from '../helpers/slave.js';
 
 const REPO = new URL('../../../', import.meta.url).pathname;
@@ -87,6 +87,24 @@ describe('unmodified tools on the mount', () => {
     const onSlave = await sh(`cd '${slave.root}/findme' && find . -ls | LC_ALL=C sort`);
     assertSameLines(onMount, asShown(onSlave, slave.mnt), 'find -ls outputs');
     assert.ok(onMount.split('\n').length > 800);
+  });
+
+  it('ls -l and cp -a see each file\'s extended attributes as the slave has them, including ones set there later', async () => {
+    const dir = join(slave.root, 'xa');
+    await mkdir(dir);
+    await sh(`cd '${dir}' && touch plain tagged && python3 -c "import os; os.setxattr('tagged', 'user.tag', b'x')"`);
+    await sh(`ls -l '${slave.mnt}/xa'`); // the listing says which entries have none
+    const probe = (script: string) => sh(`python3 -c "import os, errno\n${script}"`);
+    const mnt = `${slave.mnt}/xa`;
+    assert.equal(await probe(`print(os.listxattr('${mnt}/plain'), os.listxattr('${mnt}/tagged'))`), "[] ['user.tag']\n");
+    assert.equal(await probe(`print(os.getxattr('${mnt}/tagged', 'user.tag'))`), "b'x'\n");
+    assert.equal(await probe(`try:\n  os.getxattr('${mnt}/plain', 'system.posix_acl_access')\nexcept OSError as e:\n  print(errno.errorcode[e.errno])`),
+      'ENODATA\n');
+    // Set on the slave after the listing: the change feed makes the mount ask again.
+    await sh(`python3 -c "import os; os.setxattr('${dir}/plain', 'user.late', b'y')"`);
+    await waitFor('the slave\'s new attribute through the mount',
+      async () => (await probe(`print(os.listxattr('${mnt}/plain'))`)) === "['user.late']\n", 10_000, 50);
+    assert.equal(await probe(`print(os.getxattr('${mnt}/plain', 'user.late'))`), "b'y'\n");
   });
 
   it('rsync -a and rm -rf work', async () => {

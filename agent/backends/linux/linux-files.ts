@@ -117,5 +117,12 @@ export function linuxFiles(): FilesBackend {
     closeNow: (fd) => closeSync(fd),
 
     getxattr, setxattr, listxattr, removexattr, accessAcl,
+    hasXattrs: (host) => {
+      try {
+        return listxattr(host).length > 0;
+      } catch {
+        return undefined;
+      }
+    },
   };
 }
