@@ -43,8 +43,8 @@ export interface Retained {
 
 export class RetainedWrites {
   private readonly byPath = new Map<string, Retained[]>();
-  private readonly timesByPath = new Map<string, AcknowledgedTimes>();
-  private readonly ownerByPath = new Map<string, AcknowledgedOwner>();
+  /** What a program was told of each path with writes kept (cleared with them). */
+  private readonly told = new Map<string, { times?: AcknowledgedTimes; owner?: AcknowledgedOwner }>();
   private held = 0;
   private durableBoot = '';
   private durableSeq = -1;
@@ -70,15 +70,15 @@ export class RetainedWrites {
     if (!list) this.byPath.set(path, (list = []));
     list.push(entry);
     this.held += entry.data.length;
-    this.timesByPath.delete(path); // the write set mtime; a later change of times comes after it
-    if (owner) this.ownerByPath.set(path, owner);
+    // The write set mtime; a later change of times comes after it.
+    const told = this.told.get(path);
+    this.told.set(path, { owner: owner ?? told?.owner });
   }
 
   /** A program was told `path`'s attributes are these; kept while the path has writes kept. */
   acknowledged(path: string, times: AcknowledgedTimes, owner?: AcknowledgedOwner): void {
     if (!this.byPath.has(path)) return;
-    this.timesByPath.set(path, times);
-    if (owner) this.ownerByPath.set(path, owner);
+    this.told.set(path, { times, owner: owner ?? this.told.get(path)?.owner });
   }
 
   /** The highest sequence kept for `path` (0: none). */
@@ -107,7 +107,8 @@ export class RetainedWrites {
     for (const [path, list] of [...this.byPath]) {
       const old = list.filter((e) => e.boot !== boot);
       if (old.length === 0) continue;
-      stale.set(path, { entries: old, times: this.timesByPath.get(path), owner: this.ownerByPath.get(path) });
+      const told = this.told.get(path);
+      stale.set(path, { entries: old, times: told?.times, owner: told?.owner });
       this.replace(path, list, list.filter((e) => e.boot === boot), false); // the caller's now
     }
     return stale;
@@ -122,13 +123,11 @@ export class RetainedWrites {
     const prefix = `${from}/`;
     for (const [path, list] of [...this.byPath]) {
       if (path !== from && !path.startsWith(prefix)) continue;
+      const told = this.told.get(path);
       this.byPath.delete(path);
+      this.told.delete(path);
       this.byPath.set(to + path.slice(from.length), list);
-      for (const map of [this.timesByPath, this.ownerByPath] as Map<string, unknown>[]) {
-        const known = map.get(path);
-        map.delete(path);
-        if (known !== undefined) map.set(to + path.slice(from.length), known);
-      }
+      if (told) this.told.set(to + path.slice(from.length), told);
     }
   }
 
@@ -154,8 +153,7 @@ export class RetainedWrites {
     this.held += after.reduce((n, e) => n + e.data.length, 0);
     if (after.length === 0) {
       this.byPath.delete(path);
-      this.timesByPath.delete(path);
-      this.ownerByPath.delete(path);
+      this.told.delete(path);
     } else {
       this.byPath.set(path, after);
     }
