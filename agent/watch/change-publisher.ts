@@ -44,6 +44,8 @@ export class ChangePublisher {
   private bursting = false;
   /** The burst's window, while one is open. */
   private gatherTimer: NodeJS.Timeout | undefined;
+  /** Something waiting was not made by a master alone (the slave's own, or mixed): it goes at once. */
+  private slaveMadePending = false;
 
   constructor(private readonly options: ChangePublisherOptions) {
     this.heartbeat = setInterval(() => this.beat(), options.heartbeatMs);
@@ -66,6 +68,7 @@ export class ChangePublisher {
     // Made by two parties in one turn: whoever skips it as its own would miss the other's.
     if (waiting !== undefined) waiting.origin = waiting.origin === origin ? origin : null;
     else this.pending.set(key, { change, origin });
+    if ((waiting === undefined ? origin : waiting.origin) === null) this.slaveMadePending = true;
   }
 
   /** Changes may have gone unseen: masters forget everything, so what waits is dropped. */
@@ -73,12 +76,13 @@ export class ChangePublisher {
     this.losses++;
     this.pendingLost ??= reason;
     this.pending.clear();
+    this.slaveMadePending = false; // the loss itself goes at once
     this.schedule();
   }
 
   /** Sends what gathered once this turn's records are all in, or, while changes keep coming, a little later. */
   schedule(): void {
-    const slaveMade = [...this.pending.values()].some((c) => c.origin === null) || this.pendingLost !== undefined;
+    const slaveMade = this.slaveMadePending || this.pendingLost !== undefined;
     if (this.flushScheduled) {
       // A window is open, and the slave changed something itself: that goes now, with the rest.
       if (slaveMade && this.gatherTimer !== undefined) {
@@ -107,6 +111,7 @@ export class ChangePublisher {
     if (this.pending.size === 0 && this.pendingLost === undefined && state === this.lastState) return;
     const changes = [...this.pending.values()];
     this.pending.clear();
+    this.slaveMadePending = false;
     const lost = this.pendingLost;
     this.pendingLost = undefined;
     if (changes.length > 0) {
