@@ -326,43 +326,17 @@ async function main(): Promise<void> {
     durationS: (performance.now() - callsStarted) / 1000, load: [callsLoad, loadAverage()], startErrors,
     calls, callsError, coherence, coherenceError,
   };
-  if (only === 'devices') {
-    const text = renderDeviceSection(device, deviceError, deviceHeading);
-    process.stdout.write(`\n${text}\n`);
-    await writePerformanceDocPart(only, text);
-    progress(`rewrote the ${only} section of ${PERFORMANCE_DOC}`);
-    return;
-  }
-  if (only === 'memory') {
-    const text = renderMemorySection(memory, memoryError, memoryHeading);
-    process.stdout.write(`\n${text}\n`);
-    await writePerformanceDocPart(only, text);
-    progress(`rewrote the ${only} section of ${PERFORMANCE_DOC}`);
-    return;
-  }
-  if (only === 'cluster') {
-    const text = renderClusterSection(cluster, clusterError, clusterHeading);
-    process.stdout.write(`\n${text}\n`);
-    await writePerformanceDocPart(only, text);
-    progress(`rewrote the ${only} section of ${PERFORMANCE_DOC}`);
-    return;
-  }
-  if (only === 'streams') {
-    const text = renderStreamSection(streams, streamsError, streamsHeading);
-    process.stdout.write(`\n${text}\n`);
-    await writePerformanceDocPart(only, text);
-    progress(`rewrote the ${only} section of ${PERFORMANCE_DOC}`);
-    return;
-  }
-  if (only === 'delayed') {
-    const text = renderDelayedSection(delayed, delayedError, delayedHeading);
-    process.stdout.write(`\n${text}\n`);
-    await writePerformanceDocPart(only, text);
-    progress(`rewrote the ${only} section of ${PERFORMANCE_DOC}`);
-    return;
-  }
-  if (only === 'calls') {
-    const text = renderCallSection(section);
+  // Every part's section, rendered for the doc: alone (--only), or within the whole report.
+  const sections: Record<Part, () => string> = {
+    calls: () => renderCallSection(section),
+    cluster: () => renderClusterSection(cluster, clusterError, clusterHeading),
+    delayed: () => renderDelayedSection(delayed, delayedError, delayedHeading),
+    devices: () => renderDeviceSection(device, deviceError, deviceHeading),
+    memory: () => renderMemorySection(memory, memoryError, memoryHeading),
+    streams: () => renderStreamSection(streams, streamsError, streamsHeading),
+  };
+  if (only !== undefined) {
+    const text = sections[only]();
     process.stdout.write(`\n${text}\n`);
     await writePerformanceDocPart(only, text);
     progress(`rewrote the ${only} section of ${PERFORMANCE_DOC}`);
@@ -372,12 +346,12 @@ async function main(): Promise<void> {
     date, machine: machine.machine, tools: machine.tools,
     sizeMb, runs, splitbrainOptions, durationS: (performance.now() - t0) / 1000, load: [loadAtStart, loadAverage()],
     coldWaits, startErrors, fs, floor, floorError, fuseFloor, fuseFloorError, exec, execError,
-    deviceSection: markPart('devices', renderDeviceSection(device, deviceError, deviceHeading)),
-    callers, callersError, callSection: markPart('calls', renderCallSection(section)),
-    streamSection: markPart('streams', renderStreamSection(streams, streamsError, streamsHeading)),
-    delayedSection: markPart('delayed', renderDelayedSection(delayed, delayedError, delayedHeading)),
-    clusterSection: markPart('cluster', renderClusterSection(cluster, clusterError, clusterHeading)),
-    memorySection: markPart('memory', renderMemorySection(memory, memoryError, memoryHeading)),
+    deviceSection: markPart('devices', sections.devices()),
+    callers, callersError, callSection: markPart('calls', sections.calls()),
+    streamSection: markPart('streams', sections.streams()),
+    delayedSection: markPart('delayed', sections.delayed()),
+    clusterSection: markPart('cluster', sections.cluster()),
+    memorySection: markPart('memory', sections.memory()),
     logExcerpts: logs,
   };
   const text = renderReport(report);
