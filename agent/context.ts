@@ -55,8 +55,11 @@ export interface AgentContext {
   readonly serving: { count: number };
 }
 
-/** `caller`: who the request is for, when the master said (protocol/caller.ts). */
-export type OpHandler<K extends OpName> = (args: OpRequest<K>, ctx: AgentContext, caller?: Caller) => Promise<OpReply<K>>;
+/**
+ * `caller`: who the request is for, when the master said (protocol/caller.ts). `origin`: the
+ * master that sent it, for the names it gives (fs.create's handle).
+ */
+export type OpHandler<K extends OpName> = (args: OpRequest<K>, ctx: AgentContext, caller?: Caller, origin?: string | null) => Promise<OpReply<K>>;
 
 /** One handler per op. An op missing here answers ENOSYS. */
 export type HandlerTable = { [K in OpName]?: OpHandler<K> };

@@ -37,6 +37,19 @@ function changedPaths<K extends OpName>(op: K, args: OpRequest<K>, ctx: AgentCon
   return paths;
 }
 
+/**
+ * The request with a file handle its master named (fs.create's `handle`) turned into the agent's
+ * number, which handlers and policy know. An unknown name is EBADF, as an unknown number is.
+ */
+function withAgentHandle<K extends OpName>(op: K, request: DecodedRequest<K>, origin: string | null, ctx: AgentContext): DecodedRequest<K> {
+  const fh = (request.args as { fh?: unknown }).fh;
+  if (typeof fh !== 'number' || !op.startsWith('fs.')) return request;
+  // An unknown name stays as it is: no handle of the agent's has bit 31, so the handler answers
+  // EBADF, after a handle of an earlier boot got its ESTALE.
+  const agentFh = ctx.handles.resolve(origin, fh) ?? fh;
+  return agentFh === fh ? request : { ...request, args: { ...request.args, fh: agentFh } };
+}
+
 function refusedByPolicy<K extends OpName>(op: K, args: OpRequest<K>, ctx: AgentContext): boolean {
   if (!ctx.readOnly) return false;
   if (MUTATING.has(op)) return true;
@@ -49,7 +62,7 @@ export function createDispatcher(table: HandlerTable, ctx: AgentContext, bootId:
   const log = ctx.log;
   const replays = new ReplayCache();
 
-  const execute = async <K extends OpName>(op: K, request: DecodedRequest<K>): Promise<[Uint8Array, string]> => {
+  const execute = async <K extends OpName>(op: K, request: DecodedRequest<K>, origin: string | null): Promise<[Uint8Array, string]> => {
     try {
       if (request.handleBoot !== undefined && request.handleBoot !== bootId) {
         // A handle of an earlier run of this agent: its number may name another file now.
@@ -61,7 +74,7 @@ export function createDispatcher(table: HandlerTable, ctx: AgentContext, bootId:
       const handler = table[op] as OpHandler<K>;
       let result: OpReply<K>;
       try {
-        result = await handler(request.args, ctx, request.caller);
+        result = await handler(request.args, ctx, request.caller, origin);
       } finally {
         if (CHANGING_SEARCH.has(op)) ctx.searched.clear();
       }
@@ -85,24 +98,26 @@ export function createDispatcher(table: HandlerTable, ctx: AgentContext, bootId:
     if (counted) ctx.serving.count++;
     agentMetrics.inFlight.inc();
     try {
-      const request = decodeRequest(op, data); // a newer protocol's request throws EPROTONOSUPPORT
+      const decoded = decodeRequest(op, data); // a newer protocol's request throws EPROTONOSUPPORT
+      const origin = originOfRequest(decoded.id);
       // The directories it names are watched before it runs, or what it answers could change
       // unreported (watch/change-feed.ts); no wait when they are watched already.
-      const covered = ctx.changes.cover(op, request.args);
+      const covered = ctx.changes.cover(op, decoded.args);
       if (covered !== undefined) await covered;
+      // After that wait: a create this request follows, waiting behind the same one, named it.
+      const request = withAgentHandle(op, decoded, origin, ctx);
       // So that the master that asked can tell this change from the slave's (watch/change-feed.ts).
-      const origin = originOfRequest(request.id);
       const changing = origin === null ? undefined : changedPaths(op, request.args, ctx);
       if (origin !== null && changing !== undefined) ctx.changes.madeBy(origin, changing);
       if (!NOT_IDEMPOTENT.has(op)) {
-        const [reply, outcome] = await execute(op, request);
+        const [reply, outcome] = await execute(op, request, origin);
         errno = outcome;
         return reply;
       }
       replayed = true;
       const reply = await replays.run(`${op} ${request.id}`, async () => {
         replayed = false;
-        const [bytes, outcome] = await execute(op, request);
+        const [bytes, outcome] = await execute(op, request, origin);
         errno = outcome;
         return bytes;
       });

@@ -157,12 +157,15 @@ export class AttrCache {
   }
 
   /**
-   * Replaces `expected` with `attr` only if `expected` is still what is cached for `path`: a
-   * reply that arrives late never overwrites what a later change put there.
+   * Replaces `expected` with `attr` (none: forgets it) only if `expected` is still what is cached
+   * for `path`: a reply that arrives late never overwrites what a later change put there.
    */
-  replace(path: string, expected: Attr, attr: Attr): void {
+  replace(path: string, expected: Attr, attr: Attr | undefined): void {
     const entry = this.entries.get(path);
-    if (entry?.attr === expected) this.set(path, attr);
+    if (entry?.attr === expected) {
+      if (attr) this.set(path, attr);
+      else this.entries.delete(path); // the agent says next time
+    }
     this.onStale?.(path, false);
   }
 
@@ -186,6 +189,22 @@ export class AttrCache {
     if (listing.expires > Date.now()) return [...listing.names];
     this.listings.delete(dir);
     return undefined;
+  }
+
+  /**
+   * Whether a complete cached listing of `dir` holds `name`: undefined when none is cached. A
+   * set lookup, not a copy of the names (listing): asked for every name an untar makes.
+   */
+  listed(dir: string, name: string): boolean | undefined {
+    const listing = this.listings.get(dir);
+    if (!listing || listing.expires <= Date.now()) return undefined;
+    return listing.names.has(name);
+  }
+
+  /** Whether a complete cached listing says `dir` is empty. */
+  knownEmpty(dir: string): boolean {
+    const listing = this.listings.get(dir);
+    return listing !== undefined && listing.expires > Date.now() && listing.names.size === 0;
   }
 
   setListing(dir: string, names: Iterable<string>): void {
@@ -280,8 +299,11 @@ export class AttrCache {
     this.onStale?.(path, false);
   }
 
-  /** A name we reported removed is there after all: forget that, and its directory's listing. */
-  reappeared(path: string): void {
+  /**
+   * What we reported of `path` was wrong (a removal, a creation or a change the agent refused
+   * after it was answered): forget the name, its attributes and its directory's listing.
+   */
+  mistaken(path: string): void {
     this.entries.delete(path);
     this.entries.delete(posix.dirname(path));
     this.listings.delete(posix.dirname(path));

@@ -54,6 +54,16 @@ export class CallerGate {
     return permits(who, dir, MAY_WRITE | MAY_EXEC) && mayRemoveFrom(who, dir, entry);
   }
 
+  /**
+   * Whether the agent will let `caller` make a name at `path`, judged as it would from what the
+   * cache knows: search to the directory, write and search on it.
+   */
+  predictsCreation(path: string, caller: FuseCaller): boolean {
+    if (caller.uid === 0) return true;
+    const dir = this.cache.searchModes(posix.dirname(path));
+    return dir !== undefined && this.cacheAnswers(path, caller) && permits(this.wire(caller), dir, MAY_WRITE | MAY_EXEC);
+  }
+
   /** Root's change of an inode with `attr`, or one `allowed` says the agent makes as asked. */
   allows(caller: FuseCaller, attr: Attr, allowed: (who: Caller, attr: Attr) => boolean): boolean {
     return caller.uid === 0 || allowed(this.wire(caller), attr);

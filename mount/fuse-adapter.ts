@@ -237,7 +237,12 @@ export class FuseAdapter {
   private entry(handle: RequestHandle, parentId: number, name: string, attr: Attr, generation = this.cache.now): void {
     const node = this.nodes.looked(this.node(parentId), name, attr);
     const t = this.cache.since(generation, parentId, node.id);
-    this.binding.replyEntry(handle, node.id, packAttr(this.binding, attr), t.entry, t.attr);
+    this.binding.replyEntry(handle, node.id, packAttr(this.binding, attr), t.entry, this.attrTimeout(attr, t.attr));
+  }
+
+  /** A guess of the filesystem's (a change answered before the slave made it) is not kept. */
+  private attrTimeout(attr: Attr, timeout: number): number {
+    return this.fs.provisional?.(attr) ? 0 : timeout;
   }
 
   /** One kernel request: to its op's entry in the table (an op with none answers ENOSYS). */
@@ -278,7 +283,7 @@ export class FuseAdapter {
         });
       },
       SETATTR: ({ handle, ino, fh, setattr }, who) => this.run(handle, 'setattr', () => this.setattr(ino, fh, setattr ?? new Float64Array(0), who), (attr) => {
-        b.replyAttr(handle, packAttr(b, attr), this.cache.current.attr);
+        b.replyAttr(handle, packAttr(b, attr), this.attrTimeout(attr, this.cache.current.attr));
       }),
       READLINK: ({ handle, ino }, who) => this.run(handle, 'readlink', () => fs.readlink(this.pathOf(ino), who), (shown) => {
         b.replyReadlink(handle, nameToBytes(shown.target));
@@ -320,7 +325,7 @@ export class FuseAdapter {
         const node = this.nodes.looked(this.node(ino), name, attr);
         this.opened(node.id, fh);
         const t = this.cache.current;
-        if (!b.replyCreate(handle, node.id, packAttr(b, attr), t.entry, t.attr, fh, this.openFlags())) this.unsentOpen(node.id, fh, who, 1);
+        if (!b.replyCreate(handle, node.id, packAttr(b, attr), t.entry, this.attrTimeout(attr, t.attr), fh, this.openFlags())) this.unsentOpen(node.id, fh, who, 1);
       }),
       READ: ({ handle, ino, fh, size, offset }, who) => {
         const readData = this.readData;
@@ -342,6 +347,12 @@ export class FuseAdapter {
         this.run(handle, 'release', () => fs.release(this.maybePath(ino), fh, who), this.ok(handle));
       },
       FSYNC: ({ handle, ino, fh, datasync }, who) => this.run(handle, 'fsync', () => fs.fsync(this.maybePath(ino), fh, datasync, who), this.ok(handle)),
+      FSYNCDIR: ({ handle, ino, datasync }, who) => {
+        // Without fsyncdir the kernel answers a directory's fsync itself, as done.
+        const fsyncdir = fs.fsyncdir?.bind(fs);
+        if (!fsyncdir) return void b.replyErr(handle, ENOSYS);
+        this.run(handle, 'fsyncdir', () => fsyncdir(this.pathOf(ino), datasync, who), this.ok(handle));
+      },
       OPENDIR: ({ handle, ino, flags }, who) => this.run(handle, 'opendir', () => this.opendir(ino, flags, who), (dir) => {
         if (!b.replyOpen(handle, dir, 0)) this.dirs.delete(dir);
       }),
@@ -451,8 +462,9 @@ export class FuseAdapter {
     const fh = fhGiven >= 0 || path !== null ? fhGiven : this.anyHandle(id);
     if (fh < 0 && path === null) throw new NoSuchNode(`node ${id}'s name`);
     const attr = fh >= 0 ? await this.fs.fgetattr(path, fh, who) : await this.fs.getattr(path as string, who);
-    // The root is never looked up: its inode number ('.' in listings) comes from here.
-    if (node === this.nodes.root) node.ino = attr.ino;
+    // The root is never looked up: its inode number ('.' in listings) comes from here; a node
+    // made before the slave answered learns its number here or at its next lookup.
+    this.nodes.learnIno(node, attr);
     return attr;
   }
 
@@ -467,19 +479,23 @@ export class FuseAdapter {
       if (path === null) throw new NoSuchNode(`node ${id}'s name`);
       return path;
     };
-    if (toSet & bit.MODE) await this.fs.chmod(needPath(), at(slot.MODE) & 0o7777, who);
+    // The attributes a change answered with, if it did (a guess not waited for): the last one
+    // holds the others' changes too. Otherwise the kernel gets what getattr says afterwards.
+    let told: Attr | void = undefined;
+    if (toSet & bit.MODE) told = await this.fs.chmod(needPath(), at(slot.MODE) & 0o7777, who);
     if (toSet & (bit.UID | bit.GID)) {
-      await this.fs.chown(needPath(), toSet & bit.UID ? at(slot.UID) : UNCHANGED_ID, toSet & bit.GID ? at(slot.GID) : UNCHANGED_ID, who);
+      told = await this.fs.chown(needPath(), toSet & bit.UID ? at(slot.UID) : UNCHANGED_ID, toSet & bit.GID ? at(slot.GID) : UNCHANGED_ID, who);
     }
     if (toSet & bit.SIZE) {
-      if (fh >= 0) await this.fs.ftruncate(path, fh, at(slot.SIZE), who);
-      else await this.fs.truncate(needPath(), at(slot.SIZE), who);
+      if (fh >= 0) told = await this.fs.ftruncate(path, fh, at(slot.SIZE), who);
+      else told = await this.fs.truncate(needPath(), at(slot.SIZE), who);
     }
     if (toSet & (bit.ATIME | bit.MTIME | bit.ATIME_NOW | bit.MTIME_NOW)) {
       const atime = timeSpec(toSet, bit.ATIME, bit.ATIME_NOW, at(slot.ATIME_S), at(slot.ATIME_NS));
       const mtime = timeSpec(toSet, bit.MTIME, bit.MTIME_NOW, at(slot.MTIME_S), at(slot.MTIME_NS));
-      await this.fs.utimens(needPath(), atime, mtime, who);
+      told = await this.fs.utimens(needPath(), atime, mtime, who);
     }
+    if (told) return told;
     return fh >= 0 ? this.fs.fgetattr(path, fh, who) : this.fs.getattr(needPath(), who);
   }
 

@@ -53,7 +53,11 @@ export interface MountFs {
   flush(path: string | null, fh: number, caller: FuseCaller): Promise<void>;
   fsync(path: string | null, fh: number, datasync: boolean, caller: FuseCaller): Promise<void>;
   release(path: string | null, fh: number, caller: FuseCaller): Promise<void>;
-  truncate(path: string, size: number, caller: FuseCaller): Promise<void>;
+  /**
+   * The attribute changes (truncate, chmod, chown, utimens) may return the attributes the kernel
+   * is to get now; none: the adapter asks getattr.
+   */
+  truncate(path: string, size: number, caller: FuseCaller): Promise<Attr | void>;
   ftruncate(path: string | null, fh: number, size: number, caller: FuseCaller): Promise<void>;
   unlink(path: string, caller: FuseCaller): Promise<void>;
   rename(from: string, to: string, caller: FuseCaller): Promise<void>;
@@ -66,10 +70,10 @@ export interface MountFs {
   /** Returns the new name's attributes. */
   mkdir(path: string, mode: number, caller: FuseCaller): Promise<Attr>;
   rmdir(path: string, caller: FuseCaller): Promise<void>;
-  chmod(path: string, mode: number, caller: FuseCaller): Promise<void>;
+  chmod(path: string, mode: number, caller: FuseCaller): Promise<Attr | void>;
   /** -1 keeps the id, as chown(2) does. */
-  chown(path: string, uid: number, gid: number, caller: FuseCaller): Promise<void>;
-  utimens(path: string, atime: TimeSpec, mtime: TimeSpec, caller: FuseCaller): Promise<void>;
+  chown(path: string, uid: number, gid: number, caller: FuseCaller): Promise<Attr | void>;
+  utimens(path: string, atime: TimeSpec, mtime: TimeSpec, caller: FuseCaller): Promise<Attr | void>;
   /** Returns the new name's attributes. */
   mknod(path: string, mode: number, rdev: number, caller: FuseCaller): Promise<Attr>;
   /** The value, or a SlaveError ENODATA when the attribute is absent. */
@@ -83,6 +87,13 @@ export interface MountFs {
    * is given and it is not ready, `wake()` once it becomes so. Absent: always ready (files).
    */
   poll?(fh: number, wake: (() => void) | undefined): Promise<number>;
+  /** fsync(2) of a directory: what was changed in it is applied, and any late refusal reported. */
+  fsyncdir?(path: string, datasync: boolean, caller: FuseCaller): Promise<void>;
+  /**
+   * Whether attributes this filesystem returned are its guess, not yet confirmed (a change
+   * answered before the slave made it): the kernel gets them with attribute timeout 0.
+   */
+  provisional?(attr: Attr): boolean;
 }
 
 /** What an operation a filesystem does not serve answers. */
@@ -92,7 +103,7 @@ function unserved<T>(op: string): Promise<T> {
 
 /**
  * Every operation answers ENOSYS: a filesystem overrides what it serves. The optional ones
- * (opendir, readData, poll) are absent, and the adapter does without them.
+ * (opendir, readData, poll, fsyncdir, provisional) are absent, and the adapter does without them.
  */
 export abstract class MountFsBase implements MountFs {
   getattr(_path: string, _caller: FuseCaller): Promise<Attr> { return unserved('getattr'); }
@@ -107,7 +118,7 @@ export abstract class MountFsBase implements MountFs {
   flush(_path: string | null, _fh: number, _caller: FuseCaller): Promise<void> { return unserved('flush'); }
   fsync(_path: string | null, _fh: number, _datasync: boolean, _caller: FuseCaller): Promise<void> { return unserved('fsync'); }
   release(_path: string | null, _fh: number, _caller: FuseCaller): Promise<void> { return unserved('release'); }
-  truncate(_path: string, _size: number, _caller: FuseCaller): Promise<void> { return unserved('truncate'); }
+  truncate(_path: string, _size: number, _caller: FuseCaller): Promise<Attr | void> { return unserved('truncate'); }
   ftruncate(_path: string | null, _fh: number, _size: number, _caller: FuseCaller): Promise<void> { return unserved('ftruncate'); }
   unlink(_path: string, _caller: FuseCaller): Promise<void> { return unserved('unlink'); }
   rename(_from: string, _to: string, _caller: FuseCaller): Promise<void> { return unserved('rename'); }
@@ -116,9 +127,9 @@ export abstract class MountFsBase implements MountFs {
   readlink(_path: string, _caller: FuseCaller): Promise<ShownLink> { return unserved('readlink'); }
   mkdir(_path: string, _mode: number, _caller: FuseCaller): Promise<Attr> { return unserved('mkdir'); }
   rmdir(_path: string, _caller: FuseCaller): Promise<void> { return unserved('rmdir'); }
-  chmod(_path: string, _mode: number, _caller: FuseCaller): Promise<void> { return unserved('chmod'); }
-  chown(_path: string, _uid: number, _gid: number, _caller: FuseCaller): Promise<void> { return unserved('chown'); }
-  utimens(_path: string, _atime: TimeSpec, _mtime: TimeSpec, _caller: FuseCaller): Promise<void> { return unserved('utimens'); }
+  chmod(_path: string, _mode: number, _caller: FuseCaller): Promise<Attr | void> { return unserved('chmod'); }
+  chown(_path: string, _uid: number, _gid: number, _caller: FuseCaller): Promise<Attr | void> { return unserved('chown'); }
+  utimens(_path: string, _atime: TimeSpec, _mtime: TimeSpec, _caller: FuseCaller): Promise<Attr | void> { return unserved('utimens'); }
   mknod(_path: string, _mode: number, _rdev: number, _caller: FuseCaller): Promise<Attr> { return unserved('mknod'); }
   getxattr(_path: string, _name: string, _caller: FuseCaller): Promise<Buffer> { return unserved('getxattr'); }
   setxattr(_path: string, _name: string, _value: Buffer, _flags: number, _caller: FuseCaller): Promise<void> { return unserved('setxattr'); }

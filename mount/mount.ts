@@ -8,7 +8,7 @@ import { constants } from 'node:fs';
 import { readFile, realpath, stat } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
-import type { FeedState, HelloInfo } from '../protocol/index.js';
+import { MASTER_HANDLES_CAPABILITY, type FeedState, type HelloInfo } from '../protocol/index.js';
 import { AgentClient, chooseAgent } from '../transport/agent-client.js';
 import { connectBus } from '../transport/bus.js';
 import { ChangeFeed } from '../transport/change-feed.js';
@@ -50,6 +50,13 @@ export interface MountedSlave {
    * forget what may have changed.
    */
   changesApplied(changeSeq: number | undefined): Promise<void>;
+  /**
+   * Resolves once everything written and changed through the mount so far is applied on the
+   * slave, answered or refused (the barrier before a bridged command starts: it sees what the
+   * test did just before it). Bounded by the agent client's wait for an unreachable agent.
+   */
+  settled(): Promise<void>;
+  /** Detaches the mount, after sending on what it answered without waiting. */
   unmount(): Promise<void>;
 }
 
@@ -160,19 +167,24 @@ export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
     const symlinks = new SymlinkView(options.devices && tuning.symlinks === 'raw' ? 'relative' : tuning.symlinks,
       tuning.seenAt ?? posix.resolve(options.mountPath), await mountpointNames(options.mountPath));
     let fs: MountFs;
+    let remote: RemoteFs | undefined;
     let terminals: TerminalRelays | undefined;
+    /** The change feed's state: the mount predicts changes only while it is live. */
+    let feedState: FeedState = 'off';
     if (options.devices) {
       if (!hello.capabilities.includes('dev.open')) throw new MountError(`agent ${agentId} serves no devices`);
       terminals = relayTerminals(client, hello, tuning.ptys, log);
       fs = new DeviceFs(client, symlinks, log.child({ component: 'device-fs' }), terminals);
       tuning = deviceTuning(tuning);
     } else {
-      fs = new RemoteFs(client, {
+      fs = remote = new RemoteFs(client, {
         cache, chunkSize: chunkSizeFor(bus.maxPayload),
         readAheadChunks: tuning.readAheadChunks, writesInFlight: tuning.writesInFlight, unsyncedMaxBytes: tuning.unsyncedMaxBytes,
         symlinks,
         pipeline: hello.euid === 0 && !hello.readOnly
           && ['fs.fchmod', 'fs.fchown', 'fs.futimens'].every((op) => hello.capabilities.includes(op)),
+        coherent: () => feedState === 'live',
+        masterHandles: hello.capabilities.includes(MASTER_HANDLES_CAPABILITY),
       }, log.child({ component: 'remote-fs' }));
       // The root's mode gates every answer the cache gives a non-root caller (cacheAnswers), and
       // the kernel, which never looks the root up, may not ask for it.
@@ -215,6 +227,7 @@ export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
       const live = tuning.kernel;
       // Long caching only while every change on the slave reaches us; otherwise sshfs-like.
       const coherent = (state: FeedState) => {
+        feedState = state;
         const on = state === 'live';
         adapter.setTimeouts(on ? live : shortTimeouts);
         cache.setTimeouts(on ? tuning.cache : shortCache);
@@ -252,12 +265,15 @@ export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
         else forgetAll();
         await adapter.applied();
       },
+      settled: async () => { await remote?.settled(); },
       async unmount() {
         await feed?.close();
         terminals?.close();
         await adapter.unmount().catch((err: unknown) => {
           log.warn({ err }, 'unmount reported an error');
         });
+        // What programs were told is done reaches the slave before the bus goes.
+        await remote?.settled();
         await bus.close();
       },
     };

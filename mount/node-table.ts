@@ -12,6 +12,8 @@
 import { S_IFDIR, S_IFMT, type Attr } from '../protocol/index.js';
 
 export const ROOT_NODE = 1;
+/** The inode number of a node the mount made before the slave said its real one. */
+export const PROVISIONAL_INO = 0;
 
 export interface FsNode {
   readonly id: number;
@@ -89,6 +91,7 @@ export class NodeTable {
   looked(parent: FsNode, name: string, attr: Attr, count = 1): FsNode {
     const isDir = (attr.mode & S_IFMT) === S_IFDIR;
     let node = this.child(parent, name);
+    if (node && node.isDir === isDir) this.learnIno(node, attr);
     if (node && (node.ino !== attr.ino || node.isDir !== isDir)) {
       this.unlinkName(parent, name);
       node = undefined;
@@ -108,8 +111,17 @@ export class NodeTable {
     return node;
   }
 
+  /**
+   * A node made before the slave answered has inode number PROVISIONAL_INO (no filesystem's)
+   * until the slave's attributes come: then it takes theirs, as the root takes its own.
+   */
+  learnIno(node: FsNode, attr: Attr): void {
+    if ((node.ino === PROVISIONAL_INO || node === this.root) && attr.ino !== PROVISIONAL_INO) node.ino = attr.ino;
+  }
+
   /** A hard link made through the mount: `node` gains the name, and the kernel a lookup of it. */
   linked(node: FsNode, parent: FsNode, name: string, attr: Attr): FsNode {
+    this.learnIno(node, attr);
     if (node.ino !== attr.ino) return this.looked(parent, name, attr);
     this.unlinkName(parent, name);
     this.addLink(node, parent, name);

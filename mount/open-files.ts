@@ -18,6 +18,8 @@ export interface OpenFile extends AgentHandle {
   /** Present when the file was opened for writing. */
   readonly writer: WriteBehind | undefined;
   attr: Attr;
+  /** Its creation, answered at once, was refused by the slave: its next flush or fsync reports it. */
+  late?: SlaveError;
 }
 
 export class OpenFiles {
@@ -47,6 +49,11 @@ export class OpenFiles {
     this.byFh.delete(fh);
     this.unindex(file);
     return file;
+  }
+
+  /** Every open file. */
+  all(): Iterable<OpenFile> {
+    return this.byFh.values();
   }
 
   /** Open files whose current name is `path`. */

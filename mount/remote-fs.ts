@@ -6,7 +6,8 @@ import { constants } from 'node:fs';
 import { posix } from 'node:path';
 import type { Logger } from 'pino';
 import {
-  MAY_READ, SlaveError, attrFromWire, chmodMode, owns, type Attr, type Caller, type OpName,
+  HandleIds, MASTER_HANDLE_FIRST, MAY_READ, MAY_WRITE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID, S_ISUID,
+  SlaveError, attrFromWire, chmodMode, isDir, nameToBytes, newOwner, owns, permits, type Attr, type Caller, type OpName,
   type OpReply, type OpRequest, type TimeSpec,
 } from '../protocol/index.js';
 import type { AgentClient } from '../transport/agent-client.js';
@@ -20,7 +21,10 @@ import type { FuseCaller } from './callers.js';
 import { ChunkPool } from './chunk-pool.js';
 import type { ShownLink, SymlinkView } from './symlink-view.js';
 import { RetainedWrites, type AcknowledgedOwner, type AcknowledgedTimes, type Retained } from './retained-writes.js';
-import { UnrefusedChanges } from './unrefused-changes.js';
+import { PROVISIONAL_INO } from './node-table.js';
+import {
+  UnrefusedChanges, chmodChange, chownChange, truncateChange, utimensChange, type AttrChange,
+} from './unrefused-changes.js';
 import { WriteBehind } from './write-behind.js';
 
 export interface RemoteFsOptions {
@@ -40,6 +44,10 @@ export interface RemoteFsOptions {
   unsyncedMaxBytes: number;
   /** How readlink shows the slave's targets and symlink stores new ones (`-o symlinks`, `-o seen_at`). */
   symlinks: SymlinkView;
+  /** Whether the slave's change feed is live now: changes are only predicted while it is. */
+  coherent: () => boolean;
+  /** The agent takes file handles the mount names (fs.create's `handle`): creates need not wait. */
+  masterHandles: boolean;
 }
 
 /** How often the mount asks the agent what is durable while it keeps unsynced data. */
@@ -50,6 +58,8 @@ const { O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_TRUNC } = constants;
 const O_ACCMODE = 3; // not in fs.constants
 
 const FILE_CAPABILITIES = 'security.capability';
+/** The longest name a Linux filesystem takes, in bytes: longer ones wait for the slave's ENAMETOOLONG. */
+const NAME_MAX = 255;
 
 function ownerOf(attr: Attr): AcknowledgedOwner {
   return { mode: attr.mode & 0o7777, uid: attr.uid, gid: attr.gid };
@@ -75,6 +85,9 @@ export class RemoteFs extends MountFsBase {
   private committer: NodeJS.Timeout | undefined;
   /** What the cache may answer each caller, and what the agent will allow them (caller-gate.ts). */
   private readonly gate: CallerGate;
+  /** Numbers the mount gives the files it creates without waiting (fs.create's `handle`). */
+  private readonly named = new HandleIds(MASTER_HANDLE_FIRST);
+  private readonly namedInUse = new Set<number>();
 
   constructor(
     private readonly client: AgentClient,
@@ -89,7 +102,7 @@ export class RemoteFs extends MountFsBase {
     client.onRestart((boot) => {
       this.recovering ??= this.writeAgain(boot).finally(() => { this.recovering = undefined; });
     });
-    this.unrefused = new UnrefusedChanges(options.pipeline, (op, args) => this.call(op, args),
+    this.unrefused = new UnrefusedChanges(options.pipeline, (op, args, caller) => this.call(op, args, caller),
       (file, op, args) => this.onFile(file, op, args), this.cache, this.files, log,
       (path, attr) => this.retained.acknowledged(path, timesOf(attr), ownerOf(attr)));
   }
@@ -261,7 +274,63 @@ export class RemoteFs extends MountFsBase {
     return file && this.gate.allows(caller, file.attr, allowed) ? file : undefined;
   }
 
+  /**
+   * Whether the agent will make `path` for `caller` as asked, so the mount may answer at once
+   * (unrefused-changes.ts): the feed is live, the directory's listing is cached and has no such
+   * name, nothing was refused in it lately, the name is not too long, and the caller may write
+   * there by the cached modes.
+   */
+  private predictsNew(path: string, caller: FuseCaller): boolean {
+    if (!this.unrefused.enabled || !this.options.coherent()) return false;
+    const dir = posix.dirname(path);
+    const name = posix.basename(path);
+    return this.unrefused.trusts(dir) && this.cache.listed(dir, name) === false && nameToBytes(name).length <= NAME_MAX
+      && this.gate.predictsCreation(path, caller);
+  }
+
+  /** Whether a change of `path`'s attributes may go unanswered: the feed is live and its directory trusted. */
+  private predictsChange(path: string): boolean {
+    return this.unrefused.enabled && this.options.coherent() && this.unrefused.trusts(posix.dirname(path));
+  }
+
+  /**
+   * The attributes a new inode will have, as far as the mount can tell: the inode number, sizes
+   * and times are the slave's to say, so the kernel gets these with timeout 0 (provisional).
+   */
+  private newInode(path: string, mode: number, caller: FuseCaller, size = 0): Attr {
+    const dir = this.cache.searchModes(posix.dirname(path));
+    const owner = dir ? newOwner(this.gate.wire(caller), dir) : { uid: caller.uid, gid: caller.gid };
+    const now = Date.now();
+    const nsec = (now % 1000) * 1e6;
+    return {
+      mode: mode | ((mode & S_IFMT) === S_IFDIR && dir && (dir.mode & S_ISGID) ? S_ISGID : 0),
+      nlink: (mode & S_IFMT) === S_IFDIR ? 2 : 1, uid: owner.uid, gid: owner.gid, size, blocks: 0,
+      atimeMs: now, mtimeMs: now, ctimeMs: now, atimeNsec: nsec, mtimeNsec: nsec, ctimeNsec: nsec,
+      ino: PROVISIONAL_INO, rdev: 0, blksize: 4096,
+    };
+  }
+
+  provisional(attr: Attr): boolean {
+    return this.unrefused.provisional(attr);
+  }
+
+  /** A change to `path` answered before the slave made it: a getattr waits for the slave's word. */
+  private async settledPath(path: string | null): Promise<void> {
+    const pending = path === null ? undefined : this.unrefused.pending(path);
+    if (pending) await pending;
+  }
+
+  /**
+   * The barrier: everything written and changed through the mount so far is applied on the
+   * slave (fsync, a bridged command before it starts, unmount). Failures stay for their files.
+   */
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.files.all()].map((file) => file.writer?.flush()));
+    await this.unrefused.settled();
+  }
+
   override async getattr(path: string, caller: FuseCaller): Promise<Attr> {
+    await this.settledPath(path);
     const cached = path === '/' || this.gate.cacheAnswers(path, caller) ? this.cache.lookup(path) : undefined;
     if (cached === null) throw new SlaveError('ENOENT', `no such file: ${path}`);
     if (cached) return this.tell(path, cached);
@@ -279,6 +348,7 @@ export class RemoteFs extends MountFsBase {
 
   override async fgetattr(path: string | null, fh: number, _caller: FuseCaller): Promise<Attr> {
     const file = this.files.get(fh);
+    await this.settledPath(path);
     if (path !== null) {
       const cached = this.cache.lookup(path);
       if (cached) return this.tell(path, cached);
@@ -308,8 +378,13 @@ export class RemoteFs extends MountFsBase {
     const cached = this.gate.cacheAnswers(path, caller, MAY_READ) ? this.cache.listing(path) : undefined;
     if (cached) {
       // Only whole: the kernel takes a listing's attributes (readdirplus); one without them costs it a lookup each.
-      const entries = cached.map((name) => ({ name, attr: this.cache.lookup(posix.join(path, name)) ?? null }));
-      if (entries.every((e) => e.attr !== null)) return entries;
+      let entries = cached.map((name) => ({ name, attr: this.cache.lookup(posix.join(path, name)) ?? null }));
+      if (entries.some((e) => e.attr && this.unrefused.provisional(e.attr))) {
+        // Names made without waiting: their attributes are the slave's to say.
+        await this.unrefused.settled();
+        entries = cached.map((name) => ({ name, attr: this.cache.lookup(posix.join(path, name)) ?? null }));
+      }
+      if (entries.every((e) => e.attr !== null && !this.unrefused.provisional(e.attr))) return entries;
     }
     // A listing's later pages come by a cursor of the agent's: one that restarted meanwhile
     // answers ESTALE for it, and the listing starts again (once).
@@ -341,7 +416,7 @@ export class RemoteFs extends MountFsBase {
     }
   }
 
-  private track(path: string, flags: number, agentFh: number, attr: Attr): number {
+  private track(path: string, flags: number, agentFh: number, attr: Attr): OpenFile {
     const writable = (flags & O_ACCMODE) === O_WRONLY || (flags & O_ACCMODE) === O_RDWR;
     const { chunkSize, readAheadChunks, writesInFlight } = this.options;
     return this.files.add((fh) => {
@@ -367,7 +442,7 @@ export class RemoteFs extends MountFsBase {
           : undefined,
       };
       return file;
-    }).fh;
+    });
   }
 
   /**
@@ -385,16 +460,32 @@ export class RemoteFs extends MountFsBase {
     const reply = await this.call('fs.open', { path, flags }, caller);
     if (flags & O_TRUNC) this.retained.truncated(path, 0);
     const attr = flags & O_TRUNC ? this.rememberChange(path, reply.attr) : this.remember(path, reply.attr);
-    return this.track(path, flags, reply.fh, attr);
+    return this.track(path, flags, reply.fh, attr).fh;
   }
 
   override async create(path: string, flags: number, mode: number, caller: FuseCaller): Promise<{ fh: number; attr: Attr }> {
+    // A new name the agent will make: answered now, with a handle the mount names, so the
+    // file's writes follow the create without waiting for it (set-id bits: the agent's to judge).
+    if (this.options.masterHandles && (mode & (S_ISUID | S_ISGID)) === 0 && this.predictsNew(path, caller)) {
+      const handle = this.named.take((n) => this.namedInUse.has(n));
+      this.namedInUse.add(handle);
+      const guess = this.newInode(path, S_IFREG | (mode & 0o7777), caller);
+      const file = this.track(path, flags, handle, guess);
+      await this.unrefused.make('fs.create', { path, flags, mode, handle }, guess, caller, (real) => {
+        // Written to since: the reply predates those writes, so the agent is asked next time.
+        const written = guess.size > 0 || file.writer?.dirty === true;
+        if (file.attr === guess) file.attr = written ? { ...real, size: Math.max(real.size, guess.size) } : real;
+        return !written;
+      }, (err) => { file.late = err; });
+      this.cache.setXattrAbsent(path, FILE_CAPABILITIES); // a new file has no capabilities
+      return { fh: file.fh, attr: guess };
+    }
     const reply = await this.call('fs.create', { path, flags, mode }, caller);
     if (flags & O_TRUNC) this.retained.truncated(path, 0);
     const attr = attrFromWire(reply.attr);
     this.cache.added(path, attr);
     this.cache.setXattrAbsent(path, FILE_CAPABILITIES); // a new file has no capabilities
-    return { fh: this.track(path, flags, reply.fh, attr), attr };
+    return { fh: this.track(path, flags, reply.fh, attr).fh, attr };
   }
 
   override async read(path: string | null, fh: number, target: Buffer, length: number, offset: number, caller: FuseCaller): Promise<number> {
@@ -430,21 +521,63 @@ export class RemoteFs extends MountFsBase {
     return length;
   }
 
+  /**
+   * close(2) waits for the file's own data only (as NFS and sshfs), and reports what failed of
+   * it, or of a change to the file answered before the slave refused it.
+   */
   override async flush(_path: string | null, fh: number, _caller: FuseCaller): Promise<void> {
-    await this.files.get(fh).writer?.flush();
+    await this.reportingLate(this.files.get(fh), async (file) => { await file.writer?.flush(); });
+  }
+
+  /**
+   * Runs `work` on the file; a refusal of its creation not yet reported is what the program hears
+   * (its writes then failed too, with EBADF: the agent never had the handle).
+   */
+  private async reportingLate(file: OpenFile, work: (file: OpenFile) => Promise<void>): Promise<void> {
+    const taken = (): SlaveError | undefined => {
+      const late = file.late;
+      file.late = undefined;
+      return late;
+    };
+    try {
+      await work(file);
+    } catch (err) {
+      throw taken() ?? err;
+    }
+    const late = taken();
+    if (late) throw late;
   }
 
   override async fsync(_path: string | null, fh: number, datasync: boolean, _caller: FuseCaller): Promise<void> {
-    const file = this.files.get(fh);
-    await file.writer?.flush();
-    const upTo = file.path === null ? 0 : this.retained.lastSeq(file.path);
-    await this.onFile(file, 'fs.fsync', (h) => ({ fh: h, datasync }));
-    // Everything written through the mount to this file before the fsync is on disk now.
-    if (file.path !== null) this.retained.durable(this.client.bootId ?? '', upTo, file.path);
+    await this.reportingLate(this.files.get(fh), async (file) => {
+      await file.writer?.flush();
+      await this.unrefused.settled(); // the barrier: what the mount answered before is applied
+      const upTo = file.path === null ? 0 : this.retained.lastSeq(file.path);
+      await this.onFile(file, 'fs.fsync', (h) => ({ fh: h, datasync }));
+      // Everything written through the mount to this file before the fsync is on disk now.
+      if (file.path !== null) this.retained.durable(this.client.bootId ?? '', upTo, file.path);
+    });
+  }
+
+  /**
+   * fsync(2) of a directory: the barrier, then the directory synced on the slave; a change in it
+   * refused after the mount answered it is reported here, once.
+   */
+  async fsyncdir(path: string, datasync: boolean, caller: FuseCaller): Promise<void> {
+    await this.settled();
+    const late = this.unrefused.takeLateInDir(path);
+    if (late) throw late;
+    const { fh } = await this.call('fs.open', { path, flags: constants.O_RDONLY }, caller);
+    try {
+      await this.client.call('fs.fsync', { fh, datasync });
+    } finally {
+      this.client.call('fs.release', { fh }).catch(() => undefined);
+    }
   }
 
   override async release(_path: string | null, fh: number, _caller: FuseCaller): Promise<void> {
     const file = this.files.remove(fh);
+    const named = this.namedInUse.has(file.agentFh);
     try {
       await file.writer?.flush();
     } catch (err) {
@@ -452,13 +585,24 @@ export class RemoteFs extends MountFsBase {
       this.log.warn({ err, path: file.path }, 'write failed after the file was closed');
     }
     // The kernel does not wait for release; neither do we wait for the agent.
-    this.client.call('fs.release', { fh: file.agentFh }, { handleBoot: file.agentBoot }).catch((err: unknown) => {
-      // ESTALE: the agent restarted, and the handle went with it.
-      if (!(err instanceof SlaveError && err.errnoName === 'ESTALE')) this.log.warn({ err, path: file.path }, 'release failed on the agent');
+    this.client.call('fs.release', { fh: file.agentFh }, { handleBoot: file.agentBoot }).then(() => undefined, (err: unknown) => {
+      // ESTALE: the agent restarted, and the handle went with it; EBADF for a handle the mount
+      // named: its create was refused, and that was reported.
+      const errno = err instanceof SlaveError ? err.errnoName : undefined;
+      if (errno !== 'ESTALE' && !(named && errno === 'EBADF')) this.log.warn({ err, path: file.path }, 'release failed on the agent');
+    }).finally(() => {
+      // The name is free again once the agent let go of it.
+      if (named) this.namedInUse.delete(file.agentFh);
     });
   }
 
-  override async truncate(path: string, size: number, caller: FuseCaller): Promise<void> {
+  override async truncate(path: string, size: number, caller: FuseCaller): Promise<Attr | void> {
+    const known = this.changeable(path, caller, (who, attr) => (attr.mode & S_IFMT) === S_IFREG && permits(who, attr, MAY_WRITE), false);
+    if (known) {
+      this.retained.truncated(path, size);
+      this.invalidateReaders(path);
+      return this.unrefused.setattrByPath('fs.truncate', { path, size }, truncateChange(size), known, caller);
+    }
     await this.sendWriters(path);
     this.rememberChange(path, (await this.call('fs.truncate', { path, size }, caller)).attr);
     this.retained.truncated(path, size);
@@ -477,7 +621,7 @@ export class RemoteFs extends MountFsBase {
   }
 
   override async unlink(path: string, caller: FuseCaller): Promise<void> {
-    if (this.unrefused.mayUnlink(path) && this.gate.predictsRemoval(path, caller)) {
+    if (this.predictsChange(path) && this.unrefused.mayUnlink(path) && this.gate.predictsRemoval(path, caller)) {
       this.retained.unlinked(path);
       return this.unrefused.unlink(path);
     }
@@ -505,6 +649,11 @@ export class RemoteFs extends MountFsBase {
 
   override async symlink(target: string, path: string, caller: FuseCaller): Promise<Attr> {
     const stored = this.options.symlinks.stored(target);
+    if (this.predictsNew(path, caller)) {
+      const guess = this.newInode(path, S_IFLNK | 0o777, caller, nameToBytes(stored).length);
+      await this.unrefused.make('fs.symlink', { target: stored, path }, guess, caller);
+      return guess;
+    }
     const attr = attrFromWire((await this.call('fs.symlink', { target: stored, path }, caller)).attr);
     this.cache.added(path, attr);
     return attr;
@@ -526,6 +675,11 @@ export class RemoteFs extends MountFsBase {
   }
 
   override async mkdir(path: string, mode: number, caller: FuseCaller): Promise<Attr> {
+    if (this.predictsNew(path, caller)) {
+      const guess = this.newInode(path, S_IFDIR | (mode & 0o7777), caller);
+      await this.unrefused.make('fs.mkdir', { path, mode }, guess, caller);
+      return guess;
+    }
     const attr = attrFromWire((await this.call('fs.mkdir', { path, mode }, caller)).attr);
     this.cache.added(path, attr);
     this.cache.setListing(path, []); // a new directory is empty: lookups in it need no trip
@@ -533,31 +687,63 @@ export class RemoteFs extends MountFsBase {
   }
 
   override async rmdir(path: string, caller: FuseCaller): Promise<void> {
+    // Known empty (its cached listing, which names made without waiting join at once), a
+    // directory, and the caller may remove it: the agent will.
+    const attr = this.cache.lookup(path);
+    if (attr && isDir(attr) && path !== '/' && this.predictsChange(path) && this.cache.knownEmpty(path)
+      && this.gate.predictsRemoval(path, caller)) {
+      return this.unrefused.rmdir(path);
+    }
     await this.call('fs.rmdir', { path }, caller);
     this.cache.removed(path, true);
   }
 
-  override async chmod(path: string, mode: number, caller: FuseCaller): Promise<void> {
-    // The owner's, unless it sets set-group-ID outside the file's group (the agent clears it).
-    const file = this.unrefusedTarget(path, caller, (who, attr) => owns(who, attr) && chmodMode(who, attr, mode) === mode);
-    if (file) return this.unrefused.chmod(file, mode);
-    this.rememberChange(path, (await this.call('fs.chmod', { path, mode }, caller)).attr);
+  /**
+   * The cached attributes of `path` when a change of them may go unanswered by path: the feed is
+   * live, no file is open on it for writing (that change goes by its handle, after its data),
+   * and `allowed` says the agent makes it for this caller as asked (root: always, unless
+   * `rootToo` is false and `allowed` says no).
+   */
+  private changeable(path: string, caller: FuseCaller, allowed: (who: Caller, attr: Attr) => boolean, rootToo = true): Attr | undefined {
+    if (!this.predictsChange(path) || this.unrefused.target(path)) return undefined;
+    const attr = this.cache.lookup(path);
+    if (!attr || !this.gate.cacheAnswers(path, caller)) return undefined;
+    if (caller.uid === 0 && rootToo) return attr;
+    return allowed(this.gate.wire(caller), attr) ? attr : undefined;
   }
 
-  override async chown(path: string, uid: number, gid: number, caller: FuseCaller): Promise<void> {
-    const file = this.unrefusedTarget(path, caller, () => false);
-    if (file) return this.unrefused.chown(file, uid, gid);
-    this.rememberChange(path, (await this.call('fs.chown', { path, uid, gid }, caller)).attr);
-  }
-
-  override async utimens(path: string, atime: TimeSpec, mtime: TimeSpec, caller: FuseCaller): Promise<void> {
-    const file = this.unrefusedTarget(path, caller, owns);
-    if (file) return this.unrefused.utimens(file, atime, mtime);
+  /** chmod, chown, utimens by path: by the open file's handle, or unanswered by path, or waited for. */
+  private async changeAttr<K extends 'fs.chmod' | 'fs.chown' | 'fs.utimens'>(
+    path: string, caller: FuseCaller, allowed: (who: Caller, attr: Attr) => boolean,
+    byHandle: (file: OpenFile) => Promise<Attr>, op: K, args: OpRequest<K> & { path: string }, change: AttrChange,
+  ): Promise<Attr | void> {
+    const file = this.unrefusedTarget(path, caller, allowed);
+    if (file) return byHandle(file);
     await this.sendWriters(path); // sent first, so a write cannot move mtime again
-    this.rememberChange(path, (await this.call('fs.utimens', { path, atime, mtime }, caller)).attr);
+    const known = this.changeable(path, caller, allowed);
+    if (known) return this.unrefused.setattrByPath(op, args, change, known, caller);
+    this.rememberChange(path, (await this.call(op, args, caller)).attr);
+  }
+
+  override chmod(path: string, mode: number, caller: FuseCaller): Promise<Attr | void> {
+    // The owner's, unless it sets set-group-ID outside the file's group (the agent clears it).
+    return this.changeAttr(path, caller, (who, attr) => owns(who, attr) && chmodMode(who, attr, mode) === mode,
+      (file) => this.unrefused.chmod(file, mode), 'fs.chmod', { path, mode }, chmodChange(mode));
+  }
+
+  override chown(path: string, uid: number, gid: number, caller: FuseCaller): Promise<Attr | void> {
+    return this.changeAttr(path, caller, () => false, (file) => this.unrefused.chown(file, uid, gid),
+      'fs.chown', { path, uid, gid }, chownChange(uid, gid));
+  }
+
+  override utimens(path: string, atime: TimeSpec, mtime: TimeSpec, caller: FuseCaller): Promise<Attr | void> {
+    return this.changeAttr(path, caller, owns, (file) => this.unrefused.utimens(file, atime, mtime),
+      'fs.utimens', { path, atime, mtime }, utimensChange(atime, mtime));
   }
 
   override async mknod(path: string, mode: number, rdev: number, caller: FuseCaller): Promise<Attr> {
+    // Waited for, FIFOs too: the agent makes special files with coreutils, asynchronously, so
+    // a request sent after one could run before it (docs/protocol.md, Ordering).
     const attr = attrFromWire((await this.call('fs.mknod', { path, mode, rdev }, caller)).attr);
     this.cache.added(path, attr);
     return attr;

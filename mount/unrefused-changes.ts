@@ -1,40 +1,107 @@
 /**
- * Changes a root agent will not refuse, sent without waiting for their replies: chmod, chown and
- * utimens of a file open for writing (by its handle, in the file's write pipeline) and unlinks
- * of files the cache knows. Only when `hello` says the agent is root and writable, and only
- * for root, or for a caller whom the cached modes allow the change (the agent's own check then
- * agrees unless the slave changed them within the cache's lifetime): then EPERM, EACCES and
- * ENOENT do not happen, and what still can (an immutable or append-only file, a failing disk,
- * modes changed behind our back) reaches the program later, as a failed asynchronous write does
- * on NFS.
+ * Changes the agent will not refuse, answered at once and sent on without waiting for their
+ * replies, as sshfs sends writes and CephFS's async dirops send creates and unlinks: making a
+ * file (with its handle named by the mount, so its writes follow at once), a directory or a
+ * symlink where the cached listing says the name is free; removing a file, or a directory known
+ * empty; chmod, chown, utimens and truncate, by path or by the handle of a file open for writing
+ * (then in the file's write pipeline, after the data written so far). Only when `hello` says the
+ * agent is root and writable, the change feed is live, and for root or a caller whom the cached
+ * modes allow the change (the agent's own check then agrees unless the slave changed them within
+ * the feed's delay). The caller (remote-fs.ts) judges all that; this file keeps the promises.
  *
- *   tar: futimens, fchown, fchmod, close  -> one round trip (the close) instead of four
- *   rm -rf: unlink per file                -> none per file
+ * The agent applies one connection's requests in order, so later requests (a lookup, a write by
+ * the new handle, a getattr) see each change without waiting for it. What can still fail (a full
+ * disk, a quota, a name the slave made at the same moment) reaches the program later: at the
+ * next flush or fsync of that file, or fsync of its directory; it is logged with the path and
+ * errno and counted, the mount forgets what it knew of the directory and stops predicting in it
+ * for a while (docs/architecture.md, "Consistency").
+ *
+ * Attributes the mount has not had from the agent (a new inode's number, times, a size) are
+ * provisional: the kernel gets them with attribute timeout 0, and a getattr of the path waits
+ * for the change's reply (`pending`) and answers what the agent said.
+ *
+ *   tar: create, futimens, fchown, fchmod -> none waited for; close waits for the file's data
+ *   rm -rf: unlink per file, rmdir per directory -> none waited for
  */
+import { posix } from 'node:path';
 import type { Logger } from 'pino';
 import {
-  S_IFMT, S_ISGID, S_ISUID, S_IXGRP, SlaveError, attrFromWire, isDir, setAttrTime, timestampOf, type Attr, type OpName,
-  type OpReply, type OpRequest, type TimeSpec,
+  S_IFMT, S_ISGID, S_ISUID, S_IXGRP, SlaveError, attrFromWire, errnoOf, isDir, setAttrTime, timestampOf, type Attr,
+  type OpName, type OpReply, type OpRequest, type TimeSpec,
 } from '../protocol/index.js';
+import { clientMetrics } from '../transport/metrics.js';
 import type { AttrCache } from './attr-cache.js';
+import type { FuseCaller } from './callers.js';
 import type { OpenFile, OpenFiles } from './open-files.js';
 import type { WriteBehind } from './write-behind.js';
 
-/** Pipelined unlinks in flight at most; past it the next unlink waits for room. */
-const MAX_PIPELINED_UNLINKS = 64;
+/** Changes sent and not yet answered, at most; past it the next change waits for room. */
+const MAX_UNANSWERED = 256;
+/** How long the mount stops predicting in a directory where a change was refused after all. */
+const DISTRUST_MS = 10_000;
 
 type HandleSetattr = 'fs.fchmod' | 'fs.fchown' | 'fs.futimens';
-type Call = <K extends OpName>(op: K, args: OpRequest<K>) => Promise<OpReply<K>>;
+type PathSetattr = 'fs.chmod' | 'fs.chown' | 'fs.utimens' | 'fs.truncate';
+/** A request, for `caller` where given (the agent checks it and makes new names theirs), else as the agent. */
+type Call = <K extends OpName>(op: K, args: OpRequest<K>, caller?: FuseCaller) => Promise<OpReply<K>>;
 /** A request by a file's handle, reopened on a restarted agent (remote-fs.ts onFile). */
 type FileCall = <K extends OpName>(file: OpenFile, op: K, args: (fh: number) => OpRequest<K>) => Promise<OpReply<K>>;
 
+/** A change to an inode's attributes, applied to a copy of what the mount knows. */
+export type AttrChange = (attr: Attr, nowMs: number) => void;
+
+export function chmodChange(mode: number): AttrChange {
+  return (attr) => { attr.mode = (attr.mode & S_IFMT) | (mode & 0o7777); };
+}
+
+/** `uid`/`gid` -1: unchanged. */
+export function chownChange(uid: number, gid: number): AttrChange {
+  return (attr) => {
+    if (uid !== -1) attr.uid = uid;
+    if (gid !== -1) attr.gid = gid;
+    // Linux drops set-user-ID, and set-group-ID with group execute, on chown, even root's.
+    if (!isDir(attr)) {
+      attr.mode &= ~S_ISUID;
+      if (attr.mode & S_IXGRP) attr.mode &= ~S_ISGID;
+    }
+  };
+}
+
+export function utimensChange(atime: TimeSpec, mtime: TimeSpec): AttrChange {
+  return (attr, now) => {
+    if (atime !== 'omit') setAttrTime(attr, 'atime', timestampOf(atime === 'now' ? now : atime));
+    if (mtime !== 'omit') setAttrTime(attr, 'mtime', timestampOf(mtime === 'now' ? now : mtime));
+  };
+}
+
+export function truncateChange(size: number): AttrChange {
+  return (attr, now) => {
+    attr.size = size;
+    setAttrTime(attr, 'mtime', timestampOf(now));
+  };
+}
+
+/** A refusal the program has not been told of yet. */
+interface Late {
+  op: OpName;
+  err: SlaveError;
+}
+
 export class UnrefusedChanges {
-  /** Unlinks sent and reported done, whose replies have not arrived. */
-  private readonly unlinks = new Set<Promise<void>>();
+  /** Every change sent and reported done whose reply has not arrived (the barrier waits for these). */
+  private readonly unanswered = new Set<Promise<void>>();
+  /** The last unanswered change that made a path or changed its attributes. */
+  private readonly byPath = new Map<string, Promise<void>>();
+  /** Guessed attributes, never shown to the kernel with a timeout (see `provisional`). */
+  private readonly guesses = new WeakSet<Attr>();
+  /** Refusals to report at the next fsync of the directory (a created file's own: at its close, see make). */
+  private readonly lateDirs = new Map<string, Late>();
+  /** Directories where a change was refused after all, until when nothing is predicted in them. */
+  private readonly distrusted = new Map<string, number>();
 
   constructor(
     /** False unless the agent runs as root on a writable export. */
-    private readonly enabled: boolean,
+    readonly enabled: boolean,
     private readonly call: Call,
     private readonly onFile: FileCall,
     private readonly cache: AttrCache,
@@ -44,10 +111,46 @@ export class UnrefusedChanges {
     private readonly applied: (path: string, attr: Attr) => void = () => undefined,
   ) {}
 
+  /** Whether `attr` is a guess of the mount's: the kernel may use it now, but not keep it. */
+  provisional(attr: Attr): boolean {
+    return this.guesses.has(attr);
+  }
+
+  /** A guess, marked as one. */
+  guess(attr: Attr): Attr {
+    this.guesses.add(attr);
+    return attr;
+  }
+
+  /** The unanswered change of `path`'s inode, if any: a getattr waits for it. */
+  pending(path: string): Promise<void> | undefined {
+    return this.byPath.get(path);
+  }
+
+  /** Resolves once every change sent so far has been answered (applied or refused). */
+  async settled(): Promise<void> {
+    while (this.unanswered.size > 0) await Promise.allSettled([...this.unanswered]);
+  }
+
+  /** Whether changes in `dir` may be predicted: none was refused there lately. */
+  trusts(dir: string): boolean {
+    const until = this.distrusted.get(dir);
+    if (until === undefined) return true;
+    if (until > Date.now()) return false;
+    this.distrusted.delete(dir);
+    return true;
+  }
+
+  /** The refusal of a change in directory `dir` not yet reported, taken. */
+  takeLateInDir(dir: string): SlaveError | undefined {
+    const late = this.lateDirs.get(dir);
+    this.lateDirs.delete(dir);
+    return late?.err;
+  }
+
   /**
    * A file open for writing at `path` whose handle can carry an attribute change. The caller
-   * (remote-fs.ts) also judges that the agent will allow it: root's always; another caller's
-   * when the cached attributes say so, as the agent would judge them.
+   * (remote-fs.ts) also judges that the agent will allow it.
    */
   target(path: string): OpenFile | undefined {
     if (!this.enabled) return undefined;
@@ -55,65 +158,94 @@ export class UnrefusedChanges {
     return undefined;
   }
 
-  chmod(file: OpenFile, mode: number): Promise<void> {
-    return this.setattr(file, 'fs.fchmod', (fh) => ({ fh, mode }), (attr) => {
-      attr.mode = (attr.mode & S_IFMT) | (mode & 0o7777);
-    });
+  chmod(file: OpenFile, mode: number): Promise<Attr> {
+    return this.setattr(file, 'fs.fchmod', (fh) => ({ fh, mode }), chmodChange(mode));
   }
 
-  /** `uid`/`gid` -1: unchanged. */
-  chown(file: OpenFile, uid: number, gid: number): Promise<void> {
-    return this.setattr(file, 'fs.fchown', (fh) => ({ fh, uid, gid }), (attr) => {
-      if (uid !== -1) attr.uid = uid;
-      if (gid !== -1) attr.gid = gid;
-      // Linux drops set-user-ID, and set-group-ID with group execute, on chown, even root's.
-      if (!isDir(attr)) {
-        attr.mode &= ~S_ISUID;
-        if (attr.mode & S_IXGRP) attr.mode &= ~S_ISGID;
-      }
-    });
+  chown(file: OpenFile, uid: number, gid: number): Promise<Attr> {
+    return this.setattr(file, 'fs.fchown', (fh) => ({ fh, uid, gid }), chownChange(uid, gid));
   }
 
-  utimens(file: OpenFile, atime: TimeSpec, mtime: TimeSpec): Promise<void> {
-    return this.setattr(file, 'fs.futimens', (fh) => ({ fh, atime, mtime }), (attr, now) => {
-      if (atime !== 'omit') setAttrTime(attr, 'atime', timestampOf(atime === 'now' ? now : atime));
-      if (mtime !== 'omit') setAttrTime(attr, 'mtime', timestampOf(mtime === 'now' ? now : mtime));
-    });
+  utimens(file: OpenFile, atime: TimeSpec, mtime: TimeSpec): Promise<Attr> {
+    return this.setattr(file, 'fs.futimens', (fh) => ({ fh, atime, mtime }), utimensChange(atime, mtime));
   }
 
   /**
    * The change goes into the file's write pipeline, after the data written so far. The kernel
-   * gets the attributes it will give, computed here, and later requests see it, since the agent
-   * applies one connection's requests in order. Refused after all, it fails the file's next
-   * write, flush or fsync (so `close` returns the error), and the cache forgets the guess.
+   * gets the attributes it will give, computed here (provisional). Refused after all, it fails
+   * the file's next write, flush or fsync (so `close` returns the error), and the cache forgets
+   * the guess.
    */
-  private async setattr<K extends HandleSetattr>(
-    file: OpenFile, op: K, args: (fh: number) => OpRequest<K>, change: (attr: Attr, nowMs: number) => void,
-  ): Promise<void> {
+  private async setattr<K extends HandleSetattr>(file: OpenFile, op: K, args: (fh: number) => OpRequest<K>, change: AttrChange): Promise<Attr> {
     const writer = file.writer as WriteBehind;
     const cached = file.path === null ? undefined : this.cache.lookup(file.path);
-    const guess: Attr = { ...(cached || file.attr) };
+    const guess = this.guess({ ...(cached || file.attr) });
     const now = Date.now();
     change(guess, now);
-    guess.ctimeMs = now;
+    setAttrTime(guess, 'ctime', timestampOf(now));
     file.attr = guess;
-    if (file.path !== null) this.cache.changed(file.path, guess);
+    const path = file.path;
+    if (path !== null) {
+      this.cache.changed(path, guess);
+      this.applied(path, guess); // what the program was told, should the agent lose it
+    }
+    let settle = (): void => undefined;
+    const answered = new Promise<void>((resolve) => { settle = resolve; });
+    if (path !== null) this.byPath.set(path, answered);
+    this.track(answered);
     await writer.pipeline(async () => {
       try {
         const real = attrFromWire((await this.onFile(file, op, args)).attr);
         // Data written since is not on the slave yet: its size stays the larger one.
         if (writer.buffered) real.size = Math.max(real.size, guess.size);
-        // Replies of different requests can finish in any order here: only the reply to the
-        // change whose guess is still cached may replace it.
-        if (file.path !== null) this.cache.replace(file.path, guess, real);
-        // After the reply to every write before it (one connection's replies come in order).
-        if (file.path !== null) this.applied(file.path, real);
+        if (file.attr === guess) file.attr = real;
+        if (path !== null) this.answered(path, answered, guess, real);
       } catch (err) {
-        if (file.path !== null) this.cache.forget(file.path);
-        this.log.warn({ err, op, path: file.path }, 'attribute change refused after it was reported done');
+        if (path !== null) this.refused(op, path, err);
         throw err;
+      } finally {
+        settle();
       }
+    }).catch((err: unknown) => {
+      settle(); // refused before it was sent (an earlier failure of the file): not sent at all
+      throw err;
     });
+    return guess;
+  }
+
+  /**
+   * chmod, chown, utimens or truncate of a file that is not open for writing, by path: sent after
+   * whatever was sent before it. The kernel gets the guess; a getattr waits for the reply.
+   */
+  setattrByPath<K extends PathSetattr>(
+    op: K, args: OpRequest<K> & { path: string }, change: AttrChange, known: Attr, caller: FuseCaller,
+  ): Promise<Attr> {
+    const guess = this.guess({ ...known });
+    const now = Date.now();
+    change(guess, now);
+    setAttrTime(guess, 'ctime', timestampOf(now));
+    this.cache.changed(args.path, guess);
+    this.applied(args.path, guess); // what the program was told, should the agent lose it
+    return this.sendAhead(op, args, caller, args.path, guess, (reply) => attrFromWire((reply as { attr: number[] }).attr)).then(() => guess);
+  }
+
+  /**
+   * A new name (fs.create with a handle the mount named, fs.mkdir, fs.symlink) whose
+   * directory's cached listing says it is free. The name joins the listing now, with `guess` as
+   * its attributes; a getattr waits for the agent's. `made` gets the agent's attributes and says
+   * whether they are current; `refused` the refusal, for the file's next flush to report.
+   */
+  async make<K extends 'fs.create' | 'fs.mkdir' | 'fs.symlink'>(
+    op: K, args: OpRequest<K> & { path: string }, guess: Attr, caller: FuseCaller,
+    made: (real: Attr) => boolean = () => true, refused: (err: SlaveError) => void = () => undefined,
+  ): Promise<void> {
+    this.guess(guess);
+    this.cache.added(args.path, guess);
+    if (isDir(guess)) this.cache.setListing(args.path, []); // a new directory is empty: lookups in it need no trip
+    await this.sendAhead(op, args, caller, args.path, guess, (reply) => {
+      const real = attrFromWire((reply as { attr: number[] }).attr);
+      return made(real) ? real : undefined;
+    }, false, refused);
   }
 
   /**
@@ -129,22 +261,81 @@ export class UnrefusedChanges {
   }
 
   /**
-   * Refused after all, the name comes back (the cache forgets it), the failure is logged, and
-   * removing its directory fails with ENOTEMPTY. A name removed on the slave meanwhile is no
-   * failure: gone is what was asked.
+   * Refused after all, the name comes back (the cache forgets it) and removing its directory
+   * fails with ENOTEMPTY. A name removed on the slave meanwhile is no failure: gone is what was asked.
    */
   async unlink(path: string): Promise<void> {
-    while (this.unlinks.size >= MAX_PIPELINED_UNLINKS) await Promise.race(this.unlinks);
-    const done: Promise<void> = this.call('fs.unlink', { path }).then(
-      () => { this.unlinks.delete(done); },
+    this.cache.removed(path, false);
+    await this.sendAhead('fs.unlink', { path }, undefined, path, undefined, () => undefined, true);
+  }
+
+  /** A directory the cache knows empty, which nothing unanswered is making anything in. */
+  async rmdir(path: string): Promise<void> {
+    this.cache.removed(path, true);
+    await this.sendAhead('fs.rmdir', { path }, undefined, path, undefined, () => undefined, true);
+  }
+
+  /**
+   * Sends `op` now; resolves once it is sent (after waiting for room), not answered. The reply's
+   * attributes replace `guess` where it is still what the cache holds.
+   */
+  private async sendAhead<K extends OpName>(
+    op: K, args: OpRequest<K>, caller: FuseCaller | undefined, path: string, guess: Attr | undefined,
+    attrOf: (reply: OpReply<K>) => Attr | undefined,
+    removal = false, refused: (err: SlaveError) => void = () => undefined,
+  ): Promise<void> {
+    while (this.unanswered.size >= MAX_UNANSWERED) await Promise.race(this.unanswered);
+    const answered: Promise<void> = this.call(op, args, caller).then(
+      (reply) => {
+        const real = attrOf(reply);
+        if (real && guess) this.answered(path, answered, guess, real);
+        else {
+          if (this.byPath.get(path) === answered) this.byPath.delete(path);
+          // Changed since by what this reply does not know of: the agent is asked next time.
+          if (guess) this.cache.replace(path, guess, undefined);
+        }
+      },
       (err: unknown) => {
-        this.unlinks.delete(done);
-        if (err instanceof SlaveError && err.errnoName === 'ENOENT') return;
-        this.cache.reappeared(path);
-        this.log.warn({ err, path }, 'unlink refused after it was reported done: the file is still there');
+        if (this.byPath.get(path) === answered) this.byPath.delete(path);
+        // Gone is what removing asked for, whoever removed it.
+        if (removal && err instanceof SlaveError && err.errnoName === 'ENOENT') return;
+        refused(this.refused(op, path, err));
       },
     );
-    this.unlinks.add(done);
-    this.cache.removed(path, false);
+    if (guess) this.byPath.set(path, answered);
+    this.track(answered);
+  }
+
+  private track(answered: Promise<void>): void {
+    const done = answered.finally(() => { this.unanswered.delete(done); });
+    this.unanswered.add(done);
+  }
+
+  /** The agent's attributes for a guess: kept where the guess is still what the cache holds. */
+  private answered(path: string, answered: Promise<void>, guess: Attr, real: Attr): void {
+    // Replies of different requests can finish in any order here: only the reply to the
+    // change whose guess is still cached may replace it.
+    this.cache.replace(path, guess, real);
+    if (this.byPath.get(path) === answered) this.byPath.delete(path);
+    // After the reply to every write before it (one connection's replies come in order).
+    this.applied(path, real);
+  }
+
+  /**
+   * A change reported done was refused: the program hears of it at the next flush or fsync of
+   * the file, or fsync of its directory; the mount forgets what it knew there and waits on that
+   * directory for a while.
+   */
+  private refused(op: OpName, path: string, err: unknown): SlaveError {
+    const dir = posix.dirname(path);
+    const errno = errnoOf(err) ?? 'EIO';
+    const failure = err instanceof SlaveError ? err : new SlaveError(errno, (err as Error).message ?? String(err));
+    this.lateDirs.set(dir, { op, err: failure });
+    this.distrusted.set(dir, Date.now() + DISTRUST_MS);
+    clientMetrics.lateRefusals.inc({ op, errno });
+    this.cache.mistaken(path);
+    this.log.warn({ op, path, errno, err: failure.message }, 'a change reported done was refused by the slave: '
+      + 'reported at the next fsync or close of the file, or fsync of its directory');
+    return failure;
   }
 }

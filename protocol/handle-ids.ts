@@ -4,13 +4,37 @@
  * mount's for the kernel (which outlive the agent's across a restart).
  */
 export class HandleIds {
-  private next = 1;
+  private next: number;
+
+  /** Numbers from `first` to `last` (both inclusive, `first` > 0), then from `first` again. */
+  constructor(private readonly first = 1, private readonly last = 0xffff_ffff) {
+    this.next = first;
+  }
 
   /** The next number `inUse` does not claim. */
   take(inUse: (id: number) => boolean): number {
-    while (inUse(this.next) || this.next === 0) this.next = (this.next + 1) >>> 0;
+    while (inUse(this.next)) this.next = this.after(this.next);
     const id = this.next;
-    this.next = (this.next + 1) >>> 0;
+    this.next = this.after(id);
     return id;
   }
+
+  private after(id: number): number {
+    return id >= this.last ? this.first : id + 1;
+  }
 }
+
+/**
+ * A file handle a master names itself (`fs.create`'s `handle`), so that it can send requests on
+ * the file before the create's reply comes back: bit 31 set, which the agent's own numbers never
+ * have. Each master's names are its own (the agent keys them by the request's origin).
+ */
+export const MASTER_HANDLE_FIRST = 0x8000_0000;
+export const AGENT_HANDLE_LAST = MASTER_HANDLE_FIRST - 1;
+
+export function isMasterHandle(fh: number): boolean {
+  return fh >= MASTER_HANDLE_FIRST;
+}
+
+/** The hello capability of an agent that takes handles named by the master. */
+export const MASTER_HANDLES_CAPABILITY = 'fs.master-handles';

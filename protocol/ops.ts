@@ -204,8 +204,13 @@ export const ops = {
   ),
 
   'fs.open': op(z.object({ path: slavePath, flags: u32 }), z.object({ fh, attr: wireAttr })),
+  /**
+   * handle: the number (bit 31 set, handle-ids.ts) this master names the file by, in this request's
+   * reply and in its later requests, which it may send before this reply arrives (agents whose
+   * hello lists MASTER_HANDLES_CAPABILITY).
+   */
   'fs.create': op(
-    z.object({ path: slavePath, flags: u32, mode: u32 }),
+    z.object({ path: slavePath, flags: u32, mode: u32, handle: u32.min(0x8000_0000).optional() }),
     z.object({ fh, attr: wireAttr }),
   ),
   'fs.read': op(z.object({ fh, offset: u53, length: u32 }), z.object({ data: bytes })),

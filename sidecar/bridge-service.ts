@@ -40,6 +40,8 @@ export interface BridgeServiceOptions {
   log: Logger;
   /** See BridgeOptions.afterCommand. */
   afterCommand?: (changeSeq: number | undefined) => Promise<void>;
+  /** See BridgeOptions.beforeCommand. */
+  beforeCommand?: () => Promise<void>;
   /** How long a request waits for an unreachable agent (default 60 s; 0: at once). */
   slaveWaitMs?: number;
 }
@@ -97,7 +99,8 @@ export async function startBridgeService(options: BridgeServiceOptions): Promise
       envPrefixes: [...DEFAULT_ENV_PREFIXES, ...options.envPrefixes],
     });
     const bridge = await Bridge.listen({
-      socketPath: options.socketPath, procs, policy, identity, agentId, log, afterCommand: options.afterCommand,
+      socketPath: options.socketPath, procs, policy, identity, agentId, log,
+      afterCommand: options.afterCommand, beforeCommand: options.beforeCommand,
     });
     log.info({
       agentId, hostname: hello.hostname, socket: options.socketPath, commands: commands.length,

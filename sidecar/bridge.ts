@@ -38,6 +38,12 @@ export interface BridgeOptions {
    * have applied those changes, so what the command wrote is seen at once.
    */
   afterCommand?: (changeSeq: number | undefined) => Promise<void>;
+  /**
+   * Runs before every bridged command starts: the sidecar waits until what the test wrote and
+   * changed through the slave mount is applied on the slave (the mount answers many changes
+   * before the slave made them), so the command sees it.
+   */
+  beforeCommand?: () => Promise<void>;
 }
 
 const STATUS_PROTOCOL_ERROR = 255;
@@ -175,6 +181,7 @@ class ShimSession {
   private async spawn(request: StartRequest, again = true): Promise<RemoteProcess> {
     const { policy, procs, identity } = this.options;
     const { ids, boot } = identity.forCaller(request.caller);
+    await this.options.beforeCommand?.();
     try {
       return await procs.spawn({
         argv: request.argv, env: policy.environment(request.env), cwd: policy.slaveCwd(request.cwd), ...ids,

@@ -116,6 +116,7 @@ export async function startSidecar(options: SidecarOptions): Promise<RunningSide
       ...options.bridge, natsUrl: options.natsUrl, agentId, socketPath: paths.socket, shimDir: paths.bin, fallbackDir: paths.fallback,
       pythonDir: options.pythonFallback ? paths.python : undefined,
       slaveMount: slaveSeenAt, log, afterCommand: (changeSeq) => files.changesApplied(changeSeq),
+      beforeCommand: () => files.settled(),
     });
     stops.push(() => bridge.stop());
     const health: HealthReport = {

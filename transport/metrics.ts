@@ -15,6 +15,10 @@ export const clientMetrics = {
   inFlight: new Gauge({ name: 'splitbrain_client_requests_in_flight', help: 'Requests waiting for the agent' }),
   retries: new Counter({ name: 'splitbrain_client_retries_total', help: 'Requests sent again while the agent was unreachable' }),
   restarts: new Counter({ name: 'splitbrain_agent_boot_changes_total', help: 'Agent restarts seen (boot id changes)' }),
+  lateRefusals: new Counter({
+    name: 'splitbrain_mount_late_refusals_total', labelNames: ['op', 'errno'],
+    help: 'Changes the mount answered at once that the agent refused after all (reported at fsync or close)',
+  }),
 };
 
 export const busMetrics = {

@@ -84,7 +84,12 @@ export const fileOps: HandlerTable = {
   'fs.open': async ({ path, flags }, ctx, caller) =>
     openHandle(ctx, path, flags & ~(O_CREAT | O_EXCL), undefined, ctx.access(caller)),
 
-  'fs.create': async ({ path, flags, mode }, ctx, caller) => create(ctx, path, flags, mode, caller),
+  'fs.create': async ({ path, flags, mode, handle }, ctx, caller, origin) => {
+    const made = create(ctx, path, flags, mode, caller);
+    // Named before this handler's first await: the master's next requests may use the name.
+    if (handle !== undefined && origin) ctx.handles.name(origin, handle, made.fh);
+    return made;
+  },
 
   'fs.read': async ({ fh, offset, length }, ctx) => ctx.handles.use(fh, async ({ fd, regular }) => {
     let want = Math.min(length, ctx.maxPayload - REPLY_OVERHEAD);

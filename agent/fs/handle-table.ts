@@ -3,7 +3,7 @@
  * crash. A release that arrives while a read or write on the same handle is still running
  * waits for it, so a closed descriptor number can never be reused under a running operation.
  */
-import { HandleIds, SlaveError } from '../../protocol/index.js';
+import { AGENT_HANDLE_LAST, HandleIds, SlaveError, isMasterHandle } from '../../protocol/index.js';
 
 export interface OpenFile {
   fd: number;
@@ -22,7 +22,14 @@ interface Slot {
 
 export class HandleTable {
   private readonly open = new Map<number, Slot>();
-  private readonly ids = new HandleIds();
+  private readonly ids = new HandleIds(1, AGENT_HANDLE_LAST);
+  /**
+   * Numbers masters gave files they created (fs.create's `handle`, protocol/handle-ids.ts), by
+   * origin and number: its requests that follow the create without waiting for its reply name
+   * the file by it. Each master's own, and gone with the handle.
+   */
+  private readonly named = new Map<string, number>();
+  private readonly nameOf = new Map<number, string>();
 
   constructor(
     private readonly limit: number,
@@ -41,6 +48,21 @@ export class HandleTable {
     const fh = this.ids.take((id) => this.open.has(id));
     this.open.set(fh, { file, busy: 0, idle: undefined });
     return fh;
+  }
+
+  /** Master `origin` names handle `fh` `handle` from now on (it released any file it named so before). */
+  name(origin: string, handle: number, fh: number): void {
+    const key = `${origin} ${handle}`;
+    const before = this.named.get(key);
+    if (before !== undefined) this.nameOf.delete(before);
+    this.named.set(key, fh);
+    this.nameOf.set(fh, key);
+  }
+
+  /** The agent's number for `fh` as master `origin` sent it (its own name for a file, or ours); undefined: no such name. */
+  resolve(origin: string | null, fh: number): number | undefined {
+    if (!isMasterHandle(fh)) return fh;
+    return origin === null ? undefined : this.named.get(`${origin} ${fh}`);
   }
 
   get(fh: number): OpenFile {
@@ -67,6 +89,11 @@ export class HandleTable {
   async close(fh: number): Promise<void> {
     const slot = this.slot(fh);
     this.open.delete(fh);
+    const name = this.nameOf.get(fh);
+    if (name !== undefined) {
+      this.nameOf.delete(fh);
+      this.named.delete(name);
+    }
     if (slot.busy > 0) await new Promise<void>((resolve) => { slot.idle = resolve; });
     await this.closer(slot.file.fd);
   }

@@ -253,10 +253,19 @@ static void ll_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 static void ll_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) { with_file(req, OP_RELEASEDIR, ino, fi); }
 
-static void ll_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi) {
-  struct sb_req *r = request(req, OP_FSYNC, ino);
+static void fsync_as(enum sb_op op, fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi) {
+  struct sb_req *r = request(req, op, ino);
   if (r) { r->fh = fi->fh; r->has_fh = 1; r->datasync = datasync != 0; }
   send_req(r, req);
+}
+
+static void ll_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi) {
+  fsync_as(OP_FSYNC, req, ino, datasync, fi);
+}
+
+/* A directory's fsync: where changes answered before the slave made them are reported. */
+static void ll_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi) {
+  fsync_as(OP_FSYNCDIR, req, ino, datasync, fi);
 }
 
 static void readdir_as(enum sb_op op, fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
@@ -319,5 +328,5 @@ const struct fuse_lowlevel_ops sb_ll_ops = {
   .fsync = ll_fsync, .opendir = ll_opendir, .readdir = ll_readdir, .releasedir = ll_releasedir,
   .statfs = ll_statfs, .setxattr = ll_setxattr, .getxattr = ll_getxattr,
   .listxattr = ll_listxattr, .removexattr = ll_removexattr, .access = ll_access,
-  .create = ll_create, .readdirplus = ll_readdirplus, .poll = ll_poll,
+  .create = ll_create, .readdirplus = ll_readdirplus, .poll = ll_poll, .fsyncdir = ll_fsyncdir,
 };

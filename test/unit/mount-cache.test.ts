@@ -76,7 +76,7 @@ describe('attribute cache', () => {
     c.set('/d/x', file(5));
     c.removed('/d/x', false);
     assert.equal(c.lookup('/d/x'), null);
-    c.reappeared('/d/x');
+    c.mistaken('/d/x');
     assert.equal(c.lookup('/d/x'), undefined);
     assert.equal(c.listing('/d'), undefined);
   });
