@@ -169,11 +169,9 @@ export class AttrCache {
     this.onStale?.(path, false);
   }
 
-  /** Updates cached attributes in place (after a write), if any are cached. */
-  patch(path: string, change: (attr: Attr) => void): void {
-    const entry = this.entries.get(path);
-    if (!entry?.attr) return;
-    change(entry.attr);
+  /** Drops cached attributes of `path` (not a "no such file"): the agent is asked next time. */
+  forgetAttr(path: string): void {
+    if (this.entries.get(path)?.attr) this.entries.delete(path);
   }
 
   setMissing(path: string): void {

@@ -506,17 +506,15 @@ export class RemoteFs extends MountFsBase {
     const file = this.files.get(fh);
     if (!file.writer) throw new SlaveError('EBADF', 'file is not open for writing');
     await file.writer.write(offset, data, length);
-    file.attr.size = Math.max(file.attr.size, offset + length);
+    const end = offset + length;
+    // Readers of the file may read up to here (knownSize); a copy, as the object may be cached.
+    if (file.attr.size < end) file.attr = { ...file.attr, size: end };
     this.invalidateReaders(file.path, file);
     if (file.path !== null) {
-      const now = Date.now();
-      this.cache.patch(file.path, (attr) => {
-        attr.size = Math.max(attr.size, offset + length);
-        attr.mtimeMs = now;
-        attr.ctimeMs = now;
-        attr.mtimeNsec = (now % 1000) * 1e6;
-        attr.ctimeNsec = (now % 1000) * 1e6;
-      });
+      for (const other of this.files.at(file.path)) if (other.attr.size < end) other.attr = { ...other.attr, size: end };
+      // Its size and times are now the slave's to say (stat never shows a guess): a getattr
+      // sends the data first and asks the agent, which answers after applying it.
+      this.cache.forgetAttr(file.path);
     }
     return length;
   }

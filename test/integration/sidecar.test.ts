@@ -30,7 +30,7 @@ describe('splitbrain sidecar', () => {
     dir = join(slave.tmp, 'splitbrain');
     // Configured partly from the environment, as compose configures it.
     const started = await startReportingCli('sidecar', ['sidecar', '--dir', dir, '--command', 'touch'], {
-      SPLITBRAIN_SLAVE: slave.nats.url, SPLITBRAIN_AGENT: slave.agent.id, SPLITBRAIN_COMMANDS: 'uname, true',
+      SPLITBRAIN_SLAVE: slave.nats.url, SPLITBRAIN_AGENT: slave.agent.id, SPLITBRAIN_COMMANDS: 'uname, true, cat, stat, ls',
       SPLITBRAIN_MAPS: '/var/log/app', SPLITBRAIN_LOG_LEVEL: 'info', SPLITBRAIN_EXEC_USER: 'agent',
     });
     sidecar = started.child;
@@ -49,7 +49,7 @@ describe('splitbrain sidecar', () => {
     assert.equal(await sh(`cat '${dir}/slave/hello.txt'`), 'from the slave\n');
     assert.ok((await lstat(join(dir, 'slave', 'dev', 'null'))).isFile(), 'the devices are over the slave\'s dev/, as plain files');
     assert.equal(await readFile(join(dir, 'map', 'var', 'log', 'app', 'app.log'), 'utf8'), 'started\n');
-    for (const name of ['uname', 'true', 'touch']) assert.equal(await readlink(join(dir, 'bin', name)), 'splitbrain-exec');
+    for (const name of ['uname', 'true', 'touch', 'cat', 'stat', 'ls']) assert.equal(await readlink(join(dir, 'bin', name)), 'splitbrain-exec');
     const env = { ...process.env, SPLITBRAIN_BRIDGE_SOCKET: join(dir, 'bridge.sock') };
     assert.equal((await run(join(dir, 'bin', 'uname'), [], { env })).stdout, (await sh('uname')));
     assert.match(log(), /"msg":"bridge serving"/);
@@ -64,6 +64,32 @@ describe('splitbrain sidecar', () => {
     assert.equal(touched.code, 0, touched.stderr);
     assert.equal((await run('test', ['-e', join(dir, 'slave', 'made-by-slave')])).code, 0);
     assert.ok((await lstat(join(slave.root, 'made-by-slave'))).isFile());
+  });
+
+  it('a bridged command sees what the test changed through the mount just before it', async () => {
+    // The mount answers these before the slave made them; the bridge waits until they are made.
+    const script = [
+      'import os, subprocess, sys',
+      'd, bin = sys.argv[1], sys.argv[2]',
+      'os.listdir(d)',
+      'for i in range(20):',
+      "    sub = f'{d}/round-{i}'",
+      '    os.mkdir(sub)',
+      "    with open(f'{sub}/f', 'w') as f: f.write(f'round {i}\\n')",
+      "    os.chmod(f'{sub}/f', 0o600)",
+      "    os.symlink('f', f'{sub}/link')",
+      "    with open(f'{sub}/gone', 'w'): pass",
+      "    os.unlink(f'{sub}/gone')",
+      "    out = subprocess.run([f'{bin}/cat', f'{sub}/link'], capture_output=True, text=True).stdout",
+      "    mode = subprocess.run([f'{bin}/stat', '-c', '%a', f'{sub}/f'], capture_output=True, text=True).stdout",
+      "    names = subprocess.run([f'{bin}/ls', sub], capture_output=True, text=True).stdout",
+      "    assert (out, mode, names) == (f'round {i}\\n', '600\\n', 'f\\nlink\\n'), (i, out, mode, names)",
+      "print('ok')",
+    ].join('\n');
+    const env = { ...process.env, SPLITBRAIN_BRIDGE_SOCKET: join(dir, 'bridge.sock') };
+    await mkdir(join(slave.root, 'barrier'));
+    const result = await run('python3', ['-c', script, join(dir, 'slave', 'barrier'), join(dir, 'bin')], { env, cwd: join(dir, 'slave') });
+    assert.equal(result.stdout, 'ok\n', result.stderr);
   });
 
   it('unmounts everything on SIGTERM and is then unhealthy', async () => {

@@ -1,0 +1,161 @@
+/**
+ * Changes the mount answers before the slave made them (mount/unrefused-changes.ts): what a
+ * program is told is what the slave ends with, stat never shows a guess, a reused name is
+ * ordered after its removal, a refusal the mount did not foresee reaches close or fsync and the
+ * log, and an agent killed with many changes on their way gets each of them once, in order.
+ */
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { lstat, mkdir, readFile, readdir, readlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { run, spawnCollecting, waitFor } from '../helpers/processes.js';
+import { startAgentProcess, startBareAgent, startMountProcess, type AgentProcess, type BareAgent, type MountProcess } from '../helpers/slave.js';
+
+const OPS = new URL('../../../test/fixtures/unanswered-ops.py', import.meta.url).pathname;
+
+/** Per path: inode, mode, uid, gid, size, mtime in nanoseconds (a string: past what a double holds). */
+type Seen = Record<string, [number, number, number, number, number, string]>;
+
+/** What the program was told of each path against the slave's tree: the same inode, mode, owner; size and mtime for files. */
+async function assertSlaveHas(root: string, seen: Seen): Promise<void> {
+  for (const [path, [ino, mode, uid, gid, size, mtimeNs]] of Object.entries(seen)) {
+    const st = await lstat(join(root, path), { bigint: true });
+    const what = `${path} on the slave`;
+    assert.deepEqual([Number(st.ino), Number(st.mode), Number(st.uid), Number(st.gid)], [ino, mode, uid, gid], what);
+    if (!st.isDirectory()) assert.deepEqual([Number(st.size), st.mtimeNs], [size, BigInt(mtimeNs)], what);
+  }
+}
+
+async function assertRounds(root: string, base: string, rounds: number): Promise<void> {
+  for (let r = 0; r < rounds; r++) {
+    const dir = join(root, base, `d${r}`);
+    assert.deepEqual((await readdir(dir)).sort(), ['again', 'f0', 'f1', 'f2', 'f3', 'link'], `d${r}`);
+    assert.equal(await readFile(join(dir, 'again'), 'utf8'), 'last\n');
+    assert.equal(await readFile(join(dir, 'f3'), 'utf8'), `${r}/3\n`.repeat(4).slice(0, 3));
+    assert.equal(await readlink(join(dir, 'link')), `f0-target-${r}`);
+  }
+  const log = await readFile(join(root, base, 'log'), 'utf8');
+  assert.equal(log, Array.from({ length: rounds }, (_, r) => `round ${r}\n`).join(''), 'each append once, in order');
+}
+
+describe('changes answered before the slave made them', () => {
+  let slave: BareAgent;
+  let agent: AgentProcess;
+  let mount: MountProcess;
+  let mnt: string;
+
+  before(async () => {
+    slave = await startBareAgent({ id: 'unanswered' });
+    agent = slave.agent;
+    mnt = join(slave.tmp, 'mnt');
+    await mkdir(mnt);
+    mount = await startMountProcess(slave.nats.url, mnt, ['--agent', 'unanswered', '--slave-wait', '30']);
+  });
+  after(async () => {
+    await mount?.stop();
+    await agent?.stop();
+    await slave?.stop();
+  });
+
+  it('leaves the slave as the program saw it, stat showing the slave\'s own inode numbers, reused names in order', async () => {
+    await mkdir(join(mnt, 'plain'));
+    const result = await run('python3', [OPS, join(mnt, 'plain'), '20']);
+    assert.equal(result.code, 0, result.stderr);
+    await assertSlaveHas(join(slave.root, 'plain'), JSON.parse(result.stdout) as Seen);
+    await assertRounds(slave.root, 'plain', 20);
+    // And the mount, asked afresh, says the same as the slave.
+    const listed = await run('find', [join(mnt, 'plain'), '-printf', '%P %y %m %U %G %s %T@ %i\n']);
+    const there = await run('find', [join(slave.root, 'plain'), '-printf', '%P %y %m %U %G %s %T@ %i\n']);
+    assert.equal(listed.stdout.split('\n').sort().join('\n'), there.stdout.split('\n').sort().join('\n'));
+  });
+
+  it('an agent killed with a thousand changes on their way gets each once, in order, and nothing the program was told is lost', async () => {
+    await mkdir(join(mnt, 'killed'));
+    const rounds = 60; // about 1,900 changes
+    const program = spawnCollecting('python3', [OPS, join(mnt, 'killed'), String(rounds)]);
+    await waitFor('the program to be under way', async () => (await readdir(join(slave.root, 'killed')).catch(() => [])).length >= 3, 20_000, 5);
+    agent.child.kill('SIGKILL');
+    await once(agent.child, 'exit').catch(() => undefined);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    agent = await startAgentProcess(slave.nats.url, slave.agent.id, slave.root);
+    const [code] = (await once(program.child, 'exit')) as [number | null];
+    assert.equal(code, 0, program.stderr());
+    await assertSlaveHas(join(slave.root, 'killed'), JSON.parse(program.stdout()) as Seen);
+    await assertRounds(slave.root, 'killed', rounds);
+  });
+});
+
+/**
+ * A refusal the mount could not foresee: the slave's filesystem has no inode left. The mount's
+ * listings say the names are free; the agent says ENOSPC after the program was answered.
+ */
+describe('a change refused after it was answered', () => {
+  let slave: BareAgent;
+  let mount: MountProcess;
+  let mnt: string;
+  let small: string;
+
+  before(async () => {
+    slave = await startBareAgent({
+      id: 'refusing',
+      prepare: async (root) => {
+        small = join(root, 'small');
+        await mkdir(small);
+        await run('mount', ['-t', 'tmpfs', '-o', 'size=4m,nr_inodes=64', 'splitbrain-test', small]);
+        await mkdir(join(small, 'a'));
+        await mkdir(join(small, 'b'));
+      },
+    });
+    mnt = join(slave.tmp, 'mnt');
+    await mkdir(mnt);
+    mount = await startMountProcess(slave.nats.url, mnt, ['--agent', 'refusing', '--log-level', 'info']);
+  });
+  after(async () => {
+    await mount?.stop();
+    if (small) await run('umount', ['-l', small]);
+    await slave?.stop();
+  });
+
+  it('reaches the file\'s close and its directory\'s fsync, and the log; the names are not there', async () => {
+    // The mount lists both directories: it then knows every name in them.
+    await readdir(join(mnt, 'small', 'a'));
+    await readdir(join(mnt, 'small', 'b'));
+    // Every inode taken on the slave's side, beside those directories.
+    for (let i = 0; ; i++) {
+      try {
+        await writeFile(join(small, `fill-${i}`), '');
+      } catch (err) {
+        assert.equal((err as NodeJS.ErrnoException).code, 'ENOSPC');
+        break;
+      }
+      assert.ok(i < 1000, 'the tmpfs should run out of inodes');
+    }
+    const result = await run('python3', ['-c', [
+      'import errno, os, sys',
+      'base = sys.argv[1]',
+      "fd = os.open(base + '/a/f', os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)",
+      "os.write(fd, b'lost')",
+      'try:',
+      '    os.close(fd)',
+      "    print('close ok')",
+      'except OSError as e:',
+      "    print('close', errno.errorcode[e.errno])",
+      "os.mkdir(base + '/b/sub')",
+      "print('mkdir ok')",
+      "d = os.open(base + '/b', os.O_RDONLY)",
+      'try:',
+      '    os.fsync(d)',
+      "    print('fsync ok')",
+      'except OSError as e:',
+      "    print('fsync', errno.errorcode[e.errno])",
+      "print(os.path.exists(base + '/a/f'), os.path.exists(base + '/b/sub'))",
+    ].join('\n'), join(mnt, 'small')]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout, 'close ENOSPC\nmkdir ok\nfsync ENOSPC\nFalse False\n');
+    assert.deepEqual((await readdir(join(small, 'a'))), []);
+    assert.deepEqual((await readdir(join(small, 'b'))), []);
+    assert.match(mount.log(), /"op":"fs.create","path":"\/small\/a\/f","errno":"ENOSPC".*refused by the slave/);
+    assert.match(mount.log(), /"op":"fs.mkdir","path":"\/small\/b\/sub","errno":"ENOSPC".*refused by the slave/);
+  });
+});
