@@ -193,7 +193,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     hostBootId: await readHostBootId(),
     root: jail.root,
     readOnly: options.readOnly,
-    capabilities: [...OP_NAMES.filter((op) => handlers[op] !== undefined), MASTER_HANDLES_CAPABILITY],
+    capabilities: [...OP_NAMES.filter((op) => handlers[op] !== undefined), 'agent.batch', MASTER_HANDLES_CAPABILITY],
     maxPayload: bus.maxPayload,
     pid: process.pid,
     euid: process.geteuid?.() ?? 0xffff_ffff,
@@ -270,7 +270,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     // may serve under that id, and the agent fails to start with the server's reason.
     served = await bus.serve(agentWildcard(options.agentId), async (subject, data) => {
       const op = opFromSubject(options.agentId, subject) ?? '';
-      if (TIME_OPS.has(op)) checkExactTimes();
+      if (TIME_OPS.has(op) || op === 'agent.batch') checkExactTimes();
       return dispatch(op, data);
     }, (reply) => readBuffers.sent(reply));
     discover = await bus.serve(DISCOVER_SUBJECT, async (_subject, data) => dispatch('agent.hello', data));

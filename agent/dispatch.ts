@@ -86,7 +86,7 @@ export function createDispatcher(table: HandlerTable, ctx: AgentContext, bootId:
     }
   };
 
-  return async (op, data) => {
+  const one: Dispatcher = async (op, data) => {
     const started = process.hrtime.bigint();
     if (!isOpName(op) || !table[op]) {
       log.warn({ op, requestId: requestIdOf(data) }, 'unknown op');
@@ -134,4 +134,25 @@ export function createDispatcher(table: HandlerTable, ctx: AgentContext, bootId:
       if (log.isLevelEnabled('debug')) log.debug({ op, errno: replayed ? 'replayed' : errno, micros }, 'op');
     }
   };
+
+  /**
+   * Several requests in one message (protocol agent.batch): each started in order, exactly as
+   * if they had come one by one (the first awaits of each keep that order: watch/change-feed.ts),
+   * and answered each, in order, in one reply. A batch inside a batch is refused.
+   */
+  const batch: Dispatcher = async (_op, data) => {
+    let requests: [string, Uint8Array][];
+    try {
+      requests = decodeRequest('agent.batch', data).args.requests;
+    } catch (err) {
+      return encodeErrorReply(bootId, errnoOf(err) ?? 'EPROTO', (err as Error).message ?? String(err));
+    }
+    agentMetrics.ops.inc({ op: 'agent.batch', errno: 'OK' });
+    const replies = await Promise.all(requests.map(([op, bytes]) => (op === 'agent.batch'
+      ? encodeErrorReply(bootId, 'EINVAL', 'a batch cannot hold a batch')
+      : one(op, bytes))));
+    return encodeReply('agent.batch', bootId, { replies });
+  };
+
+  return (op, data) => (op === 'agent.batch' ? batch(op, data) : one(op, data));
 }

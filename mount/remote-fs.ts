@@ -102,17 +102,19 @@ export class RemoteFs extends MountFsBase {
     client.onRestart((boot) => {
       this.recovering ??= this.writeAgain(boot).finally(() => { this.recovering = undefined; });
     });
-    this.unrefused = new UnrefusedChanges(options.pipeline, (op, args, caller) => this.call(op, args, caller),
-      (file, op, args) => this.onFile(file, op, args), this.cache, this.files, log,
-      (path, attr) => this.retained.acknowledged(path, timesOf(attr), ownerOf(attr)));
+    // Changes answered at once are held to travel together; whoever waits for one uncorks.
+    this.unrefused = new UnrefusedChanges(options.pipeline, (op, args, caller) => this.call(op, args, caller, true),
+      (file, op, args) => this.onFile(file, op, args, true), this.cache, this.files, log,
+      (path, attr) => this.retained.acknowledged(path, timesOf(attr), ownerOf(attr)), () => this.client.uncork());
   }
 
   /** A request for `caller`: the agent checks and creates as that caller (protocol/caller.ts). */
-  private async call<K extends OpName>(op: K, args: OpRequest<K>, caller?: FuseCaller): Promise<OpReply<K>> {
+  /** `hold`: nobody waits for the reply yet, so it may travel with later requests (transport/request-batch.ts). */
+  private async call<K extends OpName>(op: K, args: OpRequest<K>, caller?: FuseCaller, hold = false): Promise<OpReply<K>> {
     if (this.recovering) await this.recovering;
-    if (caller === undefined) return this.client.call(op, args);
+    if (caller === undefined) return this.client.call(op, args, { hold });
     try {
-      return await this.client.call(op, args, { caller: this.gate.wire(caller) });
+      return await this.client.call(op, args, { caller: this.gate.wire(caller), hold });
     } catch (err) {
       const path = (args as { path?: unknown }).path;
       if (err instanceof SlaveError && err.errnoName === 'EACCES' && typeof path === 'string') this.cache.forgetSearchModes(path);
@@ -204,8 +206,8 @@ export class RemoteFs extends MountFsBase {
    * O_CREAT, O_EXCL, O_TRUNC) and the request sent again: programs keep their open files across
    * an agent restart. A file unlinked meanwhile, or gone on the slave, stays ESTALE.
    */
-  private onFile<K extends OpName>(file: OpenFile, op: K, args: (fh: number) => OpRequest<K>): Promise<OpReply<K>> {
-    return sendByHandle(file, (fh, boot) => this.client.call(op, args(fh), { handleBoot: boot }),
+  private onFile<K extends OpName>(file: OpenFile, op: K, args: (fh: number) => OpRequest<K>, hold = false): Promise<OpReply<K>> {
+    return sendByHandle(file, (fh, boot) => this.client.call(op, args(fh), { handleBoot: boot, hold }),
       () => this.reopen(file), async () => { if (this.recovering) await this.recovering; });
   }
 
@@ -317,7 +319,9 @@ export class RemoteFs extends MountFsBase {
   /** A change to `path` answered before the slave made it: a getattr waits for the slave's word. */
   private async settledPath(path: string | null): Promise<void> {
     const pending = path === null ? undefined : this.unrefused.pending(path);
-    if (pending) await pending;
+    if (!pending) return;
+    this.client.uncork();
+    await pending;
   }
 
   /**
@@ -326,6 +330,7 @@ export class RemoteFs extends MountFsBase {
    */
   async settled(): Promise<void> {
     await Promise.allSettled([...this.files.all()].map((file) => file.writer?.flush()));
+    this.client.uncork();
     await this.unrefused.settled();
   }
 
@@ -432,13 +437,13 @@ export class RemoteFs extends MountFsBase {
             let reply: OpReply<'fs.write'>;
             try {
               while (this.retained.full) await this.commit(true);
-              reply = await this.onFile(file, 'fs.write', (h) => ({ fh: h, offset, data }));
+              reply = await this.onFile(file, 'fs.write', (h) => ({ fh: h, offset, data }), true);
             } catch (err) {
               this.pool.give(data);
               throw err;
             }
             this.keepUnsynced(file.path, offset, data, reply, ownerOf(file.attr));
-          }, chunkSize, writesInFlight, this.pool)
+          }, chunkSize, writesInFlight, this.pool, () => this.client.uncork())
           : undefined,
       };
       return file;
@@ -549,6 +554,7 @@ export class RemoteFs extends MountFsBase {
   override async fsync(_path: string | null, fh: number, datasync: boolean, _caller: FuseCaller): Promise<void> {
     await this.reportingLate(this.files.get(fh), async (file) => {
       await file.writer?.flush();
+      this.client.uncork();
       await this.unrefused.settled(); // the barrier: what the mount answered before is applied
       const upTo = file.path === null ? 0 : this.retained.lastSeq(file.path);
       await this.onFile(file, 'fs.fsync', (h) => ({ fh: h, datasync }));
@@ -583,7 +589,7 @@ export class RemoteFs extends MountFsBase {
       this.log.warn({ err, path: file.path }, 'write failed after the file was closed');
     }
     // The kernel does not wait for release; neither do we wait for the agent.
-    this.client.call('fs.release', { fh: file.agentFh }, { handleBoot: file.agentBoot }).then(() => undefined, (err: unknown) => {
+    this.client.call('fs.release', { fh: file.agentFh }, { handleBoot: file.agentBoot, hold: true }).then(() => undefined, (err: unknown) => {
       // ESTALE: the agent restarted, and the handle went with it; EBADF for a handle the mount
       // named: its create was refused, and that was reported.
       const errno = err instanceof SlaveError ? err.errnoName : undefined;

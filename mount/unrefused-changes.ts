@@ -109,6 +109,8 @@ export class UnrefusedChanges {
     private readonly log: Logger,
     /** The agent applied a change to `path` and has these attributes (retained-writes.ts keeps the times). */
     private readonly applied: (path: string, attr: Attr) => void = () => undefined,
+    /** Sends the requests held to travel together (transport/request-batch.ts): called before waiting for one. */
+    private readonly uncork: () => void = () => undefined,
   ) {}
 
   /** Whether `attr` is a guess of the mount's: the kernel may use it now, but not keep it. */
@@ -129,7 +131,10 @@ export class UnrefusedChanges {
 
   /** Resolves once every change sent so far has been answered (applied or refused). */
   async settled(): Promise<void> {
-    while (this.unanswered.size > 0) await Promise.allSettled([...this.unanswered]);
+    while (this.unanswered.size > 0) {
+      this.uncork();
+      await Promise.allSettled([...this.unanswered]);
+    }
   }
 
   /** Whether changes in `dir` may be predicted: none was refused there lately. */
@@ -284,7 +289,10 @@ export class UnrefusedChanges {
     attrOf: (reply: OpReply<K>) => Attr | undefined,
     removal = false, refused: (err: SlaveError) => void = () => undefined,
   ): Promise<void> {
-    while (this.unanswered.size >= MAX_UNANSWERED) await Promise.race(this.unanswered);
+    while (this.unanswered.size >= MAX_UNANSWERED) {
+      this.uncork();
+      await Promise.race(this.unanswered);
+    }
     const answered: Promise<void> = this.call(op, args, caller).then(
       (reply) => {
         const real = attrOf(reply);

@@ -42,6 +42,8 @@ export class WriteBehind {
     private readonly chunkSize: number,
     private readonly maxInFlight: number,
     private readonly pool?: ChunkSource,
+    /** Called before waiting for sent writes: they may be held to travel with others (transport/request-batch.ts). */
+    private readonly beforeWait: () => void = () => undefined,
   ) {}
 
   /** True while data is buffered or on its way. */
@@ -96,6 +98,7 @@ export class WriteBehind {
   async flush(): Promise<void> {
     await this.dispatch();
     while (this.inFlight.size > 0) {
+      this.beforeWait();
       await Promise.allSettled([...this.inFlight]);
     }
     this.raisePending();
@@ -126,6 +129,7 @@ export class WriteBehind {
 
   private async room(): Promise<void> {
     while (this.inFlight.size >= this.maxInFlight) {
+      this.beforeWait();
       await Promise.race([...this.inFlight]);
     }
   }

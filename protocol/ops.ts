@@ -176,11 +176,23 @@ export const agentStats = z.object({
   output: z.object({ kept: u53, budget: u53, cuts: u53 }).optional(),
 });
 
+/** The most requests one `agent.batch` carries. */
+export const MAX_BATCH_REQUESTS = 256;
+
 export const readdirEntry = z.tuple([slaveName(z.string().min(1).max(MAX_NAME)), wireAttr.nullable()]);
 
 export const ops = {
   'agent.hello': op(empty, helloInfo),
   'agent.stats': op(empty, agentStats),
+  /**
+   * Several requests of one master in one message (transport/request-batch.ts): the agent starts
+   * them in order, as if they had come one by one on one connection, and answers each, in the
+   * same order. Each is a whole request with its own id (the duplicate cache knows it by that).
+   */
+  'agent.batch': op(
+    z.object({ requests: z.array(z.tuple([shown(64), bytes])).min(1).max(MAX_BATCH_REQUESTS) }),
+    z.object({ replies: z.array(bytes).max(MAX_BATCH_REQUESTS) }),
+  ),
 
   'fs.getattr': op(z.object({ path: slavePath }), attrReply),
   'fs.fgetattr': op(z.object({ fh }), attrReply),

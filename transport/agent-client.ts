@@ -19,6 +19,7 @@ import {
 import type { Bus } from './bus.js';
 import { AgentUnreachableError } from './errors.js';
 import { clientMetrics } from './metrics.js';
+import { RequestBatch } from './request-batch.js';
 
 export interface AgentClientOptions {
   /** Deadline of one try of a request. */
@@ -37,6 +38,11 @@ export interface CallOptions {
   slaveWaitMs?: number;
   /** Who the operation is for: a root agent acts as this caller (protocol/caller.ts). */
   caller?: Caller;
+  /**
+   * Nobody waits for the reply yet: the request may be held a moment to travel with others in
+   * one message (request-batch.ts). Whoever then waits for it calls `uncork()` first.
+   */
+  hold?: boolean;
 }
 
 /** A try waiting for its reply, which agentLost can give up on. */
@@ -82,12 +88,22 @@ export class AgentClient {
   private version = PROTOCOL_VERSION;
   /** How often the agent had reconnected to the bus, as its last hello said. */
   private agentReconnects: number | undefined;
+  /** Requests held to travel together, once the agent's hello says it takes batches. */
+  private readonly batch: RequestBatch;
+  private batching = false;
 
   constructor(
     readonly bus: Bus,
     readonly agentId: string,
     private readonly options: AgentClientOptions,
-  ) {}
+  ) {
+    this.batch = new RequestBatch(bus, agentId, this.clientId, Math.min(Math.floor(bus.maxPayload / 2), 512 * 1024));
+  }
+
+  /** Sends the requests held to travel together now: somebody waits for one of them. */
+  uncork(): void {
+    this.batch.uncork();
+  }
 
   /**
    * A killed agent answers nothing, and a NATS server tells nobody that its subscriber is gone:
@@ -204,6 +220,7 @@ export class AgentClient {
    */
   send<K extends OpName>(op: K, args: OpRequest<K>, options: Pick<CallOptions, 'handleBoot'> = {}): void {
     const id = `${this.clientId}:${++this.seq}`;
+    this.batch.uncork(); // after what was sent before it
     try {
       this.bus.publish(opSubject(this.agentId, op), encodeRequest(op, id, args, options.handleBoot, undefined, this.version));
       clientMetrics.requests.inc({ op, result: 'sent' });
@@ -238,7 +255,8 @@ export class AgentClient {
           };
           this.waiting.add(waiting);
           this.watch();
-          this.bus.request(subject, message, timeoutMs).then(
+          const hold = attempt === 0 && options.hold === true;
+          (this.batching ? this.batch.request(op, message, timeoutMs, hold) : this.bus.request(subject, message, timeoutMs)).then(
             (data) => { this.waiting.delete(waiting); resolve(data); },
             (err: unknown) => { this.waiting.delete(waiting); reject(err); },
           );
@@ -259,6 +277,8 @@ export class AgentClient {
         if (op === 'agent.hello') {
           const hello = reply.result as HelloInfo;
           this.version = Math.min(PROTOCOL_VERSION, Math.max(MIN_PROTOCOL_VERSION, hello.protocol));
+          this.batching = hello.capabilities.includes('agent.batch') && this.version === PROTOCOL_VERSION;
+          if (!this.batching) this.batch.uncork();
           if (this.noteReconnects(hello.reconnects)) this.agentLost(); // as in watch()
         }
         return reply.result;

@@ -277,6 +277,10 @@ export class HostileMessages {
     return {
       'agent.hello': () => (r.chance(0.8) ? {} : { extra: randomValue(r) }),
       'agent.stats': () => (r.chance(0.8) ? {} : { extra: randomValue(r) }),
+      // Inner requests that are garbage, of ops that do not exist, or not a list at all.
+      'agent.batch': () => (r.chance(0.8)
+        ? { requests: Array.from({ length: 1 + r.int(4) }, () => [r.pick(['fs.getattr', 'fs.unlink', 'agent.batch', 'no.such']), pack(randomValue(r))]) }
+        : { requests: randomValue(r) }),
       'fs.getattr': () => ({ path: path() }),
       'fs.fgetattr': () => ({ fh: fh() }),
       'fs.access': () => ({ path: path(), mode: r.chance(0.8) ? r.int(8) : edgeInteger(r) }),

@@ -1,0 +1,102 @@
+/**
+ * Requests that nobody waits for yet travel together: the mount sends a create, the file's
+ * writes, its attribute changes and its release without waiting for their replies (the agent
+ * applies one connection's requests in order), so they need not go one message each. Such a
+ * request is held ("corked") until a request somebody waits for is sent, until `uncork()`, or
+ * for CORK_MS at most, and then all go as one `agent.batch` message with one reply: the NATS hop,
+ * the envelope, the validation and the metrics are paid once per batch on both ends.
+ *
+ * Order is kept: a request that is not held goes out with the held ones, after them, in the same
+ * message (or right after them, when it is too large to join). What does not fit one batch (by
+ * count or bytes) goes as the next message, in order.
+ */
+import { MAX_BATCH_REQUESTS, decodeReply, encodeRequest, opSubject, type OpName } from '../protocol/index.js';
+import type { Bus } from './bus.js';
+import { AgentUnreachableError } from './errors.js';
+
+/** How long a request may be held for others to join it. */
+export const CORK_MS = 2;
+/** Requests larger than this travel alone (a file's data chunk): batching saves nothing there. */
+const MAX_JOINED_BYTES = 64 * 1024;
+
+interface Held {
+  op: OpName;
+  message: Uint8Array;
+  timeoutMs: number;
+  resolve(raw: Uint8Array): void;
+  reject(err: unknown): void;
+}
+
+export class RequestBatch {
+  private held: Held[] = [];
+  private heldBytes = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private seq = 0;
+
+  constructor(
+    private readonly bus: Bus,
+    private readonly agentId: string,
+    /** The id batches are numbered under (the client's). */
+    private readonly clientId: string,
+    /** The most bytes of requests one batch carries (a share of the bus's max_payload). */
+    private readonly maxBytes: number,
+  ) {}
+
+  /** Whether requests are held now. */
+  get corked(): boolean {
+    return this.held.length > 0;
+  }
+
+  /**
+   * Sends `message` (an encoded request of `op`) and resolves with its raw reply, as
+   * `bus.request` does. `hold`: it may wait up to CORK_MS for others to join it.
+   */
+  request(op: OpName, message: Uint8Array, timeoutMs: number, hold: boolean): Promise<Uint8Array> {
+    if (message.length > MAX_JOINED_BYTES) {
+      this.uncork();
+      return this.bus.request(opSubject(this.agentId, op), message, timeoutMs);
+    }
+    if (!hold && this.held.length === 0) return this.bus.request(opSubject(this.agentId, op), message, timeoutMs);
+    if (this.held.length >= MAX_BATCH_REQUESTS || this.heldBytes + message.length > this.maxBytes) this.uncork();
+    const reply = new Promise<Uint8Array>((resolve, reject) => {
+      this.held.push({ op, message, timeoutMs, resolve, reject });
+    });
+    this.heldBytes += message.length;
+    if (!hold) this.uncork();
+    else this.timer ??= setTimeout(() => this.uncork(), CORK_MS);
+    return reply;
+  }
+
+  /** Sends what is held now, as one message. */
+  uncork(): void {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    const batch = this.held;
+    if (batch.length === 0) return;
+    this.held = [];
+    this.heldBytes = 0;
+    if (batch.length === 1) {
+      const [only] = batch as [Held];
+      this.bus.request(opSubject(this.agentId, only.op), only.message, only.timeoutMs).then(only.resolve, only.reject);
+      return;
+    }
+    const id = `${this.clientId}:batch-${++this.seq}`;
+    const message = encodeRequest('agent.batch', id, { requests: batch.map((h): [string, Uint8Array] => [h.op, h.message]) });
+    const timeoutMs = Math.max(...batch.map((h) => h.timeoutMs));
+    this.bus.request(opSubject(this.agentId, 'agent.batch'), message, timeoutMs).then((raw) => {
+      const reply = decodeReply('agent.batch', raw);
+      if (!reply.ok) throw reply.error;
+      const { replies } = reply.result;
+      batch.forEach((held, i) => {
+        const one = replies[i];
+        if (one) held.resolve(one);
+        else held.reject(new AgentUnreachableError('timeout', `the agent's batch reply has no answer for request ${i}`));
+      });
+    }).catch((err: unknown) => {
+      // Each is tried again on its own by its caller, with its own id (agent-client.ts).
+      for (const held of batch) held.reject(err);
+    });
+  }
+}
