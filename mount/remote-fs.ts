@@ -556,6 +556,7 @@ export class RemoteFs extends MountFsBase {
       await file.writer?.flush();
       this.client.uncork();
       await this.unrefused.settled(); // the barrier: what the mount answered before is applied
+      await file.writer?.flush(); // a pipelined change of the file refused meanwhile is reported here
       const upTo = file.path === null ? 0 : this.retained.lastSeq(file.path);
       await this.onFile(file, 'fs.fsync', (h) => ({ fh: h, datasync }));
       // Everything written through the mount to this file before the fsync is on disk now.

@@ -9,7 +9,9 @@
  *
  * A failed send is reported on the next write, flush or fsync of the file, as NFS reports
  * asynchronous write errors at close. Other requests on the file can join the pipeline
- * (`pipeline()`): sent after the data, not waited for, their failures reported the same way.
+ * (`pipeline()`): sent after the data, not waited for, their failures reported the same way
+ * while the file is open. `flush` (close) waits for the file's data only, as NFS and sshfs do:
+ * a pipelined attribute change still on its way is the barrier's (fsync, a bridged command).
  */
 import { SlaveError } from '../protocol/index.js';
 
@@ -32,7 +34,10 @@ export class WriteBehind {
   private buffer: Buffer | null = null;
   private bufferOffset = 0;
   private bufferLength = 0;
+  /** Data writes sent and not answered: flush waits for these. */
   private readonly inFlight = new Set<Promise<void>>();
+  /** Pipelined requests (attribute changes) sent and not answered: counted for room only. */
+  private readonly others = new Set<Promise<void>>();
   private failure: unknown = null;
   /** The last chunk sent was full: the writer streams, so the next buffer is a full one at once. */
   private streaming = false;
@@ -49,6 +54,11 @@ export class WriteBehind {
   /** True while data is buffered or on its way. */
   get dirty(): boolean {
     return this.bufferLength > 0 || this.inFlight.size > 0;
+  }
+
+  /** Whether pipelined requests are still on their way. */
+  get pipelining(): boolean {
+    return this.others.size > 0;
   }
 
   /** True while written data waits in the buffer (not yet sent). */
@@ -124,13 +134,13 @@ export class WriteBehind {
     this.raisePending();
     await this.dispatch();
     await this.room();
-    this.track(request());
+    this.track(request(), this.others);
   }
 
   private async room(): Promise<void> {
-    while (this.inFlight.size >= this.maxInFlight) {
+    while (this.inFlight.size + this.others.size >= this.maxInFlight) {
       this.beforeWait();
-      await Promise.race([...this.inFlight]);
+      await Promise.race([...this.inFlight, ...this.others]);
     }
   }
 
@@ -146,14 +156,14 @@ export class WriteBehind {
     this.track(this.sendWrite(start, data));
   }
 
-  private track(request: Promise<void>): void {
+  private track(request: Promise<void>, into = this.inFlight): void {
     const done: Promise<void> = request.then(
-      () => { this.inFlight.delete(done); },
+      () => { into.delete(done); },
       (err: unknown) => {
-        this.inFlight.delete(done);
+        into.delete(done);
         this.failure ??= err;
       },
     );
-    this.inFlight.add(done);
+    into.add(done);
   }
 }

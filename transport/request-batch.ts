@@ -15,7 +15,7 @@ import type { Bus } from './bus.js';
 import { AgentUnreachableError } from './errors.js';
 
 /** How long a request may be held for others to join it. */
-export const CORK_MS = 2;
+export const CORK_MS = 10;
 /** Requests larger than this travel alone (a file's data chunk): batching saves nothing there. */
 const MAX_JOINED_BYTES = 64 * 1024;
 

@@ -112,7 +112,7 @@ describe('root agent refusing a pipelined change', () => {
     await slave?.stop();
   });
 
-  it('an fchmod refused by the slave fails the close with EPERM, and stat shows the real mode', async (t) => {
+  it('an fchmod refused by the slave fails the file\'s fsync with EPERM, and stat shows the real mode', async (t) => {
     if (!chattrWorks) return t.skip(`chattr does not work on ${slave.root}'s filesystem`);
     const file = join(slave.root, 'append-only');
     await writeFile(file, 'log\n', { mode: 0o644 });
@@ -122,14 +122,16 @@ describe('root agent refusing a pipelined change', () => {
       "os.write(fd, b'more\\n')",
       'os.fchmod(fd, 0o600)',
       "print('fchmod returned')",
+      // close waits for the file's data only (as NFS); fsync is the barrier that reports the rest.
       'try:',
-      '    os.close(fd)',
-      "    print('close ok')",
+      '    os.fsync(fd)',
+      "    print('fsync ok')",
       'except PermissionError:',
-      "    print('close EPERM')",
+      "    print('fsync EPERM')",
+      'os.close(fd)',
       `print(oct(os.stat('${slave.mnt}/append-only').st_mode & 0o777))`,
     ]);
-    assert.equal(out, 'fchmod returned\nclose EPERM\n0o644\n');
+    assert.equal(out, 'fchmod returned\nfsync EPERM\n0o644\n');
     assert.equal(await sh(`cat '${file}'`), 'log\nmore\n');
   });
 
