@@ -143,7 +143,12 @@ export function createDispatcher(table: HandlerTable, ctx: AgentContext, bootId:
   const batch: Dispatcher = async (_op, data) => {
     let requests: [string, Uint8Array][];
     try {
-      requests = decodeRequest('agent.batch', data).args.requests;
+      const request = decodeRequest('agent.batch', data);
+      // As for any request: one meant for an earlier run of this agent is stale (its own carry their boots too).
+      if (request.handleBoot !== undefined && request.handleBoot !== bootId) {
+        return encodeErrorReply(bootId, 'ESTALE', `agent.batch: the handle is from agent boot ${request.handleBoot}; the agent restarted`);
+      }
+      requests = request.args.requests;
     } catch (err) {
       return encodeErrorReply(bootId, errnoOf(err) ?? 'EPROTO', (err as Error).message ?? String(err));
     }

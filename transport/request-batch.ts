@@ -1,10 +1,13 @@
 /**
  * Requests that nobody waits for yet travel together: the mount sends a create, the file's
  * writes, its attribute changes and its release without waiting for their replies (the agent
- * applies one connection's requests in order), so they need not go one message each. Such a
- * request is held ("corked") until a request somebody waits for is sent, until `uncork()`, or
- * for CORK_MS at most, and then all go as one `agent.batch` message with one reply: the NATS hop,
- * the envelope, the validation and the metrics are paid once per batch on both ends.
+ * applies one connection's requests in order), so they need not go one message each. As Nagle's
+ * algorithm does for TCP segments: such a request goes at once when nothing is on its way to the
+ * agent; otherwise it is held ("corked") until a reply comes back, a request somebody waits for
+ * is sent, `uncork()` is called, or CORK_MS have passed, and then all held go as one
+ * `agent.batch` message with one reply: the NATS hop, the envelope, the validation and the
+ * metrics are paid once per batch on both ends. On a fast link replies come back at once and
+ * little is held; on a slow one, a round trip's worth of requests travels together.
  *
  * Order is kept: a request that is not held goes out with the held ones, after them, in the same
  * message (or right after them, when it is too large to join). What does not fit one batch (by
@@ -14,8 +17,8 @@ import { MAX_BATCH_REQUESTS, decodeReply, encodeRequest, opSubject, type OpName 
 import type { Bus } from './bus.js';
 import { AgentUnreachableError } from './errors.js';
 
-/** How long a request may be held for others to join it. */
-export const CORK_MS = 10;
+/** How long a request may be held for others to join it, at most. */
+export const CORK_MS = 2;
 /** Requests larger than this travel alone (a file's data chunk): batching saves nothing there. */
 const MAX_JOINED_BYTES = 64 * 1024;
 
@@ -32,6 +35,8 @@ export class RequestBatch {
   private heldBytes = 0;
   private timer: NodeJS.Timeout | undefined;
   private seq = 0;
+  /** Messages sent through here whose replies have not come back. */
+  private outstanding = 0;
 
   constructor(
     private readonly bus: Bus,
@@ -54,9 +59,10 @@ export class RequestBatch {
   request(op: OpName, message: Uint8Array, timeoutMs: number, hold: boolean): Promise<Uint8Array> {
     if (message.length > MAX_JOINED_BYTES) {
       this.uncork();
-      return this.bus.request(opSubject(this.agentId, op), message, timeoutMs);
+      return this.send(op, message, timeoutMs);
     }
-    if (!hold && this.held.length === 0) return this.bus.request(opSubject(this.agentId, op), message, timeoutMs);
+    // Nothing on its way (or nothing held and somebody waits): no reason to hold it.
+    if (this.held.length === 0 && (!hold || this.outstanding === 0)) return this.send(op, message, timeoutMs);
     if (this.held.length >= MAX_BATCH_REQUESTS || this.heldBytes + message.length > this.maxBytes) this.uncork();
     const reply = new Promise<Uint8Array>((resolve, reject) => {
       this.held.push({ op, message, timeoutMs, resolve, reject });
@@ -79,13 +85,13 @@ export class RequestBatch {
     this.heldBytes = 0;
     if (batch.length === 1) {
       const [only] = batch as [Held];
-      this.bus.request(opSubject(this.agentId, only.op), only.message, only.timeoutMs).then(only.resolve, only.reject);
+      this.send(only.op, only.message, only.timeoutMs).then(only.resolve, only.reject);
       return;
     }
     const id = `${this.clientId}:batch-${++this.seq}`;
     const message = encodeRequest('agent.batch', id, { requests: batch.map((h): [string, Uint8Array] => [h.op, h.message]) });
     const timeoutMs = Math.max(...batch.map((h) => h.timeoutMs));
-    this.bus.request(opSubject(this.agentId, 'agent.batch'), message, timeoutMs).then((raw) => {
+    this.send('agent.batch', message, timeoutMs).then((raw) => {
       const reply = decodeReply('agent.batch', raw);
       if (!reply.ok) throw reply.error;
       const { replies } = reply.result;
@@ -98,5 +104,17 @@ export class RequestBatch {
       // Each is tried again on its own by its caller, with its own id (agent-client.ts).
       for (const held of batch) held.reject(err);
     });
+  }
+
+  /** One message to the agent; its reply (or failure) lets what was held meanwhile go. */
+  private send(op: OpName, message: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
+    this.outstanding++;
+    const reply = this.bus.request(opSubject(this.agentId, op), message, timeoutMs);
+    const settled = (): void => {
+      this.outstanding--;
+      this.uncork();
+    };
+    reply.then(settled, settled);
+    return reply;
   }
 }
