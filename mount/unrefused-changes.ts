@@ -324,8 +324,10 @@ export class UnrefusedChanges {
     // Replies of different requests can finish in any order here: only the reply to the
     // change whose guess is still cached may replace it.
     this.cache.replace(path, guess, real);
-    if (this.byPath.get(path) === answered) this.byPath.delete(path);
-    // After the reply to every write before it (one connection's replies come in order).
+    // Only the latest change's reply says what the program was last told (a create's reply can
+    // come after a utimens of the file was answered, and must not undo its times).
+    if (this.byPath.get(path) !== answered) return;
+    this.byPath.delete(path);
     this.applied(path, real);
   }
 

@@ -11,6 +11,7 @@
  * when the second answer says it was (see `settled`).
  */
 import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
 import type { Logger } from 'pino';
 import {
   DISCOVER_SUBJECT, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, ProtocolError, decodeReply, encodeRequest, opSubject,
@@ -57,6 +58,7 @@ const PROBE_AFTER_MS = 1000;
 /** Pause between tries while the agent cannot be reached. */
 const RETRY_PAUSE_MS = 200;
 export const DEFAULT_SLAVE_WAIT_MS = 60_000;
+const { O_CREAT, O_EXCL, O_TRUNC } = constants;
 
 /**
  * Whether a retried request that reached a restarted agent got the answer its first try would
@@ -64,10 +66,12 @@ export const DEFAULT_SLAVE_WAIT_MS = 60_000;
  * then the first try did the work. Ops whose reply carries attributes are asked again with
  * fs.getattr.
  */
-function settled(op: OpName, errno: string): boolean {
+function settled(op: OpName, errno: string, args: unknown): boolean {
   switch (op) {
     case 'fs.unlink': case 'fs.rmdir': return errno === 'ENOENT';
     case 'fs.mkdir': case 'fs.symlink': case 'fs.link': case 'fs.mknod': return errno === 'EEXIST';
+    // Only an exclusive create can fail so because of its own first try.
+    case 'fs.create': return errno === 'EEXIST' && ((args as OpRequest<'fs.create'>).flags & O_EXCL) !== 0;
     default: return false;
   }
 }
@@ -289,9 +293,14 @@ export class AgentClient {
         return this.tryCall(op, args, options);
       }
       // A try may have run on an agent that restarted before it answered.
-      if (bootTried !== undefined && bootTried !== reply.boot && settled(op, reply.error.errnoName)) {
+      if (bootTried !== undefined && bootTried !== reply.boot && settled(op, reply.error.errnoName, args)) {
         this.options.log.info({ op, errno: reply.error.errnoName }, 'retry after an agent restart: the first try had done it');
         if (op === 'fs.unlink' || op === 'fs.rmdir') return {} as OpReply<K>;
+        if (op === 'fs.create') {
+          // The file it made is there: opened as it is (its first handle went with that agent).
+          const { path, flags } = args as OpRequest<'fs.create'>;
+          return (await this.call('fs.open', { path, flags: flags & ~(O_CREAT | O_EXCL | O_TRUNC) }, options)) as OpReply<K>;
+        }
         const { path } = args as { path: string };
         return (await this.call('fs.getattr', { path }, options)) as OpReply<K>;
       }
