@@ -14,7 +14,7 @@
  * disk, a quota, a name the slave made at the same moment) reaches the program later: at the
  * next flush or fsync of that file, or fsync of its directory; it is logged with the path and
  * errno and counted, the mount forgets what it knew of the directory and stops predicting in it
- * for a while (docs/architecture.md, "Consistency").
+ * for a while (docs/architecture.md, "Changes answered at once").
  *
  * Attributes the mount has not had from the agent (a new inode's number, times, a size) are
  * provisional: the kernel gets them with attribute timeout 0, and a getattr of the path waits
@@ -178,8 +178,8 @@ export class UnrefusedChanges {
   /**
    * The change goes into the file's write pipeline, after the data written so far. The kernel
    * gets the attributes it will give, computed here (provisional). Refused after all, it fails
-   * the file's next write, flush or fsync (so `close` returns the error), and the cache forgets
-   * the guess.
+   * the file's next write, flush or fsync while it is open (close waits for the data only, so a
+   * refusal that comes later is its directory's fsync's), and the cache forgets the guess.
    */
   private async setattr<K extends HandleSetattr>(file: OpenFile, op: K, args: (fh: number) => OpRequest<K>, change: AttrChange): Promise<Attr> {
     const writer = file.writer as WriteBehind;
