@@ -7,7 +7,7 @@ import { posix } from 'node:path';
 import type { Logger } from 'pino';
 import {
   HandleIds, MASTER_HANDLE_FIRST, MAY_READ, MAY_WRITE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID, S_ISUID,
-  SlaveError, attrFromWire, chmodMode, nameToBytes, newOwner, owns, permits, type Attr, type Caller, type OpName,
+  SlaveError, attrFromWire, chmodMode, isDir, nameToBytes, newOwner, owns, permits, type Attr, type Caller, type OpName,
   type OpReply, type OpRequest, type TimeSpec,
 } from '../protocol/index.js';
 import type { AgentClient } from '../transport/agent-client.js';
@@ -692,10 +692,14 @@ export class RemoteFs extends MountFsBase {
   }
 
   override async rmdir(path: string, caller: FuseCaller): Promise<void> {
-    // Known empty by its cached listing (only directories have one; names made without waiting
-    // join it at once), and the caller may remove it: the agent will. Its own attributes are
-    // not needed, and seldom cached then: every name made or removed in it drops them.
-    if (path !== '/' && this.predictsChange(path) && this.cache.knownEmpty(path) && this.gate.predictsRemoval(path, caller)) {
+    // Known empty by its cached listing (names made without waiting join it at once), known a
+    // directory, and the caller may remove it: the agent will. Its own attributes are dropped by
+    // every name made or removed in it, so `rm -rf` still waits for each rmdir, and whoever looks
+    // at the slave's disk once `rm -rf` returned finds the tree gone (without waiting, only a
+    // bridged command would: docs/architecture.md, "Changes answered at once").
+    const attr = this.cache.lookup(path);
+    if (attr && isDir(attr) && path !== '/' && this.predictsChange(path) && this.cache.knownEmpty(path)
+      && this.gate.predictsRemoval(path, caller)) {
       return this.unrefused.rmdir(path);
     }
     await this.call('fs.rmdir', { path }, caller);
