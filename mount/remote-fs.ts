@@ -329,7 +329,8 @@ export class RemoteFs extends MountFsBase {
    * slave (fsync, a bridged command before it starts, unmount). Failures stay for their files.
    */
   async settled(): Promise<void> {
-    await Promise.allSettled([...this.files.all()].map((file) => file.writer?.flush()));
+    // Waited for, not reported: a failure is the file's own, for its next write, close or fsync.
+    await Promise.allSettled([...this.files.all()].map((file) => file.writer?.settled()));
     this.client.uncork();
     await this.unrefused.settled();
   }

@@ -114,6 +114,18 @@ export class WriteBehind {
     this.raisePending();
   }
 
+  /**
+   * Sends what is buffered and waits until every send and pipelined request is answered, without
+   * raising a failure: that stays for the file's next write, flush or fsync (the barrier's wait).
+   */
+  async settled(): Promise<void> {
+    await this.dispatch();
+    while (this.inFlight.size + this.others.size > 0) {
+      this.beforeWait();
+      await Promise.allSettled([...this.inFlight, ...this.others]);
+    }
+  }
+
   private raisePending(): void {
     if (this.failure === null) return;
     const failure = this.failure;
