@@ -62,12 +62,16 @@ export function createDispatcher(table: HandlerTable, ctx: AgentContext, bootId:
   const log = ctx.log;
   const replays = new ReplayCache();
 
+  /** ESTALE for a request whose handles are of an earlier run of this agent (their numbers may name other files now). */
+  const staleReply = (op: string, handleBoot: string | undefined): Uint8Array | undefined =>
+    handleBoot !== undefined && handleBoot !== bootId
+      ? encodeErrorReply(bootId, 'ESTALE', `${op}: the handle is from agent boot ${handleBoot}; the agent restarted`)
+      : undefined;
+
   const execute = async <K extends OpName>(op: K, request: DecodedRequest<K>, origin: string | null): Promise<[Uint8Array, string]> => {
     try {
-      if (request.handleBoot !== undefined && request.handleBoot !== bootId) {
-        // A handle of an earlier run of this agent: its number may name another file now.
-        return [encodeErrorReply(bootId, 'ESTALE', `${op}: the handle is from agent boot ${request.handleBoot}; the agent restarted`), 'ESTALE'];
-      }
+      const stale = staleReply(op, request.handleBoot);
+      if (stale) return [stale, 'ESTALE'];
       if (refusedByPolicy(op, request.args, ctx)) {
         return [encodeErrorReply(bootId, 'EROFS', `${op}: the agent exports its root read-only`), 'EROFS'];
       }
@@ -144,10 +148,9 @@ export function createDispatcher(table: HandlerTable, ctx: AgentContext, bootId:
     let requests: [string, Uint8Array][];
     try {
       const request = decodeRequest('agent.batch', data);
-      // As for any request: one meant for an earlier run of this agent is stale (its own carry their boots too).
-      if (request.handleBoot !== undefined && request.handleBoot !== bootId) {
-        return encodeErrorReply(bootId, 'ESTALE', `agent.batch: the handle is from agent boot ${request.handleBoot}; the agent restarted`);
-      }
+      // As for any request (the requests inside carry their own boots too).
+      const stale = staleReply('agent.batch', request.handleBoot);
+      if (stale) return stale;
       requests = request.args.requests;
     } catch (err) {
       return encodeErrorReply(bootId, errnoOf(err) ?? 'EPROTO', (err as Error).message ?? String(err));

@@ -81,12 +81,6 @@ export function truncateChange(size: number): AttrChange {
   };
 }
 
-/** A refusal the program has not been told of yet. */
-interface Late {
-  op: OpName;
-  err: SlaveError;
-}
-
 export class UnrefusedChanges {
   /** Every change sent and reported done whose reply has not arrived (the barrier waits for these). */
   private readonly unanswered = new Set<Promise<void>>();
@@ -95,7 +89,7 @@ export class UnrefusedChanges {
   /** Guessed attributes, never shown to the kernel with a timeout (see `provisional`). */
   private readonly guesses = new WeakSet<Attr>();
   /** Refusals to report at the next fsync of the directory (a created file's own: at its close, see make). */
-  private readonly lateDirs = new Map<string, Late>();
+  private readonly lateDirs = new Map<string, SlaveError>();
   /** Directories where a change was refused after all, until when nothing is predicted in them. */
   private readonly distrusted = new Map<string, number>();
 
@@ -150,7 +144,7 @@ export class UnrefusedChanges {
   takeLateInDir(dir: string): SlaveError | undefined {
     const late = this.lateDirs.get(dir);
     this.lateDirs.delete(dir);
-    return late?.err;
+    return late;
   }
 
   /**
@@ -340,7 +334,7 @@ export class UnrefusedChanges {
     const dir = posix.dirname(path);
     const errno = errnoOf(err) ?? 'EIO';
     const failure = err instanceof SlaveError ? err : new SlaveError(errno, (err as Error).message ?? String(err));
-    this.lateDirs.set(dir, { op, err: failure });
+    this.lateDirs.set(dir, failure);
     this.distrusted.set(dir, Date.now() + DISTRUST_MS);
     clientMetrics.lateRefusals.inc({ op, errno });
     this.cache.mistaken(path);

@@ -47,11 +47,6 @@ export class RequestBatch {
     private readonly maxBytes: number,
   ) {}
 
-  /** Whether requests are held now. */
-  get corked(): boolean {
-    return this.held.length > 0;
-  }
-
   /**
    * Sends `message` (an encoded request of `op`) and resolves with its raw reply, as
    * `bus.request` does. `hold`: it may wait up to CORK_MS for others to join it.
