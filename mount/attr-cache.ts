@@ -157,8 +157,11 @@ export class AttrCache {
   }
 
   /**
-   * Replaces `expected` with `attr` (none: forgets it) only if `expected` is still what is cached
-   * for `path`: a reply that arrives late never overwrites what a later change put there.
+   * Replaces the guess `expected` with `attr` (none: forgets it) only if `expected` is still what
+   * is cached for `path`: a reply that arrives late never overwrites what a later change put
+   * there. The kernel is not told: it had the guess with attribute timeout 0 (provisional), so
+   * it asks again anyway (telling it cost a notification per answered change, a tenth of the
+   * mount's time in an untar). A refused guess goes by `mistaken`, which does tell it.
    */
   replace(path: string, expected: Attr, attr: Attr | undefined): void {
     const entry = this.entries.get(path);
@@ -166,7 +169,6 @@ export class AttrCache {
       if (attr) this.set(path, attr);
       else this.entries.delete(path); // the agent says next time
     }
-    this.onStale?.(path, false);
   }
 
   /** Drops cached attributes of `path` (not a "no such file"): the agent is asked next time. */

@@ -140,6 +140,7 @@ export class FuseAdapter {
         posixAcl: this.options.kernelChecks, writeback: false, maxWrite: Math.min(MAX_TRANSFER, this.options.maxTransfer),
         // Devices come and go with no feed to say so (a restarted board's pty links): never kept.
         cacheSymlinks: !this.options.directIo,
+        killPriv: this.fs.dropsSetIdBits === true,
       },
       (request) => this.dispatch(request),
       (id) => this.cache.fenced(id),

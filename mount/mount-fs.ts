@@ -94,6 +94,12 @@ export interface MountFs {
    * answered before the slave made it): the kernel gets them with attribute timeout 0.
    */
   provisional?(attr: Attr): boolean;
+  /**
+   * The filesystem drops set-user-ID and set-group-ID bits itself where Linux would on a write,
+   * truncate or chown, so the kernel need not ask for the file's attributes before each of those
+   * (mount/native/session.c says why that matters).
+   */
+  readonly dropsSetIdBits?: boolean;
 }
 
 /** What an operation a filesystem does not serve answers. */

@@ -7,7 +7,7 @@ import { posix } from 'node:path';
 import type { Logger } from 'pino';
 import {
   HandleIds, MASTER_HANDLE_FIRST, MAY_READ, MAY_WRITE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID, S_ISUID,
-  SlaveError, attrFromWire, chmodMode, isDir, nameToBytes, newOwner, owns, permits, type Attr, type Caller, type OpName,
+  SlaveError, attrFromWire, chmodMode, inGroup, isDir, nameToBytes, newOwner, owns, permits, type Attr, type Caller, type OpName,
   type OpReply, type OpRequest, type TimeSpec,
 } from '../protocol/index.js';
 import type { AgentClient } from '../transport/agent-client.js';
@@ -23,7 +23,7 @@ import type { ShownLink, SymlinkView } from './symlink-view.js';
 import { RetainedWrites, type AcknowledgedOwner, type AcknowledgedTimes, type Retained } from './retained-writes.js';
 import { PROVISIONAL_INO } from './node-table.js';
 import {
-  UnrefusedChanges, chmodChange, chownChange, truncateChange, utimensChange, type AttrChange,
+  UnrefusedChanges, chmodChange, chownChange, truncateChange, utimensChange, withoutSetId, type AttrChange,
 } from './unrefused-changes.js';
 import { WriteBehind } from './write-behind.js';
 
@@ -312,6 +312,26 @@ export class RemoteFs extends MountFsBase {
     };
   }
 
+  /** The kernel asks nothing before a chown, write or truncate: dropSetIdBits does it here. */
+  readonly dropsSetIdBits = true;
+
+  /**
+   * Before a write or truncate by `caller` (the kernel leaves it to us: dropsSetIdBits), the
+   * set-id bits Linux drops when a caller without CAP_FSETID (here: anyone but root) writes or
+   * truncates a file; the agent acts as root, whose writes keep them. Judged by the mode the
+   * mount knows (the feed keeps it true), as the kernel judged by its cached one; done at most
+   * once per file: afterwards the mode known has none. chown's drop is the slave's own.
+   */
+  private async dropSetIdBits(path: string | null, file: OpenFile | undefined, caller: FuseCaller): Promise<void> {
+    if (caller.uid === 0 || path === null) return;
+    const attr = this.cache.lookup(path) ?? file?.attr;
+    if (!attr || (attr.mode & S_IFMT) !== S_IFREG) return;
+    const mode = withoutSetId(attr.mode, inGroup(this.gate.wire(caller), attr.gid));
+    if (mode === attr.mode) return;
+    await this.chmod(path, mode & 0o7777, caller);
+    for (const open of this.files.at(path)) if (open.attr.mode !== mode) open.attr = { ...open.attr, mode };
+  }
+
   provisional(attr: Attr): boolean {
     return this.unrefused.provisional(attr);
   }
@@ -466,7 +486,10 @@ export class RemoteFs extends MountFsBase {
     const reply = await this.call('fs.open', { path, flags }, caller);
     if (flags & O_TRUNC) this.retained.truncated(path, 0);
     const attr = flags & O_TRUNC ? this.rememberChange(path, reply.attr) : this.remember(path, reply.attr);
-    return this.track(path, flags, reply.fh, attr).fh;
+    const file = this.track(path, flags, reply.fh, attr);
+    // Linux drops them on open(O_TRUNC) too (the kernel sends that truncation with the open).
+    if (flags & O_TRUNC) await this.dropSetIdBits(path, file, caller);
+    return file.fh;
   }
 
   override async create(path: string, flags: number, mode: number, caller: FuseCaller): Promise<{ fh: number; attr: Attr }> {
@@ -508,9 +531,10 @@ export class RemoteFs extends MountFsBase {
     return file.reader.readData(offset, length);
   }
 
-  override async write(_path: string | null, fh: number, data: Buffer, length: number, offset: number, _caller: FuseCaller): Promise<number> {
+  override async write(_path: string | null, fh: number, data: Buffer, length: number, offset: number, caller: FuseCaller): Promise<number> {
     const file = this.files.get(fh);
     if (!file.writer) throw new SlaveError('EBADF', 'file is not open for writing');
+    await this.dropSetIdBits(file.path, file, caller);
     await file.writer.write(offset, data, length);
     const end = offset + length;
     // Readers of the file may read up to here (knownSize); a copy, as the object may be cached.
@@ -603,6 +627,7 @@ export class RemoteFs extends MountFsBase {
   }
 
   override async truncate(path: string, size: number, caller: FuseCaller): Promise<Attr | void> {
+    await this.dropSetIdBits(path, undefined, caller);
     const known = this.changeable(path, caller, (who, attr) => (attr.mode & S_IFMT) === S_IFREG && permits(who, attr, MAY_WRITE), false);
     if (known) {
       this.retained.truncated(path, size);
@@ -615,8 +640,9 @@ export class RemoteFs extends MountFsBase {
     this.invalidateReaders(path);
   }
 
-  override async ftruncate(_path: string | null, fh: number, size: number, _caller: FuseCaller): Promise<void> {
+  override async ftruncate(_path: string | null, fh: number, size: number, caller: FuseCaller): Promise<void> {
     const file = this.files.get(fh);
+    await this.dropSetIdBits(file.path, file, caller);
     await file.writer?.flush();
     const { attr } = await this.onFile(file, 'fs.ftruncate', (h) => ({ fh: h, size }));
     if (file.path !== null) {

@@ -54,16 +54,24 @@ export function chmodChange(mode: number): AttrChange {
   return (attr) => { attr.mode = (attr.mode & S_IFMT) | (mode & 0o7777); };
 }
 
+/**
+ * The mode without the set-id bits Linux drops from a file on chown (even root's), and on a
+ * write or truncate by a caller without CAP_FSETID: set-user-ID always, set-group-ID with group
+ * execute, and without it unless `keepsLockingSetGid` (the caller is root, or in the file's
+ * group: setattr_should_drop_sgid since Linux 6.2; before, a set-group-ID without group execute
+ * marked mandatory locking and always stayed).
+ */
+export function withoutSetId(mode: number, keepsLockingSetGid: boolean): number {
+  const dropsSetGid = (mode & S_IXGRP) !== 0 || !keepsLockingSetGid;
+  return mode & ~S_ISUID & (dropsSetGid ? ~S_ISGID : ~0);
+}
+
 /** `uid`/`gid` -1: unchanged. */
 export function chownChange(uid: number, gid: number): AttrChange {
   return (attr) => {
     if (uid !== -1) attr.uid = uid;
     if (gid !== -1) attr.gid = gid;
-    // Linux drops set-user-ID, and set-group-ID with group execute, on chown, even root's.
-    if (!isDir(attr)) {
-      attr.mode &= ~S_ISUID;
-      if (attr.mode & S_IXGRP) attr.mode &= ~S_ISGID;
-    }
+    if (!isDir(attr)) attr.mode = withoutSetId(attr.mode, true); // the agent's chown: root's
   };
 }
 

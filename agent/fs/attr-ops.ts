@@ -15,14 +15,18 @@ import { lstatWire } from './stat-attr.js';
 
 /**
  * The mode chmod may set: the owner's (less set-group-ID outside its group). Anyone who may
- * write the file may clear its set-user-ID and set-group-ID bits and nothing else: the master's
- * kernel asks for exactly that when a non-owner writes to such a file (file_remove_privs).
+ * write the file may clear its set-user-ID and set-group-ID bits and nothing else: the mount
+ * asks for exactly that when a non-owner writes to or truncates such a file (file_remove_privs,
+ * which the mount does for the kernel: mount/remote-fs.ts dropSetIdBits).
  */
 export function checkedMode(who: CallerAccess, st: Owned, where: string, mode: number, what: string): number {
   if (!who.checking) return mode;
   const caller = who.caller as Caller;
   if (owns(caller, st)) return chmodMode(caller, st, mode);
-  const dropsPrivilegesOnly = (mode & 0o7777) === (st.mode & 0o7777 & ~(S_ISUID | S_ISGID)) && mode !== (st.mode & 0o7777);
+  // Set-id bits dropped, nothing else changed (the kernel may keep set-group-ID: withoutSetId).
+  const setId = S_ISUID | S_ISGID;
+  const was = st.mode & 0o7777;
+  const dropsPrivilegesOnly = (mode & ~setId) === (was & ~setId) && (mode & setId & ~was) === 0 && mode !== was;
   if (dropsPrivilegesOnly && who.allows(st, where, MAY_WRITE)) return mode;
   throw new SlaveError('EPERM', `${what}: only the owner may change the mode`);
 }

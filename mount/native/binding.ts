@@ -85,6 +85,11 @@ export interface MountConfig {
   cacheSymlinks: boolean;
   /** Largest write the kernel sends (and read it asks for), at most 1 MiB. */
   maxWrite: number;
+  /**
+   * The kernel is told the filesystem drops set-id bits on write, truncate and chown itself
+   * (FUSE_HANDLE_KILLPRIV), so it asks for no attributes before those.
+   */
+  killPriv: boolean;
 }
 
 export interface FuseBinding {

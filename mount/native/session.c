@@ -6,6 +6,9 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/fuse.h>
+#include <string.h>
+#include <unistd.h>
 #include "sb-fuse.h"
 
 /* Requests read per wakeup at most, so that replies from the bus are not held up behind a burst. */
@@ -38,6 +41,51 @@ void sb_end_session(struct sb_mount *m) {
 }
 
 /*
+ * The session's INIT, answered by libfuse with FUSE_HANDLE_KILLPRIV added to its reply.
+ *
+ * Why: without it the kernel asks for a GETATTR before every chown of a file, and before a write
+ * or truncate of a set-id file, to recompute the set-id bits itself (fuse_setattr); for a file the
+ * mount answered at once that GETATTR waits a round trip for the slave (issue 24: a third of an
+ * untar's time). With it the filesystem drops the bits itself (remote-fs.ts does, by the rules of
+ * Linux). libfuse 3.14 knows FUSE_CAP_HANDLE_KILLPRIV and wants it by default but never puts the
+ * flag in its reply, and has no hook for its writes (custom I/O came with 3.15), so the reply is
+ * taken from a pipe put at the session's descriptor number while libfuse writes it, and written to
+ * /dev/fuse here. Only INIT, the first request, goes this way: the kernel sends nothing else until
+ * it is answered. Returns 0, or -1 (then the caller processes the request as libfuse would).
+ */
+static int process_init_with_killpriv(struct sb_mount *m) {
+  int fd = fuse_session_fd(m->se);
+  int saved = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (saved < 0) return -1;
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) != 0) { close(saved); return -1; }
+  if (dup2(p[1], fd) < 0) { close(saved); close(p[0]); close(p[1]); return -1; }
+  fuse_session_process_buf(m->se, &m->buf);
+  dup3(saved, fd, O_CLOEXEC);
+  close(saved);
+  close(p[1]);
+  char reply[512];
+  ssize_t n = read(p[0], reply, sizeof reply);
+  close(p[0]);
+  if (n < (ssize_t)sizeof(struct fuse_out_header)) {
+    fuse_session_exit(m->se);
+    return 0;
+  }
+  struct fuse_out_header out;
+  memcpy(&out, reply, sizeof out);
+  if (out.error == 0 && (size_t)n >= sizeof out + offsetof(struct fuse_init_out, flags) + sizeof(uint32_t)) {
+    struct fuse_init_out init;
+    memset(&init, 0, sizeof init);
+    memcpy(&init, reply + sizeof out, (size_t)n - sizeof out < sizeof init ? (size_t)n - sizeof out : sizeof init);
+    init.flags |= FUSE_HANDLE_KILLPRIV;
+    memcpy(reply + sizeof out + offsetof(struct fuse_init_out, flags), &init.flags, sizeof init.flags);
+    m->handles_killpriv = 1;
+  }
+  if (write(fd, reply, (size_t)n) != n) fuse_session_exit(m->se);
+  return 0;
+}
+
+/*
  * /dev/fuse is readable: read and process what the kernel has queued, calling the handlers
  * directly. In a callback scope, as Node calls JavaScript from its loop: promises and
  * process.nextTick callbacks the handlers queued run when it closes.
@@ -65,6 +113,11 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
     if (res <= 0) { /* 0: the kernel ended the session (ENODEV); else a read error */
       fuse_session_exit(m->se);
       break;
+    }
+    if (m->kill_priv && !m->init_seen && !(m->buf.flags & FUSE_BUF_IS_FD)) {
+      const struct fuse_in_header *in = m->buf.mem;
+      m->init_seen = 1;
+      if (in->opcode == FUSE_INIT && process_init_with_killpriv(m) == 0) continue;
     }
     fuse_session_process_buf(m->se, &m->buf);
   }
