@@ -11,6 +11,12 @@ import { S_IFDIR, S_IFMT, type Attr } from '../protocol/index.js';
 interface Entry {
   attr: Attr | null; // null: known not to exist
   expires: number;
+  /**
+   * A change through us moved what only the slave can say (size, times, link count: a write to
+   * the file, a name made or removed in the directory): `lookup` no longer gives these, but
+   * the kind, mode and owner stand (lastKnown), so a change of those is still predicted.
+   */
+  unsure?: boolean;
 }
 
 interface Listing {
@@ -123,8 +129,9 @@ export class AttrCache {
   lookup(path: string): Attr | null | undefined {
     const now = Date.now();
     const entry = this.entries.get(path);
-    if (entry && entry.expires > now) return entry.attr;
-    if (entry) this.entries.delete(path);
+    if (entry && entry.expires > now) {
+      if (!entry.unsure) return entry.attr;
+    } else if (entry) this.entries.delete(path);
     const listing = this.listings.get(posix.dirname(path));
     if (listing && listing.expires > now && !listing.names.has(posix.basename(path))) return null;
     return undefined;
@@ -166,14 +173,35 @@ export class AttrCache {
   replace(path: string, expected: Attr, attr: Attr | undefined): void {
     const entry = this.entries.get(path);
     if (entry?.attr === expected) {
-      if (attr) this.set(path, attr);
-      else this.entries.delete(path); // the agent says next time
+      if (!attr) this.entries.delete(path); // the agent says next time
+      else {
+        this.set(path, attr);
+        if (entry.unsure) this.unsure(path); // written to since the change: the reply predates that
+      }
     }
   }
 
-  /** Drops cached attributes of `path` (not a "no such file"): the agent is asked next time. */
-  forgetAttr(path: string): void {
-    if (this.entries.get(path)?.attr) this.entries.delete(path);
+  /**
+   * `path`'s size, times or link count changed through us: `lookup` no longer answers (the agent
+   * is asked next time), `lastKnown` still does.
+   */
+  unsure(path: string, writtenTo = 0): void {
+    const entry = this.entries.get(path);
+    if (!entry?.attr) return;
+    entry.unsure = true;
+    // Written past its end: a guess made from lastKnown must not give the kernel a shorter file.
+    // A copy (the object may be a guess a reply is matched against: that reply then changes nothing).
+    if (entry.attr.size < writtenTo) entry.attr = { ...entry.attr, size: writtenTo };
+  }
+
+  /**
+   * The attributes last cached for an existing `path`, their size, times and link count perhaps
+   * moved since by a change through us (`unsure`): good for the kind, mode and owner, which only
+   * a change of them moves (and the slave's own changes drop the entry). Never for the kernel.
+   */
+  lastKnown(path: string): Attr | undefined {
+    const entry = this.entries.get(path);
+    return entry?.attr && entry.expires > Date.now() ? entry.attr : undefined;
   }
 
   setMissing(path: string): void {
@@ -215,7 +243,7 @@ export class AttrCache {
   /** A name appeared in its directory through us. */
   added(path: string, attr: Attr | undefined): void {
     this.listings.get(posix.dirname(path))?.names.add(posix.basename(path));
-    this.entries.delete(posix.dirname(path)); // its mtime, size and link count changed
+    this.unsure(posix.dirname(path)); // its mtime, size and link count changed
     if (attr) this.set(path, attr);
     else this.entries.delete(path);
   }
@@ -223,7 +251,7 @@ export class AttrCache {
   /** A name disappeared from its directory through us; a directory takes its subtree along. */
   removed(path: string, isDirectory: boolean): void {
     this.listings.get(posix.dirname(path))?.names.delete(posix.basename(path));
-    this.entries.delete(posix.dirname(path));
+    this.unsure(posix.dirname(path));
     if (isDirectory) this.dropTree(path);
     else this.entries.delete(path);
     this.absentXattrs.delete(path);

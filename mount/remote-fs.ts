@@ -324,7 +324,7 @@ export class RemoteFs extends MountFsBase {
    */
   private async dropSetIdBits(path: string | null, file: OpenFile | undefined, caller: FuseCaller): Promise<void> {
     if (caller.uid === 0 || path === null) return;
-    const attr = this.cache.lookup(path) ?? file?.attr;
+    const attr = this.cache.lastKnown(path) ?? file?.attr;
     if (!attr || (attr.mode & S_IFMT) !== S_IFREG) return;
     const mode = withoutSetId(attr.mode, inGroup(this.gate.wire(caller), attr.gid));
     if (mode === attr.mode) return;
@@ -543,8 +543,9 @@ export class RemoteFs extends MountFsBase {
     if (file.path !== null) {
       for (const other of this.files.at(file.path)) if (other.attr.size < end) other.attr = { ...other.attr, size: end };
       // Its size and times are now the slave's to say (stat never shows a guess): a getattr
-      // sends the data first and asks the agent, which answers after applying it.
-      this.cache.forgetAttr(file.path);
+      // sends the data first and asks the agent, which answers after applying it. Its mode and
+      // owner stand: a chmod next is still answered at once (lastKnown).
+      this.cache.unsure(file.path, end);
     }
     return length;
   }
@@ -741,7 +742,8 @@ export class RemoteFs extends MountFsBase {
    */
   private changeable(path: string, caller: FuseCaller, allowed: (who: Caller, attr: Attr) => boolean, rootToo = true): Attr | undefined {
     if (!this.predictsChange(path) || this.unrefused.target(path)) return undefined;
-    const attr = this.cache.lookup(path);
+    // Size and times moved by our own writes or names do not matter: the guess is provisional.
+    const attr = this.cache.lastKnown(path);
     if (!attr || !this.gate.cacheAnswers(path, caller)) return undefined;
     if (caller.uid === 0 && rootToo) return attr;
     return allowed(this.gate.wire(caller), attr) ? attr : undefined;

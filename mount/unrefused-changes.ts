@@ -261,7 +261,7 @@ export class UnrefusedChanges {
    */
   mayUnlink(path: string): boolean {
     if (!this.enabled) return false;
-    const attr = this.cache.lookup(path);
+    const attr = this.cache.lastKnown(path);
     if (!attr || isDir(attr)) return false;
     for (const _file of this.files.at(path)) return false; // open: its handle needs the sync path
     return true;

@@ -197,10 +197,16 @@ export class AgentChangeFeed {
     return `${dir}\0${posix.basename(slave)}`;
   }
 
-  /** Who made the change an event of process `pid` reports (null: the slave, or not known). */
+  /**
+   * Who made the change an event of process `pid` reports (null: the slave, or not known). An
+   * event of a directory itself (name '': its attributes) is its name in its parent's, as
+   * madeBy keyed it (keyed by the directory alone, every chmod, chown and utimens of a directory
+   * went out as the slave's: a third of an untar's feed, each one a needless invalidation).
+   */
   private originOf(pid: number, dir: string, name: string): string | null {
     if (pid !== process.pid) return null;
-    const made = this.madeFor.get(`${dir}\0${name}`);
+    const key = name !== '' ? `${dir}\0${name}` : dir === '/' ? '/\0' : `${posix.dirname(dir)}\0${posix.basename(dir)}`;
+    const made = this.madeFor.get(key);
     return made !== undefined && Date.now() - made.at < MADE_FOR_MS ? made.origin : null;
   }
 

@@ -3,12 +3,13 @@
  * message (deduplicated, split to fit max_payload), marks losses, and beats every second. What is
  * watched and why lives in change-feed.ts.
  *
- * A change goes out at the end of the turn it was read in: a master sees what the slave's own
- * processes change at once, however often. Only a burst of changes that masters made (BURST
- * messages within GATHER_MS: an untar, `rm -rf`, a build through a mount) is gathered for
- * GATHER_MS into one message: one per operation was three bus messages per file of an untar
- * (issue 24), which the master that made them skips as its own, and other masters see
- * GATHER_MS later, well within the coherence bound. A barrier (change-feed.ts sync) flushes at once.
+ * A change the slave's own processes made goes out at the end of the turn it was read in: a
+ * master sees it at once, however often. Changes that masters made through the agent are
+ * gathered for GATHER_MS into one message: the master that made them skips them as its own, and
+ * other masters see them GATHER_MS later, well within the coherence bound. One message per
+ * operation was three bus messages per file of an untar (issue 24); gathering only bursts (four
+ * messages within GATHER_MS) still sent one per file when files came a few ms apart, as an
+ * untar's do. A barrier (change-feed.ts sync) flushes at once.
  */
 import {
   encodeChangeMessage, type FeedState, type LostReason, type SlaveChangeTuple,
@@ -24,10 +25,8 @@ export interface ChangePublisherOptions {
   heartbeatMs: number;
 }
 
-/** In a burst, how long changes are gathered into one message. */
+/** How long changes masters made are gathered into one message. */
 const GATHER_MS = 10;
-/** Messages with changes within GATHER_MS that make a burst. */
-const BURST = 4;
 
 export class ChangePublisher {
   private seqNow = 0;
@@ -38,11 +37,7 @@ export class ChangePublisher {
   private lastState: FeedState | undefined;
   private losses = 0;
   private readonly heartbeat: NodeJS.Timeout;
-  /** When the last BURST messages with changes went out (performance.now()), oldest first. */
-  private readonly recent: number[] = [];
-  /** In a burst: gathering goes on while each window gathers more than one change. */
-  private bursting = false;
-  /** The burst's window, while one is open. */
+  /** The window gathering masters' changes, while one is open. */
   private gatherTimer: NodeJS.Timeout | undefined;
   /** Something waiting was not made by a master alone (the slave's own, or mixed): it goes at once. */
   private slaveMadePending = false;
@@ -80,7 +75,7 @@ export class ChangePublisher {
     this.schedule();
   }
 
-  /** Sends what gathered once this turn's records are all in, or, while changes keep coming, a little later. */
+  /** Sends what gathered once this turn's records are all in; masters' changes alone, GATHER_MS later. */
   schedule(): void {
     const slaveMade = this.slaveMadePending || this.pendingLost !== undefined;
     if (this.flushScheduled) {
@@ -88,25 +83,23 @@ export class ChangePublisher {
       if (slaveMade && this.gatherTimer !== undefined) {
         clearTimeout(this.gatherTimer);
         this.gatherTimer = undefined;
-        setImmediate(() => this.scheduledFlush(false));
+        setImmediate(() => this.scheduledFlush());
       }
       return;
     }
     this.flushScheduled = true;
-    const burst = this.bursting || (this.recent.length === BURST && performance.now() - (this.recent[0] as number) < GATHER_MS);
-    if (burst && !slaveMade) this.gatherTimer = setTimeout(() => this.scheduledFlush(true), GATHER_MS);
-    else setImmediate(() => this.scheduledFlush(false));
+    if (!slaveMade && this.pending.size > 0) this.gatherTimer = setTimeout(() => this.scheduledFlush(), GATHER_MS);
+    else setImmediate(() => this.scheduledFlush());
   }
 
-  private scheduledFlush(gathered: boolean): void {
+  private scheduledFlush(): void {
     this.flushScheduled = false;
     this.gatherTimer = undefined;
-    this.flush(gathered);
+    this.flush();
   }
 
-  /** Sends what waits now (and the state, if it changed). `gathered`: the end of a burst's window. */
-  flush(gathered = false): void {
-    if (gathered) this.bursting = this.pending.size > 1;
+  /** Sends what waits now (and the state, if it changed). */
+  flush(): void {
     const state = this.options.state();
     if (this.pending.size === 0 && this.pendingLost === undefined && state === this.lastState) return;
     const changes = [...this.pending.values()];
@@ -114,10 +107,6 @@ export class ChangePublisher {
     this.slaveMadePending = false;
     const lost = this.pendingLost;
     this.pendingLost = undefined;
-    if (changes.length > 0) {
-      this.recent.push(performance.now());
-      if (this.recent.length > BURST) this.recent.shift();
-    }
     const budget = Math.max(4096, this.options.maxPayload - 1024);
     let at = 0;
     do {

@@ -17,20 +17,20 @@ const OPS = new URL('../../../test/fixtures/unanswered-ops.py', import.meta.url)
 /** Per path: inode, mode, uid, gid, size, mtime in nanoseconds (a string: past what a double holds). */
 type Seen = Record<string, [number, number, number, number, number, string]>;
 
-/** What the program was told of each path against the slave's tree: the same inode, mode, owner; size and mtime for files. */
+/** What the program was told of each path against the slave's tree: the same inode, mode, owner, size and mtime. */
 async function assertSlaveHas(root: string, seen: Seen): Promise<void> {
   for (const [path, [ino, mode, uid, gid, size, mtimeNs]] of Object.entries(seen)) {
     const st = await lstat(join(root, path), { bigint: true });
     const what = `${path} on the slave`;
     assert.deepEqual([Number(st.ino), Number(st.mode), Number(st.uid), Number(st.gid)], [ino, mode, uid, gid], what);
-    if (!st.isDirectory()) assert.deepEqual([Number(st.size), st.mtimeNs], [size, BigInt(mtimeNs)], what);
+    assert.deepEqual([Number(st.size), st.mtimeNs], [size, BigInt(mtimeNs)], what);
   }
 }
 
 async function assertRounds(root: string, base: string, rounds: number): Promise<void> {
   for (let r = 0; r < rounds; r++) {
     const dir = join(root, base, `d${r}`);
-    assert.deepEqual((await readdir(dir)).sort(), ['again', 'f0', 'f1', 'f2', 'f3', 'link'], `d${r}`);
+    assert.deepEqual((await readdir(dir)).sort(), ['again', 'f0', 'f1', 'f2', 'f3', 'link', 'w'], `d${r}`);
     assert.equal(await readFile(join(dir, 'again'), 'utf8'), 'last\n');
     assert.equal(await readFile(join(dir, 'f3'), 'utf8'), `${r}/3\n`.repeat(4).slice(0, 3));
     assert.equal(await readlink(join(dir, 'link')), `f0-target-${r}`);

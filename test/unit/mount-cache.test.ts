@@ -20,11 +20,35 @@ describe('attribute cache', () => {
     c.added('/d/b', file(2));
     assert.equal(c.lookup('/d/b')?.ino, 2);
   });
-  it('forgets a directory\'s attributes when an entry in it changes', () => {
+  it('forgets a directory\'s size and times when an entry in it changes, and keeps its kind, mode and owner', () => {
     const c = cache();
     c.set('/d', dir(1));
     c.added('/d/x', file(2));
     assert.equal(c.lookup('/d'), undefined);
+    assert.equal(c.lastKnown('/d')?.mode, 0o040755);
+    c.removed('/d/x', false);
+    assert.equal(c.lookup('/d'), undefined);
+    assert.equal(c.lastKnown('/d')?.ino, 1);
+    c.set('/d', dir(1)); // the agent's answer: sure again
+    assert.equal(c.lookup('/d')?.ino, 1);
+  });
+  it('after a write gives no size or time, keeps the mode, and takes the size written to for a guess', () => {
+    const c = cache();
+    const written = file(3);
+    c.set('/f', written);
+    c.unsure('/f', 4096);
+    assert.equal(c.lookup('/f'), undefined);
+    assert.deepEqual([c.lastKnown('/f')?.mode, c.lastKnown('/f')?.size], [0o100644, 4096]);
+    // A reply to a change made before the write predates it: still unsure.
+    const guess = { ...file(3), size: 4096 };
+    c.changed('/g', guess);
+    c.unsure('/g');
+    c.replace('/g', guess, file(3));
+    assert.equal(c.lookup('/g'), undefined);
+    assert.equal(c.lastKnown('/g')?.ino, 3);
+    // The slave's own change drops it all.
+    c.slaveChanged('/', 'f', false);
+    assert.equal(c.lastKnown('/f'), undefined);
   });
   it('keeps no per-name copy of a hard-linked file\'s attributes, which a change through another name would leave stale', () => {
     const c = cache();
