@@ -17,6 +17,11 @@ interface Entry {
    * the kind, mode and owner stand (lastKnown), so a change of those is still predicted.
    */
   unsure?: boolean;
+  /**
+   * A file with more than one name: its mode and owner may change through another, so only its
+   * kind is vouched for (kindOf), which is all an unlink needs.
+   */
+  shared?: boolean;
 }
 
 interface Listing {
@@ -147,7 +152,8 @@ export class AttrCache {
     // them (one node, mount/node-table.ts), and this cache, by name, would keep a copy per name
     // that a change through another name leaves stale. So the agent is asked.
     if (attr.nlink > 1 && (attr.mode & S_IFMT) !== S_IFDIR) {
-      this.entries.delete(path);
+      this.bound();
+      this.entries.set(path, { attr, expires: Date.now() + this.ttl.attrTtlMs, unsure: true, shared: true });
       return;
     }
     this.bound();
@@ -201,7 +207,13 @@ export class AttrCache {
    */
   lastKnown(path: string): Attr | undefined {
     const entry = this.entries.get(path);
-    return entry?.attr && entry.expires > Date.now() ? entry.attr : undefined;
+    return entry?.attr && !entry.shared && entry.expires > Date.now() ? entry.attr : undefined;
+  }
+
+  /** The kind (S_IFMT bits) of an existing `path` as last cached, whatever else moved since. */
+  kindOf(path: string): number | undefined {
+    const entry = this.entries.get(path);
+    return entry?.attr && entry.expires > Date.now() ? entry.attr.mode & S_IFMT : undefined;
   }
 
   setMissing(path: string): void {

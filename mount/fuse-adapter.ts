@@ -299,7 +299,7 @@ export class FuseAdapter {
       },
       LINK: ({ handle, ino, ino2 }, who, name) => this.run(handle, 'link', () => fs.link(this.pathOf(ino), this.childPath(ino2, name), who), (attr) => {
         const node = this.nodes.linked(this.node(ino), this.node(ino2), name, attr);
-        b.replyEntry(handle, node.id, packAttr(b, attr), this.cache.current.entry, this.cache.current.attr);
+        b.replyEntry(handle, node.id, packAttr(b, attr), this.cache.current.entry, this.attrTimeout(attr, this.cache.current.attr));
       }),
       UNLINK: ({ handle, ino }, who, name) => this.run(handle, 'unlink', () => fs.unlink(this.childPath(ino, name), who), () => {
         this.nodes.unlinkName(this.node(ino), name);

@@ -114,6 +114,13 @@ export class ReadAhead {
     return copied;
   }
 
+  /** The whole file, brought by its open (protocol: fs.open's `whole`): reading it needs no trip. */
+  seedWhole(data: Buffer): void {
+    if (data.length > this.chunkSize) return;
+    this.chunks.set(0, Promise.resolve(data));
+    this.knownEnd = data.length;
+  }
+
   /** Forgets everything fetched (the file changed through us). */
   invalidate(): void {
     this.chunks.clear();

@@ -7,7 +7,7 @@ import { posix } from 'node:path';
 import type { Logger } from 'pino';
 import {
   HandleIds, MASTER_HANDLE_FIRST, MAY_READ, MAY_WRITE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID, S_ISUID,
-  SlaveError, attrFromWire, chmodMode, inGroup, isDir, nameToBytes, newOwner, owns, permits, type Attr, type Caller, type OpName,
+  SlaveError, attrFromWire, chmodMode, inGroup, isDir, nameToBytes, newOwner, owns, permits, setAttrTime, timestampOf, type Attr, type Caller, type OpName,
   type OpReply, type OpRequest, type TimeSpec,
 } from '../protocol/index.js';
 import type { AgentClient } from '../transport/agent-client.js';
@@ -56,6 +56,12 @@ const COMMIT_POLL_MS = 1000;
 
 const { O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_TRUNC } = constants;
 const O_ACCMODE = 3; // not in fs.constants
+/**
+ * Files up to this size come back whole with their open (fs.open's `whole`): most that programs
+ * open to read are smaller (sources, configuration, git's objects), and reading one then costs
+ * the open's round trip alone. Larger ones are read as before.
+ */
+const WHOLE_FILE_MAX = 64 * 1024;
 
 const FILE_CAPABILITIES = 'security.capability';
 /** The longest name a Linux filesystem takes, in bytes: longer ones wait for the slave's ENAMETOOLONG. */
@@ -483,10 +489,14 @@ export class RemoteFs extends MountFsBase {
 
   override async open(path: string, flags: number, caller: FuseCaller): Promise<number> {
     await this.sendWriters(path);
-    const reply = await this.call('fs.open', { path, flags }, caller);
+    // A small file comes back whole with its open: its first read waits for no trip of its own.
+    const reads = (flags & O_ACCMODE) !== O_WRONLY && (flags & O_TRUNC) === 0;
+    const whole = Math.min(WHOLE_FILE_MAX, this.options.chunkSize);
+    const reply = await this.call('fs.open', reads ? { path, flags, whole } : { path, flags }, caller);
     if (flags & O_TRUNC) this.retained.truncated(path, 0);
     const attr = flags & O_TRUNC ? this.rememberChange(path, reply.attr) : this.remember(path, reply.attr);
     const file = this.track(path, flags, reply.fh, attr);
+    if (reply.data) file.reader.seedWhole(Buffer.from(reply.data.buffer, reply.data.byteOffset, reply.data.byteLength));
     // Linux drops them on open(O_TRUNC) too (the kernel sends that truncation with the open).
     if (flags & O_TRUNC) await this.dropSetIdBits(path, file, caller);
     return file.fh;
@@ -514,6 +524,7 @@ export class RemoteFs extends MountFsBase {
     const attr = attrFromWire(reply.attr);
     this.cache.added(path, attr);
     this.cache.setXattrAbsent(path, FILE_CAPABILITIES); // a new file has no capabilities
+    if (reply.bare) this.cache.setNoXattrs(path);
     return { fh: this.track(path, flags, reply.fh, attr).fh, attr };
   }
 
@@ -674,6 +685,18 @@ export class RemoteFs extends MountFsBase {
   }
 
   override async link(existing: string, path: string, caller: FuseCaller): Promise<Attr> {
+    // A known file, a name its directory's listing says is free, a caller the agent lets link it
+    // (root, or its owner: protected_hardlinks' rules for anyone else are the slave's to apply):
+    // answered at once, as git links each object it wrote.
+    const source = this.cache.lastKnown(existing);
+    if (source && !isDir(source) && (caller.uid === 0 || caller.uid === source.uid)
+      && this.predictsChange(existing) && this.predictsNew(path, caller)) {
+      const guess: Attr = { ...source, nlink: source.nlink + 1 };
+      setAttrTime(guess, 'ctime', timestampOf(Date.now()));
+      this.cache.changed(existing, guess); // its link count, for every name: asked for next time
+      await this.unrefused.make('fs.link', { existing, path }, guess, caller);
+      return guess;
+    }
     const attr = attrFromWire((await this.call('fs.link', { existing, path }, caller)).attr);
     this.cache.changed(existing, attr); // its link count changed, for every name
     this.cache.added(path, attr);
@@ -687,8 +710,10 @@ export class RemoteFs extends MountFsBase {
       await this.unrefused.make('fs.symlink', { target: stored, path }, guess, caller);
       return guess;
     }
-    const attr = attrFromWire((await this.call('fs.symlink', { target: stored, path }, caller)).attr);
+    const reply = await this.call('fs.symlink', { target: stored, path }, caller);
+    const attr = attrFromWire(reply.attr);
     this.cache.added(path, attr);
+    if (reply.bare) this.cache.setNoXattrs(path);
     return attr;
   }
 
@@ -713,8 +738,10 @@ export class RemoteFs extends MountFsBase {
       await this.unrefused.make('fs.mkdir', { path, mode }, guess, caller);
       return guess;
     }
-    const attr = attrFromWire((await this.call('fs.mkdir', { path, mode }, caller)).attr);
+    const reply = await this.call('fs.mkdir', { path, mode }, caller);
+    const attr = attrFromWire(reply.attr);
     this.cache.added(path, attr);
+    if (reply.bare) this.cache.setNoXattrs(path);
     this.cache.setListing(path, []); // a new directory is empty: lookups in it need no trip
     return attr;
   }
@@ -803,6 +830,7 @@ export class RemoteFs extends MountFsBase {
   override async setxattr(path: string, name: string, value: Buffer, flags: number, caller: FuseCaller): Promise<void> {
     this.cache.forgetXattrs(path);
     await this.call('fs.setxattr', { path, name, value: Buffer.from(value), flags }, caller);
+    this.cache.forgetXattrs(path); // and what a reply to an earlier request said meanwhile (a creation's `bare`)
     this.cache.forget(path); // ctime changed
   }
 

@@ -26,7 +26,7 @@
 import { posix } from 'node:path';
 import type { Logger } from 'pino';
 import {
-  S_IFMT, S_ISGID, S_ISUID, S_IXGRP, SlaveError, attrFromWire, errnoOf, isDir, setAttrTime, timestampOf, type Attr,
+  S_IFDIR, S_IFMT, S_ISGID, S_ISUID, S_IXGRP, SlaveError, attrFromWire, errnoOf, isDir, setAttrTime, timestampOf, type Attr,
   type OpName, type OpReply, type OpRequest, type TimeSpec,
 } from '../protocol/index.js';
 import { clientMetrics } from '../transport/metrics.js';
@@ -242,7 +242,7 @@ export class UnrefusedChanges {
    * its attributes; a getattr waits for the agent's. `made` gets the agent's attributes and says
    * whether they are current; `refused` the refusal, for the file's next flush to report.
    */
-  async make<K extends 'fs.create' | 'fs.mkdir' | 'fs.symlink'>(
+  async make<K extends 'fs.create' | 'fs.mkdir' | 'fs.symlink' | 'fs.link'>(
     op: K, args: OpRequest<K> & { path: string }, guess: Attr, caller: FuseCaller,
     made: (real: Attr) => boolean = () => true, refused: (err: SlaveError) => void = () => undefined,
   ): Promise<void> {
@@ -250,7 +250,10 @@ export class UnrefusedChanges {
     this.cache.added(args.path, guess);
     if (isDir(guess)) this.cache.setListing(args.path, []); // a new directory is empty: lookups in it need no trip
     await this.sendAhead(op, args, caller, args.path, guess, (reply) => {
-      const real = attrFromWire((reply as { attr: number[] }).attr);
+      const { attr, bare } = reply as { attr: number[]; bare?: true };
+      // No extended attribute at all: ls -l's and the kernel's probes of it are answered here.
+      if (bare) this.cache.setNoXattrs(args.path);
+      const real = attrFromWire(attr);
       return made(real) ? real : undefined;
     }, false, refused);
   }
@@ -261,8 +264,8 @@ export class UnrefusedChanges {
    */
   mayUnlink(path: string): boolean {
     if (!this.enabled) return false;
-    const attr = this.cache.lastKnown(path);
-    if (!attr || isDir(attr)) return false;
+    const kind = this.cache.kindOf(path);
+    if (kind === undefined || kind === S_IFDIR) return false;
     for (const _file of this.files.at(path)) return false; // open: its handle needs the sync path
     return true;
   }

@@ -35,6 +35,8 @@ const bytes = z.custom<Uint8Array>((v) => v instanceof Uint8Array, 'expected raw
 const wireAttr = z.array(z.number()).min(ATTR_FIELDS_V1).max(ATTR_FIELDS.length + 16)
   .refine(wireAttrTimesValid, 'nanoseconds out of range');
 const attrReply = z.object({ attr: wireAttr });
+/** A new name's reply: bare, it has no extended attribute at all (older agents: not said). */
+const madeReplySchema = z.object({ attr: wireAttr, bare: z.literal(true).optional() });
 const empty = z.object({});
 /**
  * utimensat's kinds of time: seconds and nanoseconds since the epoch (exact; protocol 2),
@@ -215,7 +217,15 @@ export const ops = {
     z.object({ entries: z.array(readdirEntry), cursor: u32.nullable(), bare: z.array(u32).optional() }),
   ),
 
-  'fs.open': op(z.object({ path: slavePath, flags: u32 }), z.object({ fh, attr: wireAttr })),
+  /**
+   * whole: a regular file opened for reading that holds at most this many bytes comes back whole
+   * in `data`, so its first read needs no round trip of its own (agents before this field ignore
+   * it and send no data).
+   */
+  'fs.open': op(
+    z.object({ path: slavePath, flags: u32, whole: u32.optional() }),
+    z.object({ fh, attr: wireAttr, data: bytes.optional() }),
+  ),
   /**
    * handle: the number (bit 31 set, handle-ids.ts) this master names the file by, in this request's
    * reply and in its later requests, which it may send before this reply arrives (agents whose
@@ -223,7 +233,7 @@ export const ops = {
    */
   'fs.create': op(
     z.object({ path: slavePath, flags: u32, mode: u32, handle: u32.min(0x8000_0000).optional() }),
-    z.object({ fh, attr: wireAttr }),
+    z.object({ fh, attr: wireAttr, bare: z.literal(true).optional() }),
   ),
   'fs.read': op(z.object({ fh, offset: u53, length: u32 }), z.object({ data: bytes })),
   /** seq: this write's place in the agent's commit order; durable: the highest seq on disk. */
@@ -242,11 +252,11 @@ export const ops = {
   'fs.truncate': op(z.object({ path: slavePath, size: u53 }), attrReply),
   'fs.unlink': op(z.object({ path: slavePath }), empty),
   'fs.rename': op(z.object({ from: slavePath, to: slavePath }), empty),
-  'fs.link': op(z.object({ existing: slavePath, path: slavePath }), attrReply),
+  'fs.link': op(z.object({ existing: slavePath, path: slavePath }), madeReplySchema),
   /** `target` is the link's content, stored as given (it is not a path we resolve). */
-  'fs.symlink': op(z.object({ target: slaveName(z.string().min(1).max(MAX_PATH).refine(...noNul('target'))), path: slavePath }), attrReply),
+  'fs.symlink': op(z.object({ target: slaveName(z.string().min(1).max(MAX_PATH).refine(...noNul('target'))), path: slavePath }), madeReplySchema),
   'fs.readlink': op(z.object({ path: slavePath }), z.object({ target: slaveName(z.string()) })),
-  'fs.mkdir': op(z.object({ path: slavePath, mode: u32 }), attrReply),
+  'fs.mkdir': op(z.object({ path: slavePath, mode: u32 }), madeReplySchema),
   'fs.rmdir': op(z.object({ path: slavePath }), empty),
   'fs.chmod': op(z.object({ path: slavePath, mode: u32 }), attrReply),
   /** -1 leaves the id unchanged, as chown(2) does. */

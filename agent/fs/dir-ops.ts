@@ -3,7 +3,7 @@ import { MAY_EXEC, MAY_READ, SlaveError, type ReaddirEntry } from '../../protoco
 import type { FilesBackend } from '../backends/files-backend.js';
 import { REPLY_OVERHEAD, type AgentContext, type HandlerTable } from '../context.js';
 import type { ListedEntry } from './readdir-cursors.js';
-import { lstatWire, statToWire } from './stat-attr.js';
+import { madeReply, statToWire } from './stat-attr.js';
 
 // Per entry in a reply: the name plus about this much msgpack for its attributes.
 const ENTRY_OVERHEAD = 120;
@@ -67,7 +67,7 @@ export const dirOps: HandlerTable = {
     const dir = who.parent(host, `mkdir ${path}`);
     ctx.backend.files.mkdir(host, mode & 0o7777);
     who.own(host, mode, dir);
-    return { attr: lstatWire(ctx.backend.files, host) };
+    return madeReply(ctx.backend.files, host);
   },
 
   'fs.rmdir': async ({ path }, ctx, caller) => {

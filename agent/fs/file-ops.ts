@@ -7,12 +7,12 @@
  * are asynchronous: a cold read or a flush to disk can take long, and must not hold up others.
  */
 import { constants } from 'node:fs';
-import { SlaveError, openAccess, type Caller } from '../../protocol/index.js';
+import { SlaveError, attrFromWire, openAccess, type Caller } from '../../protocol/index.js';
 import { REPLY_OVERHEAD, type AgentContext, type HandlerTable } from '../context.js';
 import type { CallerAccess } from '../caller-access.js';
 import { agentMetrics } from '../agent-metrics.js';
 import { checkedMode, checkedOwner, checkedTimes } from './attr-ops.js';
-import { fstatWire, lstatWire, statToWire } from './stat-attr.js';
+import { fstatWire, madeReply, statToWire } from './stat-attr.js';
 
 const { O_CREAT, O_EXCL, O_WRONLY, O_RDWR, O_TRUNC } = constants;
 
@@ -58,8 +58,11 @@ function openHandle(
  */
 function create(ctx: AgentContext, slavePath: string, flags: number, mode: number, caller: Caller | undefined) {
   const who = ctx.access(caller);
-  if (!who.active) return openHandle(ctx, slavePath, flags | O_CREAT, mode & 0o7777);
   const host = ctx.jail.resolve(slavePath);
+  if (!who.active) {
+    const opened = openHandle(ctx, slavePath, flags | O_CREAT, mode & 0o7777, undefined, host);
+    return ctx.backend.files.hasXattrs(host) === false ? { ...opened, bare: true as const } : opened;
+  }
   const openExisting = () => openHandle(ctx, slavePath, flags & ~O_CREAT, undefined, who, host);
   if ((flags & O_EXCL) === 0 && ctx.backend.files.exists(host)) return openExisting();
   const dir = who.parent(host, `create ${slavePath}`);
@@ -77,12 +80,30 @@ function create(ctx: AgentContext, slavePath: string, flags: number, mode: numbe
     void ctx.handles.close(opened.fh);
     throw err;
   }
-  return { ...opened, attr: lstatWire(ctx.backend.files, host) };
+  return { ...opened, ...madeReply(ctx.backend.files, host) };
 }
 
 export const fileOps: HandlerTable = {
-  'fs.open': async ({ path, flags }, ctx, caller) =>
-    openHandle(ctx, path, flags & ~(O_CREAT | O_EXCL), undefined, ctx.access(caller)),
+  'fs.open': async ({ path, flags, whole }, ctx, caller) => {
+    const opened = openHandle(ctx, path, flags & ~(O_CREAT | O_EXCL), undefined, ctx.access(caller));
+    const { size } = attrFromWire(opened.attr);
+    if (whole === undefined || (flags & (O_WRONLY | O_RDWR)) === O_WRONLY || size > whole || size > ctx.maxPayload - REPLY_OVERHEAD) return opened;
+    return ctx.handles.use(opened.fh, async ({ fd, regular }) => {
+      if (!regular) return opened;
+      // Read to the end (the file may have grown since the fstat, up to `whole`): a short
+      // answer is the whole file, which is what the master relies on.
+      const buffer = Buffer.allocUnsafe(whole);
+      let filled = 0;
+      for (;;) {
+        const n = await ctx.backend.files.read(fd, buffer, filled, whole - filled, filled);
+        if (n === 0) break;
+        filled += n;
+        if (filled === whole) return opened; // larger than `whole` after all: no data
+      }
+      agentMetrics.bytes.inc({ direction: 'read' }, filled);
+      return { ...opened, data: buffer.subarray(0, filled) };
+    });
+  },
 
   'fs.create': async ({ path, flags, mode, handle }, ctx, caller, origin) => {
     const made = create(ctx, path, flags, mode, caller);

@@ -11,7 +11,7 @@ import {
 } from '../../protocol/index.js';
 import type { CallerAccess } from '../caller-access.js';
 import type { AgentContext, HandlerTable } from '../context.js';
-import { lstatWire } from './stat-attr.js';
+import { lstatWire, madeReply } from './stat-attr.js';
 
 /**
  * may_linkat's rule under protected_hardlinks: a caller may link to a file it does not own only
@@ -79,7 +79,7 @@ export const nameOps: HandlerTable = {
       }
     }
     ctx.backend.files.link(hostExisting, host);
-    return { attr: lstatWire(ctx.backend.files, host) };
+    return madeReply(ctx.backend.files, host);
   },
 
   'fs.symlink': async ({ target, path }, ctx, caller) => {
@@ -88,7 +88,7 @@ export const nameOps: HandlerTable = {
     const dir = who.parent(host, `symlink ${path}`);
     ctx.backend.files.symlink(target, host);
     who.own(host, 0o777, dir);
-    return { attr: lstatWire(ctx.backend.files, host) };
+    return madeReply(ctx.backend.files, host);
   },
 
   'fs.mknod': async ({ path, mode, rdev }, ctx, caller) => {

@@ -34,6 +34,16 @@ export function lstatWire(files: FilesBackend, host: string): WireAttr {
   return statToWire(files.lstat(host, { bigint: true }));
 }
 
+/**
+ * What a request that made `host` (a new name: create, mkdir, symlink, link) answers: its
+ * attributes, and `bare` when it has no extended attribute at all, so the master answers the
+ * probes `ls -l` and the kernel make of it (ACLs, security labels) without asking.
+ */
+export function madeReply(files: FilesBackend, host: string): { attr: WireAttr; bare?: true } {
+  const attr = lstatWire(files, host);
+  return files.hasXattrs(host) === false ? { attr, bare: true } : { attr };
+}
+
 /** fstat(2) as the protocol's attributes. */
 export function fstatWire(files: FilesBackend, fd: number): WireAttr {
   return statToWire(files.fstat(fd, { bigint: true }));

@@ -203,11 +203,17 @@ export class AgentChangeFeed {
    * madeBy keyed it (keyed by the directory alone, every chmod, chown and utimens of a directory
    * went out as the slave's: a third of an untar's feed, each one a needless invalidation).
    */
-  private originOf(pid: number, dir: string, name: string): string | null {
+  private originOf(pid: number, dir: string, name: string, mask: number): string | null {
     if (pid !== process.pid) return null;
     const key = name !== '' ? `${dir}\0${name}` : dir === '/' ? '/\0' : `${posix.dirname(dir)}\0${posix.basename(dir)}`;
     const made = this.madeFor.get(key);
-    return made !== undefined && Date.now() - made.at < MADE_FOR_MS ? made.origin : null;
+    if (made === undefined) return null;
+    // The agent's own close of a file written through it: after the next commit (fs/commits.ts),
+    // seconds after the last request that named it, so past MADE_FOR_MS. It changes nothing a
+    // master caches (the writes were reported as they came): whoever last changed the name
+    // through the agent made it. Untagged, it made the master that wrote the file forget it.
+    const closeOnly = (mask & IN.CLOSE_WRITE) !== 0 && (mask & ~(IN.CLOSE_WRITE | ONDIR)) === 0;
+    return closeOnly || Date.now() - made.at < MADE_FOR_MS ? made.origin : null;
   }
 
   /** Adds the watch for the request directory `key`; never rejects. */
@@ -364,7 +370,7 @@ export class AgentChangeFeed {
   private onDirEvent(mask: number, rawDir: Buffer, rawName: Buffer, pid: number): void {
     const dir = nameFromBytes(rawDir);
     const name = nameFromBytes(rawName);
-    const origin = this.originOf(pid, dir, name);
+    const origin = this.originOf(pid, dir, name, mask);
     const meaning = meaningOf(dir, mask, name);
     for (const change of meaning.changes) this.out.change(change, origin);
     // The mark has no watch that ends with a directory (its children's events name it by its

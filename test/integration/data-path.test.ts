@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { sh } from '../helpers/processes.js';
+import { sh, waitFor } from '../helpers/processes.js';
 import { startSlave, type Slave } from '../helpers/slave.js';
 
 const sha256 = async (path: string) => (await sh(`sha256sum < '${path}'`)).split(' ')[0];
@@ -79,6 +79,27 @@ print(size, bytes(model[:size]) == open('${slave.root}/random-io', 'rb').read())
 `;
     const out = await sh(`python3 -c "${script.replace(/"/g, '\\"')}"`);
     assert.match(out, / True\n$/);
+  });
+
+  it('small files, which come whole with their open, read back exact around that size, from the start and inside, and as the slave changed them', async () => {
+    const sizes = [0, 1, 4095, 65_535, 65_536, 65_537, 200_000];
+    for (const size of sizes) await sh(`head -c ${size} '${source}' > '${slave.root}/small-${size}'`);
+    const script = [
+      'import os, sys, hashlib',
+      'for size in map(int, sys.argv[2:]):',
+      '    p = os.path.join(sys.argv[1], f"small-{size}")',
+      '    with open(p, "rb") as f: whole = f.read()',
+      '    fd = os.open(p, os.O_RDONLY)',
+      '    inside = os.pread(fd, 5000, min(size, 100))',
+      '    os.close(fd)',
+      '    print(size, len(whole), hashlib.sha256(whole).hexdigest(), hashlib.sha256(inside).hexdigest())',
+    ].join('\n');
+    const onMount = await sh(`python3 -c '${script}' '${slave.mnt}' ${sizes.join(' ')}`);
+    assert.equal(onMount, await sh(`python3 -c '${script}' '${slave.root}' ${sizes.join(' ')}`));
+    // Changed on the slave (the feed tells the mount): the next open brings the new bytes.
+    await sh(`printf 'changed' >> '${slave.root}/small-4095'`);
+    await waitFor('the mount to see the slave\'s change', async () => (await stat(join(slave.mnt, 'small-4095'))).size === 4102, 5000);
+    assert.equal(await sha256(join(slave.mnt, 'small-4095')), await sha256(join(slave.root, 'small-4095')));
   });
 
   it('a long read does not hold up a stat', async () => {

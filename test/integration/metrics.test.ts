@@ -7,6 +7,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { freePort } from '../helpers/ports.js';
+import { run } from '../helpers/processes.js';
 import { startAgentProcess, startMountProcess, startBareAgent, type AgentProcess, type BareAgent, type MountProcess } from '../helpers/slave.js';
 
 async function scrape(port: number): Promise<string> {
@@ -61,5 +62,22 @@ describe('metrics', () => {
     assert.ok(sample(mountText, 'splitbrain_client_requests_total{op="fs.create",result="OK"}') >= 1);
     assert.ok(sample(mountText, 'splitbrain_client_requests_total{op="fs.write",result="OK"}') >= 1);
     assert.equal(sample(mountText, 'splitbrain_agent_boot_changes_total'), 0);
+  });
+
+  it('answers the attribute probes of `ls -l` (ACL, security label) of what it made without asking, and an attribute set shows', async () => {
+    const ops = async (op: string) => {
+      const text = await scrape(agentPort);
+      return sample(text, `splitbrain_agent_ops_total{op="${op}",errno="OK"}`) + sample(text, `splitbrain_agent_ops_total{op="${op}",errno="ENODATA"}`);
+    };
+    await run('sh', ['-c', `mkdir -p '${mnt}/made/sub' && for i in 1 2 3 4 5; do echo $i > '${mnt}/made/f'$i; echo $i > '${mnt}/made/sub/g'$i; ln -s f$i '${mnt}/made/l'$i; done`]);
+    const probes = await ops('fs.getxattr') + await ops('fs.listxattr');
+    const listed = await run('ls', ['-lR', join(mnt, 'made')]);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match(listed.stdout, /f5/);
+    assert.equal(await ops('fs.getxattr') + await ops('fs.listxattr'), probes, 'probes the agent answered');
+    // Given an attribute, it has one: the mount asks again.
+    await run('python3', ['-c', `import os; os.setxattr('${mnt}/made/f1', 'user.tag', b'x'); print(os.listxattr('${mnt}/made/f1'), os.getxattr('${mnt}/made/f1', 'user.tag'))`]).then((r) => {
+      assert.equal(r.stdout.trim(), "['user.tag'] b'x'", r.stderr);
+    });
   });
 });
