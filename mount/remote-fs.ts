@@ -93,6 +93,12 @@ export class RemoteFs extends MountFsBase {
   private readonly gate: CallerGate;
   /** Numbers the mount gives the files it creates without waiting (fs.create's `handle`). */
   private readonly named = new HandleIds(MASTER_HANDLE_FIRST);
+  /**
+   * Moves with every change of file data through the mount: an open whose file came back whole
+   * keeps those bytes only if none was made while it was on its way (the agent may have read
+   * before or after it; a read after it would have asked, behind it).
+   */
+  private dataChanges = 0;
   private readonly namedInUse = new Set<number>();
 
   constructor(
@@ -241,6 +247,7 @@ export class RemoteFs extends MountFsBase {
   }
 
   private invalidateReaders(path: string | null, except?: OpenFile): void {
+    this.dataChanges++;
     if (path === null) {
       except?.reader.invalidate();
       return;
@@ -492,11 +499,14 @@ export class RemoteFs extends MountFsBase {
     // A small file comes back whole with its open: its first read waits for no trip of its own.
     const reads = (flags & O_ACCMODE) !== O_WRONLY && (flags & O_TRUNC) === 0;
     const whole = Math.min(WHOLE_FILE_MAX, this.options.chunkSize);
+    const [dataChanges, generation] = [this.dataChanges, this.cache.generation];
     const reply = await this.call('fs.open', reads ? { path, flags, whole } : { path, flags }, caller);
     if (flags & O_TRUNC) this.retained.truncated(path, 0);
     const attr = flags & O_TRUNC ? this.rememberChange(path, reply.attr) : this.remember(path, reply.attr);
     const file = this.track(path, flags, reply.fh, attr);
-    if (reply.data) file.reader.seedWhole(Buffer.from(reply.data.buffer, reply.data.byteOffset, reply.data.byteLength));
+    if (reply.data && dataChanges === this.dataChanges && this.cache.unchangedSince(path, generation)) {
+      file.reader.seedWhole(Buffer.from(reply.data.buffer, reply.data.byteOffset, reply.data.byteLength));
+    }
     // Linux drops them on open(O_TRUNC) too (the kernel sends that truncation with the open).
     if (flags & O_TRUNC) await this.dropSetIdBits(path, file, caller);
     return file.fh;
