@@ -7,7 +7,7 @@ import { posix } from 'node:path';
 import type { Logger } from 'pino';
 import {
   HandleIds, MASTER_HANDLE_FIRST, MAY_READ, MAY_WRITE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID, S_ISUID,
-  SlaveError, attrFromWire, chmodMode, inGroup, isDir, nameToBytes, newOwner, owns, permits, setAttrTime, timestampOf, type Attr, type Caller, type OpName,
+  SlaveError, attrFromWire, chmodMode, inGroup, isDir, nameToBytes, owns, permits, setAttrTime, timestampOf, type Attr, type Caller, type OpName,
   type OpReply, type OpRequest, type TimeSpec,
 } from '../protocol/index.js';
 import type { AgentClient } from '../transport/agent-client.js';
@@ -21,7 +21,7 @@ import type { FuseCaller } from './callers.js';
 import { ChunkPool } from './chunk-pool.js';
 import type { ShownLink, SymlinkView } from './symlink-view.js';
 import { RetainedWrites, type AcknowledgedOwner, type AcknowledgedTimes, type Retained } from './retained-writes.js';
-import { PROVISIONAL_INO } from './node-table.js';
+import { Predictions } from './predictions.js';
 import {
   UnrefusedChanges, chmodChange, chownChange, truncateChange, utimensChange, withoutSetId, type AttrChange,
 } from './unrefused-changes.js';
@@ -64,8 +64,6 @@ const O_ACCMODE = 3; // not in fs.constants
 const WHOLE_FILE_MAX = 64 * 1024;
 
 const FILE_CAPABILITIES = 'security.capability';
-/** The longest name a Linux filesystem takes, in bytes: longer ones wait for the slave's ENAMETOOLONG. */
-const NAME_MAX = 255;
 
 function ownerOf(attr: Attr): AcknowledgedOwner {
   return { mode: attr.mode & 0o7777, uid: attr.uid, gid: attr.gid };
@@ -91,6 +89,8 @@ export class RemoteFs extends MountFsBase {
   private committer: NodeJS.Timeout | undefined;
   /** What the cache may answer each caller, and what the agent will allow them (caller-gate.ts). */
   private readonly gate: CallerGate;
+  /** Which changes are answered at once (predictions.ts). */
+  private readonly predict: Predictions;
   /** Numbers the mount gives the files it creates without waiting (fs.create's `handle`). */
   private readonly named = new HandleIds(MASTER_HANDLE_FIRST);
   /**
@@ -118,6 +118,7 @@ export class RemoteFs extends MountFsBase {
     this.unrefused = new UnrefusedChanges(options.pipeline, (op, args, caller) => this.call(op, args, caller, true),
       (file, op, args) => this.onFile(file, op, args, true), this.cache, this.files, log,
       (path, attr) => this.retained.acknowledged(path, timesOf(attr), ownerOf(attr)), () => this.client.uncork());
+    this.predict = new Predictions(this.unrefused, this.cache, this.gate, options.coherent);
   }
 
   /** A request for `caller`: the agent checks and creates as that caller (protocol/caller.ts). */
@@ -277,52 +278,6 @@ export class RemoteFs extends MountFsBase {
   private tell(path: string | null, attr: Attr): Attr {
     if (path !== null) for (const file of this.files.at(path)) file.attr = attr;
     return attr;
-  }
-
-  /**
-   * An open file whose handle may carry `caller`'s attribute change unanswered: root's, or one
-   * `allowed` says the agent would make exactly as asked (the handle's request goes without a
-   * caller, as root's). The file is open, so the path was searched.
-   */
-  private unrefusedTarget(path: string, caller: FuseCaller, allowed: (who: Caller, attr: Attr) => boolean): OpenFile | undefined {
-    const file = this.unrefused.target(path);
-    return file && this.gate.allows(caller, file.attr, allowed) ? file : undefined;
-  }
-
-  /**
-   * Whether the agent will make `path` for `caller` as asked, so the mount may answer at once
-   * (unrefused-changes.ts): the feed is live, the directory's listing is cached and has no such
-   * name, nothing was refused in it lately, the name is not too long, and the caller may write
-   * there by the cached modes.
-   */
-  private predictsNew(path: string, caller: FuseCaller): boolean {
-    if (!this.unrefused.enabled || !this.options.coherent()) return false;
-    const dir = posix.dirname(path);
-    const name = posix.basename(path);
-    return this.unrefused.trusts(dir) && this.cache.listed(dir, name) === false && nameToBytes(name).length <= NAME_MAX
-      && this.gate.predictsCreation(path, caller);
-  }
-
-  /** Whether a change of `path`'s attributes may go unanswered: the feed is live and its directory trusted. */
-  private predictsChange(path: string): boolean {
-    return this.unrefused.enabled && this.options.coherent() && this.unrefused.trusts(posix.dirname(path));
-  }
-
-  /**
-   * The attributes a new inode will have, as far as the mount can tell: the inode number, sizes
-   * and times are the slave's to say, so the kernel gets these with timeout 0 (provisional).
-   */
-  private newInode(path: string, mode: number, caller: FuseCaller, size = 0): Attr {
-    const dir = this.cache.searchModes(posix.dirname(path));
-    const owner = dir ? newOwner(this.gate.wire(caller), dir) : { uid: caller.uid, gid: caller.gid };
-    const now = Date.now();
-    const nsec = (now % 1000) * 1e6;
-    return {
-      mode: mode | ((mode & S_IFMT) === S_IFDIR && dir && (dir.mode & S_ISGID) ? S_ISGID : 0),
-      nlink: (mode & S_IFMT) === S_IFDIR ? 2 : 1, uid: owner.uid, gid: owner.gid, size, blocks: 0,
-      atimeMs: now, mtimeMs: now, ctimeMs: now, atimeNsec: nsec, mtimeNsec: nsec, ctimeNsec: nsec,
-      ino: PROVISIONAL_INO, rdev: 0, blksize: 4096,
-    };
   }
 
   /** The kernel asks nothing before a chown, write or truncate: dropSetIdBits does it here. */
@@ -515,10 +470,10 @@ export class RemoteFs extends MountFsBase {
   override async create(path: string, flags: number, mode: number, caller: FuseCaller): Promise<{ fh: number; attr: Attr }> {
     // A new name the agent will make: answered now, with a handle the mount names, so the
     // file's writes follow the create without waiting for it (set-id bits: the agent's to judge).
-    if (this.options.masterHandles && (mode & (S_ISUID | S_ISGID)) === 0 && this.predictsNew(path, caller)) {
+    if (this.options.masterHandles && (mode & (S_ISUID | S_ISGID)) === 0 && this.predict.newName(path, caller)) {
       const handle = this.named.take((n) => this.namedInUse.has(n));
       this.namedInUse.add(handle);
-      const guess = this.newInode(path, S_IFREG | (mode & 0o7777), caller);
+      const guess = this.predict.newInode(path, S_IFREG | (mode & 0o7777), caller);
       const file = this.track(path, flags, handle, guess);
       await this.unrefused.make('fs.create', { path, flags, mode, handle }, guess, caller, (real) => {
         // Written to since: the reply predates those writes, so the agent is asked next time.
@@ -650,7 +605,7 @@ export class RemoteFs extends MountFsBase {
 
   override async truncate(path: string, size: number, caller: FuseCaller): Promise<Attr | void> {
     await this.dropSetIdBits(path, undefined, caller);
-    const known = this.changeable(path, caller, (who, attr) => (attr.mode & S_IFMT) === S_IFREG && permits(who, attr, MAY_WRITE), false);
+    const known = this.predict.changeable(path, caller, (who, attr) => (attr.mode & S_IFMT) === S_IFREG && permits(who, attr, MAY_WRITE), false);
     if (known) {
       this.retained.truncated(path, size);
       this.invalidateReaders(path);
@@ -675,7 +630,7 @@ export class RemoteFs extends MountFsBase {
   }
 
   override async unlink(path: string, caller: FuseCaller): Promise<void> {
-    if (this.predictsChange(path) && this.unrefused.mayUnlink(path) && this.gate.predictsRemoval(path, caller)) {
+    if (this.predict.change(path) && this.unrefused.mayUnlink(path) && this.gate.predictsRemoval(path, caller)) {
       this.retained.unlinked(path);
       return this.unrefused.unlink(path);
     }
@@ -700,7 +655,7 @@ export class RemoteFs extends MountFsBase {
     // answered at once, as git links each object it wrote.
     const source = this.cache.lastKnown(existing);
     if (source && !isDir(source) && (caller.uid === 0 || caller.uid === source.uid)
-      && this.predictsChange(existing) && this.predictsNew(path, caller)) {
+      && this.predict.change(existing) && this.predict.newName(path, caller)) {
       const guess: Attr = { ...source, nlink: source.nlink + 1 };
       setAttrTime(guess, 'ctime', timestampOf(Date.now()));
       this.cache.changed(existing, guess); // its link count, for every name: asked for next time
@@ -715,8 +670,8 @@ export class RemoteFs extends MountFsBase {
 
   override async symlink(target: string, path: string, caller: FuseCaller): Promise<Attr> {
     const stored = this.options.symlinks.stored(target);
-    if (this.predictsNew(path, caller)) {
-      const guess = this.newInode(path, S_IFLNK | 0o777, caller, nameToBytes(stored).length);
+    if (this.predict.newName(path, caller)) {
+      const guess = this.predict.newInode(path, S_IFLNK | 0o777, caller, nameToBytes(stored).length);
       await this.unrefused.make('fs.symlink', { target: stored, path }, guess, caller);
       return guess;
     }
@@ -743,8 +698,8 @@ export class RemoteFs extends MountFsBase {
   }
 
   override async mkdir(path: string, mode: number, caller: FuseCaller): Promise<Attr> {
-    if (this.predictsNew(path, caller)) {
-      const guess = this.newInode(path, S_IFDIR | (mode & 0o7777), caller);
+    if (this.predict.newName(path, caller)) {
+      const guess = this.predict.newInode(path, S_IFDIR | (mode & 0o7777), caller);
       await this.unrefused.make('fs.mkdir', { path, mode }, guess, caller);
       return guess;
     }
@@ -763,7 +718,7 @@ export class RemoteFs extends MountFsBase {
     // at the slave's disk once `rm -rf` returned finds the tree gone (without waiting, only a
     // bridged command would: docs/architecture.md, "Changes answered at once").
     const attr = this.cache.lookup(path);
-    if (attr && isDir(attr) && path !== '/' && this.predictsChange(path) && this.cache.knownEmpty(path)
+    if (attr && isDir(attr) && path !== '/' && this.predict.change(path) && this.cache.knownEmpty(path)
       && this.gate.predictsRemoval(path, caller)) {
       return this.unrefused.rmdir(path);
     }
@@ -771,30 +726,15 @@ export class RemoteFs extends MountFsBase {
     this.cache.removed(path, true);
   }
 
-  /**
-   * The cached attributes of `path` when a change of them may go unanswered by path: the feed is
-   * live, no file is open on it for writing (that change goes by its handle, after its data),
-   * and `allowed` says the agent makes it for this caller as asked (root: always, unless
-   * `rootToo` is false and `allowed` says no).
-   */
-  private changeable(path: string, caller: FuseCaller, allowed: (who: Caller, attr: Attr) => boolean, rootToo = true): Attr | undefined {
-    if (!this.predictsChange(path) || this.unrefused.target(path)) return undefined;
-    // Size and times moved by our own writes or names do not matter: the guess is provisional.
-    const attr = this.cache.lastKnown(path);
-    if (!attr || !this.gate.cacheAnswers(path, caller)) return undefined;
-    if (caller.uid === 0 && rootToo) return attr;
-    return allowed(this.gate.wire(caller), attr) ? attr : undefined;
-  }
-
   /** chmod, chown, utimens by path: by the open file's handle, or unanswered by path, or waited for. */
   private async changeAttr<K extends 'fs.chmod' | 'fs.chown' | 'fs.utimens'>(
     path: string, caller: FuseCaller, allowed: (who: Caller, attr: Attr) => boolean,
     byHandle: (file: OpenFile) => Promise<Attr>, op: K, args: OpRequest<K> & { path: string }, change: AttrChange,
   ): Promise<Attr | void> {
-    const file = this.unrefusedTarget(path, caller, allowed);
+    const file = this.predict.target(path, caller, allowed);
     if (file) return byHandle(file);
     await this.sendWriters(path); // sent first, so a write cannot move mtime again
-    const known = this.changeable(path, caller, allowed);
+    const known = this.predict.changeable(path, caller, allowed);
     if (known) return this.unrefused.setattrByPath(op, args, change, known, caller);
     this.rememberChange(path, (await this.call(op, args, caller)).attr);
   }

@@ -1,0 +1,87 @@
+/**
+ * Which changes the mount answers at once (docs/architecture.md, "Changes answered at once"):
+ * the rules, from what the mount knows (the change feed live, the directory's cached listing and
+ * modes, what was refused lately), and the attributes a new inode is given meanwhile. What is
+ * answered, sent, and reported late is unrefused-changes.ts's; who may do what, caller-gate.ts's.
+ */
+import { posix } from 'node:path';
+import { S_IFDIR, S_IFMT, S_ISGID, nameToBytes, newOwner, type Attr, type Caller } from '../protocol/index.js';
+import type { AttrCache } from './attr-cache.js';
+import type { CallerGate } from './caller-gate.js';
+import type { FuseCaller } from './callers.js';
+import { PROVISIONAL_INO } from './node-table.js';
+import type { OpenFile } from './open-files.js';
+import type { UnrefusedChanges } from './unrefused-changes.js';
+
+/** The longest name a Linux filesystem takes, in bytes: longer ones wait for the slave's ENAMETOOLONG. */
+const NAME_MAX = 255;
+
+export class Predictions {
+  constructor(
+    private readonly unrefused: UnrefusedChanges,
+    private readonly cache: AttrCache,
+    private readonly gate: CallerGate,
+    /** Whether the slave's change feed is live (the cache then holds what the slave has). */
+    private readonly coherent: () => boolean,
+  ) {}
+
+  /**
+   * Whether the agent will make `path` for `caller` as asked: the feed is live, the directory's
+   * listing is cached and has no such name, nothing was refused in it lately, the name is not
+   * too long, and the caller may write there by the cached modes.
+   */
+  newName(path: string, caller: FuseCaller): boolean {
+    if (!this.unrefused.enabled || !this.coherent()) return false;
+    const dir = posix.dirname(path);
+    const name = posix.basename(path);
+    return this.unrefused.trusts(dir) && this.cache.listed(dir, name) === false && nameToBytes(name).length <= NAME_MAX
+      && this.gate.predictsCreation(path, caller);
+  }
+
+  /** Whether a change of `path`'s attributes may go unanswered: the feed is live and its directory trusted. */
+  change(path: string): boolean {
+    return this.unrefused.enabled && this.coherent() && this.unrefused.trusts(posix.dirname(path));
+  }
+
+  /**
+   * An open file whose handle may carry `caller`'s attribute change unanswered: root's, or one
+   * `allowed` says the agent would make exactly as asked (the handle's request goes without a
+   * caller, as root's). The file is open, so the path was searched.
+   */
+  target(path: string, caller: FuseCaller, allowed: (who: Caller, attr: Attr) => boolean): OpenFile | undefined {
+    const file = this.unrefused.target(path);
+    return file && this.gate.allows(caller, file.attr, allowed) ? file : undefined;
+  }
+
+  /**
+   * The cached attributes of `path` when a change of them may go unanswered by path: the feed is
+   * live, no file is open on it for writing (that change goes by its handle, after its data),
+   * and `allowed` says the agent makes it for this caller as asked (root: always, unless
+   * `rootToo` is false and `allowed` says no). Size and times moved by our own writes or names
+   * do not matter (AttrCache.lastKnown): the guess made from them is provisional.
+   */
+  changeable(path: string, caller: FuseCaller, allowed: (who: Caller, attr: Attr) => boolean, rootToo = true): Attr | undefined {
+    if (!this.change(path) || this.unrefused.target(path)) return undefined;
+    const attr = this.cache.lastKnown(path);
+    if (!attr || !this.gate.cacheAnswers(path, caller)) return undefined;
+    if (caller.uid === 0 && rootToo) return attr;
+    return allowed(this.gate.wire(caller), attr) ? attr : undefined;
+  }
+
+  /**
+   * The attributes a new inode will have, as far as the mount can tell: the inode number, sizes
+   * and times are the slave's to say, so the kernel gets these with timeout 0 (provisional).
+   */
+  newInode(path: string, mode: number, caller: FuseCaller, size = 0): Attr {
+    const dir = this.cache.searchModes(posix.dirname(path));
+    const owner = dir ? newOwner(this.gate.wire(caller), dir) : { uid: caller.uid, gid: caller.gid };
+    const now = Date.now();
+    const nsec = (now % 1000) * 1e6;
+    return {
+      mode: mode | ((mode & S_IFMT) === S_IFDIR && dir && (dir.mode & S_ISGID) ? S_ISGID : 0),
+      nlink: (mode & S_IFMT) === S_IFDIR ? 2 : 1, uid: owner.uid, gid: owner.gid, size, blocks: 0,
+      atimeMs: now, mtimeMs: now, ctimeMs: now, atimeNsec: nsec, mtimeNsec: nsec, ctimeNsec: nsec,
+      ino: PROVISIONAL_INO, rdev: 0, blksize: 4096,
+    };
+  }
+}
