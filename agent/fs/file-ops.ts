@@ -92,13 +92,15 @@ export const fileOps: HandlerTable = {
       if (!regular) return opened;
       // Read to the end (the file may have grown since the fstat, up to `whole`): a short
       // answer is the whole file, which is what the master relies on.
-      const buffer = Buffer.allocUnsafe(whole);
+      // The size it had at open (at most `whole`), and one byte more to see whether it grew since:
+      // then it is not sent whole, and its reads ask as they would have.
+      const buffer = Buffer.allocUnsafe(size + 1);
       let filled = 0;
       for (;;) {
-        const n = await ctx.backend.files.read(fd, buffer, filled, whole - filled, filled);
+        const n = await ctx.backend.files.read(fd, buffer, filled, size + 1 - filled, filled);
         if (n === 0) break;
         filled += n;
-        if (filled === whole) return opened; // larger than `whole` after all: no data
+        if (filled > size) return opened;
       }
       agentMetrics.bytes.inc({ direction: 'read' }, filled);
       return { ...opened, data: buffer.subarray(0, filled) };
