@@ -12,7 +12,7 @@ import { REPLY_OVERHEAD, type AgentContext, type HandlerTable } from '../context
 import type { CallerAccess } from '../caller-access.js';
 import { agentMetrics } from '../agent-metrics.js';
 import { checkedMode, checkedOwner, checkedTimes } from './attr-ops.js';
-import { fstatWire, madeReply, statToWire } from './stat-attr.js';
+import { bareOf, fstatWire, madeReply, statToWire } from './stat-attr.js';
 
 const { O_CREAT, O_EXCL, O_WRONLY, O_RDWR, O_TRUNC } = constants;
 
@@ -61,7 +61,7 @@ function create(ctx: AgentContext, slavePath: string, flags: number, mode: numbe
   const host = ctx.jail.resolve(slavePath);
   if (!who.active) {
     const opened = openHandle(ctx, slavePath, flags | O_CREAT, mode & 0o7777, undefined, host);
-    return ctx.backend.files.hasXattrs(host) === false ? { ...opened, bare: true as const } : opened;
+    return { ...opened, ...bareOf(ctx.backend.files, host) };
   }
   const openExisting = () => openHandle(ctx, slavePath, flags & ~O_CREAT, undefined, who, host);
   if ((flags & O_EXCL) === 0 && ctx.backend.files.exists(host)) return openExisting();
@@ -90,8 +90,6 @@ export const fileOps: HandlerTable = {
     if (whole === undefined || (flags & (O_WRONLY | O_RDWR)) === O_WRONLY || size > whole || size > ctx.maxPayload - REPLY_OVERHEAD) return opened;
     return ctx.handles.use(opened.fh, async ({ fd, regular }) => {
       if (!regular) return opened;
-      // Read to the end (the file may have grown since the fstat, up to `whole`): a short
-      // answer is the whole file, which is what the master relies on.
       // The size it had at open (at most `whole`), and one byte more to see whether it grew since:
       // then it is not sent whole, and its reads ask as they would have.
       const buffer = Buffer.allocUnsafe(size + 1);

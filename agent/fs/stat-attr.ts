@@ -40,8 +40,12 @@ export function lstatWire(files: FilesBackend, host: string): WireAttr {
  * probes `ls -l` and the kernel make of it (ACLs, security labels) without asking.
  */
 export function madeReply(files: FilesBackend, host: string): { attr: WireAttr; bare?: true } {
-  const attr = lstatWire(files, host);
-  return files.hasXattrs(host) === false ? { attr, bare: true } : { attr };
+  return { attr: lstatWire(files, host), ...bareOf(files, host) };
+}
+
+/** `bare` when `host` has no extended attribute at all (see madeReply). */
+export function bareOf(files: FilesBackend, host: string): { bare?: true } {
+  return files.hasXattrs(host) === false ? { bare: true } : {};
 }
 
 /** fstat(2) as the protocol's attributes. */

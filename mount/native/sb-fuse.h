@@ -154,7 +154,6 @@ struct sb_mount {
   int expire_only; /* the kernel can expire a name without detaching what is mounted on it */
   int kill_priv;        /* asked for: the filesystem drops set-id bits itself (session.c) */
   int init_seen;        /* the first request (INIT) has been read */
-  int handles_killpriv; /* INIT's reply said so to the kernel */
   int mounted, unmounted, disposed;
   int poll_closing;     /* uv_close of `poll` not yet complete: `poll` lives in this struct */
   int free_when_closed; /* then free the struct (sb_free_mount) */

@@ -73,13 +73,13 @@ static int process_init_with_killpriv(struct sb_mount *m) {
   }
   struct fuse_out_header out;
   memcpy(&out, reply, sizeof out);
-  if (out.error == 0 && (size_t)n >= sizeof out + offsetof(struct fuse_init_out, flags) + sizeof(uint32_t)) {
-    struct fuse_init_out init;
-    memset(&init, 0, sizeof init);
-    memcpy(&init, reply + sizeof out, (size_t)n - sizeof out < sizeof init ? (size_t)n - sizeof out : sizeof init);
-    init.flags |= FUSE_HANDLE_KILLPRIV;
-    memcpy(reply + sizeof out + offsetof(struct fuse_init_out, flags), &init.flags, sizeof init.flags);
-    m->handles_killpriv = 1;
+  /* The flags word of the fuse_init_out after the header, if the reply has one (not an error). */
+  size_t at = sizeof out + offsetof(struct fuse_init_out, flags);
+  uint32_t flags;
+  if (out.error == 0 && (size_t)n >= at + sizeof flags) {
+    memcpy(&flags, reply + at, sizeof flags);
+    flags |= FUSE_HANDLE_KILLPRIV;
+    memcpy(reply + at, &flags, sizeof flags);
   }
   if (write(fd, reply, (size_t)n) != n) fuse_session_exit(m->se);
   return 0;
