@@ -203,7 +203,9 @@ async function gitStatus(ctx: WorkloadContext): Promise<number> {
 async function rmTree(ctx: WorkloadContext): Promise<number> {
   const { target: t } = ctx;
   const tree = join(t.mountPath, 'tree');
-  const { ms } = await runCommand(`rm -rf ${sh(tree)}`, { timeoutMs: TREE_TIMEOUT_MS });
+  // Timed up to an fsync of the directory that held it (coreutils `sync DIR`): a filesystem
+  // that answers removals before they are applied is timed until they are, as one that waits.
+  const { ms } = await runCommand(`rm -rf ${sh(tree)} && sync ${sh(t.mountPath)}`, { timeoutMs: TREE_TIMEOUT_MS });
   if (await exists(tree)) ctx.note(`${tree} still exists after rm -rf`);
   if (await exists(join(t.slavePath, 'tree'))) ctx.note('the tree still exists on the slave side after rm -rf');
   return ms;

@@ -49,7 +49,9 @@ export class CallerGate {
     if (caller.uid === 0) return true;
     const who = this.wire(caller);
     const dir = this.cache.searchModes(posix.dirname(path));
-    const entry = this.cache.lookup(path);
+    // The owner is all the sticky bit's rule needs: one last seen stands after a name made or
+    // removed inside (which only moves its size, times and link count).
+    const entry = this.cache.lastKnown(path) ?? this.cache.lookup(path);
     if (!dir || !entry || !this.cacheAnswers(path, caller)) return false;
     return permits(who, dir, MAY_WRITE | MAY_EXEC) && mayRemoveFrom(who, dir, entry);
   }

@@ -713,12 +713,12 @@ export class RemoteFs extends MountFsBase {
 
   override async rmdir(path: string, caller: FuseCaller): Promise<void> {
     // Known empty by its cached listing (names made without waiting join it at once), known a
-    // directory, and the caller may remove it: the agent will. Its own attributes are dropped by
-    // every name made or removed in it, so `rm -rf` still waits for each rmdir, and whoever looks
-    // at the slave's disk once `rm -rf` returned finds the tree gone (without waiting, only a
-    // bridged command would: docs/architecture.md, "Changes answered at once").
-    const attr = this.cache.lookup(path);
-    if (attr && isDir(attr) && path !== '/' && this.predict.change(path) && this.cache.knownEmpty(path)
+    // directory (its kind: its size and times moved with each name removed from it, which an
+    // rmdir does not need), and the caller may remove it: the agent will. So `rm -rf` waits for
+    // no rmdir; whoever looks at the slave's disk directly may find the tree still there until
+    // the queue is applied, a bridged command or a sync of the mount never does
+    // (docs/architecture.md, "Changes answered at once").
+    if (path !== '/' && this.cache.kindOf(path) === S_IFDIR && this.predict.change(path) && this.cache.knownEmpty(path)
       && this.gate.predictsRemoval(path, caller)) {
       return this.unrefused.rmdir(path);
     }

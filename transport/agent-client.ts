@@ -213,7 +213,10 @@ export class AgentClient {
       clientMetrics.requests.inc({ op, result });
       clientMetrics.latency.observe({ op }, micros / 1e6);
       // One line per request, as the agent logs one per op: the two sides can be lined up.
-      if (this.options.log.isLevelEnabled('debug')) this.options.log.debug({ agentId: this.agentId, op, result, micros: Math.round(micros) }, 'request');
+      if (this.options.log.isLevelEnabled('debug')) {
+        const path = (args as { path?: unknown }).path;
+        this.options.log.debug({ agentId: this.agentId, op, ...(typeof path === 'string' ? { path } : {}), result, micros: Math.round(micros) }, 'request');
+      }
     }
   }
 
