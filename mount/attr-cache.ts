@@ -46,9 +46,18 @@ export interface CacheTimeouts {
 // A rough bound on memory: past this many entries the oldest are dropped.
 const MAX_ENTRIES = 200_000;
 
+/** Whether `a`'s change time is later than `b`'s. */
+function changedLater(a: Attr, b: Attr): boolean {
+  const sa = Math.floor(a.ctimeMs / 1000);
+  const sb = Math.floor(b.ctimeMs / 1000);
+  return sa > sb || (sa === sb && a.ctimeNsec > b.ctimeNsec);
+}
+
 export class AttrCache {
   private readonly entries = new Map<string, Entry>();
   private readonly listings = new Map<string, Listing>();
+  /** The cached names of each file with several names, by inode number (a name may be stale: checked at use). */
+  private readonly sharedNames = new Map<number, Set<string>>();
   /**
    * Extended attributes known to be absent, by path. The kernel asks for security.capability
    * before every write(2) to a file; a file created through the mount has none, and a "no such
@@ -154,6 +163,9 @@ export class AttrCache {
     if (attr.nlink > 1 && (attr.mode & S_IFMT) !== S_IFDIR) {
       this.bound();
       this.entries.set(path, { attr, expires: Date.now() + this.ttl.attrTtlMs, unsure: true, shared: true });
+      let names = this.sharedNames.get(attr.ino);
+      if (!names) this.sharedNames.set(attr.ino, names = new Set());
+      names.add(path);
       return;
     }
     this.bound();
@@ -167,6 +179,30 @@ export class AttrCache {
   changed(path: string, attr: Attr): void {
     // Other names of a hard-linked inode are never cached (see set()), so none goes stale.
     this.set(path, attr);
+  }
+
+  /**
+   * The file whose name `removed` went keeps another name, and is `attr` now (the unlink's
+   * reply). Down to one name, that name's attributes are known again (git links each object it
+   * writes and unlinks the temporary name: its next stat of the object needs no trip). Only a
+   * name cached as this inode, its change time no later than the reply's, that `busy` (open:
+   * a write may be on its way) does not hold.
+   */
+  kept(removed: string, attr: Attr, busy: (path: string) => boolean): void {
+    const names = this.sharedNames.get(attr.ino);
+    if (!names) return;
+    names.delete(removed);
+    const current = [...names].filter((name) => {
+      const entry = this.entries.get(name);
+      return entry?.shared && entry.attr?.ino === attr.ino;
+    });
+    if (current.length === 0) this.sharedNames.delete(attr.ino);
+    if (attr.nlink !== 1 || current.length !== 1) return;
+    const [name] = current as [string];
+    const was = this.entries.get(name)?.attr;
+    if (!was || busy(name) || changedLater(was, attr)) return;
+    this.sharedNames.delete(attr.ino);
+    this.set(name, attr);
   }
 
   /**
@@ -372,6 +408,7 @@ export class AttrCache {
   }
 
   private bound(): void {
+    if (this.sharedNames.size >= MAX_ENTRIES) this.sharedNames.clear();
     if (this.entries.size < MAX_ENTRIES) return;
     const now = Date.now();
     for (const [key, entry] of this.entries) if (entry.expires <= now) this.entries.delete(key);

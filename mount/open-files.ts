@@ -6,6 +6,7 @@
 import { HandleIds, SlaveError, type Attr } from '../protocol/index.js';
 import type { AgentHandle } from './agent-handles.js';
 import type { ReadAhead } from './read-ahead.js';
+import type { WrittenWhole } from './whole-files.js';
 import type { WriteBehind } from './write-behind.js';
 
 /** `agentFh`/`agentBoot`: the agent's handle, reopened after a restart (agent-handles.ts). */
@@ -20,6 +21,13 @@ export interface OpenFile extends AgentHandle {
   attr: Attr;
   /** Its creation, answered at once, was refused by the slave: its next flush or fsync reports it. */
   late?: SlaveError;
+  /**
+   * Answered from the whole content the mount holds (whole-files.ts): the agent has no handle
+   * yet, and opens the file only when a request needs one.
+   */
+  unopened?: boolean;
+  /** Created or truncated through the mount: its content while written from the start. */
+  written?: WrittenWhole;
 }
 
 export class OpenFiles {
@@ -59,6 +67,11 @@ export class OpenFiles {
   /** Open files whose current name is `path`. */
   at(path: string): Iterable<OpenFile> {
     return this.byPath.get(path) ?? [];
+  }
+
+  /** Whether a file is open under the name `path`. */
+  openAt(path: string): boolean {
+    return (this.byPath.get(path)?.size ?? 0) > 0;
   }
 
   unlinked(path: string): void {

@@ -5,7 +5,7 @@
  * answered, sent, and reported late is unrefused-changes.ts's; who may do what, caller-gate.ts's.
  */
 import { posix } from 'node:path';
-import { S_IFDIR, S_IFMT, S_ISGID, nameToBytes, newOwner, type Attr, type Caller } from '../protocol/index.js';
+import { MAY_READ, S_IFDIR, S_IFMT, S_IFREG, S_ISGID, nameToBytes, newOwner, permits, type Attr, type Caller } from '../protocol/index.js';
 import type { AttrCache } from './attr-cache.js';
 import type { CallerGate } from './caller-gate.js';
 import type { FuseCaller } from './callers.js';
@@ -66,6 +66,18 @@ export class Predictions {
     if (!attr || !this.gate.cacheAnswers(path, caller)) return undefined;
     if (caller.uid === 0 && rootToo) return attr;
     return allowed(this.gate.wire(caller), attr) ? attr : undefined;
+  }
+
+  /**
+   * The cached attributes of the regular file `path` when the agent would open it for reading
+   * for `caller`: the feed is live, its directory trusted, and the caller may search its way
+   * there and read it by the modes last seen (root always may).
+   */
+  readable(path: string, caller: FuseCaller): Attr | undefined {
+    if (!this.change(path)) return undefined;
+    const attr = this.cache.lastKnown(path);
+    if (!attr || (attr.mode & S_IFMT) !== S_IFREG || !this.gate.cacheAnswers(path, caller)) return undefined;
+    return this.gate.allows(caller, attr, (who, known) => permits(who, known, MAY_READ)) ? attr : undefined;
   }
 
   /**

@@ -26,6 +26,8 @@ import {
   UnrefusedChanges, chmodChange, chownChange, truncateChange, utimensChange, withoutSetId, type AttrChange,
 } from './unrefused-changes.js';
 import { WriteBehind } from './write-behind.js';
+import { WholeFiles, WrittenWhole } from './whole-files.js';
+import { PROVISIONAL_INO } from './node-table.js';
 
 export interface RemoteFsOptions {
   cache: AttrCache;
@@ -54,7 +56,9 @@ export interface RemoteFsOptions {
 const COMMIT_POLL_MS = 1000;
 
 
-const { O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_TRUNC } = constants;
+const { O_RDONLY, O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_TRUNC, O_DIRECT } = constants;
+/** The agent handle of a file open only on the master so far (OpenFile.unopened): never sent. */
+const UNOPENED_FH = -1;
 const O_ACCMODE = 3; // not in fs.constants
 /**
  * Files up to this size come back whole with their open (fs.open's `whole`): most that programs
@@ -62,6 +66,12 @@ const O_ACCMODE = 3; // not in fs.constants
  * the open's round trip alone. Larger ones are read as before.
  */
 const WHOLE_FILE_MAX = 64 * 1024;
+
+/**
+ * The most bytes of whole small files the mount keeps to answer read-only opens with
+ * (whole-files.ts): npm's package tree is 10 MB.
+ */
+const WHOLE_FILES_BUDGET = 64 * 1024 * 1024;
 
 const FILE_CAPABILITIES = 'security.capability';
 
@@ -99,6 +109,7 @@ export class RemoteFs extends MountFsBase {
    * before or after it; a read after it would have asked, behind it).
    */
   private dataChanges = 0;
+  private readonly wholes = new WholeFiles(WHOLE_FILES_BUDGET);
   private readonly namedInUse = new Set<number>();
 
   constructor(
@@ -219,22 +230,42 @@ export class RemoteFs extends MountFsBase {
    * O_CREAT, O_EXCL, O_TRUNC) and the request sent again: programs keep their open files across
    * an agent restart. A file unlinked meanwhile, or gone on the slave, stays ESTALE.
    */
-  private onFile<K extends OpName>(file: OpenFile, op: K, args: (fh: number) => OpRequest<K>, hold = false): Promise<OpReply<K>> {
+  private async onFile<K extends OpName>(file: OpenFile, op: K, args: (fh: number) => OpRequest<K>, hold = false): Promise<OpReply<K>> {
+    if (file.unopened) await this.openLate(file);
     return sendByHandle(file, (fh, boot) => this.client.call(op, args(fh), { handleBoot: boot, hold }),
       () => this.reopen(file), async () => { if (this.recovering) await this.recovering; });
   }
 
-  private async reopen(file: OpenFile): Promise<Reopened> {
-    if (file.path === null) throw new SlaveError('ESTALE', 'the file was unlinked before the agent restarted');
+  /**
+   * Opens on the agent a file whose open was answered from the content the mount held, now that
+   * a request needs its handle; it must still be the file that was opened (else ESTALE, as NFS).
+   */
+  private openLate(file: OpenFile): Promise<void> {
+    file.reopening ??= this.reopen(file, file.attr.ino).then(({ agentFh, agentBoot }) => {
+      file.agentFh = agentFh;
+      file.agentBoot = agentBoot;
+      file.unopened = false;
+    }).finally(() => { file.reopening = undefined; });
+    return file.reopening;
+  }
+
+  /** Opens `file` again by its path (the agent restarted, or it was never opened there: `ino` given). */
+  private async reopen(file: OpenFile, ino?: number): Promise<Reopened> {
+    const why = ino === undefined ? 'the agent restarted' : 'it was opened';
+    if (file.path === null) throw new SlaveError('ESTALE', `the file was unlinked since ${why}`);
     const reply = await this.client.call('fs.open', { path: file.path, flags: file.flags & ~(O_CREAT | O_EXCL | O_TRUNC) })
       .catch((err: unknown) => {
         if (err instanceof SlaveError && err.errnoName === 'ENOENT') {
-          throw new SlaveError('ESTALE', `${file.path} is gone from the restarted slave`);
+          throw new SlaveError('ESTALE', `${file.path} is gone from the slave since ${why}`);
         }
         throw err;
       });
     const agentBoot = this.client.bootId ?? '';
-    this.log.info({ path: file.path, boot: agentBoot }, 'file reopened on the restarted agent');
+    if (ino !== undefined && attrFromWire(reply.attr).ino !== ino) {
+      this.client.call('fs.release', { fh: reply.fh }, { handleBoot: agentBoot, hold: true }).catch(() => undefined);
+      throw new SlaveError('ESTALE', `${file.path} is another file on the slave since it was opened`);
+    }
+    if (ino === undefined) this.log.info({ path: file.path, boot: agentBoot }, 'file reopened on the restarted agent');
     return { agentFh: reply.fh, agentBoot };
   }
 
@@ -249,11 +280,16 @@ export class RemoteFs extends MountFsBase {
 
   private invalidateReaders(path: string | null, except?: OpenFile): void {
     this.dataChanges++;
+    if (path !== null) this.wholes.drop(path);
     if (path === null) {
       except?.reader.invalidate();
       return;
     }
-    for (const file of this.files.at(path)) file.reader.invalidate();
+    for (const file of this.files.at(path)) {
+      file.reader.invalidate();
+      // Changed by another handle: what this one wrote is not all of it.
+      if (file !== except) file.written?.spoil();
+    }
     except?.reader.invalidate();
   }
 
@@ -340,12 +376,17 @@ export class RemoteFs extends MountFsBase {
     }
   }
 
-  override async fgetattr(path: string | null, fh: number, _caller: FuseCaller): Promise<Attr> {
+  override async fgetattr(path: string | null, fh: number, caller: FuseCaller): Promise<Attr> {
     const file = this.files.get(fh);
     await this.settledPath(path);
     if (path !== null) {
       const cached = this.cache.lookup(path);
       if (cached) return this.tell(path, cached);
+    }
+    if (file.unopened && file.path !== null) {
+      // Asked by name rather than opened for it, while the name still is this file.
+      const attr = await this.getattr(file.path, caller);
+      if (attr.ino === file.attr.ino) return attr;
     }
     await file.writer?.send();
     const attr = attrFromWire((await this.onFile(file, 'fs.fgetattr', (h) => ({ fh: h }))).attr);
@@ -450,6 +491,9 @@ export class RemoteFs extends MountFsBase {
   }
 
   override async open(path: string, flags: number, caller: FuseCaller): Promise<number> {
+    const local = this.openFromWhole(path, flags, caller);
+    if (local) return local.fh;
+    if (flags & O_TRUNC) this.wholes.drop(path);
     await this.sendWriters(path);
     // A small file comes back whole with its open: its first read waits for no trip of its own.
     const reads = (flags & O_ACCMODE) !== O_WRONLY && (flags & O_TRUNC) === 0;
@@ -460,14 +504,61 @@ export class RemoteFs extends MountFsBase {
     const attr = flags & O_TRUNC ? this.rememberChange(path, reply.attr) : this.remember(path, reply.attr);
     const file = this.track(path, flags, reply.fh, attr);
     if (reply.data && dataChanges === this.dataChanges && this.cache.unchangedSince(path, generation)) {
-      file.reader.seedWhole(Buffer.from(reply.data.buffer, reply.data.byteOffset, reply.data.byteLength));
+      // A copy: the reply's bytes may be a view of a whole batch's message.
+      const data = Buffer.from(reply.data);
+      file.reader.seedWhole(data);
+      if (data.length === attr.size) this.wholes.keep(path, { data, ino: attr.ino, generation });
     }
+    if (flags & O_TRUNC) file.written = new WrittenWhole(WHOLE_FILE_MAX, generation);
     // Linux drops them on open(O_TRUNC) too (the kernel sends that truncation with the open).
     if (flags & O_TRUNC) await this.dropSetIdBits(path, file, caller);
     return file.fh;
   }
 
+  /** A file written whole through the mount, its data acknowledged: its content answers the next read-only opens. */
+  private async keepWritten(file: OpenFile): Promise<void> {
+    const { written, path } = file;
+    const data = written?.content();
+    if (!written || data === undefined || path === null) return;
+    if (file.attr.ino === PROVISIONAL_INO) {
+      // Closed before its create was answered (nothing written to wait for): its inode number
+      // comes with that answer. Nobody waits for a release.
+      const dataChanges = this.dataChanges;
+      await this.unrefused.pending(path);
+      if (dataChanges !== this.dataChanges || file.attr.ino === PROVISIONAL_INO) return;
+    }
+    // Refused after all, or being written through another handle (its content is that handle's to give).
+    if (file.late || file.path !== path) return;
+    for (const other of this.files.at(path)) if (other.writer) return;
+    this.wholes.keep(path, { data, ino: file.attr.ino, generation: written.generation });
+  }
+
+  /**
+   * A read-only open of a file whose whole content the mount holds, answered with no trip when
+   * the agent would open it for the caller (predictions.ts): reads come from that content, and
+   * the agent opens the file only if a request needs its handle (onFile).
+   */
+  private openFromWhole(path: string, flags: number, caller: FuseCaller): OpenFile | undefined {
+    if ((flags & O_ACCMODE) !== O_RDONLY || (flags & (O_TRUNC | O_DIRECT)) !== 0) return undefined;
+    const whole = this.wholes.get(path);
+    if (!whole) return undefined;
+    if (!this.cache.unchangedSince(path, whole.generation)) {
+      this.wholes.drop(path);
+      return undefined;
+    }
+    // Mode and owner last seen, for the caller's permission. A guess's inode number (a file
+    // written since its create's reply) is that of the content: every new file at a name
+    // through the mount (unlink, rename onto it, O_TRUNC) drops what was kept for the name.
+    const attr = this.predict.readable(path, caller);
+    if (!attr || (attr.ino !== whole.ino && attr.ino !== PROVISIONAL_INO)) return undefined;
+    const file = this.track(path, flags, UNOPENED_FH, { ...attr, ino: whole.ino, size: whole.data.length });
+    file.unopened = true;
+    file.reader.seedWhole(whole.data);
+    return file;
+  }
+
   override async create(path: string, flags: number, mode: number, caller: FuseCaller): Promise<{ fh: number; attr: Attr }> {
+    this.wholes.drop(path); // O_CREAT without O_EXCL of an existing file, perhaps with O_TRUNC
     // A new name the agent will make: answered now, with a handle the mount names, so the
     // file's writes follow the create without waiting for it (set-id bits: the agent's to judge).
     if (this.options.masterHandles && (mode & (S_ISUID | S_ISGID)) === 0 && this.predict.newName(path, caller)) {
@@ -475,22 +566,28 @@ export class RemoteFs extends MountFsBase {
       this.namedInUse.add(handle);
       const guess = this.predict.newInode(path, S_IFREG | (mode & 0o7777), caller);
       const file = this.track(path, flags, handle, guess);
+      file.written = new WrittenWhole(WHOLE_FILE_MAX, this.cache.generation);
       await this.unrefused.make('fs.create', { path, flags, mode, handle }, guess, caller, (real) => {
         // Written to since: the reply predates those writes, so the agent is asked next time.
         const written = guess.size > 0 || file.writer?.dirty === true;
         if (file.attr === guess) file.attr = written ? { ...real, size: Math.max(real.size, guess.size) } : real;
+        else if (file.attr.ino === PROVISIONAL_INO) file.attr = { ...file.attr, ino: real.ino }; // written: the rest is still to ask
         return !written;
       }, (err) => { file.late = err; });
       this.cache.setXattrAbsent(path, FILE_CAPABILITIES); // a new file has no capabilities
       return { fh: file.fh, attr: guess };
     }
+    const generation = this.cache.generation;
     const reply = await this.call('fs.create', { path, flags, mode }, caller);
     if (flags & O_TRUNC) this.retained.truncated(path, 0);
     const attr = attrFromWire(reply.attr);
     this.cache.added(path, attr);
     this.cache.setXattrAbsent(path, FILE_CAPABILITIES); // a new file has no capabilities
     if (reply.bare) this.cache.setNoXattrs(path);
-    return { fh: this.track(path, flags, reply.fh, attr).fh, attr };
+    const file = this.track(path, flags, reply.fh, attr);
+    // Made now, or emptied by O_TRUNC: what it is written with from here is all of it.
+    if (attr.size === 0) file.written = new WrittenWhole(WHOLE_FILE_MAX, generation);
+    return { fh: file.fh, attr };
   }
 
   override async read(path: string | null, fh: number, target: Buffer, length: number, offset: number, caller: FuseCaller): Promise<number> {
@@ -512,6 +609,7 @@ export class RemoteFs extends MountFsBase {
     if (!file.writer) throw new SlaveError('EBADF', 'file is not open for writing');
     await this.dropSetIdBits(file.path, file, caller);
     await file.writer.write(offset, data, length);
+    file.written?.wrote(offset, data.subarray(0, length));
     const end = offset + length;
     // Readers of the file may read up to here (knownSize); a copy, as the object may be cached.
     if (file.attr.size < end) file.attr = { ...file.attr, size: end };
@@ -587,10 +685,12 @@ export class RemoteFs extends MountFsBase {
     const named = this.namedInUse.has(file.agentFh);
     try {
       await file.writer?.flush();
+      await this.keepWritten(file);
     } catch (err) {
       // close() already returned this error through flush; nobody is left to tell.
       this.log.warn({ err, path: file.path }, 'write failed after the file was closed');
     }
+    if (file.unopened) return; // the agent never had it
     // The kernel does not wait for release; neither do we wait for the agent.
     this.client.call('fs.release', { fh: file.agentFh }, { handleBoot: file.agentBoot, hold: true }).then(() => undefined, (err: unknown) => {
       // ESTALE: the agent restarted, and the handle went with it; EBADF for a handle the mount
@@ -621,6 +721,7 @@ export class RemoteFs extends MountFsBase {
     const file = this.files.get(fh);
     await this.dropSetIdBits(file.path, file, caller);
     await file.writer?.flush();
+    file.written?.spoil();
     const { attr } = await this.onFile(file, 'fs.ftruncate', (h) => ({ fh: h, size }));
     if (file.path !== null) {
       this.rememberChange(file.path, attr);
@@ -630,17 +731,24 @@ export class RemoteFs extends MountFsBase {
   }
 
   override async unlink(path: string, caller: FuseCaller): Promise<void> {
+    this.wholes.drop(path);
     if (this.predict.change(path) && this.unrefused.mayUnlink(path) && this.gate.predictsRemoval(path, caller)) {
       this.retained.unlinked(path);
       return this.unrefused.unlink(path);
     }
-    await this.call('fs.unlink', { path }, caller);
+    const { attr } = await this.call('fs.unlink', { path }, caller);
     this.cache.removed(path, false);
+    if (attr) this.unrefused.keptName(path, attrFromWire(attr));
     this.files.unlinked(path);
     this.retained.unlinked(path);
   }
 
   override async rename(from: string, to: string, caller: FuseCaller): Promise<void> {
+    // Whatever either name (or a directory's files) held has other names now.
+    for (const path of [from, to]) {
+      this.wholes.drop(path);
+      this.wholes.dropUnder(path);
+    }
     await this.sendWriters(from);
     await this.call('fs.rename', { from, to }, caller);
     this.cache.renamed(from, to);

@@ -266,7 +266,7 @@ export class UnrefusedChanges {
     if (!this.enabled) return false;
     const kind = this.cache.kindOf(path);
     if (kind === undefined || kind === S_IFDIR) return false;
-    for (const _file of this.files.at(path)) return false; // open: its handle needs the sync path
+    if (this.files.openAt(path)) return false; // open: its handle needs the sync path
     return true;
   }
 
@@ -276,7 +276,15 @@ export class UnrefusedChanges {
    */
   async unlink(path: string): Promise<void> {
     this.cache.removed(path, false);
-    await this.sendAhead('fs.unlink', { path }, undefined, path, undefined, () => undefined, true);
+    await this.sendAhead('fs.unlink', { path }, undefined, path, undefined, (reply) => {
+      if (reply.attr) this.keptName(path, attrFromWire(reply.attr));
+      return undefined;
+    }, true);
+  }
+
+  /** An unlinked file lives on under another name, with `attr` (the unlink's reply). */
+  keptName(path: string, attr: Attr): void {
+    this.cache.kept(path, attr, (name) => this.files.openAt(name));
   }
 
   /** A directory the cache knows empty, which nothing unanswered is making anything in. */

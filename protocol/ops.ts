@@ -250,7 +250,8 @@ export const ops = {
   'fs.futimens': op(z.object({ fh, atime: timeSpec, mtime: timeSpec }), attrReply),
 
   'fs.truncate': op(z.object({ path: slavePath, size: u53 }), attrReply),
-  'fs.unlink': op(z.object({ path: slavePath }), empty),
+  // attr: the file's attributes after, when it keeps another name (optional: older agents send none).
+  'fs.unlink': op(z.object({ path: slavePath }), z.object({ attr: wireAttr.optional() })),
   'fs.rename': op(z.object({ from: slavePath, to: slavePath }), empty),
   'fs.link': op(z.object({ existing: slavePath, path: slavePath }), madeReplySchema),
   /** `target` is the link's content, stored as given (it is not a path we resolve). */

@@ -40,7 +40,11 @@ export interface FilesBackend {
   /** mkdir(2). `mode` comes with the caller's umask applied by the master's kernel (the agent's own is 0). */
   mkdir(hostPath: string, mode: number): void;
   rmdir(hostPath: string): void;
-  unlink(hostPath: string): void;
+  /**
+   * unlink(2). A regular file that keeps another name: its attributes after (its link count and
+   * change time moved), where the system can say; else undefined.
+   */
+  unlink(hostPath: string): BigIntStats | undefined;
   /** rename(2): replaces what `to` names, as rename(2) may. */
   rename(fromHostPath: string, toHostPath: string): void;
   /** link(2): a second name for the file `existingHostPath` names. */

@@ -11,7 +11,7 @@ import {
 } from '../../protocol/index.js';
 import type { CallerAccess } from '../caller-access.js';
 import type { AgentContext, HandlerTable } from '../context.js';
-import { lstatWire, madeReply } from './stat-attr.js';
+import { lstatWire, madeReply, statToWire } from './stat-attr.js';
 
 /**
  * may_linkat's rule under protected_hardlinks: a caller may link to a file it does not own only
@@ -45,8 +45,9 @@ export const nameOps: HandlerTable = {
   'fs.unlink': async ({ path }, ctx, caller) => {
     const host = ctx.jail.resolve(path);
     ctx.access(caller).removable(host, `unlink ${path}`);
-    ctx.backend.files.unlink(host);
-    return {};
+    const kept = ctx.backend.files.unlink(host);
+    // A hard link's inode lives on under its other name: what it is now, for the master's cache.
+    return kept ? { attr: statToWire(kept) } : {};
   },
 
   'fs.rename': async ({ from, to }, ctx, caller) => {

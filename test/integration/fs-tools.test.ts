@@ -110,7 +110,8 @@ describe('unmodified tools on the mount', () => {
   it('rsync -a and rm -rf work', async () => {
     await sh(`rsync -a '${source}/' '${slave.mnt}/synced/'`);
     await sh(`diff -r --no-dereference -x fifo '${source}' '${slave.root}/synced'`);
-    await sh(`rm -rf '${slave.mnt}/synced'`);
+    // rm -rf's removals are answered at once: an fsync of the parent returns once they are applied.
+    await sh(`rm -rf '${slave.mnt}/synced' && sync '${slave.mnt}'`);
     await sh(`test ! -e '${slave.root}/synced'`);
   });
 });

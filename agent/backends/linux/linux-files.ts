@@ -34,6 +34,36 @@ const STRIPPED = O_APPEND | O_DIRECT | O_NOATIME;
 // since the master looked. Linux ignores that flag for regular files and directories, so it
 // changes nothing for what the service keeps open.
 const ADDED = O_NOFOLLOW | O_NOCTTY | O_NONBLOCK;
+// O_PATH (not in node's constants): the generic value, which x86, ARM, RISC-V, PowerPC and s390
+// share; elsewhere unlinkName reports nothing of a surviving inode.
+const O_PATH = ['x64', 'ia32', 'arm', 'arm64', 'riscv64', 'ppc64', 's390x', 'loong64'].includes(process.arch) ? 0o10000000 : undefined;
+
+/**
+ * unlink(2); for a file with another name (a hard link), its attributes after (link count and
+ * change time moved), read through an O_PATH descriptor opened before the name went: the master
+ * keeps the other name's attributes without asking (git links every object it writes, then
+ * unlinks the temporary name).
+ */
+function unlinkName(host: string): BigIntStats | undefined {
+  const path = fsPath(host);
+  let st: Stats | undefined;
+  try {
+    st = lstatSync(path);
+  } catch {
+    // unlink reports the error as unlink's
+  }
+  if (!st || st.nlink <= 1 || !st.isFile() || O_PATH === undefined) {
+    unlinkSync(path);
+    return undefined;
+  }
+  const fd = openSync(path, O_PATH | O_NOFOLLOW);
+  try {
+    unlinkSync(path);
+    return fstatSync(fd, { bigint: true });
+  } finally {
+    closeSync(fd);
+  }
+}
 
 function openFile(host: string, flags: number, mode?: number): number {
   try {
@@ -91,7 +121,7 @@ export function linuxFiles(): FilesBackend {
 
     mkdir: (host, mode) => mkdirSync(fsPath(host), mode),
     rmdir: (host) => rmdirSync(fsPath(host)),
-    unlink: (host) => unlinkSync(fsPath(host)),
+    unlink: unlinkName,
     rename: (from, to) => renameSync(fsPath(from), fsPath(to)),
     link: (existing, host) => linkSync(fsPath(existing), fsPath(host)),
     symlink: (target, host) => symlinkSync(fsPath(target), fsPath(host)),

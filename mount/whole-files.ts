@@ -1,0 +1,101 @@
+/**
+ * Whole contents of small files, by slave path, as the mount last read them (an open's `whole`
+ * reply) or wrote them (a file created or truncated through the mount and written from its start
+ * to its end): a later read-only open of the file is answered from here with no trip to the
+ * agent, which opens it only if a request then needs its handle (remote-fs.ts). git hashes every
+ * file an untar just wrote through the mount; a build reads the same headers again and again.
+ *
+ * Kept while nothing changed the file: the mount drops an entry at its own writes, truncations
+ * and name changes, and each entry carries the cache generation it was taken at, checked against
+ * the slave's change feed (AttrCache.unchangedSince) when it is used.
+ */
+
+export interface WholeFile {
+  data: Buffer;
+  /** The slave's inode number of the file: an open on the agent later must find the same. */
+  ino: number;
+  /** AttrCache.generation when the content was known to be the slave's. */
+  generation: number;
+}
+
+export class WholeFiles {
+  private readonly files = new Map<string, WholeFile>();
+  private bytes = 0;
+
+  /** `budget`: the most bytes kept; the least recently used go first. */
+  constructor(private readonly budget: number) {}
+
+  keep(path: string, file: WholeFile): void {
+    this.drop(path);
+    const { data } = file;
+    if (data.length > this.budget) return;
+    this.files.set(path, file);
+    this.bytes += data.length;
+    for (const [oldest, file] of this.files) {
+      if (this.bytes <= this.budget) break;
+      this.files.delete(oldest);
+      this.bytes -= file.data.length;
+    }
+  }
+
+  /** The content kept for `path`, made the most recently used. */
+  get(path: string): WholeFile | undefined {
+    const file = this.files.get(path);
+    if (!file) return undefined;
+    this.files.delete(path);
+    this.files.set(path, file);
+    return file;
+  }
+
+  drop(path: string): void {
+    const file = this.files.get(path);
+    if (!file) return;
+    this.files.delete(path);
+    this.bytes -= file.data.length;
+  }
+
+  /** Everything under the directory `dir` (renamed: its files have other names now). */
+  dropUnder(dir: string): void {
+    const prefix = dir === '/' ? '/' : `${dir}/`;
+    for (const path of [...this.files.keys()]) if (path.startsWith(prefix)) this.drop(path);
+  }
+
+  clear(): void {
+    this.files.clear();
+    this.bytes = 0;
+  }
+}
+
+/**
+ * What a file created or truncated through the mount was written with, while it is one run of
+ * bytes from offset 0 of at most `max` bytes: its whole content once it is closed.
+ */
+export class WrittenWhole {
+  private readonly parts: Buffer[] = [];
+  private length = 0;
+  private broken = false;
+
+  constructor(private readonly max: number, readonly generation: number) {}
+
+  /** A write of `data` at `offset`; anything but the next bytes, or too many, ends the run. */
+  wrote(offset: number, data: Buffer): void {
+    if (this.broken) return;
+    if (offset !== this.length || this.length + data.length > this.max) {
+      this.spoil();
+      return;
+    }
+    this.parts.push(Buffer.from(data)); // a copy: the caller's buffer is reused
+    this.length += data.length;
+  }
+
+  /** Something else changed the file (another handle's write, a truncation): no whole content. */
+  spoil(): void {
+    this.broken = true;
+    this.parts.length = 0;
+  }
+
+  /** The content, if the run held. */
+  content(): Buffer | undefined {
+    return this.broken ? undefined : Buffer.concat(this.parts, this.length);
+  }
+}

@@ -1,0 +1,180 @@
+/**
+ * What the mount answers from what it holds, counted on the agent: a read-only open of a small
+ * file it wrote or read whole (no fs.open), the remaining name of a hard link after the other is
+ * unlinked (no fs.getattr), the rmdir of a directory it emptied (refused after all: reported at
+ * the fsync of its parent). Each answer is what the slave says.
+ */
+import assert from 'node:assert/strict';
+import { mkdir, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { freePort } from '../helpers/ports.js';
+import { run, sh, waitFor } from '../helpers/processes.js';
+import { startAgentProcess, startBareAgent, startMountProcess, type AgentProcess, type BareAgent, type MountProcess } from '../helpers/slave.js';
+
+async function python(script: string, ...args: string[]): Promise<string> {
+  const result = await run('python3', ['-c', script, ...args]);
+  assert.equal(result.code, 0, result.stderr);
+  return result.stdout;
+}
+
+describe('answers the mount gives from what it holds', () => {
+  let slave: BareAgent;
+  let agent: AgentProcess;
+  let mount: MountProcess;
+  let agentPort: number;
+  let mnt: string;
+
+  /** How many times the agent did `op` (any result). */
+  const ops = async (op: string): Promise<number> => {
+    const text = await (await fetch(`http://127.0.0.1:${agentPort}/metrics`)).text();
+    return text.split('\n').filter((l) => l.startsWith(`splitbrain_agent_ops_total{op="${op}",`))
+      .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+  };
+
+  before(async () => {
+    slave = await startBareAgent({ id: 'local' });
+    await slave.agent.stop();
+    agentPort = await freePort();
+    agent = await startAgentProcess(slave.nats.url, 'local', slave.root, ['--metrics', `127.0.0.1:${agentPort}`]);
+    mnt = join(slave.tmp, 'mnt');
+    await mkdir(mnt);
+    mount = await startMountProcess(slave.nats.url, mnt, ['--agent', 'local']);
+  });
+  after(async () => {
+    await mount?.stop();
+    await agent?.stop();
+    await slave?.stop();
+  });
+
+  it('reads back a small file it wrote with no open on the agent, exact, and what changed it since', async () => {
+    await mkdir(join(mnt, 'w'));
+    const sizes = [0, 1, 4095, 4096, 65_536, 65_537];
+    // Written in pieces, as programs do; read back by cat, a second open, pread inside, fstat.
+    const write = [
+      'import os, sys',
+      'for size in map(int, sys.argv[2:]):',
+      '    p = os.path.join(sys.argv[1], f"f{size}")',
+      '    data = bytes((i * 7 + size) % 251 for i in range(size))',
+      '    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)',
+      '    for at in range(0, size, 1000): os.write(fd, data[at:at + 1000])',
+      '    os.close(fd)',
+    ].join('\n');
+    const readBack = [
+      'import os, sys, hashlib',
+      'for size in map(int, sys.argv[2:]):',
+      '    p = os.path.join(sys.argv[1], f"f{size}")',
+      '    fd = os.open(p, os.O_RDONLY)',
+      '    st = os.fstat(fd)',
+      '    whole = os.read(fd, 100000)',
+      '    inside = os.pread(fd, 3000, min(size, 500))',
+      '    os.close(fd)',
+      '    print(size, st.st_size, st.st_ino, oct(st.st_mode), hashlib.sha256(whole).hexdigest(), hashlib.sha256(inside).hexdigest())',
+    ].join('\n');
+    const args = sizes.map(String);
+    await python(write, join(mnt, 'w'), ...args);
+    const opensBefore = await ops('fs.open');
+    const onMount = await python(readBack, join(mnt, 'w'), ...args);
+    const opens = (await ops('fs.open')) - opensBefore;
+    // Only the file past the size kept whole is opened on the agent.
+    assert.equal(opens, 1, `${opens} opens on the agent`);
+    assert.equal(onMount, await python(readBack, join(slave.root, 'w'), ...args), 'what the mount read is the slave\'s file, inode and mode too');
+
+    // Changed on the slave (the feed tells the mount): the next open asks the agent and reads it.
+    await sh(`printf 'more' >> '${slave.root}/w/f4095'`);
+    await waitFor('the mount to see the slave\'s change', async () => (await stat(join(mnt, 'w', 'f4095'))).size === 4099, 5000);
+    assert.equal(await sh(`sha256sum < '${mnt}/w/f4095'`), await sh(`sha256sum < '${slave.root}/w/f4095'`));
+    // Another file renamed onto the name through the mount: its bytes, not the kept ones.
+    await writeFile(join(slave.root, 'w', 'other'), 'other bytes');
+    await sh(`mv '${mnt}/w/other' '${mnt}/w/f1'`);
+    assert.equal(await sh(`cat '${mnt}/w/f1'`), 'other bytes');
+    // Rewritten through the mount by another handle while one was open for writing.
+    await python([
+      'import os',
+      `p = "${mnt}/w/two"`,
+      'a = os.open(p, os.O_WRONLY | os.O_CREAT, 0o644); os.write(a, b"aaaa")',
+      'b = os.open(p, os.O_WRONLY); os.pwrite(b, b"B", 1); os.close(b)',
+      'os.close(a)',
+    ].join('\n'));
+    assert.equal(await sh(`cat '${mnt}/w/two'`), 'aBaa');
+    // Truncated by path through the mount.
+    await sh(`truncate -s 2 '${mnt}/w/f4096'`);
+    assert.equal(await sh(`wc -c < '${mnt}/w/f4096'`), '2\n');
+  });
+
+  it('opens a kept file on the agent when a request needs its handle, and refuses it with ESTALE once the name is another file', async () => {
+    await writeFile(join(mnt, 'kept'), 'kept bytes');
+    const out = await python([
+      'import os, errno, time',
+      `p = "${mnt}/kept"`,
+      'fd = os.open(p, os.O_RDONLY)',
+      'os.fsync(fd)', // needs the agent's handle
+      'print(os.read(fd, 100))',
+      'os.close(fd)',
+      'fd = os.open(p, os.O_RDONLY)',
+      `os.rename("${slave.root}/kept", "${slave.root}/kept.old")`,
+      `open("${slave.root}/kept", "w").write("new")`,
+      'time.sleep(0.5)',
+      'try:',
+      '    os.fsync(fd); print("synced")',
+      'except OSError as e:',
+      '    print(e.errno == errno.ESTALE or e.errno)',
+      'os.close(fd)',
+      'print(open(p).read())',
+    ].join('\n'));
+    assert.equal(out, "b'kept bytes'\nTrue\nnew\n");
+  });
+
+  it('knows the remaining name of a hard link after the other is unlinked, as the slave says', async () => {
+    await mkdir(join(mnt, 'links'));
+    await python([
+      'import os',
+      `d = "${mnt}/links"`,
+      'for i in range(20):',
+      '    t = f"{d}/tmp{i}"',
+      '    with open(t, "w") as f: f.write("object %d" % i)',
+      '    os.link(t, f"{d}/obj{i}")',
+      '    os.unlink(t)',
+      'fd = os.open(d, os.O_RDONLY); os.fsync(fd); os.close(fd)', // every reply in
+    ].join('\n'));
+    const getattrs = await ops('fs.getattr');
+    const fields = 'import os, sys\nfor i in range(20):\n    s = os.lstat(f"{sys.argv[1]}/obj{i}"); print(s.st_ino, s.st_nlink, s.st_size, s.st_ctime_ns, oct(s.st_mode))';
+    const seen = await run('python3', ['-c', fields, join(mnt, 'links')]);
+    assert.equal(seen.code, 0, seen.stderr);
+    assert.equal(await ops('fs.getattr') - getattrs, 0, 'getattrs the agent answered');
+    assert.equal(seen.stdout, (await run('python3', ['-c', fields, join(slave.root, 'links')])).stdout);
+    assert.match(seen.stdout, /^\d+ 1 8 /);
+  });
+
+  it('removes a tree without waiting for its rmdirs; a refused one reaches the parent\'s fsync and the name stays', async () => {
+    await sh(`mkdir -p '${mnt}/tree/a/b/c' '${mnt}/tree/d' && touch '${mnt}/tree/a/b/c/f' '${mnt}/tree/d/g'`);
+    await sh(`rm -rf '${mnt}/tree' && sync '${mnt}'`);
+    assert.equal(await stat(join(slave.root, 'tree')).then(() => true, () => false), false);
+
+    // A directory the mount made (so knows empty), which the slave turns into a mount point:
+    // the mount answers its rmdir, the slave refuses it (EBUSY).
+    await mkdir(join(mnt, 'busy'));
+    await sh(`sync '${mnt}' && mount -t tmpfs splitbrain-test '${slave.root}/busy'`);
+    try {
+      const out = await python([
+        'import os',
+        'try:',
+        `    os.rmdir("${mnt}/busy"); print("rmdir returned")`,
+        'except OSError as e:',
+        '    print(os.strerror(e.errno))',
+        `fd = os.open("${mnt}", os.O_RDONLY)`,
+        'try:',
+        '    os.fsync(fd); print("fsync returned")',
+        'except OSError as e:',
+        '    print(os.strerror(e.errno))',
+        'os.close(fd)',
+        `print(os.path.isdir("${mnt}/busy"))`,
+      ].join('\n'));
+      // Answered at once, the refusal comes at the fsync; else at the rmdir itself.
+      assert.match(out, /^(rmdir returned\nDevice or resource busy|Device or resource busy\nfsync returned)\n/);
+      assert.match(out, /True\n$/);
+    } finally {
+      await sh(`umount '${slave.root}/busy'`);
+    }
+  });
+});
