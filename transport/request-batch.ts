@@ -1,13 +1,14 @@
 /**
  * Requests that nobody waits for yet travel together: the mount sends a create, the file's
  * writes, its attribute changes and its release without waiting for their replies (the agent
- * applies one connection's requests in order), so they need not go one message each. As Nagle's
- * algorithm does for TCP segments: such a request goes at once when nothing is on its way to the
- * agent; otherwise it is held ("corked") until a reply comes back, a request somebody waits for
- * is sent, `uncork()` is called, or CORK_MS have passed, and then all held go as one
- * `agent.batch` message with one reply: the NATS hop, the envelope, the validation and the
- * metrics are paid once per batch on both ends. On a fast link replies come back at once and
- * little is held; on a slow one, a round trip's worth of requests travels together.
+ * applies one connection's requests in order), so they need not go one message each. Such a
+ * request is held ("corked") until a reply comes back, a request somebody waits for is sent,
+ * `uncork()` is called, or CORK_MS have passed, and then all held go as one `agent.batch`
+ * message with one reply: the NATS hop, the envelope, the validation and the metrics are paid
+ * once per batch on both ends. Unlike Nagle's algorithm, it is held even when nothing is on its
+ * way: nobody waits for it, and a program's next close or stat (which waits, and so uncorks)
+ * mostly comes within CORK_MS. An untar then sends one message per file: its create, data,
+ * owner, mode, times and the previous file's release, sent by the close that waits for the data.
  *
  * Order is kept: a request that is not held goes out with the held ones, after them, in the same
  * message (or right after them, when it is too large to join). What does not fit one batch (by
@@ -35,8 +36,6 @@ export class RequestBatch {
   private heldBytes = 0;
   private timer: NodeJS.Timeout | undefined;
   private seq = 0;
-  /** Messages sent through here whose replies have not come back. */
-  private outstanding = 0;
 
   constructor(
     private readonly bus: Bus,
@@ -56,8 +55,8 @@ export class RequestBatch {
       this.uncork();
       return this.send(op, message, timeoutMs);
     }
-    // Nothing on its way (or nothing held and somebody waits): no reason to hold it.
-    if (this.held.length === 0 && (!hold || this.outstanding === 0)) return this.send(op, message, timeoutMs);
+    // Nothing held and somebody waits: no reason to hold it.
+    if (this.held.length === 0 && !hold) return this.send(op, message, timeoutMs);
     if (this.held.length >= MAX_BATCH_REQUESTS || this.heldBytes + message.length > this.maxBytes) this.uncork();
     const reply = new Promise<Uint8Array>((resolve, reject) => {
       this.held.push({ op, message, timeoutMs, resolve, reject });
@@ -103,12 +102,8 @@ export class RequestBatch {
 
   /** One message to the agent; its reply (or failure) lets what was held meanwhile go. */
   private send(op: OpName, message: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
-    this.outstanding++;
     const reply = this.bus.request(opSubject(this.agentId, op), message, timeoutMs);
-    const settled = (): void => {
-      this.outstanding--;
-      this.uncork();
-    };
+    const settled = (): void => this.uncork();
     reply.then(settled, settled);
     return reply;
   }
