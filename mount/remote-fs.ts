@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import {
   HandleIds, MASTER_HANDLE_FIRST, MAY_READ, MAY_WRITE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID, S_ISUID,
   SlaveError, attrFromWire, chmodMode, inGroup, isDir, nameToBytes, owns, permits, setAttrTime, timestampOf, type Attr, type Caller, type OpName,
-  type OpReply, type OpRequest, type TimeSpec,
+  MAX_LISTED_THEN, type OpReply, type OpRequest, type ReaddirEntry, type TimeSpec,
 } from '../protocol/index.js';
 import type { AgentClient } from '../transport/agent-client.js';
 import type { AttrCache } from './attr-cache.js';
@@ -72,6 +72,13 @@ const WHOLE_FILE_MAX = 64 * 1024;
  * (whole-files.ts): npm's package tree is 10 MB.
  */
 const WHOLE_FILES_BUDGET = 64 * 1024 * 1024;
+
+/**
+ * A listing asked of the agent brings those of the directories below it, depth first, up to
+ * about this many entries in all (fs.readdir's `below`): find, du, rm -rf and git status read
+ * them next, and a tree of a few hundred directories is listed in a few round trips, not one each.
+ */
+const LISTED_BELOW = 512;
 
 const FILE_CAPABILITIES = 'security.capability';
 
@@ -427,7 +434,10 @@ export class RemoteFs extends MountFsBase {
       const entries: DirEntry[] = [];
       const generation = this.cache.generation;
       try {
-        let page = await this.call('fs.readdir', { path }, caller);
+        // The listings below are only worth their bytes where the cache keeps them.
+        const ahead = this.cache.enabled && this.options.coherent();
+        let page = await this.call('fs.readdir', ahead ? { path, below: LISTED_BELOW, then: this.unlistedAfter(path) } : { path }, caller);
+        for (const [dir, listed, bare] of page.below ?? []) this.keepListing(dir, listed, bare, generation);
         const boot = this.client.bootId;
         for (;;) {
           const bare = new Set(page.bare ?? []);
@@ -449,6 +459,35 @@ export class RemoteFs extends MountFsBase {
       if (this.cache.unchangedSince(path, generation)) this.cache.setListing(path, entries.map((e) => e.name));
       return entries;
     }
+  }
+
+  /**
+   * The directories after `path` in its parent's cached listing whose own listings are not
+   * cached: a program walking the tree lists them next (fs.readdir's `then`).
+   */
+  private unlistedAfter(path: string): string[] {
+    const parent = posix.dirname(path);
+    const names = path === '/' ? undefined : this.cache.listing(parent);
+    if (!names) return [];
+    const after: string[] = [];
+    for (let i = names.indexOf(posix.basename(path)) + 1; i > 0 && i < names.length && after.length < MAX_LISTED_THEN; i++) {
+      const sibling = parent === '/' ? `/${names[i]}` : `${parent}/${names[i]}`;
+      if (this.cache.kindOf(sibling) === S_IFDIR && this.cache.listing(sibling) === undefined) after.push(sibling);
+    }
+    return after;
+  }
+
+  /** A whole listing of `dir` the agent sent with another (fs.readdir's `below`), as of `generation`. */
+  private keepListing(dir: string, listed: ReaddirEntry[], bare: number[], generation: number): void {
+    if (!this.cache.unchangedSince(dir, generation)) return;
+    const none = new Set(bare);
+    for (const [i, [name, wire]] of listed.entries()) {
+      if (!wire) return; // names only (the caller may not search it): not a listing the cache keeps
+      const child = dir === '/' ? `/${name}` : `${dir}/${name}`;
+      this.cache.set(child, attrFromWire(wire));
+      if (none.has(i)) this.cache.setNoXattrs(child);
+    }
+    this.cache.setListing(dir, listed.map(([name]) => name));
   }
 
   private track(path: string, flags: number, agentFh: number, attr: Attr): OpenFile {
@@ -519,18 +558,17 @@ export class RemoteFs extends MountFsBase {
   private async keepWritten(file: OpenFile): Promise<void> {
     const { written, path } = file;
     const data = written?.content();
-    if (!written || data === undefined || path === null) return;
-    if (file.attr.ino === PROVISIONAL_INO) {
-      // Closed before its create was answered (nothing written to wait for): its inode number
-      // comes with that answer. Nobody waits for a release.
-      const dataChanges = this.dataChanges;
-      await this.unrefused.pending(path);
-      if (dataChanges !== this.dataChanges || file.attr.ino === PROVISIONAL_INO) return;
-    }
-    // Refused after all, or being written through another handle (its content is that handle's to give).
-    if (file.late || file.path !== path) return;
+    if (!written || data === undefined || path === null || file.late) return;
+    // Being written through another handle: its content is that handle's to give.
     for (const other of this.files.at(path)) if (other.writer) return;
-    this.wholes.keep(path, { data, ino: file.attr.ino, generation: written.generation });
+    const kept = { data, ino: file.attr.ino, generation: written.generation };
+    this.wholes.keep(path, kept);
+    if (kept.ino !== PROVISIONAL_INO) return;
+    // Closed before its create was answered (nothing written to wait for): kept unused until its
+    // inode number comes with that answer (a change meanwhile drops it). Nobody waits for a release.
+    await this.unrefused.pending(path);
+    if (file.attr.ino !== PROVISIONAL_INO && !file.late) kept.ino = file.attr.ino;
+    else this.wholes.dropIf(path, kept);
   }
 
   /**
@@ -541,7 +579,7 @@ export class RemoteFs extends MountFsBase {
   private openFromWhole(path: string, flags: number, caller: FuseCaller): OpenFile | undefined {
     if ((flags & O_ACCMODE) !== O_RDONLY || (flags & (O_TRUNC | O_DIRECT)) !== 0) return undefined;
     const whole = this.wholes.get(path);
-    if (!whole) return undefined;
+    if (!whole || whole.ino === PROVISIONAL_INO) return undefined;
     if (!this.cache.unchangedSince(path, whole.generation)) {
       this.wholes.drop(path);
       return undefined;

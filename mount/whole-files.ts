@@ -12,7 +12,7 @@
 
 export interface WholeFile {
   data: Buffer;
-  /** The slave's inode number of the file: an open on the agent later must find the same. */
+  /** The slave's inode number of the file: an open on the agent later must find the same (unknown yet: provisional). */
   ino: number;
   /** AttrCache.generation when the content was known to be the slave's. */
   generation: number;
@@ -45,6 +45,11 @@ export class WholeFiles {
     this.files.delete(path);
     this.files.set(path, file);
     return file;
+  }
+
+  /** Drops `path`'s content if it is still `file`. */
+  dropIf(path: string, file: WholeFile): void {
+    if (this.files.get(path) === file) this.drop(path);
   }
 
   drop(path: string): void {

@@ -181,6 +181,9 @@ export const agentStats = z.object({
 /** The most requests one `agent.batch` carries. */
 export const MAX_BATCH_REQUESTS = 256;
 
+/** The most directories a readdir may name to list after its own (fs.readdir's `then`). */
+export const MAX_LISTED_THEN = 64;
+
 export const readdirEntry = z.tuple([slaveName(z.string().min(1).max(MAX_NAME)), wireAttr.nullable()]);
 
 export const ops = {
@@ -212,9 +215,21 @@ export const ops = {
    */
   'fs.changes': op(empty, z.object({ seq: u53, state: z.enum(FEED_STATES) })),
   /** bare: indices into `entries` of those with no extended attribute at all (older agents: none said). */
+  /**
+   * below: also list the directories under `path`, depth first in listing order, then each of
+   * `then` and those under it, up to about this many entries in all; each comes whole (path,
+   * entries, indexes of the bare ones) in the reply's `below`, or not at all (agents before
+   * these fields ignore them and send none).
+   */
   'fs.readdir': op(
-    z.union([z.object({ path: slavePath }), z.object({ cursor: u32 })]),
-    z.object({ entries: z.array(readdirEntry), cursor: u32.nullable(), bare: z.array(u32).optional() }),
+    z.union([
+      z.object({ path: slavePath, below: u32.optional(), then: z.array(slavePath).max(MAX_LISTED_THEN).optional() }),
+      z.object({ cursor: u32 }),
+    ]),
+    z.object({
+      entries: z.array(readdirEntry), cursor: u32.nullable(), bare: z.array(u32).optional(),
+      below: z.array(z.tuple([slavePath, z.array(readdirEntry), z.array(u32)])).optional(),
+    }),
   ),
 
   /**

@@ -1,12 +1,67 @@
 /** Directory ops. A listing carries every entry's attributes, so `ls -l` is one round trip. */
-import { MAY_EXEC, MAY_READ, SlaveError, type ReaddirEntry } from '../../protocol/index.js';
+import { MAY_EXEC, MAY_READ, S_IFDIR, S_IFMT, SlaveError, type ReaddirEntry } from '../../protocol/index.js';
 import type { FilesBackend } from '../backends/files-backend.js';
+import type { CallerAccess } from '../caller-access.js';
 import { REPLY_OVERHEAD, type AgentContext, type HandlerTable } from '../context.js';
 import type { ListedEntry } from './readdir-cursors.js';
 import { madeReply, statToWire } from './stat-attr.js';
 
 // Per entry in a reply: the name plus about this much msgpack for its attributes.
 const ENTRY_OVERHEAD = 120;
+/**
+ * The most entries listed below a directory with its listing (fs.readdir's `below`): a few ms
+ * of lstat and listxattr calls, which hold the agent's other requests that long.
+ */
+const MAX_BELOW = 512;
+
+/** What a reply spends on `entries` (escaped bytes count 3, sent as 1: an overestimate). */
+function cost(entries: ListedEntry[]): number {
+  let used = 0;
+  for (const [name] of entries) used += Buffer.byteLength(name) + ENTRY_OVERHEAD;
+  return used;
+}
+
+function bareOf(entries: ListedEntry[]): number[] {
+  return entries.flatMap(([, , none], i) => (none ? [i] : []));
+}
+
+function subdirs(dir: string, entries: ListedEntry[]): string[] {
+  return entries.flatMap(([name, attr]) => (attr && ((attr[0] ?? 0) & S_IFMT) === S_IFDIR ? [dir === '/' ? `/${name}` : `${dir}/${name}`] : []));
+}
+
+/**
+ * The whole listings of the directories below `dir` (its `entries` listed), then of each of
+ * `then` and those below it, depth first in listing order, as long as they fit `maxEntries` and
+ * `bytes`: a program that lists a directory mostly lists those next (find, du, rm -rf, git
+ * status: `then` are the directories the master knows come after `dir` in its parent). One the
+ * caller may not read is left out.
+ */
+function listBelow(
+  ctx: AgentContext, who: CallerAccess, dir: string, entries: ListedEntry[], then: string[], maxEntries: number, bytes: number,
+): [string, ReaddirEntry[], number[]][] {
+  const below: [string, ReaddirEntry[], number[]][] = [];
+  const stack = [...then].reverse().concat(subdirs(dir, entries).reverse());
+  let count = 0;
+  for (let next = stack.pop(); next !== undefined; next = stack.pop()) {
+    let listed: ListedEntry[];
+    let withAttrs: boolean;
+    try {
+      const host = ctx.jail.resolve(next, true);
+      const st = who.need(host, MAY_READ, `readdir ${next}`);
+      withAttrs = !st || who.allows(st, host, MAY_EXEC);
+      listed = listWithAttrs(ctx.backend.files, host, withAttrs);
+    } catch {
+      continue; // not the caller's to list, or gone: its own readdir will say
+    }
+    const spent = cost(listed) + Buffer.byteLength(next) + ENTRY_OVERHEAD;
+    if (count + listed.length > maxEntries || spent > bytes) break;
+    count += listed.length;
+    bytes -= spent;
+    below.push([next, listed.map(([name, attr]): ReaddirEntry => [name, attr]), bareOf(listed)]);
+    if (withAttrs) stack.push(...subdirs(next, listed).reverse());
+  }
+  return below;
+}
 
 function lstatOrNull(files: FilesBackend, path: string) {
   try {
@@ -44,7 +99,7 @@ function page(entries: ListedEntry[], ctx: AgentContext) {
     count++;
   }
   const sent = entries.slice(0, count);
-  const bare = sent.flatMap(([, , none], i) => (none ? [i] : []));
+  const bare = bareOf(sent);
   return {
     entries: sent.map(([name, attr]): ReaddirEntry => [name, attr]),
     cursor: count === entries.length ? null : ctx.cursors.park(entries.slice(count)),
@@ -58,7 +113,13 @@ export const dirOps: HandlerTable = {
     const host = ctx.jail.resolve(args.path, true);
     const who = ctx.access(caller);
     const dir = who.need(host, MAY_READ, `readdir ${args.path}`);
-    return page(listWithAttrs(ctx.backend.files, host, !dir || who.allows(dir, host, MAY_EXEC)), ctx);
+    const withAttrs = !dir || who.allows(dir, host, MAY_EXEC);
+    const listed = listWithAttrs(ctx.backend.files, host, withAttrs);
+    const first = page(listed, ctx);
+    if (!args.below || !withAttrs || first.cursor !== null) return first;
+    const room = ctx.maxPayload - REPLY_OVERHEAD - cost(listed);
+    const below = listBelow(ctx, who, args.path, listed, args.then ?? [], Math.min(args.below, MAX_BELOW), room);
+    return below.length > 0 ? { ...first, below } : first;
   },
 
   'fs.mkdir': async ({ path, mode }, ctx, caller) => {

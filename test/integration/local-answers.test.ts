@@ -5,7 +5,7 @@
  * the fsync of its parent). Each answer is what the slave says.
  */
 import assert from 'node:assert/strict';
-import { mkdir, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { freePort } from '../helpers/ports.js';
@@ -39,7 +39,8 @@ describe('answers the mount gives from what it holds', () => {
     agent = await startAgentProcess(slave.nats.url, 'local', slave.root, ['--metrics', `127.0.0.1:${agentPort}`]);
     mnt = join(slave.tmp, 'mnt');
     await mkdir(mnt);
-    mount = await startMountProcess(slave.nats.url, mnt, ['--agent', 'local']);
+    mount = await startMountProcess(slave.nats.url, mnt, ['--agent', 'local', '-o', 'allow_other']);
+    await chmod(slave.tmp, 0o755); // for the walk as another user
   });
   after(async () => {
     await mount?.stop();
@@ -144,6 +145,25 @@ describe('answers the mount gives from what it holds', () => {
     assert.equal(await ops('fs.getattr') - getattrs, 0, 'getattrs the agent answered');
     assert.equal(seen.stdout, (await run('python3', ['-c', fields, join(slave.root, 'links')])).stdout);
     assert.match(seen.stdout, /^\d+ 1 8 /);
+  });
+
+  it('walks a tree it never listed in a few listings, each the slave\'s, and as another user only what that user may list', async () => {
+    // 40 packages of 3 levels, as node_modules; one directory only root may list.
+    await sh(`cd '${slave.root}' && for p in $(seq 1 40); do mkdir -p walk/nm/p$p/lib/sub walk/nm/p$p/bin; `
+      + `echo $p > walk/nm/p$p/index.js; echo x > walk/nm/p$p/lib/sub/f; ln -s ../index.js walk/nm/p$p/bin/run; done; `
+      + 'mkdir -m 700 walk/nm/p7/secret && touch walk/nm/p7/secret/hidden');
+    const listings = await ops('fs.readdir');
+    const find = (root: string, as: string[] = []) => run('sh', ['-c', `cd '${root}' && ${as.join(' ')} find walk -printf '%p %y %m %U %G %s %T@ %i %l\n' | sort`]);
+    const [mounted, there] = [await find(mnt), await find(slave.root)];
+    assert.equal(mounted.code, 0, mounted.stderr);
+    assert.equal(mounted.stdout, there.stdout);
+    const asked = (await ops('fs.readdir')) - listings;
+    assert.ok(asked <= 4, `${asked} listings asked of the agent for 202 directories`);
+    // Another user: the directory it may not list is reported as find reports it on the slave.
+    const user = ['setpriv', '--reuid=1000', '--regid=1000', '--clear-groups'];
+    const [asUser, asUserThere] = [await find(mnt, user), await find(slave.root, user)];
+    assert.equal(asUser.stdout, asUserThere.stdout);
+    assert.match(asUser.stderr, /secret.: Permission denied/);
   });
 
   it('removes a tree without waiting for its rmdirs; a refused one reaches the parent\'s fsync and the name stays', async () => {
