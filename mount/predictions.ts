@@ -5,7 +5,7 @@
  * answered, sent, and reported late is unrefused-changes.ts's; who may do what, caller-gate.ts's.
  */
 import { posix } from 'node:path';
-import { MAY_READ, S_IFDIR, S_IFMT, S_IFREG, S_ISGID, nameToBytes, newOwner, permits, type Attr, type Caller } from '../protocol/index.js';
+import { MAY_READ, MAY_WRITE, S_IFDIR, S_IFMT, S_IFREG, S_ISGID, nameToBytes, newOwner, permits, type Attr, type Caller } from '../protocol/index.js';
 import type { AttrCache } from './attr-cache.js';
 import type { CallerGate } from './caller-gate.js';
 import type { FuseCaller } from './callers.js';
@@ -78,6 +78,14 @@ export class Predictions {
     const attr = this.cache.lastKnown(path);
     if (!attr || (attr.mode & S_IFMT) !== S_IFREG || !this.gate.cacheAnswers(path, caller)) return undefined;
     return this.gate.allows(caller, attr, (who, known) => permits(who, known, MAY_READ)) ? attr : undefined;
+  }
+
+  /** As `readable`, for opening the file for writing. */
+  writable(path: string, caller: FuseCaller): Attr | undefined {
+    if (!this.change(path)) return undefined;
+    const attr = this.cache.lastKnown(path);
+    if (!attr || (attr.mode & S_IFMT) !== S_IFREG || !this.gate.cacheAnswers(path, caller)) return undefined;
+    return this.gate.allows(caller, attr, (who, known) => permits(who, known, MAY_WRITE)) ? attr : undefined;
   }
 
   /**

@@ -50,6 +50,8 @@ export interface RemoteFsOptions {
   coherent: () => boolean;
   /** The agent takes file handles the mount names (fs.create's `handle`): creates need not wait. */
   masterHandles: boolean;
+  /** Also in fs.open: opens for writing need not wait. */
+  masterHandleOpens: boolean;
 }
 
 /** How often the mount asks the agent what is durable while it keeps unsynced data. */
@@ -533,6 +535,8 @@ export class RemoteFs extends MountFsBase {
     const local = this.openFromWhole(path, flags, caller);
     if (local) return local.fh;
     if (flags & O_TRUNC) this.wholes.drop(path);
+    const ahead = await this.openAhead(path, flags, caller);
+    if (ahead) return ahead.fh;
     await this.sendWriters(path);
     // A small file comes back whole with its open: its first read waits for no trip of its own.
     const reads = (flags & O_ACCMODE) !== O_WRONLY && (flags & O_TRUNC) === 0;
@@ -569,6 +573,30 @@ export class RemoteFs extends MountFsBase {
     await this.unrefused.pending(path);
     if (file.attr.ino !== PROVISIONAL_INO && !file.late) kept.ino = file.attr.ino;
     else this.wholes.dropIf(path, kept);
+  }
+
+  /**
+   * An open for writing only of a file the agent will open for the caller (predictions.ts),
+   * answered at once with a handle the mount names, as a create: the file's writes follow the
+   * open without waiting for it, and a refusal after all reaches its next flush or fsync.
+   */
+  private async openAhead(path: string, flags: number, caller: FuseCaller): Promise<OpenFile | undefined> {
+    if (!this.options.masterHandleOpens || (flags & O_ACCMODE) !== O_WRONLY || (flags & O_DIRECT) !== 0) return undefined;
+    const attr = this.predict.writable(path, caller);
+    if (!attr) return undefined;
+    await this.sendWriters(path);
+    const handle = this.named.take((n) => this.namedInUse.has(n));
+    this.namedInUse.add(handle);
+    const file = this.track(path, flags, handle, flags & O_TRUNC ? { ...attr, size: 0 } : attr);
+    if (flags & O_TRUNC) {
+      file.written = new WrittenWhole(WHOLE_FILE_MAX, this.cache.generation);
+      this.retained.truncated(path, 0);
+      this.invalidateReaders(path, file);
+      this.cache.unsure(path); // its size and times are the slave's to say
+    }
+    await this.unrefused.open({ path, flags, handle }, caller, (err) => { file.late = err; });
+    if (flags & O_TRUNC) await this.dropSetIdBits(path, file, caller);
+    return file;
   }
 
   /**

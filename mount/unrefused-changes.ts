@@ -259,6 +259,14 @@ export class UnrefusedChanges {
   }
 
   /**
+   * An open of a known file with a handle the mount named (fs.open's `handle`): its requests by
+   * that handle follow it; `refused` gets a refusal, for the file's next flush to report.
+   */
+  async open(args: OpRequest<'fs.open'> & { handle: number }, caller: FuseCaller, refused: (err: SlaveError) => void): Promise<void> {
+    await this.sendAhead('fs.open', args, caller, args.path, undefined, () => undefined, false, refused);
+  }
+
+  /**
    * The name is known to exist and not to be a directory (so not ENOENT, EISDIR) and is not open;
    * the caller (remote-fs.ts) judges that the agent will let whoever asks remove it.
    */

@@ -38,3 +38,5 @@ export function isMasterHandle(fh: number): boolean {
 
 /** The hello capability of an agent that takes handles named by the master. */
 export const MASTER_HANDLES_CAPABILITY = 'fs.master-handles';
+/** The hello capability of an agent that also takes them in fs.open (`handle`). */
+export const MASTER_HANDLE_OPENS_CAPABILITY = 'fs.open.master-handles';

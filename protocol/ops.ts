@@ -235,10 +235,11 @@ export const ops = {
   /**
    * whole: a regular file opened for reading that holds at most this many bytes comes back whole
    * in `data`, so its first read needs no round trip of its own (agents before this field ignore
-   * it and send no data).
+   * it and send no data). handle: as for fs.create (agents whose hello lists
+   * MASTER_HANDLE_OPENS_CAPABILITY).
    */
   'fs.open': op(
-    z.object({ path: slavePath, flags: u32, whole: u32.optional() }),
+    z.object({ path: slavePath, flags: u32, whole: u32.optional(), handle: u32.min(0x8000_0000).optional() }),
     z.object({ fh, attr: wireAttr, data: bytes.optional() }),
   ),
   /**

@@ -84,8 +84,10 @@ function create(ctx: AgentContext, slavePath: string, flags: number, mode: numbe
 }
 
 export const fileOps: HandlerTable = {
-  'fs.open': async ({ path, flags, whole }, ctx, caller) => {
+  'fs.open': async ({ path, flags, whole, handle }, ctx, caller, origin) => {
     const opened = openHandle(ctx, path, flags & ~(O_CREAT | O_EXCL), undefined, ctx.access(caller));
+    // Named before this handler's first await: the master's next requests may use the name.
+    if (handle !== undefined && origin) ctx.handles.name(origin, handle, opened.fh);
     const { size } = attrFromWire(opened.attr);
     if (whole === undefined || (flags & (O_WRONLY | O_RDWR)) === O_WRONLY || size > whole || size > ctx.maxPayload - REPLY_OVERHEAD) return opened;
     return ctx.handles.use(opened.fh, async ({ fd, regular }) => {
@@ -164,7 +166,12 @@ export const fileOps: HandlerTable = {
   }),
 
   'fs.release': async ({ fh }, ctx) => {
-    await ctx.handles.close(fh);
+    ctx.handles.get(fh); // EBADF for a handle not open
+    // The handle is gone at once (a later request naming it gets EBADF). The descriptor's close,
+    // which waits for reads still running and which a filesystem may make slow (ext4 starts the
+    // writeback of a file truncated and written again), goes on behind the reply: a release
+    // travels with the next file's requests, which would wait for it.
+    ctx.handles.close(fh).catch((err: unknown) => { ctx.log.warn({ err, fh }, 'closing a released file failed'); });
     return {};
   },
 

@@ -9,7 +9,7 @@ import { chmod, mkdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { freePort } from '../helpers/ports.js';
-import { run, sh, waitFor } from '../helpers/processes.js';
+import { run, sh, spawnCollecting, waitFor } from '../helpers/processes.js';
 import { startAgentProcess, startBareAgent, startMountProcess, type AgentProcess, type BareAgent, type MountProcess } from '../helpers/slave.js';
 
 async function python(script: string, ...args: string[]): Promise<string> {
@@ -124,6 +124,44 @@ describe('answers the mount gives from what it holds', () => {
       'print(open(p).read())',
     ].join('\n'));
     assert.equal(out, "b'kept bytes'\nTrue\nnew\n");
+  });
+
+  it('opens a file for writing without waiting: its bytes land, truncated or not; refused after all (a running program), close says so', async () => {
+    await writeFile(join(slave.root, 'target'), 'old contents here');
+    const out = await python([
+      'import os, time',
+      `p = "${mnt}/target"`,
+      'os.stat(p)', // known to the mount
+      'fd = os.open(p, os.O_WRONLY | os.O_TRUNC); os.write(fd, b"new"); os.close(fd)',
+      'print(open(p).read())',
+      'fd = os.open(p, os.O_WRONLY); os.pwrite(fd, b"N", 0); os.close(fd)',
+      'print(open(p).read(), os.stat(p).st_size)',
+    ].join('\n'));
+    assert.equal(out, 'new\nNew 3\n');
+    assert.equal(await sh(`cat '${slave.root}/target'`), 'New');
+
+    // A program running on the slave from the file: opening it for writing fails with ETXTBSY,
+    // which the mount cannot know; answered at once, the close reports it.
+    await sh(`cp /bin/sleep '${slave.root}/busy-bin' && stat '${mnt}/busy-bin' > /dev/null`);
+    const running = spawnCollecting(join(slave.root, 'busy-bin'), ['30']);
+    try {
+      await waitFor('the program to run', async () => (await sh(`cat /proc/${running.child.pid}/cmdline`).catch(() => '')).includes('30'), 5000);
+      const refused = await python([
+        'import os',
+        'try:',
+        `    fd = os.open("${mnt}/busy-bin", os.O_WRONLY); print("opened")`,
+        '    os.write(fd, b"x")',
+        '    os.close(fd); print("closed")',
+        'except OSError as e:',
+        '    print(os.strerror(e.errno))',
+      ].join('\n'));
+      assert.match(refused, /^(opened\n)?Text file busy\n$/);
+      assert.equal(await sh(`cmp /bin/sleep '${slave.root}/busy-bin' && echo same`), 'same\n');
+      // Reported at the directory's next fsync too (docs/architecture.md, late refusals): taken here.
+      await run('sync', [mnt]);
+    } finally {
+      running.child.kill('SIGKILL');
+    }
   });
 
   it('knows the remaining name of a hard link after the other is unlinked, as the slave says', async () => {
