@@ -146,6 +146,7 @@ export class AttrCache {
     if (entry && entry.expires > now) {
       if (!entry.unsure) return entry.attr;
     } else if (entry) this.entries.delete(path);
+    if (path === '/') return undefined; // its own listing is not where it is named
     const listing = this.listings.get(posix.dirname(path));
     if (listing && listing.expires > now && !listing.names.has(posix.basename(path))) return null;
     return undefined;

@@ -3,12 +3,11 @@
  * request to the agent, and many become none (metadata cache, read-ahead, write coalescing).
  */
 import { constants } from 'node:fs';
-import { posix } from 'node:path';
 import type { Logger } from 'pino';
 import {
   HandleIds, MASTER_HANDLE_FIRST, MAY_READ, MAY_WRITE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID, S_ISUID,
   SlaveError, attrFromWire, chmodMode, inGroup, isDir, nameToBytes, owns, permits, setAttrTime, timestampOf, type Attr, type Caller, type OpName,
-  MAX_LISTED_THEN, type OpReply, type OpRequest, type ReaddirEntry, type TimeSpec,
+  type OpReply, type OpRequest, type TimeSpec,
 } from '../protocol/index.js';
 import type { AgentClient } from '../transport/agent-client.js';
 import type { AttrCache } from './attr-cache.js';
@@ -22,6 +21,7 @@ import { ChunkPool } from './chunk-pool.js';
 import type { ShownLink, SymlinkView } from './symlink-view.js';
 import { RetainedWrites, type AcknowledgedOwner, type AcknowledgedTimes, type Retained } from './retained-writes.js';
 import { Predictions } from './predictions.js';
+import { DirListings } from './dir-listings.js';
 import {
   UnrefusedChanges, chmodChange, chownChange, truncateChange, utimensChange, withoutSetId, type AttrChange,
 } from './unrefused-changes.js';
@@ -75,13 +75,6 @@ const WHOLE_FILE_MAX = 64 * 1024;
  */
 const WHOLE_FILES_BUDGET = 64 * 1024 * 1024;
 
-/**
- * A listing asked of the agent brings those of the directories below it, depth first, up to
- * about this many entries in all (fs.readdir's `below`): find, du, rm -rf and git status read
- * them next, and a tree of a few hundred directories is listed in a few round trips, not one each.
- */
-const LISTED_BELOW = 512;
-
 const FILE_CAPABILITIES = 'security.capability';
 
 function ownerOf(attr: Attr): AcknowledgedOwner {
@@ -110,6 +103,7 @@ export class RemoteFs extends MountFsBase {
   private readonly gate: CallerGate;
   /** Which changes are answered at once (predictions.ts). */
   private readonly predict: Predictions;
+  private readonly listings: DirListings;
   /** Numbers the mount gives the files it creates without waiting (fs.create's `handle`). */
   private readonly named = new HandleIds(MASTER_HANDLE_FIRST);
   /**
@@ -139,6 +133,7 @@ export class RemoteFs extends MountFsBase {
       (file, op, args) => this.onFile(file, op, args, true), this.cache, this.files, log,
       (path, attr) => this.retained.acknowledged(path, timesOf(attr), ownerOf(attr)), () => this.client.uncork());
     this.predict = new Predictions(this.unrefused, this.cache, this.gate, options.coherent);
+    this.listings = new DirListings(this.cache, this.gate, this.unrefused, client, (args, caller) => this.call('fs.readdir', args, caller), options.coherent);
   }
 
   /** A request for `caller`: the agent checks and creates as that caller (protocol/caller.ts). */
@@ -373,6 +368,12 @@ export class RemoteFs extends MountFsBase {
     const cached = path === '/' || this.gate.cacheAnswers(path, caller) ? this.cache.lookup(path) : undefined;
     if (cached === null) throw new SlaveError('ENOENT', `no such file: ${path}`);
     if (cached) return this.tell(path, cached);
+    // A name never seen, in a directory not listed: the listing answers it and the names looked up next.
+    if (this.cache.kindOf(path) === undefined && await this.listings.listFor(path, caller)) {
+      const listed = this.gate.cacheAnswers(path, caller) ? this.cache.lookup(path) : undefined;
+      if (listed === null) throw new SlaveError('ENOENT', `no such file: ${path}`);
+      if (listed) return this.tell(path, listed);
+    }
     await this.sendWriters(path);
     // An answer that crossed a change on the slave may predate it: give it, but do not keep it.
     const generation = this.cache.generation;
@@ -419,77 +420,7 @@ export class RemoteFs extends MountFsBase {
   }
 
   override async readdir(path: string, caller: FuseCaller): Promise<DirEntry[]> {
-    const cached = this.gate.cacheAnswers(path, caller, MAY_READ) ? this.cache.listing(path) : undefined;
-    if (cached) {
-      // Only whole: the kernel takes a listing's attributes (readdirplus); one without them costs it a lookup each.
-      let entries = cached.map((name) => ({ name, attr: this.cache.lookup(posix.join(path, name)) ?? null }));
-      if (entries.some((e) => e.attr && this.unrefused.provisional(e.attr))) {
-        // Names made without waiting: their attributes are the slave's to say.
-        await this.unrefused.settled();
-        entries = cached.map((name) => ({ name, attr: this.cache.lookup(posix.join(path, name)) ?? null }));
-      }
-      if (entries.every((e) => e.attr !== null && !this.unrefused.provisional(e.attr))) return entries;
-    }
-    // A listing's later pages come by a cursor of the agent's: one that restarted meanwhile
-    // answers ESTALE for it, and the listing starts again (once).
-    for (let attempt = 0; ; attempt++) {
-      const entries: DirEntry[] = [];
-      const generation = this.cache.generation;
-      try {
-        // The listings below are only worth their bytes where the cache keeps them.
-        const ahead = this.cache.enabled && this.options.coherent();
-        let page = await this.call('fs.readdir', ahead ? { path, below: LISTED_BELOW, then: this.unlistedAfter(path) } : { path }, caller);
-        for (const [dir, listed, bare] of page.below ?? []) this.keepListing(dir, listed, bare, generation);
-        const boot = this.client.bootId;
-        for (;;) {
-          const bare = new Set(page.bare ?? []);
-          for (const [i, [name, wire]] of page.entries.entries()) {
-            const attr = wire ? attrFromWire(wire) : null;
-            entries.push({ name, attr });
-            if (!attr || !this.cache.unchangedSince(path, generation)) continue;
-            const child = path === '/' ? `/${name}` : `${path}/${name}`;
-            this.cache.set(child, attr);
-            if (bare.has(i)) this.cache.setNoXattrs(child);
-          }
-          if (page.cursor === null) break;
-          page = await this.client.call('fs.readdir', { cursor: page.cursor }, { handleBoot: boot });
-        }
-      } catch (err) {
-        if (attempt === 0 && err instanceof SlaveError && err.errnoName === 'ESTALE') continue;
-        throw err;
-      }
-      if (this.cache.unchangedSince(path, generation)) this.cache.setListing(path, entries.map((e) => e.name));
-      return entries;
-    }
-  }
-
-  /**
-   * The directories after `path` in its parent's cached listing whose own listings are not
-   * cached: a program walking the tree lists them next (fs.readdir's `then`).
-   */
-  private unlistedAfter(path: string): string[] {
-    const parent = posix.dirname(path);
-    const names = path === '/' ? undefined : this.cache.listing(parent);
-    if (!names) return [];
-    const after: string[] = [];
-    for (let i = names.indexOf(posix.basename(path)) + 1; i > 0 && i < names.length && after.length < MAX_LISTED_THEN; i++) {
-      const sibling = parent === '/' ? `/${names[i]}` : `${parent}/${names[i]}`;
-      if (this.cache.kindOf(sibling) === S_IFDIR && this.cache.listing(sibling) === undefined) after.push(sibling);
-    }
-    return after;
-  }
-
-  /** A whole listing of `dir` the agent sent with another (fs.readdir's `below`), as of `generation`. */
-  private keepListing(dir: string, listed: ReaddirEntry[], bare: number[], generation: number): void {
-    if (!this.cache.unchangedSince(dir, generation)) return;
-    const none = new Set(bare);
-    for (const [i, [name, wire]] of listed.entries()) {
-      if (!wire) return; // names only (the caller may not search it): not a listing the cache keeps
-      const child = dir === '/' ? `/${name}` : `${dir}/${name}`;
-      this.cache.set(child, attrFromWire(wire));
-      if (none.has(i)) this.cache.setNoXattrs(child);
-    }
-    this.cache.setListing(dir, listed.map(([name]) => name));
+    return this.listings.list(path, caller);
   }
 
   private track(path: string, flags: number, agentFh: number, attr: Attr): OpenFile {

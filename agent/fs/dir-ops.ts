@@ -34,10 +34,10 @@ function subdirs(dir: string, entries: ListedEntry[]): string[] {
  * `then` and those below it, depth first in listing order, as long as they fit `maxEntries` and
  * `bytes`: a program that lists a directory mostly lists those next (find, du, rm -rf, git
  * status: `then` are the directories the master knows come after `dir` in its parent). One the
- * caller may not read is left out.
+ * caller may not read, or on another filesystem than `dir` (`dev`), is left out.
  */
 function listBelow(
-  ctx: AgentContext, who: CallerAccess, dir: string, entries: ListedEntry[], then: string[], maxEntries: number, bytes: number,
+  ctx: AgentContext, who: CallerAccess, dir: string, dev: bigint, entries: ListedEntry[], then: string[], maxEntries: number, bytes: number,
 ): [string, ReaddirEntry[], number[]][] {
   const below: [string, ReaddirEntry[], number[]][] = [];
   const stack = [...then].reverse().concat(subdirs(dir, entries).reverse());
@@ -47,6 +47,9 @@ function listBelow(
     let withAttrs: boolean;
     try {
       const host = ctx.jail.resolve(next, true);
+      // Not into another filesystem mounted there (a network one may be slow or hung): listed
+      // when a program asks for it.
+      if (ctx.backend.files.lstat(host, { bigint: true }).dev !== dev) continue;
       const st = who.need(host, MAY_READ, `readdir ${next}`);
       withAttrs = !st || who.allows(st, host, MAY_EXEC);
       listed = listWithAttrs(ctx.backend.files, host, withAttrs);
@@ -118,7 +121,8 @@ export const dirOps: HandlerTable = {
     const first = page(listed, ctx);
     if (!args.below || !withAttrs || first.cursor !== null) return first;
     const room = ctx.maxPayload - REPLY_OVERHEAD - cost(listed);
-    const below = listBelow(ctx, who, args.path, listed, args.then ?? [], Math.min(args.below, MAX_BELOW), room);
+    const { dev } = ctx.backend.files.lstat(host, { bigint: true });
+    const below = listBelow(ctx, who, args.path, dev, listed, args.then ?? [], Math.min(args.below, MAX_BELOW), room);
     return below.length > 0 ? { ...first, below } : first;
   },
 

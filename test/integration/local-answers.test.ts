@@ -48,6 +48,16 @@ describe('answers the mount gives from what it holds', () => {
     await slave?.stop();
   });
 
+  it('keeps the mount\'s root found after a name is made in it (its attributes unsure, its listing cached)', async () => {
+    const out = await python([
+      'import os',
+      `os.listdir("${mnt}")`,
+      `os.mkdir("${mnt}/made-at-root")`,
+      `print(os.path.isdir("${mnt}"), sorted(os.listdir("${mnt}")) == sorted(os.listdir("${slave.root}")))`,
+    ].join('\n'));
+    assert.equal(out, 'True True\n');
+  });
+
   it('reads back a small file it wrote with no open on the agent, exact, and what changed it since', async () => {
     await mkdir(join(mnt, 'w'));
     const sizes = [0, 1, 4095, 4096, 65_536, 65_537];
@@ -202,6 +212,30 @@ describe('answers the mount gives from what it holds', () => {
     const [asUser, asUserThere] = [await find(mnt, user), await find(slave.root, user)];
     assert.equal(asUser.stdout, asUserThere.stdout);
     assert.match(asUser.stderr, /secret.: Permission denied/);
+  });
+
+  it('answers names looked up in a directory it never listed from one listing, those that are not there too', async () => {
+    await sh(`mkdir '${slave.root}/looked' && cd '${slave.root}/looked' && for i in $(seq 1 50); do echo $i > f$i; done`);
+    const [getattrs, listings] = [await ops('fs.getattr'), await ops('fs.readdir')];
+    const probe = [
+      'import os, sys',
+      'out = []',
+      'for i in range(1, 101):',
+      '    try:',
+      '        s = os.stat(f"{sys.argv[1]}/f{i}"); out.append(f"f{i} {s.st_ino} {s.st_size} {oct(s.st_mode)} {s.st_mtime_ns}")',
+      '    except FileNotFoundError:',
+      '        out.append(f"f{i} absent")',
+      'print("\\n".join(out))',
+    ].join('\n');
+    const seen = await python(probe, join(mnt, 'looked'));
+    assert.equal(seen, await python(probe, join(slave.root, 'looked')));
+    // The directory's listing (perhaps with its parent's, which the slave's change dropped, and
+    // its attributes): not one request per name.
+    const [asked, alone] = [(await ops('fs.readdir')) - listings, (await ops('fs.getattr')) - getattrs];
+    assert.ok(asked >= 1 && asked <= 2 && alone <= 1, `${asked} listings and ${alone} getattrs for 100 names`);
+    // A name made on the slave afterwards is seen (the feed drops the listing).
+    await writeFile(join(slave.root, 'looked', 'late'), 'late');
+    await waitFor('the mount to see a name made on the slave', async () => (await stat(join(mnt, 'looked', 'late')).catch(() => null)) !== null, 5000);
   });
 
   it('removes a tree without waiting for its rmdirs; a refused one reaches the parent\'s fsync and the name stays', async () => {
