@@ -30,6 +30,12 @@ export interface FilesBackend {
   readlink(hostPath: string): string;
   /** The names in a directory, '.' and '..' not among them. */
   readdir(hostPath: string): string[];
+  /**
+   * The paths filesystems are mounted on, in the agent's mount namespace: a listing does not
+   * look at them by itself (one served by a mount of this very agent would wait for the agent,
+   * a network one may hang), only a request for that name does.
+   */
+  mountPoints(): Set<string>;
   /** The filesystem holding the path: statfs(2). */
   statfs(hostPath: string): StatsFs;
   /** Whether the slave refuses hard links to another user's files (Linux's fs.protected_hardlinks). */

@@ -34,10 +34,10 @@ function subdirs(dir: string, entries: ListedEntry[]): string[] {
  * `then` and those below it, depth first in listing order, as long as they fit `maxEntries` and
  * `bytes`: a program that lists a directory mostly lists those next (find, du, rm -rf, git
  * status: `then` are the directories the master knows come after `dir` in its parent). One the
- * caller may not read, or on another filesystem than `dir` (`dev`), is left out.
+ * caller may not read, or a filesystem is mounted on (`mounts`), is left out.
  */
 function listBelow(
-  ctx: AgentContext, who: CallerAccess, dir: string, dev: bigint, entries: ListedEntry[], then: string[], maxEntries: number, bytes: number,
+  ctx: AgentContext, who: CallerAccess, dir: string, mounts: Set<string>, entries: ListedEntry[], then: string[], maxEntries: number, bytes: number,
 ): [string, ReaddirEntry[], number[]][] {
   const below: [string, ReaddirEntry[], number[]][] = [];
   const stack = [...then].reverse().concat(subdirs(dir, entries).reverse());
@@ -47,12 +47,10 @@ function listBelow(
     let withAttrs: boolean;
     try {
       const host = ctx.jail.resolve(next, true);
-      // Not into another filesystem mounted there (a network one may be slow or hung): listed
-      // when a program asks for it.
-      if (ctx.backend.files.lstat(host, { bigint: true }).dev !== dev) continue;
+      if (mounts.has(host)) continue; // listed when a program asks for it
       const st = who.need(host, MAY_READ, `readdir ${next}`);
       withAttrs = !st || who.allows(st, host, MAY_EXEC);
-      listed = listWithAttrs(ctx.backend.files, host, withAttrs);
+      listed = listWithAttrs(ctx.backend.files, host, withAttrs, mounts);
     } catch {
       continue; // not the caller's to list, or gone: its own readdir will say
     }
@@ -81,10 +79,12 @@ function lstatOrNull(files: FilesBackend, path: string) {
  * cheap as the lstat): `ls -l` and `cp -a` then ask the mount, not the slave, for the ACLs and
  * security labels they probe for every file (issue 24).
  */
-function listWithAttrs(files: FilesBackend, hostDir: string, withAttrs: boolean): ListedEntry[] {
+function listWithAttrs(files: FilesBackend, hostDir: string, withAttrs: boolean, mounts: Set<string>): ListedEntry[] {
   return files.readdir(hostDir).map((name) => {
     if (!withAttrs) return [name, null, false];
     const host = `${hostDir}/${name}`;
+    // A mount point's attributes come when that name is asked for (FilesBackend.mountPoints).
+    if (mounts.has(host)) return [name, null, false];
     const st = lstatOrNull(files, host);
     return [name, st ? statToWire(st) : null, st !== null && files.hasXattrs(host) === false];
   });
@@ -117,12 +117,12 @@ export const dirOps: HandlerTable = {
     const who = ctx.access(caller);
     const dir = who.need(host, MAY_READ, `readdir ${args.path}`);
     const withAttrs = !dir || who.allows(dir, host, MAY_EXEC);
-    const listed = listWithAttrs(ctx.backend.files, host, withAttrs);
+    const mounts = ctx.backend.files.mountPoints();
+    const listed = listWithAttrs(ctx.backend.files, host, withAttrs, mounts);
     const first = page(listed, ctx);
     if (!args.below || !withAttrs || first.cursor !== null) return first;
     const room = ctx.maxPayload - REPLY_OVERHEAD - cost(listed);
-    const { dev } = ctx.backend.files.lstat(host, { bigint: true });
-    const below = listBelow(ctx, who, args.path, dev, listed, args.then ?? [], Math.min(args.below, MAX_BELOW), room);
+    const below = listBelow(ctx, who, args.path, mounts, listed, args.then ?? [], Math.min(args.below, MAX_BELOW), room);
     return below.length > 0 ? { ...first, below } : first;
   },
 

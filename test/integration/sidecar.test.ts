@@ -158,7 +158,8 @@ describe('splitbrain sidecar: symlinks at the path the test sees', () => {
   });
 
   it('stores a link the test makes to a path it sees as the slave\'s own path, and reads it back as made', async () => {
-    await sh(`ln -s '${seen}/opt/fw/v2' '${seen}/opt/made' && cd '${seen}/opt' && ln -s "$PWD/fw/v2/version" made-file`);
+    // `sync DIR`: answered at once, the links are on the slave once an fsync of their directory returns.
+    await sh(`ln -s '${seen}/opt/fw/v2' '${seen}/opt/made' && cd '${seen}/opt' && ln -s "$PWD/fw/v2/version" made-file && sync .`);
     assert.equal(await readlink(join(slave.root, 'opt', 'made')), '/opt/fw/v2');
     assert.equal(await readlink(join(slave.root, 'opt', 'made-file')), '/opt/fw/v2/version');
     assert.equal(await readlink(join(seen, 'opt', 'made')), `${seen}/opt/fw/v2`);

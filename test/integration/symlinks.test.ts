@@ -16,7 +16,7 @@ import { lstat, mkdir, readFile, readlink, realpath, stat, symlink, writeFile } 
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { assertSameLines } from '../helpers/compare.js';
-import { run, sh } from '../helpers/processes.js';
+import { run, sh, waitFor } from '../helpers/processes.js';
 import { startBareAgent, startMountProcess, type BareAgent, type MountProcess } from '../helpers/slave.js';
 
 const MASTERS = 'the master\'s own file\n';
@@ -41,6 +41,11 @@ describe('symlinks through the mount', () => {
   let victimDir: string;
   let victim: string;
   const onSlave = (path: string) => join(slave.root, path);
+  /**
+   * A link made through a mount is answered at once and applied in order: an fsync of the
+   * mount's root returns once it is on the slave (docs/architecture.md, the consistency model).
+   */
+  const applied = async (mount: string) => { await sh(`sync '${mount}'`); };
 
   before(async () => {
     slave = await startBareAgent({
@@ -127,17 +132,19 @@ describe('symlinks through the mount', () => {
       'print(os.path.isdir(M + "/abs"), open(M + "/abs/f").read(), end="")',
     ].join('\n'), mnt);
     assert.equal(shown, `${mnt}/d ${mnt}/d/ ${mnt}\nTrue in d\n`);
+    await applied(mnt);
     assert.equal(await readlink(onSlave('abs')), '/d', 'a valid link on the slave itself');
     assert.equal(await readlink(onSlave('abs-slash')), '/d/');
     assert.equal(await readlink(onSlave('top')), '/');
     // As `ln -s "$PWD/x" y` makes them, in a directory below.
-    await sh(`cd '${mnt}/d' && ln -s "$PWD/f" g && cat g`);
+    await sh(`cd '${mnt}/d' && ln -s "$PWD/f" g && cat g && sync '${mnt}'`);
     assert.equal(await readlink(join(mnt, 'd', 'g')), `${mnt}/d/f`);
     assert.equal(await readlink(onSlave('d/g')), '/d/f');
   });
 
   it('stores an absolute target outside the mount as given (that path on the slave), and reads it back under the mount\'s path', async () => {
     await symlink(join(victimDir, 'made-out'), join(mnt, 'made-out'));
+    await applied(mnt);
     assert.equal(await readlink(onSlave('made-out')), join(victimDir, 'made-out'));
     assert.equal(await readlink(join(mnt, 'made-out')), `${mnt}${victimDir}/made-out`);
     await sh(`echo 'created through made-out' > '${mnt}/made-out'`);
@@ -158,7 +165,7 @@ describe('symlinks through the mount', () => {
     assert.equal(await realpath(join(mnt, 'a', 'parent')), mnt);
     assert.equal(await readlink(join(mnt, 'a', 'through-dir')), 'victim/../victim/file');
     assert.equal(await readFile(join(mnt, 'a', 'through-dir'), 'utf8'), 'where a lexical reading leads, on the slave\n');
-    await sh(`cd '${mnt}/etc' && ln -s ../a/victim/file rel && ln -s ../../../../x climbs`);
+    await sh(`cd '${mnt}/etc' && ln -s ../a/victim/file rel && ln -s ../../../../x climbs && sync '${mnt}'`);
     assert.equal(await readlink(onSlave('etc/rel')), '../a/victim/file');
     assert.equal(await readlink(join(mnt, 'etc', 'rel')), '../a/victim/file');
     assert.equal(await readlink(onSlave('etc/climbs')), '../../../../x');
@@ -200,6 +207,8 @@ describe('symlinks through the mount', () => {
   it('a name swapped on the slave for a link to the root changes what a ".." after it shows at once', async () => {
     await mkdir(onSlave('swap/dir'), { recursive: true });
     await symlink('dir/../../victim/file', onSlave('swap/l'));
+    // Made on the slave: the mount sees it once the change feed told it (within its coherence bound).
+    await waitFor('the mount to see the link made on the slave', async () => (await readlink(join(mnt, 'swap', 'l')).catch(() => null)) !== null, 5000);
     assert.equal(await readlink(join(mnt, 'swap', 'l')), 'dir/../../victim/file');
     assert.equal(await readFile(join(mnt, 'swap', 'l'), 'utf8'), await readFile(onSlave('victim/file'), 'utf8'));
     await sh(`rmdir '${onSlave('swap/dir')}' && ln -s / '${onSlave('swap/dir')}'`);
@@ -244,6 +253,7 @@ describe('symlinks through the mount', () => {
     assert.equal(await readFile(join(mntRel, 'a', 'mid'), 'utf8'), await readFile(onSlave('victim/file'), 'utf8'));
     // Links made to the mount's own paths are stored for the slave here too.
     await symlink(join(mntRel, 'opt', 'fw', 'v2'), join(mntRel, 'opt', 'fw', 'made'));
+    await applied(mntRel);
     assert.equal(await readlink(onSlave('opt/fw/made')), '/opt/fw/v2');
     assert.equal(await readlink(join(mntRel, 'opt', 'fw', 'made')), 'v2');
     await assertMastersUntouched();

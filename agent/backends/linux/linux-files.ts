@@ -39,6 +39,27 @@ const ADDED = O_NOFOLLOW | O_NOCTTY | O_NONBLOCK;
 const O_PATH = ['x64', 'ia32', 'arm', 'arm64', 'riscv64', 'ppc64', 's390x', 'loong64'].includes(process.arch) ? 0o10000000 : undefined;
 
 /**
+ * The fifth field of /proc/self/mountinfo, its octal escapes (space, tab, newline, backslash)
+ * undone, as host paths (the bytes of a name that is not UTF-8 kept as host-path.ts keeps them).
+ */
+function mountPoints(): Set<string> {
+  const points = new Set<string>();
+  let text: string;
+  try {
+    text = readFileSync('/proc/self/mountinfo').toString('latin1'); // one char per byte
+  } catch {
+    return points;
+  }
+  for (const line of text.split('\n')) {
+    const field = line.split(' ')[4];
+    if (!field) continue;
+    const bytes = Buffer.from(field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8))), 'latin1');
+    points.add(nameFromBytes(bytes));
+  }
+  return points;
+}
+
+/**
  * unlink(2); for a file with another name (a hard link), its attributes after (link count and
  * change time moved), read through an O_PATH descriptor opened before the name went: the master
  * keeps the other name's attributes without asking (git links every object it writes, then
@@ -116,6 +137,7 @@ export function linuxFiles(): FilesBackend {
     access: (host, mode) => accessSync(fsPath(host), mode),
     readlink: (host) => nameFromBytes(readlinkSync(fsPath(host), { encoding: 'buffer' })),
     readdir: (host) => readdirSync(fsPath(host), { encoding: 'buffer' }).map((bytes) => nameFromBytes(bytes)),
+    mountPoints,
     statfs: (host) => statfsSync(fsPath(host)),
     hardlinksProtected,
 
