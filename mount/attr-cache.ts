@@ -27,6 +27,13 @@ interface Entry {
 interface Listing {
   names: Set<string>;
   expires: number;
+  /**
+   * Asked for ahead of the program (with another listing, or for a lookup), not read by it: it
+   * answers the names it holds, but "no such file" only once the program read it. A name made
+   * on the slave an instant ago, which the feed has yet to report, is then asked for, as it was
+   * before listings came ahead.
+   */
+  ahead?: boolean;
 }
 
 /** What the cache keeps of a directory past its attributes' expiry. */
@@ -148,7 +155,7 @@ export class AttrCache {
     } else if (entry) this.entries.delete(path);
     if (path === '/') return undefined; // its own listing is not where it is named
     const listing = this.listings.get(posix.dirname(path));
-    if (listing && listing.expires > now && !listing.names.has(posix.basename(path))) return null;
+    if (listing && !listing.ahead && listing.expires > now && !listing.names.has(posix.basename(path))) return null;
     return undefined;
   }
 
@@ -284,9 +291,16 @@ export class AttrCache {
     return listing !== undefined && listing.expires > Date.now() && listing.names.size === 0;
   }
 
-  setListing(dir: string, names: Iterable<string>): void {
+  /** `ahead`: a listing the program has not read (Listing.ahead). */
+  setListing(dir: string, names: Iterable<string>, ahead = false): void {
     if (this.ttl.entryTtlMs <= 0) return;
-    this.listings.set(dir, { names: new Set(names), expires: Date.now() + this.ttl.entryTtlMs });
+    this.listings.set(dir, { names: new Set(names), expires: Date.now() + this.ttl.entryTtlMs, ...(ahead ? { ahead } : {}) });
+  }
+
+  /** The program read `dir`'s cached listing: it now answers "no such file" too. */
+  listingRead(dir: string): void {
+    const listing = this.listings.get(dir);
+    if (listing) listing.ahead = undefined;
   }
 
   /** A name appeared in its directory through us. */

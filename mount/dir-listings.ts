@@ -55,7 +55,8 @@ export class DirListings {
     private readonly coherent: () => boolean,
   ) {}
 
-  async list(path: string, caller: FuseCaller): Promise<DirEntry[]> {
+  /** `ahead`: for a lookup, not the program's readdir (AttrCache's Listing.ahead). */
+  async list(path: string, caller: FuseCaller, ahead = false): Promise<DirEntry[]> {
     const cached = this.gate.cacheAnswers(path, caller, MAY_READ) ? this.cache.listing(path) : undefined;
     if (cached) {
       // Only whole: the kernel takes a listing's attributes (readdirplus); one without them costs it a lookup each.
@@ -65,7 +66,10 @@ export class DirListings {
         await this.unrefused.settled();
         entries = cached.map((name) => ({ name, attr: this.cache.lookup(posix.join(path, name)) ?? null }));
       }
-      if (entries.every((e) => e.attr !== null && !this.unrefused.provisional(e.attr))) return entries;
+      if (entries.every((e) => e.attr !== null && !this.unrefused.provisional(e.attr))) {
+        if (!ahead) this.cache.listingRead(path);
+        return entries;
+      }
     }
     // A listing's later pages come by a cursor of the agent's: one that restarted meanwhile
     // answers ESTALE for it, and the listing starts again (once).
@@ -74,11 +78,11 @@ export class DirListings {
       const generation = this.cache.generation;
       try {
         // The listings below are only worth their bytes where the cache keeps them.
-        const ahead = this.cache.enabled && this.coherent();
-        let page = await this.ask(ahead ? { path, below: LISTED_BELOW, then: this.unlistedAfter(path) } : { path }, caller);
+        const more = this.cache.enabled && this.coherent();
+        let page = await this.ask(more ? { path, below: LISTED_BELOW, then: this.unlistedAfter(path) } : { path }, caller);
         for (const [dir, listed, bare] of page.below ?? []) {
           const below = fromWire(listed);
-          if (this.keepEntries(dir, below, bare, generation)) this.cache.setListing(dir, below.map((e) => e.name));
+          if (this.keepEntries(dir, below, bare, generation)) this.cache.setListing(dir, below.map((e) => e.name), true);
         }
         const boot = this.client.bootId;
         for (;;) {
@@ -92,7 +96,7 @@ export class DirListings {
         if (attempt === 0 && err instanceof SlaveError && err.errnoName === 'ESTALE') continue;
         throw err;
       }
-      if (this.cache.unchangedSince(path, generation)) this.cache.setListing(path, entries.map((e) => e.name));
+      if (this.cache.unchangedSince(path, generation)) this.cache.setListing(path, entries.map((e) => e.name), ahead);
       return entries;
     }
   }
@@ -115,7 +119,7 @@ export class DirListings {
     if (this.unlistable.has(refusedKey)) return false;
     let listing = this.forLookups.get(dir);
     if (!listing) {
-      listing = this.list(dir, caller).then(() => this.cache.listed(dir, posix.basename(path)) !== undefined, () => {
+      listing = this.list(dir, caller, true).then(() => this.cache.listed(dir, posix.basename(path)) !== undefined, () => {
         if (this.unlistable.size >= MAX_UNLISTABLE) this.unlistable.clear();
         this.unlistable.add(refusedKey);
         return false;

@@ -489,13 +489,16 @@ export class RemoteFs extends MountFsBase {
     return file.fh;
   }
 
-  /** A file written whole through the mount, its data acknowledged: its content answers the next read-only opens. */
+  /**
+   * A file written whole through the mount, its data acknowledged (at its close and its
+   * release): its content answers the next read-only opens.
+   */
   private async keepWritten(file: OpenFile): Promise<void> {
     const { written, path } = file;
     const data = written?.content();
     if (!written || data === undefined || path === null || file.late) return;
     // Being written through another handle: its content is that handle's to give.
-    for (const other of this.files.at(path)) if (other.writer) return;
+    for (const other of this.files.at(path)) if (other !== file && other.writer) return;
     const kept = { data, ino: file.attr.ino, generation: written.generation };
     this.wholes.keep(path, kept);
     if (kept.ino !== PROVISIONAL_INO) return;
@@ -626,7 +629,13 @@ export class RemoteFs extends MountFsBase {
    * it, or of a change to the file answered before the slave refused it.
    */
   override async flush(_path: string | null, fh: number, _caller: FuseCaller): Promise<void> {
-    await this.reportingLate(this.files.get(fh), async (file) => { await file.writer?.flush(); });
+    await this.reportingLate(this.files.get(fh), async (file) => {
+      await file.writer?.flush();
+      // Kept at close, not only at release: the kernel sends the release after close returned,
+      // and the program may open the file again first. Not waited for (an empty file closed
+      // before its create was answered waits for that answer).
+      if (file.written) this.keepWritten(file).catch(() => undefined);
+    });
   }
 
   /**
