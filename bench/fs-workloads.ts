@@ -203,6 +203,9 @@ async function gitStatus(ctx: WorkloadContext): Promise<number> {
 async function rmTree(ctx: WorkloadContext): Promise<number> {
   const { target: t } = ctx;
   const tree = join(t.mountPath, 'tree');
+  // The same entries for every filesystem: the repository the git workloads made (thousands of
+  // objects where git ran; none, or a part, on sshfs, where they fail) goes first, untimed.
+  await runCommand(`rm -rf ${sh(join(tree, '.git'))} && sync ${sh(t.mountPath)}`, { timeoutMs: TREE_TIMEOUT_MS });
   // Timed up to an fsync of the directory that held it (coreutils `sync DIR`): a filesystem
   // that answers removals before they are applied is timed until they are, as one that waits.
   const { ms } = await runCommand(`rm -rf ${sh(tree)} && sync ${sh(t.mountPath)}`, { timeoutMs: TREE_TIMEOUT_MS });

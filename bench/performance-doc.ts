@@ -59,7 +59,9 @@ Each is one real program, timed by wall clock from spawn to exit; preparation is
 - **git**: \`git init\` (untimed), then \`git add -A && git commit -q -m x\` timed, then a cold
   \`git status --porcelain\` (its output must be empty).
 - **rm**: \`rm -rf TARGET/tree && sync TARGET\` right after the git status (the fsync of the
-  directory that held the tree times removals answered at once until they are applied).
+  directory that held the tree times removals answered at once until they are applied), of the
+  untarred entries only: the tree's \`.git\` (which the git workloads fill where git runs, and not
+  on sshfs, where they fail) is removed first, untimed.
 - **Raw transport floor**: nats.js request-reply (\`transport/bus.ts\`) between two processes
   through the same nats-server: 1 MiB (or max_payload) messages, 4 in flight, the same number of
   bytes each way as the sequential tests; and the median round trip of 2,000 sequential

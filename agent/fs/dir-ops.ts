@@ -132,6 +132,7 @@ export const dirOps: HandlerTable = {
     const dir = who.parent(host, `mkdir ${path}`);
     ctx.backend.files.mkdir(host, mode & 0o7777);
     who.own(host, mode, dir);
+    ctx.changes.madeDirectory(path, host);
     return madeReply(ctx.backend.files, host);
   },
 

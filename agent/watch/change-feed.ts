@@ -156,6 +156,21 @@ export class AgentChangeFeed {
   }
 
   /**
+   * The agent made directory `host` (slave path `slavePath`) by mkdir: in fanotify mode, with
+   * its parent covered, the mark reports it under that path too (a new directory is on its
+   * parent's filesystem, and no symlink leads to it), so it is covered without asking the
+   * watcher. Asking held every request behind a round trip to the watcher process at the first
+   * request in each new directory (an untar's every directory).
+   */
+  madeDirectory(slavePath: string, host: string): void {
+    if (this.mode !== 'fanotify' || this.watcher === undefined) return;
+    const key = normalDir(slavePath);
+    if (key === '/' || host !== this.direct(key) || !this.covered.has(posix.dirname(key))) return;
+    if (this.covered.size >= COVERED_MAX) this.covered.delete(this.covered.keys().next().value as string);
+    this.covered.set(key, true);
+  }
+
+  /**
    * A request of master `origin` is about to change `paths` (slave paths: their entries or their
    * inodes). fanotify will report those changes as the agent's own doing, under their real
    * paths; so tagged (protocol/changes.ts), the master that asked can skip them: it corrected

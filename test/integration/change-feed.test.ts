@@ -99,6 +99,17 @@ for (const mode of WATCH_MODES) describe(`change feed (--watch-mode ${mode})`, (
     await waitFor('unlink reported', () => seen.changes.filter(({ change }) => change.name === 'g' && change.kind === 'entry').length >= 2, 2000, 2);
   });
 
+  it('reports the slave\'s changes in a directory a request made, once a request names it', async () => {
+    // fanotify: covered from its mkdir on, without asking the watcher; inotify: watched then.
+    await client.call('fs.mkdir', { path: '/d/made', mode: 0o755 });
+    await client.call('fs.mkdir', { path: '/d/made/deeper', mode: 0o755 });
+    await client.call('fs.getattr', { path: '/d/made/deeper/none' }).catch(() => undefined);
+    execFileSync('touch', [join(slave.root, 'd', 'made', 'deeper', 'by-slave')]);
+    await seen.change('/d/made/deeper', 'by-slave', 'entry');
+    execFileSync('chmod', ['700', join(slave.root, 'd', 'made', 'deeper', 'by-slave')]);
+    await seen.change('/d/made/deeper', 'by-slave', 'attr');
+  });
+
   it('keeps a master\'s own changes from coming back to it (fanotify), never another\'s or the slave\'s', async () => {
     // Two masters on one bus: A's feed skips what A made, and must still hear B and the slave.
     const clientB = new AgentClient(bus, 'feed-slave', { timeoutMs: 5000, log });
