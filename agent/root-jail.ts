@@ -69,6 +69,15 @@ export class RootJail {
   }
 
   /**
+   * The host path of directory `slaveDir` when it was reached from the root without a symlink
+   * (verified-dirs.ts: one lstat); undefined otherwise (then `resolve` says where it leads).
+   */
+  directDir(slaveDir: string): string | undefined {
+    if (this.isHostRoot) return undefined;
+    return this.verified.verify(slaveDir) ? this.hostJoin(slaveDir) : undefined;
+  }
+
+  /**
    * Forgets what was verified of `slaveDir` and below (agent/fs calls it when it renames or
    * removes a directory; a change feed of the slave's may call it too).
    */

@@ -197,11 +197,15 @@ export class AgentChangeFeed {
   private realKey(path: string): string | undefined {
     const slave = normalDir(path);
     if (slave === '/') return '/\0';
-    let host: string;
-    try {
-      host = this.options.jail.resolve(posix.dirname(slave), true);
-    } catch {
-      return undefined; // nothing there: the request fails, and changes nothing
+    const dirSlave = posix.dirname(slave);
+    // A directory verified before (the request's own resolution checks it again): one lstat.
+    let host = this.options.jail.directDir(dirSlave);
+    if (host === undefined) {
+      try {
+        host = this.options.jail.resolve(dirSlave, true);
+      } catch {
+        return undefined; // nothing there: the request fails, and changes nothing
+      }
     }
     const root = this.options.jail.root;
     let dir: string;
