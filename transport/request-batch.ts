@@ -72,8 +72,7 @@ export class RequestBatch {
   /**
    * Somebody waits for what was sent: sends what is held now, and what joins before the event
    * loop's next turn then. The request waited for may still be on its way here through a few
-   * awaits (a write's send goes through its handle's checks), and would otherwise be held for
-   * the whole CORK_MS while its waiter waits: 2 ms added to every close.
+   * awaits (a write's send goes through its handle's checks): it must not wait out CORK_MS.
    */
   uncork(): void {
     this.sendHeld();
