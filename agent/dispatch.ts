@@ -112,6 +112,8 @@ export function createDispatcher(table: HandlerTable, ctx: AgentContext, bootId:
       const request = withAgentHandle(op, decoded, origin, ctx);
       // So that the master that asked can tell this change from the slave's (watch/change-feed.ts).
       const changing = origin === null ? undefined : changedPaths(op, request.args, ctx);
+      // A batch's requests run in one synchronous go: one moving a directory comes first.
+      if (op === 'fs.rename' || op === 'fs.rmdir') ctx.changes.pathsMoved();
       if (origin !== null && changing !== undefined) ctx.changes.madeBy(origin, changing);
       if (!NOT_IDEMPOTENT.has(op)) {
         const [reply, outcome] = await execute(op, request, origin);

@@ -98,6 +98,8 @@ export class AgentChangeFeed {
    * (the real one, through no symlink): the master's id (null: several), and when.
    */
   private readonly madeFor = new Map<string, { origin: string | null; at: number }>();
+  /** realKey's answers in this turn, by request path. */
+  private readonly turnKeys = new Map<string, string | undefined>();
 
   constructor(private readonly options: AgentChangeFeedOptions) {
     this.watches = new WatchSet(options.watchMax);
@@ -193,8 +195,29 @@ export class AgentChangeFeed {
     while (this.madeFor.size > MADE_FOR_MAX) this.madeFor.delete(this.madeFor.keys().next().value as string);
   }
 
-  /** The name `path` as fanotify reports it: `dir\0name` with dir its real slave path. */
+  /**
+   * Directories moved or removed by the agent: the real keys remembered for this turn may lead
+   * elsewhere now (dispatch.ts, after a rename or rmdir).
+   */
+  pathsMoved(): void {
+    this.turnKeys.clear();
+  }
+
+  /**
+   * The name `path` as fanotify reports it: `dir\0name` with dir its real slave path. Kept until
+   * the current turn's microtasks run: a batch runs its requests in one synchronous go, and a
+   * file's create, data, owner, mode, times and release all name the same path (one resolution
+   * instead of six).
+   */
   private realKey(path: string): string | undefined {
+    if (this.turnKeys.has(path)) return this.turnKeys.get(path);
+    const key = this.resolveKey(path);
+    if (this.turnKeys.size === 0) queueMicrotask(() => this.turnKeys.clear());
+    this.turnKeys.set(path, key);
+    return key;
+  }
+
+  private resolveKey(path: string): string | undefined {
     const slave = normalDir(path);
     if (slave === '/') return '/\0';
     const dirSlave = posix.dirname(slave);
