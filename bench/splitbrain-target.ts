@@ -11,6 +11,7 @@ import { DaemonStartError, logTail, readyReport, startDaemon } from './daemon.js
 import { isMounted } from './mount-table.js';
 import { runCommand, sh } from './run-command.js';
 import { unmountOnCleanup, type Target } from './target.js';
+import { SERVER_NODE_FLAGS } from '../cli/node-flags.js';
 
 const AGENT_ID = 'bench';
 const MOUNT_TIMEOUT_MS = 30_000;
@@ -38,7 +39,8 @@ export async function startSplitbrain(
   const mountLog = join(workDir, `${agentId}-mount.log`);
   const mount = startDaemon({
     label: 'splitbrain mount', command: process.execPath, logPath: mountLog, readyPipe: true,
-    args: [CLI, 'mount', natsUrl, mountPath, '--agent', agentId, '-f', ...(mountOptions ? ['-o', mountOptions] : [])],
+    // With the flags the background `splitbrain mount` gets (cli/node-flags.ts).
+    args: [...SERVER_NODE_FLAGS, CLI, 'mount', natsUrl, mountPath, '--agent', agentId, '-f', ...(mountOptions ? ['-o', mountOptions] : [])],
   }, cleanup);
   unmountOnCleanup(cleanup, mountPath);
   const report = await readyReport(mount, MOUNT_TIMEOUT_MS);

@@ -5,13 +5,24 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { SERVER_NODE_FLAGS } from '../../cli/node-flags.js';
 import { isMounted } from '../../mount/mount-watch.js';
 import type { NatsServer } from '../helpers/nats-server.js';
 import { CLI, run, sh, waitFor } from '../helpers/processes.js';
 import { startAgentProcess, startBareAgent, startMountProcess, type AgentProcess, type BareAgent } from '../helpers/slave.js';
+
+/** The arguments of the process serving `mountPath` in the foreground (the background mount's child). */
+async function serverArgs(mountPath: string): Promise<string[]> {
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const args: string[] = await readFile(`/proc/${entry}/cmdline`, 'utf8').then((text) => text.split('\0'), () => []);
+    if (args.includes(mountPath) && args.includes('--foreground')) return args;
+  }
+  throw new Error(`no process serves ${mountPath}`);
+}
 
 describe('mount lifecycle', () => {
   let slave: BareAgent;
@@ -68,6 +79,9 @@ describe('mount lifecycle', () => {
   it('the background mount reports success, and errors on the terminal', async () => {
     await sh(`node '${CLI}' mount '${nats.url}' '${mnt}' --agent life`);
     assert.equal(await sh(`cat '${mnt}/hello'`), 'hello\n');
+    // The process serving it runs with the flags a mount needs (cli/node-flags.ts).
+    const serving = await serverArgs(mnt);
+    for (const flag of SERVER_NODE_FLAGS) assert.ok(serving.includes(flag), `${flag} in ${serving.join(' ')}`);
     await sh(`node '${CLI}' umount '${mnt}'`);
     await waitFor('background mount to go', async () => !(await isMounted(mnt)));
     const missing = await run(process.execPath, [CLI, 'mount', nats.url, join(tmp, 'nowhere'), '--agent', 'life']);
