@@ -303,7 +303,9 @@ export class RemoteProcess {
     try {
       await this.client.call('proc.stdin', { procId: this.procId, data: new Uint8Array(0), eof: true }, { handleBoot: this.boot });
     } catch (err) {
-      if (!(err instanceof SlaveError && err.errnoName === 'ESRCH')) throw err;
+      // Gone (ESRCH), or its stdin closed (EPIPE, which older agents answered to a mere end of
+      // input): either way it reads no more, which is what ending its input asks.
+      if (!(err instanceof SlaveError && (err.errnoName === 'ESRCH' || err.errnoName === 'EPIPE'))) throw err;
     }
   }
 

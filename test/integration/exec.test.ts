@@ -13,6 +13,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CLI, isAlive, run, sh, spawnCollecting, stopProcess, waitFor } from '../helpers/processes.js';
 import { assertSigtermReachesRemote } from '../helpers/remote-signals.js';
+import { decodeEvent, outputSubject, type ProcEvent } from '../../protocol/index.js';
+import { rawClient } from '../helpers/raw-client.js';
 import { startBareAgent, type BareAgent } from '../helpers/slave.js';
 
 describe('splitbrain exec', () => {
@@ -106,6 +108,34 @@ describe('splitbrain exec', () => {
     assert.equal(spawn.result, 'OK');
     assert.equal(spawn.agentId, slave.agent.id);
     assert.ok(spawn.micros > 0);
+  });
+
+  it('takes the end of input of a process that closed its stdin as done; data to it is EPIPE', async () => {
+    // A capture's command may be done with its stdin (or have exited) before its end of input
+    // arrives: that failed the capture with "the process closed its stdin".
+    const raw = await rawClient(slave.nats.url, slave.agent.id);
+    const subject = outputSubject(slave.agent.id, 'stdin-test');
+    const events: ProcEvent[] = [];
+    const sub = await raw.bus.subscribe(subject, (data) => events.push(decodeEvent(data)));
+    try {
+      const { procId } = await raw.client.call('proc.spawn', {
+        argv: ['sh', '-c', 'exec 0<&-; echo closed; sleep 5'], env: {}, cwd: '/', pty: null, output: subject, window: 1 << 20,
+      });
+      await waitFor('its stdin closed', () => events.some((e) => 'data' in e), 10_000, 20);
+      let refused: unknown;
+      for (let i = 0; i < 50 && refused === undefined; i++) {
+        await raw.client.call('proc.stdin', { procId, data: Buffer.from('late\n'), eof: false }).catch((err: unknown) => { refused = err; });
+      }
+      assert.equal((refused as { errnoName?: string } | undefined)?.errnoName, 'EPIPE');
+      await raw.client.call('proc.stdin', { procId, data: new Uint8Array(0), eof: true });
+      await raw.client.call('proc.signal', { procId, signal: 'SIGKILL' });
+      await waitFor('its exit', () => events.some((e) => 'exit' in e), 10_000, 20);
+      const exit = events.find((e) => 'exit' in e);
+      await raw.client.call('proc.credit', { procId, bytes: 0, received: (exit?.seq ?? 0) + 1 }).catch(() => undefined);
+    } finally {
+      sub.stop();
+      await raw.close();
+    }
   });
 
   it('runs as another user and group when asked (a root agent)', async () => {

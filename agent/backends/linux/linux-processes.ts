@@ -152,7 +152,12 @@ async function startOnPipes(spec: StartSpec, events: ProcessEvents): Promise<Run
     terminal: false,
     async writeStdin(data, eof) {
       const stdin = child.stdin;
-      if (!stdin || stdin.destroyed || stdin.writableEnded) throw new SlaveError('EPIPE', 'the process closed its stdin');
+      if (!stdin || stdin.destroyed || stdin.writableEnded) {
+        // End of input for a process that closed its stdin (or exited) is delivered: closing a
+        // pipe nobody reads is no error; only data can be refused (as write(2) gives EPIPE).
+        if (data.length === 0) return;
+        throw new SlaveError('EPIPE', 'the process closed its stdin');
+      }
       if (data.length > 0) {
         await new Promise<void>((resolve, reject) => {
           stdin.write(data, (err) => (err ? reject(new SlaveError('EPIPE', 'the process closed its stdin', { cause: err })) : resolve()));
