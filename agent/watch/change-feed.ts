@@ -168,6 +168,11 @@ export class AgentChangeFeed {
     if (this.mode !== 'fanotify' || this.watcher === undefined) return;
     const key = normalDir(slavePath);
     if (key === '/' || host !== this.direct(key) || !this.covered.has(posix.dirname(key))) return;
+    this.markCovered(key);
+  }
+
+  /** Remembers that the mark reports directory `key` under that path (the oldest go first). */
+  private markCovered(key: string): void {
     if (this.covered.size >= COVERED_MAX) this.covered.delete(this.covered.keys().next().value as string);
     this.covered.set(key, true);
   }
@@ -294,8 +299,7 @@ export class AgentChangeFeed {
       return;
     }
     if (wd === 0) {
-      if (this.covered.size >= COVERED_MAX) this.covered.delete(this.covered.keys().next().value as string);
-      this.covered.set(key, true);
+      this.markCovered(key);
       return;
     }
     this.watches.add(key, wd);
