@@ -49,8 +49,10 @@ export interface ChildServer {
  * of our own FUSE mount must not be made from the process that serves it (the mount's path
  * lookup would wait for the event loop that waits for the mount).
  */
-export async function startChildServer(argv: string[], startTimeoutMs = 60_000): Promise<ChildServer> {
+export async function startChildServer(argv: string[], startTimeoutMs = 60_000, options: { detached?: boolean } = {}): Promise<ChildServer> {
   const child = spawn(process.execPath, [...withServerFlags(process.execArgv), process.argv[1] ?? '', ...argv], {
+    // detached: a session of its own, out of reach of the terminal's Ctrl-C (`splitbrain shell`).
+    detached: options.detached ?? false,
     stdio: ['ignore', 'ignore', 'inherit', 'pipe'],
     env: { ...process.env, ...startReportEnv() },
   });

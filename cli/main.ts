@@ -15,6 +15,7 @@ import { serveMetrics } from '../transport/metrics.js';
 import { agentIdFromHostname } from '../protocol/index.js';
 import type { ExecUser } from '../sidecar/exec-user.js';
 import { daemonize, startChildServer } from './daemon.js';
+import { withServerFlags } from './node-flags.js';
 import { addInspectCommands } from './inspect-commands.js';
 import { reportStart } from './start-report.js';
 import { LOG_LEVELS, createLogger } from './logger.js';
@@ -309,14 +310,31 @@ Environment (for compose files; each adds to the options above):
       // allow_other: the test may run as any user; the agent then acts as that user on the slave.
       mountOptions: ['allow_other', ...opts.options], log: createLogger(level), bridge: { ...bridge, slaveWaitMs: slaveWaitS * 1000 },
       slaveWaitMs: slaveWaitS * 1000,
-      mountDevices: (at, agent, seenAt, ptys) => startChildServer([
-        // nonempty: over the slave's own dev/, which the files mount shows with entries.
-        'mount', natsUrl, at, '--devices', '--foreground', '-o', 'nonempty,allow_other', '-o', `seen_at=${seenAt}`,
-        ...(ptys === undefined ? [] : ['-o', `ptys=${ptys}`]), '--agent', agent,
-        '--slave-wait', String(slaveWaitS), '--log-level', level,
-      ]),
+      mountDevices: deviceMounter(natsUrl, slaveWaitS, level),
     }));
   });
+
+/**
+ * How the sidecar (and `shell`) mount the slave's devices: `splitbrain mount --devices` as a
+ * child server (see startChildServer for why not in the same process).
+ */
+function deviceMounter(natsUrl: string, slaveWaitS: number, level: string, options: { detached?: boolean } = {}) {
+  return (at: string, agent: string, seenAt: string, ptys: string | undefined) => startChildServer([
+    // nonempty: over the slave's own dev/, which the files mount shows with entries.
+    'mount', natsUrl, at, '--devices', '--foreground', '-o', 'nonempty,allow_other', '-o', `seen_at=${seenAt}`,
+    ...(ptys === undefined ? [] : ['-o', `ptys=${ptys}`]), '--agent', agent,
+    '--slave-wait', String(slaveWaitS), '--log-level', level,
+  ], undefined, options);
+}
+
+/** `--map slave-path[:path]` of `run` and `shell`. */
+function mapSpecs(specs: string[]): { slavePath: string; target: string }[] {
+  return specs.map((spec) => {
+    const [slavePath = '', target = slavePath] = spec.split(':');
+    if (!slavePath.startsWith('/') || !target.startsWith('/')) throw new InvalidArgumentError(`--map ${spec}: absolute paths, slave-path[:path]`);
+    return { slavePath, target };
+  });
+}
 
 withBusAuth(program.command('run'))
   .description('run a test image against a slave: the sidecar and the test container, as compose/docker-compose.yml')
@@ -357,11 +375,7 @@ Which commands run on the slave:
   }) => {
     const slave = opts.slave ?? fromEnv('SPLITBRAIN_SLAVE');
     if (slave === undefined) throw new InvalidArgumentError('give the slave\'s NATS URL with --slave (or set SPLITBRAIN_SLAVE)');
-    const maps = opts.map.map((spec) => {
-      const [slavePath = '', target = slavePath] = spec.split(':');
-      if (!slavePath.startsWith('/') || !target.startsWith('/')) throw new InvalidArgumentError(`--map ${spec}: absolute paths, slave-path[:path]`);
-      return { slavePath, target };
-    });
+    const maps = mapSpecs(opts.map);
     for (const pair of opts.env) {
       if (pair.indexOf('=') <= 0) throw new InvalidArgumentError(`-e ${pair}: expected NAME=VALUE`);
     }
@@ -374,6 +388,55 @@ Which commands run on the slave:
       interactive: opts.interactive, startTimeoutMs: opts.startTimeout * 1000, logLevel: opts.logLevel, auth: busAuthFromEnv(),
       log: createLogger(opts.logLevel),
     });
+  });
+
+withBridgeOptions(program.command('shell')
+  .description('run a command here (default: your $SHELL) with the slave\'s files, devices and commands at their real paths, '
+    + 'in a private mount namespace: no containers, nothing left when it exits')
+  .argument('<url>', NATS_URL_HELP)
+  .argument('[command...]', 'the command and its arguments (put -- before them; default: $SHELL)')
+  .option('--agent <id>', 'the slave\'s agent (default: the only one on the bus)', agentId)
+  .option('--map <slave-path[:path]>', 'show the slave\'s directory, file or device (a terminal as a real one: --map /dev/ttyUSB0) '
+    + 'at path (default: the same path; repeatable)', collect, [])
+  .option('--slave-at <dir>', 'where the slave\'s whole root is seen (its devices at <dir>/dev)', '/slave')
+  .option('--python-fallback', 'Python modules the command lacks come from the slave', false)
+  .option('-o, --options <opts>', 'mount options for the slave\'s files (as for mount)', collect, []))
+  .addOption(logLevel())
+  .addHelpText('after', `
+The command runs as you (with sudo: as the user who ran sudo), in your working directory and
+environment, with the commands chosen as for run (default: hostname and uname) first on PATH and
+the slave's hostname; only it and what it starts see the slave's paths. Its exit status is
+splitbrain shell's (128+N after signal N; 127: no such command; 125: splitbrain could not set up,
+as run). Ctrl-C reaches the command as it would locally.
+Without root it needs an unprivileged user namespace and /dev/fuse open to you.
+For an IDE or a debugger: make the interpreter a wrapper, e.g.
+  exec splitbrain shell nats://lab:4222 --map /etc/board -- python3 "$@"`)
+  .action(async (url: string, command: string[], opts: BridgeCliOptions & {
+    agent?: string; map: string[]; slaveAt: string; pythonFallback: boolean; options: string[]; logLevel: string;
+  }) => {
+    const maps = mapSpecs(opts.map);
+    if (!opts.slaveAt.startsWith('/') || resolve(opts.slaveAt) === '/') throw new InvalidArgumentError(`--slave-at ${opts.slaveAt}: an absolute path below /`);
+    const { SHELL_CALLER_ENV, SHELL_DIR_ENV, parseCaller, runInShellNamespace } = await import('../sidecar/shell-namespace.js');
+    const callerSaid = process.env[SHELL_CALLER_ENV];
+    const dir = process.env[SHELL_DIR_ENV];
+    if (callerSaid === undefined || dir === undefined) {
+      // Outside: run ourselves again in namespaces of our own (sidecar/shell-namespace.ts).
+      process.exitCode = await runInShellNamespace(process.argv.slice(2), withServerFlags(process.execArgv));
+      return;
+    }
+    const { runShell, SHELL_SETUP_FAILED } = await import('../sidecar/shell.js');
+    const bridge = bridgeSettings({ ...opts, command: opts.command.length > 0 ? opts.command : ['hostname', 'uname'] });
+    try {
+      process.exitCode = await runShell({
+        natsUrl: url, agentId: opts.agent, command, maps, slaveAt: resolve(opts.slaveAt), dir, caller: parseCaller(callerSaid),
+        // allow_other: the command runs as the caller, who is not the mount's owner.
+        mountOptions: ['allow_other', ...opts.options], slaveWaitMs: opts.slaveWait * 1000, bridge, pythonFallback: opts.pythonFallback,
+        mountDevices: deviceMounter(url, opts.slaveWait, opts.logLevel, { detached: true }), log: createLogger(opts.logLevel),
+      });
+    } catch (err) {
+      process.stderr.write(`splitbrain shell: ${(err as Error).message}\n`);
+      process.exitCode = SHELL_SETUP_FAILED;
+    }
   });
 
 addInspectCommands(program);

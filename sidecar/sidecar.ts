@@ -109,6 +109,10 @@ export async function startSidecar(options: SidecarOptions): Promise<RunningSide
     const devices = await options.mountDevices(devicesAt, agentId, devicesSeenAt, ptys);
     stops.push(() => devices.stop());
     for (const map of maps) {
+      // An export without dev/ has its devices at <dir>/dev: the slave's /dev/X is there.
+      if (devicesAt !== join(paths.slave, 'dev') && (map.slavePath === '/dev' || map.slavePath.startsWith('/dev/'))) {
+        map.source = join(devicesAt, map.slavePath.slice('/dev'.length));
+      }
       await bindMap(map, { at: slaveSeenAt, here: paths.slave });
       stops.push(() => run('umount', ['-l', map.at]));
     }

@@ -20,8 +20,11 @@ export interface AgentProcess {
 }
 
 /** Starts `splitbrain agent` and waits until it answers on the bus. */
-export async function startAgentProcess(natsUrl: string, id: string, root: string, extraArgs: string[] = [], spawnOptions: SpawnOptions = {}): Promise<AgentProcess> {
-  const child = spawn(process.execPath, [CLI, 'agent', '--nats', natsUrl, '--id', id, '--root', root, '--log-level', 'info', ...extraArgs], {
+export async function startAgentProcess(
+  natsUrl: string, id: string, root: string, extraArgs: string[] = [], spawnOptions: SpawnOptions = {}, wrapper: string[] = [],
+): Promise<AgentProcess> {
+  const argv = [...wrapper, process.execPath, CLI, 'agent', '--nats', natsUrl, '--id', id, '--root', root, '--log-level', 'info', ...extraArgs];
+  const child = spawn(argv[0] ?? '', argv.slice(1), {
     stdio: ['ignore', 'ignore', 'pipe'], ...spawnOptions,
   });
   let log = '';
@@ -71,6 +74,8 @@ export interface BareAgentOptions {
   id?: string;
   agentArgs?: string[];
   agentSpawn?: SpawnOptions;
+  /** A command the agent runs under, which execs it ("$0" "$@"): e.g. unshare with a hostname set. */
+  agentWrapper?: string[];
   /** The agent's environment, once its export root is known (default: ours). */
   agentEnv?: (root: string, tmp: string) => NodeJS.ProcessEnv;
   /** Fills the export root (or the temp dir around it) before the agent starts. */
@@ -87,7 +92,7 @@ export async function startBareAgent(options: BareAgentOptions = {}): Promise<Ba
     await options.prepare?.(root, tmp);
     nats = await startNats();
     const spawnOptions = options.agentEnv ? { ...options.agentSpawn, env: options.agentEnv(root, tmp) } : options.agentSpawn;
-    const agent = await startAgentProcess(nats.url, options.id ?? 'test-slave', root, options.agentArgs, spawnOptions);
+    const agent = await startAgentProcess(nats.url, options.id ?? 'test-slave', root, options.agentArgs, spawnOptions, options.agentWrapper);
     const started = nats;
     return {
       nats: started, agent, root, tmp,
@@ -114,6 +119,8 @@ export interface SlaveOptions {
   agentArgs?: string[];
   mountArgs?: string[];
   agentSpawn?: SpawnOptions;
+  /** A command the agent runs under, which execs it ("$0" "$@"): e.g. unshare with a hostname set. */
+  agentWrapper?: string[];
 }
 
 export async function startSlave(options: SlaveOptions = {}): Promise<Slave> {

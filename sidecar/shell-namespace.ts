@@ -1,0 +1,174 @@
+/**
+ * The outside half of `splitbrain shell`: it starts the command's private world and waits for it.
+ *
+ * Node cannot move itself into a new mount namespace (unshare(2) moves only the calling thread,
+ * and Node has several), so `splitbrain shell` runs itself again under util-linux's `unshare`
+ * (which execs, so no process sits between): as root a new mount and UTS namespace; without
+ * root also a user namespace where it is root, which lets it mount FUSE, devpts and binds where
+ * the kernel allows that (Linux 4.18+). The inside half is shell.ts.
+ *
+ * What the namespace holds dies with it: mounts made there are nobody else's. This half stays
+ * outside to make sure of it: a process the inside half left in the namespace (it was killed
+ * before it could stop its device mount) is ended, by the namespace it is in, and the empty
+ * directory the inside mounted its tmpfs on is removed.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { constants, readdirSync, readlinkSync } from 'node:fs';
+import { access, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { exitStatusOf } from './exit-status.js';
+
+/** Set by the outside half for the inside one: who the command runs as, and its directory. */
+export const SHELL_CALLER_ENV = 'SPLITBRAIN_SHELL_CALLER';
+export const SHELL_DIR_ENV = 'SPLITBRAIN_SHELL_DIR';
+
+/** `splitbrain shell` could not make its namespace: what is missing, said plainly (exit 1). */
+export class ShellNamespaceError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'ShellNamespaceError';
+  }
+}
+
+/** Who started `splitbrain shell`: with sudo, the user sudo was run by, not root. */
+export interface ShellCaller {
+  uid: number;
+  gid: number;
+  /** The command runs in a user namespace of its own, where these ids are mapped to themselves. */
+  userNamespace: boolean;
+}
+
+export function shellCaller(env: NodeJS.ProcessEnv = process.env): ShellCaller {
+  const euid = process.geteuid?.() ?? 0;
+  if (euid !== 0) return { uid: euid, gid: process.getegid?.() ?? euid, userNamespace: true };
+  const uid = Number(env.SUDO_UID);
+  const gid = Number(env.SUDO_GID);
+  if (env.SUDO_UID && Number.isInteger(uid) && uid >= 0 && env.SUDO_GID && Number.isInteger(gid) && gid >= 0) {
+    return { uid, gid, userNamespace: false };
+  }
+  return { uid: 0, gid: process.getegid?.() ?? 0, userNamespace: false };
+}
+
+export function formatCaller(caller: ShellCaller): string {
+  return `${caller.uid}:${caller.gid}:${caller.userNamespace ? 'userns' : 'root'}`;
+}
+
+export function parseCaller(value: string): ShellCaller {
+  const m = /^(\d+):(\d+):(userns|root)$/.exec(value);
+  if (!m) throw new Error(`${SHELL_CALLER_ENV}=${value}: not set by splitbrain shell`);
+  return { uid: Number(m[1]), gid: Number(m[2]), userNamespace: m[3] === 'userns' };
+}
+
+/** The unshare(1) flags of the command's namespaces. */
+function unshareFlags(caller: ShellCaller): string[] {
+  const mine = ['--mount', '--uts', '--propagation', 'private'];
+  return caller.userNamespace ? ['--user', '--map-root-user', ...mine] : mine;
+}
+
+/** Without root: what the kernel and this machine must allow, checked before anything starts. */
+async function checkUnprivileged(): Promise<void> {
+  const probe = spawnSync('unshare', ['--user', '--map-root-user', '--mount', 'true'], { encoding: 'utf8', timeout: 10_000 });
+  if (probe.error) throw new ShellNamespaceError(`cannot run unshare (util-linux): ${probe.error.message}`, { cause: probe.error });
+  if (probe.status !== 0) {
+    throw new ShellNamespaceError(
+      `the kernel refuses this user a user namespace (${probe.stderr.trim() || `unshare exited ${probe.status}`}): `
+      + 'run splitbrain shell as root (sudo), or allow unprivileged user namespaces '
+      + '(kernel.unprivileged_userns_clone=1 where that sysctl exists, user.max_user_namespaces > 0)');
+  }
+  await access('/dev/fuse', constants.R_OK | constants.W_OK).catch((err: unknown) => {
+    throw new ShellNamespaceError(
+      `without root, FUSE needs /dev/fuse readable and writable by you (${(err as Error).message}): `
+      + 'run splitbrain shell as root (sudo), or give /dev/fuse mode 0666 as most distributions do', { cause: err });
+  });
+}
+
+function mountNamespaceOf(pid: number | 'self'): string | undefined {
+  try {
+    return readlinkSync(`/proc/${pid}/ns/mnt`);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The processes left in the mount namespace `ns` (ours: nobody else can enter it). */
+function processesIn(ns: string): number[] {
+  const pids: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    if (mountNamespaceOf(Number(name)) === ns) pids.push(Number(name));
+  }
+  return pids;
+}
+
+/**
+ * Runs `splitbrain <argv>` (the shell command's own arguments) inside new namespaces and returns
+ * its exit status, which is the command's.
+ */
+export async function runInShellNamespace(argv: string[], nodeArgs: string[]): Promise<number> {
+  const caller = shellCaller();
+  if (caller.userNamespace) await checkUnprivileged();
+  const dir = await mkdtemp(join(tmpdir(), 'splitbrain-shell-'));
+  const child = spawn('unshare', [...unshareFlags(caller), '--', process.execPath, ...nodeArgs, process.argv[1] ?? '', ...argv], {
+    stdio: 'inherit',
+    env: { ...process.env, [SHELL_CALLER_ENV]: formatCaller(caller), [SHELL_DIR_ENV]: dir },
+  });
+  // The terminal's Ctrl-C and Ctrl-\ reach the whole foreground group, the command included:
+  // the command decides, as under any shell. What is sent to us alone is passed on.
+  const ignore = () => undefined;
+  const forward = (signal: NodeJS.Signals) => { child.kill(signal); };
+  process.on('SIGINT', ignore);
+  process.on('SIGQUIT', ignore);
+  for (const signal of ['SIGTERM', 'SIGHUP'] as const) process.on(signal, forward);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+  });
+  let namespace: string | undefined;
+  const own = mountNamespaceOf('self');
+  const watching = (async () => {
+    // unshare execs Node once the namespaces are made: the child's pid is then in them.
+    for (let i = 0; i < 500 && child.exitCode === null && child.signalCode === null; i++) {
+      const ns = child.pid === undefined ? undefined : mountNamespaceOf(child.pid);
+      if (ns !== undefined && ns !== own) {
+        namespace = ns;
+        return;
+      }
+      await sleep(10);
+    }
+  })();
+  try {
+    const { code, signal } = await exited.catch((err: Error) => {
+      throw new ShellNamespaceError(`cannot run unshare (util-linux): ${err.message}`, { cause: err });
+    });
+    return exitStatusOf({ code, signal });
+  } finally {
+    await watching;
+    process.off('SIGINT', ignore);
+    process.off('SIGQUIT', ignore);
+    for (const signal of ['SIGTERM', 'SIGHUP'] as const) process.off(signal, forward);
+    if (namespace !== undefined) await endLeftovers(namespace);
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Ends what is still in the namespace: SIGTERM, then SIGKILL after 5 s. */
+async function endLeftovers(ns: string): Promise<void> {
+  let left = processesIn(ns);
+  if (left.length === 0) return;
+  for (const pid of left) killQuietly(pid, 'SIGTERM');
+  for (let i = 0; i < 100 && left.length > 0; i++) {
+    await sleep(50);
+    left = processesIn(ns);
+  }
+  for (const pid of left) killQuietly(pid, 'SIGKILL');
+}
+
+function killQuietly(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // gone already
+  }
+}
