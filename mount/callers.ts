@@ -6,6 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { MAX_GROUPS, type Caller } from '../protocol/index.js';
+import { GROUP_IDS, USER_IDS } from './id-maps.js';
 
 export interface FuseCaller {
   uid: number;
@@ -14,8 +15,11 @@ export interface FuseCaller {
   pid: number;
 }
 
-/** Requests the mount makes on its own behalf (writing again after a restart, probes). */
-export const MOUNT_ITSELF: FuseCaller = Object.freeze({ uid: 0, gid: 0, pid: 0 });
+/**
+ * Requests the mount makes on its own behalf (writing again after a restart, probes): root, or in
+ * a user namespace whoever its root is outside (id-maps.ts).
+ */
+export const MOUNT_ITSELF: FuseCaller = Object.freeze({ uid: USER_IDS.toMaster(0) ?? 0, gid: GROUP_IDS.toMaster(0) ?? 0, pid: 0 });
 
 const GROUPS_TTL_MS = 1000;
 const MAX_REMEMBERED = 4096;
@@ -30,8 +34,11 @@ export function supplementaryGroups(pid: number): number[] | undefined {
   }
   const line = /^Groups:\t?(.*)$/m.exec(status);
   if (!line) return undefined;
+  // As our user namespace sees them: the master's, less those it does not map (id-maps.ts).
   return (line[1] ?? '').split(/\s+/).filter((g) => g.length > 0).map(Number)
-    .filter((g) => Number.isInteger(g) && g >= 0 && g <= 0xffffffff).slice(0, MAX_GROUPS);
+    .filter((g) => Number.isInteger(g) && g >= 0 && g <= 0xffffffff)
+    .flatMap((g) => { const master = GROUP_IDS.toMaster(g); return master === undefined ? [] : [master]; })
+    .slice(0, MAX_GROUPS);
 }
 
 export class CallerGroups {

@@ -11,6 +11,7 @@
 import type { Logger } from 'pino';
 import { errnoNumber, errnoOf, nameFromBytes, nameToBytes, SlaveError, type Attr, type TimeSpec } from '../protocol/index.js';
 import type { FuseCaller } from './callers.js';
+import { GROUP_IDS, OVERFLOW_ID, USER_IDS } from './id-maps.js';
 import type { DirEntry, MountFs } from './mount-fs.js';
 import {
   fuseBinding, OP_NAMES, type FuseBinding, type FuseRequest, type MountHandle, type OpName, type RequestHandle,
@@ -60,8 +61,8 @@ function packAttr(b: FuseBinding, attr: Attr, into = new Float64Array(b.attrSlot
   into[at + s.INO] = attr.ino;
   into[at + s.MODE] = attr.mode;
   into[at + s.NLINK] = attr.nlink;
-  into[at + s.UID] = attr.uid;
-  into[at + s.GID] = attr.gid;
+  into[at + s.UID] = USER_IDS.identity ? attr.uid : USER_IDS.fromMaster(attr.uid);
+  into[at + s.GID] = GROUP_IDS.identity ? attr.gid : GROUP_IDS.fromMaster(attr.gid);
   into[at + s.RDEV] = attr.rdev;
   into[at + s.SIZE] = attr.size;
   into[at + s.BLOCKS] = attr.blocks;
@@ -248,7 +249,10 @@ export class FuseAdapter {
 
   /** One kernel request: to its op's entry in the table (an op with none answers ENOSYS). */
   private dispatch(request: FuseRequest): void {
-    const who: FuseCaller = { uid: request.uid, gid: request.gid, pid: request.pid };
+    const who: FuseCaller = USER_IDS.identity && GROUP_IDS.identity
+      ? { uid: request.uid, gid: request.gid, pid: request.pid }
+      // The kernel refuses a caller its namespace does not map: these are always mapped.
+      : { uid: USER_IDS.toMaster(request.uid) ?? OVERFLOW_ID, gid: GROUP_IDS.toMaster(request.gid) ?? OVERFLOW_ID, pid: request.pid };
     const name = request.name ? nameFromBytes(request.name) : '';
     try {
       const handler = this.byCode[request.op];
@@ -485,7 +489,9 @@ export class FuseAdapter {
     let told: Attr | void = undefined;
     if (toSet & bit.MODE) told = await this.fs.chmod(needPath(), at(slot.MODE) & 0o7777, who);
     if (toSet & (bit.UID | bit.GID)) {
-      told = await this.fs.chown(needPath(), toSet & bit.UID ? at(slot.UID) : UNCHANGED_ID, toSet & bit.GID ? at(slot.GID) : UNCHANGED_ID, who);
+      const uid = toSet & bit.UID ? USER_IDS.toMaster(at(slot.UID)) ?? OVERFLOW_ID : UNCHANGED_ID;
+      const gid = toSet & bit.GID ? GROUP_IDS.toMaster(at(slot.GID)) ?? OVERFLOW_ID : UNCHANGED_ID;
+      told = await this.fs.chown(needPath(), uid, gid, who);
     }
     if (toSet & bit.SIZE) {
       if (fh >= 0) told = await this.fs.ftruncate(path, fh, at(slot.SIZE), who);

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { access, chmod, constants, lstat, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { access, chmod, chown, constants, lstat, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -63,6 +63,10 @@ describe('splitbrain shell', () => {
         await mkdir(join(root, 'dev')); // the devices are seen at the slave's /dev
         await mkdir(join(root, 'etc', 'board'), { recursive: true });
         await writeFile(join(root, 'etc', 'board', 'id'), 'board-42 of the slave\n');
+        // For the caller without root (nobody): a directory of its own, and a file only root may read.
+        await mkdir(join(root, 'nobody-home'));
+        await chown(join(root, 'nobody-home'), NOBODY, NOBODY);
+        await writeFile(join(root, 'root-only'), 'secret\n', { mode: 0o600 });
         await mkdir(join(root, 'slavebin'));
         await writeFile(join(root, 'slavebin', 'slave-only-tool'), '#!/bin/sh\necho "slave tool on $(uname -n)"\n', { mode: 0o755 });
       },
@@ -188,7 +192,8 @@ describe('splitbrain shell', () => {
 
   it('without root: runs in a user namespace, or says what it needs', async () => {
     const asNobody = ['setpriv', '--reuid', String(NOBODY), '--regid', String(NOBODY), '--clear-groups'];
-    const command = [process.execPath, CLI, 'shell', slave.nats.url, '--agent', slave.agent.id, '--', 'sh', '-c', 'id -u; cat /slave/etc/board/id'];
+    const command = [process.execPath, CLI, 'shell', slave.nats.url, '--agent', slave.agent.id, '--', 'sh', '-c',
+      'id -u; cat /slave/etc/board/id; cat /slave/root-only; touch /slave/nobody-home/made && stat -c %u /slave/nobody-home/made'];
     await access(CLI, constants.R_OK);
     if ((await run(asNobody[0] ?? '', [...asNobody.slice(1), 'test', '-w', '/dev/fuse'])).code !== 0) {
       // This machine's /dev/fuse is root's alone (mode 0600, as here): the message says so.
@@ -203,7 +208,11 @@ describe('splitbrain shell', () => {
     const result = await run('unshare', ['--mount', 'sh', '-c', script, 'sh', ...asNobody, ...command], { timeoutMs: 60_000, cwd: tmpdir() });
     await rm(fuseNode, { force: true });
     assert.equal(result.code, 0, result.stderr);
-    assert.equal(result.stdout, `${NOBODY}\nboard-42 of the slave\n`);
+    // The slave acts as the caller, not as the namespace's root: root's file stays closed, and
+    // what the caller makes is the caller's, there and as the command sees it.
+    assert.equal(result.stdout, `${NOBODY}\nboard-42 of the slave\n${NOBODY}\n`);
+    assert.match(result.stderr, /cat: \/slave\/root-only: Permission denied/);
+    assert.equal((await lstat(join(slave.root, 'nobody-home', 'made'))).uid, NOBODY);
     assert.deepEqual(await traces(), before0);
   });
 });
