@@ -10,9 +10,12 @@ cd "$(dirname "$0")/.."
 # socat: pty pairs in the device tests. gcc, libc6-dev (its static libc): the exec shim and the
 # agent's change watcher (agent/backends/linux/watcher), both linked statically. bsdutils: `script`, a terminal for the pty tests.
 # python3-serial, python3-pexpect, picocom, tmux: unmodified serial-console tools in the terminal
-# tests (test/integration/terminals.test.ts), run with Debian's /usr/bin/python3.
+# tests (test/integration/terminals.test.ts), run with Debian's /usr/bin/python3. python3-pytest:
+# the example tests run on this machine through `splitbrain shell` (test/e2e/containers.test.ts).
+# util-linux (unshare, setpriv) and hostname, which `splitbrain shell` runs, are essential packages.
 packages=(nats-server fuse3 libfuse3-dev pkg-config sshfs bindfs openssh-server openssh-client socat rsync git
-          python3 make g++ gcc libc6-dev bsdutils ca-certificates openssl python3-serial python3-pexpect picocom tmux)
+          python3 make g++ gcc libc6-dev bsdutils ca-certificates openssl python3-serial python3-pexpect picocom tmux
+          python3-pytest)
 bash scripts/apt-ensure.sh setup "${packages[@]}"
 [ -c /dev/fuse ] || { echo "setup: /dev/fuse is missing: load the fuse module (modprobe fuse)" >&2; exit 1; }
 

@@ -12,8 +12,8 @@
  * before it could stop its device mount) is ended, by the namespace it is in, and the empty
  * directory the inside mounted its tmpfs on is removed.
  */
-import { spawn, spawnSync } from 'node:child_process';
-import { constants, readdirSync, readlinkSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { constants, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { access, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -114,13 +114,7 @@ export async function runInShellNamespace(argv: string[], nodeArgs: string[]): P
     stdio: 'inherit',
     env: { ...process.env, [SHELL_CALLER_ENV]: formatCaller(caller), [SHELL_DIR_ENV]: dir },
   });
-  // The terminal's Ctrl-C and Ctrl-\ reach the whole foreground group, the command included:
-  // the command decides, as under any shell. What is sent to us alone is passed on.
-  const ignore = () => undefined;
-  const forward = (signal: NodeJS.Signals) => { child.kill(signal); };
-  process.on('SIGINT', ignore);
-  process.on('SIGQUIT', ignore);
-  for (const signal of ['SIGTERM', 'SIGHUP'] as const) process.on(signal, forward);
+  const unrelay = relaySignals(child);
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
     child.once('error', reject);
     child.once('exit', (code, signal) => resolve({ code, signal }));
@@ -145,12 +139,40 @@ export async function runInShellNamespace(argv: string[], nodeArgs: string[]): P
     return exitStatusOf({ code, signal });
   } finally {
     await watching;
-    process.off('SIGINT', ignore);
-    process.off('SIGQUIT', ignore);
-    for (const signal of ['SIGTERM', 'SIGHUP'] as const) process.off(signal, forward);
+    unrelay();
     if (namespace !== undefined) await endLeftovers(namespace);
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Whether this process is in its terminal's foreground process group: a Ctrl-C or Ctrl-\ typed
+ * there reaches every process of the group, the command included, and must not be passed on
+ * a second time. /proc/PID/stat: pgrp and tpgid are the 3rd and 6th fields after the name.
+ */
+function inTerminalForeground(): boolean {
+  try {
+    const stat = readFileSync('/proc/self/stat', 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return fields[2] !== undefined && fields[2] === fields[5];
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Passes on to `child` the signals sent to this process (`splitbrain shell`, then its inside
+ * half, then the command), as sudo does: SIGTERM and SIGHUP always; SIGINT and SIGQUIT unless
+ * they came from the terminal, which gave them to the command itself. Returns the undoing.
+ */
+export function relaySignals(child: ChildProcess): () => void {
+  const pass = (signal: NodeJS.Signals) => { child.kill(signal); };
+  const interrupt = (signal: NodeJS.Signals) => { if (!inTerminalForeground()) child.kill(signal); };
+  const handlers = [
+    ['SIGTERM', pass], ['SIGHUP', pass], ['SIGINT', interrupt], ['SIGQUIT', interrupt],
+  ] as const;
+  for (const [signal, handler] of handlers) process.on(signal, handler);
+  return () => { for (const [signal, handler] of handlers) process.off(signal, handler); };
 }
 
 /** Ends what is still in the namespace: SIGTERM, then SIGKILL after 5 s. */

@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import type { Logger } from 'pino';
 import { exitStatusOf, STATUS_NOT_EXECUTABLE, STATUS_NOT_FOUND } from './exit-status.js';
 import { MasterView } from './shell-view.js';
-import type { ShellCaller } from './shell-namespace.js';
+import { relaySignals, type ShellCaller } from './shell-namespace.js';
 import { startSidecar, type SidecarOptions } from './sidecar.js';
 
 export interface ShellMap {
@@ -98,12 +98,7 @@ function startCommand(options: ShellOptions, root: string | undefined): { status
   }
   const [file = '', ...args] = argv;
   const child = spawn(file, args, { stdio: 'inherit', env });
-  // Signals sent to us alone (not the terminal's, which the command gets itself) are passed on.
-  const ignore = () => undefined;
-  const forward = (signal: NodeJS.Signals) => { child.kill(signal); };
-  process.on('SIGINT', ignore);
-  process.on('SIGQUIT', ignore);
-  for (const signal of ['SIGTERM', 'SIGHUP'] as const) process.on(signal, forward);
+  const unrelay = relaySignals(child);
   const status = new Promise<number>((resolve) => {
     child.once('error', (err: NodeJS.ErrnoException) => {
       const notFound = err.code === 'ENOENT';
@@ -111,11 +106,7 @@ function startCommand(options: ShellOptions, root: string | undefined): { status
       resolve(notFound ? STATUS_NOT_FOUND : STATUS_NOT_EXECUTABLE);
     });
     child.once('exit', (code, signal) => resolve(exitStatusOf({ code, signal })));
-  }).finally(() => {
-    process.off('SIGINT', ignore);
-    process.off('SIGQUIT', ignore);
-    for (const signal of ['SIGTERM', 'SIGHUP'] as const) process.off(signal, forward);
-  });
+  }).finally(unrelay);
   return { status };
 }
 

@@ -10,6 +10,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CLI, run, waitFor, type RunResult } from '../helpers/processes.js';
@@ -265,6 +266,23 @@ describe('containers end to end', () => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     }
     await assertNothingLeft();
+  });
+
+  it('splitbrain shell: the same tests pass run on this machine, no container on the master, and nothing is left', async () => {
+    // The master reaches the slave container on the network this test made, as a lab reaches a slave.
+    const address = await docker('inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', slave);
+    const tests = new URL('../../../compose/example/tests', import.meta.url).pathname;
+    await docker('exec', slave, 'rm', '-f', '/tmp/written-by-test.txt');
+    const mountsBefore = await readFile('/proc/self/mountinfo', 'utf8');
+    const result = await run(process.execPath, [CLI, 'shell', `nats://${address}:4222`, '--command', 'hostname', '--command', 'cat',
+      '--', '/usr/bin/python3', '-m', 'pytest', '-v', '-p', 'no:cacheprovider', tests], { timeoutMs: 180_000 });
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    assert.match(result.stdout, /test_own_hostname_is_the_slaves PASSED/);
+    assert.match(result.stdout, /test_board_console_answers PASSED/);
+    assert.match(result.stdout, /6 passed, 1 skipped/);
+    assert.equal(await docker('exec', slave, 'cat', '/tmp/written-by-test.txt'), 'hello from the master');
+    assert.equal(await readFile('/proc/self/mountinfo', 'utf8'), mountsBefore);
+    assert.deepEqual((await readdir(tmpdir())).filter((n) => n.startsWith('splitbrain-shell-')), []);
   });
 
   it('splitbrain run: a slave that cannot be reached fails the setup with 125 and a clear message, and nothing is left', async () => {

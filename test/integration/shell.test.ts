@@ -162,21 +162,23 @@ describe('splitbrain shell', () => {
     assert.deepEqual(await traces(), before0);
   });
 
-  it('ends with 130 when Ctrl-C interrupts the command, and stops everything', async () => {
-    // A process group of its own, as a terminal's foreground job: the terminal's Ctrl-C goes to all of it.
-    const child = spawn(process.execPath, [CLI, 'shell', slave.nats.url, '--agent', slave.agent.id, '--', 'sh', '-c', 'echo started; exec sleep 60'], {
-      detached: true, stdio: ['ignore', 'pipe', 'pipe'],
+  for (const [how, toGroup] of [['Ctrl-C interrupts the command (its whole process group)', true], ['SIGINT is sent to splitbrain shell alone', false]] as const) {
+    it(`ends with 130 when ${how}, and stops everything`, async () => {
+      // A process group of its own, as a terminal's foreground job: the terminal's Ctrl-C goes to all of it.
+      const child = spawn(process.execPath, [CLI, 'shell', slave.nats.url, '--agent', slave.agent.id, '--', 'sh', '-c', 'echo started; exec sleep 60'], {
+        detached: true, stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      child.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
+      const exited = once(child, 'exit');
+      await waitFor('the command to start', () => out.includes('started') || child.exitCode !== null, 30_000);
+      assert.ok(child.pid !== undefined);
+      process.kill(toGroup ? -child.pid : child.pid, 'SIGINT');
+      const [code] = (await exited) as [number | null];
+      assert.equal(code, 130);
+      await waitFor('everything of the shell gone', async () => JSON.stringify(await traces()) === JSON.stringify(before0), 15_000);
     });
-    let out = '';
-    child.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
-    const exited = once(child, 'exit');
-    await waitFor('the command to start', () => out.includes('started') || child.exitCode !== null, 30_000);
-    assert.ok(child.pid !== undefined);
-    process.kill(-child.pid, 'SIGINT');
-    const [code] = (await exited) as [number | null];
-    assert.equal(code, 130);
-    await waitFor('everything of the shell gone', async () => JSON.stringify(await traces()) === JSON.stringify(before0), 15_000);
-  });
+  }
 
   it('refuses bad input clearly and leaves nothing behind', async () => {
     const unmapped = await shell(['--map', '/no/such/path'], ['true']);
