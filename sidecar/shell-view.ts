@@ -14,10 +14,9 @@
  * its last process ends; the binds of the slave's paths are undone first (`undo`), before the
  * mounts they show are stopped.
  */
-import { execFile } from 'node:child_process';
 import { lstat, mkdir, readdir, readlink, stat, symlink, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
-import { promisify } from 'node:util';
+import { systemCommand } from './system-command.js';
 
 export class MasterViewError extends Error {
   constructor(message: string, options?: ErrorOptions) {
@@ -48,7 +47,7 @@ export class MasterView {
     const at = await this.mountpoint(target, (await stat(source)).isDirectory());
     // rbind: a directory may hold mounts of its own (the devices on the slave's dev/).
     await mount(['--rbind', source, at]);
-    this.undo.push(() => mount(['-u', '-l', at]).catch(() => undefined));
+    this.undo.push(() => systemCommand('umount', ['-l', at]).catch(() => undefined));
   }
 
   private here(path: string): string {
@@ -56,7 +55,11 @@ export class MasterView {
   }
 
   private async mountpoint(target: string, isDir: boolean): Promise<string> {
-    const existing = await lstat(this.here(target)).catch(() => undefined);
+    // Links are followed, as mount(8) follows them (a map over /dev/serial/by-id/...).
+    const existing = await stat(this.here(target)).catch(() => undefined);
+    if (!existing && await lstat(this.here(target)).then(() => true, () => false)) {
+      throw new MasterViewError(`${target}: a link to nothing on this machine`);
+    }
     if (existing) {
       if (existing.isDirectory() !== isDir) {
         throw new MasterViewError(`${target}: the slave's is ${isDir ? 'a directory' : 'not a directory'}, this machine's ${existing.isDirectory() ? 'is' : 'is not'}`);
@@ -66,7 +69,7 @@ export class MasterView {
     // The deepest directory that exists, then what is missing below it, made in a tmpfs.
     const missing: string[] = [target];
     let parent = posix.dirname(target);
-    while (parent !== '/' && !(await lstat(this.here(parent)).then((st) => st.isDirectory(), () => false))) {
+    while (parent !== '/' && !(await stat(this.here(parent)).then((st) => st.isDirectory(), () => false))) {
       missing.unshift(parent);
       parent = posix.dirname(parent);
     }
@@ -126,12 +129,6 @@ export class MasterView {
   }
 }
 
-async function mount(args: string[]): Promise<void> {
-  const [command, rest] = args[0] === '-u' ? ['umount', args.slice(1)] : ['mount', args];
-  try {
-    await promisify(execFile)(command, rest);
-  } catch (err) {
-    const e = err as Error & { stderr?: string };
-    throw new MasterViewError(`${command} ${rest.join(' ')}: ${(e.stderr ?? '').trim() || e.message}`, { cause: err });
-  }
+function mount(args: string[]): Promise<void> {
+  return systemCommand('mount', args);
 }

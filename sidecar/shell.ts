@@ -6,14 +6,14 @@
  * directories on its PATH as a test container has them (compose/containers.ts). When the
  * command ends everything is taken down and its status is returned.
  */
-import { execFile, spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { join, posix } from 'node:path';
-import { promisify } from 'node:util';
 import type { Logger } from 'pino';
 import { exitStatusOf, STATUS_NOT_EXECUTABLE, STATUS_NOT_FOUND } from './exit-status.js';
 import { MasterView } from './shell-view.js';
 import { relaySignals, type ShellCaller } from './shell-namespace.js';
 import { startSidecar, type SidecarOptions } from './sidecar.js';
+import { systemCommand } from './system-command.js';
 
 export interface ShellMap {
   slavePath: string;
@@ -52,15 +52,15 @@ export async function runShell(options: ShellOptions): Promise<number> {
   try {
     // Nothing of ours is written to the master's disk, and the command (maybe not root) may
     // reach the bridge's socket, shims and Python hook.
-    await run('mount', ['-t', 'tmpfs', '-o', 'mode=0755,size=16m', 'splitbrain-shell', dir]);
-    undo.push(() => run('umount', ['-l', dir]));
+    await systemCommand('mount', ['-t', 'tmpfs', '-o', 'mode=0755,size=16m', 'splitbrain-shell', dir]);
+    undo.push(() => systemCommand('umount', ['-l', dir]));
     const sidecar = await startSidecar({
       natsUrl: options.natsUrl, agentId: options.agentId, dir, slaveSeenAt: options.slaveAt,
       mountOptions: options.mountOptions, slaveWaitMs: options.slaveWaitMs, maps: options.maps.map((m) => m.slavePath),
       mountDevices: options.mountDevices, bridge: options.bridge, pythonFallback: options.pythonFallback, log,
     });
     undo.push(() => sidecar.stop());
-    await run('hostname', [sidecar.health.hostname]).catch((err: unknown) => log.warn({ err }, 'the slave\'s hostname not set'));
+    await systemCommand('hostname', [sidecar.health.hostname]).catch((err: unknown) => log.warn({ err }, 'the slave\'s hostname not set'));
     const view = new MasterView(dir, undo);
     await view.bind(join(dir, 'slave'), options.slaveAt);
     for (const map of options.maps) await view.bind(join(dir, 'map', posix.normalize(map.slavePath)), map.target);
@@ -128,13 +128,4 @@ function passwdEntry(uid: number): { name: string; home: string } | undefined {
   const got = spawnSync('getent', ['passwd', String(uid)], { encoding: 'utf8', timeout: 10_000 });
   const fields = got.status === 0 ? got.stdout.trim().split(':') : [];
   return fields.length >= 7 && fields[0] && fields[5] ? { name: fields[0], home: fields[5] } : undefined;
-}
-
-async function run(command: string, args: string[]): Promise<void> {
-  try {
-    await promisify(execFile)(command, args);
-  } catch (err) {
-    const e = err as Error & { stderr?: string };
-    throw new ShellSetupError(`${command} ${args.join(' ')}: ${(e.stderr ?? '').trim() || e.message}`, { cause: err });
-  }
 }

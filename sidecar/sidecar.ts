@@ -25,15 +25,14 @@
  * A bridged command clears the filesystem mount's cache when it ends, so the test sees at once
  * what the command changed on the slave.
  */
-import { execFile } from 'node:child_process';
 import { lstat, mkdir, readlink, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
-import { promisify } from 'node:util';
 import type { Logger } from 'pino';
 import { mountSlave, type MountedSlave } from '../mount/mount.js';
 import { HEALTH_FILE, type HealthReport } from './health.js';
 import { startBridgeService, type BridgeServiceOptions, type RunningBridge } from './bridge-service.js';
 import { fillShimDir } from './shim-dir.js';
+import { systemCommand } from './system-command.js';
 
 export interface SidecarOptions {
   natsUrl: string;
@@ -105,7 +104,7 @@ export async function startSidecar(options: SidecarOptions): Promise<RunningSide
     // Test containers see <dir>/slave at slaveSeenAt, and <dir> itself at the same path.
     const devicesSeenAt = devicesAt === join(paths.slave, 'dev') ? posix.join(slaveSeenAt, 'dev') : devicesAt;
     const ptys = await mountPtys(paths.pts, log);
-    if (ptys) stops.push(() => run('umount', ['-l', paths.pts]));
+    if (ptys) stops.push(() => systemCommand('umount', ['-l', paths.pts]));
     const devices = await options.mountDevices(devicesAt, agentId, devicesSeenAt, ptys);
     stops.push(() => devices.stop());
     for (const map of maps) {
@@ -114,7 +113,7 @@ export async function startSidecar(options: SidecarOptions): Promise<RunningSide
         map.source = join(devicesAt, map.slavePath.slice('/dev'.length));
       }
       await bindMap(map, { at: slaveSeenAt, here: paths.slave });
-      stops.push(() => run('umount', ['-l', map.at]));
+      stops.push(() => systemCommand('umount', ['-l', map.at]));
     }
     const bridge: RunningBridge = await startBridgeService({
       ...options.bridge, natsUrl: options.natsUrl, agentId, socketPath: paths.socket, shimDir: paths.bin, fallbackDir: paths.fallback,
@@ -150,7 +149,7 @@ export async function startSidecar(options: SidecarOptions): Promise<RunningSide
 async function mountPtys(at: string, log: Logger): Promise<string | undefined> {
   await mkdir(at, { recursive: true });
   try {
-    await run('mount', ['-t', 'devpts', '-o', 'newinstance,ptmxmode=0666,mode=0620', 'devpts', at]);
+    await systemCommand('mount', ['-t', 'devpts', '-o', 'newinstance,ptmxmode=0666,mode=0620', 'devpts', at]);
     return at;
   } catch (err) {
     log.warn({ err, at }, 'no devpts instance for relayed terminals: test containers will not reach the slave\'s terminals');
@@ -173,7 +172,7 @@ async function bindMap(map: { slavePath: string; source: string; at: string }, s
     await mkdir(posix.dirname(map.at), { recursive: true });
     await writeFile(map.at, '', { flag: 'a' }); // the mountpoint a file's bind needs
   }
-  await run('mount', ['--bind', source, map.at]);
+  await systemCommand('mount', ['--bind', source, map.at]);
 }
 
 /**
@@ -194,13 +193,4 @@ async function followSeen(path: string, seen: { at: string; here: string }): Pro
 
 async function isDirectory(path: string): Promise<boolean> {
   return stat(path).then((st) => st.isDirectory(), () => false);
-}
-
-async function run(command: string, args: string[]): Promise<void> {
-  try {
-    await promisify(execFile)(command, args);
-  } catch (err) {
-    const e = err as Error & { stderr?: string };
-    throw new Error(`${command} ${args.join(' ')}: ${(e.stderr ?? '').trim() || e.message}`);
-  }
 }
