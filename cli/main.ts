@@ -424,6 +424,7 @@ For an IDE or a debugger: make the interpreter a wrapper, e.g.
       process.exitCode = await runInShellNamespace(process.argv.slice(2), withServerFlags(process.execArgv));
       return;
     }
+    if (opts.metrics) await serveMetrics(opts.metrics); // inside: the mounts and the bridge are there
     const { runShell, SHELL_SETUP_FAILED } = await import('../sidecar/shell.js');
     const bridge = bridgeSettings({ ...opts, command: opts.command.length > 0 ? opts.command : ['hostname', 'uname'] });
     try {

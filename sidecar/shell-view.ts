@@ -14,7 +14,7 @@
  * its last process ends; the binds of the slave's paths are undone first (`undo`), before the
  * mounts they show are stopped.
  */
-import { lstat, mkdir, readdir, readlink, stat, symlink, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readdir, readlink, stat, symlink, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { systemCommand } from './system-command.js';
 
@@ -34,7 +34,7 @@ export class MasterView {
   private readonly ours = new Set<string>();
   private shadows = 0;
 
-  /** `work`: a directory of ours (on a tmpfs) for the new root and shadowed directories' originals. */
+  /** `work`: a directory of ours (on a tmpfs) where a new root and shadows are made. */
   constructor(private readonly work: string, private readonly undo: Undo) {}
 
   /** The command's new root, if it needs one (for unshare --root), else undefined. */
@@ -117,16 +117,22 @@ export class MasterView {
     this.ours.add('/');
   }
 
-  /** Shadows the command's directory `path` by a tmpfs with its entries bound back. */
+  /**
+   * Shadows the command's directory `path` by a tmpfs with its entries bound back, filled aside
+   * and then moved over it: the directory may hold our own (a map into $TMPDIR), which the
+   * tmpfs would otherwise hide before its entries were read.
+   */
   private async shadow(path: string): Promise<void> {
-    const original = join(this.work, 'shadowed', String(this.shadows++));
-    await mkdir(original, { recursive: true });
-    await mount(['--rbind', this.here(path), original]);
-    const mode = (await lstat(original)).mode & 0o7777;
-    await mount(['-t', 'tmpfs', '-o', `mode=${mode.toString(8)}`, 'splitbrain-shell', this.here(path)]);
-    await this.bindEntries(original, this.here(path));
+    const staging = join(this.work, 'shadows', String(this.shadows++));
+    await this.ownTmpfs(staging);
+    await chmod(staging, (await stat(this.here(path))).mode & 0o7777);
+    await this.bindEntries(this.here(path), staging);
+    await mount(['--move', staging, this.here(path)]);
+    // Bindable again: a new root made later binds it with the rest of its parent.
+    await mount(['--make-private', this.here(path)]);
     this.ours.add(path);
   }
+
 }
 
 function mount(args: string[]): Promise<void> {

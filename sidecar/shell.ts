@@ -97,7 +97,8 @@ function startCommand(options: ShellOptions, root: string | undefined): { status
     argv = newRoot.length > 0 ? ['unshare', ...newRoot, '--', ...command] : command;
   }
   const [file = '', ...args] = argv;
-  const child = spawn(file, args, { stdio: 'inherit', env });
+  // cwd by path: a directory shadowed meanwhile (shell-view.ts) is then the shadow, as for any new lookup.
+  const child = spawn(file, args, { stdio: 'inherit', env, cwd: process.cwd() });
   const unrelay = relaySignals(child);
   const status = new Promise<number>((resolve) => {
     child.once('error', (err: NodeJS.ErrnoException) => {

@@ -90,10 +90,14 @@ describe('splitbrain shell', () => {
   });
 
   it('shows the slave\'s directory at its real path, over the master\'s, and leaves nothing behind', async () => {
-    const result = await shell(['--map', `/etc/board:${masterBoard}`], ['sh', '-c', `cat ${masterBoard}/id; ls ${masterBoard}; cat /slave/etc/board/id`]);
+    // And at a path the master lacks, in the directory that holds the shell's own.
+    const absent = join(tmpdir(), `splitbrain-test-absent-${process.pid}`, 'board');
+    const result = await shell(['--map', `/etc/board:${masterBoard}`, '--map', `/etc/board:${absent}`],
+      ['sh', '-c', `cat ${masterBoard}/id; ls ${masterBoard}; cat /slave/etc/board/id; cat ${absent}/id`]);
     assert.equal(result.code, 0, result.stderr);
-    assert.equal(result.stdout, 'board-42 of the slave\nid\nboard-42 of the slave\n');
+    assert.equal(result.stdout, 'board-42 of the slave\nid\nboard-42 of the slave\nboard-42 of the slave\n');
     assert.equal(await readFile(join(masterBoard, 'id'), 'utf8'), 'the master\'s own\n');
+    await assert.rejects(lstat(join(absent, '..')), 'nothing was made in the master\'s temp dir');
     assert.deepEqual(await traces(), before0);
   });
 
