@@ -28,7 +28,9 @@ async function traces(): Promise<{ mounts: string; dirs: string[]; processes: st
     if (cmdline.includes(`${CLI}\0shell`) || cmdline.includes('splitbrain-shell-')) processes.push(`${pid} ${cmdline.replaceAll('\0', ' ')}`);
   }
   return {
-    mounts: (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').map((line) => line.split(' ').slice(4, 6).join(' ')).sort().join('\n'),
+    // The mounts a shell could leave (others, of other tests or programs, may come and go).
+    mounts: (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').map((line) => line.split(' ')[4] ?? '')
+      .filter((at) => /splitbrain-(shell|test-absent)-|^\/slave|^\/dev\/tty|^\/etc\/board/.test(at)).sort().join('\n'),
     dirs: (await readdir(tmpdir())).filter((name) => name.startsWith('splitbrain-shell-')),
     processes,
   };
