@@ -84,6 +84,17 @@ async function checkUnprivileged(): Promise<void> {
   });
 }
 
+/** As root: a container without CAP_SYS_ADMIN (or a seccomp filter) refuses namespaces too. */
+function checkPrivileged(): void {
+  const probe = spawnSync('unshare', ['--mount', '--uts', '--propagation', 'private', 'true'], { encoding: 'utf8', timeout: 10_000 });
+  if (probe.error) throw new ShellNamespaceError(`cannot run unshare (util-linux): ${probe.error.message}`, { cause: probe.error });
+  if (probe.status !== 0) {
+    throw new ShellNamespaceError(
+      `cannot make a mount namespace (${probe.stderr.trim() || `unshare exited ${probe.status}`}): splitbrain shell needs `
+      + 'CAP_SYS_ADMIN (in a container: --cap-add SYS_ADMIN, or --privileged)');
+  }
+}
+
 function mountNamespaceOf(pid: number | 'self'): string | undefined {
   try {
     return readlinkSync(`/proc/${pid}/ns/mnt`);
@@ -109,6 +120,7 @@ function processesIn(ns: string): number[] {
 export async function runInShellNamespace(argv: string[], nodeArgs: string[]): Promise<number> {
   const caller = shellCaller();
   if (caller.userNamespace) await checkUnprivileged();
+  else checkPrivileged();
   const dir = await mkdtemp(join(tmpdir(), 'splitbrain-shell-'));
   const child = spawn('unshare', [...unshareFlags(caller), '--', process.execPath, ...nodeArgs, process.argv[1] ?? '', ...argv], {
     stdio: 'inherit',

@@ -195,6 +195,10 @@ describe('splitbrain shell', () => {
     assert.match(unreachable.stderr, /cannot connect to nats:\/\/127\.0\.0\.1:9/);
     const usage = await run(process.execPath, [CLI, 'shell', slave.nats.url, '--map', 'relative', '--', 'true']);
     assert.equal(usage.code, 2);
+    // Root without CAP_SYS_ADMIN, as in an unprivileged container.
+    const capless = await run('setpriv', ['--bounding-set=-sys_admin', process.execPath, CLI, 'shell', slave.nats.url, '--', 'true'], { timeoutMs: 60_000 });
+    assert.equal(capless.code, 1, capless.stderr);
+    assert.match(capless.stderr, /cannot make a mount namespace .*needs CAP_SYS_ADMIN/);
     assert.deepEqual(await traces(), before0);
   });
 
