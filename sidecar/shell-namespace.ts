@@ -135,7 +135,7 @@ export async function runInShellNamespace(argv: string[], nodeArgs: string[]): P
   const own = mountNamespaceOf('self');
   const watching = (async () => {
     // unshare execs Node once the namespaces are made: the child's pid is then in them.
-    for (let i = 0; i < 500 && child.exitCode === null && child.signalCode === null; i++) {
+    for (let i = 0; i < 500 && child.pid !== undefined && child.exitCode === null && child.signalCode === null; i++) {
       const ns = child.pid === undefined ? undefined : mountNamespaceOf(child.pid);
       if (ns !== undefined && ns !== own) {
         namespace = ns;
