@@ -236,6 +236,15 @@ export class TerminalRelay {
 
   private async closed(): Promise<void> {
     if (this.state === 'closed') return;
+    // What the program set last (a speed set just before it closed, between two of
+    // TerminalRelays' ticks) reaches the device before the device closes, as on a real line.
+    if (this.state === 'open') {
+      try {
+        this.syncLine();
+      } catch (err) {
+        this.log.debug({ err, path: this.devicePath }, 'terminal\'s last settings not read');
+      }
+    }
     this.state = 'closed';
     this.stopStreams();
   }

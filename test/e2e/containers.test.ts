@@ -283,6 +283,18 @@ describe('containers end to end', () => {
     assert.equal(await docker('exec', slave, 'cat', '/tmp/written-by-test.txt'), 'hello from the master');
     assert.equal(await readFile('/proc/self/mountinfo', 'utf8'), mountsBefore);
     assert.deepEqual((await readdir(tmpdir())).filter((n) => n.startsWith('splitbrain-shell-')), []);
+    // The slave's console at its real path on this machine, a real terminal for pyserial; what
+    // the test sets is the slave's device's.
+    const console = await run(process.execPath, [CLI, 'shell', `nats://${address}:4222`, '--map', '/dev/ttyBOARD', '--', '/usr/bin/python3', '-c', [
+      'import subprocess, serial',
+      's = serial.Serial("/dev/ttyBOARD", 115200, timeout=5)',
+      's.write(b"version\\n"); print(s.read_until(b"\\n").decode().strip())',
+      's.baudrate = 38400; s.send_break(0.05)',
+      'print(subprocess.run(["stty", "-F", "/dev/ttyBOARD"], capture_output=True, text=True).stdout.split(";")[0])',
+    ].join('\n')], { timeoutMs: 120_000 });
+    assert.equal(console.code, 0, console.stdout + console.stderr);
+    assert.equal(console.stdout, 'board-fw 1.4.2\nspeed 38400 baud\n');
+    assert.match(await docker('exec', slave, 'stty', '-F', '/dev/ttyBOARD'), /^speed 38400 baud/);
   });
 
   it('splitbrain run: a slave that cannot be reached fails the setup with 125 and a clear message, and nothing is left', async () => {

@@ -120,6 +120,24 @@ describe('the slave\'s terminals as real terminals on the master', () => {
     assert.equal(out, 'speed 38400 baud\n');
   });
 
+  it('a speed set just before the program closes the terminal still reaches the slave\'s device', async () => {
+    // Regression: the line went to the device only at TerminalRelays' next tick, and a close
+    // before it (a short script) closed the device with the old speed.
+    await python([
+      'import os, sys, termios',
+      'fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY)',
+      'os.write(fd, b"ping\\n"); got = b""',
+      'while not got.endswith(b"\\n"):\n  chunk = os.read(fd, 100)\n  if not chunk: sys.exit("hung up: " + repr(got))\n  got += chunk',
+      'a = termios.tcgetattr(fd); a[4] = a[5] = termios.B19200',
+      'termios.tcsetattr(fd, termios.TCSANOW, a); os.close(fd)',
+    ].join('\n'), tty);
+    let line = '';
+    await waitFor('the speed on the slave\'s device', async () => {
+      line = (await run('stty', ['-F', board.device])).stdout;
+      return line.startsWith('speed 19200 baud');
+    }, 5000).catch(() => assert.fail(`the slave's device has: ${line.split(';')[0]}`));
+  });
+
   it('select with a timeout on a quiet terminal returns after the timeout with nothing readable; readable once the board answers', async () => {
     const out = await python([
       'import os, select, sys, time',
