@@ -76,28 +76,6 @@ Environment (for compose files; each adds to the options above):
       }));
     });
 
-  /**
-   * How the sidecar (and `shell`) mount the slave's devices: `splitbrain mount --devices` as a
-   * child server (see startChildServer for why not in the same process).
-   */
-  function deviceMounter(natsUrl: string, slaveWaitS: number, level: string, options: { detached?: boolean } = {}) {
-    return (at: string, agent: string, seenAt: string, ptys: string | undefined) => startChildServer([
-      // nonempty: over the slave's own dev/, which the files mount shows with entries.
-      'mount', natsUrl, at, '--devices', '--foreground', '-o', 'nonempty,allow_other', '-o', `seen_at=${seenAt}`,
-      ...(ptys === undefined ? [] : ['-o', `ptys=${ptys}`]), '--agent', agent,
-      '--slave-wait', String(slaveWaitS), '--log-level', level,
-    ], undefined, options);
-  }
-
-  /** `--map slave-path[:path]` of `run` and `shell`. */
-  function mapSpecs(specs: string[]): { slavePath: string; target: string }[] {
-    return specs.map((spec) => {
-      const [slavePath = '', target = slavePath] = spec.split(':');
-      if (!slavePath.startsWith('/') || !target.startsWith('/')) throw new InvalidArgumentError(`--map ${spec}: absolute paths, slave-path[:path]`);
-      return { slavePath, target };
-    });
-  }
-
   withBusAuth(program.command('run'))
     .description('run a test image against a slave: the sidecar and the test container, as compose/docker-compose.yml')
     .argument('<image>', 'the test image (unmodified)')
@@ -202,7 +180,6 @@ For an IDE or a debugger: make the interpreter a wrapper, e.g.
       }
     });
 
-
   program.command('health')
     .description('exit 0 while a sidecar serves the directory (a compose healthcheck)')
     .option('--dir <dir>', 'the sidecar\'s shared directory', '/splitbrain')
@@ -214,4 +191,26 @@ For an IDE or a debugger: make the interpreter a wrapper, e.g.
         process.exitCode = 1;
       }
     });
+}
+
+/**
+ * How the sidecar (and `shell`) mount the slave's devices: `splitbrain mount --devices` as a
+ * child server (see startChildServer for why not in the same process).
+ */
+function deviceMounter(natsUrl: string, slaveWaitS: number, level: string, options: { detached?: boolean } = {}) {
+  return (at: string, agent: string, seenAt: string, ptys: string | undefined) => startChildServer([
+    // nonempty: over the slave's own dev/, which the files mount shows with entries.
+    'mount', natsUrl, at, '--devices', '--foreground', '-o', 'nonempty,allow_other', '-o', `seen_at=${seenAt}`,
+    ...(ptys === undefined ? [] : ['-o', `ptys=${ptys}`]), '--agent', agent,
+    '--slave-wait', String(slaveWaitS), '--log-level', level,
+  ], undefined, options);
+}
+
+/** `--map slave-path[:path]` of `run` and `shell`. */
+function mapSpecs(specs: string[]): { slavePath: string; target: string }[] {
+  return specs.map((spec) => {
+    const [slavePath = '', target = slavePath] = spec.split(':');
+    if (!slavePath.startsWith('/') || !target.startsWith('/')) throw new InvalidArgumentError(`--map ${spec}: absolute paths, slave-path[:path]`);
+    return { slavePath, target };
+  });
 }

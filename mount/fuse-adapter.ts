@@ -61,8 +61,8 @@ function packAttr(b: FuseBinding, attr: Attr, into = new Float64Array(b.attrSlot
   into[at + s.INO] = attr.ino;
   into[at + s.MODE] = attr.mode;
   into[at + s.NLINK] = attr.nlink;
-  into[at + s.UID] = USER_IDS.identity ? attr.uid : USER_IDS.fromMaster(attr.uid);
-  into[at + s.GID] = GROUP_IDS.identity ? attr.gid : GROUP_IDS.fromMaster(attr.gid);
+  into[at + s.UID] = USER_IDS.fromMaster(attr.uid);
+  into[at + s.GID] = GROUP_IDS.fromMaster(attr.gid);
   into[at + s.RDEV] = attr.rdev;
   into[at + s.SIZE] = attr.size;
   into[at + s.BLOCKS] = attr.blocks;
@@ -249,10 +249,8 @@ export class FuseAdapter {
 
   /** One kernel request: to its op's entry in the table (an op with none answers ENOSYS). */
   private dispatch(request: FuseRequest): void {
-    const who: FuseCaller = USER_IDS.identity && GROUP_IDS.identity
-      ? { uid: request.uid, gid: request.gid, pid: request.pid }
-      // The kernel refuses a caller its namespace does not map: these are always mapped.
-      : { uid: USER_IDS.toMaster(request.uid) ?? OVERFLOW_ID, gid: GROUP_IDS.toMaster(request.gid) ?? OVERFLOW_ID, pid: request.pid };
+    // The kernel refuses a caller its namespace does not map: these ids are always mapped.
+    const who: FuseCaller = { uid: USER_IDS.toMaster(request.uid) ?? OVERFLOW_ID, gid: GROUP_IDS.toMaster(request.gid) ?? OVERFLOW_ID, pid: request.pid };
     const name = request.name ? nameFromBytes(request.name) : '';
     try {
       const handler = this.byCode[request.op];

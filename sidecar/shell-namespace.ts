@@ -67,13 +67,19 @@ function unshareFlags(caller: ShellCaller): string[] {
   return caller.userNamespace ? ['--user', '--map-root-user', ...mine] : mine;
 }
 
+/** Runs `unshare ARGS true`: undefined when the namespaces could be made, else what unshare said. */
+function unshareRefusal(args: string[]): string | undefined {
+  const probe = spawnSync('unshare', [...args, 'true'], { encoding: 'utf8', timeout: 10_000 });
+  if (probe.error) throw new ShellNamespaceError(`cannot run unshare (util-linux): ${probe.error.message}`, { cause: probe.error });
+  return probe.status === 0 ? undefined : probe.stderr.trim() || `unshare exited ${probe.status}`;
+}
+
 /** Without root: what the kernel and this machine must allow, checked before anything starts. */
 async function checkUnprivileged(): Promise<void> {
-  const probe = spawnSync('unshare', ['--user', '--map-root-user', '--mount', 'true'], { encoding: 'utf8', timeout: 10_000 });
-  if (probe.error) throw new ShellNamespaceError(`cannot run unshare (util-linux): ${probe.error.message}`, { cause: probe.error });
-  if (probe.status !== 0) {
+  const refused = unshareRefusal(['--user', '--map-root-user', '--mount']);
+  if (refused !== undefined) {
     throw new ShellNamespaceError(
-      `the kernel refuses this user a user namespace (${probe.stderr.trim() || `unshare exited ${probe.status}`}): `
+      `the kernel refuses this user a user namespace (${refused}): `
       + 'run splitbrain shell as root (sudo), or allow unprivileged user namespaces '
       + '(kernel.unprivileged_userns_clone=1 where that sysctl exists, user.max_user_namespaces > 0)');
   }
@@ -86,11 +92,10 @@ async function checkUnprivileged(): Promise<void> {
 
 /** As root: a container without CAP_SYS_ADMIN (or a seccomp filter) refuses namespaces too. */
 function checkPrivileged(): void {
-  const probe = spawnSync('unshare', ['--mount', '--uts', '--propagation', 'private', 'true'], { encoding: 'utf8', timeout: 10_000 });
-  if (probe.error) throw new ShellNamespaceError(`cannot run unshare (util-linux): ${probe.error.message}`, { cause: probe.error });
-  if (probe.status !== 0) {
+  const refused = unshareRefusal(['--mount', '--uts', '--propagation', 'private']);
+  if (refused !== undefined) {
     throw new ShellNamespaceError(
-      `cannot make a mount namespace (${probe.stderr.trim() || `unshare exited ${probe.status}`}): splitbrain shell needs `
+      `cannot make a mount namespace (${refused}): splitbrain shell needs `
       + 'CAP_SYS_ADMIN (in a container: --cap-add SYS_ADMIN, or --privileged)');
   }
 }
@@ -135,8 +140,9 @@ export async function runInShellNamespace(argv: string[], nodeArgs: string[]): P
   const own = mountNamespaceOf('self');
   const watching = (async () => {
     // unshare execs Node once the namespaces are made: the child's pid is then in them.
-    for (let i = 0; i < 500 && child.pid !== undefined && child.exitCode === null && child.signalCode === null; i++) {
-      const ns = child.pid === undefined ? undefined : mountNamespaceOf(child.pid);
+    const pid = child.pid;
+    for (let i = 0; i < 500 && pid !== undefined && child.exitCode === null && child.signalCode === null; i++) {
+      const ns = mountNamespaceOf(pid);
       if (ns !== undefined && ns !== own) {
         namespace = ns;
         return;

@@ -75,7 +75,7 @@ export async function startSidecar(options: SidecarOptions): Promise<RunningSide
   const maps = (options.maps ?? []).map((slavePath) => {
     const clean = posix.normalize(`/${slavePath}`);
     if (clean === '/') throw new Error(`--map ${slavePath}: map a path below /; the slave's root is ${paths.slave}`);
-    return { slavePath: clean, source: join(paths.slave, clean), at: join(dir, 'map', clean) };
+    return { slavePath: clean, at: join(dir, 'map', clean) };
   });
   await rm(join(dir, HEALTH_FILE), { force: true });
   // fallback/ and python/ always exist (empty when off): the test's PATH and PYTHONPATH name them.
@@ -108,11 +108,10 @@ export async function startSidecar(options: SidecarOptions): Promise<RunningSide
     const devices = await options.mountDevices(devicesAt, agentId, devicesSeenAt, ptys);
     stops.push(() => devices.stop());
     for (const map of maps) {
-      // An export without dev/ has its devices at <dir>/dev: the slave's /dev/X is there.
-      if (devicesAt !== join(paths.slave, 'dev') && (map.slavePath === '/dev' || map.slavePath.startsWith('/dev/'))) {
-        map.source = join(devicesAt, map.slavePath.slice('/dev'.length));
-      }
-      await bindMap(map, { at: slaveSeenAt, here: paths.slave });
+      // The slave's /dev/X is the device mount's X, wherever that sits (<dir>/dev for an export without dev/).
+      const inDev = map.slavePath === '/dev' || map.slavePath.startsWith('/dev/');
+      const source = inDev ? join(devicesAt, map.slavePath.slice('/dev'.length)) : join(paths.slave, map.slavePath);
+      await bindMap({ ...map, source }, { at: slaveSeenAt, here: paths.slave });
       stops.push(() => systemCommand('umount', ['-l', map.at]));
     }
     const bridge: RunningBridge = await startBridgeService({
