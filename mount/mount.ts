@@ -93,12 +93,13 @@ function relayTerminals(client: AgentClient, hello: HelloInfo, ptys: string | un
     return undefined;
   }
   const relayLog = log.child({ component: 'terminals' });
-  return new TerminalRelays(
-    ptys === undefined ? '/dev/ptmx' : posix.join(ptys, 'ptmx'),
-    async (path) => hello.capabilities.includes('dev.tcgetattr') ? (await client.call('dev.tcgetattr', { path })).termios : null,
-    (path, events) => DeviceStream.open(client, path, constants.O_RDWR | constants.O_NOCTTY, true, undefined, events, relayLog),
-    relayLog,
-  );
+  return new TerminalRelays(ptys === undefined ? '/dev/ptmx' : posix.join(ptys, 'ptmx'), {
+    settings: async (path) => hello.capabilities.includes('dev.tcgetattr') ? (await client.call('dev.tcgetattr', { path })).termios : null,
+    setLine: async (path, change) => {
+      if (hello.capabilities.includes('dev.setline')) await client.call('dev.setline', { path, ...change });
+    },
+    open: (path, events) => DeviceStream.open(client, path, constants.O_RDWR | constants.O_NOCTTY, true, undefined, events, relayLog),
+  }, relayLog);
 }
 
 /**

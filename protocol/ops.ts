@@ -418,6 +418,13 @@ export const ops = {
    * order with the stream's writes.
    */
   'dev.termios': op(z.object({ fh, ispeed: u32.nullable(), ospeed: u32.nullable(), cflagBits: u32, cflagMask: u32 }), empty),
+  /**
+   * `dev.termios` for a terminal no relay has open: a test that set the master's terminal while
+   * nothing held it (`stty -F /dev/ttyUSB0 9600`: open, set, close) has the device's line set as
+   * that command on the slave would, by opening the device without reading it, setting the line
+   * and closing it.
+   */
+  'dev.setline': op(z.object({ path: slavePath, ispeed: u32.nullable(), ospeed: u32.nullable(), cflagBits: u32, cflagMask: u32 }), empty),
   /** tcflush(3) on the slave's device: what it received and has not delivered, what it has not sent, or both. */
   'dev.flush': op(z.object({ fh, queue: z.enum(['input', 'output', 'both']) }), empty),
   /** tcsendbreak(3): a break of `ms` milliseconds (0: the device's default), after the writes before it. */

@@ -105,7 +105,10 @@ export function rawLine(termios: WireTermios): WireTermios {
  * What changed in the line between two of the master's settings, for the device: the speeds and
  * the line's cflag bits that differ. Null when nothing the device takes changed.
  */
-export function lineChange(before: WireTermios, after: WireTermios): { ispeed: number | null; ospeed: number | null; cflagBits: number; cflagMask: number } | null {
+/** A change to a terminal's line: new speeds (null: as they are), and `cflagMask`'s bits of c_cflag set to `cflagBits`. */
+export interface LineChange { ispeed: number | null; ospeed: number | null; cflagBits: number; cflagMask: number }
+
+export function lineChange(before: WireTermios, after: WireTermios): LineChange | null {
   const cflagMask = ((before.cflag ^ after.cflag) & LINE_CFLAGS) >>> 0;
   const ispeed = before.ispeed === after.ispeed ? null : after.ispeed;
   const ospeed = before.ospeed === after.ospeed ? null : after.ospeed;
@@ -114,7 +117,7 @@ export function lineChange(before: WireTermios, after: WireTermios): { ispeed: n
 }
 
 /** `device` with a line change applied. */
-export function applyLineChange(device: WireTermios, change: { ispeed: number | null; ospeed: number | null; cflagBits: number; cflagMask: number }): WireTermios {
+export function applyLineChange(device: WireTermios, change: LineChange): WireTermios {
   const cflag = ((device.cflag & ~change.cflagMask) | (change.cflagBits & change.cflagMask)) >>> 0;
   const changed = { ...device, cflag };
   if (change.ispeed === null && change.ospeed === null) return changed;

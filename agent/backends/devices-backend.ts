@@ -5,18 +5,10 @@
  * system calls are here. One implementation per platform (linux/linux-devices.ts).
  */
 import type { Readable } from 'node:stream';
-import type { WireTermios } from '../../protocol/index.js';
+import type { LineChange, WireTermios } from '../../protocol/index.js';
 
 /** What a device that is a terminal is: relayed to the master as a terminal either way. */
 export type TerminalKind = 'serial' | 'pty';
-
-/** A line change as the master sends it (dev.termios): speeds, and bits of the control flags. */
-export interface LineChange {
-  ispeed: number | null;
-  ospeed: number | null;
-  cflagBits: number;
-  cflagMask: number;
-}
 
 export interface DevicesBackend {
   /**

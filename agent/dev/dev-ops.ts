@@ -234,6 +234,22 @@ export const devOps: HandlerTable = {
     return {};
   },
 
+  'dev.setline': async ({ path, ...change }, ctx, caller) => {
+    const host = devicePath(ctx.backend.files, devJail(ctx), path);
+    const st = ctx.backend.files.lstat(host, { bigint: true });
+    const kind = st.isCharacterDevice() ? ctx.backend.devices.terminalKind(st.rdev) : undefined;
+    if (kind === undefined) throw new SlaveError('ENOTTY', `${path} is not a terminal`);
+    // As `stty -F` on the slave: open (not read), set, close; the device keeps its line.
+    const fd = openDevice(path, constants.O_WRONLY | constants.O_NOCTTY, ctx, caller);
+    try {
+      ctx.backend.devices.changeLine(fd, change);
+      if (kind === 'serial') ctx.devices.keepTermios(host, ctx.backend.devices.getTermios(fd));
+    } finally {
+      ctx.backend.devices.close(fd);
+    }
+    return {};
+  },
+
   'dev.flush': async ({ fh, queue }, ctx) => {
     const device = ctx.devices.get(fh);
     await device.inOrder(() => ctx.backend.devices.flush(device.fd, queue));

@@ -240,13 +240,16 @@ export class DeviceHandles {
     const stream = readable ? this.os.streamOf(fd) : undefined;
     const fh = this.ids.take((id) => this.open.has(id));
     const pushTo = push?.(fh);
-    this.open.set(fh, new OpenDevice(fh, fd, nonBlocking, stream, pushTo && { ...pushTo, readable }, (path, termios) => {
-      this.keptTermios.delete(path);
-      this.keptTermios.set(path, termios);
-      // Bounded: the oldest go first (a slave has a few ports; a hostile master, any number of paths).
-      if (this.keptTermios.size > 1024) this.keptTermios.delete(this.keptTermios.keys().next().value as string);
-    }, this.os));
+    this.open.set(fh, new OpenDevice(fh, fd, nonBlocking, stream, pushTo && { ...pushTo, readable }, (path, termios) => this.keepTermios(path, termios), this.os));
     return fh;
+  }
+
+  /** A serial port's settings as a relay (or dev.setline) left them, for dev.tcgetattr. */
+  keepTermios(hostPath: string, termios: WireTermios): void {
+    this.keptTermios.delete(hostPath);
+    this.keptTermios.set(hostPath, termios);
+    // Bounded: the oldest go first (a slave has a few ports; a hostile master, any number of paths).
+    if (this.keptTermios.size > 1024) this.keptTermios.delete(this.keptTermios.keys().next().value as string);
   }
 
   get(fh: number): OpenDevice {

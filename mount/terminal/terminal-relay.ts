@@ -17,12 +17,19 @@
 import { closeSync } from 'node:fs';
 import { ReadStream, WriteStream } from 'node:tty';
 import type { Logger } from 'pino';
-import { lineChange, type WireTermios } from '../../protocol/index.js';
+import { lineChange, type LineChange, type WireTermios } from '../../protocol/index.js';
 import type { DeviceStream, DeviceStreamEvents } from '../device-stream.js';
 import { dup, getTermios, hangUp, markClosed, openPty, setTermios, type PtyPair } from './pty.js';
 
-/** Opens the slave's device as a pushed stream (terminal: made raw there). */
-export type OpenDevice = (path: string, events: DeviceStreamEvents) => Promise<DeviceStream>;
+/** What the relays ask of the agent about the slave's terminals. */
+export interface SlaveTerminals {
+  /** The settings the agent knows without opening the device, or null (dev.tcgetattr). */
+  settings(path: string): Promise<WireTermios | null>;
+  /** A line change made while no relay has the device open (dev.setline). */
+  setLine(path: string, change: LineChange): Promise<void>;
+  /** The device as a pushed stream (terminal: made raw there). */
+  open(path: string, events: DeviceStreamEvents): Promise<DeviceStream>;
+}
 
 type State = 'closed' | 'open' | 'hungup';
 
@@ -48,7 +55,7 @@ export class TerminalRelay {
   /** The line as the device has it, as far as the relay knows: changes from it go to the device. */
   private line: WireTermios;
   /** The terminal's settings as the relay made it: a test that has not changed them gets the device's. */
-  private readonly fresh: WireTermios;
+  private fresh: WireTermios;
   private readonly pty: PtyPair;
 
   /**
@@ -57,7 +64,7 @@ export class TerminalRelay {
    */
   constructor(
     readonly devicePath: string, ptmx: string, initial: WireTermios | null,
-    private readonly openDevice: OpenDevice, private readonly log: Logger,
+    private readonly slave: SlaveTerminals, private readonly log: Logger,
   ) {
     this.pty = openPty(ptmx);
     try {
@@ -88,9 +95,15 @@ export class TerminalRelay {
     return this.state;
   }
 
-  /** Every program closed the hung-up terminal: the next open opens the device again. */
+  /**
+   * Every program closed the hung-up terminal: the next open opens the device again, and gets the
+   * device's settings, as a first open does (the hang-up reset the pseudo-terminal's own).
+   */
   allClosed(): void {
-    if (this.state === 'hungup') this.state = 'closed';
+    if (this.state !== 'hungup') return;
+    this.state = 'closed';
+    this.fresh = getTermios(this.pty.masterFd);
+    this.line = this.fresh;
   }
 
   /** A program opened the terminal (TerminalRelays saw it): read what it writes, open the device. */
@@ -114,7 +127,7 @@ export class TerminalRelay {
     this.session = session;
     const current = () => this.session === session;
     try {
-      const stream = await this.openDevice(this.devicePath, {
+      const stream = await this.slave.open(this.devicePath, {
         data: (chunk, used) => (current() ? this.toTest(chunk, used) : used()),
         end: (errno) => (current() ? this.deviceEnded(errno) : undefined),
       });
@@ -157,6 +170,23 @@ export class TerminalRelay {
     const change = lineChange(this.line, current);
     this.line = current;
     if (change) this.stream.control('dev.termios', change);
+  }
+
+  /**
+   * Nobody has the terminal open, and its line is not the one the device was last given: a program
+   * opened it, set it and closed it within one tick (`stty -F /dev/ttyUSB0 9600`). The device
+   * takes the change as that command on the slave would give it; a session opened after waits
+   * for it (`closing`).
+   */
+  syncClosedLine(): void {
+    const current = getTermios(this.pty.masterFd);
+    const change = lineChange(this.line, current);
+    this.line = current;
+    if (!change) return;
+    const set = this.closing.then(() => this.slave.setLine(this.devicePath, change)).catch((err: unknown) => {
+      this.log.warn({ err, path: this.devicePath }, 'the terminal\'s line did not reach the slave\'s device');
+    });
+    this.closing = set;
   }
 
   private fromTest(packet: Buffer): void {

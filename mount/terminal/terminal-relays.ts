@@ -5,22 +5,19 @@
  *
  * One timer for all of them, every TICK_MS while any exists: one poll(2) tells which terminals
  * programs have opened since (a pseudo-terminal says POLLHUP only while nobody has it open), and
- * each open one's settings are read (one ioctl) so that a line change reaches the device even
- * when no data follows it.
+ * each one's settings are read (one ioctl) so that a line change reaches the device even when no
+ * data follows it, or when it was made with nobody holding the terminal (`stty -F`).
  */
 import { chmodSync, chownSync } from 'node:fs';
 import type { Logger } from 'pino';
-import type { Attr, WireTermios } from '../../protocol/index.js';
+import type { Attr } from '../../protocol/index.js';
 import { SlaveError } from '../../protocol/index.js';
 import { closedTerminals } from './pty.js';
-import { TerminalRelay, type OpenDevice } from './terminal-relay.js';
+import { TerminalRelay, type SlaveTerminals } from './terminal-relay.js';
 
 const TICK_MS = 20;
 /** Pseudo-terminals one mount may hold (the kernel's default limit is 4096 for everyone). */
 const MAX_TERMINALS = 256;
-
-/** A terminal's settings as the agent knows them without opening it, or null (dev.tcgetattr). */
-export type InitialTermios = (path: string) => Promise<WireTermios | null>;
 
 export class TerminalRelays {
   private readonly relays = new Map<string, TerminalRelay>();
@@ -29,8 +26,7 @@ export class TerminalRelays {
 
   /** `ptmx`: where pairs come from (/dev/ptmx, or a devpts instance's DIR/ptmx). */
   constructor(
-    private readonly ptmx: string, private readonly initial: InitialTermios, private readonly openDevice: OpenDevice,
-    private readonly log: Logger,
+    private readonly ptmx: string, private readonly slave: SlaveTerminals, private readonly log: Logger,
   ) {}
 
   /**
@@ -59,11 +55,11 @@ export class TerminalRelays {
 
   private async make(path: string): Promise<TerminalRelay> {
     if (this.relays.size >= MAX_TERMINALS) throw new SlaveError('ENOSPC', `${path}: this mount relays ${MAX_TERMINALS} terminals already`);
-    const initial = await this.initial(path).catch((err: unknown) => {
+    const initial = await this.slave.settings(path).catch((err: unknown) => {
       this.log.debug({ err, path }, 'terminal settings not known before it is opened');
       return null;
     });
-    const relay = new TerminalRelay(path, this.ptmx, initial, this.openDevice, this.log.child({ terminal: path }));
+    const relay = new TerminalRelay(path, this.ptmx, initial, this.slave, this.log.child({ terminal: path }));
     this.relays.set(path, relay);
     this.log.debug({ path, slavePath: relay.slavePath }, 'terminal relayed');
     this.timer ??= setInterval(() => this.tick(), TICK_MS).unref();
@@ -86,7 +82,7 @@ export class TerminalRelays {
     for (const relay of watched) {
       const nobody = closed.has(relay.masterFd);
       switch (relay.watching) {
-        case 'closed': if (!nobody) relay.opened(); break;
+        case 'closed': if (nobody) relay.syncClosedLine(); else relay.opened(); break;
         case 'hungup': if (nobody) relay.allClosed(); break;
         case 'open': relay.syncLine(); break;
       }

@@ -353,6 +353,10 @@ export class HostileMessages {
         fh: fh(), ispeed: r.chance(0.5) ? null : this.count(), ospeed: r.chance(0.5) ? null : this.count(),
         cflagBits: this.count(), cflagMask: this.count(),
       }),
+      'dev.setline': () => ({
+        path: dev(), ispeed: r.chance(0.5) ? null : this.count(), ospeed: r.chance(0.5) ? null : this.count(),
+        cflagBits: this.count(), cflagMask: this.count(),
+      }),
       'dev.flush': () => ({ fh: fh(), queue: r.chance(0.9) ? r.pick(['input', 'output', 'both']) : randomString(r, 6) }),
       'dev.break': () => ({ fh: fh(), ms: r.chance(0.8) ? r.int(300) : edgeInteger(r) }),
     };

@@ -138,6 +138,28 @@ describe('the slave\'s terminals as real terminals on the master', () => {
     }, 5000).catch(() => assert.fail(`the slave's device has: ${line.split(';')[0]}`));
   });
 
+  it('stty -F alone (open, set, close, nothing else) sets the slave\'s device, and a program opened after has that line', async () => {
+    // Regression: a terminal set while no program held it past one of the relay's 20 ms ticks
+    // never reached the slave's device; it got the line only at the next open.
+    for (const speed of ['4800', '230400']) {
+      await run('stty', ['-F', tty, speed]);
+      let line = '';
+      await waitFor(`${speed} on the slave's device`, async () => {
+        line = (await run('stty', ['-F', board.device])).stdout;
+        return line.startsWith(`speed ${speed} baud`);
+      }, 5000).catch(() => assert.fail(`the slave's device has: ${line.split(';')[0]}`));
+    }
+    const out = await python([
+      'import os, sys, subprocess',
+      'fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY)',
+      'os.write(fd, b"ping\\n"); got = b""',
+      'while not got.endswith(b"\\n"):\n  chunk = os.read(fd, 100)\n  if not chunk: sys.exit("hung up: " + repr(got))\n  got += chunk',
+      'print(got.decode().strip(), subprocess.run(["stty", "-F", sys.argv[1]], capture_output=True, text=True).stdout.split(";")[0])',
+      'print(subprocess.run(["stty", "-F", sys.argv[2]], capture_output=True, text=True).stdout.split(";")[0])',
+    ].join('\n'), tty, board.device);
+    assert.equal(out, 'pong speed 230400 baud\nspeed 230400 baud\n');
+  });
+
   it('select with a timeout on a quiet terminal returns after the timeout with nothing readable; readable once the board answers', async () => {
     const out = await python([
       'import os, select, sys, time',

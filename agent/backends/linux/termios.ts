@@ -6,7 +6,7 @@
  */
 import { arch, platform } from 'node:os';
 import {
-  SlaveError, TERMIOS2_SIZE, applyLineChange, decodeTermios2, encodeTermios2, rawLine, type WireTermios,
+  SlaveError, TERMIOS2_SIZE, applyLineChange, decodeTermios2, encodeTermios2, rawLine, type LineChange, type WireTermios,
 } from '../../../protocol/index.js';
 import { libc, libcFailure, type Libc } from './libc.js';
 
@@ -45,7 +45,7 @@ export function makeRaw(fd: number): WireTermios {
 }
 
 /** A line change from the master (ops.ts, dev.termios) applied to the device. */
-export function changeLine(fd: number, change: Parameters<typeof applyLineChange>[1]): void {
+export function changeLine(fd: number, change: LineChange): void {
   setTermios(fd, applyLineChange(getTermios(fd), change));
 }
 
