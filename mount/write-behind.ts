@@ -28,7 +28,7 @@ export interface ChunkSource {
   take(): Buffer;
 }
 
-const MIN_BUFFER = 64 * 1024;
+const MIN_BUFFER = 4096;
 
 export class WriteBehind {
   private buffer: Buffer | null = null;

@@ -8,6 +8,7 @@ import {
 } from 'nats';
 import type { Logger } from 'pino';
 import { busAuthFromEnv, natsAuthOptions, type BusAuth } from './bus-auth.js';
+import { sawMessage } from './bulk-memory.js';
 import { AgentUnreachableError, BusConnectError, BusPermissionError } from './errors.js';
 import { busMetrics } from './metrics.js';
 
@@ -153,6 +154,7 @@ class NatsBus implements Bus {
     }
     this.replies ??= this.nc.subscribe(`${this.inbox}.*`, { callback: (err, msg) => this.onReply(err, msg) });
     const token = ++this.nextToken;
+    sawMessage(data.length, this.log);
     return new Promise((resolve, reject) => {
       this.pending.set(token, { resolve, reject, subject, timeoutMs, deadline: Date.now() + timeoutMs });
       this.sweeper ??= setInterval(() => this.sweep(), SWEEP_MS);
@@ -178,6 +180,7 @@ class NatsBus implements Bus {
       return;
     }
     const token = Number(msg.subject.slice(this.inbox.length + 1));
+    sawMessage(msg.data.length, this.log);
     const request = this.pending.get(token);
     if (!request) return; // late: its deadline passed
     this.pending.delete(token);
@@ -251,9 +254,11 @@ class NatsBus implements Bus {
           logSubscriptionError(this.log, err, subject);
           return;
         }
+        sawMessage(msg.data.length, this.log);
         // Not awaited: requests are served concurrently, a slow one never blocks the next.
         handler(msg.subject, msg.data).then(
           (reply) => {
+            sawMessage(reply.length, this.log);
             // A reply the bus refuses (larger than max_payload, or the connection just closed)
             // is lost, and the requester's retry or deadline takes over; it must not throw out of
             // here, where nothing would catch it and Node would end the process.
@@ -274,6 +279,7 @@ class NatsBus implements Bus {
   }
 
   publish(subject: string, data: Uint8Array): void {
+    sawMessage(data.length, this.log);
     this.nc.publish(subject, data);
   }
 
@@ -289,6 +295,7 @@ class NatsBus implements Bus {
           failed = err;
           logSubscriptionError(this.log, err, subject);
         } else {
+          sawMessage(msg.data.length, this.log);
           handler(msg.data);
         }
       },
