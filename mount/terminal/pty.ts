@@ -6,7 +6,7 @@
  * The only importer of koffi on the master. Request numbers are the generic Linux ABI's (x86,
  * Arm, RISC-V), as in agent/backends/linux/termios.ts.
  */
-import { closeSync, constants, openSync } from 'node:fs';
+import { closeSync, constants, openSync, readSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { posix } from 'node:path';
 import { SlaveError, TERMIOS2_SIZE, decodeTermios2, encodeTermios2, errnoName, type WireTermios } from '../../protocol/index.js';
@@ -18,6 +18,7 @@ const TIOCSPTLCK = 0x40045431;
 const TIOCGPTN = 0x80045430;
 const TIOCGPTPEER = 0x5441;
 const TIOCVHANGUP = 0x5437;
+const POLLIN = 0x1;
 const POLLHUP = 0x10;
 
 type KoffiFunction = (...args: unknown[]) => number;
@@ -120,19 +121,49 @@ export function hangUp(masterFd: number): void {
   }
 }
 
-/** Which of `fds` nobody has open on the terminal side (POLLHUP), in one poll(2). */
-export function closedTerminals(fds: number[]): Set<number> {
+/** What poll(2) says of a pair's master side. */
+export interface TerminalState {
+  /** Nobody has the terminal side open (POLLHUP). */
+  closed: boolean;
+  /** A read of the master side would not block: a program wrote, or packet mode has news (POLLIN). */
+  pending: boolean;
+}
+
+/** The state of each master side of `fds`, in one poll(2). */
+export function terminalStates(fds: number[]): Map<number, TerminalState> {
   const entries = Buffer.alloc(8 * fds.length);
   fds.forEach((fd, i) => {
     entries.writeInt32LE(fd, i * 8);
-    entries.writeInt16LE(0, i * 8 + 4); // POLLHUP is reported whatever is asked
+    entries.writeInt16LE(POLLIN, i * 8 + 4); // POLLHUP is reported whatever is asked
   });
   check(ptyCalls().poll(entries, fds.length, 0), 'poll');
-  const closed = new Set<number>();
+  const states = new Map<number, TerminalState>();
   fds.forEach((fd, i) => {
-    if ((entries.readInt16LE(i * 8 + 6) & POLLHUP) !== 0) closed.add(fd);
+    const revents = entries.readInt16LE(i * 8 + 6);
+    states.set(fd, { closed: (revents & POLLHUP) !== 0, pending: (revents & POLLIN) !== 0 });
   });
-  return closed;
+  return states;
+}
+
+/**
+ * What the master side has to read now, one packet per read (packet mode: a status byte, or a
+ * zero byte and data), at most `limit` reads; never blocks (it reads only while poll(2) says
+ * POLLIN), and stops at EIO (nobody has the terminal open and nothing is left).
+ */
+export function readPending(masterFd: number, limit = 64): Buffer[] {
+  const packets: Buffer[] = [];
+  const buffer = Buffer.alloc(65536);
+  for (let i = 0; i < limit && terminalStates([masterFd]).get(masterFd)?.pending === true; i++) {
+    let n: number;
+    try {
+      n = readSync(masterFd, buffer);
+    } catch {
+      break;
+    }
+    if (n <= 0) break;
+    packets.push(Buffer.from(buffer.subarray(0, n)));
+  }
+  return packets;
 }
 
 /** Another descriptor of `fd`: a stream over it may close it without closing ours. */

@@ -19,7 +19,7 @@ import { ReadStream, WriteStream } from 'node:tty';
 import type { Logger } from 'pino';
 import { lineChange, type LineChange, type WireTermios } from '../../protocol/index.js';
 import type { DeviceStream, DeviceStreamEvents } from '../device-stream.js';
-import { dup, getTermios, hangUp, markClosed, openPty, setTermios, type PtyPair } from './pty.js';
+import { dup, getTermios, hangUp, markClosed, openPty, readPending, setTermios, type PtyPair } from './pty.js';
 
 /** What the relays ask of the agent about the slave's terminals. */
 export interface SlaveTerminals {
@@ -52,6 +52,14 @@ export class TerminalRelay {
   private closing: Promise<void> = Promise.resolve();
   /** The device session whose events the relay takes (startDevice). */
   private session: object | undefined;
+  /** Opens seen so far: each open's device session is known by its number. */
+  private opens = 0;
+  /**
+   * The opens whose program closed the terminal while their device was still opening (`echo
+   * reboot > /dev/ttyUSB0` is over within a tick; several such, one after the other): what each
+   * wrote still goes to the device, then it closes.
+   */
+  private readonly draining = new Set<number>();
   /** The line as the device has it, as far as the relay knows: changes from it go to the device. */
   private line: WireTermios;
   /** The terminal's settings as the relay made it: a test that has not changed them gets the device's. */
@@ -102,6 +110,7 @@ export class TerminalRelay {
   allClosed(): void {
     if (this.state !== 'hungup') return;
     this.state = 'closed';
+    readPending(this.pty.masterFd); // dropped: the hung-up session's, not a new program's
     this.fresh = getTermios(this.pty.masterFd);
     this.line = this.fresh;
   }
@@ -115,13 +124,22 @@ export class TerminalRelay {
     this.reader.on('data', (chunk: Buffer) => this.fromTest(chunk));
     // EIO: the last program closed the terminal (or it was hung up and then closed).
     this.reader.on('error', () => void this.closed());
+    // Or end of file: libuv ends a stream whose read came back short in the same turn as the
+    // hang-up (a program that wrote and closed at once, `echo reboot > /dev/ttyUSB0`, or a status
+    // packet read before the data). What is left to read is read here first, then it closed.
+    this.reader.on('end', () => {
+      if (this.state !== 'open') return;
+      for (const packet of readPending(this.pty.masterFd)) this.fromTest(packet);
+      void this.closed();
+    });
     this.writer = new WriteStream(dup(this.pty.masterFd));
     this.writer.on('error', () => undefined); // the reader's error says what happened
-    this.opening = this.closing.then(() => this.startDevice());
+    const open = ++this.opens;
+    this.opening = this.closing.then(() => this.startDevice(open));
   }
 
   /** Opens the slave's device; `unsent`: what the test wrote that a restarted agent never took. */
-  private async startDevice(unsent: Uint8Array[] = [], reopened = false): Promise<DeviceStream | undefined> {
+  private async startDevice(open: number, unsent: Uint8Array[] = [], reopened = false): Promise<DeviceStream | undefined> {
     // Events of a device session this relay no longer has (closed, or replaced) go nowhere.
     const session = {};
     this.session = session;
@@ -132,6 +150,12 @@ export class TerminalRelay {
         end: (errno) => (current() ? this.deviceEnded(errno) : undefined),
       });
       if (this.state !== 'open' || !current()) {
+        if (this.draining.delete(open)) {
+          // Closed while opening: the line and the writes queued on this opening go, then
+          // stopStreams' close (in that order: each waits on this promise).
+          this.startLine(stream, reopened);
+          return stream;
+        }
         void stream.close();
         return undefined;
       }
@@ -161,15 +185,15 @@ export class TerminalRelay {
     } else {
       this.line = stream.termios;
     }
-    this.syncLine(current);
+    this.syncLine(current, stream);
   }
 
   /** Sends what changed in the terminal's line (TerminalRelays asks at every tick, and before data). */
-  syncLine(current = this.state === 'open' && this.stream ? getTermios(this.pty.masterFd) : undefined): void {
-    if (!current || !this.stream) return;
+  syncLine(current = this.state === 'open' && this.stream ? getTermios(this.pty.masterFd) : undefined, stream = this.stream): void {
+    if (!current || !stream) return;
     const change = lineChange(this.line, current);
     this.line = current;
-    if (change) this.stream.control('dev.termios', change);
+    if (change) stream.control('dev.termios', change);
   }
 
   /**
@@ -249,7 +273,7 @@ export class TerminalRelay {
     }
     const unsent = this.stream?.abandon() ?? [];
     this.stream = undefined;
-    this.opening = this.startDevice(unsent, true);
+    this.opening = this.startDevice(this.opens, unsent, true);
   }
 
   /** The device is gone: programs that have the terminal open get a hang-up. */
@@ -276,6 +300,7 @@ export class TerminalRelay {
       }
     }
     this.state = 'closed';
+    if (this.stream === undefined) this.draining.add(this.opens);
     this.stopStreams();
   }
 

@@ -4,7 +4,8 @@
  * the master stays the same while the slave's device comes and goes.
  *
  * One timer for all of them, every TICK_MS while any exists: one poll(2) tells which terminals
- * programs have opened since (a pseudo-terminal says POLLHUP only while nobody has it open), and
+ * programs have opened since (a pseudo-terminal says POLLHUP only while nobody has it open) or
+ * written to since they were last open (POLLIN, nobody holding it), and
  * each one's settings are read (one ioctl) so that a line change reaches the device even when no
  * data follows it, or when it was made with nobody holding the terminal (`stty -F`).
  */
@@ -12,7 +13,7 @@ import { chmodSync, chownSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { Attr } from '../../protocol/index.js';
 import { SlaveError } from '../../protocol/index.js';
-import { closedTerminals } from './pty.js';
+import { terminalStates, type TerminalState } from './pty.js';
 import { TerminalRelay, type SlaveTerminals } from './terminal-relay.js';
 
 const TICK_MS = 20;
@@ -72,17 +73,19 @@ export class TerminalRelays {
 
   private tick(): void {
     const watched = [...this.relays.values()];
-    let closed: Set<number>;
+    let states: Map<number, TerminalState>;
     try {
-      closed = closedTerminals(watched.map((r) => r.masterFd));
+      states = terminalStates(watched.map((r) => r.masterFd));
     } catch (err) {
       this.log.warn({ err }, 'polling the relayed terminals failed');
       return;
     }
     for (const relay of watched) {
-      const nobody = closed.has(relay.masterFd);
+      const { closed: nobody, pending } = states.get(relay.masterFd) ?? { closed: false, pending: false };
       switch (relay.watching) {
-        case 'closed': if (nobody) relay.syncClosedLine(); else relay.opened(); break;
+        // Opened since; or written to and closed again within the tick (`echo reboot >
+        // /dev/ttyUSB0`): a session takes what was written to the device, as a real line would.
+        case 'closed': if (nobody && !pending) relay.syncClosedLine(); else relay.opened(); break;
         case 'hungup': if (nobody) relay.allClosed(); break;
         case 'open': relay.syncLine(); break;
       }
