@@ -164,6 +164,7 @@ export class TerminalRelay {
       for (const data of unsent) await stream.write(data);
       return stream;
     } catch (err) {
+      this.draining.delete(open);
       this.log.warn({ err, path: this.devicePath }, 'terminal could not be opened on the slave: hanging it up');
       this.hangUp();
       return undefined;
@@ -323,6 +324,7 @@ export class TerminalRelay {
     if (this.state === 'open') this.hangUp();
     this.stopStreams();
     this.state = 'closed';
+    this.draining.clear();
     closeSync(this.pty.masterFd);
   }
 }
