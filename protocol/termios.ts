@@ -101,13 +101,13 @@ export function rawLine(termios: WireTermios): WireTermios {
   return { ...termios, iflag: 0, oflag: 0, lflag: 0, cflag: (termios.cflag | CREAD) >>> 0, cc };
 }
 
+/** A change to a terminal's line: new speeds (null: as they are), and `cflagMask`'s bits of c_cflag set to `cflagBits`. */
+export interface LineChange { ispeed: number | null; ospeed: number | null; cflagBits: number; cflagMask: number }
+
 /**
  * What changed in the line between two of the master's settings, for the device: the speeds and
  * the line's cflag bits that differ. Null when nothing the device takes changed.
  */
-/** A change to a terminal's line: new speeds (null: as they are), and `cflagMask`'s bits of c_cflag set to `cflagBits`. */
-export interface LineChange { ispeed: number | null; ospeed: number | null; cflagBits: number; cflagMask: number }
-
 export function lineChange(before: WireTermios, after: WireTermios): LineChange | null {
   const cflagMask = ((before.cflag ^ after.cflag) & LINE_CFLAGS) >>> 0;
   const ispeed = before.ispeed === after.ispeed ? null : after.ispeed;

@@ -12,6 +12,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readlink, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -160,6 +161,28 @@ describe('the slave\'s terminals as real terminals on the master', () => {
     assert.equal(out, 'pong speed 230400 baud\nspeed 230400 baud\n');
   });
 
+  it('echo > the terminal (open, write, close at once) reaches the slave\'s device, in order, and the next program still talks to it', async () => {
+    // Regression: a program gone within one of the relay's ticks left its bytes in the master's
+    // pseudo-terminal until the next open; several such in a row lost some.
+    const heard = join(devRoot, 'heard');
+    const before = (await readFile(heard, 'utf8')).length;
+    const lines = Array.from({ length: 20 }, (_, i) => `line${i}`);
+    await run('sh', ['-c', lines.map((l) => `echo ${l} > ${tty}`).join('; ')]);
+    let got = '';
+    await waitFor('the lines at the board', async () => {
+      got = (await readFile(heard, 'utf8')).slice(before);
+      return got.split('\n').length > lines.length;
+    }, 10_000).catch(() => assert.fail(`the board heard: ${JSON.stringify(got)}`));
+    assert.deepEqual(got.trim().split('\n').map((l) => l.trim()), lines);
+    const out = await python([
+      'import serial, sys',
+      's = serial.Serial(sys.argv[1], 115200, timeout=5)',
+      's.reset_input_buffer(); s.write(b"ping\\n"); print(s.read_until(b"pong\\n").decode().strip().split("\\n")[-1])',
+      's.close()',
+    ].join('\n'), tty);
+    assert.equal(out, 'pong\n');
+  });
+
   it('select with a timeout on a quiet terminal returns after the timeout with nothing readable; readable once the board answers', async () => {
     const out = await python([
       'import os, select, sys, time',
@@ -179,12 +202,16 @@ describe('the slave\'s terminals as real terminals on the master', () => {
     ].join('\n'), tty), 'board-fw 1.4.2\n');
     const session = `sbterm${process.pid}`;
     await run('tmux', ['new-session', '-d', '-s', session, '-x', '120', '-y', '20', 'picocom', '-b', '115200', '--omap', 'crlf', '--echo', tty]);
+    const picocom = Number((await run('tmux', ['list-panes', '-t', session, '-F', '#{pane_pid}'])).stdout.trim());
     try {
       await waitFor('picocom', async () => (await run('tmux', ['capture-pane', '-p', '-t', session])).stdout.includes('Terminal ready'), 10_000);
       await run('tmux', ['send-keys', '-t', session, 'ping', 'Enter']);
       await waitFor('the board\'s answer in picocom', async () => (await run('tmux', ['capture-pane', '-p', '-t', session])).stdout.includes('pong'), 10_000);
     } finally {
       await run('tmux', ['kill-session', '-t', session]);
+      // kill-session returns before picocom has gone: on its way out it puts back the terminal's
+      // settings as it found them, which would land on the next test's terminal.
+      await waitFor('picocom to exit', async () => !existsSync(`/proc/${picocom}`), 10_000);
     }
   });
 
@@ -262,29 +289,5 @@ describe('the slave\'s terminals as real terminals on the master', () => {
       if (reader.exitCode === null) reader.kill();
       await once(writer, 'exit');
     }
-  });
-
-  // Last: after it the terminal holds the board's answers to lines nobody read back (see
-  // docs/architecture.md, "Terminals": a read after short-lived writers and picocom, found here).
-  it('echo > the terminal (open, write, close at once) reaches the slave\'s device, in order, and the next program still talks to it', async () => {
-    // Regression: a program gone within one of the relay's ticks left its bytes in the master's
-    // pseudo-terminal until the next open; several such in a row lost some.
-    const heard = join(devRoot, 'heard');
-    const before = (await readFile(heard, 'utf8')).length;
-    const lines = Array.from({ length: 20 }, (_, i) => `line${i}`);
-    await run('sh', ['-c', lines.map((l) => `echo ${l} > ${tty}`).join('; ')]);
-    let got = '';
-    await waitFor('the lines at the board', async () => {
-      got = (await readFile(heard, 'utf8')).slice(before);
-      return got.split('\n').length > lines.length;
-    }, 10_000).catch(() => assert.fail(`the board heard: ${JSON.stringify(got)}`));
-    assert.deepEqual(got.trim().split('\n').map((l) => l.trim()), lines);
-    const out = await python([
-      'import serial, sys',
-      's = serial.Serial(sys.argv[1], 115200, timeout=5)',
-      's.reset_input_buffer(); s.write(b"ping\\n"); print(s.read_until(b"pong\\n").decode().strip().split("\\n")[-1])',
-      's.close()',
-    ].join('\n'), tty);
-    assert.equal(out, 'pong\n');
   });
 });
