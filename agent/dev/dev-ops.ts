@@ -15,7 +15,7 @@ import {
 import { REPLY_OVERHEAD, type AgentContext, type HandlerTable } from '../context.js';
 import type { RootJail } from '../root-jail.js';
 import { statToWire } from '../fs/stat-attr.js';
-import type { DevicesBackend } from '../backends/devices-backend.js';
+import type { DevicesBackend, TerminalKind } from '../backends/devices-backend.js';
 import type { FilesBackend } from '../backends/files-backend.js';
 
 const { O_NONBLOCK, O_CREAT, O_EXCL, O_TRUNC } = constants;
@@ -125,6 +125,15 @@ function openDevice(path: string, flags: number, ctx: AgentContext, caller: Call
   return ctx.backend.devices.openDevice(host, flags);
 }
 
+/** The terminal `path` names (through a link to it): its host path and kind; ENOTTY for anything else. */
+function terminalAt(path: string, ctx: AgentContext): { host: string; kind: TerminalKind } {
+  const host = devicePath(ctx.backend.files, devJail(ctx), path);
+  const st = ctx.backend.files.lstat(host, { bigint: true });
+  const kind = st.isCharacterDevice() ? ctx.backend.devices.terminalKind(st.rdev) : undefined;
+  if (kind === undefined) throw new SlaveError('ENOTTY', `${path} is not a terminal`);
+  return { host, kind };
+}
+
 function pushed(ctx: AgentContext, fh: number): NonNullable<ReturnType<AgentContext['devices']['get']>['push']> {
   const push = ctx.devices.get(fh).push;
   if (!push) throw new SlaveError('EINVAL', `device handle ${fh} was not opened with dev.stream`);
@@ -203,11 +212,7 @@ export const devOps: HandlerTable = {
   },
 
   'dev.tcgetattr': async ({ path }, ctx) => {
-    const jail = devJail(ctx);
-    const host = devicePath(ctx.backend.files, jail, path); // through a link to the terminal
-    const st = ctx.backend.files.lstat(host, { bigint: true });
-    const kind = st.isCharacterDevice() ? ctx.backend.devices.terminalKind(st.rdev) : undefined;
-    if (kind === undefined) throw new SlaveError('ENOTTY', `${path} is not a terminal`);
+    const { host, kind } = terminalAt(path, ctx);
     if (kind === 'serial') return { termios: ctx.devices.lastTermios(host) ?? null };
     const fd = ctx.backend.devices.openDevice(host, constants.O_RDONLY);
     try {
@@ -235,10 +240,7 @@ export const devOps: HandlerTable = {
   },
 
   'dev.setline': async ({ path, ...change }, ctx, caller) => {
-    const host = devicePath(ctx.backend.files, devJail(ctx), path);
-    const st = ctx.backend.files.lstat(host, { bigint: true });
-    const kind = st.isCharacterDevice() ? ctx.backend.devices.terminalKind(st.rdev) : undefined;
-    if (kind === undefined) throw new SlaveError('ENOTTY', `${path} is not a terminal`);
+    const { host, kind } = terminalAt(path, ctx);
     // As `stty -F` on the slave: open (not read), set, close; the device keeps its line.
     const fd = openDevice(path, constants.O_WRONLY | constants.O_NOCTTY, ctx, caller);
     try {

@@ -54,6 +54,22 @@ async function python(code: string, ...args: string[]): Promise<string> {
   return result.stdout;
 }
 
+/** Python lines (sys, os imported): open the terminal at argv[1], send `ping`, read the answer line into `got`. */
+const PING = [
+  'fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY)',
+  'os.write(fd, b"ping\\n"); got = b""',
+  'while not got.endswith(b"\\n"):\n  chunk = os.read(fd, 100)\n  if not chunk: sys.exit("hung up: " + repr(got))\n  got += chunk',
+];
+
+/** Waits (5 s at most) until `stty -F device` on the slave's side shows `speed` baud. */
+async function deviceSpeed(device: string, speed: string): Promise<void> {
+  let line = '';
+  await waitFor(`${speed} on the slave's device`, async () => {
+    line = (await run('stty', ['-F', device])).stdout;
+    return line.startsWith(`speed ${speed} baud`);
+  }, 5000).catch(() => assert.fail(`the slave's device has: ${line.split(';')[0]}`));
+}
+
 describe('the slave\'s terminals as real terminals on the master', () => {
   let slave: BareAgent;
   let devices: MountProcess;
@@ -113,9 +129,7 @@ describe('the slave\'s terminals as real terminals on the master', () => {
     // The line (speed) is the device's once a program has the terminal open on the master.
     const out = await python([
       'import os, sys, subprocess, time',
-      'fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY)',
-      'os.write(fd, b"ping\\n"); got = b""',
-      'while not got.endswith(b"\\n"):\n  chunk = os.read(fd, 100)\n  if not chunk: sys.exit("hung up: " + repr(got))\n  got += chunk',
+      ...PING,
       'print(subprocess.run(["stty", "-F", sys.argv[2]], capture_output=True, text=True).stdout.split(";")[0])',
     ].join('\n'), tty, board.device);
     assert.equal(out, 'speed 38400 baud\n');
@@ -126,17 +140,11 @@ describe('the slave\'s terminals as real terminals on the master', () => {
     // before it (a short script) closed the device with the old speed.
     await python([
       'import os, sys, termios',
-      'fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY)',
-      'os.write(fd, b"ping\\n"); got = b""',
-      'while not got.endswith(b"\\n"):\n  chunk = os.read(fd, 100)\n  if not chunk: sys.exit("hung up: " + repr(got))\n  got += chunk',
+      ...PING,
       'a = termios.tcgetattr(fd); a[4] = a[5] = termios.B19200',
       'termios.tcsetattr(fd, termios.TCSANOW, a); os.close(fd)',
     ].join('\n'), tty);
-    let line = '';
-    await waitFor('the speed on the slave\'s device', async () => {
-      line = (await run('stty', ['-F', board.device])).stdout;
-      return line.startsWith('speed 19200 baud');
-    }, 5000).catch(() => assert.fail(`the slave's device has: ${line.split(';')[0]}`));
+    await deviceSpeed(board.device, '19200');
   });
 
   it('stty -F alone (open, set, close, nothing else) sets the slave\'s device, and a program opened after has that line', async () => {
@@ -144,17 +152,11 @@ describe('the slave\'s terminals as real terminals on the master', () => {
     // never reached the slave's device; it got the line only at the next open.
     for (const speed of ['4800', '230400']) {
       await run('stty', ['-F', tty, speed]);
-      let line = '';
-      await waitFor(`${speed} on the slave's device`, async () => {
-        line = (await run('stty', ['-F', board.device])).stdout;
-        return line.startsWith(`speed ${speed} baud`);
-      }, 5000).catch(() => assert.fail(`the slave's device has: ${line.split(';')[0]}`));
+      await deviceSpeed(board.device, speed);
     }
     const out = await python([
       'import os, sys, subprocess',
-      'fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY)',
-      'os.write(fd, b"ping\\n"); got = b""',
-      'while not got.endswith(b"\\n"):\n  chunk = os.read(fd, 100)\n  if not chunk: sys.exit("hung up: " + repr(got))\n  got += chunk',
+      ...PING,
       'print(got.decode().strip(), subprocess.run(["stty", "-F", sys.argv[1]], capture_output=True, text=True).stdout.split(";")[0])',
       'print(subprocess.run(["stty", "-F", sys.argv[2]], capture_output=True, text=True).stdout.split(";")[0])',
     ].join('\n'), tty, board.device);
@@ -231,9 +233,7 @@ describe('the slave\'s terminals as real terminals on the master', () => {
   it('the board going away hangs the terminal up (end of file, POLLHUP); opened again once it is back, it works', async () => {
     const reader = spawn(PYTHON, ['-c', [
       'import os, select, sys',
-      'fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY)',
-      'os.write(fd, b"ping\\n"); got = b""',
-      'while not got.endswith(b"\\n"):\n  chunk = os.read(fd, 100)\n  if not chunk: sys.exit("hung up: " + repr(got))\n  got += chunk',
+      ...PING,
       'print("open", got.decode().strip(), flush=True)',
       'p = select.poll(); p.register(fd, select.POLLIN)',
       'events = p.poll(30000)',
@@ -256,9 +256,7 @@ describe('the slave\'s terminals as real terminals on the master', () => {
     board = await startBoard(join(devRoot, 'ttyBOARD'), join(devRoot, 'heard'));
     const again = await python([
       'import os, sys',
-      'fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY)',
-      'os.write(fd, b"ping\\n"); got = b""',
-      'while not got.endswith(b"\\n"):\n  chunk = os.read(fd, 100)\n  if not chunk: sys.exit("hung up: " + repr(got))\n  got += chunk',
+      ...PING,
       'print(got.decode().strip())',
     ].join('\n'), tty);
     assert.equal(again, 'pong\n');
