@@ -7,6 +7,7 @@
  */
 import { posix } from 'node:path';
 import { S_IFDIR, S_IFMT, type Attr } from '../protocol/index.js';
+import { PathTree } from './path-tree.js';
 
 interface Entry {
   attr: Attr | null; // null: known not to exist
@@ -79,6 +80,8 @@ export class AttrCache {
    * directory, or when the agent refuses a caller (the modes may have changed on the slave).
    */
   private readonly dirModes = new Map<string, DirModes>();
+  /** Every path the four maps above hold, by directory: a subtree is dropped without a scan. */
+  private readonly tree = new PathTree();
 
   /**
    * Moves whenever the slave is known to have changed behind our back: an answer fetched across
@@ -165,6 +168,7 @@ export class AttrCache {
       if (this.dirModes.size >= MAX_ENTRIES) this.dirModes.clear();
       this.dirModes.set(path, { mode: attr.mode, uid: attr.uid, gid: attr.gid, ino: attr.ino });
     }
+    this.file(path);
     // A file with several names is one inode: the kernel keeps its attributes once for all of
     // them (one node, mount/node-table.ts), and this cache, by name, would keep a copy per name
     // that a change through another name leaves stale. So the agent is asked.
@@ -263,6 +267,7 @@ export class AttrCache {
   setMissing(path: string): void {
     if (this.ttl.negativeTtlMs <= 0) return;
     this.bound();
+    this.file(path);
     this.entries.set(path, { attr: null, expires: Date.now() + this.ttl.negativeTtlMs });
   }
 
@@ -294,6 +299,7 @@ export class AttrCache {
   /** `ahead`: a listing the program has not read (Listing.ahead). */
   setListing(dir: string, names: Iterable<string>, ahead = false): void {
     if (this.ttl.entryTtlMs <= 0) return;
+    this.file(dir);
     this.listings.set(dir, { names: new Set(names), expires: Date.now() + this.ttl.entryTtlMs, ...(ahead ? { ahead } : {}) });
   }
 
@@ -357,11 +363,15 @@ export class AttrCache {
     if (this.ttl.attrTtlMs <= 0) return;
     const known = this.absentNow(path);
     if (known) known.names.add(name);
-    else this.absentXattrs.set(path, { names: new Set([name]), all: false, expires: Date.now() + this.ttl.attrTtlMs });
+    else {
+      this.file(path);
+      this.absentXattrs.set(path, { names: new Set([name]), all: false, expires: Date.now() + this.ttl.attrTtlMs });
+    }
   }
 
   setNoXattrs(path: string): void {
     if (this.ttl.attrTtlMs <= 0) return;
+    this.file(path);
     this.absentXattrs.set(path, { names: new Set(), all: true, expires: Date.now() + this.ttl.attrTtlMs });
   }
 
@@ -409,17 +419,33 @@ export class AttrCache {
     this.listings.clear();
     this.absentXattrs.clear();
     this.dirModes.clear();
+    this.tree.clear();
   }
 
   private dropTree(path: string): void {
     this.entries.delete(path);
     this.listings.delete(path);
     this.dirModes.delete(path);
-    const prefix = `${path}/`;
-    for (const key of this.dirModes.keys()) if (key.startsWith(prefix)) this.dirModes.delete(key);
-    for (const key of this.entries.keys()) if (key.startsWith(prefix)) this.entries.delete(key);
-    for (const key of this.listings.keys()) if (key.startsWith(prefix)) this.listings.delete(key);
-    for (const key of this.absentXattrs.keys()) if (key.startsWith(prefix)) this.absentXattrs.delete(key);
+    for (const key of this.tree.takeBelow(path)) {
+      this.entries.delete(key);
+      this.listings.delete(key);
+      this.dirModes.delete(key);
+      this.absentXattrs.delete(key);
+    }
+  }
+
+  /**
+   * Files a path about to be kept in one of the maps. Keys deleted on their own stay filed: past
+   * twice what the maps hold (and a margin, so that small caches are not rebuilt often), the
+   * tree is built again from their keys, which costs what they hold, once per as many filings.
+   */
+  private file(path: string): void {
+    this.tree.add(path);
+    const held = this.entries.size + this.listings.size + this.dirModes.size + this.absentXattrs.size;
+    if (this.tree.size <= 2 * held + 10_000) return;
+    this.tree.clear();
+    for (const map of [this.entries, this.listings, this.dirModes, this.absentXattrs]) for (const key of map.keys()) this.tree.add(key);
+    this.tree.add(path);
   }
 
   private bound(): void {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { AttrCache } from '../../mount/attr-cache.js';
 import { MountOptionError, parseMountOptions } from '../../mount/mount-options.js';
+import { PathTree } from '../../mount/path-tree.js';
 import type { Attr } from '../../protocol/index.js';
 
 const file = (ino: number, nlink = 1): Attr => ({
@@ -110,6 +111,79 @@ describe('attribute cache', () => {
     c.setMissing('/y');
     assert.equal(c.lookup('/x'), undefined);
     assert.equal(c.lookup('/y'), undefined);
+  });
+});
+
+describe('attribute cache: subtrees', () => {
+  it('a directory removed takes everything cached below it, at any depth, and nothing beside it', () => {
+    const c = cache();
+    c.set('/a', dir(1));
+    c.set('/a/b/c/d', file(2)); // its directories above were never cached themselves
+    c.setMissing('/a/b/gone');
+    c.setListing('/a/b/c', ['d']);
+    c.setXattrAbsent('/a/b/c/d', 'security.capability');
+    c.set('/ab', file(3)); // shares the prefix "/a", is not below /a
+    c.set('/a2/x', file(4));
+    c.removed('/a', true);
+    assert.equal(c.lastKnown('/a/b/c/d'), undefined);
+    assert.equal(c.lookup('/a/b/gone'), undefined); // no longer known missing either: unknown
+    assert.equal(c.listing('/a/b/c'), undefined);
+    assert.equal(c.isXattrAbsent('/a/b/c/d', 'security.capability'), false);
+    assert.equal(c.lookup('/ab')?.ino, 3);
+    assert.equal(c.lookup('/a2/x')?.ino, 4);
+    // Made again and removed again: the tree files the new entries too.
+    c.set('/a/b', dir(5));
+    c.set('/a/b/e', file(6));
+    c.removed('/a/b', true);
+    assert.equal(c.lastKnown('/a/b/e'), undefined);
+  });
+  it('a slave change of a directory drops its subtree, and a rename moves none of the old one', () => {
+    const c = cache();
+    c.set('/d/sub/f', file(2));
+    c.slaveChanged('/d', null, true);
+    assert.equal(c.lastKnown('/d/sub/f'), undefined);
+    c.set('/from', dir(3));
+    c.set('/from/f', file(4));
+    c.set('/to/old', file(5));
+    c.renamed('/from', '/to');
+    assert.equal(c.lastKnown('/from/f'), undefined);
+    assert.equal(c.lastKnown('/to/old'), undefined);
+  });
+  it('keeps finding subtrees after many entries came and went (the index is rebuilt from the keys)', () => {
+    const c = cache();
+    for (let round = 0; round < 30; round++) {
+      for (let i = 0; i < 1000; i++) c.set(`/r${round}/d${i % 10}/f${i}`, file(i + 10));
+      c.removed(`/r${round}`, true);
+      assert.equal(c.lastKnown(`/r${round}/d3/f3`), undefined);
+    }
+    c.set('/keep/x/y', file(7));
+    for (let i = 0; i < 30_000; i++) c.forget(`/churn/${i}`);
+    for (let i = 0; i < 30_000; i++) { c.set(`/churn/${i}`, file(i)); c.forget(`/churn/${i}`); }
+    c.removed('/keep', true);
+    assert.equal(c.lastKnown('/keep/x/y'), undefined);
+  });
+});
+
+describe('path tree', () => {
+  it('gives every path below a directory, a directory before its contents, and keeps the directory', () => {
+    const t = new PathTree();
+    t.add('/a/b/c');
+    t.add('/a/b/d');
+    t.add('/a/e');
+    t.add('/z');
+    const below = [...t.takeBelow('/a')];
+    assert.deepEqual(new Set(below), new Set(['/a/b', '/a/b/c', '/a/b/d', '/a/e']));
+    assert.ok(below.indexOf('/a/b') < below.indexOf('/a/b/c'));
+    assert.deepEqual([...t.takeBelow('/a')], []);
+    assert.deepEqual([...t.takeBelow('/')], ['/a', '/z']);
+    assert.equal(t.size, 0);
+  });
+  it('counts each path once however often it is filed', () => {
+    const t = new PathTree();
+    t.add('/a/b');
+    t.add('/a/b');
+    t.add('/a');
+    assert.equal(t.size, 2);
   });
 });
 
