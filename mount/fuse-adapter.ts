@@ -77,6 +77,18 @@ function packAttr(b: FuseBinding, attr: Attr, into = new Float64Array(b.attrSlot
 }
 
 /** A setattr's time: now, unchanged, or seconds and nanoseconds given. */
+/** The longest name a directory entry carries: the binding cuts longer ones here. */
+const NAME_MAX = 255;
+
+/**
+ * Bytes one entry takes in a reply to readdir or readdirplus (<linux/fuse.h>: FUSE_DIRENT_SIZE,
+ * FUSE_DIRENTPLUS_SIZE: the fixed part, 24 bytes, after a fuse_entry_out of 128 for plus, then
+ * the name, padded to 8).
+ */
+function direntBytes(plus: boolean, nameLength: number): number {
+  return ((plus ? 152 : 24) + Math.min(nameLength, NAME_MAX) + 7) & ~7;
+}
+
 function timeSpec(toSet: number, given: number, now: number, sec: number, nsec: number): TimeSpec {
   if (toSet & now) return 'now';
   if (!(toSet & given)) return 'omit';
@@ -536,8 +548,17 @@ export class FuseAdapter {
 
   private replyDir(handle: RequestHandle, plus: boolean, fh: number, size: number, offset: number, entries: DirEntry[], t: KernelTimeouts): void {
     const dir = this.dirs.get(fh);
-    const slice = entries.slice(offset);
-    const names = slice.map((e) => nameToBytes(e.name));
+    // Only what fits in the kernel's buffer (`size`, a page or so: some 25 to 150 entries), and
+    // one more, which the binding finds does not: a directory is read in as many calls as that
+    // takes, and passing all that follows `offset` each time (every name encoded, every node
+    // made and forgotten again) cost the square of its size.
+    const names: Buffer[] = [];
+    for (let i = offset, used = 0; i < entries.length && used <= size; i++) {
+      const name = nameToBytes((entries[i] as DirEntry).name);
+      names.push(name);
+      used += direntBytes(plus, name.length);
+    }
+    const slice = entries.slice(offset, offset + names.length);
     const slots = this.binding.attrSlots;
     const attrs = new Float64Array(slice.length * slots);
     const ids = new Float64Array(slice.length);

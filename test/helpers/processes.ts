@@ -34,8 +34,9 @@ export async function run(command: string, args: string[], options: SpawnOptions
   const child = spawn(command, args, { stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], ...options });
   let stdout = '';
   let stderr = '';
-  child.stdout?.on('data', (d: Buffer) => { stdout += d.toString(); });
-  child.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
+  // Decoded as a stream: a character whose bytes two reads split must not become two U+FFFD.
+  child.stdout?.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
   // A child that exits without reading its input must not fail the test with EPIPE.
   child.stdin?.on('error', () => undefined);
   child.stdin?.end(options.input);
@@ -89,8 +90,9 @@ export function spawnCollecting(command: string, args: string[], options: SpawnO
   const child = spawn(command, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
-  child.stdout?.on('data', (d: Buffer) => { stdout += d.toString(); });
-  child.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
+  // Decoded as a stream: a character whose bytes two reads split must not become two U+FFFD.
+  child.stdout?.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
   return { child, stdout: () => stdout, stderr: () => stderr };
 }
 

@@ -107,6 +107,27 @@ describe('unmodified tools on the mount', () => {
     assert.equal(await probe(`print(os.getxattr('${mnt}/plain', 'user.late'))`), "b'y'\n");
   });
 
+  it('a directory of 6,000 names, 1 to 255 bytes long, some not ASCII, lists as on the slave, by ls -f, ls -l and scandir', async () => {
+    // Read in many calls (a few dozen entries each): every one must start where the last ended.
+    const dir = join(slave.root, 'big');
+    await sh(`python3 -c "
+import os
+os.mkdir('${dir}')
+for i in range(6000):
+    stem = ('n%d-' % i) + ('\u00e9' if i % 7 == 0 else 'x') * (i % 200)
+    name = stem.encode()[:255].decode('utf-8', 'ignore')
+    open(os.path.join('${dir}', name), 'w').close()
+"`);
+    const onSlave = await sh(`ls -f '${dir}' | LC_ALL=C sort`);
+    assert.equal(onSlave.split('\n').filter(Boolean).length, 6002); // with . and ..
+    assertSameLines(await sh(`ls -f '${slave.mnt}/big' | LC_ALL=C sort`), onSlave, 'ls -f');
+    const long = (root: string) => sh(`ls -l --time-style=+%s '${root}/big' | tail -n +2 | awk '{ $2 = ""; print }' | LC_ALL=C sort`);
+    assertSameLines(await long(slave.mnt), await long(slave.root), 'ls -l');
+    const scanned = await sh(`python3 -c "import os; print('\\n'.join(sorted(e.name + ' ' + str(e.is_file()) for e in os.scandir('${slave.mnt}/big'))))"`);
+    assert.equal(scanned.split('\n').filter(Boolean).length, 6000);
+    assert.ok(scanned.split('\n').filter(Boolean).every((line) => line.endsWith(' True')));
+  });
+
   it('rsync -a and rm -rf work', async () => {
     await sh(`rsync -a '${source}/' '${slave.mnt}/synced/'`);
     await sh(`diff -r --no-dereference -x fifo '${source}' '${slave.root}/synced'`);
