@@ -243,9 +243,25 @@ export class AttrCache {
     const entry = this.entries.get(path);
     if (!entry?.attr) return;
     entry.unsure = true;
-    // Written past its end: a guess made from lastKnown must not give the kernel a shorter file.
-    // A copy (the object may be a guess a reply is matched against: that reply then changes nothing).
-    if (entry.attr.size < writtenTo) entry.attr = { ...entry.attr, size: writtenTo };
+    // A copy at every change, so that an answer matched against the object (a guess's reply,
+    // `settle`) changes nothing once something came after it; written past its end, with that
+    // size: a guess made from lastKnown must not give the kernel a shorter file.
+    entry.attr = { ...entry.attr, size: Math.max(entry.attr.size, writtenTo) };
+  }
+
+  /** What is cached of `path` while its size and times are unsure (`unsure`), to `settle` later. */
+  unsureAttr(path: string): Attr | undefined {
+    const entry = this.entries.get(path);
+    return entry?.unsure && !entry.shared ? entry.attr ?? undefined : undefined;
+  }
+
+  /**
+   * The agent's attributes of `path` as of after everything sent before the request for them:
+   * kept if what is cached is still `expected` (unsureAttr), so that no change came between.
+   */
+  settle(path: string, expected: Attr, attr: Attr): void {
+    const entry = this.entries.get(path);
+    if (entry?.unsure && entry.attr === expected) this.set(path, attr);
   }
 
   /**

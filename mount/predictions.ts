@@ -40,6 +40,31 @@ export class Predictions {
       && this.gate.predictsCreation(path, caller);
   }
 
+  /**
+   * Whether the agent will rename the file `from` to `to` as asked: both names in one directory
+   * (one filesystem, so never EXDEV, which mv takes as "copy instead"), the feed live and the
+   * directory trusted, `from` known and not a directory, `to` free by the directory's cached
+   * listing or a known file of another inode (two names of one inode: rename does nothing), the
+   * name not too long, and the caller may remove `from` and make or replace `to` by the cached
+   * modes. A directory's rename waits: what the cache holds below it moves with it.
+   */
+  rename(from: string, to: string, caller: FuseCaller): boolean {
+    if (!this.unrefused.enabled || !this.coherent() || from === to) return false;
+    const dir = posix.dirname(from);
+    const name = posix.basename(to);
+    if (posix.dirname(to) !== dir || !this.unrefused.trusts(dir) || nameToBytes(name).length > NAME_MAX) return false;
+    const moved = this.cache.lastKnown(from);
+    if (!moved || (moved.mode & S_IFMT) === S_IFDIR) return false;
+    const taken = this.cache.listed(dir, name);
+    if (taken === undefined) return false;
+    if (taken) {
+      const replaced = this.cache.lastKnown(to);
+      if (!replaced || (replaced.mode & S_IFMT) === S_IFDIR || replaced.ino === moved.ino) return false;
+      return this.gate.predictsRemoval(from, caller) && this.gate.predictsRemoval(to, caller);
+    }
+    return this.gate.predictsRemoval(from, caller) && this.gate.predictsCreation(to, caller);
+  }
+
   /** Whether a change of `path`'s attributes may go unanswered: the feed is live and its directory trusted. */
   change(path: string): boolean {
     return this.unrefused.enabled && this.coherent() && this.unrefused.trusts(posix.dirname(path));

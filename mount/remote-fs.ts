@@ -630,12 +630,29 @@ export class RemoteFs extends MountFsBase {
    */
   override async flush(_path: string | null, fh: number, _caller: FuseCaller): Promise<void> {
     await this.reportingLate(this.files.get(fh), async (file) => {
+      await this.attributesWithData(file);
       await file.writer?.flush();
       // Kept at close, not only at release: the kernel sends the release after close returned,
       // and the program may open the file again first. Not waited for (an empty file closed
       // before its create was answered waits for that answer).
       if (file.written) this.keepWritten(file).catch(() => undefined);
     });
+  }
+
+  /**
+   * A file written since the mount last had its attributes (rsync writes after its fchmod; tar's
+   * futimens comes last and brings them) asks for them behind its data at close, in the same
+   * message, so that a stat after close needs no trip of its own. Its answer is not waited for.
+   */
+  private async attributesWithData(file: OpenFile): Promise<void> {
+    const { path, writer } = file;
+    const expected = path !== null && writer?.dirty ? this.cache.unsureAttr(path) : undefined;
+    if (path === null || !writer || !expected) return;
+    const generation = this.cache.generation;
+    const { answer } = await writer.after(() => this.onFile(file, 'fs.fgetattr', (h) => ({ fh: h })));
+    answer.then(({ attr }) => {
+      if (this.cache.unchangedSince(path, generation)) this.cache.settle(path, expected, attrFromWire(attr));
+    }, () => undefined);
   }
 
   /**
@@ -754,6 +771,10 @@ export class RemoteFs extends MountFsBase {
     for (const path of [from, to]) {
       this.wholes.drop(path);
       this.wholes.dropUnder(path);
+    }
+    if (this.unrefused.mayRename(from, to) && this.predict.rename(from, to, caller)) {
+      this.retained.renamed(from, to, false);
+      return this.unrefused.rename(from, to, caller);
     }
     await this.sendWriters(from);
     await this.call('fs.rename', { from, to }, caller);

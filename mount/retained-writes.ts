@@ -118,11 +118,14 @@ export class RetainedWrites {
     this.replace(path, this.byPath.get(path) ?? [], []);
   }
 
-  renamed(from: string, to: string): void {
+  /** `from` took the name `to`; a directory (`tree`) takes what is retained below it along. */
+  renamed(from: string, to: string, tree = true): void {
     this.unlinked(to);
     const prefix = `${from}/`;
-    for (const [path, list] of [...this.byPath]) {
-      if (path !== from && !path.startsWith(prefix)) continue;
+    // A file's rename (rsync's and git's, one per file) moves its own entry, not a scan of all.
+    const moved = tree ? [...this.byPath] : [[from, this.byPath.get(from)] as const];
+    for (const [path, list] of moved) {
+      if (list === undefined || (path !== from && !path.startsWith(prefix))) continue;
       const told = this.told.get(path);
       this.byPath.delete(path);
       this.told.delete(path);

@@ -22,6 +22,8 @@
  *
  *   tar: create, futimens, fchown, fchmod -> none waited for; close waits for the file's data
  *   rm -rf: unlink per file, rmdir per directory -> none waited for
+ *   rsync, git, editors: write a temporary name, close (waits for its data), rename it over the
+ *     real one in the same directory -> the rename not waited for
  */
 import { posix } from 'node:path';
 import type { Logger } from 'pino';
@@ -293,6 +295,33 @@ export class UnrefusedChanges {
   /** An unlinked file lives on under another name, with `attr` (the unlink's reply). */
   keptName(path: string, attr: Attr): void {
     this.cache.kept(path, attr, (name) => this.files.openAt(name));
+  }
+
+  /**
+   * Neither name is open (a handle at either would need the sync path's bookkeeping); the caller
+   * (remote-fs.ts, predictions.ts) judges the rest.
+   */
+  mayRename(from: string, to: string): boolean {
+    return this.enabled && !this.files.openAt(from) && !this.files.openAt(to);
+  }
+
+  /**
+   * A file renamed within its directory: the cache moves it now. The slave gives it a new change
+   * time, so what the kernel gets of it is a guess (provisional) until the reply, after which the
+   * agent is asked. Refused after all, the directory's listing is forgotten (both names are
+   * asked for again) and its next fsync reports the refusal.
+   */
+  async rename(from: string, to: string, caller: FuseCaller): Promise<void> {
+    const moved = this.cache.lastKnown(from);
+    this.cache.renamed(from, to);
+    let guess: Attr | undefined;
+    if (moved) {
+      guess = this.guess({ ...moved });
+      setAttrTime(guess, 'ctime', timestampOf(Date.now()));
+      this.cache.changed(to, guess);
+    }
+    // Refused, the file is still at `from`, which the cache holds missing: forgotten (the kernel too).
+    await this.sendAhead('fs.rename', { from, to }, caller, to, guess, () => undefined, false, () => this.cache.mistaken(from));
   }
 
   /** A directory the cache knows empty, which nothing unanswered is making anything in. */

@@ -149,6 +149,16 @@ export class WriteBehind {
     this.track(request(), this.others);
   }
 
+  /**
+   * Sends what is buffered, then starts `request` behind it (a question about the file, not a
+   * change: not counted, and its failure is its caller's); resolves once it is started, so that a
+   * wait that follows sends both in one message. A failure pending stays for the next flush.
+   */
+  async after<T>(request: () => Promise<T>): Promise<{ answer: Promise<T> }> {
+    await this.dispatch();
+    return { answer: request() };
+  }
+
   private async room(): Promise<void> {
     while (this.inFlight.size + this.others.size >= this.maxInFlight) {
       this.beforeWait();

@@ -30,7 +30,9 @@ async function assertSlaveHas(root: string, seen: Seen): Promise<void> {
 async function assertRounds(root: string, base: string, rounds: number): Promise<void> {
   for (let r = 0; r < rounds; r++) {
     const dir = join(root, base, `d${r}`);
-    assert.deepEqual((await readdir(dir)).sort(), ['again', 'f0', 'f1', 'f2', 'f3', 'link', 'w'], `d${r}`);
+    assert.deepEqual((await readdir(dir)).sort(), ['again', 'f0', 'f1', 'f2', 'f3', 'link', 'new', 'w'], `d${r}`);
+    assert.equal(await readFile(join(dir, 'f0'), 'utf8'), `renamed ${r}/0\n`);
+    assert.equal(await readFile(join(dir, 'new'), 'utf8'), `renamed ${r}/1\n`);
     assert.equal(await readFile(join(dir, 'again'), 'utf8'), 'last\n');
     assert.equal(await readFile(join(dir, 'f3'), 'utf8'), `${r}/3\n`.repeat(4).slice(0, 3));
     assert.equal(await readlink(join(dir, 'link')), `f0-target-${r}`);
@@ -105,6 +107,10 @@ describe('a change refused after it was answered', () => {
         await run('mount', ['-t', 'tmpfs', '-o', 'size=4m,nr_inodes=64', 'splitbrain-test', small]);
         await mkdir(join(small, 'a'));
         await mkdir(join(small, 'b'));
+        // A file no rename may move, not even root's (tmpfs keeps the immutable flag since Linux 6.0).
+        await mkdir(join(small, 'c'));
+        await writeFile(join(small, 'c', 'locked'), 'stays\n');
+        await run('chattr', ['+i', join(small, 'c', 'locked')]);
       },
     });
     mnt = join(slave.tmp, 'mnt');
@@ -113,6 +119,7 @@ describe('a change refused after it was answered', () => {
   });
   after(async () => {
     await mount?.stop();
+    if (small) await run('chattr', ['-i', join(small, 'c', 'locked')]);
     if (small) await run('umount', ['-l', small]);
     await slave?.stop();
   });
@@ -157,5 +164,26 @@ describe('a change refused after it was answered', () => {
     assert.deepEqual((await readdir(join(small, 'b'))), []);
     assert.match(mount.log(), /"op":"fs.create","path":"\/small\/a\/f","errno":"ENOSPC".*refused by the slave/);
     assert.match(mount.log(), /"op":"fs.mkdir","path":"\/small\/b\/sub","errno":"ENOSPC".*refused by the slave/);
+  });
+
+  it('a rename refused after it was answered reaches the directory\'s fsync and the log; the file keeps its name', async () => {
+    await readdir(join(mnt, 'small', 'c')); // the mount knows the file and that the new name is free
+    const result = await run('python3', ['-c', [
+      'import errno, os, sys',
+      'base = sys.argv[1]',
+      "os.rename(base + '/c/locked', base + '/c/moved')",
+      "print('rename ok')",
+      "d = os.open(base + '/c', os.O_RDONLY)",
+      'try:',
+      '    os.fsync(d)',
+      "    print('fsync ok')",
+      'except OSError as e:',
+      "    print('fsync', errno.errorcode[e.errno])",
+      "print(os.path.exists(base + '/c/locked'), os.path.exists(base + '/c/moved'), open(base + '/c/locked').read(), end='')",
+    ].join('\n'), join(mnt, 'small')]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout, 'rename ok\nfsync EPERM\nTrue False stays\n');
+    assert.deepEqual(await readdir(join(small, 'c')), ['locked']);
+    assert.match(mount.log(), /"op":"fs.rename","path":"\/small\/c\/moved","errno":"EPERM".*refused by the slave/);
   });
 });

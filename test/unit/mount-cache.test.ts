@@ -114,6 +114,30 @@ describe('attribute cache', () => {
   });
 });
 
+describe('attribute cache: attributes asked for behind a file\'s data', () => {
+  it('are kept when nothing changed the file since they were asked for, and not after another write or change', () => {
+    const c = cache();
+    c.set('/f', file(3));
+    c.unsure('/f', 4096);
+    const asked = c.unsureAttr('/f');
+    assert.ok(asked);
+    c.settle('/f', asked, { ...file(3), size: 4096 });
+    assert.equal(c.lookup('/f')?.size, 4096); // sure again: a stat needs no trip
+    assert.equal(c.unsureAttr('/f'), undefined);
+    c.unsure('/f', 10); // written again, within the size
+    const again = c.unsureAttr('/f');
+    assert.ok(again);
+    c.unsure('/f', 10); // and again after the question went: its answer predates this write
+    c.settle('/f', again, { ...file(3), size: 4096 });
+    assert.equal(c.lookup('/f'), undefined);
+    const third = c.unsureAttr('/f');
+    assert.ok(third);
+    c.changed('/f', { ...file(3), mode: 0o100600 }); // a change answered at once meanwhile
+    c.settle('/f', third, { ...file(3), size: 1 });
+    assert.equal(c.lookup('/f')?.mode, 0o100600);
+  });
+});
+
 describe('attribute cache: subtrees', () => {
   it('a directory removed takes everything cached below it, at any depth, and nothing beside it', () => {
     const c = cache();
