@@ -767,10 +767,13 @@ export class RemoteFs extends MountFsBase {
   }
 
   override async rename(from: string, to: string, caller: FuseCaller): Promise<void> {
-    // Whatever either name (or a directory's files) held has other names now.
+    // Whatever either name (or a directory's files) held has other names now. A file known not
+    // to be a directory has nothing below it (nor has `to`: a file cannot replace a directory
+    // that holds anything), and rsync renames every file it writes: no scan of all kept files.
+    const kind = this.cache.kindOf(from);
     for (const path of [from, to]) {
       this.wholes.drop(path);
-      this.wholes.dropUnder(path);
+      if (kind === undefined || kind === S_IFDIR) this.wholes.dropUnder(path);
     }
     if (this.unrefused.mayRename(from, to) && this.predict.rename(from, to, caller)) {
       this.retained.renamed(from, to, false);
