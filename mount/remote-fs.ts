@@ -649,8 +649,9 @@ export class RemoteFs extends MountFsBase {
     const expected = path !== null && writer?.dirty ? this.cache.unsureAttr(path) : undefined;
     if (path === null || !writer || !expected) return;
     const generation = this.cache.generation;
-    const { answer } = await writer.after(() => this.onFile(file, 'fs.fgetattr', (h) => ({ fh: h })));
-    answer.then(({ attr }) => {
+    // A question: failing to ask or to be answered costs the stat a trip, never the close.
+    const asked = await writer.after(() => this.onFile(file, 'fs.fgetattr', (h) => ({ fh: h }))).catch(() => undefined);
+    asked?.answer.then(({ attr }) => {
       if (this.cache.unchangedSince(path, generation)) this.cache.settle(path, expected, attrFromWire(attr));
     }, () => undefined);
   }
