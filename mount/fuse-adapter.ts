@@ -9,7 +9,7 @@
  * a bridged command, a restarted agent) reaches it through invalidate*().
  */
 import type { Logger } from 'pino';
-import { errnoNumber, errnoOf, nameFromBytes, nameToBytes, SlaveError, type Attr, type TimeSpec } from '../protocol/index.js';
+import { errnoNumber, errnoOf, NAME_MAX, nameFromBytes, nameToBytes, SlaveError, type Attr, type TimeSpec } from '../protocol/index.js';
 import type { FuseCaller } from './callers.js';
 import { GROUP_IDS, OVERFLOW_ID, USER_IDS } from './id-maps.js';
 import type { DirEntry, MountFs } from './mount-fs.js';
@@ -76,19 +76,17 @@ function packAttr(b: FuseBinding, attr: Attr, into = new Float64Array(b.attrSlot
   return into;
 }
 
-/** A setattr's time: now, unchanged, or seconds and nanoseconds given. */
-/** The longest name a directory entry carries: the binding cuts longer ones here. */
-const NAME_MAX = 255;
-
 /**
  * Bytes one entry takes in a reply to readdir or readdirplus (<linux/fuse.h>: FUSE_DIRENT_SIZE,
  * FUSE_DIRENTPLUS_SIZE: the fixed part, 24 bytes, after a fuse_entry_out of 128 for plus, then
  * the name, padded to 8).
  */
 function direntBytes(plus: boolean, nameLength: number): number {
+  // The binding cuts a longer name at NAME_MAX.
   return ((plus ? 152 : 24) + Math.min(nameLength, NAME_MAX) + 7) & ~7;
 }
 
+/** A setattr's time: now, unchanged, or seconds and nanoseconds given. */
 function timeSpec(toSet: number, given: number, now: number, sec: number, nsec: number): TimeSpec {
   if (toSet & now) return 'now';
   if (!(toSet & given)) return 'omit';

@@ -5,7 +5,7 @@
  * answered, sent, and reported late is unrefused-changes.ts's; who may do what, caller-gate.ts's.
  */
 import { posix } from 'node:path';
-import { MAY_READ, MAY_WRITE, S_IFDIR, S_IFMT, S_IFREG, S_ISGID, nameToBytes, newOwner, permits, type Attr, type Caller } from '../protocol/index.js';
+import { MAY_READ, MAY_WRITE, NAME_MAX, S_IFDIR, S_IFMT, S_IFREG, S_ISGID, nameToBytes, newOwner, permits, type Attr, type Caller } from '../protocol/index.js';
 import type { AttrCache } from './attr-cache.js';
 import type { CallerGate } from './caller-gate.js';
 import type { FuseCaller } from './callers.js';
@@ -15,8 +15,6 @@ import type { UnrefusedChanges } from './unrefused-changes.js';
 
 const POSIX_ACL_ACCESS = 'system.posix_acl_access';
 
-/** The longest name a Linux filesystem takes, in bytes: longer ones wait for the slave's ENAMETOOLONG. */
-const NAME_MAX = 255;
 
 export class Predictions {
   constructor(

@@ -9,6 +9,9 @@
  */
 import { SlaveError } from './errors.js';
 
+/** The longest name, in bytes, a Linux filesystem takes (NAME_MAX of <linux/limits.h>). */
+export const NAME_MAX = 255;
+
 const strict = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** A lone surrogate (not half of a pair): the string is not plain Unicode. */

@@ -9,11 +9,10 @@
 import { z } from 'zod';
 import { ATTR_FIELDS, ATTR_FIELDS_V1, wireAttrTimesValid } from './attr.js';
 import { NSEC_PER_SEC } from './file-times.js';
-import { nameFromBytes } from './name-bytes.js';
+import { NAME_MAX, nameFromBytes } from './name-bytes.js';
 import { FEED_MODES, FEED_STATES } from './changes.js';
 
 const MAX_PATH = 4096;
-const MAX_NAME = 255;
 
 const noNul = (what: string) => [(s: string) => !s.includes('\0'), `${what} contains NUL`] as const;
 /**
@@ -49,7 +48,7 @@ const timeSpec = z.union([
   z.object({ sec: z.number().int().min(Number.MIN_SAFE_INTEGER).max(Number.MAX_SAFE_INTEGER), nsec: z.number().int().min(0).max(NSEC_PER_SEC - 1) }),
 ]);
 // No NUL in a name or link target either: no syscall can take one (Node throws, not an errno).
-const xattrName = z.string().min(1).max(MAX_NAME).refine(...noNul('attribute name'));
+const xattrName = z.string().min(1).max(NAME_MAX).refine(...noNul('attribute name'));
 /** A uid or gid as chown(2) takes it: a uid_t, or -1 to keep it. */
 const ownerId = z.number().int().min(-1).max(0xffffffff);
 
@@ -184,7 +183,7 @@ export const MAX_BATCH_REQUESTS = 256;
 /** The most directories a readdir may name to list after its own (fs.readdir's `then`). */
 export const MAX_LISTED_THEN = 64;
 
-export const readdirEntry = z.tuple([slaveName(z.string().min(1).max(MAX_NAME)), wireAttr.nullable()]);
+export const readdirEntry = z.tuple([slaveName(z.string().min(1).max(NAME_MAX)), wireAttr.nullable()]);
 
 export const ops = {
   'agent.hello': op(empty, helloInfo),
