@@ -646,8 +646,9 @@ export class RemoteFs extends MountFsBase {
    */
   private async attributesWithData(file: OpenFile): Promise<void> {
     const { path, writer } = file;
-    const expected = path !== null && writer?.dirty ? this.cache.unsureAttr(path) : undefined;
-    if (path === null || !writer || !expected) return;
+    if (path === null || !writer?.dirty) return;
+    const expected = this.cache.unsureAttr(path);
+    if (!expected) return;
     const generation = this.cache.generation;
     // A question: failing to ask or to be answered costs the stat a trip, never the close.
     const asked = await writer.after(() => this.onFile(file, 'fs.fgetattr', (h) => ({ fh: h }))).catch(() => undefined);

@@ -88,6 +88,18 @@ describe('changes answered before the slave made them', () => {
   });
 });
 
+/** Python lines that fsync the directory `dir` under `base` and print "fsync ok" or "fsync" and the errno. */
+function fsyncDir(dir: string): string[] {
+  return [
+    `d = os.open(base + '/${dir}', os.O_RDONLY)`,
+    'try:',
+    '    os.fsync(d)',
+    "    print('fsync ok')",
+    'except OSError as e:',
+    "    print('fsync', errno.errorcode[e.errno])",
+  ];
+}
+
 /**
  * A refusal the mount could not foresee: the slave's filesystem has no inode left. The mount's
  * listings say the names are free; the agent says ENOSPC after the program was answered.
@@ -150,12 +162,7 @@ describe('a change refused after it was answered', () => {
       "    print('close', errno.errorcode[e.errno])",
       "os.mkdir(base + '/b/sub')",
       "print('mkdir ok')",
-      "d = os.open(base + '/b', os.O_RDONLY)",
-      'try:',
-      '    os.fsync(d)',
-      "    print('fsync ok')",
-      'except OSError as e:',
-      "    print('fsync', errno.errorcode[e.errno])",
+      ...fsyncDir('b'),
       "print(os.path.exists(base + '/a/f'), os.path.exists(base + '/b/sub'))",
     ].join('\n'), join(mnt, 'small')]);
     assert.equal(result.code, 0, result.stderr);
@@ -173,12 +180,7 @@ describe('a change refused after it was answered', () => {
       'base = sys.argv[1]',
       "os.rename(base + '/c/locked', base + '/c/moved')",
       "print('rename ok')",
-      "d = os.open(base + '/c', os.O_RDONLY)",
-      'try:',
-      '    os.fsync(d)',
-      "    print('fsync ok')",
-      'except OSError as e:',
-      "    print('fsync', errno.errorcode[e.errno])",
+      ...fsyncDir('c'),
       "print(os.path.exists(base + '/c/locked'), os.path.exists(base + '/c/moved'), open(base + '/c/locked').read(), end='')",
     ].join('\n'), join(mnt, 'small')]);
     assert.equal(result.code, 0, result.stderr);
