@@ -6,17 +6,16 @@
  * and used by both ends: the agent checks against the slave's inodes and their POSIX ACLs, the
  * mount against the attributes it has cached (without ACLs) before it answers from its cache.
  */
-import { z } from 'zod';
+import * as v from 'valibot';
 import { S_IFDIR, S_IFMT, S_ISGID, S_ISVTX } from './attr.js';
-
-const id = z.number().int().min(0).max(0xffffffff);
+import { u32 } from './schema.js';
 
 /** NGROUPS_MAX on Linux. */
 export const MAX_GROUPS = 65536;
 
-export const callerSchema = z.object({ uid: id, gid: id, groups: z.array(id).max(MAX_GROUPS) });
+export const callerSchema = v.object({ uid: u32, gid: u32, groups: v.pipe(v.array(u32), v.maxLength(MAX_GROUPS)) });
 
-export type Caller = z.infer<typeof callerSchema>;
+export type Caller = v.InferOutput<typeof callerSchema>;
 
 export const ROOT_CALLER: Caller = Object.freeze({ uid: 0, gid: 0, groups: [] }) as Caller;
 

@@ -23,8 +23,9 @@
  * the message saying changes were lost still sees a gap. A message's `seq` is that of its last
  * change (or mark); a heartbeat (no changes) repeats the current one.
  */
-import { z } from 'zod';
+import * as v from 'valibot';
 import { nameFromBytes } from './name-bytes.js';
+import { u53 } from './schema.js';
 
 export const CHANGE_KINDS = ['entry', 'attr'] as const;
 export type ChangeKind = (typeof CHANGE_KINDS)[number];
@@ -41,29 +42,28 @@ export type LostReason = (typeof LOST_REASONS)[number];
 export const FEED_MODES = ['inotify', 'fanotify', 'degraded', 'off'] as const;
 export type FeedMode = (typeof FEED_MODES)[number];
 
-const u53 = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 /** bin (bytes that are not UTF-8) read back as the surrogateescape string; longer bytes than any
  * path are left for the string check to refuse. */
 const bytesAsName = (v: unknown) => (v instanceof Uint8Array && v.length <= 4096 * 4 ? nameFromBytes(v) : v);
-const dir = z.preprocess(bytesAsName, z.string().min(1).max(4096).startsWith('/'));
-const name = z.preprocess(bytesAsName, z.string().min(1).max(255).nullable());
+const dir = v.pipe(v.unknown(), v.transform(bytesAsName), v.string(), v.minLength(1), v.maxLength(4096), v.startsWith('/'));
+const name = v.pipe(v.unknown(), v.transform(bytesAsName), v.nullable(v.pipe(v.string(), v.minLength(1), v.maxLength(255))));
 
-export const slaveChange = z.tuple([dir, name, z.enum(CHANGE_KINDS)]);
-export type SlaveChangeTuple = z.infer<typeof slaveChange>;
+export const slaveChange = v.strictTuple([dir, name, v.picklist(CHANGE_KINDS)]);
+export type SlaveChangeTuple = v.InferOutput<typeof slaveChange>;
 
 /** Most changes in one message: the agent splits bigger batches to fit max_payload anyway. */
 export const MAX_CHANGES_PER_MESSAGE = 65_536;
 
-export const changeMessage = z.object({
+export const changeMessage = v.object({
   /** The agent's boot id: a new one means its sequence started again. */
-  boot: z.string().max(64),
+  boot: v.pipe(v.string(), v.maxLength(64)),
   seq: u53,
-  changes: z.array(slaveChange).max(MAX_CHANGES_PER_MESSAGE),
-  state: z.enum(FEED_STATES),
-  lost: z.enum(LOST_REASONS).optional(),
-  origins: z.array(z.string().max(64).nullable()).max(MAX_CHANGES_PER_MESSAGE).optional(),
+  changes: v.pipe(v.array(slaveChange), v.maxLength(MAX_CHANGES_PER_MESSAGE)),
+  state: v.picklist(FEED_STATES),
+  lost: v.optional(v.picklist(LOST_REASONS)),
+  origins: v.optional(v.pipe(v.array(v.nullable(v.pipe(v.string(), v.maxLength(64)))), v.maxLength(MAX_CHANGES_PER_MESSAGE))),
 });
-export type ChangeMessage = z.infer<typeof changeMessage>;
+export type ChangeMessage = v.InferOutput<typeof changeMessage>;
 
 /** The master that sent a request with id `requestId` (`<master id>:<n>`): its changes' origin. */
 export function originOfRequest(requestId: string): string | null {

@@ -9,13 +9,14 @@
  *   changes: { v: version, chg: change message } (published on the agent's change subject)
  */
 import { Decoder, Encoder } from '@msgpack/msgpack';
-import { z } from 'zod';
+import * as v from 'valibot';
 import { callerSchema, type Caller } from './caller.js';
 import { isErrnoName } from './errno.js';
 import { ProtocolError, SlaveError } from './errors.js';
 import { msgpackBoundsProblem } from './msgpack-bounds.js';
 import { changeMessage, type ChangeMessage } from './changes.js';
 import { devEvent, ops, procEvent, type DevEvent, type OpName, type OpReply, type OpRequest, type ProcEvent } from './ops.js';
+import { check, int } from './schema.js';
 import { MIN_PROTOCOL_VERSION, PROTOCOL_VERSION } from './version.js';
 import { changesOutgoingForm, outgoingForm } from './wire-forms.js';
 
@@ -34,17 +35,19 @@ const decoder = new Decoder({
  * hb: the agent boot the request's handle (fh, cursor, procId) came from; absent without one.
  * c: who the operation is for (caller.ts); absent: the agent acts as itself, as before it.
  */
-const versionOnly = z.object({ v: z.number().int() });
-const requestEnvelope = z.object({
-  v: z.number().int(), id: z.string().max(128), hb: z.string().max(64).optional(), c: callerSchema.optional(), a: z.unknown(),
+const versionOnly = v.object({ v: int });
+const requestEnvelope = v.object({
+  v: int, id: v.pipe(v.string(), v.maxLength(128)), hb: v.optional(v.pipe(v.string(), v.maxLength(64))), c: v.optional(callerSchema),
+  a: v.optional(v.unknown()),
 });
-const replyEnvelope = z.union([
-  z.object({ v: z.number().int(), boot: z.string(), ok: z.unknown() }),
-  z.object({
-    v: z.number().int(),
-    boot: z.string(),
-    err: z.object({ errno: z.string(), message: z.string() }),
+/** An error reply names `err`; any other has its result in `ok` (so it must be there). */
+const replyEnvelope = v.union([
+  v.object({
+    v: int,
+    boot: v.string(),
+    err: v.object({ errno: v.string(), message: v.string() }),
   }),
+  v.object({ v: int, boot: v.string(), ok: v.unknown() }),
 ]);
 
 /** No message of ours nests deeper than 5 (a readdir reply's attributes): room to grow. */
@@ -59,16 +62,6 @@ function unpack(bytes: Uint8Array, what: string): unknown {
   } catch (cause) {
     throw new ProtocolError(`undecodable ${what}: ${(cause as Error).message}`, { cause });
   }
-}
-
-/** Issues a schema error names; the rest are counted. Every element of a 65,536-long array may
- * have one, and an error reply listing them all would not fit in a message (none was sent). */
-const MAX_ISSUES = 8;
-
-function describe(error: z.ZodError): string {
-  const shown = error.issues.slice(0, MAX_ISSUES).map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
-  const more = error.issues.length - shown.length;
-  return `${shown.join('; ')}${more > 0 ? `; and ${more} more` : ''}`;
 }
 
 // Byte fields larger than this skip msgpack's buffer (which grows by doubling and is then
@@ -182,25 +175,26 @@ export function decodeRequest<K extends OpName>(op: K, bytes: Uint8Array): Decod
   const message = unpack(bytes, 'request');
   // The version before the shape: a newer peer's request may look like nothing this version knows,
   // and must learn that its version is the problem (EPROTONOSUPPORT), not its message (EPROTO).
-  const version = versionOnly.safeParse(message);
-  if (version.success && version.data.v > PROTOCOL_VERSION) {
-    throw new SlaveError('EPROTONOSUPPORT', `protocol ${version.data.v} is newer than this agent's ${PROTOCOL_VERSION}`);
+  const version = check(versionOnly, message);
+  if (version.ok && version.value.v > PROTOCOL_VERSION) {
+    throw new SlaveError('EPROTONOSUPPORT', `protocol ${version.value.v} is newer than this agent's ${PROTOCOL_VERSION}`);
   }
-  if (version.success && version.data.v < MIN_PROTOCOL_VERSION) {
-    throw new SlaveError('EPROTONOSUPPORT', `protocol ${version.data.v} is older than this agent's oldest, ${MIN_PROTOCOL_VERSION}`);
+  if (version.ok && version.value.v < MIN_PROTOCOL_VERSION) {
+    throw new SlaveError('EPROTONOSUPPORT', `protocol ${version.value.v} is older than this agent's oldest, ${MIN_PROTOCOL_VERSION}`);
   }
-  const envelope = requestEnvelope.safeParse(message);
-  if (!envelope.success) throw new ProtocolError(`bad request envelope: ${describe(envelope.error)}`);
-  const args = ops[op].req.safeParse(envelope.data.a ?? {});
-  if (!args.success) throw new ProtocolError(`bad ${op} request: ${describe(args.error)}`);
-  return { id: envelope.data.id, version: envelope.data.v, handleBoot: envelope.data.hb, caller: envelope.data.c, args: args.data as OpRequest<K> };
+  const envelope = check(requestEnvelope, message);
+  if (!envelope.ok) throw new ProtocolError(`bad request envelope: ${envelope.problem}`);
+  const args = check(ops[op].req, envelope.value.a ?? {});
+  if (!args.ok) throw new ProtocolError(`bad ${op} request: ${args.problem}`);
+  const { id, v: requestVersion, hb, c } = envelope.value;
+  return { id, version: requestVersion, handleBoot: hb, caller: c, args: args.value as OpRequest<K> };
 }
 
 /** Best effort: the id of a request we could not fully decode, to echo in the error reply. */
 export function requestIdOf(bytes: Uint8Array): string | undefined {
   try {
-    const parsed = requestEnvelope.safeParse(unpack(bytes, 'request'));
-    return parsed.success ? parsed.data.id : undefined;
+    const parsed = check(requestEnvelope, unpack(bytes, 'request'));
+    return parsed.ok ? parsed.value.id : undefined;
   } catch {
     return undefined;
   }
@@ -242,20 +236,20 @@ export type DecodedReply<K extends OpName> =
  * ProtocolError (the agent is treated as untrusted too).
  */
 export function decodeReply<K extends OpName>(op: K, bytes: Uint8Array): DecodedReply<K> {
-  const envelope = replyEnvelope.safeParse(unpack(bytes, 'reply'));
-  if (!envelope.success) throw new ProtocolError(`bad reply envelope: ${describe(envelope.error)}`);
-  const reply = envelope.data;
+  const envelope = check(replyEnvelope, unpack(bytes, 'reply'));
+  if (!envelope.ok) throw new ProtocolError(`bad reply envelope: ${envelope.problem}`);
+  const reply = envelope.value;
   if ('err' in reply) {
     const known = isErrnoName(reply.err.errno);
     const message = known ? reply.err.message : `${reply.err.message} (errno ${reply.err.errno.slice(0, 32)})`;
     return { boot: reply.boot, ok: false, error: new SlaveError(known ? reply.err.errno : 'EIO', printable(message)) };
   }
-  const result = ops[op].res.safeParse(reply.ok);
-  if (!result.success) throw new ProtocolError(`bad ${op} reply: ${describe(result.error)}`);
-  return { boot: reply.boot, ok: true, result: result.data as OpReply<K> };
+  const result = check(ops[op].res, reply.ok);
+  if (!result.ok) throw new ProtocolError(`bad ${op} reply: ${result.problem}`);
+  return { boot: reply.boot, ok: true, result: result.value as OpReply<K> };
 }
 
-const eventEnvelope = z.object({ v: z.number().int(), e: z.unknown() });
+const eventEnvelope = v.object({ v: int, e: v.unknown() });
 
 export function encodeEvent(event: ProcEvent): Uint8Array {
   return encodeEnvelope({ v: PROTOCOL_VERSION }, 'e', event);
@@ -276,11 +270,11 @@ export function encodeOutputEventInPlace(procId: number, seq: number, stream: 's
 
 /** Decodes and validates a process event; throws ProtocolError on anything malformed. */
 export function decodeEvent(bytes: Uint8Array): ProcEvent {
-  const envelope = eventEnvelope.safeParse(unpack(bytes, 'event'));
-  if (!envelope.success) throw new ProtocolError(`bad event envelope: ${describe(envelope.error)}`);
-  const event = procEvent.safeParse(envelope.data.e);
-  if (!event.success) throw new ProtocolError(`bad process event: ${describe(event.error)}`);
-  return event.data;
+  const envelope = check(eventEnvelope, unpack(bytes, 'event'));
+  if (!envelope.ok) throw new ProtocolError(`bad event envelope: ${envelope.problem}`);
+  const event = check(procEvent, envelope.value.e);
+  if (!event.ok) throw new ProtocolError(`bad process event: ${event.problem}`);
+  return event.value;
 }
 
 /**
@@ -301,14 +295,14 @@ export function encodeDevEnd(fh: number, seq: number, errno: string | null): Uin
 
 /** Decodes and validates a device event; throws ProtocolError on anything malformed. */
 export function decodeDevEvent(bytes: Uint8Array): DevEvent {
-  const envelope = eventEnvelope.safeParse(unpack(bytes, 'event'));
-  if (!envelope.success) throw new ProtocolError(`bad event envelope: ${describe(envelope.error)}`);
-  const event = devEvent.safeParse(envelope.data.e);
-  if (!event.success) throw new ProtocolError(`bad device event: ${describe(event.error)}`);
-  return event.data;
+  const envelope = check(eventEnvelope, unpack(bytes, 'event'));
+  if (!envelope.ok) throw new ProtocolError(`bad event envelope: ${envelope.problem}`);
+  const event = check(devEvent, envelope.value.e);
+  if (!event.ok) throw new ProtocolError(`bad device event: ${event.problem}`);
+  return event.value;
 }
 
-const changeEnvelope = z.object({ v: z.number().int(), chg: z.unknown() });
+const changeEnvelope = v.object({ v: int, chg: v.unknown() });
 
 /** agent --change feed--> masters: `{ v, chg: ChangeMessage }` (changes.ts). */
 export function encodeChangeMessage(message: ChangeMessage): Uint8Array {
@@ -317,9 +311,9 @@ export function encodeChangeMessage(message: ChangeMessage): Uint8Array {
 
 /** Decodes and validates a change feed message; throws ProtocolError on anything malformed. */
 export function decodeChangeMessage(bytes: Uint8Array): ChangeMessage {
-  const envelope = changeEnvelope.safeParse(unpack(bytes, 'change message'));
-  if (!envelope.success) throw new ProtocolError(`bad change message envelope: ${describe(envelope.error)}`);
-  const message = changeMessage.safeParse(envelope.data.chg);
-  if (!message.success) throw new ProtocolError(`bad change message: ${describe(message.error)}`);
-  return message.data;
+  const envelope = check(changeEnvelope, unpack(bytes, 'change message'));
+  if (!envelope.ok) throw new ProtocolError(`bad change message envelope: ${envelope.problem}`);
+  const message = check(changeMessage, envelope.value.chg);
+  if (!message.ok) throw new ProtocolError(`bad change message: ${message.problem}`);
+  return message.value;
 }

@@ -6,71 +6,69 @@
  * Paths are slave paths relative to the agent's export root, always starting with '/'.
  * File data travels as raw bytes (msgpack bin), never as strings.
  */
-import { z } from 'zod';
+import * as v from 'valibot';
 import { ATTR_FIELDS, ATTR_FIELDS_V1, wireAttrTimesValid } from './attr.js';
 import { NSEC_PER_SEC } from './file-times.js';
 import { NAME_MAX, nameFromBytes } from './name-bytes.js';
 import { FEED_MODES, FEED_STATES } from './changes.js';
+import { bytes, finite, int, intIn, map, u16, u32, u53 } from './schema.js';
 
 const MAX_PATH = 4096;
 
-const noNul = (what: string) => [(s: string) => !s.includes('\0'), `${what} contains NUL`] as const;
+const noNul = (what: string) => v.check((s: string) => !s.includes('\0'), `${what} contains NUL`);
 /**
  * A slave name, path or link target: a str, or (protocol 2) bin holding its exact bytes when they
  * are not UTF-8, read back as the surrogateescape string (name-bytes.ts, wire-forms.ts). Bytes
  * longer than any name are left as they are, for the string check to refuse.
  */
-const slaveName = <T extends z.ZodType>(schema: T) =>
-  z.preprocess((v) => (v instanceof Uint8Array && v.length <= MAX_PATH * 4 ? nameFromBytes(v) : v), schema);
-const slavePath = slaveName(z.string().min(1).max(MAX_PATH).startsWith('/').refine(...noNul('path')));
-const u32 = z.number().int().min(0).max(0xffffffff);
-const u53 = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+const slaveName = <T extends v.GenericSchema<unknown, string>>(schema: T) =>
+  v.pipe(v.unknown(), v.transform((x) => (x instanceof Uint8Array && x.length <= MAX_PATH * 4 ? nameFromBytes(x) : x)), schema);
+const slavePath = slaveName(v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_PATH), v.startsWith('/'), noNul('path')));
 const fh = u32;
-const bytes = z.custom<Uint8Array>((v) => v instanceof Uint8Array, 'expected raw bytes');
 /**
  * Protocol 1 agents send ATTR_FIELDS_V1 numbers, newer ones ATTR_FIELDS; more, from a newer
  * agent, are ignored (attrFromWire reads the fields it knows).
  */
-const wireAttr = z.array(z.number()).min(ATTR_FIELDS_V1).max(ATTR_FIELDS.length + 16)
-  .refine(wireAttrTimesValid, 'nanoseconds out of range');
-const attrReply = z.object({ attr: wireAttr });
+const wireAttr = v.pipe(v.array(finite), v.minLength(ATTR_FIELDS_V1), v.maxLength(ATTR_FIELDS.length + 16),
+  v.check(wireAttrTimesValid, 'nanoseconds out of range'));
+const attrReply = v.object({ attr: wireAttr });
 /** A new name's reply: bare, it has no extended attribute at all (older agents: not said). */
-const madeReplySchema = z.object({ attr: wireAttr, bare: z.literal(true).optional() });
-const empty = z.object({});
+const madeReplySchema = v.object({ attr: wireAttr, bare: v.optional(v.literal(true)) });
+/** No arguments, or no result: any map (a newer peer's keys are dropped). */
+const empty = v.pipe(map, v.object({}));
 /**
  * utimensat's kinds of time: seconds and nanoseconds since the epoch (exact; protocol 2),
  * milliseconds since the epoch (protocol 1 masters), now, or leave unchanged.
  */
-const timeSpec = z.union([
-  z.number().finite(),
-  z.literal('now'),
-  z.literal('omit'),
-  z.object({ sec: z.number().int().min(Number.MIN_SAFE_INTEGER).max(Number.MAX_SAFE_INTEGER), nsec: z.number().int().min(0).max(NSEC_PER_SEC - 1) }),
+const timeSpec = v.union([
+  finite,
+  v.literal('now'),
+  v.literal('omit'),
+  v.object({ sec: intIn(Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER), nsec: intIn(0, NSEC_PER_SEC - 1) }),
 ]);
 // No NUL in a name or link target either: no syscall can take one (Node throws, not an errno).
-const xattrName = z.string().min(1).max(NAME_MAX).refine(...noNul('attribute name'));
+const xattrName = v.pipe(v.string(), v.minLength(1), v.maxLength(NAME_MAX), noNul('attribute name'));
 /** A uid or gid as chown(2) takes it: a uid_t, or -1 to keep it. */
-const ownerId = z.number().int().min(-1).max(0xffffffff);
+const ownerId = intIn(-1, 0xffffffff);
 
-const u16 = z.number().int().min(0).max(0xffff);
 /**
  * A terminal's settings as Linux's termios2 holds them (<asm-generic/termbits.h>): flags, line
  * discipline, control characters and the two speeds in bits per second.
  */
-const wireTermios = z.object({
-  iflag: u32, oflag: u32, cflag: u32, lflag: u32, line: z.number().int().min(0).max(255),
-  cc: bytes.refine((cc) => cc.length <= 64, 'too many control characters'), ispeed: u32, ospeed: u32,
+const wireTermios = v.object({
+  iflag: u32, oflag: u32, cflag: u32, lflag: u32, line: intIn(0, 255),
+  cc: v.pipe(bytes, v.check((cc) => cc.length <= 64, 'too many control characters')), ispeed: u32, ospeed: u32,
 });
-export type WireTermios = z.infer<typeof wireTermios>;
+export type WireTermios = v.InferOutput<typeof wireTermios>;
 /**
  * Asked by masters that relay terminals through pseudo-terminals of their own: the slave's
  * terminals (serial ports, USB adapters, ptys) are then presented as character devices of size 0
  * instead of regular files. Agents before it ignore it.
  */
-const terminals = z.boolean().optional();
+const terminals = v.optional(v.boolean());
 const procId = u32;
 /** A uid or gid a process takes: a uid_t, but never (uid_t)-1, which set*id(2) read as "unchanged". */
-const processId = z.number().int().min(0).max(0xfffffffe);
+const processId = intIn(0, 0xfffffffe);
 /**
  * Supplementary groups a spawn may ask for: far more than anyone has (NFS's AUTH_SYS carries 16),
  * few enough that their list fits in one argument of the slave's setpriv (128 KiB).
@@ -80,14 +78,14 @@ export const MAX_SPAWN_GROUPS = 4096;
 export const FORWARDED_SIGNALS = [
   'SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGKILL', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH',
 ] as const;
-const signalName = z.enum(FORWARDED_SIGNALS);
+const signalName = v.picklist(FORWARDED_SIGNALS);
 /** A NATS subject to publish on: tokens of safe characters, no wildcards. */
-const publishSubject = z.string().max(256).regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, 'not a plain NATS subject');
+const publishSubject = v.pipe(v.string(), v.maxLength(256), v.regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, 'not a plain NATS subject'));
 const MAX_ARGS = 4096;
 const MAX_ARG = 128 * 1024;
-const envName = z.string().min(1).max(1024).regex(/^[^=\0]+$/, 'not an environment variable name');
+const envName = v.pipe(v.string(), v.minLength(1), v.maxLength(1024), v.regex(/^[^=\0]+$/, 'not an environment variable name'));
 
-function op<Req extends z.ZodType, Res extends z.ZodType>(req: Req, res: Res) {
+function op<Req extends v.GenericSchema, Res extends v.GenericSchema>(req: Req, res: Res) {
   return { req, res };
 }
 
@@ -95,10 +93,10 @@ function op<Req extends z.ZodType, Res extends z.ZodType>(req: Req, res: Res) {
  * A string an agent reports that people will read (`status`, `hello`): bounded, and without
  * control characters, so a hostile agent cannot write terminal escapes onto an operator's screen.
  */
-const shown = (max: number) => z.string().max(max).regex(/^[^\p{Cc}]*$/u, 'contains control characters');
+const shown = (max: number) => v.pipe(v.string(), v.maxLength(max), v.regex(/^[^\p{Cc}]*$/u, 'contains control characters'));
 
-export const helloInfo = z.object({
-  protocol: z.number().int(),
+export const helloInfo = v.object({
+  protocol: int,
   agentId: shown(128),
   hostname: shown(255),
   platform: shown(64),
@@ -106,16 +104,16 @@ export const helloInfo = z.object({
    * The implementation of the agent's services for its platform (agent/backends/: 'linux').
    * Absent from agents older than it.
    */
-  backend: shown(64).optional(),
+  backend: v.optional(shown(64)),
   release: shown(256),
   /** Changes on every agent start: a new value means every handle of ours is gone. */
   bootId: shown(64),
   /** The slave kernel's boot id, where it has one: a new value means the slave rebooted. */
   hostBootId: shown(64),
   root: shown(MAX_PATH),
-  readOnly: z.boolean(),
+  readOnly: v.boolean(),
   /** Ops this agent serves. */
-  capabilities: z.array(shown(64)).max(256),
+  capabilities: v.pipe(v.array(shown(64)), v.maxLength(256)),
   /** Largest message the bus accepts, as the agent's server reported it. */
   maxPayload: u53,
   pid: u32,
@@ -126,55 +124,55 @@ export const helloInfo = z.object({
    * master process that asks, protocol/caller.ts), 'agent' (a non-root agent acts as itself, as
    * sshfs's server does). Absent from agents older than it, which act as themselves.
    */
-  identity: z.enum(['caller', 'agent']).optional(),
-  startedAt: z.number(),
+  identity: v.optional(v.picklist(['caller', 'agent'])),
+  startedAt: finite,
   /** The agent's software version (package.json); absent from agents older than it. */
-  version: shown(64).optional(),
+  version: v.optional(shown(64)),
   /** The agent's own policy: which devices and commands masters may use (read-only is above). */
-  policy: z.object({
-    devAllow: z.array(shown(MAX_PATH)).max(1024),
+  policy: v.object({
+    devAllow: v.pipe(v.array(shown(MAX_PATH)), v.maxLength(1024)),
     /** 'all', 'none', or the --exec-allow globs. */
-    exec: z.union([z.literal('all'), z.literal('none'), z.array(shown(MAX_PATH)).max(1024)]),
+    exec: v.union([v.literal('all'), v.literal('none'), v.pipe(v.array(shown(MAX_PATH)), v.maxLength(1024))]),
     /** Whether masters may create block and character device nodes (--allow-device-nodes). */
-    deviceNodes: z.boolean().optional(),
+    deviceNodes: v.optional(v.boolean()),
   }),
   /** How the agent learns of changes for its feed (changes.ts); absent from agents older than it. */
-  changes: z.enum(FEED_MODES).optional(),
+  changes: v.optional(v.picklist(FEED_MODES)),
   /**
    * The NATS server the agent is connected to now (its name as the server reports it, and the
    * address it was reached at), and how many times it has connected again since it started: a
    * reply to a request sent before the agent moved servers may have been lost with the old
    * connection (transport/agent-client.ts asks again). Absent from agents older than them.
    */
-  server: z.object({ name: shown(256), url: shown(512) }).optional(),
-  reconnects: u53.optional(),
+  server: v.optional(v.object({ name: shown(256), url: shown(512) })),
+  reconnects: v.optional(u53),
   /**
    * Requests the agent is serving as it answers (hellos aside). 0 while a master still waits
    * for replies sent long ago: they were lost on the way (a leaf node's link to the cluster
    * went away), and the master asks again at once instead of at its deadline.
    */
-  busy: u53.optional(),
+  busy: v.optional(u53),
 });
 
 /**
  * What an agent has done since it started, as totals (a watcher such as `splitbrain top` turns
  * two of them into rates). `errors` counts answers with an errno; `seconds` is serving time.
  */
-export const agentStats = z.object({
-  ops: z.array(z.object({ op: shown(64), count: u53, errors: u53, seconds: z.number().min(0) })).max(256),
+export const agentStats = v.object({
+  ops: v.pipe(v.array(v.object({ op: shown(64), count: u53, errors: u53, seconds: v.pipe(v.number(), v.finite(), v.minValue(0)) })), v.maxLength(256)),
   bytesRead: u53,
   bytesWritten: u53,
   inFlight: u53,
   processesSpawned: u53,
-  handles: z.object({ files: u53, devices: u53, processes: u53 }),
+  handles: v.object({ files: u53, devices: u53, processes: u53 }),
   /** The change feed: its mode, last sequence number, directories watched, losses since start. */
-  changes: z.object({ mode: z.enum(FEED_MODES), seq: u53, watches: u53, lost: u53 }).optional(),
+  changes: v.optional(v.object({ mode: v.picklist(FEED_MODES), seq: u53, watches: u53, lost: u53 })),
   /**
    * Process output the agent keeps until its masters have it (bytes, all processes), its
    * --output-budget, and the processes it cut off since start for falling behind (`cut` events).
    * Absent from agents older than it.
    */
-  output: z.object({ kept: u53, budget: u53, cuts: u53 }).optional(),
+  output: v.optional(v.object({ kept: u53, budget: u53, cuts: u53 })),
 });
 
 /** The most requests one `agent.batch` carries. */
@@ -183,7 +181,7 @@ export const MAX_BATCH_REQUESTS = 256;
 /** The most directories a readdir may name to list after its own (fs.readdir's `then`). */
 export const MAX_LISTED_THEN = 64;
 
-export const readdirEntry = z.tuple([slaveName(z.string().min(1).max(NAME_MAX)), wireAttr.nullable()]);
+export const readdirEntry = v.strictTuple([slaveName(v.pipe(v.string(), v.minLength(1), v.maxLength(NAME_MAX))), v.nullable(wireAttr)]);
 
 export const ops = {
   'agent.hello': op(empty, helloInfo),
@@ -194,15 +192,15 @@ export const ops = {
    * same order. Each is a whole request with its own id (the duplicate cache knows it by that).
    */
   'agent.batch': op(
-    z.object({ requests: z.array(z.tuple([shown(64), bytes])).min(1).max(MAX_BATCH_REQUESTS) }),
-    z.object({ replies: z.array(bytes).max(MAX_BATCH_REQUESTS) }),
+    v.object({ requests: v.pipe(v.array(v.strictTuple([shown(64), bytes])), v.minLength(1), v.maxLength(MAX_BATCH_REQUESTS)) }),
+    v.object({ replies: v.pipe(v.array(bytes), v.maxLength(MAX_BATCH_REQUESTS)) }),
   ),
 
-  'fs.getattr': op(z.object({ path: slavePath }), attrReply),
-  'fs.fgetattr': op(z.object({ fh }), attrReply),
+  'fs.getattr': op(v.object({ path: slavePath }), attrReply),
+  'fs.fgetattr': op(v.object({ fh }), attrReply),
   /** mode: F_OK (0), or R_OK | W_OK | X_OK (4, 2, 1); access(2) knows no other bits. */
-  'fs.access': op(z.object({ path: slavePath, mode: z.number().int().min(0).max(7) }), empty),
-  'fs.statfs': op(z.object({ path: slavePath }), z.object({
+  'fs.access': op(v.object({ path: slavePath, mode: intIn(0, 7) }), empty),
+  'fs.statfs': op(v.object({ path: slavePath }), v.object({
     bsize: u53, frsize: u53, blocks: u53, bfree: u53, bavail: u53, files: u53, ffree: u53,
     namemax: u53,
   })),
@@ -212,7 +210,7 @@ export const ops = {
    * arrived (the agent drains its watcher first), so a master that has applied the feed up to
    * `seq` has seen them all (changes.ts).
    */
-  'fs.changes': op(empty, z.object({ seq: u53, state: z.enum(FEED_STATES) })),
+  'fs.changes': op(empty, v.object({ seq: u53, state: v.picklist(FEED_STATES) })),
   /** bare: indices into `entries` of those with no extended attribute at all (older agents: none said). */
   /**
    * below: also list the directories under `path`, depth first in listing order, then each of
@@ -221,13 +219,13 @@ export const ops = {
    * these fields ignore them and send none).
    */
   'fs.readdir': op(
-    z.union([
-      z.object({ path: slavePath, below: u32.optional(), then: z.array(slavePath).max(MAX_LISTED_THEN).optional() }),
-      z.object({ cursor: u32 }),
+    v.union([
+      v.object({ path: slavePath, below: v.optional(u32), then: v.optional(v.pipe(v.array(slavePath), v.maxLength(MAX_LISTED_THEN))) }),
+      v.object({ cursor: u32 }),
     ]),
-    z.object({
-      entries: z.array(readdirEntry), cursor: u32.nullable(), bare: z.array(u32).optional(),
-      below: z.array(z.tuple([slavePath, z.array(readdirEntry), z.array(u32)])).optional(),
+    v.object({
+      entries: v.array(readdirEntry), cursor: v.nullable(u32), bare: v.optional(v.array(u32)),
+      below: v.optional(v.array(v.strictTuple([slavePath, v.array(readdirEntry), v.array(u32)]))),
     }),
   ),
 
@@ -238,8 +236,8 @@ export const ops = {
    * MASTER_HANDLE_OPENS_CAPABILITY).
    */
   'fs.open': op(
-    z.object({ path: slavePath, flags: u32, whole: u32.optional(), handle: u32.min(0x8000_0000).optional() }),
-    z.object({ fh, attr: wireAttr, data: bytes.optional() }),
+    v.object({ path: slavePath, flags: u32, whole: v.optional(u32), handle: v.optional(v.pipe(u32, v.minValue(0x8000_0000))) }),
+    v.object({ fh, attr: wireAttr, data: v.optional(bytes) }),
   ),
   /**
    * handle: the number (bit 31 set, handle-ids.ts) this master names the file by, in this request's
@@ -247,49 +245,49 @@ export const ops = {
    * hello lists MASTER_HANDLES_CAPABILITY).
    */
   'fs.create': op(
-    z.object({ path: slavePath, flags: u32, mode: u32, handle: u32.min(0x8000_0000).optional() }),
-    z.object({ fh, attr: wireAttr, bare: z.literal(true).optional() }),
+    v.object({ path: slavePath, flags: u32, mode: u32, handle: v.optional(v.pipe(u32, v.minValue(0x8000_0000))) }),
+    v.object({ fh, attr: wireAttr, bare: v.optional(v.literal(true)) }),
   ),
-  'fs.read': op(z.object({ fh, offset: u53, length: u32 }), z.object({ data: bytes })),
+  'fs.read': op(v.object({ fh, offset: u53, length: u32 }), v.object({ data: bytes })),
   /** seq: this write's place in the agent's commit order; durable: the highest seq on disk. */
-  'fs.write': op(z.object({ fh, offset: u53, data: bytes }), z.object({ written: u53, seq: u53, durable: u53 })),
+  'fs.write': op(v.object({ fh, offset: u53, data: bytes }), v.object({ written: u53, seq: u53, durable: u53 })),
   /** The highest write seq on the slave's disk; force: sync everything written so far first. */
-  'fs.commit': op(z.object({ force: z.boolean() }), z.object({ durable: u53 })),
-  'fs.flush': op(z.object({ fh }), empty),
-  'fs.fsync': op(z.object({ fh, datasync: z.boolean() }), empty),
-  'fs.release': op(z.object({ fh }), empty),
-  'fs.ftruncate': op(z.object({ fh, size: u53 }), attrReply),
+  'fs.commit': op(v.object({ force: v.boolean() }), v.object({ durable: u53 })),
+  'fs.flush': op(v.object({ fh }), empty),
+  'fs.fsync': op(v.object({ fh, datasync: v.boolean() }), empty),
+  'fs.release': op(v.object({ fh }), empty),
+  'fs.ftruncate': op(v.object({ fh, size: u53 }), attrReply),
   /** chmod, chown and utimens of an open file, by its handle (fchmod, fchown, futimens). */
-  'fs.fchmod': op(z.object({ fh, mode: u32 }), attrReply),
-  'fs.fchown': op(z.object({ fh, uid: ownerId, gid: ownerId }), attrReply),
-  'fs.futimens': op(z.object({ fh, atime: timeSpec, mtime: timeSpec }), attrReply),
+  'fs.fchmod': op(v.object({ fh, mode: u32 }), attrReply),
+  'fs.fchown': op(v.object({ fh, uid: ownerId, gid: ownerId }), attrReply),
+  'fs.futimens': op(v.object({ fh, atime: timeSpec, mtime: timeSpec }), attrReply),
 
-  'fs.truncate': op(z.object({ path: slavePath, size: u53 }), attrReply),
+  'fs.truncate': op(v.object({ path: slavePath, size: u53 }), attrReply),
   // attr: the file's attributes after, when it keeps another name (optional: older agents send none).
-  'fs.unlink': op(z.object({ path: slavePath }), z.object({ attr: wireAttr.optional() })),
-  'fs.rename': op(z.object({ from: slavePath, to: slavePath }), empty),
-  'fs.link': op(z.object({ existing: slavePath, path: slavePath }), madeReplySchema),
+  'fs.unlink': op(v.object({ path: slavePath }), v.object({ attr: v.optional(wireAttr) })),
+  'fs.rename': op(v.object({ from: slavePath, to: slavePath }), empty),
+  'fs.link': op(v.object({ existing: slavePath, path: slavePath }), madeReplySchema),
   /** `target` is the link's content, stored as given (it is not a path we resolve). */
-  'fs.symlink': op(z.object({ target: slaveName(z.string().min(1).max(MAX_PATH).refine(...noNul('target'))), path: slavePath }), madeReplySchema),
-  'fs.readlink': op(z.object({ path: slavePath }), z.object({ target: slaveName(z.string()) })),
-  'fs.mkdir': op(z.object({ path: slavePath, mode: u32 }), madeReplySchema),
-  'fs.rmdir': op(z.object({ path: slavePath }), empty),
-  'fs.chmod': op(z.object({ path: slavePath, mode: u32 }), attrReply),
+  'fs.symlink': op(v.object({ target: slaveName(v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_PATH), noNul('target'))), path: slavePath }), madeReplySchema),
+  'fs.readlink': op(v.object({ path: slavePath }), v.object({ target: slaveName(v.string()) })),
+  'fs.mkdir': op(v.object({ path: slavePath, mode: u32 }), madeReplySchema),
+  'fs.rmdir': op(v.object({ path: slavePath }), empty),
+  'fs.chmod': op(v.object({ path: slavePath, mode: u32 }), attrReply),
   /** -1 leaves the id unchanged, as chown(2) does. */
   'fs.chown': op(
-    z.object({ path: slavePath, uid: ownerId, gid: ownerId }),
+    v.object({ path: slavePath, uid: ownerId, gid: ownerId }),
     attrReply,
   ),
-  'fs.utimens': op(z.object({ path: slavePath, atime: timeSpec, mtime: timeSpec }), attrReply),
-  'fs.mknod': op(z.object({ path: slavePath, mode: u32, rdev: u32 }), attrReply),
+  'fs.utimens': op(v.object({ path: slavePath, atime: timeSpec, mtime: timeSpec }), attrReply),
+  'fs.mknod': op(v.object({ path: slavePath, mode: u32, rdev: u32 }), attrReply),
 
-  'fs.getxattr': op(z.object({ path: slavePath, name: xattrName }), z.object({ value: bytes })),
+  'fs.getxattr': op(v.object({ path: slavePath, name: xattrName }), v.object({ value: bytes })),
   'fs.setxattr': op(
-    z.object({ path: slavePath, name: xattrName, value: bytes, flags: u32 }),
+    v.object({ path: slavePath, name: xattrName, value: bytes, flags: u32 }),
     empty,
   ),
-  'fs.listxattr': op(z.object({ path: slavePath }), z.object({ names: z.array(z.string()) })),
-  'fs.removexattr': op(z.object({ path: slavePath, name: xattrName }), empty),
+  'fs.listxattr': op(v.object({ path: slavePath }), v.object({ names: v.array(v.string()) })),
+  'fs.removexattr': op(v.object({ path: slavePath, name: xattrName }), empty),
 
   /**
    * Starts a process on the slave. Its output comes as `ProcEvent`s published on `output`
@@ -297,38 +295,37 @@ export const ops = {
    * master returns with `proc.credit`. `cwd` is a slave path (inside the export root).
    * `uid`, `gid` and `groups` (supplementary, exactly these; none when only uid or gid is given)
    * need a root agent; a non-root agent asked for its own uid and gid runs as itself, asked for
-   * anyone else answers EPERM. An agent older than `groups` ignores it (zod strips unknown keys)
+   * anyone else answers EPERM. An agent older than `groups` ignores it (unknown keys are dropped)
    * and runs the process with uid and gid but no supplementary groups.
    */
-  'proc.spawn': op(z.object({
-    argv: z.array(z.string().min(1).max(MAX_ARG).refine((a) => !a.includes('\0'), 'argument contains NUL'))
-      .min(1).max(MAX_ARGS),
-    env: z.record(envName, z.string().max(MAX_ARG).refine((v) => !v.includes('\0'), 'value contains NUL')),
+  'proc.spawn': op(v.object({
+    argv: v.pipe(v.array(v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_ARG), v.check((a) => !a.includes('\0'), 'argument contains NUL'))), v.minLength(1), v.maxLength(MAX_ARGS)),
+    env: v.pipe(map, v.record(envName, v.pipe(v.string(), v.maxLength(MAX_ARG), v.check((value) => !value.includes('\0'), 'value contains NUL')))),
     cwd: slavePath,
-    uid: processId.optional(),
-    gid: processId.optional(),
-    groups: z.array(processId).max(MAX_SPAWN_GROUPS).optional(),
+    uid: v.optional(processId),
+    gid: v.optional(processId),
+    groups: v.optional(v.pipe(v.array(processId), v.maxLength(MAX_SPAWN_GROUPS))),
     /** A pseudo-terminal of this size instead of pipes (stdout and stderr then merge). */
-    pty: z.object({ rows: u16, cols: u16 }).nullable(),
+    pty: v.nullable(v.object({ rows: u16, cols: u16 })),
     output: publishSubject,
-    window: u32.min(1),
+    window: v.pipe(u32, v.minValue(1)),
     /**
      * The master reads `cut` events (below). Without it (older masters) the agent still cuts a
      * process whose master falls behind, and such a master sees only how the process ended.
-     * Agents older than it ignore it (zod strips unknown keys) and never cut.
+     * Agents older than it ignore it (unknown keys are dropped) and never cut.
      */
-    cuts: z.boolean().optional(),
-  }), z.object({ procId, pid: u32 })),
+    cuts: v.optional(v.boolean()),
+  }), v.object({ procId, pid: u32 })),
   /** master --stdin--> process; answered once written into the process's stdin. */
-  'proc.stdin': op(z.object({ procId, data: bytes, eof: z.boolean() }), empty),
-  'proc.signal': op(z.object({ procId, signal: signalName }), empty),
-  'proc.resize': op(z.object({ procId, rows: u16, cols: u16 }), empty),
+  'proc.stdin': op(v.object({ procId, data: bytes, eof: v.boolean() }), empty),
+  'proc.signal': op(v.object({ procId, signal: signalName }), empty),
+  'proc.resize': op(v.object({ procId, rows: u16, cols: u16 }), empty),
   /**
    * The master is gone or stopped listening (its reader left, its shim died): as when an ssh
    * session drops, the process's output pipes are closed (its writers get SIGPIPE), its process
    * group gets SIGHUP, and SIGKILL a few seconds later if it is still there.
    */
-  'proc.hangup': op(z.object({ procId }), empty),
+  'proc.hangup': op(v.object({ procId }), empty),
   /**
    * The master has written out `bytes` more of the output: the agent may send that much more.
    * `received`: the seq of the next event the master expects (it has every one before it): the
@@ -336,13 +333,13 @@ export const ops = {
    * to send again on `proc.resend`, and forgets an ended process once its exit is received.
    * Agents older than `received` ignore it.
    */
-  'proc.credit': op(z.object({ procId, bytes: u32, received: u53.optional() }), empty),
+  'proc.credit': op(v.object({ procId, bytes: u32, received: v.optional(u53) }), empty),
   /**
    * The master missed events from `from` on (its connection to the bus moved to another server,
    * or the agent's did, and NATS dropped what was published meanwhile): the agent publishes
    * again, in order, every event it still keeps from that seq on. ESRCH: it keeps none.
    */
-  'proc.resend': op(z.object({ procId, from: u53 }), empty),
+  'proc.resend': op(v.object({ procId, from: u53 }), empty),
   /**
    * The master still wants these processes. A process not named for the agent's lease time is
    * hung up on and killed: nothing outlives a master that went away. Replies with the ids the
@@ -350,9 +347,9 @@ export const ops = {
    * next event will have (a master behind it lost events and asks for them with proc.resend).
    * An ended process is known until its exit is received, or its lease runs out.
    */
-  'proc.keepalive': op(z.object({ procIds: z.array(procId).max(65536) }), z.object({
-    gone: z.array(procId),
-    next: z.array(z.tuple([procId, u53])).max(65536).optional(),
+  'proc.keepalive': op(v.object({ procIds: v.pipe(v.array(procId), v.maxLength(65536)) }), v.object({
+    gone: v.array(procId),
+    next: v.optional(v.pipe(v.array(v.strictTuple([procId, u53])), v.maxLength(65536))),
   })),
 
   /**
@@ -360,24 +357,24 @@ export const ops = {
    * block devices are presented as regular files of size 0 (never as device nodes: the master's
    * kernel would open its own device with those numbers); reads and writes reach the device.
    */
-  'dev.getattr': op(z.object({ path: slavePath, terminals }), attrReply),
-  'dev.readdir': op(z.object({ path: slavePath, terminals }), z.object({ entries: z.array(readdirEntry) })),
+  'dev.getattr': op(v.object({ path: slavePath, terminals }), attrReply),
+  'dev.readdir': op(v.object({ path: slavePath, terminals }), v.object({ entries: v.array(readdirEntry) })),
   /**
    * `inTree`: the target as a path in the device tree (absolute ones from the tree's root), for the
    * master to show (mount/symlink-view.ts). Without it (masters before it; agents before it ignore
    * it) the target comes shown relative to the link, which any master may show as it is.
    */
-  'dev.readlink': op(z.object({ path: slavePath, inTree: z.boolean().optional() }), z.object({ target: z.string() })),
+  'dev.readlink': op(v.object({ path: slavePath, inTree: v.optional(v.boolean()) }), v.object({ target: v.string() })),
   /** EACCES outside --dev-allow. `flags` as open(2)'s; O_NONBLOCK makes reads answer EAGAIN. */
-  'dev.open': op(z.object({ path: slavePath, flags: u32 }), z.object({ fh })),
+  'dev.open': op(v.object({ path: slavePath, flags: u32 }), v.object({ fh })),
   /**
    * What the device has, up to `length` bytes, as soon as it has any. A blocking read with
    * nothing after `waitMs` answers empty data with `eof` false: ask again (the wait stays bounded).
    */
-  'dev.read': op(z.object({ fh, length: u32, waitMs: u32 }), z.object({ data: bytes, eof: z.boolean() })),
-  'dev.write': op(z.object({ fh, data: bytes }), z.object({ written: u53 })),
+  'dev.read': op(v.object({ fh, length: u32, waitMs: u32 }), v.object({ data: bytes, eof: v.boolean() })),
+  'dev.write': op(v.object({ fh, data: bytes }), v.object({ written: u53 })),
   /** Closes the device; a read still waiting on it answers EINTR. */
-  'dev.release': op(z.object({ fh }), empty),
+  'dev.release': op(v.object({ fh }), empty),
   /**
    * Opens a device as a stream pushed to the master: the agent reads it as data arrives and
    * publishes `DevEvent`s on `output` (agent --data--> master), at most `window` bytes ahead of
@@ -387,8 +384,8 @@ export const ops = {
    * master that relays it through a pseudo-terminal) is put in raw mode on the slave, its line
    * settings being the master's to apply, and the reply carries the settings it had.
    */
-  'dev.stream': op(z.object({ path: slavePath, flags: u32, output: publishSubject, window: u32.min(1), terminal: z.boolean() }),
-    z.object({ fh, termios: wireTermios.nullable() })),
+  'dev.stream': op(v.object({ path: slavePath, flags: u32, output: publishSubject, window: v.pipe(u32, v.minValue(1)), terminal: v.boolean() }),
+    v.object({ fh, termios: v.nullable(wireTermios) })),
   /**
    * Data for a device stream's device, published without waiting for an answer (a reply, if asked
    * for, says nothing): the agent writes inputs in `seq` order, each once (one already written, or
@@ -397,18 +394,18 @@ export const ops = {
    * `errno`: the first write the device refused). `credit` and `received` ride along as in
    * `dev.credit`, so a terminal's typing needs no message of its own for them.
    */
-  'dev.input': op(z.object({ fh, seq: u53, data: bytes, credit: u32, received: u53 }), empty),
+  'dev.input': op(v.object({ fh, seq: u53, data: bytes, credit: u32, received: u53 }), empty),
   /** As `proc.credit`, for a device stream (a master may publish it without waiting). */
-  'dev.credit': op(z.object({ fh, bytes: u32, received: u53 }), empty),
+  'dev.credit': op(v.object({ fh, bytes: u32, received: u53 }), empty),
   /** As `proc.resend`, for a device stream. */
-  'dev.resend': op(z.object({ fh, from: u53 }), empty),
+  'dev.resend': op(v.object({ fh, from: u53 }), empty),
   /**
    * A terminal's settings without opening it for a stream, for a master to give its relay before
    * a program opens it: a pseudo-terminal's are read (opening one changes nothing); a serial
    * port's are those the last relay left (opening one raises its modem lines, which resets some
    * boards), null when the agent has not had it open.
    */
-  'dev.tcgetattr': op(z.object({ path: slavePath }), z.object({ termios: wireTermios.nullable() })),
+  'dev.tcgetattr': op(v.object({ path: slavePath }), v.object({ termios: v.nullable(wireTermios) })),
   /**
    * A change a test made to a relayed terminal's line on the master: new speeds (null: as they
    * are) and the `cflagMask` bits of c_cflag (character size, parity, stop bits, flow control,
@@ -416,43 +413,43 @@ export const ops = {
    * rest of the settings stay raw there, the master's pseudo-terminal applying them. Applied in
    * order with the stream's writes.
    */
-  'dev.termios': op(z.object({ fh, ispeed: u32.nullable(), ospeed: u32.nullable(), cflagBits: u32, cflagMask: u32 }), empty),
+  'dev.termios': op(v.object({ fh, ispeed: v.nullable(u32), ospeed: v.nullable(u32), cflagBits: u32, cflagMask: u32 }), empty),
   /**
    * `dev.termios` for a terminal no relay has open: a test that set the master's terminal while
    * nothing held it (`stty -F /dev/ttyUSB0 9600`: open, set, close) has the device's line set as
    * that command on the slave would, by opening the device without reading it, setting the line
    * and closing it.
    */
-  'dev.setline': op(z.object({ path: slavePath, ispeed: u32.nullable(), ospeed: u32.nullable(), cflagBits: u32, cflagMask: u32 }), empty),
+  'dev.setline': op(v.object({ path: slavePath, ispeed: v.nullable(u32), ospeed: v.nullable(u32), cflagBits: u32, cflagMask: u32 }), empty),
   /** tcflush(3) on the slave's device: what it received and has not delivered, what it has not sent, or both. */
-  'dev.flush': op(z.object({ fh, queue: z.enum(['input', 'output', 'both']) }), empty),
+  'dev.flush': op(v.object({ fh, queue: v.picklist(['input', 'output', 'both']) }), empty),
   /** tcsendbreak(3): a break of `ms` milliseconds (0: the device's default), after the writes before it. */
-  'dev.break': op(z.object({ fh, ms: z.number().int().min(0).max(10_000) }), empty),
+  'dev.break': op(v.object({ fh, ms: intIn(0, 10_000) }), empty),
 } as const;
 
 /**
  * agent --> master, on a `dev.stream`'s output subject: the device's data in order, then its
  * end: `errno` null for end of file, else why it ended (EIO: the device went away).
  */
-export const devEvent = z.union([
-  z.object({ fh, seq: u53, data: bytes, acked: u53.optional() }),
-  z.object({ fh, seq: u53, end: z.object({ errno: z.string().max(32).nullable() }) }),
+export const devEvent = v.union([
+  v.object({ fh, seq: u53, data: bytes, acked: v.optional(u53) }),
+  v.object({ fh, seq: u53, end: v.object({ errno: v.nullable(v.pipe(v.string(), v.maxLength(32))) }) }),
   /** Not numbered (the latest one says all): what `dev.input` the device has taken. */
-  z.object({ fh, ack: z.object({ acked: u53, errno: z.string().max(32).nullable() }) }),
+  v.object({ fh, ack: v.object({ acked: u53, errno: v.nullable(v.pipe(v.string(), v.maxLength(32))) }) }),
 ]);
-export type DevEvent = z.infer<typeof devEvent>;
+export type DevEvent = v.InferOutput<typeof devEvent>;
 
 /** agent --> master, on a `proc.spawn`'s output subject: output in order, then the exit. */
-export const procEvent = z.union([
-  z.object({ procId, seq: u53, stream: z.enum(['stdout', 'stderr']), data: bytes }),
-  z.object({
+export const procEvent = v.union([
+  v.object({ procId, seq: u53, stream: v.picklist(['stdout', 'stderr']), data: bytes }),
+  v.object({
     procId, seq: u53,
     /**
      * changeSeq: the change feed's sequence number once the process had exited (changes.ts):
      * everything it changed on the slave is at or below it. Absent from agents older than it,
      * and when the agent has no feed.
      */
-    exit: z.object({ code: z.number().int().nullable(), signal: z.string().max(32).nullable(), changeSeq: u53.optional() }),
+    exit: v.object({ code: v.nullable(int), signal: v.nullable(v.pipe(v.string(), v.maxLength(32))), changeSeq: v.optional(u53) }),
   }),
   /**
    * Only to masters that asked for it (proc.spawn's `cuts`): the process's output ends here. Its
@@ -460,17 +457,17 @@ export const procEvent = z.union([
    * event before this seq that did not arrive never will), closed its output and hung up on it;
    * its exit follows. `errno` says why (ENOBUFS), `message` for the user.
    */
-  z.object({ procId, seq: u53, cut: z.object({ errno: z.string().max(32), message: shown(1024) }) }),
+  v.object({ procId, seq: u53, cut: v.object({ errno: v.pipe(v.string(), v.maxLength(32)), message: shown(1024) }) }),
 ]);
-export type ProcEvent = z.infer<typeof procEvent>;
+export type ProcEvent = v.InferOutput<typeof procEvent>;
 
 export type OpName = keyof typeof ops;
-export type OpRequest<K extends OpName> = z.infer<(typeof ops)[K]['req']>;
-export type OpReply<K extends OpName> = z.infer<(typeof ops)[K]['res']>;
-export type HelloInfo = z.infer<typeof helloInfo>;
-export type AgentStats = z.infer<typeof agentStats>;
-export type ReaddirEntry = z.infer<typeof readdirEntry>;
-export type TimeSpec = z.infer<typeof timeSpec>;
+export type OpRequest<K extends OpName> = v.InferOutput<(typeof ops)[K]['req']>;
+export type OpReply<K extends OpName> = v.InferOutput<(typeof ops)[K]['res']>;
+export type HelloInfo = v.InferOutput<typeof helloInfo>;
+export type AgentStats = v.InferOutput<typeof agentStats>;
+export type ReaddirEntry = v.InferOutput<typeof readdirEntry>;
+export type TimeSpec = v.InferOutput<typeof timeSpec>;
 
 export const OP_NAMES = Object.keys(ops) as OpName[];
 

@@ -39,8 +39,8 @@ describe('unmodified tools on the mount', () => {
     // FIFO, an empty dir, an executable, odd names.
     source = join(slave.tmp, 'source');
     await mkdir(source);
-    await sh(`cp -a '${REPO}node_modules/zod' '${source}/zod' && cd '${source}' && mkdir empty && `
-      + `echo hi > 'name with spaces' && ln 'name with spaces' hardlink && ln -s zod/package.json link && `
+    await sh(`cp -a '${REPO}node_modules/eslint' '${source}/pkg' && cd '${source}' && mkdir empty && `
+      + `echo hi > 'name with spaces' && ln 'name with spaces' hardlink && ln -s pkg/package.json link && `
       + `ln -s /etc/hostname abslink && mkfifo fifo && printf '#!/bin/sh\\necho ok\\n' > run.sh && chmod 755 run.sh && `
       + `touch -d '2001-02-03 04:05:06' empty run.sh && `
       + `python3 -c "import os; os.setxattr('run.sh', 'user.origin', b'fixture')"`);
@@ -70,15 +70,15 @@ describe('unmodified tools on the mount', () => {
   it('git init, commit, status and log work and the slave has a valid repository', async () => {
     const repo = join(slave.mnt, 'repo');
     const git = 'git -c user.name=Test -c user.email=test@example.invalid -c init.defaultBranch=main';
-    await sh(`mkdir '${repo}' && cp -a '${source}/zod' '${repo}/zod' && cd '${repo}' && ${git} init -q && `
-      + `${git} add -A && ${git} commit -qm first && echo change >> zod/package.json && ${git} commit -qam second`);
+    await sh(`mkdir '${repo}' && cp -a '${source}/pkg' '${repo}/pkg' && cd '${repo}' && ${git} init -q && `
+      + `${git} add -A && ${git} commit -qm first && echo change >> pkg/package.json && ${git} commit -qam second`);
     assert.equal(await sh(`cd '${repo}' && git status --porcelain`), '');
     assert.equal(await sh(`cd '${repo}' && git log --format=%s`), 'second\nfirst\n');
     const onSlave = join(slave.root, 'repo');
     assert.equal(await sh(`cd '${onSlave}' && git status --porcelain`), '');
     await sh(`cd '${onSlave}' && git fsck --strict --no-progress`);
-    await sh(`echo more >> '${repo}/zod/README.md'`);
-    assert.equal(await sh(`cd '${repo}' && git status --porcelain`), ' M zod/README.md\n');
+    await sh(`echo more >> '${repo}/pkg/README.md'`);
+    assert.equal(await sh(`cd '${repo}' && git status --porcelain`), ' M pkg/README.md\n');
   });
 
   it('find -ls on the mount prints what it prints on the slave', async () => {
