@@ -1,8 +1,9 @@
 /**
  * Node flags for the long-running processes that move bulk data: the processes that serve a FUSE
  * mount (the background `splitbrain mount`, the child `daemonize` starts; the device mount the
- * sidecar starts; the sidecar image's entry point) and the agent where we start it (the agent
- * image's entry point, compose/splitbrain-agent.service, the demo), and the bench's of both.
+ * sidecar starts; the sidecar image's entry point, whose process runs the bridge too) and the
+ * agent where we start it (the agent image's entry point, compose/splitbrain-agent.service, the
+ * demo), and the bench's mounts, agents and bridges.
  *
  * Why: a mount's own heap is small (about 14 MB), but every 1 MiB bus message it reads is a new
  * buffer outside that heap. V8 sets its collection limits from the heap's size, so with its default
