@@ -3,14 +3,39 @@
  * what they leave on a local disk.
  */
 import assert from 'node:assert/strict';
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { assertSameLines } from '../helpers/compare.js';
 import { sh, waitFor } from '../helpers/processes.js';
 import { startSlave, type Slave } from '../helpers/slave.js';
 
-const REPO = new URL('../../../', import.meta.url).pathname;
+/**
+ * A package-like tree of 900 files in 24 directories (two levels), with README.md and
+ * package.json on top: sizes from 0 to 24 KiB, some executable, fixed mtimes. Made here rather
+ * than copied from node_modules, so that it does not change with a dependency, and with at most
+ * 40 entries per directory, so that a directory's size on the slave's disk does not depend on
+ * the order its entries were made in (ext4 grows a large one differently).
+ */
+async function makePackageTree(dir: string): Promise<void> {
+  let seed = 12345;
+  const next = (): number => { seed = (seed * 1103515245 + 12345) % 2 ** 31; return seed; };
+  await mkdir(dir);
+  await writeFile(join(dir, 'README.md'), '# pkg\n\nA tree for the tools to copy.\n');
+  await writeFile(join(dir, 'package.json'), '{ "name": "pkg", "version": "1.0.0" }\n');
+  for (let d = 0; d < 24; d++) {
+    const sub = join(dir, `lib${d % 6}`, `part-${d}`);
+    await mkdir(sub, { recursive: true });
+    for (let f = 0; f < 36; f++) {
+      const file = join(sub, `file-${f}${f % 3 === 0 ? '.js' : '.txt'}`);
+      const size = next() % (24 * 1024);
+      await writeFile(file, Buffer.alloc(size, `${d}:${f} `));
+      if (f % 7 === 0) await chmod(file, 0o755);
+      const mtime = 1_600_000_000 + next() % 10_000_000;
+      await utimes(file, mtime, mtime);
+    }
+  }
+}
 
 /**
  * A listing that must match between two trees: type, mode, size, links, owner, mtime, target.
@@ -39,7 +64,8 @@ describe('unmodified tools on the mount', () => {
     // FIFO, an empty dir, an executable, odd names.
     source = join(slave.tmp, 'source');
     await mkdir(source);
-    await sh(`cp -a '${REPO}node_modules/eslint' '${source}/pkg' && cd '${source}' && mkdir empty && `
+    await makePackageTree(join(source, 'pkg'));
+    await sh(`cd '${source}' && mkdir empty && `
       + `echo hi > 'name with spaces' && ln 'name with spaces' hardlink && ln -s pkg/package.json link && `
       + `ln -s /etc/hostname abslink && mkfifo fifo && printf '#!/bin/sh\\necho ok\\n' > run.sh && chmod 755 run.sh && `
       + `touch -d '2001-02-03 04:05:06' empty run.sh && `
