@@ -18,6 +18,8 @@ const TIOCSPTLCK = 0x40045431;
 const TIOCGPTN = 0x80045430;
 const TIOCGPTPEER = 0x5441;
 const TIOCVHANGUP = 0x5437;
+const TCFLSH = 0x540b;
+const TCIFLUSH = 0;
 const POLLIN = 0x1;
 const POLLHUP = 0x10;
 
@@ -118,6 +120,31 @@ export function hangUp(masterFd: number): void {
     check(ptyCalls().ioctlValue(peer, TIOCVHANGUP, 0), 'TIOCVHANGUP');
   } finally {
     closeSync(peer);
+  }
+}
+
+/**
+ * Drops what the terminal side has received and no program read: what the last program left
+ * unread, and what the relay wrote after that program closed it and before the relay saw the
+ * close. The next program to open it would read that first, where a serial port hands nothing of
+ * a closed session to the next (the agent flushes the device's side when it opens it). Packet
+ * mode is off for the flush, so that the master is not told of it as of a program's tcflush(3),
+ * which the next session would pass on to the device.
+ */
+export function dropReceived(masterFd: number): void {
+  const lib = ptyCalls();
+  const mode = Buffer.alloc(4);
+  check(lib.ioctlBuffer(masterFd, TIOCPKT, mode), 'packet mode off');
+  try {
+    const peer = openPeer(masterFd);
+    try {
+      check(lib.ioctlValue(peer, TCFLSH, TCIFLUSH), 'tcflush');
+    } finally {
+      closeSync(peer);
+    }
+  } finally {
+    mode.writeInt32LE(1);
+    check(lib.ioctlBuffer(masterFd, TIOCPKT, mode), 'packet mode');
   }
 }
 

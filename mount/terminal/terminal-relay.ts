@@ -19,7 +19,7 @@ import { ReadStream, WriteStream } from 'node:tty';
 import type { Logger } from 'pino';
 import { lineChange, type LineChange, type WireTermios } from '../../protocol/index.js';
 import type { DeviceStream, DeviceStreamEvents } from '../device-stream.js';
-import { dup, getTermios, hangUp, markClosed, openPty, readPending, setTermios, type PtyPair } from './pty.js';
+import { dropReceived, dup, getTermios, hangUp, markClosed, openPty, readPending, setTermios, type PtyPair } from './pty.js';
 
 /** What the relays ask of the agent about the slave's terminals. */
 export interface SlaveTerminals {
@@ -303,6 +303,11 @@ export class TerminalRelay {
     this.state = 'closed';
     if (this.stream === undefined) this.draining.add(this.opens);
     this.stopStreams();
+    try {
+      dropReceived(this.pty.masterFd);
+    } catch (err) {
+      this.log.warn({ err, path: this.devicePath }, 'what the closed terminal had received could not be dropped');
+    }
   }
 
   private stopStreams(): void {

@@ -230,6 +230,25 @@ describe('the slave\'s terminals as real terminals on the master', () => {
     assert.equal(out, '0\n');
   });
 
+  it('what a program left unread is not handed to the next program that opens the terminal', async () => {
+    // 200 lines of noise arrive; the program reads one and closes: the rest was the closed
+    // session's, as on a serial port, whose next program hears only what comes after it opened.
+    const first = await python([
+      'import os, sys, tty',
+      'fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY); tty.setraw(fd)',
+      'os.write(fd, b"chatter\\n"); got = b""',
+      'while not got.endswith(b"\\n"):\n  chunk = os.read(fd, 1)\n  if not chunk: sys.exit("hung up: " + repr(got))\n  got += chunk',
+      'print(got.decode().strip())',
+    ].join('\n'), tty);
+    assert.equal(first, 'noise\n');
+    const next = await python([
+      'import os, sys',
+      ...PING,
+      'print(got.decode().strip())',
+    ].join('\n'), tty);
+    assert.equal(next, 'pong\n');
+  });
+
   it('the board going away hangs the terminal up (end of file, POLLHUP); opened again once it is back, it works', async () => {
     const reader = spawn(PYTHON, ['-c', [
       'import os, select, sys',
