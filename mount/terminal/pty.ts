@@ -2,7 +2,8 @@
  * The master's pseudo-terminals, by the ioctls Node does not make (through koffi, as the agent's
  * libc.ts does: a maintained FFI with prebuilt binaries): a new pair from a ptmx (the host's, or
  * a devpts instance of the sidecar's that test containers see), packet mode, the settings of its
- * terminal side, the peer opened from the master side (TIOCGPTPEER) to hang it up, and poll.
+ * terminal side, the peer opened from the master side (TIOCGPTPEER) to hang it up or flush it,
+ * and poll.
  * The only importer of koffi on the master. Request numbers are the generic Linux ABI's (x86,
  * Arm, RISC-V), as in agent/backends/linux/termios.ts.
  */
