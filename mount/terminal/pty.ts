@@ -75,15 +75,20 @@ export function openPty(ptmx: string): PtyPair {
     check(lib.ioctlBuffer(masterFd, TIOCSPTLCK, Buffer.alloc(4)), 'unlockpt');
     const number = Buffer.alloc(4);
     check(lib.ioctlBuffer(masterFd, TIOCGPTN, number), 'ptsname');
-    const one = Buffer.alloc(4);
-    one.writeInt32LE(1);
-    check(lib.ioctlBuffer(masterFd, TIOCPKT, one), 'packet mode');
+    setPacketMode(masterFd, true);
     const dir = ptmx === '/dev/ptmx' ? '/dev/pts' : posix.dirname(ptmx);
     return { masterFd, slavePath: posix.join(dir, String(number.readUInt32LE(0))) };
   } catch (err) {
     closeSync(masterFd);
     throw err;
   }
+}
+
+/** Packet mode on the master side: a tcflush(3) on the terminal side shows as a status byte. */
+function setPacketMode(masterFd: number, on: boolean): void {
+  const mode = Buffer.alloc(4);
+  mode.writeInt32LE(on ? 1 : 0);
+  check(ptyCalls().ioctlBuffer(masterFd, TIOCPKT, mode), on ? 'packet mode' : 'packet mode off');
 }
 
 /** The terminal side's settings (ioctls on the master act on it). */
@@ -102,6 +107,16 @@ function openPeer(masterFd: number): number {
   return check(ptyCalls().ioctlValue(masterFd, TIOCGPTPEER, constants.O_RDWR | constants.O_NOCTTY | constants.O_NONBLOCK), 'TIOCGPTPEER');
 }
 
+/** `request` (taking a value) on the terminal side, opened for it and closed again. */
+function ioctlOnPeer(masterFd: number, request: number, value: number, what: string): void {
+  const peer = openPeer(masterFd);
+  try {
+    check(ptyCalls().ioctlValue(peer, request, value), what);
+  } finally {
+    closeSync(peer);
+  }
+}
+
 /**
  * Opens and closes the terminal side once: from then on the master polls POLLHUP while nobody
  * has it open (a pair whose terminal was never opened does not say so).
@@ -116,12 +131,7 @@ export function markClosed(masterFd: number): void {
  * terminal again works. Needs CAP_SYS_ADMIN (the mount runs as root where it relays terminals).
  */
 export function hangUp(masterFd: number): void {
-  const peer = openPeer(masterFd);
-  try {
-    check(ptyCalls().ioctlValue(peer, TIOCVHANGUP, 0), 'TIOCVHANGUP');
-  } finally {
-    closeSync(peer);
-  }
+  ioctlOnPeer(masterFd, TIOCVHANGUP, 0, 'TIOCVHANGUP');
 }
 
 /**
@@ -133,19 +143,11 @@ export function hangUp(masterFd: number): void {
  * which the next session would pass on to the device.
  */
 export function dropReceived(masterFd: number): void {
-  const lib = ptyCalls();
-  const mode = Buffer.alloc(4);
-  check(lib.ioctlBuffer(masterFd, TIOCPKT, mode), 'packet mode off');
+  setPacketMode(masterFd, false);
   try {
-    const peer = openPeer(masterFd);
-    try {
-      check(lib.ioctlValue(peer, TCFLSH, TCIFLUSH), 'tcflush');
-    } finally {
-      closeSync(peer);
-    }
+    ioctlOnPeer(masterFd, TCFLSH, TCIFLUSH, 'tcflush');
   } finally {
-    mode.writeInt32LE(1);
-    check(lib.ioctlBuffer(masterFd, TIOCPKT, mode), 'packet mode');
+    setPacketMode(masterFd, true);
   }
 }
 

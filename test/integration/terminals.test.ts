@@ -54,11 +54,19 @@ async function python(code: string, ...args: string[]): Promise<string> {
   return result.stdout;
 }
 
+/**
+ * Python lines that read `fd` into `got` (which they start empty) until it ends with `end`, at
+ * most `size` bytes a read; the program exits with what it had if the terminal hangs up first.
+ */
+function readUntil(end: string, size: number): string {
+  return `got = b""\nwhile not got.endswith(b"${end}"):\n  chunk = os.read(fd, ${size})\n  if not chunk: sys.exit("hung up: " + repr(got))\n  got += chunk`;
+}
+
 /** Python lines (sys, os imported): open the terminal at argv[1], send `ping`, read the answer line into `got`. */
 const PING = [
   'fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY)',
-  'os.write(fd, b"ping\\n"); got = b""',
-  'while not got.endswith(b"\\n"):\n  chunk = os.read(fd, 100)\n  if not chunk: sys.exit("hung up: " + repr(got))\n  got += chunk',
+  'os.write(fd, b"ping\\n")',
+  readUntil('\\n', 100),
 ];
 
 /** Waits (5 s at most) until `stty -F device` on the slave's side shows `speed` baud. */
@@ -223,8 +231,8 @@ describe('the slave\'s terminals as real terminals on the master', () => {
       'fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY); tty.setraw(fd)',
       'os.write(fd, b"chatter\\n"); time.sleep(1)',
       'termios.tcflush(fd, termios.TCIFLUSH)',
-      'os.write(fd, b"ping\\n"); got = b""',
-      'while not got.endswith(b"pong\\n"):\n  chunk = os.read(fd, 4096)\n  if not chunk: sys.exit("hung up: " + repr(got))\n  got += chunk',
+      'os.write(fd, b"ping\\n")',
+      readUntil('pong\\n', 4096),
       'print(got.count(b"noise"))',
     ].join('\n'), tty);
     assert.equal(out, '0\n');
@@ -236,8 +244,8 @@ describe('the slave\'s terminals as real terminals on the master', () => {
     const first = await python([
       'import os, sys, tty',
       'fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY); tty.setraw(fd)',
-      'os.write(fd, b"chatter\\n"); got = b""',
-      'while not got.endswith(b"\\n"):\n  chunk = os.read(fd, 1)\n  if not chunk: sys.exit("hung up: " + repr(got))\n  got += chunk',
+      'os.write(fd, b"chatter\\n")',
+      readUntil('\\n', 1),
       'print(got.decode().strip())',
     ].join('\n'), tty);
     assert.equal(first, 'noise\n');
