@@ -13,7 +13,7 @@ import { decodeHellos, helloRequest } from '../transport/agent-client.js';
 import { AgentUnreachableError } from '../transport/errors.js';
 import { connectBus, type Bus } from '../transport/bus.js';
 import { REPLY_OVERHEAD, type AgentContext } from './context.js';
-import { createDispatcher } from './dispatch.js';
+import { createDispatcher, type Dispatcher } from './dispatch.js';
 import { HandleTable } from './fs/handle-table.js';
 import { ReadBuffers } from './fs/read-buffers.js';
 import { ReaddirCursors } from './fs/readdir-cursors.js';
@@ -32,6 +32,7 @@ const COMMIT_THRESHOLD_BYTES = 32 * 1024 * 1024;
 const READ_BUFFERS = 16;
 import { backendFor } from './backends/agent-backend.js';
 import { DeviceHandles } from './dev/device-handles.js';
+import { DeviceLinks, type DeviceLinkSetting } from './dev/device-links.js';
 import { handlers } from './handlers.js';
 import { ProcessTable } from './proc/process-table.js';
 import { DEFAULT_OUTPUT_GRACE_MS, defaultOutputBudget } from './proc/output-budget.js';
@@ -41,6 +42,7 @@ import { AgentChangeFeed, defaultWatchMax } from './watch/change-feed.js';
 import type { WatchMode } from './backends/change-watch-backend.js';
 
 export { WATCH_MODES, type WatchMode } from './backends/change-watch-backend.js';
+export type { DeviceLinkSetting } from './dev/device-links.js';
 
 export interface AgentOptions {
   natsUrl: string;
@@ -81,6 +83,8 @@ export interface AgentOptions {
    */
   outputBudget?: number;
   outputGraceMs?: number;
+  /** Where direct connections for device streams are offered (default auto: dev/device-links.ts). */
+  deviceLink?: DeviceLinkSetting;
   log: Logger;
 }
 
@@ -92,6 +96,27 @@ export interface RunningAgent {
    */
   readonly displaced: Promise<Error | undefined>;
   stop(): Promise<void>;
+}
+
+/**
+ * The device links' listener, where `setting` says (auto: the address the NATS server sees this
+ * agent at). None when off, or when it cannot listen there (an address behind NAT is not this
+ * machine's): streams then stay on the bus, as with an agent that has no links.
+ */
+async function offerDeviceLinks(setting: DeviceLinkSetting, bus: Bus, dispatch: Dispatcher, log: Logger): Promise<DeviceLinks | undefined> {
+  if (setting === 'off') return undefined;
+  const where = setting === 'auto' ? { host: bus.clientIp, port: 0 } : setting;
+  if (where.host === undefined) {
+    log.info('no device links: the NATS server did not say where it sees this agent (--device-link HOST sets it)');
+    return undefined;
+  }
+  try {
+    // The largest frame: a bus message, and room for the frame's head.
+    return await DeviceLinks.listen(where.host, where.port, dispatch, bus.maxPayload + 1024, log);
+  } catch (err) {
+    log.info({ err, host: where.host, port: where.port }, 'no device links: cannot listen there; device streams stay on the bus');
+    return undefined;
+  }
 }
 
 async function readHostBootId(): Promise<string> {
@@ -240,11 +265,12 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const devices = new DeviceHandles(backend.devices, 1024, (subject, data) => bus.publish(subject, data));
   watchHandles(() => ({ files: handles.size, devices: devices.size, processes: procs.size }));
   watchOutput(() => ({ kept: procs.budget.kept, budget: procs.budget.bytes, cuts: procs.budget.cuts }));
+  const deviceLinks = await offerDeviceLinks(options.deviceLink ?? 'auto', bus, (op, data) => dispatch(op, data), log.child({ component: 'device-links' }));
   const serving = { count: 0 };
   // A master reads ahead four chunks per file: room for four files at once.
   const readBuffers = new ReadBuffers(bus.maxPayload - REPLY_OVERHEAD, READ_BUFFERS, () => bus.flushed());
   const ctx: AgentContext = {
-    backend, jail, handles, commits, procs, devJail, devices, devAllow: globFilter(options.devAllow ?? DEFAULT_DEV_ALLOW),
+    backend, jail, handles, commits, procs, devJail, devices, deviceLinks, devAllow: globFilter(options.devAllow ?? DEFAULT_DEV_ALLOW),
     cursors: new ReaddirCursors(), readOnly: options.readOnly, enterNamespaces: options.enterNamespaces,
     execPolicy: options.execPolicy ?? 'all', actsForCallers, allowDeviceNodes: options.allowDeviceNodes ?? false,
     searched, access: (caller, root = jail) => new CallerAccess(caller, root, actsForCallers, searched),
@@ -275,6 +301,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     }, (reply) => readBuffers.sent(reply));
     discover = await bus.serve(DISCOVER_SUBJECT, async (_subject, data) => dispatch('agent.hello', data));
   } catch (err) {
+    deviceLinks?.close();
     procs.close();
     changes.stop();
     await commits.close();
@@ -297,6 +324,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       procs.close();
       changes.stop();
       devices.closeAll();
+      deviceLinks?.close();
       await handles.closeAll();
       await commits.close();
       await bus.close();

@@ -8,7 +8,7 @@ import { resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { hostname } from 'node:os';
-import { WATCH_MODES, startAgent, type WatchMode } from '../agent/agent.js';
+import { WATCH_MODES, startAgent, type DeviceLinkSetting, type WatchMode } from '../agent/agent.js';
 import { whenUnmounted } from '../mount/mount-watch.js';
 import { serveMetrics } from '../transport/metrics.js';
 import { agentIdFromHostname } from '../protocol/index.js';
@@ -19,7 +19,7 @@ import { serveReported, serveUntilSignal } from './serve.js';
 import { addTestCommands } from './test-commands.js';
 import { createLogger } from './logger.js';
 import {
-  DEFAULT_NATS, NATS_URL_HELP, VERSION, agentId, agentIdFromEnv, byteSize, collect, logLevel,
+  DEFAULT_NATS, NATS_URL_HELP, VERSION, agentId, agentIdFromEnv, byteSize, collect, deviceLinkSetting, logLevel,
   metrics, nonNegative, positiveSeconds, slaveWait, withBusAuth,
 } from './options.js';
 
@@ -65,11 +65,14 @@ withBusAuth(program.command('agent'))
   .option('--output-budget <size>', 'process output kept until masters have it, all processes together (e.g. 64M); '
     + 'each process gets its share (default: 256M, or an eighth of this machine\'s memory if less)', byteSize)
   .option('--output-grace <seconds>', 'how long a master may stay behind the output budget before its process is cut off', positiveSeconds, 10)
+  .option('--device-link <where>', 'direct TLS connections for masters\' device streams, beside the bus: auto (listen on the '
+    + 'address the NATS server sees this agent at, any free port), off (streams stay on the bus), or HOST[:PORT]', deviceLinkSetting, 'auto')
   .addOption(logLevel())
   .action(async (opts: {
     nats: string; id?: string; root: string; readOnly: boolean; devRoot: string; devAllow: string[];
     enterNamespaces?: number; commitInterval: number; exec: boolean; execAllow: string[]; metrics?: string; logLevel: string;
     allowDeviceNodes: boolean; watchMax?: number; watchHelper?: string; watchMode: WatchMode; outputBudget?: number; outputGrace: number;
+    deviceLink: DeviceLinkSetting;
   }) => {
     if (opts.metrics) await serveMetrics(opts.metrics);
     if (!opts.exec && opts.execAllow.length > 0) throw new InvalidArgumentError('--no-exec and --exec-allow exclude each other');
@@ -82,7 +85,7 @@ withBusAuth(program.command('agent'))
       execPolicy: !opts.exec ? 'none' : opts.execAllow.length > 0 ? opts.execAllow : 'all', version: VERSION, log,
       allowDeviceNodes: opts.allowDeviceNodes, watchMax: opts.watchMax,
       watchHelper: opts.watchHelper === undefined ? undefined : resolve(opts.watchHelper), watchMode: opts.watchMode,
-      outputBudget: opts.outputBudget, outputGraceMs: opts.outputGrace * 1000,
+      outputBudget: opts.outputBudget, outputGraceMs: opts.outputGrace * 1000, deviceLink: opts.deviceLink,
     });
     let displaced: Error | undefined;
     await serveUntilSignal(() => agent.stop(), agent.displaced.then((err) => {

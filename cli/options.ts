@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { isValidAgentId } from '../protocol/index.js';
+import type { DeviceLinkSetting } from '../agent/dev/device-links.js';
 import { ExecUserError, parseExecUser, type ExecUser } from '../sidecar/exec-user.js';
 import { AUTH_ENV } from '../transport/bus-auth.js';
 import { LOG_LEVELS } from './logger.js';
@@ -53,6 +54,17 @@ export function byteSize(value: string): number {
   const n = m ? Number(m[1]) * scale : NaN;
   if (!Number.isSafeInteger(n) || n < 1024 * 1024) throw new InvalidArgumentError('expected a size of 1M or more, such as 256M or 2G');
   return n;
+}
+
+/** --device-link: auto, off, or where to listen (HOST, HOST:PORT, [IPv6]:PORT; port 0 or none: any free one). */
+export function deviceLinkSetting(value: string): DeviceLinkSetting {
+  if (value === 'auto' || value === 'off') return value;
+  const m = /^\[([0-9A-Fa-f:.]+)\](?::(\d+))?$/.exec(value) ?? /^([^:\s]+)(?::(\d+))?$/.exec(value) ?? /^([0-9A-Fa-f:]+:[0-9A-Fa-f:.]*)()$/.exec(value);
+  const port = Number(m?.[2] || 0);
+  if (!m || !m[1] || !Number.isInteger(port) || port > 0xffff) {
+    throw new InvalidArgumentError('expected auto, off, or an address to listen on: HOST, HOST:PORT or [IPv6]:PORT');
+  }
+  return { host: m[1], port };
 }
 
 export function collect(value: string, previous: string[]): string[] {

@@ -11,11 +11,20 @@
  * is (sidecar/remote-process.ts); inputs not acknowledged for a while are sent again (the agent
  * takes each seq once). The stream ends with the device (end of file, EIO when it went away), or
  * when the agent that had it restarted.
+ *
+ * When the agent offers a device link (protocol/device-link.ts), the same messages travel on it
+ * once it is up: a direct connection, one hop each way instead of two through the NATS server.
+ * Inputs and line changes move to it only when nothing sent on the bus is still unanswered, so
+ * they stay in order; when it breaks, what it had in flight is sent again or asked for again on
+ * the bus, as after a failover. The keepalive stays on the bus: it is what notices the agent.
  */
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { SlaveError, decodeDevEvent, outputSubject, type Caller, type DevEvent, type OpRequest, type WireTermios } from '../protocol/index.js';
+import {
+  SlaveError, decodeDevEvent, outputSubject, type Caller, type DevEvent, type LinkOffer, type OpRequest, type WireTermios,
+} from '../protocol/index.js';
 import type { AgentClient } from '../transport/agent-client.js';
+import { DeviceLink, LinkClosedError } from '../transport/device-link.js';
 
 /** What the agent may push ahead of our credit: a terminal's bursts, and /dev/urandom at speed. */
 const WINDOW = 512 * 1024;
@@ -32,6 +41,8 @@ const INPUT_RESEND_MS = 1000;
  * tells a restarted agent (ESTALE) or one gone past --slave-wait (the stream ends: EIO).
  */
 export const STREAM_KEEPALIVE_MS = 5000;
+/** A link not made within this long is given up: the stream stays on the bus. */
+const LINK_CONNECT_MS = 3000;
 
 export interface DeviceStreamEvents {
   /** One chunk of the device's data, in order; call `used` once it is taken (returns credit). */
@@ -60,6 +71,12 @@ export class DeviceStream {
   private readonly resendTimer: NodeJS.Timeout;
   private readonly waiters: (() => void)[] = [];
   private outstanding: Promise<unknown> = Promise.resolve();
+  /** The direct connection to the agent, while it is up. */
+  private link: DeviceLink | undefined;
+  /** Inputs and line changes go on the link (from a moment when none sent on the bus was unanswered). */
+  private onLink = false;
+  /** Line changes, flushes and breaks sent and not answered. */
+  private controlsPending = 0;
 
   private constructor(
     private readonly client: AgentClient,
@@ -87,25 +104,57 @@ export class DeviceStream {
     let stream: DeviceStream | undefined;
     const early: DevEvent[] = []; // events may beat the reply
     const sub = await client.bus.subscribe(subject, (data) => {
-      let event: DevEvent;
-      try {
-        event = decodeDevEvent(data);
-      } catch (err) {
-        log.warn({ err, path }, 'undecodable device event dropped');
-        return;
-      }
+      const event = decodeEvent(data, path, log);
+      if (!event) return;
       if (stream) stream.receive(event);
       else early.push(event);
     });
     try {
-      const { fh, termios } = await client.call('dev.stream', { path, flags, output: subject, window: WINDOW, terminal }, { caller });
+      const { fh, termios, link } = await client.call('dev.stream', { path, flags, output: subject, window: WINDOW, terminal, link: true }, { caller });
       stream = new DeviceStream(client, path, fh, client.bootId ?? '', termios, events, () => sub.stop(), log);
       for (const event of early) stream.receive(event);
+      if (link) stream.connectLink(link);
       return stream;
     } catch (err) {
       sub.stop();
       throw err;
     }
+  }
+
+  /** Connects the link the agent offered, in the background: the stream works on the bus meanwhile. */
+  private connectLink(offer: LinkOffer): void {
+    const onEvent = (data: Uint8Array) => {
+      const event = decodeEvent(data, this.path, this.log);
+      if (event) this.receive(event);
+    };
+    DeviceLink.connect(offer, onEvent, this.client.bus.maxPayload + 1024, LINK_CONNECT_MS).then((link) => {
+      if (this.ended) {
+        link.close();
+        return;
+      }
+      this.link = link;
+      link.onClose(() => this.linkLost(link));
+      this.log.debug({ path: this.path, host: offer.host, port: offer.port }, 'device link up');
+      this.moveToLink();
+    }, (err: unknown) => {
+      this.log.info({ err, path: this.path, host: offer.host, port: offer.port }, 'device link not made: the device stays on the bus');
+    });
+  }
+
+  /** Inputs and line changes go on the link from now, if nothing sent on the bus waits for an answer. */
+  private moveToLink(): void {
+    if (!this.onLink && this.link?.isOpen && this.unacked.length === 0 && this.controlsPending === 0) this.onLink = true;
+  }
+
+  /** The link broke: what it had in flight either way goes again on the bus. */
+  private linkLost(link: DeviceLink): void {
+    if (this.link !== link) return;
+    this.link = undefined;
+    this.onLink = false;
+    if (this.ended) return;
+    this.log.info({ path: this.path }, 'device link lost: the device goes on over the bus');
+    for (const input of this.unacked) this.sendInput(input, 0); // the agent takes each seq once
+    this.askAgain('device link lost');
   }
 
   get isEnded(): boolean {
@@ -165,7 +214,7 @@ export class DeviceStream {
     clearTimeout(this.creditTimer);
     this.creditTimer = undefined;
     const bytes = this.takeCredit();
-    if (bytes > 0 && !this.ended) this.client.send('dev.credit', { fh: this.fh, bytes, received: this.nextSeq }, { handleBoot: this.boot });
+    if (bytes > 0 && !this.ended) this.post('dev.credit', { fh: this.fh, bytes, received: this.nextSeq });
   }
 
   private takeCredit(): number {
@@ -183,6 +232,7 @@ export class DeviceStream {
     while (this.unackedBytes >= WRITES_AHEAD && !this.failure && !this.ended) await new Promise<void>((resolve) => this.waiters.push(resolve));
     this.throwFailure();
     if (this.ended) throw new SlaveError('EIO', `${this.path}: the device is gone`);
+    this.moveToLink();
     const input = { seq: this.nextInput++, data };
     this.unacked.push(input);
     this.unackedBytes += data.length;
@@ -191,7 +241,14 @@ export class DeviceStream {
   }
 
   private sendInput(input: { seq: number; data: Uint8Array }, credit: number): void {
-    this.client.send('dev.input', { fh: this.fh, seq: input.seq, data: input.data, credit, received: this.nextSeq }, { handleBoot: this.boot });
+    this.post('dev.input', { fh: this.fh, seq: input.seq, data: input.data, credit, received: this.nextSeq });
+  }
+
+  /** Sends a request nobody waits for: on the link once inputs go there (credit may go there as soon as it is up), else on the bus. */
+  private post<K extends 'dev.input' | 'dev.credit'>(op: K, args: OpRequest<K>): void {
+    const link = this.link;
+    if (link && (this.onLink || op === 'dev.credit') && link.send(op, this.client.encode(op, args, { handleBoot: this.boot }))) return;
+    this.client.send(op, args, { handleBoot: this.boot });
   }
 
   private acknowledged(acked: number, errno: string | null): void {
@@ -205,6 +262,7 @@ export class DeviceStream {
       this.unacked.splice(0, drop);
       this.lastAckAt = Date.now();
     }
+    this.moveToLink();
     for (const wake of this.waiters.splice(0)) wake();
   }
 
@@ -251,11 +309,24 @@ export class DeviceStream {
 
   /** A line change, a flush or a break, in order with the writes. */
   control<K extends 'dev.termios' | 'dev.flush' | 'dev.break'>(op: K, args: Omit<OpRequest<K>, 'fh'>): void {
-    const request = this.client.call(op, { ...args, fh: this.fh } as OpRequest<K>, { handleBoot: this.boot }).catch((err: unknown) => {
+    const request = { ...args, fh: this.fh } as OpRequest<K>;
+    this.moveToLink();
+    const link = this.onLink ? this.link : undefined;
+    // On the link with the inputs, in order with them; asked again on the bus if the link goes first.
+    const answered = link
+      ? link.call(op, this.client.encode(op, request, { handleBoot: this.boot })).then(
+        (raw) => this.client.answer(op, raw),
+        (err: unknown) => (err instanceof LinkClosedError ? this.client.call(op, request, { handleBoot: this.boot }) : Promise.reject(err)))
+      : this.client.call(op, request, { handleBoot: this.boot });
+    this.controlsPending++;
+    const settled = answered.then(() => undefined, (err: unknown) => {
       this.failure ??= err instanceof SlaveError ? err : new SlaveError('EIO', `${this.path}: ${(err as Error).message}`);
       this.log.debug({ err, path: this.path, op }, 'device request refused');
+    }).finally(() => {
+      this.controlsPending--;
+      this.moveToLink();
     });
-    this.outstanding = Promise.all([this.outstanding, request]);
+    this.outstanding = Promise.all([this.outstanding, settled]);
   }
 
   /** Resolves once every input sent so far is acknowledged and every control answered; throws the first refusal. */
@@ -292,6 +363,9 @@ export class DeviceStream {
     clearInterval(this.resendTimer);
     clearTimeout(this.creditTimer);
     this.stopSubscription();
+    const link = this.link;
+    this.link = undefined;
+    link?.close();
     for (const wake of this.waiters.splice(0)) wake();
   }
 
@@ -310,4 +384,14 @@ export class DeviceStream {
     }
   }
 
+}
+
+/** A device event from the bus or a link; undefined (logged) when it does not decode. */
+function decodeEvent(data: Uint8Array, path: string, log: Logger): DevEvent | undefined {
+  try {
+    return decodeDevEvent(data);
+  } catch (err) {
+    log.warn({ err, path }, 'undecodable device event dropped');
+    return undefined;
+  }
 }

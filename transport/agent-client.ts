@@ -237,6 +237,21 @@ export class AgentClient {
     }
   }
 
+  /**
+   * A request as `send` would publish it, for another carrier of the same messages (a device
+   * link: transport/device-link.ts); `answer` reads what comes back for it.
+   */
+  encode<K extends OpName>(op: K, args: OpRequest<K>, options: Pick<CallOptions, 'handleBoot'> = {}): Uint8Array {
+    return encodeRequest(op, `${this.clientId}:${++this.seq}`, args, options.handleBoot, undefined, this.version);
+  }
+
+  /** The result in a reply to an `encode`d request; throws the agent's refusal (a SlaveError) or a ProtocolError. */
+  answer<K extends OpName>(op: K, raw: Uint8Array): OpReply<K> {
+    const reply = decodeReply(op, raw);
+    if (!reply.ok) throw reply.error;
+    return reply.result;
+  }
+
   private async tryCall<K extends OpName>(op: K, args: OpRequest<K>, options: CallOptions): Promise<OpReply<K>> {
     // Ids are unique per client, so the agent can recognise a retried request.
     const id = `${this.clientId}:${++this.seq}`;

@@ -56,6 +56,8 @@ export interface Bus {
   readonly server: { name: string; url: string };
   /** How many times the connection was made again since the first. */
   readonly reconnects: number;
+  /** The address the server sees this connection come from, if it said (agent/dev/device-links.ts listens there). */
+  readonly clientIp: string | undefined;
   close(): Promise<void>;
 }
 
@@ -139,6 +141,11 @@ class NatsBus implements Bus {
   get server(): { name: string; url: string } {
     const info = this.nc.info;
     return { name: info?.server_name ?? info?.server_id ?? '', url: this.nc.getServer() };
+  }
+
+  /** The address the server sees this connection come from (its INFO's client_ip), if it said. */
+  get clientIp(): string | undefined {
+    return this.nc.info?.client_ip || undefined;
   }
 
   get maxPayload(): number {

@@ -17,6 +17,7 @@ import type { RootJail } from '../root-jail.js';
 import { statToWire } from '../fs/stat-attr.js';
 import type { DevicesBackend, TerminalKind } from '../backends/devices-backend.js';
 import type { FilesBackend } from '../backends/files-backend.js';
+import type { OfferedLink } from './device-links.js';
 
 const { O_NONBLOCK, O_CREAT, O_EXCL, O_TRUNC } = constants;
 const O_ACCMODE = 3; // not in fs.constants
@@ -178,7 +179,7 @@ export const devOps: HandlerTable = {
     return { fh: ctx.devices.add(fd, (flags & O_NONBLOCK) !== 0) };
   },
 
-  'dev.stream': async ({ path, flags, output, window, terminal }, ctx, caller) => {
+  'dev.stream': async ({ path, flags, output, window, terminal, link }, ctx, caller) => {
     // As a process's output: only to this agent's own output subjects (proc-ops.ts).
     if (!isOutputSubjectOf(ctx.hello().agentId, output)) {
       throw new SlaveError('EINVAL', `output subject ${output} is not one of ${outputSubject(ctx.hello().agentId, '*')}`);
@@ -195,12 +196,18 @@ export const devOps: HandlerTable = {
     } catch (err) {
       ctx.log.warn({ err, path }, 'terminal settings could not be read: relaying it as a plain stream');
     }
-    const sink = (data: Uint8Array) => ctx.devices.publish(output, data);
-    const fh = ctx.devices.add(fd, false, () => ({
-      hostPath: devicePath(ctx.backend.files, devJail(ctx), path),
-      sink, window: Math.min(window, MAX_DEVICE_WINDOW), maxChunk: ctx.maxPayload - REPLY_OVERHEAD, terminal: termios,
-    }), (flags & O_ACCMODE) !== constants.O_WRONLY);
-    return { fh, termios };
+    const publish = (data: Uint8Array) => ctx.devices.publish(output, data);
+    let offered = undefined as OfferedLink | undefined; // set by add's callback
+    const fh = ctx.devices.add(fd, false, (fh) => {
+      // Offered to a master that asks (one that knows links), when this agent has them.
+      offered = link === true ? ctx.deviceLinks?.offer(fh, publish) : undefined;
+      return {
+        hostPath: devicePath(ctx.backend.files, devJail(ctx), path),
+        sink: offered?.sink ?? publish, window: Math.min(window, MAX_DEVICE_WINDOW), maxChunk: ctx.maxPayload - REPLY_OVERHEAD,
+        terminal: termios, closed: offered?.close,
+      };
+    }, (flags & O_ACCMODE) !== constants.O_WRONLY);
+    return link === true ? { fh, termios, link: offered?.offer ?? null } : { fh, termios };
   },
 
   'dev.input': async ({ fh, seq, data, credit, received }, ctx) => {

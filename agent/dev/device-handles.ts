@@ -38,6 +38,8 @@ export interface PushTo {
   hostPath: string;
   /** Opened for reading: its data is pushed (a write-only device has none to push). */
   readable?: boolean;
+  /** Called when the device closes: its device link (dev/device-links.ts) goes with it. */
+  closed?: () => void;
 }
 
 class OpenDevice {
@@ -173,6 +175,7 @@ class OpenDevice {
 
   close(): void {
     this.push?.stop();
+    this.pushTo?.closed?.();
     if (this.pushTo?.terminal) {
       // Its own line discipline back, the line as the master left it: as a port keeps its speed.
       try {

@@ -15,6 +15,7 @@ export function lossyBus(inner: Bus, agentId: string, lose: (data: Uint8Array, i
     get connected() { return inner.connected; },
     get server() { return inner.server; },
     get reconnects() { return inner.reconnects; },
+    get clientIp() { return inner.clientIp; },
     request: (subject: string, data: Uint8Array, timeoutMs: number) => inner.request(subject, data, timeoutMs),
     requestAll: (subject: string, data: Uint8Array, waitMs: number) => inner.requestAll(subject, data, waitMs),
     serve: (subject: string, handler: Parameters<Bus['serve']>[1], sent?: Parameters<Bus['serve']>[2]) => inner.serve(subject, handler, sent),

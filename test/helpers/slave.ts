@@ -78,6 +78,8 @@ export interface BareAgentOptions {
   agentWrapper?: string[];
   /** The agent's environment, once its export root is known (default: ours). */
   agentEnv?: (root: string, tmp: string) => NodeJS.ProcessEnv;
+  /** nats-server's own arguments (e.g. `-m PORT` for its monitoring endpoints). */
+  natsArgs?: string[];
   /** Fills the export root (or the temp dir around it) before the agent starts. */
   prepare?: (root: string, tmp: string) => Promise<void>;
 }
@@ -90,7 +92,7 @@ export async function startBareAgent(options: BareAgentOptions = {}): Promise<Ba
   let nats: NatsServer | undefined;
   try {
     await options.prepare?.(root, tmp);
-    nats = await startNats();
+    nats = await startNats(options.natsArgs);
     const spawnOptions = options.agentEnv ? { ...options.agentSpawn, env: options.agentEnv(root, tmp) } : options.agentSpawn;
     const agent = await startAgentProcess(nats.url, options.id ?? 'test-slave', root, options.agentArgs, spawnOptions, options.agentWrapper);
     const started = nats;

@@ -1,0 +1,203 @@
+/**
+ * The agent's end of device links (protocol/device-link.ts): a TLS-PSK listener beside the bus.
+ * Each pushed device a master opens asking for a link is offered one: an identity and a key of
+ * its own, good for one connection, for that stream's requests and events only. While the link
+ * is up the device's events go down it; when it breaks (or never comes) they go on the bus,
+ * where the stream's sequence numbers and resends make up for what was in flight.
+ *
+ *   master --TLS: dev.input, dev.credit, ...--> DeviceLinks --dispatch--> device
+ *   device --events--> DeviceLinks --TLS--> master
+ */
+import { randomBytes } from 'node:crypto';
+import tls, { type TLSSocket } from 'node:tls';
+import type { Logger } from 'pino';
+import {
+  LINK_KEY_BYTES, LINK_TLS, LinkFrame, LinkFrameReader, decodeRequest, encodeLinkReply, linkEventHeader, type LinkOffer,
+} from '../../protocol/index.js';
+import type { Dispatcher } from '../dispatch.js';
+import type { EventSink } from './device-push.js';
+
+/** What a link may ask: its own stream's ops, nothing else of the agent's. */
+const LINK_OPS: ReadonlySet<string> = new Set(['dev.input', 'dev.credit', 'dev.resend', 'dev.termios', 'dev.flush', 'dev.break']);
+/** An offer nobody took within this long is withdrawn (the master could not reach us: it stays on the bus). */
+const OFFER_MS = 30_000;
+/** How long a connection may take to prove it holds a key. */
+const HANDSHAKE_MS = 10_000;
+
+/**
+ * Where an agent offers links (--device-link): `auto` listens on the address the NATS server sees
+ * the agent at (masters that reach the server reach it there, as a rule), `off` offers none.
+ */
+export type DeviceLinkSetting = 'auto' | 'off' | { host: string; port: number };
+
+interface Offer {
+  readonly fh: number;
+  readonly key: Buffer;
+  readonly fallback: EventSink;
+  socket: TLSSocket | undefined;
+  taken: boolean;
+  timer: NodeJS.Timeout | undefined;
+}
+
+/** A stream's side of its offer: where its events go, and the end of the offer with the device. */
+export interface OfferedLink {
+  readonly offer: LinkOffer;
+  /** Down the link while it is up, else `fallback`. */
+  readonly sink: EventSink;
+  close(): void;
+}
+
+export class DeviceLinks {
+  private readonly offers = new Map<string, Offer>();
+  /** Which offer each connection named in its handshake. */
+  private readonly named = new WeakMap<TLSSocket, string>();
+
+  private readonly server: tls.Server;
+  private boundPort = 0;
+
+  private constructor(
+    readonly host: string,
+    private readonly dispatch: Dispatcher,
+    private readonly maxFrame: number,
+    private readonly log: Logger,
+  ) {
+    this.server = tls.createServer({
+      ...LINK_TLS,
+      handshakeTimeout: HANDSHAKE_MS,
+      // The client names its offer; only a key never used before is given, so each link is one stream's.
+      pskCallback: (socket: TLSSocket, identity: string) => {
+        const offer = this.offers.get(identity);
+        if (!offer || offer.taken) return null;
+        this.named.set(socket, identity);
+        return offer.key;
+      },
+    });
+    this.server.on('secureConnection', (socket: TLSSocket) => this.connected(socket));
+    // A connection that fails its handshake (no key, a wrong one) is simply dropped.
+    this.server.on('tlsClientError', (err) => log.debug({ err }, 'device link handshake refused'));
+  }
+
+  /** Listens on `host`:`port` (0: a free port). `dispatch` serves what links ask, as the bus's requests are. */
+  static async listen(host: string, port: number, dispatch: Dispatcher, maxFrame: number, log: Logger): Promise<DeviceLinks> {
+    const links = new DeviceLinks(host, dispatch, maxFrame, log);
+    const server = links.server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (err) => log.warn({ err }, 'device link listener failed'));
+    const address = server.address();
+    links.boundPort = typeof address === 'object' && address !== null ? address.port : port;
+    log.info({ host, port: links.boundPort }, 'device links offered');
+    return links;
+  }
+
+  get port(): number {
+    return this.boundPort;
+  }
+
+  /** An offer for the pushed device `fh`, whose events go to `fallback` while no link is up. */
+  offer(fh: number, fallback: EventSink): OfferedLink {
+    const identity = randomBytes(16).toString('hex');
+    const offer: Offer = { fh, key: randomBytes(LINK_KEY_BYTES), fallback, socket: undefined, taken: false, timer: undefined };
+    offer.timer = setTimeout(() => {
+      offer.timer = undefined;
+      if (!offer.taken) this.offers.delete(identity);
+    }, OFFER_MS);
+    offer.timer.unref();
+    this.offers.set(identity, offer);
+    return {
+      offer: { host: this.host, port: this.port, identity, key: offer.key },
+      sink: (event) => {
+        const socket = offer.socket;
+        if (!socket || !socket.writable) {
+          fallback(event);
+          return;
+        }
+        socket.cork();
+        socket.write(linkEventHeader(event.length));
+        socket.write(event);
+        socket.uncork();
+      },
+      close: () => {
+        clearTimeout(offer.timer);
+        this.offers.delete(identity);
+        offer.socket?.end();
+        offer.socket = undefined;
+      },
+    };
+  }
+
+  private connected(socket: TLSSocket): void {
+    const identity = this.named.get(socket);
+    const offer = identity === undefined ? undefined : this.offers.get(identity);
+    if (!offer || offer.taken) {
+      socket.destroy();
+      return;
+    }
+    offer.taken = true;
+    offer.socket = socket;
+    clearTimeout(offer.timer);
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, 10_000);
+    const log = this.log.child({ fh: offer.fh });
+    log.debug('device link up');
+    const reader = new LinkFrameReader(this.maxFrame);
+    socket.on('data', (chunk: Buffer) => {
+      let messages;
+      try {
+        messages = reader.push(chunk);
+      } catch (err) {
+        log.warn({ err }, 'device link spoke no protocol of ours: closed');
+        socket.destroy();
+        return;
+      }
+      for (const message of messages) {
+        if (message.kind !== LinkFrame.REQUEST) {
+          log.warn({ kind: message.kind }, 'device link sent a frame only the agent sends: closed');
+          socket.destroy();
+          return;
+        }
+        if (!this.allowed(offer.fh, message.op, message.data)) {
+          log.warn({ op: message.op }, 'device link asked for what is not its stream\'s: closed');
+          socket.destroy();
+          return;
+        }
+        // Started in arrival order, as the bus's requests are (dispatch runs each up to its first wait).
+        const answer = this.dispatch(message.op, message.data);
+        if (message.callId !== 0) {
+          void answer.then((reply) => {
+            if (socket.writable) socket.write(encodeLinkReply(message.callId, reply));
+          });
+        }
+      }
+    });
+    socket.on('error', (err) => log.debug({ err }, 'device link failed'));
+    socket.on('close', () => {
+      if (offer.socket === socket) offer.socket = undefined;
+      log.debug('device link down: the stream goes on over the bus');
+    });
+  }
+
+  /** Whether a link for `fh` may ask this: one of LINK_OPS, for its own handle. */
+  private allowed(fh: number, op: string, data: Uint8Array): boolean {
+    if (!LINK_OPS.has(op)) return false;
+    try {
+      return (decodeRequest(op as 'dev.input', data).args as { fh?: unknown }).fh === fh;
+    } catch {
+      return true; // malformed: the dispatcher answers it with its error, as on the bus
+    }
+  }
+
+  close(): void {
+    for (const offer of this.offers.values()) {
+      clearTimeout(offer.timer);
+      offer.socket?.destroy();
+    }
+    this.offers.clear();
+    this.server.close();
+  }
+}

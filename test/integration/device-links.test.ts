@@ -1,0 +1,135 @@
+/**
+ * Device links (protocol/device-link.ts): a relayed terminal's keystrokes and echoes go on a
+ * direct TLS connection from the mount to the agent, not through the NATS server; an agent with
+ * `--device-link off` keeps them on the bus; a link cut in the middle of a session leaves the
+ * terminal working over the bus with nothing lost or doubled.
+ *
+ * A board (test/fixtures/board.py) sits behind the slave's /dev/ttyBOARD, in a dev root of the
+ * test's own, as in terminals.test.ts. Two agents on one nats-server serve it, one with links
+ * and one without, each with a device mount; the tests use them one at a time.
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { isMounted } from '../../mount/mount-watch.js';
+import { freePort } from '../helpers/ports.js';
+import { run, waitFor } from '../helpers/processes.js';
+import { startAgentProcess, startBareAgent, startMountProcess, type AgentProcess, type BareAgent, type MountProcess } from '../helpers/slave.js';
+
+const BOARD = new URL('../../../test/fixtures/board.py', import.meta.url).pathname;
+const PYTHON = '/usr/bin/python3';
+
+/** Python that opens the terminal at argv[1] raw and asks `ping` `n` times, printing each answer. */
+function pings(n: number): string {
+  return [
+    'import os, sys, tty',
+    'fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY); tty.setraw(fd)',
+    `for i in range(${n}):`,
+    '  os.write(fd, b"ping\\n"); got = b""',
+    '  while not got.endswith(b"\\n"):',
+    '    chunk = os.read(fd, 100)',
+    '    if not chunk: sys.exit("hung up")',
+    '    got += chunk',
+    '  print(got.decode().strip())',
+  ].join('\n');
+}
+
+/** Messages the NATS server has taken in so far (its /varz). */
+async function natsMessages(monitorPort: number): Promise<number> {
+  const response = await fetch(`http://127.0.0.1:${monitorPort}/varz`);
+  return ((await response.json()) as { in_msgs: number }).in_msgs;
+}
+
+/** The port the agent offers links on, from its log. */
+function linkPort(agent: AgentProcess): number {
+  const line = agent.log().split('\n').find((l) => l.includes('device links offered'));
+  assert.ok(line, `the agent offers no device links:\n${agent.log()}`);
+  return (JSON.parse(line) as { port: number }).port;
+}
+
+describe('device links', () => {
+  let monitorPort: number;
+  let slave: BareAgent;
+  let plain: AgentProcess;
+  let devRoot: string;
+  let board: ChildProcess;
+  const mounts: MountProcess[] = [];
+  let linked: string;
+  let bused: string;
+
+  before(async () => {
+    devRoot = await mkdtemp(join(tmpdir(), 'splitbrain-slave-dev-'));
+    await mkdir(join(devRoot, 'pts'));
+    await run('mount', ['--bind', '/dev/pts', join(devRoot, 'pts')]);
+    board = spawn('python3', [BOARD, join(devRoot, 'ttyBOARD')], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let out = '';
+    board.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
+    await waitFor('the board', () => out.includes('\n') || board.exitCode !== null, 10_000);
+    monitorPort = await freePort();
+    const devArgs = ['--dev-root', devRoot, '--dev-allow', 'ttyBOARD', '--dev-allow', 'pts/*'];
+    slave = await startBareAgent({ id: 'linked', agentArgs: devArgs, natsArgs: ['-m', String(monitorPort)] });
+    plain = await startAgentProcess(slave.nats.url, 'bused', slave.root, [...devArgs, '--device-link', 'off']);
+    for (const [agent, dir] of [['linked', 'dev-linked'], ['bused', 'dev-bused']] as const) {
+      const path = join(slave.tmp, dir);
+      await mkdir(path);
+      mounts.push(await startMountProcess(slave.nats.url, path, ['--agent', agent, '--devices', '--log-level', 'info']));
+    }
+    linked = join(slave.tmp, 'dev-linked', 'ttyBOARD');
+    bused = join(slave.tmp, 'dev-bused', 'ttyBOARD');
+  });
+  after(async () => {
+    for (const mount of mounts) await mount.stop();
+    await plain?.stop();
+    await slave?.stop();
+    if (board?.exitCode === null) {
+      board.stdin?.end();
+      const timer = setTimeout(() => board.kill('SIGKILL'), 10_000);
+      await once(board, 'exit');
+      clearTimeout(timer);
+    }
+    if (devRoot && await isMounted(join(devRoot, 'pts'))) await run('umount', ['-l', join(devRoot, 'pts')]);
+    if (devRoot) await rm(devRoot, { recursive: true, force: true });
+  });
+
+  it('carries a terminal\'s keystrokes and echoes past the NATS server; --device-link off keeps them on the bus', async () => {
+    for (const [tty, onBus] of [[linked, false], [bused, true]] as const) {
+      const before = await natsMessages(monitorPort);
+      const result = await run(PYTHON, ['-c', pings(100), tty], { timeoutMs: 60_000 });
+      assert.equal(result.code, 0, result.stdout + result.stderr);
+      assert.equal(result.stdout, 'pong\n'.repeat(100));
+      const messages = (await natsMessages(monitorPort)) - before;
+      // On the bus: a message per keystroke line and one per echo at least. On the link: the
+      // open, the close, keepalives and hellos only.
+      if (onBus) assert.ok(messages >= 200, `${messages} bus messages for 100 pings without a link`);
+      else assert.ok(messages < 60, `${messages} bus messages for 100 pings with a link`);
+    }
+  });
+
+  it('a link cut in the middle of a session: the terminal goes on over the bus, nothing lost or doubled', async () => {
+    const port = linkPort(slave.agent);
+    const result = await run(PYTHON, ['-c', [
+      pings(5),
+      // 500 answers of 1,200 bytes (more than a stream's window) asked at once, and the link cut
+      // while they flow: the kernel ends its connection at both ends (ss -K: SOCK_DESTROY), as
+      // a network that dropped it would.
+      'import subprocess',
+      'os.write(fd, b"chatter\\n" * 500)',
+      'cut = subprocess.run(["ss", "-K", "-t", "sport = :" + sys.argv[2]], capture_output=True, text=True)',
+      'print("cut", (":" + sys.argv[2]) in cut.stdout, flush=True)',
+      'got = b""',
+      'while len(got) < 500 * 1200:',
+      '  chunk = os.read(fd, 65536)',
+      '  if not chunk: sys.exit("hung up")',
+      '  got += chunk',
+      'print(len(got), got == b"noise\\n" * 200 * 500)',
+      pings(5).split('\n').slice(2).join('\n'),
+    ].join('\n'), linked, String(port)], { timeoutMs: 60_000 });
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    assert.equal(result.stdout, `${'pong\n'.repeat(5)}cut True\n600000 True\n${'pong\n'.repeat(5)}`);
+    assert.match((mounts[0] as MountProcess).log(), /device link lost/, 'the mount did not see its link go');
+  });
+});

@@ -1,0 +1,129 @@
+/**
+ * Device links (protocol/device-link.ts) below the device streams: the framing, cut anywhere;
+ * and a real TLS-PSK connection on loopback between the agent's end (agent/dev/device-links.ts,
+ * with a recording dispatcher in place of the agent's) and the master's (transport/device-link.ts):
+ * only the offer's key gets in, once; a link asks only for its own stream.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, describe, it } from 'node:test';
+import pino from 'pino';
+import { DeviceLinks } from '../../agent/dev/device-links.js';
+import {
+  LinkFrame, LinkFrameReader, ProtocolError, decodeRequest, encodeLinkReply, encodeLinkRequest, encodeReply, encodeRequest, linkEventHeader,
+  type LinkMessage,
+} from '../../protocol/index.js';
+import { DeviceLink } from '../../transport/device-link.js';
+
+const log = pino({ level: 'silent' });
+const MAX_FRAME = 1 << 20;
+
+function waitFor(what: string, check: () => boolean, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  return new Promise((resolve, reject) => {
+    const tick = () => {
+      if (check()) resolve();
+      else if (Date.now() > deadline) reject(new Error(`${what}: not within ${ms} ms`));
+      else setTimeout(tick, 5);
+    };
+    tick();
+  });
+}
+
+describe('device link frames', () => {
+  const event = randomBytes(3000);
+  const frames = [
+    encodeLinkRequest(7, 'dev.input', Buffer.from('request bytes')),
+    encodeLinkReply(7, Buffer.from('reply bytes')),
+    Buffer.concat([linkEventHeader(event.length), event]),
+    encodeLinkRequest(0, 'dev.credit', Buffer.alloc(0)),
+  ];
+  const expected: LinkMessage[] = [
+    { kind: LinkFrame.REQUEST, callId: 7, op: 'dev.input', data: Buffer.from('request bytes') },
+    { kind: LinkFrame.REPLY, callId: 7, data: Buffer.from('reply bytes') },
+    { kind: LinkFrame.EVENT, data: event },
+    { kind: LinkFrame.REQUEST, callId: 0, op: 'dev.credit', data: Buffer.alloc(0) },
+  ];
+
+  it('reads the same messages however the stream is cut', () => {
+    const whole = Buffer.concat(frames);
+    for (const size of [1, 2, 5, 13, 4096, whole.length]) {
+      const reader = new LinkFrameReader(MAX_FRAME);
+      const got: LinkMessage[] = [];
+      for (let at = 0; at < whole.length; at += size) got.push(...reader.push(whole.subarray(at, at + size)));
+      assert.deepEqual(got.map(plain), expected.map(plain), `cut every ${size} bytes`);
+    }
+  });
+
+  it('refuses a frame over the bound, of an unknown kind, or too short for its kind', () => {
+    const big = Buffer.alloc(4);
+    big.writeUInt32BE(MAX_FRAME + 1);
+    assert.throws(() => new LinkFrameReader(MAX_FRAME).push(big), ProtocolError);
+    assert.throws(() => new LinkFrameReader(MAX_FRAME).push(Buffer.from([0, 0, 0, 1, 9])), ProtocolError);
+    assert.throws(() => new LinkFrameReader(MAX_FRAME).push(Buffer.from([0, 0, 0, 3, LinkFrame.REPLY, 0, 0])), ProtocolError);
+    assert.throws(() => new LinkFrameReader(MAX_FRAME).push(Buffer.from([0, 0, 0, 7, LinkFrame.REQUEST, 0, 0, 0, 1, 5, 65])), ProtocolError);
+  });
+});
+
+function plain(m: LinkMessage): unknown {
+  return { ...m, data: Buffer.from(m.data).toString('hex') };
+}
+
+describe('device link connections', () => {
+  const asked: { op: string; fh: unknown }[] = [];
+  let links: DeviceLinks | undefined;
+  after(() => links?.close());
+
+  const dispatch = async (op: string, data: Uint8Array): Promise<Uint8Array> => {
+    asked.push({ op, fh: (decodeRequest(op as 'dev.credit', data).args as { fh?: unknown }).fh });
+    return encodeReply('dev.credit', 'boot', {});
+  };
+
+  it('lets in only the offer\'s key, once, and carries requests one way and events the other', async () => {
+    links = await DeviceLinks.listen('127.0.0.1', 0, dispatch, MAX_FRAME, log);
+    const bus: Uint8Array[] = [];
+    const offered = links.offer(5, (event) => bus.push(event));
+    offered.sink(Buffer.from('before the link'));
+    assert.equal(bus.length, 1, 'events go to the bus while no link is up');
+
+    // A wrong key, then the right one.
+    await assert.rejects(DeviceLink.connect({ ...offered.offer, key: randomBytes(32) }, () => undefined, MAX_FRAME, 3000));
+    const events: Buffer[] = [];
+    const link = await DeviceLink.connect(offered.offer, (e) => events.push(Buffer.from(e)), MAX_FRAME, 3000);
+    // Once: a second connection with the same key is refused.
+    await assert.rejects(DeviceLink.connect(offered.offer, () => undefined, MAX_FRAME, 3000));
+
+    const reply = await link.call('dev.credit', encodeRequest('dev.credit', 'c:1', { fh: 5, bytes: 1, received: 0 }));
+    assert.ok(reply.length > 0);
+    assert.deepEqual(asked, [{ op: 'dev.credit', fh: 5 }]);
+    await waitFor('the link at the agent', () => {
+      offered.sink(Buffer.from('on the link'));
+      return events.length > 0;
+    });
+    assert.equal(events[0]?.toString(), 'on the link');
+
+    // Another stream's handle, or an op that is not a stream's: the link is closed.
+    let closed = false;
+    link.onClose(() => { closed = true; });
+    assert.ok(link.send('dev.credit', encodeRequest('dev.credit', 'c:2', { fh: 6, bytes: 1, received: 0 })));
+    await waitFor('the link closed', () => closed);
+    assert.deepEqual(asked, [{ op: 'dev.credit', fh: 5 }], 'nothing for another handle was dispatched');
+    const busBefore = bus.length;
+    offered.sink(Buffer.from('after the link'));
+    assert.equal(bus.length, busBefore + 1, 'events go to the bus again once the link is gone');
+    offered.close();
+  });
+
+  it('closes a link that asks for an op outside its stream\'s', async () => {
+    links ??= await DeviceLinks.listen('127.0.0.1', 0, dispatch, MAX_FRAME, log);
+    const offered = links.offer(9, () => undefined);
+    const link = await DeviceLink.connect(offered.offer, () => undefined, MAX_FRAME, 3000);
+    let closed = false;
+    link.onClose(() => { closed = true; });
+    const before = asked.length;
+    link.send('fs.unlink', encodeRequest('fs.unlink', 'c:3', { path: '/etc/passwd' }));
+    await waitFor('the link closed', () => closed);
+    assert.equal(asked.length, before);
+    offered.close();
+  });
+});

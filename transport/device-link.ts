@@ -1,0 +1,122 @@
+/**
+ * The master's end of a device link (protocol/device-link.ts): one TLS-PSK connection to the
+ * agent for one pushed device, carrying that stream's requests and events instead of the bus.
+ * It knows nothing of devices: mount/device-stream.ts decides what goes on it, and goes back to
+ * the bus when it closes.
+ *
+ *   DeviceStream --send/call--> DeviceLink --TLS--> agent;  agent --events--> DeviceLink --onEvent--> DeviceStream
+ */
+import tls, { type TLSSocket } from 'node:tls';
+import { LINK_TLS, LinkFrame, LinkFrameReader, encodeLinkRequest, type LinkOffer } from '../protocol/index.js';
+
+/** A link that is gone: what was asked on it is asked again on the bus. */
+export class LinkClosedError extends Error {
+  override name = 'LinkClosedError';
+}
+
+export class DeviceLink {
+  private nextCall = 1;
+  private readonly calls = new Map<number, { resolve(reply: Uint8Array): void; reject(err: Error): void }>();
+  private closed = false;
+  private onClosed: (() => void) | undefined;
+
+  private constructor(private readonly socket: TLSSocket, onEvent: (event: Uint8Array) => void, maxFrame: number) {
+    const reader = new LinkFrameReader(maxFrame);
+    socket.on('data', (chunk: Buffer) => {
+      let messages;
+      try {
+        messages = reader.push(chunk);
+      } catch {
+        socket.destroy(); // not our protocol: the stream goes back to the bus
+        return;
+      }
+      for (const message of messages) {
+        if (message.kind === LinkFrame.EVENT) onEvent(message.data);
+        else if (message.kind === LinkFrame.REPLY) {
+          const call = this.calls.get(message.callId);
+          this.calls.delete(message.callId);
+          call?.resolve(message.data);
+        } else socket.destroy();
+      }
+    });
+    socket.on('error', () => undefined); // 'close' follows, and says all the stream needs
+    socket.on('close', () => this.gone());
+  }
+
+  /**
+   * Connects to `offer`, within `timeoutMs` (a link the master cannot reach, behind a firewall
+   * that drops packets, must not hold the stream up: it stays on the bus).
+   */
+  static connect(offer: LinkOffer, onEvent: (event: Uint8Array) => void, maxFrame: number, timeoutMs: number): Promise<DeviceLink> {
+    return new Promise((resolve, reject) => {
+      const socket = tls.connect({
+        ...LINK_TLS,
+        host: offer.host,
+        port: offer.port,
+        // No certificate: the key proves the agent, as it proves us.
+        checkServerIdentity: () => undefined,
+        pskCallback: () => ({ psk: Buffer.from(offer.key), identity: offer.identity }),
+      });
+      const timer = setTimeout(() => {
+        socket.destroy();
+        reject(new LinkClosedError(`device link to ${offer.host}:${offer.port} not made within ${timeoutMs} ms`));
+      }, timeoutMs);
+      socket.once('secureConnect', () => {
+        clearTimeout(timer);
+        socket.setNoDelay(true);
+        socket.setKeepAlive(true, 10_000);
+        resolve(new DeviceLink(socket, onEvent, maxFrame));
+      });
+      socket.once('error', (err) => {
+        clearTimeout(timer);
+        socket.destroy();
+        reject(err);
+      });
+    });
+  }
+
+  get isOpen(): boolean {
+    return !this.closed;
+  }
+
+  /** Called once, when the link closes (either end, or the network). */
+  onClose(listener: () => void): void {
+    if (this.closed) listener();
+    else this.onClosed = listener;
+  }
+
+  /** Sends a request nobody waits for; false when the link is closed (send it on the bus). */
+  send(op: string, request: Uint8Array): boolean {
+    if (this.closed) return false;
+    this.socket.write(encodeLinkRequest(0, op, request));
+    return true;
+  }
+
+  /** Sends a request and waits for its reply; LinkClosedError when the link goes first. */
+  call(op: string, request: Uint8Array): Promise<Uint8Array> {
+    if (this.closed) return Promise.reject(new LinkClosedError('device link closed'));
+    const callId = this.nextCall;
+    this.nextCall = this.nextCall >= 0xffff_fffe ? 1 : this.nextCall + 1;
+    return new Promise((resolve, reject) => {
+      this.calls.set(callId, { resolve, reject });
+      this.socket.write(encodeLinkRequest(callId, op, request));
+    });
+  }
+
+  /** Ends the link after what was written (bounded: a peer that does not end it too is cut off). */
+  close(): void {
+    this.socket.end();
+    setTimeout(() => this.socket.destroy(), 1000).unref();
+    this.gone();
+  }
+
+  private gone(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const call of this.calls.values()) call.reject(new LinkClosedError('device link closed before the agent answered'));
+    this.calls.clear();
+    const listener = this.onClosed;
+    this.onClosed = undefined;
+    listener?.();
+  }
+}
