@@ -265,7 +265,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const devices = new DeviceHandles(backend.devices, 1024, (subject, data) => bus.publish(subject, data));
   watchHandles(() => ({ files: handles.size, devices: devices.size, processes: procs.size }));
   watchOutput(() => ({ kept: procs.budget.kept, budget: procs.budget.bytes, cuts: procs.budget.cuts }));
-  const deviceLinks = await offerDeviceLinks(options.deviceLink ?? 'auto', bus, (op, data) => dispatch(op, data), log.child({ component: 'device-links' }));
+  const deviceLinks = await offerDeviceLinks(options.deviceLink ?? 'auto', bus, (op, data, admit) => dispatch(op, data, admit), log.child({ component: 'device-links' }));
   const serving = { count: 0 };
   // A master reads ahead four chunks per file: room for four files at once.
   const readBuffers = new ReadBuffers(bus.maxPayload - REPLY_OVERHEAD, READ_BUFFERS, () => bus.flushed());

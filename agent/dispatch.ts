@@ -56,7 +56,12 @@ function refusedByPolicy<K extends OpName>(op: K, args: OpRequest<K>, ctx: Agent
   return op === 'fs.open' && writesWith((args as OpRequest<'fs.open'>).flags);
 }
 
-export type Dispatcher = (op: string, data: Uint8Array) => Promise<Uint8Array>;
+/**
+ * `admit`, when given, sees each request's arguments once decoded and may refuse it (EPERM): a
+ * device link admits only its own stream's handle (dev/device-links.ts), checked without decoding
+ * the request twice.
+ */
+export type Dispatcher = (op: string, data: Uint8Array, admit?: (op: OpName, args: unknown) => boolean) => Promise<Uint8Array>;
 
 export function createDispatcher(table: HandlerTable, ctx: AgentContext, bootId: string): Dispatcher {
   const log = ctx.log;
@@ -90,7 +95,7 @@ export function createDispatcher(table: HandlerTable, ctx: AgentContext, bootId:
     }
   };
 
-  const one: Dispatcher = async (op, data) => {
+  const one: Dispatcher = async (op, data, admit) => {
     const started = process.hrtime.bigint();
     if (!isOpName(op) || !table[op]) {
       log.warn({ op, requestId: requestIdOf(data) }, 'unknown op');
@@ -103,6 +108,10 @@ export function createDispatcher(table: HandlerTable, ctx: AgentContext, bootId:
     agentMetrics.inFlight.inc();
     try {
       const decoded = decodeRequest(op, data); // a newer protocol's request throws EPROTONOSUPPORT
+      if (admit && !admit(op, decoded.args)) {
+        errno = 'EPERM';
+        return encodeErrorReply(bootId, 'EPERM', `${op}: not allowed on this connection`);
+      }
       const origin = originOfRequest(decoded.id);
       // The directories it names are watched before it runs, or what it answers could change
       // unreported (watch/change-feed.ts); no wait when they are watched already.
@@ -164,5 +173,5 @@ export function createDispatcher(table: HandlerTable, ctx: AgentContext, bootId:
     return encodeReply('agent.batch', bootId, { replies });
   };
 
-  return (op, data) => (op === 'agent.batch' ? batch(op, data) : one(op, data));
+  return (op, data, admit) => (op === 'agent.batch' ? (admit ? Promise.resolve(encodeErrorReply(bootId, 'EPERM', 'a batch is not allowed on this connection')) : batch(op, data)) : one(op, data, admit));
 }

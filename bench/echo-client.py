@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The device bench's timed side, run as `echo-client.py OUT ROUNDS WARM_UP ID=WHERE...`.
+"""The device bench's timed side, run as `echo-client.py OUT ROUNDS WARM_UP COLD ID=WHERE...`.
 
 WHERE is a terminal's path (opened read-write, directly or through a device mount) or
 `tcp:PORT` (a connection to 127.0.0.1:PORT). Each round trip writes one byte and reads one byte
@@ -7,9 +7,10 @@ back, timed around the two calls alone. The routes run one after the other, each
 untimed rounds first: interleaved round by round, the work a route's servers do after each echo
 (splitbrain's Node processes) ran into the next route's round trip and made the pty alone
 several times slower. With the default rounds each route takes about a second, so load on the
-machine hardly differs between them.
+machine hardly differs between them. The first COLD of the untimed rounds are kept apart: a
+route's figure while its processes are new.
 
-Writes `{"ID": {"samples_us": [...], "failure": null or why}}` to OUT and exits 0, or 3 when a
+Writes `{"ID": {"samples_us": [...], "cold_us": [...], "failure": null or why}}` to OUT and exits 0, or 3 when a
 round trip had no echo within ROUND_TIMEOUT_S: a read through FUSE cannot be interrupted short
 of killing us, so a watchdog thread writes what was measured so far and ends the process.
 """
@@ -25,7 +26,7 @@ ROUND_TIMEOUT_S = 10
 
 class Route:
     def __init__(self, route_id, where):
-        self.id, self.samples_us, self.failure, self.close = route_id, [], None, lambda: None
+        self.id, self.samples_us, self.cold_us, self.failure, self.close = route_id, [], [], None, lambda: None
         try:
             self.open(where)
         except OSError as err:
@@ -45,12 +46,12 @@ class Route:
             self.send, self.recv, self.close = (lambda b: os.write(fd, b)), (lambda: os.read(fd, 1)), (lambda: os.close(fd))
 
 
-out_path, rounds, warm_up = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-routes = [Route(*arg.split("=", 1)) for arg in sys.argv[4:]]
+out_path, rounds, warm_up, cold = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+routes = [Route(*arg.split("=", 1)) for arg in sys.argv[5:]]
 
 
 def write_results():
-    results = {r.id: {"samples_us": r.samples_us, "failure": r.failure} for r in routes}
+    results = {r.id: {"samples_us": r.samples_us, "cold_us": r.cold_us, "failure": r.failure} for r in routes}
     with open(out_path, "w") as out:
         json.dump(results, out)
 
@@ -97,6 +98,8 @@ for route in routes:
             route.failure = f"round trip {i + 1}: sent {byte!r}, got {got!r}"
         elif i >= warm_up:
             route.samples_us.append((t1 - t0) / 1000)
+        elif i < cold:
+            route.cold_us.append((t1 - t0) / 1000)
 
 for route in routes:
     route.close()

@@ -27,7 +27,7 @@ caches). \`BENCH_RUNS\` (default 3) sets how many times each workload runs, the 
 reported; \`BENCH_SIZE_MB\` (default 256) sets the size of the sequential tests and of the
 process bench's stdout; \`BENCH_EXEC_RUNS\` (default 200) sets how many times the process
 bench runs \`true\`; \`BENCH_ECHO_ROUNDS\` (default 1000) sets how many one-byte round trips
-the device bench times on each route; \`BENCH_CALL_ITERATIONS\` (default 300) sets how many
+the device bench times on each route, after \`BENCH_ECHO_WARMUP\` (default 2000) untimed ones; \`BENCH_CALL_ITERATIONS\` (default 300) sets how many
 times each single call is timed; \`BENCH_COHERENCE_CHANGES\` (default 200) sets how many changes
 the coherence probe makes on each target; \`BENCH_SPLITBRAIN_OPTS\` passes \`-o\` options to
 \`splitbrain mount\`. \`npm run bench -- --only calls\` runs the single-call, depth and
@@ -101,10 +101,12 @@ the five ways; the second agent, the bridge and the ControlMaster are stopped be
 - **Device echo latency**: a board (\`bench/pty-board.py\`) makes a pseudo-terminal pair on this
   machine, the slave's, raw on both ends, and echoes every byte that arrives on its end. A
   client process (\`bench/echo-client.py\`) opens the other end, writes one byte and reads one
-  byte back, \`BENCH_ECHO_ROUNDS\` times after 20 untimed, each timed around the write and the
-  read alone; median and p90. It does so five ways, each with a board of its own: the pty
+  byte back, \`BENCH_ECHO_ROUNDS\` times after \`BENCH_ECHO_WARMUP\` untimed, each timed around the
+  write and the read alone; median and p90, and the same of the first 500 untimed ones (the
+  route's processes just started: Node's code is not optimised yet). It does so five ways, each with a board of its own: the pty
   directly (\`/dev/pts/N\`, the floor); through \`splitbrain mount --devices -f\` of a third
-  agent serving this machine's \`/dev\` (\`MOUNT/pts/N\`: the mount's FUSE, NATS, the agent);
+  agent serving this machine's \`/dev\` (\`MOUNT/pts/N\`: a link to the mount's pseudo-terminal, its
+  relay, the device link to the agent, the agent);
   over a TCP connection to 127.0.0.1 with socat relaying it to the pty
   (\`socat TCP-LISTEN:0,bind=127.0.0.1,reuseaddr,nodelay OPEN:/dev/pts/N,noctty\`, the
   reference: the same job done by hand); over TCP to socat echoing through a pipe

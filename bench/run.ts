@@ -4,7 +4,7 @@
  * device bench (a one-byte echo through a pty by the device mount, next to socat over TCP) and
  * the filesystem workloads on splitbrain, sshfs, bindfs and the local disk, prints one report and
  * rewrites docs/performance.md; then the single calls, by depth, and coherence on the same targets.
- * Env: BENCH_RUNS (3), BENCH_SIZE_MB (256), BENCH_EXEC_RUNS (200), BENCH_ECHO_ROUNDS (1000),
+ * Env: BENCH_RUNS (3), BENCH_SIZE_MB (256), BENCH_EXEC_RUNS (200), BENCH_ECHO_ROUNDS (1000), BENCH_ECHO_WARMUP (2000),
  * BENCH_CALL_ITERATIONS (300), BENCH_COHERENCE_CHANGES (200), BENCH_SPLITBRAIN_OPTS.
  * `--only calls`: start the targets and run that last part alone; only its section of the doc is
  * rewritten. Then the cluster part (cluster-bench.ts: a leaf node, memory, a load test with
@@ -28,7 +28,7 @@ import { renderCallSection, type CallSection } from './call-table.js';
 import { measureCallerBench, type CallerBenchResults } from './caller-bench.js';
 import { measureClusterBench, renderClusterSection, type ClusterBenchResults } from './cluster-bench.js';
 import { measureCoherence, type CoherenceResults } from './coherence-bench.js';
-import { measureDeviceBench, type DeviceBenchResults } from './device-bench.js';
+import { DEFAULT_ECHO_WARM_UP, measureDeviceBench, type DeviceBenchResults } from './device-bench.js';
 import { renderDeviceSection } from './device-table.js';
 import { measureExecBench, type ExecBenchResults } from './exec-bench.js';
 import { makeFixtures } from './fixtures.js';
@@ -99,6 +99,7 @@ async function main(): Promise<void> {
   const sizeMb = envInt('BENCH_SIZE_MB', 256, 16_384);
   const execRuns = envInt('BENCH_EXEC_RUNS', 200, 100_000);
   const echoRounds = envInt('BENCH_ECHO_ROUNDS', 1000, 1_000_000);
+  const echoWarmUp = envInt('BENCH_ECHO_WARMUP', DEFAULT_ECHO_WARM_UP, 1_000_000);
   const callIterations = envInt('BENCH_CALL_ITERATIONS', 300, 100_000);
   const coherenceChanges = envInt('BENCH_COHERENCE_CHANGES', 200, 10_000);
   const splitbrainOptions = process.env.BENCH_SPLITBRAIN_OPTS ?? '';
@@ -186,7 +187,7 @@ async function main(): Promise<void> {
       const started = performance.now();
       const load = loadAverage();
       try {
-        device = await measureDeviceBench({ workDir, natsUrl: nats.url, rounds: echoRounds }, cleanup, progress);
+        device = await measureDeviceBench({ workDir, natsUrl: nats.url, rounds: echoRounds, warmUp: echoWarmUp }, cleanup, progress);
         for (const log of device.logs) logs.push(...(await logExcerpts(log.label, log.path)));
       } catch (err) {
         deviceError = (err as Error).message;
@@ -194,7 +195,7 @@ async function main(): Promise<void> {
       }
       const machine = await describeMachine();
       deviceHeading = `Measured ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')} on ${machine.machine} by \`${full ? 'npm run bench' : 'npm run bench -- --only devices'}\`, `
-        + `${echoRounds} rounds per route; this part took ${((performance.now() - started) / 1000).toFixed(0)} s, load average ${load} at its start, ${loadAverage()} at its end.`;
+        + `${echoRounds} rounds per route after ${echoWarmUp} untimed; this part took ${((performance.now() - started) / 1000).toFixed(0)} s, load average ${load} at its start, ${loadAverage()} at its end.`;
     }
     if (fixtures && (full || only === 'streams')) {
       const started = performance.now();

@@ -6,7 +6,7 @@
  *
  *   DeviceStream --send/call--> DeviceLink --TLS--> agent;  agent --events--> DeviceLink --onEvent--> DeviceStream
  */
-import tls, { type TLSSocket } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
 import { LINK_TLS, LinkFrame, LinkFrameReader, encodeLinkRequest, type LinkOffer } from '../protocol/index.js';
 
 /** A link that is gone: what was asked on it is asked again on the bus. */
@@ -47,7 +47,9 @@ export class DeviceLink {
    * Connects to `offer`, within `timeoutMs` (a link the master cannot reach, behind a firewall
    * that drops packets, must not hold the stream up: it stays on the bus).
    */
-  static connect(offer: LinkOffer, onEvent: (event: Uint8Array) => void, maxFrame: number, timeoutMs: number): Promise<DeviceLink> {
+  static async connect(offer: LinkOffer, onEvent: (event: Uint8Array) => void, maxFrame: number, timeoutMs: number): Promise<DeviceLink> {
+    // Loaded with the first link: a mount of files only never carries it.
+    const tls = await import('node:tls');
     return new Promise((resolve, reject) => {
       const socket = tls.connect({
         ...LINK_TLS,

@@ -9,10 +9,11 @@
  *   device --events--> DeviceLinks --TLS--> master
  */
 import { randomBytes } from 'node:crypto';
-import tls, { type TLSSocket } from 'node:tls';
+import net, { type Socket } from 'node:net';
+import type { SecureContext, TLSSocket, TLSSocketOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import {
-  LINK_KEY_BYTES, LINK_TLS, LinkFrame, LinkFrameReader, decodeRequest, encodeLinkReply, linkEventHeader, type LinkOffer,
+  LINK_KEY_BYTES, LINK_TLS, LinkFrame, LinkFrameReader, encodeLinkReply, linkEventHeader, type LinkOffer,
 } from '../../protocol/index.js';
 import type { Dispatcher } from '../dispatch.js';
 import type { EventSink } from './device-push.js';
@@ -21,8 +22,23 @@ import type { EventSink } from './device-push.js';
 const LINK_OPS: ReadonlySet<string> = new Set(['dev.input', 'dev.credit', 'dev.resend', 'dev.termios', 'dev.flush', 'dev.break']);
 /** An offer nobody took within this long is withdrawn (the master could not reach us: it stays on the bus). */
 const OFFER_MS = 30_000;
+/** Events up to this size are copied behind their frame's header; larger ones are written beside it. */
+const SMALL_EVENT = 16 * 1024;
+const LINK_EVENT_HEADER = 5;
 /** How long a connection may take to prove it holds a key. */
 const HANDSHAKE_MS = 10_000;
+/** Connections still proving it at once; more are dropped (nobody makes a few dozen links in a breath). */
+const MAX_HANDSHAKES = 64;
+
+/**
+ * node:tls, loaded at the first connection: an agent that no master links to does not carry it
+ * (1.3 MiB resident, measured: docs/performance.md, "Agent memory").
+ */
+let tlsModule: Promise<typeof import('node:tls')> | undefined;
+function loadTls(): Promise<typeof import('node:tls')> {
+  tlsModule ??= import('node:tls');
+  return tlsModule;
+}
 
 /**
  * Where an agent offers links (--device-link): `auto` listens on the address the NATS server sees
@@ -52,8 +68,10 @@ export class DeviceLinks {
   /** Which offer each connection named in its handshake. */
   private readonly named = new WeakMap<TLSSocket, string>();
 
-  private readonly server: tls.Server;
+  private readonly server: net.Server;
   private boundPort = 0;
+  private context: SecureContext | undefined;
+  private handshakes = 0;
 
   private constructor(
     readonly host: string,
@@ -61,20 +79,8 @@ export class DeviceLinks {
     private readonly maxFrame: number,
     private readonly log: Logger,
   ) {
-    this.server = tls.createServer({
-      ...LINK_TLS,
-      handshakeTimeout: HANDSHAKE_MS,
-      // The client names its offer; only a key never used before is given, so each link is one stream's.
-      pskCallback: (socket: TLSSocket, identity: string) => {
-        const offer = this.offers.get(identity);
-        if (!offer || offer.taken) return null;
-        this.named.set(socket, identity);
-        return offer.key;
-      },
-    });
-    this.server.on('secureConnection', (socket: TLSSocket) => this.connected(socket));
-    // A connection that fails its handshake (no key, a wrong one) is simply dropped.
-    this.server.on('tlsClientError', (err) => log.debug({ err }, 'device link handshake refused'));
+    // Plain TCP until a connection comes: TLS is taken up on it then (loadTls).
+    this.server = net.createServer((socket) => void this.handshake(socket));
   }
 
   /** Listens on `host`:`port` (0: a free port). `dispatch` serves what links ask, as the bus's requests are. */
@@ -93,6 +99,49 @@ export class DeviceLinks {
     links.boundPort = typeof address === 'object' && address !== null ? address.port : port;
     log.info({ host, port: links.boundPort }, 'device links offered');
     return links;
+  }
+
+  /** The TLS handshake of a new connection: the client names its offer, and proves it holds the key. */
+  private async handshake(raw: Socket): Promise<void> {
+    if (this.handshakes >= MAX_HANDSHAKES) {
+      raw.destroy();
+      return;
+    }
+    this.handshakes++;
+    const timer = setTimeout(() => raw.destroy(), HANDSHAKE_MS);
+    raw.once('close', () => clearTimeout(timer));
+    let proved = false;
+    try {
+      const tls = await loadTls();
+      this.context ??= tls.createSecureContext(LINK_TLS);
+      // Node takes a server's pskCallback on a TLSSocket too; its types list it for createServer only.
+      const options: TLSSocketOptions & { pskCallback(socket: TLSSocket, identity: string): Buffer | null } = {
+        isServer: true, secureContext: this.context, ...LINK_TLS,
+        // Only a key never used before is given, so each link is one stream's.
+        pskCallback: (_socket, identity) => {
+          const offer = this.offers.get(identity);
+          if (!offer || offer.taken) return null;
+          this.named.set(socket, identity);
+          return offer.key;
+        },
+      };
+      const socket: TLSSocket = new tls.TLSSocket(raw, options);
+      socket.on('error', (err) => {
+        if (!proved) this.log.debug({ err }, 'device link handshake refused');
+        socket.destroy();
+      });
+      await new Promise<void>((resolve) => {
+        socket.once('secure', () => {
+          proved = true;
+          clearTimeout(timer);
+          this.connected(socket);
+          resolve();
+        });
+        socket.once('close', () => resolve());
+      });
+    } finally {
+      this.handshakes--;
+    }
   }
 
   get port(): number {
@@ -115,6 +164,14 @@ export class DeviceLinks {
         const socket = offer.socket;
         if (!socket || !socket.writable) {
           fallback(event);
+          return;
+        }
+        if (event.length <= SMALL_EVENT) {
+          // One buffer, one write: a keystroke's echo costs a copy of a few bytes, not a vectored write.
+          const frame = Buffer.allocUnsafe(LINK_EVENT_HEADER + event.length);
+          linkEventHeader(event.length).copy(frame);
+          frame.set(event, LINK_EVENT_HEADER);
+          socket.write(frame);
           return;
         }
         socket.cork();
@@ -161,13 +218,18 @@ export class DeviceLinks {
           socket.destroy();
           return;
         }
-        if (!this.allowed(offer.fh, message.op, message.data)) {
+        if (!LINK_OPS.has(message.op)) {
           log.warn({ op: message.op }, 'device link asked for what is not its stream\'s: closed');
           socket.destroy();
           return;
         }
         // Started in arrival order, as the bus's requests are (dispatch runs each up to its first wait).
-        const answer = this.dispatch(message.op, message.data);
+        const answer = this.dispatch(message.op, message.data, (op, args) => {
+          if ((args as { fh?: unknown }).fh === offer.fh) return true;
+          log.warn({ op }, 'device link asked for another stream\'s handle: closed');
+          socket.destroy();
+          return false;
+        });
         if (message.callId !== 0) {
           void answer.then((reply) => {
             if (socket.writable) socket.write(encodeLinkReply(message.callId, reply));
@@ -180,16 +242,6 @@ export class DeviceLinks {
       if (offer.socket === socket) offer.socket = undefined;
       log.debug('device link down: the stream goes on over the bus');
     });
-  }
-
-  /** Whether a link for `fh` may ask this: one of LINK_OPS, for its own handle. */
-  private allowed(fh: number, op: string, data: Uint8Array): boolean {
-    if (!LINK_OPS.has(op)) return false;
-    try {
-      return (decodeRequest(op as 'dev.input', data).args as { fh?: unknown }).fh === fh;
-    } catch {
-      return true; // malformed: the dispatcher answers it with its error, as on the bus
-    }
   }
 
   close(): void {

@@ -9,8 +9,9 @@ import { randomBytes } from 'node:crypto';
 import { after, describe, it } from 'node:test';
 import pino from 'pino';
 import { DeviceLinks } from '../../agent/dev/device-links.js';
+import type { Dispatcher } from '../../agent/dispatch.js';
 import {
-  LinkFrame, LinkFrameReader, ProtocolError, decodeRequest, encodeLinkReply, encodeLinkRequest, encodeReply, encodeRequest, linkEventHeader,
+  LinkFrame, LinkFrameReader, ProtocolError, decodeRequest, encodeErrorReply, encodeLinkReply, encodeLinkRequest, encodeReply, encodeRequest, linkEventHeader,
   type LinkMessage,
 } from '../../protocol/index.js';
 import { DeviceLink } from '../../transport/device-link.js';
@@ -74,8 +75,11 @@ describe('device link connections', () => {
   let links: DeviceLinks | undefined;
   after(() => links?.close());
 
-  const dispatch = async (op: string, data: Uint8Array): Promise<Uint8Array> => {
-    asked.push({ op, fh: (decodeRequest(op as 'dev.credit', data).args as { fh?: unknown }).fh });
+  // Decodes and admits as the agent's dispatcher does, then records instead of running.
+  const dispatch: Dispatcher = async (op, data, admit) => {
+    const { args } = decodeRequest(op as 'dev.credit', data);
+    if (admit && !admit(op as 'dev.credit', args)) return encodeErrorReply('boot', 'EPERM', 'not admitted');
+    asked.push({ op, fh: args.fh });
     return encodeReply('dev.credit', 'boot', {});
   };
 
