@@ -27,9 +27,10 @@ caches). \`BENCH_RUNS\` (default 3) sets how many times each workload runs, the 
 reported; \`BENCH_SIZE_MB\` (default 256) sets the size of the sequential tests and of the
 process bench's stdout; \`BENCH_EXEC_RUNS\` (default 200) sets how many times the process
 bench runs \`true\`; \`BENCH_ECHO_ROUNDS\` (default 1000) sets how many one-byte round trips
-the device bench times on each route, after \`BENCH_ECHO_WARMUP\` (default 2000) untimed ones; \`BENCH_CALL_ITERATIONS\` (default 300) sets how many
-times each single call is timed; \`BENCH_COHERENCE_CHANGES\` (default 200) sets how many changes
-the coherence probe makes on each target; \`BENCH_SPLITBRAIN_OPTS\` passes \`-o\` options to
+the device bench times on each route, after \`BENCH_ECHO_WARMUP\` (default 2000) untimed
+ones; \`BENCH_CALL_ITERATIONS\` (default 300) sets how many times each single call is timed;
+\`BENCH_COHERENCE_CHANGES\` (default 200) sets how many changes the coherence probe makes on
+each target; \`BENCH_SPLITBRAIN_OPTS\` passes \`-o\` options to
 \`splitbrain mount\`. \`npm run bench -- --only calls\` runs the single-call, depth and
 coherence part alone (about four minutes) and rewrites only its section of the results;
 \`npm run bench -- --only streams\` does the same for the stream part (a bridged command's
@@ -170,7 +171,7 @@ marks its cell with † and is listed under the table.
   process stdout through the shim at least as fast as ssh's. (Measured on this kind of machine
   when the issue was written: local 2.2 ms, ssh 327 ms, ssh with ControlMaster 116 ms median;
   ssh stdout ~260 MB/s.)
-- Device echo latency: no target; splitbrain is reported next to socat over TCP.
+- Device echo latency (issue 22): splitbrain's median at most 3× socat → pty's, side by side in one run.
 - Streams (issue 22): a bridged command's stdout, the mount's sequential write and its cold
   read each at least 80 % of the raw nats.js floor in the same direction, measured side by
   side in one run (the stream part).
