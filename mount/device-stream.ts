@@ -43,6 +43,11 @@ const INPUT_RESEND_MS = 1000;
 export const STREAM_KEEPALIVE_MS = 5000;
 /** A link not made within this long is given up: the stream stays on the bus. */
 const LINK_CONNECT_MS = 3000;
+/**
+ * Inputs on the link unacknowledged this long: the link is taken as dead (a network that drops
+ * it without a word: no reset comes, TCP would retry for minutes) and given up for the bus.
+ */
+const LINK_STALL_MS = 3000;
 
 export interface DeviceStreamEvents {
   /** One chunk of the device's data, in order; call `used` once it is taken (returns credit). */
@@ -153,8 +158,10 @@ export class DeviceStream {
     this.onLink = false;
     if (this.ended) return;
     this.log.info({ path: this.path }, 'device link lost: the device goes on over the bus');
-    for (const input of this.unacked) this.sendInput(input, 0); // the agent takes each seq once
-    this.askAgain('device link lost');
+    // First the agent drops its end (it may not know the link is dead), so that what the inputs
+    // below make the device answer comes on the bus; then the inputs again (it takes each seq once).
+    this.askAgain('device link lost', true);
+    for (const input of this.unacked) this.sendInput(input, 0);
   }
 
   get isEnded(): boolean {
@@ -190,11 +197,12 @@ export class DeviceStream {
     this.events.data(chunk, () => this.returnCredit(chunk.length));
   }
 
-  private askAgain(why: string): void {
-    if (this.resending) return;
+  /** `unlink`: the link is given up, and the agent must drop its end too (it may not know the link is dead). */
+  private askAgain(why: string, unlink = false): void {
+    if (this.resending && !unlink) return;
     this.resending = true;
     this.log.info({ path: this.path, from: this.nextSeq, why }, 'device data missed: asking the agent to send it again');
-    this.client.call('dev.resend', { fh: this.fh, from: this.nextSeq }, { handleBoot: this.boot })
+    this.client.call('dev.resend', { fh: this.fh, from: this.nextSeq, ...(unlink ? { unlink } : {}) }, { handleBoot: this.boot })
       .catch((err: unknown) => this.log.debug({ err, path: this.path }, 'dev.resend failed'))
       .finally(() => { this.resending = false; });
   }
@@ -274,6 +282,11 @@ export class DeviceStream {
   private resendInputs(): void {
     const now = Date.now();
     if (this.ended || this.unacked.length === 0 || now - this.lastAckAt < INPUT_RESEND_MS || now - this.lastResendAt < INPUT_RESEND_MS) return;
+    if (this.onLink && this.link && now - this.lastAckAt > LINK_STALL_MS) {
+      this.log.warn({ path: this.path, silentMs: now - this.lastAckAt }, 'device link silent with inputs unacknowledged: going back to the bus');
+      this.link.close(); // linkLost sends them again on the bus
+      return;
+    }
     if (now - this.lastAckAt > Math.max(this.client.slaveWaitMs, INPUT_RESEND_MS * 2)) {
       // Nothing hangs past --slave-wait: the writer waiting on a full terminal gets a hang-up.
       this.log.warn({ path: this.path, waitedMs: Date.now() - this.lastAckAt }, 'device input not taken within the slave wait: the device went away');

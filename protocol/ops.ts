@@ -400,8 +400,12 @@ export const ops = {
   'dev.input': op(v.object({ fh, seq: u53, data: bytes, credit: u32, received: u53 }), empty),
   /** As `proc.credit`, for a device stream (a master may publish it without waiting). */
   'dev.credit': op(v.object({ fh, bytes: u32, received: u53 }), empty),
-  /** As `proc.resend`, for a device stream. */
-  'dev.resend': op(v.object({ fh, from: u53 }), empty),
+  /**
+   * As `proc.resend`, for a device stream. `unlink`: the master has given up the stream's device
+   * link (it broke, or went silent): the agent drops its end before sending again, so the events
+   * come on the bus, not into a connection nobody reads.
+   */
+  'dev.resend': op(v.object({ fh, from: u53, unlink: v.optional(v.boolean()) }), empty),
   /**
    * A terminal's settings without opening it for a stream, for a master to give its relay before
    * a program opens it: a pseudo-terminal's are read (opening one changes nothing); a serial

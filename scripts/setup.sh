@@ -12,11 +12,12 @@ cd "$(dirname "$0")/.."
 # python3-serial, python3-pexpect, picocom, tmux: unmodified serial-console tools in the terminal
 # tests (test/integration/terminals.test.ts), run with Debian's /usr/bin/python3. python3-pytest:
 # the example tests run on this machine through `splitbrain shell` (test/e2e/containers.test.ts).
-# iproute2: `ss -K`, which cuts a device link in its test (test/integration/device-links.test.ts).
+# iproute2 (`ss -K`) and iptables: a device link cut, and one gone silent, in their tests
+# (test/integration/device-links.test.ts; the rules drop only the link's port on loopback).
 # util-linux (unshare, setpriv) and hostname, which `splitbrain shell` runs, are essential packages.
 packages=(nats-server fuse3 libfuse3-dev pkg-config sshfs bindfs openssh-server openssh-client socat rsync git
           python3 make g++ gcc libc6-dev bsdutils ca-certificates openssl python3-serial python3-pexpect picocom tmux
-          python3-pytest iproute2)
+          python3-pytest iproute2 iptables)
 bash scripts/apt-ensure.sh setup "${packages[@]}"
 [ -c /dev/fuse ] || { echo "setup: /dev/fuse is missing: load the fuse module (modprobe fuse)" >&2; exit 1; }
 

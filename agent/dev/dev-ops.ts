@@ -234,7 +234,8 @@ export const devOps: HandlerTable = {
     return {};
   },
 
-  'dev.resend': async ({ fh, from }, ctx) => {
+  'dev.resend': async ({ fh, from, unlink }, ctx) => {
+    if (unlink === true) ctx.devices.get(fh).unlink();
     const sent = pushed(ctx, fh).resend(from);
     ctx.log.debug({ fh, from, sent }, 'device events sent again');
     return {};

@@ -38,7 +38,7 @@ export interface PushTo {
   hostPath: string;
   /** Opened for reading: its data is pushed (a write-only device has none to push). */
   readable?: boolean;
-  /** Called when the device closes: its device link (dev/device-links.ts) goes with it. */
+  /** Ends its device link (dev/device-links.ts): when the device closes, or when the master gave the link up. */
   closed?: () => void;
 }
 
@@ -171,6 +171,11 @@ class OpenDevice {
       }
     }
     return done;
+  }
+
+  /** The master gave up the device's link: its events go on the bus from now. */
+  unlink(): void {
+    this.pushTo?.closed?.();
   }
 
   close(): void {

@@ -1,8 +1,8 @@
 /**
  * Device links (protocol/device-link.ts): a relayed terminal's keystrokes and echoes go on a
  * direct TLS connection from the mount to the agent, not through the NATS server; an agent with
- * `--device-link off` keeps them on the bus; a link cut in the middle of a session leaves the
- * terminal working over the bus with nothing lost or doubled.
+ * `--device-link off` keeps them on the bus; a link cut in the middle of a session, or gone
+ * silent, leaves the terminal working over the bus with nothing lost or doubled.
  *
  * A board (test/fixtures/board.py) sits behind the slave's /dev/ttyBOARD, in a dev root of the
  * test's own, as in terminals.test.ts. Two agents on one nats-server serve it, one with links
@@ -131,5 +131,41 @@ describe('device links', () => {
     assert.equal(result.code, 0, result.stdout + result.stderr);
     assert.equal(result.stdout, `${'pong\n'.repeat(5)}cut True\n600000 True\n${'pong\n'.repeat(5)}`);
     assert.match((mounts[0] as MountProcess).log(), /device link lost/, 'the mount did not see its link go');
+  });
+
+  it('a link that goes silent (its packets dropped, no reset): the terminal goes on over the bus within seconds', async () => {
+    // A fresh session, so a fresh link; its port is the agent's.
+    const port = linkPort(slave.agent);
+    const rules = [['-p', 'tcp', '-i', 'lo', '--dport', String(port), '-j', 'DROP'], ['-p', 'tcp', '-i', 'lo', '--sport', String(port), '-j', 'DROP']];
+    const session = spawn(PYTHON, ['-c', [
+      pings(3),
+      'print("drop?", flush=True); sys.stdin.readline()',
+      'import time; t = time.monotonic()',
+      pings(3).split('\n').slice(2).join('\n'),
+      'print("waited", time.monotonic() - t < 20, flush=True)',
+    ].join('\n'), linked], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    session.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    session.stderr.on('data', (d: Buffer) => { out += d.toString(); });
+    const added: string[][] = [];
+    try {
+      await waitFor('the first pings', () => out.includes('drop?') || session.exitCode !== null, 30_000);
+      for (const rule of rules) {
+        const result = await run('iptables', ['-I', 'INPUT', ...rule]);
+        assert.equal(result.code, 0, result.stderr);
+        added.push(rule);
+      }
+      session.stdin.write('go\n');
+      // Bounded: a terminal stuck on the dead link fails the test instead of hanging it.
+      const stuck = setTimeout(() => session.kill('SIGKILL'), 30_000);
+      const [code] = (await once(session, 'exit')) as [number | null];
+      clearTimeout(stuck);
+      assert.equal(code, 0, out);
+      assert.equal(out, `${'pong\n'.repeat(3)}drop?\n${'pong\n'.repeat(3)}waited True\n`);
+      assert.match((mounts[0] as MountProcess).log(), /device link silent/, 'the mount did not give the silent link up');
+    } finally {
+      for (const rule of added) await run('iptables', ['-D', 'INPUT', ...rule]);
+      if (session.exitCode === null) session.kill('SIGKILL');
+    }
   });
 });
