@@ -36,7 +36,10 @@ export class DeviceLink {
           const call = this.calls.get(message.callId);
           this.calls.delete(message.callId);
           call?.resolve(message.data);
-        } else socket.destroy();
+        } else {
+          socket.destroy(); // a request: only the agent is asked
+          return;
+        }
       }
     });
     socket.on('error', () => undefined); // 'close' follows, and says all the stream needs

@@ -31,8 +31,9 @@ const HANDSHAKE_MS = 10_000;
 const MAX_HANDSHAKES = 64;
 
 /**
- * node:tls, loaded at the first connection: an agent that no master links to does not carry it
- * (1.3 MiB resident, measured: docs/performance.md, "Agent memory").
+ * node:tls and the links' secure context, made at the first connection: an agent no master links
+ * to does not carry them (nats.js loads the module; a secure context with it is 1.3 MiB resident
+ * on a bare `node`: docs/performance.md, "The idle agent with device links").
  */
 let tlsModule: Promise<typeof import('node:tls')> | undefined;
 function loadTls(): Promise<typeof import('node:tls')> {
@@ -49,7 +50,6 @@ export type DeviceLinkSetting = 'auto' | 'off' | { host: string; port: number };
 interface Offer {
   readonly fh: number;
   readonly key: Buffer;
-  readonly fallback: EventSink;
   socket: TLSSocket | undefined;
   taken: boolean;
   timer: NodeJS.Timeout | undefined;
@@ -108,6 +108,8 @@ export class DeviceLinks {
       return;
     }
     this.handshakes++;
+    // A reset while TLS is still being loaded must not be an unhandled error (TLS handles it after).
+    raw.on('error', (err) => this.log.debug({ err }, 'device link connection failed'));
     const timer = setTimeout(() => raw.destroy(), HANDSHAKE_MS);
     raw.once('close', () => clearTimeout(timer));
     let proved = false;
@@ -151,7 +153,7 @@ export class DeviceLinks {
   /** An offer for the pushed device `fh`, whose events go to `fallback` while no link is up. */
   offer(fh: number, fallback: EventSink): OfferedLink {
     const identity = randomBytes(16).toString('hex');
-    const offer: Offer = { fh, key: randomBytes(LINK_KEY_BYTES), fallback, socket: undefined, taken: false, timer: undefined };
+    const offer: Offer = { fh, key: randomBytes(LINK_KEY_BYTES), socket: undefined, taken: false, timer: undefined };
     offer.timer = setTimeout(() => {
       offer.timer = undefined;
       if (!offer.taken) this.offers.delete(identity);
@@ -182,8 +184,12 @@ export class DeviceLinks {
       close: () => {
         clearTimeout(offer.timer);
         this.offers.delete(identity);
-        offer.socket?.end();
+        const socket = offer.socket;
         offer.socket = undefined;
+        if (!socket) return;
+        socket.end();
+        // A link that went silent never finishes ending: cut off.
+        setTimeout(() => socket.destroy(), 1000).unref();
       },
     };
   }
@@ -213,6 +219,7 @@ export class DeviceLinks {
         return;
       }
       for (const message of messages) {
+        if (socket.destroyed) return; // refused below: nothing after it is served
         if (message.kind !== LinkFrame.REQUEST) {
           log.warn({ kind: message.kind }, 'device link sent a frame only the agent sends: closed');
           socket.destroy();
