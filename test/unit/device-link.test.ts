@@ -6,6 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import net from 'node:net';
 import { after, describe, it } from 'node:test';
 import pino from 'pino';
 import { DeviceLinks } from '../../agent/dev/device-links.js';
@@ -115,6 +117,27 @@ describe('device link connections', () => {
     const busBefore = bus.length;
     offered.sink(Buffer.from('after the link'));
     assert.equal(bus.length, busBefore + 1, 'events go to the bus again once the link is gone');
+    offered.close();
+  });
+
+  it('keeps serving after connections that reset at once or speak no TLS', async () => {
+    links ??= await DeviceLinks.listen('127.0.0.1', 0, dispatch, MAX_FRAME, log);
+    const port = links.port;
+    for (let i = 0; i < 5; i++) {
+      // A reset before TLS is even loaded, then garbage instead of a handshake.
+      const reset = net.connect(port, '127.0.0.1');
+      await once(reset, 'connect');
+      reset.resetAndDestroy();
+      const junk = net.connect(port, '127.0.0.1');
+      junk.on('error', () => undefined);
+      await once(junk, 'connect');
+      junk.end(Buffer.from('GET / HTTP/1.0\r\n\r\n'));
+      await once(junk, 'close');
+    }
+    const offered = links.offer(11, () => undefined);
+    const link = await DeviceLink.connect(offered.offer, () => undefined, MAX_FRAME, 3000);
+    assert.ok(link.isOpen);
+    link.close();
     offered.close();
   });
 
