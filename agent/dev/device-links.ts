@@ -13,10 +13,16 @@ import net, { type Socket } from 'node:net';
 import type { SecureContext, TLSSocket, TLSSocketOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import {
-  LINK_KEY_BYTES, LINK_TLS, LinkFrame, LinkFrameReader, encodeLinkReply, linkEventHeader, type LinkOffer,
+  LINK_KEY_BYTES, LINK_TLS, LinkFrame, LinkFrameReader, encodeLinkReply, linkEventHeader, type LinkOffer, type OpName,
 } from '../../protocol/index.js';
-import type { Dispatcher } from '../dispatch.js';
 import type { EventSink } from './device-push.js';
+
+/**
+ * How a link's requests are served: the agent's dispatcher (dispatch.ts), with `admit` seeing each
+ * request's arguments once decoded. Named here so that this file need not import the dispatcher,
+ * which imports the handlers' context, which names this file.
+ */
+export type LinkDispatch = (op: string, data: Uint8Array, admit: (op: OpName, args: unknown) => boolean) => Promise<Uint8Array>;
 
 /** What a link may ask: its own stream's ops, nothing else of the agent's. */
 const LINK_OPS: ReadonlySet<string> = new Set(['dev.input', 'dev.credit', 'dev.resend', 'dev.termios', 'dev.flush', 'dev.break']);
@@ -75,7 +81,7 @@ export class DeviceLinks {
 
   private constructor(
     readonly host: string,
-    private readonly dispatch: Dispatcher,
+    private readonly dispatch: LinkDispatch,
     private readonly maxFrame: number,
     private readonly log: Logger,
   ) {
@@ -84,7 +90,7 @@ export class DeviceLinks {
   }
 
   /** Listens on `host`:`port` (0: a free port). `dispatch` serves what links ask, as the bus's requests are. */
-  static async listen(host: string, port: number, dispatch: Dispatcher, maxFrame: number, log: Logger): Promise<DeviceLinks> {
+  static async listen(host: string, port: number, dispatch: LinkDispatch, maxFrame: number, log: Logger): Promise<DeviceLinks> {
     const links = new DeviceLinks(host, dispatch, maxFrame, log);
     const server = links.server;
     await new Promise<void>((resolve, reject) => {
