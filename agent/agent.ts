@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { hostname, platform, release, totalmem } from 'node:os';
 import type { Logger } from 'pino';
 import {
-  DISCOVER_SUBJECT, MASTER_HANDLE_OPENS_CAPABILITY, MASTER_HANDLES_CAPABILITY, OP_NAMES, PROTOCOL_VERSION, agentWildcard, changeSubject, opFromSubject, opSubject, type HelloInfo,
+  DISCOVER_SUBJECT, isLoopbackAddress, MASTER_HANDLE_OPENS_CAPABILITY, MASTER_HANDLES_CAPABILITY, OP_NAMES, PROTOCOL_VERSION, agentWildcard, changeSubject, opFromSubject, opSubject, type HelloInfo,
 } from '../protocol/index.js';
 import { decodeHellos, helloRequest } from '../transport/agent-client.js';
 import { AgentUnreachableError } from '../transport/errors.js';
@@ -110,9 +110,12 @@ async function offerDeviceLinks(setting: DeviceLinkSetting, bus: Bus, dispatch: 
     log.info('no device links: the NATS server did not say where it sees this agent (--device-link HOST sets it)');
     return undefined;
   }
+  // Reached over loopback, the server is on this machine, and masters reach it at one of this
+  // machine's other addresses: listen on all of them, offer loopback (protocol/device-link.ts, linkHost).
+  const listenHost = setting === 'auto' && isLoopbackAddress(where.host) ? (where.host.includes(':') && !where.host.startsWith('::ffff:') ? '::' : '0.0.0.0') : where.host;
   try {
     // The largest frame: a bus message, and room for the frame's head.
-    return await DeviceLinks.listen(where.host, where.port, dispatch, bus.maxPayload + 1024, log);
+    return await DeviceLinks.listen(listenHost, where.port, dispatch, bus.maxPayload + 1024, log, where.host);
   } catch (err) {
     log.info({ err, host: where.host, port: where.port }, 'no device links: cannot listen there; device streams stay on the bus');
     return undefined;

@@ -21,7 +21,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import {
-  SlaveError, decodeDevEvent, outputSubject, type Caller, type DevEvent, type LinkOffer, type OpRequest, type WireTermios,
+  SlaveError, decodeDevEvent, linkHost, outputSubject, type Caller, type DevEvent, type LinkOffer, type OpRequest, type WireTermios,
 } from '../protocol/index.js';
 import type { AgentClient } from '../transport/agent-client.js';
 import { DeviceLink, LinkClosedError } from '../transport/device-link.js';
@@ -132,17 +132,18 @@ export class DeviceStream {
       const event = decodeEvent(data, this.path, this.log);
       if (event) this.receive(event);
     };
-    DeviceLink.connect(offer, onEvent, this.client.bus.maxPayload + 1024, LINK_CONNECT_MS).then((link) => {
+    const host = linkHost(offer.host, this.client.bus.server.url);
+    DeviceLink.connect({ ...offer, host }, onEvent, this.client.bus.maxPayload + 1024, LINK_CONNECT_MS).then((link) => {
       if (this.ended) {
         link.close();
         return;
       }
       this.link = link;
       link.onClose(() => this.linkLost(link));
-      this.log.debug({ path: this.path, host: offer.host, port: offer.port }, 'device link up');
+      this.log.debug({ path: this.path, host, port: offer.port }, 'device link up');
       this.moveToLink();
     }, (err: unknown) => {
-      this.log.info({ err, path: this.path, host: offer.host, port: offer.port }, 'device link not made: the device stays on the bus');
+      this.log.info({ err, path: this.path, host, port: offer.port }, 'device link not made: the device stays on the bus');
     });
   }
 

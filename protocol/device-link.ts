@@ -39,6 +39,28 @@ export const linkOffer = v.object({
 });
 export type LinkOffer = v.InferOutput<typeof linkOffer>;
 
+/** 127.0.0.0/8, ::1, and IPv4 loopback written as IPv6. */
+export function isLoopbackAddress(host: string): boolean {
+  return /^127\.\d+\.\d+\.\d+$/.test(host) || host === '::1' || /^::ffff:127\./i.test(host) || host === 'localhost';
+}
+
+/**
+ * Where a master connects for an offer. An agent that reached its NATS server over loopback shares
+ * a machine with it, and offers a loopback address (it listens on every address then): a master
+ * that reached that server at another host reaches the agent there too. `busUrl`: the server the
+ * master is connected to now.
+ */
+export function linkHost(offerHost: string, busUrl: string): string {
+  if (!isLoopbackAddress(offerHost)) return offerHost;
+  let server: string;
+  try {
+    server = new URL(busUrl).hostname.replace(/^\[(.*)\]$/, '$1');
+  } catch {
+    return offerHost;
+  }
+  return server === '' || isLoopbackAddress(server) ? offerHost : server;
+}
+
 export const LinkFrame = { REQUEST: 1, REPLY: 2, EVENT: 3 } as const;
 
 export type LinkMessage =

@@ -80,6 +80,7 @@ export class DeviceLinks {
   private handshakes = 0;
 
   private constructor(
+    /** Where masters are told to connect. */
     readonly host: string,
     private readonly dispatch: LinkDispatch,
     private readonly maxFrame: number,
@@ -89,9 +90,12 @@ export class DeviceLinks {
     this.server = net.createServer((socket) => void this.handshake(socket));
   }
 
-  /** Listens on `host`:`port` (0: a free port). `dispatch` serves what links ask, as the bus's requests are. */
-  static async listen(host: string, port: number, dispatch: LinkDispatch, maxFrame: number, log: Logger): Promise<DeviceLinks> {
-    const links = new DeviceLinks(host, dispatch, maxFrame, log);
+  /**
+   * Listens on `host`:`port` (0: a free port); offers `offerHost` (default: `host`). `dispatch`
+   * serves what links ask, as the bus's requests are.
+   */
+  static async listen(host: string, port: number, dispatch: LinkDispatch, maxFrame: number, log: Logger, offerHost = host): Promise<DeviceLinks> {
+    const links = new DeviceLinks(offerHost, dispatch, maxFrame, log);
     const server = links.server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -103,7 +107,7 @@ export class DeviceLinks {
     server.on('error', (err) => log.warn({ err }, 'device link listener failed'));
     const address = server.address();
     links.boundPort = typeof address === 'object' && address !== null ? address.port : port;
-    log.info({ host, port: links.boundPort }, 'device links offered');
+    log.info({ host, offered: offerHost, port: links.boundPort }, 'device links offered');
     return links;
   }
 

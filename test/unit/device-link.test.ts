@@ -13,7 +13,7 @@ import pino from 'pino';
 import { DeviceLinks } from '../../agent/dev/device-links.js';
 import type { Dispatcher } from '../../agent/dispatch.js';
 import {
-  LinkFrame, LinkFrameReader, ProtocolError, decodeRequest, encodeErrorReply, encodeLinkReply, encodeLinkRequest, encodeReply, encodeRequest, linkEventHeader,
+  LinkFrame, LinkFrameReader, ProtocolError, decodeRequest, isLoopbackAddress, linkHost, encodeErrorReply, encodeLinkReply, encodeLinkRequest, encodeReply, encodeRequest, linkEventHeader,
   type LinkMessage,
 } from '../../protocol/index.js';
 import { DeviceLink } from '../../transport/device-link.js';
@@ -65,6 +65,18 @@ describe('device link frames', () => {
     assert.throws(() => new LinkFrameReader(MAX_FRAME).push(Buffer.from([0, 0, 0, 1, 9])), ProtocolError);
     assert.throws(() => new LinkFrameReader(MAX_FRAME).push(Buffer.from([0, 0, 0, 3, LinkFrame.REPLY, 0, 0])), ProtocolError);
     assert.throws(() => new LinkFrameReader(MAX_FRAME).push(Buffer.from([0, 0, 0, 7, LinkFrame.REQUEST, 0, 0, 0, 1, 5, 65])), ProtocolError);
+  });
+});
+
+describe('where a master connects for an offer', () => {
+  it('takes the offer\'s address, unless it is loopback and the master reached the NATS server elsewhere', () => {
+    assert.equal(linkHost('10.1.2.3', 'nats://bus.lab:4222'), '10.1.2.3');
+    assert.equal(linkHost('127.0.0.1', 'nats://slave-1:4222'), 'slave-1');
+    assert.equal(linkHost('::1', 'nats://[fd00::7]:4222'), 'fd00::7');
+    assert.equal(linkHost('127.0.0.1', 'nats://127.0.0.1:4222'), '127.0.0.1');
+    assert.equal(linkHost('127.0.0.1', 'nats://localhost:4222'), '127.0.0.1');
+    assert.equal(linkHost('127.0.0.1', 'not a url'), '127.0.0.1');
+    assert.ok(isLoopbackAddress('127.8.9.10') && isLoopbackAddress('::ffff:127.0.0.1') && !isLoopbackAddress('10.0.0.1'));
   });
 });
 
