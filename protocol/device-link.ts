@@ -48,13 +48,14 @@ export function isLoopbackAddress(host: string): boolean {
  * Where a master connects for an offer. An agent that reached its NATS server over loopback shares
  * a machine with it, and offers a loopback address (it listens on every address then): a master
  * that reached that server at another host reaches the agent there too. `busUrl`: the server the
- * master is connected to now.
+ * master is connected to now (a URL, or host:port as nats.js gives it).
  */
 export function linkHost(offerHost: string, busUrl: string): string {
   if (!isLoopbackAddress(offerHost)) return offerHost;
   let server: string;
   try {
-    server = new URL(busUrl).hostname.replace(/^\[(.*)\]$/, '$1');
+    // nats.js names its server host:port, without a scheme.
+    server = new URL(busUrl.includes('://') ? busUrl : `nats://${busUrl}`).hostname.replace(/^\[(.*)\]$/, '$1');
   } catch {
     return offerHost;
   }

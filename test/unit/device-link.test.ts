@@ -72,6 +72,8 @@ describe('where a master connects for an offer', () => {
   it('takes the offer\'s address, unless it is loopback and the master reached the NATS server elsewhere', () => {
     assert.equal(linkHost('10.1.2.3', 'nats://bus.lab:4222'), '10.1.2.3');
     assert.equal(linkHost('127.0.0.1', 'nats://slave-1:4222'), 'slave-1');
+    assert.equal(linkHost('127.0.0.1', '172.21.0.2:4222'), '172.21.0.2');
+    assert.equal(linkHost('127.0.0.1', '[fd00::7]:4222'), 'fd00::7');
     assert.equal(linkHost('::1', 'nats://[fd00::7]:4222'), 'fd00::7');
     assert.equal(linkHost('127.0.0.1', 'nats://127.0.0.1:4222'), '127.0.0.1');
     assert.equal(linkHost('127.0.0.1', 'nats://localhost:4222'), '127.0.0.1');
