@@ -25,6 +25,22 @@ async function docker(...args: string[]): Promise<string> {
   return result.stdout.trim();
 }
 
+/** The port the agent offers device links on, from its log. */
+function linkPort(log: string): number {
+  const line = log.split('\n').find((l) => l.includes('device links offered'));
+  assert.ok(line, 'the slave\'s agent offers no device links');
+  return (JSON.parse(line) as { port: number }).port;
+}
+
+/** Whether /proc/net/tcp{,6} text shows an established connection on local `port`. */
+function establishedOn(table: string, port: number): boolean {
+  const hex = port.toString(16).toUpperCase().padStart(4, '0');
+  return table.split('\n').some((row) => {
+    const [, local, , state] = row.trim().split(/\s+/);
+    return local?.endsWith(`:${hex}`) === true && state === '01';
+  });
+}
+
 describe('containers end to end', () => {
   const id = `sbe2e${randomBytes(3).toString('hex')}`;
   const network = `${id}-lab`;
@@ -146,18 +162,35 @@ describe('containers end to end', () => {
 
   it('splitbrain run: --map /dev/ttyBOARD gives the test the slave\'s console as a real terminal; pyserial drives it', async () => {
     const script = [
-      'import select, subprocess, serial',
+      'import select, subprocess, serial, time',
       's = serial.Serial("/dev/ttyBOARD", 115200, bytesize=8, parity="N", stopbits=1, timeout=5)',
       's.write(b"ping\\n"); print(s.read_until(b"\\n").decode().strip())',
+      'time.sleep(3)  # the terminal held open while the test looks for its device link on the slave',
       'r, _, _ = select.select([s.fd], [], [], 0.3); print("quiet" if not r else "readable")',
       's.baudrate = 57600; s.send_break(0.05)',
       's.write(b"version\\n"); print(s.read_until(b"\\n").decode().strip())',
       'print(subprocess.run(["stty", "-F", "/dev/ttyBOARD"], capture_output=True, text=True).stdout.split(";")[0])',
       's.close()',
     ].join('\n');
-    const result = await splitbrainRun(['--map', '/dev/ttyBOARD', `splitbrain/example-tests:${TAG}`, 'python3', '-c', script]);
+    const running = splitbrainRun(['--map', '/dev/ttyBOARD', `splitbrain/example-tests:${TAG}`, 'python3', '-c', script]);
+    // The sidecar reaches the slave's agent directly (a device link): the slave runs its own NATS
+    // server, which its agent reaches over loopback, so the link is offered on loopback and the
+    // sidecar connects to slave-1, where it reached NATS (docs/architecture.md, "Device links").
+    let done = false;
+    void running.finally(() => { done = true; });
+    const logs = await run('docker', ['logs', slave]);
+    const port = linkPort(`${logs.stdout}\n${logs.stderr}`);
+    let linked = false;
+    const deadline = Date.now() + 60_000;
+    while (!linked && !done && Date.now() < deadline) {
+      const tcp = await run('docker', ['exec', slave, 'cat', '/proc/net/tcp', '/proc/net/tcp6']);
+      linked = establishedOn(tcp.stdout, port);
+      if (!linked) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const result = await running;
     assert.equal(result.code, 0, result.stdout + result.stderr);
     assert.equal(result.stdout, 'pong\nquiet\nboard-fw 1.4.2\nspeed 57600 baud\n');
+    assert.ok(linked, `no connection to the slave agent's device link port ${port} while the terminal was open`);
     // What the test set is the slave's device's.
     assert.match(await docker('exec', slave, 'stty', '-F', '/dev/ttyBOARD'), /^speed 57600 baud/);
     await assertNothingLeft();
