@@ -48,6 +48,8 @@ const LINK_CONNECT_MS = 3000;
  * it without a word: no reset comes, TCP would retry for minutes) and given up for the bus.
  */
 const LINK_STALL_MS = 3000;
+/** How long events the agent says it sent may still be on their way before they count as lost. */
+const LOST_TAIL_MS = 500;
 
 export interface DeviceStreamEvents {
   /** One chunk of the device's data, in order; call `used` once it is taken (returns credit). */
@@ -312,13 +314,33 @@ export class DeviceStream {
     }
     this.probing = true;
     this.client.call('dev.credit', { fh: this.fh, bytes: this.takeCredit(), received: this.nextSeq }, { handleBoot: this.boot, slaveWaitMs: 0, timeoutMs: STREAM_KEEPALIVE_MS })
-      .then(() => { this.lastHeardAt = Date.now(); })
+      .then(({ sent }) => {
+        this.lastHeardAt = Date.now();
+        if (sent !== undefined && sent > this.nextSeq) this.lostAtTail(sent);
+      })
       .catch((err: unknown) => {
         // ESTALE: a restarted agent (the client's onRestart opens the device again, or not).
         if (err instanceof SlaveError && err.errnoName !== 'ESTALE') this.finish(err.errnoName);
         else this.log.debug({ err, path: this.path }, 'device keepalive unanswered');
       })
       .finally(() => { this.probing = false; });
+  }
+
+  /**
+   * After a silence the agent says it sent events up to `sent`, and some never came: the last
+   * ones were lost on the way (nothing after them showed a gap). Unless they arrive in a moment
+   * (one may be on its way), a link is given up, as it went silent, or else they are asked for.
+   */
+  private lostAtTail(sent: number): void {
+    setTimeout(() => {
+      if (this.ended || this.nextSeq >= sent) return;
+      if (this.link) {
+        this.log.warn({ path: this.path, from: this.nextSeq, sent }, 'device link silent with events sent on it: going back to the bus');
+        this.link.close(); // linkLost asks for them again on the bus
+      } else {
+        this.askAgain(`events up to ${sent} sent, ${this.nextSeq} received`);
+      }
+    }, LOST_TAIL_MS).unref();
   }
 
   /** A line change, a flush or a break, in order with the writes. */

@@ -398,8 +398,12 @@ export const ops = {
    * `dev.credit`, so a terminal's typing needs no message of its own for them.
    */
   'dev.input': op(v.object({ fh, seq: u53, data: bytes, credit: u32, received: u53 }), empty),
-  /** As `proc.credit`, for a device stream (a master may publish it without waiting). */
-  'dev.credit': op(v.object({ fh, bytes: u32, received: u53 }), empty),
+  /**
+   * As `proc.credit`, for a device stream (a master may publish it without waiting). The reply's
+   * `sent`: the events the agent has sent so far (its next seq); a master that has fewer after a
+   * silence lost the last ones on the way, and asks for them again.
+   */
+  'dev.credit': op(v.object({ fh, bytes: u32, received: u53 }), v.object({ sent: v.optional(u53) })),
   /**
    * As `proc.resend`, for a device stream. `unlink`: the master has given up the stream's device
    * link (it broke, or went silent): the agent drops its end before sending again, so the events

@@ -230,8 +230,9 @@ export const devOps: HandlerTable = {
   },
 
   'dev.credit': async ({ fh, bytes, received }, ctx) => {
-    pushed(ctx, fh).credit(bytes, received);
-    return {};
+    const push = pushed(ctx, fh);
+    push.credit(bytes, received);
+    return { sent: push.nextSeq };
   },
 
   'dev.resend': async ({ fh, from, unlink }, ctx) => {

@@ -70,7 +70,8 @@ describe('device links', () => {
     board.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
     await waitFor('the board', () => out.includes('\n') || board.exitCode !== null, 10_000);
     monitorPort = await freePort();
-    const devArgs = ['--dev-root', devRoot, '--dev-allow', 'ttyBOARD', '--dev-allow', 'pts/*'];
+    await run('mkfifo', [join(devRoot, 'fifo')]);
+    const devArgs = ['--dev-root', devRoot, '--dev-allow', 'ttyBOARD', '--dev-allow', 'pts/*', '--dev-allow', 'fifo'];
     slave = await startBareAgent({ id: 'linked', agentArgs: devArgs, natsArgs: ['-m', String(monitorPort)] });
     plain = await startAgentProcess(slave.nats.url, 'bused', slave.root, [...devArgs, '--device-link', 'off']);
     for (const [agent, dir] of [['linked', 'dev-linked'], ['bused', 'dev-bused']] as const) {
@@ -166,6 +167,41 @@ describe('device links', () => {
     } finally {
       for (const rule of added) await run('iptables', ['-D', 'INPUT', ...rule]);
       if (session.exitCode === null) session.kill('SIGKILL');
+    }
+  });
+
+  it('a device that only talks, over a link gone silent the other way: what it said arrives over the bus within seconds', async () => {
+    const port = linkPort(slave.agent);
+    // A writer on the slave that holds the FIFO open and writes only when told; a reader through the mount.
+    const writer = spawn(PYTHON, ['-c', 'import sys; f = open(sys.argv[1], "wb", 0); sys.stdin.readline(); f.write(b"late\\n"); sys.stdin.readline()',
+      join(devRoot, 'fifo')], { stdio: ['pipe', 'ignore', 'inherit'] });
+    const reader = spawn(PYTHON, ['-c', [
+      'import os, select, sys',
+      'fd = os.open(sys.argv[1], os.O_RDONLY); print("open", flush=True)',
+      'r, _, _ = select.select([fd], [], [], 30); print("then", r == [fd], os.read(fd, 100) if r else b"", flush=True)',
+    ].join('\n'), join(slave.tmp, 'dev-linked', 'fifo')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    reader.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    reader.stderr.on('data', (d: Buffer) => { out += d.toString(); });
+    // Only what the agent sends on the link is dropped: the master's side still gets through.
+    const rule = ['-p', 'tcp', '-i', 'lo', '--sport', String(port), '-j', 'DROP'];
+    let added = false;
+    try {
+      await waitFor('the reader', () => out.includes('open') || reader.exitCode !== null, 20_000);
+      await waitFor('its device link', async () => (await run('ss', ['-Htn', 'state', 'established', `( sport = :${port} )`])).stdout.trim() !== '', 10_000);
+      const result = await run('iptables', ['-I', 'INPUT', ...rule]);
+      assert.equal(result.code, 0, result.stderr);
+      added = true;
+      writer.stdin?.write('go\n');
+      const [code] = (await once(reader, 'exit')) as [number | null];
+      assert.equal(code, 0, out);
+      assert.equal(out, 'open\nthen True b\'late\\n\'\n');
+      assert.match((mounts[0] as MountProcess).log(), /device link silent with events sent on it/, 'the mount did not give the silent link up');
+    } finally {
+      if (added) await run('iptables', ['-D', 'INPUT', ...rule]);
+      writer.stdin?.end();
+      if (reader.exitCode === null) reader.kill('SIGKILL');
+      await once(writer, 'exit');
     }
   });
 });
