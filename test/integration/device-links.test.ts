@@ -9,18 +9,16 @@
  * and one without, each with a device mount; the tests use them one at a time.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { isMounted } from '../../mount/mount-watch.js';
 import { freePort } from '../helpers/ports.js';
 import { run, waitFor } from '../helpers/processes.js';
 import { startAgentProcess, startBareAgent, startMountProcess, type AgentProcess, type BareAgent, type MountProcess } from '../helpers/slave.js';
+import { makeDevRoot, removeDevRoot, startBoard, unplug, type Board } from '../helpers/slave-devices.js';
 
-const BOARD = new URL('../../../test/fixtures/board.py', import.meta.url).pathname;
 const PYTHON = '/usr/bin/python3';
 
 /** Python that opens the terminal at argv[1] raw and asks `ping` `n` times, printing each answer. */
@@ -56,21 +54,15 @@ describe('device links', () => {
   let slave: BareAgent;
   let plain: AgentProcess;
   let devRoot: string;
-  let board: ChildProcess;
+  let board: Board;
   const mounts: MountProcess[] = [];
   let linked: string;
   let bused: string;
 
   before(async () => {
-    devRoot = await mkdtemp(join(tmpdir(), 'splitbrain-slave-dev-'));
-    await mkdir(join(devRoot, 'pts'));
-    await run('mount', ['--bind', '/dev/pts', join(devRoot, 'pts')]);
-    board = spawn('python3', [BOARD, join(devRoot, 'ttyBOARD')], { stdio: ['pipe', 'pipe', 'inherit'] });
-    let out = '';
-    board.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
-    await waitFor('the board', () => out.includes('\n') || board.exitCode !== null, 10_000);
+    devRoot = await makeDevRoot();
+    board = await startBoard(join(devRoot, 'ttyBOARD'));
     monitorPort = await freePort();
-    await run('mkfifo', [join(devRoot, 'fifo')]);
     const devArgs = ['--dev-root', devRoot, '--dev-allow', 'ttyBOARD', '--dev-allow', 'pts/*', '--dev-allow', 'fifo'];
     slave = await startBareAgent({ id: 'linked', agentArgs: devArgs, natsArgs: ['-m', String(monitorPort)] });
     plain = await startAgentProcess(slave.nats.url, 'bused', slave.root, [...devArgs, '--device-link', 'off']);
@@ -86,14 +78,8 @@ describe('device links', () => {
     for (const mount of mounts) await mount.stop();
     await plain?.stop();
     await slave?.stop();
-    if (board?.exitCode === null) {
-      board.stdin?.end();
-      const timer = setTimeout(() => board.kill('SIGKILL'), 10_000);
-      await once(board, 'exit');
-      clearTimeout(timer);
-    }
-    if (devRoot && await isMounted(join(devRoot, 'pts'))) await run('umount', ['-l', join(devRoot, 'pts')]);
-    if (devRoot) await rm(devRoot, { recursive: true, force: true });
+    if (board) await unplug(board);
+    await removeDevRoot(devRoot);
   });
 
   it('carries a terminal\'s keystrokes and echoes past the NATS server; --device-link off keeps them on the bus', async () => {

@@ -10,43 +10,18 @@
  * host's /dev/pts (bound) and the board's link, so the test makes and removes its own boards.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, readlink, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { isMounted } from '../../mount/mount-watch.js';
 import { run, waitFor } from '../helpers/processes.js';
 import { startBareAgent, startMountProcess, type BareAgent, type MountProcess } from '../helpers/slave.js';
+import { makeDevRoot, removeDevRoot, startBoard, unplug, type Board } from '../helpers/slave-devices.js';
 
-const BOARD = new URL('../../../test/fixtures/board.py', import.meta.url).pathname;
 /** Debian's python3, which has pyserial and pexpect (scripts/setup.sh installs them). */
 const PYTHON = '/usr/bin/python3';
-
-interface Board {
-  child: ChildProcess;
-  /** The device end's path on the slave (this machine's /dev/pts/N). */
-  device: string;
-}
-
-async function startBoard(link: string, heard?: string): Promise<Board> {
-  const child = spawn('python3', [BOARD, link, ...(heard ? [heard] : [])], { stdio: ['pipe', 'pipe', 'inherit'] });
-  let out = '';
-  child.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
-  await waitFor('the board', () => out.includes('\n') || child.exitCode !== null, 10_000);
-  return { child, device: out.trim() };
-}
-
-/** The board goes away as an unplugged adapter does: its end of the pair closes (killed if it lingers). */
-async function unplug(board: Board): Promise<void> {
-  const exited = once(board.child, 'exit');
-  board.child.stdin?.end();
-  const timer = setTimeout(() => board.child.kill('SIGKILL'), 10_000);
-  await exited;
-  clearTimeout(timer);
-}
 
 async function python(code: string, ...args: string[]): Promise<string> {
   const result = await run(PYTHON, ['-c', code, ...args], { timeoutMs: 60_000 });
@@ -87,11 +62,8 @@ describe('the slave\'s terminals as real terminals on the master', () => {
   let tty: string;
 
   before(async () => {
-    devRoot = await mkdtemp(join(tmpdir(), 'splitbrain-slave-dev-'));
-    await mkdir(join(devRoot, 'pts'));
-    await run('mount', ['--bind', '/dev/pts', join(devRoot, 'pts')]);
+    devRoot = await makeDevRoot();
     board = await startBoard(join(devRoot, 'ttyBOARD'), join(devRoot, 'heard'));
-    await run('mkfifo', [join(devRoot, 'fifo')]);
     slave = await startBareAgent({
       id: 'terminals', agentArgs: ['--dev-root', devRoot, '--dev-allow', 'ttyBOARD', '--dev-allow', 'pts/*', '--dev-allow', 'fifo'],
     });
@@ -101,11 +73,10 @@ describe('the slave\'s terminals as real terminals on the master', () => {
     tty = join(dev, 'ttyBOARD');
   });
   after(async () => {
-    if (board?.child.exitCode === null) await unplug(board);
+    if (board) await unplug(board);
     await devices?.stop();
     await slave?.stop();
-    if (devRoot && await isMounted(join(devRoot, 'pts'))) await run('umount', ['-l', join(devRoot, 'pts')]);
-    if (devRoot) await rm(devRoot, { recursive: true, force: true });
+    await removeDevRoot(devRoot);
   });
 
   it('is a terminal on the master: a link to a pseudo-terminal, tcgetattr works', async () => {
