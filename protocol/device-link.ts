@@ -93,10 +93,20 @@ export function encodeLinkReply(callId: number, reply: Uint8Array): Buffer {
 
 /** The frame's header alone: the event follows it as it is, with no copy (a socket write of both). */
 export function linkEventHeader(eventLength: number): Buffer {
-  const header = Buffer.allocUnsafe(5);
-  header.writeUInt32BE(eventLength + 1, 0);
-  header[4] = LinkFrame.EVENT;
-  return header;
+  return writeEventHeader(Buffer.allocUnsafe(5), eventLength);
+}
+
+/** A whole event frame in one buffer (the event copied behind its header): for small events, one write. */
+export function encodeLinkEvent(event: Uint8Array): Buffer {
+  const frame = writeEventHeader(Buffer.allocUnsafe(5 + event.length), event.length);
+  frame.set(event, 5);
+  return frame;
+}
+
+function writeEventHeader(target: Buffer, eventLength: number): Buffer {
+  target.writeUInt32BE(eventLength + 1, 0);
+  target[4] = LinkFrame.EVENT;
+  return target;
 }
 
 /**

@@ -226,10 +226,9 @@ export class AgentClient {
    * cannot take now (closed) is dropped, and the stream's own resending takes over.
    */
   send<K extends OpName>(op: K, args: OpRequest<K>, options: Pick<CallOptions, 'handleBoot'> = {}): void {
-    const id = `${this.clientId}:${++this.seq}`;
     this.batch.uncork(); // after what was sent before it
     try {
-      this.bus.publish(opSubject(this.agentId, op), encodeRequest(op, id, args, options.handleBoot, undefined, this.version));
+      this.bus.publish(opSubject(this.agentId, op), this.encode(op, args, options));
       clientMetrics.requests.inc({ op, result: 'sent' });
     } catch (err) {
       clientMetrics.requests.inc({ op, result: 'unsent' });

@@ -204,7 +204,7 @@ export const devOps: HandlerTable = {
       return {
         hostPath: devicePath(ctx.backend.files, devJail(ctx), path),
         sink: offered?.sink ?? publish, window: Math.min(window, MAX_DEVICE_WINDOW), maxChunk: ctx.maxPayload - REPLY_OVERHEAD,
-        terminal: termios, closed: offered?.close,
+        terminal: termios, endLink: offered?.close,
       };
     }, (flags & O_ACCMODE) !== constants.O_WRONLY);
     return link === true ? { fh, termios, link: offered?.offer ?? null } : { fh, termios };

@@ -39,7 +39,7 @@ export interface PushTo {
   /** Opened for reading: its data is pushed (a write-only device has none to push). */
   readable?: boolean;
   /** Ends its device link (dev/device-links.ts): when the device closes, or when the master gave the link up. */
-  closed?: () => void;
+  endLink?: () => void;
 }
 
 class OpenDevice {
@@ -175,12 +175,12 @@ class OpenDevice {
 
   /** The master gave up the device's link: its events go on the bus from now. */
   unlink(): void {
-    this.pushTo?.closed?.();
+    this.pushTo?.endLink?.();
   }
 
   close(): void {
     this.push?.stop();
-    this.pushTo?.closed?.();
+    this.pushTo?.endLink?.();
     if (this.pushTo?.terminal) {
       // Its own line discipline back, the line as the master left it: as a port keeps its speed.
       try {

@@ -13,7 +13,7 @@ import net, { type Socket } from 'node:net';
 import type { SecureContext, TLSSocket, TLSSocketOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import {
-  LINK_KEY_BYTES, LINK_TLS, LinkFrame, LinkFrameReader, encodeLinkReply, linkEventHeader, type LinkOffer, type OpName,
+  LINK_KEY_BYTES, LINK_TLS, LinkFrame, LinkFrameReader, encodeLinkEvent, encodeLinkReply, linkEventHeader, type LinkOffer, type OpName,
 } from '../../protocol/index.js';
 import type { EventSink } from './device-push.js';
 
@@ -30,7 +30,6 @@ const LINK_OPS: ReadonlySet<string> = new Set(['dev.input', 'dev.credit', 'dev.r
 const OFFER_MS = 30_000;
 /** Events up to this size are copied behind their frame's header; larger ones are written beside it. */
 const SMALL_EVENT = 16 * 1024;
-const LINK_EVENT_HEADER = 5;
 /** How long a connection may take to prove it holds a key. */
 const HANDSHAKE_MS = 10_000;
 /** Connections still proving it at once; more are dropped (nobody makes a few dozen links in a breath). */
@@ -180,10 +179,7 @@ export class DeviceLinks {
         }
         if (event.length <= SMALL_EVENT) {
           // One buffer, one write: a keystroke's echo costs a copy of a few bytes, not a vectored write.
-          const frame = Buffer.allocUnsafe(LINK_EVENT_HEADER + event.length);
-          linkEventHeader(event.length).copy(frame);
-          frame.set(event, LINK_EVENT_HEADER);
-          socket.write(frame);
+          socket.write(encodeLinkEvent(event));
           return;
         }
         socket.cork();

@@ -13,7 +13,8 @@ import pino from 'pino';
 import { DeviceLinks } from '../../agent/dev/device-links.js';
 import type { Dispatcher } from '../../agent/dispatch.js';
 import {
-  LinkFrame, LinkFrameReader, ProtocolError, decodeRequest, isLoopbackAddress, linkHost, encodeErrorReply, encodeLinkReply, encodeLinkRequest, encodeReply, encodeRequest, linkEventHeader,
+  LinkFrame, LinkFrameReader, ProtocolError, decodeRequest, encodeErrorReply, encodeLinkEvent, encodeLinkReply, encodeLinkRequest, encodeReply,
+  encodeRequest, isLoopbackAddress, linkEventHeader, linkHost,
   type LinkMessage,
 } from '../../protocol/index.js';
 import { DeviceLink } from '../../transport/device-link.js';
@@ -39,11 +40,13 @@ describe('device link frames', () => {
     encodeLinkRequest(7, 'dev.input', Buffer.from('request bytes')),
     encodeLinkReply(7, Buffer.from('reply bytes')),
     Buffer.concat([linkEventHeader(event.length), event]),
+    encodeLinkEvent(event),
     encodeLinkRequest(0, 'dev.credit', Buffer.alloc(0)),
   ];
   const expected: LinkMessage[] = [
     { kind: LinkFrame.REQUEST, callId: 7, op: 'dev.input', data: Buffer.from('request bytes') },
     { kind: LinkFrame.REPLY, callId: 7, data: Buffer.from('reply bytes') },
+    { kind: LinkFrame.EVENT, data: event },
     { kind: LinkFrame.EVENT, data: event },
     { kind: LinkFrame.REQUEST, callId: 0, op: 'dev.credit', data: Buffer.alloc(0) },
   ];
