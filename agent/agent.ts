@@ -32,7 +32,7 @@ const COMMIT_THRESHOLD_BYTES = 32 * 1024 * 1024;
 const READ_BUFFERS = 16;
 import { backendFor } from './backends/agent-backend.js';
 import { DeviceHandles } from './dev/device-handles.js';
-import { DeviceLinks, type DeviceLinkSetting } from './dev/device-links.js';
+import { Links, type LinkSetting } from './links.js';
 import { handlers } from './handlers.js';
 import { ProcessTable } from './proc/process-table.js';
 import { DEFAULT_OUTPUT_GRACE_MS, defaultOutputBudget } from './proc/output-budget.js';
@@ -42,7 +42,7 @@ import { AgentChangeFeed, defaultWatchMax } from './watch/change-feed.js';
 import type { WatchMode } from './backends/change-watch-backend.js';
 
 export { WATCH_MODES, type WatchMode } from './backends/change-watch-backend.js';
-export type { DeviceLinkSetting } from './dev/device-links.js';
+export type { LinkSetting } from './links.js';
 
 export interface AgentOptions {
   natsUrl: string;
@@ -83,8 +83,8 @@ export interface AgentOptions {
    */
   outputBudget?: number;
   outputGraceMs?: number;
-  /** Where direct connections for device streams are offered (default auto: dev/device-links.ts). */
-  deviceLink?: DeviceLinkSetting;
+  /** Where direct connections for device streams are offered (default auto: links.ts). */
+  deviceLink?: LinkSetting;
   log: Logger;
 }
 
@@ -103,7 +103,7 @@ export interface RunningAgent {
  * agent at). None when off, or when it cannot listen there (an address behind NAT is not this
  * machine's): streams then stay on the bus, as with an agent that has no links.
  */
-async function offerDeviceLinks(setting: DeviceLinkSetting, bus: Bus, dispatch: Dispatcher, log: Logger): Promise<DeviceLinks | undefined> {
+async function offerLinks(setting: LinkSetting, bus: Bus, dispatch: Dispatcher, log: Logger): Promise<Links | undefined> {
   if (setting === 'off') return undefined;
   const where = setting === 'auto' ? { host: bus.clientIp, port: 0 } : setting;
   if (where.host === undefined) {
@@ -111,11 +111,11 @@ async function offerDeviceLinks(setting: DeviceLinkSetting, bus: Bus, dispatch: 
     return undefined;
   }
   // Reached over loopback, the server is on this machine, and masters reach it at one of this
-  // machine's other addresses: listen on all of them, offer loopback (protocol/device-link.ts, linkHost).
+  // machine's other addresses: listen on all of them, offer loopback (protocol/link.ts, linkHost).
   const listenHost = setting === 'auto' && isLoopbackAddress(where.host) ? (where.host.includes(':') && !where.host.startsWith('::ffff:') ? '::' : '0.0.0.0') : where.host;
   try {
     // The largest frame: a bus message, and room for the frame's head.
-    return await DeviceLinks.listen(listenHost, where.port, dispatch, bus.maxPayload + 1024, log, where.host);
+    return await Links.listen(listenHost, where.port, dispatch, bus.maxPayload + 1024, log, where.host);
   } catch (err) {
     log.info({ err, host: where.host, port: where.port }, 'no device links: cannot listen there; device streams stay on the bus');
     return undefined;
@@ -268,12 +268,12 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const devices = new DeviceHandles(backend.devices, 1024, (subject, data) => bus.publish(subject, data));
   watchHandles(() => ({ files: handles.size, devices: devices.size, processes: procs.size }));
   watchOutput(() => ({ kept: procs.budget.kept, budget: procs.budget.bytes, cuts: procs.budget.cuts }));
-  const deviceLinks = await offerDeviceLinks(options.deviceLink ?? 'auto', bus, (op, data, admit) => dispatch(op, data, admit), log.child({ component: 'device-links' }));
+  const links = await offerLinks(options.deviceLink ?? 'auto', bus, (op, data, admit) => dispatch(op, data, admit), log.child({ component: 'device-links' }));
   const serving = { count: 0 };
   // A master reads ahead four chunks per file: room for four files at once.
   const readBuffers = new ReadBuffers(bus.maxPayload - REPLY_OVERHEAD, READ_BUFFERS, () => bus.flushed());
   const ctx: AgentContext = {
-    backend, jail, handles, commits, procs, devJail, devices, deviceLinks, devAllow: globFilter(options.devAllow ?? DEFAULT_DEV_ALLOW),
+    backend, jail, handles, commits, procs, devJail, devices, links, devAllow: globFilter(options.devAllow ?? DEFAULT_DEV_ALLOW),
     cursors: new ReaddirCursors(), readOnly: options.readOnly, enterNamespaces: options.enterNamespaces,
     execPolicy: options.execPolicy ?? 'all', actsForCallers, allowDeviceNodes: options.allowDeviceNodes ?? false,
     searched, access: (caller, root = jail) => new CallerAccess(caller, root, actsForCallers, searched),
@@ -304,7 +304,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     }, (reply) => readBuffers.sent(reply));
     discover = await bus.serve(DISCOVER_SUBJECT, async (_subject, data) => dispatch('agent.hello', data));
   } catch (err) {
-    deviceLinks?.close();
+    links?.close();
     procs.close();
     changes.stop();
     await commits.close();
@@ -327,7 +327,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       procs.close();
       changes.stop();
       devices.closeAll();
-      deviceLinks?.close();
+      links?.close();
       await handles.closeAll();
       await commits.close();
       await bus.close();

@@ -7,7 +7,7 @@ import type { Caller, HelloInfo, OpName, OpReply, OpRequest } from '../protocol/
 import type { AgentBackend } from './backends/agent-backend.js';
 import type { CallerAccess, SearchCache } from './caller-access.js';
 import type { DeviceHandles } from './dev/device-handles.js';
-import type { DeviceLinks } from './dev/device-links.js';
+import type { Links } from './links.js';
 import type { Commits } from './fs/commits.js';
 import type { HandleTable } from './fs/handle-table.js';
 import type { ReadBuffers } from './fs/read-buffers.js';
@@ -30,7 +30,7 @@ export interface AgentContext {
   readonly devJail: RootJail | undefined;
   readonly devices: DeviceHandles;
   /** Direct connections offered for pushed devices (--device-link), unless off or not possible. */
-  readonly deviceLinks?: DeviceLinks;
+  readonly links?: Links;
   /** Whether --dev-allow lets masters open this path (relative to the dev root). */
   devAllow(relativePath: string): boolean;
   readonly readOnly: boolean;

@@ -58,7 +58,7 @@ function refusedByPolicy<K extends OpName>(op: K, args: OpRequest<K>, ctx: Agent
 
 /**
  * `admit`, when given, sees each request's arguments once decoded and may refuse it (EPERM): a
- * device link admits only its own stream's handle (dev/device-links.ts), checked without decoding
+ * device link admits only its own stream's handle (links.ts), checked without decoding
  * the request twice.
  */
 export type Dispatcher = (op: string, data: Uint8Array, admit?: (op: OpName, args: unknown) => boolean) => Promise<Uint8Array>;

@@ -8,7 +8,7 @@ import { resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { hostname } from 'node:os';
-import { WATCH_MODES, startAgent, type DeviceLinkSetting, type WatchMode } from '../agent/agent.js';
+import { WATCH_MODES, startAgent, type LinkSetting, type WatchMode } from '../agent/agent.js';
 import { whenUnmounted } from '../mount/mount-watch.js';
 import { serveMetrics } from '../transport/metrics.js';
 import { agentIdFromHostname } from '../protocol/index.js';
@@ -72,7 +72,7 @@ withBusAuth(program.command('agent'))
     nats: string; id?: string; root: string; readOnly: boolean; devRoot: string; devAllow: string[];
     enterNamespaces?: number; commitInterval: number; exec: boolean; execAllow: string[]; metrics?: string; logLevel: string;
     allowDeviceNodes: boolean; watchMax?: number; watchHelper?: string; watchMode: WatchMode; outputBudget?: number; outputGrace: number;
-    deviceLink: DeviceLinkSetting;
+    deviceLink: LinkSetting;
   }) => {
     if (opts.metrics) await serveMetrics(opts.metrics);
     if (!opts.exec && opts.execAllow.length > 0) throw new InvalidArgumentError('--no-exec and --exec-allow exclude each other');

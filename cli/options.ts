@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { isValidAgentId } from '../protocol/index.js';
-import type { DeviceLinkSetting } from '../agent/dev/device-links.js';
+import type { LinkSetting } from '../agent/links.js';
 import { ExecUserError, parseExecUser, type ExecUser } from '../sidecar/exec-user.js';
 import { AUTH_ENV } from '../transport/bus-auth.js';
 import { LOG_LEVELS } from './logger.js';
@@ -57,7 +57,7 @@ export function byteSize(value: string): number {
 }
 
 /** --device-link: auto, off, or where to listen (HOST, HOST:PORT, [IPv6]:PORT; port 0 or none: any free one). */
-export function deviceLinkSetting(value: string): DeviceLinkSetting {
+export function deviceLinkSetting(value: string): LinkSetting {
   if (value === 'auto' || value === 'off') return value;
   const m = /^\[([0-9A-Fa-f:.]+)\](?::(\d+))?$/.exec(value) ?? /^([^:\s]+)(?::(\d+))?$/.exec(value) ?? /^([0-9A-Fa-f:]+:[0-9A-Fa-f:.]*)()$/.exec(value);
   const port = Number(m?.[2] || 0);

@@ -12,7 +12,7 @@
  * takes each seq once). The stream ends with the device (end of file, EIO when it went away), or
  * when the agent that had it restarted.
  *
- * When the agent offers a device link (protocol/device-link.ts), the same messages travel on it
+ * When the agent offers a device link (protocol/link.ts), the same messages travel on it
  * once it is up: a direct connection, one hop each way instead of two through the NATS server.
  * Inputs and line changes move to it only when nothing sent on the bus is still unanswered, so
  * they stay in order; when it breaks, what it had in flight is sent again or asked for again on
@@ -24,7 +24,7 @@ import {
   SlaveError, decodeDevEvent, linkHost, outputSubject, type Caller, type DevEvent, type LinkOffer, type OpRequest, type WireTermios,
 } from '../protocol/index.js';
 import type { AgentClient } from '../transport/agent-client.js';
-import { DeviceLink, LinkClosedError } from '../transport/device-link.js';
+import { AgentLink, LinkClosedError } from '../transport/agent-link.js';
 
 /** What the agent may push ahead of our credit: a terminal's bursts, and /dev/urandom at speed. */
 const WINDOW = 512 * 1024;
@@ -79,7 +79,7 @@ export class DeviceStream {
   private readonly waiters: (() => void)[] = [];
   private outstanding: Promise<unknown> = Promise.resolve();
   /** The direct connection to the agent, while it is up. */
-  private link: DeviceLink | undefined;
+  private link: AgentLink | undefined;
   /** Inputs and line changes go on the link (from a moment when none sent on the bus was unanswered). */
   private onLink = false;
   /** Line changes, flushes and breaks sent and not answered. */
@@ -135,7 +135,7 @@ export class DeviceStream {
       if (event) this.receive(event);
     };
     const host = linkHost(offer.host, this.client.bus.server.url);
-    DeviceLink.connect({ ...offer, host }, onEvent, this.client.bus.maxPayload + 1024, LINK_CONNECT_MS).then((link) => {
+    AgentLink.connect({ ...offer, host }, onEvent, this.client.bus.maxPayload + 1024, LINK_CONNECT_MS).then((link) => {
       if (this.ended) {
         link.close();
         return;
@@ -155,7 +155,7 @@ export class DeviceStream {
   }
 
   /** The link broke: what it had in flight either way goes again on the bus. */
-  private linkLost(link: DeviceLink): void {
+  private linkLost(link: AgentLink): void {
     if (this.link !== link) return;
     this.link = undefined;
     this.onLink = false;

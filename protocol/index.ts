@@ -3,7 +3,7 @@ export * from './attr.js';
 export * from './caller.js';
 export * from './changes.js';
 export * from './codec.js';
-export * from './device-link.js';
+export * from './link.js';
 export * from './errno.js';
 export * from './errors.js';
 export * from './file-times.js';

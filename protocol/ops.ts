@@ -11,7 +11,7 @@ import { ATTR_FIELDS, ATTR_FIELDS_V1, wireAttrTimesValid } from './attr.js';
 import { NSEC_PER_SEC } from './file-times.js';
 import { NAME_MAX, nameFromBytes } from './name-bytes.js';
 import { FEED_MODES, FEED_STATES } from './changes.js';
-import { linkOffer } from './device-link.js';
+import { linkOffer } from './link.js';
 import { bytes, finite, int, intIn, map, u16, u32, u53 } from './schema.js';
 
 const MAX_PATH = 4096;
@@ -384,7 +384,7 @@ export const ops = {
    * master need not wait for one before sending the next. A terminal (`terminal`: asked by a
    * master that relays it through a pseudo-terminal) is put in raw mode on the slave, its line
    * settings being the master's to apply, and the reply carries the settings it had. A master
-   * that asks for a `link` may get one offered (device-link.ts): a direct connection that carries
+   * that asks for a `link` may get one offered (link.ts): a direct connection that carries
    * this stream's requests and events instead of the bus, null when the agent offers none.
    */
   'dev.stream': op(v.object({ path: slavePath, flags: u32, output: publishSubject, window: v.pipe(u32, v.minValue(1)), terminal: v.boolean(), link: v.optional(v.boolean()) }),

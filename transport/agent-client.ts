@@ -238,7 +238,7 @@ export class AgentClient {
 
   /**
    * A request as `send` would publish it, for another carrier of the same messages (a device
-   * link: transport/device-link.ts); `answer` reads what comes back for it.
+   * link: transport/agent-link.ts); `answer` reads what comes back for it.
    */
   encode<K extends OpName>(op: K, args: OpRequest<K>, options: Pick<CallOptions, 'handleBoot'> = {}): Uint8Array {
     return encodeRequest(op, `${this.clientId}:${++this.seq}`, args, options.handleBoot, undefined, this.version);

@@ -56,7 +56,7 @@ export interface Bus {
   readonly server: { name: string; url: string };
   /** How many times the connection was made again since the first. */
   readonly reconnects: number;
-  /** The address the server sees this connection come from, if it said (agent/dev/device-links.ts listens there). */
+  /** The address the server sees this connection come from, if it said (agent/links.ts listens there). */
   readonly clientIp: string | undefined;
   close(): Promise<void>;
 }

@@ -17,7 +17,7 @@ import type { RootJail } from '../root-jail.js';
 import { statToWire } from '../fs/stat-attr.js';
 import type { DevicesBackend, TerminalKind } from '../backends/devices-backend.js';
 import type { FilesBackend } from '../backends/files-backend.js';
-import type { OfferedLink } from './device-links.js';
+import type { OfferedLink } from '../links.js';
 
 const { O_NONBLOCK, O_CREAT, O_EXCL, O_TRUNC } = constants;
 const O_ACCMODE = 3; // not in fs.constants
@@ -200,7 +200,7 @@ export const devOps: HandlerTable = {
     let offered = undefined as OfferedLink | undefined; // set by add's callback
     const fh = ctx.devices.add(fd, false, (fh) => {
       // Offered to a master that asks (one that knows links), when this agent has them.
-      offered = link === true ? ctx.deviceLinks?.offer(fh, publish) : undefined;
+      offered = link === true ? ctx.links?.offer(fh, publish) : undefined;
       return {
         hostPath: devicePath(ctx.backend.files, devJail(ctx), path),
         sink: offered?.sink ?? publish, window: Math.min(window, MAX_DEVICE_WINDOW), maxChunk: ctx.maxPayload - REPLY_OVERHEAD,

@@ -38,7 +38,7 @@ export interface PushTo {
   hostPath: string;
   /** Opened for reading: its data is pushed (a write-only device has none to push). */
   readable?: boolean;
-  /** Ends its device link (dev/device-links.ts): when the device closes, or when the master gave the link up. */
+  /** Ends its device link (links.ts): when the device closes, or when the master gave the link up. */
   endLink?: () => void;
 }
 

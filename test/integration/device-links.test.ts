@@ -1,5 +1,5 @@
 /**
- * Device links (protocol/device-link.ts): a relayed terminal's keystrokes and echoes go on a
+ * Device links (protocol/link.ts): a relayed terminal's keystrokes and echoes go on a
  * direct TLS connection from the mount to the agent, not through the NATS server; an agent with
  * `--device-link off` keeps them on the bus; a link cut in the middle of a session, or gone
  * silent, leaves the terminal working over the bus with nothing lost or doubled.

@@ -1,7 +1,7 @@
 /**
- * Device links (protocol/device-link.ts) below the device streams: the framing, cut anywhere;
- * and a real TLS-PSK connection on loopback between the agent's end (agent/dev/device-links.ts,
- * with a recording dispatcher in place of the agent's) and the master's (transport/device-link.ts):
+ * Device links (protocol/link.ts) below the device streams: the framing, cut anywhere;
+ * and a real TLS-PSK connection on loopback between the agent's end (agent/links.ts,
+ * with a recording dispatcher in place of the agent's) and the master's (transport/agent-link.ts):
  * only the offer's key gets in, once; a link asks only for its own stream.
  */
 import assert from 'node:assert/strict';
@@ -10,14 +10,14 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { after, describe, it } from 'node:test';
 import pino from 'pino';
-import { DeviceLinks } from '../../agent/dev/device-links.js';
+import { Links } from '../../agent/links.js';
 import type { Dispatcher } from '../../agent/dispatch.js';
 import {
   LinkFrame, LinkFrameReader, ProtocolError, decodeRequest, encodeErrorReply, encodeLinkEvent, encodeLinkReply, encodeLinkRequest, encodeReply,
   encodeRequest, isLoopbackAddress, linkEventHeader, linkHost,
   type LinkMessage,
 } from '../../protocol/index.js';
-import { DeviceLink } from '../../transport/device-link.js';
+import { AgentLink } from '../../transport/agent-link.js';
 
 const log = pino({ level: 'silent' });
 const MAX_FRAME = 1 << 20;
@@ -91,7 +91,7 @@ function plain(m: LinkMessage): unknown {
 
 describe('device link connections', () => {
   const asked: { op: string; fh: unknown }[] = [];
-  let links: DeviceLinks | undefined;
+  let links: Links | undefined;
   after(() => links?.close());
 
   // Decodes and admits as the agent's dispatcher does, then records instead of running.
@@ -103,18 +103,18 @@ describe('device link connections', () => {
   };
 
   it('lets in only the offer\'s key, once, and carries requests one way and events the other', async () => {
-    links = await DeviceLinks.listen('127.0.0.1', 0, dispatch, MAX_FRAME, log);
+    links = await Links.listen('127.0.0.1', 0, dispatch, MAX_FRAME, log);
     const bus: Uint8Array[] = [];
     const offered = links.offer(5, (event) => bus.push(event));
     offered.sink(Buffer.from('before the link'));
     assert.equal(bus.length, 1, 'events go to the bus while no link is up');
 
     // A wrong key, then the right one.
-    await assert.rejects(DeviceLink.connect({ ...offered.offer, key: randomBytes(32) }, () => undefined, MAX_FRAME, 3000));
+    await assert.rejects(AgentLink.connect({ ...offered.offer, key: randomBytes(32) }, () => undefined, MAX_FRAME, 3000));
     const events: Buffer[] = [];
-    const link = await DeviceLink.connect(offered.offer, (e) => events.push(Buffer.from(e)), MAX_FRAME, 3000);
+    const link = await AgentLink.connect(offered.offer, (e) => events.push(Buffer.from(e)), MAX_FRAME, 3000);
     // Once: a second connection with the same key is refused.
-    await assert.rejects(DeviceLink.connect(offered.offer, () => undefined, MAX_FRAME, 3000));
+    await assert.rejects(AgentLink.connect(offered.offer, () => undefined, MAX_FRAME, 3000));
 
     const reply = await link.call('dev.credit', encodeRequest('dev.credit', 'c:1', { fh: 5, bytes: 1, received: 0 }));
     assert.ok(reply.length > 0);
@@ -138,7 +138,7 @@ describe('device link connections', () => {
   });
 
   it('keeps serving after connections that reset at once or speak no TLS', async () => {
-    links ??= await DeviceLinks.listen('127.0.0.1', 0, dispatch, MAX_FRAME, log);
+    links ??= await Links.listen('127.0.0.1', 0, dispatch, MAX_FRAME, log);
     const port = links.port;
     for (let i = 0; i < 5; i++) {
       // A reset before TLS is even loaded, then garbage instead of a handshake.
@@ -152,16 +152,16 @@ describe('device link connections', () => {
       await once(junk, 'close');
     }
     const offered = links.offer(11, () => undefined);
-    const link = await DeviceLink.connect(offered.offer, () => undefined, MAX_FRAME, 3000);
+    const link = await AgentLink.connect(offered.offer, () => undefined, MAX_FRAME, 3000);
     assert.ok(link.isOpen);
     link.close();
     offered.close();
   });
 
   it('closes a link that asks for an op outside its stream\'s', async () => {
-    links ??= await DeviceLinks.listen('127.0.0.1', 0, dispatch, MAX_FRAME, log);
+    links ??= await Links.listen('127.0.0.1', 0, dispatch, MAX_FRAME, log);
     const offered = links.offer(9, () => undefined);
-    const link = await DeviceLink.connect(offered.offer, () => undefined, MAX_FRAME, 3000);
+    const link = await AgentLink.connect(offered.offer, () => undefined, MAX_FRAME, 3000);
     let closed = false;
     link.onClose(() => { closed = true; });
     const before = asked.length;

@@ -1,12 +1,12 @@
 /**
- * The agent's end of device links (protocol/device-link.ts): a TLS-PSK listener beside the bus.
+ * The agent's end of device links (protocol/link.ts): a TLS-PSK listener beside the bus.
  * Each pushed device a master opens asking for a link is offered one: an identity and a key of
  * its own, good for one connection, for that stream's requests and events only. While the link
  * is up the device's events go down it; when it breaks (or never comes) they go on the bus,
  * where the stream's sequence numbers and resends make up for what was in flight.
  *
- *   master --TLS: dev.input, dev.credit, ...--> DeviceLinks --dispatch--> device
- *   device --events--> DeviceLinks --TLS--> master
+ *   master --TLS: dev.input, dev.credit, ...--> Links --dispatch--> device
+ *   device --events--> Links --TLS--> master
  */
 import { randomBytes } from 'node:crypto';
 import net, { type Socket } from 'node:net';
@@ -14,8 +14,8 @@ import type { SecureContext, TLSSocket, TLSSocketOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import {
   LINK_KEY_BYTES, LINK_TLS, LinkFrame, LinkFrameReader, encodeLinkEvent, encodeLinkReply, linkEventHeader, type LinkOffer, type OpName,
-} from '../../protocol/index.js';
-import type { EventSink } from './device-push.js';
+} from '../protocol/index.js';
+import type { EventSink } from './dev/device-push.js';
 
 /**
  * How a link's requests are served: the agent's dispatcher (dispatch.ts), with `admit` seeing each
@@ -50,7 +50,7 @@ function loadTls(): Promise<typeof import('node:tls')> {
  * Where an agent offers links (--device-link): `auto` listens on the address the NATS server sees
  * the agent at (masters that reach the server reach it there, as a rule), `off` offers none.
  */
-export type DeviceLinkSetting = 'auto' | 'off' | { host: string; port: number };
+export type LinkSetting = 'auto' | 'off' | { host: string; port: number };
 
 interface Offer {
   readonly fh: number;
@@ -68,7 +68,7 @@ export interface OfferedLink {
   close(): void;
 }
 
-export class DeviceLinks {
+export class Links {
   private readonly offers = new Map<string, Offer>();
   /** Which offer each connection named in its handshake. */
   private readonly named = new WeakMap<TLSSocket, string>();
@@ -93,8 +93,8 @@ export class DeviceLinks {
    * Listens on `host`:`port` (0: a free port); offers `offerHost` (default: `host`). `dispatch`
    * serves what links ask, as the bus's requests are.
    */
-  static async listen(host: string, port: number, dispatch: LinkDispatch, maxFrame: number, log: Logger, offerHost = host): Promise<DeviceLinks> {
-    const links = new DeviceLinks(offerHost, dispatch, maxFrame, log);
+  static async listen(host: string, port: number, dispatch: LinkDispatch, maxFrame: number, log: Logger, offerHost = host): Promise<Links> {
+    const links = new Links(offerHost, dispatch, maxFrame, log);
     const server = links.server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

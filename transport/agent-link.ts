@@ -1,10 +1,10 @@
 /**
- * The master's end of a device link (protocol/device-link.ts): one TLS-PSK connection to the
+ * The master's end of a device link (protocol/link.ts): one TLS-PSK connection to the
  * agent for one pushed device, carrying that stream's requests and events instead of the bus.
  * It knows nothing of devices: mount/device-stream.ts decides what goes on it, and goes back to
  * the bus when it closes.
  *
- *   DeviceStream --send/call--> DeviceLink --TLS--> agent;  agent --events--> DeviceLink --onEvent--> DeviceStream
+ *   DeviceStream --send/call--> AgentLink --TLS--> agent;  agent --events--> AgentLink --onEvent--> DeviceStream
  */
 import type { TLSSocket } from 'node:tls';
 import { LINK_TLS, LinkFrame, LinkFrameReader, encodeLinkRequest, type LinkOffer } from '../protocol/index.js';
@@ -14,7 +14,7 @@ export class LinkClosedError extends Error {
   override name = 'LinkClosedError';
 }
 
-export class DeviceLink {
+export class AgentLink {
   private nextCall = 1;
   private readonly calls = new Map<number, { resolve(reply: Uint8Array): void; reject(err: Error): void }>();
   private closed = false;
@@ -50,7 +50,7 @@ export class DeviceLink {
    * Connects to `offer`, within `timeoutMs` (a link the master cannot reach, behind a firewall
    * that drops packets, must not hold the stream up: it stays on the bus).
    */
-  static async connect(offer: LinkOffer, onEvent: (event: Uint8Array) => void, maxFrame: number, timeoutMs: number): Promise<DeviceLink> {
+  static async connect(offer: LinkOffer, onEvent: (event: Uint8Array) => void, maxFrame: number, timeoutMs: number): Promise<AgentLink> {
     // Loaded with the first link: a mount of files only never carries it.
     const tls = await import('node:tls');
     return new Promise((resolve, reject) => {
@@ -70,7 +70,7 @@ export class DeviceLink {
         clearTimeout(timer);
         socket.setNoDelay(true);
         socket.setKeepAlive(true, 10_000);
-        resolve(new DeviceLink(socket, onEvent, maxFrame));
+        resolve(new AgentLink(socket, onEvent, maxFrame));
       });
       socket.once('error', (err) => {
         clearTimeout(timer);
