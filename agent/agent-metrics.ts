@@ -1,7 +1,7 @@
 /**
  * The agent's Prometheus metrics (served with `--metrics HOST:PORT`, transport/metrics.ts):
  * operations by op and errno with their latency, bytes moved, operations in flight, processes
- * spawned, open handles, process output kept (proc/output-budget.ts).
+ * spawned, open handles, process output kept (proc/output-budget.ts), links and their frames (links.ts).
  */
 import type { AgentStats } from '../protocol/index.js';
 import { Counter, Gauge, Histogram } from '../transport/metric-registry.js';
@@ -13,6 +13,8 @@ export const agentMetrics = {
   inFlight: new Gauge({ name: 'splitbrain_agent_ops_in_flight', help: 'Operations being served' }),
   bytes: new Counter({ name: 'splitbrain_agent_bytes_total', help: 'File and device data moved, by direction', labelNames: ['direction'] }),
   spawned: new Counter({ name: 'splitbrain_agent_processes_spawned_total', help: 'Processes started for masters' }),
+  linkFrames: new Counter({ name: 'splitbrain_agent_link_frames_total', help: 'Frames on links (requests received, replies and events sent), by kind of link', labelNames: ['link'] }),
+  links: new Counter({ name: 'splitbrain_agent_links_total', help: 'Links made, by kind', labelNames: ['link'] }),
   outputCuts: new Counter({ name: 'splitbrain_agent_output_cuts_total', help: 'Processes cut off because their masters fell behind the output budget' }),
 };
 
@@ -78,5 +80,9 @@ export function statsSnapshot(): AgentStats {
     processesSpawned: agentMetrics.spawned.samples()[0]?.value ?? 0,
     handles: countHandles(),
     output: countOutput(),
+    links: {
+      made: agentMetrics.links.samples().reduce((sum, s) => sum + s.value, 0),
+      frames: agentMetrics.linkFrames.samples().reduce((sum, s) => sum + s.value, 0),
+    },
   };
 }

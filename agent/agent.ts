@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { hostname, platform, release, totalmem } from 'node:os';
 import type { Logger } from 'pino';
 import {
-  DISCOVER_SUBJECT, isLoopbackAddress, MASTER_HANDLE_OPENS_CAPABILITY, MASTER_HANDLES_CAPABILITY, OP_NAMES, PROTOCOL_VERSION, agentWildcard, changeSubject, opFromSubject, opSubject, type HelloInfo,
+  DISCOVER_SUBJECT, isLoopbackAddress, MASTER_HANDLE_OPENS_CAPABILITY, MASTER_HANDLES_CAPABILITY, OP_NAMES, PROTOCOL_VERSION, agentWildcard, changeSubject, opFromSubject, opSubject, type HelloInfo, type OpName,
 } from '../protocol/index.js';
 import { decodeHellos, helloRequest } from '../transport/agent-client.js';
 import { AgentUnreachableError } from '../transport/errors.js';
@@ -32,7 +32,7 @@ const COMMIT_THRESHOLD_BYTES = 32 * 1024 * 1024;
 const READ_BUFFERS = 16;
 import { backendFor } from './backends/agent-backend.js';
 import { DeviceHandles } from './dev/device-handles.js';
-import { Links, type LinkSetting } from './links.js';
+import { Links, type LinkSetting, type ReplyWritten } from './links.js';
 import { handlers } from './handlers.js';
 import { ProcessTable } from './proc/process-table.js';
 import { DEFAULT_OUTPUT_GRACE_MS, defaultOutputBudget } from './proc/output-budget.js';
@@ -83,8 +83,10 @@ export interface AgentOptions {
    */
   outputBudget?: number;
   outputGraceMs?: number;
-  /** Where direct connections for device streams are offered (default auto: links.ts). */
-  deviceLink?: LinkSetting;
+  /** Where direct connections for masters' requests and device streams are offered (default auto: links.ts). */
+  link?: LinkSetting;
+  /** Where masters are told to connect for links, when not where the agent listens (--link-offer). */
+  linkOffer?: { host: string; port: number };
   log: Logger;
 }
 
@@ -99,15 +101,17 @@ export interface RunningAgent {
 }
 
 /**
- * The device links' listener, where `setting` says (auto: the address the NATS server sees this
- * agent at). None when off, or when it cannot listen there (an address behind NAT is not this
- * machine's): streams then stay on the bus, as with an agent that has no links.
+ * The links' listener, where `setting` says (auto: the address the NATS server sees this agent
+ * at), offered at `offer` when given. None when off, or when it cannot listen there (an address
+ * behind NAT is not this machine's): masters then stay on the bus, as with an agent that has no links.
  */
-async function offerLinks(setting: LinkSetting, bus: Bus, dispatch: Dispatcher, log: Logger): Promise<Links | undefined> {
+async function offerLinks(
+  setting: LinkSetting, offer: { host: string; port: number } | undefined, bus: Bus, dispatch: Dispatcher, log: Logger, replyWritten: ReplyWritten,
+): Promise<Links | undefined> {
   if (setting === 'off') return undefined;
   const where = setting === 'auto' ? { host: bus.clientIp, port: 0 } : setting;
   if (where.host === undefined) {
-    log.info('no device links: the NATS server did not say where it sees this agent (--device-link HOST sets it)');
+    log.info('no links: the NATS server did not say where it sees this agent (--link HOST sets it)');
     return undefined;
   }
   // Reached over loopback, the server is on this machine, and masters reach it at one of this
@@ -115,9 +119,9 @@ async function offerLinks(setting: LinkSetting, bus: Bus, dispatch: Dispatcher, 
   const listenHost = setting === 'auto' && isLoopbackAddress(where.host) ? (where.host.includes(':') && !where.host.startsWith('::ffff:') ? '::' : '0.0.0.0') : where.host;
   try {
     // The largest frame: a bus message, and room for the frame's head.
-    return await Links.listen(listenHost, where.port, dispatch, bus.maxPayload + 1024, log, where.host);
+    return await Links.listen(listenHost, where.port, dispatch, bus.maxPayload + 1024, log, offer ?? { host: where.host }, replyWritten);
   } catch (err) {
-    log.info({ err, host: where.host, port: where.port }, 'no device links: cannot listen there; device streams stay on the bus');
+    log.info({ err, host: where.host, port: where.port }, 'no links: cannot listen there; masters stay on the bus');
     return undefined;
   }
 }
@@ -268,7 +272,10 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const devices = new DeviceHandles(backend.devices, 1024, (subject, data) => bus.publish(subject, data));
   watchHandles(() => ({ files: handles.size, devices: devices.size, processes: procs.size }));
   watchOutput(() => ({ kept: procs.budget.kept, budget: procs.budget.bytes, cuts: procs.budget.cuts }));
-  const links = await offerLinks(options.deviceLink ?? 'auto', bus, (op, data, admit) => dispatch(op, data, admit), log.child({ component: 'device-links' }));
+  // A link's requests are served as the bus's are (`serve` below); a read's pooled buffer is free
+  // again once the link's socket has taken its reply.
+  const links = await offerLinks(options.link ?? 'auto', options.linkOffer, bus, (op, data, admit) => serve(op, data, admit), log.child({ component: 'links' }),
+    (reply) => readBuffers.giveBack(reply));
   const serving = { count: 0 };
   // A master reads ahead four chunks per file: room for four files at once.
   const readBuffers = new ReadBuffers(bus.maxPayload - REPLY_OVERHEAD, READ_BUFFERS, () => bus.flushed());
@@ -291,17 +298,18 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     const problem = backend.files.exactTimesProblem();
     if (problem !== undefined) log.warn(problem);
   };
+  const serve = (op: string, data: Uint8Array, admit?: (op: OpName, args: unknown) => boolean): Promise<Uint8Array> => {
+    if (TIME_OPS.has(op) || op === 'agent.batch') checkExactTimes();
+    return dispatch(op, data, admit);
+  };
   let served: { stop(): void };
   let discover: { stop(): void };
   try {
     await refuseTakenId(bus, info, log);
     // Refused when these credentials are not this agent id's (docs/security.md): then nothing
     // may serve under that id, and the agent fails to start with the server's reason.
-    served = await bus.serve(agentWildcard(options.agentId), async (subject, data) => {
-      const op = opFromSubject(options.agentId, subject) ?? '';
-      if (TIME_OPS.has(op) || op === 'agent.batch') checkExactTimes();
-      return dispatch(op, data);
-    }, (reply) => readBuffers.sent(reply));
+    served = await bus.serve(agentWildcard(options.agentId), async (subject, data) => serve(opFromSubject(options.agentId, subject) ?? '', data),
+      (reply) => readBuffers.sent(reply));
     discover = await bus.serve(DISCOVER_SUBJECT, async (_subject, data) => dispatch('agent.hello', data));
   } catch (err) {
     links?.close();

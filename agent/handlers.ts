@@ -12,6 +12,7 @@ import { procOps } from './proc/proc-ops.js';
 export const handlers: HandlerTable = {
   'agent.hello': async (_args, ctx) => ctx.hello(),
   'agent.stats': async (_args, ctx) => ({ ...statsSnapshot(), changes: ctx.changes.stats() }),
+  'agent.link': async (_args, ctx) => ({ link: ctx.links?.offerSession() ?? null }),
   'fs.changes': async (_args, ctx) => ctx.changes.sync(),
   ...attrOps,
   ...dirOps,

@@ -1,20 +1,27 @@
 /**
- * The agent's end of device links (protocol/link.ts): a TLS-PSK listener beside the bus.
- * Each pushed device a master opens asking for a link is offered one: an identity and a key of
- * its own, good for one connection, for that stream's requests and events only. While the link
- * is up the device's events go down it; when it breaks (or never comes) they go on the bus,
- * where the stream's sequence numbers and resends make up for what was in flight.
+ * The agent's end of links (protocol/link.ts): a TLS-PSK listener beside the bus, for two kinds
+ * of offer, each an identity and a key of its own, good for one connection:
+ *
+ * - a device link, for one pushed device a master opens asking for a link: that stream's
+ *   requests and events only. While it is up the device's events go down it; when it breaks (or
+ *   never comes) they go on the bus, where the stream's sequence numbers and resends make up for
+ *   what was in flight.
+ * - a session link (`agent.link`), for a master's client: every request it would send on the bus,
+ *   served by the same dispatcher in the order they arrive, and their replies. Nothing is
+ *   pushed on it; the change feed, process output and device events stay where they were.
  *
  *   master --TLS: dev.input, dev.credit, ...--> Links --dispatch--> device
  *   device --events--> Links --TLS--> master
+ *   master --TLS: any request--> Links --dispatch--> handlers --reply--> master
  */
 import { randomBytes } from 'node:crypto';
 import net, { type Socket } from 'node:net';
 import type { SecureContext, TLSSocket, TLSSocketOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import {
-  LINK_KEY_BYTES, LINK_TLS, LinkFrame, LinkFrameReader, encodeLinkEvent, encodeLinkReply, linkEventHeader, type LinkOffer, type OpName,
+  LINK_KEY_BYTES, LINK_TLS, LinkFrame, LinkFrameReader, encodeLinkEvent, encodeLinkReply, linkEventHeader, linkReplyHeader, type LinkOffer, type OpName,
 } from '../protocol/index.js';
+import { agentMetrics } from './agent-metrics.js';
 import type { EventSink } from './dev/device-push.js';
 
 /**
@@ -22,16 +29,21 @@ import type { EventSink } from './dev/device-push.js';
  * request's arguments once decoded. Named here so that this file need not import the dispatcher,
  * which imports the handlers' context, which names this file.
  */
-export type LinkDispatch = (op: string, data: Uint8Array, admit: (op: OpName, args: unknown) => boolean) => Promise<Uint8Array>;
+export type LinkDispatch = (op: string, data: Uint8Array, admit?: (op: OpName, args: unknown) => boolean) => Promise<Uint8Array>;
+
+/** Told when a reply has been written out on a link (its buffer may be used again: fs/read-buffers.ts). */
+export type ReplyWritten = (reply: Uint8Array) => void;
 
 /** What a link may ask: its own stream's ops, nothing else of the agent's. */
 const LINK_OPS: ReadonlySet<string> = new Set(['dev.input', 'dev.credit', 'dev.resend', 'dev.termios', 'dev.flush', 'dev.break']);
 /** An offer nobody took within this long is withdrawn (the master could not reach us: it stays on the bus). */
 const OFFER_MS = 30_000;
-/** Events up to this size are copied behind their frame's header; larger ones are written beside it. */
+/** Events and replies up to this size are copied behind their frame's header; larger ones are written beside it. */
 const SMALL_EVENT = 16 * 1024;
 /** How long a connection may take to prove it holds a key. */
 const HANDSHAKE_MS = 10_000;
+/** Offers not yet taken, at most (each lives OFFER_MS). */
+const MAX_OFFERS = 4096;
 /** Connections still proving it at once; more are dropped (nobody makes a few dozen links in a breath). */
 const MAX_HANDSHAKES = 64;
 
@@ -53,7 +65,8 @@ function loadTls(): Promise<typeof import('node:tls')> {
 export type LinkSetting = 'auto' | 'off' | { host: string; port: number };
 
 interface Offer {
-  readonly fh: number;
+  /** The device stream's handle; undefined for a session link. */
+  readonly fh: number | undefined;
   readonly key: Buffer;
   socket: TLSSocket | undefined;
   taken: boolean;
@@ -72,6 +85,8 @@ export class Links {
   private readonly offers = new Map<string, Offer>();
   /** Which offer each connection named in its handshake. */
   private readonly named = new WeakMap<TLSSocket, string>();
+  /** The session links up now. */
+  private readonly sessions = new Set<TLSSocket>();
 
   private readonly server: net.Server;
   private boundPort = 0;
@@ -79,11 +94,12 @@ export class Links {
   private handshakes = 0;
 
   private constructor(
-    /** Where masters are told to connect. */
-    readonly host: string,
+    /** Where masters are told to connect (the port: where we listen, unless given). */
+    private readonly offered: { host: string; port?: number },
     private readonly dispatch: LinkDispatch,
     private readonly maxFrame: number,
     private readonly log: Logger,
+    private readonly replyWritten: ReplyWritten,
   ) {
     // Plain TCP until a connection comes: TLS is taken up on it then (loadTls).
     this.server = net.createServer((socket) => void this.handshake(socket));
@@ -93,8 +109,11 @@ export class Links {
    * Listens on `host`:`port` (0: a free port); offers `offerHost` (default: `host`). `dispatch`
    * serves what links ask, as the bus's requests are.
    */
-  static async listen(host: string, port: number, dispatch: LinkDispatch, maxFrame: number, log: Logger, offerHost = host): Promise<Links> {
-    const links = new Links(offerHost, dispatch, maxFrame, log);
+  static async listen(
+    host: string, port: number, dispatch: LinkDispatch, maxFrame: number, log: Logger,
+    offered: { host: string; port?: number } = { host }, replyWritten: ReplyWritten = () => undefined,
+  ): Promise<Links> {
+    const links = new Links(offered, dispatch, maxFrame, log, replyWritten);
     const server = links.server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -106,7 +125,7 @@ export class Links {
     server.on('error', (err) => log.warn({ err }, 'device link listener failed'));
     const address = server.address();
     links.boundPort = typeof address === 'object' && address !== null ? address.port : port;
-    log.info({ host, offered: offerHost, port: links.boundPort }, 'device links offered');
+    log.info({ host, port: links.boundPort, offered: `${links.host}:${links.port}` }, 'links offered');
     return links;
   }
 
@@ -155,12 +174,17 @@ export class Links {
     }
   }
 
-  get port(): number {
-    return this.boundPort;
+  /** The address masters are told. */
+  get host(): string {
+    return this.offered.host;
   }
 
-  /** An offer for the pushed device `fh`, whose events go to `fallback` while no link is up. */
-  offer(fh: number, fallback: EventSink): OfferedLink {
+  get port(): number {
+    return this.offered.port ?? this.boundPort;
+  }
+
+  /** A new offer, withdrawn if nobody takes it within OFFER_MS. */
+  private makeOffer(fh: number | undefined): [string, Offer] {
     const identity = randomBytes(16).toString('hex');
     const offer: Offer = { fh, key: randomBytes(LINK_KEY_BYTES), socket: undefined, taken: false, timer: undefined };
     offer.timer = setTimeout(() => {
@@ -169,6 +193,23 @@ export class Links {
     }, OFFER_MS);
     offer.timer.unref();
     this.offers.set(identity, offer);
+    return [identity, offer];
+  }
+
+  /**
+   * An offer of a session link: whoever holds it may send every request the bus takes (the
+   * master that asked for it, over the bus that authenticated it). Its offer ends with its
+   * connection.
+   */
+  offerSession(): LinkOffer | null {
+    if (this.offers.size >= MAX_OFFERS) return null; // a master asking again and again: it stays on the bus
+    const [identity, offer] = this.makeOffer(undefined);
+    return { host: this.host, port: this.port, identity, key: offer.key };
+  }
+
+  /** An offer for the pushed device `fh`, whose events go to `fallback` while no link is up. */
+  offer(fh: number, fallback: EventSink): OfferedLink {
+    const [identity, offer] = this.makeOffer(fh);
     return {
       offer: { host: this.host, port: this.port, identity, key: offer.key },
       sink: (event) => {
@@ -177,6 +218,7 @@ export class Links {
           fallback(event);
           return;
         }
+        agentMetrics.linkFrames.inc({ link: 'device' });
         if (event.length <= SMALL_EVENT) {
           // One buffer, one write: a keystroke's echo costs a copy of a few bytes, not a vectored write.
           socket.write(encodeLinkEvent(event));
@@ -212,6 +254,14 @@ export class Links {
     clearTimeout(offer.timer);
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 10_000);
+    if (offer.fh === undefined) {
+      // Taken: nothing else may connect with it, and nothing needs it past its connection.
+      if (identity !== undefined) this.offers.delete(identity);
+      agentMetrics.links.inc({ link: 'session' });
+      this.serveSession(socket);
+      return;
+    }
+    agentMetrics.links.inc({ link: 'device' });
     const log = this.log.child({ fh: offer.fh });
     log.debug('device link up');
     const reader = new LinkFrameReader(this.maxFrame);
@@ -237,17 +287,14 @@ export class Links {
           return;
         }
         // Started in arrival order, as the bus's requests are (dispatch runs each up to its first wait).
+        agentMetrics.linkFrames.inc({ link: 'device' });
         const answer = this.dispatch(message.op, message.data, (op, args) => {
           if ((args as { fh?: unknown }).fh === offer.fh) return true;
           log.warn({ op }, 'device link asked for another stream\'s handle: closed');
           socket.destroy();
           return false;
         });
-        if (message.callId !== 0) {
-          void answer.then((reply) => {
-            if (socket.writable) socket.write(encodeLinkReply(message.callId, reply));
-          });
-        }
+        if (message.callId !== 0) void answer.then((reply) => this.reply(socket, message.callId, reply, 'device'));
       }
     });
     socket.on('error', (err) => log.debug({ err }, 'device link failed'));
@@ -257,7 +304,64 @@ export class Links {
     });
   }
 
+  /**
+   * A session link's requests, served as the bus's are: started in arrival order by the one
+   * dispatcher (which runs each up to its first wait), with no limit on what they may ask.
+   */
+  private serveSession(socket: TLSSocket): void {
+    this.sessions.add(socket);
+    const log = this.log.child({ link: 'session', peer: socket.remoteAddress });
+    log.debug('session link up');
+    const reader = new LinkFrameReader(this.maxFrame);
+    socket.on('data', (chunk: Buffer) => {
+      let messages;
+      try {
+        messages = reader.push(chunk);
+      } catch (err) {
+        log.warn({ err }, 'session link spoke no protocol of ours: closed');
+        socket.destroy();
+        return;
+      }
+      for (const message of messages) {
+        if (message.kind !== LinkFrame.REQUEST) {
+          log.warn({ kind: message.kind }, 'session link sent a frame only the agent sends: closed');
+          socket.destroy();
+          return;
+        }
+        agentMetrics.linkFrames.inc({ link: 'session' });
+        const answer = this.dispatch(message.op, message.data);
+        if (message.callId !== 0) void answer.then((reply) => this.reply(socket, message.callId, reply, 'session'));
+      }
+    });
+    socket.on('error', (err) => log.debug({ err }, 'session link failed'));
+    socket.on('close', () => {
+      this.sessions.delete(socket);
+      log.debug('session link down: its master goes on over the bus');
+    });
+  }
+
+  /** One reply down a link: a large one (a read's data) beside its header, not copied behind it. */
+  private reply(socket: TLSSocket, callId: number, reply: Uint8Array, link: 'device' | 'session'): void {
+    if (!socket.writable) {
+      this.replyWritten(reply);
+      return;
+    }
+    agentMetrics.linkFrames.inc({ link });
+    if (reply.length <= SMALL_EVENT) {
+      socket.write(encodeLinkReply(callId, reply));
+      this.replyWritten(reply);
+      return;
+    }
+    socket.cork();
+    socket.write(linkReplyHeader(callId, reply.length));
+    // Its memory may be a pooled read buffer: used again once the socket has taken it.
+    socket.write(reply, () => this.replyWritten(reply));
+    socket.uncork();
+  }
+
   close(): void {
+    for (const socket of this.sessions) socket.destroy();
+    this.sessions.clear();
     for (const offer of this.offers.values()) {
       clearTimeout(offer.timer);
       offer.socket?.destroy();

@@ -13,6 +13,8 @@ import type { Cleanup } from './cleanup.js';
 import { startDaemon, waitUntil } from './daemon.js';
 import type { Fixtures } from './fixtures.js';
 import { runFsBench, type FsBenchResults } from './fs-bench.js';
+import { linkFrames } from './link-frames.js';
+import { freePort } from './nats-farm.js';
 import { startNatsServer } from './nats-server.js';
 import { startSplitbrain } from './splitbrain-target.js';
 import { startSshfs } from './sshfs-target.js';
@@ -70,8 +72,13 @@ async function measureAt(options: DelayedLinkOptions, delayMs: number, cleanup: 
   const targets: Target[] = [];
   try {
     const natsProxy = await startDelayProxy(dir, 'nats-server', delayMs, portOf(nats.url), cleanup);
+    // The agent's links (the mount's session link: docs/architecture.md, "Links") cross the same
+    // delay: the agent listens behind a proxy of its own and offers the proxy's port.
+    const linkPort = await freePort();
+    const linkProxy = await startDelayProxy(dir, 'agent-links', delayMs, linkPort, cleanup);
     // The agent on the far side of the link; the mount next to its server, as a master is.
-    targets.push(await startSplitbrain(dir, nats.url, options.splitbrainOptions, cleanup, 'bench', `nats://127.0.0.1:${natsProxy}`));
+    targets.push(await startSplitbrain(dir, nats.url, options.splitbrainOptions, cleanup, 'bench', `nats://127.0.0.1:${natsProxy}`,
+      ['--link', `127.0.0.1:${linkPort}`, '--link-offer', `127.0.0.1:${linkProxy}`]));
   } catch (err) {
     run.startErrors.set('splitbrain', (err as Error).message);
     progress(`delayed link ${delayMs} ms: splitbrain could not start: ${(err as Error).message}`);
@@ -87,7 +94,7 @@ async function measureAt(options: DelayedLinkOptions, delayMs: number, cleanup: 
   const tag = (line: string) => progress(`[${delayMs} ms] ${line}`);
   try {
     run.fs = await runFsBench(targets, options.fixtures, options.runs, tag, {
-      target: 'splitbrain', count: async () => (await nats.counts()).inMsgs,
+      target: 'splitbrain', count: async () => (await nats.counts()).inMsgs + await linkFrames(nats.url, 'bench'),
     });
     run.calls = await measureCallBench(targets, options.callIterations, tag);
   } catch (err) {

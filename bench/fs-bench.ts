@@ -27,7 +27,7 @@ export interface FsBenchResults {
   messages: Map<WorkloadId, number[]>;
 }
 
-/** Counts what one target's workloads cost on the bus: nats-server's messages received so far. */
+/** Counts what one target's workloads cost in messages: nats-server's received so far, and its agent's link frames (link-frames.ts). */
 export interface BusMeter {
   target: TargetName;
   count(): Promise<number>;

@@ -24,9 +24,12 @@ function userspaceCacheMs(mountOptions: string): number {
   return Math.max(cache.attrTtlMs, cache.entryTtlMs, cache.negativeTtlMs) + CACHE_MARGIN_MS;
 }
 
-/** `agentUrl`: where the agent connects (default: the mount's `natsUrl`; a leaf node's, for the cluster part). */
+/**
+ * `agentUrl`: where the agent connects (default: the mount's `natsUrl`; a leaf node's, for the
+ * cluster part); `agentArgs`: more of the agent's options (where it offers links, for the delayed part).
+ */
 export async function startSplitbrain(
-  workDir: string, natsUrl: string, mountOptions: string, cleanup: Cleanup, agentId = AGENT_ID, agentUrl = natsUrl,
+  workDir: string, natsUrl: string, mountOptions: string, cleanup: Cleanup, agentId = AGENT_ID, agentUrl = natsUrl, agentArgs: string[] = [],
 ): Promise<Target> {
   const cacheMs = userspaceCacheMs(mountOptions);
   const slavePath = join(workDir, `${agentId}-slave`);
@@ -34,7 +37,7 @@ export async function startSplitbrain(
   await mkdir(slavePath);
   await mkdir(mountPath);
   const agentLog = join(workDir, `${agentId}-agent.log`);
-  const agent = await startAgent({ label: agentId === AGENT_ID ? 'splitbrain agent' : `agent ${agentId}`, natsUrl: agentUrl, agentId, slavePath, logPath: agentLog }, cleanup);
+  const agent = await startAgent({ label: agentId === AGENT_ID ? 'splitbrain agent' : `agent ${agentId}`, natsUrl: agentUrl, agentId, slavePath, logPath: agentLog, args: agentArgs }, cleanup);
 
   const mountLog = join(workDir, `${agentId}-mount.log`);
   const mount = startDaemon({

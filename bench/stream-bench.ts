@@ -23,6 +23,7 @@ import type { NatsServer, ServerCounts } from './nats-server.js';
 import { dropCaches } from './page-cache.js';
 import { childrenCpuSeconds, cpuMeter } from './process-cpu.js';
 import { runCommand, sh } from './run-command.js';
+import { linkFrames } from './link-frames.js';
 import { startSplitbrain } from './splitbrain-target.js';
 import type { Target } from './target.js';
 import { startFloor, type FloorSession } from './transport-floor.js';
@@ -93,6 +94,8 @@ class StreamCheckError extends Error {
 async function measure(
   running: Running, nats: NatsServer, pass: number, step: () => Promise<{ bytes: number; programs: Map<ProcessName, number> }>,
 ): Promise<StreamSample> {
+  // The mount's session link carries its requests past the server: its frames count as messages too.
+  const framesBefore = await linkFrames(nats.url, STREAM_AGENT);
   const before: ServerCounts = await nats.counts();
   const meter = cpuMeter(running.pids);
   const started = performance.now();
@@ -100,8 +103,9 @@ async function measure(
   const seconds = (performance.now() - started) / 1000;
   const cpu = meter() as Map<ProcessName, number>;
   const after = await nats.counts();
+  const frames = (await linkFrames(nats.url, STREAM_AGENT)) - framesBefore;
   for (const [name, value] of programs) cpu.set(name, value);
-  return { pass, bytes, seconds, cpu, messages: after.inMsgs - before.inMsgs };
+  return { pass, bytes, seconds, cpu, messages: after.inMsgs - before.inMsgs + frames };
 }
 
 export async function measureStreamBench(

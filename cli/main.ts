@@ -19,7 +19,7 @@ import { serveReported, serveUntilSignal } from './serve.js';
 import { addTestCommands } from './test-commands.js';
 import { createLogger } from './logger.js';
 import {
-  DEFAULT_NATS, NATS_URL_HELP, VERSION, agentId, agentIdFromEnv, byteSize, collect, deviceLinkSetting, logLevel,
+  DEFAULT_NATS, NATS_URL_HELP, VERSION, agentId, agentIdFromEnv, byteSize, collect, linkAddress, linkSetting, logLevel,
   metrics, nonNegative, positiveSeconds, slaveWait, withBusAuth,
 } from './options.js';
 
@@ -65,14 +65,17 @@ withBusAuth(program.command('agent'))
   .option('--output-budget <size>', 'process output kept until masters have it, all processes together (e.g. 64M); '
     + 'each process gets its share (default: 256M, or an eighth of this machine\'s memory if less)', byteSize)
   .option('--output-grace <seconds>', 'how long a master may stay behind the output budget before its process is cut off', positiveSeconds, 10)
-  .option('--device-link <where>', 'direct TLS connections for masters\' device streams, beside the bus: auto (listen on the '
-    + 'address the NATS server sees this agent at, any free port), off (streams stay on the bus), or HOST[:PORT]', deviceLinkSetting, 'auto')
+  .option('--link <where>', 'direct TLS connections for masters\' requests and device streams, beside the bus: auto (listen on the '
+    + 'address the NATS server sees this agent at, any free port), off (everything stays on the bus), or HOST[:PORT]', linkSetting)
+  .addOption(new Option('--device-link <where>', 'the former name of --link').argParser(linkSetting).hideHelp())
+  .option('--link-offer <host:port>', 'where masters are told to connect for links, when that is not where the agent listens '
+    + '(a published container port, a port forwarded to this machine)', linkAddress)
   .addOption(logLevel())
   .action(async (opts: {
     nats: string; id?: string; root: string; readOnly: boolean; devRoot: string; devAllow: string[];
     enterNamespaces?: number; commitInterval: number; exec: boolean; execAllow: string[]; metrics?: string; logLevel: string;
     allowDeviceNodes: boolean; watchMax?: number; watchHelper?: string; watchMode: WatchMode; outputBudget?: number; outputGrace: number;
-    deviceLink: LinkSetting;
+    link?: LinkSetting; deviceLink?: LinkSetting; linkOffer?: { host: string; port: number };
   }) => {
     if (opts.metrics) await serveMetrics(opts.metrics);
     if (!opts.exec && opts.execAllow.length > 0) throw new InvalidArgumentError('--no-exec and --exec-allow exclude each other');
@@ -85,7 +88,7 @@ withBusAuth(program.command('agent'))
       execPolicy: !opts.exec ? 'none' : opts.execAllow.length > 0 ? opts.execAllow : 'all', version: VERSION, log,
       allowDeviceNodes: opts.allowDeviceNodes, watchMax: opts.watchMax,
       watchHelper: opts.watchHelper === undefined ? undefined : resolve(opts.watchHelper), watchMode: opts.watchMode,
-      outputBudget: opts.outputBudget, outputGraceMs: opts.outputGrace * 1000, deviceLink: opts.deviceLink,
+      outputBudget: opts.outputBudget, outputGraceMs: opts.outputGrace * 1000, link: opts.link ?? opts.deviceLink ?? 'auto', linkOffer: opts.linkOffer,
     });
     let displaced: Error | undefined;
     await serveUntilSignal(() => agent.stop(), agent.displaced.then((err) => {

@@ -56,15 +56,27 @@ export function byteSize(value: string): number {
   return n;
 }
 
-/** --device-link: auto, off, or where to listen (HOST, HOST:PORT, [IPv6]:PORT; port 0 or none: any free one). */
-export function deviceLinkSetting(value: string): LinkSetting {
-  if (value === 'auto' || value === 'off') return value;
+/** HOST, HOST:PORT or [IPv6]:PORT (port 0 or none: 0), or undefined when it is none of them. */
+function hostPort(value: string): { host: string; port: number } | undefined {
   const m = /^\[([0-9A-Fa-f:.]+)\](?::(\d+))?$/.exec(value) ?? /^([^:\s]+)(?::(\d+))?$/.exec(value) ?? /^([0-9A-Fa-f:]+:[0-9A-Fa-f:.]*)()$/.exec(value);
   const port = Number(m?.[2] || 0);
-  if (!m || !m[1] || !Number.isInteger(port) || port > 0xffff) {
-    throw new InvalidArgumentError('expected auto, off, or an address to listen on: HOST, HOST:PORT or [IPv6]:PORT');
-  }
+  if (!m || !m[1] || !Number.isInteger(port) || port > 0xffff) return undefined;
   return { host: m[1], port };
+}
+
+/** --link: auto, off, or where to listen (HOST, HOST:PORT, [IPv6]:PORT; port 0 or none: any free one). */
+export function linkSetting(value: string): LinkSetting {
+  if (value === 'auto' || value === 'off') return value;
+  const where = hostPort(value);
+  if (!where) throw new InvalidArgumentError('expected auto, off, or an address to listen on: HOST, HOST:PORT or [IPv6]:PORT');
+  return where;
+}
+
+/** --link-offer: HOST:PORT or [IPv6]:PORT, a port given. */
+export function linkAddress(value: string): { host: string; port: number } {
+  const where = hostPort(value);
+  if (!where || where.port === 0) throw new InvalidArgumentError('expected HOST:PORT or [IPv6]:PORT');
+  return where;
 }
 
 export function collect(value: string, previous: string[]): string[] {

@@ -39,6 +39,8 @@ export interface MountTuning {
   symlinks: SymlinkMode;
   /** -o seen_at: where the mount's callers see the slave's root (absolute, normalised); else the mountpoint. */
   seenAt?: string;
+  /** -o link: requests go on a session link to the agent when it offers one (auto), or on the bus alone (off). */
+  link: boolean;
   /** -o ptys: the devpts instance the device mount takes its terminals' pseudo-terminals from; else /dev/ptmx's. */
   ptys?: string;
 }
@@ -66,6 +68,7 @@ export const DEFAULTS = {
   writesInFlight: 4,
   unsyncedMaxMiB: 64,
   symlinks: 'translate' as SymlinkMode,
+  link: 'auto' as 'auto' | 'off',
 };
 
 function seconds(name: string, value: string | undefined): number {
@@ -98,6 +101,7 @@ export function parseMountOptions(options: string[], agentId: string): MountTuni
   let symlinks = DEFAULTS.symlinks;
   let seenAt: string | undefined;
   let ptys: string | undefined;
+  let link = DEFAULTS.link;
   const passthrough: string[] = [];
   for (const option of options.flatMap((o) => o.split(',')).filter((o) => o.length > 0)) {
     const [name, value] = option.split('=', 2) as [string, string | undefined];
@@ -119,6 +123,10 @@ export function parseMountOptions(options: string[], agentId: string): MountTuni
           throw new MountOptionError(`option symlinks takes ${SYMLINK_MODES.join(', ')}, got '${value ?? ''}'`);
         }
         symlinks = value as SymlinkMode;
+        break;
+      case 'link':
+        if (value !== 'auto' && value !== 'off') throw new MountOptionError(`option link takes auto or off, got '${value ?? ''}'`);
+        link = value;
         break;
       case 'seen_at': seenAt = absolutePath(name, value); break;
       case 'ptys': ptys = absolutePath(name, value); break;
@@ -159,6 +167,7 @@ export function parseMountOptions(options: string[], agentId: string): MountTuni
     writesInFlight,
     unsyncedMaxBytes: unsyncedMaxMiB * 1024 * 1024,
     symlinks,
+    link: link === 'auto',
     ...(seenAt === undefined ? {} : { seenAt }),
     ...(ptys === undefined ? {} : { ptys }),
   };

@@ -147,10 +147,13 @@ export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
   const log = options.log.child({ component: 'mount', mountPath: options.mountPath });
   await checkAllowOther(parseMountOptions(options.options, '').kernelOptions);
   const bus = await connectBus({ url: options.natsUrl, name: 'splitbrain-mount', log: log.child({ component: 'bus' }) });
+  /** Closed if the mount fails after it was made (its session link). */
+  let made: AgentClient | undefined;
   try {
     const agentId = options.agentId ?? await chooseAgent(bus);
     let tuning = parseMountOptions(options.options, agentId);
     const client = new AgentClient(bus, agentId, { timeoutMs: tuning.requestTimeoutMs, slaveWaitMs: options.slaveWaitMs, log });
+    made = client;
     // At mount time the agent must be there (as sshfs needs its server); later it may go and come back.
     const hello = await client.hello({ slaveWaitMs: 0 }).catch((err: unknown) => {
       throw new MountError(`agent ${agentId} does not answer: ${(err as Error).message}`, { cause: err });
@@ -162,6 +165,9 @@ export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
     const shortCache = { attrTtlMs: fallback * 1000, entryTtlMs: fallback * 1000, negativeTtlMs: fallback * 1000 };
     const cache = new AttrCache(shortCache);
     client.helloOnReconnect();
+    // A file mount's requests (its data above all) go on a direct connection to the agent when
+    // it offers one (transport/session-link.ts); a device mount's streams have links of their own.
+    if (!options.devices && tuning.link && hello.capabilities.includes('agent.link')) client.useLink();
     // A restarted slave may have changed anything: nothing cached stays (open files are reopened).
     client.onRestart(() => cache.clear());
     // Where this mount's callers see the slave's root: absolute link targets are translated by it.
@@ -276,10 +282,12 @@ export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
         });
         // What programs were told is done reaches the slave before the bus goes.
         await remote?.settled();
+        client.close();
         await bus.close();
       },
     };
   } catch (err) {
+    made?.close();
     await bus.close();
     throw err;
   }

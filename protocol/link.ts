@@ -70,18 +70,37 @@ export type LinkMessage =
   | { kind: typeof LinkFrame.EVENT; data: Uint8Array };
 
 /** A request frame: `callId` 0 when no reply is wanted. */
-export function encodeLinkRequest(callId: number, op: string, request: Uint8Array): Buffer {
+/** A request frame's head (length, kind, call id, op): the request follows it as it is. */
+export function linkRequestHeader(callId: number, op: string, requestLength: number): Buffer {
   const opBytes = Buffer.from(op, 'latin1');
-  const frame = Buffer.allocUnsafe(4 + 1 + 4 + 1 + opBytes.length + request.length);
-  frame.writeUInt32BE(frame.length - 4, 0);
-  frame[4] = LinkFrame.REQUEST;
-  frame.writeUInt32BE(callId, 5);
-  frame[9] = opBytes.length;
-  opBytes.copy(frame, 10);
-  frame.set(request, 10 + opBytes.length);
+  const head = Buffer.allocUnsafe(4 + 1 + 4 + 1 + opBytes.length);
+  head.writeUInt32BE(head.length - 4 + requestLength, 0);
+  head[4] = LinkFrame.REQUEST;
+  head.writeUInt32BE(callId, 5);
+  head[9] = opBytes.length;
+  opBytes.copy(head, 10);
+  return head;
+}
+
+/** A whole request frame in one buffer (for small requests: one write). */
+export function encodeLinkRequest(callId: number, op: string, request: Uint8Array): Buffer {
+  const head = linkRequestHeader(callId, op, request.length);
+  const frame = Buffer.allocUnsafe(head.length + request.length);
+  head.copy(frame, 0);
+  frame.set(request, head.length);
   return frame;
 }
 
+/** A reply frame's head (length, kind, call id): the reply follows it as it is. */
+export function linkReplyHeader(callId: number, replyLength: number): Buffer {
+  const head = Buffer.allocUnsafe(4 + 1 + 4);
+  head.writeUInt32BE(1 + 4 + replyLength, 0);
+  head[4] = LinkFrame.REPLY;
+  head.writeUInt32BE(callId, 5);
+  return head;
+}
+
+/** A whole reply frame in one buffer. */
 export function encodeLinkReply(callId: number, reply: Uint8Array): Buffer {
   const frame = Buffer.allocUnsafe(4 + 1 + 4 + reply.length);
   frame.writeUInt32BE(frame.length - 4, 0);

@@ -174,6 +174,11 @@ export const agentStats = v.object({
    * Absent from agents older than it.
    */
   output: v.optional(v.object({ kept: u53, budget: u53, cuts: u53 })),
+  /**
+   * Links made since start (device and session), and the frames they carried both ways: the
+   * messages that did not cross the NATS server. Absent from agents older than it.
+   */
+  links: v.optional(v.object({ made: u53, frames: u53 })),
 });
 
 /** The most requests one `agent.batch` carries. */
@@ -196,6 +201,13 @@ export const ops = {
     v.object({ requests: v.pipe(v.array(v.strictTuple([shown(64), bytes])), v.minLength(1), v.maxLength(MAX_BATCH_REQUESTS)) }),
     v.object({ replies: v.pipe(v.array(bytes), v.maxLength(MAX_BATCH_REQUESTS)) }),
   ),
+
+  /**
+   * A session link for the asking master (link.ts): one direct connection that carries all its
+   * requests and their replies, as the bus would, in order. `null` when the agent offers none
+   * (--link off, or it cannot listen): the master stays on the bus.
+   */
+  'agent.link': op(empty, v.object({ link: v.nullable(linkOffer) })),
 
   'fs.getattr': op(v.object({ path: slavePath }), attrReply),
   'fs.fgetattr': op(v.object({ fh }), attrReply),

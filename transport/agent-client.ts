@@ -18,9 +18,11 @@ import {
   type Caller, type HelloInfo, type OpName, type OpReply, type OpRequest,
 } from '../protocol/index.js';
 import type { Bus } from './bus.js';
+import { LinkClosedError } from './agent-link.js';
 import { AgentUnreachableError } from './errors.js';
 import { clientMetrics } from './metrics.js';
 import { RequestBatch } from './request-batch.js';
+import { SessionLink } from './session-link.js';
 
 export interface AgentClientOptions {
   /** Deadline of one try of a request. */
@@ -95,13 +97,78 @@ export class AgentClient {
   /** Requests held to travel together, once the agent's hello says it takes batches. */
   private readonly batch: RequestBatch;
   private batching = false;
+  /** The direct connection requests go on when it is up (useLink); else the bus. */
+  private session: SessionLink | undefined;
+  /** Requests sent on the bus and not yet answered: a session link takes over only when none are. */
+  private onBus = 0;
 
   constructor(
     readonly bus: Bus,
     readonly agentId: string,
     private readonly options: AgentClientOptions,
   ) {
-    this.batch = new RequestBatch(bus, agentId, this.clientId, Math.min(Math.floor(bus.maxPayload / 2), 512 * 1024));
+    this.batch = new RequestBatch((op, message, timeoutMs) => this.carry(op, message, timeoutMs), this.clientId,
+      Math.min(Math.floor(bus.maxPayload / 2), 512 * 1024));
+  }
+
+  /**
+   * Sends this client's requests on a session link once the agent offers one and it is made
+   * (transport/session-link.ts), the bus meanwhile and whenever it is down. For clients whose
+   * requests carry bulk data or wait one after another (a mount).
+   */
+  useLink(): void {
+    if (this.session) return;
+    this.session = new SessionLink(
+      async () => (await this.call('agent.link', {}, { slaveWaitMs: 0 })).link,
+      () => this.bus.server.url,
+      this.bus.maxPayload + 1024,
+      this.options.log.child({ component: 'session-link' }),
+    );
+    this.onRestart(() => this.session?.restarted());
+    this.session.start();
+  }
+
+  /** Whether requests go on a session link now. */
+  get linked(): boolean {
+    return this.session?.up === true;
+  }
+
+  /** Stops using the session link (the bus stays the caller's to close). */
+  close(): void {
+    this.session?.close();
+  }
+
+  /**
+   * One request to the agent, on the session link when one carries them, else on the bus; its
+   * raw reply. A request waiting on a link that closes, or that outlives `timeoutMs` there (the
+   * link went silent: it is given up with all it carries), fails with 'link-lost', which tryCall
+   * asks again at once: every request waiting on the link is rejected in the order sent, before
+   * anything newer can be sent, so they reach the bus in that order.
+   */
+  private carry(op: OpName, message: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
+    const link = this.session?.carrier(this.onBus === 0);
+    if (link === undefined) return this.onTheBus(op, message, timeoutMs);
+    return new Promise<Uint8Array>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.options.log.info({ op, timeoutMs }, 'no answer on the session link: it is given up, requests go on over the bus');
+        this.session?.drop();
+      }, timeoutMs);
+      link.call(op, message).then((reply) => {
+        clearTimeout(timer);
+        resolve(reply);
+      }, (err: unknown) => {
+        clearTimeout(timer);
+        reject(err instanceof LinkClosedError ? new AgentUnreachableError('link-lost', err.message, { cause: err }) : err);
+      });
+    });
+  }
+
+  private onTheBus(op: OpName, message: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
+    this.onBus++;
+    const reply = this.bus.request(opSubject(this.agentId, op), message, timeoutMs);
+    const done = (): void => { this.onBus--; };
+    reply.then(done, done);
+    return reply;
   }
 
   /** Sends the requests held to travel together now: somebody waits for one of them. */
@@ -228,7 +295,13 @@ export class AgentClient {
   send<K extends OpName>(op: K, args: OpRequest<K>, options: Pick<CallOptions, 'handleBoot'> = {}): void {
     this.batch.uncork(); // after what was sent before it
     try {
-      this.bus.publish(opSubject(this.agentId, op), this.encode(op, args, options));
+      const message = this.encode(op, args, options);
+      // With what was sent before it: on the session link when that carries requests.
+      if (this.session?.carrier(false)?.send(op, message) === true) {
+        clientMetrics.requests.inc({ op, result: 'sent' });
+        return;
+      }
+      this.bus.publish(opSubject(this.agentId, op), message);
       clientMetrics.requests.inc({ op, result: 'sent' });
     } catch (err) {
       clientMetrics.requests.inc({ op, result: 'unsent' });
@@ -261,7 +334,6 @@ export class AgentClient {
     const deadline = Date.now() + waitMs;
     const version = op === 'agent.hello' ? MIN_PROTOCOL_VERSION : this.version;
     const message = encodeRequest(op, id, args, options.handleBoot, options.caller, version);
-    const subject = opSubject(this.agentId, op);
     let bootTried: string | undefined;
     for (let attempt = 0; ; attempt++) {
       let raw: Uint8Array;
@@ -277,13 +349,18 @@ export class AgentClient {
           this.waiting.add(waiting);
           this.watch();
           const hold = attempt === 0 && options.hold === true;
-          (this.batching ? this.batch.request(op, message, timeoutMs, hold) : this.bus.request(subject, message, timeoutMs)).then(
+          (this.batching ? this.batch.request(op, message, timeoutMs, hold) : this.carry(op, message, timeoutMs)).then(
             (data) => { this.waiting.delete(waiting); resolve(data); },
             (err: unknown) => { this.waiting.delete(waiting); reject(err); },
           );
         });
       } catch (err) {
         if (err instanceof AgentUnreachableError && err.reason === 'no-responders') this.agentLost();
+        if (err instanceof AgentUnreachableError && err.reason === 'link-lost') {
+          // The link went, not the agent: on the bus now, with no pause (see carry).
+          clientMetrics.retries.inc();
+          continue;
+        }
         if (!(err instanceof AgentUnreachableError) || err.reason === 'closed' || Date.now() + RETRY_PAUSE_MS > deadline) throw err;
         if (attempt === 0) this.options.log.warn({ op, reason: err.reason, waitMs }, 'agent unreachable: waiting for it');
         bootTried ??= sentTo; // the boot this try went to (lastBoot may already be the new one)

@@ -1,13 +1,18 @@
 /**
- * The master's end of a device link (protocol/link.ts): one TLS-PSK connection to the
- * agent for one pushed device, carrying that stream's requests and events instead of the bus.
- * It knows nothing of devices: mount/device-stream.ts decides what goes on it, and goes back to
- * the bus when it closes.
+ * The master's end of a link (protocol/link.ts): one TLS-PSK connection to the agent, carrying
+ * requests and their replies (and, for a device link, the stream's events) instead of the bus.
+ * It knows nothing of what it carries: mount/device-stream.ts decides what of a device stream goes
+ * on its device link, transport/session-link.ts and agent-client.ts what of a client's requests
+ * goes on its session link, and both go back to the bus when it closes.
  *
  *   DeviceStream --send/call--> AgentLink --TLS--> agent;  agent --events--> AgentLink --onEvent--> DeviceStream
+ *   AgentClient --call--> AgentLink --TLS--> agent --reply--> AgentLink --> AgentClient
  */
 import type { TLSSocket } from 'node:tls';
-import { LINK_TLS, LinkFrame, LinkFrameReader, encodeLinkRequest, type LinkOffer } from '../protocol/index.js';
+import { LINK_TLS, LinkFrame, LinkFrameReader, encodeLinkRequest, linkRequestHeader, type LinkOffer } from '../protocol/index.js';
+
+/** Requests larger than this are written beside their frame's head rather than copied behind it (a file's data). */
+const SMALL_REQUEST = 16 * 1024;
 
 /** A link that is gone: what was asked on it is asked again on the bus. */
 export class LinkClosedError extends Error {
@@ -93,7 +98,7 @@ export class AgentLink {
   /** Sends a request nobody waits for; false when the link is closed (send it on the bus). */
   send(op: string, request: Uint8Array): boolean {
     if (this.closed) return false;
-    this.socket.write(encodeLinkRequest(0, op, request));
+    this.write(0, op, request);
     return true;
   }
 
@@ -104,8 +109,19 @@ export class AgentLink {
     this.nextCall = this.nextCall >= 0xffff_fffe ? 1 : this.nextCall + 1;
     return new Promise((resolve, reject) => {
       this.calls.set(callId, { resolve, reject });
-      this.socket.write(encodeLinkRequest(callId, op, request));
+      this.write(callId, op, request);
     });
+  }
+
+  private write(callId: number, op: string, request: Uint8Array): void {
+    if (request.length <= SMALL_REQUEST) {
+      this.socket.write(encodeLinkRequest(callId, op, request));
+      return;
+    }
+    this.socket.cork();
+    this.socket.write(linkRequestHeader(callId, op, request.length));
+    this.socket.write(request);
+    this.socket.uncork();
   }
 
   /** Ends the link after what was written (bounded: a peer that does not end it too is cut off). */
@@ -113,6 +129,11 @@ export class AgentLink {
     this.socket.end();
     setTimeout(() => this.socket.destroy(), 1000).unref();
     this.gone();
+  }
+
+  /** How many calls wait for their replies. */
+  get waiting(): number {
+    return this.calls.size;
   }
 
   private gone(): void {

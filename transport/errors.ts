@@ -6,9 +6,11 @@ import { DISCOVER_SUBJECT, SlaveError } from '../protocol/index.js';
 
 /**
  * 'closed': our own connection was closed (we are shutting down, or nats.js gave up on it), so
- * asking again cannot help: unlike the others, it is never retried.
+ * asking again cannot help: unlike the others, it is never retried. 'link-lost': the session link
+ * it went on closed or was given up before the reply came: asked again on the bus at once
+ * (transport/session-link.ts).
  */
-export type UnreachableReason = 'timeout' | 'no-responders' | 'disconnected' | 'closed';
+export type UnreachableReason = 'timeout' | 'no-responders' | 'disconnected' | 'closed' | 'link-lost';
 
 export class AgentUnreachableError extends SlaveError {
   override name = 'AgentUnreachableError';

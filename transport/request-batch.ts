@@ -14,9 +14,11 @@
  * message (or right after them, when it is too large to join). What does not fit one batch (by
  * count or bytes) goes as the next message, in order.
  */
-import { MAX_BATCH_REQUESTS, decodeReply, encodeRequest, opSubject, type OpName } from '../protocol/index.js';
-import type { Bus } from './bus.js';
+import { MAX_BATCH_REQUESTS, decodeReply, encodeRequest, type OpName } from '../protocol/index.js';
 import { AgentUnreachableError } from './errors.js';
+
+/** Sends one request message and resolves with its raw reply (the bus's, or a session link's: agent-client.ts). */
+export type Carry = (op: OpName, message: Uint8Array, timeoutMs: number) => Promise<Uint8Array>;
 
 /** How long a request may be held for others to join it, at most. */
 export const CORK_MS = 2;
@@ -40,8 +42,7 @@ export class RequestBatch {
   private seq = 0;
 
   constructor(
-    private readonly bus: Bus,
-    private readonly agentId: string,
+    private readonly carry: Carry,
     /** The id batches are numbered under (the client's). */
     private readonly clientId: string,
     /** The most bytes of requests one batch carries (a share of the bus's max_payload). */
@@ -117,7 +118,7 @@ export class RequestBatch {
 
   /** One message to the agent; its reply (or failure) lets what was held meanwhile go. */
   private send(op: OpName, message: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
-    const reply = this.bus.request(opSubject(this.agentId, op), message, timeoutMs);
+    const reply = this.carry(op, message, timeoutMs);
     const settled = (): void => this.sendHeld();
     reply.then(settled, settled);
     return reply;

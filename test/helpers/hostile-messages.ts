@@ -278,6 +278,7 @@ export class HostileMessages {
     return {
       'agent.hello': () => (r.chance(0.8) ? {} : { extra: randomValue(r) }),
       'agent.stats': () => (r.chance(0.8) ? {} : { extra: randomValue(r) }),
+      'agent.link': () => (r.chance(0.8) ? {} : { extra: randomValue(r) }),
       // Inner requests that are garbage, of ops that do not exist, or not a list at all.
       'agent.batch': () => (r.chance(0.8)
         ? { requests: Array.from({ length: 1 + r.int(4) }, () => [r.pick(['fs.getattr', 'fs.unlink', 'agent.batch', 'no.such']), pack(randomValue(r))]) }

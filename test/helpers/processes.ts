@@ -30,7 +30,7 @@ export interface RunResult {
 }
 
 /** Runs a command to completion (killed after `timeoutMs`) and collects its output. */
-export async function run(command: string, args: string[], options: SpawnOptions & { timeoutMs?: number; input?: string } = {}): Promise<RunResult> {
+export async function run(command: string, args: string[], options: SpawnOptions & { timeoutMs?: number; input?: string | Buffer } = {}): Promise<RunResult> {
   const child = spawn(command, args, { stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], ...options });
   let stdout = '';
   let stderr = '';

@@ -44,7 +44,7 @@ async function natsMessages(monitorPort: number): Promise<number> {
 
 /** The port the agent offers links on, from its log. */
 function linkPort(agent: AgentProcess): number {
-  const line = agent.log().split('\n').find((l) => l.includes('device links offered'));
+  const line = agent.log().split('\n').find((l) => l.includes('links offered'));
   assert.ok(line, `the agent offers no device links:\n${agent.log()}`);
   return (JSON.parse(line) as { port: number }).port;
 }
