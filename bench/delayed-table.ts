@@ -61,8 +61,11 @@ export function renderDelayedSection(r: DelayedLinkResults | undefined, error: s
     + 'each way, in order, without holding up what follows) sits between the agent and its nats-server, and '
     + 'another between sshfs and its sshd; the mount and sshfs are on the near side. Each delay has its own '
     + 'nats-server, agent, mount and sshfs. The workloads are the loopback table\'s, with the same passes; the '
-    + 'calls are the single-call table\'s, by call-timing.py. Bus messages are what that nats-server received '
-    + 'during the workload (`/varz` in_msgs: requests, replies, the change feed\'s events and its heartbeat, '
-    + 'one a second).');
+    + 'calls are the single-call table\'s, by call-timing.py. The agent\'s links (the mount\'s session link: '
+    + 'docs/architecture.md, "Session links") cross a delay proxy of their own, the agent offering its port '
+    + '(`--link-offer`). Bus messages are what that nats-server received during the workload (`/varz` in_msgs: '
+    + 'requests, replies, the change feed\'s events and its heartbeat, one a second) and the frames the agent\'s '
+    + 'links carried (agent.stats: requests in, replies out), which is where the mount\'s requests go once its '
+    + 'session link is up.');
   return out.join('\n');
 }

@@ -128,11 +128,6 @@ export class AgentClient {
     this.session.start();
   }
 
-  /** Whether requests go on a session link now. */
-  get linked(): boolean {
-    return this.session?.up === true;
-  }
-
   /** Stops using the session link (the bus stays the caller's to close). */
   close(): void {
     this.session?.close();
@@ -203,10 +198,13 @@ export class AgentClient {
             const reply = decodeReply('agent.hello', raw);
             if (reply.boot !== boot) this.noteBoot(reply.boot);
             else if (reply.ok && this.noteReconnects(reply.result.reconnects)) {
-              // The same agent, on another connection: what it answered on the old one may be
-              // lost, so what waits is sent again (it answers a repeat from its replay cache).
-              this.options.log.info({ agentId: this.agentId, server: reply.result.server }, 'the agent moved to another server: asking again');
-              this.agentLost();
+              this.options.log.info({ agentId: this.agentId, server: reply.result.server }, 'the agent moved to another server');
+              this.agentMoved();
+            } else if (reply.ok && reply.result.busy === 0 && this.session?.up === true) {
+              // Nothing in hand, yet we waited over a second on the session link: it went
+              // silent (a firewall dropped it). Given up: what waits on it goes on the bus.
+              this.options.log.info({ agentId: this.agentId, waiting: this.waiting.size }, 'the agent has nothing in hand: the session link is given up');
+              this.session.drop();
             } else if (reply.ok && reply.result.busy === 0) {
               // It serves nothing, yet we waited over a second: the requests or their replies
               // were lost on the way (a link between servers went), so they are sent again.
@@ -235,6 +233,18 @@ export class AgentClient {
       this.waiting.delete(waiting);
       waiting.giveUp();
     }
+  }
+
+  /**
+   * The same agent, on another connection to the bus: what it answered on the old one may be
+   * lost, so what waits is sent again (it answers a repeat from its replay cache). Not while a
+   * session link carries the requests: the agent's bus connection is not theirs, and sending
+   * again what is on its way could apply a write after what followed it.
+   */
+  private agentMoved(): void {
+    if (this.session?.up === true) return;
+    this.options.log.info({ agentId: this.agentId, waiting: this.waiting.size }, 'asking again what waits');
+    this.agentLost();
   }
 
   /** Notes the agent's reconnection count from a hello; true when it moved since the last one. */
@@ -377,7 +387,7 @@ export class AgentClient {
           this.version = Math.min(PROTOCOL_VERSION, Math.max(MIN_PROTOCOL_VERSION, hello.protocol));
           this.batching = hello.capabilities.includes('agent.batch') && this.version === PROTOCOL_VERSION;
           if (!this.batching) this.batch.uncork();
-          if (this.noteReconnects(hello.reconnects)) this.agentLost(); // as in watch()
+          if (this.noteReconnects(hello.reconnects)) this.agentMoved(); // as in watch()
         }
         return reply.result;
       }
