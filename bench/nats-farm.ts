@@ -20,13 +20,22 @@ export interface NatsFarm {
   leafUrl: string;
 }
 
+/** Ports handed out by this run: the kernel may give a port just closed to the next listen(0). */
+const given = new Set<number>();
+
+/** A loopback port nobody listens on now, and not handed out before by this run. */
 export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  if (address === null || typeof address === 'string') throw new Error('no free port');
-  return address.port;
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const address = server.address();
+    await new Promise((resolve) => server.close(resolve));
+    if (address === null || typeof address === 'string') throw new Error('no free port');
+    if (given.has(address.port)) continue;
+    given.add(address.port);
+    return address.port;
+  }
+  throw new Error('no loopback port not handed out before');
 }
 
 async function startServer(workDir: string, name: string, config: string, ready: RegExp, cleanup: Cleanup): Promise<void> {
