@@ -50,7 +50,8 @@ function runTable(run: DelayedRun, tarEntries: number): string {
 }
 
 export function renderDelayedSection(r: DelayedLinkResults | undefined, error: string | undefined, heading: string): string {
-  const out = ['### Over a delayed link: a lab across a campus (D = 1 ms) and at another site (D = 5 ms)', '', heading, ''];
+  const delays = r?.runs.map((run) => `D = ${run.delayMs} ms`).join(', ') ?? 'a delay each way';
+  const out = [`### Over a delayed link (${delays}): 1 ms is a lab across a campus, 5 ms another site`, '', heading, ''];
   if (!r) return [...out, `The delayed-link part failed: ${error ?? 'unknown'}`].join('\n');
   for (const run of r.runs) {
     out.push(`#### D = ${run.delayMs} ms each way (every round trip + ${2 * run.delayMs} ms)`, '');
