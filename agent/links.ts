@@ -59,7 +59,7 @@ function loadTls(): Promise<typeof import('node:tls')> {
 }
 
 /**
- * Where an agent offers links (--device-link): `auto` listens on the address the NATS server sees
+ * Where an agent offers links (--link): `auto` listens on the address the NATS server sees
  * the agent at (masters that reach the server reach it there, as a rule), `off` offers none.
  */
 export type LinkSetting = 'auto' | 'off' | { host: string; port: number };
@@ -106,8 +106,8 @@ export class Links {
   }
 
   /**
-   * Listens on `host`:`port` (0: a free port); offers `offerHost` (default: `host`). `dispatch`
-   * serves what links ask, as the bus's requests are.
+   * Listens on `host`:`port` (0: a free port); offers `offered` (default: `host` and the port it
+   * listens on). `dispatch` serves what links ask, as the bus's requests are.
    */
   static async listen(
     host: string, port: number, dispatch: LinkDispatch, maxFrame: number, log: Logger,
@@ -122,7 +122,7 @@ export class Links {
         resolve();
       });
     });
-    server.on('error', (err) => log.warn({ err }, 'device link listener failed'));
+    server.on('error', (err) => log.warn({ err }, 'link listener failed'));
     const address = server.address();
     links.boundPort = typeof address === 'object' && address !== null ? address.port : port;
     log.info({ host, port: links.boundPort, offered: `${links.host}:${links.port}` }, 'links offered');
@@ -137,7 +137,7 @@ export class Links {
     }
     this.handshakes++;
     // A reset while TLS is still being loaded must not be an unhandled error (TLS handles it after).
-    raw.on('error', (err) => this.log.debug({ err }, 'device link connection failed'));
+    raw.on('error', (err) => this.log.debug({ err }, 'link connection failed'));
     const timer = setTimeout(() => raw.destroy(), HANDSHAKE_MS);
     raw.once('close', () => clearTimeout(timer));
     let proved = false;
@@ -147,7 +147,7 @@ export class Links {
       // Node takes a server's pskCallback on a TLSSocket too; its types list it for createServer only.
       const options: TLSSocketOptions & { pskCallback(socket: TLSSocket, identity: string): Buffer | null } = {
         isServer: true, secureContext: this.context, ...LINK_TLS,
-        // Only a key never used before is given, so each link is one stream's.
+        // Only a key never used before is given, so each link is one stream's or one master's.
         pskCallback: (_socket, identity) => {
           const offer = this.offers.get(identity);
           if (!offer || offer.taken) return null;
@@ -157,7 +157,7 @@ export class Links {
       };
       const socket: TLSSocket = new tls.TLSSocket(raw, options);
       socket.on('error', (err) => {
-        if (!proved) this.log.debug({ err }, 'device link handshake refused');
+        if (!proved) this.log.debug({ err }, 'link handshake refused');
         socket.destroy();
       });
       await new Promise<void>((resolve) => {

@@ -10,10 +10,11 @@
  *
  * - bus → link: only once nothing sent on the bus waits for its reply (`carrier(quiet)`); the
  *   agent has then started everything sent before, and what goes on the link comes after it.
- * - link → bus: when the link closes or a request on it outlives its deadline (a link that went
- *   silent), everything still waiting on it is sent again on the bus at once, in the order it was
- *   sent, before anything new (`AgentClient`); the agent answers a repeat of a request it has run
- *   from its duplicate request cache, as for any retry.
+ * - link → bus: when the link closes, or is given up as silent (the client's probe finds the
+ *   agent with nothing in hand while a request waits on it, or a request outlives its deadline),
+ *   everything still waiting on it is sent again on the bus at once, in the order it was sent,
+ *   before anything new (`AgentClient`); the agent answers a repeat of a request it has run from
+ *   its duplicate request cache, as for any retry.
  *
  * After a break it asks for a new link after a pause that doubles up to a minute; a restarted
  * agent is asked at once.
