@@ -120,7 +120,7 @@ export class SessionLink {
     return this.link?.isOpen === true ? this.link : undefined;
   }
 
-  /** Gives up the link (a request on it outlived its deadline): what waits on it goes on the bus. */
+  /** Gives up the link (gone silent, or the agent restarted): what waits on it goes on the bus. */
   drop(): void {
     this.link?.close();
     this.ready?.close();
