@@ -264,80 +264,71 @@ export class Links {
     agentMetrics.links.inc({ link: 'device' });
     const log = this.log.child({ fh: offer.fh });
     log.debug('device link up');
-    const reader = new LinkFrameReader(this.maxFrame);
-    socket.on('data', (chunk: Buffer) => {
-      let messages;
-      try {
-        messages = reader.push(chunk);
-      } catch (err) {
-        log.warn({ err }, 'device link spoke no protocol of ours: closed');
+    // Its own stream's ops on its own handle, nothing else: anything more closes it.
+    this.serveRequests(socket, 'device', log, (op) => (LINK_OPS.has(op) ? undefined : 'device link asked for what is not its stream\'s: closed'),
+      (op, args) => {
+        if ((args as { fh?: unknown }).fh === offer.fh) return true;
+        log.warn({ op }, 'device link asked for another stream\'s handle: closed');
         socket.destroy();
-        return;
-      }
-      for (const message of messages) {
-        if (socket.destroyed) return; // refused below: nothing after it is served
-        if (message.kind !== LinkFrame.REQUEST) {
-          log.warn({ kind: message.kind }, 'device link sent a frame only the agent sends: closed');
-          socket.destroy();
-          return;
-        }
-        if (!LINK_OPS.has(message.op)) {
-          log.warn({ op: message.op }, 'device link asked for what is not its stream\'s: closed');
-          socket.destroy();
-          return;
-        }
-        // Started in arrival order, as the bus's requests are (dispatch runs each up to its first wait).
-        agentMetrics.linkFrames.inc({ link: 'device' });
-        const answer = this.dispatch(message.op, message.data, (op, args) => {
-          if ((args as { fh?: unknown }).fh === offer.fh) return true;
-          log.warn({ op }, 'device link asked for another stream\'s handle: closed');
-          socket.destroy();
-          return false;
-        });
-        if (message.callId !== 0) void answer.then((reply) => this.reply(socket, message.callId, reply, 'device'));
-      }
-    });
-    socket.on('error', (err) => log.debug({ err }, 'device link failed'));
+        return false;
+      });
     socket.on('close', () => {
       if (offer.socket === socket) offer.socket = undefined;
       log.debug('device link down: the stream goes on over the bus');
     });
   }
 
-  /**
-   * A session link's requests, served as the bus's are: started in arrival order by the one
-   * dispatcher (which runs each up to its first wait), with no limit on what they may ask.
-   */
+  /** A session link: every request the bus takes, with no limit on what it may ask. */
   private serveSession(socket: TLSSocket): void {
     this.sessions.add(socket);
     const log = this.log.child({ link: 'session', peer: socket.remoteAddress });
     log.debug('session link up');
+    this.serveRequests(socket, 'session', log);
+    socket.on('close', () => {
+      this.sessions.delete(socket);
+      log.debug('session link down: its master goes on over the bus');
+    });
+  }
+
+  /**
+   * A link's requests, served as the bus's are: started in arrival order by the one dispatcher
+   * (which runs each up to its first wait), each answered on the link. `refuse` names why an op
+   * may not be asked here (the link is closed); `admit` sees a request's arguments once decoded.
+   * A frame that is not a request, or not of our protocol, closes the link.
+   */
+  private serveRequests(
+    socket: TLSSocket, link: 'device' | 'session', log: Logger,
+    refuse?: (op: string) => string | undefined, admit?: (op: OpName, args: unknown) => boolean,
+  ): void {
     const reader = new LinkFrameReader(this.maxFrame);
     socket.on('data', (chunk: Buffer) => {
       let messages;
       try {
         messages = reader.push(chunk);
       } catch (err) {
-        log.warn({ err }, 'session link spoke no protocol of ours: closed');
+        log.warn({ err }, `${link} link spoke no protocol of ours: closed`);
         socket.destroy();
         return;
       }
       for (const message of messages) {
+        if (socket.destroyed) return; // refused below: nothing after it is served
         if (message.kind !== LinkFrame.REQUEST) {
-          log.warn({ kind: message.kind }, 'session link sent a frame only the agent sends: closed');
+          log.warn({ kind: message.kind }, `${link} link sent a frame only the agent sends: closed`);
           socket.destroy();
           return;
         }
-        agentMetrics.linkFrames.inc({ link: 'session' });
-        const answer = this.dispatch(message.op, message.data);
-        if (message.callId !== 0) void answer.then((reply) => this.reply(socket, message.callId, reply, 'session'));
+        const refused = refuse?.(message.op);
+        if (refused !== undefined) {
+          log.warn({ op: message.op }, refused);
+          socket.destroy();
+          return;
+        }
+        agentMetrics.linkFrames.inc({ link });
+        const answer = this.dispatch(message.op, message.data, admit);
+        if (message.callId !== 0) void answer.then((reply) => this.reply(socket, message.callId, reply, link));
       }
     });
-    socket.on('error', (err) => log.debug({ err }, 'session link failed'));
-    socket.on('close', () => {
-      this.sessions.delete(socket);
-      log.debug('session link down: its master goes on over the bus');
-    });
+    socket.on('error', (err) => log.debug({ err }, `${link} link failed`));
   }
 
   /** One reply down a link: a large one (a read's data) beside its header, not copied behind it. */

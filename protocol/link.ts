@@ -69,43 +69,46 @@ export type LinkMessage =
   | { kind: typeof LinkFrame.REPLY; callId: number; data: Uint8Array }
   | { kind: typeof LinkFrame.EVENT; data: Uint8Array };
 
-/** A request frame: `callId` 0 when no reply is wanted. */
-/** A request frame's head (length, kind, call id, op): the request follows it as it is. */
+/** A request frame's head (length, kind, call id, op) written into `target`: the request goes behind it. */
+function writeRequestHeader(target: Buffer, callId: number, opBytes: Buffer, requestLength: number): Buffer {
+  target.writeUInt32BE(1 + 4 + 1 + opBytes.length + requestLength, 0);
+  target[4] = LinkFrame.REQUEST;
+  target.writeUInt32BE(callId, 5);
+  target[9] = opBytes.length;
+  opBytes.copy(target, 10);
+  return target;
+}
+
+/** A request frame's head alone (`callId` 0 when no reply is wanted): the request follows it as it is. */
 export function linkRequestHeader(callId: number, op: string, requestLength: number): Buffer {
   const opBytes = Buffer.from(op, 'latin1');
-  const head = Buffer.allocUnsafe(4 + 1 + 4 + 1 + opBytes.length);
-  head.writeUInt32BE(head.length - 4 + requestLength, 0);
-  head[4] = LinkFrame.REQUEST;
-  head.writeUInt32BE(callId, 5);
-  head[9] = opBytes.length;
-  opBytes.copy(head, 10);
-  return head;
+  return writeRequestHeader(Buffer.allocUnsafe(10 + opBytes.length), callId, opBytes, requestLength);
 }
 
 /** A whole request frame in one buffer (for small requests: one write). */
 export function encodeLinkRequest(callId: number, op: string, request: Uint8Array): Buffer {
-  const head = linkRequestHeader(callId, op, request.length);
-  const frame = Buffer.allocUnsafe(head.length + request.length);
-  head.copy(frame, 0);
-  frame.set(request, head.length);
+  const opBytes = Buffer.from(op, 'latin1');
+  const frame = writeRequestHeader(Buffer.allocUnsafe(10 + opBytes.length + request.length), callId, opBytes, request.length);
+  frame.set(request, 10 + opBytes.length);
   return frame;
 }
 
-/** A reply frame's head (length, kind, call id): the reply follows it as it is. */
+/** A reply frame's head (length, kind, call id) written into `target`: the reply goes behind it. */
+function writeReplyHeader(target: Buffer, callId: number, replyLength: number): Buffer {
+  target.writeUInt32BE(1 + 4 + replyLength, 0);
+  target[4] = LinkFrame.REPLY;
+  target.writeUInt32BE(callId, 5);
+  return target;
+}
+
+/** A reply frame's head alone: the reply follows it as it is. */
 export function linkReplyHeader(callId: number, replyLength: number): Buffer {
-  const head = Buffer.allocUnsafe(4 + 1 + 4);
-  head.writeUInt32BE(1 + 4 + replyLength, 0);
-  head[4] = LinkFrame.REPLY;
-  head.writeUInt32BE(callId, 5);
-  return head;
+  return writeReplyHeader(Buffer.allocUnsafe(9), callId, replyLength);
 }
 
 /** A whole reply frame in one buffer. */
 export function encodeLinkReply(callId: number, reply: Uint8Array): Buffer {
-  const frame = Buffer.allocUnsafe(4 + 1 + 4 + reply.length);
-  frame.writeUInt32BE(frame.length - 4, 0);
-  frame[4] = LinkFrame.REPLY;
-  frame.writeUInt32BE(callId, 5);
+  const frame = writeReplyHeader(Buffer.allocUnsafe(9 + reply.length), callId, reply.length);
   frame.set(reply, 9);
   return frame;
 }

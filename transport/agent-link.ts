@@ -131,10 +131,6 @@ export class AgentLink {
     this.gone();
   }
 
-  /** How many calls wait for their replies. */
-  get waiting(): number {
-    return this.calls.size;
-  }
 
   private gone(): void {
     if (this.closed) return;
