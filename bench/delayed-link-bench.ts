@@ -14,7 +14,7 @@ import { startDaemon, waitUntil } from './daemon.js';
 import type { Fixtures } from './fixtures.js';
 import { runFsBench, type FsBenchResults } from './fs-bench.js';
 import { linkFrames } from './link-frames.js';
-import { freePort } from './nats-farm.js';
+import { freePort } from './free-port.js';
 import { startNatsServer } from './nats-server.js';
 import { startSplitbrain } from './splitbrain-target.js';
 import { startSshfs } from './sshfs-target.js';

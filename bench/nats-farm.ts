@@ -6,10 +6,10 @@
  * stops.
  */
 import { readFile, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import type { Cleanup } from './cleanup.js';
 import { startDaemon, waitUntil } from './daemon.js';
+import { freePort } from './free-port.js';
 
 const START_TIMEOUT_MS = 15_000;
 
@@ -18,24 +18,6 @@ export interface NatsFarm {
   hubUrls: string;
   hubs: string[];
   leafUrl: string;
-}
-
-/** Ports handed out by this run: the kernel may give a port just closed to the next listen(0). */
-const given = new Set<number>();
-
-/** A loopback port nobody listens on now, and not handed out before by this run. */
-export async function freePort(): Promise<number> {
-  for (let attempt = 0; attempt < 100; attempt++) {
-    const server = createServer();
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const address = server.address();
-    await new Promise((resolve) => server.close(resolve));
-    if (address === null || typeof address === 'string') throw new Error('no free port');
-    if (given.has(address.port)) continue;
-    given.add(address.port);
-    return address.port;
-  }
-  throw new Error('no loopback port not handed out before');
 }
 
 async function startServer(workDir: string, name: string, config: string, ready: RegExp, cleanup: Cleanup): Promise<void> {

@@ -4,10 +4,11 @@
  * sshfs target and the ssh rows of the process bench.
  */
 import { copyFile, mkdir, writeFile } from 'node:fs/promises';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import type { Cleanup } from './cleanup.js';
 import { startDaemon, waitUntil, type Daemon } from './daemon.js';
+import { freePort } from './free-port.js';
 import { runCommand, sh } from './run-command.js';
 
 const START_TIMEOUT_MS = 15_000;
@@ -19,21 +20,6 @@ export interface Sshd {
   readonly clientKey: string;
   /** Where its keys and config live: a place for the ssh control socket too. */
   readonly dir: string;
-}
-
-/** A port nobody listens on now; the kernel chooses it. */
-export function freeLoopbackPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => {
-        if (typeof address === 'object' && address) resolve(address.port);
-        else reject(new Error('the kernel gave no port'));
-      });
-    });
-  });
 }
 
 function accepts(port: number): Promise<true | undefined> {
@@ -69,7 +55,7 @@ export async function startSshd(workDir: string, cleanup: Cleanup): Promise<Sshd
     await runCommand(`ssh-keygen -q -t ed25519 -N '' -f ${sh(join(dir, key))}`, { timeoutMs: 10_000 });
   }
   await copyFile(join(dir, 'client_key.pub'), join(dir, 'authorized_keys'));
-  const port = await freeLoopbackPort();
+  const port = await freePort();
   const config = join(dir, 'sshd_config');
   await writeFile(config, sshdConfig(dir, port));
   const daemon = startDaemon({
