@@ -6,7 +6,9 @@
  * durable. A master keeps what it wrote until then, and writes it again to an agent that comes
  * back with another boot id (mount/retained-writes.ts). Descriptors released while they hold
  * unsynced data stay open until the next commit has synced them (close does not wait for the
- * disk, as on a local filesystem).
+ * disk, as on a local filesystem). fsync makes a file's data durable whichever descriptor wrote
+ * it, so one descriptor per file is kept for the commit: a program that opens, writes and closes
+ * one file 1,000 times between two commits costs one fsync and one held descriptor, not 1,000.
  *
  * Test-only fault switch: with SPLITBRAIN_TEST_DROP_UNSYNCED=<journal file>, every unsynced
  * write is journaled, and an agent starting with the switch set undoes what the journal names
@@ -34,6 +36,9 @@ export class Commits {
   private readonly closeAfterCommit = new Set<number>();
   /** Descriptors the running commit is fsyncing: not closed under it (the number could be reused). */
   private readonly syncing = new Set<number>();
+  /** For each file written since the last commit ("dev:ino"), the descriptor whose fsync syncs it. */
+  private readonly keeper = new Map<string, number>();
+  private readonly inodeOf = new Map<number, string>();
   private dirtyBytes = 0;
   private running: Promise<number> | undefined;
   private readonly timer: NodeJS.Timeout;
@@ -62,8 +67,13 @@ export class Commits {
    * Notes a write of `length` bytes at `offset` on `fd`; returns its sequence number. With the
    * fault switch, `before` gives the host path and the size before the write.
    */
-  wrote(fd: number, offset: number, length: number, before?: { hostPath: string; size: number }): number {
+  wrote(fd: number, offset: number, length: number, before?: { hostPath: string; size: number }, inode?: string): number {
     this.dirty.set(fd, before?.hostPath ?? '');
+    if (inode !== undefined) {
+      this.inodeOf.set(fd, inode);
+      const keeper = this.keeper.get(inode);
+      if (keeper === undefined || !this.dirty.has(keeper)) this.keeper.set(inode, fd);
+    }
     this.dirtyBytes += length;
     if (this.journal && before) {
       const entry: Journaled = { path: before.hostPath, offset, length, sizeBefore: before.size };
@@ -75,8 +85,39 @@ export class Commits {
 
   /** Closes `fd` now, or after the next commit when it holds unsynced data. */
   async release(fd: number): Promise<void> {
-    if (this.dirty.has(fd) || this.syncing.has(fd)) this.closeAfterCommit.add(fd);
-    else await this.files.close(fd);
+    if (this.syncing.has(fd)) {
+      this.closeAfterCommit.add(fd);
+      return;
+    }
+    if (this.dirty.has(fd) && !this.coveredByKeeper(fd)) {
+      this.closeAfterCommit.add(fd);
+      return;
+    }
+    this.forget(fd);
+    await this.files.close(fd);
+  }
+
+  /**
+   * True when another descriptor of the same file is dirty and stays open until the next commit
+   * fsyncs it: that fsync syncs what `fd` wrote too, so `fd` is no longer needed for it.
+   */
+  private coveredByKeeper(fd: number): boolean {
+    const inode = this.inodeOf.get(fd);
+    if (inode === undefined) return false;
+    const keeper = this.keeper.get(inode);
+    if (keeper === undefined || keeper === fd || !this.dirty.has(keeper)) {
+      // fd is the file's keeper (or none is left): it stays for the commit.
+      return false;
+    }
+    this.dirty.delete(fd);
+    return true;
+  }
+
+  private forget(fd: number): void {
+    const inode = this.inodeOf.get(fd);
+    if (inode === undefined) return;
+    this.inodeOf.delete(fd);
+    if (this.keeper.get(inode) === fd) this.keeper.delete(inode);
   }
 
   /** Makes every write answered so far durable; resolves with the durable sequence. */
@@ -93,6 +134,7 @@ export class Commits {
     const fds = [...snapshot.keys()];
     for (const fd of fds) this.syncing.add(fd);
     this.dirty.clear();
+    this.keeper.clear();
     this.dirtyBytes = 0;
     // Writes after this point journal to a new file; this commit's journal goes once it is synced.
     const committing = this.journal ? `${this.journal}.committing` : undefined;
@@ -114,6 +156,8 @@ export class Commits {
       failed = true;
       const fd = fds[i] as number;
       this.dirty.set(fd, snapshot.get(fd) ?? '');
+      const inode = this.inodeOf.get(fd);
+      if (inode !== undefined && !this.dirty.has(this.keeper.get(inode) ?? -1)) this.keeper.set(inode, fd);
       this.log.error({ err: result.reason, fd }, 'fsync failed: the data is not durable yet');
     }
     if (committing && !failed) rmSync(committing, { force: true });
@@ -122,7 +166,10 @@ export class Commits {
     for (const fd of fds) {
       // Written again since the snapshot: it closes after the commit that syncs that.
       if (this.dirty.has(fd)) continue;
-      if (this.closeAfterCommit.delete(fd)) await this.files.close(fd).catch(() => undefined);
+      if (this.closeAfterCommit.delete(fd)) {
+        this.forget(fd);
+        await this.files.close(fd).catch(() => undefined);
+      }
     }
     this.log.debug({ files: fds.length, durable: upTo, ms: Date.now() - started }, 'commit');
     return upTo;

@@ -44,7 +44,7 @@ function openHandle(
     if (!st.isFile() && !st.isDirectory()) {
       throw new SlaveError('ENXIO', `${slavePath} is a FIFO or socket: the master's kernel serves those, the agent does not open them`);
     }
-    const fh = ctx.handles.add({ fd, slavePath, flags, regular: st.isFile() });
+    const fh = ctx.handles.add({ fd, slavePath, flags, regular: st.isFile(), inode: `${st.dev}:${st.ino}` });
     return { fh, attr: statToWire(st) };
   } catch (err) {
     files.closeNow(fd);
@@ -139,7 +139,7 @@ export const fileOps: HandlerTable = {
   }),
 
   'fs.write': async ({ fh, offset, data }, ctx) => {
-    const { fd, slavePath } = ctx.handles.get(fh);
+    const { fd, slavePath, inode } = ctx.handles.get(fh);
     const files = ctx.backend.files;
     const before = ctx.commits.journaling ? { hostPath: ctx.jail.resolve(slavePath), size: files.fstat(fd).size } : undefined;
     let written = 0;
@@ -148,7 +148,7 @@ export const fileOps: HandlerTable = {
       if (n === 0) throw new SlaveError('EIO', `write to handle ${fh} made no progress`);
       written += n;
     }
-    const seq = ctx.commits.wrote(fd, offset, written, before);
+    const seq = ctx.commits.wrote(fd, offset, written, before, inode);
     agentMetrics.bytes.inc({ direction: 'written' }, written);
     return { written, seq, durable: ctx.commits.durable };
   },

@@ -12,6 +12,8 @@ export interface OpenFile {
   flags: number;
   /** Regular files are read until the buffer is full; devices and pipes return what they have. */
   regular: boolean;
+  /** The file's device and inode numbers ("dev:ino"): descriptors of one file share a commit's fsync (commits.ts). */
+  inode?: string;
 }
 
 interface Slot {

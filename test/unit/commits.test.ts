@@ -1,0 +1,102 @@
+/**
+ * The agent's background commits (agent/fs/commits.ts) on real descriptors of real files: a
+ * file written through many descriptors between two commits is synced once, through the one
+ * descriptor kept for it, and the others close at their release.
+ */
+import { strict as assert } from 'node:assert';
+import { closeSync, fstatSync, fsyncSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import pino from 'pino';
+import { Commits } from '../../agent/fs/commits.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'sb-commits-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+/** The backend's two calls, on the real descriptors, with what was asked of them. */
+function recordingFiles() {
+  const synced: number[] = [];
+  const closed: number[] = [];
+  return {
+    synced,
+    closed,
+    files: {
+      fsync: async (fd: number) => { synced.push(fd); fsyncSync(fd); },
+      close: async (fd: number) => { closed.push(fd); closeSync(fd); },
+    },
+  };
+}
+
+const inodeOf = (fd: number): string => {
+  const st = fstatSync(fd, { bigint: true });
+  return `${st.dev}:${st.ino}`;
+};
+
+test('a file opened, written and released many times between commits is synced through one descriptor', async () => {
+  const { synced, closed, files } = recordingFiles();
+  const commits = new Commits(files, 60_000, 1 << 30, pino({ level: 'silent' }));
+  const path = join(dir, 'rewritten');
+  const fds: number[] = [];
+  for (let i = 0; i < 50; i++) {
+    const fd = openSync(path, 'w');
+    const data = Buffer.from(`round ${i}\n`);
+    writeSync(fd, data, 0, data.length, 0);
+    commits.wrote(fd, 0, data.length, undefined, inodeOf(fd));
+    fds.push(fd);
+    await commits.release(fd);
+  }
+  // The first descriptor is the file's keeper: it waits for the commit; the 49 others are closed.
+  assert.deepEqual(closed, fds.slice(1));
+  await commits.commit();
+  assert.deepEqual(synced, [fds[0]], 'one fsync for the file');
+  assert.deepEqual(closed, [...fds.slice(1), fds[0]], 'the keeper closes after the commit');
+  assert.equal(readFileSync(path, 'utf8'), 'round 49\n');
+  await commits.close();
+});
+
+test('descriptors of different files are each kept and synced; one still open keeps the file', async () => {
+  const { synced, closed, files } = recordingFiles();
+  const commits = new Commits(files, 60_000, 1 << 30, pino({ level: 'silent' }));
+  const a = openSync(join(dir, 'a'), 'w');
+  const b = openSync(join(dir, 'b'), 'w');
+  const a2 = openSync(join(dir, 'a'), 'r+');
+  for (const fd of [a, b, a2]) {
+    writeSync(fd, Buffer.from('x'), 0, 1, 0);
+    commits.wrote(fd, 0, 1, undefined, inodeOf(fd));
+  }
+  // a stays open (a program's handle): a2's release closes a2, whose data a's fsync covers.
+  await commits.release(a2);
+  await commits.release(b);
+  assert.deepEqual(closed, [a2]);
+  const durable = await commits.commit();
+  assert.equal(durable, 3);
+  assert.deepEqual([...synced].sort((x, y) => x - y), [a, b].sort((x, y) => x - y));
+  assert.deepEqual(closed, [a2, b], 'b closes after its commit; a is still open');
+  // Written again after the commit: a is the file's keeper again, and is synced by the next.
+  writeSync(a, Buffer.from('y'), 0, 1, 0);
+  commits.wrote(a, 0, 1, undefined, inodeOf(a));
+  await commits.release(a);
+  assert.deepEqual(closed, [a2, b], 'a holds unsynced data: kept for the commit');
+  await commits.commit();
+  assert.deepEqual(closed, [a2, b, a]);
+  await commits.close();
+});
+
+test('a write without an inode keeps its descriptor until the commit, as before', async () => {
+  const { synced, closed, files } = recordingFiles();
+  const commits = new Commits(files, 60_000, 1 << 30, pino({ level: 'silent' }));
+  const path = join(dir, 'plain');
+  const first = openSync(path, 'w');
+  const second = openSync(path, 'r+');
+  for (const fd of [first, second]) {
+    writeSync(fd, Buffer.from('z'), 0, 1, 0);
+    commits.wrote(fd, 0, 1);
+    await commits.release(fd);
+  }
+  assert.deepEqual(closed, []);
+  await commits.commit();
+  assert.deepEqual([...synced].sort(), [first, second].sort());
+  assert.deepEqual([...closed].sort(), [first, second].sort());
+  await commits.close();
+});
