@@ -65,7 +65,8 @@ export class Commits {
 
   /**
    * Notes a write of `length` bytes at `offset` on `fd`; returns its sequence number. With the
-   * fault switch, `before` gives the host path and the size before the write.
+   * fault switch, `before` gives the host path and the size before the write. `inode` ("dev:ino")
+   * names the file, so that its other descriptors can close at their release (release).
    */
   wrote(fd: number, offset: number, length: number, before?: { hostPath: string; size: number }, inode?: string): number {
     this.dirty.set(fd, before?.hostPath ?? '');
