@@ -131,7 +131,6 @@ export class AgentLink {
     this.gone();
   }
 
-
   private gone(): void {
     if (this.closed) return;
     this.closed = true;

@@ -70,11 +70,8 @@ export class Commits {
    */
   wrote(fd: number, offset: number, length: number, before?: { hostPath: string; size: number }, inode?: string): number {
     this.dirty.set(fd, before?.hostPath ?? '');
-    if (inode !== undefined) {
-      this.inodeOf.set(fd, inode);
-      const keeper = this.keeper.get(inode);
-      if (keeper === undefined || !this.dirty.has(keeper)) this.keeper.set(inode, fd);
-    }
+    if (inode !== undefined) this.inodeOf.set(fd, inode);
+    this.keepIfFirst(fd);
     this.dirtyBytes += length;
     if (this.journal && before) {
       const entry: Journaled = { path: before.hostPath, offset, length, sizeBefore: before.size };
@@ -90,28 +87,29 @@ export class Commits {
       this.closeAfterCommit.add(fd);
       return;
     }
-    if (this.dirty.has(fd) && !this.coveredByKeeper(fd)) {
-      this.closeAfterCommit.add(fd);
-      return;
+    if (this.dirty.has(fd)) {
+      if (this.keeperOf(fd) === fd) {
+        this.closeAfterCommit.add(fd);
+        return;
+      }
+      // Another descriptor of the file stays for the commit: its fsync syncs what fd wrote too.
+      this.dirty.delete(fd);
     }
     this.forget(fd);
     await this.files.close(fd);
   }
 
-  /**
-   * True when another descriptor of the same file is dirty and stays open until the next commit
-   * fsyncs it: that fsync syncs what `fd` wrote too, so `fd` is no longer needed for it.
-   */
-  private coveredByKeeper(fd: number): boolean {
+  /** The dirty descriptor the next commit fsyncs for `fd`'s file (`fd` itself when its inode is unknown). */
+  private keeperOf(fd: number): number {
     const inode = this.inodeOf.get(fd);
-    if (inode === undefined) return false;
-    const keeper = this.keeper.get(inode);
-    if (keeper === undefined || keeper === fd || !this.dirty.has(keeper)) {
-      // fd is the file's keeper (or none is left): it stays for the commit.
-      return false;
-    }
-    this.dirty.delete(fd);
-    return true;
+    const keeper = inode === undefined ? undefined : this.keeper.get(inode);
+    return keeper !== undefined && this.dirty.has(keeper) ? keeper : fd;
+  }
+
+  /** Makes dirty `fd` its file's keeper unless another dirty descriptor of the file is already. */
+  private keepIfFirst(fd: number): void {
+    const inode = this.inodeOf.get(fd);
+    if (inode !== undefined && this.keeperOf(fd) === fd) this.keeper.set(inode, fd);
   }
 
   private forget(fd: number): void {
@@ -157,8 +155,7 @@ export class Commits {
       failed = true;
       const fd = fds[i] as number;
       this.dirty.set(fd, snapshot.get(fd) ?? '');
-      const inode = this.inodeOf.get(fd);
-      if (inode !== undefined && !this.dirty.has(this.keeper.get(inode) ?? -1)) this.keeper.set(inode, fd);
+      this.keepIfFirst(fd);
       this.log.error({ err: result.reason, fd }, 'fsync failed: the data is not durable yet');
     }
     if (committing && !failed) rmSync(committing, { force: true });
