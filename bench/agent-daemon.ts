@@ -4,7 +4,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
-import { SERVER_NODE_FLAGS } from '../cli/node-flags.js';
+import { AGENT_NODE_FLAGS } from '../cli/node-flags.js';
 import { AgentClient } from '../transport/agent-client.js';
 import { connectBus } from '../transport/bus.js';
 import type { Cleanup } from './cleanup.js';
@@ -40,7 +40,7 @@ export async function startAgent(options: AgentOptions, cleanup: Cleanup): Promi
   const agent = startDaemon({
     label: options.label, command: process.execPath, logPath: options.logPath,
     // Started as the agent image and the systemd unit start it (cli/node-flags.ts).
-    args: [...SERVER_NODE_FLAGS, CLI, 'agent', '--nats', options.natsUrl, '--id', options.agentId, '--root', options.slavePath, ...(options.args ?? [])],
+    args: [...AGENT_NODE_FLAGS, CLI, 'agent', '--nats', options.natsUrl, '--id', options.agentId, '--root', options.slavePath, ...(options.args ?? [])],
   }, cleanup);
   await waitForAgent(agent, options.natsUrl, options.agentId);
   return agent;

@@ -46,7 +46,7 @@ done
 url="nats://127.0.0.1:$port"
 echo "== nats-server on $url"
 
-PATH="$slave_root/usr/bin:$PATH" node --initial-old-space-size=64 dist/cli/main.js agent --nats "$url" --id demo-slave --root "$slave_root" --log-level info 2>"$work/agent.log" &
+PATH="$slave_root/usr/bin:$PATH" node --initial-old-space-size=64 --v8-pool-size=1 dist/cli/main.js agent --nats "$url" --id demo-slave --root "$slave_root" --log-level info 2>"$work/agent.log" &
 pids+=($!)
 for _ in $(seq 100); do grep -q 'agent serving' "$work/agent.log" && break; sleep 0.1; done
 grep -q 'agent serving' "$work/agent.log" || { echo "demo: agent did not start" >&2; cat "$work/agent.log" >&2; exit 1; }

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { SERVER_NODE_FLAGS, withServerFlags } from '../../cli/node-flags.js';
+import { AGENT_NODE_FLAGS, SERVER_NODE_FLAGS, withServerFlags } from '../../cli/node-flags.js';
 
 describe('server node flags', () => {
   it('are added to what the parent was started with', () => {
@@ -13,13 +13,19 @@ describe('server node flags', () => {
     assert.deepEqual(withServerFlags(['--initial-old-space-size=512']), ['--initial-old-space-size=512']);
   });
 
-  it('are what the agent image, the systemd unit and the sidecar image start Node with', () => {
+  it('are what the agent image, the systemd unit, the demo and the sidecar image start Node with', () => {
     const repo = new URL('../../../', import.meta.url);
-    for (const file of ['compose/agent.Dockerfile', 'compose/splitbrain-agent.service', 'compose/sidecar.Dockerfile']) {
+    const starts: [string, RegExp, readonly string[]][] = [
+      ['compose/agent.Dockerfile', /^ENTRYPOINT/, AGENT_NODE_FLAGS],
+      ['compose/splitbrain-agent.service', /^ExecStart=/, AGENT_NODE_FLAGS],
+      ['scripts/demo-loopback.sh', /main\.js agent /, AGENT_NODE_FLAGS],
+      ['compose/sidecar.Dockerfile', /^ENTRYPOINT/, SERVER_NODE_FLAGS],
+    ];
+    for (const [file, starter, flags] of starts) {
       const text = readFileSync(new URL(file, repo), 'utf8');
-      const start = text.split('\n').find((line) => /^(ENTRYPOINT|ExecStart=)/.test(line));
+      const start = text.split('\n').find((line) => starter.test(line));
       assert.ok(start, `${file} starts something`);
-      for (const flag of SERVER_NODE_FLAGS) assert.ok(start.includes(flag), `${flag} in ${file}: ${start}`);
+      for (const flag of flags) assert.ok(start.includes(flag), `${flag} in ${file}: ${start}`);
     }
   });
 });
