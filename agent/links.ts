@@ -7,19 +7,23 @@
  *   never comes) they go on the bus, where the stream's sequence numbers and resends make up for
  *   what was in flight.
  * - a session link (`agent.link`), for a master's client: every request it would send on the bus,
- *   served by the same dispatcher in the order they arrive, and their replies. Nothing is
- *   pushed on it; the change feed, process output and device events stay where they were.
+ *   served by the same dispatcher in the order they arrive, and their replies; and the output of
+ *   the processes it started asking for it (`proc.spawn`'s `linkOutput` names the link), while the
+ *   link is up: then on the bus, where the output's sequence numbers and resends make up for what
+ *   was in flight. The change feed and device events stay where they were.
  *
  *   master --TLS: dev.input, dev.credit, ...--> Links --dispatch--> device
  *   device --events--> Links --TLS--> master
  *   master --TLS: any request--> Links --dispatch--> handlers --reply--> master
+ *   process --output--> Links --TLS: routed events--> master
  */
 import { randomBytes } from 'node:crypto';
 import net, { type Socket } from 'node:net';
 import type { SecureContext, TLSSocket, TLSSocketOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import {
-  LINK_KEY_BYTES, LINK_TLS, LinkFrame, LinkFrameReader, encodeLinkEvent, encodeLinkReply, linkEventHeader, linkReplyHeader, type LinkOffer, type OpName,
+  LINK_KEY_BYTES, LINK_TLS, LinkFrame, LinkFrameReader, encodeLinkEvent, encodeLinkReply, encodeLinkRouted, linkEventHeader, linkReplyHeader,
+  linkRoutedHeader, type LinkOffer, type OpName,
 } from '../protocol/index.js';
 import { agentMetrics } from './agent-metrics.js';
 import type { EventSink } from './dev/device-push.js';
@@ -30,6 +34,12 @@ import type { EventSink } from './dev/device-push.js';
  * which imports the handlers' context, which names this file.
  */
 export type LinkDispatch = (op: string, data: Uint8Array, admit?: (op: OpName, args: unknown) => boolean) => Promise<Uint8Array>;
+
+/**
+ * Sends what the bus would have published on `subject` down a session link instead; false when
+ * the link is gone (the caller publishes it on the bus).
+ */
+export type LinkRoute = (subject: string, event: Uint8Array) => boolean;
 
 /** Told when a reply has been written out on a link (its buffer may be used again: fs/read-buffers.ts). */
 export type ReplyWritten = (reply: Uint8Array) => void;
@@ -85,8 +95,8 @@ export class Links {
   private readonly offers = new Map<string, Offer>();
   /** Which offer each connection named in its handshake. */
   private readonly named = new WeakMap<TLSSocket, string>();
-  /** The session links up now. */
-  private readonly sessions = new Set<TLSSocket>();
+  /** The session links up now, by the identity of the offer each took. */
+  private readonly sessions = new Map<string, TLSSocket>();
 
   private readonly server: net.Server;
   private boundPort = 0;
@@ -254,11 +264,11 @@ export class Links {
     clearTimeout(offer.timer);
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 10_000);
-    if (offer.fh === undefined) {
+    if (offer.fh === undefined && identity !== undefined) {
       // Taken: nothing else may connect with it, and nothing needs it past its connection.
-      if (identity !== undefined) this.offers.delete(identity);
+      this.offers.delete(identity);
       agentMetrics.links.inc({ link: 'session' });
-      this.serveSession(socket);
+      this.serveSession(socket, identity);
       return;
     }
     agentMetrics.links.inc({ link: 'device' });
@@ -279,15 +289,39 @@ export class Links {
   }
 
   /** A session link: every request the bus takes, with no limit on what it may ask. */
-  private serveSession(socket: TLSSocket): void {
-    this.sessions.add(socket);
+  private serveSession(socket: TLSSocket, identity: string): void {
+    this.sessions.set(identity, socket);
     const log = this.log.child({ link: 'session', peer: socket.remoteAddress });
     log.debug('session link up');
     this.serveRequests(socket, 'session', log);
     socket.on('close', () => {
-      this.sessions.delete(socket);
+      if (this.sessions.get(identity) === socket) this.sessions.delete(identity);
       log.debug('session link down: its master goes on over the bus');
     });
+  }
+
+  /**
+   * Where events for the master holding session link `identity` go while it is up (a process's
+   * output); undefined when no such link is up (the bus, as before). The identity travelled only
+   * in the offer to that master, so no other master can have its output diverted.
+   */
+  routeTo(identity: string): LinkRoute | undefined {
+    const socket = this.sessions.get(identity);
+    if (socket === undefined) return undefined;
+    return (subject, event) => {
+      // A subject a frame cannot name (over 255 bytes: the bus allows 256) stays on the bus.
+      if (!socket.writable || subject.length > 255) return false;
+      agentMetrics.linkFrames.inc({ link: 'session' });
+      if (event.length <= SMALL_EVENT) {
+        socket.write(encodeLinkRouted(subject, event));
+        return true;
+      }
+      socket.cork();
+      socket.write(linkRoutedHeader(subject, event.length));
+      socket.write(event);
+      socket.uncork();
+      return true;
+    };
   }
 
   /**
@@ -351,7 +385,7 @@ export class Links {
   }
 
   close(): void {
-    for (const socket of this.sessions) socket.destroy();
+    for (const socket of this.sessions.values()) socket.destroy();
     this.sessions.clear();
     for (const offer of this.offers.values()) {
       clearTimeout(offer.timer);

@@ -6,9 +6,10 @@
  * on the machine spreads over all of them alike. Alone: `npm run bench -- --only streams`.
  *
  *   floor:  bench (requester) <--1 MiB replies / requests--> nats-server <--> floor responder
- *   stdout: head on the slave --> agent --events--> nats-server --> bridge --frames--> shim --> wc
- *   write:  dd --FUSE--> mount --fs.write--> nats-server --> agent --> slave's disk
- *   read:   slave's disk --> agent --fs.read replies--> nats-server --> mount --FUSE--> dd
+ *   stdout: head on the slave --> agent --events--> bridge's session link --> bridge --frames--> shim --> wc
+ *   write:  dd --FUSE--> mount --fs.write--> mount's session link --> agent --> slave's disk
+ *   read:   slave's disk --> agent --fs.read replies--> mount's session link --> mount --FUSE--> dd
+ * (each on the bus, through nats-server, until its session link is made: transport/session-link.ts)
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { readFile, rm, stat } from 'node:fs/promises';
@@ -94,8 +95,10 @@ class StreamCheckError extends Error {
 async function measure(
   running: Running, nats: NatsServer, pass: number, step: () => Promise<{ bytes: number; programs: Map<ProcessName, number> }>,
 ): Promise<StreamSample> {
-  // The mount's session link carries its requests past the server: its frames count as messages too.
-  const framesBefore = await linkFrames(nats.url, STREAM_AGENT);
+  // The mount's and the bridge's session links carry their requests (and the output) past the
+  // server: their frames count as messages too.
+  const allFrames = async (): Promise<number> => (await linkFrames(nats.url, STREAM_AGENT)) + (await linkFrames(nats.url, EXEC_AGENT));
+  const framesBefore = await allFrames();
   const before: ServerCounts = await nats.counts();
   const meter = cpuMeter(running.pids);
   const started = performance.now();
@@ -103,7 +106,7 @@ async function measure(
   const seconds = (performance.now() - started) / 1000;
   const cpu = meter() as Map<ProcessName, number>;
   const after = await nats.counts();
-  const frames = (await linkFrames(nats.url, STREAM_AGENT)) - framesBefore;
+  const frames = (await allFrames()) - framesBefore;
   for (const [name, value] of programs) cpu.set(name, value);
   return { pass, bytes, seconds, cpu, messages: after.inMsgs - before.inMsgs + frames };
 }

@@ -105,9 +105,10 @@ export function renderStreamSection(r: StreamBenchResults | undefined, error: st
     + 'the slave side of the mount includes the agent\'s change watcher) and from the shell\'s `times` for the '
     + 'shim and dd (a FUSE write or read costs dd the kernel\'s copy). The median of the passes, each process '
     + 'on its own. Messages per MiB are what nats-server received (its `/varz` in_msgs) and the frames the '
-    + 'mount\'s agent\'s links carried (agent.stats) per MiB moved: requests, replies, events, credits and the '
-    + 'feed\'s heartbeats together; the mount\'s requests go on its session link (docs/architecture.md, '
-    + '"Session links"), past nats-server, whose CPU on the mount\'s rows is then the feed\'s. The read is cold: the page caches are '
+    + 'agents\' links carried (agent.stats) per MiB moved: requests, replies, events, credits and the '
+    + 'feed\'s heartbeats together; the mount\'s requests, and the bridge\'s with its commands\' output, go on '
+    + 'their session links (docs/architecture.md, "Session links"), past nats-server, whose CPU on those rows '
+    + 'is then the change feed\'s and the keepalives\'. The read is cold: the page caches are '
     + 'dropped (the mount\'s and the slave\'s) before each one; the mount keeps no file data of its own.');
   if (r.notes.length > 0) out.push('', `Failed checks: ${r.notes.join('; ')}`);
   return out.join('\n');

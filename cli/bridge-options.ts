@@ -15,6 +15,8 @@ export interface BridgeCliOptions {
   execUser: ExecUser;
   slaveWait: number;
   metrics?: string;
+  /** commander's `--no-link`: false to keep everything on the bus. */
+  link: boolean;
 }
 
 export function withBridgeOptions(command: Command): Command {
@@ -29,12 +31,14 @@ export function withBridgeOptions(command: Command): Command {
     .option('--env-prefix <prefix>', 'let variables with this prefix cross (repeatable)', collect, [])
     .addOption(execUser())
     .addOption(slaveWait())
-    .addOption(metrics());
+    .addOption(metrics())
+    .option('--no-link', 'keep bridged commands\' requests and output on the bus: no direct link to the agent '
+      + '(default: one, once the agent offers it, as a mount makes; the bus whenever it is down)');
 }
 
 export function bridgeSettings(opts: BridgeCliOptions) {
   return {
     commands: opts.command, bridgeAll: opts.bridgeAll, bridgeMissing: opts.bridgeMissing, keep: opts.keep, defaultCwd: opts.defaultCwd,
-    envNames: opts.env, envPrefixes: opts.envPrefix, execUser: opts.execUser, slaveWaitMs: opts.slaveWait * 1000,
+    envNames: opts.env, envPrefixes: opts.envPrefix, execUser: opts.execUser, slaveWaitMs: opts.slaveWait * 1000, link: opts.link,
   };
 }

@@ -14,6 +14,9 @@
  *   REQUEST (master → agent): u32 call id (0: no reply wanted), u8 op length, op (ASCII), request
  *   REPLY   (agent → master): u32 call id, reply
  *   EVENT   (agent → master): event
+ *   ROUTED  (agent → master, session links): u8 subject length, subject (ASCII), event: what the
+ *           bus would have published on that subject (a process's output, for a master that
+ *           asked for it on its link: `proc.spawn`'s `linkOutput`)
  * where request, reply and event are exactly the bytes codec.ts makes for the bus.
  */
 import * as v from 'valibot';
@@ -62,12 +65,13 @@ export function linkHost(offerHost: string, busUrl: string): string {
   return server === '' || isLoopbackAddress(server) ? offerHost : server;
 }
 
-export const LinkFrame = { REQUEST: 1, REPLY: 2, EVENT: 3 } as const;
+export const LinkFrame = { REQUEST: 1, REPLY: 2, EVENT: 3, ROUTED: 4 } as const;
 
 export type LinkMessage =
   | { kind: typeof LinkFrame.REQUEST; callId: number; op: string; data: Uint8Array }
   | { kind: typeof LinkFrame.REPLY; callId: number; data: Uint8Array }
-  | { kind: typeof LinkFrame.EVENT; data: Uint8Array };
+  | { kind: typeof LinkFrame.EVENT; data: Uint8Array }
+  | { kind: typeof LinkFrame.ROUTED; subject: string; data: Uint8Array };
 
 /** A request frame's head (length, kind, call id, op) written into `target`: the request goes behind it. */
 function writeRequestHeader(target: Buffer, callId: number, opBytes: Buffer, requestLength: number): Buffer {
@@ -125,6 +129,28 @@ export function encodeLinkEvent(event: Uint8Array): Buffer {
   return frame;
 }
 
+/** A routed event's head (length, kind, subject): the event follows it as it is. */
+export function linkRoutedHeader(subject: string, eventLength: number): Buffer {
+  return writeRoutedHeader(Buffer.allocUnsafe(6 + Buffer.byteLength(subject, 'latin1')), subject, eventLength);
+}
+
+/** A whole routed event frame in one buffer (the event copied behind its head): for small events. */
+export function encodeLinkRouted(subject: string, event: Uint8Array): Buffer {
+  const head = 6 + Buffer.byteLength(subject, 'latin1');
+  const frame = writeRoutedHeader(Buffer.allocUnsafe(head + event.length), subject, event.length);
+  frame.set(event, head);
+  return frame;
+}
+
+function writeRoutedHeader(target: Buffer, subject: string, eventLength: number): Buffer {
+  const subjectLength = target.write(subject, 6, 'latin1');
+  if (subjectLength > 255 || subjectLength !== subject.length) throw new ProtocolError(`subject ${subject} cannot be routed on a link`);
+  target.writeUInt32BE(2 + subjectLength + eventLength, 0);
+  target[4] = LinkFrame.ROUTED;
+  target[5] = subjectLength;
+  return target;
+}
+
 function writeEventHeader(target: Buffer, eventLength: number): Buffer {
   target.writeUInt32BE(eventLength + 1, 0);
   target[4] = LinkFrame.EVENT;
@@ -178,6 +204,10 @@ export class LinkFrameReader {
 function parseFrame(frame: Buffer): LinkMessage {
   const kind = frame[0];
   if (kind === LinkFrame.EVENT) return { kind, data: frame.subarray(1) };
+  if (kind === LinkFrame.ROUTED && frame.length >= 2 && frame.length >= 2 + (frame[1] as number)) {
+    const end = 2 + (frame[1] as number);
+    return { kind, subject: frame.toString('latin1', 2, end), data: frame.subarray(end) };
+  }
   if (kind === LinkFrame.REPLY && frame.length >= 5) return { kind, callId: frame.readUInt32BE(1), data: frame.subarray(5) };
   if (kind === LinkFrame.REQUEST && frame.length >= 6) {
     const opLength = frame[5] as number;

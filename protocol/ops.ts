@@ -328,6 +328,13 @@ export const ops = {
      * Agents older than it ignore it (unknown keys are dropped) and never cut.
      */
     cuts: v.optional(v.boolean()),
+    /**
+     * The identity of the master's session link (the `agent.link` offer it took): while that link
+     * is up, the output goes down it (protocol/link.ts, ROUTED frames) instead of the bus, one TCP
+     * hop instead of two through the NATS server; on the bus when it is not (or never was) up.
+     * Agents older than it ignore it (unknown keys are dropped) and publish on the bus.
+     */
+    linkOutput: v.optional(v.pipe(v.string(), v.regex(/^[0-9a-f]{8,64}$/, 'not a link identity'))),
   }), v.object({ procId, pid: u32 })),
   /** master --stdin--> process; answered once written into the process's stdin. */
   'proc.stdin': op(v.object({ procId, data: bytes, eof: v.boolean() }), empty),

@@ -44,6 +44,8 @@ export interface BridgeServiceOptions {
   beforeCommand?: () => Promise<void>;
   /** How long a request waits for an unreachable agent (default 60 s; 0: at once). */
   slaveWaitMs?: number;
+  /** Requests and output on a session link once the agent offers one (default); false: the bus alone. */
+  link?: boolean;
 }
 
 export interface RunningBridge {
@@ -60,11 +62,19 @@ const REQUEST_TIMEOUT_MS = 15_000;
 export async function startBridgeService(options: BridgeServiceOptions): Promise<RunningBridge> {
   const log = options.log.child({ component: 'bridge' });
   const bus = await connectBus({ url: options.natsUrl, name: 'splitbrain-bridge', log: log.child({ component: 'bus' }) });
+  let linked: AgentClient | undefined;
   try {
     const agentId = options.agentId ?? await chooseAgent(bus);
     const client = new AgentClient(bus, agentId, { timeoutMs: REQUEST_TIMEOUT_MS, slaveWaitMs: options.slaveWaitMs, log });
     const hello = await client.hello({ slaveWaitMs: 0 });
     client.helloOnReconnect();
+    // Bridged commands' requests, and their output, on a direct link once the agent offers one
+    // (transport/session-link.ts): a streaming command's output crosses one TCP connection instead
+    // of two hops through the NATS server. The bus carries everything until it is made, and after a break.
+    if (options.link !== false && hello.capabilities.includes('agent.link')) {
+      client.useLink();
+      linked = client;
+    }
     const identity = new AgentIdentity(options.execUser, hello, () => client.hello({ slaveWaitMs: 0 }), log);
     const procs = new ProcessClient(client, log);
     let commands: string[] = [];
@@ -111,10 +121,12 @@ export async function startBridgeService(options: BridgeServiceOptions): Promise
       async stop() {
         await bridge.close();
         procs.close();
+        client.close();
         await bus.close();
       },
     };
   } catch (err) {
+    linked?.close();
     await bus.close();
     throw err;
   }

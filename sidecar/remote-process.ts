@@ -95,7 +95,7 @@ export class ProcessClient {
     const subject = outputSubject(this.client.agentId, randomBytes(12).toString('hex'));
     let proc: RemoteProcess | undefined;
     const early: ProcEvent[] = []; // events may beat the spawn's reply
-    const sub = await bus.subscribe(subject, (data) => {
+    const receive = (data: Uint8Array): void => {
       let event: ProcEvent;
       try {
         event = decodeEvent(data);
@@ -105,11 +105,19 @@ export class ProcessClient {
       }
       if (proc) proc.receive(event);
       else early.push(event);
-    });
+    };
+    // On the bus, and down the client's session link while it is up (an agent that has one routes
+    // the output there: one TCP hop instead of two through the NATS server).
+    const sub = await bus.subscribe(subject, receive);
+    const unroute = this.client.onRouted(subject, receive);
+    const linkOutput = this.client.linkIdentity;
     try {
-      const { procId, pid } = await this.client.call('proc.spawn', { ...options, output: subject, window: WINDOW, cuts: true }, { handleBoot });
+      const { procId, pid } = await this.client.call('proc.spawn', {
+        ...options, output: subject, window: WINDOW, cuts: true, ...(linkOutput === undefined ? {} : { linkOutput }),
+      }, { handleBoot });
       proc = new RemoteProcess(this.client, procId, pid, this.client.bootId ?? '', output, () => {
         sub.stop();
+        unroute();
         this.live.delete(procId);
       }, this.log);
       this.live.set(procId, proc);
@@ -117,6 +125,7 @@ export class ProcessClient {
       return proc;
     } catch (err) {
       sub.stop();
+      unroute();
       throw err;
     }
   }

@@ -101,6 +101,8 @@ export class AgentClient {
   private session: SessionLink | undefined;
   /** Requests sent on the bus and not yet answered: a session link takes over only when none are. */
   private onBus = 0;
+  /** Who takes what the agent routes down the session link in place of a subject of the bus. */
+  private readonly routed = new Map<string, (event: Uint8Array) => void>();
 
   constructor(
     readonly bus: Bus,
@@ -123,9 +125,30 @@ export class AgentClient {
       () => this.bus.server.url,
       this.bus.maxPayload + 1024,
       this.options.log.child({ component: 'session-link' }),
+      (subject, event) => this.routed.get(subject)?.(event),
     );
     this.onRestart(() => this.session?.restarted());
     this.session.start();
+  }
+
+  /**
+   * The session link's identity while one is made (useLink): a `proc.spawn` naming it as its
+   * `linkOutput` gets the process's output down that link. Undefined while none is.
+   */
+  get linkIdentity(): string | undefined {
+    return this.session?.identity;
+  }
+
+  /**
+   * Takes what the agent sends down the session link in place of publishing it on `subject`, as
+   * a subscription to `subject` on the bus would (both may come: the caller's events say which
+   * it has had). Returns the end of it.
+   */
+  onRouted(subject: string, receive: (event: Uint8Array) => void): () => void {
+    this.routed.set(subject, receive);
+    return () => {
+      if (this.routed.get(subject) === receive) this.routed.delete(subject);
+    };
   }
 
   /** Stops using the session link (the bus stays the caller's to close). */

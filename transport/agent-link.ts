@@ -7,12 +7,16 @@
  *
  *   DeviceStream --send/call--> AgentLink --TLS--> agent;  agent --events--> AgentLink --onEvent--> DeviceStream
  *   AgentClient --call--> AgentLink --TLS--> agent --reply--> AgentLink --> AgentClient
+ *   agent --routed events (a process's output)--> AgentLink --onRouted--> AgentClient's subscribers
  */
 import type { TLSSocket } from 'node:tls';
 import { LINK_TLS, LinkFrame, LinkFrameReader, encodeLinkRequest, linkRequestHeader, type LinkOffer } from '../protocol/index.js';
 
 /** Requests larger than this are written beside their frame's head rather than copied behind it (a file's data). */
 const SMALL_REQUEST = 16 * 1024;
+
+/** An event the agent sent down a session link in place of publishing it on `subject`. */
+export type RoutedEvent = (subject: string, event: Uint8Array) => void;
 
 /** A link that is gone: what was asked on it is asked again on the bus. */
 export class LinkClosedError extends Error {
@@ -25,7 +29,12 @@ export class AgentLink {
   private closed = false;
   private onClosed: (() => void) | undefined;
 
-  private constructor(private readonly socket: TLSSocket, onEvent: (event: Uint8Array) => void, maxFrame: number) {
+  private constructor(
+    private readonly socket: TLSSocket, onEvent: (event: Uint8Array) => void, maxFrame: number,
+    /** The offer this link took: a session link's name in `proc.spawn`'s `linkOutput`. */
+    readonly identity: string,
+    onRouted: RoutedEvent | undefined,
+  ) {
     const reader = new LinkFrameReader(maxFrame);
     socket.on('data', (chunk: Buffer) => {
       let messages;
@@ -37,6 +46,7 @@ export class AgentLink {
       }
       for (const message of messages) {
         if (message.kind === LinkFrame.EVENT) onEvent(message.data);
+        else if (message.kind === LinkFrame.ROUTED && onRouted !== undefined) onRouted(message.subject, message.data);
         else if (message.kind === LinkFrame.REPLY) {
           const call = this.calls.get(message.callId);
           this.calls.delete(message.callId);
@@ -53,9 +63,12 @@ export class AgentLink {
 
   /**
    * Connects to `offer`, within `timeoutMs` (a link the master cannot reach, behind a firewall
-   * that drops packets, must not hold the stream up: it stays on the bus).
+   * that drops packets, must not hold the stream up: it stays on the bus). `onRouted`: a session
+   * link's events (without it, a routed event is not of this link's protocol: the link closes).
    */
-  static async connect(offer: LinkOffer, onEvent: (event: Uint8Array) => void, maxFrame: number, timeoutMs: number): Promise<AgentLink> {
+  static async connect(
+    offer: LinkOffer, onEvent: (event: Uint8Array) => void, maxFrame: number, timeoutMs: number, onRouted?: RoutedEvent,
+  ): Promise<AgentLink> {
     // Loaded with the first link: a mount of files only never carries it.
     const tls = await import('node:tls');
     return new Promise((resolve, reject) => {
@@ -75,7 +88,7 @@ export class AgentLink {
         clearTimeout(timer);
         socket.setNoDelay(true);
         socket.setKeepAlive(true, 10_000);
-        resolve(new AgentLink(socket, onEvent, maxFrame));
+        resolve(new AgentLink(socket, onEvent, maxFrame, offer.identity, onRouted));
       });
       socket.once('error', (err) => {
         clearTimeout(timer);

@@ -21,7 +21,7 @@
  */
 import type { Logger } from 'pino';
 import { linkHost, type LinkOffer } from '../protocol/index.js';
-import { AgentLink } from './agent-link.js';
+import { AgentLink, type RoutedEvent } from './agent-link.js';
 
 /** How long a connection to an offer may take before the client stays on the bus. */
 const CONNECT_MS = 3000;
@@ -46,6 +46,8 @@ export class SessionLink {
     private readonly busServer: () => string,
     private readonly maxFrame: number,
     private readonly log: Logger,
+    /** What the agent sends down the link in place of the bus (the output of processes started asking for it). */
+    private readonly onRouted: RoutedEvent,
   ) {}
 
   /** Asks for a link and connects it, in the background; the client works on the bus meanwhile. */
@@ -73,7 +75,7 @@ export class SessionLink {
     const host = linkHost(offer.host, this.busServer());
     let link: AgentLink;
     try {
-      link = await AgentLink.connect({ ...offer, host }, () => undefined, this.maxFrame, CONNECT_MS);
+      link = await AgentLink.connect({ ...offer, host }, () => undefined, this.maxFrame, CONNECT_MS, this.onRouted);
     } catch (err) {
       this.log.info({ err, host, port: offer.port }, 'session link not made: requests stay on the bus');
       this.later();
@@ -133,6 +135,15 @@ export class SessionLink {
     clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
     queueMicrotask(() => this.start());
+  }
+
+  /**
+   * The identity of the link made now (carrying or about to): a process started with it as its
+   * `linkOutput` gets its output down that link while it is up. Undefined while none is.
+   */
+  get identity(): string | undefined {
+    const link = this.link?.isOpen === true ? this.link : this.ready;
+    return link?.isOpen === true ? link.identity : undefined;
   }
 
   get up(): boolean {

@@ -31,7 +31,7 @@ function checkPolicy(ctx: AgentContext, file: string, command: string): void {
 }
 
 export const procOps: HandlerTable = {
-  'proc.spawn': async ({ argv, env, cwd, uid, gid, groups, pty, output, window, cuts }, ctx) => {
+  'proc.spawn': async ({ argv, env, cwd, uid, gid, groups, pty, output, window, cuts, linkOutput }, ctx) => {
     // Output goes only to this agent's own output subjects, which the bus's permissions let
     // exactly the masters granted this slave read: never to a subject a request names freely.
     if (!isOutputSubjectOf(ctx.hello().agentId, output)) {
@@ -66,7 +66,7 @@ export const procOps: HandlerTable = {
     if (identity) how = processes.runAs(identity, how, { uid: ctx.enterNamespaces === undefined });
     const proc = await ctx.procs.spawn({
       ...how, env: fullEnv, cwd: hostCwd, pty, window, maxChunk: ctx.maxPayload - REPLY_OVERHEAD, cuts: cuts ?? false,
-    }, output);
+    }, output, linkOutput === undefined ? undefined : ctx.links?.routeTo(linkOutput));
     agentMetrics.spawned.inc();
     return { procId: proc.procId, pid: proc.pid };
   },

@@ -9,6 +9,7 @@
 import type { Logger } from 'pino';
 import { HandleIds, SlaveError } from '../../protocol/index.js';
 import { agentMetrics } from '../agent-metrics.js';
+import type { LinkRoute } from '../links.js';
 import type { ProcessesBackend } from '../backends/processes-backend.js';
 import { OutputBudget } from './output-budget.js';
 import { OutputBuffers } from './output-buffers.js';
@@ -62,13 +63,17 @@ export class ProcessTable {
     this.budget.leave(proc);
   }
 
-  async spawn(spec: SpawnSpec, output: string): Promise<SpawnedProcess> {
+  /** `route`: the master's session link, which its output goes down while it is up (links.ts). */
+  async spawn(spec: SpawnSpec, output: string, route?: LinkRoute): Promise<SpawnedProcess> {
     if (this.procs.size >= this.options.maxProcesses) {
       throw new SlaveError('EAGAIN', `the agent runs ${this.procs.size} processes already (its limit)`);
     }
     const procId = this.ids.take((id) => this.procs.has(id));
     const log = this.options.log;
-    const sink = (event: Uint8Array) => this.options.publish(output, event);
+    const publish = this.options.publish;
+    const sink = route === undefined
+      ? (event: Uint8Array) => publish(output, event)
+      : (event: Uint8Array) => { if (!route(output, event)) publish(output, event); };
     if (this.buffers?.size !== spec.maxChunk) this.buffers = new OutputBuffers(spec.maxChunk, OUTPUT_BUFFERS_FREE);
     const proc: SpawnedProcess = await SpawnedProcess.start(
       procId, spec, sink, () => this.remove(proc), log, this.budget, this.buffers, this.options.backend, this.options.changeSeq,

@@ -24,6 +24,14 @@ const CHURN = new URL('../../../test/fixtures/name-churn.py', import.meta.url).p
 const DEVICE_HOLDER = new URL('../../../test/fixtures/held-device.py', import.meta.url).pathname;
 const WRITER = new URL('../../../test/fixtures/unsynced-writer.py', import.meta.url).pathname;
 
+/** Established TCP connections of process `pid` to anything but the NATS server at `natsUrl`: its links to the agent. */
+async function linksOf(pid: number, natsUrl: string): Promise<number> {
+  const natsPort = new URL(natsUrl).port;
+  const out = (await run('ss', ['-Htnp', 'state', 'established'])).stdout;
+  // Lines: state, queues, local address:port, peer address:port, process.
+  return out.split('\n').filter((line) => line.includes(`pid=${pid},`) && /\s\S+:\d+\s+\S+:(\d+)\s/.exec(line)?.[1] !== natsPort).length;
+}
+
 async function sha256(path: string): Promise<string> {
   const hash = createHash('sha256');
   for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
@@ -303,8 +311,9 @@ describe('surviving the slave', () => {
   });
 
   it('a bridged command started while NATS is down waits for it within --slave-wait, and exits 255 past it', async () => {
+    // --no-link: the bus alone reaches the agent (with a link, the command runs: the next test).
     const bridge = await startBridgeProcess(slave.nats.url, 'phoenix', join(slave.tmp, 'bridge.sock'), join(slave.tmp, 'bin'),
-      ['--command', 'echo', '--slave-wait', '4']);
+      ['--command', 'echo', '--slave-wait', '4', '--no-link']);
     try {
       const env = { ...process.env, SPLITBRAIN_BRIDGE_SOCKET: bridge.socket };
       assert.equal((await run(join(bridge.shimDir, 'echo'), ['before'], { env })).stdout, 'before\n');
@@ -326,6 +335,27 @@ describe('surviving the slave', () => {
       await slave.nats.restart();
       await waitFor('the bridge to serve again', async () =>
         (await run(join(bridge.shimDir, 'echo'), ['after'], { env })).stdout === 'after\n', 20_000, 250);
+    } finally {
+      await bridge.stop();
+    }
+  });
+
+  it('with its session link up, a bridged command runs while NATS is down, its output whole', async () => {
+    const bridge = await startBridgeProcess(slave.nats.url, 'phoenix', join(slave.tmp, 'bridge-linked.sock'), join(slave.tmp, 'bin-linked'),
+      ['--command', 'echo', '--command', 'seq', '--slave-wait', '4']);
+    try {
+      const env = { ...process.env, SPLITBRAIN_BRIDGE_SOCKET: bridge.socket };
+      // The link is made in the background, and taken by the next request once nothing waits on the bus.
+      await waitFor('the bridge\'s session link', async () => (await linksOf(bridge.child.pid ?? 0, slave.nats.url)) === 1, 10_000);
+      assert.equal((await run(join(bridge.shimDir, 'echo'), ['warm'], { env })).stdout, 'warm\n');
+      await slave.nats.stop();
+      try {
+        const during = await run(join(bridge.shimDir, 'seq'), ['1', '100000'], { env, timeoutMs: 30_000 });
+        assert.equal(during.code, 0, during.stderr);
+        assert.equal(during.stdout, `${Array.from({ length: 100_000 }, (_, i) => i + 1).join('\n')}\n`);
+      } finally {
+        await slave.nats.restart();
+      }
     } finally {
       await bridge.stop();
     }

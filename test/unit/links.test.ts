@@ -13,8 +13,8 @@ import pino from 'pino';
 import { Links } from '../../agent/links.js';
 import type { Dispatcher } from '../../agent/dispatch.js';
 import {
-  LinkFrame, LinkFrameReader, ProtocolError, decodeRequest, encodeErrorReply, encodeLinkEvent, encodeLinkReply, encodeLinkRequest, encodeReply,
-  encodeRequest, isLoopbackAddress, linkEventHeader, linkHost,
+  LinkFrame, LinkFrameReader, ProtocolError, decodeRequest, encodeErrorReply, encodeLinkEvent, encodeLinkReply, encodeLinkRequest, encodeLinkRouted,
+  encodeReply, encodeRequest, isLoopbackAddress, linkEventHeader, linkHost, linkRoutedHeader,
   type LinkMessage,
 } from '../../protocol/index.js';
 import { AgentLink } from '../../transport/agent-link.js';
@@ -42,6 +42,9 @@ describe('device link frames', () => {
     Buffer.concat([linkEventHeader(event.length), event]),
     encodeLinkEvent(event),
     encodeLinkRequest(0, 'dev.credit', Buffer.alloc(0)),
+    encodeLinkRouted('splitbrain._out.a.b1', event),
+    Buffer.concat([linkRoutedHeader('s', event.length), event]),
+    encodeLinkRouted('x', Buffer.alloc(0)),
   ];
   const expected: LinkMessage[] = [
     { kind: LinkFrame.REQUEST, callId: 7, op: 'dev.input', data: Buffer.from('request bytes') },
@@ -49,6 +52,9 @@ describe('device link frames', () => {
     { kind: LinkFrame.EVENT, data: event },
     { kind: LinkFrame.EVENT, data: event },
     { kind: LinkFrame.REQUEST, callId: 0, op: 'dev.credit', data: Buffer.alloc(0) },
+    { kind: LinkFrame.ROUTED, subject: 'splitbrain._out.a.b1', data: event },
+    { kind: LinkFrame.ROUTED, subject: 's', data: event },
+    { kind: LinkFrame.ROUTED, subject: 'x', data: Buffer.alloc(0) },
   ];
 
   it('reads the same messages however the stream is cut', () => {
@@ -68,6 +74,8 @@ describe('device link frames', () => {
     assert.throws(() => new LinkFrameReader(MAX_FRAME).push(Buffer.from([0, 0, 0, 1, 9])), ProtocolError);
     assert.throws(() => new LinkFrameReader(MAX_FRAME).push(Buffer.from([0, 0, 0, 3, LinkFrame.REPLY, 0, 0])), ProtocolError);
     assert.throws(() => new LinkFrameReader(MAX_FRAME).push(Buffer.from([0, 0, 0, 7, LinkFrame.REQUEST, 0, 0, 0, 1, 5, 65])), ProtocolError);
+    // A routed frame whose subject runs past its end.
+    assert.throws(() => new LinkFrameReader(MAX_FRAME).push(Buffer.from([0, 0, 0, 3, LinkFrame.ROUTED, 5, 65])), ProtocolError);
   });
 });
 
@@ -169,5 +177,41 @@ describe('device link connections', () => {
     await waitFor('the link closed', () => closed);
     assert.equal(asked.length, before);
     offered.close();
+  });
+});
+
+describe('events routed down a session link', () => {
+  let links: Links | undefined;
+  after(() => links?.close());
+  const dispatch: Dispatcher = async () => encodeReply('agent.link', 'boot', { link: null });
+
+  it('go down the link named while it is up, to nobody else; then back to the bus', async () => {
+    links = await Links.listen('127.0.0.1', 0, dispatch, MAX_FRAME, log);
+    const offer = links.offerSession();
+    const other = links.offerSession();
+    assert.ok(offer && other);
+    assert.equal(links.routeTo(offer.identity), undefined, 'no route before the link is up');
+    const routed: [string, string][] = [];
+    const link = await AgentLink.connect(offer, () => undefined, MAX_FRAME, 3000, (subject, event) => routed.push([subject, Buffer.from(event).toString()]));
+    const otherRouted: string[] = [];
+    const otherLink = await AgentLink.connect(other, () => undefined, MAX_FRAME, 3000, (subject) => otherRouted.push(subject));
+    await waitFor('the link at the agent', () => links?.routeTo(offer.identity) !== undefined);
+    const route = links.routeTo(offer.identity);
+    assert.ok(route);
+    const big = randomBytes(64 * 1024);
+    assert.equal(route('out.a', Buffer.from('first')), true);
+    assert.equal(route('out.b', big), true);
+    assert.equal(route('out.a', Buffer.from('third')), true);
+    // A subject no frame can name stays on the bus.
+    assert.equal(route('x'.repeat(256), Buffer.from('long')), false);
+    await waitFor('the routed events', () => routed.length === 3);
+    assert.deepEqual(routed, [['out.a', 'first'], ['out.b', big.toString()], ['out.a', 'third']]);
+    assert.deepEqual(otherRouted, [], 'another master\'s link gets none of it');
+    assert.equal(links.routeTo('0123456789abcdef'), undefined, 'an identity never offered routes nowhere');
+
+    link.close();
+    await waitFor('the link gone at the agent', () => !route('out.a', Buffer.from('late')));
+    assert.equal(links.routeTo(offer.identity), undefined);
+    otherLink.close();
   });
 });

@@ -1,0 +1,107 @@
+/**
+ * A bridged command's output down the bridge's session link (agent/links.ts, `proc.spawn`'s
+ * `linkOutput`): it passes the NATS server by, arrives whole and in order, and a link cut in the
+ * middle of a command's output leaves the rest on the bus with nothing lost or repeated.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { startBridgeProcess, type BridgeProcess } from '../helpers/bridge.js';
+import { freePort } from '../helpers/ports.js';
+import { run, waitFor } from '../helpers/processes.js';
+import { startBareAgent, type BareAgent } from '../helpers/slave.js';
+
+/** Messages the NATS server has taken in so far (its /varz). */
+async function natsMessages(monitorPort: number): Promise<number> {
+  const response = await fetch(`http://127.0.0.1:${monitorPort}/varz`);
+  return ((await response.json()) as { in_msgs: number }).in_msgs;
+}
+
+/** The port the agent offers links on, from its log. */
+function linkPort(slave: BareAgent): number {
+  const line = slave.agent.log().split('\n').find((l) => l.includes('links offered'));
+  assert.ok(line, `the agent offers no links:\n${slave.agent.log()}`);
+  return (JSON.parse(line) as { port: number }).port;
+}
+
+/** Established TCP connections to `port` on loopback. */
+async function connectionsTo(port: number): Promise<number> {
+  const out = (await run('ss', ['-Htn', 'state', 'established', `( sport = :${port} )`])).stdout.trim();
+  return out === '' ? 0 : out.split('\n').length;
+}
+
+/** What `seq 1 count` prints, and its sha256, computed here. */
+function seqDigest(count: number): { bytes: number; sha256: string } {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  const lines: string[] = [];
+  for (let i = 1; i <= count; i++) {
+    lines.push(`${i}\n`);
+    if (lines.length === 10_000 || i === count) {
+      const chunk = lines.join('');
+      hash.update(chunk);
+      bytes += chunk.length;
+      lines.length = 0;
+    }
+  }
+  return { bytes, sha256: hash.digest('hex') };
+}
+
+describe('process output on session links', () => {
+  let monitorPort: number;
+  let slave: BareAgent;
+  let bridge: BridgeProcess;
+  let env: NodeJS.ProcessEnv;
+
+  before(async () => {
+    monitorPort = await freePort();
+    slave = await startBareAgent({ id: 'output-links', natsArgs: ['-m', String(monitorPort)] });
+    const bin = join(slave.tmp, 'bin');
+    bridge = await startBridgeProcess(slave.nats.url, slave.agent.id, join(slave.tmp, 'bridge.sock'), bin, ['--command', 'seq', '--command', 'true']);
+    env = { ...process.env, SPLITBRAIN_BRIDGE_SOCKET: bridge.socket, PATH: `${bin}:${process.env.PATH ?? ''}` };
+    await waitFor('the bridge\'s session link', async () => (await connectionsTo(linkPort(slave))) === 1, 15_000);
+  });
+  after(async () => {
+    await bridge?.stop();
+    await slave?.stop();
+  });
+
+  it('a command\'s output comes down the link, past the NATS server, whole and in order', async () => {
+    // A first command: the bridge takes the link over once the bus is quiet (session-link.ts).
+    assert.equal((await run('true', [], { env })).code, 0);
+    const count = 2_000_000; // 14.9 MB: 1 MiB events would be ~15 messages each way on the bus, and credits
+    const expected = seqDigest(count);
+    const before = await natsMessages(monitorPort);
+    const result = await run('sh', ['-c', `seq 1 ${count} | sha256sum`], { env, timeoutMs: 60_000 });
+    const messages = (await natsMessages(monitorPort)) - before;
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout.split(/\s/)[0], expected.sha256, 'the output differs from seq\'s');
+    // On the bus there would be one event per chunk of output (at most 1 MiB: 15 or more) and the
+    // requests that return credit; down the link, only the keepalives and the change feed remain.
+    assert.ok(messages < 10, `${messages} messages through the NATS server for ${expected.bytes} bytes of output`);
+    assert.doesNotMatch(bridge.log(), /process output missed/, 'output events were lost with the link up');
+  });
+
+  it('a link cut in the middle of a command\'s output: the rest comes on the bus, nothing lost or repeated', async () => {
+    const port = linkPort(slave);
+    await waitFor('a session link', async () => (await connectionsTo(port)) === 1, 15_000);
+    assert.equal((await run('true', [], { env })).code, 0);
+    const count = 12_000_000; // 98 MB: long enough to be cut in the middle
+    const expected = seqDigest(count);
+    const reading = run('sh', ['-c', `seq 1 ${count} | sha256sum`], { env, timeoutMs: 120_000 });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    // The kernel ends the link at both ends (ss -K: SOCK_DESTROY), as a network that dropped it would.
+    const cut = await run('ss', ['-K', '-t', `sport = :${port}`]);
+    assert.equal(cut.code, 0, cut.stderr);
+    const result = await reading;
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout.split(/\s/)[0], expected.sha256, 'the output differs from seq\'s after the cut');
+    assert.match(bridge.log(), /session link lost/, 'the link was not cut while in use');
+    // It links again, and the next command's output takes it.
+    await waitFor('a new session link', async () => (await connectionsTo(port)) === 1, 15_000);
+    assert.equal((await run('true', [], { env })).code, 0);
+    const again = await run('sh', ['-c', 'seq 1 1000 | sha256sum'], { env, timeoutMs: 30_000 });
+    assert.equal(again.stdout.split(/\s/)[0], seqDigest(1000).sha256);
+  });
+});
