@@ -358,8 +358,11 @@ export const ops = {
    * The master missed events from `from` on (its connection to the bus moved to another server,
    * or the agent's did, and NATS dropped what was published meanwhile): the agent publishes
    * again, in order, every event it still keeps from that seq on. ESRCH: it keeps none.
+   * `bus`: the session link the output went down (`proc.spawn`'s `linkOutput`) is gone at the
+   * master's end: publish on the output subject from now on (the agent may not yet know the link
+   * is dead: a link whose packets are dropped looks alive for minutes). Agents older than it ignore it.
    */
-  'proc.resend': op(v.object({ procId, from: u53 }), empty),
+  'proc.resend': op(v.object({ procId, from: u53, bus: v.optional(v.boolean()) }), empty),
   /**
    * The master still wants these processes. A process not named for the agent's lease time is
    * hung up on and killed: nothing outlives a master that went away. Replies with the ids the

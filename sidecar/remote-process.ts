@@ -119,7 +119,7 @@ export class ProcessClient {
         sub.stop();
         unroute();
         this.live.delete(procId);
-      }, this.log);
+      }, this.log, linkOutput);
       this.live.set(procId, proc);
       for (const event of early) proc.receive(event);
       return proc;
@@ -205,6 +205,8 @@ export class RemoteProcess {
     private readonly output: ProcessOutput,
     private readonly onDone: () => void,
     private readonly log: Logger,
+    /** The session link the agent sends its output down, while that link is up (proc.spawn's `linkOutput`). */
+    private readonly linkOutput?: string,
   ) {
     this.exited = new Promise((resolve, reject) => {
       this.resolveExit = resolve;
@@ -281,7 +283,10 @@ export class RemoteProcess {
     if (this.done || this.resending) return;
     this.resending = true;
     this.log.info({ procId: this.procId, from: this.nextSeq, why }, 'process output missed: asking the agent to send it again');
-    this.client.call('proc.resend', { procId: this.procId, from: this.nextSeq }, { handleBoot: this.boot })
+    // Our end of the link its output went down is gone: the agent's may not know it yet (a link
+    // whose packets are dropped looks alive to it for minutes), so it is told to use the bus.
+    const bus = this.linkOutput !== undefined && this.client.linkIdentity !== this.linkOutput;
+    this.client.call('proc.resend', { procId: this.procId, from: this.nextSeq, ...(bus ? { bus } : {}) }, { handleBoot: this.boot })
       .catch((err: unknown) => {
         if (err instanceof SlaveError && err.errnoName === 'ENOSYS') {
           this.fail(new ProtocolError(`process output lost (${why}), and the agent cannot send it again`));

@@ -98,8 +98,10 @@ export const procOps: HandlerTable = {
     return {};
   },
 
-  'proc.resend': async ({ procId, from }, ctx) => {
-    const sent = ctx.procs.find(procId).resend(from);
+  'proc.resend': async ({ procId, from, bus }, ctx) => {
+    const proc = ctx.procs.find(procId);
+    if (bus === true) ctx.procs.offLink(procId);
+    const sent = proc.resend(from);
     ctx.log.debug({ procId, from, sent }, 'process events sent again');
     return {};
   },

@@ -46,6 +46,8 @@ export class ProcessTable {
   readonly budget: OutputBudget;
   /** Memory for output events, shared by every process (output-buffers.ts). */
   private buffers: OutputBuffers | undefined;
+  /** The session links processes' output goes down while they are up, by procId (spawn's `route`). */
+  private readonly routes = new Map<number, LinkRoute>();
 
   constructor(private readonly options: ProcessTableOptions) {
     this.sweeper = setInterval(() => this.sweep(), Math.max(100, Math.floor(options.leaseMs / 4)));
@@ -59,7 +61,10 @@ export class ProcessTable {
 
   /** Forgets a process: the budget frees what it kept. */
   private remove(proc: SpawnedProcess): void {
-    if (this.procs.get(proc.procId) === proc) this.procs.delete(proc.procId);
+    if (this.procs.get(proc.procId) === proc) {
+      this.procs.delete(proc.procId);
+      this.routes.delete(proc.procId);
+    }
     this.budget.leave(proc);
   }
 
@@ -71,16 +76,31 @@ export class ProcessTable {
     const procId = this.ids.take((id) => this.procs.has(id));
     const log = this.options.log;
     const publish = this.options.publish;
-    const sink = route === undefined
-      ? (event: Uint8Array) => publish(output, event)
-      : (event: Uint8Array) => { if (!route(output, event)) publish(output, event); };
+    const routes = this.routes;
+    if (route === undefined) routes.delete(procId);
+    else routes.set(procId, route);
+    const sink = (event: Uint8Array): void => {
+      const routed = routes.get(procId);
+      if (routed === undefined || !routed(output, event)) publish(output, event);
+    };
     if (this.buffers?.size !== spec.maxChunk) this.buffers = new OutputBuffers(spec.maxChunk, OUTPUT_BUFFERS_FREE);
-    const proc: SpawnedProcess = await SpawnedProcess.start(
-      procId, spec, sink, () => this.remove(proc), log, this.budget, this.buffers, this.options.backend, this.options.changeSeq,
-    );
+    let proc: SpawnedProcess;
+    try {
+      proc = await SpawnedProcess.start(
+        procId, spec, sink, () => this.remove(proc), log, this.budget, this.buffers, this.options.backend, this.options.changeSeq,
+      );
+    } catch (err) {
+      routes.delete(procId);
+      throw err;
+    }
     this.procs.set(procId, proc);
     log.debug({ procId, pid: proc.pid, argv: spec.argv, pty: spec.pty !== null }, 'process started');
     return proc;
+  }
+
+  /** The process's output goes on the bus from now on: its master's link is gone (proc.resend's `bus`). */
+  offLink(procId: number): void {
+    this.routes.delete(procId);
   }
 
   /** The running process, its lease renewed; ESRCH once it has ended. */

@@ -53,6 +53,8 @@ describe('process output on session links', () => {
   let slave: BareAgent;
   let bridge: BridgeProcess;
   let env: NodeJS.ProcessEnv;
+  /** iptables rules a test added and has not removed yet: removed in after() if it never got to. */
+  const added: string[][] = [];
 
   before(async () => {
     monitorPort = await freePort();
@@ -63,6 +65,7 @@ describe('process output on session links', () => {
     await waitFor('the bridge\'s session link', async () => (await connectionsTo(linkPort(slave))) === 1, 15_000);
   });
   after(async () => {
+    for (const rule of added.splice(0)) await run('iptables', ['-D', 'INPUT', ...rule]);
     await bridge?.stop();
     await slave?.stop();
   });
@@ -103,5 +106,32 @@ describe('process output on session links', () => {
     assert.equal((await run('true', [], { env })).code, 0);
     const again = await run('sh', ['-c', 'seq 1 1000 | sha256sum'], { env, timeoutMs: 30_000 });
     assert.equal(again.stdout.split(/\s/)[0], seqDigest(1000).sha256);
+  });
+
+  it('a link that goes silent in the middle of a command\'s output (its packets dropped): the rest comes on the bus within seconds', { timeout: 120_000 }, async () => {
+    const port = linkPort(slave);
+    await waitFor('a session link', async () => (await connectionsTo(port)) === 1, 20_000);
+    assert.equal((await run('true', [], { env })).code, 0);
+    const count = 12_000_000;
+    const expected = seqDigest(count);
+    const rules = [['-p', 'tcp', '-i', 'lo', '--dport', String(port), '-j', 'DROP'], ['-p', 'tcp', '-i', 'lo', '--sport', String(port), '-j', 'DROP']];
+    try {
+      const started = Date.now();
+      const reading = run('sh', ['-c', `seq 1 ${count} | sha256sum`], { env, timeoutMs: 90_000 });
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      for (const rule of rules) {
+        const result = await run('iptables', ['-I', 'INPUT', ...rule]);
+        assert.equal(result.code, 0, result.stderr);
+        added.push(rule);
+      }
+      const result = await reading;
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(result.stdout.split(/\s/)[0], expected.sha256, 'the output differs from seq\'s after the link went silent');
+      // The agent still thinks the link is up (no reset came): the bridge told it to use the bus.
+      assert.ok(Date.now() - started < 45_000, `the command took ${Date.now() - started} ms`);
+      assert.match(bridge.log(), /session link.*is given up|is given up.*session link/, 'the bridge did not give the silent link up');
+    } finally {
+      for (const rule of added.splice(0)) await run('iptables', ['-D', 'INPUT', ...rule]);
+    }
   });
 });
