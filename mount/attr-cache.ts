@@ -312,11 +312,20 @@ export class AttrCache {
     return listing !== undefined && listing.expires > Date.now() && listing.names.size === 0;
   }
 
-  /** `ahead`: a listing the program has not read (Listing.ahead). */
+  /**
+   * `ahead`: a listing the program has not read (Listing.ahead). One that comes ahead for a
+   * directory whose listing the cache already holds whole (read by the program, or known from a
+   * mkdir through us, and kept true by the feed since) stays whole: an ahead listing answers no
+   * "no such file", and `git add -A`, whose walk brings .git/objects's listing ahead, then asked
+   * the agent about every objects/XX it was about to make.
+   */
   setListing(dir: string, names: Iterable<string>, ahead = false): void {
     if (this.ttl.entryTtlMs <= 0) return;
     this.file(dir);
-    this.listings.set(dir, { names: new Set(names), expires: Date.now() + this.ttl.entryTtlMs, ...(ahead ? { ahead } : {}) });
+    const now = Date.now();
+    const held = this.listings.get(dir);
+    const whole = held !== undefined && held.ahead !== true && held.expires > now;
+    this.listings.set(dir, { names: new Set(names), expires: now + this.ttl.entryTtlMs, ...(ahead && !whole ? { ahead } : {}) });
   }
 
   /** The program read `dir`'s cached listing: it now answers "no such file" too. */

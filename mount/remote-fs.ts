@@ -5,7 +5,7 @@
 import { constants } from 'node:fs';
 import type { Logger } from 'pino';
 import {
-  HandleIds, MASTER_HANDLE_FIRST, MAY_READ, MAY_WRITE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID, S_ISUID,
+  HandleIds, MASTER_HANDLE_FIRST, MAY_EXEC, MAY_READ, MAY_WRITE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID, S_ISUID,
   SlaveError, attrFromWire, chmodMode, inGroup, isDir, nameToBytes, owns, permits, setAttrTime, timestampOf, type Attr, type Caller, type OpName,
   type OpReply, type OpRequest, type TimeSpec,
 } from '../protocol/index.js';
@@ -405,7 +405,20 @@ export class RemoteFs extends MountFsBase {
     return this.tell(file.path, attr);
   }
 
+  /**
+   * Root's access(2) without W_OK is answered from the cache when it knows the name: a missing
+   * name is ENOENT, an existing one may be read, and searched or run where it is a directory or
+   * has an execute bit (what the slave's kernel grants root). Git asks `access(".git/objects",
+   * X_OK)` once per command and far more in `git add`: each was a round trip. W_OK (a read-only
+   * export, an immutable file) and every other caller (ACLs) are the agent's to judge.
+   */
   override async access(path: string, mode: number, caller: FuseCaller): Promise<void> {
+    if (caller.uid === 0 && (mode & MAY_WRITE) === 0 && this.gate.cacheAnswers(path, caller)) {
+      const known = this.cache.lookup(path);
+      if (known === null) throw new SlaveError('ENOENT', `no such file: ${path}`);
+      const attr = known ?? this.cache.lastKnown(path);
+      if (attr !== undefined && ((mode & MAY_EXEC) === 0 || (attr.mode & S_IFMT) === S_IFDIR || (attr.mode & 0o111) !== 0)) return;
+    }
     await this.call('fs.access', { path, mode }, caller);
   }
 

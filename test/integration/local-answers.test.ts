@@ -243,6 +243,41 @@ describe('answers the mount gives from what it holds', () => {
     await waitFor('the mount to see a name made on the slave', async () => (await stat(join(mnt, 'looked', 'late')).catch(() => null)) !== null, 5000);
   });
 
+  it('keeps answering "no such file" in a directory made through it after its parent\'s listing brought its names again', async () => {
+    // As `git init` then `git add -A`: the mount made .git/objects, so it knows it whole; the
+    // walk lists the tree from a directory it never listed, which brings .git/objects's listing
+    // ahead; git then looks up each objects/XX it is about to make, and access()es .git/objects.
+    // A mount of its own without allow_other: there the kernel asks the mount about access(2).
+    const own = join(slave.tmp, 'mnt-access');
+    await mkdir(own);
+    const plain = await startMountProcess(slave.nats.url, own, ['--agent', 'local']);
+    try {
+      await mkdir(join(slave.root, 'outer')); // made on the slave: the mount has not listed it
+      await waitFor('the mount to see outer', async () => (await stat(join(own, 'outer')).catch(() => null)) !== null, 5000);
+      await mkdir(join(own, 'outer', 'made', 'objects', 'info'), { recursive: true });
+      await writeFile(join(own, 'outer', 'made', 'top'), 'x');
+      await sh(`ls '${own}/outer' > /dev/null`); // asked of the agent: brings the listings below ahead
+      const [getattrs, accesses] = [await ops('fs.getattr'), await ops('fs.access')];
+      const probe = [
+        'import os, sys',
+        'base = sys.argv[1]',
+        'missing = sum(not os.path.exists(f"{base}/objects/{i:02x}") for i in range(64))',
+        'ok = [os.access(f"{base}/objects", m) for m in (os.F_OK, os.R_OK, os.X_OK)] + [os.access(f"{base}/top", os.R_OK), os.access(f"{base}/top", os.X_OK)]',
+        'print(missing, ok, os.access(f"{base}/objects/zz", os.F_OK))',
+      ].join('\n');
+      const out = await python(probe, join(own, 'outer', 'made'));
+      const [asked, checked] = [(await ops('fs.getattr')) - getattrs, (await ops('fs.access')) - accesses];
+      assert.equal(out, await python(probe, join(slave.root, 'outer', 'made')), 'as the slave\'s kernel answers');
+      assert.equal(out, '64 [True, True, True, True, False] False\n');
+      assert.equal(asked, 0, `${asked} getattrs for 64 names the mount knows are not there`);
+      // Root's F_OK, R_OK and X_OK on what the mount knows are its own answers; X_OK on a file
+      // with no execute bit (refused) is the agent's to say.
+      assert.ok(checked <= 1, `${checked} access checks asked of the agent`);
+    } finally {
+      await plain.stop();
+    }
+  });
+
   it('lists a directory holding a mount of its own slave without looking into it', async () => {
     // The slave's `loop` shows this very mount: an lstat of it by the agent would wait for the
     // mount, which waits for the agent. Its name comes without attributes.
