@@ -315,17 +315,17 @@ export class AttrCache {
   /**
    * `ahead`: a listing the program has not read (Listing.ahead). One that comes ahead for a
    * directory whose listing the cache already holds whole (read by the program, or known from a
-   * mkdir through us, and kept true by the feed since) stays whole: an ahead listing answers no
-   * "no such file", and `git add -A`, whose walk brings .git/objects's listing ahead, then asked
-   * the agent about every objects/XX it was about to make.
+   * mkdir through us, and kept true by the feed and our own changes since) is not taken: it
+   * would answer no "no such file" (`git add -A`, whose walk brings .git/objects's listing ahead,
+   * then asked the agent about every objects/XX it was about to make), and it adds nothing.
    */
   setListing(dir: string, names: Iterable<string>, ahead = false): void {
     if (this.ttl.entryTtlMs <= 0) return;
-    this.file(dir);
     const now = Date.now();
     const held = this.listings.get(dir);
-    const whole = held !== undefined && held.ahead !== true && held.expires > now;
-    this.listings.set(dir, { names: new Set(names), expires: now + this.ttl.entryTtlMs, ...(ahead && !whole ? { ahead } : {}) });
+    if (ahead && held !== undefined && held.ahead !== true && held.expires > now) return;
+    this.file(dir);
+    this.listings.set(dir, { names: new Set(names), expires: now + this.ttl.entryTtlMs, ...(ahead ? { ahead } : {}) });
   }
 
   /** The program read `dir`'s cached listing: it now answers "no such file" too. */
