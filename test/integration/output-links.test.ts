@@ -1,7 +1,8 @@
 /**
  * A bridged command's output down the bridge's session link (agent/links.ts, `proc.spawn`'s
  * `linkOutput`): it passes the NATS server by, arrives whole and in order, and a link cut in the
- * middle of a command's output leaves the rest on the bus with nothing lost or repeated.
+ * middle of a command's output, or gone silent, leaves the rest on the bus with nothing lost or
+ * repeated.
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -11,25 +12,7 @@ import { startBridgeProcess, type BridgeProcess } from '../helpers/bridge.js';
 import { freePort } from '../helpers/ports.js';
 import { run, waitFor } from '../helpers/processes.js';
 import { startBareAgent, type BareAgent } from '../helpers/slave.js';
-
-/** Messages the NATS server has taken in so far (its /varz). */
-async function natsMessages(monitorPort: number): Promise<number> {
-  const response = await fetch(`http://127.0.0.1:${monitorPort}/varz`);
-  return ((await response.json()) as { in_msgs: number }).in_msgs;
-}
-
-/** The port the agent offers links on, from its log. */
-function linkPort(slave: BareAgent): number {
-  const line = slave.agent.log().split('\n').find((l) => l.includes('links offered'));
-  assert.ok(line, `the agent offers no links:\n${slave.agent.log()}`);
-  return (JSON.parse(line) as { port: number }).port;
-}
-
-/** Established TCP connections to `port` on loopback. */
-async function connectionsTo(port: number): Promise<number> {
-  const out = (await run('ss', ['-Htn', 'state', 'established', `( sport = :${port} )`])).stdout.trim();
-  return out === '' ? 0 : out.split('\n').length;
-}
+import { connectionsTo, linkPort, natsMessages } from '../helpers/links.js';
 
 /** What `seq 1 count` prints, and its sha256, computed here. */
 function seqDigest(count: number): { bytes: number; sha256: string } {

@@ -12,25 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import { freePort } from '../helpers/ports.js';
 import { run, waitFor } from '../helpers/processes.js';
 import { startBareAgent, startMountProcess, type BareAgent, type MountProcess } from '../helpers/slave.js';
-
-/** Messages the NATS server has taken in so far (its /varz). */
-async function natsMessages(monitorPort: number): Promise<number> {
-  const response = await fetch(`http://127.0.0.1:${monitorPort}/varz`);
-  return ((await response.json()) as { in_msgs: number }).in_msgs;
-}
-
-/** The port the agent offers links on, from its log. */
-function linkPort(slave: BareAgent): number {
-  const line = slave.agent.log().split('\n').find((l) => l.includes('links offered'));
-  assert.ok(line, `the agent offers no links:\n${slave.agent.log()}`);
-  return (JSON.parse(line) as { port: number }).port;
-}
-
-/** Established TCP connections to `port` on loopback. */
-async function connectionsTo(port: number): Promise<number> {
-  const out = (await run('ss', ['-Htn', 'state', 'established', `( sport = :${port} )`])).stdout.trim();
-  return out === '' ? 0 : out.split('\n').length;
-}
+import { connectionsTo, linkPort, natsMessages } from '../helpers/links.js';
 
 describe('session links', () => {
   let monitorPort: number;
