@@ -58,6 +58,26 @@ const MAX_OFFERS = 4096;
 const MAX_HANDSHAKES = 64;
 
 /**
+ * One frame down a link: a small one (`whole`: the payload copied behind its head) in one write,
+ * so a keystroke's echo costs a copy of a few bytes, not a vectored write; a large one (a read's
+ * data, a chunk of output) as its head (`head`) and the payload beside it, uncopied. `written`:
+ * told once the socket has taken the payload (its memory may be used again).
+ */
+function writeFrame(
+  socket: TLSSocket, payload: Uint8Array, whole: () => Buffer, head: () => Buffer, written?: () => void,
+): void {
+  if (payload.length <= SMALL_EVENT) {
+    socket.write(whole());
+    written?.();
+    return;
+  }
+  socket.cork();
+  socket.write(head());
+  socket.write(payload, written === undefined ? undefined : () => written());
+  socket.uncork();
+}
+
+/**
  * node:tls and the links' secure context, made at the first connection: an agent no master links
  * to does not carry them (nats.js loads the module; a secure context with it is 1.3 MiB resident
  * on a bare `node`: docs/performance.md, "The idle agent with device links").
@@ -229,15 +249,7 @@ export class Links {
           return;
         }
         agentMetrics.linkFrames.inc({ link: 'device' });
-        if (event.length <= SMALL_EVENT) {
-          // One buffer, one write: a keystroke's echo costs a copy of a few bytes, not a vectored write.
-          socket.write(encodeLinkEvent(event));
-          return;
-        }
-        socket.cork();
-        socket.write(linkEventHeader(event.length));
-        socket.write(event);
-        socket.uncork();
+        writeFrame(socket, event, () => encodeLinkEvent(event), () => linkEventHeader(event.length));
       },
       close: () => {
         clearTimeout(offer.timer);
@@ -312,14 +324,7 @@ export class Links {
       // A subject a frame cannot name (over 255 bytes: the bus allows 256) stays on the bus.
       if (!socket.writable || subject.length > 255) return false;
       agentMetrics.linkFrames.inc({ link: 'session' });
-      if (event.length <= SMALL_EVENT) {
-        socket.write(encodeLinkRouted(subject, event));
-        return true;
-      }
-      socket.cork();
-      socket.write(linkRoutedHeader(subject, event.length));
-      socket.write(event);
-      socket.uncork();
+      writeFrame(socket, event, () => encodeLinkRouted(subject, event), () => linkRoutedHeader(subject, event.length));
       return true;
     };
   }
@@ -372,16 +377,8 @@ export class Links {
       return;
     }
     agentMetrics.linkFrames.inc({ link });
-    if (reply.length <= SMALL_EVENT) {
-      socket.write(encodeLinkReply(callId, reply));
-      this.replyWritten(reply);
-      return;
-    }
-    socket.cork();
-    socket.write(linkReplyHeader(callId, reply.length));
     // Its memory may be a pooled read buffer: used again once the socket has taken it.
-    socket.write(reply, () => this.replyWritten(reply));
-    socket.uncork();
+    writeFrame(socket, reply, () => encodeLinkReply(callId, reply), () => linkReplyHeader(callId, reply.length), () => this.replyWritten(reply));
   }
 
   close(): void {

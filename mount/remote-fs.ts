@@ -413,7 +413,7 @@ export class RemoteFs extends MountFsBase {
    * export, an immutable file) and every other caller (ACLs) are the agent's to judge.
    */
   override async access(path: string, mode: number, caller: FuseCaller): Promise<void> {
-    if (caller.uid === 0 && (mode & MAY_WRITE) === 0 && this.gate.cacheAnswers(path, caller)) {
+    if (caller.uid === 0 && (mode & MAY_WRITE) === 0) {
       const known = this.cache.lookup(path);
       if (known === null) throw new SlaveError('ENOENT', `no such file: ${path}`);
       const attr = known ?? this.cache.lastKnown(path);
