@@ -64,10 +64,10 @@ export class RequestBatch {
   request(op: OpName, message: Uint8Array, timeoutMs: number, hold: boolean): Promise<Uint8Array> {
     if (message.length > MAX_JOINED_BYTES) {
       this.sendHeld();
-      return this.send(op, message, timeoutMs);
+      return this.carry(op, message, timeoutMs);
     }
     // Nothing held and somebody waits: no reason to hold it.
-    if (this.held.length === 0 && !hold) return this.send(op, message, timeoutMs);
+    if (this.held.length === 0 && !hold) return this.carry(op, message, timeoutMs);
     if (this.held.length >= MAX_BATCH_REQUESTS || this.heldBytes + message.length > this.maxBytes) this.sendHeld();
     const reply = new Promise<Uint8Array>((resolve, reject) => {
       this.held.push({ op, message, timeoutMs, resolve, reject });
@@ -121,13 +121,13 @@ export class RequestBatch {
     this.heldBytes = 0;
     if (batch.length === 1) {
       const [only] = batch as [Held];
-      this.send(only.op, only.message, only.timeoutMs).then(only.resolve, only.reject);
+      this.carry(only.op, only.message, only.timeoutMs).then(only.resolve, only.reject);
       return;
     }
     const id = `${this.clientId}:batch-${++this.seq}`;
     const message = encodeRequest('agent.batch', id, { requests: batch.map((h): [string, Uint8Array] => [h.op, h.message]) });
     const timeoutMs = Math.max(...batch.map((h) => h.timeoutMs));
-    this.send('agent.batch', message, timeoutMs).then((raw) => {
+    this.carry('agent.batch', message, timeoutMs).then((raw) => {
       const reply = decodeReply('agent.batch', raw);
       if (!reply.ok) throw reply.error;
       const { replies } = reply.result;
@@ -140,10 +140,5 @@ export class RequestBatch {
       // Each is tried again on its own by its caller, with its own id (agent-client.ts).
       for (const held of batch) held.reject(err);
     });
-  }
-
-  /** One message to the agent. */
-  private send(op: OpName, message: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
-    return this.carry(op, message, timeoutMs);
   }
 }
