@@ -90,6 +90,13 @@ export class AttrCache {
    */
   generation = 0;
   private readonly changedAt = new Map<string, number>();
+  /**
+   * The same for changes made through us (a write, a change answered at once), kept apart: what
+   * the mount itself wrote (whole-files.ts) stays true across its own writes.
+   */
+  local = 0;
+  private readonly changedHereAt = new Map<string, number>();
+  private allChangedHereAt = 0;
   private allChangedAt = 0;
 
   /**
@@ -189,8 +196,27 @@ export class AttrCache {
    * is now, for every name of it.
    */
   changed(path: string, attr: Attr): void {
+    this.changedHere(path);
     // Other names of a hard-linked inode are never cached (see set()), so none goes stale.
     this.set(path, attr);
+  }
+
+  /**
+   * `path` changed through us: an answer about it fetched before (a getattr, a listing) predates
+   * the change and must not replace what the change put here (`unchangedHereSince`).
+   */
+  private changedHere(path: string): void {
+    this.local++;
+    if (this.changedHereAt.size >= MAX_ENTRIES) {
+      this.changedHereAt.clear();
+      this.allChangedHereAt = this.local;
+    }
+    this.changedHereAt.set(path, this.local);
+  }
+
+  /** Whether an answer about `path` fetched at `local` (this.local then) predates no change of it through us. */
+  unchangedHereSince(path: string, local: number): boolean {
+    return local === this.local || (this.allChangedHereAt <= local && (this.changedHereAt.get(path) ?? 0) <= local);
   }
 
   /**
@@ -240,6 +266,7 @@ export class AttrCache {
    * is asked next time), `lastKnown` still does.
    */
   unsure(path: string, writtenTo = 0): void {
+    this.changedHere(path);
     const entry = this.entries.get(path);
     if (!entry?.attr) return;
     entry.unsure = true;

@@ -53,6 +53,16 @@ export class DirListings {
     private readonly ask: (args: OpRequest<'fs.readdir'>, caller: FuseCaller) => Promise<OpReply<'fs.readdir'>>,
     /** Whether the slave's change feed is live (only then are listings kept long). */
     private readonly coherent: () => boolean,
+    /**
+     * Sends the data buffered for files in the directory before it is listed: the agent applies
+     * requests in order, so the listing then holds their sizes and times.
+     */
+    private readonly sendWritersIn: (dir: string) => Promise<void> = async () => undefined,
+    /**
+     * Whether `path` is a file whose writes the agent may not have applied yet (open with data
+     * buffered or unanswered): a listing's attributes of it may predate them, and are not kept.
+     */
+    private readonly writing: (path: string) => boolean = () => false,
   ) {}
 
   /** `ahead`: for a lookup, not the program's readdir (AttrCache's Listing.ahead). */
@@ -71,24 +81,26 @@ export class DirListings {
         return entries;
       }
     }
+    // Its files' data first: the entries' sizes and times are then what the program wrote.
+    await this.sendWritersIn(path);
     // A listing's later pages come by a cursor of the agent's: one that restarted meanwhile
     // answers ESTALE for it, and the listing starts again (once).
     for (let attempt = 0; ; attempt++) {
       const entries: DirEntry[] = [];
-      const generation = this.cache.generation;
+      const [generation, local] = [this.cache.generation, this.cache.local];
       try {
         // The listings below are only worth their bytes where the cache keeps them.
         const more = this.cache.enabled && this.coherent();
         let page = await this.ask(more ? { path, below: LISTED_BELOW, then: this.unlistedAfter(path) } : { path }, caller);
         for (const [dir, listed, bare] of page.below ?? []) {
           const below = fromWire(listed);
-          if (this.keepEntries(dir, below, bare, generation)) this.cache.setListing(dir, below.map((e) => e.name), true);
+          if (this.keepEntries(dir, below, bare, generation, local)) this.cache.setListing(dir, below.map((e) => e.name), true);
         }
         const boot = this.client.bootId;
         for (;;) {
           const listed = fromWire(page.entries);
           entries.push(...listed);
-          this.keepEntries(path, listed, page.bare ?? [], generation);
+          this.keepEntries(path, listed, page.bare ?? [], generation, local);
           if (page.cursor === null) break;
           page = await this.client.call('fs.readdir', { cursor: page.cursor }, { handleBoot: boot });
         }
@@ -147,10 +159,12 @@ export class DirListings {
 
   /**
    * Caches the attributes of `dir`'s `listed` entries (`bare`: the indexes of those with no
-   * extended attribute), as of `generation`; whether every entry had attributes (names only:
-   * the caller may not search the directory).
+   * extended attribute), as of `generation` and `local`; whether every entry had attributes
+   * (names only: the caller may not search the directory). An entry changed
+   * through the mount since the listing was asked for, or still being written, is not kept: the listing predates that
+   * change, and would undo it in the cache (a file's size back to before its writes).
    */
-  private keepEntries(dir: string, listed: DirEntry[], bare: number[], generation: number): boolean {
+  private keepEntries(dir: string, listed: DirEntry[], bare: number[], generation: number, local: number): boolean {
     if (!this.cache.unchangedSince(dir, generation)) return false;
     const none = new Set(bare);
     let whole = true;
@@ -160,6 +174,7 @@ export class DirListings {
         continue;
       }
       const child = childOf(dir, name);
+      if (!this.cache.unchangedHereSince(child, local) || this.writing(child)) continue;
       this.cache.set(child, attr);
       if (none.has(i)) this.cache.setNoXattrs(child);
     }

@@ -114,6 +114,8 @@ export class FuseAdapter {
   private readonly binding: FuseBinding;
   private readonly nodes = new NodeTable();
   private readonly dirs = new Map<number, OpenDir>();
+  /** Directories removed while open, by node: what fstat of their descriptors gives (nlink 0). */
+  private readonly removedDirs = new Map<number, Attr>();
   /** Open file handles by node: a file unlinked while open is reached through one of them. */
   private readonly openFiles = new Map<number, Set<number>>();
   private nextDir = 1;
@@ -317,16 +319,23 @@ export class FuseAdapter {
         this.nodes.unlinkName(this.node(ino), name);
         this.ok(handle)();
       }),
-      RMDIR: ({ handle, ino }, who, name) => this.run(handle, 'rmdir', () => fs.rmdir(this.childPath(ino, name), who), () => {
-        this.nodes.unlinkName(this.node(ino), name);
-        this.ok(handle)();
-      }),
+      RMDIR: ({ handle, ino }, who, name) => {
+        const path = this.childPath(ino, name);
+        const last = this.fs.lastKnown?.(path);
+        this.run(handle, 'rmdir', () => fs.rmdir(path, who), () => {
+          const removed = this.nodes.unlinkName(this.node(ino), name);
+          // Open still (fstat of its descriptor works on a removed directory): what it was, no link left.
+          if (removed && last && this.dirOpen(removed)) this.removedDirs.set(removed.id, { ...last, nlink: 0 });
+          this.ok(handle)();
+        });
+      },
       RENAME: ({ handle, ino, ino2, name2, flags }, who, name) => {
         // renameat2's flags (RENAME_NOREPLACE, RENAME_EXCHANGE): not on the wire, as with ENOSYS.
         if (flags !== 0) return void b.replyErr(handle, EINVAL);
         const newName = name2 ? nameFromBytes(name2) : '';
-        this.run(handle, 'rename', () => fs.rename(this.childPath(ino, name), this.childPath(ino2, newName), who), () => {
-          this.nodes.renamed(this.node(ino), name, this.node(ino2), newName);
+        this.run(handle, 'rename', () => fs.rename(this.childPath(ino, name), this.childPath(ino2, newName), who), (outcome) => {
+          // Two links to one file (the kernel had them as two nodes): both names stay.
+          if (outcome !== 'same') this.nodes.renamed(this.node(ino), name, this.node(ino2), newName);
           this.ok(handle)();
         });
       },
@@ -372,7 +381,9 @@ export class FuseAdapter {
       READDIR: (request, who) => this.readdir(request, false, who),
       READDIRPLUS: (request, who) => this.readdir(request, true, who),
       RELEASEDIR: ({ handle, fh }) => {
+        const closed = this.dirs.get(fh);
         this.dirs.delete(fh);
+        if (closed && !this.dirOpen(closed.node)) this.removedDirs.delete(closed.node.id);
         this.ok(handle)();
       },
       STATFS: ({ handle, ino }, who) => this.run(handle, 'statfs', () => fs.statfs(this.pathOf(ino), who), (s) => {
@@ -439,6 +450,12 @@ export class FuseAdapter {
     else this.openFiles.set(id, new Set([fh]));
   }
 
+  /** Whether a directory handle is open on the node. */
+  private dirOpen(node: FsNode): boolean {
+    for (const dir of this.dirs.values()) if (dir.node === node) return true;
+    return false;
+  }
+
   /** A handle open on the node, for asking about a file whose names are gone (fstat after unlink). */
   private anyHandle(id: number): number {
     for (const fh of this.openFiles.get(id) ?? []) return fh;
@@ -473,6 +490,8 @@ export class FuseAdapter {
     const node = this.node(id);
     const path = this.nodes.pathOf(node);
     const fh = fhGiven >= 0 || path !== null ? fhGiven : this.anyHandle(id);
+    const removed = path === null ? this.removedDirs.get(id) : undefined;
+    if (removed) return removed;
     if (fh < 0 && path === null) throw new NoSuchNode(`node ${id}'s name`);
     const attr = fh >= 0 ? await this.fs.fgetattr(path, fh, who) : await this.fs.getattr(path as string, who);
     // The root is never looked up: its inode number ('.' in listings) comes from here; a node

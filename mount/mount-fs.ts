@@ -60,7 +60,8 @@ export interface MountFs {
   truncate(path: string, size: number, caller: FuseCaller): Promise<Attr | void>;
   ftruncate(path: string | null, fh: number, size: number, caller: FuseCaller): Promise<void>;
   unlink(path: string, caller: FuseCaller): Promise<void>;
-  rename(from: string, to: string, caller: FuseCaller): Promise<void>;
+  /** 'same': both names were links to one file, which rename(2) leaves as they were (POSIX). */
+  rename(from: string, to: string, caller: FuseCaller): Promise<void | 'same'>;
   /** Returns the new name's attributes. */
   link(existing: string, path: string, caller: FuseCaller): Promise<Attr>;
   /** Returns the new name's attributes. */
@@ -94,6 +95,8 @@ export interface MountFs {
    * answered before the slave made it): the kernel gets them with attribute timeout 0.
    */
   provisional?(attr: Attr): boolean;
+  /** What the filesystem last knew of `path`'s attributes, without asking (none: unknown). */
+  lastKnown?(path: string): Attr | undefined;
   /**
    * The filesystem drops set-user-ID and set-group-ID bits itself where Linux would on a write,
    * truncate or chown, so the kernel need not ask for the file's attributes before each of those
@@ -127,7 +130,7 @@ export abstract class MountFsBase implements MountFs {
   truncate(_path: string, _size: number, _caller: FuseCaller): Promise<Attr | void> { return unserved('truncate'); }
   ftruncate(_path: string | null, _fh: number, _size: number, _caller: FuseCaller): Promise<void> { return unserved('ftruncate'); }
   unlink(_path: string, _caller: FuseCaller): Promise<void> { return unserved('unlink'); }
-  rename(_from: string, _to: string, _caller: FuseCaller): Promise<void> { return unserved('rename'); }
+  rename(_from: string, _to: string, _caller: FuseCaller): Promise<void | 'same'> { return unserved('rename'); }
   link(_existing: string, _path: string, _caller: FuseCaller): Promise<Attr> { return unserved('link'); }
   symlink(_target: string, _path: string, _caller: FuseCaller): Promise<Attr> { return unserved('symlink'); }
   readlink(_path: string, _caller: FuseCaller): Promise<ShownLink> { return unserved('readlink'); }

@@ -33,6 +33,8 @@ export interface OpenFile extends AgentHandle {
 export class OpenFiles {
   private readonly byFh = new Map<number, OpenFile>();
   private readonly byPath = new Map<string, Set<OpenFile>>();
+  /** Open files whose name went (unlinked or replaced through the mount): another name may remain. */
+  private readonly unnamed = new Set<OpenFile>();
   private readonly ids = new HandleIds();
 
   get size(): number {
@@ -56,7 +58,13 @@ export class OpenFiles {
     const file = this.get(fh);
     this.byFh.delete(fh);
     this.unindex(file);
+    this.unnamed.delete(file);
     return file;
+  }
+
+  /** Open files whose name went through the mount while they stayed open. */
+  nameless(): Iterable<OpenFile> {
+    return this.unnamed;
   }
 
   /** Every open file. */
@@ -78,6 +86,7 @@ export class OpenFiles {
     for (const file of [...this.at(path)]) {
       this.unindex(file);
       file.path = null;
+      this.unnamed.add(file);
     }
   }
 

@@ -3,6 +3,7 @@
  * request to the agent, and many become none (metadata cache, read-ahead, write coalescing).
  */
 import { constants } from 'node:fs';
+import { posix } from 'node:path';
 import type { Logger } from 'pino';
 import {
   HandleIds, MASTER_HANDLE_FIRST, MAY_EXEC, MAY_READ, MAY_WRITE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID, S_ISUID,
@@ -133,7 +134,10 @@ export class RemoteFs extends MountFsBase {
       (file, op, args) => this.onFile(file, op, args, true), this.cache, this.files, log,
       (path, attr) => this.retained.acknowledged(path, timesOf(attr), ownerOf(attr)), () => this.client.uncork());
     this.predict = new Predictions(this.unrefused, this.cache, this.gate, options.coherent);
-    this.listings = new DirListings(this.cache, this.gate, this.unrefused, client, (args, caller) => this.call('fs.readdir', args, caller), options.coherent);
+    this.listings = new DirListings(
+      this.cache, this.gate, this.unrefused, client, (args, caller) => this.call('fs.readdir', args, caller), options.coherent,
+      (dir) => this.sendWritersIn(dir), (path) => this.writing(path),
+    );
   }
 
   /** A request for `caller`: the agent checks and creates as that caller (protocol/caller.ts). */
@@ -274,17 +278,39 @@ export class RemoteFs extends MountFsBase {
   }
 
   /**
-   * Data written through any handle of `path` is sent before the caller's request: the agent
-   * applies requests in order, so that request sees the data without waiting for a reply.
+   * Data written through any handle of `path`'s file is sent before the caller's request: the
+   * agent applies requests in order, so that request sees the data without waiting for a reply.
+   * A file with other names (a hard link) is written through those too.
    */
-  private async sendWriters(path: string | null): Promise<void> {
+  private async sendWriters(path: string | null, except?: OpenFile): Promise<void> {
     if (path === null) return;
-    for (const file of this.files.at(path)) if (file.writer?.dirty) await file.writer.send();
+    for (const file of [...this.files.at(path)]) if (file !== except && file.writer?.buffered) await file.writer.send();
+    const known = this.cache.lastKnown(path);
+    if (!known || isDir(known) || known.ino === PROVISIONAL_INO) return;
+    // Its other names: all open files when it has several, else those whose name went.
+    for (const file of [...(known.nlink > 1 ? this.files.all() : this.files.nameless())]) {
+      if (file !== except && file.path !== path && file.attr.ino === known.ino && file.writer?.buffered) await file.writer.send();
+    }
+  }
+
+  /** `sendWriters` for every file open in `dir`. */
+  private async sendWritersIn(dir: string): Promise<void> {
+    for (const file of [...this.files.all()]) {
+      if (file.path !== null && file.writer?.buffered && posix.dirname(file.path) === dir) await file.writer.send();
+    }
+  }
+
+  /** Whether a file open at `path` has data the agent has not answered yet. */
+  private writing(path: string): boolean {
+    for (const file of this.files.at(path)) if (file.writer?.dirty) return true;
+    return false;
   }
 
   private invalidateReaders(path: string | null, except?: OpenFile): void {
     this.dataChanges++;
     if (path !== null) this.wholes.drop(path);
+    // Written through a name that went, or through one of several links: its other names too.
+    if (except && (path === null || except.attr.nlink > 1) && except.attr.ino !== PROVISIONAL_INO) this.wholes.dropInode(except.attr.ino);
     if (path === null) {
       except?.reader.invalidate();
       return;
@@ -344,6 +370,10 @@ export class RemoteFs extends MountFsBase {
     return this.unrefused.provisional(attr);
   }
 
+  lastKnown(path: string): Attr | undefined {
+    return this.cache.lastKnown(path);
+  }
+
   /** A change to `path` answered before the slave made it: a getattr waits for the slave's word. */
   private async settledPath(path: string | null): Promise<void> {
     const pending = path === null ? undefined : this.unrefused.pending(path);
@@ -376,10 +406,12 @@ export class RemoteFs extends MountFsBase {
     }
     await this.sendWriters(path);
     // An answer that crossed a change on the slave may predate it: give it, but do not keep it.
-    const generation = this.cache.generation;
+    const [generation, local] = [this.cache.generation, this.cache.local];
     try {
       const { attr } = await this.call('fs.getattr', { path }, caller);
-      return this.tell(path, this.cache.unchangedSince(path, generation) ? this.remember(path, attr) : attrFromWire(attr));
+      // Changed since it was asked (on the slave, or through us): the answer is given, not kept.
+      const current = this.cache.unchangedSince(path, generation) && this.cache.unchangedHereSince(path, local);
+      return this.tell(path, current ? this.remember(path, attr) : attrFromWire(attr));
     } catch (err) {
       if (err instanceof SlaveError && err.errnoName === 'ENOENT' && this.cache.unchangedSince(path, generation)) this.cache.setMissing(path);
       throw err;
@@ -398,8 +430,12 @@ export class RemoteFs extends MountFsBase {
       const attr = await this.getattr(file.path, caller);
       if (attr.ino === file.attr.ino) return attr;
     }
+    await this.sendWriters(file.path, file);
     await file.writer?.send();
+    const local = this.cache.local;
     const attr = attrFromWire((await this.onFile(file, 'fs.fgetattr', (h) => ({ fh: h }))).attr);
+    // Written or changed through us since it was asked: the answer predates that, and is not kept.
+    if (file.path !== null && !this.cache.unchangedHereSince(file.path, local)) return attr;
     if (file.path !== null) this.cache.set(file.path, attr);
     file.attr = attr;
     return this.tell(file.path, attr);
@@ -620,6 +656,9 @@ export class RemoteFs extends MountFsBase {
   override async write(_path: string | null, fh: number, data: Buffer, length: number, offset: number, caller: FuseCaller): Promise<number> {
     const file = this.files.get(fh);
     if (!file.writer) throw new SlaveError('EBADF', 'file is not open for writing');
+    // What other handles of the file wrote before goes first: each handle buffers its own, and
+    // the slave must apply the writes in the order the program made them.
+    await this.sendWriters(file.path, file);
     await this.dropSetIdBits(file.path, file, caller);
     await file.writer.write(offset, data, length);
     file.written?.wrote(offset, data.subarray(0, length));
@@ -758,6 +797,7 @@ export class RemoteFs extends MountFsBase {
   override async ftruncate(_path: string | null, fh: number, size: number, caller: FuseCaller): Promise<void> {
     const file = this.files.get(fh);
     await this.dropSetIdBits(file.path, file, caller);
+    await this.sendWriters(file.path, file); // other handles' writes come before the truncate
     await file.writer?.flush();
     file.written?.spoil();
     const { attr } = await this.onFile(file, 'fs.ftruncate', (h) => ({ fh: h, size }));
@@ -774,6 +814,8 @@ export class RemoteFs extends MountFsBase {
       this.retained.unlinked(path);
       return this.unrefused.unlink(path);
     }
+    // Its data first: the reply says what the file is now, for the names it keeps.
+    await this.sendWriters(path);
     const { attr } = await this.call('fs.unlink', { path }, caller);
     this.cache.removed(path, false);
     if (attr) this.unrefused.keptName(path, attrFromWire(attr));
@@ -781,7 +823,7 @@ export class RemoteFs extends MountFsBase {
     this.retained.unlinked(path);
   }
 
-  override async rename(from: string, to: string, caller: FuseCaller): Promise<void> {
+  override async rename(from: string, to: string, caller: FuseCaller): Promise<void | 'same'> {
     // Whatever either name (or a directory's files) held has other names now. A file known not
     // to be a directory has nothing below it (nor has `to`: a file cannot replace a directory
     // that holds anything), and rsync renames every file it writes: no scan of all kept files.
@@ -795,7 +837,9 @@ export class RemoteFs extends MountFsBase {
       return this.unrefused.rename(from, to, caller);
     }
     await this.sendWriters(from);
-    await this.call('fs.rename', { from, to }, caller);
+    const { same } = await this.call('fs.rename', { from, to }, caller);
+    // Two links to one file: POSIX leaves both names, and nothing else changed.
+    if (same) return 'same';
     this.cache.renamed(from, to);
     this.retained.renamed(from, to);
     this.files.unlinked(to);
@@ -803,6 +847,8 @@ export class RemoteFs extends MountFsBase {
   }
 
   override async link(existing: string, path: string, caller: FuseCaller): Promise<Attr> {
+    // Its data first: the reply's attributes (the new name's, kept) are then the file's as written.
+    await this.sendWriters(existing);
     // A known file, a name its directory's listing says is free, a caller the agent lets link it
     // (root, or its owner: protected_hardlinks' rules for anyone else are the slave's to apply):
     // answered at once, as git links each object it wrote.

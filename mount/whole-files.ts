@@ -59,6 +59,11 @@ export class WholeFiles {
     this.bytes -= file.data.length;
   }
 
+  /** Every name of the inode `ino` (a file written through a name that went, or through another link). */
+  dropInode(ino: number): void {
+    for (const [path, file] of [...this.files]) if (file.ino === ino) this.drop(path);
+  }
+
   /** Everything under the directory `dir` (renamed: its files have other names now). */
   dropUnder(dir: string): void {
     const prefix = dir === '/' ? '/' : `${dir}/`;

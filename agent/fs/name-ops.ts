@@ -41,6 +41,18 @@ function checkNodeType(ctx: AgentContext, who: CallerAccess, mode: number): void
   throw new SlaveError(type === S_IFDIR ? 'EPERM' : 'EINVAL', `mknod cannot create a file of type ${type.toString(8)}`);
 }
 
+/** Whether `hostFrom` and `hostTo` are links to one file (only a file with several links can be). */
+function sameFile(ctx: AgentContext, hostFrom: string, hostTo: string): boolean {
+  try {
+    const from = ctx.backend.files.lstat(hostFrom);
+    if (from.nlink < 2 || from.isDirectory()) return false;
+    const to = ctx.backend.files.lstat(hostTo);
+    return to.ino === from.ino && to.dev === from.dev;
+  } catch {
+    return false; // either missing: rename(2) says what follows
+  }
+}
+
 export const nameOps: HandlerTable = {
   'fs.unlink': async ({ path }, ctx, caller) => {
     const host = ctx.jail.resolve(path);
@@ -61,11 +73,14 @@ export const nameOps: HandlerTable = {
       const moved = ctx.backend.files.lstat(hostFrom);
       if (moved.isDirectory() && posix.dirname(hostFrom) !== posix.dirname(hostTo)) who.inode(moved, hostFrom, MAY_WRITE, `rename ${from}`);
     }
+    // Two links to one file: rename(2) succeeds and leaves both (POSIX), which the master's cache
+    // must hear of, or it would show `from` gone.
+    const same = sameFile(ctx, hostFrom, hostTo);
     ctx.backend.files.rename(hostFrom, hostTo);
     // A directory moved, or one replaced: what the jail verified under either name is elsewhere.
     ctx.jail.forgetPrefix(ctx.jail.toSlave(hostFrom));
     ctx.jail.forgetPrefix(ctx.jail.toSlave(hostTo));
-    return {};
+    return same ? { same: true } : {};
   },
 
   'fs.link': async ({ existing, path }, ctx, caller) => {
