@@ -296,6 +296,12 @@ export class AttrCache {
    * moved since by a change through us (`unsure`): good for the kind, mode and owner, which only
    * a change of them moves (and the slave's own changes drop the entry). Never for the kernel.
    */
+  /** The inode number and link count last cached for `path`, a file of several names included. */
+  inodeOf(path: string): Attr | undefined {
+    const entry = this.entries.get(path);
+    return entry?.attr && entry.expires > Date.now() ? entry.attr : undefined;
+  }
+
   lastKnown(path: string): Attr | undefined {
     const entry = this.entries.get(path);
     return entry?.attr && !entry.shared && entry.expires > Date.now() ? entry.attr : undefined;
@@ -392,7 +398,11 @@ export class AttrCache {
     this.entries.delete(posix.dirname(from));
     this.entries.delete(posix.dirname(to));
     this.setMissing(from);
-    if (moved?.attr) this.set(to, moved.attr);
+    if (!moved?.attr) return;
+    this.set(to, moved.attr);
+    // Its change time is the slave's (rename sets it), and a guess moved along stays one to
+    // settle: known for what the mount predicts next, asked of the agent for a stat.
+    this.unsure(to);
   }
 
   private absentNow(path: string) {

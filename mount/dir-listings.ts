@@ -7,13 +7,14 @@
  */
 import { posix } from 'node:path';
 import {
-  MAX_LISTED_THEN, MAY_READ, S_IFDIR, S_IFMT, SlaveError, attrFromWire, type OpReply, type OpRequest, type ReaddirEntry,
+  MAX_LISTED_THEN, MAY_READ, S_IFDIR, S_IFMT, SlaveError, attrFromWire, type Attr, type OpReply, type OpRequest, type ReaddirEntry,
 } from '../protocol/index.js';
 import type { AgentClient } from '../transport/agent-client.js';
 import type { AttrCache } from './attr-cache.js';
 import type { CallerGate } from './caller-gate.js';
 import type { FuseCaller } from './callers.js';
 import type { DirEntry } from './mount-fs.js';
+import { PROVISIONAL_INO } from './node-table.js';
 import type { UnrefusedChanges } from './unrefused-changes.js';
 
 /**
@@ -71,12 +72,12 @@ export class DirListings {
     if (cached) {
       // Only whole: the kernel takes a listing's attributes (readdirplus); one without them costs it a lookup each.
       let entries = cached.map((name) => ({ name, attr: this.cache.lookup(posix.join(path, name)) ?? null }));
-      if (entries.some((e) => e.attr && this.unrefused.provisional(e.attr))) {
+      if (entries.some((e) => e.attr && this.guessed(e.attr))) {
         // Names made without waiting: their attributes are the slave's to say.
         await this.unrefused.settled();
         entries = cached.map((name) => ({ name, attr: this.cache.lookup(posix.join(path, name)) ?? null }));
       }
-      if (entries.every((e) => e.attr !== null && !this.unrefused.provisional(e.attr))) {
+      if (entries.every((e) => e.attr !== null && !this.guessed(e.attr))) {
         if (!ahead) this.cache.listingRead(path);
         return entries;
       }
@@ -111,6 +112,11 @@ export class DirListings {
       if (this.cache.unchangedSince(path, generation)) this.cache.setListing(path, entries.map((e) => e.name), ahead);
       return entries;
     }
+  }
+
+  /** A guess of the mount's: no inode number yet (the kernel's readdir would drop the name), or times to come. */
+  private guessed(attr: Attr): boolean {
+    return attr.ino === PROVISIONAL_INO || this.unrefused.provisional(attr);
   }
 
   /**

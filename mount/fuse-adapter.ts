@@ -333,9 +333,16 @@ export class FuseAdapter {
         // renameat2's flags (RENAME_NOREPLACE, RENAME_EXCHANGE): not on the wire, as with ENOSYS.
         if (flags !== 0) return void b.replyErr(handle, EINVAL);
         const newName = name2 ? nameFromBytes(name2) : '';
-        this.run(handle, 'rename', () => fs.rename(this.childPath(ino, name), this.childPath(ino2, newName), who), (outcome) => {
+        const to = this.childPath(ino2, newName);
+        // A directory renamed over, still open, is removed as by rmdir (see RMDIR).
+        const replaced = this.nodes.child(this.node(ino2), newName);
+        const last = replaced?.isDir && this.dirOpen(replaced) ? this.fs.lastKnown?.(to) : undefined;
+        this.run(handle, 'rename', () => fs.rename(this.childPath(ino, name), to, who), (outcome) => {
           // Two links to one file (the kernel had them as two nodes): both names stay.
-          if (outcome !== 'same') this.nodes.renamed(this.node(ino), name, this.node(ino2), newName);
+          if (outcome !== 'same') {
+            this.nodes.renamed(this.node(ino), name, this.node(ino2), newName);
+            if (replaced && last) this.removedDirs.set(replaced.id, { ...last, nlink: 0 });
+          }
           this.ok(handle)();
         });
       },

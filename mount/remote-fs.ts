@@ -257,6 +257,14 @@ export class RemoteFs extends MountFsBase {
     return file.reopening;
   }
 
+  /**
+   * Files open at `path` only on the master are opened on the agent before the name goes (an
+   * unlink, a rename over it): its handle then keeps the file, for fstat and reads after.
+   */
+  private async openBeforeNameGoes(path: string): Promise<void> {
+    await Promise.all([...this.files.at(path)].filter((file) => file.unopened).map((file) => this.openLate(file)));
+  }
+
   /** Opens `file` again by its path (the agent restarted, or it was never opened there: `ino` given). */
   private async reopen(file: OpenFile, ino?: number): Promise<Reopened> {
     const why = ino === undefined ? 'the agent restarted' : 'it was opened';
@@ -285,7 +293,7 @@ export class RemoteFs extends MountFsBase {
   private async sendWriters(path: string | null, except?: OpenFile): Promise<void> {
     if (path === null) return;
     for (const file of [...this.files.at(path)]) if (file !== except && file.writer?.buffered) await file.writer.send();
-    const known = this.cache.lastKnown(path);
+    const known = this.cache.inodeOf(path) ?? except?.attr;
     if (!known || isDir(known) || known.ino === PROVISIONAL_INO) return;
     // Its other names: all open files when it has several, else those whose name went.
     for (const file of [...(known.nlink > 1 ? this.files.all() : this.files.nameless())]) {
@@ -816,6 +824,7 @@ export class RemoteFs extends MountFsBase {
     }
     // Its data first: the reply says what the file is now, for the names it keeps.
     await this.sendWriters(path);
+    await this.openBeforeNameGoes(path);
     const { attr } = await this.call('fs.unlink', { path }, caller);
     this.cache.removed(path, false);
     if (attr) this.unrefused.keptName(path, attrFromWire(attr));
@@ -837,6 +846,7 @@ export class RemoteFs extends MountFsBase {
       return this.unrefused.rename(from, to, caller);
     }
     await this.sendWriters(from);
+    await this.openBeforeNameGoes(to);
     const { same } = await this.call('fs.rename', { from, to }, caller);
     // Two links to one file: POSIX leaves both names, and nothing else changed.
     if (same) return 'same';
@@ -931,7 +941,11 @@ export class RemoteFs extends MountFsBase {
     byHandle: (file: OpenFile) => Promise<Attr>, op: K, args: OpRequest<K> & { path: string }, change: AttrChange,
   ): Promise<Attr | void> {
     const file = this.predict.target(path, caller, allowed);
-    if (file) return byHandle(file);
+    if (file) {
+      // Other handles' data first: the change's reply then says the size and times they made.
+      await this.sendWriters(path, file);
+      return byHandle(file);
+    }
     await this.sendWriters(path); // sent first, so a write cannot move mtime again
     const known = this.predict.changeable(path, caller, allowed);
     if (known) return this.unrefused.setattrByPath(op, args, change, known, caller);

@@ -187,8 +187,9 @@ export class UnrefusedChanges {
    */
   private async setattr<K extends HandleSetattr>(file: OpenFile, op: K, args: (fh: number) => OpRequest<K>, change: AttrChange): Promise<Attr> {
     const writer = file.writer as WriteBehind;
-    const cached = file.path === null ? undefined : this.cache.lookup(file.path);
-    const guess = this.guess({ ...(cached || file.attr) });
+    // What the file is now, as far as the mount knows: its size grown by writes through any handle.
+    const cached = file.path === null ? undefined : this.cache.lastKnown(file.path);
+    const guess = this.guess({ ...(cached ?? file.attr) });
     const now = Date.now();
     change(guess, now);
     setAttrTime(guess, 'ctime', timestampOf(now));
