@@ -455,6 +455,11 @@ export class AttrCache {
     for (let dir = path; dir !== '/'; dir = posix.dirname(dir)) this.dirModes.delete(dir);
   }
 
+  /** Forgets every name cached as inode `ino` (changed through a handle whose name went). */
+  forgetInode(ino: number): void {
+    for (const [path, entry] of this.entries) if (entry.attr?.ino === ino) this.forget(path);
+  }
+
   /** Forget what we know of `path` (its attributes changed in a way we cannot compute). */
   forget(path: string): void {
     this.entries.delete(path);

@@ -39,6 +39,11 @@ function childOf(dir: string, name: string): string {
   return dir === '/' ? `/${name}` : `${dir}/${name}`;
 }
 
+/** Files being written, by name or by inode number (see DirListings' `writing`). */
+export interface BeingWritten {
+  has(path: string, ino: number): boolean;
+}
+
 export class DirListings {
   /** Listings asked for by lookups (listFor), by directory: lookups at once share one. */
   private readonly forLookups = new Map<string, Promise<boolean>>();
@@ -60,10 +65,11 @@ export class DirListings {
      */
     private readonly sendWritersIn: (dir: string) => Promise<void> = async () => undefined,
     /**
-     * Whether `path` is a file whose writes the agent may not have applied yet (open with data
-     * buffered or unanswered): a listing's attributes of it may predate them, and are not kept.
+     * The files whose writes the agent may not have applied yet (open with data buffered or
+     * unanswered, under any of their names), as of now: a listing's attributes of them may
+     * predate those writes, and are neither kept nor given to the kernel.
      */
-    private readonly writing: (path: string) => boolean = () => false,
+    private readonly writing: () => BeingWritten = () => ({ has: () => false }),
   ) {}
 
   /** `ahead`: for a lookup, not the program's readdir (AttrCache's Listing.ahead). */
@@ -110,7 +116,10 @@ export class DirListings {
         throw err;
       }
       if (this.cache.unchangedSince(path, generation)) this.cache.setListing(path, entries.map((e) => e.name), ahead);
-      return entries;
+      // A file being written: its name and number, not attributes that may predate its data
+      // (the kernel looks it up, which sends the data first).
+      const written = this.writing();
+      return entries.map((e) => (e.attr && written.has(childOf(path, e.name), e.attr.ino) ? { name: e.name, attr: null, ino: e.attr.ino } : e));
     }
   }
 
@@ -173,6 +182,7 @@ export class DirListings {
   private keepEntries(dir: string, listed: DirEntry[], bare: number[], generation: number, local: number): boolean {
     if (!this.cache.unchangedSince(dir, generation)) return false;
     const none = new Set(bare);
+    const written = this.writing();
     let whole = true;
     for (const [i, { name, attr }] of listed.entries()) {
       if (!attr) {
@@ -180,7 +190,7 @@ export class DirListings {
         continue;
       }
       const child = childOf(dir, name);
-      if (!this.cache.unchangedHereSince(child, local) || this.writing(child)) continue;
+      if (!this.cache.unchangedHereSince(child, local) || written.has(child, attr.ino)) continue;
       this.cache.set(child, attr);
       if (none.has(i)) this.cache.setNoXattrs(child);
     }

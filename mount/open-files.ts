@@ -28,6 +28,11 @@ export interface OpenFile extends AgentHandle {
   unopened?: boolean;
   /** Created or truncated through the mount: its content while written from the start. */
   written?: WrittenWhole;
+  /**
+   * Its name went (unlink, rename over it) while the file kept another: what the mount caches
+   * of that name may lag what this handle changes.
+   */
+  linkedElsewhere?: boolean;
 }
 
 export class OpenFiles {

@@ -22,7 +22,7 @@ import { ChunkPool } from './chunk-pool.js';
 import type { ShownLink, SymlinkView } from './symlink-view.js';
 import { RetainedWrites, type AcknowledgedOwner, type AcknowledgedTimes, type Retained } from './retained-writes.js';
 import { Predictions } from './predictions.js';
-import { DirListings } from './dir-listings.js';
+import { DirListings, type BeingWritten } from './dir-listings.js';
 import {
   UnrefusedChanges, chmodChange, chownChange, truncateChange, utimensChange, withoutSetId, type AttrChange,
 } from './unrefused-changes.js';
@@ -136,7 +136,7 @@ export class RemoteFs extends MountFsBase {
     this.predict = new Predictions(this.unrefused, this.cache, this.gate, options.coherent);
     this.listings = new DirListings(
       this.cache, this.gate, this.unrefused, client, (args, caller) => this.call('fs.readdir', args, caller), options.coherent,
-      (dir) => this.sendWritersIn(dir), (path) => this.writing(path),
+      (dir) => this.sendWritersIn(dir), () => this.beingWritten(),
     );
   }
 
@@ -291,14 +291,33 @@ export class RemoteFs extends MountFsBase {
    * A file with other names (a hard link) is written through those too.
    */
   private async sendWriters(path: string | null, except?: OpenFile): Promise<void> {
-    if (path === null) return;
-    for (const file of [...this.files.at(path)]) if (file !== except && file.writer?.buffered) await file.writer.send();
-    const known = this.cache.inodeOf(path) ?? except?.attr;
+    if (path !== null) for (const file of [...this.files.at(path)]) if (file !== except && file.writer?.buffered) await file.writer.send();
+    const known = (path === null ? undefined : this.cache.inodeOf(path)) ?? except?.attr;
     if (!known || isDir(known) || known.ino === PROVISIONAL_INO) return;
-    // Its other names: all open files when it has several, else those whose name went.
-    for (const file of [...(known.nlink > 1 ? this.files.all() : this.files.nameless())]) {
-      if (file !== except && file.path !== path && file.attr.ino === known.ino && file.writer?.buffered) await file.writer.send();
+    // Its other names: every open file when it has several or none is known, else those whose name went.
+    for (const file of [...(known.nlink > 1 || path === null ? this.files.all() : this.files.nameless())]) {
+      if (file !== except && (path === null || file.path !== path) && file.attr.ino === known.ino && file.writer?.buffered) await file.writer.send();
     }
+  }
+
+  /**
+   * Whether a file open for writing whose name went while it kept another (`linkedElsewhere`)
+   * is inode `ino`: the cache's attributes of its other names may lag it, and are not used.
+   */
+  private changedElsewhere(ino: number): boolean {
+    for (const file of this.files.nameless()) if (file.linkedElsewhere && file.writer && file.attr.ino === ino) return true;
+    return false;
+  }
+
+  /** Files open at `path` whose name is about to go while the file keeps another. */
+  private losingName(path: string): void {
+    for (const file of this.files.at(path)) file.linkedElsewhere = true;
+  }
+
+  /** `sendWriters` for the file open as `file` (by its inode number when its name went), its own data last. */
+  private async sendFileWriters(file: OpenFile): Promise<void> {
+    await this.sendWriters(file.path, file);
+    await file.writer?.send();
   }
 
   /** `sendWriters` for every file open in `dir`. */
@@ -308,10 +327,16 @@ export class RemoteFs extends MountFsBase {
     }
   }
 
-  /** Whether a file open at `path` has data the agent has not answered yet. */
-  private writing(path: string): boolean {
-    for (const file of this.files.at(path)) if (file.writer?.dirty) return true;
-    return false;
+  /** The open files with data the agent has not answered yet, by name and by inode number. */
+  private beingWritten(): BeingWritten {
+    const paths = new Set<string>();
+    const inodes = new Set<number>();
+    for (const file of this.files.all()) {
+      if (!file.writer?.dirty) continue;
+      if (file.path !== null) paths.add(file.path);
+      if (file.attr.ino !== PROVISIONAL_INO) inodes.add(file.attr.ino);
+    }
+    return { has: (path, ino) => paths.has(path) || inodes.has(ino) };
   }
 
   private invalidateReaders(path: string | null, except?: OpenFile): void {
@@ -405,7 +430,7 @@ export class RemoteFs extends MountFsBase {
     await this.settledPath(path);
     const cached = path === '/' || this.gate.cacheAnswers(path, caller) ? this.cache.lookup(path) : undefined;
     if (cached === null) throw new SlaveError('ENOENT', `no such file: ${path}`);
-    if (cached) return this.tell(path, cached);
+    if (cached && !this.changedElsewhere(cached.ino)) return this.tell(path, cached);
     // A name never seen, in a directory not listed: the listing answers it and the names looked up next.
     if (this.cache.kindOf(path) === undefined && await this.listings.listFor(path, caller)) {
       const listed = this.gate.cacheAnswers(path, caller) ? this.cache.lookup(path) : undefined;
@@ -429,17 +454,16 @@ export class RemoteFs extends MountFsBase {
   override async fgetattr(path: string | null, fh: number, caller: FuseCaller): Promise<Attr> {
     const file = this.files.get(fh);
     await this.settledPath(path);
-    if (path !== null) {
+    if (path !== null && (file.path === path || !file.linkedElsewhere)) {
       const cached = this.cache.lookup(path);
-      if (cached) return this.tell(path, cached);
+      if (cached && !this.changedElsewhere(cached.ino)) return this.tell(path, cached);
     }
     if (file.unopened && file.path !== null) {
       // Asked by name rather than opened for it, while the name still is this file.
       const attr = await this.getattr(file.path, caller);
       if (attr.ino === file.attr.ino) return attr;
     }
-    await this.sendWriters(file.path, file);
-    await file.writer?.send();
+    await this.sendFileWriters(file);
     const local = this.cache.local;
     const attr = attrFromWire((await this.onFile(file, 'fs.fgetattr', (h) => ({ fh: h }))).attr);
     // Written or changed through us since it was asked: the answer predates that, and is not kept.
@@ -775,6 +799,8 @@ export class RemoteFs extends MountFsBase {
       // close() already returned this error through flush; nobody is left to tell.
       this.log.warn({ err, path: file.path }, 'write failed after the file was closed');
     }
+    // What it changed under its other names was never cached: those names are asked for next.
+    if (file.path === null && file.linkedElsewhere && file.writer && !this.changedElsewhere(file.attr.ino)) this.cache.forgetInode(file.attr.ino);
     if (file.unopened) return; // the agent never had it
     // The kernel does not wait for release; neither do we wait for the agent.
     this.client.call('fs.release', { fh: file.agentFh }, { handleBoot: file.agentBoot, hold: true }).then(() => undefined, (err: unknown) => {
@@ -827,7 +853,10 @@ export class RemoteFs extends MountFsBase {
     await this.openBeforeNameGoes(path);
     const { attr } = await this.call('fs.unlink', { path }, caller);
     this.cache.removed(path, false);
-    if (attr) this.unrefused.keptName(path, attrFromWire(attr));
+    if (attr) {
+      this.losingName(path);
+      this.unrefused.keptName(path, attrFromWire(attr));
+    }
     this.files.unlinked(path);
     this.retained.unlinked(path);
   }
@@ -847,9 +876,11 @@ export class RemoteFs extends MountFsBase {
     }
     await this.sendWriters(from);
     await this.openBeforeNameGoes(to);
+    const replaced = this.cache.inodeOf(to);
     const { same } = await this.call('fs.rename', { from, to }, caller);
     // Two links to one file: POSIX leaves both names, and nothing else changed.
     if (same) return 'same';
+    if (!replaced || replaced.nlink > 1) this.losingName(to);
     this.cache.renamed(from, to);
     this.retained.renamed(from, to);
     this.files.unlinked(to);
