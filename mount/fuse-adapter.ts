@@ -457,6 +457,20 @@ export class FuseAdapter {
     else this.openFiles.set(id, new Set([fh]));
   }
 
+  /**
+   * A directory open on the node is fstat'ed with no handle named (the kernel keeps none of a
+   * directory's for GETATTR): a caller refused the path (a directory above it closed to them
+   * since they opened it) is answered as root, as fstat checks nothing.
+   */
+  private async dirGetattr(node: FsNode, path: string, who: FuseCaller): Promise<Attr> {
+    try {
+      return await this.fs.getattr(path, who);
+    } catch (err) {
+      if (errnoOf(err) !== 'EACCES' || who.uid === 0 || !this.dirOpen(node)) throw err;
+      return this.fs.getattr(path, { uid: 0, gid: 0, pid: who.pid });
+    }
+  }
+
   /** Whether a directory handle is open on the node. */
   private dirOpen(node: FsNode): boolean {
     for (const dir of this.dirs.values()) if (dir.node === node) return true;
@@ -496,11 +510,14 @@ export class FuseAdapter {
   private async getattr(id: number, fhGiven: number, who: FuseCaller): Promise<Attr> {
     const node = this.node(id);
     const path = this.nodes.pathOf(node);
-    const fh = fhGiven >= 0 || path !== null ? fhGiven : this.anyHandle(id);
+    // The kernel names no handle for fstat (nor for a stat it has already let the caller make):
+    // with a file open on the node, it is asked by that handle, which no permission on the path
+    // can refuse (fstat needs none).
+    const fh = fhGiven >= 0 ? fhGiven : this.anyHandle(id);
     const removed = path === null ? this.removedDirs.get(id) : undefined;
     if (removed) return removed;
     if (fh < 0 && path === null) throw new NoSuchNode(`node ${id}'s name`);
-    const attr = fh >= 0 ? await this.fs.fgetattr(path, fh, who) : await this.fs.getattr(path as string, who);
+    const attr = fh >= 0 ? await this.fs.fgetattr(path, fh, who) : await this.dirGetattr(node, path as string, who);
     // The root is never looked up: its inode number ('.' in listings) comes from here; a node
     // made before the slave answered learns its number here or at its next lookup.
     this.nodes.learnIno(node, attr);
@@ -537,7 +554,10 @@ export class FuseAdapter {
       told = await this.fs.utimens(needPath(), atime, mtime, who);
     }
     if (told) return told;
-    return fh >= 0 ? this.fs.fgetattr(path, fh, who) : this.fs.getattr(needPath(), who);
+    // What it is now: by a handle open on it where there is one (the kernel asked nothing of the
+    // path's permissions for a change it makes itself, as a write's set-id drop).
+    const open = fh >= 0 ? fh : this.anyHandle(id);
+    return open >= 0 ? this.fs.fgetattr(path, open, who) : this.fs.getattr(needPath(), who);
   }
 
   private async opendir(id: number, flags: number, who: FuseCaller): Promise<number> {

@@ -390,13 +390,22 @@ export class RemoteFs extends MountFsBase {
    * once per file: afterwards the mode known has none. chown's drop is the slave's own.
    */
   private async dropSetIdBits(path: string | null, file: OpenFile | undefined, caller: FuseCaller): Promise<void> {
-    if (caller.uid === 0 || path === null) return;
-    const attr = this.cache.lastKnown(path) ?? file?.attr;
+    if (caller.uid === 0) return;
+    const attr = (path === null ? undefined : this.cache.lastKnown(path)) ?? file?.attr;
     if (!attr || (attr.mode & S_IFMT) !== S_IFREG) return;
     const mode = withoutSetId(attr.mode, inGroup(this.gate.wire(caller), attr.gid));
     if (mode === attr.mode) return;
-    await this.chmod(path, mode & 0o7777, caller);
-    for (const open of this.files.at(path)) if (open.attr.mode !== mode) open.attr = { ...open.attr, mode };
+    // The kernel's own act on a write or truncate it let the caller make (who need not own the
+    // file, nor search its path any longer): made as root.
+    const root: FuseCaller = { uid: 0, gid: 0, pid: caller.pid };
+    if (path !== null) {
+      await this.chmod(path, mode & 0o7777, root);
+      for (const open of this.files.at(path)) if (open.attr.mode !== mode) open.attr = { ...open.attr, mode };
+    } else if (file) {
+      // Its name went: by its handle.
+      await this.sendFileWriters(file);
+      file.attr = attrFromWire((await this.onFile(file, 'fs.fchmod', (h) => ({ fh: h, mode: mode & 0o7777 }))).attr);
+    }
   }
 
   provisional(attr: Attr): boolean {

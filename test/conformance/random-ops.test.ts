@@ -6,7 +6,7 @@
  * their way to the agent. test/fixtures/ordering-ops.py keeps, one block each, the cases such
  * sequences found, so that each stays tested whichever seeds run here.
  */
-import { mkdir } from 'node:fs/promises';
+import { chmod, chown, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { assertSameLines } from '../helpers/compare.js';
@@ -18,6 +18,11 @@ const ORDERING_OPS = new URL('../../../test/fixtures/ordering-ops.py', import.me
 /** Seeds whose sequences found a difference once (they stay), and a few more. */
 const SEEDS = [2, 19, 26, 28, 30, 31, 35, 40, 46, 103, 160, 162, 170, 176, 191, 224, 1, 3];
 const CALLS = 400;
+/** Seeds whose sequences, made by an ordinary user, found a difference once. */
+const UNPRIVILEGED_SEEDS = [4, 23, 32, 37];
+const NOBODY = 65534;
+/** The system's python3, which any user may run (a per-user install may not be). */
+const PYTHON = '/usr/bin/python3';
 
 describe('random call sequences: a local directory and the mount agree', () => {
   let slave: Slave;
@@ -52,4 +57,33 @@ describe('random call sequences: a local directory and the mount agree', () => {
     const onMount = await sh(`python3 '${ORDERING_OPS}' '${join(slave.mnt, 'ordering')}'`, { timeoutMs: 120_000 });
     assertSameLines(onMount, expected, 'ordering cases (mount vs local)');
   });
+});
+
+describe('random call sequences by an ordinary user: a local directory and the mount agree', () => {
+  let slave: Slave;
+  let local: string;
+
+  before(async () => {
+    // allow_other: the kernel checks the caller's permissions as on the slave (default_permissions).
+    slave = await startSlave({ mountArgs: ['-o', 'allow_other'] });
+    await chmod(slave.tmp, 0o755);
+    await chmod(slave.mnt, 0o755);
+    local = join(slave.tmp, 'local');
+    await mkdir(local, { mode: 0o755 });
+  });
+  after(async () => { await slave?.stop(); });
+
+  for (const seed of UNPRIVILEGED_SEEDS) {
+    it(`seed ${seed}, as uid ${NOBODY}: the same transcript`, async () => {
+      const name = `seed-${seed}`;
+      for (const dir of [join(local, name), join(slave.mnt, name)]) {
+        await mkdir(dir);
+        await chown(dir, NOBODY, NOBODY);
+      }
+      const as = `setpriv --reuid=${NOBODY} --regid=${NOBODY} --clear-groups ${PYTHON} '${RANDOM_OPS}'`;
+      const expected = await sh(`${as} '${join(local, name)}' ${seed} ${CALLS}`, { timeoutMs: 60_000 });
+      const onMount = await sh(`${as} '${join(slave.mnt, name)}' ${seed} ${CALLS}`, { timeoutMs: 120_000 });
+      assertSameLines(onMount, expected, `seed ${seed} as uid ${NOBODY} (mount vs local)`);
+    });
+  }
 });
