@@ -291,17 +291,17 @@ export class AttrCache {
     if (entry?.unsure && entry.attr === expected) this.set(path, attr);
   }
 
-  /**
-   * The attributes last cached for an existing `path`, their size, times and link count perhaps
-   * moved since by a change through us (`unsure`): good for the kind, mode and owner, which only
-   * a change of them moves (and the slave's own changes drop the entry). Never for the kernel.
-   */
   /** The inode number and link count last cached for `path`, a file of several names included. */
   inodeOf(path: string): Attr | undefined {
     const entry = this.entries.get(path);
     return entry?.attr && entry.expires > Date.now() ? entry.attr : undefined;
   }
 
+  /**
+   * The attributes last cached for an existing `path`, their size, times and link count perhaps
+   * moved since by a change through us (`unsure`): good for the kind, mode and owner, which only
+   * a change of them moves (and the slave's own changes drop the entry). Never for the kernel.
+   */
   lastKnown(path: string): Attr | undefined {
     const entry = this.entries.get(path);
     return entry?.attr && !entry.shared && entry.expires > Date.now() ? entry.attr : undefined;

@@ -175,9 +175,9 @@ export class DirListings {
   /**
    * Caches the attributes of `dir`'s `listed` entries (`bare`: the indexes of those with no
    * extended attribute), as of `generation` and `local`; whether every entry had attributes
-   * (names only: the caller may not search the directory). An entry changed
-   * through the mount since the listing was asked for, or still being written, is not kept: the listing predates that
-   * change, and would undo it in the cache (a file's size back to before its writes).
+   * (names only: the caller may not search the directory). An entry changed through the mount
+   * since the listing was asked for, or still being written, is not kept: the listing predates
+   * that change, and would undo it in the cache (a file's size back to before its writes).
    */
   private keepEntries(dir: string, listed: DirEntry[], bare: number[], generation: number, local: number): boolean {
     if (!this.cache.unchangedSince(dir, generation)) return false;
