@@ -19,7 +19,7 @@ import { ReadStream, WriteStream } from 'node:tty';
 import type { Logger } from 'pino';
 import { lineChange, type LineChange, type WireTermios } from '../../protocol/index.js';
 import type { DeviceStream, DeviceStreamEvents } from '../device-stream.js';
-import { dropReceived, dup, getTermios, hangUp, markClosed, openPty, readPending, setTermios, type PtyPair } from './pty.js';
+import { dropReceived, dup, getTermios, hangUp, markClosed, openPty, readPending, setTermios, terminalStates, type PtyPair } from './pty.js';
 
 /** What the relays ask of the agent about the slave's terminals. */
 export interface SlaveTerminals {
@@ -115,27 +115,62 @@ export class TerminalRelay {
     this.line = this.fresh;
   }
 
-  /** A program opened the terminal (TerminalRelays saw it): read what it writes, open the device. */
-  opened(): void {
+  /**
+   * Nobody has the terminal open, yet its master side has something to read. Data: a program
+   * wrote and closed within one tick (`echo reboot > /dev/ttyUSB0`), and a session takes it to
+   * the device, as a real line would. Status packets alone (a line change, a tcflush, made by
+   * `stty -F` or by the relay setting the terminal up) open nothing: opening a serial port on the
+   * slave for them would raise its DTR, which resets many boards. The line change goes as
+   * syncClosedLine sends it.
+   */
+  closedWithPending(): void {
+    if (this.state !== 'closed') return;
+    const packets = readPending(this.pty.masterFd);
+    if (packets.some((packet) => packet[0] === TIOCPKT_DATA && packet.length > 1)) this.opened(packets);
+    else this.syncClosedLine();
+  }
+
+  /**
+   * A program opened the terminal (TerminalRelays saw it): read what it writes, open the device.
+   * `written`: what it wrote that was read already (closedWithPending), sent first.
+   */
+  opened(written: Buffer[] = []): void {
     if (this.state === 'open') return;
     this.state = 'open';
-    const readFd = dup(this.pty.masterFd);
-    this.reader = new ReadStream(readFd);
-    this.reader.on('data', (chunk: Buffer) => this.fromTest(chunk));
-    // EIO: the last program closed the terminal (or it was hung up and then closed).
-    this.reader.on('error', () => void this.closed());
-    // Or end of file: libuv ends a stream whose read came back short in the same turn as the
-    // hang-up (a program that wrote and closed at once, `echo reboot > /dev/ttyUSB0`, or a status
-    // packet read before the data). What is left to read is read here first, then it closed.
-    this.reader.on('end', () => {
-      if (this.state !== 'open') return;
-      for (const packet of readPending(this.pty.masterFd)) this.fromTest(packet);
-      void this.closed();
-    });
+    this.startReader();
     this.writer = new WriteStream(dup(this.pty.masterFd));
     this.writer.on('error', () => undefined); // the reader's error says what happened
     const open = ++this.opens;
     this.opening = this.closing.then(() => this.startDevice(open));
+    for (const packet of written) this.fromTest(packet);
+  }
+
+  /** Reads what programs write to the terminal, until the last of them closes it. */
+  private startReader(): void {
+    const reader = new ReadStream(dup(this.pty.masterFd));
+    this.reader = reader;
+    reader.on('data', (chunk: Buffer) => this.fromTest(chunk));
+    // EIO: the last program closed the terminal (or it was hung up and then closed).
+    reader.on('error', () => {
+      if (this.reader === reader) void this.closed();
+    });
+    // Or end of file: libuv ends a stream whose read came back short when the poll that woke it
+    // said hang-up (a program that wrote and closed at once, `echo reboot > /dev/ttyUSB0`). That
+    // poll may be older than the read: a program that opened the terminal between the two (a
+    // session started for what another wrote and closed, say) still has it. What is left to read
+    // is read here first; then the session ends only if nobody has the terminal open now, and
+    // otherwise goes on with a new reader.
+    reader.on('end', () => {
+      if (this.state !== 'open' || this.reader !== reader) return;
+      for (const packet of readPending(this.pty.masterFd)) this.fromTest(packet);
+      if (terminalStates([this.pty.masterFd]).get(this.pty.masterFd)?.closed !== false) {
+        void this.closed();
+        return;
+      }
+      this.log.debug({ path: this.devicePath }, 'terminal read ended while a program has it open: reading on');
+      reader.destroy();
+      this.startReader();
+    });
   }
 
   /** Opens the slave's device; `unsent`: what the test wrote that a restarted agent never took. */

@@ -83,9 +83,13 @@ export class TerminalRelays {
     for (const relay of watched) {
       const { closed: nobody, pending } = states.get(relay.masterFd) ?? { closed: false, pending: false };
       switch (relay.watching) {
-        // Opened since; or written to and closed again within the tick (`echo reboot >
-        // /dev/ttyUSB0`): a session takes what was written to the device, as a real line would.
-        case 'closed': if (nobody && !pending) relay.syncClosedLine(); else relay.opened(); break;
+        // Opened since; or something to read with nobody holding it (terminal-relay.ts says
+        // which opens a session); or nothing but perhaps a line set with nobody holding it.
+        case 'closed':
+          if (!nobody) relay.opened();
+          else if (pending) relay.closedWithPending();
+          else relay.syncClosedLine();
+          break;
         case 'hungup': if (nobody) relay.allClosed(); break;
         case 'open': relay.syncLine(); break;
       }

@@ -32,7 +32,7 @@ function pings(n: number): string {
     '    chunk = os.read(fd, 100)',
     '    if not chunk: sys.exit("hung up")',
     '    got += chunk',
-    '  print(got.decode().strip())',
+    '  print(got.decode().strip(), flush=True)',
   ].join('\n');
 }
 
@@ -86,7 +86,8 @@ describe('device links', () => {
     for (const [tty, onBus] of [[linked, false], [bused, true]] as const) {
       const before = await natsMessages(monitorPort);
       const result = await run(PYTHON, ['-c', pings(100), tty], { timeoutMs: 60_000 });
-      assert.equal(result.code, 0, result.stdout + result.stderr);
+      const mount = mounts[onBus ? 1 : 0] as MountProcess;
+      assert.equal(result.code, 0, `${tty}: exit ${result.code}, ${result.stdout}${result.stderr}\nthe mount's log:\n${mount.log()}`);
       assert.equal(result.stdout, 'pong\n'.repeat(100));
       const messages = (await natsMessages(monitorPort)) - before;
       // On the bus: a message per keystroke line and one per echo at least. On the link: the

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { chmod, mkdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { agentOps } from '../helpers/agent-metrics.js';
 import { freePort } from '../helpers/ports.js';
 import { run, sh, spawnCollecting, waitFor } from '../helpers/processes.js';
 import { startAgentProcess, startBareAgent, startMountProcess, type AgentProcess, type BareAgent, type MountProcess } from '../helpers/slave.js';
@@ -26,11 +27,7 @@ describe('answers the mount gives from what it holds', () => {
   let mnt: string;
 
   /** How many times the agent did `op` (any result). */
-  const ops = async (op: string): Promise<number> => {
-    const text = await (await fetch(`http://127.0.0.1:${agentPort}/metrics`)).text();
-    return text.split('\n').filter((l) => l.startsWith(`splitbrain_agent_ops_total{op="${op}",`))
-      .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
-  };
+  const ops = (op: string): Promise<number> => agentOps(agentPort, op);
 
   before(async () => {
     slave = await startBareAgent({ id: 'local' });

@@ -16,6 +16,8 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { agentOps } from '../helpers/agent-metrics.js';
+import { freePort } from '../helpers/ports.js';
 import { run, waitFor } from '../helpers/processes.js';
 import { startBareAgent, startMountProcess, type BareAgent, type MountProcess } from '../helpers/slave.js';
 import { makeDevRoot, removeDevRoot, startBoard, unplug, type Board } from '../helpers/slave-devices.js';
@@ -60,12 +62,15 @@ describe('the slave\'s terminals as real terminals on the master', () => {
   let dev: string;
   let board: Board;
   let tty: string;
+  let metricsPort: number;
 
   before(async () => {
     devRoot = await makeDevRoot();
     board = await startBoard(join(devRoot, 'ttyBOARD'), join(devRoot, 'heard'));
+    metricsPort = await freePort();
     slave = await startBareAgent({
-      id: 'terminals', agentArgs: ['--dev-root', devRoot, '--dev-allow', 'ttyBOARD', '--dev-allow', 'pts/*', '--dev-allow', 'fifo'],
+      id: 'terminals',
+      agentArgs: ['--dev-root', devRoot, '--dev-allow', 'ttyBOARD', '--dev-allow', 'pts/*', '--dev-allow', 'fifo', '--metrics', `127.0.0.1:${metricsPort}`],
     });
     dev = join(slave.tmp, 'dev');
     await mkdir(dev);
@@ -83,6 +88,11 @@ describe('the slave\'s terminals as real terminals on the master', () => {
     const target = await readlink(tty);
     assert.match(target, /^\/dev\/pts\/\d+$/);
     assert.notEqual(target, board.device);
+    // Made for the lookup, set up as the slave's device is (the board's line is raw: its flow
+    // control off, which packet mode reports); nobody opened it, so the slave's device is not
+    // opened either (a serial port opened raises DTR, which resets many boards).
+    await new Promise((resolve) => setTimeout(resolve, 300)); // several of the relay's polls
+    assert.equal(await agentOps(metricsPort, 'dev.stream'), 0, 'the device was opened on the slave with nobody holding its terminal');
     assert.equal(await python('import os, sys, termios; fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY); '
       + 'print(os.isatty(fd), len(termios.tcgetattr(fd)))', tty), 'True 7\n');
   });
