@@ -203,6 +203,29 @@ export class FuseAdapter {
     return path;
   }
 
+  /**
+   * `op` by the node's path; refused there (EACCES) for a caller other than root, by its other
+   * names in turn. A file of several names is one node, named by its first: the caller may have
+   * reached it by another while a directory on the first's way is closed to them, and the kernel
+   * let it (Linux checks the path the caller named, nothing else).
+   */
+  private async byName<T>(id: number, who: FuseCaller, op: (path: string) => Promise<T>): Promise<T> {
+    const node = this.node(id);
+    try {
+      return await op(this.pathOf(id));
+    } catch (err) {
+      if (errnoOf(err) !== 'EACCES' || who.uid === 0 || node.links.length < 2) throw err;
+      for (const path of this.nodes.otherPaths(node)) {
+        try {
+          return await op(path);
+        } catch (other) {
+          if (errnoOf(other) !== 'EACCES') throw other;
+        }
+      }
+      throw err;
+    }
+  }
+
   private childPath(parentId: number, name: string): string {
     return joinPath(this.pathOf(parentId), name);
   }
@@ -300,7 +323,7 @@ export class FuseAdapter {
       SETATTR: ({ handle, ino, fh, setattr }, who) => this.run(handle, 'setattr', () => this.setattr(ino, fh, setattr ?? new Float64Array(0), who), (attr) => {
         b.replyAttr(handle, packAttr(b, attr), this.attrTimeout(attr, this.cache.current.attr));
       }),
-      READLINK: ({ handle, ino }, who) => this.run(handle, 'readlink', () => fs.readlink(this.pathOf(ino), who), (shown) => {
+      READLINK: ({ handle, ino }, who) => this.run(handle, 'readlink', () => this.byName(ino, who, (path) => fs.readlink(path, who)), (shown) => {
         b.replyReadlink(handle, nameToBytes(shown.target));
         // Dropped once the kernel has it: it is asked again, and checked again, at each use.
         if (!shown.keep) this.cache.forgetInode(ino);
@@ -311,7 +334,7 @@ export class FuseAdapter {
         const target = data ? nameFromBytes(bufferOf(data)) : '';
         this.run(handle, 'symlink', () => fs.symlink(target, this.childPath(ino, name), who), (attr) => this.entry(handle, ino, name, attr));
       },
-      LINK: ({ handle, ino, ino2 }, who, name) => this.run(handle, 'link', () => fs.link(this.pathOf(ino), this.childPath(ino2, name), who), (attr) => {
+      LINK: ({ handle, ino, ino2 }, who, name) => this.run(handle, 'link', () => this.byName(ino, who, (path) => fs.link(path, this.childPath(ino2, name), who)), (attr) => {
         const node = this.nodes.linked(this.node(ino), this.node(ino2), name, attr);
         b.replyEntry(handle, node.id, packAttr(b, attr), this.cache.current.entry, this.attrTimeout(attr, this.cache.current.attr));
       }),
@@ -346,7 +369,7 @@ export class FuseAdapter {
           this.ok(handle)();
         });
       },
-      OPEN: ({ handle, ino, flags }, who) => this.run(handle, 'open', () => fs.open(this.pathOf(ino), flags, who), (fh) => {
+      OPEN: ({ handle, ino, flags }, who) => this.run(handle, 'open', () => this.byName(ino, who, (path) => fs.open(path, flags, who)), (fh) => {
         this.opened(ino, fh);
         if (!b.replyOpen(handle, fh, this.openFlags())) this.unsentOpen(ino, fh, who, 0);
       }),
@@ -396,16 +419,16 @@ export class FuseAdapter {
       STATFS: ({ handle, ino }, who) => this.run(handle, 'statfs', () => fs.statfs(this.pathOf(ino), who), (s) => {
         b.replyStatfs(handle, Float64Array.of(s.bsize, s.frsize, s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.namemax));
       }),
-      ACCESS: ({ handle, ino, mask }, who) => this.run(handle, 'access', () => fs.access(this.pathOf(ino), mask, who), this.ok(handle)),
-      GETXATTR: ({ handle, ino, size }, who, name) => this.run(handle, 'getxattr', () => fs.getxattr(this.pathOf(ino), name, who), (value) => this.replySized(handle, value, size)),
-      LISTXATTR: ({ handle, ino, size }, who) => this.run(handle, 'listxattr', () => fs.listxattr(this.pathOf(ino), who), (names) => {
+      ACCESS: ({ handle, ino, mask }, who) => this.run(handle, 'access', () => this.byName(ino, who, (path) => fs.access(path, mask, who)), this.ok(handle)),
+      GETXATTR: ({ handle, ino, size }, who, name) => this.run(handle, 'getxattr', () => this.byName(ino, who, (path) => fs.getxattr(path, name, who)), (value) => this.replySized(handle, value, size)),
+      LISTXATTR: ({ handle, ino, size }, who) => this.run(handle, 'listxattr', () => this.byName(ino, who, (path) => fs.listxattr(path, who)), (names) => {
         this.replySized(handle, Buffer.from(names.map((n) => `${n}\0`).join('')), size);
       }),
       SETXATTR: ({ handle, ino, data, flags }, who, name) => {
         const value = bufferOf(data);
-        this.run(handle, 'setxattr', () => fs.setxattr(this.pathOf(ino), name, value, flags, who), this.ok(handle));
+        this.run(handle, 'setxattr', () => this.byName(ino, who, (path) => fs.setxattr(path, name, value, flags, who)), this.ok(handle));
       },
-      REMOVEXATTR: ({ handle, ino }, who, name) => this.run(handle, 'removexattr', () => fs.removexattr(this.pathOf(ino), name, who), this.ok(handle)),
+      REMOVEXATTR: ({ handle, ino }, who, name) => this.run(handle, 'removexattr', () => this.byName(ino, who, (path) => fs.removexattr(path, name, who)), this.ok(handle)),
       DESTROY: () => this.destroyed(),
       POLL: ({ handle, fh, notify }) => {
         // A filesystem without readiness (files are always ready) says ENOSYS once: the kernel
@@ -517,7 +540,7 @@ export class FuseAdapter {
     const removed = path === null ? this.removedDirs.get(id) : undefined;
     if (removed) return removed;
     if (fh < 0 && path === null) throw new NoSuchNode(`node ${id}'s name`);
-    const attr = fh >= 0 ? await this.fs.fgetattr(path, fh, who) : await this.dirGetattr(node, path as string, who);
+    const attr = fh >= 0 ? await this.fs.fgetattr(path, fh, who) : await this.byName(id, who, (p) => this.dirGetattr(node, p, who));
     // The root is never looked up: its inode number ('.' in listings) comes from here; a node
     // made before the slave answered learns its number here or at its next lookup.
     this.nodes.learnIno(node, attr);
@@ -531,33 +554,31 @@ export class FuseAdapter {
     const bit = this.binding.setattrBits;
     const at = (i: number) => s[i] ?? 0;
     const toSet = at(slot.TO_SET);
-    const needPath = (): string => {
-      if (path === null) throw new NoSuchNode(`node ${id}'s name`);
-      return path;
-    };
+    // By path: its other names where the first is closed to the caller (byName).
+    const named = <T>(op: (path: string) => Promise<T>): Promise<T> => this.byName(id, who, op);
     // The attributes a change answered with, if it did (a guess not waited for): the last one
     // holds the others' changes too. Otherwise the kernel gets what getattr says afterwards.
     let told: Attr | void = undefined;
-    if (toSet & bit.MODE) told = await this.fs.chmod(needPath(), at(slot.MODE) & 0o7777, who);
+    if (toSet & bit.MODE) told = await named((p) => this.fs.chmod(p, at(slot.MODE) & 0o7777, who));
     if (toSet & (bit.UID | bit.GID)) {
       const uid = toSet & bit.UID ? USER_IDS.toMaster(at(slot.UID)) ?? OVERFLOW_ID : UNCHANGED_ID;
       const gid = toSet & bit.GID ? GROUP_IDS.toMaster(at(slot.GID)) ?? OVERFLOW_ID : UNCHANGED_ID;
-      told = await this.fs.chown(needPath(), uid, gid, who);
+      told = await named((p) => this.fs.chown(p, uid, gid, who));
     }
     if (toSet & bit.SIZE) {
       if (fh >= 0) told = await this.fs.ftruncate(path, fh, at(slot.SIZE), who);
-      else told = await this.fs.truncate(needPath(), at(slot.SIZE), who);
+      else told = await named((p) => this.fs.truncate(p, at(slot.SIZE), who));
     }
     if (toSet & (bit.ATIME | bit.MTIME | bit.ATIME_NOW | bit.MTIME_NOW)) {
       const atime = timeSpec(toSet, bit.ATIME, bit.ATIME_NOW, at(slot.ATIME_S), at(slot.ATIME_NS));
       const mtime = timeSpec(toSet, bit.MTIME, bit.MTIME_NOW, at(slot.MTIME_S), at(slot.MTIME_NS));
-      told = await this.fs.utimens(needPath(), atime, mtime, who);
+      told = await named((p) => this.fs.utimens(p, atime, mtime, who));
     }
     if (told) return told;
     // What it is now: by a handle open on it where there is one (the kernel asked nothing of the
     // path's permissions for a change it makes itself, as a write's set-id drop).
     const open = fh >= 0 ? fh : this.anyHandle(id);
-    return open >= 0 ? this.fs.fgetattr(path, open, who) : this.fs.getattr(needPath(), who);
+    return open >= 0 ? this.fs.fgetattr(path, open, who) : named((p) => this.fs.getattr(p, who));
   }
 
   private async opendir(id: number, flags: number, who: FuseCaller): Promise<number> {

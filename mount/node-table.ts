@@ -67,6 +67,19 @@ export class NodeTable {
     return node.path;
   }
 
+  /**
+   * The node's other paths (hard links), after its first: one of them may be where a caller can
+   * reach it when the first is not (a directory on its way closed to them).
+   */
+  otherPaths(node: FsNode): string[] {
+    const paths: string[] = [];
+    for (const link of node.links.slice(1)) {
+      const parent = this.pathOf(link.parent);
+      if (parent !== null) paths.push(parent === '/' ? `/${link.name}` : `${parent}/${link.name}`);
+    }
+    return paths;
+  }
+
   child(parent: FsNode, name: string): FsNode | undefined {
     return this.byLink.get(key(parent, name));
   }

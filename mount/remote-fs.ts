@@ -366,6 +366,12 @@ export class RemoteFs extends MountFsBase {
   private rememberChange(path: string, wire: number[]): Attr {
     const attr = attrFromWire(wire);
     this.cache.changed(path, attr);
+    if (attr.nlink > 1) {
+      // Handles open by its other names judge a write's set-id drop by the mode they hold.
+      for (const file of this.files.all()) {
+        if (file.attr.ino === attr.ino && file.path !== path) file.attr = { ...file.attr, mode: attr.mode, uid: attr.uid, gid: attr.gid };
+      }
+    }
     this.retained.acknowledged(path, timesOf(attr), ownerOf(attr));
     return attr;
   }
@@ -387,17 +393,20 @@ export class RemoteFs extends MountFsBase {
    * set-id bits Linux drops when a caller without CAP_FSETID (here: anyone but root) writes or
    * truncates a file; the agent acts as root, whose writes keep them. Judged by the mode the
    * mount knows (the feed keeps it true), as the kernel judged by its cached one; done at most
-   * once per file: afterwards the mode known has none. chown's drop is the slave's own.
+   * once per file: afterwards the mode known has none. A file truncated by a path whose mode is
+   * not cached (a file of several names never is: attr-cache.ts) is asked about first. chown's
+   * drop is the slave's own.
    */
   private async dropSetIdBits(path: string | null, file: OpenFile | undefined, caller: FuseCaller): Promise<void> {
     if (caller.uid === 0) return;
-    const attr = (path === null ? undefined : this.cache.lastKnown(path)) ?? file?.attr;
-    if (!attr || (attr.mode & S_IFMT) !== S_IFREG) return;
-    const mode = withoutSetId(attr.mode, inGroup(this.gate.wire(caller), attr.gid));
-    if (mode === attr.mode) return;
     // The kernel's own act on a write or truncate it let the caller make (who need not own the
     // file, nor search its path any longer): made as root.
     const root: FuseCaller = { uid: 0, gid: 0, pid: caller.pid };
+    const attr = (path === null ? undefined : this.cache.lastKnown(path)) ?? file?.attr
+      ?? (path === null ? undefined : await this.getattr(path, root));
+    if (!attr || (attr.mode & S_IFMT) !== S_IFREG) return;
+    const mode = withoutSetId(attr.mode, inGroup(this.gate.wire(caller), attr.gid));
+    if (mode === attr.mode) return;
     if (path !== null) {
       await this.chmod(path, mode & 0o7777, root);
       for (const open of this.files.at(path)) if (open.attr.mode !== mode) open.attr = { ...open.attr, mode };

@@ -86,4 +86,15 @@ describe('random call sequences by an ordinary user: a local directory and the m
       assertSameLines(onMount, expected, `seed ${seed} as uid ${NOBODY} (mount vs local)`);
     });
   }
+
+  it(`the cases the sequences found, as uid ${NOBODY}`, async () => {
+    for (const dir of [join(local, 'ordering'), join(slave.mnt, 'ordering')]) {
+      await mkdir(dir);
+      await chown(dir, NOBODY, NOBODY);
+    }
+    const as = `setpriv --reuid=${NOBODY} --regid=${NOBODY} --clear-groups ${PYTHON} '${ORDERING_OPS}'`;
+    const expected = await sh(`${as} '${join(local, 'ordering')}'`, { timeoutMs: 60_000 });
+    const onMount = await sh(`${as} '${join(slave.mnt, 'ordering')}'`, { timeoutMs: 120_000 });
+    assertSameLines(onMount, expected, `ordering cases as uid ${NOBODY} (mount vs local)`);
+  });
 });
