@@ -10,6 +10,13 @@
  *   thread; names something is mounted on are kept (a sidecar's device tree over /dev).
  * - Fences: `applied()` resolves once every invalidation asked for so far reached the kernel;
  *   an answer that corrects what the mount told the kernel waits for it (`settle`).
+ * - A kernel never let keep an answer (`-o cache=no`) is sent no invalidation of names and
+ *   attributes: it holds none to drop, it asks at every use, and its page cache follows the
+ *   size and mtime each answer brings (auto_inval_data). Such an invalidation would only cost:
+ *   one that crosses a GETATTR in flight makes the kernel discard that answer (the inode's
+ *   attr_version moved), so a read past the old end of a file the slave just grew took the old
+ *   size and ended there, though the answer had the new one. Symlink targets, which the kernel
+ *   keeps whatever the timeouts, are still dropped (`forgetInode`).
  */
 import { nameToBytes } from '../protocol/index.js';
 import { mountpointsUnder } from './mount-watch.js';
@@ -26,6 +33,11 @@ export interface KernelTimeouts {
 /** Nodes whose last invalidation is remembered; past it, everything counts as just changed. */
 const MAX_CHANGED_NODES = 100_000;
 const NO_CACHING: KernelTimeouts = Object.freeze({ entry: 0, attr: 0, negative: 0 });
+
+/** Whether answers given with `timeouts` may be kept at all. */
+function keeps(timeouts: KernelTimeouts): boolean {
+  return timeouts.entry > 0 || timeouts.attr > 0 || timeouts.negative > 0;
+}
 
 export function joinPath(parent: string, name: string): string {
   return parent === '/' ? `/${name}` : `${parent}/${name}`;
@@ -47,12 +59,15 @@ export class KernelCache {
   private appliedStale = 0;
   private readonly fences = new Map<number, () => void>();
   private nextFence = 1;
+  /** Whether the kernel was ever let keep an answer: until then nothing is invalidated. */
+  private everKept: boolean;
 
   constructor(
     private readonly binding: FuseBinding, private readonly nodes: NodeTable,
     private readonly mountPath: string, timeouts: KernelTimeouts,
   ) {
     this.timeouts = timeouts;
+    this.everKept = keeps(timeouts);
   }
 
   /** The timeouts for answers about nothing that changed meanwhile. */
@@ -63,6 +78,12 @@ export class KernelCache {
   /** New answers are cached this long (the feed of slave changes came or went). */
   setTimeouts(timeouts: KernelTimeouts): void {
     this.timeouts = timeouts;
+    this.everKept ||= keeps(timeouts);
+  }
+
+  /** Where invalidations go: nowhere while the kernel has kept nothing. */
+  private get kernel(): MountHandle | undefined {
+    return this.everKept ? this.mount : undefined;
   }
 
   /** The generation now: an answer fetched from here on is checked against it (`since`). */
@@ -100,14 +121,16 @@ export class KernelCache {
   /** The slave changed `name` in directory `dirPath` (null: anything in it). */
   invalidate(dirPath: string, name: string | null, entry: boolean): void {
     this.generation++;
-    const mount = this.mount;
-    if (!mount) return;
     const dir = this.nodes.find(dirPath);
     if (!dir) return;
     this.changed(dir.id);
+    const child = name === null ? undefined : this.nodes.child(dir, name);
+    if (child) this.changed(child.id);
+    // Anything below: answers in flight about it are not kept.
+    if (name === null) this.allChangedAt = this.generation;
+    const mount = this.kernel;
+    if (!mount) return;
     if (name === null) {
-      // Anything below: answers in flight about it are not kept.
-      this.allChangedAt = this.generation;
       this.binding.invalInode(mount, dir.id, 0, 0);
       const mounted = mountpointsUnder(this.mountPath);
       for (const node of this.nodes.nodes()) {
@@ -115,8 +138,6 @@ export class KernelCache {
       }
       return;
     }
-    const child = this.nodes.child(dir, name);
-    if (child) this.changed(child.id);
     if (entry) {
       this.binding.invalEntry(mount, dir.id, nameToBytes(name));
       this.binding.invalInode(mount, dir.id, 0, 0);
@@ -128,7 +149,7 @@ export class KernelCache {
   invalidateAll(): void {
     this.generation++;
     this.allChangedAt = this.generation;
-    const mount = this.mount;
+    const mount = this.kernel;
     if (!mount) return;
     const mounted = mountpointsUnder(this.mountPath);
     for (const node of this.nodes.nodes()) {
