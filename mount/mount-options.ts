@@ -52,7 +52,7 @@ export class MountOptionError extends Error {
 /**
  * Two layers of cache: the kernel's (attr_timeout, entry_timeout, negative_timeout), which
  * answers stat and lookups without leaving the kernel, and the mount's own, which answers the
- * which answers the kernel without a round trip. The mount's own changes update both at once;
+ * kernel without a round trip. The mount's own changes update both at once;
  * the slave's reach them through the agent's change feed (invalidation, fuse-adapter.ts), so
  * both keep answers long while the feed is live; without it (an agent that has none, a watch
  * lost or overflowed) they keep them `cache_timeout` seconds, as sshfs does its 20.
