@@ -344,11 +344,12 @@ export class FuseAdapter {
       }),
       RMDIR: ({ handle, ino }, who, name) => {
         const path = this.childPath(ino, name);
-        const last = this.fs.lastKnown?.(path);
-        this.run(handle, 'rmdir', () => fs.rmdir(path, who), () => {
+        const last = this.lastOfOpenDir(this.nodes.child(this.node(ino), name), path, who);
+        let attr: Attr | undefined;
+        this.run(handle, 'rmdir', () => this.afterLast(last, () => fs.rmdir(path, who), (known) => { attr = known; }), () => {
           const removed = this.nodes.unlinkName(this.node(ino), name);
           // Open still (fstat of its descriptor works on a removed directory): what it was, no link left.
-          if (removed && last && this.dirOpen(removed)) this.removedDirs.set(removed.id, { ...last, nlink: 0 });
+          if (removed && attr && this.dirOpen(removed)) this.removedDirs.set(removed.id, { ...attr, nlink: 0 });
           this.ok(handle)();
         });
       },
@@ -359,12 +360,14 @@ export class FuseAdapter {
         const to = this.childPath(ino2, newName);
         // A directory renamed over, still open, is removed as by rmdir (see RMDIR).
         const replaced = this.nodes.child(this.node(ino2), newName);
-        const last = replaced?.isDir && this.dirOpen(replaced) ? this.fs.lastKnown?.(to) : undefined;
-        this.run(handle, 'rename', () => fs.rename(this.childPath(ino, name), to, who), (outcome) => {
+        const last = this.lastOfOpenDir(replaced, to, who);
+        let attr: Attr | undefined;
+        const rename = () => fs.rename(this.childPath(ino, name), to, who);
+        this.run(handle, 'rename', () => this.afterLast(last, rename, (known) => { attr = known; }), (outcome) => {
           // Two links to one file (the kernel had them as two nodes): both names stay.
           if (outcome !== 'same') {
             this.nodes.renamed(this.node(ino), name, this.node(ino2), newName);
-            if (replaced && last) this.removedDirs.set(replaced.id, { ...last, nlink: 0 });
+            if (replaced && attr) this.removedDirs.set(replaced.id, { ...attr, nlink: 0 });
           }
           this.ok(handle)();
         });
@@ -492,6 +495,34 @@ export class FuseAdapter {
       if (errnoOf(err) !== 'EACCES' || who.uid === 0 || !this.dirOpen(node)) throw err;
       return this.fs.getattr(path, { uid: 0, gid: 0, pid: who.pid });
     }
+  }
+
+  /**
+   * What a directory about to go (rmdir, or renamed over) is, when a handle is open on it: an
+   * fstat of that handle gives it afterwards, with no link left (removedDirs). From the cache;
+   * asked first where the cache has it not (`-o cache=no` keeps nothing). Undefined when no
+   * handle is open on it, or the asking failed (the removal's own answer then says why).
+   */
+  private lastOfOpenDir(node: FsNode | undefined, path: string, who: FuseCaller): Attr | Promise<Attr | undefined> | undefined {
+    if (!node?.isDir || !this.dirOpen(node)) return undefined;
+    return this.fs.lastKnown?.(path) ?? this.fs.getattr(path, who).catch(() => undefined);
+  }
+
+  /**
+   * `change`, after `last` (lastOfOpenDir) if that must be asked first; its result, and `last`
+   * to `told`. Started in this turn when nothing is asked, as every other request is.
+   */
+  private afterLast<T>(
+    last: Attr | Promise<Attr | undefined> | undefined, change: () => Promise<T>, told?: (attr: Attr | undefined) => void,
+  ): Promise<T> {
+    if (!(last instanceof Promise)) {
+      told?.(last);
+      return change();
+    }
+    return last.then((attr) => {
+      told?.(attr);
+      return change();
+    });
   }
 
   /** Whether a directory handle is open on the node. */

@@ -293,7 +293,12 @@ export class RemoteFs extends MountFsBase {
   private async sendWriters(path: string | null, except?: OpenFile): Promise<void> {
     if (path !== null) for (const file of [...this.files.at(path)]) if (file !== except && file.writer?.buffered) await file.writer.send();
     const known = (path === null ? undefined : this.cache.inodeOf(path)) ?? except?.attr;
-    if (!known || isDir(known) || known.ino === PROVISIONAL_INO) return;
+    if (!known) {
+      // Nothing known of the name (`-o cache=no` keeps nothing): any file of several names may be it.
+      for (const file of [...this.files.all()]) if (file !== except && file.attr.nlink > 1 && file.writer?.buffered) await file.writer.send();
+      return;
+    }
+    if (isDir(known) || known.ino === PROVISIONAL_INO) return;
     // Its other names: every open file when it has several or none is known, else those whose name went.
     for (const file of [...(known.nlink > 1 || path === null ? this.files.all() : this.files.nameless())]) {
       if (file !== except && (path === null || file.path !== path) && file.attr.ino === known.ino && file.writer?.buffered) await file.writer.send();

@@ -18,6 +18,8 @@ const ORDERING_OPS = new URL('../../../test/fixtures/ordering-ops.py', import.me
 /** Seeds whose sequences found a difference once (they stay), and a few more. */
 const SEEDS = [2, 19, 26, 28, 30, 31, 35, 40, 46, 103, 160, 162, 170, 176, 191, 224, 1, 3];
 const CALLS = 400;
+/** Seeds whose sequences found a difference once on a mount with `-o cache=no`. */
+const UNCACHED_SEEDS = [2, 28, 32];
 /** Seeds whose sequences, made by an ordinary user, found a difference once. */
 const UNPRIVILEGED_SEEDS = [4, 23, 32, 37];
 const NOBODY = 65534;
@@ -97,4 +99,27 @@ describe('random call sequences by an ordinary user: a local directory and the m
     const onMount = await sh(`${as} '${join(slave.mnt, 'ordering')}'`, { timeoutMs: 120_000 });
     assertSameLines(onMount, expected, `ordering cases as uid ${NOBODY} (mount vs local)`);
   });
+});
+
+describe('random call sequences on a mount with -o cache=no: a local directory and the mount agree', () => {
+  let slave: Slave;
+  let local: string;
+
+  before(async () => {
+    slave = await startSlave({ mountArgs: ['-o', 'cache=no'] });
+    local = join(slave.tmp, 'local');
+    await mkdir(local);
+  });
+  after(async () => { await slave?.stop(); });
+
+  for (const seed of UNCACHED_SEEDS) {
+    it(`seed ${seed}: the same transcript`, async () => {
+      const name = `seed-${seed}`;
+      await mkdir(join(local, name));
+      await mkdir(join(slave.mnt, name));
+      const expected = await sh(`python3 '${RANDOM_OPS}' '${join(local, name)}' ${seed} ${CALLS}`, { timeoutMs: 60_000 });
+      const onMount = await sh(`python3 '${RANDOM_OPS}' '${join(slave.mnt, name)}' ${seed} ${CALLS}`, { timeoutMs: 120_000 });
+      assertSameLines(onMount, expected, `seed ${seed} with cache=no (mount vs local)`);
+    });
+  }
 });
