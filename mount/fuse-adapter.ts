@@ -345,8 +345,7 @@ export class FuseAdapter {
       RMDIR: ({ handle, ino }, who, name) => {
         const path = this.childPath(ino, name);
         const last = this.lastOfOpenDir(this.nodes.child(this.node(ino), name), path, who);
-        let attr: Attr | undefined;
-        this.run(handle, 'rmdir', () => this.afterLast(last, () => fs.rmdir(path, who), (known) => { attr = known; }), () => {
+        this.run(handle, 'rmdir', () => this.withLast(last, () => fs.rmdir(path, who)), ([, attr]) => {
           const removed = this.nodes.unlinkName(this.node(ino), name);
           // Open still (fstat of its descriptor works on a removed directory): what it was, no link left.
           if (removed && attr && this.dirOpen(removed)) this.removedDirs.set(removed.id, { ...attr, nlink: 0 });
@@ -361,9 +360,7 @@ export class FuseAdapter {
         // A directory renamed over, still open, is removed as by rmdir (see RMDIR).
         const replaced = this.nodes.child(this.node(ino2), newName);
         const last = this.lastOfOpenDir(replaced, to, who);
-        let attr: Attr | undefined;
-        const rename = () => fs.rename(this.childPath(ino, name), to, who);
-        this.run(handle, 'rename', () => this.afterLast(last, rename, (known) => { attr = known; }), (outcome) => {
+        this.run(handle, 'rename', () => this.withLast(last, () => fs.rename(this.childPath(ino, name), to, who)), ([outcome, attr]) => {
           // Two links to one file (the kernel had them as two nodes): both names stay.
           if (outcome !== 'same') {
             this.nodes.renamed(this.node(ino), name, this.node(ino2), newName);
@@ -509,20 +506,12 @@ export class FuseAdapter {
   }
 
   /**
-   * `change`, after `last` (lastOfOpenDir) if that must be asked first; its result, and `last`
-   * to `told`. Started in this turn when nothing is asked, as every other request is.
+   * `change`'s result and what `last` (lastOfOpenDir) gave; `change` after `last` if that must be
+   * asked first, else started in this turn, as every other request is.
    */
-  private afterLast<T>(
-    last: Attr | Promise<Attr | undefined> | undefined, change: () => Promise<T>, told?: (attr: Attr | undefined) => void,
-  ): Promise<T> {
-    if (!(last instanceof Promise)) {
-      told?.(last);
-      return change();
-    }
-    return last.then((attr) => {
-      told?.(attr);
-      return change();
-    });
+  private withLast<T>(last: Attr | Promise<Attr | undefined> | undefined, change: () => Promise<T>): Promise<[T, Attr | undefined]> {
+    const changed = (attr: Attr | undefined) => change().then((value): [T, Attr | undefined] => [value, attr]);
+    return last instanceof Promise ? last.then(changed) : changed(last);
   }
 
   /** Whether a directory handle is open on the node. */

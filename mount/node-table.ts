@@ -59,12 +59,11 @@ export class NodeTable {
     if (node === this.root) return '/';
     if (node.path !== undefined && node.epoch === this.epoch) return node.path;
     const link = node.links[0];
-    if (!link) return null;
-    const parent = this.pathOf(link.parent);
-    if (parent === null) return null;
-    node.path = parent === '/' ? `/${link.name}` : `${parent}/${link.name}`;
+    const path = link ? this.linkPath(link) : null;
+    if (path === null) return null;
+    node.path = path;
     node.epoch = this.epoch;
-    return node.path;
+    return path;
   }
 
   /**
@@ -74,10 +73,17 @@ export class NodeTable {
   otherPaths(node: FsNode): string[] {
     const paths: string[] = [];
     for (const link of node.links.slice(1)) {
-      const parent = this.pathOf(link.parent);
-      if (parent !== null) paths.push(parent === '/' ? `/${link.name}` : `${parent}/${link.name}`);
+      const path = this.linkPath(link);
+      if (path !== null) paths.push(path);
     }
     return paths;
+  }
+
+  /** The path one link gives; null once its parent's names are gone. */
+  private linkPath(link: { parent: FsNode; name: string }): string | null {
+    const parent = this.pathOf(link.parent);
+    if (parent === null) return null;
+    return parent === '/' ? `/${link.name}` : `${parent}/${link.name}`;
   }
 
   child(parent: FsNode, name: string): FsNode | undefined {

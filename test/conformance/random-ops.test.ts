@@ -23,8 +23,24 @@ const UNCACHED_SEEDS = [2, 28, 32];
 /** Seeds whose sequences, made by an ordinary user, found a difference once. */
 const UNPRIVILEGED_SEEDS = [4, 23, 32, 37];
 const NOBODY = 65534;
-/** The system's python3, which any user may run (a per-user install may not be). */
-const PYTHON = '/usr/bin/python3';
+/** The system's python3 (which any user may run: a per-user install may not be), as uid NOBODY. */
+const AS_NOBODY = `setpriv --reuid=${NOBODY} --regid=${NOBODY} --clear-groups /usr/bin/python3`;
+
+/**
+ * Runs `command` (a shell command, given its directory) in a new directory `name` of `local` and
+ * of the mount `mnt`, owned by `owner` when given: the two transcripts must agree.
+ */
+async function sameTranscripts(
+  command: (dir: string) => string, local: string, mnt: string, name: string, what: string, owner?: number,
+): Promise<void> {
+  for (const dir of [join(local, name), join(mnt, name)]) {
+    await mkdir(dir);
+    if (owner !== undefined) await chown(dir, owner, owner);
+  }
+  const expected = await sh(command(join(local, name)), { timeoutMs: 60_000 });
+  const onMount = await sh(command(join(mnt, name)), { timeoutMs: 120_000 });
+  assertSameLines(onMount, expected, what);
+}
 
 describe('random call sequences: a local directory and the mount agree', () => {
   let slave: Slave;
@@ -40,11 +56,7 @@ describe('random call sequences: a local directory and the mount agree', () => {
   for (const seed of SEEDS) {
     it(`seed ${seed}: the same transcript, and the slave holds the same tree`, async () => {
       const name = `seed-${seed}`;
-      await mkdir(join(local, name));
-      await mkdir(join(slave.mnt, name));
-      const expected = await sh(`python3 '${RANDOM_OPS}' '${join(local, name)}' ${seed} ${CALLS}`, { timeoutMs: 60_000 });
-      const onMount = await sh(`python3 '${RANDOM_OPS}' '${join(slave.mnt, name)}' ${seed} ${CALLS}`, { timeoutMs: 120_000 });
-      assertSameLines(onMount, expected, `seed ${seed} (mount vs local)`);
+      await sameTranscripts((dir) => `python3 '${RANDOM_OPS}' '${dir}' ${seed} ${CALLS}`, local, slave.mnt, name, `seed ${seed} (mount vs local)`);
       // Everything the program was told is applied on the slave once the mount is synced.
       await sh(`sync '${join(slave.mnt, name)}'`);
       const tree = (dir: string) => sh(`python3 '${RANDOM_OPS}' '${dir}' --tree`, { timeoutMs: 60_000 });
@@ -53,11 +65,7 @@ describe('random call sequences: a local directory and the mount agree', () => {
   }
 
   it('the cases the sequences found: listings, handles, links, renames and removed open files', async () => {
-    await mkdir(join(local, 'ordering'));
-    await mkdir(join(slave.mnt, 'ordering'));
-    const expected = await sh(`python3 '${ORDERING_OPS}' '${join(local, 'ordering')}'`, { timeoutMs: 60_000 });
-    const onMount = await sh(`python3 '${ORDERING_OPS}' '${join(slave.mnt, 'ordering')}'`, { timeoutMs: 120_000 });
-    assertSameLines(onMount, expected, 'ordering cases (mount vs local)');
+    await sameTranscripts((dir) => `python3 '${ORDERING_OPS}' '${dir}'`, local, slave.mnt, 'ordering', 'ordering cases (mount vs local)');
   });
 });
 
@@ -77,27 +85,14 @@ describe('random call sequences by an ordinary user: a local directory and the m
 
   for (const seed of UNPRIVILEGED_SEEDS) {
     it(`seed ${seed}, as uid ${NOBODY}: the same transcript`, async () => {
-      const name = `seed-${seed}`;
-      for (const dir of [join(local, name), join(slave.mnt, name)]) {
-        await mkdir(dir);
-        await chown(dir, NOBODY, NOBODY);
-      }
-      const as = `setpriv --reuid=${NOBODY} --regid=${NOBODY} --clear-groups ${PYTHON} '${RANDOM_OPS}'`;
-      const expected = await sh(`${as} '${join(local, name)}' ${seed} ${CALLS}`, { timeoutMs: 60_000 });
-      const onMount = await sh(`${as} '${join(slave.mnt, name)}' ${seed} ${CALLS}`, { timeoutMs: 120_000 });
-      assertSameLines(onMount, expected, `seed ${seed} as uid ${NOBODY} (mount vs local)`);
+      await sameTranscripts((dir) => `${AS_NOBODY} '${RANDOM_OPS}' '${dir}' ${seed} ${CALLS}`, local, slave.mnt, `seed-${seed}`,
+        `seed ${seed} as uid ${NOBODY} (mount vs local)`, NOBODY);
     });
   }
 
   it(`the cases the sequences found, as uid ${NOBODY}`, async () => {
-    for (const dir of [join(local, 'ordering'), join(slave.mnt, 'ordering')]) {
-      await mkdir(dir);
-      await chown(dir, NOBODY, NOBODY);
-    }
-    const as = `setpriv --reuid=${NOBODY} --regid=${NOBODY} --clear-groups ${PYTHON} '${ORDERING_OPS}'`;
-    const expected = await sh(`${as} '${join(local, 'ordering')}'`, { timeoutMs: 60_000 });
-    const onMount = await sh(`${as} '${join(slave.mnt, 'ordering')}'`, { timeoutMs: 120_000 });
-    assertSameLines(onMount, expected, `ordering cases as uid ${NOBODY} (mount vs local)`);
+    await sameTranscripts((dir) => `${AS_NOBODY} '${ORDERING_OPS}' '${dir}'`, local, slave.mnt, 'ordering',
+      `ordering cases as uid ${NOBODY} (mount vs local)`, NOBODY);
   });
 });
 
@@ -114,12 +109,8 @@ describe('random call sequences on a mount with -o cache=no: a local directory a
 
   for (const seed of UNCACHED_SEEDS) {
     it(`seed ${seed}: the same transcript`, async () => {
-      const name = `seed-${seed}`;
-      await mkdir(join(local, name));
-      await mkdir(join(slave.mnt, name));
-      const expected = await sh(`python3 '${RANDOM_OPS}' '${join(local, name)}' ${seed} ${CALLS}`, { timeoutMs: 60_000 });
-      const onMount = await sh(`python3 '${RANDOM_OPS}' '${join(slave.mnt, name)}' ${seed} ${CALLS}`, { timeoutMs: 120_000 });
-      assertSameLines(onMount, expected, `seed ${seed} with cache=no (mount vs local)`);
+      await sameTranscripts((dir) => `python3 '${RANDOM_OPS}' '${dir}' ${seed} ${CALLS}`, local, slave.mnt, `seed-${seed}`,
+        `seed ${seed} with cache=no (mount vs local)`);
     });
   }
 });
