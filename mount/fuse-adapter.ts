@@ -9,7 +9,7 @@
  * a bridged command, a restarted agent) reaches it through invalidate*().
  */
 import type { Logger } from 'pino';
-import { errnoNumber, errnoOf, NAME_MAX, nameFromBytes, nameToBytes, SlaveError, type Attr, type TimeSpec } from '../protocol/index.js';
+import { errnoNumber, errnoOf, NAME_MAX, PATH_MAX, nameFromBytes, nameToBytes, SlaveError, type Attr, type TimeSpec } from '../protocol/index.js';
 import type { FuseCaller } from './callers.js';
 import { GROUP_IDS, OVERFLOW_ID, USER_IDS } from './id-maps.js';
 import type { DirEntry, MountFs } from './mount-fs.js';
@@ -227,7 +227,17 @@ export class FuseAdapter {
   }
 
   private childPath(parentId: number, name: string): string {
-    return joinPath(this.pathOf(parentId), name);
+    // The kernel passes names up to FUSE's 1,024 bytes; the slave's filesystems take 255. A local
+    // filesystem's lookup refuses a longer one as ENAMETOOLONG, and so do we, before a cached
+    // listing could answer ENOENT. (A UTF-16 unit takes at most 3 bytes: shorter names pass unmeasured.)
+    if (name.length > NAME_MAX / 3 && nameToBytes(name).length > NAME_MAX) {
+      throw new SlaveError('ENAMETOOLONG', `a name of ${nameToBytes(name).length} bytes: the longest is ${NAME_MAX}`);
+    }
+    const path = joinPath(this.pathOf(parentId), name);
+    // The agent names files by their whole path (docs/architecture.md, "Paths near PATH_MAX"):
+    // one longer than a request carries is the slave's ENAMETOOLONG, not a malformed request.
+    if (path.length > PATH_MAX) throw new SlaveError('ENAMETOOLONG', `a path of ${path.length} characters below the mount: the agent takes at most ${PATH_MAX}`);
+    return path;
   }
 
   /** Negative errno for logs; positive for the kernel. Errors without one are logged as EIO. */

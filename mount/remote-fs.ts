@@ -7,7 +7,7 @@ import { posix } from 'node:path';
 import type { Logger } from 'pino';
 import {
   HandleIds, MASTER_HANDLE_FIRST, MAY_EXEC, MAY_READ, MAY_WRITE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID, S_ISUID,
-  SlaveError, attrFromWire, chmodMode, inGroup, isDir, nameToBytes, owns, permits, setAttrTime, timestampOf, type Attr, type Caller, type OpName,
+  SlaveError, attrFromWire, chmodMode, inGroup, isDir, nameToBytes, owns, permits, readsWith, setAttrTime, timestampOf, type Attr, type Caller, type OpName,
   type OpReply, type OpRequest, type TimeSpec,
 } from '../protocol/index.js';
 import type { AgentClient } from '../transport/agent-client.js';
@@ -77,6 +77,12 @@ const WHOLE_FILE_MAX = 64 * 1024;
 const WHOLE_FILES_BUDGET = 64 * 1024 * 1024;
 
 const FILE_CAPABILITIES = 'security.capability';
+/**
+ * The largest size a truncate by path may grow a file to without waiting for the slave: every
+ * filesystem a slave may have takes it (FAT's limit is 4 GiB). Past it, whether the size fits the
+ * filesystem (EFBIG) is the slave's to say, at once, as a local truncate would.
+ */
+const PREDICTED_GROWTH_MAX = 2 ** 31 - 1;
 
 function ownerOf(attr: Attr): AcknowledgedOwner {
   return { mode: attr.mode & 0o7777, uid: attr.uid, gid: attr.gid };
@@ -574,7 +580,7 @@ export class RemoteFs extends MountFsBase {
     if (ahead) return ahead.fh;
     await this.sendWriters(path);
     // A small file comes back whole with its open: its first read waits for no trip of its own.
-    const reads = (flags & O_ACCMODE) !== O_WRONLY && (flags & O_TRUNC) === 0;
+    const reads = readsWith(flags) && (flags & O_TRUNC) === 0;
     const whole = Math.min(WHOLE_FILE_MAX, this.options.chunkSize);
     const [dataChanges, generation] = [this.dataChanges, this.cache.generation];
     const reply = await this.call('fs.open', reads ? { path, flags, whole } : { path, flags }, caller);
@@ -840,7 +846,7 @@ export class RemoteFs extends MountFsBase {
   override async truncate(path: string, size: number, caller: FuseCaller): Promise<Attr | void> {
     await this.dropSetIdBits(path, undefined, caller);
     const known = this.predict.changeable(path, caller, (who, attr) => (attr.mode & S_IFMT) === S_IFREG && permits(who, attr, MAY_WRITE), false);
-    if (known) {
+    if (known && (size <= known.size || size <= PREDICTED_GROWTH_MAX)) {
       this.retained.truncated(path, size);
       this.invalidateReaders(path);
       return this.unrefused.setattrByPath('fs.truncate', { path, size }, truncateChange(size), known, caller);

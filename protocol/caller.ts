@@ -64,10 +64,17 @@ const O_WRONLY = 1;
 const O_RDWR = 2;
 const O_TRUNC = 0o1000;
 
+/** Whether a descriptor opened with `flags` can be read: O_RDONLY or O_RDWR (not O_WRONLY, nor 3, "for ioctl only"). */
+export function readsWith(flags: number): boolean {
+  const mode = flags & 3;
+  return mode === 0 || mode === O_RDWR;
+}
+
 /** What open(2) with Linux's `flags` asks of the file's permission bits (may_open's acc_mode). */
 export function openAccess(flags: number): number {
   const mode = flags & 3;
-  let want = mode === O_WRONLY ? MAY_WRITE : mode === O_RDWR ? MAY_READ | MAY_WRITE : MAY_READ;
+  // Access mode 3 is Linux's "for ioctl only": read and write permission, and neither allowed.
+  let want = mode === O_WRONLY ? MAY_WRITE : mode === O_RDWR || mode === 3 ? MAY_READ | MAY_WRITE : MAY_READ;
   if (flags & O_TRUNC) want |= MAY_WRITE;
   if (flags & FMODE_EXEC) want |= MAY_EXEC;
   return want;

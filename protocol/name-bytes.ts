@@ -11,6 +11,8 @@ import { SlaveError } from './errors.js';
 
 /** The longest name, in bytes, a Linux filesystem takes (NAME_MAX of <linux/limits.h>). */
 export const NAME_MAX = 255;
+/** The longest path a request names (PATH_MAX of <linux/limits.h>, which counts its NUL too). */
+export const PATH_MAX = 4096;
 
 const strict = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 

@@ -9,12 +9,11 @@
 import * as v from 'valibot';
 import { ATTR_FIELDS, ATTR_FIELDS_V1, wireAttrTimesValid } from './attr.js';
 import { NSEC_PER_SEC } from './file-times.js';
-import { NAME_MAX, nameFromBytes } from './name-bytes.js';
+import { NAME_MAX, PATH_MAX as MAX_PATH, nameFromBytes } from './name-bytes.js';
 import { FEED_MODES, FEED_STATES } from './changes.js';
 import { linkOffer } from './link.js';
 import { bytes, finite, int, intIn, map, u16, u32, u53 } from './schema.js';
 
-const MAX_PATH = 4096;
 
 const noNul = (what: string) => v.check((s: string) => !s.includes('\0'), `${what} contains NUL`);
 /**

@@ -9,7 +9,7 @@ import { posix } from 'node:path';
 import { constants, type BigIntStats } from 'node:fs';
 import { isatty } from 'node:tty';
 import {
-  SlaveError, S_IFCHR, S_IFREG, isOutputSubjectOf, openAccess, outputSubject, shownSymlinkTarget, type Caller, type ReaddirEntry,
+  SlaveError, S_IFCHR, S_IFREG, isOutputSubjectOf, openAccess, outputSubject, readsWith, shownSymlinkTarget, type Caller, type ReaddirEntry,
   type WireAttr,
 } from '../../protocol/index.js';
 import { REPLY_OVERHEAD, type AgentContext, type HandlerTable } from '../context.js';
@@ -20,7 +20,6 @@ import type { FilesBackend } from '../backends/files-backend.js';
 import type { OfferedLink } from '../links.js';
 
 const { O_NONBLOCK, O_CREAT, O_EXCL, O_TRUNC } = constants;
-const O_ACCMODE = 3; // not in fs.constants
 
 /**
  * Most a pushed device may have sent and not yet credited, whatever a master asks: what the agent
@@ -206,7 +205,7 @@ export const devOps: HandlerTable = {
         sink: offered?.sink ?? publish, window: Math.min(window, MAX_DEVICE_WINDOW), maxChunk: ctx.maxPayload - REPLY_OVERHEAD,
         terminal: termios, endLink: offered?.close,
       };
-    }, (flags & O_ACCMODE) !== constants.O_WRONLY);
+    }, readsWith(flags));
     return link === true ? { fh, termios, link: offered?.offer ?? null } : { fh, termios };
   },
 

@@ -7,7 +7,7 @@
  * are asynchronous: a cold read or a flush to disk can take long, and must not hold up others.
  */
 import { constants } from 'node:fs';
-import { SlaveError, attrFromWire, openAccess, type Caller } from '../../protocol/index.js';
+import { SlaveError, attrFromWire, openAccess, readsWith, type Caller } from '../../protocol/index.js';
 import { REPLY_OVERHEAD, type AgentContext, type HandlerTable } from '../context.js';
 import type { CallerAccess } from '../caller-access.js';
 import { agentMetrics } from '../agent-metrics.js';
@@ -89,7 +89,7 @@ export const fileOps: HandlerTable = {
     // Named before this handler's first await: the master's next requests may use the name.
     if (handle !== undefined && origin) ctx.handles.name(origin, handle, opened.fh);
     const { size } = attrFromWire(opened.attr);
-    if (whole === undefined || (flags & (O_WRONLY | O_RDWR)) === O_WRONLY || size > whole || size > ctx.maxPayload - REPLY_OVERHEAD) return opened;
+    if (whole === undefined || !readsWith(flags) || size > whole || size > ctx.maxPayload - REPLY_OVERHEAD) return opened;
     return ctx.handles.use(opened.fh, async ({ fd, regular }) => {
       if (!regular) return opened;
       // The size it had at open (at most `whole`), and one byte more to see whether it grew since:

@@ -51,6 +51,8 @@ describe('POSIX conformance: local directory and mount agree', () => {
       'setxattr XATTR_CREATE on existing': 'error EEXIST',
       'setxattr XATTR_REPLACE on missing': 'error ENODATA',
       'removexattr missing': 'error ENODATA',
+      'open for ioctl only': "['EBADF', 'EBADF', b'data']",
+      'names past NAME_MAX': "['ENAMETOOLONG', 'ENAMETOOLONG', 'ENAMETOOLONG', 'ENAMETOOLONG', 'ENAMETOOLONG', 'ENAMETOOLONG', 'ENAMETOOLONG', 'ENAMETOOLONG', ['x']]",
     };
     const lines = new Map(onMount.trim().split('\n').map((l) => {
       const at = l.indexOf(': ');

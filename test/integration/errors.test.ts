@@ -150,3 +150,43 @@ describe('root agent refusing a pipelined change', () => {
     assert.equal(await sh(`cat '${slave.mnt}/keep/pinned'`), 'pinned');
   });
 });
+
+/**
+ * The agent names files by their whole path (docs/architecture.md, "Paths near PATH_MAX"): a
+ * program deep in the mount, using short relative paths, reaches a path longer than a request
+ * carries. That is ENAMETOOLONG, as the slave itself would say, never a malformed request (EPROTO).
+ */
+describe('a path longer than a request carries', () => {
+  let slave: Slave;
+  before(async () => { slave = await startSlave(); });
+  after(async () => { await slave?.stop(); });
+
+  it('is ENAMETOOLONG for every call, and the directories above it still work', async () => {
+    const out = await python([
+      'import errno',
+      `os.chdir('${slave.mnt}')`,
+      'part = "d" * 250',
+      'made = 0',
+      'try:',
+      '    while made < 20:',
+      '        os.mkdir(part)',
+      '        os.chdir(part)',
+      '        made += 1',
+      'except OSError as e:',
+      '    print(made, errno.errorcode[e.errno])',
+      'with open("f", "w") as f: f.write("deep")',
+      'for name, call in (("create", lambda: os.close(os.open(part, os.O_WRONLY | os.O_CREAT, 0o644))), ("stat", lambda: os.stat(part)),',
+      '                   ("symlink", lambda: os.symlink("x", part)), ("rename", lambda: os.rename("f", part))):',
+      '    try:',
+      '        call()',
+      '        print(name, "ok")',
+      '    except OSError as e:',
+      '        print(name, errno.errorcode[e.errno])',
+      'print(open("f").read(), sorted(os.listdir(".")))',
+    ]);
+    const lines = out.trim().split('\n');
+    // 16 levels of 251 characters below the mount's root fit in 4,096; the 17th does not.
+    assert.equal(lines[0], '16 ENAMETOOLONG');
+    assert.deepEqual(lines.slice(1), ['create ENAMETOOLONG', 'stat ENAMETOOLONG', 'symlink ENAMETOOLONG', 'rename ENAMETOOLONG', "deep ['f']"]);
+  });
+});
