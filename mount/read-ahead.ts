@@ -13,6 +13,12 @@ export class ReadAhead {
   private nextExpected = 0;
   /** End of file as a short chunk showed it: nothing is prefetched past it. */
   private knownEnd = Number.POSITIVE_INFINITY;
+  /**
+   * Moves with every invalidate(). A read that waited across one (the file was written meanwhile)
+   * fetches what it still needs without keeping it: the write may not have reached the agent
+   * before that fetch, and a kept chunk would answer every later read with the old bytes.
+   */
+  private generation = 0;
 
   /**
    * `sizeHint` is the file's size as the mount last knew it (from open, getattr and its own
@@ -42,6 +48,7 @@ export class ReadAhead {
    * are never written to once fetched, so a view stays true while it is being answered.
    */
   async readData(offset: number, length: number): Promise<Buffer[]> {
+    const generation = this.generation;
     const first = Math.floor(offset / this.chunkSize);
     const sequential = offset === 0 || offset === this.nextExpected || this.chunks.has(first);
     this.nextExpected = offset + length;
@@ -67,7 +74,7 @@ export class ReadAhead {
       }
       // Short of its end: the end of the file, or a chunk cut at an older size (see copyInto).
       const target = Buffer.allocUnsafe(end - at);
-      pieces.push(target.subarray(0, await this.copyInto(target, at, end - at)));
+      pieces.push(target.subarray(0, await this.copyInto(target, at, end - at, generation)));
       return pieces;
     }
     return pieces;
@@ -88,12 +95,12 @@ export class ReadAhead {
     return pieces;
   }
 
-  private async copyInto(target: Buffer, offset: number, length: number): Promise<number> {
+  private async copyInto(target: Buffer, offset: number, length: number, generation: number): Promise<number> {
     let copied = 0;
     while (copied < length) {
       const position = offset + copied;
       const index = Math.floor(position / this.chunkSize);
-      const chunk = await (this.chunks.get(index) ?? this.load(index));
+      const chunk = await (generation !== this.generation ? this.load(index, false) : this.chunks.get(index) ?? this.load(index));
       const from = position - index * this.chunkSize;
       if (from < chunk.length) {
         const n = Math.min(chunk.length - from, length - copied);
@@ -123,6 +130,7 @@ export class ReadAhead {
 
   /** Forgets everything fetched (the file changed through us). */
   invalidate(): void {
+    this.generation++;
     this.chunks.clear();
     this.knownEnd = Number.POSITIVE_INFINITY;
   }
@@ -135,17 +143,21 @@ export class ReadAhead {
     }
   }
 
-  private load(index: number): Promise<Buffer> {
+  /** Fetches chunk `index`; `keep`: for later reads too (see `generation`). */
+  private load(index: number, keep = true): Promise<Buffer> {
     const start = index * this.chunkSize;
     // Up to the expected end of file (rounded up, in case it grew), at most one chunk.
     const expected = this.sizeHint() - start;
     const length = expected > 0 && expected < this.chunkSize
       ? Math.min(this.chunkSize, Math.ceil(expected / FETCH_ALIGN) * FETCH_ALIGN)
       : this.chunkSize;
+    const generation = this.generation;
     const pending = this.fetch(start, length).then((data) => {
-      if (data.length < length) this.knownEnd = Math.min(this.knownEnd, start + data.length);
+      // An end seen before the file was written since says nothing of it now.
+      if (keep && generation === this.generation && data.length < length) this.knownEnd = Math.min(this.knownEnd, start + data.length);
       return data;
     });
+    if (!keep) return pending;
     // A failed prefetch must not poison later reads: drop it so the next read retries.
     pending.catch(() => {
       if (this.chunks.get(index) === pending) this.chunks.delete(index);

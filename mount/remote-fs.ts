@@ -709,8 +709,15 @@ export class RemoteFs extends MountFsBase {
   /** Views of the read-ahead chunks the bytes lie in (read-ahead.ts). */
   async readData(_path: string | null, fh: number, length: number, offset: number, _caller: FuseCaller): Promise<Buffer[]> {
     const file = this.files.get(fh);
-    await this.sendWriters(file.path);
-    await file.writer?.send();
+    // Every write made before this read goes before its request. One that comes while we wait
+    // (the kernel writing back an mmap'd page while another page of the file is read in) would
+    // otherwise reach the agent after it: the read would bring the old bytes, and read-ahead,
+    // emptied by that write, would keep them for every read after.
+    for (let changes = -1; changes !== this.dataChanges;) {
+      changes = this.dataChanges;
+      await this.sendWriters(file.path);
+      await file.writer?.send();
+    }
     return file.reader.readData(offset, length);
   }
 

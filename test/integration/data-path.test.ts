@@ -10,6 +10,7 @@ import { sh, waitFor } from '../helpers/processes.js';
 import { startSlave, type Slave } from '../helpers/slave.js';
 
 const sha256 = async (path: string) => (await sh(`sha256sum < '${path}'`)).split(' ')[0];
+const MMAP_OPS = new URL('../../../test/fixtures/mmap-ops.py', import.meta.url).pathname;
 
 describe('data path', () => {
   let slave: Slave;
@@ -118,3 +119,25 @@ print(size, bytes(model[:size]) == open('${slave.root}/random-io', 'rb').read())
     assert.ok(duringRead >= 3, `only ${duringRead} stats finished while 256 MiB were being read`);
   });
 });
+
+/**
+ * Writes, reads, truncates and mmap'd reads and writes of one file in random order, every read
+ * checked (test/fixtures/mmap-ops.py). The kernel writes an mmap'd page back while another page
+ * of the file is read in: the read must not bring the bytes from before that write, nor the
+ * mount keep them for the reads after (read-ahead.ts). With and without the mount's caches.
+ */
+for (const mountArgs of [[], ['-o', 'cache=no']]) {
+  describe(`random writes, truncates and mmap through the mount${mountArgs.length ? ` (${mountArgs.join(' ')})` : ''}`, () => {
+    let slave: Slave;
+    before(async () => { slave = await startSlave({ mountArgs }); });
+    after(async () => { await slave?.stop(); });
+
+    for (const seed of [1, 2, 3]) {
+      it(`seed ${seed}: every read agrees with what was written, and the slave has the same bytes`, async () => {
+        const out = await sh(`python3 '${MMAP_OPS}' '${slave.mnt}/mm-${seed}' ${seed} 2000`, { timeoutMs: 120_000 });
+        assert.match(out, /^ok \d+\n$/);
+        assert.equal(await sha256(join(slave.root, `mm-${seed}`)), await sha256(join(slave.mnt, `mm-${seed}`)));
+      });
+    }
+  });
+}

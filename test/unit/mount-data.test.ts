@@ -147,6 +147,24 @@ describe('read-ahead', () => {
     size = 150;
     assert.equal(await ra.read(target, 100, 50), 50);
   });
+  it('keeps nothing a read fetched after the file was written while it waited (an mmap\'d page written back mid-read)', async () => {
+    // The slave's file: 1,200 bytes of 'a'. A write through the mount overwrites them with 'b',
+    // but reaches the agent only after the read below, begun before it, has fetched again.
+    let slave = Buffer.alloc(1200, 'a');
+    const gates: (() => void)[] = [];
+    let gated = true;
+    const ra = new ReadAhead(async (offset, length) => {
+      if (gated) await new Promise<void>((resolve) => gates.push(resolve));
+      return slave.subarray(offset, Math.min(offset + length, slave.length));
+    }, 2000, 1, () => 1200);
+    const reading = ra.readData(0, 1300); // the kernel's read of the page past the end too
+    ra.invalidate(); // the write, buffered in the mount, not yet on the agent
+    gated = false;
+    for (const open of gates.splice(0)) open();
+    assert.equal(Buffer.concat(await reading).toString(), 'a'.repeat(1200)); // begun before the write
+    slave = Buffer.alloc(1200, 'b'); // the write reaches the agent
+    assert.equal(Buffer.concat(await ra.readData(0, 1200)).toString(), 'b'.repeat(1200));
+  });
 });
 
 describe('chunk pool', () => {
