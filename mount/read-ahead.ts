@@ -46,8 +46,10 @@ export class ReadAhead {
    * fetched chunks they lie in (one, or two across a chunk's end): the kernel's reads are
    * answered from the chunks themselves, with no buffer to allocate and fill per read. Chunks
    * are never written to once fetched, so a view stays true while it is being answered.
+   * `keep` false: fetched for this read alone (written to meanwhile: see `generation`).
    */
-  async readData(offset: number, length: number): Promise<Buffer[]> {
+  async readData(offset: number, length: number, keep = true): Promise<Buffer[]> {
+    if (!keep) return this.fetchRange(offset, length);
     const generation = this.generation;
     const first = Math.floor(offset / this.chunkSize);
     const sequential = offset === 0 || offset === this.nextExpected || this.chunks.has(first);

@@ -713,12 +713,15 @@ export class RemoteFs extends MountFsBase {
     // (the kernel writing back an mmap'd page while another page of the file is read in) would
     // otherwise reach the agent after it: the read would bring the old bytes, and read-ahead,
     // emptied by that write, would keep them for every read after.
-    for (let changes = -1; changes !== this.dataChanges;) {
+    let changes = -1;
+    for (let tries = 0; changes !== this.dataChanges && tries < 4; tries++) {
       changes = this.dataChanges;
       await this.sendWriters(file.path);
       await file.writer?.send();
     }
-    return file.reader.readData(offset, length);
+    // Still written to while we waited (a writer streaming into the file): the read goes on, not
+    // held up behind it, and keeps nothing it fetches.
+    return file.reader.readData(offset, length, changes === this.dataChanges);
   }
 
   override async write(_path: string | null, fh: number, data: Buffer, length: number, offset: number, caller: FuseCaller): Promise<number> {
