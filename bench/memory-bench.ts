@@ -8,7 +8,7 @@
  *    no more credit, and the agent keeps what it sent and was not taken, for a failover
  *    (agent/proc/output-budget.ts). Measured once what the agent keeps has settled, past
  *    --output-grace: with the default --output-budget, and with one larger than every window
- *    together (each process its master's 8 MiB window: the agent as it was before the budget).
+ *    together (each process its own window, which opens from 1 MiB as its master takes output).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
@@ -141,7 +141,7 @@ export async function measureMemoryBench(workDir: string, natsUrl: string, clean
   const stalled = [
     await stalledReaders(dir, natsUrl, { id: 'bench-stall-budget', label: 'default `--output-budget`', args: [] }, cleanup, progress),
     await stalledReaders(dir, natsUrl, {
-      id: 'bench-stall-windows', label: '`--output-budget 8G`: every process its 8 MiB window, as before the budget',
+      id: 'bench-stall-windows', label: '`--output-budget 8G`: every process its window, as far as it opened (at most 8 MiB)',
       args: ['--output-budget', '8G'],
     }, cleanup, progress),
   ];
@@ -170,6 +170,6 @@ export function renderMemorySection(r: MemoryBenchResults | undefined, error: st
       `${s.label} (${mibOfBytes(s.budgetBytes)})`, mibOfBytes(s.keptBytes), String(s.cuts),
       `${mib(s.agent.resident)} (${mib(s.agent.peak)})`, mib(s.agent.private), mib(s.bridge.resident),
     ])), '');
-  out.push(`One \`splitbrain bridge\` runs ${STALLED_READERS} bridged \`yes\` through the static shim, whose stdout pipes the bench never reads: each shim blocks on its pipe and its bridge returns no more credit. Figures once what the agent keeps (\`agent.stats\`) has settled, past \`--output-grace\` (10 s), ${r.stalled.map((s) => `${s.settleS.toFixed(0)} s`).join(' and ')} after the last reader started. With the budget, each process may keep its share of it (the budget divided by the agent's processes, here 2.5 MiB): readers that filled a larger share before the others started would hold more than theirs, and be cut off, the fullest first, until the agent is within its budget (${cutsNote(r.stalled[0])}). The bridge keeps what it received and could not write to its shims: the master's side of the same window.`);
+  out.push(`One \`splitbrain bridge\` runs ${STALLED_READERS} bridged \`yes\` through the static shim, whose stdout pipes the bench never reads: each shim blocks on its pipe and its bridge returns no more credit. Figures once what the agent keeps (\`agent.stats\`) has settled, past \`--output-grace\` (10 s), ${r.stalled.map((s) => `${s.settleS.toFixed(0)} s`).join(' and ')} after the last reader started. With the budget, each process may keep its share of it (the budget divided by the agent's processes, here 2.5 MiB): readers that filled a larger share before the others started would hold more than theirs, and be cut off, the fullest first, until the agent is within its budget (${cutsNote(r.stalled[0])}). A process's window opens from 1 MiB only as its master takes output (docs/architecture.md, "Output is pushed"): a reader that stalled early holds about that much, where each held 8 MiB before. The bridge keeps what it received and could not write to its shims: the master's side of the same window.`);
   return out.join('\n');
 }

@@ -8,7 +8,7 @@
  * what is published while a subscriber moves to another server, and the master asks again from
  * the first event it missed. The window bounds what is kept, as it bounds what is in flight: the
  * master's window or the process's share of the agent's output budget, whichever is smaller
- * (output-budget.ts). A process whose master falls behind that budget is cut off (`cut`). An
+ * (output-budget.ts), and it opens up only as the master takes output (FIRST_WINDOW). A process whose master falls behind that budget is cut off (`cut`). An
  * ended process stays known until its exit is received, or its lease runs out.
  *
  *   master --proc.stdin--> agent --pipe/pty--> process --pipe/pty--> agent --events--> master
@@ -52,6 +52,14 @@ export type EventSink = (event: Uint8Array) => void;
  */
 const GATHER_MS = 8;
 const KEEPING_UP = 64 * 1024;
+/**
+ * A process's window starts here and doubles each time its master credits output the process
+ * had to wait for, up to the master's window (8 MiB): a master that keeps up has its whole window
+ * within a few credits (4 MiB by the third), and one that never takes any leaves the agent
+ * holding this much of its output, not 8 MiB (issue 22: 100 stalled readers). The TCP receive
+ * window's auto-tuning and OpenSSH's channel windows grow the same way.
+ */
+const FIRST_WINDOW = 1024 * 1024;
 /** After the hang-up, how long a process may take before it is killed. */
 const HANGUP_GRACE_MS = 3000;
 
@@ -63,6 +71,8 @@ export class SpawnedProcess implements BudgetMember {
   private seq = 0;
   /** Output bytes sent and not yet credited back by the master. */
   private inFlight = 0;
+  /** How far the window has opened (FIRST_WINDOW). */
+  private opened = FIRST_WINDOW;
   private paused = false;
   /** Output gathered for the next event, in a buffer of `buffers` (output-buffers.ts). */
   private pending: { stream: Stream; buffer: Buffer; bytes: number } | null = null;
@@ -111,9 +121,9 @@ export class SpawnedProcess implements BudgetMember {
     return proc;
   }
 
-  /** What may be sent and not credited now: the master's window, or less, the process's share of the budget. */
+  /** What may be sent and not credited now: the master's window, or less: the process's share of the budget, or what has opened. */
   private window(): number {
-    return Math.min(this.spec.window, this.budget.share());
+    return Math.min(this.spec.window, this.budget.share(), this.opened);
   }
 
   /** Gathers output of one loop turn into one event (pipes deliver 64 KiB reads). */
@@ -158,7 +168,7 @@ export class SpawnedProcess implements BudgetMember {
     // Built in its buffer when it fills much of it, and the process pins no more buffers than
     // its window needs: what kept events hold stays near what the window bounds. Otherwise
     // copied into a message of its size, and the buffer is free at once.
-    const inPlace = this.buffers.worthPinning(pending.bytes) && this.pinned < this.buffers.pinsFor(this.spec.window);
+    const inPlace = this.buffers.worthPinning(pending.bytes) && this.pinned < this.buffers.pinsFor(this.window());
     const event = inPlace
       ? encodeOutputEventInPlace(this.procId, this.seq++, pending.stream, data)
       : encodeOutputEvent(this.procId, this.seq++, pending.stream, [data]);
@@ -220,6 +230,9 @@ export class SpawnedProcess implements BudgetMember {
 
   /** The master wrote out `bytes` more (so it received them), and has every event before `received`. */
   credit(bytes: number, received?: number): void {
+    // Output waited for this credit: the master takes it as fast as it comes, and more in flight
+    // would have moved more.
+    if (this.paused && bytes > 0) this.opened = Math.min(this.spec.window, this.opened * 2);
     this.creditedBytes += bytes;
     this.forget(received ?? 0);
     this.inFlight = Math.max(0, this.inFlight - bytes);

@@ -9,7 +9,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -139,6 +138,50 @@ describe('output budget', () => {
     });
   });
 
+  describe('a window that opens as the master takes output', () => {
+    let agent: Awaited<ReturnType<typeof agentWith>>;
+    const stalled: Stalled[] = [];
+    before(async () => {
+      agent = await agentWith('budget-open', '256M', 10);
+    });
+    after(async () => {
+      for (const s of stalled) if (s.outcome === undefined) await s.proc.abandon();
+      await agent?.stop();
+    });
+
+    it('leaves 1 MiB of a reader that never took any on the agent, and opens to 8 MiB for one that read', async () => {
+      // Before, each stalled reader held the master's whole window (8 MiB) within a 256 MiB budget.
+      for (let i = 0; i < 10; i++) stalled.push(await spawnStalled(agent.procs, ['yes', `never read ${i}`]));
+      await waitFor('the ten to fill their first windows', async () => (await agent.output()).kept >= 10 * 0.9 * MiB, 15_000);
+      // Settled: what they keep no longer grows.
+      await new Promise((r) => setTimeout(r, 1000));
+      const never = (await agent.output()).kept;
+      assert.ok(never <= 10 * (MiB + SLACK), `ten readers that never read hold ${never} bytes`);
+
+      // A reader that takes 32 MiB, then stops: its window had opened to the master's.
+      let taken = 0;
+      let stop = false;
+      const proc = await agent.procs.spawn({ argv: ['yes', 'read a while'], env: {}, cwd: '/', pty: null }, {
+        stdout: (data, written) => {
+          if (stop) return;
+          taken += data.length;
+          if (taken >= 32 * MiB) stop = true;
+          written();
+        },
+        stderr: (_data, written) => written(),
+      });
+      const reader: Stalled = { proc, outcome: undefined };
+      proc.exited.then((status) => { reader.outcome = status; }, (err: unknown) => { reader.outcome = err as Error; });
+      stalled.push(reader);
+      await waitFor('it to read 32 MiB', () => stop, 15_000);
+      await waitFor('its window to fill', async () => (await agent.output()).kept - never >= 4 * MiB, 15_000);
+      await new Promise((r) => setTimeout(r, 1000));
+      const held = (await agent.output()).kept - never;
+      assert.ok(held <= WINDOW + SLACK, `the reader that stopped holds ${held} bytes`);
+      assert.equal((await agent.output()).cuts, 0);
+    });
+  });
+
   describe('a bridged command whose master stops taking its output, next to readers that read', () => {
     let agent: Awaited<ReturnType<typeof agentWith>>;
     let bridge: BridgeProcess;
@@ -158,23 +201,29 @@ describe('output budget', () => {
     it('cuts it (its shim says why on stderr and exits 141); the others get all their output', async () => {
       // The agent keeps what its master has not said it received. A live bridge says so with
       // every credit, and holds what its shim did not take itself (within its window): only a
-      // master that stops answering leaves its output on the agent. So the bridge is stopped
-      // (SIGSTOP) once the command runs and before its output starts (it waits for `go`), and
-      // continued once the cut is made: well within the agent's 5 s lease on the process.
-      const started = join(agent.slave.tmp, 'started');
+      // master that stops answering leaves its output on the agent. So the command streams 32 MiB
+      // first (its window opens up to the bridge's as credit comes back) and waits for `go`; the
+      // bridge is stopped (SIGSTOP) then, with all of it credited, and continued once the cut is
+      // made: well within the agent's 5 s lease on the process.
       const go = join(agent.slave.tmp, 'go');
-      const shim = spawn(join(bridge.shimDir, 'sh'), ['-c', `touch ${started}; while [ ! -e ${go} ]; do sleep 0.02; done; exec yes`], {
+      const shim = spawn(join(bridge.shimDir, 'sh'), ['-c', `yes | head -c ${32 * MiB}; while [ ! -e ${go} ]; do sleep 0.02; done; exec yes`], {
         env: { ...process.env, SPLITBRAIN_BRIDGE_SOCKET: bridge.socket }, stdio: ['ignore', 'pipe', 'pipe'],
       });
       let stderr = '';
-      let out = '';
+      let taken = 0;
+      let notYes = 0;
       shim.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-      shim.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+      // yes's output is 'y\n' over and over: counted, and any other byte.
+      shim.stdout.on('data', (d: Buffer) => {
+        for (const byte of d) if (byte !== 0x79 && byte !== 0x0a) notYes++;
+        taken += d.length;
+      });
       const closed = once(shim, 'close');
       const bridgePid = bridge.child.pid as number;
       let frozen = false;
       try {
-        await waitFor('the bridged command to start on the slave', async () => existsSync(started), 15_000);
+        await waitFor('the bridged command\'s first 32 MiB', async () => taken >= 32 * MiB, 15_000);
+        await new Promise((r) => setTimeout(r, 500)); // the bridge's last credit (10 ms after its last write)
         process.kill(bridgePid, 'SIGSTOP');
         frozen = true;
         await writeFile(go, '');
@@ -182,8 +231,9 @@ describe('output budget', () => {
           .catch(async (err: unknown) => {
             throw new Error(`${(err as Error).message}: kept ${(await agent.output()).kept}, shim said ${stderr}`);
           });
-        // Three stalled masters after it get 4, 2.7 and 2 MiB: the agent is over its budget
-        // until the fullest, the bridged one, is cut off, 1 s (--output-grace) later.
+        // Three stalled masters after it, which never took any output, hold their first window
+        // each (1 MiB): the agent is over its budget (8 MiB, 2 MiB each now) until the fullest,
+        // the bridged one, is cut off, 1 s (--output-grace) later.
         for (let i = 0; i < 3; i++) stalled.push(await spawnStalled(agent.procs, ['yes', `other ${i}`]));
         await waitFor('a cut', async () => (await agent.output()).cuts >= 1, 20_000, 50);
         process.kill(bridgePid, 'SIGCONT');
@@ -206,7 +256,7 @@ describe('output budget', () => {
         clearTimeout(timer);
         assert.equal(code, 141, stderr);
         assert.match(stderr, /sh on budget-bridge: output cut off: this master fell behind, leaving [\d.]+ MiB of it untaken .*\(ENOBUFS\)/);
-        assert.ok(['', 'y'].includes(out.replaceAll('y\n', '')), 'what arrived before the cut is yes\'s output');
+        assert.equal(notYes, 0, 'what arrived before the cut is yes\'s output');
         const now = await agent.output();
         assert.ok(now.kept <= 8 * MiB + 6 * SLACK, `kept ${now.kept} after the cuts`);
       } finally {
@@ -276,7 +326,9 @@ describe('output budget', () => {
         });
         const keepalive = setInterval(() => void agent.client.call('proc.keepalive', { procIds: [procId] }).catch(() => undefined), 1000);
         try {
-          await waitFor('it to fill the budget', async () => (await agent.output()).kept >= 1.5 * MiB, 15_000);
+          // Never credited, its window stays at the first one (1 MiB); the three after it get a
+          // quarter of the budget each, and it is the fullest.
+          await waitFor('it to fill its first window', async () => (await agent.output()).kept >= 0.9 * MiB, 15_000);
           for (let i = 0; i < 3; i++) stalled.push(await spawnStalled(agent.procs, ['yes', `other ${i}`]));
           await waitFor('its exit', () => events.some((e) => 'exit' in e), 20_000, 100);
         } finally {
