@@ -316,19 +316,33 @@ describe('output budget', () => {
     });
 
     it('gets no cut event: the process it fell behind on ends from the hang-up, its exit sent as ever', async () => {
-      // proc.spawn without `cuts`, as masters before it send it; no credit ever returns.
+      // proc.spawn without `cuts`, as masters before it send it. It credits its first 4 MiB, so
+      // its window opens to its share of the budget (2 MiB, alone), then none ever again.
       const subject = outputSubject('budget-old', 'old-master');
       const events: ProcEvent[] = [];
-      const sub = await agent.bus.subscribe(subject, (data) => events.push(decodeEvent(data)));
+      let arrived = 0;
+      const sub = await agent.bus.subscribe(subject, (data) => {
+        const event = decodeEvent(data);
+        if ('data' in event) arrived += event.data.length;
+        events.push(event);
+      });
       try {
         const { procId } = await agent.client.call('proc.spawn', {
           argv: ['yes', 'old'], env: {}, cwd: '/', pty: null, output: subject, window: WINDOW,
         });
         const keepalive = setInterval(() => void agent.client.call('proc.keepalive', { procIds: [procId] }).catch(() => undefined), 1000);
         try {
-          // Never credited, its window stays at the first one (1 MiB); the three after it get a
-          // quarter of the budget each, and it is the fullest.
-          await waitFor('it to fill its first window', async () => (await agent.output()).kept >= 0.9 * MiB, 15_000);
+          let credited = 0;
+          await waitFor('its first 4 MiB', async () => {
+            if (arrived > credited) {
+              await agent.client.call('proc.credit', { procId, bytes: arrived - credited });
+              credited = arrived;
+            }
+            return credited >= 4 * MiB;
+          }, 15_000, 20);
+          // It fills its share; the three after it get 1 MiB, then a third and a quarter of the
+          // budget: it is the fullest, and the one cut off.
+          await waitFor('it to fill its share', async () => (await agent.output()).kept >= 1.5 * MiB, 15_000);
           for (let i = 0; i < 3; i++) stalled.push(await spawnStalled(agent.procs, ['yes', `other ${i}`]));
           await waitFor('its exit', () => events.some((e) => 'exit' in e), 20_000, 100);
         } finally {
