@@ -8,8 +8,9 @@
  * what is published while a subscriber moves to another server, and the master asks again from
  * the first event it missed. The window bounds what is kept, as it bounds what is in flight: the
  * master's window or the process's share of the agent's output budget, whichever is smaller
- * (output-budget.ts), and it opens up only as the master takes output (FIRST_WINDOW). A process whose master falls behind that budget is cut off (`cut`). An
- * ended process stays known until its exit is received, or its lease runs out.
+ * (output-budget.ts), and no more than has opened as the master took output (FIRST_WINDOW). A
+ * process whose master falls behind that budget is cut off (`cut`). An ended process stays
+ * known until its exit is received, or its lease runs out.
  *
  *   master --proc.stdin--> agent --pipe/pty--> process --pipe/pty--> agent --events--> master
  */
@@ -55,7 +56,7 @@ const KEEPING_UP = 64 * 1024;
 /**
  * A process's window starts here and doubles each time its master credits output the process
  * had to wait for, up to the master's window (8 MiB): a master that keeps up has its whole window
- * within a few credits (4 MiB by the third), and one that never takes any leaves the agent
+ * after three such credits, and one that never takes any leaves the agent
  * holding this much of its output, not 8 MiB (issue 22: 100 stalled readers). The TCP receive
  * window's auto-tuning and OpenSSH's channel windows grow the same way.
  */
