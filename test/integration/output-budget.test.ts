@@ -59,8 +59,15 @@ interface Stalled {
   outcome: ExitStatus | Error | undefined;
 }
 
-async function spawnStalled(procs: ProcessClient, argv: string[]): Promise<Stalled> {
-  const proc = await procs.spawn({ argv, env: {}, cwd: '/', pty: null }, { stdout: () => undefined, stderr: () => undefined });
+/** `takeFirst`: the master takes (and credits) this much of the output first, then none. */
+async function spawnStalled(procs: ProcessClient, argv: string[], takeFirst = 0): Promise<Stalled> {
+  let taken = 0;
+  const take = (data: Buffer, written: () => void): void => {
+    if (taken >= takeFirst) return;
+    taken += data.length;
+    written();
+  };
+  const proc = await procs.spawn({ argv, env: {}, cwd: '/', pty: null }, { stdout: take, stderr: take });
   const stalled: Stalled = { proc, outcome: undefined };
   proc.exited.then((status) => { stalled.outcome = status; }, (err: unknown) => { stalled.outcome = err as Error; });
   return stalled;
@@ -159,21 +166,7 @@ describe('output budget', () => {
       assert.ok(never <= 10 * (MiB + SLACK), `ten readers that never read hold ${never} bytes`);
 
       // A reader that takes 32 MiB, then stops: its window had opened to the master's.
-      let taken = 0;
-      let stop = false;
-      const proc = await agent.procs.spawn({ argv: ['yes', 'read a while'], env: {}, cwd: '/', pty: null }, {
-        stdout: (data, written) => {
-          if (stop) return;
-          taken += data.length;
-          if (taken >= 32 * MiB) stop = true;
-          written();
-        },
-        stderr: (_data, written) => written(),
-      });
-      const reader: Stalled = { proc, outcome: undefined };
-      proc.exited.then((status) => { reader.outcome = status; }, (err: unknown) => { reader.outcome = err as Error; });
-      stalled.push(reader);
-      await waitFor('it to read 32 MiB', () => stop, 15_000);
+      stalled.push(await spawnStalled(agent.procs, ['yes', 'read a while'], 32 * MiB));
       await waitFor('its window to fill', async () => (await agent.output()).kept - never >= 4 * MiB, 15_000);
       await new Promise((r) => setTimeout(r, 1000));
       const held = (await agent.output()).kept - never;
