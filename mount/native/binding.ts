@@ -76,6 +76,26 @@ export interface FuseRequest {
 
 export type Dispatch = (request: FuseRequest) => void;
 
+/** How the native side calls: FuseRequest's fields in its order, as arguments (crossing.c). */
+type NativeDispatch = (
+  handle: RequestHandle, op: number, ino: number, uid: number, gid: number, pid: number, fh: number, ino2: number,
+  mode: number, rdev: number, flags: number, size: number, offset: number, mask: number, nlookup: number,
+  datasync: boolean, notify: boolean, name: Buffer | undefined, name2: Buffer | undefined,
+  data: Uint8Array | undefined, setattr: Float64Array | undefined,
+) => void;
+
+/** The module as it is loaded: `mount` takes the positional handler. */
+type NativeBinding = Omit<FuseBinding, 'mount'> & {
+  mount(mountPath: string, options: string, config: MountConfig, dispatch: NativeDispatch, fenced: (id: number) => void): MountHandle;
+};
+
+/** The native handler for `dispatch`: each request's object made by one literal (one shape, built at once). */
+function byName(dispatch: Dispatch): NativeDispatch {
+  return (handle, op, ino, uid, gid, pid, fh, ino2, mode, rdev, flags, size, offset, mask, nlookup, datasync, notify, name, name2, data, setattr) => {
+    dispatch({ handle, op, ino, uid, gid, pid, fh, ino2, mode, rdev, flags, size, offset, mask, nlookup, datasync, notify, name, name2, data, setattr });
+  };
+}
+
 export interface MountConfig {
   /** The kernel checks POSIX ACLs (with default_permissions, which it then implies). */
   posixAcl: boolean;
@@ -155,12 +175,16 @@ export function fuseBinding(): FuseBinding {
   if (!existsSync(file)) {
     throw new BindingMissingError(`the FUSE binding ${file} is missing: run scripts/setup.sh (it needs libfuse3-dev)`);
   }
-  const binding = createRequire(import.meta.url)(file) as FuseBinding;
-  const theirs = Object.keys(binding.ops ?? {}).sort().join(' ');
+  const native = createRequire(import.meta.url)(file) as NativeBinding;
+  const theirs = Object.keys(native.ops ?? {}).sort().join(' ');
   const ours = [...OP_NAMES].sort().join(' ');
   if (theirs !== ours) {
     throw new BindingMissingError(`the FUSE binding ${file} names other operations than this code (${theirs || 'none'}): rebuild it (npm run build)`);
   }
+  // The module's own functions are not enumerable (nor writable): the wrapper inherits them.
+  const mount: FuseBinding['mount'] = (mountPath, options, config, dispatch, fenced) =>
+    native.mount(mountPath, options, config, byName(dispatch), fenced);
+  const binding = Object.create(native, { mount: { value: mount } }) as FuseBinding;
   loaded = binding;
   return loaded;
 }
