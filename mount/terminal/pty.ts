@@ -91,11 +91,30 @@ function setPacketMode(masterFd: number, on: boolean): void {
   check(ptyCalls().ioctlBuffer(masterFd, TIOCPKT, mode), on ? 'packet mode' : 'packet mode off');
 }
 
-/** The terminal side's settings (ioctls on the master act on it). */
+/** Where TCGETS2 writes: read at once, so one buffer serves every call. */
+const termiosScratch = Buffer.alloc(TERMIOS2_SIZE);
+/** The last settings read of each master side, raw and decoded: the relay reads them before every keystroke it passes on. */
+const lastTermios = new Map<number, { raw: Buffer; termios: WireTermios }>();
+
+/**
+ * The terminal side's settings (ioctls on the master act on it). Unchanged since the last call
+ * for `masterFd`, the same object as then: nothing allocated or decoded for a keystroke, and a
+ * caller can tell "no change" by identity. The objects are never changed in place.
+ */
 export function getTermios(masterFd: number): WireTermios {
-  const buffer = Buffer.alloc(TERMIOS2_SIZE);
-  check(ptyCalls().ioctlBuffer(masterFd, TCGETS2, buffer), 'tcgetattr');
-  return decodeTermios2(buffer);
+  check(ptyCalls().ioctlBuffer(masterFd, TCGETS2, termiosScratch), 'tcgetattr');
+  const last = lastTermios.get(masterFd);
+  if (last?.raw.equals(termiosScratch)) return last.termios;
+  // Decoded from the bytes alone: a descriptor number used again by another pair is still right.
+  const termios = decodeTermios2(termiosScratch);
+  lastTermios.set(masterFd, { raw: Buffer.from(termiosScratch), termios });
+  return termios;
+}
+
+/** Closes a pair's master side (the terminal side goes with its last opener). */
+export function closePty(masterFd: number): void {
+  lastTermios.delete(masterFd);
+  closeSync(masterFd);
 }
 
 export function setTermios(masterFd: number, termios: WireTermios): void {

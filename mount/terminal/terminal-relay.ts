@@ -14,12 +14,11 @@
  * tcflush(3) shows in packet mode and is passed on. The device going away (EIO: unplugged, its
  * agent restarted) hangs the terminal up, as a modem does; opening it again opens the device again.
  */
-import { closeSync } from 'node:fs';
 import { ReadStream, WriteStream } from 'node:tty';
 import type { Logger } from 'pino';
 import { lineChange, type LineChange, type WireTermios } from '../../protocol/index.js';
 import type { DeviceStream, DeviceStreamEvents } from '../device-stream.js';
-import { dropReceived, dup, getTermios, hangUp, markClosed, openPty, readPending, setTermios, terminalStates, type PtyPair } from './pty.js';
+import { closePty, dropReceived, dup, getTermios, hangUp, markClosed, openPty, readPending, setTermios, terminalStates, type PtyPair } from './pty.js';
 
 /** What the relays ask of the agent about the slave's terminals. */
 export interface SlaveTerminals {
@@ -80,7 +79,7 @@ export class TerminalRelay {
       markClosed(this.pty.masterFd);
       this.fresh = getTermios(this.pty.masterFd);
     } catch (err) {
-      closeSync(this.pty.masterFd);
+      closePty(this.pty.masterFd);
       throw err;
     }
     this.line = this.fresh;
@@ -226,7 +225,7 @@ export class TerminalRelay {
 
   /** Sends what changed in the terminal's line (TerminalRelays asks at every tick, and before data). */
   syncLine(current = this.state === 'open' && this.stream ? getTermios(this.pty.masterFd) : undefined, stream = this.stream): void {
-    if (!current || !stream) return;
+    if (!current || !stream || current === this.line) return;
     const change = lineChange(this.line, current);
     this.line = current;
     if (change) stream.control('dev.termios', change);
@@ -365,7 +364,7 @@ export class TerminalRelay {
     this.stopStreams();
     this.state = 'closed';
     this.draining.clear();
-    closeSync(this.pty.masterFd);
+    closePty(this.pty.masterFd);
   }
 }
 
