@@ -48,14 +48,20 @@ class LabelledValues<L extends string, V> {
   }
 
   entry(labels: LabelValues<L>): { labels: Record<string, string>; value: V } {
-    const ordered: Record<string, string> = {};
-    for (const name of this.labelNames) {
-      const value = labels[name];
-      if (value !== undefined) ordered[name] = value;
-    }
-    const key = this.labelNames.map((name) => ordered[name] ?? '').join('\u0000');
+    // Called for every request, several times: the key is made without an object or an array,
+    // and the labels are copied only for a series seen the first time.
+    const names = this.labelNames;
+    let key = '';
+    for (let i = 0; i < names.length; i++) key += (i === 0 ? '' : '\u0000') + (labels[names[i] as L] ?? '');
     let found = this.values.get(key);
-    if (!found) this.values.set(key, found = { labels: ordered, value: this.initial() });
+    if (!found) {
+      const ordered: Record<string, string> = {};
+      for (const name of names) {
+        const value = labels[name];
+        if (value !== undefined) ordered[name] = value;
+      }
+      this.values.set(key, found = { labels: ordered, value: this.initial() });
+    }
     return found;
   }
 
