@@ -56,7 +56,7 @@ type OpHandler = (request: FuseRequest, who: FuseCaller, name: string) => void;
  * Attributes in the binding's layout (its `attrSlot` order, `attrSlots` numbers per node). Attr
  * times are whole milliseconds (the second exact) plus the second's nanoseconds.
  */
-function packAttr(b: FuseBinding, attr: Attr, into = new Float64Array(b.attrSlots), at = 0): Float64Array {
+function packAttr(b: FuseBinding, attr: Attr, into: Float64Array, at = 0): Float64Array {
   const s = b.attrSlot;
   into[at + s.INO] = attr.ino;
   into[at + s.MODE] = attr.mode;
@@ -128,9 +128,19 @@ export class FuseAdapter {
   private readonly byCode: (OpHandler | undefined)[] = [];
   /** The filesystem's reads that answer with its own bytes, when it has them (MountFs.readData). */
   private readonly readData: MountFs['readData'];
+  /**
+   * One node's attributes for a reply, filled just before each reply call: the binding copies
+   * them out within the call, so one array serves all (a fresh one per reply was a malloc'd
+   * backing store and a finaliser each, being larger than V8 keeps inside its heap).
+   */
+  private readonly attrScratch: Float64Array;
+  /** All zeros: the attributes of a negative entry. */
+  private readonly noAttr: Float64Array;
 
   constructor(private readonly fs: MountFs, private readonly options: FuseMountOptions, private readonly log: Logger) {
     this.binding = fuseBinding();
+    this.attrScratch = new Float64Array(this.binding.attrSlots);
+    this.noAttr = new Float64Array(this.binding.attrSlots);
     this.cache = new KernelCache(this.binding, this.nodes, options.mountPath, options.timeouts);
     const table = this.opTable();
     for (const op of OP_NAMES) this.byCode[this.binding.ops[op]] = table[op];
@@ -284,7 +294,7 @@ export class FuseAdapter {
   private entry(handle: RequestHandle, parentId: number, name: string, attr: Attr, generation = this.cache.now): void {
     const node = this.nodes.looked(this.node(parentId), name, attr);
     const t = this.cache.since(generation, parentId, node.id);
-    this.binding.replyEntry(handle, node.id, packAttr(this.binding, attr), t.entry, this.attrTimeout(attr, t.attr));
+    this.binding.replyEntry(handle, node.id, packAttr(this.binding, attr, this.attrScratch), t.entry, this.attrTimeout(attr, t.attr));
   }
 
   /** A guess of the filesystem's (a change answered before the slave made it) is not kept. */
@@ -327,11 +337,11 @@ export class FuseAdapter {
       GETATTR: ({ handle, ino, fh }, who) => {
         const generation = this.cache.now;
         this.run(handle, 'getattr', () => this.getattr(ino, fh, who), (attr) => {
-          b.replyAttr(handle, packAttr(b, attr), this.cache.since(generation, ino).attr);
+          b.replyAttr(handle, packAttr(b, attr, this.attrScratch), this.cache.since(generation, ino).attr);
         });
       },
       SETATTR: ({ handle, ino, fh, setattr }, who) => this.run(handle, 'setattr', () => this.setattr(ino, fh, setattr ?? new Float64Array(0), who), (attr) => {
-        b.replyAttr(handle, packAttr(b, attr), this.attrTimeout(attr, this.cache.current.attr));
+        b.replyAttr(handle, packAttr(b, attr, this.attrScratch), this.attrTimeout(attr, this.cache.current.attr));
       }),
       READLINK: ({ handle, ino }, who) => this.run(handle, 'readlink', () => this.byName(ino, who, (path) => fs.readlink(path, who)), (shown) => {
         b.replyReadlink(handle, nameToBytes(shown.target));
@@ -346,7 +356,7 @@ export class FuseAdapter {
       },
       LINK: ({ handle, ino, ino2 }, who, name) => this.run(handle, 'link', () => this.byName(ino, who, (path) => fs.link(path, this.childPath(ino2, name), who)), (attr) => {
         const node = this.nodes.linked(this.node(ino), this.node(ino2), name, attr);
-        b.replyEntry(handle, node.id, packAttr(b, attr), this.cache.current.entry, this.attrTimeout(attr, this.cache.current.attr));
+        b.replyEntry(handle, node.id, packAttr(b, attr, this.attrScratch), this.cache.current.entry, this.attrTimeout(attr, this.cache.current.attr));
       }),
       UNLINK: ({ handle, ino }, who, name) => this.run(handle, 'unlink', () => fs.unlink(this.childPath(ino, name), who), () => {
         this.nodes.unlinkName(this.node(ino), name);
@@ -387,7 +397,7 @@ export class FuseAdapter {
         const node = this.nodes.looked(this.node(ino), name, attr);
         this.opened(node.id, fh);
         const t = this.cache.current;
-        if (!b.replyCreate(handle, node.id, packAttr(b, attr), t.entry, this.attrTimeout(attr, t.attr), fh, this.openFlags())) this.unsentOpen(node.id, fh, who, 1);
+        if (!b.replyCreate(handle, node.id, packAttr(b, attr, this.attrScratch), t.entry, this.attrTimeout(attr, t.attr), fh, this.openFlags())) this.unsentOpen(node.id, fh, who, 1);
       }),
       READ: ({ handle, ino, fh, size, offset }, who) => {
         const readData = this.readData;
@@ -553,7 +563,7 @@ export class FuseAdapter {
       if (attr) return this.entry(handle, parentId, name, attr, generation);
       const negative = this.cache.since(generation, parentId).negative;
       if (negative > 0) {
-        this.binding.replyEntry(handle, 0, new Float64Array(this.binding.attrSlots), negative, 0);
+        this.binding.replyEntry(handle, 0, this.noAttr, negative, 0);
       } else {
         this.binding.replyErr(handle, ENOENT);
       }
