@@ -5,7 +5,7 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SERVER_NODE_FLAGS } from '../cli/node-flags.js';
+import { MOUNT_NODE_FLAGS } from '../cli/node-flags.js';
 import { CLI, startAgent } from './agent-daemon.js';
 import type { Cleanup } from './cleanup.js';
 import { DaemonStartError, logTail, readyReport, startDaemon, type Daemon } from './daemon.js';
@@ -38,7 +38,7 @@ export async function startBridgeRoutes(workDir: string, natsUrl: string, cleanu
   const bridge = startDaemon({
     label: 'splitbrain bridge', command: process.execPath, logPath: bridgeLog, readyPipe: true,
     // With the Node flags the sidecar image runs its bridge with (cli/node-flags.ts).
-    args: [...SERVER_NODE_FLAGS, CLI, 'bridge', natsUrl, '--agent', agentId, '--socket', socket, '--shim-dir', shimDir,
+    args: [...MOUNT_NODE_FLAGS, CLI, 'bridge', natsUrl, '--agent', agentId, '--socket', socket, '--shim-dir', shimDir,
       ...BRIDGED.flatMap((c) => ['--command', c])],
   }, cleanup);
   const report = await readyReport(bridge, BRIDGE_TIMEOUT_MS);

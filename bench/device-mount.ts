@@ -10,7 +10,7 @@ import type { Cleanup } from './cleanup.js';
 import { DaemonStartError, logTail, readyReport, startDaemon, type Daemon } from './daemon.js';
 import { isMounted } from './mount-table.js';
 import { unmountOnCleanup } from './target.js';
-import { SERVER_NODE_FLAGS } from '../cli/node-flags.js';
+import { MOUNT_NODE_FLAGS } from '../cli/node-flags.js';
 
 const AGENT_ID = 'bench-device';
 const MOUNT_TIMEOUT_MS = 30_000;
@@ -36,7 +36,7 @@ export async function startDeviceMount(workDir: string, natsUrl: string, cleanup
   const mountLog = join(workDir, 'device-mount.log');
   const mount = startDaemon({
     label: 'splitbrain device mount', command: process.execPath, logPath: mountLog, readyPipe: true,
-    args: [...SERVER_NODE_FLAGS, CLI, 'mount', natsUrl, mountPath, '--agent', AGENT_ID, '--devices', '-f'],
+    args: [...MOUNT_NODE_FLAGS, CLI, 'mount', natsUrl, mountPath, '--agent', AGENT_ID, '--devices', '-f'],
   }, cleanup);
   unmountOnCleanup(cleanup, mountPath);
   const daemons = [agent, mount];

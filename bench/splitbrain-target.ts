@@ -11,7 +11,7 @@ import { DaemonStartError, logTail, readyReport, startDaemon } from './daemon.js
 import { isMounted } from './mount-table.js';
 import { runCommand, sh } from './run-command.js';
 import { unmountOnCleanup, type Target } from './target.js';
-import { SERVER_NODE_FLAGS } from '../cli/node-flags.js';
+import { MOUNT_NODE_FLAGS } from '../cli/node-flags.js';
 
 const AGENT_ID = 'bench';
 const MOUNT_TIMEOUT_MS = 30_000;
@@ -43,7 +43,7 @@ export async function startSplitbrain(
   const mount = startDaemon({
     label: 'splitbrain mount', command: process.execPath, logPath: mountLog, readyPipe: true,
     // With the flags the background `splitbrain mount` gets (cli/node-flags.ts).
-    args: [...SERVER_NODE_FLAGS, CLI, 'mount', natsUrl, mountPath, '--agent', agentId, '-f', ...(mountOptions ? ['-o', mountOptions] : [])],
+    args: [...MOUNT_NODE_FLAGS, CLI, 'mount', natsUrl, mountPath, '--agent', agentId, '-f', ...(mountOptions ? ['-o', mountOptions] : [])],
   }, cleanup);
   unmountOnCleanup(cleanup, mountPath);
   const report = await readyReport(mount, MOUNT_TIMEOUT_MS);

@@ -6,7 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import { START_REPORT_FD, readStartReport, startReportEnv, type StartReport } from './start-report.js';
-import { withServerFlags } from './node-flags.js';
+import { withMountFlags } from './node-flags.js';
 
 /** The child's start report, or its spawn failure; the report pipe is closed after. */
 async function startReportOf(child: ChildProcess, timeoutMs: number): Promise<StartReport> {
@@ -22,7 +22,7 @@ async function startReportOf(child: ChildProcess, timeoutMs: number): Promise<St
 
 /** In the parent: starts the child and resolves with the exit status to use. */
 export async function daemonize(argv: string[], startTimeoutMs = 60_000): Promise<number> {
-  const child = spawn(process.execPath, [...withServerFlags(process.execArgv), ...argv, '--foreground'], {
+  const child = spawn(process.execPath, [...withMountFlags(process.execArgv), ...argv, '--foreground'], {
     detached: true,
     stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
     env: { ...process.env, ...startReportEnv() },
@@ -50,7 +50,7 @@ export interface ChildServer {
  * lookup would wait for the event loop that waits for the mount).
  */
 export async function startChildServer(argv: string[], startTimeoutMs = 60_000, options: { detached?: boolean } = {}): Promise<ChildServer> {
-  const child = spawn(process.execPath, [...withServerFlags(process.execArgv), process.argv[1] ?? '', ...argv], {
+  const child = spawn(process.execPath, [...withMountFlags(process.execArgv), process.argv[1] ?? '', ...argv], {
     // detached: a session of its own, out of reach of the terminal's Ctrl-C (`splitbrain shell`).
     detached: options.detached ?? false,
     stdio: ['ignore', 'ignore', 'inherit', 'pipe'],

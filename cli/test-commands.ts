@@ -11,7 +11,7 @@ import type { ExecUser } from '../sidecar/exec-user.js';
 import { bridgeSettings, withBridgeOptions, type BridgeCliOptions } from './bridge-options.js';
 import { startChildServer } from './daemon.js';
 import { LOG_LEVELS, createLogger } from './logger.js';
-import { withServerFlags } from './node-flags.js';
+import { withMountFlags } from './node-flags.js';
 import {
   NATS_URL_HELP, agentId, agentIdFromEnv, collect, envFlag, execUser, execUserArg, fromEnv, listFromEnv, logLevel, nonNegative, withBusAuth,
 } from './options.js';
@@ -161,7 +161,7 @@ For an IDE or a debugger: make the interpreter a wrapper, e.g.
       const dir = process.env[SHELL_DIR_ENV];
       if (callerSaid === undefined || dir === undefined) {
         // Outside: run ourselves again in namespaces of our own (sidecar/shell-namespace.ts).
-        process.exitCode = await runInShellNamespace(process.argv.slice(2), withServerFlags(process.execArgv));
+        process.exitCode = await runInShellNamespace(process.argv.slice(2), withMountFlags(process.execArgv));
         return;
       }
       if (opts.metrics) await serveMetrics(opts.metrics); // inside: the mounts and the bridge are there

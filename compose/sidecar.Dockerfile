@@ -13,6 +13,6 @@ COPY node_modules /opt/splitbrain/node_modules
 COPY dist /opt/splitbrain/dist
 RUN ln -s /opt/splitbrain/dist/cli/main.js /usr/local/bin/splitbrain
 # The flags a mount is served with (cli/node-flags.ts): the sidecar serves the slave's files.
-ENTRYPOINT ["node", "--initial-old-space-size=64", "/opt/splitbrain/dist/cli/main.js"]
+ENTRYPOINT ["node", "--initial-old-space-size=64", "--interrupt-budget=16896", "/opt/splitbrain/dist/cli/main.js"]
 CMD ["sidecar", "--dir", "/splitbrain"]
 HEALTHCHECK --interval=1s --timeout=5s --start-period=120s --retries=3 CMD ["splitbrain", "health", "--dir", "/splitbrain"]

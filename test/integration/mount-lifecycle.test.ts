@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { SERVER_NODE_FLAGS } from '../../cli/node-flags.js';
+import { MOUNT_NODE_FLAGS } from '../../cli/node-flags.js';
 import { isMounted } from '../../mount/mount-watch.js';
 import type { NatsServer } from '../helpers/nats-server.js';
 import { CLI, run, sh, waitFor } from '../helpers/processes.js';
@@ -81,7 +81,7 @@ describe('mount lifecycle', () => {
     assert.equal(await sh(`cat '${mnt}/hello'`), 'hello\n');
     // The process serving it runs with the flags a mount needs (cli/node-flags.ts).
     const serving = await serverArgs(mnt);
-    for (const flag of SERVER_NODE_FLAGS) assert.ok(serving.includes(flag), `${flag} in ${serving.join(' ')}`);
+    for (const flag of MOUNT_NODE_FLAGS) assert.ok(serving.includes(flag), `${flag} in ${serving.join(' ')}`);
     await sh(`node '${CLI}' umount '${mnt}'`);
     await waitFor('background mount to go', async () => !(await isMounted(mnt)));
     const missing = await run(process.execPath, [CLI, 'mount', nats.url, join(tmp, 'nowhere'), '--agent', 'life']);
