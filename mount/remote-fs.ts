@@ -26,7 +26,7 @@ import { DirListings, type BeingWritten } from './dir-listings.js';
 import {
   UnrefusedChanges, chmodChange, chownChange, truncateChange, utimensChange, withoutSetId, type AttrChange,
 } from './unrefused-changes.js';
-import { WriteBehind } from './write-behind.js';
+import { WriteBehind, type Cork } from './write-behind.js';
 import { WholeFiles, WrittenWhole } from './whole-files.js';
 import { PROVISIONAL_INO } from './node-table.js';
 
@@ -121,6 +121,8 @@ export class RemoteFs extends MountFsBase {
   private dataChanges = 0;
   private readonly wholes = new WholeFiles(WHOLE_FILES_BUDGET);
   private readonly namedInUse = new Set<number>();
+  /** How a file's writes tell the held requests to go (write-behind.ts). */
+  private readonly cork: Cork = { uncork: () => this.client.uncork(), soon: () => this.client.sendSoon() };
 
   constructor(
     private readonly client: AgentClient,
@@ -555,7 +557,7 @@ export class RemoteFs extends MountFsBase {
               throw err;
             }
             this.keepUnsynced(file.path, offset, data, reply, ownerOf(file.attr));
-          }, chunkSize, writesInFlight, this.pool, () => this.client.uncork())
+          }, chunkSize, writesInFlight, this.pool, this.cork)
           : undefined,
       };
       return file;

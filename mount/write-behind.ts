@@ -30,6 +30,17 @@ export interface ChunkSource {
 
 const MIN_BUFFER = 4096;
 
+/**
+ * Where sent requests may be held to travel with others (transport/request-batch.ts): `uncork`
+ * sends them now (somebody waits), `soon` at the end of this turn of the event loop.
+ */
+export interface Cork {
+  uncork(): void;
+  soon(): void;
+}
+
+const NO_CORK: Cork = { uncork: () => undefined, soon: () => undefined };
+
 export class WriteBehind {
   private buffer: Buffer | null = null;
   private bufferOffset = 0;
@@ -39,6 +50,8 @@ export class WriteBehind {
   /** Pipelined requests (attribute changes) sent and not answered: counted for room only. */
   private readonly others = new Set<Promise<void>>();
   private failure: unknown = null;
+  /** Data was sent since the cork was last told: it may still be held, and a wait must uncork. */
+  private unsent = false;
   /** The last chunk sent was full: the writer streams, so the next buffer is a full one at once. */
   private streaming = false;
 
@@ -47,8 +60,8 @@ export class WriteBehind {
     private readonly chunkSize: number,
     private readonly maxInFlight: number,
     private readonly pool?: ChunkSource,
-    /** Called before waiting for sent writes: they may be held to travel with others (transport/request-batch.ts). */
-    private readonly beforeWait: () => void = () => undefined,
+    /** Sent writes may be held to travel with others: told before waiting for them, and when the data is complete. */
+    private readonly cork: Cork = NO_CORK,
   ) {}
 
   /** True while data is buffered or on its way. */
@@ -108,7 +121,8 @@ export class WriteBehind {
   async flush(): Promise<void> {
     await this.dispatch();
     while (this.inFlight.size > 0) {
-      this.beforeWait();
+      // Data already sent on (pipeline()) is not held: its wait sends nothing else early.
+      if (this.unsent) this.beforeWait();
       await Promise.allSettled([...this.inFlight]);
     }
     this.raisePending();
@@ -144,9 +158,18 @@ export class WriteBehind {
    */
   async pipeline(request: () => Promise<void>): Promise<void> {
     this.raisePending();
+    // A change after data: the program has written what it will (an untar or `cp -p` sets the
+    // file's times, owner and mode before close). The data and this change go at the end of
+    // this turn, so the agent applies them while the program goes on, and close mostly finds
+    // the data answered; the changes after this one wait for the next file's message.
+    const complete = this.buffered;
     await this.dispatch();
     await this.room();
     this.track(request(), this.others);
+    if (complete) {
+      this.unsent = false;
+      this.cork.soon();
+    }
   }
 
   /**
@@ -175,7 +198,13 @@ export class WriteBehind {
     this.streaming = this.bufferLength >= this.chunkSize;
     this.bufferLength = 0;
     this.buffer = null; // SendWrite's now
+    this.unsent = true;
     this.track(this.sendWrite(start, data));
+  }
+
+  private beforeWait(): void {
+    this.unsent = false;
+    this.cork.uncork();
   }
 
   private track(request: Promise<void>, into = this.inFlight): void {

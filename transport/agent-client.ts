@@ -194,6 +194,11 @@ export class AgentClient {
     this.batch.uncork();
   }
 
+  /** Sends the requests held, and those that join them this turn, at the end of this turn. */
+  sendSoon(): void {
+    this.batch.soon();
+  }
+
   /**
    * A killed agent answers nothing, and a NATS server tells nobody that its subscriber is gone:
    * requests already sent would wait out their deadlines. So while a request has waited more

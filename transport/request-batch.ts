@@ -8,8 +8,10 @@
  * validation and the metrics are paid once per batch on both ends. Unlike Nagle's algorithm, it
  * is held even when nothing is on its way, and a reply does not send it either: nobody waits for
  * it, and a program's next close or stat (which waits, and so uncorks) mostly comes before it
- * pauses. An untar then sends one message per file: its create, data, owner, mode, times and the
- * previous file's release, sent by the close that waits for the data. (With one fixed CORK_MS
+ * pauses. An untar then sends one message per file: its create, data and times, with the
+ * previous file's owner, mode and release, sent at the end of the turn in which tar set the
+ * times (`soon()`, from write-behind.ts): the agent applies them while tar sets the rest, and
+ * the close that waits for the data mostly finds it answered. (With one fixed CORK_MS
  * from the first request, a file whose nine kernel requests took longer than that on a busy
  * machine went as two or three messages: an untar sent 1.6 batches per file, not one.)
  *
@@ -103,6 +105,14 @@ export class RequestBatch {
    */
   uncork(): void {
     this.sendHeld();
+    this.soon();
+  }
+
+  /**
+   * Sends what is held, with what joins it meanwhile, at the end of this turn of the event loop:
+   * nobody waits yet, but what was held is worth starting (write-behind.ts, pipeline()).
+   */
+  soon(): void {
     this.waited ??= setImmediate(() => {
       this.waited = undefined;
       this.sendHeld();

@@ -72,6 +72,19 @@ describe('requests that travel together', () => {
     assert.equal(await batches() - before, 1);
   });
 
+  it('sends what it holds at the end of the turn when told to soon, with what joins in that turn', async () => {
+    const before = await batches();
+    const first = await seen();
+    const held = [raw.client.call('fs.mkdir', { path: '/soon1', mode: 0o755 }, { hold: true })];
+    raw.client.sendSoon();
+    held.push(raw.client.call('fs.mkdir', { path: '/soon2', mode: 0o755 }, { hold: true }));
+    await new Promise((resolve) => setImmediate(resolve));
+    // Sent in that turn, not by the cork's timer (CORK_MS): the server has it before our flush's PONG.
+    assert.equal(await seen() - first, 1);
+    await Promise.all(held);
+    assert.equal(await batches() - before, 1);
+  });
+
   /** Sleeps about a millisecond (a timer's least), giving the machine's two cores to the agent and the server. */
   const nap = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 1));
 

@@ -50,6 +50,29 @@ describe('write coalescing', () => {
     await assert.rejects(wb.flush(), (e: unknown) => e instanceof SlaveError && e.errnoName === 'ENOSPC');
     await wb.flush();
   });
+  it('sends the data on with the first change after it, and its close then waits without uncorking', async () => {
+    const told: string[] = [];
+    const cork = { uncork: () => { told.push('uncork'); }, soon: () => { told.push('soon'); } };
+    const sent: string[] = [];
+    const wb = new WriteBehind(async (offset) => { sent.push(`write ${offset}`); }, 1024, 4, undefined, cork);
+    await wb.write(0, Buffer.alloc(300), 300);
+    await wb.write(300, Buffer.alloc(300), 300);
+    assert.deepEqual(told, [], 'writes alone stay held: more may follow');
+    await wb.pipeline(async () => { sent.push('utimens'); });
+    await wb.pipeline(async () => { sent.push('chown'); });
+    assert.deepEqual(sent, ['write 0', 'utimens', 'chown']);
+    assert.deepEqual(told, ['soon'], 'only the change that ends the data sends it on');
+    await wb.flush();
+    assert.deepEqual(told, ['soon'], 'the data is on its way: close does not send the later changes early');
+  });
+  it('uncorks at flush when its data was not sent on', async () => {
+    const told: string[] = [];
+    const cork = { uncork: () => { told.push('uncork'); }, soon: () => { told.push('soon'); } };
+    const wb = new WriteBehind(async () => { await new Promise((r) => setImmediate(r)); }, 1024, 4, undefined, cork);
+    await wb.write(0, Buffer.alloc(10), 10);
+    await wb.flush();
+    assert.deepEqual(told, ['uncork']);
+  });
   it('never has more than maxInFlight sends outstanding', async () => {
     let inFlight = 0;
     let peak = 0;
