@@ -550,8 +550,14 @@ export class RemoteFs extends MountFsBase {
             // `data` is ours now: kept until durable, sent again if the agent restarts.
             let reply: OpReply<'fs.write'>;
             try {
-              while (this.retained.full) await this.commit(true);
-              reply = await this.onFile(file, 'fs.write', (h) => ({ fh: h, offset, data }), true);
+              // A write that had to wait for room is not held on top: its close may already be
+              // waiting without uncorking (write-behind.ts, flush after pipeline()).
+              let waited = false;
+              while (this.retained.full) {
+                await this.commit(true);
+                waited = true;
+              }
+              reply = await this.onFile(file, 'fs.write', (h) => ({ fh: h, offset, data }), !waited);
             } catch (err) {
               this.pool.give(data);
               throw err;
