@@ -50,6 +50,8 @@ export class RequestBatch {
   /** Set by `uncork()` until the event loop's next turn: requests joining meanwhile go then. */
   private waited: NodeJS.Immediate | undefined;
   private seq = 0;
+  /** Messages of held requests sent and not answered yet. */
+  private onTheirWay = 0;
 
   constructor(
     private readonly carry: Carry,
@@ -88,10 +90,16 @@ export class RequestBatch {
     return reply;
   }
 
-  /** The cork's timer: sends what is held once it has been quiet CORK_MS, or held CORK_MAX_MS. */
+  /**
+   * The cork's timer: sends what is held once it has been quiet CORK_MS, or held CORK_MAX_MS.
+   * Quiet while held requests sent before are on their way is no pause of the program's: it
+   * mostly waits for them (a close for its file's data, sent ahead by `soon()`), and what is held
+   * (that file's owner and mode) goes with the program's next message. Sent at that quiet, they
+   * went alone: over a link with a 2 ms round trip an untar sent 4.3 messages per file, not 2.6.
+   */
   private readonly corked = (): void => {
     const now = performance.now();
-    const quietFor = CORK_MS - (now - this.lastHeldAt);
+    const quietFor = this.onTheirWay > 0 ? CORK_MS : CORK_MS - (now - this.lastHeldAt);
     const oldFor = CORK_MAX_MS - (now - this.firstHeldAt);
     const wait = Math.min(quietFor, oldFor);
     if (wait > 0) this.timer = setTimeout(this.corked, wait);
@@ -129,15 +137,21 @@ export class RequestBatch {
     if (batch.length === 0) return;
     this.held = [];
     this.heldBytes = 0;
+    this.onTheirWay++;
+    const answered = (): void => { this.onTheirWay--; };
     if (batch.length === 1) {
       const [only] = batch as [Held];
-      this.carry(only.op, only.message, only.timeoutMs).then(only.resolve, only.reject);
+      const reply = this.carry(only.op, only.message, only.timeoutMs);
+      reply.then(answered, answered);
+      reply.then(only.resolve, only.reject);
       return;
     }
     const id = `${this.clientId}:batch-${++this.seq}`;
     const message = encodeRequest('agent.batch', id, { requests: batch.map((h): [string, Uint8Array] => [h.op, h.message]) });
     const timeoutMs = Math.max(...batch.map((h) => h.timeoutMs));
-    this.carry('agent.batch', message, timeoutMs).then((raw) => {
+    const sent = this.carry('agent.batch', message, timeoutMs);
+    sent.then(answered, answered);
+    sent.then((raw) => {
       const reply = decodeReply('agent.batch', raw);
       if (!reply.ok) throw reply.error;
       const { replies } = reply.result;

@@ -1,0 +1,61 @@
+/**
+ * The cork's timer (transport/request-batch.ts) with a carry of our own, so that a message can
+ * be kept on its way as long as the test likes: held requests wait while held ones sent before
+ * are unanswered (the program waits for those), and go once quiet after the answer.
+ */
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describe, it } from 'node:test';
+import { decodeRequest, encodeReply, encodeRequest, type OpName } from '../../protocol/index.js';
+import { CORK_MAX_MS, CORK_MS, RequestBatch } from '../../transport/request-batch.js';
+
+const BOOT = 'test-boot';
+
+/** A carry that records what it sends and answers only when told. */
+function heldCarry() {
+  const sent: string[][] = [];
+  const answers: (() => void)[] = [];
+  const carry = (op: OpName, message: Uint8Array): Promise<Uint8Array> => {
+    const ops = op === 'agent.batch' ? decodeRequest('agent.batch', message).args.requests.map(([inner]) => inner) : [op];
+    sent.push(ops);
+    return new Promise((resolve) => {
+      answers.push(() => resolve(op === 'agent.batch'
+        ? encodeReply('agent.batch', BOOT, { replies: ops.map(() => encodeReply('fs.release', BOOT, {})) })
+        : encodeReply('fs.release', BOOT, {})));
+    });
+  };
+  return { sent, answers, carry };
+}
+
+let nextFh = 1;
+const release = (): Uint8Array => encodeRequest('fs.release', `t:${nextFh}`, { fh: nextFh++ });
+
+describe('the cork while held requests are on their way', () => {
+  it('keeps what is held while a message sent ahead is unanswered, and sends it once quiet after the answer', async () => {
+    const { sent, answers, carry } = heldCarry();
+    const batch = new RequestBatch(carry, 't', 1 << 20);
+    // A file's data and times, sent ahead at the end of the turn.
+    void batch.request('fs.release', release(), 5000, true);
+    batch.soon();
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(sent.length, 1);
+    // Its owner and mode, held while the program waits for the data's answer.
+    void batch.request('fs.release', release(), 5000, true);
+    await sleep(CORK_MS * 3);
+    assert.equal(sent.length, 1, 'quiet while the data is on its way is no pause of the program\'s');
+    answers[0]?.();
+    await sleep(CORK_MS * 3);
+    assert.deepEqual(sent[1], ['fs.release'], 'sent once quiet after the answer');
+  });
+
+  it('sends what is held by CORK_MAX_MS even while a message stays unanswered', async () => {
+    const { sent, carry } = heldCarry();
+    const batch = new RequestBatch(carry, 't', 1 << 20);
+    void batch.request('fs.release', release(), 5000, true);
+    batch.soon();
+    await new Promise((resolve) => setImmediate(resolve));
+    void batch.request('fs.release', release(), 5000, true);
+    await sleep(CORK_MAX_MS + CORK_MS * 3);
+    assert.equal(sent.length, 2);
+  });
+});
