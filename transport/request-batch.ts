@@ -95,7 +95,7 @@ export class RequestBatch {
    * Quiet while held requests sent before are on their way is no pause of the program's: it
    * mostly waits for them (a close for its file's data, sent ahead by `soon()`), and what is held
    * (that file's owner and mode) goes with the program's next message. Sent at that quiet, they
-   * went alone: over a link with a 2 ms round trip an untar sent 4.3 messages per file, not 2.6.
+   * went alone: over a link with a 2 ms round trip an untar sent 4.3 messages per entry, not 2.6.
    */
   private readonly corked = (): void => {
     const now = performance.now();
