@@ -6,18 +6,23 @@
  * byte and no message of ours nests deeper than a few levels, so both are refused here.
  */
 
+/** A table by head byte of the values given (0 for every other head byte). */
+function byHead(pairs: readonly (readonly [number, number])[]): Uint8Array {
+  const table = new Uint8Array(256);
+  for (const [head, value] of pairs) table[head] = value;
+  return table;
+}
+
 /** Bytes taken by a scalar's head and body, by its head byte (0: a container or sized type). */
-const FIXED = new Uint8Array(256);
-for (const [head, size] of [
+const FIXED = byHead([
   [0xc0, 1], [0xc2, 1], [0xc3, 1], [0xca, 5], [0xcb, 9], [0xcc, 2], [0xcd, 3], [0xce, 5], [0xcf, 9],
   [0xd0, 2], [0xd1, 3], [0xd2, 5], [0xd3, 9], [0xd4, 3], [0xd5, 4], [0xd6, 6], [0xd7, 10], [0xd8, 18],
-] as const) FIXED[head] = size;
+]);
 
 /** Width of the length after a sized type's head byte (bin, ext, str, array 16/32, map 16/32); 0: none. */
-const WIDTH = new Uint8Array(256);
-for (const [head, width] of [
+const WIDTH = byHead([
   [0xc4, 1], [0xc5, 2], [0xc6, 4], [0xc7, 1], [0xc8, 2], [0xc9, 4], [0xd9, 1], [0xda, 2], [0xdb, 4], [0xdc, 2], [0xdd, 4], [0xde, 2], [0xdf, 4],
-] as const) WIDTH[head] = width;
+]);
 
 /**
  * Why `bytes` must not be decoded (a container nested deeper than `maxDepth`, or declaring more
