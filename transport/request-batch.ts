@@ -3,7 +3,8 @@
  * writes, its attribute changes and its release without waiting for their replies (the agent
  * applies one connection's requests in order), so they need not go one message each. Such a
  * request is held ("corked") until a request somebody waits for is sent, `uncork()` is called,
- * or no request has joined for CORK_MS (and at most CORK_MAX_MS after the first), and then all
+ * or no request has joined for CORK_MS (and at most CORK_MAX_MS after the first; both counted from
+ * the answer to what was sent before, when the held waited for it), and then all
  * held go as one `agent.batch` message with one reply: the NATS hop, the envelope, the
  * validation and the metrics are paid once per batch on both ends. Unlike Nagle's algorithm, it
  * is held even when nothing is on its way, and a reply does not send it either: nobody waits for
@@ -27,7 +28,7 @@ export type Carry = (op: OpName, message: Uint8Array, timeoutMs: number) => Prom
 
 /** How long held requests wait for another to join them: a pause of the program's this long sends them. */
 export const CORK_MS = 2;
-/** How long a request may be held, at most, however many keep joining it. */
+/** How long a request may be held, at most, however many keep joining it (from the answer it waited with: sendHeld). */
 export const CORK_MAX_MS = 10;
 /** Requests larger than this travel alone (a file's data chunk): batching saves nothing there. */
 const MAX_JOINED_BYTES = 64 * 1024;
@@ -96,6 +97,7 @@ export class RequestBatch {
    * mostly waits for them (a close for its file's data, sent ahead by `soon()`), and what is held
    * (that file's owner and mode) goes with the program's next message. Sent at that quiet, they
    * went alone: over a link with a 2 ms round trip an untar sent 4.3 messages per entry, not 2.6.
+   * Both clocks start again at the answer (sendHeld).
    */
   private readonly corked = (): void => {
     const now = performance.now();
@@ -138,7 +140,15 @@ export class RequestBatch {
     this.held = [];
     this.heldBytes = 0;
     this.onTheirWay++;
-    const answered = (): void => { this.onTheirWay--; };
+    const answered = (): void => {
+      this.onTheirWay--;
+      // What was held meanwhile waited with the program, which mostly waited for this answer (a
+      // close for its file's data): the program's pause, and the hold's age, start now. Counted
+      // from when they joined, the owner and mode held behind a file's data went alone at the
+      // first timer after the answer, or at CORK_MAX_MS when the round trip is that long: over a
+      // link with a 2 ms round trip, 1,055 messages of fchown+fchmod per untar of 2,413 entries.
+      if (this.onTheirWay === 0 && this.held.length > 0) this.firstHeldAt = this.lastHeldAt = performance.now();
+    };
     if (batch.length === 1) {
       const [only] = batch as [Held];
       const reply = this.carry(only.op, only.message, only.timeoutMs);

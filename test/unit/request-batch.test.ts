@@ -55,6 +55,23 @@ describe('the cork while held requests are on their way', () => {
       'quiet while the data is on its way is no pause of the program\'s: not sent before its answer');
   });
 
+  it('counts the quiet from the answer: what the program does next travels with what waited', async () => {
+    const { sent, answers, carry } = heldCarry();
+    const batch = new RequestBatch(carry, 't', 1 << 20);
+    void batch.request('fs.release', release(), 5000, true);
+    batch.soon();
+    await new Promise((resolve) => setImmediate(resolve));
+    // The file's owner and mode, held while its close waits longer than CORK_MS for the data.
+    void batch.request('fs.release', release(), 5000, true);
+    await sleep(CORK_MS * 2);
+    answers[0]?.();
+    // The close returns, and the program's next file begins at once.
+    await new Promise((resolve) => setImmediate(resolve));
+    void batch.request('fs.release', release(), 5000, true);
+    await sleep(CORK_MS * 4);
+    assert.deepEqual(sent[1], ['fs.release', 'fs.release'], 'one message: the held requests did not go alone at the first quiet after the answer');
+  });
+
   it('sends what is held by CORK_MAX_MS even while a message stays unanswered', async () => {
     const { sent, carry } = heldCarry();
     const batch = new RequestBatch(carry, 't', 1 << 20);
