@@ -25,8 +25,14 @@ export interface ChangePublisherOptions {
   heartbeatMs: number;
 }
 
-/** How long changes masters made are gathered into one message. */
-const GATHER_MS = 10;
+/**
+ * How long changes masters made are gathered into one message. A master's busy stream of changes
+ * sends one message per GATHER_MS: with 10 ms, an untar of 2,413 entries over a 2 ms round trip
+ * sent 1,635 of its 7,517 messages this way (0.68 per entry), with 25 ms 739 (0.31). Another
+ * master sees such a change at most 25 ms late, a quarter of the coherence bound (100 ms); the
+ * slave's own changes are not gathered.
+ */
+const GATHER_MS = 25;
 
 export class ChangePublisher {
   private seqNow = 0;
