@@ -95,14 +95,14 @@ export class RequestBatch {
    * The cork's timer: sends what is held once it has been quiet CORK_MS, or held CORK_MAX_MS.
    * While held requests sent before are on their way, neither clock runs: the program mostly
    * waits for them (a close for its file's data, sent ahead by `soon()`), and what is held (that
-   * file's owner and mode) goes with the program's next message; both clocks start at the answer
-   * (sendHeld). Sent at the quiet, they went alone: over a link with a 2 ms round trip an untar
+   * file's owner and mode) goes with the program's next message; both clocks start at the answer,
+   * which arms the timer again (sendHeld). Sent at the quiet, they went alone: over a link with a 2 ms round trip an untar
    * sent 4.3 messages per entry, not 2.6. Sent at CORK_MAX_MS, over a 10 ms round trip (D = 5 ms)
    * 1,889 of an untar's 4,347 messages were a file's owner and mode alone.
    */
   private readonly corked = (): void => {
     if (this.onTheirWay > 0) {
-      this.timer = setTimeout(this.corked, CORK_MS);
+      this.timer = undefined;
       return;
     }
     const now = performance.now();
@@ -150,7 +150,9 @@ export class RequestBatch {
       // from when they joined, the owner and mode held behind a file's data went alone at the
       // first timer after the answer: over a link with a 2 ms round trip, 1,055 messages of
       // fchown+fchmod per untar of 2,413 entries.
-      if (this.onTheirWay === 0 && this.held.length > 0) this.firstHeldAt = this.lastHeldAt = performance.now();
+      if (this.onTheirWay > 0 || this.held.length === 0) return;
+      this.firstHeldAt = this.lastHeldAt = performance.now();
+      this.timer ??= setTimeout(this.corked, CORK_MS);
     };
     if (batch.length === 1) {
       const [only] = batch as [Held];

@@ -34,18 +34,26 @@ function heldCarry() {
 let nextFh = 1;
 const release = (): Uint8Array => encodeRequest('fs.release', `t:${nextFh}`, { fh: nextFh++ });
 
+/**
+ * A file's data and times sent ahead at the end of the turn (`soon()`), then its owner and mode
+ * held while the program waits for the data's answer; `heldAt`: when the second joined.
+ */
+async function sentAheadThenHeld() {
+  const carried = heldCarry();
+  const batch = new RequestBatch(carried.carry, 't', 1 << 20);
+  void batch.request('fs.release', release(), 5000, true);
+  batch.soon();
+  await new Promise((resolve) => setImmediate(resolve));
+  const sentAhead = carried.sent.length;
+  const heldAt = performance.now();
+  void batch.request('fs.release', release(), 5000, true);
+  return { ...carried, batch, sentAhead, heldAt };
+}
+
 describe('the cork while held requests are on their way', () => {
   it('keeps what is held while a message sent ahead is unanswered, and sends it once quiet after the answer', async () => {
-    const { sent, sentAt, answers, carry } = heldCarry();
-    const batch = new RequestBatch(carry, 't', 1 << 20);
-    // A file's data and times, sent ahead at the end of the turn.
-    void batch.request('fs.release', release(), 5000, true);
-    batch.soon();
-    await new Promise((resolve) => setImmediate(resolve));
-    assert.equal(sent.length, 1);
-    // Its owner and mode, held while the program waits for the data's answer.
-    const heldAt = performance.now();
-    void batch.request('fs.release', release(), 5000, true);
+    const { sent, sentAt, answers, sentAhead, heldAt } = await sentAheadThenHeld();
+    assert.equal(sentAhead, 1);
     await sleep(CORK_MS * 3);
     const answeredAt = performance.now();
     answers[0]?.();
@@ -57,13 +65,8 @@ describe('the cork while held requests are on their way', () => {
   });
 
   it('counts the quiet from the answer: what the program does next travels with what waited', async () => {
-    const { sent, answers, carry } = heldCarry();
-    const batch = new RequestBatch(carry, 't', 1 << 20);
-    void batch.request('fs.release', release(), 5000, true);
-    batch.soon();
-    await new Promise((resolve) => setImmediate(resolve));
-    // The file's owner and mode, held while its close waits longer than CORK_MS for the data.
-    void batch.request('fs.release', release(), 5000, true);
+    const { sent, answers, batch } = await sentAheadThenHeld();
+    // The close waits longer than CORK_MS for the data.
     await sleep(CORK_MS * 2);
     answers[0]?.();
     // The close returns, and the program's next file begins at once.
@@ -74,12 +77,7 @@ describe('the cork while held requests are on their way', () => {
   });
 
   it('holds what is held past CORK_MAX_MS while a message sent ahead is unanswered, and sends it once quiet after the answer', async () => {
-    const { sent, answers, carry } = heldCarry();
-    const batch = new RequestBatch(carry, 't', 1 << 20);
-    void batch.request('fs.release', release(), 5000, true);
-    batch.soon();
-    await new Promise((resolve) => setImmediate(resolve));
-    void batch.request('fs.release', release(), 5000, true);
+    const { sent, answers } = await sentAheadThenHeld();
     // A round trip longer than the cork's limit (another site's): what is held waits for it.
     await sleep(CORK_MAX_MS + CORK_MS * 3);
     assert.equal(sent.length, 1, 'not sent alone at CORK_MAX_MS while the message sent ahead is on its way');
