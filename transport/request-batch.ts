@@ -96,9 +96,10 @@ export class RequestBatch {
    * While held requests sent before are on their way, neither clock runs: the program mostly
    * waits for them (a close for its file's data, sent ahead by `soon()`), and what is held (that
    * file's owner and mode) goes with the program's next message; both clocks start at the answer,
-   * which arms the timer again (sendHeld). Sent at the quiet, they went alone: over a link with a 2 ms round trip an untar
-   * sent 4.3 messages per entry, not 2.6. Sent at CORK_MAX_MS, over a 10 ms round trip (D = 5 ms)
-   * 1,889 of an untar's 4,347 messages were a file's owner and mode alone.
+   * which arms the timer again (sendHeld). Sent at the quiet, they went alone: over a link with a
+   * 2 ms round trip an untar sent 4.3 messages per entry, not 2.6. Sent at CORK_MAX_MS, over a
+   * 10 ms round trip (D = 5 ms) 1,889 of an untar's 4,347 messages were a file's owner and mode
+   * alone.
    */
   private readonly corked = (): void => {
     if (this.onTheirWay > 0) {
