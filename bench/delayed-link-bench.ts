@@ -1,6 +1,6 @@
 /**
  * The workloads and single calls over a link with a real round trip: a delay proxy
- * (delay-proxy.ts) of D ms each way between the agent and its nats-server, and one between sshfs
+ * (delay-proxy.c) of D ms each way between the agent and its nats-server, and one between sshfs
  * and its sshd, so each side pays 2·D per round trip it waits for, as a lab across a campus
  * (D = 1 ms) or at another site (D = 5 ms) would make it. Each D has its own nats-server, agent,
  * mount and sshfs, so the bus messages counted per workload are that workload's alone.
@@ -21,7 +21,8 @@ import { startSshfs } from './sshfs-target.js';
 import type { Sshd } from './sshd.js';
 import type { Target, TargetName } from './target.js';
 
-const PROXY = fileURLToPath(new URL('./delay-proxy.js', import.meta.url));
+/** Built by `npm run build` from bench/delay-proxy.c (native: its header says why). */
+const PROXY = fileURLToPath(new URL('./delay-proxy', import.meta.url));
 const START_TIMEOUT_MS = 10_000;
 const LISTENING = /listening on 127\.0\.0\.1:(\d+)/;
 
@@ -52,7 +53,7 @@ export interface DelayedLinkResults {
 async function startDelayProxy(dir: string, label: string, delayMs: number, port: number, cleanup: Cleanup): Promise<number> {
   const logPath = join(dir, `${label}-proxy.log`);
   const daemon = startDaemon({
-    label: `delay proxy (${delayMs} ms) to ${label}`, command: process.execPath, args: [PROXY, String(delayMs), String(port)], logPath,
+    label: `delay proxy (${delayMs} ms) to ${label}`, command: PROXY, args: [String(delayMs), String(port)], logPath,
   }, cleanup);
   return waitUntil(daemon, 'its port in its log', START_TIMEOUT_MS, async () => {
     const found = LISTENING.exec(await readFile(logPath, 'utf8').catch(() => ''))?.[1];
