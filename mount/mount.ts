@@ -191,6 +191,8 @@ export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
         pipeline: hello.euid === 0 && !hello.readOnly
           && ['fs.fchmod', 'fs.fchown', 'fs.futimens'].every((op) => hello.capabilities.includes(op)),
         coherent: () => feedState === 'live',
+        // As the agent said at start: one restarted with another root keeps this mount's bound.
+        agentRoot: hello.root,
         masterHandles: hello.capabilities.includes(MASTER_HANDLES_CAPABILITY),
         masterHandleOpens: hello.capabilities.includes(MASTER_HANDLE_OPENS_CAPABILITY),
       }, log.child({ component: 'remote-fs' }));

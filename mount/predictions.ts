@@ -5,7 +5,7 @@
  * answered, sent, and reported late is unrefused-changes.ts's; who may do what, caller-gate.ts's.
  */
 import { posix } from 'node:path';
-import { MAY_READ, MAY_WRITE, NAME_MAX, S_IFDIR, S_IFMT, S_IFREG, S_ISGID, nameToBytes, newOwner, permits, type Attr, type Caller } from '../protocol/index.js';
+import { MAY_READ, MAY_WRITE, NAME_MAX, PATH_MAX, S_IFDIR, S_IFMT, S_IFREG, S_ISGID, nameToBytes, newOwner, permits, type Attr, type Caller } from '../protocol/index.js';
 import type { AttrCache } from './attr-cache.js';
 import type { CallerGate } from './caller-gate.js';
 import type { FuseCaller } from './callers.js';
@@ -23,15 +23,31 @@ export class Predictions {
     private readonly gate: CallerGate,
     /** Whether the slave's change feed is live (the cache then holds what the slave has). */
     private readonly coherent: () => boolean,
+    /**
+     * The bytes the agent puts in front of a slave path to name it on its host (its export
+     * root's, none for `/`): it names files by whole paths, so one whose host form passes
+     * PATH_MAX - 1 bytes is its ENAMETOOLONG (docs/architecture.md, "Paths near PATH_MAX").
+     */
+    private readonly rootBytes: number,
   ) {}
 
   /**
+   * Whether the agent can name `path` at all. A change of one it cannot waits for its answer
+   * (ENAMETOOLONG, or done after all where a symlink on the way makes the real path shorter):
+   * answered at once, it would be a success the slave never saw.
+   */
+  private nameable(path: string): boolean {
+    // A UTF-16 unit is at most 3 bytes of UTF-8: most paths pass without being measured.
+    return this.rootBytes + path.length * 3 < PATH_MAX || this.rootBytes + nameToBytes(path).length < PATH_MAX;
+  }
+
+  /**
    * Whether the agent will make `path` for `caller` as asked: the feed is live, the directory's
-   * listing is cached and has no such name, nothing was refused in it lately, the name is not
-   * too long, and the caller may write there by the cached modes.
+   * listing is cached and has no such name, nothing was refused in it lately, neither the name
+   * nor the path is too long, and the caller may write there by the cached modes.
    */
   newName(path: string, caller: FuseCaller): boolean {
-    if (!this.unrefused.enabled || !this.coherent()) return false;
+    if (!this.unrefused.enabled || !this.coherent() || !this.nameable(path)) return false;
     const dir = posix.dirname(path);
     const name = posix.basename(path);
     return this.unrefused.trusts(dir) && this.cache.listed(dir, name) === false && nameToBytes(name).length <= NAME_MAX
@@ -47,7 +63,7 @@ export class Predictions {
    * modes. A directory's rename waits: what the cache holds below it moves with it.
    */
   rename(from: string, to: string, caller: FuseCaller): boolean {
-    if (!this.unrefused.enabled || !this.coherent() || from === to) return false;
+    if (!this.unrefused.enabled || !this.coherent() || from === to || !this.nameable(from) || !this.nameable(to)) return false;
     const dir = posix.dirname(from);
     const name = posix.basename(to);
     if (posix.dirname(to) !== dir || !this.unrefused.trusts(dir) || nameToBytes(name).length > NAME_MAX) return false;
@@ -65,7 +81,7 @@ export class Predictions {
 
   /** Whether a change of `path`'s attributes may go unanswered: the feed is live and its directory trusted. */
   change(path: string): boolean {
-    return this.unrefused.enabled && this.coherent() && this.unrefused.trusts(posix.dirname(path));
+    return this.unrefused.enabled && this.coherent() && this.nameable(path) && this.unrefused.trusts(posix.dirname(path));
   }
 
   /**

@@ -49,6 +49,8 @@ export interface RemoteFsOptions {
   symlinks: SymlinkView;
   /** Whether the slave's change feed is live now: changes are only predicted while it is. */
   coherent: () => boolean;
+  /** The agent's export root (hello.root): its length bounds the paths it can name (predictions.ts). */
+  agentRoot: string;
   /** The agent takes file handles the mount names (fs.create's `handle`): creates need not wait. */
   masterHandles: boolean;
   /** Also in fs.open: opens for writing need not wait. */
@@ -141,7 +143,8 @@ export class RemoteFs extends MountFsBase {
     this.unrefused = new UnrefusedChanges(options.pipeline, (op, args, caller) => this.call(op, args, caller, true),
       (file, op, args) => this.onFile(file, op, args, true), this.cache, this.files, log,
       (path, attr) => this.retained.acknowledged(path, timesOf(attr), ownerOf(attr)), () => this.client.uncork());
-    this.predict = new Predictions(this.unrefused, this.cache, this.gate, options.coherent);
+    this.predict = new Predictions(this.unrefused, this.cache, this.gate, options.coherent,
+      options.agentRoot === '/' ? 0 : nameToBytes(options.agentRoot).length);
     this.listings = new DirListings(
       this.cache, this.gate, this.unrefused, client, (args, caller) => this.call('fs.readdir', args, caller), options.coherent,
       (dir) => this.sendWritersIn(dir), () => this.beingWritten(),
