@@ -60,8 +60,8 @@ export function renderDelayedSection(r: DelayedLinkResults | undefined, error: s
   }
   out.push('A delay proxy (`bench/delay-proxy.c`, its own process: every byte handed on D ms after it came, '
     + 'each way, in order, without holding up what follows, its writer sleeping to the due time to the '
-    + 'microsecond rather than to the next millisecond as a Node timer would) sits between the agent and its nats-server, and '
-    + 'another between sshfs and its sshd; the mount and sshfs are on the near side. Each delay has its own '
+    + 'microsecond rather than to the next millisecond as a Node timer would) sits between the agent and '
+    + 'its nats-server, and another between sshfs and its sshd; the mount and sshfs are on the near side. Each delay has its own '
     + 'nats-server, agent, mount and sshfs. The workloads are the loopback table\'s, with the same passes; the '
     + 'calls are the single-call table\'s, by call-timing.py. The agent\'s links (the mount\'s session link: '
     + 'docs/architecture.md, "Session links") cross a delay proxy of their own, the agent offering its port '

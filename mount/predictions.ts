@@ -32,9 +32,8 @@ export class Predictions {
   ) {}
 
   /**
-   * Whether the agent can name `path` at all. A change of one it cannot waits for its answer
-   * (ENAMETOOLONG, or done after all where a symlink on the way makes the real path shorter):
-   * answered at once, it would be a success the slave never saw.
+   * Whether the agent can name `path` at all. A change of one it cannot waits for the agent's
+   * answer (its ENAMETOOLONG): answered at once, it would be a success the slave never saw.
    */
   private nameable(path: string): boolean {
     // A UTF-16 unit is at most 3 bytes of UTF-8: most paths pass without being measured.
