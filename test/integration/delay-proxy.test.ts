@@ -5,12 +5,12 @@
  * the delayed-link figures in docs/performance.md stand on.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createConnection, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
+import { run, spawnCollecting, stopProcess, waitFor, type CollectingProcess } from '../helpers/processes.js';
 
 const PROXY = fileURLToPath(new URL('../../bench/delay-proxy', import.meta.url));
 const DELAY_MS = 20;
@@ -24,19 +24,16 @@ function withDeadline<T>(promise: Promise<T>, what: string): Promise<T> {
   return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
 }
 
+const LISTENING = /listening on 127\.0\.0\.1:(\d+)/;
+
 /** Starts the proxy in front of `port`; resolves with it and the port it listens on. */
-async function startProxy(delayMs: number, port: number): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn(PROXY, [String(delayMs), String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = '';
-  const listening = new Promise<number>((resolve, reject) => {
-    child.stdout?.on('data', (chunk: Buffer) => {
-      out += chunk.toString();
-      const found = /listening on 127\.0\.0\.1:(\d+)/.exec(out)?.[1];
-      if (found !== undefined) resolve(Number(found));
-    });
-    child.once('exit', (code) => reject(new Error(`the proxy exited (${code}) before listening: ${out}`)));
-  });
-  return { child, port: await withDeadline(listening, 'the proxy\'s port') };
+async function startProxy(delayMs: number, port: number): Promise<{ process: CollectingProcess; port: number }> {
+  const proxy = spawnCollecting(PROXY, [String(delayMs), String(port)]);
+  await waitFor('the proxy\'s port', () => {
+    if (proxy.child.exitCode !== null) throw new Error(`the proxy exited (${proxy.child.exitCode}) before listening: ${proxy.stderr()}`);
+    return LISTENING.test(proxy.stdout());
+  }, WAIT_MS, 10);
+  return { process: proxy, port: Number(LISTENING.exec(proxy.stdout())?.[1]) };
 }
 
 async function connect(port: number): Promise<Socket> {
@@ -65,7 +62,7 @@ function readBytes(socket: Socket, count: number): Promise<Buffer> {
 
 describe('the bench\'s delay proxy', () => {
   let echo: Server;
-  let proxy: { child: ChildProcess; port: number };
+  let proxy: { process: CollectingProcess; port: number };
   /** What the echo server saw each connection end with, in order. */
   const ends: string[] = [];
 
@@ -89,10 +86,7 @@ describe('the bench\'s delay proxy', () => {
   });
 
   after(async () => {
-    if (proxy?.child.exitCode === null) {
-      proxy.child.kill('SIGTERM');
-      await withDeadline(once(proxy.child, 'exit'), 'the proxy\'s exit');
-    }
+    if (proxy) await stopProcess(proxy.process.child);
     echo?.close();
   });
 
@@ -144,12 +138,9 @@ describe('the bench\'s delay proxy', () => {
 
   it('refuses bad arguments with its usage and status 2', async () => {
     for (const args of [[], ['1'], ['x', '80'], ['1', '0'], ['-1', '80'], ['1', '70000']]) {
-      const child = spawn(PROXY, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-      let err = '';
-      child.stderr?.on('data', (chunk: Buffer) => { err += chunk.toString(); });
-      const [code] = await withDeadline(once(child, 'exit'), `the proxy with ${JSON.stringify(args)}`) as [number | null];
+      const { code, stderr } = await run(PROXY, args, { timeoutMs: WAIT_MS });
       assert.equal(code, 2, `status for ${JSON.stringify(args)}`);
-      assert.match(err, /usage: delay-proxy DELAY_MS TARGET_PORT/);
+      assert.match(stderr, /usage: delay-proxy DELAY_MS TARGET_PORT/);
     }
   });
 });

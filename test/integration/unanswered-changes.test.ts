@@ -10,7 +10,9 @@ import { lstat, mkdir, readFile, readdir, readlink, realpath, writeFile } from '
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { run, spawnCollecting, waitFor } from '../helpers/processes.js';
-import { startAgentProcess, startBareAgent, startMountProcess, type AgentProcess, type BareAgent, type MountProcess } from '../helpers/slave.js';
+import {
+  startAgentProcess, startBareAgent, startMountProcess, startSlave, type AgentProcess, type BareAgent, type MountProcess, type Slave,
+} from '../helpers/slave.js';
 
 const OPS = new URL('../../../test/fixtures/unanswered-ops.py', import.meta.url).pathname;
 
@@ -198,18 +200,12 @@ describe('a change refused after it was answered', () => {
  * and made.
  */
 describe('a change of a path the agent cannot name', () => {
-  let slave: BareAgent;
-  let mount: MountProcess;
-  let mnt: string;
+  let slave: Slave;
 
   before(async () => {
-    slave = await startBareAgent({ id: 'long-paths' });
-    mnt = join(slave.tmp, 'mnt');
-    await mkdir(mnt);
-    mount = await startMountProcess(slave.nats.url, mnt, ['--agent', 'long-paths', '--log-level', 'info']);
+    slave = await startSlave({ mountArgs: ['--log-level', 'info'] });
   });
   after(async () => {
-    await mount?.stop();
     await slave?.stop();
   });
 
@@ -242,12 +238,12 @@ describe('a change of a path the agent cannot name', () => {
       "attempt('fits', lambda: os.close(os.open(fits, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)))",
       "d = os.open('.', os.O_RDONLY)",
       "attempt('fsync', lambda: os.fsync(d))",
-    ].join('\n'), mnt, parent, over, fits]);
+    ].join('\n'), slave.mnt, parent, over, fits]);
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stdout, [
       'create ENAMETOOLONG', 'mkdir ENAMETOOLONG', 'symlink ENAMETOOLONG', 'rename ENAMETOOLONG', 'fits ok', 'fsync ok', '',
     ].join('\n'));
     assert.deepEqual((await readdir(join(root, parent))).sort(), ['f', fits].sort());
-    assert.doesNotMatch(mount.log(), /refused by the slave/);
+    assert.doesNotMatch(slave.mount.log(), /refused by the slave/);
   });
 });
