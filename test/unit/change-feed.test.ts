@@ -1,12 +1,14 @@
 /**
  * The change feed's pure parts: what an inotify mask means (agent/watch/change-kinds.ts), the
- * watcher's framing (watch-frames.ts), the LRU watch set (watch-set.ts), and the wire message.
+ * watcher's framing (watch-frames.ts), the LRU watch set (watch-set.ts), the wire message, and
+ * how the feed's remembered paths are bounded (change-feed.ts).
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { IN, meaningOf } from '../../agent/watch/change-kinds.js';
 import { Command, RecordDecoder, WatcherProtocolError, encodeCommand } from '../../agent/backends/linux/watch-frames.js';
 import { WatchSet, dirsOf } from '../../agent/watch/watch-set.js';
+import { dropOldestTenth } from '../../agent/watch/change-feed.js';
 import { ProtocolError, decodeChangeMessage, encodeChangeMessage, firstSeqOf, nameFromBytes } from '../../protocol/index.js';
 
 describe('change kinds', () => {
@@ -115,5 +117,28 @@ describe('change message', () => {
     const bad = encodeChangeMessage({ boot: 'b', seq: 1, changes: [], state: 'live' });
     bad[bad.length - 1] = 0xc0;
     assert.throws(() => decodeChangeMessage(bad), ProtocolError);
+  });
+});
+
+describe('remembered paths', () => {
+  it('a full map forgets its oldest tenth, in the order of use, however often it was used', () => {
+    const map = new Map<string, number>();
+    // Touched as madeBy touches them (delete, then set: the most recent last), many times over.
+    for (let round = 0; round < 30; round++) {
+      for (let i = 0; i < 1000; i++) {
+        const key = `/d/f${(i * 7 + round) % 1000}`;
+        map.delete(key);
+        map.set(key, round);
+      }
+    }
+    const order = [...map.keys()];
+    dropOldestTenth(map);
+    assert.equal(map.size, 900);
+    assert.deepEqual([...map.keys()], order.slice(100));
+    dropOldestTenth(map);
+    assert.deepEqual([...map.keys()], order.slice(190));
+    const one = new Map([['/only', 1]]);
+    dropOldestTenth(one);
+    assert.equal(one.size, 0);
   });
 });
