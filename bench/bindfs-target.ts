@@ -22,5 +22,6 @@ export async function startBindfs(workDir: string, cleanup: Cleanup): Promise<Ta
   return {
     name: 'bindfs', mountPath, slavePath, userspaceCacheMs: ONE_SECOND_CACHE_MS,
     logs: [{ label: 'bindfs', path: logPath }],
+    servers: () => ({ near: { label: 'bindfs', pids: [bindfs.pid] } }),
   };
 }

@@ -7,6 +7,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describeFailure } from './fs-bench.js';
+import { groupCpuMeter } from './process-cpu.js';
 import { runArgv } from './run-command.js';
 import type { Target, TargetName } from './target.js';
 
@@ -34,10 +35,29 @@ export interface CallStat {
 /** Medians by call-timing.py's key (`create`, `d200.stat`, ...), or why there are none. */
 export type Timings = { ok: true; byKey: Map<string, CallStat> } | { ok: false; reason: string };
 
+/** The calls whose CPU cost per process is measured, the one that waits for the slave first. */
+export const CPU_CALLS = ['write-4k', 'create'] as const;
+export type CpuCallId = (typeof CPU_CALLS)[number];
+/** Calls per CPU loop: CPU time is counted in 10 ms ticks, so a loop must run seconds, not milliseconds. */
+export const CPU_LOOP_CALLS = 2000;
+
+/** CPU µs one call cost each process, and its wall time: means over a loop of `count` calls. */
+export interface CallCpu {
+  count: number;
+  wallUs: number;
+  programUs: number;
+  near?: { label: string; us: number };
+  far?: { label: string; us: number };
+}
+
+export type CpuOutcome = { ok: true; value: CallCpu } | { ok: false; reason: string };
+
 export interface CallBenchResults {
   iterations: number;
   calls: Map<TargetName, Timings>;
   depths: Map<TargetName, Timings>;
+  /** Only when asked for (the loopback part): by target, then by call. */
+  cpu?: Map<TargetName, Map<CpuCallId, CpuOutcome>>;
 }
 
 export class TimingOutputError extends Error {
@@ -65,10 +85,52 @@ async function time(args: string[]): Promise<Timings> {
   }
 }
 
+/**
+ * One call in a loop (call-timing.py cpu), with the CPU time of the processes serving the target
+ * read just before the loop starts and as soon as it is over, before the script removes its
+ * files (it waits on stdin at both points).
+ */
+async function callCpu(target: Target, base: string, call: CpuCallId): Promise<CpuOutcome> {
+  let meters: { label: string; used: () => number }[] = [];
+  let used: { label: string; seconds: number }[] = [];
+  let unreadable: string | undefined;
+  const reading = (read: () => void) => () => {
+    try {
+      read();
+    } catch (err) {
+      unreadable ??= describeFailure(err);
+    }
+    return 'go\n';
+  };
+  try {
+    const { stdout } = await runArgv([PYTHON, SCRIPT, 'cpu', base, String(CPU_LOOP_CALLS), String(LOOP_BUDGET_S), call], {
+      timeoutMs: RUN_TIMEOUT_MS,
+      prompts: [
+        { text: 'ready\n', answer: reading(() => {
+          const servers = target.servers?.();
+          meters = [servers?.near, servers?.far].flatMap((group) => (group ? [{ label: group.label, used: groupCpuMeter(group.pids) }] : []));
+        }) },
+        { text: '\n', answer: reading(() => { used = meters.map(({ label, used: read }) => ({ label, seconds: read() })); }) },
+      ],
+    });
+    if (unreadable !== undefined) return { ok: false, reason: `CPU time not readable: ${unreadable}` };
+    const [tag, , count, wallUs, programUs] = stdout.trim().split('\n').pop()?.split(' ') ?? [];
+    const n = Number(count);
+    if (tag !== 'cpu' || !(n > 0) || !Number.isFinite(Number(wallUs)) || !Number.isFinite(Number(programUs))) {
+      throw new TimingOutputError(`call-timing.py cpu printed '${stdout.trim()}'`);
+    }
+    const [near, far] = used.map(({ label, seconds }) => ({ label, us: (seconds / n) * 1e6 }));
+    return { ok: true, value: { count: n, wallUs: Number(wallUs), programUs: Number(programUs), ...(near ? { near } : {}), ...(far ? { far } : {}) } };
+  } catch (err) {
+    return { ok: false, reason: describeFailure(err) };
+  }
+}
+
+/** `withCpu`: also what one call of CPU_CALLS costs each process (the loopback part). */
 export async function measureCallBench(
-  targets: readonly Target[], iterations: number, progress: (line: string) => void,
+  targets: readonly Target[], iterations: number, progress: (line: string) => void, withCpu = false,
 ): Promise<CallBenchResults> {
-  const results: CallBenchResults = { iterations, calls: new Map(), depths: new Map() };
+  const results: CallBenchResults = { iterations, calls: new Map(), depths: new Map(), ...(withCpu ? { cpu: new Map() } : {}) };
   const ordered = CALL_TARGETS.flatMap((name) => targets.filter((t) => t.name === name));
   for (const target of ordered) {
     const base = join(target.mountPath, 'calls');
@@ -80,6 +142,14 @@ export async function measureCallBench(
     const depths = await time(['depths', base, ...loop, ...CALL_DEPTHS.map(String)]);
     results.depths.set(target.name, depths);
     progress(`calls: ${target.name} by depth ${depths.ok ? 'done' : `FAILED: ${depths.reason}`}`);
+    if (!results.cpu) continue;
+    const byCall = new Map<CpuCallId, CpuOutcome>();
+    for (const call of CPU_CALLS) {
+      const outcome = await callCpu(target, base, call);
+      byCall.set(call, outcome);
+      progress(`calls: ${target.name} CPU per ${call} ${outcome.ok ? 'done' : `FAILED: ${outcome.reason}`}`);
+    }
+    results.cpu.set(target.name, byCall);
   }
   return results;
 }

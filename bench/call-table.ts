@@ -3,7 +3,10 @@
  * with a line of its own saying when, where and by which command they were measured, because
  * `npm run bench -- --only calls` rewrites this section alone.
  */
-import { CALL_DEPTHS, CALL_TARGETS, type CallBenchResults, type CallId, type DepthPart, type Timings } from './call-bench.js';
+import {
+  CALL_DEPTHS, CALL_TARGETS, CPU_CALLS, CPU_LOOP_CALLS, type CallBenchResults, type CallCpu, type CallId, type CpuCallId,
+  type CpuOutcome, type DepthPart, type Timings,
+} from './call-bench.js';
 import { COHERENCE_DEADLINE_S, type CoherenceResults } from './coherence-bench.js';
 import { markdownTable } from './markdown-table.js';
 import { percentile } from './stats.js';
@@ -90,6 +93,28 @@ function depthTable(section: CallSection, calls: CallBenchResults): string {
     ...CALL_TARGETS.map((t) => HEADERS[t])], rows);
 }
 
+const CPU_CALL_LABELS: Record<CpuCallId, string> = { 'write-4k': 'write 4 KiB + close', create: 'create + close' };
+
+/** The rows of one call: wall time, then the CPU of each side, then all of them. */
+const CPU_ROWS: [string, (c: CallCpu) => string][] = [
+  ['wall time', (c) => us(c.wallUs)],
+  ['CPU: the program', (c) => us(c.programUs)],
+  ['CPU: the FUSE side', (c) => (c.near ? `${us(c.near.us)} (${c.near.label})` : '—')],
+  ['CPU: what it talks to', (c) => (c.far ? `${us(c.far.us)} (${c.far.label})` : '—')],
+  ['CPU: all of them', (c) => us(c.programUs + (c.near?.us ?? 0) + (c.far?.us ?? 0))],
+];
+
+function cpuTable(section: CallSection, cpu: Map<TargetName, Map<CpuCallId, CpuOutcome>>): string {
+  const rows = CPU_CALLS.flatMap((call) => CPU_ROWS.map(([what, show]) => [`${CPU_CALL_LABELS[call]}: ${what}`, ...CALL_TARGETS.map((t) => {
+    if (section.startErrors.has(t)) return 'not started';
+    const outcome = cpu.get(t)?.get(call);
+    if (outcome === undefined) return '—';
+    if (!outcome.ok) return `fails (${outcome.reason})`;
+    return `${show(outcome.value)}${outcome.value.count < CPU_LOOP_CALLS ? ` (n=${outcome.value.count})` : ''}`;
+  })]));
+  return markdownTable(['Per call (mean µs)', ...CALL_TARGETS.map((t) => HEADERS[t])], rows);
+}
+
 function coherenceTable(section: CallSection, coherence: CoherenceResults): { table: string; notes: string[] } {
   const notes: string[] = [];
   const cells = CALL_TARGETS.map((t) => {
@@ -123,6 +148,15 @@ const DEPTH_LEGEND = 'At the end of a chain of that many directories (made untim
   + 'create + close of a fresh name, `unlink` of it; the median of the rounds (all three calls) in µs, '
   + 'the medians of each call in brackets; the last row is the depth-200 round over the depth-1 round.';
 
+const CPU_LEGEND = 'What one call costs each process: the call in a loop of CALLS (`call-timing.py cpu`, after 20 '
+  + 'untimed; the same files and calls as above), the mean wall time per call, and the CPU time (user and '
+  + 'system, every thread) per call of the program making it, of the FUSE server side (the splitbrain '
+  + 'mount; sshfs with its ssh client; bindfs) and of what that talks to (the agent with its change watcher; '
+  + 'sshd\'s session with sftp-server), read from `/proc/PID/stat` just before and after the loop. A call '
+  + 'that waits for the far side spends most of this one process after another (each hands the call on to '
+  + 'the next and waits), with the hand-overs on top: the CPU per call is what stands between such a call '
+  + 'and sshfs\'s time.';
+
 const COHERENCE_LEGEND = 'A file in the exported directory is rewritten in place (truncate and write, one byte '
   + 'longer each time) by a process on the slave side, not through the mount, right after a `stat` through '
   + 'the mount (so the mount holds the old state); the time until `stat` through the mount, polled every '
@@ -143,6 +177,7 @@ export function renderCallSection(section: CallSection): string {
   if (calls) {
     out.push(callTable(section, calls), '', CALL_LEGEND.replace('ITERATIONS', String(calls.iterations)), '');
     out.push(depthTable(section, calls), '', DEPTH_LEGEND, '');
+    if (calls.cpu) out.push(cpuTable(section, calls.cpu), '', CPU_LEGEND.replace('CALLS', String(CPU_LOOP_CALLS)), '');
   }
   if (section.callsError) out.push(`Call bench: fails (${section.callsError})`, '');
   if (coherence) {

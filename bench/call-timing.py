@@ -4,6 +4,7 @@
 Usage:
   call-timing.py calls BASE ITERATIONS BUDGET_S
   call-timing.py depths BASE ITERATIONS BUDGET_S DEPTH...
+  call-timing.py cpu BASE ITERATIONS BUDGET_S CALL
 
 `calls`: stat of a known file, stat of a missing name, create + close (O_CREAT|O_EXCL, a fresh
 name each time), write 4 KiB + close (O_TRUNC, one of those files each time), chmod, unlink,
@@ -11,6 +12,12 @@ mkdir, rmdir, at depth 1. `depths`: stat of a known file, create + close of a fr
 unlink at the end of a chain of DEPTH directories. Twenty untimed rounds first; each loop stops
 early once it has run BUDGET_S seconds. Prints one line per call, `KEY COUNT MEDIAN_US`, and makes
 and removes its own directory under BASE.
+
+`cpu`: one call (`create` or `write-4k`, as `calls` makes them) in a loop, for the CPU it costs
+each process: after its files are made and twenty untimed calls, prints `ready` and waits for a
+line on stdin (whoever measures the other processes reads their CPU then), runs the loop, prints
+`cpu CALL COUNT WALL_US CPU_US` (the wall time and this process's own CPU time, user and system,
+per call, both the mean over the loop) and waits for another line before removing its files.
 """
 import os
 import shutil
@@ -127,6 +134,30 @@ def depths(work, count, budget_s, depth_list):
         report(f"d{depth}.round", rounds)
 
 
+def cpu(work, count, budget_s, call):
+    def name(i):
+        return os.path.join(work, f"c{i}")
+
+    if call == "create":
+        run = lambda i: create(name(i))  # noqa: E731
+    elif call == "write-4k":
+        for i in range(count + WARM_UP):
+            create(name(i))
+        run = lambda i: write_4k(name(i))  # noqa: E731
+    else:
+        raise SystemExit(f"unknown call {call}")
+    for i in range(WARM_UP):
+        run(count + i)
+    print("ready", flush=True)
+    sys.stdin.readline()
+    before, started = os.times(), time.perf_counter_ns()
+    done = len(timed(run, count, budget_s))
+    wall, after = time.perf_counter_ns() - started, os.times()
+    own = (after.user - before.user) + (after.system - before.system)
+    print(f"cpu {call} {done} {wall / done / 1000:.3f} {own / done * 1e6:.3f}", flush=True)
+    sys.stdin.readline()
+
+
 def main():
     mode, base, count, budget_s = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
     work = os.path.join(base, f"{mode}-{os.getpid()}")
@@ -136,6 +167,8 @@ def main():
             calls(work, count, budget_s)
         elif mode == "depths":
             depths(work, count, budget_s, [int(d) for d in sys.argv[5:]])
+        elif mode == "cpu":
+            cpu(work, count, budget_s, sys.argv[5])
         else:
             raise SystemExit(f"unknown mode {mode}")
     finally:

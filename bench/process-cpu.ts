@@ -1,9 +1,10 @@
 /**
- * CPU time spent by processes, for the stream part's CPU per GiB: long-lived ones (the mount,
- * the agents, the bridge, nats-server) by their pid's `/proc/<pid>/stat`, every thread counted;
- * a one-shot program (the shim, dd) by the `times` builtin of the shell that ran it.
+ * CPU time spent by processes, for the stream part's CPU per GiB and the call part's CPU per
+ * call: long-lived ones (the mount, the agents, the bridge, nats-server, sshfs and its ssh, sshd's
+ * session and sftp-server) by their pid's `/proc/<pid>/stat`, every thread counted; a one-shot
+ * program (the shim, dd) by the `times` builtin of the shell that ran it.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 
 /** Linux's USER_HZ: the unit of utime and stime in /proc/<pid>/stat, 100 on every Linux ABI. */
 const TICKS_PER_SECOND = 100;
@@ -24,6 +25,50 @@ export function cpuSeconds(pid: number): number {
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // utime and stime are fields 14 and 15 of stat(5), so 11 and 12 after the name and state.
   return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+}
+
+/** The processes below `pid` (its children, theirs, ...), as /proc shows them now. */
+export function descendantsOf(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue; // gone meanwhile
+    }
+    // ppid is the second field after the command name (in parentheses, which may hold spaces).
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
+  }
+  const found: number[] = [];
+  const todo = [...(children.get(pid) ?? [])];
+  while (todo.length > 0) {
+    const next = todo.shift() as number;
+    found.push(next);
+    todo.push(...(children.get(next) ?? []));
+  }
+  return found;
+}
+
+/**
+ * CPU seconds `pids` used together between this call and the function it returns; a process gone
+ * by then counts what it had used when this was called.
+ */
+export function groupCpuMeter(pids: readonly number[]): () => number {
+  const before = new Map(pids.map((pid) => [pid, cpuSeconds(pid)]));
+  return () => {
+    let used = 0;
+    for (const [pid, was] of before) {
+      try {
+        used += cpuSeconds(pid) - was;
+      } catch (err) {
+        if (!(err instanceof ProcessGoneError)) throw err;
+      }
+    }
+    return used;
+  };
 }
 
 /** CPU seconds used by each named process between `start()` and the function it returns. */

@@ -16,6 +16,12 @@ export interface CommandOptions {
   env?: NodeJS.ProcessEnv;
   /** A cleanup command (an unmount): runs even after stopAllCommands. */
   cleanup?: boolean;
+  /**
+   * Each in turn: once the program has printed `text` on stdout, `answer()` is written to its
+   * stdin (open only then, closed after the last): a program that waits there while its caller does
+   * something (reads other processes' CPU time: call-bench.ts).
+   */
+  prompts?: readonly { text: string; answer: () => string }[];
 }
 
 export interface CommandResult {
@@ -85,15 +91,27 @@ function run(file: string, args: string[], script: string, options: CommandOptio
   }
   return new Promise((resolve, reject) => {
     const started = performance.now();
+    const prompts = options.prompts ?? [];
     const child = spawn(file, args, {
-      cwd: options.cwd, env: options.env ?? process.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'],
+      cwd: options.cwd, env: options.env ?? process.env, detached: true, stdio: [prompts.length > 0 ? 'pipe' : 'ignore', 'pipe', 'pipe'],
     });
     const pgid = child.pid;
     if (pgid !== undefined) running.add(pgid);
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => { if (stdout.length < MAX_CAPTURE) stdout += chunk.toString(); });
-    child.stderr.on('data', (chunk: Buffer) => { if (stderr.length < MAX_CAPTURE) stderr += chunk.toString(); });
+    let prompted = 0;
+    let promptFrom = 0;
+    child.stdout?.on('data', (chunk: Buffer) => {
+      if (stdout.length < MAX_CAPTURE) stdout += chunk.toString();
+      const next = prompts[prompted];
+      const at = next === undefined ? -1 : stdout.indexOf(next.text, promptFrom);
+      if (next === undefined || at < 0) return;
+      prompted++;
+      promptFrom = at + next.text.length;
+      if (prompted < prompts.length) child.stdin?.write(next.answer());
+      else child.stdin?.end(next.answer());
+    });
+    child.stderr?.on('data', (chunk: Buffer) => { if (stderr.length < MAX_CAPTURE) stderr += chunk.toString(); });
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;

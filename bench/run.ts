@@ -257,7 +257,7 @@ async function main(): Promise<void> {
     callsLoad = loadAverage();
     if (mainParts) {
       try {
-        calls = await measureCallBench(targets, callIterations, progress);
+        calls = await measureCallBench(targets, callIterations, progress, true);
       } catch (err) {
         callsError = (err as Error).message;
         progress(`call bench failed: ${callsError}`);

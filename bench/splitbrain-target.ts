@@ -9,6 +9,7 @@ import { CLI, startAgent } from './agent-daemon.js';
 import type { Cleanup } from './cleanup.js';
 import { DaemonStartError, logTail, readyReport, startDaemon } from './daemon.js';
 import { isMounted } from './mount-table.js';
+import { descendantsOf } from './process-cpu.js';
 import { runCommand, sh } from './run-command.js';
 import { unmountOnCleanup, type Target } from './target.js';
 import { MOUNT_NODE_FLAGS } from '../cli/node-flags.js';
@@ -57,6 +58,10 @@ export async function startSplitbrain(
     name: 'splitbrain', mountPath, slavePath, userspaceCacheMs: cacheMs,
     logs: [{ label: 'splitbrain agent', path: agentLog }, { label: 'splitbrain mount', path: mountLog }],
     pids: { agent: agent.pid, mount: mount.pid },
+    servers: () => ({
+      near: { label: 'mount', pids: [mount.pid] },
+      far: { label: 'agent + watcher', pids: [agent.pid, ...descendantsOf(agent.pid)] },
+    }),
     stop: async () => {
       if (await isMounted(mountPath)) await runCommand(`fusermount -u ${sh(mountPath)}`, { timeoutMs: 10_000, cleanup: true });
       await mount.stop();

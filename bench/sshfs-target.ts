@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import type { Cleanup } from './cleanup.js';
 import { startDaemon, waitUntil } from './daemon.js';
 import { mountedYet } from './mount-table.js';
+import { descendantsOf } from './process-cpu.js';
 import { sshClientOptions, type Sshd } from './sshd.js';
 import { unmountOnCleanup, type Target } from './target.js';
 
@@ -33,5 +34,10 @@ export async function startSshfs(workDir: string, sshd: Sshd, cleanup: Cleanup, 
   return {
     name: 'sshfs', mountPath, slavePath, userspaceCacheMs: SSHFS_DCACHE_MS,
     logs: [{ label, path: sshfsLog }],
+    // sshd's children are the sessions of every sshfs of the run: the others idle meanwhile.
+    servers: () => ({
+      near: { label: 'sshfs + ssh', pids: [sshfs.pid, ...descendantsOf(sshfs.pid)] },
+      far: { label: 'sshd + sftp-server', pids: descendantsOf(sshd.daemon.pid) },
+    }),
   };
 }

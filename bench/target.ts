@@ -11,6 +11,22 @@ import { runCommand, sh } from './run-command.js';
 export const TARGET_NAMES = ['splitbrain', 'sshfs', 'bindfs', 'local'] as const;
 export type TargetName = (typeof TARGET_NAMES)[number];
 
+/** Processes of one side of a target, by what they are (`mount`, `sshfs + ssh`). */
+export interface ProcessGroup {
+  label: string;
+  pids: number[];
+}
+
+/**
+ * The processes that serve a target's calls, besides the program making them: the FUSE side
+ * (`near`) and what it talks to (`far`: the agent, sshd's session); found when asked, as children
+ * (ssh, sftp-server, the change watcher) come with connections.
+ */
+export interface ServerProcesses {
+  near: ProcessGroup;
+  far?: ProcessGroup;
+}
+
 export interface Target {
   name: TargetName;
   /** Where the workloads run: the mountpoint (or the directory itself for the local disk). */
@@ -23,6 +39,8 @@ export interface Target {
   logs: { label: string; path: string }[];
   /** splitbrain's agent and mount processes (their memory is reported by the cluster part). */
   pids?: { agent: number; mount: number };
+  /** The processes serving it (none for the local disk), for the CPU a call costs each. */
+  servers?: () => ServerProcesses;
   /** Unmounts and stops what serves it before the run's cleanup would (a part done with it). */
   stop?: () => Promise<void>;
 }
