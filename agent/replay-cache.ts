@@ -34,6 +34,11 @@ export class ReplayCache {
     const reply = produce();
     this.replies.set(key, reply);
     this.order.push([key, reply]);
+    // Only failed runs leave places that eviction never reaches: bounded all the same.
+    if (this.order.length - this.head > 2 * this.maxEntries + 1024) {
+      this.order = this.order.slice(this.head).filter(([k, r]) => this.replies.get(k) === r);
+      this.head = 0;
+    }
     void reply.then((bytes) => {
       if (this.replies.get(key) !== reply) return;
       this.sizes.set(key, bytes.length);

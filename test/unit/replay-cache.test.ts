@@ -88,4 +88,21 @@ describe('replay cache', () => {
     assert.equal(await remembered(cache, 'fs.link m:2'), true);
     assert.equal(await remembered(cache, 'fs.link m:3'), true);
   });
+
+  it('keeps its bookkeeping bounded when runs keep failing', async () => {
+    const cache = new ReplayCache(10);
+    for (let i = 0; i < 5_000; i++) {
+      await assert.rejects(cache.run(`fs.unlink m:${i}`, () => Promise.reject(new Error('lost'))));
+    }
+    assert.equal(cache.size, 0);
+    // It still evicts the oldest first, and its record of the order (read past its privacy: the
+    // one thing failures could grow) stays within its bound.
+    const { produce } = producer();
+    for (let i = 0; i < 20; i++) await cache.run(`fs.unlink n:${i}`, produce);
+    assert.equal(cache.size, 10);
+    assert.equal(await remembered(cache, 'fs.unlink n:19'), true);
+    assert.equal(await remembered(cache, 'fs.unlink n:9'), false);
+    assert.ok((cache as unknown as { order: unknown[] }).order.length <= 2 * 10 + 1024 + 1);
+  });
 });
+
