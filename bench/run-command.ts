@@ -101,15 +101,18 @@ function run(file: string, args: string[], script: string, options: CommandOptio
     let stderr = '';
     let prompted = 0;
     let promptFrom = 0;
+    // A program gone before it read its answer: its exit status says so, not an EPIPE thrown here.
+    child.stdin?.on('error', () => undefined);
     child.stdout?.on('data', (chunk: Buffer) => {
       if (stdout.length < MAX_CAPTURE) stdout += chunk.toString();
-      const next = prompts[prompted];
-      const at = next === undefined ? -1 : stdout.indexOf(next.text, promptFrom);
-      if (next === undefined || at < 0) return;
-      prompted++;
-      promptFrom = at + next.text.length;
-      if (prompted < prompts.length) child.stdin?.write(next.answer());
-      else child.stdin?.end(next.answer());
+      for (let next = prompts[prompted]; next !== undefined; next = prompts[prompted]) {
+        const at = stdout.indexOf(next.text, promptFrom);
+        if (at < 0) return;
+        prompted++;
+        promptFrom = at + next.text.length;
+        if (prompted < prompts.length) child.stdin?.write(next.answer());
+        else child.stdin?.end(next.answer());
+      }
     });
     child.stderr?.on('data', (chunk: Buffer) => { if (stderr.length < MAX_CAPTURE) stderr += chunk.toString(); });
     let timedOut = false;
