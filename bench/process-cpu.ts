@@ -54,10 +54,18 @@ export function descendantsOf(pid: number): number[] {
 
 /**
  * CPU seconds `pids` used together between this call and the function it returns; a process gone
- * by then counts what it had used when this was called.
+ * by then counts what it had used when this was called, and one gone already (found a moment
+ * before, by descendantsOf) counts nothing.
  */
 export function groupCpuMeter(pids: readonly number[]): () => number {
-  const before = new Map(pids.map((pid) => [pid, cpuSeconds(pid)]));
+  const before = new Map<number, number>();
+  for (const pid of pids) {
+    try {
+      before.set(pid, cpuSeconds(pid));
+    } catch (err) {
+      if (!(err instanceof ProcessGoneError)) throw err;
+    }
+  }
   return () => {
     let used = 0;
     for (const [pid, was] of before) {
