@@ -34,11 +34,6 @@ export class ReplayCache {
     const reply = produce();
     this.replies.set(key, reply);
     this.order.push([key, reply]);
-    // Only failed runs leave places that eviction never reaches: bounded all the same.
-    if (this.order.length - this.head > 2 * this.maxEntries + 1024) {
-      this.order = this.order.slice(this.head).filter(([k, r]) => this.replies.get(k) === r);
-      this.head = 0;
-    }
     void reply.then((bytes) => {
       if (this.replies.get(key) !== reply) return;
       this.sizes.set(key, bytes.length);
@@ -57,8 +52,10 @@ export class ReplayCache {
       // Not when it was forgotten since (a failed request) and run again: that is later in the order.
       if (this.replies.get(key) === reply) this.forget(key);
     }
-    if (this.head > 1024 && this.head * 2 > this.order.length) {
-      this.order = this.order.slice(this.head);
+    // Rebuilt once half of it is behind `head`, or once it holds twice the cache's size ahead of
+    // it: only failed runs leave places there that eviction never reaches, bounded all the same.
+    if ((this.head > 1024 && this.head * 2 > this.order.length) || this.order.length - this.head > 2 * this.maxEntries + 1024) {
+      this.order = this.order.slice(this.head).filter(([k, r]) => this.replies.get(k) === r);
       this.head = 0;
     }
   }
