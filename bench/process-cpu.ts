@@ -13,6 +13,14 @@ export class ProcessGoneError extends Error {
   override name = 'ProcessGoneError';
 }
 
+/**
+ * The fields of a `/proc/<pid>/stat` line after the command name and its parentheses (which may
+ * hold spaces): the state first, then ppid, ... (stat(5)'s fields 3 on).
+ */
+function fieldsAfterName(stat: string): string[] {
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
 /** User plus system CPU seconds `pid` has used so far, all its threads together. */
 export function cpuSeconds(pid: number): number {
   let stat: string;
@@ -21,8 +29,7 @@ export function cpuSeconds(pid: number): number {
   } catch (cause) {
     throw new ProcessGoneError(`process ${pid} is gone: its CPU time cannot be read`, { cause });
   }
-  // The command name, in parentheses, may hold spaces: fields are counted after its last ')'.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const fields = fieldsAfterName(stat);
   // utime and stime are fields 14 and 15 of stat(5), so 11 and 12 after the name and state.
   return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
 }
@@ -38,8 +45,7 @@ export function descendantsOf(pid: number): number[] {
     } catch {
       continue; // gone meanwhile
     }
-    // ppid is the second field after the command name (in parentheses, which may hold spaces).
-    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    const ppid = Number(fieldsAfterName(stat)[1]);
     children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
   }
   const found: number[] = [];
