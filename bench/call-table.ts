@@ -139,7 +139,8 @@ function coherenceTable(section: CallSection, coherence: CoherenceResults): { ta
 
 const CALL_LEGEND = 'Each call timed on its own (Python\'s `time.perf_counter_ns` around the one `os` call) in '
   + 'one Python process per target (`bench/call-timing.py`), at depth 1 in a fresh directory under the '
-  + 'mount; median of ITERATIONS timed calls after 20 untimed rounds of every call; "n=" marks a loop cut '
+  + 'mount; median of ITERATIONS timed calls after WARMUP untimed rounds of every call (a mount compiles its '
+  + 'hot paths as it serves them: bench/call-bench.ts); "n=" marks a loop cut '
   + 'short by its 10 s bound. create makes a new name each time; write opens one of those files '
   + '`O_WRONLY|O_TRUNC`, writes 4 KiB and closes it; chmod and unlink act on those files, rmdir on the '
   + 'directories mkdir made. Lower is better; the last column is splitbrain\'s median over sshfs\'s.';
@@ -148,7 +149,7 @@ const DEPTH_LEGEND = 'At the end of a chain of that many directories (made untim
   + 'create + close of a fresh name, `unlink` of it; the median of the rounds (all three calls) in µs, '
   + 'the medians of each call in brackets; the last row is the depth-200 round over the depth-1 round.';
 
-const CPU_LEGEND = 'What one call costs each process: the call in a loop of CALLS (`call-timing.py cpu`, after 20 '
+const CPU_LEGEND = 'What one call costs each process: the call in a loop of CALLS (`call-timing.py cpu`, after WARMUP '
   + 'untimed; the same files and calls as above), the mean wall time per call, and the CPU time (user and '
   + 'system, every thread) per call of the program making it, of the FUSE server side (the splitbrain '
   + 'mount; sshfs with its ssh client; bindfs) and of what that talks to (the agent with its change watcher; '
@@ -175,9 +176,9 @@ export function renderCallSection(section: CallSection): string {
   ];
   const { calls, coherence } = section;
   if (calls) {
-    out.push(callTable(section, calls), '', CALL_LEGEND.replace('ITERATIONS', String(calls.iterations)), '');
+    out.push(callTable(section, calls), '', CALL_LEGEND.replace('ITERATIONS', String(calls.iterations)).replace('WARMUP', String(calls.warmUp)), '');
     out.push(depthTable(section, calls), '', DEPTH_LEGEND, '');
-    if (calls.cpu) out.push(cpuTable(section, calls.cpu), '', CPU_LEGEND.replace('CALLS', String(CPU_LOOP_CALLS)), '');
+    if (calls.cpu) out.push(cpuTable(section, calls.cpu), '', CPU_LEGEND.replace('CALLS', String(CPU_LOOP_CALLS)).replace('WARMUP', String(calls.warmUp)), '');
   }
   if (section.callsError) out.push(`Call bench: fails (${section.callsError})`, '');
   if (coherence) {

@@ -9,12 +9,12 @@ Usage:
 `calls`: stat of a known file, stat of a missing name, create + close (O_CREAT|O_EXCL, a fresh
 name each time), write 4 KiB + close (O_TRUNC, one of those files each time), chmod, unlink,
 mkdir, rmdir, at depth 1. `depths`: stat of a known file, create + close of a fresh name and its
-unlink at the end of a chain of DEPTH directories. Twenty untimed rounds first; each loop stops
-early once it has run BUDGET_S seconds. Prints one line per call, `KEY COUNT MEDIAN_US`, and makes
+unlink at the end of a chain of DEPTH directories. Untimed rounds first (CALL_TIMING_WARM_UP in the
+environment, default 20); each loop stops early once it has run BUDGET_S seconds. Prints one line per call, `KEY COUNT MEDIAN_US`, and makes
 and removes its own directory under BASE.
 
 `cpu`: one call (`create` or `write-4k`, as `calls` makes them) in a loop, for the CPU it costs
-each process: after its files are made and twenty untimed calls, prints `ready` and waits for a
+each process: after its files are made and the untimed calls, prints `ready` and waits for a
 line on stdin (whoever measures the other processes reads their CPU then), runs the loop, prints
 `cpu CALL COUNT WALL_US CPU_US` (the wall time and this process's own CPU time, user and system,
 per call, both the mean over the loop) and waits for another line before removing its files.
@@ -25,7 +25,9 @@ import statistics
 import sys
 import time
 
-WARM_UP = 20
+# Untimed rounds before the timed ones: enough for a server that compiles its hot paths as it
+# runs (the splitbrain mount, V8) to be timed as a long-running one is, not while compiling them.
+WARM_UP = int(os.environ.get("CALL_TIMING_WARM_UP", "20"))
 BLOCK = b"\0" * 4096
 
 
