@@ -42,11 +42,11 @@ export type CpuCallId = (typeof CPU_CALLS)[number];
 export const CPU_LOOP_CALLS = 2000;
 /**
  * Untimed rounds before the timed calls on loopback. The mount compiles its hot paths as it serves
- * them (V8): after call-timing.py's 20, write 4 KiB + close still ran at 1.7-2.2 ms (median of 300)
- * on a fresh mount and create + close at 450-550 µs; after 300, 1.3-1.5 ms and 140 µs, where sshfs
- * and bindfs (compiled ahead) do not move. A test suite's mount serves thousands of calls: this
- * times it as that long-running mount, not while it compiles. The delayed link keeps the short
- * warm-up (each round costs sshfs several round trips there).
+ * them (V8): on fresh mounts, after call-timing.py's 20 rounds, create + close ran at 450-550 µs
+ * (median of 300) and write 4 KiB + close at 1.7-2.2 ms; after 300, at 140 µs and 1.3-1.5 ms (two
+ * alternated pairs, by hand). sshfs and bindfs are compiled ahead. A test suite's mount serves
+ * thousands of calls: this times it as that long-running mount, not while it compiles. The delayed
+ * link keeps the short warm-up (each round costs sshfs several round trips there).
  */
 export const LOOPBACK_WARM_UP = 200;
 const DEFAULT_WARM_UP = 20;
