@@ -8,7 +8,7 @@
  */
 import { futimesSync, lstatSync, fstatSync, lutimesSync } from 'node:fs';
 import { nameToBytes, timestampFromMs, type TimeSpec, type Timestamp } from '../../../protocol/index.js';
-import { libc, libcFailure, libcProblem } from './libc.js';
+import { cPath, libc, libcFailure, libcProblem } from './libc.js';
 
 /** utimensat's special nanosecond values (<sys/stat.h> on Linux). */
 const UTIME_NOW = (1 << 30) - 1;
@@ -29,11 +29,6 @@ function timespecOf(spec: TimeSpec): Timespec {
   if (spec === 'omit') return { tv_sec: 0, tv_nsec: UTIME_OMIT };
   const time: Timestamp = typeof spec === 'number' ? timestampFromMs(spec) : spec;
   return { tv_sec: time.sec, tv_nsec: time.nsec };
-}
-
-/** A NUL-terminated C string of a path's bytes (a Buffer path may hold any byte but NUL). */
-function cPath(path: string): Buffer {
-  return Buffer.concat([nameToBytes(path), Buffer.of(0)]);
 }
 
 /** Node's seconds for the fallback: 'omit' keeps the current time. */

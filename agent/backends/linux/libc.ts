@@ -1,22 +1,29 @@
 /**
  * The libc calls the agent needs that Node does not make, through koffi (a maintained FFI whose
  * npm package ships its prebuilt binaries: no compiler, no code of ours in C): utimensat(2) and
- * futimens(2) for file times to the nanosecond (file-times.ts), pipe2(2) and fcntl(2) for a
- * process's output pipes (output-pipes.ts), ioctl(2) for terminals (termios.ts). This file is the
- * agent's only importer of koffi.
+ * futimens(2) for file times to the nanosecond (file-times.ts), the l*xattr(2) calls for a file's
+ * extended attributes by its bytes (xattrs.ts), pipe2(2) and fcntl(2) for a process's output pipes
+ * (output-pipes.ts), ioctl(2) for terminals (termios.ts). This file is the agent's only importer
+ * of koffi.
  *
  * Synchronous calls only: koffi's asynchronous calls run on other threads, where errno would not
  * be ours to read. Where koffi or libc cannot be loaded (a slave without glibc), `libc()` is null,
  * `libcProblem()` says why, and each caller falls back to what Node can do.
  */
 import { createRequire } from 'node:module';
-import { SlaveError, errnoName } from '../../../protocol/index.js';
+import { SlaveError, errnoName, nameToBytes } from '../../../protocol/index.js';
 
 type KoffiFunction = (...args: unknown[]) => number;
 
 export interface Libc {
   utimensat: KoffiFunction;
   futimens: KoffiFunction;
+  /** llistxattr(path, list, size): with a null list and size 0, the bytes the names would take (0: none), or -1. */
+  llistxattr: KoffiFunction;
+  /** lgetxattr(path, name, value, size): a null value and size 0 ask for the value's length. */
+  lgetxattr: KoffiFunction;
+  lsetxattr: KoffiFunction;
+  lremovexattr: KoffiFunction;
   /** pipe2(fds, flags): `fds` an array of two numbers, filled in. */
   pipe2: KoffiFunction;
   /** ioctl(fd, request, buffer): the argument is a pointer to `buffer`'s bytes. */
@@ -45,6 +52,10 @@ export function libc(): Libc | null {
     loaded = {
       utimensat: lib.func('int utimensat(int dirfd, const char *path, const splitbrain_timespec *times, int flags)') as KoffiFunction,
       futimens: lib.func('int futimens(int fd, const splitbrain_timespec *times)') as KoffiFunction,
+      llistxattr: lib.func('long llistxattr(const char *path, _Out_ uint8_t *list, size_t size)') as KoffiFunction,
+      lgetxattr: lib.func('long lgetxattr(const char *path, const char *name, _Out_ uint8_t *value, size_t size)') as KoffiFunction,
+      lsetxattr: lib.func('int lsetxattr(const char *path, const char *name, const uint8_t *value, size_t size, int flags)') as KoffiFunction,
+      lremovexattr: lib.func('int lremovexattr(const char *path, const char *name)') as KoffiFunction,
       pipe2: lib.func('int pipe2(_Out_ int *fds, int flags)') as KoffiFunction,
       ioctlBuffer: (fd, request, buffer) => ioctlBuffer(fd, request, buffer),
       ioctlValue: (fd, request, value) => ioctlValue(fd, request, value),
@@ -62,6 +73,11 @@ export function libc(): Libc | null {
 export function libcProblem(): string | undefined {
   libc();
   return problem;
+}
+
+/** A host path as libc takes it: its bytes (any but NUL, whatever their encoding), NUL-terminated. */
+export function cPath(path: string): Buffer {
+  return Buffer.concat([nameToBytes(path), Buffer.of(0)]);
 }
 
 /** The error of the call that just failed, as its errno. */

@@ -15,7 +15,7 @@ import { fsPath } from '../../host-path.js';
 import type { FilesBackend } from '../files-backend.js';
 import { exactTimesProblem, setFileTimes, setPathTimes } from './file-times.js';
 import { makeNode } from './make-node.js';
-import { accessAcl, getxattr, listxattr, removexattr, setxattr } from './xattrs.js';
+import { accessAcl, getxattr, hasAnyXattr, listxattr, removexattr, setxattr } from './xattrs.js';
 
 const readAsync = promisify(read);
 const fsyncAsync = promisify(fsync);
@@ -169,12 +169,6 @@ export function linuxFiles(): FilesBackend {
     closeNow: (fd) => closeSync(fd),
 
     getxattr, setxattr, listxattr, removexattr, accessAcl,
-    hasXattrs: (host) => {
-      try {
-        return listxattr(host).length > 0;
-      } catch {
-        return undefined;
-      }
-    },
+    hasXattrs: hasAnyXattr,
   };
 }
