@@ -88,6 +88,11 @@ function parseTimings(stdout: string): Map<string, CallStat> {
   return byKey;
 }
 
+/** call-timing.py's environment: this process's, with the untimed rounds it runs first. */
+function warmUpEnv(warmUp: number): NodeJS.ProcessEnv {
+  return { ...process.env, CALL_TIMING_WARM_UP: String(warmUp) };
+}
+
 async function time(args: string[], warmUp: number): Promise<Timings> {
   try {
     const { stdout } = await runArgv([PYTHON, SCRIPT, ...args], { timeoutMs: RUN_TIMEOUT_MS, env: warmUpEnv(warmUp) });
@@ -102,10 +107,6 @@ async function time(args: string[], warmUp: number): Promise<Timings> {
  * read just before the loop starts and as soon as it is over, before the script removes its
  * files (it waits on stdin at both points).
  */
-function warmUpEnv(warmUp: number): NodeJS.ProcessEnv {
-  return { ...process.env, CALL_TIMING_WARM_UP: String(warmUp) };
-}
-
 async function callCpu(target: Target, base: string, call: CpuCallId, warmUp: number): Promise<CpuOutcome> {
   let meters: { label: string; used: () => number }[] = [];
   let used: { label: string; seconds: number }[] = [];

@@ -10,8 +10,8 @@ Usage:
 name each time), write 4 KiB + close (O_TRUNC, one of those files each time), chmod, unlink,
 mkdir, rmdir, at depth 1. `depths`: stat of a known file, create + close of a fresh name and its
 unlink at the end of a chain of DEPTH directories. Untimed rounds first (CALL_TIMING_WARM_UP in the
-environment, default 20); each loop stops early once it has run BUDGET_S seconds. Prints one line per call, `KEY COUNT MEDIAN_US`, and makes
-and removes its own directory under BASE.
+environment, default 20); each loop stops early once it has run BUDGET_S seconds. Prints one line
+per call, `KEY COUNT MEDIAN_US`, and makes and removes its own directory under BASE.
 
 `cpu`: one call (`create` or `write-4k`, as `calls` makes them) in a loop, for the CPU it costs
 each process: after its files are made and the untimed calls, prints `ready` and waits for a
