@@ -108,6 +108,8 @@ class NoSuchNode extends SlaveError {
 interface OpenDir {
   node: FsNode;
   entries?: DirEntry[];
+  /** The cache generation `entries` were fetched at. */
+  generation?: number;
 }
 
 export class FuseAdapter {
@@ -147,9 +149,12 @@ export class FuseAdapter {
     this.readData = fs.readData?.bind(fs);
   }
 
-  /** New answers are cached this long (the feed of slave changes came or went). */
-  setTimeouts(timeouts: KernelTimeouts): void {
-    this.cache.setTimeouts(timeouts);
+  /**
+   * New answers are cached this long (the feed of slave changes came or went); `feedLive`: every
+   * slave change reaches the mount, so opens keep the kernel's page cache and listings.
+   */
+  setTimeouts(timeouts: KernelTimeouts, feedLive = false): void {
+    this.cache.setTimeouts(timeouts, feedLive);
   }
 
   get knownNodes(): number {
@@ -340,7 +345,7 @@ export class FuseAdapter {
           b.replyAttr(handle, packAttr(b, attr, this.attrScratch), this.cache.since(generation, ino).attr);
         });
       },
-      SETATTR: ({ handle, ino, fh, setattr }, who) => this.run(handle, 'setattr', () => this.setattr(ino, fh, setattr ?? new Float64Array(0), who), (attr) => {
+      SETATTR: ({ handle, ino, fh, setattr }, who) => this.run(handle, 'setattr', () => this.doubtOnFailure(ino, this.setattr(ino, fh, setattr ?? new Float64Array(0), who)), (attr) => {
         b.replyAttr(handle, packAttr(b, attr, this.attrScratch), this.attrTimeout(attr, this.cache.current.attr));
       }),
       READLINK: ({ handle, ino }, who) => this.run(handle, 'readlink', () => this.byName(ino, who, (path) => fs.readlink(path, who)), (shown) => {
@@ -391,34 +396,50 @@ export class FuseAdapter {
       },
       OPEN: ({ handle, ino, flags }, who) => this.run(handle, 'open', () => this.byName(ino, who, (path) => fs.open(path, flags, who)), (fh) => {
         this.opened(ino, fh);
-        if (!b.replyOpen(handle, fh, this.openFlags())) this.unsentOpen(ino, fh, who, 0);
+        const node = this.nodes.get(ino);
+        if (!b.replyOpen(handle, fh, this.openFlags(node))) {
+          this.untaken(node);
+          this.unsentOpen(ino, fh, who, 0);
+        }
       }),
       CREATE: ({ handle, ino, flags, mode }, who, name) => this.run(handle, 'create', () => fs.create(this.childPath(ino, name), flags, mode, who), ({ fh, attr }) => {
         const node = this.nodes.looked(this.node(ino), name, attr);
         this.opened(node.id, fh);
         const t = this.cache.current;
-        if (!b.replyCreate(handle, node.id, packAttr(b, attr, this.attrScratch), t.entry, this.attrTimeout(attr, t.attr), fh, this.openFlags())) this.unsentOpen(node.id, fh, who, 1);
+        if (!b.replyCreate(handle, node.id, packAttr(b, attr, this.attrScratch), t.entry, this.attrTimeout(attr, t.attr), fh, this.openFlags(node))) {
+          this.untaken(node);
+          this.unsentOpen(node.id, fh, who, 1);
+        }
       }),
       READ: ({ handle, ino, fh, size, offset }, who) => {
+        // The kernel keeps what a read brings, across opens too: not if it may predate a change.
+        const generation = this.cache.now;
+        const node = this.nodes.get(ino);
         const readData = this.readData;
         if (readData) {
           // Answered with the filesystem's bytes where they lie (read-ahead's chunks): no copy.
-          return this.run(handle, 'read', () => readData(this.maybePath(ino), fh, size, offset, who), (pieces) => b.replyIov(handle, pieces));
+          return this.run(handle, 'read', () => readData(this.maybePath(ino), fh, size, offset, who), (pieces) => {
+            if (node) this.cache.filled(generation, node);
+            b.replyIov(handle, pieces);
+          });
         }
         const target = Buffer.allocUnsafe(size);
-        this.run(handle, 'read', () => fs.read(this.maybePath(ino), fh, target, size, offset, who), (n) => b.replyBuf(handle, target, n));
+        this.run(handle, 'read', () => fs.read(this.maybePath(ino), fh, target, size, offset, who), (n) => {
+          if (node) this.cache.filled(generation, node);
+          b.replyBuf(handle, target, n);
+        });
       },
       WRITE: ({ handle, ino, fh, data, offset }, who) => {
         // A view of the binding's memory for written data, valid until answered (MountFs.write).
         const bytes = bufferOf(data);
-        this.run(handle, 'write', () => fs.write(this.maybePath(ino), fh, bytes, bytes.length, offset, who), (n) => b.replyWrite(handle, n));
+        this.run(handle, 'write', () => this.doubtOnFailure(ino, fs.write(this.maybePath(ino), fh, bytes, bytes.length, offset, who)), (n) => b.replyWrite(handle, n));
       },
-      FLUSH: ({ handle, ino, fh }, who) => this.run(handle, 'flush', () => fs.flush(this.maybePath(ino), fh, who), this.ok(handle)),
+      FLUSH: ({ handle, ino, fh }, who) => this.run(handle, 'flush', () => this.doubtOnFailure(ino, fs.flush(this.maybePath(ino), fh, who)), this.ok(handle)),
       RELEASE: ({ handle, ino, fh }, who) => {
         this.closed(ino, fh);
-        this.run(handle, 'release', () => fs.release(this.maybePath(ino), fh, who), this.ok(handle));
+        this.run(handle, 'release', () => this.doubtOnFailure(ino, fs.release(this.maybePath(ino), fh, who)), this.ok(handle));
       },
-      FSYNC: ({ handle, ino, fh, datasync }, who) => this.run(handle, 'fsync', () => fs.fsync(this.maybePath(ino), fh, datasync, who), this.ok(handle)),
+      FSYNC: ({ handle, ino, fh, datasync }, who) => this.run(handle, 'fsync', () => this.doubtOnFailure(ino, fs.fsync(this.maybePath(ino), fh, datasync, who)), this.ok(handle)),
       FSYNCDIR: ({ handle, ino, datasync }, who) => {
         // Without fsyncdir the kernel answers a directory's fsync itself, as done.
         const fsyncdir = fs.fsyncdir?.bind(fs);
@@ -426,7 +447,11 @@ export class FuseAdapter {
         this.run(handle, 'fsyncdir', () => fsyncdir(this.pathOf(ino), datasync, who), this.ok(handle));
       },
       OPENDIR: ({ handle, ino, flags }, who) => this.run(handle, 'opendir', () => this.opendir(ino, flags, who), (dir) => {
-        if (!b.replyOpen(handle, dir, 0)) this.dirs.delete(dir);
+        const node = this.nodes.get(ino);
+        if (!b.replyOpen(handle, dir, this.dirOpenFlags(node))) {
+          this.untaken(node);
+          this.dirs.delete(dir);
+        }
       }),
       READDIR: (request, who) => this.readdir(request, false, who),
       READDIRPLUS: (request, who) => this.readdir(request, true, who),
@@ -465,6 +490,9 @@ export class FuseAdapter {
   private readdir({ handle, ino, fh, size, offset }: FuseRequest, plus: boolean, who: FuseCaller): void {
     const generation = this.cache.now;
     this.run(handle, 'readdir', () => this.listing(fh, offset, who), (entries) => {
+      const dir = this.dirs.get(fh);
+      // The kernel may keep the listing (cache_readdir): not one that may predate a change.
+      if (dir) this.cache.filled(dir.generation ?? generation, dir.node);
       this.replyDir(handle, plus, fh, size, offset, entries, this.cache.since(generation, ino));
     });
   }
@@ -546,8 +574,39 @@ export class FuseAdapter {
     return -1;
   }
 
-  private openFlags(): number {
-    return this.options.directIo ? this.binding.openFlags.DIRECT_IO : 0;
+  /** How the kernel treats an open file: direct I/O, or a page cache kept across opens while the feed is live. */
+  private openFlags(node: FsNode | undefined): number {
+    if (this.options.directIo) return this.binding.openFlags.DIRECT_IO;
+    return node && this.cache.keepsData(node) ? this.binding.openFlags.KEEP_CACHE : 0;
+  }
+
+  /**
+   * An open directory's listing is kept by the kernel across opens while the feed is live
+   * (cache_readdir with keep_cache; the kernel drops it when the directory's mtime moves or it
+   * changes it itself). The kernel checks the directory's mtime as it reads such a listing from
+   * its start, asking for it if its attributes have expired: only for a directory whose
+   * attributes the mount holds now, so that the check never waits for the slave (a directory
+   * with changes on their way is listed as without caching).
+   */
+  private dirOpenFlags(node: FsNode | undefined): number {
+    const { CACHE_DIR, KEEP_CACHE } = this.binding.openFlags;
+    if (this.options.directIo || !node || !this.cache.keepsData(node)) return 0;
+    const path = this.nodes.pathOf(node);
+    return path !== null && this.fs.attrSettled?.(path) === true ? CACHE_DIR | KEEP_CACHE : 0;
+  }
+
+  /** An open the kernel did not take dropped nothing: a doubt its flags settled stands. */
+  private untaken(node: FsNode | undefined): void {
+    if (node) this.cache.doubt(node);
+  }
+
+  /** A failed write, flush, sync or attribute change leaves what the kernel holds of the file in doubt. */
+  private doubtOnFailure<T>(id: number, work: Promise<T>): Promise<T> {
+    return work.catch((err: unknown) => {
+      const node = this.nodes.get(id);
+      if (node) this.cache.doubt(node);
+      throw err;
+    });
   }
 
   private lookup(handle: RequestHandle, parentId: number, name: string, who: FuseCaller): void {
@@ -641,7 +700,9 @@ export class FuseAdapter {
     if (dir.entries && offset > 0) return dir.entries;
     const path = this.nodes.pathOf(dir.node);
     if (path === null) throw new NoSuchNode(`directory ${dir.node.id}'s name`);
+    const generation = this.cache.now;
     const entries = await this.fs.readdir(path, who);
+    dir.generation = generation;
     const parent = dir.node.links[0]?.parent ?? dir.node;
     dir.entries = [
       { name: '.', attr: null, ino: dir.node.ino },

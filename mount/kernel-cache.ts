@@ -10,6 +10,11 @@
  *   thread; names something is mounted on are kept (a sidecar's device tree over /dev).
  * - Fences: `applied()` resolves once every invalidation asked for so far reached the kernel;
  *   an answer that corrects what the mount told the kernel waits for it (`settle`).
+ * - Data across opens: while the feed is live, an open keeps the file's page cache and a
+ *   directory's cached listing (keep_cache, cache_readdir), which the feed's invalidations drop.
+ *   A node whose kernel-held data may not be the slave's (invalidated since: a read in flight
+ *   then may have refilled it from before the change; or a write of it refused) is doubted:
+ *   its next open drops them instead (`keepsData`).
  * - A kernel never let keep an answer (`-o cache=no`) is sent no invalidation of names and
  *   attributes: it holds none to drop, it asks at every use, and its page cache follows the
  *   size and mtime each answer brings (auto_inval_data). Such an invalidation would only cost:
@@ -43,6 +48,11 @@ export function joinPath(parent: string, name: string): string {
   return parent === '/' ? `/${name}` : `${parent}/${name}`;
 }
 
+/** Whether `node` lies below directory `dir` by any of its names (a directory has one). */
+function below(node: FsNode, dir: FsNode): boolean {
+  return node.links.some((link) => link.parent === dir || below(link.parent, dir));
+}
+
 export class KernelCache {
   /** The mount the invalidations go to, once mounted. */
   mount: MountHandle | undefined;
@@ -61,6 +71,10 @@ export class KernelCache {
   private nextFence = 1;
   /** Whether the kernel was ever let keep an answer: until then nothing is invalidated. */
   private everKept: boolean;
+  /** Whether opens keep the kernel's data of a file or listing (the feed is live, answers are kept). */
+  private keepAcrossOpens = false;
+  /** Nodes whose data in the kernel may not be the slave's: their next open drops it. */
+  private readonly doubted = new WeakSet<FsNode>();
 
   constructor(
     private readonly binding: FuseBinding, private readonly nodes: NodeTable,
@@ -75,10 +89,38 @@ export class KernelCache {
     return this.timeouts;
   }
 
-  /** New answers are cached this long (the feed of slave changes came or went). */
-  setTimeouts(timeouts: KernelTimeouts): void {
+  /**
+   * New answers are cached this long (the feed of slave changes came or went); `feedLive`: every
+   * change on the slave reaches the mount, so opens may keep what the kernel holds of the data.
+   */
+  setTimeouts(timeouts: KernelTimeouts, feedLive = false): void {
     this.timeouts = timeouts;
     this.everKept ||= keeps(timeouts);
+    this.keepAcrossOpens = feedLive && timeouts.attr > 0;
+  }
+
+  /**
+   * Whether an open of `node` answered now may keep the page cache (or cached listing) the
+   * kernel has of it. Not while the feed is down, nor for a doubted node, whose open drops it:
+   * that clears the doubt.
+   */
+  keepsData(node: FsNode): boolean {
+    const doubted = this.doubted.delete(node);
+    return this.keepAcrossOpens && !doubted;
+  }
+
+  /** What the kernel holds of `node`'s data may not be the slave's (a write of it refused). */
+  doubt(node: FsNode): void {
+    this.doubted.add(node);
+  }
+
+  /**
+   * Data of `node` fetched since `generation` is about to reach the kernel: if the node was
+   * invalidated meanwhile, it may predate the change and outlive its invalidation.
+   */
+  filled(generation: number, node: FsNode): void {
+    if (generation === this.generation) return;
+    if (this.allChangedAt > generation || (this.changedAt.get(node.id) ?? 0) > generation) this.doubted.add(node);
   }
 
   /** Where invalidations go: nowhere while the kernel has kept nothing. */
@@ -124,8 +166,12 @@ export class KernelCache {
     const dir = this.nodes.find(dirPath);
     if (!dir) return;
     this.changed(dir.id);
+    this.doubted.add(dir);
     const child = name === null ? undefined : this.nodes.child(dir, name);
-    if (child) this.changed(child.id);
+    if (child) {
+      this.changed(child.id);
+      this.doubted.add(child);
+    }
     // Anything below: answers in flight about it are not kept.
     if (name === null) this.allChangedAt = this.generation;
     const mount = this.kernel;
@@ -135,6 +181,8 @@ export class KernelCache {
       const mounted = mountpointsUnder(this.mountPath);
       for (const node of this.nodes.nodes()) {
         for (const link of node.links) if (link.parent === dir) this.invalidateName(mount, link, mounted);
+        // Any file below may have changed, and a name looked up again finds its node again.
+        if (below(node, dir)) this.doubted.add(node);
       }
       return;
     }
@@ -154,6 +202,7 @@ export class KernelCache {
     const mounted = mountpointsUnder(this.mountPath);
     for (const node of this.nodes.nodes()) {
       this.binding.invalInode(mount, node.id, 0, 0);
+      this.doubted.add(node);
       for (const link of node.links) this.invalidateName(mount, link, mounted);
     }
   }

@@ -97,6 +97,8 @@ export interface MountFs {
   provisional?(attr: Attr): boolean;
   /** What the filesystem last knew of `path`'s attributes, without asking (none: unknown). */
   lastKnown?(path: string): Attr | undefined;
+  /** Whether a getattr of `path` would be answered now from what the filesystem holds, waiting for nothing. */
+  attrSettled?(path: string): boolean;
   /**
    * The filesystem drops set-user-ID and set-group-ID bits itself where Linux would on a write,
    * truncate or chown, so the kernel need not ask for the file's attributes before each of those

@@ -212,6 +212,7 @@ export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
     cache.onStale = (path, entry) => adapter.invalidateStale(posix.dirname(path), posix.basename(path), entry);
     const forgetAll = () => {
       cache.clear();
+      remote?.slaveChanged('/', null);
       adapter.invalidateAll();
     };
     // A restarted slave may have changed anything: the kernel forgets it too.
@@ -239,7 +240,7 @@ export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
       const coherent = (state: FeedState) => {
         feedState = state;
         const on = state === 'live';
-        adapter.setTimeouts(on ? live : shortTimeouts);
+        adapter.setTimeouts(on ? live : shortTimeouts, on);
         cache.setTimeouts(on ? tuning.cache : shortCache);
         if (on) log.info({ timeouts: live }, 'slave change feed live: caching long');
         else log.warn({ state, fallbackSeconds: fallback }, 'slave change feed not live: caching briefly');
@@ -249,6 +250,7 @@ export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
       feed.onChanges((changes) => {
         for (const { dir, name, kind } of changes) {
           cache.slaveChanged(dir, name, kind === 'entry');
+          remote?.slaveChanged(dir, name);
           adapter.invalidate(dir, name, kind === 'entry');
         }
       });

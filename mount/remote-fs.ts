@@ -355,6 +355,22 @@ export class RemoteFs extends MountFsBase {
     return { has: (path, ino) => paths.has(path) || inodes.has(ino) };
   }
 
+  /**
+   * The slave changed `name` in `dir` (null: anything in it), by the change feed: what open files
+   * hold of it read ahead, or as written whole, is old. (The kernel keeps pages across opens while
+   * the feed is live: one answered from such a chunk would outlive the change's invalidation.)
+   */
+  slaveChanged(dir: string, name: string | null): void {
+    if (name !== null) {
+      this.invalidateReaders(posix.join(dir, name));
+      return;
+    }
+    const prefix = dir === '/' ? '/' : `${dir}/`;
+    for (const file of this.files.all()) {
+      if (file.path !== null && file.path.startsWith(prefix)) this.invalidateReaders(file.path);
+    }
+  }
+
   private invalidateReaders(path: string | null, except?: OpenFile): void {
     this.dataChanges++;
     if (path !== null) this.wholes.drop(path);
@@ -439,6 +455,13 @@ export class RemoteFs extends MountFsBase {
 
   lastKnown(path: string): Attr | undefined {
     return this.cache.lastKnown(path);
+  }
+
+  /** As getattr's answer from the cache: nothing pending for the path, its attributes held and sure. */
+  attrSettled(path: string): boolean {
+    if (this.unrefused.pending(path)) return false;
+    const cached = this.cache.lookup(path);
+    return cached !== null && cached !== undefined && !this.changedElsewhere(cached.ino);
   }
 
   /** A change to `path` answered before the slave made it: a getattr waits for the slave's word. */
