@@ -50,6 +50,13 @@ export async function run(command: string, args: string[], options: SpawnOptions
   }
 }
 
+/** Runs a Python script (`python3 -c`) with `args`; its stdout, once it exited 0 (else the test fails with its stderr). */
+export async function pythonOut(script: string, ...args: string[]): Promise<string> {
+  const result = await run('python3', ['-c', script, ...args]);
+  if (result.code !== 0) throw new Error(`python3 exited ${result.code ?? result.signal}: ${result.stderr}`);
+  return result.stdout;
+}
+
 /** Runs `sh -c script` and fails with its output if it does not exit 0. */
 export async function sh(script: string, options: SpawnOptions & { timeoutMs?: number } = {}): Promise<string> {
   const result = await run('sh', ['-c', script], options);

@@ -10,14 +10,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { agentOps } from '../helpers/agent-metrics.js';
 import { freePort } from '../helpers/ports.js';
-import { run, sh, spawnCollecting, waitFor } from '../helpers/processes.js';
+import { pythonOut, run, sh, spawnCollecting, waitFor } from '../helpers/processes.js';
 import { startAgentProcess, startBareAgent, startMountProcess, type AgentProcess, type BareAgent, type MountProcess } from '../helpers/slave.js';
-
-async function python(script: string, ...args: string[]): Promise<string> {
-  const result = await run('python3', ['-c', script, ...args]);
-  assert.equal(result.code, 0, result.stderr);
-  return result.stdout;
-}
 
 describe('answers the mount gives from what it holds', () => {
   let slave: BareAgent;
@@ -46,7 +40,7 @@ describe('answers the mount gives from what it holds', () => {
   });
 
   it('keeps the mount\'s root found after a name is made in it (its attributes unsure, its listing cached)', async () => {
-    const out = await python([
+    const out = await pythonOut([
       'import os',
       `os.listdir("${mnt}")`,
       `os.mkdir("${mnt}/made-at-root")`,
@@ -80,13 +74,13 @@ describe('answers the mount gives from what it holds', () => {
       '    print(size, st.st_size, st.st_ino, oct(st.st_mode), hashlib.sha256(whole).hexdigest(), hashlib.sha256(inside).hexdigest())',
     ].join('\n');
     const args = sizes.map(String);
-    await python(write, join(mnt, 'w'), ...args);
+    await pythonOut(write, join(mnt, 'w'), ...args);
     const opensBefore = await ops('fs.open');
-    const onMount = await python(readBack, join(mnt, 'w'), ...args);
+    const onMount = await pythonOut(readBack, join(mnt, 'w'), ...args);
     const opens = (await ops('fs.open')) - opensBefore;
     // Only the file past the size kept whole is opened on the agent.
     assert.equal(opens, 1, `${opens} opens on the agent`);
-    assert.equal(onMount, await python(readBack, join(slave.root, 'w'), ...args), 'what the mount read is the slave\'s file, inode and mode too');
+    assert.equal(onMount, await pythonOut(readBack, join(slave.root, 'w'), ...args), 'what the mount read is the slave\'s file, inode and mode too');
 
     // Changed on the slave (the feed tells the mount): the next open asks the agent and reads it.
     await sh(`printf 'more' >> '${slave.root}/w/f4095'`);
@@ -97,7 +91,7 @@ describe('answers the mount gives from what it holds', () => {
     await sh(`mv '${mnt}/w/other' '${mnt}/w/f1'`);
     assert.equal(await sh(`cat '${mnt}/w/f1'`), 'other bytes');
     // Rewritten through the mount by another handle while one was open for writing.
-    await python([
+    await pythonOut([
       'import os',
       `p = "${mnt}/w/two"`,
       'a = os.open(p, os.O_WRONLY | os.O_CREAT, 0o644); os.write(a, b"aaaa")',
@@ -112,7 +106,7 @@ describe('answers the mount gives from what it holds', () => {
 
   it('opens a kept file on the agent when a request needs its handle, and refuses it with ESTALE once the name is another file', async () => {
     await writeFile(join(mnt, 'kept'), 'kept bytes');
-    const out = await python([
+    const out = await pythonOut([
       'import os, errno, time',
       `p = "${mnt}/kept"`,
       'fd = os.open(p, os.O_RDONLY)',
@@ -135,7 +129,7 @@ describe('answers the mount gives from what it holds', () => {
 
   it('opens a file for writing without waiting: its bytes land, truncated or not; refused after all (a running program), close says so', async () => {
     await writeFile(join(slave.root, 'target'), 'old contents here');
-    const out = await python([
+    const out = await pythonOut([
       'import os, time',
       `p = "${mnt}/target"`,
       'os.stat(p)', // known to the mount
@@ -153,7 +147,7 @@ describe('answers the mount gives from what it holds', () => {
     const running = spawnCollecting(join(slave.root, 'busy-bin'), ['30']);
     try {
       await waitFor('the program to run', async () => (await sh(`cat /proc/${running.child.pid}/cmdline`).catch(() => '')).includes('30'), 5000);
-      const refused = await python([
+      const refused = await pythonOut([
         'import os',
         'try:',
         `    fd = os.open("${mnt}/busy-bin", os.O_WRONLY); print("opened")`,
@@ -173,7 +167,7 @@ describe('answers the mount gives from what it holds', () => {
 
   it('knows the remaining name of a hard link after the other is unlinked, as the slave says', async () => {
     await mkdir(join(mnt, 'links'));
-    await python([
+    await pythonOut([
       'import os',
       `d = "${mnt}/links"`,
       'for i in range(20):',
@@ -224,15 +218,15 @@ describe('answers the mount gives from what it holds', () => {
       '        out.append(f"f{i} absent")',
       'print("\\n".join(out))',
     ].join('\n');
-    const seen = await python(probe, join(mnt, 'looked'), '50');
-    assert.equal(seen, await python(probe, join(slave.root, 'looked'), '50'));
+    const seen = await pythonOut(probe, join(mnt, 'looked'), '50');
+    assert.equal(seen, await pythonOut(probe, join(slave.root, 'looked'), '50'));
     // The directory's listing (perhaps with its parent's, which the slave's change dropped, and
     // its attributes): not one request per name.
     const [asked, alone] = [(await ops('fs.readdir')) - listings, (await ops('fs.getattr')) - getattrs];
     assert.ok(asked >= 1 && asked <= 2 && alone <= 1, `${asked} listings and ${alone} getattrs for 50 names`);
     // Names not there: a listing the program did not read does not say so (one made on the slave
     // an instant ago may not be reported yet), the agent does.
-    assert.equal(await python(probe, join(mnt, 'looked'), '60'), await python(probe, join(slave.root, 'looked'), '60'));
+    assert.equal(await pythonOut(probe, join(mnt, 'looked'), '60'), await pythonOut(probe, join(slave.root, 'looked'), '60'));
     await sh(`echo new > '${slave.root}/looked/f61'`);
     assert.equal(await sh(`cat '${mnt}/looked/f61'`), 'new\n', 'made on the slave just now');
     // A name made on the slave afterwards is seen (the feed drops the listing).
@@ -262,9 +256,9 @@ describe('answers the mount gives from what it holds', () => {
         'ok = [os.access(f"{base}/objects", m) for m in (os.F_OK, os.R_OK, os.X_OK)] + [os.access(f"{base}/top", os.R_OK), os.access(f"{base}/top", os.X_OK)]',
         'print(missing, ok, os.access(f"{base}/objects/zz", os.F_OK))',
       ].join('\n');
-      const out = await python(probe, join(own, 'outer', 'made'));
+      const out = await pythonOut(probe, join(own, 'outer', 'made'));
       const [asked, checked] = [(await ops('fs.getattr')) - getattrs, (await ops('fs.access')) - accesses];
-      assert.equal(out, await python(probe, join(slave.root, 'outer', 'made')), 'as the slave\'s kernel answers');
+      assert.equal(out, await pythonOut(probe, join(slave.root, 'outer', 'made')), 'as the slave\'s kernel answers');
       assert.equal(out, '64 [True, True, True, True, False] False\n');
       assert.equal(asked, 0, `${asked} getattrs for 64 names the mount knows are not there`);
       // Root's F_OK, R_OK and X_OK on what the mount knows are its own answers; X_OK on a file
@@ -298,7 +292,7 @@ describe('answers the mount gives from what it holds', () => {
     await mkdir(join(mnt, 'busy'));
     await sh(`sync '${mnt}' && mount -t tmpfs splitbrain-test '${slave.root}/busy'`);
     try {
-      const out = await python([
+      const out = await pythonOut([
         'import os',
         'try:',
         `    os.rmdir("${mnt}/busy"); print("rmdir returned")`,

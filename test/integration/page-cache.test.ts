@@ -11,17 +11,11 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { agentOps } from '../helpers/agent-metrics.js';
 import { freePort } from '../helpers/ports.js';
-import { run, waitFor } from '../helpers/processes.js';
+import { pythonOut, run, waitFor } from '../helpers/processes.js';
 import { startBareAgent, startMountProcess, type BareAgent, type MountProcess } from '../helpers/slave.js';
 
 /** Far below the kernel's 60 s: a change seen this soon was pushed, not expired. */
 const SEEN_WITHIN_MS = 2000;
-
-async function python(script: string, ...args: string[]): Promise<string> {
-  const result = await run('python3', ['-c', script, ...args]);
-  assert.equal(result.code, 0, result.stderr);
-  return result.stdout;
-}
 
 describe('data kept across opens while the feed is live', () => {
   let slave: BareAgent;
@@ -60,7 +54,7 @@ describe('data kept across opens while the feed is live', () => {
     await writeFile(path, Buffer.alloc(1 << 20, 'a'));
     assert.equal((await readFile(join(mnt, 'in-place'))).toString('latin1', 0, 4), 'aaaa');
     await readFile(join(mnt, 'in-place')); // kept now
-    await python([
+    await pythonOut([
       'import os, sys',
       'p = sys.argv[1]',
       'st = os.stat(p)',
@@ -72,7 +66,7 @@ describe('data kept across opens while the feed is live', () => {
     const want = await readFile(path);
     await waitFor('the slave\'s bytes', async () => (await readFile(join(mnt, 'in-place'))).equals(want), SEEN_WITHIN_MS, 5);
     // Appended to on the slave, read through a descriptor opened before.
-    const held = await python([
+    const held = await pythonOut([
       'import os, sys, time',
       'fd = os.open(sys.argv[1], os.O_RDONLY)',
       'os.read(fd, 1 << 20)',
@@ -89,7 +83,7 @@ describe('data kept across opens while the feed is live', () => {
   it('reads what the slave changed in a file read ahead through a descriptor held open, and after it', async () => {
     const path = join(slave.root, 'read-ahead');
     await writeFile(path, Buffer.alloc(8 << 20, 'o'));
-    const out = await python([
+    const out = await pythonOut([
       'import os, sys, time',
       'mounted, there = sys.argv[1], sys.argv[2]',
       'fd = os.open(mounted, os.O_RDONLY)',
@@ -182,7 +176,7 @@ describe('data not kept across opens', () => {
       assert.equal((await readFile(join(mnt, 'small', 'f'))).toString(), 'a'.repeat(8192)); // kept from here
       // Every block taken on the slave's side.
       await run('dd', ['if=/dev/zero', `of=${join(small, 'fill')}`, 'bs=64k', 'status=none']);
-      const out = await python([
+      const out = await pythonOut([
         'import errno, os, sys',
         'fd = os.open(sys.argv[1], os.O_WRONLY)',
         "os.pwrite(fd, b'b' * 262144, 0)",

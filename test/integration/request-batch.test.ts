@@ -21,10 +21,13 @@ describe('requests that travel together', () => {
   let watching: { stop(): void }[] = [];
   let sent = 0;
   /**
-   * The request messages seen so far. After a flush of the watcher's connection: the server
-   * queued each request for it before the agent had it, so its PONG comes after them all.
+   * The request messages seen so far: after a flush of the sending connection (the server takes
+   * one connection's messages in order, so it has routed every request sent before its PING), then
+   * of the watcher's (the server queued those requests for it before that PONG). The watcher's
+   * flush alone raced the sender: two connections, no order between them.
    */
   const seen = async (): Promise<number> => {
+    await raw.bus.flushed();
     await watcher.bus.flushed();
     return sent;
   };
