@@ -119,8 +119,7 @@ export class KernelCache {
    * invalidated meanwhile, it may predate the change and outlive its invalidation.
    */
   filled(generation: number, node: FsNode): void {
-    if (generation === this.generation) return;
-    if (this.allChangedAt > generation || (this.changedAt.get(node.id) ?? 0) > generation) this.doubted.add(node);
+    if (this.changedSince(generation, [node.id])) this.doubted.add(node);
   }
 
   /** Where invalidations go: nowhere while the kernel has kept nothing. */
@@ -140,10 +139,15 @@ export class KernelCache {
 
   /** The timeouts for an answer about `nodes` fetched since `generation`: none if one changed meanwhile. */
   since(generation: number, ...nodes: number[]): KernelTimeouts {
-    if (generation === this.generation) return this.timeouts;
-    if (this.allChangedAt > generation) return NO_CACHING;
-    for (const id of nodes) if ((this.changedAt.get(id) ?? 0) > generation) return NO_CACHING;
-    return this.timeouts;
+    return this.changedSince(generation, nodes) ? NO_CACHING : this.timeouts;
+  }
+
+  /** Whether any of `nodes` was invalidated since `generation`. */
+  private changedSince(generation: number, nodes: number[]): boolean {
+    if (generation === this.generation) return false;
+    if (this.allChangedAt > generation) return true;
+    for (const id of nodes) if ((this.changedAt.get(id) ?? 0) > generation) return true;
+    return false;
   }
 
   private changed(id: number): void {

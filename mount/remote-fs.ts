@@ -366,9 +366,10 @@ export class RemoteFs extends MountFsBase {
       return;
     }
     const prefix = dir === '/' ? '/' : `${dir}/`;
-    for (const file of this.files.all()) {
-      if (file.path !== null && file.path.startsWith(prefix)) this.invalidateReaders(file.path);
-    }
+    const paths = new Set<string>();
+    for (const file of this.files.all()) if (file.path?.startsWith(prefix)) paths.add(file.path);
+    // Once per path: invalidateReaders reaches every file open at it.
+    for (const path of paths) this.invalidateReaders(path);
   }
 
   private invalidateReaders(path: string | null, except?: OpenFile): void {
