@@ -25,10 +25,6 @@ function xattr(): XattrLibrary {
   return library;
 }
 
-/** <errno.h> on Linux. */
-const ENODATA = 61;
-const ERANGE = 34;
-
 /** libc for a path the library cannot take (not UTF-8); undefined for one it can. */
 function rawPath(host: string, what: string): Libc | undefined {
   if (!hasLoneSurrogates(host)) return undefined;
@@ -50,13 +46,13 @@ function sized(lib: Libc, what: string, get: (buffer: Buffer | null, size: numbe
   for (let tries = 0; ; tries++) {
     const size = get(null, 0);
     if (size < 0) {
-      if (lib.errno() === ENODATA) return null;
+      if (errnoName(lib.errno()) === 'ENODATA') return null;
       throw libcFailure(lib, what);
     }
     const buffer = Buffer.alloc(size);
     const got = size === 0 ? 0 : get(buffer, size);
     if (got >= 0) return buffer.subarray(0, got);
-    if (lib.errno() !== ERANGE || tries >= 3) throw libcFailure(lib, what);
+    if (errnoName(lib.errno()) !== 'ERANGE' || tries >= 3) throw libcFailure(lib, what);
   }
 }
 
