@@ -59,6 +59,11 @@ export async function startMountProcess(natsUrl: string, mountPath: string, args
   };
 }
 
+/** Resolves once the mount logged its agent's change feed live (it caches long from then on); started with `--log-level info` or below. */
+export async function waitForLiveFeed(mount: MountProcess): Promise<void> {
+  await waitFor('the change feed live', () => mount.log().includes('slave change feed live'), 10_000, 20);
+}
+
 /** A nats-server and an agent exporting `<tmp>/root`, with no mount. */
 export interface BareAgent {
   readonly nats: NatsServer;
@@ -117,20 +122,18 @@ export interface Slave extends BareAgent {
   readonly mnt: string;
 }
 
-export interface SlaveOptions {
-  agentArgs?: string[];
+/** The agent's options (all of BareAgentOptions), and the mount's arguments after `--agent ID`. */
+export interface SlaveOptions extends BareAgentOptions {
   mountArgs?: string[];
-  agentSpawn?: SpawnOptions;
-  /** A command the agent runs under, which execs it ("$0" "$@"): e.g. unshare with a hostname set. */
-  agentWrapper?: string[];
 }
 
 export async function startSlave(options: SlaveOptions = {}): Promise<Slave> {
-  const bare = await startBareAgent({ agentArgs: options.agentArgs, agentSpawn: options.agentSpawn });
+  const { mountArgs, ...agentOptions } = options;
+  const bare = await startBareAgent(agentOptions);
   const mnt = join(bare.tmp, 'mnt');
   try {
     await mkdir(mnt);
-    const mount = await startMountProcess(bare.nats.url, mnt, ['--agent', bare.agent.id, ...(options.mountArgs ?? [])]);
+    const mount = await startMountProcess(bare.nats.url, mnt, ['--agent', bare.agent.id, ...(mountArgs ?? [])]);
     return {
       ...bare, mount, mnt,
       async stop() {

@@ -12,7 +12,7 @@ import { readFile, writeFile, stat, mkdir, appendFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { sh, waitFor } from '../helpers/processes.js';
-import { startAgentProcess, startBareAgent, startMountProcess, type AgentProcess, type BareAgent, type MountProcess } from '../helpers/slave.js';
+import { startAgentProcess, startBareAgent, startMountProcess, waitForLiveFeed, type AgentProcess, type BareAgent, type MountProcess } from '../helpers/slave.js';
 import { WATCH_MODES, watchModeArgs, watcherPid, withSmallQueues } from '../helpers/watch-modes.js';
 
 /** Far below the kernel's 60 s: a change seen this soon was pushed, not expired. */
@@ -32,7 +32,7 @@ for (const mode of WATCH_MODES) describe(`kernel caching kept coherent by the sl
     mnt = join(slave.tmp, 'mnt');
     await mkdir(mnt);
     mounted = await startMountProcess(slave.nats.url, mnt, ['--agent', slave.agent.id, '--log-level', 'info']);
-    await waitFor('the change feed live', () => mounted.log().includes('slave change feed live'), 10_000, 20);
+    await waitForLiveFeed(mounted);
   });
   after(async () => {
     await mounted?.stop();
@@ -166,7 +166,7 @@ for (const mode of WATCH_MODES) describe(`a lost change feed (--watch-mode ${mod
     mnt = join(slave.tmp, 'mnt');
     await mkdir(mnt);
     mounted = await startMountProcess(slave.nats.url, mnt, ['--agent', 'feed-lost', '--log-level', 'info']);
-    await waitFor('the change feed live', () => mounted.log().includes('slave change feed live'), 10_000, 20);
+    await waitForLiveFeed(mounted);
   });
   after(async () => {
     await mounted?.stop();

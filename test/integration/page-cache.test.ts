@@ -12,30 +12,26 @@ import { after, before, describe, it } from 'node:test';
 import { agentOps } from '../helpers/agent-metrics.js';
 import { freePort } from '../helpers/ports.js';
 import { pythonOut, run, waitFor } from '../helpers/processes.js';
-import { startBareAgent, startMountProcess, type BareAgent, type MountProcess } from '../helpers/slave.js';
+import { startSlave, waitForLiveFeed, type Slave } from '../helpers/slave.js';
 
 /** Far below the kernel's 60 s: a change seen this soon was pushed, not expired. */
 const SEEN_WITHIN_MS = 2000;
 
 describe('data kept across opens while the feed is live', () => {
-  let slave: BareAgent;
-  let mount: MountProcess;
+  let slave: Slave;
   let port: number;
   let mnt: string;
 
   /** The kernel requests of `op` the mount answered so far (its debug log). */
-  const served = (op: string): number => mount.log().split('\n').filter((l) => l.includes(`"op":"${op}"`) && l.includes('fuse op')).length;
+  const served = (op: string): number => slave.mount.log().split('\n').filter((l) => l.includes(`"op":"${op}"`) && l.includes('fuse op')).length;
 
   before(async () => {
     port = await freePort();
-    slave = await startBareAgent({ id: 'page-cache', agentArgs: ['--metrics', `127.0.0.1:${port}`] });
-    mnt = join(slave.tmp, 'mnt');
-    await mkdir(mnt);
-    mount = await startMountProcess(slave.nats.url, mnt, ['--agent', 'page-cache', '--log-level', 'debug']);
-    await waitFor('the change feed live', () => mount.log().includes('slave change feed live'), 10_000, 20);
+    slave = await startSlave({ id: 'page-cache', agentArgs: ['--metrics', `127.0.0.1:${port}`], mountArgs: ['--log-level', 'debug'] });
+    mnt = slave.mnt;
+    await waitForLiveFeed(slave.mount);
   });
   after(async () => {
-    await mount?.stop();
     await slave?.stop();
   });
 
@@ -143,13 +139,10 @@ describe('data kept across opens while the feed is live', () => {
 describe('data not kept across opens', () => {
   it('with -o cache=no: each open reads the file from the slave again', async () => {
     const port = await freePort();
-    const slave = await startBareAgent({ id: 'no-cache', agentArgs: ['--metrics', `127.0.0.1:${port}`] });
-    const mnt = join(slave.tmp, 'mnt');
-    let mount: MountProcess | undefined;
+    const slave = await startSlave({ id: 'no-cache', agentArgs: ['--metrics', `127.0.0.1:${port}`], mountArgs: ['-o', 'cache=no', '--log-level', 'info'] });
+    const { mnt } = slave;
     try {
-      await mkdir(mnt);
-      mount = await startMountProcess(slave.nats.url, mnt, ['--agent', 'no-cache', '-o', 'cache=no', '--log-level', 'info']);
-      await waitFor('the change feed live', () => mount?.log().includes('slave change feed live') === true, 10_000, 20);
+      await waitForLiveFeed(slave.mount);
       const data = randomBytes(1 << 20);
       await writeFile(join(slave.root, 'f'), data);
       assert.ok((await readFile(join(mnt, 'f'))).equals(data));
@@ -157,27 +150,24 @@ describe('data not kept across opens', () => {
       assert.ok((await readFile(join(mnt, 'f'))).equals(data));
       assert.ok(await agentOps(port, 'fs.read') > reads, 'read again: the agent was asked');
     } finally {
-      await mount?.stop();
       await slave.stop();
     }
   });
 
   it('after a write the slave refused: what was read back is what the slave has', async () => {
     let small = '';
-    const slave = await startBareAgent({
+    const slave = await startSlave({
       id: 'refused-write',
       prepare: async (root) => {
         small = join(root, 'small');
         await mkdir(small);
         await run('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'splitbrain-test', small]);
       },
+      mountArgs: ['--log-level', 'info'],
     });
-    const mnt = join(slave.tmp, 'mnt');
-    let mount: MountProcess | undefined;
+    const { mnt } = slave;
     try {
-      await mkdir(mnt);
-      mount = await startMountProcess(slave.nats.url, mnt, ['--agent', 'refused-write', '--log-level', 'info']);
-      await waitFor('the change feed live', () => mount?.log().includes('slave change feed live') === true, 10_000, 20);
+      await waitForLiveFeed(slave.mount);
       await writeFile(join(small, 'f'), Buffer.alloc(8192, 'a'));
       assert.equal((await readFile(join(mnt, 'small', 'f'))).toString(), 'a'.repeat(8192)); // kept from here
       // Every block taken on the slave's side.
@@ -197,7 +187,7 @@ describe('data not kept across opens', () => {
       await waitFor('the slave\'s size', async () => (await stat(join(mnt, 'small', 'f'))).size === slaveHas.length, SEEN_WITHIN_MS, 5);
       assert.ok((await readFile(join(mnt, 'small', 'f'))).equals(slaveHas), 'read back: the slave\'s bytes');
     } finally {
-      await mount?.stop();
+      await slave.mount.stop(); // before the tmpfs below its export goes
       if (small) await run('umount', ['-l', small]);
       await slave.stop();
     }
