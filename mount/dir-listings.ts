@@ -30,6 +30,24 @@ const LISTED_BELOW = 512;
 const LISTED_FOR_LOOKUP_MAX = 64 * 1024;
 /** A bound on the directories remembered as not listable by a caller. */
 const MAX_UNLISTABLE = 10_000;
+/** A bound on the directories remembered as brought by a listing and not yet read by the program. */
+const MAX_WALK_DIRS = 20_000;
+/** The most names nextUnlisted looks at for a walk's next directory whose listing is not cached. */
+const NEXT_SEARCH_MAX = 4096;
+
+/**
+ * The directories one listing brought below it (fs.readdir's `below`), as the program reads
+ * them: once it has read two (it is walking, not listing one directory), the listings that
+ * come after the last of them are asked for, while it reads these.
+ */
+interface WalkBatch {
+  /** The last directory the agent listed, in its walk's order (depth first, listing order). */
+  last: string;
+  size: number;
+  read: number;
+  /** The next listings were asked for (or there are none). */
+  followed: boolean;
+}
 
 function fromWire(listed: ReaddirEntry[]): DirEntry[] {
   return listed.map(([name, wire]) => ({ name, attr: wire ? attrFromWire(wire) : null }));
@@ -49,6 +67,10 @@ export class DirListings {
   private readonly forLookups = new Map<string, Promise<boolean>>();
   /** Directories a caller may search but not list (by uid and path): their names are looked up alone. */
   private readonly unlistable = new Set<string>();
+  /** Directories a listing brought below it, until the program reads them: see WalkBatch. */
+  private readonly walkBatches = new Map<string, WalkBatch>();
+  /** The listing asked for ahead of a walk, and the directory whose subtree it covers. */
+  private walkAhead: { scope: string; done: Promise<void> } | undefined;
 
   constructor(
     private readonly cache: AttrCache,
@@ -84,9 +106,18 @@ export class DirListings {
         entries = cached.map((name) => ({ name, attr: this.cache.lookup(posix.join(path, name)) ?? null }));
       }
       if (entries.every((e) => e.attr !== null && !this.guessed(e.attr))) {
-        if (!ahead) this.cache.listingRead(path);
+        if (!ahead) {
+          this.cache.listingRead(path);
+          this.walked(path, caller);
+        }
         return entries;
       }
+    }
+    // A walk's next listings already asked for: wait for them rather than ask twice.
+    const walkAhead = this.walkAhead;
+    if (!ahead && walkAhead && (walkAhead.scope === '/' || path.startsWith(`${walkAhead.scope}/`))) {
+      await walkAhead.done;
+      return this.list(path, caller);
     }
     // Its files' data first: the entries' sizes and times are then what the program wrote.
     await this.sendWritersIn(path);
@@ -99,10 +130,12 @@ export class DirListings {
         // The listings below are only worth their bytes where the cache keeps them.
         const more = this.cache.enabled && this.coherent();
         let page = await this.ask(more ? { path, below: LISTED_BELOW, then: this.unlistedAfter(path) } : { path }, caller);
-        for (const [dir, listed, bare] of page.below ?? []) {
+        const brought = page.below ?? [];
+        for (const [dir, listed, bare] of brought) {
           const below = fromWire(listed);
           if (this.keepEntries(dir, below, bare, generation, local)) this.cache.setListing(dir, below.map((e) => e.name), true);
         }
+        this.broughtForWalk(brought.map(([dir]) => dir));
         const boot = this.client.bootId;
         for (;;) {
           const listed = fromWire(page.entries);
@@ -121,6 +154,67 @@ export class DirListings {
       const written = this.writing();
       return entries.map((e) => (e.attr && written.has(childOf(path, e.name), e.attr.ino) ? { name: e.name, attr: null, ino: e.attr.ino } : e));
     }
+  }
+
+  /** Remembers the directories one listing brought below it, for `walked`. */
+  private broughtForWalk(dirs: string[]): void {
+    const last = dirs.at(-1);
+    if (last === undefined) return;
+    if (this.walkBatches.size + dirs.length > MAX_WALK_DIRS) this.walkBatches.clear();
+    const batch: WalkBatch = { last, size: dirs.length, read: 0, followed: false };
+    for (const dir of dirs) this.walkBatches.set(dir, batch);
+  }
+
+  /**
+   * The program read `path`'s cached listing. Brought by a listing with others, and the second
+   * of them it read: it walks the tree (find, du, rm -rf, git status), so the listings after the
+   * last of them are asked for now, in the background, and come while it reads these; read-ahead
+   * for a walk, one listing ahead of it. Not for a program that reads one of them (`ls` of a
+   * subdirectory): that stops at the agent's listing of up to LISTED_BELOW entries it never asked for.
+   */
+  private walked(path: string, caller: FuseCaller): void {
+    const batch = this.walkBatches.get(path);
+    if (!batch) return;
+    this.walkBatches.delete(path);
+    batch.read++;
+    if (batch.followed || batch.read < Math.min(2, batch.size)) return;
+    if (this.walkAhead) return; // one listing ahead at a time: the next read of this batch tries again
+    batch.followed = true;
+    const next = this.nextUnlisted(batch.last);
+    if (next === undefined) return;
+    // A failure is the program's to meet when it lists the directory itself.
+    const done: Promise<void> = this.list(next, caller, true).then(() => undefined, () => undefined).finally(() => {
+      if (this.walkAhead?.done === done) this.walkAhead = undefined;
+    });
+    this.walkAhead = { scope: posix.dirname(next), done };
+  }
+
+  /**
+   * The first directory after `from` in a depth-first walk in listing order (the order of the
+   * agent's, and of find's and rm's) whose listing is not cached: below `from`, then after it
+   * in its parent, and so on up. Looks at NEXT_SEARCH_MAX names at most.
+   */
+  private nextUnlisted(from: string): string | undefined {
+    let budget = NEXT_SEARCH_MAX;
+    const firstIn = (dir: string, names: string[] | undefined, start: number): string | undefined => {
+      for (let i = start; names !== undefined && i < names.length && budget > 0; i++, budget--) {
+        const child = childOf(dir, names[i] as string);
+        if (this.cache.kindOf(child) !== S_IFDIR) continue;
+        const listed = this.cache.listing(child);
+        if (listed === undefined) return child;
+        const found = firstIn(child, listed, 0);
+        if (found !== undefined) return found;
+      }
+      return undefined;
+    };
+    let found = firstIn(from, this.cache.listing(from), 0);
+    for (let at = from; found === undefined && budget > 0 && at !== '/'; at = posix.dirname(at)) {
+      const parent = posix.dirname(at);
+      const names = this.cache.listing(parent);
+      if (names === undefined) return undefined;
+      found = firstIn(parent, names, names.indexOf(posix.basename(at)) + 1);
+    }
+    return found;
   }
 
   /** A guess of the mount's: no inode number yet (the kernel's readdir would drop the name), or times to come. */

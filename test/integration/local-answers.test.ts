@@ -205,6 +205,42 @@ describe('answers the mount gives from what it holds', () => {
     assert.match(asUser.stderr, /secret.: Permission denied/);
   });
 
+  it('asks for a walk\'s next listings while the walk reads the ones it has, and for none when one directory is read', async () => {
+    // 12 directories of 100 files: more than one listing brings (the agent lists 512 entries below one).
+    await mkdir(join(mnt, 'ahead')); // made through the mount: its parent's listing knows it
+    await sh(`cd '${slave.root}/ahead' && for d in $(seq 1 12); do mkdir s$d && (cd s$d && for f in $(seq 1 100); do : > f$f; done); done`);
+    // The feed's report of the new directories reached the mount: the listing is not cached any more.
+    await waitFor('the mount to see 12 directories in ahead', async () => (await stat(join(mnt, 'ahead'))).nlink === 14, 10_000);
+    /** The agent's count of listings, once nothing has been asked for 500 ms. */
+    const quiet = async (): Promise<number> => {
+      let [last, since] = [await ops('fs.readdir'), Date.now()];
+      await waitFor('the agent to be asked for no listing for 500 ms', async () => {
+        const now = await ops('fs.readdir');
+        if (now !== last) [last, since] = [now, Date.now()];
+        return Date.now() - since >= 500;
+      }, 20_000);
+      return last;
+    };
+    const list = (...dirs: string[]) => pythonOut('import os, sys\nfor d in sys.argv[1:]: print(" ".join(os.listdir(d)))', ...dirs);
+    const start = await quiet();
+    // The listing, in the agent's order (the order of its walk below it), and one directory read.
+    const order = (await list(join(mnt, 'ahead'))).trim().split(' ');
+    assert.equal(order.length, 12);
+    const [first, second] = order.map((d) => join(mnt, 'ahead', d));
+    await list(first as string);
+    const one = await quiet();
+    assert.equal(one - start, 1, 'one listing for the directory and the ones below it');
+    // A second directory of those it brought: a walk. The next listings come without being asked.
+    await list(second as string);
+    await waitFor('a listing asked for ahead of the walk', async () => (await ops('fs.readdir')) > one, 10_000);
+    // The whole walk (find), with every name and size as on the slave; the listings asked ahead
+    // are not asked for again.
+    const walk = (root: string) => sh(`cd '${root}' && find ahead -printf '%p %y %s\\n' | sort`);
+    assert.equal(await walk(mnt), await walk(slave.root));
+    const asked = (await quiet()) - start;
+    assert.ok(asked <= 4, `${asked} listings for 12 directories of 100 files`);
+  });
+
   it('answers names looked up in a directory it never listed from one listing; a name not there is still asked for', async () => {
     await sh(`mkdir '${slave.root}/looked' && cd '${slave.root}/looked' && for i in $(seq 1 50); do echo $i > f$i; done`);
     const [getattrs, listings] = [await ops('fs.getattr'), await ops('fs.readdir')];
