@@ -14,7 +14,7 @@ import { writesWith } from './fs/file-ops.js';
 
 /** Ops that change the slave's filesystem: refused with EROFS on a read-only agent. */
 const MUTATING: ReadonlySet<OpName> = new Set<OpName>([
-  'fs.create', 'fs.write', 'fs.ftruncate', 'fs.truncate', 'fs.unlink', 'fs.rename', 'fs.link',
+  'fs.create', 'fs.write', 'fs.ftruncate', 'fs.fallocate', 'fs.truncate', 'fs.unlink', 'fs.rename', 'fs.link',
   'fs.symlink', 'fs.mkdir', 'fs.rmdir', 'fs.chmod', 'fs.chown', 'fs.utimens', 'fs.mknod',
   'fs.setxattr', 'fs.removexattr', 'fs.fchmod', 'fs.fchown', 'fs.futimens',
 ]);

@@ -439,6 +439,9 @@ export class FuseAdapter {
         this.closed(ino, fh);
         this.run(handle, 'release', () => this.doubtOnFailure(ino, fs.release(this.maybePath(ino), fh, who)), this.ok(handle));
       },
+      FALLOCATE: ({ handle, ino, fh, flags, offset, size }, who) => {
+        this.run(handle, 'fallocate', () => this.doubtOnFailure(ino, fs.fallocate(this.maybePath(ino), fh, flags, offset, size, who)), this.ok(handle));
+      },
       FSYNC: ({ handle, ino, fh, datasync }, who) => this.run(handle, 'fsync', () => this.doubtOnFailure(ino, fs.fsync(this.maybePath(ino), fh, datasync, who)), this.ok(handle)),
       FSYNCDIR: ({ handle, ino, datasync }, who) => {
         // Without fsyncdir the kernel answers a directory's fsync itself, as done.

@@ -59,6 +59,11 @@ export interface MountFs {
    */
   truncate(path: string, size: number, caller: FuseCaller): Promise<Attr | void>;
   ftruncate(path: string | null, fh: number, size: number, caller: FuseCaller): Promise<void>;
+  /**
+   * fallocate(2) of an open file: `mode` 0 (allocate and grow), or Linux's KEEP_SIZE, PUNCH_HOLE
+   * and ZERO_RANGE bits (the kernel hands a FUSE filesystem no others). ENOSYS: never again asked.
+   */
+  fallocate(path: string | null, fh: number, mode: number, offset: number, length: number, caller: FuseCaller): Promise<void>;
   unlink(path: string, caller: FuseCaller): Promise<void>;
   /** 'same': both names were links to one file, which rename(2) leaves as they were (POSIX). */
   rename(from: string, to: string, caller: FuseCaller): Promise<void | 'same'>;
@@ -131,6 +136,9 @@ export abstract class MountFsBase implements MountFs {
   release(_path: string | null, _fh: number, _caller: FuseCaller): Promise<void> { return unserved('release'); }
   truncate(_path: string, _size: number, _caller: FuseCaller): Promise<Attr | void> { return unserved('truncate'); }
   ftruncate(_path: string | null, _fh: number, _size: number, _caller: FuseCaller): Promise<void> { return unserved('ftruncate'); }
+  fallocate(_path: string | null, _fh: number, _mode: number, _offset: number, _length: number, _caller: FuseCaller): Promise<void> {
+    return unserved('fallocate');
+  }
   unlink(_path: string, _caller: FuseCaller): Promise<void> { return unserved('unlink'); }
   rename(_from: string, _to: string, _caller: FuseCaller): Promise<void | 'same'> { return unserved('rename'); }
   link(_existing: string, _path: string, _caller: FuseCaller): Promise<Attr> { return unserved('link'); }

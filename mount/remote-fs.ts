@@ -6,7 +6,7 @@ import { constants } from 'node:fs';
 import { posix } from 'node:path';
 import type { Logger } from 'pino';
 import {
-  HandleIds, MASTER_HANDLE_FIRST, MAY_EXEC, MAY_READ, MAY_WRITE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID, S_ISUID,
+  FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, HandleIds, MASTER_HANDLE_FIRST, MAY_EXEC, MAY_READ, MAY_WRITE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID, S_ISUID,
   SlaveError, attrFromWire, chmodMode, inGroup, isDir, nameToBytes, owns, permits, readsWith, setAttrTime, timestampOf, type Attr, type Caller, type OpName,
   type OpReply, type OpRequest, type TimeSpec,
 } from '../protocol/index.js';
@@ -912,6 +912,25 @@ export class RemoteFs extends MountFsBase {
     if (file.path !== null) {
       this.rememberChange(file.path, attr);
       this.retained.truncated(file.path, size);
+    }
+    this.invalidateReaders(file.path, file);
+  }
+
+  /**
+   * Waits for the agent, as ftruncate does: the slave's filesystem decides what it can do
+   * (EOPNOTSUPP), and whether the space is there (ENOSPC), which no cache of ours knows.
+   */
+  override async fallocate(_path: string | null, fh: number, mode: number, offset: number, length: number, caller: FuseCaller): Promise<void> {
+    const file = this.files.get(fh);
+    await this.dropSetIdBits(file.path, file, caller); // as a write: the slave's kernel spares the agent's CAP_FSETID
+    await this.sendWriters(file.path, file); // writes before it, through any handle, land first
+    await file.writer?.flush();
+    file.written?.spoil();
+    const { attr } = await this.onFile(file, 'fs.fallocate', (h) => ({ fh: h, mode, offset, length }));
+    if (file.path !== null) {
+      this.rememberChange(file.path, attr);
+      // Punched or zeroed: bytes written before are not to come back in a rewrite after a restart.
+      if ((mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) !== 0) this.retained.zeroed(file.path, offset, length);
     }
     this.invalidateReaders(file.path, file);
   }

@@ -4,7 +4,8 @@
  * boot that answered and the write's sequence number there. The agent reports the highest
  * durable sequence (agent/fs/commits.ts); what is at or below it is let go. An agent that comes
  * back with another boot id may have lost the rest: it is written again (remote-fs.ts).
- * Unlinks, renames and truncations keep it in step with the slave's names and sizes.
+ * Unlinks, renames, truncations and ranges punched or zeroed keep it in step with the slave's
+ * names, sizes and bytes.
  *
  * Writing again makes the file's times those of the rewrite, so the times a program was told
  * after its writes (tar's futimens, `os.utime`) are kept too, to be set again after the rewrite;
@@ -142,6 +143,24 @@ export class RetainedWrites {
     for (const e of list) {
       if (e.offset >= size) continue;
       left.push(e.offset + e.data.length <= size ? e : { ...e, data: e.data.subarray(0, size - e.offset) });
+    }
+    this.replace(path, list, left);
+  }
+
+  /** The range was punched out or zeroed: its old bytes are not to be written again. */
+  zeroed(path: string, offset: number, length: number): void {
+    const list = this.byPath.get(path);
+    if (!list) return;
+    const end = offset + length;
+    const left: Retained[] = [];
+    for (const e of list) {
+      const eEnd = e.offset + e.data.length;
+      if (eEnd <= offset || e.offset >= end) {
+        left.push(e);
+        continue;
+      }
+      if (e.offset < offset) left.push({ ...e, data: e.data.subarray(0, offset - e.offset) });
+      if (eEnd > end) left.push({ ...e, offset: end, data: e.data.subarray(end - e.offset) });
     }
     this.replace(path, list, left);
   }

@@ -36,6 +36,12 @@ const attrReply = v.object({ attr: wireAttr });
 const madeReplySchema = v.object({ attr: wireAttr, bare: v.optional(v.literal(true)) });
 /** No arguments, or no result: any map (a newer peer's keys are dropped). */
 const empty = v.pipe(map, v.object({}));
+
+/** fs.fallocate's mode bits: Linux's numbers, the only ones the kernel hands a FUSE filesystem. */
+export const FALLOC_FL_KEEP_SIZE = 0x01;
+export const FALLOC_FL_PUNCH_HOLE = 0x02;
+export const FALLOC_FL_ZERO_RANGE = 0x10;
+const FALLOC_MODES = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE;
 /**
  * utimensat's kinds of time: seconds and nanoseconds since the epoch (exact; protocol 2),
  * milliseconds since the epoch (protocol 1 masters), now, or leave unchanged.
@@ -269,6 +275,14 @@ export const ops = {
   'fs.fsync': op(v.object({ fh, datasync: v.boolean() }), empty),
   'fs.release': op(v.object({ fh }), empty),
   'fs.ftruncate': op(v.object({ fh, size: u53 }), attrReply),
+  /**
+   * fallocate(2) of an open file: `mode` 0 or Linux's FALLOC_FL_KEEP_SIZE (1), PUNCH_HOLE (2,
+   * with KEEP_SIZE) and ZERO_RANGE (16) bits, the ones the kernel hands a FUSE filesystem.
+   */
+  'fs.fallocate': op(v.object({
+    fh, mode: v.pipe(u32, v.check((m) => (m & ~FALLOC_MODES) === 0, 'mode: only KEEP_SIZE, PUNCH_HOLE and ZERO_RANGE bits')),
+    offset: u53, length: v.pipe(u53, v.minValue(1)),
+  }), attrReply),
   /** chmod, chown and utimens of an open file, by its handle (fchmod, fchown, futimens). */
   'fs.fchmod': op(v.object({ fh, mode: u32 }), attrReply),
   'fs.fchown': op(v.object({ fh, uid: ownerId, gid: ownerId }), attrReply),

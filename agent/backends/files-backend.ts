@@ -99,6 +99,11 @@ export interface FilesBackend {
   fsync(fd: number): Promise<void>;
   fdatasync(fd: number): Promise<void>;
   ftruncate(fd: number, size: number): void;
+  /**
+   * fallocate(2): `mode` 0 (allocate, and grow the file), or KEEP_SIZE, PUNCH_HOLE (with
+   * KEEP_SIZE) or ZERO_RANGE bits as Linux numbers them; EOPNOTSUPP where the slave cannot.
+   */
+  fallocate(fd: number, mode: number, offset: number, length: number): void;
   fchmod(fd: number, mode: number): void;
   fchown(fd: number, uid: number, gid: number): void;
   /** futimens(2): as utimens, by descriptor. */

@@ -182,6 +182,11 @@ export const fileOps: HandlerTable = {
     return { attr: fstatWire(ctx.backend.files, fd) };
   }),
 
+  'fs.fallocate': async ({ fh, mode, offset, length }, ctx) => ctx.handles.use(fh, async ({ fd }) => {
+    ctx.backend.files.fallocate(fd, mode, offset, length);
+    return { attr: fstatWire(ctx.backend.files, fd) };
+  }),
+
   'fs.fchmod': async ({ fh, mode }, ctx, caller) => ctx.handles.use(fh, async ({ fd }) => {
     const files = ctx.backend.files;
     const who = ctx.access(caller);

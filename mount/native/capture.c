@@ -212,6 +212,13 @@ static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 
 static void ll_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) { with_file(req, OP_FLUSH, ino, fi); }
 
+/* fallocate(2): `mode` in `flags`, the range in `offset` and `size`. */
+static void ll_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, struct fuse_file_info *fi) {
+  struct sb_req *r = request(req, OP_FALLOCATE, ino);
+  if (r) { r->fh = fi->fh; r->has_fh = 1; r->flags = mode; r->offset = (double)offset; r->size = (double)length; }
+  send_req(r, req);
+}
+
 static void ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   /* No poll(2) waits on a released file: its handle goes with it. */
   struct fuse_pollhandle *ph = sb_take_poll(fuse_req_userdata(req), fi->fh);
@@ -329,4 +336,5 @@ const struct fuse_lowlevel_ops sb_ll_ops = {
   .statfs = ll_statfs, .setxattr = ll_setxattr, .getxattr = ll_getxattr,
   .listxattr = ll_listxattr, .removexattr = ll_removexattr, .access = ll_access,
   .create = ll_create, .readdirplus = ll_readdirplus, .poll = ll_poll, .fsyncdir = ll_fsyncdir,
+  .fallocate = ll_fallocate,
 };

@@ -299,6 +299,11 @@ export class HostileMessages {
       'fs.fsync': () => ({ fh: fh(), datasync: bool() }),
       'fs.release': () => ({ fh: fh() }),
       'fs.ftruncate': () => ({ fh: fh(), size: this.offset() }),
+      // Lengths a test's disk can hold (or past any file's size: EFBIG), whatever the mode.
+      'fs.fallocate': () => ({
+        fh: fh(), mode: r.chance(0.8) ? r.pick([0, 1, 3, 16, 17]) : edgeInteger(r), offset: this.offset(),
+        length: r.chance(0.8) ? r.size(1 << 20) : r.pick([0, -1, 2 ** 60, Number.MAX_SAFE_INTEGER, 2 ** 64]),
+      }),
       'fs.fchmod': () => ({ fh: fh(), mode: this.mode() }),
       'fs.fchown': () => ({ fh: fh(), uid: this.ownerId(), gid: this.ownerId() }),
       'fs.futimens': () => ({ fh: fh(), atime: this.time(), mtime: this.time() }),

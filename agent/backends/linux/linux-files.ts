@@ -10,10 +10,11 @@ import {
   type BigIntStats, type Stats,
 } from 'node:fs';
 import { promisify } from 'node:util';
-import { nameFromBytes } from '../../../protocol/index.js';
+import { FALLOC_FL_PUNCH_HOLE as PUNCH_HOLE, SlaveError, nameFromBytes } from '../../../protocol/index.js';
 import { fsPath } from '../../host-path.js';
 import type { FilesBackend } from '../files-backend.js';
 import { exactTimesProblem, setFileTimes, setPathTimes } from './file-times.js';
+import { libc, libcFailure } from './libc.js';
 import { makeNode } from './make-node.js';
 import { accessAcl, getxattr, hasAnyXattr, listxattr, removexattr, setxattr } from './xattrs.js';
 
@@ -129,6 +130,22 @@ function hardlinksProtected(): boolean {
   return protectedHardlinks;
 }
 
+/**
+ * fallocate(2) through libc (Node has none); a slave without it answers as a filesystem that
+ * cannot. A range to allocate larger than the filesystem's free space and all the file holds
+ * already is ENOSPC before it starts: ext4 would fill the slave's disk first, and leave it full.
+ */
+function fallocate(fd: number, mode: number, offset: number, length: number): void {
+  const lib = libc();
+  if (!lib) throw new SlaveError('EOPNOTSUPP', 'fallocate: libc cannot be loaded on this slave');
+  if ((mode & PUNCH_HOLE) === 0) {
+    const free = statfsSync(`/proc/self/fd/${fd}`, { bigint: true });
+    const room = free.bavail * free.bsize + fstatSync(fd, { bigint: true }).blocks * 512n;
+    if (BigInt(length) > room) throw new SlaveError('ENOSPC', `fallocate of ${length} bytes: ${room} bytes free for it`);
+  }
+  if (lib.fallocate(fd, mode, offset, length) !== 0) throw libcFailure(lib, `fallocate ${offset}+${length} mode ${mode}`);
+}
+
 export function linuxFiles(): FilesBackend {
   return {
     lstat,
@@ -162,6 +179,7 @@ export function linuxFiles(): FilesBackend {
     fsync: (fd) => fsyncAsync(fd),
     fdatasync: (fd) => fdatasyncAsync(fd),
     ftruncate: (fd, size) => ftruncateSync(fd, size),
+    fallocate,
     fchmod: (fd, mode) => fchmodSync(fd, mode),
     fchown: (fd, uid, gid) => fchownSync(fd, uid, gid),
     futimens: setFileTimes,
