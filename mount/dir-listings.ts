@@ -169,8 +169,8 @@ export class DirListings {
    * The program read `path`'s cached listing. Brought by a listing with others, and the second
    * of them it read: it walks the tree (find, du, rm -rf, git status), so the listings after the
    * last of them are asked for now, in the background, and come while it reads these; read-ahead
-   * for a walk, one listing ahead of it. Not for a program that reads one of them (`ls` of a
-   * subdirectory): that stops at the agent's listing of up to LISTED_BELOW entries it never asked for.
+   * for a walk, one listing ahead of it. Not for a program that reads only one of them (`ls` of
+   * a subdirectory): that would cost the agent a listing of up to LISTED_BELOW entries nobody reads.
    */
   private walked(path: string, caller: FuseCaller): void {
     const batch = this.walkBatches.get(path);

@@ -1,10 +1,10 @@
 /**
  * The libc calls the agent needs that Node does not make, through koffi (a maintained FFI whose
  * npm package ships its prebuilt binaries: no compiler, no code of ours in C): utimensat(2) and
- * futimens(2) for file times to the nanosecond (file-times.ts), fallocate(2) (linux-files.ts), the l*xattr(2) calls for a file's
- * extended attributes by its bytes (xattrs.ts), pipe2(2) and fcntl(2) for a process's output pipes
- * (output-pipes.ts), ioctl(2) for terminals (termios.ts). This file is the agent's only importer
- * of koffi.
+ * futimens(2) for file times to the nanosecond (file-times.ts), fallocate(2) (linux-files.ts),
+ * the l*xattr(2) calls for a file's extended attributes by its bytes (xattrs.ts), pipe2(2) and
+ * fcntl(2) for a process's output pipes (output-pipes.ts), ioctl(2) for terminals (termios.ts).
+ * This file is the agent's only importer of koffi.
  *
  * Synchronous calls only: koffi's asynchronous calls run on other threads, where errno would not
  * be ours to read. Where koffi or libc cannot be loaded (a slave without glibc), `libc()` is null,
