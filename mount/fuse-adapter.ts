@@ -442,6 +442,9 @@ export class FuseAdapter {
       FALLOCATE: ({ handle, ino, fh, flags, offset, size }, who) => {
         this.run(handle, 'fallocate', () => this.doubtOnFailure(ino, fs.fallocate(this.maybePath(ino), fh, flags, offset, size, who)), this.ok(handle));
       },
+      LSEEK: ({ handle, ino, fh, offset, flags }, who) => {
+        this.run(handle, 'lseek', () => fs.seekData(this.maybePath(ino), fh, offset, flags, who), (at) => b.replyLseek(handle, at));
+      },
       FSYNC: ({ handle, ino, fh, datasync }, who) => this.run(handle, 'fsync', () => this.doubtOnFailure(ino, fs.fsync(this.maybePath(ino), fh, datasync, who)), this.ok(handle)),
       FSYNCDIR: ({ handle, ino, datasync }, who) => {
         // Without fsyncdir the kernel answers a directory's fsync itself, as done.

@@ -64,6 +64,8 @@ export interface MountFs {
    * and ZERO_RANGE bits (the kernel hands a FUSE filesystem no others). ENOSYS: never again asked.
    */
   fallocate(path: string | null, fh: number, mode: number, offset: number, length: number, caller: FuseCaller): Promise<void>;
+  /** lseek(2) with SEEK_DATA (3) or SEEK_HOLE (4): where the slave's file has the next data or hole. ENOSYS: never again asked. */
+  seekData(path: string | null, fh: number, offset: number, whence: number, caller: FuseCaller): Promise<number>;
   unlink(path: string, caller: FuseCaller): Promise<void>;
   /** 'same': both names were links to one file, which rename(2) leaves as they were (POSIX). */
   rename(from: string, to: string, caller: FuseCaller): Promise<void | 'same'>;
@@ -138,6 +140,9 @@ export abstract class MountFsBase implements MountFs {
   ftruncate(_path: string | null, _fh: number, _size: number, _caller: FuseCaller): Promise<void> { return unserved('ftruncate'); }
   fallocate(_path: string | null, _fh: number, _mode: number, _offset: number, _length: number, _caller: FuseCaller): Promise<void> {
     return unserved('fallocate');
+  }
+  seekData(_path: string | null, _fh: number, _offset: number, _whence: number, _caller: FuseCaller): Promise<number> {
+    return unserved('lseek');
   }
   unlink(_path: string, _caller: FuseCaller): Promise<void> { return unserved('unlink'); }
   rename(_from: string, _to: string, _caller: FuseCaller): Promise<void | 'same'> { return unserved('rename'); }

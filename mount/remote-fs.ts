@@ -6,7 +6,7 @@ import { constants } from 'node:fs';
 import { posix } from 'node:path';
 import type { Logger } from 'pino';
 import {
-  FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, HandleIds, MASTER_HANDLE_FIRST, MAY_EXEC, MAY_READ, MAY_WRITE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID, S_ISUID,
+  FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, HandleIds, SEEK_DATA, SEEK_HOLE, MASTER_HANDLE_FIRST, MAY_EXEC, MAY_READ, MAY_WRITE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID, S_ISUID,
   SlaveError, attrFromWire, chmodMode, inGroup, isDir, nameToBytes, owns, permits, readsWith, setAttrTime, timestampOf, type Attr, type Caller, type OpName,
   type OpReply, type OpRequest, type TimeSpec,
 } from '../protocol/index.js';
@@ -933,6 +933,15 @@ export class RemoteFs extends MountFsBase {
       if ((mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) !== 0) this.retained.zeroed(file.path, offset, length);
     }
     this.invalidateReaders(file.path, file);
+  }
+
+  /** Asks the slave's file, after the writes before it (held data is not yet where its holes are). */
+  override async seekData(_path: string | null, fh: number, offset: number, whence: number): Promise<number> {
+    if (whence !== SEEK_DATA && whence !== SEEK_HOLE) throw new SlaveError('EINVAL', `lseek whence ${whence}`);
+    const file = this.files.get(fh);
+    await this.sendWriters(file.path, file);
+    await file.writer?.flush();
+    return (await this.onFile(file, 'fs.lseek', (h) => ({ fh: h, offset, whence }))).offset;
   }
 
   override async unlink(path: string, caller: FuseCaller): Promise<void> {

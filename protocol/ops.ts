@@ -42,6 +42,9 @@ export const FALLOC_FL_KEEP_SIZE = 0x01;
 export const FALLOC_FL_PUNCH_HOLE = 0x02;
 export const FALLOC_FL_ZERO_RANGE = 0x10;
 const FALLOC_MODES = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE;
+/** fs.lseek's whence: Linux's numbers. */
+export const SEEK_DATA = 3;
+export const SEEK_HOLE = 4;
 /**
  * utimensat's kinds of time: seconds and nanoseconds since the epoch (exact; protocol 2),
  * milliseconds since the epoch (protocol 1 masters), now, or leave unchanged.
@@ -283,6 +286,8 @@ export const ops = {
     fh, mode: v.pipe(u32, v.check((m) => (m & ~FALLOC_MODES) === 0, 'mode: only KEEP_SIZE, PUNCH_HOLE and ZERO_RANGE bits')),
     offset: u53, length: v.pipe(u53, v.minValue(1)),
   }), attrReply),
+  /** lseek(2) of an open file with SEEK_DATA (3) or SEEK_HOLE (4): the offset found (ENXIO: none). */
+  'fs.lseek': op(v.object({ fh, offset: u53, whence: v.picklist([SEEK_DATA, SEEK_HOLE]) }), v.object({ offset: u53 })),
   /** chmod, chown and utimens of an open file, by its handle (fchmod, fchown, futimens). */
   'fs.fchmod': op(v.object({ fh, mode: u32 }), attrReply),
   'fs.fchown': op(v.object({ fh, uid: ownerId, gid: ownerId }), attrReply),

@@ -104,6 +104,8 @@ export interface FilesBackend {
    * KEEP_SIZE) or ZERO_RANGE bits as Linux numbers them; EOPNOTSUPP where the slave cannot.
    */
   fallocate(fd: number, mode: number, offset: number, length: number): void;
+  /** lseek(2) with SEEK_DATA or SEEK_HOLE: the offset of the next data or hole (ENXIO: none). */
+  seekData(fd: number, offset: number, whence: number): number;
   fchmod(fd: number, mode: number): void;
   fchown(fd: number, uid: number, gid: number): void;
   /** futimens(2): as utimens, by descriptor. */

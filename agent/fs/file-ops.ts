@@ -187,6 +187,8 @@ export const fileOps: HandlerTable = {
     return { attr: fstatWire(ctx.backend.files, fd) };
   }),
 
+  'fs.lseek': async ({ fh, offset, whence }, ctx) => ctx.handles.use(fh, async ({ fd }) => ({ offset: ctx.backend.files.seekData(fd, offset, whence) })),
+
   'fs.fchmod': async ({ fh, mode }, ctx, caller) => ctx.handles.use(fh, async ({ fd }) => {
     const files = ctx.backend.files;
     const who = ctx.access(caller);

@@ -16,7 +16,7 @@ export const OP_NAMES = [
   'LOOKUP', 'FORGET', 'GETATTR', 'SETATTR', 'READLINK', 'MKNOD', 'MKDIR', 'UNLINK', 'RMDIR',
   'SYMLINK', 'RENAME', 'LINK', 'OPEN', 'READ', 'WRITE', 'FLUSH', 'RELEASE', 'FSYNC', 'OPENDIR',
   'READDIR', 'RELEASEDIR', 'STATFS', 'SETXATTR', 'GETXATTR', 'LISTXATTR', 'REMOVEXATTR', 'ACCESS',
-  'CREATE', 'READDIRPLUS', 'DESTROY', 'POLL', 'FSYNCDIR', 'FALLOCATE',
+  'CREATE', 'READDIRPLUS', 'DESTROY', 'POLL', 'FSYNCDIR', 'FALLOCATE', 'LSEEK',
 ] as const;
 export type OpName = (typeof OP_NAMES)[number];
 
@@ -140,6 +140,7 @@ export interface FuseBinding {
   /** False: the kernel never got `fh`, and will not release it: the caller does. */
   replyOpen(handle: RequestHandle, fh: number, openFlags: number): boolean;
   replyWrite(handle: RequestHandle, count: number): boolean;
+  replyLseek(handle: RequestHandle, offset: number): boolean;
   replyBuf(handle: RequestHandle, data: Buffer, length: number): boolean;
   /** Read data in pieces (at most 8), given to the kernel as one reply without joining them first. */
   replyIov(handle: RequestHandle, pieces: Buffer[]): boolean;

@@ -219,6 +219,13 @@ static void ll_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
   send_req(r, req);
 }
 
+/* lseek(2) with SEEK_DATA or SEEK_HOLE (the kernel answers the others): `whence` in `flags`. */
+static void ll_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, struct fuse_file_info *fi) {
+  struct sb_req *r = request(req, OP_LSEEK, ino);
+  if (r) { r->fh = fi->fh; r->has_fh = 1; r->offset = (double)off; r->flags = whence; }
+  send_req(r, req);
+}
+
 static void ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   /* No poll(2) waits on a released file: its handle goes with it. */
   struct fuse_pollhandle *ph = sb_take_poll(fuse_req_userdata(req), fi->fh);
@@ -336,5 +343,5 @@ const struct fuse_lowlevel_ops sb_ll_ops = {
   .statfs = ll_statfs, .setxattr = ll_setxattr, .getxattr = ll_getxattr,
   .listxattr = ll_listxattr, .removexattr = ll_removexattr, .access = ll_access,
   .create = ll_create, .readdirplus = ll_readdirplus, .poll = ll_poll, .fsyncdir = ll_fsyncdir,
-  .fallocate = ll_fallocate,
+  .fallocate = ll_fallocate, .lseek = ll_lseek,
 };

@@ -237,7 +237,7 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     FN("mount", do_mount), FN("unmount", do_unmount), FN("dispose", do_dispose), FN("ref", do_ref),
     FN("replyErr", sb_reply_err), FN("replyEntry", sb_reply_entry), FN("replyCreate", sb_reply_create),
-    FN("replyAttr", sb_reply_attr), FN("replyOpen", sb_reply_open), FN("replyWrite", sb_reply_write),
+    FN("replyAttr", sb_reply_attr), FN("replyOpen", sb_reply_open), FN("replyWrite", sb_reply_write), FN("replyLseek", sb_reply_lseek),
     FN("replyBuf", sb_reply_buf), FN("replyIov", sb_reply_iov), FN("replyReadlink", sb_reply_readlink),
     FN("replyXattrSize", sb_reply_xattr_size), FN("replyStatfs", sb_reply_statfs), FN("replyDir", sb_reply_dir),
     FN("replyPoll", sb_reply_poll),

@@ -141,6 +141,15 @@ napi_value sb_reply_write(napi_env env, napi_callback_info info) {
   return done(env, r, fuse_reply_write(r->req, (size_t)sb_num(env, argv[1])));
 }
 
+/* replyLseek(handle, offset): where SEEK_DATA or SEEK_HOLE found it. */
+napi_value sb_reply_lseek(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (sb_get_args(env, info, 2, argv)) return NULL;
+  struct sb_req *r = sb_req_of(env, argv[0]);
+  if (!r) return sb_boolean(env, 0);
+  return done(env, r, fuse_reply_lseek(r->req, (off_t)sb_num(env, argv[1])));
+}
+
 /* replyBuf(handle, buffer, length): read data, a link target, an xattr value or list. */
 napi_value sb_reply_buf(napi_env env, napi_callback_info info) {
   napi_value argv[3];

@@ -44,7 +44,7 @@
   X(SYMLINK) X(RENAME) X(LINK) X(OPEN) X(READ) X(WRITE) X(FLUSH) X(RELEASE) X(FSYNC)            \
   X(OPENDIR) X(READDIR) X(RELEASEDIR) X(STATFS) X(SETXATTR) X(GETXATTR) X(LISTXATTR)            \
   X(REMOVEXATTR) X(ACCESS) X(CREATE) X(READDIRPLUS) X(DESTROY) X(POLL) X(FSYNCDIR)            \
-  X(FALLOCATE)
+  X(FALLOCATE) X(LSEEK)
 
 #define SB_OP_ENUM(name) OP_##name,
 enum sb_op { OP_NONE = 0, SB_OPS(SB_OP_ENUM) OP_COUNT };
@@ -214,6 +214,7 @@ napi_value sb_reply_create(napi_env env, napi_callback_info info);
 napi_value sb_reply_attr(napi_env env, napi_callback_info info);
 napi_value sb_reply_open(napi_env env, napi_callback_info info);
 napi_value sb_reply_write(napi_env env, napi_callback_info info);
+napi_value sb_reply_lseek(napi_env env, napi_callback_info info);
 napi_value sb_reply_buf(napi_env env, napi_callback_info info);
 napi_value sb_reply_iov(napi_env env, napi_callback_info info);
 napi_value sb_reply_readlink(napi_env env, napi_callback_info info);

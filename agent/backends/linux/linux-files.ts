@@ -10,7 +10,7 @@ import {
   type BigIntStats, type Stats,
 } from 'node:fs';
 import { promisify } from 'node:util';
-import { FALLOC_FL_PUNCH_HOLE as PUNCH_HOLE, SlaveError, nameFromBytes } from '../../../protocol/index.js';
+import { FALLOC_FL_PUNCH_HOLE as PUNCH_HOLE, SEEK_DATA, SlaveError, nameFromBytes } from '../../../protocol/index.js';
 import { fsPath } from '../../host-path.js';
 import type { FilesBackend } from '../files-backend.js';
 import { exactTimesProblem, setFileTimes, setPathTimes } from './file-times.js';
@@ -146,6 +146,22 @@ function fallocate(fd: number, mode: number, offset: number, length: number): vo
   if (lib.fallocate(fd, mode, offset, length) !== 0) throw libcFailure(lib, `fallocate ${offset}+${length} mode ${mode}`);
 }
 
+/**
+ * lseek(2) for SEEK_DATA and SEEK_HOLE through libc (Node has none); where libc cannot be
+ * loaded, as Linux answers for a filesystem that keeps no holes: all data, one hole at the end.
+ */
+function seekData(fd: number, offset: number, whence: number): number {
+  const lib = libc();
+  if (!lib) {
+    const { size } = fstatSync(fd);
+    if (offset >= size) throw new SlaveError('ENXIO', `lseek ${offset}: past the end of the file`);
+    return whence === SEEK_DATA ? offset : size;
+  }
+  const found = Number(lib.lseek(fd, offset, whence));
+  if (found < 0) throw libcFailure(lib, `lseek ${offset} whence ${whence}`);
+  return found;
+}
+
 export function linuxFiles(): FilesBackend {
   return {
     lstat,
@@ -180,6 +196,7 @@ export function linuxFiles(): FilesBackend {
     fdatasync: (fd) => fdatasyncAsync(fd),
     ftruncate: (fd, size) => ftruncateSync(fd, size),
     fallocate,
+    seekData,
     fchmod: (fd, mode) => fchmodSync(fd, mode),
     fchown: (fd, uid, gid) => fchownSync(fd, uid, gid),
     futimens: setFileTimes,

@@ -1,12 +1,14 @@
 /**
- * fallocate(2) through the mount: each mode the kernel hands a FUSE filesystem (allocate,
- * KEEP_SIZE, PUNCH_HOLE, ZERO_RANGE) reaches the slave's file in order with the writes before
- * it, leaving the bytes, size and blocks a local fallocate leaves; nothing the master cached of
- * the file outlives a hole; what the slave's filesystem cannot do, or has no room for, is the
- * program's errno, and fallocate keeps working after it.
+ * Sparse files through the mount. fallocate(2): each mode the kernel hands a FUSE filesystem
+ * (allocate, KEEP_SIZE, PUNCH_HOLE, ZERO_RANGE) reaches the slave's file in order with the
+ * writes before it, leaving the bytes, size and blocks a local fallocate leaves; nothing the
+ * master cached of the file outlives a hole; what the slave's filesystem cannot do, or has no
+ * room for, is the program's errno, and fallocate keeps working after it. lseek(2)'s SEEK_DATA
+ * and SEEK_HOLE find the slave's holes, so `cp --sparse` copies them as holes.
  */
 import assert from 'node:assert/strict';
-import { mkdir, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { pythonOut, run } from '../helpers/processes.js';
@@ -30,7 +32,7 @@ const PRELUDE = [
 
 const py = (script: string, ...args: string[]) => pythonOut(`${PRELUDE}\n${script}`, ...args);
 
-describe('fallocate through the mount', () => {
+describe('sparse files through the mount', () => {
   let slave: Slave;
   let mnt: string;
   let small: string | undefined;
@@ -107,5 +109,32 @@ describe('fallocate through the mount', () => {
     ].join('\n'), join(mnt, 'small', 'g'), join(mnt, 'after'));
     // EOPNOTSUPP, which Python names by its other name on Linux (one number).
     assert.equal(out, 'ENOTSUP ok ENOSPC\n16384 4096 12288\nok 65536\n');
+  });
+
+  it('finds the slave\'s holes and data (SEEK_HOLE, SEEK_DATA), writes still held included, and cp --sparse keeps them', async () => {
+    const seek = [
+      'fd = os.open(sys.argv[1], os.O_CREAT | os.O_RDWR, 0o644)',
+      'os.pwrite(fd, b"a" * 4096, 0); os.pwrite(fd, b"b" * 4096, 1 << 20); os.pwrite(fd, b"c" * 4096, 3 << 20)', // no fsync
+      'falloc(fd, KEEP | PUNCH, 3 << 20, 4096)', // the last data punched out: a hole up to the end
+      'out = [os.lseek(fd, 0, os.SEEK_HOLE), os.lseek(fd, 4096, os.SEEK_DATA), os.lseek(fd, 1 << 20, os.SEEK_HOLE), os.lseek(fd, 0, os.SEEK_DATA)]',
+      'out.append(errname(lambda: os.lseek(fd, (1 << 20) + 4096, os.SEEK_DATA)))',
+      'out.append(errname(lambda: os.lseek(fd, 4 << 20, os.SEEK_HOLE)))',
+      'print(*out, os.fstat(fd).st_size)',
+      'os.close(fd)',
+    ].join('\n');
+    const [through, local] = [await py(seek, join(mnt, 'sparse')), await py(seek, join(slave.root, 'sparse-ref'))];
+    assert.equal(through, local);
+    assert.equal(through, `4096 ${1 << 20} ${(1 << 20) + 4096} 0 ENXIO ENXIO ${(3 << 20) + 4096}\n`);
+    // A sparse copy out of the mount: the same bytes, in the blocks of its data only.
+    const out = await mkdtemp(join(tmpdir(), 'splitbrain-sparse-'));
+    try {
+      await run('cp', ['--sparse=auto', join(mnt, 'sparse'), join(out, 'copy')]);
+      const copy = await stat(join(out, 'copy'));
+      assert.equal(copy.size, (3 << 20) + 4096);
+      assert.ok(copy.blocks <= 64, `${copy.blocks} blocks for 8 KiB of data`);
+      assert.equal((await run('cmp', [join(out, 'copy'), join(slave.root, 'sparse')])).code, 0);
+    } finally {
+      await rm(out, { recursive: true, force: true });
+    }
   });
 });
