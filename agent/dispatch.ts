@@ -14,7 +14,7 @@ import { writesWith } from './fs/file-ops.js';
 
 /** Ops that change the slave's filesystem: refused with EROFS on a read-only agent. */
 const MUTATING: ReadonlySet<OpName> = new Set<OpName>([
-  'fs.create', 'fs.write', 'fs.ftruncate', 'fs.fallocate', 'fs.truncate', 'fs.unlink', 'fs.rename', 'fs.link',
+  'fs.create', 'fs.write', 'fs.ftruncate', 'fs.fallocate', 'fs.copyrange', 'fs.truncate', 'fs.unlink', 'fs.rename', 'fs.link',
   'fs.symlink', 'fs.mkdir', 'fs.rmdir', 'fs.chmod', 'fs.chown', 'fs.utimens', 'fs.mknod',
   'fs.setxattr', 'fs.removexattr', 'fs.fchmod', 'fs.fchown', 'fs.futimens',
 ]);
@@ -42,12 +42,15 @@ function changedPaths<K extends OpName>(op: K, args: OpRequest<K>, ctx: AgentCon
  * number, which handlers and policy know. An unknown name is EBADF, as an unknown number is.
  */
 function withAgentHandle<K extends OpName>(op: K, request: DecodedRequest<K>, origin: string | null, ctx: AgentContext): DecodedRequest<K> {
-  const fh = (request.args as { fh?: unknown }).fh;
-  if (typeof fh !== 'number' || !op.startsWith('fs.')) return request;
+  if (!op.startsWith('fs.')) return request;
+  // `source`: fs.copyrange's other file.
+  const { fh, source } = request.args as { fh?: unknown; source?: unknown };
   // An unknown name stays as it is: no handle of the agent's has bit 31, so the handler answers
   // EBADF, after a handle of an earlier boot got its ESTALE.
-  const agentFh = ctx.handles.resolve(origin, fh) ?? fh;
-  return agentFh === fh ? request : { ...request, args: { ...request.args, fh: agentFh } };
+  const agentFh = typeof fh === 'number' ? ctx.handles.resolve(origin, fh) ?? fh : fh;
+  const agentSource = typeof source === 'number' ? ctx.handles.resolve(origin, source) ?? source : source;
+  if (agentFh === fh && agentSource === source) return request;
+  return { ...request, args: { ...request.args, fh: agentFh, ...(source === undefined ? {} : { source: agentSource }) } };
 }
 
 function refusedByPolicy<K extends OpName>(op: K, args: OpRequest<K>, ctx: AgentContext): boolean {

@@ -442,6 +442,10 @@ export class FuseAdapter {
       FALLOCATE: ({ handle, ino, fh, flags, offset, size }, who) => {
         this.run(handle, 'fallocate', () => this.doubtOnFailure(ino, fs.fallocate(this.maybePath(ino), fh, flags, offset, size, who)), this.ok(handle));
       },
+      COPY_FILE_RANGE: ({ handle, ino, fh, offset, ino2, fh2, offset2, size }, who) => {
+        const copy = () => fs.copyRange(this.maybePath(ino), fh, offset, this.maybePath(ino2), fh2, offset2, size, who);
+        this.run(handle, 'copy_file_range', () => this.doubtOnFailure(ino2, copy()), (n) => b.replyWrite(handle, n));
+      },
       LSEEK: ({ handle, ino, fh, offset, flags }, who) => {
         this.run(handle, 'lseek', () => fs.seekData(this.maybePath(ino), fh, offset, flags, who), (at) => b.replyLseek(handle, at));
       },

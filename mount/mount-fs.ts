@@ -66,6 +66,13 @@ export interface MountFs {
   fallocate(path: string | null, fh: number, mode: number, offset: number, length: number, caller: FuseCaller): Promise<void>;
   /** lseek(2) with SEEK_DATA (3) or SEEK_HOLE (4): where the slave's file has the next data or hole. ENOSYS: never again asked. */
   seekData(path: string | null, fh: number, offset: number, whence: number, caller: FuseCaller): Promise<number>;
+  /**
+   * copy_file_range(2) from open file `fh` to open file `fhOut` (`pathOut` its name): how many
+   * bytes (0: the end of `fh`'s file). ENOSYS: never again asked (the kernel copies by read and write).
+   */
+  copyRange(
+    path: string | null, fh: number, offset: number, pathOut: string | null, fhOut: number, offsetOut: number, length: number, caller: FuseCaller,
+  ): Promise<number>;
   unlink(path: string, caller: FuseCaller): Promise<void>;
   /** 'same': both names were links to one file, which rename(2) leaves as they were (POSIX). */
   rename(from: string, to: string, caller: FuseCaller): Promise<void | 'same'>;
@@ -143,6 +150,11 @@ export abstract class MountFsBase implements MountFs {
   }
   seekData(_path: string | null, _fh: number, _offset: number, _whence: number, _caller: FuseCaller): Promise<number> {
     return unserved('lseek');
+  }
+  copyRange(
+    _path: string | null, _fh: number, _offset: number, _pathOut: string | null, _fhOut: number, _offsetOut: number, _length: number, _caller: FuseCaller,
+  ): Promise<number> {
+    return unserved('copy_file_range');
   }
   unlink(_path: string, _caller: FuseCaller): Promise<void> { return unserved('unlink'); }
   rename(_from: string, _to: string, _caller: FuseCaller): Promise<void | 'same'> { return unserved('rename'); }

@@ -85,6 +85,8 @@ const FILE_CAPABILITIES = 'security.capability';
  * filesystem (EFBIG) is the slave's to say, at once, as a local truncate would.
  */
 const PREDICTED_GROWTH_MAX = 2 ** 31 - 1;
+/** The most one copy_file_range asks the agent to copy: a few seconds of a slow disk, below any request's timeout. */
+const COPY_MAX = 64 << 20;
 
 function ownerOf(attr: Attr): AcknowledgedOwner {
   return { mode: attr.mode & 0o7777, uid: attr.uid, gid: attr.gid };
@@ -930,9 +932,37 @@ export class RemoteFs extends MountFsBase {
     if (file.path !== null) {
       this.rememberChange(file.path, attr);
       // Punched or zeroed: bytes written before are not to come back in a rewrite after a restart.
-      if ((mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) !== 0) this.retained.zeroed(file.path, offset, length);
+      if ((mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) !== 0) this.retained.replaced(file.path, offset, length);
     }
     this.invalidateReaders(file.path, file);
+  }
+
+  /**
+   * The slave copies, and the bytes never cross the link (cp between two files of the mount):
+   * after the writes before it to either file, at most COPY_MAX a call (the caller asks again
+   * for the rest, as copy_file_range's callers do).
+   */
+  override async copyRange(
+    _path: string | null, fh: number, offset: number, _pathOut: string | null, fhOut: number, offsetOut: number, length: number, caller: FuseCaller,
+  ): Promise<number> {
+    const [from, to] = [this.files.get(fh), this.files.get(fhOut)];
+    await this.dropSetIdBits(to.path, to, caller); // as a write
+    for (const file of [from, to]) {
+      await this.sendWriters(file.path, file);
+      await file.writer?.flush();
+    }
+    to.written?.spoil();
+    if (from.unopened) await this.openLate(from);
+    const wanted = Math.min(length, COPY_MAX);
+    const { copied, attr } = await sendByHandle(from, (source) => this.onFile(to, 'fs.copyrange', (h) => ({
+      source, sourceOffset: offset, fh: h, offset: offsetOut, length: wanted,
+    })), () => this.reopen(from));
+    if (to.path !== null) {
+      this.rememberChange(to.path, attr);
+      this.retained.replaced(to.path, offsetOut, copied);
+    }
+    this.invalidateReaders(to.path, to);
+    return copied;
   }
 
   /** Asks the slave's file, after the writes before it (held data is not yet where its holes are). */

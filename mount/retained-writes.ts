@@ -4,8 +4,8 @@
  * boot that answered and the write's sequence number there. The agent reports the highest
  * durable sequence (agent/fs/commits.ts); what is at or below it is let go. An agent that comes
  * back with another boot id may have lost the rest: it is written again (remote-fs.ts).
- * Unlinks, renames, truncations and ranges punched or zeroed keep it in step with the slave's
- * names, sizes and bytes.
+ * Unlinks, renames, truncations and ranges punched, zeroed or copied over keep it in step with
+ * the slave's names, sizes and bytes.
  *
  * Writing again makes the file's times those of the rewrite, so the times a program was told
  * after its writes (tar's futimens, `os.utime`) are kept too, to be set again after the rewrite;
@@ -147,8 +147,8 @@ export class RetainedWrites {
     this.replace(path, list, left);
   }
 
-  /** The range was punched out or zeroed: its old bytes are not to be written again. */
-  zeroed(path: string, offset: number, length: number): void {
+  /** The range holds other bytes now (punched, zeroed, copied over): its old ones are not to be written again. */
+  replaced(path: string, offset: number, length: number): void {
     const list = this.byPath.get(path);
     if (!list) return;
     const end = offset + length;

@@ -286,6 +286,12 @@ export const ops = {
     fh, mode: v.pipe(u32, v.check((m) => (m & ~FALLOC_MODES) === 0, 'mode: only KEEP_SIZE, PUNCH_HOLE and ZERO_RANGE bits')),
     offset: u53, length: v.pipe(u53, v.minValue(1)),
   }), attrReply),
+  /**
+   * copy_file_range(2) on the slave, from open file `source` at `sourceOffset` to open file `fh`
+   * at `offset`: the bytes never cross the link. `copied` may be fewer than `length` (0: the
+   * source's end); it is on the slave's disk when answered. `attr`: `fh`'s file after.
+   */
+  'fs.copyrange': op(v.object({ source: fh, sourceOffset: u53, fh, offset: u53, length: u53 }), v.object({ copied: u53, attr: wireAttr })),
   /** lseek(2) of an open file with SEEK_DATA (3) or SEEK_HOLE (4): the offset found (ENXIO: none). */
   'fs.lseek': op(v.object({ fh, offset: u53, whence: v.picklist([SEEK_DATA, SEEK_HOLE]) }), v.object({ offset: u53 })),
   /** chmod, chown and utimens of an open file, by its handle (fchmod, fchown, futimens). */

@@ -106,6 +106,8 @@ export interface FilesBackend {
   fallocate(fd: number, mode: number, offset: number, length: number): void;
   /** lseek(2) with SEEK_DATA or SEEK_HOLE: the offset of the next data or hole (ENXIO: none). */
   seekData(fd: number, offset: number, whence: number): number;
+  /** copy_file_range(2): up to `length` bytes from `fdIn` at `offIn` to `fdOut` at `offOut`; how many (0: the end of `fdIn`). */
+  copyRange(fdIn: number, offIn: number, fdOut: number, offOut: number, length: number): number;
   fchmod(fd: number, mode: number): void;
   fchown(fd: number, uid: number, gid: number): void;
   /** futimens(2): as utimens, by descriptor. */

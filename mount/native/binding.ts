@@ -16,7 +16,7 @@ export const OP_NAMES = [
   'LOOKUP', 'FORGET', 'GETATTR', 'SETATTR', 'READLINK', 'MKNOD', 'MKDIR', 'UNLINK', 'RMDIR',
   'SYMLINK', 'RENAME', 'LINK', 'OPEN', 'READ', 'WRITE', 'FLUSH', 'RELEASE', 'FSYNC', 'OPENDIR',
   'READDIR', 'RELEASEDIR', 'STATFS', 'SETXATTR', 'GETXATTR', 'LISTXATTR', 'REMOVEXATTR', 'ACCESS',
-  'CREATE', 'READDIRPLUS', 'DESTROY', 'POLL', 'FSYNCDIR', 'FALLOCATE', 'LSEEK',
+  'CREATE', 'READDIRPLUS', 'DESTROY', 'POLL', 'FSYNCDIR', 'FALLOCATE', 'LSEEK', 'COPY_FILE_RANGE',
 ] as const;
 export type OpName = (typeof OP_NAMES)[number];
 
@@ -72,6 +72,9 @@ export interface FuseRequest {
   readonly name2: Buffer | undefined;
   readonly data: Uint8Array | undefined;
   readonly setattr: Float64Array | undefined;
+  /** copy_file_range: the file written (its node is ino2), and the offset there. */
+  readonly fh2: number;
+  readonly offset2: number;
 }
 
 export type Dispatch = (request: FuseRequest) => void;
@@ -81,7 +84,7 @@ type NativeDispatch = (
   handle: RequestHandle, op: number, ino: number, uid: number, gid: number, pid: number, fh: number, ino2: number,
   mode: number, rdev: number, flags: number, size: number, offset: number, mask: number, nlookup: number,
   datasync: boolean, notify: boolean, name: Buffer | undefined, name2: Buffer | undefined,
-  data: Uint8Array | undefined, setattr: Float64Array | undefined,
+  data: Uint8Array | undefined, setattr: Float64Array | undefined, fh2: number, offset2: number,
 ) => void;
 
 /** The module as it is loaded: `mount` takes the positional handler. */
@@ -91,8 +94,8 @@ type NativeBinding = Omit<FuseBinding, 'mount'> & {
 
 /** The native handler for `dispatch`: each request's object made by one literal (one shape, built at once). */
 function byName(dispatch: Dispatch): NativeDispatch {
-  return (handle, op, ino, uid, gid, pid, fh, ino2, mode, rdev, flags, size, offset, mask, nlookup, datasync, notify, name, name2, data, setattr) => {
-    dispatch({ handle, op, ino, uid, gid, pid, fh, ino2, mode, rdev, flags, size, offset, mask, nlookup, datasync, notify, name, name2, data, setattr });
+  return (handle, op, ino, uid, gid, pid, fh, ino2, mode, rdev, flags, size, offset, mask, nlookup, datasync, notify, name, name2, data, setattr, fh2, offset2) => {
+    dispatch({ handle, op, ino, uid, gid, pid, fh, ino2, mode, rdev, flags, size, offset, mask, nlookup, datasync, notify, name, name2, data, setattr, fh2, offset2 });
   };
 }
 

@@ -226,6 +226,23 @@ static void ll_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, stru
   send_req(r, req);
 }
 
+/* copy_file_range(2) between two open files of the mount: from (ino, fh, offset) to (ino2, fh2, offset2). */
+static void ll_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, struct fuse_file_info *fi_in, fuse_ino_t ino_out,
+                               off_t off_out, struct fuse_file_info *fi_out, size_t len, int flags) {
+  struct sb_req *r = request(req, OP_COPY_FILE_RANGE, ino_in);
+  if (r) {
+    r->fh = fi_in->fh;
+    r->has_fh = 1;
+    r->offset = (double)off_in;
+    r->ino2 = ino_out;
+    r->fh2 = (double)fi_out->fh;
+    r->offset2 = (double)off_out;
+    r->size = (double)len;
+    r->flags = flags;
+  }
+  send_req(r, req);
+}
+
 static void ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   /* No poll(2) waits on a released file: its handle goes with it. */
   struct fuse_pollhandle *ph = sb_take_poll(fuse_req_userdata(req), fi->fh);
@@ -343,5 +360,5 @@ const struct fuse_lowlevel_ops sb_ll_ops = {
   .statfs = ll_statfs, .setxattr = ll_setxattr, .getxattr = ll_getxattr,
   .listxattr = ll_listxattr, .removexattr = ll_removexattr, .access = ll_access,
   .create = ll_create, .readdirplus = ll_readdirplus, .poll = ll_poll, .fsyncdir = ll_fsyncdir,
-  .fallocate = ll_fallocate, .lseek = ll_lseek,
+  .fallocate = ll_fallocate, .lseek = ll_lseek, .copy_file_range = ll_copy_file_range,
 };

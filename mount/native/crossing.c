@@ -253,7 +253,7 @@ static napi_value setattr_of(napi_env env, struct sb_req *r, napi_value undefine
  */
 enum field {
   FIELD_HANDLE, FIELD_OP, FIELD_INO, FIELD_UID, FIELD_GID, FIELD_PID, FIELD_FH, FIELD_INO2, FIELD_MODE, FIELD_RDEV, FIELD_FLAGS, FIELD_SIZE,
-  FIELD_OFFSET, FIELD_MASK, FIELD_NLOOKUP, FIELD_DATASYNC, FIELD_NOTIFY, FIELD_NAME, FIELD_NAME2, FIELD_DATA, FIELD_SETATTR, FIELD_COUNT,
+  FIELD_OFFSET, FIELD_MASK, FIELD_NLOOKUP, FIELD_DATASYNC, FIELD_NOTIFY, FIELD_NAME, FIELD_NAME2, FIELD_DATA, FIELD_SETATTR, FIELD_FH2, FIELD_OFFSET2, FIELD_COUNT,
 };
 
 /* Calls the mount's JavaScript handler with `r` (from the session loop, or the end-of-session call). */
@@ -295,6 +295,8 @@ void sb_call_dispatch(napi_env env, napi_value js_cb, void *context, void *data)
   values[FIELD_NAME2] = bytes(env, r->name2, r->name2_len, undefined);
   values[FIELD_DATA] = data_of(env, r, undefined);
   values[FIELD_SETATTR] = setattr_of(env, r, undefined);
+  values[FIELD_FH2] = sb_number(env, r->fh2);
+  values[FIELD_OFFSET2] = sb_number(env, r->offset2);
   if (values[FIELD_DATA] == NULL) {
     if (r->req) {
       fuse_reply_err(r->req, ENOMEM);

@@ -44,7 +44,7 @@
   X(SYMLINK) X(RENAME) X(LINK) X(OPEN) X(READ) X(WRITE) X(FLUSH) X(RELEASE) X(FSYNC)            \
   X(OPENDIR) X(READDIR) X(RELEASEDIR) X(STATFS) X(SETXATTR) X(GETXATTR) X(LISTXATTR)            \
   X(REMOVEXATTR) X(ACCESS) X(CREATE) X(READDIRPLUS) X(DESTROY) X(POLL) X(FSYNCDIR)            \
-  X(FALLOCATE) X(LSEEK)
+  X(FALLOCATE) X(LSEEK) X(COPY_FILE_RANGE)
 
 #define SB_OP_ENUM(name) OP_##name,
 enum sb_op { OP_NONE = 0, SB_OPS(SB_OP_ENUM) OP_COUNT };
@@ -111,6 +111,7 @@ struct sb_req {
   uint64_t fh;     /* the open file or directory; -1 (as a double) when none was given */
   int has_fh;
   double mode, rdev, flags, size, offset, mask, nlookup, datasync;
+  double fh2, offset2; /* copy_file_range: the file written, and where (ino2 its node) */
   int wants_notify; /* poll: the kernel asked to be told when the file is ready */
   uint32_t uid, gid, pid;
   char *name, *name2, *data;

@@ -304,6 +304,7 @@ export class HostileMessages {
         fh: fh(), mode: r.chance(0.8) ? r.pick([0, 1, 3, 16, 17]) : edgeInteger(r), offset: this.offset(),
         length: r.chance(0.8) ? r.size(1 << 20) : r.pick([0, -1, 2 ** 60, Number.MAX_SAFE_INTEGER, 2 ** 64]),
       }),
+      'fs.copyrange': () => ({ source: fh(), sourceOffset: this.offset(), fh: fh(), offset: this.offset(), length: r.chance(0.8) ? r.size(1 << 20) : edgeInteger(r) }),
       'fs.lseek': () => ({ fh: fh(), offset: this.offset(), whence: r.chance(0.8) ? r.pick([3, 4]) : edgeInteger(r) }),
       'fs.fchmod': () => ({ fh: fh(), mode: this.mode() }),
       'fs.fchown': () => ({ fh: fh(), uid: this.ownerId(), gid: this.ownerId() }),

@@ -146,3 +146,42 @@ export async function startSlave(options: SlaveOptions = {}): Promise<Slave> {
     throw err;
   }
 }
+
+/**
+ * A slave whose export holds `small`: a tmpfs of `size` mounted there before the agent starts
+ * (another filesystem of the slave's, soon full, without some of ext4's calls). Its change feed
+ * is live (the mount logs at info level at least). `stop` unmounts it after the mount is gone.
+ */
+export async function startSlaveWithTmpfs(options: SlaveOptions, size: string): Promise<Slave & { readonly small: string }> {
+  let small: string | undefined;
+  const unmountSmall = async () => { if (small) await run('umount', ['-l', small]); };
+  let slave: Slave;
+  try {
+    slave = await startSlave({
+      mountArgs: ['--log-level', 'info'], // waitForLiveFeed reads the log
+      ...options,
+      prepare: async (root, tmp) => {
+        await options.prepare?.(root, tmp);
+        small = join(root, 'small');
+        await mkdir(small);
+        await run('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'splitbrain-test', small]);
+      },
+    });
+  } catch (err) {
+    await unmountSmall();
+    throw err;
+  }
+  const started = slave;
+  const stop = async () => {
+    await started.mount.stop(); // before the tmpfs below its export goes
+    await unmountSmall();
+    await started.stop();
+  };
+  try {
+    await waitForLiveFeed(started.mount);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { ...started, small: small as string, stop };
+}

@@ -12,7 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import { agentOps } from '../helpers/agent-metrics.js';
 import { freePort } from '../helpers/ports.js';
 import { pythonOut, run, waitFor } from '../helpers/processes.js';
-import { startSlave, waitForLiveFeed, type Slave } from '../helpers/slave.js';
+import { startSlave, startSlaveWithTmpfs, waitForLiveFeed, type Slave } from '../helpers/slave.js';
 
 /** Far below the kernel's 60 s: a change seen this soon was pushed, not expired. */
 const SEEN_WITHIN_MS = 2000;
@@ -155,19 +155,9 @@ describe('data not kept across opens', () => {
   });
 
   it('after a write the slave refused: what was read back is what the slave has', async () => {
-    let small = '';
-    const slave = await startSlave({
-      id: 'refused-write',
-      prepare: async (root) => {
-        small = join(root, 'small');
-        await mkdir(small);
-        await run('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'splitbrain-test', small]);
-      },
-      mountArgs: ['--log-level', 'info'],
-    });
-    const { mnt } = slave;
+    const slave = await startSlaveWithTmpfs({ id: 'refused-write' }, '1m');
+    const { mnt, small } = slave;
     try {
-      await waitForLiveFeed(slave.mount);
       await writeFile(join(small, 'f'), Buffer.alloc(8192, 'a'));
       assert.equal((await readFile(join(mnt, 'small', 'f'))).toString(), 'a'.repeat(8192)); // kept from here
       // Every block taken on the slave's side.
@@ -187,8 +177,6 @@ describe('data not kept across opens', () => {
       await waitFor('the slave\'s size', async () => (await stat(join(mnt, 'small', 'f'))).size === slaveHas.length, SEEN_WITHIN_MS, 5);
       assert.ok((await readFile(join(mnt, 'small', 'f'))).equals(slaveHas), 'read back: the slave\'s bytes');
     } finally {
-      await slave.mount.stop(); // before the tmpfs below its export goes
-      if (small) await run('umount', ['-l', small]);
       await slave.stop();
     }
   });

@@ -49,22 +49,22 @@ describe('retained writes', () => {
     assert.equal(released.length, 2);
   });
 
-  it('keeps no byte of a range punched or zeroed, and what lies either side of it', () => {
+  it('keeps no byte of a range punched, zeroed or copied over, and what lies either side of it', () => {
     const released: Buffer[] = [];
     const kept = new RetainedWrites(1 << 20, (data) => released.push(data));
     kept.keep('/f', { offset: 0, data: Buffer.from('aaaaaaaaaa'), boot: 'one', seq: 1 });
     kept.keep('/f', { offset: 10, data: Buffer.from('bbbbbbbbbb'), boot: 'one', seq: 2 });
     kept.keep('/f', { offset: 20, data: Buffer.from('cccccccccc'), boot: 'one', seq: 3 });
-    kept.zeroed('/f', 5, 10); // the tail of the first, the head of the second
-    kept.zeroed('/f', 22, 3); // inside the third
-    kept.zeroed('/f', 100, 5); // past them all
+    kept.replaced('/f', 5, 10); // the tail of the first, the head of the second
+    kept.replaced('/f', 22, 3); // inside the third
+    kept.replaced('/f', 100, 5); // past them all
     const stale = kept.takeStale('two').get('/f');
     assert.deepEqual(stale?.entries.map((e) => [e.offset, e.data.toString(), e.seq]), [
       [0, 'aaaaa', 1], [15, 'bbbbb', 2], [20, 'cc', 3], [25, 'ccccc', 3],
     ]);
     assert.equal(released.length, 0, 'each entry keeps a part of its buffer');
     kept.keep('/g', { offset: 0, data: bytes(8), boot: 'one', seq: 4 });
-    kept.zeroed('/g', 0, 8);
+    kept.replaced('/g', 0, 8);
     assert.equal(kept.bytes, 0);
     assert.equal(released.length, 1);
   });

@@ -159,7 +159,18 @@ function seekData(fd: number, offset: number, whence: number): number {
   }
   const found = Number(lib.lseek(fd, offset, whence));
   if (found < 0) throw libcFailure(lib, `lseek ${offset} whence ${whence}`);
+  // A directory's or a device's end, not a file's (2^63 - 1 on ext4): not an offset the wire carries.
+  if (!Number.isSafeInteger(found)) throw new SlaveError('EOVERFLOW', `lseek ${offset} whence ${whence}: ${found}`);
   return found;
+}
+
+/** copy_file_range(2) through libc (Node has none); EOPNOTSUPP without it: the master copies itself. */
+function copyRange(fdIn: number, offIn: number, fdOut: number, offOut: number, length: number): number {
+  const lib = libc();
+  if (!lib) throw new SlaveError('EOPNOTSUPP', 'copy_file_range: libc cannot be loaded on this slave');
+  const copied = Number(lib.copyFileRange(fdIn, [offIn], fdOut, [offOut], length, 0));
+  if (copied < 0) throw libcFailure(lib, `copy_file_range of ${length} bytes`);
+  return copied;
 }
 
 export function linuxFiles(): FilesBackend {
@@ -197,6 +208,7 @@ export function linuxFiles(): FilesBackend {
     ftruncate: (fd, size) => ftruncateSync(fd, size),
     fallocate,
     seekData,
+    copyRange,
     fchmod: (fd, mode) => fchmodSync(fd, mode),
     fchown: (fd, uid, gid) => fchownSync(fd, uid, gid),
     futimens: setFileTimes,
