@@ -194,7 +194,13 @@ export const fileOps: HandlerTable = {
     const files = ctx.backend.files;
     let copied = 0;
     while (copied < length) {
-      const n = files.copyRange(from.fd, sourceOffset + copied, fd, offset + copied, Math.min(COPY_PIECE, length - copied));
+      let n: number;
+      try {
+        n = files.copyRange(from.fd, sourceOffset + copied, fd, offset + copied, Math.min(COPY_PIECE, length - copied));
+      } catch (err) {
+        if (copied === 0) throw err;
+        break; // as copy_file_range(2): what was copied is answered, and the caller's next call meets the error
+      }
       if (n === 0) break;
       copied += n;
       if (copied < length) await new Promise<void>((resolve) => setImmediate(resolve));

@@ -15,7 +15,7 @@ import { pythonOut, run } from '../helpers/processes.js';
 import { startSlaveWithTmpfs, type Slave } from '../helpers/slave.js';
 
 describe('copy_file_range through the mount', () => {
-  let slave: Slave;
+  let slave: Slave & { readonly small: string };
   let mnt: string;
   let port: number;
 
@@ -75,5 +75,28 @@ describe('copy_file_range through the mount', () => {
     ].join('\n'), join(mnt, 'across'), join(mnt, 'small', 'across'));
     assert.equal(out, '100000\n');
     assert.ok((await readFile(join(slave.root, 'small', 'across'))).equals(data));
+  });
+
+  it('answers what it copied before the slave\'s disk filled, and ENOSPC to the next call', async () => {
+    // Both files on the 4 MiB tmpfs: 3 MiB copied into room for about 1.
+    await writeFile(join(slave.small, 'three'), randomBytes(3 << 20));
+    const out = await pythonOut([
+      'import errno, os, sys',
+      'a = os.open(sys.argv[1], os.O_RDONLY); b = os.open(sys.argv[2], os.O_CREAT | os.O_WRONLY, 0o644)',
+      'done, error = 0, None',
+      'while done < 3 << 20:',
+      '    try:',
+      '        n = os.copy_file_range(a, b, (3 << 20) - done)',
+      '    except OSError as e:',
+      '        error = errno.errorcode[e.errno]; break',
+      '    if n == 0: break',
+      '    done += n',
+      'print(error, done, os.fstat(b).st_size)',
+    ].join('\n'), join(mnt, 'small', 'three'), join(mnt, 'small', 'copy'));
+    const [error, done, size] = out.trim().split(' ');
+    assert.equal(error, 'ENOSPC');
+    assert.ok(Number(done) > 0 && Number(done) < 3 << 20, `${done} bytes copied`);
+    assert.equal(size, done);
+    assert.equal((await readFile(join(slave.small, 'copy'))).length, Number(done), 'the slave\'s file holds what was answered');
   });
 });
