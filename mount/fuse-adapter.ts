@@ -44,6 +44,8 @@ const SETTLING_OPS = new Set(['flush', 'fsync', 'release', 'getattr']);
 const ENOENT = errnoNumber('ENOENT');
 const ERANGE = errnoNumber('ERANGE');
 const EINVAL = errnoNumber('EINVAL');
+/** renameat2's flag, as Linux numbers it. */
+const RENAME_NOREPLACE = 1;
 const EIO = errnoNumber('EIO');
 const ENOSYS = errnoNumber('ENOSYS');
 /** The largest read or write the kernel sends (libfuse 3 raises max_pages to fit it). */
@@ -378,14 +380,15 @@ export class FuseAdapter {
         });
       },
       RENAME: ({ handle, ino, ino2, name2, flags }, who, name) => {
-        // renameat2's flags (RENAME_NOREPLACE, RENAME_EXCHANGE): not on the wire, as with ENOSYS.
-        if (flags !== 0) return void b.replyErr(handle, EINVAL);
+        // renameat2's RENAME_NOREPLACE is the agent's to check; RENAME_EXCHANGE and RENAME_WHITEOUT
+        // are not on the wire: EINVAL, as a filesystem without them answers.
+        if (flags !== 0 && flags !== RENAME_NOREPLACE) return void b.replyErr(handle, EINVAL);
         const newName = name2 ? nameFromBytes(name2) : '';
         const to = this.childPath(ino2, newName);
         // A directory renamed over, still open, is removed as by rmdir (see RMDIR).
         const replaced = this.nodes.child(this.node(ino2), newName);
         const last = this.lastOfOpenDir(replaced, to, who);
-        this.run(handle, 'rename', () => this.withLast(last, () => fs.rename(this.childPath(ino, name), to, who)), ([outcome, attr]) => {
+        this.run(handle, 'rename', () => this.withLast(last, () => fs.rename(this.childPath(ino, name), to, who, flags === RENAME_NOREPLACE)), ([outcome, attr]) => {
           // Two links to one file (the kernel had them as two nodes): both names stay.
           if (outcome !== 'same') {
             this.nodes.renamed(this.node(ino), name, this.node(ino2), newName);

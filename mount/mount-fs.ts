@@ -74,8 +74,11 @@ export interface MountFs {
     path: string | null, fh: number, offset: number, pathOut: string | null, fhOut: number, offsetOut: number, length: number, caller: FuseCaller,
   ): Promise<number>;
   unlink(path: string, caller: FuseCaller): Promise<void>;
-  /** 'same': both names were links to one file, which rename(2) leaves as they were (POSIX). */
-  rename(from: string, to: string, caller: FuseCaller): Promise<void | 'same'>;
+  /**
+   * 'same': both names were links to one file, which rename(2) leaves as they were (POSIX).
+   * `noReplace`: renameat2's RENAME_NOREPLACE (EEXIST if `to` exists; EINVAL where not served).
+   */
+  rename(from: string, to: string, caller: FuseCaller, noReplace?: boolean): Promise<void | 'same'>;
   /** Returns the new name's attributes. */
   link(existing: string, path: string, caller: FuseCaller): Promise<Attr>;
   /** Returns the new name's attributes. */
@@ -157,7 +160,7 @@ export abstract class MountFsBase implements MountFs {
     return unserved('copy_file_range');
   }
   unlink(_path: string, _caller: FuseCaller): Promise<void> { return unserved('unlink'); }
-  rename(_from: string, _to: string, _caller: FuseCaller): Promise<void | 'same'> { return unserved('rename'); }
+  rename(_from: string, _to: string, _caller: FuseCaller, _noReplace?: boolean): Promise<void | 'same'> { return unserved('rename'); }
   link(_existing: string, _path: string, _caller: FuseCaller): Promise<Attr> { return unserved('link'); }
   symlink(_target: string, _path: string, _caller: FuseCaller): Promise<Attr> { return unserved('symlink'); }
   readlink(_path: string, _caller: FuseCaller): Promise<ShownLink> { return unserved('readlink'); }

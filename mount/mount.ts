@@ -8,7 +8,7 @@ import { constants } from 'node:fs';
 import { readFile, realpath, stat } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
-import { MASTER_HANDLE_OPENS_CAPABILITY, MASTER_HANDLES_CAPABILITY, type FeedState, type HelloInfo } from '../protocol/index.js';
+import { MASTER_HANDLE_OPENS_CAPABILITY, MASTER_HANDLES_CAPABILITY, RENAME_NOREPLACE_CAPABILITY, type FeedState, type HelloInfo } from '../protocol/index.js';
 import { AgentClient, chooseAgent } from '../transport/agent-client.js';
 import { connectBus } from '../transport/bus.js';
 import { ChangeFeed } from '../transport/change-feed.js';
@@ -195,6 +195,7 @@ export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
         agentRoot: hello.root,
         masterHandles: hello.capabilities.includes(MASTER_HANDLES_CAPABILITY),
         masterHandleOpens: hello.capabilities.includes(MASTER_HANDLE_OPENS_CAPABILITY),
+        renameNoReplace: hello.capabilities.includes(RENAME_NOREPLACE_CAPABILITY),
       }, log.child({ component: 'remote-fs' }));
       // The root's mode gates every answer the cache gives a non-root caller (cacheAnswers), and
       // the kernel, which never looks the root up, may not ask for it.

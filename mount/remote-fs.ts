@@ -55,6 +55,8 @@ export interface RemoteFsOptions {
   masterHandles: boolean;
   /** Also in fs.open: opens for writing need not wait. */
   masterHandleOpens: boolean;
+  /** The agent takes fs.rename's `noReplace` (RENAME_NOREPLACE_CAPABILITY). */
+  renameNoReplace?: boolean;
 }
 
 /** How often the mount asks the agent what is durable while it keeps unsynced data. */
@@ -993,7 +995,8 @@ export class RemoteFs extends MountFsBase {
     this.retained.unlinked(path);
   }
 
-  override async rename(from: string, to: string, caller: FuseCaller): Promise<void | 'same'> {
+  override async rename(from: string, to: string, caller: FuseCaller, noReplace = false): Promise<void | 'same'> {
+    if (noReplace && !this.options.renameNoReplace) throw new SlaveError('EINVAL', `rename ${from}: the agent has no RENAME_NOREPLACE`);
     // Whatever either name (or a directory's files) held has other names now. A file known not
     // to be a directory has nothing below it (nor has `to`: a file cannot replace a directory
     // that holds anything), and rsync renames every file it writes: no scan of all kept files.
@@ -1002,14 +1005,15 @@ export class RemoteFs extends MountFsBase {
       this.wholes.drop(path);
       if (kind === undefined || kind === S_IFDIR) this.wholes.dropUnder(path);
     }
-    if (this.unrefused.mayRename(from, to) && this.predict.rename(from, to, caller)) {
+    // Whether `to` exists is the slave's to say, atomically, for RENAME_NOREPLACE: never at once.
+    if (!noReplace && this.unrefused.mayRename(from, to) && this.predict.rename(from, to, caller)) {
       this.retained.renamed(from, to, false);
       return this.unrefused.rename(from, to, caller);
     }
     await this.sendWriters(from);
     await this.openBeforeNameGoes(to);
     const replaced = this.cache.inodeOf(to);
-    const { same } = await this.call('fs.rename', { from, to }, caller);
+    const { same } = await this.call('fs.rename', noReplace ? { from, to, noReplace } : { from, to }, caller);
     // Two links to one file: POSIX leaves both names, and nothing else changed.
     if (same) return 'same';
     if (!replaced || replaced.nlink > 1) this.losingName(to);

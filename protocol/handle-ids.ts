@@ -40,3 +40,8 @@ export function isMasterHandle(fh: number): boolean {
 export const MASTER_HANDLES_CAPABILITY = 'fs.master-handles';
 /** The hello capability of an agent that also takes them in fs.open (`handle`). */
 export const MASTER_HANDLE_OPENS_CAPABILITY = 'fs.open.master-handles';
+/**
+ * The hello capability of an agent that takes fs.rename's `noReplace`: an older one would drop
+ * the field and replace the target.
+ */
+export const RENAME_NOREPLACE_CAPABILITY = 'fs.rename.noreplace';

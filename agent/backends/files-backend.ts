@@ -53,6 +53,8 @@ export interface FilesBackend {
   unlink(hostPath: string): BigIntStats | undefined;
   /** rename(2): replaces what `to` names, as rename(2) may. */
   rename(fromHostPath: string, toHostPath: string): void;
+  /** renameat2(2) with RENAME_NOREPLACE: EEXIST, atomically, if `toHostPath` exists. */
+  renameNoReplace(fromHostPath: string, toHostPath: string): void;
   /** link(2): a second name for the file `existingHostPath` names. */
   link(existingHostPath: string, newHostPath: string): void;
   /** symlink(2): `target` stored as given, never resolved. */

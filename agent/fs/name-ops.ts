@@ -62,7 +62,7 @@ export const nameOps: HandlerTable = {
     return kept ? { attr: statToWire(kept) } : {};
   },
 
-  'fs.rename': async ({ from, to }, ctx, caller) => {
+  'fs.rename': async ({ from, to, noReplace }, ctx, caller) => {
     const hostFrom = ctx.jail.resolve(from);
     const hostTo = ctx.jail.resolve(to);
     const who = ctx.access(caller);
@@ -75,8 +75,9 @@ export const nameOps: HandlerTable = {
     }
     // Two links to one file: rename(2) succeeds and leaves both (POSIX), which the master's cache
     // must hear of, or it would show `from` gone.
-    const same = sameFile(ctx, hostFrom, hostTo);
-    ctx.backend.files.rename(hostFrom, hostTo);
+    const same = !noReplace && sameFile(ctx, hostFrom, hostTo);
+    if (noReplace) ctx.backend.files.renameNoReplace(hostFrom, hostTo);
+    else ctx.backend.files.rename(hostFrom, hostTo);
     // A directory moved, or one replaced: what the jail verified under either name is elsewhere.
     ctx.jail.forgetPrefix(ctx.jail.toSlave(hostFrom));
     ctx.jail.forgetPrefix(ctx.jail.toSlave(hostTo));

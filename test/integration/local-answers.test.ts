@@ -5,7 +5,7 @@
  * the fsync of its parent). Each answer is what the slave says.
  */
 import assert from 'node:assert/strict';
-import { chmod, mkdir, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { agentOps } from '../helpers/agent-metrics.js';
@@ -239,6 +239,32 @@ describe('answers the mount gives from what it holds', () => {
     assert.equal(await walk(mnt), await walk(slave.root));
     const asked = (await quiet()) - start;
     assert.ok(asked <= 4, `${asked} listings for 12 directories of 100 files`);
+  });
+
+  it('renames with RENAME_NOREPLACE as the slave says: EEXIST for a name it has, even one just made there, and never replaces it', async () => {
+    await mkdir(join(mnt, 'noreplace'));
+    await sh(`cd '${mnt}/noreplace' && echo a > a && echo b > b && echo c > c && echo m > m && echo t > t`);
+    await sh(`ls '${mnt}/noreplace' > /dev/null`); // the listing cached: names it has not seen would be "no such file"
+    await writeFile(join(slave.root, 'noreplace', 'late'), 'late\n'); // the master's kernel and cache may not know it yet
+    const out = await pythonOut([
+      'import ctypes, errno, os, sys',
+      'libc = ctypes.CDLL(None, use_errno=True)',
+      'def noreplace(a, b):',
+      '    if libc.renameat2(-100, os.fsencode(a), -100, os.fsencode(b), 1) != 0:',
+      '        return errno.errorcode[ctypes.get_errno()]',
+      '    return "ok"',
+      'd = sys.argv[1]',
+      'print(noreplace(f"{d}/a", f"{d}/b"), noreplace(f"{d}/c", f"{d}/late"), noreplace(f"{d}/c", f"{d}/new"))',
+      'print(libc.renameat2(-100, os.fsencode(f"{d}/a"), -100, os.fsencode(f"{d}/b"), 2), errno.errorcode[ctypes.get_errno()])', // RENAME_EXCHANGE
+    ].join('\n'), join(mnt, 'noreplace'));
+    assert.equal(out, 'EEXIST EEXIST ok\n-1 EINVAL\n');
+    // mv -n (renameat2 with RENAME_NOREPLACE) leaves the target as it was.
+    await sh(`cd '${mnt}/noreplace' && mv -n m t`);
+    const slaveHas = (name: string) => readFile(join(slave.root, 'noreplace', name), 'utf8').catch(() => 'absent');
+    assert.deepEqual(
+      await Promise.all(['a', 'b', 'c', 'new', 'late', 'm', 't'].map(slaveHas)),
+      ['a\n', 'b\n', 'absent', 'c\n', 'late\n', 'm\n', 't\n'],
+    );
   });
 
   it('answers names looked up in a directory it never listed from one listing; a name not there is still asked for', async () => {

@@ -1,7 +1,7 @@
 /**
  * The libc calls the agent needs that Node does not make, through koffi (a maintained FFI whose
  * npm package ships its prebuilt binaries: no compiler, no code of ours in C): utimensat(2) and
- * futimens(2) for file times to the nanosecond (file-times.ts), fallocate(2), lseek(2) and copy_file_range(2) (linux-files.ts),
+ * futimens(2) for file times to the nanosecond (file-times.ts), fallocate(2), lseek(2), copy_file_range(2) and renameat2(2) (linux-files.ts),
  * the l*xattr(2) calls for a file's extended attributes by its bytes (xattrs.ts), pipe2(2) and
  * fcntl(2) for a process's output pipes (output-pipes.ts), ioctl(2) for terminals (termios.ts).
  * This file is the agent's only importer of koffi.
@@ -22,6 +22,8 @@ export interface Libc {
   fallocate: KoffiFunction;
   /** lseek(fd, offset, whence): the new offset, or -1 with errno. */
   lseek: KoffiFunction;
+  /** renameat2(olddirfd, oldpath, newdirfd, newpath, flags): paths as cPath gives them. */
+  renameat2: KoffiFunction;
   /** copy_file_range(fdIn, [offIn], fdOut, [offOut], length, 0): bytes copied (the offsets move), or -1. */
   copyFileRange: KoffiFunction;
   /** llistxattr(path, list, size): with a null list and size 0, the bytes the names would take (0: none), or -1. */
@@ -60,6 +62,7 @@ export function libc(): Libc | null {
       futimens: lib.func('int futimens(int fd, const splitbrain_timespec *times)') as KoffiFunction,
       fallocate: lib.func('int fallocate(int fd, int mode, int64_t offset, int64_t len)') as KoffiFunction,
       lseek: lib.func('int64_t lseek(int fd, int64_t offset, int whence)') as KoffiFunction,
+      renameat2: lib.func('int renameat2(int olddirfd, const uint8_t *oldpath, int newdirfd, const uint8_t *newpath, unsigned int flags)') as KoffiFunction,
       copyFileRange: lib.func('int64_t copy_file_range(int fd_in, _Inout_ int64_t *off_in, int fd_out, _Inout_ int64_t *off_out, size_t len, unsigned int flags)') as KoffiFunction,
       llistxattr: lib.func('long llistxattr(const char *path, _Out_ uint8_t *list, size_t size)') as KoffiFunction,
       lgetxattr: lib.func('long lgetxattr(const char *path, const char *name, _Out_ uint8_t *value, size_t size)') as KoffiFunction,

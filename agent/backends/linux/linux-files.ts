@@ -14,7 +14,10 @@ import { FALLOC_FL_PUNCH_HOLE as PUNCH_HOLE, SEEK_DATA, SlaveError, nameFromByte
 import { fsPath } from '../../host-path.js';
 import type { FilesBackend } from '../files-backend.js';
 import { exactTimesProblem, setFileTimes, setPathTimes } from './file-times.js';
-import { libc, libcFailure } from './libc.js';
+import { cPath, libc, libcFailure } from './libc.js';
+
+const AT_FDCWD = -100;
+const RENAME_NOREPLACE = 1;
 import { makeNode } from './make-node.js';
 import { accessAcl, getxattr, hasAnyXattr, listxattr, removexattr, setxattr } from './xattrs.js';
 
@@ -164,6 +167,13 @@ function seekData(fd: number, offset: number, whence: number): number {
   return found;
 }
 
+/** renameat2(2) with RENAME_NOREPLACE through libc (Node has none); EINVAL without it, as a kernel without the flag. */
+function renameNoReplace(from: string, to: string): void {
+  const lib = libc();
+  if (!lib) throw new SlaveError('EINVAL', 'renameat2: libc cannot be loaded on this slave');
+  if (lib.renameat2(AT_FDCWD, cPath(from), AT_FDCWD, cPath(to), RENAME_NOREPLACE) !== 0) throw libcFailure(lib, `rename ${from} to ${to}`);
+}
+
 /** copy_file_range(2) through libc (Node has none); EOPNOTSUPP without it: the master copies itself. */
 function copyRange(fdIn: number, offIn: number, fdOut: number, offOut: number, length: number): number {
   const lib = libc();
@@ -189,6 +199,7 @@ export function linuxFiles(): FilesBackend {
     rmdir: (host) => rmdirSync(fsPath(host)),
     unlink: unlinkName,
     rename: (from, to) => renameSync(fsPath(from), fsPath(to)),
+    renameNoReplace,
     link: (existing, host) => linkSync(fsPath(existing), fsPath(host)),
     symlink: (target, host) => symlinkSync(fsPath(target), fsPath(host)),
     mknod: makeNode,
