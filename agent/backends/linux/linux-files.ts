@@ -15,11 +15,12 @@ import { fsPath } from '../../host-path.js';
 import type { FilesBackend } from '../files-backend.js';
 import { exactTimesProblem, setFileTimes, setPathTimes } from './file-times.js';
 import { cPath, libc, libcFailure } from './libc.js';
-
-const AT_FDCWD = -100;
-const RENAME_NOREPLACE = 1;
 import { makeNode } from './make-node.js';
 import { accessAcl, getxattr, hasAnyXattr, listxattr, removexattr, setxattr } from './xattrs.js';
+
+/** renameat2's arguments, as Linux numbers them. */
+const AT_FDCWD = -100;
+const RENAME_NOREPLACE = 1;
 
 const readAsync = promisify(read);
 const fsyncAsync = promisify(fsync);
