@@ -906,18 +906,32 @@ export class RemoteFs extends MountFsBase {
     this.invalidateReaders(path);
   }
 
-  override async ftruncate(_path: string | null, fh: number, size: number, caller: FuseCaller): Promise<void> {
-    const file = this.files.get(fh);
+  /**
+   * A change the agent makes to an open file's bytes or size (ftruncate, fallocate, a copy into
+   * it): made as by a write (set-id bits dropped: the slave's kernel spares the agent's
+   * CAP_FSETID), after every write made before it through any handle, this one's acknowledged;
+   * then the file's new attributes are kept, and what was read ahead or written whole of it
+   * goes. `retain`: what the change does to the written data kept for a rewrite after a restart.
+   */
+  private async changeFileData<T extends { attr: number[] }>(
+    file: OpenFile, caller: FuseCaller, change: () => Promise<T>, retain: (path: string, reply: T) => void,
+  ): Promise<T> {
     await this.dropSetIdBits(file.path, file, caller);
-    await this.sendWriters(file.path, file); // other handles' writes come before the truncate
+    await this.sendWriters(file.path, file);
     await file.writer?.flush();
     file.written?.spoil();
-    const { attr } = await this.onFile(file, 'fs.ftruncate', (h) => ({ fh: h, size }));
+    const reply = await change();
     if (file.path !== null) {
-      this.rememberChange(file.path, attr);
-      this.retained.truncated(file.path, size);
+      this.rememberChange(file.path, reply.attr);
+      retain(file.path, reply);
     }
     this.invalidateReaders(file.path, file);
+    return reply;
+  }
+
+  override async ftruncate(_path: string | null, fh: number, size: number, caller: FuseCaller): Promise<void> {
+    const file = this.files.get(fh);
+    await this.changeFileData(file, caller, () => this.onFile(file, 'fs.ftruncate', (h) => ({ fh: h, size })), (path) => this.retained.truncated(path, size));
   }
 
   /**
@@ -926,17 +940,10 @@ export class RemoteFs extends MountFsBase {
    */
   override async fallocate(_path: string | null, fh: number, mode: number, offset: number, length: number, caller: FuseCaller): Promise<void> {
     const file = this.files.get(fh);
-    await this.dropSetIdBits(file.path, file, caller); // as a write: the slave's kernel spares the agent's CAP_FSETID
-    await this.sendWriters(file.path, file); // writes before it, through any handle, land first
-    await file.writer?.flush();
-    file.written?.spoil();
-    const { attr } = await this.onFile(file, 'fs.fallocate', (h) => ({ fh: h, mode, offset, length }));
-    if (file.path !== null) {
-      this.rememberChange(file.path, attr);
+    await this.changeFileData(file, caller, () => this.onFile(file, 'fs.fallocate', (h) => ({ fh: h, mode, offset, length })), (path) => {
       // Punched or zeroed: bytes written before are not to come back in a rewrite after a restart.
-      if ((mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) !== 0) this.retained.replaced(file.path, offset, length);
-    }
-    this.invalidateReaders(file.path, file);
+      if ((mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) !== 0) this.retained.replaced(path, offset, length);
+    });
   }
 
   /**
@@ -948,22 +955,17 @@ export class RemoteFs extends MountFsBase {
     _path: string | null, fh: number, offset: number, _pathOut: string | null, fhOut: number, offsetOut: number, length: number, caller: FuseCaller,
   ): Promise<number> {
     const [from, to] = [this.files.get(fh), this.files.get(fhOut)];
-    await this.dropSetIdBits(to.path, to, caller); // as a write
-    for (const file of [from, to]) {
-      await this.sendWriters(file.path, file);
-      await file.writer?.flush();
-    }
-    to.written?.spoil();
-    if (from.unopened) await this.openLate(from);
+    // The source's writes first too: the agent copies what the slave's file holds.
+    await this.sendWriters(from.path, from);
+    await from.writer?.flush();
     const wanted = Math.min(length, COPY_MAX);
-    const { copied, attr } = await sendByHandle(from, (source) => this.onFile(to, 'fs.copyrange', (h) => ({
-      source, sourceOffset: offset, fh: h, offset: offsetOut, length: wanted,
-    })), () => this.reopen(from));
-    if (to.path !== null) {
-      this.rememberChange(to.path, attr);
-      this.retained.replaced(to.path, offsetOut, copied);
-    }
-    this.invalidateReaders(to.path, to);
+    const copy = async () => {
+      if (from.unopened) await this.openLate(from);
+      return sendByHandle(from, (source) => this.onFile(to, 'fs.copyrange', (h) => ({
+        source, sourceOffset: offset, fh: h, offset: offsetOut, length: wanted,
+      })), () => this.reopen(from));
+    };
+    const { copied } = await this.changeFileData(to, caller, copy, (path, reply) => this.retained.replaced(path, offsetOut, reply.copied));
     return copied;
   }
 

@@ -81,6 +81,16 @@ export function libc(): Libc | null {
   return loaded;
 }
 
+/**
+ * libc, for a call with no fallback in Node: where it cannot be loaded, `errno` (what a kernel
+ * or filesystem without the call answers), saying why.
+ */
+export function libcFor(what: string, errno: string): Libc {
+  const lib = libc();
+  if (!lib) throw new SlaveError(errno, `${what}: libc cannot be loaded on this slave (${problem})`);
+  return lib;
+}
+
 /** Why libc could not be loaded, or undefined. */
 export function libcProblem(): string | undefined {
   libc();

@@ -14,7 +14,7 @@ import { FALLOC_FL_PUNCH_HOLE as PUNCH_HOLE, SEEK_DATA, SlaveError, nameFromByte
 import { fsPath } from '../../host-path.js';
 import type { FilesBackend } from '../files-backend.js';
 import { exactTimesProblem, setFileTimes, setPathTimes } from './file-times.js';
-import { cPath, libc, libcFailure } from './libc.js';
+import { cPath, libc, libcFailure, libcFor } from './libc.js';
 import { makeNode } from './make-node.js';
 import { accessAcl, getxattr, hasAnyXattr, listxattr, removexattr, setxattr } from './xattrs.js';
 
@@ -140,8 +140,7 @@ function hardlinksProtected(): boolean {
  * already is ENOSPC before it starts: ext4 would fill the slave's disk first, and leave it full.
  */
 function fallocate(fd: number, mode: number, offset: number, length: number): void {
-  const lib = libc();
-  if (!lib) throw new SlaveError('EOPNOTSUPP', 'fallocate: libc cannot be loaded on this slave');
+  const lib = libcFor('fallocate', 'EOPNOTSUPP');
   if ((mode & PUNCH_HOLE) === 0) {
     const free = statfsSync(`/proc/self/fd/${fd}`, { bigint: true });
     const room = free.bavail * free.bsize + fstatSync(fd, { bigint: true }).blocks * 512n;
@@ -170,15 +169,13 @@ function seekData(fd: number, offset: number, whence: number): number {
 
 /** renameat2(2) with RENAME_NOREPLACE through libc (Node has none); EINVAL without it, as a kernel without the flag. */
 function renameNoReplace(from: string, to: string): void {
-  const lib = libc();
-  if (!lib) throw new SlaveError('EINVAL', 'renameat2: libc cannot be loaded on this slave');
+  const lib = libcFor('renameat2', 'EINVAL');
   if (lib.renameat2(AT_FDCWD, cPath(from), AT_FDCWD, cPath(to), RENAME_NOREPLACE) !== 0) throw libcFailure(lib, `rename ${from} to ${to}`);
 }
 
 /** copy_file_range(2) through libc (Node has none); EOPNOTSUPP without it: the master copies itself. */
 function copyRange(fdIn: number, offIn: number, fdOut: number, offOut: number, length: number): number {
-  const lib = libc();
-  if (!lib) throw new SlaveError('EOPNOTSUPP', 'copy_file_range: libc cannot be loaded on this slave');
+  const lib = libcFor('copy_file_range', 'EOPNOTSUPP');
   const copied = Number(lib.copyFileRange(fdIn, [offIn], fdOut, [offOut], length, 0));
   if (copied < 0) throw libcFailure(lib, `copy_file_range of ${length} bytes`);
   return copied;
