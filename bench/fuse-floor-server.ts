@@ -9,6 +9,7 @@ import { pino } from 'pino';
 import { reportStart } from '../cli/start-report.js';
 import { FuseAdapter, MAX_TRANSFER } from '../mount/fuse-adapter.js';
 import { parseMountOptions } from '../mount/mount-options.js';
+import { PATH_MAX } from '../protocol/index.js';
 import { NullFs } from './null-fs.js';
 
 /** Shows in /proc/mounts as fsname=splitbrain:fuse-floor. */
@@ -26,7 +27,7 @@ let adapter: FuseAdapter;
 try {
   const tuning = parseMountOptions(options ? [options] : [], FSNAME_ID);
   adapter = new FuseAdapter(nullFs, {
-    mountPath, kernelOptions: tuning.kernelOptions, timeouts: tuning.kernel, directIo: false, kernelChecks: tuning.kernelChecks, maxTransfer: MAX_TRANSFER,
+    mountPath, kernelOptions: tuning.kernelOptions, timeouts: tuning.kernel, directIo: false, kernelChecks: tuning.kernelChecks, maxTransfer: MAX_TRANSFER, maxPath: PATH_MAX,
   }, log);
   await adapter.mount();
 } catch (err) {

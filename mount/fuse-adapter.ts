@@ -9,7 +9,7 @@
  * a bridged command, a restarted agent) reaches it through invalidate*().
  */
 import type { Logger } from 'pino';
-import { errnoNumber, errnoOf, NAME_MAX, PATH_MAX, nameFromBytes, nameToBytes, SlaveError, type Attr, type TimeSpec } from '../protocol/index.js';
+import { errnoNumber, errnoOf, NAME_MAX, nameFromBytes, nameToBytes, SlaveError, type Attr, type TimeSpec } from '../protocol/index.js';
 import type { FuseCaller } from './callers.js';
 import { GROUP_IDS, OVERFLOW_ID, USER_IDS } from './id-maps.js';
 import type { DirEntry, MountFs } from './mount-fs.js';
@@ -34,6 +34,11 @@ export interface FuseMountOptions {
    * chunks (files: write-behind.ts).
    */
   maxTransfer: number;
+  /**
+   * The longest path below the mount, in characters, a request may name: PATH_MAX, or
+   * LONG_PATH_MAX to an agent that names longer paths than a system call takes.
+   */
+  maxPath: number;
 }
 
 /** chown(2)'s "keep this id", as MountFs.chown and the protocol take it. */
@@ -251,9 +256,10 @@ export class FuseAdapter {
       throw new SlaveError('ENAMETOOLONG', `a name of ${nameToBytes(name).length} bytes: the longest is ${NAME_MAX}`);
     }
     const path = joinPath(this.pathOf(parentId), name);
-    // The agent names files by their whole path (docs/architecture.md, "Paths near PATH_MAX"):
-    // one longer than a request carries is the slave's ENAMETOOLONG, not a malformed request.
-    if (path.length > PATH_MAX) throw new SlaveError('ENAMETOOLONG', `a path of ${path.length} characters below the mount: the agent takes at most ${PATH_MAX}`);
+    // One longer than a request carries (docs/architecture.md, "Long paths") is the slave's
+    // ENAMETOOLONG, not a malformed request.
+    const longest = this.options.maxPath;
+    if (path.length > longest) throw new SlaveError('ENAMETOOLONG', `a path of ${path.length} characters below the mount: the agent takes at most ${longest}`);
     return path;
   }
 

@@ -8,7 +8,7 @@ import { constants } from 'node:fs';
 import { readFile, realpath, stat } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
-import { MASTER_HANDLE_OPENS_CAPABILITY, MASTER_HANDLES_CAPABILITY, RENAME_NOREPLACE_CAPABILITY, type FeedState, type HelloInfo } from '../protocol/index.js';
+import { LONG_PATH_MAX, LONG_PATHS_CAPABILITY, MASTER_HANDLE_OPENS_CAPABILITY, MASTER_HANDLES_CAPABILITY, PATH_MAX, RENAME_NOREPLACE_CAPABILITY, type FeedState, type HelloInfo } from '../protocol/index.js';
 import { AgentClient, chooseAgent } from '../transport/agent-client.js';
 import { connectBus } from '../transport/bus.js';
 import { ChangeFeed } from '../transport/change-feed.js';
@@ -196,6 +196,7 @@ export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
         masterHandles: hello.capabilities.includes(MASTER_HANDLES_CAPABILITY),
         masterHandleOpens: hello.capabilities.includes(MASTER_HANDLE_OPENS_CAPABILITY),
         renameNoReplace: hello.capabilities.includes(RENAME_NOREPLACE_CAPABILITY),
+        longPaths: hello.capabilities.includes(LONG_PATHS_CAPABILITY),
       }, log.child({ component: 'remote-fs' }));
       // The root's mode gates every answer the cache gives a non-root caller (cacheAnswers), and
       // the kernel, which never looks the root up, may not ask for it.
@@ -208,6 +209,7 @@ export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
       // program's 1 MiB write whole: one FUSE request per MiB, not 1020 + 4 KiB (issue 22). A
       // device write goes as one message, so it must fit one.
       maxTransfer: options.devices ? chunkSizeFor(bus.maxPayload) : MAX_TRANSFER,
+      maxPath: !options.devices && hello.capabilities.includes(LONG_PATHS_CAPABILITY) ? LONG_PATH_MAX : PATH_MAX,
     }, log);
     // What the mount told the kernel ahead of the agent's verdict, and the verdict differed.
     cache.onStale = (path, entry) => adapter.invalidateStale(posix.dirname(path), posix.basename(path), entry);

@@ -5,7 +5,7 @@
  * answered, sent, and reported late is unrefused-changes.ts's; who may do what, caller-gate.ts's.
  */
 import { posix } from 'node:path';
-import { MAY_READ, MAY_WRITE, NAME_MAX, PATH_MAX, S_IFDIR, S_IFMT, S_IFREG, S_ISGID, nameToBytes, newOwner, permits, type Attr, type Caller } from '../protocol/index.js';
+import { MAY_READ, MAY_WRITE, NAME_MAX, S_IFDIR, S_IFMT, S_IFREG, S_ISGID, nameToBytes, newOwner, permits, type Attr, type Caller } from '../protocol/index.js';
 import type { AttrCache } from './attr-cache.js';
 import type { CallerGate } from './caller-gate.js';
 import type { FuseCaller } from './callers.js';
@@ -24,11 +24,11 @@ export class Predictions {
     /** Whether the slave's change feed is live (the cache then holds what the slave has). */
     private readonly coherent: () => boolean,
     /**
-     * The bytes the agent puts in front of a slave path to name it on its host (its export
-     * root's, none for `/`): it names files by whole paths, so one whose host form passes
-     * PATH_MAX - 1 bytes is its ENAMETOOLONG (docs/architecture.md, "Paths near PATH_MAX").
+     * The bytes of a slave path the agent can name: unbounded where it names long paths itself;
+     * for an older agent, which names files by whole host paths, PATH_MAX less its export root's
+     * bytes, past which its answer is ENAMETOOLONG (docs/architecture.md, "Long paths").
      */
-    private readonly rootBytes: number,
+    private readonly pathRoom: number,
   ) {}
 
   /**
@@ -37,7 +37,7 @@ export class Predictions {
    */
   private nameable(path: string): boolean {
     // A UTF-16 unit is at most 3 bytes of UTF-8: most paths pass without being measured.
-    return this.rootBytes + path.length * 3 < PATH_MAX || this.rootBytes + nameToBytes(path).length < PATH_MAX;
+    return path.length * 3 < this.pathRoom || nameToBytes(path).length < this.pathRoom;
   }
 
   /**

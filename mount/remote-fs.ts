@@ -7,8 +7,8 @@ import { posix } from 'node:path';
 import type { Logger } from 'pino';
 import {
   FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, HandleIds, SEEK_DATA, SEEK_HOLE, MASTER_HANDLE_FIRST, MAY_EXEC, MAY_READ, MAY_WRITE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID, S_ISUID,
-  SlaveError, attrFromWire, chmodMode, inGroup, isDir, nameToBytes, owns, permits, readsWith, setAttrTime, timestampOf, type Attr, type Caller, type OpName,
-  type OpReply, type OpRequest, type TimeSpec,
+  PATH_MAX, SlaveError, attrFromWire, chmodMode, inGroup, isDir, nameToBytes, owns, permits, readsWith, setAttrTime, timestampOf, type Attr, type Caller,
+  type OpName, type OpReply, type OpRequest, type TimeSpec,
 } from '../protocol/index.js';
 import type { AgentClient } from '../transport/agent-client.js';
 import type { AttrCache } from './attr-cache.js';
@@ -57,6 +57,8 @@ export interface RemoteFsOptions {
   masterHandleOpens: boolean;
   /** The agent takes fs.rename's `noReplace` (RENAME_NOREPLACE_CAPABILITY). */
   renameNoReplace?: boolean;
+  /** The agent names paths longer than a system call takes (LONG_PATHS_CAPABILITY). */
+  longPaths?: boolean;
 }
 
 /** How often the mount asks the agent what is durable while it keeps unsynced data. */
@@ -148,7 +150,7 @@ export class RemoteFs extends MountFsBase {
       (file, op, args) => this.onFile(file, op, args, true), this.cache, this.files, log,
       (path, attr) => this.retained.acknowledged(path, timesOf(attr), ownerOf(attr)), () => this.client.uncork());
     this.predict = new Predictions(this.unrefused, this.cache, this.gate, options.coherent,
-      options.agentRoot === '/' ? 0 : nameToBytes(options.agentRoot).length);
+      options.longPaths === true ? Infinity : PATH_MAX - (options.agentRoot === '/' ? 0 : nameToBytes(options.agentRoot).length));
     this.listings = new DirListings(
       this.cache, this.gate, this.unrefused, client, (args, caller) => this.call('fs.readdir', args, caller), options.coherent,
       (dir) => this.sendWritersIn(dir), () => this.beingWritten(),

@@ -24,7 +24,7 @@
  * change (or mark); a heartbeat (no changes) repeats the current one.
  */
 import * as v from 'valibot';
-import { nameFromBytes } from './name-bytes.js';
+import { LONG_PATH_MAX, NAME_MAX, nameFromBytes } from './name-bytes.js';
 import { u53 } from './schema.js';
 
 export const CHANGE_KINDS = ['entry', 'attr'] as const;
@@ -44,9 +44,11 @@ export type FeedMode = (typeof FEED_MODES)[number];
 
 /** bin (bytes that are not UTF-8) read back as the surrogateescape string; longer bytes than any
  * path are left for the string check to refuse. */
-const bytesAsName = (v: unknown) => (v instanceof Uint8Array && v.length <= 4096 * 4 ? nameFromBytes(v) : v);
-const dir = v.pipe(v.unknown(), v.transform(bytesAsName), v.string(), v.minLength(1), v.maxLength(4096), v.startsWith('/'));
-const name = v.pipe(v.unknown(), v.transform(bytesAsName), v.nullable(v.pipe(v.string(), v.minLength(1), v.maxLength(255))));
+const bytesAsName = (v: unknown) => (v instanceof Uint8Array && v.length <= LONG_PATH_MAX * 4 ? nameFromBytes(v) : v);
+// A directory as long as a request may name (a mount older than LONG_PATH_MAX refuses the message
+// and forgets what it cached, which is safe).
+const dir = v.pipe(v.unknown(), v.transform(bytesAsName), v.string(), v.minLength(1), v.maxLength(LONG_PATH_MAX), v.startsWith('/'));
+const name = v.pipe(v.unknown(), v.transform(bytesAsName), v.nullable(v.pipe(v.string(), v.minLength(1), v.maxLength(NAME_MAX))));
 
 export const slaveChange = v.strictTuple([dir, name, v.picklist(CHANGE_KINDS)]);
 export type SlaveChangeTuple = v.InferOutput<typeof slaveChange>;

@@ -11,8 +11,14 @@ import { SlaveError } from './errors.js';
 
 /** The longest name, in bytes, a Linux filesystem takes (NAME_MAX of <linux/limits.h>). */
 export const NAME_MAX = 255;
-/** The longest path a request names (PATH_MAX of <linux/limits.h>, which counts its NUL too). */
+/** PATH_MAX of <linux/limits.h>, which counts its NUL too: the longest path one system call takes. */
 export const PATH_MAX = 4096;
+/**
+ * The longest path a request names. A tree may be deeper than one system call can name: an agent
+ * whose hello lists LONG_PATHS_CAPABILITY names such paths itself (agent/host-path.ts); to an
+ * older one the mount sends PATH_MAX at most.
+ */
+export const LONG_PATH_MAX = 32768;
 
 const strict = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 

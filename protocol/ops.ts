@@ -9,7 +9,7 @@
 import * as v from 'valibot';
 import { ATTR_FIELDS, ATTR_FIELDS_V1, wireAttrTimesValid } from './attr.js';
 import { NSEC_PER_SEC } from './file-times.js';
-import { NAME_MAX, PATH_MAX as MAX_PATH, nameFromBytes } from './name-bytes.js';
+import { LONG_PATH_MAX, NAME_MAX, PATH_MAX as MAX_PATH, nameFromBytes } from './name-bytes.js';
 import { FEED_MODES, FEED_STATES } from './changes.js';
 import { linkOffer } from './link.js';
 import { bytes, finite, int, intIn, map, u16, u32, u53 } from './schema.js';
@@ -21,9 +21,9 @@ const noNul = (what: string) => v.check((s: string) => !s.includes('\0'), `${wha
  * are not UTF-8, read back as the surrogateescape string (name-bytes.ts, wire-forms.ts). Bytes
  * longer than any name are left as they are, for the string check to refuse.
  */
-const slaveName = <T extends v.GenericSchema<unknown, string>>(schema: T) =>
-  v.pipe(v.unknown(), v.transform((x) => (x instanceof Uint8Array && x.length <= MAX_PATH * 4 ? nameFromBytes(x) : x)), schema);
-const slavePath = slaveName(v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_PATH), v.startsWith('/'), noNul('path')));
+const slaveName = <T extends v.GenericSchema<unknown, string>>(schema: T, longest = MAX_PATH) =>
+  v.pipe(v.unknown(), v.transform((x) => (x instanceof Uint8Array && x.length <= longest * 4 ? nameFromBytes(x) : x)), schema);
+const slavePath = slaveName(v.pipe(v.string(), v.minLength(1), v.maxLength(LONG_PATH_MAX), v.startsWith('/'), noNul('path')), LONG_PATH_MAX);
 const fh = u32;
 /**
  * Protocol 1 agents send ATTR_FIELDS_V1 numbers, newer ones ATTR_FIELDS; more, from a newer

@@ -7,8 +7,9 @@
  * microsecond path is used, and logged once.
  */
 import { futimesSync, lstatSync, fstatSync, lutimesSync } from 'node:fs';
-import { nameToBytes, timestampFromMs, type TimeSpec, type Timestamp } from '../../../protocol/index.js';
-import { cPath, libc, libcFailure, libcProblem } from './libc.js';
+import { timestampFromMs, type TimeSpec, type Timestamp } from '../../../protocol/index.js';
+import { cPath, fsPath } from '../../host-path.js';
+import { libc, libcFailure, libcProblem } from './libc.js';
 
 /** utimensat's special nanosecond values (<sys/stat.h> on Linux). */
 const UTIME_NOW = (1 << 30) - 1;
@@ -43,8 +44,8 @@ function seconds(spec: TimeSpec, currentNs: bigint): number {
 export function setPathTimes(path: string, atime: TimeSpec, mtime: TimeSpec): void {
   const lib = libc();
   if (lib === null) {
-    const st = lstatSync(nameToBytes(path), { bigint: true });
-    lutimesSync(nameToBytes(path), seconds(atime, st.atimeNs), seconds(mtime, st.mtimeNs));
+    const st = lstatSync(fsPath(path), { bigint: true });
+    lutimesSync(fsPath(path), seconds(atime, st.atimeNs), seconds(mtime, st.mtimeNs));
     return;
   }
   if (lib.utimensat(AT_FDCWD, cPath(path), [timespecOf(atime), timespecOf(mtime)], AT_SYMLINK_NOFOLLOW) !== 0) {

@@ -11,7 +11,7 @@
  * `libcProblem()` says why, and each caller falls back to what Node can do.
  */
 import { createRequire } from 'node:module';
-import { SlaveError, errnoName, nameToBytes } from '../../../protocol/index.js';
+import { SlaveError, errnoName } from '../../../protocol/index.js';
 
 type KoffiFunction = (...args: unknown[]) => number;
 
@@ -22,7 +22,7 @@ export interface Libc {
   fallocate: KoffiFunction;
   /** lseek(fd, offset, whence): the new offset, or -1 with errno. */
   lseek: KoffiFunction;
-  /** renameat2(olddirfd, oldpath, newdirfd, newpath, flags): paths as cPath gives them. */
+  /** renameat2(olddirfd, oldpath, newdirfd, newpath, flags): paths as host-path.ts's cPath gives them. */
   renameat2: KoffiFunction;
   /** copy_file_range(fdIn, [offIn], fdOut, [offOut], length, 0): bytes copied (the offsets move), or -1. */
   copyFileRange: KoffiFunction;
@@ -97,10 +97,6 @@ export function libcProblem(): string | undefined {
   return problem;
 }
 
-/** A host path as libc takes it: its bytes (any but NUL, whatever their encoding), NUL-terminated. */
-export function cPath(path: string): Buffer {
-  return Buffer.concat([nameToBytes(path), Buffer.of(0)]);
-}
 
 /** The error of the call that just failed, as its errno. */
 export function libcFailure(lib: Libc, what: string): SlaveError {

@@ -11,10 +11,10 @@ import {
 } from 'node:fs';
 import { promisify } from 'node:util';
 import { FALLOC_FL_PUNCH_HOLE as PUNCH_HOLE, SEEK_DATA, SlaveError, nameFromBytes } from '../../../protocol/index.js';
-import { fsPath } from '../../host-path.js';
+import { O_PATH, cPath, fsName, fsPath } from '../../host-path.js';
 import type { FilesBackend } from '../files-backend.js';
 import { exactTimesProblem, setFileTimes, setPathTimes } from './file-times.js';
-import { cPath, libc, libcFailure, libcFor } from './libc.js';
+import { libc, libcFailure, libcFor } from './libc.js';
 import { makeNode } from './make-node.js';
 import { accessAcl, getxattr, hasAnyXattr, listxattr, removexattr, setxattr } from './xattrs.js';
 
@@ -39,9 +39,7 @@ const STRIPPED = O_APPEND | O_DIRECT | O_NOATIME;
 // since the master looked. Linux ignores that flag for regular files and directories, so it
 // changes nothing for what the service keeps open.
 const ADDED = O_NOFOLLOW | O_NOCTTY | O_NONBLOCK;
-// O_PATH (not in node's constants): the generic value, which x86, ARM, RISC-V, PowerPC and s390
-// share; elsewhere unlinkName reports nothing of a surviving inode.
-const O_PATH = ['x64', 'ia32', 'arm', 'arm64', 'riscv64', 'ppc64', 's390x', 'loong64'].includes(process.arch) ? 0o10000000 : undefined;
+// Where O_PATH is unknown (host-path.ts), unlinkName reports nothing of a surviving inode.
 
 /**
  * The fifth field of /proc/self/mountinfo, its octal escapes (space, tab, newline, backslash)
@@ -199,7 +197,7 @@ export function linuxFiles(): FilesBackend {
     rename: (from, to) => renameSync(fsPath(from), fsPath(to)),
     renameNoReplace,
     link: (existing, host) => linkSync(fsPath(existing), fsPath(host)),
-    symlink: (target, host) => symlinkSync(fsPath(target), fsPath(host)),
+    symlink: (target, host) => symlinkSync(fsName(target), fsPath(host)),
     mknod: makeNode,
 
     chmod: (host, mode) => chmodSync(fsPath(host), mode),

@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import {
   S_IFBLK, S_IFCHR, S_IFIFO, S_IFMT, S_IFREG, S_IFSOCK, SlaveError, hasLoneSurrogates,
 } from '../../../protocol/index.js';
-import { fsPath } from '../../host-path.js';
+import { fsPath, isLongPath } from '../../host-path.js';
 
 const run = promisify(execFile);
 
@@ -32,9 +32,10 @@ function mustNotExist(path: string): void {
 /** Existence is checked first so the caller gets EEXIST rather than a tool's message. */
 async function makeSpecial(host: string, mode: number, rdev: number): Promise<void> {
   mustNotExist(host);
-  if (hasLoneSurrogates(host)) {
-    // A tool's arguments are UTF-8 strings: it makes the file under a plain temporary name,
-    // reached through the directory's descriptor, which is then linked to the name's bytes.
+  if (hasLoneSurrogates(host) || isLongPath(host)) {
+    // A tool's arguments are UTF-8 strings, each at most PATH_MAX bytes as a path: it makes the
+    // file under a plain temporary name, reached through the directory's descriptor, which is
+    // then linked to the name's bytes (or the long path's: host-path.ts).
     const dir = posix.dirname(host);
     const temporary = `.splitbrain-node-${randomBytes(6).toString('hex')}`;
     const dirFd = openSync(fsPath(dir), constants.O_RDONLY | constants.O_DIRECTORY);

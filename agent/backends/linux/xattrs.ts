@@ -10,8 +10,8 @@
 import { lstatSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { SlaveError, errnoName, errnoOf, hasLoneSurrogates } from '../../../protocol/index.js';
-import { fsPath } from '../../host-path.js';
-import { cPath, libc, libcFailure, type Libc } from './libc.js';
+import { cPath, fsPath, isLongPath } from '../../host-path.js';
+import { libc, libcFailure, type Libc } from './libc.js';
 
 type XattrLibrary = typeof import('@napi-rs/xattr');
 let library: XattrLibrary | undefined;
@@ -25,11 +25,14 @@ function xattr(): XattrLibrary {
   return library;
 }
 
-/** libc for a path the library cannot take (not UTF-8); undefined for one it can. */
+/**
+ * libc for a path the library cannot take (not UTF-8, or too long to name at once: host-path.ts
+ * names it through a directory's descriptor); undefined for one it can.
+ */
 function rawPath(host: string, what: string): Libc | undefined {
-  if (!hasLoneSurrogates(host)) return undefined;
+  if (!hasLoneSurrogates(host) && !isLongPath(host)) return undefined;
   const lib = libc();
-  if (lib === null) throw new SlaveError('EOPNOTSUPP', `${what}: the path is not UTF-8, and libc is not loaded to name it by its bytes`);
+  if (lib === null) throw new SlaveError('EOPNOTSUPP', `${what}: the path is not UTF-8 or too long, and libc is not loaded to name it by its bytes`);
   return lib;
 }
 

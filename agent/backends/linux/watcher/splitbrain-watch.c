@@ -52,6 +52,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <dirent.h>
 #include <sys/fanotify.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
@@ -154,24 +155,92 @@ static const char *slave_of(const char *host) {
     return host[root_len] == '/' ? host + root_len : NULL;
 }
 
-/* The directory's host path by its handle, in `host`; 0, or -1 when it cannot be named (gone). */
-static int host_of(struct file_handle *fh, char *host) {
-    int fd = open_by_handle_at(root_fd, fh, O_PATH | O_CLOEXEC);
-    if (fd < 0) return -1;
+/* The longest host path named: the agent's longest slave path (LONG_PATH_MAX) below a root. */
+#define LONG_PATH (32 * 1024 + PATH_MAX)
+/* How many directories deep a climb from a long directory to a nameable one goes at most. */
+#define CLIMB_MAX (LONG_PATH / 2)
+
+/* `fd`'s path by its /proc link, in `host` (LONG_PATH bytes); its length, or -1 with errno. */
+static ssize_t link_of(int fd, char *host) {
     char link[64];
     snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
     ssize_t n = readlink(link, host, PATH_MAX - 1);
-    struct stat st;
-    int gone = n <= 0 || fstat(fd, &st) != 0 || st.st_nlink == 0; /* unlinked: "... (deleted)" */
-    close(fd);
-    if (gone) return -1;
+    if (n < 0) return -1;
     host[n] = 0;
-    return 0;
+    return n;
+}
+
+/* The name (NAME_MAX + 1 bytes) of directory `child` in the directory `parent` reads; 0 or -1. */
+static int name_in(int parent, const struct stat *child, char *name) {
+    int fd = dup(parent);
+    if (fd < 0) return -1;
+    DIR *d = fdopendir(fd);
+    if (!d) { close(fd); return -1; }
+    int found = -1;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (e->d_ino != child->st_ino || strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        struct stat st;
+        if (fstatat(parent, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || st.st_ino != child->st_ino || st.st_dev != child->st_dev) continue;
+        snprintf(name, NAME_MAX + 1, "%s", e->d_name);
+        found = 0;
+        break;
+    }
+    closedir(d);
+    return found;
+}
+
+/*
+ * The path of directory `fd` when it passes PATH_MAX, which its /proc link cannot give
+ * (ENAMETOOLONG): climb by ".." to the nearest ancestor it can, naming each directory on the way
+ * by its inode number in its parent. 0, or -1 (gone, or deeper than LONG_PATH).
+ */
+static int long_host_of(int fd, char *host) {
+    static char names[CLIMB_MAX][NAME_MAX + 1];
+    int depth = 0, cur = dup(fd), found = -1;
+    while (cur >= 0 && depth < CLIMB_MAX) {
+        struct stat st;
+        int parent = fstat(cur, &st) == 0 ? openat(cur, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+        if (parent < 0 || name_in(parent, &st, names[depth]) != 0) {
+            if (parent >= 0) close(parent);
+            break;
+        }
+        depth++;
+        close(cur);
+        cur = parent;
+        ssize_t n = link_of(cur, host);
+        if (n < 0 && errno == ENAMETOOLONG) continue;
+        if (n <= 0) break;
+        size_t len = (size_t)n;
+        for (int i = depth - 1; i >= 0; i--) {
+            size_t add = strlen(names[i]);
+            if (len + 1 + add >= LONG_PATH) break;
+            if (!(len == 1 && host[0] == '/')) host[len++] = '/';
+            memcpy(host + len, names[i], add);
+            len += add;
+            host[len] = 0;
+            if (i == 0) found = 0;
+        }
+        break;
+    }
+    if (cur >= 0) close(cur);
+    return found;
+}
+
+/* The directory's host path by its handle, in `host` (LONG_PATH bytes); 0, or -1 when it cannot be named (gone). */
+static int host_of(struct file_handle *fh, char *host) {
+    int fd = open_by_handle_at(root_fd, fh, O_PATH | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t n = link_of(fd, host);
+    int named = n > 0 || (n < 0 && errno == ENAMETOOLONG && long_host_of(fd, host) == 0);
+    struct stat st;
+    int gone = !named || fstat(fd, &st) != 0 || st.st_nlink == 0; /* unlinked: "... (deleted)" */
+    close(fd);
+    return gone ? -1 : 0;
 }
 
 /* The slave path of the directory `fh` names; NULL outside the root or gone. */
 static const char *resolve(struct file_handle *fh) {
-    static char host[PATH_MAX];
+    static char host[LONG_PATH];
     unsigned char key[8 + HANDLE_MAX];
     if (fh->handle_bytes > HANDLE_MAX) return NULL;
     size_t key_len = 8 + fh->handle_bytes;
@@ -213,7 +282,7 @@ static const char *open_fanotify(void) {
 static const char *check_handles(void) {
     static char why[256];
     struct { struct file_handle fh; unsigned char room[HANDLE_MAX]; } h;
-    static char host[PATH_MAX];
+    static char host[LONG_PATH];
     int mount_id;
     struct stat st;
     root_fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC); /* handles decode against it: not O_PATH */
@@ -238,19 +307,74 @@ static const char *check_handles(void) {
     return NULL;
 }
 
+/*
+ * An O_PATH descriptor of directory `path` (absolute), following symlinks as stat does, however
+ * long the path: one past PATH_MAX is opened piece by piece, each relative to the last. -1 with errno.
+ */
+static int open_dir(const char *path) {
+    size_t len = strlen(path), at = 0;
+    if (len < PATH_MAX) return open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    static char piece[PATH_MAX];
+    int dir = AT_FDCWD;
+    while (at < len) {
+        size_t take = len - at;
+        if (take >= PATH_MAX) {
+            size_t cut = at + PATH_MAX - 1;
+            while (cut > at && path[cut] != '/') cut--;
+            if (cut == at) {
+                if (dir != AT_FDCWD) close(dir);
+                errno = ENAMETOOLONG;
+                return -1;
+            }
+            take = cut - at;
+        }
+        const char *from = path + at;
+        size_t n = take;
+        /* After the first piece, relative to the directory so far: an absolute one would ignore it. */
+        if (dir != AT_FDCWD) while (n > 0 && *from == '/') { from++; n--; }
+        memcpy(piece, from, n);
+        piece[n] = 0;
+        int next = openat(dir, n > 0 ? piece : ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        int saved = errno;
+        if (dir != AT_FDCWD) close(dir);
+        if (next < 0) {
+            errno = saved;
+            return -1;
+        }
+        dir = next;
+        at += take;
+    }
+    return dir;
+}
+
 /* 'A' in fanotify mode: 0 when the mark reports `path`'s changes under `path` itself. */
 static int covered(const char *path) {
     struct { struct file_handle fh; unsigned char room[HANDLE_MAX]; } h;
-    static char host[PATH_MAX];
+    static char host[LONG_PATH];
     int mount_id;
     struct stat st;
-    if (stat(path, &st) != 0) return -errno;
-    if (!S_ISDIR(st.st_mode)) return -ENOTDIR;
-    if (st.st_dev != root_dev) return 1;
+    int fd = open_dir(path);
+    if (fd < 0) return -errno;
+    int answer = 1;
     h.fh.handle_bytes = HANDLE_MAX;
-    if (name_to_handle_at(AT_FDCWD, path, &h.fh, &mount_id, 0) != 0) return 1;
-    if (host_of(&h.fh, host) != 0 || strcmp(host, path) != 0) return 1;
-    return 0;
+    if (fstat(fd, &st) == 0 && st.st_dev == root_dev && name_to_handle_at(fd, "", &h.fh, &mount_id, AT_EMPTY_PATH) == 0
+        && host_of(&h.fh, host) == 0 && strcmp(host, path) == 0) answer = 0;
+    close(fd);
+    return answer;
+}
+
+/* inotify_add_watch of directory `path`, however long (through its descriptor's /proc link). */
+static int add_watch(const char *path) {
+    if (strlen(path) < PATH_MAX) return inotify_add_watch(ino, path, WATCH_MASK);
+    int fd = open_dir(path);
+    if (fd < 0) return -1;
+    char through[64];
+    snprintf(through, sizeof through, "/proc/self/fd/%d/.", fd); /* "." last: the link is followed */
+    int wd = inotify_add_watch(ino, through, WATCH_MASK);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return wd;
 }
 
 static void drain_fanotify(void) {
@@ -289,7 +413,7 @@ static void drain_fanotify(void) {
                     }
                     const char *dir = resolve(fh);
                     if (dir) {
-                        static unsigned char head[12 + PATH_MAX];
+                        static unsigned char head[12 + LONG_PATH];
                         size_t dir_len = strlen(dir);
                         put_u32(head, md->mask);
                         put_u32(head + 4, md->pid > 0 ? (uint32_t)md->pid : 0);
@@ -340,7 +464,7 @@ static void command(unsigned char type, unsigned char *payload, uint32_t len) {
         path[len] = 0;
         int wd = type == 'A' && fan >= 0 ? covered(path) : 1;
         if (wd == 1) {
-            wd = inotify_add_watch(ino, path, WATCH_MASK);
+            wd = add_watch(path);
             if (wd < 0) wd = -errno;
         }
         put_u32(answer, (uint32_t)wd);
