@@ -4,7 +4,7 @@
  * stopped in `stop()`, mounts included.
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isMounted } from '../../mount/mount-watch.js';
@@ -89,6 +89,15 @@ export interface BareAgentOptions {
   prepare?: (root: string, tmp: string) => Promise<void>;
 }
 
+/**
+ * Removes a test's directory: by GNU rm, which walks by descriptors, since a test may leave a tree
+ * deeper than PATH_MAX (long-paths.test.ts), whose files Node's recursive rm names by whole paths.
+ */
+export async function removeTree(dir: string): Promise<void> {
+  const result = await run('rm', ['-rf', dir]);
+  if (result.code !== 0) throw new Error(`rm -rf ${dir}: ${result.stderr}`);
+}
+
 export async function startBareAgent(options: BareAgentOptions = {}): Promise<BareAgent> {
   const tmp = await mkdtemp(join(tmpdir(), 'splitbrain-test-'));
   await chmod(tmp, 0o755); // an agent may run as an unprivileged user
@@ -106,12 +115,12 @@ export async function startBareAgent(options: BareAgentOptions = {}): Promise<Ba
       async stop() {
         await agent.stop();
         await started.stop();
-        await rm(tmp, { recursive: true, force: true });
+        await removeTree(tmp);
       },
     };
   } catch (err) {
     await nats?.stop();
-    await rm(tmp, { recursive: true, force: true });
+    await removeTree(tmp);
     throw err;
   }
 }

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { constants, existsSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { PROTOCOL_VERSION, SlaveError, decodeReply, opSubject } from '../../protocol/index.js';
+import { LONG_PATH_MAX, PROTOCOL_VERSION, SlaveError, decodeReply, opSubject } from '../../protocol/index.js';
 import { pack } from '../helpers/hostile-values.js';
 import { sh } from '../helpers/processes.js';
 import { rawClient, type RawClient } from '../helpers/raw-client.js';
@@ -62,7 +62,7 @@ describe('agent robustness', () => {
     assert.equal(await errnoFor('fs.read', pack({ v: 1, id: 'x', a: { fh: 1, offset: -5, length: 1 } })), 'EPROTO');
     assert.equal(await errnoFor('fs.getattr', pack({ v: 1, id: 'x', a: { path: 'relative' } })), 'EPROTO');
     assert.equal(await errnoFor('fs.getattr', pack({ v: 1, id: 'x', a: { path: '/a\0b' } })), 'EPROTO');
-    assert.equal(await errnoFor('fs.getattr', pack({ v: 1, id: 'x', a: { path: `/${'x'.repeat(5000)}` } })), 'EPROTO');
+    assert.equal(await errnoFor('fs.getattr', pack({ v: 1, id: 'x', a: { path: `/${'x'.repeat(LONG_PATH_MAX)}` } })), 'EPROTO');
     assert.equal(await errnoFor('fs.write', pack({ v: 1, id: 'x', a: { fh: 1, offset: 0, data: 'text, not bytes' } })), 'EPROTO');
   });
 
