@@ -1,17 +1,18 @@
 /**
  * Paths longer than one system call takes. A program that works relative to a deep directory
- * (`cd` down a chain, pjdfstest's NN/03.t tests, a build in a deep tree) names files whose path below
- * the mount, and more so on the slave under the export root, passes PATH_MAX: the agent names
- * them through directories' descriptors (agent/host-path.ts), and its change watcher names such
- * directories too, so a slave-side change deep down reaches the mount. (Past what a request
- * carries, LONG_PATH_MAX, a path is ENAMETOOLONG: errors.test.ts.)
+ * (`cd` down a chain, pjdfstest's NN/03.t tests, a build in a deep tree) names files whose path
+ * below the mount, and more so on the slave under the export root, passes PATH_MAX: the agent
+ * names them through directories' descriptors (agent/host-path.ts), its change watcher names
+ * such directories too, so a slave-side change deep down reaches the mount, and a bridged command
+ * starts there. (Past what a request carries, LONG_PATH_MAX, a path is ENAMETOOLONG:
+ * errors.test.ts.)
  */
 import assert from 'node:assert/strict';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, realpath } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { pythonOut, run } from '../helpers/processes.js';
+import { CLI, pythonOut, run } from '../helpers/processes.js';
 import { removeTree, startSlave, type Slave } from '../helpers/slave.js';
 
 /** Python that goes DEPTH directories of NAME down from argv[1] (made if missing), by chdir. */
@@ -88,5 +89,18 @@ describe('paths longer than PATH_MAX through the mount', () => {
     ].join('\n'), slave.mnt, String(DEPTH));
     assert.equal(seen, "['dir-there', 'made-there']\n");
     await run('rm', ['-rf', join(slave.mnt, 'd'.repeat(200))], { timeoutMs: 60_000 });
+  });
+
+  it('starts a command in a directory deeper than PATH_MAX, on pipes and on a terminal', async () => {
+    await py('down(sys.argv[1], int(sys.argv[2])); open("here", "w").write("deep\\n")', slave.root, String(DEPTH));
+    const cwd = `/${Array.from({ length: DEPTH }, () => 'd'.repeat(200)).join('/')}`;
+    for (const terminal of [[], ['--tty']]) {
+      const result = await run(process.execPath, [CLI, 'exec', slave.nats.url, '--agent', slave.agent.id, ...terminal, '-C', cwd, '--',
+        'sh', '-c', 'cat here; pwd -P | wc -c'], { timeoutMs: 60_000 });
+      assert.equal(result.code, 0, result.stderr);
+      // The slave's own path of the directory: its export root, then the chain.
+      assert.equal(result.stdout.replaceAll('\r', ''), `deep\n${Buffer.byteLength((await realpath(slave.root)) + cwd) + 1}\n`);
+    }
+    await run('rm', ['-rf', join(slave.root, 'd'.repeat(200))], { timeoutMs: 60_000 });
   });
 });

@@ -10,7 +10,8 @@ import { spawn as spawnChild, type ChildProcess } from 'node:child_process';
 import { constants } from 'node:os';
 import type { Readable } from 'node:stream';
 import type { IPty } from 'node-pty';
-import { SlaveError } from '../../../protocol/index.js';
+import { SlaveError, hasLoneSurrogates } from '../../../protocol/index.js';
+import { fsPath, isLongPath } from '../../host-path.js';
 import type {
   Command, Identity, OutputStream, ProcessEvents, ProcessesBackend, RunningProcess, StartSpec,
 } from '../processes-backend.js';
@@ -89,13 +90,22 @@ function signalGroup(pid: number, name: NodeJS.Signals): void {
   }
 }
 
+/**
+ * The working directory as spawn takes it (a string). One deeper than PATH_MAX is named through a
+ * directory's descriptor (host-path.ts): the child still holds it when it changes directory, before
+ * its exec closes it, so a bridged command runs where the program was, however deep.
+ */
+function spawnCwd(cwd: string): string {
+  return isLongPath(cwd) && !hasLoneSurrogates(cwd) ? fsPath(cwd).toString() : cwd;
+}
+
 async function startOnTerminal(spec: StartSpec, events: ProcessEvents): Promise<RunningProcess> {
   // Loaded at the first terminal asked for: most agents never run one, and an idle agent
   // need not map node-pty's native code (docs/performance.md, "Agent memory").
   const { spawn: spawnPty } = await import('node-pty');
   const pty: IPty = withChildUmask(() => spawnPty(spec.file, spec.argv.slice(1), {
     name: spec.env.TERM ?? 'xterm', cols: spec.pty?.cols || 80, rows: spec.pty?.rows || 24,
-    cwd: spec.cwd, env: spec.env, encoding: null,
+    cwd: spawnCwd(spec.cwd), env: spec.env, encoding: null,
   }));
   pty.onData((data: Buffer | string) => events.output('stdout', typeof data === 'string' ? Buffer.from(data) : data));
   pty.onExit(({ exitCode, signal }) => events.exit(signal ? null : exitCode, signal ? signalName(signal) : null));
@@ -122,7 +132,7 @@ async function startOnPipes(spec: StartSpec, events: ProcessEvents): Promise<Run
   let child: ChildProcess;
   try {
     child = withChildUmask(() => spawnChild(spec.file, spec.argv.slice(1), {
-      argv0: spec.argv[0], cwd: spec.cwd, env: spec.env,
+      argv0: spec.argv[0], cwd: spawnCwd(spec.cwd), env: spec.env,
       stdio: ['pipe', pipes?.childFds[0] ?? 'pipe', pipes?.childFds[1] ?? 'pipe'],
       // Its own process group, so a hang-up reaches what it started too.
       detached: true,
