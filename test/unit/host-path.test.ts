@@ -36,7 +36,7 @@ describe('host paths past PATH_MAX', () => {
   it('names short paths as they are, long ones through a descriptor', () => {
     assert.equal(fsPath('/a/b'), '/a/b');
     assert.equal(isLongPath('/a/b'), false);
-    const deep = chain(join(tmp, 'a'), 0) + `/${NAME}`.repeat(20);
+    const deep = join(tmp, 'a') + `/${NAME}`.repeat(20); // not made: the length is what counts
     assert.ok(Buffer.byteLength(deep) >= PATH_MAX);
     assert.equal(isLongPath(deep), true);
     assert.throws(() => lstatSync(deep), { code: 'ENAMETOOLONG' }, 'the kernel refuses it whole');
