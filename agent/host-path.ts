@@ -77,10 +77,7 @@ function throughDirectories(bytes: Buffer): Buffer {
 
 /** `host` as an fs call's path argument: its bytes, through a directory's descriptor if long. */
 export function fsPath(host: string): string | Buffer {
-  // A UTF-16 unit is at most 3 bytes of UTF-8 (a surrogate pair 4 for 2 units).
-  if (host.length * 3 < PATH_MAX) return fsName(host);
-  const bytes = nameToBytes(host);
-  return bytes.length < PATH_MAX ? fsName(host) : throughDirectories(bytes);
+  return isLongPath(host) ? throughDirectories(nameToBytes(host)) : fsName(host);
 }
 
 /** fsPath's bytes, NUL-terminated, for libc's calls. */
@@ -96,5 +93,7 @@ export function fsName(name: string): string | Buffer {
 
 /** Whether `host` is a path fsPath hands over through a directory's descriptor. */
 export function isLongPath(host: string): boolean {
+  // A UTF-16 unit is at most 3 bytes of UTF-8 (a surrogate pair 4 for 2 units): most paths pass
+  // without being measured.
   return host.length * 3 >= PATH_MAX && nameToBytes(host).length >= PATH_MAX;
 }

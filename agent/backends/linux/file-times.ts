@@ -44,8 +44,9 @@ function seconds(spec: TimeSpec, currentNs: bigint): number {
 export function setPathTimes(path: string, atime: TimeSpec, mtime: TimeSpec): void {
   const lib = libc();
   if (lib === null) {
-    const st = lstatSync(fsPath(path), { bigint: true });
-    lutimesSync(fsPath(path), seconds(atime, st.atimeNs), seconds(mtime, st.mtimeNs));
+    const host = fsPath(path);
+    const st = lstatSync(host, { bigint: true });
+    lutimesSync(host, seconds(atime, st.atimeNs), seconds(mtime, st.mtimeNs));
     return;
   }
   if (lib.utimensat(AT_FDCWD, cPath(path), [timespecOf(atime), timespecOf(mtime)], AT_SYMLINK_NOFOLLOW) !== 0) {

@@ -97,7 +97,6 @@ export function libcProblem(): string | undefined {
   return problem;
 }
 
-
 /** The error of the call that just failed, as its errno. */
 export function libcFailure(lib: Libc, what: string): SlaveError {
   const errno = errnoName(lib.errno());
