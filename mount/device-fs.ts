@@ -16,6 +16,7 @@ import type { ShownLink, SymlinkView } from './symlink-view.js';
 import type { TerminalRelays } from './terminal/terminal-relays.js';
 import { DeviceStream } from './device-stream.js';
 import { PushedDevice } from './pushed-device.js';
+import { flockOnSlave } from './flock-wait.js';
 
 /**
  * How long one blocking read waits on the agent before asking again: requests stay bounded,
@@ -71,8 +72,25 @@ export class DeviceFs extends MountFsBase {
   constructor(
     private readonly client: AgentClient, private readonly symlinks: SymlinkView, private readonly log: Logger,
     private readonly terminals?: TerminalRelays,
+    /** The agent serves dev.flock: flock(2) of a device binds the slave's programs and other masters. */
+    private readonly flocks = false,
   ) {
     super();
+  }
+
+  get servesFlock(): boolean {
+    return this.flocks;
+  }
+
+  /**
+   * flock(2) of an open device on the slave (flock-wait.ts). A terminal relayed through a
+   * pseudo-terminal of the master's is opened there, not here: its locks are the master's.
+   */
+  async flock(_path: string | null, fh: number, op: number, interrupted: () => boolean): Promise<void> {
+    const device = this.device(fh);
+    await flockOnSlave(op, (lock) => device.pushed ? device.pushed.flock(lock)
+      : sendByHandle(device, (h, boot) => this.client.call('dev.flock', { fh: h, lock }, { handleBoot: boot }).then(() => undefined), () => this.reopen(device)),
+    interrupted, () => this.handles.has(fh));
   }
 
   /** A slave terminal (the agent says S_IFCHR to a master that relays them) as the link to its relay. */

@@ -21,7 +21,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import {
-  SlaveError, decodeDevEvent, linkHost, outputSubject, type Caller, type DevEvent, type LinkOffer, type OpRequest, type WireTermios,
+  SlaveError, decodeDevEvent, linkHost, outputSubject, type Caller, type DevEvent, type FlockLock, type LinkOffer, type OpRequest, type WireTermios,
 } from '../protocol/index.js';
 import type { AgentClient } from '../transport/agent-client.js';
 import { AgentLink, LinkClosedError } from '../transport/agent-link.js';
@@ -344,6 +344,11 @@ export class DeviceStream {
   }
 
   /** A line change, a flush or a break, in order with the writes. */
+  /** flock(2) of the device on the slave, once, by this stream's handle (mount/flock-wait.ts asks again). */
+  async flock(lock: FlockLock): Promise<void> {
+    await this.client.call('dev.flock', { fh: this.fh, lock }, { handleBoot: this.boot });
+  }
+
   control<K extends 'dev.termios' | 'dev.flush' | 'dev.break'>(op: K, args: Omit<OpRequest<K>, 'fh'>): void {
     const request = { ...args, fh: this.fh } as OpRequest<K>;
     this.moveToLink();

@@ -176,6 +176,7 @@ export class FuseAdapter {
         // Devices come and go with no feed to say so (a restarted board's pty links): never kept.
         cacheSymlinks: !this.options.directIo,
         killPriv: this.fs.dropsSetIdBits === true,
+        flock: this.fs.flock !== undefined && this.fs.servesFlock === true,
       },
       (request) => this.dispatch(request),
       (id) => this.cache.fenced(id),
@@ -454,6 +455,11 @@ export class FuseAdapter {
       COPY_FILE_RANGE: ({ handle, ino, fh, offset, ino2, fh2, offset2, size }, who) => {
         const copy = () => fs.copyRange(this.maybePath(ino), fh, offset, this.maybePath(ino2), fh2, offset2, size, who);
         this.run(handle, 'copy_file_range', () => this.doubtOnFailure(ino2, copy()), (n) => b.replyWrite(handle, n));
+      },
+      FLOCK: ({ handle, ino, fh, flags }, who) => {
+        const flock = fs.flock?.bind(fs);
+        if (!flock) return void b.replyErr(handle, ENOSYS); // not asked for at mount: the kernel never sends it
+        this.run(handle, 'flock', () => flock(this.maybePath(ino), fh, flags, () => b.interrupted(handle), who), this.ok(handle));
       },
       LSEEK: ({ handle, ino, fh, offset, flags }, who) => {
         this.run(handle, 'lseek', () => fs.seekData(this.maybePath(ino), fh, offset, flags, who), (at) => b.replyLseek(handle, at));

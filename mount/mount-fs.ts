@@ -122,6 +122,15 @@ export interface MountFs {
    * (mount/native/session.c says why that matters).
    */
   readonly dropsSetIdBits?: boolean;
+  /**
+   * flock(2) of open file `fh` on the slave, where the slave's own programs and other masters
+   * see it: `op` is LOCK_SH, LOCK_EX or LOCK_UN, with LOCK_NB for a try (EWOULDBLOCK when held
+   * elsewhere). A lock that waits resolves once taken, or rejects with EINTR once `interrupted()`
+   * says the caller got a signal. Present and `servesFlock`: the kernel asks; otherwise it keeps
+   * flock locks in its own table, seen on this master alone.
+   */
+  flock?(path: string | null, fh: number, op: number, interrupted: () => boolean, caller: FuseCaller): Promise<void>;
+  readonly servesFlock?: boolean;
 }
 
 /** What an operation a filesystem does not serve answers. */

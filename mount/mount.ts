@@ -181,7 +181,7 @@ export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
     if (options.devices) {
       if (!hello.capabilities.includes('dev.open')) throw new MountError(`agent ${agentId} serves no devices`);
       terminals = relayTerminals(client, hello, tuning.ptys, log);
-      fs = new DeviceFs(client, symlinks, log.child({ component: 'device-fs' }), terminals);
+      fs = new DeviceFs(client, symlinks, log.child({ component: 'device-fs' }), terminals, hello.capabilities.includes('dev.flock'));
       tuning = deviceTuning(tuning);
     } else {
       fs = remote = new RemoteFs(client, {
@@ -197,6 +197,7 @@ export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
         masterHandleOpens: hello.capabilities.includes(MASTER_HANDLE_OPENS_CAPABILITY),
         renameNoReplace: hello.capabilities.includes(RENAME_NOREPLACE_CAPABILITY),
         longPaths: hello.capabilities.includes(LONG_PATHS_CAPABILITY),
+        flock: hello.capabilities.includes('fs.flock'),
       }, log.child({ component: 'remote-fs' }));
       // The root's mode gates every answer the cache gives a non-root caller (cacheAnswers), and
       // the kernel, which never looks the root up, may not ask for it.

@@ -33,6 +33,8 @@ export interface OpenFile extends AgentHandle {
    * of that name may lag what this handle changes.
    */
   linkedElsewhere?: boolean;
+  /** The flock(2) lock it holds on the slave (flock-wait.ts), which its release lets go. */
+  flocked?: 'sh' | 'ex';
 }
 
 export class OpenFiles {
@@ -51,6 +53,10 @@ export class OpenFiles {
     this.byFh.set(file.fh, file);
     this.index(file);
     return file;
+  }
+
+  has(fh: number): boolean {
+    return this.byFh.has(fh);
   }
 
   get(fh: number): OpenFile {

@@ -12,7 +12,7 @@
  * that went away gives: EIO to reads and writes, POLLHUP.
  */
 import type { Logger } from 'pino';
-import { SlaveError } from '../protocol/index.js';
+import { SlaveError, type FlockLock } from '../protocol/index.js';
 import { PollEvents } from './mount-fs.js';
 import type { DeviceStream, DeviceStreamEvents } from './device-stream.js';
 
@@ -152,6 +152,11 @@ export class PushedDevice {
       this.log.info({ err, path: this.stream.path }, 'device did not come back with the restarted agent');
       this.end('EIO');
     }
+  }
+
+  /** flock(2) of the device on the slave, once, by the stream it is read through now. */
+  flock(lock: FlockLock): Promise<void> {
+    return this.stream.flock(lock);
   }
 
   async close(): Promise<void> {

@@ -14,6 +14,7 @@ import type { AgentClient } from '../transport/agent-client.js';
 import type { AttrCache } from './attr-cache.js';
 import { MountFsBase, type DirEntry, type Statfs } from './mount-fs.js';
 import { OpenFiles, type OpenFile } from './open-files.js';
+import { flockOnSlave } from './flock-wait.js';
 import { ReadAhead } from './read-ahead.js';
 import { sendByHandle, type Reopened } from './agent-handles.js';
 import { CallerGate } from './caller-gate.js';
@@ -59,6 +60,8 @@ export interface RemoteFsOptions {
   renameNoReplace?: boolean;
   /** The agent names paths longer than a system call takes (LONG_PATHS_CAPABILITY). */
   longPaths?: boolean;
+  /** The agent serves fs.flock: flock(2) locks are the slave's, not this master's kernel's. */
+  flock?: boolean;
 }
 
 /** How often the mount asks the agent what is durable while it keeps unsynced data. */
@@ -144,6 +147,7 @@ export class RemoteFs extends MountFsBase {
     this.retained = new RetainedWrites(options.unsyncedMaxBytes, (data) => this.pool.give(data));
     client.onRestart((boot) => {
       this.recovering ??= this.writeAgain(boot).finally(() => { this.recovering = undefined; });
+      void this.lockAgain();
     });
     // Changes answered at once are held to travel together; whoever waits for one uncorks.
     this.unrefused = new UnrefusedChanges(options.pipeline, (op, args, caller) => this.call(op, args, caller, true),
@@ -426,6 +430,43 @@ export class RemoteFs extends MountFsBase {
 
   /** The kernel asks nothing before a chown, write or truncate: dropSetIdBits does it here. */
   readonly dropsSetIdBits = true;
+
+  get servesFlock(): boolean {
+    return this.options.flock === true;
+  }
+
+  /**
+   * flock(2) on the slave (flock-wait.ts), through the file's own agent handle: one open file
+   * description of the master's is one of the agent's, as flock(2) needs. After the requests
+   * already sent for the file (its open among them, when that was answered at once).
+   */
+  async flock(_path: string | null, fh: number, op: number, interrupted: () => boolean, _caller: FuseCaller): Promise<void> {
+    const file = this.files.get(fh);
+    await flockOnSlave(op, async (lock) => {
+      await this.onFile(file, 'fs.flock', (h) => ({ fh: h, lock }));
+      file.flocked = lock === 'un' ? undefined : lock;
+    }, interrupted, () => this.files.has(fh));
+  }
+
+  /**
+   * The agent restarted, and its descriptors went with their locks: each open file that held a
+   * flock lock is opened again and takes it again, unless another holder took it meanwhile (as
+   * an NFS client reclaims its locks after the server's reboot, with no grace period here: that
+   * is logged, and the program is not told).
+   */
+  private async lockAgain(): Promise<void> {
+    await this.recovering?.catch(() => undefined); // its own failures are logged there
+    for (const file of [...this.files.all()]) {
+      const lock = file.flocked;
+      if (lock === undefined) continue;
+      await this.onFile(file, 'fs.flock', (h) => ({ fh: h, lock })).then(
+        () => this.log.info({ path: file.path, lock }, 'flock lock taken again on the restarted agent'),
+        (err: unknown) => {
+          file.flocked = undefined;
+          this.log.warn({ err, path: file.path, lock }, 'a flock lock held before the agent restarted could not be taken again');
+        });
+    }
+  }
 
   /**
    * Before a write or truncate by `caller` (the kernel leaves it to us: dropsSetIdBits), the
@@ -883,7 +924,8 @@ export class RemoteFs extends MountFsBase {
     if (file.path === null && file.linkedElsewhere && file.writer && !this.changedElsewhere(file.attr.ino)) this.cache.forgetInode(file.attr.ino);
     if (file.unopened) return; // the agent never had it
     // The kernel does not wait for release; neither do we wait for the agent.
-    this.client.call('fs.release', { fh: file.agentFh }, { handleBoot: file.agentBoot, hold: true }).then(() => undefined, (err: unknown) => {
+    // A file holding a flock lets go of it now, not with the next batch.
+    this.client.call('fs.release', { fh: file.agentFh }, { handleBoot: file.agentBoot, hold: file.flocked === undefined }).then(() => undefined, (err: unknown) => {
       // ESTALE: the agent restarted, and the handle went with it; EBADF for a handle the mount
       // named: its create was refused, and that was reported.
       const errno = err instanceof SlaveError ? err.errnoName : undefined;

@@ -32,6 +32,8 @@ const fh = u32;
 const wireAttr = v.pipe(v.array(finite), v.minLength(ATTR_FIELDS_V1), v.maxLength(ATTR_FIELDS.length + 16),
   v.check(wireAttrTimesValid, 'nanoseconds out of range'));
 const attrReply = v.object({ attr: wireAttr });
+/** flock(2)'s operations: LOCK_SH, LOCK_EX, LOCK_UN. */
+const flockLock = v.picklist(['sh', 'ex', 'un']);
 /** A new name's reply: bare, it has no extended attribute at all (older agents: not said). */
 const madeReplySchema = v.object({ attr: wireAttr, bare: v.optional(v.literal(true)) });
 /** No arguments, or no result: any map (a newer peer's keys are dropped). */
@@ -277,6 +279,12 @@ export const ops = {
   'fs.flush': op(v.object({ fh }), empty),
   'fs.fsync': op(v.object({ fh, datasync: v.boolean() }), empty),
   'fs.release': op(v.object({ fh }), empty),
+  /**
+   * flock(2) of the open file on the slave, never waiting there: a lock another holder has (a
+   * program of the slave's, another master, another open of this master's) answers EWOULDBLOCK
+   * at once, and a master whose caller waits asks again. The lock goes with the handle's release.
+   */
+  'fs.flock': op(v.object({ fh, lock: flockLock }), empty),
   'fs.ftruncate': op(v.object({ fh, size: u53 }), attrReply),
   /**
    * fallocate(2) of an open file: `mode` 0 or Linux's FALLOC_FL_KEEP_SIZE (1), PUNCH_HOLE (2,
@@ -424,6 +432,8 @@ export const ops = {
   'dev.write': op(v.object({ fh, data: bytes }), v.object({ written: u53 })),
   /** Closes the device; a read still waiting on it answers EINTR. */
   'dev.release': op(v.object({ fh }), empty),
+  /** flock(2) of the open device, as fs.flock (pyserial's `exclusive`, picocom and labgrid take one). */
+  'dev.flock': op(v.object({ fh, lock: flockLock }), empty),
   /**
    * Opens a device as a stream pushed to the master: the agent reads it as data arrives and
    * publishes `DevEvent`s on `output` (agent --data--> master), at most `window` bytes ahead of
@@ -527,6 +537,7 @@ export type HelloInfo = v.InferOutput<typeof helloInfo>;
 export type AgentStats = v.InferOutput<typeof agentStats>;
 export type ReaddirEntry = v.InferOutput<typeof readdirEntry>;
 export type TimeSpec = v.InferOutput<typeof timeSpec>;
+export type FlockLock = v.InferOutput<typeof flockLock>;
 
 export const OP_NAMES = Object.keys(ops) as OpName[];
 

@@ -5,7 +5,7 @@
  * system calls are here. One implementation per platform (linux/linux-devices.ts).
  */
 import type { Readable } from 'node:stream';
-import type { LineChange, WireTermios } from '../../protocol/index.js';
+import type { FlockLock, LineChange, WireTermios } from '../../protocol/index.js';
 
 /** What a device that is a terminal is: relayed to the master as a terminal either way. */
 export type TerminalKind = 'serial' | 'pty';
@@ -41,4 +41,6 @@ export interface DevicesBackend {
   flush(fd: number, queue: 'input' | 'output' | 'both'): void;
   /** A break on the line for `ms` (0: the platform's default), as tcsendbreak(3). */
   sendBreak(fd: number, ms: number): Promise<void>;
+  /** flock(2) without waiting, as the files backend's. */
+  flock(fd: number, lock: FlockLock): boolean;
 }

@@ -11,7 +11,7 @@
  * Calls are synchronous unless they return a promise: fs/attr-ops.ts says why.
  */
 import type { BigIntStats, Stats, StatsFs } from 'node:fs';
-import type { TimeSpec } from '../../protocol/index.js';
+import type { FlockLock, TimeSpec } from '../../protocol/index.js';
 
 export interface FilesBackend {
   // Looking up.
@@ -110,6 +110,8 @@ export interface FilesBackend {
   seekData(fd: number, offset: number, whence: number): number;
   /** copy_file_range(2): up to `length` bytes from `fdIn` at `offIn` to `fdOut` at `offOut`; how many (0: the end of `fdIn`). */
   copyRange(fdIn: number, offIn: number, fdOut: number, offOut: number, length: number): number;
+  /** flock(2) without waiting: false when another open file holds a lock in the way. */
+  flock(fd: number, lock: FlockLock): boolean;
   fchmod(fd: number, mode: number): void;
   fchown(fd: number, uid: number, gid: number): void;
   /** futimens(2): as utimens, by descriptor. */

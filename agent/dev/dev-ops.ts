@@ -266,6 +266,12 @@ export const devOps: HandlerTable = {
     return {};
   },
 
+  'dev.flock': async ({ fh, lock }, ctx) => {
+    const device = ctx.devices.get(fh);
+    if (!ctx.backend.devices.flock(device.fd, lock)) throw new SlaveError('EWOULDBLOCK', `flock ${lock}: another open file holds a lock on the device`);
+    return {};
+  },
+
   'dev.break': async ({ fh, ms }, ctx) => {
     const device = ctx.devices.get(fh);
     await device.inOrder(() => ctx.backend.devices.sendBreak(device.fd, ms));

@@ -184,6 +184,11 @@ export const fileOps: HandlerTable = {
     return { attr: fstatWire(ctx.backend.files, fd) };
   }),
 
+  'fs.flock': async ({ fh, lock }, ctx) => ctx.handles.use(fh, async ({ fd }) => {
+    if (!ctx.backend.files.flock(fd, lock)) throw new SlaveError('EWOULDBLOCK', `flock ${lock}: another open file holds a lock on it`);
+    return {};
+  }),
+
   'fs.fallocate': async ({ fh, mode, offset, length }, ctx) => ctx.handles.use(fh, async ({ fd }) => {
     ctx.backend.files.fallocate(fd, mode, offset, length);
     return { attr: fstatWire(ctx.backend.files, fd) };

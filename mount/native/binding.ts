@@ -16,7 +16,7 @@ export const OP_NAMES = [
   'LOOKUP', 'FORGET', 'GETATTR', 'SETATTR', 'READLINK', 'MKNOD', 'MKDIR', 'UNLINK', 'RMDIR',
   'SYMLINK', 'RENAME', 'LINK', 'OPEN', 'READ', 'WRITE', 'FLUSH', 'RELEASE', 'FSYNC', 'OPENDIR',
   'READDIR', 'RELEASEDIR', 'STATFS', 'SETXATTR', 'GETXATTR', 'LISTXATTR', 'REMOVEXATTR', 'ACCESS',
-  'CREATE', 'READDIRPLUS', 'DESTROY', 'POLL', 'FSYNCDIR', 'FALLOCATE', 'LSEEK', 'COPY_FILE_RANGE',
+  'CREATE', 'READDIRPLUS', 'DESTROY', 'POLL', 'FSYNCDIR', 'FALLOCATE', 'LSEEK', 'COPY_FILE_RANGE', 'FLOCK',
 ] as const;
 export type OpName = (typeof OP_NAMES)[number];
 
@@ -45,7 +45,7 @@ export type MountHandle = object & { readonly __mount: unique symbol };
  * ino; mknod: name, mode, rdev; mkdir: name, mode; symlink: name, data (the target); rename:
  * name, ino2 (the new parent), name2, flags; link: ino2, name; open, opendir: flags; read,
  * readdir, readdirplus: fh, size, offset; write: fh, offset, data; flush, release, releasedir:
- * fh, flags; fsync: fh, datasync; setxattr: name, data, flags; getxattr: name, size; listxattr:
+ * fh, flags; flock: fh, flags (the lock op); fsync: fh, datasync; setxattr: name, data, flags; getxattr: name, size; listxattr:
  * size; access: mask; create: name, mode, flags; poll: fh, notify. A write's data is a view of
  * memory the binding reuses for the next writes: valid until the request is answered.
  */
@@ -113,6 +113,11 @@ export interface MountConfig {
    * (FUSE_HANDLE_KILLPRIV), so it asks for no attributes before those.
    */
   killPriv: boolean;
+  /**
+   * flock(2) is the filesystem's to serve (FLOCK requests, `flags` holding LOCK_SH, LOCK_EX or
+   * LOCK_UN, with LOCK_NB unless the caller waits), not the kernel's own table.
+   */
+  flock: boolean;
 }
 
 export interface FuseBinding {
@@ -164,6 +169,8 @@ export interface FuseBinding {
   replyPoll(handle: RequestHandle, revents: number): boolean;
   /** Open file `fh` became ready: a poll(2) waiting on it asks again (once: the kernel asks anew). */
   notifyPoll(mount: MountHandle, fh: number): void;
+  /** Whether the caller of this unanswered request got a signal meanwhile (it then wants EINTR). */
+  interrupted(handle: RequestHandle): boolean;
 }
 
 export class BindingMissingError extends Error {

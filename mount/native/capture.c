@@ -92,8 +92,13 @@ static void ll_init(void *userdata, struct fuse_conn_info *conn) {
   if (m->posix_acl && (conn->capable & FUSE_CAP_POSIX_ACL)) conn->want |= FUSE_CAP_POSIX_ACL;
   if (m->writeback && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) conn->want |= FUSE_CAP_WRITEBACK_CACHE;
   else conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
-  /* Locks stay local to the master's kernel, as on any FUSE mount without lock support. */
+  /*
+   * flock(2) goes to the filesystem when it asks (the slave's lock then binds the slave's own
+   * programs and other masters too); POSIX (fcntl) locks stay local to the master's kernel, as on
+   * any FUSE mount without lock support.
+   */
   conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
+  if (m->flock && (conn->capable & FUSE_CAP_FLOCK_LOCKS)) conn->want |= FUSE_CAP_FLOCK_LOCKS;
   conn->want &= ~(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
 }
 
@@ -243,6 +248,16 @@ static void ll_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, 
   send_req(r, req);
 }
 
+/*
+ * flock(2) of an open file: `op` (LOCK_SH, LOCK_EX or LOCK_UN, with LOCK_NB unless the caller
+ * waits) in `flags`. The kernel asks only when the filesystem took FUSE_CAP_FLOCK_LOCKS (ll_init).
+ */
+static void ll_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, int op) {
+  struct sb_req *r = request(req, OP_FLOCK, ino);
+  if (r) { r->fh = fi->fh; r->has_fh = 1; r->flags = op; }
+  send_req(r, req);
+}
+
 static void ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   /* No poll(2) waits on a released file: its handle goes with it. */
   struct fuse_pollhandle *ph = sb_take_poll(fuse_req_userdata(req), fi->fh);
@@ -360,5 +375,5 @@ const struct fuse_lowlevel_ops sb_ll_ops = {
   .statfs = ll_statfs, .setxattr = ll_setxattr, .getxattr = ll_getxattr,
   .listxattr = ll_listxattr, .removexattr = ll_removexattr, .access = ll_access,
   .create = ll_create, .readdirplus = ll_readdirplus, .poll = ll_poll, .fsyncdir = ll_fsyncdir,
-  .fallocate = ll_fallocate, .lseek = ll_lseek, .copy_file_range = ll_copy_file_range,
+  .fallocate = ll_fallocate, .lseek = ll_lseek, .copy_file_range = ll_copy_file_range, .flock = ll_flock,
 };

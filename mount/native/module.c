@@ -70,7 +70,7 @@ static napi_value fail_mount(napi_env env, struct sb_mount *m, const char *code,
 }
 
 /*
- * mount(mountPath, optionString, config {posixAcl, writeback, cacheSymlinks, maxWrite, killPriv}, dispatch, fenced):
+ * mount(mountPath, optionString, config {posixAcl, writeback, cacheSymlinks, maxWrite, killPriv, flock}, dispatch, fenced):
  * returns the mount (an external) once the kernel has it; throws with libfuse's reason if not.
  */
 static napi_value do_mount(napi_env env, napi_callback_info info) {
@@ -87,6 +87,7 @@ static napi_value do_mount(napi_env env, napi_callback_info info) {
   m->writeback = flag_of(env, argv[2], "writeback");
   m->cache_symlinks = flag_of(env, argv[2], "cacheSymlinks");
   m->kill_priv = flag_of(env, argv[2], "killPriv");
+  m->flock = flag_of(env, argv[2], "flock");
   m->max_write = 1 << 20;
   napi_value v;
   if (napi_get_named_property(env, argv[2], "maxWrite", &v) == napi_ok) {
@@ -240,7 +241,7 @@ static napi_value init(napi_env env, napi_value exports) {
     FN("replyAttr", sb_reply_attr), FN("replyOpen", sb_reply_open), FN("replyWrite", sb_reply_write), FN("replyLseek", sb_reply_lseek),
     FN("replyBuf", sb_reply_buf), FN("replyIov", sb_reply_iov), FN("replyReadlink", sb_reply_readlink),
     FN("replyXattrSize", sb_reply_xattr_size), FN("replyStatfs", sb_reply_statfs), FN("replyDir", sb_reply_dir),
-    FN("replyPoll", sb_reply_poll),
+    FN("replyPoll", sb_reply_poll), FN("interrupted", sb_interrupted),
     FN("invalInode", sb_inval_inode), FN("invalEntry", sb_inval_entry), FN("notifyDelete", sb_notify_delete),
     FN("notifyPoll", sb_notify_poll), FN("fence", sb_fence),
     VALUE("ops", sb_names(env, op_names, OP_LOOKUP, OP_COUNT - OP_LOOKUP)),

@@ -320,3 +320,15 @@ napi_value sb_reply_poll(napi_env env, napi_callback_info info) {
   if (!r) return sb_boolean(env, 0);
   return done(env, r, fuse_reply_poll(r->req, (unsigned)sb_num(env, argv[1])));
 }
+
+/*
+ * interrupted(handle): whether the caller of an unanswered request was sent a signal (the
+ * kernel's FUSE_INTERRUPT, which libfuse records on the request). Not an answer: a request that
+ * waits long on our side (a flock that waits for the slave's holder) asks, and answers EINTR.
+ */
+napi_value sb_interrupted(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (sb_get_args(env, info, 1, argv)) return NULL;
+  struct sb_req *r = sb_req_of(env, argv[0]);
+  return sb_boolean(env, r != NULL && r->req != NULL && fuse_req_interrupted(r->req));
+}

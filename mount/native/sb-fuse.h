@@ -44,7 +44,7 @@
   X(SYMLINK) X(RENAME) X(LINK) X(OPEN) X(READ) X(WRITE) X(FLUSH) X(RELEASE) X(FSYNC)            \
   X(OPENDIR) X(READDIR) X(RELEASEDIR) X(STATFS) X(SETXATTR) X(GETXATTR) X(LISTXATTR)            \
   X(REMOVEXATTR) X(ACCESS) X(CREATE) X(READDIRPLUS) X(DESTROY) X(POLL) X(FSYNCDIR)            \
-  X(FALLOCATE) X(LSEEK) X(COPY_FILE_RANGE)
+  X(FALLOCATE) X(LSEEK) X(COPY_FILE_RANGE) X(FLOCK)
 
 #define SB_OP_ENUM(name) OP_##name,
 enum sb_op { OP_NONE = 0, SB_OPS(SB_OP_ENUM) OP_COUNT };
@@ -155,6 +155,7 @@ struct sb_mount {
   int posix_acl, writeback, cache_symlinks, max_write;
   int expire_only; /* the kernel can expire a name without detaching what is mounted on it */
   int kill_priv;        /* asked for: the filesystem drops set-id bits itself (session.c) */
+  int flock;            /* flock(2) goes to the filesystem (FUSE_CAP_FLOCK_LOCKS), not the kernel's own table */
   int init_seen;        /* the first request (INIT) has been read */
   int mounted, unmounted, disposed;
   int poll_closing;     /* uv_close of `poll` not yet complete: `poll` lives in this struct */
@@ -223,6 +224,7 @@ napi_value sb_reply_xattr_size(napi_env env, napi_callback_info info);
 napi_value sb_reply_statfs(napi_env env, napi_callback_info info);
 napi_value sb_reply_dir(napi_env env, napi_callback_info info);
 napi_value sb_reply_poll(napi_env env, napi_callback_info info);
+napi_value sb_interrupted(napi_env env, napi_callback_info info);
 
 /* notifier.c */
 int sb_notifier_start(struct sb_mount *m);

@@ -298,6 +298,7 @@ export class HostileMessages {
       'fs.flush': () => ({ fh: fh() }),
       'fs.fsync': () => ({ fh: fh(), datasync: bool() }),
       'fs.release': () => ({ fh: fh() }),
+      'fs.flock': () => ({ fh: fh(), lock: r.pick(['sh', 'ex', 'un', 'nb', 1, null]) }),
       'fs.ftruncate': () => ({ fh: fh(), size: this.offset() }),
       // Lengths a test's disk can hold (or past any file's size: EFBIG), whatever the mode.
       'fs.fallocate': () => ({
@@ -350,6 +351,7 @@ export class HostileMessages {
       'dev.read': () => ({ fh: fh(), length: this.count(), waitMs: r.chance(0.8) ? r.int(100) : edgeInteger(r) }),
       'dev.write': () => ({ fh: fh(), data: this.data() }),
       'dev.release': () => ({ fh: fh() }),
+      'dev.flock': () => ({ fh: fh(), lock: r.pick(['sh', 'ex', 'un', 'nb', 1, null]) }),
       'dev.stream': () => ({
         path: dev(), flags: this.flags(), terminal: bool(), window: this.count(),
         output: r.pick(['_INBOX.fuzz', `splitbrain.${this.world.agentId}.dev.write`, `splitbrain._out.${this.world.agentId}.fuzz`, '>', 'x'.repeat(300)]),

@@ -1,7 +1,7 @@
 /**
  * The libc calls the agent needs that Node does not make, through koffi (a maintained FFI whose
  * npm package ships its prebuilt binaries: no compiler, no code of ours in C): utimensat(2) and
- * futimens(2) for file times to the nanosecond (file-times.ts), fallocate(2), lseek(2), copy_file_range(2) and renameat2(2) (linux-files.ts),
+ * futimens(2) for file times to the nanosecond (file-times.ts), fallocate(2), lseek(2), copy_file_range(2), renameat2(2) and flock(2) (linux-files.ts),
  * the l*xattr(2) calls for a file's extended attributes by its bytes (xattrs.ts), pipe2(2) and
  * fcntl(2) for a process's output pipes (output-pipes.ts), ioctl(2) for terminals (termios.ts).
  * This file is the agent's only importer of koffi.
@@ -32,6 +32,8 @@ export interface Libc {
   lgetxattr: KoffiFunction;
   lsetxattr: KoffiFunction;
   lremovexattr: KoffiFunction;
+  /** flock(fd, operation): 0, or -1 with errno. */
+  flock: KoffiFunction;
   /** pipe2(fds, flags): `fds` an array of two numbers, filled in. */
   pipe2: KoffiFunction;
   /** ioctl(fd, request, buffer): the argument is a pointer to `buffer`'s bytes. */
@@ -69,6 +71,7 @@ export function libc(): Libc | null {
       lsetxattr: lib.func('int lsetxattr(const char *path, const char *name, const uint8_t *value, size_t size, int flags)') as KoffiFunction,
       lremovexattr: lib.func('int lremovexattr(const char *path, const char *name)') as KoffiFunction,
       pipe2: lib.func('int pipe2(_Out_ int *fds, int flags)') as KoffiFunction,
+      flock: lib.func('int flock(int fd, int operation)') as KoffiFunction,
       ioctlBuffer: (fd, request, buffer) => ioctlBuffer(fd, request, buffer),
       ioctlValue: (fd, request, value) => ioctlValue(fd, request, value),
       fcntlValue: (fd, command, value) => fcntlValue(fd, command, value),

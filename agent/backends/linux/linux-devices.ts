@@ -7,6 +7,7 @@ import { Socket } from 'node:net';
 import { isatty, ReadStream } from 'node:tty';
 import { promisify } from 'node:util';
 import type { DevicesBackend } from '../devices-backend.js';
+import { flockNow } from './linux-files.js';
 import { changeLine, flush, getTermios, makeRaw, sendBreak, setTermios } from './termios.js';
 import { TerminalDrivers } from './tty-drivers.js';
 
@@ -27,6 +28,6 @@ export function linuxDevices(drivers = new TerminalDrivers()): DevicesBackend {
     write: (fd, data, offset, length) => writeSync(fd, data, offset, length),
     close: (fd) => closeSync(fd),
     terminalKind: (rdev) => drivers.kind(rdev),
-    getTermios, setTermios, makeRaw, changeLine, flush, sendBreak,
+    getTermios, setTermios, makeRaw, changeLine, flush, sendBreak, flock: flockNow,
   };
 }

@@ -9,8 +9,9 @@ import {
   renameSync, rmdirSync, statSync, statfsSync, symlinkSync, truncateSync, unlinkSync, writeSync,
   type BigIntStats, type Stats,
 } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import { promisify } from 'node:util';
-import { FALLOC_FL_PUNCH_HOLE as PUNCH_HOLE, SEEK_DATA, SlaveError, nameFromBytes } from '../../../protocol/index.js';
+import { FALLOC_FL_PUNCH_HOLE as PUNCH_HOLE, SEEK_DATA, SlaveError, errnoName, nameFromBytes, type FlockLock } from '../../../protocol/index.js';
 import { O_PATH, cPath, fsName, fsPath } from '../../host-path.js';
 import type { FilesBackend } from '../files-backend.js';
 import { exactTimesProblem, setFileTimes, setPathTimes } from './file-times.js';
@@ -28,6 +29,7 @@ const fdatasyncAsync = promisify(fdatasync);
 const closeAsync = promisify(close);
 
 const { O_APPEND, O_DIRECT, O_NOATIME, O_NOFOLLOW, O_NOCTTY, O_NONBLOCK } = constants;
+const { EWOULDBLOCK } = osConstants.errno;
 
 // The master writes at explicit offsets (its kernel already placed O_APPEND writes at the end),
 // and never with O_DIRECT's alignment rules; O_NOATIME fails for files we do not own.
@@ -179,6 +181,22 @@ function copyRange(fdIn: number, offIn: number, fdOut: number, offOut: number, l
   return copied;
 }
 
+const FLOCK_OPERATION: Readonly<Record<FlockLock, number>> = { sh: 1, ex: 2, un: 8 }; // LOCK_SH, LOCK_EX, LOCK_UN
+const LOCK_NB = 4;
+
+/**
+ * flock(2) through libc (Node has none), never waiting: the agent serves everyone from one
+ * thread. False when another open file holds a lock in the way. Without libc, ENOLCK: what a
+ * filesystem that cannot lock answers.
+ */
+export function flockNow(fd: number, lock: FlockLock): boolean {
+  const lib = libcFor('flock', 'ENOLCK');
+  if (lib.flock(fd, FLOCK_OPERATION[lock] | LOCK_NB) === 0) return true;
+  const failure = libcFailure(lib, `flock ${lock}`);
+  if (failure.errnoName === errnoName(EWOULDBLOCK)) return false;
+  throw failure;
+}
+
 export function linuxFiles(): FilesBackend {
   return {
     lstat,
@@ -216,6 +234,7 @@ export function linuxFiles(): FilesBackend {
     fallocate,
     seekData,
     copyRange,
+    flock: flockNow,
     fchmod: (fd, mode) => fchmodSync(fd, mode),
     fchown: (fd, uid, gid) => fchownSync(fd, uid, gid),
     futimens: setFileTimes,

@@ -1,0 +1,53 @@
+/**
+ * flock(2) on a mount, served by the slave so that its own programs and other masters see the
+ * lock (a serial console that pyserial's `exclusive`, picocom or labgrid lock, a lock file a
+ * slave daemon takes too). The agent never waits for a lock: it serves every master from one
+ * thread, so a lock held elsewhere answers EWOULDBLOCK at once. A caller that waits (no LOCK_NB)
+ * asks again, 2 ms later, then twice as late each time up to RETRY_MAX_MS, as Linux's NFS client
+ * does for a blocking lock the server refused (it backs off to 30 s). It ends when the lock is
+ * taken, when the caller gets a signal (EINTR, as a local flock), or when the file is closed
+ * meanwhile (its caller died: nobody waits any more).
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { SlaveError, errnoNumber, type FlockLock } from '../protocol/index.js';
+
+const LOCK_SH = 1;
+const LOCK_EX = 2;
+const LOCK_NB = 4;
+const LOCK_UN = 8;
+const RETRY_FIRST_MS = 2;
+/** A freed lock is taken at most this late by a waiter (NFS waits up to 30 s). */
+export const RETRY_MAX_MS = 100;
+const EWOULDBLOCK = errnoNumber('EWOULDBLOCK');
+
+/** The lock flock(2)'s `op` asks for; EINVAL for no lock or two, as flock(2). */
+export function flockLock(op: number): FlockLock {
+  switch (op & ~LOCK_NB) {
+    case LOCK_SH: return 'sh';
+    case LOCK_EX: return 'ex';
+    case LOCK_UN: return 'un';
+    default: throw new SlaveError('EINVAL', `flock: operation ${op} is not one of LOCK_SH, LOCK_EX, LOCK_UN`);
+  }
+}
+
+/**
+ * Takes (or drops) the lock flock(2)'s `op` names with `attempt`, which asks the agent once;
+ * waits as above unless `op` has LOCK_NB. `open()`: whether the file is still open.
+ */
+export async function flockOnSlave(
+  op: number, attempt: (lock: FlockLock) => Promise<void>, interrupted: () => boolean, open: () => boolean,
+): Promise<void> {
+  const lock = flockLock(op);
+  for (let wait = RETRY_FIRST_MS; ; wait = Math.min(wait * 2, RETRY_MAX_MS)) {
+    try {
+      await attempt(lock);
+      return;
+    } catch (err) {
+      const held = err instanceof SlaveError && errnoNumber(err.errnoName) === EWOULDBLOCK;
+      if (!held || (op & LOCK_NB) !== 0) throw err;
+    }
+    await sleep(wait);
+    if (interrupted()) throw new SlaveError('EINTR', `flock ${lock}: interrupted while another holder had the lock`);
+    if (!open()) throw new SlaveError('EBADF', `flock ${lock}: the file was closed while waiting for the lock`);
+  }
+}
