@@ -96,6 +96,8 @@ export interface MountFs {
   mknod(path: string, mode: number, rdev: number, caller: FuseCaller): Promise<Attr>;
   /** The value, or a SlaveError ENODATA when the attribute is absent. */
   getxattr(path: string, name: string, caller: FuseCaller): Promise<Buffer>;
+  /** Whether getxattr would answer ENODATA now, from what the filesystem holds: asked first, without waiting. */
+  xattrKnownAbsent?(path: string, name: string, caller: FuseCaller): boolean;
   /** `value` is only valid until the promise settles. `flags`: XATTR_CREATE 1, XATTR_REPLACE 2. */
   setxattr(path: string, name: string, value: Buffer, flags: number, caller: FuseCaller): Promise<void>;
   listxattr(path: string, caller: FuseCaller): Promise<string[]>;

@@ -1189,11 +1189,14 @@ export class RemoteFs extends MountFsBase {
     return attr;
   }
 
-  override async getxattr(path: string, name: string, caller: FuseCaller): Promise<Buffer> {
+  xattrKnownAbsent(path: string, name: string, caller: FuseCaller): boolean {
     // Absent for root is absent for everyone, but a user.* attribute's reader needs read
     // permission first (EACCES), which only the agent judges.
-    const absent = caller.uid === 0 ? this.cache.isXattrAbsent(path, name) : !name.startsWith('user.') && this.cache.hasNoXattrs(path);
-    if (absent) throw new SlaveError('ENODATA', `no attribute ${name} on ${path}`);
+    return caller.uid === 0 ? this.cache.isXattrAbsent(path, name) : !name.startsWith('user.') && this.cache.hasNoXattrs(path);
+  }
+
+  override async getxattr(path: string, name: string, caller: FuseCaller): Promise<Buffer> {
+    if (this.xattrKnownAbsent(path, name, caller)) throw new SlaveError('ENODATA', `no attribute ${name} on ${path}`);
     try {
       const { value } = await this.call('fs.getxattr', { path, name }, caller);
       return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
