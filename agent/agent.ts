@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { hostname, platform, release, totalmem } from 'node:os';
 import type { Logger } from 'pino';
 import {
-  DISCOVER_SUBJECT, isLoopbackAddress, MASTER_HANDLE_OPENS_CAPABILITY, MASTER_HANDLES_CAPABILITY, OP_NAMES, RENAME_NOREPLACE_CAPABILITY, LONG_PATHS_CAPABILITY, PROTOCOL_VERSION, agentWildcard, changeSubject, opFromSubject, opSubject, type HelloInfo, type OpName,
+  DISCOVER_SUBJECT, isLoopbackAddress, MASTER_HANDLE_OPENS_CAPABILITY, MASTER_HANDLES_CAPABILITY, OP_NAMES, RENAME_EXCHANGE_CAPABILITY, RENAME_NOREPLACE_CAPABILITY, LONG_PATHS_CAPABILITY, PROTOCOL_VERSION, agentWildcard, changeSubject, opFromSubject, opSubject, type HelloInfo, type OpName,
 } from '../protocol/index.js';
 import { decodeHellos, helloRequest } from '../transport/agent-client.js';
 import { AgentUnreachableError } from '../transport/errors.js';
@@ -225,7 +225,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     hostBootId: await readHostBootId(),
     root: jail.root,
     readOnly: options.readOnly,
-    capabilities: [...OP_NAMES.filter((op) => handlers[op] !== undefined), 'agent.batch', MASTER_HANDLES_CAPABILITY, MASTER_HANDLE_OPENS_CAPABILITY, RENAME_NOREPLACE_CAPABILITY, LONG_PATHS_CAPABILITY],
+    capabilities: [...OP_NAMES.filter((op) => handlers[op] !== undefined), 'agent.batch', MASTER_HANDLES_CAPABILITY, MASTER_HANDLE_OPENS_CAPABILITY, RENAME_NOREPLACE_CAPABILITY, RENAME_EXCHANGE_CAPABILITY, LONG_PATHS_CAPABILITY],
     maxPayload: bus.maxPayload,
     pid: process.pid,
     euid: process.geteuid?.() ?? 0xffff_ffff,

@@ -405,6 +405,22 @@ export class AttrCache {
     this.unsure(to);
   }
 
+  /**
+   * renameat2's RENAME_EXCHANGE through us: the two names swapped files (directories with their
+   * subtrees). Both names stay listed; what was known under either is asked again, and an answer
+   * fetched before is not kept.
+   */
+  exchanged(a: string, b: string): void {
+    this.generation++;
+    for (const path of [a, b]) {
+      this.markChanged(path);
+      this.dropTree(path);
+      this.absentXattrs.delete(path);
+      this.dirModes.delete(path);
+      this.entries.delete(posix.dirname(path)); // its times changed
+    }
+  }
+
   private absentNow(path: string) {
     const known = this.absentXattrs.get(path);
     if (known && known.expires <= Date.now()) this.absentXattrs.delete(path);

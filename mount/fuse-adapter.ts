@@ -52,6 +52,7 @@ const ENODATA = errnoNumber('ENODATA');
 const EINVAL = errnoNumber('EINVAL');
 /** renameat2's flag, as Linux numbers it. */
 const RENAME_NOREPLACE = 1;
+const RENAME_EXCHANGE = 2;
 const EIO = errnoNumber('EIO');
 const ENOSYS = errnoNumber('ENOSYS');
 /** The largest read or write the kernel sends (libfuse 3 raises max_pages to fit it). */
@@ -388,15 +389,22 @@ export class FuseAdapter {
         });
       },
       RENAME: ({ handle, ino, ino2, name2, flags }, who, name) => {
-        // renameat2's RENAME_NOREPLACE is the agent's to check; RENAME_EXCHANGE and RENAME_WHITEOUT
-        // are not on the wire: EINVAL, as a filesystem without them answers.
-        if (flags !== 0 && flags !== RENAME_NOREPLACE) return void b.replyErr(handle, EINVAL);
+        // renameat2's RENAME_NOREPLACE and RENAME_EXCHANGE are the agent's to check; RENAME_WHITEOUT
+        // (overlayfs's) is not on the wire: EINVAL, as a filesystem without it answers.
+        if (flags !== 0 && flags !== RENAME_NOREPLACE && flags !== RENAME_EXCHANGE) return void b.replyErr(handle, EINVAL);
         const newName = name2 ? nameFromBytes(name2) : '';
         const to = this.childPath(ino2, newName);
+        if (flags === RENAME_EXCHANGE) {
+          this.run(handle, 'rename', () => fs.rename(this.childPath(ino, name), to, who, 'exchange'), () => {
+            this.nodes.exchanged(this.node(ino), name, this.node(ino2), newName);
+            this.ok(handle)();
+          });
+          return;
+        }
         // A directory renamed over, still open, is removed as by rmdir (see RMDIR).
         const replaced = this.nodes.child(this.node(ino2), newName);
         const last = this.lastOfOpenDir(replaced, to, who);
-        this.run(handle, 'rename', () => this.withLast(last, () => fs.rename(this.childPath(ino, name), to, who, flags === RENAME_NOREPLACE)), ([outcome, attr]) => {
+        this.run(handle, 'rename', () => this.withLast(last, () => fs.rename(this.childPath(ino, name), to, who, flags === RENAME_NOREPLACE ? 'noReplace' : undefined)), ([outcome, attr]) => {
           // Two links to one file (the kernel had them as two nodes): both names stay.
           if (outcome !== 'same') {
             this.nodes.renamed(this.node(ino), name, this.node(ino2), newName);

@@ -76,9 +76,10 @@ export interface MountFs {
   unlink(path: string, caller: FuseCaller): Promise<void>;
   /**
    * 'same': both names were links to one file, which rename(2) leaves as they were (POSIX).
-   * `noReplace`: renameat2's RENAME_NOREPLACE (EEXIST if `to` exists; EINVAL where not served).
+   * `flag`: renameat2's RENAME_NOREPLACE (EEXIST if `to` exists) or RENAME_EXCHANGE (the two
+   * names swap files; ENOENT unless both exist); EINVAL where not served.
    */
-  rename(from: string, to: string, caller: FuseCaller, noReplace?: boolean): Promise<void | 'same'>;
+  rename(from: string, to: string, caller: FuseCaller, flag?: RenameFlag): Promise<void | 'same'>;
   /** Returns the new name's attributes. */
   link(existing: string, path: string, caller: FuseCaller): Promise<Attr>;
   /** Returns the new name's attributes. */
@@ -135,6 +136,9 @@ export interface MountFs {
   readonly servesFlock?: boolean;
 }
 
+/** renameat2(2)'s flags a filesystem may serve. */
+export type RenameFlag = 'noReplace' | 'exchange';
+
 /** What an operation a filesystem does not serve answers. */
 function unserved<T>(op: string): Promise<T> {
   return Promise.reject(new SlaveError('ENOSYS', `${op} is not served by this filesystem`));
@@ -171,7 +175,7 @@ export abstract class MountFsBase implements MountFs {
     return unserved('copy_file_range');
   }
   unlink(_path: string, _caller: FuseCaller): Promise<void> { return unserved('unlink'); }
-  rename(_from: string, _to: string, _caller: FuseCaller, _noReplace?: boolean): Promise<void | 'same'> { return unserved('rename'); }
+  rename(_from: string, _to: string, _caller: FuseCaller, _flag?: RenameFlag): Promise<void | 'same'> { return unserved('rename'); }
   link(_existing: string, _path: string, _caller: FuseCaller): Promise<Attr> { return unserved('link'); }
   symlink(_target: string, _path: string, _caller: FuseCaller): Promise<Attr> { return unserved('symlink'); }
   readlink(_path: string, _caller: FuseCaller): Promise<ShownLink> { return unserved('readlink'); }

@@ -8,7 +8,7 @@ import { constants } from 'node:fs';
 import { readFile, realpath, stat } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
-import { LONG_PATH_MAX, LONG_PATHS_CAPABILITY, MASTER_HANDLE_OPENS_CAPABILITY, MASTER_HANDLES_CAPABILITY, PATH_MAX, RENAME_NOREPLACE_CAPABILITY, type FeedState, type HelloInfo } from '../protocol/index.js';
+import { LONG_PATH_MAX, LONG_PATHS_CAPABILITY, MASTER_HANDLE_OPENS_CAPABILITY, MASTER_HANDLES_CAPABILITY, PATH_MAX, RENAME_EXCHANGE_CAPABILITY, RENAME_NOREPLACE_CAPABILITY, type FeedState, type HelloInfo } from '../protocol/index.js';
 import { AgentClient, chooseAgent } from '../transport/agent-client.js';
 import { connectBus } from '../transport/bus.js';
 import { ChangeFeed } from '../transport/change-feed.js';
@@ -196,6 +196,7 @@ export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
         masterHandles: hello.capabilities.includes(MASTER_HANDLES_CAPABILITY),
         masterHandleOpens: hello.capabilities.includes(MASTER_HANDLE_OPENS_CAPABILITY),
         renameNoReplace: hello.capabilities.includes(RENAME_NOREPLACE_CAPABILITY),
+        renameExchange: hello.capabilities.includes(RENAME_EXCHANGE_CAPABILITY),
         longPaths: hello.capabilities.includes(LONG_PATHS_CAPABILITY),
         flock: hello.capabilities.includes('fs.flock'),
       }, log.child({ component: 'remote-fs' }));

@@ -183,6 +183,26 @@ export class NodeTable {
     this.epoch++;
   }
 
+  /** renameat2's RENAME_EXCHANGE: the nodes at the two names swapped places (either may be unknown). */
+  exchanged(parent: FsNode, name: string, newParent: FsNode, newName: string): void {
+    const [a, b] = [key(parent, name), key(newParent, newName)];
+    const [first, second] = [this.byLink.get(a), this.byLink.get(b)];
+    this.byLink.delete(a);
+    this.byLink.delete(b);
+    const move = (node: FsNode | undefined, fromParent: FsNode, fromName: string, toParent: FsNode, toName: string) => {
+      if (!node) return;
+      const link = node.links.find((l) => l.parent === fromParent && l.name === fromName);
+      if (link) {
+        link.parent = toParent;
+        link.name = toName;
+      }
+      this.byLink.set(key(toParent, toName), node);
+    };
+    move(first, parent, name, newParent, newName);
+    move(second, newParent, newName, parent, name);
+    this.epoch++;
+  }
+
   /** The kernel forgot `count` lookups of the node; at none it goes. */
   forget(id: number, count: number): void {
     const node = this.byId.get(id);

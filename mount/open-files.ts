@@ -114,6 +114,14 @@ export class OpenFiles {
     }
   }
 
+  /** renameat2's RENAME_EXCHANGE: the files open under either name (or below it) are under the other's. */
+  exchanged(a: string, b: string): void {
+    const aside = `${a}\0exchanging`; // no path has a NUL
+    this.renamed(a, aside);
+    this.renamed(b, a);
+    this.renamed(aside, b);
+  }
+
   private index(file: OpenFile): void {
     if (file.path === null) return;
     let set = this.byPath.get(file.path);

@@ -12,7 +12,7 @@ import {
 } from '../protocol/index.js';
 import type { AgentClient } from '../transport/agent-client.js';
 import type { AttrCache } from './attr-cache.js';
-import { MountFsBase, type DirEntry, type Statfs } from './mount-fs.js';
+import { MountFsBase, type DirEntry, type RenameFlag, type Statfs } from './mount-fs.js';
 import { OpenFiles, type OpenFile } from './open-files.js';
 import { flockOnSlave } from './flock-wait.js';
 import { ReadAhead } from './read-ahead.js';
@@ -58,6 +58,8 @@ export interface RemoteFsOptions {
   masterHandleOpens: boolean;
   /** The agent takes fs.rename's `noReplace` (RENAME_NOREPLACE_CAPABILITY). */
   renameNoReplace?: boolean;
+  /** The agent takes fs.rename's `exchange` (RENAME_EXCHANGE_CAPABILITY). */
+  renameExchange?: boolean;
   /** The agent names paths longer than a system call takes (LONG_PATHS_CAPABILITY). */
   longPaths?: boolean;
   /** The agent serves fs.flock: flock(2) locks are the slave's, not this master's kernel's. */
@@ -1041,8 +1043,10 @@ export class RemoteFs extends MountFsBase {
     this.retained.unlinked(path);
   }
 
-  override async rename(from: string, to: string, caller: FuseCaller, noReplace = false): Promise<void | 'same'> {
+  override async rename(from: string, to: string, caller: FuseCaller, flag?: RenameFlag): Promise<void | 'same'> {
+    const noReplace = flag === 'noReplace';
     if (noReplace && !this.options.renameNoReplace) throw new SlaveError('EINVAL', `rename ${from}: the agent has no RENAME_NOREPLACE`);
+    if (flag === 'exchange') return this.exchange(from, to, caller);
     // Whatever either name (or a directory's files) held has other names now. A file known not
     // to be a directory has nothing below it (nor has `to`: a file cannot replace a directory
     // that holds anything), and rsync renames every file it writes: no scan of all kept files.
@@ -1067,6 +1071,22 @@ export class RemoteFs extends MountFsBase {
     this.retained.renamed(from, to);
     this.files.unlinked(to);
     this.files.renamed(from, to);
+  }
+
+  /**
+   * renameat2's RENAME_EXCHANGE: the two names swap files, atomically, on the slave. Never
+   * answered at once (that both exist is the slave's to say), after both files' data; then
+   * whatever the mount knew under either name is asked again, and what it holds for either (open
+   * files, writes to send again after a restart) follows its file to the other name.
+   */
+  private async exchange(from: string, to: string, caller: FuseCaller): Promise<void> {
+    if (!this.options.renameExchange) throw new SlaveError('EINVAL', `exchange ${from} and ${to}: the agent has no RENAME_EXCHANGE`);
+    await this.sendWriters(from);
+    await this.sendWriters(to);
+    await this.call('fs.rename', { from, to, exchange: true }, caller);
+    this.cache.exchanged(from, to);
+    this.retained.exchanged(from, to);
+    this.files.exchanged(from, to);
   }
 
   override async link(existing: string, path: string, caller: FuseCaller): Promise<Attr> {

@@ -135,6 +135,14 @@ export class RetainedWrites {
     }
   }
 
+  /** renameat2's RENAME_EXCHANGE: what is kept for either name (or below it) is the other's. */
+  exchanged(a: string, b: string): void {
+    const aside = `${a}\0exchanging`; // no path has a NUL
+    this.renamed(a, aside);
+    this.renamed(b, a);
+    this.renamed(aside, b);
+  }
+
   /** The file was cut to `size`: nothing beyond it is to be written again. */
   truncated(path: string, size: number): void {
     const list = this.byPath.get(path);

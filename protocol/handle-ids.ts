@@ -45,6 +45,8 @@ export const MASTER_HANDLE_OPENS_CAPABILITY = 'fs.open.master-handles';
  * the field and replace the target.
  */
 export const RENAME_NOREPLACE_CAPABILITY = 'fs.rename.noreplace';
+/** The agent takes fs.rename's `exchange` (renameat2's RENAME_EXCHANGE): an older one would drop the field and replace `to`. */
+export const RENAME_EXCHANGE_CAPABILITY = 'fs.rename.exchange';
 /**
  * The hello capability of an agent that names paths longer than one system call takes (up to
  * LONG_PATH_MAX): an older one refuses a request naming more than PATH_MAX characters.

@@ -312,7 +312,8 @@ export const ops = {
   'fs.unlink': op(v.object({ path: slavePath }), v.object({ attr: v.optional(wireAttr) })),
   // same: both names were links to one file, which POSIX leaves as it was (older agents: not said).
   // noReplace: renameat2's RENAME_NOREPLACE, EEXIST if `to` exists (agents whose hello lists RENAME_NOREPLACE_CAPABILITY).
-  'fs.rename': op(v.object({ from: slavePath, to: slavePath, noReplace: v.optional(v.literal(true)) }), v.pipe(map, v.object({ same: v.optional(v.literal(true)) }))),
+  // exchange: renameat2's RENAME_EXCHANGE, both names must exist (agents whose hello lists RENAME_EXCHANGE_CAPABILITY).
+  'fs.rename': op(v.object({ from: slavePath, to: slavePath, noReplace: v.optional(v.literal(true)), exchange: v.optional(v.literal(true)) }), v.pipe(map, v.object({ same: v.optional(v.literal(true)) }))),
   'fs.link': op(v.object({ existing: slavePath, path: slavePath }), madeReplySchema),
   /** `target` is the link's content, stored as given (it is not a path we resolve). */
   'fs.symlink': op(v.object({ target: slaveName(v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_PATH), noNul('target'))), path: slavePath }), madeReplySchema),

@@ -55,6 +55,8 @@ export interface FilesBackend {
   rename(fromHostPath: string, toHostPath: string): void;
   /** renameat2(2) with RENAME_NOREPLACE: EEXIST, atomically, if `toHostPath` exists. */
   renameNoReplace(fromHostPath: string, toHostPath: string): void;
+  /** renameat2(2) with RENAME_EXCHANGE: the two names swap files, atomically (both must exist). */
+  renameExchange(fromHostPath: string, toHostPath: string): void;
   /** link(2): a second name for the file `existingHostPath` names. */
   link(existingHostPath: string, newHostPath: string): void;
   /** symlink(2): `target` stored as given, never resolved. */

@@ -62,21 +62,29 @@ export const nameOps: HandlerTable = {
     return kept ? { attr: statToWire(kept) } : {};
   },
 
-  'fs.rename': async ({ from, to, noReplace }, ctx, caller) => {
+  'fs.rename': async ({ from, to, noReplace, exchange }, ctx, caller) => {
+    if (noReplace && exchange) throw new SlaveError('EINVAL', `rename ${from}: RENAME_NOREPLACE and RENAME_EXCHANGE together`);
     const hostFrom = ctx.jail.resolve(from);
     const hostTo = ctx.jail.resolve(to);
     const who = ctx.access(caller);
     if (who.checking) {
       who.removable(hostFrom, `rename ${from}`);
       who.removable(hostTo, `rename to ${to}`);
-      // A directory moved to another directory has its '..' rewritten: it must be writable.
-      const moved = ctx.backend.files.lstat(hostFrom);
-      if (moved.isDirectory() && posix.dirname(hostFrom) !== posix.dirname(hostTo)) who.inode(moved, hostFrom, MAY_WRITE, `rename ${from}`);
+      // A directory moved to another directory has its '..' rewritten: it must be writable (in
+      // an exchange, either may be one).
+      if (posix.dirname(hostFrom) !== posix.dirname(hostTo)) {
+        const moving: [string, string][] = exchange ? [[hostFrom, from], [hostTo, to]] : [[hostFrom, from]];
+        for (const [host, path] of moving) {
+          const moved = ctx.backend.files.lstat(host);
+          if (moved.isDirectory()) who.inode(moved, host, MAY_WRITE, `rename ${path}`);
+        }
+      }
     }
     // Two links to one file: rename(2) succeeds and leaves both (POSIX), which the master's cache
     // must hear of, or it would show `from` gone.
-    const same = !noReplace && sameFile(ctx, hostFrom, hostTo);
-    if (noReplace) ctx.backend.files.renameNoReplace(hostFrom, hostTo);
+    const same = !noReplace && !exchange && sameFile(ctx, hostFrom, hostTo);
+    if (exchange) ctx.backend.files.renameExchange(hostFrom, hostTo);
+    else if (noReplace) ctx.backend.files.renameNoReplace(hostFrom, hostTo);
     else ctx.backend.files.rename(hostFrom, hostTo);
     // A directory moved, or one replaced: what the jail verified under either name is elsewhere.
     ctx.jail.forgetPrefix(ctx.jail.toSlave(hostFrom));

@@ -22,6 +22,7 @@ import { accessAcl, getxattr, hasAnyXattr, listxattr, removexattr, setxattr } fr
 /** renameat2's arguments, as Linux numbers them. */
 const AT_FDCWD = -100;
 const RENAME_NOREPLACE = 1;
+const RENAME_EXCHANGE = 2;
 
 const readAsync = promisify(read);
 const fsyncAsync = promisify(fsync);
@@ -173,6 +174,12 @@ function renameNoReplace(from: string, to: string): void {
   if (lib.renameat2(AT_FDCWD, cPath(from), AT_FDCWD, cPath(to), RENAME_NOREPLACE) !== 0) throw libcFailure(lib, `rename ${from} to ${to}`);
 }
 
+/** renameat2(2) with RENAME_EXCHANGE through libc; EINVAL without it, as a kernel or filesystem without the flag. */
+function renameExchange(from: string, to: string): void {
+  const lib = libcFor('renameat2', 'EINVAL');
+  if (lib.renameat2(AT_FDCWD, cPath(from), AT_FDCWD, cPath(to), RENAME_EXCHANGE) !== 0) throw libcFailure(lib, `exchange ${from} and ${to}`);
+}
+
 /** copy_file_range(2) through libc (Node has none); EOPNOTSUPP without it: the master copies itself. */
 function copyRange(fdIn: number, offIn: number, fdOut: number, offOut: number, length: number): number {
   const lib = libcFor('copy_file_range', 'EOPNOTSUPP');
@@ -214,6 +221,7 @@ export function linuxFiles(): FilesBackend {
     unlink: unlinkName,
     rename: (from, to) => renameSync(fsPath(from), fsPath(to)),
     renameNoReplace,
+    renameExchange,
     link: (existing, host) => linkSync(fsPath(existing), fsPath(host)),
     symlink: (target, host) => symlinkSync(fsName(target), fsPath(host)),
     mknod: makeNode,
