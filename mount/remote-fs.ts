@@ -1046,15 +1046,16 @@ export class RemoteFs extends MountFsBase {
   override async rename(from: string, to: string, caller: FuseCaller, flag?: RenameFlag): Promise<void | 'same'> {
     const noReplace = flag === 'noReplace';
     if (noReplace && !this.options.renameNoReplace) throw new SlaveError('EINVAL', `rename ${from}: the agent has no RENAME_NOREPLACE`);
-    if (flag === 'exchange') return this.exchange(from, to, caller);
     // Whatever either name (or a directory's files) held has other names now. A file known not
     // to be a directory has nothing below it (nor has `to`: a file cannot replace a directory
-    // that holds anything), and rsync renames every file it writes: no scan of all kept files.
+    // that holds anything, though it can swap places with one), and rsync renames every file it
+    // writes: no scan of all kept files.
     const kind = this.cache.kindOf(from);
     for (const path of [from, to]) {
       this.wholes.drop(path);
-      if (kind === undefined || kind === S_IFDIR) this.wholes.dropUnder(path);
+      if (kind === undefined || kind === S_IFDIR || flag === 'exchange') this.wholes.dropUnder(path);
     }
+    if (flag === 'exchange') return this.exchange(from, to, caller);
     // Whether `to` exists is the slave's to say, atomically, for RENAME_NOREPLACE: never at once.
     if (!noReplace && this.unrefused.mayRename(from, to) && this.predict.rename(from, to, caller)) {
       this.retained.renamed(from, to, false);

@@ -74,7 +74,9 @@ describe('unmodified tools on the mount', () => {
   after(async () => { await slave?.stop(); });
 
   it('cp -a copies a tree that diff -r finds identical, with the same metadata', async () => {
-    await sh(`cp -a '${source}' '${slave.mnt}/copy'`);
+    // Its last changes (a directory's times) are answered at once: an fsync of the copy returns
+    // once the slave has them, before the slave's tree is read directly.
+    await sh(`cp -a '${source}' '${slave.mnt}/copy' && sync '${slave.mnt}/copy'`);
     await sh(`diff -r --no-dereference -x fifo -x abslink '${source}' '${slave.mnt}/copy'`);
     await sh(`diff -r --no-dereference -x fifo '${source}' '${slave.root}/copy'`);
     const expected = await describeTree(source);
@@ -86,7 +88,7 @@ describe('unmodified tools on the mount', () => {
 
   it('tar x then tar c round-trips the tree', async () => {
     await sh(`tar -C '${source}' -cf '${slave.tmp}/src.tar' .`);
-    await sh(`mkdir '${slave.mnt}/untar' && tar -C '${slave.mnt}/untar' -xpf '${slave.tmp}/src.tar'`);
+    await sh(`mkdir '${slave.mnt}/untar' && tar -C '${slave.mnt}/untar' -xpf '${slave.tmp}/src.tar' && sync '${slave.mnt}/untar'`);
     assertSameLines(await describeTree(join(slave.root, 'untar')), await describeTree(source), 'untarred tree');
     await sh(`tar -C '${slave.mnt}/untar' -cf '${slave.tmp}/again.tar' .`);
     const listing = (file: string) => sh(`tar -tvf '${file}' | LC_ALL=C sort`);
@@ -155,7 +157,7 @@ for i in range(6000):
   });
 
   it('rsync -a and rm -rf work', async () => {
-    await sh(`rsync -a '${source}/' '${slave.mnt}/synced/'`);
+    await sh(`rsync -a '${source}/' '${slave.mnt}/synced/' && sync '${slave.mnt}/synced'`);
     await sh(`diff -r --no-dereference -x fifo '${source}' '${slave.root}/synced'`);
     // rm -rf's removals are answered at once: an fsync of the parent returns once they are applied.
     await sh(`rm -rf '${slave.mnt}/synced' && sync '${slave.mnt}'`);

@@ -24,12 +24,13 @@ const SCRIPT = [
   'open("a", "w").write("first")',
   'open("b", "w").write("the second")',
   'ino = {n: os.stat(n).st_ino for n in "ab"}',
+  'assert (open("a").read(), open("b").read()) == ("first", "the second")', // kept by the mount, whole
   'held = open("a", "r+")', // open before: its writes follow its file to the name b
   'print(exchange("a", "b"), open("a").read(), open("b").read(), os.stat("a").st_ino == ino["b"], os.stat("b").st_ino == ino["a"])',
   'held.seek(0); held.write("FIRST"); held.close()',
   'print(open("a").read(), open("b").read())',
   // a directory and a file swap; the directory's child moves with it
-  'os.mkdir("d"); open("d/child", "w").write("kid"); os.listdir("d"); os.stat("d/child")',
+  'os.mkdir("d"); open("d/child", "w").write("kid"); os.listdir("d"); os.stat("d/child"); open("d/child").read()',
   'print(exchange("d", "a"), os.path.isdir("a"), os.listdir("a"), open("a/child").read(), open("d").read(), os.path.exists("d/child"))',
   // across directories
   'os.mkdir("x"); open("x/y", "w").write("why")',
