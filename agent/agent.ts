@@ -20,6 +20,7 @@ import { ReaddirCursors } from './fs/readdir-cursors.js';
 import { DEFAULT_DEV_ALLOW } from './dev/dev-allow.js';
 import { globFilter } from './path-globs.js';
 import { Commits, dropUnsyncedWrites } from './fs/commits.js';
+import { LockLeases } from './lock-leases.js';
 import { watchHandles, watchOutput } from './agent-metrics.js';
 import type { ExecPolicy } from './proc/exec-policy.js';
 
@@ -28,6 +29,8 @@ const TIME_OPS: ReadonlySet<string> = new Set(['fs.utimens', 'fs.futimens']);
 
 /** Unsynced bytes past which a commit starts at once. */
 const COMMIT_THRESHOLD_BYTES = 32 * 1024 * 1024;
+/** How long a flock lock a master stops asking for lasts (lock-leases.ts): NFSv4's usual lease is 90 s. */
+const DEFAULT_LOCK_LEASE_MS = 60_000;
 /** Reply buffers the agent keeps for `fs.read` (fs/read-buffers.ts), about 1 MiB each. */
 const READ_BUFFERS = 16;
 import { backendFor } from './backends/agent-backend.js';
@@ -53,6 +56,8 @@ export interface AgentOptions {
   maxHandles?: number;
   /** How long a process lives once its master stops renewing it (see proc/process-table.ts). */
   procLeaseMs?: number;
+  /** How long a flock lock lasts once its master stops asking for it (lock-leases.ts; default 60 s). */
+  lockLeaseMs?: number;
   /** The devices served to device mounts (default /dev). */
   devRoot?: string;
   /** Globs of device paths (relative to devRoot) masters may open (default: dev/dev-allow.ts). */
@@ -232,6 +237,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     identity: process.geteuid?.() === 0 ? 'caller' : 'agent',
     startedAt: Date.now(),
     ...(options.version === undefined ? {} : { version: options.version }),
+    lockLease: options.lockLeaseMs ?? DEFAULT_LOCK_LEASE_MS,
     policy: {
       devAllow: options.devAllow ?? DEFAULT_DEV_ALLOW, exec: options.execPolicy ?? 'all',
       deviceNodes: options.allowDeviceNodes ?? false,
@@ -242,6 +248,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   dropUnsyncedWrites(log);
   const commits = new Commits(backend.files, options.commitIntervalMs ?? 2000, COMMIT_THRESHOLD_BYTES, log.child({ component: 'commits' }));
   const handles = new HandleTable(options.maxHandles ?? 10_000, (fd) => commits.release(fd));
+  const locks = new LockLeases(info.lockLease ?? DEFAULT_LOCK_LEASE_MS, (fd) => { backend.files.flock(fd, 'un'); }, log.child({ component: 'locks' }));
   const changes = new AgentChangeFeed({
     backend: backend.changeWatch, program: options.watchHelper, watchMax: options.watchMax ?? defaultWatchMax(await backend.changeWatch.perDirectoryLimit()),
     jail, boot: info.bootId, maxPayload: bus.maxPayload, publish: (data) => bus.publish(changeSubject(options.agentId), data),
@@ -280,7 +287,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   // A master reads ahead four chunks per file: room for four files at once.
   const readBuffers = new ReadBuffers(bus.maxPayload - REPLY_OVERHEAD, READ_BUFFERS, () => bus.flushed());
   const ctx: AgentContext = {
-    backend, jail, handles, commits, procs, devJail, devices, links, devAllow: globFilter(options.devAllow ?? DEFAULT_DEV_ALLOW),
+    backend, jail, handles, commits, locks, procs, devJail, devices, links, devAllow: globFilter(options.devAllow ?? DEFAULT_DEV_ALLOW),
     cursors: new ReaddirCursors(), readOnly: options.readOnly, enterNamespaces: options.enterNamespaces,
     execPolicy: options.execPolicy ?? 'all', actsForCallers, allowDeviceNodes: options.allowDeviceNodes ?? false,
     searched, access: (caller, root = jail) => new CallerAccess(caller, root, actsForCallers, searched),
@@ -333,6 +340,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       served.stop();
       discover.stop();
       procs.close();
+      locks.stop();
       changes.stop();
       devices.closeAll();
       links?.close();

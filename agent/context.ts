@@ -8,6 +8,7 @@ import type { AgentBackend } from './backends/agent-backend.js';
 import type { CallerAccess, SearchCache } from './caller-access.js';
 import type { DeviceHandles } from './dev/device-handles.js';
 import type { Links } from './links.js';
+import type { LockLeases } from './lock-leases.js';
 import type { Commits } from './fs/commits.js';
 import type { HandleTable } from './fs/handle-table.js';
 import type { ReadBuffers } from './fs/read-buffers.js';
@@ -24,6 +25,8 @@ export interface AgentContext {
   readonly handles: HandleTable;
   /** Durability of written data (fs/commits.ts). */
   readonly commits: Commits;
+  /** flock locks masters hold, each let go when not asked for during a lease (lock-leases.ts). */
+  readonly locks: LockLeases;
   readonly cursors: ReaddirCursors;
   readonly procs: ProcessTable;
   /** The --dev-root, when it is a directory. */

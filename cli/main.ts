@@ -65,6 +65,8 @@ withBusAuth(program.command('agent'))
   .option('--output-budget <size>', 'process output kept until masters have it, all processes together (e.g. 64M); '
     + 'each process gets its share (default: 256M, or an eighth of this machine\'s memory if less)', byteSize)
   .option('--output-grace <seconds>', 'how long a master may stay behind the output budget before its process is cut off', positiveSeconds, 10)
+  .option('--lock-lease <seconds>', 'how long a flock lock taken through a mount outlives its master\'s silence (masters renew '
+    + 'theirs every third of it): a master that died or was cut off lets go of a board\'s lock this late', positiveSeconds, 60)
   .option('--link <where>', 'direct TLS connections for masters\' requests and device streams, beside the bus: auto (listen on the '
     + 'address the NATS server sees this agent at, any free port), off (everything stays on the bus), or HOST[:PORT]', linkSetting)
   .addOption(new Option('--device-link <where>', 'the former name of --link').argParser(linkSetting).hideHelp())
@@ -74,7 +76,7 @@ withBusAuth(program.command('agent'))
   .action(async (opts: {
     nats: string; id?: string; root: string; readOnly: boolean; devRoot: string; devAllow: string[];
     enterNamespaces?: number; commitInterval: number; exec: boolean; execAllow: string[]; metrics?: string; logLevel: string;
-    allowDeviceNodes: boolean; watchMax?: number; watchHelper?: string; watchMode: WatchMode; outputBudget?: number; outputGrace: number;
+    allowDeviceNodes: boolean; watchMax?: number; watchHelper?: string; watchMode: WatchMode; outputBudget?: number; outputGrace: number; lockLease: number;
     link?: LinkSetting; deviceLink?: LinkSetting; linkOffer?: { host: string; port: number };
   }) => {
     if (opts.metrics) await serveMetrics(opts.metrics);
@@ -88,7 +90,7 @@ withBusAuth(program.command('agent'))
       execPolicy: !opts.exec ? 'none' : opts.execAllow.length > 0 ? opts.execAllow : 'all', version: VERSION, log,
       allowDeviceNodes: opts.allowDeviceNodes, watchMax: opts.watchMax,
       watchHelper: opts.watchHelper === undefined ? undefined : resolve(opts.watchHelper), watchMode: opts.watchMode,
-      outputBudget: opts.outputBudget, outputGraceMs: opts.outputGrace * 1000, link: opts.link ?? opts.deviceLink ?? 'auto', linkOffer: opts.linkOffer,
+      outputBudget: opts.outputBudget, outputGraceMs: opts.outputGrace * 1000, lockLeaseMs: opts.lockLease * 1000, link: opts.link ?? opts.deviceLink ?? 'auto', linkOffer: opts.linkOffer,
     });
     let displaced: Error | undefined;
     await serveUntilSignal(() => agent.stop(), agent.displaced.then((err) => {

@@ -7,7 +7,7 @@
  */
 import { constants, readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { HandleIds, SlaveError, S_IFCHR, S_IFLNK, S_IFMT, attrFromWire, type Attr, type OpReply, type OpRequest, type TimeSpec } from '../protocol/index.js';
+import { HandleIds, SlaveError, S_IFCHR, S_IFLNK, S_IFMT, attrFromWire, type Attr, type FlockLock, type OpReply, type OpRequest, type TimeSpec } from '../protocol/index.js';
 import type { AgentClient } from '../transport/agent-client.js';
 import { sendByHandle, type AgentHandle, type Reopened } from './agent-handles.js';
 import { CallerGroups, type FuseCaller } from './callers.js';
@@ -16,7 +16,7 @@ import type { ShownLink, SymlinkView } from './symlink-view.js';
 import type { TerminalRelays } from './terminal/terminal-relays.js';
 import { DeviceStream } from './device-stream.js';
 import { PushedDevice } from './pushed-device.js';
-import { flockOnSlave } from './flock-wait.js';
+import { DEFAULT_RENEW_MS, LockRenewal, flockOnSlave } from './flock-wait.js';
 
 /**
  * How long one blocking read waits on the agent before asking again: requests stay bounded,
@@ -57,6 +57,8 @@ interface OpenDevice extends AgentHandle {
   readonly path: string;
   readonly flags: number;
   readonly pushed?: PushedDevice;
+  /** The flock(2) lock it holds on the slave. */
+  flocked?: 'sh' | 'ex';
 }
 
 export class DeviceFs extends MountFsBase {
@@ -74,9 +76,15 @@ export class DeviceFs extends MountFsBase {
     private readonly terminals?: TerminalRelays,
     /** The agent serves dev.flock: flock(2) of a device binds the slave's programs and other masters. */
     private readonly flocks = false,
+    /** How often the locks held are asked for again (a third of the agent's hello.lockLease). */
+    lockRenewMs = DEFAULT_RENEW_MS,
   ) {
     super();
+    this.locks = new LockRenewal(lockRenewMs, () => this.lockAgain());
   }
+
+  /** The flock locks held on open devices, asked for again while any is (lockAgain). */
+  private readonly locks: LockRenewal;
 
   get servesFlock(): boolean {
     return this.flocks;
@@ -88,9 +96,17 @@ export class DeviceFs extends MountFsBase {
    */
   async flock(_path: string | null, fh: number, op: number, interrupted: () => boolean): Promise<void> {
     const device = this.device(fh);
-    await flockOnSlave(op, (lock) => device.pushed ? device.pushed.flock(lock)
-      : sendByHandle(device, (h, boot) => this.client.call('dev.flock', { fh: h, lock }, { handleBoot: boot }).then(() => undefined), () => this.reopen(device)),
-    interrupted, () => this.handles.has(fh));
+    await flockOnSlave(op, async (lock) => {
+      await this.flockOnce(device, lock);
+      device.flocked = lock === 'un' ? undefined : lock;
+      if (device.flocked) this.locks.held();
+    }, interrupted, () => this.handles.has(fh));
+  }
+
+  /** One dev.flock, by the device's stream or handle (opened again on a restarted agent). */
+  private async flockOnce(device: OpenDevice, lock: FlockLock): Promise<void> {
+    if (device.pushed) return device.pushed.flock(lock);
+    await sendByHandle(device, (h, boot) => this.client.call('dev.flock', { fh: h, lock }, { handleBoot: boot }), () => this.reopen(device));
   }
 
   /** A slave terminal (the agent says S_IFCHR to a master that relays them) as the link to its relay. */
@@ -181,9 +197,37 @@ export class DeviceFs extends MountFsBase {
     return device.pushed ? device.pushed.poll(wake) : PollEvents.IN | PollEvents.OUT;
   }
 
-  /** The agent restarted (slaveRebooted: its host too): open devices are opened again, or go away. */
+  /**
+   * The agent restarted (slaveRebooted: its host too): open devices are opened again, or go away,
+   * and those that held a flock lock take it again (as the file mount's open files do).
+   */
   async agentRestarted(slaveRebooted: boolean): Promise<void> {
     await Promise.all([...this.handles.values()].map((device) => device.pushed?.agentRestarted(slaveRebooted)));
+    if (!slaveRebooted) await this.locks.now();
+  }
+
+  /**
+   * Each open device's flock lock asked for again: the agent's lease on it starts again, and one
+   * lost (the agent restarted, or the lease ran out while this master was cut off) is taken again
+   * unless another holder has it (logged; the program is not told). Returns how many are held.
+   */
+  private async lockAgain(): Promise<number> {
+    let held = 0;
+    for (const [fh, device] of [...this.handles]) {
+      const lock = device.flocked;
+      if (lock === undefined) continue;
+      await this.flockOnce(device, lock).then(() => { held++; }, (err: unknown) => {
+        if (!this.handles.has(fh)) return; // released meanwhile
+        // A restarted agent's: the stream is being opened again (agentRestarted), which asks then.
+        if (device.pushed?.streaming && err instanceof SlaveError && err.errnoName === 'ESTALE') {
+          held++;
+          return;
+        }
+        device.flocked = undefined;
+        this.log.warn({ err, path: device.path, lock }, 'a flock lock held on a device was lost (the agent restarted, or its lease ran out) and could not be taken again');
+      });
+    }
+    return held;
   }
 
   /**

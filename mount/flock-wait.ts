@@ -51,3 +51,38 @@ export async function flockOnSlave(
     if (!open()) throw new SlaveError('EBADF', `flock ${lock}: the file was closed while waiting for the lock`);
   }
 }
+
+/** How often a master asks again for the locks it holds, when the agent does not say its lease. */
+export const DEFAULT_RENEW_MS = 20_000;
+
+/**
+ * Asks again, every `periodMs` while any is held, for each lock a mount holds (`pass`, which
+ * returns how many it still holds): the agent's lease on them (agent/lock-leases.ts) starts
+ * again, and an agent that restarted meanwhile is noticed (its new boot answers ESTALE, and the
+ * file is opened again and locked again) even by a mount that does nothing else. Its timer
+ * keeps no process alive.
+ */
+export class LockRenewal {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+
+  constructor(private readonly periodMs: number, private readonly pass: () => Promise<number>) {}
+
+  /** A lock was taken: renew from now on, for as long as any is held. */
+  held(): void {
+    if (this.timer !== undefined) return;
+    this.timer = setInterval(() => void this.now(), this.periodMs);
+    this.timer.unref();
+  }
+
+  /** One pass now (an agent restarted), or the one under way. */
+  now(): Promise<void> {
+    this.running ??= this.pass().then((left) => {
+      if (left === 0 && this.timer !== undefined) {
+        clearInterval(this.timer);
+        this.timer = undefined;
+      }
+    }, () => undefined).finally(() => { this.running = undefined; });
+    return this.running;
+  }
+}

@@ -17,6 +17,7 @@ import { MOUNT_ITSELF } from './callers.js';
 import { FuseAdapter, MAX_TRANSFER } from './fuse-adapter.js';
 import { deviceTuning, parseMountOptions } from './mount-options.js';
 import { DeviceFs } from './device-fs.js';
+import { DEFAULT_RENEW_MS } from './flock-wait.js';
 import type { MountFs } from './mount-fs.js';
 import { RemoteFs } from './remote-fs.js';
 import { SymlinkView } from './symlink-view.js';
@@ -77,6 +78,11 @@ export function chunkSizeFor(maxPayload: number): number {
 }
 
 /** Detaches whatever is mounted at `mountPath` (lazily), as `fusermount3 -uz` does. */
+/** A third of the agent's lease on flock locks (agent/lock-leases.ts), so a renewal lost now and then costs none. */
+function lockRenewMs(hello: HelloInfo): number {
+  return hello.lockLease === undefined ? DEFAULT_RENEW_MS : Math.max(hello.lockLease / 3, 50);
+}
+
 export async function forceUnmount(mountPath: string): Promise<void> {
   await promisify(execFile)('fusermount3', ['-u', '-z', mountPath], { timeout: 10_000 });
 }
@@ -181,7 +187,7 @@ export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
     if (options.devices) {
       if (!hello.capabilities.includes('dev.open')) throw new MountError(`agent ${agentId} serves no devices`);
       terminals = relayTerminals(client, hello, tuning.ptys, log);
-      fs = new DeviceFs(client, symlinks, log.child({ component: 'device-fs' }), terminals, hello.capabilities.includes('dev.flock'));
+      fs = new DeviceFs(client, symlinks, log.child({ component: 'device-fs' }), terminals, hello.capabilities.includes('dev.flock'), lockRenewMs(hello));
       tuning = deviceTuning(tuning);
     } else {
       fs = remote = new RemoteFs(client, {
@@ -198,7 +204,7 @@ export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
         renameNoReplace: hello.capabilities.includes(RENAME_NOREPLACE_CAPABILITY),
         renameExchange: hello.capabilities.includes(RENAME_EXCHANGE_CAPABILITY),
         longPaths: hello.capabilities.includes(LONG_PATHS_CAPABILITY),
-        flock: hello.capabilities.includes('fs.flock'),
+        flock: hello.capabilities.includes('fs.flock'), lockRenewMs: lockRenewMs(hello),
       }, log.child({ component: 'remote-fs' }));
       // The root's mode gates every answer the cache gives a non-root caller (cacheAnswers), and
       // the kernel, which never looks the root up, may not ask for it.

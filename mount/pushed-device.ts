@@ -154,6 +154,11 @@ export class PushedDevice {
     }
   }
 
+  /** Whether its stream lasts (not ended by the device's end, an error, or its close). */
+  get streaming(): boolean {
+    return this.ended === undefined;
+  }
+
   /** flock(2) of the device on the slave, once, by the stream it is read through now. */
   flock(lock: FlockLock): Promise<void> {
     return this.stream.flock(lock);

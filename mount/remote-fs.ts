@@ -14,7 +14,7 @@ import type { AgentClient } from '../transport/agent-client.js';
 import type { AttrCache } from './attr-cache.js';
 import { MountFsBase, type DirEntry, type RenameFlag, type Statfs } from './mount-fs.js';
 import { OpenFiles, type OpenFile } from './open-files.js';
-import { flockOnSlave } from './flock-wait.js';
+import { DEFAULT_RENEW_MS, LockRenewal, flockOnSlave } from './flock-wait.js';
 import { ReadAhead } from './read-ahead.js';
 import { sendByHandle, type Reopened } from './agent-handles.js';
 import { CallerGate } from './caller-gate.js';
@@ -64,6 +64,8 @@ export interface RemoteFsOptions {
   longPaths?: boolean;
   /** The agent serves fs.flock: flock(2) locks are the slave's, not this master's kernel's. */
   flock?: boolean;
+  /** How often the locks held are asked for again (a third of the agent's hello.lockLease). */
+  lockRenewMs?: number;
 }
 
 /** How often the mount asks the agent what is durable while it keeps unsynced data. */
@@ -147,9 +149,10 @@ export class RemoteFs extends MountFsBase {
     this.gate = new CallerGate(options.cache);
     this.pool = new ChunkPool(options.chunkSize, Math.ceil(options.unsyncedMaxBytes / options.chunkSize) + 2 * options.writesInFlight);
     this.retained = new RetainedWrites(options.unsyncedMaxBytes, (data) => this.pool.give(data));
+    this.locks = new LockRenewal(options.lockRenewMs ?? DEFAULT_RENEW_MS, () => this.lockAgain());
     client.onRestart((boot) => {
       this.recovering ??= this.writeAgain(boot).finally(() => { this.recovering = undefined; });
-      void this.lockAgain();
+      void this.locks.now();
     });
     // Changes answered at once are held to travel together; whoever waits for one uncorks.
     this.unrefused = new UnrefusedChanges(options.pipeline, (op, args, caller) => this.call(op, args, caller, true),
@@ -433,6 +436,9 @@ export class RemoteFs extends MountFsBase {
   /** The kernel asks nothing before a chown, write or truncate: dropSetIdBits does it here. */
   readonly dropsSetIdBits = true;
 
+  /** The flock locks held through the mount, asked for again while any is (lockAgain). */
+  private readonly locks: LockRenewal;
+
   get servesFlock(): boolean {
     return this.options.flock === true;
   }
@@ -447,27 +453,31 @@ export class RemoteFs extends MountFsBase {
     await flockOnSlave(op, async (lock) => {
       await this.onFile(file, 'fs.flock', (h) => ({ fh: h, lock }));
       file.flocked = lock === 'un' ? undefined : lock;
+      if (file.flocked) this.locks.held();
     }, interrupted, () => this.files.has(fh));
   }
 
   /**
-   * The agent restarted, and its descriptors went with their locks: each open file that held a
-   * flock lock is opened again and takes it again, unless another holder took it meanwhile (as
-   * an NFS client reclaims its locks after the server's reboot, with no grace period here: that
-   * is logged, and the program is not told).
+   * Each open file's flock lock asked for again (LockRenewal): the agent's lease on it starts
+   * again. After the agent restarted, its descriptors went with their locks: the file is opened
+   * again and takes its lock again, unless another holder took it meanwhile (as an NFS client
+   * reclaims its locks after the server's reboot, with no grace period here), and likewise after
+   * its lease ran out while this master was cut off: that is logged, and the program is not told.
+   * Returns how many are still held.
    */
-  private async lockAgain(): Promise<void> {
+  private async lockAgain(): Promise<number> {
     await this.recovering?.catch(() => undefined); // its own failures are logged there
+    let held = 0;
     for (const file of [...this.files.all()]) {
       const lock = file.flocked;
       if (lock === undefined) continue;
-      await this.onFile(file, 'fs.flock', (h) => ({ fh: h, lock })).then(
-        () => this.log.info({ path: file.path, lock }, 'flock lock taken again on the restarted agent'),
-        (err: unknown) => {
-          file.flocked = undefined;
-          this.log.warn({ err, path: file.path, lock }, 'a flock lock held before the agent restarted could not be taken again');
-        });
+      await this.onFile(file, 'fs.flock', (h) => ({ fh: h, lock })).then(() => { held++; }, (err: unknown) => {
+        if (!this.files.has(file.fh)) return; // released meanwhile
+        file.flocked = undefined;
+        this.log.warn({ err, path: file.path, lock }, 'a flock lock held through the mount was lost (the agent restarted, or its lease ran out) and could not be taken again');
+      });
     }
+    return held;
   }
 
   /**

@@ -139,6 +139,12 @@ export const helloInfo = v.object({
   startedAt: finite,
   /** The agent's software version (package.json); absent from agents older than it. */
   version: v.optional(shown(64)),
+  /**
+   * How long a flock lock (fs.flock, dev.flock) a master does not ask for again lasts, in
+   * milliseconds (agent/lock-leases.ts): masters renew theirs every third of it. Absent from
+   * agents before leases, which keep a lock until its handle's release.
+   */
+  lockLease: v.optional(u53),
   /** The agent's own policy: which devices and commands masters may use (read-only is above). */
   policy: v.object({
     devAllow: v.pipe(v.array(shown(MAX_PATH)), v.maxLength(1024)),

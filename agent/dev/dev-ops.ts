@@ -269,6 +269,8 @@ export const devOps: HandlerTable = {
   'dev.flock': async ({ fh, lock }, ctx) => {
     const device = ctx.devices.get(fh);
     if (!ctx.backend.devices.flock(device.fd, lock)) throw new SlaveError('EWOULDBLOCK', `flock ${lock}: another open file holds a lock on the device`);
+    if (lock === 'un') ctx.locks.dropped(`dev:${fh}`);
+    else ctx.locks.taken(`dev:${fh}`, device.fd, `device handle ${fh}`, () => ctx.devices.find(fh) === device);
     return {};
   },
 
@@ -286,6 +288,7 @@ export const devOps: HandlerTable = {
   'dev.write': async ({ fh, data }, ctx) => ({ written: await ctx.devices.get(fh).write(data) }),
 
   'dev.release': async ({ fh }, ctx) => {
+    ctx.locks.dropped(`dev:${fh}`); // the lock goes with the descriptor, closed now
     ctx.devices.close(fh);
     return {};
   },

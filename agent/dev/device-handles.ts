@@ -266,6 +266,11 @@ export class DeviceHandles {
     return device;
   }
 
+  /** The open device `fh`, undefined when there is none. */
+  find(fh: number): OpenDevice | undefined {
+    return this.open.get(fh);
+  }
+
   close(fh: number): void {
     const device = this.get(fh);
     this.open.delete(fh);

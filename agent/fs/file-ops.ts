@@ -169,6 +169,7 @@ export const fileOps: HandlerTable = {
 
   'fs.release': async ({ fh }, ctx) => {
     ctx.handles.get(fh); // EBADF for a handle not open
+    ctx.locks.released(`fs:${fh}`); // now: the descriptor may stay open until the next commit
     // The handle is gone at once (a later request naming it gets EBADF). The descriptor's close,
     // which waits for reads still running and which a filesystem may make slow (ext4 starts the
     // writeback of a file truncated and written again), goes on behind the reply: a release
@@ -184,8 +185,11 @@ export const fileOps: HandlerTable = {
     return { attr: fstatWire(ctx.backend.files, fd) };
   }),
 
-  'fs.flock': async ({ fh, lock }, ctx) => ctx.handles.use(fh, async ({ fd }) => {
-    if (!ctx.backend.files.flock(fd, lock)) throw new SlaveError('EWOULDBLOCK', `flock ${lock}: another open file holds a lock on it`);
+  'fs.flock': async ({ fh, lock }, ctx) => ctx.handles.use(fh, async (file) => {
+    if (!ctx.backend.files.flock(file.fd, lock)) throw new SlaveError('EWOULDBLOCK', `flock ${lock}: another open file holds a lock on it`);
+    // Asked for again by its master every third of the lease (lock-leases.ts).
+    if (lock === 'un') ctx.locks.dropped(`fs:${fh}`);
+    else ctx.locks.taken(`fs:${fh}`, file.fd, file.slavePath, () => ctx.handles.find(fh) === file);
     return {};
   }),
 

@@ -8,7 +8,8 @@ import { mkdir, mkdtemp, readFile, readlink, rm, symlink, writeFile } from 'node
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { run, sh } from '../helpers/processes.js';
+import { hold, tryLock } from '../helpers/flocks.js';
+import { run, sh, waitFor } from '../helpers/processes.js';
 import { startBareAgent, startMountProcess, type BareAgent, type MountProcess } from '../helpers/slave.js';
 
 const SCRIPT = new URL('../../../test/fixtures/device-ops.py', import.meta.url).pathname;
@@ -41,6 +42,16 @@ describe('device mount', () => {
     assert.equal(await sh(`head -c 1M '${dev}/urandom' | wc -c`), '1048576\n');
     assert.equal(await sh(`head -c 300000 '${dev}/zero' | tr -d '\\000' | wc -c`), '0\n');
     assert.equal(await sh(`echo discarded > '${dev}/null' && echo ok`), 'ok\n');
+  });
+
+  it('locks the slave\'s device with flock(2): a slave program cannot take it while the master holds it', async () => {
+    const holder = await hold(join(dev, 'null'), 'ex');
+    try {
+      assert.equal(await tryLock('/dev/null', 'ex'), 1, 'the slave\'s program got the device the master holds');
+    } finally {
+      await holder.release();
+    }
+    await waitFor('the device lock to go', async () => await tryLock('/dev/null', 'ex') === 0, 10_000, 100);
   });
 
   it('refuses a device outside --dev-allow with EACCES', async () => {

@@ -3,51 +3,16 @@
  * programs and other masters of the same slave (two CI jobs on one board's console), and a lock
  * they hold binds the master. The agent never waits for a lock; a master's caller that waits
  * gets it once it is free, and a signal ends its wait with EINTR, as on a local file
- * (mount/flock-wait.ts).
+ * (mount/flock-wait.ts). The device mount's locks: devices.test.ts.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { hold, tryLock } from '../helpers/flocks.js';
 import { run, stopProcess, waitFor } from '../helpers/processes.js';
-import { startAgentProcess, startBareAgent, startMountProcess, startSlave, type BareAgent, type MountProcess, type Slave } from '../helpers/slave.js';
-
-/** A process of ours holding flock(2) `kind` on `path` until `release()` (its stdin closes). */
-interface Holder {
-  readonly child: ChildProcess;
-  release(): Promise<void>;
-}
-
-const HOLD = [
-  'import fcntl, sys',
-  'f = open(sys.argv[1], "rb")',
-  'fcntl.flock(f, fcntl.LOCK_EX if sys.argv[2] == "ex" else fcntl.LOCK_SH)',
-  'print("held", flush=True)',
-  'sys.stdin.read()',
-].join('\n');
-
-async function hold(path: string, kind: 'ex' | 'sh'): Promise<Holder> {
-  const child = spawn('python3', ['-c', HOLD, path, kind], { stdio: ['pipe', 'pipe', 'inherit'] });
-  let out = '';
-  child.stdout?.on('data', (chunk: Buffer) => { out += chunk.toString(); });
-  await waitFor(`a ${kind} lock on ${path}`, () => out.includes('held') || child.exitCode !== null, 20_000);
-  assert.equal(out, 'held\n', `the holder exited ${child.exitCode}`);
-  return {
-    child,
-    async release() {
-      if (child.exitCode !== null) return;
-      child.stdin?.end();
-      await Promise.race([once(child, 'exit'), stopProcess(child, 'SIGTERM', 10_000).then(() => undefined).catch(() => undefined)]);
-    },
-  };
-}
-
-/** flock(1)'s exit status for a try (`-n`) of `kind` on `path`: 0 got it, 1 held elsewhere. */
-async function tryLock(path: string, kind: 'ex' | 'sh'): Promise<number | null> {
-  return (await run('flock', ['-n', kind === 'ex' ? '-x' : '-s', path, 'true'], { timeoutMs: 20_000 })).code;
-}
+import { startAgentProcess, startBareAgent, startMountProcess, startSlave, type MountProcess, type Slave } from '../helpers/slave.js';
 
 describe('flock(2) through the file mount', () => {
   let slave: Slave;
@@ -55,7 +20,7 @@ describe('flock(2) through the file mount', () => {
   let otherMnt: string;
 
   before(async () => {
-    slave = await startSlave({ id: 'flock' });
+    slave = await startSlave({ id: 'flock', agentArgs: ['--commit-interval', '30'] });
     otherMnt = join(slave.tmp, 'mnt2');
     await mkdir(otherMnt);
     other = await startMountProcess(slave.nats.url, otherMnt, ['--agent', slave.agent.id]);
@@ -88,8 +53,9 @@ describe('flock(2) through the file mount', () => {
     } finally {
       await holder.release();
     }
-    // Released with the waiter's close: free for everyone again.
-    assert.equal(await tryLock(join(slave.root, 'console.lock'), 'ex'), 0);
+    // Released with the waiter's close (the kernel sends the release without waiting for it): free
+    // for everyone again.
+    await waitFor('the waiter\'s lock to go', async () => await tryLock(join(slave.root, 'console.lock'), 'ex') === 0, 10_000, 50);
     assert.equal(await tryLock(mine, 'ex'), 0);
   });
 
@@ -102,7 +68,8 @@ describe('flock(2) through the file mount', () => {
     } finally {
       await slaveHolder.release();
     }
-    assert.equal(await tryLock(join(slave.mnt, 'shared.lock'), 'ex'), 0);
+    // Once the shared try's release (sent without waiting) is in too.
+    await waitFor('the lock free for the master', async () => await tryLock(join(slave.mnt, 'shared.lock'), 'ex') === 0, 10_000, 50);
   });
 
   it('unlocks by flock(LOCK_UN) with the file still open, and drops the lock when its holder is killed', async () => {
@@ -121,61 +88,102 @@ describe('flock(2) through the file mount', () => {
     await stopProcess(holder.child, 'SIGKILL');
     await waitFor('the killed holder\'s lock to go', async () => await tryLock(join(slave.root, 'unlock.lock'), 'ex') === 0, 10_000, 100);
   });
+
+  it('lets go of a written file\'s lock at its close, though the agent keeps its descriptor until the next commit', async () => {
+    // A pid file: written, locked, closed; the slave's program finds it free right after. The
+    // kernel sends the release as close(2) returns, without waiting for it: free within a second
+    // here, where the agent's next commit, which would close the descriptor, is 30 s away.
+    const script = [
+      'import fcntl, os, subprocess, sys, time',
+      'f = open(sys.argv[1], "w")',
+      'fcntl.flock(f, fcntl.LOCK_EX)',
+      'f.write(str(os.getpid())); f.flush()',
+      'print(subprocess.run(["flock", "-n", sys.argv[2], "true"]).returncode)',
+      'f.close()',
+      'deadline = time.monotonic() + 1',
+      'while subprocess.run(["flock", "-n", sys.argv[2], "true"]).returncode != 0 and time.monotonic() < deadline: time.sleep(0.02)',
+      'print(subprocess.run(["flock", "-n", sys.argv[2], "true"]).returncode)',
+    ].join('\n');
+    const result = await run('python3', ['-c', script, join(slave.mnt, 'pid.lock'), join(slave.root, 'pid.lock')], { timeoutMs: 20_000 });
+    assert.equal(result.stdout, '1\n0\n', result.stderr);
+  });
 });
 
-describe('flock(2) locks across an agent restart', () => {
-  it('takes a lock held through the mount again once the restarted agent answers', async () => {
-    const slave = await startBareAgent({ id: 'flock-restart' });
-    let agent = slave.agent;
-    const mnt = join(slave.tmp, 'mnt');
-    await mkdir(mnt);
-    const mount = await startMountProcess(slave.nats.url, mnt, ['--agent', slave.agent.id, '--slave-wait', '30']);
-    const onSlave = join(slave.root, 'held.lock');
+describe('flock(2) locks are leased', () => {
+  it('keeps a lock its master renews past the lease, and lets go of one whose master is cut off', async () => {
+    const lease = ['--lock-lease', '1.5'];
+    const slave = await startSlave({ id: 'flock-lease', agentArgs: lease, mountArgs: ['--log-level', 'warn'] });
+    const onSlave = join(slave.root, 'lease.lock');
     try {
       await writeFile(onSlave, '');
-      const holder = await hold(join(mnt, 'held.lock'), 'ex');
+      const holder = await hold(join(slave.mnt, 'lease.lock'), 'ex');
       try {
-        assert.equal(await tryLock(onSlave, 'ex'), 1);
-        agent.child.kill('SIGKILL');
-        await once(agent.child, 'exit').catch(() => undefined);
-        assert.equal(await tryLock(onSlave, 'ex'), 0, 'the killed agent\'s lock outlived it');
-        agent = await startAgentProcess(slave.nats.url, slave.agent.id, slave.root);
-        await waitFor('the lock taken again', async () => await tryLock(onSlave, 'ex') === 1, 30_000, 200);
+        await new Promise((resolve) => setTimeout(resolve, 4500)); // three leases, renewed every 0.5 s
+        assert.equal(await tryLock(onSlave, 'ex'), 1, 'a renewed lock was let go');
+        // The master stops (as a machine cut off): nobody renews, and the lease ends.
+        slave.mount.child.kill('SIGSTOP');
+        try {
+          await waitFor('the lease to end', async () => await tryLock(onSlave, 'ex') === 0, 15_000, 200);
+        } finally {
+          slave.mount.child.kill('SIGCONT');
+        }
+        // Back, it takes its lock again, nobody else having it (at its first renewal: not probed
+        // meanwhile, as a probe holds the lock while it runs and would win it).
+        await new Promise((resolve) => setTimeout(resolve, 1500));
+        assert.equal(await tryLock(onSlave, 'ex'), 1, 'the master did not take its lock again');
+        // Another holder takes it while the master is away: the master logs the loss.
+        slave.mount.child.kill('SIGSTOP');
+        let other: Awaited<ReturnType<typeof hold>> | undefined;
+        try {
+          await waitFor('the lease to end again', async () => await tryLock(onSlave, 'ex') === 0, 15_000, 200);
+          other = await hold(onSlave, 'ex');
+        } finally {
+          slave.mount.child.kill('SIGCONT');
+        }
+        await waitFor('the loss logged', () => /flock lock held through the mount was lost/.test(slave.mount.log()), 15_000, 200);
+        await other.release();
       } finally {
         await holder.release();
       }
-      await waitFor('the lock to go with its holder', async () => await tryLock(onSlave, 'ex') === 0, 10_000, 100);
     } finally {
-      await mount.stop();
-      await agent.stop();
       await slave.stop();
     }
   });
 });
 
-describe('flock(2) through the device mount', () => {
-  let slave: BareAgent;
-  let devices: MountProcess;
-  let dev: string;
-
-  before(async () => {
-    slave = await startBareAgent({ id: 'flock-devices' });
-    dev = join(slave.tmp, 'dev');
+describe('flock(2) locks across an agent restart', () => {
+  it('takes the locks held through the file and device mounts again once the restarted agent answers', async () => {
+    const slave = await startBareAgent({ id: 'flock-restart', agentArgs: ['--lock-lease', '3'] });
+    let agent = slave.agent;
+    const [mnt, dev] = [join(slave.tmp, 'mnt'), join(slave.tmp, 'dev')];
+    await mkdir(mnt);
     await mkdir(dev);
-    devices = await startMountProcess(slave.nats.url, dev, ['--agent', slave.agent.id, '--devices']);
-  });
-  after(async () => {
-    await devices?.stop();
-    await slave?.stop();
-  });
-
-  it('locks the slave\'s device: a slave program cannot take it while the master holds it', async () => {
-    const holder = await hold(join(dev, 'null'), 'ex');
+    const mounts: MountProcess[] = [];
+    const onSlave = join(slave.root, 'held.lock');
     try {
-      assert.equal(await tryLock('/dev/null', 'ex'), 1, 'the slave\'s program got the device the master holds');
+      mounts.push(await startMountProcess(slave.nats.url, mnt, ['--agent', slave.agent.id, '--slave-wait', '30']));
+      mounts.push(await startMountProcess(slave.nats.url, dev, ['--agent', slave.agent.id, '--devices', '--slave-wait', '30']));
+      await writeFile(onSlave, '');
+      // /dev/zero: a stream that never ends, so the restarted agent opens it again (a serial port's way).
+      const holders = [await hold(join(mnt, 'held.lock'), 'ex'), await hold(join(dev, 'zero'), 'ex')];
+      try {
+        assert.deepEqual([await tryLock(onSlave, 'ex'), await tryLock('/dev/zero', 'ex')], [1, 1]);
+        agent.child.kill('SIGKILL');
+        await once(agent.child, 'exit').catch(() => undefined);
+        assert.deepEqual([await tryLock(onSlave, 'ex'), await tryLock('/dev/zero', 'ex')], [0, 0], 'the killed agent\'s locks outlived it');
+        agent = await startAgentProcess(slave.nats.url, slave.agent.id, slave.root, ['--lock-lease', '3']);
+        // Taken again at the mounts' next renewal (a second: a third of the lease) at the latest; not
+        // probed meanwhile, as a probe holds the lock while it runs and could win it.
+        await new Promise((resolve) => setTimeout(resolve, 5000));
+        assert.deepEqual([await tryLock(onSlave, 'ex'), await tryLock('/dev/zero', 'ex')], [1, 1], 'the locks were not taken again');
+      } finally {
+        for (const holder of holders) await holder.release();
+      }
+      await waitFor('the locks to go with their holders', async () => await tryLock(onSlave, 'ex') === 0 && await tryLock('/dev/zero', 'ex') === 0, 10_000, 100);
     } finally {
-      await holder.release();
+      for (const mount of mounts) await mount.stop();
+      await agent.stop();
+      await slave.stop();
     }
-    await waitFor('the device lock to go', async () => await tryLock('/dev/null', 'ex') === 0, 10_000, 100);
   });
 });
