@@ -1,12 +1,11 @@
 /**
- * flock(2) on a mount, served by the slave so that its own programs and other masters see the
- * lock (a serial console that pyserial's `exclusive`, picocom or labgrid lock, a lock file a
- * slave daemon takes too). The agent never waits for a lock: it serves every master from one
- * thread, so a lock held elsewhere answers EWOULDBLOCK at once. A caller that waits (no LOCK_NB)
- * asks again, 2 ms later, then twice as late each time up to RETRY_MAX_MS, as Linux's NFS client
- * does for a blocking lock the server refused (it backs off to 30 s). It ends when the lock is
- * taken, when the caller gets a signal (EINTR, as a local flock), or when the file is closed
- * meanwhile (its caller died: nobody waits any more).
+ * flock(2) on a mount, served by the slave so that its own programs and other masters see the lock
+ * (`flock(1)` around a lab's shared resource, a lock file a slave daemon takes too). The agent
+ * never waits for a lock: it serves every master from one thread, so a lock held elsewhere answers
+ * EWOULDBLOCK at once. A caller that waits (no LOCK_NB) asks again, 2 ms later, then twice as late
+ * each time up to RETRY_MAX_MS, as Linux's NFS client does for a blocking lock the server refused
+ * (it backs off to 30 s). It ends when the lock is taken, when the caller gets a signal (EINTR, as
+ * a local flock), or when the file is closed meanwhile (its caller died: nobody waits any more).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SlaveError, errnoNumber, type FlockLock } from '../protocol/index.js';
@@ -65,6 +64,8 @@ export const DEFAULT_RENEW_MS = 20_000;
 export class LockRenewal {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
+  /** A pass asked for while one ran: it runs after it (that one may have begun before a restart). */
+  private next: Promise<void> | undefined;
 
   constructor(private readonly periodMs: number, private readonly pass: () => Promise<number>) {}
 
@@ -75,9 +76,16 @@ export class LockRenewal {
     this.timer.unref();
   }
 
-  /** One pass now (an agent restarted), or the one under way. */
+  /** One pass now (an agent restarted), or once the one under way ends. */
   now(): Promise<void> {
-    this.running ??= this.pass().then((left) => {
+    if (this.running !== undefined) {
+      this.next ??= this.running.then(() => {
+        this.next = undefined;
+        return this.now();
+      });
+      return this.next;
+    }
+    this.running = this.pass().then((left) => {
       if (left === 0 && this.timer !== undefined) {
         clearInterval(this.timer);
         this.timer = undefined;

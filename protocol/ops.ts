@@ -439,7 +439,7 @@ export const ops = {
   'dev.write': op(v.object({ fh, data: bytes }), v.object({ written: u53 })),
   /** Closes the device; a read still waiting on it answers EINTR. */
   'dev.release': op(v.object({ fh }), empty),
-  /** flock(2) of the open device, as fs.flock (pyserial's `exclusive`, picocom and labgrid take one). */
+  /** flock(2) of the open device, as fs.flock. */
   'dev.flock': op(v.object({ fh, lock: flockLock }), empty),
   /**
    * Opens a device as a stream pushed to the master: the agent reads it as data arrives and
