@@ -2,8 +2,8 @@
  * flock(2) locks masters hold through the agent, leased as an NFSv4 server leases a client's
  * state: a master asks again for each lock it holds every third of the lease (mount/flock-wait.ts),
  * and a lock nobody asked for during a whole lease is let go. A master that died or was cut off
- * (its machine powered down, a network gone) would otherwise keep a device or a lock
- * file locked for as long as the agent runs: its handles have no other end on the slave.
+ * (its machine powered down, a network gone) would otherwise keep a device or a lock file locked
+ * for as long as the agent runs: its handles have no other end on the slave.
  *
  * A lock also goes at its handle's release, before the descriptor's close: a written file's
  * descriptor may stay open until the next commit (fs/commits.ts), and the lock must not.

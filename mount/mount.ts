@@ -77,12 +77,12 @@ export function chunkSizeFor(maxPayload: number): number {
   return Math.max(65536, Math.floor((maxPayload - 4096) / 4096) * 4096);
 }
 
-/** Detaches whatever is mounted at `mountPath` (lazily), as `fusermount3 -uz` does. */
 /** A third of the agent's lease on flock locks (agent/lock-leases.ts), so a renewal lost now and then costs none. */
 function lockRenewMs(hello: HelloInfo): number {
   return hello.lockLease === undefined ? DEFAULT_RENEW_MS : Math.max(hello.lockLease / 3, 50);
 }
 
+/** Detaches whatever is mounted at `mountPath` (lazily), as `fusermount3 -uz` does. */
 export async function forceUnmount(mountPath: string): Promise<void> {
   await promisify(execFile)('fusermount3', ['-u', '-z', mountPath], { timeout: 10_000 });
 }

@@ -1,6 +1,6 @@
 /**
  * flock(2) through a mount is the slave's lock: a lock a master takes binds the slave's own
- * programs and other masters of the same slave (two CI jobs on one board's console), and a lock
+ * programs and other masters of the same slave (two CI jobs on one lab's lock file), and a lock
  * they hold binds the master. The agent never waits for a lock; a master's caller that waits
  * gets it once it is free, and a signal ends its wait with EINTR, as on a local file
  * (mount/flock-wait.ts). The device mount's locks: devices.test.ts.
