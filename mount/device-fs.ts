@@ -16,7 +16,7 @@ import type { ShownLink, SymlinkView } from './symlink-view.js';
 import type { TerminalRelays } from './terminal/terminal-relays.js';
 import { DeviceStream } from './device-stream.js';
 import { PushedDevice } from './pushed-device.js';
-import { DEFAULT_RENEW_MS, LockRenewal, flockOnSlave } from './flock-wait.js';
+import { DEFAULT_RENEW_MS, LockRenewal, flockOnSlave, type HeldLock } from './flock-wait.js';
 
 /**
  * How long one blocking read waits on the agent before asking again: requests stay bounded,
@@ -58,7 +58,7 @@ interface OpenDevice extends AgentHandle {
   readonly flags: number;
   readonly pushed?: PushedDevice;
   /** The flock(2) lock it holds on the slave. */
-  flocked?: 'sh' | 'ex';
+  flocked?: HeldLock;
 }
 
 export class DeviceFs extends MountFsBase {

@@ -19,6 +19,9 @@ const RETRY_FIRST_MS = 2;
 export const RETRY_MAX_MS = 100;
 const EWOULDBLOCK = errnoNumber('EWOULDBLOCK');
 
+/** A lock a mount's open file or device holds on the slave. */
+export type HeldLock = Exclude<FlockLock, 'un'>;
+
 /** The lock flock(2)'s `op` asks for; EINVAL for no lock or two, as flock(2). */
 export function flockLock(op: number): FlockLock {
   switch (op & ~LOCK_NB) {

@@ -5,6 +5,7 @@
  */
 import { HandleIds, SlaveError, type Attr } from '../protocol/index.js';
 import type { AgentHandle } from './agent-handles.js';
+import type { HeldLock } from './flock-wait.js';
 import type { ReadAhead } from './read-ahead.js';
 import type { WrittenWhole } from './whole-files.js';
 import type { WriteBehind } from './write-behind.js';
@@ -34,7 +35,7 @@ export interface OpenFile extends AgentHandle {
    */
   linkedElsewhere?: boolean;
   /** The flock(2) lock it holds on the slave (flock-wait.ts), which its release lets go. */
-  flocked?: 'sh' | 'ex';
+  flocked?: HeldLock;
 }
 
 export class OpenFiles {
