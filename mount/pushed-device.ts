@@ -31,6 +31,8 @@ export class PushedDevice {
   private ended: string | null | undefined;
   private readonly waiting: Waiting[] = [];
   private wake: (() => void) | undefined;
+  /** Closed by its program: a restart of the agent leaves it alone. */
+  private closed = false;
 
   private constructor(private stream: DeviceStream, private readonly open: OpenStream, private readonly log: Logger) {}
 
@@ -135,23 +137,38 @@ export class PushedDevice {
   /**
    * The agent restarted. Unless the slave rebooted, the device is opened again on the new agent
    * (bytes in flight meanwhile are lost, as on a line that glitched); else, or when it is not
-   * there, the device went away.
+   * there, the device went away. A device whose reads had ended (end of file: /dev/null) still
+   * took writes and held its flock lock, so it is opened again too: left on the old agent's
+   * handle, its writes were answered and then refused as stale until the slave wait ran out, and
+   * its lock was lost.
    */
   async agentRestarted(slaveRebooted: boolean): Promise<void> {
-    if (this.ended !== undefined) return;
+    if (this.closed || (this.ended !== undefined && this.ended !== null)) return;
     const unsent = this.stream.abandon();
     if (slaveRebooted) {
-      this.end('EIO');
+      this.wentAway('EIO');
       return;
     }
     try {
-      this.stream = await this.open(this.events());
+      this.ended = undefined; // the new stream tells again whether reads end
+      const stream = await this.open(this.events());
+      if (this.closed) {
+        await stream.close();
+        return;
+      }
+      this.stream = stream;
       for (const data of unsent) await this.stream.write(data);
       this.log.info({ path: this.stream.path }, 'device opened again on the restarted agent');
     } catch (err) {
       this.log.info({ err, path: this.stream.path }, 'device did not come back with the restarted agent');
-      this.end('EIO');
+      this.wentAway('EIO');
     }
+  }
+
+  /** The device is gone, whatever its stream said before (reads and writes: EIO; poll: POLLHUP). */
+  private wentAway(errno: string): void {
+    this.ended = errno;
+    this.ready();
   }
 
   /** Whether its stream lasts (not ended by the device's end, an error, or its close). */
@@ -165,6 +182,7 @@ export class PushedDevice {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     for (const chunk of this.chunks.splice(0)) chunk.used();
     this.ended ??= null;
     this.ready();

@@ -164,22 +164,25 @@ describe('flock(2) locks across an agent restart', () => {
       mounts.push(await startMountProcess(slave.nats.url, mnt, ['--agent', slave.agent.id, '--slave-wait', '30']));
       mounts.push(await startMountProcess(slave.nats.url, dev, ['--agent', slave.agent.id, '--devices', '--slave-wait', '30']));
       await writeFile(onSlave, '');
-      // /dev/zero: a stream that never ends, so the restarted agent opens it again (a serial port's way).
-      const holders = [await hold(join(mnt, 'held.lock'), 'ex'), await hold(join(dev, 'zero'), 'ex')];
+      // /dev/zero: a stream that never ends, so the restarted agent opens it again (a serial port's
+      // way); /dev/null: reads at end of file at once, and it is opened again all the same.
+      const devices = ['/dev/zero', '/dev/null'];
+      const slaveTries = async () => [await tryLock(onSlave, 'ex'), ...await Promise.all(devices.map((d) => tryLock(d, 'ex')))];
+      const holders = [await hold(join(mnt, 'held.lock'), 'ex'), ...await Promise.all(devices.map((d) => hold(join(dev, d.slice('/dev/'.length)), 'ex')))];
       try {
-        assert.deepEqual([await tryLock(onSlave, 'ex'), await tryLock('/dev/zero', 'ex')], [1, 1]);
+        assert.deepEqual(await slaveTries(), [1, 1, 1]);
         agent.child.kill('SIGKILL');
         await once(agent.child, 'exit').catch(() => undefined);
-        assert.deepEqual([await tryLock(onSlave, 'ex'), await tryLock('/dev/zero', 'ex')], [0, 0], 'the killed agent\'s locks outlived it');
+        assert.deepEqual(await slaveTries(), [0, 0, 0], 'the killed agent\'s locks outlived it');
         agent = await startAgentProcess(slave.nats.url, slave.agent.id, slave.root, ['--lock-lease', '3']);
         // Taken again at the mounts' next renewal (a second: a third of the lease) at the latest; not
         // probed meanwhile, as a probe holds the lock while it runs and could win it.
         await new Promise((resolve) => setTimeout(resolve, 5000));
-        assert.deepEqual([await tryLock(onSlave, 'ex'), await tryLock('/dev/zero', 'ex')], [1, 1], 'the locks were not taken again');
+        assert.deepEqual(await slaveTries(), [1, 1, 1], 'the locks were not taken again');
       } finally {
         for (const holder of holders) await holder.release();
       }
-      await waitFor('the locks to go with their holders', async () => await tryLock(onSlave, 'ex') === 0 && await tryLock('/dev/zero', 'ex') === 0, 10_000, 100);
+      await waitFor('the locks to go with their holders', async () => (await slaveTries()).every((code) => code === 0), 10_000, 100);
     } finally {
       for (const mount of mounts) await mount.stop();
       await agent.stop();
