@@ -7,6 +7,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describeFailure } from './fs-bench.js';
+import { forgetRecentDeletions } from './page-cache.js';
 import { groupCpuMeter } from './process-cpu.js';
 import { runArgv } from './run-command.js';
 import type { Target, TargetName } from './target.js';
@@ -157,6 +158,7 @@ export async function measureCallBench(
   for (const target of ordered) {
     const base = join(target.mountPath, 'calls');
     await mkdir(base, { recursive: true });
+    await forgetRecentDeletions(); // the workloads' and the last target's deletions
     const loop = [String(iterations), String(LOOP_BUDGET_S)];
     const calls = await time(['calls', base, ...loop], warmUp);
     results.calls.set(target.name, calls);

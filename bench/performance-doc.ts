@@ -55,7 +55,10 @@ Each is one real program, timed by wall clock from spawn to exit; preparation is
   (the source is read once beforehand so it comes from the page cache).
 - **Cold sequential read**: \`dd if=TARGET/big of=/dev/null bs=1M\`.
 - **Untar**: \`tar xf npm.tar -C TARGET/tree\`, a tarball of npm's own package dir
-  (\`$(npm root -g)/npm\`), run as root, so tar also restores owners and modes.
+  (\`$(npm root -g)/npm\`), run as root, so tar also restores owners and modes. The kernel's
+  caches are written back and dropped first: ext4 without a journal (this machine's disk) makes
+  every create scan past the inodes freed in the last minutes, so a create after another
+  target's \`rm -rf\` cost ten times what it costs on a quiet disk (\`bench/page-cache.ts\`).
 - **Cold \`find -ls\`**: \`find TARGET/tree -ls > /dev/null\` after the untar.
 - **git**: \`git init\` (untimed), then \`git add -A && git commit -q -m x\` timed, then a cold
   \`git status --porcelain\` (its output must be empty).
@@ -125,7 +128,8 @@ functions, on the local disk, bindfs, sshfs and splitbrain, after the workloads 
 \`--only calls\`): each call in a loop in one Python process per target, the median per call;
 \`stat\`, create and \`unlink\` again at the end of chains of 1 to 200 directories; and the
 time until a file rewritten on the slave side, not through the mount, shows its new size
-through the mount (coherence), p50 and p99. The details are under its tables.
+through the mount (coherence), p50 and p99. Each target's calls start after the kernel's caches
+are written back and dropped, for the untar's reason. The details are under its tables.
 
 The stream part, after the device bench (or alone with \`--only streams\`), holds the three
 streams of issue 22 against the raw floor side by side, on the run's nats-server with agents,
