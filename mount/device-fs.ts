@@ -98,8 +98,7 @@ export class DeviceFs extends MountFsBase {
     const device = this.device(fh);
     await flockOnSlave(op, async (lock) => {
       await this.flockOnce(device, lock);
-      device.flocked = lock === 'un' ? undefined : lock;
-      if (device.flocked) this.locks.held();
+      this.locks.record(device, lock);
     }, interrupted, () => this.handles.has(fh));
   }
 
@@ -212,22 +211,13 @@ export class DeviceFs extends MountFsBase {
    * unless another holder has it (logged; the program is not told). Returns how many are held.
    */
   private async lockAgain(): Promise<number> {
-    let held = 0;
-    for (const [fh, device] of [...this.handles]) {
-      const lock = device.flocked;
-      if (lock === undefined) continue;
-      await this.flockOnce(device, lock).then(() => { held++; }, (err: unknown) => {
-        if (!this.handles.has(fh)) return; // released meanwhile
-        // A restarted agent's: the stream is being opened again (agentRestarted), which asks then.
-        if (device.pushed?.streaming && err instanceof SlaveError && err.errnoName === 'ESTALE') {
-          held++;
-          return;
-        }
-        device.flocked = undefined;
-        this.log.warn({ err, path: device.path, lock }, 'a flock lock held on a device was lost (the agent restarted, or its lease ran out) and could not be taken again');
-      });
-    }
-    return held;
+    return LockRenewal.takeAgain([...this.handles.values()], (device, lock) => this.flockOnce(device, lock), (device, lock, err) => {
+      if (![...this.handles.values()].includes(device)) return 'released';
+      // A restarted agent's: the stream is being opened again (agentRestarted), which asks then.
+      if (device.pushed?.streaming && err instanceof SlaveError && err.errnoName === 'ESTALE') return 'held';
+      this.log.warn({ err, path: device.path, lock }, 'a flock lock held on a device was lost (the agent restarted, or its lease ran out) and could not be taken again');
+      return 'lost';
+    });
   }
 
   /**

@@ -57,6 +57,14 @@ export async function flockOnSlave(
 /** How often a master asks again for the locks it holds, when the agent does not say its lease. */
 export const DEFAULT_RENEW_MS = 20_000;
 
+/** A mount's open file or open device, as far as its flock lock goes. */
+export interface LockHolder {
+  flocked?: HeldLock;
+}
+
+/** What a lock asked for again and refused is: its holder was released meanwhile, it counts as held, or it is lost. */
+export type Refusal = 'released' | 'held' | 'lost';
+
 /**
  * Asks again, every `periodMs` while any is held, for each lock a mount holds (`pass`, which
  * returns how many it still holds): the agent's lease on them (agent/lock-leases.ts) starts
@@ -72,11 +80,32 @@ export class LockRenewal {
 
   constructor(private readonly periodMs: number, private readonly pass: () => Promise<number>) {}
 
-  /** A lock was taken: renew from now on, for as long as any is held. */
-  held(): void {
-    if (this.timer !== undefined) return;
+  /** `holder`'s flock succeeded: it holds `lock` now (none after 'un'), renewed while any is held. */
+  record(holder: LockHolder, lock: FlockLock): void {
+    holder.flocked = lock === 'un' ? undefined : lock;
+    if (holder.flocked === undefined || this.timer !== undefined) return;
     this.timer = setInterval(() => void this.now(), this.periodMs);
     this.timer.unref();
+  }
+
+  /**
+   * One pass for a mount (its `pass`): each of `holders`' locks asked for again (`take`), one at a
+   * time. A refusal is `refused`'s to judge (and to log); a lost lock is forgotten. Returns how
+   * many are held.
+   */
+  static async takeAgain<H extends LockHolder>(
+    holders: readonly H[], take: (holder: H, lock: HeldLock) => Promise<unknown>,
+    refused: (holder: H, lock: HeldLock, err: unknown) => Refusal,
+  ): Promise<number> {
+    let held = 0;
+    for (const holder of holders) {
+      const lock = holder.flocked;
+      if (lock === undefined) continue;
+      const outcome = await take(holder, lock).then((): Refusal => 'held', (err: unknown) => refused(holder, lock, err));
+      if (outcome === 'held') held++;
+      else if (outcome === 'lost') holder.flocked = undefined;
+    }
+    return held;
   }
 
   /** One pass now (an agent restarted), or once the one under way ends. */

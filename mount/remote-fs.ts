@@ -452,8 +452,7 @@ export class RemoteFs extends MountFsBase {
     const file = this.files.get(fh);
     await flockOnSlave(op, async (lock) => {
       await this.onFile(file, 'fs.flock', (h) => ({ fh: h, lock }));
-      file.flocked = lock === 'un' ? undefined : lock;
-      if (file.flocked) this.locks.held();
+      this.locks.record(file, lock);
     }, interrupted, () => this.files.has(fh));
   }
 
@@ -467,17 +466,11 @@ export class RemoteFs extends MountFsBase {
    */
   private async lockAgain(): Promise<number> {
     await this.recovering?.catch(() => undefined); // its own failures are logged there
-    let held = 0;
-    for (const file of [...this.files.all()]) {
-      const lock = file.flocked;
-      if (lock === undefined) continue;
-      await this.onFile(file, 'fs.flock', (h) => ({ fh: h, lock })).then(() => { held++; }, (err: unknown) => {
-        if (!this.files.has(file.fh)) return; // released meanwhile
-        file.flocked = undefined;
-        this.log.warn({ err, path: file.path, lock }, 'a flock lock held through the mount was lost (the agent restarted, or its lease ran out) and could not be taken again');
-      });
-    }
-    return held;
+    return LockRenewal.takeAgain([...this.files.all()], (file, lock) => this.onFile(file, 'fs.flock', (h) => ({ fh: h, lock })), (file, lock, err) => {
+      if (!this.files.has(file.fh)) return 'released';
+      this.log.warn({ err, path: file.path, lock }, 'a flock lock held through the mount was lost (the agent restarted, or its lease ran out) and could not be taken again');
+      return 'lost';
+    });
   }
 
   /**
