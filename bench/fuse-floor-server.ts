@@ -28,6 +28,7 @@ try {
   const tuning = parseMountOptions(options ? [options] : [], FSNAME_ID);
   adapter = new FuseAdapter(nullFs, {
     mountPath, kernelOptions: tuning.kernelOptions, timeouts: tuning.kernel, directIo: false, kernelChecks: tuning.kernelChecks, maxTransfer: MAX_TRANSFER, maxPath: PATH_MAX,
+    pageCacheFollowsAttrs: true, // no change feed here
   }, log);
   await adapter.mount();
 } catch (err) {

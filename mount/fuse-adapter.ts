@@ -29,6 +29,15 @@ export interface FuseMountOptions {
   /** The kernel checks permissions (and POSIX ACLs) itself: allow_other mounts. */
   kernelChecks: boolean;
   /**
+   * The kernel's page cache follows the mtime and size each answer brings (auto_inval_data):
+   * where nothing else keeps it true, with no change feed to invalidate it (`-o cache=no`, an
+   * agent without one). Where the feed does, this would only cost: the kernel holds no mtime of
+   * the mount's own writes (it leaves them to the filesystem), so every file written through
+   * the mount lost its pages at its next stat, and a read-after-write (git hashing what an untar
+   * wrote) read it all again from the mount.
+   */
+  pageCacheFollowsAttrs: boolean;
+  /**
    * Largest write (and read) the kernel sends, at most 1 MiB: what one bus message holds where
    * each write goes as a message of its own (devices); any size where writes are gathered into
    * chunks (files: write-behind.ts).
@@ -177,6 +186,7 @@ export class FuseAdapter {
         posixAcl: this.options.kernelChecks, writeback: false, maxWrite: Math.min(MAX_TRANSFER, this.options.maxTransfer),
         // Devices come and go with no feed to say so (a restarted board's pty links): never kept.
         cacheSymlinks: !this.options.directIo,
+        autoInvalData: this.options.pageCacheFollowsAttrs,
         killPriv: this.fs.dropsSetIdBits === true,
         flock: this.fs.flock !== undefined && this.fs.servesFlock === true,
       },

@@ -213,6 +213,9 @@ export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
     const adapter = new FuseAdapter(fs, {
       mountPath: options.mountPath, kernelOptions: tuning.kernelOptions, timeouts: shortTimeouts,
       directIo: options.devices === true, kernelChecks: tuning.kernelChecks,
+      // The feed keeps the page cache true where there is one and answers may be kept at all.
+      pageCacheFollowsAttrs: options.devices === true || !hello.capabilities.includes('fs.changes')
+        || Object.values(tuning.kernel).every((seconds) => seconds === 0),
       // File writes are gathered into chunks whatever their size, so the kernel may hand over a
       // program's 1 MiB write whole: one FUSE request per MiB, not 1020 + 4 KiB (issue 22). A
       // device write goes as one message, so it must fit one.

@@ -106,6 +106,12 @@ export interface MountConfig {
   writeback: boolean;
   /** The kernel keeps symlink targets (dropped with the node's other caches on invalidation). */
   cacheSymlinks: boolean;
+  /**
+   * The kernel drops a file's cached pages whenever an answer brings another mtime than it
+   * holds, and revalidates the attributes before each read (FUSE_AUTO_INVAL_DATA). Off, its
+   * pages are dropped by the filesystem's invalidations (and at an open without keep_cache).
+   */
+  autoInvalData: boolean;
   /** Largest write the kernel sends (and read it asks for), at most 1 MiB. */
   maxWrite: number;
   /**

@@ -87,7 +87,14 @@ static void ll_init(void *userdata, struct fuse_conn_info *conn) {
   if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
   if (m->cache_symlinks && (conn->capable & FUSE_CAP_CACHE_SYMLINKS)) conn->want |= FUSE_CAP_CACHE_SYMLINKS;
   else conn->want &= ~FUSE_CAP_CACHE_SYMLINKS;
-  if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA) conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
+  /*
+   * Only where the page cache has no one else to keep it true (MountConfig.autoInvalData). libfuse
+   * asks for it by default: the kernel then drops a file's pages whenever an answer brings an
+   * mtime other than the one it holds, and it holds none of our writes' (it leaves a write's mtime
+   * to the filesystem), so every file written through the mount lost its pages at the next stat.
+   */
+  if (m->auto_inval && (conn->capable & FUSE_CAP_AUTO_INVAL_DATA)) conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
+  else conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
   m->expire_only = (conn->capable & FUSE_CAP_EXPIRE_ONLY) != 0;
   if (m->posix_acl && (conn->capable & FUSE_CAP_POSIX_ACL)) conn->want |= FUSE_CAP_POSIX_ACL;
   if (m->writeback && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) conn->want |= FUSE_CAP_WRITEBACK_CACHE;

@@ -70,7 +70,7 @@ static napi_value fail_mount(napi_env env, struct sb_mount *m, const char *code,
 }
 
 /*
- * mount(mountPath, optionString, config {posixAcl, writeback, cacheSymlinks, maxWrite, killPriv, flock}, dispatch, fenced):
+ * mount(mountPath, optionString, config {posixAcl, writeback, cacheSymlinks, autoInvalData, maxWrite, killPriv, flock}, dispatch, fenced):
  * returns the mount (an external) once the kernel has it; throws with libfuse's reason if not.
  */
 static napi_value do_mount(napi_env env, napi_callback_info info) {
@@ -86,6 +86,7 @@ static napi_value do_mount(napi_env env, napi_callback_info info) {
   m->posix_acl = flag_of(env, argv[2], "posixAcl");
   m->writeback = flag_of(env, argv[2], "writeback");
   m->cache_symlinks = flag_of(env, argv[2], "cacheSymlinks");
+  m->auto_inval = flag_of(env, argv[2], "autoInvalData");
   m->kill_priv = flag_of(env, argv[2], "killPriv");
   m->flock = flag_of(env, argv[2], "flock");
   m->max_write = 1 << 20;

@@ -153,6 +153,7 @@ struct sb_mount {
   /* Only to tell JavaScript the session ended, from outside a request (see sb_end_session). */
   napi_threadsafe_function dispatch, fenced;
   int posix_acl, writeback, cache_symlinks, max_write;
+  int auto_inval;       /* the kernel drops a file's pages when an answer brings another mtime (capture.c) */
   int expire_only; /* the kernel can expire a name without detaching what is mounted on it */
   int kill_priv;        /* asked for: the filesystem drops set-id bits itself (session.c) */
   int flock;            /* flock(2) goes to the filesystem (FUSE_CAP_FLOCK_LOCKS), not the kernel's own table */

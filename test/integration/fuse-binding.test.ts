@@ -62,7 +62,7 @@ describe('the FUSE binding: one answer per request', () => {
       binding.replyErr(r.handle, errnoNumber('ENOSYS'));
     };
     mount = binding.mount(mountPath, 'fsname=binding-test,default_permissions', {
-      posixAcl: false, writeback: false, cacheSymlinks: false, killPriv: false, flock: false, maxWrite: 1 << 20,
+      posixAcl: false, writeback: false, cacheSymlinks: false, autoInvalData: true, killPriv: false, flock: false, maxWrite: 1 << 20,
     }, dispatch, () => undefined);
   });
 

@@ -51,6 +51,22 @@ describe('data kept across opens while the feed is live', () => {
     assert.equal(quiet, 3, 'read again: no read reached the agent');
   });
 
+  it('reads a file written through the mount back from the page cache, after a stat brought the slave\'s mtime', async () => {
+    // Whole pages: no partial last page the kernel would have to ask for.
+    const data = randomBytes(1 << 20);
+    await writeFile(join(mnt, 'written'), data);
+    // The kernel holds no mtime of a write through the mount (it leaves it to the filesystem):
+    // this answer brings the slave's, which must not drop the pages written.
+    assert.equal((await stat(join(mnt, 'written'))).size, data.length);
+    const reads = await agentOps(port, 'fs.read');
+    for (let i = 0; i < 3; i++) assert.ok((await readFile(join(mnt, 'written'))).equals(data));
+    assert.equal(await agentOps(port, 'fs.read'), reads, 'read back: no read reached the agent');
+    // Changed on the slave afterwards: the feed drops the pages.
+    const changed = randomBytes(1 << 20);
+    await writeFile(join(slave.root, 'written'), changed);
+    await waitFor('the slave\'s new bytes', async () => (await readFile(join(mnt, 'written'))).equals(changed), SEEN_WITHIN_MS, 5);
+  });
+
   it('reads what the slave changed in place, though it kept the size and put the time back', async () => {
     const path = join(slave.root, 'in-place');
     await writeFile(path, Buffer.alloc(1 << 20, 'a'));
