@@ -138,6 +138,8 @@ export class FuseAdapter {
   private readonly removedDirs = new Map<number, Attr>();
   /** Open file handles by node: a file unlinked while open is reached through one of them. */
   private readonly openFiles = new Map<number, Set<number>>();
+  /** Nodes with an open or an attribute change on its way, and how many (afterStore). */
+  private readonly opening = new Map<number, number>();
   private nextDir = 1;
   private mounted?: MountHandle;
   private ended?: () => void;
@@ -204,6 +206,42 @@ export class FuseAdapter {
     await Promise.race([this.endedPromise, bound]);
     // Still held (a process has files open on it): serve what comes, without keeping Node up.
     if (this.mounted) this.binding.ref(this.mounted, false);
+  }
+
+  /**
+   * `data` is all of the file at `path`, as the slave has it: the kernel may keep it
+   * (KernelCache.store), unless an open or an attribute change of it is on its way, which the
+   * store could undo (afterStore).
+   */
+  storeWritten(path: string, data: Buffer): void {
+    const node = this.nodes.find(path);
+    if (node && !this.opening.has(node.id)) this.cache.store(node, data);
+  }
+
+  /**
+   * `work` (an open or an attribute change of node `ino`), after the store of the file's data
+   * queued for the kernel, if one is on its way: the kernel copies a program's writes into the
+   * page cache before it sends them, so a store landing after an open for writing, or after a
+   * truncation, would put the older bytes or size back (KernelCache.stored); and a reader then
+   * reads what was stored. While it is on its way, and until its answer is out, nothing is
+   * stored into the file.
+   */
+  private afterStore<T>(ino: number, work: () => Promise<T>): () => Promise<T> {
+    return async () => {
+      this.opening.set(ino, (this.opening.get(ino) ?? 0) + 1);
+      try {
+        const stored = this.cache.stored(ino);
+        if (stored) await stored;
+        return await work();
+      } finally {
+        // After the answer, written in this turn of the event loop.
+        setImmediate(() => {
+          const left = (this.opening.get(ino) ?? 1) - 1;
+          if (left > 0) this.opening.set(ino, left);
+          else this.opening.delete(ino);
+        });
+      }
+    };
   }
 
   /** What the mount told the kernel of `dirPath`/`name` was wrong: drop it before answering on. */
@@ -366,7 +404,7 @@ export class FuseAdapter {
           b.replyAttr(handle, packAttr(b, attr, this.attrScratch), this.cache.since(generation, ino).attr);
         });
       },
-      SETATTR: ({ handle, ino, fh, setattr }, who) => this.run(handle, 'setattr', () => this.doubtOnFailure(ino, this.setattr(ino, fh, setattr ?? new Float64Array(0), who)), (attr) => {
+      SETATTR: ({ handle, ino, fh, setattr }, who) => this.run(handle, 'setattr', this.afterStore(ino, () => this.doubtOnFailure(ino, this.setattr(ino, fh, setattr ?? new Float64Array(0), who))), (attr) => {
         b.replyAttr(handle, packAttr(b, attr, this.attrScratch), this.attrTimeout(attr, this.cache.current.attr));
       }),
       READLINK: ({ handle, ino }, who) => this.run(handle, 'readlink', () => this.byName(ino, who, (path) => fs.readlink(path, who)), (shown) => {
@@ -423,7 +461,7 @@ export class FuseAdapter {
           this.ok(handle)();
         });
       },
-      OPEN: ({ handle, ino, flags }, who) => this.run(handle, 'open', () => this.byName(ino, who, (path) => fs.open(path, flags, who)), (fh) => {
+      OPEN: ({ handle, ino, flags }, who) => this.run(handle, 'open', this.afterStore(ino, () => this.byName(ino, who, (path) => fs.open(path, flags, who))), (fh) => {
         this.opened(ino, fh);
         const node = this.nodes.get(ino);
         if (!b.replyOpen(handle, fh, this.openFlags(node))) {

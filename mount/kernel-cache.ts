@@ -75,6 +75,8 @@ export class KernelCache {
   private keepAcrossOpens = false;
   /** Nodes whose data in the kernel may not be the slave's: their next open drops it. */
   private readonly doubted = new WeakSet<FsNode>();
+  /** Stores of a file's data queued for the kernel (store()), by node: the note's place in the queue. */
+  private readonly stores = new Map<number, number>();
 
   constructor(
     private readonly binding: FuseBinding, private readonly nodes: NodeTable,
@@ -112,6 +114,41 @@ export class KernelCache {
   /** What the kernel holds of `node`'s data may not be the slave's (a write of it refused). */
   doubt(node: FsNode): void {
     this.doubted.add(node);
+  }
+
+  /**
+   * `data` is all of `node` as the slave has it (just written through the mount and
+   * acknowledged, unchanged since): it goes into the kernel's page cache while opens keep that,
+   * so that reading the file back asks the mount nothing. Why: the kernel marks up to date only
+   * the pages a write covered whole, so a file written in pieces that are not whole pages (tar's
+   * 10 KiB records) kept two pages in five unread, and read back (git hashing what tar wrote)
+   * came as a FUSE read per such page: 102 for a file of 1 MiB. Sent in order with the
+   * invalidations, so one of a later change drops it.
+   */
+  store(node: FsNode, data: Buffer): void {
+    const mount = this.kernel;
+    if (!mount || !this.keepAcrossOpens || data.length === 0 || this.doubted.has(node)) return;
+    const seq = this.binding.storeData(mount, node.id, 0, data);
+    if (seq !== undefined) this.stores.set(node.id, seq);
+  }
+
+  /**
+   * Resolves once the store queued for node `id` reached the kernel; undefined when none is on
+   * its way. What may write the file (an open for writing, a truncation) waits for it: the
+   * kernel copies a program's bytes into the page cache before it sends the write, and a store
+   * landing after them would put the older bytes back (a truncation: the older size).
+   */
+  stored(id: number): Promise<void> | undefined {
+    const seq = this.stores.get(id);
+    if (seq === undefined) return undefined;
+    const mount = this.mount;
+    if (!mount || this.binding.notesSent(mount) >= seq) {
+      this.stores.delete(id);
+      return undefined;
+    }
+    return this.applied().then(() => {
+      if (this.stores.get(id) === seq) this.stores.delete(id);
+    });
   }
 
   /**

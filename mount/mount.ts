@@ -224,6 +224,7 @@ export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
     }, log);
     // What the mount told the kernel ahead of the agent's verdict, and the verdict differed.
     cache.onStale = (path, entry) => adapter.invalidateStale(posix.dirname(path), posix.basename(path), entry);
+    if (remote) remote.onWrittenWhole = (path, data) => adapter.storeWritten(path, data);
     const forgetAll = () => {
       cache.clear();
       remote?.slaveChanged('/', null);

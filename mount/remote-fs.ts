@@ -82,6 +82,8 @@ const O_ACCMODE = 3; // not in fs.constants
  * the open's round trip alone. Larger ones are read as before.
  */
 const WHOLE_FILE_MAX = 64 * 1024;
+/** Files written whole through the mount up to this size are handed to the kernel's page cache (onWrittenWhole). */
+const WRITTEN_WHOLE_MAX = 1024 * 1024;
 
 /**
  * The most bytes of whole small files the mount keeps to answer read-only opens with
@@ -135,6 +137,12 @@ export class RemoteFs extends MountFsBase {
    */
   private dataChanges = 0;
   private readonly wholes = new WholeFiles(WHOLE_FILES_BUDGET);
+  /**
+   * Told, at its release, the whole content of a file written from its start to its end through
+   * the mount (at most WRITTEN_WHOLE_MAX), acknowledged and unchanged since: the kernel may keep
+   * it (the adapter's storeWritten).
+   */
+  onWrittenWhole?: (path: string, data: Buffer) => void;
   private readonly namedInUse = new Set<number>();
   /** How a file's writes tell the held requests to go (write-behind.ts). */
   private readonly cork: Cork = { uncork: () => this.client.uncork(), soon: () => this.client.sendSoon() };
@@ -680,7 +688,7 @@ export class RemoteFs extends MountFsBase {
       file.reader.seedWhole(data);
       if (data.length === attr.size) this.wholes.keep(path, { data, ino: attr.ino, generation });
     }
-    if (flags & O_TRUNC) file.written = new WrittenWhole(WHOLE_FILE_MAX, generation);
+    if (flags & O_TRUNC) file.written = new WrittenWhole(WRITTEN_WHOLE_MAX, generation);
     // Linux drops them on open(O_TRUNC) too (the kernel sends that truncation with the open).
     if (flags & O_TRUNC) await this.dropSetIdBits(path, file, caller);
     return file.fh;
@@ -688,14 +696,19 @@ export class RemoteFs extends MountFsBase {
 
   /**
    * A file written whole through the mount, its data acknowledged (at its close and its
-   * release): its content answers the next read-only opens.
+   * release): its content answers the next read-only opens, if small (WHOLE_FILE_MAX), and at
+   * the release, when nothing can write through the handle any more (a copy of the descriptor
+   * may outlive a close), it goes to the kernel's page cache (onWrittenWhole).
    */
-  private async keepWritten(file: OpenFile): Promise<void> {
+  private async keepWritten(file: OpenFile, released: boolean): Promise<void> {
     const { written, path } = file;
+    if (!released && written !== undefined && written.size > WHOLE_FILE_MAX) return; // nothing to do before the release
     const data = written?.content();
     if (!written || data === undefined || path === null || file.late) return;
     // Being written through another handle: its content is that handle's to give.
     for (const other of this.files.at(path)) if (other !== file && other.writer) return;
+    if (released && this.cache.unchangedSince(path, written.generation)) this.onWrittenWhole?.(path, data);
+    if (data.length > WHOLE_FILE_MAX) return;
     const kept = { data, ino: file.attr.ino, generation: written.generation };
     this.wholes.keep(path, kept);
     if (kept.ino !== PROVISIONAL_INO) return;
@@ -720,7 +733,7 @@ export class RemoteFs extends MountFsBase {
     this.namedInUse.add(handle);
     const file = this.track(path, flags, handle, flags & O_TRUNC ? { ...attr, size: 0 } : attr);
     if (flags & O_TRUNC) {
-      file.written = new WrittenWhole(WHOLE_FILE_MAX, this.cache.generation);
+      file.written = new WrittenWhole(WRITTEN_WHOLE_MAX, this.cache.generation);
       this.retained.truncated(path, 0);
       this.invalidateReaders(path, file);
       this.cache.unsure(path); // its size and times are the slave's to say
@@ -763,7 +776,7 @@ export class RemoteFs extends MountFsBase {
       this.namedInUse.add(handle);
       const guess = this.predict.newInode(path, S_IFREG | (mode & 0o7777), caller);
       const file = this.track(path, flags, handle, guess);
-      file.written = new WrittenWhole(WHOLE_FILE_MAX, this.cache.generation);
+      file.written = new WrittenWhole(WRITTEN_WHOLE_MAX, this.cache.generation);
       await this.unrefused.make('fs.create', { path, flags, mode, handle }, guess, caller, (real) => {
         // Written to since: the reply predates those writes, so the agent is asked next time.
         const written = guess.size > 0 || file.writer?.dirty === true;
@@ -783,7 +796,7 @@ export class RemoteFs extends MountFsBase {
     if (reply.bare) this.cache.setNoXattrs(path);
     const file = this.track(path, flags, reply.fh, attr);
     // Made now, or emptied by O_TRUNC: what it is written with from here is all of it.
-    if (attr.size === 0) file.written = new WrittenWhole(WHOLE_FILE_MAX, generation);
+    if (attr.size === 0) file.written = new WrittenWhole(WRITTEN_WHOLE_MAX, generation);
     return { fh: file.fh, attr };
   }
 
@@ -845,7 +858,7 @@ export class RemoteFs extends MountFsBase {
       // Kept at close, not only at release: the kernel sends the release after close returned,
       // and the program may open the file again first. Not waited for (an empty file closed
       // before its create was answered waits for that answer).
-      if (file.written) this.keepWritten(file).catch(() => undefined);
+      if (file.written) this.keepWritten(file, false).catch(() => undefined);
     });
   }
 
@@ -920,7 +933,7 @@ export class RemoteFs extends MountFsBase {
     const named = this.namedInUse.has(file.agentFh);
     try {
       await file.writer?.flush();
-      await this.keepWritten(file);
+      await this.keepWritten(file, true);
     } catch (err) {
       // close() already returned this error through flush; nobody is left to tell.
       this.log.warn({ err, path: file.path }, 'write failed after the file was closed');

@@ -104,6 +104,11 @@ export class WrittenWhole {
     this.parts.length = 0;
   }
 
+  /** Bytes written so far in the run. */
+  get size(): number {
+    return this.length;
+  }
+
   /** The content, if the run held. */
   content(): Buffer | undefined {
     return this.broken ? undefined : Buffer.concat(this.parts, this.length);

@@ -169,6 +169,14 @@ export interface FuseBinding {
   invalInode(mount: MountHandle, node: number, offset: number, length: number): void;
   invalEntry(mount: MountHandle, parent: number, name: Buffer): void;
   notifyDelete(mount: MountHandle, parent: number, child: number, name: Buffer): void;
+  /**
+   * `data` into the page cache of `node` at `offset` (notify_store), in order with the
+   * invalidations: pages it covers from their start to their end, or to the end of the file,
+   * are then up to date. Returns the note's place in the queue; undefined once disposed.
+   */
+  storeData(mount: MountHandle, node: number, offset: number, data: Uint8Array): number | undefined;
+  /** The place in the queue (storeData's number) of the last note the notifier thread sent; 0 before any. */
+  notesSent(mount: MountHandle): number;
   /** `fenced(id)` is called once every invalidation queued before this one was sent. */
   fence(mount: MountHandle, id: number): void;
   /** The poll events (mount-fs.ts PollEvents) open file `fh` is ready for. */

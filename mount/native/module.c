@@ -243,7 +243,7 @@ static napi_value init(napi_env env, napi_value exports) {
     FN("replyBuf", sb_reply_buf), FN("replyIov", sb_reply_iov), FN("replyReadlink", sb_reply_readlink),
     FN("replyXattrSize", sb_reply_xattr_size), FN("replyStatfs", sb_reply_statfs), FN("replyDir", sb_reply_dir),
     FN("replyPoll", sb_reply_poll), FN("interrupted", sb_interrupted),
-    FN("invalInode", sb_inval_inode), FN("invalEntry", sb_inval_entry), FN("notifyDelete", sb_notify_delete),
+    FN("invalInode", sb_inval_inode), FN("invalEntry", sb_inval_entry), FN("notifyDelete", sb_notify_delete), FN("storeData", sb_store_data), FN("notesSent", sb_notes_sent),
     FN("notifyPoll", sb_notify_poll), FN("fence", sb_fence),
     VALUE("ops", sb_names(env, op_names, OP_LOOKUP, OP_COUNT - OP_LOOKUP)),
     VALUE("attrSlot", sb_names(env, attr_names, 0, ATTR_SLOTS)),

@@ -1,8 +1,10 @@
 /*
- * The notifier: cache invalidations and poll wakeups, queued by JavaScript and sent in order by
- * a thread of their own. An invalidation may block in the kernel until a request on the same
- * directory is answered, and answers come from the JS thread, so it must never send them.
- * A fence tells JavaScript (through a thread-safe function) that every note before it went.
+ * The notifier: cache invalidations, page cache stores and poll wakeups, queued by JavaScript
+ * and sent in order by a thread of their own. An invalidation may block in the kernel until a
+ * request on the same directory is answered (a store, until a read of the same pages is), and
+ * answers come from the JS thread, so it must never send them. A fence tells JavaScript
+ * (through a thread-safe function) that every note before it went; `notesSent` says how far the
+ * thread got without one.
  */
 #define _GNU_SOURCE
 #include <stdlib.h>
@@ -29,6 +31,12 @@ static void send_note(struct sb_mount *m, struct sb_note *n) {
     case NOTE_POLL:
       fuse_lowlevel_notify_poll(n->ph);
       break;
+    case NOTE_STORE: {
+      struct fuse_bufvec data = FUSE_BUFVEC_INIT(n->name_len);
+      data.buf[0].mem = n->name;
+      fuse_lowlevel_notify_store(m->se, n->ino, (off_t)n->off, &data, 0);
+      break;
+    }
     case NOTE_FENCE:
       break;
   }
@@ -51,6 +59,7 @@ static void *note_main(void *arg) {
       continue;
     }
     if (!stopping) send_note(m, n);
+    __atomic_store_n(&m->notes_sent, n->seq, __ATOMIC_RELEASE);
     if (n->kind == NOTE_POLL) fuse_pollhandle_destroy(n->ph);
     if (n->kind == NOTE_FENCE) {
       double *id = malloc(sizeof *id);
@@ -81,13 +90,15 @@ void sb_notifier_stop(struct sb_mount *m) {
   m->note_started = 0;
 }
 
-static void queue_note(struct sb_mount *m, struct sb_note *n) {
+static uint64_t queue_note(struct sb_mount *m, struct sb_note *n) {
   pthread_mutex_lock(&m->lock);
+  uint64_t seq = n->seq = ++m->notes_queued;
   if (m->tail) m->tail->next = n;
   else m->head = n;
   m->tail = n;
   pthread_cond_signal(&m->wake);
   pthread_mutex_unlock(&m->lock);
+  return seq;
 }
 
 /* The mount named by a call's first argument, if it still takes notes (NULL after dispose). */
@@ -133,6 +144,40 @@ static napi_value entry_note(napi_env env, napi_callback_info info, enum sb_note
 
 napi_value sb_inval_entry(napi_env env, napi_callback_info info) { return entry_note(env, info, NOTE_INVAL_ENTRY); }
 napi_value sb_notify_delete(napi_env env, napi_callback_info info) { return entry_note(env, info, NOTE_DELETE); }
+
+/*
+ * storeData(mount, node, offset, data): the bytes go into the node's page cache (a copy, sent in
+ * order with the invalidations). Pages it covers from their start to their end, or to the end of
+ * the file, become up to date: a read of them asks the filesystem nothing. Returns the note's
+ * place in the queue (notesSent says when it went); undefined after dispose.
+ */
+napi_value sb_store_data(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  if (sb_get_args(env, info, 4, argv)) return NULL;
+  struct sb_mount *m = live_mount(env, argv[0]);
+  if (!m) return NULL;
+  char *bytes;
+  size_t len;
+  if (sb_bytes_of(env, argv[3], &bytes, &len)) return NULL;
+  struct sb_note *n = calloc(1, sizeof *n);
+  if (!n || sb_copy_into(&n->name, &n->name_len, bytes, len)) { free(n); return NULL; }
+  n->kind = NOTE_STORE;
+  n->ino = (uint64_t)sb_num(env, argv[1]);
+  n->off = (int64_t)sb_num(env, argv[2]);
+  napi_value seq;
+  napi_create_double(env, (double)queue_note(m, n), &seq);
+  return seq;
+}
+
+/* notesSent(mount): the place in the queue (storeData's number) of the last note sent, 0 before any. */
+napi_value sb_notes_sent(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (sb_get_args(env, info, 1, argv)) return NULL;
+  struct sb_mount *m = sb_mount_of(env, argv[0]);
+  napi_value sent;
+  napi_create_double(env, m ? (double)__atomic_load_n(&m->notes_sent, __ATOMIC_ACQUIRE) : 0, &sent);
+  return sent;
+}
 
 /* notifyPoll(mount, fh): the file became ready; a poll(2) waiting on it asks again. */
 napi_value sb_notify_poll(napi_env env, napi_callback_info info) {

@@ -7,7 +7,7 @@
  *   session.c   /dev/fuse read by Node's own event loop, each request processed at once
  *   crossing.c  into JavaScript: the dispatch call, request handles, the values both sides use
  *   replies.c   JavaScript's answers, written to /dev/fuse (reply*)
- *   notifier.c  cache invalidations and poll wakeups, sent from a thread of their own
+ *   notifier.c  cache invalidations, page cache stores and poll wakeups, sent from a thread of their own
  *   module.c    mount, unmount, dispose, and the module's exports (functions and constants)
  *
  * Why our own binding (docs/architecture.md "The FUSE binding"): the published bindings bind
@@ -65,6 +65,7 @@ enum sb_note_kind {
   NOTE_DELETE,
   NOTE_FENCE, /* nothing to send: tell JavaScript every note before it went */
   NOTE_POLL,  /* notify `ph`, then destroy it */
+  NOTE_STORE, /* `name`'s bytes into the page cache of `ino` at `off` */
 };
 
 /*
@@ -130,6 +131,7 @@ struct sb_note {
   char *name;
   size_t name_len;
   double fence;
+  uint64_t seq; /* its place in the queue: 1, 2, ... */
 };
 
 /* The kernel waits in poll(2) on open file `fh`: notify `ph` when it becomes ready. */
@@ -169,6 +171,8 @@ struct sb_mount {
   int stopping;
   /* Poll handles the kernel gave with FUSE_POLL, one per open file (the latest), JS thread only. */
   struct sb_poll *polls;
+  /* Notes queued so far (JS thread, under `lock`), and the place of the last one sent (notifier thread, atomic). */
+  uint64_t notes_queued, notes_sent;
 };
 
 /* records.c */
@@ -233,6 +237,8 @@ void sb_notifier_stop(struct sb_mount *m);
 napi_value sb_inval_inode(napi_env env, napi_callback_info info);
 napi_value sb_inval_entry(napi_env env, napi_callback_info info);
 napi_value sb_notify_delete(napi_env env, napi_callback_info info);
+napi_value sb_store_data(napi_env env, napi_callback_info info);
+napi_value sb_notes_sent(napi_env env, napi_callback_info info);
 napi_value sb_notify_poll(napi_env env, napi_callback_info info);
 napi_value sb_fence(napi_env env, napi_callback_info info);
 
