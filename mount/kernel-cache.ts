@@ -35,6 +35,8 @@ export interface KernelTimeouts {
   negative: number;
 }
 
+/** Stores the cache remembers before it forgets those sent already (store()). */
+const MAX_STORES_KEPT = 256;
 /** Nodes whose last invalidation is remembered; past it, everything counts as just changed. */
 const MAX_CHANGED_NODES = 100_000;
 const NO_CACHING: KernelTimeouts = Object.freeze({ entry: 0, attr: 0, negative: 0 });
@@ -129,7 +131,13 @@ export class KernelCache {
     const mount = this.kernel;
     if (!mount || !this.keepAcrossOpens || data.length === 0 || this.doubted.has(node)) return;
     const seq = this.binding.storeData(mount, node.id, 0, data);
-    if (seq !== undefined) this.stores.set(node.id, seq);
+    if (seq === undefined) return;
+    // Those sent already are forgotten now and then (a file stored and never opened again stays).
+    if (this.stores.size >= MAX_STORES_KEPT) {
+      const sent = this.binding.notesSent(mount);
+      for (const [id, queued] of this.stores) if (queued <= sent) this.stores.delete(id);
+    }
+    this.stores.set(node.id, seq);
   }
 
   /**

@@ -28,7 +28,7 @@ import {
   UnrefusedChanges, chmodChange, chownChange, truncateChange, utimensChange, withoutSetId, type AttrChange,
 } from './unrefused-changes.js';
 import { WriteBehind, type Cork } from './write-behind.js';
-import { WholeFiles, WrittenWhole } from './whole-files.js';
+import { WholeFiles, WrittenBudget, WrittenWhole } from './whole-files.js';
 import { PROVISIONAL_INO } from './node-table.js';
 
 export interface RemoteFsOptions {
@@ -84,6 +84,8 @@ const O_ACCMODE = 3; // not in fs.constants
 const WHOLE_FILE_MAX = 64 * 1024;
 /** Files written whole through the mount up to this size are handed to the kernel's page cache (onWrittenWhole). */
 const WRITTEN_WHOLE_MAX = 1024 * 1024;
+/** What the files being written hold of their runs at once, all together (WrittenBudget). */
+const WRITTEN_BUDGET = 64 * 1024 * 1024;
 
 /**
  * The most bytes of whole small files the mount keeps to answer read-only opens with
@@ -137,6 +139,7 @@ export class RemoteFs extends MountFsBase {
    */
   private dataChanges = 0;
   private readonly wholes = new WholeFiles(WHOLE_FILES_BUDGET);
+  private readonly writtenBudget = new WrittenBudget(WRITTEN_BUDGET);
   /**
    * Told, at its release, the whole content of a file written from its start to its end through
    * the mount (at most WRITTEN_WHOLE_MAX), acknowledged and unchanged since: the kernel may keep
@@ -688,7 +691,7 @@ export class RemoteFs extends MountFsBase {
       file.reader.seedWhole(data);
       if (data.length === attr.size) this.wholes.keep(path, { data, ino: attr.ino, generation });
     }
-    if (flags & O_TRUNC) file.written = new WrittenWhole(WRITTEN_WHOLE_MAX, generation);
+    if (flags & O_TRUNC) file.written = new WrittenWhole(WRITTEN_WHOLE_MAX, generation, this.writtenBudget);
     // Linux drops them on open(O_TRUNC) too (the kernel sends that truncation with the open).
     if (flags & O_TRUNC) await this.dropSetIdBits(path, file, caller);
     return file.fh;
@@ -733,7 +736,7 @@ export class RemoteFs extends MountFsBase {
     this.namedInUse.add(handle);
     const file = this.track(path, flags, handle, flags & O_TRUNC ? { ...attr, size: 0 } : attr);
     if (flags & O_TRUNC) {
-      file.written = new WrittenWhole(WRITTEN_WHOLE_MAX, this.cache.generation);
+      file.written = new WrittenWhole(WRITTEN_WHOLE_MAX, this.cache.generation, this.writtenBudget);
       this.retained.truncated(path, 0);
       this.invalidateReaders(path, file);
       this.cache.unsure(path); // its size and times are the slave's to say
@@ -776,7 +779,7 @@ export class RemoteFs extends MountFsBase {
       this.namedInUse.add(handle);
       const guess = this.predict.newInode(path, S_IFREG | (mode & 0o7777), caller);
       const file = this.track(path, flags, handle, guess);
-      file.written = new WrittenWhole(WRITTEN_WHOLE_MAX, this.cache.generation);
+      file.written = new WrittenWhole(WRITTEN_WHOLE_MAX, this.cache.generation, this.writtenBudget);
       await this.unrefused.make('fs.create', { path, flags, mode, handle }, guess, caller, (real) => {
         // Written to since: the reply predates those writes, so the agent is asked next time.
         const written = guess.size > 0 || file.writer?.dirty === true;
@@ -796,7 +799,7 @@ export class RemoteFs extends MountFsBase {
     if (reply.bare) this.cache.setNoXattrs(path);
     const file = this.track(path, flags, reply.fh, attr);
     // Made now, or emptied by O_TRUNC: what it is written with from here is all of it.
-    if (attr.size === 0) file.written = new WrittenWhole(WRITTEN_WHOLE_MAX, generation);
+    if (attr.size === 0) file.written = new WrittenWhole(WRITTEN_WHOLE_MAX, generation, this.writtenBudget);
     return { fh: file.fh, attr };
   }
 
@@ -938,6 +941,7 @@ export class RemoteFs extends MountFsBase {
       // close() already returned this error through flush; nobody is left to tell.
       this.log.warn({ err, path: file.path }, 'write failed after the file was closed');
     }
+    file.written?.spoil(); // its run is over: its bytes go back to the budget
     // What it changed under its other names was never cached: those names are asked for next.
     if (file.path === null && file.linkedElsewhere && file.writer && !this.changedElsewhere(file.attr.ino)) this.cache.forgetInode(file.attr.ino);
     if (file.unopened) return; // the agent never had it

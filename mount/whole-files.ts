@@ -77,31 +77,47 @@ export class WholeFiles {
 }
 
 /**
+ * Bytes the runs of written files (WrittenWhole) may hold at once, all files together: each run
+ * takes from it as it grows and gives back when it ends, so a thousand files written at once
+ * hold at most this much between them, not a MiB each.
+ */
+export class WrittenBudget {
+  constructor(public left: number) {}
+}
+
+/**
  * What a file created or truncated through the mount was written with, while it is one run of
- * bytes from offset 0 of at most `max` bytes: its whole content once it is closed.
+ * bytes from offset 0 of at most `max` bytes (and while `budget` has room): its whole content
+ * once it is closed.
  */
 export class WrittenWhole {
   private readonly parts: Buffer[] = [];
   private length = 0;
   private broken = false;
 
-  constructor(private readonly max: number, readonly generation: number) {}
+  constructor(private readonly max: number, readonly generation: number, private readonly budget: WrittenBudget) {}
 
   /** A write of `data` at `offset`; anything but the next bytes, or too many, ends the run. */
   wrote(offset: number, data: Buffer): void {
     if (this.broken) return;
-    if (offset !== this.length || this.length + data.length > this.max) {
+    if (offset !== this.length || this.length + data.length > this.max || data.length > this.budget.left) {
       this.spoil();
       return;
     }
     this.parts.push(Buffer.from(data)); // a copy: the caller's buffer is reused
     this.length += data.length;
+    this.budget.left -= data.length;
   }
 
-  /** Something else changed the file (another handle's write, a truncation): no whole content. */
+  /**
+   * Something else changed the file (another handle's write, a truncation), or its handle was
+   * released: no whole content, and its bytes go back to the budget.
+   */
   spoil(): void {
+    if (this.broken) return;
     this.broken = true;
     this.parts.length = 0;
+    this.budget.left += this.length;
   }
 
   /** Bytes written so far in the run. */

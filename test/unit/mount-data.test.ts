@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { ReadAhead } from '../../mount/read-ahead.js';
 import { WriteBehind } from '../../mount/write-behind.js';
 import { ChunkPool } from '../../mount/chunk-pool.js';
+import { WrittenBudget, WrittenWhole } from '../../mount/whole-files.js';
 import { SlaveError, decodeRequest, encodeRequest } from '../../protocol/index.js';
 
 describe('write coalescing', () => {
@@ -218,5 +219,36 @@ describe('chunk pool', () => {
     assert.notEqual(message.buffer, chunk.buffer);
     const plain = Buffer.alloc(40_000, 1);
     assert.notEqual(encodeRequest('fs.write', 'client:2', { fh: 3, offset: 0, data: plain }).buffer, plain.buffer);
+  });
+});
+
+describe('a file written whole (WrittenWhole)', () => {
+  it('gives its content while the writes run on from offset 0, within its own bound', () => {
+    const budget = new WrittenBudget(1 << 20);
+    const run = new WrittenWhole(16, 0, budget);
+    run.wrote(0, Buffer.from('0123456789'));
+    run.wrote(10, Buffer.from('abcdef'));
+    assert.equal(run.content()?.toString(), '0123456789abcdef');
+    run.wrote(16, Buffer.from('g')); // past its bound: no whole content any more
+    assert.equal(run.content(), undefined);
+    const gap = new WrittenWhole(16, 0, budget);
+    gap.wrote(1, Buffer.from('x')); // not from the start
+    assert.equal(gap.content(), undefined);
+  });
+  it('holds no more than the budget all runs share, and gives it back when a run ends', () => {
+    const budget = new WrittenBudget(10);
+    const first = new WrittenWhole(100, 0, budget);
+    const second = new WrittenWhole(100, 0, budget);
+    first.wrote(0, Buffer.alloc(6));
+    assert.equal(budget.left, 4);
+    second.wrote(0, Buffer.alloc(5)); // more than is left: this run ends, the other goes on
+    assert.equal(second.content(), undefined);
+    assert.equal(budget.left, 4);
+    first.wrote(6, Buffer.alloc(4));
+    assert.equal(first.content()?.length, 10);
+    assert.equal(budget.left, 0);
+    first.spoil(); // released
+    first.spoil(); // twice gives back nothing more
+    assert.equal(budget.left, 10);
   });
 });
