@@ -51,48 +51,65 @@ export async function runExec(options: ExecOptions): Promise<number> {
     const env = { ...options.env };
     if (tty) env.TERM ??= process.env.TERM ?? 'xterm';
     const output = new OutputWrites();
-    let proc: RemoteProcess;
+    let proc: RemoteProcess | undefined;
+    // Signals are ours to forward before the spawn's answer is: the process's first output can
+    // reach our stdout first, and a signal sent on seeing it (a test's "ready") killed this
+    // process instead of reaching the remote one. One that comes before any output still ends
+    // us at once, as before (a spawn waiting for an unreachable slave); one after waits for the
+    // answer and is forwarded then.
+    let running = false;
+    const early: ForwardedSignal[] = [];
+    for (const signal of FORWARDED) {
+      const forward = () => {
+        if (proc) void proc.signal(signal);
+        else if (running) early.push(signal);
+        else {
+          for (const cleanup of cleanups.reverse()) cleanup();
+          cleanups.length = 0;
+          process.kill(process.pid, signal); // no handler now: the signal's own action
+        }
+      };
+      process.on(signal, forward);
+      cleanups.push(() => process.off(signal, forward));
+    }
     try {
       proc = await procs.spawn({
         argv: options.argv, env, cwd: options.cwd, uid: options.uid, gid: options.gid,
         pty: tty ? { rows: process.stdout.rows ?? 24, cols: process.stdout.columns ?? 80 } : null,
       }, {
-        stdout: (data, written) => output.write(process.stdout, data, written),
-        stderr: (data, written) => output.write(process.stderr, data, written),
+        stdout: (data, written) => { running = true; output.write(process.stdout, data, written); },
+        stderr: (data, written) => { running = true; output.write(process.stderr, data, written); },
       });
     } catch (err) {
       const failure = failureStatus(err, agentId);
       process.stderr.write(`splitbrain: ${failure.message}\n`);
       return failure.status;
     }
+    const started = proc;
+    for (const signal of early.splice(0)) void started.signal(signal);
     // Our reader left (`| head -1`): hang up, so the process's writes fail as they would into
     // that pipe, and exit as a process killed by SIGPIPE.
     let brokenPipe: Promise<void> | undefined;
     output.onBroken = () => {
-      brokenPipe = proc.abandon();
+      brokenPipe = started.abandon();
     };
     if (tty) {
       process.stdin.setRawMode(true);
       cleanups.push(() => process.stdin.setRawMode(false));
     }
-    for (const signal of FORWARDED) {
-      const forward = () => proc.signal(signal);
-      process.on(signal, forward);
-      cleanups.push(() => process.off(signal, forward));
-    }
     if (tty) {
       // Node re-reads the terminal's size on SIGWINCH, then emits 'resize'.
-      const resize = () => proc.resize(process.stdout.rows ?? 24, process.stdout.columns ?? 80);
+      const resize = () => started.resize(process.stdout.rows ?? 24, process.stdout.columns ?? 80);
       process.stdout.on('resize', resize);
       cleanups.push(() => process.stdout.off('resize', resize));
     } else {
-      const winch = () => proc.signal('SIGWINCH');
+      const winch = () => started.signal('SIGWINCH');
       process.on('SIGWINCH', winch);
       cleanups.push(() => process.off('SIGWINCH', winch));
     }
-    cleanups.push(pumpStdin(proc, options.noStdin, log));
+    cleanups.push(pumpStdin(started, options.noStdin, log));
     try {
-      const exit = await proc.exited;
+      const exit = await started.exited;
       // Writes to a pipe are asynchronous: exiting now would cut the output short.
       await output.drained();
       if (exit.cut !== undefined) process.stderr.write(`splitbrain: ${cutMessage(exit.cut, options.argv[0] ?? '', agentId)}\n`);
