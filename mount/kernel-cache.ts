@@ -42,7 +42,7 @@ const MAX_CHANGED_NODES = 100_000;
 const NO_CACHING: KernelTimeouts = Object.freeze({ entry: 0, attr: 0, negative: 0 });
 
 /** Whether answers given with `timeouts` may be kept at all. */
-function keeps(timeouts: KernelTimeouts): boolean {
+export function keeps(timeouts: KernelTimeouts): boolean {
   return timeouts.entry > 0 || timeouts.attr > 0 || timeouts.negative > 0;
 }
 

@@ -18,6 +18,7 @@ import { FuseAdapter, MAX_TRANSFER } from './fuse-adapter.js';
 import { deviceTuning, parseMountOptions } from './mount-options.js';
 import { DeviceFs } from './device-fs.js';
 import { DEFAULT_RENEW_MS } from './flock-wait.js';
+import { keeps } from './kernel-cache.js';
 import type { MountFs } from './mount-fs.js';
 import { RemoteFs } from './remote-fs.js';
 import { SymlinkView } from './symlink-view.js';
@@ -214,8 +215,7 @@ export async function mountSlave(options: MountOptions): Promise<MountedSlave> {
       mountPath: options.mountPath, kernelOptions: tuning.kernelOptions, timeouts: shortTimeouts,
       directIo: options.devices === true, kernelChecks: tuning.kernelChecks,
       // The feed keeps the page cache true where there is one and answers may be kept at all.
-      pageCacheFollowsAttrs: options.devices === true || !hello.capabilities.includes('fs.changes')
-        || Object.values(tuning.kernel).every((seconds) => seconds === 0),
+      pageCacheFollowsAttrs: options.devices === true || !hello.capabilities.includes('fs.changes') || !keeps(tuning.kernel),
       // File writes are gathered into chunks whatever their size, so the kernel may hand over a
       // program's 1 MiB write whole: one FUSE request per MiB, not 1020 + 4 KiB (issue 22). A
       // device write goes as one message, so it must fit one.

@@ -124,18 +124,25 @@ napi_value sb_inval_inode(napi_env env, napi_callback_info info) {
 }
 
 /* invalEntry(mount, parent, name) / notifyDelete(mount, parent, child, name) */
+/* A note of `kind` holding a copy of the bytes of JavaScript value `v` (a name, or data to store); NULL on failure. */
+static struct sb_note *note_with_bytes(napi_env env, napi_value v, enum sb_note_kind kind) {
+  char *bytes;
+  size_t len;
+  if (sb_bytes_of(env, v, &bytes, &len)) return NULL;
+  struct sb_note *n = calloc(1, sizeof *n);
+  if (!n || sb_copy_into(&n->name, &n->name_len, bytes, len)) { free(n); return NULL; }
+  n->kind = kind;
+  return n;
+}
+
 static napi_value entry_note(napi_env env, napi_callback_info info, enum sb_note_kind kind) {
   napi_value argv[4];
   size_t want = kind == NOTE_DELETE ? 4 : 3;
   if (sb_get_args(env, info, want, argv)) return NULL;
   struct sb_mount *m = live_mount(env, argv[0]);
   if (!m) return NULL;
-  char *bytes;
-  size_t len;
-  if (sb_bytes_of(env, argv[want - 1], &bytes, &len)) return NULL;
-  struct sb_note *n = calloc(1, sizeof *n);
-  if (!n || sb_copy_into(&n->name, &n->name_len, bytes, len)) { free(n); return NULL; }
-  n->kind = kind;
+  struct sb_note *n = note_with_bytes(env, argv[want - 1], kind);
+  if (!n) return NULL;
   n->ino = (uint64_t)sb_num(env, argv[1]);
   if (kind == NOTE_DELETE) n->child = (uint64_t)sb_num(env, argv[2]);
   queue_note(m, n);
@@ -156,12 +163,8 @@ napi_value sb_store_data(napi_env env, napi_callback_info info) {
   if (sb_get_args(env, info, 4, argv)) return NULL;
   struct sb_mount *m = live_mount(env, argv[0]);
   if (!m) return NULL;
-  char *bytes;
-  size_t len;
-  if (sb_bytes_of(env, argv[3], &bytes, &len)) return NULL;
-  struct sb_note *n = calloc(1, sizeof *n);
-  if (!n || sb_copy_into(&n->name, &n->name_len, bytes, len)) { free(n); return NULL; }
-  n->kind = NOTE_STORE;
+  struct sb_note *n = note_with_bytes(env, argv[3], NOTE_STORE);
+  if (!n) return NULL;
   n->ino = (uint64_t)sb_num(env, argv[1]);
   n->off = (int64_t)sb_num(env, argv[2]);
   napi_value seq;
