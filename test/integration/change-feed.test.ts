@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmod, mkdir, readdir, rename, rm, symlink, unlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, readdir, rename, rm, symlink, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
@@ -226,6 +226,37 @@ for (const mode of WATCH_MODES) describe(`change feed (--watch-mode ${mode})`, (
     execFileSync('touch', [join(slave.root, 'moved', 'deeper', 'y')]);
     await seen.change('/moved/deeper', 'y', 'entry'); // the new path: the handle cache forgot
     assert.equal((await client.call('agent.stats', {})).changes?.watches, before);
+  });
+
+  it('a burst of slave changes arrives whole under the barrier, read in batches, not one wakeup per change', async () => {
+    const dir = join(slave.root, 'burst');
+    await mkdir(dir);
+    await client.call('fs.readdir', { path: '/burst' });
+    const watcher = await watcherPid(slave.agent);
+    const wakeups = async () => {
+      const status = await readFile(`/proc/${watcher}/status`, 'utf8');
+      return Number(/^voluntary_ctxt_switches:\s*(\d+)/m.exec(status)?.[1]);
+    };
+    const files = 500;
+    const renames = 20000;
+    const before = await wakeups();
+    // One process changes the directory as fast as it can, as a build or an untar on the slave
+    // would: files made and written, then renamed back and forth (two changes a rename).
+    execFileSync('python3', ['-c', [
+      'import os, sys',
+      'd = sys.argv[1]',
+      `for i in range(${files}): open(os.path.join(d, 'f%d' % i), 'w').write('x')`,
+      `for i in range(${renames / 2}):`,
+      '  os.rename(os.path.join(d, "f0"), os.path.join(d, "g0")); os.rename(os.path.join(d, "g0"), os.path.join(d, "f0"))',
+    ].join('\n'), dir]);
+    const { seq } = await client.call('fs.changes', {});
+    await feed.applied(seq, 5000);
+    const woken = (await wakeups()) - before;
+    for (let i = 0; i < files; i++) assert.ok(seen.has('/burst', `f${i}`, 'entry'), `f${i} reported`);
+    assert.ok(seen.has('/burst', 'g0', 'entry'), 'the renamed name reported');
+    // Read as they came, the watcher woke for most changes; paced, about once a millisecond.
+    assert.ok(woken < renames / 5, `the watcher woke ${woken} times for ${files * 3 + renames * 2} changes`);
+    assert.deepEqual(seen.lost, []);
   });
 
   it('a watcher that dies is a loss: degraded, restarted, then live again', async () => {
