@@ -710,7 +710,7 @@ export class RemoteFs extends MountFsBase {
     if (!written || data === undefined || path === null || file.late) return;
     // Being written through another handle: its content is that handle's to give.
     for (const other of this.files.at(path)) if (other !== file && other.writer) return;
-    if (released && this.cache.unchangedSince(path, written.generation)) this.onWrittenWhole?.(path, data);
+    if (released && !written.inKernel && this.cache.unchangedSince(path, written.generation)) this.onWrittenWhole?.(path, data);
     if (data.length > WHOLE_FILE_MAX) return;
     const kept = { data, ino: file.attr.ino, generation: written.generation };
     this.wholes.keep(path, kept);

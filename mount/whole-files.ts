@@ -10,6 +10,9 @@
  * the slave's change feed (AttrCache.unchangedSince) when it is used.
  */
 
+/** The kernel's page, the unit its page cache is kept up to date in (x86-64; where pages are larger, such files only miss the store: their pages come from the mount when read). */
+const PAGE_SIZE = 4096;
+
 export interface WholeFile {
   data: Buffer;
   /** The slave's inode number of the file: an open on the agent later must find the same (unknown yet: provisional). */
@@ -94,6 +97,8 @@ export class WrittenWhole {
   private readonly parts: Buffer[] = [];
   private length = 0;
   private broken = false;
+  /** Every write so far was of whole pages (so each began at a page's start: the run is contiguous from 0). */
+  private pagesOnly = true;
 
   constructor(private readonly max: number, readonly generation: number, private readonly budget: WrittenBudget) {}
 
@@ -105,6 +110,7 @@ export class WrittenWhole {
       return;
     }
     this.parts.push(Buffer.from(data)); // a copy: the caller's buffer is reused
+    if (data.length % PAGE_SIZE !== 0) this.pagesOnly = false;
     this.length += data.length;
     this.budget.left -= data.length;
   }
@@ -123,6 +129,16 @@ export class WrittenWhole {
   /** Bytes written so far in the run. */
   get size(): number {
     return this.length;
+  }
+
+  /**
+   * Whether the kernel holds every page of the content up to date already: it marks a page so
+   * when one write request covered it whole (FUSE without the writeback cache), which every page
+   * of a run of whole-page writes was. Handing such a file to the page cache again would only
+   * copy what is there (write 4 KiB + close: a wakeup of the binding's notifier thread per file).
+   */
+  get inKernel(): boolean {
+    return !this.broken && this.pagesOnly;
   }
 
   /** The content, if the run held. */

@@ -251,4 +251,21 @@ describe('a file written whole (WrittenWhole)', () => {
     first.spoil(); // twice gives back nothing more
     assert.equal(budget.left, 10);
   });
+  it('says when the kernel has every page already: each written whole by one request', () => {
+    const budget = new WrittenBudget(1 << 20);
+    const pages = new WrittenWhole(1 << 16, 0, budget);
+    pages.wrote(0, Buffer.alloc(4096));
+    pages.wrote(4096, Buffer.alloc(8192));
+    assert.equal(pages.inKernel, true);
+    pages.wrote(12288, Buffer.alloc(100)); // a last page written in part
+    assert.equal(pages.inKernel, false);
+    const records = new WrittenWhole(1 << 16, 0, budget);
+    records.wrote(0, Buffer.alloc(10240)); // tar's records: two pages in five are written in two requests
+    records.wrote(10240, Buffer.alloc(10240));
+    assert.equal(records.inKernel, false);
+    const spoilt = new WrittenWhole(1 << 16, 0, budget);
+    spoilt.wrote(0, Buffer.alloc(4096));
+    spoilt.spoil();
+    assert.equal(spoilt.inKernel, false);
+  });
 });
