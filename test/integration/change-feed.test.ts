@@ -240,6 +240,7 @@ for (const mode of WATCH_MODES) describe(`change feed (--watch-mode ${mode})`, (
     const files = 500;
     const renames = 20000;
     const before = await wakeups();
+    const started = performance.now();
     // One process changes the directory as fast as it can, as a build or an untar on the slave
     // would: files made and written, then renamed back and forth (two changes a rename).
     execFileSync('python3', ['-c', [
@@ -249,13 +250,15 @@ for (const mode of WATCH_MODES) describe(`change feed (--watch-mode ${mode})`, (
       `for i in range(${renames / 2}):`,
       '  os.rename(os.path.join(d, "f0"), os.path.join(d, "g0")); os.rename(os.path.join(d, "g0"), os.path.join(d, "f0"))',
     ].join('\n'), dir]);
+    const burstMs = performance.now() - started;
     const { seq } = await client.call('fs.changes', {});
     await feed.applied(seq, 5000);
     const woken = (await wakeups()) - before;
     for (let i = 0; i < files; i++) assert.ok(seen.has('/burst', `f${i}`, 'entry'), `f${i} reported`);
     assert.ok(seen.has('/burst', 'g0', 'entry'), 'the renamed name reported');
-    // Read as they came, the watcher woke for most changes; paced, about once a millisecond.
-    assert.ok(woken < renames / 5, `the watcher woke ${woken} times for ${files * 3 + renames * 2} changes`);
+    // Read as they came, the watcher woke for most changes (12-13 thousand times here); paced,
+    // about once a millisecond of the burst (0.7-0.8 thousand), however slow the machine.
+    assert.ok(woken < Math.max(renames / 5, 2 * burstMs), `the watcher woke ${woken} times for ${files * 3 + renames * 2} changes in ${burstMs.toFixed(0)} ms`);
     assert.deepEqual(seen.lost, []);
   });
 
