@@ -41,6 +41,11 @@ export async function runExec(options: ExecOptions): Promise<number> {
   const bus = await connectBus({ url: options.natsUrl, name: 'splitbrain-exec', log: log.child({ component: 'bus' }) });
   let agentId = options.agentId ?? '?';
   const cleanups: (() => void)[] = [];
+  /** Undoes what was set up, the last first (once: the list is emptied). */
+  const cleanUp = (): void => {
+    for (const cleanup of cleanups.reverse()) cleanup();
+    cleanups.length = 0;
+  };
   try {
     agentId = options.agentId ?? await chooseAgent(bus);
     const client = new AgentClient(bus, agentId, { timeoutMs: REQUEST_TIMEOUT_MS, slaveWaitMs: options.slaveWaitMs, log });
@@ -64,8 +69,7 @@ export async function runExec(options: ExecOptions): Promise<number> {
         if (proc) void proc.signal(signal);
         else if (running) early.push(signal);
         else {
-          for (const cleanup of cleanups.reverse()) cleanup();
-          cleanups.length = 0;
+          cleanUp();
           process.kill(process.pid, signal); // no handler now: the signal's own action
         }
       };
@@ -126,7 +130,7 @@ export async function runExec(options: ExecOptions): Promise<number> {
       return failure.status;
     }
   } finally {
-    for (const cleanup of cleanups.reverse()) cleanup();
+    cleanUp();
     await bus.close();
   }
 }
