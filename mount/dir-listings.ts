@@ -19,8 +19,8 @@ import type { UnrefusedChanges } from './unrefused-changes.js';
 
 /**
  * The most entries the agent lists below a directory with it (depth first, then the directories
- * after it in its parent): a tree of a few hundred directories comes in a few round trips, and
- * the agent's other requests wait a few ms at most behind one.
+ * after it in its parent): a tree of a few hundred directories comes in a few round trips; the
+ * agent serves other requests between its directories (agent/fs/dir-ops.ts).
  */
 const LISTED_BELOW = 512;
 /**

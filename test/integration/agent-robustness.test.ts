@@ -102,6 +102,32 @@ describe('agent robustness', () => {
     assert.equal(await errnoFor('dev.open', pack({ v: 1, id: 'x', a: { path: '/pts/..', flags: 0 } })), 'EACCES');
   });
 
+  it('serves what comes while it lists the directories below a listing (fs.readdir below): a statfs sent after it is answered first', async () => {
+    // 400 directories of one file each: listing them below /walk is hundreds of system calls,
+    // far more than the millisecond after which the agent serves what came meanwhile.
+    await sh(`cd '${slave.root}' && mkdir walk && cd walk && for i in $(seq 400); do mkdir d$i && : > d$i/f; done`);
+    // Listed once first: the change feed then watches /walk, and the listing below starts at once
+    // (the first request in a directory waits for the watch, and others are served meanwhile).
+    await raw.client.call('fs.readdir', { path: '/walk' });
+    let listedAt: 'before' | 'after' | undefined;
+    let statfsDone = false;
+    const listing = raw.client.call('fs.readdir', { path: '/walk', below: 512 }).then((reply) => {
+      listedAt = statfsDone ? 'after' : 'before';
+      return reply;
+    });
+    await raw.client.call('fs.statfs', { path: '/' });
+    // Had the statfs waited behind the listing, both replies would have come together.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    statfsDone = true;
+    const listed = await listing;
+    assert.equal(listedAt, 'after', 'the statfs was answered only with the listing');
+    // And the listing is whole all the same: every directory below with its file.
+    assert.equal(listed.entries.length, 400);
+    const below = listed.below ?? [];
+    assert.ok(below.length >= 200, `${below.length} directories listed below`);
+    for (const [dir, entries] of below) assert.deepEqual(entries.map(([name]) => name), ['f'], dir);
+  });
+
   it('is still serving after all of that', async () => {
     const hello = await raw.client.hello();
     assert.equal(hello.agentId, 'robust');
