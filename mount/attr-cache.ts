@@ -397,6 +397,9 @@ export class AttrCache {
     this.listings.get(posix.dirname(to))?.names.add(posix.basename(to));
     this.entries.delete(posix.dirname(from));
     this.entries.delete(posix.dirname(to));
+    // A listing or an answer about either directory asked for before this is not kept.
+    this.changedHere(posix.dirname(from));
+    this.changedHere(posix.dirname(to));
     this.setMissing(from);
     if (!moved?.attr) return;
     this.set(to, moved.attr);

@@ -133,7 +133,9 @@ export class DirListings {
         const brought = page.below ?? [];
         for (const [dir, listed, bare] of brought) {
           const below = fromWire(listed);
-          if (this.keepEntries(dir, below, bare, generation, local)) this.cache.setListing(dir, below.map((e) => e.name), true);
+          if (this.keepEntries(dir, below, bare, generation, local) && this.cache.unchangedHereSince(dir, local)) {
+            this.cache.setListing(dir, below.map((e) => e.name), true);
+          }
         }
         this.broughtForWalk(brought.map(([dir]) => dir));
         const boot = this.client.bootId;
@@ -148,7 +150,11 @@ export class DirListings {
         if (attempt === 0 && err instanceof SlaveError && err.errnoName === 'ESTALE') continue;
         throw err;
       }
-      if (this.cache.unchangedSince(path, generation)) this.cache.setListing(path, entries.map((e) => e.name), ahead);
+      // Changed on the slave or through us since it was asked: the listing may predate the change
+      // (a name made here missing from it would pass for free), and is given, not kept.
+      if (this.cache.unchangedSince(path, generation) && this.cache.unchangedHereSince(path, local)) {
+        this.cache.setListing(path, entries.map((e) => e.name), ahead);
+      }
       // A file being written: its name and number, not attributes that may predate its data
       // (the kernel looks it up, which sends the data first).
       const written = this.writing();

@@ -1,9 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { AttrCache } from '../../mount/attr-cache.js';
+import type { CallerGate } from '../../mount/caller-gate.js';
+import { DirListings } from '../../mount/dir-listings.js';
 import { MountOptionError, parseMountOptions } from '../../mount/mount-options.js';
 import { PathTree } from '../../mount/path-tree.js';
-import type { Attr } from '../../protocol/index.js';
+import { attrToWire, type Attr, type OpReply } from '../../protocol/index.js';
+import type { AgentClient } from '../../transport/agent-client.js';
+import type { UnrefusedChanges } from '../../mount/unrefused-changes.js';
 
 const file = (ino: number, nlink = 1): Attr => ({
   mode: 0o100644, nlink, uid: 0, gid: 0, size: 1, blocks: 8, atimeMs: 0, mtimeMs: 0, ctimeMs: 0, ino, rdev: 0, blksize: 4096,
@@ -254,5 +258,60 @@ describe('mount options', () => {
     assert.throws(() => parseMountOptions(['attr_timeout=-1'], 'a'), MountOptionError);
     assert.throws(() => parseMountOptions(['cache=maybe'], 'a'), MountOptionError);
     assert.throws(() => parseMountOptions(['timeout=0'], 'a'), MountOptionError);
+  });
+});
+
+describe('directory listings: one asked before a change through the mount and answered after it', () => {
+  // The agent lists what it holds when it gets there: a listing asked for ahead of a program (a
+  // lookup's, a walk's) may be answered after the mount made a name in that directory, and
+  // without that name. Kept, it would say the name is free: a lookup of it ENOENT, an O_EXCL
+  // create of it answered at once and refused later.
+  const setUp = () => {
+    const c = cache();
+    c.setListing('/', ['d']);
+    c.set('/d', dir(1));
+    let answer: (reply: OpReply<'fs.readdir'>) => void = () => undefined;
+    const reply = new Promise<OpReply<'fs.readdir'>>((resolve) => { answer = resolve; });
+    let sent: () => void = () => undefined;
+    const asked = new Promise<void>((resolve) => { sent = resolve; });
+    const gate = { cacheAnswers: () => true } as unknown as CallerGate;
+    const unrefused = { provisional: () => false, settled: async () => undefined } as unknown as UnrefusedChanges;
+    const client = { bootId: 'boot' } as unknown as AgentClient;
+    const listings = new DirListings(c, gate, unrefused, client, () => { sent(); return reply; }, () => true);
+    return { c, listings, asked, answer };
+  };
+  const caller = { uid: 0, gid: 0, pid: 1 };
+
+  it('is not kept when a name was made in the directory meanwhile', async () => {
+    const { c, listings, asked, answer } = setUp();
+    const listing = listings.list('/d', caller, true);
+    await asked;
+    c.added('/d/x', file(2)); // a create through the mount, after the listing was asked for
+    answer({ entries: [['y', attrToWire(file(3))]], cursor: null });
+    await listing;
+    assert.notEqual(c.listed('/d', 'x'), false, 'the listing from before the create says x is free');
+    assert.equal(c.lookup('/d/x')?.ino, 2);
+  });
+
+  it('is not kept when a name was renamed in the directory meanwhile', async () => {
+    const { c, listings, asked, answer } = setUp();
+    c.set('/d/y', file(3));
+    const listing = listings.list('/d', caller, true);
+    await asked;
+    c.renamed('/d/y', '/d/z');
+    answer({ entries: [['y', attrToWire(file(3))]], cursor: null });
+    await listing;
+    assert.notEqual(c.listed('/d', 'z'), false, 'the listing from before the rename says z is free');
+  });
+
+  it('is kept when nothing changed there meanwhile', async () => {
+    const { c, listings, asked, answer } = setUp();
+    const listing = listings.list('/d', caller, true);
+    await asked;
+    c.added('/e', dir(4)); // elsewhere
+    answer({ entries: [['y', attrToWire(file(3))]], cursor: null });
+    await listing;
+    assert.equal(c.listed('/d', 'y'), true);
+    assert.equal(c.listed('/d', 'x'), false);
   });
 });
