@@ -133,7 +133,7 @@ export class DirListings {
         const brought = page.below ?? [];
         for (const [dir, listed, bare] of brought) {
           const below = fromWire(listed);
-          if (this.keepEntries(dir, below, bare, generation, local) && this.cache.unchangedHereSince(dir, local)) {
+          if (this.keepEntries(dir, below, bare, generation, local) && this.current(dir, generation, local)) {
             this.cache.setListing(dir, below.map((e) => e.name), true);
           }
         }
@@ -150,11 +150,7 @@ export class DirListings {
         if (attempt === 0 && err instanceof SlaveError && err.errnoName === 'ESTALE') continue;
         throw err;
       }
-      // Changed on the slave or through us since it was asked: the listing may predate the change
-      // (a name made here missing from it would pass for free), and is given, not kept.
-      if (this.cache.unchangedSince(path, generation) && this.cache.unchangedHereSince(path, local)) {
-        this.cache.setListing(path, entries.map((e) => e.name), ahead);
-      }
+      if (this.current(path, generation, local)) this.cache.setListing(path, entries.map((e) => e.name), ahead);
       // A file being written: its name and number, not attributes that may predate its data
       // (the kernel looks it up, which sends the data first).
       const written = this.writing();
@@ -270,6 +266,15 @@ export class DirListings {
       if (this.cache.kindOf(sibling) === S_IFDIR && this.cache.listing(sibling) === undefined) after.push(sibling);
     }
     return after;
+  }
+
+  /**
+   * Whether a listing of `dir` asked for at `generation` and `local` may be kept: nothing changed
+   * there since, on the slave or through us. Else it may predate the change (a name made here
+   * missing from it would pass for free), and is given, not kept.
+   */
+  private current(dir: string, generation: number, local: number): boolean {
+    return this.cache.unchangedSince(dir, generation) && this.cache.unchangedHereSince(dir, local);
   }
 
   /**

@@ -5,9 +5,9 @@ import type { CallerGate } from '../../mount/caller-gate.js';
 import { DirListings } from '../../mount/dir-listings.js';
 import { MountOptionError, parseMountOptions } from '../../mount/mount-options.js';
 import { PathTree } from '../../mount/path-tree.js';
+import type { UnrefusedChanges } from '../../mount/unrefused-changes.js';
 import { attrToWire, type Attr, type OpReply } from '../../protocol/index.js';
 import type { AgentClient } from '../../transport/agent-client.js';
-import type { UnrefusedChanges } from '../../mount/unrefused-changes.js';
 
 const file = (ino: number, nlink = 1): Attr => ({
   mode: 0o100644, nlink, uid: 0, gid: 0, size: 1, blocks: 8, atimeMs: 0, mtimeMs: 0, ctimeMs: 0, ino, rdev: 0, blksize: 4096,
