@@ -40,8 +40,8 @@ export async function makeFixtures(workDir: string, sizeMb: number): Promise<Fix
   if (!(tarEntries > 0)) throw new FixtureError(`tarball of ${npmDir} is empty`);
   // Written back now, untimed: left dirty, the kernel wrote the random file's 256 MiB back during
   // the first timed sequential write (on the same disk as the slave's), whichever target had it:
-  // 333 MB/s against 389 through the mount right after a sync, by hand; the stream part's first
-  // pass 35 % of the floor, its next two 77 and 81 %.
+  // by hand, 333 MB/s through the mount right after making it, 389 after a sync. The stream
+  // part's first pass: 35 % of the floor before, 45 % with this (its next two 77-93 %).
   await runCommand(`sync ${sh(randomFile)} ${sh(tarball)}`, { timeoutMs: 120_000 });
 
   const home = join(dir, 'home');
