@@ -101,6 +101,12 @@ export interface FilesBackend {
   /** pwrite(2): how many bytes of `data` (from `offset`) were written, which may be fewer than asked. */
   write(fd: number, data: Uint8Array, offset: number, length: number, position: number): number;
   fsync(fd: number): Promise<void>;
+  /**
+   * A read-only descriptor of the regular file `fd` is open on (the same inode, whatever its name
+   * is now), for a later fsync; undefined when `fd` is not a regular file or it cannot be opened
+   * so (no read permission). Unlike `fd`, it does not keep the file busy for exec (ETXTBSY).
+   */
+  reopenForSync(fd: number): number | undefined;
   fdatasync(fd: number): Promise<void>;
   ftruncate(fd: number, size: number): void;
   /**

@@ -4,11 +4,13 @@
  * background (every `intervalMs`, or once `thresholdBytes` are unsynced) by fsyncing every
  * descriptor written since the last commit, and tells masters the highest sequence that is
  * durable. A master keeps what it wrote until then, and writes it again to an agent that comes
- * back with another boot id (mount/retained-writes.ts). Descriptors released while they hold
- * unsynced data stay open until the next commit has synced them (close does not wait for the
- * disk, as on a local filesystem). fsync makes a file's data durable whichever descriptor wrote
- * it, so one descriptor per file is kept for the commit: a program that opens, writes and closes
- * one file 1,000 times between two commits costs one fsync and one held descriptor, not 1,000.
+ * back with another boot id (mount/retained-writes.ts). A file released with unsynced data keeps
+ * a descriptor open until the next commit has synced it (close does not wait for the disk, as on
+ * a local filesystem): a read-only one, opened again for the purpose, so that the slave can run
+ * the file at once (a descriptor open for writing makes exec fail with ETXTBSY). fsync makes a
+ * file's data durable whichever descriptor wrote it, so one descriptor per file is kept for the
+ * commit: a program that opens, writes and closes one file 1,000 times between two commits costs
+ * one fsync and one held descriptor, not 1,000.
  *
  * Test-only fault switch: with SPLITBRAIN_TEST_DROP_UNSYNCED=<journal file>, every unsynced
  * write is journaled, and an agent starting with the switch set undoes what the journal names
@@ -46,7 +48,7 @@ export class Commits {
 
   constructor(
     /** Where written descriptors are synced and closed: the agent's files backend. */
-    private readonly files: Pick<FilesBackend, 'fsync' | 'close'>,
+    private readonly files: Pick<FilesBackend, 'fsync' | 'close' | 'reopenForSync'>,
     intervalMs: number, private readonly thresholdBytes: number, private readonly log: Logger,
   ) {
     this.timer = setInterval(() => { if (this.dirty.size > 0) void this.commit(); }, intervalMs);
@@ -81,7 +83,13 @@ export class Commits {
     return ++this.seq;
   }
 
-  /** Closes `fd` now, or after the next commit when it holds unsynced data. */
+  /**
+   * Closes `fd` now. When it holds unsynced data for the next commit, a read-only descriptor of
+   * its file takes its place until then: a descriptor open for writing keeps the file busy, and
+   * a program the slave runs from it (a script the master just wrote and closed) fails with
+   * ETXTBSY. Only where no such descriptor can be had (not a regular file, no read permission),
+   * or while a commit is syncing `fd`, does `fd` itself stay open until the commit.
+   */
   async release(fd: number): Promise<void> {
     if (this.syncing.has(fd)) {
       this.closeAfterCommit.add(fd);
@@ -89,7 +97,13 @@ export class Commits {
     }
     if (this.dirty.has(fd)) {
       if (this.keeperOf(fd) === fd) {
-        this.closeAfterCommit.add(fd);
+        const reader = this.files.reopenForSync(fd);
+        if (reader === undefined) {
+          this.closeAfterCommit.add(fd);
+          return;
+        }
+        this.handOver(fd, reader);
+        await this.files.close(fd);
         return;
       }
       // Another descriptor of the file stays for the commit: its fsync syncs what fd wrote too.
@@ -97,6 +111,18 @@ export class Commits {
     }
     this.forget(fd);
     await this.files.close(fd);
+  }
+
+  /** `reader` (of the same file) is synced and closed by the next commit in place of `fd`. */
+  private handOver(fd: number, reader: number): void {
+    this.dirty.set(reader, this.dirty.get(fd) ?? '');
+    this.dirty.delete(fd);
+    this.closeAfterCommit.add(reader);
+    const inode = this.inodeOf.get(fd);
+    if (inode === undefined) return;
+    this.inodeOf.delete(fd);
+    this.inodeOf.set(reader, inode);
+    this.keeper.set(inode, reader);
   }
 
   /** The dirty descriptor the next commit fsyncs for `fd`'s file (`fd` itself when its inode is unknown). */

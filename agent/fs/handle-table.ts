@@ -32,6 +32,8 @@ export class HandleTable {
    */
   private readonly named = new Map<string, number>();
   private readonly nameOf = new Map<number, string>();
+  /** Releases whose descriptor is not closed yet. */
+  private readonly closing = new Set<Promise<void>>();
 
   constructor(
     private readonly limit: number,
@@ -89,6 +91,32 @@ export class HandleTable {
 
   /** Forgets the handle and closes its descriptor once no operation uses it. */
   async close(fh: number): Promise<void> {
+    const closing = this.closeSlot(fh);
+    this.closing.add(closing);
+    try {
+      await closing;
+    } finally {
+      this.closing.delete(closing);
+    }
+  }
+
+  /**
+   * Resolves once every descriptor released so far is closed (or handed to the commits, which
+   * keep none open for writing), or after `maxMs`: a program the slave runs next must not find
+   * a file the master closed still open for writing (exec fails with ETXTBSY), and a close stuck
+   * in a hung filesystem must not hold it up for ever.
+   */
+  async released(maxMs: number): Promise<void> {
+    if (this.closing.size === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled([...this.closing]),
+      new Promise<void>((resolve) => { timer = setTimeout(resolve, maxMs); }),
+    ]);
+    clearTimeout(timer);
+  }
+
+  private async closeSlot(fh: number): Promise<void> {
     const slot = this.slot(fh);
     this.open.delete(fh);
     const name = this.nameOf.get(fh);

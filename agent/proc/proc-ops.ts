@@ -11,6 +11,13 @@ import { execAllowed } from './exec-policy.js';
 import type { SpawnSpec } from './spawned-process.js';
 import { agentIds, spawnIdentity } from './identity.js';
 
+/**
+ * How long a spawn waits, at most, for the descriptors of files masters released to close: a
+ * script a master wrote and closed just before asking to run it must not be busy (ETXTBSY).
+ * Closes take microseconds; the bound is for a filesystem that hangs.
+ */
+const RELEASED_WAIT_MS = 1000;
+
 /** Variables a session on the slave gets from the slave, unless the master sets them. */
 const SLAVE_VARIABLES = ['PATH', 'HOME', 'USER', 'LOGNAME', 'SHELL', 'LANG'] as const;
 
@@ -37,6 +44,7 @@ export const procOps: HandlerTable = {
     if (!isOutputSubjectOf(ctx.hello().agentId, output)) {
       throw new SlaveError('EINVAL', `output subject ${output} is not one of ${outputSubject(ctx.hello().agentId, '*')}`);
     }
+    await ctx.handles.released(RELEASED_WAIT_MS);
     const hostCwd = ctx.jail.resolve(cwd, true);
     let isDir: boolean;
     try {

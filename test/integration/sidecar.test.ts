@@ -30,7 +30,7 @@ describe('splitbrain sidecar', () => {
     dir = join(slave.tmp, 'splitbrain');
     // Configured partly from the environment, as compose configures it.
     const started = await startReportingCli('sidecar', ['sidecar', '--dir', dir, '--command', 'touch'], {
-      SPLITBRAIN_SLAVE: slave.nats.url, SPLITBRAIN_AGENT: slave.agent.id, SPLITBRAIN_COMMANDS: 'uname, true, cat, stat, ls',
+      SPLITBRAIN_SLAVE: slave.nats.url, SPLITBRAIN_AGENT: slave.agent.id, SPLITBRAIN_COMMANDS: 'uname, true, cat, stat, ls, env',
       SPLITBRAIN_MAPS: '/var/log/app', SPLITBRAIN_LOG_LEVEL: 'info', SPLITBRAIN_EXEC_USER: 'agent',
     });
     sidecar = started.child;
@@ -89,6 +89,26 @@ describe('splitbrain sidecar', () => {
     const env = { ...process.env, SPLITBRAIN_BRIDGE_SOCKET: join(dir, 'bridge.sock') };
     await mkdir(join(slave.root, 'barrier'));
     const result = await run('python3', ['-c', script, join(dir, 'slave', 'barrier'), join(dir, 'bin')], { env, cwd: join(dir, 'slave') });
+    assert.equal(result.stdout, 'ok\n', result.stderr);
+  });
+
+  it('a program the test wrote through the mount and closed runs on the slave at once', async () => {
+    // The agent keeps a written file open until its data is synced: open for writing, exec(2)
+    // of the file failed with ETXTBSY for up to the commit interval (2 s).
+    const script = [
+      'import os, subprocess, sys',
+      'd, bin = sys.argv[1], sys.argv[2]',
+      'for i in range(20):',
+      "    path = f'{d}/run-{i}.sh'",
+      "    with open(path, 'w') as f: f.write(f'#!/bin/sh\\necho ran {i}\\n')",
+      '    os.chmod(path, 0o755)',
+      "    ran = subprocess.run([f'{bin}/env', f'./run-{i}.sh'], capture_output=True, text=True, cwd=d)",
+      "    assert (ran.returncode, ran.stdout) == (0, f'ran {i}\\n'), (i, ran.returncode, ran.stdout, ran.stderr)",
+      "print('ok')",
+    ].join('\n');
+    const env = { ...process.env, SPLITBRAIN_BRIDGE_SOCKET: join(dir, 'bridge.sock') };
+    await mkdir(join(slave.root, 'scripts'));
+    const result = await run('python3', ['-c', script, join(dir, 'slave', 'scripts'), join(dir, 'bin')], { env, cwd: join(dir, 'slave') });
     assert.equal(result.stdout, 'ok\n', result.stderr);
   });
 

@@ -92,6 +92,17 @@ function unlinkName(host: string): BigIntStats | undefined {
   }
 }
 
+function reopenForSync(fd: number): number | undefined {
+  try {
+    // Regular files only: opening a device or a FIFO again could have effects of its own.
+    if (!fstatSync(fd).isFile()) return undefined;
+    // Through /proc: the inode itself, even renamed or removed since.
+    return openSync(`/proc/self/fd/${fd}`, constants.O_RDONLY | O_NOCTTY);
+  } catch {
+    return undefined;
+  }
+}
+
 function openFile(host: string, flags: number, mode?: number): number {
   try {
     return openSync(fsPath(host), (flags & ~STRIPPED) | ADDED, mode);
@@ -237,6 +248,7 @@ export function linuxFiles(): FilesBackend {
     read: async (fd, buffer, offset, length, position) => (await readAsync(fd, buffer, offset, length, position)).bytesRead,
     write: (fd, data, offset, length, position) => writeSync(fd, data, offset, length, position),
     fsync: (fd) => fsyncAsync(fd),
+    reopenForSync,
     fdatasync: (fd) => fdatasyncAsync(fd),
     ftruncate: (fd, size) => ftruncateSync(fd, size),
     fallocate,
