@@ -4,13 +4,13 @@
  * background (every `intervalMs`, or once `thresholdBytes` are unsynced) by fsyncing every
  * descriptor written since the last commit, and tells masters the highest sequence that is
  * durable. A master keeps what it wrote until then, and writes it again to an agent that comes
- * back with another boot id (mount/retained-writes.ts). A file released with unsynced data keeps
- * a descriptor open until the next commit has synced it (close does not wait for the disk, as on
- * a local filesystem): a read-only one, opened again for the purpose, so that the slave can run
- * the file at once (a descriptor open for writing makes exec fail with ETXTBSY). fsync makes a
- * file's data durable whichever descriptor wrote it, so one descriptor per file is kept for the
- * commit: a program that opens, writes and closes one file 1,000 times between two commits costs
- * one fsync and one held descriptor, not 1,000.
+ * back with another boot id (mount/retained-writes.ts). Descriptors released while they hold
+ * unsynced data stay open until the next commit has synced them (close does not wait for the
+ * disk, as on a local filesystem); before the agent runs a program they are made read-only
+ * (unbusy: exec of a file open for writing fails with ETXTBSY). fsync makes a file's data durable
+ * whichever descriptor wrote it, so one descriptor per file is kept for the commit: a program
+ * that opens, writes and closes one file 1,000 times between two commits costs one fsync and one
+ * held descriptor, not 1,000.
  *
  * Test-only fault switch: with SPLITBRAIN_TEST_DROP_UNSYNCED=<journal file>, every unsynced
  * write is journaled, and an agent starting with the switch set undoes what the journal names
@@ -36,6 +36,8 @@ export class Commits {
   private readonly dirty = new Map<number, string>();
   /** Released descriptors that close after the next commit. */
   private readonly closeAfterCommit = new Set<number>();
+  /** Descriptors opened again read-only to replace a kept one (unbusy). */
+  private readonly readOnly = new Set<number>();
   /** Descriptors the running commit is fsyncing: not closed under it (the number could be reused). */
   private readonly syncing = new Set<number>();
   /** For each file written since the last commit ("dev:ino"), the descriptor whose fsync syncs it. */
@@ -83,13 +85,7 @@ export class Commits {
     return ++this.seq;
   }
 
-  /**
-   * Closes `fd` now. When it holds unsynced data for the next commit, a read-only descriptor of
-   * its file takes its place until then: a descriptor open for writing keeps the file busy, and
-   * a program the slave runs from it (a script the master just wrote and closed) fails with
-   * ETXTBSY. Only where no such descriptor can be had (not a regular file, no read permission),
-   * or while a commit is syncing `fd`, does `fd` itself stay open until the commit.
-   */
+  /** Closes `fd` now, or after the next commit when it holds unsynced data. */
   async release(fd: number): Promise<void> {
     if (this.syncing.has(fd)) {
       this.closeAfterCommit.add(fd);
@@ -97,13 +93,7 @@ export class Commits {
     }
     if (this.dirty.has(fd)) {
       if (this.keeperOf(fd) === fd) {
-        const reader = this.files.reopenForSync(fd);
-        if (reader === undefined) {
-          this.closeAfterCommit.add(fd);
-          return;
-        }
-        this.handOver(fd, reader);
-        await this.files.close(fd);
+        this.closeAfterCommit.add(fd);
         return;
       }
       // Another descriptor of the file stays for the commit: its fsync syncs what fd wrote too.
@@ -113,11 +103,36 @@ export class Commits {
     await this.files.close(fd);
   }
 
-  /** `reader` (of the same file) is synced and closed by the next commit in place of `fd`. */
+  /**
+   * Before the agent runs a program: no descriptor kept for the next commit stays open for
+   * writing. A program run from a file open for writing fails with ETXTBSY (a script the master
+   * wrote and closed just before asking to run it, or one that script runs), so each is replaced
+   * by a read-only descriptor of its file, which the commit syncs and closes in its place. Done
+   * here, not at each release: opening again and closing at once cost a write 4 KiB + close
+   * loop a fifth of the agent's time per call. Where no read-only descriptor can be had (no read
+   * permission), or a commit is syncing it, the descriptor stays as it is.
+   */
+  async unbusy(): Promise<void> {
+    const closing: Promise<void>[] = [];
+    for (const fd of [...this.closeAfterCommit]) {
+      if (this.readOnly.has(fd) || this.syncing.has(fd)) continue;
+      const reader = this.files.reopenForSync(fd);
+      if (reader === undefined) continue;
+      this.handOver(fd, reader);
+      closing.push(this.files.close(fd).catch((err: unknown) => {
+        this.log.warn({ err, fd }, 'closing a descriptor a read-only one replaced failed');
+      }));
+    }
+    await Promise.all(closing);
+  }
+
+  /** `reader` (a read-only descriptor of the same file) is synced and closed by the next commit in place of `fd`. */
   private handOver(fd: number, reader: number): void {
     this.dirty.set(reader, this.dirty.get(fd) ?? '');
     this.dirty.delete(fd);
+    this.closeAfterCommit.delete(fd);
     this.closeAfterCommit.add(reader);
+    this.readOnly.add(reader);
     const inode = this.inodeOf.get(fd);
     if (inode === undefined) return;
     this.inodeOf.delete(fd);
@@ -192,6 +207,7 @@ export class Commits {
       // Written again since the snapshot: it closes after the commit that syncs that.
       if (this.dirty.has(fd)) continue;
       if (this.closeAfterCommit.delete(fd)) {
+        this.readOnly.delete(fd);
         this.forget(fd);
         closing.push(this.files.close(fd).catch(() => undefined));
       }

@@ -12,9 +12,9 @@ import type { SpawnSpec } from './spawned-process.js';
 import { agentIds, spawnIdentity } from './identity.js';
 
 /**
- * How long a spawn waits, at most, for the descriptors of files masters released to close: a
- * script a master wrote and closed just before asking to run it must not be busy (ETXTBSY).
- * Closes take microseconds; the bound is for a filesystem that hangs.
+ * How long a spawn waits, at most, for the descriptors of files masters released to close (or
+ * reach the commits): a script a master wrote and closed just before asking to run it must not
+ * be busy (ETXTBSY). Closes take microseconds; the bound is for a filesystem that hangs.
  */
 const RELEASED_WAIT_MS = 1000;
 
@@ -44,7 +44,9 @@ export const procOps: HandlerTable = {
     if (!isOutputSubjectOf(ctx.hello().agentId, output)) {
       throw new SlaveError('EINVAL', `output subject ${output} is not one of ${outputSubject(ctx.hello().agentId, '*')}`);
     }
+    // What masters released reaches the commits, which then keep nothing open for writing.
     await ctx.handles.released(RELEASED_WAIT_MS);
+    await ctx.commits.unbusy();
     const hostCwd = ctx.jail.resolve(cwd, true);
     let isDir: boolean;
     try {

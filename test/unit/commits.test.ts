@@ -16,14 +16,11 @@ import { Commits } from '../../agent/fs/commits.js';
 const dir = mkdtempSync(join(tmpdir(), 'sb-commits-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-/**
- * The backend's three calls, on the real descriptors, with what was asked of them; `reopens`
- * false: no read-only descriptor can be had (as for a file the agent may not read).
- */
-function recordingFiles(reopens = true) {
+/** The backend's calls, on the real descriptors, with what was asked of them. */
+function recordingFiles() {
   const synced: number[] = [];
   const closed: number[] = [];
-  /** What each released descriptor was opened again as, in order. */
+  /** The read-only descriptor each kept one was replaced by (unbusy). */
   const readers = new Map<number, number>();
   return {
     synced,
@@ -33,7 +30,6 @@ function recordingFiles(reopens = true) {
       fsync: async (fd: number) => { synced.push(fd); fsyncSync(fd); },
       close: async (fd: number) => { closed.push(fd); closeSync(fd); },
       reopenForSync: (fd: number) => {
-        if (!reopens) return undefined;
         const reader = openSync(`/proc/self/fd/${fd}`, 'r');
         readers.set(fd, reader);
         return reader;
@@ -66,7 +62,7 @@ const inodeOf = (fd: number): string => {
 };
 
 test('a file opened, written and released many times between commits is synced through one descriptor', async () => {
-  const { synced, closed, readers, files } = recordingFiles();
+  const { synced, closed, files } = recordingFiles();
   const commits = new Commits(files, 60_000, 1 << 30, pino({ level: 'silent' }));
   const path = join(dir, 'rewritten');
   const fds: number[] = [];
@@ -78,20 +74,17 @@ test('a file opened, written and released many times between commits is synced t
     fds.push(fd);
     await commits.release(fd);
   }
-  // Every descriptor closes at its release; the first's read-only twin keeps the file for the commit.
-  assert.deepEqual(closed, fds);
-  const reader = readers.get(fds[0] as number) as number;
-  assert.equal(readers.size, 1, 'one descriptor opened again for the file');
-  assert.equal(openForWriting(path), false, 'nothing keeps the file open for writing (exec would fail with ETXTBSY)');
+  // The first descriptor is the file's keeper: it waits for the commit; the 49 others are closed.
+  assert.deepEqual(closed, fds.slice(1));
   await commits.commit();
-  assert.deepEqual(synced, [reader], 'one fsync for the file, through its read-only descriptor');
-  assert.deepEqual(closed, [...fds, reader], 'the read-only descriptor closes after the commit');
+  assert.deepEqual(synced, [fds[0]], 'one fsync for the file');
+  assert.deepEqual(closed, [...fds.slice(1), fds[0]], 'the keeper closes after the commit');
   assert.equal(readFileSync(path, 'utf8'), 'round 49\n');
   await commits.close();
 });
 
 test('descriptors of different files are each kept and synced; one still open keeps the file', async () => {
-  const { synced, closed, readers, files } = recordingFiles();
+  const { synced, closed, files } = recordingFiles();
   const commits = new Commits(files, 60_000, 1 << 30, pino({ level: 'silent' }));
   const a = openSync(join(dir, 'a'), 'w');
   const b = openSync(join(dir, 'b'), 'w');
@@ -103,26 +96,23 @@ test('descriptors of different files are each kept and synced; one still open ke
   // a stays open (a program's handle): a2's release closes a2, whose data a's fsync covers.
   await commits.release(a2);
   await commits.release(b);
-  const rb = readers.get(b) as number;
-  assert.deepEqual(closed, [a2, b], 'b is handed to a read-only descriptor and closed');
+  assert.deepEqual(closed, [a2]);
   const durable = await commits.commit();
   assert.equal(durable, 3);
-  assert.deepEqual([...synced].sort((x, y) => x - y), [a, rb].sort((x, y) => x - y));
-  assert.deepEqual(closed, [a2, b, rb], "b's reader closes after its commit; a is still open");
+  assert.deepEqual([...synced].sort((x, y) => x - y), [a, b].sort((x, y) => x - y));
+  assert.deepEqual(closed, [a2, b], 'b closes after its commit; a is still open');
   // Written again after the commit: a is the file's keeper again, and is synced by the next.
   writeSync(a, Buffer.from('y'), 0, 1, 0);
   commits.wrote(a, 0, 1, undefined, inodeOf(a));
   await commits.release(a);
-  const ra = readers.get(a) as number;
-  assert.deepEqual(closed, [a2, b, rb, a], 'a holds unsynced data: its reader is kept for the commit');
+  assert.deepEqual(closed, [a2, b], 'a holds unsynced data: kept for the commit');
   await commits.commit();
-  assert.deepEqual(synced.slice(2), [ra]);
-  assert.deepEqual(closed, [a2, b, rb, a, ra]);
+  assert.deepEqual(closed, [a2, b, a]);
   await commits.close();
 });
 
-test('a write without an inode is synced through its own read-only descriptor', async () => {
-  const { synced, closed, readers, files } = recordingFiles();
+test('a write without an inode keeps its descriptor until the commit, as before', async () => {
+  const { synced, closed, files } = recordingFiles();
   const commits = new Commits(files, 60_000, 1 << 30, pino({ level: 'silent' }));
   const path = join(dir, 'plain');
   const first = openSync(path, 'w');
@@ -132,25 +122,34 @@ test('a write without an inode is synced through its own read-only descriptor', 
     commits.wrote(fd, 0, 1);
     await commits.release(fd);
   }
-  assert.deepEqual(closed, [first, second]);
-  const kept = [readers.get(first), readers.get(second)] as number[];
+  assert.deepEqual(closed, []);
   await commits.commit();
-  assert.deepEqual([...synced].sort(), [...kept].sort());
-  assert.deepEqual([...closed].sort(), [first, second, ...kept].sort());
+  assert.deepEqual([...synced].sort(), [first, second].sort());
+  assert.deepEqual([...closed].sort(), [first, second].sort());
   await commits.close();
 });
 
-test('where no read-only descriptor can be had, the written one stays open until the commit', async () => {
-  const { synced, closed, files } = recordingFiles(false);
+test('before a program runs, what is kept for the commit is open read-only: the file can be run (no ETXTBSY)', async () => {
+  const { synced, closed, readers, files } = recordingFiles();
   const commits = new Commits(files, 60_000, 1 << 30, pino({ level: 'silent' }));
-  const path = join(dir, 'unreadable');
-  const fd = openSync(path, 'w');
-  writeSync(fd, Buffer.from('w'), 0, 1, 0);
-  commits.wrote(fd, 0, 1, undefined, inodeOf(fd));
-  await commits.release(fd);
-  assert.deepEqual(closed, [], 'kept: the data is not durable yet');
+  const path = join(dir, 'script');
+  const first = openSync(path, 'w');
+  const second = openSync(path, 'r+');
+  for (const fd of [first, second]) {
+    writeSync(fd, Buffer.from('#!/bin/sh\n'), 0, 10, 0);
+    commits.wrote(fd, 0, 10, undefined, inodeOf(fd));
+    await commits.release(fd);
+  }
+  assert.deepEqual(closed, [second], 'the first is kept for the commit');
+  assert.equal(openForWriting(path), true);
+  await commits.unbusy();
+  const reader = readers.get(first) as number;
+  assert.deepEqual(closed, [second, first], 'the kept one is closed, a read-only one replaces it');
+  assert.equal(openForWriting(path), false);
+  await commits.unbusy();
+  assert.equal(readers.size, 1, 'a read-only one is not opened again');
   await commits.commit();
-  assert.deepEqual(synced, [fd]);
-  assert.deepEqual(closed, [fd]);
+  assert.deepEqual(synced, [reader], 'the commit syncs the file through it');
+  assert.deepEqual(closed, [second, first, reader], 'and closes it');
   await commits.close();
 });
