@@ -101,12 +101,15 @@ export interface FilesBackend {
   /** pwrite(2): how many bytes of `data` (from `offset`) were written, which may be fewer than asked. */
   write(fd: number, data: Uint8Array, offset: number, length: number, position: number): number;
   fsync(fd: number): Promise<void>;
+  /** The host path `fd` is open on now; undefined when it has none (removed) or cannot be said. */
+  whereOpen(fd: number): string | undefined;
   /**
-   * A read-only descriptor of the regular file `fd` is open on (the same inode, whatever its name
-   * is now), for a later fsync; undefined when `fd` is not a regular file or it cannot be opened
-   * so (no read permission). Unlike `fd`, it does not keep the file busy for exec (ETXTBSY).
+   * Makes durable what was written on filesystem `dev` ("st_dev" as a decimal string), which
+   * `hostDir` was on: syncfs(2) through that directory, or sync(2) of every filesystem where it
+   * is not there any more (removed, or another filesystem mounted over it). Holds no descriptor
+   * of it afterwards.
    */
-  reopenForSync(fd: number): number | undefined;
+  syncFilesystem(hostDir: string, dev: string): Promise<void>;
   fdatasync(fd: number): Promise<void>;
   ftruncate(fd: number, size: number): void;
   /**

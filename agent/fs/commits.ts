@@ -6,11 +6,11 @@
  * durable. A master keeps what it wrote until then, and writes it again to an agent that comes
  * back with another boot id (mount/retained-writes.ts). Descriptors released while they hold
  * unsynced data stay open until the next commit has synced them (close does not wait for the
- * disk, as on a local filesystem); before the agent runs a program they are made read-only
- * (unbusy: exec of a file open for writing fails with ETXTBSY). fsync makes a file's data durable
- * whichever descriptor wrote it, so one descriptor per file is kept for the commit: a program
- * that opens, writes and closes one file 1,000 times between two commits costs one fsync and one
- * held descriptor, not 1,000.
+ * disk, as on a local filesystem), or until the agent runs a program, which must not find them
+ * (unbusy: then their filesystems are synced whole). fsync makes a file's data durable whichever
+ * descriptor wrote it, so one descriptor per file is kept for the commit: a program that opens,
+ * writes and closes one file 1,000 times between two commits costs one fsync and one held
+ * descriptor, not 1,000.
  *
  * Test-only fault switch: with SPLITBRAIN_TEST_DROP_UNSYNCED=<journal file>, every unsynced
  * write is journaled, and an agent starting with the switch set undoes what the journal names
@@ -36,8 +36,11 @@ export class Commits {
   private readonly dirty = new Map<number, string>();
   /** Released descriptors that close after the next commit. */
   private readonly closeAfterCommit = new Set<number>();
-  /** Descriptors opened again read-only to replace a kept one (unbusy). */
-  private readonly readOnly = new Set<number>();
+  /**
+   * Filesystems (st_dev) with unsynced data of descriptors closed before their commit (unbusy),
+   * each with a directory on it: the next commit syncs them whole.
+   */
+  private readonly unsyncedFilesystems = new Map<string, string>();
   /** Descriptors the running commit is fsyncing: not closed under it (the number could be reused). */
   private readonly syncing = new Set<number>();
   /** For each file written since the last commit ("dev:ino"), the descriptor whose fsync syncs it. */
@@ -50,10 +53,10 @@ export class Commits {
 
   constructor(
     /** Where written descriptors are synced and closed: the agent's files backend. */
-    private readonly files: Pick<FilesBackend, 'fsync' | 'close' | 'reopenForSync'>,
+    private readonly files: Pick<FilesBackend, 'fsync' | 'close' | 'whereOpen' | 'syncFilesystem'>,
     intervalMs: number, private readonly thresholdBytes: number, private readonly log: Logger,
   ) {
-    this.timer = setInterval(() => { if (this.dirty.size > 0) void this.commit(); }, intervalMs);
+    this.timer = setInterval(() => { if (this.dirty.size > 0 || this.unsyncedFilesystems.size > 0) void this.commit(); }, intervalMs);
     this.timer.unref();
   }
 
@@ -104,40 +107,33 @@ export class Commits {
   }
 
   /**
-   * Before the agent runs a program: no descriptor kept for the next commit stays open for
-   * writing. A program run from a file open for writing fails with ETXTBSY (a script the master
-   * wrote and closed just before asking to run it, or one that script runs), so each is replaced
-   * by a read-only descriptor of its file, which the commit syncs and closes in its place. Done
-   * here, not at each release: opening again and closing at once cost a write 4 KiB + close
-   * loop a fifth of the agent's time per call. Where no read-only descriptor can be had (no read
-   * permission), or a commit is syncing it, the descriptor stays as it is.
+   * Before the agent runs a program: it keeps no descriptor of a file masters closed. A program
+   * would see one: run from a file open for writing, it fails with ETXTBSY (a script the master
+   * wrote and closed just before asking to run it); an unmount of the filesystem holding the
+   * file fails with EBUSY; fuser and lsof name the agent. So each descriptor kept for the next
+   * commit is closed now, and that commit syncs its filesystem as a whole instead (syncfs(2),
+   * one call for all the files written on it). Not at each release: closing there cost the
+   * bench's write 4 KiB + close loop of fresh files a close in the thread pool per call, and a
+   * commit after thousands of such files is cheaper as fsyncs than as a sync of everything the
+   * slave wrote meanwhile. A descriptor a running commit is syncing closes when that is done.
    */
   async unbusy(): Promise<void> {
     const closing: Promise<void>[] = [];
     for (const fd of [...this.closeAfterCommit]) {
-      if (this.readOnly.has(fd) || this.syncing.has(fd)) continue;
-      const reader = this.files.reopenForSync(fd);
-      if (reader === undefined) continue;
-      this.handOver(fd, reader);
+      if (this.syncing.has(fd)) continue;
+      const inode = this.inodeOf.get(fd);
+      const where = this.files.whereOpen(fd);
+      const dev = inode?.split(':')[0];
+      // Without its filesystem and a directory on it, the file's data is synced through fd: kept.
+      if (dev === undefined || where === undefined) continue;
+      this.closeAfterCommit.delete(fd);
+      if (this.dirty.delete(fd)) this.unsyncedFilesystems.set(dev, where.slice(0, where.lastIndexOf('/')) || '/');
+      this.forget(fd);
       closing.push(this.files.close(fd).catch((err: unknown) => {
-        this.log.warn({ err, fd }, 'closing a descriptor a read-only one replaced failed');
+        this.log.warn({ err, fd }, 'closing a kept descriptor before a spawn failed');
       }));
     }
     await Promise.all(closing);
-  }
-
-  /** `reader` (a read-only descriptor of the same file) is synced and closed by the next commit in place of `fd`. */
-  private handOver(fd: number, reader: number): void {
-    this.dirty.set(reader, this.dirty.get(fd) ?? '');
-    this.dirty.delete(fd);
-    this.closeAfterCommit.delete(fd);
-    this.closeAfterCommit.add(reader);
-    this.readOnly.add(reader);
-    const inode = this.inodeOf.get(fd);
-    if (inode === undefined) return;
-    this.inodeOf.delete(fd);
-    this.inodeOf.set(reader, inode);
-    this.keeper.set(inode, reader);
   }
 
   /** The dirty descriptor the next commit fsyncs for `fd`'s file (`fd` itself when its inode is unknown). */
@@ -172,6 +168,8 @@ export class Commits {
     const upTo = this.seq;
     const snapshot = new Map(this.dirty);
     const fds = [...snapshot.keys()];
+    const filesystems = [...this.unsyncedFilesystems];
+    this.unsyncedFilesystems.clear();
     for (const fd of fds) this.syncing.add(fd);
     this.dirty.clear();
     this.keeper.clear();
@@ -199,6 +197,15 @@ export class Commits {
       this.keepIfFirst(fd);
       this.log.error({ err: result.reason, fd }, 'fsync failed: the data is not durable yet');
     }
+    // Files closed before this commit (unbusy): their filesystems, whole.
+    const wholes = await Promise.allSettled(filesystems.map(([dev, dir]) => this.files.syncFilesystem(dir, dev)));
+    for (const [i, result] of wholes.entries()) {
+      if (result.status === 'fulfilled') continue;
+      failed = true;
+      const [dev, dir] = filesystems[i] as [string, string];
+      this.unsyncedFilesystems.set(dev, dir);
+      this.log.error({ err: result.reason, dir }, 'syncing a filesystem failed: the data is not durable yet');
+    }
     if (committing && !failed) rmSync(committing, { force: true });
     if (!failed) this.durableSeq = Math.max(this.durableSeq, upTo);
     this.syncing.clear();
@@ -207,7 +214,6 @@ export class Commits {
       // Written again since the snapshot: it closes after the commit that syncs that.
       if (this.dirty.has(fd)) continue;
       if (this.closeAfterCommit.delete(fd)) {
-        this.readOnly.delete(fd);
         this.forget(fd);
         closing.push(this.files.close(fd).catch(() => undefined));
       }
@@ -215,7 +221,7 @@ export class Commits {
     // All handed to the thread pool at once: one after the other, each close was a round trip
     // between the threads (two wakeups), a thousand per commit behind a loop of small writes.
     await Promise.all(closing);
-    this.log.debug({ files: fds.length, durable: upTo, ms: Date.now() - started }, 'commit');
+    this.log.debug({ files: fds.length, filesystems: filesystems.length, durable: upTo, ms: Date.now() - started }, 'commit');
     return upTo;
   }
 

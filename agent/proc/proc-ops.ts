@@ -44,7 +44,7 @@ export const procOps: HandlerTable = {
     if (!isOutputSubjectOf(ctx.hello().agentId, output)) {
       throw new SlaveError('EINVAL', `output subject ${output} is not one of ${outputSubject(ctx.hello().agentId, '*')}`);
     }
-    // What masters released reaches the commits, which then keep nothing open for writing.
+    // What masters released reaches the commits, which then close what they kept.
     await ctx.handles.released(RELEASED_WAIT_MS);
     await ctx.commits.unbusy();
     const hostCwd = ctx.jail.resolve(cwd, true);

@@ -30,7 +30,7 @@ describe('splitbrain sidecar', () => {
     dir = join(slave.tmp, 'splitbrain');
     // Configured partly from the environment, as compose configures it.
     const started = await startReportingCli('sidecar', ['sidecar', '--dir', dir, '--command', 'touch'], {
-      SPLITBRAIN_SLAVE: slave.nats.url, SPLITBRAIN_AGENT: slave.agent.id, SPLITBRAIN_COMMANDS: 'uname, true, cat, stat, ls, env',
+      SPLITBRAIN_SLAVE: slave.nats.url, SPLITBRAIN_AGENT: slave.agent.id, SPLITBRAIN_COMMANDS: 'uname, true, cat, stat, ls, env, umount',
       SPLITBRAIN_MAPS: '/var/log/app', SPLITBRAIN_LOG_LEVEL: 'info', SPLITBRAIN_EXEC_USER: 'agent',
     });
     sidecar = started.child;
@@ -110,6 +110,28 @@ describe('splitbrain sidecar', () => {
     await mkdir(join(slave.root, 'scripts'));
     const result = await run('python3', ['-c', script, join(dir, 'slave', 'scripts'), join(dir, 'bin')], { env, cwd: join(dir, 'slave') });
     assert.equal(result.stdout, 'ok\n', result.stderr);
+  });
+
+  it('a filesystem on the slave the test just wrote to through the mount can be unmounted at once', async () => {
+    // The agent kept the written file's descriptor for its commit: umount failed with EBUSY.
+    const vol = join(slave.root, 'vol');
+    await mkdir(vol);
+    assert.equal((await run('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'splitbrain-test', vol])).code, 0);
+    const env = { ...process.env, SPLITBRAIN_BRIDGE_SOCKET: join(dir, 'bridge.sock') };
+    try {
+      const script = [
+        'import subprocess, sys',
+        'slave, bin = sys.argv[1], sys.argv[2]',
+        "with open(f'{slave}/vol/data', 'w') as f: f.write('kept\\n')",
+        "done = subprocess.run([f'{bin}/umount', 'vol'], capture_output=True, text=True, cwd=slave)",
+        "print(done.returncode, done.stderr.strip())",
+      ].join('\n');
+      const result = await run('python3', ['-c', script, join(dir, 'slave'), join(dir, 'bin')], { env });
+      assert.equal(result.stdout, '0 \n', result.stderr);
+      assert.equal(await isMounted(vol), false);
+    } finally {
+      if (await isMounted(vol)) await run('umount', ['-l', vol]);
+    }
   });
 
   it('unmounts everything on SIGTERM and is then unhealthy', async () => {

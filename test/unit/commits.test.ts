@@ -5,35 +5,34 @@
  */
 import { strict as assert } from 'node:assert';
 import {
-  closeSync, fstatSync, fsyncSync, mkdtempSync, openSync, readFileSync, readdirSync, readlinkSync, realpathSync, rmSync, writeSync,
+  closeSync, fstatSync, fsyncSync, mkdtempSync, openSync, readFileSync, readdirSync, readlinkSync, realpathSync, rmSync, statSync, writeSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import pino from 'pino';
 import { Commits } from '../../agent/fs/commits.js';
+import { linuxFiles } from '../../agent/backends/linux/linux-files.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sb-commits-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-/** The backend's calls, on the real descriptors, with what was asked of them. */
+/** The backend's calls (Linux's own), on the real descriptors, with what was asked of them. */
 function recordingFiles() {
   const synced: number[] = [];
   const closed: number[] = [];
-  /** The read-only descriptor each kept one was replaced by (unbusy). */
-  const readers = new Map<number, number>();
+  /** The filesystems synced whole, as [directory, st_dev]. */
+  const wholes: [string, string][] = [];
+  const linux = linuxFiles();
   return {
     synced,
     closed,
-    readers,
+    wholes,
     files: {
       fsync: async (fd: number) => { synced.push(fd); fsyncSync(fd); },
       close: async (fd: number) => { closed.push(fd); closeSync(fd); },
-      reopenForSync: (fd: number) => {
-        const reader = openSync(`/proc/self/fd/${fd}`, 'r');
-        readers.set(fd, reader);
-        return reader;
-      },
+      whereOpen: (fd: number) => linux.whereOpen(fd),
+      syncFilesystem: async (dir: string, dev: string) => { wholes.push([dir, dev]); await linux.syncFilesystem(dir, dev); },
     },
   };
 }
@@ -129,8 +128,8 @@ test('a write without an inode keeps its descriptor until the commit, as before'
   await commits.close();
 });
 
-test('before a program runs, what is kept for the commit is open read-only: the file can be run (no ETXTBSY)', async () => {
-  const { synced, closed, readers, files } = recordingFiles();
+test('before a program runs, nothing is kept open: the file can be run (no ETXTBSY), its filesystem is synced whole', async () => {
+  const { synced, closed, wholes, files } = recordingFiles();
   const commits = new Commits(files, 60_000, 1 << 30, pino({ level: 'silent' }));
   const path = join(dir, 'script');
   const first = openSync(path, 'w');
@@ -143,13 +142,31 @@ test('before a program runs, what is kept for the commit is open read-only: the 
   assert.deepEqual(closed, [second], 'the first is kept for the commit');
   assert.equal(openForWriting(path), true);
   await commits.unbusy();
-  const reader = readers.get(first) as number;
-  assert.deepEqual(closed, [second, first], 'the kept one is closed, a read-only one replaces it');
+  assert.deepEqual(closed, [second, first], 'closed before the program runs');
   assert.equal(openForWriting(path), false);
+  const durable = await commits.commit();
+  assert.equal(durable, 2, 'both writes are durable');
+  assert.deepEqual(synced, [], 'no descriptor left to fsync');
+  assert.deepEqual(wholes, [[realpathSync(dir), String(statSync(dir, { bigint: true }).dev)]], 'its filesystem, through its directory');
+  await commits.close();
+});
+
+test('a filesystem that cannot be synced is tried again, and the writes are not durable meanwhile', async () => {
+  const { closed, files } = recordingFiles();
+  let failures = 1;
+  const failing = { ...files, syncFilesystem: async (d: string, dev: string) => {
+    if (failures-- > 0) throw new Error('EIO');
+    await files.syncFilesystem(d, dev);
+  } };
+  const commits = new Commits(failing, 60_000, 1 << 30, pino({ level: 'silent' }));
+  const fd = openSync(join(dir, 'retried'), 'w');
+  writeSync(fd, Buffer.from('x'), 0, 1, 0);
+  commits.wrote(fd, 0, 1, undefined, inodeOf(fd));
+  await commits.release(fd);
   await commits.unbusy();
-  assert.equal(readers.size, 1, 'a read-only one is not opened again');
+  assert.deepEqual(closed, [fd]);
   await commits.commit();
-  assert.deepEqual(synced, [reader], 'the commit syncs the file through it');
-  assert.deepEqual(closed, [second, first, reader], 'and closes it');
+  assert.equal(commits.durable, 0, 'not durable after the failed sync');
+  assert.equal(await commits.commit(), 1, 'the next commit syncs it');
   await commits.close();
 });

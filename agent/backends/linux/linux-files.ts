@@ -9,6 +9,7 @@ import {
   renameSync, rmdirSync, statSync, statfsSync, symlinkSync, truncateSync, unlinkSync, writeSync,
   type BigIntStats, type Stats,
 } from 'node:fs';
+import { execFile } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
 import { promisify } from 'node:util';
 import { FALLOC_FL_PUNCH_HOLE as PUNCH_HOLE, SEEK_DATA, SlaveError, errnoName, nameFromBytes, type FlockLock } from '../../../protocol/index.js';
@@ -28,6 +29,7 @@ const readAsync = promisify(read);
 const fsyncAsync = promisify(fsync);
 const fdatasyncAsync = promisify(fdatasync);
 const closeAsync = promisify(close);
+const execFileAsync = promisify(execFile);
 
 const { O_APPEND, O_DIRECT, O_NOATIME, O_NOFOLLOW, O_NOCTTY, O_NONBLOCK } = constants;
 const { EWOULDBLOCK } = osConstants.errno;
@@ -92,14 +94,38 @@ function unlinkName(host: string): BigIntStats | undefined {
   }
 }
 
-function reopenForSync(fd: number): number | undefined {
+function whereOpen(fd: number): string | undefined {
   try {
-    // Regular files only: opening a device or a FIFO again could have effects of its own.
-    if (!fstatSync(fd).isFile()) return undefined;
-    // Through /proc: the inode itself, even renamed or removed since.
-    return openSync(`/proc/self/fd/${fd}`, constants.O_RDONLY | O_NOCTTY);
+    const target = nameFromBytes(readlinkSync(`/proc/self/fd/${fd}`, { encoding: 'buffer' }));
+    return target.startsWith('/') && !target.endsWith(' (deleted)') ? target : undefined;
   } catch {
     return undefined;
+  }
+}
+
+async function syncFilesystem(hostDir: string, dev: string): Promise<void> {
+  const lib = libc();
+  let fd: number | undefined;
+  try {
+    fd = openSync(fsPath(hostDir), constants.O_RDONLY | constants.O_DIRECTORY | O_NOFOLLOW);
+  } catch {
+    fd = undefined;
+  }
+  try {
+    if (fd !== undefined && String(fstatSync(fd, { bigint: true }).dev) === dev) {
+      if (lib) {
+        if (await lib.syncfs(fd) !== 0) throw new SlaveError('EIO', `syncfs of the filesystem of ${hostDir} failed`);
+        return;
+      }
+      // No libc here: coreutils' sync, through our descriptor (its path may not be UTF-8).
+      await execFileAsync('sync', ['-f', `/proc/${process.pid}/fd/${fd}`]);
+      return;
+    }
+    // Gone from there (removed, or unmounted, which synced it): every filesystem, to be sure.
+    if (lib) await lib.syncAll();
+    else await execFileAsync('sync', []);
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
 }
 
@@ -248,7 +274,8 @@ export function linuxFiles(): FilesBackend {
     read: async (fd, buffer, offset, length, position) => (await readAsync(fd, buffer, offset, length, position)).bytesRead,
     write: (fd, data, offset, length, position) => writeSync(fd, data, offset, length, position),
     fsync: (fd) => fsyncAsync(fd),
-    reopenForSync,
+    whereOpen,
+    syncFilesystem,
     fdatasync: (fd) => fdatasyncAsync(fd),
     ftruncate: (fd, size) => ftruncateSync(fd, size),
     fallocate,
