@@ -20,7 +20,7 @@ import { addTestCommands } from './test-commands.js';
 import { createLogger } from './logger.js';
 import {
   DEFAULT_NATS, NATS_URL_HELP, VERSION, agentId, agentIdFromEnv, byteSize, collect, linkAddress, linkSetting, logLevel,
-  metrics, nonNegative, positiveSeconds, slaveWait, withBusAuth,
+  metrics, nonNegative, positiveSeconds, seconds, slaveWait, withBusAuth,
 } from './options.js';
 
 // The FUSE mount is loaded only by the commands that mount: its binding needs libfuse, which an
@@ -52,7 +52,7 @@ withBusAuth(program.command('agent'))
     + 'path found on PATH (/usr/bin/*), else against the name (systemctl)', collect, [])
   .addOption(metrics())
   .option('--commit-interval <seconds>', 'make written data durable (fsync) this often in the background; '
-    + 'masters keep what is not yet durable', nonNegative, 2)
+    + 'masters keep what is not yet durable (fractions allowed, at least 0.05)', seconds, 2)
   .option('--enter-namespaces <pid>', 'run processes in the mount, UTS, IPC, network and cgroup namespaces of this '
     + 'process: 1 for an agent in a container serving its host (compose/slave.yml)', nonNegative)
   .option('--allow-device-nodes', 'let masters create block and character device nodes (mknod) on the slave; '

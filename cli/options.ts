@@ -41,6 +41,13 @@ export function nonNegative(value: string): number {
   return n;
 }
 
+/** Seconds, fractions too, 0 allowed (the caller says what 0 means). */
+export function seconds(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0 || n > 86_400) throw new InvalidArgumentError('expected seconds (0 or more)');
+  return n;
+}
+
 export function positiveSeconds(value: string): number {
   const n = Number(value);
   if (!Number.isFinite(n) || n <= 0 || n > 86_400) throw new InvalidArgumentError('expected seconds (more than 0)');

@@ -27,6 +27,9 @@ import { fsPath } from '../host-path.js';
 
 export const FAULT_ENV = 'SPLITBRAIN_TEST_DROP_UNSYNCED';
 
+/** How long `unbusy` waits, at most, for a running commit that is syncing a kept descriptor. */
+const UNBUSY_WAIT_MS = 5000;
+
 interface Journaled { path: string; offset: number; length: number; sizeBefore: number }
 
 export class Commits {
@@ -115,9 +118,19 @@ export class Commits {
    * one call for all the files written on it). Not at each release: closing there cost the
    * bench's write 4 KiB + close loop of fresh files a close in the thread pool per call, and a
    * commit after thousands of such files is cheaper as fsyncs than as a sync of everything the
-   * slave wrote meanwhile. A descriptor a running commit is syncing closes when that is done.
+   * slave wrote meanwhile. A descriptor a running commit is syncing closes at its end, which
+   * this waits for (`maxWaitMs` at most: a disk that hangs must not hold up a spawn for ever).
    */
-  async unbusy(): Promise<void> {
+  async unbusy(maxWaitMs = UNBUSY_WAIT_MS): Promise<void> {
+    const running = this.running;
+    if (running !== undefined && [...this.closeAfterCommit].some((fd) => this.syncing.has(fd))) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        running.catch(() => undefined),
+        new Promise<void>((resolve) => { timer = setTimeout(resolve, maxWaitMs); }),
+      ]);
+      clearTimeout(timer);
+    }
     const closing: Promise<void>[] = [];
     for (const fd of [...this.closeAfterCommit]) {
       if (this.syncing.has(fd)) continue;

@@ -21,7 +21,8 @@ describe('splitbrain sidecar', () => {
   const health = () => run(process.execPath, [CLI, 'health', '--dir', dir]);
 
   before(async () => {
-    slave = await startBareAgent({ id: 'sidecar-slave' });
+    // Commits every 50 ms: a spawn then often comes while one is syncing a file just closed.
+    slave = await startBareAgent({ id: 'sidecar-slave', agentArgs: ['--commit-interval', '0.05'] });
     await writeFile(join(slave.root, 'hello.txt'), 'from the slave\n');
     await mkdir(join(slave.root, 'dev'));
     await writeFile(join(slave.root, 'dev', 'not-a-device'), ''); // the devices mount over a non-empty dev/

@@ -170,3 +170,27 @@ test('a filesystem that cannot be synced is tried again, and the writes are not 
   assert.equal(await commits.commit(), 1, 'the next commit syncs it');
   await commits.close();
 });
+
+test('a kept descriptor a running commit is syncing is closed before a program runs too', async () => {
+  const { closed, files } = recordingFiles();
+  let finishSync: () => void = () => undefined;
+  const slow = { ...files, fsync: async (fd: number) => {
+    await new Promise<void>((resolve) => { finishSync = resolve; });
+    await files.fsync(fd);
+  } };
+  const commits = new Commits(slow, 60_000, 1 << 30, pino({ level: 'silent' }));
+  const path = join(dir, 'syncing');
+  const fd = openSync(path, 'w');
+  writeSync(fd, Buffer.from('#!/bin/sh\n'), 0, 10, 0);
+  commits.wrote(fd, 0, 10, undefined, inodeOf(fd));
+  const committing = commits.commit(); // fd is being synced ...
+  await commits.release(fd); // ... when its file is released
+  assert.equal(openForWriting(path), true);
+  const ready = commits.unbusy();
+  setTimeout(() => finishSync(), 20);
+  await ready;
+  assert.deepEqual(closed, [fd], 'closed once its fsync was done');
+  assert.equal(openForWriting(path), false);
+  assert.equal(await committing, 1);
+  await commits.close();
+});
