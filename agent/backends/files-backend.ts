@@ -101,15 +101,6 @@ export interface FilesBackend {
   /** pwrite(2): how many bytes of `data` (from `offset`) were written, which may be fewer than asked. */
   write(fd: number, data: Uint8Array, offset: number, length: number, position: number): number;
   fsync(fd: number): Promise<void>;
-  /** The host path `fd` is open on now; undefined when it has none (removed) or cannot be said. */
-  whereOpen(fd: number): string | undefined;
-  /**
-   * Makes durable what was written on filesystem `dev` ("st_dev" as a decimal string), which
-   * `hostDir` was on: syncfs(2) through that directory, or sync(2) of every filesystem where it
-   * is not there any more (removed, or another filesystem mounted over it). Holds no descriptor
-   * of it afterwards.
-   */
-  syncFilesystem(hostDir: string, dev: string): Promise<void>;
   fdatasync(fd: number): Promise<void>;
   ftruncate(fd: number, size: number): void;
   /**

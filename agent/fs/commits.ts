@@ -7,7 +7,7 @@
  * back with another boot id (mount/retained-writes.ts). Descriptors released while they hold
  * unsynced data stay open until the next commit has synced them (close does not wait for the
  * disk, as on a local filesystem), or until the agent runs a program, which must not find them
- * (unbusy: then their filesystems are synced whole). fsync makes a file's data durable whichever
+ * (unbusy: then the commit is made at once). fsync makes a file's data durable whichever
  * descriptor wrote it, so one descriptor per file is kept for the commit: a program that opens,
  * writes and closes one file 1,000 times between two commits costs one fsync and one held
  * descriptor, not 1,000.
@@ -27,7 +27,7 @@ import { fsPath } from '../host-path.js';
 
 export const FAULT_ENV = 'SPLITBRAIN_TEST_DROP_UNSYNCED';
 
-/** How long `unbusy` waits, at most, for a running commit that is syncing a kept descriptor. */
+/** How long a spawn waits, at most, for the commit that closes the descriptors kept for it (unbusy). */
 const UNBUSY_WAIT_MS = 5000;
 
 interface Journaled { path: string; offset: number; length: number; sizeBefore: number }
@@ -39,11 +39,6 @@ export class Commits {
   private readonly dirty = new Map<number, string>();
   /** Released descriptors that close after the next commit. */
   private readonly closeAfterCommit = new Set<number>();
-  /**
-   * Filesystems (st_dev) with unsynced data of descriptors closed before their commit (unbusy),
-   * each with a directory on it: the next commit syncs them whole.
-   */
-  private readonly unsyncedFilesystems = new Map<string, string>();
   /** Descriptors the running commit is fsyncing: not closed under it (the number could be reused). */
   private readonly syncing = new Set<number>();
   /** For each file written since the last commit ("dev:ino"), the descriptor whose fsync syncs it. */
@@ -56,10 +51,10 @@ export class Commits {
 
   constructor(
     /** Where written descriptors are synced and closed: the agent's files backend. */
-    private readonly files: Pick<FilesBackend, 'fsync' | 'close' | 'whereOpen' | 'syncFilesystem'>,
+    private readonly files: Pick<FilesBackend, 'fsync' | 'close'>,
     intervalMs: number, private readonly thresholdBytes: number, private readonly log: Logger,
   ) {
-    this.timer = setInterval(() => { if (this.dirty.size > 0 || this.unsyncedFilesystems.size > 0) void this.commit(); }, intervalMs);
+    this.timer = setInterval(() => { if (this.dirty.size > 0) void this.commit(); }, intervalMs);
     this.timer.unref();
   }
 
@@ -111,42 +106,25 @@ export class Commits {
 
   /**
    * Before the agent runs a program: it keeps no descriptor of a file masters closed. A program
-   * would see one: run from a file open for writing, it fails with ETXTBSY (a script the master
-   * wrote and closed just before asking to run it); an unmount of the filesystem holding the
-   * file fails with EBUSY; fuser and lsof name the agent. So each descriptor kept for the next
-   * commit is closed now, and that commit syncs its filesystem as a whole instead (syncfs(2),
-   * one call for all the files written on it). Not at each release: closing there cost the
-   * bench's write 4 KiB + close loop of fresh files a close in the thread pool per call, and a
-   * commit after thousands of such files is cheaper as fsyncs than as a sync of everything the
-   * slave wrote meanwhile. A descriptor a running commit is syncing closes at its end, which
-   * this waits for (`maxWaitMs` at most: a disk that hangs must not hold up a spawn for ever).
+   * would trip over one: run from a file open for writing, it fails with ETXTBSY (a script the
+   * master wrote and closed just before asking to run it); an unmount of the filesystem holding
+   * the file fails with EBUSY (a storage test fills a volume and unmounts it); fuser and lsof name
+   * the agent. So when descriptors wait for the next commit, it is made now, and the spawn waits
+   * for it: the files written since the last commit are synced (as NFS's close does for each
+   * file) and the kept descriptors closed. At most `maxWaitMs`: a disk that hangs must not hold
+   * up a spawn for ever. Closed here without a sync instead, a filesystem sync later held a
+   * directory of the volume open while the spawned umount ran (EBUSY again); reopened read-only
+   * at each release, the write 4 KiB + close loop of fresh files cost the agent 100-290 µs more
+   * per call.
    */
   async unbusy(maxWaitMs = UNBUSY_WAIT_MS): Promise<void> {
-    const running = this.running;
-    if (running !== undefined && [...this.closeAfterCommit].some((fd) => this.syncing.has(fd))) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        running.catch(() => undefined),
-        new Promise<void>((resolve) => { timer = setTimeout(resolve, maxWaitMs); }),
-      ]);
-      clearTimeout(timer);
-    }
-    const closing: Promise<void>[] = [];
-    for (const fd of [...this.closeAfterCommit]) {
-      if (this.syncing.has(fd)) continue;
-      const inode = this.inodeOf.get(fd);
-      const where = this.files.whereOpen(fd);
-      const dev = inode?.split(':')[0];
-      // Without its filesystem and a directory on it, the file's data is synced through fd: kept.
-      if (dev === undefined || where === undefined) continue;
-      this.closeAfterCommit.delete(fd);
-      if (this.dirty.delete(fd)) this.unsyncedFilesystems.set(dev, where.slice(0, where.lastIndexOf('/')) || '/');
-      this.forget(fd);
-      closing.push(this.files.close(fd).catch((err: unknown) => {
-        this.log.warn({ err, fd }, 'closing a kept descriptor before a spawn failed');
-      }));
-    }
-    await Promise.all(closing);
+    if (this.closeAfterCommit.size === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.commit().catch(() => undefined), // what failed is logged, and kept for the next
+      new Promise<void>((resolve) => { timer = setTimeout(resolve, maxWaitMs); }),
+    ]);
+    clearTimeout(timer);
   }
 
   /** The dirty descriptor the next commit fsyncs for `fd`'s file (`fd` itself when its inode is unknown). */
@@ -181,8 +159,6 @@ export class Commits {
     const upTo = this.seq;
     const snapshot = new Map(this.dirty);
     const fds = [...snapshot.keys()];
-    const filesystems = [...this.unsyncedFilesystems];
-    this.unsyncedFilesystems.clear();
     for (const fd of fds) this.syncing.add(fd);
     this.dirty.clear();
     this.keeper.clear();
@@ -210,15 +186,6 @@ export class Commits {
       this.keepIfFirst(fd);
       this.log.error({ err: result.reason, fd }, 'fsync failed: the data is not durable yet');
     }
-    // Files closed before this commit (unbusy): their filesystems, whole.
-    const wholes = await Promise.allSettled(filesystems.map(([dev, dir]) => this.files.syncFilesystem(dir, dev)));
-    for (const [i, result] of wholes.entries()) {
-      if (result.status === 'fulfilled') continue;
-      failed = true;
-      const [dev, dir] = filesystems[i] as [string, string];
-      this.unsyncedFilesystems.set(dev, dir);
-      this.log.error({ err: result.reason, dir }, 'syncing a filesystem failed: the data is not durable yet');
-    }
     if (committing && !failed) rmSync(committing, { force: true });
     if (!failed) this.durableSeq = Math.max(this.durableSeq, upTo);
     this.syncing.clear();
@@ -234,7 +201,7 @@ export class Commits {
     // All handed to the thread pool at once: one after the other, each close was a round trip
     // between the threads (two wakeups), a thousand per commit behind a loop of small writes.
     await Promise.all(closing);
-    this.log.debug({ files: fds.length, filesystems: filesystems.length, durable: upTo, ms: Date.now() - started }, 'commit');
+    this.log.debug({ files: fds.length, durable: upTo, ms: Date.now() - started }, 'commit');
     return upTo;
   }
 

@@ -5,34 +5,27 @@
  */
 import { strict as assert } from 'node:assert';
 import {
-  closeSync, fstatSync, fsyncSync, mkdtempSync, openSync, readFileSync, readdirSync, readlinkSync, realpathSync, rmSync, statSync, writeSync,
+  closeSync, fstatSync, fsyncSync, mkdtempSync, openSync, readFileSync, readdirSync, readlinkSync, realpathSync, rmSync, writeSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import pino from 'pino';
 import { Commits } from '../../agent/fs/commits.js';
-import { linuxFiles } from '../../agent/backends/linux/linux-files.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sb-commits-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-/** The backend's calls (Linux's own), on the real descriptors, with what was asked of them. */
+/** The backend's two calls, on the real descriptors, with what was asked of them. */
 function recordingFiles() {
   const synced: number[] = [];
   const closed: number[] = [];
-  /** The filesystems synced whole, as [directory, st_dev]. */
-  const wholes: [string, string][] = [];
-  const linux = linuxFiles();
   return {
     synced,
     closed,
-    wholes,
     files: {
       fsync: async (fd: number) => { synced.push(fd); fsyncSync(fd); },
       close: async (fd: number) => { closed.push(fd); closeSync(fd); },
-      whereOpen: (fd: number) => linux.whereOpen(fd),
-      syncFilesystem: async (dir: string, dev: string) => { wholes.push([dir, dev]); await linux.syncFilesystem(dir, dev); },
     },
   };
 }
@@ -128,8 +121,8 @@ test('a write without an inode keeps its descriptor until the commit, as before'
   await commits.close();
 });
 
-test('before a program runs, nothing is kept open: the file can be run (no ETXTBSY), its filesystem is synced whole', async () => {
-  const { synced, closed, wholes, files } = recordingFiles();
+test('before a program runs, the commit is made and nothing is kept open: the file can be run (no ETXTBSY)', async () => {
+  const { synced, closed, files } = recordingFiles();
   const commits = new Commits(files, 60_000, 1 << 30, pino({ level: 'silent' }));
   const path = join(dir, 'script');
   const first = openSync(path, 'w');
@@ -142,21 +135,21 @@ test('before a program runs, nothing is kept open: the file can be run (no ETXTB
   assert.deepEqual(closed, [second], 'the first is kept for the commit');
   assert.equal(openForWriting(path), true);
   await commits.unbusy();
-  assert.deepEqual(closed, [second, first], 'closed before the program runs');
+  assert.deepEqual(synced, [first], 'synced');
+  assert.deepEqual(closed, [second, first], 'and closed before the program runs');
   assert.equal(openForWriting(path), false);
-  const durable = await commits.commit();
-  assert.equal(durable, 2, 'both writes are durable');
-  assert.deepEqual(synced, [], 'no descriptor left to fsync');
-  assert.deepEqual(wholes, [[realpathSync(dir), String(statSync(dir, { bigint: true }).dev)]], 'its filesystem, through its directory');
+  assert.equal(commits.durable, 2, 'both writes durable');
+  await commits.unbusy();
+  assert.deepEqual(synced, [first], 'nothing kept: no commit');
   await commits.close();
 });
 
-test('a filesystem that cannot be synced is tried again, and the writes are not durable meanwhile', async () => {
+test('a kept descriptor whose sync fails stays for the next commit, and its writes are not durable meanwhile', async () => {
   const { closed, files } = recordingFiles();
   let failures = 1;
-  const failing = { ...files, syncFilesystem: async (d: string, dev: string) => {
-    if (failures-- > 0) throw new Error('EIO');
-    await files.syncFilesystem(d, dev);
+  const failing = { ...files, fsync: async (fd: number) => {
+    if (failures-- > 0) throw Object.assign(new Error('EIO'), { code: 'EIO' });
+    await files.fsync(fd);
   } };
   const commits = new Commits(failing, 60_000, 1 << 30, pino({ level: 'silent' }));
   const fd = openSync(join(dir, 'retried'), 'w');
@@ -164,10 +157,10 @@ test('a filesystem that cannot be synced is tried again, and the writes are not 
   commits.wrote(fd, 0, 1, undefined, inodeOf(fd));
   await commits.release(fd);
   await commits.unbusy();
-  assert.deepEqual(closed, [fd]);
-  await commits.commit();
-  assert.equal(commits.durable, 0, 'not durable after the failed sync');
+  assert.deepEqual(closed, [], 'not synced: kept');
+  assert.equal(commits.durable, 0);
   assert.equal(await commits.commit(), 1, 'the next commit syncs it');
+  assert.deepEqual(closed, [fd]);
   await commits.close();
 });
 

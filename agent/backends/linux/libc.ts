@@ -43,17 +43,7 @@ export interface Libc {
   /** fcntl(fd, command, value): for commands whose argument is a number. */
   fcntlValue(fd: number, command: number, value: number): number;
   errno(): number;
-  /**
-   * syncfs(2) of the filesystem `fd` is on, on a thread of koffi's (it waits for the disk): 0, or
-   * -1 (errno cannot be had from that thread).
-   */
-  syncfs(fd: number): Promise<number>;
-  /** sync(2), on a thread of koffi's: every filesystem. */
-  syncAll(): Promise<void>;
 }
-
-/** A koffi function's asynchronous form: the call runs on a worker thread, the callback here. */
-type AsyncCall = (...args: unknown[]) => void;
 
 /** Loaded at first use; null where it cannot be. */
 let loaded: Libc | null | undefined;
@@ -69,8 +59,6 @@ export function libc(): Libc | null {
     const ioctlBuffer = lib.func('int ioctl(int fd, unsigned long request, _Inout_ uint8_t *arg)') as KoffiFunction;
     const ioctlValue = lib.func('ioctl', 'int', ['int', 'unsigned long', 'long']) as KoffiFunction;
     const fcntlValue = lib.func('fcntl', 'int', ['int', 'int', 'long']) as KoffiFunction;
-    const syncfs = lib.func('int syncfs(int fd)') as { async: AsyncCall };
-    const sync = lib.func('void sync()') as { async: AsyncCall };
     loaded = {
       utimensat: lib.func('int utimensat(int dirfd, const char *path, const splitbrain_timespec *times, int flags)') as KoffiFunction,
       futimens: lib.func('int futimens(int fd, const splitbrain_timespec *times)') as KoffiFunction,
@@ -88,12 +76,6 @@ export function libc(): Libc | null {
       ioctlValue: (fd, request, value) => ioctlValue(fd, request, value),
       fcntlValue: (fd, command, value) => fcntlValue(fd, command, value),
       errno: () => koffi.errno(),
-      syncfs: (fd) => new Promise<number>((resolve, reject) => {
-        syncfs.async(fd, (err: unknown, result: number) => { if (err) reject(err as Error); else resolve(result); });
-      }),
-      syncAll: () => new Promise<void>((resolve, reject) => {
-        sync.async((err: unknown) => { if (err) reject(err as Error); else resolve(); });
-      }),
     };
   } catch (err) {
     problem = (err as Error).message;

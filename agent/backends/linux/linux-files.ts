@@ -9,7 +9,6 @@ import {
   renameSync, rmdirSync, statSync, statfsSync, symlinkSync, truncateSync, unlinkSync, writeSync,
   type BigIntStats, type Stats,
 } from 'node:fs';
-import { execFile } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
 import { promisify } from 'node:util';
 import { FALLOC_FL_PUNCH_HOLE as PUNCH_HOLE, SEEK_DATA, SlaveError, errnoName, nameFromBytes, type FlockLock } from '../../../protocol/index.js';
@@ -29,7 +28,6 @@ const readAsync = promisify(read);
 const fsyncAsync = promisify(fsync);
 const fdatasyncAsync = promisify(fdatasync);
 const closeAsync = promisify(close);
-const execFileAsync = promisify(execFile);
 
 const { O_APPEND, O_DIRECT, O_NOATIME, O_NOFOLLOW, O_NOCTTY, O_NONBLOCK } = constants;
 const { EWOULDBLOCK } = osConstants.errno;
@@ -91,41 +89,6 @@ function unlinkName(host: string): BigIntStats | undefined {
     return fstatSync(fd, { bigint: true });
   } finally {
     closeSync(fd);
-  }
-}
-
-function whereOpen(fd: number): string | undefined {
-  try {
-    const target = nameFromBytes(readlinkSync(`/proc/self/fd/${fd}`, { encoding: 'buffer' }));
-    return target.startsWith('/') && !target.endsWith(' (deleted)') ? target : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-async function syncFilesystem(hostDir: string, dev: string): Promise<void> {
-  const lib = libc();
-  let fd: number | undefined;
-  try {
-    fd = openSync(fsPath(hostDir), constants.O_RDONLY | constants.O_DIRECTORY | O_NOFOLLOW);
-  } catch {
-    fd = undefined;
-  }
-  try {
-    if (fd !== undefined && String(fstatSync(fd, { bigint: true }).dev) === dev) {
-      if (lib) {
-        if (await lib.syncfs(fd) !== 0) throw new SlaveError('EIO', `syncfs of the filesystem of ${hostDir} failed`);
-        return;
-      }
-      // No libc here: coreutils' sync, through our descriptor (its path may not be UTF-8).
-      await execFileAsync('sync', ['-f', `/proc/${process.pid}/fd/${fd}`]);
-      return;
-    }
-    // Gone from there (removed, or unmounted, which synced it): every filesystem, to be sure.
-    if (lib) await lib.syncAll();
-    else await execFileAsync('sync', []);
-  } finally {
-    if (fd !== undefined) closeSync(fd);
   }
 }
 
@@ -274,8 +237,6 @@ export function linuxFiles(): FilesBackend {
     read: async (fd, buffer, offset, length, position) => (await readAsync(fd, buffer, offset, length, position)).bytesRead,
     write: (fd, data, offset, length, position) => writeSync(fd, data, offset, length, position),
     fsync: (fd) => fsyncAsync(fd),
-    whereOpen,
-    syncFilesystem,
     fdatasync: (fd) => fdatasyncAsync(fd),
     ftruncate: (fd, size) => ftruncateSync(fd, size),
     fallocate,
