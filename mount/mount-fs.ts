@@ -108,6 +108,12 @@ export interface MountFs {
    * is given and it is not ready, `wake()` once it becomes so. Absent: always ready (files).
    */
   poll?(fh: number, wake: (() => void) | undefined): Promise<number>;
+  /**
+   * Whether the close of a file opened with `flags` (open(2)'s, not create's) has anything to
+   * wait for or report: its data, a refusal the agent sent after the mount had answered. When
+   * not, the kernel is told to send no flush for it (FOPEN_NOFLUSH). Absent: always.
+   */
+  closeWaits?(flags: number): boolean;
   /** fsync(2) of a directory: what was changed in it is applied, and any late refusal reported. */
   fsyncdir?(path: string, datasync: boolean, caller: FuseCaller): Promise<void>;
   /**

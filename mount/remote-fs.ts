@@ -851,6 +851,15 @@ export class RemoteFs extends MountFsBase {
   }
 
   /**
+   * A read-only open (without O_TRUNC) writes nothing, is never answered ahead of the agent
+   * (openAhead: writers only) and takes no change answered ahead by its handle (those are for
+   * handles open for writing: unrefused-changes.ts): its close has nothing to wait for or report.
+   */
+  closeWaits(flags: number): boolean {
+    return (flags & O_ACCMODE) !== O_RDONLY || (flags & O_TRUNC) !== 0;
+  }
+
+  /**
    * close(2) waits for the file's own data only (as NFS and sshfs), and reports what failed of
    * it, or of a change to the file answered before the slave refused it.
    */

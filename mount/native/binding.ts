@@ -28,7 +28,7 @@ export type SetattrSlotName = 'MODE' | 'UID' | 'GID' | 'SIZE' | 'ATIME_S' | 'ATI
 /** libfuse's FUSE_SET_ATTR_* bits of a setattr's TO_SET. */
 export type SetattrBitName = 'MODE' | 'UID' | 'GID' | 'SIZE' | 'ATIME' | 'MTIME' | 'ATIME_NOW' | 'MTIME_NOW' | 'CTIME';
 /** Bits of an open or create reply. */
-export type OpenFlagName = 'DIRECT_IO' | 'KEEP_CACHE' | 'NONSEEKABLE' | 'CACHE_DIR';
+export type OpenFlagName = 'DIRECT_IO' | 'KEEP_CACHE' | 'NONSEEKABLE' | 'CACHE_DIR' | 'NOFLUSH';
 
 /**
  * An opaque handle of one kernel request: answer it once. A second answer, or one after the

@@ -210,11 +210,11 @@ static const char *const op_names[] = {SB_OPS(SB_NAME)};
 static const char *const attr_names[] = {SB_ATTRS(SB_NAME)};
 static const char *const setattr_names[] = {SB_SETATTRS(SB_NAME)};
 #undef SB_NAME
-static const char *const open_flag_names[] = {"DIRECT_IO", "KEEP_CACHE", "NONSEEKABLE", "CACHE_DIR"};
+static const char *const open_flag_names[] = {"DIRECT_IO", "KEEP_CACHE", "NONSEEKABLE", "CACHE_DIR", "NOFLUSH"};
 
 /* { DIRECT_IO: 1, KEEP_CACHE: 2, ... }: the open flags' bits by name. */
 static napi_value open_flags(napi_env env) {
-  static const int bits[] = {OPEN_DIRECT_IO, OPEN_KEEP_CACHE, OPEN_NONSEEKABLE, OPEN_CACHE_DIR};
+  static const int bits[] = {OPEN_DIRECT_IO, OPEN_KEEP_CACHE, OPEN_NONSEEKABLE, OPEN_CACHE_DIR, OPEN_NOFLUSH};
   napi_value out;
   if (napi_create_object(env, &out) != napi_ok) return NULL;
   for (size_t i = 0; i < sizeof bits / sizeof bits[0]; i++) napi_set_named_property(env, out, open_flag_names[i], sb_number(env, bits[i]));

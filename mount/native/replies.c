@@ -51,6 +51,7 @@ static void file_info(struct fuse_file_info *fi, double fh, int flags) {
   fi->keep_cache = (flags & OPEN_KEEP_CACHE) != 0;
   fi->nonseekable = (flags & OPEN_NONSEEKABLE) != 0;
   fi->cache_readdir = (flags & OPEN_CACHE_DIR) != 0;
+  fi->noflush = (flags & OPEN_NOFLUSH) != 0;
 }
 
 /* Ends an answer: the request goes; true when the kernel took it (`sent` is libfuse's result). */

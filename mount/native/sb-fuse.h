@@ -56,6 +56,7 @@ enum sb_open_flag {
   OPEN_KEEP_CACHE = 1 << 1,
   OPEN_NONSEEKABLE = 1 << 2,
   OPEN_CACHE_DIR = 1 << 3,
+  OPEN_NOFLUSH = 1 << 4,
 };
 
 /* What the notifier thread is asked to send. */
