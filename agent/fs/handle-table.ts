@@ -101,10 +101,10 @@ export class HandleTable {
   }
 
   /**
-   * Resolves once every descriptor released so far is closed (or handed to the commits, which
-   * keep none open for writing), or after `maxMs`: a program the slave runs next must not find
-   * a file the master closed still open for writing (exec fails with ETXTBSY), and a close stuck
-   * in a hung filesystem must not hold it up for ever.
+   * Resolves once every descriptor released so far is closed or handed to the commits (which a
+   * spawn then makes close theirs: Commits.unbusy), or after `maxMs`: a program the slave runs
+   * next must not find a file the master closed still open (exec fails with ETXTBSY, umount with
+   * EBUSY), and a close stuck in a hung filesystem must not hold it up for ever.
    */
   async released(maxMs: number): Promise<void> {
     if (this.closing.size === 0) return;
