@@ -24,6 +24,7 @@ import {
 import type { Logger } from 'pino';
 import type { FilesBackend } from '../backends/files-backend.js';
 import { fsPath } from '../host-path.js';
+import { withTimeout } from '../with-timeout.js';
 
 export const FAULT_ENV = 'SPLITBRAIN_TEST_DROP_UNSYNCED';
 
@@ -119,12 +120,7 @@ export class Commits {
    */
   async unbusy(maxWaitMs = UNBUSY_WAIT_MS): Promise<void> {
     if (this.closeAfterCommit.size === 0) return;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      this.commit().catch(() => undefined), // what failed is logged, and kept for the next
-      new Promise<void>((resolve) => { timer = setTimeout(resolve, maxWaitMs); }),
-    ]);
-    clearTimeout(timer);
+    await withTimeout(this.commit().catch(() => undefined), maxWaitMs); // what failed is logged, and kept for the next
   }
 
   /** The dirty descriptor the next commit fsyncs for `fd`'s file (`fd` itself when its inode is unknown). */

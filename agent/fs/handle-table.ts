@@ -4,6 +4,7 @@
  * waits for it, so a closed descriptor number can never be reused under a running operation.
  */
 import { AGENT_HANDLE_LAST, HandleIds, SlaveError, isMasterHandle } from '../../protocol/index.js';
+import { withTimeout } from '../with-timeout.js';
 
 export interface OpenFile {
   fd: number;
@@ -108,12 +109,7 @@ export class HandleTable {
    */
   async released(maxMs: number): Promise<void> {
     if (this.closing.size === 0) return;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      Promise.allSettled([...this.closing]),
-      new Promise<void>((resolve) => { timer = setTimeout(resolve, maxMs); }),
-    ]);
-    clearTimeout(timer);
+    await withTimeout(Promise.allSettled([...this.closing]), maxMs);
   }
 
   private async closeSlot(fh: number): Promise<void> {

@@ -19,6 +19,7 @@ import { posix } from 'node:path';
 import type { Logger } from 'pino';
 import { nameFromBytes, type FeedMode, type FeedState, type OpName } from '../../protocol/index.js';
 import type { RootJail } from '../root-jail.js';
+import { withTimeout } from '../with-timeout.js';
 import { IN, meaningOf } from './change-kinds.js';
 import { ChangePublisher } from './change-publisher.js';
 import type { ChangeWatchBackend, Watcher, WatchMode } from '../backends/change-watch-backend.js';
@@ -81,12 +82,6 @@ export function dropOldestTenth(map: Map<string, unknown>): void {
 /** The default --watch-max: half the kernel's per-user limit, at most 65,536. */
 export function defaultWatchMax(maxUserWatches: number | undefined): number {
   return Math.max(1, Math.min(65_536, Math.floor((maxUserWatches ?? 8192) / 2)));
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([promise, new Promise<undefined>((resolve) => { timer = setTimeout(() => resolve(undefined), ms); })])
-    .finally(() => clearTimeout(timer));
 }
 
 export class AgentChangeFeed {
