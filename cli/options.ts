@@ -41,16 +41,23 @@ export function nonNegative(value: string): number {
   return n;
 }
 
+/** A number of seconds up to a day, fractions too; NaN for anything else (a blank is not 0). */
+function secondsOf(value: string): number {
+  const n = Number(value);
+  return value.trim() !== '' && Number.isFinite(n) && n <= 86_400 ? n : Number.NaN;
+}
+
 /** Seconds, fractions too, 0 allowed (the caller says what 0 means). */
 export function seconds(value: string): number {
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || n < 0 || n > 86_400) throw new InvalidArgumentError('expected seconds (0 or more)');
+  const n = secondsOf(value);
+  if (!(n >= 0)) throw new InvalidArgumentError('expected seconds (0 or more)');
   return n;
 }
 
+/** Seconds, fractions too, more than 0. */
 export function positiveSeconds(value: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0 || n > 86_400) throw new InvalidArgumentError('expected seconds (more than 0)');
+  const n = secondsOf(value);
+  if (!(n > 0)) throw new InvalidArgumentError('expected seconds (more than 0)');
   return n;
 }
 
