@@ -214,7 +214,9 @@ export class DeviceFs extends MountFsBase {
     return LockRenewal.takeAgain([...this.handles.values()], (device, lock) => this.flockOnce(device, lock), (device, lock, err) => {
       if (![...this.handles.values()].includes(device)) return 'released';
       // A restarted agent's: the stream is being opened again (agentRestarted), which asks then.
-      if (device.pushed?.streaming && err instanceof SlaveError && err.errnoName === 'ESTALE') return 'held';
+      // Not only a streaming device's: /dev/null's reads ended, and its lock was lost when this
+      // pass's ESTALE came before the hello that has it opened again.
+      if (device.pushed?.opensAgainOnRestart && err instanceof SlaveError && err.errnoName === 'ESTALE') return 'held';
       this.log.warn({ err, path: device.path, lock }, 'a flock lock held on a device was lost (the agent restarted, or its lease ran out) and could not be taken again');
       return 'lost';
     });

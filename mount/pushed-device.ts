@@ -143,7 +143,7 @@ export class PushedDevice {
    * its lock was lost.
    */
   async agentRestarted(slaveRebooted: boolean): Promise<void> {
-    if (this.closed || (this.ended !== undefined && this.ended !== null)) return;
+    if (!this.opensAgainOnRestart) return;
     const unsent = this.stream.abandon();
     if (slaveRebooted) {
       this.wentAway('EIO');
@@ -171,9 +171,13 @@ export class PushedDevice {
     this.ready();
   }
 
-  /** Whether its stream lasts (not ended by the device's end, an error, or its close). */
-  get streaming(): boolean {
-    return this.ended === undefined;
+  /**
+   * Whether a restarted agent's device is opened again (agentRestarted): it is not closed and
+   * did not go away (its reads may have ended). Until then its old stream's requests are
+   * answered ESTALE, and its flock lock is taken again once it is open.
+   */
+  get opensAgainOnRestart(): boolean {
+    return !this.closed && (this.ended === undefined || this.ended === null);
   }
 
   /** flock(2) of the device on the slave, once, by the stream it is read through now. */

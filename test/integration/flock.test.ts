@@ -10,7 +10,7 @@ import { once } from 'node:events';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { hold, tryLock } from '../helpers/flocks.js';
+import { flockHeld, hold, tryLock } from '../helpers/flocks.js';
 import { run, stopProcess, waitFor } from '../helpers/processes.js';
 import { startAgentProcess, startBareAgent, startMountProcess, startSlave, type MountProcess, type Slave } from '../helpers/slave.js';
 
@@ -174,10 +174,12 @@ describe('flock(2) locks across an agent restart', () => {
         agent.child.kill('SIGKILL');
         await once(agent.child, 'exit').catch(() => undefined);
         assert.deepEqual(await slaveTries(), [0, 0, 0], 'the killed agent\'s locks outlived it');
+        assert.deepEqual(await Promise.all([onSlave, ...devices].map(flockHeld)), [false, false, false], '/proc/locks still lists them');
         agent = await startAgentProcess(slave.nats.url, slave.agent.id, slave.root, ['--lock-lease', '3']);
-        // Taken again at the mounts' next renewal (a second: a third of the lease) at the latest; not
-        // probed meanwhile, as a probe holds the lock while it runs and could win it.
-        await new Promise((resolve) => setTimeout(resolve, 5000));
+        // Taken again once the mounts notice the new agent (at their next renewal, a third of the
+        // lease, at the latest). Watched in the kernel's list, not tried: a try holds the lock while
+        // it runs and could win it.
+        await waitFor('the locks to be taken again', async () => (await Promise.all([onSlave, ...devices].map(flockHeld))).every(Boolean), 20_000, 100);
         assert.deepEqual(await slaveTries(), [1, 1, 1], 'the locks were not taken again');
       } finally {
         for (const holder of holders) await holder.release();
