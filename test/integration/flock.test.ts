@@ -127,9 +127,9 @@ describe('flock(2) locks are leased', () => {
         } finally {
           slave.mount.child.kill('SIGCONT');
         }
-        // Back, it takes its lock again, nobody else having it (at its first renewal: not probed
-        // meanwhile, as a probe holds the lock while it runs and would win it).
-        await new Promise((resolve) => setTimeout(resolve, 1500));
+        // Back, it takes its lock again, nobody else having it (at its first renewal). Watched in the
+        // kernel's list, not tried: a try holds the lock while it runs and would win it.
+        await waitFor('the lock taken again', () => flockHeld(onSlave), 15_000, 100);
         assert.equal(await tryLock(onSlave, 'ex'), 1, 'the master did not take its lock again');
         // Another holder takes it while the master is away: the master logs the loss.
         slave.mount.child.kill('SIGSTOP');
