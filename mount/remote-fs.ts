@@ -1240,9 +1240,13 @@ export class RemoteFs extends MountFsBase {
   }
 
   xattrKnownAbsent(path: string, name: string, caller: FuseCaller): boolean {
-    // Absent for root is absent for everyone, but a user.* attribute's reader needs read
-    // permission first (EACCES), which only the agent judges.
-    return caller.uid === 0 ? this.cache.isXattrAbsent(path, name) : !name.startsWith('user.') && this.cache.hasNoXattrs(path);
+    // Absent is absent for everyone (whoever's probe found it so), to a caller who may reach
+    // the path; but a user.* attribute's reader needs read permission first (EACCES), which only
+    // the agent judges. The kernel's own probes are of other names, for every caller: with
+    // allow_other, each permission check that refreshes a directory's attributes (after any
+    // change in it) drops the ACLs the kernel cached and asks for them again.
+    if (caller.uid === 0) return this.cache.isXattrAbsent(path, name);
+    return !name.startsWith('user.') && this.cache.isXattrAbsent(path, name) && this.gate.cacheAnswers(path, caller);
   }
 
   override async getxattr(path: string, name: string, caller: FuseCaller): Promise<Buffer> {

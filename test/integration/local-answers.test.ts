@@ -5,7 +5,7 @@
  * the fsync of its parent). Each answer is what the slave says.
  */
 import assert from 'node:assert/strict';
-import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { agentOps } from '../helpers/agent-metrics.js';
@@ -203,6 +203,29 @@ describe('answers the mount gives from what it holds', () => {
     const [asUser, asUserThere] = [await find(mnt, user), await find(slave.root, user)];
     assert.equal(asUser.stdout, asUserThere.stdout);
     assert.match(asUser.stderr, /secret.: Permission denied/);
+  });
+
+  it('answers another user\'s ACL probes from what it knows, though the kernel asks again after every change', async () => {
+    // With allow_other the kernel checks permissions: each change in a directory makes it fetch
+    // the directory's attributes again at the next check, dropping the ACLs it cached of what it
+    // refreshes, and it asks for them again: a round trip each, where root's were answered here.
+    await mkdir(join(mnt, 'probed'));
+    await chmod(join(mnt, 'probed'), 0o1777);
+    const probes = await ops('fs.getxattr');
+    const out = await run('setpriv', ['--reuid=1000', '--regid=1000', '--clear-groups', '/usr/bin/python3', '-c', [
+      'import errno, os, sys',
+      'd = os.path.join(sys.argv[1], "u", "d1"); os.makedirs(d)',
+      'for _ in range(50):',
+      '    f = os.path.join(d, "f")',
+      '    os.close(os.open(f, os.O_CREAT | os.O_WRONLY, 0o644)); os.stat(f); os.unlink(f)',
+      'try: os.getxattr(sys.argv[1], "system.posix_acl_access")',
+      'except OSError as e: print(errno.errorcode[e.errno])',
+    ].join('\n'), join(mnt, 'probed')], { timeoutMs: 60_000 });
+    assert.equal(out.code, 0, out.stderr);
+    assert.equal(out.stdout, 'ENODATA\n');
+    const asked = (await ops('fs.getxattr')) - probes;
+    assert.ok(asked <= 5, `${asked} attribute probes asked of the agent for 50 rounds`);
+    assert.deepEqual(await readdir(join(slave.root, 'probed', 'u', 'd1')), []);
   });
 
   it('asks for a walk\'s next listings while the walk reads the ones it has, and for none when one directory is read', async () => {
