@@ -45,6 +45,32 @@ export interface DirModes {
   ino: number;
 }
 
+/**
+ * Directories' last-seen modes by path. `version` moves whenever one is added, altered (mode,
+ * owner, group, inode) or dropped: what was judged from them (CallerGate's searches) stands until
+ * then. Most updates bring the same modes again (a directory's times changed): they move nothing.
+ */
+class DirModesByPath extends Map<string, DirModes> {
+  version = 0;
+
+  override set(path: string, modes: DirModes): this {
+    const old = super.get(path);
+    if (old?.mode !== modes.mode || old.uid !== modes.uid || old.gid !== modes.gid || old.ino !== modes.ino) this.version++;
+    return super.set(path, modes);
+  }
+
+  override delete(path: string): boolean {
+    const had = super.delete(path);
+    if (had) this.version++;
+    return had;
+  }
+
+  override clear(): void {
+    if (this.size > 0) this.version++;
+    super.clear();
+  }
+}
+
 export interface CacheTimeouts {
   attrTtlMs: number;
   entryTtlMs: number;
@@ -79,7 +105,7 @@ export class AttrCache {
    * timeout, are replaced whenever the directory's attributes arrive, and are dropped with the
    * directory, or when the agent refuses a caller (the modes may have changed on the slave).
    */
-  private readonly dirModes = new Map<string, DirModes>();
+  private readonly dirModes = new DirModesByPath();
   /** Every path the four maps above hold, by directory: a subtree is dropped without a scan. */
   private readonly tree = new PathTree();
 
@@ -463,6 +489,11 @@ export class AttrCache {
   /** The last mode, owner and inode number seen of directory `dir`, for search checks and listings. */
   searchModes(dir: string): DirModes | undefined {
     return this.dirModes.get(dir);
+  }
+
+  /** Moves whenever a directory's last-seen modes are added, altered or dropped (searchModes). */
+  get searchModesVersion(): number {
+    return this.dirModes.version;
   }
 
   /**
