@@ -168,18 +168,19 @@ describe('flock(2) locks across an agent restart', () => {
       // way); /dev/null: reads at end of file at once, and it is opened again all the same.
       const devices = ['/dev/zero', '/dev/null'];
       const slaveTries = async () => [await tryLock(onSlave, 'ex'), ...await Promise.all(devices.map((d) => tryLock(d, 'ex')))];
+      const listedHeld = () => Promise.all([onSlave, ...devices].map(flockHeld));
       const holders = [await hold(join(mnt, 'held.lock'), 'ex'), ...await Promise.all(devices.map((d) => hold(join(dev, d.slice('/dev/'.length)), 'ex')))];
       try {
         assert.deepEqual(await slaveTries(), [1, 1, 1]);
         agent.child.kill('SIGKILL');
         await once(agent.child, 'exit').catch(() => undefined);
         assert.deepEqual(await slaveTries(), [0, 0, 0], 'the killed agent\'s locks outlived it');
-        assert.deepEqual(await Promise.all([onSlave, ...devices].map(flockHeld)), [false, false, false], '/proc/locks still lists them');
+        assert.deepEqual(await listedHeld(), [false, false, false], '/proc/locks still lists them');
         agent = await startAgentProcess(slave.nats.url, slave.agent.id, slave.root, ['--lock-lease', '3']);
         // Taken again once the mounts notice the new agent (at their next renewal, a third of the
         // lease, at the latest). Watched in the kernel's list, not tried: a try holds the lock while
         // it runs and could win it.
-        await waitFor('the locks to be taken again', async () => (await Promise.all([onSlave, ...devices].map(flockHeld))).every(Boolean), 20_000, 100);
+        await waitFor('the locks to be taken again', async () => (await listedHeld()).every(Boolean), 20_000, 100);
         assert.deepEqual(await slaveTries(), [1, 1, 1], 'the locks were not taken again');
       } finally {
         for (const holder of holders) await holder.release();
