@@ -252,6 +252,9 @@ export class FuseAdapter {
   /** The slave changed `name` in directory `dirPath` (null: anything in it). */
   invalidate(dirPath: string, name: string | null, entry: boolean): void {
     this.cache.invalidate(dirPath, name, entry);
+    if (!entry || name === null) return;
+    const dir = this.nodes.find(dirPath);
+    if (dir) this.nodes.otherNameChanged(dir, name);
   }
 
   /** Everything the kernel holds of the slave may be stale: drop it all. */
@@ -280,19 +283,27 @@ export class FuseAdapter {
    * `op` by the node's path; refused there (EACCES) for a caller other than root, by its other
    * names in turn. A file of several names is one node, named by its first: the caller may have
    * reached it by another while a directory on the first's way is closed to them, and the kernel
-   * let it (Linux checks the path the caller named, nothing else).
+   * let it (Linux checks the path the caller named, nothing else). Not found there (ENOENT), by
+   * its other names too: the first was removed by someone else, and the feed said so only for a
+   * whole directory or not at all (it was not live). The first name is dropped once another
+   * answered.
    */
   private async byName<T>(id: number, who: FuseCaller, op: (path: string) => Promise<T>): Promise<T> {
     const node = this.node(id);
+    const first = node.links[0];
     try {
       return await op(this.pathOf(id));
     } catch (err) {
-      if (errnoOf(err) !== 'EACCES' || who.uid === 0 || node.links.length < 2) throw err;
+      const errno = errnoOf(err);
+      const tryOthers = errno === 'ENOENT' ? !(err instanceof NoSuchNode) : errno === 'EACCES' && who.uid !== 0;
+      if (!tryOthers || node.links.length < 2) throw err;
       for (const path of this.nodes.otherPaths(node)) {
         try {
-          return await op(path);
+          const done = await op(path);
+          if (errno === 'ENOENT' && first && node.links[0] === first) this.nodes.unlinkName(first.parent, first.name);
+          return done;
         } catch (other) {
-          if (errnoOf(other) !== 'EACCES') throw other;
+          if (errnoOf(other) !== errno) throw other;
         }
       }
       throw err;

@@ -167,6 +167,19 @@ export class NodeTable {
     return node;
   }
 
+  /**
+   * Someone else (another master, a process on the slave) made `name` in `parent` mean another
+   * inode or none. A node with other names drops this one, so that its path is one that still
+   * holds: its first name removed on the slave, a hard link's other names were ENOENT for as long
+   * as the kernel kept the node. A node known by this name alone keeps it: the kernel may hold it
+   * as a working directory or an open file, and its next lookup of the name finds what the name
+   * means now (`looked` compares the inode).
+   */
+  otherNameChanged(parent: FsNode, name: string): void {
+    const node = this.child(parent, name);
+    if (node && node.links.length > 1) this.unlinkName(parent, name);
+  }
+
   /** A rename on the slave: the name moves, and with it every path below it. */
   renamed(parent: FsNode, name: string, newParent: FsNode, newName: string): void {
     this.unlinkName(newParent, newName);

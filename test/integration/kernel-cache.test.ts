@@ -8,7 +8,7 @@
  * inotify.
  */
 import assert from 'node:assert/strict';
-import { readFile, writeFile, stat, mkdir, appendFile } from 'node:fs/promises';
+import { appendFile, lstat, mkdir, readFile, readlink, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { sh, waitFor } from '../helpers/processes.js';
@@ -69,6 +69,19 @@ for (const mode of WATCH_MODES) describe(`kernel caching kept coherent by the sl
     assert.equal((await stat(join(mnt, 'h1'))).ino, (await stat(join(mnt, 'h2'))).ino);
     await sh(`rm '${join(mnt, 'h2')}'`);
     assert.equal((await stat(join(mnt, 'h1'))).nlink, 1);
+  });
+
+  it('keeps a hard link\'s other names when the slave removes the name the mount knew it by first', async () => {
+    await writeFile(join(mnt, 'first'), 'linked');
+    await sh(`ln '${join(mnt, 'first')}' '${join(mnt, 'second')}' && ln -s target '${join(mnt, 'sfirst')}' && ln '${join(mnt, 'sfirst')}' '${join(mnt, 'ssecond')}'`);
+    assert.equal((await stat(join(mnt, 'second'))).nlink, 2);
+    assert.equal((await lstat(join(mnt, 'ssecond'))).nlink, 2);
+    await sh(`rm '${join(slave.root, 'first')}' '${join(slave.root, 'sfirst')}'`);
+    await waitFor('one name left', async () => (await stat(join(mnt, 'second'))).nlink === 1, SEEN_WITHIN_MS, 1);
+    assert.equal(await readFile(join(mnt, 'second'), 'utf8'), 'linked');
+    await waitFor('one name of the link left', async () => (await lstat(join(mnt, 'ssecond'))).nlink === 1, SEEN_WITHIN_MS, 1);
+    assert.equal(await readlink(join(mnt, 'ssecond')), 'target');
+    await assert.rejects(stat(join(mnt, 'first')), { code: 'ENOENT' });
   });
 
   it('keeps nanoseconds both ways', async () => {
@@ -216,3 +229,30 @@ for (const mode of WATCH_MODES) describe(`a lost change feed (--watch-mode ${mod
   });
 });
 
+
+describe('without a change feed (--watch-max 0)', () => {
+  let slave: BareAgent;
+  let mounted: MountProcess;
+  let mnt: string;
+
+  before(async () => {
+    slave = await startBareAgent({ id: 'no-feed', agentArgs: ['--watch-max', '0'] });
+    mnt = join(slave.tmp, 'mnt');
+    await mkdir(mnt);
+    mounted = await startMountProcess(slave.nats.url, mnt, ['--agent', slave.agent.id]);
+  });
+  after(async () => {
+    await mounted?.stop();
+    await slave?.stop();
+  });
+
+  it('finds a hard link by its other names once the name it knew first is gone on the slave', async () => {
+    await writeFile(join(mnt, 'first'), 'linked');
+    await sh(`ln '${join(mnt, 'first')}' '${join(mnt, 'second')}'`);
+    assert.equal((await stat(join(mnt, 'second'))).nlink, 2);
+    await sh(`rm '${join(slave.root, 'first')}'`);
+    // Nothing says so: the kernel asks again once its short timeouts ran out.
+    await waitFor('one name left', async () => (await stat(join(mnt, 'second'))).nlink === 1, 10_000, 100);
+    assert.equal(await readFile(join(mnt, 'second'), 'utf8'), 'linked');
+  });
+});
