@@ -281,29 +281,28 @@ export class FuseAdapter {
 
   /**
    * `op` by the node's path; refused there (EACCES) for a caller other than root, by its other
-   * names in turn. A file of several names is one node, named by its first: the caller may have
-   * reached it by another while a directory on the first's way is closed to them, and the kernel
-   * let it (Linux checks the path the caller named, nothing else). Not found there (ENOENT), by
-   * its other names too: the first was removed by someone else, and the feed said so only for a
-   * whole directory or not at all (it was not live). The first name is dropped once another
-   * answered.
+   * names in turn. A file of several names is one node, named by one of them (NodeTable.pathOf):
+   * the caller may have reached it by another while a directory on that one's way is closed to
+   * them, and the kernel let it (Linux checks the path the caller named, nothing else). Not found
+   * there (ENOENT), by its other names too: someone else removed that name, and the feed said so
+   * only for a whole directory or not at all (it was not live); it is dropped once another answered.
    */
   private async byName<T>(id: number, who: FuseCaller, op: (path: string) => Promise<T>): Promise<T> {
     const node = this.node(id);
-    const first = node.links[0];
+    const path = this.pathOf(id);
     try {
-      return await op(this.pathOf(id));
+      return await op(path);
     } catch (err) {
       const errno = errnoOf(err);
-      const tryOthers = errno === 'ENOENT' ? !(err instanceof NoSuchNode) : errno === 'EACCES' && who.uid !== 0;
+      const tryOthers = errno === 'ENOENT' || (errno === 'EACCES' && who.uid !== 0);
       if (!tryOthers || node.links.length < 2) throw err;
-      for (const path of this.nodes.otherPaths(node)) {
+      for (const other of this.nodes.otherPaths(node, path)) {
         try {
-          const done = await op(path);
-          if (errno === 'ENOENT' && first && node.links[0] === first) this.nodes.unlinkName(first.parent, first.name);
+          const done = await op(other);
+          if (errno === 'ENOENT') this.nodes.nameGone(node, path);
           return done;
-        } catch (other) {
-          if (errnoOf(other) !== errno) throw other;
+        } catch (again) {
+          if (errnoOf(again) !== errno) throw again;
         }
       }
       throw err;

@@ -54,29 +54,40 @@ export class NodeTable {
     return this.byId.get(id);
   }
 
-  /** The node's path on the slave; null once all its names are gone. */
+  /**
+   * The node's path on the slave: its first name whose directory still has one (a name in a
+   * directory since removed or replaced by someone else names nothing); null once none is left.
+   */
   pathOf(node: FsNode): string | null {
     if (node === this.root) return '/';
     if (node.path !== undefined && node.epoch === this.epoch) return node.path;
-    const link = node.links[0];
-    const path = link ? this.linkPath(link) : null;
-    if (path === null) return null;
-    node.path = path;
-    node.epoch = this.epoch;
-    return path;
+    for (const link of node.links) {
+      const path = this.linkPath(link);
+      if (path === null) continue;
+      node.path = path;
+      node.epoch = this.epoch;
+      return path;
+    }
+    return null;
   }
 
   /**
-   * The node's other paths (hard links), after its first: one of them may be where a caller can
-   * reach it when the first is not (a directory on its way closed to them).
+   * The node's paths other than `path` (hard links): one of them may be where a caller can reach
+   * it when `path` is closed to them (a directory on its way), or gone.
    */
-  otherPaths(node: FsNode): string[] {
+  otherPaths(node: FsNode, path: string): string[] {
     const paths: string[] = [];
-    for (const link of node.links.slice(1)) {
-      const path = this.linkPath(link);
-      if (path !== null) paths.push(path);
+    for (const link of node.links) {
+      const other = this.linkPath(link);
+      if (other !== null && other !== path) paths.push(other);
     }
     return paths;
+  }
+
+  /** `path` no longer names `node` on the slave (someone else removed it): the node keeps its other names. */
+  nameGone(node: FsNode, path: string): void {
+    const link = node.links.find((l) => this.linkPath(l) === path);
+    if (link) this.unlinkName(link.parent, link.name);
   }
 
   /** The path one link gives; null once its parent's names are gone. */
@@ -162,7 +173,9 @@ export class NodeTable {
     this.byLink.delete(k);
     const at = node.links.findIndex((l) => l.parent === parent && l.name === name);
     if (at >= 0) node.links.splice(at, 1);
-    if (at === 0) this.epoch++;
+    // Whichever name gave the node's path (pathOf skips names in directories gone), and the paths
+    // of everything below a directory, are worked out again.
+    if (at >= 0) this.epoch++;
     if (node.links.length === 0 && this.byIno.get(node.ino) === node) this.byIno.delete(node.ino);
     return node;
   }
@@ -177,7 +190,8 @@ export class NodeTable {
    */
   otherNameChanged(parent: FsNode, name: string): void {
     const node = this.child(parent, name);
-    if (node && node.links.length > 1) this.unlinkName(parent, name);
+    if (!node || node.links.length < 2) return;
+    if (node.links.some((l) => (l.parent !== parent || l.name !== name) && this.linkPath(l) !== null)) this.unlinkName(parent, name);
   }
 
   /** A rename on the slave: the name moves, and with it every path below it. */

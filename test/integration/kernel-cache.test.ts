@@ -255,4 +255,18 @@ describe('without a change feed (--watch-max 0)', () => {
     await waitFor('one name left', async () => (await stat(join(mnt, 'second'))).nlink === 1, 10_000, 100);
     assert.equal(await readFile(join(mnt, 'second'), 'utf8'), 'linked');
   });
+
+  it('finds a hard link by its other names once the directory of the name it knew first is replaced on the slave', async () => {
+    const [old, stays] = [join(slave.root, 'replaced'), join(slave.root, 'stays')];
+    await sh(`mkdir '${old}' '${stays}' && echo linked > '${old}/f' && ln '${old}/f' '${stays}/g' && ln -s target '${old}/s' && ln '${old}/s' '${stays}/t'`);
+    // Looked up by the name in `replaced` first: the mount names each file by that one.
+    for (const name of ['replaced/f', 'stays/g', 'replaced/s', 'stays/t']) assert.equal((await lstat(join(mnt, name))).nlink, 2);
+    // Made before the old one goes, so that it cannot get the old one's inode number back.
+    await sh(`mkdir '${slave.root}/new' && rm -r '${old}' && mv '${slave.root}/new' '${old}'`);
+    // The mount learns the name is another directory now: the one it had, and the names in it, have no path.
+    const { ino } = await stat(old);
+    await waitFor('the new directory', async () => (await stat(join(mnt, 'replaced'))).ino === ino, 10_000, 100);
+    assert.equal(await readFile(join(mnt, 'stays', 'g'), 'utf8'), 'linked\n');
+    assert.equal(await readlink(join(mnt, 'stays', 't')), 'target');
+  });
 });
