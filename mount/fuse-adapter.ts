@@ -432,7 +432,11 @@ export class FuseAdapter {
         const node = this.nodes.linked(this.node(ino), this.node(ino2), name, attr);
         b.replyEntry(handle, node.id, packAttr(b, attr, this.attrScratch), this.cache.current.entry, this.attrTimeout(attr, this.cache.current.attr));
       }),
-      UNLINK: ({ handle, ino }, who, name) => this.run(handle, 'unlink', () => fs.unlink(this.childPath(ino, name), who), () => {
+      UNLINK: ({ handle, ino }, who, name) => this.run(handle, 'unlink', () => {
+        const path = this.childPath(ino, name);
+        const gone = this.nodes.child(this.node(ino), name);
+        return fs.unlink(path, who, gone && gone.links.length > 1 ? this.nodes.otherPaths(gone, path)[0] : undefined);
+      }, () => {
         this.nodes.unlinkName(this.node(ino), name);
         this.ok(handle)();
       }),

@@ -73,7 +73,11 @@ export interface MountFs {
   copyRange(
     path: string | null, fh: number, offset: number, pathOut: string | null, fhOut: number, offsetOut: number, length: number, caller: FuseCaller,
   ): Promise<number>;
-  unlink(path: string, caller: FuseCaller): Promise<void>;
+  /**
+   * `otherName`: another path of the same file the mount knows (a hard link), which what is
+   * kept by the removed name (open files, written data not yet durable) moves to.
+   */
+  unlink(path: string, caller: FuseCaller, otherName?: string): Promise<void>;
   /**
    * 'same': both names were links to one file, which rename(2) leaves as they were (POSIX).
    * `flag`: renameat2's RENAME_NOREPLACE (EEXIST if `to` exists) or RENAME_EXCHANGE (the two

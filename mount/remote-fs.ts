@@ -1053,10 +1053,14 @@ export class RemoteFs extends MountFsBase {
     return (await this.onFile(file, 'fs.lseek', (h) => ({ fh: h, offset, whence }))).offset;
   }
 
-  override async unlink(path: string, caller: FuseCaller): Promise<void> {
+  override async unlink(path: string, caller: FuseCaller, otherName?: string): Promise<void> {
     this.wholes.drop(path);
+    // The file keeps `otherName` (the cache says it is the same inode): what this name kept goes there.
+    const known = otherName === undefined ? undefined : this.cache.inodeOf(path);
+    const keeps = known !== undefined && otherName !== undefined && this.cache.inodeOf(otherName)?.ino === known.ino ? otherName : undefined;
     if (this.predict.change(path) && this.unrefused.mayUnlink(path) && this.gate.predictsRemoval(path, caller)) {
-      this.retained.unlinked(path);
+      if (keeps !== undefined) this.retained.movedTo(path, keeps);
+      else this.retained.unlinked(path);
       return this.unrefused.unlink(path);
     }
     // Its data first: the reply says what the file is now, for the names it keeps.
@@ -1064,6 +1068,14 @@ export class RemoteFs extends MountFsBase {
     await this.openBeforeNameGoes(path);
     const { attr } = await this.call('fs.unlink', { path }, caller);
     this.cache.removed(path, false);
+    if (attr && keeps !== undefined) {
+      // Open files go on by the name left, as after a rename: one opened again on a restarted
+      // agent is found there, and so is the data written to it not yet durable.
+      this.unrefused.keptName(path, attrFromWire(attr));
+      this.files.renamed(path, keeps);
+      this.retained.movedTo(path, keeps);
+      return;
+    }
     if (attr) {
       this.losingName(path);
       this.unrefused.keptName(path, attrFromWire(attr));

@@ -119,6 +119,22 @@ export class RetainedWrites {
     this.replace(path, this.byPath.get(path) ?? [], []);
   }
 
+  /**
+   * The name `from` went while its file keeps the name `to` (a hard link): what is kept by
+   * `from` joins what `to` has, so that a rewrite after a restart finds the file by a name it
+   * still has.
+   */
+  movedTo(from: string, to: string): void {
+    const list = this.byPath.get(from);
+    if (!list) return;
+    const told = this.told.get(from);
+    this.byPath.delete(from);
+    this.told.delete(from);
+    // A rewrite sends a file's entries in the order the agent applied them (their seq).
+    this.byPath.set(to, [...(this.byPath.get(to) ?? []), ...list]);
+    if (told && !this.told.has(to)) this.told.set(to, told);
+  }
+
   /** `from` took the name `to`; a directory (`tree`) takes what is retained below it along. */
   renamed(from: string, to: string, tree = true): void {
     this.unlinked(to);

@@ -122,6 +122,50 @@ describe('surviving the slave', () => {
     }
   });
 
+  it('a file open under a name removed through the mount goes on by the name it has left across a restart', async () => {
+    const [first, second] = [join(mnt, 'relinked-first'), join(mnt, 'relinked-second')];
+    const script = [
+      'import os, sys',
+      `fd = os.open("${first}", os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)`,
+      'os.write(fd, b"x" * 100)',
+      `os.link("${first}", "${second}")`,
+      `os.unlink("${first}")`,
+      // A write asks the kernel's security.capability probe of the file by its name left: answered
+      // now, the one below is answered from what the mount knows while the agent is stopped.
+      'os.write(fd, b"z" * 10)',
+      'print("ready", flush=True)',
+      'sys.stdin.readline()',
+      'os.write(fd, b"y" * 100)',
+      'print("written", flush=True)',
+      'sys.stdin.readline()',
+      'os.close(fd)',
+      `print("read", open("${second}", "rb").read().decode(), flush=True)`,
+    ].join('\n');
+    const writer = spawn('python3', ['-c', script], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    writer.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    writer.stderr.on('data', (d: Buffer) => { out += d.toString(); });
+    try {
+      await waitFor('the first name removed', () => out.includes('ready'), 20_000);
+      // Stopped, the agent takes the write and never answers it: it is sent again after the restart,
+      // by a handle opened again by the file's remaining name.
+      agent.child.kill('SIGSTOP');
+      writer.stdin.write('\n');
+      await waitFor('the write to be answered', () => out.includes('written'), 20_000);
+      await new Promise((r) => setTimeout(r, 200));
+      await crashAgent(500);
+      writer.stdin.end('\n');
+      const [code] = (await once(writer, 'exit')) as [number | null];
+      assert.equal(code, 0, out);
+      const written = 'x'.repeat(100) + 'z'.repeat(10) + 'y'.repeat(100);
+      assert.match(out, new RegExp(`read ${written}`));
+      assert.equal(await readFile(join(slave.root, 'relinked-second'), 'utf8'), written);
+    } finally {
+      if (writer.exitCode === null) writer.kill('SIGKILL');
+      agent.child.kill('SIGCONT');
+    }
+  });
+
   it('with --slave-wait 2 and the agent gone, stat fails with EIO after about 2 s, and works once the agent is back', async () => {
     const quick = join(slave.tmp, 'quick');
     await mkdir(quick);
